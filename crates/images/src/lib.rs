@@ -1,0 +1,2 @@
+//! CRIU's image format.
+#![forbid(unsafe_code)]

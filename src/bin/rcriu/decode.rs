@@ -1,0 +1,8 @@
+//! `rcriu decode`.
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("decode is being written")
+}

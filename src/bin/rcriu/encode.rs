@@ -1,0 +1,8 @@
+//! `rcriu encode`.
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("encode is being written")
+}
