@@ -1,0 +1,71 @@
+//! Compiles the schema in `proto/` with protox (no `protoc` needed):
+//! - `images.fds` / `rpc.fds`: the encoded descriptor sets, options
+//!   included, for the JSON layer;
+//! - `images/_.rs` / `rpc/_.rs`: prost structs for the engine, in which
+//!   every `string` field is typed as bytes (CRIU stores kernel names,
+//!   which need not be UTF-8, and never checks them).
+
+use std::error::Error;
+use std::path::{Path, PathBuf};
+
+use prost::Message as _;
+use prost_types::field_descriptor_proto::Type;
+use prost_types::{DescriptorProto, FileDescriptorSet};
+
+const IMAGE_PROTOS: &[&str] = &[
+    "opts.proto",
+    "common.proto",
+    "arch.proto",
+    "task.proto",
+    "memory.proto",
+    "sockets.proto",
+    "namespaces.proto",
+    "files.proto",
+    "service.proto",
+];
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
+    let proto_dir = manifest.join("../../proto");
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    println!("cargo::rerun-if-changed={}", proto_dir.display());
+    compile(&proto_dir, IMAGE_PROTOS, &out, "images")?;
+    compile(&proto_dir, &["rpc.proto"], &out, "rpc")?;
+    Ok(())
+}
+
+fn compile(dir: &Path, files: &[&str], out: &Path, name: &str) -> Result<(), Box<dyn Error>> {
+    for f in files {
+        println!("cargo::rerun-if-changed={}", dir.join(f).display());
+    }
+    let mut compiler = protox::Compiler::new([dir])?;
+    compiler.include_imports(true);
+    compiler.include_source_info(false);
+    compiler.open_files(files)?;
+    std::fs::write(out.join(format!("{name}.fds")), compiler.encode_file_descriptor_set())?;
+
+    let mut set = FileDescriptorSet::decode(compiler.encode_file_descriptor_set().as_slice())?;
+    set.file.retain(|f| !f.name().starts_with("google/"));
+    for file in &mut set.file {
+        for msg in &mut file.message_type {
+            strings_as_bytes(msg);
+        }
+    }
+    let dest = out.join(name);
+    std::fs::create_dir_all(&dest)?;
+    prost_build::Config::new()
+        .out_dir(&dest)
+        .compile_fds(set)?;
+    Ok(())
+}
+
+fn strings_as_bytes(msg: &mut DescriptorProto) {
+    for field in &mut msg.field {
+        if field.r#type() == Type::String {
+            field.set_type(Type::Bytes);
+        }
+    }
+    for nested in &mut msg.nested_type {
+        strings_as_bytes(nested);
+    }
+}
