@@ -1,0 +1,95 @@
+//! compel's errors.
+
+use std::io;
+
+use rcriu_proc::Pid;
+
+/// Everything that can go wrong while seizing, infecting or curing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what} of task {tid}")]
+    Ptrace {
+        what: &'static str,
+        tid: Pid,
+        #[source]
+        source: io::Error,
+    },
+    #[error("reading /proc of task {pid}")]
+    Proc {
+        pid: Pid,
+        #[source]
+        source: rcriu_proc::Error,
+    },
+    #[error("process {pid} does not exist")]
+    NoSuchProcess { pid: Pid },
+    #[error("process {pid} exited while being dumped")]
+    Exited { pid: Pid },
+    #[error("process {pid} is a zombie")]
+    Zombie { pid: Pid },
+    #[error("process {pid} is traced by process {tracer}")]
+    Traced { pid: Pid, tracer: Pid },
+    #[error("process {pid}'s thread-group leader is dead while {threads} threads live on")]
+    DeadLeader { pid: Pid, threads: u32 },
+    #[error("process {pid} is rcriu itself or one of its ancestors")]
+    SelfDump { pid: Pid },
+    #[error("task {tid} runs in 32-bit mode, which is not supported")]
+    Compat { tid: Pid },
+    #[error("task {tid} has a pending SIGTRAP, which the parasite cannot coexist with")]
+    PendingSigtrap { tid: Pid },
+    #[error("task {tid} stopped unexpectedly: {what}")]
+    UnexpectedStop { tid: Pid, what: String },
+    #[error("task {tid} has no `syscall` instruction in an executable mapping")]
+    NoSyscallInsn { tid: Pid },
+    #[error("remote {name} in task {tid} failed")]
+    RemoteSyscall {
+        name: &'static str,
+        tid: Pid,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{what} for the parasite of task {pid}")]
+    Host {
+        what: &'static str,
+        pid: Pid,
+        #[source]
+        source: io::Error,
+    },
+    #[error("parasite in task {pid}: command {cmd} failed at {at}")]
+    Command {
+        pid: Pid,
+        cmd: &'static str,
+        at: i32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("parasite in task {pid}: {what}")]
+    Protocol { pid: Pid, what: String },
+    #[error("fault injected at point {0} (RCRIU_FAULT)")]
+    Fault(u32),
+    #[error("interrupted by a signal")]
+    Interrupted,
+}
+
+/// compel's result.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// A ptrace error, made from the `io::Error` of the request.
+    pub(crate) fn ptrace(what: &'static str, tid: Pid) -> impl FnOnce(io::Error) -> Error {
+        move |source| Error::Ptrace { what, tid, source }
+    }
+
+    pub(crate) fn host(what: &'static str, pid: Pid) -> impl FnOnce(io::Error) -> Error {
+        move |source| Error::Host { what, pid, source }
+    }
+
+    pub(crate) fn proc(pid: Pid) -> impl FnOnce(rcriu_proc::Error) -> Error {
+        move |source| {
+            if source.is_vanished() {
+                Error::Exited { pid }
+            } else {
+                Error::Proc { pid, source }
+            }
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! Seizing: every thread of a process stopped under ptrace, and released
+//! exactly as it was.
+//!
+//! Each thread is attached with `PTRACE_SEIZE` (which does not stop it
+//! and leaves its signal and group-stop state alone) and stopped with
+//! `PTRACE_INTERRUPT`. The task list is read again until a pass finds no
+//! thread that is not seized yet, so threads created meanwhile are caught
+//! and threads that exit are dropped. A process that was stopped (SIGSTOP
+//! and friends) is stopped again when released.
+
+use std::cell::Cell;
+use std::collections::BTreeSet;
+
+use rcriu_proc::{Pid, SigSet, TaskState};
+
+use crate::sys::{self, Wait};
+use crate::{Error, Result};
+
+/// How many passes over the task list before giving up on a process whose
+/// threads keep spawning faster than we seize them.
+const MAX_SEIZE_PASSES: usize = 64;
+
+/// One seized thread.
+#[derive(Debug)]
+pub struct Thread {
+    pub tid: Pid,
+    /// The stop signal of the group stop the thread was in when seized
+    /// (the process was stopped), if any.
+    pub stopped_by: Option<i32>,
+    /// A stop signal that arrived while we held the thread and was held
+    /// back; it is sent again on release.
+    pub(crate) restop: Cell<Option<i32>>,
+    /// Other signals someone sent meanwhile and we held back (a bit per
+    /// signal), sent again on release.
+    pub(crate) resend: Cell<u64>,
+    /// Seccomp mode (0 none, 1 strict, 2 filter).
+    pub seccomp: u32,
+}
+
+/// A process with every thread seized and stopped. Dropping it releases
+/// the threads; [`Seized::release`] does so and reports errors.
+#[derive(Debug)]
+pub struct Seized {
+    pid: Pid,
+    threads: Vec<Thread>,
+    released: bool,
+}
+
+fn is_stop_signal(sig: i32) -> bool {
+    matches!(
+        sig,
+        libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+    )
+}
+
+fn options(seccomp: u32) -> u32 {
+    let mut o = sys::PTRACE_O_TRACESYSGOOD;
+    if seccomp != 0 {
+        // Let the parasite's syscalls through the task's filters.
+        o |= sys::PTRACE_O_SUSPEND_SECCOMP;
+    }
+    o
+}
+
+fn seccomp_mode(s: &rcriu_proc::Status) -> u32 {
+    match s.seccomp {
+        Some(rcriu_proc::SeccompMode::Strict) => 1,
+        Some(rcriu_proc::SeccompMode::Filter) => 2,
+        Some(rcriu_proc::SeccompMode::Other(n)) => n,
+        _ => 0,
+    }
+}
+
+/// Whether `pid` is rcriu or one of its ancestors (dumping those would
+/// freeze ourselves).
+fn is_self_or_ancestor(pid: Pid) -> bool {
+    let mut cur = std::process::id() as Pid;
+    for _ in 0..4096 {
+        if cur == pid {
+            return true;
+        }
+        if cur <= 1 {
+            return false;
+        }
+        match rcriu_proc::Task::open(cur).and_then(|mut t| t.status()) {
+            Ok(s) => cur = s.ppid,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+impl Seized {
+    /// Seizes every thread of process `pid`.
+    pub fn seize(pid: Pid) -> Result<Seized> {
+        if pid <= 0 {
+            return Err(Error::NoSuchProcess { pid });
+        }
+        if is_self_or_ancestor(pid) {
+            return Err(Error::SelfDump { pid });
+        }
+        let status = rcriu_proc::Task::open(pid)
+            .and_then(|mut t| t.status())
+            .map_err(|e| {
+                if e.is_vanished() {
+                    Error::NoSuchProcess { pid }
+                } else {
+                    Error::Proc { pid, source: e }
+                }
+            })?;
+        if status.tgid != pid {
+            // A thread id, not a process: CRIU takes processes only.
+            return Err(Error::NoSuchProcess { pid });
+        }
+        if status.tracer_pid != 0 {
+            return Err(Error::Traced {
+                pid,
+                tracer: status.tracer_pid,
+            });
+        }
+        if status.state == Some(TaskState::Zombie) || status.state == Some(TaskState::Dead) {
+            if status.threads > 1 {
+                return Err(Error::DeadLeader {
+                    pid,
+                    threads: status.threads,
+                });
+            }
+            return Err(Error::Zombie { pid });
+        }
+
+        let mut seized = Seized {
+            pid,
+            threads: Vec::new(),
+            released: false,
+        };
+        let mut known = BTreeSet::new();
+        for _ in 0..MAX_SEIZE_PASSES {
+            let tids = rcriu_proc::Task::open(pid)
+                .and_then(|t| t.tasks())
+                .map_err(Error::proc(pid))?;
+            let new: Vec<Pid> = tids.into_iter().filter(|t| !known.contains(t)).collect();
+            if new.is_empty() {
+                if seized.threads.is_empty() {
+                    return Err(Error::Exited { pid });
+                }
+                seized.check_leader()?;
+                log::info!("seized process {pid}: {} thread(s)", seized.threads.len());
+                return Ok(seized);
+            }
+            for tid in new {
+                known.insert(tid);
+                if let Some(t) = seize_thread(pid, tid)? {
+                    seized.threads.push(t);
+                }
+            }
+        }
+        Err(Error::UnexpectedStop {
+            tid: pid,
+            what: format!("threads keep appearing after {MAX_SEIZE_PASSES} passes"),
+        })
+    }
+
+    /// The leader must be among the seized threads: a dead leader with
+    /// live threads cannot be dumped.
+    fn check_leader(&self) -> Result<()> {
+        if self.threads.iter().any(|t| t.tid == self.pid) {
+            return Ok(());
+        }
+        Err(Error::DeadLeader {
+            pid: self.pid,
+            threads: self.threads.len() as u32,
+        })
+    }
+
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    pub fn threads(&self) -> &[Thread] {
+        &self.threads
+    }
+
+    pub fn thread(&self, tid: Pid) -> Option<&Thread> {
+        self.threads.iter().find(|t| t.tid == tid)
+    }
+
+    /// The thread-group leader.
+    pub fn leader(&self) -> &Thread {
+        self.thread(self.pid)
+            .expect("check_leader made sure the leader is seized")
+    }
+
+    /// Whether the process was stopped (by a stop signal) when seized.
+    pub fn was_stopped(&self) -> bool {
+        self.threads.iter().any(|t| t.stopped_by.is_some())
+    }
+
+    /// Detaches every thread, leaving the process running, or stopped
+    /// again if it was stopped.
+    pub fn release(mut self) -> Result<()> {
+        self.release_inner()
+    }
+
+    /// Kills the process (SIGKILL) and detaches: the end of a dump that
+    /// does not leave the process running.
+    pub fn kill(mut self) -> Result<()> {
+        self.released = true;
+        let r = sys::kill(self.pid, libc::SIGKILL).map_err(Error::ptrace("kill", self.pid));
+        for t in &self.threads {
+            // A killed tracee may already be gone.
+            let _ = sys::detach(t.tid, 0);
+        }
+        r
+    }
+
+    fn release_inner(&mut self) -> Result<()> {
+        if self.released {
+            return Ok(());
+        }
+        self.released = true;
+        let restop = self
+            .threads
+            .iter()
+            .find_map(|t| t.stopped_by.or(t.restop.get()));
+        if let Some(sig) = restop {
+            // Queued while the threads are still trapped: the group stop
+            // happens as they are let go.
+            if let Err(e) = sys::kill(self.pid, sig) {
+                log::error!(
+                    "cannot stop process {} again with signal {sig}: {e}",
+                    self.pid
+                );
+            }
+        }
+        for t in &self.threads {
+            let mask = t.resend.get();
+            for sig in (1..=64).filter(|s| mask & (1u64 << (s - 1)) != 0) {
+                if let Err(e) = sys::tgkill(self.pid, t.tid, sig) {
+                    log::error!("cannot send signal {sig} to task {} again: {e}", t.tid);
+                }
+            }
+        }
+        let mut first_err = None;
+        for t in &self.threads {
+            if let Err(e) = sys::detach(t.tid, 0) {
+                // ESRCH: the thread died meanwhile; nothing left to free.
+                if e.raw_os_error() != Some(libc::ESRCH) {
+                    log::error!("cannot detach from task {}: {e}", t.tid);
+                    first_err.get_or_insert(Error::Ptrace {
+                        what: "detaching",
+                        tid: t.tid,
+                        source: e,
+                    });
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => {
+                log::info!("released process {}", self.pid);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for Seized {
+    fn drop(&mut self) {
+        let _ = self.release_inner();
+    }
+}
+
+/// Seizes and stops one thread; `None` if it exited before we could.
+fn seize_thread(pid: Pid, tid: Pid) -> Result<Option<Thread>> {
+    let st = match task_status(pid, tid) {
+        Ok(s) => s,
+        Err(e) if e.is_vanished() => return Ok(None),
+        Err(e) => return Err(Error::Proc { pid, source: e }),
+    };
+    if st.state == Some(TaskState::Zombie) || st.state == Some(TaskState::Dead) {
+        // An exited thread not yet reaped: nothing to dump.
+        return Ok(None);
+    }
+    let seccomp = seccomp_mode(&st);
+    if let Err(e) = sys::seize(tid, options(seccomp)) {
+        return match e.raw_os_error() {
+            Some(libc::ESRCH) => Ok(None),
+            Some(libc::EPERM) => {
+                let tracer = task_status(pid, tid).map(|s| s.tracer_pid).unwrap_or(0);
+                if tracer != 0 {
+                    Err(Error::Traced { pid, tracer })
+                } else {
+                    Err(Error::Ptrace {
+                        what: "seizing",
+                        tid,
+                        source: e,
+                    })
+                }
+            }
+            _ => Err(Error::Ptrace {
+                what: "seizing",
+                tid,
+                source: e,
+            }),
+        };
+    }
+    match stop_seized(pid, tid, seccomp) {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            let _ = sys::detach(tid, 0);
+            Err(e)
+        }
+    }
+}
+
+/// Interrupts a freshly seized thread and waits until it is in a
+/// ptrace stop we can work from.
+fn stop_seized(pid: Pid, tid: Pid, seccomp: u32) -> Result<Option<Thread>> {
+    match sys::interrupt(tid) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(None),
+        Err(e) => return Err(Error::ptrace("interrupting", tid)(e)),
+    }
+    let mut stopped_by = None;
+    loop {
+        match sys::wait(tid, 0).map_err(Error::ptrace("waiting for", tid))? {
+            Wait::Exited(_) | Wait::Killed(_) => return Ok(None),
+            Wait::Nothing => continue,
+            Wait::Stopped { sig, event, .. } => {
+                if event == sys::PTRACE_EVENT_STOP {
+                    if is_stop_signal(sig) {
+                        // A group stop: the process was (or is being)
+                        // stopped. Resume it under ptrace; the pending
+                        // interrupt traps it again right away.
+                        stopped_by = Some(sig);
+                        sys::cont(tid, 0).map_err(Error::ptrace("resuming", tid))?;
+                        continue;
+                    }
+                    break;
+                }
+                // A signal arrived before the interrupt took: stop signals
+                // are held back for the release, others delivered as they
+                // would have been.
+                if is_stop_signal(sig) {
+                    stopped_by = Some(sig);
+                    sys::cont(tid, 0).map_err(Error::ptrace("resuming", tid))?;
+                } else {
+                    sys::cont(tid, sig).map_err(Error::ptrace("resuming", tid))?;
+                }
+            }
+        }
+    }
+    // The parasite runs with SIGTRAP unblocked and traps on int3: a pending
+    // SIGTRAP would be mistaken for it.
+    let st = task_status(pid, tid).map_err(Error::proc(pid))?;
+    if has_sig(st.sig_pnd, libc::SIGTRAP) || has_sig(st.shd_pnd, libc::SIGTRAP) {
+        return Err(Error::PendingSigtrap { tid });
+    }
+    log::debug!("seized task {tid} (stopped by {stopped_by:?}, seccomp {seccomp})");
+    Ok(Some(Thread {
+        tid,
+        stopped_by,
+        restop: Cell::new(None),
+        resend: Cell::new(0),
+        seccomp,
+    }))
+}
+
+fn has_sig(set: SigSet, sig: i32) -> bool {
+    set.has(sig)
+}
+
+fn task_status(pid: Pid, tid: Pid) -> rcriu_proc::Result<rcriu_proc::Status> {
+    rcriu_proc::Task::open_thread(pid, tid)?.status()
+}

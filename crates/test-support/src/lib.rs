@@ -1,0 +1,279 @@
+//! What rcriu's end-to-end tests share.
+//!
+//! Workloads are small C programs in `tests/workloads/` (as CRIU's zdtm
+//! tests are), built on first use with `gcc`, each told apart by a first
+//! line `// build: FLAGS` when it needs flags. A workload sets up its state,
+//! prints `ready` on stdout (then points stdout at /dev/null, so that the
+//! dump sees no pipe), waits for SIGUSR1, checks every piece of its state,
+//! writes `PASS` or `FAIL: why` to the file named by its first argument and
+//! exits 0 or 1.
+//!
+//! # Safety
+//! `unsafe` here only wraps plain libc calls (setsid in the child before
+//! exec, prctl, kill, waitpid), each with a `// SAFETY:` comment.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+/// Fails the test unless it runs as root: the suite needs ptrace, clone3
+/// with set_tid, namespaces. It fails rather than skips: a skipped test
+/// proves nothing.
+pub fn require_root() {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test must run as root (it traces and restores real processes)"
+    );
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the workspace root exists")
+}
+
+/// Serialises the tests of one binary that trace or restore processes.
+pub fn trace_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Builds `tests/workloads/<name>.c` (once per run) and returns the
+/// binary's path.
+pub fn workload(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = built.iter().find(|(n, _)| n == name) {
+        return p.clone();
+    }
+    let root = workspace_root();
+    let src = root.join("tests/workloads").join(format!("{name}.c"));
+    let text = std::fs::read_to_string(&src)
+        .unwrap_or_else(|e| panic!("reading workload {}: {e}", src.display()));
+    let flags: Vec<String> = text
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("// build:"))
+        .map(|f| f.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    let out_dir = Path::new(env!("RCRIU_WORKLOADS_DIR"));
+    std::fs::create_dir_all(&out_dir).expect("creating the workloads directory");
+    let out = out_dir.join(name);
+    let status = Command::new("gcc")
+        .args(["-O2", "-g", "-Wall", "-Werror", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .args(&flags)
+        .status()
+        .unwrap_or_else(|e| panic!("running gcc for workload {name} (is gcc installed?): {e}"));
+    assert!(status.success(), "gcc failed to build workload {name}");
+    built.push((name.to_string(), out.clone()));
+    out
+}
+
+/// A running workload, killed and reaped on drop.
+#[derive(Debug)]
+pub struct Workload {
+    pub pid: i32,
+    pub outfile: PathBuf,
+    /// `key value` lines the workload printed before `ready`: what it set
+    /// up, for the test to compare with what rcriu reads.
+    pub facts: Vec<(String, String)>,
+    child: Option<std::process::Child>,
+    _dir: TempDir,
+}
+
+/// A temporary directory removed on drop.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("rcriu-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("creating a temporary directory");
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Workload {
+    /// Starts workload `name` with `args` in a new session and waits until
+    /// it says `ready`.
+    pub fn start(name: &str, args: &[&str]) -> Workload {
+        let bin = workload(name);
+        let dir = TempDir::new(name);
+        let outfile = dir.path().join("verdict");
+        let mut cmd = Command::new(&bin);
+        cmd.arg(&outfile)
+            .args(args)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        // SAFETY: setsid is async-signal-safe, as pre_exec requires.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting workload {name}: {e}"));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut reader = BufReader::new(stdout);
+        let mut facts = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = reader
+                .read_line(&mut line)
+                .unwrap_or_else(|e| panic!("reading workload {name}'s readiness: {e}"));
+            assert!(n > 0, "workload {name} exited before getting ready");
+            let line = line.trim();
+            if line == "ready" {
+                break;
+            }
+            let (k, v) = line.split_once(' ').unwrap_or((line, ""));
+            facts.push((k.to_string(), v.to_string()));
+        }
+        Workload {
+            pid: child.id() as i32,
+            outfile,
+            facts,
+            child: Some(child),
+            _dir: dir,
+        }
+    }
+
+    /// The value of fact `key` (see [`Workload::facts`]).
+    pub fn fact(&self, key: &str) -> &str {
+        self.facts
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("the workload printed no fact {key:?}"))
+    }
+
+    /// Fact `key` as a number (decimal, or hex with 0x).
+    pub fn fact_u64(&self, key: &str) -> u64 {
+        parse_num(self.fact(key)).unwrap_or_else(|| panic!("fact {key} is not a number"))
+    }
+
+    /// Tells the workload to check itself, waits for it to exit and
+    /// returns its verdict (`Ok` for PASS, `Err(text)` otherwise).
+    pub fn verdict(mut self) -> Result<(), String> {
+        signal(self.pid, libc::SIGUSR1);
+        let Some(child) = self.child.take() else {
+            return Err("no child".into());
+        };
+        let status = wait_exit(child.id() as i32)?;
+        // The child is reaped; forget it without waiting again.
+        std::mem::forget(child);
+        let text = std::fs::read_to_string(&self.outfile).unwrap_or_default();
+        if status == 0 && text.trim() == "PASS" {
+            Ok(())
+        } else {
+            Err(format!("exit status {status:#x}: {}", text.trim()))
+        }
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Sends `sig` to `pid`.
+pub fn signal(pid: i32, sig: i32) {
+    // SAFETY: a plain kill(2).
+    let r = unsafe { libc::kill(pid, sig) };
+    assert_eq!(
+        r,
+        0,
+        "kill({pid}, {sig}) failed: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Lines of `/proc/PID/status` that start with any of `prefixes`.
+pub fn status_lines(pid: i32, prefixes: &[&str]) -> Vec<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("reading status");
+    text.lines()
+        .filter(|l| prefixes.iter().any(|p| l.starts_with(p)))
+        .map(String::from)
+        .collect()
+}
+
+/// Makes the test process a child subreaper, so that it can wait for
+/// processes a restore detached.
+pub fn become_subreaper() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        // SAFETY: a plain prctl with integer arguments.
+        let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        assert_eq!(r, 0, "PR_SET_CHILD_SUBREAPER failed");
+    });
+}
+
+/// Parses a decimal or 0x-prefixed hex number.
+pub fn parse_num(s: &str) -> Option<u64> {
+    let s = s.trim();
+    match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// How long a test waits for a process to exit before calling it hung: a
+/// guard against a hang, not a timing the test depends on.
+pub const HANG_GUARD: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Waits for `pid` (a child, or a process we are subreaper of) to exit;
+/// returns its raw wait status. Kills it and fails after [`HANG_GUARD`].
+pub fn wait_exit(pid: i32) -> Result<i32, String> {
+    let start = std::time::Instant::now();
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes one int to `status`.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::__WALL) };
+        if r == pid {
+            return Ok(status);
+        }
+        if r < 0 {
+            return Err(format!(
+                "waitpid({pid}): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        if start.elapsed() > HANG_GUARD {
+            // SAFETY: a plain kill(2).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return Err(format!("process {pid} did not exit within {HANG_GUARD:?}"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}

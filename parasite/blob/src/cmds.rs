@@ -1,0 +1,357 @@
+//! The commands: each reads its arguments from the args area and writes
+//! its results back there. A command returns its result value, or a
+//! negative errno with the syscall (or index) where it failed.
+
+use rcriu_parasite_abi::{
+    Cmd, CredsArgs, DumpPagesArgs, FdsArgs, GDT_ENTRY_TLS_MIN, ItimersArgs, KSigaction, MAX_FDS,
+    MAX_GROUPS, MAX_IOVS, MAX_MPROTECT, MAX_POSIX_TIMERS, MprotectArgs, NSIG, PosixTimersArgs,
+    RseqArgs, SigactionsArgs, SigaltstackArgs, TlsArgs,
+};
+
+use crate::sys::{self, call};
+
+type Ret = (i64, i32);
+
+/// Commands that make sense one-shot on any thread: what is per thread.
+pub fn one_shot(c: Cmd) -> bool {
+    matches!(c, Cmd::Sigaltstack | Cmd::Tls | Cmd::Creds | Cmd::Rseq)
+}
+
+/// Runs `c` on the args area at `args`.
+pub fn run(c: Cmd, args: *mut u8, _sock: Option<i32>) -> Ret {
+    // SAFETY (for each arm): rcriu put the args struct of command `c` in
+    // the args area, which is large and aligned enough for every one of
+    // them (asserted in the ABI crate), and touches it only between
+    // commands.
+    unsafe {
+        match c {
+            Cmd::DumpPages => dump_pages(&mut *args.cast::<DumpPagesArgs>()),
+            Cmd::Sigactions => sigactions(&mut *args.cast::<SigactionsArgs>()),
+            Cmd::Itimers => itimers(&mut *args.cast::<ItimersArgs>()),
+            Cmd::PosixTimers => posix_timers(&mut *args.cast::<PosixTimersArgs>()),
+            Cmd::Sigaltstack => sigaltstack(&mut *args.cast::<SigaltstackArgs>()),
+            Cmd::Tls => tls(&mut *args.cast::<TlsArgs>()),
+            Cmd::Rseq => rseq(&mut *args.cast::<RseqArgs>()),
+            Cmd::Creds => creds(&mut *args.cast::<CredsArgs>()),
+            Cmd::SendFds => send_fds(&*args.cast::<FdsArgs>()),
+            Cmd::CloseFds => close_fds(&*args.cast::<FdsArgs>()),
+            Cmd::Mprotect => mprotect(&*args.cast::<MprotectArgs>()),
+            Cmd::Init | Cmd::Fini | Cmd::RecvFd => (-sys::EINVAL, 0),
+        }
+    }
+}
+
+fn addr_mut<T>(p: &mut T) -> u64 {
+    core::ptr::from_mut(p) as u64
+}
+
+fn failed(r: i64, nr: i64) -> Ret {
+    (r, nr as i32)
+}
+
+/// Splices the listed ranges into the pipe; returns the bytes spliced. The
+/// host drains the pipe meanwhile.
+fn dump_pages(a: &mut DumpPagesArgs) -> Ret {
+    let nr = (a.nr_iovs as usize).min(MAX_IOVS);
+    let mut total: i64 = 0;
+    let mut i = 0;
+    while i < nr {
+        // SAFETY: vmsplice only reads the victim's memory at the listed
+        // addresses (the kernel checks them) and the iovec array, which
+        // lies in the args area.
+        let r = unsafe {
+            call(
+                sys::NR_VMSPLICE,
+                a.pipe_fd as u64,
+                core::ptr::from_ref(&a.iovs[i]) as u64,
+                (nr - i) as u64,
+                sys::SPLICE_F_GIFT,
+            )
+        };
+        if r < 0 {
+            return failed(r, i as i64);
+        }
+        if r == 0 {
+            return failed(-sys::EINVAL, i as i64);
+        }
+        total += r;
+        // Step over what was taken; a partly taken range is shortened.
+        let mut left = r as u64;
+        while i < nr && left >= a.iovs[i].len {
+            left -= a.iovs[i].len;
+            i += 1;
+        }
+        if left > 0 {
+            a.iovs[i].base += left;
+            a.iovs[i].len -= left;
+        }
+    }
+    (total, 0)
+}
+
+fn sigactions(a: &mut SigactionsArgs) -> Ret {
+    for sig in 1..=NSIG {
+        let mut act = KSigaction::default();
+        if sig != 9 && sig != 19 {
+            // SAFETY: the kernel writes one `struct sigaction` to `act`.
+            let r = unsafe { call(sys::NR_RT_SIGACTION, sig as u64, 0, addr_mut(&mut act), 8) };
+            if r < 0 {
+                return failed(r, sig as i64);
+            }
+        }
+        a.actions[sig - 1] = act;
+    }
+    (0, 0)
+}
+
+fn itimers(a: &mut ItimersArgs) -> Ret {
+    for (which, t) in [(0u64, &mut a.real), (1, &mut a.virt), (2, &mut a.prof)] {
+        // SAFETY: the kernel writes one `struct itimerval` to `t`.
+        let r = unsafe { call(sys::NR_GETITIMER, which, addr_mut(t), 0, 0) };
+        if r < 0 {
+            return failed(r, sys::NR_GETITIMER);
+        }
+    }
+    (0, 0)
+}
+
+fn posix_timers(a: &mut PosixTimersArgs) -> Ret {
+    let nr = (a.nr as usize).min(MAX_POSIX_TIMERS);
+    for (i, t) in a.timers[..nr].iter_mut().enumerate() {
+        // `struct itimerspec` is interval then value, as `PosixTimer` holds
+        // them.
+        let mut spec = [0i64; 4];
+        // SAFETY: the kernel writes one `struct itimerspec` to `spec`.
+        let r = unsafe {
+            call(
+                sys::NR_TIMER_GETTIME,
+                t.id as u64,
+                addr_mut(&mut spec),
+                0,
+                0,
+            )
+        };
+        if r < 0 {
+            return failed(r, i as i64);
+        }
+        t.interval.sec = spec[0];
+        t.interval.nsec = spec[1];
+        t.value.sec = spec[2];
+        t.value.nsec = spec[3];
+        // SAFETY: a plain query, no memory.
+        let r = unsafe { call(sys::NR_TIMER_GETOVERRUN, t.id as u64, 0, 0, 0) };
+        if r < 0 {
+            return failed(r, i as i64);
+        }
+        t.overrun = r as i32;
+    }
+    (0, 0)
+}
+
+fn sigaltstack(a: &mut SigaltstackArgs) -> Ret {
+    // SAFETY: the kernel writes one stack_t to `a.stack`.
+    let r = unsafe { sys::sigaltstack(0, addr_mut(&mut a.stack)) };
+    if r < 0 {
+        return failed(r, sys::NR_SIGALTSTACK);
+    }
+    (0, 0)
+}
+
+const ARCH_GET_FS: u64 = 0x1003;
+const ARCH_GET_GS: u64 = 0x1004;
+
+fn tls(a: &mut TlsArgs) -> Ret {
+    for (code, out) in [(ARCH_GET_FS, &mut a.fs_base), (ARCH_GET_GS, &mut a.gs_base)] {
+        // SAFETY: the kernel writes one unsigned long to `out`.
+        let r = unsafe { call(sys::NR_ARCH_PRCTL, code, addr_mut(out), 0, 0) };
+        if r < 0 {
+            return failed(r, sys::NR_ARCH_PRCTL);
+        }
+    }
+    for (i, d) in a.desc.iter_mut().enumerate() {
+        *d = Default::default();
+        d.entry_number = GDT_ENTRY_TLS_MIN + i as u32;
+        // SAFETY: the kernel reads and writes one `struct user_desc`.
+        let r = unsafe { call(sys::NR_GET_THREAD_AREA, addr_mut(d), 0, 0, 0) };
+        a.desc_err[i] = if r < 0 { r as i32 } else { 0 };
+    }
+    (0, 0)
+}
+
+fn rseq(a: &mut RseqArgs) -> Ret {
+    let len = (a.len as usize).min(a.area.len());
+    a.area = [0; 32];
+    if a.addr == 0 || len == 0 {
+        return (0, 0);
+    }
+    // The registered area as the task sees it now (the kernel rewrites
+    // cpu_id and friends on every return to user space).
+    for (i, b) in a.area[..len].iter_mut().enumerate() {
+        // SAFETY: a registered rseq area is mapped and readable: the kernel
+        // writes to it on every preemption, and unregisters it before it
+        // may go away.
+        *b = unsafe { core::ptr::read_volatile((a.addr as *const u8).add(i)) };
+    }
+    (0, 0)
+}
+
+const PR_GET_PDEATHSIG: u64 = 2;
+const PR_GET_DUMPABLE: u64 = 3;
+const PR_CAPBSET_READ: u64 = 23;
+const PR_GET_SECUREBITS: u64 = 27;
+const PR_GET_CHILD_SUBREAPER: u64 = 37;
+const PR_GET_NO_NEW_PRIVS: u64 = 39;
+const PR_GET_THP_DISABLE: u64 = 42;
+const PR_CAP_AMBIENT: u64 = 47;
+const PR_CAP_AMBIENT_IS_SET: u64 = 1;
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+fn creds(a: &mut CredsArgs) -> Ret {
+    // SAFETY (each unsafe block below): the kernel writes the documented
+    // sizes to the addresses of locals or of fields of `a`.
+    let mut ids = [0u32; 3];
+    let r = unsafe {
+        call(
+            sys::NR_GETRESUID,
+            addr_mut(&mut ids[0]),
+            addr_mut(&mut ids[1]),
+            addr_mut(&mut ids[2]),
+            0,
+        )
+    };
+    if r < 0 {
+        return failed(r, sys::NR_GETRESUID);
+    }
+    a.uids[..3].copy_from_slice(&ids);
+    // setfsuid(-1) changes nothing and answers the current fsuid.
+    a.uids[3] = unsafe { call(sys::NR_SETFSUID, u32::MAX as u64, 0, 0, 0) } as u32;
+    let r = unsafe {
+        call(
+            sys::NR_GETRESGID,
+            addr_mut(&mut ids[0]),
+            addr_mut(&mut ids[1]),
+            addr_mut(&mut ids[2]),
+            0,
+        )
+    };
+    if r < 0 {
+        return failed(r, sys::NR_GETRESGID);
+    }
+    a.gids[..3].copy_from_slice(&ids);
+    a.gids[3] = unsafe { call(sys::NR_SETFSGID, u32::MAX as u64, 0, 0, 0) } as u32;
+
+    let mut hdr = [CAPABILITY_VERSION_3, 0u32];
+    let mut data = [0u32; 6];
+    let r = unsafe {
+        call(
+            sys::NR_CAPGET,
+            addr_mut(&mut hdr),
+            addr_mut(&mut data),
+            0,
+            0,
+        )
+    };
+    if r < 0 {
+        return failed(r, sys::NR_CAPGET);
+    }
+    // Two `struct __user_cap_data_struct` {effective, permitted,
+    // inheritable}, low word first.
+    a.cap_eff = [data[0], data[3]];
+    a.cap_prm = [data[1], data[4]];
+    a.cap_inh = [data[2], data[5]];
+
+    a.cap_bnd = 0;
+    a.cap_amb = 0;
+    a.cap_last = 0;
+    for cap in 0..64u64 {
+        let r = unsafe { call(sys::NR_PRCTL, PR_CAPBSET_READ, cap, 0, 0) };
+        if r < 0 {
+            break;
+        }
+        a.cap_last = cap as u32;
+        if r == 1 {
+            a.cap_bnd |= 1 << cap;
+        }
+        let r = unsafe { call(sys::NR_PRCTL, PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0) };
+        if r == 1 {
+            a.cap_amb |= 1 << cap;
+        }
+    }
+    let r = unsafe { call(sys::NR_PRCTL, PR_GET_SECUREBITS, 0, 0, 0) };
+    if r < 0 {
+        return failed(r, sys::NR_PRCTL);
+    }
+    a.securebits = r as u32;
+    a.no_new_privs = unsafe { call(sys::NR_PRCTL, PR_GET_NO_NEW_PRIVS, 0, 0, 0) } as u32;
+    a.dumpable = unsafe { call(sys::NR_PRCTL, PR_GET_DUMPABLE, 0, 0, 0) } as u32;
+    a.thp_disabled = unsafe { call(sys::NR_PRCTL, PR_GET_THP_DISABLE, 0, 0, 0) } as u32;
+    let mut v: i32 = 0;
+    let r = unsafe { call(sys::NR_PRCTL, PR_GET_PDEATHSIG, addr_mut(&mut v), 0, 0) };
+    if r < 0 {
+        return failed(r, sys::NR_PRCTL);
+    }
+    a.pdeath_sig = v as u32;
+    let r = unsafe {
+        call(
+            sys::NR_PRCTL,
+            PR_GET_CHILD_SUBREAPER,
+            addr_mut(&mut v),
+            0,
+            0,
+        )
+    };
+    if r < 0 {
+        return failed(r, sys::NR_PRCTL);
+    }
+    a.child_subreaper = v as u32;
+    a.personality = unsafe { call(sys::NR_PERSONALITY, 0xffff_ffff, 0, 0, 0) } as u32;
+    // umask can only be read by setting it: set 0, then put it back.
+    let old = unsafe { call(sys::NR_UMASK, 0, 0, 0, 0) };
+    unsafe { call(sys::NR_UMASK, old as u64, 0, 0, 0) };
+    a.umask = old as u32;
+    let r = unsafe {
+        call(
+            sys::NR_GETGROUPS,
+            MAX_GROUPS as u64,
+            addr_mut(&mut a.groups),
+            0,
+            0,
+        )
+    };
+    if r < 0 {
+        return failed(r, sys::NR_GETGROUPS);
+    }
+    a.ngroups = r as u32;
+    (0, 0)
+}
+
+/// The fds go back with the answer (the daemon attaches them); here they
+/// are only checked.
+fn send_fds(a: &FdsArgs) -> Ret {
+    if a.nr as usize > MAX_FDS {
+        return failed(-sys::EINVAL, 0);
+    }
+    (a.nr as i64, 0)
+}
+
+fn close_fds(a: &FdsArgs) -> Ret {
+    for &fd in &a.fds[..(a.nr as usize).min(MAX_FDS)] {
+        sys::close(fd);
+    }
+    (0, 0)
+}
+
+fn mprotect(a: &MprotectArgs) -> Ret {
+    for (i, m) in a.ranges[..(a.nr as usize).min(MAX_MPROTECT)]
+        .iter()
+        .enumerate()
+    {
+        // SAFETY: rcriu asks only for ranges of the victim's own mappings,
+        // never the shared area the parasite runs from.
+        let r = unsafe { call(sys::NR_MPROTECT, m.addr, m.len, m.prot as u64, 0) };
+        if r < 0 {
+            return failed(r, i as i64);
+        }
+    }
+    (0, 0)
+}

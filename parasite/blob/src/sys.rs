@@ -1,0 +1,251 @@
+//! Raw x86_64 system calls, and the few kernel structs the parasite needs.
+//!
+//! Every wrapper returns the kernel's result: a value, or a negative errno.
+//! Wrappers that take addresses as `u64` pass them through unchecked: the
+//! kernel validates user addresses itself and answers EFAULT.
+
+use core::arch::asm;
+use core::mem::size_of;
+
+use rcriu_parasite_abi::CtlMsg;
+
+pub const EINVAL: i64 = 22;
+
+pub const SIGPIPE: i32 = 13;
+
+pub const AF_UNIX: i32 = 1;
+pub const SOCK_SEQPACKET: i32 = 5;
+pub const SOCK_CLOEXEC: i32 = 0o2000000;
+const MSG_NOSIGNAL: i32 = 0x4000;
+const MSG_CMSG_CLOEXEC: i32 = 0x40000000;
+const SOL_SOCKET: i32 = 1;
+const SCM_RIGHTS: i32 = 1;
+
+pub const NR_READ: i64 = 0;
+pub const NR_CLOSE: i64 = 3;
+pub const NR_MPROTECT: i64 = 10;
+pub const NR_RT_SIGACTION: i64 = 13;
+pub const NR_GETITIMER: i64 = 36;
+pub const NR_SOCKET: i64 = 41;
+pub const NR_CONNECT: i64 = 42;
+pub const NR_SENDMSG: i64 = 46;
+pub const NR_RECVMSG: i64 = 47;
+pub const NR_UMASK: i64 = 95;
+pub const NR_GETGROUPS: i64 = 115;
+pub const NR_GETRESUID: i64 = 118;
+pub const NR_GETRESGID: i64 = 120;
+pub const NR_SETFSUID: i64 = 122;
+pub const NR_SETFSGID: i64 = 123;
+pub const NR_CAPGET: i64 = 125;
+pub const NR_RT_SIGPENDING: i64 = 127;
+pub const NR_RT_SIGTIMEDWAIT: i64 = 128;
+pub const NR_SIGALTSTACK: i64 = 131;
+pub const NR_PERSONALITY: i64 = 135;
+pub const NR_PRCTL: i64 = 157;
+pub const NR_ARCH_PRCTL: i64 = 158;
+pub const NR_GET_THREAD_AREA: i64 = 211;
+pub const NR_TIMER_GETTIME: i64 = 224;
+pub const NR_TIMER_GETOVERRUN: i64 = 225;
+pub const NR_VMSPLICE: i64 = 278;
+
+pub const SPLICE_F_GIFT: u64 = 8;
+
+/// `syscall` with up to six arguments.
+///
+/// # Safety
+/// The call must not break memory the parasite relies on: pointer
+/// arguments point to memory valid for what the syscall does with them.
+#[inline(always)]
+pub unsafe fn syscall6(nr: i64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64 {
+    let ret: i64;
+    // SAFETY: the syscall instruction itself only clobbers rcx and r11 and
+    // the result in rax; the caller vouches for the arguments.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") nr => ret,
+            in("rdi") a1,
+            in("rsi") a2,
+            in("rdx") a3,
+            in("r10") a4,
+            in("r8") a5,
+            in("r9") a6,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// A syscall of up to four arguments.
+///
+/// # Safety
+/// As [`syscall6`].
+#[inline(always)]
+pub unsafe fn call(nr: i64, a1: u64, a2: u64, a3: u64, a4: u64) -> i64 {
+    // SAFETY: forwarded to the caller.
+    unsafe { syscall6(nr, a1, a2, a3, a4, 0, 0) }
+}
+
+/// A syscall whose arguments are plain values or addresses of memory the
+/// caller borrows for the call (as the safe wrappers below pass).
+#[inline(always)]
+fn call_owned(nr: i64, a1: u64, a2: u64, a3: u64, a4: u64) -> i64 {
+    // SAFETY: every caller in this module passes values, or addresses of
+    // locals and references it holds for the duration of the call, sized
+    // for what the kernel writes there.
+    unsafe { call(nr, a1, a2, a3, a4) }
+}
+
+fn addr<T>(p: &T) -> u64 {
+    core::ptr::from_ref(p) as u64
+}
+
+fn addr_mut<T>(p: &mut T) -> u64 {
+    core::ptr::from_mut(p) as u64
+}
+
+pub fn close(fd: i32) -> i64 {
+    call_owned(NR_CLOSE, fd as u64, 0, 0, 0)
+}
+
+pub fn socket(domain: i32, ty: i32, proto: i32) -> i64 {
+    call_owned(NR_SOCKET, domain as u64, ty as u64, proto as u64, 0)
+}
+
+#[repr(C)]
+pub struct SockaddrUn {
+    pub family: u16,
+    pub path: [u8; 108],
+}
+
+pub fn connect(fd: i32, sa: &mut SockaddrUn, len: u32) -> i64 {
+    let len = len.min(size_of::<SockaddrUn>() as u32);
+    call_owned(NR_CONNECT, fd as u64, addr_mut(sa), len as u64, 0)
+}
+
+/// `sigaltstack(ss, old)` with raw addresses (0 for none).
+///
+/// # Safety
+/// `old`, unless 0, is valid for the kernel to write a `stack_t` to.
+pub unsafe fn sigaltstack(ss: u64, old: u64) -> i64 {
+    // SAFETY: forwarded to the caller.
+    unsafe { call(NR_SIGALTSTACK, ss, old, 0, 0) }
+}
+
+pub fn rt_sigpending(set: &mut u64) -> i64 {
+    call_owned(NR_RT_SIGPENDING, addr_mut(set), 8, 0, 0)
+}
+
+/// Takes one pending `sig` off the queue, if there is one, without waiting.
+pub fn drop_pending_signal(sig: i32) {
+    let set: u64 = 1u64 << (sig - 1);
+    let zero = [0i64; 2];
+    call_owned(NR_RT_SIGTIMEDWAIT, addr(&set), 0, addr(&zero), 8);
+}
+
+#[repr(C)]
+struct Iov {
+    base: u64,
+    len: u64,
+}
+
+#[repr(C)]
+struct MsgHdr {
+    name: u64,
+    namelen: u32,
+    _pad0: u32,
+    iov: u64,
+    iovlen: u64,
+    control: u64,
+    controllen: u64,
+    flags: i32,
+    _pad1: u32,
+}
+
+/// `struct cmsghdr` followed by room for the fds.
+#[repr(C)]
+struct CmsgFds {
+    len: u64,
+    level: i32,
+    ty: i32,
+    fds: [i32; rcriu_parasite_abi::MAX_FDS],
+}
+
+const CMSG_HDR_LEN: usize = 16;
+
+/// Receives one message and the fds that come with it. Returns the bytes
+/// received (or a negative errno) and how many of `fds` were filled.
+pub fn recv_msg_fds(sock: i32, msg: &mut CtlMsg, fds: &mut [i32]) -> (i64, usize) {
+    let mut iov = Iov {
+        base: addr_mut(msg),
+        len: size_of::<CtlMsg>() as u64,
+    };
+    let mut cmsg = CmsgFds {
+        len: 0,
+        level: 0,
+        ty: 0,
+        fds: [-1; rcriu_parasite_abi::MAX_FDS],
+    };
+    let mut hdr = MsgHdr {
+        name: 0,
+        namelen: 0,
+        _pad0: 0,
+        iov: addr_mut(&mut iov),
+        iovlen: 1,
+        control: addr_mut(&mut cmsg),
+        controllen: size_of::<CmsgFds>() as u64,
+        flags: 0,
+        _pad1: 0,
+    };
+    let n = call_owned(
+        NR_RECVMSG,
+        sock as u64,
+        addr_mut(&mut hdr),
+        MSG_CMSG_CLOEXEC as u64,
+        0,
+    );
+    let mut nfds = 0;
+    if hdr.controllen as usize >= CMSG_HDR_LEN
+        && cmsg.level == SOL_SOCKET
+        && cmsg.ty == SCM_RIGHTS
+        && cmsg.len as usize >= CMSG_HDR_LEN
+    {
+        nfds = ((cmsg.len as usize - CMSG_HDR_LEN) / 4)
+            .min(fds.len())
+            .min(cmsg.fds.len());
+        fds[..nfds].copy_from_slice(&cmsg.fds[..nfds]);
+    }
+    (n, nfds)
+}
+
+/// Sends one message, with `fds` attached when there are any.
+pub fn send_msg_fds(sock: i32, msg: &CtlMsg, fds: &[i32]) -> i64 {
+    let mut iov = Iov {
+        base: addr(msg),
+        len: size_of::<CtlMsg>() as u64,
+    };
+    let nfds = fds.len().min(rcriu_parasite_abi::MAX_FDS);
+    let mut cmsg = CmsgFds {
+        len: (CMSG_HDR_LEN + 4 * nfds) as u64,
+        level: SOL_SOCKET,
+        ty: SCM_RIGHTS,
+        fds: [-1; rcriu_parasite_abi::MAX_FDS],
+    };
+    cmsg.fds[..nfds].copy_from_slice(&fds[..nfds]);
+    // CMSG_SPACE: the header plus the data rounded up to 8 bytes.
+    let space = (CMSG_HDR_LEN + 4 * nfds).next_multiple_of(8);
+    let hdr = MsgHdr {
+        name: 0,
+        namelen: 0,
+        _pad0: 0,
+        iov: addr_mut(&mut iov),
+        iovlen: 1,
+        control: if nfds > 0 { addr_mut(&mut cmsg) } else { 0 },
+        controllen: if nfds > 0 { space as u64 } else { 0 },
+        flags: 0,
+        _pad1: 0,
+    };
+    call_owned(NR_SENDMSG, sock as u64, addr(&hdr), MSG_NOSIGNAL as u64, 0)
+}
