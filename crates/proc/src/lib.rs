@@ -66,3 +66,100 @@ pub use stat::{Stat, parse_stat};
 pub use status::{Ids, SeccompMode, SigSet, Status, TaskState, parse_status};
 pub use task::{Task, all_pids};
 pub use timers::{PosixTimer, TimerNotify, parse_timers};
+
+/// The parsers take any bytes without panicking: seeds read from this
+/// process's own /proc, mutated many times over.
+#[cfg(test)]
+mod robustness {
+    use super::*;
+
+    /// xorshift64*, deterministic.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
+        const SPECIAL: &[u8] = b":- ()\n\t0123456789abcdefx[]/\\\0";
+        let mut v = seed.to_vec();
+        for _ in 0..1 + rng.below(4) {
+            match rng.below(4) {
+                0 if !v.is_empty() => {
+                    let i = rng.below(v.len());
+                    v[i] = SPECIAL[rng.below(SPECIAL.len())];
+                }
+                1 if !v.is_empty() => {
+                    let i = rng.below(v.len());
+                    v.truncate(i);
+                }
+                2 => {
+                    let i = rng.below(v.len() + 1);
+                    v.insert(i, SPECIAL[rng.below(SPECIAL.len())]);
+                }
+                _ if !v.is_empty() => {
+                    let i = rng.below(v.len());
+                    v.remove(i);
+                }
+                _ => {}
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn mutated_proc_files_never_panic() {
+        let mut me = Task::open_self().unwrap();
+        let seeds: Vec<Vec<u8>> = [
+            "maps",
+            "smaps",
+            "status",
+            "stat",
+            "limits",
+            "mountinfo",
+            "cgroup",
+            "fdinfo/0",
+            "auxv",
+        ]
+        .iter()
+        .map(|n| me.read_file_vec(n).unwrap())
+        .chain([
+            b"ID: 1\nsignal: 14/0000000000001234\nnotify: signal/pid.5\nClockID: 1\n".to_vec(),
+            b"pos:\t0\nflags:\t02\nclockid: 1\nticks: 0\nsettime flags: 01\nit_value: (1, 2)\nit_interval: (3, 4)\n".to_vec(),
+            b"pos:\t0\nflags:\t02\ninotify wd:1 ino:3c4a7 sdev:fe00000 mask:300 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:a7c4030000000000\ntfd: 3 events: 19 data: 1  pos:0 ino:11 sdev:10\nfanotify ino:3c4a7 sdev:fe00000 mflags:0 mask:28 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:a7c4\nPid:\t1\nNSpid:\t1\t2\n".to_vec(),
+        ])
+        .collect();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for seed in &seeds {
+            // Keep the big ones short so that the test stays quick.
+            let seed = &seed[..seed.len().min(4096)];
+            for _ in 0..1500 {
+                let t = mutate(&mut rng, seed);
+                let _ = parse_maps(&t);
+                let _ = parse_smaps(&t);
+                let _ = parse_status(&t);
+                let _ = parse_stat(&t);
+                let _ = parse_limits(&t);
+                let _ = parse_fdinfo(&t);
+                let _ = parse_timers(&t);
+                let _ = parse_mountinfo(&t);
+                let _ = parse_cgroup(&t);
+                let _ = parse_auxv(&t);
+                let _ = parse_pid_list(&t);
+                let _ = parse_personality(&t);
+                let _ = FdTarget::from_link(&t);
+                let _ = VmFlags::parse(&t);
+                let _ = parse_ns_link(NsKind::Net, &t);
+            }
+        }
+    }
+}

@@ -519,8 +519,73 @@ pub fn parse_smaps(text: &[u8]) -> ParseResult<Vec<SmapsVma>> {
     Ok(out)
 }
 
+/// The `kB` lines of smaps, in the order the kernel prints them.
+const KB_KEYS: [&[u8]; 22] = [
+    b"Size",
+    b"KernelPageSize",
+    b"MMUPageSize",
+    b"Rss",
+    b"Pss",
+    b"Pss_Dirty",
+    b"Shared_Clean",
+    b"Shared_Dirty",
+    b"Private_Clean",
+    b"Private_Dirty",
+    b"Referenced",
+    b"Anonymous",
+    b"KSM",
+    b"LazyFree",
+    b"AnonHugePages",
+    b"ShmemPmdMapped",
+    b"FilePmdMapped",
+    b"Shared_Hugetlb",
+    b"Private_Hugetlb",
+    b"Swap",
+    b"SwapPss",
+    b"Locked",
+];
+
+/// The field of `KB_KEYS[i]`.
+fn kb_field(s: &mut SmapsStats, i: usize) -> &mut u64 {
+    match i {
+        0 => &mut s.size_kb,
+        1 => &mut s.kernel_page_size_kb,
+        2 => &mut s.mmu_page_size_kb,
+        3 => &mut s.rss_kb,
+        4 => &mut s.pss_kb,
+        5 => &mut s.pss_dirty_kb,
+        6 => &mut s.shared_clean_kb,
+        7 => &mut s.shared_dirty_kb,
+        8 => &mut s.private_clean_kb,
+        9 => &mut s.private_dirty_kb,
+        10 => &mut s.referenced_kb,
+        11 => &mut s.anonymous_kb,
+        12 => &mut s.ksm_kb,
+        13 => &mut s.lazy_free_kb,
+        14 => &mut s.anon_huge_pages_kb,
+        15 => &mut s.shmem_pmd_mapped_kb,
+        16 => &mut s.file_pmd_mapped_kb,
+        17 => &mut s.shared_hugetlb_kb,
+        18 => &mut s.private_hugetlb_kb,
+        19 => &mut s.swap_kb,
+        20 => &mut s.swap_pss_kb,
+        _ => &mut s.locked_kb,
+    }
+}
+
+/// The decimal number after the blanks at the start of `v`.
+#[inline]
+fn leading_number(v: &[u8]) -> Option<u64> {
+    let start = v.iter().position(|&b| !text::is_blank(b))?;
+    let len = v[start..].iter().take_while(|b| b.is_ascii_digit()).count();
+    text::dec_u64(&v[start..start + len])
+}
+
 /// Like [`parse_smaps`], appending to `out`.
 pub fn parse_smaps_into(text: &[u8], out: &mut Vec<SmapsVma>) -> ParseResult<()> {
+    // The kernel prints the keys in a fixed order: try the expected one
+    // first, then look the key up.
+    let mut next_key = 0;
     for (off, line) in text::lines(text) {
         if is_header(line) {
             out.push(SmapsVma {
@@ -528,6 +593,7 @@ pub fn parse_smaps_into(text: &[u8], out: &mut Vec<SmapsVma>) -> ParseResult<()>
                 flags: VmFlags::empty(),
                 stats: SmapsStats::default(),
             });
+            next_key = 0;
             continue;
         }
         if line.is_empty() {
@@ -536,51 +602,42 @@ pub fn parse_smaps_into(text: &[u8], out: &mut Vec<SmapsVma>) -> ParseResult<()>
         let cur = out
             .last_mut()
             .ok_or_else(|| ParseError::new(off, "smaps does not start with an area line"))?;
-        let (key, value) = text::key_value(line).ok_or_else(|| bad(off, "smaps line", line))?;
-        if key == b"VmFlags" {
-            cur.flags = VmFlags::parse(value);
+        // Fast path: the expected key, checked in place.
+        let expected = KB_KEYS
+            .get(next_key)
+            .filter(|k| line.len() > k.len() && line[k.len()] == b':' && line.starts_with(k));
+        let (idx, key, value) = if let Some(k) = expected {
+            (Some(next_key), &line[..k.len()], &line[k.len() + 1..])
+        } else {
+            let colon = line.iter().position(|&b| b == b':');
+            let colon = colon.ok_or_else(|| bad(off, "smaps line", line))?;
+            let key = &line[..colon];
+            (
+                KB_KEYS.iter().position(|k| *k == key),
+                key,
+                &line[colon + 1..],
+            )
+        };
+        if let Some(i) = idx {
+            *kb_field(&mut cur.stats, i) =
+                leading_number(value).ok_or_else(|| bad(off, "smaps value", line))?;
+            next_key = i + 1;
             continue;
         }
-        let num = match text::fields(value).next() {
-            Some((_, n)) => n,
-            None => return Err(bad(off, "smaps value", line)),
-        };
-        let s = &mut cur.stats;
-        let field = match key {
-            b"Size" => &mut s.size_kb,
-            b"KernelPageSize" => &mut s.kernel_page_size_kb,
-            b"MMUPageSize" => &mut s.mmu_page_size_kb,
-            b"Rss" => &mut s.rss_kb,
-            b"Pss" => &mut s.pss_kb,
-            b"Pss_Dirty" => &mut s.pss_dirty_kb,
-            b"Shared_Clean" => &mut s.shared_clean_kb,
-            b"Shared_Dirty" => &mut s.shared_dirty_kb,
-            b"Private_Clean" => &mut s.private_clean_kb,
-            b"Private_Dirty" => &mut s.private_dirty_kb,
-            b"Referenced" => &mut s.referenced_kb,
-            b"Anonymous" => &mut s.anonymous_kb,
-            b"KSM" => &mut s.ksm_kb,
-            b"LazyFree" => &mut s.lazy_free_kb,
-            b"AnonHugePages" => &mut s.anon_huge_pages_kb,
-            b"ShmemPmdMapped" => &mut s.shmem_pmd_mapped_kb,
-            b"FilePmdMapped" => &mut s.file_pmd_mapped_kb,
-            b"Shared_Hugetlb" => &mut s.shared_hugetlb_kb,
-            b"Private_Hugetlb" => &mut s.private_hugetlb_kb,
-            b"Swap" => &mut s.swap_kb,
-            b"SwapPss" => &mut s.swap_pss_kb,
-            b"Locked" => &mut s.locked_kb,
+        match key {
+            b"VmFlags" => cur.flags = VmFlags::parse(value),
             b"THPeligible" => {
-                s.thp_eligible = num == b"1";
-                continue;
+                cur.stats.thp_eligible =
+                    leading_number(value).ok_or_else(|| bad(off, "THPeligible", line))? != 0
             }
             b"ProtectionKey" => {
-                s.protection_key = Some(text::num(text::dec_u32, num, off, "ProtectionKey")?);
-                continue;
+                let k = leading_number(value).ok_or_else(|| bad(off, "ProtectionKey", line))?;
+                cur.stats.protection_key =
+                    Some(u32::try_from(k).map_err(|_| bad(off, "ProtectionKey", line))?);
             }
             // Fields of newer kernels are skipped.
-            _ => continue,
-        };
-        *field = text::num(text::dec_u64, num, off, "smaps value")?;
+            _ => {}
+        }
     }
     Ok(())
 }
