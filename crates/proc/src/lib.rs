@@ -118,7 +118,7 @@ mod robustness {
 
     #[test]
     fn mutated_proc_files_never_panic() {
-        let mut me = Task::open_self().unwrap();
+        let me = Task::open_self().unwrap();
         let seeds: Vec<Vec<u8>> = [
             "maps",
             "smaps",
