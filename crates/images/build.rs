@@ -42,7 +42,10 @@ fn compile(dir: &Path, files: &[&str], out: &Path, name: &str) -> Result<(), Box
     compiler.include_imports(true);
     compiler.include_source_info(false);
     compiler.open_files(files)?;
-    std::fs::write(out.join(format!("{name}.fds")), compiler.encode_file_descriptor_set())?;
+    std::fs::write(
+        out.join(format!("{name}.fds")),
+        compiler.encode_file_descriptor_set(),
+    )?;
 
     let mut set = FileDescriptorSet::decode(compiler.encode_file_descriptor_set().as_slice())?;
     set.file.retain(|f| !f.name().starts_with("google/"));
@@ -55,6 +58,7 @@ fn compile(dir: &Path, files: &[&str], out: &Path, name: &str) -> Result<(), Box
     std::fs::create_dir_all(&dest)?;
     prost_build::Config::new()
         .out_dir(&dest)
+        .enable_type_names()
         .compile_fds(set)?;
     Ok(())
 }

@@ -102,7 +102,9 @@ fn summary(pool: &DescriptorPool) -> BTreeMap<String, String> {
 }
 
 fn main() {
-    let theirs = std::env::args().nth(1).expect("usage: schema_diff CRIU_IMAGES_DIR");
+    let theirs = std::env::args()
+        .nth(1)
+        .expect("usage: schema_diff CRIU_IMAGES_DIR");
     let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let a = summary(&compile(Path::new(&theirs)));
     let b = summary(&compile(&ours));

@@ -1,7 +1,33 @@
-//! CRIU's image format.
+//! CRIU's image format, byte for byte.
+//!
+//! - [`Kind`]: every kind of image, found from its magic;
+//! - [`ImageReader`] / [`ImageWriter`]: the framing (magic words, then
+//!   length-prefixed protobuf entries, some followed by raw payloads);
+//! - [`ImageDir`] / [`ImageFile`]: a dump directory and its file names;
+//! - [`pages`]: pagemap and raw pages files as streams;
+//! - [`pb`]: the prost structs of every entry (and [`rpc`], CRIU's RPC);
+//! - [`json`]: crit's JSON form, both ways.
+//!
+//! In [`pb`] and [`rpc`], fields that the schema declares `string` are
+//! `Vec<u8>`: CRIU stores names as the kernel gives them, which need not
+//! be UTF-8, and the wire form of both types is the same.
 #![forbid(unsafe_code)]
 
-/// The image schema, as prost structs.
+mod dir;
+mod error;
+mod file;
+mod framing;
+pub mod json;
+mod kind;
+pub mod pages;
+
+pub use dir::{DIR_MODE, FILE_MODE, ImageDir, open_image};
+pub use error::{Error, Problem, Result};
+pub use file::ImageFile;
+pub use framing::{ImageReader, ImageWriter, MAX_ENTRY_SIZE};
+pub use kind::{Head, IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC, Kind, Payload};
+
+/// The image schema, as prost structs (`core_entry` is [`pb::CoreEntry`]).
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/images/_.rs"));

@@ -7,6 +7,7 @@ mod decode;
 mod encode;
 mod show;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -30,7 +31,11 @@ struct Global {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "rcriu", version, about = "Checkpoint/restore in userspace, in Rust")]
+#[command(
+    name = "rcriu",
+    version,
+    about = "Checkpoint/restore in userspace, in Rust"
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -40,12 +45,31 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Decode an image into crit's JSON.
-    Decode(decode::Args),
-    /// Encode crit's JSON back into an image.
-    Encode(encode::Args),
+    /// Decode an image into crit's JSON (-i IMG, -o JSON, --pretty).
+    Decode(CritArgs),
+    /// Encode crit's JSON back into an image (-i JSON, -o IMG).
+    Encode(CritArgs),
     /// Show an image (crit's `show`) or summarise a whole dump directory.
-    Show(show::Args),
+    Show(CritArgs),
+}
+
+/// The arguments of crit's commands, which parse their own line: their
+/// `-o` names the output, as crit's does, not the log file.
+#[derive(Debug, clap::Args)]
+struct CritArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<OsString>,
+}
+
+/// Runs one of crit's commands (`decode`, `encode`, `show`) on its own
+/// arguments.
+fn crit_command(name: &str, args: impl IntoIterator<Item = OsString>) -> anyhow::Result<()> {
+    let argv = std::iter::once(OsString::from(format!("rcriu {name}"))).chain(args);
+    match name {
+        "decode" => decode::run(decode::Args::parse_from(argv)),
+        "encode" => encode::run(encode::Args::parse_from(argv)),
+        _ => show::run(show::Args::parse_from(argv)),
+    }
 }
 
 fn main() -> ExitCode {
@@ -56,9 +80,29 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(name) = argv.get(1).and_then(|a| a.to_str())
+        && matches!(name, "decode" | "encode" | "show")
+    {
+        let name = name.to_owned();
+        if let Err(e) = rcriu::logging::init(verbosity, None) {
+            eprintln!("rcriu: cannot set up logging: {e}");
+        }
+        return match crit_command(&name, argv.into_iter().skip(2)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rcriu: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let cli = Cli::parse_from(argv);
     let log_path = cli.global.log_file.as_ref().map(|f| {
-        match cli.global.work_dir.as_ref().or(cli.global.images_dir.as_ref()) {
+        match cli
+            .global
+            .work_dir
+            .as_ref()
+            .or(cli.global.images_dir.as_ref())
+        {
             Some(dir) if f.is_relative() => dir.join(f),
             _ => f.clone(),
         }
@@ -66,14 +110,17 @@ fn main() -> ExitCode {
     if let Err(e) = rcriu::logging::init(verbosity, log_path.as_deref()) {
         eprintln!(
             "rcriu: cannot open log file {}: {e}",
-            log_path.as_deref().unwrap_or(std::path::Path::new("")).display()
+            log_path
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""))
+                .display()
         );
         return ExitCode::from(1);
     }
     let result = match cli.command {
-        Command::Decode(a) => decode::run(a),
-        Command::Encode(a) => encode::run(a),
-        Command::Show(a) => show::run(a),
+        Command::Decode(a) => crit_command("decode", a.args),
+        Command::Encode(a) => crit_command("encode", a.args),
+        Command::Show(a) => crit_command("show", a.args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
