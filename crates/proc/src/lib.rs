@@ -18,6 +18,7 @@
 //! | `auxv`, `cmdline`, `environ`, `comm` | [`Task::auxv`], ... | [`parse_auxv`], [`split_nul`], [`parse_comm`] |
 //! | `timerslack_ns`, `loginuid`, `oom_score_adj`, `personality` | [`Task::timerslack_ns`], ... | [`parse_u64`], [`parse_i64`], [`parse_personality`] |
 //! | `timers` | [`Task::posix_timers`] | [`parse_timers`] |
+//! | `timens_offsets`, `uid_map`, `gid_map`, `attr/current` | [`Task::timens_offsets`], [`Task::uid_map`], [`Task::gid_map`], [`Task::lsm_label`] | [`parse_timens_offsets`], [`parse_id_map`] |
 //! | `mountinfo`, `cgroup` | [`Task::mountinfo`], [`Task::cgroups`] | [`parse_mountinfo`], [`parse_cgroup`] |
 //! | `ns/*` | [`Task::namespaces`] | [`parse_ns_link`] |
 //! | `pagemap` + `PAGEMAP_SCAN` | [`Task::pagemap`], [`Pagemap`] | [`categories_of`] |
@@ -56,8 +57,8 @@ pub use maps::{
     parse_smaps_into, parse_vma_line,
 };
 pub use misc::{
-    AuxvEntry, parse_auxv, parse_comm, parse_i64, parse_personality, parse_pid_list, parse_u64,
-    split_nul,
+    AuxvEntry, IdMapping, TimensOffsets, parse_auxv, parse_comm, parse_i64, parse_id_map,
+    parse_personality, parse_pid_list, parse_timens_offsets, parse_u64, split_nul,
 };
 pub use mountinfo::{MountInfo, parse_mountinfo};
 pub use ns::{Namespaces, NsKind, parse_ns_link};
@@ -159,6 +160,8 @@ mod robustness {
                 let _ = FdTarget::from_link(&t);
                 let _ = VmFlags::parse(&t);
                 let _ = parse_ns_link(NsKind::Net, &t);
+                let _ = parse_timens_offsets(&t);
+                let _ = parse_id_map(&t);
             }
         }
     }

@@ -76,6 +76,78 @@ pub fn parse_pid_list(bytes: &[u8]) -> ParseResult<Vec<crate::Pid>> {
         .collect()
 }
 
+/// `/proc/PID/timens_offsets`: the offsets of the task's time namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TimensOffsets {
+    /// CLOCK_MONOTONIC offset, (seconds, nanoseconds).
+    pub monotonic: (i64, i64),
+    /// CLOCK_BOOTTIME offset.
+    pub boottime: (i64, i64),
+}
+
+/// Parses a timens_offsets file: `monotonic S NS` and `boottime S NS`
+/// lines (clock names or, from older kernels, their numbers 1 and 7).
+pub fn parse_timens_offsets(bytes: &[u8]) -> ParseResult<TimensOffsets> {
+    let mut out = TimensOffsets::default();
+    let mut seen = 0;
+    for (off, line) in text::lines(bytes) {
+        let mut f = text::fields(line);
+        let (Some((_, clock)), Some((so, s)), Some((no, ns)), None) =
+            (f.next(), f.next(), f.next(), f.next())
+        else {
+            if line.is_empty() {
+                continue;
+            }
+            return Err(text::bad(off, "timens_offsets line", line));
+        };
+        let v = (
+            num(text::dec_i64, s, off + so, "seconds")?,
+            num(text::dec_i64, ns, off + no, "nanoseconds")?,
+        );
+        match clock {
+            b"monotonic" | b"1" => out.monotonic = v,
+            b"boottime" | b"7" => out.boottime = v,
+            _ => return Err(text::bad(off, "clock", clock)),
+        }
+        seen += 1;
+    }
+    if seen != 2 {
+        return Err(ParseError::new(
+            bytes.len(),
+            "no monotonic and boottime lines",
+        ));
+    }
+    Ok(out)
+}
+
+/// One line of `uid_map` or `gid_map`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IdMapping {
+    /// First id inside the namespace.
+    pub inside: u32,
+    /// First id it maps to in the parent namespace (of the reader).
+    pub outside: u32,
+    pub count: u32,
+}
+
+/// Parses `uid_map` / `gid_map`.
+pub fn parse_id_map(bytes: &[u8]) -> ParseResult<Vec<IdMapping>> {
+    let mut out = Vec::new();
+    for (off, line) in text::lines(bytes) {
+        let mut f = text::fields(line);
+        match (f.next(), f.next(), f.next(), f.next()) {
+            (None, ..) => continue,
+            (Some((io, i)), Some((oo, o)), Some((co, c)), None) => out.push(IdMapping {
+                inside: num(text::dec_u32, i, off + io, "inside id")?,
+                outside: num(text::dec_u32, o, off + oo, "outside id")?,
+                count: num(text::dec_u32, c, off + co, "count")?,
+            }),
+            _ => return Err(text::bad(off, "id map line", line)),
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +179,40 @@ mod tests {
             ]
         );
         assert!(parse_auxv(&b[..20]).is_err());
+    }
+
+    #[test]
+    fn timens_and_id_maps() {
+        let t = parse_timens_offsets(
+            b"monotonic           5         6\nboottime        -7         8\n",
+        )
+        .unwrap();
+        assert_eq!((t.monotonic, t.boottime), ((5, 6), (-7, 8)));
+        assert_eq!(
+            parse_timens_offsets(b"1 1 2\n7 3 4\n").unwrap().boottime,
+            (3, 4)
+        );
+        assert!(parse_timens_offsets(b"monotonic 0 0\n").is_err());
+        assert!(parse_timens_offsets(b"monotonic 0 0\nrealtime 0 0\n").is_err());
+        let m =
+            parse_id_map(b"         0          0 4294967295\n      1000     100000      65536\n")
+                .unwrap();
+        assert_eq!(
+            m,
+            vec![
+                IdMapping {
+                    inside: 0,
+                    outside: 0,
+                    count: u32::MAX
+                },
+                IdMapping {
+                    inside: 1000,
+                    outside: 100000,
+                    count: 65536
+                }
+            ]
+        );
+        assert!(parse_id_map(b"0 0\n").is_err());
     }
 
     #[test]

@@ -210,6 +210,9 @@ pub struct Pagemap {
     pid: Pid,
     path: PathBuf,
     file: File,
+    /// The task's /proc directory, to tell a finished walk from a task
+    /// that exited.
+    dir: std::os::fd::OwnedFd,
     page_size: u64,
     buf: Vec<u8>,
     entries: Vec<PagemapEntry>,
@@ -219,11 +222,12 @@ pub struct Pagemap {
 }
 
 impl Pagemap {
-    pub(crate) fn new(pid: Pid, path: PathBuf, file: File) -> Pagemap {
+    pub(crate) fn new(pid: Pid, path: PathBuf, file: File, dir: std::os::fd::OwnedFd) -> Pagemap {
         Pagemap {
             pid,
             path,
             file,
+            dir,
             page_size: rustix::param::page_size() as u64,
             buf: Vec::new(),
             entries: Vec::new(),
@@ -238,6 +242,11 @@ impl Pagemap {
 
     fn io(&self, source: std::io::Error) -> Error {
         crate::task::io_error(self.pid, self.path.clone(), source)
+    }
+
+    /// True while the task has not been reaped.
+    pub fn is_alive(&self) -> bool {
+        rustix::fs::statat(&self.dir, "stat", rustix::fs::AtFlags::empty()).is_ok()
     }
 
     fn invalid(&self, what: String) -> Error {
@@ -271,6 +280,13 @@ impl Pagemap {
                 let r = rustix::io::pread(&self.file, &mut self.buf[got..], off + got as u64);
                 match r {
                     Ok(0) => {
+                        // A task whose memory is gone reads as empty.
+                        if !self.is_alive() {
+                            return Err(Error::Vanished {
+                                pid: self.pid,
+                                path: self.path.clone(),
+                            });
+                        }
                         let at = start + (done + got as u64 / 8) * self.page_size;
                         return Err(
                             self.invalid(format!("reading past the address space at {at:#x}"))
@@ -371,7 +387,16 @@ impl Pagemap {
                 supported.bits(),
                 &mut self.regions,
             );
-            let (n, walk_end) = r.map_err(|e| self.io(e))?;
+            let (n, walk_end) = r.map_err(|e| {
+                if self.is_alive() {
+                    self.io(e)
+                } else {
+                    Error::Vanished {
+                        pid: self.pid,
+                        path: self.path.clone(),
+                    }
+                }
+            })?;
             for reg in &self.regions[..n] {
                 push_range(
                     out,

@@ -16,7 +16,7 @@ use crate::error::{Error, ParseError, Result};
 use crate::fd::{self, Fd, FdInfo};
 use crate::limits::{self, Limits};
 use crate::maps::{self, SmapsVma, Vma};
-use crate::misc::{self, AuxvEntry};
+use crate::misc::{self, AuxvEntry, IdMapping, TimensOffsets};
 use crate::mountinfo::{self, MountInfo};
 use crate::ns::{self, Namespaces, NsKind};
 use crate::pagemap::Pagemap;
@@ -313,10 +313,16 @@ impl Task {
     /// Opens `pagemap` for [`Pagemap::read`] and [`Pagemap::scan`].
     pub fn pagemap(&self) -> Result<Pagemap> {
         let fd = self.open_file("pagemap")?;
+        let dir = self.dir.try_clone().map_err(|source| Error::Io {
+            pid: self.pid,
+            path: self.base.clone(),
+            source,
+        })?;
         Ok(Pagemap::new(
             self.pid,
             self.path_of("pagemap"),
             File::from(fd),
+            dir,
         ))
     }
 
@@ -425,6 +431,36 @@ impl Task {
     /// `personality`.
     pub fn personality(&mut self) -> Result<u32> {
         self.parse("personality", misc::parse_personality)
+    }
+
+    /// `timens_offsets`: the offsets of the task's time namespace.
+    pub fn timens_offsets(&mut self) -> Result<TimensOffsets> {
+        self.parse("timens_offsets", misc::parse_timens_offsets)
+    }
+
+    /// `uid_map`, as seen from the reader's user namespace.
+    pub fn uid_map(&mut self) -> Result<Vec<IdMapping>> {
+        self.parse("uid_map", misc::parse_id_map)
+    }
+
+    /// `gid_map`, as seen from the reader's user namespace.
+    pub fn gid_map(&mut self) -> Result<Vec<IdMapping>> {
+        self.parse("gid_map", misc::parse_id_map)
+    }
+
+    /// `attr/current`: the LSM label, without the trailing newline and
+    /// NUL, or `None` when no LSM gives one (EINVAL).
+    pub fn lsm_label(&mut self) -> Result<Option<Vec<u8>>> {
+        match self.parse("attr/current", |b| {
+            let b = b.strip_suffix(b"\n").unwrap_or(b);
+            Ok(b.strip_suffix(b"\0").unwrap_or(b).to_vec())
+        }) {
+            Ok(v) => Ok(Some(v)),
+            Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::EINVAL) => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// `timers`: the process's POSIX timers.

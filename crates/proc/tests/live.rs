@@ -656,6 +656,15 @@ fn links_and_small_files() {
         assert_eq!(id, st.ino(), "{kind:?}");
     }
     assert_ne!(ns.net, ns.mnt);
+    assert_eq!(
+        task.timens_offsets().unwrap(),
+        own.timens_offsets().unwrap()
+    );
+    let uid_map = task.uid_map().unwrap();
+    assert_eq!(uid_map, own.uid_map().unwrap());
+    assert!(!uid_map.is_empty());
+    assert_eq!(task.gid_map().unwrap(), own.gid_map().unwrap());
+    assert_eq!(task.lsm_label().unwrap(), own.lsm_label().unwrap());
 }
 
 #[test]
@@ -847,8 +856,18 @@ fn a_task_that_exits_is_reported_vanished() {
         assert!(err.to_string().contains(&pid.to_string()), "{err}");
     }
     let mut e = Vec::new();
-    let r = pm.read(0x400000, 0x401000, &mut e);
-    assert!(r.is_err() || e.iter().all(|x| x.0 == 0), "{r:?} {e:?}");
+    assert!(
+        pm.read(0x400000, 0x401000, &mut e)
+            .unwrap_err()
+            .is_vanished()
+    );
+    let mut r = Vec::new();
+    let any = PageCategories::PRESENT;
+    assert!(
+        pm.scan_ioctl(0x400000, 0x401000, any, &mut r)
+            .unwrap_err()
+            .is_vanished()
+    );
     assert!(Task::open(pid).unwrap_err().is_vanished());
     assert!(!task.is_alive());
 }
