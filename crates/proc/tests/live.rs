@@ -797,21 +797,30 @@ fn pagemap_and_pagemap_scan_agree_on_a_known_pattern() {
 
     // Over the whole address space, but for PFN-mapped areas the ioctl
     // skips, the two ways agree but for what pagemap cannot show.
+    // khugepaged may collapse an area between the two reads: an area that
+    // differs is read again once.
     let mut t2 = t.task();
-    let mut all_ioctl = Vec::new();
-    let mut all_read = Vec::new();
+    let hidden = PageCategories::HUGE | PageCategories::WPALLOWED;
+    let mut areas = 0;
     for s in t2.smaps().unwrap() {
         if s.flags.intersects(VmFlags::PFNMAP | VmFlags::IO) || s.vma.path == VmaPath::Vsyscall {
             continue;
         }
-        pm.scan_ioctl(s.vma.start, s.vma.end, want, &mut all_ioctl)
-            .unwrap();
-        pm.scan_pagemap(s.vma.start, s.vma.end, want, &mut all_read)
-            .unwrap();
+        let mut agree = false;
+        for _ in 0..2 {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            pm.scan_ioctl(s.vma.start, s.vma.end, want, &mut a).unwrap();
+            pm.scan_pagemap(s.vma.start, s.vma.end, want, &mut b)
+                .unwrap();
+            if without(&a, hidden) == without(&b, hidden) {
+                agree = true;
+                break;
+            }
+        }
+        assert!(agree, "ioctl and pagemap differ on {:?}", s.vma);
+        areas += 1;
     }
-    let hidden = PageCategories::HUGE | PageCategories::WPALLOWED;
-    assert_eq!(without(&all_ioctl, hidden), without(&all_read, hidden));
-    assert!(all_ioctl.len() > 10);
+    assert!(areas > 10);
 
     // Unaligned ranges are refused.
     assert!(matches!(
