@@ -155,6 +155,9 @@ pub(crate) fn decode(
         if wt == 4 {
             return Err(cur.err(at, "end of a group never started"));
         }
+        if wt > 5 {
+            return Err(cur.err(at, format!("wire type {wt}")));
+        }
         let value_at = cur.pos;
         let Some(raw) = cur.value(wt, depth)? else {
             continue;

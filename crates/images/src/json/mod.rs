@@ -14,6 +14,9 @@ mod pretty;
 pub mod py;
 mod schema;
 
+#[cfg(test)]
+mod kinds_tests;
+
 use std::io::{Read, Write};
 
 use serde_json::Map;
