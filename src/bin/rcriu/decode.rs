@@ -27,7 +27,21 @@ pub fn decode_from(
     pretty: bool,
 ) -> anyhow::Result<images::json::Value> {
     Ok(match input {
-        Some(path) => images::json::decode_image(images::open_image(path)?, pretty)?,
+        Some(path) => {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if let Some(f) = images::ImageFile::parse(name)
+                && f.kind().is_none()
+            {
+                anyhow::bail!(
+                    "{} is a raw image (no magic, no entries): nothing to decode",
+                    path.display()
+                );
+            }
+            images::json::decode_image(images::open_image(path)?, pretty)?
+        }
         None => {
             let mut bytes = Vec::new();
             std::io::stdin()
