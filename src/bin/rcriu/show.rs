@@ -326,6 +326,7 @@ pub fn summary(dir: &Path) -> anyhow::Result<String> {
                     }
                     Ok(n)
                 }) {
+                    Ok(1) if k.payload() == images::Payload::None => format!("{k}, 1 entry"),
                     Ok(n) if k.payload() == images::Payload::None => format!("{k}, {n} entries"),
                     Ok(_) => format!("{k}"),
                     Err(e) => format!("{k}, unreadable: {e}"),
