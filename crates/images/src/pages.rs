@@ -336,3 +336,36 @@ impl AsFd for PagesWriter {
 
 /// A buffered pagemap writer on a file.
 pub type PagemapFileWriter = PagemapWriter<BufWriter<File>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_writer_appends_written_and_spliced_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pages-1.img");
+        let mut w = PagesWriter::create(&path).unwrap();
+        let first = vec![1u8; PAGE_SIZE as usize];
+        w.write_pages(&first).unwrap();
+        let (rx, tx) = rustix::pipe::pipe().unwrap();
+        let second = vec![2u8; 2 * PAGE_SIZE as usize];
+        rustix::io::write(&tx, &second).unwrap();
+        let mut moved = 0;
+        while moved < second.len() {
+            moved += w.splice_from(&rx, second.len() - moved).unwrap();
+        }
+        w.write_pages(&first).unwrap();
+        assert_eq!(w.offset(), 4 * PAGE_SIZE);
+        let mut want = first.clone();
+        want.extend_from_slice(&second);
+        want.extend_from_slice(&first);
+        assert_eq!(std::fs::read(&path).unwrap(), want);
+
+        let r = PagesReader::open(&path).unwrap();
+        let mut buf = vec![0u8; PAGE_SIZE as usize];
+        r.read_pages_at(&mut buf, 2 * PAGE_SIZE).unwrap();
+        assert_eq!(buf, vec![2u8; PAGE_SIZE as usize]);
+        assert!(r.read_pages_at(&mut buf, 4 * PAGE_SIZE).is_err());
+    }
+}
