@@ -322,6 +322,28 @@ impl<R: Read> ImageReader<R> {
     }
 }
 
+impl ImageWriter<std::io::BufWriter<std::fs::File>> {
+    /// Moves up to `len` bytes from the pipe `pipe` to the image, after the
+    /// entry just written, with `splice(2)` (pipes-data, fifo-data);
+    /// returns how many moved (0 when the pipe's writers are gone).
+    pub fn splice_payload(&mut self, pipe: impl std::os::fd::AsFd, len: usize) -> Result<usize> {
+        self.inner
+            .flush()
+            .map_err(|e| Error::io("writing", &self.file, e))?;
+        let moved = rustix::pipe::splice(
+            pipe,
+            None,
+            self.inner.get_ref(),
+            None,
+            len,
+            rustix::pipe::SpliceFlags::MOVE,
+        )
+        .map_err(|e| Error::io("splicing a payload into", &self.file, e.into()))?;
+        self.offset += moved as u64;
+        Ok(moved)
+    }
+}
+
 /// Writes the entries of one image.
 pub struct ImageWriter<W: Write> {
     inner: W,

@@ -8,6 +8,28 @@
 //! - [`pb`]: the prost structs of every entry (and [`rpc`], CRIU's RPC);
 //! - [`json`]: crit's JSON form, both ways.
 //!
+//! ```
+//! use rcriu_images::{ImageDir, ImageFile, pb, pages::PE_PRESENT};
+//!
+//! # let tmp = std::env::temp_dir().join(format!("rcriu-doc-{}", std::process::id()));
+//! let dir = ImageDir::create(&tmp)?; // mode 0700; every file 0600
+//! dir.write_all(ImageFile::Pstree, &[pb::PstreeEntry { pid: 42, ppid: 0, pgid: 42, sid: 42, threads: vec![42] }])?;
+//! let mut pagemap = dir.create_pagemap(42, 1)?;
+//! let mut pages = dir.create_pages(1)?;
+//! pagemap.add(0x7f00_0000_0000, 1, PE_PRESENT)?;
+//! pages.write_pages(&[0xaa; 4096])?; // or pages.splice_from(pipe, len)
+//! pagemap.finish()?;
+//!
+//! assert_eq!(dir.pstree()?[0].threads, [42]);
+//! let mut runs = dir.pagemap(42)?;
+//! let run = runs.next_run()?.unwrap();
+//! let mut buf = vec![0; run.len() as usize];
+//! dir.pages(runs.pages_id())?.read_pages_at(&mut buf, run.pages_offset.unwrap())?;
+//! assert_eq!(buf, [0xaa; 4096]);
+//! # std::fs::remove_dir_all(&tmp).unwrap();
+//! # Ok::<(), rcriu_images::Error>(())
+//! ```
+//!
 //! In [`pb`] and [`rpc`], fields that the schema declares `string` are
 //! `Vec<u8>`: CRIU stores names as the kernel gives them, which need not
 //! be UTF-8, and the wire form of both types is the same.

@@ -362,6 +362,27 @@ mod tests {
         want.extend_from_slice(&first);
         assert_eq!(std::fs::read(&path).unwrap(), want);
 
+        // The same through an entry image (pipes-data).
+        let img = dir.path().join("pipes-data.img");
+        let f = crate::dir::create_file(&img).unwrap();
+        let mut w = ImageWriter::new(
+            std::io::BufWriter::new(f),
+            Kind::PipesData,
+            "pipes-data.img",
+        )
+        .unwrap();
+        w.write(&crate::pb::PipeDataEntry {
+            pipe_id: 1,
+            bytes: 3,
+            size: None,
+        })
+        .unwrap();
+        rustix::io::write(&tx, b"abc").unwrap();
+        assert_eq!(w.splice_payload(&rx, 3).unwrap(), 3);
+        w.finish().unwrap();
+        let v = crate::json::decode_image(crate::open_image(&img).unwrap(), false).unwrap();
+        assert_eq!(v["entries"][0]["extra"], "YWJj\n");
+
         let r = PagesReader::open(&path).unwrap();
         let mut buf = vec![0u8; PAGE_SIZE as usize];
         r.read_pages_at(&mut buf, 2 * PAGE_SIZE).unwrap();
