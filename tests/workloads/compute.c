@@ -4,17 +4,24 @@
  * and that must come out right whatever is done to the process meanwhile
  * (infection and cure, dump and restore).
  *
- *   compute OUTFILE MODE
+ *   compute OUTFILE MODE [seccomp]
  *
  * MODE: "spin"  steps as fast as it can;
  *       "sleep" sleeps 1 ms between steps (clock_nanosleep: a restart
  *               block when interrupted);
  *       "read"  blocks in read(2) on an empty pipe (ERESTARTSYS when
  *               interrupted), which must not return before SIGUSR1.
+ * With "seccomp", a filter that kills the process on mmap(2) and socket(2)
+ * is installed before the loop: the parasite must get through it.
  * On SIGUSR1 it recomputes its state from scratch for the same number of
  * steps, compares, writes PASS or FAIL to OUTFILE and exits 0 or 1.
  */
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
@@ -48,6 +55,21 @@ static inline void step(struct state *s)
 		s->x -= 1e12;
 }
 
+static int kill_on_mmap_and_socket(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mmap, 2, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_socket, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+	};
+	struct sock_fprog prog = { sizeof(f) / sizeof(f[0]), f };
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+		return -1;
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
 static int verdict(const char *path, const char *msg)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -78,6 +100,9 @@ int main(int argc, char **argv)
 	int null = open("/dev/null", O_WRONLY);
 	dup2(null, 1);
 	close(null);
+	/* After the last library call that might map memory. */
+	if (argc > 3 && strcmp(argv[3], "seccomp") == 0 && kill_on_mmap_and_socket())
+		return 2;
 
 	/* Registers hold the state in the loop: the compiler keeps it there. */
 	register uint64_t a = 1, b = 2, c = 3, d = 4;

@@ -647,7 +647,8 @@ impl<'s> Parasite<'s> {
 
     /// Removes the parasite and puts the thread back exactly as it was.
     pub fn cure(mut self) -> Result<()> {
-        self.cure_inner()
+        self.cure_inner()?;
+        fault::point(FaultPoint::AfterCure)
     }
 
     fn cure_inner(&mut self) -> Result<()> {

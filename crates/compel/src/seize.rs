@@ -144,6 +144,7 @@ impl Seized {
                     return Err(Error::Exited { pid });
                 }
                 seized.check_leader()?;
+                crate::fault::point(crate::fault::FaultPoint::AfterSeize)?;
                 log::info!("seized process {pid}: {} thread(s)", seized.threads.len());
                 return Ok(seized);
             }
@@ -328,13 +329,11 @@ fn stop_seized(pid: Pid, tid: Pid, seccomp: u32) -> Result<Option<Thread>> {
             Wait::Nothing => continue,
             Wait::Stopped { sig, event, .. } => {
                 if event == sys::PTRACE_EVENT_STOP {
+                    // The trap stop we asked for. While the process is in a
+                    // group stop, it reports the stop signal instead of
+                    // SIGTRAP: remember it, the stop is put back on release.
                     if is_stop_signal(sig) {
-                        // A group stop: the process was (or is being)
-                        // stopped. Resume it under ptrace; the pending
-                        // interrupt traps it again right away.
                         stopped_by = Some(sig);
-                        sys::cont(tid, 0).map_err(Error::ptrace("resuming", tid))?;
-                        continue;
                     }
                     break;
                 }

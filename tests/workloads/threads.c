@@ -1,0 +1,107 @@
+// build: -pthread
+/*
+ * threads: long-lived threads that each count in their own TLS, and a
+ * churner that keeps creating and joining short-lived threads, so that a
+ * seize races with threads appearing and exiting.
+ *
+ *   threads OUTFILE [NTHREADS]
+ *
+ * On SIGUSR1 every counter must have kept counting and agree with its
+ * shadow copy; PASS or FAIL goes to OUTFILE.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX 64
+
+static volatile sig_atomic_t stop;
+static void on_usr1(int sig) { (void)sig; stop = 1; }
+
+static __thread unsigned long tls_count;
+static unsigned long shadow[MAX];
+static atomic_int bad;
+static atomic_ulong churned;
+
+static void *counter(void *arg)
+{
+	long i = (long)arg;
+	while (!stop) {
+		tls_count++;
+		__atomic_store_n(&shadow[i], tls_count, __ATOMIC_RELAXED);
+		if (tls_count != __atomic_load_n(&shadow[i], __ATOMIC_RELAXED))
+			atomic_store(&bad, 1);
+	}
+	return NULL;
+}
+
+static void *brief(void *arg) { return arg; }
+
+static void *churner(void *arg)
+{
+	(void)arg;
+	while (!stop) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, brief, NULL) == 0) {
+			pthread_join(t, NULL);
+			atomic_fetch_add(&churned, 1);
+		}
+	}
+	return NULL;
+}
+
+static int verdict(const char *path, const char *msg)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd >= 0) {
+		if (write(fd, msg, strlen(msg)) < 0)
+			return 2;
+		close(fd);
+	}
+	return strcmp(msg, "PASS\n") == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		return 2;
+	int n = argc > 2 ? atoi(argv[2]) : 4;
+	if (n < 1 || n > MAX)
+		return 2;
+	signal(SIGUSR1, on_usr1);
+	/* Only the main thread takes SIGUSR1 (it waits in pause). */
+	sigset_t usr1;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &usr1, NULL);
+	pthread_t t[MAX], ch;
+	for (long i = 0; i < n; i++)
+		pthread_create(&t[i], NULL, counter, (void *)i);
+	pthread_create(&ch, NULL, churner, NULL);
+	pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
+
+	printf("ready\n");
+	fflush(stdout);
+	int null = open("/dev/null", O_WRONLY);
+	dup2(null, 1);
+	close(null);
+
+	while (!stop)
+		pause();
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	pthread_join(ch, NULL);
+	if (atomic_load(&bad))
+		return verdict(argv[1], "FAIL: a thread's TLS counter disagrees with its shadow\n");
+	for (int i = 0; i < n; i++)
+		if (shadow[i] == 0)
+			return verdict(argv[1], "FAIL: a thread never counted\n");
+	if (atomic_load(&churned) == 0)
+		return verdict(argv[1], "FAIL: no thread was churned\n");
+	return verdict(argv[1], "PASS\n");
+}
