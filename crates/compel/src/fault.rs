@@ -67,8 +67,10 @@ fn configured() -> Option<(u32, Action)> {
 /// Passes fault point `p`: fails, dies or signals here if `RCRIU_FAULT`
 /// names it, and stops here if an abort was requested.
 pub fn point(p: FaultPoint) -> Result<()> {
-    if let Some((n, action)) = configured() {
-        if n == p as u32 {
+    if let Some((n, action)) = configured()
+        && n == p as u32
+    {
+        {
             log::error!("fault point {n} ({p:?}) fires: {action:?}");
             match action {
                 Action::Fail => return Err(Error::Fault(n)),

@@ -5,8 +5,8 @@
 //! 1. save the thread's registers, FPU state and signal mask;
 //! 2. map a shared anonymous area in the victim (remote `mmap`), open it
 //!    through `/proc/PID/map_files` and map it here too;
-//! 3. copy the blob in, relocated for the victim's address, and prepare an
-//!    rt_sigframe of the saved state for the parasite's self-cure;
+//! 3. copy the blob in, relocated for the victim's address, and prepare a
+//!    frame of the saved state for the parasite's self-cure;
 //! 4. listen on an abstract unix socket in the victim's network namespace;
 //! 5. run the parasite's `Init` (it connects and traps), accept the
 //!    connection after checking it comes from the victim, and let the
@@ -212,7 +212,7 @@ impl<'s> Parasite<'s> {
         let pid = self.pid();
         let tid = self.thread.tid;
         let frame_addr = self.base + self.layout.sigframe as u64;
-        let frame = sigframe::build(&self.ctx, frame_addr, sys::xcr0());
+        let frame = sigframe::build(&self.ctx, frame_addr);
         if frame.len() > SIGFRAME_SIZE {
             return Err(Error::Protocol {
                 pid,
@@ -224,7 +224,6 @@ impl<'s> Parasite<'s> {
         let (listener, name) = listen_in_netns(pid)?;
         let mut init = InitArgs {
             sigframe: frame_addr,
-            sigframe_uc_stack: frame_addr + sigframe::UC_STACK as u64,
             addr_len: (size_of::<libc::sa_family_t>() + 1 + name.len()) as u32,
             status: 1,
             sun_path: [0; 108],
@@ -561,10 +560,10 @@ impl<'s> Parasite<'s> {
         let mut answer: Option<CtlMsg> = None;
         let mut first = true;
         loop {
-            if let Some(a) = answer {
-                if moved >= a.ret {
-                    break;
-                }
+            if let Some(a) = answer
+                && moved >= a.ret
+            {
+                break;
             }
             let rd = self
                 .pipe
@@ -724,10 +723,11 @@ impl<'s> Parasite<'s> {
 
 impl Drop for Parasite<'_> {
     fn drop(&mut self) {
-        if self.phase != Phase::Cured && self.phase != Phase::Clean {
-            if let Err(e) = self.cure_inner() {
-                log::error!("curing the parasite of {}: {e}", self.pid());
-            }
+        if self.phase != Phase::Cured
+            && self.phase != Phase::Clean
+            && let Err(e) = self.cure_inner()
+        {
+            log::error!("curing the parasite of {}: {e}", self.pid());
         }
     }
 }
@@ -757,11 +757,9 @@ fn listen_in_netns(pid: Pid) -> Result<(OwnedFd, Vec<u8>)> {
             .map_err(Error::host("entering the network namespace", pid))?;
     }
     let sock = sys::seqpacket_socket();
-    if !same {
-        if let Err(e) = sys::setns(ours.as_fd(), libc::CLONE_NEWNET) {
-            // This thread would stay in the victim's namespace: fatal.
-            panic!("cannot return to rcriu's network namespace: {e}");
-        }
+    if !same && let Err(e) = sys::setns(ours.as_fd(), libc::CLONE_NEWNET) {
+        // This thread would stay in the victim's namespace: fatal.
+        panic!("cannot return to rcriu's network namespace: {e}");
     }
     let sock = sock.map_err(Error::host("creating the control socket", pid))?;
     let nanos = std::time::SystemTime::now()

@@ -143,12 +143,6 @@ impl UserRegs {
 
 /// Offset of the xsave header (xstate_bv) in the xsave area.
 pub const XSAVE_HDR_OFFSET: usize = 512;
-/// Offset of the software-reserved bytes of the FXSAVE part, where the
-/// kernel's signal frames carry `struct _fpx_sw_bytes`.
-pub const FX_SW_OFFSET: usize = 464;
-pub const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
-pub const FP_XSTATE_MAGIC2: u32 = 0x4650_5845;
-
 /// A thread's FPU and extended state, in the standard (uncompacted) xsave
 /// layout the kernel's `NT_X86_XSTATE` regset uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -184,21 +178,71 @@ impl Xstate {
         self.u64_at(XSAVE_HDR_OFFSET)
     }
 
-    /// The area prepared for an rt_sigreturn frame: the software bytes
-    /// that tell the kernel this is a full xsave frame of `features`, and
-    /// the closing magic after it.
-    pub fn sigframe_bytes(&self, features: u64) -> Vec<u8> {
-        let size = self.bytes.len();
-        let mut out = self.bytes.clone();
-        out.resize(size + 4, 0);
-        let sw = FX_SW_OFFSET;
-        out[sw..sw + 4].copy_from_slice(&FP_XSTATE_MAGIC1.to_le_bytes());
-        out[sw + 4..sw + 8].copy_from_slice(&((size + 4) as u32).to_le_bytes());
-        out[sw + 8..sw + 16].copy_from_slice(&features.to_le_bytes());
-        out[sw + 16..sw + 20].copy_from_slice(&(size as u32).to_le_bytes());
-        out[size..size + 4].copy_from_slice(&FP_XSTATE_MAGIC2.to_le_bytes());
-        out
+    /// The state with every component the header marks as in its initial
+    /// configuration written out as that configuration, and marked in use:
+    /// the processor may clear a header bit or keep it for a component
+    /// that holds its initial values, so two states are the same exactly
+    /// when their canonical forms are.
+    pub fn canonical(&self) -> Vec<u8> {
+        let mut b = self.bytes.clone();
+        if b.len() < XSAVE_HDR_OFFSET + 8 {
+            return b;
+        }
+        let bv = self.xstate_bv();
+        let mut all = bv;
+        // x87: FCW 0x037f, everything else of it zero.
+        if bv & 1 == 0 {
+            b[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
+            b[2..24].fill(0);
+            b[32..160].fill(0);
+            all |= 1;
+        }
+        // SSE: the XMM registers zero (MXCSR is saved with it either way).
+        if bv & 2 == 0 {
+            b[160..416].fill(0);
+            all |= 2;
+        }
+        for c in crate::sys::xsave_components() {
+            if bv & (1 << c.index) == 0 {
+                let (off, len) = (c.offset as usize, c.size as usize);
+                if let Some(area) = b.get_mut(off..off + len) {
+                    area.fill(0);
+                    all |= 1 << c.index;
+                }
+            }
+        }
+        b[XSAVE_HDR_OFFSET..XSAVE_HDR_OFFSET + 8].copy_from_slice(&all.to_le_bytes());
+        b
     }
+
+    /// Where this state differs from `other`, as a short description
+    /// (`None` when they are the same state).
+    pub fn diff(&self, other: &Xstate) -> Option<String> {
+        let (a, b) = (self.canonical(), other.canonical());
+        if a == b {
+            return None;
+        }
+        let first = a
+            .iter()
+            .zip(&b)
+            .position(|(x, y)| x != y)
+            .unwrap_or(a.len().min(b.len()));
+        Some(format!(
+            "xsave states differ (lengths {} and {}, first at byte {first}; xstate_bv {:#x} and {:#x})",
+            a.len(),
+            b.len(),
+            self.xstate_bv(),
+            other.xstate_bv()
+        ))
+    }
+}
+
+/// One xsave state component of the standard layout (CPUID leaf 0xD).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XsaveComponent {
+    pub index: u32,
+    pub offset: u32,
+    pub size: u32,
 }
 
 #[cfg(test)]
@@ -212,6 +256,21 @@ mod tests {
             ip: 0x1002,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn canonical_xstate_ignores_init_optimisation_only() {
+        let mut a = vec![0u8; 1024];
+        a[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
+        let mut b = a.clone();
+        // a: SSE marked in use with zero registers; b: SSE in its init state.
+        a[XSAVE_HDR_OFFSET] = 0b11;
+        b[XSAVE_HDR_OFFSET] = 0b01;
+        let (xa, xb) = (Xstate::from_bytes(a.clone()), Xstate::from_bytes(b));
+        assert_eq!(xa.diff(&xb), None);
+        // A live XMM register is a real difference.
+        a[200] = 1;
+        assert!(Xstate::from_bytes(a).diff(&xb).is_some());
     }
 
     #[test]
@@ -233,15 +292,5 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(not_syscall.adjusted_for_image(), not_syscall);
-    }
-
-    #[test]
-    fn sigframe_bytes_carry_magics() {
-        let x = Xstate::from_bytes(vec![0u8; 1024]);
-        let b = x.sigframe_bytes(0x7);
-        assert_eq!(b.len(), 1028);
-        assert_eq!(&b[464..468], &FP_XSTATE_MAGIC1.to_le_bytes());
-        assert_eq!(&b[1024..1028], &FP_XSTATE_MAGIC2.to_le_bytes());
-        assert_eq!(u32::from_le_bytes(b[480..484].try_into().unwrap()), 1024);
     }
 }

@@ -1,20 +1,19 @@
-//! The x86_64 `rt_sigframe` the parasite returns through when it must put
-//! the victim back by itself: `rt_sigreturn` reads the registers, the
-//! signal mask, the alternate stack and the FPU state from it.
+//! The frame the parasite puts the victim back from when rcriu is gone:
+//! the registers, the signal mask and the FPU state, in the layout of an
+//! x86_64 `rt_sigframe` (the parasite's `rcriu_parasite_restore` reads the
+//! same offsets).
 //!
 //! ```text
-//! 0     pretcode (u64)            rt_sigreturn finds the frame at rsp - 8
+//! 0     pretcode (u64, unused)
 //! 8     struct ucontext: uc_flags, uc_link, uc_stack (24 bytes),
 //!       uc_mcontext (struct sigcontext, 256 bytes), uc_sigmask (8)
 //! 312   struct siginfo (128 bytes, unused)
-//! 448   the xsave area (64-byte aligned), then FP_XSTATE_MAGIC2
+//! 448   the xsave area (64-byte aligned, as xrstor needs)
 //! ```
 
 use crate::regs::UserRegs;
 use crate::remote::ThreadCtx;
 
-/// Offset of `uc_stack` in the frame.
-pub const UC_STACK: usize = 24;
 const UC_FLAGS: usize = 8;
 const MCONTEXT: usize = 48;
 const UC_SIGMASK: usize = 304;
@@ -26,10 +25,9 @@ const UC_SIGCONTEXT_SS: u64 = 2;
 const UC_STRICT_RESTORE_SS: u64 = 4;
 
 /// The frame for `ctx`, to be placed at `frame_addr` in the victim (a
-/// 64-byte aligned address). `features` is the xsave feature mask the
-/// kernel uses for signal frames (XCR0).
-pub fn build(ctx: &ThreadCtx, frame_addr: u64, features: u64) -> Vec<u8> {
-    let fpu = ctx.xstate.sigframe_bytes(features);
+/// 64-byte aligned address).
+pub fn build(ctx: &ThreadCtx, frame_addr: u64) -> Vec<u8> {
+    let fpu = ctx.xstate.as_bytes();
     let mut f = vec![0u8; FPSTATE + fpu.len()];
     let mut put = |off: usize, v: u64| f[off..off + 8].copy_from_slice(&v.to_le_bytes());
     put(
@@ -56,7 +54,7 @@ pub fn build(ctx: &ThreadCtx, frame_addr: u64, features: u64) -> Vec<u8> {
     // fpstate pointer at 184.
     put(m + 184, frame_addr + FPSTATE as u64);
     put(UC_SIGMASK, ctx.sigmask);
-    f[FPSTATE..].copy_from_slice(&fpu);
+    f[FPSTATE..].copy_from_slice(fpu);
     f
 }
 
@@ -81,7 +79,7 @@ mod tests {
             sigmask: 0x5,
             xstate: Xstate::from_bytes(vec![0; 1024]),
         };
-        let f = build(&ctx, 0x10000, 7);
+        let f = build(&ctx, 0x10000);
         let at = |o: usize| u64::from_le_bytes(f[o..o + 8].try_into().unwrap());
         assert_eq!(at(MCONTEXT), 8);
         assert_eq!(at(MCONTEXT + 8 * 16), 0x1234);
@@ -92,7 +90,7 @@ mod tests {
             u16::from_le_bytes([f[MCONTEXT + 150], f[MCONTEXT + 151]]),
             0x2b
         );
-        assert_eq!(f.len(), FPSTATE + 1028);
+        assert_eq!(f.len(), FPSTATE + 1024);
         assert_eq!(FPSTATE % 64, 0);
     }
 }

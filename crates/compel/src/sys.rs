@@ -560,16 +560,6 @@ pub fn poll_in(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<Vec<bool>>
     }
 }
 
-/// `xgetbv(0)`: the xsave features the OS enabled (XCR0).
-pub fn xcr0() -> u64 {
-    if !std::arch::is_x86_feature_detected!("xsave") {
-        return 0;
-    }
-    // SAFETY: xgetbv is available (the OS enabled XSAVE, checked above) and
-    // only reads a register.
-    unsafe { std::arch::x86_64::_xgetbv(0) }
-}
-
 /// A `SOCK_SEQPACKET` unix socket, close-on-exec.
 pub fn seqpacket_socket() -> io::Result<OwnedFd> {
     // SAFETY: a plain syscall; the fd it returns is new and ours.
@@ -679,3 +669,29 @@ unsafe impl Pod for rcriu_parasite_abi::DumpPagesArgs {}
 unsafe impl Pod for rcriu_parasite_abi::MprotectArgs {}
 // SAFETY: as above.
 unsafe impl Pod for UserRegs {}
+
+/// The user state components the OS enabled (XCR0) beyond x87 and SSE,
+/// with their offsets and sizes in the standard xsave layout.
+pub fn xsave_components() -> &'static [crate::regs::XsaveComponent] {
+    static COMPONENTS: std::sync::OnceLock<Vec<crate::regs::XsaveComponent>> =
+        std::sync::OnceLock::new();
+    COMPONENTS.get_or_init(|| {
+        if !std::arch::is_x86_feature_detected!("xsave") {
+            return Vec::new();
+        }
+        // SAFETY: xgetbv is available when the OS enabled XSAVE (checked
+        // above); it only reads a register.
+        let xcr0 = unsafe { std::arch::x86_64::_xgetbv(0) };
+        (2..63u32)
+            .filter(|i| xcr0 & (1 << i) != 0)
+            .map(|i| {
+                let r = std::arch::x86_64::__cpuid_count(0xd, i);
+                crate::regs::XsaveComponent {
+                    index: i,
+                    offset: r.ebx,
+                    size: r.eax,
+                }
+            })
+            .collect()
+    })
+}

@@ -62,7 +62,7 @@ pub fn workload(name: &str) -> PathBuf {
         .map(|f| f.split_whitespace().map(String::from).collect())
         .unwrap_or_default();
     let out_dir = Path::new(env!("RCRIU_WORKLOADS_DIR"));
-    std::fs::create_dir_all(&out_dir).expect("creating the workloads directory");
+    std::fs::create_dir_all(out_dir).expect("creating the workloads directory");
     let out = out_dir.join(name);
     let status = Command::new("gcc")
         .args(["-O2", "-g", "-Wall", "-Werror", "-o"])
@@ -186,9 +186,7 @@ impl Workload {
         let Some(child) = self.child.take() else {
             return Err("no child".into());
         };
-        let status = wait_exit(child.id() as i32)?;
-        // The child is reaped; forget it without waiting again.
-        std::mem::forget(child);
+        let status = wait_child(child)?;
         let text = std::fs::read_to_string(&self.outfile).unwrap_or_default();
         if status == 0 && text.trim() == "PASS" {
             Ok(())
@@ -276,4 +274,12 @@ pub fn wait_exit(pid: i32) -> Result<i32, String> {
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
+}
+
+/// [`wait_exit`] for a child we spawned.
+pub fn wait_child(child: std::process::Child) -> Result<i32, String> {
+    let status = wait_exit(child.id() as i32);
+    // Reaped already (or killed by the hang guard): nothing left to wait.
+    std::mem::forget(child);
+    status
 }

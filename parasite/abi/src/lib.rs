@@ -7,9 +7,9 @@
 //! 0                 blob image (code, read-only data, then data and bss)
 //! args_off          the args area (ARGS_SIZE): a command's arguments in,
 //!                   its results out
-//! sigframe_off      an rt_sigframe holding the victim's registers, signal
-//!                   mask and FPU state, for the parasite to rt_sigreturn to
-//!                   if rcriu disappears (SIGFRAME_SIZE)
+//! sigframe_off      a frame (rt_sigframe layout) holding the victim's
+//!                   registers, signal mask and FPU state, for the parasite
+//!                   to put back if rcriu disappears (SIGFRAME_SIZE)
 //! stack_off         the parasite's stack (STACK_SIZE), growing down from
 //!                   stack_off + STACK_SIZE
 //! ```
@@ -21,8 +21,8 @@
 //! and when resumed serves commands sent as [`CtlMsg`] datagrams over that
 //! socket, each answered by a [`CtlMsg`] with the same `cmd`. On
 //! [`Cmd::Fini`] it closes the socket and stops on `int3`; if the socket
-//! breaks instead (rcriu died), it returns into the victim's original code
-//! by itself with `rt_sigreturn` on the prepared frame.
+//! breaks instead (rcriu died), it puts the victim's state back from the
+//! prepared frame and returns into its original code by itself.
 //!
 //! Every struct here is `#[repr(C)]` with explicit padding, and its layout
 //! is asserted at compile time, so that the host and the blob (built
@@ -34,7 +34,7 @@ use core::mem::{align_of, offset_of, size_of};
 
 /// Size of the args area.
 pub const ARGS_SIZE: usize = 64 * 1024;
-/// Size reserved for the rt_sigframe and the FPU state that follows it.
+/// Size reserved for the frame and the FPU state that follows it.
 pub const SIGFRAME_SIZE: usize = 64 * 1024;
 /// Size of the parasite's stack.
 pub const STACK_SIZE: usize = 64 * 1024;
@@ -128,11 +128,9 @@ pub struct CtlMsg {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct InitArgs {
-    /// The victim's address of the rt_sigframe to return through.
+    /// The victim's address of the frame holding its state, to restore it
+    /// from if rcriu disappears.
     pub sigframe: u64,
-    /// The victim's address at which the parasite fills in the frame's
-    /// `uc_stack` with the current sigaltstack.
-    pub sigframe_uc_stack: u64,
     /// Length of the socket address in `sun_path` (abstract: starts with
     /// a 0 byte), counting the family.
     pub addr_len: u32,
@@ -378,9 +376,9 @@ pub struct MprotectArgs {
 const _: () = {
     assert!(size_of::<CtlMsg>() == 24);
     assert!(offset_of!(CtlMsg, ret) == 16);
-    assert!(size_of::<InitArgs>() == 136);
-    assert!(offset_of!(InitArgs, sun_path) == 24);
-    assert!(offset_of!(InitArgs, failed_syscall) == 132);
+    assert!(size_of::<InitArgs>() == 128);
+    assert!(offset_of!(InitArgs, sun_path) == 16);
+    assert!(offset_of!(InitArgs, failed_syscall) == 124);
     assert!(size_of::<IoVec>() == 16);
     assert!(offset_of!(DumpPagesArgs, iovs) == 8);
     assert!(size_of::<KSigaction>() == 32);

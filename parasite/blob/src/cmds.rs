@@ -4,8 +4,8 @@
 
 use rcriu_parasite_abi::{
     Cmd, CredsArgs, DumpPagesArgs, FdsArgs, GDT_ENTRY_TLS_MIN, ItimersArgs, KSigaction, MAX_FDS,
-    MAX_GROUPS, MAX_IOVS, MAX_MPROTECT, MAX_POSIX_TIMERS, MprotectArgs, NSIG, PosixTimersArgs,
-    RseqArgs, SigactionsArgs, SigaltstackArgs, TlsArgs,
+    MAX_IOVS, MAX_MPROTECT, MAX_POSIX_TIMERS, MprotectArgs, NSIG, PosixTimersArgs, RseqArgs,
+    SigactionsArgs, SigaltstackArgs, TlsArgs,
 };
 
 use crate::sys::{self, call};
@@ -17,27 +17,44 @@ pub fn one_shot(c: Cmd) -> bool {
     matches!(c, Cmd::Sigaltstack | Cmd::Tls | Cmd::Creds | Cmd::Rseq)
 }
 
-/// Runs `c` on the args area at `args`.
+/// The args area as command `c`'s args struct.
+///
+/// # Safety
+/// rcriu put the args struct of the running command in the args area,
+/// which is large and aligned enough for every one of them (asserted in
+/// the ABI crate), and touches it only between commands.
+unsafe fn args_as<'a, T>(args: *mut u8) -> &'a mut T {
+    // SAFETY: the caller's contract above.
+    unsafe { &mut *args.cast::<T>() }
+}
+
+/// Runs `c` on the args area at `args` (see [`args_as`] for what rcriu
+/// guarantees about it).
 pub fn run(c: Cmd, args: *mut u8, _sock: Option<i32>) -> Ret {
-    // SAFETY (for each arm): rcriu put the args struct of command `c` in
-    // the args area, which is large and aligned enough for every one of
-    // them (asserted in the ABI crate), and touches it only between
-    // commands.
-    unsafe {
-        match c {
-            Cmd::DumpPages => dump_pages(&mut *args.cast::<DumpPagesArgs>()),
-            Cmd::Sigactions => sigactions(&mut *args.cast::<SigactionsArgs>()),
-            Cmd::Itimers => itimers(&mut *args.cast::<ItimersArgs>()),
-            Cmd::PosixTimers => posix_timers(&mut *args.cast::<PosixTimersArgs>()),
-            Cmd::Sigaltstack => sigaltstack(&mut *args.cast::<SigaltstackArgs>()),
-            Cmd::Tls => tls(&mut *args.cast::<TlsArgs>()),
-            Cmd::Rseq => rseq(&mut *args.cast::<RseqArgs>()),
-            Cmd::Creds => creds(&mut *args.cast::<CredsArgs>()),
-            Cmd::SendFds => send_fds(&*args.cast::<FdsArgs>()),
-            Cmd::CloseFds => close_fds(&*args.cast::<FdsArgs>()),
-            Cmd::Mprotect => mprotect(&*args.cast::<MprotectArgs>()),
-            Cmd::Init | Cmd::Fini | Cmd::RecvFd => (-sys::EINVAL, 0),
-        }
+    match c {
+        // SAFETY: the area holds the args of command `c`.
+        Cmd::DumpPages => dump_pages(unsafe { args_as(args) }),
+        // SAFETY: as above.
+        Cmd::Sigactions => sigactions(unsafe { args_as(args) }),
+        // SAFETY: as above.
+        Cmd::Itimers => itimers(unsafe { args_as(args) }),
+        // SAFETY: as above.
+        Cmd::PosixTimers => posix_timers(unsafe { args_as(args) }),
+        // SAFETY: as above.
+        Cmd::Sigaltstack => sigaltstack(unsafe { args_as(args) }),
+        // SAFETY: as above.
+        Cmd::Tls => tls(unsafe { args_as(args) }),
+        // SAFETY: as above.
+        Cmd::Rseq => rseq(unsafe { args_as(args) }),
+        // SAFETY: as above.
+        Cmd::Creds => creds(unsafe { args_as(args) }),
+        // SAFETY: as above.
+        Cmd::SendFds => send_fds(unsafe { args_as(args) }),
+        // SAFETY: as above.
+        Cmd::CloseFds => close_fds(unsafe { args_as(args) }),
+        // SAFETY: as above.
+        Cmd::Mprotect => mprotect(unsafe { args_as(args) }),
+        Cmd::Init | Cmd::Fini | Cmd::RecvFd => (-sys::EINVAL, 0),
     }
 }
 
@@ -138,8 +155,7 @@ fn posix_timers(a: &mut PosixTimersArgs) -> Ret {
         t.interval.nsec = spec[1];
         t.value.sec = spec[2];
         t.value.nsec = spec[3];
-        // SAFETY: a plain query, no memory.
-        let r = unsafe { call(sys::NR_TIMER_GETOVERRUN, t.id as u64, 0, 0, 0) };
+        let r = sys::value(sys::NR_TIMER_GETOVERRUN, t.id as u64, 0, 0);
         if r < 0 {
             return failed(r, i as i64);
         }
@@ -207,55 +223,28 @@ const PR_CAP_AMBIENT_IS_SET: u64 = 1;
 const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 fn creds(a: &mut CredsArgs) -> Ret {
-    // SAFETY (each unsafe block below): the kernel writes the documented
-    // sizes to the addresses of locals or of fields of `a`.
     let mut ids = [0u32; 3];
-    let r = unsafe {
-        call(
-            sys::NR_GETRESUID,
-            addr_mut(&mut ids[0]),
-            addr_mut(&mut ids[1]),
-            addr_mut(&mut ids[2]),
-            0,
-        )
-    };
+    let r = sys::getres(sys::NR_GETRESUID, &mut ids);
     if r < 0 {
         return failed(r, sys::NR_GETRESUID);
     }
     a.uids[..3].copy_from_slice(&ids);
     // setfsuid(-1) changes nothing and answers the current fsuid.
-    a.uids[3] = unsafe { call(sys::NR_SETFSUID, u32::MAX as u64, 0, 0, 0) } as u32;
-    let r = unsafe {
-        call(
-            sys::NR_GETRESGID,
-            addr_mut(&mut ids[0]),
-            addr_mut(&mut ids[1]),
-            addr_mut(&mut ids[2]),
-            0,
-        )
-    };
+    a.uids[3] = sys::value(sys::NR_SETFSUID, u32::MAX as u64, 0, 0) as u32;
+    let r = sys::getres(sys::NR_GETRESGID, &mut ids);
     if r < 0 {
         return failed(r, sys::NR_GETRESGID);
     }
     a.gids[..3].copy_from_slice(&ids);
-    a.gids[3] = unsafe { call(sys::NR_SETFSGID, u32::MAX as u64, 0, 0, 0) } as u32;
+    a.gids[3] = sys::value(sys::NR_SETFSGID, u32::MAX as u64, 0, 0) as u32;
 
-    let mut hdr = [CAPABILITY_VERSION_3, 0u32];
+    // Two `struct __user_cap_data_struct` {effective, permitted,
+    // inheritable}, low word first.
     let mut data = [0u32; 6];
-    let r = unsafe {
-        call(
-            sys::NR_CAPGET,
-            addr_mut(&mut hdr),
-            addr_mut(&mut data),
-            0,
-            0,
-        )
-    };
+    let r = sys::capget(CAPABILITY_VERSION_3, &mut data);
     if r < 0 {
         return failed(r, sys::NR_CAPGET);
     }
-    // Two `struct __user_cap_data_struct` {effective, permitted,
-    // inheritable}, low word first.
     a.cap_eff = [data[0], data[3]];
     a.cap_prm = [data[1], data[4]];
     a.cap_inh = [data[2], data[5]];
@@ -264,7 +253,7 @@ fn creds(a: &mut CredsArgs) -> Ret {
     a.cap_amb = 0;
     a.cap_last = 0;
     for cap in 0..64u64 {
-        let r = unsafe { call(sys::NR_PRCTL, PR_CAPBSET_READ, cap, 0, 0) };
+        let r = sys::value(sys::NR_PRCTL, PR_CAPBSET_READ, cap, 0);
         if r < 0 {
             break;
         }
@@ -272,52 +261,35 @@ fn creds(a: &mut CredsArgs) -> Ret {
         if r == 1 {
             a.cap_bnd |= 1 << cap;
         }
-        let r = unsafe { call(sys::NR_PRCTL, PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0) };
-        if r == 1 {
+        if sys::value(sys::NR_PRCTL, PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap) == 1 {
             a.cap_amb |= 1 << cap;
         }
     }
-    let r = unsafe { call(sys::NR_PRCTL, PR_GET_SECUREBITS, 0, 0, 0) };
+    let r = sys::value(sys::NR_PRCTL, PR_GET_SECUREBITS, 0, 0);
     if r < 0 {
         return failed(r, sys::NR_PRCTL);
     }
     a.securebits = r as u32;
-    a.no_new_privs = unsafe { call(sys::NR_PRCTL, PR_GET_NO_NEW_PRIVS, 0, 0, 0) } as u32;
-    a.dumpable = unsafe { call(sys::NR_PRCTL, PR_GET_DUMPABLE, 0, 0, 0) } as u32;
-    a.thp_disabled = unsafe { call(sys::NR_PRCTL, PR_GET_THP_DISABLE, 0, 0, 0) } as u32;
+    a.no_new_privs = sys::value(sys::NR_PRCTL, PR_GET_NO_NEW_PRIVS, 0, 0) as u32;
+    a.dumpable = sys::value(sys::NR_PRCTL, PR_GET_DUMPABLE, 0, 0) as u32;
+    a.thp_disabled = sys::value(sys::NR_PRCTL, PR_GET_THP_DISABLE, 0, 0) as u32;
     let mut v: i32 = 0;
-    let r = unsafe { call(sys::NR_PRCTL, PR_GET_PDEATHSIG, addr_mut(&mut v), 0, 0) };
+    let r = sys::prctl_get_int(PR_GET_PDEATHSIG, &mut v);
     if r < 0 {
         return failed(r, sys::NR_PRCTL);
     }
     a.pdeath_sig = v as u32;
-    let r = unsafe {
-        call(
-            sys::NR_PRCTL,
-            PR_GET_CHILD_SUBREAPER,
-            addr_mut(&mut v),
-            0,
-            0,
-        )
-    };
+    let r = sys::prctl_get_int(PR_GET_CHILD_SUBREAPER, &mut v);
     if r < 0 {
         return failed(r, sys::NR_PRCTL);
     }
     a.child_subreaper = v as u32;
-    a.personality = unsafe { call(sys::NR_PERSONALITY, 0xffff_ffff, 0, 0, 0) } as u32;
+    a.personality = sys::value(sys::NR_PERSONALITY, 0xffff_ffff, 0, 0) as u32;
     // umask can only be read by setting it: set 0, then put it back.
-    let old = unsafe { call(sys::NR_UMASK, 0, 0, 0, 0) };
-    unsafe { call(sys::NR_UMASK, old as u64, 0, 0, 0) };
+    let old = sys::value(sys::NR_UMASK, 0, 0, 0);
+    sys::value(sys::NR_UMASK, old as u64, 0, 0);
     a.umask = old as u32;
-    let r = unsafe {
-        call(
-            sys::NR_GETGROUPS,
-            MAX_GROUPS as u64,
-            addr_mut(&mut a.groups),
-            0,
-            0,
-        )
-    };
+    let r = sys::getgroups(&mut a.groups);
     if r < 0 {
         return failed(r, sys::NR_GETGROUPS);
     }

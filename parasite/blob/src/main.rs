@@ -36,9 +36,9 @@ use rcriu_parasite_abi::{Cmd, CtlMsg, FdsArgs, InitArgs, MAX_FDS};
 // A one-shot command returns its result in rax and stops on the first
 // int3. After a successful Init, rcriu resumes the task past that int3 and
 // the daemon serves commands; it returns 0 on Fini (stop on the second
-// int3 for rcriu to restore the registers itself), or the stack pointer of
-// the sigreturn frame when rcriu is gone, to return into the victim's code
-// by rt_sigreturn (syscall 15).
+// int3 for rcriu to restore the registers itself), or, when rcriu is gone,
+// the address of the frame holding the victim's state, to put it back
+// without rcriu (`restore` below).
 core::arch::global_asm!(
     ".pushsection .text.head,\"ax\"",
     ".globl rcriu_parasite_head",
@@ -51,10 +51,8 @@ core::arch::global_asm!(
     "    call {daemon}",
     "    test rax, rax",
     "    jz 2f",
-    "    mov rsp, rax",
-    "    mov eax, 15",
-    "    syscall",
-    "    ud2",
+    "    mov rdi, rax",
+    "    jmp {restore}",
     "2:",
     "    int3",
     "    ud2",
@@ -62,7 +60,69 @@ core::arch::global_asm!(
     ".popsection",
     service = sym parasite_service,
     daemon = sym parasite_daemon,
+    restore = sym rcriu_parasite_restore,
 );
+
+// Puts the victim back as it was, without rcriu: rdi is the frame rcriu
+// prepared (an rt_sigframe layout: see crates/compel/src/sigframe.rs).
+//
+// Not rt_sigreturn: it would make a syscall interrupted with a restart
+// block return -EINTR. Instead: the FPU state by xrstor, the signal mask by
+// rt_sigprocmask, then every general register from the frame, the flags
+// and the instruction pointer by way of 16 bytes below the victim's red
+// zone (where a signal frame could have gone anyway), and `ret 128` to
+// land with the original stack pointer.
+core::arch::global_asm!(
+    ".globl rcriu_parasite_restore",
+    ".type rcriu_parasite_restore,@function",
+    "rcriu_parasite_restore:",
+    "    mov rbx, rdi",
+    "    mov rcx, [rbx + {mc} + 184]",
+    "    mov eax, -1",
+    "    mov edx, -1",
+    "    xrstor64 [rcx]",
+    "    mov eax, 14",
+    "    mov edi, 2",
+    "    lea rsi, [rbx + {sigmask}]",
+    "    xor edx, edx",
+    "    mov r10d, 8",
+    "    syscall",
+    "    mov rcx, [rbx + {mc} + 120]",
+    "    sub rcx, 144",
+    "    mov rax, [rbx + {mc} + 136]",
+    "    mov [rcx], rax",
+    "    mov rax, [rbx + {mc} + 128]",
+    "    mov [rcx + 8], rax",
+    "    mov rsp, rcx",
+    "    mov r8, [rbx + {mc} + 0]",
+    "    mov r9, [rbx + {mc} + 8]",
+    "    mov r10, [rbx + {mc} + 16]",
+    "    mov r11, [rbx + {mc} + 24]",
+    "    mov r12, [rbx + {mc} + 32]",
+    "    mov r13, [rbx + {mc} + 40]",
+    "    mov r14, [rbx + {mc} + 48]",
+    "    mov r15, [rbx + {mc} + 56]",
+    "    mov rdi, [rbx + {mc} + 64]",
+    "    mov rsi, [rbx + {mc} + 72]",
+    "    mov rbp, [rbx + {mc} + 80]",
+    "    mov rdx, [rbx + {mc} + 96]",
+    "    mov rax, [rbx + {mc} + 104]",
+    "    mov rcx, [rbx + {mc} + 112]",
+    "    mov rbx, [rbx + {mc} + 88]",
+    "    popfq",
+    "    ret 128",
+    ".size rcriu_parasite_restore, . - rcriu_parasite_restore",
+    mc = const FRAME_MCONTEXT,
+    sigmask = const FRAME_SIGMASK,
+);
+
+unsafe extern "C" {
+    fn rcriu_parasite_restore();
+}
+
+/// Offsets in the frame (an rt_sigframe): `uc_mcontext` and `uc_sigmask`.
+const FRAME_MCONTEXT: usize = 48;
+const FRAME_SIGMASK: usize = 304;
 
 /// The control socket (valid once Init connected it).
 static TSOCK: AtomicI32 = AtomicI32::new(-1);
@@ -72,10 +132,6 @@ static SIGFRAME: AtomicU64 = AtomicU64::new(0);
 /// a SIGPIPE the parasite itself causes (vmsplice into a pipe whose reader
 /// died) is consumed before returning to the victim.
 static SIGPIPE_WAS_PENDING: AtomicBool = AtomicBool::new(false);
-
-/// Size of the return-address slot before the frame proper: rt_sigreturn
-/// reads the frame at `rsp - 8`.
-const SIGFRAME_PRETCODE: u64 = 8;
 
 extern "C" fn parasite_service(cmd: u32, args: *mut u8) -> i64 {
     match Cmd::from_u32(cmd) {
@@ -95,15 +151,6 @@ fn init(args: &mut InitArgs) -> i64 {
 }
 
 fn init_inner(args: &mut InitArgs) -> i64 {
-    // Record the current alternate signal stack in the frame: rt_sigreturn
-    // sets it from there.
-    // SAFETY: rcriu points sigframe_uc_stack at the frame's uc_stack in the
-    // shared area, room for a stack_t.
-    let r = unsafe { sys::sigaltstack(0, args.sigframe_uc_stack) };
-    if r < 0 {
-        args.failed_syscall = sys::NR_SIGALTSTACK as i32;
-        return r;
-    }
     let mut pending = 0u64;
     let r = sys::rt_sigpending(&mut pending);
     if r < 0 {
@@ -136,7 +183,7 @@ const fn sig_bit(sig: i32) -> u64 {
 }
 
 /// Serves commands until Fini (returns 0) or until the control socket
-/// breaks (returns the stack pointer for rt_sigreturn).
+/// breaks (returns the address of the frame to restore the victim from).
 extern "C" fn parasite_daemon(args: *mut u8) -> u64 {
     let sock = TSOCK.load(Ordering::Relaxed);
     loop {
@@ -200,14 +247,14 @@ fn close_received(fds: &[i32]) {
 }
 
 /// rcriu is gone: close the socket, drop a SIGPIPE we caused, and hand the
-/// head the frame to rt_sigreturn through.
+/// head the frame to restore the victim from.
 fn self_cure(sock: i32) -> u64 {
     sys::close(sock);
     TSOCK.store(-1, Ordering::Relaxed);
     if !SIGPIPE_WAS_PENDING.load(Ordering::Relaxed) {
         sys::drop_pending_signal(sys::SIGPIPE);
     }
-    SIGFRAME.load(Ordering::Relaxed) + SIGFRAME_PRETCODE
+    SIGFRAME.load(Ordering::Relaxed)
 }
 
 #[panic_handler]

@@ -21,7 +21,6 @@ const MSG_CMSG_CLOEXEC: i32 = 0x40000000;
 const SOL_SOCKET: i32 = 1;
 const SCM_RIGHTS: i32 = 1;
 
-pub const NR_READ: i64 = 0;
 pub const NR_CLOSE: i64 = 3;
 pub const NR_MPROTECT: i64 = 10;
 pub const NR_RT_SIGACTION: i64 = 13;
@@ -248,4 +247,37 @@ pub fn send_msg_fds(sock: i32, msg: &CtlMsg, fds: &[i32]) -> i64 {
         _pad1: 0,
     };
     call_owned(NR_SENDMSG, sock as u64, addr(&hdr), MSG_NOSIGNAL as u64, 0)
+}
+
+/// A syscall whose arguments are plain values (no memory).
+pub fn value(nr: i64, a1: u64, a2: u64, a3: u64) -> i64 {
+    call_owned(nr, a1, a2, a3, 0)
+}
+
+/// `getresuid`/`getresgid` into `ids`.
+pub fn getres(nr: i64, ids: &mut [u32; 3]) -> i64 {
+    let [a, b, c] = ids;
+    call_owned(nr, addr_mut(a), addr_mut(b), addr_mut(c), 0)
+}
+
+/// `capget` of the calling task, version `version`: two data structs.
+pub fn capget(version: u32, data: &mut [u32; 6]) -> i64 {
+    let mut hdr = [version, 0u32];
+    call_owned(NR_CAPGET, addr_mut(&mut hdr), addr_mut(data), 0, 0)
+}
+
+/// A `prctl` that writes one int to its second argument.
+pub fn prctl_get_int(op: u64, out: &mut i32) -> i64 {
+    call_owned(NR_PRCTL, op, addr_mut(out), 0, 0)
+}
+
+/// `getgroups` into `groups`.
+pub fn getgroups(groups: &mut [u32]) -> i64 {
+    call_owned(
+        NR_GETGROUPS,
+        groups.len() as u64,
+        groups.as_mut_ptr() as u64,
+        0,
+        0,
+    )
 }
