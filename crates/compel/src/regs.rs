@@ -143,6 +143,8 @@ impl UserRegs {
 
 /// Offset of the xsave header (xstate_bv) in the xsave area.
 pub const XSAVE_HDR_OFFSET: usize = 512;
+/// Size of the legacy FXSAVE part.
+pub const FXSAVE_SIZE: usize = 512;
 /// A thread's FPU and extended state, in the standard (uncompacted) xsave
 /// layout the kernel's `NT_X86_XSTATE` regset uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -176,6 +178,71 @@ impl Xstate {
     /// The components in use (xsave header's XSTATE_BV).
     pub fn xstate_bv(&self) -> u64 {
         self.u64_at(XSAVE_HDR_OFFSET)
+    }
+
+    /// The legacy FXSAVE part (x87, MXCSR, XMM registers): the first 512
+    /// bytes.
+    pub fn legacy(&self) -> Option<&[u8]> {
+        self.bytes.get(..FXSAVE_SIZE)
+    }
+
+    /// The bytes of state component `index` (2 for the upper halves of the
+    /// YMM registers, 5 for the AVX-512 opmasks, ...) in the standard
+    /// layout of this CPU, if the CPU has it and the area covers it.
+    pub fn component(&self, index: u32) -> Option<&[u8]> {
+        let c = crate::sys::xsave_components()
+            .iter()
+            .find(|c| c.index == index)?;
+        self.bytes
+            .get(c.offset as usize..(c.offset + c.size) as usize)
+    }
+
+    /// An xsave area for this CPU, `size` bytes (what the kernel's regset
+    /// takes): the legacy part, the header's XSTATE_BV, and the components
+    /// given as `(index, bytes)`. A component this CPU does not have is an
+    /// error naming it, unless its bytes are all zero or `bv` leaves it in
+    /// its initial state; then it is dropped.
+    pub fn build(
+        size: usize,
+        legacy: &[u8],
+        bv: u64,
+        components: &[(u32, &[u8])],
+    ) -> std::result::Result<Xstate, String> {
+        let mut bytes = vec![0u8; size.max(XSAVE_HDR_OFFSET + 64)];
+        let n = legacy.len().min(FXSAVE_SIZE);
+        bytes[..n].copy_from_slice(&legacy[..n]);
+        let mut bv = bv;
+        let have = crate::sys::xsave_components();
+        for &(index, data) in components {
+            match have.iter().find(|c| c.index == index) {
+                Some(c) => {
+                    let off = c.offset as usize;
+                    let len = data.len().min(c.size as usize);
+                    let dst = bytes.get_mut(off..off + len).ok_or_else(|| {
+                        format!("xsave component {index} lies past the {size}-byte area")
+                    })?;
+                    dst.copy_from_slice(&data[..len]);
+                }
+                None => {
+                    if bv & (1 << index) != 0 && !is_default_component(index, data) {
+                        return Err(format!(
+                            "xsave component {index} is in use but this CPU does not have it"
+                        ));
+                    }
+                    bv &= !(1 << index);
+                }
+            }
+        }
+        // Only what the OS enabled may be marked in use.
+        let enabled = 0b11 | have.iter().fold(0u64, |m, c| m | 1 << c.index);
+        if bv & !enabled != 0 {
+            return Err(format!(
+                "xsave components {:#x} are in use but this CPU does not have them",
+                bv & !enabled
+            ));
+        }
+        bytes[XSAVE_HDR_OFFSET..XSAVE_HDR_OFFSET + 8].copy_from_slice(&bv.to_le_bytes());
+        Ok(Xstate { bytes })
     }
 
     /// The state with every component the header marks as in its initial
@@ -237,6 +304,24 @@ impl Xstate {
     }
 }
 
+/// The xsave component of the protection-key rights register (PKRU).
+pub const XFEATURE_PKRU: u32 = 9;
+/// The PKRU value Linux gives every process (only key 0 accessible): a
+/// process that never touched its protection keys has this.
+pub const LINUX_DEFAULT_PKRU: u32 = 0x5555_5554;
+
+/// Whether a component's bytes are what any process has without having
+/// used the feature: zero, or Linux's default PKRU.
+fn is_default_component(index: u32, data: &[u8]) -> bool {
+    if data.iter().all(|&b| b == 0) {
+        return true;
+    }
+    index == XFEATURE_PKRU
+        && data.len() >= 4
+        && u32::from_le_bytes([data[0], data[1], data[2], data[3]]) == LINUX_DEFAULT_PKRU
+        && data[4..].iter().all(|&b| b == 0)
+}
+
 /// One xsave state component of the standard layout (CPUID leaf 0xD).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct XsaveComponent {
@@ -271,6 +356,36 @@ mod tests {
         // A live XMM register is a real difference.
         a[200] = 1;
         assert!(Xstate::from_bytes(a).diff(&xb).is_some());
+    }
+
+    #[test]
+    fn build_places_components_and_refuses_missing_ones() {
+        let legacy = [7u8; FXSAVE_SIZE];
+        let ymm = [0x5au8; 256];
+        let have = crate::sys::xsave_components();
+        let size = have
+            .iter()
+            .map(|c| (c.offset + c.size) as usize)
+            .max()
+            .unwrap_or(1024);
+        let x = Xstate::build(size, &legacy, 0b111, &[(2, &ymm)]).unwrap();
+        assert_eq!(x.legacy().unwrap(), &legacy[..]);
+        if have.iter().any(|c| c.index == 2) {
+            assert_eq!(x.component(2).unwrap(), &ymm[..]);
+        }
+        // A component no CPU has (index 62): refused when it holds state,
+        // dropped when it is in its default state.
+        assert!(Xstate::build(size, &legacy, 1 << 62 | 3, &[(62, &[1, 2, 3])]).is_err());
+        let x = Xstate::build(size, &legacy, 1 << 62 | 3, &[(62, &[0, 0])]).unwrap();
+        assert_eq!(x.xstate_bv(), 3);
+        assert!(is_default_component(
+            XFEATURE_PKRU,
+            &[0x54, 0x55, 0x55, 0x55, 0, 0, 0, 0]
+        ));
+        assert!(!is_default_component(
+            XFEATURE_PKRU,
+            &[0x50, 0x55, 0x55, 0x55, 0, 0, 0, 0]
+        ));
     }
 
     #[test]
