@@ -55,9 +55,7 @@ mod tests {
         let (level, rest) = take_verbosity(args.iter().map(OsString::from)).unwrap();
         (
             level,
-            rest.into_iter()
-                .map(|a| a.into_string().unwrap())
-                .collect(),
+            rest.into_iter().map(|a| a.into_string().unwrap()).collect(),
         )
     }
 
@@ -69,7 +67,10 @@ mod tests {
         assert_eq!(run(&["rcriu", "-v", "dump"]).0, 3);
         assert_eq!(run(&["rcriu", "-vv", "dump"]).0, 4);
         assert_eq!(run(&["rcriu", "--verbosity=1", "dump"]).0, 1);
-        assert_eq!(run(&["rcriu", "-v4", "dump", "-t", "5"]).1, ["rcriu", "dump", "-t", "5"]);
+        assert_eq!(
+            run(&["rcriu", "-v4", "dump", "-t", "5"]).1,
+            ["rcriu", "dump", "-t", "5"]
+        );
         assert!(take_verbosity(["rcriu", "-vx"].iter().map(OsString::from)).is_err());
     }
 }

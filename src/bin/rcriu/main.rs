@@ -4,7 +4,10 @@
 
 mod args;
 mod decode;
+mod dump;
 mod encode;
+mod opts;
+mod restore;
 mod show;
 
 use std::ffi::OsString;
@@ -39,6 +42,8 @@ struct Global {
 struct Cli {
     #[command(flatten)]
     global: Global,
+    #[command(flatten)]
+    criu: opts::CriuOpts,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,6 +56,10 @@ enum Command {
     Encode(CritArgs),
     /// Show an image (crit's `show`) or summarise a whole dump directory.
     Show(CritArgs),
+    /// Checkpoint a process (-t PID) into an images directory (-D DIR).
+    Dump,
+    /// Restore a process from an images directory (-D DIR).
+    Restore,
 }
 
 /// The arguments of crit's commands, which parse their own line: their
@@ -121,6 +130,8 @@ fn main() -> ExitCode {
         Command::Decode(a) => crit_command("decode", a.args),
         Command::Encode(a) => crit_command("encode", a.args),
         Command::Show(a) => crit_command("show", a.args),
+        Command::Dump => dump::run(&cli.criu, cli.global.images_dir.as_deref()),
+        Command::Restore => restore::run(&cli.criu, cli.global.images_dir.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
