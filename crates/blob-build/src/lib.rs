@@ -1,7 +1,7 @@
 //! Builds rcriu's `no_std` blobs (the parasite, the restorer) from a build
 //! script, and turns each into a flat image the host can copy anywhere.
 //!
-//! A blob is an ordinary Rust binary crate with its own `[workspace]`,
+//! A blob is an ordinary Rust binary crate of the `parasite/` workspace,
 //! built for the host target by a nested `cargo build --release` with a
 //! clean flags environment and these flags: position-independent code
 //! linked as a static PIE with no start files and no C library, its entry
@@ -66,12 +66,9 @@ pub struct Spec<'a> {
 /// called from a build script; errors are for it to panic with.
 pub fn build(spec: &Spec<'_>) -> Result<Blob, String> {
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
-    rerun_if_changed(spec.crate_dir);
-    // The blob's dependency in the same tree: the ABI crate.
-    if let Some(abi) = spec.crate_dir.parent().map(|p| p.join("abi"))
-        && abi.is_dir()
-    {
-        rerun_if_changed(&abi);
+    // The blobs' workspace: every blob, the runtime and the ABI crate.
+    if let Some(ws) = spec.crate_dir.parent() {
+        println!("cargo:rerun-if-changed={}", ws.display());
     }
 
     let elf_path = cargo_build(spec, &out_dir)?;
@@ -86,12 +83,6 @@ pub fn build(spec: &Spec<'_>) -> Result<Blob, String> {
     std::fs::write(&rs_path, generated_rust(&blob, spec.name))
         .map_err(|e| format!("writing {}: {e}", rs_path.display()))?;
     Ok(blob)
-}
-
-fn rerun_if_changed(dir: &Path) {
-    for f in ["Cargo.toml", "Cargo.lock", "src"] {
-        println!("cargo:rerun-if-changed={}", dir.join(f).display());
-    }
 }
 
 /// The flags every blob is built with.

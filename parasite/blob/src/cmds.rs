@@ -8,6 +8,8 @@ use rcriu_parasite_abi::{
     SigactionsArgs, SigaltstackArgs, TlsArgs,
 };
 
+use rcriu_blob_rt::syscall::addr_mut;
+
 use crate::sys::{self, call};
 
 type Ret = (i64, i32);
@@ -56,10 +58,6 @@ pub fn run(c: Cmd, args: *mut u8, _sock: Option<i32>) -> Ret {
         Cmd::Mprotect => mprotect(unsafe { args_as(args) }),
         Cmd::Init | Cmd::Fini | Cmd::RecvFd => (-sys::EINVAL, 0),
     }
-}
-
-fn addr_mut<T>(p: &mut T) -> u64 {
-    core::ptr::from_mut(p) as u64
 }
 
 fn failed(r: i64, nr: i64) -> Ret {

@@ -23,7 +23,6 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod cmds;
-mod mem;
 mod sys;
 
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
@@ -255,13 +254,4 @@ fn self_cure(sock: i32) -> u64 {
         sys::drop_pending_signal(sys::SIGPIPE);
     }
     SIGFRAME.load(Ordering::Relaxed)
-}
-
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
-    // A SIGILL that rcriu reports as a parasite fault and undoes.
-    loop {
-        // SAFETY: ud2 only raises #UD; it touches no memory.
-        unsafe { core::arch::asm!("ud2", options(nomem, nostack)) }
-    }
 }

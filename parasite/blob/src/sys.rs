@@ -4,7 +4,6 @@
 //! Wrappers that take addresses as `u64` pass them through unchecked: the
 //! kernel validates user addresses itself and answers EFAULT.
 
-use core::arch::asm;
 use core::mem::size_of;
 
 use rcriu_parasite_abi::CtlMsg;
@@ -49,43 +48,8 @@ pub const NR_VMSPLICE: i64 = 278;
 
 pub const SPLICE_F_GIFT: u64 = 8;
 
-/// `syscall` with up to six arguments.
-///
-/// # Safety
-/// The call must not break memory the parasite relies on: pointer
-/// arguments point to memory valid for what the syscall does with them.
-#[inline(always)]
-pub unsafe fn syscall6(nr: i64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, a6: u64) -> i64 {
-    let ret: i64;
-    // SAFETY: the syscall instruction itself only clobbers rcx and r11 and
-    // the result in rax; the caller vouches for the arguments.
-    unsafe {
-        asm!(
-            "syscall",
-            inlateout("rax") nr => ret,
-            in("rdi") a1,
-            in("rsi") a2,
-            in("rdx") a3,
-            in("r10") a4,
-            in("r8") a5,
-            in("r9") a6,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
-    ret
-}
-
-/// A syscall of up to four arguments.
-///
-/// # Safety
-/// As [`syscall6`].
-#[inline(always)]
-pub unsafe fn call(nr: i64, a1: u64, a2: u64, a3: u64, a4: u64) -> i64 {
-    // SAFETY: forwarded to the caller.
-    unsafe { syscall6(nr, a1, a2, a3, a4, 0, 0) }
-}
+use rcriu_blob_rt::syscall::{addr, addr_mut};
+pub use rcriu_blob_rt::syscall::{call, value};
 
 /// A syscall whose arguments are plain values or addresses of memory the
 /// caller borrows for the call (as the safe wrappers below pass).
@@ -95,14 +59,6 @@ fn call_owned(nr: i64, a1: u64, a2: u64, a3: u64, a4: u64) -> i64 {
     // locals and references it holds for the duration of the call, sized
     // for what the kernel writes there.
     unsafe { call(nr, a1, a2, a3, a4) }
-}
-
-fn addr<T>(p: &T) -> u64 {
-    core::ptr::from_ref(p) as u64
-}
-
-fn addr_mut<T>(p: &mut T) -> u64 {
-    core::ptr::from_mut(p) as u64
 }
 
 pub fn close(fd: i32) -> i64 {
@@ -247,11 +203,6 @@ pub fn send_msg_fds(sock: i32, msg: &CtlMsg, fds: &[i32]) -> i64 {
         _pad1: 0,
     };
     call_owned(NR_SENDMSG, sock as u64, addr(&hdr), MSG_NOSIGNAL as u64, 0)
-}
-
-/// A syscall whose arguments are plain values (no memory).
-pub fn value(nr: i64, a1: u64, a2: u64, a3: u64) -> i64 {
-    call_owned(nr, a1, a2, a3, 0)
 }
 
 /// `getresuid`/`getresgid` into `ids`.
