@@ -42,6 +42,7 @@ mod framing;
 pub mod json;
 mod kind;
 pub mod pages;
+pub mod vma;
 
 pub use dir::{DIR_MODE, FILE_MODE, ImageDir, open_image};
 pub use error::{Error, Problem, Result};
