@@ -21,7 +21,7 @@ pub enum Problem {
         value: u32,
         expected: u32,
     },
-    #[error("file ends {missing} bytes into a {needed}-byte {what}")]
+    #[error("file ends {missing} bytes short of a {needed}-byte {what}")]
     Truncated {
         what: &'static str,
         needed: u64,

@@ -73,7 +73,11 @@ fn huge_length() {
     let mut v = head(Kind::Core);
     v.extend_from_slice(&(1u32 << 20).to_le_bytes());
     v.extend_from_slice(&[0; 10]);
-    assert_err_at(&v, 12, "file ends 1048566 bytes into a 1048576-byte entry");
+    assert_err_at(
+        &v,
+        12,
+        "file ends 1048566 bytes short of a 1048576-byte entry",
+    );
     // Same through a reader that does not know the length: it fails on
     // what is there, without sizing anything by the length.
     let mut r = ImageReader::new(v.as_slice(), "bad.img").unwrap();
@@ -85,7 +89,7 @@ fn huge_length() {
 fn truncated() {
     let core = fixture("core-30000.img");
     assert_err_at(&core[..10], 8, "entry size");
-    assert_err_at(&core[..100], 12, "bytes into a");
+    assert_err_at(&core[..100], 12, "bytes short of a");
     // Every truncation of every fixture fails cleanly or decodes a prefix.
     for name in [
         "core-30000.img",
