@@ -173,6 +173,32 @@ impl Seized {
         })
     }
 
+    /// Takes over threads of `pid` that this process already traces and
+    /// that are stopped (a process rcriu created, for one): releasing
+    /// detaches them.
+    pub fn adopt(pid: Pid, tids: &[Pid]) -> Seized {
+        Seized {
+            pid,
+            threads: tids
+                .iter()
+                .map(|&tid| Thread {
+                    tid,
+                    stopped_by: None,
+                    restop: Cell::new(None),
+                    resend: Cell::new(0),
+                    seccomp: 0,
+                })
+                .collect(),
+            released: false,
+        }
+    }
+
+    /// Makes the release stop the process with `sig` (for a process that
+    /// was stopped when dumped).
+    pub fn stop_on_release(&self, sig: i32) {
+        self.leader().restop.set(Some(sig));
+    }
+
     pub fn pid(&self) -> Pid {
         self.pid
     }

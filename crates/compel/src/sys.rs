@@ -18,6 +18,7 @@ use rcriu_proc::Pid;
 use crate::regs::UserRegs;
 
 pub const PTRACE_O_TRACESYSGOOD: u32 = 1;
+pub const PTRACE_O_EXITKILL: u32 = 1 << 20;
 pub const PTRACE_O_SUSPEND_SECCOMP: u32 = 1 << 21;
 pub const PTRACE_EVENT_STOP: i32 = 128;
 const PTRACE_GETREGSET: u32 = 0x4204;
@@ -260,6 +261,13 @@ pub fn wait(tid: Pid, flags: i32) -> io::Result<Wait> {
     }
 }
 
+/// `waitpid(pid, &status, 0)` for a child that is not traced.
+pub fn waitpid_status(pid: Pid, status: &mut i32) -> io::Result<()> {
+    // SAFETY: the kernel writes one int to `status`.
+    let r = unsafe { libc::waitpid(pid, status, 0) };
+    check(r.into()).map(drop)
+}
+
 pub fn tgkill(tgid: Pid, tid: Pid, sig: i32) -> io::Result<()> {
     // SAFETY: a plain syscall with integer arguments.
     check(unsafe { libc::syscall(libc::SYS_tgkill, tgid, tid, sig) }).map(drop)
@@ -305,6 +313,52 @@ pub struct LocalMap {
 unsafe impl Send for LocalMap {}
 
 impl LocalMap {
+    /// Maps `len` bytes of shared anonymous memory read-write at exactly
+    /// `addr`, failing (EEXIST) rather than replacing anything there.
+    pub fn anon_shared_at(addr: u64, len: usize) -> io::Result<LocalMap> {
+        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping:
+        // the kernel fails instead, so no memory in use changes.
+        let p = unsafe {
+            libc::mmap(
+                addr as *mut libc::c_void,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        if p as u64 != addr {
+            // An old kernel that took the flag as a hint.
+            // SAFETY: unmapping exactly what was just mapped.
+            unsafe { libc::munmap(p, len) };
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
+        Ok(LocalMap {
+            addr: p.cast(),
+            len,
+        })
+    }
+
+    /// The address of the mapping here.
+    pub fn addr(&self) -> u64 {
+        self.addr as u64
+    }
+
+    /// Changes the protection of part of the mapping.
+    pub fn protect(&self, off: usize, len: usize, prot: i32) -> io::Result<()> {
+        self.check_range(off, len);
+        // SAFETY: the range lies inside our own mapping (checked); only its
+        // protection changes, and we access it by copies, never by code
+        // that would fault on a read-only page (callers protect only the
+        // blob's code, which they no longer write).
+        let r = unsafe { libc::mprotect(self.addr.add(off).cast(), len, prot) };
+        check(r.into()).map(drop)
+    }
+
     /// Maps `len` bytes of `fd` read-write and shared.
     pub fn map(fd: BorrowedFd<'_>, len: usize) -> io::Result<LocalMap> {
         // SAFETY: a fresh mapping chosen by the kernel; nothing else lives
@@ -606,6 +660,13 @@ pub fn set_pipe_size(fd: BorrowedFd<'_>, size: usize) -> io::Result<usize> {
     check(r.into()).map(|n| n as usize)
 }
 
+/// The bytes of a slice of plain data.
+pub fn slice_bytes<T: Pod>(v: &[T]) -> &[u8] {
+    // SAFETY: `T: Pod` has no padding, so all the bytes are initialised;
+    // the slice borrows `v`.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+}
+
 /// The bytes of a plain-data value.
 pub fn bytes_of<T: Pod>(v: &T) -> &[u8] {
     // SAFETY: `T: Pod` has no padding, so all its bytes are initialised;
@@ -695,3 +756,13 @@ pub fn xsave_components() -> &'static [crate::regs::XsaveComponent] {
             .collect()
     })
 }
+// SAFETY: as above.
+unsafe impl Pod for rcriu_parasite_abi::restorer::Args {}
+// SAFETY: as above.
+unsafe impl Pod for rcriu_parasite_abi::restorer::Vma {}
+// SAFETY: as above.
+unsafe impl Pod for rcriu_parasite_abi::restorer::IoVec {}
+// SAFETY: as above.
+unsafe impl Pod for rcriu_parasite_abi::restorer::ReadBatch {}
+// SAFETY: as above.
+unsafe impl Pod for rcriu_parasite_abi::restorer::FdMove {}

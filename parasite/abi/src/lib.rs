@@ -1,4 +1,6 @@
-//! The command ABI between rcriu (the host) and its parasite.
+//! The ABIs between rcriu (the host) and its no_std blobs: the parasite's
+//! commands (the items at this crate's root) and what the restorer is
+//! given ([`restorer`]).
 //!
 //! The parasite is a position-independent blob that rcriu loads into a
 //! shared area mapped in the victim. Both sides see the same bytes:
@@ -29,6 +31,8 @@
 //! separately) agree.
 
 #![no_std]
+
+pub mod restorer;
 
 use core::mem::{align_of, offset_of, size_of};
 

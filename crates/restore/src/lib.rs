@@ -1,0 +1,402 @@
+//! The restore pipeline: a dump's images to a running process.
+//!
+//! 1. Read and check every image ([`load`]); plan the address space
+//!    ([`mm`]), the page reads ([`pages`]), the registers and the rest of
+//!    the core ([`core`]), the fds, cwd and root ([`files`]), the time
+//!    namespace ([`timens`]) and the vDSO ([`vdso`]). Files are opened and
+//!    validated now: nothing is started while anything may still fail.
+//! 2. Map the restorer's region ([`region`]) in a hole of both address
+//!    spaces, and fork into it with clone3 and the process's pid.
+//! 3. The restorer (a no_std blob) builds the process from its `Args`;
+//!    rcriu traces it, then sets its registers and lets it go
+//!    ([`finish`]).
+
+#![deny(unsafe_code)]
+
+mod core;
+mod error;
+mod files;
+mod finish;
+mod load;
+mod mm;
+mod pages;
+mod region;
+#[allow(unsafe_code)]
+mod sys;
+mod timens;
+mod vdso;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rcriu_compel::Xstate;
+use rcriu_compel::abi::restorer::{
+    self as abi, Args, FLAG_MM_MAP, FLAG_RSEQ, FLAG_SETSID, FLAG_TIMENS, FdMove, MAGIC, Range, Step,
+};
+use rcriu_images::{ImageDir, ImageFile};
+use rcriu_proc::Pid;
+
+pub use error::{Error, Result};
+pub use files::FileValidation;
+
+/// The top of the user address space on x86_64 (4-level paging).
+const TASK_SIZE: u64 = (1 << 47) - 4096;
+
+/// A restore, configured with the builder methods, started with
+/// [`Restore::run`].
+#[derive(Debug, Clone)]
+pub struct Restore {
+    dir: PathBuf,
+    detach: bool,
+    shell_job: bool,
+    validation: FileValidation,
+}
+
+/// A restored process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    pub pid: Pid,
+    /// Time until the process ran again, in microseconds.
+    pub restore_time_us: u64,
+    /// Pages read from the images.
+    pub pages_restored: u64,
+    /// The raw wait status, when the restore waited for the process to
+    /// end (not detached).
+    pub wait_status: Option<i32>,
+}
+
+impl Restore {
+    /// A restore of the images in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Restore {
+        Restore {
+            dir: dir.into(),
+            detach: false,
+            shell_job: false,
+            validation: FileValidation::default(),
+        }
+    }
+
+    /// Return once the process runs (criu's `-d`), rather than wait for it
+    /// to end.
+    pub fn detach(mut self, yes: bool) -> Restore {
+        self.detach = yes;
+        self
+    }
+
+    /// The process need not be a session leader (criu's `--shell-job`).
+    pub fn shell_job(mut self, yes: bool) -> Restore {
+        self.shell_job = yes;
+        self
+    }
+
+    /// How files are checked against the dump (criu's
+    /// `--file-validation`).
+    pub fn file_validation(mut self, v: FileValidation) -> Restore {
+        self.validation = v;
+        self
+    }
+
+    /// Restores the process.
+    pub fn run(self) -> Result<Restored> {
+        let start = Instant::now();
+        let img = load::load(ImageDir::open(&self.dir)?)?;
+        let pid = img.task.pid as Pid;
+        check_pid_free(pid)?;
+        let pst = &img.task.pstree;
+        let setsid = pst.sid == pst.pid;
+        if !setsid && !self.shell_job {
+            return Err(Error::unsupported(format!(
+                "restoring process {pid}, which is not a session leader, without --shell-job"
+            )));
+        }
+
+        let mut mem = mm::plan(&img, self.validation)?;
+        let pages = pages::plan(&img, &mut mem)?;
+        let core = core::plan(&img)?;
+        let fds = files::plan(&img, self.validation)?;
+        let fs = files::plan_fs(&img)?;
+        let timens = img.timens.as_ref().map(timens::offsets).transpose()?;
+        let rt = vdso::Runtime::read()?;
+        let exe = open_exe(&img, self.validation)?;
+        let pages_path = img.dir.file_path(ImageFile::Pages(pages.pages_id.into()));
+        let pages_file: OwnedFd = std::fs::File::open(&pages_path)
+            .map_err(Error::file("opening", &pages_path))?
+            .into();
+        let (go_rd, go_wr) = rcriu_compel::sys::pipe().map_err(Error::host("creating a pipe"))?;
+
+        // Every fd the restorer uses goes above the process's own, so that
+        // placing those never closes one still needed.
+        let min = fds.fds.last().map_or(3, |(fd, _, _)| fd + 1).max(3);
+        let up = |fd: OwnedFd| files::renumber(fd, min);
+        let map_files = std::mem::take(&mut mem.files)
+            .into_iter()
+            .map(up)
+            .collect::<Result<Vec<_>>>()?;
+        let sources = fds
+            .fds
+            .into_iter()
+            .map(|(to, cloexec, f)| Ok((to, cloexec, up(f)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let cwd = up(fs.cwd)?;
+        let root = fs.root.map(up).transpose()?;
+        let exe = exe.map(up).transpose()?;
+        let pages_file = up(pages_file)?;
+        let go_rd = up(go_rd)?;
+
+        let mut vmas = mem.vmas.clone();
+        for v in &mut vmas {
+            if v.fd >= 0 {
+                v.fd = map_files[v.fd as usize].as_raw_fd();
+            }
+        }
+        let fd_moves: Vec<FdMove> = sources
+            .iter()
+            .map(|(to, cloexec, f)| FdMove {
+                from: f.as_raw_fd(),
+                to: *to,
+                cloexec: u32::from(*cloexec),
+                _pad: 0,
+            })
+            .collect();
+        let arrays = region::Arrays {
+            vmas: &vmas,
+            iovs: &pages.iovs,
+            batches: &pages.batches,
+            fds: &fd_moves,
+        };
+        let mut occupied = mem.occupied();
+        // The vsyscall page is the kernel's, above the user space anyway.
+        occupied.retain(|&(s, _)| s < TASK_SIZE);
+        let region = region::Region::map(&occupied, &arrays, vdso::park_size(&rt))?;
+        let moves = vdso::plan(&img, &mem, &pages, &rt, region.park)?;
+
+        let mut args = Box::new(zeroed_args());
+        args.magic = MAGIC;
+        args.flags = FLAG_MM_MAP
+            | if setsid { FLAG_SETSID } else { 0 }
+            | if timens.is_some() { FLAG_TIMENS } else { 0 }
+            | if core.rseq.is_some() { FLAG_RSEQ } else { 0 };
+        args.parent_pid = std::process::id() as i32;
+        args.pdeath_sig = img
+            .task
+            .core
+            .thread_core
+            .as_ref()
+            .and_then(|t| t.pdeath_sig)
+            .unwrap_or(0);
+        args.go_fd = go_rd.as_raw_fd();
+        args.pages_fd = pages_file.as_raw_fd();
+        args.cwd_fd = cwd.as_raw_fd();
+        args.root_fd = root.as_ref().map_or(-1, |f| f.as_raw_fd());
+        args.umask = fs.umask;
+        args.task_size = TASK_SIZE;
+        let mut keep = rt.ranges();
+        if mem.vdso.is_none() {
+            keep.clear();
+        }
+        keep.push(Range {
+            start: region.start(),
+            end: region.end(),
+        });
+        keep.sort_by_key(|r| r.start);
+        if keep.len() > abi::MAX_KEEP || moves.len() > abi::MAX_VDSO_MOVES {
+            return Err(Error::unsupported("this many vDSO areas".to_string()));
+        }
+        args.nr_keep = keep.len() as u32;
+        args.keep[..keep.len()].copy_from_slice(&keep);
+        if let Some(lines) = &timens {
+            for (i, l) in lines.iter().enumerate() {
+                let b = l.as_bytes();
+                let n = b.len().min(args.timens[i].len());
+                args.timens[i][..n].copy_from_slice(&b[..n]);
+                args.timens_len[i] = n as u32;
+            }
+        }
+        args.nr_vdso_moves = moves.len() as u32;
+        args.vdso_moves[..moves.len()].copy_from_slice(&moves);
+        set_mm(&mut args, &img, exe.as_ref())?;
+        args.comm = core.comm;
+        args.sigactions = core.sigactions;
+        args.sigaction_set = core.sigaction_set;
+        args.nr_rlimits = core.rlimits.len() as u32;
+        args.rlimits[..core.rlimits.len()].copy_from_slice(&core.rlimits);
+        args.itimers = core.itimers;
+        if let Some(r) = core.rseq {
+            args.rseq = r;
+        }
+        region.write(&mut args, &arrays);
+
+        // Fork into the restorer.
+        let child_pid = fork_restorer(&region, pid).map_err(|e| match e.raw_os_error() {
+            Some(libc::EEXIST) => Error::PidTaken {
+                pid,
+                by: "a process that appeared meanwhile".into(),
+            },
+            _ => Error::host("creating the process (clone3 with its pid)")(e),
+        })?;
+        let child = finish::Child::new(child_pid);
+        // Ours no longer needed: the fork has its copies.
+        drop((map_files, sources, cwd, root, exe, pages_file, go_rd));
+        log::info!("process {pid} created; restoring it");
+        finish::start(&child, &region, std::fs::File::from(go_wr))?;
+        let describe = |step: Step, index: u32| describe_item(step, index, &vmas, &fd_moves);
+        finish::wait_restorer(&child, &region, describe)?;
+        let report = region.read_args();
+        for i in 0..abi::NLIMITS {
+            if report.rlimit_failed & (1 << i) != 0 {
+                log::warn!(
+                    "process {pid}: limit {i} could not be set to {:?} (kept as it was)",
+                    core.rlimits[i]
+                );
+            }
+        }
+        let core_file = ImageFile::Core(pid as u64).name();
+        let xstate = |size: usize| {
+            let comps: Vec<(u32, &[u8])> = core
+                .components
+                .iter()
+                .map(|(i, b)| (*i, b.as_slice()))
+                .collect();
+            Xstate::build(size, &core.fx, core.xstate_bv, &comps)
+                .map_err(|what| Error::invalid(core_file.clone(), what))
+        };
+        let pid = finish::finish(
+            child,
+            &region,
+            core.regs,
+            core.sigmask,
+            xstate,
+            core.stopped,
+        )?;
+        let restore_time_us = start.elapsed().as_micros() as u64;
+        log::info!("process {pid} restored in {restore_time_us} us");
+        drop(region);
+
+        let wait_status = if self.detach {
+            None
+        } else {
+            Some(wait_end(pid)?)
+        };
+        Ok(Restored {
+            pid,
+            restore_time_us,
+            pages_restored: pages.pages,
+            wait_status,
+        })
+    }
+}
+
+/// Forks into the restorer loaded in `region`, with pid `pid`.
+#[allow(unsafe_code)]
+fn fork_restorer(region: &region::Region, pid: Pid) -> std::io::Result<Pid> {
+    let (stack, stack_size) = region.stack();
+    // SAFETY: the region holds the relocated restorer, its args (all it
+    // reads, by absolute addresses that are the same in the fork) and its
+    // stack; the restorer never returns into Rust code.
+    unsafe {
+        sys::clone3_into(
+            sys::CLONE_CLEAR_SIGHAND,
+            pid,
+            stack,
+            stack_size,
+            region.entry(),
+            region.args_addr(),
+        )
+    }
+}
+
+fn zeroed_args() -> Args {
+    // An all-zero Args, built field by field through its Default-like
+    // parts (it is plain data).
+    rcriu_compel::sys::read_pod(&[0u8; std::mem::size_of::<Args>()])
+}
+
+/// Fails if `pid` is in use.
+fn check_pid_free(pid: Pid) -> Result<()> {
+    let p = Path::new("/proc").join(pid.to_string());
+    if p.exists() {
+        let by = std::fs::read_to_string(p.join("comm"))
+            .map(|c| c.trim().to_owned())
+            .unwrap_or_else(|_| "?".into());
+        return Err(Error::PidTaken { pid, by });
+    }
+    Ok(())
+}
+
+fn open_exe(img: &load::Images, validation: FileValidation) -> Result<Option<OwnedFd>> {
+    let id = img.task.mm.exe_file_id;
+    let from = ImageFile::Mm(img.task.pid.into());
+    let entry = img.file(id, &from)?;
+    let Some(reg) = entry.reg.as_ref() else {
+        return Err(Error::invalid(
+            from.name(),
+            format!("exe_file_id {id} is not a regular file"),
+        ));
+    };
+    Ok(Some(
+        files::open_reg(reg, libc::O_RDONLY, validation)?.into(),
+    ))
+}
+
+fn set_mm(args: &mut Args, img: &load::Images, exe: Option<&OwnedFd>) -> Result<()> {
+    let mm = &img.task.mm;
+    let from = ImageFile::Mm(img.task.pid.into()).name();
+    if mm.mm_saved_auxv.len() > args.auxv.len() {
+        return Err(Error::invalid(
+            from,
+            format!("an auxiliary vector of {} words", mm.mm_saved_auxv.len()),
+        ));
+    }
+    args.auxv[..mm.mm_saved_auxv.len()].copy_from_slice(&mm.mm_saved_auxv);
+    args.mm = abi::MmMap {
+        start_code: mm.mm_start_code,
+        end_code: mm.mm_end_code,
+        start_data: mm.mm_start_data,
+        end_data: mm.mm_end_data,
+        start_brk: mm.mm_start_brk,
+        brk: mm.mm_brk,
+        start_stack: mm.mm_start_stack,
+        arg_start: mm.mm_arg_start,
+        arg_end: mm.mm_arg_end,
+        env_start: mm.mm_env_start,
+        env_end: mm.mm_env_end,
+        auxv: 0,
+        auxv_size: (mm.mm_saved_auxv.len() * 8) as u32,
+        exe_fd: exe.map_or(u32::MAX, |f| f.as_raw_fd() as u32),
+    };
+    Ok(())
+}
+
+/// What item `index` of `step` is, for an error message.
+fn describe_item(step: Step, index: u32, vmas: &[abi::Vma], fds: &[FdMove]) -> String {
+    let vma = |i: u32| {
+        vmas.get(i as usize).map_or_else(
+            || format!("item {i}"),
+            |v| format!("area {:#x}-{:#x}", v.start, v.end),
+        )
+    };
+    match step {
+        Step::Map | Step::Madvise | Step::Protect => vma(index),
+        Step::Fds => fds.get(index as usize).map_or_else(
+            || format!("closing fds from {index}"),
+            |m| format!("fd {}", m.to),
+        ),
+        Step::Sigactions => format!("signal {index}"),
+        Step::Itimers => format!("timer {index}"),
+        Step::Read => format!("read batch {index}"),
+        _ => format!("item {index}"),
+    }
+}
+
+/// Waits for the restored process to end; returns its wait status.
+fn wait_end(pid: Pid) -> Result<i32> {
+    loop {
+        let mut status = 0;
+        match rcriu_compel::sys::waitpid_status(pid, &mut status) {
+            Ok(()) => return Ok(status),
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) => return Err(Error::host("waiting for the restored process")(e)),
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The address space: which areas to map where, from which files, with
+//! which protections and madvise flags. Mapped files are opened and
+//! validated here, before the process exists.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::fd::OwnedFd;
+
+use rcriu_images::vma::*;
+use rcriu_images::{ImageFile, pb};
+use rcriu_parasite_abi::restorer::Vma;
+
+use crate::files::{FileValidation, open_reg};
+use crate::load::Images;
+use crate::{Error, Result};
+
+/// The madvise advices a restore re-applies (those CRIU records from an
+/// area's VmFlags).
+const MADV_KEEP: u64 = 1 << libc::MADV_DONTFORK
+    | 1 << libc::MADV_DOFORK
+    | 1 << libc::MADV_MERGEABLE
+    | 1 << libc::MADV_UNMERGEABLE
+    | 1 << libc::MADV_HUGEPAGE
+    | 1 << libc::MADV_NOHUGEPAGE
+    | 1 << libc::MADV_DONTDUMP
+    | 1 << libc::MADV_DODUMP
+    | 1 << libc::MADV_WIPEONFORK
+    | 1 << libc::MADV_KEEPONFORK;
+
+/// The mmap flags an area may carry in an image.
+const MAP_KEEP: u32 = (libc::MAP_SHARED
+    | libc::MAP_PRIVATE
+    | libc::MAP_ANONYMOUS
+    | libc::MAP_GROWSDOWN
+    | libc::MAP_NORESERVE) as u32;
+
+/// The memory plan.
+#[derive(Debug, Default)]
+pub struct MemPlan {
+    /// Areas to map, in address order.
+    pub vmas: Vec<Vma>,
+    /// The dumped vDSO area.
+    pub vdso: Option<(u64, u64)>,
+    /// The dumped vvar area (`[vvar]` and `[vvar_vclock]` together).
+    pub vvar: Option<(u64, u64)>,
+    /// The vsyscall page, if the process had it (the kernel's, fixed).
+    pub vsyscall: bool,
+    /// The files the areas map, open. Until the caller gives them their
+    /// final numbers, `Vma::fd` is an index into this (-1: anonymous).
+    pub files: Vec<OwnedFd>,
+}
+
+impl MemPlan {
+    /// Every range the restored process will occupy (areas and the vDSO
+    /// and vvar), for finding room for the restorer.
+    pub fn occupied(&self) -> Vec<(u64, u64)> {
+        let mut r: Vec<(u64, u64)> = self.vmas.iter().map(|v| (v.start, v.end)).collect();
+        r.extend(self.vdso);
+        r.extend(self.vvar);
+        r
+    }
+}
+
+/// Plans the areas of `img`'s process.
+pub fn plan(img: &Images, validation: FileValidation) -> Result<MemPlan> {
+    let pid = img.task.pid;
+    let file = ImageFile::Mm(pid.into());
+    let mm = &img.task.mm;
+    let mut plan = MemPlan::default();
+    let mut opened: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut last_end = 0u64;
+    for v in &mm.vmas {
+        if v.start >= v.end || v.start % 4096 != 0 || v.end % 4096 != 0 {
+            return Err(Error::invalid(
+                file.name(),
+                format!("bad area {:#x}-{:#x}", v.start, v.end),
+            ));
+        }
+        if v.start < last_end {
+            return Err(Error::invalid(
+                file.name(),
+                format!("areas out of order or overlapping at {:#x}", v.start),
+            ));
+        }
+        last_end = v.end;
+        let st = v.status;
+        if st & VMA_AREA_VSYSCALL != 0 {
+            plan.vsyscall = true;
+            continue;
+        }
+        if st & VMA_AREA_VDSO != 0 {
+            plan.vdso = Some((v.start, v.end));
+            continue;
+        }
+        if st & VMA_AREA_VVAR != 0 {
+            plan.vvar = Some((v.start, v.end));
+            continue;
+        }
+        if st & VMA_AREA_REGULAR == 0 {
+            return Err(Error::invalid(
+                file.name(),
+                format!(
+                    "area {:#x}-{:#x} is not restorable (status {st:#x})",
+                    v.start, v.end
+                ),
+            ));
+        }
+        let unsupported = VMA_FILE_SHARED
+            | VMA_ANON_SHARED
+            | VMA_AREA_SYSVIPC
+            | VMA_AREA_SOCKET
+            | VMA_AREA_AIORING
+            | VMA_AREA_MEMFD
+            | VMA_AREA_SHSTK
+            | VMA_AREA_GUARD
+            | VMA_AREA_UPROBES
+            | VMA_UNSUPP;
+        if st & unsupported != 0 {
+            return Err(Error::unsupported(format!(
+                "restoring the memory area {:#x}-{:#x} of process {pid} ({})",
+                v.start,
+                v.end,
+                describe(st)
+            )));
+        }
+        let fd = if st & VMA_FILE_PRIVATE != 0 {
+            let idx = match opened.get(&v.shmid) {
+                Some(&i) => i,
+                None => {
+                    let f = open_mapped(img, v, &file, validation)?;
+                    plan.files.push(f.into());
+                    opened.insert(v.shmid, plan.files.len() - 1);
+                    plan.files.len() - 1
+                }
+            };
+            idx as i32
+        } else if st & VMA_ANON_PRIVATE != 0 {
+            -1
+        } else {
+            return Err(Error::invalid(
+                file.name(),
+                format!(
+                    "area {:#x}-{:#x} is neither file nor anonymous memory (status {st:#x})",
+                    v.start, v.end
+                ),
+            ));
+        };
+        let mut flags = v.flags & MAP_KEEP;
+        if fd >= 0 {
+            flags &= !(libc::MAP_ANONYMOUS as u32);
+        } else {
+            flags |= libc::MAP_ANONYMOUS as u32;
+        }
+        plan.vmas.push(Vma {
+            start: v.start,
+            end: v.end,
+            pgoff: if fd >= 0 { v.pgoff } else { 0 },
+            madv: v.madv.unwrap_or(0) & MADV_KEEP,
+            prot: v.prot & (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u32,
+            flags,
+            fd,
+            fill: 0,
+        });
+    }
+    Ok(plan)
+}
+
+fn describe(status: u32) -> &'static str {
+    match status {
+        s if s & VMA_FILE_SHARED != 0 => "a shared file mapping",
+        s if s & VMA_ANON_SHARED != 0 => "shared anonymous memory",
+        s if s & VMA_AREA_SYSVIPC != 0 => "SysV shared memory",
+        s if s & VMA_AREA_SOCKET != 0 => "a socket mapping",
+        s if s & VMA_AREA_AIORING != 0 => "an AIO ring",
+        s if s & VMA_AREA_MEMFD != 0 => "a memfd mapping",
+        s if s & VMA_AREA_SHSTK != 0 => "a shadow stack",
+        s if s & VMA_AREA_GUARD != 0 => "guard regions",
+        s if s & VMA_AREA_UPROBES != 0 => "the uprobes area",
+        _ => "an area the dump could not handle",
+    }
+}
+
+/// Opens the file a private file mapping maps, read-only, checked as
+/// CRIU checks it.
+fn open_mapped(
+    img: &Images,
+    v: &pb::VmaEntry,
+    from: &ImageFile,
+    validation: FileValidation,
+) -> Result<File> {
+    let id = u32::try_from(v.shmid).map_err(|_| {
+        Error::invalid(
+            from.name(),
+            format!("area {:#x}: bad file id {}", v.start, v.shmid),
+        )
+    })?;
+    let entry = img.file(id, from)?;
+    let reg = entry.reg.as_ref().ok_or_else(|| {
+        Error::unsupported(format!(
+            "a memory area ({:#x}) mapping a file of type {} (file id {id})",
+            v.start, entry.r#type
+        ))
+    })?;
+    open_reg(reg, libc::O_RDONLY, validation)
+}

@@ -1,0 +1,180 @@
+//! Pages: which runs of the pages file go where, batched into large
+//! `preadv`s (file-contiguous runs, up to UIO_MAXIOV iovecs each).
+
+use rcriu_images::ImageFile;
+use rcriu_images::pages::{PE_PARENT, PE_PRESENT};
+use rcriu_parasite_abi::restorer::{IoVec, MAX_IOV_BATCH, ReadBatch};
+
+use crate::load::Images;
+use crate::mm::MemPlan;
+use crate::{Error, Result};
+
+/// The reads that fill the areas.
+#[derive(Debug, Default)]
+pub struct PagePlan {
+    pub pages_id: u32,
+    pub iovs: Vec<IoVec>,
+    pub batches: Vec<ReadBatch>,
+    /// Pages to read.
+    pub pages: u64,
+    /// The vDSO's pages as dumped (to compare the dumped vDSO with ours).
+    pub vdso: Option<(u64, u64)>,
+    /// Where the last batch ends in the pages file.
+    batch_end: u64,
+}
+
+/// Plans the page reads of `img`'s process into the areas of `mem`, and
+/// marks the areas that get pages.
+pub fn plan(img: &Images, mem: &mut MemPlan) -> Result<PagePlan> {
+    let pid = img.task.pid;
+    let file = ImageFile::Pagemap(pid.into());
+    let mut runs = img.dir.pagemap(pid)?;
+    let pages_id = runs.pages_id();
+    let pages_len = img.dir.pages(pages_id)?.len();
+    let mut plan = PagePlan {
+        pages_id,
+        ..PagePlan::default()
+    };
+    let mut vma_idx = 0usize;
+    while let Some(run) = runs.next_run()? {
+        if run.is_empty() {
+            continue;
+        }
+        if run.flags & PE_PARENT != 0 {
+            return Err(Error::unsupported(format!(
+                "restoring pages kept in a parent dump ({:#x}, {file:?})",
+                run.vaddr
+            )));
+        }
+        let Some(off) = run.pages_offset else {
+            continue; // not in this dump's pages: nothing to read
+        };
+        if run.flags & PE_PRESENT == 0 {
+            continue;
+        }
+        if off + run.len() > pages_len {
+            return Err(Error::invalid(
+                ImageFile::Pages(pages_id.into()).name(),
+                format!(
+                    "holds {pages_len} bytes, but the pages of {:#x} end at {}",
+                    run.vaddr,
+                    off + run.len()
+                ),
+            ));
+        }
+        if let Some((s, e)) = mem.vdso
+            && run.vaddr >= s
+            && run.end() <= e
+        {
+            plan.vdso = Some((run.vaddr, off));
+            continue;
+        }
+        // Runs come in address order, as the areas do; a run may span
+        // adjacent areas.
+        while vma_idx < mem.vmas.len() && mem.vmas[vma_idx].end <= run.vaddr {
+            vma_idx += 1;
+        }
+        if !mark(&mut mem.vmas[vma_idx..], run.vaddr, run.end()) {
+            return Err(Error::invalid(
+                file.name(),
+                format!(
+                    "pages at {:#x}-{:#x} lie outside the memory areas",
+                    run.vaddr,
+                    run.end()
+                ),
+            ));
+        }
+        push(&mut plan, run.vaddr, run.len(), off);
+        plan.pages += run.nr_pages;
+    }
+    Ok(plan)
+}
+
+/// Whether `[start, end)` lies inside areas of `vmas` (sorted) that
+/// follow each other without a gap; marks those areas to be filled.
+fn mark(vmas: &mut [rcriu_parasite_abi::restorer::Vma], start: u64, end: u64) -> bool {
+    let mut at = start;
+    for v in vmas {
+        if v.start > at {
+            return false;
+        }
+        if v.end > at {
+            at = v.end;
+            v.fill = 1;
+        }
+        if at >= end {
+            return true;
+        }
+    }
+    false
+}
+
+fn push(plan: &mut PagePlan, addr: u64, len: u64, off: u64) {
+    let end_before = plan.batch_end;
+    plan.batch_end = off + len;
+    if let Some(b) = plan.batches.last_mut() {
+        if end_before == off && (b.nr as usize) < MAX_IOV_BATCH {
+            // Extend the last iovec when the memory is contiguous too.
+            let last = plan.iovs.last_mut().expect("a batch has iovecs");
+            if last.base + last.len == addr {
+                last.len += len;
+            } else {
+                plan.iovs.push(IoVec { base: addr, len });
+                b.nr += 1;
+            }
+            return;
+        }
+    }
+    plan.batches.push(ReadBatch {
+        off,
+        first: plan.iovs.len() as u32,
+        nr: 1,
+    });
+    plan.iovs.push(IoVec { base: addr, len });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_may_span_adjacent_areas() {
+        let v = |start, end| rcriu_parasite_abi::restorer::Vma {
+            start,
+            end,
+            ..Default::default()
+        };
+        let mut vmas = [v(0x1000, 0x3000), v(0x3000, 0x5000), v(0x6000, 0x7000)];
+        assert!(mark(&mut vmas, 0x2000, 0x4000));
+        assert_eq!((vmas[0].fill, vmas[1].fill, vmas[2].fill), (1, 1, 0));
+        assert!(!mark(&mut vmas, 0x4000, 0x6000), "a gap");
+        assert!(!mark(&mut vmas, 0x6000, 0x8000), "past the end");
+        assert!(!mark(&mut vmas[2..], 0x5000, 0x6000));
+    }
+
+    #[test]
+    fn batches_join_file_contiguous_runs() {
+        let mut p = PagePlan::default();
+        push(&mut p, 0x1000, 0x1000, 0);
+        push(&mut p, 0x2000, 0x1000, 0x1000); // contiguous both ways
+        push(&mut p, 0x9000, 0x1000, 0x2000); // file-contiguous only
+        push(&mut p, 0xa000, 0x1000, 0x8000); // a gap in the file
+        assert_eq!(p.iovs.len(), 3);
+        assert_eq!(
+            p.iovs[0],
+            IoVec {
+                base: 0x1000,
+                len: 0x2000
+            }
+        );
+        assert_eq!(p.batches.len(), 2);
+        assert_eq!(
+            (p.batches[0].first, p.batches[0].nr, p.batches[0].off),
+            (0, 2, 0)
+        );
+        assert_eq!(
+            (p.batches[1].first, p.batches[1].nr, p.batches[1].off),
+            (2, 1, 0x8000)
+        );
+    }
+}

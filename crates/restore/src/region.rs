@@ -1,0 +1,242 @@
+//! The restorer's region: a shared anonymous mapping, at an address free
+//! both in rcriu and in the process being restored, holding the restorer
+//! blob, its `Args` and their arrays, and its stack. The fork inherits it
+//! at the same address; rcriu reads the restorer's report from it.
+
+use rcriu_compel::abi::restorer::{Args, FdMove, IoVec, ReadBatch, STACK_SIZE, Vma};
+use rcriu_compel::sys::{LocalMap, Pod, slice_bytes};
+
+use crate::{Error, Result};
+
+const PAGE: u64 = 4096;
+/// Lowest address the region may take.
+const LOW: u64 = 0x1000_0000;
+/// Highest end the region may take (below the usual stack and mmap area).
+const HIGH: u64 = 0x7ff0_0000_0000;
+
+/// The restorer blob, built by `build.rs` from `parasite/restorer`.
+#[allow(dead_code)]
+mod blob {
+    include!(concat!(env!("OUT_DIR"), "/restorer.rs"));
+}
+
+/// The arrays the restorer reads.
+pub struct Arrays<'a> {
+    pub vmas: &'a [Vma],
+    pub iovs: &'a [IoVec],
+    pub batches: &'a [ReadBatch],
+    pub fds: &'a [FdMove],
+}
+
+/// The mapped region.
+pub struct Region {
+    map: LocalMap,
+    args_off: usize,
+    stack_off: usize,
+    /// Free room right after the region, for vDSO detours.
+    pub park: u64,
+}
+
+impl std::fmt::Debug for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Region")
+            .field("start", &self.start())
+            .field("len", &self.map.len())
+            .finish()
+    }
+}
+
+fn array_len<T>(a: &[T]) -> u64 {
+    std::mem::size_of_val(a) as u64
+}
+
+fn up(v: u64) -> u64 {
+    v.next_multiple_of(PAGE)
+}
+
+impl Region {
+    /// Maps a region big enough for `arrays`, plus `park` bytes of free
+    /// room after it, in a hole of both `occupied` (the restored process's
+    /// ranges) and rcriu's own address space.
+    pub fn map(occupied: &[(u64, u64)], arrays: &Arrays<'_>, park: u64) -> Result<Region> {
+        let blob_len = up(blob::IMAGE.len() as u64);
+        let data = std::mem::size_of::<Args>() as u64
+            + array_len(arrays.vmas)
+            + array_len(arrays.iovs)
+            + array_len(arrays.batches)
+            + array_len(arrays.fds)
+            + 8 * 4;
+        let args_len = up(data);
+        let len = blob_len + args_len + STACK_SIZE as u64;
+        let want = len + up(park) + 2 * PAGE;
+        for _ in 0..8 {
+            let start = find_hole(occupied, want)? + PAGE;
+            match LocalMap::anon_shared_at(start, len as usize) {
+                Ok(map) => {
+                    let mut region = Region {
+                        map,
+                        args_off: blob_len as usize,
+                        stack_off: (blob_len + args_len) as usize,
+                        park: start + len,
+                    };
+                    region.load_blob()?;
+                    return Ok(region);
+                }
+                // Something of rcriu's was mapped there meanwhile.
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
+                Err(e) => return Err(Error::host("mapping the restorer's region")(e)),
+            }
+        }
+        Err(Error::Host {
+            what: "finding room for the restorer's region",
+            source: std::io::Error::from_raw_os_error(libc::ENOMEM),
+        })
+    }
+
+    fn load_blob(&mut self) -> Result<()> {
+        let base = self.start();
+        let mut img = blob::IMAGE.to_vec();
+        for &(off, addend) in blob::RELOCS {
+            let v = base.wrapping_add_signed(addend);
+            img[off..off + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        self.map.write(0, &img);
+        self.map
+            .protect(0, blob::DATA_OFF, libc::PROT_READ | libc::PROT_EXEC)
+            .map_err(Error::host("protecting the restorer's code"))
+    }
+
+    pub fn start(&self) -> u64 {
+        self.map.addr()
+    }
+
+    pub fn end(&self) -> u64 {
+        self.start() + self.map.len() as u64
+    }
+
+    /// The restorer's entry point.
+    pub fn entry(&self) -> u64 {
+        self.start() + blob::RCRIU_RESTORER_HEAD as u64
+    }
+
+    /// Where `Args` lies.
+    pub fn args_addr(&self) -> u64 {
+        self.start() + self.args_off as u64
+    }
+
+    /// The stack: its lowest address and size.
+    pub fn stack(&self) -> (u64, u64) {
+        (self.start() + self.stack_off as u64, STACK_SIZE as u64)
+    }
+
+    /// Writes the arrays after `Args` and points `args` at them, then
+    /// writes `args`.
+    pub fn write(&self, args: &mut Args, arrays: &Arrays<'_>) {
+        let mut off = self.args_off + std::mem::size_of::<Args>();
+        let mut put = |bytes: &[u8]| -> u64 {
+            off = off.next_multiple_of(8);
+            let at = self.start() + off as u64;
+            self.map.write(off, bytes);
+            off += bytes.len();
+            at
+        };
+        args.vmas = put(slice_bytes(arrays.vmas));
+        args.nr_vmas = arrays.vmas.len() as u64;
+        args.iovs = put(slice_bytes(arrays.iovs));
+        args.nr_iovs = arrays.iovs.len() as u64;
+        args.batches = put(slice_bytes(arrays.batches));
+        args.nr_batches = arrays.batches.len() as u64;
+        args.fds = put(slice_bytes(arrays.fds));
+        args.nr_fds = arrays.fds.len() as u64;
+        self.map.put(self.args_off, &*args);
+    }
+
+    /// Reads back `Args` (the restorer's report).
+    pub fn read_args(&self) -> Args {
+        self.get(self.args_off)
+    }
+
+    fn get<T: Pod>(&self, off: usize) -> T {
+        self.map.get(off)
+    }
+
+    /// Updates the inherited rseq registration in the mapped `Args`.
+    pub fn set_self_rseq(&self, r: rcriu_compel::abi::restorer::Rseq) {
+        let off = self.args_off + std::mem::offset_of!(Args, self_rseq);
+        self.map.put(off, &r);
+    }
+}
+
+/// The highest hole of `len` bytes in [LOW, HIGH) that neither
+/// `occupied` nor rcriu's own maps touch.
+fn find_hole(occupied: &[(u64, u64)], len: u64) -> Result<u64> {
+    let own = rcriu_proc::Task::open_self()
+        .and_then(|mut t| t.maps())
+        .map_err(|e| Error::Host {
+            what: "reading rcriu's own maps",
+            source: std::io::Error::other(e),
+        })?;
+    let mut used: Vec<(u64, u64)> = own.iter().map(|v| (v.start, v.end)).collect();
+    used.extend_from_slice(occupied);
+    highest_gap(used, len).ok_or(Error::Host {
+        what: "finding room for the restorer's region",
+        source: std::io::Error::from_raw_os_error(libc::ENOMEM),
+    })
+}
+
+/// The highest page-aligned start of `len` free bytes in [LOW, HIGH)
+/// outside every range of `used`.
+fn highest_gap(mut used: Vec<(u64, u64)>, len: u64) -> Option<u64> {
+    used.sort_unstable();
+    // Merge overlapping ranges, so that gaps between them are free.
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(used.len());
+    for (s, e) in used {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    let mut top = HIGH;
+    for &(s, e) in merged.iter().rev() {
+        if e < top && top - e >= len {
+            let at = (top - len) & !(PAGE - 1);
+            if at >= e && at >= LOW {
+                return Some(at);
+            }
+        }
+        top = top.min(s);
+        if top < LOW.saturating_add(len) {
+            return None;
+        }
+    }
+    (top >= LOW + len).then_some((top - len) & !(PAGE - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_avoid_what_is_used() {
+        let used = vec![
+            (0x7fef_0000_0000, HIGH),
+            (0x7fe0_0000_0000, 0x7fee_ffff_0000),
+            (0x7fe0_0000_1000, 0x7fe0_0000_2000), // nested
+        ];
+        let at = highest_gap(used.clone(), 0x10_0000).unwrap();
+        assert!(at + 0x10_0000 <= 0x7fe0_0000_0000);
+        for &(s, e) in &used {
+            assert!(
+                at + 0x10_0000 <= s || at >= e,
+                "{at:#x} overlaps {s:#x}-{e:#x}"
+            );
+        }
+        // The gap between two ranges, when it is big enough.
+        let at = highest_gap(
+            vec![(0x2000_0000, 0x3000_0000), (0x3010_0000, HIGH)],
+            0x10_0000,
+        );
+        assert_eq!(at, Some(0x3000_0000));
+        assert_eq!(highest_gap(vec![(0, HIGH)], 0x1000), None);
+    }
+}

@@ -1,0 +1,120 @@
+//! The kernel interfaces the restore needs beyond compel's: clone3 into
+//! the restorer, fd renumbering, clocks.
+//!
+//! # Safety
+//! The one module of the crate with `unsafe`. `clone3_into` starts a
+//! process that never returns into Rust code: it jumps straight into the
+//! restorer blob, whose region the caller prepared.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use rcriu_proc::Pid;
+
+fn check(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// `struct clone_args` (clone3).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<CloneArgs>() == 88);
+
+/// `CLONE_CLEAR_SIGHAND`: the child starts with every signal handler
+/// reset to its default.
+pub const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
+
+/// Creates a process with pid `pid` (clone3 with set_tid) that starts
+/// executing at `entry` with `rdi` = `arg` on the stack `[stack, stack +
+/// stack_size)`. Returns its pid in the parent.
+///
+/// # Safety
+/// `entry` is the head of code that never returns and needs nothing of
+/// the caller's but what lies at `arg` and on that stack (the child is a
+/// fork: the caller's memory is there, but its other threads are not, so
+/// no Rust code may run in it).
+pub unsafe fn clone3_into(
+    flags: u64,
+    pid: Pid,
+    stack: u64,
+    stack_size: u64,
+    entry: u64,
+    arg: u64,
+) -> io::Result<Pid> {
+    let set_tid = [pid];
+    let args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        stack,
+        stack_size,
+        set_tid: set_tid.as_ptr() as u64,
+        set_tid_size: 1,
+        ..CloneArgs::default()
+    };
+    let ret: i64;
+    // SAFETY: clone3 reads `args` (and the set_tid array it points to),
+    // both alive across the call. In the parent the syscall returns the
+    // child's pid or an error, clobbering only rax, rcx and r11. In the
+    // child (rax == 0) the stack pointer is the new stack and control
+    // leaves for `entry` at once: no Rust code runs there, as the caller
+    // guarantees `entry` needs none.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "mov rdi, r13",
+            "jmp r12",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") std::ptr::from_ref(&args),
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") entry,
+            in("r13") arg,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    if ret < 0 {
+        return Err(io::Error::from_raw_os_error(-ret as i32));
+    }
+    Ok(ret as Pid)
+}
+
+/// A copy of `fd` numbered `min` or above, close-on-exec.
+pub fn dup_above(fd: BorrowedFd<'_>, min: i32) -> io::Result<OwnedFd> {
+    // SAFETY: a plain fcntl; the new fd is ours.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    check(r.into())?;
+    // SAFETY: `r` is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
+/// `clock_gettime(clock)` as (seconds, nanoseconds).
+pub fn clock_gettime(clock: libc::clockid_t) -> io::Result<(i64, i64)> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: the kernel writes one timespec to `ts`.
+    check(unsafe { libc::clock_gettime(clock, &mut ts) }.into())?;
+    Ok((ts.tv_sec, ts.tv_nsec))
+}

@@ -1,0 +1,342 @@
+//! The restorer's ABI: what rcriu prepares for the restorer blob.
+//!
+//! rcriu maps a region at an address free both in its own address space and
+//! in the one being restored, and fills it:
+//!
+//! ```text
+//! region            the restorer blob's image
+//! args              Args (this module), then the arrays it points to
+//!                   (Vma, IoVec, ReadBatch, FdMove), all at absolute
+//!                   addresses: the region sits at the same address in the
+//!                   new process, a fork of rcriu
+//! stack             STACK_SIZE bytes, growing down from the region's end
+//! ```
+//!
+//! The new process starts at the blob's head with `rdi` = the address of
+//! [`Args`] and `rsp` = the stack's top. It blocks every signal, waits for
+//! rcriu's go (a byte on `go_fd`, once rcriu traces it and has filled in
+//! the rseq registration it inherited), drops that registration, then
+//! builds the process's state step by
+//! step ([`Step`]): session, time namespace, address space (everything of
+//! rcriu unmapped but the region and the vDSO, which moves where the
+//! process had it), memory (mapped in place and filled with `preadv`),
+//! cwd/root, mm fields, signal actions, limits, rseq, fds. Then it stops on
+//! `int3`; rcriu sets the registers, the FPU state and the signal mask,
+//! unmaps the region and lets it go. On failure it writes the step, the
+//! item and the errno into `Args` and exits with status 1.
+
+use core::mem::{offset_of, size_of};
+
+use crate::KSigaction;
+
+/// `Args::magic`.
+pub const MAGIC: u64 = 0x7473_7275_6972_6372; // "rcriurst", little-endian
+/// Bytes of stack at the region's end.
+pub const STACK_SIZE: usize = 64 * 1024;
+/// Most signal actions.
+pub const NSIG: usize = crate::NSIG;
+/// Resource limits (`RLIM_NLIMITS`).
+pub const NLIMITS: usize = 16;
+/// Room for the saved auxiliary vector, in u64 words (the kernel keeps at
+/// most `AT_VECTOR_SIZE` = 2 * (2 + 23 + 3 + 1) of them on x86_64).
+pub const AUXV_WORDS: usize = 64;
+/// Most ranges [`Args::keep`] holds.
+pub const MAX_KEEP: usize = 8;
+/// Most vDSO moves.
+pub const MAX_VDSO_MOVES: usize = 8;
+/// Most iovecs one `preadv` takes (UIO_MAXIOV).
+pub const MAX_IOV_BATCH: usize = 1024;
+
+/// [`Args::flags`]: call setsid() (the process was a session leader).
+pub const FLAG_SETSID: u32 = 1 << 0;
+/// [`Args::flags`]: enter a new time namespace with [`Args::timens`]'s
+/// offsets.
+pub const FLAG_TIMENS: u32 = 1 << 1;
+/// [`Args::flags`]: set the mm fields (`PR_SET_MM_MAP`).
+pub const FLAG_MM_MAP: u32 = 1 << 2;
+/// [`Args::flags`]: register [`Args::rseq`].
+pub const FLAG_RSEQ: u32 = 1 << 3;
+
+/// The steps, for error reports.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    None = 0,
+    Signals = 1,
+    DropRseq = 2,
+    Go = 3,
+    Session = 4,
+    Timens = 5,
+    Unmap = 6,
+    Vdso = 7,
+    Map = 8,
+    Read = 9,
+    Madvise = 10,
+    Protect = 11,
+    Fs = 12,
+    MmMap = 13,
+    Comm = 14,
+    Sigactions = 15,
+    Rlimits = 16,
+    Rseq = 17,
+    Fds = 18,
+    Done = 19,
+    Itimers = 20,
+    Parent = 21,
+}
+
+impl Step {
+    /// The step with this number, if any.
+    pub const fn from_u32(v: u32) -> Step {
+        match v {
+            1 => Step::Signals,
+            2 => Step::DropRseq,
+            3 => Step::Go,
+            4 => Step::Session,
+            5 => Step::Timens,
+            6 => Step::Unmap,
+            7 => Step::Vdso,
+            8 => Step::Map,
+            9 => Step::Read,
+            10 => Step::Madvise,
+            11 => Step::Protect,
+            12 => Step::Fs,
+            13 => Step::MmMap,
+            14 => Step::Comm,
+            15 => Step::Sigactions,
+            16 => Step::Rlimits,
+            17 => Step::Rseq,
+            18 => Step::Fds,
+            19 => Step::Done,
+            20 => Step::Itimers,
+            21 => Step::Parent,
+            _ => Step::None,
+        }
+    }
+
+    /// What the step does, for messages.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Step::None => "starting",
+            Step::Signals => "blocking signals",
+            Step::DropRseq => "dropping the inherited rseq registration",
+            Step::Go => "waiting for rcriu",
+            Step::Session => "creating the session",
+            Step::Timens => "entering the time namespace",
+            Step::Unmap => "unmapping rcriu",
+            Step::Vdso => "moving the vDSO",
+            Step::Map => "mapping a memory area",
+            Step::Read => "reading pages",
+            Step::Madvise => "applying madvise flags",
+            Step::Protect => "setting a memory protection",
+            Step::Fs => "setting root, cwd and umask",
+            Step::MmMap => "setting the mm fields (PR_SET_MM_MAP)",
+            Step::Comm => "setting the name",
+            Step::Sigactions => "setting a signal action",
+            Step::Rlimits => "setting a resource limit",
+            Step::Rseq => "registering rseq",
+            Step::Fds => "placing file descriptors",
+            Step::Done => "finishing",
+            Step::Itimers => "setting an interval timer",
+            Step::Parent => "binding its life to rcriu's",
+        }
+    }
+}
+
+/// An address range.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Range {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// A move of a special mapping (vDSO, vvar) with `mremap`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VdsoMove {
+    pub from: Range,
+    pub to: u64,
+    pub _pad: u64,
+}
+
+/// A memory area to map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Vma {
+    pub start: u64,
+    pub end: u64,
+    /// Offset in the file (bytes).
+    pub pgoff: u64,
+    /// Bit n set: `madvise(MADV n)` after filling.
+    pub madv: u64,
+    /// The final protection.
+    pub prot: u32,
+    /// `mmap` flags (MAP_FIXED is added).
+    pub flags: u32,
+    /// The file, or -1 for anonymous memory.
+    pub fd: i32,
+    /// Non-zero when pages are read into the area: it is mapped writable
+    /// for that, then protected. Otherwise it is mapped with its final
+    /// protection at once (which keeps its VM_ACCOUNT as it was, and so
+    /// its merging with neighbours).
+    pub fill: u32,
+}
+
+/// `struct iovec`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoVec {
+    pub base: u64,
+    pub len: u64,
+}
+
+/// One `preadv` from the pages file: `nr` iovecs from `first`, at `off`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadBatch {
+    pub off: u64,
+    pub first: u32,
+    pub nr: u32,
+}
+
+/// An fd to place: `dup3(from, to)`, close-on-exec when `cloexec`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FdMove {
+    pub from: i32,
+    pub to: i32,
+    pub cloexec: u32,
+    pub _pad: u32,
+}
+
+/// `struct prctl_mm_map`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MmMap {
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+    pub start_stack: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+    pub auxv: u64,
+    pub auxv_size: u32,
+    pub exe_fd: u32,
+}
+
+/// `struct rlimit64`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rlimit {
+    pub cur: u64,
+    pub max: u64,
+}
+
+/// An rseq registration.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rseq {
+    pub addr: u64,
+    pub len: u32,
+    pub sig: u32,
+}
+
+/// Everything the restorer needs, and its report.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Args {
+    pub magic: u64,
+    /// Out: 0, or the negative errno of the step that failed.
+    pub status: i64,
+    /// Out: the [`Step`] reached (the one that failed, on failure).
+    pub step: u32,
+    /// Out: which item of the step failed (area, fd, signal, limit...).
+    pub index: u32,
+    /// Out: bit n set when limit n could not be set (kept as it was).
+    pub rlimit_failed: u32,
+    /// `FLAG_*`.
+    pub flags: u32,
+    pub go_fd: i32,
+    pub pages_fd: i32,
+    pub cwd_fd: i32,
+    /// -1: keep the root.
+    pub root_fd: i32,
+    pub umask: u32,
+    pub nr_keep: u32,
+    /// rcriu's pid: the restorer dies with rcriu until rcriu traces it.
+    pub parent_pid: i32,
+    pub _pad0: u32,
+    /// The top of the user address space: everything below it but `keep`
+    /// is unmapped.
+    pub task_size: u64,
+    /// What of rcriu's address space survives (sorted, disjoint): the
+    /// region, the vDSO and vvar areas.
+    pub keep: [Range; MAX_KEEP],
+    /// The registration inherited from rcriu's thread, to drop (rcriu
+    /// reads it through ptrace before it says go).
+    pub self_rseq: Rseq,
+    /// The lines to write to /proc/self/timens_offsets.
+    pub timens: [[u8; 64]; 2],
+    pub timens_len: [u32; 2],
+    pub nr_vdso_moves: u32,
+    /// The process's parent death signal, set last.
+    pub pdeath_sig: u32,
+    pub vdso_moves: [VdsoMove; MAX_VDSO_MOVES],
+    /// Address and count of the `Vma` array.
+    pub vmas: u64,
+    pub nr_vmas: u64,
+    /// Address and count of the `IoVec` array (pages to read, in order).
+    pub iovs: u64,
+    pub nr_iovs: u64,
+    /// Address and count of the `ReadBatch` array.
+    pub batches: u64,
+    pub nr_batches: u64,
+    /// Address and count of the `FdMove` array, sorted by `to`.
+    pub fds: u64,
+    pub nr_fds: u64,
+    pub mm: MmMap,
+    pub auxv: [u64; AUXV_WORDS],
+    pub comm: [u8; 16],
+    /// Bit n - 1 set: set signal n's action from `sigactions[n - 1]`.
+    pub sigaction_set: u64,
+    pub sigactions: [KSigaction; NSIG],
+    pub nr_rlimits: u32,
+    pub _pad1: u32,
+    pub rlimits: [Rlimit; NLIMITS],
+    /// The real, virtual and profiling interval timers, as `struct
+    /// itimerval` words: interval sec, usec, value sec, usec.
+    pub itimers: [[u64; 4]; 3],
+    pub rseq: Rseq,
+}
+
+const _: () = {
+    assert!(size_of::<Range>() == 16);
+    assert!(size_of::<VdsoMove>() == 32);
+    assert!(size_of::<Vma>() == 48);
+    assert!(offset_of!(Vma, fd) == 40);
+    assert!(size_of::<IoVec>() == 16);
+    assert!(size_of::<ReadBatch>() == 16);
+    assert!(size_of::<FdMove>() == 16);
+    assert!(size_of::<MmMap>() == 104);
+    assert!(offset_of!(MmMap, auxv_size) == 96);
+    assert!(size_of::<Rlimit>() == 16);
+    assert!(size_of::<Rseq>() == 16);
+    assert!(offset_of!(Args, status) == 8);
+    assert!(offset_of!(Args, step) == 16);
+    assert!(offset_of!(Args, task_size) == 64);
+    assert!(offset_of!(Args, keep) == 72);
+    assert!(offset_of!(Args, vmas) % 8 == 0);
+    assert!(offset_of!(Args, mm) % 8 == 0);
+    assert!(offset_of!(Args, sigactions) % 8 == 0);
+    assert!(offset_of!(Args, rlimits) % 8 == 0);
+    assert!(size_of::<Args>() % 8 == 0);
+    // Every field accounted for: no implicit padding.
+    assert!(size_of::<Args>() == 3744);
+    assert!(size_of::<Args>() < 16 * 1024);
+};
