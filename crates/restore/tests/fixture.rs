@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rcriu_restore::Restore;
+use rcriu_images::{ImageDir, ImageFile};
+use rcriu_restore::{Error, Restore};
 use rcriu_test_support::{
     HANG_GUARD, TempDir, become_subreaper, require_root, trace_lock, workspace_root,
 };
@@ -86,4 +87,127 @@ fn restores_criu_4_2_counter() {
     let nums: Vec<u64> = l.iter().map(|x| x.parse().unwrap()).collect();
     assert_eq!(nums[0], 32, "the counter carries on from 32: {l:?}");
     assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{l:?}");
+}
+
+/// A restore of `images` that must fail: returns the error, after checking
+/// that no process is left with the fixture's pid.
+fn must_fail(images: &TempDir) -> Error {
+    let e = Restore::new(images.path())
+        .detach(true)
+        .run()
+        .expect_err("the restore must fail");
+    wait_gone(PID);
+    e
+}
+
+fn fixture_dir(images: &TempDir) -> ImageDir {
+    ImageDir::open(images.path()).unwrap()
+}
+
+#[test]
+fn bad_images_are_refused_and_leave_nothing() {
+    require_root();
+    let _g = trace_lock();
+    become_subreaper();
+
+    // A truncated pages file: named.
+    let images = prepare();
+    let pages = images.path().join("pages-1.img");
+    let len = std::fs::metadata(&pages).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pages)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let e = must_fail(&images).to_string();
+    assert!(e.contains("pages-1.img"), "{e}");
+
+    // Garbage in the core image: named.
+    let images = prepare();
+    let core = images.path().join("core-30000.img");
+    let mut bytes = std::fs::read(&core).unwrap();
+    for b in &mut bytes[12..40] {
+        *b = 0xff;
+    }
+    std::fs::write(&core, &bytes).unwrap();
+    let e = must_fail(&images).to_string();
+    assert!(e.contains("core-30000.img"), "{e}");
+
+    // The mapped binary changed (same size, another build-id): named.
+    let images = prepare();
+    let bin = Path::new(HOME).join("counter");
+    let mut elf = std::fs::read(&bin).unwrap();
+    // The build-id as the dump recorded it, found in the binary.
+    let files = fixture_dir(&images).files().unwrap();
+    let want: Vec<u8> = files[0]
+        .reg
+        .as_ref()
+        .unwrap()
+        .build_id
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
+    let id = elf
+        .windows(want.len())
+        .position(|w| w == want.as_slice())
+        .expect("the counter holds its build-id");
+    elf[id] ^= 0xff;
+    std::fs::write(&bin, &elf).unwrap();
+    let e = must_fail(&images).to_string();
+    assert!(
+        e.contains("/tmp/rcriu-fixtures/counter") && e.contains("build-id"),
+        "{e}"
+    );
+
+    // The mapped binary is gone: named.
+    let images = prepare();
+    std::fs::remove_file(&bin).unwrap();
+    let e = must_fail(&images).to_string();
+    assert!(e.contains("/tmp/rcriu-fixtures/counter"), "{e}");
+
+    // An area the kernel refuses to map (past the top of user space): the
+    // restorer fails once the process exists; it is killed and the error
+    // names the step and the area.
+    let images = prepare();
+    let dir = fixture_dir(&images);
+    let mut mm = dir.mm(PID as u32).unwrap();
+    let mut v = mm.vmas[5].clone();
+    v.start = 0x7fff_ffff_e000;
+    v.end = 0x8000_0000_2000;
+    let at = mm.vmas.len() - 1; // before [vsyscall]
+    mm.vmas.insert(at, v);
+    dir.write_one(ImageFile::Mm(PID as u64), &mm).unwrap();
+    let e = must_fail(&images).to_string();
+    assert!(
+        e.contains("mapping a memory area") && e.contains("0x7fffffffe000"),
+        "{e}"
+    );
+
+    // The pid is taken: named, with who has it.
+    let images = prepare();
+    let first = Restore::new(images.path())
+        .detach(true)
+        .run()
+        .expect("restoring");
+    let again = prepare_images_only();
+    let e = Restore::new(again.path())
+        .detach(true)
+        .run()
+        .expect_err("pid taken");
+    assert!(matches!(e, Error::PidTaken { pid: PID, .. }), "{e}");
+    assert!(e.to_string().contains("counter"), "{e}");
+    rcriu_test_support::signal(first.pid, libc::SIGKILL);
+    rcriu_test_support::wait_exit(first.pid).unwrap();
+    wait_gone(PID);
+}
+
+/// A copy of the fixture's images, without touching the binary or the pid.
+fn prepare_images_only() -> TempDir {
+    let images = TempDir::new("fixture-counter-again");
+    for e in std::fs::read_dir(workspace_root().join("tests/fixtures/criu-4.2/counter")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), images.path().join(e.file_name())).unwrap();
+    }
+    images
 }
