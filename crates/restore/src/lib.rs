@@ -51,6 +51,7 @@ pub struct Restore {
     detach: bool,
     shell_job: bool,
     validation: FileValidation,
+    force_vdso_proxy: bool,
 }
 
 /// A restored process.
@@ -74,7 +75,15 @@ impl Restore {
             detach: false,
             shell_job: false,
             validation: FileValidation::default(),
+            force_vdso_proxy: false,
         }
+    }
+
+    /// Proxies the vDSO even when the running one matches the dumped one
+    /// (to test the proxy on a kernel that would not need it).
+    pub fn force_vdso_proxy(mut self, yes: bool) -> Restore {
+        self.force_vdso_proxy = yes;
+        self
     }
 
     /// Return once the process runs (criu's `-d`), rather than wait for it
@@ -112,12 +121,30 @@ impl Restore {
         }
 
         let mut mem = mm::plan(&img, self.validation)?;
+        let rt = vdso::Runtime::read()?;
+        let dumped_vdso = match mem.vdso {
+            Some((s, e)) => pages::read_range(&img, s, e - s)?,
+            None => None,
+        };
+        let vdso_mode = vdso::decide(
+            &img,
+            &mem,
+            dumped_vdso.as_deref(),
+            &rt,
+            self.force_vdso_proxy,
+        )?;
+        // A proxy is plain memory where the vDSO was.
+        let remap_at = (mem.vdso, mem.vvar);
+        if let (vdso::Mode::Proxy { .. }, Some((start, end))) = (&vdso_mode, mem.vdso) {
+            mem.add_anon(start, end, (libc::PROT_READ | libc::PROT_EXEC) as u32);
+            mem.vdso = None;
+            mem.vvar = None;
+        }
         let pages = pages::plan(&img, &mut mem)?;
         let core = core::plan(&img)?;
         let fds = files::plan(&img, self.validation)?;
         let fs = files::plan_fs(&img)?;
         let timens = img.timens.as_ref().map(timens::offsets).transpose()?;
-        let rt = vdso::Runtime::read()?;
         let exe = open_exe(&img, self.validation)?;
         let pages_path = img.dir.file_path(ImageFile::Pages(pages.pages_id.into()));
         let pages_file: OwnedFd = std::fs::File::open(&pages_path)
@@ -159,17 +186,38 @@ impl Restore {
                 _pad: 0,
             })
             .collect();
-        let arrays = region::Arrays {
+        let proxy_len = match (&vdso_mode, remap_at.0) {
+            (vdso::Mode::Proxy { .. }, Some((s, e))) => (e - s) as usize,
+            _ => 0,
+        };
+        let mut arrays = region::Arrays {
             vmas: &vmas,
             iovs: &pages.iovs,
             batches: &pages.batches,
             fds: &fd_moves,
+            copy: &[],
         };
         let mut occupied = mem.occupied();
         // The vsyscall page is the kernel's, above the user space anyway.
         occupied.retain(|&(s, _)| s < TASK_SIZE);
-        let region = region::Region::map(&occupied, &arrays, vdso::park_size(&rt))?;
-        let moves = vdso::plan(&img, &mem, &pages, &rt, region.park)?;
+        let region = region::Region::map(
+            &occupied,
+            arrays.len() + proxy_len as u64,
+            vdso::park_size(&rt),
+        )?;
+        let remap_mem = mm::MemPlan {
+            vdso: remap_at.0,
+            vvar: remap_at.1,
+            ..mm::MemPlan::default()
+        };
+        let moves = vdso::moves(&vdso_mode, &remap_mem, &rt, region.park)?;
+        let copy = match dumped_vdso.as_deref() {
+            Some(dumped) if proxy_len > 0 => {
+                vdso::proxy_image(&vdso_mode, dumped, &rt, region.park)?
+            }
+            _ => Vec::new(),
+        };
+        arrays.copy = &copy;
 
         let mut args = Box::new(zeroed_args());
         args.magic = MAGIC;
@@ -192,7 +240,7 @@ impl Restore {
         args.umask = fs.umask;
         args.task_size = TASK_SIZE;
         let mut keep = rt.ranges();
-        if mem.vdso.is_none() {
+        if matches!(vdso_mode, vdso::Mode::None) {
             keep.clear();
         }
         keep.push(Range {
@@ -224,6 +272,10 @@ impl Restore {
         args.itimers = core.itimers;
         if let Some(r) = core.rseq {
             args.rseq = r;
+        }
+        if let (true, Some((start, _))) = (proxy_len > 0, remap_at.0) {
+            args.copy_dst = start;
+            args.copy_len = proxy_len as u64;
         }
         region.write(&mut args, &arrays);
 

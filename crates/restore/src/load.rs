@@ -66,7 +66,6 @@ pub fn load(dir: ImageDir) -> Result<Images> {
     }
     let root_ids = inventory
         .root_ids
-        .clone()
         .ok_or_else(|| Error::invalid(ImageFile::Inventory.name(), "no root_ids"))?;
 
     let pstree = dir.pstree()?;

@@ -51,6 +51,24 @@ pub struct MemPlan {
 }
 
 impl MemPlan {
+    /// Adds a private anonymous area (kept in address order).
+    pub fn add_anon(&mut self, start: u64, end: u64, prot: u32) {
+        let at = self.vmas.partition_point(|v| v.start < start);
+        self.vmas.insert(
+            at,
+            Vma {
+                start,
+                end,
+                pgoff: 0,
+                madv: 0,
+                prot,
+                flags: (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u32,
+                fd: -1,
+                fill: 0,
+            },
+        );
+    }
+
     /// Every range the restored process will occupy (areas and the vDSO
     /// and vvar), for finding room for the restorer.
     pub fn occupied(&self) -> Vec<(u64, u64)> {

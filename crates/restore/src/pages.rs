@@ -17,8 +17,6 @@ pub struct PagePlan {
     pub batches: Vec<ReadBatch>,
     /// Pages to read.
     pub pages: u64,
-    /// The vDSO's pages as dumped (to compare the dumped vDSO with ours).
-    pub vdso: Option<(u64, u64)>,
     /// Where the last batch ends in the pages file.
     batch_end: u64,
 }
@@ -66,7 +64,7 @@ pub fn plan(img: &Images, mem: &mut MemPlan) -> Result<PagePlan> {
             && run.vaddr >= s
             && run.end() <= e
         {
-            plan.vdso = Some((run.vaddr, off));
+            // The running vDSO takes its place.
             continue;
         }
         // Runs come in address order, as the areas do; a run may span
@@ -88,6 +86,25 @@ pub fn plan(img: &Images, mem: &mut MemPlan) -> Result<PagePlan> {
         plan.pages += run.nr_pages;
     }
     Ok(plan)
+}
+
+/// The dumped bytes of `[start, start + len)`, when one present run of
+/// the pagemap holds them all.
+pub fn read_range(img: &Images, start: u64, len: u64) -> Result<Option<Vec<u8>>> {
+    let mut runs = img.dir.pagemap(img.task.pid)?;
+    while let Some(run) = runs.next_run()? {
+        let Some(off) = run.pages_offset else {
+            continue;
+        };
+        if run.flags & PE_PRESENT != 0 && run.vaddr <= start && start + len <= run.end() {
+            let mut buf = vec![0u8; len as usize];
+            img.dir
+                .pages(runs.pages_id())?
+                .read_pages_at(&mut buf, off + (start - run.vaddr))?;
+            return Ok(Some(buf));
+        }
+    }
+    Ok(None)
 }
 
 /// Whether `[start, end)` lies inside areas of `vmas` (sorted) that
@@ -112,8 +129,11 @@ fn mark(vmas: &mut [rcriu_parasite_abi::restorer::Vma], start: u64, end: u64) ->
 fn push(plan: &mut PagePlan, addr: u64, len: u64, off: u64) {
     let end_before = plan.batch_end;
     plan.batch_end = off + len;
-    if let Some(b) = plan.batches.last_mut() {
-        if end_before == off && (b.nr as usize) < MAX_IOV_BATCH {
+    if let Some(b) = plan.batches.last_mut()
+        && end_before == off
+        && (b.nr as usize) < MAX_IOV_BATCH
+    {
+        {
             // Extend the last iovec when the memory is contiguous too.
             let last = plan.iovs.last_mut().expect("a batch has iovecs");
             if last.base + last.len == addr {

@@ -26,6 +26,8 @@ pub struct Arrays<'a> {
     pub iovs: &'a [IoVec],
     pub batches: &'a [ReadBatch],
     pub fds: &'a [FdMove],
+    /// Bytes the restorer copies into the process (a vDSO proxy).
+    pub copy: &'a [u8],
 }
 
 /// The mapped region.
@@ -54,18 +56,25 @@ fn up(v: u64) -> u64 {
     v.next_multiple_of(PAGE)
 }
 
+impl Arrays<'_> {
+    /// Bytes they take in the region, `Args` and alignment included.
+    pub fn len(&self) -> u64 {
+        std::mem::size_of::<Args>() as u64
+            + array_len(self.vmas)
+            + array_len(self.iovs)
+            + array_len(self.batches)
+            + array_len(self.fds)
+            + array_len(self.copy)
+            + 8 * 5
+    }
+}
+
 impl Region {
-    /// Maps a region big enough for `arrays`, plus `park` bytes of free
-    /// room after it, in a hole of both `occupied` (the restored process's
-    /// ranges) and rcriu's own address space.
-    pub fn map(occupied: &[(u64, u64)], arrays: &Arrays<'_>, park: u64) -> Result<Region> {
+    /// Maps a region big enough for `data` bytes of `Args` and arrays, plus
+    /// `park` bytes of free room after it, in a hole of both `occupied`
+    /// (the restored process's ranges) and rcriu's own address space.
+    pub fn map(occupied: &[(u64, u64)], data: u64, park: u64) -> Result<Region> {
         let blob_len = up(blob::IMAGE.len() as u64);
-        let data = std::mem::size_of::<Args>() as u64
-            + array_len(arrays.vmas)
-            + array_len(arrays.iovs)
-            + array_len(arrays.batches)
-            + array_len(arrays.fds)
-            + 8 * 4;
         let args_len = up(data);
         let len = blob_len + args_len + STACK_SIZE as u64;
         let want = len + up(park) + 2 * PAGE;
@@ -148,6 +157,7 @@ impl Region {
         args.nr_batches = arrays.batches.len() as u64;
         args.fds = put(slice_bytes(arrays.fds));
         args.nr_fds = arrays.fds.len() as u64;
+        args.copy_src = put(arrays.copy);
         self.map.put(self.args_off, &*args);
     }
 

@@ -1,6 +1,8 @@
 //! The vDSO: when the dumped one has the same size and symbols as the
 //! running kernel's (as CRIU compares them), the running `[vdso]`,
-//! `[vvar]` and `[vvar_vclock]` move to where the process had them.
+//! `[vvar]` and `[vvar_vclock]` move to where the process had them;
+//! otherwise the dumped one becomes a proxy whose functions jump to the
+//! running one's, parked elsewhere.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
@@ -10,7 +12,6 @@ use rcriu_images::ImageFile;
 
 use crate::load::Images;
 use crate::mm::MemPlan;
-use crate::pages::PagePlan;
 use crate::{Error, Result};
 
 /// The running kernel's special mappings, in rcriu (and so in its fork).
@@ -78,17 +79,36 @@ fn symbols(image: &[u8]) -> Option<BTreeMap<String, (u64, u64)>> {
     Some(out)
 }
 
-/// The moves that put the running vDSO and vvar where the process had
-/// them, `park` being free room for a detour when the places overlap.
-pub fn plan(
+/// How the process gets a vDSO back.
+#[derive(Debug)]
+pub enum Mode {
+    /// The dump had none.
+    None,
+    /// The running one has the same size and symbols: it moves where the
+    /// process had its own.
+    Remap,
+    /// It differs: the dumped vDSO comes back as plain memory at its old
+    /// place, each of its functions jumping to the running vDSO's, which
+    /// is parked elsewhere (CRIU's vDSO proxy).
+    Proxy {
+        /// The dumped vDSO's function symbols.
+        symbols: BTreeMap<String, (u64, u64)>,
+        /// The running vDSO's.
+        rt_symbols: BTreeMap<String, (u64, u64)>,
+    },
+}
+
+/// Compares the dumped vDSO (its bytes in `dumped`) with the running one.
+/// `force_proxy` takes the proxy road even when they match (for tests).
+pub fn decide(
     img: &Images,
     mem: &MemPlan,
-    pages: &PagePlan,
+    dumped: Option<&[u8]>,
     rt: &Runtime,
-    park: u64,
-) -> Result<Vec<VdsoMove>> {
+    force_proxy: bool,
+) -> Result<Mode> {
     let Some((start, end)) = mem.vdso else {
-        return Ok(Vec::new());
+        return Ok(Mode::None);
     };
     let pid = img.task.pid;
     let rt_vdso = rt.vdso.ok_or_else(|| {
@@ -96,66 +116,125 @@ pub fn plan(
             "restoring process {pid}, which had a vDSO, on a kernel without one"
         ))
     })?;
-    let len = end - start;
-    let mismatch = |why: String| {
-        Error::unsupported(format!(
-            "restoring process {pid} whose vDSO differs from this kernel's ({why}): a vDSO proxy"
-        ))
-    };
-    if len != rt_vdso.end - rt_vdso.start {
-        return Err(mismatch(format!(
-            "{len} bytes against {}",
-            rt_vdso.end - rt_vdso.start
-        )));
-    }
-    // The dumped vDSO's code, from the pages file.
-    let (_, off) = pages
-        .vdso
-        .ok_or_else(|| mismatch("its pages are not in the dump".into()))?;
-    let pages_file = img.dir.pages(pages.pages_id)?;
-    let mut dumped = vec![0u8; len as usize];
-    pages_file.read_pages_at(&mut dumped, off)?;
-    let mut running = vec![0u8; len as usize];
+    let dumped = dumped.ok_or_else(|| {
+        Error::invalid(
+            ImageFile::Pagemap(pid.into()).name(),
+            format!("the vDSO at {start:#x} has no pages in the dump"),
+        )
+    })?;
+    let symbols = symbols(dumped).ok_or_else(|| {
+        Error::invalid(
+            ImageFile::Mm(pid.into()).name(),
+            format!("the vDSO at {start:#x} is not an ELF image"),
+        )
+    })?;
+    let mut running = vec![0u8; (rt_vdso.end - rt_vdso.start) as usize];
     std::fs::File::open("/proc/self/mem")
         .and_then(|m| m.read_exact_at(&mut running, rt_vdso.start))
         .map_err(Error::host("reading rcriu's own vDSO"))?;
-    let (a, b) = (symbols(&dumped), symbols(&running));
-    match (a, b) {
-        (Some(a), Some(b)) if a == b => {}
-        (None, _) => {
-            return Err(Error::invalid(
-                ImageFile::Pages(pages.pages_id.into()).name(),
-                format!("the vDSO at {start:#x} is not an ELF image"),
-            ));
-        }
-        _ => return Err(mismatch("other symbols".into())),
+    let rt_symbols = symbols_of_running(&running)?;
+    let vvar_matches = mem.vvar.is_none_or(|(s, e)| e - s == rt.vvar_len());
+    let same = end - start == rt_vdso.end - rt_vdso.start && symbols == rt_symbols && vvar_matches;
+    if same && !force_proxy {
+        return Ok(Mode::Remap);
     }
-
-    let mut moves = vec![VdsoMove {
-        from: rt_vdso,
-        to: start,
-        _pad: 0,
-    }];
-    if let Some((vstart, vend)) = mem.vvar {
-        if vend - vstart != rt.vvar_len() {
-            return Err(mismatch(format!(
-                "a vvar of {} bytes against {}",
-                vend - vstart,
-                rt.vvar_len()
-            )));
-        }
-        let mut at = vstart;
-        for r in [rt.vvar, rt.vvar_vclock].into_iter().flatten() {
-            moves.push(VdsoMove {
-                from: r,
-                to: at,
-                _pad: 0,
-            });
-            at += r.end - r.start;
-        }
-    }
-    Ok(with_detour(moves, park))
+    log::info!(
+        "process {pid}: its vDSO differs from this kernel's (or a proxy is forced): proxying"
+    );
+    Ok(Mode::Proxy {
+        symbols,
+        rt_symbols,
+    })
 }
+
+fn symbols_of_running(image: &[u8]) -> Result<BTreeMap<String, (u64, u64)>> {
+    symbols(image).ok_or(Error::Host {
+        what: "parsing rcriu's own vDSO",
+        source: std::io::Error::from_raw_os_error(libc::EINVAL),
+    })
+}
+
+/// The moves of the running vDSO and vvar: where the process had them
+/// (`Mode::Remap`), or, keeping their layout, to `park` (`Mode::Proxy`).
+pub fn moves(mode: &Mode, mem: &MemPlan, rt: &Runtime, park: u64) -> Result<Vec<VdsoMove>> {
+    let ranges = rt.ranges();
+    match mode {
+        Mode::None => Ok(Vec::new()),
+        Mode::Remap => {
+            let (Some(rt_vdso), Some((start, _))) = (rt.vdso, mem.vdso) else {
+                return Ok(Vec::new());
+            };
+            let mut moves = vec![VdsoMove {
+                from: rt_vdso,
+                to: start,
+                _pad: 0,
+            }];
+            if let Some((vstart, _)) = mem.vvar {
+                let mut at = vstart;
+                for r in [rt.vvar, rt.vvar_vclock].into_iter().flatten() {
+                    moves.push(VdsoMove {
+                        from: r,
+                        to: at,
+                        _pad: 0,
+                    });
+                    at += r.end - r.start;
+                }
+            }
+            Ok(with_detour(moves, park))
+        }
+        Mode::Proxy { .. } => {
+            // The running vDSO's code reaches its vvar at fixed offsets: the
+            // three move together, as they lie.
+            let base = ranges.iter().map(|r| r.start).min().unwrap_or(0);
+            Ok(ranges
+                .iter()
+                .map(|r| VdsoMove {
+                    from: *r,
+                    to: park + (r.start - base),
+                    _pad: 0,
+                })
+                .collect())
+        }
+    }
+}
+
+/// The dumped vDSO with each function replaced by a jump to the running
+/// vDSO's (parked at `park`): `movabs rax, target; jmp rax`.
+pub fn proxy_image(mode: &Mode, dumped: &[u8], rt: &Runtime, park: u64) -> Result<Vec<u8>> {
+    let Mode::Proxy {
+        symbols,
+        rt_symbols,
+    } = mode
+    else {
+        return Ok(Vec::new());
+    };
+    let base = rt.ranges().iter().map(|r| r.start).min().unwrap_or(0);
+    let rt_vdso = rt.vdso.map_or(0, |r| r.start);
+    let rt_at = park + (rt_vdso - base);
+    let mut out = dumped.to_vec();
+    for (name, &(off, _)) in symbols {
+        let Some(&(rt_off, _)) = rt_symbols.get(name) else {
+            // A function this kernel's vDSO lacks: left as it was (it may
+            // still work, reading data it no longer has).
+            log::warn!("vDSO proxy: this kernel's vDSO has no {name}");
+            continue;
+        };
+        let off = off as usize;
+        let Some(slot) = out.get_mut(off..off + TRAMPOLINE_LEN) else {
+            return Err(Error::invalid(
+                "vdso",
+                format!("symbol {name} at {off:#x} lies past the vDSO's end"),
+            ));
+        };
+        slot[..2].copy_from_slice(&[0x48, 0xb8]);
+        slot[2..10].copy_from_slice(&(rt_at + rt_off).to_le_bytes());
+        slot[10..12].copy_from_slice(&[0xff, 0xe0]);
+    }
+    Ok(out)
+}
+
+/// `movabs rax, imm64` (10 bytes) and `jmp rax` (2).
+const TRAMPOLINE_LEN: usize = 12;
 
 /// When a destination overlaps a mapping still to be moved, everything
 /// goes to `park` first.
@@ -197,9 +276,12 @@ fn with_detour(moves: Vec<VdsoMove>, park: u64) -> Vec<VdsoMove> {
     out
 }
 
-/// Room `with_detour` may need at `park`.
+/// Room the moves may need at `park`: the running areas' span.
 pub fn park_size(rt: &Runtime) -> u64 {
-    rt.ranges().iter().map(|r| r.end - r.start).sum()
+    let r = rt.ranges();
+    let lo = r.iter().map(|r| r.start).min().unwrap_or(0);
+    let hi = r.iter().map(|r| r.end).max().unwrap_or(0);
+    hi - lo
 }
 
 #[cfg(test)]

@@ -37,11 +37,21 @@ fn lines(path: &Path, n: usize) -> Vec<String> {
     }
 }
 
+/// Puts `bytes` at `path` by renaming a new file over it (a running
+/// program there keeps its own copy: no ETXTBSY).
+fn install(path: &Path, bytes: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 fn prepare() -> TempDir {
     let root = workspace_root();
     std::fs::create_dir_all(HOME).unwrap();
     let bin = Path::new(HOME).join("counter");
-    std::fs::copy(root.join("tests/fixtures/bin/counter"), &bin).unwrap();
+    install(&bin, &std::fs::read(root.join("tests/fixtures/bin/counter")).unwrap());
     let _ = std::fs::remove_file(Path::new(HOME).join("counter.out"));
     if Path::new(&format!("/proc/{PID}")).exists() {
         panic!(
@@ -153,7 +163,7 @@ fn bad_images_are_refused_and_leave_nothing() {
         .position(|w| w == want.as_slice())
         .expect("the counter holds its build-id");
     elf[id] ^= 0xff;
-    std::fs::write(&bin, &elf).unwrap();
+    install(&bin, &elf);
     let e = must_fail(&images).to_string();
     assert!(
         e.contains("/tmp/rcriu-fixtures/counter") && e.contains("build-id"),
@@ -172,7 +182,7 @@ fn bad_images_are_refused_and_leave_nothing() {
     let images = prepare();
     let dir = fixture_dir(&images);
     let mut mm = dir.mm(PID as u32).unwrap();
-    let mut v = mm.vmas[5].clone();
+    let mut v = mm.vmas[5];
     v.start = 0x7fff_ffff_e000;
     v.end = 0x8000_0000_2000;
     let at = mm.vmas.len() - 1; // before [vsyscall]
@@ -210,4 +220,38 @@ fn prepare_images_only() -> TempDir {
         std::fs::copy(e.path(), images.path().join(e.file_name())).unwrap();
     }
     images
+}
+
+#[test]
+fn restores_criu_4_2_counter_through_a_vdso_proxy() {
+    require_root();
+    let _g = trace_lock();
+    become_subreaper();
+    let images = prepare();
+    let r = Restore::new(images.path())
+        .detach(true)
+        .force_vdso_proxy(true)
+        .run()
+        .unwrap_or_else(|e| panic!("restoring the CRIU 4.2 counter dump: {e}"));
+    let maps = std::fs::read_to_string(format!("/proc/{PID}/maps")).unwrap();
+    // The old vDSO's place holds its proxy (plain memory), the running
+    // vDSO lives elsewhere.
+    let dir = ImageDir::open(images.path()).unwrap();
+    let mm = dir.mm(PID as u32).unwrap();
+    let old = mm
+        .vmas
+        .iter()
+        .find(|v| v.status & rcriu_images::vma::VMA_AREA_VDSO != 0)
+        .unwrap();
+    let line = maps
+        .lines()
+        .find(|l| l.starts_with(&format!("{:x}-", old.start)))
+        .unwrap_or_else(|| panic!("nothing at the old vDSO's place: {maps}"));
+    assert!(!line.contains("[vdso]") && line.contains("r-xp"), "{line}");
+    assert!(maps.contains("[vdso]"), "{maps}");
+    let l = lines(&Path::new(HOME).join("counter.out"), 3);
+    rcriu_test_support::signal(r.pid, libc::SIGKILL);
+    rcriu_test_support::wait_exit(r.pid).unwrap();
+    wait_gone(PID);
+    assert_eq!(l[0], "32", "{l:?}");
 }

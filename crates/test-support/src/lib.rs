@@ -283,3 +283,127 @@ pub fn wait_child(child: std::process::Child) -> Result<i32, String> {
     std::mem::forget(child);
     status
 }
+
+/// What must be the same before a dump and after a restore, as /proc
+/// shows it: maps (addresses, permissions, offsets, devices, inodes,
+/// paths), each area's VmFlags, exe, cmdline, environ, auxv, comm, the
+/// signal, capability, id, no_new_privs and seccomp lines of status,
+/// limits, and the memory-layout fields of stat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcSnapshot {
+    pub maps: Vec<String>,
+    pub vmflags: Vec<String>,
+    pub exe: PathBuf,
+    pub cmdline: Vec<u8>,
+    pub environ: Vec<u8>,
+    pub auxv: Vec<u8>,
+    pub comm: String,
+    pub status: Vec<String>,
+    pub limits: String,
+    pub stat: Vec<String>,
+}
+
+/// The status lines a snapshot keeps (SigQ counts the whole user's
+/// signals, so it is left out).
+const STATUS_KEYS: &[&str] = &[
+    "Uid:",
+    "Gid:",
+    "Groups:",
+    "SigPnd:",
+    "ShdPnd:",
+    "SigBlk:",
+    "SigIgn:",
+    "SigCgt:",
+    "CapInh:",
+    "CapPrm:",
+    "CapEff:",
+    "CapBnd:",
+    "CapAmb:",
+    "NoNewPrivs:",
+    "Seccomp:",
+    "Seccomp_filters:",
+    "Umask:",
+];
+
+/// stat's fields (1-based, as proc(5) numbers them) about the memory
+/// layout: startcode, endcode, startstack, start_data, end_data,
+/// start_brk, arg_start, arg_end, env_start, env_end.
+const STAT_FIELDS: &[usize] = &[26, 27, 28, 45, 46, 47, 48, 49, 50, 51];
+
+impl ProcSnapshot {
+    /// Reads `pid`'s /proc.
+    pub fn take(pid: i32) -> ProcSnapshot {
+        let p = |f: &str| format!("/proc/{pid}/{f}");
+        let read = |f: &str| std::fs::read(p(f)).unwrap_or_else(|e| panic!("reading {}: {e}", p(f)));
+        let text = |f: &str| String::from_utf8_lossy(&read(f)).into_owned();
+        let smaps = text("smaps");
+        let mut vmflags = Vec::new();
+        let mut range = String::new();
+        for l in smaps.lines() {
+            if let Some(flags) = l.strip_prefix("VmFlags:") {
+                vmflags.push(format!("{range} {}", flags.trim()));
+            } else if l.split(' ').next().is_some_and(|w| w.contains('-') && !w.ends_with(':')) {
+                range = l.split(' ').next().unwrap_or_default().to_owned();
+            }
+        }
+        let stat = text("stat");
+        // Fields after the comm's closing parenthesis start at field 3.
+        let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        ProcSnapshot {
+            maps: text("maps").lines().map(String::from).collect(),
+            vmflags,
+            exe: std::fs::read_link(p("exe")).unwrap_or_default(),
+            cmdline: read("cmdline"),
+            environ: read("environ"),
+            auxv: read("auxv"),
+            comm: text("comm"),
+            status: text("status")
+                .lines()
+                .filter(|l| STATUS_KEYS.iter().any(|k| l.starts_with(k)))
+                .map(String::from)
+                .collect(),
+            limits: text("limits"),
+            stat: STAT_FIELDS
+                .iter()
+                .map(|&n| fields.get(n - 3).copied().unwrap_or("?").to_owned())
+                .collect(),
+        }
+    }
+
+    /// What differs from `other`, one line per difference (empty when
+    /// the same).
+    pub fn diff(&self, other: &ProcSnapshot) -> Vec<String> {
+        let mut d = Vec::new();
+        let lines = |name: &str, a: &[String], b: &[String], d: &mut Vec<String>| {
+            if a != b {
+                let only_a: Vec<&String> = a.iter().filter(|x| !b.contains(x)).collect();
+                let only_b: Vec<&String> = b.iter().filter(|x| !a.contains(x)).collect();
+                d.push(format!("{name}: before only {only_a:?}; after only {only_b:?}"));
+            }
+        };
+        lines("maps", &self.maps, &other.maps, &mut d);
+        lines("VmFlags", &self.vmflags, &other.vmflags, &mut d);
+        lines("status", &self.status, &other.status, &mut d);
+        lines("stat", &self.stat, &other.stat, &mut d);
+        if self.exe != other.exe {
+            d.push(format!("exe: {:?} / {:?}", self.exe, other.exe));
+        }
+        for (name, a, b) in [
+            ("cmdline", &self.cmdline, &other.cmdline),
+            ("environ", &self.environ, &other.environ),
+            ("auxv", &self.auxv, &other.auxv),
+        ] {
+            if a != b {
+                d.push(format!("{name} differs"));
+            }
+        }
+        if self.comm != other.comm {
+            d.push(format!("comm: {:?} / {:?}", self.comm, other.comm));
+        }
+        if self.limits != other.limits {
+            d.push(format!("limits:\n{}\n/\n{}", self.limits, other.limits));
+        }
+        d
+    }
+}

@@ -83,6 +83,7 @@ pub enum Step {
     Done = 19,
     Itimers = 20,
     Parent = 21,
+    Copy = 22,
 }
 
 impl Step {
@@ -110,6 +111,7 @@ impl Step {
             19 => Step::Done,
             20 => Step::Itimers,
             21 => Step::Parent,
+            22 => Step::Copy,
             _ => Step::None,
         }
     }
@@ -139,6 +141,7 @@ impl Step {
             Step::Done => "finishing",
             Step::Itimers => "setting an interval timer",
             Step::Parent => "binding its life to rcriu's",
+            Step::Copy => "writing the vDSO proxy",
         }
     }
 }
@@ -309,6 +312,12 @@ pub struct Args {
     pub nr_rlimits: u32,
     pub _pad1: u32,
     pub rlimits: [Rlimit; NLIMITS],
+    /// A copy into the process's memory once its pages are read (the
+    /// patched copy of an old vDSO, for a vDSO proxy): `len` bytes from
+    /// `copy_src` (in the region) to `copy_dst`; none when `len` is 0.
+    pub copy_src: u64,
+    pub copy_dst: u64,
+    pub copy_len: u64,
     /// The real, virtual and profiling interval timers, as `struct
     /// itimerval` words: interval sec, usec, value sec, usec.
     pub itimers: [[u64; 4]; 3],
@@ -331,12 +340,12 @@ const _: () = {
     assert!(offset_of!(Args, step) == 16);
     assert!(offset_of!(Args, task_size) == 64);
     assert!(offset_of!(Args, keep) == 72);
-    assert!(offset_of!(Args, vmas) % 8 == 0);
-    assert!(offset_of!(Args, mm) % 8 == 0);
-    assert!(offset_of!(Args, sigactions) % 8 == 0);
-    assert!(offset_of!(Args, rlimits) % 8 == 0);
-    assert!(size_of::<Args>() % 8 == 0);
+    assert!(offset_of!(Args, vmas).is_multiple_of(8));
+    assert!(offset_of!(Args, mm).is_multiple_of(8));
+    assert!(offset_of!(Args, sigactions).is_multiple_of(8));
+    assert!(offset_of!(Args, rlimits).is_multiple_of(8));
+    assert!(size_of::<Args>().is_multiple_of(8));
     // Every field accounted for: no implicit padding.
-    assert!(size_of::<Args>() == 3744);
+    assert!(size_of::<Args>() == 3768);
     assert!(size_of::<Args>() < 16 * 1024);
 };

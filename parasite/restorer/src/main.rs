@@ -162,6 +162,19 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
     map_vmas(a).map_err(|f| (s, f))?;
     let s = at(Step::Read, a);
     read_pages(a).map_err(|f| (s, f))?;
+    if a.copy_len != 0 {
+        at(Step::Copy, a);
+        // SAFETY: rcriu put `copy_len` bytes at `copy_src` in the region and
+        // planned `copy_dst` inside an area mapped writable above; the two
+        // do not overlap (the region lies outside every area).
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                a.copy_src as *const u8,
+                a.copy_dst as *mut u8,
+                a.copy_len as usize,
+            )
+        };
+    }
     let s = at(Step::Madvise, a);
     madvise_vmas(a).map_err(|f| (s, f))?;
     let s = at(Step::Protect, a);
