@@ -287,6 +287,7 @@ impl Restore {
             },
             _ => Error::host("creating the process (clone3 with its pid)")(e),
         })?;
+        let forking_time_us = start.elapsed().as_micros() as u64;
         let child = finish::Child::new(child_pid);
         // Ours no longer needed: the fork has its copies.
         drop((map_files, sources, cwd, root, exe, pages_file, go_rd));
@@ -324,6 +325,21 @@ impl Restore {
         let restore_time_us = start.elapsed().as_micros() as u64;
         log::info!("process {pid} restored in {restore_time_us} us");
         drop(region);
+        // CRIU's statistics, for `crit show` and podman's --print-stats; a
+        // restored process does not fail for want of them.
+        let stats = rcriu_images::pb::StatsEntry {
+            dump: None,
+            restore: Some(rcriu_images::pb::RestoreStatsEntry {
+                pages_compared: 0,
+                pages_skipped_cow: 0,
+                forking_time: forking_time_us.min(u32::MAX as u64) as u32,
+                restore_time: restore_time_us.min(u32::MAX as u64) as u32,
+                pages_restored: Some(pages.pages),
+            }),
+        };
+        if let Err(e) = img.dir.write_one(ImageFile::StatsRestore, &stats) {
+            log::warn!("cannot write stats-restore: {e}");
+        }
 
         let wait_status = if self.detach {
             None

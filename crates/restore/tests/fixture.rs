@@ -80,6 +80,12 @@ fn restores_criu_4_2_counter() {
         .run()
         .unwrap_or_else(|e| panic!("restoring the CRIU 4.2 counter dump: {e}"));
     assert_eq!(r.pid, PID);
+    let stats: rcriu_images::pb::StatsEntry = fixture_dir(&images)
+        .read_one(ImageFile::StatsRestore)
+        .expect("stats-restore is written");
+    let rs = stats.restore.expect("restore statistics");
+    assert_eq!(rs.pages_restored, Some(r.pages_restored));
+    assert!(rs.restore_time > 0 && rs.forking_time <= rs.restore_time);
     let cwd = std::fs::read_link(format!("/proc/{PID}/cwd")).unwrap();
     assert_eq!(cwd, Path::new(HOME));
     let own_timens = std::fs::read_link("/proc/self/ns/time").unwrap();
