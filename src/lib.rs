@@ -11,3 +11,5 @@
 pub mod logging;
 
 pub use rcriu_images as images;
+pub use rcriu_dump as dump;
+pub use rcriu_dump::{Dump, DumpStats};

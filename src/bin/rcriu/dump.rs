@@ -1,8 +1,25 @@
 //! `rcriu dump`.
 
+use anyhow::Context;
+
 use crate::opts::CriuOpts;
 
 /// Runs a dump with the command line's options.
-pub fn run(_opts: &CriuOpts, _images_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
-    anyhow::bail!("dump is being written")
+pub fn run(opts: &CriuOpts, images_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let pid = opts
+        .tree
+        .context("dump needs the process to dump: -t PID")?;
+    let dir = images_dir.unwrap_or(std::path::Path::new("."));
+    let stats = rcriu::Dump::new(pid)
+        .images_dir(dir)
+        .leave_running(opts.leave_running)
+        .shell_job(opts.shell_job)
+        .run()
+        .with_context(|| format!("dumping process {pid} into {}", dir.display()))?;
+    log::info!(
+        "dump of {pid} done: frozen {} us, {} pages written",
+        stats.frozen_time.as_micros(),
+        stats.pages_written
+    );
+    Ok(())
 }

@@ -1,0 +1,106 @@
+//! The dump's errors.
+
+use std::io;
+use std::path::PathBuf;
+
+use rcriu_proc::Pid;
+
+/// Everything that can make a dump fail. The target is left running as it
+/// was whatever the error (a dump without `--leave-running` kills it only
+/// once every image is written).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The process holds a resource this version of rcriu cannot dump; it
+    /// was refused before any image was written.
+    #[error("process {pid} holds {what}, which rcriu cannot dump yet")]
+    Unsupported { pid: Pid, what: String },
+    /// The root task is not a session leader and `--shell-job` was not
+    /// given (criu's rule).
+    #[error(
+        "process {pid} is not a session leader (its session is {sid}); dump it with --shell-job"
+    )]
+    NotSessionLeader { pid: Pid, sid: Pid },
+    /// Seizing, infecting, asking the parasite or curing failed.
+    #[error("dumping process {pid}")]
+    Compel {
+        pid: Pid,
+        #[source]
+        source: rcriu_compel::Error,
+    },
+    /// A `/proc` file of the target (or of rcriu itself) could not be read.
+    #[error("reading /proc for the dump of process {pid}")]
+    Proc {
+        pid: Pid,
+        #[source]
+        source: rcriu_proc::Error,
+    },
+    /// An image could not be written.
+    #[error("writing the images of process {pid}")]
+    Image {
+        pid: Pid,
+        #[source]
+        source: rcriu_images::Error,
+    },
+    /// A system call on the target's behalf failed.
+    #[error("{what} of process {pid}")]
+    Sys {
+        what: &'static str,
+        pid: Pid,
+        #[source]
+        source: io::Error,
+    },
+    /// A file the target maps or holds open could not be examined.
+    #[error("examining {} for the dump of process {pid}", path.display())]
+    File {
+        pid: Pid,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Something the kernel reported does not add up.
+    #[error("process {pid}: {what}")]
+    Inconsistent { pid: Pid, what: String },
+}
+
+/// The dump's result.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn compel(pid: Pid) -> impl FnOnce(rcriu_compel::Error) -> Error {
+        move |source| Error::Compel { pid, source }
+    }
+
+    pub(crate) fn proc(pid: Pid) -> impl FnOnce(rcriu_proc::Error) -> Error {
+        move |source| Error::Proc { pid, source }
+    }
+
+    pub(crate) fn image(pid: Pid) -> impl FnOnce(rcriu_images::Error) -> Error {
+        move |source| Error::Image { pid, source }
+    }
+
+    pub(crate) fn sys(what: &'static str, pid: Pid) -> impl FnOnce(io::Error) -> Error {
+        move |source| Error::Sys { what, pid, source }
+    }
+
+    pub(crate) fn file(pid: Pid, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::File { pid, path, source }
+    }
+
+    pub(crate) fn unsupported(pid: Pid, what: impl Into<String>) -> Error {
+        Error::Unsupported {
+            pid,
+            what: what.into(),
+        }
+    }
+
+    /// Whether the dump was refused because of something out of scope
+    /// (the target was not touched beyond seizing).
+    pub fn is_unsupported(&self) -> bool {
+        matches!(
+            self,
+            Error::Unsupported { .. } | Error::NotSessionLeader { .. }
+        )
+    }
+}

@@ -1,0 +1,102 @@
+//! The dump: a running process checkpointed into a directory of images,
+//! in CRIU 4.2's format, so that rcriu or CRIU 4.2 can restore it.
+//!
+//! ```no_run
+//! let stats = rcriu_dump::Dump::new(4242)
+//!     .images_dir("/tmp/dump")
+//!     .leave_running(true)
+//!     .run()?;
+//! println!("frozen for {:?}", stats.frozen_time);
+//! # Ok::<(), rcriu_dump::Error>(())
+//! ```
+//!
+//! This version dumps a single-threaded process: private memory (anonymous,
+//! heap, stack, private file mappings), the vdso, fds on /dev/null and on
+//! regular files opened read-only, cwd, root, umask, signal actions and
+//! mask, timers, rlimits, credentials, rseq, and its time namespace when a
+//! restore made one. Anything else is refused before any image is written
+//! or the process is touched beyond seizing, with an error naming it.
+//!
+//! One module per kind of resource, named as the images are: [`mm`],
+//! [`pages`], [`core`], [`files`], [`fs`], [`ids`], [`inventory`],
+//! [`pstree`], [`timens`], [`seccomp`], [`stats`].
+
+mod build_id;
+pub mod core;
+mod error;
+pub mod files;
+pub mod fs;
+pub mod ids;
+pub mod inventory;
+pub mod mm;
+pub mod pages;
+mod pipeline;
+pub mod pstree;
+mod remote;
+mod rseq;
+pub mod seccomp;
+pub mod stats;
+#[allow(unsafe_code)]
+mod sys;
+pub mod timens;
+
+use std::path::PathBuf;
+
+pub use error::{Error, Result};
+pub use rcriu_proc::Pid;
+pub use stats::DumpStats;
+
+/// A dump of one process, configured with the builder methods, done by
+/// [`Dump::run`].
+#[derive(Debug, Clone)]
+pub struct Dump {
+    pid: Pid,
+    images_dir: PathBuf,
+    leave_running: bool,
+    shell_job: bool,
+}
+
+impl Dump {
+    /// A dump of process `pid` into the current directory, killing it
+    /// afterwards (as criu does without `--leave-running`).
+    pub fn new(pid: Pid) -> Dump {
+        Dump {
+            pid,
+            images_dir: PathBuf::from("."),
+            leave_running: false,
+            shell_job: false,
+        }
+    }
+
+    /// Where the images go (created mode 0700 when missing; every image is
+    /// written mode 0600).
+    pub fn images_dir(mut self, dir: impl Into<PathBuf>) -> Dump {
+        self.images_dir = dir.into();
+        self
+    }
+
+    /// Leave the process running after the dump (`-R`), rather than kill
+    /// it.
+    pub fn leave_running(mut self, yes: bool) -> Dump {
+        self.leave_running = yes;
+        self
+    }
+
+    /// Allow a process that is not a session leader (`-j`, a shell job).
+    pub fn shell_job(mut self, yes: bool) -> Dump {
+        self.shell_job = yes;
+        self
+    }
+
+    /// Dumps the process. On success the images are complete and the
+    /// process is running (`leave_running`) or killed; on failure it runs
+    /// on as it was and the images this run wrote are removed.
+    pub fn run(self) -> Result<DumpStats> {
+        pipeline::run(&pipeline::Options {
+            pid: self.pid,
+            dir: self.images_dir,
+            leave_running: self.leave_running,
+            shell_job: self.shell_job,
+        })
+    }
+}

@@ -1,0 +1,378 @@
+//! `mm-PID.img`: the memory areas (as CRIU 4.2 describes them: status
+//! bits, mmap flags, madvise bits) and the mm's bounds, auxv and exe.
+//!
+//! The areas come from smaps, read while the task is seized and before the
+//! parasite is mapped, so the parasite's area is never among them.
+
+use rcriu_images::pb;
+use rcriu_proc::{Pid, Prot, SmapsVma, VmFlags, VmaPath};
+
+use crate::{Error, Result};
+
+/// VMA status bits (CRIU's `criu/include/image.h`).
+pub mod status {
+    pub const REGULAR: u32 = 1 << 0;
+    pub const STACK: u32 = 1 << 1;
+    pub const VSYSCALL: u32 = 1 << 2;
+    pub const VDSO: u32 = 1 << 3;
+    pub const HEAP: u32 = 1 << 5;
+    pub const FILE_PRIVATE: u32 = 1 << 6;
+    pub const FILE_SHARED: u32 = 1 << 7;
+    pub const ANON_SHARED: u32 = 1 << 8;
+    pub const ANON_PRIVATE: u32 = 1 << 9;
+    pub const VVAR: u32 = 1 << 12;
+}
+
+const MAP_PRIVATE: u32 = libc::MAP_PRIVATE as u32;
+const MAP_ANONYMOUS: u32 = libc::MAP_ANONYMOUS as u32;
+const MAP_GROWSDOWN: u32 = libc::MAP_GROWSDOWN as u32;
+const MAP_LOCKED: u32 = libc::MAP_LOCKED as u32;
+const MAP_NORESERVE: u32 = libc::MAP_NORESERVE as u32;
+
+/// How many words of auxv CRIU keeps (`AT_VECTOR_SIZE` on x86_64).
+pub const AT_VECTOR_SIZE: usize = 44;
+
+/// What of an area's pages go into the dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pages {
+    /// None (vvar, vsyscall).
+    None,
+    /// The pages present or swapped, and for a private file mapping only
+    /// those copied on write. `lazy` for anonymous private memory (CRIU's
+    /// `vma_entry_can_be_lazy`).
+    Touched { lazy: bool },
+    /// Every page, present or not (the vdso: a restore may need it to
+    /// build a proxy).
+    All,
+}
+
+/// One memory area of the image, with what the dump needs to finish it.
+#[derive(Debug, Clone)]
+pub struct Area {
+    /// The entry; a file mapping's `shmid` is filled in once its file has
+    /// an id.
+    pub entry: pb::VmaEntry,
+    /// For a file mapping: the `map_files` name to open it by.
+    pub file: Option<(u64, u64)>,
+    pub pages: Pages,
+}
+
+impl Area {
+    pub fn start(&self) -> u64 {
+        self.entry.start
+    }
+
+    pub fn end(&self) -> u64 {
+        self.entry.end
+    }
+}
+
+fn prot(p: Prot) -> u32 {
+    p.bits()
+}
+
+/// The mmap flags and madvise bits smaps' VmFlags stand for, as CRIU
+/// takes them; `Err` names a flag rcriu cannot restore.
+fn vm_flags(f: VmFlags) -> std::result::Result<(u32, u64), &'static str> {
+    let mut flags = 0;
+    if f.contains(VmFlags::GROWSDOWN) {
+        flags |= MAP_GROWSDOWN;
+    }
+    if f.contains(VmFlags::LOCKED) {
+        flags |= MAP_LOCKED;
+    }
+    if f.contains(VmFlags::NORESERVE) {
+        flags |= MAP_NORESERVE;
+    }
+    let mut madv = 0u64;
+    for (flag, advice) in [
+        (VmFlags::SEQ_READ, libc::MADV_SEQUENTIAL),
+        (VmFlags::RAND_READ, libc::MADV_RANDOM),
+        (VmFlags::DONTCOPY, libc::MADV_DONTFORK),
+        (VmFlags::DONTDUMP, libc::MADV_DONTDUMP),
+        (VmFlags::MERGEABLE, libc::MADV_MERGEABLE),
+        (VmFlags::HUGEPAGE, libc::MADV_HUGEPAGE),
+        (VmFlags::NOHUGEPAGE, libc::MADV_NOHUGEPAGE),
+        (VmFlags::WIPEONFORK, libc::MADV_WIPEONFORK),
+    ] {
+        if f.contains(flag) {
+            madv |= 1 << advice;
+        }
+    }
+    if f.contains(VmFlags::HUGETLB) {
+        return Err("hugetlb memory");
+    }
+    if f.contains(VmFlags::SHADOW_STACK) {
+        return Err("a shadow stack");
+    }
+    if f.contains(VmFlags::DROPPABLE) {
+        return Err("droppable memory (MAP_DROPPABLE)");
+    }
+    if f.contains(VmFlags::MAYBE_GUARD) {
+        return Err("guard regions (MADV_GUARD_INSTALL)");
+    }
+    if f.contains(VmFlags::UFFD_MISSING) || f.contains(VmFlags::UFFD_WP) {
+        return Err("memory registered with userfaultfd");
+    }
+    Ok((flags, madv))
+}
+
+fn describe(v: &SmapsVma) -> String {
+    format!("{:#x}-{:#x}", v.vma.start, v.vma.end)
+}
+
+/// Classifies the areas of smaps as CRIU 4.2 does, refusing what this
+/// version cannot dump (naming the area).
+pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
+    let mut out: Vec<Area> = Vec::with_capacity(smaps.len());
+    let refuse =
+        |v: &SmapsVma, what: &str| Error::unsupported(pid, format!("{what} at {}", describe(v)));
+    for v in smaps {
+        let vma = &v.vma;
+        let (mut flags, madv) = vm_flags(v.flags).map_err(|what| refuse(v, what))?;
+        if vma.shared {
+            return Err(refuse(v, "shared memory"));
+        }
+        flags |= MAP_PRIVATE;
+        let io_pf = v.flags.contains(VmFlags::IO) || v.flags.contains(VmFlags::PFNMAP);
+        let mut entry = pb::VmaEntry {
+            start: vma.start,
+            end: vma.end,
+            pgoff: 0,
+            shmid: 0,
+            prot: prot(vma.prot),
+            flags,
+            status: 0,
+            fd: -1,
+            madv: (madv != 0).then_some(madv),
+            fdflags: None,
+        };
+        let mut file = None;
+        let mut pages = Pages::Touched { lazy: false };
+        match &vma.path {
+            VmaPath::Vvar | VmaPath::VvarVclock => {
+                // One VVAR entry for [vvar] and [vvar_vclock], taking the
+                // first's flags; never dumped (restore maps the running
+                // kernel's).
+                if let Some(prev) = out.last_mut()
+                    && prev.entry.status & status::VVAR != 0
+                {
+                    if prev.entry.end != vma.start {
+                        return Err(Error::Inconsistent {
+                            pid,
+                            what: format!("two vvar areas apart, {}", describe(v)),
+                        });
+                    }
+                    prev.entry.end = vma.end;
+                    continue;
+                }
+                entry.status = status::REGULAR | status::ANON_PRIVATE;
+                if vma.prot.contains(Prot::READ) {
+                    entry.status |= status::VVAR;
+                }
+                entry.flags |= MAP_ANONYMOUS;
+                pages = Pages::None;
+            }
+            VmaPath::Vdso => {
+                entry.status = status::REGULAR | status::ANON_PRIVATE;
+                if vma.prot.contains(Prot::READ | Prot::EXEC) {
+                    entry.status |= status::VDSO;
+                    pages = Pages::All;
+                }
+                entry.flags |= MAP_ANONYMOUS;
+            }
+            VmaPath::Vsyscall => {
+                entry.status = status::VSYSCALL | status::ANON_PRIVATE;
+                entry.flags |= MAP_ANONYMOUS;
+                pages = Pages::None;
+            }
+            VmaPath::Heap => {
+                entry.status = status::REGULAR | status::HEAP | status::ANON_PRIVATE;
+                entry.flags |= MAP_ANONYMOUS;
+            }
+            VmaPath::Stack | VmaPath::Anonymous | VmaPath::AnonNamed(_) => {
+                if vma.inode != 0 || vma.dev_major != 0 || vma.dev_minor != 0 {
+                    return Err(refuse(v, "an unnamed file mapping"));
+                }
+                entry.status = status::REGULAR | status::ANON_PRIVATE;
+                entry.flags |= MAP_ANONYMOUS;
+            }
+            VmaPath::Uprobes => return Err(refuse(v, "a uprobes area")),
+            VmaPath::AnonShmemNamed(_) => return Err(refuse(v, "shared memory")),
+            VmaPath::Special(name) => {
+                return Err(refuse(
+                    v,
+                    &format!("a special area [{}]", String::from_utf8_lossy(name)),
+                ));
+            }
+            VmaPath::File { path, deleted } => {
+                let p = path.display();
+                if *deleted {
+                    return Err(refuse(v, &format!("a mapping of deleted file {p}")));
+                }
+                let name = path.as_os_str().as_encoded_bytes();
+                if name.starts_with(b"/memfd:") {
+                    return Err(refuse(v, &format!("a memfd mapping ({p})")));
+                }
+                if name.starts_with(b"/SYSV") {
+                    return Err(refuse(v, "SysV shared memory"));
+                }
+                entry.status = status::REGULAR | status::FILE_PRIVATE;
+                entry.pgoff = vma.offset;
+                file = Some((vma.start, vma.end));
+            }
+        }
+        if io_pf && entry.status & status::VVAR == 0 {
+            return Err(refuse(v, "an I/O or PFN mapping"));
+        }
+        if let Pages::Touched { lazy } = &mut pages {
+            // CRIU's vma_entry_can_be_lazy.
+            *lazy = entry.flags & MAP_ANONYMOUS != 0
+                && entry.flags & MAP_PRIVATE != 0
+                && entry.flags & MAP_LOCKED == 0
+                && entry.status & (status::VDSO | status::VVAR | status::VSYSCALL) == 0;
+            if entry.status & status::REGULAR == 0 {
+                pages = Pages::None;
+            }
+        }
+        out.push(Area { entry, file, pages });
+    }
+    Ok(out)
+}
+
+/// The map_files link's mode gives the mapped file's open mode (CRIU
+/// stores it as the area's `fdflags`).
+pub fn fdflags_of_link_mode(mode: u32) -> Option<u32> {
+    match mode & 0o600 {
+        0o200 => Some(libc::O_WRONLY as u32),
+        0o400 => Some(libc::O_RDONLY as u32),
+        0o600 => Some(libc::O_RDWR as u32),
+        _ => None,
+    }
+}
+
+/// The auxv as CRIU keeps it: the file's words (the entries and the
+/// final `AT_NULL` pair), at most `AT_VECTOR_SIZE` of them.
+pub fn saved_auxv(auxv: &[rcriu_proc::AuxvEntry]) -> Vec<u64> {
+    auxv.iter()
+        .flat_map(|e| [e.key, e.value])
+        .chain([0, 0])
+        .take(AT_VECTOR_SIZE)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcriu_proc::parse_smaps;
+
+    fn one(line: &str, flags: &str) -> String {
+        format!("{line}\nSize:                  4 kB\nVmFlags: {flags}\n")
+    }
+
+    #[test]
+    fn statuses_as_criu() {
+        let text = [
+            one(
+                "00400000-00401000 r--p 00000000 fe:01 123                                /bin/x",
+                "rd mr mw me dw",
+            ),
+            one(
+                "00401000-00402000 rw-p 00000000 00:00 0                                  [heap]",
+                "rd wr mr mw me ac",
+            ),
+            one(
+                "7f0000000000-7f0000001000 rw-p 00000000 00:00 0 ",
+                "rd wr mr mw me ac dd",
+            ),
+            one(
+                "7f0000001000-7f0000003000 r--p 00000000 00:00 0                          [vvar]",
+                "rd mr pf io de dd",
+            ),
+            one(
+                "7f0000003000-7f0000004000 r--p 00000000 00:00 0                          [vvar_vclock]",
+                "rd mr pf io de dd",
+            ),
+            one(
+                "7f0000004000-7f0000006000 r-xp 00000000 00:00 0                          [vdso]",
+                "rd ex mr mw me de",
+            ),
+            one(
+                "7ffe00000000-7ffe00021000 rw-p 00000000 00:00 0                          [stack]",
+                "rd wr mr mw me gd ac",
+            ),
+            one(
+                "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]",
+                "ex",
+            ),
+        ]
+        .concat();
+        let smaps = parse_smaps(text.as_bytes()).unwrap();
+        let a = classify(1, &smaps).unwrap();
+        let st: Vec<u32> = a.iter().map(|a| a.entry.status).collect();
+        // The statuses of CRIU 4.2's fixture dump: 65, 545, 513, 4609,
+        // 521, 513, 516.
+        assert_eq!(st, [65, 545, 513, 4609, 521, 513, 516]);
+        let fl: Vec<u32> = a.iter().map(|a| a.entry.flags).collect();
+        assert_eq!(fl, [2, 34, 34, 34, 34, 290, 34]);
+        assert_eq!(
+            a[3].entry.end, 0x7f0000004000,
+            "vvar and vvar_vclock merged"
+        );
+        assert_eq!(a[3].entry.madv, Some(1 << 16));
+        assert_eq!(a[2].entry.madv, Some(1 << 16));
+        assert_eq!(a[0].file, Some((0x400000, 0x401000)));
+        assert_eq!(a[0].pages, Pages::Touched { lazy: false });
+        assert_eq!(a[1].pages, Pages::Touched { lazy: true });
+        assert_eq!(a[3].pages, Pages::None);
+        assert_eq!(a[4].pages, Pages::All);
+        assert_eq!(a[6].pages, Pages::None);
+    }
+
+    #[test]
+    fn refusals_name_the_area() {
+        for (line, flags, what) in [
+            (
+                "7f0000000000-7f0000001000 rw-s 00000000 00:01 7                          /dev/zero (deleted)",
+                "rd wr sh mr mw me ms",
+                "shared memory",
+            ),
+            (
+                "7f0000000000-7f0000001000 r--p 00000000 fe:01 9                          /tmp/x (deleted)",
+                "rd mr mw me",
+                "deleted file /tmp/x",
+            ),
+            (
+                "7f0000000000-7f0000001000 rw-p 00000000 00:00 0 ",
+                "rd wr mr mw me ht",
+                "hugetlb",
+            ),
+            (
+                "7f0000000000-7f0000001000 rw-p 00000000 00:00 0 ",
+                "rd wr mr mw me io pf",
+                "I/O or PFN",
+            ),
+        ] {
+            let smaps = parse_smaps(one(line, flags).as_bytes()).unwrap();
+            let e = classify(7, &smaps).unwrap_err().to_string();
+            assert!(e.contains(what), "{e}");
+            assert!(e.contains("0x7f0000000000-0x7f0000001000"), "{e}");
+            assert!(e.contains("process 7"), "{e}");
+        }
+    }
+
+    #[test]
+    fn auxv_is_cut_as_criu_cuts_it() {
+        let auxv: Vec<_> = (0..30)
+            .map(|i| rcriu_proc::AuxvEntry {
+                key: i,
+                value: i * 10,
+            })
+            .collect();
+        let v = saved_auxv(&auxv);
+        assert_eq!(v.len(), AT_VECTOR_SIZE);
+        assert_eq!(&v[..4], &[0, 0, 1, 10]);
+        let short = saved_auxv(&auxv[1..3]);
+        assert_eq!(short, [1, 10, 2, 20, 0, 0]);
+    }
+}

@@ -1,0 +1,551 @@
+//! The dump of one process, step by step.
+//!
+//! 1. Seize it (every thread stopped).
+//! 2. Read its /proc state and refuse anything out of scope, naming it:
+//!    nothing is written and nothing runs in the task before this passes.
+//! 3. Read what ptrace tells (rseq, registers, TLS) and what remote
+//!    syscalls tell (brk, clear_child_tid, membarrier).
+//! 4. Infect it: the parasite reports signal actions, timers, the
+//!    alternate stack, credentials, and hands over copies of the fds; then
+//!    it splices the pages into `pages-1.img`; then it is cured.
+//! 5. Release the task (`--leave-running`) and write the images, or write
+//!    them and kill it. Any failure before the kill releases the task as
+//!    it was and removes the images this run wrote.
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rcriu_compel::fault::{self, FaultPoint};
+use rcriu_compel::{Parasite, Seized, ThreadCtx};
+use rcriu_images::{ImageDir, ImageFile, pb};
+use rcriu_proc::{CgroupEntry, Namespaces, NsKind, Pid, Task, TimensOffsets};
+
+use crate::files::{FileInfo, Files, OpenFd};
+use crate::ids::{NsIds, TaskIds};
+use crate::inventory::Lsm;
+use crate::mm::Area;
+use crate::pages::Run;
+use crate::stats::DumpStats;
+use crate::{Error, Result, core, files, fs, ids, inventory, mm, pages, pstree, remote, rseq};
+use crate::{seccomp, sys, timens};
+
+/// The options of one dump.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub pid: Pid,
+    pub dir: PathBuf,
+    pub leave_running: bool,
+    pub shell_job: bool,
+}
+
+/// rcriu's own namespaces, cgroups and clocks: what the task's are
+/// compared with.
+#[derive(Debug)]
+struct Host {
+    ns: Namespaces,
+    cgroups: Vec<CgroupEntry>,
+    timens: TimensOffsets,
+    lsm: Lsm,
+}
+
+impl Host {
+    fn read(pid: Pid) -> Result<Host> {
+        let me = std::process::id() as Pid;
+        let mut t = Task::open(me).map_err(Error::proc(pid))?;
+        Ok(Host {
+            ns: t.namespaces().map_err(Error::proc(pid))?,
+            cgroups: t.cgroups().map_err(Error::proc(pid))?,
+            timens: timens::offsets(me).map_err(Error::proc(pid))?,
+            lsm: Lsm::host(),
+        })
+    }
+}
+
+/// The images of a dump, created as they are written, so that a failed
+/// dump removes what it wrote.
+struct Output {
+    pid: Pid,
+    path: PathBuf,
+    dir: Option<ImageDir>,
+    written: Vec<PathBuf>,
+}
+
+impl Output {
+    fn new(pid: Pid, path: &Path) -> Output {
+        Output {
+            pid,
+            path: path.to_owned(),
+            dir: None,
+            written: Vec::new(),
+        }
+    }
+
+    fn dir(&mut self) -> Result<ImageDir> {
+        if let Some(d) = &self.dir {
+            return Ok(d.clone());
+        }
+        let d = ImageDir::create(&self.path).map_err(Error::image(self.pid))?;
+        self.dir = Some(d.clone());
+        Ok(d)
+    }
+
+    fn created(&mut self, file: ImageFile) -> Result<ImageDir> {
+        let d = self.dir()?;
+        self.written.push(d.file_path(file));
+        Ok(d)
+    }
+
+    fn write_one<M: prost::Message + prost::Name>(&mut self, file: ImageFile, m: &M) -> Result<()> {
+        let pid = self.pid;
+        self.created(file)?
+            .write_one(file, m)
+            .map_err(Error::image(pid))
+    }
+
+    fn write_all<M: prost::Message + prost::Name>(
+        &mut self,
+        file: ImageFile,
+        m: &[M],
+    ) -> Result<()> {
+        let pid = self.pid;
+        self.created(file)?
+            .write_all(file, m)
+            .map_err(Error::image(pid))
+    }
+
+    /// Removes every image this run wrote.
+    fn discard(&mut self) {
+        for p in self.written.drain(..) {
+            if let Err(e) = std::fs::remove_file(&p)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                log::warn!("cannot remove {}: {e}", p.display());
+            }
+        }
+    }
+}
+
+/// Everything the images are made of, gathered while the task was frozen.
+struct Collected {
+    root_ids: TaskIds,
+    ids: TaskIds,
+    pstree: pb::PstreeEntry,
+    core: pb::CoreEntry,
+    mm: pb::MmEntry,
+    runs: Vec<Run>,
+    files: Vec<pb::FileEntry>,
+    fdinfo: Vec<pb::FdinfoEntry>,
+    fs: pb::FsEntry,
+    /// The id of the task's time namespace when it is not rcriu's, and the
+    /// offsets of the task's time namespace.
+    timens_id: u32,
+    timens: TimensOffsets,
+}
+
+/// Runs a dump.
+pub fn run(o: &Options) -> Result<DumpStats> {
+    let pid = o.pid;
+    let host = Host::read(pid)?;
+    let mut stats = DumpStats::default();
+    let mut out = Output::new(pid, &o.dir);
+    let start = Instant::now();
+    let seized = Seized::seize(pid).map_err(Error::compel(pid))?;
+    let frozen = Instant::now();
+    stats.freezing_time = frozen - start;
+    log::info!("process {pid} seized in {:?}", stats.freezing_time);
+
+    let c = match collect(&seized, &host, o, &mut out, &mut stats) {
+        Ok(c) => c,
+        Err(e) => {
+            // Released as it was, then the images go.
+            drop(seized);
+            out.discard();
+            return Err(e);
+        }
+    };
+
+    if o.leave_running {
+        let t = timens::entry(&host.timens, &c.timens);
+        let released = seized.release().map_err(Error::compel(pid));
+        stats.frozen_time = frozen.elapsed();
+        let written = released.and_then(|()| {
+            write_images(&mut out, o, &host, &c)?;
+            out.write_one(ImageFile::Timens(c.timens_id.into()), &t)
+        });
+        if let Err(e) = written {
+            out.discard();
+            return Err(e);
+        }
+    } else {
+        let written = write_images(&mut out, o, &host, &c).and_then(|()| {
+            let t = timens::entry(&host.timens, &c.timens);
+            out.write_one(ImageFile::Timens(c.timens_id.into()), &t)
+        });
+        if let Err(e) = written {
+            drop(seized);
+            out.discard();
+            return Err(e);
+        }
+        seized.kill().map_err(Error::compel(pid))?;
+        stats.frozen_time = frozen.elapsed();
+    }
+    // As CRIU, the statistics come last: a dump without them is complete.
+    if let Err(e) = out.write_one(ImageFile::StatsDump, &stats.entry()) {
+        log::warn!("{e}");
+    }
+    log::info!(
+        "dumped process {pid}: frozen {:?}, {} pages",
+        stats.frozen_time,
+        stats.pages_written
+    );
+    Ok(stats)
+}
+
+fn write_images(out: &mut Output, o: &Options, host: &Host, c: &Collected) -> Result<()> {
+    let pid = o.pid;
+    let upid = pid as u32;
+    out.write_one(
+        ImageFile::Inventory,
+        &inventory::entry(c.root_ids.entry, 1, host.lsm),
+    )?;
+    out.write_one(ImageFile::Pstree, &c.pstree)?;
+    out.write_one(ImageFile::Core(upid.into()), &c.core)?;
+    out.write_one(ImageFile::Ids(upid.into()), &c.ids.entry)?;
+    fault::point(FaultPoint::MidWrite).map_err(Error::compel(pid))?;
+    out.write_one(ImageFile::Mm(upid.into()), &c.mm)?;
+    {
+        let dir = out.created(ImageFile::Pagemap(upid.into()))?;
+        let mut pm = dir.create_pagemap(upid, 1).map_err(Error::image(pid))?;
+        for r in &c.runs {
+            pm.add(r.vaddr, r.nr_pages, r.flags)
+                .map_err(Error::image(pid))?;
+        }
+        pm.finish().map_err(Error::image(pid))?;
+    }
+    out.write_one(ImageFile::Fs(upid.into()), &c.fs)?;
+    out.write_all(ImageFile::Files, &c.files)?;
+    out.write_all(ImageFile::Fdinfo(c.ids.entry.files_id.into()), &c.fdinfo)?;
+    out.write_one(ImageFile::Seccomp, &seccomp::entry())?;
+    fault::check_abort().map_err(Error::compel(pid))
+}
+
+/// Reads, checks and dumps while the task is frozen; the task is seized
+/// and clean (the parasite gone) when this returns, either way.
+fn collect(
+    seized: &Seized,
+    host: &Host,
+    o: &Options,
+    out: &mut Output,
+    stats: &mut DumpStats,
+) -> Result<Collected> {
+    let pid = o.pid;
+    let perr = Error::proc(pid);
+    let mut task = Task::open(pid).map_err(perr)?;
+    let status = task.status().map_err(Error::proc(pid))?;
+    let stat = task.stat().map_err(Error::proc(pid))?;
+
+    // -- What this version dumps: refused here, before anything else.
+    let threads = seized.threads().len().max(status.threads as usize);
+    if threads > 1 {
+        return Err(Error::unsupported(pid, format!("{threads} threads")));
+    }
+    if let Some(child) = task.children().map_err(Error::proc(pid))?.first() {
+        return Err(Error::unsupported(
+            pid,
+            format!("a child process ({child})"),
+        ));
+    }
+    if stat.session != pid && !o.shell_job {
+        return Err(Error::NotSessionLeader {
+            pid,
+            sid: stat.session,
+        });
+    }
+    seccomp::check(pid, &status)?;
+    let pending = status.sig_pnd.0 | status.shd_pnd.0;
+    if pending != 0 {
+        return Err(Error::unsupported(
+            pid,
+            format!("pending signals (mask {pending:#x})"),
+        ));
+    }
+    let ns = task.namespaces().map_err(Error::proc(pid))?;
+    ids::check_namespaces(pid, &host.ns, &ns)?;
+    let cgroups = task.cgroups().map_err(Error::proc(pid))?;
+    if cgroups != host.cgroups {
+        let path = cgroups.first().map_or("", |c| c.path.as_str());
+        return Err(Error::unsupported(
+            pid,
+            format!("a cgroup other than rcriu's ({path})"),
+        ));
+    }
+    match task.posix_timers() {
+        Ok(t) if !t.is_empty() => {
+            return Err(Error::unsupported(
+                pid,
+                format!("{} POSIX timer(s)", t.len()),
+            ));
+        }
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(Error::proc(pid)(e)),
+    }
+    if host.lsm != Lsm::None {
+        return Err(Error::unsupported(
+            pid,
+            format!("a security label ({:?} is active)", host.lsm),
+        ));
+    }
+    let smaps = task.smaps().map_err(Error::proc(pid))?;
+    let mut areas = mm::classify(pid, &smaps)?;
+    let fd_list = task.fds().map_err(Error::proc(pid))?;
+    let mut fd_infos = Vec::with_capacity(fd_list.len());
+    for fd in &fd_list {
+        let info = task.fdinfo(fd.fd).map_err(Error::proc(pid))?;
+        files::check_fd(pid, fd, &info)?;
+        fd_infos.push(info);
+    }
+    let exe_link = task.exe().map_err(Error::proc(pid))?;
+    if exe_link
+        .as_os_str()
+        .as_encoded_bytes()
+        .ends_with(b" (deleted)")
+    {
+        return Err(Error::unsupported(
+            pid,
+            format!("a deleted executable ({})", exe_link.display()),
+        ));
+    }
+    let limits = task.limits().map_err(Error::proc(pid))?;
+    let auxv = task.auxv().map_err(Error::proc(pid))?;
+    let personality = task.personality().map_err(Error::proc(pid))?;
+    let loginuid = task.loginuid().ok();
+    let oom_score_adj = task.oom_score_adj().ok();
+    let their_timens = timens::offsets(pid).map_err(Error::proc(pid))?;
+    fault::check_abort().map_err(Error::compel(pid))?;
+
+    // -- From outside: ptrace and remote syscalls.
+    let rseq = rseq::read_thread(pid, pid)?;
+    let ctx = ThreadCtx::capture(pid).map_err(Error::compel(pid))?;
+    let fpregs = if ctx.xstate.xstate_bv() & 3 != 3 {
+        Some(
+            rcriu_compel::sys::get_fpregs(pid)
+                .map_err(Error::sys("reading the FPU registers", pid))?,
+        )
+    } else {
+        None
+    };
+    let mut tls = [[0u32; 4]; 3];
+    for (i, d) in tls.iter_mut().enumerate() {
+        let entry = 12 + i as u32;
+        *d = match rcriu_compel::sys::get_thread_area(pid, entry) {
+            Ok(v) => v,
+            // As CRIU: absent in native mode, the slot reads "not present".
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => [entry, 0, 0, 1 << 5],
+            Err(e) => return Err(Error::sys("reading a TLS slot", pid)(e)),
+        };
+    }
+    let robust = sys::robust_list(pid).map_err(Error::sys("reading the robust futex list", pid))?;
+    let policy =
+        sys::sched_policy(pid).map_err(Error::sys("reading the scheduling policy", pid))?;
+    let rt = policy & !(libc::SCHED_RESET_ON_FORK as u32);
+    let prio = if rt == libc::SCHED_FIFO as u32 || rt == libc::SCHED_RR as u32 {
+        Some(sys::sched_priority(pid).map_err(Error::sys("reading the scheduling priority", pid))?)
+    } else {
+        None
+    };
+    let nice = sys::nice(pid).map_err(Error::sys("reading the nice value", pid))?;
+    let misc = remote::query(seized, &ctx)?;
+
+    // -- The parasite.
+    let mut parasite = Parasite::infect(seized).map_err(Error::compel(pid))?;
+    let ce = Error::compel;
+    let sigactions = parasite.sigactions().map_err(ce(pid))?;
+    let itimers = parasite.itimers().map_err(ce(pid))?;
+    let sas = parasite.sigaltstack().map_err(ce(pid))?;
+    let creds = parasite.creds().map_err(ce(pid))?;
+    let numbers: Vec<i32> = fd_list.iter().map(|f| f.fd).collect();
+    let copies = parasite.fds(&numbers).map_err(ce(pid))?;
+    let mut open = Vec::with_capacity(copies.len());
+    for ((fd, fdinfo), copy) in fd_list.iter().zip(fd_infos).zip(copies) {
+        let file = File::from(copy);
+        let path = match fd.target() {
+            rcriu_proc::FdTarget::Path { path, .. } => path,
+            _ => fd.link.clone(),
+        };
+        let info = FileInfo::of(pid, file.as_fd(), &path)?;
+        let f = OpenFd {
+            fd: fd.fd,
+            file,
+            info,
+            fdinfo,
+        };
+        files::check_owner(pid, &f)?;
+        files::check_path(pid, &format!("fd {}:", f.fd), &f.info)?;
+        open.push(f);
+    }
+
+    // -- Files: mapped, open, exe, cwd, root.
+    let mut table = Files::new(pid);
+    for a in areas.iter_mut() {
+        if let Some((s, e)) = a.file {
+            a.entry.shmid = u64::from(mapped_file(pid, &task, &mut table, a, s, e)?);
+        }
+    }
+    let mut fdinfo = Vec::with_capacity(open.len());
+    for f in &open {
+        let id = table.fd(f)?;
+        fdinfo.push(files::fdinfo_entry(f.fd, id, &f.fdinfo));
+    }
+    let exe_id = special(
+        pid,
+        &mut table,
+        &format!("/proc/{pid}/exe"),
+        "the executable",
+    )?;
+    let cwd_id = special(pid, &mut table, &format!("/proc/{pid}/cwd"), "the cwd")?;
+    let root_id = special(pid, &mut table, &format!("/proc/{pid}/root"), "the root")?;
+
+    // -- The pages.
+    let t_pages = Instant::now();
+    let mut pagemap = task.pagemap().map_err(Error::proc(pid))?;
+    let plan = pages::plan(pid, &areas, &mut pagemap, ctx.regs.sp)?;
+    let dir = out.created(ImageFile::Pages(1))?;
+    let mut pages_img = dir.create_pages(1).map_err(Error::image(pid))?;
+    let t_write = Instant::now();
+    let n = parasite
+        .dump_pages(&plan.iovs, pages_img.as_fd())
+        .map_err(ce(pid))?;
+    pages_img.appended(n);
+    stats.memwrite_time = t_write.elapsed();
+    if n != plan.bytes() {
+        return Err(Error::Inconsistent {
+            pid,
+            what: format!("{n} bytes of pages written for {} planned", plan.bytes()),
+        });
+    }
+    stats.memdump_time = t_pages.elapsed();
+    stats.pages_scanned = plan.scanned;
+    stats.pages_written = plan.pages;
+    stats.page_pipe_bufs = plan
+        .iovs
+        .len()
+        .div_ceil(rcriu_compel::abi::MAX_IOVS)
+        .max(usize::from(!plan.iovs.is_empty())) as u64;
+    let thread_ctx = parasite.thread_ctx().clone();
+    parasite.cure().map_err(ce(pid))?;
+
+    // -- The images' contents.
+    let mut ns_ids = NsIds::new();
+    let root_ids = ns_ids.task(1, &host.ns);
+    let ids = ns_ids.task(2, &ns);
+    let timens_id = ids
+        .own_ns
+        .iter()
+        .find(|(k, _)| *k == NsKind::Time)
+        .map_or(0, |(_, id)| *id);
+    let timens = if timens_id == 0 {
+        host.timens
+    } else {
+        their_timens
+    };
+    let adjusted = thread_ctx.regs.adjusted_for_image();
+    let ip = rseq.fixup_ip(pid, adjusted.ip)?;
+    let core = core::build(&core::Parts {
+        pid,
+        ctx: &thread_ctx,
+        fpregs,
+        ip,
+        tls,
+        clear_tid_addr: misc.clear_tid_addr,
+        comm: stat.comm.clone(),
+        stat_flags: stat.flags,
+        personality,
+        loginuid,
+        oom_score_adj,
+        limits,
+        sigactions: &sigactions,
+        itimers,
+        sas,
+        creds: &creds,
+        robust_list: robust,
+        sched: (policy, prio, nice),
+        rseq: rseq.entry(),
+        stop_signo: seized.leader().stopped_by.map(|s| s as u32),
+        membarrier: misc.membarrier,
+        cg_set: 1,
+    });
+    let mm = pb::MmEntry {
+        mm_start_code: stat.startcode,
+        mm_end_code: stat.endcode,
+        mm_start_data: stat.start_data,
+        mm_end_data: stat.end_data,
+        mm_start_stack: stat.startstack,
+        mm_start_brk: stat.start_brk,
+        mm_brk: misc.brk,
+        mm_arg_start: stat.arg_start,
+        mm_arg_end: stat.arg_end,
+        mm_env_start: stat.env_start,
+        mm_env_end: stat.env_end,
+        exe_file_id: exe_id,
+        mm_saved_auxv: mm::saved_auxv(&auxv),
+        vmas: areas.into_iter().map(|a| a.entry).collect(),
+        dumpable: Some(creds.dumpable as i32),
+        aios: Vec::new(),
+        thp_disabled: Some(creds.thp_disabled != 0),
+    };
+    Ok(Collected {
+        pstree: pstree::entry(pid, stat.pgrp, stat.session),
+        root_ids,
+        ids,
+        core,
+        mm,
+        runs: plan.runs,
+        files: table.entries,
+        fdinfo,
+        fs: fs::entry(cwd_id, root_id, creds.umask),
+        timens_id,
+        timens,
+    })
+}
+
+/// The file id of a mapped file, with the area's `fdflags`.
+fn mapped_file(
+    pid: Pid,
+    task: &Task,
+    table: &mut Files,
+    a: &mut Area,
+    start: u64,
+    end: u64,
+) -> Result<u32> {
+    let name = format!("/proc/{pid}/map_files/{start:x}-{end:x}");
+    let link_mode = std::fs::symlink_metadata(&name).map_err(Error::file(pid, &name))?;
+    a.entry.fdflags = mm::fdflags_of_link_mode(std::os::unix::fs::PermissionsExt::mode(
+        &link_mode.permissions(),
+    ));
+    let path = task.map_file_link(start, end).map_err(Error::proc(pid))?;
+    let file = task.open_map_file(start, end).map_err(Error::proc(pid))?;
+    let info = FileInfo::of(pid, file.as_fd(), &path)?;
+    if info.mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(Error::unsupported(
+            pid,
+            format!(
+                "a mapping of {} (not a regular file) at {start:#x}-{end:#x}",
+                path.display()
+            ),
+        ));
+    }
+    files::check_path(pid, "the mapped file", &info)?;
+    table.special(&info, &file)
+}
+
+/// The file id of the exe, cwd or root, opened through their /proc link.
+fn special(pid: Pid, table: &mut Files, link: &str, what: &str) -> Result<u32> {
+    let path = std::fs::read_link(link).map_err(Error::file(pid, link))?;
+    let file = File::open(link).map_err(Error::file(pid, link))?;
+    let info = FileInfo::of(pid, file.as_fd(), &path)?;
+    files::check_path(pid, what, &info)?;
+    table.special(&info, &file)
+}
