@@ -98,6 +98,8 @@ pub struct Parasite<'s> {
     /// The pipe pages go through: our read end, and the write end's number
     /// in the victim.
     pipe: Option<(OwnedFd, RawFd)>,
+    /// A `DumpPages` command was sent and its answer not read yet.
+    dump_in_flight: bool,
     /// The thread's rseq registration, read while it was stopped.
     rseq: sys::RseqConfig,
 }
@@ -127,6 +129,7 @@ impl<'s> Parasite<'s> {
             sock: None,
             phase: Phase::Clean,
             pipe: None,
+            dump_in_flight: false,
             rseq,
         };
         p.map_area()?;
@@ -555,6 +558,7 @@ impl<'s> Parasite<'s> {
         };
         sys::send_with_fds(self.sock(), bytes_of(&msg), &[])
             .map_err(Error::host("sending a command", pid))?;
+        self.dump_in_flight = true;
 
         let mut moved = 0u64;
         let mut answer: Option<CtlMsg> = None;
@@ -593,6 +597,8 @@ impl<'s> Parasite<'s> {
                 continue;
             }
             if ready[1] && answer.is_none() {
+                // Read, even as an error: not to be waited for again.
+                self.dump_in_flight = false;
                 let (m, _) = self.read_answer(Cmd::DumpPages, "dump pages")?;
                 answer = Some(m);
                 continue;
@@ -621,8 +627,11 @@ impl<'s> Parasite<'s> {
         if self.phase != Phase::Daemon {
             return;
         }
-        // Its answer to the interrupted command (an error, or its count).
-        if let Err(e) = self.answer(Cmd::DumpPages, "dump pages") {
+        // Its answer to the interrupted command (an error, or its count),
+        // unless that answer is what ended the dump.
+        if std::mem::take(&mut self.dump_in_flight)
+            && let Err(e) = self.answer(Cmd::DumpPages, "dump pages")
+        {
             log::debug!(
                 "parasite of {}: after the failed page dump: {e}",
                 self.pid()

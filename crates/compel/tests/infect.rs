@@ -260,3 +260,52 @@ fn parasite_reads_what_the_task_set() {
     );
     w.verdict().expect("the task is intact");
 }
+
+#[test]
+fn a_failed_page_dump_returns_and_the_parasite_serves_on() {
+    require_root();
+    let _g = trace_lock();
+    let w = Workload::start("compute", &["sleep"]);
+    let seized = Seized::seize(w.pid).expect("seizing");
+    let mut p = Parasite::infect(&seized).expect("infecting");
+    let out = tempfile::tempfile().unwrap();
+    // Nothing is mapped at 4 KiB: the parasite's vmsplice fails and its
+    // answer (an error) is the end of the command, not to be waited for.
+    let e = p
+        .dump_pages(
+            &[IoVec {
+                base: 4096,
+                len: 4096,
+            }],
+            out.as_fd(),
+        )
+        .expect_err("an unmapped range cannot be dumped");
+    assert!(e.to_string().contains("dump pages"), "{e}");
+    // The daemon serves on: another command, then a page dump that works.
+    p.sigactions().expect("sigactions after the failed dump");
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", w.pid)).unwrap();
+    let stack = maps.lines().find(|l| l.ends_with("[stack]")).unwrap();
+    let (a, b) = stack
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .split_once('-')
+        .unwrap();
+    let (a, b) = (
+        u64::from_str_radix(a, 16).unwrap(),
+        u64::from_str_radix(b, 16).unwrap(),
+    );
+    let n = p
+        .dump_pages(
+            &[IoVec {
+                base: b - 4096,
+                len: 4096,
+            }],
+            out.as_fd(),
+        )
+        .expect("dumping a stack page");
+    assert_eq!((n, a < b), (4096, true));
+    p.cure().expect("curing");
+    seized.release().expect("releasing");
+    w.verdict().expect("the task is intact");
+}
