@@ -17,6 +17,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use rcriu_compel::abi::MprotectRange;
 use rcriu_compel::fault::{self, FaultPoint};
 use rcriu_compel::{Parasite, Seized, ThreadCtx};
 use rcriu_images::{ImageDir, ImageFile, pb};
@@ -147,6 +148,7 @@ struct Collected {
 /// Runs a dump.
 pub fn run(o: &Options) -> Result<DumpStats> {
     let pid = o.pid;
+    let begin = Instant::now();
     let host = Host::read(pid)?;
     let mut stats = DumpStats::default();
     let mut out = Output::new(pid, &o.dir);
@@ -195,6 +197,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     if let Err(e) = out.write_one(ImageFile::StatsDump, &stats.entry()) {
         log::warn!("{e}");
     }
+    stats.total_time = begin.elapsed();
     log::info!(
         "dumped process {pid}: frozen {:?}, {} pages",
         stats.frozen_time,
@@ -414,10 +417,31 @@ fn collect(
     let plan = pages::plan(pid, &areas, &mut pagemap, ctx.regs.sp)?;
     let dir = out.created(ImageFile::Pages(1))?;
     let mut pages_img = dir.create_pages(1).map_err(Error::image(pid))?;
+    // vmsplice reads: areas without PROT_READ are made readable for the
+    // dump, and put back whatever happens.
+    let unreadable: Vec<MprotectRange> = areas
+        .iter()
+        .filter(|a| a.pages != mm::Pages::None && a.entry.prot & libc::PROT_READ as u32 == 0)
+        .map(|a| MprotectRange {
+            addr: a.start(),
+            len: a.end() - a.start(),
+            prot: a.entry.prot | libc::PROT_READ as u32,
+            _pad: 0,
+        })
+        .collect();
+    parasite.mprotect(&unreadable).map_err(ce(pid))?;
     let t_write = Instant::now();
-    let n = parasite
-        .dump_pages(&plan.iovs, pages_img.as_fd())
-        .map_err(ce(pid))?;
+    let dumped = parasite.dump_pages(&plan.iovs, pages_img.as_fd());
+    let back: Vec<MprotectRange> = unreadable
+        .iter()
+        .map(|r| MprotectRange {
+            prot: r.prot & !(libc::PROT_READ as u32),
+            ..*r
+        })
+        .collect();
+    let restored = parasite.mprotect(&back);
+    let n = dumped.map_err(ce(pid))?;
+    restored.map_err(ce(pid))?;
     pages_img.appended(n);
     stats.memwrite_time = t_write.elapsed();
     if n != plan.bytes() {

@@ -8,6 +8,9 @@ use rcriu_images::pb;
 /// The statistics of a dump.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DumpStats {
+    /// The whole dump, from the start to the last image written (not in
+    /// `stats-dump`, which has no such field).
+    pub total_time: Duration,
     /// Seizing the task.
     pub freezing_time: Duration,
     /// From the task seized to the task released (or killed).
