@@ -10,6 +10,8 @@
 
 pub mod logging;
 
-pub use rcriu_images as images;
 pub use rcriu_dump as dump;
 pub use rcriu_dump::{Dump, DumpStats};
+pub use rcriu_images as images;
+pub use rcriu_restore as restore;
+pub use rcriu_restore::{Restore, Restored};

@@ -705,6 +705,8 @@ unsafe impl Pod for i32 {}
 // SAFETY: as above.
 unsafe impl Pod for u32 {}
 // SAFETY: as above.
+unsafe impl Pod for u8 {}
+// SAFETY: as above.
 unsafe impl Pod for rcriu_parasite_abi::CtlMsg {}
 // SAFETY: as above.
 unsafe impl Pod for rcriu_parasite_abi::InitArgs {}

@@ -38,6 +38,14 @@ pub struct CorePlan {
     /// The interval timers (real, virtual, profiling) as
     /// `[interval sec, usec, value sec, usec]`.
     pub itimers: [[u64; 4]; 3],
+    /// The alternate signal stack: sp, flags, size.
+    pub sas: Option<[u64; 3]>,
+    /// Supplementary groups, when the image has credentials.
+    pub groups: Option<Vec<u32>>,
+    pub no_new_privs: bool,
+    pub child_subreaper: bool,
+    pub personality: u32,
+    pub oom_score_adj: Option<i32>,
 }
 
 fn u32s(words: &[u32]) -> Vec<u8> {
@@ -241,6 +249,11 @@ pub fn plan(img: &Images) -> Result<CorePlan> {
     }
 
     check_creds(thc.creds.as_ref(), pid)?;
+    let sas = thc
+        .sas
+        .as_ref()
+        .filter(|s| s.ss_size != 0)
+        .map(|s| [s.ss_sp, u64::from(s.ss_flags), s.ss_size]);
 
     Ok(CorePlan {
         regs,
@@ -255,6 +268,12 @@ pub fn plan(img: &Images) -> Result<CorePlan> {
         comm,
         stopped,
         itimers,
+        sas,
+        groups: thc.creds.as_ref().map(|c| c.groups.clone()),
+        no_new_privs: thc.creds.as_ref().and_then(|c| c.no_new_privs) == Some(1),
+        child_subreaper: tc.child_subreaper == Some(true),
+        personality: tc.personality,
+        oom_score_adj: tc.oom_score_adj,
     })
 }
 

@@ -196,6 +196,7 @@ impl Restore {
             batches: &pages.batches,
             fds: &fd_moves,
             copy: &[],
+            groups: core.groups.as_deref().unwrap_or_default(),
         };
         let mut occupied = mem.occupied();
         // The vsyscall page is the kernel's, above the user space anyway.
@@ -223,6 +224,11 @@ impl Restore {
         args.magic = MAGIC;
         args.flags = FLAG_MM_MAP
             | if setsid { FLAG_SETSID } else { 0 }
+            | if core.groups.is_some() {
+                abi::FLAG_GROUPS
+            } else {
+                0
+            }
             | if timens.is_some() { FLAG_TIMENS } else { 0 }
             | if core.rseq.is_some() { FLAG_RSEQ } else { 0 };
         args.parent_pid = std::process::id() as i32;
@@ -272,6 +278,22 @@ impl Restore {
         args.itimers = core.itimers;
         if let Some(r) = core.rseq {
             args.rseq = r;
+        }
+        if let Some(sas) = core.sas {
+            args.sas = sas;
+        }
+        args.no_new_privs = u32::from(core.no_new_privs);
+        args.child_subreaper = u32::from(core.child_subreaper);
+        args.personality = core.personality;
+        // 2 (suid_dumpable) cannot be set back; it stays 1.
+        args.dumpable = match img.task.mm.dumpable {
+            Some(0) => 0,
+            _ => 1,
+        };
+        if let Some(adj) = core.oom_score_adj {
+            let line = format!("{adj}\n");
+            args.oom_score_adj[..line.len()].copy_from_slice(line.as_bytes());
+            args.oom_score_adj_len = line.len() as u32;
         }
         if let (true, Some((start, _))) = (proxy_len > 0, remap_at.0) {
             args.copy_dst = start;

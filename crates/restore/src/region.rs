@@ -28,6 +28,8 @@ pub struct Arrays<'a> {
     pub fds: &'a [FdMove],
     /// Bytes the restorer copies into the process (a vDSO proxy).
     pub copy: &'a [u8],
+    /// Supplementary groups.
+    pub groups: &'a [u32],
 }
 
 /// The mapped region.
@@ -65,7 +67,8 @@ impl Arrays<'_> {
             + array_len(self.batches)
             + array_len(self.fds)
             + array_len(self.copy)
-            + 8 * 5
+            + array_len(self.groups)
+            + 8 * 6
     }
 }
 
@@ -158,6 +161,8 @@ impl Region {
         args.fds = put(slice_bytes(arrays.fds));
         args.nr_fds = arrays.fds.len() as u64;
         args.copy_src = put(arrays.copy);
+        args.groups = put(slice_bytes(arrays.groups));
+        args.nr_groups = arrays.groups.len() as u64;
         self.map.put(self.args_off, &*args);
     }
 

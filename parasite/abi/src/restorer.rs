@@ -56,6 +56,8 @@ pub const FLAG_TIMENS: u32 = 1 << 1;
 pub const FLAG_MM_MAP: u32 = 1 << 2;
 /// [`Args::flags`]: register [`Args::rseq`].
 pub const FLAG_RSEQ: u32 = 1 << 3;
+/// [`Args::flags`]: set the supplementary groups.
+pub const FLAG_GROUPS: u32 = 1 << 4;
 
 /// The steps, for error reports.
 #[repr(u32)]
@@ -84,6 +86,9 @@ pub enum Step {
     Itimers = 20,
     Parent = 21,
     Copy = 22,
+    Sas = 23,
+    Attrs = 24,
+    Groups = 25,
 }
 
 impl Step {
@@ -112,6 +117,9 @@ impl Step {
             20 => Step::Itimers,
             21 => Step::Parent,
             22 => Step::Copy,
+            23 => Step::Sas,
+            24 => Step::Attrs,
+            25 => Step::Groups,
             _ => Step::None,
         }
     }
@@ -142,6 +150,11 @@ impl Step {
             Step::Itimers => "setting an interval timer",
             Step::Parent => "binding its life to rcriu's",
             Step::Copy => "writing the vDSO proxy",
+            Step::Sas => "setting the alternate signal stack",
+            Step::Attrs => {
+                "setting process attributes (personality, subreaper, dumpable, oom_score_adj)"
+            }
+            Step::Groups => "setting the supplementary groups",
         }
     }
 }
@@ -322,6 +335,20 @@ pub struct Args {
     /// itimerval` words: interval sec, usec, value sec, usec.
     pub itimers: [[u64; 4]; 3],
     pub rseq: Rseq,
+    /// The alternate signal stack: sp, flags, size (size 0: none).
+    pub sas: [u64; 3],
+    /// Address and count of the supplementary groups (u32 each), set when
+    /// [`FLAG_GROUPS`].
+    pub groups: u64,
+    pub nr_groups: u64,
+    pub no_new_privs: u32,
+    pub child_subreaper: u32,
+    pub dumpable: u32,
+    pub personality: u32,
+    /// The line to write to /proc/self/oom_score_adj (len 0: none).
+    pub oom_score_adj: [u8; 16],
+    pub oom_score_adj_len: u32,
+    pub _pad2: u32,
 }
 
 const _: () = {
@@ -346,6 +373,6 @@ const _: () = {
     assert!(offset_of!(Args, rlimits).is_multiple_of(8));
     assert!(size_of::<Args>().is_multiple_of(8));
     // Every field accounted for: no implicit padding.
-    assert!(size_of::<Args>() == 3768);
+    assert!(size_of::<Args>() == 3768 + 24 + 16 + 16 + 16 + 8);
     assert!(size_of::<Args>() < 16 * 1024);
 };

@@ -307,6 +307,7 @@ fn send_fds(a: &FdsArgs) -> Ret {
 fn close_fds(a: &FdsArgs) -> Ret {
     for &fd in &a.fds[..(a.nr as usize).min(MAX_FDS)] {
         sys::close(fd);
+        crate::forget(fd);
     }
     (0, 0)
 }

@@ -132,6 +132,38 @@ static SIGFRAME: AtomicU64 = AtomicU64::new(0);
 /// died) is consumed before returning to the victim.
 static SIGPIPE_WAS_PENDING: AtomicBool = AtomicBool::new(false);
 
+/// How many fds received with `RecvFd` the daemon remembers.
+const KEPT_MAX: usize = 8;
+/// The fds received with `RecvFd` and not closed yet (-1: a free slot):
+/// a self-cure closes them, so that a dead rcriu leaves none behind.
+static KEPT: [AtomicI32; KEPT_MAX] = [const { AtomicI32::new(-1) }; KEPT_MAX];
+
+fn keep(fd: i32) {
+    for k in &KEPT {
+        if k.compare_exchange(-1, fd, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+/// Forgets a kept fd (rcriu had it closed).
+pub(crate) fn forget(fd: i32) {
+    for k in &KEPT {
+        let _ = k.compare_exchange(fd, -1, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
+fn close_kept() {
+    for k in &KEPT {
+        let fd = k.swap(-1, Ordering::Relaxed);
+        if fd >= 0 {
+            sys::close(fd);
+        }
+    }
+}
+
 extern "C" fn parasite_service(cmd: u32, args: *mut u8) -> i64 {
     match Cmd::from_u32(cmd) {
         // SAFETY: for Init, rcriu put an `InitArgs` in the args area.
@@ -216,6 +248,9 @@ extern "C" fn parasite_daemon(args: *mut u8) -> u64 {
                 let out = unsafe { &mut *args.cast::<FdsArgs>() };
                 out.nr = nfds as u32;
                 out.fds[..nfds].copy_from_slice(&fds[..nfds]);
+                for &fd in &fds[..nfds] {
+                    keep(fd);
+                }
             }
             Some(c) => {
                 let (ret, err_at) = cmds::run(c, args, Some(sock));
@@ -249,6 +284,7 @@ fn close_received(fds: &[i32]) {
 /// head the frame to restore the victim from.
 fn self_cure(sock: i32) -> u64 {
     sys::close(sock);
+    close_kept();
     TSOCK.store(-1, Ordering::Relaxed);
     if !SIGPIPE_WAS_PENDING.load(Ordering::Relaxed) {
         sys::drop_pending_signal(sys::SIGPIPE);

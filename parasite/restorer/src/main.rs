@@ -15,8 +15,8 @@
 
 use rcriu_blob_rt::syscall::{addr, addr_mut, call, syscall6, value};
 use rcriu_parasite_abi::restorer::{
-    Args, FLAG_MM_MAP, FLAG_RSEQ, FLAG_SETSID, FLAG_TIMENS, FdMove, IoVec, MAGIC, ReadBatch, Step,
-    Vma,
+    Args, FLAG_GROUPS, FLAG_MM_MAP, FLAG_RSEQ, FLAG_SETSID, FLAG_TIMENS, FdMove, IoVec, MAGIC,
+    ReadBatch, Step, Vma,
 };
 
 // The entry point: rdi = &Args, rsp = the top of the region's stack.
@@ -49,6 +49,9 @@ const NR_UMASK: i64 = 95;
 const NR_SETITIMER: i64 = 38;
 const NR_GETPPID: i64 = 110;
 const NR_SETSID: i64 = 112;
+const NR_SETGROUPS: i64 = 116;
+const NR_SIGALTSTACK: i64 = 131;
+const NR_PERSONALITY: i64 = 135;
 const NR_PRCTL: i64 = 157;
 const NR_CHROOT: i64 = 161;
 const NR_EXIT_GROUP: i64 = 231;
@@ -77,7 +80,10 @@ const MREMAP_MAYMOVE: u64 = 1;
 const MREMAP_FIXED: u64 = 2;
 const CLONE_NEWTIME: u64 = 0x80;
 const PR_SET_PDEATHSIG: u64 = 1;
+const PR_SET_DUMPABLE: u64 = 4;
 const PR_SET_NAME: u64 = 15;
+const PR_SET_CHILD_SUBREAPER: u64 = 36;
+const PR_SET_NO_NEW_PRIVS: u64 = 38;
 const PR_SET_MM: u64 = 35;
 const PR_SET_MM_MAP: u64 = 14;
 const RSEQ_FLAG_UNREGISTER: u64 = 1;
@@ -210,10 +216,31 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
         let ret = unsafe { call(NR_RSEQ, r.addr, r.len as u64, 0, r.sig as u64) };
         ok(ret, 0).map_err(|f| (s, f))?;
     }
+    let s = at(Step::Sas, a);
+    if a.sas[2] != 0 {
+        let ss = [a.sas[0], a.sas[1], a.sas[2]];
+        // SAFETY: the kernel reads one stack_t (sp, flags with padding,
+        // size: three words).
+        let r = unsafe { call(NR_SIGALTSTACK, addr(&ss), 0, 0, 0) };
+        ok(r, 0).map_err(|f| (s, f))?;
+    }
+    let s = at(Step::Attrs, a);
+    set_attrs(a).map_err(|f| (s, f))?;
+    if a.flags & FLAG_GROUPS != 0 {
+        let s = at(Step::Groups, a);
+        // SAFETY: rcriu wrote `nr_groups` u32 at `groups`, read by the
+        // kernel.
+        let r = unsafe { call(NR_SETGROUPS, a.nr_groups, a.groups, 0, 0) };
+        ok(r, 0).map_err(|f| (s, f))?;
+    }
     let s = at(Step::Fds, a);
     place_fds(a).map_err(|f| (s, f))?;
     let s = at(Step::Parent, a);
     ok(value(NR_PRCTL, PR_SET_PDEATHSIG, a.pdeath_sig as u64, 0), 2).map_err(|f| (s, f))?;
+    if a.no_new_privs != 0 {
+        let s = at(Step::Attrs, a);
+        ok(value(NR_PRCTL, PR_SET_NO_NEW_PRIVS, 1, 0), 4).map_err(|f| (s, f))?;
+    }
     Ok(())
 }
 
@@ -469,6 +496,36 @@ fn protect_vmas(a: &Args) -> Res {
         // SAFETY: the process's own area gets its own protection back.
         let r = unsafe { call(NR_MPROTECT, v.start, v.end - v.start, v.prot as u64, 0) };
         ok(r, i as u32)?;
+    }
+    Ok(())
+}
+
+const OOM_SCORE_ADJ: &[u8] = b"/proc/self/oom_score_adj\0";
+
+fn set_attrs(a: &Args) -> Res {
+    ok(value(NR_PERSONALITY, a.personality as u64, 0, 0), 0)?;
+    ok(
+        value(
+            NR_PRCTL,
+            PR_SET_CHILD_SUBREAPER,
+            a.child_subreaper as u64,
+            0,
+        ),
+        1,
+    )?;
+    // 2 (suid_dumpable) cannot be set by prctl: rcriu passes only 0 or 1.
+    ok(value(NR_PRCTL, PR_SET_DUMPABLE, a.dumpable as u64, 0), 2)?;
+    let len = (a.oom_score_adj_len as usize).min(a.oom_score_adj.len());
+    if len > 0 {
+        // SAFETY: a NUL-terminated path the kernel reads.
+        let fd = unsafe { call(NR_OPEN, addr(OOM_SCORE_ADJ), O_WRONLY | O_CLOEXEC, 0, 0) };
+        let fd = ok(fd, 3)?;
+        // SAFETY: the kernel reads `len` bytes of the line.
+        let r = unsafe { call(NR_WRITE, fd as u64, addr(&a.oom_score_adj), len as u64, 0) };
+        value(NR_CLOSE, fd as u64, 0, 0);
+        if r != len as i64 {
+            return Err(Fail(3, if r < 0 { r } else { -EIO }));
+        }
     }
     Ok(())
 }

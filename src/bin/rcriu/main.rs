@@ -11,6 +11,7 @@ mod restore;
 mod show;
 
 use std::ffi::OsString;
+use std::os::unix::fs::DirBuilderExt;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -105,6 +106,20 @@ fn main() -> ExitCode {
         };
     }
     let cli = Cli::parse_from(argv);
+    // A dump makes its images directory (0700: images hold every secret
+    // the process had), so that the log can go there from the start.
+    if let (Command::Dump, Some(dir)) = (&cli.command, &cli.global.images_dir)
+        && let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    {
+        eprintln!(
+            "rcriu: cannot create the images directory {}: {e}",
+            dir.display()
+        );
+        return ExitCode::from(1);
+    }
     let log_path = cli.global.log_file.as_ref().map(|f| {
         match cli
             .global
