@@ -163,3 +163,60 @@ fn a_killed_dumper_leaves_the_target_running() {
         run_at(point, "kill", "sleep");
     }
 }
+
+/// The target's fds, as their links.
+fn fd_links(pid: i32) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("listing fds")
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let link = std::fs::read_link(e.path()).ok()?;
+            Some((
+                e.file_name().to_string_lossy().into_owned(),
+                link.to_string_lossy().into_owned(),
+            ))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_dumper_killed_mid_page_dump_leaves_no_fd_behind() {
+    require_root();
+    let _g = trace_lock();
+    let w = Workload::start("compute", &["spin"]);
+    // Past the readiness handshake: 0, 1 and 2 on /dev/null, and no other.
+    let start = std::time::Instant::now();
+    while fd_links(w.pid)
+        .iter()
+        .any(|(n, l)| l != "/dev/null" || n.len() > 1 || n.as_str() > "2")
+    {
+        assert!(start.elapsed() < rcriu_test_support::HANG_GUARD);
+        std::thread::yield_now();
+    }
+    let before = fd_links(w.pid);
+    let child = Command::new(std::env::current_exe().expect("the test binary"))
+        .args(["--exact", "dumper", "--nocapture", "--test-threads=1"])
+        .env(DUMPER_ENV, w.pid.to_string())
+        .env("RCRIU_FAULT", "3:kill")
+        .spawn()
+        .expect("starting the dumper");
+    let status = wait_child(child).expect("the dumper ends");
+    assert!(
+        libc::WIFSIGNALED(status),
+        "the dumper was killed: {status:#x}"
+    );
+    // The parasite cures itself once it sees rcriu gone: the control
+    // socket and the page pipe it was given go with it.
+    let start = std::time::Instant::now();
+    while fd_links(w.pid)
+        .iter()
+        .any(|(_, l)| l.starts_with("socket:"))
+    {
+        assert!(start.elapsed() < rcriu_test_support::HANG_GUARD);
+        std::thread::yield_now();
+    }
+    assert_eq!(fd_links(w.pid), before);
+    w.verdict().expect("the target is intact");
+}
