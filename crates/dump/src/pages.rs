@@ -10,10 +10,14 @@
 //!
 //! The pages themselves are written by the parasite: it `vmsplice`s them
 //! into a pipe that is `splice`d into `pages-1.img`, in the pagemap's
-//! order.
+//! order. vmsplice needs pages the task can read: the few pages of areas
+//! without PROT_READ (written before an mprotect) are read through
+//! /proc/PID/mem instead, which leaves the task untouched (CRIU makes such
+//! areas readable for the time of the dump, which a dumper killed at the
+//! wrong moment would leave so).
 
 use rcriu_compel::abi::IoVec;
-use rcriu_images::pages::{PE_LAZY, PE_PRESENT};
+use rcriu_images::pages::{PE_LAZY, PE_PRESENT, PagesWriter};
 use rcriu_proc::{PageCategories, Pagemap, Pid, ScanMethod};
 
 use crate::mm::{Area, Pages};
@@ -40,8 +44,9 @@ impl Run {
 pub struct Plan {
     pub runs: Vec<Run>,
     /// The same pages as ranges for the parasite (touching runs merged
-    /// whatever their flags).
-    pub iovs: Vec<IoVec>,
+    /// whatever their flags), each with whether the task can read it:
+    /// vmsplice cannot take pages of an area without PROT_READ.
+    pub iovs: Vec<(IoVec, bool)>,
     /// CRIU's `pages_scanned`: pages looked at one by one, plus one for
     /// each stretch skipped at once.
     pub scanned: u64,
@@ -49,7 +54,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    fn push(&mut self, start: u64, end: u64, flags: u32) {
+    fn push(&mut self, start: u64, end: u64, flags: u32, readable: bool) {
         if end <= start {
             return;
         }
@@ -64,11 +69,14 @@ impl Plan {
             }),
         }
         match self.iovs.last_mut() {
-            Some(v) if v.base + v.len == start => v.len += end - start,
-            _ => self.iovs.push(IoVec {
-                base: start,
-                len: end - start,
-            }),
+            Some((v, r)) if v.base + v.len == start && *r == readable => v.len += end - start,
+            _ => self.iovs.push((
+                IoVec {
+                    base: start,
+                    len: end - start,
+                },
+                readable,
+            )),
         }
     }
 
@@ -76,6 +84,10 @@ impl Plan {
     pub fn bytes(&self) -> u64 {
         self.pages * PAGE
     }
+}
+
+fn readable(a: &Area) -> bool {
+    a.entry.prot & libc::PROT_READ as u32 != 0
 }
 
 /// Whether a page of these categories is dumped (CRIU asks PAGEMAP_SCAN
@@ -99,7 +111,7 @@ pub fn plan(pid: Pid, areas: &[Area], pagemap: &mut Pagemap, sp: u64) -> Result<
             Pages::None => continue,
             Pages::All => {
                 plan.scanned += (a.end() - a.start()) / PAGE;
-                plan.push(a.start(), a.end(), PE_PRESENT);
+                plan.push(a.start(), a.end(), PE_PRESENT, readable(a));
                 continue;
             }
             Pages::Touched { lazy } => lazy,
@@ -125,7 +137,7 @@ pub fn plan(pid: Pid, areas: &[Area], pagemap: &mut Pagemap, sp: u64) -> Result<
             if r.start > at {
                 gaps += 1;
             }
-            plan.push(r.start, r.end, flags);
+            plan.push(r.start, r.end, flags, readable(a));
             dumped += (r.end - r.start) / PAGE;
             at = r.end;
         }
@@ -142,6 +154,25 @@ pub fn plan(pid: Pid, areas: &[Area], pagemap: &mut Pagemap, sp: u64) -> Result<
     Ok(plan)
 }
 
+/// Appends the pages of `v`, in an area the task cannot read, to the
+/// pages image, read through /proc/PID/mem (which may read them); returns
+/// the bytes written.
+pub fn copy_unreadable(pid: Pid, v: &IoVec, out: &mut PagesWriter) -> Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let path = format!("/proc/{pid}/mem");
+    let mem = std::fs::File::open(&path).map_err(Error::file(pid, &path))?;
+    let mut buf = vec![0u8; (v.len as usize).min(1 << 20)];
+    let mut done = 0;
+    while done < v.len {
+        let n = ((v.len - done) as usize).min(buf.len());
+        mem.read_exact_at(&mut buf[..n], v.base + done)
+            .map_err(Error::file(pid, &path))?;
+        out.write_pages(&buf[..n]).map_err(Error::image(pid))?;
+        done += n as u64;
+    }
+    Ok(done)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,16 +180,19 @@ mod tests {
     #[test]
     fn runs_merge_by_flags_and_iovs_by_address() {
         let mut p = Plan::default();
-        p.push(0x1000, 0x3000, PE_PRESENT);
-        p.push(0x3000, 0x4000, PE_PRESENT);
-        p.push(0x4000, 0x5000, PE_PRESENT | PE_LAZY);
-        p.push(0x7000, 0x8000, PE_PRESENT | PE_LAZY);
+        p.push(0x1000, 0x3000, PE_PRESENT, true);
+        p.push(0x3000, 0x4000, PE_PRESENT, true);
+        p.push(0x4000, 0x5000, PE_PRESENT | PE_LAZY, true);
+        p.push(0x7000, 0x8000, PE_PRESENT | PE_LAZY, true);
+        p.push(0x8000, 0x9000, PE_PRESENT | PE_LAZY, false);
         assert_eq!(p.runs.len(), 3);
         assert_eq!(p.runs[0].nr_pages, 3);
-        assert_eq!(p.iovs.len(), 2);
-        assert_eq!(p.iovs[0].len, 0x4000);
-        assert_eq!(p.pages, 5);
-        assert_eq!(p.bytes(), 5 * 4096);
+        assert_eq!(p.runs[2].nr_pages, 2, "one run, whatever the protection");
+        assert_eq!(p.iovs.len(), 3, "but not one range for the parasite");
+        assert_eq!(p.iovs[0].0.len, 0x4000);
+        assert!(!p.iovs[2].1);
+        assert_eq!(p.pages, 6);
+        assert_eq!(p.bytes(), 6 * 4096);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use rcriu_compel::abi::MprotectRange;
+use rcriu_compel::abi::IoVec;
 use rcriu_compel::fault::{self, FaultPoint};
 use rcriu_compel::{Parasite, Seized, ThreadCtx};
 use rcriu_images::{ImageDir, ImageFile, pb};
@@ -417,32 +417,29 @@ fn collect(
     let plan = pages::plan(pid, &areas, &mut pagemap, ctx.regs.sp)?;
     let dir = out.created(ImageFile::Pages(1))?;
     let mut pages_img = dir.create_pages(1).map_err(Error::image(pid))?;
-    // vmsplice reads: areas without PROT_READ are made readable for the
-    // dump, and put back whatever happens.
-    let unreadable: Vec<MprotectRange> = areas
-        .iter()
-        .filter(|a| a.pages != mm::Pages::None && a.entry.prot & libc::PROT_READ as u32 == 0)
-        .map(|a| MprotectRange {
-            addr: a.start(),
-            len: a.end() - a.start(),
-            prot: a.entry.prot | libc::PROT_READ as u32,
-            _pad: 0,
-        })
-        .collect();
-    parasite.mprotect(&unreadable).map_err(ce(pid))?;
     let t_write = Instant::now();
-    let dumped = parasite.dump_pages(&plan.iovs, pages_img.as_fd());
-    let back: Vec<MprotectRange> = unreadable
-        .iter()
-        .map(|r| MprotectRange {
-            prot: r.prot & !(libc::PROT_READ as u32),
-            ..*r
-        })
-        .collect();
-    let restored = parasite.mprotect(&back);
-    let n = dumped.map_err(ce(pid))?;
-    restored.map_err(ce(pid))?;
-    pages_img.appended(n);
+    let mut n = 0;
+    let mut i = 0;
+    while i < plan.iovs.len() {
+        let readable = plan.iovs[i].1;
+        let j = plan.iovs[i..]
+            .iter()
+            .position(|(_, r)| *r != readable)
+            .map_or(plan.iovs.len(), |k| i + k);
+        if readable {
+            let iovs: Vec<IoVec> = plan.iovs[i..j].iter().map(|(v, _)| *v).collect();
+            let m = parasite
+                .dump_pages(&iovs, pages_img.as_fd())
+                .map_err(ce(pid))?;
+            pages_img.appended(m);
+            n += m;
+        } else {
+            for (v, _) in &plan.iovs[i..j] {
+                n += pages::copy_unreadable(pid, v, &mut pages_img)?;
+            }
+        }
+        i = j;
+    }
     stats.memwrite_time = t_write.elapsed();
     if n != plan.bytes() {
         return Err(Error::Inconsistent {
@@ -455,9 +452,10 @@ fn collect(
     stats.pages_written = plan.pages;
     stats.page_pipe_bufs = plan
         .iovs
-        .len()
-        .div_ceil(rcriu_compel::abi::MAX_IOVS)
-        .max(usize::from(!plan.iovs.is_empty())) as u64;
+        .iter()
+        .filter(|(_, r)| *r)
+        .count()
+        .div_ceil(rcriu_compel::abi::MAX_IOVS) as u64;
     let thread_ctx = parasite.thread_ctx().clone();
     parasite.cure().map_err(ce(pid))?;
 

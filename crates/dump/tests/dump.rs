@@ -235,10 +235,28 @@ fn images_hold_what_the_process_set_up() {
     // stops it again on release with a SIGSTOP that stays pending in the
     // stopped process, until SIGCONT discards it.)
     assert_eq!(proc_state(pid), 'T');
+    // And a task stopped in sigsuspend() shows its own mask again until it
+    // runs: the kernel restores it when the interrupted call returns, and
+    // the call, restarted, sets the temporary one anew.
     let mut after = ProcSnapshot::take(pid);
+    let sigsuspend_mask = before
+        .status
+        .iter()
+        .find_map(|l| l.strip_prefix("SigBlk:\t"))
+        .map(|m| u64::from_str_radix(m, 16).unwrap() | 1 << (libc::SIGUSR1 - 1));
     for l in after.status.iter_mut() {
         if l.as_str() == "ShdPnd:\t0000000000040000" {
             *l = "ShdPnd:\t0000000000000000".into();
+        }
+        if let (Some(m), Some(want)) = (l.strip_prefix("SigBlk:\t"), sigsuspend_mask)
+            && u64::from_str_radix(m, 16).unwrap() == want
+        {
+            *l = before
+                .status
+                .iter()
+                .find(|b| b.starts_with("SigBlk:"))
+                .unwrap()
+                .clone();
         }
     }
     let diff = before.diff(&after);
@@ -352,8 +370,11 @@ fn images_hold_what_the_process_set_up() {
         "SIGUSR2's handler takes siginfo"
     );
     let bit = |s: i32| 1u64 << (s - 1);
+    // (SIGUSR1 too when the workload waits in sigsuspend(): its own mask,
+    // which sigsuspend's temporary one replaces only for the wait, as
+    // CRIU 4.2 stores it.)
     assert_eq!(
-        tc.blk_sigset,
+        tc.blk_sigset & !bit(libc::SIGUSR1),
         bit(libc::SIGPIPE) | bit(libc::SIGRTMIN() + 7),
         "the blocked mask"
     );
@@ -380,16 +401,20 @@ fn images_hold_what_the_process_set_up() {
     let rseq = th.rseq_entry.unwrap();
     assert_ne!(rseq.rseq_abi_pointer, 0, "glibc registers rseq");
 
-    // Registers: stopped in pause(), stored as they resume, the syscall
+    // Registers: stopped in its wait (pause or sigsuspend), stored as they resume, the syscall
     // to be restarted (ip back over `syscall`, ax the syscall number).
     let seized = rcriu_compel::Seized::seize(pid).unwrap();
     let ctx = rcriu_compel::ThreadCtx::capture(pid).unwrap();
     seized.release().unwrap();
     let live = ctx.regs;
     let gp = &core.thread_info.as_ref().unwrap().gpregs;
-    assert_eq!(live.orig_ax, libc::SYS_pause as u64);
+    let nr = live.orig_ax;
+    assert!(
+        nr == libc::SYS_pause as u64 || nr == libc::SYS_rt_sigsuspend as u64,
+        "stopped in its wait, syscall {nr}"
+    );
     assert_eq!(gp.ip, live.ip - 2, "ip moved back over the syscall");
-    assert_eq!(gp.ax, libc::SYS_pause as u64, "ax holds the syscall again");
+    assert_eq!(gp.ax, nr, "ax holds the syscall again");
     assert_eq!(
         (gp.sp, gp.bx, gp.bp, gp.r12, gp.fs_base, gp.cs),
         (live.sp, live.bx, live.bp, live.r12, live.fs_base, live.cs)
@@ -511,7 +536,11 @@ fn images_hold_what_the_process_set_up() {
     // (CRIU's rule).
     let region = w.fact_u64("region");
     let anon = w.fact_u64("anon");
-    let lazy = if gp.sp.is_multiple_of(PAGE) { 0 } else { PE_LAZY };
+    let lazy = if gp.sp.is_multiple_of(PAGE) {
+        0
+    } else {
+        PE_LAZY
+    };
     for pg in 0..region / PAGE {
         let r = covered(anon + pg * PAGE).expect("anonymous page dumped");
         assert_eq!(r.flags, PE_PRESENT | lazy);
@@ -822,5 +851,97 @@ fn a_shell_job_needs_shell_job() {
     assert_eq!(img.pstree[0].sid, sid as u32);
     signal(pid, libc::SIGUSR1);
     assert_eq!(wait_child(child).unwrap(), 0);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "PASS\n");
+}
+
+#[test]
+fn a_process_in_its_own_time_namespace_gets_its_timens_image() {
+    require_root();
+    let _g = trace_lock();
+    no_inherited_fds();
+    // unshare(1) makes the namespace (clocks 1000 s and 2000 s ahead) and
+    // forks the workload into it.
+    let t = TempDir::new("timens");
+    let out = t.path().join("verdict");
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--time",
+        "--monotonic",
+        "1000",
+        "--boottime",
+        "2000",
+        "--fork",
+    ])
+    .arg(workload("dump_scope"))
+    .arg(&out)
+    .arg("none")
+    .current_dir(t.path())
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut unshare = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(unshare.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let up = unshare.id();
+    let pid: i32 = std::fs::read_to_string(format!("/proc/{up}/task/{up}/children"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let start = Instant::now();
+    while std::fs::read_link(format!("/proc/{pid}/fd/1")).is_ok_and(|l| l != Path::new("/dev/null"))
+    {
+        assert!(start.elapsed() < HANG_GUARD);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    let (_t, path) = images_path("timens");
+    Dump::new(pid)
+        .images_dir(&path)
+        .shell_job(true)
+        .leave_running(true)
+        .run()
+        .expect("dumping a process in a time namespace");
+    let img = read_images(&path, pid);
+    let root_time = img.inventory.root_ids.unwrap().time_ns_id;
+    assert_eq!(root_time, Some(5));
+    assert_eq!(
+        img.ids.time_ns_id,
+        Some(9),
+        "the next id after rcriu's eight"
+    );
+    let files = listing(&path);
+    assert!(files.contains(&"timens-9.img".to_string()), "{files:?}");
+    assert!(!files.contains(&"timens-0.img".to_string()), "{files:?}");
+    // The clocks as the process sees them: the host's plus the offsets.
+    let now = |c| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: the kernel writes one timespec to `ts`.
+        unsafe { libc::clock_gettime(c, &mut ts) };
+        ts.tv_sec
+    };
+    let mono = img.timens.monotonic.tv_sec as i64 - now(libc::CLOCK_MONOTONIC);
+    let boot = img.timens.boottime.tv_sec as i64 - now(libc::CLOCK_BOOTTIME);
+    assert!((998..=1000).contains(&mono), "monotonic {mono} s ahead");
+    assert!((1998..=2000).contains(&boot), "boottime {boot} s ahead");
+
+    signal(pid, libc::SIGUSR1);
+    assert_eq!(wait_child(unshare).unwrap(), 0);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "PASS\n");
 }

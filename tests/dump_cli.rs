@@ -1,0 +1,253 @@
+//! `rcriu dump` as a user runs it: criu's options, exit status and
+//! messages; a failure at any fault point, or a dumper killed mid-dump,
+//! leaves the target running and intact.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use rcriu_test_support::{HANG_GUARD, ProcSnapshot, TempDir, Workload, require_root, trace_lock};
+
+fn rcriu() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rcriu"))
+}
+
+/// Marks the fds this test process inherited close-on-exec, so that
+/// workloads do not inherit them.
+fn no_inherited_fds() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for e in std::fs::read_dir("/proc/self/fd").unwrap() {
+            let fd: i32 = e.unwrap().file_name().to_string_lossy().parse().unwrap();
+            if fd > 2 {
+                // SAFETY: F_GETFD/F_SETFD only change the fd's close-on-exec
+                // flag (an fd closed meanwhile just fails).
+                unsafe {
+                    let f = libc::fcntl(fd, libc::F_GETFD);
+                    if f >= 0 {
+                        libc::fcntl(fd, libc::F_SETFD, f | libc::FD_CLOEXEC);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// The process's fds, as (number, link).
+fn fds(pid: i32) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let l = std::fs::read_link(e.path()).ok()?;
+            Some((
+                e.file_name().to_string_lossy().into_owned(),
+                l.to_string_lossy().into_owned(),
+            ))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Starts a workload and waits until it has let go of the readiness pipe.
+fn start(name: &str, args: &[&str]) -> Workload {
+    no_inherited_fds();
+    let w = Workload::start(name, args);
+    let start = Instant::now();
+    // Right after "ready" it opens /dev/null, dup2s it over its stdout
+    // and closes it.
+    while fds(w.pid)
+        .iter()
+        .any(|(n, l)| l.starts_with("pipe:") || (l == "/dev/null" && n.parse::<i32>().unwrap() > 2))
+    {
+        assert!(start.elapsed() < HANG_GUARD, "{name} keeps its stdout pipe");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    w
+}
+
+fn state(pid: i32) -> char {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    s.rsplit_once(')')
+        .and_then(|(_, r)| r.trim_start().chars().next())
+        .unwrap_or('?')
+}
+
+/// The image files in `dir` (logs aside).
+fn images(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.ends_with(".log"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("running rcriu")
+}
+
+#[test]
+fn dump_with_criu_options() {
+    require_root();
+    let _g = trace_lock();
+    let w = start("compute", &["sleep"]);
+    let t = TempDir::new("cli-dump");
+    let dir = t.path().join("images");
+    // -R: left running; -v4 -o: a log in the images directory.
+    let out = run(rcriu()
+        .args(["dump", "-t", &w.pid.to_string(), "-D"])
+        .arg(&dir)
+        .args(["-R", "-v4", "-o", "dump.log"]));
+    assert!(out.status.success(), "{out:?}");
+    let log = std::fs::read_to_string(dir.join("dump.log")).unwrap();
+    assert!(log.contains("parasite runs"), "a debug log: {log}");
+    let names = images(&dir);
+    for f in ["inventory.img", "pages-1.img", "stats-dump", "timens-0.img"] {
+        assert!(names.contains(&f.to_string()), "{f} in {names:?}");
+    }
+    assert!(names.contains(&format!("core-{}.img", w.pid)));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert!(matches!(state(w.pid), 'R' | 'S'));
+
+    // Without -R, the process is killed once the images are written;
+    // options may come before the command, as criu takes them.
+    let dir2 = t.path().join("images2");
+    let out = run(rcriu()
+        .args(["-t", &w.pid.to_string(), "-D"])
+        .arg(&dir2)
+        .arg("dump"));
+    assert!(out.status.success(), "{out:?}");
+    assert!(images(&dir2).contains(&"inventory.img".to_string()));
+    let e = w.verdict().expect_err("the process was killed");
+    assert!(e.contains("0x9"), "killed by SIGKILL: {e}");
+}
+
+#[test]
+fn a_refusal_names_what_and_fails() {
+    require_root();
+    let _g = trace_lock();
+    let w = start("dump_scope", &["socket"]);
+    let t = TempDir::new("cli-refused");
+    let dir = t.path().join("images");
+    let out = run(rcriu()
+        .args(["dump", "-t", &w.pid.to_string(), "-D"])
+        .arg(&dir));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a socket"), "{err}");
+    assert!(err.contains(&format!("process {}", w.pid)), "{err}");
+    assert!(images(&dir).is_empty(), "{:?}", images(&dir));
+    w.verdict().expect("the process is intact");
+
+    let out = run(rcriu().args(["dump", "-D"]).arg(&dir));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-t PID"));
+}
+
+/// What must be the same after a failed dump: /proc's view and the fds.
+struct Seen {
+    proc: ProcSnapshot,
+    fds: Vec<(String, String)>,
+}
+
+fn seen(pid: i32) -> Seen {
+    let mut proc = ProcSnapshot::take(pid);
+    // A parasite that cured itself cannot unmap its own area: it stays,
+    // as shared anonymous memory.
+    let leftovers: Vec<String> = proc
+        .maps
+        .iter()
+        .filter(|l| l.ends_with("/dev/zero (deleted)"))
+        .filter_map(|l| l.split(' ').next().map(String::from))
+        .collect();
+    proc.maps.retain(|l| !l.ends_with("/dev/zero (deleted)"));
+    proc.vmflags
+        .retain(|l| !leftovers.iter().any(|r| l.starts_with(&format!("{r} "))));
+    Seen {
+        proc,
+        fds: fds(pid),
+    }
+}
+
+/// Fails with what differs between `a` and `b`.
+fn same(a: &Seen, b: &Seen, what: &str) {
+    let d = a.proc.diff(&b.proc);
+    assert!(d.is_empty(), "{what}: {}", d.join("\n"));
+    assert_eq!(a.fds, b.fds, "{what}");
+}
+
+#[test]
+fn every_fault_point_leaves_the_target_intact() {
+    require_root();
+    let _g = trace_lock();
+    let w = start("dump_state", &[]);
+    let before = seen(w.pid);
+    let t = TempDir::new("cli-faults");
+    for leave_running in [true, false] {
+        for point in 1..=6 {
+            let what = format!("fault point {point}, -R {leave_running}");
+            let dir = t.path().join(format!("images-{point}-{leave_running}"));
+            let mut cmd = rcriu();
+            cmd.args(["dump", "-t", &w.pid.to_string(), "-D"])
+                .arg(&dir)
+                .env("RCRIU_FAULT", point.to_string());
+            if leave_running {
+                cmd.arg("-R");
+            }
+            let out = run(&mut cmd);
+            assert_eq!(out.status.code(), Some(1), "{what}: {out:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains(&format!("fault injected at point {point}")),
+                "{what}: {err}"
+            );
+            assert!(images(&dir).is_empty(), "{what}: {:?}", images(&dir));
+            assert!(matches!(state(w.pid), 'R' | 'S'), "{what}");
+            same(&before, &seen(w.pid), &what);
+        }
+    }
+    w.verdict()
+        .expect("the process is intact after every failure");
+}
+
+#[test]
+fn a_dumper_killed_mid_dump_leaves_the_target_intact() {
+    require_root();
+    let _g = trace_lock();
+    let t = TempDir::new("cli-killed");
+    // In the parasite, in the page dump, and while writing the images
+    // (the process still seized, about to be killed). A fresh process
+    // each time: a parasite that cured itself leaves its area mapped,
+    // which a later dump would refuse as shared memory.
+    for point in [2, 3, 5] {
+        let w = start("dump_state", &[]);
+        let before = seen(w.pid);
+        let what = format!("rcriu killed at fault point {point}");
+        let dir = t.path().join(format!("images-{point}"));
+        let out = run(rcriu()
+            .args(["dump", "-t", &w.pid.to_string(), "-D"])
+            .arg(&dir)
+            .env("RCRIU_FAULT", format!("{point}:kill")));
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{what}: {out:?}");
+        // The parasite sees rcriu gone and cures itself.
+        let start = Instant::now();
+        while fds(w.pid).iter().any(|(_, l)| l.starts_with("socket:")) {
+            assert!(start.elapsed() < HANG_GUARD, "{what}: no self-cure");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(matches!(state(w.pid), 'R' | 'S'), "{what}");
+        same(&before, &seen(w.pid), &what);
+        w.verdict()
+            .unwrap_or_else(|e| panic!("{what}: the process is not intact: {e}"));
+    }
+}
