@@ -1,0 +1,150 @@
+//! The dump of a process with 1 GiB of touched anonymous memory into
+//! tmpfs, against `dd if=/dev/zero of=/dev/shm/... bs=1M count=1024` timed
+//! in the same run (the speed issue's baseline). Needs root.
+//!
+//! `cargo bench --bench dump_bigmem` (`-- ROUNDS` to change the number of
+//! rounds, 5 by default). Reports the medians of dd, of the dump's frozen
+//! time (stats-dump's `frozen_time`) and of its wall time, and their
+//! ratios to dd.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rcriu::Dump;
+use rcriu_test_support::{Workload, require_root};
+
+const MIB: u64 = 1024;
+
+fn dd(out: &str) -> Duration {
+    let t = Instant::now();
+    let st = Command::new("dd")
+        .args(["if=/dev/zero", &format!("of={out}"), "bs=1M", "count=1024"])
+        .stderr(Stdio::null())
+        .status()
+        .expect("running dd");
+    let d = t.elapsed();
+    assert!(st.success());
+    let _ = std::fs::remove_file(out);
+    d
+}
+
+struct Round {
+    frozen: Duration,
+    wall: Duration,
+    memdump: Duration,
+}
+
+fn dump(pid: i32, dir: &PathBuf) -> Round {
+    let t = Instant::now();
+    let s = Dump::new(pid)
+        .images_dir(dir)
+        .leave_running(true)
+        .run()
+        .expect("dumping bigmem");
+    let wall = t.elapsed();
+    assert!(s.pages_written >= MIB * 256, "{} pages", s.pages_written);
+    let _ = std::fs::remove_dir_all(dir);
+    Round {
+        frozen: s.frozen_time,
+        wall,
+        memdump: s.memdump_time,
+    }
+}
+
+/// Marks the fds this process inherited close-on-exec: a workload that
+/// inherited them could not be dumped.
+fn no_inherited_fds() {
+    for e in std::fs::read_dir("/proc/self/fd").expect("listing our fds") {
+        let Ok(fd) = e.map(|e| e.file_name().to_string_lossy().parse::<i32>()) else {
+            continue;
+        };
+        let Ok(fd) = fd else { continue };
+        if fd > 2 {
+            // SAFETY: F_GETFD/F_SETFD only change the fd's close-on-exec
+            // flag (an fd closed meanwhile just fails).
+            unsafe {
+                let f = libc::fcntl(fd, libc::F_GETFD);
+                if f >= 0 {
+                    libc::fcntl(fd, libc::F_SETFD, f | libc::FD_CLOEXEC);
+                }
+            }
+        }
+    }
+}
+
+/// Waits until the workload has let go of its readiness pipe (and of the
+/// /dev/null it puts in its place).
+fn settle(pid: i32) {
+    loop {
+        let busy = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("listing the workload's fds")
+            .filter_map(|e| e.ok())
+            .any(|e| {
+                let n: i32 = e.file_name().to_string_lossy().parse().unwrap_or(0);
+                let l = std::fs::read_link(e.path()).unwrap_or_default();
+                n > 2 || l.to_string_lossy().starts_with("pipe:")
+            });
+        if !busy {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn main() {
+    // `cargo bench` passes --bench; a number is the rounds.
+    let rounds: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(5);
+    require_root();
+    no_inherited_fds();
+    let w = Workload::start("bigmem", &[&MIB.to_string()]);
+    settle(w.pid);
+    let me = std::process::id();
+    let dd_out = format!("/dev/shm/rcriu-bench-dd-{me}");
+    let dir = PathBuf::from(format!("/dev/shm/rcriu-bench-dump-{me}"));
+
+    // Warm-up: the first touch of large buffers is slower in this VM.
+    dd(&dd_out);
+    dump(w.pid, &dir);
+
+    let (mut dds, mut frozen, mut wall, mut memdump) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..rounds {
+        dds.push(dd(&dd_out));
+        let r = dump(w.pid, &dir);
+        frozen.push(r.frozen);
+        wall.push(r.wall);
+        memdump.push(r.memdump);
+    }
+    let (d, f, wl, m) = (median(dds), median(frozen), median(wall), median(memdump));
+    println!("1 GiB dump to tmpfs, median of {rounds} rounds:");
+    println!("  dd 1 GiB to /dev/shm   {:8.1} ms", ms(d));
+    println!(
+        "  dump frozen time       {:8.1} ms  = {:.2} x dd",
+        ms(f),
+        f.as_secs_f64() / d.as_secs_f64()
+    );
+    println!(
+        "  dump wall time         {:8.1} ms  = {:.2} x dd",
+        ms(wl),
+        wl.as_secs_f64() / d.as_secs_f64()
+    );
+    println!(
+        "  (pages: memdump_time   {:8.1} ms  = {:.2} x dd)",
+        ms(m),
+        m.as_secs_f64() / d.as_secs_f64()
+    );
+    w.verdict()
+        .expect("bigmem's memory is intact after the dumps");
+}
