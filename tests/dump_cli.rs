@@ -67,6 +67,24 @@ fn start(name: &str, args: &[&str]) -> Workload {
     w
 }
 
+/// Waits until the workload sleeps in its wait again (pause or
+/// sigsuspend): a task let go after being seized re-enters an interrupted
+/// sigsuspend a moment later, and shows its own signal mask meanwhile.
+fn back_in_wait(pid: i32) {
+    let start = Instant::now();
+    loop {
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        if state(pid) == 'S' && (wchan.contains("pause") || wchan.contains("sigsuspend")) {
+            return;
+        }
+        assert!(
+            start.elapsed() < HANG_GUARD,
+            "process {pid} does not wait again"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn state(pid: i32) -> char {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     s.rsplit_once(')')
@@ -160,6 +178,7 @@ struct Seen {
 }
 
 fn seen(pid: i32) -> Seen {
+    back_in_wait(pid);
     let mut proc = ProcSnapshot::take(pid);
     // A parasite that cured itself cannot unmap its own area: it stays,
     // as shared anonymous memory.
@@ -250,4 +269,34 @@ fn a_dumper_killed_mid_dump_leaves_the_target_intact() {
         w.verdict()
             .unwrap_or_else(|e| panic!("{what}: the process is not intact: {e}"));
     }
+}
+
+#[test]
+fn a_signal_to_the_dumper_aborts_cleanly() {
+    require_root();
+    let _g = trace_lock();
+    let w = start("dump_state", &[]);
+    // Nothing may be left: the abort cures the parasite as a failure does.
+    back_in_wait(w.pid);
+    let before = ProcSnapshot::take(w.pid);
+    let before_fds = fds(w.pid);
+    let t = TempDir::new("cli-signals");
+    for (point, sig) in [(1, "int"), (2, "term"), (3, "hup"), (5, "int"), (6, "term")] {
+        let what = format!("SIG{} at fault point {point}", sig.to_uppercase());
+        let dir = t.path().join(format!("images-{point}"));
+        let out = run(rcriu()
+            .args(["dump", "-t", &w.pid.to_string(), "-D"])
+            .arg(&dir)
+            .env("RCRIU_FAULT", format!("{point}:{sig}")));
+        assert_eq!(out.status.code(), Some(1), "{what}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("interrupted by a signal"), "{what}: {err}");
+        assert!(images(&dir).is_empty(), "{what}: {:?}", images(&dir));
+        assert!(matches!(state(w.pid), 'R' | 'S'), "{what}");
+        back_in_wait(w.pid);
+        let d = before.diff(&ProcSnapshot::take(w.pid));
+        assert!(d.is_empty(), "{what}: {}", d.join("\n"));
+        assert_eq!(fds(w.pid), before_fds, "{what}");
+    }
+    w.verdict().expect("the process is intact");
 }

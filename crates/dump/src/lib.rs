@@ -21,6 +21,8 @@
 //! [`pages`], [`core`], [`files`], [`fs`], [`ids`], [`inventory`],
 //! [`pstree`], [`timens`], [`seccomp`], [`stats`].
 
+#![deny(unsafe_code)]
+
 mod build_id;
 pub mod core;
 mod error;
@@ -45,6 +47,13 @@ use std::path::PathBuf;
 pub use error::{Error, Result};
 pub use rcriu_proc::Pid;
 pub use stats::DumpStats;
+
+/// Makes SIGINT, SIGTERM and SIGHUP abort a dump in progress cleanly (the
+/// process released as it was, the images removed), as criu's own
+/// handlers do; for programs, such as the CLI, that own their signals.
+pub fn abort_on_signals() -> std::io::Result<()> {
+    sys::abort_on_signals()
+}
 
 /// A dump of one process, configured with the builder methods, done by
 /// [`Dump::run`].

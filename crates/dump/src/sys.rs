@@ -121,6 +121,29 @@ pub fn owner(fd: BorrowedFd<'_>) -> io::Result<(i32, Pid)> {
     Ok((o.kind, o.pid))
 }
 
+extern "C" fn on_abort_signal(_: libc::c_int) {
+    rcriu_compel::fault::request_abort();
+}
+
+/// Makes SIGINT, SIGTERM and SIGHUP ask the dump in progress to stop and
+/// undo what it did (the handler only sets compel's abort flag).
+pub fn abort_on_signals() -> io::Result<()> {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: an all-zero sigaction is valid; the handler only stores
+        // an atomic flag, which is async-signal-safe; the kernel reads
+        // `sa` and writes nothing back (no old action asked for).
+        let r = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_abort_signal as *const () as libc::sighandler_t;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        check(r.into())?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

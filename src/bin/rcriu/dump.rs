@@ -10,6 +10,8 @@ pub fn run(opts: &CriuOpts, images_dir: Option<&std::path::Path>) -> anyhow::Res
         .tree
         .context("dump needs the process to dump: -t PID")?;
     let dir = images_dir.unwrap_or(std::path::Path::new("."));
+    // Ctrl-C and friends abort the dump and leave the process as it was.
+    rcriu::dump::abort_on_signals().context("setting up signal handling")?;
     let stats = rcriu::Dump::new(pid)
         .images_dir(dir)
         .leave_running(opts.leave_running)
