@@ -17,6 +17,18 @@
 //! restore made one. Anything else is refused before any image is written
 //! or the process is touched beyond seizing, with an error naming it.
 //!
+//! The images are CRIU 4.2's, field for field (checked by decoding both
+//! tools' dumps of the same stopped process with CRIU's crit), but for:
+//! - pagemap entries: CRIU also cuts runs where its page pipes fill up;
+//!   rcriu writes each run of touching pages with the same flags as one
+//!   entry (the same pages, in the same order);
+//! - CRIU's own injection copies-on-write the first page of the task's
+//!   first executable area, which it then dumps; rcriu's parasite writes
+//!   nothing into the task, so that page stays a file page, not dumped;
+//! - stats-dump: one pipe (`page_pipes` 1, `page_pipe_bufs` the parasite's
+//!   page-dump commands); `memwrite_time` is the page transfer itself, as
+//!   pages are spliced into the image while the parasite vmsplices them.
+//!
 //! One module per kind of resource, named as the images are: [`mm`],
 //! [`pages`], [`core`], [`files`], [`fs`], [`ids`], [`inventory`],
 //! [`pstree`], [`timens`], [`seccomp`], [`stats`].
