@@ -33,10 +33,17 @@
 
 static volatile sig_atomic_t stop;
 
+/* In "read" mode, the pipe the read waits on: the handler writes to it,
+ * so that a SIGUSR1 that comes just before the read (right after a
+ * restore, say) still ends it. */
+static int wake_fd = -1;
+
 static void on_usr1(int sig)
 {
 	(void)sig;
 	stop = 1;
+	if (wake_fd >= 0 && write(wake_fd, "x", 1) < 0)
+		stop = 2;
 }
 
 struct state {
@@ -92,8 +99,11 @@ int main(int argc, char **argv)
 	sigaction(SIGUSR1, &sa, NULL); /* no SA_RESTART: read returns EINTR */
 
 	int p[2] = { -1, -1 };
-	if (strcmp(mode, "read") == 0 && pipe(p) < 0)
-		return 2;
+	if (strcmp(mode, "read") == 0) {
+		if (pipe(p) < 0)
+			return 2;
+		wake_fd = p[1];
+	}
 
 	/* The filter goes in before "ready", so that the test sees it; the
 	 * readiness line is written with write(2), which maps nothing. */

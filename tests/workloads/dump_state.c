@@ -10,7 +10,7 @@
  *   dump_state OUTFILE
  *
  * Prints what it set as "key value" lines before "ready", then sleeps in
- * pause(). On SIGUSR1 it checks its memory, mask, signal actions, timers
+ * sigsuspend(). On SIGUSR1 it checks its memory, mask, signal actions, timers
  * and fd, and writes PASS or FAIL to OUTFILE.
  */
 #define _GNU_SOURCE
@@ -88,6 +88,10 @@ int main(int argc, char **argv)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_usr1;
 	sigaction(SIGUSR1, &sa, NULL);
+	sigset_t usr1, waitmask;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &usr1, NULL);
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = h_info;
@@ -190,8 +194,13 @@ int main(int argc, char **argv)
 	dup2(null, 1);
 	close(null);
 
+	/* SIGUSR1 stays blocked but in sigsuspend: one that comes before the
+	 * wait (right after a restore, say) waits for it, it is not lost. */
+	sigprocmask(SIG_BLOCK, NULL, &waitmask);
+	sigdelset(&waitmask, SIGUSR1);
 	while (!stop)
-		pause();
+		sigsuspend(&waitmask);
+	sigprocmask(SIG_SETMASK, &waitmask, NULL);
 
 	sigset_t now;
 	sigprocmask(SIG_BLOCK, NULL, &now);

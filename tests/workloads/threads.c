@@ -74,7 +74,7 @@ int main(int argc, char **argv)
 	if (n < 1 || n > MAX)
 		return 2;
 	signal(SIGUSR1, on_usr1);
-	/* Only the main thread takes SIGUSR1 (it waits in pause). */
+	/* Only the main thread takes SIGUSR1, in sigsuspend. */
 	sigset_t usr1;
 	sigemptyset(&usr1);
 	sigaddset(&usr1, SIGUSR1);
@@ -83,7 +83,6 @@ int main(int argc, char **argv)
 	for (long i = 0; i < n; i++)
 		pthread_create(&t[i], NULL, counter, (void *)i);
 	pthread_create(&ch, NULL, churner, NULL);
-	pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
 
 	printf("ready\n");
 	fflush(stdout);
@@ -91,8 +90,13 @@ int main(int argc, char **argv)
 	dup2(null, 1);
 	close(null);
 
+	/* SIGUSR1 stays blocked but in sigsuspend (see below): one that
+	 * comes before the wait is not lost. */
+	sigset_t waitmask;
+	sigprocmask(SIG_BLOCK, NULL, &waitmask);
+	sigdelset(&waitmask, SIGUSR1);
 	while (!stop)
-		pause();
+		sigsuspend(&waitmask);
 	for (int i = 0; i < n; i++)
 		pthread_join(t[i], NULL);
 	pthread_join(ch, NULL);

@@ -26,6 +26,9 @@ int main(int argc, char **argv)
 		return 3;
 	printf("ready\n");
 	fflush(stdout);
+	int null = open("/dev/null", O_WRONLY);
+	dup2(null, 1);
+	close(null);
 	int sig;
 	sigwait(&s, &sig);
 	int fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0600);

@@ -127,13 +127,16 @@ impl Workload {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        // SAFETY: setsid is async-signal-safe, as pre_exec requires.
+        // SAFETY: setsid and close_range are async-signal-safe, as
+        // pre_exec requires. The workload holds its standard fds only:
+        // nothing the test process inherited (its launcher's pipes).
         unsafe {
             use std::os::unix::process::CommandExt;
             cmd.pre_exec(|| {
                 if libc::setsid() < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
                 Ok(())
             });
         }
@@ -156,12 +159,53 @@ impl Workload {
             let (k, v) = line.split_once(' ').unwrap_or((line, ""));
             facts.push((k.to_string(), v.to_string()));
         }
+        // The workload points its stdout elsewhere right after "ready":
+        // wait until it holds no pipe (a dump would find one).
+        let fd1 = format!("/proc/{}/fd/1", child.id());
+        let start = std::time::Instant::now();
+        while std::fs::read_link(&fd1).is_ok_and(|t| t.to_string_lossy().starts_with("pipe:")) {
+            assert!(
+                start.elapsed() < HANG_GUARD,
+                "workload {name} keeps its stdout pipe"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         Workload {
             pid: child.id() as i32,
             outfile,
             facts,
             child: Some(child),
             _dir: dir,
+        }
+    }
+
+    /// Waits for the workload to end after something killed it (a dump
+    /// without --leave-running) and reaps it, so that its pid is free
+    /// again; returns the raw wait status.
+    pub fn reap(&mut self) -> i32 {
+        let status = wait_exit(self.pid).expect("the dumped process ends");
+        if let Some(c) = self.child.take() {
+            // Reaped already: nothing left to wait for.
+            std::mem::forget(c);
+        }
+        status
+    }
+
+    /// Waits until the workload sleeps in a kernel function whose name
+    /// contains `wchan` (say "sigsuspend"): where it waits for the test.
+    pub fn wait_in(&self, wchan: &str) {
+        let path = format!("/proc/{}/wchan", self.pid);
+        let start = std::time::Instant::now();
+        while !std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .contains(wchan)
+        {
+            assert!(
+                start.elapsed() < HANG_GUARD,
+                "process {} never waited in {wchan}",
+                self.pid
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 
@@ -183,10 +227,12 @@ impl Workload {
     /// returns its verdict (`Ok` for PASS, `Err(text)` otherwise).
     pub fn verdict(mut self) -> Result<(), String> {
         signal(self.pid, libc::SIGUSR1);
-        let Some(child) = self.child.take() else {
-            return Err("no child".into());
+        // Our child either way: the original, or the restored process
+        // (created by this process with the same pid).
+        let status = match self.child.take() {
+            Some(child) => wait_child(child)?,
+            None => wait_exit(self.pid)?,
         };
-        let status = wait_child(child)?;
         let text = std::fs::read_to_string(&self.outfile).unwrap_or_default();
         if status == 0 && text.trim() == "PASS" {
             Ok(())
@@ -198,9 +244,20 @@ impl Workload {
 
 impl Drop for Workload {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        match self.child.take() {
+            Some(mut c) => {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            None => {
+                // A restored process with the workload's pid, if any.
+                // SAFETY: plain kill(2) and waitpid(2) on our own child.
+                unsafe {
+                    if libc::kill(self.pid, libc::SIGKILL) == 0 {
+                        libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+                    }
+                }
+            }
         }
     }
 }
@@ -301,6 +358,9 @@ pub struct ProcSnapshot {
     pub status: Vec<String>,
     pub limits: String,
     pub stat: Vec<String>,
+    /// Where the process sleeps (not compared: it only tells when a
+    /// restored process is back where it was).
+    pub wchan: String,
 }
 
 /// The status lines a snapshot keeps (SigQ counts the whole user's
@@ -334,7 +394,8 @@ impl ProcSnapshot {
     /// Reads `pid`'s /proc.
     pub fn take(pid: i32) -> ProcSnapshot {
         let p = |f: &str| format!("/proc/{pid}/{f}");
-        let read = |f: &str| std::fs::read(p(f)).unwrap_or_else(|e| panic!("reading {}: {e}", p(f)));
+        let read =
+            |f: &str| std::fs::read(p(f)).unwrap_or_else(|e| panic!("reading {}: {e}", p(f)));
         let text = |f: &str| String::from_utf8_lossy(&read(f)).into_owned();
         let smaps = text("smaps");
         let mut vmflags = Vec::new();
@@ -342,7 +403,11 @@ impl ProcSnapshot {
         for l in smaps.lines() {
             if let Some(flags) = l.strip_prefix("VmFlags:") {
                 vmflags.push(format!("{range} {}", flags.trim()));
-            } else if l.split(' ').next().is_some_and(|w| w.contains('-') && !w.ends_with(':')) {
+            } else if l
+                .split(' ')
+                .next()
+                .is_some_and(|w| w.contains('-') && !w.ends_with(':'))
+            {
                 range = l.split(' ').next().unwrap_or_default().to_owned();
             }
         }
@@ -368,6 +433,21 @@ impl ProcSnapshot {
                 .iter()
                 .map(|&n| fields.get(n - 3).copied().unwrap_or("?").to_owned())
                 .collect(),
+            wchan: text("wchan"),
+        }
+    }
+
+    /// A snapshot of `pid` once it sleeps where `like` did: a restored
+    /// process resumes just before the syscall it was in, and /proc shows
+    /// some things (the signal mask inside sigsuspend) only from inside it.
+    pub fn settled(pid: i32, like: &ProcSnapshot) -> ProcSnapshot {
+        let start = std::time::Instant::now();
+        loop {
+            let s = ProcSnapshot::take(pid);
+            if s.wchan == like.wchan || start.elapsed() > HANG_GUARD {
+                return s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 
@@ -379,7 +459,9 @@ impl ProcSnapshot {
             if a != b {
                 let only_a: Vec<&String> = a.iter().filter(|x| !b.contains(x)).collect();
                 let only_b: Vec<&String> = b.iter().filter(|x| !a.contains(x)).collect();
-                d.push(format!("{name}: before only {only_a:?}; after only {only_b:?}"));
+                d.push(format!(
+                    "{name}: before only {only_a:?}; after only {only_b:?}"
+                ));
             }
         };
         lines("maps", &self.maps, &other.maps, &mut d);

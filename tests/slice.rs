@@ -1,0 +1,255 @@
+//! The first vertical slice end to end: rcriu dumps a real process, kills
+//! it, restores it, and the process carries on. /proc shows the same
+//! process before the dump and after the restore, and each workload checks
+//! its own state. Negative controls corrupt the images and must make the
+//! workload report the failure.
+
+use std::path::Path;
+
+use rcriu::images::{ImageDir, ImageFile};
+use rcriu::{Dump, Restore};
+use rcriu_test_support::{
+    ProcSnapshot, TempDir, Workload, become_subreaper, require_root, trace_lock,
+};
+
+/// What a cycle does to the images between the dump and the restore.
+type Tweak = fn(&ImageDir, i32);
+
+/// Starts a workload and waits until it is where it waits for the test
+/// (a sleeper's signal mask changes as it enters sigsuspend).
+fn start(name: &str, args: &[&str]) -> Workload {
+    let w = Workload::start(name, args);
+    if matches!(name, "bigmem" | "dump_state" | "parasite_state" | "threads") {
+        w.wait_in("sigsuspend");
+    }
+    w
+}
+
+/// start → dump → kill → (tweak) → restore → same /proc → verdict.
+fn cycle(name: &str, args: &[&str], tweak: Option<Tweak>) -> Result<(), String> {
+    let mut w = start(name, args);
+    let images = TempDir::new(&format!("slice-{name}"));
+    let before = ProcSnapshot::take(w.pid);
+    Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .map_err(|e| format!("dumping {name}: {e}"))?;
+    let status = w.reap();
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+        "a dump kills the process: {status:#x}"
+    );
+    let dir = ImageDir::open(images.path()).expect("opening the images");
+    if let Some(t) = tweak {
+        t(&dir, w.pid);
+    }
+    let r = Restore::new(images.path())
+        .detach(true)
+        .run()
+        .map_err(|e| format!("restoring {name}: {e}"))?;
+    assert_eq!(r.pid, w.pid, "the process gets its pid back");
+    if tweak.is_none() {
+        let diff = before.diff(&ProcSnapshot::settled(w.pid, &before));
+        assert!(
+            diff.is_empty(),
+            "{name}: /proc differs:\n{}",
+            diff.join("\n")
+        );
+    }
+    w.verdict()
+}
+
+/// start → dump --leave-running → verdict of the original.
+fn leave_running(name: &str, args: &[&str]) {
+    let w = start(name, args);
+    let images = TempDir::new(&format!("slice-lr-{name}"));
+    let before = ProcSnapshot::take(w.pid);
+    Dump::new(w.pid)
+        .images_dir(images.path())
+        .leave_running(true)
+        .run()
+        .unwrap_or_else(|e| panic!("dumping {name}: {e}"));
+    let diff = before.diff(&ProcSnapshot::settled(w.pid, &before));
+    assert!(
+        diff.is_empty(),
+        "{name}: /proc differs after the dump:\n{}",
+        diff.join("\n")
+    );
+    w.verdict()
+        .unwrap_or_else(|e| panic!("{name} after a --leave-running dump: {e}"));
+}
+
+fn setup() -> std::sync::MutexGuard<'static, ()> {
+    require_root();
+    let g = trace_lock();
+    become_subreaper();
+    g
+}
+
+#[test]
+fn compute_carries_on() {
+    let _g = setup();
+    cycle("compute", &["spin"], None).unwrap();
+    cycle("compute", &["read"], None).unwrap_err(); // holds a pipe: out of scope
+    leave_running("compute", &["spin"]);
+}
+
+#[test]
+fn clock_carries_on_in_a_time_namespace() {
+    let _g = setup();
+    cycle("clock", &[], None).unwrap();
+    leave_running("clock", &[]);
+}
+
+#[test]
+fn dump_state_carries_on() {
+    let _g = setup();
+    cycle("dump_state", &[], None).unwrap();
+    leave_running("dump_state", &[]);
+}
+
+#[test]
+fn dumped_restored_dumped_restored() {
+    let _g = setup();
+    let mut w = Workload::start("clock", &[]);
+    let before = ProcSnapshot::take(w.pid);
+    for round in 0..2 {
+        let images = TempDir::new("slice-twice");
+        Dump::new(w.pid)
+            .images_dir(images.path())
+            .run()
+            .unwrap_or_else(|e| panic!("dump {round}: {e}"));
+        w.reap();
+        Restore::new(images.path())
+            .detach(true)
+            .run()
+            .unwrap_or_else(|e| panic!("restore {round}: {e}"));
+        let diff = before.diff(&ProcSnapshot::settled(w.pid, &before));
+        assert!(diff.is_empty(), "round {round}: {}", diff.join("\n"));
+    }
+    w.verdict().unwrap();
+}
+
+// Negative controls: each corrupts what a workload checks.
+
+fn flip_first_page_byte(dir: &ImageDir, pid: i32) {
+    let mut runs = dir.pagemap(pid as u32).unwrap();
+    let id = runs.pages_id();
+    // The first run the workload checks: its pattern area is the largest.
+    let mut best = None;
+    while let Some(run) = runs.next_run().unwrap() {
+        if let Some(off) = run.pages_offset
+            && best.is_none_or(|(_, n)| run.nr_pages > n)
+        {
+            best = Some((off, run.nr_pages));
+        }
+    }
+    let (off, _) = best.expect("pages");
+    let path = dir.file_path(ImageFile::Pages(id.into()));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[off as usize + 100] ^= 0x5a;
+    std::fs::write(&path, bytes).unwrap();
+}
+
+#[test]
+fn a_corrupted_page_is_noticed() {
+    let _g = setup();
+    let e = cycle("bigmem", &["4"], Some(flip_first_page_byte)).unwrap_err();
+    assert!(e.contains("FAIL: memory changed"), "{e}");
+}
+
+#[test]
+fn registers_carry_on() {
+    let _g = setup();
+    cycle("regs", &[], None).unwrap();
+    leave_running("regs", &[]);
+}
+
+fn corrupt_r13(dir: &ImageDir, pid: i32) {
+    let mut core = dir.core(pid as u32).unwrap();
+    core.thread_info.as_mut().unwrap().gpregs.r13 ^= 1;
+    dir.write_one(ImageFile::Core(pid as u64), &core).unwrap();
+}
+
+fn corrupt_xmm9(dir: &ImageDir, pid: i32) {
+    let mut core = dir.core(pid as u32).unwrap();
+    // xmm9: the legacy area's tenth 16-byte register, four words each.
+    core.thread_info.as_mut().unwrap().fpregs.xmm_space[9 * 4] ^= 1;
+    dir.write_one(ImageFile::Core(pid as u64), &core).unwrap();
+}
+
+#[test]
+fn a_corrupted_register_is_noticed() {
+    let _g = setup();
+    let e = cycle("regs", &[], Some(corrupt_r13)).unwrap_err();
+    assert!(e.contains("FAIL: r13"), "{e}");
+    let e = cycle("regs", &[], Some(corrupt_xmm9)).unwrap_err();
+    assert!(e.contains("mm9"), "{e}");
+}
+
+fn corrupt_sigaction(dir: &ImageDir, pid: i32) {
+    let mut core = dir.core(pid as u32).unwrap();
+    let tc = core.tc.as_mut().unwrap();
+    // SIGUSR2's handler: entries run from signal 1 with SIGKILL and
+    // SIGSTOP left out, so signal 12 is the 11th.
+    let sa = &mut tc.sigactions[libc::SIGUSR2 as usize - 2];
+    sa.sigaction += 1;
+    dir.write_one(ImageFile::Core(pid as u64), &core).unwrap();
+}
+
+#[test]
+fn a_corrupted_signal_action_is_noticed() {
+    let _g = setup();
+    let e = cycle("dump_state", &[], Some(corrupt_sigaction)).unwrap_err();
+    assert!(e.contains("FAIL: the action of signal 12 changed"), "{e}");
+}
+
+fn shift_monotonic_clock(dir: &ImageDir, _pid: i32) {
+    let mut t = dir.timens(0).unwrap().expect("timens-0.img");
+    t.monotonic.tv_sec += 3600;
+    dir.write_one(ImageFile::Timens(0), &t).unwrap();
+}
+
+#[test]
+fn a_corrupted_clock_is_noticed() {
+    let _g = setup();
+    let e = cycle("clock", &[], Some(shift_monotonic_clock)).unwrap_err();
+    assert!(e.contains("FAIL: CLOCK_MONOTONIC stepped"), "{e}");
+}
+
+#[test]
+fn the_cli_dumps_and_restores() {
+    let _g = setup();
+    let rcriu = env!("CARGO_BIN_EXE_rcriu");
+    let mut w = Workload::start("compute", &["spin"]);
+    let images = TempDir::new("slice-cli");
+    let dir = images.path().join("img");
+    let st = std::process::Command::new(rcriu)
+        .args(["dump", "-t", &w.pid.to_string(), "-D"])
+        .arg(&dir)
+        .args(["-v4", "-o", "dump.log"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "rcriu dump: {st}");
+    assert!(dir.join("dump.log").exists());
+    w.reap();
+    let pidfile = images.path().join("pid");
+    let st = std::process::Command::new(rcriu)
+        .args(["restore", "-d", "-D"])
+        .arg(&dir)
+        .args(["-o", "restore.log", "--pidfile"])
+        .arg(&pidfile)
+        .status()
+        .unwrap();
+    assert!(st.success(), "rcriu restore: {st}");
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(pid, w.pid);
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    // The restored process is the child of the rcriu that exited: ours,
+    // as subreaper.
+    w.verdict().unwrap();
+}
