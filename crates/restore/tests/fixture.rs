@@ -51,7 +51,10 @@ fn prepare() -> TempDir {
     let root = workspace_root();
     std::fs::create_dir_all(HOME).unwrap();
     let bin = Path::new(HOME).join("counter");
-    install(&bin, &std::fs::read(root.join("tests/fixtures/bin/counter")).unwrap());
+    install(
+        &bin,
+        &std::fs::read(root.join("tests/fixtures/bin/counter")).unwrap(),
+    );
     let _ = std::fs::remove_file(Path::new(HOME).join("counter.out"));
     if Path::new(&format!("/proc/{PID}")).exists() {
         panic!(
