@@ -9,7 +9,7 @@ use std::path::Path;
 use rcriu::images::{ImageDir, ImageFile};
 use rcriu::{Dump, Restore};
 use rcriu_test_support::{
-    ProcSnapshot, TempDir, Workload, become_subreaper, require_root, trace_lock,
+    Counter, ProcSnapshot, TempDir, Workload, become_subreaper, require_root, trace_lock,
 };
 
 /// What a cycle does to the images between the dump and the restore.
@@ -106,6 +106,39 @@ fn dump_state_carries_on() {
     let _g = setup();
     cycle("dump_state", &[], None).unwrap();
     leave_running("dump_state", &[]);
+}
+
+#[test]
+fn counter_carries_on() {
+    let _g = setup();
+    let home = TempDir::new("slice-counter");
+    let mut c = Counter::start(home.path());
+    c.lines_past(3);
+    let before = ProcSnapshot::take(c.pid);
+    let images = TempDir::new("slice-counter-img");
+    Dump::new(c.pid)
+        .images_dir(images.path())
+        .run()
+        .expect("dumping the counter");
+    c.reap();
+    let n = c.lines_past(0).len();
+    Restore::new(images.path())
+        .detach(true)
+        .run()
+        .expect("restoring the counter");
+    let diff = before.diff(&ProcSnapshot::settled(c.pid, &before));
+    assert!(
+        diff.is_empty(),
+        "counter: /proc differs:\n{}",
+        diff.join("\n")
+    );
+    let l = c.lines_past(n + 3);
+    assert!(l.iter().all(|x| !x.starts_with("CORRUPT")), "{l:?}");
+    let nums: Vec<u64> = l.iter().map(|x| x.parse().unwrap()).collect();
+    assert!(
+        nums.windows(2).all(|w| w[1] == w[0] + 1),
+        "it carries on: {nums:?}"
+    );
 }
 
 #[test]

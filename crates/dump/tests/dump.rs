@@ -13,8 +13,8 @@ use rcriu_dump::{Dump, Error};
 use rcriu_images::pages::{PE_LAZY, PE_PRESENT, PageRun};
 use rcriu_images::{ImageDir, pb};
 use rcriu_test_support::{
-    HANG_GUARD, ProcSnapshot, TempDir, Workload, require_root, signal, trace_lock, wait_child,
-    workload, workspace_root,
+    Counter, HANG_GUARD, ProcSnapshot, TempDir, Workload, require_root, signal, trace_lock,
+    wait_child, workload,
 };
 
 const PAGE: u64 = 4096;
@@ -607,68 +607,28 @@ fn compute_carries_on_after_dumps() {
 }
 
 /// Starts the fixture counter (static) in a new session.
-fn start_counter(dir: &Path) -> std::process::Child {
-    let bin = workspace_root().join("tests/fixtures/bin/counter");
-    let mut cmd = Command::new(bin);
-    cmd.arg(dir.join("counter.out"))
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: setsid is async-signal-safe.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn().unwrap()
-}
-
-/// The counter's lines, once there are more than `n`.
-fn counter_lines(out: &Path, n: usize) -> Vec<String> {
-    let start = Instant::now();
-    loop {
-        let l: Vec<String> = std::fs::read_to_string(out)
-            .unwrap_or_default()
-            .lines()
-            .map(String::from)
-            .collect();
-        if l.len() > n {
-            return l;
-        }
-        assert!(start.elapsed() < HANG_GUARD, "the counter stopped at {l:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn counter_carries_on_after_a_dump() {
     require_root();
     let _g = trace_lock();
     let t = TempDir::new("counter");
-    no_inherited_fds();
-    let mut child = start_counter(t.path());
-    let out = t.path().join("counter.out");
-    counter_lines(&out, 1);
+    let counter = Counter::start(t.path());
+    counter.lines_past(1);
     let (_t, path) = images_path("counter");
-    Dump::new(child.id() as i32)
+    Dump::new(counter.pid)
         .images_dir(&path)
         .leave_running(true)
         .run()
         .expect("dumping the counter");
-    let n = counter_lines(&out, 0).len();
-    let l = counter_lines(&out, n + 2);
-    let _ = child.kill();
-    let _ = child.wait();
+    let n = counter.lines_past(0).len();
+    let l = counter.lines_past(n + 2);
+    let pid = counter.pid;
+    drop(counter);
     assert!(l.iter().all(|x| !x.starts_with("CORRUPT")), "{l:?}");
     let nums: Vec<u64> = l.iter().map(|x| x.parse().unwrap()).collect();
     assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{nums:?}");
     // Its 4 MiB buffer is in the dump.
-    let img = read_images(&path, child.id() as i32);
+    let img = read_images(&path, pid);
     assert!(img.runs.iter().map(|r| r.nr_pages).sum::<u64>() > 1024);
 }
 

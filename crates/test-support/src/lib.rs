@@ -489,3 +489,83 @@ impl ProcSnapshot {
         d
     }
 }
+
+/// The fixture's `counter` (tests/fixtures/bin/counter): appends the next
+/// number to `counter.out` every 50 ms, after checking a 4 MiB buffer (a
+/// `CORRUPT` line when it changed). Started in a new session in `dir`, with
+/// nothing but /dev/null on its standard fds.
+#[derive(Debug)]
+pub struct Counter {
+    pub pid: i32,
+    pub out: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl Counter {
+    pub fn start(dir: &Path) -> Counter {
+        let bin = workspace_root().join("tests/fixtures/bin/counter");
+        let out = dir.join("counter.out");
+        let mut cmd = Command::new(bin);
+        cmd.arg(&out)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: setsid and close_range are async-signal-safe.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("starting the counter");
+        Counter {
+            pid: child.id() as i32,
+            out,
+            child: Some(child),
+        }
+    }
+
+    /// Its lines, once there are more than `n`.
+    pub fn lines_past(&self, n: usize) -> Vec<String> {
+        let start = std::time::Instant::now();
+        loop {
+            let l: Vec<String> = std::fs::read_to_string(&self.out)
+                .unwrap_or_default()
+                .lines()
+                .map(String::from)
+                .collect();
+            if l.len() > n {
+                return l;
+            }
+            assert!(start.elapsed() < HANG_GUARD, "the counter stopped at {l:?}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for it to end after something killed it (a dump), freeing its
+    /// pid; returns the raw wait status.
+    pub fn reap(&mut self) -> i32 {
+        let status = wait_exit(self.pid).expect("the counter ends");
+        if let Some(c) = self.child.take() {
+            std::mem::forget(c);
+        }
+        status
+    }
+}
+
+impl Drop for Counter {
+    fn drop(&mut self) {
+        // SAFETY: plain kill(2) and waitpid(2) on our own child (the
+        // original, or the restored process, created by this process).
+        unsafe {
+            if libc::kill(self.pid, libc::SIGKILL) == 0 {
+                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+}

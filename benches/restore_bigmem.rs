@@ -1,0 +1,104 @@
+//! The restore of a process with 1 GiB of touched anonymous memory from
+//! tmpfs, until it runs again, against a `preadv` of its pages image into
+//! a fresh 1 GiB anonymous mapping timed in the same run (the speed
+//! issue's baseline). Needs root.
+//!
+//! `cargo bench --bench restore_bigmem` (`-- ROUNDS`, 5 by default).
+//! Reports the medians of the preadv, of the restore and their ratio.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rcriu::{Dump, Restore};
+use rcriu_test_support::{Workload, become_subreaper, require_root, wait_exit};
+
+const MIB: usize = 1024;
+
+/// Reads `path` into a fresh anonymous mapping of its size with preadv.
+fn preadv_baseline(path: &Path) -> Duration {
+    let f = File::open(path).expect("opening the pages image");
+    let len = f.metadata().expect("its size").len() as usize;
+    let t = Instant::now();
+    // SAFETY: a fresh private anonymous mapping, ours alone; unmapped
+    // below.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    let mut off = 0usize;
+    while off < len {
+        let chunk = (len - off).min(1 << 30);
+        let iov = libc::iovec {
+            // SAFETY: inside the mapping (off < len).
+            iov_base: unsafe { p.cast::<u8>().add(off) }.cast(),
+            iov_len: chunk,
+        };
+        // SAFETY: the iovec covers our own writable mapping.
+        let r = unsafe { libc::preadv(f.as_raw_fd(), &iov, 1, off as i64) };
+        assert!(r > 0, "preadv: {}", std::io::Error::last_os_error());
+        off += r as usize;
+    }
+    let d = t.elapsed();
+    // SAFETY: unmapping exactly what was mapped above.
+    unsafe { libc::munmap(p, len) };
+    d
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    require_root();
+    become_subreaper();
+    let rounds: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(5);
+    let dir = Path::new("/dev/shm/rcriu-bench-restore");
+    let _ = std::fs::remove_dir_all(dir);
+    let mut w = Workload::start("bigmem", &[&MIB.to_string()]);
+    let pid = w.pid;
+    Dump::new(pid)
+        .images_dir(dir)
+        .run()
+        .expect("dumping bigmem");
+    w.reap();
+    let pages = dir.join("pages-1.img");
+
+    // Warm-up: the first touch of a large buffer is slower here.
+    preadv_baseline(&pages);
+    let (mut base, mut restore) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        base.push(preadv_baseline(&pages));
+        let t = Instant::now();
+        let r = Restore::new(dir)
+            .detach(true)
+            .run()
+            .expect("restoring bigmem");
+        restore.push(t.elapsed());
+        assert_eq!(r.pid, pid);
+        // SAFETY: a plain kill of the process we restored.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        wait_exit(pid).expect("the restored process ends");
+    }
+    let (b, r) = (median(base), median(restore));
+    println!(
+        "1 GiB restore from tmpfs, median of {rounds}: preadv {:.1} ms, restore {:.1} ms ({:.2}x)",
+        b.as_secs_f64() * 1e3,
+        r.as_secs_f64() * 1e3,
+        r.as_secs_f64() / b.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+    drop(w);
+}
