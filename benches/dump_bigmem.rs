@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rcriu::Dump;
-use rcriu_test_support::{Workload, require_root};
+use rcriu_test_support::{Workload, no_inherited_fds, require_root};
 
 const MIB: u64 = 1024;
 
@@ -49,27 +49,6 @@ fn dump(pid: i32, dir: &PathBuf) -> Round {
         frozen: s.frozen_time,
         wall,
         memdump: s.memdump_time,
-    }
-}
-
-/// Marks the fds this process inherited close-on-exec: a workload that
-/// inherited them could not be dumped.
-fn no_inherited_fds() {
-    for e in std::fs::read_dir("/proc/self/fd").expect("listing our fds") {
-        let Ok(fd) = e.map(|e| e.file_name().to_string_lossy().parse::<i32>()) else {
-            continue;
-        };
-        let Ok(fd) = fd else { continue };
-        if fd > 2 {
-            // SAFETY: F_GETFD/F_SETFD only change the fd's close-on-exec
-            // flag (an fd closed meanwhile just fails).
-            unsafe {
-                let f = libc::fcntl(fd, libc::F_GETFD);
-                if f >= 0 {
-                    libc::fcntl(fd, libc::F_SETFD, f | libc::FD_CLOEXEC);
-                }
-            }
-        }
     }
 }
 

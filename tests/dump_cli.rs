@@ -6,31 +6,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use rcriu_test_support::{HANG_GUARD, ProcSnapshot, TempDir, Workload, require_root, trace_lock};
+use rcriu_test_support::{
+    HANG_GUARD, ProcSnapshot, TempDir, Workload, no_inherited_fds, require_root, trace_lock,
+};
 
 fn rcriu() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rcriu"))
-}
-
-/// Marks the fds this test process inherited close-on-exec, so that
-/// workloads do not inherit them.
-fn no_inherited_fds() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        for e in std::fs::read_dir("/proc/self/fd").unwrap() {
-            let fd: i32 = e.unwrap().file_name().to_string_lossy().parse().unwrap();
-            if fd > 2 {
-                // SAFETY: F_GETFD/F_SETFD only change the fd's close-on-exec
-                // flag (an fd closed meanwhile just fails).
-                unsafe {
-                    let f = libc::fcntl(fd, libc::F_GETFD);
-                    if f >= 0 {
-                        libc::fcntl(fd, libc::F_SETFD, f | libc::FD_CLOEXEC);
-                    }
-                }
-            }
-        }
-    });
 }
 
 /// The process's fds, as (number, link).

@@ -11,7 +11,9 @@ use std::process::Command;
 
 use rcriu_compel::abi::IoVec;
 use rcriu_compel::{Parasite, Seized, fault};
-use rcriu_test_support::{Workload, require_root, status_lines, trace_lock, wait_child};
+use rcriu_test_support::{
+    Workload, no_inherited_fds, require_root, status_lines, trace_lock, wait_child,
+};
 
 const DUMPER_ENV: &str = "RCRIU_TEST_DUMPER_PID";
 
@@ -179,26 +181,6 @@ fn fd_links(pid: i32) -> Vec<(String, String)> {
         .collect();
     v.sort();
     v
-}
-
-/// Marks the fds this test process inherited (its launcher's) close-on-exec,
-/// so that the workload's fds are its own only.
-fn no_inherited_fds() {
-    for e in std::fs::read_dir("/proc/self/fd").expect("listing our fds") {
-        let Ok(Ok(fd)) = e.map(|e| e.file_name().to_string_lossy().parse::<i32>()) else {
-            continue;
-        };
-        if fd > 2 {
-            // SAFETY: F_GETFD/F_SETFD only change the fd's close-on-exec
-            // flag (an fd closed meanwhile just fails).
-            unsafe {
-                let f = libc::fcntl(fd, libc::F_GETFD);
-                if f >= 0 {
-                    libc::fcntl(fd, libc::F_SETFD, f | libc::FD_CLOEXEC);
-                }
-            }
-        }
-    }
 }
 
 #[test]

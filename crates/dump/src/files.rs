@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use rcriu_images::pb;
 use rcriu_proc::{Fd, FdInfo, FdTarget, Pid};
 
-use crate::{Error, Result, build_id, sys};
+use crate::{Error, Result, sys};
 
 /// What a file entry needs to know of a file.
 #[derive(Debug, Clone)]
@@ -249,7 +249,7 @@ impl Files {
             && flags & libc::O_APPEND as u32 != 0;
         let validate = info.is_reg() && !append_only;
         let build_id = if validate {
-            build_id::build_id(file, info.size)
+            rcriu_images::build_id::build_id(file, info.size)
                 .map_err(Error::file(self.pid, &info.path))?
                 .unwrap_or_default()
         } else {

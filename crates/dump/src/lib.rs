@@ -35,7 +35,6 @@
 
 #![deny(unsafe_code)]
 
-mod build_id;
 pub mod core;
 mod error;
 pub mod files;

@@ -13,8 +13,8 @@ use rcriu_dump::{Dump, Error};
 use rcriu_images::pages::{PE_LAZY, PE_PRESENT, PageRun};
 use rcriu_images::{ImageDir, pb};
 use rcriu_test_support::{
-    Counter, HANG_GUARD, ProcSnapshot, TempDir, Workload, require_root, signal, trace_lock,
-    wait_child, workload,
+    Counter, HANG_GUARD, ProcSnapshot, TempDir, Workload, no_inherited_fds, require_root, signal,
+    trace_lock, wait_child, workload,
 };
 
 const PAGE: u64 = 4096;
@@ -68,27 +68,6 @@ fn read_images(path: &Path, pid: i32) -> Images {
         ids,
         dir,
     }
-}
-
-/// Marks the fds this test process inherited (the harness's) close-on-exec,
-/// so that workloads do not inherit them: a dump would see them.
-fn no_inherited_fds() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        for e in std::fs::read_dir("/proc/self/fd").unwrap() {
-            let fd: i32 = e.unwrap().file_name().to_string_lossy().parse().unwrap();
-            if fd > 2 {
-                // SAFETY: F_GETFD/F_SETFD only change the fd's close-on-exec
-                // flag (an fd closed meanwhile just fails).
-                unsafe {
-                    let f = libc::fcntl(fd, libc::F_GETFD);
-                    if f >= 0 {
-                        libc::fcntl(fd, libc::F_SETFD, f | libc::FD_CLOEXEC);
-                    }
-                }
-            }
-        }
-    });
 }
 
 /// Starts a workload and waits until it has let go of the readiness pipe

@@ -35,6 +35,7 @@
 //! be UTF-8, and the wire form of both types is the same.
 #![forbid(unsafe_code)]
 
+pub mod build_id;
 mod dir;
 mod error;
 mod file;

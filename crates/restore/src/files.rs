@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use rcriu_images::{ImageFile, pb};
@@ -76,9 +76,10 @@ fn validate(file: &File, path: &Path, reg: &pb::RegFileEntry, how: FileValidatio
         });
     }
     if how == FileValidation::BuildId && !reg.build_id.is_empty() {
-        let want: Vec<u8> = reg.build_id.iter().flat_map(|w| w.to_le_bytes()).collect();
-        match build_id(file) {
-            Some(have) if have == want => {}
+        let have = rcriu_images::build_id::build_id(file, meta.size())
+            .map_err(Error::file("reading the build-id of", path))?;
+        match have {
+            Some(have) if have == reg.build_id => {}
             Some(_) => {
                 return Err(Error::Validation {
                     path: path.to_owned(),
@@ -94,58 +95,6 @@ fn validate(file: &File, path: &Path, reg: &pb::RegFileEntry, how: FileValidatio
         }
     }
     Ok(())
-}
-
-/// The GNU build-id note of an ELF file, as CRIU reads it (the descriptor
-/// bytes, padded to whole u32 words).
-pub fn build_id(file: &File) -> Option<Vec<u8>> {
-    let mut hdr = [0u8; 64];
-    file.read_exact_at(&mut hdr, 0).ok()?;
-    if &hdr[..4] != b"\x7fELF" || hdr[4] != 2 || hdr[5] != 1 {
-        return None;
-    }
-    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
-    let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
-    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
-    let phoff = u64_at(&hdr, 32);
-    let phentsize = u16_at(&hdr, 54) as u64;
-    let phnum = u16_at(&hdr, 56) as u64;
-    if phentsize < 56 || phnum > 256 {
-        return None;
-    }
-    let mut phdrs = vec![0u8; (phentsize * phnum) as usize];
-    file.read_exact_at(&mut phdrs, phoff).ok()?;
-    for i in 0..phnum as usize {
-        let ph = &phdrs[i * phentsize as usize..];
-        if u32_at(ph, 0) != 4 {
-            continue; // PT_NOTE
-        }
-        let (off, size) = (u64_at(ph, 8), u64_at(ph, 32));
-        if size > 64 * 1024 {
-            continue;
-        }
-        let mut notes = vec![0u8; size as usize];
-        file.read_exact_at(&mut notes, off).ok()?;
-        let mut p = 0usize;
-        while p + 12 <= notes.len() {
-            let namesz = u32_at(&notes, p) as usize;
-            let descsz = u32_at(&notes, p + 4) as usize;
-            let ty = u32_at(&notes, p + 8);
-            let name = p + 12;
-            let desc = name + namesz.next_multiple_of(4);
-            let next = desc + descsz.next_multiple_of(4);
-            if next > notes.len() {
-                break;
-            }
-            if ty == 3 && notes.get(name..name + namesz) == Some(b"GNU\0") {
-                let mut id = notes[desc..desc + descsz].to_vec();
-                id.resize(descsz.next_multiple_of(4), 0);
-                return Some(id);
-            }
-            p = next;
-        }
-    }
-    None
 }
 
 /// The fds to place in the process.

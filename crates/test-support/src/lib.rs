@@ -127,19 +127,7 @@ impl Workload {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        // SAFETY: setsid and close_range are async-signal-safe, as
-        // pre_exec requires. The workload holds its standard fds only:
-        // nothing the test process inherited (its launcher's pipes).
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-                Ok(())
-            });
-        }
+        in_new_session(&mut cmd);
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("starting workload {name}: {e}"));
@@ -511,17 +499,7 @@ impl Counter {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: setsid and close_range are async-signal-safe.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-                Ok(())
-            });
-        }
+        in_new_session(&mut cmd);
         let child = cmd.spawn().expect("starting the counter");
         Counter {
             pid: child.id() as i32,
@@ -567,5 +545,49 @@ impl Drop for Counter {
                 libc::waitpid(self.pid, std::ptr::null_mut(), 0);
             }
         }
+    }
+}
+
+/// Marks the fds this process inherited (a test harness's pipes, say)
+/// close-on-exec, so that the processes it starts hold none of them: a
+/// dump would see them.
+pub fn no_inherited_fds() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+            return;
+        };
+        for fd in dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        {
+            if fd > 2 {
+                // SAFETY: F_GETFD/F_SETFD only change the fd's close-on-exec
+                // flag (an fd closed meanwhile just fails).
+                unsafe {
+                    let f = libc::fcntl(fd, libc::F_GETFD);
+                    if f >= 0 {
+                        libc::fcntl(fd, libc::F_SETFD, f | libc::FD_CLOEXEC);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Makes `cmd`'s process the leader of a new session, holding no fd but
+/// its standard ones.
+fn in_new_session(cmd: &mut Command) {
+    // SAFETY: setsid and close_range are async-signal-safe, as pre_exec
+    // requires.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            Ok(())
+        });
     }
 }
