@@ -239,6 +239,7 @@ impl Restore {
             .as_ref()
             .and_then(|t| t.pdeath_sig)
             .unwrap_or(0);
+        args.ctty_fd = -1;
         args.go_fd = go_rd.as_raw_fd();
         args.pages_fd = pages_file.as_raw_fd();
         args.cwd_fd = cwd.as_raw_fd();

@@ -89,6 +89,7 @@ pub enum Step {
     Sas = 23,
     Attrs = 24,
     Groups = 25,
+    Ctty = 26,
 }
 
 impl Step {
@@ -120,6 +121,7 @@ impl Step {
             23 => Step::Sas,
             24 => Step::Attrs,
             25 => Step::Groups,
+            26 => Step::Ctty,
             _ => Step::None,
         }
     }
@@ -155,6 +157,7 @@ impl Step {
                 "setting process attributes (personality, subreaper, dumpable, oom_score_adj)"
             }
             Step::Groups => "setting the supplementary groups",
+            Step::Ctty => "setting the controlling terminal",
         }
     }
 }
@@ -348,7 +351,10 @@ pub struct Args {
     /// The line to write to /proc/self/oom_score_adj (len 0: none).
     pub oom_score_adj: [u8; 16],
     pub oom_score_adj_len: u32,
-    pub _pad2: u32,
+    /// The fd (a final number) of the terminal to make the controlling
+    /// one (TIOCSCTTY) once the session exists and the fds are placed; -1
+    /// for none.
+    pub ctty_fd: i32,
 }
 
 const _: () = {

@@ -43,6 +43,7 @@ const NR_RT_SIGACTION: i64 = 13;
 const NR_RT_SIGPROCMASK: i64 = 14;
 const NR_MREMAP: i64 = 25;
 const NR_MADVISE: i64 = 28;
+const NR_IOCTL: i64 = 16;
 const NR_FCNTL: i64 = 72;
 const NR_FCHDIR: i64 = 81;
 const NR_UMASK: i64 = 95;
@@ -87,6 +88,7 @@ const PR_SET_NO_NEW_PRIVS: u64 = 38;
 const PR_SET_MM: u64 = 35;
 const PR_SET_MM_MAP: u64 = 14;
 const RSEQ_FLAG_UNREGISTER: u64 = 1;
+const TIOCSCTTY: u64 = 0x540e;
 
 /// A failure: the step's item and the kernel's answer.
 struct Fail(u32, i64);
@@ -235,6 +237,10 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
     }
     let s = at(Step::Fds, a);
     place_fds(a).map_err(|f| (s, f))?;
+    if a.ctty_fd >= 0 {
+        let s = at(Step::Ctty, a);
+        ok(value(NR_IOCTL, a.ctty_fd as u64, TIOCSCTTY, 0), 0).map_err(|f| (s, f))?;
+    }
     let s = at(Step::Parent, a);
     ok(value(NR_PRCTL, PR_SET_PDEATHSIG, a.pdeath_sig as u64, 0), 2).map_err(|f| (s, f))?;
     if a.no_new_privs != 0 {
