@@ -48,6 +48,8 @@ struct Layout {
     args: usize,
     sigframe: usize,
     stack_top: usize,
+    /// The stack of one-shot commands run on the other threads.
+    thread_stack_top: usize,
     len: usize,
 }
 
@@ -56,11 +58,13 @@ impl Layout {
         let args = blob::IMAGE.len().next_multiple_of(PAGE);
         let sigframe = args + ARGS_SIZE;
         let stack = sigframe + SIGFRAME_SIZE;
-        let len = stack + STACK_SIZE;
+        let thread_stack = stack + STACK_SIZE;
+        let len = thread_stack + STACK_SIZE;
         Layout {
             args,
             sigframe,
-            stack_top: len - STACK_REDZONE,
+            stack_top: thread_stack - STACK_REDZONE,
+            thread_stack_top: len - STACK_REDZONE,
             len,
         }
     }
@@ -417,6 +421,68 @@ impl<'s> Parasite<'s> {
             out.extend_from_slice(&a.timers[..chunk.len()]);
         }
         Ok(out)
+    }
+
+    /// Runs one-shot command `cmd` on another thread of the process (one
+    /// stopped by the seize), while the daemon waits: its own registers,
+    /// FPU state and signal mask are put back afterwards.
+    fn run_in_thread(&mut self, thread: &Thread, cmd: Cmd, name: &'static str) -> Result<()> {
+        let pid = self.pid();
+        let tid = thread.tid;
+        if tid == self.thread.tid {
+            return Err(Error::Protocol {
+                pid,
+                what: format!("{name} on the daemon's own thread as a one-shot command"),
+            });
+        }
+        let ctx = ThreadCtx::capture(tid)?;
+        let mut regs = ctx.regs.for_call(
+            self.base + blob::HEAD as u64,
+            Some(self.base + self.layout.thread_stack_top as u64),
+        );
+        regs.di = cmd as u64;
+        regs.si = self.base + self.layout.args as u64;
+        let run = || -> Result<u64> {
+            sys::set_sigmask(tid, remote::BLOCK_ALL_BUT_TRAP)
+                .map_err(Error::ptrace("blocking signals", tid))?;
+            sys::set_regs(tid, &regs).map_err(Error::ptrace("setting the registers", tid))?;
+            let stop = remote::resume_until(thread, Resume::Cont)?;
+            if stop != Stop::Trap {
+                return Err(Error::UnexpectedStop {
+                    tid,
+                    what: format!("a syscall stop instead of the end of {name}"),
+                });
+            }
+            let out = sys::get_regs(tid).map_err(Error::ptrace("reading the registers", tid))?;
+            Ok(out.ax)
+        };
+        let r = run();
+        // Whatever happened, the thread gets its own state back.
+        let back = ctx.restore();
+        let ax = r?;
+        back?;
+        if (ax as i64) < 0 {
+            return Err(Error::Command {
+                pid,
+                cmd: name,
+                at: 0,
+                source: std::io::Error::from_raw_os_error(-(ax as i64) as i32),
+            });
+        }
+        Ok(())
+    }
+
+    /// The alternate signal stack of another thread.
+    pub fn thread_sigaltstack(&mut self, thread: &Thread) -> Result<StackT> {
+        self.run_in_thread(thread, Cmd::Sigaltstack, "sigaltstack")?;
+        let a: SigaltstackArgs = self.get_args();
+        Ok(a.stack)
+    }
+
+    /// The credentials of another thread, as it sees them.
+    pub fn thread_creds(&mut self, thread: &Thread) -> Result<Box<CredsArgs>> {
+        self.run_in_thread(thread, Cmd::Creds, "creds")?;
+        Ok(Box::new(self.get_args()))
     }
 
     /// The alternate signal stack of the parasite's thread.

@@ -29,6 +29,10 @@ const PTRACE_GETSIGMASK: u32 = 0x420a;
 const PTRACE_SETSIGMASK: u32 = 0x420b;
 const PTRACE_GET_RSEQ_CONFIGURATION: u32 = 0x420f;
 const PTRACE_GET_THREAD_AREA: u32 = 25;
+const PTRACE_PEEKSIGINFO: u32 = 0x4209;
+const PTRACE_PEEKSIGINFO_SHARED: u32 = 1;
+const PTRACE_SECCOMP_GET_FILTER: u32 = 0x420c;
+const PTRACE_SECCOMP_GET_METADATA: u32 = 0x420d;
 const NT_PRSTATUS: usize = 1;
 const NT_X86_XSTATE: usize = 0x202;
 
@@ -206,6 +210,74 @@ pub fn get_thread_area(tid: Pid, entry: u32) -> io::Result<[u32; 4]> {
         d.as_mut_ptr() as usize,
     )?;
     Ok(d)
+}
+
+/// The signals pending for a thread (`shared`: for its whole process),
+/// each as the 128 bytes of its `siginfo_t`, oldest first; they stay
+/// queued.
+pub fn peek_siginfo(tid: Pid, shared: bool) -> io::Result<Vec<[u8; 128]>> {
+    #[repr(C)]
+    struct Args {
+        off: u64,
+        flags: u32,
+        nr: i32,
+    }
+    const BATCH: usize = 32;
+    let mut out = Vec::new();
+    loop {
+        let mut buf = [[0u8; 128]; BATCH];
+        let mut a = Args {
+            off: out.len() as u64,
+            flags: if shared { PTRACE_PEEKSIGINFO_SHARED } else { 0 },
+            nr: BATCH as i32,
+        };
+        let n = ptrace(
+            PTRACE_PEEKSIGINFO,
+            tid,
+            std::ptr::from_mut(&mut a) as usize,
+            buf.as_mut_ptr() as usize,
+        )? as usize;
+        out.extend_from_slice(&buf[..n.min(BATCH)]);
+        if n < BATCH {
+            return Ok(out);
+        }
+    }
+}
+
+/// The seccomp filters of a thread, oldest (first installed) first: each
+/// program (its `struct sock_filter` array) and its flags (0 when the
+/// kernel cannot tell).
+pub fn seccomp_filters(tid: Pid) -> io::Result<Vec<(Vec<u8>, u64)>> {
+    /// BPF_MAXINSNS instructions of 8 bytes.
+    const MAX: usize = 4096 * 8;
+    let mut out = Vec::new();
+    for i in 0usize.. {
+        let mut prog = vec![0u8; MAX];
+        let n = match ptrace(
+            PTRACE_SECCOMP_GET_FILTER,
+            tid,
+            i,
+            prog.as_mut_ptr() as usize,
+        ) {
+            Ok(n) => n as usize,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
+            Err(e) => return Err(e),
+        };
+        prog.truncate(n * 8);
+        let mut meta = [i as u64, 0u64];
+        let flags = match ptrace(
+            PTRACE_SECCOMP_GET_METADATA,
+            tid,
+            size_of::<[u64; 2]>(),
+            meta.as_mut_ptr() as usize,
+        ) {
+            Ok(_) => meta[1],
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => 0,
+            Err(e) => return Err(e),
+        };
+        out.push((prog, flags));
+    }
+    Ok(out)
 }
 
 /// How a waited-for task changed.

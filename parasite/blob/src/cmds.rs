@@ -209,14 +209,6 @@ fn rseq(a: &mut RseqArgs) -> Ret {
     (0, 0)
 }
 
-const PR_GET_PDEATHSIG: u64 = 2;
-const PR_GET_DUMPABLE: u64 = 3;
-const PR_CAPBSET_READ: u64 = 23;
-const PR_GET_SECUREBITS: u64 = 27;
-const PR_GET_CHILD_SUBREAPER: u64 = 37;
-const PR_GET_NO_NEW_PRIVS: u64 = 39;
-const PR_GET_THP_DISABLE: u64 = 42;
-const PR_CAP_AMBIENT: u64 = 47;
 const PR_CAP_AMBIENT_IS_SET: u64 = 1;
 const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
@@ -251,7 +243,7 @@ fn creds(a: &mut CredsArgs) -> Ret {
     a.cap_amb = 0;
     a.cap_last = 0;
     for cap in 0..64u64 {
-        let r = sys::value(sys::NR_PRCTL, PR_CAPBSET_READ, cap, 0);
+        let r = sys::value(sys::NR_PRCTL, sys::PR_CAPBSET_READ, cap, 0);
         if r < 0 {
             break;
         }
@@ -259,25 +251,31 @@ fn creds(a: &mut CredsArgs) -> Ret {
         if r == 1 {
             a.cap_bnd |= 1 << cap;
         }
-        if sys::value(sys::NR_PRCTL, PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap) == 1 {
+        if sys::value(
+            sys::NR_PRCTL,
+            sys::PR_CAP_AMBIENT,
+            PR_CAP_AMBIENT_IS_SET,
+            cap,
+        ) == 1
+        {
             a.cap_amb |= 1 << cap;
         }
     }
-    let r = sys::value(sys::NR_PRCTL, PR_GET_SECUREBITS, 0, 0);
+    let r = sys::value(sys::NR_PRCTL, sys::PR_GET_SECUREBITS, 0, 0);
     if r < 0 {
         return failed(r, sys::NR_PRCTL);
     }
     a.securebits = r as u32;
-    a.no_new_privs = sys::value(sys::NR_PRCTL, PR_GET_NO_NEW_PRIVS, 0, 0) as u32;
-    a.dumpable = sys::value(sys::NR_PRCTL, PR_GET_DUMPABLE, 0, 0) as u32;
-    a.thp_disabled = sys::value(sys::NR_PRCTL, PR_GET_THP_DISABLE, 0, 0) as u32;
+    a.no_new_privs = sys::value(sys::NR_PRCTL, sys::PR_GET_NO_NEW_PRIVS, 0, 0) as u32;
+    a.dumpable = sys::value(sys::NR_PRCTL, sys::PR_GET_DUMPABLE, 0, 0) as u32;
+    a.thp_disabled = sys::value(sys::NR_PRCTL, sys::PR_GET_THP_DISABLE, 0, 0) as u32;
     let mut v: i32 = 0;
-    let r = sys::prctl_get_int(PR_GET_PDEATHSIG, &mut v);
+    let r = sys::prctl_get_int(sys::PR_GET_PDEATHSIG, &mut v);
     if r < 0 {
         return failed(r, sys::NR_PRCTL);
     }
     a.pdeath_sig = v as u32;
-    let r = sys::prctl_get_int(PR_GET_CHILD_SUBREAPER, &mut v);
+    let r = sys::prctl_get_int(sys::PR_GET_CHILD_SUBREAPER, &mut v);
     if r < 0 {
         return failed(r, sys::NR_PRCTL);
     }

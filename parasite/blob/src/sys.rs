@@ -8,8 +8,6 @@ use core::mem::size_of;
 
 use rcriu_parasite_abi::CtlMsg;
 
-pub const EINVAL: i64 = 22;
-
 pub const SIGPIPE: i32 = 13;
 
 pub const AF_UNIX: i32 = 1;
@@ -20,31 +18,7 @@ const MSG_CMSG_CLOEXEC: i32 = 0x40000000;
 const SOL_SOCKET: i32 = 1;
 const SCM_RIGHTS: i32 = 1;
 
-pub const NR_CLOSE: i64 = 3;
-pub const NR_MPROTECT: i64 = 10;
-pub const NR_RT_SIGACTION: i64 = 13;
-pub const NR_GETITIMER: i64 = 36;
-pub const NR_SOCKET: i64 = 41;
-pub const NR_CONNECT: i64 = 42;
-pub const NR_SENDMSG: i64 = 46;
-pub const NR_RECVMSG: i64 = 47;
-pub const NR_UMASK: i64 = 95;
-pub const NR_GETGROUPS: i64 = 115;
-pub const NR_GETRESUID: i64 = 118;
-pub const NR_GETRESGID: i64 = 120;
-pub const NR_SETFSUID: i64 = 122;
-pub const NR_SETFSGID: i64 = 123;
-pub const NR_CAPGET: i64 = 125;
-pub const NR_RT_SIGPENDING: i64 = 127;
-pub const NR_RT_SIGTIMEDWAIT: i64 = 128;
-pub const NR_SIGALTSTACK: i64 = 131;
-pub const NR_PERSONALITY: i64 = 135;
-pub const NR_PRCTL: i64 = 157;
-pub const NR_ARCH_PRCTL: i64 = 158;
-pub const NR_GET_THREAD_AREA: i64 = 211;
-pub const NR_TIMER_GETTIME: i64 = 224;
-pub const NR_TIMER_GETOVERRUN: i64 = 225;
-pub const NR_VMSPLICE: i64 = 278;
+pub use rcriu_blob_rt::nr::*;
 
 pub const SPLICE_F_GIFT: u64 = 8;
 

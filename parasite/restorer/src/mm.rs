@@ -1,0 +1,193 @@
+//! The address space: rcriu's unmapped, the vDSO moved where the process
+//! had it, the process's areas mapped in place, filled from the pages
+//! file, advised and protected; then the mm fields.
+
+use rcriu_blob_rt::nr::*;
+use rcriu_blob_rt::syscall::{addr, call, syscall6};
+use rcriu_parasite_abi::restorer::{Args, IoVec, ReadBatch, Vma};
+
+use crate::{Fail, Res, array, ok};
+
+pub fn unmap_rcriu(a: &Args) -> Res {
+    let keep = &a.keep[..(a.nr_keep as usize).min(a.keep.len())];
+    let mut from = 0u64;
+    for (i, k) in keep.iter().enumerate() {
+        if k.start > from {
+            // SAFETY: rcriu lists in `keep` every range this code, its
+            // args and its stack live in; the rest is rcriu's, dead here.
+            let r = unsafe { call(NR_MUNMAP, from, k.start - from, 0, 0) };
+            ok(r, i as u32)?;
+        }
+        from = from.max(k.end);
+    }
+    if a.task_size > from {
+        // SAFETY: as above.
+        let r = unsafe { call(NR_MUNMAP, from, a.task_size - from, 0, 0) };
+        ok(r, keep.len() as u32)?;
+    }
+    Ok(())
+}
+
+pub fn move_vdso(a: &Args) -> Res {
+    let n = (a.nr_vdso_moves as usize).min(a.vdso_moves.len());
+    for (i, m) in a.vdso_moves[..n].iter().enumerate() {
+        if m.from.start == m.to {
+            continue;
+        }
+        let len = m.from.end - m.from.start;
+        // SAFETY: the kernel's own special mappings move to where the
+        // process had them; rcriu planned the moves not to overlap
+        // anything in use.
+        let r = unsafe {
+            syscall6(
+                NR_MREMAP,
+                m.from.start,
+                len,
+                len,
+                MREMAP_MAYMOVE | MREMAP_FIXED,
+                m.to,
+                0,
+            )
+        };
+        if ok(r, i as u32)? as u64 != m.to {
+            return Err(Fail(i as u32, -EINVAL));
+        }
+    }
+    Ok(())
+}
+
+fn vmas(a: &Args) -> &[Vma] {
+    // SAFETY: rcriu wrote `nr_vmas` areas at `vmas`.
+    unsafe { array(a.vmas, a.nr_vmas) }
+}
+
+pub fn map_vmas(a: &Args) -> Res {
+    for (i, v) in vmas(a).iter().enumerate() {
+        // Writable while it is filled, protected as it was afterwards; an
+        // area with nothing to fill gets its protection at once.
+        let prot = if v.fill != 0 {
+            PROT_READ | PROT_WRITE
+        } else {
+            v.prot as u64
+        };
+        // SAFETY: the areas lie where the process had them, outside the
+        // region (rcriu placed the region in a hole of the process's
+        // layout) and, rcriu's memory gone, over nothing in use.
+        let r = unsafe {
+            syscall6(
+                NR_MMAP,
+                v.start,
+                v.end - v.start,
+                prot,
+                v.flags as u64 | MAP_FIXED,
+                v.fd as i64 as u64,
+                v.pgoff,
+            )
+        };
+        if ok(r, i as u32)? as u64 != v.start {
+            return Err(Fail(i as u32, -EINVAL));
+        }
+    }
+    Ok(())
+}
+
+pub fn read_pages(a: &Args) -> Res {
+    // SAFETY: rcriu wrote `nr_iovs` iovecs and `nr_batches` batches.
+    let iovs: &[IoVec] = unsafe { array(a.iovs, a.nr_iovs) };
+    // SAFETY: as above.
+    let batches: &[ReadBatch] = unsafe { array(a.batches, a.nr_batches) };
+    for (i, b) in batches.iter().enumerate() {
+        let first = b.first as usize;
+        let Some(group) = iovs.get(first..first + b.nr as usize) else {
+            return Err(Fail(i as u32, -EINVAL));
+        };
+        read_batch(a.pages_fd, group, b.off).map_err(|f| Fail(i as u32, f.1))?;
+    }
+    Ok(())
+}
+
+/// `preadv` of one batch, going on after short reads.
+fn read_batch(fd: i32, group: &[IoVec], off: u64) -> Res {
+    let want: u64 = group.iter().map(|v| v.len).sum();
+    let mut done = 0u64;
+    let mut idx = 0usize;
+    let mut skip = 0u64;
+    while done < want {
+        let rest = &group[idx..];
+        let r = if skip == 0 {
+            // SAFETY: the iovecs cover areas mapped writable above.
+            unsafe {
+                call(
+                    NR_PREADV,
+                    fd as u64,
+                    rest.as_ptr() as u64,
+                    rest.len() as u64,
+                    off + done,
+                )
+            }
+        } else {
+            // Finish a partly read iovec first.
+            let v = IoVec {
+                base: rest[0].base + skip,
+                len: rest[0].len - skip,
+            };
+            // SAFETY: as above, the rest of one mapped area.
+            unsafe { call(NR_PREADV, fd as u64, addr(&v), 1, off + done) }
+        };
+        if r == -EINTR {
+            continue;
+        }
+        if r <= 0 {
+            return Err(Fail(0, if r < 0 { r } else { -EIO }));
+        }
+        done += r as u64;
+        let mut left = r as u64 + skip;
+        while idx < group.len() && left >= group[idx].len {
+            left -= group[idx].len;
+            idx += 1;
+        }
+        skip = left;
+    }
+    Ok(())
+}
+
+pub fn madvise_vmas(a: &Args) -> Res {
+    for (i, v) in vmas(a).iter().enumerate() {
+        let mut bits = v.madv;
+        while bits != 0 {
+            let advice = bits.trailing_zeros() as u64;
+            bits &= bits - 1;
+            // SAFETY: advice on the process's own area, as it had it.
+            let r = unsafe { call(NR_MADVISE, v.start, v.end - v.start, advice, 0) };
+            ok(r, i as u32)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn protect_vmas(a: &Args) -> Res {
+    for (i, v) in vmas(a).iter().enumerate() {
+        if v.fill == 0 || v.prot as u64 == PROT_READ | PROT_WRITE {
+            continue;
+        }
+        // SAFETY: the process's own area gets its own protection back.
+        let r = unsafe { call(NR_MPROTECT, v.start, v.end - v.start, v.prot as u64, 0) };
+        ok(r, i as u32)?;
+    }
+    Ok(())
+}
+
+pub fn set_mm(a: &mut Args) -> Res {
+    a.mm.auxv = addr(&a.auxv);
+    // SAFETY: the kernel reads one prctl_mm_map and the auxv it points to.
+    let r = unsafe {
+        call(
+            NR_PRCTL,
+            PR_SET_MM,
+            PR_SET_MM_MAP,
+            addr(&a.mm),
+            core::mem::size_of_val(&a.mm) as u64,
+        )
+    };
+    ok(r, 0).map(drop)
+}

@@ -1,0 +1,153 @@
+//! The process-wide state: signals, session, time namespace, cwd and
+//! root, signal actions, limits, attributes.
+
+use rcriu_blob_rt::nr::*;
+use rcriu_blob_rt::syscall::{addr, addr_mut, call, value};
+use rcriu_parasite_abi::restorer::Args;
+
+use crate::{Fail, Res, ok};
+
+const DOT: &[u8] = b".\0";
+
+const OOM_SCORE_ADJ: &[u8] = b"/proc/self/oom_score_adj\0";
+
+const TIME_FOR_CHILDREN: &[u8] = b"/proc/self/ns/time_for_children\0";
+
+const TIMENS_OFFSETS: &[u8] = b"/proc/self/timens_offsets\0";
+
+pub fn block_signals() -> Res {
+    let all: u64 = !0;
+    // SAFETY: the kernel reads one sigset from `all`.
+    let r = unsafe { call(NR_RT_SIGPROCMASK, SIG_SETMASK, addr(&all), 0, 8) };
+    ok(r, 0).map(drop)
+}
+
+pub fn drop_rseq(a: &Args) -> Res {
+    let r = a.self_rseq;
+    if r.addr == 0 {
+        return Ok(());
+    }
+    // SAFETY: unregistering only compares the address with the current
+    // registration.
+    let ret = unsafe {
+        call(
+            NR_RSEQ,
+            r.addr,
+            r.len as u64,
+            RSEQ_FLAG_UNREGISTER,
+            r.sig as u64,
+        )
+    };
+    // EINVAL: nothing registered (or not that), which is as good.
+    if ret < 0 && ret != -EINVAL {
+        return Err(Fail(0, ret));
+    }
+    Ok(())
+}
+
+pub fn wait_go(a: &Args) -> Res {
+    let mut b = 0u8;
+    loop {
+        // SAFETY: the kernel writes one byte to `b`.
+        let r = unsafe { call(NR_READ, a.go_fd as u64, addr_mut(&mut b), 1, 0) };
+        if r == -EINTR {
+            continue;
+        }
+        if r != 1 {
+            return Err(Fail(0, if r < 0 { r } else { -EIO }));
+        }
+        return Ok(());
+    }
+}
+
+pub fn enter_timens(a: &Args) -> Res {
+    ok(value(NR_UNSHARE, CLONE_NEWTIME, 0, 0), 0)?;
+    // SAFETY: a NUL-terminated path the kernel reads.
+    let fd = unsafe { call(NR_OPEN, addr(TIMENS_OFFSETS), O_WRONLY | O_CLOEXEC, 0, 0) };
+    let fd = ok(fd, 1)?;
+    for (i, line) in a.timens.iter().enumerate() {
+        let len = (a.timens_len[i] as usize).min(line.len());
+        if len == 0 {
+            continue;
+        }
+        // SAFETY: the kernel reads `len` bytes of the line.
+        let r = unsafe { call(NR_WRITE, fd as u64, addr(line), len as u64, 0) };
+        if r != len as i64 {
+            value(NR_CLOSE, fd as u64, 0, 0);
+            return Err(Fail(2 + i as u32, if r < 0 { r } else { -EIO }));
+        }
+    }
+    value(NR_CLOSE, fd as u64, 0, 0);
+    // SAFETY: a NUL-terminated path the kernel reads.
+    let ns = unsafe { call(NR_OPEN, addr(TIME_FOR_CHILDREN), O_RDONLY | O_CLOEXEC, 0, 0) };
+    let ns = ok(ns, 4)?;
+    let r = value(NR_SETNS, ns as u64, CLONE_NEWTIME, 0);
+    value(NR_CLOSE, ns as u64, 0, 0);
+    ok(r, 5).map(drop)
+}
+
+pub fn set_attrs(a: &Args) -> Res {
+    ok(value(NR_PERSONALITY, a.personality as u64, 0, 0), 0)?;
+    ok(
+        value(
+            NR_PRCTL,
+            PR_SET_CHILD_SUBREAPER,
+            a.child_subreaper as u64,
+            0,
+        ),
+        1,
+    )?;
+    // 2 (suid_dumpable) cannot be set by prctl: rcriu passes only 0 or 1.
+    ok(value(NR_PRCTL, PR_SET_DUMPABLE, a.dumpable as u64, 0), 2)?;
+    let len = (a.oom_score_adj_len as usize).min(a.oom_score_adj.len());
+    if len > 0 {
+        // SAFETY: a NUL-terminated path the kernel reads.
+        let fd = unsafe { call(NR_OPEN, addr(OOM_SCORE_ADJ), O_WRONLY | O_CLOEXEC, 0, 0) };
+        let fd = ok(fd, 3)?;
+        // SAFETY: the kernel reads `len` bytes of the line.
+        let r = unsafe { call(NR_WRITE, fd as u64, addr(&a.oom_score_adj), len as u64, 0) };
+        value(NR_CLOSE, fd as u64, 0, 0);
+        if r != len as i64 {
+            return Err(Fail(3, if r < 0 { r } else { -EIO }));
+        }
+    }
+    Ok(())
+}
+
+pub fn set_fs(a: &Args) -> Res {
+    if a.root_fd >= 0 {
+        ok(value(NR_FCHDIR, a.root_fd as u64, 0, 0), 0)?;
+        // SAFETY: a NUL-terminated path the kernel reads.
+        ok(unsafe { call(NR_CHROOT, addr(DOT), 0, 0, 0) }, 1)?;
+    }
+    ok(value(NR_FCHDIR, a.cwd_fd as u64, 0, 0), 2)?;
+    value(NR_UMASK, a.umask as u64, 0, 0);
+    Ok(())
+}
+
+pub fn set_sigactions(a: &Args) -> Res {
+    for (i, act) in a.sigactions.iter().enumerate() {
+        let sig = i as u64 + 1;
+        if a.sigaction_set & (1 << i) == 0 || sig == 9 || sig == 19 {
+            continue;
+        }
+        // SAFETY: the kernel reads one `struct sigaction`.
+        let r = unsafe { call(NR_RT_SIGACTION, sig, addr(act), 0, 8) };
+        ok(r, sig as u32)?;
+    }
+    Ok(())
+}
+
+/// Limits that cannot be set (raising a hard limit takes CAP_SYS_RESOURCE)
+/// keep their current value; rcriu reports them.
+pub fn set_rlimits(a: &mut Args) {
+    let n = (a.nr_rlimits as usize).min(a.rlimits.len());
+    for i in 0..n {
+        let lim = a.rlimits[i];
+        // SAFETY: the kernel reads one rlimit64.
+        let r = unsafe { call(NR_PRLIMIT64, 0, i as u64, addr(&lim), 0) };
+        if r < 0 {
+            a.rlimit_failed |= 1 << i;
+        }
+    }
+}
