@@ -22,7 +22,7 @@ use rcriu_parasite_abi::{
     ARGS_SIZE, Cmd, CredsArgs, CtlMsg, DumpPagesArgs, FdsArgs, InitArgs, IoVec, ItimersArgs,
     KSigaction, MAX_FDS, MAX_IOVS, MAX_MPROTECT, MAX_POSIX_TIMERS, MprotectArgs, MprotectRange,
     PosixTimer, PosixTimersArgs, RseqArgs, SIGFRAME_SIZE, STACK_REDZONE, STACK_SIZE,
-    SigactionsArgs, SigaltstackArgs, StackT, TlsArgs,
+    SigactionsArgs, SigaltstackArgs, StackT, ThreadInfoArgs, TlsArgs,
 };
 use rcriu_proc::Pid;
 
@@ -472,17 +472,23 @@ impl<'s> Parasite<'s> {
         Ok(())
     }
 
+    /// What `thread` holds of its own (tid address, timer slack, alternate
+    /// stack, name, credentials), read from inside it: on the parasite's
+    /// thread as a daemon command, on any other as a one-shot.
+    pub fn thread_info(&mut self, thread: &Thread) -> Result<Box<ThreadInfoArgs>> {
+        if thread.tid == self.thread.tid {
+            self.call(Cmd::Thread, "thread", &[])?;
+        } else {
+            self.run_in_thread(thread, Cmd::Thread, "thread")?;
+        }
+        Ok(Box::new(self.get_args()))
+    }
+
     /// The alternate signal stack of another thread.
     pub fn thread_sigaltstack(&mut self, thread: &Thread) -> Result<StackT> {
         self.run_in_thread(thread, Cmd::Sigaltstack, "sigaltstack")?;
         let a: SigaltstackArgs = self.get_args();
         Ok(a.stack)
-    }
-
-    /// The credentials of another thread, as it sees them.
-    pub fn thread_creds(&mut self, thread: &Thread) -> Result<Box<CredsArgs>> {
-        self.run_in_thread(thread, Cmd::Creds, "creds")?;
-        Ok(Box::new(self.get_args()))
     }
 
     /// The alternate signal stack of the parasite's thread.

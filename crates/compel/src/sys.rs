@@ -797,6 +797,8 @@ unsafe impl Pod for rcriu_parasite_abi::RseqArgs {}
 // SAFETY: as above.
 unsafe impl Pod for rcriu_parasite_abi::CredsArgs {}
 // SAFETY: as above.
+unsafe impl Pod for rcriu_parasite_abi::ThreadInfoArgs {}
+// SAFETY: as above.
 unsafe impl Pod for rcriu_parasite_abi::FdsArgs {}
 // SAFETY: as above.
 unsafe impl Pod for rcriu_parasite_abi::DumpPagesArgs {}

@@ -1,13 +1,18 @@
-//! `core-TID.img`: the thread's registers (after the syscall-restart
+//! `core-TID.img`, one per thread: its registers (after the syscall-restart
 //! adjustment), its FPU/xsave state laid out as CRIU 4.2 lays it out, its
-//! TLS slots, and the process's embedded state: signal actions, interval
-//! timers, resource limits, credentials, scheduling, rseq.
+//! TLS slots and what it holds of its own (credentials, alternate stack,
+//! pending signals, scheduling, rseq, seccomp); the leader's also holds
+//! the process's state (`tc`): signal actions, timers, resource limits,
+//! process-wide pending signals.
 
-use rcriu_compel::abi::{CredsArgs, ItimersArgs, Itimerval, KSigaction, StackT};
+use rcriu_compel::abi::{CredsArgs, ItimersArgs, Itimerval, KSigaction, ThreadInfoArgs};
 use rcriu_compel::regs::XSAVE_HDR_OFFSET;
-use rcriu_compel::{ThreadCtx, UserRegs, Xstate};
+use rcriu_compel::{UserRegs, Xstate};
 use rcriu_images::pb;
-use rcriu_proc::{Limits, Pid};
+use rcriu_proc::Limits;
+
+use crate::seccomp::CoreFields;
+use crate::threads::Outside;
 
 /// CRIU's task states (`TASK_ALIVE`, `TASK_STOPPED`).
 pub const TASK_ALIVE: u32 = 1;
@@ -23,19 +28,21 @@ const ZMM_HI256: u32 = 6;
 const HI16_ZMM: u32 = 7;
 const PKRU: u32 = 9;
 
-/// Everything the core image is made of.
+/// What one thread's core is made of.
 #[derive(Debug)]
-pub struct Parts<'a> {
-    pub pid: Pid,
-    pub ctx: &'a ThreadCtx,
-    /// The legacy FPU area from `PTRACE_GETFPREGS`, used (as CRIU uses it)
-    /// when the xsave header says x87 or SSE state is in its initial
-    /// configuration.
-    pub fpregs: Option<[u8; 512]>,
+pub struct ThreadParts<'a> {
+    pub out: &'a Outside,
+    /// What the thread told the parasite.
+    pub info: &'a ThreadInfoArgs,
     /// The instruction pointer to store (after the rseq fixup).
     pub ip: u64,
-    pub tls: [[u32; 4]; 3],
-    pub clear_tid_addr: u64,
+    pub seccomp: CoreFields,
+    pub cg_set: u32,
+}
+
+/// What the leader's core holds for the whole process (`tc`).
+#[derive(Debug)]
+pub struct ProcessParts<'a> {
     pub comm: Vec<u8>,
     pub stat_flags: u32,
     pub personality: u32,
@@ -44,15 +51,16 @@ pub struct Parts<'a> {
     pub limits: Limits,
     pub sigactions: &'a [KSigaction],
     pub itimers: ItimersArgs,
-    pub sas: StackT,
-    pub creds: &'a CredsArgs,
-    pub robust_list: (u64, u64),
-    pub sched: (u32, Option<u32>, i32),
-    pub rseq: pb::RseqEntry,
+    pub posix_timers: Vec<pb::PosixTimerEntry>,
+    /// Signals pending for the whole process, oldest first.
+    pub signals: &'a [[u8; 128]],
+    pub child_subreaper: bool,
     pub stop_signo: Option<u32>,
     pub membarrier: u32,
-    pub cg_set: u32,
 }
+
+/// The kernel's default timer slack (50 µs): not written.
+const DEFAULT_TIMER_SLACK_NS: u64 = 50_000;
 
 fn gpregs(r: &UserRegs) -> pb::UserX86RegsEntry {
     pb::UserX86RegsEntry {
@@ -224,10 +232,79 @@ fn creds(c: &CredsArgs) -> pb::CredsEntry {
     }
 }
 
-/// The core image of the process's (only) thread.
-pub fn build(p: &Parts<'_>) -> pb::CoreEntry {
-    let mut regs = p.ctx.regs.adjusted_for_image();
-    regs.ip = p.ip;
+/// A queue of pending signals as CRIU stores it: each `siginfo_t` whole.
+pub fn signal_queue(infos: &[[u8; 128]]) -> pb::SignalQueueEntry {
+    pb::SignalQueueEntry {
+        signals: infos
+            .iter()
+            .map(|i| pb::SiginfoEntry {
+                siginfo: i.to_vec(),
+            })
+            .collect(),
+    }
+}
+
+/// The core image of a thread; the leader's also holds `tc`, the
+/// process's part ([`leader`]).
+pub fn thread(t: &ThreadParts<'_>) -> pb::CoreEntry {
+    let o = t.out;
+    let i = t.info;
+    let mut regs = o.ctx.regs.adjusted_for_image();
+    regs.ip = t.ip;
+    let (policy, prio, nice) = o.sched;
+    let comm_len = i.comm.iter().position(|&b| b == 0).unwrap_or(i.comm.len());
+    pb::CoreEntry {
+        mtype: pb::core_entry::March::X8664 as i32,
+        thread_info: Some(pb::ThreadInfoX86 {
+            clear_tid_addr: i.tid_addr,
+            gpregs: gpregs(&regs),
+            fpregs: fpregs(&o.ctx.xstate, o.fpregs.as_ref()),
+            tls: o.tls.iter().map(tls).collect(),
+        }),
+        tc: None,
+        ids: None,
+        thread_core: Some(pb::ThreadCoreEntry {
+            futex_rla: o.robust.0,
+            futex_rla_len: o.robust.1 as u32,
+            sched_nice: Some(nice),
+            sched_policy: Some(policy),
+            sched_prio: prio,
+            // The leader's mask is the process's, in tc.
+            blk_sigset: None,
+            sas: Some(pb::ThreadSasEntry {
+                ss_sp: i.sas.sp,
+                ss_size: i.sas.size,
+                ss_flags: i.sas.flags as u32,
+            }),
+            pdeath_sig: (i.creds.pdeath_sig != 0).then_some(i.creds.pdeath_sig),
+            signals_p: Some(signal_queue(&o.signals)),
+            creds: Some(creds(&i.creds)),
+            seccomp_mode: t.seccomp.mode.map(|m| m as i32),
+            seccomp_filter: t.seccomp.filter,
+            comm: Some(i.comm[..comm_len].to_vec()),
+            blk_sigset_extended: None,
+            rseq_entry: Some(o.rseq.entry()),
+            cg_set: Some(t.cg_set),
+            rcriu_timer_slack_ns: (i.timer_slack != DEFAULT_TIMER_SLACK_NS)
+                .then_some(i.timer_slack),
+        }),
+        ..Default::default()
+    }
+}
+
+/// The core image of a thread other than the leader: its own signal mask
+/// in `thread_core`.
+pub fn other_thread(t: &ThreadParts<'_>) -> pb::CoreEntry {
+    let mut c = thread(t);
+    if let Some(tc) = c.thread_core.as_mut() {
+        tc.blk_sigset = Some(t.out.ctx.sigmask);
+    }
+    c
+}
+
+/// The leader's core image: its thread's, and the process's `tc`.
+pub fn leader(t: &ThreadParts<'_>, p: &ProcessParts<'_>) -> pb::CoreEntry {
+    let mut c = thread(t);
     let rlimits = p
         .limits
         .0
@@ -237,70 +314,37 @@ pub fn build(p: &Parts<'_>) -> pb::CoreEntry {
             max: l.hard,
         })
         .collect();
-    let (policy, prio, nice) = p.sched;
-    pb::CoreEntry {
-        mtype: pb::core_entry::March::X8664 as i32,
-        thread_info: Some(pb::ThreadInfoX86 {
-            clear_tid_addr: p.clear_tid_addr,
-            gpregs: gpregs(&regs),
-            fpregs: fpregs(&p.ctx.xstate, p.fpregs.as_ref()),
-            tls: p.tls.iter().map(tls).collect(),
+    c.tc = Some(pb::TaskCoreEntry {
+        task_state: if p.stop_signo.is_some() {
+            TASK_STOPPED
+        } else {
+            TASK_ALIVE
+        },
+        exit_code: 0,
+        personality: p.personality,
+        flags: p.stat_flags,
+        blk_sigset: t.out.ctx.sigmask,
+        comm: p.comm.clone(),
+        timers: Some(pb::TaskTimersEntry {
+            real: itimer(&p.itimers.real),
+            virt: itimer(&p.itimers.virt),
+            prof: itimer(&p.itimers.prof),
+            posix: p.posix_timers.clone(),
         }),
-        tc: Some(pb::TaskCoreEntry {
-            task_state: if p.stop_signo.is_some() {
-                TASK_STOPPED
-            } else {
-                TASK_ALIVE
-            },
-            exit_code: 0,
-            personality: p.personality,
-            flags: p.stat_flags,
-            blk_sigset: p.ctx.sigmask,
-            comm: p.comm.clone(),
-            timers: Some(pb::TaskTimersEntry {
-                real: itimer(&p.itimers.real),
-                virt: itimer(&p.itimers.virt),
-                prof: itimer(&p.itimers.prof),
-                posix: Vec::new(),
-            }),
-            rlimits: Some(pb::TaskRlimitsEntry { rlimits }),
-            cg_set: None,
-            signals_s: Some(pb::SignalQueueEntry::default()),
-            old_seccomp_mode: None,
-            old_seccomp_filter: None,
-            loginuid: p.loginuid,
-            oom_score_adj: p.oom_score_adj,
-            sigactions: sigactions(p.sigactions),
-            child_subreaper: Some(p.creds.child_subreaper != 0),
-            blk_sigset_extended: None,
-            stop_signo: p.stop_signo,
-            membarrier_registration_mask: (p.membarrier != 0).then_some(p.membarrier),
-        }),
-        ids: None,
-        thread_core: Some(pb::ThreadCoreEntry {
-            futex_rla: p.robust_list.0,
-            futex_rla_len: p.robust_list.1 as u32,
-            sched_nice: Some(nice),
-            sched_policy: Some(policy),
-            sched_prio: prio,
-            blk_sigset: None,
-            sas: Some(pb::ThreadSasEntry {
-                ss_sp: p.sas.sp,
-                ss_size: p.sas.size,
-                ss_flags: p.sas.flags as u32,
-            }),
-            pdeath_sig: (p.creds.pdeath_sig != 0).then_some(p.creds.pdeath_sig),
-            signals_p: Some(pb::SignalQueueEntry::default()),
-            creds: Some(creds(p.creds)),
-            seccomp_mode: None,
-            seccomp_filter: None,
-            comm: Some(p.comm.clone()),
-            blk_sigset_extended: None,
-            rseq_entry: Some(p.rseq),
-            cg_set: Some(p.cg_set),
-        }),
-        ..Default::default()
-    }
+        rlimits: Some(pb::TaskRlimitsEntry { rlimits }),
+        cg_set: None,
+        signals_s: Some(signal_queue(p.signals)),
+        old_seccomp_mode: None,
+        old_seccomp_filter: None,
+        loginuid: p.loginuid,
+        oom_score_adj: p.oom_score_adj,
+        sigactions: sigactions(p.sigactions),
+        child_subreaper: Some(p.child_subreaper),
+        blk_sigset_extended: None,
+        stop_signo: p.stop_signo,
+        membarrier_registration_mask: (p.membarrier != 0).then_some(p.membarrier),
+    });
+    c
 }
 
 #[cfg(test)]

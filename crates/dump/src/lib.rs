@@ -51,7 +51,9 @@ pub mod seccomp;
 pub mod stats;
 #[allow(unsafe_code)]
 mod sys;
+mod threads;
 pub mod timens;
+mod timers;
 
 use std::path::PathBuf;
 

@@ -3,11 +3,13 @@
 //! 1. Seize it (every thread stopped).
 //! 2. Read its /proc state and refuse anything out of scope, naming it:
 //!    nothing is written and nothing runs in the task before this passes.
-//! 3. Read what ptrace tells (rseq, registers, TLS) and what remote
-//!    syscalls tell (brk, clear_child_tid, membarrier).
-//! 4. Infect it: the parasite reports signal actions, timers, the
-//!    alternate stack, credentials, and hands over copies of the fds; then
-//!    it splices the pages into `pages-1.img`; then it is cured.
+//! 3. Read what ptrace tells of every thread (registers, rseq, TLS,
+//!    robust list, scheduling, pending signals, seccomp filters) and what
+//!    remote syscalls tell (brk, membarrier).
+//! 4. Infect it: the parasite reports signal actions, timers, and for
+//!    each thread its tid address, alternate stack, name and credentials;
+//!    it hands over copies of the fds; then it splices the pages into
+//!    `pages-1.img`; then it is cured.
 //! 5. Release the task (`--leave-running`) and write the images, or write
 //!    them and kill it. Any failure before the kill releases the task as
 //!    it was and removes the images this run wrote.
@@ -19,7 +21,7 @@ use std::time::Instant;
 
 use rcriu_compel::abi::IoVec;
 use rcriu_compel::fault::{self, FaultPoint};
-use rcriu_compel::{Parasite, Seized, ThreadCtx};
+use rcriu_compel::{Parasite, Seized};
 use rcriu_images::{ImageDir, ImageFile, pb};
 use rcriu_proc::{CgroupEntry, Namespaces, NsKind, Pid, Task, TimensOffsets};
 
@@ -29,8 +31,8 @@ use crate::inventory::Lsm;
 use crate::mm::Area;
 use crate::pages::Run;
 use crate::stats::DumpStats;
-use crate::{Error, Result, core, files, fs, ids, inventory, mm, pages, pstree, remote, rseq};
-use crate::{seccomp, sys, timens};
+use crate::{Error, Result, core, files, fs, ids, inventory, mm, pages, pstree, remote};
+use crate::{seccomp, threads, timens, timers};
 
 /// The options of one dump.
 #[derive(Debug, Clone)]
@@ -133,7 +135,9 @@ struct Collected {
     root_ids: TaskIds,
     ids: TaskIds,
     pstree: pb::PstreeEntry,
-    core: pb::CoreEntry,
+    /// Each thread's core, the leader's first.
+    cores: Vec<(u32, pb::CoreEntry)>,
+    seccomp: pb::SeccompEntry,
     mm: pb::MmEntry,
     runs: Vec<Run>,
     files: Vec<pb::FileEntry>,
@@ -214,7 +218,9 @@ fn write_images(out: &mut Output, o: &Options, host: &Host, c: &Collected) -> Re
         &inventory::entry(c.root_ids.entry, 1, host.lsm),
     )?;
     out.write_one(ImageFile::Pstree, &c.pstree)?;
-    out.write_one(ImageFile::Core(upid.into()), &c.core)?;
+    for (tid, core) in &c.cores {
+        out.write_one(ImageFile::Core((*tid).into()), core)?;
+    }
     out.write_one(ImageFile::Ids(upid.into()), &c.ids.entry)?;
     fault::point(FaultPoint::MidWrite).map_err(Error::compel(pid))?;
     out.write_one(ImageFile::Mm(upid.into()), &c.mm)?;
@@ -230,7 +236,7 @@ fn write_images(out: &mut Output, o: &Options, host: &Host, c: &Collected) -> Re
     out.write_one(ImageFile::Fs(upid.into()), &c.fs)?;
     out.write_all(ImageFile::Files, &c.files)?;
     out.write_all(ImageFile::Fdinfo(c.ids.entry.files_id.into()), &c.fdinfo)?;
-    out.write_one(ImageFile::Seccomp, &seccomp::entry())?;
+    out.write_one(ImageFile::Seccomp, &c.seccomp)?;
     fault::check_abort().map_err(Error::compel(pid))
 }
 
@@ -246,14 +252,9 @@ fn collect(
     let pid = o.pid;
     let perr = Error::proc(pid);
     let mut task = Task::open(pid).map_err(perr)?;
-    let status = task.status().map_err(Error::proc(pid))?;
     let stat = task.stat().map_err(Error::proc(pid))?;
 
     // -- What this version dumps: refused here, before anything else.
-    let threads = seized.threads().len().max(status.threads as usize);
-    if threads > 1 {
-        return Err(Error::unsupported(pid, format!("{threads} threads")));
-    }
     if let Some(child) = task.children().map_err(Error::proc(pid))?.first() {
         return Err(Error::unsupported(
             pid,
@@ -266,14 +267,6 @@ fn collect(
             sid: stat.session,
         });
     }
-    seccomp::check(pid, &status)?;
-    let pending = status.sig_pnd.0 | status.shd_pnd.0;
-    if pending != 0 {
-        return Err(Error::unsupported(
-            pid,
-            format!("pending signals (mask {pending:#x})"),
-        ));
-    }
     let ns = task.namespaces().map_err(Error::proc(pid))?;
     ids::check_namespaces(pid, &host.ns, &ns)?;
     let cgroups = task.cgroups().map_err(Error::proc(pid))?;
@@ -284,17 +277,11 @@ fn collect(
             format!("a cgroup other than rcriu's ({path})"),
         ));
     }
-    match task.posix_timers() {
-        Ok(t) if !t.is_empty() => {
-            return Err(Error::unsupported(
-                pid,
-                format!("{} POSIX timer(s)", t.len()),
-            ));
-        }
-        Ok(_) => {}
-        Err(e) if e.is_not_found() => {}
+    let timers = match task.posix_timers() {
+        Ok(t) => t,
+        Err(e) if e.is_not_found() => Vec::new(),
         Err(e) => return Err(Error::proc(pid)(e)),
-    }
+    };
     if host.lsm != Lsm::None {
         return Err(Error::unsupported(
             pid,
@@ -330,45 +317,32 @@ fn collect(
     fault::check_abort().map_err(Error::compel(pid))?;
 
     // -- From outside: ptrace and remote syscalls.
-    let rseq = rseq::read_thread(pid, pid)?;
-    let ctx = ThreadCtx::capture(pid).map_err(Error::compel(pid))?;
-    let fpregs = if ctx.xstate.xstate_bv() & 3 != 3 {
-        Some(
-            rcriu_compel::sys::get_fpregs(pid)
-                .map_err(Error::sys("reading the FPU registers", pid))?,
-        )
-    } else {
-        None
-    };
-    let mut tls = [[0u32; 4]; 3];
-    for (i, d) in tls.iter_mut().enumerate() {
-        let entry = 12 + i as u32;
-        *d = match rcriu_compel::sys::get_thread_area(pid, entry) {
-            Ok(v) => v,
-            // As CRIU: absent in native mode, the slot reads "not present".
-            Err(e) if e.raw_os_error() == Some(libc::EIO) => [entry, 0, 0, 1 << 5],
-            Err(e) => return Err(Error::sys("reading a TLS slot", pid)(e)),
-        };
+    let mut outside = Vec::with_capacity(seized.threads().len());
+    for t in seized.threads() {
+        outside.push(threads::read(pid, t)?);
     }
-    let robust = sys::robust_list(pid).map_err(Error::sys("reading the robust futex list", pid))?;
-    let policy =
-        sys::sched_policy(pid).map_err(Error::sys("reading the scheduling policy", pid))?;
-    let rt = policy & !(libc::SCHED_RESET_ON_FORK as u32);
-    let prio = if rt == libc::SCHED_FIFO as u32 || rt == libc::SCHED_RR as u32 {
-        Some(sys::sched_priority(pid).map_err(Error::sys("reading the scheduling priority", pid))?)
-    } else {
-        None
-    };
-    let nice = sys::nice(pid).map_err(Error::sys("reading the nice value", pid))?;
-    let misc = remote::query(seized, &ctx)?;
+    // The leader first, then the others by tid.
+    outside.sort_by_key(|o| (o.tid != pid, o.tid));
+    let shared_signals = rcriu_compel::sys::peek_siginfo(pid, true)
+        .map_err(Error::sys("reading the process's pending signals", pid))?;
+    let misc = remote::query(seized, &outside[0].ctx)?;
 
     // -- The parasite.
     let mut parasite = Parasite::infect(seized).map_err(Error::compel(pid))?;
     let ce = Error::compel;
     let sigactions = parasite.sigactions().map_err(ce(pid))?;
     let itimers = parasite.itimers().map_err(ce(pid))?;
-    let sas = parasite.sigaltstack().map_err(ce(pid))?;
-    let creds = parasite.creds().map_err(ce(pid))?;
+    let ids: Vec<i32> = timers.iter().map(|t| t.id).collect();
+    let timer_values = parasite.posix_timers(&ids).map_err(ce(pid))?;
+    let mut infos = Vec::with_capacity(outside.len());
+    for o in &outside {
+        let t = seized.thread(o.tid).ok_or_else(|| Error::Inconsistent {
+            pid,
+            what: format!("thread {} is not seized", o.tid),
+        })?;
+        infos.push(parasite.thread_info(t).map_err(ce(pid))?);
+    }
+    let creds = &infos[0].creds;
     let numbers: Vec<i32> = fd_list.iter().map(|f| f.fd).collect();
     let copies = parasite.fds(&numbers).map_err(ce(pid))?;
     let mut open = Vec::with_capacity(copies.len());
@@ -414,7 +388,7 @@ fn collect(
     // -- The pages.
     let t_pages = Instant::now();
     let mut pagemap = task.pagemap().map_err(Error::proc(pid))?;
-    let plan = pages::plan(pid, &areas, &mut pagemap, ctx.regs.sp)?;
+    let plan = pages::plan(pid, &areas, &mut pagemap, outside[0].ctx.regs.sp)?;
     let dir = out.created(ImageFile::Pages(1))?;
     let mut pages_img = dir.create_pages(1).map_err(Error::image(pid))?;
     let t_write = Instant::now();
@@ -456,7 +430,6 @@ fn collect(
         .filter(|(_, r)| *r)
         .count()
         .div_ceil(rcriu_compel::abi::MAX_IOVS) as u64;
-    let thread_ctx = parasite.thread_ctx().clone();
     parasite.cure().map_err(ce(pid))?;
 
     // -- The images' contents.
@@ -473,15 +446,17 @@ fn collect(
     } else {
         their_timens
     };
-    let adjusted = thread_ctx.regs.adjusted_for_image();
-    let ip = rseq.fixup_ip(pid, adjusted.ip)?;
-    let core = core::build(&core::Parts {
-        pid,
-        ctx: &thread_ctx,
-        fpregs,
-        ip,
-        tls,
-        clear_tid_addr: misc.clear_tid_addr,
+    let (seccomp, seccomp_fields) = seccomp::plan(
+        &outside
+            .iter()
+            .map(|o| seccomp::ThreadSeccomp {
+                tid: o.tid as u32,
+                mode: o.seccomp_mode,
+                filters: o.filters.clone(),
+            })
+            .collect::<Vec<_>>(),
+    );
+    let process = core::ProcessParts {
         comm: stat.comm.clone(),
         stat_flags: stat.flags,
         personality,
@@ -490,15 +465,29 @@ fn collect(
         limits,
         sigactions: &sigactions,
         itimers,
-        sas,
-        creds: &creds,
-        robust_list: robust,
-        sched: (policy, prio, nice),
-        rseq: rseq.entry(),
+        posix_timers: timers::posix(pid, &timers, &timer_values)?,
+        signals: &shared_signals,
+        child_subreaper: creds.child_subreaper != 0,
         stop_signo: seized.leader().stopped_by.map(|s| s as u32),
         membarrier: misc.membarrier,
-        cg_set: 1,
-    });
+    };
+    let mut cores = Vec::with_capacity(outside.len());
+    for (i, (o, info)) in outside.iter().zip(&infos).enumerate() {
+        let ip = o.rseq.fixup_ip(o.tid, o.ctx.regs.adjusted_for_image().ip)?;
+        let t = core::ThreadParts {
+            out: o,
+            info,
+            ip,
+            seccomp: seccomp_fields[i],
+            cg_set: 1,
+        };
+        let c = if i == 0 {
+            core::leader(&t, &process)
+        } else {
+            core::other_thread(&t)
+        };
+        cores.push((o.tid as u32, c));
+    }
     let mm = pb::MmEntry {
         mm_start_code: stat.startcode,
         mm_end_code: stat.endcode,
@@ -519,10 +508,16 @@ fn collect(
         thp_disabled: Some(creds.thp_disabled != 0),
     };
     Ok(Collected {
-        pstree: pstree::entry(pid, stat.pgrp, stat.session),
+        pstree: pstree::entry(
+            pid,
+            stat.pgrp,
+            stat.session,
+            outside.iter().map(|o| o.tid as u32).collect(),
+        ),
         root_ids,
         ids,
-        core,
+        cores,
+        seccomp,
         mm,
         runs: plan.runs,
         files: table.entries,

@@ -668,20 +668,16 @@ fn out_of_scope_resources_are_refused_by_name() {
     w.verdict().expect("the control carries on");
 
     for (mode, what) in [
-        ("thread", "2 threads"),
         ("child", "a child process"),
         ("pipe", "a pipe"),
         ("socket", "a socket"),
         ("shm", "shared memory"),
         ("writable", "opened for writing"),
-        ("timer", "POSIX timer"),
         ("eventfd", "eventfd (an anonymous inode)"),
         ("uts", "uts namespace"),
-        ("pending", "pending signals"),
     ] {
         refused(start("dump_scope", &[mode]), what);
     }
-    refused(start("compute", &["spin", "seccomp"]), "seccomp filter");
     refused(start("compute", &["read"]), "a pipe");
 }
 

@@ -86,6 +86,7 @@ pub enum Cmd {
     /// Daemon: change the protection of the listed ranges.
     /// Args: [`MprotectArgs`].
     Mprotect = 14,
+    Thread = 15,
 }
 
 impl Cmd {
@@ -106,6 +107,7 @@ impl Cmd {
             12 => Cmd::RecvFd,
             13 => Cmd::CloseFds,
             14 => Cmd::Mprotect,
+            15 => Cmd::Thread,
             _ => return None,
         })
     }
@@ -341,6 +343,24 @@ pub struct CredsArgs {
     pub groups: [u32; MAX_GROUPS],
 }
 
+/// Results of [`Cmd::Thread`]: what one thread holds of its own, read
+/// from inside it (run as a one-shot command on any thread).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ThreadInfoArgs {
+    /// The thread's id, as it sees it.
+    pub tid: i32,
+    pub _pad: u32,
+    /// `PR_GET_TID_ADDRESS`: the address the kernel clears on exit.
+    pub tid_addr: u64,
+    /// `PR_GET_TIMERSLACK`, in nanoseconds.
+    pub timer_slack: u64,
+    pub sas: StackT,
+    /// `PR_GET_NAME`.
+    pub comm: [u8; 16],
+    pub creds: CredsArgs,
+}
+
 /// Most fds one [`Cmd::SendFds`] or [`Cmd::RecvFd`] takes (the kernel
 /// takes at most SCM_MAX_FD = 253 in one message).
 pub const MAX_FDS: usize = 64;
@@ -400,6 +420,11 @@ const _: () = {
     assert!(offset_of!(CredsArgs, cap_bnd) == 56);
     assert!(offset_of!(CredsArgs, groups) == 112);
     assert!(offset_of!(FdsArgs, fds) == 8);
+    assert!(offset_of!(ThreadInfoArgs, tid_addr) == 8);
+    assert!(offset_of!(ThreadInfoArgs, sas) == 24);
+    assert!(offset_of!(ThreadInfoArgs, comm) == 48);
+    assert!(offset_of!(ThreadInfoArgs, creds) == 64);
+    assert!(size_of::<ThreadInfoArgs>() <= ARGS_SIZE);
     assert!(size_of::<MprotectRange>() == 24);
     assert!(offset_of!(MprotectArgs, ranges) == 8);
     // Every command's args fit the area and need no more than 8-byte

@@ -5,7 +5,7 @@
 use rcriu_parasite_abi::{
     Cmd, CredsArgs, DumpPagesArgs, FdsArgs, GDT_ENTRY_TLS_MIN, ItimersArgs, KSigaction, MAX_FDS,
     MAX_IOVS, MAX_MPROTECT, MAX_POSIX_TIMERS, MprotectArgs, NSIG, PosixTimersArgs, RseqArgs,
-    SigactionsArgs, SigaltstackArgs, TlsArgs,
+    SigactionsArgs, SigaltstackArgs, ThreadInfoArgs, TlsArgs,
 };
 
 use rcriu_blob_rt::syscall::addr_mut;
@@ -16,7 +16,10 @@ type Ret = (i64, i32);
 
 /// Commands that make sense one-shot on any thread: what is per thread.
 pub fn one_shot(c: Cmd) -> bool {
-    matches!(c, Cmd::Sigaltstack | Cmd::Tls | Cmd::Creds | Cmd::Rseq)
+    matches!(
+        c,
+        Cmd::Sigaltstack | Cmd::Tls | Cmd::Creds | Cmd::Rseq | Cmd::Thread
+    )
 }
 
 /// The args area as command `c`'s args struct.
@@ -56,6 +59,8 @@ pub fn run(c: Cmd, args: *mut u8, _sock: Option<i32>) -> Ret {
         Cmd::CloseFds => close_fds(unsafe { args_as(args) }),
         // SAFETY: as above.
         Cmd::Mprotect => mprotect(unsafe { args_as(args) }),
+        // SAFETY: as above.
+        Cmd::Thread => thread(unsafe { args_as(args) }),
         Cmd::Init | Cmd::Fini | Cmd::RecvFd => (-sys::EINVAL, 0),
     }
 }
@@ -291,6 +296,39 @@ fn creds(a: &mut CredsArgs) -> Ret {
     }
     a.ngroups = r as u32;
     (0, 0)
+}
+
+fn thread(a: &mut ThreadInfoArgs) -> Ret {
+    a.tid = sys::value(sys::NR_GETTID, 0, 0, 0) as i32;
+    // SAFETY: the kernel writes one pointer to `a.tid_addr`.
+    let r = unsafe {
+        call(
+            sys::NR_PRCTL,
+            sys::PR_GET_TID_ADDRESS,
+            addr_mut(&mut a.tid_addr),
+            0,
+            0,
+        )
+    };
+    if r < 0 {
+        return failed(r, sys::NR_PRCTL);
+    }
+    let r = sys::value(sys::NR_PRCTL, sys::PR_GET_TIMERSLACK, 0, 0);
+    if r < 0 {
+        return failed(r, sys::NR_PRCTL);
+    }
+    a.timer_slack = r as u64;
+    // SAFETY: the kernel writes one stack_t to `a.sas`.
+    let r = unsafe { sys::sigaltstack(0, addr_mut(&mut a.sas)) };
+    if r < 0 {
+        return failed(r, sys::NR_SIGALTSTACK);
+    }
+    // SAFETY: the kernel writes 16 bytes (the name, NUL-terminated).
+    let r = unsafe { call(sys::NR_PRCTL, sys::PR_GET_NAME, addr_mut(&mut a.comm), 0, 0) };
+    if r < 0 {
+        return failed(r, sys::NR_PRCTL);
+    }
+    creds(&mut a.creds)
 }
 
 /// The fds go back with the answer (the daemon attaches them); here they

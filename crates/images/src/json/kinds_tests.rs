@@ -43,6 +43,8 @@ const UNKNOWN_TO_3_17: &[(&str, u32)] = &[
     ("ip_opts_entry", 7),
     ("memfd_inode_entry", 9),
     ("netns_entry", 10),
+    // rcriu's own extension (timer slack), unknown to every crit.
+    ("thread_core_entry", 1000),
 ];
 
 /// Kinds crit 3.17 cannot open as images: their entries are checked with
