@@ -842,3 +842,37 @@ unsafe impl Pod for rcriu_parasite_abi::restorer::IoVec {}
 unsafe impl Pod for rcriu_parasite_abi::restorer::ReadBatch {}
 // SAFETY: as above.
 unsafe impl Pod for rcriu_parasite_abi::restorer::FdMove {}
+// SAFETY: as above (explicit padding fields, no implicit padding).
+unsafe impl Pod for rcriu_parasite_abi::restorer::ThreadArgs {}
+// SAFETY: as above.
+unsafe impl Pod for rcriu_parasite_abi::restorer::PosixTimer {}
+// SAFETY: as above.
+unsafe impl Pod for rcriu_parasite_abi::restorer::SeccompFilter {}
+
+/// Blocks until some child or tracee of this process has something to
+/// report, without consuming it (`waitid(P_ALL, WNOWAIT)`); returns its
+/// pid.
+pub fn wait_any_peek() -> io::Result<Pid> {
+    loop {
+        // SAFETY: siginfo_t is plain data; zeroes are a valid value.
+        let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: the kernel writes one siginfo_t to `si`.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_ALL,
+                0,
+                &mut si,
+                libc::WEXITED | libc::WSTOPPED | libc::WNOWAIT | libc::__WALL,
+            )
+        };
+        if r == -1 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        // SAFETY: waitid filled in a SIGCHLD siginfo, whose si_pid is set.
+        return Ok(unsafe { si.si_pid() });
+    }
+}

@@ -1,10 +1,14 @@
-//! The process's core: registers, FPU state, signal mask and actions,
-//! limits, rseq, name, state; and the credentials, which must be rcriu's
-//! own (restoring other credentials comes later).
+//! The process's cores: for every thread its registers, FPU state, signal
+//! mask, pending signals, alternate stack, rseq area, scheduling, seccomp
+//! filters and credentials; for the process its signal actions, limits,
+//! timers, pending signals and attributes.
 
 use rcriu_compel::UserRegs;
 use rcriu_compel::abi::KSigaction;
-use rcriu_compel::abi::restorer::{NLIMITS, NSIG, Rlimit, Rseq};
+use rcriu_compel::abi::restorer::{
+    CREDS_GROUPS, CREDS_NO_NEW_PRIVS, Creds, NLIMITS, NSIG, PosixTimer, Rlimit, Rseq, SIGINFO_SIZE,
+    TFLAG_CREDS, TFLAG_RSEQ, TFLAG_SCHED, TFLAG_SLACK, ThreadArgs,
+};
 use rcriu_compel::regs::{FXSAVE_SIZE, XFEATURE_PKRU};
 use rcriu_images::{ImageFile, pb};
 
@@ -16,36 +20,77 @@ const MARCH_X86_64: i32 = 1;
 /// `task_core_entry.task_state`: alive, stopped.
 const TASK_ALIVE: u32 = 1;
 const TASK_STOPPED: u32 = 3;
+/// The kernel's default timer slack, in ns (what a thread whose image
+/// says nothing gets).
+const DEFAULT_TIMER_SLACK: u64 = 50_000;
+/// `SECCOMP_MODE_*`.
+const SECCOMP_FILTER: u32 = 2;
+const SECCOMP_STRICT: u32 = 1;
+/// `sizeof(struct sock_filter)`.
+const SOCK_FILTER_SIZE: usize = 8;
 
-/// What the restorer and the final ptrace step need from the core image.
+/// One siginfo_t.
+pub type Siginfo = [u8; SIGINFO_SIZE];
+
+/// A seccomp filter: `(flags, instructions)`.
+pub type Filter = (u64, Vec<u8>);
+
+/// A thread's registers.
 #[derive(Debug)]
-pub struct CorePlan {
+pub struct Cpu {
     pub regs: UserRegs,
     /// The legacy FXSAVE part, rebuilt.
     pub fx: [u8; FXSAVE_SIZE],
     pub xstate_bv: u64,
     /// `(component, bytes)` of the xsave area.
     pub components: Vec<(u32, Vec<u8>)>,
+}
+
+/// What one thread needs: its registers for the final ptrace step, and
+/// what the restorer sets in it.
+#[derive(Debug)]
+pub struct ThreadPlan {
+    pub tid: u32,
+    pub cpu: Cpu,
     pub sigmask: u64,
+    /// The restorer's part, its array addresses still to fill.
+    pub args: ThreadArgs,
+    /// Its own pending signals, in order.
+    pub signals: Vec<Siginfo>,
+    /// Its seccomp filters, oldest first: `(flags, instructions)`.
+    pub filters: Vec<Filter>,
+    pub groups: Vec<u32>,
+}
+
+/// What the restorer and the final ptrace step need from the core images.
+#[derive(Debug)]
+pub struct CorePlan {
+    /// The leader first, then the other threads as pstree lists them.
+    pub threads: Vec<ThreadPlan>,
     pub sigactions: [KSigaction; NSIG],
     /// Bit n - 1: signal n's action is in the image.
     pub sigaction_set: u64,
     pub rlimits: Vec<Rlimit>,
-    pub rseq: Option<Rseq>,
-    pub comm: [u8; 16],
     /// The process was stopped (it is stopped again after the restore).
     pub stopped: bool,
     /// The interval timers (real, virtual, profiling) as
     /// `[interval sec, usec, value sec, usec]`.
     pub itimers: [[u64; 4]; 3],
-    /// The alternate signal stack: sp, flags, size.
-    pub sas: Option<[u64; 3]>,
-    /// Supplementary groups, when the image has credentials.
-    pub groups: Option<Vec<u32>>,
-    pub no_new_privs: bool,
+    /// POSIX timers, by id.
+    pub timers: Vec<PosixTimer>,
+    /// The process's pending signals, in order.
+    pub signals: Vec<Siginfo>,
     pub child_subreaper: bool,
     pub personality: u32,
     pub oom_score_adj: Option<i32>,
+    pub loginuid: Option<u32>,
+}
+
+impl CorePlan {
+    /// Whether a thread has a seccomp mode to restore.
+    pub fn seccomp(&self) -> bool {
+        self.threads.iter().any(|t| t.args.seccomp_mode != 0)
+    }
 }
 
 fn u32s(words: &[u32]) -> Vec<u8> {
@@ -56,11 +101,177 @@ fn u64s(words: &[u64]) -> Vec<u8> {
     words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 
-/// Reads the core image of `img`'s process.
+/// Reads the core images of `img`'s process, one per thread.
 pub fn plan(img: &Images) -> Result<CorePlan> {
     let pid = img.task.pid;
     let file = ImageFile::Core(pid.into()).name();
-    let core = &img.task.core;
+    let core = &img.task.cores[0].1;
+    let tc = core
+        .tc
+        .as_ref()
+        .ok_or_else(|| Error::invalid(file.clone(), "no task core"))?;
+
+    let mut sigactions = [KSigaction::default(); NSIG];
+    let mut sigaction_set = 0u64;
+    // CRIU writes one entry per signal from 1, SIGKILL and SIGSTOP
+    // skipped.
+    let mut sig = 0usize;
+    for sa in &tc.sigactions {
+        sig += 1;
+        while sig == libc::SIGKILL as usize || sig == libc::SIGSTOP as usize {
+            sig += 1;
+        }
+        if sig > NSIG {
+            return Err(Error::invalid(file, "more signal actions than signals"));
+        }
+        if sa.compat_sigaction == Some(true) {
+            return Err(Error::unsupported(format!(
+                "restoring the 32-bit signal action of signal {sig}"
+            )));
+        }
+        sigactions[sig - 1] = KSigaction {
+            handler: sa.sigaction,
+            flags: sa.flags,
+            restorer: sa.restorer,
+            mask: sa.mask,
+        };
+        sigaction_set |= 1 << (sig - 1);
+    }
+
+    let rlimits: Vec<Rlimit> = tc
+        .rlimits
+        .as_ref()
+        .map(|r| {
+            r.rlimits
+                .iter()
+                .take(NLIMITS)
+                .map(|l| Rlimit {
+                    cur: l.cur,
+                    max: l.max,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+
+    let stopped = match tc.task_state {
+        TASK_ALIVE => false,
+        TASK_STOPPED => true,
+        s => {
+            return Err(Error::unsupported(format!(
+                "restoring task {pid} in state {s}"
+            )));
+        }
+    };
+
+    let tids: Vec<u32> = img.task.cores.iter().map(|(t, _)| *t).collect();
+    let mut itimers = [[0u64; 4]; 3];
+    let mut timers = Vec::new();
+    if let Some(t) = &tc.timers {
+        for (i, it) in [&t.real, &t.virt, &t.prof].into_iter().enumerate() {
+            itimers[i] = [it.isec, it.iusec, it.vsec, it.vusec];
+        }
+        for p in &t.posix {
+            timers.push(posix_timer(p, &tids, &file)?);
+        }
+    }
+    timers.sort_by_key(|t| t.id);
+    if timers.windows(2).any(|w| w[0].id == w[1].id) {
+        return Err(Error::invalid(file, "two POSIX timers with the same id"));
+    }
+
+    let seccomp = img.seccomp.as_ref();
+    let mut threads = Vec::with_capacity(img.task.cores.len());
+    for (tid, core) in &img.task.cores {
+        let leader_comm = (*tid == pid).then_some(tc.comm.as_slice());
+        threads.push(thread_plan(
+            *tid,
+            core,
+            leader_comm,
+            tc.blk_sigset,
+            seccomp,
+        )?);
+    }
+
+    Ok(CorePlan {
+        threads,
+        sigactions,
+        sigaction_set,
+        rlimits,
+        stopped,
+        itimers,
+        timers,
+        signals: siginfos(tc.signals_s.as_ref(), &file)?,
+        child_subreaper: tc.child_subreaper == Some(true),
+        personality: tc.personality,
+        oom_score_adj: tc.oom_score_adj,
+        loginuid: tc.loginuid,
+    })
+}
+
+/// `SIGEV_THREAD_ID`.
+const SIGEV_THREAD_ID: i32 = 4;
+
+fn posix_timer(p: &pb::PosixTimerEntry, tids: &[u32], file: &str) -> Result<PosixTimer> {
+    let notify = p.it_sigev_notify as i32;
+    let thread_id = p.notify_thread_id.unwrap_or(0);
+    if notify & SIGEV_THREAD_ID != 0 && !tids.contains(&(thread_id as u32)) {
+        return Err(Error::invalid(
+            file.to_owned(),
+            format!(
+                "POSIX timer {} signals thread {thread_id}, which the process does not have",
+                p.it_id
+            ),
+        ));
+    }
+    if p.insec >= 1_000_000_000 || p.vnsec >= 1_000_000_000 || p.it_id > i32::MAX as u32 {
+        return Err(Error::invalid(
+            file.to_owned(),
+            format!("POSIX timer {} has an invalid id or time", p.it_id),
+        ));
+    }
+    Ok(PosixTimer {
+        id: p.it_id as i32,
+        clock: p.clock_id as i32,
+        signo: p.si_signo as i32,
+        notify,
+        thread_id,
+        _pad: 0,
+        sival: p.sival_ptr,
+        spec: [p.isec, p.insec, p.vsec, p.vnsec],
+    })
+}
+
+fn siginfos(q: Option<&pb::SignalQueueEntry>, file: &str) -> Result<Vec<Siginfo>> {
+    let Some(q) = q else {
+        return Ok(Vec::new());
+    };
+    q.signals
+        .iter()
+        .map(|s| {
+            let info: Siginfo = s.siginfo.as_slice().try_into().map_err(|_| {
+                Error::invalid(
+                    file.to_owned(),
+                    format!(
+                        "a pending signal's siginfo of {} bytes ({SIGINFO_SIZE} expected)",
+                        s.siginfo.len()
+                    ),
+                )
+            })?;
+            let signo = i32::from_le_bytes([info[0], info[1], info[2], info[3]]);
+            if !(1..=64).contains(&signo) {
+                return Err(Error::invalid(
+                    file.to_owned(),
+                    format!("a pending signal numbered {signo}"),
+                ));
+            }
+            Ok(info)
+        })
+        .collect()
+}
+
+/// The registers of one core.
+fn registers(core: &pb::CoreEntry, tid: u32, file: &str) -> Result<Cpu> {
+    let file = file.to_owned();
     if core.mtype != MARCH_X86_64 {
         return Err(Error::invalid(
             file,
@@ -71,19 +282,10 @@ pub fn plan(img: &Images) -> Result<CorePlan> {
         .thread_info
         .as_ref()
         .ok_or_else(|| Error::invalid(file.clone(), "no x86 thread_info"))?;
-    let tc = core
-        .tc
-        .as_ref()
-        .ok_or_else(|| Error::invalid(file.clone(), "no task core"))?;
-    let thc = core
-        .thread_core
-        .as_ref()
-        .ok_or_else(|| Error::invalid(file.clone(), "no thread core"))?;
-
     let g = &ti.gpregs;
     if g.mode.is_some_and(|m| m != 1) {
         return Err(Error::unsupported(format!(
-            "restoring the 32-bit task {pid}"
+            "restoring the 32-bit task {tid}"
         )));
     }
     let regs = UserRegs {
@@ -164,146 +366,177 @@ pub fn plan(img: &Images) -> Result<CorePlan> {
             && cet.cet & 1 != 0
         {
             return Err(Error::unsupported(format!(
-                "restoring the shadow stack of task {pid}"
+                "restoring the shadow stack of task {tid}"
             )));
         }
     }
-
-    let sigmask = thc.blk_sigset.unwrap_or(tc.blk_sigset);
-    let mut sigactions = [KSigaction::default(); NSIG];
-    let mut sigaction_set = 0u64;
-    // CRIU writes one entry per signal from 1, SIGKILL and SIGSTOP
-    // skipped.
-    let mut sig = 0usize;
-    for sa in &tc.sigactions {
-        sig += 1;
-        while sig == libc::SIGKILL as usize || sig == libc::SIGSTOP as usize {
-            sig += 1;
-        }
-        if sig > NSIG {
-            return Err(Error::invalid(file, "more signal actions than signals"));
-        }
-        if sa.compat_sigaction == Some(true) {
-            return Err(Error::unsupported(format!(
-                "restoring the 32-bit signal action of signal {sig}"
-            )));
-        }
-        sigactions[sig - 1] = KSigaction {
-            handler: sa.sigaction,
-            flags: sa.flags,
-            restorer: sa.restorer,
-            mask: sa.mask,
-        };
-        sigaction_set |= 1 << (sig - 1);
-    }
-
-    let rlimits: Vec<Rlimit> = tc
-        .rlimits
-        .as_ref()
-        .map(|r| {
-            r.rlimits
-                .iter()
-                .take(NLIMITS)
-                .map(|l| Rlimit {
-                    cur: l.cur,
-                    max: l.max,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-
-    let rseq = thc.rseq_entry.as_ref().and_then(|r| {
-        (r.rseq_abi_pointer != 0).then_some(Rseq {
-            addr: r.rseq_abi_pointer,
-            len: r.rseq_abi_size,
-            sig: r.signature,
-        })
-    });
-
-    let mut comm = [0u8; 16];
-    let name = thc.comm.as_deref().unwrap_or(&tc.comm);
-    let n = name.len().min(15);
-    comm[..n].copy_from_slice(&name[..n]);
-
-    let stopped = match tc.task_state {
-        TASK_ALIVE => false,
-        TASK_STOPPED => true,
-        s => {
-            return Err(Error::unsupported(format!(
-                "restoring task {pid} in state {s}"
-            )));
-        }
-    };
-
-    let mut itimers = [[0u64; 4]; 3];
-    if let Some(t) = &tc.timers {
-        for (i, it) in [&t.real, &t.virt, &t.prof].into_iter().enumerate() {
-            itimers[i] = [it.isec, it.iusec, it.vsec, it.vusec];
-        }
-        if !t.posix.is_empty() {
-            return Err(Error::unsupported(format!(
-                "restoring the {} POSIX timers of process {pid}",
-                t.posix.len()
-            )));
-        }
-    }
-
-    check_creds(thc.creds.as_ref(), pid)?;
-    let sas = thc
-        .sas
-        .as_ref()
-        .filter(|s| s.ss_size != 0)
-        .map(|s| [s.ss_sp, u64::from(s.ss_flags), s.ss_size]);
-
-    Ok(CorePlan {
+    Ok(Cpu {
         regs,
         fx,
         xstate_bv,
         components,
-        sigmask,
-        sigactions,
-        sigaction_set,
-        rlimits,
-        rseq,
-        comm,
-        stopped,
-        itimers,
-        sas,
-        groups: thc.creds.as_ref().map(|c| c.groups.clone()),
-        no_new_privs: thc.creds.as_ref().and_then(|c| c.no_new_privs) == Some(1),
-        child_subreaper: tc.child_subreaper == Some(true),
-        personality: tc.personality,
-        oom_score_adj: tc.oom_score_adj,
     })
 }
 
-/// The dumped credentials must be rcriu's: restoring others comes later.
-fn check_creds(creds: Option<&pb::CredsEntry>, pid: u32) -> Result<()> {
-    let Some(c) = creds else {
-        return Ok(());
+/// One thread's plan from its core. `leader_comm` is the process's name
+/// (task core) for the leader; `process_mask` the task core's mask, for
+/// images that have no per-thread one.
+fn thread_plan(
+    tid: u32,
+    core: &pb::CoreEntry,
+    leader_comm: Option<&[u8]>,
+    process_mask: u64,
+    seccomp: Option<&pb::SeccompEntry>,
+) -> Result<ThreadPlan> {
+    let file = ImageFile::Core(tid.into()).name();
+    let cpu = registers(core, tid, &file)?;
+    let ti = core
+        .thread_info
+        .as_ref()
+        .ok_or_else(|| Error::invalid(file.clone(), "no x86 thread_info"))?;
+    let thc = core
+        .thread_core
+        .as_ref()
+        .ok_or_else(|| Error::invalid(file.clone(), "no thread core"))?;
+    let mut args = ThreadArgs {
+        tid: tid as i32,
+        clear_tid: ti.clear_tid_addr,
+        robust: thc.futex_rla,
+        robust_len: u64::from(thc.futex_rla_len),
+        pdeath_sig: thc.pdeath_sig.unwrap_or(0),
+        ..ThreadArgs::default()
     };
-    let me = rcriu_proc::Task::open_self()
-        .and_then(|mut t| t.status())
-        .map_err(|e| Error::Host {
-            what: "reading rcriu's own credentials",
-            source: std::io::Error::other(e),
-        })?;
-    let same_ids = [c.uid, c.euid, c.suid, c.fsuid]
-        == [me.uid.real, me.uid.effective, me.uid.saved, me.uid.fs]
-        && [c.gid, c.egid, c.sgid, c.fsgid]
-            == [me.gid.real, me.gid.effective, me.gid.saved, me.gid.fs];
-    let cap = |w: &[u32]| {
-        u64::from(w.first().copied().unwrap_or(0)) | u64::from(w.get(1).copied().unwrap_or(0)) << 32
-    };
-    let same_caps = cap(&c.cap_eff) == me.cap_eff
-        && cap(&c.cap_prm) == me.cap_prm
-        && cap(&c.cap_inh) == me.cap_inh
-        && cap(&c.cap_bnd) == me.cap_bnd;
-    if !same_ids || !same_caps {
-        return Err(Error::unsupported(format!(
-            "restoring process {pid} with credentials other than rcriu's (uid {} gid {})",
-            c.uid, c.gid
-        )));
+    if let Some(r) = thc.rseq_entry.as_ref().filter(|r| r.rseq_abi_pointer != 0) {
+        args.rseq = Rseq {
+            addr: r.rseq_abi_pointer,
+            len: r.rseq_abi_size,
+            sig: r.signature,
+        };
+        args.flags |= TFLAG_RSEQ;
     }
-    Ok(())
+    if let Some(s) = thc.sas.as_ref().filter(|s| s.ss_size != 0) {
+        args.sas = [s.ss_sp, u64::from(s.ss_flags), s.ss_size];
+    }
+    if let Some(policy) = thc.sched_policy {
+        args.flags |= TFLAG_SCHED;
+        args.sched_policy = policy;
+        args.sched_prio = thc.sched_prio.unwrap_or(0);
+        args.nice = thc.sched_nice.unwrap_or(0);
+    }
+    args.flags |= TFLAG_SLACK;
+    args.timer_slack = thc.rcriu_timer_slack_ns.unwrap_or(DEFAULT_TIMER_SLACK);
+    let name = thc.comm.as_deref().or(leader_comm).unwrap_or_default();
+    let n = name.len().min(15);
+    args.comm[..n].copy_from_slice(&name[..n]);
+
+    let mut groups = Vec::new();
+    if let Some(c) = &thc.creds {
+        args.flags |= TFLAG_CREDS;
+        args.creds = creds(c, &file)?;
+        groups = c.groups.clone();
+    }
+    let (mode, filters) = seccomp_plan(thc, seccomp, &file)?;
+    args.seccomp_mode = mode;
+
+    Ok(ThreadPlan {
+        tid,
+        cpu,
+        sigmask: thc.blk_sigset.unwrap_or(process_mask),
+        args,
+        signals: siginfos(thc.signals_p.as_ref(), &file)?,
+        filters,
+        groups,
+    })
+}
+
+fn creds(c: &pb::CredsEntry, file: &str) -> Result<Creds> {
+    let set = |w: &[u32], what: &str| -> Result<[u32; 2]> {
+        if w.len() > 2 {
+            return Err(Error::invalid(
+                file.to_owned(),
+                format!("{} words of {what} capabilities (at most 2)", w.len()),
+            ));
+        }
+        Ok([
+            w.first().copied().unwrap_or(0),
+            w.get(1).copied().unwrap_or(0),
+        ])
+    };
+    let mut flags = CREDS_GROUPS;
+    if c.no_new_privs == Some(1) {
+        flags |= CREDS_NO_NEW_PRIVS;
+    }
+    Ok(Creds {
+        uids: [c.uid, c.euid, c.suid, c.fsuid],
+        gids: [c.gid, c.egid, c.sgid, c.fsgid],
+        cap_eff: set(&c.cap_eff, "effective")?,
+        cap_prm: set(&c.cap_prm, "permitted")?,
+        cap_inh: set(&c.cap_inh, "inheritable")?,
+        cap_bnd: set(&c.cap_bnd, "bounding")?,
+        cap_amb: set(&c.cap_amb, "ambient")?,
+        secbits: c.secbits,
+        last_cap: 0,
+        flags,
+        _pad: 0,
+        groups: 0,
+        nr_groups: 0,
+    })
+}
+
+/// A thread's seccomp mode and its filters, oldest first, from its chain
+/// in seccomp.img (see the dump's `seccomp` module for the layout).
+fn seccomp_plan(
+    thc: &pb::ThreadCoreEntry,
+    img: Option<&pb::SeccompEntry>,
+    file: &str,
+) -> Result<(u32, Vec<Filter>)> {
+    let mode = thc.seccomp_mode.unwrap_or(0) as u32;
+    match mode {
+        0 | SECCOMP_STRICT => return Ok((mode, Vec::new())),
+        SECCOMP_FILTER => {}
+        m => {
+            return Err(Error::invalid(file.to_owned(), format!("seccomp mode {m}")));
+        }
+    }
+    let seccomp_file = ImageFile::Seccomp.name();
+    let all = img
+        .map(|e| e.seccomp_filters.as_slice())
+        .unwrap_or_default();
+    let mut at = thc.seccomp_filter.ok_or_else(|| {
+        Error::invalid(
+            file.to_owned(),
+            "seccomp filter mode without a filter index",
+        )
+    })?;
+    let mut filters = Vec::new();
+    loop {
+        let f = all.get(at as usize).ok_or_else(|| {
+            Error::invalid(
+                seccomp_file.clone(),
+                format!("no filter {at} (of {}), which {file} refers to", all.len()),
+            )
+        })?;
+        if f.filter.is_empty()
+            || f.filter.len() % SOCK_FILTER_SIZE != 0
+            || f.filter.len() / SOCK_FILTER_SIZE > u16::MAX as usize
+        {
+            return Err(Error::invalid(
+                seccomp_file,
+                format!("filter {at} of {} bytes", f.filter.len()),
+            ));
+        }
+        filters.push((u64::from(f.flags.unwrap_or(0)), f.filter.clone()));
+        // A chain longer than the image has filters loops.
+        if filters.len() > all.len() {
+            return Err(Error::invalid(
+                seccomp_file,
+                format!("the chain from filter {at} loops"),
+            ));
+        }
+        match f.prev {
+            Some(p) => at = p,
+            None => break,
+        }
+    }
+    Ok((mode, filters))
 }

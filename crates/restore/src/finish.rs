@@ -1,11 +1,12 @@
-//! rcriu's side of the new process's life: trace it, say go, wait for the
-//! restorer's stop, then set the registers, the FPU state and the signal
-//! mask, unmap the restorer's region and let the process go. Anything
-//! going wrong kills the process: no half-restored process is left.
+//! rcriu's side of the new process's life: trace it, say go, follow its
+//! threads as the restorer creates them until each one stops on its int3,
+//! then set every thread's registers, FPU state and signal mask, unmap the
+//! restorer's region and let the process go. Anything going wrong kills
+//! the process: no half-restored process is left.
 
 use std::io::Write;
 
-use rcriu_compel::abi::restorer::{Rseq, Step};
+use rcriu_compel::abi::restorer::{Rseq, Step, ThreadArgs};
 use rcriu_compel::sys::{self as csys, Wait};
 use rcriu_compel::{Remote, Seized, ThreadCtx, UserRegs, Xstate};
 use rcriu_proc::Pid;
@@ -14,17 +15,28 @@ use crate::region::Region;
 use crate::{Error, Result};
 
 const SI_KERNEL: i32 = 0x80;
+/// `PTRACE_O_TRACECLONE`: threads the restorer creates are traced from
+/// their first instruction.
+const PTRACE_O_TRACECLONE: u32 = 1 << 3;
+/// `PTRACE_EVENT_CLONE`.
+const PTRACE_EVENT_CLONE: i32 = 3;
 
 /// A process rcriu created, killed unless `defuse`d.
 #[derive(Debug)]
 pub struct Child {
     pub pid: Pid,
+    /// Its threads (the leader first), as the images list them.
+    pub tids: Vec<Pid>,
     armed: bool,
 }
 
 impl Child {
-    pub fn new(pid: Pid) -> Child {
-        Child { pid, armed: true }
+    pub fn new(pid: Pid, tids: Vec<Pid>) -> Child {
+        Child {
+            pid,
+            tids,
+            armed: true,
+        }
     }
 
     /// The process is restored: it lives on.
@@ -39,18 +51,38 @@ impl Drop for Child {
         if self.armed {
             log::warn!("killing the half-restored process {}", self.pid);
             let _ = csys::kill(self.pid, libc::SIGKILL);
-            // Reap it, so that nothing of it is left.
+            // Reap every traced thread (the leader's end is reported only
+            // once the others are reaped), so that nothing of it is left.
+            for &tid in self.tids.iter().skip(1) {
+                let _ = csys::wait(tid, 0);
+            }
             let _ = csys::wait(self.pid, 0);
         }
     }
 }
 
+/// How rcriu traces the new process.
+#[derive(Debug, Clone, Copy)]
+pub struct Trace {
+    /// The restorer creates threads.
+    pub threads: bool,
+    /// A thread gets seccomp filters (or strict mode): they must not bind
+    /// while rcriu still works in the process.
+    pub seccomp: bool,
+}
+
 /// Traces the new process, gives it the rseq registration it inherited
 /// (for the restorer to drop), and says go.
-pub fn start(child: &Child, region: &Region, mut go: std::fs::File) -> Result<()> {
+pub fn start(child: &Child, region: &Region, mut go: std::fs::File, trace: Trace) -> Result<()> {
     let pid = child.pid;
-    csys::seize(pid, csys::PTRACE_O_TRACESYSGOOD | csys::PTRACE_O_EXITKILL)
-        .map_err(|e| died(pid, "tracing it", e))?;
+    let mut options = csys::PTRACE_O_TRACESYSGOOD | csys::PTRACE_O_EXITKILL;
+    if trace.threads {
+        options |= PTRACE_O_TRACECLONE;
+    }
+    if trace.seccomp {
+        options |= csys::PTRACE_O_SUSPEND_SECCOMP;
+    }
+    csys::seize(pid, options).map_err(|e| died(pid, "tracing it", e))?;
     csys::interrupt(pid).map_err(|e| died(pid, "stopping it", e))?;
     wait_stop(pid)?;
     let cfg = csys::get_rseq_config(pid).map_err(|e| died(pid, "reading its rseq", e))?;
@@ -95,99 +127,180 @@ fn wait_stop(pid: Pid) -> Result<()> {
     }
 }
 
-/// Waits for the restorer to stop on its int3, or for it to fail.
+/// Where one thread is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Not created yet, or running its part of the restorer.
+    Running,
+    /// Stopped on its int3, done.
+    Done,
+    /// Gone.
+    Gone,
+}
+
+/// What a failed restorer reported: the step, what of it, the errno.
+fn report(region: &Region, tids: &[Pid], describe: &dyn Fn(Step, u32) -> String) -> String {
+    for (i, &tid) in tids.iter().enumerate().skip(1) {
+        let t: ThreadArgs = region.read_thread(i);
+        if t.status < 0 {
+            let step = Step::from_u32(t.step);
+            return format!(
+                "thread {tid}: {} failed ({}): {}",
+                step.describe(),
+                describe(step, t.index),
+                std::io::Error::from_raw_os_error((-t.status) as i32)
+            );
+        }
+    }
+    let a = region.read_args();
+    let step = Step::from_u32(a.step);
+    if a.status < 0 {
+        format!(
+            "{} failed ({}): {}",
+            step.describe(),
+            describe(step, a.index),
+            std::io::Error::from_raw_os_error((-a.status) as i32)
+        )
+    } else {
+        format!("while {}", step.describe())
+    }
+}
+
+/// Follows the restorer in every thread until each one stops on its int3,
+/// or one fails.
 pub fn wait_restorer(
     child: &Child,
     region: &Region,
     describe: impl Fn(Step, u32) -> String,
 ) -> Result<()> {
     let pid = child.pid;
+    let tids = &child.tids;
+    let mut state = vec![State::Running; tids.len()];
+    let fail = |what: String| Error::Died { pid, what };
     loop {
-        match csys::wait(pid, 0).map_err(|e| died(pid, "waiting for it", e))? {
-            Wait::Nothing => continue,
-            Wait::Exited(code) => {
-                let a = region.read_args();
-                let step = Step::from_u32(a.step);
-                let errno = (-a.status) as i32;
-                return Err(Error::Restorer {
-                    pid,
-                    what: format!(
-                        "{} failed ({}; restorer exit status {code})",
-                        step.describe(),
-                        describe(step, a.index)
-                    ),
-                    source: std::io::Error::from_raw_os_error(errno),
-                });
+        let mut progress = false;
+        for (i, &tid) in tids.iter().enumerate() {
+            if state[i] != State::Running {
+                continue;
             }
-            Wait::Killed(sig) => {
-                let a = region.read_args();
-                return Err(Error::Died {
-                    pid,
-                    what: format!(
-                        "killed by signal {sig} while {}",
-                        Step::from_u32(a.step).describe()
-                    ),
-                });
-            }
-            Wait::Stopped { sig, event, .. } => {
-                if event == 0 && sig == libc::SIGTRAP {
-                    let si =
-                        csys::get_siginfo(pid).map_err(|e| died(pid, "reading its stop", e))?;
-                    if si.si_code == SI_KERNEL {
-                        return Ok(());
+            let w = match csys::wait(tid, libc::WNOHANG) {
+                // Not created yet.
+                Err(e) if e.raw_os_error() == Some(libc::ECHILD) && i > 0 => continue,
+                Err(e) => return Err(died(tid, "waiting for it", e)),
+                Ok(w) => w,
+            };
+            match w {
+                Wait::Nothing => continue,
+                Wait::Exited(code) => {
+                    progress = true;
+                    state[i] = State::Gone;
+                    if i == 0 {
+                        return Err(fail(format!(
+                            "the restorer exited with status {code}: {}",
+                            report(region, tids, &describe)
+                        )));
                     }
                 }
-                if event == 0
-                    && matches!(
-                        sig,
-                        libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE
-                    )
-                {
-                    let a = region.read_args();
-                    return Err(Error::Died {
-                        pid,
-                        what: format!(
-                            "the restorer faulted (signal {sig}) while {}",
-                            Step::from_u32(a.step).describe()
-                        ),
-                    });
+                Wait::Killed(sig) => {
+                    progress = true;
+                    state[i] = State::Gone;
+                    if i == 0 {
+                        return Err(fail(format!(
+                            "killed by signal {sig}: {}",
+                            report(region, tids, &describe)
+                        )));
+                    }
                 }
-                // Anything else (a stop, a signal someone sent) waits: the
-                // restorer blocks every signal.
-                csys::cont(pid, 0).map_err(|e| died(pid, "resuming it", e))?;
+                Wait::Stopped { sig, event, .. } => {
+                    progress = true;
+                    if event == 0 && sig == libc::SIGTRAP {
+                        let si =
+                            csys::get_siginfo(tid).map_err(|e| died(tid, "reading its stop", e))?;
+                        if si.si_code == SI_KERNEL {
+                            state[i] = State::Done;
+                            continue;
+                        }
+                    }
+                    if event == 0
+                        && matches!(
+                            sig,
+                            libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE
+                        )
+                    {
+                        return Err(fail(format!(
+                            "the restorer faulted (signal {sig}) in thread {tid}: {}",
+                            report(region, tids, &describe)
+                        )));
+                    }
+                    // A clone event, a new thread's first stop, or a signal
+                    // someone sent (the restorer blocks every signal): go on.
+                    if event == PTRACE_EVENT_CLONE {
+                        log::debug!("process {pid}: a thread was created");
+                    }
+                    csys::cont(tid, 0).map_err(|e| died(tid, "resuming it", e))?;
+                }
+            }
+        }
+        if state.iter().all(|s| *s == State::Done) {
+            return Ok(());
+        }
+        if state[1..].contains(&State::Gone) {
+            // A thread failed and took the process down (exit_group): the
+            // leader's end comes next.
+            continue;
+        }
+        if !progress {
+            // Sleep until some child has news; when that is not one of
+            // ours (another child of this process), poll.
+            let who = csys::wait_any_peek().map_err(|e| died(pid, "waiting for it", e))?;
+            if !tids.contains(&who) {
+                std::thread::sleep(std::time::Duration::from_micros(200));
             }
         }
     }
 }
 
-/// The final touch: registers, FPU state, signal mask; the region goes;
-/// the process runs (or stays stopped when it was).
+/// One thread's final state.
+#[derive(Debug)]
+pub struct FinalThread {
+    pub tid: Pid,
+    pub regs: UserRegs,
+    pub sigmask: u64,
+}
+
+/// The final touch: every thread's registers, FPU state and signal mask;
+/// the region goes; the process runs (or stays stopped when it was).
+/// `xstate(i, size)` builds thread i's xsave area of `size` bytes.
 pub fn finish(
     child: Child,
     region: &Region,
-    regs: UserRegs,
-    sigmask: u64,
-    xstate: impl FnOnce(usize) -> Result<Xstate>,
+    threads: Vec<FinalThread>,
+    xstate: impl Fn(usize, usize) -> Result<Xstate>,
     stopped: bool,
 ) -> Result<Pid> {
     let pid = child.pid;
     let mut buf = vec![0u8; 16 * 1024];
     let size =
         csys::get_xstate(pid, &mut buf).map_err(|e| died(pid, "reading its xsave size", e))?;
-    let ctx = ThreadCtx {
-        tid: pid,
-        regs,
-        sigmask,
-        xstate: xstate(size)?,
-    };
-    let seized = Seized::adopt(pid, &[pid]);
+    let mut ctxs = Vec::with_capacity(threads.len());
+    for (i, t) in threads.into_iter().enumerate() {
+        ctxs.push(ThreadCtx {
+            tid: t.tid,
+            regs: t.regs,
+            sigmask: t.sigmask,
+            xstate: xstate(i, size)?,
+        });
+    }
+    let seized = Seized::adopt(pid, &child.tids);
     let len = region.end() - region.start();
-    Remote::new(pid, seized.leader(), &ctx)?.syscall_ok(
+    Remote::new(pid, seized.leader(), &ctxs[0])?.syscall_ok(
         "munmap",
         libc::SYS_munmap,
         [region.start(), len, 0, 0, 0, 0],
     )?;
-    ctx.restore()?;
+    for ctx in &ctxs {
+        ctx.restore()?;
+    }
     if stopped {
         seized.stop_on_release(libc::SIGSTOP);
     }

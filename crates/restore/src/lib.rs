@@ -32,7 +32,8 @@ use std::time::Instant;
 
 use rcriu_compel::Xstate;
 use rcriu_compel::abi::restorer::{
-    self as abi, Args, FLAG_MM_MAP, FLAG_RSEQ, FLAG_SETSID, FLAG_TIMENS, FdMove, MAGIC, Range, Step,
+    self as abi, Args, FLAG_LOGINUID, FLAG_MM_MAP, FLAG_SETSID, FLAG_TIMENS, FdMove, MAGIC, Range,
+    Step,
 };
 use rcriu_images::{ImageDir, ImageFile};
 use rcriu_proc::Pid;
@@ -141,7 +142,11 @@ impl Restore {
             mem.vvar = None;
         }
         let pages = pages::plan(&img, &mut mem)?;
-        let core = core::plan(&img)?;
+        let mut core = core::plan(&img)?;
+        let last_cap = read_last_cap()?;
+        for t in &mut core.threads {
+            t.args.creds.last_cap = last_cap;
+        }
         let fds = files::plan(&img, self.validation)?;
         let fs = files::plan_fs(&img)?;
         let timens = img.timens.as_ref().map(timens::offsets).transpose()?;
@@ -196,7 +201,9 @@ impl Restore {
             batches: &pages.batches,
             fds: &fd_moves,
             copy: &[],
-            groups: core.groups.as_deref().unwrap_or_default(),
+            signals: &core.signals,
+            timers: &core.timers,
+            threads: &core.threads,
         };
         let mut occupied = mem.occupied();
         // The vsyscall page is the kernel's, above the user space anyway.
@@ -224,21 +231,14 @@ impl Restore {
         args.magic = MAGIC;
         args.flags = FLAG_MM_MAP
             | if setsid { FLAG_SETSID } else { 0 }
-            | if core.groups.is_some() {
-                abi::FLAG_GROUPS
-            } else {
-                0
-            }
-            | if timens.is_some() { FLAG_TIMENS } else { 0 }
-            | if core.rseq.is_some() { FLAG_RSEQ } else { 0 };
+            | if timens.is_some() { FLAG_TIMENS } else { 0 };
+        if let Some(uid) = core.loginuid
+            && own_loginuid() != Some(uid)
+        {
+            args.flags |= FLAG_LOGINUID;
+            args.loginuid = uid;
+        }
         args.parent_pid = std::process::id() as i32;
-        args.pdeath_sig = img
-            .task
-            .core
-            .thread_core
-            .as_ref()
-            .and_then(|t| t.pdeath_sig)
-            .unwrap_or(0);
         args.ctty_fd = -1;
         args.go_fd = go_rd.as_raw_fd();
         args.pages_fd = pages_file.as_raw_fd();
@@ -271,19 +271,11 @@ impl Restore {
         args.nr_vdso_moves = moves.len() as u32;
         args.vdso_moves[..moves.len()].copy_from_slice(&moves);
         set_mm(&mut args, &img, exe.as_ref())?;
-        args.comm = core.comm;
         args.sigactions = core.sigactions;
         args.sigaction_set = core.sigaction_set;
         args.nr_rlimits = core.rlimits.len() as u32;
         args.rlimits[..core.rlimits.len()].copy_from_slice(&core.rlimits);
         args.itimers = core.itimers;
-        if let Some(r) = core.rseq {
-            args.rseq = r;
-        }
-        if let Some(sas) = core.sas {
-            args.sas = sas;
-        }
-        args.no_new_privs = u32::from(core.no_new_privs);
         args.child_subreaper = u32::from(core.child_subreaper);
         args.personality = core.personality;
         // 2 (suid_dumpable) cannot be set back; it stays 1.
@@ -311,11 +303,16 @@ impl Restore {
             _ => Error::host("creating the process (clone3 with its pid)")(e),
         })?;
         let forking_time_us = start.elapsed().as_micros() as u64;
-        let child = finish::Child::new(child_pid);
+        let tids: Vec<Pid> = core.threads.iter().map(|t| t.tid as Pid).collect();
+        let child = finish::Child::new(child_pid, tids);
         // Ours no longer needed: the fork has its copies.
         drop((map_files, sources, cwd, root, exe, pages_file, go_rd));
         log::info!("process {pid} created; restoring it");
-        finish::start(&child, &region, std::fs::File::from(go_wr))?;
+        let trace = finish::Trace {
+            threads: core.threads.len() > 1,
+            seccomp: core.seccomp(),
+        };
+        finish::start(&child, &region, std::fs::File::from(go_wr), trace)?;
         let describe = |step: Step, index: u32| describe_item(step, index, &vmas, &fd_moves);
         finish::wait_restorer(&child, &region, describe)?;
         let report = region.read_args();
@@ -327,24 +324,27 @@ impl Restore {
                 );
             }
         }
-        let core_file = ImageFile::Core(pid as u64).name();
-        let xstate = |size: usize| {
-            let comps: Vec<(u32, &[u8])> = core
+        let xstate = |i: usize, size: usize| {
+            let t = &core.threads[i];
+            let comps: Vec<(u32, &[u8])> = t
+                .cpu
                 .components
                 .iter()
                 .map(|(i, b)| (*i, b.as_slice()))
                 .collect();
-            Xstate::build(size, &core.fx, core.xstate_bv, &comps)
-                .map_err(|what| Error::invalid(core_file.clone(), what))
+            Xstate::build(size, &t.cpu.fx, t.cpu.xstate_bv, &comps)
+                .map_err(|what| Error::invalid(ImageFile::Core(t.tid.into()).name(), what))
         };
-        let pid = finish::finish(
-            child,
-            &region,
-            core.regs,
-            core.sigmask,
-            xstate,
-            core.stopped,
-        )?;
+        let finals = core
+            .threads
+            .iter()
+            .map(|t| finish::FinalThread {
+                tid: t.tid as Pid,
+                regs: t.cpu.regs,
+                sigmask: t.sigmask,
+            })
+            .collect();
+        let pid = finish::finish(child, &region, finals, xstate, core.stopped)?;
         let restore_time_us = start.elapsed().as_micros() as u64;
         log::info!("process {pid} restored in {restore_time_us} us");
         drop(region);
@@ -401,6 +401,25 @@ fn zeroed_args() -> Args {
     // An all-zero Args, built field by field through its Default-like
     // parts (it is plain data).
     rcriu_compel::sys::read_pod(&[0u8; std::mem::size_of::<Args>()])
+}
+
+/// The highest capability the running kernel knows.
+fn read_last_cap() -> Result<u32> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .map_err(Error::file("reading", "/proc/sys/kernel/cap_last_cap"))?;
+    text.trim().parse().map_err(|_| Error::Host {
+        what: "parsing /proc/sys/kernel/cap_last_cap",
+        source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+    })
+}
+
+/// rcriu's own login uid (what the new process inherits), if readable.
+fn own_loginuid() -> Option<u32> {
+    std::fs::read_to_string("/proc/self/loginuid")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Fails if `pid` is in use.
@@ -474,7 +493,18 @@ fn describe_item(step: Step, index: u32, vmas: &[abi::Vma], fds: &[FdMove]) -> S
             |m| format!("fd {}", m.to),
         ),
         Step::Sigactions => format!("signal {index}"),
-        Step::Itimers => format!("timer {index}"),
+        Step::Creds => match abi::creds_item::describe(index) {
+            (what, Some(cap)) => format!("{what} {cap}"),
+            (what, None) => what.to_owned(),
+        },
+        Step::Thread => format!("thread #{index}"),
+        Step::PosixTimers | Step::ThreadSignals | Step::SharedSignals | Step::Seccomp => {
+            format!("item {index}")
+        }
+        Step::ArmTimers => match index {
+            0..3 => format!("interval timer {index}"),
+            i => format!("POSIX timer #{}", i - 3),
+        },
         Step::Read => format!("read batch {index}"),
         _ => format!("item {index}"),
     }

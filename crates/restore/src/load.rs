@@ -15,7 +15,8 @@ const IMG_VERSION: u32 = 2;
 pub struct TaskImages {
     pub pid: u32,
     pub pstree: pb::PstreeEntry,
-    pub core: pb::CoreEntry,
+    /// Each thread's core, the leader's first.
+    pub cores: Vec<(u32, pb::CoreEntry)>,
     pub ids: pb::TaskKobjIdsEntry,
     pub mm: pb::MmEntry,
     pub fs: pb::FsEntry,
@@ -31,6 +32,8 @@ pub struct Images {
     pub task: TaskImages,
     /// The time namespace's clocks, when the dump has them.
     pub timens: Option<pb::TimensEntry>,
+    /// `seccomp.img`, when the dump has one.
+    pub seccomp: Option<pb::SeccompEntry>,
 }
 
 impl Images {
@@ -79,16 +82,28 @@ pub fn load(dir: ImageDir) -> Result<Images> {
             )));
         }
     };
-    if root.threads.len() != 1 || root.threads[0] != root.pid {
-        return Err(Error::unsupported(format!(
-            "restoring process {} with {} threads",
-            root.pid,
-            root.threads.len()
-        )));
-    }
     let pid = root.pid;
-
-    let core = dir.core(pid)?;
+    if !root.threads.contains(&pid) {
+        return Err(Error::invalid(
+            ImageFile::Pstree.name(),
+            format!("process {pid} is not among its threads {:?}", root.threads),
+        ));
+    }
+    let mut tids = vec![pid];
+    for &t in root.threads.iter().filter(|&&t| t != pid) {
+        if tids.contains(&t) {
+            return Err(Error::invalid(
+                ImageFile::Pstree.name(),
+                format!("thread {t} listed twice"),
+            ));
+        }
+        tids.push(t);
+    }
+    let mut cores = Vec::with_capacity(tids.len());
+    for &t in &tids {
+        cores.push((t, dir.core(t)?));
+    }
+    let seccomp = dir.seccomp()?;
     let ids = dir.ids(pid)?;
     check_namespaces(&ids, &root_ids, pid)?;
     let mm = dir.mm(pid)?;
@@ -124,13 +139,14 @@ pub fn load(dir: ImageDir) -> Result<Images> {
         task: TaskImages {
             pid,
             pstree: root,
-            core,
+            cores,
             ids,
             mm,
             fs,
             fdinfo,
         },
         timens,
+        seccomp,
     })
 }
 

@@ -3,9 +3,15 @@
 //! blob, its `Args` and their arrays, and its stack. The fork inherits it
 //! at the same address; rcriu reads the restorer's report from it.
 
-use rcriu_compel::abi::restorer::{Args, FdMove, IoVec, ReadBatch, STACK_SIZE, Vma};
+use std::cell::Cell;
+
+use rcriu_compel::abi::restorer::{
+    Args, FdMove, IoVec, PosixTimer, ReadBatch, STACK_SIZE, SeccompFilter, THREAD_STACK_SIZE,
+    ThreadArgs, Vma,
+};
 use rcriu_compel::sys::{LocalMap, Pod, slice_bytes};
 
+use crate::core::{Siginfo, ThreadPlan};
 use crate::{Error, Result};
 
 const PAGE: u64 = 4096;
@@ -28,8 +34,12 @@ pub struct Arrays<'a> {
     pub fds: &'a [FdMove],
     /// Bytes the restorer copies into the process (a vDSO proxy).
     pub copy: &'a [u8],
-    /// Supplementary groups.
-    pub groups: &'a [u32],
+    /// The process's pending signals.
+    pub signals: &'a [Siginfo],
+    pub timers: &'a [PosixTimer],
+    /// Every thread, the leader first: its arrays, and a stack for all
+    /// but the leader.
+    pub threads: &'a [ThreadPlan],
 }
 
 /// The mapped region.
@@ -37,6 +47,8 @@ pub struct Region {
     map: LocalMap,
     args_off: usize,
     stack_off: usize,
+    /// Where the `ThreadArgs` array lies, once written.
+    threads_off: Cell<usize>,
     /// Free room right after the region, for vDSO detours.
     pub park: u64,
 }
@@ -67,8 +79,26 @@ impl Arrays<'_> {
             + array_len(self.batches)
             + array_len(self.fds)
             + array_len(self.copy)
-            + array_len(self.groups)
-            + 8 * 6
+            + array_len(self.signals)
+            + array_len(self.timers)
+            + 16 * 10
+            + self
+                .threads
+                .iter()
+                .map(|t| {
+                    std::mem::size_of::<ThreadArgs>() as u64
+                        + array_len(&t.signals)
+                        + array_len(&t.groups)
+                        + t.filters
+                            .iter()
+                            .map(|(_, p)| {
+                                std::mem::size_of::<SeccompFilter>() as u64 + p.len() as u64 + 16
+                            })
+                            .sum::<u64>()
+                        + 16 * 6
+                })
+                .sum::<u64>()
+            + THREAD_STACK_SIZE as u64 * self.threads.len().saturating_sub(1) as u64
     }
 }
 
@@ -89,6 +119,7 @@ impl Region {
                         map,
                         args_off: blob_len as usize,
                         stack_off: (blob_len + args_len) as usize,
+                        threads_off: Cell::new(0),
                         park: start + len,
                     };
                     region.load_blob()?;
@@ -145,25 +176,63 @@ impl Region {
     /// writes `args`.
     pub fn write(&self, args: &mut Args, arrays: &Arrays<'_>) {
         let mut off = self.args_off + std::mem::size_of::<Args>();
-        let mut put = |bytes: &[u8]| -> u64 {
-            off = off.next_multiple_of(8);
+        // Writes `bytes` (16-byte aligned), then leaves `room` bytes free.
+        let mut put_room = |bytes: &[u8], room: usize| -> u64 {
+            off = off.next_multiple_of(16);
             let at = self.start() + off as u64;
             self.map.write(off, bytes);
-            off += bytes.len();
+            off += bytes.len() + room;
             at
         };
-        args.vmas = put(slice_bytes(arrays.vmas));
+        args.vmas = put_room(slice_bytes(arrays.vmas), 0);
         args.nr_vmas = arrays.vmas.len() as u64;
-        args.iovs = put(slice_bytes(arrays.iovs));
+        args.iovs = put_room(slice_bytes(arrays.iovs), 0);
         args.nr_iovs = arrays.iovs.len() as u64;
-        args.batches = put(slice_bytes(arrays.batches));
+        args.batches = put_room(slice_bytes(arrays.batches), 0);
         args.nr_batches = arrays.batches.len() as u64;
-        args.fds = put(slice_bytes(arrays.fds));
+        args.fds = put_room(slice_bytes(arrays.fds), 0);
         args.nr_fds = arrays.fds.len() as u64;
-        args.copy_src = put(arrays.copy);
-        args.groups = put(slice_bytes(arrays.groups));
-        args.nr_groups = arrays.groups.len() as u64;
+        args.copy_src = put_room(arrays.copy, 0);
+        args.signals = put_room(arrays.signals.as_flattened(), 0);
+        args.nr_signals = arrays.signals.len() as u64;
+        args.timers = put_room(slice_bytes(arrays.timers), 0);
+        args.nr_timers = arrays.timers.len() as u64;
+        let args_addr = self.args_addr();
+        let mut threads = Vec::with_capacity(arrays.threads.len());
+        for (i, plan) in arrays.threads.iter().enumerate() {
+            let mut t = plan.args;
+            t.args = args_addr;
+            t.signals = put_room(plan.signals.as_flattened(), 0);
+            t.nr_signals = plan.signals.len() as u64;
+            t.creds.groups = put_room(slice_bytes(&plan.groups), 0);
+            t.creds.nr_groups = plan.groups.len() as u64;
+            let filters: Vec<SeccompFilter> = plan
+                .filters
+                .iter()
+                .map(|(flags, prog)| SeccompFilter {
+                    flags: *flags,
+                    len: (prog.len() / 8) as u16,
+                    _pad: [0; 3],
+                    filter: put_room(prog, 0),
+                })
+                .collect();
+            t.filters = put_room(slice_bytes(&filters), 0);
+            t.nr_filters = filters.len() as u64;
+            if i > 0 {
+                // A stack of its own.
+                t.stack_top = put_room(&[], THREAD_STACK_SIZE) + THREAD_STACK_SIZE as u64;
+            }
+            threads.push(t);
+        }
+        args.threads = put_room(slice_bytes(&threads), 0);
+        args.nr_threads = threads.len() as u64;
+        self.threads_off.set((args.threads - self.start()) as usize);
         self.map.put(self.args_off, &*args);
+    }
+
+    /// Reads back the report of thread `i` (0: the leader).
+    pub fn read_thread(&self, i: usize) -> ThreadArgs {
+        self.get(self.threads_off.get() + i * std::mem::size_of::<ThreadArgs>())
     }
 
     /// Reads back `Args` (the restorer's report).

@@ -56,8 +56,155 @@ pub const FLAG_TIMENS: u32 = 1 << 1;
 pub const FLAG_MM_MAP: u32 = 1 << 2;
 /// [`Args::flags`]: register [`Args::rseq`].
 pub const FLAG_RSEQ: u32 = 1 << 3;
-/// [`Args::flags`]: set the supplementary groups.
-pub const FLAG_GROUPS: u32 = 1 << 4;
+/// [`Args::flags`]: write [`Args::loginuid`].
+pub const FLAG_LOGINUID: u32 = 1 << 4;
+
+/// Bytes of stack each thread but the leader gets in the region.
+pub const THREAD_STACK_SIZE: usize = 32 * 1024;
+/// Bytes of one `siginfo_t`.
+pub const SIGINFO_SIZE: usize = 128;
+
+/// [`ThreadArgs::flags`]: register [`ThreadArgs::rseq`].
+pub const TFLAG_RSEQ: u32 = 1 << 0;
+/// [`ThreadArgs::flags`]: set [`ThreadArgs::timer_slack`].
+pub const TFLAG_SLACK: u32 = 1 << 1;
+/// [`ThreadArgs::flags`]: set the credentials ([`ThreadArgs::creds`]).
+pub const TFLAG_CREDS: u32 = 1 << 2;
+/// [`ThreadArgs::flags`]: set the scheduling policy and nice value.
+pub const TFLAG_SCHED: u32 = 1 << 3;
+
+/// [`Creds::flags`]: set the supplementary groups.
+pub const CREDS_GROUPS: u32 = 1 << 0;
+/// [`Creds::flags`]: set no_new_privs.
+pub const CREDS_NO_NEW_PRIVS: u32 = 1 << 1;
+
+/// The items of [`Step::Creds`] a failure names in `index`.
+pub mod creds_item {
+    pub const GROUPS: u32 = 0;
+    pub const SECBITS_FIXUP: u32 = 1;
+    pub const UIDS: u32 = 2;
+    pub const FSUID: u32 = 3;
+    pub const GIDS: u32 = 4;
+    pub const FSGID: u32 = 5;
+    pub const SECBITS: u32 = 6;
+    pub const CAPSET: u32 = 7;
+    pub const NO_NEW_PRIVS: u32 = 8;
+    /// Dropping capability n from the bounding set: `BOUND + n`.
+    pub const BOUND: u32 = 100;
+    /// Raising ambient capability n: `AMBIENT + n`.
+    pub const AMBIENT: u32 = 200;
+
+    /// What item `index` is, for messages.
+    pub fn describe(index: u32) -> (&'static str, Option<u32>) {
+        match index {
+            GROUPS => ("setgroups", None),
+            SECBITS_FIXUP => ("setting SECURE_NO_SETUID_FIXUP", None),
+            UIDS => ("setresuid", None),
+            FSUID => ("setfsuid", None),
+            GIDS => ("setresgid", None),
+            FSGID => ("setfsgid", None),
+            SECBITS => ("setting the securebits", None),
+            CAPSET => ("capset", None),
+            NO_NEW_PRIVS => ("setting no_new_privs", None),
+            i if i >= AMBIENT => ("raising the ambient capability", Some(i - AMBIENT)),
+            i if i >= BOUND => ("dropping from the bounding set capability", Some(i - BOUND)),
+            _ => ("an unknown item", None),
+        }
+    }
+}
+
+/// A thread's credentials, as `creds_entry` holds them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Creds {
+    /// Real, effective, saved, filesystem.
+    pub uids: [u32; 4],
+    pub gids: [u32; 4],
+    pub cap_eff: [u32; 2],
+    pub cap_prm: [u32; 2],
+    pub cap_inh: [u32; 2],
+    pub cap_bnd: [u32; 2],
+    pub cap_amb: [u32; 2],
+    pub secbits: u32,
+    /// The highest capability number the dumping kernel knew.
+    pub last_cap: u32,
+    /// `CREDS_*`.
+    pub flags: u32,
+    pub _pad: u32,
+    /// Address and count of the supplementary groups (u32 each).
+    pub groups: u64,
+    pub nr_groups: u64,
+}
+
+/// One seccomp filter: `seccomp(SECCOMP_SET_MODE_FILTER, flags, &prog)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SeccompFilter {
+    pub flags: u64,
+    /// `struct sock_fprog`: instruction count, then (aligned) the address
+    /// of the instructions (8 bytes each).
+    pub len: u16,
+    pub _pad: [u16; 3],
+    pub filter: u64,
+}
+
+/// A POSIX timer to create with its id, then to arm.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PosixTimer {
+    pub id: i32,
+    pub clock: i32,
+    pub signo: i32,
+    /// `sigev_notify`.
+    pub notify: i32,
+    /// The thread of `SIGEV_THREAD_ID`.
+    pub thread_id: i32,
+    pub _pad: i32,
+    pub sival: u64,
+    /// `struct itimerspec`: interval sec, nsec, value sec, nsec.
+    pub spec: [u64; 4],
+}
+
+/// What one thread restores itself (the leader too), and its report.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ThreadArgs {
+    /// Out: 0, or the negative errno of the step that failed.
+    pub status: i64,
+    /// Out: the [`Step`] reached.
+    pub step: u32,
+    /// Out: which item of the step failed.
+    pub index: u32,
+    pub tid: i32,
+    /// `TFLAG_*`.
+    pub flags: u32,
+    /// The [`Args`] of the process.
+    pub args: u64,
+    /// The top of its stack in the region (0 for the leader).
+    pub stack_top: u64,
+    pub clear_tid: u64,
+    pub robust: u64,
+    pub robust_len: u64,
+    pub rseq: Rseq,
+    /// The alternate signal stack: sp, flags, size (size 0: none).
+    pub sas: [u64; 3],
+    pub sched_policy: u32,
+    pub sched_prio: u32,
+    pub nice: i32,
+    pub pdeath_sig: u32,
+    pub timer_slack: u64,
+    pub comm: [u8; 16],
+    /// Address and count of its own pending signals (`siginfo_t`).
+    pub signals: u64,
+    pub nr_signals: u64,
+    /// 0, `SECCOMP_MODE_STRICT` or `SECCOMP_MODE_FILTER`.
+    pub seccomp_mode: u32,
+    pub _pad: u32,
+    /// Address and count of its [`SeccompFilter`]s, oldest first.
+    pub filters: u64,
+    pub nr_filters: u64,
+    pub creds: Creds,
+}
 
 /// The steps, for error reports.
 #[repr(u32)]
@@ -90,6 +237,15 @@ pub enum Step {
     Attrs = 24,
     Groups = 25,
     Ctty = 26,
+    Loginuid = 27,
+    Thread = 28,
+    PosixTimers = 29,
+    SharedSignals = 30,
+    ThreadState = 31,
+    ThreadSignals = 32,
+    Seccomp = 33,
+    Creds = 34,
+    ArmTimers = 35,
 }
 
 impl Step {
@@ -122,6 +278,15 @@ impl Step {
             24 => Step::Attrs,
             25 => Step::Groups,
             26 => Step::Ctty,
+            27 => Step::Loginuid,
+            28 => Step::Thread,
+            29 => Step::PosixTimers,
+            30 => Step::SharedSignals,
+            31 => Step::ThreadState,
+            32 => Step::ThreadSignals,
+            33 => Step::Seccomp,
+            34 => Step::Creds,
+            35 => Step::ArmTimers,
             _ => Step::None,
         }
     }
@@ -158,6 +323,17 @@ impl Step {
             }
             Step::Groups => "setting the supplementary groups",
             Step::Ctty => "setting the controlling terminal",
+            Step::Loginuid => "setting the login uid",
+            Step::Thread => "creating a thread (clone3 with its tid)",
+            Step::PosixTimers => "creating a POSIX timer with its id",
+            Step::SharedSignals => "queueing the process's pending signals",
+            Step::ThreadState => {
+                "setting a thread's state (tid address, robust list, scheduling, name, slack)"
+            }
+            Step::ThreadSignals => "queueing a thread's pending signals",
+            Step::Seccomp => "installing seccomp filters",
+            Step::Creds => "setting credentials",
+            Step::ArmTimers => "arming the timers",
         }
     }
 }
@@ -304,8 +480,9 @@ pub struct Args {
     pub timens: [[u8; 64]; 2],
     pub timens_len: [u32; 2],
     pub nr_vdso_moves: u32,
-    /// The process's parent death signal, set last.
-    pub pdeath_sig: u32,
+    /// The login uid to write to /proc/self/loginuid, when
+    /// [`FLAG_LOGINUID`].
+    pub loginuid: u32,
     pub vdso_moves: [VdsoMove; MAX_VDSO_MOVES],
     /// Address and count of the `Vma` array.
     pub vmas: u64,
@@ -321,7 +498,6 @@ pub struct Args {
     pub nr_fds: u64,
     pub mm: MmMap,
     pub auxv: [u64; AUXV_WORDS],
-    pub comm: [u8; 16],
     /// Bit n - 1 set: set signal n's action from `sigactions[n - 1]`.
     pub sigaction_set: u64,
     pub sigactions: [KSigaction; NSIG],
@@ -337,14 +513,17 @@ pub struct Args {
     /// The real, virtual and profiling interval timers, as `struct
     /// itimerval` words: interval sec, usec, value sec, usec.
     pub itimers: [[u64; 4]; 3],
-    pub rseq: Rseq,
-    /// The alternate signal stack: sp, flags, size (size 0: none).
-    pub sas: [u64; 3],
-    /// Address and count of the supplementary groups (u32 each), set when
-    /// [`FLAG_GROUPS`].
-    pub groups: u64,
-    pub nr_groups: u64,
-    pub no_new_privs: u32,
+    /// Address and count of the [`ThreadArgs`] array: the leader first.
+    pub threads: u64,
+    pub nr_threads: u64,
+    /// Address and count of the process's pending signals (`siginfo_t`,
+    /// 128 bytes each), queued in order.
+    pub signals: u64,
+    pub nr_signals: u64,
+    /// Address and count of the [`PosixTimer`] array.
+    pub timers: u64,
+    pub nr_timers: u64,
+    pub _pad2: u32,
     pub child_subreaper: u32,
     pub dumpable: u32,
     pub personality: u32,
@@ -379,6 +558,12 @@ const _: () = {
     assert!(offset_of!(Args, rlimits).is_multiple_of(8));
     assert!(size_of::<Args>().is_multiple_of(8));
     // Every field accounted for: no implicit padding.
-    assert!(size_of::<Args>() == 3768 + 24 + 16 + 16 + 16 + 8);
+    assert!(size_of::<Args>() == 3824);
+    assert!(size_of::<Creds>() == 104);
+    assert!(size_of::<SeccompFilter>() == 24);
+    assert!(offset_of!(SeccompFilter, filter) == 16);
+    assert!(size_of::<PosixTimer>() == 64);
+    assert!(offset_of!(ThreadArgs, creds) == 184);
+    assert!(size_of::<ThreadArgs>() == 288);
     assert!(size_of::<Args>() < 16 * 1024);
 };

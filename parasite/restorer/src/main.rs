@@ -13,14 +13,18 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod creds;
 mod fds;
 mod mm;
 mod task;
+mod thread;
+mod timers;
 
 use rcriu_blob_rt::nr::*;
 use rcriu_blob_rt::syscall::{addr, call, value};
 use rcriu_parasite_abi::restorer::{
-    Args, FLAG_GROUPS, FLAG_MM_MAP, FLAG_RSEQ, FLAG_SETSID, FLAG_TIMENS, MAGIC, Step,
+    Args, FLAG_LOGINUID, FLAG_MM_MAP, FLAG_SETSID, FLAG_TIMENS, MAGIC, SIGINFO_SIZE, Step,
+    ThreadArgs,
 };
 
 // The entry point: rdi = &Args, rsp = the top of the region's stack.
@@ -58,11 +62,7 @@ extern "C" fn restorer_main(args: *mut Args) -> ! {
         Ok(()) => {
             a.step = Step::Done as u32;
             a.status = 0;
-            // rcriu takes over here: it sets the registers and never lets
-            // this code go on.
-            // SAFETY: int3 only traps.
-            unsafe { core::arch::asm!("int3", options(nomem, nostack)) };
-            exit(2)
+            thread::stop()
         }
         Err((step, Fail(index, err))) => {
             a.step = step as u32;
@@ -139,61 +139,70 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
         let s = at(Step::MmMap, a);
         mm::set_mm(a).map_err(|f| (s, f))?;
     }
-    let s = at(Step::Comm, a);
-    // SAFETY: prctl reads at most 16 bytes of the name.
-    let r = unsafe { call(NR_PRCTL, PR_SET_NAME, addr(&a.comm), 0, 0) };
-    ok(r, 0).map_err(|f| (s, f))?;
     let s = at(Step::Sigactions, a);
     task::set_sigactions(a).map_err(|f| (s, f))?;
     at(Step::Rlimits, a);
     task::set_rlimits(a);
-    let s = at(Step::Itimers, a);
-    for (which, t) in a.itimers.iter().enumerate() {
-        if t.iter().all(|&w| w == 0) {
-            continue;
-        }
-        // SAFETY: the kernel reads one struct itimerval.
-        let r = unsafe { call(NR_SETITIMER, which as u64, addr(t), 0, 0) };
-        ok(r, which as u32).map_err(|f| (s, f))?;
-    }
-    if a.flags & FLAG_RSEQ != 0 {
-        let s = at(Step::Rseq, a);
-        let r = a.rseq;
-        // SAFETY: the area is the process's own, mapped again above; the
-        // kernel writes to it from now on, as it did before the dump.
-        let ret = unsafe { call(NR_RSEQ, r.addr, r.len as u64, 0, r.sig as u64) };
-        ok(ret, 0).map_err(|f| (s, f))?;
-    }
-    let s = at(Step::Sas, a);
-    if a.sas[2] != 0 {
-        let ss = [a.sas[0], a.sas[1], a.sas[2]];
-        // SAFETY: the kernel reads one stack_t (sp, flags with padding,
-        // size: three words).
-        let r = unsafe { call(NR_SIGALTSTACK, addr(&ss), 0, 0, 0) };
-        ok(r, 0).map_err(|f| (s, f))?;
-    }
     let s = at(Step::Attrs, a);
     task::set_attrs(a).map_err(|f| (s, f))?;
-    if a.flags & FLAG_GROUPS != 0 {
-        let s = at(Step::Groups, a);
-        // SAFETY: rcriu wrote `nr_groups` u32 at `groups`, read by the
-        // kernel.
-        let r = unsafe { call(NR_SETGROUPS, a.nr_groups, a.groups, 0, 0) };
-        ok(r, 0).map_err(|f| (s, f))?;
-    }
     let s = at(Step::Fds, a);
     fds::place_fds(a).map_err(|f| (s, f))?;
     if a.ctty_fd >= 0 {
         let s = at(Step::Ctty, a);
         ok(value(NR_IOCTL, a.ctty_fd as u64, TIOCSCTTY, 0), 0).map_err(|f| (s, f))?;
     }
-    let s = at(Step::Parent, a);
-    ok(value(NR_PRCTL, PR_SET_PDEATHSIG, a.pdeath_sig as u64, 0), 2).map_err(|f| (s, f))?;
-    if a.no_new_privs != 0 {
-        let s = at(Step::Attrs, a);
-        ok(value(NR_PRCTL, PR_SET_NO_NEW_PRIVS, 1, 0), 4).map_err(|f| (s, f))?;
+    if a.flags & FLAG_LOGINUID != 0 {
+        let s = at(Step::Loginuid, a);
+        task::set_loginuid(a).map_err(|f| (s, f))?;
+    }
+    // SAFETY: rcriu wrote `nr_threads` ThreadArgs at `threads`, the
+    // leader's first; each thread writes only its own.
+    let threads: &mut [ThreadArgs] = unsafe { array_mut(a.threads, a.nr_threads) };
+    let (leader, others) = threads
+        .split_first_mut()
+        .ok_or((Step::Thread, Fail(0, -EINVAL)))?;
+    for (i, t) in others.iter_mut().enumerate() {
+        let s = at(Step::Thread, a);
+        let r = thread::create(t);
+        if r != t.tid as i64 {
+            return Err((s, Fail(i as u32 + 1, if r < 0 { r } else { -EINVAL })));
+        }
+    }
+    let s = at(Step::PosixTimers, a);
+    timers::create(a).map_err(|f| (s, f))?;
+    let s = at(Step::SharedSignals, a);
+    queue_signals(a).map_err(|f| (s, f))?;
+    // The leader's own state, as every thread's.
+    thread::restore(a, leader)?;
+    let s = at(Step::ArmTimers, a);
+    timers::arm(a).map_err(|f| (s, f))?;
+    Ok(())
+}
+
+/// The process's pending signals, queued to itself in order.
+fn queue_signals(a: &Args) -> Res {
+    // SAFETY: rcriu wrote `nr_signals` siginfos at `signals`.
+    let infos: &[[u8; SIGINFO_SIZE]] = unsafe { array(a.signals, a.nr_signals) };
+    let pid = value(NR_GETPID, 0, 0, 0) as u64;
+    for (i, info) in infos.iter().enumerate() {
+        let signo = i32::from_le_bytes([info[0], info[1], info[2], info[3]]);
+        // SAFETY: the kernel reads one siginfo_t.
+        let r = unsafe { call(NR_RT_SIGQUEUEINFO, pid, signo as u64, addr(info), 0) };
+        ok(r, i as u32)?;
     }
     Ok(())
+}
+
+/// As [`array`], writable.
+///
+/// # Safety
+/// As [`array`]; and nothing else reads or writes the items meanwhile.
+unsafe fn array_mut<'a, T>(ptr: u64, n: u64) -> &'a mut [T] {
+    if n == 0 {
+        return &mut [];
+    }
+    // SAFETY: the caller's contract above.
+    unsafe { core::slice::from_raw_parts_mut(ptr as *mut T, n as usize) }
 }
 
 /// The array at `ptr` with `n` items, from the region.

@@ -9,6 +9,8 @@ use crate::{Fail, Res, ok};
 
 const DOT: &[u8] = b".\0";
 
+const LOGINUID: &[u8] = b"/proc/self/loginuid\0";
+
 const OOM_SCORE_ADJ: &[u8] = b"/proc/self/oom_score_adj\0";
 
 const TIME_FOR_CHILDREN: &[u8] = b"/proc/self/ns/time_for_children\0";
@@ -97,8 +99,6 @@ pub fn set_attrs(a: &Args) -> Res {
         ),
         1,
     )?;
-    // 2 (suid_dumpable) cannot be set by prctl: rcriu passes only 0 or 1.
-    ok(value(NR_PRCTL, PR_SET_DUMPABLE, a.dumpable as u64, 0), 2)?;
     let len = (a.oom_score_adj_len as usize).min(a.oom_score_adj.len());
     if len > 0 {
         // SAFETY: a NUL-terminated path the kernel reads.
@@ -150,4 +150,31 @@ pub fn set_rlimits(a: &mut Args) {
             a.rlimit_failed |= 1 << i;
         }
     }
+}
+
+/// Writes the login uid (as decimal), inherited by the threads created
+/// after it.
+pub fn set_loginuid(a: &Args) -> Res {
+    let mut buf = [0u8; 12];
+    let mut n = a.loginuid;
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // SAFETY: a NUL-terminated path the kernel reads.
+    let fd = unsafe { call(NR_OPEN, addr(LOGINUID), O_WRONLY | O_CLOEXEC, 0, 0) };
+    let fd = ok(fd, 0)?;
+    let len = buf.len() - i;
+    // SAFETY: the kernel reads `len` bytes of the number.
+    let r = unsafe { call(NR_WRITE, fd as u64, addr(&buf[i]), len as u64, 0) };
+    value(NR_CLOSE, fd as u64, 0, 0);
+    if r != len as i64 {
+        return Err(Fail(1, if r < 0 { r } else { -EIO }));
+    }
+    Ok(())
 }

@@ -115,3 +115,24 @@ pub const MREMAP_FIXED: u64 = 2;
 pub const CLONE_NEWTIME: u64 = 0x80;
 pub const RSEQ_FLAG_UNREGISTER: u64 = 1;
 pub const TIOCSCTTY: u64 = 0x540e;
+
+pub const NR_TIMER_DELETE: i64 = 226;
+pub const EPERM: i64 = 1;
+pub const PR_CAP_AMBIENT_RAISE: u64 = 2;
+pub const PR_TIMER_CREATE_RESTORE_IDS_ON: u64 = 1;
+pub const PR_TIMER_CREATE_RESTORE_IDS_OFF: u64 = 0;
+pub const SECCOMP_MODE_STRICT: u64 = 1;
+pub const SECCOMP_MODE_FILTER: u64 = 2;
+pub const SECCOMP_SET_MODE_FILTER: u64 = 1;
+/// `1 << SECURE_NO_SETUID_FIXUP`.
+pub const SECBIT_NO_SETUID_FIXUP: u64 = 1 << 2;
+pub const PRIO_PROCESS: u64 = 0;
+pub const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+pub const SIGEV_THREAD_ID: i32 = 4;
+pub const SS_ONSTACK: u64 = 1;
+pub const CLONE_VM: u64 = 0x100;
+pub const CLONE_FS: u64 = 0x200;
+pub const CLONE_FILES: u64 = 0x400;
+pub const CLONE_SIGHAND: u64 = 0x800;
+pub const CLONE_THREAD: u64 = 0x10000;
+pub const CLONE_SYSVSEM: u64 = 0x40000;
