@@ -10,12 +10,21 @@
 //! # Ok::<(), rcriu_dump::Error>(())
 //! ```
 //!
-//! This version dumps a single-threaded process: private memory (anonymous,
-//! heap, stack, private file mappings), the vdso, fds on /dev/null and on
-//! regular files opened read-only, cwd, root, umask, signal actions and
-//! mask, timers, rlimits, credentials, rseq, and its time namespace when a
-//! restore made one. Anything else is refused before any image is written
-//! or the process is touched beyond seizing, with an error naming it.
+//! This version dumps one process with all its threads: private memory
+//! (anonymous, heap, stack, private file mappings), the vdso, fds on
+//! /dev/null and on regular files opened read-only, cwd, root, umask;
+//! every thread's registers, TLS, signal mask, pending signals, alternate
+//! stack, rseq area, robust list, scheduling, name, timer slack,
+//! credentials and seccomp mode and filters (`threads`); the process's
+//! signal actions, pending signals, interval and POSIX timers
+//! (`timers`), rlimits, attributes and its time namespace when a restore
+//! made one. Anything else is refused before any image is written or the
+//! process is touched beyond seizing, with an error naming it.
+//!
+//! rcriu writes one field CRIU does not have: a thread's timer slack, as
+//! `thread_core_entry.rcriu_timer_slack_ns` (field 1000, only when it is
+//! not the kernel's default). CRIU's readers skip it; without it (a CRIU
+//! dump) a restored thread gets the default slack.
 //!
 //! The images are CRIU 4.2's, field for field (checked by decoding both
 //! tools' dumps of the same stopped process with CRIU's crit), but for:
@@ -31,7 +40,8 @@
 //!
 //! One module per kind of resource, named as the images are: [`mm`],
 //! [`pages`], [`core`], [`files`], [`fs`], [`ids`], [`inventory`],
-//! [`pstree`], [`timens`], [`seccomp`], [`stats`].
+//! [`pstree`], [`timens`], [`seccomp`], [`stats`], and the private
+//! `threads` and `timers`.
 
 #![deny(unsafe_code)]
 

@@ -6,9 +6,10 @@
 //! ```text
 //! region            the restorer blob's image
 //! args              Args (this module), then the arrays it points to
-//!                   (Vma, IoVec, ReadBatch, FdMove), all at absolute
-//!                   addresses: the region sits at the same address in the
-//!                   new process, a fork of rcriu
+//!                   (Vma, IoVec, ReadBatch, FdMove, siginfos, PosixTimer,
+//!                   ThreadArgs and theirs, the threads' stacks), all at
+//!                   absolute addresses: the region sits at the same
+//!                   address in the new process, a fork of rcriu
 //! stack             STACK_SIZE bytes, growing down from the region's end
 //! ```
 //!
@@ -20,10 +21,21 @@
 //! step ([`Step`]): session, time namespace, address space (everything of
 //! rcriu unmapped but the region and the vDSO, which moves where the
 //! process had it), memory (mapped in place and filled with `preadv`),
-//! cwd/root, mm fields, signal actions, limits, rseq, fds. Then it stops on
-//! `int3`; rcriu sets the registers, the FPU state and the signal mask,
-//! unmaps the region and lets it go. On failure it writes the step, the
-//! item and the errno into `Args` and exits with status 1.
+//! cwd/root, mm fields, signal actions, limits, attributes, fds, login
+//! uid. Then, as CRIU's restorer: it creates the other threads with clone3
+//! and their tids (each on its own stack in the region, with its own
+//! [`ThreadArgs`]), creates the POSIX timers with their ids, queues the
+//! process's pending signals; every thread (the leader too) then restores
+//! its tid address, robust list, scheduling, name, timer slack, alternate
+//! stack, rseq area and pending signals, its seccomp filters (before the
+//! credentials: installing one takes privilege), its credentials, dumpable
+//! and parent death signal. The leader arms the timers last. Each thread
+//! stops on `int3`; rcriu (which traces every thread from its creation,
+//! with PTRACE_O_SUSPEND_SECCOMP so the filters bind only once it lets
+//! go) sets the registers, the FPU state and the signal mask of each,
+//! unmaps the region and lets them go. On failure a thread writes the
+//! step, the item and the errno into its `ThreadArgs` (the leader into
+//! `Args`) and exits the whole process with status 1.
 
 use core::mem::{offset_of, size_of};
 
