@@ -4,11 +4,17 @@
  * churner that keeps creating and joining short-lived threads, so that a
  * seize races with threads appearing and exiting.
  *
- *   threads OUTFILE [NTHREADS]
+ *   threads OUTFILE [NTHREADS [calm]]
  *
  * On SIGUSR1 every counter must have kept counting and agree with its
  * shadow copy; PASS or FAIL goes to OUTFILE.
+ *
+ * "calm": no churner (the thread ids stay few and known, for a fixture);
+ * instead each counting thread has a real-time signal queued to it
+ * (SIGRTMIN+2, blocked, with its index as value) and the process one
+ * (SIGRTMIN+3, value 77), which must still be pending at the check.
  */
+#define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -28,6 +34,21 @@ static unsigned long shadow[MAX];
 static atomic_int bad;
 static atomic_ulong churned;
 
+static int calm;
+
+/* Takes the pending `sig` with value `want`, without waiting. */
+static int take(int sig, int want)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	struct timespec zero = {0, 0};
+	siginfo_t si;
+	if (sigtimedwait(&set, &si, &zero) != sig)
+		return 0;
+	return si.si_code == SI_QUEUE && si.si_value.sival_int == want;
+}
+
 static void *counter(void *arg)
 {
 	long i = (long)arg;
@@ -37,6 +58,8 @@ static void *counter(void *arg)
 		if (tls_count != __atomic_load_n(&shadow[i], __ATOMIC_RELAXED))
 			atomic_store(&bad, 1);
 	}
+	if (calm && !take(SIGRTMIN + 2, (int)i))
+		atomic_store(&bad, 2);
 	return NULL;
 }
 
@@ -73,16 +96,28 @@ int main(int argc, char **argv)
 	int n = argc > 2 ? atoi(argv[2]) : 4;
 	if (n < 1 || n > MAX)
 		return 2;
+	calm = argc > 3 && strcmp(argv[3], "calm") == 0;
 	signal(SIGUSR1, on_usr1);
 	/* Only the main thread takes SIGUSR1, in sigsuspend. */
 	sigset_t usr1;
 	sigemptyset(&usr1);
 	sigaddset(&usr1, SIGUSR1);
+	sigaddset(&usr1, SIGRTMIN + 2);
+	sigaddset(&usr1, SIGRTMIN + 3);
 	pthread_sigmask(SIG_BLOCK, &usr1, NULL);
 	pthread_t t[MAX], ch;
 	for (long i = 0; i < n; i++)
 		pthread_create(&t[i], NULL, counter, (void *)i);
-	pthread_create(&ch, NULL, churner, NULL);
+	if (calm) {
+		for (int i = 0; i < n; i++) {
+			union sigval v = {.sival_int = i};
+			pthread_sigqueue(t[i], SIGRTMIN + 2, v);
+		}
+		union sigval v = {.sival_int = 77};
+		sigqueue(getpid(), SIGRTMIN + 3, v);
+	} else {
+		pthread_create(&ch, NULL, churner, NULL);
+	}
 
 	printf("ready\n");
 	fflush(stdout);
@@ -99,13 +134,18 @@ int main(int argc, char **argv)
 		sigsuspend(&waitmask);
 	for (int i = 0; i < n; i++)
 		pthread_join(t[i], NULL);
-	pthread_join(ch, NULL);
+	if (!calm)
+		pthread_join(ch, NULL);
+	if (atomic_load(&bad) == 2)
+		return verdict(argv[1], "FAIL: a thread's own pending signal is lost\n");
 	if (atomic_load(&bad))
 		return verdict(argv[1], "FAIL: a thread's TLS counter disagrees with its shadow\n");
+	if (calm && !take(SIGRTMIN + 3, 77))
+		return verdict(argv[1], "FAIL: the process's pending signal is lost\n");
 	for (int i = 0; i < n; i++)
 		if (shadow[i] == 0)
 			return verdict(argv[1], "FAIL: a thread never counted\n");
-	if (atomic_load(&churned) == 0)
+	if (!calm && atomic_load(&churned) == 0)
 		return verdict(argv[1], "FAIL: no thread was churned\n");
 	return verdict(argv[1], "PASS\n");
 }

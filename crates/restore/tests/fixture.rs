@@ -1,5 +1,6 @@
-//! rcriu restores what upstream CRIU 4.2 dumped: the `counter` fixture
-//! (tests/fixtures/README.md says what a restore must show).
+//! rcriu restores what upstream CRIU 4.2 dumped: the `counter` and
+//! `threads` fixtures (tests/fixtures/README.md says what a restore must
+//! show).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -48,24 +49,33 @@ fn install(path: &Path, bytes: &[u8]) {
 }
 
 fn prepare() -> TempDir {
+    prepare_fixture("counter", &[PID])
+}
+
+/// Installs fixture `name`'s binary and a copy of its images; its `ids`
+/// must be free.
+fn prepare_fixture(name: &str, ids: &[i32]) -> TempDir {
     let root = workspace_root();
     std::fs::create_dir_all(HOME).unwrap();
-    let bin = Path::new(HOME).join("counter");
+    let bin = Path::new(HOME).join(name);
     install(
         &bin,
-        &std::fs::read(root.join("tests/fixtures/bin/counter")).unwrap(),
+        &std::fs::read(root.join("tests/fixtures/bin").join(name)).unwrap(),
     );
     let _ = std::fs::remove_file(Path::new(HOME).join("counter.out"));
-    if Path::new(&format!("/proc/{PID}")).exists() {
-        panic!(
-            "pid {PID} is taken (by {}): the fixture must get it back",
-            std::fs::read_to_string(format!("/proc/{PID}/comm"))
-                .unwrap_or_default()
-                .trim()
-        );
+    let _ = std::fs::remove_file(Path::new(HOME).join("threads.verdict"));
+    for id in ids {
+        if Path::new(&format!("/proc/{id}")).exists() {
+            panic!(
+                "pid {id} is taken (by {}): the fixture must get it back",
+                std::fs::read_to_string(format!("/proc/{id}/comm"))
+                    .unwrap_or_default()
+                    .trim()
+            );
+        }
     }
-    let images = TempDir::new("fixture-counter");
-    for e in std::fs::read_dir(root.join("tests/fixtures/criu-4.2/counter")).unwrap() {
+    let images = TempDir::new(&format!("fixture-{name}"));
+    for e in std::fs::read_dir(root.join("tests/fixtures/criu-4.2").join(name)).unwrap() {
         let e = e.unwrap();
         std::fs::copy(e.path(), images.path().join(e.file_name())).unwrap();
     }
@@ -106,6 +116,37 @@ fn restores_criu_4_2_counter() {
     let nums: Vec<u64> = l.iter().map(|x| x.parse().unwrap()).collect();
     assert_eq!(nums[0], 32, "the counter carries on from 32: {l:?}");
     assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{l:?}");
+}
+
+#[test]
+fn restores_criu_4_2_threads() {
+    const LEADER: i32 = 30100;
+    const TIDS: [i32; 5] = [30100, 30102, 30103, 30104, 30105];
+    require_root();
+    let _g = trace_lock();
+    become_subreaper();
+    let images = prepare_fixture("threads", &TIDS);
+    let r = Restore::new(images.path())
+        .detach(true)
+        .run()
+        .unwrap_or_else(|e| panic!("restoring the CRIU 4.2 threads dump: {e}"));
+    assert_eq!(r.pid, LEADER);
+    let mut tids: Vec<i32> = std::fs::read_dir(format!("/proc/{LEADER}/task"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().parse().unwrap())
+        .collect();
+    tids.sort();
+    assert_eq!(tids, TIDS, "every thread gets its tid back");
+    // Each thread checks its TLS counter and its own pending signal, the
+    // main thread the process's one.
+    rcriu_test_support::signal(LEADER, libc::SIGUSR1);
+    let status = rcriu_test_support::wait_exit(LEADER).unwrap();
+    wait_gone(LEADER);
+    let verdict = std::fs::read_to_string(Path::new(HOME).join("threads.verdict"));
+    assert_eq!(
+        (status, verdict.as_deref().unwrap_or("none").trim()),
+        (0, "PASS")
+    );
 }
 
 /// A restore of `images` that must fail: returns the error, after checking
