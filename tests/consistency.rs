@@ -1,0 +1,50 @@
+//! A dump is a snapshot of one instant: a process that keeps rewriting
+//! 1 GiB of memory under a running checksum, dumped with --leave-running
+//! (so it runs on right after), restores with every page agreeing with
+//! its checksum. The negative control changes one page in the images.
+
+use std::io::{Seek, SeekFrom, Write};
+
+use rcriu::{Dump, Restore};
+use rcriu_test_support::{TempDir, Workload, become_subreaper, require_root, signal, trace_lock};
+
+/// start → dump --leave-running → kill the original → (tweak) → restore
+/// → verdict.
+fn snapshot(mib: u64, corrupt: bool) -> Result<(), String> {
+    let mut w = Workload::start("rewriter", &[&mib.to_string()]);
+    assert_eq!(w.fact_u64("pages"), mib * 256);
+    let images = TempDir::new("consistency");
+    let stats = Dump::new(w.pid)
+        .images_dir(images.path())
+        .leave_running(true)
+        .run()
+        .map_err(|e| format!("dumping: {e}"))?;
+    assert!(stats.pages_written >= mib * 256, "{stats:?}");
+    // The original rewrites its pages on: none of that may reach the
+    // images.
+    signal(w.pid, libc::SIGKILL);
+    w.reap();
+    if corrupt {
+        let path = images.path().join("pages-1.img");
+        let len = std::fs::metadata(&path).unwrap().len();
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        // The middle of the pages: inside the rewritten area.
+        f.seek(SeekFrom::Start(len / 2 + 100)).unwrap();
+        f.write_all(&[0x5a; 8]).unwrap();
+    }
+    Restore::new(images.path())
+        .detach(true)
+        .run()
+        .map_err(|e| format!("restoring: {e}"))?;
+    w.verdict()
+}
+
+#[test]
+fn a_rewriting_process_is_dumped_as_of_one_instant() {
+    require_root();
+    let _g = trace_lock();
+    become_subreaper();
+    snapshot(1024, false).unwrap();
+    let e = snapshot(256, true).unwrap_err();
+    assert!(e.contains("disagrees with its checksum"), "{e}");
+}
