@@ -1,6 +1,7 @@
 //! `rcriu dump` as a user runs it: criu's options, exit status and
-//! messages; a failure at any fault point, or a dumper killed mid-dump,
-//! leaves the target running and intact.
+//! messages; a failure at any fault point, after writing any image kind,
+//! on a full disk, or a dumper killed mid-dump, leaves the target running
+//! and intact; a target that dies mid-dump is a clear error.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -280,4 +281,183 @@ fn a_signal_to_the_dumper_aborts_cleanly() {
         assert_eq!(fds(w.pid), before_fds, "{what}");
     }
     w.verdict().expect("the process is intact");
+}
+
+#[test]
+fn a_failure_after_writing_any_image_kind_leaves_the_target_intact() {
+    require_root();
+    let _g = trace_lock();
+    let w = start("threads", &["3", "calm"]);
+    let before = seen(w.pid);
+    let t = TempDir::new("cli-image-faults");
+    for (i, kind) in [
+        "inventory",
+        "pstree",
+        "core-",
+        "ids-",
+        "mm-",
+        "pagemap-",
+        "pages-",
+        "fs-",
+        "files",
+        "fdinfo-",
+        "seccomp",
+        "timens-",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let leave_running = i % 2 == 0;
+        let what = format!("a failure after writing {kind}*, -R {leave_running}");
+        let dir = t.path().join(format!("images-{i}"));
+        let mut cmd = rcriu();
+        cmd.args(["dump", "-t", &w.pid.to_string(), "-D"])
+            .arg(&dir)
+            .env("RCRIU_FAULT", format!("image:{kind}"));
+        if leave_running {
+            cmd.arg("-R");
+        }
+        let out = run(&mut cmd);
+        assert_eq!(out.status.code(), Some(1), "{what}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("fault injected"), "{what}: {err}");
+        assert!(images(&dir).is_empty(), "{what}: {:?}", images(&dir));
+        assert!(matches!(state(w.pid), 'R' | 'S'), "{what}");
+        same(&before, &seen(w.pid), &what);
+    }
+    w.verdict()
+        .expect("the process is intact after every failure");
+}
+
+/// A tmpfs of `kib` KiB mounted on a new directory, unmounted on drop.
+struct TinyFs(TempDir);
+
+impl TinyFs {
+    fn mount(kib: u64) -> TinyFs {
+        let t = TempDir::new("cli-tinyfs");
+        let st = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={kib}k,mode=0700"),
+                "tiny",
+            ])
+            .arg(t.path())
+            .status()
+            .expect("running mount");
+        assert!(st.success(), "mounting a tmpfs");
+        TinyFs(t)
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_dump_and_leaves_the_target_intact() {
+    require_root();
+    let _g = trace_lock();
+    // 4 MiB of memory into 256 KiB.
+    let w = start("dump_state", &[]);
+    let before = seen(w.pid);
+    let fs = TinyFs::mount(256);
+    for leave_running in [true, false] {
+        let what = format!("ENOSPC, -R {leave_running}");
+        let dir = fs.0.path().join("images");
+        let mut cmd = rcriu();
+        cmd.args(["dump", "-t", &w.pid.to_string(), "-D"]).arg(&dir);
+        if leave_running {
+            cmd.arg("-R");
+        }
+        let out = run(&mut cmd);
+        assert_eq!(out.status.code(), Some(1), "{what}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("No space left on device") && err.contains("pages-1.img"),
+            "{what}: the error names the cause and the image: {err}"
+        );
+        assert!(images(&dir).is_empty(), "{what}: {:?}", images(&dir));
+        assert!(matches!(state(w.pid), 'R' | 'S'), "{what}");
+        same(&before, &seen(w.pid), &what);
+    }
+    drop(fs);
+    w.verdict()
+        .expect("the process is intact after a full disk");
+}
+
+#[test]
+fn a_target_that_exits_mid_dump_is_a_clear_error() {
+    require_root();
+    let _g = trace_lock();
+    let t = TempDir::new("cli-target-exits");
+    // Seized, infected, in the page dump. (Killed while the images are
+    // written, it was captured whole already: that dump succeeds.)
+    for point in [1, 2, 3] {
+        let mut w = start("threads", &["3", "calm"]);
+        let what = format!("the target killed at fault point {point}");
+        let dir = t.path().join(format!("images-{point}"));
+        let out = run(rcriu()
+            .args(["dump", "-R", "-t", &w.pid.to_string(), "-D"])
+            .arg(&dir)
+            .env("RCRIU_FAULT", format!("{point}:target")));
+        assert_eq!(out.status.code(), Some(1), "{what}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&w.pid.to_string()),
+            "{what}: names the process: {err}"
+        );
+        assert!(!err.contains("panicked"), "{what}: {err}");
+        assert!(images(&dir).is_empty(), "{what}: {:?}", images(&dir));
+        let status = w.reap();
+        assert!(
+            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+            "{what}: {status:#x}"
+        );
+    }
+}
+
+#[test]
+fn a_restorer_failing_at_any_step_leaves_no_process() {
+    require_root();
+    let _g = trace_lock();
+    rcriu_test_support::become_subreaper();
+    let mut w = start("threads", &["3", "calm"]);
+    let pid = w.pid;
+    let t = TempDir::new("cli-restorer-faults");
+    let dir = t.path().join("images");
+    let out = run(rcriu()
+        .args(["dump", "-t", &pid.to_string(), "-D"])
+        .arg(&dir));
+    assert!(out.status.success(), "{out:?}");
+    w.reap();
+    // Every step the restore of this process goes through, in order (the
+    // numbers of rcriu_compel::abi::restorer::Step).
+    for step in [
+        21, 1, 3, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15, 16, 24, 18, 28, 29, 30, 31, 17, 32, 33,
+        34, 35,
+    ] {
+        let what = format!("the restorer failing at step {step}");
+        let out = run(rcriu()
+            .args(["restore", "-d", "-D"])
+            .arg(&dir)
+            .env("RCRIU_FAULT", format!("restorer:{step}")));
+        assert_eq!(out.status.code(), Some(1), "{what}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&pid.to_string()),
+            "{what}: names the process: {err}"
+        );
+        // rcriu killed and reaped what it made before it returned.
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "{what}: a process is left: {err}"
+        );
+    }
+    let out = run(rcriu().args(["restore", "-d", "-D"]).arg(&dir));
+    assert!(out.status.success(), "{out:?}");
+    w.verdict().expect("restored at last, it is intact");
 }

@@ -1,19 +1,24 @@
 //! Fault injection and interruption.
 //!
 //! **Fault points**, like CRIU's `CRIU_FAULT`: the environment variable
-//! `RCRIU_FAULT=N[:ACTION]` makes point `N` fire. The default action
-//! `fail` makes the operation fail there (as any real error would);
-//! `kill` SIGKILLs rcriu on the spot; `int`, `term` and `hup` raise that
-//! signal in rcriu (which, with the CLI's handlers, aborts the operation).
-//! The suite uses them to prove that a failure at any point leaves the
-//! target as it was.
+//! `RCRIU_FAULT=WHERE[:ACTION]` makes a point fire. WHERE is a numbered
+//! point `N` ([`FaultPoint`]), `image:NAME` (right after the dump wrote
+//! the image whose file name starts with NAME: `image:core`,
+//! `image:pages`...), or `restorer:STEP` (the restorer, in the new
+//! process, fails as it reaches step number STEP, in whichever thread
+//! reaches it first). The default action `fail` makes the operation fail
+//! there (as any real error would); `kill` SIGKILLs rcriu on the spot;
+//! `int`, `term` and `hup` raise that signal in rcriu (which, with the
+//! CLI's handlers, aborts the operation); `target` SIGKILLs the process
+//! being dumped (it exits mid-dump). The suite uses them to prove that a
+//! failure at any point leaves the target as it was, or no process.
 //!
 //! **Interruption**: [`request_abort`] (called by the CLI's signal
 //! handling) makes every operation in progress stop at its next check and
 //! undo what it did.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use crate::{Error, Result};
 
@@ -41,52 +46,119 @@ enum Action {
     Fail,
     Kill,
     Signal(i32),
+    KillTarget,
 }
 
-fn configured() -> Option<(u32, Action)> {
-    static CONFIG: OnceLock<Option<(u32, Action)>> = OnceLock::new();
-    *CONFIG.get_or_init(|| {
-        let v = std::env::var("RCRIU_FAULT").ok()?;
-        let (n, action) = v.split_once(':').unwrap_or((&v, "fail"));
-        let n = n.trim().parse().ok()?;
-        let action = match action.trim() {
-            "fail" => Action::Fail,
-            "kill" => Action::Kill,
-            "int" => Action::Signal(libc::SIGINT),
-            "term" => Action::Signal(libc::SIGTERM),
-            "hup" => Action::Signal(libc::SIGHUP),
-            other => {
-                log::warn!("RCRIU_FAULT: unknown action {other:?}, failing instead");
-                Action::Fail
-            }
-        };
-        Some((n, action))
-    })
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Where {
+    Point(u32),
+    Image(String),
+    Restorer(u32),
 }
 
-/// Passes fault point `p`: fails, dies or signals here if `RCRIU_FAULT`
-/// names it, and stops here if an abort was requested.
-pub fn point(p: FaultPoint) -> Result<()> {
-    if let Some((n, action)) = configured()
-        && n == p as u32
-    {
-        {
-            log::error!("fault point {n} ({p:?}) fires: {action:?}");
-            match action {
-                Action::Fail => return Err(Error::Fault(n)),
-                Action::Kill => {
-                    let _ = crate::sys::kill(std::process::id() as i32, libc::SIGKILL);
-                }
-                Action::Signal(sig) => {
-                    // To this very thread: with the signal unblocked here, its
-                    // handler has run when tgkill returns.
-                    let pid = std::process::id() as i32;
-                    let _ = crate::sys::tgkill(pid, crate::sys::gettid(), sig);
+fn configured() -> Option<&'static (Where, Action)> {
+    static CONFIG: OnceLock<Option<(Where, Action)>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| parse(&std::env::var("RCRIU_FAULT").ok()?))
+        .as_ref()
+}
+
+fn parse(v: &str) -> Option<(Where, Action)> {
+    let (place, rest) = match v.split_once(':') {
+        Some(("image", rest)) => {
+            let (name, action) = rest.split_once(':').unwrap_or((rest, "fail"));
+            (Where::Image(name.trim().to_owned()), action)
+        }
+        Some(("restorer", rest)) => {
+            let (step, action) = rest.split_once(':').unwrap_or((rest, "fail"));
+            (Where::Restorer(step.trim().parse().ok()?), action)
+        }
+        Some((n, action)) => (Where::Point(n.trim().parse().ok()?), action),
+        None => (Where::Point(v.trim().parse().ok()?), "fail"),
+    };
+    let action = match rest.trim() {
+        "fail" => Action::Fail,
+        "kill" => Action::Kill,
+        "target" => Action::KillTarget,
+        "int" => Action::Signal(libc::SIGINT),
+        "term" => Action::Signal(libc::SIGTERM),
+        "hup" => Action::Signal(libc::SIGHUP),
+        other => {
+            log::warn!("RCRIU_FAULT: unknown action {other:?}, failing instead");
+            Action::Fail
+        }
+    };
+    Some((place, action))
+}
+
+/// The process being dumped, for the `target` action.
+static TARGET: AtomicI32 = AtomicI32::new(0);
+
+/// Names the process being dumped (for `RCRIU_FAULT=...:target`).
+pub fn set_target(pid: i32) {
+    TARGET.store(pid, Ordering::SeqCst);
+}
+
+fn fire(what: &str, n: u32, action: Action) -> Result<()> {
+    log::error!("fault point {what} fires: {action:?}");
+    match action {
+        Action::Fail => return Err(Error::Fault(n)),
+        Action::Kill => {
+            let _ = crate::sys::kill(std::process::id() as i32, libc::SIGKILL);
+        }
+        Action::Signal(sig) => {
+            // To this very thread: with the signal unblocked here, its
+            // handler has run when tgkill returns.
+            let pid = std::process::id() as i32;
+            let _ = crate::sys::tgkill(pid, crate::sys::gettid(), sig);
+        }
+        Action::KillTarget => {
+            let pid = TARGET.load(Ordering::SeqCst);
+            if pid > 0 {
+                let _ = crate::sys::kill(pid, libc::SIGKILL);
+                // Gone for good before the dump goes on.
+                let start = std::time::Instant::now();
+                while std::path::Path::new(&format!("/proc/{pid}/task/{pid}")).exists()
+                    && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .is_ok_and(|s| !s.contains(") Z") && !s.contains(") X"))
+                    && start.elapsed() < std::time::Duration::from_secs(10)
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
                 }
             }
         }
     }
     check_abort()
+}
+
+/// Passes fault point `p`: fails, dies or signals here if `RCRIU_FAULT`
+/// names it, and stops here if an abort was requested.
+pub fn point(p: FaultPoint) -> Result<()> {
+    if let Some((Where::Point(n), action)) = configured()
+        && *n == p as u32
+    {
+        return fire(&format!("{n} ({p:?})"), *n, *action);
+    }
+    check_abort()
+}
+
+/// Passes the fault point after image file `name` was written (the
+/// number in the error is 0).
+pub fn image(name: &str) -> Result<()> {
+    if let Some((Where::Image(prefix), action)) = configured()
+        && name.starts_with(prefix.as_str())
+    {
+        return fire(&format!("image:{name}"), 0, *action);
+    }
+    check_abort()
+}
+
+/// The restorer step `RCRIU_FAULT=restorer:STEP` names, if any.
+pub fn restorer_step() -> Option<u32> {
+    match configured() {
+        Some((Where::Restorer(step), _)) => Some(*step),
+        _ => None,
+    }
 }
 
 static ABORT: AtomicBool = AtomicBool::new(false);

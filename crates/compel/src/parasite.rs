@@ -658,6 +658,15 @@ impl<'s> Parasite<'s> {
                     1 << 30,
                     libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
                 ) {
+                    // End of file: nothing writes to the pipe any more (the
+                    // process died with the parasite).
+                    Ok(0) if sys::is_dead(pid) => return Err(Error::Exited { pid }),
+                    Ok(0) => {
+                        return Err(Error::Protocol {
+                            pid,
+                            what: "the page pipe closed mid-dump".into(),
+                        });
+                    }
                     Ok(n) => moved += n as u64,
                     Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
                     Err(e) => return Err(Error::host("writing pages out", pid)(e)),
@@ -789,10 +798,16 @@ impl<'s> Parasite<'s> {
                 log::warn!("parasite in {tid}: {e}; interrupting it");
                 // Stop it wherever it is; its registers are replaced anyway.
                 sys::interrupt(tid).map_err(Error::ptrace("interrupting", tid))?;
+                // A process killed meanwhile never stops: a dead leader is
+                // not even reported while its other threads wait for us.
                 loop {
-                    match sys::wait(tid, 0).map_err(Error::ptrace("waiting for", tid))? {
+                    match sys::wait(tid, libc::WNOHANG)
+                        .map_err(Error::ptrace("waiting for", tid))?
+                    {
                         sys::Wait::Stopped { .. } => break,
-                        sys::Wait::Nothing => continue,
+                        sys::Wait::Nothing if !sys::is_dead(tid) => {
+                            std::thread::sleep(std::time::Duration::from_micros(100));
+                        }
                         _ => return Err(Error::Exited { pid: tid }),
                     }
                 }

@@ -876,3 +876,14 @@ pub fn wait_any_peek() -> io::Result<Pid> {
         return Ok(unsafe { si.si_pid() });
     }
 }
+
+/// Whether task `tid` is gone or a zombie (dead, not reaped).
+pub fn is_dead(tid: Pid) -> bool {
+    match std::fs::read_to_string(format!("/proc/{tid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_none_or(|state| matches!(state, 'Z' | 'X' | 'x')),
+        Err(_) => true,
+    }
+}

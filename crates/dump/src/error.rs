@@ -28,6 +28,15 @@ pub enum Error {
         #[source]
         source: rcriu_compel::Error,
     },
+    /// The parasite's pages could not be written to the pages image
+    /// (a full disk, say).
+    #[error("writing {} for the dump of process {pid}", path.display())]
+    PagesWrite {
+        pid: Pid,
+        path: std::path::PathBuf,
+        #[source]
+        source: rcriu_compel::Error,
+    },
     /// A `/proc` file of the target (or of rcriu itself) could not be read.
     #[error("reading /proc for the dump of process {pid}")]
     Proc {

@@ -104,7 +104,8 @@ impl Output {
         let pid = self.pid;
         self.created(file)?
             .write_one(file, m)
-            .map_err(Error::image(pid))
+            .map_err(Error::image(pid))?;
+        fault::image(&file.name()).map_err(Error::compel(pid))
     }
 
     fn write_all<M: prost::Message + prost::Name>(
@@ -115,7 +116,8 @@ impl Output {
         let pid = self.pid;
         self.created(file)?
             .write_all(file, m)
-            .map_err(Error::image(pid))
+            .map_err(Error::image(pid))?;
+        fault::image(&file.name()).map_err(Error::compel(pid))
     }
 
     /// Removes every image this run wrote.
@@ -156,6 +158,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     let host = Host::read(pid)?;
     let mut stats = DumpStats::default();
     let mut out = Output::new(pid, &o.dir);
+    fault::set_target(pid);
     let start = Instant::now();
     let seized = Seized::seize(pid).map_err(Error::compel(pid))?;
     let frozen = Instant::now();
@@ -232,6 +235,7 @@ fn write_images(out: &mut Output, o: &Options, host: &Host, c: &Collected) -> Re
                 .map_err(Error::image(pid))?;
         }
         pm.finish().map_err(Error::image(pid))?;
+        fault::image(&ImageFile::Pagemap(upid.into()).name()).map_err(Error::compel(pid))?;
     }
     out.write_one(ImageFile::Fs(upid.into()), &c.fs)?;
     out.write_all(ImageFile::Files, &c.files)?;
@@ -390,6 +394,7 @@ fn collect(
     let mut pagemap = task.pagemap().map_err(Error::proc(pid))?;
     let plan = pages::plan(pid, &areas, &mut pagemap, outside[0].ctx.regs.sp)?;
     let dir = out.created(ImageFile::Pages(1))?;
+    fault::image(&ImageFile::Pages(1).name()).map_err(Error::compel(pid))?;
     let mut pages_img = dir.create_pages(1).map_err(Error::image(pid))?;
     let t_write = Instant::now();
     let mut n = 0;
@@ -404,7 +409,11 @@ fn collect(
             let iovs: Vec<IoVec> = plan.iovs[i..j].iter().map(|(v, _)| *v).collect();
             let m = parasite
                 .dump_pages(&iovs, pages_img.as_fd())
-                .map_err(ce(pid))?;
+                .map_err(|source| Error::PagesWrite {
+                    pid,
+                    path: dir.file_path(ImageFile::Pages(1)),
+                    source,
+                })?;
             pages_img.appended(m);
             n += m;
         } else {

@@ -169,6 +169,12 @@ pub fn plan(img: &Images) -> Result<CorePlan> {
     if let Some(t) = &tc.timers {
         for (i, it) in [&t.real, &t.virt, &t.prof].into_iter().enumerate() {
             itimers[i] = [it.isec, it.iusec, it.vsec, it.vusec];
+            // Expired with its signal not taken yet (the kernel re-arms it
+            // only then): as CRIU, it fires again after one interval.
+            if it.vsec == 0 && it.vusec == 0 {
+                itimers[i][2] = it.isec;
+                itimers[i][3] = it.iusec;
+            }
         }
         for p in &t.posix {
             timers.push(posix_timer(p, &tids, &file)?);
@@ -237,7 +243,12 @@ fn posix_timer(p: &pb::PosixTimerEntry, tids: &[u32], file: &str) -> Result<Posi
         thread_id,
         _pad: 0,
         sival: p.sival_ptr,
-        spec: [p.isec, p.insec, p.vsec, p.vnsec],
+        // Expired and not re-armed yet: as CRIU, one interval from now.
+        spec: if p.vsec == 0 && p.vnsec == 0 {
+            [p.isec, p.insec, p.isec, p.insec]
+        } else {
+            [p.isec, p.insec, p.vsec, p.vnsec]
+        },
     })
 }
 

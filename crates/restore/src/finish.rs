@@ -6,7 +6,7 @@
 
 use std::io::Write;
 
-use rcriu_compel::abi::restorer::{Rseq, Step, ThreadArgs};
+use rcriu_compel::abi::restorer::{FAULT_ERRNO, Rseq, Step, ThreadArgs};
 use rcriu_compel::sys::{self as csys, Wait};
 use rcriu_compel::{Remote, Seized, ThreadCtx, UserRegs, Xstate};
 use rcriu_proc::Pid;
@@ -138,6 +138,14 @@ enum State {
     Gone,
 }
 
+/// The restorer's errno, as text.
+fn errno_text(status: i64) -> String {
+    if status == -FAULT_ERRNO {
+        return "fault injected (RCRIU_FAULT)".to_owned();
+    }
+    std::io::Error::from_raw_os_error((-status) as i32).to_string()
+}
+
 /// What a failed restorer reported: the step, what of it, the errno.
 fn report(region: &Region, tids: &[Pid], describe: &dyn Fn(Step, u32) -> String) -> String {
     for (i, &tid) in tids.iter().enumerate().skip(1) {
@@ -148,7 +156,7 @@ fn report(region: &Region, tids: &[Pid], describe: &dyn Fn(Step, u32) -> String)
                 "thread {tid}: {} failed ({}): {}",
                 step.describe(),
                 describe(step, t.index),
-                std::io::Error::from_raw_os_error((-t.status) as i32)
+                errno_text(t.status)
             );
         }
     }
@@ -159,7 +167,7 @@ fn report(region: &Region, tids: &[Pid], describe: &dyn Fn(Step, u32) -> String)
             "{} failed ({}): {}",
             step.describe(),
             describe(step, a.index),
-            std::io::Error::from_raw_os_error((-a.status) as i32)
+            errno_text(a.status)
         )
     } else {
         format!("while {}", step.describe())
@@ -180,7 +188,10 @@ pub fn wait_restorer(
     loop {
         let mut progress = false;
         for (i, &tid) in tids.iter().enumerate() {
-            if state[i] != State::Running {
+            // Threads done (stopped on their int3) are still watched: if
+            // another fails, the whole process dies, and each must be
+            // reaped before the leader's end is told.
+            if state[i] == State::Gone {
                 continue;
             }
             let w = match csys::wait(tid, libc::WNOHANG) {
@@ -210,6 +221,11 @@ pub fn wait_restorer(
                             report(region, tids, &describe)
                         )));
                     }
+                }
+                Wait::Stopped { .. } if state[i] == State::Done => {
+                    return Err(fail(format!(
+                        "thread {tid} stopped again after its restore"
+                    )));
                 }
                 Wait::Stopped { sig, event, .. } => {
                     progress = true;
@@ -243,11 +259,6 @@ pub fn wait_restorer(
         }
         if state.iter().all(|s| *s == State::Done) {
             return Ok(());
-        }
-        if state[1..].contains(&State::Gone) {
-            // A thread failed and took the process down (exit_group): the
-            // leader's end comes next.
-            continue;
         }
         if !progress {
             // Sleep until some child has news; when that is not one of

@@ -240,6 +240,7 @@ impl Restore {
         }
         args.parent_pid = std::process::id() as i32;
         args.ctty_fd = -1;
+        args.fault_step = rcriu_compel::fault::restorer_step().unwrap_or(0);
         args.go_fd = go_rd.as_raw_fd();
         args.pages_fd = pages_file.as_raw_fd();
         args.cwd_fd = cwd.as_raw_fd();

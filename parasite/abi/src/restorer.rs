@@ -75,6 +75,8 @@ pub const FLAG_LOGINUID: u32 = 1 << 4;
 pub const THREAD_STACK_SIZE: usize = 32 * 1024;
 /// Bytes of one `siginfo_t`.
 pub const SIGINFO_SIZE: usize = 128;
+/// The errno an injected restorer fault reports (ECANCELED).
+pub const FAULT_ERRNO: i64 = 125;
 
 /// [`ThreadArgs::flags`]: register [`ThreadArgs::rseq`].
 pub const TFLAG_RSEQ: u32 = 1 << 0;
@@ -546,6 +548,10 @@ pub struct Args {
     /// one (TIOCSCTTY) once the session exists and the fds are placed; -1
     /// for none.
     pub ctty_fd: i32,
+    /// Fault injection (`RCRIU_FAULT=restorer:STEP`): the first thread
+    /// that reaches this [`Step`] fails there; 0 for none.
+    pub fault_step: u32,
+    pub _pad3: u32,
 }
 
 const _: () = {
@@ -570,7 +576,7 @@ const _: () = {
     assert!(offset_of!(Args, rlimits).is_multiple_of(8));
     assert!(size_of::<Args>().is_multiple_of(8));
     // Every field accounted for: no implicit padding.
-    assert!(size_of::<Args>() == 3824);
+    assert!(size_of::<Args>() == 3832);
     assert!(size_of::<Creds>() == 104);
     assert!(size_of::<SeccompFilter>() == 24);
     assert!(offset_of!(SeccompFilter, filter) == 16);

@@ -23,8 +23,8 @@ mod timers;
 use rcriu_blob_rt::nr::*;
 use rcriu_blob_rt::syscall::{addr, call, value};
 use rcriu_parasite_abi::restorer::{
-    Args, FLAG_LOGINUID, FLAG_MM_MAP, FLAG_SETSID, FLAG_TIMENS, MAGIC, SIGINFO_SIZE, Step,
-    ThreadArgs,
+    Args, FAULT_ERRNO, FLAG_LOGINUID, FLAG_MM_MAP, FLAG_SETSID, FLAG_TIMENS, MAGIC, SIGINFO_SIZE,
+    Step, ThreadArgs,
 };
 
 // The entry point: rdi = &Args, rsp = the top of the region's stack.
@@ -83,6 +83,11 @@ fn exit(code: u64) -> ! {
 fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
     fn at(step: Step, a: &mut Args) -> Step {
         a.step = step as u32;
+        if a.fault_step == step as u32 {
+            a.index = 0;
+            a.status = -FAULT_ERRNO;
+            exit(1);
+        }
         step
     }
     // Until rcriu traces it (and kills it if rcriu dies), the restorer

@@ -10,8 +10,8 @@ use core::mem::size_of;
 use rcriu_blob_rt::nr::*;
 use rcriu_blob_rt::syscall::{addr, call, value};
 use rcriu_parasite_abi::restorer::{
-    Args, SIGINFO_SIZE, SeccompFilter, Step, TFLAG_CREDS, TFLAG_RSEQ, TFLAG_SCHED, TFLAG_SLACK,
-    THREAD_STACK_SIZE, ThreadArgs,
+    Args, FAULT_ERRNO, SIGINFO_SIZE, SeccompFilter, Step, TFLAG_CREDS, TFLAG_RSEQ, TFLAG_SCHED,
+    TFLAG_SLACK, THREAD_STACK_SIZE, ThreadArgs,
 };
 
 use crate::{Fail, Res, array, creds, exit, ok};
@@ -106,10 +106,16 @@ pub fn stop() -> ! {
 
 /// What a thread restores itself; on failure, which step.
 pub fn restore(a: &Args, t: &mut ThreadArgs) -> Result<(), (Step, Fail)> {
-    fn at(step: Step, t: &mut ThreadArgs) -> Step {
+    let fault = a.fault_step;
+    let at = |step: Step, t: &mut ThreadArgs| -> Step {
         t.step = step as u32;
+        if fault == step as u32 {
+            t.index = 0;
+            t.status = -FAULT_ERRNO;
+            exit(1);
+        }
         step
-    }
+    };
     let s = at(Step::ThreadState, t);
     state(t).map_err(|f| (s, f))?;
     if t.sas[2] != 0 {
