@@ -237,6 +237,7 @@ static atomic_int futex_done;
 static void *futex_waiter(void *arg)
 {
 	(void)arg;
+	prctl(PR_SET_NAME, "mt-futex", 0, 0, 0);
 	futex_tid = gettid();
 	atomic_store(&futex_started, 1);
 	long r = syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
