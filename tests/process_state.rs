@@ -523,3 +523,65 @@ fn images_hold_every_thread_and_crit_decodes_them() {
         }
     }
 }
+
+/// Every negative control's tweak finds its field in a real dump and
+/// changes the images (checked on a --leave-running dump, whose original
+/// must still pass): a control that silently changed nothing would prove
+/// nothing.
+#[test]
+fn every_tweak_changes_the_images() {
+    let _g = setup();
+    let controls: &[(&str, &[&str], common::Tweak)] = &[
+        ("mt", &["4"], swap_fs_base),
+        ("mt", &["4"], drop_thread_signal),
+        ("mt", &["4"], drop_process_signal),
+        ("mt", &["4"], flip_zmm16),
+        ("mt", &["4"], interrupt_futex_wait),
+        ("signals", &[], clear_sa_onstack),
+        ("signals", &[], shift_altstack),
+        ("timers", &[], stretch_timer_a),
+        ("timers", &[], retarget_timer_d),
+        ("creds", &[], drop_cap_eff),
+        ("creds", &[], change_suid),
+        ("seccomp", &["filter"], neuter_getppid_filter),
+        ("seccomp", &["threads"], unstrict),
+        ("seccomp", &["tsync"], drop_tsync),
+    ];
+    // One dump per workload and arguments, the tweaks on copies of it.
+    let mut done: Vec<(&str, &[&str], TempDir, i32)> = Vec::new();
+    for &(name, args, tweak) in controls {
+        if !done.iter().any(|(n, a, _, _)| *n == name && *a == args) {
+            let images = TempDir::new(&format!("state-tweak-{name}"));
+            let (pid, _) = dump_left_running(name, args, images.path());
+            done.push((name, args, images, pid));
+        }
+        let (_, _, images, pid) = done
+            .iter()
+            .find(|(n, a, _, _)| *n == name && *a == args)
+            .unwrap();
+        let copy = TempDir::new(&format!("state-tweaked-{name}"));
+        let files = |d: &Path| {
+            let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| {
+                    let e = e.unwrap();
+                    (
+                        e.file_name().into_string().unwrap(),
+                        std::fs::read(e.path()).unwrap(),
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        for (n, bytes) in files(images.path()) {
+            std::fs::write(copy.path().join(n), bytes).unwrap();
+        }
+        tweak(&ImageDir::open(copy.path()).unwrap(), *pid);
+        assert_ne!(
+            files(images.path()),
+            files(copy.path()),
+            "a tweak of {name} {args:?} changed nothing"
+        );
+    }
+}
