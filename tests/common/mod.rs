@@ -40,7 +40,7 @@ pub fn start(name: &str, args: &[&str]) -> Workload {
 pub fn cycle(name: &str, args: &[&str], tweak: Option<Tweak>) -> Result<(), String> {
     let mut w = start(name, args);
     let images = TempDir::new(&format!("slice-{name}"));
-    let before = ProcSnapshot::take(w.pid);
+    let before = steady(w.pid);
     Dump::new(w.pid)
         .images_dir(images.path())
         .run()
@@ -75,7 +75,7 @@ pub fn cycle(name: &str, args: &[&str], tweak: Option<Tweak>) -> Result<(), Stri
 pub fn leave_running(name: &str, args: &[&str]) {
     let w = start(name, args);
     let images = TempDir::new(&format!("slice-lr-{name}"));
-    let before = ProcSnapshot::take(w.pid);
+    let before = steady(w.pid);
     Dump::new(w.pid)
         .images_dir(images.path())
         .leave_running(true)
@@ -89,6 +89,24 @@ pub fn leave_running(name: &str, args: &[&str]) {
     );
     w.verdict()
         .unwrap_or_else(|e| panic!("{name} after a --leave-running dump: {e}"));
+}
+
+/// A snapshot of a process that does not change from one reading to the
+/// next (a timer's signal pending for an instant, a thread between two
+/// syscalls, pass): the reference a dump or restore is compared with.
+pub fn steady(pid: i32) -> ProcSnapshot {
+    let start = std::time::Instant::now();
+    let mut last = ProcSnapshot::take(pid);
+    loop {
+        let s = ProcSnapshot::take(pid);
+        if s.diff(&last).is_empty() && s.wchan == last.wchan
+            || start.elapsed() > rcriu_test_support::SETTLE
+        {
+            return s;
+        }
+        last = s;
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// Reaps the threads of `pid` that a dump killed while this process
