@@ -65,6 +65,30 @@ fn signo(si: &pb::SiginfoEntry) -> i32 {
 /// glibc keeps for itself).
 const SIGRTMIN: i32 = 34;
 
+/// Every workload and mode, as the tests run them.
+const WORKLOADS: &[(&str, &[&str])] = &[
+    ("mt", &[]),
+    ("mt", &["4"]),
+    ("signals", &[]),
+    ("timers", &[]),
+    ("creds", &[]),
+    ("seccomp", &["filter"]),
+    ("seccomp", &["threads"]),
+    ("seccomp", &["tsync"]),
+];
+
+/// The baseline of every negative control: untouched, each workload
+/// passes its own check.
+#[test]
+fn workloads_pass_without_a_dump() {
+    let _g = setup();
+    for (name, args) in WORKLOADS {
+        start(name, args)
+            .verdict()
+            .unwrap_or_else(|e| panic!("{name} {args:?}: {e}"));
+    }
+}
+
 // ---- mt: threads ----
 
 #[test]
@@ -245,7 +269,7 @@ fn timers_left_running() {
     leave_running("timers", &[]);
 }
 
-fn posix_timer<'a>(c: &'a mut pb::CoreEntry, signo: i32) -> &'a mut pb::PosixTimerEntry {
+fn posix_timer(c: &mut pb::CoreEntry, signo: i32) -> &mut pb::PosixTimerEntry {
     c.tc.as_mut()
         .unwrap()
         .timers
