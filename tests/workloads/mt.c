@@ -464,9 +464,9 @@ int main(int argc, char **argv)
 		atomic_store(&ask[i], 1);
 	vec_stop = 1;
 	/* The waiter must be back in FUTEX_WAIT (a restored one restarts it)
-	 * before the word changes. */
+	 * before the word changes; one that left it already says how. */
 	t0 = now();
-	while (!in_futex_wait()) {
+	while (!in_futex_wait() && !atomic_load(&futex_done)) {
 		if (now() - t0 > 60)
 			return verdict(argv[1], "FAIL: the futex waiter is not in FUTEX_WAIT\n");
 		sched_yield();

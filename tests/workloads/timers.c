@@ -310,6 +310,8 @@ int main(int argc, char **argv)
 	t0 = now();
 	for (int k = 0; k < 5; k++)
 		while (atomic_load(counts[k]) < base[k] + 2) {
+			if (atomic_load(&main_got_d))
+				return verdict(argv[1], "FAIL: timer D's signal went to the main thread\n");
 			if (now() - t0 > 60) {
 				snprintf(msg, sizeof(msg), "FAIL: %s stopped firing (%ld)\n", names[k],
 					 atomic_load(counts[k]));
