@@ -5,9 +5,12 @@
 //! --leave-running dump; each has negative controls that corrupt the
 //! image field it depends on and must make it fail.
 //!
-//! Negative controls expect the *workload's* FAIL (`cycle(..).unwrap_err()`
-//! whose text is the verdict); where a restore could instead refuse the
-//! corrupted images, the assertion says so.
+//! Every negative control expects the *workload's* own FAIL text
+//! (`cycle(..).unwrap_err()`), not a refusal: each tweak leaves valid
+//! images of a different process state, which a restore must carry out.
+//! (Each control was seen failing so, and each untouched workload
+//! passing, with CRIU 4.2 restoring rcriu's tweaked images, but for two
+//! things CRIU does not restore: timer slack and personality.)
 
 mod common;
 
@@ -115,7 +118,7 @@ fn swap_fs_base(dir: &ImageDir, pid: i32) {
     write_core(dir, t1, &c1);
 }
 
-/// Drops the last signal pending for thread mt-3 alone (its second
+/// Drops the last signal pending for thread mt-w3 alone (its second
 /// SIGRTMIN+2, value 303).
 fn drop_thread_signal(dir: &ImageDir, pid: i32) {
     let (t, mut c) = core_named(dir, pid, "mt-w3");
