@@ -74,6 +74,7 @@ const WORKLOADS: &[(&str, &[&str])] = &[
     ("mt", &["4"]),
     ("signals", &[]),
     ("timers", &[]),
+    ("timers", &["pending"]),
     ("creds", &[]),
     ("seccomp", &["filter"]),
     ("seccomp", &["threads"]),
@@ -264,6 +265,21 @@ fn signals_corrupted_images_are_noticed() {
 fn timers_restored() {
     let _g = setup();
     cycle("timers", &[], None).unwrap();
+}
+
+/// ITIMER_REAL expired, its signal pending (blocked everywhere): the
+/// dump finds 0 left of its 100 ms, and the restore must arm it all the
+/// same (CRIU arms such a timer with its interval).
+#[test]
+fn timers_expired_restored() {
+    let _g = setup();
+    cycle("timers", &["pending"], None).unwrap();
+}
+
+#[test]
+fn timers_expired_left_running() {
+    let _g = setup();
+    leave_running("timers", &["pending"]);
 }
 
 #[test]

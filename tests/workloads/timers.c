@@ -3,7 +3,7 @@
  * timers: interval timers and POSIX timers that keep firing across a
  * dump, each checked from inside.
  *
- *   timers OUTFILE
+ *   timers OUTFILE [pending]
  *
  * ITIMER_REAL (100 ms), ITIMER_VIRTUAL and ITIMER_PROF (50 ms of CPU
  * time, which a spinning thread burns) with handlers that count. POSIX
@@ -18,6 +18,12 @@
  *   F  CLOCK_MONOTONIC, SIGEV_SIGNAL SIGRTMIN+4 (blocked everywhere),
  *      value 0xa5, every 20 ms: its signal stays pending, it overruns.
  * Timer slack 123456 ns on the main thread.
+ *
+ * With "pending", SIGALRM is blocked in every thread and ITIMER_REAL
+ * has expired once before "ready": its signal is pending and, until it is
+ * taken (which re-arms the timer), getitimer says 0 left of 100 ms. The
+ * check then wants the interval kept, the signal pending, and once taken,
+ * the timer firing again.
  *
  * Prints the timer ids ("timer_a ID", ...; "deleted ID,ID"), "ready",
  * then waits in sigsuspend. On SIGUSR1: every timer has its interval and
@@ -56,6 +62,7 @@ static atomic_int bad_a, bad_d, main_got_d;
 static int id_a, id_d, id_e, id_f, id_del1, id_del2;
 static pid_t waiter_tid;
 static atomic_int waiter_up, spinner_up;
+static int pending_mode;
 
 static void on_itimer(int sig)
 {
@@ -94,7 +101,8 @@ static void *spinner(void *arg)
 	(void)arg;
 	sigset_t m;
 	sigemptyset(&m);
-	sigaddset(&m, SIGALRM);
+	if (!pending_mode)
+		sigaddset(&m, SIGALRM);
 	sigaddset(&m, SIGVTALRM);
 	sigaddset(&m, SIGPROF);
 	sigaddset(&m, SIG_A);
@@ -168,6 +176,7 @@ int main(int argc, char **argv)
 {
 	if (argc < 2)
 		return 2;
+	pending_mode = argc > 2 && !strcmp(argv[2], "pending");
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_usr1;
@@ -218,7 +227,7 @@ int main(int argc, char **argv)
 	if (tset(id_a, 100 * MS, 100 * MS) || tset(id_d, 150 * MS, 150 * MS) ||
 	    tset(id_e, 1000000 * MS, 1000000 * MS) || tset(id_f, 1 * MS, 20 * MS))
 		return 3;
-	struct itimerval real = { { 0, 100000 }, { 0, 100000 } };
+	struct itimerval real = { { 0, 100000 }, { 0, pending_mode ? 1000 : 100000 } };
 	struct itimerval cpu = { { 0, 50000 }, { 0, 50000 } };
 	if (setitimer(ITIMER_REAL, &real, NULL) || setitimer(ITIMER_VIRTUAL, &cpu, NULL) ||
 	    setitimer(ITIMER_PROF, &cpu, NULL))
@@ -226,7 +235,8 @@ int main(int argc, char **argv)
 
 	/* Everything has fired once before "ready". */
 	double t0 = now();
-	while (!atomic_load(&n_alrm) || !atomic_load(&n_vt) || !atomic_load(&n_prof) ||
+	while ((pending_mode ? !pending(SIGALRM) : !atomic_load(&n_alrm)) || !atomic_load(&n_vt) ||
+	       !atomic_load(&n_prof) ||
 	       !atomic_load(&n_a) || !atomic_load(&n_d) || !pending(SIG_F)) {
 		if (now() - t0 > 60)
 			return 4;
@@ -236,6 +246,11 @@ int main(int argc, char **argv)
 	printf("timer_a %d\ntimer_d %d\ntimer_e %d\ntimer_f %d\ndeleted %d,%d\n", id_a, id_d, id_e,
 	       id_f, id_del1, id_del2);
 	printf("waiter %d\n", waiter_tid);
+	if (pending_mode) {
+		struct itimerval cur;
+		getitimer(ITIMER_REAL, &cur);
+		printf("real_left %ld\n", (long)cur.it_value.tv_usec);
+	}
 	printf("ready\n");
 	fflush(stdout);
 	int null = open("/dev/null", O_WRONLY);
@@ -293,8 +308,10 @@ int main(int argc, char **argv)
 		struct itimerval cur;
 		getitimer(which[k], &cur);
 		long want = k ? 50000 : 100000;
+		/* Setting a CPU itimer adds a tick (at most 10 ms) to its value. */
+		long most = k ? want + 10000 : want;
 		if (cur.it_interval.tv_sec != 0 || cur.it_interval.tv_usec != want ||
-		    cur.it_value.tv_sec != 0 || cur.it_value.tv_usec > want) {
+		    cur.it_value.tv_sec != 0 || cur.it_value.tv_usec > most) {
 			snprintf(msg, sizeof(msg), "FAIL: itimer %d: interval %ld.%06ld value %ld.%06ld\n",
 				 which[k], (long)cur.it_interval.tv_sec, (long)cur.it_interval.tv_usec,
 				 (long)cur.it_value.tv_sec, (long)cur.it_value.tv_usec);
@@ -304,11 +321,27 @@ int main(int argc, char **argv)
 	if (prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0) != SLACK)
 		return verdict(argv[1], "FAIL: timer slack\n");
 
+	if (pending_mode) {
+		/* The expired ITIMER_REAL's signal, and then the next one. */
+		sigset_t alrm;
+		sigemptyset(&alrm);
+		sigaddset(&alrm, SIGALRM);
+		struct timespec zero = { 0, 0 };
+		if (sigtimedwait(&alrm, NULL, &zero) != SIGALRM)
+			return verdict(argv[1], "FAIL: ITIMER_REAL's signal is not pending\n");
+		t0 = now();
+		while (!pending(SIGALRM)) {
+			if (now() - t0 > 60)
+				return verdict(argv[1], "FAIL: ITIMER_REAL stopped firing\n");
+			sched_yield();
+		}
+	}
+
 	/* Everything fires again, twice. */
 	const char *names[5] = { "ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF", "timer A", "timer D" };
 	atomic_long *counts[5] = { &n_alrm, &n_vt, &n_prof, &n_a, &n_d };
 	t0 = now();
-	for (int k = 0; k < 5; k++)
+	for (int k = pending_mode ? 1 : 0; k < 5; k++)
 		while (atomic_load(counts[k]) < base[k] + 2) {
 			if (atomic_load(&main_got_d))
 				return verdict(argv[1], "FAIL: timer D's signal went to the main thread\n");
