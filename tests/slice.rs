@@ -6,85 +6,12 @@
 
 use std::path::Path;
 
+mod common;
+
+use common::{cycle, leave_running, setup};
 use rcriu::images::{ImageDir, ImageFile};
 use rcriu::{Dump, Restore};
-use rcriu_test_support::{
-    Counter, ProcSnapshot, TempDir, Workload, become_subreaper, require_root, trace_lock,
-};
-
-/// What a cycle does to the images between the dump and the restore.
-type Tweak = fn(&ImageDir, i32);
-
-/// Starts a workload and waits until it is where it waits for the test
-/// (a sleeper's signal mask changes as it enters sigsuspend).
-fn start(name: &str, args: &[&str]) -> Workload {
-    let w = Workload::start(name, args);
-    if matches!(name, "bigmem" | "dump_state" | "parasite_state" | "threads") {
-        w.wait_in("sigsuspend");
-    }
-    w
-}
-
-/// start → dump → kill → (tweak) → restore → same /proc → verdict.
-fn cycle(name: &str, args: &[&str], tweak: Option<Tweak>) -> Result<(), String> {
-    let mut w = start(name, args);
-    let images = TempDir::new(&format!("slice-{name}"));
-    let before = ProcSnapshot::take(w.pid);
-    Dump::new(w.pid)
-        .images_dir(images.path())
-        .run()
-        .map_err(|e| format!("dumping {name}: {e}"))?;
-    let status = w.reap();
-    assert!(
-        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
-        "a dump kills the process: {status:#x}"
-    );
-    let dir = ImageDir::open(images.path()).expect("opening the images");
-    if let Some(t) = tweak {
-        t(&dir, w.pid);
-    }
-    let r = Restore::new(images.path())
-        .detach(true)
-        .run()
-        .map_err(|e| format!("restoring {name}: {e}"))?;
-    assert_eq!(r.pid, w.pid, "the process gets its pid back");
-    if tweak.is_none() {
-        let diff = before.diff(&ProcSnapshot::settled(w.pid, &before));
-        assert!(
-            diff.is_empty(),
-            "{name}: /proc differs:\n{}",
-            diff.join("\n")
-        );
-    }
-    w.verdict()
-}
-
-/// start → dump --leave-running → verdict of the original.
-fn leave_running(name: &str, args: &[&str]) {
-    let w = start(name, args);
-    let images = TempDir::new(&format!("slice-lr-{name}"));
-    let before = ProcSnapshot::take(w.pid);
-    Dump::new(w.pid)
-        .images_dir(images.path())
-        .leave_running(true)
-        .run()
-        .unwrap_or_else(|e| panic!("dumping {name}: {e}"));
-    let diff = before.diff(&ProcSnapshot::settled(w.pid, &before));
-    assert!(
-        diff.is_empty(),
-        "{name}: /proc differs after the dump:\n{}",
-        diff.join("\n")
-    );
-    w.verdict()
-        .unwrap_or_else(|e| panic!("{name} after a --leave-running dump: {e}"));
-}
-
-fn setup() -> std::sync::MutexGuard<'static, ()> {
-    require_root();
-    let g = trace_lock();
-    become_subreaper();
-    g
-}
+use rcriu_test_support::{Counter, ProcSnapshot, TempDir, Workload};
 
 #[test]
 fn compute_carries_on() {

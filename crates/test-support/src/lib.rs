@@ -295,6 +295,9 @@ pub fn parse_num(s: &str) -> Option<u64> {
 /// guard against a hang, not a timing the test depends on.
 pub const HANG_GUARD: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// How long [`ProcSnapshot::settled`] lets passing differences settle.
+pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Waits for `pid` (a child, or a process we are subreaper of) to exit;
 /// returns its raw wait status. Kills it and fails after [`HANG_GUARD`].
 pub fn wait_exit(pid: i32) -> Result<i32, String> {
@@ -428,11 +431,21 @@ impl ProcSnapshot {
     /// A snapshot of `pid` once it sleeps where `like` did: a restored
     /// process resumes just before the syscall it was in, and /proc shows
     /// some things (the signal mask inside sigsuspend) only from inside it.
+    ///
+    /// What passes settles too: a snapshot read while the process was
+    /// between two syscalls (status read just before it re-entered
+    /// sigsuspend, a timer's signal pending for the instant before a
+    /// thread takes it) is taken again, for up to [`SETTLE`]; after that
+    /// the last one sleeping where `like` did is returned, whatever it
+    /// shows, so that a lasting difference is still seen.
     pub fn settled(pid: i32, like: &ProcSnapshot) -> ProcSnapshot {
         let start = std::time::Instant::now();
         loop {
             let s = ProcSnapshot::take(pid);
-            if s.wchan == like.wchan || start.elapsed() > HANG_GUARD {
+            let sleeping = s.wchan == like.wchan;
+            if (sleeping && (s.diff(like).is_empty() || start.elapsed() > SETTLE))
+                || start.elapsed() > HANG_GUARD
+            {
                 return s;
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
