@@ -12,8 +12,8 @@
 //! handling) makes every operation in progress stop at its next check and
 //! undo what it did.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use crate::{Error, Result};
 
@@ -34,6 +34,9 @@ pub enum FaultPoint {
     MidWrite = 5,
     /// The parasite area is mapped but the parasite not started.
     AfterMap = 6,
+    /// `--freeze-cgroup`: the cgroup is frozen and every task in it has
+    /// been attached and interrupted, before the thaw.
+    Frozen = 7,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +70,9 @@ fn configured() -> Option<(u32, Action)> {
 /// Passes fault point `p`: fails, dies or signals here if `RCRIU_FAULT`
 /// names it, and stops here if an abort was requested.
 pub fn point(p: FaultPoint) -> Result<()> {
+    if let Some(hook) = *HOOK.lock().unwrap_or_else(|e| e.into_inner()) {
+        hook(p);
+    }
     if let Some((n, action)) = configured()
         && n == p as u32
     {
@@ -87,6 +93,18 @@ pub fn point(p: FaultPoint) -> Result<()> {
         }
     }
     check_abort()
+}
+
+/// A function every fault point calls as it is passed.
+pub type Hook = fn(FaultPoint);
+
+static HOOK: Mutex<Option<Hook>> = Mutex::new(None);
+
+/// Makes every fault point call `hook` as it is passed (`None` to stop):
+/// a test running a dump in its own process looks at the world at that
+/// point (a freezer's state while the tasks are seized, say).
+pub fn set_hook(hook: Option<Hook>) {
+    *HOOK.lock().unwrap_or_else(|e| e.into_inner()) = hook;
 }
 
 static ABORT: AtomicBool = AtomicBool::new(false);
