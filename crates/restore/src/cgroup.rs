@@ -228,7 +228,14 @@ fn check_dirs(dirs: &[pb::CgroupDirEntry]) -> Result<()> {
     Ok(())
 }
 
+/// Sets the dumped owner and mode of `path`. CRIU 4.2 writes the
+/// `freezer.state` it adds with uninitialised permissions; a mode without
+/// a file type is no stat's, and is left alone.
 fn set_perms(path: &Path, perms: &pb::CgroupPerms) -> std::io::Result<()> {
+    if perms.mode & libc::S_IFMT == 0 {
+        log::debug!("{}: ignoring permissions {perms:?}", path.display());
+        return Ok(());
+    }
     std::os::unix::fs::chown(path, Some(perms.uid), Some(perms.gid))?;
     let meta = std::fs::metadata(path)?;
     if meta.permissions().mode() & 0o7777 != perms.mode & 0o7777 {
