@@ -64,6 +64,22 @@ pub enum Error {
     },
     #[error("parasite in task {pid}: {what}")]
     Protocol { pid: Pid, what: String },
+    #[error("freezer cgroup {}: {what}", path.display())]
+    Freezer {
+        path: std::path::PathBuf,
+        what: String,
+        #[source]
+        source: Option<io::Error>,
+    },
+    #[error("freezer cgroup {} holds tasks of other processes than {pid}: {}", path.display(), describe_tasks(others))]
+    FreezerOthers {
+        path: std::path::PathBuf,
+        pid: Pid,
+        /// (tid, its process, its name)
+        others: Vec<(Pid, Pid, String)>,
+    },
+    #[error("process {pid} is not in freezer cgroup {}", path.display())]
+    NotInFreezer { path: std::path::PathBuf, pid: Pid },
     #[error("fault injected at point {0} (RCRIU_FAULT)")]
     Fault(u32),
     #[error("interrupted by a signal")]
@@ -72,6 +88,20 @@ pub enum Error {
 
 /// compel's result.
 pub type Result<T> = std::result::Result<T, Error>;
+
+fn describe_tasks(others: &[(Pid, Pid, String)]) -> String {
+    let list: Vec<String> = others
+        .iter()
+        .map(|(tid, tgid, comm)| {
+            if tid == tgid {
+                format!("process {tid} ({comm})")
+            } else {
+                format!("thread {tid} of process {tgid} ({comm})")
+            }
+        })
+        .collect();
+    list.join(", ")
+}
 
 impl Error {
     /// A ptrace error, made from the `io::Error` of the request.

@@ -17,8 +17,8 @@
 //! handling) makes every operation in progress stop at its next check and
 //! undo what it did.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use crate::{Error, Result};
 
@@ -39,6 +39,9 @@ pub enum FaultPoint {
     MidWrite = 5,
     /// The parasite area is mapped but the parasite not started.
     AfterMap = 6,
+    /// `--freeze-cgroup`: the cgroup is frozen and every task in it has
+    /// been attached and interrupted, before the thaw.
+    Frozen = 7,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +137,9 @@ fn fire(what: &str, n: u32, action: Action) -> Result<()> {
 /// Passes fault point `p`: fails, dies or signals here if `RCRIU_FAULT`
 /// names it, and stops here if an abort was requested.
 pub fn point(p: FaultPoint) -> Result<()> {
+    if let Some(hook) = *HOOK.lock().unwrap_or_else(|e| e.into_inner()) {
+        hook(p);
+    }
     if let Some((Where::Point(n), action)) = configured()
         && *n == p as u32
     {
@@ -151,6 +157,18 @@ pub fn image(name: &str) -> Result<()> {
         return fire(&format!("image:{name}"), 0, *action);
     }
     check_abort()
+}
+
+/// A function every fault point calls as it is passed.
+pub type Hook = fn(FaultPoint);
+
+static HOOK: Mutex<Option<Hook>> = Mutex::new(None);
+
+/// Makes every fault point call `hook` as it is passed (`None` to stop):
+/// a test running a dump in its own process looks at the world at that
+/// point (a freezer's state while the tasks are seized, say).
+pub fn set_hook(hook: Option<Hook>) {
+    *HOOK.lock().unwrap_or_else(|e| e.into_inner()) = hook;
 }
 
 /// The restorer step `RCRIU_FAULT=restorer:STEP` names, if any.

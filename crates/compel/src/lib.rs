@@ -8,7 +8,8 @@
 //! - [`Parasite`]: a no_std blob loaded into the process, serving commands
 //!   over a control socket (signal actions, timers, credentials, fds, and
 //!   page dumping by `vmsplice`), then removed without a trace;
-//! - [`fault`]: numbered fault points and the abort flag.
+//! - [`fault`]: numbered fault points and the abort flag;
+//! - [`freezer`]: a freezer cgroup frozen while its tasks are seized.
 //!
 //! `unsafe` lives in `sys` only.
 
@@ -17,6 +18,7 @@
 mod blob;
 mod error;
 pub mod fault;
+pub mod freezer;
 mod parasite;
 pub mod regs;
 mod remote;

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 
 use rcriu_proc::{Pid, SigSet, TaskState};
 
+use crate::freezer::{self, Freezer};
 use crate::sys::{self, Wait};
 use crate::{Error, Result};
 
@@ -44,6 +45,9 @@ pub struct Seized {
     pid: Pid,
     threads: Vec<Thread>,
     released: bool,
+    /// A freezer cgroup that was frozen before the dump: frozen again on
+    /// release.
+    refreeze: Option<Freezer>,
 }
 
 fn is_stop_signal(sig: i32) -> bool {
@@ -93,65 +97,130 @@ fn is_self_or_ancestor(pid: Pid) -> bool {
 impl Seized {
     /// Seizes every thread of process `pid`.
     pub fn seize(pid: Pid) -> Result<Seized> {
-        if pid <= 0 {
-            return Err(Error::NoSuchProcess { pid });
+        check_target(pid)?;
+        let seized = Seized {
+            pid,
+            threads: Vec::new(),
+            released: false,
+            refreeze: None,
+        };
+        seized.passes(BTreeSet::new())
+    }
+
+    /// Seizes every thread of process `pid`, which lives in freezer
+    /// cgroup `freezer` (criu's `--freeze-cgroup`), as criu does: the
+    /// cgroup is frozen, every task in it is attached and interrupted
+    /// while frozen, then the cgroup is thawed and each task stops under
+    /// ptrace as it wakes. A cgroup holding tasks of other processes is
+    /// refused (thawed, nothing attached), naming them. Returns the
+    /// freezer's state before the dump.
+    pub fn seize_frozen(pid: Pid, freezer: &Freezer) -> Result<(Seized, freezer::State)> {
+        check_target(pid)?;
+        let origin = match freezer.state()? {
+            freezer::State::Thawed => freezer::State::Thawed,
+            _ => freezer::State::Frozen,
+        };
+        let frozen = freezer.freeze()?;
+        let mut mine = Vec::new();
+        let mut others = Vec::new();
+        for tid in freezer.tasks()? {
+            let Ok(mut t) = rcriu_proc::Task::open(tid) else {
+                continue; // gone, or a kernel thread's leftovers
+            };
+            let Ok(st) = t.status() else { continue };
+            if st.tgid == pid {
+                mine.push(tid);
+            } else if !is_kernel_thread(tid) {
+                others.push((tid, st.tgid, String::from_utf8_lossy(&st.name).into_owned()));
+            }
         }
-        if is_self_or_ancestor(pid) {
-            return Err(Error::SelfDump { pid });
-        }
-        let status = rcriu_proc::Task::open(pid)
-            .and_then(|mut t| t.status())
-            .map_err(|e| {
-                if e.is_vanished() {
-                    Error::NoSuchProcess { pid }
-                } else {
-                    Error::Proc { pid, source: e }
-                }
-            })?;
-        if status.tgid != pid {
-            // A thread id, not a process: CRIU takes processes only.
-            return Err(Error::NoSuchProcess { pid });
-        }
-        if status.tracer_pid != 0 {
-            return Err(Error::Traced {
+        if !others.is_empty() {
+            frozen.thaw()?;
+            return Err(Error::FreezerOthers {
+                path: freezer.path().to_owned(),
                 pid,
-                tracer: status.tracer_pid,
+                others,
             });
         }
-        if status.state == Some(TaskState::Zombie) || status.state == Some(TaskState::Dead) {
-            if status.threads > 1 {
-                return Err(Error::DeadLeader {
-                    pid,
-                    threads: status.threads,
-                });
-            }
-            return Err(Error::Zombie { pid });
+        if !mine.contains(&pid) {
+            frozen.thaw()?;
+            return Err(Error::NotInFreezer {
+                path: freezer.path().to_owned(),
+                pid,
+            });
         }
-
+        let mut attached = Vec::new();
+        let mut failed = None;
+        for tid in mine {
+            match attach(pid, tid) {
+                Ok(Some(seccomp)) => attached.push((tid, seccomp)),
+                Ok(None) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if failed.is_none()
+            && let Err(e) = crate::fault::point(crate::fault::FaultPoint::Frozen)
+        {
+            failed = Some(e);
+        }
+        // Attached tasks stop as they thaw; until then they cannot even
+        // be detached.
+        frozen.thaw()?;
         let mut seized = Seized {
             pid,
             threads: Vec::new(),
             released: false,
+            refreeze: (origin == freezer::State::Frozen).then(|| freezer.clone()),
         };
         let mut known = BTreeSet::new();
+        for (tid, seccomp) in attached {
+            known.insert(tid);
+            match wait_seized(pid, tid, seccomp) {
+                Ok(Some(t)) => seized.threads.push(t),
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = sys::detach(tid, 0);
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            // Dropping `seized` releases what was stopped.
+            return Err(e);
+        }
+        log::info!(
+            "seized {} task(s) of process {pid} in frozen cgroup {}",
+            seized.threads.len(),
+            freezer.path().display()
+        );
+        Ok((seized.passes(known)?, origin))
+    }
+
+    /// Reads the task list again and again, seizing threads not seen yet,
+    /// until a pass finds none.
+    fn passes(mut self, mut known: BTreeSet<Pid>) -> Result<Seized> {
+        let pid = self.pid;
         for _ in 0..MAX_SEIZE_PASSES {
             let tids = rcriu_proc::Task::open(pid)
                 .and_then(|t| t.tasks())
                 .map_err(Error::proc(pid))?;
             let new: Vec<Pid> = tids.into_iter().filter(|t| !known.contains(t)).collect();
             if new.is_empty() {
-                if seized.threads.is_empty() {
+                if self.threads.is_empty() {
                     return Err(Error::Exited { pid });
                 }
-                seized.check_leader()?;
+                self.check_leader()?;
                 crate::fault::point(crate::fault::FaultPoint::AfterSeize)?;
-                log::info!("seized process {pid}: {} thread(s)", seized.threads.len());
-                return Ok(seized);
+                log::info!("seized process {pid}: {} thread(s)", self.threads.len());
+                return Ok(self);
             }
             for tid in new {
                 known.insert(tid);
                 if let Some(t) = seize_thread(pid, tid)? {
-                    seized.threads.push(t);
+                    self.threads.push(t);
                 }
             }
         }
@@ -190,6 +259,7 @@ impl Seized {
                 })
                 .collect(),
             released: false,
+            refreeze: None,
         }
     }
 
@@ -234,8 +304,13 @@ impl Seized {
         self.released = true;
         let r = sys::kill(self.pid, libc::SIGKILL).map_err(Error::ptrace("kill", self.pid));
         for t in &self.threads {
-            // A killed tracee may already be gone.
-            let _ = sys::detach(t.tid, 0);
+            // A killed tracee may already be on its way out: then it can
+            // no longer be detached, and a thread other than the leader
+            // stays a zombie until its tracer reaps it (which the leader's
+            // own exit waits for).
+            if sys::detach(t.tid, 0).is_err() && t.tid != self.pid {
+                while let Ok(Wait::Stopped { .. } | Wait::Nothing) = sys::wait(t.tid, 0) {}
+            }
         }
         r
     }
@@ -245,6 +320,12 @@ impl Seized {
             return Ok(());
         }
         self.released = true;
+        if let Some(f) = &self.refreeze {
+            // Frozen as it was found (criu does it before detaching too).
+            if let Err(e) = f.refreeze() {
+                log::error!("{e}");
+            }
+        }
         let restop = self
             .threads
             .iter()
@@ -297,8 +378,70 @@ impl Drop for Seized {
     }
 }
 
+/// Refuses what cannot be seized: no such process, rcriu itself or an
+/// ancestor, a thread id, a traced process, a zombie.
+fn check_target(pid: Pid) -> Result<()> {
+    if pid <= 0 {
+        return Err(Error::NoSuchProcess { pid });
+    }
+    if is_self_or_ancestor(pid) {
+        return Err(Error::SelfDump { pid });
+    }
+    let status = rcriu_proc::Task::open(pid)
+        .and_then(|mut t| t.status())
+        .map_err(|e| {
+            if e.is_vanished() {
+                Error::NoSuchProcess { pid }
+            } else {
+                Error::Proc { pid, source: e }
+            }
+        })?;
+    if status.tgid != pid {
+        // A thread id, not a process: CRIU takes processes only.
+        return Err(Error::NoSuchProcess { pid });
+    }
+    if status.tracer_pid != 0 {
+        return Err(Error::Traced {
+            pid,
+            tracer: status.tracer_pid,
+        });
+    }
+    if status.state == Some(TaskState::Zombie) || status.state == Some(TaskState::Dead) {
+        if status.threads > 1 {
+            return Err(Error::DeadLeader {
+                pid,
+                threads: status.threads,
+            });
+        }
+        return Err(Error::Zombie { pid });
+    }
+
+    Ok(())
+}
+
+/// Whether `tid` is a kernel thread (no executable).
+fn is_kernel_thread(tid: Pid) -> bool {
+    std::fs::read_link(format!("/proc/{tid}/exe"))
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+}
+
 /// Seizes and stops one thread; `None` if it exited before we could.
 fn seize_thread(pid: Pid, tid: Pid) -> Result<Option<Thread>> {
+    let Some(seccomp) = attach(pid, tid)? else {
+        return Ok(None);
+    };
+    match wait_seized(pid, tid, seccomp) {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            let _ = sys::detach(tid, 0);
+            Err(e)
+        }
+    }
+}
+
+/// Attaches to one thread and interrupts it, without waiting for the
+/// stop; returns its seccomp mode, or `None` if it exited before we could.
+fn attach(pid: Pid, tid: Pid) -> Result<Option<u32>> {
     let st = match task_status(pid, tid) {
         Ok(s) => s,
         Err(e) if e.is_vanished() => return Ok(None),
@@ -331,23 +474,16 @@ fn seize_thread(pid: Pid, tid: Pid) -> Result<Option<Thread>> {
             }),
         };
     }
-    match stop_seized(pid, tid, seccomp) {
-        Ok(t) => Ok(t),
-        Err(e) => {
-            let _ = sys::detach(tid, 0);
-            Err(e)
-        }
+    match sys::interrupt(tid) {
+        Ok(()) => Ok(Some(seccomp)),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(None),
+        Err(e) => Err(Error::ptrace("interrupting", tid)(e)),
     }
 }
 
-/// Interrupts a freshly seized thread and waits until it is in a
-/// ptrace stop we can work from.
-fn stop_seized(pid: Pid, tid: Pid, seccomp: u32) -> Result<Option<Thread>> {
-    match sys::interrupt(tid) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(None),
-        Err(e) => return Err(Error::ptrace("interrupting", tid)(e)),
-    }
+/// Waits until an attached and interrupted thread is in a ptrace stop we
+/// can work from.
+fn wait_seized(pid: Pid, tid: Pid, seccomp: u32) -> Result<Option<Thread>> {
     let mut stopped_by = None;
     loop {
         match sys::wait(tid, 0).map_err(Error::ptrace("waiting for", tid))? {

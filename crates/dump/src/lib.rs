@@ -40,11 +40,12 @@
 //!
 //! One module per kind of resource, named as the images are: [`mm`],
 //! [`pages`], [`core`], [`files`], [`fs`], [`ids`], [`inventory`],
-//! [`pstree`], [`timens`], [`seccomp`], [`stats`], and the private
+//! [`pstree`], [`timens`], [`seccomp`], [`stats`], [`cgroup`], and the private
 //! `threads` and `timers`.
 
 #![deny(unsafe_code)]
 
+pub mod cgroup;
 pub mod core;
 mod error;
 pub mod files;
@@ -86,6 +87,7 @@ pub struct Dump {
     images_dir: PathBuf,
     leave_running: bool,
     shell_job: bool,
+    freeze_cgroup: Option<PathBuf>,
 }
 
 impl Dump {
@@ -97,6 +99,7 @@ impl Dump {
             images_dir: PathBuf::from("."),
             leave_running: false,
             shell_job: false,
+            freeze_cgroup: None,
         }
     }
 
@@ -120,6 +123,16 @@ impl Dump {
         self
     }
 
+    /// Freeze the freezer cgroup at `path` (v1 `freezer.state` or v2
+    /// `cgroup.freeze`), which the process lives in, while seizing it
+    /// (criu's `--freeze-cgroup`): its tasks cannot fork or escape
+    /// meanwhile. The cgroup is thawed once every task is seized, and
+    /// must hold no other process.
+    pub fn freeze_cgroup(mut self, path: impl Into<PathBuf>) -> Dump {
+        self.freeze_cgroup = Some(path.into());
+        self
+    }
+
     /// Dumps the process. On success the images are complete and the
     /// process is running (`leave_running`) or killed; on failure it runs
     /// on as it was and the images this run wrote are removed.
@@ -129,6 +142,7 @@ impl Dump {
             dir: self.images_dir,
             leave_running: self.leave_running,
             shell_job: self.shell_job,
+            freeze_cgroup: self.freeze_cgroup,
         })
     }
 }

@@ -31,7 +31,7 @@ use crate::inventory::Lsm;
 use crate::mm::Area;
 use crate::pages::Run;
 use crate::stats::DumpStats;
-use crate::{Error, Result, core, files, fs, ids, inventory, mm, pages, pstree, remote};
+use crate::{Error, Result, cgroup, core, files, fs, ids, inventory, mm, pages, pstree, remote};
 use crate::{seccomp, threads, timens, timers};
 
 /// The options of one dump.
@@ -41,6 +41,8 @@ pub struct Options {
     pub dir: PathBuf,
     pub leave_running: bool,
     pub shell_job: bool,
+    /// criu's `--freeze-cgroup`: the freezer cgroup frozen while seizing.
+    pub freeze_cgroup: Option<PathBuf>,
 }
 
 /// rcriu's own namespaces, cgroups and clocks: what the task's are
@@ -149,6 +151,7 @@ struct Collected {
     /// offsets of the task's time namespace.
     timens_id: u32,
     timens: TimensOffsets,
+    cgroups: cgroup::Dumped,
 }
 
 /// Runs a dump.
@@ -160,12 +163,12 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     let mut out = Output::new(pid, &o.dir);
     fault::set_target(pid);
     let start = Instant::now();
-    let seized = Seized::seize(pid).map_err(Error::compel(pid))?;
+    let (seized, freezer) = cgroup::seize(pid, o.freeze_cgroup.as_deref())?;
     let frozen = Instant::now();
     stats.freezing_time = frozen - start;
     log::info!("process {pid} seized in {:?}", stats.freezing_time);
 
-    let c = match collect(&seized, &host, o, &mut out, &mut stats) {
+    let c = match collect(&seized, &host, o, freezer, &mut out, &mut stats) {
         Ok(c) => c,
         Err(e) => {
             // Released as it was, then the images go.
@@ -218,8 +221,11 @@ fn write_images(out: &mut Output, o: &Options, host: &Host, c: &Collected) -> Re
     let upid = pid as u32;
     out.write_one(
         ImageFile::Inventory,
-        &inventory::entry(c.root_ids.entry, 1, host.lsm),
+        &inventory::entry(c.root_ids.entry, c.cgroups.root_set, host.lsm),
     )?;
+    if let Some(cg) = &c.cgroups.image {
+        out.write_one(ImageFile::Cgroup, cg)?;
+    }
     out.write_one(ImageFile::Pstree, &c.pstree)?;
     for (tid, core) in &c.cores {
         out.write_one(ImageFile::Core((*tid).into()), core)?;
@@ -250,6 +256,7 @@ fn collect(
     seized: &Seized,
     host: &Host,
     o: &Options,
+    freezer: Option<cgroup::FreezerOrigin>,
     out: &mut Output,
     stats: &mut DumpStats,
 ) -> Result<Collected> {
@@ -273,14 +280,7 @@ fn collect(
     }
     let ns = task.namespaces().map_err(Error::proc(pid))?;
     ids::check_namespaces(pid, &host.ns, &ns)?;
-    let cgroups = task.cgroups().map_err(Error::proc(pid))?;
-    if cgroups != host.cgroups {
-        let path = cgroups.first().map_or("", |c| c.path.as_str());
-        return Err(Error::unsupported(
-            pid,
-            format!("a cgroup other than rcriu's ({path})"),
-        ));
-    }
+    let cgroups = cgroup::collect(pid, &cgroup::tids(seized), &host.cgroups, freezer)?;
     let timers = match task.posix_timers() {
         Ok(t) => t,
         Err(e) if e.is_not_found() => Vec::new(),
@@ -488,7 +488,7 @@ fn collect(
             info,
             ip,
             seccomp: seccomp_fields[i],
-            cg_set: 1,
+            cg_set: cgroups.thread_sets[i],
         };
         let c = if i == 0 {
             core::leader(&t, &process)
@@ -534,6 +534,7 @@ fn collect(
         fs: fs::entry(cwd_id, root_id, creds.umask),
         timens_id,
         timens,
+        cgroups,
     })
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rcriu_dump::{Dump, Error};
 use rcriu_images::pages::{PE_LAZY, PE_PRESENT, PageRun};
-use rcriu_images::{ImageDir, pb};
+use rcriu_images::{ImageDir, ImageFile, pb};
 use rcriu_test_support::{
     Counter, HANG_GUARD, ProcSnapshot, TempDir, Workload, no_inherited_fds, require_root, signal,
     trace_lock, wait_child, workload,
@@ -682,7 +682,7 @@ fn out_of_scope_resources_are_refused_by_name() {
 }
 
 #[test]
-fn another_cgroup_is_refused() {
+fn another_cgroup_is_dumped() {
     require_root();
     let _g = trace_lock();
     let w = start("dump_scope", &["none"]);
@@ -691,7 +691,7 @@ fn another_cgroup_is_refused() {
     std::fs::write(cg.join("cgroup.procs"), w.pid.to_string()).unwrap();
     let before = ProcSnapshot::take(w.pid);
     let (_t, path) = images_path("cgroup");
-    let e = Dump::new(w.pid).images_dir(&path).run();
+    let r = Dump::new(w.pid).images_dir(&path).leave_running(true).run();
     // Back where it was, for the verdict and the cleanup.
     let home = std::fs::read_to_string("/proc/self/cgroup").unwrap();
     let freezer = home
@@ -706,9 +706,37 @@ fn another_cgroup_is_refused() {
     )
     .unwrap();
     std::fs::remove_dir(&cg).unwrap();
-    let msg = e.expect_err("refused").to_string();
-    assert!(msg.contains("cgroup other than rcriu's"), "{msg}");
-    assert!(listing(&path).is_empty());
+    r.expect("a process in a cgroup of its own is dumped");
+    let dir = ImageDir::open(&path).unwrap();
+    // rcriu's set is 1, the process's 2, which cgroup.img describes.
+    assert_eq!(dir.inventory().unwrap().root_cg_set, Some(1));
+    let core = dir.core(w.pid as u32).unwrap();
+    assert_eq!(core.thread_core.unwrap().cg_set, Some(2));
+    let cgi: pb::CgroupEntry = dir.read_one(ImageFile::Cgroup).unwrap();
+    assert_eq!(cgi.sets.len(), 1);
+    assert_eq!(cgi.sets[0].id, 2);
+    let want = format!("/rcriu-dump-{}", w.pid);
+    assert!(
+        cgi.sets[0]
+            .ctls
+            .iter()
+            .any(|m| m.name == b"freezer" && m.path == want.as_bytes()),
+        "{:?}",
+        cgi.sets[0]
+    );
+    // Without --freeze-cgroup, no freezer.state.
+    let fr = cgi
+        .controllers
+        .iter()
+        .find(|c| c.cnames == [b"freezer".to_vec()])
+        .unwrap();
+    assert_eq!(fr.dirs[0].dir_name, want.as_bytes()[1..].to_vec());
+    assert!(
+        fr.dirs[0]
+            .properties
+            .iter()
+            .all(|p| p.name != b"freezer.state")
+    );
     assert!(before.diff(&ProcSnapshot::take(w.pid)).is_empty());
     w.verdict().expect("intact");
 }

@@ -1,5 +1,6 @@
 //! `/proc/PID/cgroup`: `hierarchy:controllers:path` lines.
 
+use crate::MountInfo;
 use crate::error::ParseResult;
 use crate::text::{self, bad, num};
 
@@ -39,6 +40,26 @@ pub fn parse_cgroup(text: &[u8]) -> ParseResult<Vec<CgroupEntry>> {
     Ok(out)
 }
 
+/// The mount, at the root of its hierarchy, of the cgroup hierarchy that
+/// `name` names as `/proc/PID/cgroup` does: `""` for the cgroup2 unified
+/// hierarchy, otherwise its controllers joined by commas (`cpu,cpuacct`,
+/// `name=systemd`). A v1 mount matches when its options hold every one of
+/// them.
+pub fn hierarchy_mount<'a>(mounts: &'a [MountInfo], name: &str) -> Option<&'a MountInfo> {
+    mounts.iter().find(|m| {
+        if m.root.as_os_str() != "/" {
+            return false;
+        }
+        if name.is_empty() {
+            return m.fs_type == "cgroup2";
+        }
+        m.fs_type == "cgroup"
+            && name
+                .split(',')
+                .all(|c| m.super_options.split(',').any(|o| o == c))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,6 +75,18 @@ mod tests {
             (0, 0, "/")
         );
         assert!(parse_cgroup(b"x::/\n").is_err());
+        let mi = crate::parse_mountinfo(
+            b"32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu,cpuacct\n\
+              40 31 0:37 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd\n\
+              41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n",
+        )
+        .unwrap();
+        let at = |n: &str| hierarchy_mount(&mi, n).map(|m| m.mount_id);
+        assert_eq!(at("cpu"), Some(32));
+        assert_eq!(at("cpuacct,cpu"), Some(32));
+        assert_eq!(at("name=systemd"), Some(40));
+        assert_eq!(at(""), Some(41));
+        assert_eq!(at("memory"), None);
         assert!(parse_cgroup(b"0/\n").is_err());
     }
 }

@@ -45,7 +45,7 @@ mod timers;
 /// A process or thread id.
 pub type Pid = libc::pid_t;
 
-pub use cgroup::{CgroupEntry, parse_cgroup};
+pub use cgroup::{CgroupEntry, hierarchy_mount, parse_cgroup};
 pub use error::{Error, ParseError, ParseResult, Result};
 pub use fd::{
     EpollTarget, FanotifyMark, Fd, FdInfo, FdInfoKind, FdTarget, FileHandle, InotifyWatch,

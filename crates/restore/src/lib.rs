@@ -3,7 +3,9 @@
 //! 1. Read and check every image ([`load`]); plan the address space
 //!    ([`mm`]), the page reads ([`pages`]), the registers and the rest of
 //!    the core ([`core`]), the fds, cwd and root ([`files`]), the time
-//!    namespace ([`timens`]) and the vDSO ([`vdso`]). Files are opened and
+//!    namespace ([`timens`]), the vDSO ([`vdso`]) and the cgroups
+//!    ([`cgroup`], whose missing directories are made last, before the
+//!    fork; the process enters them before it runs). Files are opened and
 //!    validated now: nothing is started while anything may still fail.
 //! 2. Map the restorer's region ([`region`]) in a hole of both address
 //!    spaces, and fork into it with clone3 and the process's pid.
@@ -13,6 +15,7 @@
 
 #![deny(unsafe_code)]
 
+mod cgroup;
 mod core;
 mod error;
 mod files;
@@ -295,6 +298,9 @@ impl Restore {
         }
         region.write(&mut args, &arrays);
 
+        // The cgroups it goes into, made now that nothing else can fail
+        // before the fork.
+        let cgroups = cgroup::plan(&img)?;
         // Fork into the restorer.
         let child_pid = fork_restorer(&region, pid).map_err(|e| match e.raw_os_error() {
             Some(libc::EEXIST) => Error::PidTaken {
@@ -306,6 +312,7 @@ impl Restore {
         let forking_time_us = start.elapsed().as_micros() as u64;
         let tids: Vec<Pid> = core.threads.iter().map(|t| t.tid as Pid).collect();
         let child = finish::Child::new(child_pid, tids);
+        cgroups.enter(child_pid)?;
         // Ours no longer needed: the fork has its copies.
         drop((map_files, sources, cwd, root, exe, pages_file, go_rd));
         log::info!("process {pid} created; restoring it");
@@ -346,6 +353,7 @@ impl Restore {
             })
             .collect();
         let pid = finish::finish(child, &region, finals, xstate, core.stopped)?;
+        cgroups.done();
         let restore_time_us = start.elapsed().as_micros() as u64;
         log::info!("process {pid} restored in {restore_time_us} us");
         drop(region);

@@ -12,10 +12,14 @@ pub fn run(opts: &CriuOpts, images_dir: Option<&std::path::Path>) -> anyhow::Res
     let dir = images_dir.unwrap_or(std::path::Path::new("."));
     // Ctrl-C and friends abort the dump and leave the process as it was.
     rcriu::dump::abort_on_signals().context("setting up signal handling")?;
-    let stats = rcriu::Dump::new(pid)
+    let mut dump = rcriu::Dump::new(pid)
         .images_dir(dir)
         .leave_running(opts.leave_running)
-        .shell_job(opts.shell_job)
+        .shell_job(opts.shell_job);
+    if let Some(cg) = &opts.freeze_cgroup {
+        dump = dump.freeze_cgroup(cg);
+    }
+    let stats = dump
         .run()
         .with_context(|| format!("dumping process {pid} into {}", dir.display()))?;
     log::info!(

@@ -15,6 +15,10 @@ pub struct CriuOpts {
     /// Allow a root task that is not a session leader (a shell job).
     #[arg(short = 'j', long = "shell-job", global = true)]
     pub shell_job: bool,
+    /// Freeze this freezer cgroup (v1 or v2), which holds the process,
+    /// while seizing it.
+    #[arg(long = "freeze-cgroup", global = true, value_name = "PATH")]
+    pub freeze_cgroup: Option<PathBuf>,
     /// Return once the restored tree runs, instead of waiting for it.
     #[arg(short = 'd', long = "restore-detached", global = true)]
     pub restore_detached: bool,

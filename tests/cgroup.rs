@@ -1,0 +1,391 @@
+//! `--freeze-cgroup` and `cgroup.img`: a process in cgroups of its own
+//! (a fresh cgroup v1 freezer cgroup, or a fresh cgroup v2 one) is dumped
+//! with its cgroup frozen while it is seized (the tests look at the
+//! freezer from a fault-point hook), then restored back into the same
+//! cgroups, made anew when they were removed. Negative controls: a core
+//! naming a set cgroup.img lacks, a set whose path leaves the hierarchy,
+//! a freezer holding another process, a dump failing while frozen.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use rcriu::images::{ImageDir, ImageFile, pb};
+use rcriu::{Dump, Restore};
+use rcriu_compel::fault::{self, FaultPoint};
+use rcriu_test_support::{
+    ProcSnapshot, TempDir, Workload, become_subreaper, require_root, signal, trace_lock, wait_exit,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    V1,
+    V2,
+}
+
+/// A cgroup made for a test: thawed and removed on drop, whatever
+/// happened (the processes in it are gone by then: declare it before
+/// them).
+struct CgDir {
+    path: PathBuf,
+    kind: Kind,
+}
+
+impl CgDir {
+    fn new(kind: Kind, tag: &str) -> CgDir {
+        let root = match kind {
+            Kind::V1 => "/sys/fs/cgroup/freezer",
+            Kind::V2 => "/sys/fs/cgroup/unified",
+        };
+        let path = Path::new(root).join(format!("rcriu-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir(&path);
+        std::fs::create_dir(&path)
+            .unwrap_or_else(|e| panic!("making cgroup {}: {e}", path.display()));
+        CgDir { path, kind }
+    }
+
+    fn add(&self, pid: i32) {
+        std::fs::write(self.path.join("cgroup.procs"), pid.to_string())
+            .unwrap_or_else(|e| panic!("moving {pid} into {}: {e}", self.path.display()));
+    }
+
+    /// What the freezer says: "FROZEN"/"THAWED" (v1), "frozen 1"/"frozen
+    /// 0" (v2).
+    fn state(&self) -> String {
+        freezer_state(&self.path)
+    }
+
+    fn thawed(&self) -> &'static str {
+        match self.kind {
+            Kind::V1 => "THAWED",
+            Kind::V2 => "frozen 0",
+        }
+    }
+
+    fn frozen(&self) -> &'static str {
+        match self.kind {
+            Kind::V1 => "FROZEN",
+            Kind::V2 => "frozen 1",
+        }
+    }
+
+    /// The cgroup path as /proc/PID/cgroup shows it.
+    fn rel(&self) -> String {
+        format!("/{}", self.path.file_name().unwrap().to_string_lossy())
+    }
+}
+
+impl Drop for CgDir {
+    fn drop(&mut self) {
+        let _ = match self.kind {
+            Kind::V1 => std::fs::write(self.path.join("freezer.state"), "THAWED"),
+            Kind::V2 => std::fs::write(self.path.join("cgroup.freeze"), "0"),
+        };
+        // A killed process leaves its cgroup a moment later.
+        for _ in 0..2000 {
+            match std::fs::remove_dir(&self.path) {
+                Ok(()) => return,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
+            }
+        }
+        eprintln!("cannot remove cgroup {}", self.path.display());
+    }
+}
+
+fn freezer_state(path: &Path) -> String {
+    if path.join("freezer.state").exists() {
+        std::fs::read_to_string(path.join("freezer.state"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    } else {
+        std::fs::read_to_string(path.join("cgroup.events"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("frozen "))
+            .unwrap_or("")
+            .to_owned()
+    }
+}
+
+/// The freezer the hook looks at, and what it saw at each point.
+static WATCH: Mutex<Option<PathBuf>> = Mutex::new(None);
+static SEEN: Mutex<Vec<(FaultPoint, String)>> = Mutex::new(Vec::new());
+
+fn hook(p: FaultPoint) {
+    if !matches!(p, FaultPoint::Frozen | FaultPoint::AfterSeize) {
+        return;
+    }
+    let watch = WATCH.lock().unwrap().clone();
+    if let Some(w) = watch {
+        SEEN.lock().unwrap().push((p, freezer_state(&w)));
+    }
+}
+
+/// Dumps with `--freeze-cgroup`, recording the freezer's state while the
+/// tasks are seized (cgroup still frozen) and just after (thawed).
+fn dump_watched(
+    cg: &CgDir,
+    pid: i32,
+    images: &Path,
+    leave_running: bool,
+) -> Vec<(FaultPoint, String)> {
+    *WATCH.lock().unwrap() = Some(cg.path.clone());
+    SEEN.lock().unwrap().clear();
+    fault::set_hook(Some(hook));
+    let r = Dump::new(pid)
+        .images_dir(images)
+        .leave_running(leave_running)
+        .freeze_cgroup(&cg.path)
+        .run();
+    fault::set_hook(None);
+    *WATCH.lock().unwrap() = None;
+    r.unwrap_or_else(|e| panic!("dumping {pid} with --freeze-cgroup: {e:?}"));
+    std::mem::take(&mut *SEEN.lock().unwrap())
+}
+
+fn check_seen(cg: &CgDir, seen: &[(FaultPoint, String)]) {
+    assert_eq!(
+        seen,
+        [
+            (FaultPoint::Frozen, cg.frozen().to_owned()),
+            (FaultPoint::AfterSeize, cg.thawed().to_owned()),
+        ],
+        "the freezer while seizing, then after"
+    );
+    assert_eq!(cg.state(), cg.thawed(), "thawed after the dump");
+}
+
+fn cgroups_of(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("reading /proc/PID/cgroup")
+}
+
+fn tracer_of(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("TracerPid:"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Debian's crit (CRIU 3.17) decodes cgroup.img.
+fn crit_decodes(images: &Path) -> String {
+    let out = Command::new("crit")
+        .args(["decode", "-i"])
+        .arg(images.join("cgroup.img"))
+        .output()
+        .expect("running crit (Debian package criu)");
+    assert!(
+        out.status.success(),
+        "crit decode cgroup.img: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn setup() -> std::sync::MutexGuard<'static, ()> {
+    require_root();
+    let g = trace_lock();
+    become_subreaper();
+    g
+}
+
+fn kill_restored(pid: i32) {
+    signal(pid, libc::SIGKILL);
+    wait_exit(pid).expect("the restored process ends");
+}
+
+/// start in a fresh cgroup → dump --freeze-cgroup (frozen while seized,
+/// thawed after) → kill → restore: same cgroups, same /proc; kill, remove
+/// the cgroup, restore again: made anew → verdict.
+fn cycle(kind: Kind) {
+    let _g = setup();
+    let cg = CgDir::new(kind, &format!("{kind:?}"));
+    let mut w = Workload::start("threads", &["3", "calm"]);
+    w.wait_in("sigsuspend");
+    cg.add(w.pid);
+    let cgroups = cgroups_of(w.pid);
+    assert!(cgroups.contains(&cg.rel()), "{cgroups}");
+    let before = ProcSnapshot::take(w.pid);
+    let images = TempDir::new(&format!("cgroup-{kind:?}"));
+    let seen = dump_watched(&cg, w.pid, images.path(), false);
+    check_seen(&cg, &seen);
+    w.reap();
+    let json = crit_decodes(images.path());
+    assert!(
+        json.contains(&cg.rel()),
+        "cgroup.img names the cgroup: {json}"
+    );
+
+    let r = Restore::new(images.path())
+        .detach(true)
+        .run()
+        .expect("restoring");
+    assert_eq!(r.pid, w.pid);
+    assert_eq!(cgroups_of(w.pid), cgroups, "back in the same cgroups");
+    let diff = before.diff(&ProcSnapshot::settled(w.pid, &before));
+    assert!(diff.is_empty(), "/proc differs:\n{}", diff.join("\n"));
+
+    kill_restored(w.pid);
+    std::fs::remove_dir(&cg.path).expect("removing the emptied cgroup");
+    Restore::new(images.path())
+        .detach(true)
+        .run()
+        .expect("restoring once the cgroup is gone");
+    assert!(cg.path.is_dir(), "the cgroup is made anew");
+    assert_eq!(cgroups_of(w.pid), cgroups, "back in the same cgroups");
+    w.verdict().expect("the restored process passes");
+}
+
+#[test]
+fn freezer_v1_dump_and_restore() {
+    cycle(Kind::V1);
+}
+
+#[test]
+fn freezer_v2_dump_and_restore() {
+    cycle(Kind::V2);
+}
+
+#[test]
+fn leave_running_stays_in_its_cgroup_thawed() {
+    let _g = setup();
+    for kind in [Kind::V1, Kind::V2] {
+        let cg = CgDir::new(kind, &format!("lr-{kind:?}"));
+        let w = Workload::start("threads", &["3", "calm"]);
+        w.wait_in("sigsuspend");
+        cg.add(w.pid);
+        let cgroups = cgroups_of(w.pid);
+        let before = ProcSnapshot::take(w.pid);
+        let images = TempDir::new("cgroup-lr");
+        let seen = dump_watched(&cg, w.pid, images.path(), true);
+        check_seen(&cg, &seen);
+        assert_eq!(cgroups_of(w.pid), cgroups);
+        assert_eq!(tracer_of(w.pid), "0", "untraced");
+        let diff = before.diff(&ProcSnapshot::settled(w.pid, &before));
+        assert!(diff.is_empty(), "/proc differs:\n{}", diff.join("\n"));
+        assert!(images.path().join("cgroup.img").exists());
+        w.verdict().expect("running on after the dump");
+    }
+}
+
+/// A dump failing while the cgroup is frozen (fault point 7) or just
+/// after the thaw (1) leaves it thawed, the process untraced and intact,
+/// and no image.
+#[test]
+fn a_failed_dump_leaves_the_cgroup_thawed() {
+    let _g = setup();
+    for (kind, point) in [(Kind::V1, "7"), (Kind::V1, "1"), (Kind::V2, "7")] {
+        let cg = CgDir::new(kind, &format!("fault-{kind:?}-{point}"));
+        let w = Workload::start("dump_scope", &["none"]);
+        cg.add(w.pid);
+        let before = ProcSnapshot::take(w.pid);
+        let images = TempDir::new("cgroup-fault");
+        let out = Command::new(env!("CARGO_BIN_EXE_rcriu"))
+            .args(["dump", "-t", &w.pid.to_string(), "-D"])
+            .arg(images.path())
+            .arg("--freeze-cgroup")
+            .arg(&cg.path)
+            .env("RCRIU_FAULT", point)
+            .output()
+            .expect("running rcriu");
+        assert!(!out.status.success(), "fault point {point} fails the dump");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("fault injected"), "{err}");
+        assert_eq!(cg.state(), cg.thawed(), "{kind:?} point {point}: thawed");
+        assert_eq!(tracer_of(w.pid), "0", "untraced");
+        let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
+        assert!(left.is_empty(), "no image left: {left:?}");
+        let diff = before.diff(&ProcSnapshot::settled(w.pid, &before));
+        assert!(diff.is_empty(), "/proc differs:\n{}", diff.join("\n"));
+        w.verdict().expect("intact after the failed dump");
+    }
+}
+
+/// A freezer cgroup holding another process is refused, naming it, and
+/// left thawed with both processes untouched.
+#[test]
+fn a_freezer_with_another_process_is_refused() {
+    let _g = setup();
+    let cg = CgDir::new(Kind::V1, "others");
+    let w = Workload::start("dump_scope", &["none"]);
+    let other = Workload::start("dump_scope", &["none"]);
+    cg.add(w.pid);
+    cg.add(other.pid);
+    let images = TempDir::new("cgroup-others");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .freeze_cgroup(&cg.path)
+        .run()
+        .expect_err("refused");
+    let msg = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+    assert!(msg.contains(&format!("process {}", other.pid)), "{msg}");
+    assert_eq!(cg.state(), "THAWED");
+    assert_eq!(tracer_of(w.pid), "0");
+    assert_eq!(tracer_of(other.pid), "0");
+    w.verdict().expect("intact");
+    other.verdict().expect("intact");
+}
+
+/// Negative controls: a core naming a set cgroup.img does not have, and a
+/// set whose path leaves its hierarchy, are refused naming the image, with
+/// no process left; the untouched images restore.
+#[test]
+fn a_corrupted_cgroup_set_is_refused() {
+    let _g = setup();
+    let cg = CgDir::new(Kind::V1, "corrupt");
+    let mut w = Workload::start("dump_state", &[]);
+    w.wait_in("sigsuspend");
+    cg.add(w.pid);
+    let images = TempDir::new("cgroup-corrupt");
+    dump_watched(&cg, w.pid, images.path(), false);
+    w.reap();
+    let dir = ImageDir::open(images.path()).unwrap();
+    let core0 = dir.core(w.pid as u32).unwrap();
+    let cg0: pb::CgroupEntry = dir.read_one(ImageFile::Cgroup).unwrap();
+
+    let mut core = core0.clone();
+    core.thread_core.as_mut().unwrap().cg_set = Some(77);
+    dir.write_one(ImageFile::Core(w.pid as u64), &core).unwrap();
+    let e = Restore::new(images.path())
+        .detach(true)
+        .run()
+        .expect_err("refused");
+    assert!(e.to_string().contains("cgroup.img"), "{e}");
+    assert!(
+        !Path::new(&format!("/proc/{}", w.pid)).exists(),
+        "no process left"
+    );
+    dir.write_one(ImageFile::Core(w.pid as u64), &core0)
+        .unwrap();
+
+    let mut bad = cg0.clone();
+    for m in &mut bad.sets[0].ctls {
+        if m.name == b"freezer" {
+            m.path = b"/../../../tmp/rcriu-cgroup-escape".to_vec();
+        }
+    }
+    dir.write_one(ImageFile::Cgroup, &bad).unwrap();
+    let e = Restore::new(images.path())
+        .detach(true)
+        .run()
+        .expect_err("refused");
+    assert!(e.to_string().contains("cgroup.img"), "{e}");
+    assert!(
+        !Path::new(&format!("/proc/{}", w.pid)).exists(),
+        "no process left"
+    );
+    assert!(!Path::new("/tmp/rcriu-cgroup-escape").exists());
+    dir.write_one(ImageFile::Cgroup, &cg0).unwrap();
+
+    // The control: the same images, untouched, restore.
+    Restore::new(images.path())
+        .detach(true)
+        .run()
+        .expect("restoring");
+    assert!(cgroups_of(w.pid).contains(&cg.rel()));
+    w.verdict().expect("the restored process passes");
+}
