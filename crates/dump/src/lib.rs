@@ -51,6 +51,7 @@ pub mod files;
 pub mod fs;
 pub mod ids;
 pub mod inventory;
+pub mod memfd;
 pub mod mm;
 pub mod pages;
 mod pipeline;
