@@ -187,6 +187,9 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
                 entry.status = status::REGULAR | status::HEAP | status::ANON_PRIVATE;
                 entry.flags |= MAP_ANONYMOUS;
             }
+            VmaPath::AnonShmemNamed(_) => {
+                return Err(refuse(v, "named shared anonymous memory"));
+            }
             _ if vma.shared && !matches!(vma.path, VmaPath::File { .. }) => {
                 return Err(refuse(v, "shared memory without a file"));
             }
@@ -198,9 +201,6 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
                 entry.flags |= MAP_ANONYMOUS;
             }
             VmaPath::Uprobes => return Err(refuse(v, "a uprobes area")),
-            VmaPath::AnonShmemNamed(_) => {
-                return Err(refuse(v, "named shared anonymous memory"));
-            }
             VmaPath::Special(name) => {
                 return Err(refuse(
                     v,
