@@ -18,6 +18,7 @@ mod error;
 mod files;
 mod finish;
 mod load;
+mod memfd;
 mod mm;
 mod pages;
 mod region;
@@ -147,7 +148,9 @@ impl Restore {
         for t in &mut core.threads {
             t.args.creds.last_cap = last_cap;
         }
-        let fds = files::plan(&img, self.validation)?;
+        let mut fds = files::plan(&img, self.validation)?;
+        fds.fds.extend(memfd::plan_fds(&img, &mut mem.memfds)?);
+        fds.fds.sort_by_key(|(fd, _, _)| *fd);
         let fs = files::plan_fs(&img)?;
         let timens = img.timens.as_ref().map(timens::offsets).transpose()?;
         let exe = open_exe(&img, self.validation)?;
@@ -203,6 +206,7 @@ impl Restore {
             copy: &[],
             signals: &core.signals,
             timers: &core.timers,
+            guards: &mem.guards,
             threads: &core.threads,
         };
         let mut occupied = mem.occupied();

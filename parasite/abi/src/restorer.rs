@@ -546,6 +546,11 @@ pub struct Args {
     /// one (TIOCSCTTY) once the session exists and the fds are placed; -1
     /// for none.
     pub ctty_fd: i32,
+    /// Address and count of the `MADV_GUARD_INSTALL` guard regions
+    /// ([`Range`]s), installed once the areas are advised (a failure is
+    /// reported as [`Step::Madvise`] of item `nr_vmas` + its index).
+    pub guards: u64,
+    pub nr_guards: u64,
 }
 
 const _: () = {
@@ -570,7 +575,7 @@ const _: () = {
     assert!(offset_of!(Args, rlimits).is_multiple_of(8));
     assert!(size_of::<Args>().is_multiple_of(8));
     // Every field accounted for: no implicit padding.
-    assert!(size_of::<Args>() == 3824);
+    assert!(size_of::<Args>() == 3840);
     assert!(size_of::<Creds>() == 104);
     assert!(size_of::<SeccompFilter>() == 24);
     assert!(offset_of!(SeccompFilter, filter) == 16);
