@@ -37,7 +37,10 @@ fn snapshot(pid: i32, like: Option<&ProcSnapshot>) -> ProcSnapshot {
         None => ProcSnapshot::take(pid),
     };
     for l in &mut s.maps {
-        if l.contains("/memfd:") || l.contains("/dev/zero (deleted)") {
+        if l.contains("/memfd:")
+            || l.contains("/dev/zero (deleted)")
+            || l.contains("/anon_hugepage (deleted)")
+        {
             let mut f: Vec<&str> = l.split_whitespace().collect();
             if f.len() > 4 {
                 f[4] = "*";
@@ -144,6 +147,7 @@ fn edit_vma(dir: &ImageDir, w: &Workload, fact: &str, f: impl FnOnce(&mut pb::Vm
 
 const REGULAR: u32 = 1;
 const FILE_SHARED: u32 = 1 << 7;
+const ANON_PRIVATE: u32 = 1 << 9;
 const MEMFD: u32 = 1 << 14;
 const GUARD: u32 = 1 << 16;
 
@@ -264,6 +268,20 @@ fn check_images(dir: &ImageDir, w: &Workload, modes: &[&str]) {
                     }
                 }
             }
+            "hugetlb" => {
+                let huge = (libc::MAP_HUGETLB | 21 << 26) as u32;
+                let p = vma(&m, w.fact_u64("huge_private"));
+                let s = vma(&m, w.fact_u64("huge_shared"));
+                assert_eq!(p.status, REGULAR | ANON_PRIVATE);
+                assert_eq!(p.flags, (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u32 | huge);
+                assert_eq!(s.status, REGULAR | FILE_SHARED | MEMFD);
+                assert_eq!(s.flags, libc::MAP_SHARED as u32 | huge);
+                let inodes: Vec<pb::MemfdInodeEntry> = dir.read_all(ImageFile::Memfd).unwrap();
+                let f = file(s.shmid).memfd.as_ref().expect("a memfd file");
+                let inode = &inodes[f.inode_id as usize - 1];
+                assert_eq!(inode.name, b"/anon_hugepage");
+                assert_eq!(inode.hugetlb_flag, Some(libc::MFD_HUGETLB | 21 << 26));
+            }
             _ => {}
         }
     }
@@ -372,4 +390,48 @@ fn every_kind_at_once_carries_on() {
     let _g = setup();
     cycle(&["all"], None).unwrap();
     leave_running(&["all"]);
+}
+
+/// Makes sure two 2 MiB huge pages can be had (raising
+/// vm.nr_hugepages if need be), or fails saying why.
+fn two_huge_pages() {
+    let free = || {
+        std::fs::read_to_string("/proc/meminfo")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("HugePages_Free:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    if free() >= 2 {
+        return;
+    }
+    let path = "/proc/sys/vm/nr_hugepages";
+    let now: u64 = std::fs::read_to_string(path).unwrap().trim().parse().unwrap();
+    let _ = std::fs::write(path, (now + 2 - free()).to_string());
+    assert!(
+        free() >= 2,
+        "this test needs two free 2 MiB huge pages (vm.nr_hugepages), and the kernel gives none"
+    );
+}
+
+#[test]
+fn hugetlb_memory_carries_on() {
+    two_huge_pages();
+    let flip = |d: &ImageDir, w: &Workload| {
+        let at = w.fact_u64("huge_private");
+        let mut runs = d.pagemap(w.pid as u32).unwrap();
+        let path = d.file_path(ImageFile::Pages(runs.pages_id().into()));
+        while let Some(r) = runs.next_run().unwrap() {
+            if r.vaddr <= at && at < r.end() {
+                let off = r.pages_offset.unwrap() + (at - r.vaddr) + 4096 * 7 + 3;
+                let mut bytes = std::fs::read(&path).unwrap();
+                bytes[off as usize] ^= 0x11;
+                std::fs::write(&path, bytes).unwrap();
+                return;
+            }
+        }
+        panic!("the private hugetlb memory was not dumped");
+    };
+    carries_on(&["hugetlb"], &flip, "hugetlb memory changed");
 }

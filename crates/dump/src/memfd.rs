@@ -32,6 +32,8 @@ use crate::files::{FileInfo, Files, OpenFd};
 use crate::{Error, Result, sys};
 
 const PAGE: u64 = 4096;
+/// `statfs`' `f_type` of hugetlbfs.
+const HUGETLBFS_MAGIC: u64 = 0x9584_58f6;
 
 /// What creates an image file for writing (and remembers it, so that a
 /// failed dump removes it).
@@ -90,9 +92,25 @@ impl Memfds {
         })
     }
 
-    /// Whether `info` is a file of the shmem mount.
-    pub fn is_shmem(&self, info: &FileInfo) -> bool {
-        info.dev == self.shmem_dev
+    /// Whether `file` is of the shmem mount (`Some(None)`) or of hugetlbfs
+    /// (`Some(Some(memfd_create's hugetlb flags))`), or neither.
+    pub fn kind(&self, info: &FileInfo, file: &File) -> Result<Option<Option<u32>>> {
+        if info.dev == self.shmem_dev {
+            return Ok(Some(None));
+        }
+        let pid = self.pid;
+        let fs = rustix::fs::fstatfs(file).map_err(|e| Error::file(pid, &info.path)(e.into()))?;
+        if fs.f_type as u64 != HUGETLBFS_MAGIC {
+            return Ok(None);
+        }
+        let st = rustix::fs::fstat(file).map_err(|e| Error::file(pid, &info.path)(e.into()))?;
+        let page = st.st_blksize as u64;
+        if !page.is_power_of_two() {
+            return Ok(None);
+        }
+        Ok(Some(Some(
+            libc::MFD_HUGETLB | page.trailing_zeros() << crate::mm::HUGE_SHIFT,
+        )))
     }
 
     /// The number of the task's own pages image: after every inode's.
@@ -107,9 +125,10 @@ impl Memfds {
         table: &mut Files,
         info: &FileInfo,
         file: &File,
+        hugetlb: Option<u32>,
         create: &mut Create<'_>,
     ) -> Result<u32> {
-        let at = self.inode(info, file, create)?;
+        let at = self.inode(info, file, hugetlb, create)?;
         if let Some(id) = self.inodes[at].map_id {
             return Ok(id);
         }
@@ -131,17 +150,17 @@ impl Memfds {
                 return Ok(id);
             }
         }
-        if !self.is_shmem(&f.info) {
+        let Some(hugetlb) = self.kind(&f.info, &f.file)? else {
             return Err(Error::unsupported(
                 self.pid,
                 format!(
-                    "fd {}: a memfd not on the shmem mount ({}, hugetlb?)",
+                    "fd {}: a memfd neither of shmem nor of hugetlbfs ({})",
                     f.fd,
                     f.info.path.display()
                 ),
             ));
-        }
-        let at = self.inode(&f.info, &f.file, create)?;
+        };
+        let at = self.inode(&f.info, &f.file, hugetlb, create)?;
         let id = table.next_id();
         self.fds.push((f.fd, id));
         let signum = sys::owner_signal(f.file.as_fd()).map_err(Error::sys(
@@ -160,7 +179,13 @@ impl Memfds {
     }
 
     /// The index of the inode of `info`, dumped when new.
-    fn inode(&mut self, info: &FileInfo, file: &File, create: &mut Create<'_>) -> Result<usize> {
+    fn inode(
+        &mut self,
+        info: &FileInfo,
+        file: &File,
+        hugetlb: Option<u32>,
+        create: &mut Create<'_>,
+    ) -> Result<usize> {
         if let Some(i) = self
             .inodes
             .iter()
@@ -170,8 +195,12 @@ impl Memfds {
         }
         let pid = self.pid;
         let st = rustix::fs::fstat(file).map_err(|e| Error::file(pid, &info.path)(e.into()))?;
-        let seals = rustix::fs::fcntl_get_seals(file)
-            .map_err(|e| Error::file(pid, &info.path)(e.into()))?;
+        let seals = match rustix::fs::fcntl_get_seals(file) {
+            Ok(s) => s.bits(),
+            // Old kernels' hugetlb files cannot be sealed: CRIU says SEAL.
+            Err(rustix::io::Errno::INVAL) if hugetlb.is_some() => libc::F_SEAL_SEAL as u32,
+            Err(e) => return Err(Error::file(pid, &info.path)(e.into())),
+        };
         // The shmid is the inode number, as CRIU cuts it to 32 bits.
         let shmid = info.ino as u32;
         let inode_id = self.inodes.len() as u32 + 1;
@@ -182,9 +211,9 @@ impl Memfds {
             gid: st.st_gid,
             size: st.st_size as u64,
             shmid,
-            seals: seals.bits(),
+            seals,
             inode_id: inode_id.into(),
-            hugetlb_flag: None,
+            hugetlb_flag: hugetlb,
             mode: Some(st.st_mode),
         });
         self.inodes.push(Inode {

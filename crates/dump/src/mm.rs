@@ -31,6 +31,10 @@ const MAP_ANONYMOUS: u32 = libc::MAP_ANONYMOUS as u32;
 const MAP_GROWSDOWN: u32 = libc::MAP_GROWSDOWN as u32;
 const MAP_LOCKED: u32 = libc::MAP_LOCKED as u32;
 const MAP_NORESERVE: u32 = libc::MAP_NORESERVE as u32;
+const MAP_HUGETLB: u32 = libc::MAP_HUGETLB as u32;
+/// Where mmap's flags (and memfd_create's) hold log2 of the huge page
+/// size.
+pub const HUGE_SHIFT: u32 = 26;
 
 /// How many words of auxv CRIU keeps (`AT_VECTOR_SIZE` on x86_64).
 pub const AT_VECTOR_SIZE: usize = 44;
@@ -102,9 +106,6 @@ fn vm_flags(f: VmFlags) -> std::result::Result<(u32, u64), &'static str> {
             madv |= 1 << advice;
         }
     }
-    if f.contains(VmFlags::HUGETLB) {
-        return Err("hugetlb memory");
-    }
     if f.contains(VmFlags::SHADOW_STACK) {
         return Err("a shadow stack");
     }
@@ -132,6 +133,15 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
         let (mut flags, madv) = vm_flags(v.flags).map_err(|what| refuse(v, what))?;
         flags |= if vma.shared { MAP_SHARED } else { MAP_PRIVATE };
         let io_pf = v.flags.contains(VmFlags::IO) || v.flags.contains(VmFlags::PFNMAP);
+        let hugetlb = v.flags.contains(VmFlags::HUGETLB);
+        if hugetlb {
+            // MAP_HUGETLB with the page size, as CRIU keeps it.
+            let size = v.stats.kernel_page_size_kb * 1024;
+            if !size.is_power_of_two() || size < 2 * 4096 {
+                return Err(refuse(v, "hugetlb memory of an unknown page size"));
+            }
+            flags |= MAP_HUGETLB | size.trailing_zeros() << HUGE_SHIFT;
+        }
         let mut entry = pb::VmaEntry {
             start: vma.start,
             end: vma.end,
@@ -207,6 +217,20 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
                     &format!("a special area [{}]", String::from_utf8_lossy(name)),
                 ));
             }
+            VmaPath::File { path, .. } if hugetlb && !vma.shared => {
+                if path.as_os_str().as_encoded_bytes() != b"/anon_hugepage" {
+                    return Err(refuse(
+                        v,
+                        &format!("a private mapping of hugetlbfs file {}", path.display()),
+                    ));
+                }
+                // Private anonymous hugetlb memory: its pages are dumped
+                // as any anonymous memory's; its hidden file is always
+                // open read-write.
+                entry.status = status::REGULAR | status::ANON_PRIVATE;
+                entry.flags |= MAP_ANONYMOUS;
+                entry.fdflags = Some(libc::O_RDWR as u32);
+            }
             VmaPath::File { path, deleted } => {
                 let p = path.display();
                 let name = path.as_os_str().as_encoded_bytes();
@@ -217,7 +241,8 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
                 // of the shmem mount, which the dump checks): CRIU's memfd
                 // areas.
                 let shmem = name.starts_with(b"/memfd:")
-                    || (vma.shared && *deleted && name == b"/dev/zero");
+                    || (vma.shared && *deleted && name == b"/dev/zero")
+                    || hugetlb;
                 if *deleted && !shmem {
                     return Err(refuse(v, &format!("a mapping of deleted file {p}")));
                 }
@@ -246,6 +271,7 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
             *lazy = entry.flags & MAP_ANONYMOUS != 0
                 && entry.flags & MAP_PRIVATE != 0
                 && entry.flags & MAP_LOCKED == 0
+                && entry.flags & MAP_HUGETLB == 0
                 && entry.status & (status::VDSO | status::VVAR | status::VSYSCALL) == 0;
             if entry.status & status::REGULAR == 0 {
                 pages = Pages::None;
@@ -328,7 +354,8 @@ mod tests {
     use rcriu_proc::parse_smaps;
 
     fn one(line: &str, flags: &str) -> String {
-        format!("{line}\nSize:                  4 kB\nVmFlags: {flags}\n")
+        let page = if flags.contains("ht") { 2048 } else { 4 };
+        format!("{line}\nSize:                  4 kB\nKernelPageSize:     {page} kB\nVmFlags: {flags}\n")
     }
 
     #[test]
@@ -409,9 +436,9 @@ mod tests {
                 "deleted file /tmp/x",
             ),
             (
-                "7f0000000000-7f0000001000 rw-p 00000000 00:00 0 ",
+                "7f0000000000-7f0000001000 rw-p 00000000 00:0f 3                          /mnt/huge/f",
                 "rd wr mr mw me ht",
-                "hugetlb",
+                "hugetlbfs file /mnt/huge/f",
             ),
             (
                 "7f0000000000-7f0000001000 rw-p 00000000 00:00 0 ",

@@ -584,16 +584,16 @@ fn mapped_file(
         ));
     }
     if a.entry.status & mm::status::MEMFD != 0 {
-        if !memfds.is_shmem(&info) {
+        let Some(hugetlb) = memfds.kind(&info, &file)? else {
             return Err(Error::unsupported(
                 pid,
                 format!(
-                    "a mapping of {} at {start:#x}-{end:#x}, not on the shmem mount (hugetlb?)",
+                    "a mapping of {} at {start:#x}-{end:#x}, neither of shmem nor of hugetlbfs",
                     path.display()
                 ),
             ));
-        }
-        return memfds.mapping(table, &info, &file, create);
+        };
+        return memfds.mapping(table, &info, &file, hugetlb, create);
     }
     files::check_path(pid, "the mapped file", &info)?;
     table.special(&info, &file)

@@ -20,6 +20,10 @@ use crate::{Error, Result};
 
 /// The name CRIU gives shared anonymous memory's inode.
 const ANON_SHARED_NAME: &[u8] = b"/dev/zero";
+/// And shared anonymous hugetlb memory's.
+const ANON_HUGE_NAME: &[u8] = b"/anon_hugepage";
+/// memfd_create's and mmap's huge page size bits.
+const HUGE_SIZE_MASK: u32 = 0x3f << 26;
 
 /// The memfd inodes of a dump, made when first needed.
 #[derive(Debug, Default)]
@@ -92,30 +96,34 @@ impl Inodes {
 fn make(img: &Images, e: &pb::MemfdInodeEntry) -> Result<File> {
     let what = |w: &str| format!("{w} memfd {:?}", String::from_utf8_lossy(&e.name));
     let host = |w: &'static str| Error::host(w);
-    let f: File = if e.name == ANON_SHARED_NAME {
-        let len = e.size.next_multiple_of(4096);
-        if e.hugetlb_flag.is_some() || len == 0 {
-            return Err(Error::unsupported(what("restoring the hugetlb or empty")));
+    let huge = e.hugetlb_flag.map(|f| f & HUGE_SIZE_MASK);
+    let anon = e.name == ANON_SHARED_NAME || (huge.is_some() && e.name == ANON_HUGE_NAME);
+    let f: File = if anon {
+        let (page, extra) = match huge {
+            Some(size) => (1u64 << (size >> 26), libc::MAP_HUGETLB | size as i32),
+            None => (4096, 0),
+        };
+        let len = e.size.next_multiple_of(page);
+        if len == 0 {
+            return Err(Error::invalid(image(), what("empty shared memory in")));
         }
-        crate::sys::shared_anon_file(len as usize)
+        crate::sys::shared_anon_file(len as usize, extra)
             .map_err(host("creating shared anonymous memory"))?
             .into()
     } else {
-        if e.hugetlb_flag.is_some() {
-            return Err(Error::unsupported(what("restoring the hugetlb")));
-        }
         let name = std::ffi::CString::new(e.name.clone())
             .map_err(|_| Error::invalid(image(), what("a NUL in the name of")))?;
-        let fd: OwnedFd = rustix::fs::memfd_create(
-            name.as_c_str(),
-            rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
-        )
-        .map_err(|e| host("creating a memfd")(e.into()))?;
+        let mut flags = rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING;
+        if let Some(f) = e.hugetlb_flag {
+            flags |= rustix::fs::MemfdFlags::from_bits_retain(f | libc::MFD_HUGETLB);
+        }
+        let fd: OwnedFd = rustix::fs::memfd_create(name.as_c_str(), flags)
+            .map_err(|e| host("creating a memfd")(e.into()))?;
         let f = File::from(fd);
         f.set_len(e.size).map_err(host("sizing a memfd"))?;
         f
     };
-    fill(img, e, &f)?;
+    fill(img, e, &f, huge.is_some())?;
     if let Some(mode) = e.mode {
         rustix::fs::fchmod(&f, rustix::fs::Mode::from_raw_mode(mode & 0o7777))
             .map_err(|err| host("setting a memfd's mode")(err.into()))?;
@@ -128,20 +136,30 @@ fn make(img: &Images, e: &pb::MemfdInodeEntry) -> Result<File> {
     .map_err(|err| host("setting a memfd's owner")(err.into()))?;
     let seals = rustix::fs::SealFlags::from_bits_retain(e.seals);
     // Shared anonymous memory cannot be sealed, and says so (SEAL only).
-    if e.name != ANON_SHARED_NAME && !seals.is_empty() {
+    if !anon && !seals.is_empty() {
         rustix::fs::fcntl_add_seals(f.as_fd(), seals)
             .map_err(|err| host("sealing a memfd")(err.into()))?;
     }
     Ok(f)
 }
 
-/// Writes the dumped pages of inode `e` into `f`, up to its size.
-fn fill(img: &Images, e: &pb::MemfdInodeEntry, f: &File) -> Result<()> {
+/// Writes the dumped pages of inode `e` into `f`, up to its size; through
+/// a mapping for hugetlbfs, which cannot be written.
+fn fill(img: &Images, e: &pb::MemfdInodeEntry, f: &File, huge: bool) -> Result<()> {
     let file = ImageFile::ShmemPagemap(e.shmid.into());
     if !img.dir.exists(file) {
         return Ok(());
     }
     let mut runs = img.dir.shmem_pagemap(e.shmid)?;
+    let map = if huge {
+        let len = f.metadata().map_err(Error::host("sizing a memfd"))?.len();
+        Some(
+            rcriu_compel::sys::LocalMap::map(f.as_fd(), len as usize)
+                .map_err(Error::host("mapping a hugetlb memfd to fill it"))?,
+        )
+    } else {
+        None
+    };
     let pages = img.dir.pages(runs.pages_id())?;
     let mut buf = vec![0u8; 1 << 20];
     while let Some(run) = runs.next_run()? {
@@ -167,12 +185,24 @@ fn fill(img: &Images, e: &pb::MemfdInodeEntry, f: &File) -> Result<()> {
         while at < end {
             let n = ((end - at) as usize).min(buf.len());
             pages.read_pages_at(&mut buf[..n], off + (at - run.vaddr))?;
-            f.write_all_at(&buf[..n], at)
-                .map_err(Error::host("filling a memfd"))?;
+            match &map {
+                Some(m) if at as usize + n <= m.len() => m.write(at as usize, &buf[..n]),
+                Some(_) => return Err(Error::invalid(image(), what_past(e))),
+                None => f
+                    .write_all_at(&buf[..n], at)
+                    .map_err(Error::host("filling a memfd"))?,
+            }
             at += n as u64;
         }
     }
     Ok(())
+}
+
+fn what_past(e: &pb::MemfdInodeEntry) -> String {
+    format!(
+        "pages past the end of memfd {:?}",
+        String::from_utf8_lossy(&e.name)
+    )
 }
 
 /// The memfd fds of the process: `(fd, cloexec, file)`.

@@ -36,7 +36,12 @@ const MAP_KEEP: u32 = (libc::MAP_SHARED
     | libc::MAP_ANONYMOUS
     | libc::MAP_GROWSDOWN
     | libc::MAP_LOCKED
-    | libc::MAP_NORESERVE) as u32;
+    | libc::MAP_NORESERVE
+    | libc::MAP_HUGETLB
+    | HUGE_SIZE_MASK) as u32;
+
+/// log2 of the huge page size, in mmap's flags.
+const HUGE_SIZE_MASK: i32 = 0x3f << 26;
 
 /// The memory plan.
 #[derive(Debug, Default)]

@@ -120,10 +120,11 @@ pub fn clock_gettime(clock: libc::clockid_t) -> io::Result<(i64, i64)> {
 }
 
 /// A file for new shared anonymous memory of `len` bytes (what
-/// `mmap(MAP_SHARED | MAP_ANONYMOUS)` creates, `/dev/zero (deleted)` on
-/// the shmem mount), opened read-write through `map_files` of a mapping
-/// made and dropped for the purpose.
-pub fn shared_anon_file(len: usize) -> io::Result<OwnedFd> {
+/// `mmap(MAP_SHARED | MAP_ANONYMOUS | extra_flags)` creates: `/dev/zero
+/// (deleted)` on the shmem mount, or `/anon_hugepage (deleted)` with
+/// MAP_HUGETLB), opened read-write through `map_files` of a mapping made
+/// and dropped for the purpose.
+pub fn shared_anon_file(len: usize, extra_flags: i32) -> io::Result<OwnedFd> {
     // SAFETY: a fresh mapping at an address of the kernel's choosing,
     // touching nothing of ours; unmapped below.
     let p = unsafe {
@@ -131,7 +132,7 @@ pub fn shared_anon_file(len: usize) -> io::Result<OwnedFd> {
             std::ptr::null_mut(),
             len,
             libc::PROT_NONE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS | extra_flags,
             -1,
             0,
         )
