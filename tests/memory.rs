@@ -146,6 +146,7 @@ fn edit_vma(dir: &ImageDir, w: &Workload, fact: &str, f: impl FnOnce(&mut pb::Vm
 }
 
 const REGULAR: u32 = 1;
+const FILE_PRIVATE: u32 = 1 << 6;
 const FILE_SHARED: u32 = 1 << 7;
 const ANON_PRIVATE: u32 = 1 << 9;
 const MEMFD: u32 = 1 << 14;
@@ -233,6 +234,12 @@ fn check_images(dir: &ImageDir, w: &Workload, modes: &[&str]) {
                 );
             }
             "shmem" | "memfd" => {
+                if *mode == "memfd" {
+                    let private = vma(&m, w.fact_u64("memfd_private"));
+                    let shared = vma(&m, w.fact_u64("memfd"));
+                    assert_eq!(private.status, REGULAR | FILE_PRIVATE | MEMFD);
+                    assert_eq!(private.shmid, shared.shmid, "one file id per inode");
+                }
                 let inodes: Vec<pb::MemfdInodeEntry> = dir.read_all(ImageFile::Memfd).unwrap();
                 let facts: &[&str] = if *mode == "shmem" {
                     &["shmem", "shmem_alias"]
@@ -273,7 +280,10 @@ fn check_images(dir: &ImageDir, w: &Workload, modes: &[&str]) {
                 let p = vma(&m, w.fact_u64("huge_private"));
                 let s = vma(&m, w.fact_u64("huge_shared"));
                 assert_eq!(p.status, REGULAR | ANON_PRIVATE);
-                assert_eq!(p.flags, (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u32 | huge);
+                assert_eq!(
+                    p.flags,
+                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u32 | huge
+                );
                 assert_eq!(s.status, REGULAR | FILE_SHARED | MEMFD);
                 assert_eq!(s.flags, libc::MAP_SHARED as u32 | huge);
                 let inodes: Vec<pb::MemfdInodeEntry> = dir.read_all(ImageFile::Memfd).unwrap();
@@ -407,7 +417,11 @@ fn two_huge_pages() {
         return;
     }
     let path = "/proc/sys/vm/nr_hugepages";
-    let now: u64 = std::fs::read_to_string(path).unwrap().trim().parse().unwrap();
+    let now: u64 = std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let _ = std::fs::write(path, (now + 2 - free()).to_string());
     assert!(
         free() >= 2,

@@ -436,7 +436,7 @@ static int check_shmem(void)
 }
 
 /* ---- memfd */
-static unsigned char *mf, *mf_ro, *mf2;
+static unsigned char *mf, *mf_ro, *mf2, *mf_priv;
 #define MF_SIZE (8 * PG + 100)
 #define MF_SEALS (F_SEAL_SHRINK | F_SEAL_GROW)
 static int setup_memfd(void)
@@ -455,6 +455,11 @@ static int setup_memfd(void)
 	mf_ro = mmap(NULL, 2 * PG, PROT_READ, MAP_SHARED, fd, 6 * PG);
 	if (mf == MAP_FAILED || mf_ro == MAP_FAILED)
 		return 0;
+	/* Private too: page 0 copied on write, page 1 the file's. */
+	mf_priv = mmap(NULL, 2 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	if (mf_priv == MAP_FAILED)
+		return 0;
+	mf_priv[10] = 0x42;
 	if (fcntl(fd, F_ADD_SEALS, MF_SEALS))
 		return 0;
 	if (dup2(fd, 50) != 50 || lseek(50, 1234, SEEK_SET) != 1234)
@@ -469,8 +474,8 @@ static int setup_memfd(void)
 	if (mf2 == MAP_FAILED)
 		return 0;
 	fill(mf2, 4 * PG, 71);
-	printf("memfd_fd 50\nmemfd %p\nmemfd_ro %p\nmemfd2 %p\n", (void *)mf, (void *)mf_ro,
-	       (void *)mf2);
+	printf("memfd_fd 50\nmemfd %p\nmemfd_ro %p\nmemfd2 %p\nmemfd_private %p\n", (void *)mf,
+	       (void *)mf_ro, (void *)mf2, (void *)mf_priv);
 	return 1;
 }
 
@@ -502,6 +507,10 @@ static int check_memfd(void)
 	}
 	if (memcmp(mf, b, MF_SIZE) || memcmp(mf_ro, b + 6 * PG, 2 * PG))
 		FAIL("the memfd mappings differ from the file\n");
+	if (mf_priv[10] != 0x42 || memcmp(mf_priv, b, 10) || memcmp(mf_priv + 11, b + 11, 2 * PG - 11))
+		FAIL("the private memfd mapping changed\n");
+	if (!perms_are(mf_priv, "rw-p"))
+		FAIL("the private memfd mapping's permissions changed\n");
 	free(b);
 	mf[7 * PG + 3] = 0x99;
 	unsigned char c = 0;

@@ -355,7 +355,9 @@ mod tests {
 
     fn one(line: &str, flags: &str) -> String {
         let page = if flags.contains("ht") { 2048 } else { 4 };
-        format!("{line}\nSize:                  4 kB\nKernelPageSize:     {page} kB\nVmFlags: {flags}\n")
+        format!(
+            "{line}\nSize:                  4 kB\nKernelPageSize:     {page} kB\nVmFlags: {flags}\n"
+        )
     }
 
     #[test]

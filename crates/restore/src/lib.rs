@@ -1,8 +1,9 @@
 //! The restore pipeline: a dump's images to a running process.
 //!
 //! 1. Read and check every image ([`load`]); plan the address space
-//!    ([`mm`]), the page reads ([`pages`]), the registers and the rest of
-//!    the core ([`core`]), the fds, cwd and root ([`files`]), the time
+//!    ([`mm`]; memfds and shared memory are made again and filled here,
+//!    [`memfd`]), the page reads ([`pages`]), the registers and the rest
+//!    of the core ([`core`]), the fds, cwd and root ([`files`]), the time
 //!    namespace ([`timens`]) and the vDSO ([`vdso`]). Files are opened and
 //!    validated now: nothing is started while anything may still fail.
 //! 2. Map the restorer's region ([`region`]) in a hole of both address

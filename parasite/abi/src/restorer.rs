@@ -20,7 +20,8 @@
 //! builds the process's state step by
 //! step ([`Step`]): session, time namespace, address space (everything of
 //! rcriu unmapped but the region and the vDSO, which moves where the
-//! process had it), memory (mapped in place and filled with `preadv`),
+//! process had it), memory (mapped in place, files and memfds by the fds
+//! rcriu opened, filled with `preadv`, advised, guard regions installed),
 //! cwd/root, mm fields, signal actions, limits, attributes, fds, login
 //! uid. Then, as CRIU's restorer: it creates the other threads with clone3
 //! and their tids (each on its own stack in the region, with its own
@@ -316,7 +317,7 @@ impl Step {
             Step::Vdso => "moving the vDSO",
             Step::Map => "mapping a memory area",
             Step::Read => "reading pages",
-            Step::Madvise => "applying madvise flags",
+            Step::Madvise => "applying madvise flags and guard regions",
             Step::Protect => "setting a memory protection",
             Step::Fs => "setting root, cwd and umask",
             Step::MmMap => "setting the mm fields (PR_SET_MM_MAP)",
