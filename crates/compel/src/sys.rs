@@ -841,6 +841,8 @@ unsafe impl Pod for rcriu_parasite_abi::restorer::IoVec {}
 // SAFETY: as above.
 unsafe impl Pod for rcriu_parasite_abi::restorer::ReadBatch {}
 // SAFETY: as above.
+unsafe impl Pod for rcriu_parasite_abi::restorer::Range {}
+// SAFETY: as above.
 unsafe impl Pod for rcriu_parasite_abi::restorer::FdMove {}
 // SAFETY: as above (explicit padding fields, no implicit padding).
 unsafe impl Pod for rcriu_parasite_abi::restorer::ThreadArgs {}

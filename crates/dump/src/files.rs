@@ -184,6 +184,11 @@ impl Files {
         id
     }
 
+    /// A new file id, for an entry another module writes.
+    pub fn next_id(&mut self) -> u32 {
+        self.fresh()
+    }
+
     fn cached(&self, info: &FileInfo) -> Option<u32> {
         self.cache
             .iter()

@@ -10,9 +10,12 @@
 //! # Ok::<(), rcriu_dump::Error>(())
 //! ```
 //!
-//! This version dumps one process with all its threads: private memory
-//! (anonymous, heap, stack, private file mappings), the vdso, fds on
-//! /dev/null and on regular files opened read-only, cwd, root, umask;
+//! This version dumps one process with all its threads: its memory
+//! (anonymous, heap, stacks and growsdown areas, private and shared file
+//! mappings, memfds and shared anonymous memory ([`memfd`]), hugetlb
+//! memory, with their protections, madvise flags, locks and guard
+//! regions), the vdso, fds on /dev/null, on regular files opened
+//! read-only and on memfds, cwd, root, umask;
 //! every thread's registers, TLS, signal mask, pending signals, alternate
 //! stack, rseq area, robust list, scheduling, name, timer slack,
 //! credentials and seccomp mode and filters (`threads`); the process's
@@ -28,7 +31,8 @@
 //!
 //! The images are CRIU 4.2's, field for field (checked by decoding both
 //! tools' dumps of the same stopped process with CRIU's crit), but for:
-//! - pagemap entries: CRIU also cuts runs where its page pipes fill up;
+//! - pagemap entries (the task's and `pagemap-shmem-*`): CRIU also cuts
+//!   runs where its page pipes fill up (every 256 pages of a memfd);
 //!   rcriu writes each run of touching pages with the same flags as one
 //!   entry (the same pages, in the same order);
 //! - CRIU's own injection copies-on-write the first page of the task's
@@ -39,7 +43,7 @@
 //!   pages are spliced into the image while the parasite vmsplices them.
 //!
 //! One module per kind of resource, named as the images are: [`mm`],
-//! [`pages`], [`core`], [`files`], [`fs`], [`ids`], [`inventory`],
+//! [`pages`], [`memfd`], [`core`], [`files`], [`fs`], [`ids`], [`inventory`],
 //! [`pstree`], [`timens`], [`seccomp`], [`stats`], [`cgroup`], and the private
 //! `threads` and `timers`.
 
@@ -52,6 +56,7 @@ pub mod files;
 pub mod fs;
 pub mod ids;
 pub mod inventory;
+pub mod memfd;
 pub mod mm;
 pub mod pages;
 mod pipeline;

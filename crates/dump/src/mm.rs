@@ -5,7 +5,7 @@
 //! parasite is mapped, so the parasite's area is never among them.
 
 use rcriu_images::pb;
-use rcriu_proc::{Pid, Prot, SmapsVma, VmFlags, VmaPath};
+use rcriu_proc::{PageCategories, Pagemap, Pid, Prot, SmapsVma, VmFlags, VmaPath};
 
 use crate::{Error, Result};
 
@@ -21,13 +21,20 @@ pub mod status {
     pub const ANON_SHARED: u32 = 1 << 8;
     pub const ANON_PRIVATE: u32 = 1 << 9;
     pub const VVAR: u32 = 1 << 12;
+    pub const MEMFD: u32 = 1 << 14;
+    pub const GUARD: u32 = 1 << 16;
 }
 
 const MAP_PRIVATE: u32 = libc::MAP_PRIVATE as u32;
+const MAP_SHARED: u32 = libc::MAP_SHARED as u32;
 const MAP_ANONYMOUS: u32 = libc::MAP_ANONYMOUS as u32;
 const MAP_GROWSDOWN: u32 = libc::MAP_GROWSDOWN as u32;
 const MAP_LOCKED: u32 = libc::MAP_LOCKED as u32;
 const MAP_NORESERVE: u32 = libc::MAP_NORESERVE as u32;
+const MAP_HUGETLB: u32 = libc::MAP_HUGETLB as u32;
+/// Where mmap's flags (and memfd_create's) hold log2 of the huge page
+/// size.
+pub const HUGE_SHIFT: u32 = 26;
 
 /// How many words of auxv CRIU keeps (`AT_VECTOR_SIZE` on x86_64).
 pub const AT_VECTOR_SIZE: usize = 44;
@@ -99,17 +106,11 @@ fn vm_flags(f: VmFlags) -> std::result::Result<(u32, u64), &'static str> {
             madv |= 1 << advice;
         }
     }
-    if f.contains(VmFlags::HUGETLB) {
-        return Err("hugetlb memory");
-    }
     if f.contains(VmFlags::SHADOW_STACK) {
         return Err("a shadow stack");
     }
     if f.contains(VmFlags::DROPPABLE) {
         return Err("droppable memory (MAP_DROPPABLE)");
-    }
-    if f.contains(VmFlags::MAYBE_GUARD) {
-        return Err("guard regions (MADV_GUARD_INSTALL)");
     }
     if f.contains(VmFlags::UFFD_MISSING) || f.contains(VmFlags::UFFD_WP) {
         return Err("memory registered with userfaultfd");
@@ -130,11 +131,17 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
     for v in smaps {
         let vma = &v.vma;
         let (mut flags, madv) = vm_flags(v.flags).map_err(|what| refuse(v, what))?;
-        if vma.shared {
-            return Err(refuse(v, "shared memory"));
-        }
-        flags |= MAP_PRIVATE;
+        flags |= if vma.shared { MAP_SHARED } else { MAP_PRIVATE };
         let io_pf = v.flags.contains(VmFlags::IO) || v.flags.contains(VmFlags::PFNMAP);
+        let hugetlb = v.flags.contains(VmFlags::HUGETLB);
+        if hugetlb {
+            // MAP_HUGETLB with the page size, as CRIU keeps it.
+            let size = v.stats.kernel_page_size_kb * 1024;
+            if !size.is_power_of_two() || size < 2 * 4096 {
+                return Err(refuse(v, "hugetlb memory of an unknown page size"));
+            }
+            flags |= MAP_HUGETLB | size.trailing_zeros() << HUGE_SHIFT;
+        }
         let mut entry = pb::VmaEntry {
             start: vma.start,
             end: vma.end,
@@ -190,6 +197,12 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
                 entry.status = status::REGULAR | status::HEAP | status::ANON_PRIVATE;
                 entry.flags |= MAP_ANONYMOUS;
             }
+            VmaPath::AnonShmemNamed(_) => {
+                return Err(refuse(v, "named shared anonymous memory"));
+            }
+            _ if vma.shared && !matches!(vma.path, VmaPath::File { .. }) => {
+                return Err(refuse(v, "shared memory without a file"));
+            }
             VmaPath::Stack | VmaPath::Anonymous | VmaPath::AnonNamed(_) => {
                 if vma.inode != 0 || vma.dev_major != 0 || vma.dev_minor != 0 {
                     return Err(refuse(v, "an unnamed file mapping"));
@@ -198,28 +211,56 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
                 entry.flags |= MAP_ANONYMOUS;
             }
             VmaPath::Uprobes => return Err(refuse(v, "a uprobes area")),
-            VmaPath::AnonShmemNamed(_) => return Err(refuse(v, "shared memory")),
             VmaPath::Special(name) => {
                 return Err(refuse(
                     v,
                     &format!("a special area [{}]", String::from_utf8_lossy(name)),
                 ));
             }
+            VmaPath::File { path, .. } if hugetlb && !vma.shared => {
+                if path.as_os_str().as_encoded_bytes() != b"/anon_hugepage" {
+                    return Err(refuse(
+                        v,
+                        &format!("a private mapping of hugetlbfs file {}", path.display()),
+                    ));
+                }
+                // Private anonymous hugetlb memory: its pages are dumped
+                // as any anonymous memory's; its hidden file is always
+                // open read-write.
+                entry.status = status::REGULAR | status::ANON_PRIVATE;
+                entry.flags |= MAP_ANONYMOUS;
+                entry.fdflags = Some(libc::O_RDWR as u32);
+            }
             VmaPath::File { path, deleted } => {
                 let p = path.display();
-                if *deleted {
-                    return Err(refuse(v, &format!("a mapping of deleted file {p}")));
-                }
                 let name = path.as_os_str().as_encoded_bytes();
-                if name.starts_with(b"/memfd:") {
-                    return Err(refuse(v, &format!("a memfd mapping ({p})")));
-                }
                 if name.starts_with(b"/SYSV") {
                     return Err(refuse(v, "SysV shared memory"));
                 }
-                entry.status = status::REGULAR | status::FILE_PRIVATE;
+                // memfds, and shared anonymous memory (a deleted /dev/zero
+                // of the shmem mount, which the dump checks): CRIU's memfd
+                // areas.
+                let shmem = name.starts_with(b"/memfd:")
+                    || (vma.shared && *deleted && name == b"/dev/zero")
+                    || hugetlb;
+                if *deleted && !shmem {
+                    return Err(refuse(v, &format!("a mapping of deleted file {p}")));
+                }
+                entry.status = status::REGULAR
+                    | if vma.shared {
+                        status::FILE_SHARED
+                    } else {
+                        status::FILE_PRIVATE
+                    };
+                if shmem {
+                    entry.status |= status::MEMFD;
+                }
                 entry.pgoff = vma.offset;
                 file = Some((vma.start, vma.end));
+                if vma.shared {
+                    // The file holds the contents.
+                    pages = Pages::None;
+                }
             }
         }
         if io_pf && entry.status & status::VVAR == 0 {
@@ -230,12 +271,58 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
             *lazy = entry.flags & MAP_ANONYMOUS != 0
                 && entry.flags & MAP_PRIVATE != 0
                 && entry.flags & MAP_LOCKED == 0
+                && entry.flags & MAP_HUGETLB == 0
                 && entry.status & (status::VDSO | status::VVAR | status::VSYSCALL) == 0;
             if entry.status & status::REGULAR == 0 {
                 pages = Pages::None;
             }
         }
         out.push(Area { entry, file, pages });
+    }
+    Ok(out)
+}
+
+/// The guard regions (`MADV_GUARD_INSTALL`) in `areas`, as CRIU 4.2
+/// records them: one entry per run of guard pages, with status GUARD and
+/// nothing else, to go after every real area. Found with `PAGEMAP_SCAN`;
+/// none on a kernel whose scan does not report them (as CRIU).
+pub fn guards(pid: Pid, areas: &[Area], pagemap: &mut Pagemap) -> Result<Vec<pb::VmaEntry>> {
+    const TASK_SIZE: u64 = 1 << 47;
+    let mut out: Vec<pb::VmaEntry> = Vec::new();
+    let supported = pagemap.scan_support().map_err(Error::proc(pid))?;
+    if !supported.is_some_and(|s| s.contains(PageCategories::GUARD)) {
+        return Ok(out);
+    }
+    let user = areas.iter().filter(|a| a.end() <= TASK_SIZE);
+    let (Some(start), Some(end)) = (
+        user.clone().map(Area::start).min(),
+        user.map(Area::end).max(),
+    ) else {
+        return Ok(out);
+    };
+    let mut ranges = Vec::new();
+    pagemap
+        .scan_ioctl(start, end, PageCategories::GUARD, &mut ranges)
+        .map_err(Error::proc(pid))?;
+    for r in ranges
+        .iter()
+        .filter(|r| r.categories.contains(PageCategories::GUARD))
+    {
+        match out.last_mut() {
+            Some(last) if last.end == r.start => last.end = r.end,
+            _ => out.push(pb::VmaEntry {
+                start: r.start,
+                end: r.end,
+                pgoff: 0,
+                shmid: 0,
+                prot: 0,
+                flags: 0,
+                status: status::GUARD,
+                fd: -1,
+                madv: None,
+                fdflags: None,
+            }),
+        }
     }
     Ok(out)
 }
@@ -267,7 +354,10 @@ mod tests {
     use rcriu_proc::parse_smaps;
 
     fn one(line: &str, flags: &str) -> String {
-        format!("{line}\nSize:                  4 kB\nVmFlags: {flags}\n")
+        let page = if flags.contains("ht") { 2048 } else { 4 };
+        format!(
+            "{line}\nSize:                  4 kB\nKernelPageSize:     {page} kB\nVmFlags: {flags}\n"
+        )
     }
 
     #[test]
@@ -333,9 +423,14 @@ mod tests {
     fn refusals_name_the_area() {
         for (line, flags, what) in [
             (
-                "7f0000000000-7f0000001000 rw-s 00000000 00:01 7                          /dev/zero (deleted)",
+                "7f0000000000-7f0000001000 rw-s 00000000 00:01 7                          [anon_shmem:x]",
                 "rd wr sh mr mw me ms",
-                "shared memory",
+                "shared anonymous memory",
+            ),
+            (
+                "7f0000000000-7f0000001000 rw-s 00000000 00:01 7                          /SYSV00000000 (deleted)",
+                "rd wr sh mr mw me ms",
+                "SysV",
             ),
             (
                 "7f0000000000-7f0000001000 r--p 00000000 fe:01 9                          /tmp/x (deleted)",
@@ -343,9 +438,9 @@ mod tests {
                 "deleted file /tmp/x",
             ),
             (
-                "7f0000000000-7f0000001000 rw-p 00000000 00:00 0 ",
+                "7f0000000000-7f0000001000 rw-p 00000000 00:0f 3                          /mnt/huge/f",
                 "rd wr mr mw me ht",
-                "hugetlb",
+                "hugetlbfs file /mnt/huge/f",
             ),
             (
                 "7f0000000000-7f0000001000 rw-p 00000000 00:00 0 ",
@@ -359,6 +454,48 @@ mod tests {
             assert!(e.contains("0x7f0000000000-0x7f0000001000"), "{e}");
             assert!(e.contains("process 7"), "{e}");
         }
+    }
+
+    #[test]
+    fn shared_areas_as_criu() {
+        let text = [
+            one(
+                "7f0000000000-7f0000002000 rw-s 00000000 fe:01 123                        /tmp/f",
+                "rd wr sh mr mw me ms",
+            ),
+            one(
+                "7f0000002000-7f0000003000 r--s 00001000 00:01 9                          /memfd:m (deleted)",
+                "rd sh mr mw me ms",
+            ),
+            one(
+                "7f0000003000-7f0000004000 rw-s 00000000 00:01 10                         /dev/zero (deleted)",
+                "rd wr sh mr mw me ms lo",
+            ),
+            one(
+                "7f0000004000-7f0000005000 rw-p 00000000 00:01 9                          /memfd:m (deleted)",
+                "rd wr mr mw me",
+            ),
+        ]
+        .concat();
+        let smaps = parse_smaps(text.as_bytes()).unwrap();
+        let a = classify(1, &smaps).unwrap();
+        let st: Vec<u32> = a.iter().map(|a| a.entry.status).collect();
+        // CRIU 4.2: REGULAR | FILE_SHARED, and MEMFD for shmem files.
+        assert_eq!(st, [129, 16513, 16513, 16449]);
+        let fl: Vec<u32> = a.iter().map(|a| a.entry.flags).collect();
+        assert_eq!(fl, [1, 1, 1 | 0x2000, 2]);
+        assert_eq!(a[1].entry.pgoff, 0x1000);
+        assert!(a.iter().all(|a| a.file.is_some()));
+        let pages: Vec<Pages> = a.iter().map(|a| a.pages).collect();
+        assert_eq!(
+            pages,
+            [
+                Pages::None,
+                Pages::None,
+                Pages::None,
+                Pages::Touched { lazy: false }
+            ]
+        );
     }
 
     #[test]

@@ -30,8 +30,9 @@ use crate::ids::{NsIds, TaskIds};
 use crate::inventory::Lsm;
 use crate::mm::Area;
 use crate::pages::Run;
+use crate::remote;
 use crate::stats::DumpStats;
-use crate::{Error, Result, cgroup, core, files, fs, ids, inventory, mm, pages, pstree, remote};
+use crate::{Error, Result, cgroup, core, files, fs, ids, inventory, memfd, mm, pages, pstree};
 use crate::{seccomp, threads, timens, timers};
 
 /// The options of one dump.
@@ -144,6 +145,9 @@ struct Collected {
     seccomp: pb::SeccompEntry,
     mm: pb::MmEntry,
     runs: Vec<Run>,
+    /// The number of the task's pages image, and the memfd inodes.
+    pages_id: u32,
+    memfd_inodes: Vec<pb::MemfdInodeEntry>,
     files: Vec<pb::FileEntry>,
     fdinfo: Vec<pb::FdinfoEntry>,
     fs: pb::FsEntry,
@@ -235,7 +239,9 @@ fn write_images(out: &mut Output, o: &Options, host: &Host, c: &Collected) -> Re
     out.write_one(ImageFile::Mm(upid.into()), &c.mm)?;
     {
         let dir = out.created(ImageFile::Pagemap(upid.into()))?;
-        let mut pm = dir.create_pagemap(upid, 1).map_err(Error::image(pid))?;
+        let mut pm = dir
+            .create_pagemap(upid, c.pages_id)
+            .map_err(Error::image(pid))?;
         for r in &c.runs {
             pm.add(r.vaddr, r.nr_pages, r.flags)
                 .map_err(Error::image(pid))?;
@@ -246,6 +252,9 @@ fn write_images(out: &mut Output, o: &Options, host: &Host, c: &Collected) -> Re
     out.write_one(ImageFile::Fs(upid.into()), &c.fs)?;
     out.write_all(ImageFile::Files, &c.files)?;
     out.write_all(ImageFile::Fdinfo(c.ids.entry.files_id.into()), &c.fdinfo)?;
+    if !c.memfd_inodes.is_empty() {
+        out.write_all(ImageFile::Memfd, &c.memfd_inodes)?;
+    }
     out.write_one(ImageFile::Seccomp, &c.seccomp)?;
     fault::check_abort().map_err(Error::compel(pid))
 }
@@ -298,7 +307,9 @@ fn collect(
     let mut fd_infos = Vec::with_capacity(fd_list.len());
     for fd in &fd_list {
         let info = task.fdinfo(fd.fd).map_err(Error::proc(pid))?;
-        files::check_fd(pid, fd, &info)?;
+        if !memfd::is_memfd_link(&fd.link) {
+            files::check_fd(pid, fd, &info)?;
+        }
         fd_infos.push(info);
     }
     let exe_link = task.exe().map_err(Error::proc(pid))?;
@@ -364,21 +375,33 @@ fn collect(
             fdinfo,
         };
         files::check_owner(pid, &f)?;
-        files::check_path(pid, &format!("fd {}:", f.fd), &f.info)?;
+        if !memfd::is_memfd_link(&fd.link) {
+            files::check_path(pid, &format!("fd {}:", f.fd), &f.info)?;
+        }
         open.push(f);
     }
 
     // -- Files: mapped, open, exe, cwd, root.
     let mut table = Files::new(pid);
+    let mut memfds = memfd::Memfds::new(pid)?;
+    let mut create = |f| out.created(f);
     for a in areas.iter_mut() {
         if let Some((s, e)) = a.file {
-            a.entry.shmid = u64::from(mapped_file(pid, &task, &mut table, a, s, e)?);
+            let id = mapped_file(pid, &task, &mut table, &mut memfds, &mut create, a, s, e)?;
+            a.entry.shmid = u64::from(id);
         }
     }
     let mut fdinfo = Vec::with_capacity(open.len());
     for f in &open {
-        let id = table.fd(f)?;
-        fdinfo.push(files::fdinfo_entry(f.fd, id, &f.fdinfo));
+        if memfd::is_memfd_link(&f.info.path) {
+            let id = memfds.fd(&mut table, f, &mut create)?;
+            fdinfo.push(memfd::fdinfo_entry(files::fdinfo_entry(
+                f.fd, id, &f.fdinfo,
+            )));
+        } else {
+            let id = table.fd(f)?;
+            fdinfo.push(files::fdinfo_entry(f.fd, id, &f.fdinfo));
+        }
     }
     let exe_id = special(
         pid,
@@ -393,9 +416,11 @@ fn collect(
     let t_pages = Instant::now();
     let mut pagemap = task.pagemap().map_err(Error::proc(pid))?;
     let plan = pages::plan(pid, &areas, &mut pagemap, outside[0].ctx.regs.sp)?;
-    let dir = out.created(ImageFile::Pages(1))?;
-    fault::image(&ImageFile::Pages(1).name()).map_err(Error::compel(pid))?;
-    let mut pages_img = dir.create_pages(1).map_err(Error::image(pid))?;
+    let guards = mm::guards(pid, &areas, &mut pagemap)?;
+    let pages_id = memfds.task_pages_id();
+    let dir = out.created(ImageFile::Pages(pages_id.into()))?;
+    fault::image(&ImageFile::Pages(pages_id.into()).name()).map_err(Error::compel(pid))?;
+    let mut pages_img = dir.create_pages(pages_id).map_err(Error::image(pid))?;
     let t_write = Instant::now();
     let mut n = 0;
     let mut i = 0;
@@ -411,7 +436,7 @@ fn collect(
                 .dump_pages(&iovs, pages_img.as_fd())
                 .map_err(|source| Error::PagesWrite {
                     pid,
-                    path: dir.file_path(ImageFile::Pages(1)),
+                    path: dir.file_path(ImageFile::Pages(pages_id.into())),
                     source,
                 })?;
             pages_img.appended(m);
@@ -511,7 +536,7 @@ fn collect(
         mm_env_end: stat.env_end,
         exe_file_id: exe_id,
         mm_saved_auxv: mm::saved_auxv(&auxv),
-        vmas: areas.into_iter().map(|a| a.entry).collect(),
+        vmas: areas.into_iter().map(|a| a.entry).chain(guards).collect(),
         dumpable: Some(creds.dumpable as i32),
         aios: Vec::new(),
         thp_disabled: Some(creds.thp_disabled != 0),
@@ -529,6 +554,8 @@ fn collect(
         seccomp,
         mm,
         runs: plan.runs,
+        pages_id,
+        memfd_inodes: memfds.entries,
         files: table.entries,
         fdinfo,
         fs: fs::entry(cwd_id, root_id, creds.umask),
@@ -539,10 +566,13 @@ fn collect(
 }
 
 /// The file id of a mapped file, with the area's `fdflags`.
+#[allow(clippy::too_many_arguments)]
 fn mapped_file(
     pid: Pid,
     task: &Task,
     table: &mut Files,
+    memfds: &mut memfd::Memfds,
+    create: &mut memfd::Create<'_>,
     a: &mut Area,
     start: u64,
     end: u64,
@@ -563,6 +593,18 @@ fn mapped_file(
                 path.display()
             ),
         ));
+    }
+    if a.entry.status & mm::status::MEMFD != 0 {
+        let Some(hugetlb) = memfds.kind(&info, &file)? else {
+            return Err(Error::unsupported(
+                pid,
+                format!(
+                    "a mapping of {} at {start:#x}-{end:#x}, neither of shmem nor of hugetlbfs",
+                    path.display()
+                ),
+            ));
+        };
+        return memfds.mapping(table, &info, &file, hugetlb, create);
     }
     files::check_path(pid, "the mapped file", &info)?;
     table.special(&info, &file)

@@ -657,21 +657,23 @@ fn refused(w: Workload, what: &str) {
 fn out_of_scope_resources_are_refused_by_name() {
     require_root();
     let _g = trace_lock();
-    // The control: the same workload holding nothing more dumps.
-    let w = start("dump_scope", &["none"]);
-    let (_t, path) = images_path("scope");
-    Dump::new(w.pid)
-        .images_dir(&path)
-        .leave_running(true)
-        .run()
-        .expect("the control dumps");
-    w.verdict().expect("the control carries on");
+    // The controls: the same workload holding nothing more dumps, and
+    // with shared anonymous memory too (no longer out of scope).
+    for mode in ["none", "shm"] {
+        let w = start("dump_scope", &[mode]);
+        let (_t, path) = images_path("scope");
+        Dump::new(w.pid)
+            .images_dir(&path)
+            .leave_running(true)
+            .run()
+            .unwrap_or_else(|e| panic!("the control {mode} does not dump: {e}"));
+        w.verdict().expect("the control carries on");
+    }
 
     for (mode, what) in [
         ("child", "a child process"),
         ("pipe", "a pipe"),
         ("socket", "a socket"),
-        ("shm", "shared memory"),
         ("writable", "opened for writing"),
         ("eventfd", "eventfd (an anonymous inode)"),
         ("uts", "uts namespace"),

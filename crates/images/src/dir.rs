@@ -199,6 +199,24 @@ impl ImageDir {
         PagemapWriter::new(BufWriter::with_capacity(64 << 10, f), pages_id, file.name())
     }
 
+    /// Reads `pagemap-shmem-<shmid>.img` (the pages of a memfd or shared
+    /// memory, at their offsets in the file).
+    pub fn shmem_pagemap(&self, shmid: u32) -> Result<PagemapReader<BufReader<File>>> {
+        PagemapReader::new(self.reader(ImageFile::ShmemPagemap(shmid.into()))?)
+    }
+
+    /// Creates `pagemap-shmem-<shmid>.img` for pages going to
+    /// `pages-<pages_id>.img`.
+    pub fn create_shmem_pagemap(
+        &self,
+        shmid: u32,
+        pages_id: u32,
+    ) -> Result<PagemapWriter<BufWriter<File>>> {
+        let file = ImageFile::ShmemPagemap(shmid.into());
+        let f = create_file(&self.file_path(file))?;
+        PagemapWriter::new(BufWriter::with_capacity(64 << 10, f), pages_id, file.name())
+    }
+
     /// Opens `pages-<id>.img`.
     pub fn pages(&self, pages_id: u32) -> Result<PagesReader> {
         PagesReader::open(&self.file_path(ImageFile::Pages(pages_id.into())))

@@ -113,6 +113,9 @@ pub fn plan(img: &Images, validation: FileValidation) -> Result<FdPlan> {
         let fd = i32::try_from(e.fd)
             .map_err(|_| Error::invalid(from.name(), format!("bad fd {}", e.fd)))?;
         let entry = img.file(e.id, &from)?;
+        if entry.memfd.is_some() {
+            continue; // memfd.rs opens them
+        }
         let reg = match (&entry.reg, entry.r#type) {
             (Some(reg), FD_TYPE_REG) => reg,
             _ => {

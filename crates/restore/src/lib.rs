@@ -1,8 +1,9 @@
 //! The restore pipeline: a dump's images to a running process.
 //!
 //! 1. Read and check every image ([`load`]); plan the address space
-//!    ([`mm`]), the page reads ([`pages`]), the registers and the rest of
-//!    the core ([`core`]), the fds, cwd and root ([`files`]), the time
+//!    ([`mm`]; memfds and shared memory are made again and filled here,
+//!    [`memfd`]), the page reads ([`pages`]), the registers and the rest
+//!    of the core ([`core`]), the fds, cwd and root ([`files`]), the time
 //!    namespace ([`timens`]), the vDSO ([`vdso`]) and the cgroups
 //!    ([`cgroup`], whose missing directories are made last, before the
 //!    fork; the process enters them before it runs). Files are opened and
@@ -21,6 +22,7 @@ mod error;
 mod files;
 mod finish;
 mod load;
+mod memfd;
 mod mm;
 mod pages;
 mod region;
@@ -150,7 +152,9 @@ impl Restore {
         for t in &mut core.threads {
             t.args.creds.last_cap = last_cap;
         }
-        let fds = files::plan(&img, self.validation)?;
+        let mut fds = files::plan(&img, self.validation)?;
+        fds.fds.extend(memfd::plan_fds(&img, &mut mem.memfds)?);
+        fds.fds.sort_by_key(|(fd, _, _)| *fd);
         let fs = files::plan_fs(&img)?;
         let timens = img.timens.as_ref().map(timens::offsets).transpose()?;
         let exe = open_exe(&img, self.validation)?;
@@ -206,6 +210,7 @@ impl Restore {
             copy: &[],
             signals: &core.signals,
             timers: &core.timers,
+            guards: &mem.guards,
             threads: &core.threads,
         };
         let mut occupied = mem.occupied();

@@ -8,15 +8,18 @@ use std::os::fd::OwnedFd;
 
 use rcriu_images::vma::*;
 use rcriu_images::{ImageFile, pb};
-use rcriu_parasite_abi::restorer::Vma;
+use rcriu_parasite_abi::restorer::{Range, Vma};
 
 use crate::files::{FileValidation, open_reg};
 use crate::load::Images;
+use crate::memfd::Inodes;
 use crate::{Error, Result};
 
 /// The madvise advices a restore re-applies (those CRIU records from an
 /// area's VmFlags).
-const MADV_KEEP: u64 = 1 << libc::MADV_DONTFORK
+const MADV_KEEP: u64 = 1 << libc::MADV_SEQUENTIAL
+    | 1 << libc::MADV_RANDOM
+    | 1 << libc::MADV_DONTFORK
     | 1 << libc::MADV_DOFORK
     | 1 << libc::MADV_MERGEABLE
     | 1 << libc::MADV_UNMERGEABLE
@@ -32,7 +35,13 @@ const MAP_KEEP: u32 = (libc::MAP_SHARED
     | libc::MAP_PRIVATE
     | libc::MAP_ANONYMOUS
     | libc::MAP_GROWSDOWN
-    | libc::MAP_NORESERVE) as u32;
+    | libc::MAP_LOCKED
+    | libc::MAP_NORESERVE
+    | libc::MAP_HUGETLB
+    | HUGE_SIZE_MASK) as u32;
+
+/// log2 of the huge page size, in mmap's flags.
+const HUGE_SIZE_MASK: i32 = 0x3f << 26;
 
 /// The memory plan.
 #[derive(Debug, Default)]
@@ -48,6 +57,11 @@ pub struct MemPlan {
     /// The files the areas map, open. Until the caller gives them their
     /// final numbers, `Vma::fd` is an index into this (-1: anonymous).
     pub files: Vec<OwnedFd>,
+    /// The `MADV_GUARD_INSTALL` guard regions, installed last.
+    pub guards: Vec<Range>,
+    /// The memfd and shared memory inodes, made for the areas and kept
+    /// for the fds.
+    pub memfds: Inodes,
 }
 
 impl MemPlan {
@@ -84,14 +98,32 @@ pub fn plan(img: &Images, validation: FileValidation) -> Result<MemPlan> {
     let pid = img.task.pid;
     let file = ImageFile::Mm(pid.into());
     let mm = &img.task.mm;
-    let mut plan = MemPlan::default();
-    let mut opened: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut plan = MemPlan {
+        memfds: Inodes::load(img)?,
+        ..MemPlan::default()
+    };
+    // By file id and access mode.
+    let mut opened: BTreeMap<(u64, i32), usize> = BTreeMap::new();
     let mut last_end = 0u64;
     for v in &mm.vmas {
         if v.start >= v.end || v.start % 4096 != 0 || v.end % 4096 != 0 {
             return Err(Error::invalid(
                 file.name(),
                 format!("bad area {:#x}-{:#x}", v.start, v.end),
+            ));
+        }
+        if v.status == VMA_AREA_GUARD {
+            // Not an area: guard pages in one, listed after them all.
+            plan.guards.push(Range {
+                start: v.start,
+                end: v.end,
+            });
+            continue;
+        }
+        if !plan.guards.is_empty() {
+            return Err(Error::invalid(
+                file.name(),
+                format!("area {:#x} after the guard regions", v.start),
             ));
         }
         if v.start < last_end {
@@ -123,12 +155,10 @@ pub fn plan(img: &Images, validation: FileValidation) -> Result<MemPlan> {
                 ),
             ));
         }
-        let unsupported = VMA_FILE_SHARED
-            | VMA_ANON_SHARED
+        let unsupported = VMA_ANON_SHARED
             | VMA_AREA_SYSVIPC
             | VMA_AREA_SOCKET
             | VMA_AREA_AIORING
-            | VMA_AREA_MEMFD
             | VMA_AREA_SHSTK
             | VMA_AREA_GUARD
             | VMA_AREA_UPROBES
@@ -141,13 +171,19 @@ pub fn plan(img: &Images, validation: FileValidation) -> Result<MemPlan> {
                 describe(st)
             )));
         }
-        let fd = if st & VMA_FILE_PRIVATE != 0 {
-            let idx = match opened.get(&v.shmid) {
+        let fd = if st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
+            let access = access(v);
+            let idx = match opened.get(&(v.shmid, access)) {
                 Some(&i) => i,
                 None => {
-                    let f = open_mapped(img, v, &file, validation)?;
+                    let f = if st & VMA_AREA_MEMFD != 0 {
+                        let entry = img.file(file_id(v, &file)?, &file)?;
+                        plan.memfds.open(img, entry, access)?
+                    } else {
+                        open_mapped(img, v, &file, access, validation)?
+                    };
                     plan.files.push(f.into());
-                    opened.insert(v.shmid, plan.files.len() - 1);
+                    opened.insert((v.shmid, access), plan.files.len() - 1);
                     plan.files.len() - 1
                 }
             };
@@ -183,14 +219,35 @@ pub fn plan(img: &Images, validation: FileValidation) -> Result<MemPlan> {
     Ok(plan)
 }
 
+/// How a mapped file is opened: as the dump says (`fdflags`), else
+/// read-only, or read-write for a writable shared mapping.
+fn access(v: &pb::VmaEntry) -> i32 {
+    match v.fdflags {
+        Some(f) => f as i32 & libc::O_ACCMODE,
+        None if v.status & VMA_FILE_SHARED != 0 && v.prot & libc::PROT_WRITE as u32 != 0 => {
+            libc::O_RDWR
+        }
+        None => libc::O_RDONLY,
+    }
+}
+
+fn file_id(v: &pb::VmaEntry, from: &ImageFile) -> Result<u32> {
+    u32::try_from(v.shmid).map_err(|_| {
+        Error::invalid(
+            from.name(),
+            format!("area {:#x}: bad file id {}", v.start, v.shmid),
+        )
+    })
+}
+
 fn describe(status: u32) -> &'static str {
     match status {
-        s if s & VMA_FILE_SHARED != 0 => "a shared file mapping",
-        s if s & VMA_ANON_SHARED != 0 => "shared anonymous memory",
+        s if s & VMA_ANON_SHARED != 0 => {
+            "shared anonymous memory without its file (a dump of an unprivileged CRIU)"
+        }
         s if s & VMA_AREA_SYSVIPC != 0 => "SysV shared memory",
         s if s & VMA_AREA_SOCKET != 0 => "a socket mapping",
         s if s & VMA_AREA_AIORING != 0 => "an AIO ring",
-        s if s & VMA_AREA_MEMFD != 0 => "a memfd mapping",
         s if s & VMA_AREA_SHSTK != 0 => "a shadow stack",
         s if s & VMA_AREA_GUARD != 0 => "guard regions",
         s if s & VMA_AREA_UPROBES != 0 => "the uprobes area",
@@ -198,20 +255,16 @@ fn describe(status: u32) -> &'static str {
     }
 }
 
-/// Opens the file a private file mapping maps, read-only, checked as
-/// CRIU checks it.
+/// Opens the file a file mapping maps (with `access`), checked as CRIU
+/// checks it.
 fn open_mapped(
     img: &Images,
     v: &pb::VmaEntry,
     from: &ImageFile,
+    access: i32,
     validation: FileValidation,
 ) -> Result<File> {
-    let id = u32::try_from(v.shmid).map_err(|_| {
-        Error::invalid(
-            from.name(),
-            format!("area {:#x}: bad file id {}", v.start, v.shmid),
-        )
-    })?;
+    let id = file_id(v, from)?;
     let entry = img.file(id, from)?;
     let reg = entry.reg.as_ref().ok_or_else(|| {
         Error::unsupported(format!(
@@ -219,5 +272,5 @@ fn open_mapped(
             v.start, entry.r#type
         ))
     })?;
-    open_reg(reg, libc::O_RDONLY, validation)
+    open_reg(reg, access, validation)
 }

@@ -6,8 +6,8 @@
 use std::cell::Cell;
 
 use rcriu_compel::abi::restorer::{
-    Args, FdMove, IoVec, PosixTimer, ReadBatch, STACK_SIZE, SeccompFilter, THREAD_STACK_SIZE,
-    ThreadArgs, Vma,
+    Args, FdMove, IoVec, PosixTimer, Range, ReadBatch, STACK_SIZE, SeccompFilter,
+    THREAD_STACK_SIZE, ThreadArgs, Vma,
 };
 use rcriu_compel::sys::{LocalMap, Pod, slice_bytes};
 
@@ -37,6 +37,8 @@ pub struct Arrays<'a> {
     /// The process's pending signals.
     pub signals: &'a [Siginfo],
     pub timers: &'a [PosixTimer],
+    /// The guard regions.
+    pub guards: &'a [Range],
     /// Every thread, the leader first: its arrays, and a stack for all
     /// but the leader.
     pub threads: &'a [ThreadPlan],
@@ -81,7 +83,8 @@ impl Arrays<'_> {
             + array_len(self.copy)
             + array_len(self.signals)
             + array_len(self.timers)
-            + 16 * 10
+            + array_len(self.guards)
+            + 16 * 11
             + self
                 .threads
                 .iter()
@@ -197,6 +200,8 @@ impl Region {
         args.nr_signals = arrays.signals.len() as u64;
         args.timers = put_room(slice_bytes(arrays.timers), 0);
         args.nr_timers = arrays.timers.len() as u64;
+        args.guards = put_room(slice_bytes(arrays.guards), 0);
+        args.nr_guards = arrays.guards.len() as u64;
         let args_addr = self.args_addr();
         let mut threads = Vec::with_capacity(arrays.threads.len());
         for (i, plan) in arrays.threads.iter().enumerate() {

@@ -118,3 +118,36 @@ pub fn clock_gettime(clock: libc::clockid_t) -> io::Result<(i64, i64)> {
     check(unsafe { libc::clock_gettime(clock, &mut ts) }.into())?;
     Ok((ts.tv_sec, ts.tv_nsec))
 }
+
+/// A file for new shared anonymous memory of `len` bytes (what
+/// `mmap(MAP_SHARED | MAP_ANONYMOUS | extra_flags)` creates: `/dev/zero
+/// (deleted)` on the shmem mount, or `/anon_hugepage (deleted)` with
+/// MAP_HUGETLB), opened read-write through `map_files` of a mapping made
+/// and dropped for the purpose.
+pub fn shared_anon_file(len: usize, extra_flags: i32) -> io::Result<OwnedFd> {
+    // SAFETY: a fresh mapping at an address of the kernel's choosing,
+    // touching nothing of ours; unmapped below.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_NONE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS | extra_flags,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let start = p as usize;
+    let name = format!("/proc/self/map_files/{:x}-{:x}", start, start + len);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name)
+        .map(OwnedFd::from);
+    // SAFETY: the mapping made above, used by nothing else.
+    unsafe { libc::munmap(p, len) };
+    file
+}

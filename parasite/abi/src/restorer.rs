@@ -20,7 +20,8 @@
 //! builds the process's state step by
 //! step ([`Step`]): session, time namespace, address space (everything of
 //! rcriu unmapped but the region and the vDSO, which moves where the
-//! process had it), memory (mapped in place and filled with `preadv`),
+//! process had it), memory (mapped in place, files and memfds by the fds
+//! rcriu opened, filled with `preadv`, advised, guard regions installed),
 //! cwd/root, mm fields, signal actions, limits, attributes, fds, login
 //! uid. Then, as CRIU's restorer: it creates the other threads with clone3
 //! and their tids (each on its own stack in the region, with its own
@@ -318,7 +319,7 @@ impl Step {
             Step::Vdso => "moving the vDSO",
             Step::Map => "mapping a memory area",
             Step::Read => "reading pages",
-            Step::Madvise => "applying madvise flags",
+            Step::Madvise => "applying madvise flags and guard regions",
             Step::Protect => "setting a memory protection",
             Step::Fs => "setting root, cwd and umask",
             Step::MmMap => "setting the mm fields (PR_SET_MM_MAP)",
@@ -548,6 +549,11 @@ pub struct Args {
     /// one (TIOCSCTTY) once the session exists and the fds are placed; -1
     /// for none.
     pub ctty_fd: i32,
+    /// Address and count of the `MADV_GUARD_INSTALL` guard regions
+    /// ([`Range`]s), installed once the areas are advised (a failure is
+    /// reported as [`Step::Madvise`] of item `nr_vmas` + its index).
+    pub guards: u64,
+    pub nr_guards: u64,
     /// Fault injection (`RCRIU_FAULT=restorer:STEP`): the first thread
     /// that reaches this [`Step`] fails there; 0 for none.
     pub fault_step: u32,
@@ -576,7 +582,7 @@ const _: () = {
     assert!(offset_of!(Args, rlimits).is_multiple_of(8));
     assert!(size_of::<Args>().is_multiple_of(8));
     // Every field accounted for: no implicit padding.
-    assert!(size_of::<Args>() == 3832);
+    assert!(size_of::<Args>() == 3848);
     assert!(size_of::<Creds>() == 104);
     assert!(size_of::<SeccompFilter>() == 24);
     assert!(offset_of!(SeccompFilter, filter) == 16);

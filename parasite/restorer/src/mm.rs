@@ -4,7 +4,7 @@
 
 use rcriu_blob_rt::nr::*;
 use rcriu_blob_rt::syscall::{addr, call, syscall6};
-use rcriu_parasite_abi::restorer::{Args, IoVec, ReadBatch, Vma};
+use rcriu_parasite_abi::restorer::{Args, IoVec, Range, ReadBatch, Vma};
 
 use crate::{Fail, Res, array, ok};
 
@@ -162,8 +162,19 @@ pub fn madvise_vmas(a: &Args) -> Res {
             ok(r, i as u32)?;
         }
     }
+    // SAFETY: rcriu wrote `nr_guards` ranges at `guards`.
+    let guards: &[Range] = unsafe { array(a.guards, a.nr_guards) };
+    for (i, g) in guards.iter().enumerate() {
+        // SAFETY: guard pages where the process had them, inside its own
+        // areas (their contents were gone then too).
+        let r = unsafe { call(NR_MADVISE, g.start, g.end - g.start, MADV_GUARD_INSTALL, 0) };
+        ok(r, (a.nr_vmas as usize + i) as u32)?;
+    }
     Ok(())
 }
+
+/// `MADV_GUARD_INSTALL` (Linux 6.13).
+const MADV_GUARD_INSTALL: u64 = 102;
 
 pub fn protect_vmas(a: &Args) -> Res {
     for (i, v) in vmas(a).iter().enumerate() {
