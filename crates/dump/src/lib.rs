@@ -11,8 +11,9 @@
 //! ```
 //!
 //! This version dumps one process with all its threads: private memory
-//! (anonymous, heap, stack, private file mappings), the vdso, fds on
-//! /dev/null and on regular files opened read-only, cwd, root, umask;
+//! (anonymous, heap, stack, private file mappings), the vdso, open files
+//! ([`files`]: regular and deleted files, pipes, FIFOs, ptys), cwd, root,
+//! umask;
 //! every thread's registers, TLS, signal mask, pending signals, alternate
 //! stack, rseq area, robust list, scheduling, name, timer slack,
 //! credentials and seccomp mode and filters (`threads`); the process's
@@ -47,13 +48,18 @@
 
 pub mod core;
 mod error;
+pub mod fifo;
 pub mod files;
+#[allow(unsafe_code)]
+mod files_sys;
 pub mod fs;
+pub mod ghost;
 pub mod ids;
 pub mod inventory;
 pub mod mm;
 pub mod pages;
 mod pipeline;
+pub mod pipes;
 pub mod pstree;
 mod remote;
 mod rseq;
@@ -64,6 +70,7 @@ mod sys;
 mod threads;
 pub mod timens;
 mod timers;
+pub mod tty;
 
 use std::path::PathBuf;
 
@@ -86,6 +93,7 @@ pub struct Dump {
     images_dir: PathBuf,
     leave_running: bool,
     shell_job: bool,
+    ghost_limit: u64,
 }
 
 impl Dump {
@@ -97,6 +105,7 @@ impl Dump {
             images_dir: PathBuf::from("."),
             leave_running: false,
             shell_job: false,
+            ghost_limit: files::DEFAULT_GHOST_LIMIT,
         }
     }
 
@@ -120,6 +129,13 @@ impl Dump {
         self
     }
 
+    /// The largest deleted file, in bytes on disk, saved whole in the
+    /// images (criu's `--ghost-limit`; 1 MiB unless told).
+    pub fn ghost_limit(mut self, bytes: u64) -> Dump {
+        self.ghost_limit = bytes;
+        self
+    }
+
     /// Dumps the process. On success the images are complete and the
     /// process is running (`leave_running`) or killed; on failure it runs
     /// on as it was and the images this run wrote are removed.
@@ -129,6 +145,7 @@ impl Dump {
             dir: self.images_dir,
             leave_running: self.leave_running,
             shell_job: self.shell_job,
+            ghost_limit: self.ghost_limit,
         })
     }
 }

@@ -41,6 +41,8 @@ pub struct Options {
     pub dir: PathBuf,
     pub leave_running: bool,
     pub shell_job: bool,
+    /// criu's `--ghost-limit`, in bytes.
+    pub ghost_limit: u64,
 }
 
 /// rcriu's own namespaces, cgroups and clocks: what the task's are
@@ -142,6 +144,8 @@ struct Collected {
     runs: Vec<Run>,
     files: Vec<pb::FileEntry>,
     fdinfo: Vec<pb::FdinfoEntry>,
+    /// Remaps, pipe and FIFO data, terminals.
+    files_extra: files::Extra,
     fs: pb::FsEntry,
     /// The id of the task's time namespace when it is not rcriu's, and the
     /// offsets of the task's time namespace.
@@ -236,6 +240,7 @@ fn write_images(out: &mut Output, o: &Options, host: &Host, c: &Collected) -> Re
     out.write_one(ImageFile::Fs(upid.into()), &c.fs)?;
     out.write_all(ImageFile::Files, &c.files)?;
     out.write_all(ImageFile::Fdinfo(c.ids.entry.files_id.into()), &c.fdinfo)?;
+    c.files_extra.write(pid, &mut |f| out.created(f))?;
     out.write_one(ImageFile::Seccomp, &c.seccomp)?;
     fault::check_abort().map_err(Error::compel(pid))
 }
@@ -348,24 +353,25 @@ fn collect(
     let mut open = Vec::with_capacity(copies.len());
     for ((fd, fdinfo), copy) in fd_list.iter().zip(fd_infos).zip(copies) {
         let file = File::from(copy);
-        let path = match fd.target() {
-            rcriu_proc::FdTarget::Path { path, .. } => path,
-            _ => fd.link.clone(),
-        };
-        let info = FileInfo::of(pid, file.as_fd(), &path)?;
+        let info = FileInfo::of(pid, file.as_fd(), &fd.link)?;
         let f = OpenFd {
             fd: fd.fd,
             file,
             info,
             fdinfo,
         };
-        files::check_owner(pid, &f)?;
-        files::check_path(pid, &format!("fd {}:", f.fd), &f.info)?;
+        files::check_open(pid, &f)?;
         open.push(f);
     }
 
     // -- Files: mapped, open, exe, cwd, root.
-    let mut table = Files::new(pid);
+    let mut table = Files::new(
+        pid,
+        files::Options {
+            ghost_limit: o.ghost_limit,
+            shell_job: o.shell_job,
+        },
+    );
     for a in areas.iter_mut() {
         if let Some((s, e)) = a.file {
             a.entry.shmid = u64::from(mapped_file(pid, &task, &mut table, a, s, e)?);
@@ -374,8 +380,9 @@ fn collect(
     let mut fdinfo = Vec::with_capacity(open.len());
     for f in &open {
         let id = table.fd(f)?;
-        fdinfo.push(files::fdinfo_entry(f.fd, id, &f.fdinfo));
+        fdinfo.push(files::fdinfo_entry(f, id));
     }
+    table.write_ghosts(&mut |f| out.created(f))?;
     let exe_id = special(
         pid,
         &mut table,
@@ -520,6 +527,7 @@ fn collect(
         seccomp,
         mm,
         runs: plan.runs,
+        files_extra: table.take_extra()?,
         files: table.entries,
         fdinfo,
         fs: fs::entry(cwd_id, root_id, creds.umask),

@@ -16,14 +16,19 @@
 mod core;
 mod error;
 mod files;
+#[allow(unsafe_code)]
+mod files_sys;
 mod finish;
+mod ghost;
 mod load;
 mod mm;
 mod pages;
+mod pipes;
 mod region;
 #[allow(unsafe_code)]
 mod sys;
 mod timens;
+mod tty;
 mod vdso;
 
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -147,7 +152,7 @@ impl Restore {
         for t in &mut core.threads {
             t.args.creds.last_cap = last_cap;
         }
-        let fds = files::plan(&img, self.validation)?;
+        let fds = files::plan(&img, self.validation, self.shell_job)?;
         let fs = files::plan_fs(&img)?;
         let timens = img.timens.as_ref().map(timens::offsets).transpose()?;
         let exe = open_exe(&img, self.validation)?;
@@ -165,6 +170,8 @@ impl Restore {
             .into_iter()
             .map(up)
             .collect::<Result<Vec<_>>>()?;
+        let owners = fds.owners;
+        let ctty = fds.ctty;
         let sources = fds
             .fds
             .into_iter()
@@ -239,7 +246,7 @@ impl Restore {
             args.loginuid = uid;
         }
         args.parent_pid = std::process::id() as i32;
-        args.ctty_fd = -1;
+        args.ctty_fd = ctty.unwrap_or(-1);
         args.go_fd = go_rd.as_raw_fd();
         args.pages_fd = pages_file.as_raw_fd();
         args.cwd_fd = cwd.as_raw_fd();
@@ -305,6 +312,7 @@ impl Restore {
         let forking_time_us = start.elapsed().as_micros() as u64;
         let tids: Vec<Pid> = core.threads.iter().map(|t| t.tid as Pid).collect();
         let child = finish::Child::new(child_pid, tids);
+        files::set_owners(&owners, &sources)?;
         // Ours no longer needed: the fork has its copies.
         drop((map_files, sources, cwd, root, exe, pages_file, go_rd));
         log::info!("process {pid} created; restoring it");

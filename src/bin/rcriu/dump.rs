@@ -16,6 +16,10 @@ pub fn run(opts: &CriuOpts, images_dir: Option<&std::path::Path>) -> anyhow::Res
         .images_dir(dir)
         .leave_running(opts.leave_running)
         .shell_job(opts.shell_job)
+        .ghost_limit(
+            opts.ghost_limit
+                .unwrap_or(rcriu::dump::files::DEFAULT_GHOST_LIMIT),
+        )
         .run()
         .with_context(|| format!("dumping process {pid} into {}", dir.display()))?;
     log::info!(
