@@ -22,6 +22,7 @@ use crate::{Error, Result, files_sys};
 /// What a pipe or FIFO held: its size and its bytes.
 #[derive(Debug, Default)]
 pub struct Data {
+    image: String,
     by_pipe: BTreeMap<u32, (Option<u32>, Vec<u8>)>,
 }
 
@@ -32,7 +33,10 @@ const MAX_PIPE_BYTES: u32 = 1 << 28;
 impl Data {
     /// Reads `pipes-data.img` or `fifo-data.img`.
     pub fn load(dir: &ImageDir, file: ImageFile) -> Result<Data> {
-        let mut d = Data::default();
+        let mut d = Data {
+            image: file.name(),
+            ..Data::default()
+        };
         if !dir.exists(file) {
             return Ok(d);
         }
@@ -55,12 +59,14 @@ impl Data {
         Ok(d)
     }
 
-    /// Sizes the pipe whose write end is `wr` and writes its bytes back.
+    /// Sizes the pipe whose write end is `wr` (non-blocking) and writes
+    /// its bytes back.
     fn refill(&self, pipe_id: u32, wr: &OwnedFd, what: &str) -> Result<()> {
         let Some((size, bytes)) = self.by_pipe.get(&pipe_id) else {
             return Ok(());
         };
-        let err = |e: std::io::Error| Error::io(format!("refilling {what}"))(e);
+        let image = &self.image;
+        let err = |e: std::io::Error| Error::io(format!("refilling {what} from {image}"))(e);
         if let Some(size) = size {
             let have = rustix::pipe::fcntl_getpipe_size(wr).map_err(|e| err(e.into()))?;
             if have != *size as usize {
@@ -69,8 +75,19 @@ impl Data {
         }
         let mut done = 0;
         while done < bytes.len() {
-            let n = rustix::io::write(wr, &bytes[done..]).map_err(|e| err(e.into()))?;
-            done += n;
+            match rustix::io::write(wr, &bytes[done..]) {
+                Ok(n) => done += n,
+                Err(rustix::io::Errno::AGAIN) => {
+                    return Err(Error::invalid(
+                        image,
+                        format!(
+                            "{what} holds {} bytes, more than its size takes",
+                            bytes.len()
+                        ),
+                    ));
+                }
+                Err(e) => return Err(err(e.into())),
+            }
         }
         Ok(())
     }
@@ -85,6 +102,10 @@ pub struct Pipes {
     /// pipe id → a copy of each end, to reopen from.
     copies: BTreeMap<u32, [OwnedFd; 2]>,
 }
+
+/// The kernel's O_LARGEFILE on x86_64 (libc's is 0: the C library adds
+/// it itself).
+const O_LARGEFILE: u32 = 0o100000;
 
 fn end_of(flags: u32) -> usize {
     usize::from(flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32)
@@ -104,7 +125,8 @@ impl Pipes {
         let what = format!("pipe:[{}]", e.pipe_id);
         let host = |w: &'static str| Error::host(w);
         if !self.made.contains_key(&e.pipe_id) {
-            let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            let flags = rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK;
+            let (rd, wr) = rustix::pipe::pipe_with(flags)
                 .map_err(|err| host("creating a pipe")(err.into()))?;
             self.data.refill(e.pipe_id, &wr, &what)?;
             let copies = [
@@ -116,9 +138,11 @@ impl Pipes {
         }
         let end = end_of(e.flags);
         let taken = self.made.get_mut(&e.pipe_id).and_then(|p| p[end].take());
+        // An end opened through /proc has O_LARGEFILE, which only an open
+        // gives: such an end is opened again the same way.
         let fd = match taken {
-            Some(fd) => fd,
-            None => {
+            Some(fd) if e.flags & O_LARGEFILE == 0 => fd,
+            _ => {
                 let copy = &self.copies[&e.pipe_id][end];
                 reopen(copy, e.flags, &what)?
             }
@@ -174,7 +198,7 @@ impl Fifos {
             let opener = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
-                .custom_flags(libc::O_CLOEXEC)
+                .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
                 .open(path)
                 .map_err(Error::file("opening the FIFO", path))?;
             let meta = opener
