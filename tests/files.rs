@@ -9,7 +9,8 @@
 use rcriu::images::{ImageDir, ImageFile, pb};
 use rcriu::{Dump, Restore};
 use rcriu_test_support::{
-    ProcSnapshot, TempDir, Workload, become_subreaper, require_root, trace_lock,
+    HANG_GUARD, ProcSnapshot, TempDir, Workload, become_subreaper, no_inherited_fds, require_root,
+    trace_lock,
 };
 
 /// What a cycle does to the images between the dump and the restore.
@@ -302,4 +303,123 @@ fn a_corrupted_terminal_is_noticed() {
     let _g = setup();
     let e = cycle("files_pty", &["ctty"], Some(grow_a_window)).unwrap_err();
     assert!(e.contains("FAIL: window size"), "{e}");
+}
+
+/// A shell job on the terminal of a stand-in shell (tty_shell): dumped
+/// with --shell-job, then restored by `rcriu restore -j` run by that
+/// shell on the same terminal (or, with `leave_running`, left running).
+fn shell_job(tweak: Option<Tweak>, leave_running: bool) -> Result<(), String> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    no_inherited_fds();
+    let home = TempDir::new("files-tty-job");
+    let images = TempDir::new("files-tty-job-img");
+    let verdict = home.path().join("verdict");
+    let mut shell = Command::new(rcriu_test_support::workload("tty_shell"))
+        .arg(rcriu_test_support::workload("files_tty_job"))
+        .arg(&verdict)
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_rcriu"))
+        .args(["restore", "-j", "-d", "-D"])
+        .arg(images.path())
+        .current_dir(home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting tty_shell");
+    let mut go = shell.stdin.take().expect("piped");
+    let mut out = BufReader::new(shell.stdout.take().expect("piped"));
+    let mut pid = 0;
+    loop {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the job never got ready"
+        );
+        match line.trim().split_once(' ') {
+            Some(("pid", p)) => pid = p.parse().unwrap(),
+            _ if line.trim() == "ready" => break,
+            _ => {}
+        }
+    }
+    wait_in(pid, "sigsuspend");
+    let before = ProcSnapshot::take(pid);
+    let dumped = Dump::new(pid)
+        .images_dir(images.path())
+        .shell_job(true)
+        .leave_running(leave_running)
+        .run()
+        .map_err(|e| format!("dumping the shell job: {e}"));
+    if dumped.is_ok() && !leave_running {
+        // The dump (this process) traced it: its end is ours to see first,
+        // then the shell's.
+        let _ = rcriu_test_support::wait_exit(pid);
+        if let Some(t) = tweak {
+            t(&ImageDir::open(images.path()).unwrap(), pid);
+        }
+        writeln!(go, "go").unwrap();
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "after 0", "rcriu restore -j failed");
+        if tweak.is_none() {
+            let diff = before.diff(&ProcSnapshot::settled(pid, &before));
+            assert!(diff.is_empty(), "/proc differs:\n{}", diff.join("\n"));
+        }
+    }
+    if dumped.is_ok() {
+        rcriu_test_support::signal(pid, libc::SIGUSR1);
+    }
+    let start = std::time::Instant::now();
+    let mut text = String::new();
+    while dumped.is_ok() && !text.ends_with('\n') {
+        assert!(start.elapsed() < HANG_GUARD, "no verdict from the job");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        text = std::fs::read_to_string(&verdict).unwrap_or_default();
+    }
+    if !leave_running {
+        // Ours as subreaper once the rcriu that restored it exited.
+        let _ = rcriu_test_support::wait_exit(pid);
+    }
+    drop(go);
+    let _ = rcriu_test_support::wait_child(shell);
+    dumped?;
+    if text.trim() == "PASS" {
+        Ok(())
+    } else {
+        Err(text)
+    }
+}
+
+fn wait_in(pid: i32, wchan: &str) {
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+        .unwrap_or_default()
+        .contains(wchan)
+    {
+        assert!(
+            start.elapsed() < HANG_GUARD,
+            "{pid} never waited in {wchan}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+fn change_the_terminal_modes(dir: &ImageDir, _pid: i32) {
+    let mut infos: Vec<pb::TtyInfoEntry> = dir.read_all(ImageFile::TtyInfo).unwrap();
+    for i in &mut infos {
+        if let Some(t) = i.termios.as_mut() {
+            t.c_lflag ^= libc::ECHO;
+        }
+    }
+    dir.write_all(ImageFile::TtyInfo, &infos).unwrap();
+}
+
+#[test]
+fn a_shell_job_keeps_its_terminal() {
+    let _g = setup();
+    shell_job(None, false).unwrap();
+    shell_job(None, true).unwrap();
+    let e = shell_job(Some(change_the_terminal_modes), false).unwrap_err();
+    assert!(e.contains("FAIL: the terminal's modes"), "{e}");
 }
