@@ -52,14 +52,13 @@ impl Ghosts {
         let i = &f.info;
         let on_disk = i.blocks * 512;
         if on_disk > limit {
-            return Err(Error::unsupported(
+            return Err(Error::GhostTooBig {
                 pid,
-                format!(
-                    "fd {}: deleted file {} of {on_disk} bytes on disk, over the ghost limit of {limit} bytes (see --ghost-limit)",
-                    f.fd,
-                    i.path.display()
-                ),
-            ));
+                fd: f.fd,
+                path: i.path.clone(),
+                size: on_disk,
+                limit,
+            });
         }
         let id = match self.known.iter().find(|k| k.0 == i.dev && k.1 == i.ino) {
             Some(k) => k.2,

@@ -6,6 +6,10 @@
 //! The bytes are copied with `tee(2)` into a pipe of rcriu's own while
 //! the task is frozen (they stay in the task's pipe), then spliced into
 //! the image.
+//!
+//! A pipe whose other end is held outside the dump is dumped as any
+//! other: CRIU 4.2 does the same (no error, no option needed), and its
+//! restore makes a new pipe whose other end is closed.
 
 use std::os::fd::{AsFd, OwnedFd};
 

@@ -1,14 +1,22 @@
 //! Files: the process's fds, and the files its mappings and cwd/root
 //! refer to, opened as they were and checked as CRIU checks them.
+//!
+//! Every open file is opened here, before the fork, once per file id
+//! (its flags, position, owner's signal), and each fd holding it gets a
+//! copy (dup): fds that shared an open file description share one again,
+//! and the restorer only moves fds to their numbers. Regular files,
+//! directories, devices and `O_PATH` files are opened by name, ghosts
+//! made again first ([`ghost`](crate::ghost)); pipes and FIFOs are
+//! [`pipes`](crate::pipes); terminals [`tty`](crate::tty). Owners
+//! (F_SETOWN) are given once the process, and so its pid, exists.
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-
-use std::collections::BTreeMap;
 
 use rcriu_images::{ImageFile, pb};
 
