@@ -8,8 +8,9 @@
  *
  * MODE: none (nothing beyond the slice: the control), thread, child, pipe,
  * socket, shm (shared anonymous memory), writable (a regular file open
- * read-write), timer (a POSIX timer), eventfd, uts (a UTS namespace of its
- * own), pending (a blocked signal pending). Prints "ready"; on SIGUSR1
+ * read-write), lock (a file locked with flock), timer (a POSIX timer),
+ * eventfd, uts (a UTS namespace of its own), pending (a blocked signal
+ * pending). Prints "ready"; on SIGUSR1
  * checks the resource still works as before and writes PASS or FAIL.
  */
 #define _GNU_SOURCE
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -99,6 +101,10 @@ int main(int argc, char **argv)
 		fds[0] = open("writable", O_RDWR | O_CREAT | O_TRUNC, 0600);
 		if (fds[0] < 0 || write(fds[0], "through", 7) != 7)
 			return 2;
+	} else if (!strcmp(mode, "lock")) {
+		fds[0] = open("locked", O_RDWR | O_CREAT | O_TRUNC, 0600);
+		if (fds[0] < 0 || flock(fds[0], LOCK_EX))
+			return 2;
 	} else if (!strcmp(mode, "timer")) {
 		struct sigevent sev = { .sigev_notify = SIGEV_NONE };
 		struct itimerspec ts = { { 100, 0 }, { 1000, 0 } };
@@ -151,6 +157,10 @@ int main(int argc, char **argv)
 		if (pread(fds[0], buf, 7, 0) != 7 || memcmp(buf, "through", 7) ||
 		    lseek(fds[0], 0, SEEK_CUR) != 7)
 			return verdict(argv[1], "FAIL: the file changed\n");
+	} else if (!strcmp(mode, "lock")) {
+		int other = open("locked", O_RDWR);
+		if (other < 0 || flock(other, LOCK_EX | LOCK_NB) == 0)
+			return verdict(argv[1], "FAIL: the lock is gone\n");
 	} else if (!strcmp(mode, "timer")) {
 		struct itimerspec cur;
 		if (timer_gettime(timer, &cur) || cur.it_interval.tv_sec != 100)

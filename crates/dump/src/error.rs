@@ -15,6 +15,18 @@ pub enum Error {
     /// was refused before any image was written.
     #[error("process {pid} holds {what}, which rcriu cannot dump yet")]
     Unsupported { pid: Pid, what: String },
+    /// A deleted file takes more room than the ghost limit (criu's
+    /// `--ghost-limit`) allows in the images.
+    #[error(
+        "process {pid} holds fd {fd}: the deleted file {} takes {size} bytes on disk, over the ghost limit of {limit} bytes (raise it with --ghost-limit)", path.display()
+    )]
+    GhostTooBig {
+        pid: Pid,
+        fd: i32,
+        path: std::path::PathBuf,
+        size: u64,
+        limit: u64,
+    },
     /// The root task is not a session leader and `--shell-job` was not
     /// given (criu's rule).
     #[error(

@@ -1,5 +1,7 @@
 //! `files.img` and `fdinfo-<files_id>.img`: the files the task maps and
-//! holds open, numbered as CRIU 4.2 numbers them.
+//! holds open, numbered as CRIU 4.2 numbers them, and the images of each
+//! kind of open file ([`pipes`](crate::pipes), [`fifo`](crate::fifo),
+//! [`ghost`](crate::ghost), [`tty`](crate::tty)).
 //!
 //! One counter numbers every file entry, in the order CRIU writes them:
 //! the mapped files (area by area), the open fds, the exe (when no mapping
@@ -8,10 +10,15 @@
 //! and mount; the latest one first) — except directories and devices,
 //! which get a fresh id each time (CRIU tests the mode's type bits with a
 //! mask that catches both). Open fds share an id when they are the same
-//! open file description (kcmp), as dup'ed fds are.
+//! open file description (kcmp), as dup'ed fds are. A FIFO and a terminal
+//! also get a regular-file entry for their path, numbered right after
+//! their own id and written before their own entry.
 //!
-//! In scope: regular files opened read-only, and /dev/null however it was
-//! opened. Anything else is refused, naming the fd.
+//! In scope: regular files, directories and memory devices (/dev/null,
+//! /dev/zero, ...) opened in any mode, also with `O_PATH`; deleted regular
+//! files (as ghost files, up to the ghost limit); pipes; FIFOs; pty
+//! masters and slaves. Each keeps its flags, position and owner (fown).
+//! Anything else is refused, naming the fd.
 
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -19,45 +26,85 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use rcriu_images::pb;
+use rcriu_images::{ImageDir, ImageFile, pb};
 use rcriu_proc::{Fd, FdInfo, FdTarget, Pid};
 
-use crate::{Error, Result, sys};
+use crate::{Error, Result, fifo, files_sys, ghost, pipes, sys, tty};
 
 /// What a file entry needs to know of a file.
 #[derive(Debug, Clone)]
 pub struct FileInfo {
+    /// The path, without the ` (deleted)` the kernel adds to the name of
+    /// a file that has no link left.
     pub path: PathBuf,
     pub dev: u64,
     pub ino: u64,
     pub mode: u32,
     pub size: u64,
     pub mnt_id: i64,
+    pub nlink: u32,
+    pub rdev: u64,
+    /// 512-byte blocks in use.
+    pub blocks: u64,
+    pub uid: u32,
+    pub gid: u32,
+    /// Access and modification times, (seconds, nanoseconds).
+    pub atime: (i64, u32),
+    pub mtime: (i64, u32),
+    /// A pipe (pipefs), not a FIFO on a filesystem.
+    pub pipefs: bool,
 }
 
+const PIPEFS_MAGIC: i64 = 0x5049_5045;
+
 impl FileInfo {
-    /// The facts of the file open as `f`, whose name (from its link) is
-    /// `path`.
-    pub fn of(pid: Pid, f: BorrowedFd<'_>, path: &Path) -> Result<FileInfo> {
+    /// The facts of the file open as `f`, whose name (its link's text) is
+    /// `link`.
+    pub fn of(pid: Pid, f: BorrowedFd<'_>, link: &Path) -> Result<FileInfo> {
         let st = rustix::fs::statx(
             f,
             "",
             rustix::fs::AtFlags::EMPTY_PATH,
             rustix::fs::StatxFlags::BASIC_STATS | rustix::fs::StatxFlags::MNT_ID,
         )
-        .map_err(|e| Error::file(pid, path)(e.into()))?;
+        .map_err(|e| Error::file(pid, link)(e.into()))?;
+        let mode = u32::from(st.stx_mode);
+        let pipefs = mode & libc::S_IFMT == libc::S_IFIFO
+            && rustix::fs::fstatfs(f)
+                .map_err(|e| Error::file(pid, link)(e.into()))?
+                .f_type as i64
+                == PIPEFS_MAGIC;
+        // Only a file without links has its name marked deleted: a live
+        // file may well be called "x (deleted)".
+        let bytes = link.as_os_str().as_bytes();
+        let path = match bytes.strip_suffix(b" (deleted)") {
+            Some(p) if st.stx_nlink == 0 => PathBuf::from(std::ffi::OsStr::from_bytes(p)),
+            _ => link.to_owned(),
+        };
         Ok(FileInfo {
-            path: path.to_owned(),
+            path,
             dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
             ino: st.stx_ino,
-            mode: u32::from(st.stx_mode),
+            mode,
             size: st.stx_size,
             mnt_id: st.stx_mnt_id as i64,
+            nlink: st.stx_nlink,
+            rdev: rustix::fs::makedev(st.stx_rdev_major, st.stx_rdev_minor),
+            blocks: st.stx_blocks,
+            uid: st.stx_uid,
+            gid: st.stx_gid,
+            atime: (st.stx_atime.tv_sec, st.stx_atime.tv_nsec),
+            mtime: (st.stx_mtime.tv_sec, st.stx_mtime.tv_nsec),
+            pipefs,
         })
     }
 
+    pub(crate) fn file_type(&self) -> u32 {
+        self.mode & libc::S_IFMT
+    }
+
     fn is_reg(&self) -> bool {
-        self.mode & libc::S_IFMT == libc::S_IFREG
+        self.file_type() == libc::S_IFREG
     }
 
     /// CRIU's `st_mode & (S_IFCHR | S_IFBLK)`: true for character and
@@ -65,13 +112,27 @@ impl FileInfo {
     fn never_shared(&self) -> bool {
         self.mode & (libc::S_IFCHR | libc::S_IFBLK) != 0
     }
+
+    /// Whether no name leads to the file any more.
+    pub fn unlinked(&self) -> bool {
+        self.nlink == 0
+    }
 }
 
 /// Checks that `path` still names the file (CRIU would otherwise need a
 /// link remap, which rcriu cannot make yet).
 pub fn check_path(pid: Pid, what: &str, info: &FileInfo) -> Result<()> {
-    match std::fs::metadata(&info.path) {
+    match std::fs::symlink_metadata(&info.path) {
         Ok(m) if m.dev() == info.dev && m.ino() == info.ino => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && info.nlink > 0 => {
+            Err(Error::unsupported(
+                pid,
+                format!(
+                    "{what} {}, removed from that path but linked elsewhere (a link remap)",
+                    info.path.display()
+                ),
+            ))
+        }
         _ => Err(Error::unsupported(
             pid,
             format!(
@@ -79,6 +140,31 @@ pub fn check_path(pid: Pid, what: &str, info: &FileInfo) -> Result<()> {
                 info.path.display()
             ),
         )),
+    }
+}
+
+/// The kind of an open file, as CRIU tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdKind {
+    /// A regular file, a directory, a symbolic link (`O_PATH`) or a
+    /// memory device: `reg_file_entry`.
+    Reg,
+    /// One end of a pipe: `pipe_entry`.
+    Pipe,
+    /// A FIFO on a filesystem: `fifo_entry` and its path.
+    Fifo,
+    /// A terminal: `tty_file_entry` and its path.
+    Tty(tty::Driver),
+}
+
+impl FdKind {
+    fn fd_type(self) -> pb::FdTypes {
+        match self {
+            FdKind::Reg => pb::FdTypes::Reg,
+            FdKind::Pipe => pb::FdTypes::Pipe,
+            FdKind::Fifo => pb::FdTypes::Fifo,
+            FdKind::Tty(_) => pb::FdTypes::Tty,
+        }
     }
 }
 
@@ -92,20 +178,52 @@ pub struct OpenFd {
     pub fdinfo: FdInfo,
 }
 
+impl OpenFd {
+    /// What kind of file it is.
+    pub fn kind(&self) -> FdKind {
+        match self.info.file_type() {
+            libc::S_IFIFO if self.info.pipefs => FdKind::Pipe,
+            libc::S_IFIFO => FdKind::Fifo,
+            libc::S_IFCHR => tty::driver(self.info.rdev).map_or(FdKind::Reg, FdKind::Tty),
+            _ => FdKind::Reg,
+        }
+    }
+
+    /// The file's flags as CRIU records them: the kernel shows
+    /// close-on-exec among them, but it belongs to the fd.
+    pub fn flags(&self) -> u32 {
+        self.fdinfo.flags & !(libc::O_CLOEXEC as u32)
+    }
+
+    fn is_path(&self) -> bool {
+        self.fdinfo.flags & libc::O_PATH as u32 != 0
+    }
+
+    /// Opens the file again for reading, through our copy (the task's fd
+    /// may be write-only or `O_PATH`).
+    pub fn reopen_for_reading(&self, pid: Pid) -> Result<File> {
+        use std::os::fd::AsRawFd;
+        let link = format!("/proc/self/fd/{}", self.file.as_raw_fd());
+        File::open(&link).map_err(Error::file(pid, &self.info.path))
+    }
+}
+
+/// Major numbers of the memory devices (/dev/null, /dev/zero, ...), which
+/// CRIU dumps as regular files.
+const MEM_MAJOR: u32 = 1;
+
 /// Refuses fds out of scope, from what /proc says (before the task is
-/// touched): only /dev/null and regular files opened read-only pass.
+/// touched).
 pub fn check_fd(pid: Pid, fd: &Fd, fdinfo: &FdInfo) -> Result<()> {
     let refuse = |what: String| Error::unsupported(pid, format!("fd {}: {what}", fd.fd));
     let path = match fd.target() {
-        FdTarget::Path {
-            path,
-            deleted: false,
-        } => path,
-        FdTarget::Path {
-            path,
-            deleted: true,
-        } => return Err(refuse(format!("deleted file {}", path.display()))),
-        FdTarget::Pipe(_) => return Err(refuse("a pipe".into())),
+        FdTarget::Path { path, .. } => path,
+        FdTarget::Pipe(_) => {
+            if fdinfo.flags & libc::O_DIRECT as u32 != 0 {
+                return Err(refuse("a pipe in packet mode (O_DIRECT)".into()));
+            }
+            return Ok(());
+        }
         FdTarget::Socket(_) => return Err(refuse("a socket".into())),
         FdTarget::AnonInode(kind) => return Err(refuse(format!("{kind} (an anonymous inode)"))),
         FdTarget::Inode { kind, .. } => return Err(refuse(format!("a {kind} file"))),
@@ -116,65 +234,176 @@ pub fn check_fd(pid: Pid, fd: &Fd, fdinfo: &FdInfo) -> Result<()> {
             )));
         }
     };
-    if fdinfo.flags & libc::O_PATH as u32 != 0 {
-        return Err(refuse(format!("{} opened with O_PATH", path.display())));
+    if path.as_os_str().as_bytes().starts_with(b"/memfd:") {
+        return Err(refuse(format!("a memfd ({})", path.display())));
     }
     if !fdinfo.locks.is_empty() {
         return Err(refuse(format!("a lock on {}", path.display())));
     }
-    // The link, followed: the file itself, not opened again.
+    // The link, not followed further: the file itself, not opened again.
     let link = format!("/proc/{pid}/fd/{}", fd.fd);
     let m = std::fs::metadata(&link).map_err(Error::file(pid, &link))?;
-    let ft = m.mode() & libc::S_IFMT;
-    if ft == libc::S_IFCHR && m.rdev() == rustix::fs::makedev(1, 3) {
-        return Ok(());
-    }
-    if ft != libc::S_IFREG {
-        let kind = match ft {
-            libc::S_IFDIR => "a directory",
-            libc::S_IFCHR => "a character device",
-            libc::S_IFBLK => "a block device",
-            libc::S_IFIFO => "a FIFO",
-            _ => "a special file",
-        };
-        return Err(refuse(format!("{kind} ({})", path.display())));
-    }
-    if fdinfo.flags & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32 {
-        return Err(refuse(format!("{} opened for writing", path.display())));
-    }
-    Ok(())
+    let deleted = m.nlink() == 0;
+    let kind = match m.mode() & libc::S_IFMT {
+        libc::S_IFREG => return Ok(()),
+        libc::S_IFDIR | libc::S_IFLNK if !deleted => return Ok(()),
+        libc::S_IFIFO if !deleted => return Ok(()),
+        libc::S_IFCHR => {
+            let major = rustix::fs::major(m.rdev());
+            if major == MEM_MAJOR && !deleted {
+                return Ok(());
+            }
+            if tty::driver(m.rdev()).is_some() {
+                return Ok(());
+            }
+            if tty::is_terminal(m.rdev()) {
+                "a terminal that is not a pty"
+            } else {
+                "a character device"
+            }
+        }
+        libc::S_IFDIR => "a deleted directory",
+        libc::S_IFLNK => "a deleted symbolic link",
+        libc::S_IFIFO => "a deleted FIFO",
+        libc::S_IFBLK => "a block device",
+        _ => "a special file",
+    };
+    Err(refuse(format!("{kind} ({})", path.display())))
 }
+
+/// Checks an open fd against what its kind needs: its path still names
+/// it, or it is a deleted regular file (a ghost).
+pub fn check_open(pid: Pid, f: &OpenFd) -> Result<()> {
+    let what = format!("fd {}:", f.fd);
+    match f.kind() {
+        FdKind::Pipe | FdKind::Tty(tty::Driver::PtySlave) => Ok(()),
+        FdKind::Reg if f.info.unlinked() && f.info.is_reg() => Ok(()),
+        FdKind::Reg | FdKind::Fifo | FdKind::Tty(_) => check_path(pid, &what, &f.info),
+    }
+}
+
+/// What the dump of files is told.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// The largest deleted file (in bytes on disk) saved as a ghost file
+    /// (criu's `--ghost-limit`).
+    pub ghost_limit: u64,
+    /// The task may hold a terminal whose other end is outside the dump
+    /// (criu's `--shell-job`).
+    pub shell_job: bool,
+}
+
+/// criu's default `--ghost-limit`: 1 MiB.
+pub const DEFAULT_GHOST_LIMIT: u64 = 1 << 20;
 
 /// The file entries of a dump, and their numbering.
 #[derive(Debug)]
 pub struct Files {
     pid: Pid,
+    opts: Options,
     next: u32,
     /// (dev, ino, mnt_id) → id, latest first when searched.
     cache: Vec<(u64, u64, i64, u32)>,
     pub entries: Vec<pb::FileEntry>,
     /// fd → id of the fds seen, for kcmp.
     fds: Vec<(i32, u32)>,
+    ghosts: ghost::Ghosts,
+    extra: Extra,
+    ttys: tty::Seen,
 }
 
-fn fown(signum: u32) -> pb::FownEntry {
+/// The images of the open files beside files.img: link remaps, buffered
+/// pipe and FIFO data, terminals.
+#[derive(Debug, Default)]
+pub struct Extra {
+    pub remaps: Vec<pb::RemapFilePathEntry>,
+    pub pipes_data: Vec<pipes::Captured>,
+    pub fifo_data: Vec<pipes::Captured>,
+    pub tty_info: Vec<pb::TtyInfoEntry>,
+}
+
+impl Extra {
+    /// Writes the images; `create` names each image before it is written
+    /// (so that a failed dump removes it) and gives the directory.
+    pub fn write(
+        &self,
+        pid: Pid,
+        create: &mut dyn FnMut(ImageFile) -> Result<ImageDir>,
+    ) -> Result<()> {
+        if !self.remaps.is_empty() {
+            let dir = create(ImageFile::RemapFpath)?;
+            dir.write_all(ImageFile::RemapFpath, &self.remaps)
+                .map_err(Error::image(pid))?;
+        }
+        if !self.tty_info.is_empty() {
+            let dir = create(ImageFile::TtyInfo)?;
+            dir.write_all(ImageFile::TtyInfo, &self.tty_info)
+                .map_err(Error::image(pid))?;
+        }
+        pipes::write(pid, ImageFile::PipesData, &self.pipes_data, create)?;
+        pipes::write(pid, ImageFile::FifoData, &self.fifo_data, create)
+    }
+}
+
+/// The owner an open file signals, as CRIU records it.
+pub fn fown(pid: Pid, f: &OpenFd) -> Result<pb::FownEntry> {
+    let mut e = pb::FownEntry {
+        uid: 0,
+        euid: 0,
+        signum: 0,
+        pid_type: 0,
+        pid: 0,
+    };
+    if f.is_path() {
+        return Ok(e);
+    }
+    let fd = f.file.as_fd();
+    let err = |what: &'static str| Error::sys(what, pid);
+    e.signum = sys::owner_signal(fd).map_err(err("reading an open file's signal (F_GETSIG)"))?;
+    let (kind, owner) =
+        sys::owner(fd).map_err(err("reading an open file's owner (F_GETOWN_EX)"))?;
+    if owner != 0 {
+        let (uid, euid) = files_sys::owner_uids(fd)
+            .map_err(err("reading an open file's owner uids (F_GETOWNER_UIDS)"))?;
+        e.uid = uid;
+        e.euid = euid;
+        e.pid_type = kind as u32;
+        e.pid = owner as u32;
+    }
+    Ok(e)
+}
+
+fn no_fown() -> pb::FownEntry {
     pb::FownEntry {
         uid: 0,
         euid: 0,
-        signum,
+        signum: 0,
         pid_type: 0,
         pid: 0,
     }
 }
 
+/// A regular-file entry's contents, before it is written.
+struct Reg<'a> {
+    id: u32,
+    info: &'a FileInfo,
+    flags: u32,
+    pos: u64,
+    fown: pb::FownEntry,
+}
+
 impl Files {
-    pub fn new(pid: Pid) -> Files {
+    pub fn new(pid: Pid, opts: Options) -> Files {
         Files {
             pid,
+            opts,
             next: 1,
             cache: Vec::new(),
             entries: Vec::new(),
             fds: Vec::new(),
+            ghosts: ghost::Ghosts::default(),
+            extra: Extra::default(),
+            ttys: tty::Seen::default(),
         }
     }
 
@@ -201,22 +430,29 @@ impl Files {
     /// exe, cwd, root), writing its entry when it is new. `file` is open
     /// on it, for its build-id.
     pub fn special(&mut self, info: &FileInfo, file: &File) -> Result<u32> {
+        let reg = |id| Reg {
+            id,
+            info,
+            flags: 0,
+            pos: 0,
+            fown: no_fown(),
+        };
         if let Some(id) = self.cached(info) {
             if !info.never_shared() {
                 return Ok(id);
             }
             let id = self.fresh();
-            self.push(id, info, 0, 0, 0, file)?;
+            self.push_reg(&reg(id), Some(file), None)?;
             return Ok(id);
         }
         let id = self.fresh();
         self.cache.push((info.dev, info.ino, info.mnt_id, id));
-        self.push(id, info, 0, 0, 0, file)?;
+        self.push_reg(&reg(id), Some(file), None)?;
         Ok(id)
     }
 
-    /// The id of an open fd, writing its entry unless an earlier fd is the
-    /// same open file description.
+    /// The id of an open fd, writing its entries unless an earlier fd is
+    /// the same open file description.
     pub fn fd(&mut self, f: &OpenFd) -> Result<u32> {
         for &(other, id) in &self.fds {
             let same = sys::same_file(self.pid, other, f.fd)
@@ -229,31 +465,102 @@ impl Files {
         let id = self.fresh();
         self.fds.push((f.fd, id));
         self.cache.push((f.info.dev, f.info.ino, f.info.mnt_id, id));
-        let signum = sys::owner_signal(f.file.as_fd()).map_err(Error::sys(
-            "reading an open file's signal (F_GETSIG)",
-            self.pid,
-        ))?;
-        // The kernel shows close-on-exec among the file's flags; it belongs
-        // to the fd.
-        let flags = f.fdinfo.flags & !(libc::O_CLOEXEC as u32);
-        self.push(id, &f.info, flags, f.fdinfo.pos as u64, signum, &f.file)?;
+        let fown = fown(self.pid, f)?;
+        let pid = self.pid;
+        match f.kind() {
+            FdKind::Reg => {
+                if f.info.unlinked() {
+                    let remap = self.ghosts.remap(pid, self.opts.ghost_limit, id, f)?;
+                    self.extra.remaps.push(remap);
+                }
+                let reg = Reg {
+                    id,
+                    info: &f.info,
+                    flags: f.flags(),
+                    pos: f.fdinfo.pos as u64,
+                    fown,
+                };
+                self.push_reg(&reg, None, Some(f))?;
+            }
+            FdKind::Pipe => {
+                let pipe_id = f.info.ino as u32;
+                self.entries
+                    .push(pipes::entry(id, pipe_id, f.flags(), fown));
+                if let Some(c) = pipes::capture_once(pid, f, &self.extra.pipes_data)? {
+                    self.extra.pipes_data.push(c);
+                }
+            }
+            FdKind::Fifo => {
+                let rf = self.fresh();
+                let reg = Reg {
+                    id: rf,
+                    info: &f.info,
+                    flags: f.flags(),
+                    pos: f.fdinfo.pos as u64,
+                    fown,
+                };
+                self.push_reg(&reg, None, Some(f))?;
+                self.entries.push(fifo::entry(id, f.info.ino as u32, rf));
+                if let Some(c) = pipes::capture_once(pid, f, &self.extra.fifo_data)? {
+                    self.extra.fifo_data.push(c);
+                }
+            }
+            FdKind::Tty(driver) => {
+                let index = tty::index(pid, f, driver)?;
+                let info_id = tty::info_id(driver, index);
+                let rf = self.fresh();
+                let reg = Reg {
+                    id: rf,
+                    info: &f.info,
+                    flags: f.flags(),
+                    pos: f.fdinfo.pos as u64,
+                    fown,
+                };
+                self.push_reg(&reg, None, Some(f))?;
+                if let Some(info) = self.ttys.info_once(pid, f, driver, index)? {
+                    self.extra.tty_info.push(info);
+                }
+                self.entries
+                    .push(tty::entry(id, info_id, f.flags(), fown, rf));
+            }
+        }
         Ok(id)
     }
 
-    fn push(
+    /// Writes the ghost files found so far (while the task is frozen);
+    /// `create` names each image before it is written.
+    pub fn write_ghosts(
         &mut self,
-        id: u32,
-        info: &FileInfo,
-        flags: u32,
-        pos: u64,
-        signum: u32,
-        file: &File,
+        create: &mut dyn FnMut(ImageFile) -> Result<ImageDir>,
     ) -> Result<()> {
+        self.ghosts.write(self.pid, create)
+    }
+
+    /// The images beside files.img, once every fd is seen; checks that
+    /// every pty slave has its master (or is the shell's terminal).
+    pub fn take_extra(&mut self) -> Result<Extra> {
+        self.ttys.check_pairs(self.pid, self.opts.shell_job)?;
+        Ok(std::mem::take(&mut self.extra))
+    }
+
+    /// Writes a regular-file entry; `file` (or the open fd's copy) is read
+    /// for the build-id.
+    fn push_reg(&mut self, r: &Reg<'_>, file: Option<&File>, open: Option<&OpenFd>) -> Result<()> {
+        let info = r.info;
         // CRIU skips the size of write-only append files (logs).
-        let append_only = flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32
-            && flags & libc::O_APPEND as u32 != 0;
+        let append_only = r.flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32
+            && r.flags & libc::O_APPEND as u32 != 0;
         let validate = info.is_reg() && !append_only;
-        let build_id = if validate {
+        let build_id = if validate && info.size >= 5 {
+            let readable;
+            let file = match (file, open) {
+                (Some(f), _) => f,
+                (None, Some(o)) => {
+                    readable = o.reopen_for_reading(self.pid)?;
+                    &readable
+                }
+                (None, None) => unreachable!("push_reg is given a file to read"),
+            };
             rcriu_images::build_id::build_id(file, info.size)
                 .map_err(Error::file(self.pid, &info.path))?
                 .unwrap_or_default()
@@ -262,12 +569,12 @@ impl Files {
         };
         self.entries.push(pb::FileEntry {
             r#type: pb::FdTypes::Reg as i32,
-            id,
+            id: r.id,
             reg: Some(pb::RegFileEntry {
-                id,
-                flags,
-                pos,
-                fown: fown(signum),
+                id: r.id,
+                flags: r.flags,
+                pos: r.pos,
+                fown: r.fown,
                 name: info.path.as_os_str().as_bytes().to_vec(),
                 mnt_id: None,
                 size: validate.then_some(info.size),
@@ -285,28 +592,15 @@ impl Files {
 }
 
 /// The fdinfo entry of an fd.
-pub fn fdinfo_entry(fd: i32, id: u32, fdinfo: &FdInfo) -> pb::FdinfoEntry {
-    let cloexec = fdinfo.flags & libc::O_CLOEXEC as u32 != 0;
+pub fn fdinfo_entry(f: &OpenFd, id: u32) -> pb::FdinfoEntry {
+    let cloexec = f.fdinfo.flags & libc::O_CLOEXEC as u32 != 0;
     pb::FdinfoEntry {
         id,
         flags: if cloexec { libc::FD_CLOEXEC as u32 } else { 0 },
-        r#type: pb::FdTypes::Reg as i32,
-        fd: fd as u32,
+        r#type: f.kind().fd_type() as i32,
+        fd: f.fd as u32,
         xattr_security_selinux: None,
     }
-}
-
-/// Checks the owner of an open file (F_SETOWN): none is in scope.
-pub fn check_owner(pid: Pid, f: &OpenFd) -> Result<()> {
-    let (_, owner) =
-        sys::owner(f.file.as_fd()).map_err(Error::sys("reading an open file's owner", pid))?;
-    if owner != 0 {
-        return Err(Error::unsupported(
-            pid,
-            format!("fd {}: a file owner for signals (F_SETOWN {owner})", f.fd),
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -318,9 +612,19 @@ mod tests {
         (FileInfo::of(1, f.as_fd(), Path::new(path)).unwrap(), f)
     }
 
+    fn files() -> Files {
+        Files::new(
+            std::process::id() as Pid,
+            Options {
+                ghost_limit: DEFAULT_GHOST_LIMIT,
+                shell_job: false,
+            },
+        )
+    }
+
     #[test]
     fn specials_share_ids_but_not_directories() {
-        let mut files = Files::new(std::process::id() as Pid);
+        let mut files = files();
         let (exe, ef) = info("/proc/self/exe");
         let a = files.special(&exe, &ef).unwrap();
         let b = files.special(&exe, &ef).unwrap();
@@ -342,7 +646,7 @@ mod tests {
         let f = File::open("/proc/self/exe").unwrap();
         let g = f.try_clone().unwrap();
         let h = File::open("/proc/self/exe").unwrap();
-        let mut files = Files::new(me);
+        let mut files = files();
         let open = |file: &File| {
             use std::os::fd::AsRawFd;
             let fd = file.as_raw_fd();
@@ -360,5 +664,28 @@ mod tests {
         assert_eq!(files.fd(&b).unwrap(), 1);
         assert_eq!(files.fd(&c).unwrap(), 2);
         assert_eq!(files.entries.len(), 2);
+    }
+
+    #[test]
+    fn a_live_file_named_deleted_keeps_its_name() {
+        let dir = std::env::temp_dir().join(format!("rcriu-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let live = dir.join("x (deleted)");
+        std::fs::write(&live, b"1").unwrap();
+        let f = File::open(&live).unwrap();
+        let i = FileInfo::of(1, f.as_fd(), &live).unwrap();
+        assert_eq!(i.path, live);
+        let gone = dir.join("y");
+        std::fs::write(&gone, b"2").unwrap();
+        let g = File::open(&gone).unwrap();
+        std::fs::remove_file(&gone).unwrap();
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", {
+            use std::os::fd::AsRawFd;
+            g.as_raw_fd()
+        }))
+        .unwrap();
+        let i = FileInfo::of(1, g.as_fd(), &link).unwrap();
+        assert_eq!((i.path, i.nlink), (gone, 0));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

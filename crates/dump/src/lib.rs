@@ -14,8 +14,8 @@
 //! (anonymous, heap, stacks and growsdown areas, private and shared file
 //! mappings, memfds and shared anonymous memory ([`memfd`]), hugetlb
 //! memory, with their protections, madvise flags, locks and guard
-//! regions), the vdso, fds on /dev/null, on regular files opened
-//! read-only and on memfds, cwd, root, umask;
+//! regions), the vdso, open files ([`files`]: regular and deleted files,
+//! pipes, FIFOs, ptys, memfds), cwd, root, umask;
 //! every thread's registers, TLS, signal mask, pending signals, alternate
 //! stack, rseq area, robust list, scheduling, name, timer slack,
 //! credentials and seccomp mode and filters (`threads`); the process's
@@ -52,14 +52,19 @@
 pub mod cgroup;
 pub mod core;
 mod error;
+pub mod fifo;
 pub mod files;
+#[allow(unsafe_code)]
+mod files_sys;
 pub mod fs;
+pub mod ghost;
 pub mod ids;
 pub mod inventory;
 pub mod memfd;
 pub mod mm;
 pub mod pages;
 mod pipeline;
+pub mod pipes;
 pub mod pstree;
 mod remote;
 mod rseq;
@@ -70,6 +75,7 @@ mod sys;
 mod threads;
 pub mod timens;
 mod timers;
+pub mod tty;
 
 use std::path::PathBuf;
 
@@ -93,6 +99,7 @@ pub struct Dump {
     leave_running: bool,
     shell_job: bool,
     freeze_cgroup: Option<PathBuf>,
+    ghost_limit: u64,
 }
 
 impl Dump {
@@ -105,6 +112,7 @@ impl Dump {
             leave_running: false,
             shell_job: false,
             freeze_cgroup: None,
+            ghost_limit: files::DEFAULT_GHOST_LIMIT,
         }
     }
 
@@ -138,6 +146,13 @@ impl Dump {
         self
     }
 
+    /// The largest deleted file, in bytes on disk, saved whole in the
+    /// images (criu's `--ghost-limit`; 1 MiB unless told).
+    pub fn ghost_limit(mut self, bytes: u64) -> Dump {
+        self.ghost_limit = bytes;
+        self
+    }
+
     /// Dumps the process. On success the images are complete and the
     /// process is running (`leave_running`) or killed; on failure it runs
     /// on as it was and the images this run wrote are removed.
@@ -148,6 +163,7 @@ impl Dump {
             leave_running: self.leave_running,
             shell_job: self.shell_job,
             freeze_cgroup: self.freeze_cgroup,
+            ghost_limit: self.ghost_limit,
         })
     }
 }

@@ -44,6 +44,8 @@ pub struct Options {
     pub shell_job: bool,
     /// criu's `--freeze-cgroup`: the freezer cgroup frozen while seizing.
     pub freeze_cgroup: Option<PathBuf>,
+    /// criu's `--ghost-limit`, in bytes.
+    pub ghost_limit: u64,
 }
 
 /// rcriu's own namespaces, cgroups and clocks: what the task's are
@@ -150,6 +152,8 @@ struct Collected {
     memfd_inodes: Vec<pb::MemfdInodeEntry>,
     files: Vec<pb::FileEntry>,
     fdinfo: Vec<pb::FdinfoEntry>,
+    /// Remaps, pipe and FIFO data, terminals.
+    files_extra: files::Extra,
     fs: pb::FsEntry,
     /// The id of the task's time namespace when it is not rcriu's, and the
     /// offsets of the task's time namespace.
@@ -255,6 +259,7 @@ fn write_images(out: &mut Output, o: &Options, host: &Host, c: &Collected) -> Re
     if !c.memfd_inodes.is_empty() {
         out.write_all(ImageFile::Memfd, &c.memfd_inodes)?;
     }
+    c.files_extra.write(pid, &mut |f| out.created(f))?;
     out.write_one(ImageFile::Seccomp, &c.seccomp)?;
     fault::check_abort().map_err(Error::compel(pid))
 }
@@ -363,26 +368,27 @@ fn collect(
     let mut open = Vec::with_capacity(copies.len());
     for ((fd, fdinfo), copy) in fd_list.iter().zip(fd_infos).zip(copies) {
         let file = File::from(copy);
-        let path = match fd.target() {
-            rcriu_proc::FdTarget::Path { path, .. } => path,
-            _ => fd.link.clone(),
-        };
-        let info = FileInfo::of(pid, file.as_fd(), &path)?;
+        let info = FileInfo::of(pid, file.as_fd(), &fd.link)?;
         let f = OpenFd {
             fd: fd.fd,
             file,
             info,
             fdinfo,
         };
-        files::check_owner(pid, &f)?;
         if !memfd::is_memfd_link(&fd.link) {
-            files::check_path(pid, &format!("fd {}:", f.fd), &f.info)?;
+            files::check_open(pid, &f)?;
         }
         open.push(f);
     }
 
     // -- Files: mapped, open, exe, cwd, root.
-    let mut table = Files::new(pid);
+    let mut table = Files::new(
+        pid,
+        files::Options {
+            ghost_limit: o.ghost_limit,
+            shell_job: o.shell_job,
+        },
+    );
     let mut memfds = memfd::Memfds::new(pid)?;
     let mut create = |f| out.created(f);
     for a in areas.iter_mut() {
@@ -395,14 +401,13 @@ fn collect(
     for f in &open {
         if memfd::is_memfd_link(&f.info.path) {
             let id = memfds.fd(&mut table, f, &mut create)?;
-            fdinfo.push(memfd::fdinfo_entry(files::fdinfo_entry(
-                f.fd, id, &f.fdinfo,
-            )));
+            fdinfo.push(memfd::fdinfo_entry(files::fdinfo_entry(f, id)));
         } else {
             let id = table.fd(f)?;
-            fdinfo.push(files::fdinfo_entry(f.fd, id, &f.fdinfo));
+            fdinfo.push(files::fdinfo_entry(f, id));
         }
     }
+    table.write_ghosts(&mut |f| out.created(f))?;
     let exe_id = special(
         pid,
         &mut table,
@@ -556,6 +561,7 @@ fn collect(
         runs: plan.runs,
         pages_id,
         memfd_inodes: memfds.entries,
+        files_extra: table.take_extra()?,
         files: table.entries,
         fdinfo,
         fs: fs::entry(cwd_id, root_id, creds.umask),

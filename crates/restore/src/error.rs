@@ -40,6 +40,12 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("restored process {pid} died: {what}")]
     Died { pid: Pid, what: String },
     #[error(transparent)]
@@ -63,6 +69,11 @@ impl Error {
 
     pub(crate) fn host(what: &'static str) -> impl FnOnce(io::Error) -> Error {
         move |source| Error::Host { what, source }
+    }
+
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Io { what, source }
     }
 
     pub(crate) fn file(

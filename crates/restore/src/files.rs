@@ -1,6 +1,16 @@
 //! Files: the process's fds, and the files its mappings and cwd/root
 //! refer to, opened as they were and checked as CRIU checks them.
+//!
+//! Every open file is opened here, before the fork, once per file id
+//! (its flags, position, owner's signal), and each fd holding it gets a
+//! copy (dup): fds that shared an open file description share one again,
+//! and the restorer only moves fds to their numbers. Regular files,
+//! directories, devices and `O_PATH` files are opened by name, ghosts
+//! made again first ([`ghost`](crate::ghost)); pipes and FIFOs are
+//! [`pipes`](crate::pipes); terminals [`tty`](crate::tty). Owners
+//! (F_SETOWN) are given once the process, and so its pid, exists.
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -11,7 +21,7 @@ use std::path::{Path, PathBuf};
 use rcriu_images::{ImageFile, pb};
 
 use crate::load::Images;
-use crate::{Error, Result};
+use crate::{Error, Result, files_sys, ghost, pipes, tty};
 
 /// How opened and mapped files are checked against the dump (criu's
 /// `--file-validation`).
@@ -38,9 +48,6 @@ impl std::str::FromStr for FileValidation {
     }
 }
 
-/// `fd_types` of files.img that a restore handles so far.
-const FD_TYPE_REG: i32 = 1;
-
 /// Open flags that only matter at creation.
 const CREATION_FLAGS: i32 = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY;
 
@@ -51,17 +58,27 @@ fn path_of(reg: &pb::RegFileEntry) -> PathBuf {
 /// Opens a regular-file entry with `how` (O_RDONLY, ... or the entry's own
 /// flags), then checks it against the dump.
 pub fn open_reg(reg: &pb::RegFileEntry, how: i32, validation: FileValidation) -> Result<File> {
-    let path = path_of(reg);
-    let file = std::fs::OpenOptions::new()
-        .read(how & libc::O_ACCMODE != libc::O_WRONLY)
-        .write(how & libc::O_ACCMODE != libc::O_RDONLY)
-        .custom_flags((how & !libc::O_ACCMODE & !CREATION_FLAGS) | libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(Error::file("opening", &path))?;
-    validate(&file, &path, reg, validation)?;
-    Ok(file)
+    open_reg_at(reg, &path_of(reg), how, validation)
 }
 
+/// [`open_reg`] by another path (a ghost made again).
+fn open_reg_at(
+    reg: &pb::RegFileEntry,
+    path: &Path,
+    how: i32,
+    validation: FileValidation,
+) -> Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .read(how & libc::O_ACCMODE != libc::O_WRONLY || how & libc::O_PATH != 0)
+        .write(how & libc::O_ACCMODE != libc::O_RDONLY && how & libc::O_PATH == 0)
+        .custom_flags((how & !libc::O_ACCMODE & !CREATION_FLAGS) | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(Error::file("opening", path))?;
+    if how & libc::O_PATH == 0 {
+        validate(&file, path, reg, validation)?;
+    }
+    Ok(file)
+}
 fn validate(file: &File, path: &Path, reg: &pb::RegFileEntry, how: FileValidation) -> Result<()> {
     let meta = file.metadata().map_err(Error::file("checking", path))?;
     if !meta.file_type().is_file() {
@@ -100,50 +117,191 @@ fn validate(file: &File, path: &Path, reg: &pb::RegFileEntry, how: FileValidatio
 /// The fds to place in the process.
 #[derive(Debug, Default)]
 pub struct FdPlan {
-    /// `(target fd, cloexec, the open file)`, by target.
+    /// `(target fd, cloexec, the open file)`, by target. Fds of one open
+    /// file are copies (dup) of one another.
     pub fds: Vec<(i32, bool, OwnedFd)>,
+    /// `(target fd, owner kind, owner pid)`: owners (F_SETOWN) to give the
+    /// open files once the process exists.
+    pub owners: Vec<(i32, i32, i32)>,
+    /// The fd to make the controlling terminal.
+    pub ctty: Option<i32>,
 }
 
-/// Opens every fd of the process as it was (flags, position).
-pub fn plan(img: &Images, validation: FileValidation) -> Result<FdPlan> {
+/// Opens every fd of the process as it was: one open file per file id
+/// (with its flags, position and owner's signal), copied to every fd that
+/// shares it.
+pub fn plan(img: &Images, validation: FileValidation, shell_job: bool) -> Result<FdPlan> {
     let files_id = img.task.ids.files_id;
     let from = ImageFile::Fdinfo(files_id.into());
     let mut plan = FdPlan::default();
+    let mut op = Opener {
+        img,
+        validation,
+        shell_job,
+        opened: BTreeMap::new(),
+        ghosts: ghost::Ghosts::load(&img.dir)?,
+        pipes: pipes::Pipes::load(&img.dir)?,
+        fifos: pipes::Fifos::load(&img.dir)?,
+        ttys: tty::Ttys::load(&img.dir)?,
+    };
+    let mut owned = Vec::new();
     for e in &img.task.fdinfo {
         let fd = i32::try_from(e.fd)
             .map_err(|_| Error::invalid(from.name(), format!("bad fd {}", e.fd)))?;
-        let entry = img.file(e.id, &from)?;
-        if entry.memfd.is_some() {
+        if img.file(e.id, &from)?.memfd.is_some() {
             continue; // memfd.rs opens them
         }
-        let reg = match (&entry.reg, entry.r#type) {
-            (Some(reg), FD_TYPE_REG) => reg,
-            _ => {
-                return Err(Error::unsupported(format!(
-                    "restoring fd {fd} of process {} ({})",
-                    img.task.pid,
-                    kind_name(entry)
-                )));
+        let file = match op.opened.get(&e.id) {
+            Some(f) => f.try_clone().map_err(Error::host("copying an open file"))?,
+            None => {
+                let (f, fown, session) = op.open(e.id, &from, fd)?;
+                if let Some(sid) = session
+                    && sid == img.task.pstree.sid
+                    && img.task.pstree.sid == img.task.pid
+                    && plan.ctty.is_none()
+                {
+                    plan.ctty = Some(fd);
+                }
+                if let Some(o) = fown
+                    && o.pid != 0
+                    && !owned.contains(&e.id)
+                {
+                    owned.push(e.id);
+                    plan.owners.push((fd, owner_kind(o.pid_type), o.pid as i32));
+                }
+                let copy = f.try_clone().map_err(Error::host("copying an open file"))?;
+                op.opened.insert(e.id, f);
+                copy
             }
         };
-        let file = open_reg(reg, reg.flags as i32, validation)?;
-        let meta = file
-            .metadata()
-            .map_err(Error::file("checking", path_of(reg)))?;
-        if meta.file_type().is_file() || reg.pos != 0 {
-            use std::io::Seek;
-            let mut f = &file;
-            f.seek(std::io::SeekFrom::Start(reg.pos))
-                .map_err(Error::file("positioning", path_of(reg)))?;
-        }
         let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
-        plan.fds.push((fd, cloexec, file.into()));
+        plan.fds.push((fd, cloexec, file));
     }
+    op.ttys.finish()?;
+    op.ghosts.unlink_all()?;
     plan.fds.sort_by_key(|(fd, _, _)| *fd);
     if let Some(w) = plan.fds.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(Error::invalid(from.name(), format!("fd {} twice", w[0].0)));
     }
     Ok(plan)
+}
+
+/// A `fown_entry`'s `pid_type` is the `F_OWNER_*` kind F_GETOWN_EX gave
+/// (TID 0, PID 1, PGRP 2), as CRIU stores it.
+fn owner_kind(pid_type: u32) -> i32 {
+    pid_type as i32
+}
+
+/// Gives the open files their owners, once the process (and its pid)
+/// exists; `fds` are rcriu's copies, by target.
+pub fn set_owners(owners: &[(i32, i32, i32)], fds: &[(i32, bool, OwnedFd)]) -> Result<()> {
+    for &(target, kind, pid) in owners {
+        if let Some((_, _, f)) = fds.iter().find(|(t, _, _)| *t == target) {
+            files_sys::set_owner(f.as_fd(), kind, pid).map_err(Error::io(format!(
+                "giving fd {target} its owner {pid} (F_SETOWN_EX)"
+            )))?;
+        }
+    }
+    Ok(())
+}
+
+/// What opens the files of one restore.
+struct Opener<'a> {
+    img: &'a Images,
+    validation: FileValidation,
+    shell_job: bool,
+    /// file id → its open file.
+    opened: BTreeMap<u32, OwnedFd>,
+    ghosts: ghost::Ghosts,
+    pipes: pipes::Pipes,
+    fifos: pipes::Fifos,
+    ttys: tty::Ttys,
+}
+
+impl Opener<'_> {
+    /// Opens file `id` (first held as `fd`): the open file, its owner, and
+    /// the session whose terminal it is.
+    fn open(
+        &mut self,
+        id: u32,
+        from: &ImageFile,
+        fd: i32,
+    ) -> Result<(OwnedFd, Option<pb::FownEntry>, Option<u32>)> {
+        let img = self.img;
+        let entry = img.file(id, from)?;
+        let reg_of = |regf_id: Option<u32>| -> Result<&pb::RegFileEntry> {
+            let rid = regf_id.ok_or_else(|| {
+                Error::invalid(
+                    ImageFile::Files.name(),
+                    format!("file {id} has no path entry (regf_id)"),
+                )
+            })?;
+            img.file(rid, &ImageFile::Files)?
+                .reg
+                .as_ref()
+                .ok_or_else(|| {
+                    Error::invalid(
+                        ImageFile::Files.name(),
+                        format!("file {id}'s path entry {rid} is not a regular-file entry"),
+                    )
+                })
+        };
+        let unsupported = || {
+            Error::unsupported(format!(
+                "restoring fd {fd} of process {} ({})",
+                img.task.pid,
+                kind_name(entry)
+            ))
+        };
+        let (file, fown, session): (OwnedFd, pb::FownEntry, Option<u32>) =
+            match pb::FdTypes::try_from(entry.r#type) {
+                Ok(pb::FdTypes::Reg) => {
+                    let reg = entry.reg.as_ref().ok_or_else(unsupported)?;
+                    (self.open_reg(id, reg)?, reg.fown, None)
+                }
+                Ok(pb::FdTypes::Pipe) => {
+                    let p = entry.pipe.as_ref().ok_or_else(unsupported)?;
+                    (self.pipes.open(p)?, p.fown, None)
+                }
+                Ok(pb::FdTypes::Fifo) => {
+                    let f = entry.fifo.as_ref().ok_or_else(unsupported)?;
+                    let reg = reg_of(f.regf_id)?;
+                    let file = self.fifos.open(f, reg, &path_of(reg))?;
+                    (file, reg.fown, None)
+                }
+                Ok(pb::FdTypes::Tty) => {
+                    let t = entry.tty.as_ref().ok_or_else(unsupported)?;
+                    let o = self.ttys.open(t, self.shell_job)?;
+                    (o.fd, t.fown, o.session)
+                }
+                _ => return Err(unsupported()),
+            };
+        if fown.signum != 0 {
+            files_sys::set_owner_signal(file.as_fd(), fown.signum as i32).map_err(Error::io(
+                format!("setting the signal of fd {fd} (F_SETSIG)"),
+            ))?;
+        }
+        Ok((file, Some(fown), session))
+    }
+
+    /// A regular file (or directory, device, O_PATH file, ghost), at its
+    /// position.
+    fn open_reg(&mut self, id: u32, reg: &pb::RegFileEntry) -> Result<OwnedFd> {
+        let name = path_of(reg);
+        let ghost = self.ghosts.path_of(&self.img.dir, id, &name)?;
+        let path = ghost.as_deref().unwrap_or(&name);
+        let file = open_reg_at(reg, path, reg.flags as i32, self.validation)?;
+        if reg.flags as i32 & libc::O_PATH == 0 {
+            let meta = file.metadata().map_err(Error::file("checking", path))?;
+            if meta.file_type().is_file() || reg.pos != 0 {
+                use std::io::Seek;
+                let mut f = &file;
+                f.seek(std::io::SeekFrom::Start(reg.pos))
+                    .map_err(Error::file("positioning", path))?;
+            }
+        }
+        Ok(file.into())
+    }
 }
 
 fn kind_name(e: &pb::FileEntry) -> String {

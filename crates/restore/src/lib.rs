@@ -20,15 +20,20 @@ mod cgroup;
 mod core;
 mod error;
 mod files;
+#[allow(unsafe_code)]
+mod files_sys;
 mod finish;
+mod ghost;
 mod load;
 mod memfd;
 mod mm;
 mod pages;
+mod pipes;
 mod region;
 #[allow(unsafe_code)]
 mod sys;
 mod timens;
+mod tty;
 mod vdso;
 
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -152,7 +157,7 @@ impl Restore {
         for t in &mut core.threads {
             t.args.creds.last_cap = last_cap;
         }
-        let mut fds = files::plan(&img, self.validation)?;
+        let mut fds = files::plan(&img, self.validation, self.shell_job)?;
         fds.fds.extend(memfd::plan_fds(&img, &mut mem.memfds)?);
         fds.fds.sort_by_key(|(fd, _, _)| *fd);
         let fs = files::plan_fs(&img)?;
@@ -172,6 +177,8 @@ impl Restore {
             .into_iter()
             .map(up)
             .collect::<Result<Vec<_>>>()?;
+        let owners = fds.owners;
+        let ctty = fds.ctty;
         let sources = fds
             .fds
             .into_iter()
@@ -247,7 +254,7 @@ impl Restore {
             args.loginuid = uid;
         }
         args.parent_pid = std::process::id() as i32;
-        args.ctty_fd = -1;
+        args.ctty_fd = ctty.unwrap_or(-1);
         args.fault_step = rcriu_compel::fault::restorer_step().unwrap_or(0);
         args.go_fd = go_rd.as_raw_fd();
         args.pages_fd = pages_file.as_raw_fd();
@@ -318,6 +325,7 @@ impl Restore {
         let tids: Vec<Pid> = core.threads.iter().map(|t| t.tid as Pid).collect();
         let child = finish::Child::new(child_pid, tids);
         cgroups.enter(child_pid)?;
+        files::set_owners(&owners, &sources)?;
         // Ours no longer needed: the fork has its copies.
         drop((map_files, sources, cwd, root, exe, pages_file, go_rd));
         log::info!("process {pid} created; restoring it");

@@ -1,6 +1,6 @@
-//! rcriu restores what upstream CRIU 4.2 dumped: the `counter` and
-//! `threads` fixtures (tests/fixtures/README.md says what a restore must
-//! show).
+//! rcriu restores what upstream CRIU 4.2 dumped: the `counter`,
+//! `threads` and `files` fixtures (tests/fixtures/README.md says what a
+//! restore must show).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -64,6 +64,7 @@ fn prepare_fixture(name: &str, ids: &[i32]) -> TempDir {
     );
     let _ = std::fs::remove_file(Path::new(HOME).join("counter.out"));
     let _ = std::fs::remove_file(Path::new(HOME).join("threads.verdict"));
+    let _ = std::fs::remove_file(Path::new(HOME).join("files.verdict"));
     for id in ids {
         if Path::new(&format!("/proc/{id}")).exists() {
             panic!(
@@ -304,4 +305,51 @@ fn restores_criu_4_2_counter_through_a_vdso_proxy() {
     rcriu_test_support::wait_exit(r.pid).unwrap();
     wait_gone(PID);
     assert_eq!(l[0], "32", "{l:?}");
+}
+
+#[test]
+fn restores_criu_4_2_files() {
+    const PID: i32 = 30200;
+    require_root();
+    let _g = trace_lock();
+    become_subreaper();
+    let images = prepare_fixture("files", &[PID]);
+    // The file it held open, as it was (size checked on restore).
+    let data: Vec<u8> = (0..4096u32).map(|i| b'a' + (i % 26) as u8).collect();
+    std::fs::write(Path::new(HOME).join("data.txt"), &data).unwrap();
+    let r = Restore::new(images.path())
+        .detach(true)
+        .run()
+        .unwrap_or_else(|e| panic!("restoring the CRIU 4.2 files dump: {e}"));
+    assert_eq!(r.pid, PID);
+    let gone = std::fs::read_link(format!("/proc/{PID}/fd/13")).unwrap();
+    assert_eq!(gone, Path::new("/tmp/rcriu-fixtures/gone.txt (deleted)"));
+    assert!(!Path::new(HOME).join("gone.txt").exists());
+    // It checks the pipe's size and bytes, the file's position and the
+    // deleted file's bytes.
+    rcriu_test_support::signal(PID, libc::SIGUSR1);
+    let status = rcriu_test_support::wait_exit(PID).unwrap();
+    wait_gone(PID);
+    let verdict = std::fs::read_to_string(Path::new(HOME).join("files.verdict"));
+    assert_eq!(
+        (status, verdict.as_deref().unwrap_or("none").trim()),
+        (0, "PASS")
+    );
+}
+
+#[test]
+fn a_changed_file_of_the_criu_4_2_files_dump_is_refused() {
+    require_root();
+    let _g = trace_lock();
+    let images = prepare_fixture("files", &[30200]);
+    std::fs::write(Path::new(HOME).join("data.txt"), b"shorter").unwrap();
+    let e = Restore::new(images.path())
+        .detach(true)
+        .run()
+        .expect_err("data.txt changed size");
+    assert!(
+        matches!(&e, Error::Validation { path, .. } if path.ends_with("data.txt")),
+        "{e}"
+    );
+    assert!(!Path::new("/proc/30200").exists(), "nothing is left behind");
 }

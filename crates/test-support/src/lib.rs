@@ -336,7 +336,8 @@ pub fn wait_child(child: std::process::Child) -> Result<i32, String> {
 /// shows it: maps (addresses, permissions, offsets, devices, inodes,
 /// paths), each area's VmFlags, exe, cmdline, environ, auxv, comm, the
 /// signal, capability, id, no_new_privs and seccomp lines of status,
-/// limits, and the memory-layout fields of stat.
+/// limits, the memory-layout fields of stat, and every fd with its
+/// position and flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcSnapshot {
     pub maps: Vec<String>,
@@ -349,6 +350,9 @@ pub struct ProcSnapshot {
     pub status: Vec<String>,
     pub limits: String,
     pub stat: Vec<String>,
+    /// Each fd: its number, what it is (a pipe's inode left out: a
+    /// restore makes new pipes), its position and flags from fdinfo.
+    pub fds: Vec<String>,
     /// Where the process sleeps (not compared: it only tells when a
     /// restored process is back where it was).
     pub wchan: String,
@@ -424,6 +428,7 @@ impl ProcSnapshot {
                 .iter()
                 .map(|&n| fields.get(n - 3).copied().unwrap_or("?").to_owned())
                 .collect(),
+            fds: fd_lines(pid),
             wchan: text("wchan"),
         }
     }
@@ -469,6 +474,7 @@ impl ProcSnapshot {
         lines("VmFlags", &self.vmflags, &other.vmflags, &mut d);
         lines("status", &self.status, &other.status, &mut d);
         lines("stat", &self.stat, &other.stat, &mut d);
+        lines("fds", &self.fds, &other.fds, &mut d);
         if self.exe != other.exe {
             d.push(format!("exe: {:?} / {:?}", self.exe, other.exe));
         }
@@ -489,6 +495,39 @@ impl ProcSnapshot {
         }
         d
     }
+}
+
+/// `N -> TARGET pos P flags F` for each fd of `pid`, by number; a pipe's
+/// inode is left out of its target.
+fn fd_lines(pid: i32) -> Vec<String> {
+    let dir = format!("/proc/{pid}/fd");
+    let mut fds: Vec<i32> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {dir}: {e}"))
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort_unstable();
+    fds.into_iter()
+        .filter_map(|fd| {
+            let target = std::fs::read_link(format!("{dir}/{fd}")).ok()?;
+            let mut target = target.to_string_lossy().into_owned();
+            if target.starts_with("pipe:[") {
+                target = "pipe".into();
+            }
+            let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+            let field = |k: &str| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix(k))
+                    .map_or("?", str::trim)
+                    .to_owned()
+            };
+            Some(format!(
+                "{fd} -> {target} pos {} flags {}",
+                field("pos:"),
+                field("flags:")
+            ))
+        })
+        .collect()
 }
 
 /// The fixture's `counter` (tests/fixtures/bin/counter): appends the next

@@ -15,7 +15,11 @@ pub fn run(opts: &CriuOpts, images_dir: Option<&std::path::Path>) -> anyhow::Res
     let mut dump = rcriu::Dump::new(pid)
         .images_dir(dir)
         .leave_running(opts.leave_running)
-        .shell_job(opts.shell_job);
+        .shell_job(opts.shell_job)
+        .ghost_limit(
+            opts.ghost_limit
+                .unwrap_or(rcriu::dump::files::DEFAULT_GHOST_LIMIT),
+        );
     if let Some(cg) = &opts.freeze_cgroup {
         dump = dump.freeze_cgroup(cg);
     }

@@ -1,0 +1,203 @@
+//! Ghost files: an open file that had no name left at the dump is made
+//! again from `ghost-file-<id>.img` (its mode, owner, times and bytes,
+//! whole or in chunks), opened by the file entries that `remap-fpath.img`
+//! ties to it, then unlinked, so that it is open and nameless as it was.
+//!
+//! The file is made at its old name when that is free (so that /proc
+//! shows the same name, " (deleted)"), else beside it with a suffix. The
+//! names go once every fd is open, or when the restore fails.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rcriu_images::{ImageDir, ImageFile, pb};
+
+use crate::{Error, Result};
+
+/// The largest ghost file rcriu makes again (its bytes come from the
+/// images; a bigger size is a corrupt image).
+const MAX_GHOST: u64 = 1 << 40;
+
+/// The ghosts of a restore, by remap id.
+#[derive(Debug, Default)]
+pub struct Ghosts {
+    /// file id → ghost id, from remap-fpath.img.
+    remaps: BTreeMap<u32, u32>,
+    /// ghost id → the name it was made at.
+    made: BTreeMap<u32, PathBuf>,
+}
+
+impl Ghosts {
+    /// Reads `remap-fpath.img`: which file entries are ghosts.
+    pub fn load(dir: &ImageDir) -> Result<Ghosts> {
+        let mut g = Ghosts::default();
+        if !dir.exists(ImageFile::RemapFpath) {
+            return Ok(g);
+        }
+        let name = ImageFile::RemapFpath.name();
+        for r in dir.read_all::<pb::RemapFilePathEntry>(ImageFile::RemapFpath)? {
+            match r.remap_type {
+                Some(t) if t == pb::RemapType::Ghost as i32 => {
+                    g.remaps.insert(r.orig_id, r.remap_id);
+                }
+                other => {
+                    return Err(Error::unsupported(format!(
+                        "{name}: file {} remapped as {other:?} (only ghosts are)",
+                        r.orig_id
+                    )));
+                }
+            }
+        }
+        Ok(g)
+    }
+
+    /// The path to open file entry `id` by: its ghost made again when it
+    /// has one (`None` when it has none).
+    pub fn path_of(&mut self, dir: &ImageDir, id: u32, name: &Path) -> Result<Option<PathBuf>> {
+        let Some(&gid) = self.remaps.get(&id) else {
+            return Ok(None);
+        };
+        if let Some(p) = self.made.get(&gid) {
+            return Ok(Some(p.clone()));
+        }
+        let path = make(dir, gid, name)?;
+        self.made.insert(gid, path.clone());
+        Ok(Some(path))
+    }
+
+    /// Removes the names the ghosts were made at.
+    pub fn unlink_all(&mut self) -> Result<()> {
+        let mut first = Ok(());
+        for (_, p) in std::mem::take(&mut self.made) {
+            if let Err(e) = std::fs::remove_file(&p)
+                && first.is_ok()
+            {
+                first = Err(Error::file("removing the ghost file", &p)(e));
+            }
+        }
+        first
+    }
+}
+
+impl Drop for Ghosts {
+    fn drop(&mut self) {
+        let _ = self.unlink_all();
+    }
+}
+
+/// Makes ghost `gid` at `name` (or beside it) and returns where.
+fn make(dir: &ImageDir, gid: u32, name: &Path) -> Result<PathBuf> {
+    let img = ImageFile::GhostFile(gid.into());
+    let iname = img.name();
+    let mut r = dir.reader(img)?;
+    let g: pb::GhostFileEntry = r.expect_next()?;
+    if g.mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(Error::unsupported(format!(
+            "{iname}: a ghost of mode {:o} (only regular files)",
+            g.mode
+        )));
+    }
+    let create = |p: &Path| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(p)
+    };
+    let mut path = name.to_owned();
+    let mut file = match create(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mut n: OsString = name.as_os_str().to_owned();
+            n.push(format!(".rcriu-ghost.{gid:x}"));
+            path = PathBuf::from(n);
+            create(&path).map_err(Error::file("making the ghost file", &path))?
+        }
+        Err(e) => return Err(Error::file("making the ghost file", &path)(e)),
+    };
+    let filled = fill(&mut r, &g, &mut file, &iname, &path).and_then(|()| finish(&file, &g, &path));
+    if let Err(e) = filled {
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
+    log::debug!("ghost {gid:x} made at {}", path.display());
+    Ok(path)
+}
+
+/// Writes the ghost's bytes: each chunk at its offset, or everything after
+/// the entry.
+fn fill<R: std::io::Read>(
+    r: &mut rcriu_images::ImageReader<R>,
+    g: &pb::GhostFileEntry,
+    file: &mut File,
+    iname: &str,
+    path: &Path,
+) -> Result<()> {
+    use std::io::Seek;
+    if g.chunks == Some(true) {
+        let size = g.size.unwrap_or(0);
+        if size > MAX_GHOST {
+            return Err(Error::invalid(iname, format!("a ghost of {size} bytes")));
+        }
+        while let Some(c) = r.read_next::<pb::GhostChunkEntry>()? {
+            if c.off.checked_add(c.len).is_none_or(|end| end > size) {
+                return Err(Error::invalid(
+                    iname,
+                    format!(
+                        "a chunk of {} bytes at {} past the size {size}",
+                        c.len, c.off
+                    ),
+                ));
+            }
+            file.seek(std::io::SeekFrom::Start(c.off))
+                .map_err(Error::file("writing the ghost file", path))?;
+            r.copy_payload(c.len, file)?;
+        }
+        file.set_len(size)
+            .map_err(Error::file("sizing the ghost file", path))?;
+    } else {
+        let rest = r.read_rest()?;
+        file.write_all(&rest)
+            .map_err(Error::file("writing the ghost file", path))?;
+    }
+    Ok(())
+}
+
+/// Mode, owner and times as the ghost had them.
+fn finish(file: &File, g: &pb::GhostFileEntry, path: &Path) -> Result<()> {
+    file.set_permissions(std::fs::Permissions::from_mode(g.mode & 0o7777))
+        .map_err(Error::file("setting the mode of the ghost file", path))?;
+    rustix::fs::fchown(
+        file,
+        Some(rustix::fs::Uid::from_raw(g.uid)),
+        Some(rustix::fs::Gid::from_raw(g.gid)),
+    )
+    .map_err(|e| Error::file("setting the owner of the ghost file", path)(e.into()))?;
+    // chown drops set-id bits: the mode once more.
+    file.set_permissions(std::fs::Permissions::from_mode(g.mode & 0o7777))
+        .map_err(Error::file("setting the mode of the ghost file", path))?;
+    let ts = |t: Option<pb::Timeval>| match t {
+        Some(t) => rustix::fs::Timespec {
+            tv_sec: t.tv_sec as i64,
+            tv_nsec: (t.tv_usec * 1000) as _,
+        },
+        None => rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+    };
+    rustix::fs::futimens(
+        file,
+        &rustix::fs::Timestamps {
+            last_access: ts(g.atim),
+            last_modification: ts(g.mtim),
+        },
+    )
+    .map_err(|e| Error::file("setting the times of the ghost file", path)(e.into()))?;
+    Ok(())
+}

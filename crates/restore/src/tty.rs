@@ -1,0 +1,224 @@
+//! Terminals: Unix98 ptys are made again through /dev/ptmx with the index
+//! they had (the kernel gives the lowest free one: lower ones are held
+//! until the right one comes), unlocked, their slaves opened by name, and
+//! each end's modes, locked modes, window size, packet and exclusive
+//! modes set as `tty-info.img` has them; a pty that was locked is locked
+//! again once every fd is open.
+//!
+//! A slave whose master is not in the dump is the terminal of the shell
+//! the process was started from (`--shell-job`): rcriu's own standard
+//! input stands for it, as in CRIU.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+use rcriu_images::{ImageDir, ImageFile, pb};
+
+use crate::{Error, Result, files_sys};
+
+/// The terminals of a restore.
+#[derive(Debug, Default)]
+pub struct Ttys {
+    infos: BTreeMap<u32, pb::TtyInfoEntry>,
+    /// pty index → its master, made.
+    masters: BTreeMap<u32, OwnedFd>,
+    /// Info ids whose parameters are set.
+    set: Vec<u32>,
+}
+
+/// What an open terminal is to the process.
+#[derive(Debug)]
+pub struct Opened {
+    pub fd: OwnedFd,
+    /// It is the process's controlling terminal (a slave whose session is
+    /// the process's).
+    pub session: Option<u32>,
+}
+
+fn is_master(info_id: u32) -> bool {
+    info_id & 1 == 1
+}
+
+impl Ttys {
+    pub fn load(dir: &ImageDir) -> Result<Ttys> {
+        let mut t = Ttys::default();
+        if !dir.exists(ImageFile::TtyInfo) {
+            return Ok(t);
+        }
+        for i in dir.read_all::<pb::TtyInfoEntry>(ImageFile::TtyInfo)? {
+            t.infos.insert(i.id, i);
+        }
+        Ok(t)
+    }
+
+    /// The open file of a `tty_file_entry`.
+    pub fn open(&mut self, e: &pb::TtyFileEntry, shell_job: bool) -> Result<Opened> {
+        let iname = ImageFile::TtyInfo.name();
+        let info = self
+            .infos
+            .get(&e.tty_info_id)
+            .ok_or_else(|| {
+                Error::invalid(
+                    ImageFile::Files.name(),
+                    format!(
+                        "terminal file {} refers to {iname} entry {}, which it does not have",
+                        e.id, e.tty_info_id
+                    ),
+                )
+            })?
+            .clone();
+        if info.r#type != pb::TtyType::Pty as i32 {
+            return Err(Error::unsupported(format!(
+                "restoring a terminal of type {} (file {}; only ptys are)",
+                info.r#type, e.id
+            )));
+        }
+        let index = info
+            .pty
+            .as_ref()
+            .ok_or_else(|| Error::invalid(&iname, format!("pty {} without an index", info.id)))?
+            .index;
+        let flags = e.flags as i32;
+        let fd = if is_master(info.id) {
+            let m = self.master(index, &info)?;
+            let fd = m.try_clone().map_err(Error::host("copying a pty master"))?;
+            files_sys::set_status_flags(fd.as_fd(), flags & libc::O_NONBLOCK).map_err(
+                Error::io(format!("setting the flags of pty master {index}")),
+            )?;
+            fd
+        } else if self.infos.contains_key(&(info.id + 1)) {
+            let master = self.infos[&(info.id + 1)].clone();
+            self.master(index, &master)?;
+            let path = format!("/dev/pts/{index}");
+            let f = std::fs::OpenOptions::new()
+                .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
+                .write(flags & libc::O_ACCMODE != libc::O_RDONLY)
+                .custom_flags(
+                    (flags & (libc::O_NONBLOCK | libc::O_APPEND))
+                        | libc::O_NOCTTY
+                        | libc::O_CLOEXEC,
+                )
+                .open(&path)
+                .map_err(Error::file("opening the pty slave", &path))?;
+            OwnedFd::from(f)
+        } else if shell_job {
+            let stdin = std::io::stdin();
+            let fd = stdin.as_fd();
+            if !files_sys::is_tty(fd) {
+                return Err(Error::unsupported(format!(
+                    "restoring the shell's terminal (/dev/pts/{index}) without a terminal on rcriu's standard input"
+                )));
+            }
+            fd.try_clone_to_owned()
+                .map_err(Error::host("copying the standard input"))?
+        } else {
+            return Err(Error::unsupported(format!(
+                "restoring /dev/pts/{index}, whose master is not in the dump, without --shell-job"
+            )));
+        };
+        self.params_once(fd.as_fd(), &info)?;
+        Ok(Opened {
+            fd,
+            session: (!is_master(info.id) && info.sid != 0).then_some(info.sid),
+        })
+    }
+
+    /// The master of pty `index`, made when first asked for.
+    fn master(&mut self, index: u32, info: &pb::TtyInfoEntry) -> Result<&OwnedFd> {
+        if !self.masters.contains_key(&index) {
+            let m = open_ptmx_index(index)?;
+            files_sys::set_pty_lock(m.as_fd(), false)
+                .map_err(Error::io(format!("unlocking pty {index}")))?;
+            if info.packet_mode {
+                files_sys::set_packet_mode(m.as_fd(), true)
+                    .map_err(Error::io(format!("setting pty {index}'s packet mode")))?;
+            }
+            self.params_once(m.as_fd(), info)?;
+            self.masters.insert(index, m);
+        }
+        Ok(&self.masters[&index])
+    }
+
+    /// Modes, locked modes and window size of a terminal end, once.
+    fn params_once(&mut self, fd: BorrowedFd<'_>, info: &pb::TtyInfoEntry) -> Result<()> {
+        if self.set.contains(&info.id) {
+            return Ok(());
+        }
+        self.set.push(info.id);
+        let err = |w: &str| Error::io(format!("setting the {w} of terminal {:#x}", info.id));
+        if let Some(t) = &info.termios_locked {
+            files_sys::set_termios(fd, &termios(t), true).map_err(err("locked modes"))?;
+        }
+        if let Some(t) = &info.termios {
+            files_sys::set_termios(fd, &termios(t), false).map_err(err("modes"))?;
+        }
+        if let Some(w) = &info.winsize {
+            let ws = libc::winsize {
+                ws_row: w.ws_row as u16,
+                ws_col: w.ws_col as u16,
+                ws_xpixel: w.ws_xpixel as u16,
+                ws_ypixel: w.ws_ypixel as u16,
+            };
+            files_sys::set_winsize(fd, &ws).map_err(err("window size"))?;
+        }
+        Ok(())
+    }
+
+    /// Once every fd is open: locks and exclusive modes.
+    pub fn finish(&self) -> Result<()> {
+        for info in self.infos.values() {
+            let Some(index) = info.pty.as_ref().map(|p| p.index) else {
+                continue;
+            };
+            let Some(m) = self.masters.get(&index) else {
+                continue;
+            };
+            if is_master(info.id) && info.locked {
+                files_sys::set_pty_lock(m.as_fd(), true)
+                    .map_err(Error::io(format!("locking pty {index}")))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A termios from its entry: the control characters are the bytes of the
+/// words, four to a word, as CRIU stores them.
+fn termios(t: &pb::TermiosEntry) -> libc::termios {
+    let mut out = files_sys::zeroed_termios();
+    out.c_iflag = t.c_iflag;
+    out.c_oflag = t.c_oflag;
+    out.c_cflag = t.c_cflag;
+    out.c_lflag = t.c_lflag;
+    out.c_line = t.c_line as u8;
+    let bytes: Vec<u8> = t.c_cc.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let n = bytes.len().min(out.c_cc.len());
+    out.c_cc[..n].copy_from_slice(&bytes[..n]);
+    out
+}
+
+/// Opens /dev/ptmx until the kernel gives pty `index` (it gives the
+/// lowest free index: the lower ones are held meanwhile).
+fn open_ptmx_index(index: u32) -> Result<OwnedFd> {
+    let mut held = Vec::new();
+    loop {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open("/dev/ptmx")
+            .map_err(Error::file("opening", "/dev/ptmx"))?;
+        let got = files_sys::pty_index(f.as_fd())
+            .map_err(Error::io("reading a new pty's index (TIOCGPTN)"))?;
+        if got == index {
+            return Ok(f.into());
+        }
+        if got > index || held.len() > 4096 {
+            return Err(Error::unsupported(format!(
+                "restoring pty {index}, which another process holds (the kernel gave {got})"
+            )));
+        }
+        held.push(f);
+    }
+}

@@ -1,0 +1,425 @@
+//! Open files end to end: regular files in every mode, ghost files,
+//! pipes and FIFOs with their bytes, ptys and the controlling terminal.
+//! Each workload is dumped, killed and restored (and dumped with
+//! --leave-running), then checks itself; /proc (with every fd's position
+//! and flags) is the same before and after. Negative controls corrupt
+//! one field of the images and must make the workload fail or the
+//! restore refuse, naming the image.
+
+use rcriu::images::{ImageDir, ImageFile, pb};
+use rcriu::{Dump, Restore};
+use rcriu_test_support::{
+    HANG_GUARD, ProcSnapshot, TempDir, Workload, become_subreaper, no_inherited_fds, require_root,
+    trace_lock,
+};
+
+/// What a cycle does to the images between the dump and the restore.
+type Tweak = fn(&ImageDir, i32);
+
+fn setup() -> std::sync::MutexGuard<'static, ()> {
+    require_root();
+    let g = trace_lock();
+    become_subreaper();
+    g
+}
+
+/// Starts a workload and waits until it sleeps where it waits for the
+/// test.
+fn start(name: &str, args: &[&str]) -> Workload {
+    let w = Workload::start(name, args);
+    w.wait_in("sigsuspend");
+    w
+}
+
+/// start → dump → kill → (tweak) → restore → same /proc → verdict.
+fn cycle(name: &str, args: &[&str], tweak: Option<Tweak>) -> Result<(), String> {
+    cycle_with(start(name, args), name, tweak)
+}
+
+fn cycle_with(mut w: Workload, name: &str, tweak: Option<Tweak>) -> Result<(), String> {
+    let images = TempDir::new(&format!("files-{name}"));
+    let before = ProcSnapshot::take(w.pid);
+    Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .map_err(|e| format!("dumping {name}: {e}"))?;
+    let status = w.reap();
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+        "a dump kills the process: {status:#x}"
+    );
+    if let Some(t) = tweak {
+        t(
+            &ImageDir::open(images.path()).expect("opening the images"),
+            w.pid,
+        );
+    }
+    Restore::new(images.path())
+        .detach(true)
+        .run()
+        .map_err(|e| format!("restoring {name}: {e}"))?;
+    if tweak.is_none() {
+        let diff = before.diff(&ProcSnapshot::settled(w.pid, &before));
+        assert!(
+            diff.is_empty(),
+            "{name}: /proc differs:\n{}",
+            diff.join("\n")
+        );
+    }
+    w.verdict()
+}
+
+/// start → dump --leave-running → same /proc → verdict of the original.
+fn leave_running(name: &str, args: &[&str]) {
+    let w = start(name, args);
+    let images = TempDir::new(&format!("files-lr-{name}"));
+    let before = ProcSnapshot::take(w.pid);
+    Dump::new(w.pid)
+        .images_dir(images.path())
+        .leave_running(true)
+        .run()
+        .unwrap_or_else(|e| panic!("dumping {name}: {e}"));
+    let diff = before.diff(&ProcSnapshot::settled(w.pid, &before));
+    assert!(
+        diff.is_empty(),
+        "{name}: /proc differs after the dump:\n{}",
+        diff.join("\n")
+    );
+    w.verdict()
+        .unwrap_or_else(|e| panic!("{name} after a --leave-running dump: {e}"));
+}
+
+/// Rewrites files.img through `f`.
+fn edit_files(dir: &ImageDir, f: impl Fn(&mut pb::FileEntry)) {
+    let mut files = dir.files().unwrap();
+    files.iter_mut().for_each(f);
+    dir.write_all(ImageFile::Files, &files).unwrap();
+}
+
+/// Flips the last byte of an image (the end of its last payload).
+fn flip_last_byte(dir: &ImageDir, file: ImageFile) {
+    let path = dir.file_path(file);
+    let mut bytes = std::fs::read(&path).unwrap();
+    *bytes.last_mut().expect("a payload") ^= 0x5a;
+    std::fs::write(&path, bytes).unwrap();
+}
+
+// -- Regular files.
+
+#[test]
+fn regular_files_carry_on() {
+    let _g = setup();
+    cycle("files_reg", &[], None).unwrap();
+    leave_running("files_reg", &[]);
+}
+
+fn move_a_position(dir: &ImageDir, _pid: i32) {
+    edit_files(dir, |e| {
+        if let Some(r) = e.reg.as_mut()
+            && r.pos == 1234
+        {
+            r.pos = 1235;
+        }
+    });
+}
+
+fn drop_append(dir: &ImageDir, _pid: i32) {
+    edit_files(dir, |e| {
+        if let Some(r) = e.reg.as_mut()
+            && r.name.ends_with(b"log.txt")
+        {
+            r.flags &= !(libc::O_APPEND as u32);
+        }
+    });
+}
+
+fn grow_a_file(dir: &ImageDir, _pid: i32) {
+    edit_files(dir, |e| {
+        if let Some(r) = e.reg.as_mut()
+            && r.name.ends_with(b"plain.txt")
+        {
+            r.size = r.size.map(|s| s + 1);
+        }
+    });
+}
+
+#[test]
+fn a_corrupted_regular_file_is_noticed() {
+    let _g = setup();
+    let e = cycle("files_reg", &[], Some(move_a_position)).unwrap_err();
+    assert!(e.contains("FAIL: fd 10 at 1235"), "{e}");
+    let e = cycle("files_reg", &[], Some(drop_append)).unwrap_err();
+    assert!(e.contains("FAIL: fd 13 flags"), "{e}");
+    let e = cycle("files_reg", &[], Some(grow_a_file)).unwrap_err();
+    assert!(
+        e.contains("plain.txt") && e.contains("the dump had 65537"),
+        "{e}"
+    );
+}
+
+// -- Ghost files.
+
+#[test]
+fn ghost_files_carry_on() {
+    let _g = setup();
+    cycle("files_ghost", &[], None).unwrap();
+    leave_running("files_ghost", &[]);
+}
+
+fn flip_a_ghost_byte(dir: &ImageDir, _pid: i32) {
+    flip_last_byte(dir, ImageFile::GhostFile(1));
+}
+
+#[test]
+fn a_corrupted_ghost_is_noticed() {
+    let _g = setup();
+    let e = cycle("files_ghost", &[], Some(flip_a_ghost_byte)).unwrap_err();
+    assert!(e.contains("FAIL: gone.txt contents"), "{e}");
+}
+
+#[test]
+fn a_ghost_over_the_limit_is_refused_by_name() {
+    let _g = setup();
+    let w = start("files_ghost", &["huge"]);
+    let images = TempDir::new("files-huge");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect_err("a 2 MiB deleted file is over the default limit")
+        .to_string();
+    assert!(
+        e.contains("huge.bin") && e.contains("ghost limit of 1048576"),
+        "{e}"
+    );
+    let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
+    assert!(left.is_empty(), "a refused dump leaves no image: {left:?}");
+    // A larger limit takes it.
+    let mut w = w;
+    Dump::new(w.pid)
+        .images_dir(images.path())
+        .ghost_limit(4 << 20)
+        .run()
+        .expect("dumping with a 4 MiB ghost limit");
+    w.reap();
+    Restore::new(images.path()).detach(true).run().unwrap();
+    w.verdict().unwrap();
+}
+
+// -- Pipes and FIFOs.
+
+#[test]
+fn pipes_and_fifos_carry_on() {
+    let _g = setup();
+    cycle("files_pipe", &[], None).unwrap();
+    leave_running("files_pipe", &[]);
+}
+
+fn flip_a_pipe_byte(dir: &ImageDir, _pid: i32) {
+    flip_last_byte(dir, ImageFile::PipesData);
+}
+
+fn flip_a_fifo_byte(dir: &ImageDir, _pid: i32) {
+    flip_last_byte(dir, ImageFile::FifoData);
+}
+
+/// Pipe A's size, halved below what it holds.
+fn shrink_a_pipe(dir: &ImageDir, _pid: i32) {
+    let mut r = dir.reader(ImageFile::PipesData).unwrap();
+    let mut all = Vec::new();
+    while let Some(mut e) = r.read_next::<pb::PipeDataEntry>().unwrap() {
+        let bytes = r.read_payload(u64::from(e.bytes)).unwrap();
+        if e.size == Some(128 * 1024) {
+            e.size = Some(64 * 1024);
+        }
+        all.push((e, bytes));
+    }
+    let mut w = dir.writer(ImageFile::PipesData).unwrap();
+    for (e, bytes) in &all {
+        w.write(e).unwrap();
+        w.write_payload(bytes).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+#[test]
+fn corrupted_pipe_data_is_noticed() {
+    let _g = setup();
+    let e = cycle("files_pipe", &[], Some(flip_a_pipe_byte)).unwrap_err();
+    assert!(e.contains("FAIL: pipe C's bytes"), "{e}");
+    let e = cycle("files_pipe", &[], Some(flip_a_fifo_byte)).unwrap_err();
+    assert!(e.contains("FAIL: the FIFO's bytes"), "{e}");
+    let e = cycle("files_pipe", &[], Some(shrink_a_pipe)).unwrap_err();
+    assert!(
+        e.contains("pipes-data.img") && e.contains("holds 70000 bytes"),
+        "{e}"
+    );
+}
+
+/// A pipe whose other end is outside the dump: dumped as any pipe and
+/// restored as a new pipe whose other end is gone, as CRIU 4.2 does.
+#[test]
+fn a_pipe_to_the_outside_comes_back_alone() {
+    let _g = setup();
+    let (mut ours, writer) = std::io::pipe().unwrap();
+    let path = format!(
+        "/proc/{}/fd/{}",
+        std::process::id(),
+        std::os::fd::AsRawFd::as_raw_fd(&ours)
+    );
+    leave_running("files_pipe", &["outside", &path]);
+    let w = start("files_pipe", &["outside", &path]);
+    // The workload's fd 23 is now the only writer.
+    drop(writer);
+    cycle_with(w, "files_pipe", None).unwrap();
+    // The restored fd 23 was a new pipe: ours saw its writer go.
+    let mut buf = [0u8; 1];
+    let n = std::io::Read::read(&mut ours, &mut buf).unwrap();
+    assert_eq!(n, 0, "our pipe has no writer left");
+}
+
+// -- Terminals.
+
+#[test]
+fn ptys_carry_on() {
+    let _g = setup();
+    cycle("files_pty", &[], None).unwrap();
+    cycle("files_pty", &["ctty"], None).unwrap();
+    leave_running("files_pty", &[]);
+    leave_running("files_pty", &["ctty"]);
+}
+
+fn grow_a_window(dir: &ImageDir, _pid: i32) {
+    let mut infos: Vec<pb::TtyInfoEntry> = dir.read_all(ImageFile::TtyInfo).unwrap();
+    for i in &mut infos {
+        if let Some(w) = i.winsize.as_mut() {
+            w.ws_row += 1;
+        }
+    }
+    dir.write_all(ImageFile::TtyInfo, &infos).unwrap();
+}
+
+#[test]
+fn a_corrupted_terminal_is_noticed() {
+    let _g = setup();
+    let e = cycle("files_pty", &["ctty"], Some(grow_a_window)).unwrap_err();
+    assert!(e.contains("FAIL: window size"), "{e}");
+}
+
+/// A shell job on the terminal of a stand-in shell (tty_shell): dumped
+/// with --shell-job, then restored by `rcriu restore -j` run by that
+/// shell on the same terminal (or, with `leave_running`, left running).
+fn shell_job(tweak: Option<Tweak>, leave_running: bool) -> Result<(), String> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    no_inherited_fds();
+    let home = TempDir::new("files-tty-job");
+    let images = TempDir::new("files-tty-job-img");
+    let verdict = home.path().join("verdict");
+    let mut shell = Command::new(rcriu_test_support::workload("tty_shell"))
+        .arg(rcriu_test_support::workload("files_tty_job"))
+        .arg(&verdict)
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_rcriu"))
+        .args(["restore", "-j", "-d", "-D"])
+        .arg(images.path())
+        .current_dir(home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting tty_shell");
+    let mut go = shell.stdin.take().expect("piped");
+    let mut out = BufReader::new(shell.stdout.take().expect("piped"));
+    let mut pid = 0;
+    loop {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the job never got ready"
+        );
+        match line.trim().split_once(' ') {
+            Some(("pid", p)) => pid = p.parse().unwrap(),
+            _ if line.trim() == "ready" => break,
+            _ => {}
+        }
+    }
+    wait_in(pid, "sigsuspend");
+    let before = ProcSnapshot::take(pid);
+    let dumped = Dump::new(pid)
+        .images_dir(images.path())
+        .shell_job(true)
+        .leave_running(leave_running)
+        .run()
+        .map_err(|e| format!("dumping the shell job: {e}"));
+    if dumped.is_ok() && !leave_running {
+        // The dump (this process) traced it: its end is ours to see first,
+        // then the shell's.
+        let _ = rcriu_test_support::wait_exit(pid);
+        if let Some(t) = tweak {
+            t(&ImageDir::open(images.path()).unwrap(), pid);
+        }
+        writeln!(go, "go").unwrap();
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "after 0", "rcriu restore -j failed");
+        if tweak.is_none() {
+            let diff = before.diff(&ProcSnapshot::settled(pid, &before));
+            assert!(diff.is_empty(), "/proc differs:\n{}", diff.join("\n"));
+        }
+    }
+    if dumped.is_ok() {
+        rcriu_test_support::signal(pid, libc::SIGUSR1);
+    }
+    let start = std::time::Instant::now();
+    let mut text = String::new();
+    while dumped.is_ok() && !text.ends_with('\n') {
+        assert!(start.elapsed() < HANG_GUARD, "no verdict from the job");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        text = std::fs::read_to_string(&verdict).unwrap_or_default();
+    }
+    if !leave_running {
+        // Ours as subreaper once the rcriu that restored it exited.
+        let _ = rcriu_test_support::wait_exit(pid);
+    }
+    drop(go);
+    let _ = rcriu_test_support::wait_child(shell);
+    dumped?;
+    if text.trim() == "PASS" {
+        Ok(())
+    } else {
+        Err(text)
+    }
+}
+
+fn wait_in(pid: i32, wchan: &str) {
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+        .unwrap_or_default()
+        .contains(wchan)
+    {
+        assert!(
+            start.elapsed() < HANG_GUARD,
+            "{pid} never waited in {wchan}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+fn change_the_terminal_modes(dir: &ImageDir, _pid: i32) {
+    let mut infos: Vec<pb::TtyInfoEntry> = dir.read_all(ImageFile::TtyInfo).unwrap();
+    for i in &mut infos {
+        if let Some(t) = i.termios.as_mut() {
+            t.c_lflag ^= libc::ECHO;
+        }
+    }
+    dir.write_all(ImageFile::TtyInfo, &infos).unwrap();
+}
+
+#[test]
+fn a_shell_job_keeps_its_terminal() {
+    let _g = setup();
+    shell_job(None, false).unwrap();
+    shell_job(None, true).unwrap();
+    let e = shell_job(Some(change_the_terminal_modes), false).unwrap_err();
+    assert!(e.contains("FAIL: the terminal's modes"), "{e}");
+}
