@@ -45,7 +45,6 @@ pub fn cycle(name: &str, args: &[&str], tweak: Option<Tweak>) -> Result<(), Stri
         .images_dir(images.path())
         .run()
         .map_err(|e| format!("dumping {name}: {e}"))?;
-    reap_traced_threads(w.pid);
     let status = w.reap();
     assert!(
         libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
@@ -106,37 +105,6 @@ pub fn steady(pid: i32) -> ProcSnapshot {
         }
         last = s;
         std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-}
-
-/// Reaps the threads of `pid` that a dump killed while this process
-/// traced them. `Dump` (through compel's `Seized::kill`) sends SIGKILL
-/// and then PTRACE_DETACHes each thread, which fails on threads that are
-/// no longer stopped: they stay traced by this process and, once dead,
-/// stay zombies until their tracer waits for them, and the leader cannot
-/// be reaped before them. (The rcriu command does not hit it: its exit
-/// releases them.)
-pub fn reap_traced_threads(pid: i32) {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return;
-    };
-    for tid in tasks
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&t| t != pid)
-    {
-        let start = std::time::Instant::now();
-        loop {
-            // SAFETY: waitpid writes one int to `status`.
-            let r = unsafe {
-                let mut status = 0;
-                libc::waitpid(tid, &mut status, libc::WNOHANG | libc::__WALL)
-            };
-            if r != 0 || start.elapsed() > rcriu_test_support::HANG_GUARD {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
     }
 }
 
