@@ -203,6 +203,62 @@ fn mt_corrupted_images_are_noticed() {
     );
 }
 
+// ---- rseq ----
+
+/// The one thread of rseq_cs that is not the leader: the spinner.
+fn spinner(dir: &ImageDir, pid: i32) -> (u32, pb::CoreEntry) {
+    let t = threads_of(dir, pid)
+        .into_iter()
+        .find(|&t| t != pid as u32)
+        .expect("rseq_cs has a spinning thread");
+    (t, dir.core(t).unwrap())
+}
+
+#[test]
+fn rseq_critical_section_restored() {
+    let _g = setup();
+    cycle("rseq_cs", &[], None).unwrap();
+    // The dump never leaves a thread inside a critical section: the
+    // spinner, found there, resumes at the abort handler (as CRIU does).
+    let w = start("rseq_cs", &[]);
+    let (s, e) = (w.fact_u64("cs_start"), w.fact_u64("cs_end"));
+    let images = TempDir::new("rseq-ip");
+    Dump::new(w.pid)
+        .images_dir(images.path())
+        .leave_running(true)
+        .run()
+        .unwrap();
+    let dir = ImageDir::open(images.path()).unwrap();
+    let (_, core) = spinner(&dir, w.pid);
+    let ip = core.thread_info.unwrap().gpregs.ip;
+    assert!(!(s..e).contains(&ip), "ip {ip:#x} inside {s:#x}..{e:#x}");
+    assert!(core.thread_core.unwrap().rseq_entry.is_some());
+    w.verdict().unwrap();
+}
+
+#[test]
+fn rseq_left_running() {
+    let _g = setup();
+    leave_running("rseq_cs", &[]);
+}
+
+/// The spinner's rseq registration dropped: no signal aborts its section.
+fn drop_rseq(dir: &ImageDir, pid: i32) {
+    let (t, mut c) = spinner(dir, pid);
+    c.thread_core.as_mut().unwrap().rseq_entry = None;
+    write_core(dir, t, &c);
+}
+
+#[test]
+fn rseq_corrupted_images_are_noticed() {
+    let _g = setup();
+    let e = cycle("rseq_cs", &[], Some(drop_rseq)).unwrap_err();
+    assert!(
+        e.contains("FAIL: a signal did not abort the critical section"),
+        "{e}"
+    );
+}
+
 // ---- signals ----
 
 #[test]

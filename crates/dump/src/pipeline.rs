@@ -470,6 +470,23 @@ fn collect(
         .count()
         .div_ceil(rcriu_compel::abi::MAX_IOVS) as u64;
     parasite.cure().map_err(ce(pid))?;
+    // A thread stopped inside an rseq critical section had its section
+    // dropped by the kernel as the parasite ran (rseq_cs cleared): if it
+    // runs on (--leave-running), it resumes at the abort handler, as the
+    // image says and as CRIU does.
+    for o in &outside {
+        let ip = o.ctx.regs.ip;
+        let fixed = o.rseq.fixup_ip(o.tid, ip)?;
+        if fixed != ip {
+            let mut regs = rcriu_compel::sys::get_regs(o.tid)
+                .map_err(Error::sys("reading the registers", o.tid))?;
+            regs.ip = fixed;
+            rcriu_compel::sys::set_regs(o.tid, &regs).map_err(Error::sys(
+                "moving a thread to its rseq abort handler",
+                o.tid,
+            ))?;
+        }
+    }
 
     // -- The images' contents.
     let mut ns_ids = NsIds::new();
