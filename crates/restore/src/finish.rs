@@ -304,13 +304,24 @@ pub fn finish(
     }
     let seized = Seized::adopt(pid, &child.tids);
     let len = region.end() - region.start();
-    Remote::new(pid, seized.leader(), &ctxs[0])?.syscall_ok(
-        "munmap",
-        libc::SYS_munmap,
-        [region.start(), len, 0, 0, 0, 0],
-    )?;
-    for ctx in &ctxs {
-        ctx.restore()?;
+    let set = || -> Result<()> {
+        Remote::new(pid, seized.leader(), &ctxs[0])?.syscall_ok(
+            "munmap",
+            libc::SYS_munmap,
+            [region.start(), len, 0, 0, 0, 0],
+        )?;
+        for ctx in &ctxs {
+            ctx.restore()?;
+        }
+        Ok(())
+    };
+    if let Err(e) = set() {
+        // Killed while still stopped: not one instruction of a half-set
+        // process runs.
+        if let Err(k) = seized.kill() {
+            log::error!("killing process {pid}: {k}");
+        }
+        return Err(e);
     }
     if stopped {
         seized.stop_on_release(libc::SIGSTOP);
