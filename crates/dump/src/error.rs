@@ -49,6 +49,15 @@ pub enum Error {
         #[source]
         source: rcriu_compel::Error,
     },
+    /// The helper that copies pages into the pages image beside the
+    /// parasite failed (a full disk, say).
+    #[error("writing {} for the dump of process {pid}", path.display())]
+    PagesCopy {
+        pid: Pid,
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
     /// A `/proc` file of the target (or of rcriu itself) could not be read.
     #[error("reading /proc for the dump of process {pid}")]
     Proc {

@@ -62,6 +62,7 @@ pub mod ids;
 pub mod inventory;
 pub mod memfd;
 pub mod mm;
+mod page_writers;
 pub mod pages;
 mod pipeline;
 pub mod pipes;

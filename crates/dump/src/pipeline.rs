@@ -29,6 +29,7 @@ use crate::files::{FileInfo, Files, OpenFd};
 use crate::ids::{NsIds, TaskIds};
 use crate::inventory::Lsm;
 use crate::mm::Area;
+use crate::page_writers;
 use crate::pages::Run;
 use crate::remote;
 use crate::stats::DumpStats;
@@ -437,15 +438,8 @@ fn collect(
             .map_or(plan.iovs.len(), |k| i + k);
         if readable {
             let iovs: Vec<IoVec> = plan.iovs[i..j].iter().map(|(v, _)| *v).collect();
-            let m = parasite
-                .dump_pages(&iovs, pages_img.as_fd())
-                .map_err(|source| Error::PagesWrite {
-                    pid,
-                    path: dir.file_path(ImageFile::Pages(pages_id.into())),
-                    source,
-                })?;
-            pages_img.appended(m);
-            n += m;
+            let path = dir.file_path(ImageFile::Pages(pages_id.into()));
+            n += page_writers::write(pid, &mut parasite, &iovs, &mut pages_img, &path)?;
         } else {
             for (v, _) in &plan.iovs[i..j] {
                 n += pages::copy_unreadable(pid, v, &mut pages_img)?;

@@ -144,6 +144,87 @@ pub fn abort_on_signals() -> io::Result<()> {
     Ok(())
 }
 
+/// A shared writable mapping of `len` bytes of a file from `offset`,
+/// unmapped on drop. Rust never makes references into it: only the
+/// kernel writes there ([`MappedFile::read_remote`]), so other writers of
+/// the same file (at other offsets) race with nothing.
+pub struct MappedFile {
+    addr: *mut libc::c_void,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; nothing in it
+// is tied to the thread that made it.
+unsafe impl Send for MappedFile {}
+
+impl MappedFile {
+    /// Maps `len` bytes of `fd` from `offset` (a multiple of the page
+    /// size), shared and writable.
+    pub fn new(fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<MappedFile> {
+        let off = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+        // SAFETY: a new mapping at an address the kernel picks replaces
+        // nothing; the fd is held by the caller for the call.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                off,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(MappedFile { addr, len })
+    }
+
+    /// Copies the memory of process `pid` at `remote` (in order) into
+    /// the mapping from byte `at` on, with `process_vm_readv(2)`; returns
+    /// the bytes copied (fewer when a page could not be read or written).
+    pub fn read_remote(
+        &mut self,
+        pid: Pid,
+        at: usize,
+        remote: &[libc::iovec],
+    ) -> io::Result<usize> {
+        let want: usize = remote.iter().map(|v| v.iov_len).sum();
+        if at.checked_add(want).is_none_or(|e| e > self.len) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let local = libc::iovec {
+            // SAFETY: `at` is inside the mapping (checked above).
+            iov_base: unsafe { self.addr.cast::<u8>().add(at) }.cast(),
+            iov_len: want,
+        };
+        // SAFETY: the kernel writes at most `want` bytes into the mapping
+        // from `at`, inside it (checked above), and reads the iovec arrays
+        // from our memory; it reads the other process's memory itself.
+        let r = unsafe {
+            libc::process_vm_readv(
+                pid,
+                &local,
+                1,
+                remote.as_ptr(),
+                remote.len() as libc::c_ulong,
+                0,
+            )
+        };
+        check(r as libc::c_long).map(|n| n as usize)
+    }
+}
+
+impl Drop for MappedFile {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours and nothing refers into it.
+        unsafe {
+            libc::munmap(self.addr, self.len);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,307 @@
+//! The pages of one image written by two workers at once.
+//!
+//! The pages image is the pages in pagemap order, back to back, so where
+//! every byte goes is known before any is written. A long stretch of
+//! readable pages is cut into chunks that two workers take, one from each
+//! end: rcriu's own thread takes them from the front, in order, through
+//! the parasite (vmsplice into the page pipe, splice into the file at its
+//! position); a helper thread takes them from the back and copies them
+//! with `process_vm_readv(2)` into a shared mapping of the file at their
+//! offsets. The bytes are the same as one worker's.
+//!
+//! Why a mapping: on tmpfs every `write`/`splice` into one file holds the
+//! inode's lock while it copies, so two writers of one file at different
+//! offsets take turns and gain nothing; filling a shared mapping's pages
+//! takes no such lock. Filling it costs more per page (the fault clears
+//! each page first), and taking chunks from both ends lets each worker
+//! do what its speed allows. Only tmpfs gets the helper: elsewhere the
+//! lock is not the limit, and a full disk would only show at writeback.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
+use std::sync::Mutex;
+
+use rcriu_compel::Parasite;
+use rcriu_compel::abi::IoVec;
+use rcriu_images::pages::PagesWriter;
+use rcriu_proc::Pid;
+
+use crate::sys::MappedFile;
+use crate::{Error, Result};
+
+/// The bytes a worker takes at a time.
+const CHUNK: u64 = 8 << 20;
+/// Below this a stretch is written by rcriu's thread alone: the helper
+/// would not pay for itself.
+const MIN_SPLIT: u64 = 64 << 20;
+/// `process_vm_readv`'s most remote ranges per call (`IOV_MAX`).
+const IOV_MAX: usize = 1024;
+
+/// Appends the memory of `pid` at the readable ranges `iovs` to `img`;
+/// returns the bytes written. `path` names `img` in errors.
+pub fn write(
+    pid: Pid,
+    parasite: &mut Parasite,
+    iovs: &[IoVec],
+    img: &mut PagesWriter,
+    path: &Path,
+) -> Result<u64> {
+    let total: u64 = iovs.iter().map(|v| v.len).sum();
+    let pages_err = |source| Error::PagesWrite {
+        pid,
+        path: path.to_owned(),
+        source,
+    };
+    let copy_err = |source| Error::PagesCopy {
+        pid,
+        path: path.to_owned(),
+        source,
+    };
+    let start = img.offset();
+    let map = if total >= MIN_SPLIT && on_tmpfs(img.as_fd()) {
+        helper_map(img.as_fd(), start, total)
+    } else {
+        None
+    };
+    let Some(map) = map else {
+        let m = parasite.dump_pages(iovs, img.as_fd()).map_err(pages_err)?;
+        img.appended(m);
+        return Ok(m);
+    };
+
+    let stream = Stream::new(iovs);
+    let chunks = total.div_ceil(CHUNK);
+    let claims = Mutex::new((0u64, chunks));
+    let fd = img.as_fd();
+    let (front, back) = std::thread::scope(|s| {
+        let helper = s.spawn(|| {
+            let mut map = map;
+            let mut done = 0u64;
+            while let Some(k) = claim(&claims, false) {
+                let (lo, hi) = (k * CHUNK, ((k + 1) * CHUNK).min(total));
+                if let Err(e) = copy(&mut map, pid, &stream.slice(lo, hi), lo, fd) {
+                    stop(&claims);
+                    return Err(e);
+                }
+                done += hi - lo;
+            }
+            Ok(done)
+        });
+        let mut done = 0u64;
+        let mut front = Ok(());
+        while let Some(k) = claim(&claims, true) {
+            let (lo, hi) = (k * CHUNK, ((k + 1) * CHUNK).min(total));
+            match parasite.dump_pages(&stream.slice(lo, hi), fd) {
+                Ok(m) => done += m,
+                Err(e) => {
+                    stop(&claims);
+                    front = Err(e);
+                    break;
+                }
+            }
+        }
+        let back = helper
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (front.map(|()| done), back)
+    });
+    let front = front.map_err(pages_err)?;
+    let back = back.map_err(copy_err)?;
+    log::debug!("process {pid}: {front} bytes of pages through the parasite, {back} by the helper");
+    // The parasite's splices stopped where the helper's chunks begin.
+    rustix::fs::seek(fd, rustix::fs::SeekFrom::Start(start + total))
+        .map_err(|e| copy_err(e.into()))?;
+    img.appended(total);
+    Ok(front + back)
+}
+
+fn on_tmpfs(fd: BorrowedFd<'_>) -> bool {
+    rustix::fs::fstatfs(fd).is_ok_and(|s| s.f_type == libc::TMPFS_MAGIC)
+}
+
+/// The file grown to its final size and mapped from `start`, or `None`
+/// (then rcriu's thread writes alone).
+fn helper_map(fd: BorrowedFd<'_>, start: u64, total: u64) -> Option<MappedFile> {
+    let len = usize::try_from(total).ok()?;
+    if let Err(e) = rustix::fs::ftruncate(fd, start + total) {
+        log::debug!("growing the pages image for the page helper: {e}");
+        return None;
+    }
+    // The image is open write-only; a shared writable mapping needs it
+    // open for reading too.
+    use std::os::fd::AsRawFd;
+    let rw = rustix::fs::open(
+        format!("/proc/self/fd/{}", fd.as_raw_fd()),
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    );
+    match rw
+        .map_err(io::Error::from)
+        .and_then(|rw| MappedFile::new(rw.as_fd(), start, len))
+    {
+        Ok(m) => Some(m),
+        Err(e) => {
+            log::debug!("mapping the pages image for the page helper: {e}");
+            // Back to its size: the parasite's pages go at its end.
+            let _ = rustix::fs::ftruncate(fd, start);
+            None
+        }
+    }
+}
+
+/// The next chunk from the front or the back, until they meet.
+fn claim(c: &Mutex<(u64, u64)>, front: bool) -> Option<u64> {
+    let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+    if c.0 >= c.1 {
+        return None;
+    }
+    if front {
+        c.0 += 1;
+        Some(c.0 - 1)
+    } else {
+        c.1 -= 1;
+        Some(c.1)
+    }
+}
+
+/// No more chunks for anyone (after an error).
+fn stop(c: &Mutex<(u64, u64)>) {
+    let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+    c.1 = c.0;
+}
+
+/// Copies the target's `remote` ranges into the mapping at `at`.
+fn copy(
+    map: &mut MappedFile,
+    pid: Pid,
+    remote: &[IoVec],
+    mut at: u64,
+    fd: BorrowedFd<'_>,
+) -> io::Result<()> {
+    let mut iovs: Vec<libc::iovec> = remote
+        .iter()
+        .map(|v| libc::iovec {
+            iov_base: v.base as usize as *mut libc::c_void,
+            iov_len: v.len as usize,
+        })
+        .collect();
+    let mut i = 0;
+    while i < iovs.len() {
+        let batch = &iovs[i..(i + IOV_MAX).min(iovs.len())];
+        let n = match map.read_remote(pid, at as usize, batch) {
+            Ok(0) => Err(io::Error::from_raw_os_error(libc::EFAULT)),
+            r => r,
+        }
+        .map_err(|e| why_efault(e, fd))?;
+        at += n as u64;
+        // Step over what was copied; a partly copied range is shortened.
+        let mut left = n;
+        while i < iovs.len() && left >= iovs[i].iov_len {
+            left -= iovs[i].iov_len;
+            i += 1;
+        }
+        if left > 0 {
+            iovs[i].iov_base = (iovs[i].iov_base as usize + left) as *mut libc::c_void;
+            iovs[i].iov_len -= left;
+        }
+    }
+    Ok(())
+}
+
+/// A page of the mapping that cannot be filled shows as EFAULT: on a full
+/// tmpfs, say so.
+fn why_efault(e: io::Error, fd: BorrowedFd<'_>) -> io::Error {
+    if e.raw_os_error() != Some(libc::EFAULT) {
+        return e;
+    }
+    match rustix::fs::fstatvfs(fd) {
+        Ok(s) if s.f_bavail.saturating_mul(s.f_frsize) < CHUNK => {
+            io::Error::from_raw_os_error(libc::ENOSPC)
+        }
+        _ => e,
+    }
+}
+
+/// The readable ranges as one stream of bytes, cut at any offsets.
+struct Stream<'a> {
+    iovs: &'a [IoVec],
+    /// Where each range starts in the stream.
+    starts: Vec<u64>,
+}
+
+impl<'a> Stream<'a> {
+    fn new(iovs: &'a [IoVec]) -> Stream<'a> {
+        let mut at = 0;
+        let starts = iovs
+            .iter()
+            .map(|v| {
+                at += v.len;
+                at - v.len
+            })
+            .collect();
+        Stream { iovs, starts }
+    }
+
+    /// The ranges holding the stream's bytes `lo..hi`.
+    fn slice(&self, lo: u64, hi: u64) -> Vec<IoVec> {
+        let mut out = Vec::new();
+        let mut i = self.starts.partition_point(|&s| s <= lo).saturating_sub(1);
+        while i < self.iovs.len() && self.starts[i] < hi {
+            let (s, v) = (self.starts[i], self.iovs[i]);
+            let a = lo.max(s);
+            let b = hi.min(s + v.len);
+            if a < b {
+                out.push(IoVec {
+                    base: v.base + (a - s),
+                    len: b - a,
+                });
+            }
+            i += 1;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(base: u64, len: u64) -> IoVec {
+        IoVec { base, len }
+    }
+
+    #[test]
+    fn a_stream_cuts_anywhere_and_its_pieces_add_up() {
+        let iovs = [v(0x1000, 0x3000), v(0x10000, 0x1000), v(0x20000, 0x4000)];
+        let s = Stream::new(&iovs);
+        let got = |lo, hi| {
+            s.slice(lo, hi)
+                .iter()
+                .map(|x| (x.base, x.len))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            got(0, 0x8000),
+            vec![(0x1000, 0x3000), (0x10000, 0x1000), (0x20000, 0x4000)]
+        );
+        assert_eq!(
+            got(0x2000, 0x5000),
+            vec![(0x3000, 0x1000), (0x10000, 0x1000), (0x20000, 0x1000)]
+        );
+        assert_eq!(got(0x4000, 0x5000), vec![(0x20000, 0x1000)]);
+        assert_eq!(got(0x7000, 0x8000), vec![(0x23000, 0x1000)]);
+        // Chunks of any size cover the stream once, in order.
+        for chunk in [0x1000, 0x3000, 0x5000] {
+            let mut all = Vec::new();
+            let mut lo = 0;
+            while lo < 0x8000 {
+                all.extend(got(lo, (lo + chunk).min(0x8000)));
+                lo += chunk;
+            }
+            let bytes: u64 = all.iter().map(|x| x.1).sum();
+            assert_eq!(bytes, 0x8000);
+            assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
+        }
+    }
+}
