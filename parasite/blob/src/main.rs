@@ -239,6 +239,10 @@ extern "C" fn parasite_daemon(args: *mut u8) -> u64 {
                 sys::send_msg_fds(sock, &reply, &[]);
                 sys::close(sock);
                 TSOCK.store(-1, Ordering::Relaxed);
+                // A page dump rcriu broke off (its page pipe closed under
+                // a blocked vmsplice) left a SIGPIPE that would kill the
+                // victim once it runs again.
+                drop_own_sigpipe();
                 return 0;
             }
             Some(Cmd::Init) | None => reply.err = -sys::EINVAL as i32,
@@ -286,8 +290,13 @@ fn self_cure(sock: i32) -> u64 {
     sys::close(sock);
     close_kept();
     TSOCK.store(-1, Ordering::Relaxed);
+    drop_own_sigpipe();
+    SIGFRAME.load(Ordering::Relaxed)
+}
+
+/// Drops a SIGPIPE the parasite caused (one pending before it came stays).
+fn drop_own_sigpipe() {
     if !SIGPIPE_WAS_PENDING.load(Ordering::Relaxed) {
         sys::drop_pending_signal(sys::SIGPIPE);
     }
-    SIGFRAME.load(Ordering::Relaxed)
 }
