@@ -2,6 +2,8 @@
 //! 1 GiB of memory under a running checksum, dumped with --leave-running
 //! (so it runs on right after), restores with every page agreeing with
 //! its checksum. The negative control changes one page in the images.
+//! Both with the images on disk (one writer of the pages) and on tmpfs
+//! (two: the parasite's splices and a helper's copies into a mapping).
 
 use std::io::{Seek, SeekFrom, Write};
 
@@ -10,10 +12,14 @@ use rcriu_test_support::{TempDir, Workload, become_subreaper, require_root, sign
 
 /// start → dump --leave-running → kill the original → (tweak) → restore
 /// → verdict.
-fn snapshot(mib: u64, corrupt: bool) -> Result<(), String> {
+fn snapshot(mib: u64, corrupt: bool, tmpfs: bool) -> Result<(), String> {
     let mut w = Workload::start("rewriter", &[&mib.to_string()]);
     assert_eq!(w.fact_u64("pages"), mib * 256);
-    let images = TempDir::new("consistency");
+    let images = if tmpfs {
+        shm_dir()
+    } else {
+        TempDir::new("consistency")
+    };
     let stats = Dump::new(w.pid)
         .images_dir(images.path())
         .leave_running(true)
@@ -44,12 +50,31 @@ fn snapshot(mib: u64, corrupt: bool) -> Result<(), String> {
     w.verdict()
 }
 
+/// A directory in /dev/shm (tmpfs), removed on drop.
+fn shm_dir() -> TempDir {
+    let p = std::path::Path::new("/dev/shm")
+        .join(format!("rcriu-test-consistency-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).expect("creating a directory in /dev/shm");
+    TempDir(p)
+}
+
 #[test]
 fn a_rewriting_process_is_dumped_as_of_one_instant() {
     require_root();
     let _g = trace_lock();
     become_subreaper();
-    snapshot(1024, false).unwrap();
-    let e = snapshot(256, true).unwrap_err();
+    snapshot(1024, false, false).unwrap();
+    let e = snapshot(256, true, false).unwrap_err();
+    assert!(e.contains("disagrees with its checksum"), "{e}");
+}
+
+#[test]
+fn a_rewriting_process_is_dumped_as_of_one_instant_to_tmpfs() {
+    require_root();
+    let _g = trace_lock();
+    become_subreaper();
+    snapshot(1024, false, true).unwrap();
+    let e = snapshot(256, true, true).unwrap_err();
     assert!(e.contains("disagrees with its checksum"), "{e}");
 }

@@ -389,6 +389,42 @@ fn a_full_disk_fails_the_dump_and_leaves_the_target_intact() {
         .expect("the process is intact after a full disk");
 }
 
+/// The same with a stretch of pages long enough for two writers (the
+/// parasite's splices and the helper's copies into a mapping of the
+/// image): whichever meets the full disk first, the dump fails the same.
+#[test]
+fn a_full_disk_fails_a_two_writer_page_dump_and_leaves_the_target_intact() {
+    require_root();
+    let _g = trace_lock();
+    // 96 MiB of memory into 48 MiB.
+    let w = start("bigmem", &["96"]);
+    let before = seen(w.pid);
+    let fs = TinyFs::mount(48 << 10);
+    for leave_running in [true, false] {
+        let what = format!("ENOSPC with two writers, -R {leave_running}");
+        let dir = fs.0.path().join("images");
+        let mut cmd = rcriu();
+        cmd.args(["dump", "-t", &w.pid.to_string(), "-D"]).arg(&dir);
+        if leave_running {
+            cmd.arg("-R");
+        }
+        let out = run(&mut cmd);
+        assert_eq!(out.status.code(), Some(1), "{what}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("No space left on device") && err.contains("pages-1.img"),
+            "{what}: the error names the cause and the image: {err}"
+        );
+        assert!(images(&dir).is_empty(), "{what}: {:?}", images(&dir));
+        let st = state(w.pid);
+        assert!(matches!(st, 'R' | 'S'), "{what}: state {st}");
+        same(&before, &seen(w.pid), &what);
+    }
+    drop(fs);
+    w.verdict()
+        .expect("the process is intact after a full disk");
+}
+
 #[test]
 fn a_target_that_exits_mid_dump_is_a_clear_error() {
     require_root();
