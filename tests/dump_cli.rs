@@ -497,3 +497,26 @@ fn a_restorer_failing_at_any_step_leaves_no_process() {
     assert!(out.status.success(), "{out:?}");
     w.verdict().expect("restored at last, it is intact");
 }
+
+#[test]
+fn a_failed_dump_leaves_an_rseq_critical_section_working() {
+    require_root();
+    let _g = trace_lock();
+    let w = start("rseq_cs", &[]);
+    let t = TempDir::new("cli-rseq-faults");
+    // After the parasite ran in the thread found inside its critical
+    // section (which made the kernel drop the section): it must resume at
+    // its abort handler, which sets the section again.
+    for point in [2, 3, 4] {
+        let what = format!("fault point {point}");
+        let dir = t.path().join(format!("images-{point}"));
+        let out = run(rcriu()
+            .args(["dump", "-t", &w.pid.to_string(), "-D"])
+            .arg(&dir)
+            .env("RCRIU_FAULT", point.to_string()));
+        assert_eq!(out.status.code(), Some(1), "{what}: {out:?}");
+        assert!(images(&dir).is_empty(), "{what}: {:?}", images(&dir));
+    }
+    w.verdict()
+        .expect("every signal still aborts the critical section");
+}

@@ -163,6 +163,22 @@ struct Collected {
     cgroups: cgroup::Dumped,
 }
 
+/// Threads stopped inside an rseq critical section lose their section as
+/// the parasite runs in them (the kernel clears rseq_cs): if they run on
+/// (--leave-running, or a failed dump), each resumes at its abort handler,
+/// as the images say and as CRIU does. Done while they are still seized.
+fn to_abort_handlers(moves: &[(Pid, u64)]) {
+    for &(tid, ip) in moves {
+        let moved = rcriu_compel::sys::get_regs(tid).and_then(|mut regs| {
+            regs.ip = ip;
+            rcriu_compel::sys::set_regs(tid, &regs)
+        });
+        if let Err(e) = moved {
+            log::error!("cannot move thread {tid} to its rseq abort handler: {e}");
+        }
+    }
+}
+
 /// Runs a dump.
 pub fn run(o: &Options) -> Result<DumpStats> {
     let pid = o.pid;
@@ -177,10 +193,20 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     stats.freezing_time = frozen - start;
     log::info!("process {pid} seized in {:?}", stats.freezing_time);
 
-    let c = match collect(&seized, &host, o, freezer, &mut out, &mut stats) {
+    let mut rseq_moves = Vec::new();
+    let c = match collect(
+        &seized,
+        &host,
+        o,
+        freezer,
+        &mut out,
+        &mut stats,
+        &mut rseq_moves,
+    ) {
         Ok(c) => c,
         Err(e) => {
             // Released as it was, then the images go.
+            to_abort_handlers(&rseq_moves);
             drop(seized);
             out.discard();
             return Err(e);
@@ -189,6 +215,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
 
     if o.leave_running {
         let t = timens::entry(&host.timens, &c.timens);
+        to_abort_handlers(&rseq_moves);
         let released = seized.release().map_err(Error::compel(pid));
         stats.frozen_time = frozen.elapsed();
         let written = released.and_then(|()| {
@@ -205,6 +232,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
             out.write_one(ImageFile::Timens(c.timens_id.into()), &t)
         });
         if let Err(e) = written {
+            to_abort_handlers(&rseq_moves);
             drop(seized);
             out.discard();
             return Err(e);
@@ -274,6 +302,7 @@ fn collect(
     freezer: Option<cgroup::FreezerOrigin>,
     out: &mut Output,
     stats: &mut DumpStats,
+    rseq_moves: &mut Vec<(Pid, u64)>,
 ) -> Result<Collected> {
     let pid = o.pid;
     let perr = Error::proc(pid);
@@ -344,6 +373,13 @@ fn collect(
     }
     // The leader first, then the others by tid.
     outside.sort_by_key(|o| (o.tid != pid, o.tid));
+    for o in &outside {
+        let ip = o.ctx.regs.ip;
+        let fixed = o.rseq.fixup_ip(o.tid, ip)?;
+        if fixed != ip {
+            rseq_moves.push((o.tid, fixed));
+        }
+    }
     let shared_signals = rcriu_compel::sys::peek_siginfo(pid, true)
         .map_err(Error::sys("reading the process's pending signals", pid))?;
     let misc = remote::query(seized, &outside[0].ctx)?;
@@ -464,23 +500,6 @@ fn collect(
         .count()
         .div_ceil(rcriu_compel::abi::MAX_IOVS) as u64;
     parasite.cure().map_err(ce(pid))?;
-    // A thread stopped inside an rseq critical section had its section
-    // dropped by the kernel as the parasite ran (rseq_cs cleared): if it
-    // runs on (--leave-running), it resumes at the abort handler, as the
-    // image says and as CRIU does.
-    for o in &outside {
-        let ip = o.ctx.regs.ip;
-        let fixed = o.rseq.fixup_ip(o.tid, ip)?;
-        if fixed != ip {
-            let mut regs = rcriu_compel::sys::get_regs(o.tid)
-                .map_err(Error::sys("reading the registers", o.tid))?;
-            regs.ip = fixed;
-            rcriu_compel::sys::set_regs(o.tid, &regs).map_err(Error::sys(
-                "moving a thread to its rseq abort handler",
-                o.tid,
-            ))?;
-        }
-    }
 
     // -- The images' contents.
     let mut ns_ids = NsIds::new();
