@@ -357,51 +357,15 @@ impl Drop for TinyFs {
     }
 }
 
-#[test]
-fn a_full_disk_fails_the_dump_and_leaves_the_target_intact() {
-    require_root();
-    let _g = trace_lock();
-    // 4 MiB of memory into 256 KiB.
-    let w = start("dump_state", &[]);
+/// Dumps workload `name args` into a tmpfs of `kib` KiB, with and
+/// without -R: each dump fails naming the cause and pages-1.img, leaves
+/// no image, and the process runs on intact.
+fn full_disk(name: &str, args: &[&str], kib: u64) {
+    let w = start(name, args);
     let before = seen(w.pid);
-    let fs = TinyFs::mount(256);
+    let fs = TinyFs::mount(kib);
     for leave_running in [true, false] {
-        let what = format!("ENOSPC, -R {leave_running}");
-        let dir = fs.0.path().join("images");
-        let mut cmd = rcriu();
-        cmd.args(["dump", "-t", &w.pid.to_string(), "-D"]).arg(&dir);
-        if leave_running {
-            cmd.arg("-R");
-        }
-        let out = run(&mut cmd);
-        assert_eq!(out.status.code(), Some(1), "{what}: {out:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("No space left on device") && err.contains("pages-1.img"),
-            "{what}: the error names the cause and the image: {err}"
-        );
-        assert!(images(&dir).is_empty(), "{what}: {:?}", images(&dir));
-        assert!(matches!(state(w.pid), 'R' | 'S'), "{what}");
-        same(&before, &seen(w.pid), &what);
-    }
-    drop(fs);
-    w.verdict()
-        .expect("the process is intact after a full disk");
-}
-
-/// The same with a stretch of pages long enough for two writers (the
-/// parasite's splices and the helper's copies into a mapping of the
-/// image): whichever meets the full disk first, the dump fails the same.
-#[test]
-fn a_full_disk_fails_a_two_writer_page_dump_and_leaves_the_target_intact() {
-    require_root();
-    let _g = trace_lock();
-    // 96 MiB of memory into 48 MiB.
-    let w = start("bigmem", &["96"]);
-    let before = seen(w.pid);
-    let fs = TinyFs::mount(48 << 10);
-    for leave_running in [true, false] {
-        let what = format!("ENOSPC with two writers, -R {leave_running}");
+        let what = format!("ENOSPC, {name}, -R {leave_running}");
         let dir = fs.0.path().join("images");
         let mut cmd = rcriu();
         cmd.args(["dump", "-t", &w.pid.to_string(), "-D"]).arg(&dir);
@@ -423,6 +387,25 @@ fn a_full_disk_fails_a_two_writer_page_dump_and_leaves_the_target_intact() {
     drop(fs);
     w.verdict()
         .expect("the process is intact after a full disk");
+}
+
+#[test]
+fn a_full_disk_fails_the_dump_and_leaves_the_target_intact() {
+    require_root();
+    let _g = trace_lock();
+    // 4 MiB of memory into 256 KiB.
+    full_disk("dump_state", &[], 256);
+}
+
+/// The same with a stretch of pages long enough for two writers (the
+/// parasite's splices and the helper's copies into a mapping of the
+/// image): whichever meets the full disk first, the dump fails the same.
+#[test]
+fn a_full_disk_fails_a_two_writer_page_dump_and_leaves_the_target_intact() {
+    require_root();
+    let _g = trace_lock();
+    // 96 MiB of memory into 48 MiB.
+    full_disk("bigmem", &["96"], 48 << 10);
 }
 
 #[test]

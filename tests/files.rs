@@ -6,88 +6,12 @@
 //! one field of the images and must make the workload fail or the
 //! restore refuse, naming the image.
 
+mod common;
+
+use common::{Tweak, cycle, cycle_with, leave_running, setup, start};
 use rcriu::images::{ImageDir, ImageFile, pb};
 use rcriu::{Dump, Restore};
-use rcriu_test_support::{
-    HANG_GUARD, ProcSnapshot, TempDir, Workload, become_subreaper, no_inherited_fds, require_root,
-    trace_lock,
-};
-
-/// What a cycle does to the images between the dump and the restore.
-type Tweak = fn(&ImageDir, i32);
-
-fn setup() -> std::sync::MutexGuard<'static, ()> {
-    require_root();
-    let g = trace_lock();
-    become_subreaper();
-    g
-}
-
-/// Starts a workload and waits until it sleeps where it waits for the
-/// test.
-fn start(name: &str, args: &[&str]) -> Workload {
-    let w = Workload::start(name, args);
-    w.wait_in("sigsuspend");
-    w
-}
-
-/// start → dump → kill → (tweak) → restore → same /proc → verdict.
-fn cycle(name: &str, args: &[&str], tweak: Option<Tweak>) -> Result<(), String> {
-    cycle_with(start(name, args), name, tweak)
-}
-
-fn cycle_with(mut w: Workload, name: &str, tweak: Option<Tweak>) -> Result<(), String> {
-    let images = TempDir::new(&format!("files-{name}"));
-    let before = ProcSnapshot::take(w.pid);
-    Dump::new(w.pid)
-        .images_dir(images.path())
-        .run()
-        .map_err(|e| format!("dumping {name}: {e}"))?;
-    let status = w.reap();
-    assert!(
-        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
-        "a dump kills the process: {status:#x}"
-    );
-    if let Some(t) = tweak {
-        t(
-            &ImageDir::open(images.path()).expect("opening the images"),
-            w.pid,
-        );
-    }
-    Restore::new(images.path())
-        .detach(true)
-        .run()
-        .map_err(|e| format!("restoring {name}: {e}"))?;
-    if tweak.is_none() {
-        let diff = before.diff(&ProcSnapshot::settled(w.pid, &before));
-        assert!(
-            diff.is_empty(),
-            "{name}: /proc differs:\n{}",
-            diff.join("\n")
-        );
-    }
-    w.verdict()
-}
-
-/// start → dump --leave-running → same /proc → verdict of the original.
-fn leave_running(name: &str, args: &[&str]) {
-    let w = start(name, args);
-    let images = TempDir::new(&format!("files-lr-{name}"));
-    let before = ProcSnapshot::take(w.pid);
-    Dump::new(w.pid)
-        .images_dir(images.path())
-        .leave_running(true)
-        .run()
-        .unwrap_or_else(|e| panic!("dumping {name}: {e}"));
-    let diff = before.diff(&ProcSnapshot::settled(w.pid, &before));
-    assert!(
-        diff.is_empty(),
-        "{name}: /proc differs after the dump:\n{}",
-        diff.join("\n")
-    );
-    w.verdict()
-        .unwrap_or_else(|e| panic!("{name} after a --leave-running dump: {e}"));
-}
+use rcriu_test_support::{HANG_GUARD, ProcSnapshot, TempDir, no_inherited_fds};
 
 /// Rewrites files.img through `f`.
 fn edit_files(dir: &ImageDir, f: impl Fn(&mut pb::FileEntry)) {

@@ -25,6 +25,10 @@ const SLEEPERS: &[&str] = &[
     "timers",
     "creds",
     "seccomp",
+    "files_reg",
+    "files_ghost",
+    "files_pipe",
+    "files_pty",
 ];
 
 /// Starts a workload and waits until it is where it waits for the test.
@@ -38,7 +42,11 @@ pub fn start(name: &str, args: &[&str]) -> Workload {
 
 /// start → dump → kill → (tweak) → restore → same /proc → verdict.
 pub fn cycle(name: &str, args: &[&str], tweak: Option<Tweak>) -> Result<(), String> {
-    let mut w = start(name, args);
+    cycle_with(start(name, args), name, tweak)
+}
+
+/// As [`cycle`], of a workload already started (and set up) by the test.
+pub fn cycle_with(mut w: Workload, name: &str, tweak: Option<Tweak>) -> Result<(), String> {
     let images = TempDir::new(&format!("slice-{name}"));
     let before = steady(w.pid);
     Dump::new(w.pid)

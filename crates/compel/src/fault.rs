@@ -121,9 +121,7 @@ fn fire(what: &str, n: u32, action: Action) -> Result<()> {
                 let _ = crate::sys::kill(pid, libc::SIGKILL);
                 // Gone for good before the dump goes on.
                 let start = std::time::Instant::now();
-                while std::path::Path::new(&format!("/proc/{pid}/task/{pid}")).exists()
-                    && std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                        .is_ok_and(|s| !s.contains(") Z") && !s.contains(") X"))
+                while !crate::sys::is_dead(pid)
                     && start.elapsed() < std::time::Duration::from_secs(10)
                 {
                     std::thread::sleep(std::time::Duration::from_millis(1));

@@ -188,7 +188,7 @@ impl<'s> Parasite<'s> {
             .write(true)
             .open(&path)
             .map_err(Error::host("opening the shared area", pid))?;
-        let map = LocalMap::map(file.as_fd(), self.layout.len)
+        let map = LocalMap::map(file.as_fd(), 0, self.layout.len)
             .map_err(Error::host("mapping the shared area", pid))?;
         let data = blob::DATA_OFF as u64;
         self.remote().syscall_ok(

@@ -431,8 +431,11 @@ impl LocalMap {
         check(r.into()).map(drop)
     }
 
-    /// Maps `len` bytes of `fd` read-write and shared.
-    pub fn map(fd: BorrowedFd<'_>, len: usize) -> io::Result<LocalMap> {
+    /// Maps `len` bytes of `fd` from `offset` (a multiple of the page
+    /// size) read-write and shared.
+    pub fn map(fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<LocalMap> {
+        let off = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
         // SAFETY: a fresh mapping chosen by the kernel; nothing else lives
         // at the address it returns.
         let p = unsafe {
@@ -442,7 +445,7 @@ impl LocalMap {
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
                 fd.as_raw_fd(),
-                0,
+                off,
             )
         };
         if p == libc::MAP_FAILED {
@@ -500,6 +503,37 @@ impl LocalMap {
         self.check_range(off, size_of::<T>());
         // SAFETY: in range (checked); `T: Pod` is valid for any bytes.
         unsafe { std::ptr::read_unaligned(self.addr.add(off).cast::<T>()) }
+    }
+}
+
+impl LocalMap {
+    /// Copies the memory of process `pid` at `remote` (in order) into
+    /// the mapping from byte `at` on, with `process_vm_readv(2)`; returns
+    /// the bytes copied (fewer when a page could not be read or written).
+    pub fn read_remote(&self, pid: Pid, at: usize, remote: &[libc::iovec]) -> io::Result<usize> {
+        let want: usize = remote.iter().map(|v| v.iov_len).sum();
+        if at.checked_add(want).is_none_or(|e| e > self.len) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let local = libc::iovec {
+            // SAFETY: `at` is inside the mapping (checked above).
+            iov_base: unsafe { self.addr.add(at) }.cast(),
+            iov_len: want,
+        };
+        // SAFETY: the kernel writes at most `want` bytes into the mapping
+        // from `at`, inside it (checked above), and reads the iovec arrays
+        // from our memory; it reads the other process's memory itself.
+        let r = unsafe {
+            libc::process_vm_readv(
+                pid,
+                &local,
+                1,
+                remote.as_ptr(),
+                remote.len() as libc::c_ulong,
+                0,
+            )
+        };
+        check(r as libc::c_long).map(|n| n as usize)
     }
 }
 

@@ -27,8 +27,8 @@ use rcriu_compel::abi::IoVec;
 use rcriu_images::pages::PagesWriter;
 use rcriu_proc::Pid;
 
-use crate::sys::MappedFile;
 use crate::{Error, Result};
+use rcriu_compel::sys::LocalMap;
 
 /// The bytes a worker takes at a time.
 const CHUNK: u64 = 8 << 20;
@@ -76,11 +76,11 @@ pub fn write(
     let fd = img.as_fd();
     let (front, back) = std::thread::scope(|s| {
         let helper = s.spawn(|| {
-            let mut map = map;
+            let map = map;
             let mut done = 0u64;
             while let Some(k) = claim(&claims, false) {
                 let (lo, hi) = (k * CHUNK, ((k + 1) * CHUNK).min(total));
-                if let Err(e) = copy(&mut map, pid, &stream.slice(lo, hi), lo, fd) {
+                if let Err(e) = copy(&map, pid, &stream.slice(lo, hi), lo, fd) {
                     stop(&claims);
                     return Err(e);
                 }
@@ -122,7 +122,7 @@ fn on_tmpfs(fd: BorrowedFd<'_>) -> bool {
 
 /// The file grown to its final size and mapped from `start`, or `None`
 /// (then rcriu's thread writes alone).
-fn helper_map(fd: BorrowedFd<'_>, start: u64, total: u64) -> Option<MappedFile> {
+fn helper_map(fd: BorrowedFd<'_>, start: u64, total: u64) -> Option<LocalMap> {
     let len = usize::try_from(total).ok()?;
     if let Err(e) = rustix::fs::ftruncate(fd, start + total) {
         log::debug!("growing the pages image for the page helper: {e}");
@@ -138,7 +138,7 @@ fn helper_map(fd: BorrowedFd<'_>, start: u64, total: u64) -> Option<MappedFile> 
     );
     match rw
         .map_err(io::Error::from)
-        .and_then(|rw| MappedFile::new(rw.as_fd(), start, len))
+        .and_then(|rw| LocalMap::map(rw.as_fd(), start, len))
     {
         Ok(m) => Some(m),
         Err(e) => {
@@ -173,7 +173,7 @@ fn stop(c: &Mutex<(u64, u64)>) {
 
 /// Copies the target's `remote` ranges into the mapping at `at`.
 fn copy(
-    map: &mut MappedFile,
+    map: &LocalMap,
     pid: Pid,
     remote: &[IoVec],
     mut at: u64,

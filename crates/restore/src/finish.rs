@@ -174,6 +174,15 @@ fn report(region: &Region, tids: &[Pid], describe: &dyn Fn(Step, u32) -> String)
     }
 }
 
+/// How a task ended, for messages.
+fn ended(w: &Wait) -> String {
+    match w {
+        Wait::Exited(code) => format!("the restorer exited with status {code}"),
+        Wait::Killed(sig) => format!("killed by signal {sig}"),
+        _ => "ended".to_owned(),
+    }
+}
+
 /// Follows the restorer in every thread until each one stops on its int3,
 /// or one fails.
 pub fn wait_restorer(
@@ -202,22 +211,14 @@ pub fn wait_restorer(
             };
             match w {
                 Wait::Nothing => continue,
-                Wait::Exited(code) => {
+                Wait::Exited(_) | Wait::Killed(_) => {
                     progress = true;
                     state[i] = State::Gone;
+                    // The leader's end is told once every thread is gone.
                     if i == 0 {
                         return Err(fail(format!(
-                            "the restorer exited with status {code}: {}",
-                            report(region, tids, &describe)
-                        )));
-                    }
-                }
-                Wait::Killed(sig) => {
-                    progress = true;
-                    state[i] = State::Gone;
-                    if i == 0 {
-                        return Err(fail(format!(
-                            "killed by signal {sig}: {}",
+                            "{}: {}",
+                            ended(&w),
                             report(region, tids, &describe)
                         )));
                     }

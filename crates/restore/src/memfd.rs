@@ -154,7 +154,7 @@ fn fill(img: &Images, e: &pb::MemfdInodeEntry, f: &File, huge: bool) -> Result<(
     let map = if huge {
         let len = f.metadata().map_err(Error::host("sizing a memfd"))?.len();
         Some(
-            rcriu_compel::sys::LocalMap::map(f.as_fd(), len as usize)
+            rcriu_compel::sys::LocalMap::map(f.as_fd(), 0, len as usize)
                 .map_err(Error::host("mapping a hugetlb memfd to fill it"))?,
         )
     } else {

@@ -9,6 +9,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+use rcriu_compel::abi::restorer::CloneArgs;
 use rcriu_proc::Pid;
 
 fn check(r: libc::c_long) -> io::Result<libc::c_long> {
@@ -18,25 +19,6 @@ fn check(r: libc::c_long) -> io::Result<libc::c_long> {
         Ok(r)
     }
 }
-
-/// `struct clone_args` (clone3).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
-
-const _: () = assert!(std::mem::size_of::<CloneArgs>() == 88);
 
 /// `CLONE_CLEAR_SIGHAND`: the child starts with every signal handler
 /// reset to its default.

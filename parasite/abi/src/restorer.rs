@@ -353,6 +353,24 @@ impl Step {
     }
 }
 
+/// `struct clone_args` of clone3 (its third version, with `cgroup`):
+/// rcriu forks the restorer with it, the restorer its threads.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CloneArgs {
+    pub flags: u64,
+    pub pidfd: u64,
+    pub child_tid: u64,
+    pub parent_tid: u64,
+    pub exit_signal: u64,
+    pub stack: u64,
+    pub stack_size: u64,
+    pub tls: u64,
+    pub set_tid: u64,
+    pub set_tid_size: u64,
+    pub cgroup: u64,
+}
+
 /// An address range.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -561,6 +579,7 @@ pub struct Args {
 }
 
 const _: () = {
+    assert!(size_of::<CloneArgs>() == 88);
     assert!(size_of::<Range>() == 16);
     assert!(size_of::<VdsoMove>() == 32);
     assert!(size_of::<Vma>() == 48);

@@ -16,15 +16,16 @@
 mod creds;
 mod fds;
 mod mm;
+mod signals;
 mod task;
 mod thread;
 mod timers;
 
 use rcriu_blob_rt::nr::*;
-use rcriu_blob_rt::syscall::{addr, call, value};
+use rcriu_blob_rt::syscall::value;
 use rcriu_parasite_abi::restorer::{
-    Args, FAULT_ERRNO, FLAG_LOGINUID, FLAG_MM_MAP, FLAG_SETSID, FLAG_TIMENS, MAGIC, SIGINFO_SIZE,
-    Step, ThreadArgs,
+    Args, FAULT_ERRNO, FLAG_LOGINUID, FLAG_MM_MAP, FLAG_SETSID, FLAG_TIMENS, MAGIC, Step,
+    ThreadArgs,
 };
 
 // The entry point: rdi = &Args, rsp = the top of the region's stack.
@@ -176,25 +177,11 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
     let s = at(Step::PosixTimers, a);
     timers::create(a).map_err(|f| (s, f))?;
     let s = at(Step::SharedSignals, a);
-    queue_signals(a).map_err(|f| (s, f))?;
+    signals::queue(a.signals, a.nr_signals, None).map_err(|f| (s, f))?;
     // The leader's own state, as every thread's.
     thread::restore(a, leader)?;
     let s = at(Step::ArmTimers, a);
     timers::arm(a).map_err(|f| (s, f))?;
-    Ok(())
-}
-
-/// The process's pending signals, queued to itself in order.
-fn queue_signals(a: &Args) -> Res {
-    // SAFETY: rcriu wrote `nr_signals` siginfos at `signals`.
-    let infos: &[[u8; SIGINFO_SIZE]] = unsafe { array(a.signals, a.nr_signals) };
-    let pid = value(NR_GETPID, 0, 0, 0) as u64;
-    for (i, info) in infos.iter().enumerate() {
-        let signo = i32::from_le_bytes([info[0], info[1], info[2], info[3]]);
-        // SAFETY: the kernel reads one siginfo_t.
-        let r = unsafe { call(NR_RT_SIGQUEUEINFO, pid, signo as u64, addr(info), 0) };
-        ok(r, i as u32)?;
-    }
     Ok(())
 }
 

@@ -10,27 +10,11 @@ use core::mem::size_of;
 use rcriu_blob_rt::nr::*;
 use rcriu_blob_rt::syscall::{addr, call, value};
 use rcriu_parasite_abi::restorer::{
-    Args, FAULT_ERRNO, SIGINFO_SIZE, SeccompFilter, Step, TFLAG_CREDS, TFLAG_RSEQ, TFLAG_SCHED,
+    Args, CloneArgs, FAULT_ERRNO, SeccompFilter, Step, TFLAG_CREDS, TFLAG_RSEQ, TFLAG_SCHED,
     TFLAG_SLACK, THREAD_STACK_SIZE, ThreadArgs,
 };
 
-use crate::{Fail, Res, array, creds, exit, ok};
-
-/// `struct clone_args` (the fields clone3 reads in its first version).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-}
+use crate::{Fail, Res, array, creds, exit, ok, signals};
 
 const THREAD_FLAGS: u64 =
     CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
@@ -137,23 +121,7 @@ pub fn restore(a: &Args, t: &mut ThreadArgs) -> Result<(), (Step, Fail)> {
         ok(ret, 0).map_err(|f| (s, f))?;
     }
     let s = at(Step::ThreadSignals, t);
-    // SAFETY: rcriu wrote `nr_signals` siginfos at `signals`.
-    let infos: &[[u8; SIGINFO_SIZE]] = unsafe { array(t.signals, t.nr_signals) };
-    let pid = value(NR_GETPID, 0, 0, 0) as u64;
-    for (i, info) in infos.iter().enumerate() {
-        let signo = i32::from_le_bytes([info[0], info[1], info[2], info[3]]);
-        // SAFETY: the kernel reads one siginfo_t.
-        let r = unsafe {
-            call(
-                NR_RT_TGSIGQUEUEINFO,
-                pid,
-                t.tid as u64,
-                signo as u64,
-                addr(info),
-            )
-        };
-        ok(r, i as u32).map_err(|f| (s, f))?;
-    }
+    signals::queue(t.signals, t.nr_signals, Some(t.tid)).map_err(|f| (s, f))?;
     // Before the credentials: installing a filter takes CAP_SYS_ADMIN (or
     // no_new_privs). rcriu traces the threads with PTRACE_O_SUSPEND_SECCOMP,
     // so the filters bind only once it lets them go.

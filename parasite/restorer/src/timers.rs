@@ -33,47 +33,46 @@ pub fn create(a: &Args) -> Res {
         PR_TIMER_CREATE_RESTORE_IDS_ON,
         0,
     );
-    let with_ids = match r {
-        0 => true,
+    match r {
+        0 => {}
         // Kernels before 6.14: ids come in order from 0, as CRIU relies on.
-        r if r == -EINVAL => false,
+        r if r == -EINVAL => return create_in_order(timers),
         r => return Err(Fail(u32::MAX, r)),
-    };
-    let made = if with_ids {
-        create_with_ids(timers)
-    } else {
-        create_in_order(timers)
-    };
-    if with_ids {
-        let r = value(
-            NR_PRCTL,
-            PR_TIMER_CREATE_RESTORE_IDS,
-            PR_TIMER_CREATE_RESTORE_IDS_OFF,
-            0,
-        );
-        made?;
-        ok(r, u32::MAX)?;
-        return Ok(());
     }
-    made
+    let made = create_with_ids(timers);
+    let off = value(
+        NR_PRCTL,
+        PR_TIMER_CREATE_RESTORE_IDS,
+        PR_TIMER_CREATE_RESTORE_IDS_OFF,
+        0,
+    );
+    made?;
+    ok(off, u32::MAX).map(drop)
+}
+
+/// `timer_create` of `t` asking for id `want` (which the kernel honours
+/// only under PR_TIMER_CREATE_RESTORE_IDS): the id made, or a negative
+/// errno.
+fn timer_create(t: &PosixTimer, want: i32) -> Result<i32, i64> {
+    let sev = sigevent(t);
+    let mut id = want;
+    // SAFETY: the kernel reads the sigevent and the id asked for, and
+    // writes the timer id.
+    let r = unsafe {
+        call(
+            NR_TIMER_CREATE,
+            t.clock as u64,
+            addr(&sev),
+            addr_mut(&mut id),
+            0,
+        )
+    };
+    if r < 0 { Err(r) } else { Ok(id) }
 }
 
 fn create_with_ids(timers: &[PosixTimer]) -> Res {
     for (i, t) in timers.iter().enumerate() {
-        let sev = sigevent(t);
-        let mut id: i32 = t.id;
-        // SAFETY: the kernel reads the sigevent and reads (the id asked
-        // for) and writes the timer id.
-        let r = unsafe {
-            call(
-                NR_TIMER_CREATE,
-                t.clock as u64,
-                addr(&sev),
-                addr_mut(&mut id),
-                0,
-            )
-        };
-        ok(r, i as u32)?;
+        let id = timer_create(t, t.id).map_err(|e| Fail(i as u32, e))?;
         if id != t.id {
             return Err(Fail(i as u32, -EINVAL));
         }
@@ -84,20 +83,8 @@ fn create_with_ids(timers: &[PosixTimer]) -> Res {
 fn create_in_order(timers: &[PosixTimer]) -> Res {
     let mut next = 0i32;
     for (i, t) in timers.iter().enumerate() {
-        let sev = sigevent(t);
         loop {
-            let mut id: i32 = 0;
-            // SAFETY: the kernel reads the sigevent and writes the id.
-            let r = unsafe {
-                call(
-                    NR_TIMER_CREATE,
-                    t.clock as u64,
-                    addr(&sev),
-                    addr_mut(&mut id),
-                    0,
-                )
-            };
-            ok(r, i as u32)?;
+            let id = timer_create(t, 0).map_err(|e| Fail(i as u32, e))?;
             if id != next {
                 return Err(Fail(i as u32, -EINVAL));
             }
