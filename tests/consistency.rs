@@ -3,7 +3,8 @@
 //! (so it runs on right after), restores with every page agreeing with
 //! its checksum. The negative control changes one page in the images.
 //! Both with the images on disk (one writer of the pages) and on tmpfs
-//! (two: the parasite's splices and a helper's copies into a mapping).
+//! (two: the parasite writing into room reserved before the freeze, and a
+//! helper's copies into a mapping).
 
 use std::io::{Seek, SeekFrom, Write};
 
@@ -48,6 +49,44 @@ fn snapshot(mib: u64, corrupt: bool, tmpfs: bool) -> Result<(), String> {
         .run()
         .map_err(|e| format!("restoring: {e}"))?;
     w.verdict()
+}
+
+/// On tmpfs the pages go into room reserved before the freeze, which
+/// the parasite fills with the process's own writes. Those must stay
+/// within its RLIMIT_FSIZE (past it the process would get SIGXFSZ): with
+/// a 40 MiB limit on 96 MiB, the first 40 MiB are written so, the rest
+/// through the page pipe and the helper. The process lives through the
+/// dump (it dies of the test's SIGKILL, not SIGXFSZ) and restores whole.
+#[test]
+fn a_file_size_limit_holds_for_the_pages_the_process_writes() {
+    require_root();
+    let _g = trace_lock();
+    become_subreaper();
+    let mut w = Workload::start("rewriter", &["96"]);
+    let limit = libc::rlimit64 {
+        rlim_cur: 40 << 20,
+        rlim_max: libc::RLIM64_INFINITY,
+    };
+    // SAFETY: sets one limit of the workload from a valid struct.
+    let r = unsafe { libc::prlimit64(w.pid, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    let images = shm_dir();
+    Dump::new(w.pid)
+        .images_dir(images.path())
+        .leave_running(true)
+        .run()
+        .expect("dumping");
+    signal(w.pid, libc::SIGKILL);
+    let status = w.reap();
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+        "the dumped process ended with status {status:#x}, not by the test's SIGKILL"
+    );
+    Restore::new(images.path())
+        .detach(true)
+        .run()
+        .expect("restoring");
+    w.verdict().expect("the restored process");
 }
 
 /// A directory in /dev/shm (tmpfs), removed on drop.

@@ -253,6 +253,50 @@ fn a_dumper_killed_mid_dump_leaves_the_target_intact() {
     }
 }
 
+/// The same in a dump whose pages the parasite writes itself, into room
+/// reserved on tmpfs before the freeze: the image's descriptor it was
+/// given goes with it, whether rcriu fails mid-dump, after the cure, or
+/// is killed.
+#[test]
+fn a_fault_in_a_dump_into_reserved_room_leaves_the_target_intact() {
+    require_root();
+    let _g = trace_lock();
+    let shm =
+        TempDir(Path::new("/dev/shm").join(format!("rcriu-test-room-{}", std::process::id())));
+    std::fs::create_dir_all(shm.path()).expect("creating a directory in /dev/shm");
+    for fault in ["3", "4", "3:kill"] {
+        let what = format!("RCRIU_FAULT={fault} with 96 MiB on tmpfs");
+        let w = start("bigmem", &["96"]);
+        let before = seen(w.pid);
+        let dir = shm.path().join(fault.replace(':', "-"));
+        let out = run(rcriu()
+            .args(["dump", "-v4", "-t", &w.pid.to_string(), "-D"])
+            .arg(&dir)
+            .env("RCRIU_FAULT", fault));
+        if fault.ends_with(":kill") {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{what}: {out:?}");
+            let start = Instant::now();
+            while fds(w.pid).iter().any(|(_, l)| l.starts_with("socket:")) {
+                assert!(start.elapsed() < HANG_GUARD, "{what}: no self-cure");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{what}: {out:?}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("reserved for its pages"),
+                "{what}: no room: {err}"
+            );
+            assert!(images(&dir).is_empty(), "{what}: {:?}", images(&dir));
+        }
+        assert!(matches!(state(w.pid), 'R' | 'S'), "{what}");
+        same(&before, &seen(w.pid), &what);
+        w.verdict()
+            .unwrap_or_else(|e| panic!("{what}: the process is not intact: {e}"));
+    }
+}
+
 #[test]
 fn a_signal_to_the_dumper_aborts_cleanly() {
     require_root();

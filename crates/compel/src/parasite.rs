@@ -22,7 +22,7 @@ use rcriu_parasite_abi::{
     ARGS_SIZE, Cmd, CredsArgs, CtlMsg, DumpPagesArgs, FdsArgs, InitArgs, IoVec, ItimersArgs,
     KSigaction, MAX_FDS, MAX_IOVS, MAX_MPROTECT, MAX_POSIX_TIMERS, MprotectArgs, MprotectRange,
     PosixTimer, PosixTimersArgs, RseqArgs, SIGFRAME_SIZE, STACK_REDZONE, STACK_SIZE,
-    SigactionsArgs, SigaltstackArgs, StackT, ThreadInfoArgs, TlsArgs,
+    SigactionsArgs, SigaltstackArgs, StackT, ThreadInfoArgs, TlsArgs, WritePagesArgs,
 };
 use rcriu_proc::Pid;
 
@@ -104,6 +104,8 @@ pub struct Parasite<'s> {
     pipe: Option<(OwnedFd, RawFd)>,
     /// A `DumpPages` command was sent and its answer not read yet.
     dump_in_flight: bool,
+    /// The file `WritePages` writes to: its number here and in the victim.
+    out_file: Option<(RawFd, RawFd)>,
     /// The thread's rseq registration, read while it was stopped.
     rseq: sys::RseqConfig,
 }
@@ -134,6 +136,7 @@ impl<'s> Parasite<'s> {
             phase: Phase::Clean,
             pipe: None,
             dump_in_flight: false,
+            out_file: None,
             rseq,
         };
         p.map_area()?;
@@ -590,6 +593,65 @@ impl<'s> Parasite<'s> {
         Ok(())
     }
 
+    /// Gives the victim `file` (once); returns its number there.
+    fn setup_out_file(&mut self, file: BorrowedFd<'_>) -> Result<RawFd> {
+        match self.out_file {
+            Some((ours, theirs)) if ours == file.as_raw_fd() => return Ok(theirs),
+            Some((_, theirs)) => {
+                self.out_file = None;
+                self.close_remote_fd(theirs);
+            }
+            None => {}
+        }
+        self.call(Cmd::RecvFd, "receive fd", &[file.as_raw_fd()])?;
+        let a: FdsArgs = self.get_args();
+        if a.nr != 1 {
+            return Err(Error::Protocol {
+                pid: self.pid(),
+                what: format!("the parasite received {} fds instead of 1", a.nr),
+            });
+        }
+        self.out_file = Some((file.as_raw_fd(), a.fds[0]));
+        Ok(a.fds[0])
+    }
+
+    /// Writes the victim's memory in `ranges` to `file` from `offset` on,
+    /// in order, the parasite writing it itself (`pwritev`): one copy and
+    /// no pipe, so about twice as fast as [`dump_pages`](Self::dump_pages).
+    /// For room already allocated in the file only: the blocks a victim's
+    /// write allocates would be charged to its memory cgroup, and past its
+    /// RLIMIT_FSIZE it would get SIGXFSZ. Returns the bytes written.
+    pub fn write_pages(
+        &mut self,
+        ranges: &[IoVec],
+        file: BorrowedFd<'_>,
+        offset: u64,
+    ) -> Result<u64> {
+        let fd = self.setup_out_file(file)?;
+        let mut done = 0u64;
+        for chunk in ranges.chunks(MAX_IOVS) {
+            let mut a = WritePagesArgs {
+                fd,
+                nr_iovs: chunk.len() as u32,
+                offset: offset + done,
+                iovs: [IoVec::default(); MAX_IOVS],
+            };
+            a.iovs[..chunk.len()].copy_from_slice(chunk);
+            let want: u64 = chunk.iter().map(|v| v.len).sum();
+            self.put_args(&a);
+            let (m, _) = self.call(Cmd::WritePages, "write pages", &[])?;
+            if m.ret != want {
+                return Err(Error::Protocol {
+                    pid: self.pid(),
+                    what: format!("{} bytes of pages written for {want} asked", m.ret),
+                });
+            }
+            done += want;
+            fault::point(FaultPoint::MidPageDump)?;
+        }
+        Ok(done)
+    }
+
     /// Writes the victim's memory in `ranges` to `out` (at its file
     /// position), in order: the parasite `vmsplice`s the pages into a pipe
     /// and we `splice` them out. Returns the bytes written.
@@ -730,7 +792,7 @@ impl<'s> Parasite<'s> {
         a.fds[0] = fd;
         self.put_args(&a);
         if let Err(e) = self.call(Cmd::CloseFds, "close fds", &[]) {
-            log::warn!("parasite of {}: closing its pipe: {e}", self.pid());
+            log::warn!("parasite of {}: closing fd {fd}: {e}", self.pid());
         }
     }
 
@@ -747,6 +809,9 @@ impl<'s> Parasite<'s> {
         if self.phase == Phase::Daemon {
             if let Some((rd, remote_fd)) = self.pipe.take() {
                 drop(rd);
+                self.close_remote_fd(remote_fd);
+            }
+            if let Some((_, remote_fd)) = self.out_file.take() {
                 self.close_remote_fd(remote_fd);
             }
             if let Err(e) = self.stop_daemon() {

@@ -304,12 +304,28 @@ impl Seized {
         self.released = true;
         let r = sys::kill(self.pid, libc::SIGKILL).map_err(Error::ptrace("kill", self.pid));
         for t in &self.threads {
-            // A killed tracee may already be on its way out: then it can
-            // no longer be detached, and a thread other than the leader
-            // stays a zombie until its tracer reaps it (which the leader's
-            // own exit waits for).
-            if sys::detach(t.tid, 0).is_err() && t.tid != self.pid {
-                while let Ok(Wait::Stopped { .. } | Wait::Nothing) = sys::wait(t.tid, 0) {}
+            let _ = self.detach_or_reap(t);
+        }
+        r
+    }
+
+    /// Detaches from `t`. A tracee killed meanwhile may already be on its
+    /// way out: then it can no longer be detached (ESRCH), and a thread
+    /// other than the leader stays a zombie until its tracer reaps it
+    /// (which the leader's own exit waits for), so it is reaped.
+    fn detach_or_reap(&self, t: &Thread) -> std::io::Result<()> {
+        let r = sys::detach(t.tid, 0);
+        if let Err(e) = &r
+            && e.raw_os_error() == Some(libc::ESRCH)
+            && t.tid != self.pid
+        {
+            loop {
+                match sys::wait(t.tid, 0) {
+                    // Stopped after all: it can be let go.
+                    Ok(Wait::Stopped { .. }) if sys::detach(t.tid, 0).is_ok() => return Ok(()),
+                    Ok(Wait::Stopped { .. } | Wait::Nothing) => {}
+                    _ => break,
+                }
             }
         }
         r
@@ -350,8 +366,8 @@ impl Seized {
         }
         let mut first_err = None;
         for t in &self.threads {
-            if let Err(e) = sys::detach(t.tid, 0) {
-                // ESRCH: the thread died meanwhile; nothing left to free.
+            if let Err(e) = self.detach_or_reap(t) {
+                // ESRCH: the thread died meanwhile (killed while seized).
                 if e.raw_os_error() != Some(libc::ESRCH) {
                     log::error!("cannot detach from task {}: {e}", t.tid);
                     first_err.get_or_insert(Error::Ptrace {

@@ -836,6 +836,8 @@ unsafe impl Pod for rcriu_parasite_abi::ThreadInfoArgs {}
 unsafe impl Pod for rcriu_parasite_abi::FdsArgs {}
 // SAFETY: as above.
 unsafe impl Pod for rcriu_parasite_abi::DumpPagesArgs {}
+// SAFETY: as above: integers and an array of them, no padding.
+unsafe impl Pod for rcriu_parasite_abi::WritePagesArgs {}
 // SAFETY: as above.
 unsafe impl Pod for rcriu_parasite_abi::MprotectArgs {}
 // SAFETY: as above.

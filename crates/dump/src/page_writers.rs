@@ -1,21 +1,32 @@
-//! The pages of one image written by two workers at once.
+//! The pages of one image written by two workers at once, into room
+//! reserved before the freeze where it can be.
 //!
 //! The pages image is the pages in pagemap order, back to back, so where
 //! every byte goes is known before any is written. A long stretch of
 //! readable pages is cut into chunks that two workers take, one from each
 //! end: rcriu's own thread takes them from the front, in order, through
-//! the parasite (vmsplice into the page pipe, splice into the file at its
-//! position); a helper thread takes them from the back and copies them
+//! the parasite; a helper thread takes them from the back and copies them
 //! with `process_vm_readv(2)` into a shared mapping of the file at their
 //! offsets. The bytes are the same as one worker's.
 //!
-//! Why a mapping: on tmpfs every `write`/`splice` into one file holds the
-//! inode's lock while it copies, so two writers of one file at different
-//! offsets take turns and gain nothing; filling a shared mapping's pages
-//! takes no such lock. Filling it costs more per page (the fault clears
-//! each page first), and taking chunks from both ends lets each worker
-//! do what its speed allows. Only tmpfs gets the helper: elsewhere the
-//! lock is not the limit, and a full disk would only show at writeback.
+//! Room first: on tmpfs, allocating the file's pages costs about as much
+//! as filling them, so before the process is frozen rcriu allocates
+//! (`fallocate(2)`, in an unnamed file named later) about as much as it
+//! has anonymous memory ([`reserve`]). Into that room the parasite writes
+//! the process's pages itself with `pwritev(2)`: one copy, no pipe, and
+//! no allocation charged to the process's memory cgroup; never past the
+//! process's RLIMIT_FSIZE, which would get it SIGXFSZ. Outside it (no
+//! room, past it, or past the limit) the parasite `vmsplice`s pages into
+//! the page pipe that rcriu `splice`s into the file, as CRIU does.
+//!
+//! Why a mapping for the helper: on tmpfs every `write`/`splice` into one
+//! file holds the inode's lock while it copies, so two writers of one
+//! file at different offsets take turns and gain nothing; filling a
+//! shared mapping's pages takes no such lock. Filling it costs more per
+//! page (the fault clears each page first), and taking chunks from both
+//! ends lets each worker do what its speed allows. Only tmpfs gets the
+//! helper: elsewhere the lock is not the limit, and a full disk would only
+//! show at writeback.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -24,8 +35,8 @@ use std::sync::Mutex;
 
 use rcriu_compel::Parasite;
 use rcriu_compel::abi::IoVec;
-use rcriu_images::pages::PagesWriter;
-use rcriu_proc::Pid;
+use rcriu_images::pages::{PagesRoom, PagesWriter};
+use rcriu_proc::{Pid, Task};
 
 use crate::{Error, Result};
 use rcriu_compel::sys::LocalMap;
@@ -59,13 +70,27 @@ pub fn write(
         source,
     };
     let start = img.offset();
-    let map = if total >= MIN_SPLIT && on_tmpfs(img.as_fd()) {
-        helper_map(img.as_fd(), start, total)
+    let fd = img.as_fd();
+    let room = img.reserved().min(fsize_limit(pid));
+    // The parasite's part: straight into reserved room, or through the
+    // page pipe at the file's position (put where the bytes go).
+    let parasite_writes = |parasite: &mut Parasite, r: &[IoVec], lo: u64, hi: u64| {
+        if start + hi <= room {
+            return parasite.write_pages(r, fd, start + lo).map_err(pages_err);
+        }
+        rustix::fs::seek(fd, rustix::fs::SeekFrom::Start(start + lo))
+            .map_err(|e| copy_err(e.into()))?;
+        parasite.dump_pages(r, fd).map_err(pages_err)
+    };
+    let map = if total >= MIN_SPLIT && on_tmpfs(fd) {
+        helper_map(fd, start, total)
     } else {
         None
     };
     let Some(map) = map else {
-        let m = parasite.dump_pages(iovs, img.as_fd()).map_err(pages_err)?;
+        let m = parasite_writes(parasite, iovs, 0, total)?;
+        rustix::fs::seek(fd, rustix::fs::SeekFrom::Start(start + m))
+            .map_err(|e| copy_err(e.into()))?;
         img.appended(m);
         return Ok(m);
     };
@@ -73,7 +98,6 @@ pub fn write(
     let stream = Stream::new(iovs);
     let chunks = total.div_ceil(CHUNK);
     let claims = Mutex::new((0u64, chunks));
-    let fd = img.as_fd();
     let (front, back) = std::thread::scope(|s| {
         let helper = s.spawn(|| {
             let map = map;
@@ -92,7 +116,7 @@ pub fn write(
         let mut front = Ok(());
         while let Some(k) = claim(&claims, true) {
             let (lo, hi) = (k * CHUNK, ((k + 1) * CHUNK).min(total));
-            match parasite.dump_pages(&stream.slice(lo, hi), fd) {
+            match parasite_writes(parasite, &stream.slice(lo, hi), lo, hi) {
                 Ok(m) => done += m,
                 Err(e) => {
                     stop(&claims);
@@ -106,7 +130,7 @@ pub fn write(
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
         (front.map(|()| done), back)
     });
-    let front = front.map_err(pages_err)?;
+    let front = front?;
     let back = back.map_err(copy_err)?;
     log::debug!("process {pid}: {front} bytes of pages through the parasite, {back} by the helper");
     // The parasite's splices stopped where the helper's chunks begin.
@@ -116,15 +140,65 @@ pub fn write(
     Ok(front + back)
 }
 
+/// The task's RLIMIT_FSIZE (0 if unknown): its own writes past that
+/// would get it SIGXFSZ.
+fn fsize_limit(pid: Pid) -> u64 {
+    Task::open(pid)
+        .and_then(|mut t| t.limits())
+        .ok()
+        .and_then(|l| l.get(libc::RLIMIT_FSIZE))
+        .map_or(0, |l| l.soft)
+}
+
 fn on_tmpfs(fd: BorrowedFd<'_>) -> bool {
     rustix::fs::fstatfs(fd).is_ok_and(|s| s.f_type == libc::TMPFS_MAGIC)
+}
+
+/// The bytes worth reserving for the pages of `pid` ([`reserve`]): its
+/// anonymous memory as `/proc/PID/status` counts it (RssAnon and
+/// VmSwap), when that is enough for two writers.
+pub fn room_wanted(pid: Pid) -> Option<u64> {
+    let status = Task::open(pid).and_then(|mut t| t.status()).ok()?;
+    let bytes = (status.rss_anon_kb? + status.vm_swap_kb.unwrap_or(0)) << 10;
+    // With some slack for pages it does not count (the vdso's) and for
+    // growth until the freeze; what is left over is given back.
+    (bytes >= MIN_SPLIT).then_some(bytes + bytes / 256 + (1 << 20))
+}
+
+/// `bytes` of room for the pages of `pid`, reserved before it is
+/// frozen when its images go to tmpfs.
+///
+/// Allocating tmpfs pages costs about as much as filling them; done
+/// here, the frozen process waits only for the copy. The reservation is
+/// a guess: pages beyond it are allocated as they are written, and room
+/// left over is given back. If it cannot be had (a full disk, a
+/// filesystem without `O_TMPFILE`), the dump goes on without it.
+pub fn reserve(pid: Pid, dir: &Path, bytes: u64) -> Option<PagesRoom> {
+    let tmpfs = rustix::fs::statfs(dir).is_ok_and(|s| s.f_type == libc::TMPFS_MAGIC);
+    if !tmpfs {
+        return None;
+    }
+    match PagesRoom::reserve(dir, bytes) {
+        Ok(r) => {
+            log::debug!("process {pid}: {bytes} bytes reserved for its pages");
+            Some(r)
+        }
+        Err(e) => {
+            log::info!("process {pid}: no room reserved for its pages: {e}");
+            None
+        }
+    }
 }
 
 /// The file grown to its final size and mapped from `start`, or `None`
 /// (then rcriu's thread writes alone).
 fn helper_map(fd: BorrowedFd<'_>, start: u64, total: u64) -> Option<LocalMap> {
     let len = usize::try_from(total).ok()?;
-    if let Err(e) = rustix::fs::ftruncate(fd, start + total) {
+    // Room reserved beyond the stretch stays.
+    let size = rustix::fs::fstat(fd).ok()?.st_size as u64;
+    if size < start + total
+        && let Err(e) = rustix::fs::ftruncate(fd, start + total)
+    {
         log::debug!("growing the pages image for the page helper: {e}");
         return None;
     }
@@ -143,8 +217,10 @@ fn helper_map(fd: BorrowedFd<'_>, start: u64, total: u64) -> Option<LocalMap> {
         Ok(m) => Some(m),
         Err(e) => {
             log::debug!("mapping the pages image for the page helper: {e}");
-            // Back to its size: the parasite's pages go at its end.
-            let _ = rustix::fs::ftruncate(fd, start);
+            // Back to its size.
+            if size < start + total {
+                let _ = rustix::fs::ftruncate(fd, size);
+            }
             None
         }
     }

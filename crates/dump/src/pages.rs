@@ -8,9 +8,10 @@
 //! PRESENT|LAZY, the others PRESENT. Runs that touch and have the same
 //! flags are one entry, across areas too.
 //!
-//! The pages themselves are written by the parasite: it `vmsplice`s them
-//! into a pipe that is `splice`d into `pages-1.img`, in the pagemap's
-//! order. vmsplice needs pages the task can read: the few pages of areas
+//! The pages themselves are written through the parasite, in the
+//! pagemap's order (`page_writers`: into room reserved on tmpfs with its
+//! own `pwritev`, otherwise `vmsplice`d into a pipe that is `splice`d into
+//! `pages-1.img`). vmsplice needs pages the task can read: the few pages of areas
 //! without PROT_READ (written before an mprotect) are read through
 //! /proc/PID/mem instead, which leaves the task untouched (CRIU makes such
 //! areas readable for the time of the dump, which a dumper killed at the

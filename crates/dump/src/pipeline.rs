@@ -22,6 +22,7 @@ use std::time::Instant;
 use rcriu_compel::abi::IoVec;
 use rcriu_compel::fault::{self, FaultPoint};
 use rcriu_compel::{Parasite, Seized};
+use rcriu_images::pages::PagesRoom;
 use rcriu_images::{ImageDir, ImageFile, pb};
 use rcriu_proc::{CgroupEntry, Namespaces, NsKind, Pid, Task, TimensOffsets};
 
@@ -79,6 +80,8 @@ struct Output {
     path: PathBuf,
     dir: Option<ImageDir>,
     written: Vec<PathBuf>,
+    /// Room for the task's pages image, reserved before the freeze.
+    room: Option<PagesRoom>,
 }
 
 impl Output {
@@ -88,6 +91,7 @@ impl Output {
             path: path.to_owned(),
             dir: None,
             written: Vec::new(),
+            room: None,
         }
     }
 
@@ -98,6 +102,15 @@ impl Output {
         let d = ImageDir::create(&self.path).map_err(Error::image(self.pid))?;
         self.dir = Some(d.clone());
         Ok(d)
+    }
+
+    /// Reserves room for the pages of `pid` ([`page_writers::reserve`]).
+    fn reserve_pages(&mut self, pid: Pid) {
+        if let Some(bytes) = page_writers::room_wanted(pid)
+            && let Ok(dir) = self.dir()
+        {
+            self.room = page_writers::reserve(pid, dir.path(), bytes);
+        }
     }
 
     fn created(&mut self, file: ImageFile) -> Result<ImageDir> {
@@ -187,6 +200,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     let mut stats = DumpStats::default();
     let mut out = Output::new(pid, &o.dir);
     fault::set_target(pid);
+    out.reserve_pages(pid);
     let start = Instant::now();
     let (seized, freezer) = cgroup::seize(pid, o.freeze_cgroup.as_deref())?;
     let frozen = Instant::now();
@@ -462,7 +476,11 @@ fn collect(
     let pages_id = memfds.task_pages_id();
     let dir = out.created(ImageFile::Pages(pages_id.into()))?;
     fault::image(&ImageFile::Pages(pages_id.into()).name()).map_err(Error::compel(pid))?;
-    let mut pages_img = dir.create_pages(pages_id).map_err(Error::image(pid))?;
+    let mut pages_img = match out.room.take() {
+        Some(room) => dir.create_pages_in(pages_id, room),
+        None => dir.create_pages(pages_id),
+    }
+    .map_err(Error::image(pid))?;
     let t_write = Instant::now();
     let mut n = 0;
     let mut i = 0;
@@ -483,6 +501,7 @@ fn collect(
         }
         i = j;
     }
+    pages_img.trim().map_err(Error::image(pid))?;
     stats.memwrite_time = t_write.elapsed();
     if n != plan.bytes() {
         return Err(Error::Inconsistent {

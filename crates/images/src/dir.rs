@@ -10,7 +10,7 @@ use prost::{Message, Name};
 use crate::error::{Error, Problem, Result};
 use crate::file::ImageFile;
 use crate::framing::{ImageReader, ImageWriter};
-use crate::pages::{PagemapReader, PagemapWriter, PagesReader, PagesWriter};
+use crate::pages::{PagemapReader, PagemapWriter, PagesReader, PagesRoom, PagesWriter};
 use crate::pb;
 
 /// Mode of every image file written.
@@ -225,6 +225,11 @@ impl ImageDir {
     /// Creates `pages-<id>.img`.
     pub fn create_pages(&self, pages_id: u32) -> Result<PagesWriter> {
         PagesWriter::create(&self.file_path(ImageFile::Pages(pages_id.into())))
+    }
+
+    /// `pages-<id>.img`, filling `room` reserved for it.
+    pub fn create_pages_in(&self, pages_id: u32, room: PagesRoom) -> Result<PagesWriter> {
+        PagesWriter::create_in(room, &self.file_path(ImageFile::Pages(pages_id.into())))
     }
 
     /// `inventory.img`.

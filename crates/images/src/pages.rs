@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Problem, Result};
@@ -271,6 +271,8 @@ pub struct PagesWriter {
     file: File,
     path: PathBuf,
     offset: u64,
+    /// The bytes allocated before the first page was written.
+    reserved: u64,
 }
 
 impl PagesWriter {
@@ -280,7 +282,57 @@ impl PagesWriter {
             file: crate::dir::create_file(path)?,
             path: path.to_owned(),
             offset: 0,
+            reserved: 0,
         })
+    }
+
+    /// Names the file of `room` `path` (replacing a file of that name)
+    /// and appends from its start: the pages then fill room already
+    /// allocated.
+    pub fn create_in(room: PagesRoom, path: &Path) -> Result<Self> {
+        use std::os::fd::AsRawFd;
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io("replacing", path, e));
+            }
+            _ => {}
+        }
+        rustix::fs::linkat(
+            rustix::fs::CWD,
+            format!("/proc/self/fd/{}", room.file.as_raw_fd()),
+            rustix::fs::CWD,
+            path,
+            rustix::fs::AtFlags::SYMLINK_FOLLOW,
+        )
+        .map_err(|e| Error::io("creating", path, e.into()))?;
+        Ok(PagesWriter {
+            file: room.file,
+            path: path.to_owned(),
+            offset: 0,
+            reserved: room.bytes,
+        })
+    }
+
+    /// Cuts the file where the pages end, giving back room reserved
+    /// beyond them.
+    pub fn trim(&mut self) -> Result<()> {
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io("examining", &self.path, e))?
+            .len();
+        if len > self.offset {
+            self.file
+                .set_len(self.offset)
+                .map_err(|e| Error::io("trimming", &self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// The bytes from the start of the file that were allocated before
+    /// any was written ([`PagesRoom`]); 0 without a reservation.
+    pub fn reserved(&self) -> u64 {
+        self.reserved
     }
 
     /// Bytes written so far.
@@ -331,6 +383,43 @@ impl PagesWriter {
 impl AsFd for PagesWriter {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
+    }
+}
+
+/// Room for a pages image, allocated before its name is known: an
+/// unnamed file (`O_TMPFILE`) in the images directory, mode 0600, with
+/// its blocks allocated (`fallocate(2)`) but not yet written. Filling
+/// allocated room costs only the copy, so allocating it before the
+/// process is frozen takes that work out of the frozen time. Dropped
+/// unused, it goes with its last descriptor.
+#[derive(Debug)]
+pub struct PagesRoom {
+    file: File,
+    bytes: u64,
+}
+
+impl PagesRoom {
+    /// Allocates `bytes` in an unnamed file in `dir`.
+    pub fn reserve(dir: &Path, bytes: u64) -> Result<PagesRoom> {
+        use rustix::fs::{FallocateFlags, Mode, OFlags};
+        let fd = rustix::fs::open(
+            dir,
+            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::from_raw_mode(crate::dir::FILE_MODE),
+        )
+        .map_err(|e| Error::io("reserving room for pages in", dir, e.into()))?;
+        let file = File::from(fd);
+        let room = |e: std::io::Error| Error::io("reserving room for pages in", dir, e);
+        file.set_permissions(std::fs::Permissions::from_mode(crate::dir::FILE_MODE))
+            .map_err(room)?;
+        rustix::fs::fallocate(&file, FallocateFlags::empty(), 0, bytes)
+            .map_err(|e| room(e.into()))?;
+        Ok(PagesRoom { file, bytes })
+    }
+
+    /// The bytes allocated.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 }
 

@@ -87,6 +87,10 @@ pub enum Cmd {
     /// Args: [`MprotectArgs`].
     Mprotect = 14,
     Thread = 15,
+    /// Daemon: write the listed ranges with `pwritev` to a file received
+    /// earlier with [`Cmd::RecvFd`], from an offset on.
+    /// Args: [`WritePagesArgs`]; `ret` = bytes written.
+    WritePages = 16,
 }
 
 impl Cmd {
@@ -108,6 +112,7 @@ impl Cmd {
             13 => Cmd::CloseFds,
             14 => Cmd::Mprotect,
             15 => Cmd::Thread,
+            16 => Cmd::WritePages,
             _ => return None,
         })
     }
@@ -167,6 +172,19 @@ pub struct DumpPagesArgs {
     pub pipe_fd: i32,
     /// How many of `iovs` are used.
     pub nr_iovs: u32,
+    pub iovs: [IoVec; MAX_IOVS],
+}
+
+/// Arguments of [`Cmd::WritePages`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct WritePagesArgs {
+    /// The file, as numbered in the victim.
+    pub fd: i32,
+    /// How many of `iovs` are used.
+    pub nr_iovs: u32,
+    /// Where in the file the first byte goes.
+    pub offset: u64,
     pub iovs: [IoVec; MAX_IOVS],
 }
 
@@ -431,10 +449,14 @@ const _: () = {
     // alignment (the area is page aligned).
     assert!(size_of::<InitArgs>() <= ARGS_SIZE);
     assert!(size_of::<DumpPagesArgs>() <= ARGS_SIZE);
+    assert!(size_of::<WritePagesArgs>() <= ARGS_SIZE);
+    assert!(offset_of!(WritePagesArgs, offset) == 8);
+    assert!(offset_of!(WritePagesArgs, iovs) == 16);
     assert!(size_of::<SigactionsArgs>() <= ARGS_SIZE);
     assert!(size_of::<PosixTimersArgs>() <= ARGS_SIZE);
     assert!(size_of::<CredsArgs>() <= ARGS_SIZE);
     assert!(size_of::<MprotectArgs>() <= ARGS_SIZE);
     assert!(align_of::<DumpPagesArgs>() <= 8);
+    assert!(align_of::<WritePagesArgs>() <= 8);
     assert!(align_of::<CredsArgs>() <= 8);
 };

@@ -3,9 +3,9 @@
 //! negative errno with the syscall (or index) where it failed.
 
 use rcriu_parasite_abi::{
-    Cmd, CredsArgs, DumpPagesArgs, FdsArgs, GDT_ENTRY_TLS_MIN, ItimersArgs, KSigaction, MAX_FDS,
-    MAX_IOVS, MAX_MPROTECT, MAX_POSIX_TIMERS, MprotectArgs, NSIG, PosixTimersArgs, RseqArgs,
-    SigactionsArgs, SigaltstackArgs, ThreadInfoArgs, TlsArgs,
+    Cmd, CredsArgs, DumpPagesArgs, FdsArgs, GDT_ENTRY_TLS_MIN, IoVec, ItimersArgs, KSigaction,
+    MAX_FDS, MAX_IOVS, MAX_MPROTECT, MAX_POSIX_TIMERS, MprotectArgs, NSIG, PosixTimersArgs,
+    RseqArgs, SigactionsArgs, SigaltstackArgs, ThreadInfoArgs, TlsArgs, WritePagesArgs,
 };
 
 use rcriu_blob_rt::syscall::addr_mut;
@@ -39,6 +39,8 @@ pub fn run(c: Cmd, args: *mut u8, _sock: Option<i32>) -> Ret {
     match c {
         // SAFETY: the area holds the args of command `c`.
         Cmd::DumpPages => dump_pages(unsafe { args_as(args) }),
+        // SAFETY: as above.
+        Cmd::WritePages => write_pages(unsafe { args_as(args) }),
         // SAFETY: as above.
         Cmd::Sigactions => sigactions(unsafe { args_as(args) }),
         // SAFETY: as above.
@@ -95,16 +97,53 @@ fn dump_pages(a: &mut DumpPagesArgs) -> Ret {
             return failed(-sys::EINVAL, i as i64);
         }
         total += r;
-        // Step over what was taken; a partly taken range is shortened.
-        let mut left = r as u64;
-        while i < nr && left >= a.iovs[i].len {
-            left -= a.iovs[i].len;
-            i += 1;
+        step(&mut a.iovs[..nr], &mut i, r as u64);
+    }
+    (total, 0)
+}
+
+/// Steps the range index `i` over `done` bytes taken from `iovs[i..]`;
+/// a partly taken range is shortened.
+fn step(iovs: &mut [IoVec], i: &mut usize, done: u64) {
+    let mut left = done;
+    while *i < iovs.len() && left >= iovs[*i].len {
+        left -= iovs[*i].len;
+        *i += 1;
+    }
+    if left > 0 && *i < iovs.len() {
+        iovs[*i].base += left;
+        iovs[*i].len -= left;
+    }
+}
+
+/// Writes the listed ranges to the file from the offset on; returns the
+/// bytes written.
+fn write_pages(a: &mut WritePagesArgs) -> Ret {
+    let nr = (a.nr_iovs as usize).min(MAX_IOVS);
+    let mut total: i64 = 0;
+    let mut i = 0;
+    while i < nr {
+        // SAFETY: pwritev only reads the victim's memory at the listed
+        // addresses (the kernel checks them) and the iovec array, which
+        // lies in the args area. On x86_64 the offset's high half (the
+        // fifth argument) is not used.
+        let r = unsafe {
+            call(
+                sys::NR_PWRITEV,
+                a.fd as u64,
+                core::ptr::from_ref(&a.iovs[i]) as u64,
+                (nr - i) as u64,
+                a.offset + total as u64,
+            )
+        };
+        if r < 0 {
+            return failed(r, i as i64);
         }
-        if left > 0 {
-            a.iovs[i].base += left;
-            a.iovs[i].len -= left;
+        if r == 0 {
+            return failed(-sys::EIO, i as i64);
         }
+        total += r;
+        step(&mut a.iovs[..nr], &mut i, r as u64);
     }
     (total, 0)
 }

@@ -62,6 +62,7 @@ pub const NR_SET_ROBUST_LIST: i64 = 273;
 pub const NR_VMSPLICE: i64 = 278;
 pub const NR_DUP3: i64 = 292;
 pub const NR_PREADV: i64 = 295;
+pub const NR_PWRITEV: i64 = 296;
 pub const NR_RT_TGSIGQUEUEINFO: i64 = 297;
 pub const NR_PRLIMIT64: i64 = 302;
 pub const NR_SETNS: i64 = 308;
