@@ -106,6 +106,7 @@ fn parasite_reads_what_the_task_set() {
     let _g = trace_lock();
     let w = Workload::start("parasite_state", &[]);
     let seized = Seized::seize(w.pid).expect("seizing");
+    let fds_before = victim_fds(w.pid);
     let mut p = Parasite::infect(&seized).expect("infecting");
 
     // Signal actions: as the kernel holds them for the task.
@@ -223,6 +224,13 @@ fn parasite_reads_what_the_task_set() {
     let mut out = tempfile::tempfile().unwrap();
     let n = p.dump_pages(&ranges, out.as_fd()).expect("dumping pages");
     assert_eq!(n, 3 * region + 16384);
+    // The same, written by the task itself at an offset (pwritev); the
+    // file it was given goes at the cure.
+    let mut direct = tempfile::tempfile().unwrap();
+    let n = p
+        .write_pages(&ranges, direct.as_fd(), 8192)
+        .expect("writing pages");
+    assert_eq!(n, 3 * region + 16384);
     p.mprotect(&[MprotectRange {
         addr: none,
         len: region,
@@ -233,9 +241,23 @@ fn parasite_reads_what_the_task_set() {
     p.cure().expect("curing");
     seized.release().expect("releasing");
 
+    assert_eq!(
+        victim_fds(w.pid),
+        fds_before,
+        "the victim's fds after the cure"
+    );
+
     let mut bytes = Vec::new();
     out.rewind().unwrap();
     out.read_to_end(&mut bytes).unwrap();
+    let mut written = Vec::new();
+    direct.rewind().unwrap();
+    direct.read_to_end(&mut written).unwrap();
+    assert_eq!(&written[..8192], &[0u8; 8192][..]);
+    assert!(
+        written[8192..] == bytes[..],
+        "pwritev wrote what vmsplice did"
+    );
     let region = region as usize;
     let pattern = |i: usize, salt: u8| ((i as u64).wrapping_mul(2_654_435_761) >> 13) as u8 ^ salt;
     for i in 0..region {
@@ -261,6 +283,21 @@ fn parasite_reads_what_the_task_set() {
     w.verdict().expect("the task is intact");
 }
 
+/// The victim's open fds, as /proc lists them.
+fn victim_fds(pid: i32) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("listing the victim's fds")
+        .map(|e| {
+            e.expect("an fd entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 #[test]
 fn a_failed_page_dump_returns_and_the_parasite_serves_on() {
     require_root();
@@ -281,6 +318,17 @@ fn a_failed_page_dump_returns_and_the_parasite_serves_on() {
         )
         .expect_err("an unmapped range cannot be dumped");
     assert!(e.to_string().contains("dump pages"), "{e}");
+    let e = p
+        .write_pages(
+            &[IoVec {
+                base: 4096,
+                len: 4096,
+            }],
+            out.as_fd(),
+            0,
+        )
+        .expect_err("an unmapped range cannot be written");
+    assert!(e.to_string().contains("write pages"), "{e}");
     // The daemon serves on: another command, then a page dump that works.
     p.sigactions().expect("sigactions after the failed dump");
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", w.pid)).unwrap();
