@@ -525,6 +525,72 @@ fn a_restorer_failing_at_any_step_leaves_no_process() {
     w.verdict().expect("restored at last, it is intact");
 }
 
+/// The restore of a process large enough for the page helper (rcriu's
+/// thread filling the back half of its memory while the restorer reads
+/// the front), failing before the areas are mapped, as the reads begin,
+/// after them, in the helper, or with rcriu killed in the helper: never
+/// a process left, never a hang.
+#[test]
+fn a_failed_restore_with_the_page_helper_leaves_no_process() {
+    require_root();
+    let _g = trace_lock();
+    rcriu_test_support::become_subreaper();
+    let mut w = start("bigmem", &["96"]);
+    let pid = w.pid;
+    let shm =
+        TempDir(Path::new("/dev/shm").join(format!("rcriu-test-helper-{}", std::process::id())));
+    let dir = shm.path().join("images");
+    let out = run(rcriu()
+        .args(["dump", "-t", &pid.to_string(), "-D"])
+        .arg(&dir));
+    assert!(out.status.success(), "{out:?}");
+    w.reap();
+    // Map, Read and Madvise (rcriu_compel::abi::restorer::Step).
+    for fault in [
+        "restorer:8",
+        "restorer:9",
+        "restorer:10",
+        "page-helper",
+        "page-helper:kill",
+    ] {
+        let what = format!("RCRIU_FAULT={fault}");
+        let out = run(rcriu()
+            .args(["restore", "-v4", "-d", "-D"])
+            .arg(&dir)
+            .env("RCRIU_FAULT", fault));
+        let err = String::from_utf8_lossy(&out.stderr);
+        if fault.ends_with(":kill") {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{what}: {out:?}");
+            // Killed with rcriu (PTRACE_O_EXITKILL); ours to reap now.
+            rcriu_test_support::wait_exit(pid).expect("the half-restored process ends");
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{what}: {out:?}");
+            assert!(
+                err.contains(&pid.to_string()),
+                "{what}: names the process: {err}"
+            );
+        }
+        if fault == "page-helper" {
+            assert!(err.contains("read batch"), "{what}: names the batch: {err}");
+        } else if fault == "restorer:8" || fault == "restorer:9" {
+            assert!(err.contains("page helper: called off"), "{what}: {err}");
+        }
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "{what}: a process is left: {err}"
+        );
+    }
+    let out = run(rcriu().args(["restore", "-v4", "-d", "-D"]).arg(&dir));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !err.contains("page helper: 0 of"),
+        "the helper took a share: {err}"
+    );
+    w.verdict().expect("restored at last, it is intact");
+}
+
 #[test]
 fn a_failed_dump_leaves_an_rseq_critical_section_working() {
     require_root();

@@ -6,7 +6,8 @@
 //! the image whose file name starts with NAME: `image:core`,
 //! `image:pages`...), or `restorer:STEP` (the restorer, in the new
 //! process, fails as it reaches step number STEP, in whichever thread
-//! reaches it first). The default action `fail` makes the operation fail
+//! reaches it first), or `page-helper` (a restore's page helper, before
+//! its first batch). The default action `fail` makes the operation fail
 //! there (as any real error would); `kill` SIGKILLs rcriu on the spot;
 //! `int`, `term` and `hup` raise that signal in rcriu (which, with the
 //! CLI's handlers, aborts the operation); `target` SIGKILLs the process
@@ -57,6 +58,7 @@ enum Where {
     Point(u32),
     Image(String),
     Restorer(u32),
+    PageHelper,
 }
 
 fn configured() -> Option<&'static (Where, Action)> {
@@ -76,6 +78,8 @@ fn parse(v: &str) -> Option<(Where, Action)> {
             let (step, action) = rest.split_once(':').unwrap_or((rest, "fail"));
             (Where::Restorer(step.trim().parse().ok()?), action)
         }
+        Some(("page-helper", action)) => (Where::PageHelper, action),
+        None if v.trim() == "page-helper" => (Where::PageHelper, "fail"),
         Some((n, action)) => (Where::Point(n.trim().parse().ok()?), action),
         None => (Where::Point(v.trim().parse().ok()?), "fail"),
     };
@@ -155,6 +159,15 @@ pub fn image(name: &str) -> Result<()> {
         return fire(&format!("image:{name}"), 0, *action);
     }
     check_abort()
+}
+
+/// Passes the point where a restore's page helper is about to write its
+/// first batch.
+pub fn page_helper() -> Result<()> {
+    if let Some((Where::PageHelper, action)) = configured() {
+        return fire("page-helper", 0, *action);
+    }
+    Ok(())
 }
 
 /// A function every fault point calls as it is passed.

@@ -6,8 +6,10 @@
 //! to call: it passes the kernel only pointers to memory it owns for the
 //! duration of the call, sized for what the kernel writes. The exception is
 //! [`LocalMap`], whose memory is shared with another process: it is only
-//! touched through volatile copies, and callers keep the protocol (the
-//! parasite touches the args area only while running a command).
+//! touched through volatile copies and atomics, and callers keep the
+//! protocol (the parasite touches the args area only while running a
+//! command; the restorer and rcriu's page helper share two words, used
+//! atomically).
 
 use std::io;
 use std::mem::{MaybeUninit, size_of};
@@ -434,6 +436,15 @@ impl LocalMap {
     /// Maps `len` bytes of `fd` from `offset` (a multiple of the page
     /// size) read-write and shared.
     pub fn map(fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<LocalMap> {
+        Self::map_with(fd, offset, len, libc::PROT_READ | libc::PROT_WRITE)
+    }
+
+    /// Maps `len` bytes of `fd` from `offset` read-only and shared.
+    pub fn map_readonly(fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<LocalMap> {
+        Self::map_with(fd, offset, len, libc::PROT_READ)
+    }
+
+    fn map_with(fd: BorrowedFd<'_>, offset: u64, len: usize, prot: i32) -> io::Result<LocalMap> {
         let off = libc::off_t::try_from(offset)
             .map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
         // SAFETY: a fresh mapping chosen by the kernel; nothing else lives
@@ -442,7 +453,7 @@ impl LocalMap {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
-                libc::PROT_READ | libc::PROT_WRITE,
+                prot,
                 libc::MAP_SHARED,
                 fd.as_raw_fd(),
                 off,
@@ -534,6 +545,56 @@ impl LocalMap {
             )
         };
         check(r as libc::c_long).map(|n| n as usize)
+    }
+}
+
+impl LocalMap {
+    /// Copies the mapping's bytes from `at` on into the memory of process
+    /// `pid` at `remote` (in order), with `process_vm_writev(2)`; returns
+    /// the bytes copied (fewer when a page could not be written).
+    pub fn write_remote(&self, pid: Pid, at: usize, remote: &[libc::iovec]) -> io::Result<usize> {
+        let want: usize = remote.iter().map(|v| v.iov_len).sum();
+        if at.checked_add(want).is_none_or(|e| e > self.len) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let local = libc::iovec {
+            // SAFETY: `at` is inside the mapping (checked above).
+            iov_base: unsafe { self.addr.add(at) }.cast(),
+            iov_len: want,
+        };
+        // SAFETY: the kernel reads at most `want` bytes of the mapping from
+        // `at`, inside it (checked above), and the iovec arrays from our
+        // memory; it writes the other process's memory itself.
+        let r = unsafe {
+            libc::process_vm_writev(
+                pid,
+                &local,
+                1,
+                remote.as_ptr(),
+                remote.len() as libc::c_ulong,
+                0,
+            )
+        };
+        check(r as libc::c_long).map(|n| n as usize)
+    }
+
+    /// The aligned 32-bit word at `off`, for atomic access shared with
+    /// the other process.
+    pub fn atomic_u32(&self, off: usize) -> &std::sync::atomic::AtomicU32 {
+        self.check_range(off, 4);
+        assert!(off.is_multiple_of(4), "unaligned atomic at {off:#x}");
+        // SAFETY: in range and aligned (checked; the mapping is page
+        // aligned); the word lives as long as `self`, and every access to
+        // it, here or in the other process, is atomic.
+        unsafe { std::sync::atomic::AtomicU32::from_ptr(self.addr.add(off).cast()) }
+    }
+
+    /// The aligned 64-bit word at `off`, as [`atomic_u32`](Self::atomic_u32).
+    pub fn atomic_u64(&self, off: usize) -> &std::sync::atomic::AtomicU64 {
+        self.check_range(off, 8);
+        assert!(off.is_multiple_of(8), "unaligned atomic at {off:#x}");
+        // SAFETY: as in `atomic_u32`.
+        unsafe { std::sync::atomic::AtomicU64::from_ptr(self.addr.add(off).cast()) }
     }
 }
 

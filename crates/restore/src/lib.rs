@@ -27,6 +27,7 @@ mod ghost;
 mod load;
 mod memfd;
 mod mm;
+mod page_helper;
 mod pages;
 mod pipes;
 mod region;
@@ -258,6 +259,12 @@ impl Restore {
         args.fault_step = rcriu_compel::fault::restorer_step().unwrap_or(0);
         args.go_fd = go_rd.as_raw_fd();
         args.pages_fd = pages_file.as_raw_fd();
+        let pages_file = std::fs::File::from(pages_file);
+        let share_pages = page_helper::wanted(&pages, &pages_file);
+        if share_pages {
+            args.flags |= abi::FLAG_PAGE_HELPER;
+            args.page_claims = page_helper::all(pages.batches.len());
+        }
         args.cwd_fd = cwd.as_raw_fd();
         args.root_fd = root.as_ref().map_or(-1, |f| f.as_raw_fd());
         args.umask = fs.umask;
@@ -324,6 +331,12 @@ impl Restore {
         let forking_time_us = start.elapsed().as_micros() as u64;
         let tids: Vec<Pid> = core.threads.iter().map(|t| t.tid as Pid).collect();
         let child = finish::Child::new(child_pid, tids);
+        let words = region.page_words();
+        let helper_map = if share_pages {
+            page_helper::map(&pages_file, words)
+        } else {
+            None
+        };
         cgroups.enter(child_pid)?;
         files::set_owners(&owners, &sources)?;
         // Ours no longer needed: the fork has its copies.
@@ -333,9 +346,21 @@ impl Restore {
             threads: core.threads.len() > 1,
             seccomp: core.seccomp(),
         };
-        finish::start(&child, &region, std::fs::File::from(go_wr), trace)?;
         let describe = |step: Step, index: u32| describe_item(step, index, &vmas, &fd_moves);
-        finish::wait_restorer(&child, &region, describe)?;
+        std::thread::scope(|s| {
+            let (iovs, batches) = (&pages.iovs, &pages.batches);
+            let helper = helper_map
+                .map(|m| s.spawn(move || page_helper::run(child_pid, words, &m, iovs, batches)));
+            let r = finish::start(&child, &region, std::fs::File::from(go_wr), trace)
+                .and_then(|()| finish::wait_restorer(&child, &region, describe));
+            // Past the page reads, the helper is done; otherwise the
+            // restorer is gone, and so is what the helper would wait for.
+            page_helper::abort(words);
+            if let Some(h) = helper {
+                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            }
+            r
+        })?;
         let report = region.read_args();
         for i in 0..abi::NLIMITS {
             if report.rlimit_failed & (1 << i) != 0 {

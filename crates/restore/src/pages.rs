@@ -19,6 +19,19 @@ pub struct PagePlan {
     pub pages: u64,
     /// Where the last batch ends in the pages file.
     batch_end: u64,
+    /// The bytes of the last batch.
+    batch_bytes: u64,
+}
+
+/// The most bytes one batch reads: batches are also what the restorer
+/// and rcriu's page helper claim one at a time (`page_helper`).
+pub const BATCH_BYTES: u64 = 8 << 20;
+
+impl PagePlan {
+    /// The bytes to read.
+    pub fn bytes(&self) -> u64 {
+        self.iovs.iter().map(|v| v.len).sum()
+    }
 }
 
 /// Plans the page reads of `img`'s process into the areas of `mem`, and
@@ -126,31 +139,47 @@ fn mark(vmas: &mut [rcriu_parasite_abi::restorer::Vma], start: u64, end: u64) ->
     false
 }
 
+/// Adds `len` bytes at `addr` read from `off`, cut into batches of at
+/// most [`BATCH_BYTES`] and `MAX_IOV_BATCH` iovecs.
 fn push(plan: &mut PagePlan, addr: u64, len: u64, off: u64) {
-    let end_before = plan.batch_end;
-    plan.batch_end = off + len;
-    if let Some(b) = plan.batches.last_mut()
-        && end_before == off
-        && (b.nr as usize) < MAX_IOV_BATCH
-    {
-        {
-            // Extend the last iovec when the memory is contiguous too.
-            let last = plan.iovs.last_mut().expect("a batch has iovecs");
-            if last.base + last.len == addr {
-                last.len += len;
-            } else {
-                plan.iovs.push(IoVec { base: addr, len });
+    let mut done = 0;
+    while done < len {
+        let (addr, off) = (addr + done, off + done);
+        let joins = plan.batches.last().is_some_and(|b| {
+            plan.batch_end == off
+                && plan.batch_bytes < BATCH_BYTES
+                && (b.nr as usize) < MAX_IOV_BATCH
+        });
+        let room = if joins {
+            BATCH_BYTES - plan.batch_bytes
+        } else {
+            BATCH_BYTES
+        };
+        let n = (len - done).min(room);
+        done += n;
+        plan.batch_end = off + n;
+        if !joins {
+            plan.batches.push(ReadBatch {
+                off,
+                first: plan.iovs.len() as u32,
+                nr: 1,
+            });
+            plan.iovs.push(IoVec { base: addr, len: n });
+            plan.batch_bytes = n;
+            continue;
+        }
+        plan.batch_bytes += n;
+        // Extend the last iovec when the memory is contiguous too.
+        let last = plan.iovs.last_mut().expect("a batch has iovecs");
+        if last.base + last.len == addr {
+            last.len += n;
+        } else {
+            plan.iovs.push(IoVec { base: addr, len: n });
+            if let Some(b) = plan.batches.last_mut() {
                 b.nr += 1;
             }
-            return;
         }
     }
-    plan.batches.push(ReadBatch {
-        off,
-        first: plan.iovs.len() as u32,
-        nr: 1,
-    });
-    plan.iovs.push(IoVec { base: addr, len });
 }
 
 #[cfg(test)]
@@ -196,5 +225,33 @@ mod tests {
             (p.batches[1].first, p.batches[1].nr, p.batches[1].off),
             (2, 1, 0x8000)
         );
+    }
+
+    #[test]
+    fn batches_are_cut_at_their_size() {
+        let mut p = PagePlan::default();
+        let mib = 1 << 20;
+        push(&mut p, 0x100000, 20 * mib, 0);
+        push(&mut p, 0x100000 + 20 * mib, 3 * mib, 20 * mib);
+        push(&mut p, 0x10000000, 2 * mib, 23 * mib); // file-contiguous only
+        let sizes: Vec<u64> = p
+            .batches
+            .iter()
+            .map(|b| {
+                p.iovs[b.first as usize..][..b.nr as usize]
+                    .iter()
+                    .map(|v| v.len)
+                    .sum()
+            })
+            .collect();
+        assert_eq!(sizes, vec![8 * mib, 8 * mib, 8 * mib, mib]);
+        let offs: Vec<u64> = p.batches.iter().map(|b| b.off).collect();
+        assert_eq!(offs, vec![0, 8 * mib, 16 * mib, 24 * mib]);
+        assert_eq!(p.batches[2].nr, 2, "memory jumps inside the third batch");
+        assert_eq!(p.bytes(), 25 * mib);
+        // Each iovec in its batch's order, the memory covered once.
+        assert_eq!(p.iovs[2].base + p.iovs[2].len, 0x100000 + 23 * mib);
+        assert_eq!((p.iovs[3].base, p.iovs[3].len), (0x10000000, mib));
+        assert_eq!((p.iovs[4].base, p.iovs[4].len), (0x10100000, mib));
     }
 }

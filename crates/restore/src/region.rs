@@ -249,6 +249,20 @@ impl Region {
         self.map.get(off)
     }
 
+    /// The words of the mapped `Args` the restorer and rcriu's page
+    /// helper share: `page_claims`, `page_state`, `page_err`,
+    /// `page_err_batch`.
+    pub fn page_words(&self) -> crate::page_helper::Words<'_> {
+        use std::mem::offset_of;
+        let at = |off| self.args_off + off;
+        crate::page_helper::Words {
+            claims: self.map.atomic_u64(at(offset_of!(Args, page_claims))),
+            state: self.map.atomic_u32(at(offset_of!(Args, page_state))),
+            err: self.map.atomic_u32(at(offset_of!(Args, page_err))),
+            err_batch: self.map.atomic_u32(at(offset_of!(Args, page_err_batch))),
+        }
+    }
+
     /// Updates the inherited rseq registration in the mapped `Args`.
     pub fn set_self_rseq(&self, r: rcriu_compel::abi::restorer::Rseq) {
         let off = self.args_off + std::mem::offset_of!(Args, self_rseq);

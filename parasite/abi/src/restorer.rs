@@ -71,6 +71,28 @@ pub const FLAG_MM_MAP: u32 = 1 << 2;
 pub const FLAG_RSEQ: u32 = 1 << 3;
 /// [`Args::flags`]: write [`Args::loginuid`].
 pub const FLAG_LOGINUID: u32 = 1 << 4;
+/// [`Args::flags`]: rcriu's page helper reads batches of pages too, from
+/// the back, while the restorer reads from the front
+/// ([`Args::page_claims`], [`Args::page_state`]).
+pub const FLAG_PAGE_HELPER: u32 = 1 << 5;
+
+/// [`Args::page_state`]: the areas are not mapped yet.
+pub const PAGES_WAIT: u32 = 0;
+/// [`Args::page_state`]: the restorer mapped the areas; the helper may
+/// write into them.
+pub const PAGES_MAPPED: u32 = 1;
+/// [`Args::page_state`]: the helper wrote every batch it claimed.
+pub const PAGES_DONE: u32 = 2;
+/// [`Args::page_state`]: the helper failed ([`Args::page_err`]).
+pub const PAGES_FAILED: u32 = 3;
+/// [`Args::page_state`]: rcriu gave up on the restorer before it mapped
+/// the areas; the helper ends.
+pub const PAGES_ABORT: u32 = 4;
+
+/// [`Args::page_claims`] with `front` and `back` (batch indices).
+pub const fn page_claims(front: u32, back: u32) -> u64 {
+    front as u64 | (back as u64) << 32
+}
 
 /// Bytes of stack each thread but the leader gets in the region.
 pub const THREAD_STACK_SIZE: usize = 32 * 1024;
@@ -576,6 +598,17 @@ pub struct Args {
     /// that reaches this [`Step`] fails there; 0 for none.
     pub fault_step: u32,
     pub _pad3: u32,
+    /// With [`FLAG_PAGE_HELPER`]: the batches not claimed yet, as
+    /// [`page_claims`]`(front, back)`: the restorer takes `front` and
+    /// counts up, the helper takes `back - 1` and counts down, each with
+    /// an atomic compare-and-swap, until they meet.
+    pub page_claims: u64,
+    /// With [`FLAG_PAGE_HELPER`]: `PAGES_*`, a futex both sides wait on.
+    pub page_state: u32,
+    /// On [`PAGES_FAILED`]: the helper's negative errno and its batch.
+    pub page_err: i32,
+    pub page_err_batch: u32,
+    pub _pad4: u32,
 }
 
 const _: () = {
@@ -601,7 +634,8 @@ const _: () = {
     assert!(offset_of!(Args, rlimits).is_multiple_of(8));
     assert!(size_of::<Args>().is_multiple_of(8));
     // Every field accounted for: no implicit padding.
-    assert!(size_of::<Args>() == 3848);
+    assert!(size_of::<Args>() == 3872);
+    assert!(offset_of!(Args, page_claims).is_multiple_of(8));
     assert!(size_of::<Creds>() == 104);
     assert!(size_of::<SeccompFilter>() == 24);
     assert!(offset_of!(SeccompFilter, filter) == 16);

@@ -16,6 +16,7 @@
 mod creds;
 mod fds;
 mod mm;
+mod pages;
 mod signals;
 mod task;
 mod thread;

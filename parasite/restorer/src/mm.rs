@@ -4,7 +4,7 @@
 
 use rcriu_blob_rt::nr::*;
 use rcriu_blob_rt::syscall::{addr, call, syscall6};
-use rcriu_parasite_abi::restorer::{Args, IoVec, Range, ReadBatch, Vma};
+use rcriu_parasite_abi::restorer::{Args, FLAG_PAGE_HELPER, IoVec, Range, ReadBatch, Vma};
 
 use crate::{Fail, Res, array, ok};
 
@@ -91,19 +91,30 @@ pub fn map_vmas(a: &Args) -> Res {
     Ok(())
 }
 
-pub fn read_pages(a: &Args) -> Res {
+pub fn read_pages(a: &mut Args) -> Res {
+    if a.flags & FLAG_PAGE_HELPER != 0 {
+        return crate::pages::read_shared(a);
+    }
+    for i in 0..a.nr_batches as u32 {
+        read_one(a, i)?;
+    }
+    Ok(())
+}
+
+/// Reads batch `i` into place.
+pub fn read_one(a: &Args, i: u32) -> Res {
     // SAFETY: rcriu wrote `nr_iovs` iovecs and `nr_batches` batches.
     let iovs: &[IoVec] = unsafe { array(a.iovs, a.nr_iovs) };
     // SAFETY: as above.
     let batches: &[ReadBatch] = unsafe { array(a.batches, a.nr_batches) };
-    for (i, b) in batches.iter().enumerate() {
-        let first = b.first as usize;
-        let Some(group) = iovs.get(first..first + b.nr as usize) else {
-            return Err(Fail(i as u32, -EINVAL));
-        };
-        read_batch(a.pages_fd, group, b.off).map_err(|f| Fail(i as u32, f.1))?;
-    }
-    Ok(())
+    let Some(b) = batches.get(i as usize) else {
+        return Err(Fail(i, -EINVAL));
+    };
+    let first = b.first as usize;
+    let Some(group) = iovs.get(first..first + b.nr as usize) else {
+        return Err(Fail(i, -EINVAL));
+    };
+    read_batch(a.pages_fd, group, b.off).map_err(|f| Fail(i, f.1))
 }
 
 /// `preadv` of one batch, going on after short reads.

@@ -1,0 +1,186 @@
+//! rcriu's share of a large restore's page reads. The restorer `preadv`s
+//! batches of pages from the front while this helper, a thread of rcriu,
+//! copies batches from the back into the new process's areas with
+//! `process_vm_writev(2)` from a read-only mapping of the pages file: both
+//! cores fill memory, and each batch is still one copy. They claim
+//! batches with a compare-and-swap on a word of the region both share
+//! (`Args::page_claims`) and meet somewhere, each going as fast as it
+//! can.
+//!
+//! `Args::page_state` is the handshake, a futex: the restorer says when
+//! the areas are mapped (before that there is nothing to write into) and
+//! then waits until the helper says it is done or failed. If the restorer
+//! dies first, rcriu calls the helper off ([`abort`]); if the helper
+//! cannot start, the restorer reads every batch itself.
+//!
+//! Only pages files on tmpfs, and enough of them, get the helper: from a
+//! disk two readers at different offsets would seek.
+
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use rcriu_compel::sys::LocalMap;
+use rcriu_parasite_abi::restorer::{
+    FAULT_ERRNO, IoVec, PAGES_ABORT, PAGES_DONE, PAGES_FAILED, PAGES_MAPPED, PAGES_WAIT, ReadBatch,
+    page_claims,
+};
+use rcriu_proc::Pid;
+
+use crate::pages::PagePlan;
+
+/// Below this many bytes of pages the restorer reads alone.
+pub const MIN_SHARED: u64 = 64 << 20;
+
+/// The words of the region the restorer and the helper share.
+#[derive(Clone, Copy)]
+pub struct Words<'r> {
+    pub claims: &'r AtomicU64,
+    pub state: &'r AtomicU32,
+    pub err: &'r AtomicU32,
+    pub err_batch: &'r AtomicU32,
+}
+
+/// Whether the pages of `plan`, in `file`, are worth a helper.
+pub fn wanted(plan: &PagePlan, file: &std::fs::File) -> bool {
+    plan.batches.len() >= 2
+        && plan.bytes() >= MIN_SHARED
+        && rustix::fs::fstatfs(file).is_ok_and(|s| s.f_type == libc::TMPFS_MAGIC)
+}
+
+/// The pages file mapped for the helper, or `None` (logged): then the
+/// restorer is told to read alone.
+pub fn map(file: &std::fs::File, words: Words<'_>) -> Option<LocalMap> {
+    let len = file
+        .metadata()
+        .ok()
+        .and_then(|m| usize::try_from(m.len()).ok());
+    match len.map(|len| LocalMap::map_readonly(file.as_fd(), 0, len)) {
+        Some(Ok(m)) => Some(m),
+        other => {
+            log::debug!("no page helper: mapping the pages file: {other:?}");
+            abort(words);
+            None
+        }
+    }
+}
+
+/// Copies the batches it claims into process `pid` once its areas are
+/// mapped, then says it is done (or failed, with the errno and batch).
+pub fn run(pid: Pid, words: Words<'_>, pages: &LocalMap, iovs: &[IoVec], batches: &[ReadBatch]) {
+    loop {
+        match words.state.load(Ordering::Acquire) {
+            PAGES_WAIT => futex_wait(words.state, PAGES_WAIT),
+            PAGES_MAPPED => break,
+            _ => {
+                log::debug!("page helper: called off before the areas were mapped");
+                return;
+            }
+        }
+    }
+    let mut n = 0;
+    while let Some(i) = claim_back(words.claims) {
+        let b = &batches[i as usize];
+        let group = &iovs[b.first as usize..][..b.nr as usize];
+        let injected = match n {
+            0 => rcriu_compel::fault::page_helper()
+                .map_err(|_| std::io::Error::from_raw_os_error(FAULT_ERRNO as i32)),
+            _ => Ok(()),
+        };
+        if let Err(e) = injected.and_then(|()| write_batch(pid, pages, group, b.off)) {
+            log::debug!("page helper: batch {i} into process {pid}: {e}");
+            // No more for the restorer either.
+            words.claims.store(0, Ordering::Release);
+            let errno = e.raw_os_error().unwrap_or(libc::EIO);
+            words.err.store((-errno) as u32, Ordering::Relaxed);
+            words.err_batch.store(i, Ordering::Relaxed);
+            say(words.state, PAGES_FAILED);
+            return;
+        }
+        n += 1;
+    }
+    log::debug!("page helper: {n} of {} batches", batches.len());
+    say(words.state, PAGES_DONE);
+}
+
+/// Calls the helper off if the areas were never mapped (the restorer
+/// failed or died before), or tells the restorer there is no helper.
+pub fn abort(words: Words<'_>) {
+    if words
+        .state
+        .compare_exchange(PAGES_WAIT, PAGES_ABORT, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
+        futex_wake(words.state);
+    }
+}
+
+/// The initial claims: every batch.
+pub fn all(batches: usize) -> u64 {
+    page_claims(0, batches as u32)
+}
+
+/// The next batch from the back, until the two ends meet.
+fn claim_back(c: &AtomicU64) -> Option<u32> {
+    let mut cur = c.load(Ordering::Acquire);
+    loop {
+        let (front, back) = (cur as u32, (cur >> 32) as u32);
+        if front >= back {
+            return None;
+        }
+        match c.compare_exchange_weak(
+            cur,
+            page_claims(front, back - 1),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => return Some(back - 1),
+            Err(now) => cur = now,
+        }
+    }
+}
+
+/// Copies the pages file's bytes from `off` into `pid`'s memory at
+/// `remote`, going on after partial copies.
+fn write_batch(pid: Pid, pages: &LocalMap, remote: &[IoVec], off: u64) -> std::io::Result<()> {
+    let mut iovs: Vec<libc::iovec> = remote
+        .iter()
+        .map(|v| libc::iovec {
+            iov_base: v.base as usize as *mut libc::c_void,
+            iov_len: v.len as usize,
+        })
+        .collect();
+    let mut at = off as usize;
+    let mut i = 0;
+    while i < iovs.len() {
+        let n = match pages.write_remote(pid, at, &iovs[i..])? {
+            0 => return Err(std::io::Error::from_raw_os_error(libc::EFAULT)),
+            n => n,
+        };
+        at += n;
+        let mut left = n;
+        while i < iovs.len() && left >= iovs[i].iov_len {
+            left -= iovs[i].iov_len;
+            i += 1;
+        }
+        if left > 0 {
+            iovs[i].iov_base = (iovs[i].iov_base as usize + left) as *mut libc::c_void;
+            iovs[i].iov_len -= left;
+        }
+    }
+    Ok(())
+}
+
+fn say(state: &AtomicU32, what: u32) {
+    state.store(what, Ordering::Release);
+    futex_wake(state);
+}
+
+fn futex_wake(w: &AtomicU32) {
+    // A shared futex: the word is in memory another process maps too.
+    let _ = rustix::thread::futex::wake(w, rustix::thread::futex::Flags::empty(), i32::MAX as u32);
+}
+
+/// Sleeps while `w` holds `val`.
+fn futex_wait(w: &AtomicU32, val: u32) {
+    let _ = rustix::thread::futex::wait(w, rustix::thread::futex::Flags::empty(), val, None);
+}
