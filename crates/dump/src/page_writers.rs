@@ -71,7 +71,10 @@ pub fn write(
     };
     let start = img.offset();
     let fd = img.as_fd();
-    let room = img.reserved().min(fsize_limit(pid));
+    let room = match img.reserved() {
+        0 => 0,
+        r => r.min(fsize_limit(pid)),
+    };
     // The parasite's part: straight into reserved room, or through the
     // page pipe at the file's position (put where the bytes go).
     let parasite_writes = |parasite: &mut Parasite, r: &[IoVec], lo: u64, hi: u64| {
