@@ -297,6 +297,35 @@ fn a_fault_in_a_dump_into_reserved_room_leaves_the_target_intact() {
     }
 }
 
+/// A security module may refuse the process's own writes into the image
+/// rcriu opened (simulated: `RCRIU_FAULT=write-pages-denied` makes them
+/// fail with EACCES): the pages then go through the page pipe, and the
+/// dump is whole.
+#[test]
+fn a_process_refused_its_own_page_writes_is_dumped_through_the_pipe() {
+    require_root();
+    let _g = trace_lock();
+    rcriu_test_support::become_subreaper();
+    let mut w = start("bigmem", &["96"]);
+    let shm =
+        TempDir(Path::new("/dev/shm").join(format!("rcriu-test-denied-{}", std::process::id())));
+    let dir = shm.path().join("images");
+    let out = run(rcriu()
+        .args(["dump", "-v4", "-t", &w.pid.to_string(), "-D"])
+        .arg(&dir)
+        .env("RCRIU_FAULT", "write-pages-denied"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        err.contains("reserved for its pages") && err.contains("may not write its pages itself"),
+        "{err}"
+    );
+    w.reap();
+    let out = run(rcriu().args(["restore", "-d", "-D"]).arg(&dir));
+    assert!(out.status.success(), "{out:?}");
+    w.verdict().expect("restored whole");
+}
+
 #[test]
 fn a_signal_to_the_dumper_aborts_cleanly() {
     require_root();

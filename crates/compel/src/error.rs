@@ -104,6 +104,14 @@ fn describe_tasks(others: &[(Pid, Pid, String)]) -> String {
 }
 
 impl Error {
+    /// Whether a parasite command was refused permission (EACCES or
+    /// EPERM), as a security module refuses the victim an access rcriu
+    /// has.
+    pub fn denied(&self) -> bool {
+        matches!(self, Error::Command { source, .. }
+            if matches!(source.raw_os_error(), Some(libc::EACCES | libc::EPERM)))
+    }
+
     /// A ptrace error, made from the `io::Error` of the request.
     pub(crate) fn ptrace(what: &'static str, tid: Pid) -> impl FnOnce(io::Error) -> Error {
         move |source| Error::Ptrace { what, tid, source }

@@ -6,8 +6,10 @@
 //! the image whose file name starts with NAME: `image:core`,
 //! `image:pages`...), or `restorer:STEP` (the restorer, in the new
 //! process, fails as it reaches step number STEP, in whichever thread
-//! reaches it first), or `page-helper` (a restore's page helper, before
-//! its first batch). The default action `fail` makes the operation fail
+//! reaches it first), `page-helper` (a restore's page helper, before
+//! its first batch), or `write-pages-denied` (the parasite's own page
+//! writes are refused with EACCES, as a security module may refuse a
+//! process writing into a file rcriu opened). The default action `fail` makes the operation fail
 //! there (as any real error would); `kill` SIGKILLs rcriu on the spot;
 //! `int`, `term` and `hup` raise that signal in rcriu (which, with the
 //! CLI's handlers, aborts the operation); `target` SIGKILLs the process
@@ -59,6 +61,7 @@ enum Where {
     Image(String),
     Restorer(u32),
     PageHelper,
+    WritePagesDenied,
 }
 
 fn configured() -> Option<&'static (Where, Action)> {
@@ -80,6 +83,7 @@ fn parse(v: &str) -> Option<(Where, Action)> {
         }
         Some(("page-helper", action)) => (Where::PageHelper, action),
         None if v.trim() == "page-helper" => (Where::PageHelper, "fail"),
+        None if v.trim() == "write-pages-denied" => (Where::WritePagesDenied, "fail"),
         Some((n, action)) => (Where::Point(n.trim().parse().ok()?), action),
         None => (Where::Point(v.trim().parse().ok()?), "fail"),
     };
@@ -168,6 +172,11 @@ pub fn page_helper() -> Result<()> {
         return fire("page-helper", 0, *action);
     }
     Ok(())
+}
+
+/// Whether `RCRIU_FAULT=write-pages-denied` is set.
+pub fn write_pages_denied() -> bool {
+    matches!(configured(), Some((Where::WritePagesDenied, _)))
 }
 
 /// A function every fault point calls as it is passed.

@@ -620,13 +620,24 @@ impl<'s> Parasite<'s> {
     /// no pipe, so about twice as fast as [`dump_pages`](Self::dump_pages).
     /// For room already allocated in the file only: the blocks a victim's
     /// write allocates would be charged to its memory cgroup, and past its
-    /// RLIMIT_FSIZE it would get SIGXFSZ. Returns the bytes written.
+    /// RLIMIT_FSIZE it would get SIGXFSZ. A security module may refuse
+    /// the victim's writes into a file rcriu opened: that fails the
+    /// command with EACCES or EPERM before any byte is written
+    /// ([`Error::denied`]). Returns the bytes written.
     pub fn write_pages(
         &mut self,
         ranges: &[IoVec],
         file: BorrowedFd<'_>,
         offset: u64,
     ) -> Result<u64> {
+        if fault::write_pages_denied() {
+            return Err(Error::Command {
+                pid: self.pid(),
+                cmd: "write pages",
+                at: 0,
+                source: std::io::Error::from_raw_os_error(libc::EACCES),
+            });
+        }
         let fd = self.setup_out_file(file)?;
         let mut done = 0u64;
         for chunk in ranges.chunks(MAX_IOVS) {

@@ -17,7 +17,9 @@
 //! no allocation charged to the process's memory cgroup; never past the
 //! process's RLIMIT_FSIZE, which would get it SIGXFSZ. Outside it (no
 //! room, past it, or past the limit) the parasite `vmsplice`s pages into
-//! the page pipe that rcriu `splice`s into the file, as CRIU does.
+//! the page pipe that rcriu `splice`s into the file, as CRIU does; so it
+//! does too once a security module refuses the process's own writes into
+//! rcriu's file.
 //!
 //! Why a mapping for the helper: on tmpfs every `write`/`splice` into one
 //! file holds the inode's lock while it copies, so two writers of one
@@ -71,15 +73,23 @@ pub fn write(
     };
     let start = img.offset();
     let fd = img.as_fd();
-    let room = match img.reserved() {
+    let room = std::cell::Cell::new(match img.reserved() {
         0 => 0,
         r => r.min(fsize_limit(pid)),
-    };
+    });
     // The parasite's part: straight into reserved room, or through the
     // page pipe at the file's position (put where the bytes go).
     let parasite_writes = |parasite: &mut Parasite, r: &[IoVec], lo: u64, hi: u64| {
-        if start + hi <= room {
-            return parasite.write_pages(r, fd, start + lo).map_err(pages_err);
+        if start + hi <= room.get() {
+            match parasite.write_pages(r, fd, start + lo) {
+                Err(e) if e.denied() => {
+                    log::info!(
+                        "process {pid} may not write its pages itself ({e}): through the page pipe"
+                    );
+                    room.set(0);
+                }
+                r => return r.map_err(pages_err),
+            }
         }
         rustix::fs::seek(fd, rustix::fs::SeekFrom::Start(start + lo))
             .map_err(|e| copy_err(e.into()))?;
