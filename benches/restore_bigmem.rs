@@ -53,6 +53,41 @@ fn preadv_baseline(path: &Path) -> Duration {
     d
 }
 
+/// What the issue asks of the restored area, from /proc/PID/smaps: its
+/// VmFlags line, and its resident and anonymous kilobytes.
+#[derive(Debug, PartialEq, Eq)]
+struct Area {
+    vmflags: String,
+    rss_kb: u64,
+    anon_kb: u64,
+}
+
+fn area(pid: i32, addr: u64) -> Area {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("reading smaps");
+    let head = format!("{addr:x}-");
+    // The area's lines, from its head through its VmFlags line (the last).
+    let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&head));
+    let mut block = Vec::new();
+    for l in lines.by_ref() {
+        block.push(l);
+        if l.starts_with("VmFlags:") {
+            break;
+        }
+    }
+    let kb = |key: &str| {
+        block
+            .iter()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            .unwrap_or_else(|| panic!("no {key} for the area at {addr:#x}"))
+    };
+    Area {
+        vmflags: block.last().map_or(String::new(), |l| l.to_string()),
+        rss_kb: kb("Rss:"),
+        anon_kb: kb("Anonymous:"),
+    }
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -69,6 +104,9 @@ fn main() {
     let _ = std::fs::remove_dir_all(dir);
     let mut w = Workload::start("bigmem", &[&MIB.to_string()]);
     let pid = w.pid;
+    let addr = u64::from_str_radix(w.fact("addr").trim_start_matches("0x"), 16).expect("addr");
+    let before = area(pid, addr);
+    assert_eq!(before.rss_kb, (MIB as u64) << 10, "{before:?}");
     Dump::new(pid)
         .images_dir(dir)
         .run()
@@ -88,6 +126,9 @@ fn main() {
             .expect("restoring bigmem");
         restore.push(t.elapsed());
         assert_eq!(r.pid, pid);
+        // Every page resident and anonymous, the same VmFlags: nothing
+        // left to fault in lazily.
+        assert_eq!(area(pid, addr), before, "the restored area");
         // SAFETY: a plain kill of the process we restored.
         unsafe { libc::kill(pid, libc::SIGKILL) };
         wait_exit(pid).expect("the restored process ends");
