@@ -112,19 +112,21 @@ pub fn write(
     let chunks = total.div_ceil(CHUNK);
     let claims = Mutex::new((0u64, chunks));
     let (front, back) = std::thread::scope(|s| {
-        let helper = s.spawn(|| {
-            let map = map;
-            let mut done = 0u64;
-            while let Some(k) = claim(&claims, false) {
-                let (lo, hi) = (k * CHUNK, ((k + 1) * CHUNK).min(total));
-                if let Err(e) = copy(&map, pid, &stream.slice(lo, hi), lo, fd) {
-                    stop(&claims);
-                    return Err(e);
+        let helper = std::thread::Builder::new()
+            .name("page helper".into())
+            .spawn_scoped(s, || {
+                let map = map;
+                let mut done = 0u64;
+                while let Some(k) = claim(&claims, false) {
+                    let (lo, hi) = (k * CHUNK, ((k + 1) * CHUNK).min(total));
+                    if let Err(e) = copy(&map, pid, &stream.slice(lo, hi), lo, fd) {
+                        stop(&claims);
+                        return Err(e);
+                    }
+                    done += hi - lo;
                 }
-                done += hi - lo;
-            }
-            Ok(done)
-        });
+                Ok(done)
+            });
         let mut done = 0u64;
         let mut front = Ok(());
         while let Some(k) = claim(&claims, true) {
@@ -138,9 +140,14 @@ pub fn write(
                 }
             }
         }
-        let back = helper
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        // Without a helper (it could not start), the front took every chunk.
+        let back = match helper {
+            Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Err(e) => {
+                log::debug!("process {pid}: no page helper: {e}");
+                Ok(0)
+            }
+        };
         (front.map(|()| done), back)
     });
     let front = front?;

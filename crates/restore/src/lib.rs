@@ -349,8 +349,19 @@ impl Restore {
         let describe = |step: Step, index: u32| describe_item(step, index, &vmas, &fd_moves);
         std::thread::scope(|s| {
             let (iovs, batches) = (&pages.iovs, &pages.batches);
-            let helper = helper_map
-                .map(|m| s.spawn(move || page_helper::run(child_pid, words, &m, iovs, batches)));
+            let helper = helper_map.and_then(|m| {
+                std::thread::Builder::new()
+                    .name("page helper".into())
+                    .spawn_scoped(s, move || {
+                        page_helper::run(child_pid, words, &m, iovs, batches)
+                    })
+                    .inspect_err(|e| {
+                        // The restorer reads alone.
+                        log::debug!("no page helper: {e}");
+                        page_helper::abort(words);
+                    })
+                    .ok()
+            });
             let r = finish::start(&child, &region, std::fs::File::from(go_wr), trace)
                 .and_then(|()| finish::wait_restorer(&child, &region, describe));
             // Past the page reads, the helper is done; otherwise the
