@@ -77,6 +77,9 @@ pub fn run(pid: Pid, words: Words<'_>, pages: &LocalMap, iovs: &[IoVec], batches
             }
         }
     }
+    // However this ends (a panic too), the restorer waiting for the
+    // helper hears of it.
+    let _end = Ending(words);
     let mut n = 0;
     while let Some(i) = claim_back(words.claims) {
         let b = &batches[i as usize];
@@ -100,6 +103,20 @@ pub fn run(pid: Pid, words: Words<'_>, pages: &LocalMap, iovs: &[IoVec], batches
     }
     log::debug!("page helper: {n} of {} batches", batches.len());
     say(words.state, PAGES_DONE);
+}
+
+/// Says the helper failed (EIO) if it ends without having said how.
+struct Ending<'r>(Words<'r>);
+
+impl Drop for Ending<'_> {
+    fn drop(&mut self) {
+        let w = self.0;
+        if w.state.load(Ordering::Acquire) == PAGES_MAPPED {
+            w.claims.store(0, Ordering::Release);
+            w.err.store((-libc::EIO) as u32, Ordering::Relaxed);
+            say(w.state, PAGES_FAILED);
+        }
+    }
 }
 
 /// Calls the helper off if the areas were never mapped (the restorer
