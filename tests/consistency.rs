@@ -17,7 +17,7 @@ fn snapshot(mib: u64, corrupt: bool, tmpfs: bool) -> Result<(), String> {
     let mut w = Workload::start("rewriter", &[&mib.to_string()]);
     assert_eq!(w.fact_u64("pages"), mib * 256);
     let images = if tmpfs {
-        shm_dir()
+        TempDir::in_shm("consistency")
     } else {
         TempDir::new("consistency")
     };
@@ -70,7 +70,7 @@ fn a_file_size_limit_holds_for_the_pages_the_process_writes() {
     // SAFETY: sets one limit of the workload from a valid struct.
     let r = unsafe { libc::prlimit64(w.pid, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
     assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
-    let images = shm_dir();
+    let images = TempDir::in_shm("consistency");
     Dump::new(w.pid)
         .images_dir(images.path())
         .leave_running(true)
@@ -87,15 +87,6 @@ fn a_file_size_limit_holds_for_the_pages_the_process_writes() {
         .run()
         .expect("restoring");
     w.verdict().expect("the restored process");
-}
-
-/// A directory in /dev/shm (tmpfs), removed on drop.
-fn shm_dir() -> TempDir {
-    let p = std::path::Path::new("/dev/shm")
-        .join(format!("rcriu-test-consistency-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).expect("creating a directory in /dev/shm");
-    TempDir(p)
 }
 
 #[test]

@@ -220,6 +220,16 @@ fn every_fault_point_leaves_the_target_intact() {
         .expect("the process is intact after every failure");
 }
 
+/// Waits until the parasite in `pid`, seeing rcriu gone, cured itself
+/// (its control socket closed).
+fn wait_self_cure(pid: i32, what: &str) {
+    let start = Instant::now();
+    while fds(pid).iter().any(|(_, l)| l.starts_with("socket:")) {
+        assert!(start.elapsed() < HANG_GUARD, "{what}: no self-cure");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn a_dumper_killed_mid_dump_leaves_the_target_intact() {
     require_root();
@@ -240,12 +250,7 @@ fn a_dumper_killed_mid_dump_leaves_the_target_intact() {
             .env("RCRIU_FAULT", format!("{point}:kill")));
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{what}: {out:?}");
-        // The parasite sees rcriu gone and cures itself.
-        let start = Instant::now();
-        while fds(w.pid).iter().any(|(_, l)| l.starts_with("socket:")) {
-            assert!(start.elapsed() < HANG_GUARD, "{what}: no self-cure");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_self_cure(w.pid, &what);
         assert!(matches!(state(w.pid), 'R' | 'S'), "{what}");
         same(&before, &seen(w.pid), &what);
         w.verdict()
@@ -261,9 +266,7 @@ fn a_dumper_killed_mid_dump_leaves_the_target_intact() {
 fn a_fault_in_a_dump_into_reserved_room_leaves_the_target_intact() {
     require_root();
     let _g = trace_lock();
-    let shm =
-        TempDir(Path::new("/dev/shm").join(format!("rcriu-test-room-{}", std::process::id())));
-    std::fs::create_dir_all(shm.path()).expect("creating a directory in /dev/shm");
+    let shm = TempDir::in_shm("room");
     for fault in ["3", "4", "3:kill"] {
         let what = format!("RCRIU_FAULT={fault} with 96 MiB on tmpfs");
         let w = start("bigmem", &["96"]);
@@ -276,11 +279,7 @@ fn a_fault_in_a_dump_into_reserved_room_leaves_the_target_intact() {
         if fault.ends_with(":kill") {
             use std::os::unix::process::ExitStatusExt;
             assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{what}: {out:?}");
-            let start = Instant::now();
-            while fds(w.pid).iter().any(|(_, l)| l.starts_with("socket:")) {
-                assert!(start.elapsed() < HANG_GUARD, "{what}: no self-cure");
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            wait_self_cure(w.pid, &what);
         } else {
             assert_eq!(out.status.code(), Some(1), "{what}: {out:?}");
             let err = String::from_utf8_lossy(&out.stderr);
@@ -307,8 +306,7 @@ fn a_process_refused_its_own_page_writes_is_dumped_through_the_pipe() {
     let _g = trace_lock();
     rcriu_test_support::become_subreaper();
     let mut w = start("bigmem", &["96"]);
-    let shm =
-        TempDir(Path::new("/dev/shm").join(format!("rcriu-test-denied-{}", std::process::id())));
+    let shm = TempDir::in_shm("denied");
     let dir = shm.path().join("images");
     let out = run(rcriu()
         .args(["dump", "-v4", "-t", &w.pid.to_string(), "-D"])
@@ -566,8 +564,7 @@ fn a_failed_restore_with_the_page_helper_leaves_no_process() {
     rcriu_test_support::become_subreaper();
     let mut w = start("bigmem", &["96"]);
     let pid = w.pid;
-    let shm =
-        TempDir(Path::new("/dev/shm").join(format!("rcriu-test-helper-{}", std::process::id())));
+    let shm = TempDir::in_shm("helper");
     let dir = shm.path().join("images");
     let out = run(rcriu()
         .args(["dump", "-t", &pid.to_string(), "-D"])

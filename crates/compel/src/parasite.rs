@@ -579,18 +579,25 @@ impl<'s> Parasite<'s> {
         let (rd, wr) = sys::pipe().map_err(Error::host("creating the page pipe", pid))?;
         // As large as we may make it: fewer round trips per megabyte.
         let _ = sys::set_pipe_size(wr.as_fd(), pipe_max_size());
-        self.call(Cmd::RecvFd, "receive fd", &[wr.as_raw_fd()])?;
+        let theirs = self.give_fd(wr.as_fd())?;
+        // Our copy of the write end goes: the victim's is the only one.
+        drop(wr);
+        self.pipe = Some((rd, theirs));
+        Ok(())
+    }
+
+    /// Gives the victim a copy of `fd` (SCM_RIGHTS); returns its number
+    /// there.
+    fn give_fd(&mut self, fd: BorrowedFd<'_>) -> Result<RawFd> {
+        self.call(Cmd::RecvFd, "receive fd", &[fd.as_raw_fd()])?;
         let a: FdsArgs = self.get_args();
         if a.nr != 1 {
             return Err(Error::Protocol {
-                pid,
+                pid: self.pid(),
                 what: format!("the parasite received {} fds instead of 1", a.nr),
             });
         }
-        // Our copy of the write end goes: the victim's is the only one.
-        drop(wr);
-        self.pipe = Some((rd, a.fds[0]));
-        Ok(())
+        Ok(a.fds[0])
     }
 
     /// Gives the victim `file` (once); returns its number there.
@@ -603,16 +610,9 @@ impl<'s> Parasite<'s> {
             }
             None => {}
         }
-        self.call(Cmd::RecvFd, "receive fd", &[file.as_raw_fd()])?;
-        let a: FdsArgs = self.get_args();
-        if a.nr != 1 {
-            return Err(Error::Protocol {
-                pid: self.pid(),
-                what: format!("the parasite received {} fds instead of 1", a.nr),
-            });
-        }
-        self.out_file = Some((file.as_raw_fd(), a.fds[0]));
-        Ok(a.fds[0])
+        let theirs = self.give_fd(file)?;
+        self.out_file = Some((file.as_raw_fd(), theirs));
+        Ok(theirs)
     }
 
     /// Writes the victim's memory in `ranges` to `file` from `offset` on,

@@ -517,65 +517,86 @@ impl LocalMap {
     }
 }
 
-impl LocalMap {
-    /// Copies the memory of process `pid` at `remote` (in order) into
-    /// the mapping from byte `at` on, with `process_vm_readv(2)`; returns
-    /// the bytes copied (fewer when a page could not be read or written).
-    pub fn read_remote(&self, pid: Pid, at: usize, remote: &[libc::iovec]) -> io::Result<usize> {
-        let want: usize = remote.iter().map(|v| v.iov_len).sum();
-        if at.checked_add(want).is_none_or(|e| e > self.len) {
-            return Err(io::Error::from_raw_os_error(libc::EINVAL));
-        }
-        let local = libc::iovec {
-            // SAFETY: `at` is inside the mapping (checked above).
-            iov_base: unsafe { self.addr.add(at) }.cast(),
-            iov_len: want,
-        };
-        // SAFETY: the kernel writes at most `want` bytes into the mapping
-        // from `at`, inside it (checked above), and reads the iovec arrays
-        // from our memory; it reads the other process's memory itself.
-        let r = unsafe {
-            libc::process_vm_readv(
-                pid,
-                &local,
-                1,
-                remote.as_ptr(),
-                remote.len() as libc::c_ulong,
-                0,
-            )
-        };
-        check(r as libc::c_long).map(|n| n as usize)
-    }
+/// Which way [`LocalMap::copy_remote`] copies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// From the other process into the mapping (`process_vm_readv`).
+    In,
+    /// From the mapping into the other process (`process_vm_writev`).
+    Out,
 }
 
+/// `process_vm_readv`/`process_vm_writev`'s most remote ranges a call.
+const IOV_MAX: usize = 1024;
+
 impl LocalMap {
-    /// Copies the mapping's bytes from `at` on into the memory of process
-    /// `pid` at `remote` (in order), with `process_vm_writev(2)`; returns
-    /// the bytes copied (fewer when a page could not be written).
-    pub fn write_remote(&self, pid: Pid, at: usize, remote: &[libc::iovec]) -> io::Result<usize> {
-        let want: usize = remote.iter().map(|v| v.iov_len).sum();
+    /// Copies between the mapping, from byte `at` on, and the memory of
+    /// process `pid` at the ranges `remote` (base, length), in order: in
+    /// with `process_vm_readv(2)`, out with `process_vm_writev(2)`, up to
+    /// `IOV_MAX` ranges a call, going on after partial copies. A page that
+    /// cannot be copied, on either side, fails with EFAULT.
+    pub fn copy_remote(
+        &self,
+        pid: Pid,
+        at: usize,
+        remote: impl IntoIterator<Item = (u64, u64)>,
+        dir: Direction,
+    ) -> io::Result<()> {
+        let mut iovs: Vec<libc::iovec> = remote
+            .into_iter()
+            .map(|(base, len)| libc::iovec {
+                iov_base: base as usize as *mut libc::c_void,
+                iov_len: len as usize,
+            })
+            .collect();
+        let want: usize = iovs.iter().map(|v| v.iov_len).sum();
         if at.checked_add(want).is_none_or(|e| e > self.len) {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
-        let local = libc::iovec {
-            // SAFETY: `at` is inside the mapping (checked above).
-            iov_base: unsafe { self.addr.add(at) }.cast(),
-            iov_len: want,
-        };
-        // SAFETY: the kernel reads at most `want` bytes of the mapping from
-        // `at`, inside it (checked above), and the iovec arrays from our
-        // memory; it writes the other process's memory itself.
-        let r = unsafe {
-            libc::process_vm_writev(
-                pid,
-                &local,
-                1,
-                remote.as_ptr(),
-                remote.len() as libc::c_ulong,
-                0,
-            )
-        };
-        check(r as libc::c_long).map(|n| n as usize)
+        let (mut at, mut i) = (at, 0);
+        while i < iovs.len() {
+            let batch = &iovs[i..(i + IOV_MAX).min(iovs.len())];
+            let len: usize = batch.iter().map(|v| v.iov_len).sum();
+            let local = libc::iovec {
+                // SAFETY: `at` + `len` stays inside the mapping (the whole
+                // copy was checked above).
+                iov_base: unsafe { self.addr.add(at) }.cast(),
+                iov_len: len,
+            };
+            // SAFETY: the kernel copies at most `len` bytes to or from the
+            // mapping from `at`, inside it, and reads the iovec arrays from
+            // our memory; the other process's memory it checks itself.
+            let r = unsafe {
+                let f = match dir {
+                    Direction::In => libc::process_vm_readv,
+                    Direction::Out => libc::process_vm_writev,
+                };
+                f(
+                    pid,
+                    &local,
+                    1,
+                    batch.as_ptr(),
+                    batch.len() as libc::c_ulong,
+                    0,
+                )
+            };
+            let n = match check(r as libc::c_long)? {
+                0 => return Err(io::Error::from_raw_os_error(libc::EFAULT)),
+                n => n as usize,
+            };
+            at += n;
+            // Step over what was copied; a partly copied range is shortened.
+            let mut left = n;
+            while i < iovs.len() && left >= iovs[i].iov_len {
+                left -= iovs[i].iov_len;
+                i += 1;
+            }
+            if left > 0 {
+                iovs[i].iov_base = (iovs[i].iov_base as usize + left) as *mut libc::c_void;
+                iovs[i].iov_len -= left;
+            }
+        }
+        Ok(())
     }
 
     /// The aligned 32-bit word at `off`, for atomic access shared with

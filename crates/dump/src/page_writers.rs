@@ -33,32 +33,33 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rcriu_compel::Parasite;
 use rcriu_compel::abi::IoVec;
-use rcriu_images::pages::{PagesRoom, PagesWriter};
+use rcriu_compel::abi::restorer::{claim, page_claims};
+use rcriu_images::pages::{PagesRoom, PagesWriter, on_tmpfs};
 use rcriu_proc::{Pid, Task};
 
 use crate::{Error, Result};
-use rcriu_compel::sys::LocalMap;
+use rcriu_compel::sys::{Direction, LocalMap};
 
 /// The bytes a worker takes at a time.
 const CHUNK: u64 = 8 << 20;
 /// Below this a stretch is written by rcriu's thread alone: the helper
 /// would not pay for itself.
 const MIN_SPLIT: u64 = 64 << 20;
-/// `process_vm_readv`'s most remote ranges per call (`IOV_MAX`).
-const IOV_MAX: usize = 1024;
 
 /// Appends the memory of `pid` at the readable ranges `iovs` to `img`;
-/// returns the bytes written. `path` names `img` in errors.
+/// returns the bytes written. `path` names `img` in errors; `fsize` is
+/// the task's RLIMIT_FSIZE (its own writes past it would get it SIGXFSZ).
 pub fn write(
     pid: Pid,
     parasite: &mut Parasite,
     iovs: &[IoVec],
     img: &mut PagesWriter,
     path: &Path,
+    fsize: u64,
 ) -> Result<u64> {
     let total: u64 = iovs.iter().map(|v| v.len).sum();
     let pages_err = |source| Error::PagesWrite {
@@ -73,10 +74,7 @@ pub fn write(
     };
     let start = img.offset();
     let fd = img.as_fd();
-    let room = std::cell::Cell::new(match img.reserved() {
-        0 => 0,
-        r => r.min(fsize_limit(pid)),
-    });
+    let room = std::cell::Cell::new(img.reserved().min(fsize));
     // The parasite's part: straight into reserved room, or through the
     // page pipe at the file's position (put where the bytes go).
     let parasite_writes = |parasite: &mut Parasite, r: &[IoVec], lo: u64, hi: u64| {
@@ -110,17 +108,18 @@ pub fn write(
 
     let stream = Stream::new(iovs);
     let chunks = total.div_ceil(CHUNK);
-    let claims = Mutex::new((0u64, chunks));
+    // Chunks of 8 MiB: u32 counts up to 32 PiB.
+    let claims = AtomicU64::new(page_claims(0, chunks as u32));
     let (front, back) = std::thread::scope(|s| {
         let helper = std::thread::Builder::new()
             .name("page helper".into())
             .spawn_scoped(s, || {
                 let map = map;
                 let mut done = 0u64;
-                while let Some(k) = claim(&claims, false) {
+                while let Some(k) = claim(&claims, false).map(u64::from) {
                     let (lo, hi) = (k * CHUNK, ((k + 1) * CHUNK).min(total));
                     if let Err(e) = copy(&map, pid, &stream.slice(lo, hi), lo, fd) {
-                        stop(&claims);
+                        claims.store(0, Ordering::Release);
                         return Err(e);
                     }
                     done += hi - lo;
@@ -129,12 +128,12 @@ pub fn write(
             });
         let mut done = 0u64;
         let mut front = Ok(());
-        while let Some(k) = claim(&claims, true) {
+        while let Some(k) = claim(&claims, true).map(u64::from) {
             let (lo, hi) = (k * CHUNK, ((k + 1) * CHUNK).min(total));
             match parasite_writes(parasite, &stream.slice(lo, hi), lo, hi) {
                 Ok(m) => done += m,
                 Err(e) => {
-                    stop(&claims);
+                    claims.store(0, Ordering::Release);
                     front = Err(e);
                     break;
                 }
@@ -160,20 +159,6 @@ pub fn write(
     Ok(front + back)
 }
 
-/// The task's RLIMIT_FSIZE (0 if unknown): its own writes past that
-/// would get it SIGXFSZ.
-fn fsize_limit(pid: Pid) -> u64 {
-    Task::open(pid)
-        .and_then(|mut t| t.limits())
-        .ok()
-        .and_then(|l| l.get(libc::RLIMIT_FSIZE))
-        .map_or(0, |l| l.soft)
-}
-
-fn on_tmpfs(fd: BorrowedFd<'_>) -> bool {
-    rustix::fs::fstatfs(fd).is_ok_and(|s| s.f_type == libc::TMPFS_MAGIC)
-}
-
 /// The bytes worth reserving for the pages of `pid` ([`reserve`]): its
 /// anonymous memory as `/proc/PID/status` counts it (RssAnon and
 /// VmSwap), when that is enough for two writers.
@@ -194,8 +179,7 @@ pub fn room_wanted(pid: Pid) -> Option<u64> {
 /// left over is given back. If it cannot be had (a full disk, a
 /// filesystem without `O_TMPFILE`), the dump goes on without it.
 pub fn reserve(pid: Pid, dir: &Path, bytes: u64) -> Option<PagesRoom> {
-    let tmpfs = rustix::fs::statfs(dir).is_ok_and(|s| s.f_type == libc::TMPFS_MAGIC);
-    if !tmpfs {
+    if !std::fs::File::open(dir).is_ok_and(on_tmpfs) {
         return None;
     }
     match PagesRoom::reserve(dir, bytes) {
@@ -246,63 +230,15 @@ fn helper_map(fd: BorrowedFd<'_>, start: u64, total: u64) -> Option<LocalMap> {
     }
 }
 
-/// The next chunk from the front or the back, until they meet.
-fn claim(c: &Mutex<(u64, u64)>, front: bool) -> Option<u64> {
-    let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
-    if c.0 >= c.1 {
-        return None;
-    }
-    if front {
-        c.0 += 1;
-        Some(c.0 - 1)
-    } else {
-        c.1 -= 1;
-        Some(c.1)
-    }
-}
-
-/// No more chunks for anyone (after an error).
-fn stop(c: &Mutex<(u64, u64)>) {
-    let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
-    c.1 = c.0;
-}
-
 /// Copies the target's `remote` ranges into the mapping at `at`.
-fn copy(
-    map: &LocalMap,
-    pid: Pid,
-    remote: &[IoVec],
-    mut at: u64,
-    fd: BorrowedFd<'_>,
-) -> io::Result<()> {
-    let mut iovs: Vec<libc::iovec> = remote
-        .iter()
-        .map(|v| libc::iovec {
-            iov_base: v.base as usize as *mut libc::c_void,
-            iov_len: v.len as usize,
-        })
-        .collect();
-    let mut i = 0;
-    while i < iovs.len() {
-        let batch = &iovs[i..(i + IOV_MAX).min(iovs.len())];
-        let n = match map.read_remote(pid, at as usize, batch) {
-            Ok(0) => Err(io::Error::from_raw_os_error(libc::EFAULT)),
-            r => r,
-        }
-        .map_err(|e| why_efault(e, fd))?;
-        at += n as u64;
-        // Step over what was copied; a partly copied range is shortened.
-        let mut left = n;
-        while i < iovs.len() && left >= iovs[i].iov_len {
-            left -= iovs[i].iov_len;
-            i += 1;
-        }
-        if left > 0 {
-            iovs[i].iov_base = (iovs[i].iov_base as usize + left) as *mut libc::c_void;
-            iovs[i].iov_len -= left;
-        }
-    }
-    Ok(())
+fn copy(map: &LocalMap, pid: Pid, remote: &[IoVec], at: u64, fd: BorrowedFd<'_>) -> io::Result<()> {
+    map.copy_remote(
+        pid,
+        at as usize,
+        remote.iter().map(|v| (v.base, v.len)),
+        Direction::In,
+    )
+    .map_err(|e| why_efault(e, fd))
 }
 
 /// A page of the mapping that cannot be filled shows as EFAULT: on a full

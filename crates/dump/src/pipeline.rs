@@ -493,7 +493,8 @@ fn collect(
         if readable {
             let iovs: Vec<IoVec> = plan.iovs[i..j].iter().map(|(v, _)| *v).collect();
             let path = dir.file_path(ImageFile::Pages(pages_id.into()));
-            n += page_writers::write(pid, &mut parasite, &iovs, &mut pages_img, &path)?;
+            let fsize = limits.get(libc::RLIMIT_FSIZE).map_or(0, |l| l.soft);
+            n += page_writers::write(pid, &mut parasite, &iovs, &mut pages_img, &path, fsize)?;
         } else {
             for (v, _) in &plan.iovs[i..j] {
                 n += pages::copy_unreadable(pid, v, &mut pages_img)?;

@@ -386,6 +386,15 @@ impl AsFd for PagesWriter {
     }
 }
 
+/// Whether `f` (a pages file, or the images directory) lies on tmpfs,
+/// where rcriu gives the pages two writers (a dump) or two readers (a
+/// restore): the file's pages are memory, and a seek costs nothing.
+pub fn on_tmpfs(f: impl AsFd) -> bool {
+    /// `TMPFS_MAGIC` of `<linux/magic.h>`.
+    const TMPFS_MAGIC: rustix::fs::FsWord = 0x0102_1994;
+    rustix::fs::fstatfs(f).is_ok_and(|s| s.f_type == TMPFS_MAGIC)
+}
+
 /// Room for a pages image, allocated before its name is known: an
 /// unnamed file (`O_TMPFILE`) in the images directory, mode 0600, with
 /// its blocks allocated (`fallocate(2)`) but not yet written. Filling

@@ -263,7 +263,8 @@ impl Restore {
         let share_pages = page_helper::wanted(&pages, &pages_file);
         if share_pages {
             args.flags |= abi::FLAG_PAGE_HELPER;
-            args.page_claims = page_helper::all(pages.batches.len());
+            // Every batch, to claim from either end.
+            args.page_claims = abi::page_claims(0, pages.batches.len() as u32);
         }
         args.cwd_fd = cwd.as_raw_fd();
         args.root_fd = root.as_ref().map_or(-1, |f| f.as_raw_fd());

@@ -19,10 +19,10 @@
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use rcriu_compel::sys::LocalMap;
+use rcriu_compel::sys::{Direction, LocalMap};
 use rcriu_parasite_abi::restorer::{
     FAULT_ERRNO, IoVec, PAGES_ABORT, PAGES_DONE, PAGES_FAILED, PAGES_MAPPED, PAGES_WAIT, ReadBatch,
-    page_claims,
+    claim,
 };
 use rcriu_proc::Pid;
 
@@ -42,9 +42,7 @@ pub struct Words<'r> {
 
 /// Whether the pages of `plan`, in `file`, are worth a helper.
 pub fn wanted(plan: &PagePlan, file: &std::fs::File) -> bool {
-    plan.batches.len() >= 2
-        && plan.bytes() >= MIN_SHARED
-        && rustix::fs::fstatfs(file).is_ok_and(|s| s.f_type == libc::TMPFS_MAGIC)
+    plan.batches.len() >= 2 && plan.bytes() >= MIN_SHARED && rcriu_images::pages::on_tmpfs(file)
 }
 
 /// The pages file mapped for the helper, or `None` (logged): then the
@@ -81,7 +79,7 @@ pub fn run(pid: Pid, words: Words<'_>, pages: &LocalMap, iovs: &[IoVec], batches
     // helper hears of it.
     let _end = Ending(words);
     let mut n = 0;
-    while let Some(i) = claim_back(words.claims) {
+    while let Some(i) = claim(words.claims, false) {
         let b = &batches[i as usize];
         let group = &iovs[b.first as usize..][..b.nr as usize];
         let injected = match n {
@@ -91,12 +89,7 @@ pub fn run(pid: Pid, words: Words<'_>, pages: &LocalMap, iovs: &[IoVec], batches
         };
         if let Err(e) = injected.and_then(|()| write_batch(pid, pages, group, b.off)) {
             log::debug!("page helper: batch {i} into process {pid}: {e}");
-            // No more for the restorer either.
-            words.claims.store(0, Ordering::Release);
-            let errno = e.raw_os_error().unwrap_or(libc::EIO);
-            words.err.store((-errno) as u32, Ordering::Relaxed);
-            words.err_batch.store(i, Ordering::Relaxed);
-            say(words.state, PAGES_FAILED);
+            fail(words, e.raw_os_error().unwrap_or(libc::EIO), i);
             return;
         }
         n += 1;
@@ -112,11 +105,18 @@ impl Drop for Ending<'_> {
     fn drop(&mut self) {
         let w = self.0;
         if w.state.load(Ordering::Acquire) == PAGES_MAPPED {
-            w.claims.store(0, Ordering::Release);
-            w.err.store((-libc::EIO) as u32, Ordering::Relaxed);
-            say(w.state, PAGES_FAILED);
+            fail(w, libc::EIO, 0);
         }
     }
+}
+
+/// Says the helper failed with `errno` at `batch`, and leaves no more
+/// batches to the restorer either.
+fn fail(w: Words<'_>, errno: i32, batch: u32) {
+    w.claims.store(0, Ordering::Release);
+    w.err.store((-errno) as u32, Ordering::Relaxed);
+    w.err_batch.store(batch, Ordering::Relaxed);
+    say(w.state, PAGES_FAILED);
 }
 
 /// Calls the helper off if the areas were never mapped (the restorer
@@ -131,60 +131,16 @@ pub fn abort(words: Words<'_>) {
     }
 }
 
-/// The initial claims: every batch.
-pub fn all(batches: usize) -> u64 {
-    page_claims(0, batches as u32)
-}
-
-/// The next batch from the back, until the two ends meet.
-fn claim_back(c: &AtomicU64) -> Option<u32> {
-    let mut cur = c.load(Ordering::Acquire);
-    loop {
-        let (front, back) = (cur as u32, (cur >> 32) as u32);
-        if front >= back {
-            return None;
-        }
-        match c.compare_exchange_weak(
-            cur,
-            page_claims(front, back - 1),
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => return Some(back - 1),
-            Err(now) => cur = now,
-        }
-    }
-}
-
 /// Copies the pages file's bytes from `off` into `pid`'s memory at
-/// `remote`, going on after partial copies.
+/// `remote`.
 fn write_batch(pid: Pid, pages: &LocalMap, remote: &[IoVec], off: u64) -> std::io::Result<()> {
-    let mut iovs: Vec<libc::iovec> = remote
-        .iter()
-        .map(|v| libc::iovec {
-            iov_base: v.base as usize as *mut libc::c_void,
-            iov_len: v.len as usize,
-        })
-        .collect();
-    let mut at = off as usize;
-    let mut i = 0;
-    while i < iovs.len() {
-        let n = match pages.write_remote(pid, at, &iovs[i..])? {
-            0 => return Err(std::io::Error::from_raw_os_error(libc::EFAULT)),
-            n => n,
-        };
-        at += n;
-        let mut left = n;
-        while i < iovs.len() && left >= iovs[i].iov_len {
-            left -= iovs[i].iov_len;
-            i += 1;
-        }
-        if left > 0 {
-            iovs[i].iov_base = (iovs[i].iov_base as usize + left) as *mut libc::c_void;
-            iovs[i].iov_len -= left;
-        }
-    }
-    Ok(())
+    let at = usize::try_from(off).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    pages.copy_remote(
+        pid,
+        at,
+        remote.iter().map(|v| (v.base, v.len)),
+        Direction::Out,
+    )
 }
 
 fn say(state: &AtomicU32, what: u32) {

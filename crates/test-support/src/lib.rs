@@ -94,9 +94,19 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
+        Self::new_in(&std::env::temp_dir(), tag)
+    }
+
+    /// One in /dev/shm: on tmpfs, where the dump and the restore give
+    /// large page images two workers.
+    pub fn in_shm(tag: &str) -> TempDir {
+        Self::new_in(Path::new("/dev/shm"), tag)
+    }
+
+    fn new_in(parent: &Path, tag: &str) -> TempDir {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("rcriu-test-{tag}-{}-{n}", std::process::id()));
+        let p = parent.join(format!("rcriu-test-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).expect("creating a temporary directory");
         TempDir(p)

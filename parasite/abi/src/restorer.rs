@@ -94,6 +94,29 @@ pub const fn page_claims(front: u32, back: u32) -> u64 {
     front as u64 | (back as u64) << 32
 }
 
+/// The next unit of work from the front or the back of what
+/// `claims` ([`page_claims`]) leaves, taken atomically, until the two ends
+/// meet. Storing 0 ends the work for both.
+pub fn claim(claims: &core::sync::atomic::AtomicU64, front: bool) -> Option<u32> {
+    use core::sync::atomic::Ordering;
+    let mut cur = claims.load(Ordering::Acquire);
+    loop {
+        let (lo, hi) = (cur as u32, (cur >> 32) as u32);
+        if lo >= hi {
+            return None;
+        }
+        let (next, got) = if front {
+            (page_claims(lo + 1, hi), lo)
+        } else {
+            (page_claims(lo, hi - 1), hi - 1)
+        };
+        match claims.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Some(got),
+            Err(now) => cur = now,
+        }
+    }
+}
+
 /// Bytes of stack each thread but the leader gets in the region.
 pub const THREAD_STACK_SIZE: usize = 32 * 1024;
 /// Bytes of one `siginfo_t`.

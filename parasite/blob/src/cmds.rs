@@ -75,77 +75,60 @@ fn failed(r: i64, nr: i64) -> Ret {
 /// host drains the pipe meanwhile.
 fn dump_pages(a: &mut DumpPagesArgs) -> Ret {
     let nr = (a.nr_iovs as usize).min(MAX_IOVS);
-    let mut total: i64 = 0;
-    let mut i = 0;
-    while i < nr {
+    let fd = a.pipe_fd as u64;
+    take_all(&mut a.iovs[..nr], sys::EINVAL, |iovs, count, _| {
         // SAFETY: vmsplice only reads the victim's memory at the listed
-        // addresses (the kernel checks them) and the iovec array, which
-        // lies in the args area.
-        let r = unsafe {
-            call(
-                sys::NR_VMSPLICE,
-                a.pipe_fd as u64,
-                core::ptr::from_ref(&a.iovs[i]) as u64,
-                (nr - i) as u64,
-                sys::SPLICE_F_GIFT,
-            )
-        };
-        if r < 0 {
-            return failed(r, i as i64);
-        }
-        if r == 0 {
-            return failed(-sys::EINVAL, i as i64);
-        }
-        total += r;
-        step(&mut a.iovs[..nr], &mut i, r as u64);
-    }
-    (total, 0)
-}
-
-/// Steps the range index `i` over `done` bytes taken from `iovs[i..]`;
-/// a partly taken range is shortened.
-fn step(iovs: &mut [IoVec], i: &mut usize, done: u64) {
-    let mut left = done;
-    while *i < iovs.len() && left >= iovs[*i].len {
-        left -= iovs[*i].len;
-        *i += 1;
-    }
-    if left > 0 && *i < iovs.len() {
-        iovs[*i].base += left;
-        iovs[*i].len -= left;
-    }
+        // addresses (the kernel checks them) and the `count` iovecs at
+        // `iovs`, which lie in the args area.
+        unsafe { call(sys::NR_VMSPLICE, fd, iovs as u64, count, sys::SPLICE_F_GIFT) }
+    })
 }
 
 /// Writes the listed ranges to the file from the offset on; returns the
 /// bytes written.
 fn write_pages(a: &mut WritePagesArgs) -> Ret {
     let nr = (a.nr_iovs as usize).min(MAX_IOVS);
-    let mut total: i64 = 0;
-    let mut i = 0;
-    while i < nr {
+    let (fd, offset) = (a.fd as u64, a.offset);
+    take_all(&mut a.iovs[..nr], sys::EIO, |iovs, count, done| {
         // SAFETY: pwritev only reads the victim's memory at the listed
-        // addresses (the kernel checks them) and the iovec array, which
-        // lies in the args area. On x86_64 the offset's high half (the
-        // fifth argument) is not used.
-        let r = unsafe {
-            call(
-                sys::NR_PWRITEV,
-                a.fd as u64,
-                core::ptr::from_ref(&a.iovs[i]) as u64,
-                (nr - i) as u64,
-                a.offset + total as u64,
-            )
-        };
+        // addresses (the kernel checks them) and the `count` iovecs at
+        // `iovs`, which lie in the args area. On x86_64 the offset's high
+        // half (the fifth argument) is not used.
+        unsafe { call(sys::NR_PWRITEV, fd, iovs as u64, count, offset + done) }
+    })
+}
+
+/// Hands the ranges `iovs` to `op` (the first range left, how many are
+/// left, the bytes taken so far) until it took them all; returns the
+/// bytes. A partly taken range is shortened for the next call; an `op`
+/// that takes nothing fails with `-on_zero`.
+fn take_all(
+    iovs: &mut [IoVec],
+    on_zero: i64,
+    mut op: impl FnMut(*const IoVec, u64, u64) -> i64,
+) -> Ret {
+    let mut total = 0u64;
+    let mut i = 0;
+    while i < iovs.len() {
+        let r = op(iovs[i..].as_ptr(), (iovs.len() - i) as u64, total);
         if r < 0 {
             return failed(r, i as i64);
         }
         if r == 0 {
-            return failed(-sys::EIO, i as i64);
+            return failed(-on_zero, i as i64);
         }
-        total += r;
-        step(&mut a.iovs[..nr], &mut i, r as u64);
+        total += r as u64;
+        let mut left = r as u64;
+        while i < iovs.len() && left >= iovs[i].len {
+            left -= iovs[i].len;
+            i += 1;
+        }
+        if left > 0 && i < iovs.len() {
+            iovs[i].base += left;
+            iovs[i].len -= left;
+        }
     }
-    (total, 0)
+    (total as i64, 0)
 }
 
 fn sigactions(a: &mut SigactionsArgs) -> Ret {

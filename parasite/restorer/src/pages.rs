@@ -11,7 +11,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use rcriu_blob_rt::nr::*;
 use rcriu_blob_rt::syscall::call;
 use rcriu_parasite_abi::restorer::{
-    Args, PAGES_ABORT, PAGES_DONE, PAGES_FAILED, PAGES_MAPPED, PAGES_WAIT, page_claims,
+    Args, PAGES_ABORT, PAGES_DONE, PAGES_FAILED, PAGES_MAPPED, PAGES_WAIT, claim,
 };
 
 use crate::mm::read_one;
@@ -27,7 +27,7 @@ pub fn read_shared(a: &mut Args) -> Res {
     let claims = unsafe { AtomicU64::from_ptr(&raw mut a.page_claims) };
     // SAFETY: as above.
     let state = unsafe { AtomicU32::from_ptr(&raw mut a.page_state) };
-    // Unless rcriu already said its helper will not come (DONE).
+    // Unless rcriu already said its helper will not come (ABORT).
     let _ = state.compare_exchange(
         PAGES_WAIT,
         PAGES_MAPPED,
@@ -36,7 +36,7 @@ pub fn read_shared(a: &mut Args) -> Res {
     );
     wake(state);
     let mut result = Ok(());
-    while let Some(i) = claim_front(claims) {
+    while let Some(i) = claim(claims, true) {
         if let Err(f) = read_one(a, i) {
             // No more for the helper either; it ends at its next claim.
             claims.store(0, Ordering::Release);
@@ -54,26 +54,6 @@ pub fn read_shared(a: &mut Args) -> Res {
                 return result.and(Err(Fail(a.page_err_batch, a.page_err as i64)));
             }
             s => wait(state, s),
-        }
-    }
-}
-
-/// The next batch from the front, until the two ends meet.
-fn claim_front(c: &AtomicU64) -> Option<u32> {
-    let mut cur = c.load(Ordering::Acquire);
-    loop {
-        let (front, back) = (cur as u32, (cur >> 32) as u32);
-        if front >= back {
-            return None;
-        }
-        match c.compare_exchange_weak(
-            cur,
-            page_claims(front + 1, back),
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => return Some(front),
-            Err(now) => cur = now,
         }
     }
 }
