@@ -48,6 +48,25 @@ pub struct Options {
     pub freeze_cgroup: Option<PathBuf>,
     /// criu's `--ghost-limit`, in bytes.
     pub ghost_limit: u64,
+    /// criu's `--leave-stopped`.
+    pub leave_stopped: bool,
+    /// Where `stats-dump` goes, when not beside the images.
+    pub stats_dir: Option<PathBuf>,
+    pub(crate) hook: Option<crate::Hooked>,
+}
+
+impl Options {
+    /// Calls the caller's hook at `stage`.
+    fn hook(&self, stage: crate::Stage) -> Result<()> {
+        match &self.hook {
+            Some(h) => (h.0)(stage).map_err(|why| Error::Hook {
+                pid: self.pid,
+                stage,
+                why,
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 /// rcriu's own namespaces, cgroups and clocks: what the task's are
@@ -195,6 +214,7 @@ fn to_abort_handlers(moves: &[(Pid, u64)]) {
 /// Runs a dump.
 pub fn run(o: &Options) -> Result<DumpStats> {
     let pid = o.pid;
+    o.hook(crate::Stage::PreDump)?;
     let begin = Instant::now();
     let host = Host::read(pid)?;
     let mut stats = DumpStats::default();
@@ -227,9 +247,12 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         }
     };
 
-    if o.leave_running {
+    if o.leave_running || o.leave_stopped {
         let t = timens::entry(&host.timens, &c.timens);
         to_abort_handlers(&rseq_moves);
+        if o.leave_stopped {
+            seized.stop_on_release(libc::SIGSTOP);
+        }
         let released = seized.release().map_err(Error::compel(pid));
         stats.frozen_time = frozen.elapsed();
         let written = released.and_then(|()| {
@@ -240,6 +263,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
             out.discard();
             return Err(e);
         }
+        o.hook(crate::Stage::PostDump)?;
     } else {
         let written = write_images(&mut out, o, &host, &c).and_then(|()| {
             let t = timens::entry(&host.timens, &c.timens);
@@ -251,11 +275,23 @@ pub fn run(o: &Options) -> Result<DumpStats> {
             out.discard();
             return Err(e);
         }
+        // A refusal now leaves the process running and the images whole.
+        if let Err(e) = o.hook(crate::Stage::PostDump) {
+            to_abort_handlers(&rseq_moves);
+            drop(seized);
+            return Err(e);
+        }
         seized.kill().map_err(Error::compel(pid))?;
         stats.frozen_time = frozen.elapsed();
     }
     // As CRIU, the statistics come last: a dump without them is complete.
-    if let Err(e) = out.write_one(ImageFile::StatsDump, &stats.entry()) {
+    let written = match &o.stats_dir {
+        Some(d) => ImageDir::create(d)
+            .and_then(|d| d.write_one(ImageFile::StatsDump, &stats.entry()))
+            .map_err(Error::image(pid)),
+        None => out.write_one(ImageFile::StatsDump, &stats.entry()),
+    };
+    if let Err(e) = written {
         log::warn!("{e}");
     }
     stats.total_time = begin.elapsed();

@@ -295,7 +295,7 @@ const fn concat_longs<const N: usize>(parts: [&[Long<Key>]; N]) -> [Long<Key>; N
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Options, and the words that are not options (the command first).
-    Run(Invocation),
+    Run(Box<Invocation>),
     /// `-h`, `--help`: the usage text, exit status 0.
     Help,
     /// `-V`, `--version`.
@@ -378,11 +378,11 @@ pub fn parse(args: &[OsString], env: &Env) -> Result<Outcome, Error> {
     if let Some(e) = p.error {
         return Err(Error::Usage(e.0));
     }
-    Ok(Outcome::Run(Invocation {
+    Ok(Outcome::Run(Box::new(Invocation {
         options,
         operands: p.operands,
         configs,
-    }))
+    })))
 }
 
 /// Applies one more configuration file to `options` (criu's RPC
@@ -794,7 +794,7 @@ mod tests {
 
     fn run(w: &[&str]) -> Invocation {
         match parse(&words(w), &Env::default()).unwrap() {
-            Outcome::Run(i) => i,
+            Outcome::Run(i) => *i,
             o => panic!("{o:?}"),
         }
     }
@@ -976,7 +976,7 @@ mod tests {
             posixly_correct: false,
         };
         let run = |w: &[&str]| match parse(&words(w), &env).unwrap() {
-            Outcome::Run(i) => i,
+            Outcome::Run(i) => *i,
             o => panic!("{o:?}"),
         };
         let i = run(&["dump", "-v1"]);
