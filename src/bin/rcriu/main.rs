@@ -125,15 +125,8 @@ fn criu(prog: &str, as_criu: bool, args: &[OsString]) -> u8 {
         "service" => Command::Service,
         "dedup" => Command::Dedup,
         "swrk" => return swrk(&options, rest),
-        "exec" => {
-            log::error!("The \"exec\" action is deprecated by the Compel library.");
-            return MINUS_ONE;
-        }
-        "show" => {
-            log::error!("The \"show\" action is deprecated by the CRIT utility.");
-            log::error!("To view an image use the \"crit decode -i $name --pretty\" command.");
-            return MINUS_ONE;
-        }
+        // Checked for excess words first, as criu does.
+        "exec" | "show" => Command::Check,
         "cpuinfo" => match rest.first().map(|s| s.to_string_lossy()).as_deref() {
             Some("dump") => Command::CpuinfoDump,
             Some("check") => Command::CpuinfoCheck,
@@ -180,6 +173,15 @@ fn criu(prog: &str, as_criu: bool, args: &[OsString]) -> u8 {
             if rest.len() > 1 { "s" } else { "" }
         );
         return usage_error(prog);
+    }
+    if name == "exec" {
+        log::error!("The \"exec\" action is deprecated by the Compel library.");
+        return MINUS_ONE;
+    }
+    if name == "show" {
+        log::error!("The \"show\" action is deprecated by the CRIT utility.");
+        log::error!("To view an image use the \"crit decode -i $name --pretty\" command.");
+        return MINUS_ONE;
     }
     command(cmd, options)
 }
