@@ -62,6 +62,8 @@ pub struct Area {
     /// For a file mapping: the `map_files` name to open it by.
     pub file: Option<(u64, u64)>,
     pub pages: Pages,
+    /// The name of an anonymous area (`[anon:NAME]`).
+    pub name: Option<Vec<u8>>,
 }
 
 impl Area {
@@ -131,6 +133,9 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
     for v in smaps {
         let vma = &v.vma;
         let (mut flags, madv) = vm_flags(v.flags).map_err(|what| refuse(v, what))?;
+        if let Some(k) = v.stats.protection_key.filter(|&k| k != 0) {
+            return Err(refuse(v, &format!("memory tagged with protection key {k}")));
+        }
         flags |= if vma.shared { MAP_SHARED } else { MAP_PRIVATE };
         let io_pf = v.flags.contains(VmFlags::IO) || v.flags.contains(VmFlags::PFNMAP);
         let hugetlb = v.flags.contains(VmFlags::HUGETLB);
@@ -277,9 +282,32 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
                 pages = Pages::None;
             }
         }
-        out.push(Area { entry, file, pages });
+        let name = match &vma.path {
+            VmaPath::AnonNamed(n) => Some(n.clone()),
+            _ => None,
+        };
+        out.push(Area {
+            entry,
+            file,
+            pages,
+            name,
+        });
     }
     Ok(out)
+}
+
+/// The names of the named anonymous areas, for `mm`'s rcriu field.
+pub fn anon_names(areas: &[Area]) -> Vec<pb::RcriuAnonNameEntry> {
+    areas
+        .iter()
+        .filter_map(|a| {
+            Some(pb::RcriuAnonNameEntry {
+                start: a.start(),
+                end: a.end(),
+                name: a.name.clone()?,
+            })
+        })
+        .collect()
 }
 
 /// The guard regions (`MADV_GUARD_INSTALL`) in `areas`, as CRIU 4.2

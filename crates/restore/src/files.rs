@@ -51,6 +51,22 @@ impl std::str::FromStr for FileValidation {
 /// Open flags that only matter at creation.
 const CREATION_FLAGS: i32 = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY;
 
+/// `__O_TMPFILE`: with O_DIRECTORY, the O_TMPFILE of open(2). fdinfo
+/// shows both on a file made with it.
+const TMPFILE_BIT: i32 = libc::O_TMPFILE & !libc::O_DIRECTORY;
+
+/// The flags to open an existing file with, from the ones it had: without
+/// those of creation, and without O_TMPFILE's (the file exists now, a
+/// ghost made again, and is no directory).
+fn reopen_flags(how: i32) -> i32 {
+    let tmpfile = if how & TMPFILE_BIT != 0 {
+        libc::O_TMPFILE
+    } else {
+        0
+    };
+    how & !libc::O_ACCMODE & !CREATION_FLAGS & !tmpfile
+}
+
 fn path_of(reg: &pb::RegFileEntry) -> PathBuf {
     PathBuf::from(OsStr::from_bytes(&reg.name))
 }
@@ -71,7 +87,7 @@ fn open_reg_at(
     let file = std::fs::OpenOptions::new()
         .read(how & libc::O_ACCMODE != libc::O_WRONLY || how & libc::O_PATH != 0)
         .write(how & libc::O_ACCMODE != libc::O_RDONLY && how & libc::O_PATH == 0)
-        .custom_flags((how & !libc::O_ACCMODE & !CREATION_FLAGS) | libc::O_CLOEXEC)
+        .custom_flags(reopen_flags(how) | libc::O_CLOEXEC)
         .open(path)
         .map_err(Error::file("opening", path))?;
     if how & libc::O_PATH == 0 {
@@ -123,8 +139,18 @@ pub struct FdPlan {
     /// `(target fd, owner kind, owner pid)`: owners (F_SETOWN) to give the
     /// open files once the process exists.
     pub owners: Vec<(i32, i32, i32)>,
-    /// The fd to make the controlling terminal.
-    pub ctty: Option<i32>,
+    /// The controlling terminal to give the process.
+    pub ctty: Option<Ctty>,
+}
+
+/// A session leader's controlling terminal.
+#[derive(Debug)]
+pub enum Ctty {
+    /// The terminal open as this fd of the process.
+    Fd(i32),
+    /// A terminal no fd of the process holds: opened for the restore
+    /// alone (the process had closed it and kept it as its terminal).
+    Extra(OwnedFd),
 }
 
 /// Opens every fd of the process as it was: one open file per file id
@@ -160,7 +186,7 @@ pub fn plan(img: &Images, validation: FileValidation, shell_job: bool) -> Result
                     && img.task.pstree.sid == img.task.pid
                     && plan.ctty.is_none()
                 {
-                    plan.ctty = Some(fd);
+                    plan.ctty = Some(Ctty::Fd(fd));
                 }
                 if let Some(o) = fown
                     && o.pid != 0
@@ -176,6 +202,10 @@ pub fn plan(img: &Images, validation: FileValidation, shell_job: bool) -> Result
         };
         let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
         plan.fds.push((fd, cloexec, file));
+    }
+    let pst = &img.task.pstree;
+    if plan.ctty.is_none() && pst.sid == pst.pid {
+        plan.ctty = op.ttys.session_slave(pst.sid)?.map(Ctty::Extra);
     }
     op.ttys.finish()?;
     op.ghosts.unlink_all()?;

@@ -179,12 +179,27 @@ impl Restore {
             .map(up)
             .collect::<Result<Vec<_>>>()?;
         let owners = fds.owners;
-        let ctty = fds.ctty;
         let sources = fds
             .fds
             .into_iter()
             .map(|(to, cloexec, f)| Ok((to, cloexec, up(f)?)))
             .collect::<Result<Vec<_>>>()?;
+        // The terminal is made controlling before the fds are placed: as
+        // the fd rcriu holds for it.
+        let (ctty_fd, ctty_extra) = match fds.ctty {
+            Some(files::Ctty::Extra(f)) => {
+                let f = up(f)?;
+                (f.as_raw_fd(), Some(f))
+            }
+            Some(files::Ctty::Fd(t)) => (
+                sources
+                    .iter()
+                    .find(|(to, _, _)| *to == t)
+                    .map_or(-1, |(_, _, f)| f.as_raw_fd()),
+                None,
+            ),
+            None => (-1, None),
+        };
         let cwd = up(fs.cwd)?;
         let root = fs.root.map(up).transpose()?;
         let exe = exe.map(up).transpose()?;
@@ -219,6 +234,7 @@ impl Restore {
             signals: &core.signals,
             timers: &core.timers,
             guards: &mem.guards,
+            anon_names: &mem.anon_names,
             threads: &core.threads,
         };
         let mut occupied = mem.occupied();
@@ -255,7 +271,7 @@ impl Restore {
             args.loginuid = uid;
         }
         args.parent_pid = std::process::id() as i32;
-        args.ctty_fd = ctty.unwrap_or(-1);
+        args.ctty_fd = ctty_fd;
         args.fault_step = rcriu_compel::fault::restorer_step().unwrap_or(0);
         args.go_fd = go_rd.as_raw_fd();
         args.pages_fd = pages_file.as_raw_fd();
@@ -302,6 +318,19 @@ impl Restore {
         args.itimers = core.itimers;
         args.child_subreaper = u32::from(core.child_subreaper);
         args.personality = core.personality;
+        let at = core.attrs;
+        args.membarrier = at.membarrier;
+        args.thp_disable = at.thp_disable;
+        args.mdwe = at.mdwe;
+        args.ksm_merge_any = u32::from(at.ksm_merge_any);
+        args.flags |= abi::FLAG_COREDUMP_FILTER;
+        args.coredump_filter = at.coredump_filter;
+        // A session leader's restore makes it a new autogroup (nice 0);
+        // a shell job's would be rcriu's own, left alone.
+        if let (true, Some(nice)) = (setsid, at.autogroup_nice) {
+            args.flags |= abi::FLAG_AUTOGROUP;
+            args.autogroup_nice = nice;
+        }
         // 2 (suid_dumpable) cannot be set back; it stays 1.
         args.dumpable = match img.task.mm.dumpable {
             Some(0) => 0,
@@ -342,6 +371,7 @@ impl Restore {
         files::set_owners(&owners, &sources)?;
         // Ours no longer needed: the fork has its copies.
         drop((map_files, sources, cwd, root, exe, pages_file, go_rd));
+        drop(ctty_extra);
         log::info!("process {pid} created; restoring it");
         let trace = finish::Trace {
             threads: core.threads.len() > 1,
@@ -402,7 +432,13 @@ impl Restore {
                 sigmask: t.sigmask,
             })
             .collect();
-        let pid = finish::finish(child, &region, finals, xstate, core.stopped)?;
+        let trap = libc::SIGTRAP as usize - 1;
+        let trap_action = (core.sigaction_set & (1 << trap) != 0).then(|| {
+            region.args_addr()
+                + (std::mem::offset_of!(Args, sigactions)
+                    + trap * size_of::<rcriu_compel::abi::KSigaction>()) as u64
+        });
+        let pid = finish::finish(child, &region, finals, xstate, core.stopped, trap_action)?;
         cgroups.done();
         let restore_time_us = start.elapsed().as_micros() as u64;
         log::info!("process {pid} restored in {restore_time_us} us");

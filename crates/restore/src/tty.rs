@@ -101,6 +101,16 @@ impl Ttys {
                 )
                 .open(&path)
                 .map_err(Error::file("opening the pty slave", &path))?;
+            // Its owner, as the process may have set it (grantpt, or
+            // fchown): the slave's inode is made anew with the pty.
+            if let (Some(uid), Some(gid)) = (info.uid, info.gid) {
+                rustix::fs::fchown(
+                    &f,
+                    Some(rustix::fs::Uid::from_raw(uid)),
+                    Some(rustix::fs::Gid::from_raw(gid)),
+                )
+                .map_err(|e| Error::io(format!("giving {path} its owner {uid}:{gid}"))(e.into()))?;
+            }
             OwnedFd::from(f)
         } else if shell_job {
             let stdin = std::io::stdin();
@@ -122,6 +132,34 @@ impl Ttys {
             fd,
             session: (!is_master(info.id) && info.sid != 0).then_some(info.sid),
         })
+    }
+
+    /// The slave of a pty made for this restore whose session is `sid`,
+    /// opened anew, when the process holds no fd of it: the terminal a
+    /// session leader kept as its controlling terminal after closing it.
+    pub fn session_slave(&mut self, sid: u32) -> Result<Option<OwnedFd>> {
+        let Some(info) = self
+            .infos
+            .values()
+            .find(|i| is_master(i.id) && i.sid == sid && i.pty.is_some())
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let Some(index) = info.pty.as_ref().map(|p| p.index) else {
+            return Ok(None);
+        };
+        if !self.masters.contains_key(&index) {
+            return Ok(None);
+        }
+        let path = format!("/dev/pts/{index}");
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(Error::file("opening the controlling terminal", &path))?;
+        Ok(Some(f.into()))
     }
 
     /// The master of pty `index`, made when first asked for.
