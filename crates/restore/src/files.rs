@@ -141,6 +141,33 @@ pub struct FdPlan {
     pub owners: Vec<(i32, i32, i32)>,
     /// The controlling terminal to give the process.
     pub ctty: Option<Ctty>,
+    /// Files the restorer opens itself once the process exists, by
+    /// target.
+    pub late: Vec<Late>,
+}
+
+/// A file of the process's own /proc directory (`/proc/PID/...`), which
+/// exists only once the process does: the restorer opens it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Late {
+    pub to: i32,
+    /// `open`'s flags, O_CLOEXEC included for a close-on-exec fd.
+    pub flags: i32,
+    pub pos: u64,
+    pub path: Vec<u8>,
+}
+
+/// Whether `path` lies in the /proc directory of one of `tids` (the
+/// process's own threads).
+fn own_proc_path(path: &[u8], tids: &[u32]) -> bool {
+    let Some(rest) = path.strip_prefix(b"/proc/") else {
+        return false;
+    };
+    let n = rest.split(|&b| b == b'/').next().unwrap_or_default();
+    std::str::from_utf8(n)
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok())
+        .is_some_and(|n| tids.contains(&n))
 }
 
 /// A session leader's controlling terminal.
@@ -171,11 +198,34 @@ pub fn plan(img: &Images, validation: FileValidation, shell_job: bool) -> Result
         ttys: tty::Ttys::load(&img.dir)?,
     };
     let mut owned = Vec::new();
+    let tids: Vec<u32> = img.task.cores.iter().map(|(t, _)| *t).collect();
+    let mut late_ids = Vec::new();
     for e in &img.task.fdinfo {
         let fd = i32::try_from(e.fd)
             .map_err(|_| Error::invalid(from.name(), format!("bad fd {}", e.fd)))?;
-        if img.file(e.id, &from)?.memfd.is_some() {
+        let entry = img.file(e.id, &from)?;
+        if entry.memfd.is_some() {
             continue; // memfd.rs opens them
+        }
+        if let Some(reg) = entry.reg.as_ref().filter(|r| own_proc_path(&r.name, &tids)) {
+            if late_ids.contains(&e.id) {
+                return Err(Error::unsupported(format!(
+                    "restoring fd {fd} of process {}: {} open as several fds",
+                    img.task.pid,
+                    path_of(reg).display()
+                )));
+            }
+            late_ids.push(e.id);
+            let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
+            plan.late.push(Late {
+                to: fd,
+                flags: reopen_flags(reg.flags as i32)
+                    | (reg.flags as i32 & libc::O_ACCMODE)
+                    | if cloexec { libc::O_CLOEXEC } else { 0 },
+                pos: reg.pos,
+                path: reg.name.clone(),
+            });
+            continue;
         }
         let file = match op.opened.get(&e.id) {
             Some(f) => f.try_clone().map_err(Error::host("copying an open file"))?,
@@ -210,6 +260,7 @@ pub fn plan(img: &Images, validation: FileValidation, shell_job: bool) -> Result
     op.ttys.finish()?;
     op.ghosts.unlink_all()?;
     plan.fds.sort_by_key(|(fd, _, _)| *fd);
+    plan.late.sort_by_key(|l| l.to);
     if let Some(w) = plan.fds.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(Error::invalid(from.name(), format!("fd {} twice", w[0].0)));
     }

@@ -172,7 +172,12 @@ impl Restore {
 
         // Every fd the restorer uses goes above the process's own, so that
         // placing those never closes one still needed.
-        let min = fds.fds.last().map_or(3, |(fd, _, _)| fd + 1).max(3);
+        let min = fds
+            .fds
+            .last()
+            .map_or(3, |(fd, _, _)| fd + 1)
+            .max(fds.late.last().map_or(3, |l| l.to + 1))
+            .max(3);
         let up = |fd: OwnedFd| files::renumber(fd, min);
         let map_files = std::mem::take(&mut mem.files)
             .into_iter()
@@ -235,6 +240,7 @@ impl Restore {
             timers: &core.timers,
             guards: &mem.guards,
             anon_names: &mem.anon_names,
+            late: &fds.late,
             threads: &core.threads,
         };
         let mut occupied = mem.occupied();

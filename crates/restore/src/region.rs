@@ -6,8 +6,8 @@
 use std::cell::Cell;
 
 use rcriu_compel::abi::restorer::{
-    AnonName, Args, FdMove, IoVec, PosixTimer, Range, ReadBatch, STACK_SIZE, SeccompFilter,
-    THREAD_STACK_SIZE, ThreadArgs, Vma,
+    AnonName, Args, FdMove, IoVec, LateOpen, PosixTimer, Range, ReadBatch, STACK_SIZE,
+    SeccompFilter, THREAD_STACK_SIZE, ThreadArgs, Vma,
 };
 use rcriu_compel::sys::{LocalMap, Pod, slice_bytes};
 
@@ -41,6 +41,8 @@ pub struct Arrays<'a> {
     pub guards: &'a [Range],
     /// The named anonymous areas: `(start, end, name)`.
     pub anon_names: &'a [(u64, u64, Vec<u8>)],
+    /// The files the restorer opens itself.
+    pub late: &'a [crate::files::Late],
     /// Every thread, the leader first: its arrays, and a stack for all
     /// but the leader.
     pub threads: &'a [ThreadPlan],
@@ -91,7 +93,12 @@ impl Arrays<'_> {
                 .iter()
                 .map(|(_, _, n)| std::mem::size_of::<AnonName>() as u64 + n.len() as u64 + 17)
                 .sum::<u64>()
-            + 16 * 12
+            + self
+                .late
+                .iter()
+                .map(|l| std::mem::size_of::<LateOpen>() as u64 + l.path.len() as u64 + 17)
+                .sum::<u64>()
+            + 16 * 13
             + self
                 .threads
                 .iter()
@@ -225,6 +232,22 @@ impl Region {
             .collect();
         args.anon_names = put_room(slice_bytes(&names), 0);
         args.nr_anon_names = names.len() as u64;
+        let late: Vec<LateOpen> = arrays
+            .late
+            .iter()
+            .map(|l| {
+                let mut z = l.path.clone();
+                z.push(0);
+                LateOpen {
+                    to: l.to,
+                    flags: l.flags,
+                    pos: l.pos,
+                    path: put_room(&z, 0),
+                }
+            })
+            .collect();
+        args.late = put_room(slice_bytes(&late), 0);
+        args.nr_late = late.len() as u64;
         let args_addr = self.args_addr();
         let mut threads = Vec::with_capacity(arrays.threads.len());
         for (i, plan) in arrays.threads.iter().enumerate() {

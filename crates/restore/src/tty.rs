@@ -7,7 +7,10 @@
 //!
 //! A slave whose master is not in the dump is the terminal of the shell
 //! the process was started from (`--shell-job`): rcriu's own standard
-//! input stands for it, as in CRIU.
+//! input stands for it, as in CRIU. A slave whose master was closed (hung
+//! up: the dump knows no modes of it), or any unpaired slave without
+//! `--shell-job`, is opened through a master made for the restore and
+//! closed before the process runs, as CRIU does.
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -25,6 +28,9 @@ pub struct Ttys {
     masters: BTreeMap<u32, OwnedFd>,
     /// Info ids whose parameters are set.
     set: Vec<u32>,
+    /// pty index → a master made for slaves whose own is gone, closed
+    /// once every fd is open.
+    fakes: BTreeMap<u32, OwnedFd>,
 }
 
 /// What an open terminal is to the process.
@@ -112,7 +118,31 @@ impl Ttys {
                 .map_err(|e| Error::io(format!("giving {path} its owner {uid}:{gid}"))(e.into()))?;
             }
             OwnedFd::from(f)
-        } else if shell_job {
+        } else if !(shell_job && info.termios.is_some()) {
+            // Its master is gone (a hung-up slave, which the dump knows
+            // only by its index), or, in a CRIU image without
+            // --shell-job, not in the dump: as CRIU, a master is made for
+            // the restore and closed once every fd is open, which leaves
+            // the slave hung up.
+            if !self.fakes.contains_key(&index) {
+                let m = open_ptmx_index(index)?;
+                files_sys::set_pty_lock(m.as_fd(), false)
+                    .map_err(Error::io(format!("unlocking pty {index}")))?;
+                self.fakes.insert(index, m);
+            }
+            let path = format!("/dev/pts/{index}");
+            let f = std::fs::OpenOptions::new()
+                .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
+                .write(flags & libc::O_ACCMODE != libc::O_RDONLY)
+                .custom_flags(
+                    (flags & (libc::O_NONBLOCK | libc::O_APPEND))
+                        | libc::O_NOCTTY
+                        | libc::O_CLOEXEC,
+                )
+                .open(&path)
+                .map_err(Error::file("opening the pty slave", &path))?;
+            OwnedFd::from(f)
+        } else {
             let stdin = std::io::stdin();
             let fd = stdin.as_fd();
             if !files_sys::is_tty(fd) {
@@ -122,10 +152,6 @@ impl Ttys {
             }
             fd.try_clone_to_owned()
                 .map_err(Error::host("copying the standard input"))?
-        } else {
-            return Err(Error::unsupported(format!(
-                "restoring /dev/pts/{index}, whose master is not in the dump, without --shell-job"
-            )));
         };
         self.params_once(fd.as_fd(), &info)?;
         Ok(Opened {
@@ -203,8 +229,10 @@ impl Ttys {
         Ok(())
     }
 
-    /// Once every fd is open: locks and exclusive modes.
-    pub fn finish(&self) -> Result<()> {
+    /// Once every fd is open: locks and exclusive modes; the masters made
+    /// for orphaned slaves are closed (the slaves hang up, as they were).
+    pub fn finish(&mut self) -> Result<()> {
+        self.fakes.clear();
         for info in self.infos.values() {
             let Some(index) = info.pty.as_ref().map(|p| p.index) else {
                 continue;

@@ -289,6 +289,21 @@ pub struct ThreadArgs {
 /// [`ThreadArgs::mce_kill`] for the system's policy (`PR_MCE_KILL_DEFAULT`).
 pub const MCE_KILL_DEFAULT: u32 = 2;
 
+/// A file the restorer opens itself, once the process exists: a file of
+/// the process's own /proc directory, which names it by its pid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LateOpen {
+    /// The fd it goes to.
+    pub to: i32,
+    /// `open`'s flags (O_CLOEXEC for a close-on-exec fd).
+    pub flags: i32,
+    /// Its position.
+    pub pos: u64,
+    /// Where the NUL-terminated path lies, in the region.
+    pub path: u64,
+}
+
 /// The name of an anonymous area (`PR_SET_VMA_ANON_NAME`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -691,6 +706,10 @@ pub struct Args {
     /// `nr_guards` + its index).
     pub anon_names: u64,
     pub nr_anon_names: u64,
+    /// Address and count of the [`LateOpen`]s, sorted by `to` (a failure
+    /// is [`Step::Fds`] of item `nr_fds` + its index).
+    pub late: u64,
+    pub nr_late: u64,
 }
 
 const _: () = {
@@ -716,7 +735,8 @@ const _: () = {
     assert!(offset_of!(Args, rlimits).is_multiple_of(8));
     assert!(size_of::<Args>().is_multiple_of(8));
     // Every field accounted for: no implicit padding.
-    assert!(size_of::<Args>() == 3912);
+    assert!(size_of::<Args>() == 3928);
+    assert!(size_of::<LateOpen>() == 24);
     assert!(offset_of!(Args, page_claims).is_multiple_of(8));
     assert!(size_of::<Creds>() == 104);
     assert!(size_of::<SeccompFilter>() == 24);

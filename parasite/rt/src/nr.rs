@@ -134,6 +134,8 @@ pub const TIOCSCTTY: u64 = 0x540e;
 
 pub const NR_TIMER_DELETE: i64 = 226;
 pub const NR_SCHED_SETAFFINITY: i64 = 203;
+pub const NR_LSEEK: i64 = 8;
+pub const SEEK_SET: u64 = 0;
 pub const NR_IOPRIO_SET: i64 = 251;
 pub const NR_MEMBARRIER: i64 = 324;
 pub const IOPRIO_WHO_PROCESS: u64 = 1;
