@@ -101,6 +101,49 @@ fn a_corrupted_ghost_is_noticed() {
     assert!(e.contains("FAIL: gone.txt contents"), "{e}");
 }
 
+// -- Unnamed temporary files (O_TMPFILE).
+
+#[test]
+fn unnamed_temporary_files_carry_on() {
+    let _g = setup();
+    cycle("files_tmpfile", &[], None).unwrap();
+    leave_running("files_tmpfile", &[]);
+}
+
+/// The first temporary file's bytes, one flipped.
+fn flip_a_tmpfile_byte(dir: &ImageDir, _pid: i32) {
+    let remaps: Vec<pb::RemapFilePathEntry> = dir.read_all(ImageFile::RemapFpath).unwrap();
+    let first = remaps.iter().map(|r| r.remap_id).min().expect("a ghost");
+    let path = dir.file_path(ImageFile::GhostFile(first.into()));
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The payload follows the entry: the byte 100 before the end is one
+    // of the file's (the first file's 10000, or the second's 100).
+    let at = bytes.len() - 50;
+    bytes[at] ^= 0x20;
+    std::fs::write(&path, bytes).unwrap();
+}
+
+/// The first file's fds opened as if it had not been made with O_TMPFILE
+/// (what the restore did before: a ghost made at a name, then unlinked).
+fn drop_tmpfile_flag(dir: &ImageDir, _pid: i32) {
+    edit_files(dir, |e| {
+        if let Some(r) = e.reg.as_mut()
+            && r.flags & libc::O_ACCMODE as u32 == libc::O_RDWR as u32
+        {
+            r.flags &= !(libc::O_TMPFILE as u32);
+        }
+    });
+}
+
+#[test]
+fn a_corrupted_temporary_file_is_noticed() {
+    let _g = setup();
+    let e = cycle("files_tmpfile", &[], Some(flip_a_tmpfile_byte)).unwrap_err();
+    assert!(e.contains("FAIL:"), "{e}");
+    let e = cycle("files_tmpfile", &[], Some(drop_tmpfile_flag)).unwrap_err();
+    assert!(e.contains("FAIL: fd 10's flags"), "{e}");
+}
+
 #[test]
 fn a_ghost_over_the_limit_is_refused_by_name() {
     let _g = setup();

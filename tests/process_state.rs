@@ -17,47 +17,10 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{cycle, leave_running, setup, start};
+use common::{core_named, cycle, edit_leader, leave_running, setup, start, threads_of, write_core};
 use rcriu::Dump;
 use rcriu::images::{ImageDir, ImageFile, pb};
 use rcriu_test_support::TempDir;
-
-// ---- helpers on images ----
-
-/// The threads of the dumped process `pid`, as pstree.img lists them.
-fn threads_of(dir: &ImageDir, pid: i32) -> Vec<u32> {
-    dir.pstree()
-        .unwrap()
-        .into_iter()
-        .find(|e| e.pid == pid as u32)
-        .expect("the process is in pstree.img")
-        .threads
-}
-
-/// The tid and core of the dumped thread named `comm`.
-fn core_named(dir: &ImageDir, pid: i32, comm: &str) -> (u32, pb::CoreEntry) {
-    threads_of(dir, pid)
-        .into_iter()
-        .map(|t| (t, dir.core(t).unwrap()))
-        .find(|(_, c)| {
-            c.thread_core
-                .as_ref()
-                .and_then(|tc| tc.comm.as_deref())
-                .is_some_and(|n| n == comm.as_bytes())
-        })
-        .unwrap_or_else(|| panic!("no dumped thread is named {comm}"))
-}
-
-fn write_core(dir: &ImageDir, tid: u32, core: &pb::CoreEntry) {
-    dir.write_one(ImageFile::Core(tid.into()), core).unwrap();
-}
-
-/// Runs `f` on the core of the leader and writes it back.
-fn edit_leader(dir: &ImageDir, pid: i32, f: impl FnOnce(&mut pb::CoreEntry)) {
-    let mut core = dir.core(pid as u32).unwrap();
-    f(&mut core);
-    write_core(dir, pid as u32, &core);
-}
 
 /// The signal number of a `siginfo_t` as the images hold it.
 fn signo(si: &pb::SiginfoEntry) -> i32 {

@@ -4,7 +4,7 @@
 //! verdict ([`leave_running`]).
 #![allow(dead_code)]
 
-use rcriu::images::ImageDir;
+use rcriu::images::{ImageDir, ImageFile, pb};
 use rcriu::{Dump, Restore};
 use rcriu_test_support::{
     ProcSnapshot, TempDir, Workload, become_subreaper, require_root, trace_lock,
@@ -29,6 +29,9 @@ const SLEEPERS: &[&str] = &[
     "files_ghost",
     "files_pipe",
     "files_pty",
+    "files_tmpfile",
+    "onstack",
+    "task_attrs",
 ];
 
 /// Starts a workload and waits until it is where it waits for the test.
@@ -122,4 +125,41 @@ pub fn setup() -> std::sync::MutexGuard<'static, ()> {
     let g = trace_lock();
     become_subreaper();
     g
+}
+
+// ---- editing images, for negative controls ----
+
+/// The threads of the dumped process `pid`, as pstree.img lists them.
+pub fn threads_of(dir: &ImageDir, pid: i32) -> Vec<u32> {
+    dir.pstree()
+        .unwrap()
+        .into_iter()
+        .find(|e| e.pid == pid as u32)
+        .expect("the process is in pstree.img")
+        .threads
+}
+
+/// The tid and core of the dumped thread named `comm`.
+pub fn core_named(dir: &ImageDir, pid: i32, comm: &str) -> (u32, pb::CoreEntry) {
+    threads_of(dir, pid)
+        .into_iter()
+        .map(|t| (t, dir.core(t).unwrap()))
+        .find(|(_, c)| {
+            c.thread_core
+                .as_ref()
+                .and_then(|tc| tc.comm.as_deref())
+                .is_some_and(|n| n == comm.as_bytes())
+        })
+        .unwrap_or_else(|| panic!("no dumped thread is named {comm}"))
+}
+
+pub fn write_core(dir: &ImageDir, tid: u32, core: &pb::CoreEntry) {
+    dir.write_one(ImageFile::Core(tid.into()), core).unwrap();
+}
+
+/// Runs `f` on the core of the leader and writes it back.
+pub fn edit_leader(dir: &ImageDir, pid: i32, f: impl FnOnce(&mut pb::CoreEntry)) {
+    let mut core = dir.core(pid as u32).unwrap();
+    f(&mut core);
+    write_core(dir, pid as u32, &core);
 }

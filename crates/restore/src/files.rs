@@ -196,7 +196,19 @@ pub fn plan(img: &Images, validation: FileValidation, shell_job: bool) -> Result
         pipes: pipes::Pipes::load(&img.dir)?,
         fifos: pipes::Fifos::load(&img.dir)?,
         ttys: tty::Ttys::load(&img.dir)?,
+        tmpfiles: BTreeMap::new(),
+        tmpfile_ghosts: Vec::new(),
     };
+    op.tmpfile_ghosts = img
+        .files
+        .values()
+        .filter(|f| {
+            f.reg
+                .as_ref()
+                .is_some_and(|r| r.flags as i32 & TMPFILE_BIT != 0)
+        })
+        .filter_map(|f| op.ghosts.ghost_of(f.id))
+        .collect();
     let mut owned = Vec::new();
     let tids: Vec<u32> = img.task.cores.iter().map(|(t, _)| *t).collect();
     let mut late_ids = Vec::new();
@@ -297,6 +309,12 @@ struct Opener<'a> {
     pipes: pipes::Pipes,
     fifos: pipes::Fifos,
     ttys: tty::Ttys,
+    /// The ghosts that were unnamed temporary files (O_TMPFILE): some
+    /// file entry of theirs has O_TMPFILE's flags.
+    tmpfile_ghosts: Vec<u32>,
+    /// ghost id → the unnamed temporary file made again, and whether its
+    /// own description went to an fd.
+    tmpfiles: BTreeMap<u32, (std::fs::File, bool)>,
 }
 
 impl Opener<'_> {
@@ -365,10 +383,49 @@ impl Opener<'_> {
         Ok((file, Some(fown), session))
     }
 
+    /// An open file description of ghost `gid`, an unnamed temporary file
+    /// (O_TMPFILE): made again as one, linkable as it was. The
+    /// description O_TMPFILE gives goes to the first file that was opened
+    /// so (its flags say O_TMPFILE), the others open it again.
+    fn open_tmpfile(&mut self, gid: u32, name: &Path, flags: i32) -> Result<std::fs::File> {
+        let own = flags & TMPFILE_BIT != 0;
+        if !self.tmpfiles.contains_key(&gid) {
+            let how = if own { flags } else { libc::O_RDWR };
+            let f = ghost::make_tmpfile(&self.img.dir, gid, name, how)?;
+            self.tmpfiles.insert(gid, (f, false));
+        }
+        let (made, given) = self
+            .tmpfiles
+            .get_mut(&gid)
+            .expect("inserted above when missing");
+        if own && !*given {
+            *given = true;
+            return made.try_clone().map_err(Error::file("copying", name));
+        }
+        let path = format!("/proc/self/fd/{}", made.as_raw_fd());
+        std::fs::OpenOptions::new()
+            .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
+            .write(flags & libc::O_ACCMODE != libc::O_RDONLY)
+            .custom_flags(reopen_flags(flags) | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(Error::file("opening again", name))
+    }
+
     /// A regular file (or directory, device, O_PATH file, ghost), at its
     /// position.
     fn open_reg(&mut self, id: u32, reg: &pb::RegFileEntry) -> Result<OwnedFd> {
         let name = path_of(reg);
+        let flags = reg.flags as i32;
+        if let Some(gid) = self.ghosts.ghost_of(id)
+            && self.tmpfile_ghosts.contains(&gid)
+        {
+            let file = self.open_tmpfile(gid, &name, flags)?;
+            use std::io::Seek;
+            let mut f = &file;
+            f.seek(std::io::SeekFrom::Start(reg.pos))
+                .map_err(Error::file("positioning", &name))?;
+            return Ok(file.into());
+        }
         let ghost = self.ghosts.path_of(&self.img.dir, id, &name)?;
         let path = ghost.as_deref().unwrap_or(&name);
         let file = open_reg_at(reg, path, reg.flags as i32, self.validation)?;

@@ -383,7 +383,14 @@ impl Restore {
             threads: core.threads.len() > 1,
             seccomp: core.seccomp(),
         };
-        let describe = |step: Step, index: u32| describe_item(step, index, &vmas, &fd_moves);
+        let items = Items {
+            vmas: &vmas,
+            guards: &mem.guards,
+            anon_names: &mem.anon_names,
+            fds: &fd_moves,
+            late: &fds.late,
+        };
+        let describe = |step: Step, index: u32| describe_item(step, index, &items);
         std::thread::scope(|s| {
             let (iovs, batches) = (&pages.iovs, &pages.batches);
             let helper = helper_map.and_then(|m| {
@@ -579,20 +586,55 @@ fn set_mm(args: &mut Args, img: &load::Images, exe: Option<&OwnedFd>) -> Result<
     Ok(())
 }
 
+/// What the restorer was working on, for an error message.
+struct Items<'a> {
+    vmas: &'a [abi::Vma],
+    guards: &'a [Range],
+    anon_names: &'a [(u64, u64, Vec<u8>)],
+    fds: &'a [FdMove],
+    late: &'a [files::Late],
+}
+
 /// What item `index` of `step` is, for an error message.
-fn describe_item(step: Step, index: u32, vmas: &[abi::Vma], fds: &[FdMove]) -> String {
+fn describe_item(step: Step, index: u32, it: &Items<'_>) -> String {
     let vma = |i: u32| {
-        vmas.get(i as usize).map_or_else(
+        it.vmas.get(i as usize).map_or_else(
             || format!("item {i}"),
             |v| format!("area {:#x}-{:#x}", v.start, v.end),
         )
     };
     match step {
-        Step::Map | Step::Madvise | Step::Protect => vma(index),
-        Step::Fds => fds.get(index as usize).map_or_else(
-            || format!("closing fds from {index}"),
-            |m| format!("fd {}", m.to),
-        ),
+        Step::Map | Step::Protect => vma(index),
+        Step::Madvise => {
+            let i = index as usize;
+            let (nv, ng) = (it.vmas.len(), it.guards.len());
+            if i < nv {
+                vma(index)
+            } else if let Some(g) = it.guards.get(i - nv) {
+                format!("guard region {:#x}-{:#x}", g.start, g.end)
+            } else if let Some((s, e, n)) = it.anon_names.get(i - nv - ng) {
+                format!(
+                    "naming the area {s:#x}-{e:#x} {:?}",
+                    String::from_utf8_lossy(n)
+                )
+            } else {
+                format!("item {index}")
+            }
+        }
+        Step::Fds => {
+            let i = index as usize;
+            if let Some(m) = it.fds.get(i) {
+                format!("fd {}", m.to)
+            } else if let Some(l) = it.late.get(i - it.fds.len()) {
+                format!(
+                    "fd {} ({}, opened in the process)",
+                    l.to,
+                    String::from_utf8_lossy(&l.path)
+                )
+            } else {
+                format!("closing fds from {index}")
+            }
+        }
         Step::Sigactions => format!("signal {index}"),
         Step::Creds => match abi::creds_item::describe(index) {
             (what, Some(cap)) => format!("{what} {cap}"),

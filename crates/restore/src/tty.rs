@@ -124,11 +124,11 @@ impl Ttys {
             // --shell-job, not in the dump: as CRIU, a master is made for
             // the restore and closed once every fd is open, which leaves
             // the slave hung up.
-            if !self.fakes.contains_key(&index) {
+            if let std::collections::btree_map::Entry::Vacant(v) = self.fakes.entry(index) {
                 let m = open_ptmx_index(index)?;
                 files_sys::set_pty_lock(m.as_fd(), false)
                     .map_err(Error::io(format!("unlocking pty {index}")))?;
-                self.fakes.insert(index, m);
+                v.insert(m);
             }
             let path = format!("/dev/pts/{index}");
             let f = std::fs::OpenOptions::new()

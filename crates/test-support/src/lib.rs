@@ -507,8 +507,15 @@ impl ProcSnapshot {
     }
 }
 
+/// The directory of an O_TMPFILE file's link (`DIR/#INODE (deleted)`).
+fn tmpfile_dir(target: &str) -> Option<&str> {
+    let (dir, name) = target.strip_suffix(" (deleted)")?.rsplit_once('/')?;
+    let ino = name.strip_prefix('#')?;
+    (!ino.is_empty() && ino.bytes().all(|b| b.is_ascii_digit())).then_some(dir)
+}
+
 /// `N -> TARGET pos P flags F` for each fd of `pid`, by number; a pipe's
-/// inode is left out of its target.
+/// inode, and an unnamed temporary file's, are left out of its target.
 fn fd_lines(pid: i32) -> Vec<String> {
     let dir = format!("/proc/{pid}/fd");
     let mut fds: Vec<i32> = std::fs::read_dir(&dir)
@@ -523,6 +530,11 @@ fn fd_lines(pid: i32) -> Vec<String> {
             let mut target = target.to_string_lossy().into_owned();
             if target.starts_with("pipe:[") {
                 target = "pipe".into();
+            }
+            // An unnamed temporary file (O_TMPFILE) is named after its
+            // inode, which a restore makes anew.
+            if let Some(dir) = tmpfile_dir(&target) {
+                target = format!("{dir}/#INODE (deleted)");
             }
             let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
             let field = |k: &str| {
@@ -651,5 +663,36 @@ fn in_new_session(cmd: &mut Command) {
             libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
             Ok(())
         });
+    }
+}
+
+/// Whether this kernel names anonymous areas (`PR_SET_VMA_ANON_NAME`,
+/// CONFIG_ANON_VMA_NAME): asked of a fresh mapping of this process.
+pub fn kernel_names_anon_areas() -> bool {
+    const PR_SET_VMA: libc::c_int = 0x5356_4d41;
+    const PR_SET_VMA_ANON_NAME: libc::c_ulong = 0;
+    // SAFETY: a fresh private anonymous page, named, then unmapped; no
+    // memory of the process is touched.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return false;
+        }
+        let r = libc::prctl(
+            PR_SET_VMA,
+            PR_SET_VMA_ANON_NAME,
+            p as libc::c_ulong,
+            4096 as libc::c_ulong,
+            c"rcriu-probe".as_ptr(),
+        );
+        libc::munmap(p, 4096);
+        r == 0
     }
 }
