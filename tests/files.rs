@@ -253,6 +253,36 @@ fn ptys_carry_on() {
     cycle("files_pty", &["ctty"], None).unwrap();
     leave_running("files_pty", &[]);
     leave_running("files_pty", &["ctty"]);
+    cycle("files_pty", &["excl"], None).unwrap();
+}
+
+/// Takes the slave's exclusive mode out of the images.
+fn drop_exclusive(dir: &ImageDir, _pid: i32) {
+    let mut infos: Vec<pb::TtyInfoEntry> = dir.read_all(ImageFile::TtyInfo).unwrap();
+    for i in &mut infos {
+        i.exclusive = false;
+    }
+    dir.write_all(ImageFile::TtyInfo, &infos).unwrap();
+}
+
+#[test]
+fn bytes_waiting_in_a_pty_are_refused_by_name() {
+    let _g = setup();
+    let w = start("files_pty", &["queued"]);
+    let images = TempDir::new("files-pty-queued");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect_err("5 bytes wait in the pty")
+        .to_string();
+    assert!(
+        e.contains("/dev/pts/") && e.contains("5 bytes not read yet"),
+        "{e}"
+    );
+    // It runs on, its bytes still there for the slave (the check reads
+    // the "ping" it writes after them: it fails on them, as it should).
+    let e = w.verdict().unwrap_err();
+    assert!(e.contains("FAIL: master to slave"), "{e}");
 }
 
 fn grow_a_window(dir: &ImageDir, _pid: i32) {
@@ -270,6 +300,8 @@ fn a_corrupted_terminal_is_noticed() {
     let _g = setup();
     let e = cycle("files_pty", &["ctty"], Some(grow_a_window)).unwrap_err();
     assert!(e.contains("FAIL: window size"), "{e}");
+    let e = cycle("files_pty", &["excl"], Some(drop_exclusive)).unwrap_err();
+    assert!(e.contains("FAIL: the slave's exclusive mode"), "{e}");
 }
 
 /// A shell job on the terminal of a stand-in shell (tty_shell): dumped

@@ -260,3 +260,187 @@ fn anonymous_area_names() {
         );
     }
 }
+
+/// The comparisons every cycle makes (/proc, and what only the process
+/// tells) see each of these losses, whatever the workload checks itself.
+#[test]
+fn every_restore_is_compared_with_what_was_dumped() {
+    let _g = setup();
+    let sees = |tweak: common::Tweak, what: &str| {
+        let d = common::restored_diff("task_attrs", &[], tweak);
+        assert!(
+            d.iter().any(|l| l.contains(what)),
+            "a restore losing {what} must show: {d:?}"
+        );
+    };
+    sees(drop_mdwe, "mdwe");
+    sees(drop_membarrier, "membarrier");
+    sees(drop_coredump_filter, "coredump_filter");
+    sees(drop_autogroup, "autogroup nice");
+    sees(drop_ksm, "ksm_merge_any");
+    sees(drop_affinity, "affinity");
+    sees(drop_affinity, "Cpus_allowed_list");
+    sees(drop_ioprio, "ioprio");
+    sees(drop_mce, "mce_kill");
+    sees(drop_thread_tsc, "tsc");
+    sees(drop_thp, "thp_disable");
+    sees(
+        |d, p| edit_tc(d, p, |tc| tc.personality ^= 0x0040000),
+        "personality",
+    );
+    sees(
+        |d, p| edit_tc(d, p, |tc| tc.oom_score_adj = Some(17)),
+        "oom_score_adj",
+    );
+    sees(
+        |d, p| {
+            edit_tc(d, p, |tc| {
+                let l = &mut tc.rlimits.as_mut().unwrap().rlimits[libc::RLIMIT_NOFILE as usize];
+                l.cur -= 1;
+            })
+        },
+        "limits",
+    );
+    sees(
+        |d, p| edit_tc(d, p, |tc| tc.child_subreaper = Some(true)),
+        "child_subreaper",
+    );
+    sees(
+        |d, p| edit_thread_core(d, p, |t| t.sched_nice = Some(7)),
+        "stat[19]",
+    );
+    sees(
+        |d, p| edit_thread_core(d, p, |t| t.comm = Some(b"renamed".to_vec())),
+        "comm",
+    );
+    sees(
+        |d, p| edit_thread_core(d, p, |t| t.rcriu_timer_slack_ns = Some(123_456)),
+        "timer_slack",
+    );
+    sees(
+        |d, p| edit_thread_core(d, p, |t| t.pdeath_sig = Some(libc::SIGUSR2 as u32)),
+        "pdeath_sig",
+    );
+    sees(
+        |d, p| edit_thread_core(d, p, |t| t.futex_rla += 8),
+        "robust_list",
+    );
+    sees(
+        |d, p| {
+            edit_leader(d, p, |c| {
+                c.thread_info.as_mut().unwrap().clear_tid_addr += 8
+            })
+        },
+        "tid_address",
+    );
+    sees(
+        |d, p| {
+            edit_thread_core(d, p, |t| {
+                t.creds.as_mut().unwrap().secbits |= 1 << 4; // SECBIT_KEEP_CAPS
+            })
+        },
+        "securebits",
+    );
+    // (The second thread's: the leader sleeps in sigsuspend, whose mask
+    // is what status shows.)
+    sees(
+        |d, p| {
+            edit_other_thread(d, p, |t| {
+                *t.blk_sigset.as_mut().unwrap() |= 1 << (libc::SIGHUP - 1)
+            })
+        },
+        "SigBlk",
+    );
+    sees(
+        |d, p| {
+            let mut fs: pb::FsEntry = d.read_one(ImageFile::Fs(p as u64)).unwrap();
+            fs.umask = Some(0o077);
+            d.write_one(ImageFile::Fs(p as u64), &fs).unwrap();
+        },
+        "Umask",
+    );
+    sees(
+        |d, p| {
+            let mut mm = d.mm(p as u32).unwrap();
+            mm.dumpable = Some(0);
+            d.write_one(ImageFile::Mm(p as u64), &mm).unwrap();
+        },
+        "dumpable",
+    );
+    let d = common::restored_diff("onstack", &[], stray_altstack);
+    assert!(d.iter().any(|l| l.contains("sigaltstack")), "{d:?}");
+}
+
+/// A process stopped by SIGSTOP comes back stopped, and runs on when
+/// continued; the negative control: the image says it was running.
+#[test]
+fn a_stopped_process_comes_back_stopped() {
+    let _g = setup();
+    let state = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap()
+            .rsplit_once(") ")
+            .map(|(_, r)| r.chars().next().unwrap())
+            .unwrap()
+    };
+    for running in [false, true] {
+        let mut w = common::start("onstack", &[]);
+        rcriu_test_support::signal(w.pid, libc::SIGSTOP);
+        while state(w.pid) != 'T' {
+            std::thread::yield_now();
+        }
+        let images = rcriu_test_support::TempDir::new("stopped");
+        rcriu::Dump::new(w.pid)
+            .images_dir(images.path())
+            .run()
+            .unwrap();
+        w.reap();
+        let dir = ImageDir::open(images.path()).unwrap();
+        if running {
+            edit_tc(&dir, w.pid, |tc| {
+                tc.task_state = 1;
+                tc.stop_signo = None;
+            });
+        }
+        rcriu::Restore::new(images.path())
+            .detach(true)
+            .run()
+            .unwrap();
+        let start = std::time::Instant::now();
+        // A running restored process sleeps in sigsuspend soon.
+        let seen = loop {
+            let s = state(w.pid);
+            if s == 'T' && !running || s == 'S' || start.elapsed() > rcriu_test_support::SETTLE {
+                break s;
+            }
+            std::thread::yield_now();
+        };
+        assert_eq!(seen, if running { 'S' } else { 'T' });
+        rcriu_test_support::signal(w.pid, libc::SIGCONT);
+        w.verdict().unwrap();
+    }
+}
+
+/// A process whose executable was deleted is refused by name, and runs on.
+#[test]
+fn a_deleted_executable_is_refused_by_name() {
+    let _g = setup();
+    let dir = rcriu_test_support::TempDir::new("deleted-exe");
+    let bin = dir.path().join("onstack-copy");
+    std::fs::copy(rcriu_test_support::workload("onstack"), &bin).unwrap();
+    let w = rcriu_test_support::Workload::start_binary(&bin, "onstack", &[]);
+    w.wait_in("sigsuspend");
+    std::fs::remove_file(&bin).unwrap();
+    let images = rcriu_test_support::TempDir::new("deleted-exe-img");
+    let e = rcriu::Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect_err("a deleted executable")
+        .to_string();
+    // (Its mappings of the executable are met first.)
+    assert!(
+        e.contains("deleted") && e.contains("onstack-copy") && e.contains("cannot dump"),
+        "{e}"
+    );
+    w.verdict().unwrap();
+}

@@ -113,19 +113,7 @@ pub fn process(
     status: &Status,
     session_leader: bool,
 ) -> Result<ProcessAttrs> {
-    if let Some(mask) = status.untag_mask
-        && mask != u64::MAX
-    {
-        return Err(Error::unsupported(
-            pid,
-            format!("tagged addresses (untag mask {mask:#x})"),
-        ));
-    }
-    if let Some(f) = &status.x86_thread_features
-        && f.split_whitespace().any(|w| w == "shstk")
-    {
-        return Err(Error::unsupported(pid, "a shadow stack".to_string()));
-    }
+    check_status(pid, status)?;
     match task.numa_policies() {
         Ok(p) => check_numa(pid, &p)?,
         // A kernel without NUMA has no numa_maps.
@@ -151,6 +139,25 @@ pub fn process(
         ksm_merge_any,
         autogroup_nice,
     })
+}
+
+/// Refuses what status tells rcriu cannot restore: tagged addresses
+/// (x86 LAM), a shadow stack.
+pub fn check_status(pid: Pid, status: &Status) -> Result<()> {
+    if let Some(mask) = status.untag_mask
+        && mask != u64::MAX
+    {
+        return Err(Error::unsupported(
+            pid,
+            format!("tagged addresses (untag mask {mask:#x})"),
+        ));
+    }
+    if let Some(f) = &status.x86_thread_features
+        && f.split_whitespace().any(|w| w == "shstk")
+    {
+        return Err(Error::unsupported(pid, "a shadow stack".to_string()));
+    }
+    Ok(())
 }
 
 /// Refuses memory under a NUMA policy other than the default (of an
@@ -246,6 +253,23 @@ mod tests {
             e.contains("memory at 0x2000 under the NUMA policy bind:0"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn tagged_addresses_and_shadow_stacks_are_refused() {
+        let mut st = Status {
+            untag_mask: Some(u64::MAX),
+            x86_thread_features: Some(String::new()),
+            ..Status::default()
+        };
+        assert!(check_status(1, &st).is_ok());
+        st.x86_thread_features = Some("shstk wrss".into());
+        let e = check_status(1, &st).unwrap_err().to_string();
+        assert!(e.contains("a shadow stack"), "{e}");
+        st.x86_thread_features = None;
+        st.untag_mask = Some(0x3f_ffff_ffff_ffff);
+        let e = check_status(1, &st).unwrap_err().to_string();
+        assert!(e.contains("tagged addresses"), "{e}");
     }
 
     fn info() -> ThreadInfoArgs {

@@ -485,6 +485,22 @@ mod tests {
     }
 
     #[test]
+    fn memory_under_a_protection_key_is_refused() {
+        let line = "7f0000000000-7f0000001000 rw-p 00000000 00:00 0 ";
+        let text = |key: u32| {
+            format!(
+                "{line}\nSize:                  4 kB\nKernelPageSize:     4 kB\nProtectionKey:      {key}\nVmFlags: rd wr mr mw me ac\n"
+            )
+        };
+        // Key 0 is every area's on a CPU with pkeys.
+        let smaps = parse_smaps(text(0).as_bytes()).unwrap();
+        assert!(classify(7, &smaps).is_ok());
+        let smaps = parse_smaps(text(3).as_bytes()).unwrap();
+        let e = classify(7, &smaps).unwrap_err().to_string();
+        assert!(e.contains("protection key 3 at 0x7f0000000000"), "{e}");
+    }
+
+    #[test]
     fn shared_areas_as_criu() {
         let text = [
             one(

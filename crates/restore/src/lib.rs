@@ -649,6 +649,27 @@ fn describe_item(step: Step, index: u32, it: &Items<'_>) -> String {
             i => format!("POSIX timer #{}", i - 3),
         },
         Step::Read => format!("read batch {index}"),
+        Step::ThreadState => match index {
+            0 => "the robust futex list",
+            1 => "the scheduling policy",
+            2 => "the nice value",
+            3 => "the name",
+            4 => "the timer slack",
+            5 => "the CPU affinity (are its CPUs here?)",
+            6 => "the I/O priority",
+            7 => "the TSC mode",
+            8 => "the machine-check kill policy",
+            _ => "an attribute",
+        }
+        .to_string(),
+        Step::ProcessAttrs => match index {
+            i if i < 1 << 20 => format!("membarrier command {i:#x}"),
+            0x10_0000 => "the core dump filter".into(),
+            0x20_0000 => "the autogroup nice".into(),
+            0x40_0000 => "KSM on every area".into(),
+            0x80_0000 => "memory-deny-write-execute".into(),
+            i => format!("item {i}"),
+        },
         _ => format!("item {index}"),
     }
 }

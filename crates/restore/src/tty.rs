@@ -217,6 +217,11 @@ impl Ttys {
         if let Some(t) = &info.termios {
             files_sys::set_termios(fd, &termios(t), false).map_err(err("modes"))?;
         }
+        // Exclusive mode (TIOCEXCL) of this end: the opens of the restore
+        // that follow are rcriu's, as root, which it does not stop.
+        if info.exclusive {
+            files_sys::set_exclusive(fd).map_err(err("exclusive mode (TIOCEXCL)"))?;
+        }
         if let Some(w) = &info.winsize {
             let ws = libc::winsize {
                 ws_row: w.ws_row as u16,
