@@ -101,6 +101,49 @@ fn a_corrupted_ghost_is_noticed() {
     assert!(e.contains("FAIL: gone.txt contents"), "{e}");
 }
 
+// -- Unnamed temporary files (O_TMPFILE).
+
+#[test]
+fn unnamed_temporary_files_carry_on() {
+    let _g = setup();
+    cycle("files_tmpfile", &[], None).unwrap();
+    leave_running("files_tmpfile", &[]);
+}
+
+/// The first temporary file's bytes, one flipped.
+fn flip_a_tmpfile_byte(dir: &ImageDir, _pid: i32) {
+    let remaps: Vec<pb::RemapFilePathEntry> = dir.read_all(ImageFile::RemapFpath).unwrap();
+    let first = remaps.iter().map(|r| r.remap_id).min().expect("a ghost");
+    let path = dir.file_path(ImageFile::GhostFile(first.into()));
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The payload follows the entry: the byte 100 before the end is one
+    // of the file's (the first file's 10000, or the second's 100).
+    let at = bytes.len() - 50;
+    bytes[at] ^= 0x20;
+    std::fs::write(&path, bytes).unwrap();
+}
+
+/// The first file's fds opened as if it had not been made with O_TMPFILE
+/// (what the restore did before: a ghost made at a name, then unlinked).
+fn drop_tmpfile_flag(dir: &ImageDir, _pid: i32) {
+    edit_files(dir, |e| {
+        if let Some(r) = e.reg.as_mut()
+            && r.flags & libc::O_ACCMODE as u32 == libc::O_RDWR as u32
+        {
+            r.flags &= !(libc::O_TMPFILE as u32);
+        }
+    });
+}
+
+#[test]
+fn a_corrupted_temporary_file_is_noticed() {
+    let _g = setup();
+    let e = cycle("files_tmpfile", &[], Some(flip_a_tmpfile_byte)).unwrap_err();
+    assert!(e.contains("FAIL:"), "{e}");
+    let e = cycle("files_tmpfile", &[], Some(drop_tmpfile_flag)).unwrap_err();
+    assert!(e.contains("FAIL: fd 10's flags"), "{e}");
+}
+
 #[test]
 fn a_ghost_over_the_limit_is_refused_by_name() {
     let _g = setup();
@@ -210,6 +253,36 @@ fn ptys_carry_on() {
     cycle("files_pty", &["ctty"], None).unwrap();
     leave_running("files_pty", &[]);
     leave_running("files_pty", &["ctty"]);
+    cycle("files_pty", &["excl"], None).unwrap();
+}
+
+/// Takes the slave's exclusive mode out of the images.
+fn drop_exclusive(dir: &ImageDir, _pid: i32) {
+    let mut infos: Vec<pb::TtyInfoEntry> = dir.read_all(ImageFile::TtyInfo).unwrap();
+    for i in &mut infos {
+        i.exclusive = false;
+    }
+    dir.write_all(ImageFile::TtyInfo, &infos).unwrap();
+}
+
+#[test]
+fn bytes_waiting_in_a_pty_are_refused_by_name() {
+    let _g = setup();
+    let w = start("files_pty", &["queued"]);
+    let images = TempDir::new("files-pty-queued");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect_err("5 bytes wait in the pty")
+        .to_string();
+    assert!(
+        e.contains("/dev/pts/") && e.contains("5 bytes not read yet"),
+        "{e}"
+    );
+    // It runs on, its bytes still there for the slave (the check reads
+    // the "ping" it writes after them: it fails on them, as it should).
+    let e = w.verdict().unwrap_err();
+    assert!(e.contains("FAIL: master to slave"), "{e}");
 }
 
 fn grow_a_window(dir: &ImageDir, _pid: i32) {
@@ -227,6 +300,8 @@ fn a_corrupted_terminal_is_noticed() {
     let _g = setup();
     let e = cycle("files_pty", &["ctty"], Some(grow_a_window)).unwrap_err();
     assert!(e.contains("FAIL: window size"), "{e}");
+    let e = cycle("files_pty", &["excl"], Some(drop_exclusive)).unwrap_err();
+    assert!(e.contains("FAIL: the slave's exclusive mode"), "{e}");
 }
 
 /// A shell job on the terminal of a stand-in shell (tty_shell): dumped

@@ -4,10 +4,10 @@
 //! verdict ([`leave_running`]).
 #![allow(dead_code)]
 
-use rcriu::images::ImageDir;
+use rcriu::images::{ImageDir, ImageFile, pb};
 use rcriu::{Dump, Restore};
 use rcriu_test_support::{
-    ProcSnapshot, TempDir, Workload, become_subreaper, require_root, trace_lock,
+    Inside, ProcSnapshot, TempDir, Workload, become_subreaper, require_root, trace_lock,
 };
 
 /// What a cycle does to the images between the dump and the restore.
@@ -29,7 +29,25 @@ const SLEEPERS: &[&str] = &[
     "files_ghost",
     "files_pipe",
     "files_pty",
+    "files_tmpfile",
+    "onstack",
+    "task_attrs",
 ];
+
+/// The workloads whose inside is not probed: a thread of rseq_cs lives
+/// inside an rseq critical section, which running the probe's parasite in
+/// it would take from it (the dump moves such a thread to its abort
+/// handler; a probe must change nothing).
+const NOT_PROBED: &[&str] = &["rseq_cs"];
+
+/// [`Inside::probe`], or nothing for the workloads of [`NOT_PROBED`].
+fn probe(name: &str, pid: i32) -> Inside {
+    if NOT_PROBED.contains(&name) {
+        Inside::default()
+    } else {
+        Inside::probe(pid)
+    }
+}
 
 /// Starts a workload and waits until it is where it waits for the test.
 pub fn start(name: &str, args: &[&str]) -> Workload {
@@ -49,6 +67,7 @@ pub fn cycle(name: &str, args: &[&str], tweak: Option<Tweak>) -> Result<(), Stri
 pub fn cycle_with(mut w: Workload, name: &str, tweak: Option<Tweak>) -> Result<(), String> {
     let images = TempDir::new(&format!("slice-{name}"));
     let before = steady(w.pid);
+    let inside = probe(name, w.pid);
     Dump::new(w.pid)
         .images_dir(images.path())
         .run()
@@ -74,8 +93,38 @@ pub fn cycle_with(mut w: Workload, name: &str, tweak: Option<Tweak>) -> Result<(
             "{name}: /proc differs:\n{}",
             diff.join("\n")
         );
+        let diff = inside.diff(&probe(name, w.pid));
+        assert!(
+            diff.is_empty(),
+            "{name}: what only the process tells differs:\n{}",
+            diff.join("\n")
+        );
     }
     w.verdict()
+}
+
+/// start → dump → kill → tweak → restore, then what the /proc and the
+/// inside comparisons of [`cycle`] see differ (the negative control of
+/// those comparisons: a tweak that loses a piece of state must show).
+pub fn restored_diff(name: &str, args: &[&str], tweak: Tweak) -> Vec<String> {
+    let mut w = start(name, args);
+    let images = TempDir::new(&format!("diff-{name}"));
+    let before = steady(w.pid);
+    let inside = probe(name, w.pid);
+    Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .unwrap_or_else(|e| panic!("dumping {name}: {e}"));
+    w.reap();
+    let dir = ImageDir::open(images.path()).expect("opening the images");
+    tweak(&dir, w.pid);
+    Restore::new(images.path())
+        .detach(true)
+        .run()
+        .unwrap_or_else(|e| panic!("restoring {name}: {e}"));
+    let mut diff = before.diff(&ProcSnapshot::settled(w.pid, &before));
+    diff.extend(inside.diff(&probe(name, w.pid)));
+    diff
 }
 
 /// start → dump --leave-running → verdict of the original.
@@ -83,6 +132,7 @@ pub fn leave_running(name: &str, args: &[&str]) {
     let w = start(name, args);
     let images = TempDir::new(&format!("slice-lr-{name}"));
     let before = steady(w.pid);
+    let inside = probe(name, w.pid);
     Dump::new(w.pid)
         .images_dir(images.path())
         .leave_running(true)
@@ -92,6 +142,12 @@ pub fn leave_running(name: &str, args: &[&str]) {
     assert!(
         diff.is_empty(),
         "{name}: /proc differs after the dump:\n{}",
+        diff.join("\n")
+    );
+    let diff = inside.diff(&probe(name, w.pid));
+    assert!(
+        diff.is_empty(),
+        "{name}: what only the process tells differs after the dump:\n{}",
         diff.join("\n")
     );
     w.verdict()
@@ -122,4 +178,41 @@ pub fn setup() -> std::sync::MutexGuard<'static, ()> {
     let g = trace_lock();
     become_subreaper();
     g
+}
+
+// ---- editing images, for negative controls ----
+
+/// The threads of the dumped process `pid`, as pstree.img lists them.
+pub fn threads_of(dir: &ImageDir, pid: i32) -> Vec<u32> {
+    dir.pstree()
+        .unwrap()
+        .into_iter()
+        .find(|e| e.pid == pid as u32)
+        .expect("the process is in pstree.img")
+        .threads
+}
+
+/// The tid and core of the dumped thread named `comm`.
+pub fn core_named(dir: &ImageDir, pid: i32, comm: &str) -> (u32, pb::CoreEntry) {
+    threads_of(dir, pid)
+        .into_iter()
+        .map(|t| (t, dir.core(t).unwrap()))
+        .find(|(_, c)| {
+            c.thread_core
+                .as_ref()
+                .and_then(|tc| tc.comm.as_deref())
+                .is_some_and(|n| n == comm.as_bytes())
+        })
+        .unwrap_or_else(|| panic!("no dumped thread is named {comm}"))
+}
+
+pub fn write_core(dir: &ImageDir, tid: u32, core: &pb::CoreEntry) {
+    dir.write_one(ImageFile::Core(tid.into()), core).unwrap();
+}
+
+/// Runs `f` on the core of the leader and writes it back.
+pub fn edit_leader(dir: &ImageDir, pid: i32, f: impl FnOnce(&mut pb::CoreEntry)) {
+    let mut core = dir.core(pid as u32).unwrap();
+    f(&mut core);
+    write_core(dir, pid as u32, &core);
 }

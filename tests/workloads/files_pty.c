@@ -5,11 +5,14 @@
  *   fd 11  the slave (/dev/pts/N), O_RDWR; raw mode, VINTR ^_, 33x111
  *   fd 12  a dup of 10
  *
- *   files_pty OUTFILE [ctty]
+ *   files_pty OUTFILE [ctty] [excl] [queued]
  *
  * "ctty" makes the slave the controlling terminal of the process (a
  * session leader, as the tests start it), its foreground group the
- * process's. Prints facts, "ready", waits in sigsuspend for SIGUSR1, then
+ * process's. "excl" puts the slave in exclusive mode (TIOCEXCL), which
+ * the check then expects. "queued" leaves 5 bytes written to the master
+ * and not read from the slave (a dump must refuse them: rcriu does not
+ * carry them). Prints facts, "ready", waits in sigsuspend for SIGUSR1, then
  * checks the pty's index, settings, window size and that bytes pass both
  * ways (and the controlling terminal), and writes PASS or FAIL: why.
  */
@@ -49,7 +52,7 @@ static int place(int fd, int at)
 
 static char name[64];
 static struct termios want;
-static int ctty, flags10, flags11;
+static int ctty, excl, queued, flags10, flags11;
 static char msg[256];
 
 /* The controlling terminal's device, from /proc/self/stat (tty_nr). */
@@ -117,6 +120,9 @@ static const char *check(void)
 	} else if (tty_nr() != 0) {
 		return "FAIL: a controlling terminal appeared\n";
 	}
+	int ex = -1;
+	if (ioctl(11, TIOCGEXCL, &ex) || ex != excl)
+		return "FAIL: the slave's exclusive mode\n";
 	return NULL;
 }
 
@@ -124,7 +130,11 @@ int main(int argc, char **argv)
 {
 	if (argc < 2)
 		return 2;
-	ctty = argc > 2 && !strcmp(argv[2], "ctty");
+	for (int i = 2; i < argc; i++) {
+		ctty |= !strcmp(argv[i], "ctty");
+		excl |= !strcmp(argv[i], "excl");
+		queued |= !strcmp(argv[i], "queued");
+	}
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_usr1;
@@ -155,6 +165,10 @@ int main(int argc, char **argv)
 		return 4;
 	struct winsize w = { .ws_row = 33, .ws_col = 111 };
 	if (ioctl(11, TIOCSWINSZ, &w))
+		return 4;
+	if (excl && ioctl(11, TIOCEXCL))
+		return 4;
+	if (queued && write(10, "hello", 5) != 5)
 		return 4;
 	printf("pty %s\n", name);
 	printf("pid %d\n", getpid());

@@ -968,6 +968,10 @@ unsafe impl Pod for rcriu_parasite_abi::restorer::ThreadArgs {}
 unsafe impl Pod for rcriu_parasite_abi::restorer::PosixTimer {}
 // SAFETY: as above.
 unsafe impl Pod for rcriu_parasite_abi::restorer::SeccompFilter {}
+// SAFETY: as above.
+unsafe impl Pod for rcriu_parasite_abi::restorer::AnonName {}
+// SAFETY: as above.
+unsafe impl Pod for rcriu_parasite_abi::restorer::LateOpen {}
 
 /// Blocks until some child or tracee of this process has something to
 /// report, without consuming it (`waitid(P_ALL, WNOWAIT)`); returns its

@@ -407,7 +407,13 @@ impl Collector {
                 what: format!("parsing {path}: {e}"),
             })?;
         }
-        let mount = rcriu_proc::hierarchy_mount(&self.mounts, &m.name)
+        let mount = rcriu_proc::hierarchy_mount(&self.mounts, &m.name);
+        // A hierarchy nobody has mounted, whose root the task is in (as
+        // every task is until moved): nothing of it to describe.
+        if mount.is_none() && m.path == "/" {
+            return Ok(());
+        }
+        let mount = mount
             .ok_or_else(|| {
                 Error::unsupported(
                     pid,

@@ -11,6 +11,7 @@ use rcriu_compel::{UserRegs, Xstate};
 use rcriu_images::pb;
 use rcriu_proc::Limits;
 
+use crate::attrs;
 use crate::seccomp::CoreFields;
 use crate::threads::Outside;
 
@@ -57,6 +58,8 @@ pub struct ProcessParts<'a> {
     pub child_subreaper: bool,
     pub stop_signo: Option<u32>,
     pub membarrier: u32,
+    /// What /proc tells beyond CRIU's fields.
+    pub attrs: &'a crate::attrs::ProcessAttrs,
 }
 
 /// The kernel's default timer slack (50 µs): not written.
@@ -287,6 +290,10 @@ pub fn thread(t: &ThreadParts<'_>) -> pb::CoreEntry {
             cg_set: Some(t.cg_set),
             rcriu_timer_slack_ns: (i.timer_slack != DEFAULT_TIMER_SLACK_NS)
                 .then_some(i.timer_slack),
+            rcriu_cpu_affinity: o.attrs.affinity.clone(),
+            rcriu_ioprio: (o.attrs.ioprio != 0).then_some(o.attrs.ioprio),
+            rcriu_tsc: attrs::tsc(i),
+            rcriu_mce_kill: attrs::mce_kill(i),
         }),
         ..Default::default()
     }
@@ -343,6 +350,11 @@ pub fn leader(t: &ThreadParts<'_>, p: &ProcessParts<'_>) -> pb::CoreEntry {
         blk_sigset_extended: None,
         stop_signo: p.stop_signo,
         membarrier_registration_mask: (p.membarrier != 0).then_some(p.membarrier),
+        rcriu_coredump_filter: Some(p.attrs.coredump_filter),
+        rcriu_mdwe: attrs::mdwe(t.info),
+        rcriu_ksm_merge_any: p.attrs.ksm_merge_any.then_some(true),
+        rcriu_thp_disable: attrs::thp_disable(t.info),
+        rcriu_autogroup_nice: p.attrs.autogroup_nice.filter(|&n| n != 0),
     });
     c
 }

@@ -135,6 +135,11 @@ pub fn pty_locked(fd: BorrowedFd<'_>) -> io::Result<bool> {
     tty_int(fd, TIOCGPTLCK).map(|v| v != 0)
 }
 
+/// The bytes waiting to be read from a terminal (`FIONREAD`).
+pub fn queued(fd: BorrowedFd<'_>) -> io::Result<i32> {
+    tty_int(fd, libc::FIONREAD)
+}
+
 /// Exclusive mode (`TIOCGEXCL`).
 pub fn exclusive(fd: BorrowedFd<'_>) -> io::Result<bool> {
     tty_int(fd, TIOCGEXCL).map(|v| v != 0)

@@ -49,6 +49,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod attrs;
 pub mod cgroup;
 pub mod core;
 mod error;

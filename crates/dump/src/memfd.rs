@@ -57,6 +57,10 @@ pub struct Memfds {
     next_pages: u32,
     /// fd → file id of the memfd fds seen, for kcmp.
     fds: Vec<(i32, u32)>,
+    /// CRIU's `shpages_scanned` and `shpages_written`: the pages of the
+    /// files looked at, and those written.
+    pub pages_scanned: u64,
+    pub pages_written: u64,
 }
 
 /// Whether an fd's link names a memfd.
@@ -89,6 +93,8 @@ impl Memfds {
             entries: Vec::new(),
             next_pages: 1,
             fds: Vec::new(),
+            pages_scanned: 0,
+            pages_written: 0,
         })
     }
 
@@ -241,6 +247,8 @@ impl Memfds {
         let pid = self.pid;
         let runs = data_runs(size.div_ceil(PAGE), |pfn| data_segment(f, pfn))
             .map_err(Error::file(pid, path))?;
+        self.pages_scanned += size.div_ceil(PAGE);
+        self.pages_written += runs.iter().map(|(_, nr)| nr).sum::<u64>();
         let pages_id = self.next_pages;
         self.next_pages += 1;
         let dir = create(ImageFile::ShmemPagemap(shmid.into()))?;

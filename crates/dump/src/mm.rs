@@ -62,6 +62,8 @@ pub struct Area {
     /// For a file mapping: the `map_files` name to open it by.
     pub file: Option<(u64, u64)>,
     pub pages: Pages,
+    /// The name of an anonymous area (`[anon:NAME]`).
+    pub name: Option<Vec<u8>>,
 }
 
 impl Area {
@@ -131,6 +133,9 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
     for v in smaps {
         let vma = &v.vma;
         let (mut flags, madv) = vm_flags(v.flags).map_err(|what| refuse(v, what))?;
+        if let Some(k) = v.stats.protection_key.filter(|&k| k != 0) {
+            return Err(refuse(v, &format!("memory tagged with protection key {k}")));
+        }
         flags |= if vma.shared { MAP_SHARED } else { MAP_PRIVATE };
         let io_pf = v.flags.contains(VmFlags::IO) || v.flags.contains(VmFlags::PFNMAP);
         let hugetlb = v.flags.contains(VmFlags::HUGETLB);
@@ -277,9 +282,32 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
                 pages = Pages::None;
             }
         }
-        out.push(Area { entry, file, pages });
+        let name = match &vma.path {
+            VmaPath::AnonNamed(n) => Some(n.clone()),
+            _ => None,
+        };
+        out.push(Area {
+            entry,
+            file,
+            pages,
+            name,
+        });
     }
     Ok(out)
+}
+
+/// The names of the named anonymous areas, for `mm`'s rcriu field.
+pub fn anon_names(areas: &[Area]) -> Vec<pb::RcriuAnonNameEntry> {
+    areas
+        .iter()
+        .filter_map(|a| {
+            Some(pb::RcriuAnonNameEntry {
+                start: a.start(),
+                end: a.end(),
+                name: a.name.clone()?,
+            })
+        })
+        .collect()
 }
 
 /// The guard regions (`MADV_GUARD_INSTALL`) in `areas`, as CRIU 4.2
@@ -454,6 +482,22 @@ mod tests {
             assert!(e.contains("0x7f0000000000-0x7f0000001000"), "{e}");
             assert!(e.contains("process 7"), "{e}");
         }
+    }
+
+    #[test]
+    fn memory_under_a_protection_key_is_refused() {
+        let line = "7f0000000000-7f0000001000 rw-p 00000000 00:00 0 ";
+        let text = |key: u32| {
+            format!(
+                "{line}\nSize:                  4 kB\nKernelPageSize:     4 kB\nProtectionKey:      {key}\nVmFlags: rd wr mr mw me ac\n"
+            )
+        };
+        // Key 0 is every area's on a CPU with pkeys.
+        let smaps = parse_smaps(text(0).as_bytes()).unwrap();
+        assert!(classify(7, &smaps).is_ok());
+        let smaps = parse_smaps(text(3).as_bytes()).unwrap();
+        let e = classify(7, &smaps).unwrap_err().to_string();
+        assert!(e.contains("protection key 3 at 0x7f0000000000"), "{e}");
     }
 
     #[test]

@@ -34,7 +34,9 @@ use crate::page_writers;
 use crate::pages::Run;
 use crate::remote;
 use crate::stats::DumpStats;
-use crate::{Error, Result, cgroup, core, files, fs, ids, inventory, memfd, mm, pages, pstree};
+use crate::{
+    Error, Result, attrs, cgroup, core, files, fs, ids, inventory, memfd, mm, pages, pstree,
+};
 use crate::{seccomp, threads, timens, timers};
 
 /// The options of one dump.
@@ -374,6 +376,8 @@ fn collect(
     }
     let ns = task.namespaces().map_err(Error::proc(pid))?;
     ids::check_namespaces(pid, &host.ns, &ns)?;
+    let status = task.status().map_err(Error::proc(pid))?;
+    let process_attrs = attrs::process(pid, &mut task, &status, stat.session == pid)?;
     let cgroups = cgroup::collect(pid, &cgroup::tids(seized), &host.cgroups, freezer)?;
     let timers = match task.posix_timers() {
         Ok(t) => t,
@@ -447,7 +451,9 @@ fn collect(
             pid,
             what: format!("thread {} is not seized", o.tid),
         })?;
-        infos.push(parasite.thread_info(t).map_err(ce(pid))?);
+        let info = parasite.thread_info(t).map_err(ce(pid))?;
+        attrs::check_inside(pid, o.tid, &info)?;
+        infos.push(info);
     }
     let creds = &infos[0].creds;
     let numbers: Vec<i32> = fd_list.iter().map(|f| f.fd).collect();
@@ -549,6 +555,8 @@ fn collect(
     stats.memdump_time = t_pages.elapsed();
     stats.pages_scanned = plan.scanned;
     stats.pages_written = plan.pages;
+    stats.shpages_scanned = memfds.pages_scanned;
+    stats.shpages_written = memfds.pages_written;
     stats.page_pipe_bufs = plan
         .iovs
         .iter()
@@ -595,6 +603,7 @@ fn collect(
         child_subreaper: creds.child_subreaper != 0,
         stop_signo: seized.leader().stopped_by.map(|s| s as u32),
         membarrier: misc.membarrier,
+        attrs: &process_attrs,
     };
     let mut cores = Vec::with_capacity(outside.len());
     for (i, (o, info)) in outside.iter().zip(&infos).enumerate() {
@@ -627,6 +636,7 @@ fn collect(
         mm_env_end: stat.env_end,
         exe_file_id: exe_id,
         mm_saved_auxv: mm::saved_auxv(&auxv),
+        rcriu_anon_names: mm::anon_names(&areas),
         vmas: areas.into_iter().map(|a| a.entry).chain(guards).collect(),
         dumpable: Some(creds.dumpable as i32),
         aios: Vec::new(),

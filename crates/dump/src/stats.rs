@@ -27,6 +27,10 @@ pub struct DumpStats {
     /// Page-dump commands sent to the parasite (CRIU's page pipe
     /// buffers).
     pub page_pipe_bufs: u64,
+    /// Pages of shared memory (memfds, shared anonymous memory) looked at.
+    pub shpages_scanned: u64,
+    /// Pages of shared memory written, each to its inode's pages image.
+    pub shpages_written: u64,
 }
 
 fn us(d: Duration) -> u32 {
@@ -48,9 +52,9 @@ impl DumpStats {
                 pages_lazy: 0,
                 page_pipes: Some(1),
                 page_pipe_bufs: Some(self.page_pipe_bufs),
-                shpages_scanned: Some(0),
+                shpages_scanned: Some(self.shpages_scanned),
                 shpages_skipped_parent: Some(0),
-                shpages_written: Some(0),
+                shpages_written: Some(self.shpages_written),
             }),
             restore: None,
         }

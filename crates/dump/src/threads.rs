@@ -8,7 +8,7 @@ use rcriu_compel::{Thread, ThreadCtx};
 use rcriu_proc::Pid;
 
 use crate::rseq::{self, Rseq};
-use crate::{Error, Result, sys};
+use crate::{Error, Result, attrs, sys};
 
 /// `SECCOMP_MODE_FILTER`.
 pub const SECCOMP_MODE_FILTER: u32 = 2;
@@ -34,6 +34,8 @@ pub struct Outside {
     pub seccomp_mode: u32,
     /// Seccomp filters, oldest first, with their flags.
     pub filters: Vec<(Vec<u8>, u64)>,
+    /// Affinity, I/O priority, scheduling attributes.
+    pub attrs: attrs::ThreadOutside,
 }
 
 /// Reads thread `t` of process `pid`.
@@ -69,6 +71,7 @@ pub fn read(pid: Pid, t: &Thread) -> Result<Outside> {
         None
     };
     let nice = sys::nice(tid).map_err(Error::sys("reading the nice value", tid))?;
+    let attrs = attrs::thread_outside(pid, tid)?;
     let signals = rcriu_compel::sys::peek_siginfo(tid, false)
         .map_err(Error::sys("reading the thread's pending signals", tid))?;
     let filters = if t.seccomp == SECCOMP_MODE_FILTER {
@@ -88,5 +91,6 @@ pub fn read(pid: Pid, t: &Thread) -> Result<Outside> {
         signals,
         seccomp_mode: t.seccomp,
         filters,
+        attrs,
     })
 }

@@ -135,6 +135,8 @@ pub struct Seen {
     /// Info ids of ends that are not hung up, with the fd and path first
     /// seen.
     active: Vec<(u32, i32, String)>,
+    /// Ends with bytes waiting to be read: info id, fd, path, bytes.
+    queued: Vec<(u32, i32, String, i32)>,
     /// The task's controlling terminal, session and foreground group, from
     /// /proc.
     ctty: Option<(u64, Pid, Pid)>,
@@ -189,6 +191,11 @@ impl Seen {
             }
         };
         info.exclusive = excl != 0;
+        let n = files_sys::queued(fd).map_err(what("reading a terminal's queue (FIONREAD)"))?;
+        if n > 0 {
+            self.queued
+                .push((id, f.fd, f.info.path.display().to_string(), n));
+        }
         match driver {
             Driver::PtyMaster => {
                 info.sid = zero_on_enotty(files_sys::session(fd))
@@ -244,8 +251,22 @@ impl Seen {
     }
 
     /// Every active pty slave must have its master in the dump, but for
-    /// one with `--shell-job` (the shell's terminal).
+    /// one with `--shell-job` (the shell's terminal); and no pty of the
+    /// dump may hold bytes not read yet (rcriu does not carry them: CRIU
+    /// writes tty-data.img), but the shell's terminal, whose input is the
+    /// shell's.
     pub fn check_pairs(&self, pid: Pid, shell_job: bool) -> Result<()> {
+        let has_master = |id: u32| self.active.iter().any(|a| a.0 == (id | 1));
+        if let Some((_, fd, path, n)) = self
+            .queued
+            .iter()
+            .find(|(id, ..)| id % 2 == 1 || has_master(*id))
+        {
+            return Err(Error::unsupported(
+                pid,
+                format!("fd {fd}: the terminal {path} with {n} bytes not read yet"),
+            ));
+        }
         let unpaired: Vec<&(u32, i32, String)> = self
             .active
             .iter()

@@ -17,11 +17,16 @@
 //! | `cwd`, `root`, `exe` | [`Task::cwd`], [`Task::root`], [`Task::exe`] | |
 //! | `auxv`, `cmdline`, `environ`, `comm` | [`Task::auxv`], ... | [`parse_auxv`], [`split_nul`], [`parse_comm`] |
 //! | `timerslack_ns`, `loginuid`, `oom_score_adj`, `personality` | [`Task::timerslack_ns`], ... | [`parse_u64`], [`parse_i64`], [`parse_personality`] |
+//! | `coredump_filter`, `autogroup`, `ksm_stat`, `numa_maps` | [`Task::coredump_filter`], [`Task::autogroup`], [`Task::ksm_merge_any`], [`Task::numa_policies`] | [`parse_coredump_filter`], [`parse_autogroup`], [`parse_ksm_merge_any`], [`parse_numa_policies`] |
 //! | `timers` | [`Task::posix_timers`] | [`parse_timers`] |
 //! | `timens_offsets`, `uid_map`, `gid_map`, `attr/current` | [`Task::timens_offsets`], [`Task::uid_map`], [`Task::gid_map`], [`Task::lsm_label`] | [`parse_timens_offsets`], [`parse_id_map`] |
 //! | `mountinfo`, `cgroup` | [`Task::mountinfo`], [`Task::cgroups`] | [`parse_mountinfo`], [`parse_cgroup`] |
 //! | `ns/*` | [`Task::namespaces`] | [`parse_ns_link`] |
 //! | `pagemap` + `PAGEMAP_SCAN` | [`Task::pagemap`], [`Pagemap`] | [`categories_of`] |
+//!
+//! What the kernel tells of a task from outside through system calls
+//! rather than files (scheduling attributes, CPU affinity, I/O priority)
+//! is in [`sched`].
 //!
 //! Errors name the pid and the path; a task that exited is
 //! [`Error::Vanished`].
@@ -35,6 +40,7 @@ mod misc;
 mod mountinfo;
 mod ns;
 mod pagemap;
+pub mod sched;
 mod stat;
 mod status;
 mod sys;
@@ -57,7 +63,8 @@ pub use maps::{
     parse_smaps_into, parse_vma_line,
 };
 pub use misc::{
-    AuxvEntry, IdMapping, TimensOffsets, parse_auxv, parse_comm, parse_i64, parse_id_map,
+    AuxvEntry, IdMapping, TimensOffsets, parse_autogroup, parse_auxv, parse_comm,
+    parse_coredump_filter, parse_i64, parse_id_map, parse_ksm_merge_any, parse_numa_policies,
     parse_personality, parse_pid_list, parse_timens_offsets, parse_u64, split_nul,
 };
 pub use mountinfo::{MountInfo, parse_mountinfo};

@@ -148,6 +148,73 @@ pub fn parse_id_map(bytes: &[u8]) -> ParseResult<Vec<IdMapping>> {
     Ok(out)
 }
 
+/// `coredump_filter`: the mask, in hex.
+pub fn parse_coredump_filter(bytes: &[u8]) -> ParseResult<u32> {
+    let t = trim(bytes);
+    crate::text::hex_u32(t)
+        .ok_or_else(|| ParseError::new(0, format!("bad coredump_filter {:?}", lossy(t))))
+}
+
+/// `autogroup`: `/autogroup-ID nice N`; returns `(ID, N)`.
+pub fn parse_autogroup(bytes: &[u8]) -> ParseResult<(u64, i32)> {
+    let t = trim(bytes);
+    let bad = || ParseError::new(0, format!("bad autogroup line {:?}", lossy(t)));
+    let rest = t.strip_prefix(b"/autogroup-").ok_or_else(bad)?;
+    let mut it = rest.split(|&b| b == b' ').filter(|w| !w.is_empty());
+    let id = it.next().and_then(crate::text::dec_u64).ok_or_else(bad)?;
+    if it.next() != Some(b"nice") {
+        return Err(bad());
+    }
+    let nice = it
+        .next()
+        .and_then(|w| std::str::from_utf8(w).ok()?.parse::<i32>().ok())
+        .ok_or_else(bad)?;
+    Ok((id, nice))
+}
+
+/// `ksm_stat`'s `ksm_merge_any:` (the process's PR_SET_MEMORY_MERGE);
+/// false when the kernel does not print it.
+pub fn parse_ksm_merge_any(bytes: &[u8]) -> ParseResult<bool> {
+    for line in bytes.split(|&b| b == b'\n') {
+        if let Some(v) = line.strip_prefix(b"ksm_merge_any:") {
+            return match trim(v) {
+                b"yes" => Ok(true),
+                b"no" => Ok(false),
+                other => Err(ParseError::new(
+                    0,
+                    format!("bad ksm_merge_any {:?}", lossy(other)),
+                )),
+            };
+        }
+    }
+    Ok(false)
+}
+
+/// `numa_maps`: each area's start and memory policy (`default`,
+/// `bind:0`, `interleave:0-1`, ...).
+pub fn parse_numa_policies(bytes: &[u8]) -> ParseResult<Vec<(u64, String)>> {
+    let mut out = Vec::new();
+    for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let mut it = line.split(|&b| b == b' ');
+        let bad = || ParseError::new(n, format!("bad numa_maps line {:?}", lossy(line)));
+        let start = it.next().and_then(crate::text::hex_u64).ok_or_else(bad)?;
+        let policy = it.next().filter(|p| !p.is_empty()).ok_or_else(bad)?;
+        out.push((start, String::from_utf8_lossy(policy).into_owned()));
+    }
+    Ok(out)
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    b.trim_ascii()
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +300,30 @@ mod tests {
         assert_eq!(parse_pid_list(b"12 34 \n").unwrap(), vec![12, 34]);
         assert_eq!(parse_pid_list(b"").unwrap(), vec![]);
         assert!(parse_pid_list(b"12 x").is_err());
+    }
+
+    #[test]
+    fn coredump_filter_autogroup_ksm_and_numa() {
+        assert_eq!(parse_coredump_filter(b"00000033\n").unwrap(), 0x33);
+        assert!(parse_coredump_filter(b"zz\n").is_err());
+        assert_eq!(
+            parse_autogroup(b"/autogroup-17 nice -5\n").unwrap(),
+            (17, -5)
+        );
+        assert!(parse_autogroup(b"/autogroup-17 nasty 5\n").is_err());
+        let ksm = b"ksm_rmap_items 0\nksm_merge_any: yes\nksm_mergeable: yes\n";
+        assert!(parse_ksm_merge_any(ksm).unwrap());
+        assert!(!parse_ksm_merge_any(b"ksm_rmap_items 0\n").unwrap());
+        assert!(parse_ksm_merge_any(b"ksm_merge_any: maybe\n").is_err());
+        let numa =
+            b"55fa37b99000 default file=/usr/bin/head mapped=2 N0=2\n7f0000000000 bind:0 anon=1\n";
+        assert_eq!(
+            parse_numa_policies(numa).unwrap(),
+            vec![
+                (0x55fa37b99000, "default".to_string()),
+                (0x7f0000000000, "bind:0".to_string())
+            ]
+        );
+        assert!(parse_numa_policies(b"xyz\n").is_err());
     }
 }

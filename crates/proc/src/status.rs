@@ -133,6 +133,11 @@ pub struct Status {
     pub vm_swap_kb: Option<u64>,
     pub core_dumping: Option<bool>,
     pub thp_enabled: Option<bool>,
+    /// `untag_mask:` (x86 LAM): all ones unless tagged addresses are on.
+    pub untag_mask: Option<u64>,
+    /// `x86_Thread_features:` text (shadow stack and the like), on kernels
+    /// and CPUs that have them.
+    pub x86_thread_features: Option<String>,
     pub threads: u32,
     /// `SigQ:` queued signals / limit.
     pub sig_q: (u64, u64),
@@ -320,6 +325,11 @@ pub fn parse_status(text: &[u8]) -> ParseResult<Status> {
                 s.seccomp_filters = Some(num(text::dec_u32, v, off, "Seccomp_filters")?)
             }
             b"Speculation_Store_Bypass" => s.speculation_store_bypass = lossy(v),
+            b"untag_mask" => {
+                let hex = v.strip_prefix(b"0x").unwrap_or(v);
+                s.untag_mask = Some(num(text::hex_u64, hex, off, "untag_mask")?);
+            }
+            b"x86_Thread_features" => s.x86_thread_features = lossy(v),
             b"Cpus_allowed_list" => s.cpus_allowed_list = lossy(v),
             b"Mems_allowed_list" => s.mems_allowed_list = lossy(v),
             b"voluntary_ctxt_switches" => {

@@ -168,3 +168,90 @@ pub(crate) fn zero_page_pfn() -> io::Result<Option<u64>> {
     let entry = crate::pagemap::PagemapEntry(entry?);
     Ok(entry.pfn().filter(|&pfn| pfn != 0))
 }
+
+/// `struct sched_attr` of `include/uapi/linux/sched/types.h` (VER1, with
+/// the utilisation clamps).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SchedAttrRaw {
+    pub size: u32,
+    pub sched_policy: u32,
+    pub sched_flags: u64,
+    pub sched_nice: i32,
+    pub sched_priority: u32,
+    pub sched_runtime: u64,
+    pub sched_deadline: u64,
+    pub sched_period: u64,
+    pub sched_util_min: u32,
+    pub sched_util_max: u32,
+}
+
+/// The size of `sched_attr` with the utilisation clamps.
+pub(crate) const SCHED_ATTR_SIZE_VER1: u32 = 56;
+
+const _: () = {
+    assert!(size_of::<SchedAttrRaw>() == SCHED_ATTR_SIZE_VER1 as usize);
+    assert!(offset_of!(SchedAttrRaw, sched_flags) == 8);
+    assert!(offset_of!(SchedAttrRaw, sched_runtime) == 24);
+    assert!(offset_of!(SchedAttrRaw, sched_util_min) == 48);
+};
+
+/// `sched_getattr(tid)`: the attributes and the size the kernel filled.
+pub(crate) fn sched_getattr(tid: crate::Pid) -> io::Result<(SchedAttrRaw, u32)> {
+    let mut a = SchedAttrRaw::default();
+    // SAFETY: the kernel writes at most `size` (the last argument) bytes of
+    // a sched_attr into `a`, a local of that size.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sched_getattr,
+            libc::c_long::from(tid),
+            std::ptr::from_mut(&mut a),
+            libc::c_long::from(SCHED_ATTR_SIZE_VER1),
+            0 as libc::c_long,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let size = a.size;
+    Ok((a, size))
+}
+
+/// `sched_getaffinity(tid)`: the mask as words (room for 8192 CPUs).
+pub(crate) fn sched_getaffinity(tid: crate::Pid) -> io::Result<Vec<u64>> {
+    let mut words = vec![0u64; 128];
+    // SAFETY: the kernel writes at most `len` bytes of the mask into
+    // `words`, which holds that many.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sched_getaffinity,
+            libc::c_long::from(tid),
+            (words.len() * 8) as libc::c_long,
+            words.as_mut_ptr(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The kernel returns how many bytes it wrote.
+    words.truncate((r as usize).div_ceil(8));
+    Ok(words)
+}
+
+const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+
+/// `ioprio_get(IOPRIO_WHO_PROCESS, tid)`.
+pub(crate) fn ioprio_get(tid: crate::Pid) -> io::Result<u32> {
+    // SAFETY: takes integers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_ioprio_get,
+            IOPRIO_WHO_PROCESS,
+            libc::c_long::from(tid),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r as u32)
+}

@@ -428,6 +428,28 @@ impl Task {
         })
     }
 
+    /// `coredump_filter`.
+    pub fn coredump_filter(&mut self) -> Result<u32> {
+        self.parse("coredump_filter", misc::parse_coredump_filter)
+    }
+
+    /// `autogroup`: the id and nice value of the task's autogroup (the
+    /// group of its session).
+    pub fn autogroup(&mut self) -> Result<(u64, i32)> {
+        self.parse("autogroup", misc::parse_autogroup)
+    }
+
+    /// `ksm_stat`'s `ksm_merge_any`: KSM on for every area of the process
+    /// (PR_SET_MEMORY_MERGE).
+    pub fn ksm_merge_any(&mut self) -> Result<bool> {
+        self.parse("ksm_stat", misc::parse_ksm_merge_any)
+    }
+
+    /// `numa_maps`: each area's start and memory policy.
+    pub fn numa_policies(&mut self) -> Result<Vec<(u64, String)>> {
+        self.parse("numa_maps", misc::parse_numa_policies)
+    }
+
     /// `personality`.
     pub fn personality(&mut self) -> Result<u32> {
         self.parse("personality", misc::parse_personality)

@@ -184,6 +184,11 @@ pub fn plan(images: &Images) -> Result<Cgroups> {
                         ),
                     )
                 })?;
+            // A hierarchy nobody has mounted: the process can only stay
+            // where rcriu is, which must be where it was (the root).
+            if h.mount.is_none() && path == "/" && own_cgroup(&name).as_deref() == Some("/") {
+                continue;
+            }
             let mount = h.mount.as_ref().ok_or_else(|| {
                 Error::invalid(
                     img(),
@@ -475,6 +480,22 @@ fn special_prop(dir: &Path, p: &pb::CgroupPropEntry) -> Result<()> {
         }
         _ => write_prop(dir, p),
     }
+}
+
+/// rcriu's own cgroup in the hierarchy of controllers `name` (comma-
+/// separated, as in cgroup.img), if it is in one.
+fn own_cgroup(name: &str) -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let want: Vec<&str> = name.split(',').collect();
+    text.lines().find_map(|l| {
+        let mut it = l.splitn(3, ':');
+        let (_, ctls, path) = (it.next()?, it.next()?, it.next()?);
+        let mut have: Vec<&str> = ctls.split(',').collect();
+        let mut w = want.clone();
+        have.sort_unstable();
+        w.sort_unstable();
+        (have == w).then(|| path.to_owned())
+    })
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@
 use rcriu_compel::UserRegs;
 use rcriu_compel::abi::KSigaction;
 use rcriu_compel::abi::restorer::{
-    CREDS_GROUPS, CREDS_NO_NEW_PRIVS, Creds, NLIMITS, NSIG, PosixTimer, Rlimit, Rseq, SIGINFO_SIZE,
-    TFLAG_CREDS, TFLAG_RSEQ, TFLAG_SCHED, TFLAG_SLACK, ThreadArgs,
+    CREDS_GROUPS, CREDS_NO_NEW_PRIVS, Creds, MCE_KILL_DEFAULT, NLIMITS, NSIG, PosixTimer, Rlimit,
+    Rseq, SIGINFO_SIZE, TFLAG_AFFINITY, TFLAG_CREDS, TFLAG_IOPRIO, TFLAG_RSEQ, TFLAG_SCHED,
+    TFLAG_SLACK, ThreadArgs,
 };
 use rcriu_compel::regs::{FXSAVE_SIZE, XFEATURE_PKRU};
 use rcriu_images::{ImageFile, pb};
@@ -28,6 +29,11 @@ const SECCOMP_FILTER: u32 = 2;
 const SECCOMP_STRICT: u32 = 1;
 /// `sizeof(struct sock_filter)`.
 const SOCK_FILTER_SIZE: usize = 8;
+/// The most words of a CPU mask an image may hold (8192 CPUs).
+const MAX_AFFINITY_WORDS: usize = 128;
+/// The kernel's default core dump filter: what a process whose image says
+/// nothing (CRIU's) gets.
+const DEFAULT_COREDUMP_FILTER: u32 = 0x33;
 
 /// One siginfo_t.
 pub type Siginfo = [u8; SIGINFO_SIZE];
@@ -60,6 +66,8 @@ pub struct ThreadPlan {
     /// Its seccomp filters, oldest first: `(flags, instructions)`.
     pub filters: Vec<Filter>,
     pub groups: Vec<u32>,
+    /// Its CPU affinity mask's words (none: left as inherited).
+    pub affinity: Vec<u64>,
 }
 
 /// What the restorer and the final ptrace step need from the core images.
@@ -84,6 +92,23 @@ pub struct CorePlan {
     pub personality: u32,
     pub oom_score_adj: Option<i32>,
     pub loginuid: Option<u32>,
+    /// The process's attributes beyond CRIU's own fields.
+    pub attrs: ProcessAttrs,
+}
+
+/// What the restorer sets in the process beyond CRIU's core fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProcessAttrs {
+    /// Membarrier commands registered (CRIU's field).
+    pub membarrier: u32,
+    /// `PR_GET_THP_DISABLE` as it was (mm's `thp_disabled`, or rcriu's
+    /// field for "except advised").
+    pub thp_disable: u32,
+    pub mdwe: u32,
+    pub ksm_merge_any: bool,
+    pub coredump_filter: u32,
+    /// For a session leader.
+    pub autogroup_nice: Option<i32>,
 }
 
 impl CorePlan {
@@ -211,6 +236,16 @@ pub fn plan(img: &Images) -> Result<CorePlan> {
         personality: tc.personality,
         oom_score_adj: tc.oom_score_adj,
         loginuid: tc.loginuid,
+        attrs: ProcessAttrs {
+            membarrier: tc.membarrier_registration_mask.unwrap_or(0),
+            thp_disable: tc
+                .rcriu_thp_disable
+                .unwrap_or(u32::from(img.task.mm.thp_disabled == Some(true))),
+            mdwe: tc.rcriu_mdwe.unwrap_or(0),
+            ksm_merge_any: tc.rcriu_ksm_merge_any == Some(true),
+            coredump_filter: tc.rcriu_coredump_filter.unwrap_or(DEFAULT_COREDUMP_FILTER),
+            autogroup_nice: tc.rcriu_autogroup_nice,
+        },
     })
 }
 
@@ -425,9 +460,13 @@ fn thread_plan(
         };
         args.flags |= TFLAG_RSEQ;
     }
-    if let Some(s) = thc.sas.as_ref().filter(|s| s.ss_size != 0) {
-        args.sas = [s.ss_sp, u64::from(s.ss_flags), s.ss_size];
-    }
+    // Always set: a thread with no alternate stack gets SS_DISABLE, for
+    // the leader would otherwise keep the one its fork inherited from
+    // rcriu (Rust's own, for stack overflows).
+    args.sas = match thc.sas.as_ref().filter(|s| s.ss_size != 0) {
+        Some(s) => [s.ss_sp, u64::from(s.ss_flags), s.ss_size],
+        None => [0, libc::SS_DISABLE as u64, 0],
+    };
     if let Some(policy) = thc.sched_policy {
         args.flags |= TFLAG_SCHED;
         args.sched_policy = policy;
@@ -436,6 +475,22 @@ fn thread_plan(
     }
     args.flags |= TFLAG_SLACK;
     args.timer_slack = thc.rcriu_timer_slack_ns.unwrap_or(DEFAULT_TIMER_SLACK);
+    // rcriu's fields: what a CRIU image lacks stays as the new thread has
+    // it (affinity), or gets the kernel's default.
+    let affinity = thc.rcriu_cpu_affinity.clone();
+    if affinity.len() > MAX_AFFINITY_WORDS {
+        return Err(Error::invalid(
+            file,
+            format!("a CPU mask of {} words", affinity.len()),
+        ));
+    }
+    if !affinity.is_empty() {
+        args.flags |= TFLAG_AFFINITY;
+    }
+    args.flags |= TFLAG_IOPRIO;
+    args.ioprio = thc.rcriu_ioprio.unwrap_or(0);
+    args.tsc = thc.rcriu_tsc.unwrap_or(0);
+    args.mce_kill = thc.rcriu_mce_kill.unwrap_or(MCE_KILL_DEFAULT);
     let name = thc.comm.as_deref().or(leader_comm).unwrap_or_default();
     let n = name.len().min(15);
     args.comm[..n].copy_from_slice(&name[..n]);
@@ -457,6 +512,7 @@ fn thread_plan(
         signals: siginfos(thc.signals_p.as_ref(), &file)?,
         filters,
         groups,
+        affinity,
     })
 }
 

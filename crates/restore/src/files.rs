@@ -51,6 +51,22 @@ impl std::str::FromStr for FileValidation {
 /// Open flags that only matter at creation.
 const CREATION_FLAGS: i32 = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY;
 
+/// `__O_TMPFILE`: with O_DIRECTORY, the O_TMPFILE of open(2). fdinfo
+/// shows both on a file made with it.
+const TMPFILE_BIT: i32 = libc::O_TMPFILE & !libc::O_DIRECTORY;
+
+/// The flags to open an existing file with, from the ones it had: without
+/// those of creation, and without O_TMPFILE's (the file exists now, a
+/// ghost made again, and is no directory).
+fn reopen_flags(how: i32) -> i32 {
+    let tmpfile = if how & TMPFILE_BIT != 0 {
+        libc::O_TMPFILE
+    } else {
+        0
+    };
+    how & !libc::O_ACCMODE & !CREATION_FLAGS & !tmpfile
+}
+
 fn path_of(reg: &pb::RegFileEntry) -> PathBuf {
     PathBuf::from(OsStr::from_bytes(&reg.name))
 }
@@ -71,7 +87,7 @@ fn open_reg_at(
     let file = std::fs::OpenOptions::new()
         .read(how & libc::O_ACCMODE != libc::O_WRONLY || how & libc::O_PATH != 0)
         .write(how & libc::O_ACCMODE != libc::O_RDONLY && how & libc::O_PATH == 0)
-        .custom_flags((how & !libc::O_ACCMODE & !CREATION_FLAGS) | libc::O_CLOEXEC)
+        .custom_flags(reopen_flags(how) | libc::O_CLOEXEC)
         .open(path)
         .map_err(Error::file("opening", path))?;
     if how & libc::O_PATH == 0 {
@@ -123,8 +139,45 @@ pub struct FdPlan {
     /// `(target fd, owner kind, owner pid)`: owners (F_SETOWN) to give the
     /// open files once the process exists.
     pub owners: Vec<(i32, i32, i32)>,
-    /// The fd to make the controlling terminal.
-    pub ctty: Option<i32>,
+    /// The controlling terminal to give the process.
+    pub ctty: Option<Ctty>,
+    /// Files the restorer opens itself once the process exists, by
+    /// target.
+    pub late: Vec<Late>,
+}
+
+/// A file of the process's own /proc directory (`/proc/PID/...`), which
+/// exists only once the process does: the restorer opens it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Late {
+    pub to: i32,
+    /// `open`'s flags, O_CLOEXEC included for a close-on-exec fd.
+    pub flags: i32,
+    pub pos: u64,
+    pub path: Vec<u8>,
+}
+
+/// Whether `path` lies in the /proc directory of one of `tids` (the
+/// process's own threads).
+fn own_proc_path(path: &[u8], tids: &[u32]) -> bool {
+    let Some(rest) = path.strip_prefix(b"/proc/") else {
+        return false;
+    };
+    let n = rest.split(|&b| b == b'/').next().unwrap_or_default();
+    std::str::from_utf8(n)
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok())
+        .is_some_and(|n| tids.contains(&n))
+}
+
+/// A session leader's controlling terminal.
+#[derive(Debug)]
+pub enum Ctty {
+    /// The terminal open as this fd of the process.
+    Fd(i32),
+    /// A terminal no fd of the process holds: opened for the restore
+    /// alone (the process had closed it and kept it as its terminal).
+    Extra(OwnedFd),
 }
 
 /// Opens every fd of the process as it was: one open file per file id
@@ -143,13 +196,48 @@ pub fn plan(img: &Images, validation: FileValidation, shell_job: bool) -> Result
         pipes: pipes::Pipes::load(&img.dir)?,
         fifos: pipes::Fifos::load(&img.dir)?,
         ttys: tty::Ttys::load(&img.dir)?,
+        tmpfiles: BTreeMap::new(),
+        tmpfile_ghosts: Vec::new(),
     };
+    op.tmpfile_ghosts = img
+        .files
+        .values()
+        .filter(|f| {
+            f.reg
+                .as_ref()
+                .is_some_and(|r| r.flags as i32 & TMPFILE_BIT != 0)
+        })
+        .filter_map(|f| op.ghosts.ghost_of(f.id))
+        .collect();
     let mut owned = Vec::new();
+    let tids: Vec<u32> = img.task.cores.iter().map(|(t, _)| *t).collect();
+    let mut late_ids = Vec::new();
     for e in &img.task.fdinfo {
         let fd = i32::try_from(e.fd)
             .map_err(|_| Error::invalid(from.name(), format!("bad fd {}", e.fd)))?;
-        if img.file(e.id, &from)?.memfd.is_some() {
+        let entry = img.file(e.id, &from)?;
+        if entry.memfd.is_some() {
             continue; // memfd.rs opens them
+        }
+        if let Some(reg) = entry.reg.as_ref().filter(|r| own_proc_path(&r.name, &tids)) {
+            if late_ids.contains(&e.id) {
+                return Err(Error::unsupported(format!(
+                    "restoring fd {fd} of process {}: {} open as several fds",
+                    img.task.pid,
+                    path_of(reg).display()
+                )));
+            }
+            late_ids.push(e.id);
+            let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
+            plan.late.push(Late {
+                to: fd,
+                flags: reopen_flags(reg.flags as i32)
+                    | (reg.flags as i32 & libc::O_ACCMODE)
+                    | if cloexec { libc::O_CLOEXEC } else { 0 },
+                pos: reg.pos,
+                path: reg.name.clone(),
+            });
+            continue;
         }
         let file = match op.opened.get(&e.id) {
             Some(f) => f.try_clone().map_err(Error::host("copying an open file"))?,
@@ -160,7 +248,7 @@ pub fn plan(img: &Images, validation: FileValidation, shell_job: bool) -> Result
                     && img.task.pstree.sid == img.task.pid
                     && plan.ctty.is_none()
                 {
-                    plan.ctty = Some(fd);
+                    plan.ctty = Some(Ctty::Fd(fd));
                 }
                 if let Some(o) = fown
                     && o.pid != 0
@@ -177,9 +265,14 @@ pub fn plan(img: &Images, validation: FileValidation, shell_job: bool) -> Result
         let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
         plan.fds.push((fd, cloexec, file));
     }
+    let pst = &img.task.pstree;
+    if plan.ctty.is_none() && pst.sid == pst.pid {
+        plan.ctty = op.ttys.session_slave(pst.sid)?.map(Ctty::Extra);
+    }
     op.ttys.finish()?;
     op.ghosts.unlink_all()?;
     plan.fds.sort_by_key(|(fd, _, _)| *fd);
+    plan.late.sort_by_key(|l| l.to);
     if let Some(w) = plan.fds.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(Error::invalid(from.name(), format!("fd {} twice", w[0].0)));
     }
@@ -216,6 +309,12 @@ struct Opener<'a> {
     pipes: pipes::Pipes,
     fifos: pipes::Fifos,
     ttys: tty::Ttys,
+    /// The ghosts that were unnamed temporary files (O_TMPFILE): some
+    /// file entry of theirs has O_TMPFILE's flags.
+    tmpfile_ghosts: Vec<u32>,
+    /// ghost id → the unnamed temporary file made again, and whether its
+    /// own description went to an fd.
+    tmpfiles: BTreeMap<u32, (std::fs::File, bool)>,
 }
 
 impl Opener<'_> {
@@ -284,10 +383,49 @@ impl Opener<'_> {
         Ok((file, Some(fown), session))
     }
 
+    /// An open file description of ghost `gid`, an unnamed temporary file
+    /// (O_TMPFILE): made again as one, linkable as it was. The
+    /// description O_TMPFILE gives goes to the first file that was opened
+    /// so (its flags say O_TMPFILE), the others open it again.
+    fn open_tmpfile(&mut self, gid: u32, name: &Path, flags: i32) -> Result<std::fs::File> {
+        let own = flags & TMPFILE_BIT != 0;
+        if !self.tmpfiles.contains_key(&gid) {
+            let how = if own { flags } else { libc::O_RDWR };
+            let f = ghost::make_tmpfile(&self.img.dir, gid, name, how)?;
+            self.tmpfiles.insert(gid, (f, false));
+        }
+        let (made, given) = self
+            .tmpfiles
+            .get_mut(&gid)
+            .expect("inserted above when missing");
+        if own && !*given {
+            *given = true;
+            return made.try_clone().map_err(Error::file("copying", name));
+        }
+        let path = format!("/proc/self/fd/{}", made.as_raw_fd());
+        std::fs::OpenOptions::new()
+            .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
+            .write(flags & libc::O_ACCMODE != libc::O_RDONLY)
+            .custom_flags(reopen_flags(flags) | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(Error::file("opening again", name))
+    }
+
     /// A regular file (or directory, device, O_PATH file, ghost), at its
     /// position.
     fn open_reg(&mut self, id: u32, reg: &pb::RegFileEntry) -> Result<OwnedFd> {
         let name = path_of(reg);
+        let flags = reg.flags as i32;
+        if let Some(gid) = self.ghosts.ghost_of(id)
+            && self.tmpfile_ghosts.contains(&gid)
+        {
+            let file = self.open_tmpfile(gid, &name, flags)?;
+            use std::io::Seek;
+            let mut f = &file;
+            f.seek(std::io::SeekFrom::Start(reg.pos))
+                .map_err(Error::file("positioning", &name))?;
+            return Ok(file.into());
+        }
         let ghost = self.ghosts.path_of(&self.img.dir, id, &name)?;
         let path = ghost.as_deref().unwrap_or(&name);
         let file = open_reg_at(reg, path, reg.flags as i32, self.validation)?;

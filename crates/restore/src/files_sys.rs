@@ -73,6 +73,17 @@ pub fn set_pty_lock(fd: BorrowedFd<'_>, locked: bool) -> io::Result<()> {
     ioctl_int(fd, TIOCSPTLCK, &mut v)
 }
 
+/// Exclusive mode of a terminal (`TIOCEXCL`): only root may open it
+/// again.
+pub fn set_exclusive(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: TIOCEXCL takes no argument.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCEXCL) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Packet mode of a pty master (`TIOCPKT`).
 pub fn set_packet_mode(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     let mut v = libc::c_int::from(on);

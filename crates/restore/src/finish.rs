@@ -283,12 +283,18 @@ pub struct FinalThread {
 /// The final touch: every thread's registers, FPU state and signal mask;
 /// the region goes; the process runs (or stays stopped when it was).
 /// `xstate(i, size)` builds thread i's xsave area of `size` bytes.
+///
+/// `trap_action`: the address, in the region, of SIGTRAP's action when the
+/// dump set one. The restorer leaves it (every thread's int3 raises
+/// SIGTRAP while signals are blocked, which resets its action); it is set
+/// here, through a syscall in the process, before the region goes.
 pub fn finish(
     child: Child,
     region: &Region,
     threads: Vec<FinalThread>,
     xstate: impl Fn(usize, usize) -> Result<Xstate>,
     stopped: bool,
+    trap_action: Option<u64>,
 ) -> Result<Pid> {
     let pid = child.pid;
     let mut buf = vec![0u8; 16 * 1024];
@@ -306,7 +312,15 @@ pub fn finish(
     let seized = Seized::adopt(pid, &child.tids);
     let len = region.end() - region.start();
     let set = || -> Result<()> {
-        Remote::new(pid, seized.leader(), &ctxs[0])?.syscall_ok(
+        let remote = Remote::new(pid, seized.leader(), &ctxs[0])?;
+        if let Some(act) = trap_action {
+            remote.syscall_ok(
+                "rt_sigaction",
+                libc::SYS_rt_sigaction,
+                [libc::SIGTRAP as u64, act, 0, 8, 0, 0],
+            )?;
+        }
+        remote.syscall_ok(
             "munmap",
             libc::SYS_munmap,
             [region.start(), len, 0, 0, 0, 0],

@@ -69,6 +69,11 @@ impl Ghosts {
         Ok(Some(path))
     }
 
+    /// The ghost id of file entry `id`, if it is a ghost.
+    pub fn ghost_of(&self, id: u32) -> Option<u32> {
+        self.remaps.get(&id).copied()
+    }
+
     /// Removes the names the ghosts were made at.
     pub fn unlink_all(&mut self) -> Result<()> {
         let mut first = Ok(());
@@ -89,8 +94,15 @@ impl Drop for Ghosts {
     }
 }
 
-/// Makes ghost `gid` at `name` (or beside it) and returns where.
-fn make(dir: &ImageDir, gid: u32, name: &Path) -> Result<PathBuf> {
+/// Opens ghost `gid`'s image: its reader past the entry, and the entry.
+fn ghost_image(
+    dir: &ImageDir,
+    gid: u32,
+) -> Result<(
+    rcriu_images::ImageReader<std::io::BufReader<File>>,
+    pb::GhostFileEntry,
+    String,
+)> {
     let img = ImageFile::GhostFile(gid.into());
     let iname = img.name();
     let mut r = dir.reader(img)?;
@@ -101,6 +113,40 @@ fn make(dir: &ImageDir, gid: u32, name: &Path) -> Result<PathBuf> {
             g.mode
         )));
     }
+    Ok((r, g, iname))
+}
+
+/// Makes ghost `gid`, which was an unnamed temporary file (O_TMPFILE), as
+/// one again in the directory of `name`: still linkable into a directory,
+/// as it was. The open file description comes back with the access mode
+/// and status flags of `flags`.
+pub fn make_tmpfile(dir: &ImageDir, gid: u32, name: &Path, flags: i32) -> Result<File> {
+    let (mut r, g, iname) = ghost_image(dir, gid)?;
+    let parent = name.parent().unwrap_or(Path::new("/"));
+    let access = if flags & libc::O_ACCMODE == libc::O_WRONLY {
+        libc::O_WRONLY
+    } else {
+        libc::O_RDWR
+    };
+    let fd = rustix::fs::open(
+        parent,
+        rustix::fs::OFlags::from_bits_retain((libc::O_TMPFILE | access | libc::O_CLOEXEC) as u32),
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| Error::file("making the temporary file in", parent)(e.into()))?;
+    let mut file = File::from(fd);
+    fill(&mut r, &g, &mut file, &iname, name)?;
+    finish(&file, &g, name)?;
+    let status = flags
+        & (libc::O_APPEND | libc::O_NONBLOCK | libc::O_DIRECT | libc::O_NOATIME | libc::O_ASYNC);
+    rustix::fs::fcntl_setfl(&file, rustix::fs::OFlags::from_bits_retain(status as u32))
+        .map_err(|e| Error::file("setting the flags of the temporary file", name)(e.into()))?;
+    Ok(file)
+}
+
+/// Makes ghost `gid` at `name` (or beside it) and returns where.
+fn make(dir: &ImageDir, gid: u32, name: &Path) -> Result<PathBuf> {
+    let (mut r, g, iname) = ghost_image(dir, gid)?;
     let create = |p: &Path| {
         std::fs::OpenOptions::new()
             .write(true)

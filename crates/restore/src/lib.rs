@@ -255,19 +255,39 @@ impl Restore {
 
         // Every fd the restorer uses goes above the process's own, so that
         // placing those never closes one still needed.
-        let min = fds.fds.last().map_or(3, |(fd, _, _)| fd + 1).max(3);
+        let min = fds
+            .fds
+            .last()
+            .map_or(3, |(fd, _, _)| fd + 1)
+            .max(fds.late.last().map_or(3, |l| l.to + 1))
+            .max(3);
         let up = |fd: OwnedFd| files::renumber(fd, min);
         let map_files = std::mem::take(&mut mem.files)
             .into_iter()
             .map(up)
             .collect::<Result<Vec<_>>>()?;
         let owners = fds.owners;
-        let ctty = fds.ctty;
         let sources = fds
             .fds
             .into_iter()
             .map(|(to, cloexec, f)| Ok((to, cloexec, up(f)?)))
             .collect::<Result<Vec<_>>>()?;
+        // The terminal is made controlling before the fds are placed: as
+        // the fd rcriu holds for it.
+        let (ctty_fd, ctty_extra) = match fds.ctty {
+            Some(files::Ctty::Extra(f)) => {
+                let f = up(f)?;
+                (f.as_raw_fd(), Some(f))
+            }
+            Some(files::Ctty::Fd(t)) => (
+                sources
+                    .iter()
+                    .find(|(to, _, _)| *to == t)
+                    .map_or(-1, |(_, _, f)| f.as_raw_fd()),
+                None,
+            ),
+            None => (-1, None),
+        };
         let cwd = up(fs.cwd)?;
         let root = fs.root.map(up).transpose()?;
         let exe = exe.map(up).transpose()?;
@@ -302,6 +322,8 @@ impl Restore {
             signals: &core.signals,
             timers: &core.timers,
             guards: &mem.guards,
+            anon_names: &mem.anon_names,
+            late: &fds.late,
             threads: &core.threads,
         };
         let mut occupied = mem.occupied();
@@ -338,7 +360,7 @@ impl Restore {
             args.loginuid = uid;
         }
         args.parent_pid = std::process::id() as i32;
-        args.ctty_fd = ctty.unwrap_or(-1);
+        args.ctty_fd = ctty_fd;
         args.fault_step = rcriu_compel::fault::restorer_step().unwrap_or(0);
         args.go_fd = go_rd.as_raw_fd();
         args.pages_fd = pages_file.as_raw_fd();
@@ -385,6 +407,19 @@ impl Restore {
         args.itimers = core.itimers;
         args.child_subreaper = u32::from(core.child_subreaper);
         args.personality = core.personality;
+        let at = core.attrs;
+        args.membarrier = at.membarrier;
+        args.thp_disable = at.thp_disable;
+        args.mdwe = at.mdwe;
+        args.ksm_merge_any = u32::from(at.ksm_merge_any);
+        args.flags |= abi::FLAG_COREDUMP_FILTER;
+        args.coredump_filter = at.coredump_filter;
+        // A session leader's restore makes it a new autogroup (nice 0);
+        // a shell job's would be rcriu's own, left alone.
+        if let (true, Some(nice)) = (setsid, at.autogroup_nice) {
+            args.flags |= abi::FLAG_AUTOGROUP;
+            args.autogroup_nice = nice;
+        }
         // 2 (suid_dumpable) cannot be set back; it stays 1.
         args.dumpable = match img.task.mm.dumpable {
             Some(0) => 0,
@@ -425,12 +460,20 @@ impl Restore {
         files::set_owners(&owners, &sources)?;
         // Ours no longer needed: the fork has its copies.
         drop((map_files, sources, cwd, root, exe, pages_file, go_rd));
+        drop(ctty_extra);
         log::info!("process {pid} created; restoring it");
         let trace = finish::Trace {
             threads: core.threads.len() > 1,
             seccomp: core.seccomp(),
         };
-        let describe = |step: Step, index: u32| describe_item(step, index, &vmas, &fd_moves);
+        let items = Items {
+            vmas: &vmas,
+            guards: &mem.guards,
+            anon_names: &mem.anon_names,
+            fds: &fd_moves,
+            late: &fds.late,
+        };
+        let describe = |step: Step, index: u32| describe_item(step, index, &items);
         std::thread::scope(|s| {
             let (iovs, batches) = (&pages.iovs, &pages.batches);
             let helper = helper_map.and_then(|m| {
@@ -485,6 +528,12 @@ impl Restore {
                 sigmask: t.sigmask,
             })
             .collect();
+        let trap = libc::SIGTRAP as usize - 1;
+        let trap_action = (core.sigaction_set & (1 << trap) != 0).then(|| {
+            region.args_addr()
+                + (std::mem::offset_of!(Args, sigactions)
+                    + trap * size_of::<rcriu_compel::abi::KSigaction>()) as u64
+        });
         // Still stopped: a refusal kills it (`child` on its drop).
         let hooked = self
             .call(Stage::PostRestore(pid))
@@ -505,6 +554,7 @@ impl Restore {
             finals,
             xstate,
             core.stopped || self.leave_stopped,
+            trap_action,
         )?;
         cgroups.done();
         let restore_time_us = start.elapsed().as_micros() as u64;
@@ -647,20 +697,55 @@ fn set_mm(args: &mut Args, img: &load::Images, exe: Option<&OwnedFd>) -> Result<
     Ok(())
 }
 
+/// What the restorer was working on, for an error message.
+struct Items<'a> {
+    vmas: &'a [abi::Vma],
+    guards: &'a [Range],
+    anon_names: &'a [(u64, u64, Vec<u8>)],
+    fds: &'a [FdMove],
+    late: &'a [files::Late],
+}
+
 /// What item `index` of `step` is, for an error message.
-fn describe_item(step: Step, index: u32, vmas: &[abi::Vma], fds: &[FdMove]) -> String {
+fn describe_item(step: Step, index: u32, it: &Items<'_>) -> String {
     let vma = |i: u32| {
-        vmas.get(i as usize).map_or_else(
+        it.vmas.get(i as usize).map_or_else(
             || format!("item {i}"),
             |v| format!("area {:#x}-{:#x}", v.start, v.end),
         )
     };
     match step {
-        Step::Map | Step::Madvise | Step::Protect => vma(index),
-        Step::Fds => fds.get(index as usize).map_or_else(
-            || format!("closing fds from {index}"),
-            |m| format!("fd {}", m.to),
-        ),
+        Step::Map | Step::Protect => vma(index),
+        Step::Madvise => {
+            let i = index as usize;
+            let (nv, ng) = (it.vmas.len(), it.guards.len());
+            if i < nv {
+                vma(index)
+            } else if let Some(g) = it.guards.get(i - nv) {
+                format!("guard region {:#x}-{:#x}", g.start, g.end)
+            } else if let Some((s, e, n)) = it.anon_names.get(i - nv - ng) {
+                format!(
+                    "naming the area {s:#x}-{e:#x} {:?}",
+                    String::from_utf8_lossy(n)
+                )
+            } else {
+                format!("item {index}")
+            }
+        }
+        Step::Fds => {
+            let i = index as usize;
+            if let Some(m) = it.fds.get(i) {
+                format!("fd {}", m.to)
+            } else if let Some(l) = it.late.get(i - it.fds.len()) {
+                format!(
+                    "fd {} ({}, opened in the process)",
+                    l.to,
+                    String::from_utf8_lossy(&l.path)
+                )
+            } else {
+                format!("closing fds from {index}")
+            }
+        }
         Step::Sigactions => format!("signal {index}"),
         Step::Creds => match abi::creds_item::describe(index) {
             (what, Some(cap)) => format!("{what} {cap}"),
@@ -675,6 +760,27 @@ fn describe_item(step: Step, index: u32, vmas: &[abi::Vma], fds: &[FdMove]) -> S
             i => format!("POSIX timer #{}", i - 3),
         },
         Step::Read => format!("read batch {index}"),
+        Step::ThreadState => match index {
+            0 => "the robust futex list",
+            1 => "the scheduling policy",
+            2 => "the nice value",
+            3 => "the name",
+            4 => "the timer slack",
+            5 => "the CPU affinity (are its CPUs here?)",
+            6 => "the I/O priority",
+            7 => "the TSC mode",
+            8 => "the machine-check kill policy",
+            _ => "an attribute",
+        }
+        .to_string(),
+        Step::ProcessAttrs => match index {
+            i if i < 1 << 20 => format!("membarrier command {i:#x}"),
+            0x10_0000 => "the core dump filter".into(),
+            0x20_0000 => "the autogroup nice".into(),
+            0x40_0000 => "KSM on every area".into(),
+            0x80_0000 => "memory-deny-write-execute".into(),
+            i => format!("item {i}"),
+        },
         _ => format!("item {index}"),
     }
 }

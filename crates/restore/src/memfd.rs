@@ -7,7 +7,7 @@
 //! it) becomes shared anonymous memory again, the rest memfds with their
 //! names.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -30,6 +30,15 @@ const HUGE_SIZE_MASK: u32 = 0x3f << 26;
 pub struct Inodes {
     entries: Vec<pb::MemfdInodeEntry>,
     made: BTreeMap<u32, File>,
+    /// The inodes whose own description an fd has.
+    fd_given: BTreeSet<u32>,
+}
+
+/// What a description of a memfd is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    Fd,
+    Mapping,
 }
 
 fn image() -> String {
@@ -47,19 +56,50 @@ impl Inodes {
         Ok(Inodes {
             entries,
             made: BTreeMap::new(),
+            fd_given: BTreeSet::new(),
         })
     }
 
-    /// A new open file description of the inode of the MEMFD file entry
-    /// `file`, opened with `flags` (access mode and status flags).
-    pub fn open(&mut self, img: &Images, file: &pb::FileEntry, flags: i32) -> Result<File> {
+    /// An open file description of the inode of the MEMFD file entry
+    /// `file`, with `flags` (access mode and status flags).
+    ///
+    /// A writable one is, where it can be, the description memfd_create
+    /// made: only that one leaves the inode executable (a description
+    /// opened again for writing counts as a writer, and `execveat` of the
+    /// memfd then fails with ETXTBSY). Writable mappings all share it;
+    /// of the writable fds, the first does, the others are opened again
+    /// (as they were in the process, which could only open them so).
+    pub fn open(
+        &mut self,
+        img: &Images,
+        file: &pb::FileEntry,
+        flags: i32,
+        use_: Use,
+    ) -> Result<File> {
         let m = file.memfd.as_ref().ok_or_else(|| {
             Error::invalid(
                 ImageFile::Files.name(),
                 format!("file {} is not a memfd", file.id),
             )
         })?;
-        let inode = self.inode(img, m.inode_id)?;
+        let inode_id = m.inode_id;
+        let first_fd = use_ == Use::Fd && !self.fd_given.contains(&inode_id);
+        let inode = self.inode(img, inode_id)?;
+        if flags & libc::O_ACCMODE == libc::O_RDWR && (use_ == Use::Mapping || first_fd) {
+            let f = inode
+                .try_clone()
+                .map_err(Error::host("duplicating a restored memfd"))?;
+            // The status flags F_SETFL sets (O_APPEND, O_NONBLOCK, ...).
+            let status = rustix::fs::OFlags::from_bits_retain(
+                (flags & !libc::O_ACCMODE & !libc::O_CLOEXEC) as u32,
+            );
+            rustix::fs::fcntl_setfl(&f, status)
+                .map_err(|e| Error::host("setting a restored memfd's flags")(e.into()))?;
+            if first_fd {
+                self.fd_given.insert(inode_id);
+            }
+            return Ok(f);
+        }
         let path = format!("/proc/self/fd/{}", inode.as_raw_fd());
         std::fs::OpenOptions::new()
             .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
@@ -216,7 +256,7 @@ pub fn plan_fds(img: &Images, inodes: &mut Inodes) -> Result<Vec<(i32, bool, Own
         };
         let fd = i32::try_from(e.fd)
             .map_err(|_| Error::invalid(from.name(), format!("bad fd {}", e.fd)))?;
-        let f = inodes.open(img, entry, m.flags as i32)?;
+        let f = inodes.open(img, entry, m.flags as i32, Use::Fd)?;
         let mut r = &f;
         std::io::Seek::seek(&mut r, std::io::SeekFrom::Start(m.pos))
             .map_err(Error::host("positioning a memfd"))?;

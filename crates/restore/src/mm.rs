@@ -62,6 +62,8 @@ pub struct MemPlan {
     /// The memfd and shared memory inodes, made for the areas and kept
     /// for the fds.
     pub memfds: Inodes,
+    /// The names of anonymous areas: `(start, end, name)`.
+    pub anon_names: Vec<(u64, u64, Vec<u8>)>,
 }
 
 impl MemPlan {
@@ -178,7 +180,8 @@ pub fn plan(img: &Images, validation: FileValidation) -> Result<MemPlan> {
                 None => {
                     let f = if st & VMA_AREA_MEMFD != 0 {
                         let entry = img.file(file_id(v, &file)?, &file)?;
-                        plan.memfds.open(img, entry, access)?
+                        plan.memfds
+                            .open(img, entry, access, crate::memfd::Use::Mapping)?
                     } else {
                         open_mapped(img, v, &file, access, validation)?
                     };
@@ -216,8 +219,38 @@ pub fn plan(img: &Images, validation: FileValidation) -> Result<MemPlan> {
             fill: 0,
         });
     }
+    for n in &mm.rcriu_anon_names {
+        let inside = plan
+            .vmas
+            .iter()
+            .any(|v| v.fd < 0 && v.start <= n.start && n.end <= v.end);
+        if n.start >= n.end || !inside {
+            return Err(Error::invalid(
+                file.name(),
+                format!(
+                    "names {:#x}-{:#x}, which is no anonymous area",
+                    n.start, n.end
+                ),
+            ));
+        }
+        if n.name.len() > ANON_NAME_MAX
+            || n.name
+                .iter()
+                .any(|&b| b == 0 || !(b' '..=b'~').contains(&b))
+        {
+            return Err(Error::invalid(
+                file.name(),
+                format!("a bad name for the area {:#x}-{:#x}", n.start, n.end),
+            ));
+        }
+        plan.anon_names.push((n.start, n.end, n.name.clone()));
+    }
     Ok(plan)
 }
+
+/// The longest name of an anonymous area, NUL excluded (the kernel's
+/// ANON_VMA_NAME_MAX_LEN is 80 with it).
+const ANON_NAME_MAX: usize = 79;
 
 /// How a mapped file is opened: as the dump says (`fdflags`), else
 /// read-only, or read-write for a writable shared mapping.

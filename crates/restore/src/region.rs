@@ -6,8 +6,8 @@
 use std::cell::Cell;
 
 use rcriu_compel::abi::restorer::{
-    Args, FdMove, IoVec, PosixTimer, Range, ReadBatch, STACK_SIZE, SeccompFilter,
-    THREAD_STACK_SIZE, ThreadArgs, Vma,
+    AnonName, Args, FdMove, IoVec, LateOpen, PosixTimer, Range, ReadBatch, STACK_SIZE,
+    SeccompFilter, THREAD_STACK_SIZE, ThreadArgs, Vma,
 };
 use rcriu_compel::sys::{LocalMap, Pod, slice_bytes};
 
@@ -39,6 +39,10 @@ pub struct Arrays<'a> {
     pub timers: &'a [PosixTimer],
     /// The guard regions.
     pub guards: &'a [Range],
+    /// The named anonymous areas: `(start, end, name)`.
+    pub anon_names: &'a [(u64, u64, Vec<u8>)],
+    /// The files the restorer opens itself.
+    pub late: &'a [crate::files::Late],
     /// Every thread, the leader first: its arrays, and a stack for all
     /// but the leader.
     pub threads: &'a [ThreadPlan],
@@ -84,7 +88,17 @@ impl Arrays<'_> {
             + array_len(self.signals)
             + array_len(self.timers)
             + array_len(self.guards)
-            + 16 * 11
+            + self
+                .anon_names
+                .iter()
+                .map(|(_, _, n)| std::mem::size_of::<AnonName>() as u64 + n.len() as u64 + 17)
+                .sum::<u64>()
+            + self
+                .late
+                .iter()
+                .map(|l| std::mem::size_of::<LateOpen>() as u64 + l.path.len() as u64 + 17)
+                .sum::<u64>()
+            + 16 * 13
             + self
                 .threads
                 .iter()
@@ -92,13 +106,14 @@ impl Arrays<'_> {
                     std::mem::size_of::<ThreadArgs>() as u64
                         + array_len(&t.signals)
                         + array_len(&t.groups)
+                        + array_len(&t.affinity)
                         + t.filters
                             .iter()
                             .map(|(_, p)| {
                                 std::mem::size_of::<SeccompFilter>() as u64 + p.len() as u64 + 16
                             })
                             .sum::<u64>()
-                        + 16 * 6
+                        + 16 * 7
                 })
                 .sum::<u64>()
             + THREAD_STACK_SIZE as u64 * self.threads.len().saturating_sub(1) as u64
@@ -202,6 +217,37 @@ impl Region {
         args.nr_timers = arrays.timers.len() as u64;
         args.guards = put_room(slice_bytes(arrays.guards), 0);
         args.nr_guards = arrays.guards.len() as u64;
+        let names: Vec<AnonName> = arrays
+            .anon_names
+            .iter()
+            .map(|(start, end, name)| {
+                let mut z = name.clone();
+                z.push(0);
+                AnonName {
+                    start: *start,
+                    end: *end,
+                    name: put_room(&z, 0),
+                }
+            })
+            .collect();
+        args.anon_names = put_room(slice_bytes(&names), 0);
+        args.nr_anon_names = names.len() as u64;
+        let late: Vec<LateOpen> = arrays
+            .late
+            .iter()
+            .map(|l| {
+                let mut z = l.path.clone();
+                z.push(0);
+                LateOpen {
+                    to: l.to,
+                    flags: l.flags,
+                    pos: l.pos,
+                    path: put_room(&z, 0),
+                }
+            })
+            .collect();
+        args.late = put_room(slice_bytes(&late), 0);
+        args.nr_late = late.len() as u64;
         let args_addr = self.args_addr();
         let mut threads = Vec::with_capacity(arrays.threads.len());
         for (i, plan) in arrays.threads.iter().enumerate() {
@@ -211,6 +257,8 @@ impl Region {
             t.nr_signals = plan.signals.len() as u64;
             t.creds.groups = put_room(slice_bytes(&plan.groups), 0);
             t.creds.nr_groups = plan.groups.len() as u64;
+            t.affinity = put_room(slice_bytes(&plan.affinity), 0);
+            t.nr_affinity = plan.affinity.len() as u64;
             let filters: Vec<SeccompFilter> = plan
                 .filters
                 .iter()

@@ -7,7 +7,10 @@
 //!
 //! A slave whose master is not in the dump is the terminal of the shell
 //! the process was started from (`--shell-job`): rcriu's own standard
-//! input stands for it, as in CRIU.
+//! input stands for it, as in CRIU. A slave whose master was closed (hung
+//! up: the dump knows no modes of it), or any unpaired slave without
+//! `--shell-job`, is opened through a master made for the restore and
+//! closed before the process runs, as CRIU does.
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -25,6 +28,9 @@ pub struct Ttys {
     masters: BTreeMap<u32, OwnedFd>,
     /// Info ids whose parameters are set.
     set: Vec<u32>,
+    /// pty index → a master made for slaves whose own is gone, closed
+    /// once every fd is open.
+    fakes: BTreeMap<u32, OwnedFd>,
 }
 
 /// What an open terminal is to the process.
@@ -101,8 +107,42 @@ impl Ttys {
                 )
                 .open(&path)
                 .map_err(Error::file("opening the pty slave", &path))?;
+            // Its owner, as the process may have set it (grantpt, or
+            // fchown): the slave's inode is made anew with the pty.
+            if let (Some(uid), Some(gid)) = (info.uid, info.gid) {
+                rustix::fs::fchown(
+                    &f,
+                    Some(rustix::fs::Uid::from_raw(uid)),
+                    Some(rustix::fs::Gid::from_raw(gid)),
+                )
+                .map_err(|e| Error::io(format!("giving {path} its owner {uid}:{gid}"))(e.into()))?;
+            }
             OwnedFd::from(f)
-        } else if shell_job {
+        } else if !(shell_job && info.termios.is_some()) {
+            // Its master is gone (a hung-up slave, which the dump knows
+            // only by its index), or, in a CRIU image without
+            // --shell-job, not in the dump: as CRIU, a master is made for
+            // the restore and closed once every fd is open, which leaves
+            // the slave hung up.
+            if let std::collections::btree_map::Entry::Vacant(v) = self.fakes.entry(index) {
+                let m = open_ptmx_index(index)?;
+                files_sys::set_pty_lock(m.as_fd(), false)
+                    .map_err(Error::io(format!("unlocking pty {index}")))?;
+                v.insert(m);
+            }
+            let path = format!("/dev/pts/{index}");
+            let f = std::fs::OpenOptions::new()
+                .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
+                .write(flags & libc::O_ACCMODE != libc::O_RDONLY)
+                .custom_flags(
+                    (flags & (libc::O_NONBLOCK | libc::O_APPEND))
+                        | libc::O_NOCTTY
+                        | libc::O_CLOEXEC,
+                )
+                .open(&path)
+                .map_err(Error::file("opening the pty slave", &path))?;
+            OwnedFd::from(f)
+        } else {
             let stdin = std::io::stdin();
             let fd = stdin.as_fd();
             if !files_sys::is_tty(fd) {
@@ -112,16 +152,40 @@ impl Ttys {
             }
             fd.try_clone_to_owned()
                 .map_err(Error::host("copying the standard input"))?
-        } else {
-            return Err(Error::unsupported(format!(
-                "restoring /dev/pts/{index}, whose master is not in the dump, without --shell-job"
-            )));
         };
         self.params_once(fd.as_fd(), &info)?;
         Ok(Opened {
             fd,
             session: (!is_master(info.id) && info.sid != 0).then_some(info.sid),
         })
+    }
+
+    /// The slave of a pty made for this restore whose session is `sid`,
+    /// opened anew, when the process holds no fd of it: the terminal a
+    /// session leader kept as its controlling terminal after closing it.
+    pub fn session_slave(&mut self, sid: u32) -> Result<Option<OwnedFd>> {
+        let Some(info) = self
+            .infos
+            .values()
+            .find(|i| is_master(i.id) && i.sid == sid && i.pty.is_some())
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let Some(index) = info.pty.as_ref().map(|p| p.index) else {
+            return Ok(None);
+        };
+        if !self.masters.contains_key(&index) {
+            return Ok(None);
+        }
+        let path = format!("/dev/pts/{index}");
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(Error::file("opening the controlling terminal", &path))?;
+        Ok(Some(f.into()))
     }
 
     /// The master of pty `index`, made when first asked for.
@@ -153,6 +217,11 @@ impl Ttys {
         if let Some(t) = &info.termios {
             files_sys::set_termios(fd, &termios(t), false).map_err(err("modes"))?;
         }
+        // Exclusive mode (TIOCEXCL) of this end: the opens of the restore
+        // that follow are rcriu's, as root, which it does not stop.
+        if info.exclusive {
+            files_sys::set_exclusive(fd).map_err(err("exclusive mode (TIOCEXCL)"))?;
+        }
         if let Some(w) = &info.winsize {
             let ws = libc::winsize {
                 ws_row: w.ws_row as u16,
@@ -165,8 +234,10 @@ impl Ttys {
         Ok(())
     }
 
-    /// Once every fd is open: locks and exclusive modes.
-    pub fn finish(&self) -> Result<()> {
+    /// Once every fd is open: locks and exclusive modes; the masters made
+    /// for orphaned slaves are closed (the slaves hang up, as they were).
+    pub fn finish(&mut self) -> Result<()> {
+        self.fakes.clear();
         for info in self.infos.values() {
             let Some(index) = info.pty.as_ref().map(|p| p.index) else {
                 continue;

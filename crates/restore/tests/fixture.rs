@@ -13,6 +13,13 @@ use rcriu_test_support::{
 
 const PID: i32 = 30000;
 const HOME: &str = "/tmp/rcriu-fixtures";
+/// The fixtures whose registers hold only SSE state: restorable on any
+/// x86_64 CPU with xsave (tests/fixtures/README.md).
+const PORTABLE: &str = "tests/fixtures/criu-4.2-portable";
+/// The same workloads dumped on a CPU with AVX-512 and PKU.
+const AVX512: &str = "tests/fixtures/criu-4.2";
+/// The first line the portable counter writes once restored.
+const PORTABLE_NEXT: u64 = 33;
 
 /// Waits until `pid` is gone (an orphan is reaped by init only now and
 /// then).
@@ -55,6 +62,11 @@ fn prepare() -> TempDir {
 /// Installs fixture `name`'s binary and a copy of its images; its `ids`
 /// must be free.
 fn prepare_fixture(name: &str, ids: &[i32]) -> TempDir {
+    prepare_from(PORTABLE, name, ids)
+}
+
+/// As [`prepare_fixture`], from the fixture set `set`.
+fn prepare_from(set: &str, name: &str, ids: &[i32]) -> TempDir {
     let root = workspace_root();
     std::fs::create_dir_all(HOME).unwrap();
     let bin = Path::new(HOME).join(name);
@@ -76,7 +88,7 @@ fn prepare_fixture(name: &str, ids: &[i32]) -> TempDir {
         }
     }
     let images = TempDir::new(&format!("fixture-{name}"));
-    for e in std::fs::read_dir(root.join("tests/fixtures/criu-4.2").join(name)).unwrap() {
+    for e in std::fs::read_dir(root.join(set).join(name)).unwrap() {
         let e = e.unwrap();
         std::fs::copy(e.path(), images.path().join(e.file_name())).unwrap();
     }
@@ -115,7 +127,7 @@ fn restores_criu_4_2_counter() {
     wait_gone(PID);
     assert!(l.iter().all(|x| !x.starts_with("CORRUPT")), "{l:?}");
     let nums: Vec<u64> = l.iter().map(|x| x.parse().unwrap()).collect();
-    assert_eq!(nums[0], 32, "the counter carries on from 32: {l:?}");
+    assert_eq!(nums[0], PORTABLE_NEXT, "the counter carries on: {l:?}");
     assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{l:?}");
 }
 
@@ -266,7 +278,7 @@ fn bad_images_are_refused_and_leave_nothing() {
 /// A copy of the fixture's images, without touching the binary or the pid.
 fn prepare_images_only() -> TempDir {
     let images = TempDir::new("fixture-counter-again");
-    for e in std::fs::read_dir(workspace_root().join("tests/fixtures/criu-4.2/counter")).unwrap() {
+    for e in std::fs::read_dir(workspace_root().join(PORTABLE).join("counter")).unwrap() {
         let e = e.unwrap();
         std::fs::copy(e.path(), images.path().join(e.file_name())).unwrap();
     }
@@ -304,7 +316,7 @@ fn restores_criu_4_2_counter_through_a_vdso_proxy() {
     rcriu_test_support::signal(r.pid, libc::SIGKILL);
     rcriu_test_support::wait_exit(r.pid).unwrap();
     wait_gone(PID);
-    assert_eq!(l[0], "32", "{l:?}");
+    assert_eq!(l[0], PORTABLE_NEXT.to_string(), "{l:?}");
 }
 
 #[test]
@@ -352,4 +364,40 @@ fn a_changed_file_of_the_criu_4_2_files_dump_is_refused() {
         "{e}"
     );
     assert!(!Path::new("/proc/30200").exists(), "nothing is left behind");
+}
+
+/// Whether this CPU has AVX-512 (the foundation, avx512f).
+fn cpu_has_avx512() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .is_some_and(|l| l.split_whitespace().any(|f| f == "avx512f"))
+}
+
+/// The counter dumped on an AVX-512 CPU carries opmask and ZMM state: it
+/// restores where the CPU has them, and is refused by name, before any
+/// process exists, where it does not (its code chose AVX-512 routines).
+#[test]
+fn the_avx512_counter_restores_only_on_a_cpu_with_avx512() {
+    require_root();
+    let _g = trace_lock();
+    become_subreaper();
+    let images = prepare_from(AVX512, "counter", &[PID]);
+    let r = Restore::new(images.path()).detach(true).run();
+    if cpu_has_avx512() {
+        let r = r.unwrap_or_else(|e| panic!("restoring the AVX-512 counter: {e}"));
+        let l = lines(&Path::new(HOME).join("counter.out"), 3);
+        rcriu_test_support::signal(r.pid, libc::SIGKILL);
+        rcriu_test_support::wait_exit(r.pid).unwrap();
+        wait_gone(PID);
+        assert_eq!(l[0], "32", "{l:?}");
+    } else {
+        let e = r.expect_err("no AVX-512 here").to_string();
+        assert!(
+            e.contains("core-30000.img") && e.contains("xsave component"),
+            "{e}"
+        );
+        assert!(!Path::new("/proc/30000").exists(), "nothing is left behind");
+    }
 }

@@ -12,6 +12,10 @@
 //! `unsafe` here only wraps plain libc calls (setsid in the child before
 //! exec, prctl, kill, waitpid), each with a `// SAFETY:` comment.
 
+mod inside;
+
+pub use inside::Inside;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -127,10 +131,15 @@ impl Workload {
     /// Starts workload `name` with `args` in a new session and waits until
     /// it says `ready`.
     pub fn start(name: &str, args: &[&str]) -> Workload {
-        let bin = workload(name);
+        Workload::start_binary(&workload(name), name, args)
+    }
+
+    /// As [`Workload::start`], from the binary at `bin` (a copy of
+    /// workload `name`'s).
+    pub fn start_binary(bin: &Path, name: &str, args: &[&str]) -> Workload {
         let dir = TempDir::new(name);
         let outfile = dir.path().join("verdict");
-        let mut cmd = Command::new(&bin);
+        let mut cmd = Command::new(bin);
         cmd.arg(&outfile)
             .args(args)
             .current_dir(dir.path())
@@ -363,6 +372,14 @@ pub struct ProcSnapshot {
     /// Each fd: its number, what it is (a pipe's inode left out: a
     /// restore makes new pipes), its position and flags from fdinfo.
     pub fds: Vec<String>,
+    /// The process's attributes /proc shows beyond status: personality,
+    /// oom_score_adj, coredump filter, autogroup nice, KSM, login uid,
+    /// cgroups. (Not the time namespace's offsets: a restore makes new
+    /// ones, for the clocks to carry on.)
+    pub attrs: Vec<String>,
+    /// Each thread (by tid): its status lines, name, and scheduling
+    /// fields of stat.
+    pub threads: Vec<String>,
     /// Where the process sleeps (not compared: it only tells when a
     /// restored process is back where it was).
     pub wchan: String,
@@ -439,6 +456,8 @@ impl ProcSnapshot {
                 .map(|&n| fields.get(n - 3).copied().unwrap_or("?").to_owned())
                 .collect(),
             fds: fd_lines(pid),
+            attrs: attr_lines(pid),
+            threads: thread_lines(pid),
             wchan: text("wchan"),
         }
     }
@@ -485,6 +504,8 @@ impl ProcSnapshot {
         lines("status", &self.status, &other.status, &mut d);
         lines("stat", &self.stat, &other.stat, &mut d);
         lines("fds", &self.fds, &other.fds, &mut d);
+        lines("attributes", &self.attrs, &other.attrs, &mut d);
+        lines("threads", &self.threads, &other.threads, &mut d);
         if self.exe != other.exe {
             d.push(format!("exe: {:?} / {:?}", self.exe, other.exe));
         }
@@ -507,8 +528,102 @@ impl ProcSnapshot {
     }
 }
 
+/// The status lines kept of every thread.
+const THREAD_STATUS_KEYS: &[&str] = &[
+    "Uid:",
+    "Gid:",
+    "Groups:",
+    "SigPnd:",
+    "SigBlk:",
+    "CapInh:",
+    "CapPrm:",
+    "CapEff:",
+    "CapBnd:",
+    "CapAmb:",
+    "NoNewPrivs:",
+    "Seccomp:",
+    "Seccomp_filters:",
+    "Speculation_Store_Bypass:",
+    "SpeculationIndirectBranch:",
+    "Cpus_allowed_list:",
+    "Mems_allowed_list:",
+    "THP_enabled:",
+    "untag_mask:",
+    "x86_Thread_features:",
+];
+
+/// stat's scheduling fields (1-based): nice, rt_priority, policy.
+const THREAD_STAT_FIELDS: &[usize] = &[19, 40, 41];
+
+/// `TID KEY VALUE` lines for every thread of `pid`.
+fn thread_lines(pid: i32) -> Vec<String> {
+    let dir = format!("/proc/{pid}/task");
+    let mut tids: Vec<i32> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    tids.sort_unstable();
+    let mut out = Vec::new();
+    for tid in tids {
+        let read =
+            |f: &str| std::fs::read_to_string(format!("{dir}/{tid}/{f}")).unwrap_or_default();
+        for l in read("status").lines() {
+            if THREAD_STATUS_KEYS.iter().any(|k| l.starts_with(k)) {
+                out.push(format!("{tid} {l}"));
+            }
+        }
+        out.push(format!("{tid} comm {}", read("comm").trim_end()));
+        let stat = read("stat");
+        let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        for &n in THREAD_STAT_FIELDS {
+            out.push(format!(
+                "{tid} stat[{n}] {}",
+                fields.get(n - 3).copied().unwrap_or("?")
+            ));
+        }
+    }
+    out
+}
+
+/// `KEY VALUE` lines of the process's attributes.
+fn attr_lines(pid: i32) -> Vec<String> {
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/{f}"))
+            .map(|t| t.trim_end().replace('\n', " | "))
+            .unwrap_or_else(|e| format!("unreadable ({e})"))
+    };
+    // The autogroup's id is the kernel's; its nice is the process's.
+    let autogroup = read("autogroup");
+    let autogroup_nice = autogroup.rsplit_once(" nice ").map_or("?", |(_, n)| n);
+    let ksm = read("ksm_stat");
+    let merge_any = ksm
+        .split(" | ")
+        .find(|l| l.starts_with("ksm_merge_any"))
+        .unwrap_or("ksm_merge_any: ?");
+    vec![
+        format!("personality {}", read("personality")),
+        format!("oom_score_adj {}", read("oom_score_adj")),
+        format!("coredump_filter {}", read("coredump_filter")),
+        format!("autogroup nice {autogroup_nice}"),
+        merge_any.to_string(),
+        format!("loginuid {}", read("loginuid")),
+        format!("cgroup {}", read("cgroup")),
+    ]
+}
+
+/// The directory of an O_TMPFILE file's link (`DIR/#INODE (deleted)`).
+fn tmpfile_dir(target: &str) -> Option<&str> {
+    let (dir, name) = target.strip_suffix(" (deleted)")?.rsplit_once('/')?;
+    let ino = name.strip_prefix('#')?;
+    (!ino.is_empty() && ino.bytes().all(|b| b.is_ascii_digit())).then_some(dir)
+}
+
 /// `N -> TARGET pos P flags F` for each fd of `pid`, by number; a pipe's
-/// inode is left out of its target.
+/// inode, and an unnamed temporary file's, are left out of its target.
 fn fd_lines(pid: i32) -> Vec<String> {
     let dir = format!("/proc/{pid}/fd");
     let mut fds: Vec<i32> = std::fs::read_dir(&dir)
@@ -523,6 +638,11 @@ fn fd_lines(pid: i32) -> Vec<String> {
             let mut target = target.to_string_lossy().into_owned();
             if target.starts_with("pipe:[") {
                 target = "pipe".into();
+            }
+            // An unnamed temporary file (O_TMPFILE) is named after its
+            // inode, which a restore makes anew.
+            if let Some(dir) = tmpfile_dir(&target) {
+                target = format!("{dir}/#INODE (deleted)");
             }
             let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
             let field = |k: &str| {
@@ -651,5 +771,36 @@ fn in_new_session(cmd: &mut Command) {
             libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
             Ok(())
         });
+    }
+}
+
+/// Whether this kernel names anonymous areas (`PR_SET_VMA_ANON_NAME`,
+/// CONFIG_ANON_VMA_NAME): asked of a fresh mapping of this process.
+pub fn kernel_names_anon_areas() -> bool {
+    const PR_SET_VMA: libc::c_int = 0x5356_4d41;
+    const PR_SET_VMA_ANON_NAME: libc::c_ulong = 0;
+    // SAFETY: a fresh private anonymous page, named, then unmapped; no
+    // memory of the process is touched.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return false;
+        }
+        let r = libc::prctl(
+            PR_SET_VMA,
+            PR_SET_VMA_ANON_NAME,
+            p as libc::c_ulong,
+            4096 as libc::c_ulong,
+            c"rcriu-probe".as_ptr(),
+        );
+        libc::munmap(p, 4096);
+        r == 0
     }
 }

@@ -376,6 +376,19 @@ pub struct ThreadInfoArgs {
     pub sas: StackT,
     /// `PR_GET_NAME`.
     pub comm: [u8; 16],
+    /// `PR_GET_TSC` (1 enabled, 2 rdtsc faults; a negative errno when the
+    /// kernel cannot tell).
+    pub tsc: i32,
+    /// `PR_MCE_KILL_GET`.
+    pub mce_kill: i32,
+    /// `PR_GET_SPECULATION_CTRL` of store bypass, indirect branch and L1D
+    /// flush (a negative errno when the kernel does not know it).
+    pub spec: [i32; 3],
+    /// The process's `PR_GET_MDWE` and `PR_GET_MEMORY_MERGE` (negative
+    /// errnos on kernels without them).
+    pub mdwe: i32,
+    pub memory_merge: i32,
+    pub _pad2: u32,
     pub creds: CredsArgs,
 }
 
@@ -441,7 +454,8 @@ const _: () = {
     assert!(offset_of!(ThreadInfoArgs, tid_addr) == 8);
     assert!(offset_of!(ThreadInfoArgs, sas) == 24);
     assert!(offset_of!(ThreadInfoArgs, comm) == 48);
-    assert!(offset_of!(ThreadInfoArgs, creds) == 64);
+    assert!(offset_of!(ThreadInfoArgs, tsc) == 64);
+    assert!(offset_of!(ThreadInfoArgs, creds) == 96);
     assert!(size_of::<ThreadInfoArgs>() <= ARGS_SIZE);
     assert!(size_of::<MprotectRange>() == 24);
     assert!(offset_of!(MprotectArgs, ranges) == 8);

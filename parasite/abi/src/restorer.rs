@@ -75,6 +75,11 @@ pub const FLAG_LOGINUID: u32 = 1 << 4;
 /// the back, while the restorer reads from the front
 /// ([`Args::page_claims`], [`Args::page_state`]).
 pub const FLAG_PAGE_HELPER: u32 = 1 << 5;
+/// Write `coredump_filter` to /proc/self/coredump_filter.
+pub const FLAG_COREDUMP_FILTER: u32 = 1 << 6;
+/// Write `autogroup_nice` to /proc/self/autogroup (a session leader's new
+/// autogroup).
+pub const FLAG_AUTOGROUP: u32 = 1 << 7;
 
 /// [`Args::page_state`]: the areas are not mapped yet.
 pub const PAGES_WAIT: u32 = 0;
@@ -132,6 +137,10 @@ pub const TFLAG_SLACK: u32 = 1 << 1;
 pub const TFLAG_CREDS: u32 = 1 << 2;
 /// [`ThreadArgs::flags`]: set the scheduling policy and nice value.
 pub const TFLAG_SCHED: u32 = 1 << 3;
+/// Set the thread's CPU affinity from `affinity`.
+pub const TFLAG_AFFINITY: u32 = 1 << 4;
+/// Set the thread's I/O priority to `ioprio`.
+pub const TFLAG_IOPRIO: u32 = 1 << 5;
 
 /// [`Creds::flags`]: set the supplementary groups.
 pub const CREDS_GROUPS: u32 = 1 << 0;
@@ -264,6 +273,45 @@ pub struct ThreadArgs {
     pub filters: u64,
     pub nr_filters: u64,
     pub creds: Creds,
+    /// With [`TFLAG_AFFINITY`]: address and count of the CPU mask's
+    /// 64-bit words.
+    pub affinity: u64,
+    pub nr_affinity: u64,
+    /// With [`TFLAG_IOPRIO`]: `ioprio_set`'s value.
+    pub ioprio: u32,
+    /// `PR_SET_TSC`'s mode (0: leave it).
+    pub tsc: u32,
+    /// `PR_MCE_KILL`'s policy; [`MCE_KILL_DEFAULT`]: the system's.
+    pub mce_kill: u32,
+    pub _pad2: u32,
+}
+
+/// [`ThreadArgs::mce_kill`] for the system's policy (`PR_MCE_KILL_DEFAULT`).
+pub const MCE_KILL_DEFAULT: u32 = 2;
+
+/// A file the restorer opens itself, once the process exists: a file of
+/// the process's own /proc directory, which names it by its pid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LateOpen {
+    /// The fd it goes to.
+    pub to: i32,
+    /// `open`'s flags (O_CLOEXEC for a close-on-exec fd).
+    pub flags: i32,
+    /// Its position.
+    pub pos: u64,
+    /// Where the NUL-terminated path lies, in the region.
+    pub path: u64,
+}
+
+/// The name of an anonymous area (`PR_SET_VMA_ANON_NAME`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AnonName {
+    pub start: u64,
+    pub end: u64,
+    /// Where the NUL-terminated name lies, in the region.
+    pub name: u64,
 }
 
 /// The steps, for error reports.
@@ -306,6 +354,8 @@ pub enum Step {
     Seccomp = 33,
     Creds = 34,
     ArmTimers = 35,
+    MmAttrs = 36,
+    ProcessAttrs = 37,
 }
 
 impl Step {
@@ -347,6 +397,8 @@ impl Step {
             33 => Step::Seccomp,
             34 => Step::Creds,
             35 => Step::ArmTimers,
+            36 => Step::MmAttrs,
+            37 => Step::ProcessAttrs,
             _ => Step::None,
         }
     }
@@ -388,12 +440,16 @@ impl Step {
             Step::PosixTimers => "creating a POSIX timer with its id",
             Step::SharedSignals => "queueing the process's pending signals",
             Step::ThreadState => {
-                "setting a thread's state (tid address, robust list, scheduling, name, slack)"
+                "setting a thread's state (tid address, robust list, scheduling, affinity, I/O priority, name, slack, TSC and MCE modes)"
             }
             Step::ThreadSignals => "queueing a thread's pending signals",
             Step::Seccomp => "installing seccomp filters",
             Step::Creds => "setting credentials",
             Step::ArmTimers => "arming the timers",
+            Step::MmAttrs => "setting the memory attributes (THP disable, KSM)",
+            Step::ProcessAttrs => {
+                "setting process attributes (membarrier, coredump filter, autogroup, MDWE)"
+            }
         }
     }
 }
@@ -608,9 +664,9 @@ pub struct Args {
     /// The line to write to /proc/self/oom_score_adj (len 0: none).
     pub oom_score_adj: [u8; 16],
     pub oom_score_adj_len: u32,
-    /// The fd (a final number) of the terminal to make the controlling
-    /// one (TIOCSCTTY) once the session exists and the fds are placed; -1
-    /// for none.
+    /// rcriu's fd (a source, above the process's own) of the terminal to
+    /// make the controlling one (TIOCSCTTY) once the session exists,
+    /// before the fds are placed; -1 for none.
     pub ctty_fd: i32,
     /// Address and count of the `MADV_GUARD_INSTALL` guard regions
     /// ([`Range`]s), installed once the areas are advised (a failure is
@@ -632,6 +688,28 @@ pub struct Args {
     pub page_err: i32,
     pub page_err_batch: u32,
     pub _pad4: u32,
+    /// The membarrier commands to register (bit n: command 1 << n), as
+    /// `MEMBARRIER_CMD_GET_REGISTRATIONS` reported them.
+    pub membarrier: u32,
+    /// `PR_GET_THP_DISABLE` as it was: 0, 1, or 3 (except where advised).
+    pub thp_disable: u32,
+    /// `PR_SET_MDWE`'s flags (0: none), set once the memory is in place.
+    pub mdwe: u32,
+    /// `PR_SET_MEMORY_MERGE` (KSM on every area) when 1.
+    pub ksm_merge_any: u32,
+    /// With [`FLAG_COREDUMP_FILTER`].
+    pub coredump_filter: u32,
+    /// With [`FLAG_AUTOGROUP`].
+    pub autogroup_nice: i32,
+    /// Address and count of the [`AnonName`]s, named once the areas are
+    /// advised (a failure is [`Step::Madvise`] of item `nr_vmas` +
+    /// `nr_guards` + its index).
+    pub anon_names: u64,
+    pub nr_anon_names: u64,
+    /// Address and count of the [`LateOpen`]s, sorted by `to` (a failure
+    /// is [`Step::Fds`] of item `nr_fds` + its index).
+    pub late: u64,
+    pub nr_late: u64,
 }
 
 const _: () = {
@@ -657,13 +735,15 @@ const _: () = {
     assert!(offset_of!(Args, rlimits).is_multiple_of(8));
     assert!(size_of::<Args>().is_multiple_of(8));
     // Every field accounted for: no implicit padding.
-    assert!(size_of::<Args>() == 3872);
+    assert!(size_of::<Args>() == 3928);
+    assert!(size_of::<LateOpen>() == 24);
     assert!(offset_of!(Args, page_claims).is_multiple_of(8));
     assert!(size_of::<Creds>() == 104);
     assert!(size_of::<SeccompFilter>() == 24);
     assert!(offset_of!(SeccompFilter, filter) == 16);
     assert!(size_of::<PosixTimer>() == 64);
     assert!(offset_of!(ThreadArgs, creds) == 184);
-    assert!(size_of::<ThreadArgs>() == 288);
+    assert!(size_of::<ThreadArgs>() == 320);
+    assert!(size_of::<AnonName>() == 24);
     assert!(size_of::<Args>() < 16 * 1024);
 };

@@ -350,6 +350,15 @@ fn thread(a: &mut ThreadInfoArgs) -> Ret {
     if r < 0 {
         return failed(r, sys::NR_PRCTL);
     }
+    let mut v: i32 = 0;
+    let r = sys::prctl_get_int(sys::PR_GET_TSC, &mut v);
+    a.tsc = if r < 0 { r as i32 } else { v };
+    a.mce_kill = sys::value(sys::NR_PRCTL, sys::PR_MCE_KILL_GET, 0, 0) as i32;
+    for (which, s) in a.spec.iter_mut().enumerate() {
+        *s = sys::value(sys::NR_PRCTL, sys::PR_GET_SPECULATION_CTRL, which as u64, 0) as i32;
+    }
+    a.mdwe = sys::value(sys::NR_PRCTL, sys::PR_GET_MDWE, 0, 0) as i32;
+    a.memory_merge = sys::value(sys::NR_PRCTL, sys::PR_GET_MEMORY_MERGE, 0, 0) as i32;
     creds(&mut a.creds)
 }
 

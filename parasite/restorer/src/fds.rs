@@ -1,15 +1,20 @@
-//! The file descriptors, placed at their numbers.
+//! The file descriptors, placed at their numbers: rcriu's open files
+//! moved there, then the files the restorer opens itself (its own /proc
+//! files); every other fd is closed.
 
 use rcriu_blob_rt::nr::*;
-use rcriu_blob_rt::syscall::value;
-use rcriu_parasite_abi::restorer::{Args, FdMove};
+use rcriu_blob_rt::syscall::{call, value};
+use rcriu_parasite_abi::restorer::{Args, FdMove, LateOpen};
 
-use crate::{Res, array, ok};
+use crate::{Fail, Res, array, ok};
 
 pub fn place_fds(a: &Args) -> Res {
     // SAFETY: rcriu wrote `nr_fds` moves at `fds`, sorted by target, with
     // every source above every target.
     let moves: &[FdMove] = unsafe { array(a.fds, a.nr_fds) };
+    // SAFETY: rcriu wrote `nr_late` opens at `late`, sorted by target,
+    // each target below every source and none a move's.
+    let late: &[LateOpen] = unsafe { array(a.late, a.nr_late) };
     for (i, m) in moves.iter().enumerate() {
         let flags = if m.cloexec != 0 { O_CLOEXEC } else { 0 };
         if m.from == m.to {
@@ -19,15 +24,54 @@ pub fn place_fds(a: &Args) -> Res {
             ok(value(NR_DUP3, m.from as u64, m.to as u64, flags), i as u32)?;
         }
     }
+    for (i, l) in late.iter().enumerate() {
+        open_late(l).map_err(|Fail(_, e)| Fail((moves.len() + i) as u32, e))?;
+    }
     // Everything else goes: rcriu's fds, the sources, the pages file.
     let mut next = 0u64;
-    for m in moves {
-        let to = m.to as u64;
+    let (mut m, mut l) = (0, 0);
+    loop {
+        let to = match (moves.get(m), late.get(l)) {
+            (Some(a), Some(b)) if a.to <= b.to => {
+                m += 1;
+                a.to
+            }
+            (Some(a), None) => {
+                m += 1;
+                a.to
+            }
+            (_, Some(b)) => {
+                l += 1;
+                b.to
+            }
+            (None, None) => break,
+        } as u64;
         if to > next {
             ok(value(NR_CLOSE_RANGE, next, to - 1, 0), to as u32)?;
         }
         next = to + 1;
     }
     ok(value(NR_CLOSE_RANGE, next, u32::MAX as u64, 0), u32::MAX)?;
+    Ok(())
+}
+
+/// Opens one late file at its number and position.
+fn open_late(l: &LateOpen) -> Res {
+    // SAFETY: the path is NUL-terminated in the region.
+    let fd = unsafe { call(NR_OPEN, l.path, l.flags as u64, 0, 0) };
+    let fd = ok(fd, 0)?;
+    if fd != l.to as i64 {
+        let flags = if l.flags as u64 & O_CLOEXEC != 0 {
+            O_CLOEXEC
+        } else {
+            0
+        };
+        let r = value(NR_DUP3, fd as u64, l.to as u64, flags);
+        value(NR_CLOSE, fd as u64, 0, 0);
+        ok(r, 0)?;
+    }
+    if l.pos != 0 {
+        ok(value(NR_LSEEK, l.to as u64, l.pos, SEEK_SET), 0)?;
+    }
     Ok(())
 }

@@ -119,6 +119,8 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
     mm::unmap_rcriu(a).map_err(|f| (s, f))?;
     let s = at(Step::Vdso, a);
     mm::move_vdso(a).map_err(|f| (s, f))?;
+    let s = at(Step::MmAttrs, a);
+    task::set_mm_attrs(a).map_err(|f| (s, f))?;
     let s = at(Step::Map, a);
     mm::map_vmas(a).map_err(|f| (s, f))?;
     let s = at(Step::Read, a);
@@ -152,12 +154,16 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
     task::set_rlimits(a);
     let s = at(Step::Attrs, a);
     task::set_attrs(a).map_err(|f| (s, f))?;
-    let s = at(Step::Fds, a);
-    fds::place_fds(a).map_err(|f| (s, f))?;
+    let s = at(Step::ProcessAttrs, a);
+    task::set_process_attrs(a).map_err(|f| (s, f))?;
+    // The controlling terminal, through rcriu's fd of it: one the
+    // process holds no fd of is gone once the fds are placed.
     if a.ctty_fd >= 0 {
         let s = at(Step::Ctty, a);
         ok(value(NR_IOCTL, a.ctty_fd as u64, TIOCSCTTY, 0), 0).map_err(|f| (s, f))?;
     }
+    let s = at(Step::Fds, a);
+    fds::place_fds(a).map_err(|f| (s, f))?;
     if a.flags & FLAG_LOGINUID != 0 {
         let s = at(Step::Loginuid, a);
         task::set_loginuid(a).map_err(|f| (s, f))?;

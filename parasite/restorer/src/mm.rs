@@ -4,7 +4,9 @@
 
 use rcriu_blob_rt::nr::*;
 use rcriu_blob_rt::syscall::{addr, call, syscall6};
-use rcriu_parasite_abi::restorer::{Args, FLAG_PAGE_HELPER, IoVec, Range, ReadBatch, Vma};
+use rcriu_parasite_abi::restorer::{
+    AnonName, Args, FLAG_PAGE_HELPER, IoVec, Range, ReadBatch, Vma,
+};
 
 use crate::{Fail, Res, array, ok};
 
@@ -180,6 +182,25 @@ pub fn madvise_vmas(a: &Args) -> Res {
         // areas (their contents were gone then too).
         let r = unsafe { call(NR_MADVISE, g.start, g.end - g.start, MADV_GUARD_INSTALL, 0) };
         ok(r, (a.nr_vmas as usize + i) as u32)?;
+    }
+    // SAFETY: rcriu wrote `nr_anon_names` names at `anon_names`, each
+    // pointing at a NUL-terminated name in the region.
+    let names: &[AnonName] = unsafe { array(a.anon_names, a.nr_anon_names) };
+    for (i, n) in names.iter().enumerate() {
+        // SAFETY: the kernel reads the NUL-terminated name (at most 80
+        // bytes) and names the process's own anonymous area.
+        let r = unsafe {
+            syscall6(
+                NR_PRCTL,
+                PR_SET_VMA,
+                PR_SET_VMA_ANON_NAME,
+                n.start,
+                n.end - n.start,
+                n.name,
+                0,
+            )
+        };
+        ok(r, (a.nr_vmas + a.nr_guards) as u32 + i as u32)?;
     }
     Ok(())
 }

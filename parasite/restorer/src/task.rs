@@ -3,7 +3,7 @@
 
 use rcriu_blob_rt::nr::*;
 use rcriu_blob_rt::syscall::{addr, addr_mut, call, value};
-use rcriu_parasite_abi::restorer::Args;
+use rcriu_parasite_abi::restorer::{Args, FLAG_AUTOGROUP, FLAG_COREDUMP_FILTER};
 
 use crate::{Fail, Res, ok};
 
@@ -114,6 +114,110 @@ pub fn set_attrs(a: &Args) -> Res {
     Ok(())
 }
 
+/// The memory attributes that decide how areas are filled: THP
+/// disabled (entirely, or except where advised), before any area is.
+pub fn set_mm_attrs(a: &Args) -> Res {
+    let except = if a.thp_disable & 2 != 0 {
+        PR_THP_DISABLE_EXCEPT_ADVISED
+    } else {
+        0
+    };
+    ok(
+        value(
+            NR_PRCTL,
+            PR_SET_THP_DISABLE,
+            u64::from(a.thp_disable & 1),
+            except,
+        ),
+        0,
+    )
+    .map(drop)
+}
+
+/// The process's attributes beyond CRIU's: membarrier registrations, core
+/// dump filter, autogroup nice, KSM on every area, and last (it refuses
+/// later executable mappings) memory-deny-write-execute.
+pub fn set_process_attrs(a: &Args) -> Res {
+    let mut bits = a.membarrier;
+    while bits != 0 {
+        let cmd = bits & bits.wrapping_neg();
+        bits &= bits - 1;
+        ok(value(NR_MEMBARRIER, cmd as u64, 0, 0), cmd)?;
+    }
+    if a.flags & FLAG_COREDUMP_FILTER != 0 {
+        write_line(COREDUMP_FILTER, &hex_line(a.coredump_filter), 1 << 20)?;
+    }
+    if a.flags & FLAG_AUTOGROUP != 0 {
+        write_line(AUTOGROUP, &dec_line(a.autogroup_nice), 1 << 21)?;
+    }
+    if a.ksm_merge_any != 0 {
+        ok(value(NR_PRCTL, PR_SET_MEMORY_MERGE, 1, 0), 1 << 22)?;
+    }
+    if a.mdwe != 0 {
+        ok(value(NR_PRCTL, PR_SET_MDWE, a.mdwe as u64, 0), 1 << 23)?;
+    }
+    Ok(())
+}
+
+const COREDUMP_FILTER: &[u8] = b"/proc/self/coredump_filter\0";
+const AUTOGROUP: &[u8] = b"/proc/self/autogroup\0";
+
+/// A line of text to write to a /proc file: the bytes and their count.
+struct Line([u8; 16], usize);
+
+fn hex_line(v: u32) -> Line {
+    let mut b = [0u8; 16];
+    b[0] = b'0';
+    b[1] = b'x';
+    for i in 0..8 {
+        let d = ((v >> (28 - 4 * i)) & 0xf) as u8;
+        b[2 + i] = if d < 10 { b'0' + d } else { b'a' + d - 10 };
+    }
+    b[10] = b'\n';
+    Line(b, 11)
+}
+
+fn dec_line(v: i32) -> Line {
+    let mut b = [0u8; 16];
+    let mut n = 0;
+    if v < 0 {
+        b[0] = b'-';
+        n = 1;
+    }
+    let mut u = v.unsigned_abs();
+    let mut digits = [0u8; 10];
+    let mut d = 0;
+    loop {
+        digits[d] = b'0' + (u % 10) as u8;
+        d += 1;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    while d > 0 {
+        d -= 1;
+        b[n] = digits[d];
+        n += 1;
+    }
+    b[n] = b'\n';
+    Line(b, n + 1)
+}
+
+/// Writes `line` to the NUL-terminated `path`; failures are item `item`.
+fn write_line(path: &[u8], line: &Line, item: u32) -> Res {
+    // SAFETY: a NUL-terminated path the kernel reads.
+    let fd = unsafe { call(NR_OPEN, addr(path), O_WRONLY | O_CLOEXEC, 0, 0) };
+    let fd = ok(fd, item)?;
+    // SAFETY: the kernel reads `line.1` bytes of the line.
+    let r = unsafe { call(NR_WRITE, fd as u64, addr(&line.0), line.1 as u64, 0) };
+    value(NR_CLOSE, fd as u64, 0, 0);
+    if r != line.1 as i64 {
+        return Err(Fail(item, if r < 0 { r } else { -EIO }));
+    }
+    Ok(())
+}
+
 pub fn set_fs(a: &Args) -> Res {
     if a.root_fd >= 0 {
         ok(value(NR_FCHDIR, a.root_fd as u64, 0, 0), 0)?;
@@ -125,10 +229,14 @@ pub fn set_fs(a: &Args) -> Res {
     Ok(())
 }
 
+/// Every signal's action but SIGTRAP's: the int3 each thread ends on
+/// raises SIGTRAP while every signal is blocked, and the kernel then
+/// resets its action to SIG_DFL. rcriu sets SIGTRAP's last, once every
+/// thread is past its trap.
 pub fn set_sigactions(a: &Args) -> Res {
     for (i, act) in a.sigactions.iter().enumerate() {
         let sig = i as u64 + 1;
-        if a.sigaction_set & (1 << i) == 0 || sig == 9 || sig == 19 {
+        if a.sigaction_set & (1 << i) == 0 || sig == 9 || sig == 19 || sig == SIGTRAP {
             continue;
         }
         // SAFETY: the kernel reads one `struct sigaction`.

@@ -1,17 +1,18 @@
 //! Threads: each one but the leader is created with clone3 and its tid,
 //! on a stack of its own in the region; then every thread (the leader
 //! too) restores what is its own: tid address, robust list, scheduling,
-//! name, timer slack, alternate stack, rseq, pending signals, seccomp,
-//! credentials, dumpable and parent death signal, in CRIU's order. Then
-//! it stops on int3 for rcriu to set its registers.
+//! CPU affinity, I/O priority, name, timer slack, TSC and machine-check
+//! modes, alternate stack, rseq, pending signals, seccomp, credentials,
+//! dumpable and parent death signal, in CRIU's order. Then it stops on
+//! int3 for rcriu to set its registers.
 
 use core::mem::size_of;
 
 use rcriu_blob_rt::nr::*;
 use rcriu_blob_rt::syscall::{addr, call, value};
 use rcriu_parasite_abi::restorer::{
-    Args, CloneArgs, FAULT_ERRNO, SeccompFilter, Step, TFLAG_CREDS, TFLAG_RSEQ, TFLAG_SCHED,
-    TFLAG_SLACK, THREAD_STACK_SIZE, ThreadArgs,
+    Args, CloneArgs, FAULT_ERRNO, MCE_KILL_DEFAULT, SeccompFilter, Step, TFLAG_AFFINITY,
+    TFLAG_CREDS, TFLAG_IOPRIO, TFLAG_RSEQ, TFLAG_SCHED, TFLAG_SLACK, THREAD_STACK_SIZE, ThreadArgs,
 };
 
 use crate::{Fail, Res, array, creds, exit, ok, signals};
@@ -102,10 +103,12 @@ pub fn restore(a: &Args, t: &mut ThreadArgs) -> Result<(), (Step, Fail)> {
     };
     let s = at(Step::ThreadState, t);
     state(t).map_err(|f| (s, f))?;
-    if t.sas[2] != 0 {
+    {
         let s = at(Step::Sas, t);
         // In use at the dump (SS_ONSTACK) or not, it is set the same way:
-        // the kernel tells "on stack" from the stack pointer.
+        // the kernel tells "on stack" from the stack pointer. None is
+        // SS_DISABLE: the leader would keep the stack of rcriu's thread
+        // it was forked from.
         let ss = [t.sas[0], t.sas[1] & !SS_ONSTACK, t.sas[2]];
         // SAFETY: the kernel reads one stack_t (sp, flags with padding,
         // size: three words).
@@ -169,6 +172,27 @@ fn state(t: &ThreadArgs) -> Res {
     if t.flags & TFLAG_SLACK != 0 {
         ok(value(NR_PRCTL, PR_SET_TIMERSLACK, t.timer_slack, 0), 4)?;
     }
+    if t.flags & TFLAG_AFFINITY != 0 {
+        // SAFETY: rcriu wrote `nr_affinity` words at `affinity`; the kernel
+        // reads that many bytes.
+        let r = unsafe { call(NR_SCHED_SETAFFINITY, 0, t.nr_affinity * 8, t.affinity, 0) };
+        ok(r, 5)?;
+    }
+    if t.flags & TFLAG_IOPRIO != 0 {
+        ok(
+            value(NR_IOPRIO_SET, IOPRIO_WHO_PROCESS, 0, t.ioprio as u64),
+            6,
+        )?;
+    }
+    if t.tsc != 0 {
+        ok(value(NR_PRCTL, PR_SET_TSC, t.tsc as u64, 0), 7)?;
+    }
+    let mce = if t.mce_kill == MCE_KILL_DEFAULT {
+        value(NR_PRCTL, PR_MCE_KILL, PR_MCE_KILL_CLEAR, 0)
+    } else {
+        value(NR_PRCTL, PR_MCE_KILL, PR_MCE_KILL_SET, t.mce_kill as u64)
+    };
+    ok(mce, 8)?;
     Ok(())
 }
 

@@ -43,9 +43,10 @@ const UNKNOWN_TO_3_17: &[(&str, u32)] = &[
     ("ip_opts_entry", 7),
     ("memfd_inode_entry", 9),
     ("netns_entry", 10),
-    // rcriu's own extension (timer slack), unknown to every crit.
-    ("thread_core_entry", 1000),
 ];
+
+/// rcriu's own fields (numbers from 1000), unknown to every crit.
+const RCRIU_FIELDS: u32 = 1000;
 
 /// Kinds crit 3.17 cannot open as images: their entries are checked with
 /// its library (pycriu) message by message instead, but for pidfd_entry,
@@ -281,7 +282,9 @@ fn without_unknown(kind: Kind, v: &Value, keep_compat: bool) -> Value {
                 continue;
             };
             let key = (m.name.as_str(), f.number);
-            if UNKNOWN_TO_3_17.contains(&key) && !(keep_compat && key == ("pagemap_entry", 2)) {
+            if f.number >= RCRIU_FIELDS
+                || UNKNOWN_TO_3_17.contains(&key) && !(keep_compat && key == ("pagemap_entry", 2))
+            {
                 continue;
             }
             let v = match (f.ty, v) {
