@@ -42,7 +42,8 @@ import pycriu
 mode, binary, images = sys.argv[1], sys.argv[2], sys.argv[3]
 c = pycriu.criu()
 c.use_binary(binary)
-c.opts.images_dir_fd = os.open(images, os.O_DIRECTORY)
+if mode != "service":
+    c.opts.images_dir_fd = os.open(images, os.O_DIRECTORY)
 c.opts.log_level = 4
 c.opts.log_file = mode + ".log"
 if mode == "version":
@@ -59,6 +60,22 @@ elif mode == "dump":
     print("ok" if r.success else "failed: " + r.cr_errmsg)
 elif mode == "restore":
     print(c.restore().pid)
+elif mode == "service":
+    # A connection to "criu service" on the socket images names.
+    c.use_sk(images)
+    req = pycriu.rpc.criu_req()
+    req.type = pycriu.rpc.VERSION
+    print(c._send_req_and_recv_resp(req).version.name)
+    c.opts.images_dir_fd = os.open(sys.argv[4], os.O_DIRECTORY)
+    c.opts.pid = int(sys.argv[5])
+    c.opts.leave_running = True
+    if sys.argv[6] == "sibling":
+        c.opts.rst_sibling = True
+    req = pycriu.rpc.criu_req()
+    req.type = pycriu.rpc.DUMP
+    req.opts.MergeFrom(c.opts)
+    r = c._send_req_and_recv_resp(req)
+    print("ok" if r.success else "failed: " + r.cr_errmsg)
 "#;
 
 fn pycriu(t: &TempDir, args: &[&str]) -> Output {
@@ -125,6 +142,58 @@ fn pycriu_hears_why_a_dump_is_refused() {
     assert!(said.contains("a socket"), "{said}");
     assert!(!dir.join("inventory.img").exists());
     w.verdict().expect("untouched");
+}
+
+#[test]
+fn criu_service_serves_pycriu_on_its_socket() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let _g = common::setup();
+    let t = TempDir::new("service");
+    let sock = t.path().join("criu.sock");
+    let images = t.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    // The status fd: a zero byte on it once the service listens.
+    let (rd, wr) = rustix::pipe::pipe().unwrap();
+    rustix::io::fcntl_setfd(&wr, rustix::io::FdFlags::empty()).unwrap();
+    let mut service = Command::new(RCRIU)
+        .args(["service", "--address"])
+        .arg(&sock)
+        .args([
+            "--status-fd",
+            &wr.as_raw_fd().to_string(),
+            "--pidfile",
+            "svc.pid",
+        ])
+        .args(["-v4", "-o", "svc.log", "-W"])
+        .arg(t.path())
+        .spawn()
+        .unwrap();
+    drop(wr);
+    let mut ready = Vec::new();
+    std::fs::File::from(rd).read_to_end(&mut ready).unwrap();
+    assert_eq!(ready, [0], "criu's status byte, then the fd closed");
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("svc.pid")).unwrap(),
+        service.id().to_string()
+    );
+    let w = common::start("dump_state", &[]);
+    let pid = w.pid.to_string();
+    let sock_s = sock.to_str().unwrap();
+    let images_s = images.to_str().unwrap();
+    let out = pycriu(&t, &["service", RCRIU, sock_s, images_s, &pid, "child"]);
+    assert_eq!(text(&out.stdout), "rcriu 0.1.0\nok\n");
+    assert!(images.join("inventory.img").exists());
+    // A standalone service refuses what only swrk may do, as criu.
+    let out = pycriu(&t, &["service", RCRIU, sock_s, images_s, &pid, "sibling"]);
+    assert!(
+        text(&out.stdout).contains("rst_sibling is not allowed in standalone service"),
+        "{}",
+        text(&out.stdout)
+    );
+    service.kill().unwrap();
+    service.wait().unwrap();
+    w.verdict().expect("left running by the service's dump");
 }
 
 /// A root file system holding one static workload, `/compute`.

@@ -413,10 +413,11 @@ pub static TABLE: &[Entry] = &[
     e("--ps-socket", "ps.fd", NotYet("the page server"), |o, _| {
         o.ps_socket.is_some()
     }),
+    e("--address", "", Honoured, never),
     e(
-        "--address, --port",
-        "ps.address, ps.port",
-        NoOp("only the page server and lazy pages use them, and rcriu refuses those"),
+        "--port",
+        "ps.port",
+        NoOp("only the page server and lazy pages use it, and rcriu refuses those"),
         never,
     ),
     e(

@@ -7,6 +7,8 @@
 //! - [`close_inherited`] closes such a number.
 //! - [`close_from_in_child`] is installed with `pre_exec`: it runs between
 //!   fork and exec and only makes one async-signal-safe system call.
+//! - [`fork`] checks first that the process has one thread (the service's
+//!   accept loop), so that the child can go on running Rust.
 
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -45,6 +47,31 @@ pub fn close_from_in_child(cmd: &mut std::process::Command, first: u32) {
             Ok(())
         });
     }
+}
+
+/// Forks a process of one thread: `Some(pid)` in the parent, `None` in
+/// the child; an error when the process has other threads (the child
+/// runs on in Rust, allocating and taking locks, which is sound only when
+/// no other thread could have held one at the fork).
+pub fn fork() -> std::io::Result<Option<i32>> {
+    if !single_threaded() {
+        return Err(std::io::Error::other(
+            "forking a process that has more than one thread",
+        ));
+    }
+    // SAFETY: one thread (checked above; only this thread could start
+    // another): the child's copy of every lock and of the allocator is in
+    // a consistent state.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => Ok(None),
+        pid => Ok(Some(pid)),
+    }
+}
+
+/// Whether this process has a single thread.
+pub fn single_threaded() -> bool {
+    std::fs::read_dir("/proc/self/task").is_ok_and(|d| d.count() == 1)
 }
 
 /// Points whichever of fds 0, 1 and 2 is closed at `/dev/null`, so that

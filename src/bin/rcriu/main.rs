@@ -232,7 +232,8 @@ fn command(cmd: Command, options: Options) -> u8 {
     let images = options.images_dir();
     let work = options.work_dir();
     // A dump makes its images directory (0700: images hold every secret
-    // the process had); the others need it to exist, as criu does.
+    // the process had); the others need it to exist, as criu does, but
+    // for the service, which has none.
     if matches!(cmd, Command::Dump | Command::PreDump) {
         if let Err(e) = std::fs::DirBuilder::new()
             .recursive(true)
@@ -242,7 +243,7 @@ fn command(cmd: Command, options: Options) -> u8 {
             log::error!("Couldn't open image dir {}: {e}", images.display());
             return FAILURE;
         }
-    } else if !images.is_dir() {
+    } else if cmd != Command::Service && !images.is_dir() {
         log::error!("Couldn't open image dir {}", images.display());
         return FAILURE;
     }
@@ -280,6 +281,7 @@ fn command(cmd: Command, options: Options) -> u8 {
                 Err(e) => fail(&e, log_path.is_some()),
             };
         }
+        Command::Service => rcriu::rpc::service::listen(&options).map(drop),
         other => Err(rcriu::rpc::Error::Refused(format!(
             "{} is not supported yet",
             other.name()

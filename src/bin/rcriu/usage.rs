@@ -24,7 +24,7 @@ Commands:
   restore        restore a process
   check          say which features rcriu has on this kernel
   page-server    launch a page server (not supported yet)
-  service        launch the RPC service (not supported yet; swrk is)
+  service        serve CRIU's RPC on a unix socket (--address)
   dedup          remove duplicate pages of a dump (not supported yet)
   cpuinfo dump   write the CPU's information into an image (not supported yet)
   cpuinfo check  check the CPU's information against an image (not supported yet)
