@@ -444,6 +444,26 @@ pub static TABLE: &[Entry] = &[
 ];
 
 impl Entry {
+    /// The entry's row in `docs/options.md`.
+    pub fn doc_row(&self) -> String {
+        let names = |s: &str| {
+            if s.is_empty() {
+                "-".to_owned()
+            } else {
+                s.split(", ")
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let status = match self.status {
+            Honoured => "honoured".to_owned(),
+            NoOp(why) => format!("no-op: {why}"),
+            NotYet(what) => format!("refused, not supported yet: {what}"),
+        };
+        format!("| {} | {} | {status} |", names(self.cli), names(self.rpc))
+    }
+
     /// The option's name as the caller spelt it: its long command-line
     /// name, or its RPC field.
     pub fn name(&self, face: Face) -> String {
@@ -531,6 +551,25 @@ mod tests {
                 "{name} has no line in the support table"
             );
         }
+    }
+
+    #[test]
+    fn the_options_page_lists_every_line() {
+        let page = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/options.md"
+        ))
+        .expect("docs/options.md");
+        let missing: Vec<String> = TABLE
+            .iter()
+            .map(Entry::doc_row)
+            .filter(|row| !page.contains(row.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "docs/options.md lacks (or has stale) rows; the table's rows are:\n{}",
+            missing.join("\n")
+        );
     }
 
     #[test]
