@@ -234,7 +234,7 @@ fn command(cmd: Command, options: Options) -> u8 {
     // A dump makes its images directory (0700: images hold every secret
     // the process had); the others need it to exist, as criu does, but
     // for the service, which has none.
-    if matches!(cmd, Command::Dump | Command::PreDump) {
+    if cmd == Command::Dump {
         if let Err(e) = std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
