@@ -27,15 +27,21 @@ pub fn read(path: &Path) -> Result<Option<Vec<OsString>>, Error> {
     let Ok(bytes) = std::fs::read(path) else {
         return Ok(None);
     };
+    words(&bytes, path).map(Some)
+}
+
+/// The text of a configuration file (named `path` in errors) into
+/// getopt's words.
+pub fn words(text: &[u8], path: &Path) -> Result<Vec<OsString>, Error> {
     let mut words = Vec::new();
-    for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+    for (n, line) in text.split(|&b| b == b'\n').enumerate() {
         statement(line, &mut words).map_err(|what| Error::Config {
             path: path.to_owned(),
             line: n + 1,
             what,
         })?;
     }
-    Ok(Some(words))
+    Ok(words)
 }
 
 /// The files to read before the command line, in order, as criu finds
