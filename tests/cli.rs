@@ -600,3 +600,49 @@ fn a_set_user_id_copy_refuses_to_run() {
     let err = failed(&as_nobody(&["--version"]));
     assert!(err.contains("refusing to run set-group-ID"), "{err}");
 }
+
+#[test]
+fn a_failing_post_dump_script_leaves_the_process_running() {
+    let _g = common::setup();
+    let w = common::start("dump_state", &[]);
+    let t = TempDir::new("cli-post-dump-fail");
+    let (script, _) = recording_script(t.path(), Some("post-dump"));
+    let dir = t.path().join("img");
+    let out = run(&mut zdtm_dump(
+        w.pid,
+        &dir,
+        &["--action-script", script.to_str().unwrap()],
+    ));
+    failed(&out);
+    // As criu: the images are whole, the process was not killed.
+    assert!(images(&dir).contains(&"inventory.img".to_string()));
+    assert!(!gone(w.pid));
+    w.verdict().expect("left running, intact");
+}
+
+fn state(pid: i32) -> char {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    s.rsplit_once(')')
+        .and_then(|(_, r)| r.trim_start().chars().next())
+        .unwrap_or('?')
+}
+
+#[test]
+fn leave_stopped_as_criu() {
+    let _g = common::setup();
+    let mut w = common::start("dump_state", &[]);
+    let t = TempDir::new("cli-leave-stopped");
+    let dir = t.path().join("img");
+    // -s: dumped, then left stopped rather than killed.
+    ok(&run(&mut zdtm_dump(w.pid, &dir, &["--leave-stopped"])));
+    assert_eq!(state(w.pid), 'T');
+    rcriu_test_support::signal(w.pid, libc::SIGKILL);
+    w.reap();
+    // Restored stopped too, until continued.
+    let pidfile = t.path().join("pid");
+    ok(&run(&mut zdtm_restore(&dir, &pidfile, &["--leave-stopped"])));
+    assert_eq!(state(w.pid), 'T');
+    rcriu_test_support::signal(w.pid, libc::SIGCONT);
+    w.wait_in("sigsuspend");
+    w.verdict().expect("continued, intact");
+}
