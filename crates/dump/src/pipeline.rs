@@ -236,7 +236,8 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         stats.frozen_time = frozen.elapsed();
         let written = released.and_then(|()| {
             write_images(&mut out, o, &host, &c)?;
-            out.write_one(ImageFile::Timens(c.timens_id.into()), &t)
+            out.write_one(ImageFile::Timens(c.timens_id.into()), &t)?;
+            restorable(pid, &o.dir)
         });
         if let Err(e) = written {
             out.discard();
@@ -245,7 +246,8 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     } else {
         let written = write_images(&mut out, o, &host, &c).and_then(|()| {
             let t = timens::entry(&host.timens, &c.timens);
-            out.write_one(ImageFile::Timens(c.timens_id.into()), &t)
+            out.write_one(ImageFile::Timens(c.timens_id.into()), &t)?;
+            restorable(pid, &o.dir)
         });
         if let Err(e) = written {
             to_abort_handlers(&rseq_moves);
@@ -267,6 +269,15 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         stats.pages_written
     );
     Ok(stats)
+}
+
+/// Whether rcriu's restore takes the images just written (before the
+/// process is killed): what it would refuse is refused here.
+fn restorable(pid: Pid, dir: &Path) -> Result<()> {
+    let t = Instant::now();
+    rcriu_restore::check(dir).map_err(|source| Error::NotRestorable { pid, source })?;
+    log::debug!("images of {pid} checked in {:?}", t.elapsed());
+    Ok(())
 }
 
 fn write_images(out: &mut Output, o: &Options, host: &Host, c: &Collected) -> Result<()> {

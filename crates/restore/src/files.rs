@@ -279,6 +279,40 @@ pub fn plan(img: &Images, validation: FileValidation, shell_job: bool) -> Result
     Ok(plan)
 }
 
+/// Refuses, without opening anything, the fds of kinds this version does
+/// not restore (as [`plan`] would).
+pub fn check_kinds(img: &Images) -> Result<()> {
+    let from = ImageFile::Fdinfo(img.task.ids.files_id.into());
+    let ttys = tty::Ttys::load(&img.dir)?;
+    ghost::Ghosts::load(&img.dir)?;
+    for e in &img.task.fdinfo {
+        let entry = img.file(e.id, &from)?;
+        let known = match pb::FdTypes::try_from(entry.r#type) {
+            Ok(pb::FdTypes::Reg) => entry.reg.is_some(),
+            Ok(pb::FdTypes::Pipe) => entry.pipe.is_some(),
+            Ok(pb::FdTypes::Fifo) => entry.fifo.is_some(),
+            Ok(pb::FdTypes::Memfd) => entry.memfd.is_some(),
+            Ok(pb::FdTypes::Tty) => match &entry.tty {
+                Some(t) => {
+                    ttys.check(t)?;
+                    true
+                }
+                None => false,
+            },
+            _ => entry.memfd.is_some(),
+        };
+        if !known {
+            return Err(Error::unsupported(format!(
+                "restoring fd {} of process {} ({})",
+                e.fd,
+                img.task.pid,
+                kind_name(entry)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A `fown_entry`'s `pid_type` is the `F_OWNER_*` kind F_GETOWN_EX gave
 /// (TID 0, PID 1, PGRP 2), as CRIU stores it.
 fn owner_kind(pid_type: u32) -> i32 {

@@ -17,6 +17,7 @@
 #![deny(unsafe_code)]
 
 mod cgroup;
+mod check;
 mod core;
 mod error;
 mod files;
@@ -49,6 +50,7 @@ use rcriu_compel::abi::restorer::{
 use rcriu_images::{ImageDir, ImageFile};
 use rcriu_proc::Pid;
 
+pub use check::check;
 pub use error::{Error, Result};
 pub use files::FileValidation;
 
