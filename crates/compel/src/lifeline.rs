@@ -487,7 +487,13 @@ impl Lifeline {
         gadgets: Gadgets,
         top: u64,
     ) -> Result<Option<Lifeline>> {
-        let frame = sigframe::for_sigreturn(ctx);
+        // Running rcriu's code drops an rseq critical section the thread
+        // was in (the kernel sees it outside the section): back on its own,
+        // it resumes at the section's abort handler, as the kernel would
+        // have sent it.
+        let mut ctx = ctx.clone();
+        ctx.regs.ip = rseq_resume_ip(pid, ctx.tid, ctx.regs.ip);
+        let frame = sigframe::for_sigreturn(&ctx);
         let Some((exit, low)) = place(pid, &gadgets, top, frame, ctx.tid)? else {
             return Ok(None);
         };
@@ -521,6 +527,37 @@ impl Lifeline {
                 source: std::io::Error::from_raw_os_error(libc::EFAULT),
             }),
         }
+    }
+}
+
+/// Where thread `tid`, stopped at `ip`, resumes once its rseq critical
+/// section (if it is in one that restarts) is dropped: its abort handler.
+fn rseq_resume_ip(pid: Pid, tid: Pid, ip: u64) -> u64 {
+    const NO_RESTART_ON_SIGNAL: u32 = 1 << 1;
+    let Ok(cfg) = sys::get_rseq_config(tid) else {
+        return ip;
+    };
+    if cfg.rseq_abi_pointer == 0 {
+        return ip;
+    }
+    // struct rseq: the rseq_cs pointer at 8; struct rseq_cs: version,
+    // flags, start_ip, post_commit_offset, abort_ip.
+    let mut p = [0u8; 8];
+    if read_all(pid, cfg.rseq_abi_pointer + 8, &mut p) != 8 {
+        return ip;
+    }
+    let cs = u64::from_le_bytes(p);
+    let mut c = [0u8; 32];
+    if cs == 0 || read_all(pid, cs, &mut c) != 32 {
+        return ip;
+    }
+    let word = |o: usize| u64::from_le_bytes(c[o..o + 8].try_into().expect("eight bytes"));
+    let flags = u32::from_le_bytes(c[4..8].try_into().expect("four bytes"));
+    let (start, len, abort) = (word(8), word(16), word(24));
+    if ip >= start && ip < start.wrapping_add(len) && flags & NO_RESTART_ON_SIGNAL == 0 {
+        abort
+    } else {
+        ip
     }
 }
 

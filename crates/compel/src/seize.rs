@@ -465,8 +465,15 @@ fn attach(pid: Pid, tid: Pid) -> Result<Option<u32>> {
         return match e.raw_os_error() {
             Some(libc::ESRCH) => Ok(None),
             Some(libc::EPERM) => {
-                let tracer = task_status(pid, tid).map(|s| s.tracer_pid).unwrap_or(0);
-                if tracer != 0 {
+                let st = task_status(pid, tid);
+                let tracer = st.as_ref().map(|s| s.tracer_pid).unwrap_or(0);
+                // A thread exiting as we came: nothing to dump.
+                let exiting = st.as_ref().map_or(true, |s| {
+                    s.state == Some(TaskState::Zombie) || s.state == Some(TaskState::Dead)
+                });
+                if exiting {
+                    Ok(None)
+                } else if tracer != 0 {
                     Err(Error::Traced { pid, tracer })
                 } else {
                     Err(Error::Ptrace {

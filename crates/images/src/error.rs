@@ -49,6 +49,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An image (or a file a dump names) is not a regular file.
+    #[error("{}: {what}, not a regular file", path.display())]
+    NotRegular { path: PathBuf, what: &'static str },
+    /// A directory others could write in, refused for writing images.
+    #[error("refusing the images directory {}: {why}", path.display())]
+    UnsafeDir { path: PathBuf, why: String },
     /// An image's bytes are not what the format allows.
     #[error("reading {file} at offset {offset}: {problem}")]
     Corrupt {

@@ -164,9 +164,9 @@ impl Restore {
         let fs = files::plan_fs(&img)?;
         let timens = img.timens.as_ref().map(timens::offsets).transpose()?;
         let exe = open_exe(&img, self.validation)?;
-        let pages_path = img.dir.file_path(ImageFile::Pages(pages.pages_id.into()));
-        let pages_file: OwnedFd = std::fs::File::open(&pages_path)
-            .map_err(Error::file("opening", &pages_path))?
+        let pages_file: OwnedFd = img
+            .dir
+            .open_raw(ImageFile::Pages(pages.pages_id.into()))?
             .into();
         let (go_rd, go_wr) = rcriu_compel::sys::pipe().map_err(Error::host("creating a pipe"))?;
 

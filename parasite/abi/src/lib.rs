@@ -26,7 +26,8 @@
 //! `lifeline`). Any other command is a one-shot on another thread: it
 //! runs, writes its result to [`Ctl::oneshot_ret`], says so on the control
 //! socket ([`ONESHOT_DONE`]) and waits for rcriu to take the thread back;
-//! should the socket break first, it leaves by [`Ctl::oneshot_leave`],
+//! should the socket break first (the daemon then sets [`Ctl::gone`]), it
+//! leaves by [`Ctl::oneshot_leave`],
 //! taking itself off [`Ctl::oneshots`] with a futex operation made out of
 //! the area. No `int3` anywhere: a parasite
 //! whose rcriu is gone never stops on a trap that would kill its host.
@@ -198,6 +199,10 @@ pub struct Ctl {
     /// waits [`INIT_LINGER_SECS`] for rcriu to take the thread back
     /// before it leaves by itself.
     pub init_status: i32,
+    /// Set (and woken, a futex word) by the daemon when the control socket
+    /// broke: one-shot commands waiting for rcriu leave then.
+    pub gone: i32,
+    pub _pad: i32,
 }
 
 /// How long a parasite whose Init failed waits for rcriu before leaving.
@@ -205,7 +210,9 @@ pub const INIT_LINGER_SECS: i64 = 10;
 
 /// The `cmd` of the message a one-shot command sends rcriu on the control
 /// socket when it is done; it then waits for rcriu to take its thread
-/// back (or for the socket to break: then it leaves by itself).
+/// back (or for the daemon to say the socket broke: then it leaves by
+/// itself). Its waits never leave a restart block behind (rcriu's
+/// interrupt would make it the thread's): futex waits without a timeout.
 pub const ONESHOT_DONE: u32 = 0x4f4e_4553;
 
 /// The futex operation a one-shot command leaves with (`FUTEX_WAKE_OP` on
@@ -488,7 +495,8 @@ const _: () = {
     assert!(offset_of!(Ctl, oneshot_ret) == 120);
     assert!(offset_of!(Ctl, oneshot_done) == 128);
     assert!(offset_of!(Ctl, init_status) == 132);
-    assert!(size_of::<Ctl>() == 136);
+    assert!(offset_of!(Ctl, gone) == 136);
+    assert!(size_of::<Ctl>() == 144);
     assert!(size_of::<Ctl>() <= CTL_SIZE);
     assert!(size_of::<IoVec>() == 16);
     assert!(offset_of!(DumpPagesArgs, iovs) == 8);

@@ -114,6 +114,7 @@ core::arch::global_asm!(
 );
 
 const FUTEX_WAIT: u64 = 0;
+const FUTEX_WAKE: u64 = 1;
 const ECONNREFUSED: i64 = 111;
 const FUTEX_WAKE_OP: u32 = 5;
 const FUTEX_PRIVATE_FLAG: u32 = 128;
@@ -177,11 +178,30 @@ extern "C" fn parasite_oneshot(cmd: u32, args: *mut u8, ctl: *mut Ctl) {
         cmd: ONESHOT_DONE,
         ..CtlMsg::default()
     };
-    // The daemon keeps the socket open until every one-shot has left: the
-    // fd is still the control socket here.
     if sock >= 0 && sys::send_msg_fds(sock, &done, &[]) >= 0 {
-        sys::wait_hangup(sock);
+        // Until rcriu takes the thread back, or the daemon says rcriu is
+        // gone. (No timeout: an interrupted futex wait with one would
+        // leave this thread a restart block of ours.)
+        // SAFETY: the control block is in the area, aligned.
+        let gone = unsafe { AtomicI32::from_ptr(core::ptr::addr_of_mut!((*ctl).gone)) };
+        while gone.load(Ordering::Acquire) == 0 {
+            futex_wait(gone, 0);
+        }
     }
+}
+
+/// Waits on futex word `w` while it holds `val`, without a timeout.
+fn futex_wait(w: &AtomicI32, val: i32) {
+    // SAFETY: a futex wait on a word of the area, no timeout.
+    unsafe {
+        sys::call(
+            sys::NR_FUTEX,
+            w.as_ptr() as u64,
+            FUTEX_WAIT | u64::from(FUTEX_PRIVATE_FLAG),
+            val as u32 as u64,
+            0,
+        )
+    };
 }
 
 fn init(args: &mut InitArgs, ctl: &mut Ctl) -> i64 {
@@ -236,18 +256,21 @@ extern "C" fn parasite_daemon(args: *mut u8, ctl: *mut Ctl) {
     } else if r != -ECONNREFUSED {
         // rcriu, if it is there, sees the failure and takes the thread
         // back; if it died, the thread goes on after a while. (A refused
-        // connection says at once that rcriu is gone.)
+        // connection says at once that rcriu is gone.) The wait is a
+        // sigtimedwait for no signal: interrupted, it leaves no restart
+        // block (a sleep or a futex wait with a timeout would).
         c.init_status = r as i32;
+        let none = 0u64;
         let timeout = [INIT_LINGER_SECS, 0];
-        // SAFETY: a futex wait on a word of the control block, with a
-        // timeout on this stack.
+        // SAFETY: the kernel reads the empty set and the timeout, both on
+        // this stack, and writes nothing (no siginfo asked).
         unsafe {
             sys::call(
-                sys::NR_FUTEX,
-                core::ptr::addr_of!(c.init_status) as u64,
-                FUTEX_WAIT | u64::from(FUTEX_PRIVATE_FLAG),
-                r as u32 as u64,
+                sys::NR_RT_SIGTIMEDWAIT,
+                core::ptr::addr_of!(none) as u64,
+                0,
                 timeout.as_ptr() as u64,
+                8,
             )
         };
     }
@@ -326,23 +349,31 @@ fn close_received(fds: &[i32]) {
 fn leave(ctl: *mut Ctl) {
     // SAFETY: the control block is in the area, aligned; `oneshots` is
     // changed by rcriu and by the futex operations of one-shot commands,
-    // so it is read as an atomic.
-    let count = unsafe { AtomicI32::from_ptr(core::ptr::addr_of_mut!((*ctl).oneshots)) };
+    // `gone` read by one-shot commands: atomics.
+    let (count, gone) = unsafe {
+        (
+            AtomicI32::from_ptr(core::ptr::addr_of_mut!((*ctl).oneshots)),
+            AtomicI32::from_ptr(core::ptr::addr_of_mut!((*ctl).gone)),
+        )
+    };
+    // One-shots waiting for rcriu go.
+    gone.store(1, Ordering::Release);
+    // SAFETY: a futex wake on a word of the area.
+    unsafe {
+        sys::call(
+            sys::NR_FUTEX,
+            gone.as_ptr() as u64,
+            FUTEX_WAKE | u64::from(FUTEX_PRIVATE_FLAG),
+            i32::MAX as u64,
+            0,
+        )
+    };
     loop {
         let c = count.load(Ordering::Acquire);
         if c <= 0 {
             break;
         }
-        // SAFETY: a futex wait on a word of the area, no timeout.
-        unsafe {
-            sys::call(
-                sys::NR_FUTEX,
-                count.as_ptr() as u64,
-                FUTEX_WAIT | u64::from(FUTEX_PRIVATE_FLAG),
-                c as u64,
-                0,
-            )
-        };
+        futex_wait(count, c);
     }
     let sock = TSOCK.swap(-1, Ordering::Relaxed);
     if sock >= 0 {

@@ -149,29 +149,6 @@ pub fn recv_msg_fds(sock: i32, msg: &mut CtlMsg, fds: &mut [i32]) -> (i64, usize
     (n, nfds)
 }
 
-/// Waits until the peer of `sock` is gone (or the fd is no longer valid):
-/// a poll for nothing but a hang-up.
-pub fn wait_hangup(sock: i32) {
-    const POLLRDHUP: i16 = 0x2000;
-    #[repr(C)]
-    struct PollFd {
-        fd: i32,
-        events: i16,
-        revents: i16,
-    }
-    loop {
-        let mut p = PollFd {
-            fd: sock,
-            events: POLLRDHUP,
-            revents: 0,
-        };
-        let r = call_owned(NR_POLL, addr_mut(&mut p), 1, u64::MAX, 0);
-        if r != 0 && r != -EINTR {
-            return;
-        }
-    }
-}
-
 /// Sends one message, with `fds` attached when there are any.
 pub fn send_msg_fds(sock: i32, msg: &CtlMsg, fds: &[i32]) -> i64 {
     let mut iov = Iov {

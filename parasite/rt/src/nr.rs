@@ -6,7 +6,6 @@ pub const NR_READ: i64 = 0;
 pub const NR_WRITE: i64 = 1;
 pub const NR_OPEN: i64 = 2;
 pub const NR_CLOSE: i64 = 3;
-pub const NR_POLL: i64 = 7;
 pub const NR_MMAP: i64 = 9;
 pub const NR_MPROTECT: i64 = 10;
 pub const NR_MUNMAP: i64 = 11;
