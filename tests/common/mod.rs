@@ -61,6 +61,11 @@ pub fn cycle_with(mut w: Workload, name: &str, tweak: Option<Tweak>) -> Result<(
     let dir = ImageDir::open(images.path()).expect("opening the images");
     if let Some(t) = tweak {
         t(&dir, w.pid);
+        // Tweaked images are not the dump's: without its manifest (as a
+        // dump by CRIU) they restore as they say, which the negative
+        // controls check; with it they are refused (tests/corruption.rs).
+        std::fs::remove_file(images.path().join(rcriu::images::manifest::MANIFEST))
+            .expect("the dump wrote a manifest");
     }
     let r = Restore::new(images.path())
         .detach(true)

@@ -135,6 +135,9 @@ fn check_private(fd: &OwnedFd, path: &Path) -> Result<()> {
 pub struct ImageDir {
     path: PathBuf,
     fd: Arc<OwnedFd>,
+    /// With a manifest checked: the files it names, each open since it
+    /// was hashed; no other file is read.
+    verified: Option<Arc<std::collections::BTreeMap<String, OwnedFd>>>,
 }
 
 impl ImageDir {
@@ -150,7 +153,60 @@ impl ImageDir {
         Ok(ImageDir {
             path,
             fd: Arc::new(fd),
+            verified: None,
         })
+    }
+
+    /// An existing directory to restore from: when it has a manifest
+    /// (`rcriu-manifest`, written by rcriu's dumps), every file it names
+    /// is opened and checked against it now, and only those files, as
+    /// they were when checked, are read from then on; a file it does not
+    /// name is refused. Without a manifest (a dump by CRIU), as
+    /// [`ImageDir::open`].
+    pub fn open_checked(path: impl Into<PathBuf>) -> Result<Self> {
+        let mut d = Self::open(path)?;
+        let Some(m) = crate::manifest::Manifest::read(&d)? else {
+            return Ok(d);
+        };
+        let mut fds = std::collections::BTreeMap::new();
+        for (name, want) in m.files() {
+            let path = d.path.join(name);
+            let f = match open_regular(Some(&d.fd), Path::new(name), &path, true) {
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::Tampered {
+                        file: name.to_owned(),
+                        what: "is missing (the manifest names it)".into(),
+                    });
+                }
+                r => r?,
+            };
+            let have = crate::manifest::digest(&f, &path)?;
+            if have.size != want.size {
+                return Err(Error::Tampered {
+                    file: name.to_owned(),
+                    what: format!("has {} bytes, the dump wrote {}", have.size, want.size),
+                });
+            }
+            if have.hash != want.hash {
+                return Err(Error::Tampered {
+                    file: name.to_owned(),
+                    what: "is not what the dump wrote (its hash differs)".into(),
+                });
+            }
+            fds.insert(name.to_owned(), OwnedFd::from(f));
+        }
+        log::info!(
+            "the {} files of {} match their manifest",
+            fds.len(),
+            d.path.display()
+        );
+        d.verified = Some(Arc::new(fds));
+        Ok(d)
+    }
+
+    /// Whether the files read come checked against a manifest.
+    pub fn is_checked(&self) -> bool {
+        self.verified.is_some()
     }
 
     /// A directory to write to, created mode 0700 when missing; refused
@@ -183,13 +239,43 @@ impl ImageDir {
     /// Opens image file `file` as a plain file (a regular file, never a
     /// FIFO, a device or a symbolic link).
     pub fn open_raw(&self, file: ImageFile) -> Result<File> {
-        let name = file.name();
-        open_regular(
-            Some(&self.fd),
-            Path::new(&name),
-            &self.path.join(&name),
-            true,
-        )
+        self.open_named(&file.name())
+    }
+
+    /// Opens file `name` of the directory (see [`open_raw`](Self::open_raw);
+    /// with a checked manifest, the file as it was checked).
+    pub(crate) fn open_named(&self, name: &str) -> Result<File> {
+        let path = self.path.join(name);
+        let Some(v) = &self.verified else {
+            return open_regular(Some(&self.fd), Path::new(name), &path, true);
+        };
+        match v.get(name) {
+            // A new open file of the same file, from its start.
+            Some(fd) => {
+                let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
+                rustix::fs::open(
+                    proc.as_str(),
+                    OFlags::RDONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map(File::from)
+                .map_err(|e| Error::io("opening", &path, e.into()))
+            }
+            None if self.present(name) => Err(Error::Tampered {
+                file: name.to_owned(),
+                what: "is not in the manifest".into(),
+            }),
+            None => Err(Error::io(
+                "opening",
+                &path,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            )),
+        }
+    }
+
+    /// Whether something of that name is in the directory.
+    fn present(&self, name: &str) -> bool {
+        rustix::fs::statat(&*self.fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok()
     }
 
     /// Creates image file `file` anew, mode 0600: whatever had its name
@@ -245,14 +331,13 @@ impl ImageDir {
         self.path.join(file.name())
     }
 
-    /// Whether the file exists (as anything: opening it says what it is).
+    /// Whether the file exists (as anything: opening it says what it is;
+    /// with a checked manifest, whether the manifest names it).
     pub fn exists(&self, file: ImageFile) -> bool {
-        rustix::fs::statat(
-            &*self.fd,
-            file.name(),
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .is_ok()
+        match &self.verified {
+            Some(v) => v.contains_key(&file.name()),
+            None => self.present(&file.name()),
+        }
     }
 
     /// Opens an image for reading its entries.

@@ -121,7 +121,9 @@ impl Restore {
     /// Restores the process.
     pub fn run(self) -> Result<Restored> {
         let start = Instant::now();
-        let img = load::load(ImageDir::open(&self.dir)?)?;
+        // With rcriu's manifest, every file is checked before anything
+        // starts.
+        let img = load::load(ImageDir::open_checked(&self.dir)?)?;
         let pid = img.task.pid as Pid;
         check_pid_free(pid)?;
         let pst = &img.task.pstree;
