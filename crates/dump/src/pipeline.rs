@@ -148,9 +148,15 @@ impl Output {
             .iter()
             .filter_map(|p| Some(p.file_name()?.to_str()?.to_owned()))
             .collect();
+        let t = Instant::now();
         rcriu_images::manifest::Manifest::build(&d, names.iter().map(String::as_str))
             .and_then(|m| m.write(&d))
             .map_err(Error::image(pid))?;
+        log::info!(
+            "manifest of {} files written in {:?}",
+            names.len(),
+            t.elapsed()
+        );
         self.written
             .push(d.path().join(rcriu_images::manifest::MANIFEST));
         Ok(())
