@@ -88,6 +88,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The images written would not restore: rcriu's restore refuses
+    /// them (a dump succeeds only for what its restore brings back). The
+    /// process was left running as it was and the images removed.
+    #[error("the images of process {pid} would not restore")]
+    NotRestorable {
+        pid: Pid,
+        #[source]
+        source: rcriu_restore::Error,
+    },
     /// Something the kernel reported does not add up.
     #[error("process {pid}: {what}")]
     Inconsistent { pid: Pid, what: String },

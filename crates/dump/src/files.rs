@@ -305,8 +305,9 @@ pub struct Files {
     /// (dev, ino, mnt_id) → id, latest first when searched.
     cache: Vec<(u64, u64, i64, u32)>,
     pub entries: Vec<pb::FileEntry>,
-    /// fd → id of the fds seen, for kcmp.
-    fds: Vec<(i32, u32)>,
+    /// (fd, id, dev, ino) of the fds seen, for kcmp: only fds of the
+    /// same inode can be the same open file description.
+    fds: Vec<(i32, u32, u64, u64)>,
     ghosts: ghost::Ghosts,
     extra: Extra,
     ttys: tty::Seen,
@@ -454,16 +455,20 @@ impl Files {
     /// The id of an open fd, writing its entries unless an earlier fd is
     /// the same open file description.
     pub fn fd(&mut self, f: &OpenFd) -> Result<u32> {
-        for &(other, id) in &self.fds {
+        let (dev, ino) = (f.info.dev, f.info.ino);
+        for &(other, id, d, i) in &self.fds {
+            if (d, i) != (dev, ino) {
+                continue;
+            }
             let same = sys::same_file(self.pid, other, f.fd)
                 .map_err(Error::sys("comparing open files (kcmp)", self.pid))?;
             if same {
-                self.fds.push((f.fd, id));
+                self.fds.push((f.fd, id, dev, ino));
                 return Ok(id);
             }
         }
         let id = self.fresh();
-        self.fds.push((f.fd, id));
+        self.fds.push((f.fd, id, dev, ino));
         self.cache.push((f.info.dev, f.info.ino, f.info.mnt_id, id));
         let fown = fown(self.pid, f)?;
         let pid = self.pid;

@@ -160,6 +160,29 @@ impl Output {
         fault::image(&file.name()).map_err(Error::compel(pid))
     }
 
+    /// Writes the manifest: a hash of every file this run wrote.
+    fn write_manifest(&mut self) -> Result<()> {
+        let pid = self.pid;
+        let d = self.dir()?;
+        let names: Vec<String> = self
+            .written
+            .iter()
+            .filter_map(|p| Some(p.file_name()?.to_str()?.to_owned()))
+            .collect();
+        let t = Instant::now();
+        rcriu_images::manifest::Manifest::build(&d, names.iter().map(String::as_str))
+            .and_then(|m| m.write(&d))
+            .map_err(Error::image(pid))?;
+        log::info!(
+            "manifest of {} files written in {:?}",
+            names.len(),
+            t.elapsed()
+        );
+        self.written
+            .push(d.path().join(rcriu_images::manifest::MANIFEST));
+        Ok(())
+    }
+
     /// Removes every image this run wrote.
     fn discard(&mut self) {
         for p in self.written.drain(..) {
@@ -259,7 +282,8 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         stats.frozen_time = frozen.elapsed();
         let written = released.and_then(|()| {
             write_images(&mut out, o, &host, &c)?;
-            out.write_one(ImageFile::Timens(c.timens_id.into()), &t)
+            out.write_one(ImageFile::Timens(c.timens_id.into()), &t)?;
+            restorable(pid, &o.dir)
         });
         if let Err(e) = written {
             out.discard();
@@ -269,7 +293,8 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     } else {
         let written = write_images(&mut out, o, &host, &c).and_then(|()| {
             let t = timens::entry(&host.timens, &c.timens);
-            out.write_one(ImageFile::Timens(c.timens_id.into()), &t)
+            out.write_one(ImageFile::Timens(c.timens_id.into()), &t)?;
+            restorable(pid, &o.dir)
         });
         if let Err(e) = written {
             to_abort_handlers(&rseq_moves);
@@ -295,6 +320,18 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     };
     if let Err(e) = written {
         log::warn!("{e}");
+        out.written
+            .retain(|p| !p.ends_with(ImageFile::StatsDump.name()));
+    }
+    // Then the manifest of every file written, after the freeze. The
+    // images are complete without it (as CRIU's are): a manifest that
+    // cannot be written is reported and left out, never a reason to lose
+    // a dump whose process may be gone.
+    if let Err(e) = out.write_manifest() {
+        log::error!("the images of {pid} are left without a manifest: {e}");
+        if let Ok(d) = out.dir() {
+            let _ = std::fs::remove_file(d.path().join(rcriu_images::manifest::MANIFEST));
+        }
     }
     stats.total_time = begin.elapsed();
     log::info!(
@@ -303,6 +340,15 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         stats.pages_written
     );
     Ok(stats)
+}
+
+/// Whether rcriu's restore takes the images just written (before the
+/// process is killed): what it would refuse is refused here.
+fn restorable(pid: Pid, dir: &Path) -> Result<()> {
+    let t = Instant::now();
+    rcriu_restore::check(dir).map_err(|source| Error::NotRestorable { pid, source })?;
+    log::debug!("images of {pid} checked in {:?}", t.elapsed());
+    Ok(())
 }
 
 fn write_images(out: &mut Output, o: &Options, host: &Host, c: &Collected) -> Result<()> {

@@ -84,13 +84,26 @@ fn open_reg_at(
     how: i32,
     validation: FileValidation,
 ) -> Result<File> {
+    // Without blocking: a FIFO put where a file was would hang the open.
     let file = std::fs::OpenOptions::new()
         .read(how & libc::O_ACCMODE != libc::O_WRONLY || how & libc::O_PATH != 0)
         .write(how & libc::O_ACCMODE != libc::O_RDONLY && how & libc::O_PATH == 0)
-        .custom_flags(reopen_flags(how) | libc::O_CLOEXEC)
+        .custom_flags(reopen_flags(how) | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
         .map_err(Error::file("opening", path))?;
     if how & libc::O_PATH == 0 {
+        let meta = file.metadata().map_err(Error::file("checking", path))?;
+        if std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()) {
+            return Err(Error::Validation {
+                path: path.to_owned(),
+                what: "is a FIFO, where the dump had a file".into(),
+            });
+        }
+        if how & libc::O_NONBLOCK == 0 {
+            rustix::fs::fcntl_getfl(&file)
+                .and_then(|fl| rustix::fs::fcntl_setfl(&file, fl - rustix::fs::OFlags::NONBLOCK))
+                .map_err(|e| Error::file("opening", path)(e.into()))?;
+        }
         validate(&file, path, reg, validation)?;
     }
     Ok(file)
@@ -277,6 +290,40 @@ pub fn plan(img: &Images, validation: FileValidation, shell_job: bool) -> Result
         return Err(Error::invalid(from.name(), format!("fd {} twice", w[0].0)));
     }
     Ok(plan)
+}
+
+/// Refuses, without opening anything, the fds of kinds this version does
+/// not restore (as [`plan`] would).
+pub fn check_kinds(img: &Images) -> Result<()> {
+    let from = ImageFile::Fdinfo(img.task.ids.files_id.into());
+    let ttys = tty::Ttys::load(&img.dir)?;
+    ghost::Ghosts::load(&img.dir)?;
+    for e in &img.task.fdinfo {
+        let entry = img.file(e.id, &from)?;
+        let known = match pb::FdTypes::try_from(entry.r#type) {
+            Ok(pb::FdTypes::Reg) => entry.reg.is_some(),
+            Ok(pb::FdTypes::Pipe) => entry.pipe.is_some(),
+            Ok(pb::FdTypes::Fifo) => entry.fifo.is_some(),
+            Ok(pb::FdTypes::Memfd) => entry.memfd.is_some(),
+            Ok(pb::FdTypes::Tty) => match &entry.tty {
+                Some(t) => {
+                    ttys.check(t)?;
+                    true
+                }
+                None => false,
+            },
+            _ => entry.memfd.is_some(),
+        };
+        if !known {
+            return Err(Error::unsupported(format!(
+                "restoring fd {} of process {} ({})",
+                e.fd,
+                img.task.pid,
+                kind_name(entry)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A `fown_entry`'s `pid_type` is the `F_OWNER_*` kind F_GETOWN_EX gave

@@ -17,6 +17,7 @@
 #![deny(unsafe_code)]
 
 mod cgroup;
+mod check;
 mod core;
 mod error;
 mod files;
@@ -50,6 +51,7 @@ use rcriu_compel::abi::restorer::{
 use rcriu_images::{ImageDir, ImageFile};
 use rcriu_proc::Pid;
 
+pub use check::check;
 pub use error::{Error, Result};
 pub use files::FileValidation;
 
@@ -204,7 +206,9 @@ impl Restore {
             why,
         })?;
         let start = Instant::now();
-        let img = load::load(ImageDir::open(&self.dir)?)?;
+        // With rcriu's manifest, every file is checked before anything
+        // starts.
+        let img = load::load(ImageDir::open_checked(&self.dir)?)?;
         let pid = img.task.pid as Pid;
         check_pid_free(pid)?;
         let pst = &img.task.pstree;
@@ -247,9 +251,9 @@ impl Restore {
         let fs = files::plan_fs(&img)?;
         let timens = img.timens.as_ref().map(timens::offsets).transpose()?;
         let exe = open_exe(&img, self.validation)?;
-        let pages_path = img.dir.file_path(ImageFile::Pages(pages.pages_id.into()));
-        let pages_file: OwnedFd = std::fs::File::open(&pages_path)
-            .map_err(Error::file("opening", &pages_path))?
+        let pages_file: OwnedFd = img
+            .dir
+            .open_raw(ImageFile::Pages(pages.pages_id.into()))?
             .into();
         let (go_rd, go_wr) = rcriu_compel::sys::pipe().map_err(Error::host("creating a pipe"))?;
 

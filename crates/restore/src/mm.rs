@@ -157,22 +157,7 @@ pub fn plan(img: &Images, validation: FileValidation) -> Result<MemPlan> {
                 ),
             ));
         }
-        let unsupported = VMA_ANON_SHARED
-            | VMA_AREA_SYSVIPC
-            | VMA_AREA_SOCKET
-            | VMA_AREA_AIORING
-            | VMA_AREA_SHSTK
-            | VMA_AREA_GUARD
-            | VMA_AREA_UPROBES
-            | VMA_UNSUPP;
-        if st & unsupported != 0 {
-            return Err(Error::unsupported(format!(
-                "restoring the memory area {:#x}-{:#x} of process {pid} ({})",
-                v.start,
-                v.end,
-                describe(st)
-            )));
-        }
+        check_kind(pid, v)?;
         let fd = if st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
             let access = access(v);
             let idx = match opened.get(&(v.shmid, access)) {
@@ -246,6 +231,27 @@ pub fn plan(img: &Images, validation: FileValidation) -> Result<MemPlan> {
         plan.anon_names.push((n.start, n.end, n.name.clone()));
     }
     Ok(plan)
+}
+
+/// Refuses the kinds of area this version does not restore.
+pub fn check_kind(pid: u32, v: &pb::VmaEntry) -> Result<()> {
+    let unsupported = VMA_ANON_SHARED
+        | VMA_AREA_SYSVIPC
+        | VMA_AREA_SOCKET
+        | VMA_AREA_AIORING
+        | VMA_AREA_SHSTK
+        | VMA_AREA_GUARD
+        | VMA_AREA_UPROBES
+        | VMA_UNSUPP;
+    if v.status != VMA_AREA_GUARD && v.status & unsupported != 0 {
+        return Err(Error::unsupported(format!(
+            "restoring the memory area {:#x}-{:#x} of process {pid} ({})",
+            v.start,
+            v.end,
+            describe(v.status)
+        )));
+    }
+    Ok(())
 }
 
 /// The longest name of an anonymous area, NUL excluded (the kernel's

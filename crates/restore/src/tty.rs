@@ -58,6 +58,28 @@ impl Ttys {
         Ok(t)
     }
 
+    /// Refuses a terminal of a kind this version does not restore.
+    pub fn check(&self, e: &pb::TtyFileEntry) -> Result<()> {
+        let info = self.infos.get(&e.tty_info_id).ok_or_else(|| {
+            Error::invalid(
+                ImageFile::Files.name(),
+                format!(
+                    "terminal file {} refers to {} entry {}, which it does not have",
+                    e.id,
+                    ImageFile::TtyInfo.name(),
+                    e.tty_info_id
+                ),
+            )
+        })?;
+        if info.r#type != pb::TtyType::Pty as i32 {
+            return Err(Error::unsupported(format!(
+                "restoring a terminal of type {} (file {}; only ptys are)",
+                info.r#type, e.id
+            )));
+        }
+        Ok(())
+    }
+
     /// The open file of a `tty_file_entry`.
     pub fn open(&mut self, e: &pb::TtyFileEntry, shell_job: bool) -> Result<Opened> {
         let iname = ImageFile::TtyInfo.name();

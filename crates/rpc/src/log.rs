@@ -3,9 +3,9 @@
 //! above debug), lines stamped `(SS.uuuuuu) ` with the time since the log
 //! was opened from level 3 on (criu's 12 characters: past 99 seconds the
 //! last digit goes), errors as `Error (FILE:LINE): message` and warnings
-//! as `Warn  (FILE:LINE): message`; the file (`-o`) truncated when
-//! opened, mode 0600, `-` for standard output, standard error without
-//! one. What is logged before the log is opened waits, and goes to it
+//! as `Warn  (FILE:LINE): message`; the file (`-o`) made anew when
+//! opened (what was there is replaced, never written through), mode
+//! 0600, `-` for standard output, standard error without one. What is logged before the log is opened waits, and goes to it
 //! once opened (or to standard error at the end: [`flush_early`]).
 //! Messages (criu's `pr_msg`, [`msg`]) go to standard output whatever the
 //! level.
@@ -185,16 +185,25 @@ pub fn open(output: Option<&Path>) -> std::io::Result<()> {
     install();
     let sink = match output {
         Some(p) if p.as_os_str() == "-" => Sink::Stdout,
-        Some(p) => Sink::File(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                // As criu: O_APPEND, so that scripts sharing the fd append.
-                .custom_flags(libc::O_APPEND)
-                .mode(0o600)
-                .open(p)?,
-        ),
+        Some(p) => {
+            // Made anew, as the images are (criu truncates it): a file, or
+            // a hard link someone planted, under that name is replaced,
+            // never written into; O_EXCL: never through a symbolic link.
+            match std::fs::remove_file(p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            Sink::File(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    // As criu: O_APPEND, so that scripts sharing the fd
+                    // append.
+                    .custom_flags(libc::O_APPEND)
+                    .mode(0o600)
+                    .open(p)?,
+            )
+        }
         None => Sink::Stderr,
     };
     {
@@ -295,6 +304,26 @@ fn uname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_file_is_made_anew() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        // A symbolic link and a hard link planted under the log's name.
+        let sym = d.path().join("sym.log");
+        std::os::unix::fs::symlink(&victim, &sym).unwrap();
+        let hard = d.path().join("hard.log");
+        std::fs::hard_link(&victim, &hard).unwrap();
+        for p in [&sym, &hard] {
+            open(Some(p)).unwrap();
+            log::error!("a line");
+            close();
+            assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+            let meta = std::fs::symlink_metadata(p).unwrap();
+            assert!(meta.is_file(), "{}", p.display());
+        }
+    }
 
     #[test]
     fn stamps_are_twelve_characters() {

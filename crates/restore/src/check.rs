@@ -1,0 +1,39 @@
+//! Whether a dump's images would restore here, answered without making
+//! anything (no process, file, terminal or cgroup): every image read and
+//! checked as the restore reads it, and the refusals of the restore's
+//! plans that depend on the images alone (kinds of memory areas, of open
+//! files and terminals, pages kept in a parent dump, registers this CPU
+//! cannot hold, namespaces, the process tree).
+//!
+//! The dump runs it on what it wrote before it reports success (and
+//! before it kills the process): a dump succeeds only for what its
+//! restore can bring back.
+
+use std::path::Path;
+
+use rcriu_images::pages::PE_PARENT;
+use rcriu_images::{ImageDir, ImageFile};
+
+use crate::{Error, Result, core, files, load, mm};
+
+/// Checks the images in `dir`.
+pub fn check(dir: &Path) -> Result<()> {
+    let img = load::load(ImageDir::open(dir)?)?;
+    let pid = img.task.pid;
+    for v in &img.task.mm.vmas {
+        mm::check_kind(pid, v)?;
+    }
+    let mut runs = img.dir.pagemap(pid)?;
+    while let Some(run) = runs.next_run()? {
+        if run.flags & PE_PARENT != 0 {
+            return Err(Error::unsupported(format!(
+                "restoring pages kept in a parent dump ({:#x}, {:?})",
+                run.vaddr,
+                ImageFile::Pagemap(pid.into()).name()
+            )));
+        }
+    }
+    core::plan(&img)?;
+    files::check_kinds(&img)?;
+    Ok(())
+}
