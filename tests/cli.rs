@@ -640,7 +640,11 @@ fn leave_stopped_as_criu() {
     w.reap();
     // Restored stopped too, until continued.
     let pidfile = t.path().join("pid");
-    ok(&run(&mut zdtm_restore(&dir, &pidfile, &["--leave-stopped"])));
+    ok(&run(&mut zdtm_restore(
+        &dir,
+        &pidfile,
+        &["--leave-stopped"],
+    )));
     assert_eq!(state(w.pid), 'T');
     rcriu_test_support::signal(w.pid, libc::SIGCONT);
     w.wait_in("sigsuspend");
