@@ -8,11 +8,12 @@
 //! - [`scripts`]: `--action-script` and the RPC's notifications.
 //! - [`check`]: `criu check`, answered truthfully for rcriu.
 //! - [`service`]: CRIU's RPC service ([`serve`]), as `criu swrk FD` or in
-//!   an embedding program's own process.
+//!   an embedding program's own process; [`listen`]: `criu service`.
 
 #![deny(unsafe_code)]
 
 pub mod check;
+pub mod listen;
 pub mod log;
 pub mod run;
 pub mod scripts;

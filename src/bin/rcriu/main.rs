@@ -281,7 +281,7 @@ fn command(cmd: Command, options: Options) -> u8 {
                 Err(e) => fail(&e, log_path.is_some()),
             };
         }
-        Command::Service => rcriu::rpc::service::listen(&options).map(drop),
+        Command::Service => rcriu::rpc::listen::listen(&options).map(drop),
         other => Err(rcriu::rpc::Error::Refused(format!(
             "{} is not supported yet",
             other.name()
