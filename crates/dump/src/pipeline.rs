@@ -312,7 +312,10 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         stats.frozen_time = frozen.elapsed();
     }
     // As CRIU, the statistics come last: a dump without them is complete.
-    let written = match &o.stats_dir {
+    // In the images directory (the work directory is that one unless
+    // told otherwise) it is one of the images, in the manifest.
+    let elsewhere = o.stats_dir.as_ref().filter(|d| !same_dir(d, &o.dir));
+    let written = match elsewhere {
         Some(d) => ImageDir::create(d)
             .and_then(|d| d.write_one(ImageFile::StatsDump, &stats.entry()))
             .map_err(Error::image(pid)),
@@ -340,6 +343,15 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         stats.pages_written
     );
     Ok(stats)
+}
+
+/// Whether `a` and `b` name the same directory.
+fn same_dir(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => (x.dev(), x.ino()) == (y.dev(), y.ino()),
+        _ => a == b,
+    }
 }
 
 /// Whether rcriu's restore takes the images just written (before the
