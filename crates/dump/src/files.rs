@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use rcriu_images::{ImageDir, ImageFile, pb};
 use rcriu_proc::{Fd, FdInfo, FdTarget, Pid};
 
-use crate::{Error, Result, fifo, files_sys, ghost, pipes, sys, tty};
+use crate::{Error, Result, anon, fifo, files_sys, ghost, pipes, sys, tty};
 
 /// What a file entry needs to know of a file.
 #[derive(Debug, Clone)]
@@ -155,6 +155,9 @@ pub enum FdKind {
     Fifo,
     /// A terminal: `tty_file_entry` and its path.
     Tty(tty::Driver),
+    /// A file on an anonymous inode (eventfd, epoll, ...): its own entry
+    /// ([`anon`]).
+    Anon(anon::Kind),
 }
 
 impl FdKind {
@@ -164,6 +167,7 @@ impl FdKind {
             FdKind::Pipe => pb::FdTypes::Pipe,
             FdKind::Fifo => pb::FdTypes::Fifo,
             FdKind::Tty(_) => pb::FdTypes::Tty,
+            FdKind::Anon(k) => k.fd_type(),
         }
     }
 }
@@ -181,6 +185,9 @@ pub struct OpenFd {
 impl OpenFd {
     /// What kind of file it is.
     pub fn kind(&self) -> FdKind {
+        if let Some(k) = anon::Kind::of_link(self.info.path.as_os_str().as_bytes()) {
+            return FdKind::Anon(k);
+        }
         match self.info.file_type() {
             libc::S_IFIFO if self.info.pipefs => FdKind::Pipe,
             libc::S_IFIFO => FdKind::Fifo,
@@ -225,7 +232,7 @@ pub fn check_fd(pid: Pid, fd: &Fd, fdinfo: &FdInfo) -> Result<()> {
             return Ok(());
         }
         FdTarget::Socket(_) => return Err(refuse("a socket".into())),
-        FdTarget::AnonInode(kind) => return Err(refuse(format!("{kind} (an anonymous inode)"))),
+        FdTarget::AnonInode(kind) => return anon::check(pid, fd.fd, &kind, fdinfo),
         FdTarget::Inode { kind, .. } => return Err(refuse(format!("a {kind} file"))),
         FdTarget::Other(link) => {
             return Err(refuse(format!(
@@ -276,7 +283,7 @@ pub fn check_fd(pid: Pid, fd: &Fd, fdinfo: &FdInfo) -> Result<()> {
 pub fn check_open(pid: Pid, f: &OpenFd) -> Result<()> {
     let what = format!("fd {}:", f.fd);
     match f.kind() {
-        FdKind::Pipe | FdKind::Tty(tty::Driver::PtySlave) => Ok(()),
+        FdKind::Pipe | FdKind::Tty(tty::Driver::PtySlave) | FdKind::Anon(_) => Ok(()),
         FdKind::Reg if f.info.unlinked() && f.info.is_reg() => Ok(()),
         FdKind::Reg | FdKind::Fifo | FdKind::Tty(_) => check_path(pid, &what, &f.info),
     }
@@ -528,6 +535,7 @@ impl Files {
                 self.entries
                     .push(tty::entry(id, info_id, f.flags(), fown, rf));
             }
+            FdKind::Anon(kind) => self.entries.push(anon::entry(pid, kind, id, f, fown)?),
         }
         Ok(id)
     }

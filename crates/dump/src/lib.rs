@@ -49,10 +49,15 @@
 
 #![deny(unsafe_code)]
 
+pub mod anon;
+#[allow(unsafe_code)]
+mod anon_sys;
 pub mod attrs;
 pub mod cgroup;
 pub mod core;
 mod error;
+pub mod eventfd;
+pub mod eventpoll;
 pub mod fifo;
 pub mod files;
 #[allow(unsafe_code)]
@@ -71,11 +76,13 @@ pub mod pstree;
 mod remote;
 mod rseq;
 pub mod seccomp;
+pub mod signalfd;
 pub mod stats;
 #[allow(unsafe_code)]
 mod sys;
 mod threads;
 pub mod timens;
+pub mod timerfd;
 mod timers;
 pub mod tty;
 

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use rcriu_images::{ImageFile, pb};
 
 use crate::load::Images;
-use crate::{Error, Result, files_sys, ghost, pipes, tty};
+use crate::{Error, Result, anon, files_sys, ghost, pipes, tty};
 
 /// How opened and mapped files are checked against the dump (criu's
 /// `--file-validation`).
@@ -211,6 +211,7 @@ pub fn plan(img: &Images, validation: FileValidation, shell_job: bool) -> Result
         ttys: tty::Ttys::load(&img.dir)?,
         tmpfiles: BTreeMap::new(),
         tmpfile_ghosts: Vec::new(),
+        anon: anon::Anon::default(),
     };
     op.tmpfile_ghosts = img
         .files
@@ -278,6 +279,7 @@ pub fn plan(img: &Images, validation: FileValidation, shell_job: bool) -> Result
         let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
         plan.fds.push((fd, cloexec, file));
     }
+    op.anon.finish_process(img.task.pid, &plan.fds)?;
     let pst = &img.task.pstree;
     if plan.ctty.is_none() && pst.sid == pst.pid {
         plan.ctty = op.ttys.session_slave(pst.sid)?.map(Ctty::Extra);
@@ -312,7 +314,7 @@ pub fn check_kinds(img: &Images) -> Result<()> {
                 }
                 None => false,
             },
-            _ => entry.memfd.is_some(),
+            _ => entry.memfd.is_some() || anon::check(img.task.pid, e.fd, entry, &img.task.fdinfo)?,
         };
         if !known {
             return Err(Error::unsupported(format!(
@@ -362,6 +364,8 @@ struct Opener<'a> {
     /// ghost id → the unnamed temporary file made again, and whether its
     /// own description went to an fd.
     tmpfiles: BTreeMap<u32, (std::fs::File, bool)>,
+    /// eventfds, epoll instances, signalfds, timerfds.
+    anon: anon::Anon,
 }
 
 impl Opener<'_> {
@@ -420,7 +424,10 @@ impl Opener<'_> {
                     let o = self.ttys.open(t, self.shell_job)?;
                     (o.fd, t.fown, o.session)
                 }
-                _ => return Err(unsupported()),
+                _ => match self.anon.open(entry, fd)? {
+                    Some((file, fown)) => (file, fown, None),
+                    None => return Err(unsupported()),
+                },
             };
         if fown.signum != 0 {
             files_sys::set_owner_signal(file.as_fd(), fown.signum as i32).map_err(Error::io(

@@ -16,10 +16,15 @@
 
 #![deny(unsafe_code)]
 
+mod anon;
+#[allow(unsafe_code)]
+mod anon_sys;
 mod cgroup;
 mod check;
 mod core;
 mod error;
+mod eventfd;
+mod eventpoll;
 mod files;
 #[allow(unsafe_code)]
 mod files_sys;
@@ -32,9 +37,11 @@ mod page_helper;
 mod pages;
 mod pipes;
 mod region;
+mod signalfd;
 #[allow(unsafe_code)]
 mod sys;
 mod timens;
+mod timerfd;
 mod tty;
 mod vdso;
 

@@ -1,0 +1,181 @@
+//! The calls the restore of files on anonymous inodes makes that neither
+//! std nor rustix offers: eventfds, signalfds, epoll instances and their
+//! registrations, a timerfd's expirations (`TFD_IOC_SET_TICKS`).
+//!
+//! # Safety
+//! A module of the crate with `unsafe` (with `sys` and `files_sys`).
+//! Every wrapper is safe to call: it passes the kernel integers, fds the
+//! caller holds and pointers to locals sized for what the kernel reads.
+//! [`epoll_add_at`] forks a helper that only makes raw system calls (what
+//! a fork of a process with threads may do).
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+fn check(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Takes ownership of a descriptor the kernel just returned.
+fn owned(r: libc::c_int) -> io::Result<OwnedFd> {
+    let fd = check(r)?;
+    // SAFETY: a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A new eventfd counting from 0, close-on-exec and non-blocking.
+pub fn eventfd(semaphore: bool) -> io::Result<OwnedFd> {
+    let flags =
+        libc::EFD_CLOEXEC | libc::EFD_NONBLOCK | if semaphore { libc::EFD_SEMAPHORE } else { 0 };
+    // SAFETY: eventfd takes integers only.
+    owned(unsafe { libc::eventfd(0, flags) })
+}
+
+/// A new signalfd taking the signals of `mask` (bit `n - 1` for signal
+/// `n`), close-on-exec.
+pub fn signalfd(mask: u64) -> io::Result<OwnedFd> {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set it is given.
+    check(unsafe { libc::sigemptyset(set.as_mut_ptr()) })?;
+    // SAFETY: initialised by sigemptyset above.
+    let mut set = unsafe { set.assume_init() };
+    for sig in 1..=64 {
+        if mask & (1 << (sig - 1)) != 0 {
+            // SAFETY: `set` is a valid sigset; a signal number the C
+            // library keeps for itself fails with EINVAL, nothing else.
+            let _ = unsafe { libc::sigaddset(&mut set, sig) };
+        }
+    }
+    // SAFETY: the kernel reads one sigset from `set`, a local.
+    owned(unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC) })
+}
+
+/// A new epoll instance, close-on-exec.
+pub fn epoll_create() -> io::Result<OwnedFd> {
+    // SAFETY: epoll_create1 takes an integer.
+    owned(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })
+}
+
+const TFD_IOC_SET_TICKS: libc::c_ulong = 0x4008_5400;
+
+/// Sets the expirations a timerfd holds unread (`TFD_IOC_SET_TICKS`).
+pub fn timerfd_set_ticks(fd: BorrowedFd<'_>, ticks: u64) -> io::Result<()> {
+    // SAFETY: the kernel reads one u64 from `ticks`, a local.
+    check(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            TFD_IOC_SET_TICKS,
+            std::ptr::from_ref(&ticks),
+        )
+    })
+    .map(drop)
+}
+
+/// One registration for [`epoll_add_at`]: the file open as `src` added to
+/// the epoll instance open as `epfd`, under fd number `key`.
+#[derive(Debug, Clone, Copy)]
+pub struct EpollAdd {
+    pub epfd: i32,
+    pub src: i32,
+    pub key: i32,
+    pub events: u32,
+    pub data: u64,
+}
+
+/// What [`epoll_add_at`]'s helper sends back when a registration fails.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct Failure {
+    index: u32,
+    errno: i32,
+}
+
+const _: () = assert!(std::mem::size_of::<Failure>() == 8);
+
+/// Makes each registration of `adds`, in order, under its own fd number:
+/// a helper process (a fork, with its own copy of the fd table) puts each
+/// file at its number (dup2) and registers it there. Registrations live
+/// as long as their files, which the caller holds; the helper's numbers
+/// go with it. Every `epfd` and `src` must lie above every `key`, so that
+/// no dup2 closes one still needed (the caller moves them there).
+/// `Ok(Err((index, error)))` names the registration that failed.
+pub fn epoll_add_at(adds: &[EpollAdd]) -> io::Result<Result<(), (usize, io::Error)>> {
+    let top = adds.iter().map(|a| a.key).max().unwrap_or(0);
+    if adds.iter().any(|a| a.epfd <= top || a.src <= top) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut p = [0; 2];
+    // SAFETY: the kernel writes two ints to `p`.
+    check(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) })?;
+    // SAFETY: two fresh descriptors nobody else owns.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+    // The write end above every key too.
+    // SAFETY: a plain fcntl with integer arguments.
+    let wr = owned(unsafe { libc::fcntl(wr.as_raw_fd(), libc::F_DUPFD_CLOEXEC, top + 1) })?;
+    // SAFETY: the child makes raw system calls only (dup2, epoll_ctl,
+    // write, _exit) on memory it has a copy of; the parent carries on.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        let report = wr.as_raw_fd();
+        for (i, a) in adds.iter().enumerate() {
+            let mut ev = libc::epoll_event {
+                events: a.events,
+                u64: a.data,
+            };
+            // SAFETY: integers, and one epoll_event the kernel reads from
+            // a local.
+            let ok = unsafe {
+                libc::dup2(a.src, a.key) == a.key
+                    && libc::epoll_ctl(a.epfd, libc::EPOLL_CTL_ADD, a.key, &mut ev) == 0
+            };
+            if !ok {
+                let f = Failure {
+                    index: i as u32,
+                    // SAFETY: errno's location is the thread's own.
+                    errno: unsafe { *libc::__errno_location() },
+                };
+                // SAFETY: the kernel reads 8 bytes from `f`, a local; then
+                // the helper ends.
+                unsafe {
+                    libc::write(report, std::ptr::from_ref(&f).cast(), 8);
+                    libc::_exit(1)
+                }
+            }
+        }
+        // SAFETY: ends the helper.
+        unsafe { libc::_exit(0) }
+    }
+    check(child)?;
+    drop(wr);
+    let mut status = 0;
+    loop {
+        // SAFETY: waits for our own child; writes one int to `status`.
+        let r = unsafe { libc::waitpid(child, &mut status, 0) };
+        if r == child {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        return Ok(Ok(()));
+    }
+    let mut f = Failure::default();
+    // SAFETY: the kernel writes at most 8 bytes to `f`, a local.
+    let n = unsafe { libc::read(rd.as_raw_fd(), std::ptr::from_mut(&mut f).cast(), 8) };
+    if n != 8 {
+        return Err(io::Error::other(format!(
+            "the epoll registration helper ended with status {status:#x}"
+        )));
+    }
+    Ok(Err((
+        f.index as usize,
+        io::Error::from_raw_os_error(f.errno),
+    )))
+}
