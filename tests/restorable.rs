@@ -32,6 +32,7 @@ fn the_restore_check_takes_what_the_dump_wrote() {
         "files_tmpfile",
         "files_pty",
         "files_ghost",
+        "eventfds",
     ] {
         let (images, w) = dumped(name);
         rcriu::restore::check(images.path()).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -62,13 +63,13 @@ fn the_restore_check_refuses_what_the_restore_would() {
     refused("an AIO ring");
     dir.write_one(ImageFile::Mm(pid as u64), &keep_mm).unwrap();
 
-    // An fd of a kind it does not open (an eventfd).
+    // An fd of a kind it does not open (a BPF map).
     let mut files = keep_files.clone();
     let f = files
         .iter_mut()
         .find(|f| f.tty.is_some())
         .expect("a terminal");
-    f.r#type = pb::FdTypes::Eventfd as i32;
+    f.r#type = pb::FdTypes::Bpfmap as i32;
     dir.write_all(ImageFile::Files, &files).unwrap();
     refused("restoring fd");
     dir.write_all(ImageFile::Files, &keep_files).unwrap();

@@ -9,7 +9,8 @@
  * MODE: none (nothing beyond the slice: the control), thread, child, pipe,
  * socket, shm (shared anonymous memory), writable (a regular file open
  * read-write), lock (a file locked with flock), timer (a POSIX timer),
- * eventfd, uts (a UTS namespace of its own), pending (a blocked signal
+ * userfaultfd (an anonymous inode rcriu does not dump), alarm (a timerfd
+ * on an alarm clock, which CRIU's restore does not take), uts (a UTS namespace of its own), pending (a blocked signal
  * pending). Prints "ready"; on SIGUSR1
  * checks the resource still works as before and writes PASS or FAIL.
  */
@@ -21,7 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -110,9 +112,14 @@ int main(int argc, char **argv)
 		struct itimerspec ts = { { 100, 0 }, { 1000, 0 } };
 		if (timer_create(CLOCK_MONOTONIC, &sev, &timer) || timer_settime(timer, 0, &ts, NULL))
 			return 2;
-	} else if (!strcmp(mode, "eventfd")) {
-		fds[0] = eventfd(7, 0);
+	} else if (!strcmp(mode, "userfaultfd")) {
+		fds[0] = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 		if (fds[0] < 0)
+			return 2;
+	} else if (!strcmp(mode, "alarm")) {
+		struct itimerspec ts = { { 0, 0 }, { 1000, 0 } };
+		fds[0] = timerfd_create(CLOCK_BOOTTIME_ALARM, 0);
+		if (fds[0] < 0 || timerfd_settime(fds[0], 0, &ts, NULL))
 			return 2;
 	} else if (!strcmp(mode, "uts")) {
 		if (unshare(CLONE_NEWUTS) || sethostname("rcriu-scope", 11))
@@ -165,10 +172,14 @@ int main(int argc, char **argv)
 		struct itimerspec cur;
 		if (timer_gettime(timer, &cur) || cur.it_interval.tv_sec != 100)
 			return verdict(argv[1], "FAIL: the timer changed\n");
-	} else if (!strcmp(mode, "eventfd")) {
-		unsigned long long v = 0;
-		if (read(fds[0], &v, 8) != 8 || v != 7)
-			return verdict(argv[1], "FAIL: the eventfd count changed\n");
+	} else if (!strcmp(mode, "userfaultfd")) {
+		int fl = fcntl(fds[0], F_GETFL);
+		if (fl < 0 || !(fl & O_NONBLOCK))
+			return verdict(argv[1], "FAIL: the userfaultfd changed\n");
+	} else if (!strcmp(mode, "alarm")) {
+		struct itimerspec cur;
+		if (timerfd_gettime(fds[0], &cur) || cur.it_value.tv_sec < 900)
+			return verdict(argv[1], "FAIL: the alarm timer changed\n");
 	} else if (!strcmp(mode, "uts")) {
 		struct utsname u;
 		if (uname(&u) || strcmp(u.nodename, "rcriu-scope"))

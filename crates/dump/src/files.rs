@@ -17,7 +17,8 @@
 //! In scope: regular files, directories and memory devices (/dev/null,
 //! /dev/zero, ...) opened in any mode, also with `O_PATH`; deleted regular
 //! files (as ghost files, up to the ghost limit); pipes; FIFOs; pty
-//! masters and slaves. Each keeps its flags, position and owner (fown).
+//! masters and slaves; eventfds, epoll instances, signalfds and timerfds
+//! ([`anon`]). Each keeps its flags, position and owner (fown).
 //! Anything else is refused, naming the fd.
 
 use std::fs::File;

@@ -15,7 +15,8 @@
 //! mappings, memfds and shared anonymous memory ([`memfd`]), hugetlb
 //! memory, with their protections, madvise flags, locks and guard
 //! regions), the vdso, open files ([`files`]: regular and deleted files,
-//! pipes, FIFOs, ptys, memfds), cwd, root, umask;
+//! pipes, FIFOs, ptys, memfds, eventfds, epoll instances, signalfds and
+//! timerfds), cwd, root, umask;
 //! every thread's registers, TLS, signal mask, pending signals, alternate
 //! stack, rseq area, robust list, scheduling, name, timer slack,
 //! credentials and seccomp mode and filters (`threads`); the process's
@@ -27,7 +28,10 @@
 //! rcriu writes one field CRIU does not have: a thread's timer slack, as
 //! `thread_core_entry.rcriu_timer_slack_ns` (field 1000, only when it is
 //! not the kernel's default). CRIU's readers skip it; without it (a CRIU
-//! dump) a restored thread gets the default slack.
+//! dump) a restored thread gets the default slack. Likewise an eventfd's
+//! semaphore mode (`eventfd_file_entry.rcriu_semaphore`) and the number
+//! an epoll target was registered under when its fd moved
+//! (`eventpoll_tfd_entry.rcriu_registered_fd`).
 //!
 //! The images are CRIU 4.2's, field for field (checked by decoding both
 //! tools' dumps of the same stopped process with CRIU's crit), but for:

@@ -693,7 +693,8 @@ fn out_of_scope_resources_are_refused_by_name() {
         ("child", "a child process"),
         ("lock", "a lock on"),
         ("socket", "a socket"),
-        ("eventfd", "eventfd (an anonymous inode)"),
+        ("userfaultfd", "userfaultfd (an anonymous inode)"),
+        ("alarm", "a timerfd on clock 9 (an alarm clock)"),
         ("uts", "uts namespace"),
     ] {
         refused(start("dump_scope", &[mode]), what);

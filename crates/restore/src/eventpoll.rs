@@ -89,7 +89,7 @@ impl Epolls {
                     .find(|(n, _, _)| i64::from(*n) == i64::from(t.tfd))
                     .ok_or_else(|| {
                         Error::unsupported(format!(
-                            "restoring fd {} of process {pid}: its epoll target fd {} is not opened before the process runs",
+                            "restoring fd {} of process {pid} with an epoll target fd {} the process does not hold before it runs",
                             p.fd, t.tfd
                         ))
                     })?;

@@ -106,7 +106,15 @@ pub fn feature(name: &str) -> Answer {
         "pagemap_scan_guard_pages" => pagemap_scan(true),
         "mem_dirty_track" => not_in_rcriu("memory change tracking (pre-dump, --track-mem)"),
         "aio_remap" => not_in_rcriu("AIO rings"),
-        "timerfd" => not_in_rcriu("timerfds"),
+        // A timerfd's unread expirations are set with TFD_IOC_SET_TICKS
+        // (Linux 3.17, with checkpoint/restore support).
+        "timerfd" => {
+            path_exists(
+                "/proc/sys/kernel/ns_last_pid",
+                "checkpoint/restore support (TFD_IOC_SET_TICKS)",
+            )?;
+            kernel_at_least(3, 17, "TFD_IOC_SET_TICKS")
+        }
         "tun" | "tun_ns" => not_in_rcriu("tun devices"),
         "userns" => not_in_rcriu("user namespaces"),
         "fdinfo_lock" => not_in_rcriu("file locks"),
@@ -122,7 +130,15 @@ pub fn feature(name: &str) -> Answer {
         "nsid" | "link_nsid" | "newifindex" | "external_net_ns" => {
             not_in_rcriu("network namespaces")
         }
-        "kcmp_epoll" => not_in_rcriu("epoll"),
+        // An epoll target is found among the fds with kcmp's
+        // KCMP_EPOLL_TFD (Linux 4.13, with checkpoint/restore support).
+        "kcmp_epoll" => {
+            path_exists(
+                "/proc/sys/kernel/ns_last_pid",
+                "checkpoint/restore support (kcmp)",
+            )?;
+            kernel_at_least(4, 13, "KCMP_EPOLL_TFD")
+        }
         "nftables" | "has_ipt_legacy" | "network_lock_nftables" => not_in_rcriu("network locking"),
         "pidfd_store" => not_in_rcriu("a pidfd store"),
         "ns_pid" => not_in_rcriu("pid namespaces"),
@@ -216,7 +232,7 @@ mod tests {
             "uffd",
             "userns",
             "sk_unix_file",
-            "timerfd",
+            "pidfd_store",
         ] {
             let why = feature(name).unwrap_err();
             assert!(why.starts_with("rcriu does not implement"), "{name}: {why}");

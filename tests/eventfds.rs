@@ -1,0 +1,283 @@
+//! Event and notification fds end to end: eventfds, epoll instances,
+//! signalfds and timerfds, in a workload built like an event loop with
+//! events pending at the dump (`eventfds`). It is dumped, killed and
+//! restored (and dumped with --leave-running), then checks every fd's
+//! fdinfo, the events each epoll reports, the values read, the timers'
+//! time left, and that EPOLL_CTL_MOD/DEL find each registration by the
+//! number it was made with. Negative controls change one field of the
+//! images and must make the workload fail, naming what it saw.
+
+mod common;
+
+use common::{cycle, leave_running, setup, start};
+use rcriu::images::{ImageDir, ImageFile, pb};
+use rcriu::{Dump, Restore};
+use rcriu_test_support::TempDir;
+
+/// Rewrites files.img through `f`.
+fn edit_files(dir: &ImageDir, f: impl Fn(&mut pb::FileEntry)) {
+    let mut files = dir.files().unwrap();
+    files.iter_mut().for_each(f);
+    dir.write_all(ImageFile::Files, &files).unwrap();
+}
+
+/// Runs `f` on every epoll target of the dump.
+fn edit_targets(dir: &ImageDir, f: impl Fn(&mut pb::EventpollTfdEntry)) {
+    edit_files(dir, |e| {
+        if let Some(ep) = e.epfd.as_mut() {
+            ep.tfd.iter_mut().for_each(&f);
+        }
+    });
+}
+
+/// The low 16 bits of the workload's epoll data: the fd it names.
+fn tag(t: &pb::EventpollTfdEntry) -> u64 {
+    t.data & 0xffff
+}
+
+#[test]
+fn event_fds_carry_on() {
+    let _g = setup();
+    cycle("eventfds", &[], None).unwrap();
+    leave_running("eventfds", &[]);
+}
+
+#[test]
+fn the_images_say_what_the_process_held() {
+    let _g = setup();
+    let w = start("eventfds", &[]);
+    let images = TempDir::new("eventfds-images");
+    Dump::new(w.pid)
+        .images_dir(images.path())
+        .leave_running(true)
+        .run()
+        .unwrap();
+    let files = ImageDir::open(images.path()).unwrap().files().unwrap();
+    let efds: Vec<&pb::EventfdFileEntry> = files.iter().filter_map(|f| f.efd.as_ref()).collect();
+    assert!(
+        efds.iter()
+            .any(|e| e.counter == 5 && e.flags & libc::O_NONBLOCK as u32 != 0),
+        "{efds:?}"
+    );
+    assert!(
+        efds.iter()
+            .any(|e| e.counter == 3 && e.rcriu_semaphore == Some(true)),
+        "{efds:?}"
+    );
+    let a = files
+        .iter()
+        .filter_map(|f| f.epfd.as_ref())
+        .find(|e| e.tfd.len() == 8)
+        .expect("epoll A and its eight targets");
+    let e = a.tfd.iter().find(|t| tag(t) == 0x2727).unwrap();
+    assert_eq!(
+        (e.tfd, e.rcriu_registered_fd),
+        (28, Some(27)),
+        "E registered as 27, held at 28"
+    );
+    let one_shot = a.tfd.iter().find(|t| tag(t) == 0x1111).unwrap();
+    assert_ne!(one_shot.events & libc::EPOLLONESHOT as u32, 0);
+    let t = files
+        .iter()
+        .filter_map(|f| f.tfd.as_ref())
+        .find(|t| t.ticks == 1)
+        .expect("the expired timerfd");
+    assert_eq!((t.vsec, t.vnsec), (0, 0));
+    let s = files
+        .iter()
+        .filter_map(|f| f.sgfd.as_ref())
+        .find(|s| s.sigmask & (1 << (libc::SIGUSR2 - 1)) != 0)
+        .expect("signalfd 18");
+    assert_ne!(s.sigmask & (1 << (libc::SIGRTMIN() + 1 - 1)), 0);
+
+    // CRIU's own reader takes them (Debian's crit), with the same values.
+    let path = images.path().join("files.img");
+    let out = std::process::Command::new("crit")
+        .args(["decode", "-i"])
+        .arg(&path)
+        .output()
+        .expect("running crit (Debian's criu package)");
+    assert!(out.status.success(), "crit decode files.img: {out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = json["entries"].as_array().unwrap();
+    let count = |t: &str| entries.iter().filter(|e| e["type"] == t).count();
+    assert_eq!(
+        [
+            count("EVENTFD"),
+            count("EVENTPOLL"),
+            count("SIGNALFD"),
+            count("TIMERFD")
+        ],
+        [efds.len(), 3, 2, 4]
+    );
+    let crit_a = entries
+        .iter()
+        .find(|e| e["epfd"]["tfd"].as_array().is_some_and(|t| t.len() == 8))
+        .expect("crit shows epoll A");
+    let crit_e = crit_a["epfd"]["tfd"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["data"].as_u64().is_some_and(|d| d & 0xffff == 0x2727))
+        .unwrap();
+    assert_eq!(crit_e["tfd"], 28, "crit reads the fd that holds E");
+    w.verdict().unwrap();
+}
+
+// -- Negative controls.
+
+fn bump_a_counter(dir: &ImageDir, _pid: i32) {
+    edit_files(dir, |e| {
+        if let Some(f) = e.efd.as_mut()
+            && f.counter == 5
+        {
+            f.counter = 6;
+        }
+    });
+}
+
+fn drop_the_semaphore(dir: &ImageDir, _pid: i32) {
+    edit_files(dir, |e| {
+        if let Some(f) = e.efd.as_mut() {
+            f.rcriu_semaphore = None;
+        }
+    });
+}
+
+fn drop_non_blocking(dir: &ImageDir, _pid: i32) {
+    edit_files(dir, |e| {
+        if let Some(f) = e.efd.as_mut()
+            && f.counter == 5
+        {
+            f.flags &= !(libc::O_NONBLOCK as u32);
+        }
+    });
+}
+
+fn change_a_target_data(dir: &ImageDir, _pid: i32) {
+    edit_targets(dir, |t| {
+        if tag(t) == 0x1818 {
+            t.data ^= 1 << 40;
+        }
+    });
+}
+
+fn drop_a_target(dir: &ImageDir, _pid: i32) {
+    edit_files(dir, |e| {
+        if let Some(ep) = e.epfd.as_mut() {
+            ep.tfd.retain(|t| tag(t) != 0x1515);
+        }
+    });
+}
+
+/// E registered as 28, where it is now: the number differs.
+fn drop_the_registered_number(dir: &ImageDir, _pid: i32) {
+    edit_targets(dir, |t| t.rcriu_registered_fd = None);
+}
+
+/// The file at 27 (F) registered as 27 in E's place: the numbers agree,
+/// the file does not.
+fn register_the_file_at_the_old_number(dir: &ImageDir, _pid: i32) {
+    edit_targets(dir, |t| {
+        if tag(t) == 0x2727
+            && let Some(n) = t.rcriu_registered_fd.take()
+        {
+            t.tfd = n;
+        }
+    });
+}
+
+fn drop_a_signal(dir: &ImageDir, _pid: i32) {
+    edit_files(dir, |e| {
+        if let Some(s) = e.sgfd.as_mut() {
+            s.sigmask &= !(1 << (libc::SIGRTMIN() + 1 - 1));
+        }
+    });
+}
+
+fn add_a_tick(dir: &ImageDir, _pid: i32) {
+    edit_files(dir, |e| {
+        if let Some(t) = e.tfd.as_mut()
+            && t.ticks == 1
+        {
+            t.ticks = 2;
+        }
+    });
+}
+
+fn take_time_off(dir: &ImageDir, _pid: i32) {
+    edit_files(dir, |e| {
+        if let Some(t) = e.tfd.as_mut()
+            && t.isec == 500
+        {
+            t.vsec -= 300;
+        }
+    });
+}
+
+fn change_an_interval(dir: &ImageDir, _pid: i32) {
+    edit_files(dir, |e| {
+        if let Some(t) = e.tfd.as_mut()
+            && t.isec == 7
+        {
+            t.isec = 8;
+        }
+    });
+}
+
+#[test]
+fn corrupted_event_fds_are_noticed() {
+    let _g = setup();
+    let cases: [(common::Tweak, &str); 11] = [
+        (bump_a_counter, "FAIL: fd 10 fdinfo"),
+        (drop_the_semaphore, "FAIL: fd 11 fdinfo"),
+        (drop_non_blocking, "FAIL: fd 10 fdinfo"),
+        (change_a_target_data, "FAIL: fd 20 fdinfo"),
+        (drop_a_target, "FAIL: fd 20 fdinfo"),
+        (drop_the_registered_number, "FAIL: fd 20 fdinfo"),
+        (
+            register_the_file_at_the_old_number,
+            "FAIL: epoll A after a write to E reports",
+        ),
+        (drop_a_signal, "FAIL: fd 18 fdinfo"),
+        (add_a_tick, "FAIL: fd 15 fdinfo"),
+        (take_time_off, "FAIL: timerfd 14 has"),
+        (change_an_interval, "FAIL: fd 17 fdinfo"),
+    ];
+    for (tweak, want) in cases {
+        let e = cycle("eventfds", &[], Some(tweak)).unwrap_err();
+        assert!(e.contains(want), "want {want:?}, got: {e}");
+    }
+}
+
+/// An epoll target that is no fd of the process: the restore refuses
+/// the images by name before any process exists.
+#[test]
+fn an_epoll_target_the_process_does_not_hold_is_refused() {
+    let _g = setup();
+    let mut w = start("eventfds", &[]);
+    let images = TempDir::new("eventfds-missing-target");
+    Dump::new(w.pid).images_dir(images.path()).run().unwrap();
+    w.reap();
+    let dir = ImageDir::open(images.path()).unwrap();
+    edit_targets(&dir, |t| {
+        if tag(t) == 0x1010 {
+            t.tfd = 99;
+        }
+    });
+    std::fs::remove_file(images.path().join(rcriu::images::manifest::MANIFEST)).unwrap();
+    let e = rcriu::restore::check(images.path())
+        .expect_err("the check refuses it")
+        .to_string();
+    assert!(e.contains("target fd 99"), "{e}");
+    let e = Restore::new(images.path())
+        .detach(true)
+        .run()
+        .expect_err("the restore refuses it")
+        .to_string();
+    assert!(e.contains("target fd 99"), "{e}");
+    assert!(
+        std::fs::metadata(format!("/proc/{}", w.pid)).is_err(),
+        "no process is left"
+    );
+}
