@@ -281,3 +281,104 @@ fn an_epoll_target_the_process_does_not_hold_is_refused() {
         "no process is left"
     );
 }
+
+// -- inotify.
+
+#[test]
+fn inotify_watches_carry_on() {
+    let _g = setup();
+    cycle("notify", &[], None).unwrap();
+    leave_running("notify", &[]);
+}
+
+/// Runs `f` on every inotify watch of the dump.
+fn edit_watches(dir: &ImageDir, f: impl Fn(&mut pb::InotifyWdEntry)) {
+    edit_files(dir, |e| {
+        if let Some(i) = e.ify.as_mut() {
+            i.wd.iter_mut().for_each(&f);
+        }
+    });
+}
+
+/// Without paths, each watched file is found by its handle.
+fn drop_the_paths(dir: &ImageDir, _pid: i32) {
+    edit_watches(dir, |w| w.f_handle.path = None);
+}
+
+#[test]
+fn watched_files_are_found_by_handle_without_a_path() {
+    let _g = setup();
+    cycle("notify", &[], Some(drop_the_paths)).unwrap();
+}
+
+fn drop_one_shot(dir: &ImageDir, _pid: i32) {
+    edit_watches(dir, |w| w.mask &= !libc::IN_ONESHOT);
+}
+
+fn renumber_a_watch(dir: &ImageDir, _pid: i32) {
+    edit_watches(dir, |w| {
+        if w.wd == 5 {
+            w.wd = 6;
+        }
+    });
+}
+
+/// wd 2 (a.txt) put on c.txt, a file no watch is on.
+fn watch_another_file(dir: &ImageDir, _pid: i32) {
+    let files = dir.files().unwrap();
+    let mut c_path = files
+        .iter()
+        .filter_map(|f| f.ify.as_ref())
+        .flat_map(|i| i.wd.iter())
+        .find(|w| w.wd == 5)
+        .and_then(|w| w.f_handle.path.clone())
+        .expect("wd 5 has a path");
+    assert!(c_path.ends_with(b"/d.txt"), "wd 5 is on d.txt");
+    c_path.truncate(c_path.len() - "d.txt".len());
+    c_path.extend_from_slice(b"c.txt");
+    edit_watches(dir, |w| {
+        if w.wd == 2 {
+            w.f_handle.path = Some(c_path.clone());
+        }
+    });
+}
+
+fn drop_a_watch(dir: &ImageDir, _pid: i32) {
+    edit_files(dir, |e| {
+        if let Some(i) = e.ify.as_mut() {
+            i.wd.retain(|w| w.wd != 1);
+        }
+    });
+}
+
+#[test]
+fn corrupted_watches_are_noticed() {
+    let _g = setup();
+    let cases: [(common::Tweak, &str); 4] = [
+        (drop_one_shot, "FAIL: fd 10 fdinfo"),
+        (renumber_a_watch, "FAIL: fd 10 fdinfo"),
+        (watch_another_file, "FAIL: fd 10 fdinfo"),
+        (drop_a_watch, "FAIL: fd 10 fdinfo"),
+    ];
+    for (tweak, want) in cases {
+        let e = cycle("notify", &[], Some(tweak)).unwrap_err();
+        assert!(e.contains(want), "want {want:?}, got: {e}");
+    }
+}
+
+#[test]
+fn a_watch_on_a_removed_file_is_refused_by_name() {
+    let _g = setup();
+    let w = start("notify", &["deleted"]);
+    let images = TempDir::new("notify-deleted");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect_err("a watch on a removed file is refused")
+        .to_string();
+    assert!(
+        e.contains("fd 10: an inotify watch (6)") && e.contains("c.txt"),
+        "{e}"
+    );
+    w.verdict().expect("the process runs on as it was");
+}

@@ -33,6 +33,7 @@ const SLEEPERS: &[&str] = &[
     "onstack",
     "task_attrs",
     "eventfds",
+    "notify",
 ];
 
 /// The workloads whose inside is not probed: a thread of rseq_cs lives

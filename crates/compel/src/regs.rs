@@ -92,7 +92,11 @@ impl UserRegs {
 
     /// The registers as CRIU stores them in an image: a restartable syscall
     /// becomes `ax = orig_ax, ip -= 2` (it runs again); one with a restart
-    /// block returns `-EINTR`.
+    /// block returns `-EINTR` (the block is the kernel's, and a restored
+    /// task has none), but for a wait without a timeout that running
+    /// again from the start finishes alike ([`Self::runs_again_alike`]):
+    /// it runs again too, where CRIU's `-EINTR` ends programs that take
+    /// it for a failure (`tail -f` in its poll).
     pub fn adjusted_for_image(&self) -> UserRegs {
         let mut r = *self;
         match self.restart() {
@@ -101,9 +105,32 @@ impl UserRegs {
                 r.ax = r.orig_ax;
                 r.ip = r.ip.wrapping_sub(2);
             }
+            Restart::RestartBlock if self.runs_again_alike() => {
+                r.ax = r.orig_ax;
+                r.ip = r.ip.wrapping_sub(2);
+            }
             Restart::RestartBlock => r.ax = (-(libc::EINTR as i64)) as u64,
         }
         r
+    }
+
+    /// Whether the syscall the task is stopped in, interrupted with a
+    /// restart block, does the same when made again from the start: a
+    /// wait for file events with no timeout and no signal mask of its own
+    /// (poll with a negative timeout, ppoll, select and pselect6 with
+    /// none). A wait with a timeout would start it over; one with a mask
+    /// installs it for the wait.
+    pub fn runs_again_alike(&self) -> bool {
+        if !self.is_native() {
+            return false;
+        }
+        match self.orig_ax as i64 {
+            libc::SYS_poll => (self.dx as i32) < 0,
+            libc::SYS_ppoll => self.dx == 0 && self.r10 == 0,
+            libc::SYS_select => self.r8 == 0,
+            libc::SYS_pselect6 => self.r8 == 0 && self.r9 == 0,
+            _ => false,
+        }
     }
 
     /// The registers the kernel would resume the task with, after its own
@@ -395,6 +422,16 @@ mod tests {
         let r = in_syscall(-ERESTARTNOHAND).adjusted_for_image();
         assert_eq!((r.ax, r.ip), (230, 0x1000));
         let r = in_syscall(-ERESTART_RESTARTBLOCK).adjusted_for_image();
+        assert_eq!((r.ax as i64, r.ip), (-4, 0x1002));
+        // poll without a timeout runs again, with one it returns -EINTR.
+        let mut poll = in_syscall(-ERESTART_RESTARTBLOCK);
+        poll.orig_ax = libc::SYS_poll as u64;
+        poll.cs = USER_CS;
+        poll.dx = u64::from(u32::MAX);
+        let r = poll.adjusted_for_image();
+        assert_eq!((r.ax, r.ip), (7, 0x1000));
+        poll.dx = 1000;
+        let r = poll.adjusted_for_image();
         assert_eq!((r.ax as i64, r.ip), (-4, 0x1002));
         let r = in_syscall(-ERESTART_RESTARTBLOCK).adjusted_for_resume();
         assert_eq!((r.ax, r.ip, r.orig_ax), (219, 0x1000, u64::MAX));

@@ -1,13 +1,14 @@
 //! Files on anonymous inodes (`anon_inode:[NAME]` links): which kinds
 //! rcriu dumps, each by its module ([`eventfd`](crate::eventfd),
 //! [`eventpoll`](crate::eventpoll), [`signalfd`](crate::signalfd),
-//! [`timerfd`](crate::timerfd)), and the refusal of the others by name.
+//! [`timerfd`](crate::timerfd), [`inotify`](crate::inotify)), and the
+//! refusal of the others by name.
 
 use rcriu_images::pb;
 use rcriu_proc::{FdInfo, Pid};
 
 use crate::files::OpenFd;
-use crate::{Error, Result, eventfd, eventpoll, signalfd, timerfd};
+use crate::{Error, Result, eventfd, eventpoll, inotify, signalfd, timerfd};
 
 /// A kind of file on an anonymous inode that rcriu dumps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +17,7 @@ pub enum Kind {
     Eventpoll,
     Signalfd,
     Timerfd,
+    Inotify,
 }
 
 impl Kind {
@@ -36,6 +38,7 @@ impl Kind {
             b"eventpoll" => Kind::Eventpoll,
             b"signalfd" => Kind::Signalfd,
             b"timerfd" => Kind::Timerfd,
+            b"inotify" => Kind::Inotify,
             _ => return None,
         })
     }
@@ -46,6 +49,7 @@ impl Kind {
             Kind::Eventpoll => pb::FdTypes::Eventpoll,
             Kind::Signalfd => pb::FdTypes::Signalfd,
             Kind::Timerfd => pb::FdTypes::Timerfd,
+            Kind::Inotify => pb::FdTypes::Inotify,
         }
     }
 }
@@ -81,6 +85,7 @@ pub fn entry(
         Kind::Eventpoll => e.epfd = Some(eventpoll::entry(pid, id, f, fown)?),
         Kind::Signalfd => e.sgfd = Some(signalfd::entry(pid, id, f, fown)?),
         Kind::Timerfd => e.tfd = Some(timerfd::entry(pid, id, f, fown)?),
+        Kind::Inotify => e.ify = Some(inotify::entry(pid, id, f, fown)?),
     }
     Ok(e)
 }

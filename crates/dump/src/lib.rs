@@ -69,6 +69,7 @@ mod files_sys;
 pub mod fs;
 pub mod ghost;
 pub mod ids;
+pub mod inotify;
 pub mod inventory;
 pub mod memfd;
 pub mod mm;

@@ -250,13 +250,17 @@ pub static TABLE: &[Entry] = &[
     e(
         "--force-irmap",
         "force_irmap",
-        NotYet("inotify and fanotify watches"),
+        NoOp(
+            "rcriu always writes the path of every watched file, found through its file handle, which is what it asks criu for",
+        ),
         |o, _| o.force_irmap,
     ),
     e(
         "--irmap-scan-path",
         "irmap_scan_paths",
-        NotYet("inotify and fanotify watches"),
+        NoOp(
+            "rcriu scans no directory for a watched file: it finds each through its file handle, and refuses a watch whose handle no longer opens",
+        ),
         |o, _| !o.irmap_scan_paths.is_empty(),
     ),
     e(

@@ -1,6 +1,7 @@
 //! Files on anonymous inodes: each made again by its module
 //! ([`eventfd`](crate::eventfd), [`eventpoll`](crate::eventpoll),
-//! [`signalfd`](crate::signalfd), [`timerfd`](crate::timerfd)) before the
+//! [`signalfd`](crate::signalfd), [`timerfd`](crate::timerfd),
+//! [`inotify`](crate::inotify)) before the
 //! fork, inherited by the process as its other files are. Epoll targets
 //! are registered once every fd of the process is open.
 
@@ -8,7 +9,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 
 use rcriu_images::pb;
 
-use crate::{Error, Result, eventfd, eventpoll, files_sys, signalfd, timerfd};
+use crate::{Error, Result, eventfd, eventpoll, files_sys, inotify, signalfd, timerfd};
 
 /// What makes the files on anonymous inodes of a restore.
 #[derive(Debug, Default)]
@@ -37,6 +38,9 @@ impl Anon {
             (Ok(pb::FdTypes::Timerfd), pb::FileEntry { tfd: Some(e), .. }) => {
                 (timerfd::open(e)?, e.fown)
             }
+            (Ok(pb::FdTypes::Inotify), pb::FileEntry { ify: Some(e), .. }) => {
+                (inotify::open(e)?, e.fown)
+            }
             _ => return Ok(None),
         }))
     }
@@ -63,6 +67,10 @@ pub fn check(pid: u32, fd: u32, entry: &pb::FileEntry, fdinfo: &[pb::FdinfoEntry
         (Ok(pb::FdTypes::Signalfd), pb::FileEntry { sgfd: Some(_), .. }) => true,
         (Ok(pb::FdTypes::Timerfd), pb::FileEntry { tfd: Some(e), .. }) => {
             timerfd::check(e)?;
+            true
+        }
+        (Ok(pb::FdTypes::Inotify), pb::FileEntry { ify: Some(e), .. }) => {
+            inotify::check(e)?;
             true
         }
         _ => false,

@@ -179,3 +179,106 @@ pub fn epoll_add_at(adds: &[EpollAdd]) -> io::Result<Result<(), (usize, io::Erro
         io::Error::from_raw_os_error(f.errno),
     )))
 }
+
+const INOTIFY_IOC_SETNEXTWD: libc::c_ulong = 0x4004_4900;
+
+/// Makes `wd` the watch descriptor the next watch added to the inotify
+/// instance `fd` gets (`INOTIFY_IOC_SETNEXTWD`).
+pub fn inotify_set_next_wd(fd: BorrowedFd<'_>, wd: i32) -> io::Result<()> {
+    // SAFETY: the ioctl takes an integer argument.
+    check(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            INOTIFY_IOC_SETNEXTWD,
+            libc::c_long::from(wd),
+        )
+    })
+    .map(drop)
+}
+
+/// A new inotify instance with `flags` (IN_NONBLOCK, IN_CLOEXEC).
+pub fn inotify_init(flags: i32) -> io::Result<OwnedFd> {
+    // SAFETY: inotify_init1 takes an integer.
+    owned(unsafe { libc::inotify_init1(flags) })
+}
+
+/// Adds a watch on the file open as `target` (through its /proc link,
+/// which the kernel follows to the file itself) with `mask`; the watch
+/// descriptor.
+pub fn inotify_add_watch(fd: BorrowedFd<'_>, target: BorrowedFd<'_>, mask: u32) -> io::Result<i32> {
+    let link = std::ffi::CString::new(format!("/proc/self/fd/{}", target.as_raw_fd()))
+        .expect("a /proc link has no NUL");
+    // SAFETY: the kernel reads the NUL-terminated path `link`.
+    check(unsafe { libc::inotify_add_watch(fd.as_raw_fd(), link.as_ptr(), mask) })
+}
+
+/// The longest file handle the kernel makes (`MAX_HANDLE_SZ`).
+pub const MAX_HANDLE_SZ: usize = 128;
+
+/// `struct file_handle` with room for the longest handle.
+#[repr(C)]
+struct FileHandle {
+    bytes: u32,
+    handle_type: i32,
+    handle: [u8; MAX_HANDLE_SZ],
+}
+
+const _: () = assert!(std::mem::offset_of!(FileHandle, handle) == 8);
+
+/// Opens (`O_PATH`) the file of handle `handle` of type `handle_type` on
+/// the filesystem of the mount open as `mount` (`open_by_handle_at`).
+pub fn open_by_handle(
+    mount: BorrowedFd<'_>,
+    handle_type: i32,
+    handle: &[u8],
+) -> io::Result<OwnedFd> {
+    if handle.len() > MAX_HANDLE_SZ {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut h = FileHandle {
+        bytes: handle.len() as u32,
+        handle_type,
+        handle: [0; MAX_HANDLE_SZ],
+    };
+    h.handle[..handle.len()].copy_from_slice(handle);
+    // SAFETY: the kernel reads one file_handle of `bytes` bytes from `h`,
+    // a local with room for the longest.
+    owned(unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            libc::c_long::from(mount.as_raw_fd()),
+            std::ptr::from_mut(&mut h),
+            libc::c_long::from(libc::O_PATH | libc::O_CLOEXEC),
+        ) as libc::c_int
+    })
+}
+
+/// The handle of the file at `path` (`name_to_handle_at`): its type
+/// and bytes.
+#[cfg(test)]
+pub fn name_to_handle(path: &std::path::Path) -> io::Result<(i32, Vec<u8>)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut h = FileHandle {
+        bytes: MAX_HANDLE_SZ as u32,
+        handle_type: 0,
+        handle: [0; MAX_HANDLE_SZ],
+    };
+    let mut mnt: libc::c_int = 0;
+    // SAFETY: the kernel reads the NUL-terminated `c` and writes at most
+    // MAX_HANDLE_SZ bytes of handle into `h` and one int into `mnt`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            libc::c_long::from(libc::AT_FDCWD),
+            c.as_ptr(),
+            std::ptr::from_mut(&mut h),
+            std::ptr::from_mut(&mut mnt),
+            0 as libc::c_long,
+        )
+    };
+    check(r as libc::c_int)?;
+    let n = (h.bytes as usize).min(MAX_HANDLE_SZ);
+    Ok((h.handle_type, h.handle[..n].to_vec()))
+}

@@ -25,11 +25,13 @@ mod core;
 mod error;
 mod eventfd;
 mod eventpoll;
+pub mod fhandle;
 mod files;
 #[allow(unsafe_code)]
 mod files_sys;
 mod finish;
 mod ghost;
+mod inotify;
 mod load;
 mod memfd;
 mod mm;

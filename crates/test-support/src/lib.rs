@@ -751,6 +751,83 @@ impl Drop for Counter {
     }
 }
 
+/// A real program (not one of our workloads) started in a new session
+/// in `dir`, with /dev/null for its standard input and `dir/out` and
+/// `dir/err` for its standard output and error.
+#[derive(Debug)]
+pub struct Program {
+    pub pid: i32,
+    pub dir: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl Program {
+    pub fn start(dir: &Path, argv: &[&str]) -> Program {
+        let file = |name: &str| {
+            std::fs::File::create(dir.join(name))
+                .unwrap_or_else(|e| panic!("creating {name} for {argv:?}: {e}"))
+        };
+        let mut cmd = Command::new(argv[0]);
+        cmd.args(&argv[1..])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(file("out"))
+            .stderr(file("err"));
+        in_new_session(&mut cmd);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {argv:?}: {e}"));
+        Program {
+            pid: child.id() as i32,
+            dir: dir.to_owned(),
+            child: Some(child),
+        }
+    }
+
+    /// Waits until the text of `file` (in its directory) satisfies
+    /// `ready` (the program's own progress: a handshake), and returns
+    /// it; fails, saying `what` was awaited, after [`HANG_GUARD`].
+    pub fn wait_for(&self, file: &str, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let path = self.dir.join(file);
+        let start = std::time::Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if ready(&text) {
+                return text;
+            }
+            let err = std::fs::read_to_string(self.dir.join("err")).unwrap_or_default();
+            assert!(
+                start.elapsed() < HANG_GUARD,
+                "process {}: never {what} ({file}: {text:?}, err: {err:?})",
+                self.pid
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Waits for it to end after something killed it (a dump), freeing
+    /// its pid; returns the raw wait status.
+    pub fn reap(&mut self) -> i32 {
+        let status = wait_exit(self.pid).expect("the dumped program ends");
+        if let Some(c) = self.child.take() {
+            std::mem::forget(c);
+        }
+        status
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        // SAFETY: plain kill(2) and waitpid(2) on our own child (the
+        // original, or the restored process, created by this process).
+        unsafe {
+            if libc::kill(self.pid, libc::SIGKILL) == 0 {
+                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+}
+
 /// Marks the fds this process inherited (a test harness's pipes, say)
 /// close-on-exec, so that the processes it starts hold none of them: a
 /// dump would see them.
