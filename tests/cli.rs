@@ -218,8 +218,6 @@ fn options_rcriu_cannot_honour_are_refused_by_name() {
     let t = TempDir::new("cli-refused-opts");
     for (opts, name) in [
         (&["--tcp-established"][..], "--tcp-established"),
-        (&["--file-locks"], "--file-locks"),
-        (&["-l"], "--file-locks"),
         (&["--link-remap"], "--link-remap"),
         (&["--ext-unix-sk"], "--ext-unix-sk"),
         (&["--external", "mnt[/x]:y"], "--external"),

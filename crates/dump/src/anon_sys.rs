@@ -1,7 +1,7 @@
 //! The calls the dump of files on anonymous inodes (and of the other
 //! special files) makes that neither std nor rustix offers: comparing an
 //! epoll instance's targets with the fds of a process
-//! (`kcmp(KCMP_EPOLL_TFD)`).
+//! (`kcmp(KCMP_EPOLL_TFD)`), reading a file's lease (`F_GETLEASE`).
 //!
 //! # Safety
 //! A module of the crate with `unsafe` (with `sys` and `files_sys`). Each
@@ -53,4 +53,16 @@ pub fn is_epoll_target(pid: Pid, fd: i32, slot: &EpollSlot) -> io::Result<bool> 
         };
     }
     Ok(r == 0)
+}
+
+/// The lease an open file holds, or what a lease being broken breaks
+/// to (`F_GETLEASE`): F_RDLCK, F_WRLCK or F_UNLCK.
+pub fn lease(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<i32> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain fcntl without argument.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETLEASE) };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r)
 }

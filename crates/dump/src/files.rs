@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use rcriu_images::{ImageDir, ImageFile, pb};
 use rcriu_proc::{Fd, FdInfo, FdTarget, Pid};
 
-use crate::{Error, Result, anon, fifo, files_sys, ghost, pipes, sys, tty};
+use crate::{Error, Result, anon, fifo, file_lock, files_sys, ghost, pipes, sys, tty};
 
 /// What a file entry needs to know of a file.
 #[derive(Debug, Clone)]
@@ -245,9 +245,6 @@ pub fn check_fd(pid: Pid, fd: &Fd, fdinfo: &FdInfo) -> Result<()> {
     if path.as_os_str().as_bytes().starts_with(b"/memfd:") {
         return Err(refuse(format!("a memfd ({})", path.display())));
     }
-    if !fdinfo.locks.is_empty() {
-        return Err(refuse(format!("a lock on {}", path.display())));
-    }
     // The link, not followed further: the file itself, not opened again.
     let link = format!("/proc/{pid}/fd/{}", fd.fd);
     let m = std::fs::metadata(&link).map_err(Error::file(pid, &link))?;
@@ -299,6 +296,8 @@ pub struct Options {
     /// The task may hold a terminal whose other end is outside the dump
     /// (criu's `--shell-job`).
     pub shell_job: bool,
+    /// Locks and leases are dumped (criu's `--file-locks`), not refused.
+    pub file_locks: bool,
 }
 
 /// criu's default `--ghost-limit`: 1 MiB.
@@ -319,6 +318,7 @@ pub struct Files {
     ghosts: ghost::Ghosts,
     extra: Extra,
     ttys: tty::Seen,
+    locks: file_lock::Locks,
 }
 
 /// The images of the open files beside files.img: link remaps, buffered
@@ -329,6 +329,7 @@ pub struct Extra {
     pub pipes_data: Vec<pipes::Captured>,
     pub fifo_data: Vec<pipes::Captured>,
     pub tty_info: Vec<pb::TtyInfoEntry>,
+    pub file_locks: Vec<pb::FileLockEntry>,
 }
 
 impl Extra {
@@ -347,6 +348,11 @@ impl Extra {
         if !self.tty_info.is_empty() {
             let dir = create(ImageFile::TtyInfo)?;
             dir.write_all(ImageFile::TtyInfo, &self.tty_info)
+                .map_err(Error::image(pid))?;
+        }
+        if !self.file_locks.is_empty() {
+            let dir = create(ImageFile::FileLocks)?;
+            dir.write_all(ImageFile::FileLocks, &self.file_locks)
                 .map_err(Error::image(pid))?;
         }
         pipes::write(pid, ImageFile::PipesData, &self.pipes_data, create)?;
@@ -413,6 +419,7 @@ impl Files {
             ghosts: ghost::Ghosts::default(),
             extra: Extra::default(),
             ttys: tty::Seen::default(),
+            locks: file_lock::Locks::default(),
         }
     }
 
@@ -480,6 +487,7 @@ impl Files {
         self.cache.push((f.info.dev, f.info.ino, f.info.mnt_id, id));
         let fown = fown(self.pid, f)?;
         let pid = self.pid;
+        self.locks.note(pid, f, self.opts.file_locks)?;
         match f.kind() {
             FdKind::Reg => {
                 if f.info.unlinked() {
@@ -554,6 +562,7 @@ impl Files {
     /// every pty slave has its master (or is the shell's terminal).
     pub fn take_extra(&mut self) -> Result<Extra> {
         self.ttys.check_pairs(self.pid, self.opts.shell_job)?;
+        self.extra.file_locks = std::mem::take(&mut self.locks.entries);
         Ok(std::mem::take(&mut self.extra))
     }
 
@@ -632,6 +641,7 @@ mod tests {
             Options {
                 ghost_limit: DEFAULT_GHOST_LIMIT,
                 shell_job: false,
+                file_locks: false,
             },
         )
     }

@@ -63,6 +63,7 @@ mod error;
 pub mod eventfd;
 pub mod eventpoll;
 pub mod fifo;
+pub mod file_lock;
 pub mod files;
 #[allow(unsafe_code)]
 mod files_sys;
@@ -150,6 +151,7 @@ pub struct Dump {
     shell_job: bool,
     freeze_cgroup: Option<PathBuf>,
     ghost_limit: u64,
+    file_locks: bool,
     stats_dir: Option<PathBuf>,
     hook: Option<Hooked>,
 }
@@ -166,6 +168,7 @@ impl Dump {
             shell_job: false,
             freeze_cgroup: None,
             ghost_limit: files::DEFAULT_GHOST_LIMIT,
+            file_locks: false,
             stats_dir: None,
             hook: None,
         }
@@ -232,6 +235,13 @@ impl Dump {
         self
     }
 
+    /// Dump the locks and leases the process holds (criu's `-l`,
+    /// `--file-locks`), rather than refuse them.
+    pub fn file_locks(mut self, yes: bool) -> Dump {
+        self.file_locks = yes;
+        self
+    }
+
     /// Dumps the process. On success the images are complete and the
     /// process is running (`leave_running`), stopped (`leave_stopped`) or
     /// killed; on failure it runs on as it was and the images this run
@@ -246,6 +256,7 @@ impl Dump {
             shell_job: self.shell_job,
             freeze_cgroup: self.freeze_cgroup,
             ghost_limit: self.ghost_limit,
+            file_locks: self.file_locks,
             stats_dir: self.stats_dir,
             hook: self.hook,
         })

@@ -50,6 +50,8 @@ pub struct Options {
     pub freeze_cgroup: Option<PathBuf>,
     /// criu's `--ghost-limit`, in bytes.
     pub ghost_limit: u64,
+    /// criu's `--file-locks`.
+    pub file_locks: bool,
     /// criu's `--leave-stopped`.
     pub leave_stopped: bool,
     /// Where `stats-dump` goes, when not beside the images.
@@ -538,6 +540,7 @@ fn collect(
         files::Options {
             ghost_limit: o.ghost_limit,
             shell_job: o.shell_job,
+            file_locks: o.file_locks,
         },
     );
     let mut memfds = memfd::Memfds::new(pid)?;

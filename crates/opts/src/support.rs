@@ -232,12 +232,7 @@ pub static TABLE: &[Entry] = &[
         NotYet("link remaps of unlinked files"),
         |o, _| o.link_remap,
     ),
-    e(
-        "-l, --file-locks",
-        "file_locks",
-        NotYet("file locks"),
-        |o, _| o.file_locks,
-    ),
+    e("-l, --file-locks", "file_locks", Honoured, never),
     e("--ghost-limit", "ghost_limit", Honoured, never),
     e(
         "--ghost-fiemap",

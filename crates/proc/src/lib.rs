@@ -35,6 +35,7 @@ mod cgroup;
 mod error;
 mod fd;
 mod limits;
+mod lock;
 mod maps;
 mod misc;
 mod mountinfo;
@@ -58,6 +59,7 @@ pub use fd::{
     TimerfdInfo, parse_fdinfo,
 };
 pub use limits::{Limits, RLIM_INFINITY, RLIM_NLIMITS, Rlimit, parse_limits};
+pub use lock::{FileLock, LockKind, LockState, LockType, parse_lock};
 pub use maps::{
     Prot, SmapsStats, SmapsVma, VmFlags, Vma, VmaPath, parse_maps, parse_maps_into, parse_smaps,
     parse_smaps_into, parse_vma_line,

@@ -282,3 +282,23 @@ pub fn name_to_handle(path: &std::path::Path) -> io::Result<(i32, Vec<u8>)> {
     let n = (h.bytes as usize).min(MAX_HANDLE_SZ);
     Ok((h.handle_type, h.handle[..n].to_vec()))
 }
+
+/// Takes an OFD lock (`F_OFD_SETLK`, never waiting) of `ltype`
+/// (F_RDLCK, F_WRLCK) over `len` bytes from `start` (0: to the end).
+pub fn ofd_lock(fd: BorrowedFd<'_>, ltype: i16, start: i64, len: i64) -> io::Result<()> {
+    // SAFETY: all-zero is a valid struct flock.
+    let mut l: libc::flock = unsafe { std::mem::zeroed() };
+    l.l_type = ltype;
+    l.l_whence = libc::SEEK_SET as i16;
+    l.l_start = start;
+    l.l_len = len;
+    // SAFETY: the kernel reads one struct flock from `l`, a local.
+    check(unsafe {
+        libc::fcntl(
+            fd.as_raw_fd(),
+            libc::F_OFD_SETLK,
+            std::ptr::from_mut(&mut l),
+        )
+    })
+    .map(drop)
+}

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use rcriu_images::{ImageFile, pb};
 
 use crate::load::Images;
-use crate::{Error, Result, anon, files_sys, ghost, pipes, tty};
+use crate::{Error, Result, anon, file_lock, files_sys, ghost, pipes, tty};
 
 /// How opened and mapped files are checked against the dump (criu's
 /// `--file-validation`).
@@ -195,8 +195,13 @@ pub enum Ctty {
 
 /// Opens every fd of the process as it was: one open file per file id
 /// (with its flags, position and owner's signal), copied to every fd that
-/// shares it.
-pub fn plan(img: &Images, validation: FileValidation, shell_job: bool) -> Result<FdPlan> {
+/// shares it; takes the locks of the open files when `file_locks`.
+pub fn plan(
+    img: &Images,
+    validation: FileValidation,
+    shell_job: bool,
+    file_locks: bool,
+) -> Result<FdPlan> {
     let files_id = img.task.ids.files_id;
     let from = ImageFile::Fdinfo(files_id.into());
     let mut plan = FdPlan::default();
@@ -212,6 +217,7 @@ pub fn plan(img: &Images, validation: FileValidation, shell_job: bool) -> Result
         tmpfiles: BTreeMap::new(),
         tmpfile_ghosts: Vec::new(),
         anon: anon::Anon::default(),
+        locks: file_lock::Locks::load(&img.dir, file_locks)?,
     };
     op.tmpfile_ghosts = img
         .files
@@ -280,6 +286,7 @@ pub fn plan(img: &Images, validation: FileValidation, shell_job: bool) -> Result
         plan.fds.push((fd, cloexec, file));
     }
     op.anon.finish_process(img.task.pid, &plan.fds)?;
+    op.locks.take(img.task.pid, &plan.fds)?;
     let pst = &img.task.pstree;
     if plan.ctty.is_none() && pst.sid == pst.pid {
         plan.ctty = op.ttys.session_slave(pst.sid)?.map(Ctty::Extra);
@@ -300,6 +307,7 @@ pub fn check_kinds(img: &Images) -> Result<()> {
     let from = ImageFile::Fdinfo(img.task.ids.files_id.into());
     let ttys = tty::Ttys::load(&img.dir)?;
     ghost::Ghosts::load(&img.dir)?;
+    file_lock::check(&file_lock::read(&img.dir)?, img.task.pid, &img.task.fdinfo)?;
     for e in &img.task.fdinfo {
         let entry = img.file(e.id, &from)?;
         let known = match pb::FdTypes::try_from(entry.r#type) {
@@ -364,8 +372,10 @@ struct Opener<'a> {
     /// ghost id → the unnamed temporary file made again, and whether its
     /// own description went to an fd.
     tmpfiles: BTreeMap<u32, (std::fs::File, bool)>,
-    /// eventfds, epoll instances, signalfds, timerfds.
+    /// eventfds, epoll instances, signalfds, timerfds, inotify.
     anon: anon::Anon,
+    /// Locks and leases to take.
+    locks: file_lock::Locks,
 }
 
 impl Opener<'_> {

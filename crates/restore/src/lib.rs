@@ -26,6 +26,7 @@ mod error;
 mod eventfd;
 mod eventpoll;
 pub mod fhandle;
+mod file_lock;
 mod files;
 #[allow(unsafe_code)]
 mod files_sys;
@@ -114,6 +115,7 @@ pub struct Restore {
     detach: bool,
     shell_job: bool,
     leave_stopped: bool,
+    file_locks: bool,
     validation: FileValidation,
     force_vdso_proxy: bool,
     stats_dir: Option<PathBuf>,
@@ -141,6 +143,7 @@ impl Restore {
             detach: false,
             shell_job: false,
             leave_stopped: false,
+            file_locks: false,
             validation: FileValidation::default(),
             force_vdso_proxy: false,
             stats_dir: None,
@@ -192,6 +195,14 @@ impl Restore {
     /// to end.
     pub fn detach(mut self, yes: bool) -> Restore {
         self.detach = yes;
+        self
+    }
+
+    /// Take the locks and leases the images hold (criu's `-l`,
+    /// `--file-locks`); without it they are left untaken, as criu leaves
+    /// them.
+    pub fn file_locks(mut self, yes: bool) -> Restore {
+        self.file_locks = yes;
         self
     }
 
@@ -254,7 +265,7 @@ impl Restore {
         for t in &mut core.threads {
             t.args.creds.last_cap = last_cap;
         }
-        let mut fds = files::plan(&img, self.validation, self.shell_job)?;
+        let mut fds = files::plan(&img, self.validation, self.shell_job, self.file_locks)?;
         fds.fds.extend(memfd::plan_fds(&img, &mut mem.memfds)?);
         fds.fds.sort_by_key(|(fd, _, _)| *fd);
         let fs = files::plan_fs(&img)?;

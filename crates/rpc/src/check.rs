@@ -117,7 +117,8 @@ pub fn feature(name: &str) -> Answer {
         }
         "tun" | "tun_ns" => not_in_rcriu("tun devices"),
         "userns" => not_in_rcriu("user namespaces"),
-        "fdinfo_lock" => not_in_rcriu("file locks"),
+        // Locks are read from fdinfo's lock lines (Linux 4.1).
+        "fdinfo_lock" => kernel_at_least(4, 1, "lock lines in fdinfo"),
         "cgroupns" => not_in_rcriu("cgroup namespaces"),
         "autofs" => not_in_rcriu("autofs mounts"),
         "tcp_half_closed" => not_in_rcriu("TCP connections"),

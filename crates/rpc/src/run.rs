@@ -68,6 +68,7 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
         .leave_stopped(o.final_state == FinalState::Stopped)
         .shell_job(o.shell_job)
         .ghost_limit(o.ghost_limit)
+        .file_locks(o.file_locks)
         .stats_dir(&work);
     if actions.any() {
         d = d.hook(hook);
@@ -129,6 +130,7 @@ pub fn restore(o: &Options, face: Face, actions: &Actions, detach: bool) -> Resu
     let mut r = Restore::new(&images)
         .detach(detach || !o.exec_command.is_empty())
         .shell_job(o.shell_job)
+        .file_locks(o.file_locks)
         .leave_stopped(o.final_state == FinalState::Stopped)
         .stats_dir(&work)
         .hook(hook);

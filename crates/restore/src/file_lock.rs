@@ -1,0 +1,124 @@
+//! File locks and leases (`filelocks.img`, criu's `--file-locks`): OFD
+//! locks belong to the open file description and show no owner: they are
+//! taken here, on the open files the process inherits, once every fd of
+//! the process is open. flock locks and leases show the pid of who took
+//! them, and POSIX locks belong to the process itself: the process must
+//! take them, which it does not yet; the check refuses them.
+//!
+//! Without `--file-locks` the locks of the images are left untaken, as
+//! criu leaves them, with a warning.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use rcriu_images::{ImageDir, ImageFile, pb};
+
+use crate::{Error, Result, anon_sys};
+
+/// `file_lock_entry.flag`.
+const FL_POSIX: u32 = 1;
+const FL_FLOCK: u32 = 2;
+const FL_OFD: u32 = 4;
+const FL_LEASE: u32 = 8;
+
+fn image_error(what: String) -> Error {
+    Error::invalid(ImageFile::FileLocks.name(), what)
+}
+
+/// The locks of a restore.
+#[derive(Debug, Default)]
+pub struct Locks {
+    entries: Vec<pb::FileLockEntry>,
+}
+
+/// Reads `filelocks.img`, when the dump has one.
+pub fn read(dir: &ImageDir) -> Result<Vec<pb::FileLockEntry>> {
+    if !dir.exists(ImageFile::FileLocks) {
+        return Ok(Vec::new());
+    }
+    Ok(dir.read_all(ImageFile::FileLocks)?)
+}
+
+/// Refuses, without taking anything, locks a restore would not take: of
+/// an unknown kind or type, through an fd process `pid` does not hold
+/// (`fds`), or POSIX ones (not restored yet).
+pub fn check(entries: &[pb::FileLockEntry], pid: u32, fds: &[pb::FdinfoEntry]) -> Result<()> {
+    for e in entries.iter().filter(|e| e.pid as u32 == pid) {
+        if !fds.iter().any(|f| i64::from(f.fd) == i64::from(e.fd)) {
+            return Err(image_error(format!(
+                "a lock of process {pid} through fd {}, which it does not hold",
+                e.fd
+            )));
+        }
+        let not_yet = |what: &str| {
+            Error::unsupported(format!(
+                "restoring {what} of process {pid} through fd {}",
+                e.fd
+            ))
+        };
+        match e.flag {
+            FL_OFD if e.r#type <= libc::F_WRLCK as u32 => {}
+            FL_POSIX => return Err(not_yet("a POSIX lock (fcntl)")),
+            FL_FLOCK => return Err(not_yet("a flock")),
+            FL_LEASE => return Err(not_yet("a lease")),
+            _ => {
+                return Err(image_error(format!(
+                    "a lock of kind {} and type {} through fd {} of process {pid}",
+                    e.flag, e.r#type, e.fd
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Locks {
+    /// The locks of `dir`, taken when `enabled` (criu's `--file-locks`).
+    pub fn load(dir: &ImageDir, enabled: bool) -> Result<Locks> {
+        let entries = read(dir)?;
+        if !enabled && !entries.is_empty() {
+            log::warn!(
+                "the images hold {} file locks, left untaken without --file-locks (as criu leaves them)",
+                entries.len()
+            );
+            return Ok(Locks::default());
+        }
+        Ok(Locks { entries })
+    }
+
+    /// Takes the locks of process `pid`, whose fds are `fds` (number,
+    /// close-on-exec, open file), once all are open.
+    pub fn take(&mut self, pid: u32, fds: &[(i32, bool, OwnedFd)]) -> Result<()> {
+        let mine: Vec<pb::FileLockEntry> = self
+            .entries
+            .iter()
+            .filter(|e| e.pid as u32 == pid)
+            .copied()
+            .collect();
+        if mine.is_empty() {
+            return Ok(());
+        }
+        let fdinfo: Vec<pb::FdinfoEntry> = fds
+            .iter()
+            .map(|(n, _, _)| pb::FdinfoEntry {
+                fd: *n as u32,
+                ..Default::default()
+            })
+            .collect();
+        check(&mine, pid, &fdinfo)?;
+        for e in &mine {
+            let (_, _, file) = fds
+                .iter()
+                .find(|(n, _, _)| *n == e.fd)
+                .expect("checked: the process holds the fd");
+            take_one(pid, e, file)?;
+        }
+        Ok(())
+    }
+}
+
+fn take_one(pid: u32, e: &pb::FileLockEntry, file: &OwnedFd) -> Result<()> {
+    anon_sys::ofd_lock(file.as_fd(), e.r#type as i16, e.start, e.len).map_err(Error::io(format!(
+        "taking the OFD lock of process {pid} through fd {}",
+        e.fd
+    )))
+}
