@@ -366,6 +366,63 @@ fn corrupted_watches_are_noticed() {
     }
 }
 
+// -- fanotify (fd 12 of `notify`).
+
+fn edit_marks(dir: &ImageDir, f: impl Fn(&mut Vec<pb::FanotifyMarkEntry>)) {
+    edit_files(dir, |e| {
+        if let Some(fa) = e.ffy.as_mut() {
+            f(&mut fa.mark);
+        }
+    });
+}
+
+fn drop_an_inode_mark(dir: &ImageDir, _pid: i32) {
+    edit_marks(dir, |m| m.retain(|m| m.ie.is_none()));
+}
+
+fn drop_a_mark_flag(dir: &ImageDir, _pid: i32) {
+    edit_marks(dir, |m| m.iter_mut().for_each(|m| m.mflags = 0));
+}
+
+fn widen_a_mask(dir: &ImageDir, _pid: i32) {
+    edit_marks(dir, |m| {
+        m.iter_mut()
+            .filter(|m| m.ie.is_some())
+            .for_each(|m| m.mask |= libc::FAN_OPEN as u32)
+    });
+}
+
+#[test]
+fn corrupted_fanotify_marks_are_noticed() {
+    let _g = setup();
+    let cases: [(common::Tweak, &str); 3] = [
+        (drop_an_inode_mark, "FAIL: fd 12 fdinfo"),
+        (drop_a_mark_flag, "FAIL: fd 12 fdinfo"),
+        (widen_a_mask, "FAIL: fd 12 fdinfo"),
+    ];
+    for (tweak, want) in cases {
+        let e = cycle("notify", &[], Some(tweak)).unwrap_err();
+        assert!(e.contains(want), "want {want:?}, got: {e}");
+    }
+}
+
+#[test]
+fn a_fanotify_mark_on_a_filesystem_is_refused_by_name() {
+    let _g = setup();
+    let w = start("notify", &["filesystem"]);
+    let images = TempDir::new("notify-filesystem");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect_err("a filesystem mark is refused")
+        .to_string();
+    assert!(
+        e.contains("fd 12: a fanotify mark on the whole filesystem"),
+        "{e}"
+    );
+    w.verdict().expect("the process runs on as it was");
+}
+
 #[test]
 fn a_watch_on_a_removed_file_is_refused_by_name() {
     let _g = setup();

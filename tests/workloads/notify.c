@@ -8,17 +8,23 @@
  *          (on c.txt) was removed, and the event of its removal read
  *   fd 11  inotify, close-on-exec: wd 4 on "sub" (every event), after
  *          three watches added and removed
+ *   fd 12  fanotify (notification class, non-blocking): a mark on f.txt
+ *          (modify, close-write), a mark on the mount of "." (exec
+ *          opens; access ignored, surviving modification)
  *
- *   notify OUTFILE [deleted]
+ *   notify OUTFILE [deleted|filesystem]
  *
- * "deleted": fd 12 holds c.txt open, fd 10 watches it (wd 6), and c.txt
+ * "deleted": fd 13 holds c.txt open, fd 10 watches it (wd 6), and c.txt
  * is removed: a watch on a file no path names (the dump refuses it).
+ * "filesystem": fd 12 marks the whole filesystem of "." too (the dump
+ * refuses it: CRIU's images have no such mark).
  *
  * Prints facts, "ready", waits in sigsuspend for SIGUSR1, then checks:
  * each fd's fdinfo is what it was (flags, every watch with its
  * descriptor, inode, device, mask and file handle), no event is queued,
  * and each action on the files brings the events it should, with the
- * watch descriptors they had (one-shot: once); writes PASS or FAIL: why.
+ * watch descriptors they had (one-shot: once), fanotify's for this
+ * process's own actions too; writes PASS or FAIL: why.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -27,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fanotify.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -90,7 +97,7 @@ static int fdinfo(int fd, char *out, size_t n)
 	return 0;
 }
 
-static char before[2][2048];
+static char before[3][2048];
 
 static int drain(int fd)
 {
@@ -141,8 +148,8 @@ static const char *expect(int fd, const char *want, const char *after)
 static const char *check(void)
 {
 	char now[2048];
-	int fds[2] = {10, 11};
-	for (int i = 0; i < 2; i++)
+	int fds[3] = {10, 11, 12};
+	for (int i = 0; i < 3; i++)
 		if (fdinfo(fds[i], now, sizeof(now)) || strcmp(now, before[i])) {
 			snprintf(msg, sizeof(msg), "FAIL: fd %d fdinfo\n%.2000s\nwas\n%.2000s", fds[i],
 				 now, before[i]);
@@ -200,6 +207,26 @@ static const char *check(void)
 	snprintf(e, sizeof(e), "4 %#x x", IN_OPEN);
 	if ((why = expect(11, e, "creating sub/x")))
 		return why;
+	/* fanotify: this process's modification of f.txt, then its close. */
+	fd = open("f.txt", O_WRONLY | O_APPEND);
+	if (fd < 0 || write(fd, "y", 1) != 1 || close(fd))
+		return "FAIL: writing f.txt\n";
+	unsigned long long seen = 0;
+	char buf[4096] __attribute__((aligned(8)));
+	ssize_t len;
+	while ((len = read(12, buf, sizeof(buf))) > 0) {
+		struct fanotify_event_metadata *m = (struct fanotify_event_metadata *)buf;
+		for (; FAN_EVENT_OK(m, len); m = FAN_EVENT_NEXT(m, len)) {
+			if (m->pid == getpid())
+				seen |= m->mask;
+			if (m->fd >= 0)
+				close(m->fd);
+		}
+	}
+	if (seen != (FAN_MODIFY | FAN_CLOSE_WRITE)) {
+		snprintf(msg, sizeof(msg), "FAIL: fanotify reports %#llx\n", seen);
+		return msg;
+	}
 	return NULL;
 }
 
@@ -216,6 +243,7 @@ int main(int argc, char **argv)
 	if (argc < 2)
 		return 2;
 	int deleted = argc > 2 && !strcmp(argv[2], "deleted");
+	int filesystem = argc > 2 && !strcmp(argv[2], "filesystem");
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_usr1;
@@ -225,7 +253,7 @@ int main(int argc, char **argv)
 	sigaddset(&block, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &block, NULL);
 
-	if (touch("a.txt") || touch("b.txt") || touch("c.txt") || touch("d.txt") ||
+	if (touch("a.txt") || touch("b.txt") || touch("c.txt") || touch("d.txt") || touch("f.txt") ||
 	    mkdir("sub", 0700))
 		return 3;
 	if (place(inotify_init1(IN_NONBLOCK), 10) < 0 ||
@@ -246,11 +274,21 @@ int main(int argc, char **argv)
 	if (drain(11))
 		return 5;
 	fcntl(11, F_SETFL, 0);
-	if (deleted && (place(open("c.txt", O_RDONLY), 12) < 0 ||
+	if (deleted && (place(open("c.txt", O_RDONLY), 13) < 0 ||
 			inotify_add_watch(10, "c.txt", IN_ATTRIB) != 6 || unlink("c.txt") ||
 			drain(10)))
 		return 5;
-	if (fdinfo(10, before[0], sizeof(before[0])) || fdinfo(11, before[1], sizeof(before[1])))
+	if (place(fanotify_init(FAN_CLASS_NOTIF | FAN_NONBLOCK, O_RDONLY | O_LARGEFILE), 12) < 0 ||
+	    fanotify_mark(12, FAN_MARK_ADD, FAN_MODIFY | FAN_CLOSE_WRITE, AT_FDCWD, "f.txt") ||
+	    fanotify_mark(12, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_OPEN_EXEC, AT_FDCWD, ".") ||
+	    fanotify_mark(12, FAN_MARK_ADD | FAN_MARK_MOUNT | FAN_MARK_IGNORED_MASK |
+				  FAN_MARK_IGNORED_SURV_MODIFY,
+			  FAN_ACCESS, AT_FDCWD, ".") ||
+	    (filesystem &&
+	     fanotify_mark(12, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN_EXEC, AT_FDCWD, ".")))
+		return 6;
+	if (fdinfo(10, before[0], sizeof(before[0])) || fdinfo(11, before[1], sizeof(before[1])) ||
+	    fdinfo(12, before[2], sizeof(before[2])))
 		return 6;
 
 	printf("pid %d\n", getpid());

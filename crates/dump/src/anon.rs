@@ -1,14 +1,14 @@
 //! Files on anonymous inodes (`anon_inode:[NAME]` links): which kinds
 //! rcriu dumps, each by its module ([`eventfd`](crate::eventfd),
 //! [`eventpoll`](crate::eventpoll), [`signalfd`](crate::signalfd),
-//! [`timerfd`](crate::timerfd), [`inotify`](crate::inotify)), and the
-//! refusal of the others by name.
+//! [`timerfd`](crate::timerfd), [`inotify`](crate::inotify),
+//! [`fanotify`](crate::fanotify)), and the refusal of the others by name.
 
 use rcriu_images::pb;
 use rcriu_proc::{FdInfo, Pid};
 
 use crate::files::OpenFd;
-use crate::{Error, Result, eventfd, eventpoll, inotify, signalfd, timerfd};
+use crate::{Error, Result, eventfd, eventpoll, fanotify, inotify, signalfd, timerfd};
 
 /// A kind of file on an anonymous inode that rcriu dumps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +18,7 @@ pub enum Kind {
     Signalfd,
     Timerfd,
     Inotify,
+    Fanotify,
 }
 
 impl Kind {
@@ -39,6 +40,7 @@ impl Kind {
             b"signalfd" => Kind::Signalfd,
             b"timerfd" => Kind::Timerfd,
             b"inotify" => Kind::Inotify,
+            b"fanotify" => Kind::Fanotify,
             _ => return None,
         })
     }
@@ -50,6 +52,7 @@ impl Kind {
             Kind::Signalfd => pb::FdTypes::Signalfd,
             Kind::Timerfd => pb::FdTypes::Timerfd,
             Kind::Inotify => pb::FdTypes::Inotify,
+            Kind::Fanotify => pb::FdTypes::Fanotify,
         }
     }
 }
@@ -86,6 +89,7 @@ pub fn entry(
         Kind::Signalfd => e.sgfd = Some(signalfd::entry(pid, id, f, fown)?),
         Kind::Timerfd => e.tfd = Some(timerfd::entry(pid, id, f, fown)?),
         Kind::Inotify => e.ify = Some(inotify::entry(pid, id, f, fown)?),
+        Kind::Fanotify => e.ffy = Some(fanotify::entry(pid, id, f, fown)?),
     }
     Ok(e)
 }

@@ -62,6 +62,7 @@ pub mod core;
 mod error;
 pub mod eventfd;
 pub mod eventpoll;
+pub mod fanotify;
 pub mod fifo;
 pub mod file_lock;
 pub mod files;

@@ -1,7 +1,7 @@
 //! Files on anonymous inodes: each made again by its module
 //! ([`eventfd`](crate::eventfd), [`eventpoll`](crate::eventpoll),
 //! [`signalfd`](crate::signalfd), [`timerfd`](crate::timerfd),
-//! [`inotify`](crate::inotify)) before the
+//! [`inotify`](crate::inotify), [`fanotify`](crate::fanotify)) before the
 //! fork, inherited by the process as its other files are. Epoll targets
 //! are registered once every fd of the process is open.
 
@@ -9,7 +9,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 
 use rcriu_images::pb;
 
-use crate::{Error, Result, eventfd, eventpoll, files_sys, inotify, signalfd, timerfd};
+use crate::{Error, Result, eventfd, eventpoll, fanotify, files_sys, inotify, signalfd, timerfd};
 
 /// What makes the files on anonymous inodes of a restore.
 #[derive(Debug, Default)]
@@ -41,6 +41,9 @@ impl Anon {
             (Ok(pb::FdTypes::Inotify), pb::FileEntry { ify: Some(e), .. }) => {
                 (inotify::open(e)?, e.fown)
             }
+            (Ok(pb::FdTypes::Fanotify), pb::FileEntry { ffy: Some(e), .. }) => {
+                (fanotify::open(e)?, e.fown)
+            }
             _ => return Ok(None),
         }))
     }
@@ -71,6 +74,10 @@ pub fn check(pid: u32, fd: u32, entry: &pb::FileEntry, fdinfo: &[pb::FdinfoEntry
         }
         (Ok(pb::FdTypes::Inotify), pb::FileEntry { ify: Some(e), .. }) => {
             inotify::check(e)?;
+            true
+        }
+        (Ok(pb::FdTypes::Fanotify), pb::FileEntry { ffy: Some(e), .. }) => {
+            fanotify::check(e)?;
             true
         }
         _ => false,

@@ -302,3 +302,27 @@ pub fn ofd_lock(fd: BorrowedFd<'_>, ltype: i16, start: i64, len: i64) -> io::Res
     })
     .map(drop)
 }
+
+/// A new fanotify instance (`fanotify_init`).
+pub fn fanotify_init(flags: u32, event_flags: u32) -> io::Result<OwnedFd> {
+    // SAFETY: fanotify_init takes integers.
+    owned(unsafe { libc::fanotify_init(flags, event_flags) })
+}
+
+/// Adds `mask` to the mark of the fanotify instance `fd` on the file (or
+/// the mount, with FAN_MARK_MOUNT in `flags`) open as `target`
+/// (`fanotify_mark` through its /proc link).
+pub fn fanotify_mark(
+    fd: BorrowedFd<'_>,
+    flags: u32,
+    mask: u64,
+    target: BorrowedFd<'_>,
+) -> io::Result<()> {
+    let link = std::ffi::CString::new(format!("/proc/self/fd/{}", target.as_raw_fd()))
+        .expect("a /proc link has no NUL");
+    // SAFETY: the kernel reads the NUL-terminated path `link`.
+    check(unsafe {
+        libc::fanotify_mark(fd.as_raw_fd(), flags, mask, libc::AT_FDCWD, link.as_ptr())
+    })
+    .map(drop)
+}

@@ -46,6 +46,11 @@ pub fn kernel_dev(dev: u32) -> (u32, u32) {
     (dev >> 20, dev & 0xf_ffff)
 }
 
+/// A device number in the kernel's encoding (fdinfo's `sdev`).
+pub fn kernel_dev_of(major: u32, minor: u32) -> u32 {
+    (major << 20) | (minor & 0xf_ffff)
+}
+
 /// Opens (`O_PATH`) the file of a handle of the filesystem of device
 /// `dev` (fdinfo's encoding), through each of rcriu's mounts of it in
 /// turn.

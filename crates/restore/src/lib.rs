@@ -25,6 +25,7 @@ mod core;
 mod error;
 mod eventfd;
 mod eventpoll;
+mod fanotify;
 pub mod fhandle;
 mod file_lock;
 mod files;
