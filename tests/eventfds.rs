@@ -439,3 +439,202 @@ fn a_watch_on_a_removed_file_is_refused_by_name() {
     );
     w.verdict().expect("the process runs on as it was");
 }
+
+// -- pidfds.
+
+#[test]
+fn pidfds_carry_on() {
+    let _g = setup();
+    cycle("pidfds", &[], None).unwrap();
+    leave_running("pidfds", &[]);
+}
+
+/// The pidfd entries of a dump: `(self, dead)`.
+fn pidfds(files: &[pb::FileEntry]) -> (Vec<&pb::PidfdEntry>, Vec<&pb::PidfdEntry>) {
+    files
+        .iter()
+        .filter_map(|f| f.pidfd.as_ref())
+        .partition(|p| p.nspid != -1)
+}
+
+#[test]
+fn the_images_say_which_processes_the_pidfds_named() {
+    let _g = setup();
+    let w = start("pidfds", &[]);
+    let images = TempDir::new("pidfds-images");
+    Dump::new(w.pid)
+        .images_dir(images.path())
+        .leave_running(true)
+        .run()
+        .unwrap();
+    let files = ImageDir::open(images.path()).unwrap().files().unwrap();
+    let (own, dead) = pidfds(&files);
+    assert_eq!((own.len(), dead.len()), (2, 3), "{files:?}");
+    assert!(own.iter().all(|p| p.nspid == w.pid), "{own:?}");
+    assert_eq!(own[0].ino, own[1].ino, "one process: {own:?}");
+    let non_blocking = |p: &&&pb::PidfdEntry| p.flags == libc::O_NONBLOCK as u32;
+    assert_eq!(own.iter().filter(non_blocking).count(), 1, "{own:?}");
+    let mut inos: Vec<u32> = dead.iter().map(|p| p.ino).collect();
+    inos.sort();
+    inos.dedup();
+    assert_eq!(inos.len(), 2, "children A (twice) and B: {dead:?}");
+
+    // Debian's crit (CRIU 3.17, older than pidfds) reads the file through
+    // them: five entries of a type it does not know, with their ids.
+    let out = std::process::Command::new("crit")
+        .args(["decode", "-i"])
+        .arg(images.path().join("files.img"))
+        .output()
+        .expect("running crit (Debian's criu package)");
+    assert!(out.status.success(), "crit decode files.img: {out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = json["entries"].as_array().unwrap();
+    let ids: Vec<u64> = entries
+        .iter()
+        .filter(|e| e.get("type").is_none())
+        .filter_map(|e| e["id"].as_u64())
+        .collect();
+    let mut want: Vec<u64> = own.iter().chain(&dead).map(|p| u64::from(p.id)).collect();
+    want.sort();
+    assert_eq!(ids, want, "{entries:?}");
+    w.verdict().unwrap();
+}
+
+fn edit_pidfds(dir: &ImageDir, f: impl Fn(&mut pb::PidfdEntry)) {
+    edit_files(dir, |e| {
+        if let Some(p) = e.pidfd.as_mut() {
+            f(p)
+        }
+    });
+}
+
+/// fd 11 (its own, non-blocking) made a pidfd of an ended process.
+fn end_the_process_of_fd_11(dir: &ImageDir, _pid: i32) {
+    edit_pidfds(dir, |p| {
+        if p.flags != 0 && p.nspid != -1 {
+            p.nspid = -1;
+        }
+    });
+}
+
+fn drop_non_blocking_of_fd_11(dir: &ImageDir, _pid: i32) {
+    edit_pidfds(dir, |p| p.flags = 0);
+}
+
+/// The ended process that two pidfds named (A): one of them given an
+/// inode of its own.
+fn split_child_a(dir: &ImageDir, _pid: i32) {
+    let files = dir.files().unwrap();
+    let (_, dead) = pidfds(&files);
+    let a = dead
+        .iter()
+        .find(|p| dead.iter().filter(|q| q.ino == p.ino).count() == 2)
+        .map(|p| p.id)
+        .unwrap();
+    edit_pidfds(dir, |p| {
+        if p.id == a {
+            p.ino ^= 0x5555;
+        }
+    });
+}
+
+/// Child B's pidfd given child A's inode.
+fn merge_b_into_a(dir: &ImageDir, _pid: i32) {
+    let files = dir.files().unwrap();
+    let (_, dead) = pidfds(&files);
+    let count = |ino: u32| dead.iter().filter(|q| q.ino == ino).count();
+    let a = dead.iter().find(|p| count(p.ino) == 2).unwrap().ino;
+    let b = dead.iter().find(|p| count(p.ino) == 1).unwrap().id;
+    edit_pidfds(dir, |p| {
+        if p.id == b {
+            p.ino = a;
+        }
+    });
+}
+
+#[test]
+fn corrupted_pidfds_are_noticed() {
+    let _g = setup();
+    let cases: [(common::Tweak, &str); 4] = [
+        (end_the_process_of_fd_11, "FAIL: fd 11 fdinfo"),
+        (drop_non_blocking_of_fd_11, "FAIL: fd 11 fdinfo"),
+        (
+            split_child_a,
+            "FAIL: fds 12 and 14 are pidfds of two processes",
+        ),
+        (
+            merge_b_into_a,
+            "FAIL: fd 12 and fd 15 or 10 are pidfds of one process",
+        ),
+    ];
+    for (tweak, want) in cases {
+        let e = cycle("pidfds", &[], Some(tweak)).unwrap_err();
+        assert!(e.contains(want), "want {want:?}, got: {e}");
+    }
+}
+
+#[test]
+fn a_pidfd_of_a_process_outside_the_dump_is_refused_by_name() {
+    let _g = setup();
+    let w = start("pidfds", &["parent"]);
+    let images = TempDir::new("pidfds-parent");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect_err("a pidfd of the parent is refused")
+        .to_string();
+    let me = std::process::id();
+    assert!(
+        e.contains(&format!(
+            "fd 16: a pidfd of process {me}, which is not in the dump"
+        )),
+        "{e}"
+    );
+    w.verdict().expect("the process runs on as it was");
+}
+
+#[test]
+fn a_pidfd_of_a_thread_is_refused_by_name() {
+    let _g = setup();
+    let w = start("pidfds", &["thread"]);
+    let images = TempDir::new("pidfds-thread");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect_err("a PIDFD_THREAD pidfd is refused")
+        .to_string();
+    assert!(
+        e.contains("fd 16: a pidfd of a thread (PIDFD_THREAD)"),
+        "{e}"
+    );
+    w.verdict().expect("the process runs on as it was");
+}
+
+/// A pidfd of a live process that is not the one restored (as images of
+/// a tree would name): the restore refuses it by name before any process
+/// exists.
+#[test]
+fn a_pidfd_of_another_live_process_is_refused_at_restore() {
+    let _g = setup();
+    let mut w = start("pidfds", &[]);
+    let images = TempDir::new("pidfds-other");
+    Dump::new(w.pid).images_dir(images.path()).run().unwrap();
+    w.reap();
+    let dir = ImageDir::open(images.path()).unwrap();
+    edit_pidfds(&dir, |p| {
+        if p.nspid == -1 {
+            p.nspid = 1;
+        }
+    });
+    std::fs::remove_file(images.path().join(rcriu::images::manifest::MANIFEST)).unwrap();
+    let e = Restore::new(images.path())
+        .detach(true)
+        .run()
+        .expect_err("the restore refuses it")
+        .to_string();
+    assert!(e.contains("a pidfd of another live process (1)"), "{e}");
+    assert!(
+        std::fs::metadata(format!("/proc/{}", w.pid)).is_err(),
+        "no process is left"
+    );
+}

@@ -34,6 +34,7 @@ const SLEEPERS: &[&str] = &[
     "task_attrs",
     "eventfds",
     "notify",
+    "pidfds",
 ];
 
 /// The workloads whose inside is not probed: a thread of rseq_cs lives

@@ -2,13 +2,14 @@
 //! rcriu dumps, each by its module ([`eventfd`](crate::eventfd),
 //! [`eventpoll`](crate::eventpoll), [`signalfd`](crate::signalfd),
 //! [`timerfd`](crate::timerfd), [`inotify`](crate::inotify),
-//! [`fanotify`](crate::fanotify)), and the refusal of the others by name.
+//! [`fanotify`](crate::fanotify), [`pidfd`](crate::pidfd)), and the refusal
+//! of the others by name.
 
 use rcriu_images::pb;
 use rcriu_proc::{FdInfo, Pid};
 
 use crate::files::OpenFd;
-use crate::{Error, Result, eventfd, eventpoll, fanotify, inotify, signalfd, timerfd};
+use crate::{Error, Result, eventfd, eventpoll, fanotify, inotify, pidfd, signalfd, timerfd};
 
 /// A kind of file on an anonymous inode that rcriu dumps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +20,7 @@ pub enum Kind {
     Timerfd,
     Inotify,
     Fanotify,
+    Pidfd,
 }
 
 impl Kind {
@@ -41,6 +43,7 @@ impl Kind {
             b"timerfd" => Kind::Timerfd,
             b"inotify" => Kind::Inotify,
             b"fanotify" => Kind::Fanotify,
+            b"pidfd" => Kind::Pidfd,
             _ => return None,
         })
     }
@@ -53,6 +56,7 @@ impl Kind {
             Kind::Timerfd => pb::FdTypes::Timerfd,
             Kind::Inotify => pb::FdTypes::Inotify,
             Kind::Fanotify => pb::FdTypes::Fanotify,
+            Kind::Pidfd => pb::FdTypes::Pidfd,
         }
     }
 }
@@ -90,6 +94,7 @@ pub fn entry(
         Kind::Timerfd => e.tfd = Some(timerfd::entry(pid, id, f, fown)?),
         Kind::Inotify => e.ify = Some(inotify::entry(pid, id, f, fown)?),
         Kind::Fanotify => e.ffy = Some(fanotify::entry(pid, id, f, fown)?),
+        Kind::Pidfd => e.pidfd = Some(pidfd::entry(pid, id, f, fown)?),
     }
     Ok(e)
 }

@@ -77,6 +77,7 @@ pub mod memfd;
 pub mod mm;
 mod page_writers;
 pub mod pages;
+pub mod pidfd;
 mod pipeline;
 pub mod pipes;
 pub mod pstree;

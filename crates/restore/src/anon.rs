@@ -1,7 +1,8 @@
 //! Files on anonymous inodes: each made again by its module
 //! ([`eventfd`](crate::eventfd), [`eventpoll`](crate::eventpoll),
 //! [`signalfd`](crate::signalfd), [`timerfd`](crate::timerfd),
-//! [`inotify`](crate::inotify), [`fanotify`](crate::fanotify)) before the
+//! [`inotify`](crate::inotify), [`fanotify`](crate::fanotify),
+//! [`pidfd`](crate::pidfd)) before the
 //! fork, inherited by the process as its other files are. Epoll targets
 //! are registered once every fd of the process is open.
 
@@ -9,12 +10,15 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 
 use rcriu_images::pb;
 
-use crate::{Error, Result, eventfd, eventpoll, fanotify, files_sys, inotify, signalfd, timerfd};
+use crate::{
+    Error, Result, eventfd, eventpoll, fanotify, files_sys, inotify, pidfd, signalfd, timerfd,
+};
 
 /// What makes the files on anonymous inodes of a restore.
 #[derive(Debug, Default)]
 pub struct Anon {
     epolls: eventpoll::Epolls,
+    pidfds: pidfd::Pidfds,
 }
 
 impl Anon {
@@ -22,6 +26,7 @@ impl Anon {
     /// `None` when `entry` is of no kind of this module.
     pub fn open(
         &mut self,
+        pid: u32,
         entry: &pb::FileEntry,
         fd: i32,
     ) -> Result<Option<(OwnedFd, pb::FownEntry)>> {
@@ -44,15 +49,19 @@ impl Anon {
             (Ok(pb::FdTypes::Fanotify), pb::FileEntry { ffy: Some(e), .. }) => {
                 (fanotify::open(e)?, e.fown)
             }
+            (Ok(pb::FdTypes::Pidfd), pb::FileEntry { pidfd: Some(e), .. }) => {
+                (self.pidfds.open(pid, fd, e)?, e.fown)
+            }
             _ => return Ok(None),
         }))
     }
 
     /// Once every fd of process `pid` is open (`fds`: number,
     /// close-on-exec, open file): the targets of its epoll instances are
-    /// registered.
+    /// registered, the processes that stood for dead ones in pidfds end.
     pub fn finish_process(&mut self, pid: u32, fds: &[(i32, bool, OwnedFd)]) -> Result<()> {
-        self.epolls.register(pid, fds)
+        self.epolls.register(pid, fds)?;
+        self.pidfds.finish()
     }
 }
 
@@ -78,6 +87,10 @@ pub fn check(pid: u32, fd: u32, entry: &pb::FileEntry, fdinfo: &[pb::FdinfoEntry
         }
         (Ok(pb::FdTypes::Fanotify), pb::FileEntry { ffy: Some(e), .. }) => {
             fanotify::check(e)?;
+            true
+        }
+        (Ok(pb::FdTypes::Pidfd), pb::FileEntry { pidfd: Some(e), .. }) => {
+            pidfd::check(pid, fd, e)?;
             true
         }
         _ => false,

@@ -326,3 +326,52 @@ pub fn fanotify_mark(
     })
     .map(drop)
 }
+
+/// A child that waits to be killed (pause, forever), for
+/// [`kill_and_reap`]: its pid.
+pub fn fork_waiting() -> io::Result<libc::pid_t> {
+    // SAFETY: the child only calls pause (async-signal-safe) until killed.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        loop {
+            // SAFETY: waits for a signal; SIGKILL ends it.
+            unsafe { libc::pause() };
+        }
+    }
+    check(child)
+}
+
+/// Kills child `pid` and reaps it (or lets it be reaped by the kernel,
+/// when SIGCHLD is ignored).
+pub fn kill_and_reap(pid: libc::pid_t) -> io::Result<()> {
+    // SAFETY: a signal to our own child.
+    check(unsafe { libc::kill(pid, libc::SIGKILL) })?;
+    loop {
+        let mut status = 0;
+        // SAFETY: waits for our own child; writes one int to `status`.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            // Reaped by the kernel (SIGCHLD ignored): ended all the same.
+            Some(libc::ECHILD) => return Ok(()),
+            _ => return Err(e),
+        }
+    }
+}
+
+/// A pidfd of process `pid` with `flags` (PIDFD_NONBLOCK), close-on-exec.
+pub fn pidfd_open(pid: libc::pid_t, flags: u32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes integers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_open,
+            libc::c_long::from(pid),
+            libc::c_long::from(flags),
+        )
+    };
+    owned(r as libc::c_int)
+}

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use rcriu_images::{ImageFile, pb};
 
 use crate::load::Images;
-use crate::{Error, Result, anon, file_lock, files_sys, ghost, pipes, tty};
+use crate::{Error, Result, anon, file_lock, files_sys, ghost, pidfd, pipes, tty};
 
 /// How opened and mapped files are checked against the dump (criu's
 /// `--file-validation`).
@@ -159,14 +159,17 @@ pub struct FdPlan {
     pub late: Vec<Late>,
 }
 
-/// A file of the process's own /proc directory (`/proc/PID/...`), which
-/// exists only once the process does: the restorer opens it.
+/// A file of the process's own /proc directory (`/proc/PID/...`), or a
+/// pidfd of the process itself, which exist only once the process does:
+/// the restorer opens it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Late {
     pub to: i32,
-    /// `open`'s flags, O_CLOEXEC included for a close-on-exec fd.
+    /// `open`'s flags, O_CLOEXEC included for a close-on-exec fd (for a
+    /// pidfd: `pidfd_open`'s and O_CLOEXEC).
     pub flags: i32,
     pub pos: u64,
+    /// Empty for a pidfd of the process itself.
     pub path: Vec<u8>,
 }
 
@@ -238,6 +241,23 @@ pub fn plan(
         let entry = img.file(e.id, &from)?;
         if entry.memfd.is_some() {
             continue; // memfd.rs opens them
+        }
+        if let Some(p) = pidfd::of_itself(entry, img.task.pid) {
+            if late_ids.contains(&e.id) {
+                return Err(Error::unsupported(format!(
+                    "restoring fd {fd} of process {}: a pidfd of itself open as several fds",
+                    img.task.pid
+                )));
+            }
+            late_ids.push(e.id);
+            let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
+            plan.late.push(Late {
+                to: fd,
+                flags: pidfd::open_flags(p) | if cloexec { libc::O_CLOEXEC } else { 0 },
+                pos: 0,
+                path: Vec::new(),
+            });
+            continue;
         }
         if let Some(reg) = entry.reg.as_ref().filter(|r| own_proc_path(&r.name, &tids)) {
             if late_ids.contains(&e.id) {
@@ -434,7 +454,7 @@ impl Opener<'_> {
                     let o = self.ttys.open(t, self.shell_job)?;
                     (o.fd, t.fown, o.session)
                 }
-                _ => match self.anon.open(entry, fd)? {
+                _ => match self.anon.open(img.task.pid, entry, fd)? {
                     Some((file, fown)) => (file, fown, None),
                     None => return Err(unsupported()),
                 },

@@ -39,6 +39,7 @@ mod memfd;
 mod mm;
 mod page_helper;
 mod pages;
+mod pidfd;
 mod pipes;
 mod region;
 mod signalfd;
@@ -762,11 +763,11 @@ fn describe_item(step: Step, index: u32, it: &Items<'_>) -> String {
             if let Some(m) = it.fds.get(i) {
                 format!("fd {}", m.to)
             } else if let Some(l) = it.late.get(i - it.fds.len()) {
-                format!(
-                    "fd {} ({}, opened in the process)",
-                    l.to,
-                    String::from_utf8_lossy(&l.path)
-                )
+                let what = match l.path.is_empty() {
+                    true => "a pidfd of the process itself".into(),
+                    false => String::from_utf8_lossy(&l.path),
+                };
+                format!("fd {} ({what}, opened in the process)", l.to)
             } else {
                 format!("closing fds from {index}")
             }

@@ -242,7 +242,12 @@ impl Region {
                     to: l.to,
                     flags: l.flags,
                     pos: l.pos,
-                    path: put_room(&z, 0),
+                    // No path: a pidfd of the process itself.
+                    path: if l.path.is_empty() {
+                        0
+                    } else {
+                        put_room(&z, 0)
+                    },
                 }
             })
             .collect();

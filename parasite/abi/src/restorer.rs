@@ -290,17 +290,20 @@ pub struct ThreadArgs {
 pub const MCE_KILL_DEFAULT: u32 = 2;
 
 /// A file the restorer opens itself, once the process exists: a file of
-/// the process's own /proc directory, which names it by its pid.
+/// the process's own /proc directory, which names it by its pid, or a
+/// pidfd of the process itself (`path` 0).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LateOpen {
     /// The fd it goes to.
     pub to: i32,
-    /// `open`'s flags (O_CLOEXEC for a close-on-exec fd).
+    /// `open`'s flags (O_CLOEXEC for a close-on-exec fd), or, for a
+    /// pidfd, `pidfd_open`'s (PIDFD_NONBLOCK) and O_CLOEXEC.
     pub flags: i32,
     /// Its position.
     pub pos: u64,
-    /// Where the NUL-terminated path lies, in the region.
+    /// Where the NUL-terminated path lies, in the region; 0 for a pidfd
+    /// of the process itself.
     pub path: u64,
 }
 

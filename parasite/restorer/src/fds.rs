@@ -1,6 +1,6 @@
 //! The file descriptors, placed at their numbers: rcriu's open files
 //! moved there, then the files the restorer opens itself (its own /proc
-//! files); every other fd is closed.
+//! files, pidfds of itself); every other fd is closed.
 
 use rcriu_blob_rt::nr::*;
 use rcriu_blob_rt::syscall::{call, value};
@@ -57,15 +57,24 @@ pub fn place_fds(a: &Args) -> Res {
 
 /// Opens one late file at its number and position.
 fn open_late(l: &LateOpen) -> Res {
-    // SAFETY: the path is NUL-terminated in the region.
-    let fd = unsafe { call(NR_OPEN, l.path, l.flags as u64, 0, 0) };
-    let fd = ok(fd, 0)?;
+    let cloexec = l.flags as u64 & O_CLOEXEC != 0;
+    let fd = if l.path == 0 {
+        // A pidfd of this process (always opened close-on-exec).
+        let pid = value(NR_GETPID, 0, 0, 0);
+        let fd = ok(
+            value(NR_PIDFD_OPEN, pid as u64, l.flags as u64 & !O_CLOEXEC, 0),
+            0,
+        )?;
+        if fd == l.to as i64 && !cloexec {
+            ok(value(NR_FCNTL, fd as u64, F_SETFD, 0), 0)?;
+        }
+        fd
+    } else {
+        // SAFETY: the path is NUL-terminated in the region.
+        ok(unsafe { call(NR_OPEN, l.path, l.flags as u64, 0, 0) }, 0)?
+    };
     if fd != l.to as i64 {
-        let flags = if l.flags as u64 & O_CLOEXEC != 0 {
-            O_CLOEXEC
-        } else {
-            0
-        };
+        let flags = if cloexec { O_CLOEXEC } else { 0 };
         let r = value(NR_DUP3, fd as u64, l.to as u64, flags);
         value(NR_CLOSE, fd as u64, 0, 0);
         ok(r, 0)?;

@@ -68,6 +68,7 @@ pub const NR_PRLIMIT64: i64 = 302;
 pub const NR_SETNS: i64 = 308;
 pub const NR_SECCOMP: i64 = 317;
 pub const NR_RSEQ: i64 = 334;
+pub const NR_PIDFD_OPEN: i64 = 434;
 pub const NR_CLONE3: i64 = 435;
 pub const NR_CLOSE_RANGE: i64 = 436;
 

@@ -1,0 +1,39 @@
+//! pidfds: a `pidfd_entry` in files.img, as CRIU 4.2 writes it: the
+//! pidfs inode (what tells pidfds of one process apart), the flags
+//! (PIDFD_NONBLOCK) and the pid in the process's own namespace, -1 for a
+//! process that has ended and been reaped. A pidfd of a process outside
+//! the dump is refused by name (as CRIU: nothing would bring that process
+//! back), and so is a pidfd of a thread (PIDFD_THREAD, which CRIU refuses
+//! too).
+
+use rcriu_images::pb;
+use rcriu_proc::{FdInfoKind, Pid};
+
+use crate::files::OpenFd;
+use crate::{Error, Result};
+
+/// `PIDFD_THREAD`, shown among a pidfd's flags as O_EXCL.
+const PIDFD_THREAD: u32 = libc::O_EXCL as u32;
+
+pub fn entry(pid: Pid, id: u32, f: &OpenFd, fown: pb::FownEntry) -> Result<pb::PidfdEntry> {
+    let FdInfoKind::Pidfd { pid: of, ns_pid } = &f.fdinfo.kind else {
+        return Err(crate::anon::no_lines(pid, f.fd, "a pidfd"));
+    };
+    let refuse = |what: String| Error::unsupported(pid, format!("fd {}: {what}", f.fd));
+    if f.flags() & PIDFD_THREAD != 0 {
+        return Err(refuse("a pidfd of a thread (PIDFD_THREAD)".into()));
+    }
+    if *of != -1 && *of != pid {
+        return Err(refuse(format!(
+            "a pidfd of process {of}, which is not in the dump"
+        )));
+    }
+    let nspid = ns_pid.last().copied().unwrap_or(*of);
+    Ok(pb::PidfdEntry {
+        id,
+        ino: f.fdinfo.ino.unwrap_or(f.info.ino) as u32,
+        flags: f.flags() & !(libc::O_RDWR as u32),
+        nspid,
+        fown,
+    })
+}
