@@ -17,6 +17,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -33,6 +34,9 @@ static __thread unsigned long tls_count;
 static unsigned long shadow[MAX];
 static atomic_int bad;
 static atomic_ulong churned;
+/* Counters running (past glibc's start, which runs with every signal
+ * blocked until it sets the thread's mask). */
+static atomic_int started;
 
 static int calm;
 
@@ -52,6 +56,7 @@ static int take(int sig, int want)
 static void *counter(void *arg)
 {
 	long i = (long)arg;
+	atomic_fetch_add(&started, 1);
 	while (!stop) {
 		tls_count++;
 		__atomic_store_n(&shadow[i], tls_count, __ATOMIC_RELAXED);
@@ -119,6 +124,9 @@ int main(int argc, char **argv)
 		pthread_create(&ch, NULL, churner, NULL);
 	}
 
+	/* Ready once every counter runs with its own signal mask. */
+	while (atomic_load(&started) < n)
+		sched_yield();
 	printf("ready\n");
 	fflush(stdout);
 	int null = open("/dev/null", O_WRONLY);
