@@ -35,6 +35,7 @@ const SLEEPERS: &[&str] = &[
     "eventfds",
     "notify",
     "pidfds",
+    "locks",
 ];
 
 /// The workloads whose inside is not probed: a thread of rseq_cs lives

@@ -1028,6 +1028,8 @@ unsafe impl Pod for rcriu_parasite_abi::restorer::SeccompFilter {}
 unsafe impl Pod for rcriu_parasite_abi::restorer::AnonName {}
 // SAFETY: as above.
 unsafe impl Pod for rcriu_parasite_abi::restorer::LateOpen {}
+// SAFETY: as above (explicit padding).
+unsafe impl Pod for rcriu_parasite_abi::restorer::TakeLock {}
 
 /// Blocks until some child or tracee of this process has something to
 /// report, without consuming it (`waitid(P_ALL, WNOWAIT)`); returns its

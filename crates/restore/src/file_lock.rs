@@ -1,15 +1,17 @@
 //! File locks and leases (`filelocks.img`, criu's `--file-locks`): OFD
 //! locks belong to the open file description and show no owner: they are
 //! taken here, on the open files the process inherits, once every fd of
-//! the process is open. flock locks and leases show the pid of who took
-//! them, and POSIX locks belong to the process itself: the process must
-//! take them, which it does not yet; the check refuses them.
+//! the process is open. POSIX locks belong to the process itself, and
+//! flocks and leases show the pid of who took them: the process takes
+//! them, in the restorer, once its fds are placed (as CRIU takes them in
+//! the restored task). A lease being broken is refused by the check.
 //!
 //! Without `--file-locks` the locks of the images are left untaken, as
 //! criu leaves them, with a warning.
 
 use std::os::fd::{AsFd, OwnedFd};
 
+use rcriu_compel::abi::restorer::{self as abi, TakeLock};
 use rcriu_images::{ImageDir, ImageFile, pb};
 
 use crate::{Error, Result, anon_sys};
@@ -19,6 +21,8 @@ const FL_POSIX: u32 = 1;
 const FL_FLOCK: u32 = 2;
 const FL_OFD: u32 = 4;
 const FL_LEASE: u32 = 8;
+/// Added to a lease's type while it is being broken.
+const LEASE_BREAKING: u32 = 4;
 
 fn image_error(what: String) -> Error {
     Error::invalid(ImageFile::FileLocks.name(), what)
@@ -40,7 +44,7 @@ pub fn read(dir: &ImageDir) -> Result<Vec<pb::FileLockEntry>> {
 
 /// Refuses, without taking anything, locks a restore would not take: of
 /// an unknown kind or type, through an fd process `pid` does not hold
-/// (`fds`), or POSIX ones (not restored yet).
+/// (`fds`), or leases being broken (not restored yet).
 pub fn check(entries: &[pb::FileLockEntry], pid: u32, fds: &[pb::FdinfoEntry]) -> Result<()> {
     for e in entries.iter().filter(|e| e.pid as u32 == pid) {
         if !fds.iter().any(|f| i64::from(f.fd) == i64::from(e.fd)) {
@@ -55,11 +59,12 @@ pub fn check(entries: &[pb::FileLockEntry], pid: u32, fds: &[pb::FdinfoEntry]) -
                 e.fd
             ))
         };
+        let plain = e.r#type == libc::F_RDLCK as u32 || e.r#type == libc::F_WRLCK as u32;
         match e.flag {
-            FL_OFD if e.r#type <= libc::F_WRLCK as u32 => {}
-            FL_POSIX => return Err(not_yet("a POSIX lock (fcntl)")),
-            FL_FLOCK => return Err(not_yet("a flock")),
-            FL_LEASE => return Err(not_yet("a lease")),
+            FL_OFD | FL_POSIX | FL_FLOCK | FL_LEASE if plain => {}
+            FL_LEASE if e.r#type & LEASE_BREAKING != 0 => {
+                return Err(not_yet("a lease being broken"));
+            }
             _ => {
                 return Err(image_error(format!(
                     "a lock of kind {} and type {} through fd {} of process {pid}",
@@ -85,9 +90,10 @@ impl Locks {
         Ok(Locks { entries })
     }
 
-    /// Takes the locks of process `pid`, whose fds are `fds` (number,
-    /// close-on-exec, open file), once all are open.
-    pub fn take(&mut self, pid: u32, fds: &[(i32, bool, OwnedFd)]) -> Result<()> {
+    /// Takes the OFD locks of process `pid`, whose fds are `fds` (number,
+    /// close-on-exec, open file), once all are open; returns the locks
+    /// the process takes itself.
+    pub fn take(&mut self, pid: u32, fds: &[(i32, bool, OwnedFd)]) -> Result<Vec<TakeLock>> {
         let mine: Vec<pb::FileLockEntry> = self
             .entries
             .iter()
@@ -95,7 +101,7 @@ impl Locks {
             .copied()
             .collect();
         if mine.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let fdinfo: Vec<pb::FdinfoEntry> = fds
             .iter()
@@ -105,20 +111,51 @@ impl Locks {
             })
             .collect();
         check(&mine, pid, &fdinfo)?;
+        let mut by_process = Vec::new();
         for e in &mine {
-            let (_, _, file) = fds
-                .iter()
-                .find(|(n, _, _)| *n == e.fd)
-                .expect("checked: the process holds the fd");
-            take_one(pid, e, file)?;
+            let kind = match e.flag {
+                FL_POSIX => abi::LOCK_POSIX,
+                FL_FLOCK => abi::LOCK_FLOCK,
+                FL_LEASE => abi::LOCK_LEASE,
+                _ => {
+                    let (_, _, file) = fds
+                        .iter()
+                        .find(|(n, _, _)| *n == e.fd)
+                        .expect("checked: the process holds the fd");
+                    take_ofd(pid, e, file)?;
+                    continue;
+                }
+            };
+            by_process.push(TakeLock {
+                fd: e.fd,
+                kind,
+                ltype: e.r#type,
+                _pad: 0,
+                start: e.start,
+                len: e.len,
+            });
         }
-        Ok(())
+        Ok(by_process)
     }
 }
 
-fn take_one(pid: u32, e: &pb::FileLockEntry, file: &OwnedFd) -> Result<()> {
+fn take_ofd(pid: u32, e: &pb::FileLockEntry, file: &OwnedFd) -> Result<()> {
     anon_sys::ofd_lock(file.as_fd(), e.r#type as i16, e.start, e.len).map_err(Error::io(format!(
         "taking the OFD lock of process {pid} through fd {}",
         e.fd
     )))
+}
+
+/// What a lock the process takes is, for an error.
+pub fn describe(l: &TakeLock) -> String {
+    let t = if l.ltype == libc::F_WRLCK as u32 {
+        "write"
+    } else {
+        "read"
+    };
+    match l.kind {
+        abi::LOCK_POSIX => format!("fd {}'s POSIX {t} lock of [{}, +{})", l.fd, l.start, l.len),
+        abi::LOCK_FLOCK => format!("fd {}'s {t} flock", l.fd),
+        _ => format!("fd {}'s {t} lease", l.fd),
+    }
 }

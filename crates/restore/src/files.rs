@@ -157,6 +157,8 @@ pub struct FdPlan {
     /// Files the restorer opens itself once the process exists, by
     /// target.
     pub late: Vec<Late>,
+    /// The file locks the process takes itself.
+    pub locks: Vec<rcriu_compel::abi::restorer::TakeLock>,
 }
 
 /// A file of the process's own /proc directory (`/proc/PID/...`), or a
@@ -306,7 +308,7 @@ pub fn plan(
         plan.fds.push((fd, cloexec, file));
     }
     op.anon.finish_process(img.task.pid, &plan.fds)?;
-    op.locks.take(img.task.pid, &plan.fds)?;
+    plan.locks = op.locks.take(img.task.pid, &plan.fds)?;
     let pst = &img.task.pstree;
     if plan.ctty.is_none() && pst.sid == pst.pid {
         plan.ctty = op.ttys.session_slave(pst.sid)?.map(Ctty::Extra);

@@ -350,6 +350,7 @@ impl Restore {
             guards: &mem.guards,
             anon_names: &mem.anon_names,
             late: &fds.late,
+            locks: &fds.locks,
             threads: &core.threads,
         };
         let mut occupied = mem.occupied();
@@ -498,6 +499,7 @@ impl Restore {
             anon_names: &mem.anon_names,
             fds: &fd_moves,
             late: &fds.late,
+            locks: &fds.locks,
         };
         let describe = |step: Step, index: u32| describe_item(step, index, &items);
         std::thread::scope(|s| {
@@ -730,6 +732,7 @@ struct Items<'a> {
     anon_names: &'a [(u64, u64, Vec<u8>)],
     fds: &'a [FdMove],
     late: &'a [files::Late],
+    locks: &'a [abi::TakeLock],
 }
 
 /// What item `index` of `step` is, for an error message.
@@ -768,6 +771,8 @@ fn describe_item(step: Step, index: u32, it: &Items<'_>) -> String {
                     false => String::from_utf8_lossy(&l.path),
                 };
                 format!("fd {} ({what}, opened in the process)", l.to)
+            } else if let Some(l) = it.locks.get(i - it.fds.len() - it.late.len()) {
+                format!("taking {}", file_lock::describe(l))
             } else {
                 format!("closing fds from {index}")
             }

@@ -7,7 +7,7 @@ use std::cell::Cell;
 
 use rcriu_compel::abi::restorer::{
     AnonName, Args, FdMove, IoVec, LateOpen, PosixTimer, Range, ReadBatch, STACK_SIZE,
-    SeccompFilter, THREAD_STACK_SIZE, ThreadArgs, Vma,
+    SeccompFilter, THREAD_STACK_SIZE, TakeLock, ThreadArgs, Vma,
 };
 use rcriu_compel::sys::{LocalMap, Pod, slice_bytes};
 
@@ -43,6 +43,8 @@ pub struct Arrays<'a> {
     pub anon_names: &'a [(u64, u64, Vec<u8>)],
     /// The files the restorer opens itself.
     pub late: &'a [crate::files::Late],
+    /// The file locks the process takes itself.
+    pub locks: &'a [TakeLock],
     /// Every thread, the leader first: its arrays, and a stack for all
     /// but the leader.
     pub threads: &'a [ThreadPlan],
@@ -98,7 +100,8 @@ impl Arrays<'_> {
                 .iter()
                 .map(|l| std::mem::size_of::<LateOpen>() as u64 + l.path.len() as u64 + 17)
                 .sum::<u64>()
-            + 16 * 13
+            + array_len(self.locks)
+            + 16 * 14
             + self
                 .threads
                 .iter()
@@ -210,6 +213,8 @@ impl Region {
         args.nr_batches = arrays.batches.len() as u64;
         args.fds = put_room(slice_bytes(arrays.fds), 0);
         args.nr_fds = arrays.fds.len() as u64;
+        args.locks = put_room(slice_bytes(arrays.locks), 0);
+        args.nr_locks = arrays.locks.len() as u64;
         args.copy_src = put_room(arrays.copy, 0);
         args.signals = put_room(arrays.signals.as_flattened(), 0);
         args.nr_signals = arrays.signals.len() as u64;

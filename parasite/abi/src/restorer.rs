@@ -307,6 +307,30 @@ pub struct LateOpen {
     pub path: u64,
 }
 
+/// A file lock the process takes itself, once its fds are placed (a
+/// POSIX lock is its own; a flock and a lease show who took them).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TakeLock {
+    /// The fd it is taken through.
+    pub fd: i32,
+    /// [`LOCK_POSIX`], [`LOCK_FLOCK`] or [`LOCK_LEASE`].
+    pub kind: u32,
+    /// F_RDLCK or F_WRLCK.
+    pub ltype: u32,
+    pub _pad: u32,
+    /// A POSIX lock's range: start, and length (0: to the end).
+    pub start: i64,
+    pub len: i64,
+}
+
+/// [`TakeLock::kind`]: `fcntl(F_SETLK)`.
+pub const LOCK_POSIX: u32 = 1;
+/// [`TakeLock::kind`]: `flock`.
+pub const LOCK_FLOCK: u32 = 2;
+/// [`TakeLock::kind`]: `fcntl(F_SETLEASE)`.
+pub const LOCK_LEASE: u32 = 8;
+
 /// The name of an anonymous area (`PR_SET_VMA_ANON_NAME`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -713,6 +737,11 @@ pub struct Args {
     /// is [`Step::Fds`] of item `nr_fds` + its index).
     pub late: u64,
     pub nr_late: u64,
+    /// Address and count of the [`TakeLock`]s, taken once every fd is
+    /// placed (a failure is [`Step::Fds`] of item `nr_fds` + `nr_late` +
+    /// its index).
+    pub locks: u64,
+    pub nr_locks: u64,
 }
 
 const _: () = {
@@ -738,8 +767,10 @@ const _: () = {
     assert!(offset_of!(Args, rlimits).is_multiple_of(8));
     assert!(size_of::<Args>().is_multiple_of(8));
     // Every field accounted for: no implicit padding.
-    assert!(size_of::<Args>() == 3928);
+    assert!(size_of::<Args>() == 3944);
     assert!(size_of::<LateOpen>() == 24);
+    assert!(size_of::<TakeLock>() == 32);
+    assert!(offset_of!(TakeLock, start) == 16);
     assert!(offset_of!(Args, page_claims).is_multiple_of(8));
     assert!(size_of::<Creds>() == 104);
     assert!(size_of::<SeccompFilter>() == 24);

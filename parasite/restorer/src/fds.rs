@@ -1,10 +1,13 @@
 //! The file descriptors, placed at their numbers: rcriu's open files
 //! moved there, then the files the restorer opens itself (its own /proc
-//! files, pidfds of itself); every other fd is closed.
+//! files, pidfds of itself); every other fd is closed. Then the file
+//! locks the process must take itself (POSIX locks, flocks, leases).
 
 use rcriu_blob_rt::nr::*;
-use rcriu_blob_rt::syscall::{call, value};
-use rcriu_parasite_abi::restorer::{Args, FdMove, LateOpen};
+use rcriu_blob_rt::syscall::{addr, call, value};
+use rcriu_parasite_abi::restorer::{
+    Args, FdMove, LOCK_FLOCK, LOCK_LEASE, LOCK_POSIX, LateOpen, TakeLock,
+};
 
 use crate::{Fail, Res, array, ok};
 
@@ -52,7 +55,49 @@ pub fn place_fds(a: &Args) -> Res {
         next = to + 1;
     }
     ok(value(NR_CLOSE_RANGE, next, u32::MAX as u64, 0), u32::MAX)?;
+    // SAFETY: rcriu wrote `nr_locks` locks at `locks`.
+    let locks: &[TakeLock] = unsafe { array(a.locks, a.nr_locks) };
+    let first = (moves.len() + late.len()) as u32;
+    for (i, l) in locks.iter().enumerate() {
+        take_lock(l, first + i as u32)?;
+    }
     Ok(())
+}
+
+/// `struct flock`.
+#[repr(C)]
+struct Flock {
+    l_type: i16,
+    l_whence: i16,
+    l_start: i64,
+    l_len: i64,
+    l_pid: i32,
+}
+
+/// Takes one lock, without waiting (a conflicting lock held elsewhere
+/// fails the restore).
+fn take_lock(l: &TakeLock, index: u32) -> Res {
+    let fd = l.fd as u64;
+    let r = match l.kind {
+        LOCK_POSIX => {
+            let f = Flock {
+                l_type: l.ltype as i16,
+                l_whence: SEEK_SET as i16,
+                l_start: l.start,
+                l_len: l.len,
+                l_pid: 0,
+            };
+            // SAFETY: fcntl reads the flock struct, which outlives it.
+            unsafe { call(NR_FCNTL, fd, F_SETLK, addr(&f), 0) }
+        }
+        LOCK_FLOCK => {
+            let op = if l.ltype == F_WRLCK { LOCK_EX } else { LOCK_SH };
+            value(NR_FLOCK, fd, op | LOCK_NB, 0)
+        }
+        LOCK_LEASE => value(NR_FCNTL, fd, F_SETLEASE, l.ltype as u64),
+        _ => -EINVAL,
+    };
+    ok(r, index).map(drop)
 }
 
 /// Opens one late file at its number and position.
