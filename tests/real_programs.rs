@@ -1,6 +1,8 @@
 //! Real programs of the kinds issue 16 names, dumped, killed and
-//! restored: `tail -f` (inotify, and a poll that must go on) and node
-//! running a timer (epoll over eventfds and pipes, threads). Each is
+//! restored: `tail -f` (inotify, and a poll that must go on), node
+//! running a timer (epoll over eventfds and pipes, threads) and sqlite3's
+//! shell in the middle of a transaction (its POSIX locks, with
+//! `--file-locks`). Each is
 //! driven by its own output (handshakes), with a negative control that
 //! shows the test sees what it claims.
 
@@ -164,4 +166,103 @@ fn node_without_its_epoll_targets_misses_signals() {
         !dir.path().join("signalled").exists(),
         "node took the signal without its epoll targets"
     );
+}
+
+// -- sqlite3 in the middle of a transaction.
+
+/// sqlite3's shell reading its commands from a FIFO (the returned end),
+/// in a transaction that has written a row and holds the database's
+/// POSIX locks (RESERVED: no other writer), waiting for the next command.
+fn start_sqlite(dir: &TempDir) -> (Program, std::fs::File) {
+    let db = |sql: &str| {
+        std::process::Command::new("sqlite3")
+            .current_dir(dir.path())
+            .args(["db", sql])
+            .status()
+            .expect("running sqlite3 (Debian's sqlite3)")
+    };
+    assert!(db("CREATE TABLE t(x); INSERT INTO t VALUES(1);").success());
+    let fifo = dir.path().join("in");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // Read-write: opening it does not wait for a reader.
+    let commands = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    let stdin = commands.try_clone().unwrap();
+    let p = Program::start_with_stdin(dir.path(), &["sqlite3", "db"], stdin);
+    send(&commands, "BEGIN; INSERT INTO t VALUES(2); SELECT 'mid';\n");
+    p.wait_for("out", "wrote a row in a transaction", |t| t == "mid\n");
+    wait_in(p.pid, "pipe_read");
+    (p, commands)
+}
+
+fn send(mut commands: &std::fs::File, text: &str) {
+    use std::io::Write;
+    commands.write_all(text.as_bytes()).unwrap();
+}
+
+/// Another sqlite3 writing a row: whether it could (no busy timeout: a
+/// locked database fails at once).
+fn another_writer_writes(dir: &TempDir) -> bool {
+    let out = std::process::Command::new("sqlite3")
+        .current_dir(dir.path())
+        .args(["db", "INSERT INTO t VALUES(3);"])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("database is locked"), "{err}");
+    }
+    out.status.success()
+}
+
+/// Dumps and restores the shell with `--file-locks` at the dump, and at
+/// the restore when `restore_locks`.
+fn dump_and_restore_locks(p: &mut Program, tag: &str, restore_locks: bool) {
+    let images = TempDir::new(tag);
+    Dump::new(p.pid)
+        .images_dir(images.path())
+        .file_locks(true)
+        .run()
+        .unwrap_or_else(|e| panic!("dumping {tag}: {e}"));
+    p.reap();
+    let r = Restore::new(images.path())
+        .detach(true)
+        .file_locks(restore_locks)
+        .run()
+        .unwrap_or_else(|e| panic!("restoring {tag}: {e}"));
+    assert_eq!(r.pid, p.pid);
+}
+
+#[test]
+fn sqlite_keeps_its_transaction_and_its_locks() {
+    let _g = setup();
+    let dir = TempDir::new("sqlite");
+    let (mut p, commands) = start_sqlite(&dir);
+    assert!(!another_writer_writes(&dir), "locked before the dump");
+    dump_and_restore_locks(&mut p, "sqlite", true);
+    assert!(
+        !another_writer_writes(&dir),
+        "still locked after the restore"
+    );
+    send(&commands, "COMMIT; SELECT count(*) FROM t;\n");
+    p.wait_for("out", "committed its transaction", |t| t == "mid\n2\n");
+    assert!(another_writer_writes(&dir), "unlocked by the commit");
+    send(&commands, "SELECT count(*) FROM t;\n");
+    p.wait_for("out", "read the other writer's row", |t| t == "mid\n2\n3\n");
+}
+
+/// The negative control: restored without --file-locks, the shell holds
+/// no lock, and another writer writes in the middle of its transaction.
+#[test]
+fn sqlite_restored_without_file_locks_is_not_locked() {
+    let _g = setup();
+    let dir = TempDir::new("sqlite-unlocked");
+    let (mut p, _commands) = start_sqlite(&dir);
+    dump_and_restore_locks(&mut p, "sqlite-unlocked", false);
+    assert!(another_writer_writes(&dir), "nothing locks the database");
 }

@@ -763,6 +763,11 @@ pub struct Program {
 
 impl Program {
     pub fn start(dir: &Path, argv: &[&str]) -> Program {
+        Self::start_with_stdin(dir, argv, Stdio::null())
+    }
+
+    /// As [`start`](Self::start), reading `stdin`.
+    pub fn start_with_stdin(dir: &Path, argv: &[&str], stdin: impl Into<Stdio>) -> Program {
         let file = |name: &str| {
             std::fs::File::create(dir.join(name))
                 .unwrap_or_else(|e| panic!("creating {name} for {argv:?}: {e}"))
@@ -770,7 +775,7 @@ impl Program {
         let mut cmd = Command::new(argv[0]);
         cmd.args(&argv[1..])
             .current_dir(dir)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(file("out"))
             .stderr(file("err"));
         in_new_session(&mut cmd);
