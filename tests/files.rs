@@ -222,6 +222,32 @@ fn corrupted_pipe_data_is_noticed() {
     );
 }
 
+/// A FIFO removed while open: a ghost (its mode, owner and times) made
+/// again at its name, opened by every end, then removed.
+#[test]
+fn a_deleted_fifo_carries_on() {
+    let _g = setup();
+    cycle("files_pipe", &["deleted"], None).unwrap();
+    leave_running("files_pipe", &["deleted"]);
+}
+
+fn widen_the_ghost_fifo(dir: &ImageDir, _pid: i32) {
+    let mut r = dir.reader(ImageFile::GhostFile(1)).unwrap();
+    let mut g: pb::GhostFileEntry = r.expect_next().unwrap();
+    assert_eq!(g.mode & libc::S_IFMT, libc::S_IFIFO, "{g:?}");
+    g.mode |= 0o004;
+    dir.write_one(ImageFile::GhostFile(1), &g).unwrap();
+}
+
+#[test]
+fn a_corrupted_deleted_fifo_is_noticed() {
+    let _g = setup();
+    let e = cycle("files_pipe", &["deleted"], Some(widen_the_ghost_fifo)).unwrap_err();
+    assert!(e.contains("FAIL: the deleted FIFO's mode is 10644"), "{e}");
+    let e = cycle("files_pipe", &["deleted"], Some(flip_a_fifo_byte)).unwrap_err();
+    assert!(e.contains("FAIL: the FIFO's bytes"), "{e}");
+}
+
 /// A pipe whose other end is outside the dump: dumped as any pipe and
 /// restored as a new pipe whose other end is gone, as CRIU 4.2 does.
 #[test]

@@ -13,7 +13,10 @@
  *   fd 23      (mode "outside") the pipe named by the third argument
  *              (/proc/PID/fd/N of a process outside the dump), write end
  *
- *   files_pipe OUTFILE [outside PATH]
+ *   files_pipe OUTFILE [outside PATH | deleted]
+ *
+ * "deleted": the FIFO (mode 0640) is removed once open: its ends must
+ * stay one FIFO with no name, of the same mode, and "fifo" not exist.
  *
  * Prints facts, "ready", waits in sigsuspend for SIGUSR1, then checks
  * each end (flags, fd flags, pipe identity and size, the bytes, then the
@@ -35,6 +38,7 @@
 #define FIFO_BYTES 3000
 
 static volatile sig_atomic_t stop;
+static int deleted;
 static void on_usr1(int sig) { (void)sig; stop = 1; }
 
 static unsigned char pattern(unsigned long i, int salt)
@@ -166,6 +170,20 @@ static const char *check(void)
 		return "FAIL: the FIFO's bytes\n";
 	if (write(22, "f", 1) != 1 || read(20, &c, 1) != 1 || c != 'f')
 		return "FAIL: the FIFO's ends\n";
+	if (deleted) {
+		struct stat a, b, d;
+		if (fstat(20, &a) || fstat(21, &b) || fstat(22, &d))
+			return "FAIL: fstat of the FIFO\n";
+		if (a.st_ino != b.st_ino || a.st_ino != d.st_ino || a.st_dev != d.st_dev)
+			return "FAIL: the deleted FIFO's ends are two FIFOs\n";
+		if (a.st_nlink != 0 || access("fifo", F_OK) == 0)
+			return "FAIL: the deleted FIFO has a name\n";
+		if (a.st_mode != (S_IFIFO | 0640)) {
+			snprintf(msg, sizeof(msg), "FAIL: the deleted FIFO's mode is %o\n",
+				 a.st_mode);
+			return msg;
+		}
+	}
 	return NULL;
 }
 
@@ -174,6 +192,7 @@ int main(int argc, char **argv)
 	if (argc < 2)
 		return 2;
 	const char *outside = argc > 3 && !strcmp(argv[2], "outside") ? argv[3] : NULL;
+	deleted = argc > 2 && !strcmp(argv[2], "deleted");
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_usr1;
@@ -200,6 +219,8 @@ int main(int argc, char **argv)
 	    place(open("fifo", O_WRONLY), 22) < 0 || put(22, FIFO_BYTES, 3))
 		return 4;
 	if (outside && place(open(outside, O_WRONLY), 23) < 0)
+		return 5;
+	if (deleted && (fchmod(20, 0640) || unlink("fifo")))
 		return 5;
 	for (int fd = 10; fd <= 16; fd++)
 		if (record(fd))

@@ -252,7 +252,8 @@ pub fn check_fd(pid: Pid, fd: &Fd, fdinfo: &FdInfo) -> Result<()> {
     let kind = match m.mode() & libc::S_IFMT {
         libc::S_IFREG => return Ok(()),
         libc::S_IFDIR | libc::S_IFLNK if !deleted => return Ok(()),
-        libc::S_IFIFO if !deleted => return Ok(()),
+        // A deleted one is a ghost, as a deleted regular file.
+        libc::S_IFIFO => return Ok(()),
         libc::S_IFCHR => {
             let major = rustix::fs::major(m.rdev());
             if major == MEM_MAJOR && !deleted {
@@ -269,7 +270,6 @@ pub fn check_fd(pid: Pid, fd: &Fd, fdinfo: &FdInfo) -> Result<()> {
         }
         libc::S_IFDIR => "a deleted directory",
         libc::S_IFLNK => "a deleted symbolic link",
-        libc::S_IFIFO => "a deleted FIFO",
         libc::S_IFBLK => "a block device",
         _ => "a special file",
     };
@@ -283,6 +283,7 @@ pub fn check_open(pid: Pid, f: &OpenFd) -> Result<()> {
     match f.kind() {
         FdKind::Pipe | FdKind::Tty(tty::Driver::PtySlave) | FdKind::Anon(_) => Ok(()),
         FdKind::Reg if f.info.unlinked() && f.info.is_reg() => Ok(()),
+        FdKind::Fifo if f.info.unlinked() => Ok(()),
         FdKind::Reg | FdKind::Fifo | FdKind::Tty(_) => check_path(pid, &what, &f.info),
     }
 }
@@ -513,6 +514,11 @@ impl Files {
             }
             FdKind::Fifo => {
                 let rf = self.fresh();
+                if f.info.unlinked() {
+                    // Its path entry is a ghost (mode alone), as CRIU.
+                    let remap = self.ghosts.remap(pid, self.opts.ghost_limit, rf, f)?;
+                    self.extra.remaps.push(remap);
+                }
                 let reg = Reg {
                     id: rf,
                     info: &f.info,

@@ -1,5 +1,6 @@
 //! Ghost files: an open regular file with no name left is saved whole in
-//! `ghost-file-<id>.img` (ids from 1, one per inode), and a
+//! `ghost-file-<id>.img` (ids from 1, one per inode; a FIFO with no name
+//! left by its mode alone, its bytes going with the FIFO's), and a
 //! `remap_file_path_entry` in `remap-fpath.img` ties each file entry to
 //! its ghost. A restore makes the file again, opens it by its old name
 //! and removes the name.
@@ -27,7 +28,8 @@ const CHUNKS_FROM: u64 = 3 * 4096;
 struct Pending {
     id: u32,
     entry: pb::GhostFileEntry,
-    file: File,
+    /// The file to copy, for a regular file.
+    file: Option<File>,
     fd: i32,
 }
 
@@ -65,7 +67,8 @@ impl Ghosts {
             None => {
                 let id = self.known.len() as u32 + 1;
                 self.known.push((i.dev, i.ino, id));
-                let chunks = i.size >= CHUNKS_FROM;
+                let regular = i.mode & libc::S_IFMT == libc::S_IFREG;
+                let chunks = regular && i.size >= CHUNKS_FROM;
                 let timeval = |(sec, nsec): (i64, u32)| pb::Timeval {
                     tv_sec: sec as u64,
                     tv_usec: u64::from(nsec / 1000),
@@ -89,7 +92,10 @@ impl Ghosts {
                 self.pending.push(Pending {
                     id,
                     entry,
-                    file: f.reopen_for_reading(pid)?,
+                    file: match regular {
+                        true => Some(f.reopen_for_reading(pid)?),
+                        false => None,
+                    },
                     fd: f.fd,
                 });
                 id
@@ -113,18 +119,22 @@ impl Ghosts {
             let dir = create(file)?;
             let mut w = dir.writer(file).map_err(Error::image(pid))?;
             w.write(&g.entry).map_err(Error::image(pid))?;
-            let size = g.file.metadata().map_err(ghost_err(pid, g.fd))?.len();
+            let Some(gf) = &g.file else {
+                w.finish().map_err(Error::image(pid))?;
+                continue;
+            };
+            let size = gf.metadata().map_err(ghost_err(pid, g.fd))?.len();
             if g.entry.chunks == Some(true) {
-                for (off, len) in extents(&g.file, size).map_err(ghost_err(pid, g.fd))? {
+                for (off, len) in extents(gf, size).map_err(ghost_err(pid, g.fd))? {
                     w.write(&pb::GhostChunkEntry { len, off })
                         .map_err(Error::image(pid))?;
-                    copy(&g.file, &mut w, off, len).map_err(|e| match e {
+                    copy(gf, &mut w, off, len).map_err(|e| match e {
                         CopyError::Io(e) => ghost_err(pid, g.fd)(e),
                         CopyError::Image(e) => Error::image(pid)(e),
                     })?;
                 }
             } else {
-                copy(&g.file, &mut w, 0, size).map_err(|e| match e {
+                copy(gf, &mut w, 0, size).map_err(|e| match e {
                     CopyError::Io(e) => ghost_err(pid, g.fd)(e),
                     CopyError::Image(e) => Error::image(pid)(e),
                 })?;

@@ -448,7 +448,13 @@ impl Opener<'_> {
                 Ok(pb::FdTypes::Fifo) => {
                     let f = entry.fifo.as_ref().ok_or_else(unsupported)?;
                     let reg = reg_of(f.regf_id)?;
-                    let file = self.fifos.open(f, reg, &path_of(reg))?;
+                    // A FIFO that had no name left is a ghost.
+                    let path = match f.regf_id {
+                        Some(rid) => self.ghosts.path_of(&img.dir, rid, &path_of(reg))?,
+                        None => None,
+                    }
+                    .unwrap_or_else(|| path_of(reg));
+                    let file = self.fifos.open(f, reg, &path)?;
                     (file, reg.fown, None)
                 }
                 Ok(pb::FdTypes::Tty) => {

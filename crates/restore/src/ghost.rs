@@ -1,6 +1,6 @@
 //! Ghost files: an open file that had no name left at the dump is made
 //! again from `ghost-file-<id>.img` (its mode, owner, times and bytes,
-//! whole or in chunks), opened by the file entries that `remap-fpath.img`
+//! whole or in chunks; a FIFO by its mode, owner and times), opened by the file entries that `remap-fpath.img`
 //! ties to it, then unlinked, so that it is open and nameless as it was.
 //!
 //! The file is made at its old name when that is free (so that /proc
@@ -107,9 +107,10 @@ fn ghost_image(
     let iname = img.name();
     let mut r = dir.reader(img)?;
     let g: pb::GhostFileEntry = r.expect_next()?;
-    if g.mode & libc::S_IFMT != libc::S_IFREG {
+    let kind = g.mode & libc::S_IFMT;
+    if kind != libc::S_IFREG && kind != libc::S_IFIFO {
         return Err(Error::unsupported(format!(
-            "{iname}: a ghost of mode {:o} (only regular files)",
+            "{iname}: a ghost of mode {:o} (only regular files and FIFOs)",
             g.mode
         )));
     }
@@ -122,6 +123,12 @@ fn ghost_image(
 /// and status flags of `flags`.
 pub fn make_tmpfile(dir: &ImageDir, gid: u32, name: &Path, flags: i32) -> Result<File> {
     let (mut r, g, iname) = ghost_image(dir, gid)?;
+    if g.mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(Error::invalid(
+            iname,
+            format!("an unnamed temporary file of mode {:o}", g.mode),
+        ));
+    }
     let parent = name.parent().unwrap_or(Path::new("/"));
     let access = if flags & libc::O_ACCMODE == libc::O_WRONLY {
         libc::O_WRONLY
@@ -147,6 +154,9 @@ pub fn make_tmpfile(dir: &ImageDir, gid: u32, name: &Path, flags: i32) -> Result
 /// Makes ghost `gid` at `name` (or beside it) and returns where.
 fn make(dir: &ImageDir, gid: u32, name: &Path) -> Result<PathBuf> {
     let (mut r, g, iname) = ghost_image(dir, gid)?;
+    if g.mode & libc::S_IFMT == libc::S_IFIFO {
+        return make_fifo(gid, &g, name);
+    }
     let create = |p: &Path| {
         std::fs::OpenOptions::new()
             .write(true)
@@ -172,6 +182,67 @@ fn make(dir: &ImageDir, gid: u32, name: &Path) -> Result<PathBuf> {
         return Err(e);
     }
     log::debug!("ghost {gid:x} made at {}", path.display());
+    Ok(path)
+}
+
+/// Makes ghost `gid`, a FIFO, at `name` (or beside it), with its mode,
+/// owner and times, and returns where. Its bytes are the FIFO's
+/// (fifo-data.img), put in once it is open.
+fn make_fifo(gid: u32, g: &pb::GhostFileEntry, name: &Path) -> Result<PathBuf> {
+    let mknod = |p: &Path| {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            p,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+    };
+    let mut path = name.to_owned();
+    match mknod(&path) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::EXIST) => {
+            let mut n: OsString = name.as_os_str().to_owned();
+            n.push(format!(".rcriu-ghost.{gid:x}"));
+            path = PathBuf::from(n);
+            mknod(&path).map_err(|e| Error::file("making the ghost FIFO", &path)(e.into()))?;
+        }
+        Err(e) => return Err(Error::file("making the ghost FIFO", &path)(e.into())),
+    }
+    // Its attributes through an O_PATH descriptor's /proc link would not
+    // do for fchown; by path, as it was just made by rcriu.
+    let attrs = || -> std::io::Result<()> {
+        std::os::unix::fs::lchown(&path, Some(g.uid), Some(g.gid))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(g.mode & 0o7777))?;
+        let ts = |t: Option<pb::Timeval>| match t {
+            Some(t) => rustix::fs::Timespec {
+                tv_sec: t.tv_sec as i64,
+                tv_nsec: (t.tv_usec * 1000) as _,
+            },
+            None => rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_OMIT,
+            },
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            &path,
+            &rustix::fs::Timestamps {
+                last_access: ts(g.atim),
+                last_modification: ts(g.mtim),
+            },
+            rustix::fs::AtFlags::empty(),
+        )?;
+        Ok(())
+    };
+    if let Err(e) = attrs() {
+        let _ = std::fs::remove_file(&path);
+        return Err(Error::file(
+            "setting the attributes of the ghost FIFO",
+            &path,
+        )(e));
+    }
+    log::debug!("ghost FIFO {gid:x} made at {}", path.display());
     Ok(path)
 }
 
