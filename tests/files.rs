@@ -451,3 +451,53 @@ fn a_shell_job_keeps_its_terminal() {
     let e = shell_job(Some(change_the_terminal_modes), false).unwrap_err();
     assert!(e.contains("FAIL: the terminal's modes"), "{e}");
 }
+
+// -- Things with no name left, held otherwise than as open files.
+
+/// A removed directory as the cwd and as fds, and a removed file mapped
+/// private and shared: ghosts (the directories by their mode, owner and
+/// times; the file with its bytes), made again at their names and
+/// removed once the process holds them.
+#[test]
+fn removed_directories_and_mapped_files_carry_on() {
+    let _g = setup();
+    cycle("deleted", &[], None).unwrap();
+    leave_running("deleted", &[]);
+}
+
+/// The ghost images of a dump, by id, with their entries.
+fn ghosts(dir: &ImageDir) -> Vec<(u64, pb::GhostFileEntry)> {
+    (1..)
+        .map_while(|id| {
+            let f = ImageFile::GhostFile(id);
+            dir.exists(f)
+                .then(|| (id, dir.reader(f).unwrap().expect_next().unwrap()))
+        })
+        .collect()
+}
+
+fn widen_the_cwd(dir: &ImageDir, _pid: i32) {
+    let (id, mut g) = ghosts(dir)
+        .into_iter()
+        .find(|(_, g)| g.mode == libc::S_IFDIR | 0o750)
+        .expect("the cwd's ghost");
+    g.mode |= 0o005;
+    dir.write_one(ImageFile::GhostFile(id), &g).unwrap();
+}
+
+fn flip_a_mapped_byte(dir: &ImageDir, _pid: i32) {
+    let (id, _) = ghosts(dir)
+        .into_iter()
+        .find(|(_, g)| g.mode & libc::S_IFMT == libc::S_IFREG)
+        .expect("the mapped file's ghost");
+    flip_last_byte(dir, ImageFile::GhostFile(id));
+}
+
+#[test]
+fn corrupted_removed_directories_and_mapped_files_are_noticed() {
+    let _g = setup();
+    let e = cycle("deleted", &[], Some(widen_the_cwd)).unwrap_err();
+    assert!(e.contains("FAIL: the cwd: mode 40755"), "{e}");
+    let e = cycle("deleted", &[], Some(flip_a_mapped_byte)).unwrap_err();
+    assert!(e.contains("FAIL: byte 12287"), "{e}");
+}

@@ -36,6 +36,7 @@ const SLEEPERS: &[&str] = &[
     "notify",
     "pidfds",
     "locks",
+    "deleted",
 ];
 
 /// The workloads whose inside is not probed: a thread of rseq_cs lives

@@ -18,11 +18,12 @@ pub enum Error {
     /// A deleted file takes more room than the ghost limit (criu's
     /// `--ghost-limit`) allows in the images.
     #[error(
-        "process {pid} holds fd {fd}: the deleted file {} takes {size} bytes on disk, over the ghost limit of {limit} bytes (raise it with --ghost-limit)", path.display()
+        "process {pid} holds {what}: the deleted file {} takes {size} bytes on disk, over the ghost limit of {limit} bytes (raise it with --ghost-limit)", path.display()
     )]
     GhostTooBig {
         pid: Pid,
-        fd: i32,
+        /// What it holds it as: `fd N`, a mapping, its cwd.
+        what: String,
         path: std::path::PathBuf,
         size: u64,
         limit: u64,

@@ -251,7 +251,9 @@ pub fn check_fd(pid: Pid, fd: &Fd, fdinfo: &FdInfo) -> Result<()> {
     let deleted = m.nlink() == 0;
     let kind = match m.mode() & libc::S_IFMT {
         libc::S_IFREG => return Ok(()),
-        libc::S_IFDIR | libc::S_IFLNK if !deleted => return Ok(()),
+        libc::S_IFLNK if !deleted => return Ok(()),
+        // A removed one is a ghost, as a deleted regular file.
+        libc::S_IFDIR => return Ok(()),
         // A deleted one is a ghost, as a deleted regular file.
         libc::S_IFIFO => return Ok(()),
         libc::S_IFCHR => {
@@ -268,7 +270,6 @@ pub fn check_fd(pid: Pid, fd: &Fd, fdinfo: &FdInfo) -> Result<()> {
                 "a character device"
             }
         }
-        libc::S_IFDIR => "a deleted directory",
         libc::S_IFLNK => "a deleted symbolic link",
         libc::S_IFBLK => "a block device",
         _ => "a special file",
@@ -283,6 +284,7 @@ pub fn check_open(pid: Pid, f: &OpenFd) -> Result<()> {
     match f.kind() {
         FdKind::Pipe | FdKind::Tty(tty::Driver::PtySlave) | FdKind::Anon(_) => Ok(()),
         FdKind::Reg if f.info.unlinked() && f.info.is_reg() => Ok(()),
+        FdKind::Reg if f.info.unlinked() && f.info.file_type() == libc::S_IFDIR => Ok(()),
         FdKind::Fifo if f.info.unlinked() => Ok(()),
         FdKind::Reg | FdKind::Fifo | FdKind::Tty(_) => check_path(pid, &what, &f.info),
     }
@@ -465,6 +467,27 @@ impl Files {
         let id = self.fresh();
         self.cache.push((info.dev, info.ino, info.mnt_id, id));
         self.push_reg(&reg(id), Some(file), None)?;
+        Ok(id)
+    }
+
+    /// [`special`](Self::special) for a file with no name left that the
+    /// process holds other than as an fd (`what`: a mapping, its cwd or
+    /// root): a ghost, as a deleted file open as an fd.
+    pub fn special_deleted(&mut self, info: &FileInfo, file: &File, what: String) -> Result<u32> {
+        let id = self.special(info, file)?;
+        if self.extra.remaps.iter().any(|r| r.orig_id == id) {
+            return Ok(id);
+        }
+        let pid = self.pid;
+        let reopen = || {
+            use std::os::fd::AsRawFd;
+            let link = format!("/proc/self/fd/{}", file.as_raw_fd());
+            File::open(&link).map_err(Error::file(pid, &info.path))
+        };
+        let remap = self
+            .ghosts
+            .remap_file(pid, self.opts.ghost_limit, id, info, what, reopen)?;
+        self.extra.remaps.push(remap);
         Ok(id)
     }
 

@@ -1,6 +1,7 @@
 //! Ghost files: an open regular file with no name left is saved whole in
-//! `ghost-file-<id>.img` (ids from 1, one per inode; a FIFO with no name
-//! left by its mode alone, its bytes going with the FIFO's), and a
+//! `ghost-file-<id>.img` (ids from 1, one per inode; a FIFO or a
+//! directory with no name left by its mode alone, a FIFO's bytes going
+//! with the FIFO's), and a
 //! `remap_file_path_entry` in `remap-fpath.img` ties each file entry to
 //! its ghost. A restore makes the file again, opens it by its old name
 //! and removes the name.
@@ -18,7 +19,7 @@ use std::os::unix::fs::FileExt;
 use rcriu_images::{ImageDir, ImageFile, ImageWriter, pb};
 use rcriu_proc::Pid;
 
-use crate::files::OpenFd;
+use crate::files::{FileInfo, OpenFd};
 use crate::{Error, Result, files_sys};
 
 /// Files this big or bigger are stored in chunks.
@@ -30,7 +31,8 @@ struct Pending {
     entry: pb::GhostFileEntry,
     /// The file to copy, for a regular file.
     file: Option<File>,
-    fd: i32,
+    /// What the process holds it as, for errors.
+    what: String,
 }
 
 /// The ghost files of a dump.
@@ -51,12 +53,29 @@ impl Ghosts {
         orig_id: u32,
         f: &OpenFd,
     ) -> Result<pb::RemapFilePathEntry> {
-        let i = &f.info;
+        let what = format!("fd {}", f.fd);
+        self.remap_file(pid, limit, orig_id, &f.info, what, || {
+            f.reopen_for_reading(pid)
+        })
+    }
+
+    /// The remap of file entry `orig_id`, the deleted file `i` (`what`
+    /// the process holds it as: an fd, a mapping, its cwd); `reopen`
+    /// opens a regular one for reading.
+    pub fn remap_file(
+        &mut self,
+        pid: Pid,
+        limit: u64,
+        orig_id: u32,
+        i: &FileInfo,
+        what: String,
+        reopen: impl FnOnce() -> Result<File>,
+    ) -> Result<pb::RemapFilePathEntry> {
         let on_disk = i.blocks * 512;
         if on_disk > limit {
             return Err(Error::GhostTooBig {
                 pid,
-                fd: f.fd,
+                what,
                 path: i.path.clone(),
                 size: on_disk,
                 limit,
@@ -93,10 +112,10 @@ impl Ghosts {
                     id,
                     entry,
                     file: match regular {
-                        true => Some(f.reopen_for_reading(pid)?),
+                        true => Some(reopen()?),
                         false => None,
                     },
-                    fd: f.fd,
+                    what,
                 });
                 id
             }
@@ -123,19 +142,19 @@ impl Ghosts {
                 w.finish().map_err(Error::image(pid))?;
                 continue;
             };
-            let size = gf.metadata().map_err(ghost_err(pid, g.fd))?.len();
+            let size = gf.metadata().map_err(ghost_err(pid, &g.what))?.len();
             if g.entry.chunks == Some(true) {
-                for (off, len) in extents(gf, size).map_err(ghost_err(pid, g.fd))? {
+                for (off, len) in extents(gf, size).map_err(ghost_err(pid, &g.what))? {
                     w.write(&pb::GhostChunkEntry { len, off })
                         .map_err(Error::image(pid))?;
                     copy(gf, &mut w, off, len).map_err(|e| match e {
-                        CopyError::Io(e) => ghost_err(pid, g.fd)(e),
+                        CopyError::Io(e) => ghost_err(pid, &g.what)(e),
                         CopyError::Image(e) => Error::image(pid)(e),
                     })?;
                 }
             } else {
                 copy(gf, &mut w, 0, size).map_err(|e| match e {
-                    CopyError::Io(e) => ghost_err(pid, g.fd)(e),
+                    CopyError::Io(e) => ghost_err(pid, &g.what)(e),
                     CopyError::Image(e) => Error::image(pid)(e),
                 })?;
             }
@@ -145,10 +164,11 @@ impl Ghosts {
     }
 }
 
-fn ghost_err(pid: Pid, fd: i32) -> impl FnOnce(std::io::Error) -> Error {
+fn ghost_err(pid: Pid, what: &str) -> impl FnOnce(std::io::Error) -> Error {
+    let path = format!("(the deleted file held as {what})").into();
     move |e| Error::File {
         pid,
-        path: format!("(the deleted file open as fd {fd})").into(),
+        path,
         source: e,
     }
 }

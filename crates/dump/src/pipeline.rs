@@ -561,7 +561,6 @@ fn collect(
             fdinfo.push(files::fdinfo_entry(f, id));
         }
     }
-    table.write_ghosts(&mut |f| out.created(f))?;
     let exe_id = special(
         pid,
         &mut table,
@@ -570,6 +569,8 @@ fn collect(
     )?;
     let cwd_id = special(pid, &mut table, &format!("/proc/{pid}/cwd"), "the cwd")?;
     let root_id = special(pid, &mut table, &format!("/proc/{pid}/root"), "the root")?;
+    // Every ghost, of fds, mappings, cwd and root.
+    table.write_ghosts(&mut |f| out.created(f))?;
 
     // -- The pages.
     let t_pages = Instant::now();
@@ -769,6 +770,10 @@ fn mapped_file(
         };
         return memfds.mapping(table, &info, &file, hugetlb, create);
     }
+    if info.unlinked() {
+        let what = format!("a mapping at {start:#x}-{end:#x}");
+        return table.special_deleted(&info, &file, what);
+    }
     files::check_path(pid, "the mapped file", &info)?;
     table.special(&info, &file)
 }
@@ -778,6 +783,10 @@ fn special(pid: Pid, table: &mut Files, link: &str, what: &str) -> Result<u32> {
     let path = std::fs::read_link(link).map_err(Error::file(pid, link))?;
     let file = File::open(link).map_err(Error::file(pid, link))?;
     let info = FileInfo::of(pid, file.as_fd(), &path)?;
+    // A removed directory (cwd, root) is a ghost, as CRIU makes it.
+    if info.unlinked() && info.file_type() == libc::S_IFDIR {
+        return table.special_deleted(&info, &file, what.to_owned());
+    }
     files::check_path(pid, what, &info)?;
     table.special(&info, &file)
 }

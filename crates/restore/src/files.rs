@@ -71,13 +71,25 @@ fn path_of(reg: &pb::RegFileEntry) -> PathBuf {
     PathBuf::from(OsStr::from_bytes(&reg.name))
 }
 
-/// Opens a regular-file entry with `how` (O_RDONLY, ... or the entry's own
-/// flags), then checks it against the dump.
-pub fn open_reg(reg: &pb::RegFileEntry, how: i32, validation: FileValidation) -> Result<File> {
-    open_reg_at(reg, &path_of(reg), how, validation)
+/// Opens regular-file entry `id` with `how` (O_RDONLY, ... or the entry's
+/// own flags), or its ghost made again when it had no name left (a mapped
+/// file, the exe), then checks it against the dump.
+pub fn open_reg_or_ghost(
+    img: &Images,
+    ghosts: &mut ghost::Ghosts,
+    id: u32,
+    reg: &pb::RegFileEntry,
+    how: i32,
+    validation: FileValidation,
+) -> Result<File> {
+    let name = path_of(reg);
+    match ghosts.path_of(&img.dir, id, &name)? {
+        Some(path) => open_reg_at(reg, &path, how, validation),
+        None => open_reg_at(reg, &name, how, validation),
+    }
 }
 
-/// [`open_reg`] by another path (a ghost made again).
+/// Opens a regular-file entry by `path` (its name, or its ghost's).
 fn open_reg_at(
     reg: &pb::RegFileEntry,
     path: &Path,
@@ -206,6 +218,7 @@ pub fn plan(
     validation: FileValidation,
     shell_job: bool,
     file_locks: bool,
+    ghosts: &mut ghost::Ghosts,
 ) -> Result<FdPlan> {
     let files_id = img.task.ids.files_id;
     let from = ImageFile::Fdinfo(files_id.into());
@@ -215,7 +228,7 @@ pub fn plan(
         validation,
         shell_job,
         opened: BTreeMap::new(),
-        ghosts: ghost::Ghosts::load(&img.dir)?,
+        ghosts,
         pipes: pipes::Pipes::load(&img.dir)?,
         fifos: pipes::Fifos::load(&img.dir)?,
         ttys: tty::Ttys::load(&img.dir)?,
@@ -314,7 +327,6 @@ pub fn plan(
         plan.ctty = op.ttys.session_slave(pst.sid)?.map(Ctty::Extra);
     }
     op.ttys.finish()?;
-    op.ghosts.unlink_all()?;
     plan.fds.sort_by_key(|(fd, _, _)| *fd);
     plan.late.sort_by_key(|l| l.to);
     if let Some(w) = plan.fds.windows(2).find(|w| w[0].0 == w[1].0) {
@@ -384,7 +396,7 @@ struct Opener<'a> {
     shell_job: bool,
     /// file id → its open file.
     opened: BTreeMap<u32, OwnedFd>,
-    ghosts: ghost::Ghosts,
+    ghosts: &'a mut ghost::Ghosts,
     pipes: pipes::Pipes,
     fifos: pipes::Fifos,
     ttys: tty::Ttys,
@@ -571,11 +583,12 @@ pub struct FsPlan {
     pub umask: u32,
 }
 
-/// Opens the process's cwd and root directories.
-pub fn plan_fs(img: &Images) -> Result<FsPlan> {
+/// Opens the process's cwd and root directories (a removed one made
+/// again as a ghost).
+pub fn plan_fs(img: &Images, ghosts: &mut ghost::Ghosts) -> Result<FsPlan> {
     let from = ImageFile::Fs(img.task.pid.into());
     let fs = &img.task.fs;
-    let dir = |id: u32| -> Result<(PathBuf, OwnedFd)> {
+    let mut dir = |id: u32| -> Result<(PathBuf, OwnedFd)> {
         let entry = img.file(id, &from)?;
         let reg = entry.reg.as_ref().ok_or_else(|| {
             Error::invalid(
@@ -584,6 +597,7 @@ pub fn plan_fs(img: &Images) -> Result<FsPlan> {
             )
         })?;
         let path = path_of(reg);
+        let path = ghosts.path_of(&img.dir, id, &path)?.unwrap_or(path);
         let f = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)

@@ -1,6 +1,7 @@
 //! Ghost files: an open file that had no name left at the dump is made
 //! again from `ghost-file-<id>.img` (its mode, owner, times and bytes,
-//! whole or in chunks; a FIFO by its mode, owner and times), opened by the file entries that `remap-fpath.img`
+//! whole or in chunks; a FIFO or a directory by its mode, owner and
+//! times), opened by the file entries that `remap-fpath.img`
 //! ties to it, then unlinked, so that it is open and nameless as it was.
 //!
 //! The file is made at its old name when that is free (so that /proc
@@ -27,8 +28,9 @@ const MAX_GHOST: u64 = 1 << 40;
 pub struct Ghosts {
     /// file id → ghost id, from remap-fpath.img.
     remaps: BTreeMap<u32, u32>,
-    /// ghost id → the name it was made at.
-    made: BTreeMap<u32, PathBuf>,
+    /// ghost id → the name it was made at, and whether it is a
+    /// directory.
+    made: BTreeMap<u32, (PathBuf, bool)>,
 }
 
 impl Ghosts {
@@ -61,11 +63,11 @@ impl Ghosts {
         let Some(&gid) = self.remaps.get(&id) else {
             return Ok(None);
         };
-        if let Some(p) = self.made.get(&gid) {
+        if let Some((p, _)) = self.made.get(&gid) {
             return Ok(Some(p.clone()));
         }
-        let path = make(dir, gid, name)?;
-        self.made.insert(gid, path.clone());
+        let (path, is_dir) = make(dir, gid, name)?;
+        self.made.insert(gid, (path.clone(), is_dir));
         Ok(Some(path))
     }
 
@@ -77,8 +79,12 @@ impl Ghosts {
     /// Removes the names the ghosts were made at.
     pub fn unlink_all(&mut self) -> Result<()> {
         let mut first = Ok(());
-        for (_, p) in std::mem::take(&mut self.made) {
-            if let Err(e) = std::fs::remove_file(&p)
+        for (_, (p, is_dir)) in std::mem::take(&mut self.made) {
+            let removed = match is_dir {
+                true => std::fs::remove_dir(&p),
+                false => std::fs::remove_file(&p),
+            };
+            if let Err(e) = removed
                 && first.is_ok()
             {
                 first = Err(Error::file("removing the ghost file", &p)(e));
@@ -108,9 +114,9 @@ fn ghost_image(
     let mut r = dir.reader(img)?;
     let g: pb::GhostFileEntry = r.expect_next()?;
     let kind = g.mode & libc::S_IFMT;
-    if kind != libc::S_IFREG && kind != libc::S_IFIFO {
+    if ![libc::S_IFREG, libc::S_IFIFO, libc::S_IFDIR].contains(&kind) {
         return Err(Error::unsupported(format!(
-            "{iname}: a ghost of mode {:o} (only regular files and FIFOs)",
+            "{iname}: a ghost of mode {:o} (only regular files, FIFOs and directories)",
             g.mode
         )));
     }
@@ -151,11 +157,14 @@ pub fn make_tmpfile(dir: &ImageDir, gid: u32, name: &Path, flags: i32) -> Result
     Ok(file)
 }
 
-/// Makes ghost `gid` at `name` (or beside it) and returns where.
-fn make(dir: &ImageDir, gid: u32, name: &Path) -> Result<PathBuf> {
+/// Makes ghost `gid` at `name` (or beside it) and returns where, and
+/// whether it is a directory.
+fn make(dir: &ImageDir, gid: u32, name: &Path) -> Result<(PathBuf, bool)> {
     let (mut r, g, iname) = ghost_image(dir, gid)?;
-    if g.mode & libc::S_IFMT == libc::S_IFIFO {
-        return make_fifo(gid, &g, name);
+    match g.mode & libc::S_IFMT {
+        libc::S_IFIFO => return Ok((make_node(gid, &g, name)?, false)),
+        libc::S_IFDIR => return Ok((make_node(gid, &g, name)?, true)),
+        _ => {}
     }
     let create = |p: &Path| {
         std::fs::OpenOptions::new()
@@ -182,35 +191,56 @@ fn make(dir: &ImageDir, gid: u32, name: &Path) -> Result<PathBuf> {
         return Err(e);
     }
     log::debug!("ghost {gid:x} made at {}", path.display());
-    Ok(path)
+    Ok((path, false))
 }
 
-/// Makes ghost `gid`, a FIFO, at `name` (or beside it), with its mode,
-/// owner and times, and returns where. Its bytes are the FIFO's
-/// (fifo-data.img), put in once it is open.
-fn make_fifo(gid: u32, g: &pb::GhostFileEntry, name: &Path) -> Result<PathBuf> {
-    let mknod = |p: &Path| {
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            p,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
+/// Makes ghost `gid`, a FIFO or a directory, at `name` (or beside it),
+/// with its mode, owner and times, and returns where. A FIFO's bytes are
+/// the FIFO's (fifo-data.img), put in once it is open.
+fn make_node(gid: u32, g: &pb::GhostFileEntry, name: &Path) -> Result<PathBuf> {
+    let is_dir = g.mode & libc::S_IFMT == libc::S_IFDIR;
+    let what = if is_dir {
+        "the ghost directory"
+    } else {
+        "the ghost FIFO"
+    };
+    let mode = rustix::fs::Mode::from_raw_mode(0o700);
+    let make = |p: &Path| match is_dir {
+        true => rustix::fs::mkdir(p, mode),
+        false => rustix::fs::mknodat(rustix::fs::CWD, p, rustix::fs::FileType::Fifo, mode, 0),
     };
     let mut path = name.to_owned();
-    match mknod(&path) {
-        Ok(()) => {}
-        Err(rustix::io::Errno::EXIST) => {
-            let mut n: OsString = name.as_os_str().to_owned();
-            n.push(format!(".rcriu-ghost.{gid:x}"));
-            path = PathBuf::from(n);
-            mknod(&path).map_err(|e| Error::file("making the ghost FIFO", &path)(e.into()))?;
+    loop {
+        match make(&path) {
+            Ok(()) => break,
+            Err(rustix::io::Errno::EXIST) => {
+                let mut n: OsString = path.as_os_str().to_owned();
+                n.push(format!(".rcriu-ghost.{gid:x}"));
+                path = PathBuf::from(n);
+                make(&path).map_err(|e| Error::file("making", &path)(e.into()))?;
+                break;
+            }
+            // Its directory is gone too: one level up (as CRIU).
+            Err(rustix::io::Errno::NOENT) => {
+                let up = path
+                    .parent()
+                    .and_then(Path::parent)
+                    .zip(path.file_name())
+                    .map(|(gp, n)| gp.join(n));
+                match up {
+                    Some(p) if p != path => path = p,
+                    _ => {
+                        return Err(Error::file("making", &path)(
+                            std::io::ErrorKind::NotFound.into(),
+                        ));
+                    }
+                }
+            }
+            Err(e) => return Err(Error::file("making", &path)(e.into())),
         }
-        Err(e) => return Err(Error::file("making the ghost FIFO", &path)(e.into())),
     }
-    // Its attributes through an O_PATH descriptor's /proc link would not
-    // do for fchown; by path, as it was just made by rcriu.
+    // By path: rcriu has just made it, and a FIFO opened to set them
+    // would wait for a writer.
     let attrs = || -> std::io::Result<()> {
         std::os::unix::fs::lchown(&path, Some(g.uid), Some(g.gid))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(g.mode & 0o7777))?;
@@ -236,13 +266,15 @@ fn make_fifo(gid: u32, g: &pb::GhostFileEntry, name: &Path) -> Result<PathBuf> {
         Ok(())
     };
     if let Err(e) = attrs() {
-        let _ = std::fs::remove_file(&path);
-        return Err(Error::file(
-            "setting the attributes of the ghost FIFO",
-            &path,
-        )(e));
+        let _ = match is_dir {
+            true => std::fs::remove_dir(&path),
+            false => std::fs::remove_file(&path),
+        };
+        return Err(Error::file("setting the mode, owner and times of", &path)(
+            e,
+        ));
     }
-    log::debug!("ghost FIFO {gid:x} made at {}", path.display());
+    log::debug!("{what} {gid:x} made at {}", path.display());
     Ok(path)
 }
 

@@ -241,7 +241,10 @@ impl Restore {
             )));
         }
 
-        let mut mem = mm::plan(&img, self.validation)?;
+        // Files that had no name left, made again for the plans to open,
+        // removed once all are open.
+        let mut ghosts = ghost::Ghosts::load(&img.dir)?;
+        let mut mem = mm::plan(&img, self.validation, &mut ghosts)?;
         let rt = vdso::Runtime::read()?;
         let dumped_vdso = match mem.vdso {
             Some((s, e)) => pages::read_range(&img, s, e - s)?,
@@ -267,12 +270,19 @@ impl Restore {
         for t in &mut core.threads {
             t.args.creds.last_cap = last_cap;
         }
-        let mut fds = files::plan(&img, self.validation, self.shell_job, self.file_locks)?;
+        let mut fds = files::plan(
+            &img,
+            self.validation,
+            self.shell_job,
+            self.file_locks,
+            &mut ghosts,
+        )?;
         fds.fds.extend(memfd::plan_fds(&img, &mut mem.memfds)?);
         fds.fds.sort_by_key(|(fd, _, _)| *fd);
-        let fs = files::plan_fs(&img)?;
+        let fs = files::plan_fs(&img, &mut ghosts)?;
         let timens = img.timens.as_ref().map(timens::offsets).transpose()?;
-        let exe = open_exe(&img, self.validation)?;
+        let exe = open_exe(&img, self.validation, &mut ghosts)?;
+        ghosts.unlink_all()?;
         let pages_file: OwnedFd = img
             .dir
             .open_raw(ImageFile::Pages(pages.pages_id.into()))?
@@ -681,7 +691,11 @@ fn check_pid_free(pid: Pid) -> Result<()> {
     Ok(())
 }
 
-fn open_exe(img: &load::Images, validation: FileValidation) -> Result<Option<OwnedFd>> {
+fn open_exe(
+    img: &load::Images,
+    validation: FileValidation,
+    ghosts: &mut ghost::Ghosts,
+) -> Result<Option<OwnedFd>> {
     let id = img.task.mm.exe_file_id;
     let from = ImageFile::Mm(img.task.pid.into());
     let entry = img.file(id, &from)?;
@@ -692,7 +706,7 @@ fn open_exe(img: &load::Images, validation: FileValidation) -> Result<Option<Own
         ));
     };
     Ok(Some(
-        files::open_reg(reg, libc::O_RDONLY, validation)?.into(),
+        files::open_reg_or_ghost(img, ghosts, id, reg, libc::O_RDONLY, validation)?.into(),
     ))
 }
 

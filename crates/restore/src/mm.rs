@@ -10,7 +10,7 @@ use rcriu_images::vma::*;
 use rcriu_images::{ImageFile, pb};
 use rcriu_parasite_abi::restorer::{Range, Vma};
 
-use crate::files::{FileValidation, open_reg};
+use crate::files::{FileValidation, open_reg_or_ghost};
 use crate::load::Images;
 use crate::memfd::Inodes;
 use crate::{Error, Result};
@@ -96,7 +96,11 @@ impl MemPlan {
 }
 
 /// Plans the areas of `img`'s process.
-pub fn plan(img: &Images, validation: FileValidation) -> Result<MemPlan> {
+pub fn plan(
+    img: &Images,
+    validation: FileValidation,
+    ghosts: &mut crate::ghost::Ghosts,
+) -> Result<MemPlan> {
     let pid = img.task.pid;
     let file = ImageFile::Mm(pid.into());
     let mm = &img.task.mm;
@@ -168,7 +172,7 @@ pub fn plan(img: &Images, validation: FileValidation) -> Result<MemPlan> {
                         plan.memfds
                             .open(img, entry, access, crate::memfd::Use::Mapping)?
                     } else {
-                        open_mapped(img, v, &file, access, validation)?
+                        open_mapped(img, ghosts, v, &file, access, validation)?
                     };
                     plan.files.push(f.into());
                     opened.insert((v.shmid, access), plan.files.len() - 1);
@@ -298,6 +302,7 @@ fn describe(status: u32) -> &'static str {
 /// checks it.
 fn open_mapped(
     img: &Images,
+    ghosts: &mut crate::ghost::Ghosts,
     v: &pb::VmaEntry,
     from: &ImageFile,
     access: i32,
@@ -311,5 +316,5 @@ fn open_mapped(
             v.start, entry.r#type
         ))
     })?;
-    open_reg(reg, access, validation)
+    open_reg_or_ghost(img, ghosts, id, reg, access, validation)
 }

@@ -459,7 +459,7 @@ impl ProcSnapshot {
         let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
         let fields: Vec<&str> = after.split_whitespace().collect();
         ProcSnapshot {
-            maps: text("maps").lines().map(String::from).collect(),
+            maps: text("maps").lines().map(map_line).collect(),
             vmflags,
             exe: std::fs::read_link(p("exe")).unwrap_or_default(),
             cmdline: read("cmdline"),
@@ -634,6 +634,21 @@ fn attr_lines(pid: i32) -> Vec<String> {
         format!("loginuid {}", read("loginuid")),
         format!("cgroup {}", read("cgroup")),
     ]
+}
+
+/// A line of maps, but for the inode of a file with no name left (a
+/// deleted file, a memfd), which a restore makes anew.
+fn map_line(l: &str) -> String {
+    if !l.ends_with(" (deleted)") {
+        return l.to_owned();
+    }
+    let f: Vec<&str> = l.splitn(6, char::is_whitespace).collect();
+    match f.as_slice() {
+        [range, perms, off, dev, _inode, path] => {
+            format!("{range} {perms} {off} {dev} #INODE {}", path.trim_start())
+        }
+        _ => l.to_owned(),
+    }
 }
 
 /// The directory of an O_TMPFILE file's link (`DIR/#INODE (deleted)`).
