@@ -31,6 +31,8 @@ fn dd(out: &str) -> Duration {
 
 struct Round {
     frozen: Duration,
+    /// The manifest's hashing, done after the freeze.
+    hash: Duration,
     wall: Duration,
     memdump: Duration,
 }
@@ -44,11 +46,26 @@ fn dump(pid: i32, dir: &PathBuf) -> Round {
         .expect("dumping bigmem");
     let wall = t.elapsed();
     assert!(s.pages_written >= MIB * 256, "{} pages", s.pages_written);
+    // What the manifest's hashing costs (the dump does it after the
+    // freeze): the same hashing again, timed.
+    let d = rcriu::images::ImageDir::open(dir).expect("the images");
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .expect("listing the images")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != rcriu::images::manifest::MANIFEST)
+        .collect();
+    let t = Instant::now();
+    let m = rcriu::images::manifest::Manifest::build(&d, names.iter().map(String::as_str))
+        .expect("hashing the images");
+    let hash = t.elapsed();
+    assert!(m.files().count() == names.len());
     let _ = std::fs::remove_dir_all(dir);
     Round {
         frozen: s.frozen_time,
         wall,
         memdump: s.memdump_time,
+        hash,
     }
 }
 
@@ -98,13 +115,15 @@ fn main() {
     dd(&dd_out);
     dump(w.pid, &dir);
 
-    let (mut dds, mut frozen, mut wall, mut memdump) = (vec![], vec![], vec![], vec![]);
+    let (mut dds, mut frozen, mut wall, mut memdump, mut hash) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for _ in 0..rounds {
         dds.push(dd(&dd_out));
         let r = dump(w.pid, &dir);
         frozen.push(r.frozen);
         wall.push(r.wall);
         memdump.push(r.memdump);
+        hash.push(r.hash);
     }
     let (d, f, wl, m) = (median(dds), median(frozen), median(wall), median(memdump));
     println!("1 GiB dump to tmpfs, median of {rounds} rounds:");
@@ -123,6 +142,13 @@ fn main() {
         "  (pages: memdump_time   {:8.1} ms  = {:.2} x dd)",
         ms(m),
         m.as_secs_f64() / d.as_secs_f64()
+    );
+    let h = median(hash);
+    println!(
+        "  manifest hashing       {:8.1} ms  = {:.1}% of the frozen time, after the freeze \
+         (in the wall time above)",
+        ms(h),
+        100.0 * h.as_secs_f64() / f.as_secs_f64()
     );
     w.verdict()
         .expect("bigmem's memory is intact after the dumps");

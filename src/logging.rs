@@ -77,11 +77,18 @@ impl log::Log for Logger {
 pub fn init(verbosity: u8, file: Option<&std::path::Path>) -> std::io::Result<()> {
     let sink = match file {
         Some(path) => {
+            // Made anew, as the images are: a file (or a hard link someone
+            // planted) under that name is replaced, never written into.
             use std::os::unix::fs::OpenOptionsExt;
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
             Sink::File(
                 std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
+                    .write(true)
+                    // O_EXCL: never through a symbolic link either.
+                    .create_new(true)
                     .mode(0o600)
                     .open(path)?,
             )

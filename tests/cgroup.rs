@@ -343,6 +343,8 @@ fn a_corrupted_cgroup_set_is_refused() {
     let images = TempDir::new("cgroup-corrupt");
     dump_watched(&cg, w.pid, images.path(), false);
     w.reap();
+    // Without the manifest, which would refuse any change at once.
+    std::fs::remove_file(images.path().join(rcriu::images::manifest::MANIFEST)).unwrap();
     let dir = ImageDir::open(images.path()).unwrap();
     let core0 = dir.core(w.pid as u32).unwrap();
     let cg0: pb::CgroupEntry = dir.read_one(ImageFile::Cgroup).unwrap();

@@ -32,6 +32,8 @@ fn snapshot(mib: u64, corrupt: bool, tmpfs: bool) -> Result<(), String> {
     signal(w.pid, libc::SIGKILL);
     w.reap();
     if corrupt {
+        // Without the manifest, which would refuse the change at once.
+        std::fs::remove_file(images.path().join(rcriu::images::manifest::MANIFEST)).unwrap();
         let path = images.path().join("pages-1.img");
         let len = std::fs::metadata(&path).unwrap().len();
         let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();

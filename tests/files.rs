@@ -356,6 +356,9 @@ fn shell_job(tweak: Option<Tweak>, leave_running: bool) -> Result<(), String> {
         let _ = rcriu_test_support::wait_exit(pid);
         if let Some(t) = tweak {
             t(&ImageDir::open(images.path()).unwrap(), pid);
+            // Restored without the manifest, as a dump by CRIU (see
+            // tests/common).
+            std::fs::remove_file(images.path().join(rcriu::images::manifest::MANIFEST)).unwrap();
         }
         writeln!(go, "go").unwrap();
         let mut line = String::new();

@@ -401,6 +401,7 @@ fn a_stopped_process_comes_back_stopped() {
                 tc.task_state = 1;
                 tc.stop_signo = None;
             });
+            std::fs::remove_file(images.path().join(rcriu::images::manifest::MANIFEST)).unwrap();
         }
         rcriu::Restore::new(images.path())
             .detach(true)

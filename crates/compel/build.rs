@@ -9,7 +9,11 @@ fn main() {
         crate_dir: &blob_dir,
         bin: "rcriu-parasite",
         entry: "rcriu_parasite_head",
-        symbols: &["rcriu_parasite_head"],
+        symbols: &[
+            "rcriu_parasite_head",
+            "rcriu_parasite_syscall_ret",
+            "rcriu_parasite_sigreturn",
+        ],
         name: "parasite",
     };
     if let Err(e) = rcriu_blob_build::build(&spec) {

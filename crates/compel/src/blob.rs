@@ -5,7 +5,10 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/parasite.rs"));
 }
 
-pub use generated::{DATA_OFF, IMAGE, RCRIU_PARASITE_HEAD as HEAD, RELOCS};
+pub use generated::{
+    DATA_OFF, IMAGE, RCRIU_PARASITE_HEAD as HEAD, RCRIU_PARASITE_SIGRETURN as SIGRETURN,
+    RCRIU_PARASITE_SYSCALL_RET as SYSCALL_RET, RELOCS,
+};
 
 /// The blob's image with its relocations applied for loading at `base`.
 pub fn image_at(base: u64) -> Vec<u8> {

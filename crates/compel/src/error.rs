@@ -34,8 +34,6 @@ pub enum Error {
     SelfDump { pid: Pid },
     #[error("task {tid} runs in 32-bit mode, which is not supported")]
     Compat { tid: Pid },
-    #[error("task {tid} has a pending SIGTRAP, which the parasite cannot coexist with")]
-    PendingSigtrap { tid: Pid },
     #[error("task {tid} stopped unexpectedly: {what}")]
     UnexpectedStop { tid: Pid, what: String },
     #[error("task {tid} has no `syscall` instruction in an executable mapping")]

@@ -4,7 +4,10 @@
 //! `RCRIU_FAULT=WHERE[:ACTION]` makes a point fire. WHERE is a numbered
 //! point `N` ([`FaultPoint`]), `image:NAME` (right after the dump wrote
 //! the image whose file name starts with NAME: `image:core`,
-//! `image:pages`...), or `restorer:STEP` (the restorer, in the new
+//! `image:pages`...), `step:N` (just before rcriu's Nth action on a
+//! traced thread: each ptrace request that changes or resumes it, each
+//! write into its memory; to kill rcriu at every instant of an
+//! infection), or `restorer:STEP` (the restorer, in the new
 //! process, fails as it reaches step number STEP, in whichever thread
 //! reaches it first), `page-helper` (a restore's page helper, before
 //! its first batch), or `write-pages-denied` (the parasite's own page
@@ -58,6 +61,7 @@ enum Action {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Where {
     Point(u32),
+    Step(u64),
     Image(String),
     Restorer(u32),
     PageHelper,
@@ -80,6 +84,10 @@ fn parse(v: &str) -> Option<(Where, Action)> {
         Some(("restorer", rest)) => {
             let (step, action) = rest.split_once(':').unwrap_or((rest, "fail"));
             (Where::Restorer(step.trim().parse().ok()?), action)
+        }
+        Some(("step", rest)) => {
+            let (n, action) = rest.split_once(':').unwrap_or((rest, "kill"));
+            (Where::Step(n.trim().parse().ok()?), action)
         }
         Some(("page-helper", action)) => (Where::PageHelper, action),
         None if v.trim() == "page-helper" => (Where::PageHelper, "fail"),
@@ -152,6 +160,25 @@ pub fn point(p: FaultPoint) -> Result<()> {
         return fire(&format!("{n} ({p:?})"), *n, *action);
     }
     check_abort()
+}
+
+/// rcriu's actions on traced threads so far (see `step:N`).
+static STEPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts one action on a traced thread, about to be taken: with
+/// `RCRIU_FAULT=step:N[:ACTION]`, the Nth dies (`kill`, the default) or
+/// signals rcriu there (a `fail` there is taken as `kill`).
+pub fn step() {
+    if let Some((Where::Step(n), action)) = configured() {
+        let k = STEPS.fetch_add(1, Ordering::SeqCst) + 1;
+        if k == *n {
+            let action = match action {
+                Action::Fail | Action::KillTarget => Action::Kill,
+                a => *a,
+            };
+            let _ = fire(&format!("step:{n}"), 0, action);
+        }
+    }
 }
 
 /// Passes the fault point after image file `name` was written (the

@@ -4,7 +4,8 @@
 //! - [`Seized`]: every thread of a process stopped under ptrace, released
 //!   exactly as found;
 //! - [`ThreadCtx`] and [`Remote`]: a thread's registers (general, xsave,
-//!   signal mask) and syscalls run in it;
+//!   signal mask) and syscalls run in it, each with a lifeline that puts
+//!   the thread back should rcriu die meanwhile;
 //! - [`Parasite`]: a no_std blob loaded into the process, serving commands
 //!   over a control socket (signal actions, timers, credentials, fds, and
 //!   page dumping by `vmsplice`), then removed without a trace;
@@ -19,6 +20,7 @@ mod blob;
 mod error;
 pub mod fault;
 pub mod freezer;
+mod lifeline;
 mod parasite;
 pub mod regs;
 mod remote;
@@ -31,5 +33,5 @@ pub use error::{Error, Result};
 pub use parasite::Parasite;
 pub use rcriu_parasite_abi as abi;
 pub use regs::{UserRegs, Xstate};
-pub use remote::{BLOCK_ALL_BUT_TRAP, Remote, ThreadCtx};
+pub use remote::{BLOCK_ALL, Remote, ThreadCtx};
 pub use seize::{Seized, Thread};

@@ -1,52 +1,73 @@
 //! The parasite: loaded into a seized process, run as a daemon on one of
 //! its threads, asked for what only the task can tell, and removed.
 //!
-//! Infection, step by step (each undone by [`Parasite::cure`] or on drop):
-//! 1. save the thread's registers, FPU state and signal mask;
-//! 2. map a shared anonymous area in the victim (remote `mmap`), open it
-//!    through `/proc/PID/map_files` and map it here too;
-//! 3. copy the blob in, relocated for the victim's address, and prepare a
-//!    frame of the saved state for the parasite's self-cure;
+//! Infection, step by step:
+//! 1. save the thread's registers, FPU state and signal mask, and write
+//!    its lifeline on its stack (see [`crate::lifeline`]);
+//! 2. map a shared anonymous area in the victim with a remote `mmap` whose
+//!    lifeline runs the `munmap` too, open it through
+//!    `/proc/PID/map_files` and map it here;
+//! 3. copy the blob in, relocated for the victim's address, with the
+//!    control block telling it how to leave;
 //! 4. listen on an abstract unix socket in the victim's network namespace;
-//! 5. run the parasite's `Init` (it connects and traps), accept the
-//!    connection after checking it comes from the victim, and let the
-//!    parasite go on as a daemon serving commands.
+//! 5. start the parasite: it connects (followed syscall by syscall) and
+//!    serves commands as a daemon.
 //!
-//! Curing sends `Fini` (the parasite traps), puts the saved state back,
-//! and unmaps the area with a remote `munmap`.
+//! At any instant rcriu may die: until the daemon runs, the lifeline of
+//! the thread's registers undoes the mapping and puts the thread back;
+//! once it runs, the control socket breaks and the daemon leaves by
+//! itself: it closes what it was given, unmaps its area and lands in the
+//! thread's original state. Curing is the same leaving, with rcriu
+//! stopping the thread right after the `munmap` to put its state back
+//! itself.
 
 use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use rcriu_parasite_abi::{
-    ARGS_SIZE, Cmd, CredsArgs, CtlMsg, DumpPagesArgs, FdsArgs, InitArgs, IoVec, ItimersArgs,
-    KSigaction, MAX_FDS, MAX_IOVS, MAX_MPROTECT, MAX_POSIX_TIMERS, MprotectArgs, MprotectRange,
-    PosixTimer, PosixTimersArgs, RseqArgs, SIGFRAME_SIZE, STACK_REDZONE, STACK_SIZE,
-    SigactionsArgs, SigaltstackArgs, StackT, ThreadInfoArgs, TlsArgs, WritePagesArgs,
+    ARGS_SIZE, CTL_SIZE, Cmd, CredsArgs, Ctl, CtlMsg, DumpPagesArgs, FdsArgs, InitArgs, IoVec,
+    ItimersArgs, JUMP_BP, Jump, KSigaction, MAX_FDS, MAX_IOVS, MAX_MPROTECT, MAX_POSIX_TIMERS,
+    MprotectArgs, MprotectRange, ONESHOT_DONE, ONESHOT_FUTEX_OP, PosixTimer, PosixTimersArgs,
+    RseqArgs, STACK_REDZONE, STACK_SIZE, SigactionsArgs, SigaltstackArgs, StackT, ThreadInfoArgs,
+    TlsArgs, WritePagesArgs,
 };
 use rcriu_proc::Pid;
 
 use crate::fault::{self, FaultPoint};
-use crate::remote::{self, Event, Remote, Resume, Stop, ThreadCtx};
+use crate::lifeline::{Exit, Gadgets};
+use crate::remote::{self, Event, Remote, Resume, ThreadCtx, Way};
 use crate::seize::{Seized, Thread};
 use crate::sys::Pod;
 use crate::sys::{self, LocalMap};
-use crate::{Error, Result, blob, sigframe};
+use crate::{Error, Result, blob};
 
 const PAGE: usize = 4096;
 /// How often a wait on the parasite looks at the victim's state (for a
 /// fault in the parasite) and at the abort flag, in milliseconds.
 const POLL_MS: i32 = 100;
+/// Most syscall stops of the parasite's start or leaving (it makes a
+/// handful): more means it went astray.
+/// Room for a thread's lifeline frames in the area (two signal frames with
+/// the largest xsave area).
+const FRAMES_SIZE: usize = 32 * 1024;
 
-const NR_MMAP: i64 = libc::SYS_mmap;
-const NR_MPROTECT: i64 = libc::SYS_mprotect;
-const NR_MUNMAP: i64 = libc::SYS_munmap;
+const NR_MMAP: u64 = libc::SYS_mmap as u64;
+const NR_MPROTECT: u64 = libc::SYS_mprotect as u64;
+const NR_MUNMAP: u64 = libc::SYS_munmap as u64;
+const NR_CLOSE: u64 = libc::SYS_close as u64;
+const NR_GETPID: u64 = libc::SYS_getpid as u64;
+const NR_FUTEX: u64 = libc::SYS_futex as u64;
+const FUTEX_WAKE_OP_PRIVATE: u64 = 5 | 128;
 
 /// Offsets in the shared area.
 #[derive(Clone, Copy, Debug)]
 struct Layout {
     args: usize,
-    sigframe: usize,
+    ctl: usize,
+    /// Where the lifeline frames of the daemon's thread and of a one-shot
+    /// thread go when their stacks have no room (tops of two regions).
+    frames_top: usize,
+    oneshot_frames_top: usize,
     stack_top: usize,
     /// The stack of one-shot commands run on the other threads.
     thread_stack_top: usize,
@@ -56,13 +77,16 @@ struct Layout {
 impl Layout {
     fn new() -> Layout {
         let args = blob::IMAGE.len().next_multiple_of(PAGE);
-        let sigframe = args + ARGS_SIZE;
-        let stack = sigframe + SIGFRAME_SIZE;
+        let ctl = args + ARGS_SIZE;
+        let frames = ctl + CTL_SIZE;
+        let stack = frames + 2 * FRAMES_SIZE;
         let thread_stack = stack + STACK_SIZE;
         let len = thread_stack + STACK_SIZE;
         Layout {
             args,
-            sigframe,
+            ctl,
+            frames_top: frames + FRAMES_SIZE,
+            oneshot_frames_top: frames + 2 * FRAMES_SIZE,
             stack_top: thread_stack - STACK_REDZONE,
             thread_stack_top: len - STACK_REDZONE,
             len,
@@ -75,16 +99,27 @@ impl Layout {
 enum Phase {
     /// Nothing in the victim yet.
     Clean,
-    /// The area is mapped; the thread is stopped with our registers or
-    /// its own.
+    /// The area is mapped; the thread is stopped with registers whose
+    /// lifeline unmaps it, or with its own.
     Mapped,
     /// The daemon runs on the thread.
     Daemon,
-    /// The daemon has stopped (trap or fault); the thread's own state is
-    /// yet to be put back.
+    /// The daemon has stopped (a fault, an error); the thread's own state
+    /// is yet to be put back.
     Stopped,
     /// Cured: nothing of ours is left.
     Cured,
+}
+
+/// Where a stopped thread of ours is (see [`Parasite::position`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Position {
+    /// In the area, or about to leave it: rcriu takes it back.
+    InArea,
+    /// Past the syscall of its way back (the area's `munmap` made).
+    Past,
+    /// Back in its own code, by itself.
+    Gone,
 }
 
 /// A parasite running in a seized process.
@@ -93,7 +128,18 @@ pub struct Parasite<'s> {
     seized: &'s Seized,
     thread: &'s Thread,
     ctx: ThreadCtx,
-    syscall_ip: u64,
+    /// The victim's code lifelines use (`None`: it has none, the
+    /// parasite's own are used once the area is there).
+    gadgets: Option<Gadgets>,
+    /// How remote syscalls run on the daemon's thread.
+    way: Way,
+    /// Standing here at the gadget, a syscall lands in the area's
+    /// `munmap`, then in the thread's state.
+    undo: Option<Exit>,
+    /// Some lifeline lands through the area (the victim has no code for
+    /// one, or a thread's stack had no room for its frame): the daemon
+    /// leaves it mapped, rcriu unmaps it.
+    keep_area: bool,
     layout: Layout,
     base: u64,
     map: Option<LocalMap>,
@@ -108,6 +154,10 @@ pub struct Parasite<'s> {
     out_file: Option<(RawFd, RawFd)>,
     /// The thread's rseq registration, read while it was stopped.
     rseq: sys::RseqConfig,
+    /// The other threads one-shot commands ran on: their state and way.
+    others: Vec<(ThreadCtx, Way)>,
+    /// Our fds the victim holds (given with `RecvFd`, not closed yet).
+    given: Vec<RawFd>,
 }
 
 impl<'s> Parasite<'s> {
@@ -120,15 +170,19 @@ impl<'s> Parasite<'s> {
     pub fn infect_thread(seized: &'s Seized, thread: &'s Thread) -> Result<Parasite<'s>> {
         let pid = seized.pid();
         let ctx = ThreadCtx::capture(thread.tid)?;
-        let syscall_ip = Remote::new(pid, thread, &ctx)?.syscall_ip();
         let tid = thread.tid;
         let rseq = sys::get_rseq_config(tid)
             .map_err(Error::ptrace("reading the rseq configuration", tid))?;
+        let gadgets = Gadgets::find(pid)?;
+        let way = Way::new(pid, &ctx, gadgets)?;
         let mut p = Parasite {
             seized,
             thread,
             ctx,
-            syscall_ip,
+            gadgets,
+            way,
+            undo: None,
+            keep_area: false,
             layout: Layout::new(),
             base: 0,
             map: None,
@@ -138,6 +192,8 @@ impl<'s> Parasite<'s> {
             dump_in_flight: false,
             out_file: None,
             rseq,
+            others: Vec::new(),
+            given: Vec::new(),
         };
         p.map_area()?;
         fault::point(FaultPoint::AfterMap)?;
@@ -148,10 +204,6 @@ impl<'s> Parasite<'s> {
 
     fn pid(&self) -> Pid {
         self.seized.pid()
-    }
-
-    fn remote(&self) -> Remote<'_> {
-        Remote::with_ip(self.thread, &self.ctx, self.syscall_ip)
     }
 
     /// The victim's addresses the parasite occupies (to leave out of a
@@ -165,22 +217,54 @@ impl<'s> Parasite<'s> {
         &self.ctx
     }
 
+    /// Whether rcriu dying now leaves the victim exactly as it was (its
+    /// area unmapped too).
+    pub fn leaves_no_trace(&self) -> bool {
+        self.gadgets.is_some() && matches!(self.way, Way::Lifeline(_))
+    }
+
     fn map_area(&mut self) -> Result<()> {
         let pid = self.pid();
         let len = self.layout.len as u64;
-        let r = self.remote();
-        let base = r.syscall_ok(
-            "mmap",
-            NR_MMAP,
-            [
-                0,
-                len,
-                (libc::PROT_READ | libc::PROT_EXEC) as u64,
-                (libc::MAP_SHARED | libc::MAP_ANONYMOUS) as u64,
-                u64::MAX,
-                0,
-            ],
-        )?;
+        let prot = (libc::PROT_READ | libc::PROT_EXEC) as u64;
+        let shared = (libc::MAP_SHARED | libc::MAP_ANONYMOUS) as u64;
+        let base = match &mut self.way {
+            Way::Lifeline(l) if self.gadgets.is_some() => {
+                // The address is chosen first, so that the lifeline of the
+                // mmap can unmap it.
+                let addr = free_range(pid, len)?;
+                let undo = l.undo(pid, &self.ctx, NR_MUNMAP, [addr, len, 0, 0, 0, 0])?;
+                let flags = shared | libc::MAP_FIXED_NOREPLACE as u64;
+                let regs = undo.regs(
+                    &l.gadgets.syscall,
+                    &self.ctx.regs,
+                    NR_MMAP,
+                    [addr, len, prot, flags, u64::MAX, 0],
+                );
+                let r = remote::run_syscall(self.thread.tid, &regs);
+                if !matches!(r, Ok(got) if got as u64 == addr) {
+                    // Not ours to unmap: the thread goes back at once.
+                    self.ctx.restore_regs()?;
+                    let got = r?;
+                    return Err(Error::RemoteSyscall {
+                        name: "mmap",
+                        tid: self.thread.tid,
+                        source: std::io::Error::from_raw_os_error(if got < 0 {
+                            -got as i32
+                        } else {
+                            libc::EEXIST
+                        }),
+                    });
+                }
+                self.undo = Some(undo);
+                addr
+            }
+            _ => Remote::with_way(self.thread, &self.ctx, self.way.clone()).syscall_ok(
+                "mmap",
+                NR_MMAP as i64,
+                [0, len, prot, shared, u64::MAX, 0],
+            )?,
+        };
         self.base = base;
         self.phase = Phase::Mapped;
         // Opened while the area is still one mapping (the mprotect below
@@ -194,22 +278,97 @@ impl<'s> Parasite<'s> {
         let map = LocalMap::map(file.as_fd(), 0, self.layout.len)
             .map_err(Error::host("mapping the shared area", pid))?;
         let data = blob::DATA_OFF as u64;
-        self.remote().syscall_ok(
-            "mprotect",
-            NR_MPROTECT,
-            [
-                base + data,
-                len - data,
-                (libc::PROT_READ | libc::PROT_WRITE) as u64,
-                0,
-                0,
-                0,
-            ],
-        )?;
+        let args = [
+            base + data,
+            len - data,
+            (libc::PROT_READ | libc::PROT_WRITE) as u64,
+            0,
+            0,
+            0,
+        ];
         map.write(0, &blob::image_at(base));
         self.map = Some(map);
+        match (&self.way, self.undo) {
+            (Way::Lifeline(l), Some(undo)) => {
+                let regs = undo.regs(&l.gadgets.syscall, &self.ctx.regs, NR_MPROTECT, args);
+                let r = remote::run_syscall(self.thread.tid, &regs)?;
+                if r < 0 {
+                    return Err(Error::RemoteSyscall {
+                        name: "mprotect",
+                        tid: self.thread.tid,
+                        source: std::io::Error::from_raw_os_error(-r as i32),
+                    });
+                }
+            }
+            _ => {
+                Remote::with_way(self.thread, &self.ctx, self.way.clone()).syscall_ok(
+                    "mprotect",
+                    NR_MPROTECT as i64,
+                    args,
+                )?;
+            }
+        }
+        if self.gadgets.is_none() || matches!(self.way, Way::Bare(_)) {
+            // Nothing to land through, or no room on the stack: the
+            // parasite's own gadgets (and room) from now on; the area
+            // then stays if rcriu dies.
+            self.keep_area = true;
+            self.way = self.in_area_way(&self.ctx.clone(), self.layout.frames_top)?;
+        }
         log::debug!("parasite area of {pid} at {base:#x}+{len:#x}");
         Ok(())
+    }
+
+    /// Where a stopped thread of ours is: in the area, at the gadget's
+    /// syscall of its way back or past it, or back in its own code (it
+    /// left by itself: rcriu's hands off).
+    fn position(&self, tid: Pid, way: &Way) -> Result<Position> {
+        let ip = sys::get_regs(tid)
+            .map_err(Error::ptrace("reading the registers", tid))?
+            .ip;
+        if self.area().contains(&ip) {
+            return Ok(Position::InArea);
+        }
+        let Way::Lifeline(l) = way else {
+            return Ok(Position::InArea);
+        };
+        Ok(match l.gadgets.past_syscall(ip) {
+            Some(false) => Position::InArea,
+            Some(true) => Position::Past,
+            None => Position::Gone,
+        })
+    }
+
+    /// Makes the daemon leave its area mapped (a lifeline lands through
+    /// it): its leave becomes a `getpid` where it was the `munmap`.
+    fn keep_area(&mut self) {
+        if self.keep_area {
+            return;
+        }
+        self.keep_area = true;
+        let at =
+            self.layout.ctl + std::mem::offset_of!(Ctl, leave) + std::mem::offset_of!(Jump, ax);
+        self.map().put(at, &NR_GETPID);
+    }
+
+    /// A way back through the area for the thread of `ctx`: the victim's
+    /// gadgets or the parasite's, with the frame on the thread's stack or,
+    /// without room there, in the area below `frames_top`.
+    fn in_area_way(&self, ctx: &ThreadCtx, frames_top: usize) -> Result<Way> {
+        let pid = self.pid();
+        let own = Gadgets::in_area(self.base, blob::SYSCALL_RET as u64, blob::SIGRETURN as u64);
+        let g = self.gadgets.unwrap_or(own);
+        if let Some(l) = crate::lifeline::Lifeline::new(pid, ctx, g)? {
+            return Ok(Way::Lifeline(l));
+        }
+        let top = self.base + frames_top as u64;
+        match crate::lifeline::Lifeline::new_at(pid, ctx, g, top)? {
+            Some(l) => Ok(Way::Lifeline(l)),
+            None => Err(Error::Protocol {
+                pid,
+                what: format!("no room for the frame of task {} in the area", ctx.tid),
+            }),
+        }
     }
 
     fn map(&self) -> &LocalMap {
@@ -218,22 +377,56 @@ impl<'s> Parasite<'s> {
             .expect("the area is mapped before any command")
     }
 
+    fn ctl_addr(&self) -> u64 {
+        self.base + self.layout.ctl as u64
+    }
+
+    fn oneshots_addr(&self) -> u64 {
+        self.ctl_addr() + std::mem::offset_of!(Ctl, oneshots) as u64
+    }
+
+    /// The counter of one-shot commands in flight, as seen here.
+    fn oneshots(&self) -> &std::sync::atomic::AtomicU32 {
+        self.map()
+            .atomic_u32(self.layout.ctl + std::mem::offset_of!(Ctl, oneshots))
+    }
+
+    /// The jump that leaves by way of `way`'s exit with syscall `nr`.
+    fn jump(way: &Way, nr: u64, args: [u64; 2]) -> Option<Jump> {
+        let Way::Lifeline(l) = way else {
+            return None;
+        };
+        Some(Jump {
+            ip: l.gadgets.syscall.addr,
+            ax: nr,
+            di: args[0],
+            si: args[1],
+            sp: l.exit.sp,
+            bp: l.exit.bp.unwrap_or(0),
+            flags: if l.exit.bp.is_some() { JUMP_BP } else { 0 },
+        })
+    }
+
     fn start(&mut self) -> Result<()> {
         let pid = self.pid();
         let tid = self.thread.tid;
-        let frame_addr = self.base + self.layout.sigframe as u64;
-        let frame = sigframe::build(&self.ctx, frame_addr);
-        if frame.len() > SIGFRAME_SIZE {
-            return Err(Error::Protocol {
-                pid,
-                what: format!("a signal frame of {} bytes does not fit", frame.len()),
-            });
-        }
-        self.map().write(self.layout.sigframe, &frame);
+        let len = self.layout.len as u64;
+        // How the daemon leaves: unmapping the area through the victim's
+        // code, or landing through the area (which then stays).
+        let nr = if self.keep_area { NR_GETPID } else { NR_MUNMAP };
+        let leave = Parasite::jump(&self.way, nr, [self.base, len])
+            .expect("the daemon's thread has a lifeline once the area is there");
+        self.map().put(
+            self.layout.ctl,
+            &Ctl {
+                leave,
+                sock: -1,
+                ..Ctl::default()
+            },
+        );
 
         let (listener, name) = listen_in_netns(pid)?;
         let mut init = InitArgs {
-            sigframe: frame_addr,
             addr_len: (size_of::<libc::sa_family_t>() + 1 + name.len()) as u32,
             status: 1,
             sun_path: [0; 108],
@@ -242,32 +435,40 @@ impl<'s> Parasite<'s> {
         init.sun_path[1..1 + name.len()].copy_from_slice(&name);
         self.map().put(self.layout.args, &init);
 
-        // One-shot Init: it connects, then traps.
         let mut regs = self.ctx.regs.for_call(
             self.base + blob::HEAD as u64,
             Some(self.base + self.layout.stack_top as u64),
         );
         regs.di = Cmd::Init as u64;
         regs.si = self.base + self.layout.args as u64;
-        sys::set_sigmask(tid, remote::BLOCK_ALL_BUT_TRAP)
-            .map_err(Error::ptrace("blocking signals", tid))?;
+        regs.dx = self.ctl_addr();
         sys::set_regs(tid, &regs).map_err(Error::ptrace("setting the registers", tid))?;
-        let stop = remote::resume_until(self.thread, Resume::Cont)?;
-        if stop != Stop::Trap {
-            return Err(Error::UnexpectedStop {
-                tid,
-                what: "a syscall stop instead of the parasite's trap".into(),
-            });
-        }
-        let out = sys::get_regs(tid).map_err(Error::ptrace("reading the registers", tid))?;
-        let init: InitArgs = self.map().get(self.layout.args);
-        if out.ax != 0 || init.status != 0 {
-            return Err(Error::Command {
-                pid,
-                cmd: "init",
-                at: init.failed_syscall,
-                source: std::io::Error::from_raw_os_error(-(out.ax as i64) as i32),
-            });
+        sys::set_sigmask(tid, remote::BLOCK_ALL).map_err(Error::ptrace("blocking signals", tid))?;
+        remote::resume(tid, Resume::Cont, 0)?;
+        self.phase = Phase::Daemon;
+        let status_at = self.layout.ctl + std::mem::offset_of!(Ctl, init_status);
+        // Until it connects, or says it cannot (then it waits for us).
+        loop {
+            let ready = sys::poll_in(&[listener.as_fd()], POLL_MS)
+                .map_err(Error::host("waiting for the parasite's connection", pid))?;
+            if ready[0] {
+                break;
+            }
+            let status: i32 = self.map().get(status_at);
+            if status < 0 {
+                self.phase = Phase::Stopped;
+                sys::interrupt(tid).map_err(Error::ptrace("interrupting", tid))?;
+                wait_stopped(tid)?;
+                let init: InitArgs = self.map().get(self.layout.args);
+                return Err(Error::Command {
+                    pid,
+                    cmd: "init",
+                    at: init.failed_syscall,
+                    source: std::io::Error::from_raw_os_error(-status),
+                });
+            }
+            self.watch()?;
+            fault::check_abort()?;
         }
         let sock = sys::accept_nonblock(listener.as_fd())
             .map_err(Error::host("accepting the parasite's connection", pid))?;
@@ -280,11 +481,18 @@ impl<'s> Parasite<'s> {
             });
         }
         self.sock = Some(sock);
-        // Past the trap: the daemon loop.
-        sys::cont(tid, 0).map_err(Error::ptrace("resuming", tid))?;
-        self.phase = Phase::Daemon;
         log::info!("parasite runs in task {tid} of {pid}");
         Ok(())
+    }
+
+    /// Unmaps the area with a remote syscall (when the victim had no code
+    /// for the parasite to unmap it itself).
+    fn unmap_from_outside(&self) -> Result<()> {
+        let len = self.layout.len as u64;
+        let bare = Way::Bare(remote::find_syscall_insn(self.pid(), self.thread.tid)?);
+        Remote::with_way(self.thread, &self.ctx, bare)
+            .syscall_ok("munmap", NR_MUNMAP as i64, [self.base, len, 0, 0, 0, 0])
+            .map(drop)
     }
 
     fn sock(&self) -> BorrowedFd<'_> {
@@ -368,20 +576,19 @@ impl<'s> Parasite<'s> {
     }
 
     /// Checks, without waiting, that the daemon's thread is still running
-    /// our code: a signal meant for it is held back, a fault is an error.
+    /// our code: a stop signal goes on to the kernel, a group stop is let
+    /// go, a fault is an error.
     fn watch(&mut self) -> Result<()> {
         let tid = self.thread.tid;
         loop {
-            match remote::next_event(self.thread, true) {
+            match remote::next_event(tid, true, Resume::Cont) {
                 Ok(Event::Nothing) => return Ok(()),
-                Ok(Event::HeldBack) => {
-                    sys::cont(tid, 0).map_err(Error::ptrace("resuming", tid))?;
-                }
-                Ok(Event::Ours(_)) => {
+                Ok(Event::Trap) => remote::resume(tid, Resume::Cont, 0)?,
+                Ok(Event::Syscall) => {
                     self.phase = Phase::Stopped;
                     return Err(Error::UnexpectedStop {
                         tid,
-                        what: "the parasite stopped on its own".into(),
+                        what: "the parasite stopped in a syscall".into(),
                     });
                 }
                 Err(e) => {
@@ -426,9 +633,46 @@ impl<'s> Parasite<'s> {
         Ok(out)
     }
 
+    /// The saved state and the way back of another thread (captured and
+    /// written once).
+    fn other(&mut self, thread: &Thread) -> Result<usize> {
+        if let Some(i) = self.others.iter().position(|(c, _)| c.tid == thread.tid) {
+            return Ok(i);
+        }
+        let ctx = ThreadCtx::capture(thread.tid)?;
+        let way = match self.gadgets {
+            Some(g) => match crate::lifeline::Lifeline::new(self.pid(), &ctx, g)? {
+                Some(l) => Way::Lifeline(l),
+                None => Way::Bare(0),
+            },
+            None => Way::Bare(0),
+        };
+        let way = match way {
+            Way::Lifeline(l) => Way::Lifeline(l),
+            Way::Bare(_) => {
+                // It lands through the area: the daemon must leave it.
+                self.keep_area();
+                self.in_area_way(&ctx, self.layout.oneshot_frames_top)?
+            }
+        };
+        self.others.push((ctx, way));
+        Ok(self.others.len() - 1)
+    }
+
     /// Runs one-shot command `cmd` on another thread of the process (one
     /// stopped by the seize), while the daemon waits: its own registers,
     /// FPU state and signal mask are put back afterwards.
+    ///
+    /// The thread runs the command, says it is done on the control socket
+    /// and waits there; rcriu interrupts it and puts it back. Should rcriu
+    /// die, the socket breaks and the thread leaves the area by itself with
+    /// a futex operation that takes it off the one-shots in flight (the
+    /// daemon, leaving, waits for none to be left before it unmaps the
+    /// area). So the thread is first set to make that operation at the
+    /// gadget, landing in its own state; then the count goes up; then it
+    /// runs the command: whenever rcriu dies, it goes back by itself and
+    /// the count comes out right. rcriu takes it back the same way: that
+    /// futex operation, made from outside the area, then its state.
     fn run_in_thread(&mut self, thread: &Thread, cmd: Cmd, name: &'static str) -> Result<()> {
         let pid = self.pid();
         let tid = thread.tid;
@@ -438,41 +682,146 @@ impl<'s> Parasite<'s> {
                 what: format!("{name} on the daemon's own thread as a one-shot command"),
             });
         }
-        let ctx = ThreadCtx::capture(tid)?;
+        let i = self.other(thread)?;
+        let count = self.oneshots_addr();
+        let futex = [
+            count,
+            FUTEX_WAKE_OP_PRIVATE,
+            1,
+            0,
+            count,
+            u64::from(ONESHOT_FUTEX_OP),
+        ];
+        let (ctx, way) = &self.others[i];
+        let park = way.regs(&ctx.regs, NR_FUTEX, futex);
+        let exit = Parasite::jump(way, NR_FUTEX, [0, 0])
+            .expect("a one-shot thread has a lifeline once the area is there");
         let mut regs = ctx.regs.for_call(
             self.base + blob::HEAD as u64,
             Some(self.base + self.layout.thread_stack_top as u64),
         );
         regs.di = cmd as u64;
         regs.si = self.base + self.layout.args as u64;
-        let run = || -> Result<u64> {
-            sys::set_sigmask(tid, remote::BLOCK_ALL_BUT_TRAP)
-                .map_err(Error::ptrace("blocking signals", tid))?;
+        regs.dx = self.ctl_addr();
+        let ctl_off = self.layout.ctl;
+        // Whether the thread runs (its stop not yet seen).
+        let mut running = false;
+        let r = (|| -> Result<i64> {
+            sys::set_regs(tid, &park).map_err(Error::ptrace("setting the registers", tid))?;
+            self.oneshots()
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.map()
+                .put(ctl_off + std::mem::offset_of!(Ctl, oneshot_leave), &exit);
+            self.map()
+                .put(ctl_off + std::mem::offset_of!(Ctl, oneshot_ret), &0u64);
+            self.map()
+                .put(ctl_off + std::mem::offset_of!(Ctl, oneshot_done), &0u32);
             sys::set_regs(tid, &regs).map_err(Error::ptrace("setting the registers", tid))?;
-            let stop = remote::resume_until(thread, Resume::Cont)?;
-            if stop != Stop::Trap {
-                return Err(Error::UnexpectedStop {
-                    tid,
-                    what: format!("a syscall stop instead of the end of {name}"),
-                });
+            sys::set_sigmask(tid, remote::BLOCK_ALL)
+                .map_err(Error::ptrace("blocking signals", tid))?;
+            remote::resume(tid, Resume::Cont, 0)?;
+            running = true;
+            if let Err((e, stopped)) = self.wait_oneshot(tid, name) {
+                running = !stopped;
+                return Err(e);
             }
-            let out = sys::get_regs(tid).map_err(Error::ptrace("reading the registers", tid))?;
-            Ok(out.ax)
-        };
-        let r = run();
-        // Whatever happened, the thread gets its own state back.
-        let back = ctx.restore();
-        let ax = r?;
+            let ret: u64 = self
+                .map()
+                .get(ctl_off + std::mem::offset_of!(Ctl, oneshot_ret));
+            Ok(ret as i64)
+        })();
+        // Whatever happened: stopped, the futex operation that ends a
+        // one-shot made at the gadget, and its own state back.
+        let back = (|| -> Result<()> {
+            if running {
+                sys::interrupt(tid).map_err(Error::ptrace("interrupting", tid))?;
+                wait_stopped(tid)?;
+            }
+            settle(tid)?;
+            match self.position(tid, &self.others[i].1)? {
+                Position::InArea => {
+                    remote::run_syscall(tid, &park)?;
+                }
+                // Off the count already.
+                Position::Past => {}
+                Position::Gone => {
+                    log::warn!("task {tid} left {name} by itself");
+                    return Ok(());
+                }
+            }
+            self.others[i].0.restore()
+        })();
+        if r.is_err() || back.is_err() {
+            self.oneshots()
+                .store(0, std::sync::atomic::Ordering::SeqCst);
+        }
+        let ret = r?;
         back?;
-        if (ax as i64) < 0 {
+        if ret < 0 {
             return Err(Error::Command {
                 pid,
                 cmd: name,
                 at: 0,
-                source: std::io::Error::from_raw_os_error(-(ax as i64) as i32),
+                source: std::io::Error::from_raw_os_error(-ret as i32),
             });
         }
         Ok(())
+    }
+
+    /// Waits until the one-shot command on `tid` says it is done, watching
+    /// it (and the daemon) meanwhile. An error says too whether the thread
+    /// is stopped (a fault in it).
+    fn wait_oneshot(
+        &mut self,
+        tid: Pid,
+        name: &'static str,
+    ) -> std::result::Result<(), (Error, bool)> {
+        let pid = self.pid();
+        let running = |e: Error| (e, false);
+        let done_at = self.layout.ctl + std::mem::offset_of!(Ctl, oneshot_done);
+        loop {
+            let ready = sys::poll_in(&[self.sock()], POLL_MS)
+                .map_err(Error::host("waiting for the parasite", pid))
+                .map_err(running)?;
+            if ready[0] {
+                let mut buf = [0u8; size_of::<CtlMsg>()];
+                let (n, _) = sys::recv_with_fds(self.sock(), &mut buf, 0)
+                    .map_err(Error::host("reading the parasite's message", pid))
+                    .map_err(running)?;
+                let msg: CtlMsg = from_bytes(&buf);
+                if n != buf.len() || msg.cmd != ONESHOT_DONE {
+                    return Err(running(Error::Protocol {
+                        pid,
+                        what: format!(
+                            "message {} of {n} bytes instead of the end of {name}",
+                            msg.cmd
+                        ),
+                    }));
+                }
+                return Ok(());
+            }
+            if self.map().get::<u32>(done_at) != 0 {
+                return Ok(());
+            }
+            loop {
+                match remote::next_event(tid, true, Resume::Cont) {
+                    Ok(Event::Nothing) => break,
+                    Ok(Event::Trap) => remote::resume(tid, Resume::Cont, 0).map_err(running)?,
+                    Ok(Event::Syscall) => {
+                        return Err((
+                            Error::UnexpectedStop {
+                                tid,
+                                what: format!("{name} stopped in a syscall"),
+                            },
+                            true,
+                        ));
+                    }
+                    Err(e) => return Err((e, true)),
+                }
+            }
+            self.watch().map_err(running)?;
+            fault::check_abort().map_err(running)?;
+        }
     }
 
     /// What `thread` holds of its own (tid address, timer slack, alternate
@@ -597,6 +946,7 @@ impl<'s> Parasite<'s> {
                 what: format!("the parasite received {} fds instead of 1", a.nr),
             });
         }
+        self.given.push(a.fds[0]);
         Ok(a.fds[0])
     }
 
@@ -802,8 +1152,9 @@ impl<'s> Parasite<'s> {
         };
         a.fds[0] = fd;
         self.put_args(&a);
-        if let Err(e) = self.call(Cmd::CloseFds, "close fds", &[]) {
-            log::warn!("parasite of {}: closing fd {fd}: {e}", self.pid());
+        match self.call(Cmd::CloseFds, "close fds", &[]) {
+            Ok(_) => self.given.retain(|&g| g != fd),
+            Err(e) => log::warn!("parasite of {}: closing fd {fd}: {e}", self.pid()),
         }
     }
 
@@ -815,82 +1166,198 @@ impl<'s> Parasite<'s> {
 
     fn cure_inner(&mut self) -> Result<()> {
         let pid = self.pid();
-        let tid = self.thread.tid;
-        let mut first_err: Option<Error> = None;
-        if self.phase == Phase::Daemon {
-            if let Some((rd, remote_fd)) = self.pipe.take() {
-                drop(rd);
-                self.close_remote_fd(remote_fd);
-            }
-            if let Some((_, remote_fd)) = self.out_file.take() {
-                self.close_remote_fd(remote_fd);
-            }
-            if let Err(e) = self.stop_daemon() {
-                log::warn!("parasite of {pid} did not stop cleanly: {e}");
-                first_err.get_or_insert(e);
-            }
-        }
-        if matches!(self.phase, Phase::Mapped | Phase::Stopped) {
-            self.sock = None;
-            if let Err(e) = self.ctx.restore() {
-                first_err.get_or_insert(e);
-            }
-            if self.base != 0 {
-                let len = self.layout.len as u64;
-                if let Err(e) =
-                    self.remote()
-                        .syscall_ok("munmap", NR_MUNMAP, [self.base, len, 0, 0, 0, 0])
-                {
-                    log::error!("cannot unmap the parasite area of {pid}: {e}");
-                    first_err.get_or_insert(e);
+        let first_err = match self.phase {
+            Phase::Clean | Phase::Cured => return Ok(()),
+            Phase::Daemon => match self.stop_daemon() {
+                Ok(()) => None,
+                Err(e) => {
+                    log::warn!("parasite of {pid} did not stop cleanly: {e}");
+                    Some(e)
                 }
-            }
-            self.map = None;
-            self.phase = Phase::Cured;
-            log::info!("parasite removed from task {tid} of {pid}");
+            },
+            Phase::Mapped | Phase::Stopped => None,
+        };
+        let forced = self.force_cure();
+        if let Err(e) = &forced {
+            log::error!("cannot remove the parasite of {pid}: {e}");
         }
         match first_err {
             Some(e) => Err(e),
-            None => Ok(()),
+            None => forced,
         }
     }
 
-    /// Ends the daemon: `Fini` and its trap, or, if that fails, an
-    /// interrupt. The thread is stopped afterwards.
+    /// Ends the daemon: `Fini` (it closes the fds it was given and drops a
+    /// SIGPIPE it caused, and answers), then it is interrupted where it
+    /// waits on the socket; [`force_cure`](Self::force_cure) does the rest.
     fn stop_daemon(&mut self) -> Result<()> {
         let tid = self.thread.tid;
-        let fini = self.call(Cmd::Fini, "fini", &[]).and_then(|_| {
-            loop {
-                match remote::next_event(self.thread, false)? {
-                    Event::Ours(Stop::Trap) => break Ok(()),
-                    Event::HeldBack => sys::cont(tid, 0).map_err(Error::ptrace("resuming", tid))?,
-                    _ => {}
-                }
+        if let Some((rd, _)) = self.pipe.take() {
+            drop(rd);
+        }
+        let fini = self.call(Cmd::Fini, "fini", &[]);
+        if fini.is_ok() {
+            self.given.clear();
+        }
+        self.phase = Phase::Stopped;
+        sys::interrupt(tid).map_err(Error::ptrace("interrupting", tid))?;
+        wait_stopped(tid)?;
+        fini.map(drop)
+    }
+
+    /// Removes the parasite with remote syscalls, wherever its thread
+    /// stopped: the fds it may hold are closed, the area unmapped, the
+    /// thread's state put back.
+    fn force_cure(&mut self) -> Result<()> {
+        let pid = self.pid();
+        let tid = self.thread.tid;
+        settle(tid)?;
+        // Stopped at one of rcriu's syscalls, or in the parasite's code,
+        // or (the daemon ran) on its own way back or past it.
+        let pos = if self.phase == Phase::Stopped {
+            self.position(tid, &self.way)?
+        } else {
+            Position::InArea
+        };
+        match pos {
+            Position::InArea => {}
+            Position::Past if !self.keep_area => {
+                // Its way back made the munmap: only its state is left.
+                self.ctx.restore()?;
+                self.map = None;
+                self.phase = Phase::Cured;
+                return Ok(());
             }
-        });
-        if self.phase == Phase::Daemon {
-            self.phase = Phase::Stopped;
-            if let Err(e) = &fini {
-                log::warn!("parasite in {tid}: {e}; interrupting it");
-                // Stop it wherever it is; its registers are replaced anyway.
-                sys::interrupt(tid).map_err(Error::ptrace("interrupting", tid))?;
-                // A process killed meanwhile never stops: a dead leader is
-                // not even reported while its other threads wait for us.
-                loop {
-                    match sys::wait(tid, libc::WNOHANG)
-                        .map_err(Error::ptrace("waiting for", tid))?
-                    {
-                        sys::Wait::Stopped { .. } => break,
-                        sys::Wait::Nothing if !sys::is_dead(tid) => {
-                            std::thread::sleep(std::time::Duration::from_micros(100));
-                        }
-                        _ => return Err(Error::Exited { pid: tid }),
+            Position::Past => {}
+            Position::Gone => {
+                log::warn!("the parasite of {pid} left by itself");
+                self.map = None;
+                self.phase = Phase::Cured;
+                return Ok(());
+            }
+        }
+        // The FPU state first: nothing runs that would change it again.
+        sys::set_xstate(tid, self.ctx.xstate.as_bytes())
+            .map_err(Error::ptrace("restoring the xsave state", tid))?;
+        let len = self.layout.len as u64;
+        let mut fds = std::mem::take(&mut self.given);
+        if let Some(map) = &self.map {
+            let ctl: Ctl = map.get(self.layout.ctl);
+            if ctl.sock >= 0 && self.phase == Phase::Stopped {
+                fds.push(ctl.sock);
+            }
+        }
+        self.sock = None;
+        self.pipe = None;
+        self.out_file = None;
+        // Each syscall lands, should rcriu die, in the area's unmapping
+        // (when the victim has the code for it) and the thread's state.
+        let way = match (&self.way, self.undo) {
+            (Way::Lifeline(l), Some(undo)) => Way::Lifeline(l.with_exit(undo)),
+            (w, _) => w.clone(),
+        };
+        for fd in fds {
+            let regs = way.regs(&self.ctx.regs, NR_CLOSE, [fd as u64, 0, 0, 0, 0, 0]);
+            if let Err(e) = remote::run_syscall(tid, &regs) {
+                log::warn!("parasite of {pid}: closing its fd {fd}: {e}");
+            }
+        }
+        if self.base != 0 {
+            match &self.way {
+                Way::Lifeline(l) if self.gadgets.is_some() => {
+                    let regs = l.exit.regs(
+                        &l.gadgets.syscall,
+                        &self.ctx.regs,
+                        NR_MUNMAP,
+                        [self.base, len, 0, 0, 0, 0],
+                    );
+                    let r = remote::run_syscall(tid, &regs)?;
+                    if r != 0 {
+                        return Err(Error::RemoteSyscall {
+                            name: "munmap",
+                            tid,
+                            source: std::io::Error::from_raw_os_error(-r as i32),
+                        });
                     }
+                }
+                _ => {
+                    self.ctx.restore_regs()?;
+                    self.unmap_from_outside()?;
                 }
             }
         }
-        fini.map(drop)
+        self.ctx.restore_regs()?;
+        self.map = None;
+        self.phase = Phase::Cured;
+        log::info!("parasite removed from task {tid} of {pid}");
+        Ok(())
     }
+}
+
+/// Waits until `tid`, interrupted, stops. A process killed meanwhile never
+/// stops: a dead leader is not even reported while its other threads wait
+/// for us.
+fn wait_stopped(tid: Pid) -> Result<()> {
+    for i in 0u32.. {
+        match remote::next_event(tid, true, Resume::Cont)? {
+            Event::Trap | Event::Syscall => return Ok(()),
+            // It stops within microseconds: yield to it first.
+            Event::Nothing if i < 256 => std::thread::yield_now(),
+            Event::Nothing if !sys::is_dead(tid) => {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+            Event::Nothing => return Err(Error::Exited { pid: tid }),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// Whether `tid` stands at a syscall's entry.
+fn entry(tid: Pid) -> Result<bool> {
+    let kind =
+        sys::syscall_stop_kind(tid).map_err(Error::ptrace("reading the syscall stop", tid))?;
+    Ok(kind == sys::SYSCALL_ENTRY)
+}
+
+/// Moves `tid`, if it stands at a syscall's entry, past that syscall
+/// without running it: new registers set there would make the kernel run
+/// the syscall they name.
+fn settle(tid: Pid) -> Result<()> {
+    if !entry(tid)? {
+        return Ok(());
+    }
+    let mut r = sys::get_regs(tid).map_err(Error::ptrace("reading the registers", tid))?;
+    r.orig_ax = u64::MAX;
+    sys::set_regs(tid, &r).map_err(Error::ptrace("setting the registers", tid))?;
+    remote::to_next_syscall(tid)
+}
+
+/// A free stretch of `len` bytes in `pid`'s address space, away from
+/// every mapping: the middle of the largest gap.
+fn free_range(pid: Pid, len: u64) -> Result<u64> {
+    let maps = rcriu_proc::Task::open(pid)
+        .and_then(|mut t| t.maps())
+        .map_err(Error::proc(pid))?;
+    const LOW: u64 = 1 << 32;
+    const HIGH: u64 = 0x7ff0_0000_0000;
+    let mut best = (0u64, 0u64);
+    let mut prev = LOW;
+    for v in maps.iter().filter(|v| v.end > LOW && v.start < HIGH) {
+        if v.start > prev && v.start - prev > best.1 - best.0 {
+            best = (prev, v.start);
+        }
+        prev = prev.max(v.end);
+    }
+    if HIGH > prev && HIGH - prev > best.1 - best.0 {
+        best = (prev, HIGH);
+    }
+    if best.1 - best.0 < len + (2 << 20) {
+        return Err(Error::Protocol {
+            pid,
+            what: format!("no room for the parasite's {len} bytes"),
+        });
+    }
+    Ok((best.0 + (best.1 - best.0 - len) / 2) & !(PAGE as u64 - 1))
 }
 
 impl Drop for Parasite<'_> {

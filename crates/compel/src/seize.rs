@@ -5,13 +5,17 @@
 //! and leaves its signal and group-stop state alone) and stopped with
 //! `PTRACE_INTERRUPT`. The task list is read again until a pass finds no
 //! thread that is not seized yet, so threads created meanwhile are caught
-//! and threads that exit are dropped. A process that was stopped (SIGSTOP
-//! and friends) is stopped again when released.
+//! and threads that exit are dropped.
+//!
+//! Job control stays the kernel's: a stop signal that comes while seizing
+//! or dumping is handed on, never held back, so that on release (or if
+//! rcriu dies) the kernel leaves the process stopped if it was stopped and
+//! not continued since, and running otherwise.
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
 
-use rcriu_proc::{Pid, SigSet, TaskState};
+use rcriu_proc::{Pid, TaskState};
 
 use crate::freezer::{self, Freezer};
 use crate::sys::{self, Wait};
@@ -28,12 +32,6 @@ pub struct Thread {
     /// The stop signal of the group stop the thread was in when seized
     /// (the process was stopped), if any.
     pub stopped_by: Option<i32>,
-    /// A stop signal that arrived while we held the thread and was held
-    /// back; it is sent again on release.
-    pub(crate) restop: Cell<Option<i32>>,
-    /// Other signals someone sent meanwhile and we held back (a bit per
-    /// signal), sent again on release.
-    pub(crate) resend: Cell<u64>,
     /// Seccomp mode (0 none, 1 strict, 2 filter).
     pub seccomp: u32,
 }
@@ -48,6 +46,9 @@ pub struct Seized {
     /// A freezer cgroup that was frozen before the dump: frozen again on
     /// release.
     refreeze: Option<Freezer>,
+    /// A stop signal to send as the threads are let go (a restored process
+    /// that was stopped when dumped).
+    stop_on_release: Cell<Option<i32>>,
 }
 
 fn is_stop_signal(sig: i32) -> bool {
@@ -103,6 +104,7 @@ impl Seized {
             threads: Vec::new(),
             released: false,
             refreeze: None,
+            stop_on_release: Cell::new(None),
         };
         seized.passes(BTreeSet::new())
     }
@@ -174,11 +176,12 @@ impl Seized {
             threads: Vec::new(),
             released: false,
             refreeze: (origin == freezer::State::Frozen).then(|| freezer.clone()),
+            stop_on_release: Cell::new(None),
         };
         let mut known = BTreeSet::new();
         for (tid, seccomp) in attached {
             known.insert(tid);
-            match wait_seized(pid, tid, seccomp) {
+            match wait_seized(tid, seccomp) {
                 Ok(Some(t)) => seized.threads.push(t),
                 Ok(None) => {}
                 Err(e) => {
@@ -253,20 +256,19 @@ impl Seized {
                 .map(|&tid| Thread {
                     tid,
                     stopped_by: None,
-                    restop: Cell::new(None),
-                    resend: Cell::new(0),
                     seccomp: 0,
                 })
                 .collect(),
             released: false,
             refreeze: None,
+            stop_on_release: Cell::new(None),
         }
     }
 
     /// Makes the release stop the process with `sig` (for a process that
     /// was stopped when dumped).
     pub fn stop_on_release(&self, sig: i32) {
-        self.leader().restop.set(Some(sig));
+        self.stop_on_release.set(Some(sig));
     }
 
     pub fn pid(&self) -> Pid {
@@ -342,11 +344,10 @@ impl Seized {
                 log::error!("{e}");
             }
         }
-        let restop = self
-            .threads
-            .iter()
-            .find_map(|t| t.stopped_by.or(t.restop.get()));
-        if let Some(sig) = restop {
+        // A process that was stopped, or that someone stopped meanwhile,
+        // is stopped again by the kernel as the threads are let go (unless
+        // a SIGCONT came since): nothing to send.
+        if let Some(sig) = self.stop_on_release.get() {
             // Queued while the threads are still trapped: the group stop
             // happens as they are let go.
             if let Err(e) = sys::kill(self.pid, sig) {
@@ -354,14 +355,6 @@ impl Seized {
                     "cannot stop process {} again with signal {sig}: {e}",
                     self.pid
                 );
-            }
-        }
-        for t in &self.threads {
-            let mask = t.resend.get();
-            for sig in (1..=64).filter(|s| mask & (1u64 << (s - 1)) != 0) {
-                if let Err(e) = sys::tgkill(self.pid, t.tid, sig) {
-                    log::error!("cannot send signal {sig} to task {} again: {e}", t.tid);
-                }
             }
         }
         let mut first_err = None;
@@ -446,7 +439,7 @@ fn seize_thread(pid: Pid, tid: Pid) -> Result<Option<Thread>> {
     let Some(seccomp) = attach(pid, tid)? else {
         return Ok(None);
     };
-    match wait_seized(pid, tid, seccomp) {
+    match wait_seized(tid, seccomp) {
         Ok(t) => Ok(t),
         Err(e) => {
             let _ = sys::detach(tid, 0);
@@ -472,8 +465,15 @@ fn attach(pid: Pid, tid: Pid) -> Result<Option<u32>> {
         return match e.raw_os_error() {
             Some(libc::ESRCH) => Ok(None),
             Some(libc::EPERM) => {
-                let tracer = task_status(pid, tid).map(|s| s.tracer_pid).unwrap_or(0);
-                if tracer != 0 {
+                let st = task_status(pid, tid);
+                let tracer = st.as_ref().map(|s| s.tracer_pid).unwrap_or(0);
+                // A thread exiting as we came: nothing to dump.
+                let exiting = st.as_ref().map_or(true, |s| {
+                    s.state == Some(TaskState::Zombie) || s.state == Some(TaskState::Dead)
+                });
+                if exiting {
+                    Ok(None)
+                } else if tracer != 0 {
                     Err(Error::Traced { pid, tracer })
                 } else {
                     Err(Error::Ptrace {
@@ -499,7 +499,7 @@ fn attach(pid: Pid, tid: Pid) -> Result<Option<u32>> {
 
 /// Waits until an attached and interrupted thread is in a ptrace stop we
 /// can work from.
-fn wait_seized(pid: Pid, tid: Pid, seccomp: u32) -> Result<Option<Thread>> {
+fn wait_seized(tid: Pid, seccomp: u32) -> Result<Option<Thread>> {
     let mut stopped_by = None;
     loop {
         match sys::wait(tid, 0).map_err(Error::ptrace("waiting for", tid))? {
@@ -509,42 +509,25 @@ fn wait_seized(pid: Pid, tid: Pid, seccomp: u32) -> Result<Option<Thread>> {
                 if event == sys::PTRACE_EVENT_STOP {
                     // The trap stop we asked for. While the process is in a
                     // group stop, it reports the stop signal instead of
-                    // SIGTRAP: remember it, the stop is put back on release.
+                    // SIGTRAP: remember it (the image says it was stopped).
                     if is_stop_signal(sig) {
                         stopped_by = Some(sig);
                     }
                     break;
                 }
-                // A signal arrived before the interrupt took: stop signals
-                // are held back for the release, others delivered as they
-                // would have been.
-                if is_stop_signal(sig) {
-                    stopped_by = Some(sig);
-                    sys::cont(tid, 0).map_err(Error::ptrace("resuming", tid))?;
-                } else {
-                    sys::cont(tid, sig).map_err(Error::ptrace("resuming", tid))?;
-                }
+                // A signal arrived before the interrupt took: delivered as
+                // it would have been (a stop signal stops the process, and
+                // the group stop is reported next).
+                sys::cont(tid, sig).map_err(Error::ptrace("resuming", tid))?;
             }
         }
-    }
-    // The parasite runs with SIGTRAP unblocked and traps on int3: a pending
-    // SIGTRAP would be mistaken for it.
-    let st = task_status(pid, tid).map_err(Error::proc(pid))?;
-    if has_sig(st.sig_pnd, libc::SIGTRAP) || has_sig(st.shd_pnd, libc::SIGTRAP) {
-        return Err(Error::PendingSigtrap { tid });
     }
     log::debug!("seized task {tid} (stopped by {stopped_by:?}, seccomp {seccomp})");
     Ok(Some(Thread {
         tid,
         stopped_by,
-        restop: Cell::new(None),
-        resend: Cell::new(0),
         seccomp,
     }))
-}
-
-fn has_sig(set: SigSet, sig: i32) -> bool {
-    set.has(sig)
 }
 
 fn task_status(pid: Pid, tid: Pid) -> rcriu_proc::Result<rcriu_proc::Status> {

@@ -29,6 +29,7 @@ const PTRACE_SEIZE: u32 = 0x4206;
 const PTRACE_INTERRUPT: u32 = 0x4207;
 const PTRACE_GETSIGMASK: u32 = 0x420a;
 const PTRACE_SETSIGMASK: u32 = 0x420b;
+const PTRACE_GET_SYSCALL_INFO: u32 = 0x420e;
 const PTRACE_GET_RSEQ_CONFIGURATION: u32 = 0x420f;
 const PTRACE_GET_THREAD_AREA: u32 = 25;
 const PTRACE_PEEKSIGINFO: u32 = 0x4209;
@@ -46,7 +47,20 @@ fn check(r: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
+/// The requests that change or resume a tracee (see `fault::step`).
+fn is_action(req: u32) -> bool {
+    matches!(
+        req,
+        PTRACE_SEIZE | PTRACE_INTERRUPT | PTRACE_SETREGSET | PTRACE_SETSIGMASK
+    ) || req == libc::PTRACE_CONT
+        || req == libc::PTRACE_SYSCALL
+        || req == libc::PTRACE_DETACH
+}
+
 fn ptrace(req: u32, tid: Pid, addr: usize, data: usize) -> io::Result<libc::c_long> {
+    if is_action(req) {
+        crate::fault::step();
+    }
     // SAFETY: every caller passes in `addr`/`data` either plain values or
     // addresses of buffers it owns for the call, sized for the request.
     check(unsafe { libc::ptrace(req, tid, addr, data) })
@@ -177,6 +191,26 @@ pub fn set_sigmask(tid: Pid, mask: u64) -> io::Result<()> {
     )
     .map(drop)
 }
+
+/// Where a thread in a syscall stop is: `PTRACE_SYSCALL_INFO_ENTRY` (1)
+/// or `PTRACE_SYSCALL_INFO_EXIT` (2), or 0 when not in a syscall stop.
+pub fn syscall_stop_kind(tid: Pid) -> io::Result<u8> {
+    // struct ptrace_syscall_info: op first (u8), then arch, ip, sp and the
+    // entry or exit data; 88 bytes cover every kind.
+    let mut buf = [0u64; 11];
+    ptrace(
+        PTRACE_GET_SYSCALL_INFO,
+        tid,
+        std::mem::size_of_val(&buf),
+        buf.as_mut_ptr() as usize,
+    )?;
+    Ok((buf[0] & 0xff) as u8)
+}
+
+/// `PTRACE_SYSCALL_INFO_ENTRY`.
+pub const SYSCALL_ENTRY: u8 = 1;
+/// `PTRACE_SYSCALL_INFO_EXIT`.
+pub const SYSCALL_EXIT: u8 = 2;
 
 /// `struct ptrace_rseq_configuration`.
 #[repr(C)]
@@ -370,6 +404,24 @@ pub fn process_vm_read(pid: Pid, addr: u64, buf: &mut [u8]) -> io::Result<usize>
     // SAFETY: the local iovec covers `buf`, which we own; the remote one is
     // only read by the kernel through the other process's page tables.
     let r = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+    check(r as libc::c_long).map(|n| n as usize)
+}
+
+/// Writes `buf` into the victim's memory at `addr`; returns the bytes
+/// written.
+pub fn process_vm_write(pid: Pid, addr: u64, buf: &[u8]) -> io::Result<usize> {
+    crate::fault::step();
+    let local = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: the local iovec covers `buf`, which the kernel only reads;
+    // the remote one is written through the other process's page tables.
+    let r = unsafe { libc::process_vm_writev(pid, &local, 1, &remote, 1, 0) };
     check(r as libc::c_long).map(|n| n as usize)
 }
 
@@ -898,6 +950,10 @@ unsafe impl Pod for u8 {}
 unsafe impl Pod for rcriu_parasite_abi::CtlMsg {}
 // SAFETY: as above.
 unsafe impl Pod for rcriu_parasite_abi::InitArgs {}
+// SAFETY: as above.
+unsafe impl Pod for rcriu_parasite_abi::Jump {}
+// SAFETY: as above (an i32 pair before the i64 keeps it unpadded).
+unsafe impl Pod for rcriu_parasite_abi::Ctl {}
 // SAFETY: as above.
 unsafe impl Pod for rcriu_parasite_abi::SigactionsArgs {}
 // SAFETY: as above.

@@ -1,5 +1,6 @@
-//! Failures at every fault point, and signals to the dumper, leave the
-//! target running, untraced and intact.
+//! Failures at every fault point, signals to the dumper, and the dumper
+//! killed at any of its actions on the target, leave the target running,
+//! untraced and intact: the same maps, signal state and fds.
 //!
 //! The dumper is this test binary run again as a child process (the
 //! `dumper` test, which does nothing unless `RCRIU_TEST_DUMPER_PID` is
@@ -28,6 +29,10 @@ fn run_dumper(pid: i32) -> rcriu_compel::Result<()> {
     let mut p = Parasite::infect(&seized)?;
     p.sigactions()?;
     p.itimers()?;
+    // One-shot commands on the other threads.
+    for t in seized.threads().iter().filter(|t| t.tid != pid) {
+        p.thread_info(t)?;
+    }
     let area = p.area();
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
     let mut ranges = Vec::new();
@@ -75,21 +80,55 @@ fn dumper() {
     std::process::exit(code);
 }
 
-/// The maps without the areas a killed dumper's parasite leaves behind
-/// (shared anonymous memory shows as /dev/zero).
-fn maps_without_leftovers(pid: i32) -> Vec<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/maps"))
-        .expect("reading maps")
-        .lines()
-        .filter(|l| !l.contains("/dev/zero (deleted)"))
-        .map(String::from)
-        .collect()
+/// What a dump must leave as it found: maps, the signal lines of status,
+/// the tracer, and the fds.
+fn looks(pid: i32) -> (String, Vec<String>, Vec<(String, String)>) {
+    (
+        std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("reading maps"),
+        status_lines(
+            pid,
+            &[
+                "SigPnd",
+                "ShdPnd",
+                "SigBlk",
+                "SigIgn",
+                "SigCgt",
+                "TracerPid",
+            ],
+        ),
+        fd_links(pid),
+    )
+}
+
+/// Waits until the target looks as `before` (a parasite whose rcriu died
+/// leaves by itself, a moment later), or fails saying how it differs.
+fn settles_as(pid: i32, before: &(String, Vec<String>, Vec<(String, String)>), what: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        let now = looks(pid);
+        if &now == before {
+            return;
+        }
+        if start.elapsed() > rcriu_test_support::SETTLE {
+            assert_eq!(before.0, now.0, "{what}: maps");
+            assert_eq!(before.1, now.1, "{what}: status");
+            assert_eq!(before.2, now.2, "{what}: fds");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+fn running(pid: i32, what: &str) {
+    let st = status_lines(pid, &["State"]);
+    assert!(
+        st[0].contains("R (running)") || st[0].contains("S (sleeping)"),
+        "{what}: {st:?}"
+    );
 }
 
 fn run_at(point: u32, action: &str, mode: &str) {
     let w = Workload::start("compute", &[mode]);
-    let maps_before = std::fs::read_to_string(format!("/proc/{}/maps", w.pid)).unwrap();
-    let sig_before = status_lines(w.pid, &["SigBlk", "SigIgn", "SigCgt"]);
+    let before = looks(w.pid);
     let child = Command::new(std::env::current_exe().expect("the test binary"))
         .args(["--exact", "dumper", "--nocapture", "--test-threads=1"])
         .env(DUMPER_ENV, w.pid.to_string())
@@ -108,28 +147,68 @@ fn run_at(point: u32, action: &str, mode: &str) {
             "{what}: the dumper must fail, status {status:#x}"
         ),
     }
-    let st = status_lines(w.pid, &["State", "TracerPid"]);
-    assert!(
-        st[0].contains("R (running)") || st[0].contains("S (sleeping)"),
-        "{what}: {st:?}"
-    );
-    assert!(st[1].ends_with("\t0"), "{what}: {st:?}");
-    if action == "kill" {
-        // The parasite cured itself; its area may stay mapped.
-        let before: Vec<String> = maps_before.lines().map(String::from).collect();
-        assert_eq!(before, maps_without_leftovers(w.pid), "{what}");
-    } else {
-        let maps_after = std::fs::read_to_string(format!("/proc/{}/maps", w.pid)).unwrap();
-        assert_eq!(maps_before, maps_after, "{what}");
-        assert_eq!(
-            sig_before,
-            status_lines(w.pid, &["SigBlk", "SigIgn", "SigCgt"]),
-            "{what}"
-        );
-    }
+    running(w.pid, &what);
+    // Killed, the parasite leaves by itself: nothing of it stays.
+    settles_as(w.pid, &before, &what);
     // The verdict needs SIGUSR1 to get through: the signal mask is back.
     w.verdict()
         .unwrap_or_else(|e| panic!("{what}: the target is not intact: {e}"));
+}
+
+/// Kills the dumper just before its 1st, 2nd, ... action on the target
+/// (`RCRIU_FAULT=step:N`) until it gets through: after each kill the
+/// target must settle as it was, and in the end compute right. Returns
+/// how many instants were tried.
+fn kill_at_every_step(w: Workload, tag: &str) -> u64 {
+    let before = looks(w.pid);
+    let mut n = 1;
+    loop {
+        let what = format!("{tag}: killed at step {n}");
+        let child = Command::new(std::env::current_exe().expect("the test binary"))
+            .args(["--exact", "dumper", "--nocapture", "--test-threads=1"])
+            .env(DUMPER_ENV, w.pid.to_string())
+            .env("RCRIU_FAULT", format!("step:{n}:kill"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting the dumper");
+        let status = wait_child(child).expect("the dumper ends");
+        if libc::WIFEXITED(status) {
+            assert_eq!(libc::WEXITSTATUS(status), 0, "{what}: the dumper failed");
+            break;
+        }
+        assert!(
+            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+            "{what}: dumper status {status:#x}"
+        );
+        running(w.pid, &what);
+        settles_as(w.pid, &before, &what);
+        n += 1;
+        assert!(n < 100_000, "{tag}: the dumper never ends");
+    }
+    w.verdict()
+        .unwrap_or_else(|e| panic!("{tag}: the target is not intact: {e}"));
+    eprintln!("{tag}: the dumper killed at each of {} steps", n - 1);
+    n
+}
+
+#[test]
+fn a_dumper_killed_at_every_step_leaves_a_computation_intact() {
+    require_root();
+    let _g = trace_lock();
+    for mode in ["spin", "sleep", "read"] {
+        let n = kill_at_every_step(Workload::start("compute", &[mode]), mode);
+        assert!(n > 20, "{mode}: only {n} steps");
+    }
+}
+
+#[test]
+fn a_dumper_killed_at_every_step_leaves_threads_intact() {
+    require_root();
+    let _g = trace_lock();
+    let w = Workload::start("mt", &["3"]);
+    w.wait_in("sigsuspend");
+    let n = kill_at_every_step(w, "mt");
+    assert!(n > 40, "mt: only {n} steps");
 }
 
 #[test]

@@ -152,6 +152,29 @@ impl Output {
         fault::image(&file.name()).map_err(Error::compel(pid))
     }
 
+    /// Writes the manifest: a hash of every file this run wrote.
+    fn write_manifest(&mut self) -> Result<()> {
+        let pid = self.pid;
+        let d = self.dir()?;
+        let names: Vec<String> = self
+            .written
+            .iter()
+            .filter_map(|p| Some(p.file_name()?.to_str()?.to_owned()))
+            .collect();
+        let t = Instant::now();
+        rcriu_images::manifest::Manifest::build(&d, names.iter().map(String::as_str))
+            .and_then(|m| m.write(&d))
+            .map_err(Error::image(pid))?;
+        log::info!(
+            "manifest of {} files written in {:?}",
+            names.len(),
+            t.elapsed()
+        );
+        self.written
+            .push(d.path().join(rcriu_images::manifest::MANIFEST));
+        Ok(())
+    }
+
     /// Removes every image this run wrote.
     fn discard(&mut self) {
         for p in self.written.drain(..) {
@@ -292,6 +315,18 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     // As CRIU, the statistics come last: a dump without them is complete.
     if let Err(e) = out.write_one(ImageFile::StatsDump, &stats.entry()) {
         log::warn!("{e}");
+        out.written
+            .retain(|p| !p.ends_with(ImageFile::StatsDump.name()));
+    }
+    // Then the manifest of every file written, after the freeze. The
+    // images are complete without it (as CRIU's are): a manifest that
+    // cannot be written is reported and left out, never a reason to lose
+    // a dump whose process may be gone.
+    if let Err(e) = out.write_manifest() {
+        log::error!("the images of {pid} are left without a manifest: {e}");
+        if let Ok(d) = out.dir() {
+            let _ = std::fs::remove_file(d.path().join(rcriu_images::manifest::MANIFEST));
+        }
     }
     stats.total_time = begin.elapsed();
     log::info!(

@@ -1,11 +1,23 @@
 //! A directory of images.
+//!
+//! Files in it are opened and created relative to the directory's own
+//! descriptor, never through a symbolic link, and only ever what they
+//! should be: an image that is a FIFO, a device or a symbolic link is
+//! refused by name, without blocking. Images are created anew (whatever
+//! had the name is unlinked first, then the file is made with `O_EXCL`):
+//! a hard link someone planted under an image's name never receives it.
+//! A directory written to must be the caller's alone: owned by the
+//! caller and writable by nobody else, or sticky (as /tmp).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufReader, BufWriter};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use prost::{Message, Name};
+use rustix::fs::{FileType, Mode, OFlags};
 
 use crate::error::{Error, Problem, Result};
 use crate::file::ImageFile;
@@ -18,9 +30,54 @@ pub const FILE_MODE: u32 = 0o600;
 /// Mode of an images directory created here.
 pub const DIR_MODE: u32 = 0o700;
 
-/// Opens an image file for reading entries.
-pub fn open_image(path: &Path) -> Result<ImageReader<BufReader<File>>> {
-    let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
+/// What a file type is called in an error.
+fn type_name(t: FileType) -> &'static str {
+    match t {
+        FileType::RegularFile => "a regular file",
+        FileType::Directory => "a directory",
+        FileType::Symlink => "a symbolic link",
+        FileType::Fifo => "a FIFO",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice => "a character device",
+        FileType::BlockDevice => "a block device",
+        FileType::Unknown => "of an unknown type",
+    }
+}
+
+/// Opens `name` in directory `dir` (or `name` itself when `dir` is
+/// `None`) for reading, without blocking (a FIFO would hang the open) and,
+/// with `nofollow`, not through a symbolic link; anything but a regular
+/// file is refused. `path` names it in errors.
+fn open_regular(dir: Option<&OwnedFd>, name: &Path, path: &Path, nofollow: bool) -> Result<File> {
+    let mut flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    if nofollow {
+        flags |= OFlags::NOFOLLOW;
+    }
+    let fd = match dir {
+        Some(d) => rustix::fs::openat(d, name, flags, Mode::empty()),
+        None => rustix::fs::open(name, flags, Mode::empty()),
+    };
+    let fd = fd.map_err(|e| match e {
+        rustix::io::Errno::LOOP if nofollow => Error::NotRegular {
+            path: path.to_owned(),
+            what: "a symbolic link",
+        },
+        e => Error::io("opening", path, e.into()),
+    })?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| Error::io("examining", path, e.into()))?;
+    let t = FileType::from_raw_mode(st.st_mode);
+    if t != FileType::RegularFile {
+        return Err(Error::NotRegular {
+            path: path.to_owned(),
+            what: type_name(t),
+        });
+    }
+    rustix::fs::fcntl_setfl(&fd, OFlags::empty())
+        .map_err(|e| Error::io("opening", path, e.into()))?;
+    Ok(File::from(fd))
+}
+
+fn reader_of(file: File, path: &Path) -> Result<ImageReader<BufReader<File>>> {
     let len = file
         .metadata()
         .map_err(|e| Error::io("examining", path, e))?
@@ -32,44 +89,128 @@ pub fn open_image(path: &Path) -> Result<ImageReader<BufReader<File>>> {
     ImageReader::with_len(BufReader::with_capacity(64 << 10, file), name, len)
 }
 
-/// Creates (or truncates) a file, mode 0600 whatever the umask, not
-/// following a symbolic link.
-pub(crate) fn create_file(path: &Path) -> Result<File> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(FILE_MODE)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)
-        .map_err(|e| Error::io("creating", path, e))?;
-    file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
-        .map_err(|e| Error::io("setting the mode of", path, e))?;
-    Ok(file)
+/// Opens a regular file for reading (refusing, without blocking, a FIFO
+/// or a device).
+pub(crate) fn open_plain(path: &Path) -> Result<File> {
+    open_regular(None, path, path, false)
+}
+
+/// Opens an image file for reading entries (a regular file, never a FIFO
+/// or a device: refused without blocking).
+pub fn open_image(path: &Path) -> Result<ImageReader<BufReader<File>>> {
+    let file = open_regular(None, path, path, false)?;
+    reader_of(file, path)
+}
+
+/// Whether the directory open at `fd` is the caller's alone: owned by the
+/// caller, and writable by nobody else unless sticky. Says why not.
+fn check_private(fd: &OwnedFd, path: &Path) -> Result<()> {
+    let st = rustix::fs::fstat(fd).map_err(|e| Error::io("examining", path, e.into()))?;
+    let me = rustix::process::geteuid().as_raw();
+    let mode = st.st_mode;
+    let why = if st.st_uid != me {
+        Some(format!(
+            "it belongs to user {}, who could plant files in it",
+            st.st_uid
+        ))
+    } else if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        Some(format!(
+            "its mode {:o} lets others write in it and it is not sticky",
+            mode & 0o7777
+        ))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(Error::UnsafeDir {
+            path: path.to_owned(),
+            why,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// A directory holding a dump's images, which knows their names.
 #[derive(Clone, Debug)]
 pub struct ImageDir {
     path: PathBuf,
+    fd: Arc<OwnedFd>,
+    /// With a manifest checked: the files it names, each open since it
+    /// was hashed; no other file is read.
+    verified: Option<Arc<std::collections::BTreeMap<String, OwnedFd>>>,
 }
 
 impl ImageDir {
-    /// An existing directory, to read from (or write to).
+    /// An existing directory, to read from.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self> {
         let path = path.into();
-        let meta = std::fs::metadata(&path).map_err(|e| Error::io("opening", &path, e))?;
-        if !meta.is_dir() {
-            return Err(Error::io(
-                "opening",
-                &path,
-                std::io::Error::from(std::io::ErrorKind::NotADirectory),
-            ));
-        }
-        Ok(ImageDir { path })
+        let fd = rustix::fs::open(
+            &path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io("opening", &path, e.into()))?;
+        Ok(ImageDir {
+            path,
+            fd: Arc::new(fd),
+            verified: None,
+        })
     }
 
-    /// A directory to write to, created mode 0700 when missing.
+    /// An existing directory to restore from: when it has a manifest
+    /// (`rcriu-manifest`, written by rcriu's dumps), every file it names
+    /// is opened and checked against it now, and only those files, as
+    /// they were when checked, are read from then on; a file it does not
+    /// name is refused. Without a manifest (a dump by CRIU), as
+    /// [`ImageDir::open`].
+    pub fn open_checked(path: impl Into<PathBuf>) -> Result<Self> {
+        let mut d = Self::open(path)?;
+        let Some(m) = crate::manifest::Manifest::read(&d)? else {
+            return Ok(d);
+        };
+        let mut fds = std::collections::BTreeMap::new();
+        for (name, want) in m.files() {
+            let path = d.path.join(name);
+            let f = match open_regular(Some(&d.fd), Path::new(name), &path, true) {
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::Tampered {
+                        file: name.to_owned(),
+                        what: "is missing (the manifest names it)".into(),
+                    });
+                }
+                r => r?,
+            };
+            let have = crate::manifest::digest(&f, &path)?;
+            if have.size != want.size {
+                return Err(Error::Tampered {
+                    file: name.to_owned(),
+                    what: format!("has {} bytes, the dump wrote {}", have.size, want.size),
+                });
+            }
+            if have.hash != want.hash {
+                return Err(Error::Tampered {
+                    file: name.to_owned(),
+                    what: "is not what the dump wrote (its hash differs)".into(),
+                });
+            }
+            fds.insert(name.to_owned(), OwnedFd::from(f));
+        }
+        log::info!(
+            "the {} files of {} match their manifest",
+            fds.len(),
+            d.path.display()
+        );
+        d.verified = Some(Arc::new(fds));
+        Ok(d)
+    }
+
+    /// Whether the files read come checked against a manifest.
+    pub fn is_checked(&self) -> bool {
+        self.verified.is_some()
+    }
+
+    /// A directory to write to, created mode 0700 when missing; refused
+    /// when others could write in it (see the module's documentation).
     pub fn create(path: impl Into<PathBuf>) -> Result<Self> {
         let path = path.into();
         match std::fs::DirBuilder::new().mode(DIR_MODE).create(&path) {
@@ -78,7 +219,106 @@ impl ImageDir {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(Error::io("creating", &path, e)),
         }
-        Self::open(path)
+        let d = Self::open(path)?;
+        d.check_private()?;
+        Ok(d)
+    }
+
+    /// Refuses a directory others could write in (owned by another user,
+    /// or writable by others and not sticky): files written there could
+    /// be swapped or planted.
+    pub fn check_private(&self) -> Result<()> {
+        check_private(&self.fd, &self.path)
+    }
+
+    /// The directory's descriptor.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Opens image file `file` as a plain file (a regular file, never a
+    /// FIFO, a device or a symbolic link).
+    pub fn open_raw(&self, file: ImageFile) -> Result<File> {
+        self.open_named(&file.name())
+    }
+
+    /// Opens file `name` of the directory (see [`open_raw`](Self::open_raw);
+    /// with a checked manifest, the file as it was checked).
+    pub(crate) fn open_named(&self, name: &str) -> Result<File> {
+        let path = self.path.join(name);
+        let Some(v) = &self.verified else {
+            return open_regular(Some(&self.fd), Path::new(name), &path, true);
+        };
+        match v.get(name) {
+            // A new open file of the same file, from its start.
+            Some(fd) => {
+                let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
+                rustix::fs::open(
+                    proc.as_str(),
+                    OFlags::RDONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map(File::from)
+                .map_err(|e| Error::io("opening", &path, e.into()))
+            }
+            None if self.present(name) => Err(Error::Tampered {
+                file: name.to_owned(),
+                what: "is not in the manifest".into(),
+            }),
+            None => Err(Error::io(
+                "opening",
+                &path,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            )),
+        }
+    }
+
+    /// Whether something of that name is in the directory.
+    fn present(&self, name: &str) -> bool {
+        rustix::fs::statat(&*self.fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok()
+    }
+
+    /// Creates image file `file` anew, mode 0600: whatever had its name
+    /// goes first, and the file is made exclusively (never written
+    /// through a link someone planted).
+    pub fn create_raw(&self, file: ImageFile) -> Result<File> {
+        self.create_named(&file.name())
+    }
+
+    pub(crate) fn create_named(&self, name: &str) -> Result<File> {
+        let path = self.path.join(name);
+        self.check_private()?;
+        self.unlink(name, &path)?;
+        let fd = rustix::fs::openat(
+            &*self.fd,
+            name,
+            OFlags::WRONLY
+                | OFlags::CREATE
+                | OFlags::EXCL
+                | OFlags::NOFOLLOW
+                | OFlags::CLOEXEC
+                | OFlags::NOCTTY,
+            Mode::from_raw_mode(FILE_MODE),
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::EXIST => Error::UnsafeDir {
+                path: path.clone(),
+                why: "a file of that name appeared while it was being created".into(),
+            },
+            e => Error::io("creating", &path, e.into()),
+        })?;
+        let file = File::from(fd);
+        file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
+            .map_err(|e| Error::io("setting the mode of", &path, e))?;
+        Ok(file)
+    }
+
+    /// Removes `name` from the directory if it is there (not a directory).
+    pub(crate) fn unlink(&self, name: &str, path: &Path) -> Result<()> {
+        match rustix::fs::unlinkat(&*self.fd, name, rustix::fs::AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err(Error::io("replacing", path, e.into())),
+        }
     }
 
     /// The directory.
@@ -91,14 +331,18 @@ impl ImageDir {
         self.path.join(file.name())
     }
 
-    /// Whether the file exists.
+    /// Whether the file exists (as anything: opening it says what it is;
+    /// with a checked manifest, whether the manifest names it).
     pub fn exists(&self, file: ImageFile) -> bool {
-        self.file_path(file).exists()
+        match &self.verified {
+            Some(v) => v.contains_key(&file.name()),
+            None => self.present(&file.name()),
+        }
     }
 
     /// Opens an image for reading its entries.
     pub fn reader(&self, file: ImageFile) -> Result<ImageReader<BufReader<File>>> {
-        let img = open_image(&self.file_path(file))?;
+        let img = reader_of(self.open_raw(file)?, &self.file_path(file))?;
         if let Some(kind) = file.kind()
             && kind != img.kind()
         {
@@ -135,7 +379,7 @@ impl ImageDir {
                 problem: Problem::NoEntries("raw"),
             });
         };
-        let f = create_file(&self.file_path(file))?;
+        let f = self.create_raw(file)?;
         ImageWriter::new(BufWriter::with_capacity(64 << 10, f), kind, file.name())
     }
 
@@ -195,7 +439,7 @@ impl ImageDir {
         pages_id: u32,
     ) -> Result<PagemapWriter<BufWriter<File>>> {
         let file = ImageFile::Pagemap(pid.into());
-        let f = create_file(&self.file_path(file))?;
+        let f = self.create_raw(file)?;
         PagemapWriter::new(BufWriter::with_capacity(64 << 10, f), pages_id, file.name())
     }
 
@@ -213,23 +457,29 @@ impl ImageDir {
         pages_id: u32,
     ) -> Result<PagemapWriter<BufWriter<File>>> {
         let file = ImageFile::ShmemPagemap(shmid.into());
-        let f = create_file(&self.file_path(file))?;
+        let f = self.create_raw(file)?;
         PagemapWriter::new(BufWriter::with_capacity(64 << 10, f), pages_id, file.name())
     }
 
     /// Opens `pages-<id>.img`.
     pub fn pages(&self, pages_id: u32) -> Result<PagesReader> {
-        PagesReader::open(&self.file_path(ImageFile::Pages(pages_id.into())))
+        let file = ImageFile::Pages(pages_id.into());
+        PagesReader::new(self.open_raw(file)?, &self.file_path(file))
     }
 
     /// Creates `pages-<id>.img`.
     pub fn create_pages(&self, pages_id: u32) -> Result<PagesWriter> {
-        PagesWriter::create(&self.file_path(ImageFile::Pages(pages_id.into())))
+        let file = ImageFile::Pages(pages_id.into());
+        Ok(PagesWriter::new(
+            self.create_raw(file)?,
+            &self.file_path(file),
+        ))
     }
 
     /// `pages-<id>.img`, filling `room` reserved for it.
     pub fn create_pages_in(&self, pages_id: u32, room: PagesRoom) -> Result<PagesWriter> {
-        PagesWriter::create_in(room, &self.file_path(ImageFile::Pages(pages_id.into())))
+        let file = ImageFile::Pages(pages_id.into());
+        PagesWriter::create_in(room, self, &file.name(), &self.file_path(file))
     }
 
     /// `inventory.img`.

@@ -49,6 +49,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An image (or a file a dump names) is not a regular file.
+    #[error("{}: {what}, not a regular file", path.display())]
+    NotRegular { path: PathBuf, what: &'static str },
+    /// A file of a dump is not the one its manifest says it wrote.
+    #[error("the images are not the ones the dump wrote: {file} {what}")]
+    Tampered { file: String, what: String },
+    /// A directory others could write in, refused for writing images.
+    #[error("refusing the images directory {}: {why}", path.display())]
+    UnsafeDir { path: PathBuf, why: String },
     /// An image's bytes are not what the format allows.
     #[error("reading {file} at offset {offset}: {problem}")]
     Corrupt {

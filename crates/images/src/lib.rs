@@ -42,6 +42,7 @@ mod file;
 mod framing;
 pub mod json;
 mod kind;
+pub mod manifest;
 pub mod pages;
 pub mod vma;
 

@@ -10,6 +10,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::dir::ImageDir;
 use crate::error::{Error, Problem, Result};
 use crate::framing::{ImageReader, ImageWriter};
 use crate::kind::Kind;
@@ -188,7 +189,11 @@ pub struct PagesReader {
 impl PagesReader {
     /// Opens `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
+        Self::new(crate::dir::open_plain(path)?, path)
+    }
+
+    /// Reads the pages of `file` (opened as `path`).
+    pub fn new(file: File, path: &Path) -> Result<Self> {
         let len = file
             .metadata()
             .map_err(|e| Error::io("examining", path, e))?
@@ -276,32 +281,27 @@ pub struct PagesWriter {
 }
 
 impl PagesWriter {
-    /// Creates (or truncates) `path`, mode 0600.
-    pub fn create(path: &Path) -> Result<Self> {
-        Ok(PagesWriter {
-            file: crate::dir::create_file(path)?,
+    /// Writes pages to `file`, a new file (named `path` in errors).
+    pub fn new(file: File, path: &Path) -> Self {
+        PagesWriter {
+            file,
             path: path.to_owned(),
             offset: 0,
             reserved: 0,
-        })
+        }
     }
 
-    /// Names the file of `room` `path` (replacing a file of that name)
-    /// and appends from its start: the pages then fill room already
+    /// Names the file of `room` `name` in `dir` (replacing a file of that
+    /// name) and appends from its start: the pages then fill room already
     /// allocated.
-    pub fn create_in(room: PagesRoom, path: &Path) -> Result<Self> {
+    pub fn create_in(room: PagesRoom, dir: &ImageDir, name: &str, path: &Path) -> Result<Self> {
         use std::os::fd::AsRawFd;
-        match std::fs::remove_file(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io("replacing", path, e));
-            }
-            _ => {}
-        }
+        dir.unlink(name, path)?;
         rustix::fs::linkat(
             rustix::fs::CWD,
             format!("/proc/self/fd/{}", room.file.as_raw_fd()),
-            rustix::fs::CWD,
-            path,
+            dir.fd(),
+            name,
             rustix::fs::AtFlags::SYMLINK_FOLLOW,
         )
         .map_err(|e| Error::io("creating", path, e.into()))?;
@@ -442,8 +442,9 @@ mod tests {
     #[test]
     fn pages_writer_appends_written_and_spliced_data() {
         let dir = tempfile::tempdir().unwrap();
+        let d = ImageDir::create(dir.path()).unwrap();
         let path = dir.path().join("pages-1.img");
-        let mut w = PagesWriter::create(&path).unwrap();
+        let mut w = d.create_pages(1).unwrap();
         let first = vec![1u8; PAGE_SIZE as usize];
         w.write_pages(&first).unwrap();
         let (rx, tx) = rustix::pipe::pipe().unwrap();
@@ -462,7 +463,7 @@ mod tests {
 
         // The same through an entry image (pipes-data).
         let img = dir.path().join("pipes-data.img");
-        let f = crate::dir::create_file(&img).unwrap();
+        let f = d.create_raw(crate::ImageFile::PipesData).unwrap();
         let mut w = ImageWriter::new(
             std::io::BufWriter::new(f),
             Kind::PipesData,

@@ -84,13 +84,26 @@ fn open_reg_at(
     how: i32,
     validation: FileValidation,
 ) -> Result<File> {
+    // Without blocking: a FIFO put where a file was would hang the open.
     let file = std::fs::OpenOptions::new()
         .read(how & libc::O_ACCMODE != libc::O_WRONLY || how & libc::O_PATH != 0)
         .write(how & libc::O_ACCMODE != libc::O_RDONLY && how & libc::O_PATH == 0)
-        .custom_flags(reopen_flags(how) | libc::O_CLOEXEC)
+        .custom_flags(reopen_flags(how) | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
         .map_err(Error::file("opening", path))?;
     if how & libc::O_PATH == 0 {
+        let meta = file.metadata().map_err(Error::file("checking", path))?;
+        if std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()) {
+            return Err(Error::Validation {
+                path: path.to_owned(),
+                what: "is a FIFO, where the dump had a file".into(),
+            });
+        }
+        if how & libc::O_NONBLOCK == 0 {
+            rustix::fs::fcntl_getfl(&file)
+                .and_then(|fl| rustix::fs::fcntl_setfl(&file, fl - rustix::fs::OFlags::NONBLOCK))
+                .map_err(|e| Error::file("opening", path)(e.into()))?;
+        }
         validate(&file, path, reg, validation)?;
     }
     Ok(file)

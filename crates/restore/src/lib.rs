@@ -123,7 +123,9 @@ impl Restore {
     /// Restores the process.
     pub fn run(self) -> Result<Restored> {
         let start = Instant::now();
-        let img = load::load(ImageDir::open(&self.dir)?)?;
+        // With rcriu's manifest, every file is checked before anything
+        // starts.
+        let img = load::load(ImageDir::open_checked(&self.dir)?)?;
         let pid = img.task.pid as Pid;
         check_pid_free(pid)?;
         let pst = &img.task.pstree;
@@ -166,9 +168,9 @@ impl Restore {
         let fs = files::plan_fs(&img)?;
         let timens = img.timens.as_ref().map(timens::offsets).transpose()?;
         let exe = open_exe(&img, self.validation)?;
-        let pages_path = img.dir.file_path(ImageFile::Pages(pages.pages_id.into()));
-        let pages_file: OwnedFd = std::fs::File::open(&pages_path)
-            .map_err(Error::file("opening", &pages_path))?
+        let pages_file: OwnedFd = img
+            .dir
+            .open_raw(ImageFile::Pages(pages.pages_id.into()))?
             .into();
         let (go_rd, go_wr) = rcriu_compel::sys::pipe().map_err(Error::host("creating a pipe"))?;
 

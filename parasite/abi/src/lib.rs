@@ -9,22 +9,28 @@
 //! 0                 blob image (code, read-only data, then data and bss)
 //! args_off          the args area (ARGS_SIZE): a command's arguments in,
 //!                   its results out
-//! sigframe_off      a frame (rt_sigframe layout) holding the victim's
-//!                   registers, signal mask and FPU state, for the parasite
-//!                   to put back if rcriu disappears (SIGFRAME_SIZE)
-//! stack_off         the parasite's stack (STACK_SIZE), growing down from
-//!                   stack_off + STACK_SIZE
+//! ctl_off           the control block ([`Ctl`], CTL_SIZE): how the
+//!                   parasite leaves, and what it tells outside commands
+//! stack_off         the daemon's stack (STACK_SIZE), growing down
+//! thread_stack_off  the stack of one-shot commands on other threads
 //! ```
 //!
-//! A one-shot command is run by pointing the victim's registers at the
-//! blob's head with `rdi` = the command and `rsi` = the args area; the
-//! parasite does the work and stops on `int3` with the result in `rax`.
-//! [`Cmd::Init`] is such a command: it connects the control socket, stops,
-//! and when resumed serves commands sent as [`CtlMsg`] datagrams over that
-//! socket, each answered by a [`CtlMsg`] with the same `cmd`. On
-//! [`Cmd::Fini`] it closes the socket and stops on `int3`; if the socket
-//! breaks instead (rcriu died), it puts the victim's state back from the
-//! prepared frame and returns into its original code by itself.
+//! Every entry is at the blob's head with `rdi` = the command, `rsi` = the
+//! args area and `rdx` = the control block. [`Cmd::Init`] connects the
+//! control socket and serves commands sent as [`CtlMsg`] datagrams over
+//! it, each answered by a [`CtlMsg`] with the same `cmd`, until the socket
+//! breaks (rcriu closed it, or died): then the parasite closes what it was
+//! given, waits for the one-shot commands in flight on other threads, and
+//! leaves by [`Ctl::leave`], a jump out of its area that unmaps the area
+//! and lands in the thread's original state (see rcriu-compel's
+//! `lifeline`). Any other command is a one-shot on another thread: it
+//! runs, writes its result to [`Ctl::oneshot_ret`], says so on the control
+//! socket ([`ONESHOT_DONE`]) and waits for rcriu to take the thread back;
+//! should the socket break first (the daemon then sets [`Ctl::gone`]), it
+//! leaves by [`Ctl::oneshot_leave`],
+//! taking itself off [`Ctl::oneshots`] with a futex operation made out of
+//! the area. No `int3` anywhere: a parasite
+//! whose rcriu is gone never stops on a trap that would kill its host.
 //!
 //! Every struct here is `#[repr(C)]` with explicit padding, and its layout
 //! is asserted at compile time, so that the host and the blob (built
@@ -38,8 +44,8 @@ use core::mem::{align_of, offset_of, size_of};
 
 /// Size of the args area.
 pub const ARGS_SIZE: usize = 64 * 1024;
-/// Size reserved for the frame and the FPU state that follows it.
-pub const SIGFRAME_SIZE: usize = 64 * 1024;
+/// Size of the control block's page.
+pub const CTL_SIZE: usize = 4096;
 /// Size of the parasite's stack.
 pub const STACK_SIZE: usize = 64 * 1024;
 /// Bytes below the stack top that the parasite never uses (a red zone for
@@ -50,10 +56,12 @@ pub const STACK_REDZONE: usize = 128;
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cmd {
-    /// One-shot: create the control socket, connect it to the host, stop.
-    /// Args: [`InitArgs`].
+    /// Connect the control socket to the host, then serve commands until
+    /// it breaks. Args: [`InitArgs`].
     Init = 1,
-    /// Daemon: close the socket and stop on `int3`.
+    /// Daemon: close the fds received, drop a SIGPIPE the parasite caused,
+    /// answer, and wait for the socket to break (rcriu takes the thread
+    /// back meanwhile).
     Fini = 2,
     /// Daemon: `vmsplice` the listed ranges into a pipe received earlier
     /// with [`Cmd::RecvFd`]. Args: [`DumpPagesArgs`]; `ret` = bytes spliced.
@@ -139,9 +147,6 @@ pub struct CtlMsg {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct InitArgs {
-    /// The victim's address of the frame holding its state, to restore it
-    /// from if rcriu disappears.
-    pub sigframe: u64,
     /// Length of the socket address in `sun_path` (abstract: starts with
     /// a 0 byte), counting the family.
     pub addr_len: u32,
@@ -152,6 +157,67 @@ pub struct InitArgs {
     /// Filled in by the parasite: the syscall that failed, if any.
     pub failed_syscall: i32,
 }
+
+/// A jump out of the parasite's area: these registers set, then `ip`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Jump {
+    pub ip: u64,
+    pub ax: u64,
+    pub di: u64,
+    pub si: u64,
+    pub sp: u64,
+    pub bp: u64,
+    /// [`JUMP_BP`]: set `bp` too.
+    pub flags: u64,
+}
+
+/// [`Jump::flags`]: the jump sets the frame pointer.
+pub const JUMP_BP: u64 = 1;
+
+/// The control block, at `ctl_off` in the area.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ctl {
+    /// How the daemon leaves (its `ax`, `di`, `si` are the syscall made at
+    /// `ip`: the area's `munmap`).
+    pub leave: Jump,
+    /// How a one-shot command leaves (only `ip`, `sp`, `bp` and `flags`
+    /// are used: the syscall is the futex operation on `oneshots`).
+    pub oneshot_leave: Jump,
+    /// One-shot commands that may run on other threads: the daemon leaves
+    /// once it is not above zero (a futex word).
+    pub oneshots: i32,
+    /// Filled in by the daemon: its control socket's fd.
+    pub sock: i32,
+    /// Filled in by a one-shot command: its result (or a negative errno).
+    pub oneshot_ret: i64,
+    /// Set by a one-shot command when it is done (it also says so on the
+    /// control socket, [`ONESHOT_DONE`]).
+    pub oneshot_done: i32,
+    /// Set by Init when it fails: the negative errno. The parasite then
+    /// waits [`INIT_LINGER_SECS`] for rcriu to take the thread back
+    /// before it leaves by itself.
+    pub init_status: i32,
+    /// Set (and woken, a futex word) by the daemon when the control socket
+    /// broke: one-shot commands waiting for rcriu leave then.
+    pub gone: i32,
+    pub _pad: i32,
+}
+
+/// How long a parasite whose Init failed waits for rcriu before leaving.
+pub const INIT_LINGER_SECS: i64 = 10;
+
+/// The `cmd` of the message a one-shot command sends rcriu on the control
+/// socket when it is done; it then waits for rcriu to take its thread
+/// back (or for the daemon to say the socket broke: then it leaves by
+/// itself). Its waits never leave a restart block behind (rcriu's
+/// interrupt would make it the thread's): futex waits without a timeout.
+pub const ONESHOT_DONE: u32 = 0x4f4e_4553;
+
+/// The futex operation a one-shot command leaves with (`FUTEX_WAKE_OP` on
+/// [`Ctl::oneshots`]: add -1, wake the daemon).
+pub const ONESHOT_FUTEX_OP: u32 = (1 << 28) | (0xfff << 12);
 
 /// One range of the victim's memory.
 #[repr(C)]
@@ -431,9 +497,20 @@ pub struct MprotectArgs {
 const _: () = {
     assert!(size_of::<CtlMsg>() == 24);
     assert!(offset_of!(CtlMsg, ret) == 16);
-    assert!(size_of::<InitArgs>() == 128);
-    assert!(offset_of!(InitArgs, sun_path) == 16);
-    assert!(offset_of!(InitArgs, failed_syscall) == 124);
+    assert!(size_of::<InitArgs>() == 120);
+    assert!(offset_of!(InitArgs, sun_path) == 8);
+    assert!(offset_of!(InitArgs, failed_syscall) == 116);
+    assert!(size_of::<Jump>() == 56);
+    assert!(offset_of!(Jump, sp) == 32);
+    assert!(offset_of!(Jump, flags) == 48);
+    assert!(offset_of!(Ctl, oneshot_leave) == 56);
+    assert!(offset_of!(Ctl, oneshots) == 112);
+    assert!(offset_of!(Ctl, oneshot_ret) == 120);
+    assert!(offset_of!(Ctl, oneshot_done) == 128);
+    assert!(offset_of!(Ctl, init_status) == 132);
+    assert!(offset_of!(Ctl, gone) == 136);
+    assert!(size_of::<Ctl>() == 144);
+    assert!(size_of::<Ctl>() <= CTL_SIZE);
     assert!(size_of::<IoVec>() == 16);
     assert!(offset_of!(DumpPagesArgs, iovs) == 8);
     assert!(size_of::<KSigaction>() == 32);

@@ -6,16 +6,16 @@
 //! The protocol and the layout of the shared area are described in
 //! `rcriu-parasite-abi`. This crate is `no_std`, position independent and
 //! linked without any start files; `crates/blob-build` turns it into a flat
-//! image. Everything here runs on a borrowed thread with every signal but
-//! SIGTRAP blocked; a fault stops the victim in a signal-delivery stop that
-//! rcriu sees, reports and undoes.
+//! image. Everything here runs on a borrowed thread with every signal
+//! blocked; a fault stops the victim in a signal-delivery stop that rcriu
+//! sees, reports and undoes. When rcriu is gone the parasite leaves by
+//! itself, leaving nothing behind (see the ABI crate).
 //!
 //! # Safety
-//! Raw pointers here come from rcriu: the args area and the sigframe lie in
-//! the shared area, whose addresses rcriu passes in registers and in
-//! `InitArgs`. rcriu guarantees they are mapped, writable, aligned for the
-//! args type of the command and not used by anything else while a command
-//! runs.
+//! Raw pointers here come from rcriu: the args area and the control block
+//! lie in the shared area, whose addresses rcriu passes in registers.
+//! rcriu guarantees they are mapped, writable, aligned for the args type
+//! of the command and not used by anything else while a command runs.
 
 #![no_std]
 #![no_main]
@@ -25,108 +25,102 @@
 mod cmds;
 mod sys;
 
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
-use rcriu_parasite_abi::{Cmd, CtlMsg, FdsArgs, InitArgs, MAX_FDS};
+use rcriu_parasite_abi::{
+    Cmd, Ctl, CtlMsg, FdsArgs, INIT_LINGER_SECS, InitArgs, JUMP_BP, MAX_FDS, ONESHOT_DONE,
+    ONESHOT_FUTEX_OP,
+};
 
 // The entry point. rcriu sets rip here, rdi = command, rsi = args area,
-// rsp = the top of the parasite's stack (16-byte aligned).
+// rdx = the control block, rsp = the top of a stack in the area (16-byte
+// aligned).
 //
-// A one-shot command returns its result in rax and stops on the first
-// int3. After a successful Init, rcriu resumes the task past that int3 and
-// the daemon serves commands; it returns 0 on Fini (stop on the second
-// int3 for rcriu to restore the registers itself), or, when rcriu is gone,
-// the address of the frame holding the victim's state, to put it back
-// without rcriu (`restore` below).
+// Init serves until the control socket breaks, then leaves by the
+// control block's `leave`: a jump to a `syscall` out of the area with the
+// registers of the area's `munmap`, and the stack pointer where that
+// syscall lands in the thread's original state. A one-shot command leaves
+// by `oneshot_leave` with a futex operation that takes it off the
+// one-shots in flight (made out of the area: the daemon may unmap it as
+// soon as the count drops).
 core::arch::global_asm!(
     ".pushsection .text.head,\"ax\"",
     ".globl rcriu_parasite_head",
     ".type rcriu_parasite_head,@function",
     "rcriu_parasite_head:",
-    "    mov rbx, rsi",
-    "    call {service}",
-    "    int3",
-    "    mov rdi, rbx",
+    "    mov rbx, rdx",
+    "    cmp edi, {init}",
+    "    jne 1f",
+    "    mov rdi, rsi",
+    "    mov rsi, rbx",
     "    call {daemon}",
-    "    test rax, rax",
-    "    jz 2f",
-    "    mov rdi, rax",
-    "    jmp {restore}",
+    "    lea r11, [rbx + {leave}]",
+    "    mov rax, [r11 + 8]",
+    "    mov rdi, [r11 + 16]",
+    "    mov rsi, [r11 + 24]",
+    "    jmp 2f",
+    "1:",
+    "    mov rdx, rbx",
+    "    call {oneshot}",
+    "    lea r11, [rbx + {oneshot_leave}]",
+    "    lea rdi, [rbx + {oneshots}]",
+    "    mov r8, rdi",
+    "    mov eax, {nr_futex}",
+    "    mov esi, {wake_op}",
+    "    mov edx, 1",
+    "    xor r10d, r10d",
+    "    mov r9d, {futex_op}",
     "2:",
-    "    int3",
-    "    ud2",
+    "    test qword ptr [r11 + 48], {jump_bp}",
+    "    jz 3f",
+    "    mov rbp, [r11 + 40]",
+    "3:",
+    "    mov rsp, [r11 + 32]",
+    "    jmp qword ptr [r11]",
     ".size rcriu_parasite_head, . - rcriu_parasite_head",
     ".popsection",
-    service = sym parasite_service,
+    init = const Cmd::Init as u32,
     daemon = sym parasite_daemon,
-    restore = sym rcriu_parasite_restore,
+    oneshot = sym parasite_oneshot,
+    leave = const core::mem::offset_of!(Ctl, leave),
+    oneshot_leave = const core::mem::offset_of!(Ctl, oneshot_leave),
+    oneshots = const core::mem::offset_of!(Ctl, oneshots),
+    nr_futex = const sys::NR_FUTEX,
+    wake_op = const FUTEX_WAKE_OP | FUTEX_PRIVATE_FLAG,
+    futex_op = const ONESHOT_FUTEX_OP,
+    jump_bp = const JUMP_BP,
 );
 
-// Puts the victim back as it was, without rcriu: rdi is the frame rcriu
-// prepared (an rt_sigframe layout: see crates/compel/src/sigframe.rs).
-//
-// Not rt_sigreturn: it would make a syscall interrupted with a restart
-// block return -EINTR. Instead: the FPU state by xrstor, the signal mask by
-// rt_sigprocmask, then every general register from the frame, the flags
-// and the instruction pointer by way of 16 bytes below the victim's red
-// zone (where a signal frame could have gone anyway), and `ret 128` to
-// land with the original stack pointer.
+// The parasite's own way back, for a victim that has none rcriu can use:
+// a `syscall` that returns, and an `rt_sigreturn` trampoline. Landing
+// through them leaves the area mapped. (In the head's section, which the
+// linker keeps.)
 core::arch::global_asm!(
-    ".globl rcriu_parasite_restore",
-    ".type rcriu_parasite_restore,@function",
-    "rcriu_parasite_restore:",
-    "    mov rbx, rdi",
-    "    mov rcx, [rbx + {mc} + 184]",
-    "    mov eax, -1",
-    "    mov edx, -1",
-    "    xrstor64 [rcx]",
-    "    mov eax, 14",
-    "    mov edi, 2",
-    "    lea rsi, [rbx + {sigmask}]",
-    "    xor edx, edx",
-    "    mov r10d, 8",
+    ".pushsection .text.head,\"ax\"",
+    ".globl rcriu_parasite_syscall_ret",
+    ".type rcriu_parasite_syscall_ret,@function",
+    "rcriu_parasite_syscall_ret:",
     "    syscall",
-    "    mov rcx, [rbx + {mc} + 120]",
-    "    sub rcx, 144",
-    "    mov rax, [rbx + {mc} + 136]",
-    "    mov [rcx], rax",
-    "    mov rax, [rbx + {mc} + 128]",
-    "    mov [rcx + 8], rax",
-    "    mov rsp, rcx",
-    "    mov r8, [rbx + {mc} + 0]",
-    "    mov r9, [rbx + {mc} + 8]",
-    "    mov r10, [rbx + {mc} + 16]",
-    "    mov r11, [rbx + {mc} + 24]",
-    "    mov r12, [rbx + {mc} + 32]",
-    "    mov r13, [rbx + {mc} + 40]",
-    "    mov r14, [rbx + {mc} + 48]",
-    "    mov r15, [rbx + {mc} + 56]",
-    "    mov rdi, [rbx + {mc} + 64]",
-    "    mov rsi, [rbx + {mc} + 72]",
-    "    mov rbp, [rbx + {mc} + 80]",
-    "    mov rdx, [rbx + {mc} + 96]",
-    "    mov rax, [rbx + {mc} + 104]",
-    "    mov rcx, [rbx + {mc} + 112]",
-    "    mov rbx, [rbx + {mc} + 88]",
-    "    popfq",
-    "    ret 128",
-    ".size rcriu_parasite_restore, . - rcriu_parasite_restore",
-    mc = const FRAME_MCONTEXT,
-    sigmask = const FRAME_SIGMASK,
+    "    ret",
+    ".size rcriu_parasite_syscall_ret, . - rcriu_parasite_syscall_ret",
+    ".globl rcriu_parasite_sigreturn",
+    ".type rcriu_parasite_sigreturn,@function",
+    "rcriu_parasite_sigreturn:",
+    "    mov rax, 15",
+    "    syscall",
+    "    ud2",
+    ".size rcriu_parasite_sigreturn, . - rcriu_parasite_sigreturn",
+    ".popsection",
 );
 
-unsafe extern "C" {
-    fn rcriu_parasite_restore();
-}
-
-/// Offsets in the frame (an rt_sigframe): `uc_mcontext` and `uc_sigmask`.
-const FRAME_MCONTEXT: usize = 48;
-const FRAME_SIGMASK: usize = 304;
+const FUTEX_WAIT: u64 = 0;
+const FUTEX_WAKE: u64 = 1;
+const ECONNREFUSED: i64 = 111;
+const FUTEX_WAKE_OP: u32 = 5;
+const FUTEX_PRIVATE_FLAG: u32 = 128;
 
 /// The control socket (valid once Init connected it).
 static TSOCK: AtomicI32 = AtomicI32::new(-1);
-/// The victim's address of the sigreturn frame.
-static SIGFRAME: AtomicU64 = AtomicU64::new(0);
 /// Whether SIGPIPE was already pending when the parasite started: if not,
 /// a SIGPIPE the parasite itself causes (vmsplice into a pipe whose reader
 /// died) is consumed before returning to the victim.
@@ -135,7 +129,7 @@ static SIGPIPE_WAS_PENDING: AtomicBool = AtomicBool::new(false);
 /// How many fds received with `RecvFd` the daemon remembers.
 const KEPT_MAX: usize = 8;
 /// The fds received with `RecvFd` and not closed yet (-1: a free slot):
-/// a self-cure closes them, so that a dead rcriu leaves none behind.
+/// the daemon closes them as it leaves, so that no fd of rcriu's stays.
 static KEPT: [AtomicI32; KEPT_MAX] = [const { AtomicI32::new(-1) }; KEPT_MAX];
 
 fn keep(fd: i32) {
@@ -164,24 +158,59 @@ fn close_kept() {
     }
 }
 
-extern "C" fn parasite_service(cmd: u32, args: *mut u8) -> i64 {
-    match Cmd::from_u32(cmd) {
-        // SAFETY: for Init, rcriu put an `InitArgs` in the args area.
-        Some(Cmd::Init) => init(unsafe { &mut *args.cast::<InitArgs>() }),
-        // One-shot commands on a thread other than the daemon's.
+/// A one-shot command on a thread other than the daemon's: its result
+/// goes to the control block, rcriu hears it is done, and the thread waits
+/// for rcriu to take it back; if the control socket breaks instead (rcriu
+/// died), it returns and leaves by itself.
+extern "C" fn parasite_oneshot(cmd: u32, args: *mut u8, ctl: *mut Ctl) {
+    let r = match Cmd::from_u32(cmd) {
         Some(c) if cmds::one_shot(c) => cmds::run(c, args, None).0,
         _ => -sys::EINVAL,
+    };
+    // SAFETY: rcriu passes the control block, in the area; the daemon
+    // (idle while a one-shot runs) does not write these fields.
+    let sock = unsafe {
+        (*ctl).oneshot_ret = r;
+        (*ctl).oneshot_done = 1;
+        (*ctl).sock
+    };
+    let done = CtlMsg {
+        cmd: ONESHOT_DONE,
+        ..CtlMsg::default()
+    };
+    if sock >= 0 && sys::send_msg_fds(sock, &done, &[]) >= 0 {
+        // Until rcriu takes the thread back, or the daemon says rcriu is
+        // gone. (No timeout: an interrupted futex wait with one would
+        // leave this thread a restart block of ours.)
+        // SAFETY: the control block is in the area, aligned.
+        let gone = unsafe { AtomicI32::from_ptr(core::ptr::addr_of_mut!((*ctl).gone)) };
+        while gone.load(Ordering::Acquire) == 0 {
+            futex_wait(gone, 0);
+        }
     }
 }
 
-fn init(args: &mut InitArgs) -> i64 {
-    SIGFRAME.store(args.sigframe, Ordering::Relaxed);
-    let r = init_inner(args);
+/// Waits on futex word `w` while it holds `val`, without a timeout.
+fn futex_wait(w: &AtomicI32, val: i32) {
+    // SAFETY: a futex wait on a word of the area, no timeout.
+    unsafe {
+        sys::call(
+            sys::NR_FUTEX,
+            w.as_ptr() as u64,
+            FUTEX_WAIT | u64::from(FUTEX_PRIVATE_FLAG),
+            val as u32 as u64,
+            0,
+        )
+    };
+}
+
+fn init(args: &mut InitArgs, ctl: &mut Ctl) -> i64 {
+    let r = init_inner(args, ctl);
     args.status = r as i32;
     r
 }
 
-fn init_inner(args: &mut InitArgs) -> i64 {
+fn init_inner(args: &mut InitArgs, ctl: &mut Ctl) -> i64 {
     let mut pending = 0u64;
     let r = sys::rt_sigpending(&mut pending);
     if r < 0 {
@@ -195,6 +224,7 @@ fn init_inner(args: &mut InitArgs) -> i64 {
         args.failed_syscall = sys::NR_SOCKET as i32;
         return sk;
     }
+    ctl.sock = sk as i32;
     let mut addr = sys::SockaddrUn {
         family: sys::AF_UNIX as u16,
         path: args.sun_path,
@@ -202,6 +232,7 @@ fn init_inner(args: &mut InitArgs) -> i64 {
     let r = sys::connect(sk as i32, &mut addr, args.addr_len);
     if r < 0 {
         sys::close(sk as i32);
+        ctl.sock = -1;
         args.failed_syscall = sys::NR_CONNECT as i32;
         return r;
     }
@@ -213,9 +244,40 @@ const fn sig_bit(sig: i32) -> u64 {
     1u64 << (sig - 1)
 }
 
-/// Serves commands until Fini (returns 0) or until the control socket
-/// breaks (returns the address of the frame to restore the victim from).
-extern "C" fn parasite_daemon(args: *mut u8) -> u64 {
+/// Connects, then serves commands until the control socket breaks (or
+/// Fini); then cleans up for leaving.
+extern "C" fn parasite_daemon(args: *mut u8, ctl: *mut Ctl) {
+    // SAFETY: rcriu put an `InitArgs` in the args area and passes the
+    // control block; nothing else touches them until the daemon answers.
+    let (init_args, c) = unsafe { (&mut *args.cast::<InitArgs>(), &mut *ctl) };
+    let r = init(init_args, c);
+    if r == 0 {
+        serve(args);
+    } else if r != -ECONNREFUSED {
+        // rcriu, if it is there, sees the failure and takes the thread
+        // back; if it died, the thread goes on after a while. (A refused
+        // connection says at once that rcriu is gone.) The wait is a
+        // sigtimedwait for no signal: interrupted, it leaves no restart
+        // block (a sleep or a futex wait with a timeout would).
+        c.init_status = r as i32;
+        let none = 0u64;
+        let timeout = [INIT_LINGER_SECS, 0];
+        // SAFETY: the kernel reads the empty set and the timeout, both on
+        // this stack, and writes nothing (no siginfo asked).
+        unsafe {
+            sys::call(
+                sys::NR_RT_SIGTIMEDWAIT,
+                core::ptr::addr_of!(none) as u64,
+                0,
+                timeout.as_ptr() as u64,
+                8,
+            )
+        };
+    }
+    leave(ctl);
+}
+
+fn serve(args: *mut u8) {
     let sock = TSOCK.load(Ordering::Relaxed);
     loop {
         let mut msg = CtlMsg::default();
@@ -223,7 +285,7 @@ extern "C" fn parasite_daemon(args: *mut u8) -> u64 {
         let (n, nfds) = sys::recv_msg_fds(sock, &mut msg, &mut fds);
         if n != core::mem::size_of::<CtlMsg>() as i64 {
             close_received(&fds[..nfds]);
-            return self_cure(sock);
+            return;
         }
         let cmd = Cmd::from_u32(msg.cmd);
         if cmd != Some(Cmd::RecvFd) {
@@ -236,14 +298,10 @@ extern "C" fn parasite_daemon(args: *mut u8) -> u64 {
         let mut send_fds: Option<&[i32]> = None;
         match cmd {
             Some(Cmd::Fini) => {
-                sys::send_msg_fds(sock, &reply, &[]);
-                sys::close(sock);
-                TSOCK.store(-1, Ordering::Relaxed);
-                // A page dump rcriu broke off (its page pipe closed under
-                // a blocked vmsplice) left a SIGPIPE that would kill the
-                // victim once it runs again.
+                // rcriu takes the thread back once answered; what the
+                // parasite holds goes now.
+                close_kept();
                 drop_own_sigpipe();
-                return 0;
             }
             Some(Cmd::Init) | None => reply.err = -sys::EINVAL as i32,
             Some(Cmd::RecvFd) => {
@@ -273,7 +331,7 @@ extern "C" fn parasite_daemon(args: *mut u8) -> u64 {
             }
         }
         if sys::send_msg_fds(sock, &reply, send_fds.unwrap_or(&[])) < 0 {
-            return self_cure(sock);
+            return;
         }
     }
 }
@@ -284,14 +342,45 @@ fn close_received(fds: &[i32]) {
     }
 }
 
-/// rcriu is gone: close the socket, drop a SIGPIPE we caused, and hand the
-/// head the frame to restore the victim from.
-fn self_cure(sock: i32) -> u64 {
-    sys::close(sock);
+/// Before leaving: the one-shot commands on other threads are waited for
+/// (they run in the area the leave unmaps, and wait on the socket), then
+/// the socket and the fds rcriu gave go, and a SIGPIPE the parasite
+/// caused (a page dump broken off under a blocked vmsplice) is dropped.
+fn leave(ctl: *mut Ctl) {
+    // SAFETY: the control block is in the area, aligned; `oneshots` is
+    // changed by rcriu and by the futex operations of one-shot commands,
+    // `gone` read by one-shot commands: atomics.
+    let (count, gone) = unsafe {
+        (
+            AtomicI32::from_ptr(core::ptr::addr_of_mut!((*ctl).oneshots)),
+            AtomicI32::from_ptr(core::ptr::addr_of_mut!((*ctl).gone)),
+        )
+    };
+    // One-shots waiting for rcriu go.
+    gone.store(1, Ordering::Release);
+    // SAFETY: a futex wake on a word of the area.
+    unsafe {
+        sys::call(
+            sys::NR_FUTEX,
+            gone.as_ptr() as u64,
+            FUTEX_WAKE | u64::from(FUTEX_PRIVATE_FLAG),
+            i32::MAX as u64,
+            0,
+        )
+    };
+    loop {
+        let c = count.load(Ordering::Acquire);
+        if c <= 0 {
+            break;
+        }
+        futex_wait(count, c);
+    }
+    let sock = TSOCK.swap(-1, Ordering::Relaxed);
+    if sock >= 0 {
+        sys::close(sock);
+    }
     close_kept();
-    TSOCK.store(-1, Ordering::Relaxed);
     drop_own_sigpipe();
-    SIGFRAME.load(Ordering::Relaxed)
 }
 
 /// Drops a SIGPIPE the parasite caused (one pending before it came stays).

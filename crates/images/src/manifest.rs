@@ -1,0 +1,254 @@
+//! The manifest: a strong hash (BLAKE3) of every file a dump wrote, in a
+//! file beside the images that CRIU ignores, so that the images stay
+//! CRIU's and a restore can tell, before anything starts, that they are
+//! the ones the dump wrote.
+//!
+//! ```text
+//! rcriu-manifest 1 blake3
+//! <64 hex digits> <size> <file name>
+//! ...
+//! ```
+//!
+//! One line per file, sorted by name; names are plain file names of the
+//! directory. A restore from a directory with a manifest opens every file
+//! it names once, checks its size and hash, and from then on reads only
+//! those open files (a name swapped afterwards changes nothing); a file
+//! the manifest does not name is refused. A directory without a manifest
+//! (CRIU's dumps) restores as before.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use crate::dir::ImageDir;
+use crate::error::{Error, Problem, Result};
+
+/// The manifest's file name.
+pub const MANIFEST: &str = "rcriu-manifest";
+const HEADER: &str = "rcriu-manifest 1 blake3";
+/// Most lines a manifest may have (a dump writes a few per process).
+const MAX_LINES: usize = 1 << 20;
+/// Most bytes a manifest may have.
+const MAX_BYTES: u64 = 64 << 20;
+
+/// A file's size and hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Digest {
+    pub size: u64,
+    pub hash: [u8; 32],
+}
+
+/// The files of a dump and their digests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Manifest {
+    files: BTreeMap<String, Digest>,
+}
+
+/// Hashes what `file` holds from its start.
+pub fn digest(mut file: &File, path: &Path) -> Result<Digest> {
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("hashing", path, e)),
+        };
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok(Digest {
+        size,
+        hash: *h.finalize().as_bytes(),
+    })
+}
+
+/// Whether `name` is a plain file name (no directory, not `.` or `..`).
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && !name.contains('\0')
+        && name != MANIFEST
+}
+
+impl Manifest {
+    /// The manifest of files `names` of `dir`, as they are now.
+    pub fn build<'a>(dir: &ImageDir, names: impl IntoIterator<Item = &'a str>) -> Result<Self> {
+        let mut files = BTreeMap::new();
+        for name in names {
+            if !plain_name(name) {
+                return Err(Error::Unwritable {
+                    file: MANIFEST.into(),
+                    problem: Problem::Other(format!("{name:?} is not a file name")),
+                });
+            }
+            let f = dir.open_named(name)?;
+            files.insert(name.to_owned(), digest(&f, &dir.path().join(name))?);
+        }
+        Ok(Manifest { files })
+    }
+
+    /// The files named, with their digests.
+    pub fn files(&self) -> impl Iterator<Item = (&str, &Digest)> {
+        self.files.iter().map(|(n, d)| (n.as_str(), d))
+    }
+
+    /// The digest of `name`, if the manifest names it.
+    pub fn get(&self, name: &str) -> Option<&Digest> {
+        self.files.get(name)
+    }
+
+    /// The manifest's text.
+    pub fn to_text(&self) -> String {
+        let mut s = String::with_capacity(32 + self.files.len() * 100);
+        s.push_str(HEADER);
+        s.push('\n');
+        for (name, d) in &self.files {
+            for b in d.hash {
+                let _ = write!(s, "{b:02x}");
+            }
+            let _ = writeln!(s, " {} {name}", d.size);
+        }
+        s
+    }
+
+    /// Parses a manifest's text (outside input: every line checked).
+    pub fn parse(text: &[u8]) -> Result<Self> {
+        let bad = |line: usize, what: String| Error::Corrupt {
+            file: MANIFEST.into(),
+            offset: line as u64,
+            problem: Problem::Other(what),
+        };
+        let text = std::str::from_utf8(text).map_err(|e| bad(0, format!("not UTF-8: {e}")))?;
+        let mut lines = text.split_terminator('\n');
+        if lines.next() != Some(HEADER) {
+            return Err(bad(1, format!("the first line is not {HEADER:?}")));
+        }
+        let mut files = BTreeMap::new();
+        for (i, line) in lines.enumerate() {
+            let n = i + 2;
+            if n > MAX_LINES {
+                return Err(bad(n, format!("more than {MAX_LINES} lines")));
+            }
+            let mut parts = line.splitn(3, ' ');
+            let (Some(hex), Some(size), Some(name)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(bad(n, format!("line {n} is not 'hash size name'")));
+            };
+            // Lower case only: one text for one manifest.
+            if hex.len() != 64 || !hex.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+                return Err(bad(n, format!("line {n}: {hex:?} is not a BLAKE3 hash")));
+            }
+            let mut hash = [0u8; 32];
+            for (k, b) in hash.iter_mut().enumerate() {
+                *b = u8::from_str_radix(&hex[2 * k..2 * k + 2], 16)
+                    .map_err(|e| bad(n, format!("line {n}: {e}")))?;
+            }
+            let size: u64 = size
+                .parse()
+                .ok()
+                .filter(|v: &u64| v.to_string() == size)
+                .ok_or_else(|| bad(n, format!("line {n}: {size:?} is not a size")))?;
+            if !plain_name(name) {
+                return Err(bad(n, format!("line {n}: {name:?} is not a file name")));
+            }
+            if files
+                .insert(name.to_owned(), Digest { size, hash })
+                .is_some()
+            {
+                return Err(bad(n, format!("line {n}: {name} is named twice")));
+            }
+        }
+        Ok(Manifest { files })
+    }
+
+    /// Writes the manifest into `dir` (anew, as every image).
+    pub fn write(&self, dir: &ImageDir) -> Result<()> {
+        use std::io::Write;
+        let path = dir.path().join(MANIFEST);
+        let mut f = dir.create_named(MANIFEST)?;
+        f.write_all(self.to_text().as_bytes())
+            .and_then(|()| f.sync_data())
+            .map_err(|e| Error::io("writing", &path, e))
+    }
+
+    /// The manifest of `dir`, if it has one.
+    pub fn read(dir: &ImageDir) -> Result<Option<Self>> {
+        let path = dir.path().join(MANIFEST);
+        let f = match dir.open_named(MANIFEST) {
+            Ok(f) => f,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut text = Vec::new();
+        (&f).take(MAX_BYTES + 1)
+            .read_to_end(&mut text)
+            .map_err(|e| Error::io("reading", &path, e))?;
+        if text.len() as u64 > MAX_BYTES {
+            return Err(Error::Corrupt {
+                file: MANIFEST.into(),
+                offset: MAX_BYTES,
+                problem: Problem::Other(format!("larger than {} MiB", MAX_BYTES >> 20)),
+            });
+        }
+        Self::parse(&text).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_round_trips() {
+        let mut m = Manifest::default();
+        m.files.insert(
+            "core-1.img".into(),
+            Digest {
+                size: 7,
+                hash: [0xab; 32],
+            },
+        );
+        m.files.insert(
+            "pages-1.img".into(),
+            Digest {
+                size: 0,
+                hash: [1; 32],
+            },
+        );
+        let t = m.to_text();
+        assert!(t.starts_with("rcriu-manifest 1 blake3\nabab"));
+        assert_eq!(Manifest::parse(t.as_bytes()).unwrap(), m);
+    }
+
+    #[test]
+    fn bad_manifests_are_refused() {
+        let h = "ab".repeat(32);
+        for bad in [
+            String::new(),
+            "rcriu-manifest 2 blake3\n".into(),
+            format!("{HEADER}\n{h} 7\n"),
+            format!("{HEADER}\n{h} x core-1.img\n"),
+            format!("{HEADER}\n{} 7 core-1.img\n", "zz".repeat(32)),
+            format!("{HEADER}\n{h} 7 ../core-1.img\n"),
+            format!("{HEADER}\n{h} 7 .\n"),
+            format!("{HEADER}\n{h} 7 {MANIFEST}\n"),
+            format!("{HEADER}\n{h} 7 a\n{h} 8 a\n"),
+            format!("{HEADER}\n{} 7 a\n", "AB".repeat(32)),
+            format!("{HEADER}\n{h} 07 a\n"),
+            format!("{HEADER}\n{h} +7 a\n"),
+            format!("{HEADER}\n{h} 99999999999999999999999 a\n"),
+        ] {
+            assert!(Manifest::parse(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+        assert!(Manifest::parse(&[0xff, 0xfe]).is_err());
+    }
+}

@@ -1,0 +1,351 @@
+//! The corruption campaign: every file of a real dump truncated at its
+//! entry boundaries, bit-flipped, swapped with another dump's, removed,
+//! replaced by a FIFO, by a symbolic link, by a hard link. With the
+//! manifest the dump wrote, each is refused before anything starts (an
+//! error naming the file, no process left) unless it changed nothing;
+//! without it (as a dump by CRIU) a restore never hangs nor crashes.
+//!
+//! `RCRIU_CORRUPTION_ALL=1` runs the manifest-less pass on every variant
+//! (by default on every third).
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rcriu::images::manifest::MANIFEST;
+use rcriu_test_support::{
+    TempDir, Workload, become_subreaper, no_inherited_fds, require_root, trace_lock, wait_exit,
+};
+
+fn rcriu() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rcriu"))
+}
+
+/// How long a restore may take before it is called hung.
+const HUNG: Duration = Duration::from_secs(60);
+
+fn dump(pid: i32, dir: &Path) {
+    let out = rcriu()
+        .args(["dump", "-R", "-t", &pid.to_string(), "-D"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running rcriu dump");
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// What a restore did: its exit status (None: hung, killed), stderr.
+struct Outcome {
+    status: Option<std::process::ExitStatus>,
+    stderr: String,
+}
+
+fn restore(dir: &Path) -> Outcome {
+    let mut child = rcriu()
+        .args(["restore", "-d", "-D"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running rcriu restore");
+    let mut err = child.stderr.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("waiting for rcriu") {
+            break Some(st);
+        }
+        if start.elapsed() > HUNG {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    Outcome {
+        status,
+        stderr: reader.join().unwrap_or_default(),
+    }
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: a plain kill(2).
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// Ends whatever a restore left with `pid` (a subreaper's child).
+fn none_left(pid: i32) {
+    if Path::new(&format!("/proc/{pid}")).exists() {
+        signal(pid, libc::SIGKILL);
+        let _ = wait_exit(pid);
+    }
+}
+
+/// The offsets of the entry boundaries of an image (after its magic, and
+/// before and after each entry's size word), as far as its framing goes.
+fn boundaries(bytes: &[u8]) -> Vec<usize> {
+    let word = |o: usize| {
+        bytes
+            .get(o..o + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+    };
+    let mut v = vec![0];
+    let mut off = match word(0) {
+        Some(0x5456_4319 | 0x5510_5940) => 8,
+        Some(_) => 4,
+        None => return v,
+    };
+    v.push(off);
+    while let Some(n) = word(off) {
+        let end = off + 4 + n as usize;
+        if end > bytes.len() {
+            break;
+        }
+        v.push(off + 4);
+        v.push(end);
+        off = end;
+    }
+    v
+}
+
+/// One change to one file.
+#[derive(Clone, Debug)]
+enum Change {
+    Truncate(u64),
+    Flip(u64, u8),
+    Swap,
+    Remove,
+    Fifo,
+    Symlink,
+    HardLink,
+}
+
+/// The changes to make to `name` (of `len` bytes; its counterpart in the
+/// other dump is `other`).
+fn changes(bytes: &[u8], other_exists: bool) -> Vec<Change> {
+    let len = bytes.len() as u64;
+    let mut v = Vec::new();
+    let mut cuts = boundaries(bytes);
+    if cuts.len() <= 2 {
+        // A raw file: a few cuts through it.
+        cuts.extend([1, len as usize / 2, len as usize / 4 * 3]);
+    }
+    // At most a dozen cuts, spread over the file, and each one byte on.
+    let step = cuts.len().div_ceil(12).max(1);
+    for &c in cuts.iter().step_by(step) {
+        for c in [c as u64, c as u64 + 1] {
+            if c < len {
+                v.push(Change::Truncate(c));
+            }
+        }
+    }
+    for k in 0..6u64 {
+        if len > 0 {
+            v.push(Change::Flip(
+                (len * k / 6 + k % 3).min(len - 1),
+                (k % 8) as u8,
+            ));
+        }
+    }
+    if other_exists {
+        v.extend([Change::Swap, Change::Symlink, Change::HardLink]);
+    }
+    v.extend([Change::Remove, Change::Fifo]);
+    v
+}
+
+fn apply(path: &Path, other: &Path, c: &Change) {
+    match *c {
+        Change::Truncate(n) => {
+            let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+            f.set_len(n).unwrap();
+        }
+        Change::Flip(off, bit) => {
+            let mut b = std::fs::read(path).unwrap();
+            b[off as usize] ^= 1 << bit;
+            std::fs::write(path, b).unwrap();
+        }
+        Change::Swap => {
+            std::fs::copy(other, path).unwrap();
+        }
+        Change::Remove => std::fs::remove_file(path).unwrap(),
+        Change::Fifo => {
+            std::fs::remove_file(path).unwrap();
+            let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: a plain mkfifo(3) of a NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        }
+        Change::Symlink => {
+            std::fs::remove_file(path).unwrap();
+            std::os::unix::fs::symlink(other, path).unwrap();
+        }
+        Change::HardLink => {
+            std::fs::remove_file(path).unwrap();
+            std::fs::hard_link(other, path).unwrap();
+        }
+    }
+}
+
+/// Puts `name` back as the dump wrote it.
+fn put_back(dir: &Path, pristine: &Path, name: &str) {
+    let path = dir.join(name);
+    if let Ok(m) = std::fs::symlink_metadata(&path)
+        && (m.file_type().is_fifo() || m.file_type().is_symlink() || m.is_file())
+    {
+        std::fs::remove_file(&path).unwrap();
+    }
+    std::fs::copy(pristine.join(name), &path).unwrap();
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for n in files(from) {
+        std::fs::copy(from.join(&n), to.join(&n)).unwrap();
+    }
+}
+
+/// The verdict of a restored `trust` (as `Workload::verdict`).
+fn verdict_of(pid: i32, outfile: &Path) -> Result<(), String> {
+    let _ = std::fs::remove_file(outfile);
+    signal(pid, libc::SIGUSR1);
+    let status = wait_exit(pid)?;
+    let text = std::fs::read_to_string(outfile).unwrap_or_default();
+    if status == 0 && text.trim() == "PASS" {
+        Ok(())
+    } else {
+        Err(format!("exit status {status:#x}: {}", text.trim()))
+    }
+}
+
+#[test]
+fn every_corruption_is_refused_with_the_manifest_and_never_hangs_without() {
+    let _g = trace_lock();
+    require_root();
+    no_inherited_fds();
+    become_subreaper();
+    let home = TempDir::new("corruption");
+    let (a, b, work) = (
+        home.path().join("a"),
+        home.path().join("b"),
+        home.path().join("work"),
+    );
+    // Two dumps of one process whose threads compute meanwhile: their
+    // files have the same names and (mostly) other contents.
+    let mut w = Workload::start("trust", &["8", "2", "restored"]);
+    w.wait_in("sigsuspend");
+    let pid = w.pid;
+    dump(pid, &a);
+    dump(pid, &b);
+    signal(pid, libc::SIGKILL);
+    w.reap();
+    let outfile: PathBuf = w.outfile.clone();
+    assert!(files(&a).contains(&MANIFEST.to_string()));
+    // The control: the pristine dump restores, whole.
+    copy_dir(&a, &work);
+    let o = restore(&work);
+    assert!(
+        o.status.is_some_and(|s| s.success()),
+        "the pristine dump: {}",
+        o.stderr
+    );
+    verdict_of(pid, &outfile).expect("the pristine dump restores whole");
+
+    let all = std::env::var_os("RCRIU_CORRUPTION_ALL").is_some();
+    let (mut refused, mut unchanged_ok, mut plain_runs, mut plain_restored) = (0, 0, 0, 0);
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for name in files(&a) {
+        let bytes = std::fs::read(a.join(&name)).unwrap();
+        let other = b.join(&name);
+        for c in changes(&bytes, other.exists()) {
+            n += 1;
+            let what = format!("{name} {c:?}");
+            let path = work.join(&name);
+            apply(&path, &other, &c);
+            // Nothing the restore reads changed: the file is as it was, or
+            // the manifest went (then the dump restores unchecked, as
+            // CRIU's: its images are whole).
+            let same = (std::fs::metadata(&path)
+                .ok()
+                .filter(|m| m.is_file())
+                .and_then(|_| std::fs::read(&path).ok())
+                .is_some_and(|now| now == bytes)
+                && !matches!(c, Change::Symlink))
+                || (name == MANIFEST && matches!(c, Change::Remove));
+            // With the manifest.
+            let o = restore(&work);
+            match o.status {
+                None => failures.push(format!("{what}: the restore hung")),
+                Some(s) if s.success() && same => {
+                    // Nothing changed (a file equal in both dumps).
+                    match verdict_of(pid, &outfile) {
+                        Ok(()) => unchanged_ok += 1,
+                        Err(e) => failures.push(format!("{what}: restored broken: {e}")),
+                    }
+                }
+                Some(s) if s.success() => {
+                    failures.push(format!("{what}: restored despite the change"));
+                }
+                Some(s) => {
+                    // A change to the manifest shows as a file that is not
+                    // what it says (or as a bad manifest).
+                    let named = o.stderr.contains(&name)
+                        || (name == MANIFEST
+                            && (o.stderr.contains("the images are not the ones")
+                                || o.stderr.contains(MANIFEST)));
+                    if s.code() != Some(1) || o.stderr.contains("panicked") {
+                        failures.push(format!("{what}: {s}: {}", o.stderr));
+                    } else if !named {
+                        failures.push(format!("{what}: the error names no file: {}", o.stderr));
+                    } else if Path::new(&format!("/proc/{pid}")).exists() {
+                        failures.push(format!("{what}: refused, yet a process is left"));
+                    } else {
+                        refused += 1;
+                    }
+                }
+            }
+            none_left(pid);
+            // Without the manifest (a CRIU dump): never a hang or a crash.
+            if name != MANIFEST && (all || n % 3 == 0) {
+                let _ = std::fs::remove_file(work.join(MANIFEST));
+                plain_runs += 1;
+                let o = restore(&work);
+                match o.status {
+                    None => failures.push(format!("{what}, no manifest: the restore hung")),
+                    Some(s) if o.stderr.contains("panicked") || s.code() == Some(101) => {
+                        failures.push(format!("{what}, no manifest: crashed: {}", o.stderr));
+                    }
+                    Some(s) if s.success() => plain_restored += 1,
+                    Some(_) => {}
+                }
+                none_left(pid);
+                put_back(&work, &a, MANIFEST);
+            }
+            put_back(&work, &a, &name);
+        }
+    }
+    eprintln!(
+        "corruption: {n} variants of {} files; with the manifest {refused} refused, \
+         {unchanged_ok} unchanged and restored whole; without it {plain_runs} restores \
+         ({plain_restored} went through), none hung or crashed: {} failures",
+        files(&a).len(),
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
