@@ -32,6 +32,7 @@ const SLEEPERS: &[&str] = &[
     "files_tmpfile",
     "onstack",
     "task_attrs",
+    "tree",
 ];
 
 /// The workloads whose inside is not probed: a thread of rseq_cs lives
@@ -78,6 +79,7 @@ pub fn cycle_with(mut w: Workload, name: &str, tweak: Option<Tweak>) -> Result<(
         "a dump kills the process: {status:#x}"
     );
     let dir = ImageDir::open(images.path()).expect("opening the images");
+    tree_gone(&dir);
     if let Some(t) = tweak {
         t(&dir, w.pid);
         // Tweaked images are not the dump's: without its manifest (as a
@@ -122,6 +124,7 @@ pub fn restored_diff(name: &str, args: &[&str], tweak: Tweak) -> Vec<String> {
         .unwrap_or_else(|e| panic!("dumping {name}: {e}"));
     w.reap();
     let dir = ImageDir::open(images.path()).expect("opening the images");
+    tree_gone(&dir);
     tweak(&dir, w.pid);
     // Without the manifest, which would refuse the tweaked images.
     std::fs::remove_file(images.path().join(rcriu::images::manifest::MANIFEST))
@@ -230,4 +233,30 @@ pub fn edit_leader(dir: &ImageDir, pid: i32, f: impl FnOnce(&mut pb::CoreEntry))
     let mut core = dir.core(pid as u32).unwrap();
     f(&mut core);
     write_core(dir, pid as u32, &core);
+}
+
+/// Waits until every process of the dumped tree is gone (the dump killed
+/// them; this process, a subreaper, is handed the orphans and reaps
+/// them), so that their pids are free for the restore.
+pub fn tree_gone(dir: &ImageDir) {
+    let pids: Vec<u32> = dir
+        .pstree()
+        .expect("reading pstree.img")
+        .iter()
+        .map(|e| e.pid)
+        .collect();
+    let start = std::time::Instant::now();
+    while pids
+        .iter()
+        .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+    {
+        // SAFETY: waitpid with no status pointer, on any child.
+        while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG | libc::__WALL) } > 0 {
+        }
+        assert!(
+            start.elapsed() < rcriu_test_support::HANG_GUARD,
+            "the dumped tree {pids:?} does not go"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }

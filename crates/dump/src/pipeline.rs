@@ -4,17 +4,15 @@
 //!    every thread of every process stopped; zombies recorded.
 //! 2. Check the tree: sessions and groups whose leaders it holds, nothing
 //!    shared between processes that rcriu cannot share again.
-//! 3. For each process in turn (parents first):
-//!    a. read its /proc state and refuse anything out of scope, naming
-//!       it: nothing is written and nothing runs in the task before this
-//!       passes;
-//!    b. read what ptrace tells of every thread (registers, rseq, TLS,
-//!       robust list, scheduling, pending signals, seccomp filters) and
-//!       what remote syscalls tell (brk, membarrier);
-//!    c. infect it: the parasite reports signal actions, timers, and for
-//!       each thread its tid address, alternate stack, name and
-//!       credentials; it hands over copies of the fds; then it writes the
-//!       pages into the process's `pages-N.img`; then it is cured.
+//! 3. For each process in turn (parents first): read its /proc state and
+//!    refuse anything out of scope, naming it (nothing is written and
+//!    nothing runs in the task before this passes); read what ptrace tells
+//!    of every thread (registers, rseq, TLS, robust list, scheduling,
+//!    pending signals, seccomp filters) and what remote syscalls tell
+//!    (brk, membarrier); infect it: the parasite reports signal actions,
+//!    timers, and for each thread its tid address, alternate stack, name
+//!    and credentials, it hands over copies of the fds, then it writes the
+//!    pages into the process's `pages-N.img`, then it is cured.
 //!    What the processes share (open files, memfds, namespaces, cgroups,
 //!    seccomp filters) goes into tables of the whole tree.
 //! 4. Release the tree (`--leave-running`) and write the images, or write
@@ -277,8 +275,15 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     );
 
     let mut rseq_moves = Vec::new();
-    let c = match collect_tree(&tree, &host, o, freezer, &mut out, &mut stats, &mut rseq_moves)
-    {
+    let c = match collect_tree(
+        &tree,
+        &host,
+        o,
+        freezer,
+        &mut out,
+        &mut stats,
+        &mut rseq_moves,
+    ) {
         Ok(c) => c,
         Err(e) => {
             // Released as it was, then the images go.
@@ -556,7 +561,9 @@ fn collect_tree(
     for m in &tree.members {
         match &m.kind {
             Kind::Alive(seized) => {
-                procs.push(collect(seized, m, host, o, &mut sh, out, stats, rseq_moves)?);
+                procs.push(collect(
+                    seized, m, host, o, &mut sh, out, stats, rseq_moves,
+                )?);
             }
             Kind::Zombie { exit_code } => zombies.push(zombie(m, *exit_code)?),
         }

@@ -95,7 +95,8 @@ impl Tree {
                     continue;
                 }
                 for c in children(m.pid)? {
-                    if !tree.members.iter().any(|x| x.pid == c) && !found.iter().any(|(p, _)| *p == c)
+                    if !tree.members.iter().any(|x| x.pid == c)
+                        && !found.iter().any(|(p, _)| *p == c)
                     {
                         found.push((c, m.pid));
                     }

@@ -31,6 +31,7 @@ mod mm;
 mod page_helper;
 mod pages;
 mod pipes;
+mod plan;
 mod region;
 #[allow(unsafe_code)]
 mod sys;
@@ -43,10 +44,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rcriu_compel::Xstate;
-use rcriu_compel::abi::restorer::{
-    self as abi, Args, FLAG_LOGINUID, FLAG_MM_MAP, FLAG_SETSID, FLAG_TIMENS, FdMove, MAGIC, Range,
-    Step,
-};
+use rcriu_compel::abi::restorer::{self as abi, Args, FdMove, Range, Step};
 use rcriu_images::{ImageDir, ImageFile};
 use rcriu_proc::Pid;
 
@@ -55,7 +53,7 @@ pub use error::{Error, Result};
 pub use files::FileValidation;
 
 /// The top of the user address space on x86_64 (4-level paging).
-const TASK_SIZE: u64 = (1 << 47) - 4096;
+pub(crate) const TASK_SIZE: u64 = (1 << 47) - 4096;
 
 /// A restore, configured with the builder methods, started with
 /// [`Restore::run`].
@@ -120,283 +118,232 @@ impl Restore {
         self
     }
 
-    /// Restores the process.
+    /// Restores the process, or the tree of processes, of the images.
     pub fn run(self) -> Result<Restored> {
         let start = Instant::now();
         // With rcriu's manifest, every file is checked before anything
         // starts.
-        let img = load::load(ImageDir::open_checked(&self.dir)?)?;
-        let pid = img.task.pid as Pid;
-        check_pid_free(pid)?;
-        let pst = &img.task.pstree;
-        let setsid = pst.sid == pst.pid;
-        if !setsid && !self.shell_job {
+        let tree = load::load_tree(ImageDir::open_checked(&self.dir)?)?;
+        for pid in tree.pids() {
+            check_pid_free(pid as Pid)?;
+        }
+        let root_img = &tree.procs[0];
+        let pid = root_img.task.pid as Pid;
+        let pst = &root_img.task.pstree;
+        if pst.sid != pst.pid && !self.shell_job {
             return Err(Error::unsupported(format!(
                 "restoring process {pid}, which is not a session leader, without --shell-job"
             )));
         }
+        raise_nofile();
 
-        let mut mem = mm::plan(&img, self.validation)?;
-        let rt = vdso::Runtime::read()?;
-        let dumped_vdso = match mem.vdso {
-            Some((s, e)) => pages::read_range(&img, s, e - s)?,
-            None => None,
-        };
-        let vdso_mode = vdso::decide(
-            &img,
-            &mem,
-            dumped_vdso.as_deref(),
-            &rt,
-            self.force_vdso_proxy,
-        )?;
-        // A proxy is plain memory where the vDSO was.
-        let remap_at = (mem.vdso, mem.vvar);
-        if let (vdso::Mode::Proxy { .. }, Some((start, end))) = (&vdso_mode, mem.vdso) {
-            mem.add_anon(start, end, (libc::PROT_READ | libc::PROT_EXEC) as u32);
-            mem.vdso = None;
-            mem.vvar = None;
+        // -- Every process planned, every file opened: nothing is started
+        // while anything may still fail.
+        let mut sh = plan::Shared::new(root_img, &self)?;
+        let mut plans = Vec::with_capacity(tree.procs.len());
+        for img in &tree.procs {
+            plans.push(plan::ProcPlan::new(img, &mut sh)?);
         }
-        let pages = pages::plan(&img, &mut mem)?;
-        let mut core = core::plan(&img)?;
-        let last_cap = read_last_cap()?;
-        for t in &mut core.threads {
-            t.args.creds.last_cap = last_cap;
-        }
-        let mut fds = files::plan(&img, self.validation, self.shell_job)?;
-        fds.fds.extend(memfd::plan_fds(&img, &mut mem.memfds)?);
-        fds.fds.sort_by_key(|(fd, _, _)| *fd);
-        let fs = files::plan_fs(&img)?;
-        let timens = img.timens.as_ref().map(timens::offsets).transpose()?;
-        let exe = open_exe(&img, self.validation)?;
-        let pages_file: OwnedFd = img
-            .dir
-            .open_raw(ImageFile::Pages(pages.pages_id.into()))?
-            .into();
-        let (go_rd, go_wr) = rcriu_compel::sys::pipe().map_err(Error::host("creating a pipe"))?;
-
-        // Every fd the restorer uses goes above the process's own, so that
-        // placing those never closes one still needed.
-        let min = fds
-            .fds
-            .last()
-            .map_or(3, |(fd, _, _)| fd + 1)
-            .max(fds.late.last().map_or(3, |l| l.to + 1))
-            .max(3);
-        let up = |fd: OwnedFd| files::renumber(fd, min);
-        let map_files = std::mem::take(&mut mem.files)
-            .into_iter()
-            .map(up)
-            .collect::<Result<Vec<_>>>()?;
-        let owners = fds.owners;
-        let sources = fds
-            .fds
-            .into_iter()
-            .map(|(to, cloexec, f)| Ok((to, cloexec, up(f)?)))
-            .collect::<Result<Vec<_>>>()?;
-        // The terminal is made controlling before the fds are placed: as
-        // the fd rcriu holds for it.
-        let (ctty_fd, ctty_extra) = match fds.ctty {
-            Some(files::Ctty::Extra(f)) => {
-                let f = up(f)?;
-                (f.as_raw_fd(), Some(f))
-            }
-            Some(files::Ctty::Fd(t)) => (
-                sources
-                    .iter()
-                    .find(|(to, _, _)| *to == t)
-                    .map_or(-1, |(_, _, f)| f.as_raw_fd()),
-                None,
-            ),
-            None => (-1, None),
-        };
-        let cwd = up(fs.cwd)?;
-        let root = fs.root.map(up).transpose()?;
-        let exe = exe.map(up).transpose()?;
-        let pages_file = up(pages_file)?;
-        let go_rd = up(go_rd)?;
-
-        let mut vmas = mem.vmas.clone();
-        for v in &mut vmas {
-            if v.fd >= 0 {
-                v.fd = map_files[v.fd as usize].as_raw_fd();
-            }
-        }
-        let fd_moves: Vec<FdMove> = sources
+        sh.opener.finish()?;
+        let timens = root_img.timens.as_ref().map(timens::offsets).transpose()?;
+        // Every fd the restorers use lies above every process's own.
+        let min = plans
             .iter()
-            .map(|(to, cloexec, f)| FdMove {
-                from: f.as_raw_fd(),
-                to: *to,
-                cloexec: u32::from(*cloexec),
-                _pad: 0,
-            })
+            .map(|p| p.max_target() + 1)
+            .max()
+            .unwrap_or(3)
+            .max(3);
+        let mut occupied = Vec::new();
+        for p in &plans {
+            occupied.extend(p.occupied());
+        }
+        let mut procs: Vec<plan::Ready<'_>> = plans
+            .into_iter()
+            .map(|p| p.ready(min))
+            .collect::<Result<_>>()?;
+        let (go_rd, go_wr) = rcriu_compel::sys::pipe().map_err(Error::host("creating a pipe"))?;
+        let go_rd = files::renumber(go_rd, min)?;
+
+        // -- The region: the blob, every process's args and arrays, a
+        // stack for every restorer but the root's, the tree's words.
+        let children: Vec<Vec<abi::Child>> = procs
+            .iter()
+            .map(|p| children_of(&tree, p.plan.pid))
             .collect();
-        let proxy_len = match (&vdso_mode, remap_at.0) {
-            (vdso::Mode::Proxy { .. }, Some((s, e))) => (e - s) as usize,
-            _ => 0,
+        let copies_len: u64 = procs.iter().map(|p| p.plan.proxy_len as u64).sum();
+        let data: u64 = procs
+            .iter()
+            .zip(&children)
+            .map(|(p, c)| p.arrays(&[], c).len())
+            .sum::<u64>()
+            + copies_len
+            + (abi::STACK_SIZE as u64 + 16) * (procs.len() as u64 - 1)
+            + 64;
+        let region = region::Region::map(&occupied, data, vdso::park_size(&sh.rt))?;
+        // Where each process's args go: one after another (their sizes,
+        // copies included, known now).
+        let mut offs = Vec::with_capacity(procs.len());
+        let mut at = region.first_args_off();
+        for (p, c) in procs.iter().zip(&children) {
+            offs.push(at);
+            at = (at + (p.arrays(&[], c).len() + p.plan.proxy_len as u64) as usize)
+                .next_multiple_of(64);
+        }
+        let tree_off = at;
+        at += 64;
+        let mut stacks = Vec::with_capacity(procs.len());
+        for _ in &procs {
+            at = at.next_multiple_of(16);
+            at += abi::STACK_SIZE;
+            stacks.push(region.addr_of(at));
+        }
+        let tree_words = if procs.len() > 1 {
+            region.zero(tree_off, 64);
+            region.put_at(
+                tree_off,
+                &abi::TreeShared {
+                    created: 0,
+                    nr_procs: procs.len() as u32,
+                },
+            );
+            region.addr_of(tree_off)
+        } else {
+            0
         };
-        let mut arrays = region::Arrays {
-            vmas: &vmas,
-            iovs: &pages.iovs,
-            batches: &pages.batches,
-            fds: &fd_moves,
-            copy: &[],
-            signals: &core.signals,
-            timers: &core.timers,
-            guards: &mem.guards,
-            anon_names: &mem.anon_names,
-            late: &fds.late,
-            threads: &core.threads,
+        let addr_of_pid = |pid: Pid| {
+            procs
+                .iter()
+                .position(|p| p.plan.pid == pid)
+                .map(|i| (region.addr_of(offs[i]), stacks[i]))
         };
-        let mut occupied = mem.occupied();
-        // The vsyscall page is the kernel's, above the user space anyway.
-        occupied.retain(|&(s, _)| s < TASK_SIZE);
-        let region = region::Region::map(
-            &occupied,
-            arrays.len() + proxy_len as u64,
-            vdso::park_size(&rt),
-        )?;
-        let remap_mem = mm::MemPlan {
-            vdso: remap_at.0,
-            vvar: remap_at.1,
-            ..mm::MemPlan::default()
-        };
-        let moves = vdso::moves(&vdso_mode, &remap_mem, &rt, region.park)?;
-        let copy = match dumped_vdso.as_deref() {
-            Some(dumped) if proxy_len > 0 => {
-                vdso::proxy_image(&vdso_mode, dumped, &rt, region.park)?
+        let mut placed = Vec::with_capacity(procs.len());
+        let mut share_pages = false;
+        let mut root_pages_file = None;
+        for (i, p) in procs.iter().enumerate() {
+            let mut kids = children[i].clone();
+            for k in &mut kids {
+                if let (0, Some((args, stack))) = (k.zombie_status, addr_of_pid(k.pid)) {
+                    k.args = args;
+                    k.stack_top = stack;
+                }
+                // A zombie's args stay 0.
+                if tree.zombies.iter().any(|z| z.pstree.pid as Pid == k.pid) {
+                    k.args = 0;
+                    k.stack_top = 0;
+                }
             }
-            _ => Vec::new(),
-        };
-        arrays.copy = &copy;
-
-        let mut args = Box::new(zeroed_args());
-        args.magic = MAGIC;
-        args.flags = FLAG_MM_MAP
-            | if setsid { FLAG_SETSID } else { 0 }
-            | if timens.is_some() { FLAG_TIMENS } else { 0 };
-        if let Some(uid) = core.loginuid
-            && own_loginuid() != Some(uid)
-        {
-            args.flags |= FLAG_LOGINUID;
-            args.loginuid = uid;
-        }
-        args.parent_pid = std::process::id() as i32;
-        args.ctty_fd = ctty_fd;
-        args.fault_step = rcriu_compel::fault::restorer_step().unwrap_or(0);
-        args.go_fd = go_rd.as_raw_fd();
-        args.pages_fd = pages_file.as_raw_fd();
-        let pages_file = std::fs::File::from(pages_file);
-        let share_pages = page_helper::wanted(&pages, &pages_file);
-        if share_pages {
-            args.flags |= abi::FLAG_PAGE_HELPER;
-            // Every batch, to claim from either end.
-            args.page_claims = abi::page_claims(0, pages.batches.len() as u32);
-        }
-        args.cwd_fd = cwd.as_raw_fd();
-        args.root_fd = root.as_ref().map_or(-1, |f| f.as_raw_fd());
-        args.umask = fs.umask;
-        args.task_size = TASK_SIZE;
-        let mut keep = rt.ranges();
-        if matches!(vdso_mode, vdso::Mode::None) {
-            keep.clear();
-        }
-        keep.push(Range {
-            start: region.start(),
-            end: region.end(),
-        });
-        keep.sort_by_key(|r| r.start);
-        if keep.len() > abi::MAX_KEEP || moves.len() > abi::MAX_VDSO_MOVES {
-            return Err(Error::unsupported("this many vDSO areas".to_string()));
-        }
-        args.nr_keep = keep.len() as u32;
-        args.keep[..keep.len()].copy_from_slice(&keep);
-        if let Some(lines) = &timens {
-            for (i, l) in lines.iter().enumerate() {
-                let b = l.as_bytes();
-                let n = b.len().min(args.timens[i].len());
-                args.timens[i][..n].copy_from_slice(&b[..n]);
-                args.timens_len[i] = n as u32;
+            let pst = &p.plan.img.task.pstree;
+            let place = plan::Place {
+                parent: if i == 0 {
+                    std::process::id() as Pid
+                } else {
+                    pst.ppid as Pid
+                },
+                child: i > 0,
+                tree: tree_words,
+                timens: if i == 0 {
+                    timens.clone().map(Vec::from)
+                } else {
+                    None
+                },
+                pgid: if pst.pgid == pst.sid || (i == 0 && pst.sid != pst.pid) {
+                    0
+                } else {
+                    pst.pgid as i32
+                },
+            };
+            let (mut args, copy) = p.args(&region, &sh.rt, &place)?;
+            if i == 0 {
+                args.go_fd = go_rd.as_raw_fd();
+                let pages_file = std::fs::File::from(
+                    p.pages_file
+                        .try_clone()
+                        .map_err(Error::host("copying the pages file"))?,
+                );
+                share_pages = page_helper::wanted(&p.plan.pages, &pages_file);
+                if share_pages {
+                    args.flags |= abi::FLAG_PAGE_HELPER;
+                    // Every batch, to claim from either end.
+                    args.page_claims = abi::page_claims(0, p.plan.pages.batches.len() as u32);
+                }
+                root_pages_file = Some(pages_file);
             }
+            placed.push(region.write_at(offs[i], &mut args, &p.arrays(&copy, &kids)));
         }
-        args.nr_vdso_moves = moves.len() as u32;
-        args.vdso_moves[..moves.len()].copy_from_slice(&moves);
-        set_mm(&mut args, &img, exe.as_ref())?;
-        args.sigactions = core.sigactions;
-        args.sigaction_set = core.sigaction_set;
-        args.nr_rlimits = core.rlimits.len() as u32;
-        args.rlimits[..core.rlimits.len()].copy_from_slice(&core.rlimits);
-        args.itimers = core.itimers;
-        args.child_subreaper = u32::from(core.child_subreaper);
-        args.personality = core.personality;
-        let at = core.attrs;
-        args.membarrier = at.membarrier;
-        args.thp_disable = at.thp_disable;
-        args.mdwe = at.mdwe;
-        args.ksm_merge_any = u32::from(at.ksm_merge_any);
-        args.flags |= abi::FLAG_COREDUMP_FILTER;
-        args.coredump_filter = at.coredump_filter;
-        // A session leader's restore makes it a new autogroup (nice 0);
-        // a shell job's would be rcriu's own, left alone.
-        if let (true, Some(nice)) = (setsid, at.autogroup_nice) {
-            args.flags |= abi::FLAG_AUTOGROUP;
-            args.autogroup_nice = nice;
-        }
-        // 2 (suid_dumpable) cannot be set back; it stays 1.
-        args.dumpable = match img.task.mm.dumpable {
-            Some(0) => 0,
-            _ => 1,
-        };
-        if let Some(adj) = core.oom_score_adj {
-            let line = format!("{adj}\n");
-            args.oom_score_adj[..line.len()].copy_from_slice(line.as_bytes());
-            args.oom_score_adj_len = line.len() as u32;
-        }
-        if let (true, Some((start, _))) = (proxy_len > 0, remap_at.0) {
-            args.copy_dst = start;
-            args.copy_len = proxy_len as u64;
-        }
-        region.write(&mut args, &arrays);
 
-        // The cgroups it goes into, made now that nothing else can fail
-        // before the fork.
-        let cgroups = cgroup::plan(&img)?;
-        // Fork into the restorer.
-        let child_pid = fork_restorer(&region, pid).map_err(|e| match e.raw_os_error() {
-            Some(libc::EEXIST) => Error::PidTaken {
-                pid,
-                by: "a process that appeared meanwhile".into(),
-            },
-            _ => Error::host("creating the process (clone3 with its pid)")(e),
+        // -- Fork the root into its restorer.
+        let child_pid = fork_restorer(&region, pid, stacks_root(&region)).map_err(|e| {
+            match e.raw_os_error() {
+                Some(libc::EEXIST) => Error::PidTaken {
+                    pid,
+                    by: "a process that appeared meanwhile".into(),
+                },
+                _ => Error::host("creating the process (clone3 with its pid)")(e),
+            }
         })?;
         let forking_time_us = start.elapsed().as_micros() as u64;
-        let tids: Vec<Pid> = core.threads.iter().map(|t| t.tid as Pid).collect();
-        let child = finish::Child::new(child_pid, tids);
-        let words = region.page_words();
-        let helper_map = if share_pages {
-            page_helper::map(&pages_file, words)
-        } else {
-            None
-        };
-        cgroups.enter(child_pid)?;
-        files::set_owners(&owners, &sources)?;
         // Ours no longer needed: the fork has its copies.
-        drop((map_files, sources, cwd, root, exe, pages_file, go_rd));
-        drop(ctty_extra);
-        log::info!("process {pid} created; restoring it");
+        for p in &mut procs {
+            p.held.clear();
+        }
+        let child = finish::Child::tree(
+            procs
+                .iter()
+                .map(|p| {
+                    (
+                        p.plan.pid,
+                        p.plan.core.threads.iter().map(|t| t.tid as Pid).collect(),
+                    )
+                })
+                .collect(),
+            tree.zombies.iter().map(|z| z.pstree.pid as Pid).collect(),
+        );
+        let words = region.page_words();
+        let helper_map = match (&root_pages_file, share_pages) {
+            (Some(f), true) => page_helper::map(f, words),
+            _ => None,
+        };
+        let root = &procs[0];
+        root.plan.cgroups.enter(child_pid)?;
+        log::info!(
+            "process {pid} created; restoring it{}",
+            if procs.len() > 1 || !tree.zombies.is_empty() {
+                format!(
+                    " and its tree ({} processes, {} zombies)",
+                    procs.len(),
+                    tree.zombies.len()
+                )
+            } else {
+                String::new()
+            }
+        );
         let trace = finish::Trace {
-            threads: core.threads.len() > 1,
-            seccomp: core.seccomp(),
+            threads: procs.len() > 1
+                || !tree.zombies.is_empty()
+                || procs.iter().any(|p| p.plan.core.threads.len() > 1),
+            seccomp: procs.iter().any(|p| p.plan.core.seccomp()),
         };
-        let items = Items {
-            vmas: &vmas,
-            guards: &mem.guards,
-            anon_names: &mem.anon_names,
-            fds: &fd_moves,
-            late: &fds.late,
+        let describe = |who: Pid, step: Step, index: u32| {
+            let Some(p) = procs.iter().find(|p| p.plan.pid == who) else {
+                return format!("item {index}");
+            };
+            let items = Items {
+                vmas: &p.vmas,
+                guards: &p.plan.mem.guards,
+                anon_names: &p.plan.mem.anon_names,
+                fds: &p.fd_moves,
+                late: &p.plan.fds.late,
+            };
+            describe_item(step, index, &items)
         };
-        let describe = |step: Step, index: u32| describe_item(step, index, &items);
+        let on_new = |new: Pid| -> Result<()> {
+            match procs.iter().find(|p| p.plan.pid == new) {
+                Some(p) => p.plan.cgroups.enter(new),
+                None => Ok(()),
+            }
+        };
         std::thread::scope(|s| {
-            let (iovs, batches) = (&pages.iovs, &pages.batches);
+            let (iovs, batches) = (&root.plan.pages.iovs, &root.plan.pages.batches);
             let helper = helper_map.and_then(|m| {
                 std::thread::Builder::new()
                     .name("page helper".into())
@@ -411,7 +358,7 @@ impl Restore {
                     .ok()
             });
             let r = finish::start(&child, &region, std::fs::File::from(go_wr), trace)
-                .and_then(|()| finish::wait_restorer(&child, &region, describe));
+                .and_then(|()| finish::wait_restorer(&child, &region, &placed, on_new, describe));
             // Past the page reads, the helper is done; otherwise the
             // restorer is gone, and so is what the helper would wait for.
             page_helper::abort(words);
@@ -420,46 +367,72 @@ impl Restore {
             }
             r
         })?;
-        let report = region.read_args();
-        for i in 0..abi::NLIMITS {
-            if report.rlimit_failed & (1 << i) != 0 {
-                log::warn!(
-                    "process {pid}: limit {i} could not be set to {:?} (kept as it was)",
-                    core.rlimits[i]
-                );
+        // Every process exists: the open files get their owners.
+        for p in &procs {
+            files::set_owners(&p.owners, &p.sources)?;
+        }
+        for (p, pl) in procs.iter().zip(&placed) {
+            let report = region.read_args_at(pl.args_off);
+            for i in 0..abi::NLIMITS {
+                if report.rlimit_failed & (1 << i) != 0 {
+                    log::warn!(
+                        "process {}: limit {i} could not be set to {:?} (kept as it was)",
+                        p.plan.pid,
+                        p.plan.core.rlimits[i]
+                    );
+                }
             }
         }
-        let xstate = |i: usize, size: usize| {
-            let t = &core.threads[i];
-            let comps: Vec<(u32, &[u8])> = t
-                .cpu
-                .components
-                .iter()
-                .map(|(i, b)| (*i, b.as_slice()))
-                .collect();
-            Xstate::build(size, &t.cpu.fx, t.cpu.xstate_bv, &comps)
-                .map_err(|what| Error::invalid(ImageFile::Core(t.tid.into()).name(), what))
-        };
-        let finals = core
-            .threads
+        let trap = libc::SIGTRAP as usize - 1;
+        let finals: Vec<finish::FinalProc<'_>> = procs
             .iter()
-            .map(|t| finish::FinalThread {
-                tid: t.tid as Pid,
-                regs: t.cpu.regs,
-                sigmask: t.sigmask,
+            .zip(&offs)
+            .map(|(p, &off)| {
+                let core = &p.plan.core;
+                finish::FinalProc {
+                    pid: p.plan.pid,
+                    threads: core
+                        .threads
+                        .iter()
+                        .map(|t| finish::FinalThread {
+                            tid: t.tid as Pid,
+                            regs: t.cpu.regs,
+                            sigmask: t.sigmask,
+                        })
+                        .collect(),
+                    xstate: Box::new(move |i: usize, size: usize| {
+                        let t = &core.threads[i];
+                        let comps: Vec<(u32, &[u8])> = t
+                            .cpu
+                            .components
+                            .iter()
+                            .map(|(i, b)| (*i, b.as_slice()))
+                            .collect();
+                        Xstate::build(size, &t.cpu.fx, t.cpu.xstate_bv, &comps).map_err(|what| {
+                            Error::invalid(ImageFile::Core(t.tid.into()).name(), what)
+                        })
+                    }),
+                    stopped: core.stopped,
+                    trap_action: (core.sigaction_set & (1 << trap) != 0).then(|| {
+                        region.addr_of(off)
+                            + (std::mem::offset_of!(Args, sigactions)
+                                + trap * size_of::<rcriu_compel::abi::KSigaction>())
+                                as u64
+                    }),
+                }
             })
             .collect();
-        let trap = libc::SIGTRAP as usize - 1;
-        let trap_action = (core.sigaction_set & (1 << trap) != 0).then(|| {
-            region.args_addr()
-                + (std::mem::offset_of!(Args, sigactions)
-                    + trap * size_of::<rcriu_compel::abi::KSigaction>()) as u64
-        });
-        let pid = finish::finish(child, &region, finals, xstate, core.stopped, trap_action)?;
-        cgroups.done();
+        let pid = finish::finish(child, &region, finals)?;
+        let mut procs = procs;
+        for p in &mut procs {
+            p.plan.cgroups.done();
+        }
         let restore_time_us = start.elapsed().as_micros() as u64;
         log::info!("process {pid} restored in {restore_time_us} us");
+        let pages_restored: u64 = procs.iter().map(|p| p.plan.pages.pages).sum();
         drop(region);
+        drop(procs);
+        drop(go_rd);
         // CRIU's statistics, for `crit show` and podman's --print-stats; a
         // restored process does not fail for want of them.
         let stats = rcriu_images::pb::StatsEntry {
@@ -469,10 +442,10 @@ impl Restore {
                 pages_skipped_cow: 0,
                 forking_time: forking_time_us.min(u32::MAX as u64) as u32,
                 restore_time: restore_time_us.min(u32::MAX as u64) as u32,
-                pages_restored: Some(pages.pages),
+                pages_restored: Some(pages_restored),
             }),
         };
-        if let Err(e) = img.dir.write_one(ImageFile::StatsRestore, &stats) {
+        if let Err(e) = root_img.dir.write_one(ImageFile::StatsRestore, &stats) {
             log::warn!("cannot write stats-restore: {e}");
         }
 
@@ -484,16 +457,80 @@ impl Restore {
         Ok(Restored {
             pid,
             restore_time_us,
-            pages_restored: pages.pages,
+            pages_restored,
             wait_status,
         })
     }
 }
 
-/// Forks into the restorer loaded in `region`, with pid `pid`.
+/// The children of `pid` in the tree (live ones and zombies), in pstree's
+/// order, their addresses still to fill.
+fn children_of(tree: &load::TreeImages, pid: Pid) -> Vec<abi::Child> {
+    let live = tree.procs.iter().map(|p| &p.task.pstree);
+    let dead = tree.zombies.iter().map(|z| &z.pstree);
+    let mut kids: Vec<(usize, abi::Child)> = Vec::new();
+    for (i, e) in live.enumerate() {
+        if e.ppid as Pid == pid && e.pid as Pid != pid && i > 0 {
+            kids.push((
+                i,
+                abi::Child {
+                    pid: e.pid as i32,
+                    exit_signal: libc::SIGCHLD as u32,
+                    ..abi::Child::default()
+                },
+            ));
+        }
+    }
+    for z in &tree.zombies {
+        if z.pstree.ppid as Pid == pid {
+            let mut comm = [0u8; 16];
+            let n = z.comm.len().min(15);
+            comm[..n].copy_from_slice(&z.comm[..n]);
+            kids.push((
+                usize::MAX,
+                abi::Child {
+                    pid: z.pstree.pid as i32,
+                    exit_signal: libc::SIGCHLD as u32,
+                    zombie_status: z.exit_code,
+                    comm,
+                    ..abi::Child::default()
+                },
+            ));
+        }
+    }
+    let _ = dead;
+    // By pid, as they were most likely made.
+    kids.sort_by_key(|(_, c)| c.pid);
+    kids.into_iter().map(|(_, c)| c).collect()
+}
+
+/// The root restorer's stack: the region's own.
+fn stacks_root(region: &region::Region) -> (u64, u64) {
+    region.stack()
+}
+
+/// Raises rcriu's soft limit of open files to its hard one: a tree's
+/// restore holds every process's files at once.
+fn raise_nofile() {
+    if let Ok((_, hard)) = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .zip(rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum)
+        .ok_or(())
+    {
+        let _ = rustix::process::setrlimit(
+            rustix::process::Resource::Nofile,
+            rustix::process::Rlimit {
+                current: Some(hard),
+                maximum: Some(hard),
+            },
+        );
+    }
+}
+
+/// Forks into the restorer loaded in `region`, with pid `pid`, on `stack`.
 #[allow(unsafe_code)]
-fn fork_restorer(region: &region::Region, pid: Pid) -> std::io::Result<Pid> {
-    let (stack, stack_size) = region.stack();
+fn fork_restorer(region: &region::Region, pid: Pid, stack: (u64, u64)) -> std::io::Result<Pid> {
+    let (stack, stack_size) = stack;
     // SAFETY: the region holds the relocated restorer, its args (all it
     // reads, by absolute addresses that are the same in the fork) and its
     // stack; the restorer never returns into Rust code.
@@ -504,19 +541,19 @@ fn fork_restorer(region: &region::Region, pid: Pid) -> std::io::Result<Pid> {
             stack,
             stack_size,
             region.entry(),
-            region.args_addr(),
+            region.addr_of(region.first_args_off()),
         )
     }
 }
 
-fn zeroed_args() -> Args {
+pub(crate) fn zeroed_args() -> Args {
     // An all-zero Args, built field by field through its Default-like
     // parts (it is plain data).
     rcriu_compel::sys::read_pod(&[0u8; std::mem::size_of::<Args>()])
 }
 
 /// The highest capability the running kernel knows.
-fn read_last_cap() -> Result<u32> {
+pub(crate) fn read_last_cap() -> Result<u32> {
     let text = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .map_err(Error::file("reading", "/proc/sys/kernel/cap_last_cap"))?;
     text.trim().parse().map_err(|_| Error::Host {
@@ -526,7 +563,7 @@ fn read_last_cap() -> Result<u32> {
 }
 
 /// rcriu's own login uid (what the new process inherits), if readable.
-fn own_loginuid() -> Option<u32> {
+pub(crate) fn own_loginuid() -> Option<u32> {
     std::fs::read_to_string("/proc/self/loginuid")
         .ok()?
         .trim()
@@ -546,7 +583,7 @@ fn check_pid_free(pid: Pid) -> Result<()> {
     Ok(())
 }
 
-fn open_exe(img: &load::Images, validation: FileValidation) -> Result<Option<OwnedFd>> {
+pub(crate) fn open_exe(img: &load::Images, validation: FileValidation) -> Result<Option<OwnedFd>> {
     let id = img.task.mm.exe_file_id;
     let from = ImageFile::Mm(img.task.pid.into());
     let entry = img.file(id, &from)?;
@@ -561,7 +598,7 @@ fn open_exe(img: &load::Images, validation: FileValidation) -> Result<Option<Own
     ))
 }
 
-fn set_mm(args: &mut Args, img: &load::Images, exe: Option<&OwnedFd>) -> Result<()> {
+pub(crate) fn set_mm(args: &mut Args, img: &load::Images, exe: Option<&OwnedFd>) -> Result<()> {
     let mm = &img.task.mm;
     let from = ImageFile::Mm(img.task.pid.into()).name();
     if mm.mm_saved_auxv.len() > args.auxv.len() {

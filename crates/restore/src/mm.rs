@@ -59,9 +59,6 @@ pub struct MemPlan {
     pub files: Vec<OwnedFd>,
     /// The `MADV_GUARD_INSTALL` guard regions, installed last.
     pub guards: Vec<Range>,
-    /// The memfd and shared memory inodes, made for the areas and kept
-    /// for the fds.
-    pub memfds: Inodes,
     /// The names of anonymous areas: `(start, end, name)`.
     pub anon_names: Vec<(u64, u64, Vec<u8>)>,
 }
@@ -96,14 +93,14 @@ impl MemPlan {
 }
 
 /// Plans the areas of `img`'s process.
-pub fn plan(img: &Images, validation: FileValidation) -> Result<MemPlan> {
+///
+/// The memfds and shared memory it maps are made in `memfds` (the tree's:
+/// processes that shared an inode share it again).
+pub fn plan(img: &Images, validation: FileValidation, memfds: &mut Inodes) -> Result<MemPlan> {
     let pid = img.task.pid;
     let file = ImageFile::Mm(pid.into());
     let mm = &img.task.mm;
-    let mut plan = MemPlan {
-        memfds: Inodes::load(img)?,
-        ..MemPlan::default()
-    };
+    let mut plan = MemPlan::default();
     // By file id and access mode.
     let mut opened: BTreeMap<(u64, i32), usize> = BTreeMap::new();
     let mut last_end = 0u64;
@@ -165,8 +162,7 @@ pub fn plan(img: &Images, validation: FileValidation) -> Result<MemPlan> {
                 None => {
                     let f = if st & VMA_AREA_MEMFD != 0 {
                         let entry = img.file(file_id(v, &file)?, &file)?;
-                        plan.memfds
-                            .open(img, entry, access, crate::memfd::Use::Mapping)?
+                        memfds.open(img, entry, access, crate::memfd::Use::Mapping)?
                     } else {
                         open_mapped(img, v, &file, access, validation)?
                     };

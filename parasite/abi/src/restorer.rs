@@ -81,6 +81,40 @@ pub const FLAG_COREDUMP_FILTER: u32 = 1 << 6;
 /// autogroup).
 pub const FLAG_AUTOGROUP: u32 = 1 << 7;
 
+/// [`Args::flags`]: forked by its parent's restorer (not by rcriu): it
+/// does not wait for rcriu's go, and enters no time namespace (it has its
+/// parent's).
+pub const FLAG_CHILD: u32 = 1 << 8;
+
+/// A child the restorer of a process forks, with its pid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Child {
+    pub pid: i32,
+    /// The signal its parent gets when it ends (SIGCHLD, mostly).
+    pub exit_signal: u32,
+    /// Its own [`Args`], in the region; 0 for a zombie.
+    pub args: u64,
+    /// The top of its restorer's stack, in the region.
+    pub stack_top: u64,
+    /// A zombie's wait status: it exits so at once.
+    pub zombie_status: u32,
+    pub _pad: u32,
+    /// A zombie's name (comm), NUL-padded.
+    pub comm: [u8; 16],
+}
+
+/// What the processes of a tree share in the region: a barrier all reach
+/// once every process exists (process groups are joined after it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TreeShared {
+    /// The live processes that reached the barrier (a futex).
+    pub created: u32,
+    /// The live processes of the tree.
+    pub nr_procs: u32,
+}
+
 /// [`Args::page_state`]: the areas are not mapped yet.
 pub const PAGES_WAIT: u32 = 0;
 /// [`Args::page_state`]: the restorer mapped the areas; the helper may
@@ -356,6 +390,8 @@ pub enum Step {
     ArmTimers = 35,
     MmAttrs = 36,
     ProcessAttrs = 37,
+    Children = 38,
+    Pgid = 39,
 }
 
 impl Step {
@@ -399,6 +435,8 @@ impl Step {
             35 => Step::ArmTimers,
             36 => Step::MmAttrs,
             37 => Step::ProcessAttrs,
+            38 => Step::Children,
+            39 => Step::Pgid,
             _ => Step::None,
         }
     }
@@ -450,6 +488,8 @@ impl Step {
             Step::ProcessAttrs => {
                 "setting process attributes (membarrier, coredump filter, autogroup, MDWE)"
             }
+            Step::Children => "creating a child process (clone3 with its pid)",
+            Step::Pgid => "joining its process group",
         }
     }
 }
@@ -710,6 +750,16 @@ pub struct Args {
     /// is [`Step::Fds`] of item `nr_fds` + its index).
     pub late: u64,
     pub nr_late: u64,
+    /// Address and count of the [`Child`]ren it forks (with their pids).
+    pub children: u64,
+    pub nr_children: u64,
+    /// The [`TreeShared`] words of its tree, in the region (0: a single
+    /// process).
+    pub tree: u64,
+    /// The process group to join once every process exists (0: keep the
+    /// one it has).
+    pub pgid: i32,
+    pub _pad5: u32,
 }
 
 const _: () = {
@@ -735,7 +785,9 @@ const _: () = {
     assert!(offset_of!(Args, rlimits).is_multiple_of(8));
     assert!(size_of::<Args>().is_multiple_of(8));
     // Every field accounted for: no implicit padding.
-    assert!(size_of::<Args>() == 3928);
+    assert!(size_of::<Args>() == 3960);
+    assert!(size_of::<Child>() == 48);
+    assert!(size_of::<TreeShared>() == 8);
     assert!(size_of::<LateOpen>() == 24);
     assert!(offset_of!(Args, page_claims).is_multiple_of(8));
     assert!(size_of::<Creds>() == 104);

@@ -21,12 +21,13 @@ mod signals;
 mod task;
 mod thread;
 mod timers;
+mod tree;
 
 use rcriu_blob_rt::nr::*;
 use rcriu_blob_rt::syscall::value;
 use rcriu_parasite_abi::restorer::{
-    Args, FAULT_ERRNO, FLAG_LOGINUID, FLAG_MM_MAP, FLAG_SETSID, FLAG_TIMENS, MAGIC, Step,
-    ThreadArgs,
+    Args, FAULT_ERRNO, FLAG_CHILD, FLAG_LOGINUID, FLAG_MM_MAP, FLAG_SETSID, FLAG_TIMENS, MAGIC,
+    Step, ThreadArgs,
 };
 
 // The entry point: rdi = &Args, rsp = the top of the region's stack.
@@ -52,7 +53,9 @@ fn ok(r: i64, index: u32) -> Result<i64, Fail> {
     if r < 0 { Err(Fail(index, r)) } else { Ok(r) }
 }
 
-extern "C" fn restorer_main(args: *mut Args) -> ! {
+/// The restorer of one process: rcriu's fork for the root of a tree,
+/// its parent restorer's fork for any other.
+pub(crate) extern "C" fn restorer_main(args: *mut Args) -> ! {
     // SAFETY: rcriu passes the address of the Args it filled in the
     // region, which stays mapped (and is this blob's only memory) until
     // rcriu unmaps it after the restorer stopped.
@@ -103,8 +106,10 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
     task::block_signals().map_err(|f| (s, f))?;
     // rcriu writes the inherited rseq registration into the args (read
     // through ptrace) before it says go.
-    let s = at(Step::Go, a);
-    task::wait_go(a).map_err(|f| (s, f))?;
+    if a.flags & FLAG_CHILD == 0 {
+        let s = at(Step::Go, a);
+        task::wait_go(a).map_err(|f| (s, f))?;
+    }
     let s = at(Step::DropRseq, a);
     task::drop_rseq(a).map_err(|f| (s, f))?;
     if a.flags & FLAG_SETSID != 0 {
@@ -114,6 +119,16 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
     if a.flags & FLAG_TIMENS != 0 {
         let s = at(Step::Timens, a);
         task::enter_timens(a).map_err(|f| (s, f))?;
+    }
+    // Its children, into the session and time namespace it has now, with
+    // every fd rcriu opened still here.
+    if a.nr_children != 0 {
+        let s = at(Step::Children, a);
+        tree::fork_children(a).map_err(|f| (s, f))?;
+    }
+    if a.tree != 0 || a.pgid != 0 {
+        let s = at(Step::Pgid, a);
+        tree::join_group(a).map_err(|f| (s, f))?;
     }
     let s = at(Step::Unmap, a);
     mm::unmap_rcriu(a).map_err(|f| (s, f))?;

@@ -17,9 +17,6 @@ use rcriu_parasite_abi::restorer::{
 use crate::mm::read_one;
 use crate::{Fail, Res};
 
-const FUTEX_WAIT: u64 = 0;
-const FUTEX_WAKE: u64 = 1;
-
 pub fn read_shared(a: &mut Args) -> Res {
     // SAFETY: both fields are aligned (asserted in the ABI) and live in
     // the region for the restorer's life; rcriu's helper touches them

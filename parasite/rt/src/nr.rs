@@ -117,6 +117,7 @@ pub const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
 pub const PR_SET_MM_MAP: u64 = 14;
 
 pub const SIG_SETMASK: u64 = 2;
+pub const SIG_UNBLOCK: u64 = 1;
 pub const SIGTRAP: u64 = 5;
 pub const O_RDONLY: u64 = 0;
 pub const O_WRONLY: u64 = 1;
@@ -134,6 +135,16 @@ pub const TIOCSCTTY: u64 = 0x540e;
 
 pub const NR_TIMER_DELETE: i64 = 226;
 pub const NR_SCHED_SETAFFINITY: i64 = 203;
+pub const NR_SETPGID: i64 = 109;
+pub const NR_GETPGID: i64 = 121;
+pub const NR_WAITID: i64 = 247;
+pub const NR_KILL: i64 = 62;
+pub const P_PID: u64 = 1;
+pub const WEXITED: u64 = 4;
+pub const WNOWAIT: u64 = 0x0100_0000;
+pub const SIGCHLD: u64 = 17;
+pub const FUTEX_WAIT: u64 = 0;
+pub const FUTEX_WAKE: u64 = 1;
 pub const NR_LSEEK: i64 = 8;
 pub const SEEK_SET: u64 = 0;
 pub const NR_IOPRIO_SET: i64 = 251;

@@ -1,0 +1,352 @@
+/*
+ * tree: a process tree with known shape and state, each process checking
+ * itself after a restore.
+ *
+ *   tree OUTFILE MODE
+ *
+ * MODE:
+ *   pair     the root and one child; a pipe from the root to the child
+ *            with 3000 bytes in it; a file both hold (opened before the
+ *            fork: one open file description) at position 100.
+ *   deep     root -> child -> grandchild -> great-grandchild.
+ *   groups   the child leads its own process group; its child (the
+ *            grandchild) is in that group; a second child of the root is
+ *            in the child's group too.
+ *   session  the child leads a session of its own (setsid), its child is
+ *            in it.
+ *   zombies  two children that ended and are not reaped: one exited with
+ *            status 7, one was killed by SIGTERM; and a live one.
+ *   stopped  a child stopped by SIGSTOP, and a live one.
+ *
+ * Every live process but the root waits in read(2) on a pipe from its
+ * parent; the root waits in sigsuspend. Prints each process as "procN
+ * PID", "ready". On SIGUSR1 the root checks itself, then asks each child
+ * down the tree to check itself (its pid, parent, group, session, what it
+ * holds) and to answer; zombies are reaped and their statuses checked, a
+ * stopped child is seen stopped and continued. PASS or the first failure
+ * (with the process that saw it) goes to OUTFILE.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define DATA 3000
+
+static volatile sig_atomic_t stop;
+static void on_usr1(int sig) { (void)sig; stop = 1; }
+
+/* What each process checks: filled before it forks. */
+struct who {
+	pid_t pid, ppid, pgid, sid;
+};
+
+static char result[512];
+
+static void fail(const char *what, pid_t who)
+{
+	if (!result[0])
+		snprintf(result, sizeof(result), "FAIL: process %d: %s\n", (int)who, what);
+}
+
+static int check_ids(const struct who *w)
+{
+	if (getpid() != w->pid)
+		return fail("its pid", w->pid), -1;
+	if (getppid() != w->ppid)
+		return fail("its parent", w->pid), -1;
+	if (getpgrp() != w->pgid)
+		return fail("its process group", w->pid), -1;
+	if (getsid(0) != w->sid)
+		return fail("its session", w->pid), -1;
+	return 0;
+}
+
+/* A process below the root: waits for "check" on `in`, checks itself,
+ * forwards to its own children (`outs`), and answers on `ans` with its
+ * result or theirs. */
+struct node {
+	int in, ans;
+	int nkids;
+	int kid_out[4], kid_ans[4];
+	struct who me;
+	int data_fd; /* the pipe with DATA bytes, or -1 */
+	int file_fd; /* the shared file, or -1 */
+};
+
+static void serve(struct node *n)
+{
+	char c;
+	if (read(n->in, &c, 1) != 1)
+		_exit(3);
+	check_ids(&n->me);
+	if (n->data_fd >= 0) {
+		static char buf[DATA];
+		ssize_t got = 0, r;
+		while (got < DATA && (r = read(n->data_fd, buf + got, DATA - got)) > 0)
+			got += r;
+		if (got != DATA)
+			fail("the pipe's bytes", n->me.pid);
+		for (int i = 0; i < got; i++)
+			if (buf[i] != (char)('a' + i % 26)) {
+				fail("the pipe's bytes changed", n->me.pid);
+				break;
+			}
+	}
+	if (n->file_fd >= 0 && lseek(n->file_fd, 0, SEEK_CUR) != 100)
+		fail("the shared file's position", n->me.pid);
+	for (int i = 0; i < n->nkids && !result[0]; i++) {
+		char r[512];
+		if (write(n->kid_out[i], "c", 1) != 1) {
+			fail("a child does not listen", n->me.pid);
+			break;
+		}
+		ssize_t got = read(n->kid_ans[i], r, sizeof(r) - 1);
+		if (got <= 0) {
+			fail("a child does not answer", n->me.pid);
+			break;
+		}
+		r[got] = 0;
+		if (strcmp(r, "PASS\n"))
+			snprintf(result, sizeof(result), "%s", r);
+	}
+	const char *m = result[0] ? result : "PASS\n";
+	if (write(n->ans, m, strlen(m)) < 0)
+		_exit(4);
+	_exit(result[0] ? 1 : 0);
+}
+
+/* Forks a node child of the calling process; `setup` runs in the child
+ * before it serves (it may fork children of its own). Returns the
+ * parent's ends. */
+struct link {
+	pid_t pid;
+	int out, ans;
+};
+
+static struct link spawn(struct node *parent_node, void (*setup)(struct node *), int data_fd,
+			 int file_fd)
+{
+	int down[2], up[2];
+	struct link l = {-1, -1, -1};
+	if (pipe(down) || pipe(up))
+		return l;
+	pid_t me = getpid(), pg = getpgrp(), sid = getsid(0);
+	pid_t p = fork();
+	if (p == 0) {
+		struct node n;
+		memset(&n, 0, sizeof(n));
+		close(down[1]);
+		close(up[0]);
+		n.in = down[0];
+		n.ans = up[1];
+		n.data_fd = data_fd;
+		n.file_fd = file_fd;
+		n.me.pid = getpid();
+		n.me.ppid = me;
+		n.me.pgid = pg;
+		n.me.sid = sid;
+		if (setup)
+			setup(&n);
+		serve(&n);
+	}
+	close(down[0]);
+	close(up[1]);
+	l.pid = p;
+	l.out = down[1];
+	l.ans = up[0];
+	if (parent_node && parent_node->nkids < 4) {
+		parent_node->kid_out[parent_node->nkids] = l.out;
+		parent_node->kid_ans[parent_node->nkids] = l.ans;
+		parent_node->nkids++;
+	}
+	return l;
+}
+
+static void print_pid(const char *name, pid_t p)
+{
+	printf("%s %d\n", name, (int)p);
+}
+
+static void setup_deep3(struct node *n) { (void)n; }
+static void setup_deep2(struct node *n) { spawn(n, setup_deep3, -1, -1); }
+static void setup_deep1(struct node *n) { spawn(n, setup_deep2, -1, -1); }
+
+static void setup_leader(struct node *n)
+{
+	if (setpgid(0, 0))
+		_exit(5);
+	n->me.pgid = getpid();
+	spawn(n, NULL, -1, -1);
+}
+
+static pid_t group_of_second;
+static void setup_member(struct node *n)
+{
+	if (setpgid(0, group_of_second))
+		_exit(6);
+	n->me.pgid = group_of_second;
+}
+
+static void setup_session(struct node *n)
+{
+	if (setsid() < 0)
+		_exit(7);
+	n->me.pgid = getpid();
+	n->me.sid = getpid();
+	spawn(n, NULL, -1, -1);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3)
+		return 2;
+	const char *mode = argv[2];
+	signal(SIGUSR1, on_usr1);
+	signal(SIGPIPE, SIG_IGN);
+	sigset_t block, old;
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	struct node root;
+	memset(&root, 0, sizeof(root));
+	root.me.pid = getpid();
+	root.me.ppid = getppid();
+	root.me.pgid = getpgrp();
+	root.me.sid = getsid(0);
+	pid_t zombie_exit = 0, zombie_kill = 0, stopped = 0;
+	int file_fd = -1;
+	if (!strcmp(mode, "pair")) {
+		int data[2];
+		if (pipe(data))
+			return 2;
+		fcntl(data[1], F_SETPIPE_SZ, 65536);
+		char buf[DATA];
+		for (int i = 0; i < DATA; i++)
+			buf[i] = 'a' + i % 26;
+		if (write(data[1], buf, DATA) != DATA)
+			return 2;
+		file_fd = open("shared.txt", O_RDWR | O_CREAT | O_TRUNC, 0600);
+		if (file_fd < 0 || write(file_fd, buf, 200) != 200 || lseek(file_fd, 100, SEEK_SET) != 100)
+			return 2;
+		struct link l = spawn(&root, NULL, data[0], file_fd);
+		close(data[0]);
+		print_pid("proc1", l.pid);
+		/* The root keeps the write end: the pipe stays open. */
+	} else if (!strcmp(mode, "deep")) {
+		struct link l = spawn(&root, setup_deep1, -1, -1);
+		print_pid("proc1", l.pid);
+	} else if (!strcmp(mode, "groups")) {
+		struct link a = spawn(&root, setup_leader, -1, -1);
+		/* Wait until a leads its group. */
+		while (getpgid(a.pid) != a.pid)
+			usleep(100);
+		group_of_second = a.pid;
+		struct link b = spawn(&root, setup_member, -1, -1);
+		while (getpgid(b.pid) != a.pid)
+			usleep(100);
+		print_pid("proc1", a.pid);
+		print_pid("proc2", b.pid);
+	} else if (!strcmp(mode, "session")) {
+		struct link a = spawn(&root, setup_session, -1, -1);
+		while (getsid(a.pid) != a.pid)
+			usleep(100);
+		print_pid("proc1", a.pid);
+	} else if (!strcmp(mode, "zombies")) {
+		zombie_exit = fork();
+		if (zombie_exit == 0)
+			_exit(7);
+		zombie_kill = fork();
+		if (zombie_kill == 0) {
+			for (;;)
+				pause();
+		}
+		kill(zombie_kill, SIGTERM);
+		siginfo_t si;
+		/* Both ended, neither reaped (WNOWAIT). */
+		waitid(P_PID, zombie_exit, &si, WEXITED | WNOWAIT);
+		waitid(P_PID, zombie_kill, &si, WEXITED | WNOWAIT);
+		struct link l = spawn(&root, NULL, -1, -1);
+		print_pid("proc1", l.pid);
+		print_pid("zombie_exit", zombie_exit);
+		print_pid("zombie_kill", zombie_kill);
+	} else if (!strcmp(mode, "stopped")) {
+		stopped = fork();
+		if (stopped == 0) {
+			for (;;)
+				pause();
+		}
+		kill(stopped, SIGSTOP);
+		siginfo_t si;
+		waitid(P_PID, stopped, &si, WSTOPPED | WNOWAIT);
+		struct link l = spawn(&root, NULL, -1, -1);
+		print_pid("proc1", l.pid);
+		print_pid("stopped", stopped);
+	} else {
+		return 2;
+	}
+	printf("ready\n");
+	fflush(stdout);
+	int null = open("/dev/null", O_WRONLY);
+	dup2(null, 1);
+	close(null);
+	while (!stop)
+		sigsuspend(&old);
+
+	check_ids(&root.me);
+	if (file_fd >= 0 && lseek(file_fd, 0, SEEK_CUR) != 100)
+		fail("the shared file's position", root.me.pid);
+	if (zombie_exit) {
+		int st;
+		if (waitpid(zombie_exit, &st, WNOHANG) != zombie_exit || !WIFEXITED(st) ||
+		    WEXITSTATUS(st) != 7)
+			fail("the zombie that exited with 7", root.me.pid);
+		if (waitpid(zombie_kill, &st, WNOHANG) != zombie_kill || !WIFSIGNALED(st) ||
+		    WTERMSIG(st) != SIGTERM)
+			fail("the zombie killed by SIGTERM", root.me.pid);
+	}
+	if (stopped) {
+		char path[64], stat[512];
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)stopped);
+		int fd = open(path, O_RDONLY);
+		ssize_t n = fd >= 0 ? read(fd, stat, sizeof(stat) - 1) : -1;
+		if (fd >= 0)
+			close(fd);
+		stat[n > 0 ? n : 0] = 0;
+		char *st = strrchr(stat, ')');
+		if (!st || st[2] != 'T')
+			fail("the stopped child runs", root.me.pid);
+		kill(stopped, SIGKILL);
+		waitpid(stopped, NULL, 0);
+	}
+	for (int i = 0; i < root.nkids && !result[0]; i++) {
+		char r[512];
+		if (write(root.kid_out[i], "c", 1) != 1) {
+			fail("a child does not listen", root.me.pid);
+			break;
+		}
+		ssize_t got = read(root.kid_ans[i], r, sizeof(r) - 1);
+		if (got <= 0) {
+			fail("a child does not answer", root.me.pid);
+			break;
+		}
+		r[got] = 0;
+		if (strcmp(r, "PASS\n"))
+			snprintf(result, sizeof(result), "%s", r);
+	}
+	/* Reap the children. */
+	while (waitpid(-1, NULL, 0) > 0)
+		;
+	FILE *f = fopen(argv[1], "w");
+	if (!f)
+		return 2;
+	fputs(result[0] ? result : "PASS\n", f);
+	fclose(f);
+	return result[0] ? 1 : 0;
+}
