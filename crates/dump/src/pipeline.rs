@@ -59,6 +59,25 @@ pub struct Options {
     pub freeze_cgroup: Option<PathBuf>,
     /// criu's `--ghost-limit`, in bytes.
     pub ghost_limit: u64,
+    /// criu's `--leave-stopped`.
+    pub leave_stopped: bool,
+    /// Where `stats-dump` goes, when not beside the images.
+    pub stats_dir: Option<PathBuf>,
+    pub(crate) hook: Option<crate::Hooked>,
+}
+
+impl Options {
+    /// Calls the caller's hook at `stage`.
+    fn hook(&self, stage: crate::Stage) -> Result<()> {
+        match &self.hook {
+            Some(h) => (h.0)(stage).map_err(|why| Error::Hook {
+                pid: self.pid,
+                stage,
+                why,
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 /// rcriu's own namespaces, cgroups and clocks: what the task's are
@@ -257,6 +276,7 @@ fn to_abort_handlers(moves: &[(Pid, u64)]) {
 /// Runs a dump.
 pub fn run(o: &Options) -> Result<DumpStats> {
     let pid = o.pid;
+    o.hook(crate::Stage::PreDump)?;
     let begin = Instant::now();
     let host = Host::read(pid)?;
     let mut stats = DumpStats::default();
@@ -294,8 +314,11 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         }
     };
 
-    if o.leave_running {
+    if o.leave_running || o.leave_stopped {
         to_abort_handlers(&rseq_moves);
+        if o.leave_stopped {
+            tree.stop_on_release(libc::SIGSTOP);
+        }
         let released = tree.release();
         stats.frozen_time = frozen.elapsed();
         let written = released.and_then(|()| {
@@ -306,6 +329,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
             out.discard();
             return Err(e);
         }
+        o.hook(crate::Stage::PostDump)?;
     } else {
         let written = write_images(&mut out, o, &host, &c).and_then(|()| restorable(pid, &o.dir));
         if let Err(e) = written {
@@ -314,11 +338,26 @@ pub fn run(o: &Options) -> Result<DumpStats> {
             out.discard();
             return Err(e);
         }
+        // A refusal now leaves the tree running and the images whole.
+        if let Err(e) = o.hook(crate::Stage::PostDump) {
+            to_abort_handlers(&rseq_moves);
+            drop(tree);
+            return Err(e);
+        }
         tree.kill()?;
         stats.frozen_time = frozen.elapsed();
     }
     // As CRIU, the statistics come last: a dump without them is complete.
-    if let Err(e) = out.write_one(ImageFile::StatsDump, &stats.entry()) {
+    // In the images directory (the work directory is that one unless
+    // told otherwise) it is one of the images, in the manifest.
+    let elsewhere = o.stats_dir.as_ref().filter(|d| !same_dir(d, &o.dir));
+    let written = match elsewhere {
+        Some(d) => ImageDir::create(d)
+            .and_then(|d| d.write_one(ImageFile::StatsDump, &stats.entry()))
+            .map_err(Error::image(pid)),
+        None => out.write_one(ImageFile::StatsDump, &stats.entry()),
+    };
+    if let Err(e) = written {
         log::warn!("{e}");
         out.written
             .retain(|p| !p.ends_with(ImageFile::StatsDump.name()));
@@ -340,6 +379,15 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         stats.pages_written
     );
     Ok(stats)
+}
+
+/// Whether `a` and `b` name the same directory.
+fn same_dir(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => (x.dev(), x.ino()) == (y.dev(), y.ino()),
+        _ => a == b,
+    }
 }
 
 /// Whether rcriu's restore takes the images just written (before the

@@ -181,6 +181,14 @@ impl Tree {
         self.members.iter().map(|m| m.pid).collect()
     }
 
+    /// Each process seized is left stopped by `sig` when released
+    /// (--leave-stopped).
+    pub fn stop_on_release(&self, sig: i32) {
+        for s in self.members.iter().filter_map(Member::seized) {
+            s.stop_on_release(sig);
+        }
+    }
+
     /// Releases every process seized, as it was; the first error.
     pub fn release(self) -> Result<()> {
         let mut first = Ok(());

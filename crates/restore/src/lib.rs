@@ -41,6 +41,7 @@ mod vdso;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rcriu_compel::Xstate;
@@ -55,6 +56,45 @@ pub use files::FileValidation;
 /// The top of the user address space on x86_64 (4-level paging).
 pub(crate) const TASK_SIZE: u64 = (1 << 47) - 4096;
 
+/// The points of a restore at which criu runs its action scripts, for
+/// [`Restore::hook`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Before anything is read or made.
+    PreRestore,
+    /// The process is whole but has not run one instruction of its own.
+    PostRestore(Pid),
+    /// It is about to be let go.
+    PreResume(Pid),
+    /// It runs.
+    PostResume(Pid),
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::PreRestore => "pre-restore",
+            Stage::PostRestore(_) => "post-restore",
+            Stage::PreResume(_) => "pre-resume",
+            Stage::PostResume(_) => "post-resume",
+        })
+    }
+}
+
+/// What [`Restore::hook`] calls at each [`Stage`]; an `Err` says why it
+/// refuses to go on.
+pub type Hook = Arc<dyn Fn(Stage) -> std::result::Result<(), String> + Send + Sync>;
+
+/// A hook, shown by name only.
+#[derive(Clone)]
+struct Hooked(Hook);
+
+impl std::fmt::Debug for Hooked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
+}
+
 /// A restore, configured with the builder methods, started with
 /// [`Restore::run`].
 #[derive(Debug, Clone)]
@@ -62,8 +102,11 @@ pub struct Restore {
     dir: PathBuf,
     detach: bool,
     shell_job: bool,
+    leave_stopped: bool,
     validation: FileValidation,
     force_vdso_proxy: bool,
+    stats_dir: Option<PathBuf>,
+    hook: Option<Hooked>,
 }
 
 /// A restored process.
@@ -86,8 +129,44 @@ impl Restore {
             dir: dir.into(),
             detach: false,
             shell_job: false,
+            leave_stopped: false,
             validation: FileValidation::default(),
             force_vdso_proxy: false,
+            stats_dir: None,
+            hook: None,
+        }
+    }
+
+    /// Leave the restored process stopped (SIGSTOP), as criu's
+    /// `--leave-stopped`.
+    pub fn leave_stopped(mut self, yes: bool) -> Restore {
+        self.leave_stopped = yes;
+        self
+    }
+
+    /// Where `stats-restore` goes (criu's work directory, `-W`): the
+    /// images directory unless told.
+    pub fn stats_dir(mut self, dir: impl Into<PathBuf>) -> Restore {
+        self.stats_dir = Some(dir.into());
+        self
+    }
+
+    /// Calls `hook` at each [`Stage`] (criu's action scripts and RPC
+    /// notifications). An `Err` at [`Stage::PreRestore`] fails the
+    /// restore before anything is made; at [`Stage::PostRestore`] the
+    /// process is killed before it runs and the restore fails
+    /// ([`Error::Hook`]); at the later stages, as criu, it is logged as an
+    /// error and the restore goes on.
+    pub fn hook(mut self, hook: Hook) -> Restore {
+        self.hook = Some(Hooked(hook));
+        self
+    }
+
+    /// Calls the hook at `stage`.
+    fn call(&self, stage: Stage) -> std::result::Result<(), String> {
+        match &self.hook {
+            Some(h) => (h.0)(stage),
+            None => Ok(()),
         }
     }
 
@@ -120,6 +199,10 @@ impl Restore {
 
     /// Restores the process, or the tree of processes, of the images.
     pub fn run(self) -> Result<Restored> {
+        self.call(Stage::PreRestore).map_err(|why| Error::Hook {
+            stage: Stage::PreRestore,
+            why,
+        })?;
         let start = Instant::now();
         // With rcriu's manifest, every file is checked before anything
         // starts.
@@ -412,7 +495,7 @@ impl Restore {
                             Error::invalid(ImageFile::Core(t.tid.into()).name(), what)
                         })
                     }),
-                    stopped: core.stopped,
+                    stopped: core.stopped || self.leave_stopped,
                     trap_action: (core.sigaction_set & (1 << trap) != 0).then(|| {
                         region.addr_of(off)
                             + (std::mem::offset_of!(Args, sigactions)
@@ -422,6 +505,20 @@ impl Restore {
                 }
             })
             .collect();
+        // Still stopped: a refusal kills the tree (`child` on its drop).
+        let hooked = self
+            .call(Stage::PostRestore(pid))
+            .map_err(|why| Error::Hook {
+                stage: Stage::PostRestore(pid),
+                why,
+            });
+        if let Err(e) = hooked {
+            drop(child);
+            return Err(e);
+        }
+        if let Err(why) = self.call(Stage::PreResume(pid)) {
+            log::error!("process {pid}: the pre-resume action failed: {why}");
+        }
         let pid = finish::finish(child, &region, finals)?;
         let mut procs = procs;
         for p in &mut procs {
@@ -445,8 +542,15 @@ impl Restore {
                 pages_restored: Some(pages_restored),
             }),
         };
-        if let Err(e) = root_img.dir.write_one(ImageFile::StatsRestore, &stats) {
+        let stats_dir = match &self.stats_dir {
+            Some(d) => ImageDir::create(d),
+            None => Ok(root_img.dir.clone()),
+        };
+        if let Err(e) = stats_dir.and_then(|d| d.write_one(ImageFile::StatsRestore, &stats)) {
             log::warn!("cannot write stats-restore: {e}");
+        }
+        if let Err(why) = self.call(Stage::PostResume(pid)) {
+            log::error!("process {pid}: the post-resume action failed: {why}");
         }
 
         let wait_status = if self.detach {
