@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{cycle, leave_running, setup};
+use common::{cycle, leave_running, setup, start, tree_gone};
+use rcriu::images::ImageDir;
+use rcriu::{Dump, Restore};
+use rcriu_test_support::TempDir;
 
 #[test]
 fn a_parent_and_its_child_sharing_a_pipe_and_a_file() {
@@ -42,4 +45,64 @@ fn zombies_come_back_with_their_status() {
 fn a_stopped_child_stays_stopped() {
     let _g = setup();
     cycle("tree", &["stopped"], None).unwrap();
+}
+
+/// The Pss of every process of the tree under `root`, in KiB.
+fn tree_pss(root: i32) -> u64 {
+    rcriu_test_support::tree_pids(root)
+        .into_iter()
+        .map(rcriu_test_support::pss_kib)
+        .sum()
+}
+
+/// Dumps the `cow` workload (8 children of a parent with 16 MiB, each
+/// rewriting 256 KiB of it) and restores it (`proxy`: with a vDSO proxy,
+/// under which no child inherits), then returns the tree's Pss before and
+/// after, and the restore's report.
+fn cow_cycle(proxy: bool) -> (u64, u64, rcriu::Restored) {
+    let mut w = start("cow", &["8", "16", "256"]);
+    let kids = rcriu_test_support::tree_pids(w.pid);
+    assert_eq!(kids.len(), 9, "the root and its 8 children");
+    let before = tree_pss(w.pid);
+    let images = TempDir::new("cow");
+    Dump::new(w.pid).images_dir(images.path()).run().unwrap();
+    w.reap();
+    tree_gone(&ImageDir::open(images.path()).unwrap());
+    let r = Restore::new(images.path())
+        .detach(true)
+        .force_vdso_proxy(proxy)
+        .run()
+        .unwrap();
+    assert_eq!(rcriu_test_support::tree_pids(w.pid), kids);
+    let after = tree_pss(w.pid);
+    w.verdict().unwrap();
+    (before, after, r)
+}
+
+#[test]
+fn memory_shared_across_fork_stays_shared() {
+    let _g = setup();
+    let (before, after, r) = cow_cycle(false);
+    assert!(
+        after * 10 <= before * 11,
+        "the restored tree's Pss ({after} KiB) is within 1.1x of the original's ({before} KiB)"
+    );
+    // 8 children's 16 MiB compared; all but their 256 KiB left shared
+    // (and the page of every third child dropped, not compared).
+    assert!(r.pages_compared >= 8 * 4096 - 8, "{r:?}");
+    assert!(r.pages_cow >= 8 * (4096 - 64) - 8, "{r:?}");
+    assert!(r.pages_cow < r.pages_compared, "{r:?}");
+}
+
+/// The negative control: with a vDSO proxy, which no child inherits from,
+/// each child gets all its memory of its own, which the Pss shows.
+#[test]
+fn memory_not_inherited_is_counted_once_per_process() {
+    let _g = setup();
+    let (before, after, r) = cow_cycle(true);
+    assert_eq!((r.pages_compared, r.pages_cow), (0, 0));
+    assert!(
+        after > before * 3,
+        "without inheritance the Pss grows ({before} KiB -> {after} KiB)"
+    );
 }

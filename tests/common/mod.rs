@@ -7,7 +7,8 @@
 use rcriu::images::{ImageDir, ImageFile, pb};
 use rcriu::{Dump, Restore};
 use rcriu_test_support::{
-    Inside, ProcSnapshot, TempDir, Workload, become_subreaper, require_root, trace_lock,
+    Inside, ProcSnapshot, TempDir, Workload, become_subreaper, is_zombie, require_root, trace_lock,
+    tree_pids,
 };
 
 /// What a cycle does to the images between the dump and the restore.
@@ -33,6 +34,7 @@ const SLEEPERS: &[&str] = &[
     "onstack",
     "task_attrs",
     "tree",
+    "cow",
 ];
 
 /// The workloads whose inside is not probed: a thread of rseq_cs lives
@@ -69,6 +71,13 @@ pub fn cycle_with(mut w: Workload, name: &str, tweak: Option<Tweak>) -> Result<(
     let images = TempDir::new(&format!("slice-{name}"));
     let before = steady(w.pid);
     let inside = probe(name, w.pid);
+    // Every other live process of its tree is compared too.
+    let others: Vec<(i32, ProcSnapshot)> = tree_pids(w.pid)
+        .into_iter()
+        .skip(1)
+        .filter(|&p| !is_zombie(p))
+        .map(|p| (p, steady(p)))
+        .collect();
     Dump::new(w.pid)
         .images_dir(images.path())
         .run()
@@ -106,6 +115,14 @@ pub fn cycle_with(mut w: Workload, name: &str, tweak: Option<Tweak>) -> Result<(
             "{name}: what only the process tells differs:\n{}",
             diff.join("\n")
         );
+        for (pid, snap) in &others {
+            let diff = snap.diff(&ProcSnapshot::settled(*pid, snap));
+            assert!(
+                diff.is_empty(),
+                "{name}: /proc of process {pid} of the tree differs:\n{}",
+                diff.join("\n")
+            );
+        }
     }
     w.verdict()
 }

@@ -117,6 +117,11 @@ pub struct Restored {
     pub restore_time_us: u64,
     /// Pages read from the images.
     pub pages_restored: u64,
+    /// Of those, pages of areas children inherited from their parents
+    /// that were compared, and those left shared with the parent (the same
+    /// bytes): CRIU's `pages_compared` and `pages_skipped_cow`.
+    pub pages_compared: u64,
+    pub pages_cow: u64,
     /// The raw wait status, when the restore waited for the process to
     /// end (not detached).
     pub wait_status: Option<i32>,
@@ -244,42 +249,54 @@ impl Restore {
             .into_iter()
             .map(|p| p.ready(min))
             .collect::<Result<_>>()?;
+        // Children that share private memory with their parents are
+        // forked once that memory is in place, and inherit it.
+        for i in 1..procs.len() {
+            let ppid = procs[i].plan.img.task.pstree.ppid as Pid;
+            let (before, rest) = procs.split_at_mut(i);
+            if let Some(parent) = before.iter().find(|p| p.plan.pid == ppid)
+                && rest[0].inherit_from(parent, &sh.rt)?
+            {
+                log::debug!(
+                    "process {} inherits {} of its areas from {ppid}",
+                    rest[0].plan.pid,
+                    rest[0].vmas.iter().filter(|v| v.inherited != 0).count()
+                );
+            }
+        }
         let (go_rd, go_wr) = rcriu_compel::sys::pipe().map_err(Error::host("creating a pipe"))?;
         let go_rd = files::renumber(go_rd, min)?;
 
         // -- The region: the blob, every process's args and arrays, a
-        // stack for every restorer but the root's, the tree's words.
+        // stack for every restorer, the tree's words.
         let children: Vec<Vec<abi::Child>> = procs
             .iter()
             .map(|p| children_of(&tree, p.plan.pid))
             .collect();
-        let copies_len: u64 = procs.iter().map(|p| p.plan.proxy_len as u64).sum();
-        let data: u64 = procs
-            .iter()
-            .zip(&children)
-            .map(|(p, c)| p.arrays(&[], c).len())
-            .sum::<u64>()
-            + copies_len
-            + (abi::STACK_SIZE as u64 + 16) * (procs.len() as u64 - 1)
-            + 64;
-        let region = region::Region::map(&occupied, data, vdso::park_size(&sh.rt))?;
-        // Where each process's args go: one after another (their sizes,
-        // copies included, known now).
-        let mut offs = Vec::with_capacity(procs.len());
-        let mut at = region.first_args_off();
+        // Where each process's args go, one after another (their sizes,
+        // copies included, known now), then the tree's words, then the
+        // stacks: laid out from the first args on, the region sized to
+        // hold them all.
+        let mut rel = Vec::with_capacity(procs.len());
+        let mut at = 0usize;
         for (p, c) in procs.iter().zip(&children) {
-            offs.push(at);
+            rel.push(at);
             at = (at + (p.arrays(&[], c).len() + p.plan.proxy_len as u64) as usize)
                 .next_multiple_of(64);
         }
-        let tree_off = at;
+        let tree_rel = at;
         at += 64;
-        let mut stacks = Vec::with_capacity(procs.len());
+        let mut stack_rel = Vec::with_capacity(procs.len());
         for _ in &procs {
             at = at.next_multiple_of(16);
             at += abi::STACK_SIZE;
-            stacks.push(region.addr_of(at));
+            stack_rel.push(at);
         }
+        let region = region::Region::map(&occupied, at as u64 + 64, vdso::park_size(&sh.rt))?;
+        let base = region.first_args_off().next_multiple_of(64);
+        let offs: Vec<usize> = rel.iter().map(|r| base + r).collect();
+        let tree_off = base + tree_rel;
+        let stacks: Vec<u64> = stack_rel.iter().map(|r| region.addr_of(base + r)).collect();
         let tree_words = if procs.len() > 1 {
             region.zero(tree_off, 64);
             region.put_at(
@@ -309,6 +326,11 @@ impl Restore {
                     k.args = args;
                     k.stack_top = stack;
                 }
+                k.late = u32::from(
+                    procs
+                        .iter()
+                        .any(|p| p.plan.pid == k.pid && p.late.is_some()),
+                );
                 // A zombie's args stay 0.
                 if tree.zombies.iter().any(|z| z.pstree.pid as Pid == k.pid) {
                     k.args = 0;
@@ -454,8 +476,11 @@ impl Restore {
         for p in &procs {
             files::set_owners(&p.owners, &p.sources)?;
         }
+        let (mut pages_compared, mut pages_cow) = (0u64, 0u64);
         for (p, pl) in procs.iter().zip(&placed) {
             let report = region.read_args_at(pl.args_off);
+            pages_compared += report.pages_compared;
+            pages_cow += report.pages_cow;
             for i in 0..abi::NLIMITS {
                 if report.rlimit_failed & (1 << i) != 0 {
                     log::warn!(
@@ -526,6 +551,11 @@ impl Restore {
         }
         let restore_time_us = start.elapsed().as_micros() as u64;
         log::info!("process {pid} restored in {restore_time_us} us");
+        if pages_compared > 0 {
+            log::info!(
+                "{pages_compared} inherited pages compared, {pages_cow} of them left shared"
+            );
+        }
         let pages_restored: u64 = procs.iter().map(|p| p.plan.pages.pages).sum();
         drop(region);
         drop(procs);
@@ -535,8 +565,8 @@ impl Restore {
         let stats = rcriu_images::pb::StatsEntry {
             dump: None,
             restore: Some(rcriu_images::pb::RestoreStatsEntry {
-                pages_compared: 0,
-                pages_skipped_cow: 0,
+                pages_compared,
+                pages_skipped_cow: pages_cow,
                 forking_time: forking_time_us.min(u32::MAX as u64) as u32,
                 restore_time: restore_time_us.min(u32::MAX as u64) as u32,
                 pages_restored: Some(pages_restored),
@@ -562,6 +592,8 @@ impl Restore {
             pid,
             restore_time_us,
             pages_restored,
+            pages_compared,
+            pages_cow,
             wait_status,
         })
     }

@@ -78,6 +78,7 @@ impl MemPlan {
                 flags: (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u32,
                 fd: -1,
                 fill: 0,
+                ..Vma::default()
             },
         );
     }
@@ -90,6 +91,37 @@ impl MemPlan {
         r.extend(self.vvar);
         r
     }
+}
+
+/// The areas of a child (`child`) it inherits from its parent's
+/// (`parent`, both sorted) when forked once the parent's memory is in
+/// place: private anonymous areas the parent maps at the same place, with
+/// the same protection and flags, both with pages to fill or neither (so
+/// that the parent maps them as the child itself would). They are marked
+/// in `child`; their ranges are returned.
+pub fn inherit(parent: &[Vma], child: &mut [Vma]) -> Vec<(u64, u64)> {
+    let anon_private = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u32;
+    let plain = |v: &Vma| {
+        v.fd < 0
+            && v.flags & anon_private == anon_private
+            && v.flags & (libc::MAP_SHARED | libc::MAP_HUGETLB) as u32 == 0
+    };
+    let mut out = Vec::new();
+    for v in child.iter_mut().filter(|v| plain(v)) {
+        let i = parent.partition_point(|p| p.start < v.start);
+        let Some(p) = parent.get(i) else { continue };
+        if p.start == v.start
+            && p.end == v.end
+            && p.flags == v.flags
+            && p.prot == v.prot
+            && (p.fill != 0) == (v.fill != 0)
+            && plain(p)
+        {
+            v.inherited = 1;
+            out.push((v.start, v.end));
+        }
+    }
+    out
 }
 
 /// Plans the areas of `img`'s process.
@@ -198,6 +230,7 @@ pub fn plan(img: &Images, validation: FileValidation, memfds: &mut Inodes) -> Re
             flags,
             fd,
             fill: 0,
+            ..Vma::default()
         });
     }
     for n in &mm.rcriu_anon_names {

@@ -213,6 +213,7 @@ impl<'a> ProcPlan<'a> {
             pages_file,
             vmas,
             fd_moves,
+            late: None,
         })
     }
 
@@ -242,6 +243,10 @@ pub struct Ready<'a> {
     /// The areas, their files as the restorer holds them.
     pub vmas: Vec<abi::Vma>,
     pub fd_moves: Vec<FdMove>,
+    /// Where its vDSO and vvar are when its restorer starts, when it is
+    /// forked once its parent's memory is in place (a late child, which
+    /// inherits the areas it shares with its parent).
+    pub late: Option<Vec<Range>>,
 }
 
 /// Where a process of the tree stands in it, for its `Args`.
@@ -259,6 +264,43 @@ pub struct Place {
 }
 
 impl Ready<'_> {
+    /// Where the process's vDSO and vvar are once its restorer moved
+    /// them; `None` for a proxy.
+    fn specials(&self, rt: &vdso::Runtime) -> Result<Option<Vec<Range>>> {
+        let p = &self.plan;
+        let at = mm::MemPlan {
+            vdso: p.remap_at.0,
+            vvar: p.remap_at.1,
+            ..mm::MemPlan::default()
+        };
+        vdso::placed(&p.vdso_mode, &at, rt)
+    }
+
+    /// Makes the process a late child of `parent` when it shares private
+    /// memory with it and its vDSO lies where its parent's does: it is
+    /// then forked once its parent's memory is in place, keeps the areas
+    /// it inherits (their pages shared with the parent until written) and
+    /// writes only the pages that differ, as CRIU's restore does. Returns
+    /// whether it is.
+    pub fn inherit_from(&mut self, parent: &Ready<'_>, rt: &vdso::Runtime) -> Result<bool> {
+        let (Some(mine), Some(theirs)) = (self.specials(rt)?, parent.specials(rt)?) else {
+            return Ok(false);
+        };
+        if mine != theirs {
+            return Ok(false);
+        }
+        let mut vmas = self.vmas.clone();
+        let inherited = mm::inherit(&parent.vmas, &mut vmas);
+        let worth = vmas.iter().any(|v| v.inherited != 0 && v.fill != 0);
+        if !worth {
+            return Ok(false);
+        }
+        self.vmas = vmas;
+        self.plan.pages.inherit(&inherited);
+        self.late = Some(mine);
+        Ok(true)
+    }
+
     /// The process's restorer `Args` (the arrays' addresses are filled
     /// when the region writes them), and the copy of a vDSO proxy.
     pub fn args(
@@ -273,7 +315,11 @@ impl Ready<'_> {
             vvar: p.remap_at.1,
             ..mm::MemPlan::default()
         };
-        let moves = vdso::moves(&p.vdso_mode, &remap_mem, rt, region.park)?;
+        // A late child finds them where they go (its parent put them).
+        let moves = match &self.late {
+            Some(_) => Vec::new(),
+            None => vdso::moves(&p.vdso_mode, &remap_mem, rt, region.park)?,
+        };
         let copy = match p.dumped_vdso.as_deref() {
             Some(dumped) if p.proxy_len > 0 => {
                 vdso::proxy_image(&p.vdso_mode, dumped, rt, region.park)?
@@ -308,7 +354,10 @@ impl Ready<'_> {
         args.root_fd = self.root.as_ref().map_or(-1, |f| f.as_raw_fd());
         args.umask = p.fs.umask;
         args.task_size = TASK_SIZE;
-        let mut keep = rt.ranges();
+        let mut keep = match &self.late {
+            Some(at) => at.clone(),
+            None => rt.ranges(),
+        };
         if matches!(p.vdso_mode, vdso::Mode::None) {
             keep.clear();
         }
@@ -377,6 +426,8 @@ impl Ready<'_> {
             vmas: &self.vmas,
             iovs: &p.pages.iovs,
             batches: &p.pages.batches,
+            cow_batches: &p.pages.cow_batches,
+            drops: &p.pages.drops,
             fds: &self.fd_moves,
             copy,
             signals: &p.core.signals,

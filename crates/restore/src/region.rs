@@ -38,6 +38,9 @@ pub struct Arrays<'a> {
     pub vmas: &'a [Vma],
     pub iovs: &'a [IoVec],
     pub batches: &'a [ReadBatch],
+    /// The batches into inherited areas, and what of those is dropped.
+    pub cow_batches: &'a [ReadBatch],
+    pub drops: &'a [Range],
     pub fds: &'a [FdMove],
     /// Bytes the restorer copies into the process (a vDSO proxy).
     pub copy: &'a [u8],
@@ -90,6 +93,8 @@ impl Arrays<'_> {
             + array_len(self.vmas)
             + array_len(self.iovs)
             + array_len(self.batches)
+            + array_len(self.cow_batches)
+            + array_len(self.drops)
             + array_len(self.fds)
             + array_len(self.copy)
             + array_len(self.signals)
@@ -106,7 +111,7 @@ impl Arrays<'_> {
                 .iter()
                 .map(|l| std::mem::size_of::<LateOpen>() as u64 + l.path.len() as u64 + 17)
                 .sum::<u64>()
-            + 16 * 14
+            + 16 * 16
             + self
                 .threads
                 .iter()
@@ -187,11 +192,6 @@ impl Region {
         self.start() + blob::RCRIU_RESTORER_HEAD as u64
     }
 
-    /// Where `Args` lies.
-    pub fn args_addr(&self) -> u64 {
-        self.start() + self.args_off as u64
-    }
-
     /// The stack: its lowest address and size.
     pub fn stack(&self) -> (u64, u64) {
         (self.start() + self.stack_off as u64, STACK_SIZE as u64)
@@ -236,6 +236,10 @@ impl Region {
         args.nr_iovs = arrays.iovs.len() as u64;
         args.batches = put_room(slice_bytes(arrays.batches), 0);
         args.nr_batches = arrays.batches.len() as u64;
+        args.cow_batches = put_room(slice_bytes(arrays.cow_batches), 0);
+        args.nr_cow_batches = arrays.cow_batches.len() as u64;
+        args.drops = put_room(slice_bytes(arrays.drops), 0);
+        args.nr_drops = arrays.drops.len() as u64;
         args.fds = put_room(slice_bytes(arrays.fds), 0);
         args.nr_fds = arrays.fds.len() as u64;
         args.copy_src = put_room(arrays.copy, 0);
@@ -276,7 +280,8 @@ impl Region {
             .collect();
         args.late = put_room(slice_bytes(&late), 0);
         args.nr_late = late.len() as u64;
-        let args_addr = self.args_addr();
+        // The process's own args (each process of a tree has its own).
+        let args_addr = self.addr_of(at);
         let mut threads = Vec::with_capacity(arrays.threads.len());
         for (i, plan) in arrays.threads.iter().enumerate() {
             let mut t = plan.args;

@@ -301,6 +301,51 @@ pub fn become_subreaper() {
     });
 }
 
+/// The processes of the tree under `root` (itself first, each parent
+/// before its children), from each thread's `children`.
+pub fn tree_pids(root: i32) -> Vec<i32> {
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let pid = out[i];
+        i += 1;
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let path = t.path().join("children");
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+/// Whether `pid` is a zombie.
+pub fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// The proportional set size of `pid` (`Pss` of smaps_rollup), in KiB.
+pub fn pss_kib(pid: i32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_else(|e| panic!("reading the smaps_rollup of {pid}: {e}"));
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Pss in the smaps_rollup of {pid}"))
+}
+
 /// Parses a decimal or 0x-prefixed hex number.
 pub fn parse_num(s: &str) -> Option<u64> {
     let s = s.trim();

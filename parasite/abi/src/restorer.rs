@@ -99,7 +99,10 @@ pub struct Child {
     pub stack_top: u64,
     /// A zombie's wait status: it exits so at once.
     pub zombie_status: u32,
-    pub _pad: u32,
+    /// Non-zero: forked once its parent's memory is in place (so that it
+    /// inherits the areas it shares with its parent), zero: before the
+    /// parent unmaps rcriu.
+    pub late: u32,
     /// A zombie's name (comm), NUL-padded.
     pub comm: [u8; 16],
 }
@@ -550,6 +553,13 @@ pub struct Vma {
     /// protection at once (which keeps its VM_ACCOUNT as it was, and so
     /// its merging with neighbours).
     pub fill: u32,
+    /// Non-zero when the process's parent had the same private anonymous
+    /// area, with the same pages to fill or none, when it forked the
+    /// process (a late [`Child`]): the area is kept as inherited, its pages
+    /// shared until written, and only the pages that differ are written
+    /// ([`Args::cow_batches`]).
+    pub inherited: u32,
+    pub _pad: u32,
 }
 
 /// `struct iovec`.
@@ -760,13 +770,27 @@ pub struct Args {
     /// one it has).
     pub pgid: i32,
     pub _pad5: u32,
+    /// Address and count of the [`ReadBatch`]es into inherited areas
+    /// (their iovecs in `iovs` too): each page is read aside and written
+    /// only where it differs from the page inherited.
+    pub cow_batches: u64,
+    pub nr_cow_batches: u64,
+    /// Address and count of the [`Range`]s of inherited areas the process
+    /// had no pages in: dropped (`MADV_DONTNEED`) before the reads.
+    pub drops: u64,
+    pub nr_drops: u64,
+    /// What the restorer reports of its inherited areas: pages compared,
+    /// and those of them left shared (CRIU's `pages_compared` and
+    /// `pages_skipped_cow`).
+    pub pages_compared: u64,
+    pub pages_cow: u64,
 }
 
 const _: () = {
     assert!(size_of::<CloneArgs>() == 88);
     assert!(size_of::<Range>() == 16);
     assert!(size_of::<VdsoMove>() == 32);
-    assert!(size_of::<Vma>() == 48);
+    assert!(size_of::<Vma>() == 56);
     assert!(offset_of!(Vma, fd) == 40);
     assert!(size_of::<IoVec>() == 16);
     assert!(size_of::<ReadBatch>() == 16);
@@ -785,7 +809,7 @@ const _: () = {
     assert!(offset_of!(Args, rlimits).is_multiple_of(8));
     assert!(size_of::<Args>().is_multiple_of(8));
     // Every field accounted for: no implicit padding.
-    assert!(size_of::<Args>() == 3960);
+    assert!(size_of::<Args>() == 4008);
     assert!(size_of::<Child>() == 48);
     assert!(size_of::<TreeShared>() == 8);
     assert!(size_of::<LateOpen>() == 24);

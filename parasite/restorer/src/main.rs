@@ -121,14 +121,11 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
         task::enter_timens(a).map_err(|f| (s, f))?;
     }
     // Its children, into the session and time namespace it has now, with
-    // every fd rcriu opened still here.
+    // every fd rcriu opened still here: those that share none of its
+    // memory now, the others once it is in place.
     if a.nr_children != 0 {
         let s = at(Step::Children, a);
-        tree::fork_children(a).map_err(|f| (s, f))?;
-    }
-    if a.tree != 0 || a.pgid != 0 {
-        let s = at(Step::Pgid, a);
-        tree::join_group(a).map_err(|f| (s, f))?;
+        tree::fork_children(a, false).map_err(|f| (s, f))?;
     }
     let s = at(Step::Unmap, a);
     mm::unmap_rcriu(a).map_err(|f| (s, f))?;
@@ -152,6 +149,14 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
                 a.copy_len as usize,
             )
         };
+    }
+    if a.nr_children != 0 {
+        let s = at(Step::Children, a);
+        tree::fork_children(a, true).map_err(|f| (s, f))?;
+    }
+    if a.tree != 0 || a.pgid != 0 {
+        let s = at(Step::Pgid, a);
+        tree::join_group(a).map_err(|f| (s, f))?;
     }
     let s = at(Step::Madvise, a);
     mm::madvise_vmas(a).map_err(|f| (s, f))?;

@@ -11,14 +11,18 @@ use rcriu_parasite_abi::restorer::{Args, Child, CloneArgs, TreeShared};
 
 use crate::{Fail, Res, array, ok};
 
-/// Forks every child of the process; a zombie's end is waited for (not
-/// reaped) and the SIGCHLD it sent taken back, so that the process has
-/// only the signals it had.
-pub fn fork_children(a: &Args) -> Res {
+/// Forks the children of the process that are `late` (forked once its
+/// memory is in place) or not; a zombie (never late) has its end waited
+/// for (not reaped) and the SIGCHLD it sent taken back, so that the
+/// process has only the signals it had.
+pub fn fork_children(a: &Args, late: bool) -> Res {
     // SAFETY: rcriu wrote `nr_children` children at `children`.
     let children: &[Child] = unsafe { array(a.children, a.nr_children) };
     let mut zombies = false;
     for (i, c) in children.iter().enumerate() {
+        if (c.late != 0) != late {
+            continue;
+        }
         let r = fork(c);
         if r != c.pid as i64 {
             return Err(Fail(i as u32, if r < 0 { r } else { -EINVAL }));
