@@ -106,3 +106,36 @@ fn memory_not_inherited_is_counted_once_per_process() {
         "without inheritance the Pss grows ({before} KiB -> {after} KiB)"
     );
 }
+
+#[test]
+fn a_group_whose_leader_is_gone() {
+    let _g = setup();
+    cycle("tree", &["orphans"], None).unwrap();
+}
+
+#[test]
+fn children_with_other_exit_signals() {
+    let _g = setup();
+    cycle("tree", &["exitsig"], None).unwrap();
+}
+
+/// The negative control of the exit signals: images without them bring
+/// the children back with SIGCHLD, which the comparison of the tree's
+/// /proc shows.
+#[test]
+fn exit_signals_lost_show() {
+    let _g = setup();
+    let diff = common::restored_diff("tree", &["exitsig"], |dir, _| {
+        for e in dir.pstree().unwrap() {
+            let mut core = dir.core(e.pid).unwrap();
+            if let Some(tc) = core.tc.as_mut() {
+                tc.rcriu_exit_signal = None;
+            }
+            common::write_core(dir, e.pid, &core);
+        }
+    });
+    assert!(
+        diff.iter().filter(|l| l.contains("stat")).count() >= 2,
+        "{diff:?}"
+    );
+}

@@ -72,12 +72,7 @@ pub fn cycle_with(mut w: Workload, name: &str, tweak: Option<Tweak>) -> Result<(
     let before = steady(w.pid);
     let inside = probe(name, w.pid);
     // Every other live process of its tree is compared too.
-    let others: Vec<(i32, ProcSnapshot)> = tree_pids(w.pid)
-        .into_iter()
-        .skip(1)
-        .filter(|&p| !is_zombie(p))
-        .map(|p| (p, steady(p)))
-        .collect();
+    let others = steady_others(w.pid);
     Dump::new(w.pid)
         .images_dir(images.path())
         .run()
@@ -135,6 +130,7 @@ pub fn restored_diff(name: &str, args: &[&str], tweak: Tweak) -> Vec<String> {
     let images = TempDir::new(&format!("diff-{name}"));
     let before = steady(w.pid);
     let inside = probe(name, w.pid);
+    let others = steady_others(w.pid);
     Dump::new(w.pid)
         .images_dir(images.path())
         .run()
@@ -152,7 +148,21 @@ pub fn restored_diff(name: &str, args: &[&str], tweak: Tweak) -> Vec<String> {
         .unwrap_or_else(|e| panic!("restoring {name}: {e}"));
     let mut diff = before.diff(&ProcSnapshot::settled(w.pid, &before));
     diff.extend(inside.diff(&probe(name, w.pid)));
+    for (pid, snap) in &others {
+        let d = snap.diff(&ProcSnapshot::settled(*pid, snap));
+        diff.extend(d.into_iter().map(|l| format!("process {pid}: {l}")));
+    }
     diff
+}
+
+/// Snapshots of every other live process of the tree under `root`.
+fn steady_others(root: i32) -> Vec<(i32, ProcSnapshot)> {
+    tree_pids(root)
+        .into_iter()
+        .skip(1)
+        .filter(|&p| !is_zombie(p))
+        .map(|p| (p, steady(p)))
+        .collect()
 }
 
 /// start → dump --leave-running → verdict of the original.

@@ -17,6 +17,13 @@
  *   zombies  two children that ended and are not reaped: one exited with
  *            status 7, one was killed by SIGTERM; and a live one.
  *   stopped  a child stopped by SIGSTOP, and a live one.
+ *   orphans  the root (a child subreaper) had a child A that led its own
+ *            process group and forked B and C into it, and D, which
+ *            leads a group of its own with its child E; then A exited:
+ *            B, C and D are the root's now, B and C in the group of A,
+ *            which is gone.
+ *   exitsig  a child cloned with SIGUSR2 as its exit signal, one with
+ *            none, and a plain one.
  *
  * Every live process but the root waits in read(2) on a pipe from its
  * parent; the root waits in sigsuspend. Prints each process as "procN
@@ -33,6 +40,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -203,6 +212,67 @@ static void setup_session(struct node *n)
 	spawn(n, NULL, -1, -1);
 }
 
+/* A node whose ends the root made: it serves them with `me` as it
+ * should be. */
+static void orphan(int in, int ans, pid_t ppid, pid_t pgid, int lead, int with_child)
+{
+	struct node n;
+	memset(&n, 0, sizeof(n));
+	if (lead && setpgid(0, 0))
+		_exit(5);
+	n.in = in;
+	n.ans = ans;
+	n.data_fd = n.file_fd = -1;
+	n.me.pid = getpid();
+	n.me.ppid = ppid;
+	n.me.pgid = lead ? getpid() : pgid;
+	n.me.sid = getsid(0);
+	if (with_child)
+		spawn(&n, NULL, -1, -1);
+	serve(&n);
+}
+
+/* A child cloned with `sig` as its exit signal: it serves `in`/`ans`. */
+static int cloned_in, cloned_ans;
+static pid_t cloned_parent;
+static int cloned_main(void *arg)
+{
+	(void)arg;
+	struct node n;
+	memset(&n, 0, sizeof(n));
+	n.in = cloned_in;
+	n.ans = cloned_ans;
+	n.data_fd = n.file_fd = -1;
+	n.me.pid = getpid();
+	n.me.ppid = cloned_parent;
+	n.me.pgid = getpgrp();
+	n.me.sid = getsid(0);
+	serve(&n);
+	return 0;
+}
+
+static struct link clone_with(struct node *root, int sig)
+{
+	static char stacks[2][64 * 1024] __attribute__((aligned(16)));
+	static int used;
+	int down[2], up[2];
+	struct link l = {-1, -1, -1};
+	if (pipe(down) || pipe(up) || used >= 2)
+		return l;
+	cloned_in = down[0];
+	cloned_ans = up[1];
+	cloned_parent = getpid();
+	l.pid = clone(cloned_main, stacks[used++] + sizeof(stacks[0]), sig, NULL);
+	close(down[0]);
+	close(up[1]);
+	l.out = down[1];
+	l.ans = up[0];
+	root->kid_out[root->nkids] = l.out;
+	root->kid_ans[root->nkids] = l.ans;
+	root->nkids++;
+	return l;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3)
@@ -288,6 +358,55 @@ int main(int argc, char **argv)
 		struct link l = spawn(&root, NULL, -1, -1);
 		print_pid("proc1", l.pid);
 		print_pid("stopped", stopped);
+	} else if (!strcmp(mode, "orphans")) {
+		if (prctl(PR_SET_CHILD_SUBREAPER, 1))
+			return 2;
+		int p[3][2][2];
+		for (int i = 0; i < 3; i++)
+			if (pipe(p[i][0]) || pipe(p[i][1]))
+				return 2;
+		pid_t me = getpid();
+		int ready[2];
+		if (pipe(ready))
+			return 2;
+		pid_t a = fork();
+		if (a == 0) {
+			if (setpgid(0, 0))
+				_exit(5);
+			pid_t kids[3];
+			for (int i = 0; i < 3; i++) {
+				kids[i] = fork();
+				if (kids[i] == 0)
+					orphan(p[i][0][0], p[i][1][1], me, getpgrp(), i == 2, i == 2);
+			}
+			/* D leads its group before A goes. */
+			while (getpgid(kids[2]) != kids[2])
+				usleep(100);
+			if (write(ready[1], kids, sizeof(kids)) != sizeof(kids))
+				_exit(6);
+			_exit(0);
+		}
+		pid_t kids[3];
+		if (read(ready[0], kids, sizeof(kids)) != sizeof(kids))
+			return 2;
+		if (waitpid(a, NULL, 0) != a)
+			return 2;
+		for (int i = 0; i < 3; i++) {
+			root.kid_out[i] = p[i][0][1];
+			root.kid_ans[i] = p[i][1][0];
+			print_pid(i == 2 ? "leader" : "member", kids[i]);
+		}
+		root.nkids = 3;
+		print_pid("gone", a);
+	} else if (!strcmp(mode, "exitsig")) {
+		/* The first child's end must not end the root. */
+		signal(SIGUSR2, SIG_IGN);
+		struct link a = clone_with(&root, SIGUSR2);
+		struct link b = clone_with(&root, 0);
+		struct link c = spawn(&root, NULL, -1, -1);
+		print_pid("usr2", a.pid);
+		print_pid("none", b.pid);
+		print_pid("plain", c.pid);
 	} else {
 		return 2;
 	}

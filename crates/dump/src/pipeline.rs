@@ -498,6 +498,11 @@ impl Collected {
 /// a session or group whose leader is not in the tree (but the root's own,
 /// a shell job's); a session leader that is not an ancestor of its
 /// members.
+/// Whether a process (or thread) `pid` exists.
+fn exists(pid: Pid) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 fn check_tree(tree: &Tree) -> Result<()> {
     let root = tree.root();
     let alive: Vec<&Member> = tree
@@ -551,16 +556,32 @@ fn check_tree(tree: &Tree) -> Result<()> {
         if m.pgid != root.pgid && m.pgid != m.sid {
             match member(m.pgid) {
                 Some(l) if l.sid == m.sid => {}
+                // Its leader is gone: a helper makes the group again.
+                None if m.seized().is_some() && !exists(m.pgid) => {}
                 _ => {
                     return Err(Error::unsupported(
                         m.pid,
                         format!(
-                            "process group {} whose leader is not in the dump (groups of a leader that is gone are not restored yet)",
+                            "process group {} whose leader is another process, not in the dump",
                             m.pgid
                         ),
                     ));
                 }
             }
+        }
+        // A zombie is made again by its parent and ends at once: in its
+        // parent's group, or leading its own.
+        if m.seized().is_none()
+            && m.pgid != m.pid
+            && member(m.ppid).is_some_and(|p| p.pgid != m.pgid)
+        {
+            return Err(Error::unsupported(
+                m.pid,
+                format!(
+                    "a zombie in process group {}, not its parent's nor its own",
+                    m.pgid
+                ),
+            ));
         }
     }
     Ok(())
@@ -653,6 +674,7 @@ fn zombie(m: &Member, exit_code: i32) -> Result<Zombie> {
             personality: 0,
             flags: 0,
             blk_sigset: 0,
+            rcriu_exit_signal: core::exit_signal(stat.exit_signal),
             comm: stat.comm,
             ..Default::default()
         }),
@@ -888,6 +910,7 @@ fn collect(
     let process = core::ProcessParts {
         comm: stat.comm.clone(),
         stat_flags: stat.flags,
+        exit_signal: stat.exit_signal,
         personality,
         loginuid,
         oom_score_adj,

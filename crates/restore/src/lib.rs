@@ -269,9 +269,17 @@ impl Restore {
 
         // -- The region: the blob, every process's args and arrays, a
         // stack for every restorer, the tree's words.
+        let helpers = helpers(&tree);
         let children: Vec<Vec<abi::Child>> = procs
             .iter()
-            .map(|p| children_of(&tree, p.plan.pid))
+            .map(|p| children_of(&tree, &helpers, p.plan.pid))
+            .collect();
+        // A zombie or a helper runs on a small stack of its own.
+        let small: Vec<Pid> = children
+            .iter()
+            .flatten()
+            .filter(|c| c.kind != abi::CHILD_LIVE)
+            .map(|c| c.pid)
             .collect();
         // Where each process's args go, one after another (their sizes,
         // copies included, known now), then the tree's words, then the
@@ -292,24 +300,41 @@ impl Restore {
             at += abi::STACK_SIZE;
             stack_rel.push(at);
         }
+        let mut small_rel = Vec::with_capacity(small.len());
+        for _ in &small {
+            at = at.next_multiple_of(16);
+            at += abi::SMALL_STACK_SIZE;
+            small_rel.push(at);
+        }
         let region = region::Region::map(&occupied, at as u64 + 64, vdso::park_size(&sh.rt))?;
         let base = region.first_args_off().next_multiple_of(64);
         let offs: Vec<usize> = rel.iter().map(|r| base + r).collect();
         let tree_off = base + tree_rel;
         let stacks: Vec<u64> = stack_rel.iter().map(|r| region.addr_of(base + r)).collect();
+        let small_stacks: Vec<u64> = small_rel.iter().map(|r| region.addr_of(base + r)).collect();
+        let joins_helper = |p: &plan::Ready<'_>| {
+            let pgid = p.plan.img.task.pstree.pgid as Pid;
+            helpers.iter().any(|&(_, g)| g == pgid)
+        };
         let tree_words = if procs.len() > 1 {
             region.zero(tree_off, 64);
             region.put_at(
                 tree_off,
                 &abi::TreeShared {
                     created: 0,
-                    nr_procs: procs.len() as u32,
+                    nr_procs: (procs.len() + helpers.len()) as u32,
+                    joined: 0,
+                    nr_joiners: procs.iter().filter(|p| joins_helper(p)).count() as u32,
                 },
             );
             region.addr_of(tree_off)
         } else {
             0
         };
+        let root_pst = &procs[0].plan.img.task.pstree;
+        // A root that does not lead its group (a shell job) has rcriu's:
+        // its children that had its group keep the one it has now.
+        let inherited_group = (root_pst.pgid != root_pst.pid).then_some(root_pst.pgid);
         let addr_of_pid = |pid: Pid| {
             procs
                 .iter()
@@ -322,19 +347,29 @@ impl Restore {
         for (i, p) in procs.iter().enumerate() {
             let mut kids = children[i].clone();
             for k in &mut kids {
-                if let (0, Some((args, stack))) = (k.zombie_status, addr_of_pid(k.pid)) {
-                    k.args = args;
-                    k.stack_top = stack;
-                }
-                k.late = u32::from(
-                    procs
-                        .iter()
-                        .any(|p| p.plan.pid == k.pid && p.late.is_some()),
-                );
-                // A zombie's args stay 0.
-                if tree.zombies.iter().any(|z| z.pstree.pid as Pid == k.pid) {
-                    k.args = 0;
-                    k.stack_top = 0;
+                match k.kind {
+                    abi::CHILD_LIVE => {
+                        if let Some((args, stack)) = addr_of_pid(k.pid) {
+                            k.args = args;
+                            k.stack_top = stack;
+                        }
+                        k.late = u32::from(
+                            procs
+                                .iter()
+                                .any(|p| p.plan.pid == k.pid && p.late.is_some()),
+                        );
+                    }
+                    kind => {
+                        if let Some(j) = small.iter().position(|&z| z == k.pid) {
+                            k.stack_top = small_stacks[j];
+                        }
+                        // A helper reaches the tree's words through it.
+                        k.args = if kind == abi::CHILD_HELPER {
+                            tree_words
+                        } else {
+                            0
+                        };
+                    }
                 }
             }
             let pst = &p.plan.img.task.pstree;
@@ -351,13 +386,18 @@ impl Restore {
                 } else {
                     None
                 },
-                pgid: if pst.pgid == pst.sid || (i == 0 && pst.sid != pst.pid) {
+                pgid: if (i == 0 && pst.sid != pst.pid)
+                    || (i > 0 && inherited_group == Some(pst.pgid))
+                {
                     0
                 } else {
                     pst.pgid as i32
                 },
             };
             let (mut args, copy) = p.args(&region, &sh.rt, &place)?;
+            if joins_helper(p) {
+                args.flags |= abi::FLAG_JOINS_HELPER;
+            }
             if i == 0 {
                 args.go_fd = go_rd.as_raw_fd();
                 let pages_file = std::fs::File::from(
@@ -401,7 +441,11 @@ impl Restore {
                     )
                 })
                 .collect(),
-            tree.zombies.iter().map(|z| z.pstree.pid as Pid).collect(),
+            tree.zombies
+                .iter()
+                .map(|z| z.pstree.pid as Pid)
+                .chain(helpers.iter().map(|&(_, g)| g))
+                .collect(),
         );
         let words = region.page_words();
         let helper_map = match (&root_pages_file, share_pages) {
@@ -599,22 +643,42 @@ impl Restore {
     }
 }
 
-/// The children of `pid` in the tree (live ones and zombies), in pstree's
-/// order, their addresses still to fill.
-fn children_of(tree: &load::TreeImages, pid: Pid) -> Vec<abi::Child> {
-    let live = tree.procs.iter().map(|p| &p.task.pstree);
-    let dead = tree.zombies.iter().map(|z| &z.pstree);
-    let mut kids: Vec<(usize, abi::Child)> = Vec::new();
-    for (i, e) in live.enumerate() {
+/// The process groups whose leader was gone at the dump, `(member,
+/// group)`: each is made again by a helper with the group's id as its pid,
+/// forked by the group's first member (as CRIU's restore does).
+fn helpers(tree: &load::TreeImages) -> Vec<(Pid, Pid)> {
+    let pids = tree.pids();
+    let root = &tree.procs[0].task.pstree;
+    let mut out: Vec<(Pid, Pid)> = Vec::new();
+    for p in tree.procs.iter().skip(1) {
+        let e = &p.task.pstree;
+        let g = e.pgid as Pid;
+        if e.pgid == e.pid
+            || e.pgid == root.pgid
+            || pids.contains(&e.pgid)
+            || out.iter().any(|&(_, h)| h == g)
+        {
+            continue;
+        }
+        out.push((e.pid as Pid, g));
+    }
+    out
+}
+
+/// The children of `pid` in the tree (live ones, zombies and helpers),
+/// their addresses still to fill.
+fn children_of(tree: &load::TreeImages, helpers: &[(Pid, Pid)], pid: Pid) -> Vec<abi::Child> {
+    let mut kids: Vec<abi::Child> = Vec::new();
+    for (i, p) in tree.procs.iter().enumerate() {
+        let e = &p.task.pstree;
         if e.ppid as Pid == pid && e.pid as Pid != pid && i > 0 {
-            kids.push((
-                i,
-                abi::Child {
-                    pid: e.pid as i32,
-                    exit_signal: libc::SIGCHLD as u32,
-                    ..abi::Child::default()
-                },
-            ));
+            kids.push(abi::Child {
+                pid: e.pid as i32,
+                exit_signal: p.exit_signal(),
+                kind: abi::CHILD_LIVE,
+                pgid: e.pgid as i32,
+                ..abi::Child::default()
+            });
         }
     }
     for z in &tree.zombies {
@@ -622,22 +686,35 @@ fn children_of(tree: &load::TreeImages, pid: Pid) -> Vec<abi::Child> {
             let mut comm = [0u8; 16];
             let n = z.comm.len().min(15);
             comm[..n].copy_from_slice(&z.comm[..n]);
-            kids.push((
-                usize::MAX,
-                abi::Child {
-                    pid: z.pstree.pid as i32,
-                    exit_signal: libc::SIGCHLD as u32,
-                    zombie_status: z.exit_code,
-                    comm,
-                    ..abi::Child::default()
-                },
-            ));
+            kids.push(abi::Child {
+                pid: z.pstree.pid as i32,
+                exit_signal: z.exit_signal,
+                zombie_status: z.exit_code,
+                comm,
+                kind: abi::CHILD_ZOMBIE,
+                pgid: z.pstree.pgid as i32,
+                ..abi::Child::default()
+            });
         }
     }
-    let _ = dead;
     // By pid, as they were most likely made.
-    kids.sort_by_key(|(_, c)| c.pid);
-    kids.into_iter().map(|(_, c)| c).collect()
+    kids.sort_by_key(|c| c.pid);
+    // A helper first: its group exists before any member looks for it.
+    for &(member, group) in helpers {
+        if member == pid {
+            kids.insert(
+                0,
+                abi::Child {
+                    pid: group,
+                    exit_signal: 0,
+                    kind: abi::CHILD_HELPER,
+                    pgid: group,
+                    ..abi::Child::default()
+                },
+            );
+        }
+    }
+    kids
 }
 
 /// The root restorer's stack: the region's own.

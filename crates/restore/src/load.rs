@@ -37,6 +37,15 @@ pub struct Images {
 }
 
 impl Images {
+    /// The signal its parent gets when the process ends.
+    pub fn exit_signal(&self) -> u32 {
+        self.task
+            .cores
+            .first()
+            .and_then(|(_, c)| c.tc.as_ref())
+            .map_or(libc::SIGCHLD as u32, exit_signal)
+    }
+
     /// The file entry `id` refers to, from `file`'s point of view.
     pub fn file(&self, id: u32, from: &ImageFile) -> Result<&pb::FileEntry> {
         self.files.get(&id).ok_or_else(|| {
@@ -57,6 +66,8 @@ pub struct Zombie {
     pub exit_code: u32,
     /// Its name.
     pub comm: Vec<u8>,
+    /// The signal its parent got when it ended.
+    pub exit_signal: u32,
 }
 
 /// The images of a tree: every live process's (each an [`Images`] with
@@ -77,6 +88,13 @@ impl TreeImages {
             .chain(self.zombies.iter().map(|z| z.pstree.pid))
             .collect()
     }
+}
+
+/// The signal a process's parent gets when it ends: SIGCHLD unless
+/// rcriu's field says otherwise (CRIU has none); a bad one is refused by
+/// the kernel's clone3 (EINVAL), named with its process.
+pub fn exit_signal(tc: &pb::TaskCoreEntry) -> u32 {
+    tc.rcriu_exit_signal.unwrap_or(libc::SIGCHLD as u32)
 }
 
 /// CRIU's `TASK_DEAD`: a zombie's task state (core::plan checks the
@@ -151,6 +169,7 @@ pub fn load_tree(dir: ImageDir) -> Result<TreeImages> {
                 pstree: e.clone(),
                 exit_code: tc.exit_code,
                 comm: tc.comm.clone(),
+                exit_signal: exit_signal(tc),
             });
             continue;
         }

@@ -452,10 +452,11 @@ const STATUS_KEYS: &[&str] = &[
     "Umask:",
 ];
 
-/// stat's fields (1-based, as proc(5) numbers them) about the memory
-/// layout: startcode, endcode, startstack, start_data, end_data,
-/// start_brk, arg_start, arg_end, env_start, env_end.
-const STAT_FIELDS: &[usize] = &[26, 27, 28, 45, 46, 47, 48, 49, 50, 51];
+/// stat's fields (1-based, as proc(5) numbers them): where the process
+/// stands in its tree (ppid, pgrp, session, exit_signal), and its memory
+/// layout (startcode, endcode, startstack, start_data, end_data,
+/// start_brk, arg_start, arg_end, env_start, env_end).
+const STAT_FIELDS: &[usize] = &[4, 5, 6, 38, 26, 27, 28, 45, 46, 47, 48, 49, 50, 51];
 
 impl ProcSnapshot {
     /// Reads `pid`'s /proc once it holds still: three readings alike in

@@ -86,6 +86,10 @@ pub const FLAG_AUTOGROUP: u32 = 1 << 7;
 /// parent's).
 pub const FLAG_CHILD: u32 = 1 << 8;
 
+/// [`Args::flags`]: its process group is one a helper makes: it counts
+/// itself in [`TreeShared::joined`] once it joined.
+pub const FLAG_JOINS_HELPER: u32 = 1 << 9;
+
 /// A child the restorer of a process forks, with its pid.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -93,9 +97,10 @@ pub struct Child {
     pub pid: i32,
     /// The signal its parent gets when it ends (SIGCHLD, mostly).
     pub exit_signal: u32,
-    /// Its own [`Args`], in the region; 0 for a zombie.
+    /// Its own [`Args`], in the region; 0 for a zombie or a helper.
     pub args: u64,
-    /// The top of its restorer's stack, in the region.
+    /// The top of its stack, in the region (a zombie and a helper have a
+    /// small one of their own).
     pub stack_top: u64,
     /// A zombie's wait status: it exits so at once.
     pub zombie_status: u32,
@@ -105,17 +110,36 @@ pub struct Child {
     pub late: u32,
     /// A zombie's name (comm), NUL-padded.
     pub comm: [u8; 16],
+    /// What it is: [`CHILD_LIVE`], [`CHILD_ZOMBIE`] or [`CHILD_HELPER`].
+    pub kind: u32,
+    /// A zombie's or a helper's process group: one that leads its own
+    /// makes it before it ends.
+    pub pgid: i32,
 }
+
+/// [`Child::kind`]: a process of the tree, into its own restorer.
+pub const CHILD_LIVE: u32 = 0;
+/// A zombie: it ends at once with its status, never reaped by the restore.
+pub const CHILD_ZOMBIE: u32 = 1;
+/// A helper (as CRIU's `TASK_HELPER`): it makes a process group whose
+/// leader was gone at the dump, waits until every member joined it
+/// ([`TreeShared::joined`]), then ends; its parent reaps it. It sends no
+/// signal when it ends.
+pub const CHILD_HELPER: u32 = 2;
 
 /// What the processes of a tree share in the region: a barrier all reach
 /// once every process exists (process groups are joined after it).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TreeShared {
-    /// The live processes that reached the barrier (a futex).
+    /// The live processes and helpers that reached the barrier (a futex).
     pub created: u32,
-    /// The live processes of the tree.
+    /// The live processes of the tree and its helpers.
     pub nr_procs: u32,
+    /// The processes that joined a group a helper made (a futex).
+    pub joined: u32,
+    /// The processes that join a group a helper makes.
+    pub nr_joiners: u32,
 }
 
 /// [`Args::page_state`]: the areas are not mapped yet.
@@ -161,6 +185,9 @@ pub fn claim(claims: &core::sync::atomic::AtomicU64, front: bool) -> Option<u32>
 
 /// Bytes of stack each thread but the leader gets in the region.
 pub const THREAD_STACK_SIZE: usize = 32 * 1024;
+
+/// The stack of a zombie or a helper: it makes a few syscalls and ends.
+pub const SMALL_STACK_SIZE: usize = 4096;
 /// Bytes of one `siginfo_t`.
 pub const SIGINFO_SIZE: usize = 128;
 /// The errno an injected restorer fault reports (ECANCELED).
@@ -810,8 +837,8 @@ const _: () = {
     assert!(size_of::<Args>().is_multiple_of(8));
     // Every field accounted for: no implicit padding.
     assert!(size_of::<Args>() == 4008);
-    assert!(size_of::<Child>() == 48);
-    assert!(size_of::<TreeShared>() == 8);
+    assert!(size_of::<Child>() == 56);
+    assert!(size_of::<TreeShared>() == 16);
     assert!(size_of::<LateOpen>() == 24);
     assert!(offset_of!(Args, page_claims).is_multiple_of(8));
     assert!(size_of::<Creds>() == 104);
