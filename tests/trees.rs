@@ -6,7 +6,7 @@
 mod common;
 
 use common::{cycle, leave_running, setup, start, tree_gone};
-use rcriu::images::ImageDir;
+use rcriu::images::{ImageDir, ImageFile};
 use rcriu::{Dump, Restore};
 use rcriu_test_support::TempDir;
 
@@ -135,7 +135,63 @@ fn exit_signals_lost_show() {
         }
     });
     assert!(
-        diff.iter().filter(|l| l.contains("stat")).count() >= 2,
+        diff.iter().filter(|l| l.contains("exit_signal")).count() >= 2,
         "{diff:?}"
     );
+}
+
+#[test]
+fn a_child_sharing_its_parents_fd_table_fs_and_memory() {
+    let _g = setup();
+    cycle("tree", &["sharing"], None).unwrap();
+}
+
+/// The negative control of CLONE_FS: images that give the child an fs of
+/// its own bring it back apart from its parent, which the workload sees.
+#[test]
+fn an_fs_not_shared_shows() {
+    let _g = setup();
+    let err = cycle(
+        "tree",
+        &["sharing"],
+        Some(|dir, root| {
+            let root_ids = dir.ids(root as u32).unwrap();
+            for e in dir.pstree().unwrap() {
+                let mut ids = dir.ids(e.pid).unwrap();
+                if e.pid != root as u32 && ids.fs_id == root_ids.fs_id {
+                    ids.fs_id += 0x1000;
+                    dir.write_one(ImageFile::Ids(e.pid.into()), &ids).unwrap();
+                }
+            }
+        }),
+    )
+    .unwrap_err();
+    assert!(err.contains("the cwd and root it shares"), "{err}");
+}
+
+/// The negative control of CLONE_FILES: images that give the child an fd
+/// table of its own (a copy of its parent's) bring it back apart, which
+/// the workload sees.
+#[test]
+fn an_fd_table_not_shared_shows() {
+    let _g = setup();
+    let err = cycle(
+        "tree",
+        &["sharing"],
+        Some(|dir, root| {
+            let root_ids = dir.ids(root as u32).unwrap();
+            let fds = dir.fdinfo(root_ids.files_id).unwrap();
+            for e in dir.pstree().unwrap() {
+                let mut ids = dir.ids(e.pid).unwrap();
+                if e.pid != root as u32 && ids.files_id == root_ids.files_id {
+                    ids.files_id += 0x1000;
+                    dir.write_one(ImageFile::Ids(e.pid.into()), &ids).unwrap();
+                    dir.write_all(ImageFile::Fdinfo(ids.files_id.into()), &fds)
+                        .unwrap();
+                }
+            }
+        }),
+    )
+    .unwrap_err();
+    assert!(err.contains("the fd table it shares"), "{err}");
 }

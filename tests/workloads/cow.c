@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -114,6 +115,12 @@ int main(int argc, char **argv)
 	kpages = atol(argv[4]) * 1024 / PAGE;
 	if (nkids < 1 || npages < 1 || kpages < 1 || kpages >= npages)
 		return 2;
+	/* Two pipes a child: as many fds as the hard limit allows. */
+	struct rlimit rl;
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	signal(SIGUSR1, on_usr1);
 	signal(SIGPIPE, SIG_IGN);
 	sigset_t block, old;

@@ -24,6 +24,9 @@
  *            which is gone.
  *   exitsig  a child cloned with SIGUSR2 as its exit signal, one with
  *            none, and a plain one.
+ *   sharing  a child cloned with CLONE_FILES | CLONE_FS (the root's fd
+ *            table, cwd, root and umask), and a plain one; both and the
+ *            root map one shared anonymous page.
  *
  * Every live process but the root waits in read(2) on a pipe from its
  * parent; the root waits in sigsuspend. Prints each process as "procN
@@ -41,7 +44,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -57,6 +62,10 @@ struct who {
 };
 
 static char result[512];
+
+/* The shared page of mode "sharing": [0] set before the forks, [1] by
+ * the root as it checks, [2] counted up by each child that saw it. */
+static volatile int *shm;
 
 static void fail(const char *what, pid_t who)
 {
@@ -95,6 +104,11 @@ static void serve(struct node *n)
 	if (read(n->in, &c, 1) != 1)
 		_exit(3);
 	check_ids(&n->me);
+	if (shm) {
+		if (shm[0] != 1 || shm[1] != 0x5eed)
+			fail("the shared page", n->me.pid);
+		__atomic_add_fetch(&shm[2], 1, __ATOMIC_SEQ_CST);
+	}
 	if (n->data_fd >= 0) {
 		static char buf[DATA];
 		ssize_t got = 0, r;
@@ -110,7 +124,7 @@ static void serve(struct node *n)
 	}
 	if (n->file_fd >= 0 && lseek(n->file_fd, 0, SEEK_CUR) != 100)
 		fail("the shared file's position", n->me.pid);
-	for (int i = 0; i < n->nkids && !result[0]; i++) {
+	for (int i = 0; i < n->nkids; i++) {
 		char r[512];
 		if (write(n->kid_out[i], "c", 1) != 1) {
 			fail("a child does not listen", n->me.pid);
@@ -122,7 +136,9 @@ static void serve(struct node *n)
 			break;
 		}
 		r[got] = 0;
-		if (strcmp(r, "PASS\n"))
+		/* Every child is asked, so that each one exits; the first
+		 * failure is the verdict. */
+		if (strcmp(r, "PASS\n") && !result[0])
 			snprintf(result, sizeof(result), "%s", r);
 	}
 	const char *m = result[0] ? result : "PASS\n";
@@ -263,8 +279,11 @@ static struct link clone_with(struct node *root, int sig)
 	cloned_ans = up[1];
 	cloned_parent = getpid();
 	l.pid = clone(cloned_main, stacks[used++] + sizeof(stacks[0]), sig, NULL);
-	close(down[0]);
-	close(up[1]);
+	/* Its ends are in the table it shares with the root, if it does. */
+	if (!(sig & CLONE_FILES)) {
+		close(down[0]);
+		close(up[1]);
+	}
 	l.out = down[1];
 	l.ans = up[0];
 	root->kid_out[root->nkids] = l.out;
@@ -290,7 +309,7 @@ int main(int argc, char **argv)
 	root.me.ppid = getppid();
 	root.me.pgid = getpgrp();
 	root.me.sid = getsid(0);
-	pid_t zombie_exit = 0, zombie_kill = 0, stopped = 0;
+	pid_t zombie_exit = 0, zombie_kill = 0, stopped = 0, fdt_child = 0, plain_child = 0;
 	int file_fd = -1;
 	if (!strcmp(mode, "pair")) {
 		int data[2];
@@ -407,6 +426,15 @@ int main(int argc, char **argv)
 		print_pid("usr2", a.pid);
 		print_pid("none", b.pid);
 		print_pid("plain", c.pid);
+	} else if (!strcmp(mode, "sharing")) {
+		shm = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (shm == MAP_FAILED)
+			return 2;
+		shm[0] = 1;
+		fdt_child = clone_with(&root, SIGCHLD | CLONE_FILES | CLONE_FS).pid;
+		plain_child = spawn(&root, NULL, -1, -1).pid;
+		print_pid("fdt", fdt_child);
+		print_pid("plain", plain_child);
 	} else {
 		return 2;
 	}
@@ -419,6 +447,17 @@ int main(int argc, char **argv)
 		sigsuspend(&old);
 
 	check_ids(&root.me);
+	if (fdt_child) {
+		pid_t me = getpid();
+		/* kcmp(2): 0 when both hold the same. */
+		if (syscall(SYS_kcmp, me, fdt_child, 2 /* KCMP_FILES */, 0, 0) != 0)
+			fail("the fd table it shares with its child", me);
+		if (syscall(SYS_kcmp, me, fdt_child, 3 /* KCMP_FS */, 0, 0) != 0)
+			fail("the cwd and root it shares with its child", me);
+		if (syscall(SYS_kcmp, me, plain_child, 2, 0, 0) == 0)
+			fail("an fd table shared with the plain child", me);
+		shm[1] = 0x5eed;
+	}
 	if (file_fd >= 0 && lseek(file_fd, 0, SEEK_CUR) != 100)
 		fail("the shared file's position", root.me.pid);
 	if (zombie_exit) {
@@ -444,7 +483,7 @@ int main(int argc, char **argv)
 		kill(stopped, SIGKILL);
 		waitpid(stopped, NULL, 0);
 	}
-	for (int i = 0; i < root.nkids && !result[0]; i++) {
+	for (int i = 0; i < root.nkids; i++) {
 		char r[512];
 		if (write(root.kid_out[i], "c", 1) != 1) {
 			fail("a child does not listen", root.me.pid);
@@ -456,11 +495,15 @@ int main(int argc, char **argv)
 			break;
 		}
 		r[got] = 0;
-		if (strcmp(r, "PASS\n"))
+		/* Every child is asked, so that each one exits; the first
+		 * failure is the verdict. */
+		if (strcmp(r, "PASS\n") && !result[0])
 			snprintf(result, sizeof(result), "%s", r);
 	}
+	if (fdt_child && !result[0] && shm[2] != 2)
+		fail("the children's marks on the shared page", getpid());
 	/* Reap the children. */
-	while (waitpid(-1, NULL, 0) > 0)
+	while (waitpid(-1, NULL, __WALL) > 0)
 		;
 	FILE *f = fopen(argv[1], "w");
 	if (!f)

@@ -22,6 +22,7 @@
 //!
 //! [`tree`]: crate::tree
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -444,8 +445,12 @@ fn write_images(out: &mut Output, o: &Options, host: &Host, c: &Collected) -> Re
         out.write_one(ImageFile::Fs(upid.into()), &p.fs)?;
     }
     out.write_all(ImageFile::Files, &c.files)?;
+    // One fdinfo image per fd table (shared tables once).
+    let mut tables = BTreeSet::new();
     for p in &c.procs {
-        out.write_all(ImageFile::Fdinfo(p.ids.entry.files_id.into()), &p.fdinfo)?;
+        if tables.insert(p.ids.entry.files_id) {
+            out.write_all(ImageFile::Fdinfo(p.ids.entry.files_id.into()), &p.fdinfo)?;
+        }
     }
     if !c.memfd_inodes.is_empty() {
         out.write_all(ImageFile::Memfd, &c.memfd_inodes)?;
@@ -503,32 +508,119 @@ fn exists(pid: Pid) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-fn check_tree(tree: &Tree) -> Result<()> {
-    let root = tree.root();
+/// What processes of the tree share with their parent, and are restored
+/// sharing (CLONE_FILES, CLONE_FS).
+#[derive(Debug, Default)]
+struct Sharing {
+    /// Processes whose fd table is their parent's.
+    files: BTreeSet<Pid>,
+    /// Processes whose cwd, root and umask are their parent's.
+    fs: BTreeSet<Pid>,
+}
+
+/// The processes of `pids` grouped by what they hold of `what`, as the
+/// kernel orders it (`kcmp`, as CRIU's trees of ids): n log n
+/// comparisons, each group in `pids`' order.
+fn kcmp_groups(pids: &[Pid], what: sys::Shared) -> Result<Vec<Vec<Pid>>> {
+    let mut groups: Vec<Vec<Pid>> = Vec::new();
+    // One process of each group, in the kernel's order.
+    let mut reps: Vec<(Pid, usize)> = Vec::new();
+    let cmp = |a: Pid, b: Pid| {
+        sys::order(a, b, what).map_err(Error::sys("comparing processes (kcmp)", a))
+    };
+    for &p in pids {
+        let (mut lo, mut hi) = (0, reps.len());
+        let mut found = None;
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match cmp(p, reps[mid].0)? {
+                Some(std::cmp::Ordering::Equal) => {
+                    found = Some(reps[mid].1);
+                    break;
+                }
+                Some(std::cmp::Ordering::Less) => hi = mid,
+                Some(std::cmp::Ordering::Greater) => lo = mid + 1,
+                // No order: compared with every group.
+                None => {
+                    found = Some(usize::MAX);
+                    break;
+                }
+            }
+        }
+        match found {
+            Some(usize::MAX) => {
+                let mut at = None;
+                for (i, g) in groups.iter().enumerate() {
+                    if sys::shares(p, g[0], what)
+                        .map_err(Error::sys("comparing processes (kcmp)", p))?
+                    {
+                        at = Some(i);
+                        break;
+                    }
+                }
+                match at {
+                    Some(i) => groups[i].push(p),
+                    None => groups.push(vec![p]),
+                }
+            }
+            Some(i) => groups[i].push(p),
+            None => {
+                groups.push(vec![p]);
+                reps.insert(lo, (p, groups.len() - 1));
+            }
+        }
+    }
+    Ok(groups)
+}
+
+/// Checks what the processes of the tree share and how their sessions and
+/// groups stand; returns what they share with their parents.
+fn check_tree(tree: &Tree) -> Result<Sharing> {
     let alive: Vec<&Member> = tree
         .members
         .iter()
         .filter(|m| m.seized().is_some())
         .collect();
-    for (i, a) in alive.iter().enumerate() {
-        for b in &alive[i + 1..] {
-            for (what, kind) in [
-                ("its memory (CLONE_VM)", sys::Shared::Vm),
-                ("its fd table (CLONE_FILES)", sys::Shared::Files),
-                ("its cwd, root and umask (CLONE_FS)", sys::Shared::Fs),
-                ("its signal handlers (CLONE_SIGHAND)", sys::Shared::Sighand),
-            ] {
-                let shared = sys::shares(a.pid, b.pid, kind)
-                    .map_err(Error::sys("comparing processes (kcmp)", a.pid))?;
-                if shared {
-                    return Err(Error::unsupported(
-                        b.pid,
-                        format!("{what} shared with process {}", a.pid),
-                    ));
-                }
+    let pids: Vec<Pid> = alive.iter().map(|m| m.pid).collect();
+    let parent_of = |pid: Pid| alive.iter().find(|m| m.pid == pid).map(|m| m.ppid);
+    let mut sharing = Sharing::default();
+    for (what, kind) in [
+        ("its memory (CLONE_VM)", sys::Shared::Vm),
+        ("its fd table (CLONE_FILES)", sys::Shared::Files),
+        ("its cwd, root and umask (CLONE_FS)", sys::Shared::Fs),
+        ("its signal handlers (CLONE_SIGHAND)", sys::Shared::Sighand),
+    ] {
+        for g in kcmp_groups(&pids, kind)?
+            .into_iter()
+            .filter(|g| g.len() > 1)
+        {
+            let restorable = matches!(kind, sys::Shared::Files | sys::Shared::Fs);
+            // The one that holds it first: its parent does not.
+            let firsts: Vec<Pid> = g
+                .iter()
+                .copied()
+                .filter(|&p| parent_of(p).is_none_or(|pp| !g.contains(&pp)))
+                .collect();
+            if !restorable || firsts.len() != 1 {
+                let (a, b) = (g[0], g[1]);
+                let how = if restorable {
+                    ", not through their parents"
+                } else {
+                    ""
+                };
+                return Err(Error::unsupported(
+                    b,
+                    format!("{what} shared with process {a}{how}"),
+                ));
             }
+            let set = match kind {
+                sys::Shared::Files => &mut sharing.files,
+                _ => &mut sharing.fs,
+            };
+            set.extend(g.iter().copied().filter(|p| *p != firsts[0]));
         }
     }
+    let root = tree.root();
     let member = |pid: Pid| tree.members.iter().find(|m| m.pid == pid);
     let is_ancestor = |anc: Pid, of: Pid| {
         let mut cur = Some(of);
@@ -584,7 +676,7 @@ fn check_tree(tree: &Tree) -> Result<()> {
             ));
         }
     }
-    Ok(())
+    Ok(sharing)
 }
 
 /// Collects every process of the tree, parents first.
@@ -602,7 +694,7 @@ fn collect_tree(
     if root.sid != pid && !o.shell_job {
         return Err(Error::NotSessionLeader { pid, sid: root.sid });
     }
-    check_tree(tree)?;
+    let sharing = check_tree(tree)?;
     if host.lsm != Lsm::None {
         return Err(Error::unsupported(
             pid,
@@ -630,8 +722,26 @@ fn collect_tree(
     for m in &tree.members {
         match &m.kind {
             Kind::Alive(seized) => {
+                // What it shares with its parent, collected already.
+                let parent = procs.iter().find(|p: &&Proc| p.pid == m.ppid);
+                let with_parent = WithParent {
+                    files_id: parent
+                        .filter(|_| sharing.files.contains(&m.pid))
+                        .map(|p| p.ids.entry.files_id),
+                    fs_id: parent
+                        .filter(|_| sharing.fs.contains(&m.pid))
+                        .map(|p| p.ids.entry.fs_id),
+                };
                 procs.push(collect(
-                    seized, m, host, o, &mut sh, out, stats, rseq_moves,
+                    seized,
+                    m,
+                    &with_parent,
+                    host,
+                    o,
+                    &mut sh,
+                    out,
+                    stats,
+                    rseq_moves,
                 )?);
             }
             Kind::Zombie { exit_code } => zombies.push(zombie(m, *exit_code)?),
@@ -685,6 +795,13 @@ fn zombie(m: &Member, exit_code: i32) -> Result<Zombie> {
     Ok(Zombie { pstree, core })
 }
 
+/// What a process shares with its parent: the ids of its fd table and of
+/// its fs.
+struct WithParent {
+    files_id: Option<u32>,
+    fs_id: Option<u32>,
+}
+
 /// Reads, checks and dumps one process of the tree while it is frozen;
 /// it is seized and clean (the parasite gone) when this returns, either
 /// way.
@@ -692,6 +809,7 @@ fn zombie(m: &Member, exit_code: i32) -> Result<Zombie> {
 fn collect(
     seized: &Seized,
     member: &Member,
+    with_parent: &WithParent,
     host: &Host,
     o: &Options,
     sh: &mut Shared,
@@ -719,7 +837,12 @@ fn collect(
     };
     let smaps = task.smaps().map_err(Error::proc(pid))?;
     let mut areas = mm::classify(pid, &smaps)?;
-    let fd_list = task.fds().map_err(Error::proc(pid))?;
+    // An fd table shared with the parent is the parent's, dumped once.
+    let fd_list = if with_parent.files_id.is_some() {
+        Vec::new()
+    } else {
+        task.fds().map_err(Error::proc(pid))?
+    };
     let mut fd_infos = Vec::with_capacity(fd_list.len());
     for fd in &fd_list {
         let info = task.fdinfo(fd.fd).map_err(Error::proc(pid))?;
@@ -884,8 +1007,14 @@ fn collect(
     parasite.cure().map_err(ce(pid))?;
 
     // -- The images' contents.
-    let ids = sh.ns_ids.task(sh.next_kobj, &ns);
+    let mut ids = sh.ns_ids.task(sh.next_kobj, &ns);
     sh.next_kobj += 1;
+    if let Some(id) = with_parent.files_id {
+        ids.entry.files_id = id;
+    }
+    if let Some(id) = with_parent.fs_id {
+        ids.entry.fs_id = id;
+    }
     let timens_id = ids
         .own_ns
         .iter()

@@ -58,6 +58,28 @@ pub enum Shared {
     Sighand = 4,
 }
 
+/// How the kernel orders what processes `a` and `b` hold of `what`
+/// (`kcmp`); `None` when it cannot (different, unordered).
+pub fn order(a: Pid, b: Pid, what: Shared) -> io::Result<Option<std::cmp::Ordering>> {
+    // SAFETY: kcmp takes only integers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            libc::c_long::from(a),
+            libc::c_long::from(b),
+            what as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        )
+    };
+    Ok(match check(r)? {
+        0 => Some(std::cmp::Ordering::Equal),
+        1 => Some(std::cmp::Ordering::Less),
+        2 => Some(std::cmp::Ordering::Greater),
+        _ => None,
+    })
+}
+
 /// Whether processes `a` and `b` share `what` (`kcmp`).
 pub fn shares(a: Pid, b: Pid, what: Shared) -> io::Result<bool> {
     // SAFETY: kcmp takes only integers.

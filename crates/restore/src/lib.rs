@@ -353,6 +353,21 @@ impl Restore {
                             k.args = args;
                             k.stack_top = stack;
                         }
+                        if let Some(t) = procs
+                            .iter()
+                            .map(|p| &p.plan.img.task)
+                            .find(|t| t.pid as Pid == k.pid)
+                        {
+                            k.clone_flags = if t.fdt_of_parent {
+                                libc::CLONE_FILES as u64
+                            } else {
+                                0
+                            } | if t.fs_of_parent {
+                                libc::CLONE_FS as u64
+                            } else {
+                                0
+                            };
+                        }
                         k.late = u32::from(
                             procs
                                 .iter()
@@ -398,6 +413,16 @@ impl Restore {
             if joins_helper(p) {
                 args.flags |= abi::FLAG_JOINS_HELPER;
             }
+            // A shared fd table: its first holder places the fds once the
+            // others are done with theirs.
+            let holder = fdt_holder(&procs, i);
+            if holder != i {
+                args.flags |= abi::FLAG_FDT_SHARED;
+                args.fdt_owner = region.addr_of(offs[holder]);
+            }
+            args.fdt_pending = (0..procs.len())
+                .filter(|&j| j != i && fdt_holder(&procs, j) == i)
+                .count() as u32;
             if i == 0 {
                 args.go_fd = go_rd.as_raw_fd();
                 let pages_file = std::fs::File::from(
@@ -641,6 +666,20 @@ impl Restore {
             wait_status,
         })
     }
+}
+
+/// The index in `procs` of the process whose restorer places the fds of
+/// process `i`'s table: the first of the ancestors it shares it with, or
+/// itself.
+fn fdt_holder(procs: &[plan::Ready<'_>], mut i: usize) -> usize {
+    while procs[i].plan.img.task.fdt_of_parent {
+        let ppid = procs[i].plan.img.task.pstree.ppid;
+        match procs.iter().position(|p| p.plan.img.task.pid == ppid) {
+            Some(j) => i = j,
+            None => break,
+        }
+    }
+    i
 }
 
 /// The process groups whose leader was gone at the dump, `(member,

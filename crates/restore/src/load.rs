@@ -20,7 +20,14 @@ pub struct TaskImages {
     pub ids: pb::TaskKobjIdsEntry,
     pub mm: pb::MmEntry,
     pub fs: pb::FsEntry,
+    /// Its fds; none when its fd table is its parent's.
     pub fdinfo: Vec<pb::FdinfoEntry>,
+    /// Its fd table is its parent's (the same `files_id`): it is forked
+    /// with CLONE_FILES and its fds are its parent's.
+    pub fdt_of_parent: bool,
+    /// Its cwd, root and umask are its parent's (the same `fs_id`): it is
+    /// forked with CLONE_FS.
+    pub fs_of_parent: bool,
 }
 
 /// Everything a restore reads, checked.
@@ -197,6 +204,20 @@ pub fn load_tree(dir: ImageDir) -> Result<TreeImages> {
     if procs[0].pid != pstree[0].pid {
         return Err(Error::invalid(pst, "the root is a zombie"));
     }
+    // What a process shares with its parent (a live one: a zombie has no
+    // children) comes with its fork.
+    for i in 1..procs.len() {
+        let (before, rest) = procs.split_at_mut(i);
+        let t = &mut rest[0];
+        let Some(parent) = before.iter().find(|p| p.pid == t.pstree.ppid) else {
+            continue;
+        };
+        if t.ids.files_id == parent.ids.files_id {
+            t.fdt_of_parent = true;
+            t.fdinfo.clear();
+        }
+        t.fs_of_parent = t.ids.fs_id == parent.ids.fs_id;
+    }
     let (timens_id, own_timens) = timens_id.unwrap_or((0, false));
     let timens = dir.timens(timens_id)?;
     if own_timens && timens.is_none() {
@@ -269,6 +290,8 @@ fn load_task(
         mm,
         fs,
         fdinfo,
+        fdt_of_parent: false,
+        fs_of_parent: false,
     })
 }
 

@@ -90,6 +90,12 @@ pub const FLAG_CHILD: u32 = 1 << 8;
 /// itself in [`TreeShared::joined`] once it joined.
 pub const FLAG_JOINS_HELPER: u32 = 1 << 9;
 
+/// [`Args::flags`]: its fd table is an ancestor's (CLONE_FILES), whose
+/// restorer places the fds: this one only says when it is done with the
+/// fds rcriu opened for it ([`Args::fdt_owner`]) and waits until they are
+/// placed.
+pub const FLAG_FDT_SHARED: u32 = 1 << 10;
+
 /// A child the restorer of a process forks, with its pid.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -115,6 +121,9 @@ pub struct Child {
     /// A zombie's or a helper's process group: one that leads its own
     /// makes it before it ends.
     pub pgid: i32,
+    /// `clone3` flags: CLONE_FILES and CLONE_FS, what it shares with its
+    /// parent.
+    pub clone_flags: u64,
 }
 
 /// [`Child::kind`]: a process of the tree, into its own restorer.
@@ -811,6 +820,14 @@ pub struct Args {
     /// `pages_skipped_cow`).
     pub pages_compared: u64,
     pub pages_cow: u64,
+    /// With [`FLAG_FDT_SHARED`]: the address of the `Args` of the process
+    /// whose restorer places the fds of the table.
+    pub fdt_owner: u64,
+    /// The processes sharing this process's fd table still using fds
+    /// rcriu opened for them (a futex): it places the fds once none is.
+    pub fdt_pending: u32,
+    /// Non-zero once the fds are placed (a futex).
+    pub fdt_placed: u32,
 }
 
 const _: () = {
@@ -836,8 +853,9 @@ const _: () = {
     assert!(offset_of!(Args, rlimits).is_multiple_of(8));
     assert!(size_of::<Args>().is_multiple_of(8));
     // Every field accounted for: no implicit padding.
-    assert!(size_of::<Args>() == 4008);
-    assert!(size_of::<Child>() == 56);
+    assert!(size_of::<Args>() == 4024);
+    assert!(offset_of!(Args, fdt_pending).is_multiple_of(4));
+    assert!(size_of::<Child>() == 64);
     assert!(size_of::<TreeShared>() == 16);
     assert!(size_of::<LateOpen>() == 24);
     assert!(offset_of!(Args, page_claims).is_multiple_of(8));

@@ -26,8 +26,8 @@ mod tree;
 use rcriu_blob_rt::nr::*;
 use rcriu_blob_rt::syscall::value;
 use rcriu_parasite_abi::restorer::{
-    Args, FAULT_ERRNO, FLAG_CHILD, FLAG_LOGINUID, FLAG_MM_MAP, FLAG_SETSID, FLAG_TIMENS, MAGIC,
-    Step, ThreadArgs,
+    Args, FAULT_ERRNO, FLAG_CHILD, FLAG_FDT_SHARED, FLAG_LOGINUID, FLAG_MM_MAP, FLAG_SETSID,
+    FLAG_TIMENS, MAGIC, Step, ThreadArgs,
 };
 
 // The entry point: rdi = &Args, rsp = the top of the region's stack.
@@ -183,7 +183,14 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
         ok(value(NR_IOCTL, a.ctty_fd as u64, TIOCSCTTY, 0), 0).map_err(|f| (s, f))?;
     }
     let s = at(Step::Fds, a);
-    fds::place_fds(a).map_err(|f| (s, f))?;
+    if a.flags & FLAG_FDT_SHARED != 0 {
+        // The table's holder places them, once every sharer is done.
+        fds::hand_over(a);
+    } else {
+        fds::wait_sharers(a);
+        fds::place_fds(a).map_err(|f| (s, f))?;
+        fds::placed(a);
+    }
     if a.flags & FLAG_LOGINUID != 0 {
         let s = at(Step::Loginuid, a);
         task::set_loginuid(a).map_err(|f| (s, f))?;

@@ -84,7 +84,7 @@ fn waitid(pid: i32, options: u64) -> Result<(), i64> {
 fn fork(c: &Child) -> i64 {
     let set_tid: [i32; 1] = [c.pid];
     let ca = CloneArgs {
-        flags: 0,
+        flags: c.clone_flags,
         exit_signal: c.exit_signal as u64,
         stack: c.stack_top - 16,
         stack_size: 16,
