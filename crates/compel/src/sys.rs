@@ -1028,6 +1028,10 @@ unsafe impl Pod for rcriu_parasite_abi::restorer::SeccompFilter {}
 unsafe impl Pod for rcriu_parasite_abi::restorer::AnonName {}
 // SAFETY: as above.
 unsafe impl Pod for rcriu_parasite_abi::restorer::LateOpen {}
+// SAFETY: as above.
+unsafe impl Pod for rcriu_parasite_abi::restorer::Child {}
+// SAFETY: as above.
+unsafe impl Pod for rcriu_parasite_abi::restorer::TreeShared {}
 
 /// Blocks until some child or tracee of this process has something to
 /// report, without consuming it (`waitid(P_ALL, WNOWAIT)`); returns its

@@ -77,6 +77,7 @@ mod sys;
 mod threads;
 pub mod timens;
 mod timers;
+pub mod tree;
 pub mod tty;
 
 use std::path::PathBuf;

@@ -193,103 +193,116 @@ pub enum Ctty {
     Extra(OwnedFd),
 }
 
-/// Opens every fd of the process as it was: one open file per file id
-/// (with its flags, position and owner's signal), copied to every fd that
-/// shares it.
-pub fn plan(img: &Images, validation: FileValidation, shell_job: bool) -> Result<FdPlan> {
-    let files_id = img.task.ids.files_id;
-    let from = ImageFile::Fdinfo(files_id.into());
-    let mut plan = FdPlan::default();
-    let mut op = Opener {
-        img,
-        validation,
-        shell_job,
-        opened: BTreeMap::new(),
-        ghosts: ghost::Ghosts::load(&img.dir)?,
-        pipes: pipes::Pipes::load(&img.dir)?,
-        fifos: pipes::Fifos::load(&img.dir)?,
-        ttys: tty::Ttys::load(&img.dir)?,
-        tmpfiles: BTreeMap::new(),
-        tmpfile_ghosts: Vec::new(),
-    };
-    op.tmpfile_ghosts = img
-        .files
-        .values()
-        .filter(|f| {
-            f.reg
-                .as_ref()
-                .is_some_and(|r| r.flags as i32 & TMPFILE_BIT != 0)
-        })
-        .filter_map(|f| op.ghosts.ghost_of(f.id))
-        .collect();
-    let mut owned = Vec::new();
-    let tids: Vec<u32> = img.task.cores.iter().map(|(t, _)| *t).collect();
-    let mut late_ids = Vec::new();
-    for e in &img.task.fdinfo {
-        let fd = i32::try_from(e.fd)
-            .map_err(|_| Error::invalid(from.name(), format!("bad fd {}", e.fd)))?;
-        let entry = img.file(e.id, &from)?;
-        if entry.memfd.is_some() {
-            continue; // memfd.rs opens them
-        }
-        if let Some(reg) = entry.reg.as_ref().filter(|r| own_proc_path(&r.name, &tids)) {
-            if late_ids.contains(&e.id) {
-                return Err(Error::unsupported(format!(
-                    "restoring fd {fd} of process {}: {} open as several fds",
-                    img.task.pid,
-                    path_of(reg).display()
-                )));
-            }
-            late_ids.push(e.id);
-            let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
-            plan.late.push(Late {
-                to: fd,
-                flags: reopen_flags(reg.flags as i32)
-                    | (reg.flags as i32 & libc::O_ACCMODE)
-                    | if cloexec { libc::O_CLOEXEC } else { 0 },
-                pos: reg.pos,
-                path: reg.name.clone(),
-            });
-            continue;
-        }
-        let file = match op.opened.get(&e.id) {
-            Some(f) => f.try_clone().map_err(Error::host("copying an open file"))?,
-            None => {
-                let (f, fown, session) = op.open(e.id, &from, fd)?;
-                if let Some(sid) = session
-                    && sid == img.task.pstree.sid
-                    && img.task.pstree.sid == img.task.pid
-                    && plan.ctty.is_none()
-                {
-                    plan.ctty = Some(Ctty::Fd(fd));
-                }
-                if let Some(o) = fown
-                    && o.pid != 0
-                    && !owned.contains(&e.id)
-                {
-                    owned.push(e.id);
-                    plan.owners.push((fd, owner_kind(o.pid_type), o.pid as i32));
-                }
-                let copy = f.try_clone().map_err(Error::host("copying an open file"))?;
-                op.opened.insert(e.id, f);
-                copy
-            }
+impl<'a> Opener<'a> {
+    /// What opens the files of a restore (of every process of a tree):
+    /// `img` is any process's images (the tree's files are the same in
+    /// each).
+    pub fn new(img: &'a Images, validation: FileValidation, shell_job: bool) -> Result<Self> {
+        let mut op = Opener {
+            img,
+            validation,
+            shell_job,
+            opened: BTreeMap::new(),
+            ghosts: ghost::Ghosts::load(&img.dir)?,
+            pipes: pipes::Pipes::load(&img.dir)?,
+            fifos: pipes::Fifos::load(&img.dir)?,
+            ttys: tty::Ttys::load(&img.dir)?,
+            tmpfiles: BTreeMap::new(),
+            tmpfile_ghosts: Vec::new(),
+            owned: Vec::new(),
         };
-        let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
-        plan.fds.push((fd, cloexec, file));
+        op.tmpfile_ghosts = img
+            .files
+            .values()
+            .filter(|f| {
+                f.reg
+                    .as_ref()
+                    .is_some_and(|r| r.flags as i32 & TMPFILE_BIT != 0)
+            })
+            .filter_map(|f| op.ghosts.ghost_of(f.id))
+            .collect();
+        Ok(op)
     }
-    let pst = &img.task.pstree;
-    if plan.ctty.is_none() && pst.sid == pst.pid {
-        plan.ctty = op.ttys.session_slave(pst.sid)?.map(Ctty::Extra);
+
+    /// The fds of the process of `img`: an open file shared with a process
+    /// planned before is the same open file description.
+    pub fn plan(&mut self, img: &Images) -> Result<FdPlan> {
+        let files_id = img.task.ids.files_id;
+        let from = ImageFile::Fdinfo(files_id.into());
+        let mut plan = FdPlan::default();
+        let tids: Vec<u32> = img.task.cores.iter().map(|(t, _)| *t).collect();
+        let mut late_ids = Vec::new();
+        for e in &img.task.fdinfo {
+            let fd = i32::try_from(e.fd)
+                .map_err(|_| Error::invalid(from.name(), format!("bad fd {}", e.fd)))?;
+            let entry = img.file(e.id, &from)?;
+            if entry.memfd.is_some() {
+                continue; // memfd.rs opens them
+            }
+            if let Some(reg) = entry.reg.as_ref().filter(|r| own_proc_path(&r.name, &tids)) {
+                if late_ids.contains(&e.id) {
+                    return Err(Error::unsupported(format!(
+                        "restoring fd {fd} of process {}: {} open as several fds",
+                        img.task.pid,
+                        path_of(reg).display()
+                    )));
+                }
+                late_ids.push(e.id);
+                let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
+                plan.late.push(Late {
+                    to: fd,
+                    flags: reopen_flags(reg.flags as i32)
+                        | (reg.flags as i32 & libc::O_ACCMODE)
+                        | if cloexec { libc::O_CLOEXEC } else { 0 },
+                    pos: reg.pos,
+                    path: reg.name.clone(),
+                });
+                continue;
+            }
+            let file = match self.opened.get(&e.id) {
+                Some(f) => f.try_clone().map_err(Error::host("copying an open file"))?,
+                None => {
+                    let (f, fown, session) = self.open(e.id, &from, fd)?;
+                    if let Some(sid) = session
+                        && sid == img.task.pstree.sid
+                        && img.task.pstree.sid == img.task.pid
+                        && plan.ctty.is_none()
+                    {
+                        plan.ctty = Some(Ctty::Fd(fd));
+                    }
+                    if let Some(o) = fown
+                        && o.pid != 0
+                        && !self.owned.contains(&e.id)
+                    {
+                        self.owned.push(e.id);
+                        plan.owners.push((fd, owner_kind(o.pid_type), o.pid as i32));
+                    }
+                    let copy = f.try_clone().map_err(Error::host("copying an open file"))?;
+                    self.opened.insert(e.id, f);
+                    copy
+                }
+            };
+            let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
+            plan.fds.push((fd, cloexec, file));
+        }
+        let pst = &img.task.pstree;
+        if plan.ctty.is_none() && pst.sid == pst.pid {
+            plan.ctty = self.ttys.session_slave(pst.sid)?.map(Ctty::Extra);
+        }
+        plan.fds.sort_by_key(|(fd, _, _)| *fd);
+        plan.late.sort_by_key(|l| l.to);
+        if let Some(w) = plan.fds.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(Error::invalid(from.name(), format!("fd {} twice", w[0].0)));
+        }
+        Ok(plan)
     }
-    op.ttys.finish()?;
-    op.ghosts.unlink_all()?;
-    plan.fds.sort_by_key(|(fd, _, _)| *fd);
-    plan.late.sort_by_key(|l| l.to);
-    if let Some(w) = plan.fds.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(Error::invalid(from.name(), format!("fd {} twice", w[0].0)));
+
+    /// Once every process's fds are open: the terminals' locks, and the
+    /// ghosts' names go.
+    pub fn finish(&mut self) -> Result<()> {
+        self.ttys.finish()?;
+        self.ghosts.unlink_all()
     }
-    Ok(plan)
 }
 
 /// Refuses, without opening anything, the fds of kinds this version does
@@ -346,7 +359,7 @@ pub fn set_owners(owners: &[(i32, i32, i32)], fds: &[(i32, bool, OwnedFd)]) -> R
 }
 
 /// What opens the files of one restore.
-struct Opener<'a> {
+pub struct Opener<'a> {
     img: &'a Images,
     validation: FileValidation,
     shell_job: bool,
@@ -362,6 +375,8 @@ struct Opener<'a> {
     /// ghost id → the unnamed temporary file made again, and whether its
     /// own description went to an fd.
     tmpfiles: BTreeMap<u32, (std::fs::File, bool)>,
+    /// The file ids whose owner (F_SETOWN) is planned.
+    owned: Vec<u32>,
 }
 
 impl Opener<'_> {
