@@ -179,10 +179,16 @@ static struct link spawn(struct node *parent_node, void (*setup)(struct node *),
 		n.me.sid = sid;
 		if (setup)
 			setup(&n);
+		/* Set up, with its own children: the parent may go on. */
+		if (write(n.ans, "r", 1) != 1)
+			_exit(8);
 		serve(&n);
 	}
 	close(down[0]);
 	close(up[1]);
+	char r;
+	if (p > 0 && read(up[0], &r, 1) != 1)
+		return l;
 	l.pid = p;
 	l.out = down[1];
 	l.ans = up[0];

@@ -255,19 +255,27 @@ fn read_prop(pid: Pid, dir: &Path, name: &str) -> Result<Option<pb::CgroupPropEn
 }
 
 /// Seizes process `pid`, inside its frozen freezer cgroup when
-/// `freeze_cgroup` is given (criu's `--freeze-cgroup`); returns the
-/// freezer's state before the dump then.
-pub fn seize(pid: Pid, freeze_cgroup: Option<&Path>) -> Result<(Seized, Option<FreezerOrigin>)> {
+/// `freeze_cgroup` is given (criu's `--freeze-cgroup`), with the other
+/// processes of its tree in that cgroup; returns the freezer's state
+/// before the dump then.
+pub fn seize(
+    pid: Pid,
+    freeze_cgroup: Option<&Path>,
+) -> Result<(Seized, Vec<Seized>, Option<FreezerOrigin>)> {
     let Some(path) = freeze_cgroup else {
-        return Ok((Seized::seize(pid).map_err(Error::compel(pid))?, None));
+        return Ok((
+            Seized::seize(pid).map_err(Error::compel(pid))?,
+            Vec::new(),
+            None,
+        ));
     };
     let f = Freezer::open(path).map_err(Error::compel(pid))?;
-    let (seized, origin) = Seized::seize_frozen(pid, &f).map_err(Error::compel(pid))?;
+    let (seized, others, origin) = Seized::seize_frozen(pid, &f).map_err(Error::compel(pid))?;
     let origin = match origin {
         freezer::State::Thawed => FreezerOrigin::Thawed,
         _ => FreezerOrigin::Frozen,
     };
-    Ok((seized, Some(origin)))
+    Ok((seized, others, Some(origin)))
 }
 
 /// The seized threads, the leader first, then by tid (the cores' order).

@@ -285,8 +285,8 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     fault::set_target(pid);
     out.reserve_pages(pid);
     let start = Instant::now();
-    let (root, freezer) = cgroup::seize(pid, o.freeze_cgroup.as_deref())?;
-    let tree = Tree::seize(root)?;
+    let (root, frozen, freezer) = cgroup::seize(pid, o.freeze_cgroup.as_deref())?;
+    let tree = Tree::seize(root, frozen)?;
     let frozen = Instant::now();
     stats.freezing_time = frozen - start;
     log::info!(

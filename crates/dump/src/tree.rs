@@ -8,6 +8,10 @@
 //! that exits meanwhile is passed over (if it is gone) or recorded as a
 //! zombie; a zombie is never seized (it has nothing to stop).
 //!
+//! With `--freeze-cgroup` the processes of the tree in the freezer cgroup
+//! are seized while it is frozen (compel's `seize_frozen`); the passes
+//! take them as they find them, and seize the others.
+//!
 //! Dropping the tree releases every process seized, as it was.
 
 use rcriu_compel::Seized;
@@ -73,8 +77,9 @@ fn children(pid: Pid) -> Result<Vec<Pid>> {
 }
 
 impl Tree {
-    /// The tree under `root`, whose process is seized already.
-    pub fn seize(root: Seized) -> Result<Tree> {
+    /// The tree under `root`, whose process is seized already, as are
+    /// those of `seized` (the tree's processes in a frozen cgroup).
+    pub fn seize(root: Seized, mut seized: Vec<Seized>) -> Result<Tree> {
         let pid = root.pid();
         let stat = Task::open(pid)
             .and_then(|mut t| t.stat())
@@ -106,7 +111,11 @@ impl Tree {
                 break;
             }
             for (child, parent) in found {
-                if let Some(m) = Tree::member(child, parent)? {
+                let already = seized
+                    .iter()
+                    .position(|s| s.pid() == child)
+                    .map(|i| seized.swap_remove(i));
+                if let Some(m) = Tree::member(child, parent, already)? {
                     tree.members.push(m);
                 }
             }
@@ -115,15 +124,17 @@ impl Tree {
         Ok(tree)
     }
 
-    /// Child `pid` of `parent`, seized, or its zombie; `None` when it is
-    /// gone.
-    fn member(pid: Pid, parent: Pid) -> Result<Option<Member>> {
+    /// Child `pid` of `parent`, seized (or `already` so), or its zombie;
+    /// `None` when it is gone.
+    fn member(pid: Pid, parent: Pid, already: Option<Seized>) -> Result<Option<Member>> {
         let stat = match Task::open(pid).and_then(|mut t| t.stat()) {
             Ok(s) => s,
             Err(e) if e.is_vanished() => return Ok(None),
             Err(e) => return Err(Error::proc(pid)(e)),
         };
-        let kind = if matches!(stat.state, Some(TaskState::Zombie | TaskState::Dead))
+        let kind = if let Some(s) = already {
+            Kind::Alive(s)
+        } else if matches!(stat.state, Some(TaskState::Zombie | TaskState::Dead))
             && stat.num_threads <= 1
         {
             Kind::Zombie {

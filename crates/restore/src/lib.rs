@@ -101,6 +101,7 @@ impl std::fmt::Debug for Hooked {
 pub struct Restore {
     dir: PathBuf,
     detach: bool,
+    sibling: bool,
     shell_job: bool,
     leave_stopped: bool,
     validation: FileValidation,
@@ -133,6 +134,7 @@ impl Restore {
         Restore {
             dir: dir.into(),
             detach: false,
+            sibling: false,
             shell_job: false,
             leave_stopped: false,
             validation: FileValidation::default(),
@@ -186,6 +188,14 @@ impl Restore {
     /// to end.
     pub fn detach(mut self, yes: bool) -> Restore {
         self.detach = yes;
+        self
+    }
+
+    /// The root process is created as rcriu's sibling, a child of rcriu's
+    /// parent (criu's `--restore-sibling`, which runc asks through the
+    /// RPC so that the restored container is its child); only detached.
+    pub fn sibling(mut self, yes: bool) -> Restore {
+        self.sibling = yes;
         self
     }
 
@@ -389,7 +399,9 @@ impl Restore {
             }
             let pst = &p.plan.img.task.pstree;
             let place = plan::Place {
-                parent: if i == 0 {
+                parent: if i == 0 && self.sibling {
+                    std::os::unix::process::parent_id() as Pid
+                } else if i == 0 {
                     std::process::id() as Pid
                 } else {
                     pst.ppid as Pid
@@ -442,15 +454,16 @@ impl Restore {
         }
 
         // -- Fork the root into its restorer.
-        let child_pid = fork_restorer(&region, pid, stacks_root(&region)).map_err(|e| {
-            match e.raw_os_error() {
+        let child_pid =
+            fork_restorer(&region, pid, stacks_root(&region), self.sibling).map_err(|e| match e
+                .raw_os_error()
+            {
                 Some(libc::EEXIST) => Error::PidTaken {
                     pid,
                     by: "a process that appeared meanwhile".into(),
                 },
                 _ => Error::host("creating the process (clone3 with its pid)")(e),
-            }
-        })?;
+            })?;
         let forking_time_us = start.elapsed().as_micros() as u64;
         // Ours no longer needed: the fork has its copies.
         for p in &mut procs {
@@ -779,16 +792,26 @@ fn raise_nofile() {
     }
 }
 
-/// Forks into the restorer loaded in `region`, with pid `pid`, on `stack`.
+/// Forks into the restorer loaded in `region`, with pid `pid`, on `stack`;
+/// as rcriu's sibling (`CLONE_PARENT`) if `sibling`.
 #[allow(unsafe_code)]
-fn fork_restorer(region: &region::Region, pid: Pid, stack: (u64, u64)) -> std::io::Result<Pid> {
+fn fork_restorer(
+    region: &region::Region,
+    pid: Pid,
+    stack: (u64, u64),
+    sibling: bool,
+) -> std::io::Result<Pid> {
     let (stack, stack_size) = stack;
+    let mut flags = sys::CLONE_CLEAR_SIGHAND;
+    if sibling {
+        flags |= libc::CLONE_PARENT as u64;
+    }
     // SAFETY: the region holds the relocated restorer, its args (all it
     // reads, by absolute addresses that are the same in the fork) and its
     // stack; the restorer never returns into Rust code.
     unsafe {
         sys::clone3_into(
-            sys::CLONE_CLEAR_SIGHAND,
+            flags,
             pid,
             stack,
             stack_size,
