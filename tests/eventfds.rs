@@ -610,9 +610,8 @@ fn a_pidfd_of_a_thread_is_refused_by_name() {
     w.verdict().expect("the process runs on as it was");
 }
 
-/// A pidfd of a live process that is not the one restored (as images of
-/// a tree would name): the restore refuses it by name before any process
-/// exists.
+/// A pidfd of a live process that is not one of the images': the restore
+/// refuses it by name before any process exists.
 #[test]
 fn a_pidfd_of_another_live_process_is_refused_at_restore() {
     let _g = setup();
@@ -632,9 +631,47 @@ fn a_pidfd_of_another_live_process_is_refused_at_restore() {
         .run()
         .expect_err("the restore refuses it")
         .to_string();
-    assert!(e.contains("a pidfd of another live process (1)"), "{e}");
+    assert!(
+        e.contains("a pidfd of a live process outside the images (1)"),
+        "{e}"
+    );
     assert!(
         std::fs::metadata(format!("/proc/{}", w.pid)).is_err(),
         "no process is left"
     );
+}
+
+/// pidfds of a child that waits and of a zombie child, both in the tree:
+/// opened by the restorer once every process exists.
+#[test]
+fn pidfds_of_children_carry_on() {
+    let _g = setup();
+    cycle("pidfds", &["children"], None).unwrap();
+    leave_running("pidfds", &["children"]);
+}
+
+/// The pidfds of the two children swapped.
+fn swap_the_children(dir: &ImageDir, pid: i32) {
+    let files = dir.files().unwrap();
+    let kids: Vec<i32> = files
+        .iter()
+        .filter_map(|f| f.pidfd.as_ref())
+        .filter(|p| p.nspid != -1 && p.nspid != pid)
+        .map(|p| p.nspid)
+        .collect();
+    assert_eq!(kids.len(), 2, "{files:?}");
+    edit_pidfds(dir, |p| {
+        if p.nspid == kids[0] {
+            p.nspid = kids[1];
+        } else if p.nspid == kids[1] {
+            p.nspid = kids[0];
+        }
+    });
+}
+
+#[test]
+fn pidfds_of_children_swapped_are_noticed() {
+    let _g = setup();
+    let e = cycle("pidfds", &["children"], Some(swap_the_children)).unwrap_err();
+    assert!(e.contains("FAIL: fd 16 fdinfo"), "{e}");
 }

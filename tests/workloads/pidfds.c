@@ -10,11 +10,16 @@
  *   fd 14  another pidfd of child A (another open file, the same process)
  *   fd 15  a pidfd of child B, which exited and was reaped
  *
- *   pidfds OUTFILE [parent|thread]
+ *   pidfds OUTFILE [parent|thread|children]
  *
  * "parent": fd 16 is a pidfd of its parent (the dump refuses it: that
  * process is not in the dump). "thread": fd 16 is a PIDFD_THREAD pidfd
- * of a thread of its own (refused by name, as CRIU does).
+ * of a thread of its own (refused by name, as CRIU does). "children":
+ * fd 16 is a pidfd of a child that waits (C, in the tree), fd 17 of a
+ * child that exited with 5 and was not reaped (Z, a zombie of the tree):
+ * they must name the same processes after a restore (their fdinfo; a
+ * signal through 16 reaches C, whose end shows through it; waitid
+ * through 17 reaps Z with its status).
  *
  * Prints facts, "ready", waits in sigsuspend for SIGUSR1, then checks:
  * each fd's fdinfo is what it was (flags, Pid, NSpid), fds 10 and 11
@@ -113,6 +118,9 @@ static int fdinfo(int fd, char *out, size_t n)
 #define FIRST 10
 #define LAST 15
 static char before[LAST + 1][512];
+static char before_child[2][512];
+static int children;
+static pid_t child, zombie;
 static char msg[2048];
 
 /* A child that exits with code, reaped once `fds` pidfds of it are open
@@ -179,6 +187,31 @@ static const char *check(void)
 		return "FAIL: fds 12 and 14 are pidfds of two processes\n";
 	if (ino(12) == ino(15) || ino(12) == ino(10))
 		return "FAIL: fd 12 and fd 15 or 10 are pidfds of one process\n";
+	if (children) {
+		for (int fd = 16; fd <= 17; fd++) {
+			if (fdinfo(fd, now, sizeof(now)))
+				return "FAIL: an fdinfo cannot be read\n";
+			if (strcmp(now, before_child[fd - 16])) {
+				snprintf(msg, sizeof(msg), "FAIL: fd %d fdinfo:\n%s\nwas:\n%s", fd,
+					 now, before_child[fd - 16]);
+				return msg;
+			}
+		}
+		struct pollfd c = {.fd = 16, .events = POLLIN};
+		if (poll(&c, 1, 0) != 0)
+			return "FAIL: fd 16 polls readable: C has ended\n";
+		siginfo_t si;
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PIDFD, 17, &si, WEXITED | WNOHANG) || si.si_pid != zombie ||
+		    si.si_code != CLD_EXITED || si.si_status != 5)
+			return "FAIL: waitid through fd 17 does not reap Z with 5\n";
+		if (pidfd_signal(16, SIGKILL))
+			return "FAIL: SIGKILL through fd 16\n";
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PIDFD, 16, &si, WEXITED) || si.si_pid != child ||
+		    si.si_code != CLD_KILLED)
+			return "FAIL: C did not end by fd 16's SIGKILL\n";
+	}
 	return NULL;
 }
 
@@ -218,6 +251,26 @@ int main(int argc, char **argv)
 		return 4;
 	if (!strcmp(extra, "parent") && place(pidfd_open(getppid(), 0), 16) < 0)
 		return 5;
+	children = !strcmp(extra, "children");
+	if (children) {
+		child = fork();
+		if (child == 0) {
+			for (;;)
+				pause();
+		}
+		if (child < 0 || place(pidfd_open(child, 0), 16) < 0)
+			return 5;
+		zombie = fork();
+		if (zombie == 0)
+			_exit(5);
+		siginfo_t si;
+		if (zombie < 0 || place(pidfd_open(zombie, 0), 17) < 0 ||
+		    waitid(P_PID, zombie, &si, WEXITED | WNOWAIT))
+			return 5;
+		if (fdinfo(16, before_child[0], sizeof(before_child[0])) ||
+		    fdinfo(17, before_child[1], sizeof(before_child[1])))
+			return 6;
+	}
 	if (!strcmp(extra, "thread")) {
 		pthread_t t;
 		int p[2];

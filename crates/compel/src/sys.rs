@@ -1030,6 +1030,10 @@ unsafe impl Pod for rcriu_parasite_abi::restorer::AnonName {}
 unsafe impl Pod for rcriu_parasite_abi::restorer::LateOpen {}
 // SAFETY: as above (explicit padding).
 unsafe impl Pod for rcriu_parasite_abi::restorer::TakeLock {}
+// SAFETY: as above.
+unsafe impl Pod for rcriu_parasite_abi::restorer::Child {}
+// SAFETY: as above.
+unsafe impl Pod for rcriu_parasite_abi::restorer::TreeShared {}
 
 /// Blocks until some child or tracee of this process has something to
 /// report, without consuming it (`waitid(P_ALL, WNOWAIT)`); returns its

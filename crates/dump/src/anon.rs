@@ -81,6 +81,7 @@ pub fn entry(
     id: u32,
     f: &OpenFd,
     fown: pb::FownEntry,
+    tree: &[Pid],
 ) -> Result<pb::FileEntry> {
     let mut e = pb::FileEntry {
         r#type: kind.fd_type() as i32,
@@ -94,7 +95,7 @@ pub fn entry(
         Kind::Timerfd => e.tfd = Some(timerfd::entry(pid, id, f, fown)?),
         Kind::Inotify => e.ify = Some(inotify::entry(pid, id, f, fown)?),
         Kind::Fanotify => e.ffy = Some(fanotify::entry(pid, id, f, fown)?),
-        Kind::Pidfd => e.pidfd = Some(pidfd::entry(pid, id, f, fown)?),
+        Kind::Pidfd => e.pidfd = Some(pidfd::entry(pid, id, f, fown, tree)?),
     }
     Ok(e)
 }

@@ -315,13 +315,16 @@ pub struct Files {
     /// (dev, ino, mnt_id) → id, latest first when searched.
     cache: Vec<(u64, u64, i64, u32)>,
     pub entries: Vec<pb::FileEntry>,
-    /// (fd, id, dev, ino) of the fds seen, for kcmp: only fds of the
-    /// same inode can be the same open file description.
-    fds: Vec<(i32, u32, u64, u64)>,
+    /// (pid, fd, id, dev, ino) of the fds seen, for kcmp: only fds of
+    /// the same inode can be the same open file description.
+    fds: Vec<(Pid, i32, u32, u64, u64)>,
     ghosts: ghost::Ghosts,
     extra: Extra,
     ttys: tty::Seen,
     locks: file_lock::Locks,
+    /// The pids of the tree's processes (zombies too), whose pidfds are
+    /// restored.
+    pub tree: Vec<Pid>,
 }
 
 /// The images of the open files beside files.img: link remaps, buffered
@@ -423,7 +426,15 @@ impl Files {
             extra: Extra::default(),
             ttys: tty::Seen::default(),
             locks: file_lock::Locks::default(),
+            tree: Vec::new(),
         }
+    }
+
+    /// Turns to the files of process `pid` (of the same tree): ids go on
+    /// from those of the processes before it, open file descriptions
+    /// they share are found.
+    pub fn set_process(&mut self, pid: Pid) {
+        self.pid = pid;
     }
 
     fn fresh(&mut self) -> u32 {
@@ -494,20 +505,20 @@ impl Files {
     /// The id of an open fd, writing its entries unless an earlier fd is
     /// the same open file description.
     pub fn fd(&mut self, f: &OpenFd) -> Result<u32> {
-        let (dev, ino) = (f.info.dev, f.info.ino);
-        for &(other, id, d, i) in &self.fds {
+        let (pid, dev, ino) = (self.pid, f.info.dev, f.info.ino);
+        for &(p, other, id, d, i) in &self.fds {
             if (d, i) != (dev, ino) {
                 continue;
             }
-            let same = sys::same_file(self.pid, other, f.fd)
-                .map_err(Error::sys("comparing open files (kcmp)", self.pid))?;
+            let same = sys::same_file(p, other, pid, f.fd)
+                .map_err(Error::sys("comparing open files (kcmp)", pid))?;
             if same {
-                self.fds.push((f.fd, id, dev, ino));
+                self.fds.push((pid, f.fd, id, dev, ino));
                 return Ok(id);
             }
         }
         let id = self.fresh();
-        self.fds.push((f.fd, id, dev, ino));
+        self.fds.push((pid, f.fd, id, dev, ino));
         self.cache.push((f.info.dev, f.info.ino, f.info.mnt_id, id));
         let fown = fown(self.pid, f)?;
         let pid = self.pid;
@@ -573,7 +584,10 @@ impl Files {
                 self.entries
                     .push(tty::entry(id, info_id, f.flags(), fown, rf));
             }
-            FdKind::Anon(kind) => self.entries.push(anon::entry(pid, kind, id, f, fown)?),
+            FdKind::Anon(kind) => {
+                let e = anon::entry(pid, kind, id, f, fown, &self.tree)?;
+                self.entries.push(e)
+            }
         }
         Ok(id)
     }

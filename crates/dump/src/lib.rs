@@ -92,6 +92,7 @@ mod threads;
 pub mod timens;
 pub mod timerfd;
 mod timers;
+pub mod tree;
 pub mod tty;
 
 use std::path::PathBuf;

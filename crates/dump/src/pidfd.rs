@@ -2,9 +2,9 @@
 //! pidfs inode (what tells pidfds of one process apart), the flags
 //! (PIDFD_NONBLOCK) and the pid in the process's own namespace, -1 for a
 //! process that has ended and been reaped. A pidfd of a process outside
-//! the dump is refused by name (as CRIU: nothing would bring that process
-//! back), and so is a pidfd of a thread (PIDFD_THREAD, which CRIU refuses
-//! too).
+//! the dumped tree is refused by name (as CRIU: nothing would bring that
+//! process back), and so is a pidfd of a thread (PIDFD_THREAD, which CRIU
+//! refuses too).
 
 use rcriu_images::pb;
 use rcriu_proc::{FdInfoKind, Pid};
@@ -15,7 +15,15 @@ use crate::{Error, Result};
 /// `PIDFD_THREAD`, shown among a pidfd's flags as O_EXCL.
 const PIDFD_THREAD: u32 = libc::O_EXCL as u32;
 
-pub fn entry(pid: Pid, id: u32, f: &OpenFd, fown: pb::FownEntry) -> Result<pb::PidfdEntry> {
+/// The entry of pidfd `f` of process `pid`; `tree` holds the pids of the
+/// dumped tree (the process itself when empty).
+pub fn entry(
+    pid: Pid,
+    id: u32,
+    f: &OpenFd,
+    fown: pb::FownEntry,
+    tree: &[Pid],
+) -> Result<pb::PidfdEntry> {
     let FdInfoKind::Pidfd { pid: of, ns_pid } = &f.fdinfo.kind else {
         return Err(crate::anon::no_lines(pid, f.fd, "a pidfd"));
     };
@@ -23,7 +31,7 @@ pub fn entry(pid: Pid, id: u32, f: &OpenFd, fown: pb::FownEntry) -> Result<pb::P
     if f.flags() & PIDFD_THREAD != 0 {
         return Err(refuse("a pidfd of a thread (PIDFD_THREAD)".into()));
     }
-    if *of != -1 && *of != pid {
+    if *of != -1 && *of != pid && !tree.contains(of) {
         return Err(refuse(format!(
             "a pidfd of process {of}, which is not in the dump"
         )));

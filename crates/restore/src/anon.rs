@@ -58,9 +58,15 @@ impl Anon {
 
     /// Once every fd of process `pid` is open (`fds`: number,
     /// close-on-exec, open file): the targets of its epoll instances are
-    /// registered, the processes that stood for dead ones in pidfds end.
+    /// registered.
     pub fn finish_process(&mut self, pid: u32, fds: &[(i32, bool, OwnedFd)]) -> Result<()> {
-        self.epolls.register(pid, fds)?;
+        self.epolls.register(pid, fds)
+    }
+
+    /// Once every process's fds are open: the processes that stood for
+    /// ended ones in pidfds end (one for each ended process, whichever
+    /// processes of the tree held pidfds of it).
+    pub fn finish(&mut self) -> Result<()> {
         self.pidfds.finish()
     }
 }
@@ -68,8 +74,14 @@ impl Anon {
 /// Whether `entry` is of a kind of this module that the restore takes;
 /// refuses, without making anything, what [`Anon::open`] would refuse.
 /// `fd` is the fd of process `pid` that holds it, `fdinfo` the process's
-/// fds.
-pub fn check(pid: u32, fd: u32, entry: &pb::FileEntry, fdinfo: &[pb::FdinfoEntry]) -> Result<bool> {
+/// fds, `tree` the pids of the restored processes (zombies too).
+pub fn check(
+    pid: u32,
+    fd: u32,
+    entry: &pb::FileEntry,
+    fdinfo: &[pb::FdinfoEntry],
+    tree: &[u32],
+) -> Result<bool> {
     Ok(match (pb::FdTypes::try_from(entry.r#type), entry) {
         (Ok(pb::FdTypes::Eventfd), pb::FileEntry { efd: Some(_), .. }) => true,
         (Ok(pb::FdTypes::Eventpoll), pb::FileEntry { epfd: Some(e), .. }) => {
@@ -90,7 +102,7 @@ pub fn check(pid: u32, fd: u32, entry: &pb::FileEntry, fdinfo: &[pb::FdinfoEntry
             true
         }
         (Ok(pb::FdTypes::Pidfd), pb::FileEntry { pidfd: Some(e), .. }) => {
-            pidfd::check(pid, fd, e)?;
+            pidfd::check(pid, fd, e, tree)?;
             true
         }
         _ => false,

@@ -174,16 +174,17 @@ pub struct FdPlan {
 }
 
 /// A file of the process's own /proc directory (`/proc/PID/...`), or a
-/// pidfd of the process itself, which exist only once the process does:
-/// the restorer opens it.
+/// pidfd of a process of the tree, which exist only once the processes
+/// do: the restorer opens it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Late {
     pub to: i32,
     /// `open`'s flags, O_CLOEXEC included for a close-on-exec fd (for a
     /// pidfd: `pidfd_open`'s and O_CLOEXEC).
     pub flags: i32,
+    /// Its position; for a pidfd, the pid it names.
     pub pos: u64,
-    /// Empty for a pidfd of the process itself.
+    /// Empty for a pidfd.
     pub path: Vec<u8>,
 }
 
@@ -210,134 +211,150 @@ pub enum Ctty {
     Extra(OwnedFd),
 }
 
-/// Opens every fd of the process as it was: one open file per file id
-/// (with its flags, position and owner's signal), copied to every fd that
-/// shares it; takes the locks of the open files when `file_locks`.
-pub fn plan(
-    img: &Images,
-    validation: FileValidation,
-    shell_job: bool,
-    file_locks: bool,
-    ghosts: &mut ghost::Ghosts,
-) -> Result<FdPlan> {
-    let files_id = img.task.ids.files_id;
-    let from = ImageFile::Fdinfo(files_id.into());
-    let mut plan = FdPlan::default();
-    let mut op = Opener {
-        img,
-        validation,
-        shell_job,
-        opened: BTreeMap::new(),
-        ghosts,
-        pipes: pipes::Pipes::load(&img.dir)?,
-        fifos: pipes::Fifos::load(&img.dir)?,
-        ttys: tty::Ttys::load(&img.dir)?,
-        tmpfiles: BTreeMap::new(),
-        tmpfile_ghosts: Vec::new(),
-        anon: anon::Anon::default(),
-        locks: file_lock::Locks::load(&img.dir, file_locks)?,
-    };
-    op.tmpfile_ghosts = img
-        .files
-        .values()
-        .filter(|f| {
-            f.reg
-                .as_ref()
-                .is_some_and(|r| r.flags as i32 & TMPFILE_BIT != 0)
-        })
-        .filter_map(|f| op.ghosts.ghost_of(f.id))
-        .collect();
-    let mut owned = Vec::new();
-    let tids: Vec<u32> = img.task.cores.iter().map(|(t, _)| *t).collect();
-    let mut late_ids = Vec::new();
-    for e in &img.task.fdinfo {
-        let fd = i32::try_from(e.fd)
-            .map_err(|_| Error::invalid(from.name(), format!("bad fd {}", e.fd)))?;
-        let entry = img.file(e.id, &from)?;
-        if entry.memfd.is_some() {
-            continue; // memfd.rs opens them
-        }
-        if let Some(p) = pidfd::of_itself(entry, img.task.pid) {
-            if late_ids.contains(&e.id) {
-                return Err(Error::unsupported(format!(
-                    "restoring fd {fd} of process {}: a pidfd of itself open as several fds",
-                    img.task.pid
-                )));
-            }
-            late_ids.push(e.id);
-            let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
-            plan.late.push(Late {
-                to: fd,
-                flags: pidfd::open_flags(p) | if cloexec { libc::O_CLOEXEC } else { 0 },
-                pos: 0,
-                path: Vec::new(),
-            });
-            continue;
-        }
-        if let Some(reg) = entry.reg.as_ref().filter(|r| own_proc_path(&r.name, &tids)) {
-            if late_ids.contains(&e.id) {
-                return Err(Error::unsupported(format!(
-                    "restoring fd {fd} of process {}: {} open as several fds",
-                    img.task.pid,
-                    path_of(reg).display()
-                )));
-            }
-            late_ids.push(e.id);
-            let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
-            plan.late.push(Late {
-                to: fd,
-                flags: reopen_flags(reg.flags as i32)
-                    | (reg.flags as i32 & libc::O_ACCMODE)
-                    | if cloexec { libc::O_CLOEXEC } else { 0 },
-                pos: reg.pos,
-                path: reg.name.clone(),
-            });
-            continue;
-        }
-        let file = match op.opened.get(&e.id) {
-            Some(f) => f.try_clone().map_err(Error::host("copying an open file"))?,
-            None => {
-                let (f, fown, session) = op.open(e.id, &from, fd)?;
-                if let Some(sid) = session
-                    && sid == img.task.pstree.sid
-                    && img.task.pstree.sid == img.task.pid
-                    && plan.ctty.is_none()
-                {
-                    plan.ctty = Some(Ctty::Fd(fd));
-                }
-                if let Some(o) = fown
-                    && o.pid != 0
-                    && !owned.contains(&e.id)
-                {
-                    owned.push(e.id);
-                    plan.owners.push((fd, owner_kind(o.pid_type), o.pid as i32));
-                }
-                let copy = f.try_clone().map_err(Error::host("copying an open file"))?;
-                op.opened.insert(e.id, f);
-                copy
-            }
+impl<'a> Opener<'a> {
+    /// What opens the files of a restore (of every process of a tree):
+    /// `img` is any process's images (the tree's files are the same in
+    /// each); the locks of the open files are taken when `file_locks`.
+    pub fn new(
+        img: &'a Images,
+        validation: FileValidation,
+        shell_job: bool,
+        file_locks: bool,
+    ) -> Result<Self> {
+        let mut op = Opener {
+            img,
+            validation,
+            shell_job,
+            opened: BTreeMap::new(),
+            ghosts: ghost::Ghosts::load(&img.dir)?,
+            pipes: pipes::Pipes::load(&img.dir)?,
+            fifos: pipes::Fifos::load(&img.dir)?,
+            ttys: tty::Ttys::load(&img.dir)?,
+            tmpfiles: BTreeMap::new(),
+            tmpfile_ghosts: Vec::new(),
+            owned: Vec::new(),
+            anon: anon::Anon::default(),
+            locks: file_lock::Locks::load(&img.dir, file_locks)?,
+            tree: Vec::new(),
         };
-        let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
-        plan.fds.push((fd, cloexec, file));
+        op.tmpfile_ghosts = img
+            .files
+            .values()
+            .filter(|f| {
+                f.reg
+                    .as_ref()
+                    .is_some_and(|r| r.flags as i32 & TMPFILE_BIT != 0)
+            })
+            .filter_map(|f| op.ghosts.ghost_of(f.id))
+            .collect();
+        Ok(op)
     }
-    op.anon.finish_process(img.task.pid, &plan.fds)?;
-    plan.locks = op.locks.take(img.task.pid, &plan.fds)?;
-    let pst = &img.task.pstree;
-    if plan.ctty.is_none() && pst.sid == pst.pid {
-        plan.ctty = op.ttys.session_slave(pst.sid)?.map(Ctty::Extra);
+
+    /// The fds of the process of `img`: an open file shared with a process
+    /// planned before is the same open file description.
+    pub fn plan(&mut self, img: &Images) -> Result<FdPlan> {
+        let files_id = img.task.ids.files_id;
+        let from = ImageFile::Fdinfo(files_id.into());
+        let mut plan = FdPlan::default();
+        let tids: Vec<u32> = img.task.cores.iter().map(|(t, _)| *t).collect();
+        let mut late_ids = Vec::new();
+        for e in &img.task.fdinfo {
+            let fd = i32::try_from(e.fd)
+                .map_err(|_| Error::invalid(from.name(), format!("bad fd {}", e.fd)))?;
+            let entry = img.file(e.id, &from)?;
+            if entry.memfd.is_some() {
+                continue; // memfd.rs opens them
+            }
+            if let Some(p) = pidfd::of_live(entry, img.task.pid, &self.tree) {
+                if late_ids.contains(&e.id) {
+                    return Err(Error::unsupported(format!(
+                        "restoring fd {fd} of process {}: a pidfd of a live process open as several fds",
+                        img.task.pid
+                    )));
+                }
+                late_ids.push(e.id);
+                let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
+                plan.late.push(Late {
+                    to: fd,
+                    flags: pidfd::open_flags(p) | if cloexec { libc::O_CLOEXEC } else { 0 },
+                    pos: p.nspid as u64,
+                    path: Vec::new(),
+                });
+                continue;
+            }
+            if let Some(reg) = entry.reg.as_ref().filter(|r| own_proc_path(&r.name, &tids)) {
+                if late_ids.contains(&e.id) {
+                    return Err(Error::unsupported(format!(
+                        "restoring fd {fd} of process {}: {} open as several fds",
+                        img.task.pid,
+                        path_of(reg).display()
+                    )));
+                }
+                late_ids.push(e.id);
+                let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
+                plan.late.push(Late {
+                    to: fd,
+                    flags: reopen_flags(reg.flags as i32)
+                        | (reg.flags as i32 & libc::O_ACCMODE)
+                        | if cloexec { libc::O_CLOEXEC } else { 0 },
+                    pos: reg.pos,
+                    path: reg.name.clone(),
+                });
+                continue;
+            }
+            let file = match self.opened.get(&e.id) {
+                Some(f) => f.try_clone().map_err(Error::host("copying an open file"))?,
+                None => {
+                    let (f, fown, session) = self.open(e.id, &from, fd, img.task.pid)?;
+                    if let Some(sid) = session
+                        && sid == img.task.pstree.sid
+                        && img.task.pstree.sid == img.task.pid
+                        && plan.ctty.is_none()
+                    {
+                        plan.ctty = Some(Ctty::Fd(fd));
+                    }
+                    if let Some(o) = fown
+                        && o.pid != 0
+                        && !self.owned.contains(&e.id)
+                    {
+                        self.owned.push(e.id);
+                        plan.owners.push((fd, owner_kind(o.pid_type), o.pid as i32));
+                    }
+                    let copy = f.try_clone().map_err(Error::host("copying an open file"))?;
+                    self.opened.insert(e.id, f);
+                    copy
+                }
+            };
+            let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
+            plan.fds.push((fd, cloexec, file));
+        }
+        self.anon.finish_process(img.task.pid, &plan.fds)?;
+        plan.locks = self.locks.take(img.task.pid, &plan.fds)?;
+        let pst = &img.task.pstree;
+        if plan.ctty.is_none() && pst.sid == pst.pid {
+            plan.ctty = self.ttys.session_slave(pst.sid)?.map(Ctty::Extra);
+        }
+        plan.fds.sort_by_key(|(fd, _, _)| *fd);
+        plan.late.sort_by_key(|l| l.to);
+        if let Some(w) = plan.fds.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(Error::invalid(from.name(), format!("fd {} twice", w[0].0)));
+        }
+        Ok(plan)
     }
-    op.ttys.finish()?;
-    plan.fds.sort_by_key(|(fd, _, _)| *fd);
-    plan.late.sort_by_key(|l| l.to);
-    if let Some(w) = plan.fds.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(Error::invalid(from.name(), format!("fd {} twice", w[0].0)));
+
+    /// Once every process's fds are open: the processes made for ended
+    /// ones in pidfds, the terminals' locks and the ghosts' names go.
+    pub fn finish(&mut self) -> Result<()> {
+        self.anon.finish()?;
+        self.ttys.finish()?;
+        self.ghosts.unlink_all()
     }
-    Ok(plan)
 }
 
 /// Refuses, without opening anything, the fds of kinds this version does
-/// not restore (as [`plan`] would).
-pub fn check_kinds(img: &Images) -> Result<()> {
+/// not restore (as [`plan`] would); `tree` holds the pids of the restored
+/// processes (zombies too).
+pub fn check_kinds(img: &Images, tree: &[u32]) -> Result<()> {
     let from = ImageFile::Fdinfo(img.task.ids.files_id.into());
     let ttys = tty::Ttys::load(&img.dir)?;
     ghost::Ghosts::load(&img.dir)?;
@@ -356,7 +373,10 @@ pub fn check_kinds(img: &Images) -> Result<()> {
                 }
                 None => false,
             },
-            _ => entry.memfd.is_some() || anon::check(img.task.pid, e.fd, entry, &img.task.fdinfo)?,
+            _ => {
+                entry.memfd.is_some()
+                    || anon::check(img.task.pid, e.fd, entry, &img.task.fdinfo, tree)?
+            }
         };
         if !known {
             return Err(Error::unsupported(format!(
@@ -390,13 +410,15 @@ pub fn set_owners(owners: &[(i32, i32, i32)], fds: &[(i32, bool, OwnedFd)]) -> R
 }
 
 /// What opens the files of one restore.
-struct Opener<'a> {
+pub struct Opener<'a> {
     img: &'a Images,
     validation: FileValidation,
     shell_job: bool,
     /// file id → its open file.
     opened: BTreeMap<u32, OwnedFd>,
-    ghosts: &'a mut ghost::Ghosts,
+    /// Files that had no name left: made again for the fds, mappings,
+    /// cwds, roots and executables of the tree, removed once all are open.
+    pub ghosts: ghost::Ghosts,
     pipes: pipes::Pipes,
     fifos: pipes::Fifos,
     ttys: tty::Ttys,
@@ -406,20 +428,27 @@ struct Opener<'a> {
     /// ghost id → the unnamed temporary file made again, and whether its
     /// own description went to an fd.
     tmpfiles: BTreeMap<u32, (std::fs::File, bool)>,
-    /// eventfds, epoll instances, signalfds, timerfds, inotify.
+    /// The file ids whose owner (F_SETOWN) is planned.
+    owned: Vec<u32>,
+    /// eventfds, epoll instances, signalfds, timerfds, inotify, fanotify,
+    /// pidfds.
     anon: anon::Anon,
     /// Locks and leases to take.
     locks: file_lock::Locks,
+    /// The pids of the restored processes (zombies too): their pidfds are
+    /// opened by the restorers.
+    pub tree: Vec<u32>,
 }
 
 impl Opener<'_> {
-    /// Opens file `id` (first held as `fd`): the open file, its owner, and
-    /// the session whose terminal it is.
+    /// Opens file `id` (first held as `fd` by process `pid`): the open
+    /// file, its owner, and the session whose terminal it is.
     fn open(
         &mut self,
         id: u32,
         from: &ImageFile,
         fd: i32,
+        pid: u32,
     ) -> Result<(OwnedFd, Option<pb::FownEntry>, Option<u32>)> {
         let img = self.img;
         let entry = img.file(id, from)?;
@@ -474,7 +503,7 @@ impl Opener<'_> {
                     let o = self.ttys.open(t, self.shell_job)?;
                     (o.fd, t.fown, o.session)
                 }
-                _ => match self.anon.open(img.task.pid, entry, fd)? {
+                _ => match self.anon.open(pid, entry, fd)? {
                     Some((file, fown)) => (file, fown, None),
                     None => return Err(unsupported()),
                 },

@@ -1,10 +1,11 @@
-//! pidfds. A pidfd of the process itself is opened by the restorer,
-//! once the process exists ([`of_itself`]). A pidfd of a process that had
+//! pidfds. A pidfd of a live process of the tree (the process itself,
+//! another one, a zombie) is opened by the restorer, once every process
+//! of the tree exists ([`of_live`]). A pidfd of a process that had
 //! ended (pid -1) is made of a child of rcriu's (as CRIU does): pidfds
 //! are opened on it, then it is killed and reaped, once every pidfd of the same
 //! dead process (the same pidfs inode in the images) is open, so that
-//! they all refer to one process, as they did. A pidfd of another live
-//! process is refused by the check.
+//! they all refer to one process, as they did. A pidfd of a live process
+//! outside the tree is refused by the check.
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -16,11 +17,12 @@ use crate::{Error, Result, anon, anon_sys};
 /// The flags pidfd_open takes (PIDFD_NONBLOCK).
 const PIDFD_FLAGS: u32 = libc::O_NONBLOCK as u32;
 
-/// Refuses what a restore would refuse, without making anything.
-pub fn check(pid: u32, fd: u32, e: &pb::PidfdEntry) -> Result<()> {
-    if e.nspid != -1 && e.nspid as u32 != pid {
+/// Refuses what a restore would refuse, without making anything; `tree`
+/// holds the pids of the restored processes (zombies too).
+pub fn check(pid: u32, fd: u32, e: &pb::PidfdEntry, tree: &[u32]) -> Result<()> {
+    if e.nspid != -1 && e.nspid as u32 != pid && !tree.contains(&(e.nspid as u32)) {
         return Err(Error::unsupported(format!(
-            "restoring fd {fd} of process {pid}, a pidfd of another live process ({})",
+            "restoring fd {fd} of process {pid}, a pidfd of a live process outside the images ({})",
             e.nspid
         )));
     }
@@ -33,13 +35,15 @@ pub fn check(pid: u32, fd: u32, e: &pb::PidfdEntry) -> Result<()> {
     Ok(())
 }
 
-/// The pidfd `entry` is, when it is one of process `pid` itself (which
-/// only the process, once it exists, can open: the restorer does).
-pub fn of_itself(entry: &pb::FileEntry, pid: u32) -> Option<&pb::PidfdEntry> {
-    entry
-        .pidfd
-        .as_ref()
-        .filter(|p| entry.r#type == pb::FdTypes::Pidfd as i32 && p.nspid as u32 == pid)
+/// The pidfd `entry` is, when it is one of a live process of `tree` (the
+/// restored processes) or of process `pid` itself: what only the
+/// restorer, once every process exists, can open.
+pub fn of_live<'e>(entry: &'e pb::FileEntry, pid: u32, tree: &[u32]) -> Option<&'e pb::PidfdEntry> {
+    entry.pidfd.as_ref().filter(|p| {
+        entry.r#type == pb::FdTypes::Pidfd as i32
+            && p.nspid != -1
+            && (p.nspid as u32 == pid || tree.contains(&(p.nspid as u32)))
+    })
 }
 
 /// `pidfd_open`'s flags for pidfd `e`.
@@ -57,11 +61,11 @@ pub struct Pidfds {
 
 impl Pidfds {
     pub fn open(&mut self, pid: u32, fd: i32, e: &pb::PidfdEntry) -> Result<OwnedFd> {
-        check(pid, fd as u32, e)?;
+        check(pid, fd as u32, e, &[])?;
         if e.nspid != -1 {
-            // The process's own: the restorer opens it (files.rs).
+            // A live process's: the restorer opens it (files.rs).
             return Err(Error::unsupported(format!(
-                "restoring fd {fd} of process {pid}, a pidfd of itself, other than by the restorer"
+                "restoring fd {fd} of process {pid}, a pidfd of a live process, other than by the restorer"
             )));
         }
         let what = format!("the pidfd of fd {fd} of process {pid}");

@@ -301,6 +301,51 @@ pub fn become_subreaper() {
     });
 }
 
+/// The processes of the tree under `root` (itself first, each parent
+/// before its children), from each thread's `children`.
+pub fn tree_pids(root: i32) -> Vec<i32> {
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let pid = out[i];
+        i += 1;
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let path = t.path().join("children");
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+/// Whether `pid` is a zombie.
+pub fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// The proportional set size of `pid` (`Pss` of smaps_rollup), in KiB.
+pub fn pss_kib(pid: i32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_else(|e| panic!("reading the smaps_rollup of {pid}: {e}"));
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Pss in the smaps_rollup of {pid}"))
+}
+
 /// Parses a decimal or 0x-prefixed hex number.
 pub fn parse_num(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -369,6 +414,10 @@ pub struct ProcSnapshot {
     pub status: Vec<String>,
     pub limits: String,
     pub stat: Vec<String>,
+    /// Its parent, process group, session and exit signal (a shell job
+    /// restored with --shell-job has rcriu's: see
+    /// [`ProcSnapshot::apart_from_tree`]).
+    pub tree: Vec<String>,
     /// Each fd: its number, what it is (a pipe's inode left out: a
     /// restore makes new pipes), its position and flags from fdinfo.
     pub fds: Vec<String>,
@@ -411,6 +460,14 @@ const STATUS_KEYS: &[&str] = &[
 /// layout: startcode, endcode, startstack, start_data, end_data,
 /// start_brk, arg_start, arg_end, env_start, env_end.
 const STAT_FIELDS: &[usize] = &[26, 27, 28, 45, 46, 47, 48, 49, 50, 51];
+
+/// stat's fields about where the process stands in its tree.
+const TREE_FIELDS: &[(usize, &str)] = &[
+    (4, "ppid"),
+    (5, "pgrp"),
+    (6, "session"),
+    (38, "exit_signal"),
+];
 
 impl ProcSnapshot {
     /// Reads `pid`'s /proc once it holds still: three readings alike in
@@ -476,11 +533,22 @@ impl ProcSnapshot {
                 .iter()
                 .map(|&n| fields.get(n - 3).copied().unwrap_or("?").to_owned())
                 .collect(),
+            tree: TREE_FIELDS
+                .iter()
+                .map(|&(n, name)| format!("{name} {}", fields.get(n - 3).copied().unwrap_or("?")))
+                .collect(),
             fds: fd_lines(pid),
             attrs: attr_lines(pid),
             threads: thread_lines(pid),
             wchan: text("wchan"),
         }
+    }
+
+    /// The snapshot without where the process stands in its tree (for a
+    /// shell job, which a restore puts under rcriu, in rcriu's group).
+    pub fn apart_from_tree(mut self) -> ProcSnapshot {
+        self.tree.clear();
+        self
     }
 
     /// A snapshot of `pid` once it sleeps where `like` did: a restored
@@ -524,6 +592,10 @@ impl ProcSnapshot {
         lines("VmFlags", &self.vmflags, &other.vmflags, &mut d);
         lines("status", &self.status, &other.status, &mut d);
         lines("stat", &self.stat, &other.stat, &mut d);
+        // Left out of either (apart_from_tree): not compared.
+        if !self.tree.is_empty() && !other.tree.is_empty() {
+            lines("tree", &self.tree, &other.tree, &mut d);
+        }
         lines("fds", &self.fds, &other.fds, &mut d);
         lines("attributes", &self.attrs, &other.attrs, &mut d);
         lines("threads", &self.threads, &other.threads, &mut d);
@@ -637,7 +709,9 @@ fn attr_lines(pid: i32) -> Vec<String> {
 }
 
 /// A line of maps, but for the inode of a file with no name left (a
-/// deleted file, a memfd), which a restore makes anew.
+/// deleted file, a memfd, shared anonymous memory: `/dev/zero
+/// (deleted)`), which a restore makes anew, as CRIU does; that it is
+/// still shared is the workloads' to check.
 fn map_line(l: &str) -> String {
     if !l.ends_with(" (deleted)") {
         return l.to_owned();

@@ -3,6 +3,8 @@
 //! files, pidfds of itself); every other fd is closed. Then the file
 //! locks the process must take itself (POSIX locks, flocks, leases).
 
+use core::sync::atomic::{AtomicU32, Ordering};
+
 use rcriu_blob_rt::nr::*;
 use rcriu_blob_rt::syscall::{addr, call, value};
 use rcriu_parasite_abi::restorer::{
@@ -104,12 +106,13 @@ fn take_lock(l: &TakeLock, index: u32) -> Res {
 fn open_late(l: &LateOpen) -> Res {
     let cloexec = l.flags as u64 & O_CLOEXEC != 0;
     let fd = if l.path == 0 {
-        // A pidfd of this process (always opened close-on-exec).
-        let pid = value(NR_GETPID, 0, 0, 0);
-        let fd = ok(
-            value(NR_PIDFD_OPEN, pid as u64, l.flags as u64 & !O_CLOEXEC, 0),
-            0,
-        )?;
+        // A pidfd of process `pos` of the tree, this one when 0 (always
+        // opened close-on-exec).
+        let pid = match l.pos {
+            0 => value(NR_GETPID, 0, 0, 0) as u64,
+            p => p,
+        };
+        let fd = ok(value(NR_PIDFD_OPEN, pid, l.flags as u64 & !O_CLOEXEC, 0), 0)?;
         if fd == l.to as i64 && !cloexec {
             ok(value(NR_FCNTL, fd as u64, F_SETFD, 0), 0)?;
         }
@@ -124,8 +127,72 @@ fn open_late(l: &LateOpen) -> Res {
         value(NR_CLOSE, fd as u64, 0, 0);
         ok(r, 0)?;
     }
-    if l.pos != 0 {
+    if l.path != 0 && l.pos != 0 {
         ok(value(NR_LSEEK, l.to as u64, l.pos, SEEK_SET), 0)?;
     }
     Ok(())
+}
+
+/// The words of the process that places the fds of a shared table.
+///
+/// # Safety
+/// `args` is the address of that process's `Args` in the region, whose
+/// two words every sharer touches only atomically.
+unsafe fn words(args: u64) -> (&'static AtomicU32, &'static AtomicU32) {
+    let a = args as *mut Args;
+    // SAFETY: the caller's contract; both are aligned u32 fields.
+    unsafe {
+        (
+            AtomicU32::from_ptr(&raw mut (*a).fdt_pending),
+            AtomicU32::from_ptr(&raw mut (*a).fdt_placed),
+        )
+    }
+}
+
+fn wake(w: &AtomicU32) {
+    // SAFETY: a futex wake on a word of the shared region.
+    unsafe { call(NR_FUTEX, w.as_ptr() as u64, FUTEX_WAKE, i32::MAX as u64, 0) };
+}
+
+/// Sleeps until `done(w)`.
+fn wait_until(w: &AtomicU32, done: impl Fn(u32) -> bool) {
+    loop {
+        let now = w.load(Ordering::Acquire);
+        if done(now) {
+            return;
+        }
+        // SAFETY: a futex wait on a word of the shared region, while it
+        // holds `now`.
+        unsafe { call(NR_FUTEX, w.as_ptr() as u64, FUTEX_WAIT, now as u64, 0) };
+    }
+}
+
+/// A process sharing an ancestor's fd table: done with the fds rcriu
+/// opened for it, it tells the table's holder, and waits until the fds
+/// are placed (nothing it does after may open an fd the placing would
+/// take).
+pub fn hand_over(a: &Args) {
+    // SAFETY: rcriu put the holder's args address in `fdt_owner`.
+    let (pending, placed) = unsafe { words(a.fdt_owner) };
+    if pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+        wake(pending);
+    }
+    wait_until(placed, |v| v != 0);
+}
+
+/// The holder of a shared fd table waits until every sharer is done with
+/// the fds rcriu opened for it.
+pub fn wait_sharers(a: &mut Args) {
+    // SAFETY: its own args' word, aligned, in the region; sharers touch it
+    // only atomically.
+    let pending = unsafe { AtomicU32::from_ptr(&raw mut a.fdt_pending) };
+    wait_until(pending, |v| v == 0);
+}
+
+/// The holder says the fds are placed.
+pub fn placed(a: &mut Args) {
+    // SAFETY: as in `wait_sharers`.
+    let placed = unsafe { AtomicU32::from_ptr(&raw mut a.fdt_placed) };
+    placed.store(1, Ordering::Release);
+    wake(placed);
 }
