@@ -148,7 +148,10 @@ fn reading_memory_by_pinning_it_unshares_it() {
     let mut buf = vec![0u8; 1 << 20];
     for pid in rcriu_test_support::tree_pids(w.pid).into_iter().skip(1) {
         let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-        for l in maps.lines().filter(|l| l.contains(" rw-p 00000000 00:00 0")) {
+        for l in maps
+            .lines()
+            .filter(|l| l.contains(" rw-p 00000000 00:00 0"))
+        {
             let (lo, hi) = l.split_once(' ').unwrap().0.split_once('-').unwrap();
             let (lo, hi) = (
                 u64::from_str_radix(lo, 16).unwrap(),
