@@ -107,6 +107,82 @@ fn memory_not_inherited_is_counted_once_per_process() {
     );
 }
 
+/// Starts `cow` with 3 children of a parent with 72 MiB (enough for the
+/// dump's second page worker on tmpfs), each rewriting 256 KiB; returns
+/// it with the tree's Pss.
+fn big_cow() -> (rcriu_test_support::Workload, u64) {
+    let w = start("cow", &["3", "72", "256"]);
+    assert_eq!(rcriu_test_support::tree_pids(w.pid).len(), 4);
+    let pss = tree_pss(w.pid);
+    (w, pss)
+}
+
+/// A dump (--leave-running, to tmpfs: the parasite and the page helper
+/// both read) leaves the pages a parent and its children share since the
+/// fork shared: the tree's Pss does not grow.
+#[test]
+fn a_dump_leaves_memory_shared_across_fork_shared() {
+    let _g = setup();
+    let (w, before) = big_cow();
+    let images = TempDir::in_shm("cow-lr");
+    Dump::new(w.pid)
+        .images_dir(images.path())
+        .leave_running(true)
+        .run()
+        .unwrap();
+    let after = tree_pss(w.pid);
+    assert!(
+        after * 10 <= before * 11,
+        "the tree's Pss after the dump ({after} KiB) is within 1.1x of before ({before} KiB)"
+    );
+    w.verdict().unwrap();
+}
+
+/// The negative control of the Pss measure: reading the children's
+/// memory with process_vm_readv (which pins the pages, as the dump's
+/// helper once did) makes each child copy what it shared.
+#[test]
+fn reading_memory_by_pinning_it_unshares_it() {
+    let _g = setup();
+    let (w, before) = big_cow();
+    let mut buf = vec![0u8; 1 << 20];
+    for pid in rcriu_test_support::tree_pids(w.pid).into_iter().skip(1) {
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+        for l in maps
+            .lines()
+            .filter(|l| l.contains(" rw-p 00000000 00:00 0"))
+        {
+            let (lo, hi) = l.split_once(' ').unwrap().0.split_once('-').unwrap();
+            let (lo, hi) = (
+                u64::from_str_radix(lo, 16).unwrap(),
+                u64::from_str_radix(hi, 16).unwrap(),
+            );
+            if hi - lo < 64 << 20 {
+                continue;
+            }
+            for at in (lo..hi).step_by(buf.len()) {
+                let local = libc::iovec {
+                    iov_base: buf.as_mut_ptr().cast(),
+                    iov_len: buf.len().min((hi - at) as usize),
+                };
+                let remote = libc::iovec {
+                    iov_base: at as usize as *mut libc::c_void,
+                    iov_len: local.iov_len,
+                };
+                // SAFETY: the kernel writes at most iov_len bytes into
+                // `buf`, which is that long; the remote side it checks.
+                unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+            }
+        }
+    }
+    let after = tree_pss(w.pid);
+    assert!(
+        after > before * 2,
+        "pinned reads unshare ({before} KiB -> {after} KiB)"
+    );
+    w.verdict().unwrap();
+}
+
 #[test]
 fn a_group_whose_leader_is_gone() {
     let _g = setup();
