@@ -271,3 +271,39 @@ fn an_fd_table_not_shared_shows() {
     .unwrap_err();
     assert!(err.contains("the fd table it shares"), "{err}");
 }
+
+/// A deleted file mapped shared and private by a parent and its two
+/// children (what a POSIX semaphore of Python's multiprocessing is): saved
+/// as a ghost file, made again once, mapped by all three.
+#[test]
+fn a_deleted_file_mapped_by_a_tree() {
+    let _g = setup();
+    cycle("tree", &["mapdel"], None).unwrap();
+}
+
+/// The negative control: a ghost whose bytes were changed restores as it
+/// says, and the processes see it.
+#[test]
+fn a_changed_ghost_of_a_mapped_file_shows() {
+    let _g = setup();
+    let err = cycle(
+        "tree",
+        &["mapdel"],
+        Some(|dir, _| {
+            let path = dir.path().join("ghost-file-1.img");
+            let mut bytes = std::fs::read(&path).unwrap();
+            // The file's bytes end the image; its word 100 is 77 (0x4d):
+            // make it 78.
+            let at = bytes.len() - 8192 + 400;
+            assert_eq!(bytes[at], 77, "the file's word 100");
+            bytes[at] = 78;
+            std::fs::write(&path, bytes).unwrap();
+        }),
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("the deleted file's private copy")
+            || err.contains("the private copy of the deleted file"),
+        "{err}"
+    );
+}

@@ -27,6 +27,11 @@
  *   sharing  a child cloned with CLONE_FILES | CLONE_FS (the root's fd
  *            table, cwd, root and umask), and a plain one; both and the
  *            root map one shared anonymous page.
+ *   mapdel   the root maps a file shared and private (its private copy
+ *            of page 1 rewritten), removes it (as a POSIX semaphore's
+ *            file is) and forks two children that inherit both mappings:
+ *            after the restore the shared page is still one page for all
+ *            three, the private copies their own, the file's bytes there.
  *
  * Every live process but the root waits in read(2) on a pipe from its
  * parent; the root waits in sigsuspend. Prints each process as "procN
@@ -66,6 +71,10 @@ static char result[512];
 /* The shared page of mode "sharing": [0] set before the forks, [1] by
  * the root as it checks, [2] counted up by each child that saw it. */
 static volatile int *shm;
+/* Mode "mapdel": the private mapping of the deleted file, and how many
+ * children share its shared mapping. */
+static volatile int *priv;
+static int shm_kids;
 
 static void fail(const char *what, pid_t who)
 {
@@ -104,6 +113,8 @@ static void serve(struct node *n)
 	if (read(n->in, &c, 1) != 1)
 		_exit(3);
 	check_ids(&n->me);
+	if (priv && (priv[1024] != 0x1234 || priv[100] != 77 || priv[0] != 1))
+		fail("the private copy of the deleted file", n->me.pid);
 	if (shm) {
 		if (shm[0] != 1 || shm[1] != 0x5eed)
 			fail("the shared page", n->me.pid);
@@ -441,6 +452,23 @@ int main(int argc, char **argv)
 		plain_child = spawn(&root, NULL, -1, -1).pid;
 		print_pid("fdt", fdt_child);
 		print_pid("plain", plain_child);
+		shm_kids = 2;
+	} else if (!strcmp(mode, "mapdel")) {
+		int fd = open("mapped.bin", O_RDWR | O_CREAT | O_TRUNC, 0600);
+		if (fd < 0 || ftruncate(fd, 8192))
+			return 2;
+		shm = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		priv = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+		if (shm == MAP_FAILED || priv == MAP_FAILED)
+			return 2;
+		shm[0] = 1;
+		shm[100] = 77;
+		priv[1024] = 0x1234;
+		close(fd);
+		unlink("mapped.bin");
+		print_pid("proc1", spawn(&root, NULL, -1, -1).pid);
+		print_pid("proc2", spawn(&root, NULL, -1, -1).pid);
+		shm_kids = 2;
 	} else {
 		return 2;
 	}
@@ -462,8 +490,11 @@ int main(int argc, char **argv)
 			fail("the cwd and root it shares with its child", me);
 		if (syscall(SYS_kcmp, me, plain_child, 2, 0, 0) == 0)
 			fail("an fd table shared with the plain child", me);
-		shm[1] = 0x5eed;
 	}
+	if (shm)
+		shm[1] = 0x5eed;
+	if (priv && (priv[1024] != 0x1234 || priv[100] != 77 || priv[0] != 1 || shm[1024] != 0))
+		fail("the deleted file's private copy", root.me.pid);
 	if (file_fd >= 0 && lseek(file_fd, 0, SEEK_CUR) != 100)
 		fail("the shared file's position", root.me.pid);
 	if (zombie_exit) {
@@ -506,7 +537,7 @@ int main(int argc, char **argv)
 		if (strcmp(r, "PASS\n") && !result[0])
 			snprintf(result, sizeof(result), "%s", r);
 	}
-	if (fdt_child && !result[0] && shm[2] != 2)
+	if (shm_kids && !result[0] && shm[2] != shm_kids)
 		fail("the children's marks on the shared page", getpid());
 	/* Reap the children. */
 	while (waitpid(-1, NULL, __WALL) > 0)

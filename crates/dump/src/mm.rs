@@ -237,7 +237,6 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
                 entry.fdflags = Some(libc::O_RDWR as u32);
             }
             VmaPath::File { path, deleted } => {
-                let p = path.display();
                 let name = path.as_os_str().as_encoded_bytes();
                 if name.starts_with(b"/SYSV") {
                     return Err(refuse(v, "SysV shared memory"));
@@ -248,9 +247,8 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
                 let shmem = name.starts_with(b"/memfd:")
                     || (vma.shared && *deleted && name == b"/dev/zero")
                     || hugetlb;
-                if *deleted && !shmem {
-                    return Err(refuse(v, &format!("a mapping of deleted file {p}")));
-                }
+                // A deleted file is saved as a ghost file (its id's
+                // remap), as an open one is.
                 entry.status = status::REGULAR
                     | if vma.shared {
                         status::FILE_SHARED
@@ -459,11 +457,6 @@ mod tests {
                 "7f0000000000-7f0000001000 rw-s 00000000 00:01 7                          /SYSV00000000 (deleted)",
                 "rd wr sh mr mw me ms",
                 "SysV",
-            ),
-            (
-                "7f0000000000-7f0000001000 r--p 00000000 fe:01 9                          /tmp/x (deleted)",
-                "rd mr mw me",
-                "deleted file /tmp/x",
             ),
             (
                 "7f0000000000-7f0000001000 rw-p 00000000 00:0f 3                          /mnt/huge/f",

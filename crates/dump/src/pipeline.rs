@@ -1156,7 +1156,9 @@ fn mapped_file(
         };
         return memfds.mapping(table, &info, &file, hugetlb, create);
     }
-    files::check_path(pid, "the mapped file", &info)?;
+    if !info.unlinked() {
+        files::check_path(pid, "the mapped file", &info)?;
+    }
     table.special(&info, &file)
 }
 
