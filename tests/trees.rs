@@ -307,3 +307,35 @@ fn a_changed_ghost_of_a_mapped_file_shows() {
         "{err}"
     );
 }
+
+/// A pipeline of three processes (producer, relay, consumer) with numbers
+/// in flight in both pipes: after the restore they run on, in order.
+#[test]
+fn a_pipeline_of_three_with_data_in_flight() {
+    let _g = setup();
+    cycle("tree", &["pipeline"], None).unwrap();
+}
+
+/// The negative control: the bytes in flight in a pipe, changed in the
+/// images, reach the reader as changed.
+#[test]
+fn a_pipeline_with_changed_data_in_flight_shows() {
+    let _g = setup();
+    let err = cycle(
+        "tree",
+        &["pipeline"],
+        Some(|dir, _| {
+            let path = dir.path().join("pipes-data.img");
+            let mut bytes = std::fs::read(&path).unwrap();
+            // The number 900, in flight in the first pipe, made 9000.
+            let at = bytes
+                .windows(8)
+                .position(|w| w == [0x84, 3, 0, 0, 0x85, 3, 0, 0])
+                .expect("900 and 901 in the first pipe");
+            bytes[at..at + 4].copy_from_slice(&9000u32.to_le_bytes());
+            std::fs::write(&path, bytes).unwrap();
+        }),
+    )
+    .unwrap_err();
+    assert!(err.contains("numbers in flight"), "{err}");
+}
