@@ -107,6 +107,82 @@ fn memory_not_inherited_is_counted_once_per_process() {
     );
 }
 
+/// Starts `cow` with 3 children of a parent with 72 MiB (enough for the
+/// dump's second page worker on tmpfs), each rewriting 256 KiB; returns
+/// it with the tree's Pss.
+fn big_cow() -> (rcriu_test_support::Workload, u64) {
+    let w = start("cow", &["3", "72", "256"]);
+    assert_eq!(rcriu_test_support::tree_pids(w.pid).len(), 4);
+    let pss = tree_pss(w.pid);
+    (w, pss)
+}
+
+/// A dump (--leave-running, to tmpfs: the parasite and the page helper
+/// both read) leaves the pages a parent and its children share since the
+/// fork shared: the tree's Pss does not grow.
+#[test]
+fn a_dump_leaves_memory_shared_across_fork_shared() {
+    let _g = setup();
+    let (w, before) = big_cow();
+    let images = TempDir::in_shm("cow-lr");
+    Dump::new(w.pid)
+        .images_dir(images.path())
+        .leave_running(true)
+        .run()
+        .unwrap();
+    let after = tree_pss(w.pid);
+    assert!(
+        after * 10 <= before * 11,
+        "the tree's Pss after the dump ({after} KiB) is within 1.1x of before ({before} KiB)"
+    );
+    w.verdict().unwrap();
+}
+
+/// The negative control of the Pss measure: reading the children's
+/// memory with process_vm_readv (which pins the pages, as the dump's
+/// helper once did) makes each child copy what it shared.
+#[test]
+fn reading_memory_by_pinning_it_unshares_it() {
+    let _g = setup();
+    let (w, before) = big_cow();
+    let mut buf = vec![0u8; 1 << 20];
+    for pid in rcriu_test_support::tree_pids(w.pid).into_iter().skip(1) {
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+        for l in maps
+            .lines()
+            .filter(|l| l.contains(" rw-p 00000000 00:00 0"))
+        {
+            let (lo, hi) = l.split_once(' ').unwrap().0.split_once('-').unwrap();
+            let (lo, hi) = (
+                u64::from_str_radix(lo, 16).unwrap(),
+                u64::from_str_radix(hi, 16).unwrap(),
+            );
+            if hi - lo < 64 << 20 {
+                continue;
+            }
+            for at in (lo..hi).step_by(buf.len()) {
+                let local = libc::iovec {
+                    iov_base: buf.as_mut_ptr().cast(),
+                    iov_len: buf.len().min((hi - at) as usize),
+                };
+                let remote = libc::iovec {
+                    iov_base: at as usize as *mut libc::c_void,
+                    iov_len: local.iov_len,
+                };
+                // SAFETY: the kernel writes at most iov_len bytes into
+                // `buf`, which is that long; the remote side it checks.
+                unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+            }
+        }
+    }
+    let after = tree_pss(w.pid);
+    assert!(
+        after > before * 2,
+        "pinned reads unshare ({before} KiB -> {after} KiB)"
+    );
+    w.verdict().unwrap();
+}
+
 #[test]
 fn a_group_whose_leader_is_gone() {
     let _g = setup();
@@ -194,4 +270,72 @@ fn an_fd_table_not_shared_shows() {
     )
     .unwrap_err();
     assert!(err.contains("the fd table it shares"), "{err}");
+}
+
+/// A deleted file mapped shared and private by a parent and its two
+/// children (what a POSIX semaphore of Python's multiprocessing is): saved
+/// as a ghost file, made again once, mapped by all three.
+#[test]
+fn a_deleted_file_mapped_by_a_tree() {
+    let _g = setup();
+    cycle("tree", &["mapdel"], None).unwrap();
+}
+
+/// The negative control: a ghost whose bytes were changed restores as it
+/// says, and the processes see it.
+#[test]
+fn a_changed_ghost_of_a_mapped_file_shows() {
+    let _g = setup();
+    let err = cycle(
+        "tree",
+        &["mapdel"],
+        Some(|dir, _| {
+            let path = dir.path().join("ghost-file-1.img");
+            let mut bytes = std::fs::read(&path).unwrap();
+            // The file's bytes end the image; its word 100 is 77 (0x4d):
+            // make it 78.
+            let at = bytes.len() - 8192 + 400;
+            assert_eq!(bytes[at], 77, "the file's word 100");
+            bytes[at] = 78;
+            std::fs::write(&path, bytes).unwrap();
+        }),
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("the deleted file's private copy")
+            || err.contains("the private copy of the deleted file"),
+        "{err}"
+    );
+}
+
+/// A pipeline of three processes (producer, relay, consumer) with numbers
+/// in flight in both pipes: after the restore they run on, in order.
+#[test]
+fn a_pipeline_of_three_with_data_in_flight() {
+    let _g = setup();
+    cycle("tree", &["pipeline"], None).unwrap();
+}
+
+/// The negative control: the bytes in flight in a pipe, changed in the
+/// images, reach the reader as changed.
+#[test]
+fn a_pipeline_with_changed_data_in_flight_shows() {
+    let _g = setup();
+    let err = cycle(
+        "tree",
+        &["pipeline"],
+        Some(|dir, _| {
+            let path = dir.path().join("pipes-data.img");
+            let mut bytes = std::fs::read(&path).unwrap();
+            // The number 900, in flight in the first pipe, made 9000.
+            let at = bytes
+                .windows(8)
+                .position(|w| w == [0x84, 3, 0, 0, 0x85, 3, 0, 0])
+                .expect("900 and 901 in the first pipe");
+            bytes[at..at + 4].copy_from_slice(&9000u32.to_le_bytes());
+            std::fs::write(&path, bytes).unwrap();
+        }),
+    )
+    .unwrap_err();
+    assert!(err.contains("numbers in flight"), "{err}");
 }

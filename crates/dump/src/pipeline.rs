@@ -22,7 +22,7 @@
 //!
 //! [`tree`]: crate::tree
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -113,8 +113,9 @@ struct Output {
     path: PathBuf,
     dir: Option<ImageDir>,
     written: Vec<PathBuf>,
-    /// Room for the task's pages image, reserved before the freeze.
-    room: Option<PagesRoom>,
+    /// Room for the pages image of each process of the tree, reserved
+    /// before the freeze.
+    rooms: BTreeMap<Pid, PagesRoom>,
 }
 
 impl Output {
@@ -124,7 +125,7 @@ impl Output {
             path: path.to_owned(),
             dir: None,
             written: Vec::new(),
-            room: None,
+            rooms: BTreeMap::new(),
         }
     }
 
@@ -137,12 +138,17 @@ impl Output {
         Ok(d)
     }
 
-    /// Reserves room for the pages of `pid` ([`page_writers::reserve`]).
-    fn reserve_pages(&mut self, pid: Pid) {
-        if let Some(bytes) = page_writers::room_wanted(pid)
-            && let Ok(dir) = self.dir()
-        {
-            self.room = page_writers::reserve(pid, dir.path(), bytes);
+    /// Reserves room for the pages of `root` and of each process under
+    /// it now ([`page_writers::reserve`]); a process that comes or goes
+    /// before the freeze is written without, or leaves its room unused.
+    fn reserve_pages(&mut self, root: Pid) {
+        for pid in crate::tree::descendants(root) {
+            if let Some(bytes) = page_writers::room_wanted(pid)
+                && let Ok(dir) = self.dir()
+                && let Some(room) = page_writers::reserve(pid, dir.path(), bytes)
+            {
+                self.rooms.insert(pid, room);
+            }
         }
     }
 
@@ -741,7 +747,6 @@ fn collect_tree(
                     m,
                     &with_parent,
                     host,
-                    o,
                     &mut sh,
                     out,
                     stats,
@@ -815,7 +820,6 @@ fn collect(
     member: &Member,
     with_parent: &WithParent,
     host: &Host,
-    o: &Options,
     sh: &mut Shared,
     out: &mut Output,
     stats: &mut DumpStats,
@@ -962,8 +966,7 @@ fn collect(
     let pages_id = memfds.take_pages_id();
     let dir = out.created(ImageFile::Pages(pages_id.into()))?;
     fault::image(&ImageFile::Pages(pages_id.into()).name()).map_err(Error::compel(pid))?;
-    // The room reserved before the freeze is the root's.
-    let room = if pid == o.pid { out.room.take() } else { None };
+    let room = out.rooms.remove(&pid);
     let mut pages_img = match room {
         Some(room) => dir.create_pages_in(pages_id, room),
         None => dir.create_pages(pages_id),
