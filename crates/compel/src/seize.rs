@@ -434,6 +434,9 @@ impl Seized {
                 }
             }
         }
+        if self.stop_on_release.get().is_some() && first_err.is_none() {
+            wait_group_stop(self.pid);
+        }
         match first_err {
             Some(e) => Err(e),
             None => {
@@ -442,6 +445,28 @@ impl Seized {
             }
         }
     }
+}
+
+/// Waits until process `pid`, let go with a stop signal queued, shows
+/// the group stop done (`T` in /proc/PID/stat), so that whoever asked it
+/// left stopped finds it stopped; gives up after two seconds (a SIGCONT
+/// from elsewhere may have come first) or when the process is gone.
+fn wait_group_stop(pid: Pid) {
+    let path = format!("/proc/{pid}/stat");
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(2) {
+        let Ok(stat) = std::fs::read_to_string(&path) else {
+            return;
+        };
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.trim_start().chars().next());
+        if matches!(state, Some('T' | 't') | None) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    log::debug!("process {pid} let go stopped is not stopped yet");
 }
 
 impl Drop for Seized {
