@@ -422,25 +422,44 @@ fn a_stopped_process_comes_back_stopped() {
     }
 }
 
-/// A process whose executable was deleted is refused by name, and runs on.
-#[test]
-fn a_deleted_executable_is_refused_by_name() {
-    let _g = setup();
-    let dir = rcriu_test_support::TempDir::new("deleted-exe");
+/// A copy of the onstack workload started, then removed: a process whose
+/// executable has no name left.
+fn start_deleted_exe(dir: &rcriu_test_support::TempDir) -> rcriu_test_support::Workload {
     let bin = dir.path().join("onstack-copy");
     std::fs::copy(rcriu_test_support::workload("onstack"), &bin).unwrap();
     let w = rcriu_test_support::Workload::start_binary(&bin, "onstack", &[]);
     w.wait_in("sigsuspend");
     std::fs::remove_file(&bin).unwrap();
+    w
+}
+
+/// A process whose executable was deleted: the executable is a ghost
+/// (within the ghost limit, as CRIU), mapped and its exe again.
+#[test]
+fn a_deleted_executable_carries_on() {
+    let _g = setup();
+    let dir = rcriu_test_support::TempDir::new("deleted-exe");
+    let w = start_deleted_exe(&dir);
+    common::cycle_with(w, "onstack", None).unwrap();
+}
+
+/// Over the ghost limit, a deleted executable is refused by name, and the
+/// process runs on.
+#[test]
+fn a_deleted_executable_over_the_ghost_limit_is_refused_by_name() {
+    let _g = setup();
+    let dir = rcriu_test_support::TempDir::new("deleted-exe-big");
+    let w = start_deleted_exe(&dir);
     let images = rcriu_test_support::TempDir::new("deleted-exe-img");
     let e = rcriu::Dump::new(w.pid)
         .images_dir(images.path())
+        .ghost_limit(4096)
         .run()
-        .expect_err("a deleted executable")
+        .expect_err("a deleted executable over the limit")
         .to_string();
     // (Its mappings of the executable are met first.)
     assert!(
-        e.contains("deleted") && e.contains("onstack-copy") && e.contains("cannot dump"),
+        e.contains("onstack-copy") && e.contains("over the ghost limit of 4096"),
         "{e}"
     );
     w.verdict().unwrap();

@@ -859,17 +859,8 @@ fn collect(
         }
         fd_infos.push(info);
     }
-    let exe_link = task.exe().map_err(Error::proc(pid))?;
-    if exe_link
-        .as_os_str()
-        .as_encoded_bytes()
-        .ends_with(b" (deleted)")
-    {
-        return Err(Error::unsupported(
-            pid,
-            format!("a deleted executable ({})", exe_link.display()),
-        ));
-    }
+    // A deleted executable is a ghost (within the ghost limit), made
+    // with the cwd's and root's.
     let limits = task.limits().map_err(Error::proc(pid))?;
     let auxv = task.auxv().map_err(Error::proc(pid))?;
     let personality = task.personality().map_err(Error::proc(pid))?;
@@ -1174,8 +1165,10 @@ fn special(pid: Pid, table: &mut Files, link: &str, what: &str) -> Result<u32> {
     let path = std::fs::read_link(link).map_err(Error::file(pid, link))?;
     let file = File::open(link).map_err(Error::file(pid, link))?;
     let info = FileInfo::of(pid, file.as_fd(), &path)?;
-    // A removed directory (cwd, root) is a ghost, as CRIU makes it.
-    if info.unlinked() && info.file_type() == libc::S_IFDIR {
+    // A removed directory (cwd, root) or executable is a ghost, as CRIU
+    // makes it.
+    let kind = info.file_type();
+    if info.unlinked() && (kind == libc::S_IFDIR || kind == libc::S_IFREG) {
         return table.special_deleted(&info, &file, what.to_owned());
     }
     files::check_path(pid, what, &info)?;
