@@ -246,6 +246,8 @@ struct Shared {
     /// The next number of the mm, fd table, fs and sighand counters
     /// (rcriu's is 1).
     next_kobj: u32,
+    /// The pids of the tree.
+    pids: BTreeSet<Pid>,
 }
 
 /// Everything the images are made of, gathered while the tree was
@@ -722,6 +724,7 @@ fn collect_tree(
         cgroups: cgroup::Sets::new(pid, &host.cgroups, freezer)?,
         seccomp: pb::SeccompEntry::default(),
         next_kobj: 2,
+        pids: tree.pids().into_iter().collect(),
     };
     let mut procs = Vec::new();
     let mut zombies = Vec::new();
@@ -800,6 +803,36 @@ fn zombie(m: &Member, exit_code: i32) -> Result<Zombie> {
     Ok(Zombie { pstree, core })
 }
 
+/// Refuses an fd of a file under `/proc/PID` of a process of the tree:
+/// the restore opens the files before that process exists again.
+fn check_proc_of_tree(pid: Pid, fd: &rcriu_proc::Fd, pids: &BTreeSet<Pid>) -> Result<()> {
+    let rcriu_proc::FdTarget::Path { path, .. } = fd.target() else {
+        return Ok(());
+    };
+    let mut parts = path.components().skip(1);
+    let (Some(first), Some(second)) = (parts.next(), parts.next()) else {
+        return Ok(());
+    };
+    if first.as_os_str() != "proc" {
+        return Ok(());
+    }
+    match second
+        .as_os_str()
+        .to_str()
+        .and_then(|s| s.parse::<Pid>().ok())
+    {
+        Some(p) if pids.contains(&p) => Err(Error::unsupported(
+            pid,
+            format!(
+                "fd {}: {}, a file of process {p} of the dump (the restore opens files before the processes exist)",
+                fd.fd,
+                path.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// What a process shares with its parent: the ids of its fd table and of
 /// its fs.
 struct WithParent {
@@ -852,6 +885,7 @@ fn collect(
         let info = task.fdinfo(fd.fd).map_err(Error::proc(pid))?;
         if !memfd::is_memfd_link(&fd.link) {
             files::check_fd(pid, fd, &info)?;
+            check_proc_of_tree(pid, fd, &sh.pids)?;
         }
         fd_infos.push(info);
     }
