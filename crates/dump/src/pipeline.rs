@@ -803,8 +803,8 @@ fn zombie(m: &Member, exit_code: i32) -> Result<Zombie> {
     Ok(Zombie { pstree, core })
 }
 
-/// Refuses an fd of a file under `/proc/PID` of a process of the tree:
-/// the restore opens the files before that process exists again.
+/// Refuses an fd of a file under `/proc/PID` of another process of the
+/// tree: the restore opens the files before that process exists again.
 fn check_proc_of_tree(pid: Pid, fd: &rcriu_proc::Fd, pids: &BTreeSet<Pid>) -> Result<()> {
     let rcriu_proc::FdTarget::Path { path, .. } = fd.target() else {
         return Ok(());
@@ -821,7 +821,8 @@ fn check_proc_of_tree(pid: Pid, fd: &rcriu_proc::Fd, pids: &BTreeSet<Pid>) -> Re
         .to_str()
         .and_then(|s| s.parse::<Pid>().ok())
     {
-        Some(p) if pids.contains(&p) => Err(Error::unsupported(
+        // Its own: the restorer opens those once it exists.
+        Some(p) if p != pid && pids.contains(&p) => Err(Error::unsupported(
             pid,
             format!(
                 "fd {}: {}, a file of process {p} of the dump (the restore opens files before the processes exist)",
@@ -866,7 +867,18 @@ fn collect(
     ids::check_namespaces(pid, &host.ns, &ns)?;
     let status = task.status().map_err(Error::proc(pid))?;
     let process_attrs = attrs::process(pid, &mut task, &status, stat.session == pid)?;
-    let thread_sets = sh.cgroups.threads(pid, &cgroup::tids(seized))?;
+    let tids = cgroup::tids(seized);
+    let thread_sets = sh.cgroups.threads(pid, &tids)?;
+    // The restore puts every thread in its leader's cgroups.
+    if let Some(i) = thread_sets.iter().position(|s| *s != thread_sets[0]) {
+        return Err(Error::unsupported(
+            pid,
+            format!(
+                "thread {} in other cgroups than its leader's (cgroup set {} against {})",
+                tids[i], thread_sets[i], thread_sets[0]
+            ),
+        ));
+    }
     let timers = match task.posix_timers() {
         Ok(t) => t,
         Err(e) if e.is_not_found() => Vec::new(),
