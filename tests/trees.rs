@@ -339,3 +339,43 @@ fn a_pipeline_with_changed_data_in_flight_shows() {
     .unwrap_err();
     assert!(err.contains("numbers in flight"), "{err}");
 }
+
+/// The negative control of the stop signal: images that lose it bring the
+/// SIGTSTP-stopped child back stopped by SIGSTOP, which its parent sees.
+#[test]
+fn a_stop_signal_lost_shows() {
+    let _g = setup();
+    let err = cycle(
+        "tree",
+        &["stopped"],
+        Some(|dir, _| {
+            for e in dir.pstree().unwrap() {
+                let mut core = dir.core(e.pid).unwrap();
+                if let Some(tc) = core.tc.as_mut()
+                    && tc.stop_signo == Some(libc::SIGTSTP as u32)
+                {
+                    tc.stop_signo = None;
+                    common::write_core(dir, e.pid, &core);
+                }
+            }
+        }),
+    )
+    .unwrap_err();
+    assert!(err.contains("stopped by SIGTSTP"), "{err}");
+}
+
+/// A file under /proc/PID of a process of the tree is refused by name, and
+/// the tree runs on as it was.
+#[test]
+fn a_file_of_a_process_of_the_tree_under_proc_is_refused() {
+    let _g = setup();
+    let w = start("tree", &["procfd"]);
+    let images = TempDir::new("procfd");
+    let err = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("a file of process"), "{err}");
+    w.verdict().unwrap();
+}

@@ -14,9 +14,11 @@
  *            in the child's group too.
  *   session  the child leads a session of its own (setsid), its child is
  *            in it.
- *   zombies  two children that ended and are not reaped: one exited with
- *            status 7, one was killed by SIGTERM; and a live one.
- *   stopped  a child stopped by SIGSTOP, and a live one.
+ *   zombies  three children that ended and are not reaped: one exited
+ *            with status 7, one was killed by SIGTERM, one by a SIGSEGV
+ *            it sent itself (no core); and a live one.
+ *   stopped  a child stopped by SIGSTOP, one stopped by SIGTSTP (in a
+ *            group of its own), and a live one.
  *   orphans  the root (a child subreaper) had a child A that led its own
  *            process group and forked B and C into it, and D, which
  *            leads a group of its own with its child E; then A exited:
@@ -27,6 +29,8 @@
  *   sharing  a child cloned with CLONE_FILES | CLONE_FS (the root's fd
  *            table, cwd, root and umask), and a plain one; both and the
  *            root map one shared anonymous page.
+ *   procfd   the root holds its child's /proc/PID/stat open (refused by
+ *            the dump: the restore opens files before the child exists).
  *   pipeline three children, a producer, a relay and a consumer, joined
  *            by two pipes: the producer wrote the numbers 0..999 into
  *            the first, the relay moved 500 of them, each plus one, into
@@ -59,6 +63,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -431,7 +436,8 @@ int main(int argc, char **argv)
 	root.me.ppid = getppid();
 	root.me.pgid = getpgrp();
 	root.me.sid = getsid(0);
-	pid_t zombie_exit = 0, zombie_kill = 0, stopped = 0, fdt_child = 0, plain_child = 0;
+	pid_t zombie_exit = 0, zombie_kill = 0, zombie_segv = 0, stopped = 0, tstopped = 0, fdt_child = 0,
+	      plain_child = 0;
 	int file_fd = -1;
 	if (!strcmp(mode, "pair")) {
 		int data[2];
@@ -479,10 +485,20 @@ int main(int argc, char **argv)
 				pause();
 		}
 		kill(zombie_kill, SIGTERM);
+		/* One that faulted, as it were: SIGSEGV sent to itself, no
+		 * core dumped. */
+		zombie_segv = fork();
+		if (zombie_segv == 0) {
+			struct rlimit no = {0, 0};
+			setrlimit(RLIMIT_CORE, &no);
+			kill(getpid(), SIGSEGV);
+			_exit(0);
+		}
 		siginfo_t si;
-		/* Both ended, neither reaped (WNOWAIT). */
+		/* All ended, none reaped (WNOWAIT). */
 		waitid(P_PID, zombie_exit, &si, WEXITED | WNOWAIT);
 		waitid(P_PID, zombie_kill, &si, WEXITED | WNOWAIT);
+		waitid(P_PID, zombie_segv, &si, WEXITED | WNOWAIT);
 		struct link l = spawn(&root, NULL, -1, -1);
 		print_pid("proc1", l.pid);
 		print_pid("zombie_exit", zombie_exit);
@@ -496,9 +512,20 @@ int main(int argc, char **argv)
 		kill(stopped, SIGSTOP);
 		siginfo_t si;
 		waitid(P_PID, stopped, &si, WSTOPPED | WNOWAIT);
+		/* One stopped by SIGTSTP, in a group of its own (in the root's
+		 * group, orphaned, SIGTSTP would be discarded). */
+		tstopped = fork();
+		if (tstopped == 0) {
+			for (;;)
+				pause();
+		}
+		setpgid(tstopped, tstopped);
+		kill(tstopped, SIGTSTP);
+		waitid(P_PID, tstopped, &si, WSTOPPED | WNOWAIT);
 		struct link l = spawn(&root, NULL, -1, -1);
 		print_pid("proc1", l.pid);
 		print_pid("stopped", stopped);
+		print_pid("tstopped", tstopped);
 	} else if (!strcmp(mode, "orphans")) {
 		if (prctl(PR_SET_CHILD_SUBREAPER, 1))
 			return 2;
@@ -558,6 +585,13 @@ int main(int argc, char **argv)
 		print_pid("fdt", fdt_child);
 		print_pid("plain", plain_child);
 		shm_kids = 2;
+	} else if (!strcmp(mode, "procfd")) {
+		struct link l = spawn(&root, NULL, -1, -1);
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)l.pid);
+		if (open(path, O_RDONLY) < 0)
+			return 2;
+		print_pid("proc1", l.pid);
 	} else if (!strcmp(mode, "pipeline")) {
 		if (pipe(pipe_a) || pipe(pipe_b))
 			return 2;
@@ -616,6 +650,9 @@ int main(int argc, char **argv)
 		if (waitpid(zombie_kill, &st, WNOHANG) != zombie_kill || !WIFSIGNALED(st) ||
 		    WTERMSIG(st) != SIGTERM)
 			fail("the zombie killed by SIGTERM", root.me.pid);
+		if (waitpid(zombie_segv, &st, WNOHANG) != zombie_segv || !WIFSIGNALED(st) ||
+		    WTERMSIG(st) != SIGSEGV || WCOREDUMP(st))
+			fail("the zombie killed by SIGSEGV", root.me.pid);
 	}
 	if (stopped) {
 		char path[64], stat[512];
@@ -630,6 +667,15 @@ int main(int argc, char **argv)
 			fail("the stopped child runs", root.me.pid);
 		kill(stopped, SIGKILL);
 		waitpid(stopped, NULL, 0);
+	}
+	if (tstopped) {
+		siginfo_t si;
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, tstopped, &si, WSTOPPED | WNOWAIT | WNOHANG) ||
+		    si.si_pid != tstopped || si.si_status != SIGTSTP)
+			fail("the child stopped by SIGTSTP", root.me.pid);
+		kill(tstopped, SIGKILL);
+		waitpid(tstopped, NULL, 0);
 	}
 	for (int i = 0; i < root.nkids; i++) {
 		char r[512];
