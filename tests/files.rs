@@ -456,8 +456,8 @@ fn a_shell_job_keeps_its_terminal() {
 
 // -- Things with no name left, held otherwise than as open files.
 
-/// A removed directory as the cwd and as fds, and a removed file mapped
-/// private and shared: ghosts (the directories by their mode, owner and
+/// A removed directory as the cwd and as fds, a removed device node open,
+/// and a removed file mapped private and shared: ghosts (the directories by their mode, owner and
 /// times; the file with its bytes), made again at their names and
 /// removed once the process holds them.
 #[test]
@@ -495,6 +495,17 @@ fn flip_a_mapped_byte(dir: &ImageDir, _pid: i32) {
     flip_last_byte(dir, ImageFile::GhostFile(id));
 }
 
+/// The removed device node given /dev/zero's number.
+fn make_the_node_zero(dir: &ImageDir, _pid: i32) {
+    let (id, mut g) = ghosts(dir)
+        .into_iter()
+        .find(|(_, g)| g.mode & libc::S_IFMT == libc::S_IFCHR)
+        .expect("the device's ghost");
+    assert_eq!(g.rdev, Some(0x103), "{g:?}");
+    g.rdev = Some(0x105);
+    dir.write_one(ImageFile::GhostFile(id), &g).unwrap();
+}
+
 #[test]
 fn corrupted_removed_directories_and_mapped_files_are_noticed() {
     let _g = setup();
@@ -502,4 +513,6 @@ fn corrupted_removed_directories_and_mapped_files_are_noticed() {
     assert!(e.contains("FAIL: the cwd: mode 40755"), "{e}");
     let e = cycle("deleted", &[], Some(flip_a_mapped_byte)).unwrap_err();
     assert!(e.contains("FAIL: byte 12287"), "{e}");
+    let e = cycle("deleted", &[], Some(make_the_node_zero)).unwrap_err();
+    assert!(e.contains("FAIL: fd 13: mode 20640, device 1:5"), "{e}");
 }

@@ -5,6 +5,8 @@
  *   cwd    BASE/gone, mode 0750, entered then removed
  *   fd 10  BASE/d2, mode 0710, opened (O_DIRECTORY) then removed
  *   fd 12  BASE, O_PATH (to look for the old names)
+ *   fd 13  BASE/null2, a node of /dev/null's device (1, 3), mode 0640,
+ *          opened read-write then removed
  *   A      BASE/mapped.bin (3 pages of a pattern), mapped private and
  *          read-only, then removed (no fd holds it)
  *   B      the same file mapped shared, read-write; its second page
@@ -27,6 +29,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #define PAGE 4096
@@ -104,8 +107,18 @@ static const char *check(void)
 	b[2 * PAGE] = 0xa5;
 	if (a[2 * PAGE] != 0xa5)
 		return "FAIL: A does not see B's write\n";
-	const char *names[] = {"gone", "d2", "mapped.bin"};
-	for (int i = 0; i < 3; i++)
+	struct stat n;
+	if (fstat(13, &n) || n.st_nlink != 0 || n.st_mode != (S_IFCHR | 0640) ||
+	    n.st_rdev != makedev(1, 3)) {
+		snprintf(msg, sizeof(msg), "FAIL: fd 13: mode %o, device %u:%u\n", n.st_mode,
+			 major(n.st_rdev), minor(n.st_rdev));
+		return msg;
+	}
+	char z = 1;
+	if (write(13, "x", 1) != 1 || read(13, &z, 1) != 0)
+		return "FAIL: fd 13 is not a null device\n";
+	const char *names[] = {"gone", "d2", "mapped.bin", "null2"};
+	for (int i = 0; i < 4; i++)
 		if (faccessat(12, names[i], F_OK, 0) == 0 || errno != ENOENT) {
 			snprintf(msg, sizeof(msg), "FAIL: %s exists\n", names[i]);
 			return msg;
@@ -148,6 +161,9 @@ int main(int argc, char **argv)
 		return 3;
 	memset(b + PAGE, 0x5a, PAGE);
 	if (place(open(".", O_PATH | O_DIRECTORY), 12) < 0)
+		return 4;
+	if (mknod("null2", S_IFCHR | 0600, makedev(1, 3)) || chmod("null2", 0640) ||
+	    place(open("null2", O_RDWR), 13) < 0 || unlink("null2"))
 		return 4;
 	if (mkdir("d2", 0700) || chmod("d2", 0710) ||
 	    place(open("d2", O_RDONLY | O_DIRECTORY), 10) < 0 || rmdir("d2"))

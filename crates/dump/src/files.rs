@@ -258,7 +258,8 @@ pub fn check_fd(pid: Pid, fd: &Fd, fdinfo: &FdInfo) -> Result<()> {
         libc::S_IFIFO => return Ok(()),
         libc::S_IFCHR => {
             let major = rustix::fs::major(m.rdev());
-            if major == MEM_MAJOR && !deleted {
+            // A deleted one (a node made with mknod, removed) is a ghost.
+            if major == MEM_MAJOR {
                 return Ok(());
             }
             if tty::driver(m.rdev()).is_some() {
@@ -286,6 +287,7 @@ pub fn check_open(pid: Pid, f: &OpenFd) -> Result<()> {
         FdKind::Reg if f.info.unlinked() && f.info.is_reg() => Ok(()),
         FdKind::Reg if f.info.unlinked() && f.info.file_type() == libc::S_IFDIR => Ok(()),
         FdKind::Fifo if f.info.unlinked() => Ok(()),
+        FdKind::Reg if f.info.unlinked() && f.info.file_type() == libc::S_IFCHR => Ok(()),
         FdKind::Reg | FdKind::Fifo | FdKind::Tty(_) => check_path(pid, &what, &f.info),
     }
 }

@@ -101,7 +101,10 @@ impl Ghosts {
                         (rustix::fs::major(i.dev) << 20) | (rustix::fs::minor(i.dev) & 0xf_ffff),
                     ),
                     ino: Some(i.ino),
-                    rdev: None,
+                    // A device's number, as CRIU stores st_rdev.
+                    rdev: (i.mode & libc::S_IFMT == libc::S_IFCHR
+                        || i.mode & libc::S_IFMT == libc::S_IFBLK)
+                        .then_some(i.rdev as u32),
                     atim: Some(timeval(i.atime)),
                     mtim: Some(timeval(i.mtime)),
                     chunks: chunks.then_some(true),

@@ -114,11 +114,14 @@ fn ghost_image(
     let mut r = dir.reader(img)?;
     let g: pb::GhostFileEntry = r.expect_next()?;
     let kind = g.mode & libc::S_IFMT;
-    if ![libc::S_IFREG, libc::S_IFIFO, libc::S_IFDIR].contains(&kind) {
+    if ![libc::S_IFREG, libc::S_IFIFO, libc::S_IFDIR, libc::S_IFCHR].contains(&kind) {
         return Err(Error::unsupported(format!(
-            "{iname}: a ghost of mode {:o} (only regular files, FIFOs and directories)",
+            "{iname}: a ghost of mode {:o} (only regular files, FIFOs, directories and character devices)",
             g.mode
         )));
+    }
+    if kind == libc::S_IFCHR && g.rdev.is_none() {
+        return Err(Error::invalid(iname, "a character device without its rdev"));
     }
     Ok((r, g, iname))
 }
@@ -162,7 +165,7 @@ pub fn make_tmpfile(dir: &ImageDir, gid: u32, name: &Path, flags: i32) -> Result
 fn make(dir: &ImageDir, gid: u32, name: &Path) -> Result<(PathBuf, bool)> {
     let (mut r, g, iname) = ghost_image(dir, gid)?;
     match g.mode & libc::S_IFMT {
-        libc::S_IFIFO => return Ok((make_node(gid, &g, name)?, false)),
+        libc::S_IFIFO | libc::S_IFCHR => return Ok((make_node(gid, &g, name)?, false)),
         libc::S_IFDIR => return Ok((make_node(gid, &g, name)?, true)),
         _ => {}
     }
@@ -194,20 +197,30 @@ fn make(dir: &ImageDir, gid: u32, name: &Path) -> Result<(PathBuf, bool)> {
     Ok((path, false))
 }
 
-/// Makes ghost `gid`, a FIFO or a directory, at `name` (or beside it),
-/// with its mode, owner and times, and returns where. A FIFO's bytes are
-/// the FIFO's (fifo-data.img), put in once it is open.
+/// Makes ghost `gid`, a FIFO, a directory or a character device, at
+/// `name` (or beside it), with its mode, owner and times, and returns
+/// where. A FIFO's bytes are the FIFO's (fifo-data.img), put in once it is
+/// open.
 fn make_node(gid: u32, g: &pb::GhostFileEntry, name: &Path) -> Result<PathBuf> {
-    let is_dir = g.mode & libc::S_IFMT == libc::S_IFDIR;
-    let what = if is_dir {
-        "the ghost directory"
-    } else {
-        "the ghost FIFO"
+    let kind = g.mode & libc::S_IFMT;
+    let is_dir = kind == libc::S_IFDIR;
+    let what = match kind {
+        libc::S_IFDIR => "the ghost directory",
+        libc::S_IFCHR => "the ghost device",
+        _ => "the ghost FIFO",
     };
     let mode = rustix::fs::Mode::from_raw_mode(0o700);
-    let make = |p: &Path| match is_dir {
-        true => rustix::fs::mkdir(p, mode),
-        false => rustix::fs::mknodat(rustix::fs::CWD, p, rustix::fs::FileType::Fifo, mode, 0),
+    let rdev = rustix::fs::Dev::from(g.rdev.unwrap_or(0));
+    let make = |p: &Path| match kind {
+        libc::S_IFDIR => rustix::fs::mkdir(p, mode),
+        libc::S_IFCHR => rustix::fs::mknodat(
+            rustix::fs::CWD,
+            p,
+            rustix::fs::FileType::CharacterDevice,
+            mode,
+            rdev,
+        ),
+        _ => rustix::fs::mknodat(rustix::fs::CWD, p, rustix::fs::FileType::Fifo, mode, 0),
     };
     let mut path = name.to_owned();
     loop {
