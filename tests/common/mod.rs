@@ -32,6 +32,7 @@ const SLEEPERS: &[&str] = &[
     "files_tmpfile",
     "onstack",
     "task_attrs",
+    "sk_unix",
 ];
 
 /// The workloads whose inside is not probed: a thread of rseq_cs lives

@@ -149,7 +149,7 @@ impl Memfds {
     /// The file id of an open memfd, writing its entries when new.
     pub fn fd(&mut self, table: &mut Files, f: &OpenFd, create: &mut Create<'_>) -> Result<u32> {
         for &(other, id) in &self.fds {
-            let same = sys::same_file(self.pid, other, f.fd)
+            let same = sys::same_file(self.pid, other, self.pid, f.fd)
                 .map_err(Error::sys("comparing open files (kcmp)", self.pid))?;
             if same {
                 self.fds.push((f.fd, id));

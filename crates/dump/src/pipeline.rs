@@ -50,6 +50,10 @@ pub struct Options {
     pub freeze_cgroup: Option<PathBuf>,
     /// criu's `--ghost-limit`, in bytes.
     pub ghost_limit: u64,
+    /// What the dump of sockets is told.
+    pub sockets: crate::sockets::Options,
+    /// This run's id (CRIU's `criu_run_id`).
+    pub run_id: String,
 }
 
 /// rcriu's own namespaces, cgroups and clocks: what the task's are
@@ -224,6 +228,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     let host = Host::read(pid)?;
     let mut stats = DumpStats::default();
     let mut out = Output::new(pid, &o.dir);
+    let run_id = o.run_id.as_str();
     fault::set_target(pid);
     out.reserve_pages(pid);
     let start = Instant::now();
@@ -233,7 +238,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     log::info!("process {pid} seized in {:?}", stats.freezing_time);
 
     let mut rseq_moves = Vec::new();
-    let c = match collect(
+    let mut c = match collect(
         &seized,
         &host,
         o,
@@ -255,10 +260,11 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     if o.leave_running {
         let t = timens::entry(&host.timens, &c.timens);
         to_abort_handlers(&rseq_moves);
+        c.files_extra.release_sockets();
         let released = seized.release().map_err(Error::compel(pid));
         stats.frozen_time = frozen.elapsed();
         let written = released.and_then(|()| {
-            write_images(&mut out, o, &host, &c)?;
+            write_images(&mut out, o, &host, &c, run_id)?;
             out.write_one(ImageFile::Timens(c.timens_id.into()), &t)?;
             restorable(pid, &o.dir)
         });
@@ -267,18 +273,20 @@ pub fn run(o: &Options) -> Result<DumpStats> {
             return Err(e);
         }
     } else {
-        let written = write_images(&mut out, o, &host, &c).and_then(|()| {
+        let written = write_images(&mut out, o, &host, &c, run_id).and_then(|()| {
             let t = timens::entry(&host.timens, &c.timens);
             out.write_one(ImageFile::Timens(c.timens_id.into()), &t)?;
             restorable(pid, &o.dir)
         });
         if let Err(e) = written {
             to_abort_handlers(&rseq_moves);
+            c.files_extra.release_sockets();
             drop(seized);
             out.discard();
             return Err(e);
         }
         seized.kill().map_err(Error::compel(pid))?;
+        c.files_extra.keep_sockets_locked();
         stats.frozen_time = frozen.elapsed();
     }
     // As CRIU, the statistics come last: a dump without them is complete.
@@ -315,13 +323,18 @@ fn restorable(pid: Pid, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn write_images(out: &mut Output, o: &Options, host: &Host, c: &Collected) -> Result<()> {
+fn write_images(
+    out: &mut Output,
+    o: &Options,
+    host: &Host,
+    c: &Collected,
+    run_id: &str,
+) -> Result<()> {
     let pid = o.pid;
     let upid = pid as u32;
-    out.write_one(
-        ImageFile::Inventory,
-        &inventory::entry(c.root_ids.entry, c.cgroups.root_set, host.lsm),
-    )?;
+    let mut inv = inventory::entry(c.root_ids.entry, c.cgroups.root_set, host.lsm);
+    inventory::sockets(&mut inv, &o.sockets, run_id);
+    out.write_one(ImageFile::Inventory, &inv)?;
     if let Some(cg) = &c.cgroups.image {
         out.write_one(ImageFile::Cgroup, cg)?;
     }
@@ -490,6 +503,8 @@ fn collect(
         files::Options {
             ghost_limit: o.ghost_limit,
             shell_job: o.shell_job,
+            sockets: o.sockets.clone(),
+            run_id: o.run_id.clone(),
         },
     );
     let mut memfds = memfd::Memfds::new(pid)?;

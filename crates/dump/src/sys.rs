@@ -32,15 +32,15 @@ struct OwnerEx {
 
 const _: () = assert!(std::mem::size_of::<OwnerEx>() == 8);
 
-/// Whether fd `a` and fd `b` of process `pid` are the same open file
-/// description (`kcmp(KCMP_FILE)`).
-pub fn same_file(pid: Pid, a: i32, b: i32) -> io::Result<bool> {
+/// Whether fd `a` of process `pa` and fd `b` of process `pb` are the
+/// same open file description (`kcmp(KCMP_FILE)`).
+pub fn same_file(pa: Pid, a: i32, pb: Pid, b: i32) -> io::Result<bool> {
     // SAFETY: kcmp takes only integers.
     let r = unsafe {
         libc::syscall(
             libc::SYS_kcmp,
-            libc::c_long::from(pid),
-            libc::c_long::from(pid),
+            libc::c_long::from(pa),
+            libc::c_long::from(pb),
             KCMP_FILE,
             libc::c_long::from(a),
             libc::c_long::from(b),

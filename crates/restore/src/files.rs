@@ -7,8 +7,10 @@
 //! and the restorer only moves fds to their numbers. Regular files,
 //! directories, devices and `O_PATH` files are opened by name, ghosts
 //! made again first ([`ghost`](crate::ghost)); pipes and FIFOs are
-//! [`pipes`](crate::pipes); terminals [`tty`](crate::tty). Owners
-//! (F_SETOWN) are given once the process, and so its pid, exists.
+//! [`pipes`](crate::pipes); terminals [`tty`](crate::tty); sockets
+//! [`sockets`](crate::sockets), which, once every fd is open, get what
+//! was queued in them (with the files in flight, opened by id here).
+//! Owners (F_SETOWN) are given once the process, and so its pid, exists.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -21,7 +23,9 @@ use std::path::{Path, PathBuf};
 use rcriu_images::{ImageFile, pb};
 
 use crate::load::Images;
-use crate::{Error, Result, files_sys, ghost, pipes, tty};
+use crate::{
+    Error, Result, files_sys, ghost, pipes, sk_inet, sk_netlink, sk_unix, sockets, tcp_stream, tty,
+};
 
 /// How opened and mapped files are checked against the dump (criu's
 /// `--file-validation`).
@@ -157,6 +161,9 @@ pub struct FdPlan {
     /// Files the restorer opens itself once the process exists, by
     /// target.
     pub late: Vec<Late>,
+    /// TCP connections in repair mode, to take out of it (and unlock)
+    /// right before the process runs.
+    pub tcp: tcp_stream::Repaired,
 }
 
 /// A file of the process's own /proc directory (`/proc/PID/...`), which
@@ -196,7 +203,12 @@ pub enum Ctty {
 /// Opens every fd of the process as it was: one open file per file id
 /// (with its flags, position and owner's signal), copied to every fd that
 /// shares it.
-pub fn plan(img: &Images, validation: FileValidation, shell_job: bool) -> Result<FdPlan> {
+pub fn plan(
+    img: &Images,
+    validation: FileValidation,
+    shell_job: bool,
+    socket_opts: sockets::Options,
+) -> Result<FdPlan> {
     let files_id = img.task.ids.files_id;
     let from = ImageFile::Fdinfo(files_id.into());
     let mut plan = FdPlan::default();
@@ -211,6 +223,7 @@ pub fn plan(img: &Images, validation: FileValidation, shell_job: bool) -> Result
         ttys: tty::Ttys::load(&img.dir)?,
         tmpfiles: BTreeMap::new(),
         tmpfile_ghosts: Vec::new(),
+        sockets: sockets::Sockets::new(socket_opts),
     };
     op.tmpfile_ghosts = img
         .files
@@ -278,6 +291,30 @@ pub fn plan(img: &Images, validation: FileValidation, shell_job: bool) -> Result
         let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
         plan.fds.push((fd, cloexec, file));
     }
+    // Files in flight in unix sockets' queues, then the sockets' queues,
+    // connections, options.
+    let queues_from = ImageFile::SkQueues;
+    for id in op.sockets.in_flight(img)? {
+        if !op.opened.contains_key(&id) {
+            let (f, _, _) = op.open(id, &queues_from, -1)?;
+            op.opened.insert(id, f);
+        }
+    }
+    let mut socks = std::mem::take(&mut op.sockets);
+    let opened = &op.opened;
+    socks.finish(img, &mut |id| {
+        opened
+            .get(&id)
+            .ok_or_else(|| {
+                Error::invalid(
+                    queues_from.name(),
+                    format!("a file in flight, {id}, was not opened"),
+                )
+            })?
+            .try_clone()
+            .map_err(Error::host("copying an open file"))
+    })?;
+    plan.tcp = std::mem::take(&mut socks.tcp);
     let pst = &img.task.pstree;
     if plan.ctty.is_none() && pst.sid == pst.pid {
         plan.ctty = op.ttys.session_slave(pst.sid)?.map(Ctty::Extra);
@@ -305,6 +342,37 @@ pub fn check_kinds(img: &Images) -> Result<()> {
             Ok(pb::FdTypes::Pipe) => entry.pipe.is_some(),
             Ok(pb::FdTypes::Fifo) => entry.fifo.is_some(),
             Ok(pb::FdTypes::Memfd) => entry.memfd.is_some(),
+            Ok(pb::FdTypes::Unixsk) => match &entry.usk {
+                Some(u) => {
+                    sk_unix::check(u)?;
+                    true
+                }
+                None => false,
+            },
+            Ok(pb::FdTypes::Inetsk) => match &entry.isk {
+                Some(i) => {
+                    let all = sockets::Options {
+                        tcp_established: true,
+                        ..sockets::Options::default()
+                    };
+                    sk_inet::check(i, all)?;
+                    if tcp_stream::is_connection(i)
+                        && img.dir.exists(ImageFile::TcpStream(i.ino.into()))
+                    {
+                        tcp_stream::check(img, i)?;
+                    }
+                    true
+                }
+                None => false,
+            },
+            Ok(pb::FdTypes::Netlinksk) => match &entry.nlsk {
+                Some(n) => {
+                    sk_netlink::check(n)?;
+                    true
+                }
+                None => false,
+            },
+            Ok(pb::FdTypes::Packetsk) => entry.psk.is_some(),
             Ok(pb::FdTypes::Tty) => match &entry.tty {
                 Some(t) => {
                     ttys.check(t)?;
@@ -362,6 +430,7 @@ struct Opener<'a> {
     /// ghost id → the unnamed temporary file made again, and whether its
     /// own description went to an fd.
     tmpfiles: BTreeMap<u32, (std::fs::File, bool)>,
+    sockets: sockets::Sockets,
 }
 
 impl Opener<'_> {
@@ -419,6 +488,22 @@ impl Opener<'_> {
                     let t = entry.tty.as_ref().ok_or_else(unsupported)?;
                     let o = self.ttys.open(t, self.shell_job)?;
                     (o.fd, t.fown, o.session)
+                }
+                Ok(pb::FdTypes::Unixsk) => {
+                    let u = entry.usk.as_ref().ok_or_else(unsupported)?;
+                    (self.sockets.unix(img, u)?, u.fown, None)
+                }
+                Ok(pb::FdTypes::Inetsk) => {
+                    let i = entry.isk.as_ref().ok_or_else(unsupported)?;
+                    (self.sockets.inet(img, i)?, i.fown, None)
+                }
+                Ok(pb::FdTypes::Netlinksk) => {
+                    let n = entry.nlsk.as_ref().ok_or_else(unsupported)?;
+                    (self.sockets.netlink(n)?, n.fown, None)
+                }
+                Ok(pb::FdTypes::Packetsk) => {
+                    let p = entry.psk.as_ref().ok_or_else(unsupported)?;
+                    (self.sockets.packet(p)?, p.fown, None)
                 }
                 _ => return Err(unsupported()),
             };

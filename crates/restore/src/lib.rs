@@ -28,12 +28,22 @@ mod ghost;
 mod load;
 mod memfd;
 mod mm;
+pub mod net_lock;
 mod page_helper;
 mod pages;
 mod pipes;
 mod region;
+mod sk_inet;
+mod sk_netlink;
+mod sk_packet;
+mod sk_queue;
+#[allow(unsafe_code)]
+mod sk_sys;
+mod sk_unix;
+mod sockets;
 #[allow(unsafe_code)]
 mod sys;
+mod tcp_stream;
 mod timens;
 mod tty;
 mod vdso;
@@ -66,6 +76,7 @@ pub struct Restore {
     shell_job: bool,
     validation: FileValidation,
     force_vdso_proxy: bool,
+    sockets: sockets::Options,
 }
 
 /// A restored process.
@@ -90,7 +101,29 @@ impl Restore {
             shell_job: false,
             validation: FileValidation::default(),
             force_vdso_proxy: false,
+            sockets: sockets::Options::default(),
         }
+    }
+
+    /// Connect unix sockets to their named peers outside the dump
+    /// (criu's `--ext-unix-sk`).
+    pub fn ext_unix_sk(mut self, yes: bool) -> Restore {
+        self.sockets.ext_unix_sk = yes;
+        self
+    }
+
+    /// Restore connected TCP sockets connected (criu's
+    /// `--tcp-established`).
+    pub fn tcp_established(mut self, yes: bool) -> Restore {
+        self.sockets.tcp_established = yes;
+        self
+    }
+
+    /// Restore connected TCP sockets closed (criu's `--tcp-close`; needed
+    /// for images dumped with it).
+    pub fn tcp_close(mut self, yes: bool) -> Restore {
+        self.sockets.tcp_close = yes;
+        self
     }
 
     /// Proxies the vDSO even when the running one matches the dumped one
@@ -162,7 +195,13 @@ impl Restore {
         for t in &mut core.threads {
             t.args.creds.last_cap = last_cap;
         }
-        let mut fds = files::plan(&img, self.validation, self.shell_job)?;
+        if img.inventory.tcp_close == Some(true) && !self.sockets.tcp_close {
+            return Err(Error::unsupported(
+                "restoring images dumped with --tcp-close without --tcp-close".to_string(),
+            ));
+        }
+        let mut fds = files::plan(&img, self.validation, self.shell_job, self.sockets)?;
+        let mut tcp = std::mem::take(&mut fds.tcp);
         fds.fds.extend(memfd::plan_fds(&img, &mut mem.memfds)?);
         fds.fds.sort_by_key(|(fd, _, _)| *fd);
         let fs = files::plan_fs(&img)?;
@@ -455,6 +494,24 @@ impl Restore {
                 + (std::mem::offset_of!(Args, sigactions)
                     + trap * size_of::<rcriu_compel::abi::KSigaction>()) as u64
         });
+        if !tcp.is_empty() {
+            // The process is built: its connections come out of repair
+            // mode, unlocked, right before it runs.
+            let method = img
+                .inventory
+                .network_lock_method
+                .and_then(net_lock::Method::from_code)
+                .unwrap_or_default();
+            let run_id = String::from_utf8_lossy(
+                img.inventory
+                    .dump_criu_run_id
+                    .as_deref()
+                    .unwrap_or_default(),
+            )
+            .into_owned();
+            // A failure drops `child`, which kills the process.
+            tcp.release(method, &run_id)?;
+        }
         let pid = finish::finish(child, &region, finals, xstate, core.stopped, trap_action)?;
         cgroups.done();
         let restore_time_us = start.elapsed().as_micros() as u64;

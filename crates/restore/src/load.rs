@@ -27,6 +27,7 @@ pub struct TaskImages {
 #[derive(Debug)]
 pub struct Images {
     pub dir: ImageDir,
+    pub inventory: pb::InventoryEntry,
     /// `files.img` by id.
     pub files: BTreeMap<u32, pb::FileEntry>,
     pub task: TaskImages,
@@ -135,6 +136,7 @@ pub fn load(dir: ImageDir) -> Result<Images> {
 
     Ok(Images {
         dir,
+        inventory,
         files,
         task: TaskImages {
             pid,
