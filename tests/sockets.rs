@@ -1,20 +1,171 @@
 //! Sockets end to end: unix sockets of every kind with their queues, fds
 //! in flight, names and connections; TCP and UDP; netlink. Each workload
 //! is dumped, killed and restored (and dumped with --leave-running), then
-//! checks itself; /proc is the same before and after. Negative controls
-//! change one thing in the images and the workload must notice.
+//! checks itself; /proc (with what /proc/net says of each socket) is the
+//! same before and after. Negative controls change one thing in the
+//! images and the workload must notice, or the dump must refuse by name.
 
 mod common;
 
-use common::{cycle, leave_running, setup, start};
-use rcriu::Dump;
+use common::{cycle, cycle_with, leave_running, setup, start};
+use rcriu::images::{ImageDir, ImageFile, pb};
+use rcriu::{Dump, Restore};
 use rcriu_test_support::TempDir;
+
+/// Rewrites files.img's unix socket entries through `f`.
+fn edit_unix(dir: &ImageDir, f: impl Fn(&mut pb::UnixSkEntry)) {
+    let mut files = dir.files().unwrap();
+    for e in &mut files {
+        if let Some(u) = e.usk.as_mut() {
+            f(u);
+        }
+    }
+    dir.write_all(ImageFile::Files, &files).unwrap();
+}
+
+/// sk-queues.img's entries with their bytes.
+fn read_queues(dir: &ImageDir) -> Vec<(pb::SkPacketEntry, Vec<u8>)> {
+    let mut r = dir.reader(ImageFile::SkQueues).unwrap();
+    let mut all = Vec::new();
+    while let Some(e) = r.read_next::<pb::SkPacketEntry>().unwrap() {
+        let b = r.read_payload(u64::from(e.length)).unwrap();
+        all.push((e, b));
+    }
+    all
+}
+
+fn write_queues(dir: &ImageDir, all: &[(pb::SkPacketEntry, Vec<u8>)]) {
+    let mut w = dir.writer(ImageFile::SkQueues).unwrap();
+    for (e, b) in all {
+        w.write(e).unwrap();
+        w.write_payload(b).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+/// The unix socket entry of the socket bound to `name` (a path's NUL
+/// left out).
+fn named(dir: &ImageDir, name: &[u8]) -> pb::UnixSkEntry {
+    dir.files()
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.usk)
+        .find(|u| u.name.split(|&b| b == 0).next() == Some(name))
+        .unwrap_or_else(|| panic!("no socket named {}", String::from_utf8_lossy(name)))
+}
 
 #[test]
 fn unix_sockets_carry_on() {
     let _g = setup();
     cycle("sk_unix", &[], None).unwrap();
     leave_running("sk_unix", &[]);
+    cycle("sk_unix", &["ghost"], None).unwrap();
+    leave_running("sk_unix", &["ghost"]);
+}
+
+fn drop_fd_in_flight(dir: &ImageDir, _pid: i32) {
+    let mut q = read_queues(dir);
+    for (e, _) in &mut q {
+        e.scm.clear();
+    }
+    write_queues(dir, &q);
+}
+
+fn flip_a_queued_byte(dir: &ImageDir, _pid: i32) {
+    let mut q = read_queues(dir);
+    let (_, b) = q
+        .iter_mut()
+        .find(|(_, b)| b.as_slice() == b"ping-from-10")
+        .expect("the ping waits");
+    b[0] ^= 0x20;
+    write_queues(dir, &q);
+}
+
+fn drop_a_datagram(dir: &ImageDir, _pid: i32) {
+    let mut q = read_queues(dir);
+    let at = q
+        .iter()
+        .position(|(e, _)| e.length == 100)
+        .expect("the 100 bytes");
+    q.remove(at);
+    write_queues(dir, &q);
+}
+
+fn loosen_the_listener(dir: &ImageDir, _pid: i32) {
+    let l = named(dir, b"listen.sock");
+    edit_unix(dir, |u| {
+        if u.id == l.id
+            && let Some(p) = u.file_perms.as_mut()
+        {
+            p.mode |= 0o006;
+        }
+    });
+}
+
+/// Both ends of the pair 21/22 forget their shutdown (one end's shut
+/// down the other too).
+fn forget_a_shutdown(dir: &ImageDir, _pid: i32) {
+    edit_unix(dir, |u| {
+        let half = [pb::SkShutdown::Write as i32, pb::SkShutdown::Read as i32];
+        if u.shutdown.is_some_and(|s| half.contains(&s)) {
+            u.shutdown = None;
+        }
+    });
+}
+
+fn shrink_a_buffer(dir: &ImageDir, _pid: i32) {
+    edit_unix(dir, |u| {
+        if u.opts.so_rcvbuf == 2 * 65536 {
+            u.opts.so_rcvbuf = 65536;
+        }
+    });
+}
+
+fn forget_passcred(dir: &ImageDir, _pid: i32) {
+    edit_unix(dir, |u| u.opts.so_passcred = Some(false));
+}
+
+fn block_a_socket(dir: &ImageDir, _pid: i32) {
+    edit_unix(dir, |u| u.flags &= !(libc::O_NONBLOCK as u32));
+}
+
+fn rename_the_abstract_socket(dir: &ImageDir, _pid: i32) {
+    edit_unix(dir, |u| {
+        if u.name.starts_with(b"\0rcriu-sk-") {
+            u.name.push(b'x');
+        }
+    });
+}
+
+/// d/gone.sock no longer marked removed: the restore binds it where it
+/// was, in a directory gone too.
+fn unlink_a_removed_name(dir: &ImageDir, _pid: i32) {
+    edit_unix(dir, |u| {
+        if u.name.starts_with(b"d/gone.sock") {
+            u.deleted = None;
+        }
+    });
+}
+
+#[test]
+fn corrupted_unix_sockets_are_noticed() {
+    let _g = setup();
+    let fails =
+        |tweak: common::Tweak, args: &[&str], want: &str| match cycle("sk_unix", args, Some(tweak))
+        {
+            Ok(()) => panic!("{want}: the tweaked images restored and passed"),
+            Err(e) => assert!(e.contains(want), "{want}: {e}"),
+        };
+    fails(drop_fd_in_flight, &[], "FAIL: no fd in flight on fd 10");
+    fails(flip_a_queued_byte, &[], "FAIL: the queue of fd 11");
+    fails(drop_a_datagram, &[], "FAIL: the datagrams on fd 13");
+    fails(loosen_the_listener, &[], "FAIL: listen.sock's mode");
+    fails(forget_a_shutdown, &[], "FAIL: fd 22 after 21's shutdown");
+    fails(shrink_a_buffer, &[], "FAIL: fd 19's SO_RCVBUF");
+    fails(forget_passcred, &[], "FAIL: fd 26's SO_PASSCRED");
+    fails(block_a_socket, &[], "FAIL: fds 12/13's flags");
+    fails(rename_the_abstract_socket, &[], "FAIL: fd 19's name");
+    fails(unlink_a_removed_name, &["ghost"], "binding unix socket");
 }
 
 #[test]
@@ -30,4 +181,83 @@ fn credentials_attached_to_queued_messages_are_refused_by_name() {
     assert!(e.contains("fd 26") && e.contains("SO_PASSCRED"), "{e}");
     let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
     assert!(left.is_empty(), "a refused dump leaves no image: {left:?}");
+    // It runs on untouched, the datagram still there.
+    w.verdict().unwrap();
+}
+
+/// A datagram socket connected to one outside the dump (as /dev/log): the
+/// dump refuses it unless told --ext-unix-sk, the restore too; restored
+/// with it, the socket sends to the outside again.
+#[test]
+fn a_peer_outside_needs_ext_unix_sk() {
+    let _g = setup();
+    let home = TempDir::new("sk-unix-ext");
+    let log = home.path().join("log.sock");
+    let outside = std::os::unix::net::UnixDatagram::bind(&log).unwrap();
+    let path = log.to_str().unwrap();
+    let w = start("sk_unix", &["ext", path]);
+    let images = TempDir::new("sk-unix-ext-img");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect_err("fd 27's peer is outside")
+        .to_string();
+    assert!(
+        e.contains("outside the dump") && e.contains("--ext-unix-sk"),
+        "{e}"
+    );
+    let mut w = w;
+    Dump::new(w.pid)
+        .images_dir(images.path())
+        .ext_unix_sk(true)
+        .run()
+        .expect("dumping with --ext-unix-sk");
+    w.reap();
+    let files = ImageDir::open(images.path()).unwrap().files().unwrap();
+    assert!(
+        files
+            .iter()
+            .filter_map(|f| f.usk.as_ref())
+            .any(|u| u.uflags == 1 && u.name.starts_with(path.as_bytes())),
+        "an external entry names the outside socket"
+    );
+    let e = Restore::new(images.path())
+        .detach(true)
+        .run()
+        .expect_err("restoring without --ext-unix-sk")
+        .to_string();
+    assert!(e.contains("--ext-unix-sk"), "{e}");
+    Restore::new(images.path())
+        .detach(true)
+        .ext_unix_sk(true)
+        .run()
+        .expect("restoring with --ext-unix-sk");
+    w.verdict().unwrap();
+    let mut buf = [0u8; 64];
+    outside.set_nonblocking(true).unwrap();
+    let n = outside
+        .recv(&mut buf)
+        .expect("the workload sent to the outside");
+    assert_eq!(&buf[..n], b"from-the-workload");
+}
+
+/// Half a stream connection is refused whatever the options.
+#[test]
+fn a_stream_peer_outside_is_refused() {
+    let _g = setup();
+    let home = TempDir::new("sk-unix-extstream");
+    let path = home.path().join("srv.sock");
+    let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let w = start("sk_unix", &["extstream", path.to_str().unwrap()]);
+    let (_accepted, _) = l.accept().unwrap();
+    let images = TempDir::new("sk-unix-extstream-img");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .ext_unix_sk(true)
+        .run()
+        .expect_err("half a stream connection")
+        .to_string();
+    assert!(e.contains("half a connection"), "{e}");
+    w.verdict().unwrap();
+    let _ = cycle_with;
 }

@@ -26,7 +26,21 @@
  * In mode "creds", fd 26 also has a datagram waiting (which a dump
  * refuses: credentials are attached to it when read).
  *
- *   sk_unix OUTFILE [creds]
+ * In mode "ghost", also:
+ *   fd 27      a datagram socket bound to "d/gone.sock", then removed
+ *              (with its directory "d")
+ *   fd 28      a datagram socket bound to "replaced.sock", removed, and a
+ *              regular file made at that path ("not a socket")
+ *   fd 29      a datagram socket connected to fd 27 (by its name, before
+ *              it was removed), a datagram from 29 waiting in 27
+ *
+ * In mode "ext PATH", also:
+ *   fd 27      a datagram socket connected to the socket bound to PATH by
+ *              a process outside the dump (as /dev/log); after SIGUSR1 it
+ *              sends "from-the-workload" to it
+ * In mode "extstream PATH", fd 27 is a stream socket connected to PATH.
+ *
+ *   sk_unix OUTFILE [creds | ghost | ext PATH | extstream PATH]
  *
  * Prints facts, "ready", waits in sigsuspend for SIGUSR1, then checks each
  * socket (type, names, flags, options, queues in order, the fd in flight,
@@ -50,6 +64,7 @@ static void on_usr1(int sig) { (void)sig; stop = 1; }
 
 static char msg[512];
 static char abstract_name[64];
+static int mode_ghost, mode_ext;
 
 static int verdict(const char *path, const char *m)
 {
@@ -293,6 +308,25 @@ static const char *check(void)
 	/* The orphan. */
 	if (!expect(25, "orphan") || !is_end(25))
 		FAIL("fd 25 after its peer went\n");
+	if (mode_ghost) {
+		if (!name_is(27, "d/gone.sock", 0) || !name_is(28, "replaced.sock", 0))
+			FAIL("the removed names of fds 27/28\n");
+		if (access("d", F_OK) == 0)
+			FAIL("d/gone.sock is back\n");
+		char txt[32] = { 0 };
+		int r = open("replaced.sock", O_RDONLY);
+		if (r < 0 || read(r, txt, sizeof(txt) - 1) != 13 || strcmp(txt, "not a socket\n"))
+			FAIL("replaced.sock is not the file that replaced it\n");
+		close(r);
+		if (!expect(27, "to-the-gone"))
+			FAIL("the datagram waiting in fd 27\n");
+		if (send(29, "again", 5, 0) != 5 || !expect(27, "again"))
+			FAIL("fd 29 is not connected to fd 27\n");
+	}
+	if (mode_ext) {
+		if (send(27, "from-the-workload", 17, MSG_NOSIGNAL) != 17)
+			FAIL("sending to the outside: %s\n", strerror(errno));
+	}
 	return NULL;
 }
 
@@ -396,6 +430,37 @@ int main(int argc, char **argv)
 		    sendto(t, "with-creds", 10, 0, (struct sockaddr *)&a, al) != 10)
 			return 4;
 		close(t);
+	}
+
+	if (argc > 2 && !strcmp(argv[2], "ghost")) {
+		mode_ghost = 1;
+		if (mkdir("d", 0700))
+			return 4;
+		int g = socket(AF_UNIX, SOCK_DGRAM, 0);
+		al = addr_of(&a, "d/gone.sock", 0);
+		if (place(g, 27) < 0 || bind(27, (struct sockaddr *)&a, al))
+			return 4;
+		int c = socket(AF_UNIX, SOCK_DGRAM, 0);
+		if (place(c, 29) < 0 || connect(29, (struct sockaddr *)&a, al) ||
+		    send(29, "to-the-gone", 11, 0) != 11)
+			return 4;
+		if (unlink("d/gone.sock") || rmdir("d"))
+			return 4;
+		int r = socket(AF_UNIX, SOCK_DGRAM, 0);
+		al = addr_of(&a, "replaced.sock", 0);
+		if (place(r, 28) < 0 || bind(28, (struct sockaddr *)&a, al) || unlink("replaced.sock"))
+			return 4;
+		int t = open("replaced.sock", O_WRONLY | O_CREAT | O_EXCL, 0644);
+		if (t < 0 || write(t, "not a socket\n", 13) != 13 || close(t))
+			return 4;
+	}
+	if (argc > 3 && (!strcmp(argv[2], "ext") || !strcmp(argv[2], "extstream"))) {
+		mode_ext = 1;
+		int type = !strcmp(argv[2], "ext") ? SOCK_DGRAM : SOCK_STREAM;
+		int x = socket(AF_UNIX, type, 0);
+		al = addr_of(&a, argv[3], 0);
+		if (place(x, 27) < 0 || connect(27, (struct sockaddr *)&a, al))
+			return 5;
 	}
 
 	printf("pid %d\n", getpid());
