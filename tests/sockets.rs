@@ -261,3 +261,129 @@ fn a_stream_peer_outside_is_refused() {
     w.verdict().unwrap();
     let _ = cycle_with;
 }
+
+#[test]
+fn tcp_listeners_and_udp_carry_on() {
+    let _g = setup();
+    cycle("sk_inet", &[], None).unwrap();
+    leave_running("sk_inet", &[]);
+}
+
+/// Rewrites files.img's inet socket entries through `f`.
+fn edit_inet(dir: &ImageDir, f: impl Fn(&mut pb::InetSkEntry)) {
+    let mut files = dir.files().unwrap();
+    for e in &mut files {
+        if let Some(i) = e.isk.as_mut() {
+            f(i);
+        }
+    }
+    dir.write_all(ImageFile::Files, &files).unwrap();
+}
+
+fn stretch_keepidle(dir: &ImageDir, _pid: i32) {
+    edit_inet(dir, |i| {
+        if let Some(t) = i.tcp_opts.as_mut()
+            && t.keepidle == Some(77)
+        {
+            t.keepidle = Some(78);
+        }
+    });
+}
+
+/// Every IPv6 socket IPv6-only (fd 12 was not; a socket bound to ::1
+/// is, whatever it asked).
+fn force_v6only(dir: &ImageDir, _pid: i32) {
+    edit_inet(dir, |i| {
+        if i.v6only.is_some() {
+            i.v6only = Some(true);
+        }
+    });
+}
+
+fn forget_the_device(dir: &ImageDir, _pid: i32) {
+    edit_inet(dir, |i| i.opts.so_bound_dev = None);
+}
+
+fn drop_the_filter(dir: &ImageDir, _pid: i32) {
+    edit_inet(dir, |i| i.opts.so_filter.clear());
+}
+
+fn change_tos(dir: &ImageDir, _pid: i32) {
+    edit_inet(dir, |i| {
+        if let Some(ip) = i.ip_opts.as_mut()
+            && ip.tos == Some(0x10)
+        {
+            ip.tos = Some(0x08);
+        }
+    });
+}
+
+fn drop_timestamps(dir: &ImageDir, _pid: i32) {
+    edit_inet(dir, |i| i.opts.rcriu_timestamp = None);
+}
+
+fn drop_peek_off(dir: &ImageDir, _pid: i32) {
+    edit_inet(dir, |i| i.opts.rcriu_peek_off = None);
+}
+
+fn change_ttl(dir: &ImageDir, _pid: i32) {
+    edit_inet(dir, |i| {
+        if let Some(ip) = i.ip_opts.as_mut()
+            && ip.ttl == Some(33)
+        {
+            ip.ttl = Some(34);
+        }
+    });
+}
+
+fn forget_the_listen(dir: &ImageDir, _pid: i32) {
+    edit_inet(dir, |i| {
+        if i.backlog == 9 {
+            i.state = 7;
+        }
+    });
+}
+
+#[test]
+fn corrupted_inet_sockets_are_noticed() {
+    let _g = setup();
+    let fails = |tweak: common::Tweak, want: &str| match cycle("sk_inet", &[], Some(tweak)) {
+        Ok(()) => panic!("{want}: the tweaked images restored and passed"),
+        Err(e) => assert!(e.contains(want), "{want}: {e}"),
+    };
+    fails(stretch_keepidle, "FAIL: fd 10's keepalive");
+    fails(forget_the_listen, "FAIL: fd 10's address or listening");
+    fails(force_v6only, "FAIL: fd 12's address, IPV6_V6ONLY or flags");
+    fails(forget_the_device, "FAIL: fd 11's device");
+    fails(drop_the_filter, "FAIL: fd 12's filter");
+    fails(change_tos, "FAIL: fd 10's IP_TOS");
+    fails(drop_timestamps, "FAIL: fd 13's address or options");
+    fails(drop_peek_off, "FAIL: fd 13's address or options");
+    fails(change_ttl, "FAIL: fd 14's IP options");
+}
+
+/// Established connections with both ends in the process, data on the
+/// way both ways (some of it not sent yet: the window was full).
+#[test]
+fn tcp_connections_inside_carry_on() {
+    let _g = setup();
+    let est = |d: Dump| d.tcp_established(true);
+    let rest = |r: Restore| r.tcp_established(true);
+    common::cycle_opts(start("sk_tcp", &["pair"]), "sk_tcp", None, est, rest).unwrap();
+    common::leave_running_opts("sk_tcp", &["pair"], est);
+    common::cycle_opts(start("sk_tcp", &["halfclosed"]), "sk_tcp", None, est, rest).unwrap();
+}
+
+#[test]
+fn connected_tcp_sockets_need_tcp_established() {
+    let _g = setup();
+    let w = start("sk_tcp", &["pair"]);
+    let images = TempDir::new("sk-tcp-refused");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect_err("connected TCP sockets")
+        .to_string();
+    assert!(e.contains("fd 11") && e.contains("--tcp-established"), "{e}");
+    w.verdict().unwrap();
+}

@@ -681,7 +681,8 @@ fn fd_lines(pid: i32) -> Vec<String> {
 
 /// What /proc/PID/net says of each socket of the process's network
 /// namespace, by inode: for unix sockets their type, state, flags and
-/// name; for TCP and UDP their addresses, state and queues; for netlink
+/// name; for TCP and UDP their addresses, state and queues (not a TCP
+/// connection's, which move by themselves); for netlink
 /// sockets their protocol, port and groups; for packet sockets their
 /// type, protocol and interface. (Not what changes by itself: reference
 /// counts, timers, drops.)
@@ -716,9 +717,16 @@ fn socket_facts(pid: i32) -> std::collections::HashMap<u64, String> {
                 continue;
             }
             if let Ok(ino) = w[9].parse() {
+                // A connection's queues move by themselves (what was sent
+                // and not acknowledged is sent again after a restore).
+                let queues = if kind.starts_with("tcp") && w[3] != "0A" {
+                    "?"
+                } else {
+                    w[4]
+                };
                 out.insert(
                     ino,
-                    format!("{kind} {} -> {} st {} queues {}", w[1], w[2], w[3], w[4]),
+                    format!("{kind} {} -> {} st {} queues {queues}", w[1], w[2], w[3]),
                 );
             }
         }
