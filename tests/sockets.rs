@@ -384,6 +384,172 @@ fn connected_tcp_sockets_need_tcp_established() {
         .run()
         .expect_err("connected TCP sockets")
         .to_string();
-    assert!(e.contains("fd 11") && e.contains("--tcp-established"), "{e}");
+    assert!(
+        e.contains("fd 11") && e.contains("--tcp-established"),
+        "{e}"
+    );
     w.verdict().unwrap();
+}
+
+/// The TCP client outside the dump, the FIFO its handshake with the
+/// workload goes through, and the port the workload listens on.
+fn outside_client(tag: &str) -> (TempDir, String, u16) {
+    let home = TempDir::new(tag);
+    let fifo = home.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path, borrowed for the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    (home, fifo.to_str().unwrap().to_owned(), port)
+}
+
+/// Starts `sk_tcp server` and connects to it from here (outside the
+/// dumped tree), once it listens (it opens the FIFO after listen).
+fn start_server(fifo: &str, port: u16) -> (rcriu_test_support::Workload, std::net::TcpStream) {
+    use std::io::Write;
+    let f = fifo.to_owned();
+    let client = std::thread::spawn(move || {
+        let gate = std::fs::OpenOptions::new().write(true).open(&f).unwrap();
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(b"hello").unwrap();
+        drop(gate);
+        c
+    });
+    let w = start("sk_tcp", &["server", fifo, &port.to_string()]);
+    (w, client.join().unwrap())
+}
+
+fn read_exactly(c: &mut std::net::TcpStream, n: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    c.set_read_timeout(Some(rcriu_test_support::HANG_GUARD))
+        .unwrap();
+    let mut b = vec![0; n];
+    c.read_exact(&mut b)?;
+    Ok(b)
+}
+
+/// A server whose client is outside the dump: the connection carries on
+/// across the dump and the restore (--tcp-established), what the client
+/// sent meanwhile arriving once the lock is lifted; nothing is reset.
+/// With either lock (iptables, nftables).
+#[test]
+fn a_tcp_client_outside_keeps_its_connection() {
+    use rcriu::dump::tcp_stream::LockMethod;
+    let _g = setup();
+    client_outside(LockMethod::Iptables);
+    client_outside(LockMethod::Nftables);
+}
+
+fn client_outside(lock: rcriu::dump::tcp_stream::LockMethod) {
+    use std::io::Write;
+    let (_home, fifo, port) = outside_client("sk-tcp-outside");
+    let (mut w, mut client) = start_server(&fifo, port);
+    client.write_all(b"before-dump").unwrap();
+    let images = TempDir::new("sk-tcp-outside-img");
+    let before = common::steady(w.pid);
+    Dump::new(w.pid)
+        .images_dir(images.path())
+        .tcp_established(true)
+        .network_lock(lock)
+        .run()
+        .unwrap();
+    w.reap();
+    // The connection is locked: this waits in the client's queue.
+    client.write_all(b"during-dump").unwrap();
+    Restore::new(images.path())
+        .detach(true)
+        .tcp_established(true)
+        .run()
+        .unwrap();
+    let diff = before.diff(&rcriu_test_support::ProcSnapshot::settled(w.pid, &before));
+    assert!(diff.is_empty(), "/proc differs:\n{}", diff.join("\n"));
+    w.verdict().unwrap();
+    assert_eq!(read_exactly(&mut client, 8).unwrap(), b"greeting");
+    assert_eq!(read_exactly(&mut client, 13).unwrap(), b"after-restore");
+    let rules = std::process::Command::new("iptables")
+        .arg("-S")
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&rules.stdout).contains("0xc114"),
+        "the restore lifted the lock"
+    );
+    let tables = std::process::Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&tables.stdout).contains("CRIU-"),
+        "the restore deleted the lock's table"
+    );
+}
+
+/// The negative control of the lock: without it, what the client sends
+/// while the server is gone is answered with a reset.
+#[test]
+fn without_the_network_lock_the_client_is_reset() {
+    use std::io::Write;
+    let _g = setup();
+    let (_home, fifo, port) = outside_client("sk-tcp-nolock");
+    let (mut w, mut client) = start_server(&fifo, port);
+    client.write_all(b"before-dump").unwrap();
+    let images = TempDir::new("sk-tcp-nolock-img");
+    Dump::new(w.pid)
+        .images_dir(images.path())
+        .tcp_established(true)
+        .network_lock(rcriu::dump::tcp_stream::LockMethod::Skip)
+        .run()
+        .unwrap();
+    w.reap();
+    client.write_all(b"during-dump").unwrap();
+    let e = read_exactly(&mut client, 8).and_then(|_| read_exactly(&mut client, 13));
+    assert_eq!(
+        e.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset),
+        "the client's data met no socket"
+    );
+}
+
+#[test]
+fn netlink_sockets_carry_on() {
+    let _g = setup();
+    cycle("sk_netlink", &[], None).unwrap();
+    leave_running("sk_netlink", &[]);
+}
+
+fn move_a_netlink_port(dir: &ImageDir, _pid: i32) {
+    let mut files = dir.files().unwrap();
+    for e in &mut files {
+        if let Some(n) = e.nlsk.as_mut()
+            && n.protocol == libc::NETLINK_GENERIC as u32
+        {
+            n.portid += 1;
+        }
+    }
+    dir.write_all(ImageFile::Files, &files).unwrap();
+}
+
+fn leave_a_group(dir: &ImageDir, _pid: i32) {
+    let mut files = dir.files().unwrap();
+    for e in &mut files {
+        if let Some(n) = e.nlsk.as_mut() {
+            for g in &mut n.groups {
+                *g &= !1;
+            }
+        }
+    }
+    dir.write_all(ImageFile::Files, &files).unwrap();
+}
+
+#[test]
+fn corrupted_netlink_sockets_are_noticed() {
+    let _g = setup();
+    let e = cycle("sk_netlink", &[], Some(move_a_netlink_port)).unwrap_err();
+    assert!(e.contains("FAIL: fd 11's port or groups"), "{e}");
+    let e = cycle("sk_netlink", &[], Some(leave_a_group)).unwrap_err();
+    assert!(e.contains("FAIL: fd 10's port or groups"), "{e}");
 }

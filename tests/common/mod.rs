@@ -35,6 +35,7 @@ const SLEEPERS: &[&str] = &[
     "sk_unix",
     "sk_inet",
     "sk_tcp",
+    "sk_netlink",
 ];
 
 /// The workloads whose inside is not probed: a thread of rseq_cs lives
