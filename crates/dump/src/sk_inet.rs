@@ -41,6 +41,7 @@ const ICMPV6_FILTER: i32 = 1;
 const SOL_ICMPV6: i32 = 58;
 const SOL_RAW: i32 = 255;
 const UDP_CORK: i32 = 1;
+const SO_PEERNAME: i32 = 28;
 
 /// What the dump knows of an inet socket: sock_diag's description, or
 /// for a socket it does not list (unbound, closed, ping sockets) what the
@@ -328,12 +329,19 @@ fn unlisted(pid: Pid, f: &OpenFd, family: i32, proto: i32, kind: i32) -> Result<
         state: TCP_CLOSE,
         ..Desc::default()
     };
-    let addr =
-        |peer| sk_sys::address(fd, peer).map_err(Error::sys("reading a socket's address", pid));
-    if let Some(a) = addr(true)? {
-        (d.dport, d.dst) = parse_sockaddr(&a, family);
+    // SO_PEERNAME, not getpeername: it names the peer of a connection
+    // closed (reset, or both ends shut) too, which then is dumped as a
+    // connection (as CRIU does).
+    // The kernel wants the address's exact size.
+    let mut peer = [0u8; 28];
+    let len = if family == libc::AF_INET6 { 28 } else { 16 };
+    match sk_sys::getsockopt(fd, libc::SOL_SOCKET, SO_PEERNAME, &mut peer[..len]) {
+        Ok(n) => (d.dport, d.dst) = parse_sockaddr(&peer[..n.min(peer.len())], family),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {}
+        Err(e) => return Err(Error::sys("reading a socket's peer (SO_PEERNAME)", pid)(e)),
     }
-    if let Some(a) = addr(false)? {
+    let own = sk_sys::address(fd, false).map_err(Error::sys("reading a socket's address", pid))?;
+    if let Some(a) = own {
         (d.sport, d.src) = parse_sockaddr(&a, family);
     }
     if kind != libc::SOCK_RAW && proto == libc::IPPROTO_TCP {
