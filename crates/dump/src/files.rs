@@ -329,6 +329,9 @@ pub struct Options {
 /// criu's default `--ghost-limit`: 1 MiB.
 pub const DEFAULT_GHOST_LIMIT: u64 = 1 << 20;
 
+/// An fd seen: (pid, fd, file id).
+type SeenFd = (Pid, i32, u32);
+
 /// The file entries of a dump, and their numbering.
 #[derive(Debug)]
 pub struct Files {
@@ -338,9 +341,10 @@ pub struct Files {
     /// (dev, ino, mnt_id) → id, latest first when searched.
     cache: Vec<(u64, u64, i64, u32)>,
     pub entries: Vec<pb::FileEntry>,
-    /// (pid, fd, id, dev, ino) of the fds seen, for kcmp: only fds of
-    /// the same inode can be the same open file description.
-    fds: Vec<(Pid, i32, u32, u64, u64)>,
+    /// (dev, ino) → (pid, fd, id) of the fds seen of that inode, for
+    /// kcmp: only fds of the same inode can be the same open file
+    /// description (a map: ten thousand sockets are ten thousand inodes).
+    fds: std::collections::HashMap<(u64, u64), Vec<SeenFd>>,
     ghosts: ghost::Ghosts,
     extra: Extra,
     ttys: tty::Seen,
@@ -462,7 +466,7 @@ impl Files {
             next: 1,
             cache: Vec::new(),
             entries: Vec::new(),
-            fds: Vec::new(),
+            fds: std::collections::HashMap::new(),
             ghosts: ghost::Ghosts::default(),
             extra: Extra::default(),
             ttys: tty::Seen::default(),
@@ -562,19 +566,18 @@ impl Files {
     /// kcmp), writing its entries unless it is a file already seen.
     fn file(&mut self, owner: Pid, number: i32, f: &OpenFd) -> Result<u32> {
         let (dev, ino) = (f.info.dev, f.info.ino);
-        for &(p, other, id, d, i) in &self.fds {
-            if (d, i) != (dev, ino) {
-                continue;
-            }
+        let seen = self.fds.entry((dev, ino)).or_default();
+        for &(p, other, id) in seen.iter() {
             let same = sys::same_file(p, other, owner, number)
                 .map_err(Error::sys("comparing open files (kcmp)", self.pid))?;
             if same {
-                self.fds.push((owner, number, id, dev, ino));
+                seen.push((owner, number, id));
                 return Ok(id);
             }
         }
-        let id = self.fresh();
-        self.fds.push((owner, number, id, dev, ino));
+        let id = self.next;
+        self.next += 1;
+        seen.push((owner, number, id));
         self.cache.push((f.info.dev, f.info.ino, f.info.mnt_id, id));
         let fown = fown(self.pid, f)?;
         let pid = self.pid;

@@ -212,6 +212,7 @@ impl Dump {
     /// process is running (`leave_running`) or killed; on failure it runs
     /// on as it was and the images this run wrote are removed.
     pub fn run(self) -> Result<DumpStats> {
+        sockets::raise_nofile();
         pipeline::run(&pipeline::Options {
             pid: self.pid,
             dir: self.images_dir,

@@ -208,10 +208,15 @@ pub fn dump(
                 // Its state and queues, through TCP_REPAIR, once every
                 // connection of the dump is locked (crate::tcp_stream).
                 let at = files.entries.len();
-                let dup = f
-                    .file
-                    .try_clone()
-                    .map_err(Error::file(pid, format!("socket:[{ino}]")))?;
+                let held = if f.fd >= 0 {
+                    tcp_stream::Held::Task(pid, f.fd)
+                } else {
+                    let dup = f
+                        .file
+                        .try_clone()
+                        .map_err(Error::file(pid, format!("socket:[{ino}]")))?;
+                    tcp_stream::Held::Copy(dup.into())
+                };
                 files.sockets.tcp.add(tcp_stream::Pending {
                     entry: at,
                     ino,
@@ -221,7 +226,7 @@ pub fn dump(
                     dst: sk.dst,
                     dport: sk.dport,
                     reuseaddr: e.opts.reuseaddr.unwrap_or(false),
-                    fd: dup.into(),
+                    held,
                     what: what(f),
                 });
             }

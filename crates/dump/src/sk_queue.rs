@@ -55,7 +55,6 @@ pub fn dump(files: &mut Files, f: &OpenFd, id: u32, queued: u64, kind: i32) -> R
 }
 
 fn read_all(files: &mut Files, f: &OpenFd, id: u32, queued: u64, kind: i32) -> Result<Vec<Packet>> {
-    let pid = files.pid();
     let fd = f.file.as_fd();
     let sndbuf = sk_sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(0);
     let rcvbuf = sk_sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF).unwrap_or(0);
@@ -64,11 +63,31 @@ fn read_all(files: &mut Files, f: &OpenFd, id: u32, queued: u64, kind: i32) -> R
     let room = (queued as usize)
         .max(sndbuf.max(rcvbuf).max(0) as usize * 2)
         .clamp(64 << 10, MAX_CHUNK);
-    let mut buf = vec![0u8; room];
+    // One buffer for every queue of the dump, grown as needed (zeroing
+    // half a megabyte per socket would cost more than reading them).
+    let mut buf = std::mem::take(&mut files.sockets.queue_buf);
+    if buf.len() < room {
+        buf.resize(room, 0);
+    }
+    let read = read_into(files, f, id, queued, kind, &mut buf);
+    files.sockets.queue_buf = buf;
+    read
+}
+
+fn read_into(
+    files: &mut Files,
+    f: &OpenFd,
+    id: u32,
+    queued: u64,
+    kind: i32,
+    buf: &mut [u8],
+) -> Result<Vec<Packet>> {
+    let pid = files.pid();
+    let fd = f.file.as_fd();
     let mut out = Vec::new();
     let mut total = 0u64;
     loop {
-        let Some(p) = sk_sys::peek(fd, &mut buf)
+        let Some(p) = sk_sys::peek(fd, buf)
             .map_err(Error::sys("reading a socket's queue (MSG_PEEK)", pid))?
         else {
             break;

@@ -194,7 +194,7 @@ const CMSG_ROOM: usize = 4096;
 /// `SO_PEEK_OFF`) into `data`, without blocking; `None` when nothing is
 /// queued.
 pub fn peek(fd: BorrowedFd<'_>, data: &mut [u8]) -> io::Result<Option<Peeked>> {
-    let mut control = vec![0u64; CMSG_ROOM / 8];
+    let mut control = [0u64; CMSG_ROOM / 8];
     let mut iov = libc::iovec {
         iov_base: data.as_mut_ptr().cast(),
         iov_len: data.len(),
@@ -226,8 +226,11 @@ pub fn peek(fd: BorrowedFd<'_>, data: &mut [u8]) -> io::Result<Option<Peeked>> {
     };
     // The control messages, walked by hand: cmsghdr is a usize length and
     // two ints, each message padded to 8 bytes.
-    let bytes: Vec<u8> = control.iter().flat_map(|w| w.to_ne_bytes()).collect();
     let used = msg.msg_controllen.min(CMSG_ROOM);
+    let bytes: Vec<u8> = control[..used.div_ceil(8)]
+        .iter()
+        .flat_map(|w| w.to_ne_bytes())
+        .collect();
     let mut at = 0;
     const HDR: usize = 16;
     while at + HDR <= used {

@@ -77,6 +77,8 @@ pub struct Sockets {
     netlink: Option<HashMap<u32, NetlinkSock>>,
     packet: Option<HashMap<u32, PacketSock>>,
     pub unix_state: sk_unix::State,
+    /// The buffer queues are read into (sk_queue).
+    pub queue_buf: Vec<u8>,
     pub tcp: crate::tcp_stream::Streams,
 }
 
@@ -135,6 +137,20 @@ impl Sockets {
             self.packet = Some(all.into_iter().map(|s| (s.ino, s)).collect());
         }
         Ok(self.packet.as_ref().expect("read above when missing"))
+    }
+}
+
+/// Raises rcriu's soft limit of open files to the hard one: the dump
+/// holds a copy of every fd of the process (as many sockets as its own
+/// limit allows), as CRIU raises its own.
+pub fn raise_nofile() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current != l.maximum {
+        l.current = l.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, l) {
+            log::debug!("raising the limit of open files: {e}");
+        }
     }
 }
 

@@ -66,10 +66,64 @@ pub struct Pending {
     pub dport: u16,
     /// SO_REUSEADDR as it was (repair mode changes it).
     pub reuseaddr: bool,
-    /// rcriu's copy of the socket.
-    pub fd: OwnedFd,
+    /// How rcriu reaches the socket.
+    pub held: Held,
     /// How messages name it.
     pub what: String,
+}
+
+/// How rcriu reaches a socket it repairs.
+#[derive(Debug)]
+pub enum Held {
+    /// As fd N of process P, taken each time it is needed
+    /// (`pidfd_getfd`): rcriu keeps no copy, so that a process may hold
+    /// as many connections as its limit of open files.
+    Task(Pid, i32),
+    /// A copy rcriu keeps (a socket in flight).
+    Copy(OwnedFd),
+}
+
+impl Held {
+    /// An fd of the socket for a moment; `pidfds` caches a pidfd by pid.
+    fn get(&self, pidfds: &mut Vec<(Pid, OwnedFd)>) -> std::io::Result<Taken<'_>> {
+        match self {
+            Held::Copy(fd) => Ok(Taken::Borrowed(fd.as_fd())),
+            Held::Task(pid, n) => {
+                if !pidfds.iter().any(|(p, _)| p == pid) {
+                    let p = rustix::process::Pid::from_raw(*pid)
+                        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+                    let fd = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())?;
+                    pidfds.push((*pid, fd));
+                }
+                let pfd = &pidfds
+                    .iter()
+                    .find(|(p, _)| p == pid)
+                    .expect("opened above")
+                    .1;
+                let fd = rustix::process::pidfd_getfd(
+                    pfd,
+                    *n,
+                    rustix::process::PidfdGetfdFlags::empty(),
+                )?;
+                Ok(Taken::Own(fd))
+            }
+        }
+    }
+}
+
+/// A socket's fd for a moment.
+enum Taken<'a> {
+    Borrowed(BorrowedFd<'a>),
+    Own(OwnedFd),
+}
+
+impl Taken<'_> {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Taken::Borrowed(b) => *b,
+            Taken::Own(o) => o.as_fd(),
+        }
+    }
 }
 
 impl Pending {
@@ -97,8 +151,8 @@ pub struct Stream {
 #[derive(Debug, Default)]
 pub struct Streams {
     pending: Vec<Pending>,
-    /// Sockets in repair mode: (rcriu's copy, SO_REUSEADDR to put back).
-    repaired: Vec<(OwnedFd, bool)>,
+    /// Sockets in repair mode, with SO_REUSEADDR to put back.
+    repaired: Vec<(Held, bool)>,
     locked: Vec<Conn>,
     method: LockMethod,
     run_id: String,
@@ -131,13 +185,19 @@ impl Streams {
         net_lock::lock(self.method, run_id, &conns)
             .map_err(|source| Error::NetworkLock { pid, source })?;
         self.locked = conns;
+        let mut pidfds = Vec::new();
         for p in std::mem::take(&mut self.pending) {
-            sk_sys::setsockopt_int(p.fd.as_fd(), libc::IPPROTO_TCP, TCP_REPAIR, 1)
+            let taken = p.held.get(&mut pidfds).map_err(Error::sys(
+                "taking a socket of the process (pidfd_getfd)",
+                pid,
+            ))?;
+            let fd = taken.fd();
+            sk_sys::setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR, 1)
                 .map_err(Error::sys("turning TCP_REPAIR on", pid))?;
-            let fd = p.fd;
-            self.repaired.push((fd, p.reuseaddr));
-            let fd = self.repaired.last().expect("pushed above").0.as_fd();
-            let (state, s) = save(pid, fd, p.ino, &p.what)?;
+            let saved = save(pid, fd, p.ino, &p.what);
+            drop(taken);
+            self.repaired.push((p.held, p.reuseaddr));
+            let (state, s) = saved?;
             if let Some(isk) = entries.get_mut(p.entry).and_then(|e| e.isk.as_mut()) {
                 isk.state = state;
             }
@@ -154,12 +214,21 @@ impl Streams {
 
     /// Takes repair mode off and lifts the lock (the process runs on).
     pub fn release(&mut self) {
-        for (fd, reuseaddr) in self.repaired.drain(..) {
-            if let Err(e) = sk_sys::setsockopt_int(fd.as_fd(), libc::IPPROTO_TCP, TCP_REPAIR, 0) {
+        let mut pidfds = Vec::new();
+        for (held, reuseaddr) in std::mem::take(&mut self.repaired) {
+            let taken = match held.get(&mut pidfds) {
+                Ok(t) => t,
+                Err(e) => {
+                    log::error!("taking a socket to turn TCP_REPAIR off: {e}");
+                    continue;
+                }
+            };
+            let fd = taken.fd();
+            if let Err(e) = sk_sys::setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR, 0) {
                 log::error!("turning TCP_REPAIR off: {e}");
             }
             if let Err(e) = sk_sys::setsockopt_int(
-                fd.as_fd(),
+                fd,
                 libc::SOL_SOCKET,
                 libc::SO_REUSEADDR,
                 i32::from(reuseaddr),

@@ -266,7 +266,11 @@ pub fn plan(
             continue;
         }
         let file = match op.opened.get(&e.id) {
-            Some(f) => f.try_clone().map_err(Error::host("copying an open file"))?,
+            Some(Opened::Placed(i)) => plan.fds[*i]
+                .2
+                .try_clone()
+                .map_err(Error::host("copying an open file"))?,
+            Some(Opened::Held(f)) => f.try_clone().map_err(Error::host("copying an open file"))?,
             None => {
                 let (f, fown, session) = op.open(e.id, &from, fd)?;
                 if let Some(sid) = session
@@ -283,9 +287,9 @@ pub fn plan(
                     owned.push(e.id);
                     plan.owners.push((fd, owner_kind(o.pid_type), o.pid as i32));
                 }
-                let copy = f.try_clone().map_err(Error::host("copying an open file"))?;
-                op.opened.insert(e.id, f);
-                copy
+                // The first fd holding it holds it: no copy kept.
+                op.opened.insert(e.id, Opened::Placed(plan.fds.len()));
+                f
             }
         };
         let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
@@ -297,22 +301,18 @@ pub fn plan(
     for id in op.sockets.in_flight(img)? {
         if !op.opened.contains_key(&id) {
             let (f, _, _) = op.open(id, &queues_from, -1)?;
-            op.opened.insert(id, f);
+            op.opened.insert(id, Opened::Held(f));
         }
     }
     let mut socks = std::mem::take(&mut op.sockets);
-    let opened = &op.opened;
-    socks.finish(img, &mut |id| {
-        opened
-            .get(&id)
-            .ok_or_else(|| {
-                Error::invalid(
-                    queues_from.name(),
-                    format!("a file in flight, {id}, was not opened"),
-                )
-            })?
-            .try_clone()
-            .map_err(Error::host("copying an open file"))
+    let (opened, placed) = (&op.opened, &plan.fds);
+    socks.finish(img, &|id| match opened.get(&id) {
+        Some(Opened::Placed(i)) => Ok(placed[*i].2.as_fd()),
+        Some(Opened::Held(f)) => Ok(f.as_fd()),
+        None => Err(Error::invalid(
+            queues_from.name(),
+            format!("a file in flight, {id}, was not opened"),
+        )),
     })?;
     plan.tcp = std::mem::take(&mut socks.tcp);
     let pst = &img.task.pstree;
@@ -413,13 +413,21 @@ pub fn set_owners(owners: &[(i32, i32, i32)], fds: &[(i32, bool, OwnedFd)]) -> R
     Ok(())
 }
 
+/// Where an open file is once opened: at the place of the first fd that
+/// holds it (an index in [`FdPlan::fds`], unsorted yet), or held here (a
+/// file in flight, which no fd holds).
+enum Opened {
+    Placed(usize),
+    Held(OwnedFd),
+}
+
 /// What opens the files of one restore.
 struct Opener<'a> {
     img: &'a Images,
     validation: FileValidation,
     shell_job: bool,
     /// file id → its open file.
-    opened: BTreeMap<u32, OwnedFd>,
+    opened: BTreeMap<u32, Opened>,
     ghosts: ghost::Ghosts,
     pipes: pipes::Pipes,
     fifos: pipes::Fifos,
@@ -495,7 +503,7 @@ impl Opener<'_> {
                 }
                 Ok(pb::FdTypes::Inetsk) => {
                     let i = entry.isk.as_ref().ok_or_else(unsupported)?;
-                    (self.sockets.inet(img, i)?, i.fown, None)
+                    (self.sockets.inet(img, i, fd)?, i.fown, None)
                 }
                 Ok(pb::FdTypes::Netlinksk) => {
                     let n = entry.nlsk.as_ref().ok_or_else(unsupported)?;

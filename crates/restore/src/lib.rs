@@ -48,7 +48,7 @@ mod timens;
 mod tty;
 mod vdso;
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -156,6 +156,7 @@ impl Restore {
     /// Restores the process.
     pub fn run(self) -> Result<Restored> {
         let start = Instant::now();
+        sockets::raise_nofile();
         // With rcriu's manifest, every file is checked before anything
         // starts.
         let img = load::load(ImageDir::open_checked(&self.dir)?)?;
@@ -227,10 +228,24 @@ impl Restore {
             .map(up)
             .collect::<Result<Vec<_>>>()?;
         let owners = fds.owners;
+        // A file whose number is free in rcriu goes there now (the
+        // restorer leaves it in place): a process may hold as many files
+        // as the limit of open files, without rcriu needing twice as
+        // many numbers. The others go above every target.
         let sources = fds
             .fds
             .into_iter()
-            .map(|(to, cloexec, f)| Ok((to, cloexec, up(f)?)))
+            .map(|(to, cloexec, f)| {
+                if f.as_raw_fd() == to {
+                    return Ok((to, cloexec, f));
+                }
+                match sys::dup_to_free(f.as_fd(), to)
+                    .map_err(Error::host("placing an fd at its number"))?
+                {
+                    Some(at) => Ok((to, cloexec, at)),
+                    None => Ok((to, cloexec, up(f)?)),
+                }
+            })
             .collect::<Result<Vec<_>>>()?;
         // The terminal is made controlling before the fds are placed: as
         // the fd rcriu holds for it.
@@ -510,7 +525,7 @@ impl Restore {
             )
             .into_owned();
             // A failure drops `child`, which kills the process.
-            tcp.release(method, &run_id)?;
+            tcp.release(method, &run_id, child_pid)?;
         }
         let pid = finish::finish(child, &region, finals, xstate, core.stopped, trap_action)?;
         cgroups.done();

@@ -28,8 +28,9 @@ pub struct TaskImages {
 pub struct Images {
     pub dir: ImageDir,
     pub inventory: pb::InventoryEntry,
-    /// `files.img` by id.
-    pub files: BTreeMap<u32, pb::FileEntry>,
+    /// `files.img` by id (boxed: an entry is large, and ten thousand
+    /// sockets are ten thousand entries to sort).
+    pub files: BTreeMap<u32, Box<pb::FileEntry>>,
     pub task: TaskImages,
     /// The time namespace's clocks, when the dump has them.
     pub timens: Option<pb::TimensEntry>,
@@ -40,7 +41,7 @@ pub struct Images {
 impl Images {
     /// The file entry `id` refers to, from `file`'s point of view.
     pub fn file(&self, id: u32, from: &ImageFile) -> Result<&pb::FileEntry> {
-        self.files.get(&id).ok_or_else(|| {
+        self.files.get(&id).map(|f| &**f).ok_or_else(|| {
             Error::invalid(
                 from.name(),
                 format!("refers to file id {id}, which files.img does not have"),
@@ -118,7 +119,7 @@ pub fn load(dir: ImageDir) -> Result<Images> {
     let files = dir
         .files()?
         .into_iter()
-        .map(|f| (f.id, f))
+        .map(|f| (f.id, Box::new(f)))
         .collect::<BTreeMap<_, _>>();
 
     // CRIU restores into the time namespace of the dumped process's id

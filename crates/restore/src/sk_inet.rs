@@ -12,7 +12,6 @@
 //! connections it accepted); once all are made ([`finish`]), the ones
 //! that had them off get them off again.
 
-use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rcriu_images::pb;
@@ -140,6 +139,7 @@ pub fn make(
     e: &pb::InetSkEntry,
     opts: Options,
     tcp: &mut tcp_stream::Repaired,
+    target: i32,
 ) -> Result<OwnedFd> {
     check(e, opts)?;
     let what = || format!("making {}", describe(e));
@@ -168,8 +168,14 @@ pub fn make(
             tcp.add_conn(e);
         } else {
             tcp_stream::restore(img, s, e)?;
-            let copy = fd.try_clone().map_err(Error::host("copying a socket"))?;
-            tcp.add(copy, e);
+            // Taken out of repair once the process holds it, through its fd
+            // there; one in flight through a copy.
+            let held = if target < 0 {
+                tcp_stream::Held::Copy(fd.try_clone().map_err(Error::host("copying a socket"))?)
+            } else {
+                tcp_stream::Held::Fd(target)
+            };
+            tcp.add(held, e);
         }
     } else {
         let icmp = [libc::IPPROTO_ICMP as u32, libc::IPPROTO_ICMPV6 as u32].contains(&e.proto);
@@ -188,9 +194,9 @@ pub fn make(
             sk_sys::connect(s, &a).map_err(Error::io(format!("connecting {}", describe(e))))?;
         }
     }
-    sockets::set_flags(s, e.flags)?;
+    sockets::set_flags(s, e.flags, true)?;
     set_ip_opts(s, e, &ip_opts, freebind_done)?;
-    sockets::set_opts(s, &e.opts).map_err(|err| match err {
+    sockets::set_opts(s, &e.opts, None).map_err(|err| match err {
         Error::Io { what, source } => Error::Io {
             what: format!("{what} ({})", describe(e)),
             source,
@@ -373,11 +379,7 @@ fn set_tcp_opts(s: BorrowedFd<'_>, e: &pb::InetSkEntry) -> Result<()> {
 /// Once every socket is made: SO_REUSEADDR, SO_REUSEPORT, SO_BROADCAST
 /// and SO_KEEPALIVE off where they were (connections get SO_REUSEADDR
 /// back when their repair ends).
-pub fn finish(
-    s: BorrowedFd<'_>,
-    e: &pb::InetSkEntry,
-    _files: &BTreeMap<u32, pb::FileEntry>,
-) -> Result<()> {
+pub fn finish(s: BorrowedFd<'_>, e: &pb::InetSkEntry) -> Result<()> {
     if tcp_stream::is_connection(e) {
         return Ok(());
     }

@@ -67,7 +67,8 @@ pub fn make(e: &pb::NetlinkSkEntry) -> Result<OwnedFd> {
         sk_sys::connect(s, &sockaddr(e.dst_portid, group))
             .map_err(Error::io(format!("connecting {}", describe(e))))?;
     }
-    sockets::set_flags(s, e.flags)?;
-    sockets::set_opts(s, &e.opts)?;
+    sockets::set_flags(s, e.flags, false)?;
+    let fresh = sockets::fresh(libc::AF_NETLINK, libc::SOCK_RAW, e.protocol as i32);
+    sockets::set_opts(s, &e.opts, fresh)?;
     Ok(fd)
 }

@@ -108,8 +108,8 @@ pub fn make(e: &pb::PacketSockEntry) -> Result<OwnedFd> {
             set(PACKET_FANOUT, f, "PACKET_FANOUT")?;
         }
     }
-    sockets::set_flags(s, e.flags)?;
-    sockets::set_opts(s, &e.opts)?;
+    sockets::set_flags(s, e.flags, false)?;
+    sockets::set_opts(s, &e.opts, None)?;
     Ok(fd)
 }
 

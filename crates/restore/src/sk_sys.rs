@@ -108,6 +108,23 @@ pub fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32, val: i32) -> io
     setsockopt(fd, level, name, &val.to_ne_bytes())
 }
 
+/// `getsockopt` into `buf`; the length the kernel gave.
+pub fn getsockopt(fd: BorrowedFd<'_>, level: i32, name: i32, buf: &mut [u8]) -> io::Result<usize> {
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes to `buf` and the
+    // length to `len`.
+    check(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            buf.as_mut_ptr().cast(),
+            std::ptr::from_mut(&mut len),
+        )
+    })?;
+    Ok(len as usize)
+}
+
 /// Sends `data` as one message, with `fds` in flight when there are any;
 /// returns the bytes sent.
 pub fn send(fd: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {

@@ -171,7 +171,7 @@ impl Made {
                     describe(&peer)
                 )));
             }
-            m.connect(&e, &peer, opts)?;
+            m.connect(m.fds[&id].as_fd(), &e, &peer, opts)?;
         }
         Ok(m)
     }
@@ -326,7 +326,13 @@ impl Made {
 
     /// Connects `e` to `peer` by the peer's name (through its kept file
     /// when the name was removed).
-    fn connect(&self, e: &pb::UnixSkEntry, peer: &pb::UnixSkEntry, opts: Options) -> Result<()> {
+    fn connect(
+        &self,
+        fd: BorrowedFd<'_>,
+        e: &pb::UnixSkEntry,
+        peer: &pb::UnixSkEntry,
+        opts: Options,
+    ) -> Result<()> {
         if peer.uflags & USK_EXTERN != 0 && !opts.ext_unix_sk {
             return Err(Error::unsupported(format!(
                 "restoring {}, connected to {} outside the dump, without --ext-unix-sk",
@@ -344,7 +350,6 @@ impl Made {
                 ),
             ));
         }
-        let fd = self.fds[&e.id].as_fd();
         let what = || format!("connecting {} to {}", describe(e), describe(peer));
         let fl = sk_sys::get_fl(fd).map_err(Error::io(what()))?;
         sk_sys::set_fl(fd, fl | libc::O_NONBLOCK).map_err(Error::io(what()))?;
@@ -361,83 +366,103 @@ impl Made {
         r
     }
 
-    /// A copy of socket `id`, for the fd that holds it.
+    /// Socket `id`, for the fd that holds it (the plan of the files
+    /// keeps it from then on: `finish` reaches it through the plan).
     pub fn take(&mut self, id: u32) -> Result<OwnedFd> {
-        let fd = self
-            .fds
-            .get(&id)
-            .ok_or_else(|| Error::invalid("files.img", format!("unix socket {id} was not made")))?;
-        fd.try_clone().map_err(Error::host("copying a socket"))
+        self.fds.remove(&id).ok_or_else(|| {
+            Error::invalid(
+                "files.img",
+                format!("unix socket {id} was not made, or is held twice"),
+            )
+        })
     }
 
-    /// Queues, connections, shutdowns, options and flags; `open` opens a
-    /// file in flight by its id.
-    pub fn finish(
+    /// Queues, connections, shutdowns, options and flags; `get` gives
+    /// the open file of an id (a socket, or a file in flight).
+    pub fn finish<'a>(
         &mut self,
-        _img: &Images,
         queues: &mut Queues,
-        open: &mut dyn FnMut(u32) -> Result<OwnedFd>,
+        get: &dyn Fn(u32) -> Result<BorrowedFd<'a>>,
     ) -> Result<()> {
         let ids: Vec<u32> = self.entries.keys().copied().collect();
+        // The sockets whose buffers and flags were changed to queue.
+        let mut dirty = std::collections::HashSet::new();
+        let own = |id: u32| -> Result<BorrowedFd<'_>> {
+            match self.fds.get(&id) {
+                Some(f) => Ok(f.as_fd()),
+                None => get(id),
+            }
+        };
         for &id in &ids {
             let packets = queues.take(id);
             if packets.is_empty() {
                 continue;
             }
-            let e = self.entries[&id].clone();
-            let sender = match (self.pair_of(&e), self.fakes.get(&id)) {
-                (Some(p), _) => self.fds[&p].as_fd(),
+            let e = &self.entries[&id];
+            let sender = match (self.pair_of(e), self.fakes.get(&id)) {
+                (Some(p), _) => own(p)?,
                 (None, Some(f)) => f.as_fd(),
                 (None, None) => {
                     return Err(Error::invalid(
                         "sk-queues.img",
                         format!(
                             "messages waiting in {}, which nothing can send to",
-                            describe(&e)
+                            describe(e)
                         ),
                     ));
                 }
             };
             sockets::prepare(sender)?;
-            sockets::prepare(self.fds[&id].as_fd())?;
+            sockets::prepare(own(id)?)?;
+            dirty.insert(id);
+            if let Some(p) = self.pair_of(e) {
+                dirty.insert(p);
+            }
             for p in packets {
                 let files = p
                     .rights
                     .iter()
-                    .map(|&r| open(r))
+                    .map(|&r| get(r))
                     .collect::<Result<Vec<_>>>()?;
-                let borrowed: Vec<BorrowedFd<'_>> = files.iter().map(|f| f.as_fd()).collect();
-                send_all(sender, &p.data, &borrowed, e.r#type as i32).map_err(Error::io(
-                    format!("queueing {} bytes in {}", p.data.len(), describe(&e)),
-                ))?;
+                send_all(sender, &p.data, &files, e.r#type as i32).map_err(Error::io(format!(
+                    "queueing {} bytes in {}",
+                    p.data.len(),
+                    describe(e)
+                )))?;
             }
         }
         // The writers of the queues go: a stream whose peer was gone sees
         // the end after what waited.
         self.fakes.clear();
         for &id in &ids {
-            let e = self.entries[&id].clone();
+            let e = &self.entries[&id];
             if e.uflags & USK_EXTERN != 0 || e.r#type != libc::SOCK_DGRAM as u32 || e.peer == 0 {
                 continue;
             }
-            if self.pair_of(&e).is_some() {
+            if self.pair_of(e).is_some() {
                 continue;
             }
-            let peer = self.peer_entry(&e)?;
-            self.connect(&e, &peer, self.opts)?;
+            let peer = self.peer_entry(e)?;
+            self.connect(own(id)?, e, &peer, self.opts)?;
         }
         for &id in &ids {
             let e = &self.entries[&id];
             if e.uflags & USK_EXTERN != 0 {
                 continue;
             }
-            let fd = self.fds[&id].as_fd();
+            let fd = own(id)?;
             if let Some(how) = e.shutdown.and_then(sockets::shutdown_how) {
                 sk_sys::shutdown(fd, how)
                     .map_err(Error::io(format!("shutting {} down", describe(e))))?;
             }
-            sockets::set_opts(fd, &e.opts).map_err(|err| annotate(err, &describe(e)))?;
-            sockets::set_flags(fd, e.flags)?;
+            let d = dirty.contains(&id);
+            let fresh = if d {
+                None
+            } else {
+                sockets::fresh(libc::AF_UNIX, e.r#type as i32, 0)
+            };
+            sockets::set_opts(fd, &e.opts, fresh).map_err(|err| annotate(err, &describe(e)))?;
+            sockets::set_flags(fd, e.flags, d)?;
         }
         self.ghosts.clear();
         Ok(())

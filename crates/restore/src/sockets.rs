@@ -12,7 +12,7 @@
 //! down what was, and sets options and flags last (the queues are
 //! written with buffers at their largest, non-blocking).
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 use rcriu_images::pb;
 
@@ -53,8 +53,8 @@ pub struct Sockets {
     unix: Option<sk_unix::Made>,
     queues: Option<sk_queue::Queues>,
     pub tcp: tcp_stream::Repaired,
-    /// Inet sockets made, with their entries: options set in `finish`.
-    inet: Vec<(OwnedFd, u32)>,
+    /// Inet sockets made (their ids): options set in `finish`.
+    inet: Vec<u32>,
 }
 
 impl Sockets {
@@ -94,12 +94,12 @@ impl Sockets {
             .take(e.id)
     }
 
-    /// The inet socket of entry `e`.
-    pub fn inet(&mut self, img: &Images, e: &pb::InetSkEntry) -> Result<OwnedFd> {
-        let fd = sk_inet::make(img, e, self.opts, &mut self.tcp)?;
-        let copy = fd.try_clone().map_err(Error::host("copying a socket"))?;
-        self.inet.push((copy, e.id));
-        Ok(fd)
+    /// The inet socket of entry `e`, which fd `fd` of the process holds
+    /// (-1: a socket in flight).
+    pub fn inet(&mut self, img: &Images, e: &pb::InetSkEntry, fd: i32) -> Result<OwnedFd> {
+        let s = sk_inet::make(img, e, self.opts, &mut self.tcp, fd)?;
+        self.inet.push(e.id);
+        Ok(s)
     }
 
     /// The netlink socket of entry `e`.
@@ -112,30 +112,44 @@ impl Sockets {
         sk_packet::make(e)
     }
 
-    /// Once every fd is open: the queues (`open` opens a file in flight
-    /// by its id), the connections, shutdowns, options and flags.
-    pub fn finish(
+    /// Once every fd is open: the queues (`get` gives the open file of an
+    /// id, a socket or a file in flight), the connections, shutdowns,
+    /// options and flags.
+    pub fn finish<'a>(
         &mut self,
         img: &Images,
-        open: &mut dyn FnMut(u32) -> Result<OwnedFd>,
+        get: &dyn Fn(u32) -> Result<BorrowedFd<'a>>,
     ) -> Result<()> {
         let mut q = match self.queues.take() {
             Some(q) => q,
             None => sk_queue::Queues::load(&img.dir)?,
         };
         if let Some(mut u) = self.unix.take() {
-            u.finish(img, &mut q, open)?;
+            u.finish(&mut q, get)?;
         }
         q.check_empty()?;
-        for (fd, id) in std::mem::take(&mut self.inet) {
+        for id in std::mem::take(&mut self.inet) {
             let e = img
                 .files
                 .get(&id)
                 .and_then(|f| f.isk.as_ref())
                 .ok_or_else(|| Error::invalid("files.img", format!("inet socket {id} vanished")))?;
-            sk_inet::finish(fd.as_fd(), e, &img.files)?;
+            sk_inet::finish(get(id)?, e)?;
         }
         Ok(())
+    }
+}
+
+/// Raises rcriu's soft limit of open files to the hard one: the restore
+/// opens every file of the process before the fork.
+pub fn raise_nofile() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current != l.maximum {
+        l.current = l.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, l) {
+            log::debug!("raising the limit of open files: {e}");
+        }
     }
 }
 
@@ -151,10 +165,46 @@ pub fn prepare(fd: BorrowedFd<'_>) -> Result<()> {
 }
 
 /// The open file's flags as they were (`F_SETFL`: non-blocking, async,
-/// ...).
-pub fn set_flags(fd: BorrowedFd<'_>, flags: u32) -> Result<()> {
-    sk_sys::set_fl(fd, flags as i32 & !libc::O_ACCMODE)
-        .map_err(Error::io(format!("setting a socket's flags {flags:#o}")))
+/// ...); a fresh socket (not `dirty`) has none to clear.
+pub fn set_flags(fd: BorrowedFd<'_>, flags: u32, dirty: bool) -> Result<()> {
+    let status = flags as i32 & !libc::O_ACCMODE;
+    if status == 0 && !dirty {
+        return Ok(());
+    }
+    sk_sys::set_fl(fd, status).map_err(Error::io(format!("setting a socket's flags {flags:#o}")))
+}
+
+/// What a fresh socket of a kind has: its buffer sizes (as getsockopt
+/// tells them), asked once of a socket made for that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fresh {
+    sndbuf: u32,
+    rcvbuf: u32,
+}
+
+/// The fresh values of sockets of `family`, `kind` and `protocol` (None
+/// when no such socket can be made to ask).
+pub fn fresh(family: i32, kind: i32, protocol: i32) -> Option<Fresh> {
+    use std::collections::HashMap;
+    use std::os::fd::AsFd;
+    use std::sync::Mutex;
+    type Known = Option<HashMap<(i32, i32, i32), Option<Fresh>>>;
+    static KNOWN: Mutex<Known> = Mutex::new(None);
+    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    let map = known.get_or_insert_with(HashMap::new);
+    *map.entry((family, kind, protocol)).or_insert_with(|| {
+        let s = sk_sys::socket(family, kind, protocol).ok()?;
+        let get = |name| {
+            let mut b = [0u8; 4];
+            sk_sys::getsockopt(s.as_fd(), libc::SOL_SOCKET, name, &mut b)
+                .ok()
+                .map(|_| u32::from_ne_bytes(b))
+        };
+        Some(Fresh {
+            sndbuf: get(libc::SO_SNDBUF)?,
+            rcvbuf: get(libc::SO_RCVBUF)?,
+        })
+    })
 }
 
 fn opt(fd: BorrowedFd<'_>, level: i32, name: i32, val: i32, what: &str) -> Result<()> {
@@ -165,20 +215,29 @@ fn opt(fd: BorrowedFd<'_>, level: i32, name: i32, val: i32, what: &str) -> Resul
 /// The options of `e` (CRIU's `restore_socket_opts`, then rcriu's own
 /// fields). SO_REUSEADDR, SO_REUSEPORT, SO_BROADCAST and SO_KEEPALIVE
 /// are set when on; inet sockets turn them off later
-/// ([`sk_inet::finish`]).
-pub fn set_opts(fd: BorrowedFd<'_>, e: &pb::SkOptsEntry) -> Result<()> {
+/// ([`sk_inet::finish`]). On a socket made just now whose buffers were
+/// not touched (`fresh` says what such a socket has), what it has
+/// already is not set again: ten thousand sockets are a hundred thousand
+/// calls less.
+pub fn set_opts(fd: BorrowedFd<'_>, e: &pb::SkOptsEntry, fresh: Option<Fresh>) -> Result<()> {
     use libc::SOL_SOCKET as SOL;
     // The kernel doubles what it is given.
     let (snd, rcv) = ((e.so_sndbuf / 2) as i32, (e.so_rcvbuf / 2) as i32);
-    opt(fd, SOL, so::SO_SNDBUFFORCE, snd, "SO_SNDBUFFORCE")?;
-    opt(fd, SOL, so::SO_RCVBUFFORCE, rcv, "SO_RCVBUFFORCE")?;
-    if let Some(v) = e.so_buf_lock {
+    if fresh.is_none_or(|f| f.sndbuf != e.so_sndbuf) {
+        opt(fd, SOL, so::SO_SNDBUFFORCE, snd, "SO_SNDBUFFORCE")?;
+    }
+    if fresh.is_none_or(|f| f.rcvbuf != e.so_rcvbuf) {
+        opt(fd, SOL, so::SO_RCVBUFFORCE, rcv, "SO_RCVBUFFORCE")?;
+    }
+    // What a fresh socket has already is not set again.
+    let untouched = fresh.is_some();
+    if let Some(v) = e.so_buf_lock.filter(|&v| !(untouched && v == 0)) {
         opt(fd, SOL, so::SO_BUF_LOCK, v as i32, "SO_BUF_LOCK")?;
     }
-    if let Some(v) = e.so_priority {
+    if let Some(v) = e.so_priority.filter(|&v| !(untouched && v == 0)) {
         opt(fd, SOL, libc::SO_PRIORITY, v as i32, "SO_PRIORITY")?;
     }
-    if let Some(v) = e.so_rcvlowat {
+    if let Some(v) = e.so_rcvlowat.filter(|&v| !(untouched && v == 1)) {
         opt(fd, SOL, libc::SO_RCVLOWAT, v as i32, "SO_RCVLOWAT")?;
     }
     if let Some(v) = e.so_mark {
@@ -236,6 +295,9 @@ pub fn set_opts(fd: BorrowedFd<'_>, e: &pb::SkOptsEntry) -> Result<()> {
             "SO_RCVTIMEO",
         ),
     ] {
+        if untouched && s == 0 && us == 0 {
+            continue;
+        }
         let mut tv = (s as i64).to_ne_bytes().to_vec();
         tv.extend_from_slice(&(us as i64).to_ne_bytes());
         sk_sys::setsockopt(fd, SOL, name, &tv)

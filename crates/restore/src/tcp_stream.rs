@@ -110,17 +110,27 @@ pub fn conn(e: &pb::InetSkEntry) -> Conn {
     }
 }
 
+/// How a socket in repair mode is reached once the process exists.
+#[derive(Debug)]
+pub enum Held {
+    /// As this fd of the process (rcriu keeps no copy: a process may hold
+    /// as many connections as its limit of open files).
+    Fd(i32),
+    /// A copy rcriu keeps (a socket in flight, which no fd holds).
+    Copy(OwnedFd),
+}
+
 /// The sockets in repair mode and the lock of their connections.
 #[derive(Debug, Default)]
 pub struct Repaired {
-    socks: Vec<(OwnedFd, bool, String)>,
+    socks: Vec<(Held, bool, String)>,
     conns: Vec<Conn>,
 }
 
 impl Repaired {
-    pub fn add(&mut self, fd: OwnedFd, e: &pb::InetSkEntry) {
+    pub fn add(&mut self, held: Held, e: &pb::InetSkEntry) {
         self.socks
-            .push((fd, e.opts.reuseaddr == Some(true), describe(e)));
+            .push((held, e.opts.reuseaddr == Some(true), describe(e)));
         self.conns.push(conn(e));
     }
 
@@ -134,13 +144,35 @@ impl Repaired {
     }
 
     /// Lifts the dump's lock (`method`, `run_id` from the inventory),
-    /// then takes the sockets out of repair mode, SO_REUSEADDR as it was.
-    pub fn release(&mut self, method: Method, run_id: &str) -> Result<()> {
+    /// then takes the sockets out of repair mode, SO_REUSEADDR as it was;
+    /// `pid` is the restored process, which holds them.
+    pub fn release(&mut self, method: Method, run_id: &str, pid: libc::pid_t) -> Result<()> {
         let conns = std::mem::take(&mut self.conns);
         if let Err(e) = net_lock::unlock(method, run_id, &conns) {
             log::warn!("lifting the network lock: {e}");
         }
-        for (fd, reuseaddr, what) in self.socks.drain(..) {
+        let mut pidfd = None;
+        for (held, reuseaddr, what) in self.socks.drain(..) {
+            let fd = match held {
+                Held::Copy(fd) => fd,
+                Held::Fd(n) => {
+                    if pidfd.is_none() {
+                        let p = rustix::process::Pid::from_raw(pid)
+                            .ok_or_else(|| Error::invalid("pstree.img", format!("pid {pid}")))?;
+                        let fd =
+                            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())
+                                .map_err(|e| {
+                                    Error::io(format!("opening a pidfd of {pid}"))(e.into())
+                                })?;
+                        pidfd = Some(fd);
+                    }
+                    let pfd = pidfd.as_ref().expect("opened above");
+                    rustix::process::pidfd_getfd(pfd, n, rustix::process::PidfdGetfdFlags::empty())
+                        .map_err(|e| {
+                            Error::io(format!("taking fd {n} of process {pid} ({what})"))(e.into())
+                        })?
+                }
+            };
             sk_sys::setsockopt_int(fd.as_fd(), libc::IPPROTO_TCP, TCP_REPAIR, 0)
                 .map_err(Error::io(format!("turning TCP_REPAIR off on {what}")))?;
             sk_sys::setsockopt_int(
