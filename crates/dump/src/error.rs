@@ -107,6 +107,13 @@ pub enum Error {
     /// Something the kernel reported does not add up.
     #[error("process {pid}: {what}")]
     Inconsistent { pid: Pid, what: String },
+    /// The caller's hook refused to go on ([`crate::Dump::hook`]).
+    #[error("the dump of process {pid} stopped at its {stage} action: {why}")]
+    Hook {
+        pid: Pid,
+        stage: crate::Stage,
+        why: String,
+    },
 }
 
 /// The dump's result.

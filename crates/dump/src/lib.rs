@@ -89,6 +89,7 @@ mod timers;
 pub mod tty;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use error::{Error, Result};
 pub use rcriu_proc::Pid;
@@ -101,6 +102,40 @@ pub fn abort_on_signals() -> std::io::Result<()> {
     sys::abort_on_signals()
 }
 
+/// The points of a dump at which criu runs its action scripts, for
+/// [`Dump::hook`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Before the process is touched.
+    PreDump,
+    /// Every image is written; the process is not killed yet (with
+    /// `leave_running` it already runs again).
+    PostDump,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::PreDump => "pre-dump",
+            Stage::PostDump => "post-dump",
+        })
+    }
+}
+
+/// What [`Dump::hook`] calls at each [`Stage`]; an `Err` (why) stops the
+/// dump.
+pub type Hook = Arc<dyn Fn(Stage) -> std::result::Result<(), String> + Send + Sync>;
+
+/// A hook, shown by name only.
+#[derive(Clone)]
+pub(crate) struct Hooked(pub(crate) Hook);
+
+impl std::fmt::Debug for Hooked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
+}
+
 /// A dump of one process, configured with the builder methods, done by
 /// [`Dump::run`].
 #[derive(Debug, Clone)]
@@ -108,10 +143,13 @@ pub struct Dump {
     pid: Pid,
     images_dir: PathBuf,
     leave_running: bool,
+    leave_stopped: bool,
     shell_job: bool,
     freeze_cgroup: Option<PathBuf>,
     ghost_limit: u64,
     sockets: sockets::Options,
+    stats_dir: Option<PathBuf>,
+    hook: Option<Hooked>,
 }
 
 impl Dump {
@@ -122,10 +160,13 @@ impl Dump {
             pid,
             images_dir: PathBuf::from("."),
             leave_running: false,
+            leave_stopped: false,
             shell_job: false,
             freeze_cgroup: None,
             ghost_limit: files::DEFAULT_GHOST_LIMIT,
             sockets: sockets::Options::default(),
+            stats_dir: None,
+            hook: None,
         }
     }
 
@@ -140,6 +181,30 @@ impl Dump {
     /// it.
     pub fn leave_running(mut self, yes: bool) -> Dump {
         self.leave_running = yes;
+        self
+    }
+
+    /// Leave the process stopped (SIGSTOP) after the dump (criu's `-s`,
+    /// `--leave-stopped`), rather than kill it.
+    pub fn leave_stopped(mut self, yes: bool) -> Dump {
+        self.leave_stopped = yes;
+        self
+    }
+
+    /// Where `stats-dump` goes (criu's work directory, `-W`): the images
+    /// directory unless told.
+    pub fn stats_dir(mut self, dir: impl Into<PathBuf>) -> Dump {
+        self.stats_dir = Some(dir.into());
+        self
+    }
+
+    /// Calls `hook` at each [`Stage`] (criu's action scripts and RPC
+    /// notifications). An `Err` at [`Stage::PreDump`] fails the dump
+    /// before the process is touched; at [`Stage::PostDump`] the process
+    /// is left running instead of killed, the images stay, and the dump
+    /// fails ([`Error::Hook`]).
+    pub fn hook(mut self, hook: Hook) -> Dump {
+        self.hook = Some(Hooked(hook));
         self
     }
 
@@ -209,19 +274,24 @@ impl Dump {
     }
 
     /// Dumps the process. On success the images are complete and the
-    /// process is running (`leave_running`) or killed; on failure it runs
-    /// on as it was and the images this run wrote are removed.
+    /// process is running (`leave_running`), stopped (`leave_stopped`) or
+    /// killed; on failure it runs on as it was and the images this run
+    /// wrote are removed (but for a failed post-dump hook, see
+    /// [`Dump::hook`]).
     pub fn run(self) -> Result<DumpStats> {
         sockets::raise_nofile();
         pipeline::run(&pipeline::Options {
             pid: self.pid,
             dir: self.images_dir,
             leave_running: self.leave_running,
+            leave_stopped: self.leave_stopped,
             shell_job: self.shell_job,
             freeze_cgroup: self.freeze_cgroup,
             ghost_limit: self.ghost_limit,
             sockets: self.sockets,
             run_id: inventory::run_id(),
+            stats_dir: self.stats_dir,
+            hook: self.hook,
         })
     }
 }

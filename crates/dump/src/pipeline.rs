@@ -54,6 +54,25 @@ pub struct Options {
     pub sockets: crate::sockets::Options,
     /// This run's id (CRIU's `criu_run_id`).
     pub run_id: String,
+    /// criu's `--leave-stopped`.
+    pub leave_stopped: bool,
+    /// Where `stats-dump` goes, when not beside the images.
+    pub stats_dir: Option<PathBuf>,
+    pub(crate) hook: Option<crate::Hooked>,
+}
+
+impl Options {
+    /// Calls the caller's hook at `stage`.
+    fn hook(&self, stage: crate::Stage) -> Result<()> {
+        match &self.hook {
+            Some(h) => (h.0)(stage).map_err(|why| Error::Hook {
+                pid: self.pid,
+                stage,
+                why,
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 /// rcriu's own namespaces, cgroups and clocks: what the task's are
@@ -224,6 +243,7 @@ fn to_abort_handlers(moves: &[(Pid, u64)]) {
 /// Runs a dump.
 pub fn run(o: &Options) -> Result<DumpStats> {
     let pid = o.pid;
+    o.hook(crate::Stage::PreDump)?;
     let begin = Instant::now();
     let host = Host::read(pid)?;
     let mut stats = DumpStats::default();
@@ -257,10 +277,13 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         }
     };
 
-    if o.leave_running {
+    if o.leave_running || o.leave_stopped {
         let t = timens::entry(&host.timens, &c.timens);
         to_abort_handlers(&rseq_moves);
         c.files_extra.release_sockets();
+        if o.leave_stopped {
+            seized.stop_on_release(libc::SIGSTOP);
+        }
         let released = seized.release().map_err(Error::compel(pid));
         stats.frozen_time = frozen.elapsed();
         let written = released.and_then(|()| {
@@ -272,6 +295,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
             out.discard();
             return Err(e);
         }
+        o.hook(crate::Stage::PostDump)?;
     } else {
         let written = write_images(&mut out, o, &host, &c, run_id).and_then(|()| {
             let t = timens::entry(&host.timens, &c.timens);
@@ -285,12 +309,28 @@ pub fn run(o: &Options) -> Result<DumpStats> {
             out.discard();
             return Err(e);
         }
+        // A refusal now leaves the process running and the images whole.
+        if let Err(e) = o.hook(crate::Stage::PostDump) {
+            to_abort_handlers(&rseq_moves);
+            c.files_extra.release_sockets();
+            drop(seized);
+            return Err(e);
+        }
         seized.kill().map_err(Error::compel(pid))?;
         c.files_extra.keep_sockets_locked();
         stats.frozen_time = frozen.elapsed();
     }
     // As CRIU, the statistics come last: a dump without them is complete.
-    if let Err(e) = out.write_one(ImageFile::StatsDump, &stats.entry()) {
+    // In the images directory (the work directory is that one unless
+    // told otherwise) it is one of the images, in the manifest.
+    let elsewhere = o.stats_dir.as_ref().filter(|d| !same_dir(d, &o.dir));
+    let written = match elsewhere {
+        Some(d) => ImageDir::create(d)
+            .and_then(|d| d.write_one(ImageFile::StatsDump, &stats.entry()))
+            .map_err(Error::image(pid)),
+        None => out.write_one(ImageFile::StatsDump, &stats.entry()),
+    };
+    if let Err(e) = written {
         log::warn!("{e}");
         out.written
             .retain(|p| !p.ends_with(ImageFile::StatsDump.name()));
@@ -312,6 +352,15 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         stats.pages_written
     );
     Ok(stats)
+}
+
+/// Whether `a` and `b` name the same directory.
+fn same_dir(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => (x.dev(), x.ino()) == (y.dev(), y.ino()),
+        _ => a == b,
+    }
 }
 
 /// Whether rcriu's restore takes the images just written (before the

@@ -102,23 +102,31 @@ pub fn open_image(path: &Path) -> Result<ImageReader<BufReader<File>>> {
     reader_of(file, path)
 }
 
-/// Whether the directory open at `fd` is the caller's alone: owned by the
-/// caller, and writable by nobody else unless sticky. Says why not.
+/// Whether the directory open at `fd` is the caller's: owned by the
+/// caller, and not writable by others unless sticky. A directory of
+/// another user's is refused, saying why. One of the caller's own that
+/// others can write (zdtm makes its dump directories 0777) is taken with
+/// a warning: every image is created anew (never written through a file
+/// planted there), and what the caller's own permissions let others do to
+/// the images afterwards is the caller's choice, as with criu.
 fn check_private(fd: &OwnedFd, path: &Path) -> Result<()> {
     let st = rustix::fs::fstat(fd).map_err(|e| Error::io("examining", path, e.into()))?;
     let me = rustix::process::geteuid().as_raw();
     let mode = st.st_mode;
     let why = if st.st_uid != me {
         Some(format!(
-            "it belongs to user {}, who could plant files in it",
+            "it belongs to user {}, who could plant or swap files in it",
             st.st_uid
         ))
-    } else if mode & 0o022 != 0 && mode & 0o1000 == 0 {
-        Some(format!(
-            "its mode {:o} lets others write in it and it is not sticky",
-            mode & 0o7777
-        ))
     } else {
+        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+            log::warn!(
+                "the images directory {} lets others write in it (mode {:o}, not sticky): \
+                 they could swap the images before a restore",
+                path.display(),
+                mode & 0o7777
+            );
+        }
         None
     };
     match why {

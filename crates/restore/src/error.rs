@@ -50,6 +50,9 @@ pub enum Error {
     Died { pid: Pid, what: String },
     #[error(transparent)]
     Compel(#[from] rcriu_compel::Error),
+    /// The caller's hook refused to go on ([`crate::Restore::hook`]).
+    #[error("the restore stopped at its {stage} action: {why}")]
+    Hook { stage: crate::Stage, why: String },
 }
 
 /// The restore's result.

@@ -50,6 +50,7 @@ mod vdso;
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rcriu_compel::Xstate;
@@ -67,6 +68,45 @@ pub use files::FileValidation;
 /// The top of the user address space on x86_64 (4-level paging).
 const TASK_SIZE: u64 = (1 << 47) - 4096;
 
+/// The points of a restore at which criu runs its action scripts, for
+/// [`Restore::hook`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Before anything is read or made.
+    PreRestore,
+    /// The process is whole but has not run one instruction of its own.
+    PostRestore(Pid),
+    /// It is about to be let go.
+    PreResume(Pid),
+    /// It runs.
+    PostResume(Pid),
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::PreRestore => "pre-restore",
+            Stage::PostRestore(_) => "post-restore",
+            Stage::PreResume(_) => "pre-resume",
+            Stage::PostResume(_) => "post-resume",
+        })
+    }
+}
+
+/// What [`Restore::hook`] calls at each [`Stage`]; an `Err` says why it
+/// refuses to go on.
+pub type Hook = Arc<dyn Fn(Stage) -> std::result::Result<(), String> + Send + Sync>;
+
+/// A hook, shown by name only.
+#[derive(Clone)]
+struct Hooked(Hook);
+
+impl std::fmt::Debug for Hooked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
+}
+
 /// A restore, configured with the builder methods, started with
 /// [`Restore::run`].
 #[derive(Debug, Clone)]
@@ -74,9 +114,12 @@ pub struct Restore {
     dir: PathBuf,
     detach: bool,
     shell_job: bool,
+    leave_stopped: bool,
     validation: FileValidation,
     force_vdso_proxy: bool,
     sockets: sockets::Options,
+    stats_dir: Option<PathBuf>,
+    hook: Option<Hooked>,
 }
 
 /// A restored process.
@@ -99,9 +142,45 @@ impl Restore {
             dir: dir.into(),
             detach: false,
             shell_job: false,
+            leave_stopped: false,
             validation: FileValidation::default(),
             force_vdso_proxy: false,
             sockets: sockets::Options::default(),
+            stats_dir: None,
+            hook: None,
+        }
+    }
+
+    /// Leave the restored process stopped (SIGSTOP), as criu's
+    /// `--leave-stopped`.
+    pub fn leave_stopped(mut self, yes: bool) -> Restore {
+        self.leave_stopped = yes;
+        self
+    }
+
+    /// Where `stats-restore` goes (criu's work directory, `-W`): the
+    /// images directory unless told.
+    pub fn stats_dir(mut self, dir: impl Into<PathBuf>) -> Restore {
+        self.stats_dir = Some(dir.into());
+        self
+    }
+
+    /// Calls `hook` at each [`Stage`] (criu's action scripts and RPC
+    /// notifications). An `Err` at [`Stage::PreRestore`] fails the
+    /// restore before anything is made; at [`Stage::PostRestore`] the
+    /// process is killed before it runs and the restore fails
+    /// ([`Error::Hook`]); at the later stages, as criu, it is logged as an
+    /// error and the restore goes on.
+    pub fn hook(mut self, hook: Hook) -> Restore {
+        self.hook = Some(Hooked(hook));
+        self
+    }
+
+    /// Calls the hook at `stage`.
+    fn call(&self, stage: Stage) -> std::result::Result<(), String> {
+        match &self.hook {
+            Some(h) => (h.0)(stage),
+            None => Ok(()),
         }
     }
 
@@ -155,6 +234,10 @@ impl Restore {
 
     /// Restores the process.
     pub fn run(self) -> Result<Restored> {
+        self.call(Stage::PreRestore).map_err(|why| Error::Hook {
+            stage: Stage::PreRestore,
+            why,
+        })?;
         let start = Instant::now();
         sockets::raise_nofile();
         // With rcriu's manifest, every file is checked before anything
@@ -509,9 +592,21 @@ impl Restore {
                 + (std::mem::offset_of!(Args, sigactions)
                     + trap * size_of::<rcriu_compel::abi::KSigaction>()) as u64
         });
+        // Still stopped: a refusal kills it (`child` on its drop).
+        let hooked = self
+            .call(Stage::PostRestore(pid))
+            .map_err(|why| Error::Hook {
+                stage: Stage::PostRestore(pid),
+                why,
+            });
+        if let Err(e) = hooked {
+            drop(child);
+            return Err(e);
+        }
         if !tcp.is_empty() {
             // The process is built: its connections come out of repair
-            // mode, unlocked, right before it runs.
+            // mode, unlocked, right before it runs (criu's network-unlock,
+            // between post-restore and pre-resume).
             let method = img
                 .inventory
                 .network_lock_method
@@ -527,7 +622,17 @@ impl Restore {
             // A failure drops `child`, which kills the process.
             tcp.release(method, &run_id, child_pid)?;
         }
-        let pid = finish::finish(child, &region, finals, xstate, core.stopped, trap_action)?;
+        if let Err(why) = self.call(Stage::PreResume(pid)) {
+            log::error!("process {pid}: the pre-resume action failed: {why}");
+        }
+        let pid = finish::finish(
+            child,
+            &region,
+            finals,
+            xstate,
+            core.stopped || self.leave_stopped,
+            trap_action,
+        )?;
         cgroups.done();
         let restore_time_us = start.elapsed().as_micros() as u64;
         log::info!("process {pid} restored in {restore_time_us} us");
@@ -544,8 +649,15 @@ impl Restore {
                 pages_restored: Some(pages.pages),
             }),
         };
-        if let Err(e) = img.dir.write_one(ImageFile::StatsRestore, &stats) {
+        let stats_dir = match &self.stats_dir {
+            Some(d) => ImageDir::create(d),
+            None => Ok(img.dir.clone()),
+        };
+        if let Err(e) = stats_dir.and_then(|d| d.write_one(ImageFile::StatsRestore, &stats)) {
             log::warn!("cannot write stats-restore: {e}");
+        }
+        if let Err(why) = self.call(Stage::PostResume(pid)) {
+            log::error!("process {pid}: the post-resume action failed: {why}");
         }
 
         let wait_status = if self.detach {

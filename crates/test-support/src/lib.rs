@@ -415,8 +415,29 @@ const STATUS_KEYS: &[&str] = &[
 const STAT_FIELDS: &[usize] = &[26, 27, 28, 45, 46, 47, 48, 49, 50, 51];
 
 impl ProcSnapshot {
-    /// Reads `pid`'s /proc.
+    /// Reads `pid`'s /proc once it holds still: three readings alike in
+    /// a row (a thread of it may be between two syscalls, a signal of a
+    /// timer pending for an instant), for at most a quarter of a second;
+    /// else the last reading.
     pub fn take(pid: i32) -> ProcSnapshot {
+        let start = std::time::Instant::now();
+        let mut last = ProcSnapshot::read(pid);
+        let mut alike = 1;
+        while alike < 3 && start.elapsed() < std::time::Duration::from_millis(250) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            let s = ProcSnapshot::read(pid);
+            if s.diff(&last).is_empty() && s.wchan == last.wchan {
+                alike += 1;
+            } else {
+                alike = 1;
+            }
+            last = s;
+        }
+        last
+    }
+
+    /// Reads `pid`'s /proc, once.
+    pub fn read(pid: i32) -> ProcSnapshot {
         let p = |f: &str| format!("/proc/{pid}/{f}");
         let read =
             |f: &str| std::fs::read(p(f)).unwrap_or_else(|e| panic!("reading {}: {e}", p(f)));
@@ -477,7 +498,7 @@ impl ProcSnapshot {
     pub fn settled(pid: i32, like: &ProcSnapshot) -> ProcSnapshot {
         let start = std::time::Instant::now();
         loop {
-            let s = ProcSnapshot::take(pid);
+            let s = ProcSnapshot::read(pid);
             let sleeping = s.wchan == like.wchan;
             if (sleeping && (s.diff(like).is_empty() || start.elapsed() > SETTLE))
                 || start.elapsed() > HANG_GUARD

@@ -1,0 +1,272 @@
+//! criu's commands, run from the typed options: the same whether the
+//! options came from the command line or the RPC.
+//!
+//! - [`dump`]: the engine's dump, with criu's action points (pre-dump,
+//!   post-dump), `stats-dump` in the work directory, `--display-stats`.
+//! - [`restore`]: the engine's restore, with criu's action points
+//!   (pre-restore, post-restore, pre-resume, post-resume), the pid file
+//!   written as criu writes it (`O_EXCL`, before the process runs: if it
+//!   cannot be written, the process is killed before it ran), then
+//!   `--exec-cmd`.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use rcriu_dump::tcp_stream::LockMethod;
+use rcriu_dump::{Dump, DumpStats};
+use rcriu_images::{ImageDir, ImageFile, pb};
+use rcriu_opts::Options;
+use rcriu_opts::options::{FileValidation, FinalState, NetworkLock};
+use rcriu_opts::support::{self, Command, Face};
+use rcriu_restore::{Restore, Restored};
+
+use crate::scripts::{Actions, stage};
+use crate::{Error, Result};
+
+/// The checks criu makes before a command, then rcriu's: options that ask
+/// for what it does not do yet are refused by name.
+pub fn admit(o: &Options, cmd: Command, face: Face) -> Result<()> {
+    support::validate(o, cmd)?;
+    support::check(o, cmd, face)?;
+    Ok(())
+}
+
+/// Dumps `-t PID` into the images directory.
+pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
+    admit(o, Command::Dump, face)?;
+    let pid = o
+        .tree
+        .ok_or_else(|| Error::Refused("pid not specified".into()))?;
+    if !Path::new(&format!("/proc/{pid}")).exists() {
+        return Err(Error::NoProcess(pid));
+    }
+    let images = o.images_dir();
+    let work = o.work_dir();
+    let hook_actions = actions.clone();
+    let hook: rcriu_dump::Hook = Arc::new(move |s| match s {
+        rcriu_dump::Stage::PreDump => {
+            hook_actions.run(stage::PRE_DUMP, Some(pid), false)?;
+            let ext = hook_actions.query_ext_files()?;
+            if !ext.is_empty() {
+                return Err(format!(
+                    "the caller names external resources ({}), which are not supported yet",
+                    ext.join(", ")
+                ));
+            }
+            Ok(())
+        }
+        rcriu_dump::Stage::PostDump => hook_actions.run(stage::POST_DUMP, Some(pid), false),
+    });
+    log::info!("========================================");
+    log::info!("Dumping processes (pid: {pid})");
+    log::info!("========================================");
+    let mut d = Dump::new(pid)
+        .images_dir(&images)
+        .leave_running(o.final_state == FinalState::Alive)
+        .leave_stopped(o.final_state == FinalState::Stopped)
+        .shell_job(o.shell_job)
+        .ghost_limit(o.ghost_limit)
+        .ext_unix_sk(o.ext_unix_sk)
+        .ext_unix_sk_inodes(o.unix_sk_ids.iter().copied())
+        .tcp_established(o.tcp_established)
+        .tcp_close(o.tcp_close)
+        .skip_in_flight(o.tcp_skip_in_flight)
+        .network_lock(match o.network_lock {
+            NetworkLock::Iptables => LockMethod::Iptables,
+            NetworkLock::Nftables => LockMethod::Nftables,
+            NetworkLock::Skip => LockMethod::Skip,
+        })
+        .stats_dir(&work);
+    if actions.any() {
+        d = d.hook(hook);
+    }
+    if let Some(cg) = &o.freeze_cgroup {
+        d = d.freeze_cgroup(cg);
+    }
+    let stats = d.run()?;
+    log::info!("Dumping finished successfully");
+    if o.display_stats {
+        display_stats(&work, ImageFile::StatsDump);
+    }
+    Ok(stats)
+}
+
+/// Writes the pid file as criu does: created anew (`O_EXCL`, so never
+/// through a symbolic link or over a file), mode 0600, the pid without a
+/// newline.
+pub fn write_pidfile(path: &Path, pid: i32) -> std::result::Result<(), String> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("pidfile: Can't open {}: {e}", path.display()))?;
+    write!(f, "{pid}")
+        .map_err(|e| format!("pidfile: Can't write pid {pid} to {}: {e}", path.display()))?;
+    log::debug!("pidfile: Wrote pid {pid} to {}", path.display());
+    Ok(())
+}
+
+/// Restores from the images directory. With `detach` the restore returns
+/// once the process runs (criu's `-d`; the RPC always detaches),
+/// otherwise it waits for the process to end.
+pub fn restore(o: &Options, face: Face, actions: &Actions, detach: bool) -> Result<Restored> {
+    admit(o, Command::Restore, face)?;
+    if o.tree.is_some() && face == Face::Cli {
+        log::warn!("Using -t with criu restore is obsoleted");
+    }
+    let images = o.images_dir();
+    let work = o.work_dir();
+    let pidfile = o.pidfile.as_ref().map(|p| o.in_work_dir(p));
+    let hook_actions = actions.clone();
+    let hook: rcriu_restore::Hook = Arc::new(move |s| {
+        use rcriu_restore::Stage;
+        match s {
+            Stage::PreRestore => hook_actions.run(stage::PRE_RESTORE, None, false),
+            Stage::PostRestore(pid) => {
+                hook_actions.run(stage::POST_RESTORE, Some(pid), true)?;
+                match &pidfile {
+                    Some(p) => write_pidfile(p, pid),
+                    None => Ok(()),
+                }
+            }
+            Stage::PreResume(pid) => hook_actions.run(stage::PRE_RESUME, Some(pid), false),
+            Stage::PostResume(pid) => hook_actions.run(stage::POST_RESUME, Some(pid), false),
+        }
+    });
+    let mut r = Restore::new(&images)
+        .detach(detach || !o.exec_command.is_empty())
+        .shell_job(o.shell_job)
+        .leave_stopped(o.final_state == FinalState::Stopped)
+        .ext_unix_sk(o.ext_unix_sk)
+        .tcp_established(o.tcp_established)
+        .tcp_close(o.tcp_close)
+        .stats_dir(&work)
+        .hook(hook);
+    match o.file_validation {
+        FileValidation::Default => {}
+        FileValidation::FileSize => r = r.file_validation(rcriu_restore::FileValidation::FileSize),
+        FileValidation::BuildId => r = r.file_validation(rcriu_restore::FileValidation::BuildId),
+    }
+    let restored = r.run()?;
+    log::info!("Restore finished successfully. Tasks resumed.");
+    if o.display_stats {
+        display_stats(&work, ImageFile::StatsRestore);
+    }
+    Ok(restored)
+}
+
+/// Execs the command of `--exec-cmd` (criu's `execvp`), which becomes the
+/// restored process's parent. Returns only on failure.
+pub fn exec_command(cmd: &[OsString]) -> Error {
+    use std::os::unix::process::CommandExt;
+    let Some((prog, args)) = cmd.split_first() else {
+        return Error::Refused("--exec-cmd requires a command".into());
+    };
+    let e = std::process::Command::new(prog).args(args).exec();
+    Error::Io {
+        what: format!("Failed to exec command {}", prog.to_string_lossy()),
+        source: e,
+    }
+}
+
+/// Prints the statistics just written, as criu's `--display-stats`.
+fn display_stats(work: &Path, file: ImageFile) {
+    let entry = ImageDir::open(work).and_then(|d| d.read_one_if_exists::<pb::StatsEntry>(file));
+    match entry {
+        Ok(Some(e)) => crate::log::msg(&stats_text(&e)),
+        Ok(None) => log::warn!("no {} to display", file.name()),
+        Err(e) => log::warn!("cannot read {} to display it: {e}", file.name()),
+    }
+}
+
+/// criu's `display_stats` text.
+pub fn stats_text(e: &pb::StatsEntry) -> String {
+    let mut s = String::new();
+    let n = |v: u64| format!("{v} ({v:#x})");
+    if let Some(d) = &e.dump {
+        s.push_str("Displaying dump stats:\n");
+        s.push_str(&format!("Freezing time: {} us\n", d.freezing_time));
+        s.push_str(&format!("Frozen time: {} us\n", d.frozen_time));
+        s.push_str(&format!("Memory dump time: {} us\n", d.memdump_time));
+        s.push_str(&format!("Memory write time: {} us\n", d.memwrite_time));
+        if let Some(t) = d.irmap_resolve {
+            s.push_str(&format!("IRMAP resolve time: {t} us\n"));
+        }
+        s.push_str(&format!("Memory pages scanned: {}\n", n(d.pages_scanned)));
+        s.push_str(&format!(
+            "Memory pages skipped from parent: {}\n",
+            n(d.pages_skipped_parent)
+        ));
+        s.push_str(&format!("Memory pages written: {}\n", n(d.pages_written)));
+        s.push_str(&format!("Lazy memory pages: {}\n", n(d.pages_lazy)));
+    } else if let Some(r) = &e.restore {
+        s.push_str("Displaying restore stats:\n");
+        s.push_str(&format!("Pages compared: {}\n", n(r.pages_compared)));
+        s.push_str(&format!("Pages skipped COW: {}\n", n(r.pages_skipped_cow)));
+        if let Some(p) = r.pages_restored {
+            s.push_str(&format!("Pages restored: {}\n", n(p)));
+        }
+        s.push_str(&format!("Restore time: {} us\n", r.restore_time));
+        s.push_str(&format!("Forking time: {} us\n", r.forking_time));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pidfiles_are_made_anew() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("pid");
+        write_pidfile(&p, 42).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "42");
+        // Never over a file, nor through a symbolic link.
+        assert!(write_pidfile(&p, 43).is_err());
+        let target = d.path().join("target");
+        std::fs::write(&target, "keep").unwrap();
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(write_pidfile(&link, 44).is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn stats_text_as_criu() {
+        let e = pb::StatsEntry {
+            dump: Some(pb::DumpStatsEntry {
+                freezing_time: 1,
+                frozen_time: 2,
+                memdump_time: 3,
+                memwrite_time: 4,
+                pages_scanned: 16,
+                pages_skipped_parent: 0,
+                pages_written: 10,
+                irmap_resolve: Some(0),
+                pages_lazy: 0,
+                page_pipes: None,
+                page_pipe_bufs: None,
+                shpages_scanned: None,
+                shpages_skipped_parent: None,
+                shpages_written: None,
+            }),
+            restore: None,
+        };
+        let t = stats_text(&e);
+        assert!(
+            t.starts_with("Displaying dump stats:\nFreezing time: 1 us\n"),
+            "{t}"
+        );
+        assert!(t.contains("Memory pages scanned: 16 (0x10)\n"), "{t}");
+    }
+}

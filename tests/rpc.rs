@@ -1,0 +1,395 @@
+//! CRIU's RPC as rcriu serves it, message by message: `rcriu swrk FD`
+//! driven over a SOCK_SEQPACKET socket pair as runc and libcriu drive
+//! criu, and the same service run inside this test's own process.
+
+mod common;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+use std::process::{Child, Command};
+
+use prost::Message;
+use rcriu::images::rpc::{CriuFeatures, CriuOpts, CriuReq, CriuReqType, CriuResp, CriuVersion};
+use rcriu_test_support::{TempDir, wait_child};
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+
+fn socketpair() -> (OwnedFd, OwnedFd) {
+    rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap()
+}
+
+/// A client's end of a connection.
+struct Client {
+    sk: OwnedFd,
+}
+
+impl Client {
+    fn send(&self, req: &CriuReq) {
+        rustix::net::send(&self.sk, &req.encode_to_vec(), SendFlags::empty()).unwrap();
+    }
+
+    /// The next response, or `None` when the service closed.
+    fn recv(&self) -> Option<CriuResp> {
+        let mut buf = vec![0u8; 1 << 16];
+        let (_, n) = rustix::net::recv(&self.sk, &mut buf[..], RecvFlags::empty()).unwrap();
+        (n > 0).then(|| CriuResp::decode(&buf[..n]).unwrap())
+    }
+
+    fn call(&self, req: &CriuReq) -> CriuResp {
+        self.send(req);
+        self.recv().expect("a response")
+    }
+
+    /// Acks a notification (or refuses it).
+    fn ack(&self, ok: bool) {
+        self.send(&CriuReq {
+            r#type: CriuReqType::Notify as i32,
+            notify_success: Some(ok),
+            ..Default::default()
+        });
+    }
+}
+
+/// `rcriu swrk FD` on a new socket pair.
+fn swrk() -> (Client, Child) {
+    let (ours, theirs) = socketpair();
+    rustix::io::fcntl_setfd(&theirs, rustix::io::FdFlags::empty()).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_rcriu"))
+        .env("HOME", "/nonexistent")
+        .args(["swrk", &theirs.as_raw_fd().to_string()])
+        .spawn()
+        .unwrap();
+    drop(theirs);
+    (Client { sk: ours }, child)
+}
+
+fn req(t: CriuReqType) -> CriuReq {
+    CriuReq {
+        r#type: t as i32,
+        ..Default::default()
+    }
+}
+
+fn msg(r: &CriuResp) -> String {
+    String::from_utf8_lossy(r.cr_errmsg.as_deref().unwrap_or_default()).into_owned()
+}
+
+#[test]
+fn version_and_features_on_one_connection() {
+    let _g = common::setup();
+    let (c, child) = swrk();
+    let mut r = req(CriuReqType::Version);
+    r.keep_open = Some(true);
+    let v = c.call(&r);
+    assert!(v.success);
+    assert_eq!(v.r#type, CriuReqType::Version as i32);
+    let CriuVersion {
+        major_number,
+        minor_number,
+        gitid,
+        name,
+        ..
+    } = v.version.unwrap();
+    // What podman (>= 31100) and runc compute: 40200, no gitid rounding.
+    assert_eq!((major_number, minor_number), (4, 2));
+    assert!(gitid.is_none());
+    assert!(
+        String::from_utf8(name.unwrap())
+            .unwrap()
+            .starts_with("rcriu")
+    );
+    let mut r = req(CriuReqType::FeatureCheck);
+    r.keep_open = Some(true);
+    r.features = Some(CriuFeatures {
+        mem_track: Some(true),
+        lazy_pages: Some(true),
+        pidfd_store: Some(true),
+    });
+    let f = c.call(&r);
+    assert!(f.success);
+    assert_eq!(
+        f.features.unwrap(),
+        CriuFeatures {
+            mem_track: Some(false),
+            lazy_pages: Some(false),
+            pidfd_store: Some(false),
+        }
+    );
+    // Unsupported requests that criu lets keep the connection.
+    let mut r = req(CriuReqType::CpuinfoDump);
+    r.keep_open = Some(true);
+    let cpu = c.call(&r);
+    assert!(!cpu.success);
+    assert_eq!(cpu.cr_errno, Some(libc::ENOTSUP));
+    assert!(
+        msg(&cpu).contains("cpuinfo is not supported yet"),
+        "{}",
+        msg(&cpu)
+    );
+    let mut r = req(CriuReqType::PageServerChld);
+    r.keep_open = Some(true);
+    let ps = c.call(&r);
+    assert!(!ps.success);
+    assert_eq!(ps.r#type, CriuReqType::PageServer as i32);
+    assert!(msg(&ps).contains("page server is not supported yet"));
+    // The last one, without keep_open: then the worker ends, status 0.
+    assert!(c.call(&req(CriuReqType::Version)).success);
+    assert!(c.recv().is_none());
+    assert_eq!(wait_child(child).unwrap(), 0);
+}
+
+#[test]
+fn requests_criu_refuses_as_criu_does() {
+    let _g = common::setup();
+    // An unknown type: EMPTY, failed, and the worker ends with 1.
+    let (c, child) = swrk();
+    let r = c.call(&req(CriuReqType::Empty));
+    assert_eq!(r.r#type, CriuReqType::Empty as i32);
+    assert!(!r.success);
+    assert!(c.recv().is_none());
+    assert_ne!(wait_child(child).unwrap(), 0);
+    // keep_open on a dump: criu ends the connection without an answer.
+    let (c, child) = swrk();
+    let mut r = req(CriuReqType::Dump);
+    r.keep_open = Some(true);
+    c.send(&r);
+    assert!(c.recv().is_none());
+    assert_ne!(wait_child(child).unwrap(), 0);
+    // Pre-dump: refused by name.
+    let (c, child) = swrk();
+    let r = c.call(&req(CriuReqType::PreDump));
+    assert_eq!(r.r#type, CriuReqType::PreDump as i32);
+    assert!(!r.success);
+    assert!(
+        msg(&r).contains("pre-dump is not supported yet"),
+        "{}",
+        msg(&r)
+    );
+    wait_child(child).unwrap();
+    // WAIT_PID on what is not the worker's child.
+    let (c, child) = swrk();
+    let mut r = req(CriuReqType::WaitPid);
+    r.pid = Some(1);
+    let w = c.call(&r);
+    assert!(!w.success);
+    assert_eq!(w.cr_errno, Some(libc::ECHILD));
+    wait_child(child).unwrap();
+}
+
+/// A dump request of `pid` into `dir` (an fd in this process's table).
+fn dump_req(pid: i32, dir: &OwnedFd, notify: bool) -> CriuReq {
+    CriuReq {
+        r#type: CriuReqType::Dump as i32,
+        opts: Some(CriuOpts {
+            images_dir_fd: dir.as_raw_fd(),
+            pid: Some(pid),
+            log_level: Some(4),
+            log_file: Some(b"dump.log".to_vec()),
+            notify_scripts: Some(notify),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn restore_req(dir: &OwnedFd, notify: bool) -> CriuReq {
+    CriuReq {
+        r#type: CriuReqType::Restore as i32,
+        opts: Some(CriuOpts {
+            images_dir_fd: dir.as_raw_fd(),
+            log_level: Some(4),
+            log_file: Some(b"restore.log".to_vec()),
+            notify_scripts: Some(notify),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn open_dir(p: &Path) -> OwnedFd {
+    std::fs::File::open(p).unwrap().into()
+}
+
+/// Answers notifications until the final response; returns them and it.
+fn converse(c: &Client, refuse: Option<&str>) -> (Vec<(String, Option<i32>)>, CriuResp) {
+    let mut seen = Vec::new();
+    loop {
+        let r = c.recv().expect("a message");
+        if r.r#type != CriuReqType::Notify as i32 {
+            return (seen, r);
+        }
+        let n = r.notify.unwrap();
+        let script = String::from_utf8(n.script.unwrap()).unwrap();
+        let ok = refuse != Some(script.as_str());
+        seen.push((script, n.pid));
+        c.ack(ok);
+    }
+}
+
+#[test]
+fn dump_and_restore_with_notifications() {
+    let _g = common::setup();
+    let mut w = common::start("dump_state", &[]);
+    let t = TempDir::new("rpc-notify");
+    let dir = open_dir(t.path());
+    let (c, child) = swrk();
+    c.send(&dump_req(w.pid, &dir, true));
+    let (seen, r) = converse(&c, None);
+    assert!(r.success, "{}", msg(&r));
+    assert_eq!(r.r#type, CriuReqType::Dump as i32);
+    assert_eq!(r.dump.unwrap().restored, Some(false));
+    assert_eq!(
+        seen,
+        [
+            ("pre-dump".to_string(), None),
+            ("query-ext-files".to_string(), None),
+            ("post-dump".to_string(), None)
+        ]
+    );
+    assert_eq!(wait_child(child).unwrap(), 0);
+    w.reap();
+    // The log went where asked, in criu's format.
+    let log = std::fs::read_to_string(t.path().join("dump.log")).unwrap();
+    assert!(log.starts_with("(00.0"), "{log}");
+
+    let (c, child) = swrk();
+    c.send(&restore_req(&dir, true));
+    let (seen, r) = converse(&c, None);
+    assert!(r.success, "{}", msg(&r));
+    assert_eq!(r.restore.unwrap().pid, w.pid);
+    let pid = Some(w.pid);
+    assert_eq!(
+        seen,
+        [
+            ("pre-restore".to_string(), None),
+            ("post-restore".to_string(), pid),
+            ("pre-resume".to_string(), None),
+            ("post-resume".to_string(), None)
+        ]
+    );
+    assert_eq!(wait_child(child).unwrap(), 0);
+    w.verdict().expect("restored through the RPC, intact");
+}
+
+#[test]
+fn a_refused_notification_fails_the_restore_and_leaves_nothing() {
+    let _g = common::setup();
+    let mut w = common::start("dump_state", &[]);
+    let t = TempDir::new("rpc-nack");
+    let dir = open_dir(t.path());
+    let (c, child) = swrk();
+    c.send(&dump_req(w.pid, &dir, false));
+    let (seen, r) = converse(&c, None);
+    assert!(r.success && seen.is_empty(), "{}", msg(&r));
+    wait_child(child).unwrap();
+    w.reap();
+    let (c, child) = swrk();
+    c.send(&restore_req(&dir, true));
+    let (_, r) = converse(&c, Some("post-restore"));
+    assert!(!r.success);
+    assert_eq!(r.restore.unwrap().pid, -1);
+    assert!(msg(&r).contains("script error"), "{}", msg(&r));
+    assert_ne!(wait_child(child).unwrap(), 0);
+    assert!(!Path::new(&format!("/proc/{}", w.pid)).exists());
+    // Negative control: acked, the same images restore.
+    let (c, child) = swrk();
+    c.send(&restore_req(&dir, true));
+    let (_, r) = converse(&c, None);
+    assert!(r.success, "{}", msg(&r));
+    wait_child(child).unwrap();
+    w.verdict().unwrap();
+}
+
+#[test]
+fn options_are_refused_by_their_rpc_names() {
+    let _g = common::setup();
+    let w = common::start("dump_state", &[]);
+    let t = TempDir::new("rpc-refused");
+    let dir = open_dir(t.path());
+    let (c, child) = swrk();
+    let mut r = dump_req(w.pid, &dir, false);
+    let o = r.opts.as_mut().unwrap();
+    o.leave_running = Some(true);
+    o.link_remap = Some(true);
+    let resp = c.call(&r);
+    assert!(!resp.success);
+    assert!(
+        msg(&resp).contains("option link_remap (--link-remap) is not supported yet"),
+        "{}",
+        msg(&resp)
+    );
+    assert_ne!(wait_child(child).unwrap(), 0);
+    assert!(!t.path().join("inventory.img").exists());
+    // The RPC's configuration file (runc sends /etc/criu/runc.conf) comes
+    // over the request: one asking for link remaps is refused...
+    let conf = t.path().join("runc.conf");
+    std::fs::write(&conf, "link-remap\n").unwrap();
+    let (c, child) = swrk();
+    let mut r = dump_req(w.pid, &dir, false);
+    let o = r.opts.as_mut().unwrap();
+    o.leave_running = Some(true);
+    o.config_file = Some(conf.to_str().unwrap().as_bytes().to_vec());
+    let resp = c.call(&r);
+    assert!(msg(&resp).contains("--link-remap"), "{}", msg(&resp));
+    wait_child(child).unwrap();
+    // ...an absent one changes nothing, and what the file says of the log
+    // wins over the request.
+    std::fs::write(&conf, "log-file from-conf.log\n").unwrap();
+    for config in [t.path().join("absent.conf"), conf] {
+        let (c, child) = swrk();
+        let mut r = dump_req(w.pid, &dir, false);
+        let o = r.opts.as_mut().unwrap();
+        o.leave_running = Some(true);
+        o.config_file = Some(config.to_str().unwrap().as_bytes().to_vec());
+        let resp = c.call(&r);
+        assert!(resp.success, "{}", msg(&resp));
+        wait_child(child).unwrap();
+    }
+    assert!(t.path().join("from-conf.log").exists());
+    assert!(t.path().join("inventory.img").exists());
+    w.verdict().expect("left running");
+}
+
+/// `rcriu::serve` on one end of a new socket pair, in a thread of this
+/// process.
+fn in_process() -> (Client, std::thread::JoinHandle<i32>) {
+    let (ours, theirs) = socketpair();
+    let service = std::thread::spawn(move || rcriu::serve(theirs, &rcriu::Options::default()));
+    (Client { sk: ours }, service)
+}
+
+#[test]
+fn the_service_runs_in_an_embedding_program() {
+    let _g = common::setup();
+    let w = common::start("dump_state", &[]);
+    let t = TempDir::new("rpc-in-process");
+    let dir = open_dir(t.path());
+    // A child of this process: WAIT_PID waits for it, in-process (as
+    // criu, WAIT_PID does not keep the connection).
+    let (c, service) = in_process();
+    let mut r = req(CriuReqType::Version);
+    r.keep_open = Some(true);
+    assert!(c.call(&r).success);
+    let kid = Command::new("sh").args(["-c", "exit 7"]).spawn().unwrap();
+    let mut r = req(CriuReqType::WaitPid);
+    r.pid = Some(kid.id());
+    let waited = c.call(&r);
+    assert!(waited.success);
+    assert_eq!(waited.status.map(|s| (s >> 8) & 0xff), Some(7));
+    std::mem::forget(kid);
+    assert_eq!(service.join().unwrap(), 0);
+    // A dump, done by this process.
+    let (c, service) = in_process();
+    let mut r = dump_req(w.pid, &dir, false);
+    r.opts.as_mut().unwrap().leave_running = Some(true);
+    let resp = c.call(&r);
+    assert!(resp.success, "{}", msg(&resp));
+    assert_eq!(service.join().unwrap(), 0);
+    assert!(t.path().join("inventory.img").exists());
+    w.verdict().unwrap();
+}
