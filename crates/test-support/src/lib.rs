@@ -880,7 +880,7 @@ pub fn no_inherited_fds() {
 
 /// Makes `cmd`'s process the leader of a new session, holding no fd but
 /// its standard ones.
-fn in_new_session(cmd: &mut Command) {
+pub fn in_new_session(cmd: &mut Command) {
     // SAFETY: setsid and close_range are async-signal-safe, as pre_exec
     // requires.
     unsafe {
