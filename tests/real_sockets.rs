@@ -53,6 +53,62 @@ fn wait_serving(port: u16, pid: i32) {
     }
 }
 
+/// Starts `python3 -m http.server` on 127.0.0.1 serving `www`, in its
+/// own session, with `extra` options; returns its pid and port once it
+/// answers.
+fn start_server(home: &Path, www: &Path, extra: &[&str]) -> (i32, u16) {
+    let port = free_port();
+    let log = std::fs::File::create(home.join("server.log")).unwrap();
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+        .arg(www)
+        .args(extra)
+        .arg(port.to_string())
+        .current_dir(home)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    in_new_session(&mut cmd);
+    let child = cmd.spawn().expect("starting python3 -m http.server");
+    let pid = child.id() as i32;
+    // Reaped through wait_exit: the Child itself is not waited for.
+    std::mem::forget(child);
+    wait_serving(port, pid);
+    (pid, port)
+}
+
+/// One HTTP/1.1 request on a connection kept open: the status line and
+/// the body (its Content-Length).
+fn get_on(s: &mut TcpStream, path: &str) -> std::io::Result<(String, String)> {
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b)? == 0 {
+            return Err(std::io::Error::other(format!(
+                "the connection ended in the headers: {:?}",
+                String::from_utf8_lossy(&head)
+            )));
+        }
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())
+                .flatten()
+        })
+        .ok_or_else(|| std::io::Error::other(format!("no Content-Length: {head:?}")))?;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body)?;
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
 fn rcriu(args: &[&str], dir: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_rcriu"))
         .args(args)
@@ -81,22 +137,7 @@ fn python_http_server_serves_after_restore() {
     let www = t.path().join("www");
     std::fs::create_dir(&www).unwrap();
     std::fs::write(www.join("index.txt"), "served before the dump\n").unwrap();
-    let port = free_port();
-    let log = std::fs::File::create(t.path().join("server.log")).unwrap();
-    let mut cmd = Command::new("/usr/bin/python3");
-    cmd.args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
-        .arg(&www)
-        .arg(port.to_string())
-        .current_dir(t.path())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
-    in_new_session(&mut cmd);
-    let child = cmd.spawn().expect("starting python3 -m http.server");
-    let pid = child.id() as i32;
-    // Reaped through wait_exit: the Child itself is not waited for.
-    std::mem::forget(child);
-    wait_serving(port, pid);
+    let (pid, port) = start_server(t.path(), &www, &[]);
     let (status, body) = get(port, "/index.txt").expect("a page before the dump");
     assert!(status.contains(" 200 "), "{status}");
     assert_eq!(body, "served before the dump\n");
@@ -147,4 +188,72 @@ fn python_http_server_serves_after_restore() {
     kill_and_reap(pid);
     let e = get(port, "/index.txt").expect_err("nothing serves once it is killed");
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+}
+
+#[test]
+fn a_client_s_connection_to_python_carries_on_across_the_dump() {
+    let _g = common::setup();
+    let t = TempDir::new("real-python-keepalive");
+    let www = t.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("index.txt"), "one connection\n").unwrap();
+    let (pid, port) = start_server(t.path(), &www, &["--protocol", "HTTP/1.1"]);
+    let mut client = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+    let (status, body) = get_on(&mut client, "/index.txt").unwrap();
+    assert!(status.contains(" 200 "), "{status}");
+    assert_eq!(body, "one connection\n");
+
+    // Negative control: without --tcp-established the connection is
+    // refused by name, and the server serves on untouched.
+    let refused = t.path().join("refused");
+    std::fs::create_dir(&refused).unwrap();
+    let out = rcriu(&["dump", "-t", &pid.to_string()], &refused);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--tcp-established"), "{err}");
+    let (status, _) = get_on(&mut client, "/index.txt").expect("served after the refusal");
+    assert!(status.contains(" 200 "), "{status}");
+
+    let images = t.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    let out = rcriu(
+        &["dump", "-t", &pid.to_string(), "--tcp-established"],
+        &images,
+    );
+    assert!(
+        out.status.success(),
+        "dump: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log_of(&images)
+    );
+    wait_exit(pid).expect("the dumped server ends");
+    let e = get(port, "/index.txt").expect_err("no new connection between dump and restore");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    let out = rcriu(&["restore", "-d", "--tcp-established"], &images);
+    assert!(
+        out.status.success(),
+        "restore: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log_of(&images)
+    );
+    // The same connection, opened before the dump, is served again.
+    std::fs::write(www.join("after.txt"), "after the restore\n").unwrap();
+    for (path, want) in [
+        ("/index.txt", "one connection\n"),
+        ("/after.txt", "after the restore\n"),
+    ] {
+        let (status, body) = get_on(&mut client, path).expect("served on the old connection");
+        assert!(status.contains(" 200 "), "{status}");
+        assert_eq!(body, want);
+    }
+    kill_and_reap(pid);
+    let mut b = [0u8; 1];
+    client.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    let r = client.read(&mut b);
+    let ended = match &r {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    };
+    assert!(ended, "the connection ends with the restored server: {r:?}");
 }
