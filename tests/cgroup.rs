@@ -112,6 +112,10 @@ fn freezer_state(path: &Path) -> String {
 /// The freezer the hook looks at, and what it saw at each point.
 static WATCH: Mutex<Option<PathBuf>> = Mutex::new(None);
 static SEEN: Mutex<Vec<(FaultPoint, String)>> = Mutex::new(Vec::new());
+/// The processes whose tracers the hook reads while the cgroup is frozen,
+/// and what it read.
+static TRACED: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+static TRACERS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 fn hook(p: FaultPoint) {
     if !matches!(p, FaultPoint::Frozen | FaultPoint::AfterSeize) {
@@ -120,6 +124,10 @@ fn hook(p: FaultPoint) {
     let watch = WATCH.lock().unwrap().clone();
     if let Some(w) = watch {
         SEEN.lock().unwrap().push((p, freezer_state(&w)));
+    }
+    if p == FaultPoint::Frozen {
+        let pids = TRACED.lock().unwrap().clone();
+        *TRACERS.lock().unwrap() = pids.iter().map(|&pid| tracer_of(pid)).collect();
     }
 }
 
@@ -302,6 +310,56 @@ fn a_failed_dump_leaves_the_cgroup_thawed() {
         let diff = before.diff(&ProcSnapshot::settled(w.pid, &before));
         assert!(diff.is_empty(), "/proc differs:\n{}", diff.join("\n"));
         w.verdict().expect("intact after the failed dump");
+    }
+}
+
+/// A tree in a freezer cgroup: every process of it is attached while the
+/// cgroup is frozen (the hook reads each one's tracer then), the dump
+/// goes through and the tree comes back whole, each process in the
+/// cgroup; the cgroup is thawed after.
+#[test]
+fn a_tree_in_a_freezer_is_seized_frozen() {
+    let _g = setup();
+    for kind in [Kind::V1, Kind::V2] {
+        let cg = CgDir::new(kind, &format!("tree-{kind:?}"));
+        let mut w = Workload::start("tree", &["deep"]);
+        let pids = rcriu_test_support::tree_pids(w.pid);
+        assert!(pids.len() >= 4, "{pids:?}");
+        for &p in &pids {
+            cg.add(p);
+        }
+        *TRACED.lock().unwrap() = pids.clone();
+        let images = TempDir::new("cgroup-tree");
+        let seen = dump_watched(&cg, w.pid, images.path(), false);
+        let tracers = std::mem::take(&mut *TRACERS.lock().unwrap());
+        TRACED.lock().unwrap().clear();
+        assert_eq!(seen[0], (FaultPoint::Frozen, cg.frozen().to_owned()));
+        assert!(
+            seen[1..]
+                .iter()
+                .all(|s| *s == (FaultPoint::AfterSeize, cg.thawed().to_owned())),
+            "{seen:?}"
+        );
+        // The tracer is the dumping thread: this one.
+        let me = std::fs::read_link("/proc/thread-self").unwrap();
+        let me = me.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(tracers.iter().all(|t| *t == me), "{pids:?}: {tracers:?}");
+        assert_eq!(cg.state(), cg.thawed(), "thawed after the dump");
+        w.reap();
+        for &p in &pids[1..] {
+            wait_exit(p).ok();
+        }
+        Restore::new(images.path())
+            .detach(true)
+            .run()
+            .expect("restoring the tree");
+        for &p in &pids {
+            assert!(
+                cgroups_of(p).contains(&cg.rel()),
+                "process {p} is back in the cgroup"
+            );
+        }
+        w.verdict().expect("the tree passes");
     }
 }
 

@@ -681,3 +681,53 @@ fn leave_stopped_as_criu() {
     w.wait_in("sigsuspend");
     w.verdict().expect("continued, intact");
 }
+
+/// `--restore-sibling`: the restored process is the caller's child, not
+/// rcriu's (runc asks it through the RPC). A post-resume script, run while
+/// rcriu still lives, reads the restored process's parent; without the
+/// option (the negative control) it is rcriu.
+#[test]
+fn restore_sibling_makes_the_caller_the_parent() {
+    let _g = common::setup();
+    let t = TempDir::new("cli-sibling");
+    for sibling in [true, false] {
+        let mut w = common::start("dump_state", &[]);
+        let dir = t.path().join(format!("img-{sibling}"));
+        ok(&run(&mut zdtm_dump(w.pid, &dir, &[])));
+        w.reap();
+        let record = t.path().join(format!("parents-{sibling}"));
+        let script = t.path().join(format!("parents-{sibling}.sh"));
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n\
+                 [ \"$CRTOOLS_SCRIPT_ACTION\" = post-resume ] || exit 0\n\
+                 awk '{{print $4}}' /proc/$CRTOOLS_INIT_PID/stat > {rec}\n\
+                 echo $PPID >> {rec}\n",
+                rec = record.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let pidfile = t.path().join(format!("pid-{sibling}"));
+        let mut extra = vec!["--action-script", script.to_str().unwrap()];
+        if sibling {
+            extra.push("--restore-sibling");
+        }
+        ok(&run(&mut zdtm_restore(&dir, &pidfile, &extra)));
+        let parents = std::fs::read_to_string(&record).unwrap();
+        let parents: Vec<i32> = parents.lines().map(|l| l.parse().unwrap()).collect();
+        let (parent, rcriu) = (parents[0], parents[1]);
+        if sibling {
+            assert_eq!(
+                parent,
+                std::process::id() as i32,
+                "the caller is the parent"
+            );
+        } else {
+            assert_eq!(parent, rcriu, "rcriu is the parent");
+        }
+        w.verdict().expect("the restored process is intact");
+    }
+}

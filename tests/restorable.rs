@@ -81,10 +81,12 @@ fn the_restore_check_refuses_what_the_restore_would() {
     refused("only ptys are");
     dir.write_all(ImageFile::TtyInfo, &keep_infos).unwrap();
 
-    // A task state the restore does not make (a zombie: trees are not
-    // restored yet).
+    // A task state the restore does not make (CRIU's helper, 4), and a
+    // root that is a zombie.
+    edit_leader(&dir, pid, |c| c.tc.as_mut().unwrap().task_state = 4);
+    refused("in state 4");
     edit_leader(&dir, pid, |c| c.tc.as_mut().unwrap().task_state = 2);
-    refused("in state 2");
+    refused("the root is a zombie");
     dir.write_one(ImageFile::Core(pid as u64), &keep_core)
         .unwrap();
 

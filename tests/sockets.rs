@@ -553,3 +553,27 @@ fn corrupted_netlink_sockets_are_noticed() {
     let e = cycle("sk_netlink", &[], Some(leave_a_group)).unwrap_err();
     assert!(e.contains("FAIL: fd 10's port or groups"), "{e}");
 }
+
+/// The datagram the root of sk_tree sent its child, gone from the queue.
+fn drop_the_child_s_datagram(dir: &ImageDir, _pid: i32) {
+    let mut q = read_queues(dir);
+    let at = q
+        .iter()
+        .position(|(_, b)| b == b"dgram-root")
+        .expect("the datagram to the child");
+    q.remove(at);
+    write_queues(dir, &q);
+}
+
+#[test]
+fn sockets_across_a_tree_carry_on() {
+    let _g = setup();
+    // A stream and a datagram pair between a parent and its child, with
+    // data both ways, and a TCP listener both hold.
+    cycle("sk_tree", &[], None).unwrap();
+    leave_running("sk_tree", &[]);
+    // Negative control: the child misses its datagram, and the root
+    // never sees the child's connection.
+    let e = cycle("sk_tree", &[], Some(drop_the_child_s_datagram)).unwrap_err();
+    assert!(e.contains("FAIL: root: no connection"), "{e}");
+}

@@ -7,7 +7,8 @@
 use rcriu::images::{ImageDir, ImageFile, pb};
 use rcriu::{Dump, Restore};
 use rcriu_test_support::{
-    Inside, ProcSnapshot, TempDir, Workload, become_subreaper, require_root, trace_lock,
+    Inside, ProcSnapshot, TempDir, Workload, become_subreaper, is_zombie, require_root, trace_lock,
+    tree_pids,
 };
 
 /// What a cycle does to the images between the dump and the restore.
@@ -36,6 +37,9 @@ const SLEEPERS: &[&str] = &[
     "sk_inet",
     "sk_tcp",
     "sk_netlink",
+    "sk_tree",
+    "tree",
+    "cow",
 ];
 
 /// The workloads whose inside is not probed: a thread of rseq_cs lives
@@ -84,6 +88,8 @@ pub fn cycle_opts(
     let images = TempDir::new(&format!("slice-{name}"));
     let before = steady(w.pid);
     let inside = probe(name, w.pid);
+    // Every other live process of its tree is compared too.
+    let others = steady_others(w.pid);
     dump(Dump::new(w.pid))
         .images_dir(images.path())
         .run()
@@ -94,6 +100,7 @@ pub fn cycle_opts(
         "a dump kills the process: {status:#x}"
     );
     let dir = ImageDir::open(images.path()).expect("opening the images");
+    tree_gone(&dir);
     if let Some(t) = tweak {
         t(&dir, w.pid);
         // Tweaked images are not the dump's: without its manifest (as a
@@ -120,6 +127,14 @@ pub fn cycle_opts(
             "{name}: what only the process tells differs:\n{}",
             diff.join("\n")
         );
+        for (pid, snap) in &others {
+            let diff = snap.diff(&ProcSnapshot::settled(*pid, snap));
+            assert!(
+                diff.is_empty(),
+                "{name}: /proc of process {pid} of the tree differs:\n{}",
+                diff.join("\n")
+            );
+        }
     }
     w.verdict()
 }
@@ -132,12 +147,14 @@ pub fn restored_diff(name: &str, args: &[&str], tweak: Tweak) -> Vec<String> {
     let images = TempDir::new(&format!("diff-{name}"));
     let before = steady(w.pid);
     let inside = probe(name, w.pid);
+    let others = steady_others(w.pid);
     Dump::new(w.pid)
         .images_dir(images.path())
         .run()
         .unwrap_or_else(|e| panic!("dumping {name}: {e}"));
     w.reap();
     let dir = ImageDir::open(images.path()).expect("opening the images");
+    tree_gone(&dir);
     tweak(&dir, w.pid);
     // Without the manifest, which would refuse the tweaked images.
     std::fs::remove_file(images.path().join(rcriu::images::manifest::MANIFEST))
@@ -148,7 +165,38 @@ pub fn restored_diff(name: &str, args: &[&str], tweak: Tweak) -> Vec<String> {
         .unwrap_or_else(|e| panic!("restoring {name}: {e}"));
     let mut diff = before.diff(&ProcSnapshot::settled(w.pid, &before));
     diff.extend(inside.diff(&probe(name, w.pid)));
+    for (pid, snap) in &others {
+        let d = snap.diff(&ProcSnapshot::settled(*pid, snap));
+        diff.extend(d.into_iter().map(|l| format!("process {pid}: {l}")));
+    }
+    kill_tree(w.pid);
     diff
+}
+
+/// Kills every process of the tree under `root` and reaps it (this
+/// process is their subreaper): a restored tree left running would
+/// outlive the test.
+pub fn kill_tree(root: i32) {
+    let pids = tree_pids(root);
+    for &p in pids.iter().rev() {
+        // Ours until reaped (a zombie at worst): still there to signal.
+        if std::path::Path::new(&format!("/proc/{p}")).exists() {
+            rcriu_test_support::signal(p, libc::SIGKILL);
+        }
+    }
+    for &p in pids.iter().rev() {
+        let _ = rcriu_test_support::wait_exit(p);
+    }
+}
+
+/// Snapshots of every other live process of the tree under `root`.
+fn steady_others(root: i32) -> Vec<(i32, ProcSnapshot)> {
+    tree_pids(root)
+        .into_iter()
+        .skip(1)
+        .filter(|&p| !is_zombie(p))
+        .map(|p| (p, steady(p)))
+        .collect()
 }
 
 /// start → dump --leave-running → verdict of the original.
@@ -251,4 +299,30 @@ pub fn edit_leader(dir: &ImageDir, pid: i32, f: impl FnOnce(&mut pb::CoreEntry))
     let mut core = dir.core(pid as u32).unwrap();
     f(&mut core);
     write_core(dir, pid as u32, &core);
+}
+
+/// Waits until every process of the dumped tree is gone (the dump killed
+/// them; this process, a subreaper, is handed the orphans and reaps
+/// them), so that their pids are free for the restore.
+pub fn tree_gone(dir: &ImageDir) {
+    let pids: Vec<u32> = dir
+        .pstree()
+        .expect("reading pstree.img")
+        .iter()
+        .map(|e| e.pid)
+        .collect();
+    let start = std::time::Instant::now();
+    while pids
+        .iter()
+        .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+    {
+        // SAFETY: waitpid with no status pointer, on any child.
+        while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG | libc::__WALL) } > 0 {
+        }
+        assert!(
+            start.elapsed() < rcriu_test_support::HANG_GUARD,
+            "the dumped tree {pids:?} does not go"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }

@@ -76,6 +76,29 @@ fn seccomp_mode(s: &rcriu_proc::Status) -> u32 {
     }
 }
 
+/// Process `pid` and its descendants, as the children files of their
+/// threads name them (those that vanish meanwhile are left out).
+fn descendants(pid: Pid) -> BTreeSet<Pid> {
+    let mut out = BTreeSet::from([pid]);
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let Ok(task) = rcriu_proc::Task::open(p) else {
+            continue;
+        };
+        for tid in task.tasks().unwrap_or_default() {
+            let Ok(mut t) = rcriu_proc::Task::open_thread(p, tid) else {
+                continue;
+            };
+            for c in t.children().unwrap_or_default() {
+                if out.insert(c) {
+                    todo.push(c);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Whether `pid` is rcriu or one of its ancestors (dumping those would
 /// freeze ourselves).
 fn is_self_or_ancestor(pid: Pid) -> bool {
@@ -110,28 +133,37 @@ impl Seized {
     }
 
     /// Seizes every thread of process `pid`, which lives in freezer
-    /// cgroup `freezer` (criu's `--freeze-cgroup`), as criu does: the
-    /// cgroup is frozen, every task in it is attached and interrupted
-    /// while frozen, then the cgroup is thawed and each task stops under
-    /// ptrace as it wakes. A cgroup holding tasks of other processes is
-    /// refused (thawed, nothing attached), naming them. Returns the
-    /// freezer's state before the dump.
-    pub fn seize_frozen(pid: Pid, freezer: &Freezer) -> Result<(Seized, freezer::State)> {
+    /// cgroup `freezer` (criu's `--freeze-cgroup`), and every process of
+    /// its tree in the cgroup, as criu does: the cgroup is frozen, every
+    /// task in it is attached and interrupted while frozen, then the
+    /// cgroup is thawed and each task stops under ptrace as it wakes. A
+    /// cgroup holding tasks of processes outside the tree under `pid` is
+    /// refused (thawed, nothing attached), naming them. Returns `pid`
+    /// seized, the other processes seized (by pid; descendants outside the
+    /// cgroup are the caller's to seize), and the freezer's state before
+    /// the dump (a frozen one is frozen again when `pid` is released,
+    /// before any task is let go, as criu does).
+    pub fn seize_frozen(
+        pid: Pid,
+        freezer: &Freezer,
+    ) -> Result<(Seized, Vec<Seized>, freezer::State)> {
         check_target(pid)?;
         let origin = match freezer.state()? {
             freezer::State::Thawed => freezer::State::Thawed,
             _ => freezer::State::Frozen,
         };
         let frozen = freezer.freeze()?;
-        let mut mine = Vec::new();
+        // Frozen, the tree cannot change: its processes are found now.
+        let tree = descendants(pid);
+        let mut mine: Vec<(Pid, Pid)> = Vec::new();
         let mut others = Vec::new();
         for tid in freezer.tasks()? {
             let Ok(mut t) = rcriu_proc::Task::open(tid) else {
                 continue; // gone, or a kernel thread's leftovers
             };
             let Ok(st) = t.status() else { continue };
-            if st.tgid == pid {
-                mine.push(tid);
+            if tree.contains(&st.tgid) {
+                mine.push((st.tgid, tid));
             } else if !is_kernel_thread(tid) {
                 others.push((tid, st.tgid, String::from_utf8_lossy(&st.name).into_owned()));
             }
@@ -144,18 +176,19 @@ impl Seized {
                 others,
             });
         }
-        if !mine.contains(&pid) {
+        if !mine.iter().any(|&(tgid, _)| tgid == pid) {
             frozen.thaw()?;
             return Err(Error::NotInFreezer {
                 path: freezer.path().to_owned(),
                 pid,
             });
         }
+        mine.sort_unstable_by_key(|&(tgid, tid)| (tgid != pid, tgid, tid));
         let mut attached = Vec::new();
         let mut failed = None;
-        for tid in mine {
-            match attach(pid, tid) {
-                Ok(Some(seccomp)) => attached.push((tid, seccomp)),
+        for &(tgid, tid) in &mine {
+            match attach(tgid, tid) {
+                Ok(Some(seccomp)) => attached.push((tgid, tid, seccomp)),
                 Ok(None) => {}
                 Err(e) => {
                     failed = Some(e);
@@ -171,15 +204,26 @@ impl Seized {
         // Attached tasks stop as they thaw; until then they cannot even
         // be detached.
         frozen.thaw()?;
-        let mut seized = Seized {
-            pid,
-            threads: Vec::new(),
-            released: false,
-            refreeze: (origin == freezer::State::Frozen).then(|| freezer.clone()),
-            stop_on_release: Cell::new(None),
-        };
-        let mut known = BTreeSet::new();
-        for (tid, seccomp) in attached {
+        // The root first: dropped first, it refreezes before the others
+        // are let go.
+        let mut procs: Vec<(Seized, BTreeSet<Pid>)> = Vec::new();
+        for (tgid, tid, seccomp) in attached {
+            if procs.last().is_none_or(|(s, _)| s.pid != tgid) {
+                procs.push((
+                    Seized {
+                        pid: tgid,
+                        threads: Vec::new(),
+                        released: false,
+                        refreeze: (tgid == pid && origin == freezer::State::Frozen)
+                            .then(|| freezer.clone()),
+                        stop_on_release: Cell::new(None),
+                    },
+                    BTreeSet::new(),
+                ));
+            }
+            let Some((seized, known)) = procs.last_mut() else {
+                continue;
+            };
             known.insert(tid);
             match wait_seized(tid, seccomp) {
                 Ok(Some(t)) => seized.threads.push(t),
@@ -191,15 +235,34 @@ impl Seized {
             }
         }
         if let Some(e) = failed {
-            // Dropping `seized` releases what was stopped.
+            // Dropping what was seized releases it (the root first).
             return Err(e);
         }
+        if procs.first().is_none_or(|(s, _)| s.pid != pid) {
+            return Err(Error::Exited { pid });
+        }
         log::info!(
-            "seized {} task(s) of process {pid} in frozen cgroup {}",
-            seized.threads.len(),
+            "seized {} process(es) of the tree of {pid} in frozen cgroup {}",
+            procs.len(),
             freezer.path().display()
         );
-        Ok((seized.passes(known)?, origin))
+        // Declared before the root, dropped after it: on an error the
+        // root refreezes first.
+        let mut all = Vec::with_capacity(procs.len());
+        let mut procs = procs.into_iter();
+        let (first, known) = procs.next().ok_or(Error::Exited { pid })?;
+        let root = first.passes(known)?;
+        for (s, known) in procs {
+            let p = s.pid;
+            match s.passes(known) {
+                Ok(s) => all.push(s),
+                // Exited meanwhile (killed from outside): the tree finds
+                // its zombie, or nothing.
+                Err(Error::Exited { .. }) => log::info!("process {p} exited while seized"),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((root, all, origin))
     }
 
     /// Reads the task list again and again, seizing threads not seen yet,

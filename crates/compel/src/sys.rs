@@ -582,6 +582,49 @@ pub enum Direction {
 const IOV_MAX: usize = 1024;
 
 impl LocalMap {
+    /// Reads the memory of a process at the ranges `remote` (base,
+    /// length), in order, through `mem` (its `/proc/PID/mem`, open for
+    /// reading) into the mapping from byte `at` on. Unlike
+    /// `process_vm_readv(2)`, which pins the pages it reads and so makes
+    /// the process copy every page it shares copy-on-write (with its
+    /// parent or children after a fork), this leaves them shared. A range
+    /// that cannot be read fails with EFAULT (or the read's error).
+    pub fn read_mem(
+        &self,
+        mem: BorrowedFd<'_>,
+        at: usize,
+        remote: impl Iterator<Item = (u64, u64)>,
+    ) -> io::Result<()> {
+        let mut at = at;
+        for (base, len) in remote {
+            let len =
+                usize::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+            if at.checked_add(len).is_none_or(|e| e > self.len) {
+                return Err(io::Error::from_raw_os_error(libc::EINVAL));
+            }
+            let mut done = 0usize;
+            while done < len {
+                // SAFETY: `at + done` .. `at + len` lies inside the
+                // mapping (checked above); pread writes at most `len -
+                // done` bytes there.
+                let r = unsafe {
+                    libc::pread64(
+                        mem.as_raw_fd(),
+                        self.addr.add(at + done).cast(),
+                        len - done,
+                        (base + done as u64) as libc::off64_t,
+                    )
+                };
+                match check(r as libc::c_long)? {
+                    0 => return Err(io::Error::from_raw_os_error(libc::EFAULT)),
+                    n => done += n as usize,
+                }
+            }
+            at += len;
+        }
+        Ok(())
+    }
+
     /// Copies between the mapping, from byte `at` on, and the memory of
     /// process `pid` at the ranges `remote` (base, length), in order: in
     /// with `process_vm_readv(2)`, out with `process_vm_writev(2)`, up to
@@ -1028,6 +1071,10 @@ unsafe impl Pod for rcriu_parasite_abi::restorer::SeccompFilter {}
 unsafe impl Pod for rcriu_parasite_abi::restorer::AnonName {}
 // SAFETY: as above.
 unsafe impl Pod for rcriu_parasite_abi::restorer::LateOpen {}
+// SAFETY: as above.
+unsafe impl Pod for rcriu_parasite_abi::restorer::Child {}
+// SAFETY: as above.
+unsafe impl Pod for rcriu_parasite_abi::restorer::TreeShared {}
 
 /// Blocks until some child or tracee of this process has something to
 /// report, without consuming it (`waitid(P_ALL, WNOWAIT)`); returns its

@@ -255,19 +255,27 @@ fn read_prop(pid: Pid, dir: &Path, name: &str) -> Result<Option<pb::CgroupPropEn
 }
 
 /// Seizes process `pid`, inside its frozen freezer cgroup when
-/// `freeze_cgroup` is given (criu's `--freeze-cgroup`); returns the
-/// freezer's state before the dump then.
-pub fn seize(pid: Pid, freeze_cgroup: Option<&Path>) -> Result<(Seized, Option<FreezerOrigin>)> {
+/// `freeze_cgroup` is given (criu's `--freeze-cgroup`), with the other
+/// processes of its tree in that cgroup; returns the freezer's state
+/// before the dump then.
+pub fn seize(
+    pid: Pid,
+    freeze_cgroup: Option<&Path>,
+) -> Result<(Seized, Vec<Seized>, Option<FreezerOrigin>)> {
     let Some(path) = freeze_cgroup else {
-        return Ok((Seized::seize(pid).map_err(Error::compel(pid))?, None));
+        return Ok((
+            Seized::seize(pid).map_err(Error::compel(pid))?,
+            Vec::new(),
+            None,
+        ));
     };
     let f = Freezer::open(path).map_err(Error::compel(pid))?;
-    let (seized, origin) = Seized::seize_frozen(pid, &f).map_err(Error::compel(pid))?;
+    let (seized, others, origin) = Seized::seize_frozen(pid, &f).map_err(Error::compel(pid))?;
     let origin = match origin {
         freezer::State::Thawed => FreezerOrigin::Thawed,
         _ => FreezerOrigin::Frozen,
     };
-    Ok((seized, Some(origin)))
+    Ok((seized, others, Some(origin)))
 }
 
 /// The seized threads, the leader first, then by tid (the cores' order).
@@ -313,30 +321,58 @@ pub fn collect(
     host: &[CgroupEntry],
     freezer: Option<FreezerOrigin>,
 ) -> Result<Dumped> {
-    let mut c = Collector {
-        pid,
-        mounts: Vec::new(),
-        sets: Vec::new(),
-        controllers: host_controllers(host),
-        freezer,
-    };
-    let root_set = c.set_of(members(host), false)?;
-    let mut thread_sets = Vec::with_capacity(tids.len());
-    for &tid in tids {
-        let path = format!("/proc/{pid}/task/{tid}/cgroup");
-        let text = std::fs::read(&path).map_err(Error::file(pid, &path))?;
-        let entries = rcriu_proc::parse_cgroup(&text).map_err(|e| Error::Inconsistent {
-            pid,
-            what: format!("parsing {path}: {e}"),
-        })?;
-        thread_sets.push(c.set_of(members(&entries), true)?);
-    }
-    let image = (c.sets.len() > 1).then(|| c.image(root_set));
+    let mut c = Sets::new(pid, host, freezer)?;
+    let thread_sets = c.threads(pid, tids)?;
+    let (root_set, image) = c.finish();
     Ok(Dumped {
         root_set,
         thread_sets,
         image,
     })
+}
+
+/// The cgroup sets of a tree of processes, numbered as they are met
+/// (rcriu's first), with the cgroups under them.
+pub struct Sets {
+    c: Collector,
+    root_set: u32,
+}
+
+impl Sets {
+    /// rcriu's set (`host`) numbered first; `pid` names the dump.
+    pub fn new(pid: Pid, host: &[CgroupEntry], freezer: Option<FreezerOrigin>) -> Result<Sets> {
+        let mut c = Collector {
+            pid,
+            mounts: Vec::new(),
+            sets: Vec::new(),
+            controllers: host_controllers(host),
+            freezer,
+        };
+        let root_set = c.set_of(members(host), false)?;
+        Ok(Sets { c, root_set })
+    }
+
+    /// The set of each thread of process `pid`, in the order of `tids`.
+    pub fn threads(&mut self, pid: Pid, tids: &[Pid]) -> Result<Vec<u32>> {
+        let mut out = Vec::with_capacity(tids.len());
+        for &tid in tids {
+            let path = format!("/proc/{pid}/task/{tid}/cgroup");
+            let text = std::fs::read(&path).map_err(Error::file(pid, &path))?;
+            let entries = rcriu_proc::parse_cgroup(&text).map_err(|e| Error::Inconsistent {
+                pid,
+                what: format!("parsing {path}: {e}"),
+            })?;
+            out.push(self.c.set_of(members(&entries), true)?);
+        }
+        Ok(out)
+    }
+
+    /// rcriu's set and `cgroup.img`, unless every thread is in rcriu's
+    /// set.
+    pub fn finish(&self) -> (u32, Option<pb::CgroupEntry>) {
+        let image = (self.c.sets.len() > 1).then(|| self.c.image(self.root_set));
+        (self.root_set, image)
+    }
 }
 
 /// rcriu's hierarchies, named ones left out.

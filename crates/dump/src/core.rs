@@ -46,6 +46,8 @@ pub struct ThreadParts<'a> {
 pub struct ProcessParts<'a> {
     pub comm: Vec<u8>,
     pub stat_flags: u32,
+    /// The signal its parent gets when it ends.
+    pub exit_signal: i32,
     pub personality: u32,
     pub loginuid: Option<u32>,
     pub oom_score_adj: Option<i32>,
@@ -355,8 +357,14 @@ pub fn leader(t: &ThreadParts<'_>, p: &ProcessParts<'_>) -> pb::CoreEntry {
         rcriu_ksm_merge_any: p.attrs.ksm_merge_any.then_some(true),
         rcriu_thp_disable: attrs::thp_disable(t.info),
         rcriu_autogroup_nice: p.attrs.autogroup_nice.filter(|&n| n != 0),
+        rcriu_exit_signal: exit_signal(p.exit_signal),
     });
     c
+}
+
+/// rcriu's field for a process's exit signal: none for SIGCHLD.
+pub fn exit_signal(sig: i32) -> Option<u32> {
+    (sig != libc::SIGCHLD).then_some(sig.max(0) as u32)
 }
 
 #[cfg(test)]

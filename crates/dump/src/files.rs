@@ -483,6 +483,13 @@ impl Files {
         self.extra.sk_queues.extend(packets);
     }
 
+    /// Turns to the files of process `pid` (of the same tree): ids go on
+    /// from those of the processes before it, open file descriptions
+    /// they share are found.
+    pub fn set_process(&mut self, pid: Pid) {
+        self.pid = pid;
+    }
+
     fn fresh(&mut self) -> u32 {
         let id = self.next;
         self.next += 1;
@@ -577,7 +584,10 @@ impl Files {
         }
         let id = self.next;
         self.next += 1;
-        seen.push((owner, number, id));
+        self.fds
+            .entry((dev, ino))
+            .or_default()
+            .push((owner, number, id));
         self.cache.push((f.info.dev, f.info.ino, f.info.mnt_id, id));
         let fown = fown(self.pid, f)?;
         let pid = self.pid;

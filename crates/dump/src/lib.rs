@@ -86,6 +86,7 @@ pub mod tcp_stream;
 mod threads;
 pub mod timens;
 mod timers;
+pub mod tree;
 pub mod tty;
 
 use std::path::PathBuf;

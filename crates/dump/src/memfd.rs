@@ -55,8 +55,8 @@ pub struct Memfds {
     pub entries: Vec<pb::MemfdInodeEntry>,
     /// The next `pages-<n>.img` number.
     next_pages: u32,
-    /// fd → file id of the memfd fds seen, for kcmp.
-    fds: Vec<(i32, u32)>,
+    /// (pid, fd, file id) of the memfd fds seen, for kcmp.
+    fds: Vec<(Pid, i32, u32)>,
     /// CRIU's `shpages_scanned` and `shpages_written`: the pages of the
     /// files looked at, and those written.
     pub pages_scanned: u64,
@@ -119,9 +119,17 @@ impl Memfds {
         )))
     }
 
-    /// The number of the task's own pages image: after every inode's.
-    pub fn task_pages_id(&self) -> u32 {
-        self.next_pages
+    /// Turns to process `pid` of the same tree.
+    pub fn set_process(&mut self, pid: Pid) {
+        self.pid = pid;
+    }
+
+    /// The number of a task's own pages image (after every inode's met
+    /// so far), taken: the next task or inode gets the next.
+    pub fn take_pages_id(&mut self) -> u32 {
+        let id = self.next_pages;
+        self.next_pages += 1;
+        id
     }
 
     /// The file id of a shared mapping (or a private one) of a shmem
@@ -148,11 +156,12 @@ impl Memfds {
 
     /// The file id of an open memfd, writing its entries when new.
     pub fn fd(&mut self, table: &mut Files, f: &OpenFd, create: &mut Create<'_>) -> Result<u32> {
-        for &(other, id) in &self.fds {
-            let same = sys::same_file(self.pid, other, self.pid, f.fd)
-                .map_err(Error::sys("comparing open files (kcmp)", self.pid))?;
+        let pid = self.pid;
+        for &(p, other, id) in &self.fds {
+            let same = sys::same_file(p, other, pid, f.fd)
+                .map_err(Error::sys("comparing open files (kcmp)", pid))?;
             if same {
-                self.fds.push((f.fd, id));
+                self.fds.push((pid, f.fd, id));
                 return Ok(id);
             }
         }
@@ -168,7 +177,7 @@ impl Memfds {
         };
         let at = self.inode(&f.info, &f.file, hugetlb, create)?;
         let id = table.next_id();
-        self.fds.push((f.fd, id));
+        self.fds.push((self.pid, f.fd, id));
         let signum = sys::owner_signal(f.file.as_fd()).map_err(Error::sys(
             "reading an open file's signal (F_GETSIG)",
             self.pid,

@@ -6,7 +6,8 @@
 //! readable pages is cut into chunks that two workers take, one from each
 //! end: rcriu's own thread takes them from the front, in order, through
 //! the parasite; a helper thread takes them from the back and copies them
-//! with `process_vm_readv(2)` into a shared mapping of the file at their
+//! from `/proc/PID/mem` (which leaves pages shared copy-on-write shared:
+//! `process_vm_readv(2)` pins and so unshares them) into a shared mapping of the file at their
 //! offsets. The bytes are the same as one worker's.
 //!
 //! Room first: on tmpfs, allocating the file's pages costs about as much
@@ -42,7 +43,7 @@ use rcriu_images::pages::{PagesRoom, PagesWriter, on_tmpfs};
 use rcriu_proc::{Pid, Task};
 
 use crate::{Error, Result};
-use rcriu_compel::sys::{Direction, LocalMap};
+use rcriu_compel::sys::LocalMap;
 
 /// The bytes a worker takes at a time.
 const CHUNK: u64 = 8 << 20;
@@ -115,10 +116,11 @@ pub fn write(
             .name("page helper".into())
             .spawn_scoped(s, || {
                 let map = map;
+                let mem = std::fs::File::open(format!("/proc/{pid}/mem"))?;
                 let mut done = 0u64;
                 while let Some(k) = claim(&claims, false).map(u64::from) {
                     let (lo, hi) = (k * CHUNK, ((k + 1) * CHUNK).min(total));
-                    if let Err(e) = copy(&map, pid, &stream.slice(lo, hi), lo, fd) {
+                    if let Err(e) = copy(&map, mem.as_fd(), &stream.slice(lo, hi), lo, fd) {
                         claims.store(0, Ordering::Release);
                         return Err(e);
                     }
@@ -230,15 +232,18 @@ fn helper_map(fd: BorrowedFd<'_>, start: u64, total: u64) -> Option<LocalMap> {
     }
 }
 
-/// Copies the target's `remote` ranges into the mapping at `at`.
-fn copy(map: &LocalMap, pid: Pid, remote: &[IoVec], at: u64, fd: BorrowedFd<'_>) -> io::Result<()> {
-    map.copy_remote(
-        pid,
-        at as usize,
-        remote.iter().map(|v| (v.base, v.len)),
-        Direction::In,
-    )
-    .map_err(|e| why_efault(e, fd))
+/// Copies the target's `remote` ranges into the mapping at `at`, through
+/// its `/proc/PID/mem` (`mem`): `process_vm_readv(2)` would pin each page
+/// and so unshare every page the process shares copy-on-write.
+fn copy(
+    map: &LocalMap,
+    mem: BorrowedFd<'_>,
+    remote: &[IoVec],
+    at: u64,
+    fd: BorrowedFd<'_>,
+) -> io::Result<()> {
+    map.read_mem(mem, at as usize, remote.iter().map(|v| (v.base, v.len)))
+        .map_err(|e| why_efault(e, fd))
 }
 
 /// A page of the mapping that cannot be filled shows as EFAULT: on a full

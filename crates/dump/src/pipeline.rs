@@ -1,19 +1,28 @@
-//! The dump of one process, step by step.
+//! The dump of a process tree, step by step.
 //!
-//! 1. Seize it (every thread stopped).
-//! 2. Read its /proc state and refuse anything out of scope, naming it:
-//!    nothing is written and nothing runs in the task before this passes.
-//! 3. Read what ptrace tells of every thread (registers, rseq, TLS,
-//!    robust list, scheduling, pending signals, seccomp filters) and what
-//!    remote syscalls tell (brk, membarrier).
-//! 4. Infect it: the parasite reports signal actions, timers, and for
-//!    each thread its tid address, alternate stack, name and credentials;
-//!    it hands over copies of the fds; then it splices the pages into
-//!    `pages-1.img`; then it is cured.
-//! 5. Release the task (`--leave-running`) and write the images, or write
-//!    them and kill it. Any failure before the kill releases the task as
-//!    it was and removes the images this run wrote.
+//! 1. Seize the root and then every process under it, whole ([`tree`]):
+//!    every thread of every process stopped; zombies recorded.
+//! 2. Check the tree: sessions and groups whose leaders it holds, nothing
+//!    shared between processes that rcriu cannot share again.
+//! 3. For each process in turn (parents first): read its /proc state and
+//!    refuse anything out of scope, naming it (nothing is written and
+//!    nothing runs in the task before this passes); read what ptrace tells
+//!    of every thread (registers, rseq, TLS, robust list, scheduling,
+//!    pending signals, seccomp filters) and what remote syscalls tell
+//!    (brk, membarrier); infect it: the parasite reports signal actions,
+//!    timers, and for each thread its tid address, alternate stack, name
+//!    and credentials, it hands over copies of the fds, then it writes the
+//!    pages into the process's `pages-N.img`, then it is cured.
+//!    What the processes share (open files, memfds, namespaces, cgroups,
+//!    seccomp filters) goes into tables of the whole tree.
+//! 4. Release the tree (`--leave-running`) and write the images, or write
+//!    them and kill it. The restore's own check reads them back first.
+//!    Any failure before the kill releases every process as it was and
+//!    removes the images this run wrote.
+//!
+//! [`tree`]: crate::tree
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -34,10 +43,11 @@ use crate::page_writers;
 use crate::pages::Run;
 use crate::remote;
 use crate::stats::DumpStats;
+use crate::tree::{Kind, Member, Tree};
 use crate::{
     Error, Result, attrs, cgroup, core, files, fs, ids, inventory, memfd, mm, pages, pstree,
 };
-use crate::{seccomp, threads, timens, timers};
+use crate::{seccomp, sys, threads, timens, timers};
 
 /// The options of one dump.
 #[derive(Debug, Clone)]
@@ -105,8 +115,9 @@ struct Output {
     path: PathBuf,
     dir: Option<ImageDir>,
     written: Vec<PathBuf>,
-    /// Room for the task's pages image, reserved before the freeze.
-    room: Option<PagesRoom>,
+    /// Room for the pages image of each process of the tree, reserved
+    /// before the freeze.
+    rooms: BTreeMap<Pid, PagesRoom>,
 }
 
 impl Output {
@@ -116,7 +127,7 @@ impl Output {
             path: path.to_owned(),
             dir: None,
             written: Vec::new(),
-            room: None,
+            rooms: BTreeMap::new(),
         }
     }
 
@@ -129,12 +140,17 @@ impl Output {
         Ok(d)
     }
 
-    /// Reserves room for the pages of `pid` ([`page_writers::reserve`]).
-    fn reserve_pages(&mut self, pid: Pid) {
-        if let Some(bytes) = page_writers::room_wanted(pid)
-            && let Ok(dir) = self.dir()
-        {
-            self.room = page_writers::reserve(pid, dir.path(), bytes);
+    /// Reserves room for the pages of `root` and of each process under
+    /// it now ([`page_writers::reserve`]); a process that comes or goes
+    /// before the freeze is written without, or leaves its room unused.
+    fn reserve_pages(&mut self, root: Pid) {
+        for pid in crate::tree::descendants(root) {
+            if let Some(bytes) = page_writers::room_wanted(pid)
+                && let Ok(dir) = self.dir()
+                && let Some(room) = page_writers::reserve(pid, dir.path(), bytes)
+            {
+                self.rooms.insert(pid, room);
+            }
         }
     }
 
@@ -199,29 +215,57 @@ impl Output {
     }
 }
 
-/// Everything the images are made of, gathered while the task was frozen.
-struct Collected {
-    root_ids: TaskIds,
+/// One process's images, gathered while it was frozen.
+struct Proc {
+    pid: Pid,
     ids: TaskIds,
     pstree: pb::PstreeEntry,
     /// Each thread's core, the leader's first.
     cores: Vec<(u32, pb::CoreEntry)>,
-    seccomp: pb::SeccompEntry,
     mm: pb::MmEntry,
     runs: Vec<Run>,
-    /// The number of the task's pages image, and the memfd inodes.
+    /// The number of the process's pages image.
     pages_id: u32,
-    memfd_inodes: Vec<pb::MemfdInodeEntry>,
-    files: Vec<pb::FileEntry>,
     fdinfo: Vec<pb::FdinfoEntry>,
-    /// Remaps, pipe and FIFO data, terminals.
-    files_extra: files::Extra,
     fs: pb::FsEntry,
     /// The id of the task's time namespace when it is not rcriu's, and the
     /// offsets of the task's time namespace.
     timens_id: u32,
     timens: TimensOffsets,
-    cgroups: cgroup::Dumped,
+}
+
+/// A zombie's images: its pstree entry and a core with its exit status.
+struct Zombie {
+    pstree: pb::PstreeEntry,
+    core: pb::CoreEntry,
+}
+
+/// What the processes of a tree share, filled as each is collected.
+struct Shared {
+    files: Files,
+    memfds: memfd::Memfds,
+    ns_ids: NsIds,
+    cgroups: cgroup::Sets,
+    seccomp: pb::SeccompEntry,
+    /// The next number of the mm, fd table, fs and sighand counters
+    /// (rcriu's is 1).
+    next_kobj: u32,
+}
+
+/// Everything the images are made of, gathered while the tree was
+/// frozen.
+struct Collected {
+    root_ids: TaskIds,
+    procs: Vec<Proc>,
+    zombies: Vec<Zombie>,
+    seccomp: pb::SeccompEntry,
+    memfd_inodes: Vec<pb::MemfdInodeEntry>,
+    files: Vec<pb::FileEntry>,
+    /// Remaps, pipe and FIFO data, terminals.
+    files_extra: files::Extra,
+    /// rcriu's cgroup set, and cgroup.img.
+    root_set: u32,
+    cgroup_image: Option<pb::CgroupEntry>,
 }
 
 /// Threads stopped inside an rseq critical section lose their section as
@@ -252,14 +296,19 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     fault::set_target(pid);
     out.reserve_pages(pid);
     let start = Instant::now();
-    let (seized, freezer) = cgroup::seize(pid, o.freeze_cgroup.as_deref())?;
+    let (root, frozen, freezer) = cgroup::seize(pid, o.freeze_cgroup.as_deref())?;
+    let tree = Tree::seize(root, frozen)?;
     let frozen = Instant::now();
     stats.freezing_time = frozen - start;
-    log::info!("process {pid} seized in {:?}", stats.freezing_time);
+    log::info!(
+        "tree of {pid} seized in {:?}: {} process(es)",
+        stats.freezing_time,
+        tree.members.len()
+    );
 
     let mut rseq_moves = Vec::new();
-    let mut c = match collect(
-        &seized,
+    let mut c = match collect_tree(
+        &tree,
         &host,
         o,
         freezer,
@@ -271,24 +320,22 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         Err(e) => {
             // Released as it was, then the images go.
             to_abort_handlers(&rseq_moves);
-            drop(seized);
+            drop(tree);
             out.discard();
             return Err(e);
         }
     };
 
     if o.leave_running || o.leave_stopped {
-        let t = timens::entry(&host.timens, &c.timens);
         to_abort_handlers(&rseq_moves);
         c.files_extra.release_sockets();
         if o.leave_stopped {
-            seized.stop_on_release(libc::SIGSTOP);
+            tree.stop_on_release(libc::SIGSTOP);
         }
-        let released = seized.release().map_err(Error::compel(pid));
+        let released = tree.release();
         stats.frozen_time = frozen.elapsed();
         let written = released.and_then(|()| {
             write_images(&mut out, o, &host, &c, run_id)?;
-            out.write_one(ImageFile::Timens(c.timens_id.into()), &t)?;
             restorable(pid, &o.dir)
         });
         if let Err(e) = written {
@@ -297,26 +344,23 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         }
         o.hook(crate::Stage::PostDump)?;
     } else {
-        let written = write_images(&mut out, o, &host, &c, run_id).and_then(|()| {
-            let t = timens::entry(&host.timens, &c.timens);
-            out.write_one(ImageFile::Timens(c.timens_id.into()), &t)?;
-            restorable(pid, &o.dir)
-        });
+        let written =
+            write_images(&mut out, o, &host, &c, run_id).and_then(|()| restorable(pid, &o.dir));
         if let Err(e) = written {
             to_abort_handlers(&rseq_moves);
             c.files_extra.release_sockets();
-            drop(seized);
+            drop(tree);
             out.discard();
             return Err(e);
         }
-        // A refusal now leaves the process running and the images whole.
+        // A refusal now leaves the tree running and the images whole.
         if let Err(e) = o.hook(crate::Stage::PostDump) {
             to_abort_handlers(&rseq_moves);
             c.files_extra.release_sockets();
-            drop(seized);
+            drop(tree);
             return Err(e);
         }
-        seized.kill().map_err(Error::compel(pid))?;
+        tree.kill()?;
         c.files_extra.keep_sockets_locked();
         stats.frozen_time = frozen.elapsed();
     }
@@ -347,7 +391,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     }
     stats.total_time = begin.elapsed();
     log::info!(
-        "dumped process {pid}: frozen {:?}, {} pages",
+        "dumped the tree of {pid}: frozen {:?}, {} pages",
         stats.frozen_time,
         stats.pages_written
     );
@@ -380,47 +424,285 @@ fn write_images(
     run_id: &str,
 ) -> Result<()> {
     let pid = o.pid;
-    let upid = pid as u32;
-    let mut inv = inventory::entry(c.root_ids.entry, c.cgroups.root_set, host.lsm);
+    let mut inv = inventory::entry(c.root_ids.entry, c.root_set, host.lsm);
     inventory::sockets(&mut inv, &o.sockets, run_id);
     out.write_one(ImageFile::Inventory, &inv)?;
-    if let Some(cg) = &c.cgroups.image {
+    if let Some(cg) = &c.cgroup_image {
         out.write_one(ImageFile::Cgroup, cg)?;
     }
-    out.write_one(ImageFile::Pstree, &c.pstree)?;
-    for (tid, core) in &c.cores {
-        out.write_one(ImageFile::Core((*tid).into()), core)?;
+    let mut pstree: Vec<pb::PstreeEntry> = c.procs.iter().map(|p| p.pstree.clone()).collect();
+    pstree.extend(c.zombies.iter().map(|z| z.pstree.clone()));
+    // In the tree's order (the processes, then zombies, each where it
+    // belongs: after its parent's other children).
+    let order: Vec<u32> = c.order();
+    pstree.sort_by_key(|e| order.iter().position(|&p| p == e.pid));
+    out.write_all(ImageFile::Pstree, &pstree)?;
+    for p in &c.procs {
+        for (tid, core) in &p.cores {
+            out.write_one(ImageFile::Core((*tid).into()), core)?;
+        }
     }
-    out.write_one(ImageFile::Ids(upid.into()), &c.ids.entry)?;
+    for z in &c.zombies {
+        out.write_one(ImageFile::Core(z.pstree.pid.into()), &z.core)?;
+    }
+    for p in &c.procs {
+        let upid = p.pid as u32;
+        out.write_one(ImageFile::Ids(upid.into()), &p.ids.entry)?;
+    }
     fault::point(FaultPoint::MidWrite).map_err(Error::compel(pid))?;
-    out.write_one(ImageFile::Mm(upid.into()), &c.mm)?;
-    {
+    for p in &c.procs {
+        let upid = p.pid as u32;
+        out.write_one(ImageFile::Mm(upid.into()), &p.mm)?;
         let dir = out.created(ImageFile::Pagemap(upid.into()))?;
         let mut pm = dir
-            .create_pagemap(upid, c.pages_id)
+            .create_pagemap(upid, p.pages_id)
             .map_err(Error::image(pid))?;
-        for r in &c.runs {
+        for r in &p.runs {
             pm.add(r.vaddr, r.nr_pages, r.flags)
                 .map_err(Error::image(pid))?;
         }
         pm.finish().map_err(Error::image(pid))?;
         fault::image(&ImageFile::Pagemap(upid.into()).name()).map_err(Error::compel(pid))?;
+        out.write_one(ImageFile::Fs(upid.into()), &p.fs)?;
     }
-    out.write_one(ImageFile::Fs(upid.into()), &c.fs)?;
     out.write_all(ImageFile::Files, &c.files)?;
-    out.write_all(ImageFile::Fdinfo(c.ids.entry.files_id.into()), &c.fdinfo)?;
+    // One fdinfo image per fd table (shared tables once).
+    let mut tables = BTreeSet::new();
+    for p in &c.procs {
+        if tables.insert(p.ids.entry.files_id) {
+            out.write_all(ImageFile::Fdinfo(p.ids.entry.files_id.into()), &p.fdinfo)?;
+        }
+    }
     if !c.memfd_inodes.is_empty() {
         out.write_all(ImageFile::Memfd, &c.memfd_inodes)?;
     }
     c.files_extra.write(pid, &mut |f| out.created(f))?;
     out.write_one(ImageFile::Seccomp, &c.seccomp)?;
+    // One time namespace for the tree (rcriu's, or the one the processes
+    // share).
+    if let Some(p) = c.procs.first() {
+        let t = timens::entry(&host.timens, &p.timens);
+        out.write_one(ImageFile::Timens(p.timens_id.into()), &t)?;
+    }
     fault::check_abort().map_err(Error::compel(pid))
 }
 
-/// Reads, checks and dumps while the task is frozen; the task is seized
-/// and clean (the parasite gone) when this returns, either way.
-fn collect(
-    seized: &Seized,
+impl Collected {
+    /// The pids of the tree in pstree's order: parents first, depth first,
+    /// children by pid.
+    fn order(&self) -> Vec<u32> {
+        let all: Vec<(u32, u32)> = self
+            .procs
+            .iter()
+            .map(|p| (p.pstree.pid, p.pstree.ppid))
+            .chain(self.zombies.iter().map(|z| (z.pstree.pid, z.pstree.ppid)))
+            .collect();
+        let mut out = Vec::with_capacity(all.len());
+        fn visit(pid: u32, all: &[(u32, u32)], out: &mut Vec<u32>) {
+            out.push(pid);
+            let mut kids: Vec<u32> = all
+                .iter()
+                .filter(|(p, pp)| *pp == pid && *p != pid)
+                .map(|(p, _)| *p)
+                .collect();
+            kids.sort_unstable();
+            for k in kids {
+                visit(k, all, out);
+            }
+        }
+        if let Some(root) = self.procs.first() {
+            visit(root.pstree.pid, &all, &mut out);
+        }
+        out
+    }
+}
+
+/// Checks what the processes of the tree share and how its sessions and
+/// groups hang together, refusing (by name) what rcriu cannot restore:
+/// processes sharing memory, fd tables, fs information or signal handlers
+/// (CLONE_VM, CLONE_FILES, CLONE_FS, CLONE_SIGHAND without CLONE_THREAD);
+/// a session or group whose leader is not in the tree (but the root's own,
+/// a shell job's); a session leader that is not an ancestor of its
+/// members.
+/// Whether a process (or thread) `pid` exists.
+fn exists(pid: Pid) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// What processes of the tree share with their parent, and are restored
+/// sharing (CLONE_FILES, CLONE_FS).
+#[derive(Debug, Default)]
+struct Sharing {
+    /// Processes whose fd table is their parent's.
+    files: BTreeSet<Pid>,
+    /// Processes whose cwd, root and umask are their parent's.
+    fs: BTreeSet<Pid>,
+}
+
+/// The processes of `pids` grouped by what they hold of `what`, as the
+/// kernel orders it (`kcmp`, as CRIU's trees of ids): n log n
+/// comparisons, each group in `pids`' order.
+fn kcmp_groups(pids: &[Pid], what: sys::Shared) -> Result<Vec<Vec<Pid>>> {
+    let mut groups: Vec<Vec<Pid>> = Vec::new();
+    // One process of each group, in the kernel's order.
+    let mut reps: Vec<(Pid, usize)> = Vec::new();
+    let cmp = |a: Pid, b: Pid| {
+        sys::order(a, b, what).map_err(Error::sys("comparing processes (kcmp)", a))
+    };
+    for &p in pids {
+        let (mut lo, mut hi) = (0, reps.len());
+        let mut found = None;
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match cmp(p, reps[mid].0)? {
+                Some(std::cmp::Ordering::Equal) => {
+                    found = Some(reps[mid].1);
+                    break;
+                }
+                Some(std::cmp::Ordering::Less) => hi = mid,
+                Some(std::cmp::Ordering::Greater) => lo = mid + 1,
+                // No order: compared with every group.
+                None => {
+                    found = Some(usize::MAX);
+                    break;
+                }
+            }
+        }
+        match found {
+            Some(usize::MAX) => {
+                let mut at = None;
+                for (i, g) in groups.iter().enumerate() {
+                    if sys::shares(p, g[0], what)
+                        .map_err(Error::sys("comparing processes (kcmp)", p))?
+                    {
+                        at = Some(i);
+                        break;
+                    }
+                }
+                match at {
+                    Some(i) => groups[i].push(p),
+                    None => groups.push(vec![p]),
+                }
+            }
+            Some(i) => groups[i].push(p),
+            None => {
+                groups.push(vec![p]);
+                reps.insert(lo, (p, groups.len() - 1));
+            }
+        }
+    }
+    Ok(groups)
+}
+
+/// Checks what the processes of the tree share and how their sessions and
+/// groups stand; returns what they share with their parents.
+fn check_tree(tree: &Tree) -> Result<Sharing> {
+    let alive: Vec<&Member> = tree
+        .members
+        .iter()
+        .filter(|m| m.seized().is_some())
+        .collect();
+    let pids: Vec<Pid> = alive.iter().map(|m| m.pid).collect();
+    let parent_of = |pid: Pid| alive.iter().find(|m| m.pid == pid).map(|m| m.ppid);
+    let mut sharing = Sharing::default();
+    for (what, kind) in [
+        ("its memory (CLONE_VM)", sys::Shared::Vm),
+        ("its fd table (CLONE_FILES)", sys::Shared::Files),
+        ("its cwd, root and umask (CLONE_FS)", sys::Shared::Fs),
+        ("its signal handlers (CLONE_SIGHAND)", sys::Shared::Sighand),
+    ] {
+        for g in kcmp_groups(&pids, kind)?
+            .into_iter()
+            .filter(|g| g.len() > 1)
+        {
+            let restorable = matches!(kind, sys::Shared::Files | sys::Shared::Fs);
+            // The one that holds it first: its parent does not.
+            let firsts: Vec<Pid> = g
+                .iter()
+                .copied()
+                .filter(|&p| parent_of(p).is_none_or(|pp| !g.contains(&pp)))
+                .collect();
+            if !restorable || firsts.len() != 1 {
+                let (a, b) = (g[0], g[1]);
+                let how = if restorable {
+                    ", not through their parents"
+                } else {
+                    ""
+                };
+                return Err(Error::unsupported(
+                    b,
+                    format!("{what} shared with process {a}{how}"),
+                ));
+            }
+            let set = match kind {
+                sys::Shared::Files => &mut sharing.files,
+                _ => &mut sharing.fs,
+            };
+            set.extend(g.iter().copied().filter(|p| *p != firsts[0]));
+        }
+    }
+    let root = tree.root();
+    let member = |pid: Pid| tree.members.iter().find(|m| m.pid == pid);
+    let is_ancestor = |anc: Pid, of: Pid| {
+        let mut cur = Some(of);
+        while let Some(p) = cur {
+            if p == anc {
+                return true;
+            }
+            cur = member(p).map(|m| m.ppid).filter(|&pp| pp != 0);
+        }
+        false
+    };
+    for m in &tree.members {
+        if m.pid == root.pid {
+            continue;
+        }
+        if m.sid != root.sid && (member(m.sid).is_none() || !is_ancestor(m.sid, m.pid)) {
+            return Err(Error::unsupported(
+                m.pid,
+                format!(
+                    "session {} whose leader is not in the dump above it (sessions of a leader that is gone are not restored yet)",
+                    m.sid
+                ),
+            ));
+        }
+        if m.pgid != root.pgid && m.pgid != m.sid {
+            match member(m.pgid) {
+                Some(l) if l.sid == m.sid => {}
+                // Its leader is gone: a helper makes the group again.
+                None if m.seized().is_some() && !exists(m.pgid) => {}
+                _ => {
+                    return Err(Error::unsupported(
+                        m.pid,
+                        format!(
+                            "process group {} whose leader is another process, not in the dump",
+                            m.pgid
+                        ),
+                    ));
+                }
+            }
+        }
+        // A zombie is made again by its parent and ends at once: in its
+        // parent's group, or leading its own.
+        if m.seized().is_none()
+            && m.pgid != m.pid
+            && member(m.ppid).is_some_and(|p| p.pgid != m.pgid)
+        {
+            return Err(Error::unsupported(
+                m.pid,
+                format!(
+                    "a zombie in process group {}, not its parent's nor its own",
+                    m.pgid
+                ),
+            ));
+        }
+    }
+    Ok(sharing)
+}
+
+/// Collects every process of the tree, parents first.
+fn collect_tree(
+    tree: &Tree,
     host: &Host,
     o: &Options,
     freezer: Option<cgroup::FreezerOrigin>,
@@ -429,42 +711,159 @@ fn collect(
     rseq_moves: &mut Vec<(Pid, u64)>,
 ) -> Result<Collected> {
     let pid = o.pid;
-    let perr = Error::proc(pid);
-    let mut task = Task::open(pid).map_err(perr)?;
-    let stat = task.stat().map_err(Error::proc(pid))?;
-
-    // -- What this version dumps: refused here, before anything else.
-    if let Some(child) = task.children().map_err(Error::proc(pid))?.first() {
-        return Err(Error::unsupported(
-            pid,
-            format!("a child process ({child})"),
-        ));
+    let root = tree.root();
+    if root.sid != pid && !o.shell_job {
+        return Err(Error::NotSessionLeader { pid, sid: root.sid });
     }
-    if stat.session != pid && !o.shell_job {
-        return Err(Error::NotSessionLeader {
-            pid,
-            sid: stat.session,
-        });
-    }
-    let ns = task.namespaces().map_err(Error::proc(pid))?;
-    ids::check_namespaces(pid, &host.ns, &ns)?;
-    let status = task.status().map_err(Error::proc(pid))?;
-    let process_attrs = attrs::process(pid, &mut task, &status, stat.session == pid)?;
-    let cgroups = cgroup::collect(pid, &cgroup::tids(seized), &host.cgroups, freezer)?;
-    let timers = match task.posix_timers() {
-        Ok(t) => t,
-        Err(e) if e.is_not_found() => Vec::new(),
-        Err(e) => return Err(Error::proc(pid)(e)),
-    };
+    let sharing = check_tree(tree)?;
     if host.lsm != Lsm::None {
         return Err(Error::unsupported(
             pid,
             format!("a security label ({:?} is active)", host.lsm),
         ));
     }
+    let mut ns_ids = NsIds::new();
+    let root_ids = ns_ids.task(1, &host.ns);
+    let mut sh = Shared {
+        files: Files::new(
+            pid,
+            files::Options {
+                ghost_limit: o.ghost_limit,
+                shell_job: o.shell_job,
+                sockets: o.sockets.clone(),
+                run_id: o.run_id.clone(),
+            },
+        ),
+        memfds: memfd::Memfds::new(pid)?,
+        ns_ids,
+        cgroups: cgroup::Sets::new(pid, &host.cgroups, freezer)?,
+        seccomp: pb::SeccompEntry::default(),
+        next_kobj: 2,
+    };
+    let mut procs = Vec::new();
+    let mut zombies = Vec::new();
+    for m in &tree.members {
+        match &m.kind {
+            Kind::Alive(seized) => {
+                // What it shares with its parent, collected already.
+                let parent = procs.iter().find(|p: &&Proc| p.pid == m.ppid);
+                let with_parent = WithParent {
+                    files_id: parent
+                        .filter(|_| sharing.files.contains(&m.pid))
+                        .map(|p| p.ids.entry.files_id),
+                    fs_id: parent
+                        .filter(|_| sharing.fs.contains(&m.pid))
+                        .map(|p| p.ids.entry.fs_id),
+                };
+                procs.push(collect(
+                    seized,
+                    m,
+                    &with_parent,
+                    host,
+                    &mut sh,
+                    out,
+                    stats,
+                    rseq_moves,
+                )?);
+            }
+            Kind::Zombie { exit_code } => zombies.push(zombie(m, *exit_code)?),
+        }
+    }
+    // One time namespace for the whole tree.
+    if let Some(p) = procs.iter().find(|p| p.timens_id != procs[0].timens_id) {
+        return Err(Error::unsupported(
+            p.pid,
+            "a time namespace other than its parent's".to_string(),
+        ));
+    }
+    let (root_set, cgroup_image) = sh.cgroups.finish();
+    Ok(Collected {
+        root_ids,
+        procs,
+        zombies,
+        seccomp: sh.seccomp,
+        memfd_inodes: sh.memfds.entries,
+        files_extra: sh.files.take_extra()?,
+        files: sh.files.entries,
+        root_set,
+        cgroup_image,
+    })
+}
+
+/// CRIU's `TASK_DEAD`.
+const TASK_DEAD: u32 = 2;
+
+/// The images of a zombie: CRIU's (a task core with its exit status).
+fn zombie(m: &Member, exit_code: i32) -> Result<Zombie> {
+    let stat = Task::open(m.pid)
+        .and_then(|mut t| t.stat())
+        .map_err(Error::proc(m.pid))?;
+    let core = pb::CoreEntry {
+        mtype: pb::core_entry::March::X8664 as i32,
+        tc: Some(pb::TaskCoreEntry {
+            task_state: TASK_DEAD,
+            exit_code: exit_code as u32,
+            personality: 0,
+            flags: 0,
+            blk_sigset: 0,
+            rcriu_exit_signal: core::exit_signal(stat.exit_signal),
+            comm: stat.comm,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut pstree = pstree::entry(m.pid, m.pgid, m.sid, vec![m.pid as u32]);
+    pstree.ppid = m.ppid as u32;
+    Ok(Zombie { pstree, core })
+}
+
+/// What a process shares with its parent: the ids of its fd table and of
+/// its fs.
+struct WithParent {
+    files_id: Option<u32>,
+    fs_id: Option<u32>,
+}
+
+/// Reads, checks and dumps one process of the tree while it is frozen;
+/// it is seized and clean (the parasite gone) when this returns, either
+/// way.
+#[allow(clippy::too_many_arguments)]
+fn collect(
+    seized: &Seized,
+    member: &Member,
+    with_parent: &WithParent,
+    host: &Host,
+    sh: &mut Shared,
+    out: &mut Output,
+    stats: &mut DumpStats,
+    rseq_moves: &mut Vec<(Pid, u64)>,
+) -> Result<Proc> {
+    let pid = member.pid;
+    let perr = Error::proc(pid);
+    let mut task = Task::open(pid).map_err(perr)?;
+    let stat = task.stat().map_err(Error::proc(pid))?;
+    sh.files.set_process(pid);
+    sh.memfds.set_process(pid);
+
+    // -- What this version dumps: refused here, before anything else.
+    let ns = task.namespaces().map_err(Error::proc(pid))?;
+    ids::check_namespaces(pid, &host.ns, &ns)?;
+    let status = task.status().map_err(Error::proc(pid))?;
+    let process_attrs = attrs::process(pid, &mut task, &status, stat.session == pid)?;
+    let thread_sets = sh.cgroups.threads(pid, &cgroup::tids(seized))?;
+    let timers = match task.posix_timers() {
+        Ok(t) => t,
+        Err(e) if e.is_not_found() => Vec::new(),
+        Err(e) => return Err(Error::proc(pid)(e)),
+    };
     let smaps = task.smaps().map_err(Error::proc(pid))?;
     let mut areas = mm::classify(pid, &smaps)?;
-    let fd_list = task.fds().map_err(Error::proc(pid))?;
+    // An fd table shared with the parent is the parent's, dumped once.
+    let fd_list = if with_parent.files_id.is_some() {
+        Vec::new()
+    } else {
+        task.fds().map_err(Error::proc(pid))?
+    };
     let mut fd_infos = Vec::with_capacity(fd_list.len());
     for fd in &fd_list {
         let info = task.fdinfo(fd.fd).map_err(Error::proc(pid))?;
@@ -547,27 +946,19 @@ fn collect(
     }
 
     // -- Files: mapped, open, exe, cwd, root.
-    let mut table = Files::new(
-        pid,
-        files::Options {
-            ghost_limit: o.ghost_limit,
-            shell_job: o.shell_job,
-            sockets: o.sockets.clone(),
-            run_id: o.run_id.clone(),
-        },
-    );
-    let mut memfds = memfd::Memfds::new(pid)?;
+    let table = &mut sh.files;
+    let memfds = &mut sh.memfds;
     let mut create = |f| out.created(f);
     for a in areas.iter_mut() {
         if let Some((s, e)) = a.file {
-            let id = mapped_file(pid, &task, &mut table, &mut memfds, &mut create, a, s, e)?;
+            let id = mapped_file(pid, &task, table, memfds, &mut create, a, s, e)?;
             a.entry.shmid = u64::from(id);
         }
     }
     let mut fdinfo = Vec::with_capacity(open.len());
     for f in &open {
         if memfd::is_memfd_link(&f.info.path) {
-            let id = memfds.fd(&mut table, f, &mut create)?;
+            let id = memfds.fd(table, f, &mut create)?;
             fdinfo.push(memfd::fdinfo_entry(files::fdinfo_entry(f, id)));
         } else {
             let id = table.fd(f)?;
@@ -575,24 +966,20 @@ fn collect(
         }
     }
     table.write_ghosts(&mut |f| out.created(f))?;
-    let exe_id = special(
-        pid,
-        &mut table,
-        &format!("/proc/{pid}/exe"),
-        "the executable",
-    )?;
-    let cwd_id = special(pid, &mut table, &format!("/proc/{pid}/cwd"), "the cwd")?;
-    let root_id = special(pid, &mut table, &format!("/proc/{pid}/root"), "the root")?;
+    let exe_id = special(pid, table, &format!("/proc/{pid}/exe"), "the executable")?;
+    let cwd_id = special(pid, table, &format!("/proc/{pid}/cwd"), "the cwd")?;
+    let root_id = special(pid, table, &format!("/proc/{pid}/root"), "the root")?;
 
     // -- The pages.
     let t_pages = Instant::now();
     let mut pagemap = task.pagemap().map_err(Error::proc(pid))?;
     let plan = pages::plan(pid, &areas, &mut pagemap, outside[0].ctx.regs.sp)?;
     let guards = mm::guards(pid, &areas, &mut pagemap)?;
-    let pages_id = memfds.task_pages_id();
+    let pages_id = memfds.take_pages_id();
     let dir = out.created(ImageFile::Pages(pages_id.into()))?;
     fault::image(&ImageFile::Pages(pages_id.into()).name()).map_err(Error::compel(pid))?;
-    let mut pages_img = match out.room.take() {
+    let room = out.rooms.remove(&pid);
+    let mut pages_img = match room {
         Some(room) => dir.create_pages_in(pages_id, room),
         None => dir.create_pages(pages_id),
     }
@@ -627,11 +1014,11 @@ fn collect(
         });
     }
     stats.memdump_time = t_pages.elapsed();
-    stats.pages_scanned = plan.scanned;
-    stats.pages_written = plan.pages;
+    stats.pages_scanned += plan.scanned;
+    stats.pages_written += plan.pages;
     stats.shpages_scanned = memfds.pages_scanned;
     stats.shpages_written = memfds.pages_written;
-    stats.page_pipe_bufs = plan
+    stats.page_pipe_bufs += plan
         .iovs
         .iter()
         .filter(|(_, r)| *r)
@@ -640,9 +1027,14 @@ fn collect(
     parasite.cure().map_err(ce(pid))?;
 
     // -- The images' contents.
-    let mut ns_ids = NsIds::new();
-    let root_ids = ns_ids.task(1, &host.ns);
-    let ids = ns_ids.task(2, &ns);
+    let mut ids = sh.ns_ids.task(sh.next_kobj, &ns);
+    sh.next_kobj += 1;
+    if let Some(id) = with_parent.files_id {
+        ids.entry.files_id = id;
+    }
+    if let Some(id) = with_parent.fs_id {
+        ids.entry.fs_id = id;
+    }
     let timens_id = ids
         .own_ns
         .iter()
@@ -653,7 +1045,8 @@ fn collect(
     } else {
         their_timens
     };
-    let (seccomp, seccomp_fields) = seccomp::plan(
+    let seccomp_fields = seccomp::add(
+        &mut sh.seccomp,
         &outside
             .iter()
             .map(|o| seccomp::ThreadSeccomp {
@@ -666,6 +1059,7 @@ fn collect(
     let process = core::ProcessParts {
         comm: stat.comm.clone(),
         stat_flags: stat.flags,
+        exit_signal: stat.exit_signal,
         personality,
         loginuid,
         oom_score_adj,
@@ -687,7 +1081,7 @@ fn collect(
             info,
             ip,
             seccomp: seccomp_fields[i],
-            cg_set: cgroups.thread_sets[i],
+            cg_set: thread_sets[i],
         };
         let c = if i == 0 {
             core::leader(&t, &process)
@@ -716,28 +1110,25 @@ fn collect(
         aios: Vec::new(),
         thp_disabled: Some(creds.thp_disabled != 0),
     };
-    Ok(Collected {
-        pstree: pstree::entry(
-            pid,
-            stat.pgrp,
-            stat.session,
-            outside.iter().map(|o| o.tid as u32).collect(),
-        ),
-        root_ids,
+    let mut pstree = pstree::entry(
+        pid,
+        stat.pgrp,
+        stat.session,
+        outside.iter().map(|o| o.tid as u32).collect(),
+    );
+    pstree.ppid = member.ppid as u32;
+    Ok(Proc {
+        pid,
         ids,
+        pstree,
         cores,
-        seccomp,
         mm,
         runs: plan.runs,
         pages_id,
-        memfd_inodes: memfds.entries,
-        files_extra: table.take_extra()?,
-        files: table.entries,
         fdinfo,
         fs: fs::entry(cwd_id, root_id, creds.umask),
         timens_id,
         timens,
-        cgroups,
     })
 }
 

@@ -40,6 +40,14 @@ pub struct CoreFields {
 /// The image entry and, for each thread of `threads` (in the same
 /// order), its core fields. `threads[0]` is the leader.
 pub fn plan(threads: &[ThreadSeccomp]) -> (pb::SeccompEntry, Vec<CoreFields>) {
+    let mut entry = pb::SeccompEntry::default();
+    let fields = add(&mut entry, threads);
+    (entry, fields)
+}
+
+/// Adds the filters of one process's `threads` to `entry` (the image
+/// of a whole tree), returning each thread's core fields.
+pub fn add(entry: &mut pb::SeccompEntry, threads: &[ThreadSeccomp]) -> Vec<CoreFields> {
     let mut chains = threads.to_vec();
     if let Some((first, rest)) = chains.split_first_mut()
         && first.mode == MODE_FILTER
@@ -58,7 +66,6 @@ pub fn plan(threads: &[ThreadSeccomp]) -> (pb::SeccompEntry, Vec<CoreFields>) {
 
     let mut order: Vec<usize> = (0..chains.len()).collect();
     order.sort_by_key(|&i| chains[i].tid);
-    let mut entry = pb::SeccompEntry::default();
     let mut fields = vec![CoreFields::default(); chains.len()];
     for i in order {
         let ThreadSeccomp { mode, filters, .. } = &chains[i];
@@ -82,7 +89,7 @@ pub fn plan(threads: &[ThreadSeccomp]) -> (pb::SeccompEntry, Vec<CoreFields>) {
         }
         fields[i].filter = Some(entry.seccomp_filters.len() as u32 - 1);
     }
-    (entry, fields)
+    fields
 }
 
 fn same_programs(a: &[(Vec<u8>, u64)], b: &[(Vec<u8>, u64)]) -> bool {

@@ -49,6 +49,53 @@ pub fn same_file(pa: Pid, a: i32, pb: Pid, b: i32) -> io::Result<bool> {
     check(r).map(|r| r == 0)
 }
 
+/// What two processes may share, as `kcmp` compares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shared {
+    Vm = 1,
+    Files = 2,
+    Fs = 3,
+    Sighand = 4,
+}
+
+/// How the kernel orders what processes `a` and `b` hold of `what`
+/// (`kcmp`); `None` when it cannot (different, unordered).
+pub fn order(a: Pid, b: Pid, what: Shared) -> io::Result<Option<std::cmp::Ordering>> {
+    // SAFETY: kcmp takes only integers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            libc::c_long::from(a),
+            libc::c_long::from(b),
+            what as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        )
+    };
+    Ok(match check(r)? {
+        0 => Some(std::cmp::Ordering::Equal),
+        1 => Some(std::cmp::Ordering::Less),
+        2 => Some(std::cmp::Ordering::Greater),
+        _ => None,
+    })
+}
+
+/// Whether processes `a` and `b` share `what` (`kcmp`).
+pub fn shares(a: Pid, b: Pid, what: Shared) -> io::Result<bool> {
+    // SAFETY: kcmp takes only integers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            libc::c_long::from(a),
+            libc::c_long::from(b),
+            what as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        )
+    };
+    check(r).map(|r| r == 0)
+}
+
 /// The head and length of a task's robust futex list.
 pub fn robust_list(tid: Pid) -> io::Result<(u64, u64)> {
     let mut head: u64 = 0;

@@ -137,9 +137,9 @@ pub struct Seen {
     active: Vec<(u32, i32, String)>,
     /// Ends with bytes waiting to be read: info id, fd, path, bytes.
     queued: Vec<(u32, i32, String, i32)>,
-    /// The task's controlling terminal, session and foreground group, from
-    /// /proc.
-    ctty: Option<(u64, Pid, Pid)>,
+    /// A task's controlling terminal, session and foreground group, from
+    /// /proc, with the task.
+    ctty: Option<(Pid, (u64, Pid, Pid))>,
 }
 
 fn zero_on_enotty(r: std::io::Result<i32>) -> std::io::Result<i32> {
@@ -234,7 +234,9 @@ impl Seen {
     }
 
     fn ctty(&mut self, pid: Pid) -> Result<(u64, Pid, Pid)> {
-        if let Some(c) = self.ctty {
+        if let Some((p, c)) = self.ctty
+            && p == pid
+        {
             return Ok(c);
         }
         let stat = Task::open(pid)
@@ -246,7 +248,7 @@ impl Seen {
         let major = (nr >> 8) & 0xfff;
         let minor = (nr & 0xff) | ((nr >> 12) & 0xfff00);
         let c = (rustix::fs::makedev(major, minor), stat.session, stat.tpgid);
-        self.ctty = Some(c);
+        self.ctty = Some((pid, c));
         Ok(c)
     }
 

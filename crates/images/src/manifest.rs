@@ -98,17 +98,42 @@ fn plain_name(name: &str) -> bool {
 impl Manifest {
     /// The manifest of files `names` of `dir`, as they are now.
     pub fn build<'a>(dir: &ImageDir, names: impl IntoIterator<Item = &'a str>) -> Result<Self> {
-        let mut files = BTreeMap::new();
-        for name in names {
-            if !plain_name(name) {
-                return Err(Error::Unwritable {
-                    file: MANIFEST.into(),
-                    problem: Problem::Other(format!("{name:?} is not a file name")),
-                });
-            }
-            let f = dir.open_named(name)?;
-            files.insert(name.to_owned(), digest(&f, &dir.path().join(name))?);
+        let names: Vec<&str> = names.into_iter().collect();
+        if let Some(name) = names.iter().find(|n| !plain_name(n)) {
+            return Err(Error::Unwritable {
+                file: MANIFEST.into(),
+                problem: Problem::Other(format!("{name:?} is not a file name")),
+            });
         }
+        // The files are hashed by as many workers as there are CPUs, each
+        // taking the next file (a tree's dump has many large ones).
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || -> Result<Vec<(String, Digest)>> {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(name) = names.get(i) else {
+                    return Ok(out);
+                };
+                let f = dir.open_named(name)?;
+                out.push(((*name).to_owned(), digest(&f, &dir.path().join(name))?));
+            }
+        };
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(names.len().max(1));
+        let mut files = BTreeMap::new();
+        std::thread::scope(|s| -> Result<()> {
+            let helpers: Vec<_> = (1..workers).map(|_| s.spawn(work)).collect();
+            let mut all = vec![work()];
+            for h in helpers {
+                all.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            }
+            for part in all {
+                files.extend(part?);
+            }
+            Ok(())
+        })?;
         Ok(Manifest { files })
     }
 

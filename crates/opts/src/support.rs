@@ -141,12 +141,7 @@ pub static TABLE: &[Entry] = &[
     e("-j, --shell-job", "shell_job", Honoured, never),
     e("--exec-cmd", "exec_cmd", Honoured, never),
     e("--file-validation", "", Honoured, never),
-    e(
-        "-S, --restore-sibling",
-        "rst_sibling",
-        NotYet("restoring the root task as the caller's sibling"),
-        |o, c| o.restore_sibling && c == Command::Restore,
-    ),
+    e("-S, --restore-sibling", "rst_sibling", Honoured, never),
     e(
         "-r, --root",
         "root",

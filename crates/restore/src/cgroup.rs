@@ -345,7 +345,7 @@ impl Cgroups {
 
     /// The process runs: `freezer.state` goes back (a failure is only
     /// logged, as CRIU does), and the directories made stay.
-    pub fn done(mut self) {
+    pub fn done(&mut self) {
         self.kept = true;
         if let Some((dir, p)) = &self.freezer
             && let Err(e) = write_prop(dir, p)

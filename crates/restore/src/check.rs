@@ -18,22 +18,24 @@ use crate::{Error, Result, core, files, load, mm};
 
 /// Checks the images in `dir`.
 pub fn check(dir: &Path) -> Result<()> {
-    let img = load::load(ImageDir::open(dir)?)?;
-    let pid = img.task.pid;
-    for v in &img.task.mm.vmas {
-        mm::check_kind(pid, v)?;
-    }
-    let mut runs = img.dir.pagemap(pid)?;
-    while let Some(run) = runs.next_run()? {
-        if run.flags & PE_PARENT != 0 {
-            return Err(Error::unsupported(format!(
-                "restoring pages kept in a parent dump ({:#x}, {:?})",
-                run.vaddr,
-                ImageFile::Pagemap(pid.into()).name()
-            )));
+    let tree = load::load_tree(ImageDir::open(dir)?)?;
+    for img in &tree.procs {
+        let pid = img.task.pid;
+        for v in &img.task.mm.vmas {
+            mm::check_kind(pid, v)?;
         }
+        let mut runs = img.dir.pagemap(pid)?;
+        while let Some(run) = runs.next_run()? {
+            if run.flags & PE_PARENT != 0 {
+                return Err(Error::unsupported(format!(
+                    "restoring pages kept in a parent dump ({:#x}, {:?})",
+                    run.vaddr,
+                    ImageFile::Pagemap(pid.into()).name()
+                )));
+            }
+        }
+        core::plan(img)?;
+        files::check_kinds(img)?;
     }
-    core::plan(&img)?;
-    files::check_kinds(&img)?;
     Ok(())
 }

@@ -161,9 +161,6 @@ pub struct FdPlan {
     /// Files the restorer opens itself once the process exists, by
     /// target.
     pub late: Vec<Late>,
-    /// TCP connections in repair mode, to take out of it (and unlock)
-    /// right before the process runs.
-    pub tcp: tcp_stream::Repaired,
 }
 
 /// A file of the process's own /proc directory (`/proc/PID/...`), which
@@ -200,133 +197,202 @@ pub enum Ctty {
     Extra(OwnedFd),
 }
 
-/// Opens every fd of the process as it was: one open file per file id
-/// (with its flags, position and owner's signal), copied to every fd that
-/// shares it.
-pub fn plan(
-    img: &Images,
-    validation: FileValidation,
-    shell_job: bool,
-    socket_opts: sockets::Options,
-) -> Result<FdPlan> {
-    let files_id = img.task.ids.files_id;
-    let from = ImageFile::Fdinfo(files_id.into());
-    let mut plan = FdPlan::default();
-    let mut op = Opener {
-        img,
-        validation,
-        shell_job,
-        opened: BTreeMap::new(),
-        ghosts: ghost::Ghosts::load(&img.dir)?,
-        pipes: pipes::Pipes::load(&img.dir)?,
-        fifos: pipes::Fifos::load(&img.dir)?,
-        ttys: tty::Ttys::load(&img.dir)?,
-        tmpfiles: BTreeMap::new(),
-        tmpfile_ghosts: Vec::new(),
-        sockets: sockets::Sockets::new(socket_opts),
-    };
-    op.tmpfile_ghosts = img
-        .files
-        .values()
-        .filter(|f| {
-            f.reg
-                .as_ref()
-                .is_some_and(|r| r.flags as i32 & TMPFILE_BIT != 0)
-        })
-        .filter_map(|f| op.ghosts.ghost_of(f.id))
-        .collect();
-    let mut owned = Vec::new();
-    let tids: Vec<u32> = img.task.cores.iter().map(|(t, _)| *t).collect();
-    let mut late_ids = Vec::new();
-    for e in &img.task.fdinfo {
-        let fd = i32::try_from(e.fd)
-            .map_err(|_| Error::invalid(from.name(), format!("bad fd {}", e.fd)))?;
-        let entry = img.file(e.id, &from)?;
-        if entry.memfd.is_some() {
-            continue; // memfd.rs opens them
-        }
-        if let Some(reg) = entry.reg.as_ref().filter(|r| own_proc_path(&r.name, &tids)) {
-            if late_ids.contains(&e.id) {
-                return Err(Error::unsupported(format!(
-                    "restoring fd {fd} of process {}: {} open as several fds",
-                    img.task.pid,
-                    path_of(reg).display()
-                )));
-            }
-            late_ids.push(e.id);
-            let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
-            plan.late.push(Late {
-                to: fd,
-                flags: reopen_flags(reg.flags as i32)
-                    | (reg.flags as i32 & libc::O_ACCMODE)
-                    | if cloexec { libc::O_CLOEXEC } else { 0 },
-                pos: reg.pos,
-                path: reg.name.clone(),
-            });
-            continue;
-        }
-        let file = match op.opened.get(&e.id) {
-            Some(Opened::Placed(i)) => plan.fds[*i]
-                .2
-                .try_clone()
-                .map_err(Error::host("copying an open file"))?,
-            Some(Opened::Held(f)) => f.try_clone().map_err(Error::host("copying an open file"))?,
-            None => {
-                let (f, fown, session) = op.open(e.id, &from, fd)?;
-                if let Some(sid) = session
-                    && sid == img.task.pstree.sid
-                    && img.task.pstree.sid == img.task.pid
-                    && plan.ctty.is_none()
-                {
-                    plan.ctty = Some(Ctty::Fd(fd));
-                }
-                if let Some(o) = fown
-                    && o.pid != 0
-                    && !owned.contains(&e.id)
-                {
-                    owned.push(e.id);
-                    plan.owners.push((fd, owner_kind(o.pid_type), o.pid as i32));
-                }
-                // The first fd holding it holds it: no copy kept.
-                op.opened.insert(e.id, Opened::Placed(plan.fds.len()));
-                f
-            }
+impl<'a> Opener<'a> {
+    /// What opens the files of a restore (of every process of a tree):
+    /// `img` is any process's images (the tree's files are the same in
+    /// each), `tree` every process's, to know which open files more than
+    /// one fd (or a socket's queue) holds.
+    pub fn new(
+        img: &'a Images,
+        tree: &[Images],
+        validation: FileValidation,
+        shell_job: bool,
+        socket_opts: sockets::Options,
+    ) -> Result<Self> {
+        let mut op = Opener {
+            img,
+            validation,
+            shell_job,
+            opened: BTreeMap::new(),
+            ghosts: ghost::Ghosts::load(&img.dir)?,
+            pipes: pipes::Pipes::load(&img.dir)?,
+            fifos: pipes::Fifos::load(&img.dir)?,
+            ttys: tty::Ttys::load(&img.dir)?,
+            tmpfiles: BTreeMap::new(),
+            tmpfile_ghosts: Vec::new(),
+            owned: Vec::new(),
+            sockets: sockets::Sockets::new(socket_opts),
+            shared: std::collections::HashSet::new(),
+            proc_no: 0,
+            pid: 0,
         };
-        let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
-        plan.fds.push((fd, cloexec, file));
-    }
-    // Files in flight in unix sockets' queues, then the sockets' queues,
-    // connections, options.
-    let queues_from = ImageFile::SkQueues;
-    for id in op.sockets.in_flight(img)? {
-        if !op.opened.contains_key(&id) {
-            let (f, _, _) = op.open(id, &queues_from, -1)?;
-            op.opened.insert(id, Opened::Held(f));
+        op.tmpfile_ghosts = img
+            .files
+            .values()
+            .filter(|f| {
+                f.reg
+                    .as_ref()
+                    .is_some_and(|r| r.flags as i32 & TMPFILE_BIT != 0)
+            })
+            .filter_map(|f| op.ghosts.ghost_of(f.id))
+            .collect();
+        // An open file held by more than one fd of the tree, or by one
+        // and a socket's queue, is kept open here for the others; one
+        // held once is only its fd's (ten thousand sockets are not twenty
+        // thousand files).
+        let mut uses: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+        for p in tree {
+            for e in &p.task.fdinfo {
+                *uses.entry(e.id).or_default() += 1;
+            }
         }
+        for id in op.sockets.in_flight(img)? {
+            *uses.entry(id).or_default() += 1;
+        }
+        op.shared = uses
+            .into_iter()
+            .filter(|&(_, n)| n > 1)
+            .map(|(id, _)| id)
+            .collect();
+        Ok(op)
     }
-    let mut socks = std::mem::take(&mut op.sockets);
-    let (opened, placed) = (&op.opened, &plan.fds);
-    socks.finish(img, &|id| match opened.get(&id) {
-        Some(Opened::Placed(i)) => Ok(placed[*i].2.as_fd()),
-        Some(Opened::Held(f)) => Ok(f.as_fd()),
-        None => Err(Error::invalid(
-            queues_from.name(),
-            format!("a file in flight, {id}, was not opened"),
-        )),
-    })?;
-    plan.tcp = std::mem::take(&mut socks.tcp);
-    let pst = &img.task.pstree;
-    if plan.ctty.is_none() && pst.sid == pst.pid {
-        plan.ctty = op.ttys.session_slave(pst.sid)?.map(Ctty::Extra);
+
+    /// The fds of the process of `img`: an open file shared with a process
+    /// planned before is the same open file description.
+    pub fn plan(&mut self, img: &Images) -> Result<FdPlan> {
+        let files_id = img.task.ids.files_id;
+        let from = ImageFile::Fdinfo(files_id.into());
+        let mut plan = FdPlan::default();
+        self.pid = img.task.pid as i32;
+        let tids: Vec<u32> = img.task.cores.iter().map(|(t, _)| *t).collect();
+        let mut late_ids = Vec::new();
+        for e in &img.task.fdinfo {
+            let fd = i32::try_from(e.fd)
+                .map_err(|_| Error::invalid(from.name(), format!("bad fd {}", e.fd)))?;
+            let entry = img.file(e.id, &from)?;
+            if entry.memfd.is_some() {
+                continue; // memfd.rs opens them
+            }
+            if let Some(reg) = entry.reg.as_ref().filter(|r| own_proc_path(&r.name, &tids)) {
+                if late_ids.contains(&e.id) {
+                    return Err(Error::unsupported(format!(
+                        "restoring fd {fd} of process {}: {} open as several fds",
+                        img.task.pid,
+                        path_of(reg).display()
+                    )));
+                }
+                late_ids.push(e.id);
+                let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
+                plan.late.push(Late {
+                    to: fd,
+                    flags: reopen_flags(reg.flags as i32)
+                        | (reg.flags as i32 & libc::O_ACCMODE)
+                        | if cloexec { libc::O_CLOEXEC } else { 0 },
+                    pos: reg.pos,
+                    path: reg.name.clone(),
+                });
+                continue;
+            }
+            let file = match self.opened.get(&e.id) {
+                Some(Opened::Kept(f)) => {
+                    f.try_clone().map_err(Error::host("copying an open file"))?
+                }
+                Some(Opened::Placed { .. }) => {
+                    return Err(Error::invalid(
+                        from.name(),
+                        format!("file {} is held twice, counted once", e.id),
+                    ));
+                }
+                None => {
+                    let (f, fown, session) = self.open(e.id, &from, fd)?;
+                    if let Some(sid) = session
+                        && sid == img.task.pstree.sid
+                        && img.task.pstree.sid == img.task.pid
+                        && plan.ctty.is_none()
+                    {
+                        plan.ctty = Some(Ctty::Fd(fd));
+                    }
+                    if let Some(o) = fown
+                        && o.pid != 0
+                        && !self.owned.contains(&e.id)
+                    {
+                        self.owned.push(e.id);
+                        plan.owners.push((fd, owner_kind(o.pid_type), o.pid as i32));
+                    }
+                    let kept = if self.shared.contains(&e.id) {
+                        let copy = f.try_clone().map_err(Error::host("copying an open file"))?;
+                        Opened::Kept(copy)
+                    } else {
+                        Opened::Placed {
+                            proc: self.proc_no,
+                            to: fd,
+                        }
+                    };
+                    self.opened.insert(e.id, kept);
+                    f
+                }
+            };
+            let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
+            plan.fds.push((fd, cloexec, file));
+        }
+        let pst = &img.task.pstree;
+        if plan.ctty.is_none() && pst.sid == pst.pid {
+            plan.ctty = self.ttys.session_slave(pst.sid)?.map(Ctty::Extra);
+        }
+        plan.fds.sort_by_key(|(fd, _, _)| *fd);
+        plan.late.sort_by_key(|l| l.to);
+        if let Some(w) = plan.fds.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(Error::invalid(from.name(), format!("fd {} twice", w[0].0)));
+        }
+        self.proc_no += 1;
+        Ok(plan)
     }
-    op.ttys.finish()?;
-    op.ghosts.unlink_all()?;
-    plan.fds.sort_by_key(|(fd, _, _)| *fd);
-    plan.late.sort_by_key(|l| l.to);
-    if let Some(w) = plan.fds.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(Error::invalid(from.name(), format!("fd {} twice", w[0].0)));
+
+    /// Once every process's fds are planned (`plans`, in the order they
+    /// were, their fds sorted): the files in flight in unix sockets'
+    /// queues, then the sockets' queues, connections and options; the
+    /// TCP connections in repair mode to release once the tree is built.
+    pub fn finish_sockets(&mut self, plans: &[&FdPlan]) -> Result<tcp_stream::Repaired> {
+        let queues_from = ImageFile::SkQueues;
+        let img = self.img;
+        for id in self.sockets.in_flight(img)? {
+            if !self.opened.contains_key(&id) {
+                let (f, _, _) = self.open(id, &queues_from, -1)?;
+                self.opened.insert(id, Opened::Kept(f));
+            }
+        }
+        let mut socks = std::mem::take(&mut self.sockets);
+        let opened = &self.opened;
+        socks.finish(img, &|id| match opened.get(&id) {
+            Some(Opened::Kept(f)) => Ok(f.as_fd()),
+            Some(Opened::Placed { proc, to }) => plans
+                .get(*proc)
+                .and_then(|p| {
+                    p.fds
+                        .binary_search_by_key(to, |(t, _, _)| *t)
+                        .ok()
+                        .map(|i| p.fds[i].2.as_fd())
+                })
+                .ok_or_else(|| {
+                    Error::invalid(
+                        queues_from.name(),
+                        format!("file {id} (fd {to} of process {proc}) is not planned"),
+                    )
+                }),
+            None => Err(Error::invalid(
+                queues_from.name(),
+                format!("a file in flight, {id}, was not opened"),
+            )),
+        })?;
+        Ok(std::mem::take(&mut socks.tcp))
     }
-    Ok(plan)
+
+    /// Once every process's fds are open: the terminals' locks, and the
+    /// ghosts' names go.
+    pub fn finish(&mut self) -> Result<()> {
+        self.ttys.finish()?;
+        self.ghosts.unlink_all()
+    }
 }
 
 /// Refuses, without opening anything, the fds of kinds this version does
@@ -413,16 +479,16 @@ pub fn set_owners(owners: &[(i32, i32, i32)], fds: &[(i32, bool, OwnedFd)]) -> R
     Ok(())
 }
 
-/// Where an open file is once opened: at the place of the first fd that
-/// holds it (an index in [`FdPlan::fds`], unsorted yet), or held here (a
-/// file in flight, which no fd holds).
+/// Where an open file is once opened: only at the fd `to` of the
+/// `proc`-th process planned, which alone holds it; or kept here too (a
+/// file more than one fd holds, or one in flight in a socket's queue).
 enum Opened {
-    Placed(usize),
-    Held(OwnedFd),
+    Placed { proc: usize, to: i32 },
+    Kept(OwnedFd),
 }
 
 /// What opens the files of one restore.
-struct Opener<'a> {
+pub struct Opener<'a> {
     img: &'a Images,
     validation: FileValidation,
     shell_job: bool,
@@ -439,6 +505,13 @@ struct Opener<'a> {
     /// own description went to an fd.
     tmpfiles: BTreeMap<u32, (std::fs::File, bool)>,
     sockets: sockets::Sockets,
+    /// The file ids whose owner (F_SETOWN) is planned.
+    owned: Vec<u32>,
+    /// The open files held more than once (by fds, or in flight).
+    shared: std::collections::HashSet<u32>,
+    /// The number of the process being planned, and its pid.
+    proc_no: usize,
+    pid: i32,
 }
 
 impl Opener<'_> {
@@ -503,7 +576,7 @@ impl Opener<'_> {
                 }
                 Ok(pb::FdTypes::Inetsk) => {
                     let i = entry.isk.as_ref().ok_or_else(unsupported)?;
-                    (self.sockets.inet(img, i, fd)?, i.fown, None)
+                    (self.sockets.inet(img, i, self.pid, fd)?, i.fown, None)
                 }
                 Ok(pb::FdTypes::Netlinksk) => {
                     let n = entry.nlsk.as_ref().ok_or_else(unsupported)?;

@@ -11,35 +11,44 @@ use rcriu_compel::sys::{self as csys, Wait};
 use rcriu_compel::{Remote, Seized, ThreadCtx, UserRegs, Xstate};
 use rcriu_proc::Pid;
 
-use crate::region::Region;
+use crate::region::{Placed, Region};
 use crate::{Error, Result};
 
 const SI_KERNEL: i32 = 0x80;
 /// `PTRACE_O_TRACECLONE`: threads the restorer creates are traced from
 /// their first instruction.
 const PTRACE_O_TRACECLONE: u32 = 1 << 3;
+/// `PTRACE_O_TRACEFORK`, `PTRACE_O_TRACEVFORK`: children too.
+const PTRACE_O_TRACEFORK: u32 = 1 << 1;
+const PTRACE_O_TRACEVFORK: u32 = 1 << 2;
 /// `PTRACE_EVENT_CLONE`.
 const PTRACE_EVENT_CLONE: i32 = 3;
 
-/// A process rcriu created, killed unless `defuse`d.
+/// The processes rcriu created (a tree), killed unless `defuse`d.
 #[derive(Debug)]
 pub struct Child {
+    /// The root's pid.
     pub pid: Pid,
-    /// Its threads (the leader first), as the images list them.
-    pub tids: Vec<Pid>,
+    /// Each live process with its threads (the leader first), as the
+    /// images list them; the root first.
+    pub procs: Vec<(Pid, Vec<Pid>)>,
+    /// The zombies the restorers make (each exits at once).
+    pub zombies: Vec<Pid>,
     armed: bool,
 }
 
 impl Child {
-    pub fn new(pid: Pid, tids: Vec<Pid>) -> Child {
+    /// A tree: `procs` the root first.
+    pub fn tree(procs: Vec<(Pid, Vec<Pid>)>, zombies: Vec<Pid>) -> Child {
         Child {
-            pid,
-            tids,
+            pid: procs[0].0,
+            procs,
+            zombies,
             armed: true,
         }
     }
 
-    /// The process is restored: it lives on.
+    /// The tree is restored: it lives on.
     pub fn defuse(mut self) -> Pid {
         self.armed = false;
         self.pid
@@ -49,14 +58,25 @@ impl Child {
 impl Drop for Child {
     fn drop(&mut self) {
         if self.armed {
-            log::warn!("killing the half-restored process {}", self.pid);
-            let _ = csys::kill(self.pid, libc::SIGKILL);
-            // Reap every traced thread (the leader's end is reported only
-            // once the others are reaped), so that nothing of it is left.
-            for &tid in self.tids.iter().skip(1) {
-                let _ = csys::wait(tid, 0);
+            for (pid, _) in &self.procs {
+                log::warn!("killing the half-restored process {pid}");
+                let _ = csys::kill(*pid, libc::SIGKILL);
             }
-            let _ = csys::wait(self.pid, 0);
+            for z in &self.zombies {
+                let _ = csys::kill(*z, libc::SIGKILL);
+            }
+            // Reap every traced thread (a leader's end is reported only
+            // once its other threads are reaped), so that nothing of it is
+            // left; children before their parents.
+            for (pid, tids) in self.procs.iter().rev() {
+                for &tid in tids.iter().skip(1) {
+                    let _ = csys::wait(tid, 0);
+                }
+                let _ = csys::wait(*pid, 0);
+            }
+            for z in &self.zombies {
+                let _ = csys::wait(*z, 0);
+            }
         }
     }
 }
@@ -64,7 +84,7 @@ impl Drop for Child {
 /// How rcriu traces the new process.
 #[derive(Debug, Clone, Copy)]
 pub struct Trace {
-    /// The restorer creates threads.
+    /// The restorers create threads or processes.
     pub threads: bool,
     /// A thread gets seccomp filters (or strict mode): they must not bind
     /// while rcriu still works in the process.
@@ -77,7 +97,9 @@ pub fn start(child: &Child, region: &Region, mut go: std::fs::File, trace: Trace
     let pid = child.pid;
     let mut options = csys::PTRACE_O_TRACESYSGOOD | csys::PTRACE_O_EXITKILL;
     if trace.threads {
-        options |= PTRACE_O_TRACECLONE;
+        // Threads and the children the restorers fork, whatever their exit
+        // signal: traced from their first instruction.
+        options |= PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK;
     }
     if trace.seccomp {
         options |= csys::PTRACE_O_SUSPEND_SECCOMP;
@@ -146,27 +168,34 @@ fn errno_text(status: i64) -> String {
     std::io::Error::from_raw_os_error((-status) as i32).to_string()
 }
 
-/// What a failed restorer reported: the step, what of it, the errno.
-fn report(region: &Region, tids: &[Pid], describe: &dyn Fn(Step, u32) -> String) -> String {
+/// What a failed restorer reported (the process placed at `placed`, with
+/// `tids`): the step, what of it, the errno.
+fn report(
+    region: &Region,
+    placed: &Placed,
+    pid: Pid,
+    tids: &[Pid],
+    describe: &dyn Fn(Pid, Step, u32) -> String,
+) -> String {
     for (i, &tid) in tids.iter().enumerate().skip(1) {
-        let t: ThreadArgs = region.read_thread(i);
+        let t: ThreadArgs = region.read_thread_at(placed, i);
         if t.status < 0 {
             let step = Step::from_u32(t.step);
             return format!(
                 "thread {tid}: {} failed ({}): {}",
                 step.describe(),
-                describe(step, t.index),
+                describe(pid, step, t.index),
                 errno_text(t.status)
             );
         }
     }
-    let a = region.read_args();
+    let a = region.read_args_at(placed.args_off);
     let step = Step::from_u32(a.step);
     if a.status < 0 {
         format!(
             "{} failed ({}): {}",
             step.describe(),
-            describe(step, a.index),
+            describe(pid, step, a.index),
             errno_text(a.status)
         )
     } else {
@@ -183,58 +212,117 @@ fn ended(w: &Wait) -> String {
     }
 }
 
-/// Follows the restorer in every thread until each one stops on its int3,
-/// or one fails.
+/// One task rcriu follows.
+struct Task {
+    /// Its process's index in `Child::procs` (`None`: a zombie to be).
+    proc: Option<usize>,
+    /// Its index among its process's threads (0: the leader).
+    thread: usize,
+    tid: Pid,
+    state: State,
+    /// Its first stop was seen (it exists).
+    seen: bool,
+}
+
+/// Follows the restorer in every thread of every process of the tree
+/// until each one stops on its int3 (and each zombie has ended), or one
+/// fails. `on_new(pid)` is told of each process but the root as it
+/// appears, before it runs (its cgroups); `placed` is where each
+/// process's args lie in the region.
 pub fn wait_restorer(
     child: &Child,
     region: &Region,
-    describe: impl Fn(Step, u32) -> String,
+    placed: &[Placed],
+    mut on_new: impl FnMut(Pid) -> Result<()>,
+    describe: impl Fn(Pid, Step, u32) -> String,
 ) -> Result<()> {
-    let pid = child.pid;
-    let tids = &child.tids;
-    let mut state = vec![State::Running; tids.len()];
-    let fail = |what: String| Error::Died { pid, what };
+    let root = child.pid;
+    let mut tasks: Vec<Task> = Vec::new();
+    for (p, (_, tids)) in child.procs.iter().enumerate() {
+        for (i, &tid) in tids.iter().enumerate() {
+            tasks.push(Task {
+                proc: Some(p),
+                thread: i,
+                tid,
+                state: State::Running,
+                seen: tid == root,
+            });
+        }
+    }
+    for &z in &child.zombies {
+        tasks.push(Task {
+            proc: None,
+            thread: 0,
+            tid: z,
+            state: State::Running,
+            seen: false,
+        });
+    }
+    let fail = |pid: Pid, what: String| Error::Died { pid, what };
+    let mine: Vec<Pid> = tasks.iter().map(|t| t.tid).collect();
     loop {
         let mut progress = false;
-        for (i, &tid) in tids.iter().enumerate() {
+        #[allow(clippy::needless_range_loop)] // tasks[k] is borrowed anew in each arm
+        for k in 0..tasks.len() {
+            let t = &tasks[k];
             // Threads done (stopped on their int3) are still watched: if
-            // another fails, the whole process dies, and each must be
-            // reaped before the leader's end is told.
-            if state[i] == State::Gone {
+            // another fails, the whole tree dies, and each must be reaped
+            // before its leader's end is told.
+            if t.state == State::Gone {
                 continue;
             }
+            let tid = t.tid;
             let w = match csys::wait(tid, libc::WNOHANG) {
                 // Not created yet.
-                Err(e) if e.raw_os_error() == Some(libc::ECHILD) && i > 0 => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ECHILD) && tid != root => continue,
                 Err(e) => return Err(died(tid, "waiting for it", e)),
                 Ok(w) => w,
             };
+            let proc_of = |t: &Task| t.proc.map(|p| (child.procs[p].0, &child.procs[p].1, p));
             match w {
                 Wait::Nothing => continue,
                 Wait::Exited(_) | Wait::Killed(_) => {
                     progress = true;
-                    state[i] = State::Gone;
-                    // The leader's end is told once every thread is gone.
-                    if i == 0 {
-                        return Err(fail(format!(
-                            "{}: {}",
-                            ended(&w),
-                            report(region, tids, &describe)
-                        )));
+                    tasks[k].state = State::Gone;
+                    let t = &tasks[k];
+                    match proc_of(t) {
+                        // A zombie: it ended, as it should.
+                        None => {}
+                        // A leader's end is told once every thread is gone.
+                        Some((pid, tids, p)) if t.thread == 0 => {
+                            return Err(fail(
+                                pid,
+                                format!(
+                                    "{}: {}",
+                                    ended(&w),
+                                    report(region, &placed[p], pid, tids, &describe)
+                                ),
+                            ));
+                        }
+                        Some(_) => {}
                     }
                 }
-                Wait::Stopped { .. } if state[i] == State::Done => {
-                    return Err(fail(format!(
-                        "thread {tid} stopped again after its restore"
-                    )));
+                Wait::Stopped { .. } if tasks[k].state == State::Done => {
+                    return Err(fail(
+                        tid,
+                        format!("thread {tid} stopped again after its restore"),
+                    ));
                 }
                 Wait::Stopped { sig, event, .. } => {
                     progress = true;
-                    if event == 0 && sig == libc::SIGTRAP {
+                    if !tasks[k].seen {
+                        tasks[k].seen = true;
+                        // A process of the tree appeared: into its cgroups
+                        // before it runs on.
+                        if tasks[k].thread == 0 && tasks[k].proc.is_some() {
+                            on_new(tid)?;
+                        }
+                    }
+                    if event == 0 && sig == libc::SIGTRAP && tasks[k].proc.is_some() {
                         let si =
                             csys::get_siginfo(tid).map_err(|e| died(tid, "reading its stop", e))?;
                         if si.si_code == SI_KERNEL {
-                            state[i] = State::Done;
+                            tasks[k].state = State::Done;
                             continue;
                         }
                     }
@@ -244,28 +332,44 @@ pub fn wait_restorer(
                             libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE
                         )
                     {
-                        return Err(fail(format!(
-                            "the restorer faulted (signal {sig}) in thread {tid}: {}",
-                            report(region, tids, &describe)
-                        )));
+                        let (pid, tids, p) =
+                            proc_of(&tasks[k]).unwrap_or((tid, &child.procs[0].1, 0));
+                        return Err(fail(
+                            pid,
+                            format!(
+                                "the restorer faulted (signal {sig}) in thread {tid}: {}",
+                                report(region, &placed[p], pid, tids, &describe)
+                            ),
+                        ));
                     }
-                    // A clone event, a new thread's first stop, or a signal
-                    // someone sent (the restorer blocks every signal): go on.
+                    // A zombie to be kills itself with its signal: let it
+                    // through.
+                    if event == 0 && tasks[k].proc.is_none() && sig != libc::SIGSTOP {
+                        csys::cont(tid, sig).map_err(|e| died(tid, "resuming it", e))?;
+                        continue;
+                    }
+                    // A clone or fork event, a new task's first stop, or a
+                    // signal someone sent (the restorer blocks every
+                    // signal): go on.
                     if event == PTRACE_EVENT_CLONE {
-                        log::debug!("process {pid}: a thread was created");
+                        log::debug!("task {tid} made a task");
                     }
                     csys::cont(tid, 0).map_err(|e| died(tid, "resuming it", e))?;
                 }
             }
         }
-        if state.iter().all(|s| *s == State::Done) {
+        let done = tasks.iter().all(|t| match t.proc {
+            Some(_) => t.state == State::Done,
+            None => t.state == State::Gone,
+        });
+        if done {
             return Ok(());
         }
         if !progress {
             // Sleep until some child has news; when that is not one of
             // ours (another child of this process), poll.
-            let who = csys::wait_any_peek().map_err(|e| died(pid, "waiting for it", e))?;
-            if !tids.contains(&who) {
+            let who = csys::wait_any_peek().map_err(|e| died(root, "waiting for it", e))?;
+            if !mine.contains(&who) {
                 std::thread::sleep(std::time::Duration::from_micros(200));
             }
         }
@@ -280,67 +384,94 @@ pub struct FinalThread {
     pub sigmask: u64,
 }
 
-/// The final touch: every thread's registers, FPU state and signal mask;
-/// the region goes; the process runs (or stays stopped when it was).
-/// `xstate(i, size)` builds thread i's xsave area of `size` bytes.
-///
-/// `trap_action`: the address, in the region, of SIGTRAP's action when the
-/// dump set one. The restorer leaves it (every thread's int3 raises
-/// SIGTRAP while signals are blocked, which resets its action); it is set
-/// here, through a syscall in the process, before the region goes.
-pub fn finish(
-    child: Child,
-    region: &Region,
-    threads: Vec<FinalThread>,
-    xstate: impl Fn(usize, usize) -> Result<Xstate>,
-    stopped: bool,
-    trap_action: Option<u64>,
-) -> Result<Pid> {
-    let pid = child.pid;
+/// One process's final state.
+pub struct FinalProc<'a> {
+    pub pid: Pid,
+    /// Its threads, the leader first, with their final state.
+    pub threads: Vec<FinalThread>,
+    /// `xstate(i, size)` builds thread i's xsave area of `size` bytes.
+    pub xstate: Box<dyn Fn(usize, usize) -> Result<Xstate> + 'a>,
+    /// It was stopped: it stays stopped.
+    pub stopped: bool,
+    /// The address, in the region, of SIGTRAP's action when the dump set
+    /// one. The restorer leaves it (every thread's int3 raises SIGTRAP
+    /// while signals are blocked, which resets its action); it is set
+    /// here, through a syscall in the process, before the region goes.
+    pub trap_action: Option<u64>,
+}
+
+/// The final touch, for every process of the tree while they are all
+/// stopped: every thread's registers, FPU state and signal mask; the
+/// region goes. Then every process runs (or stays stopped when it was),
+/// together. A failure kills them all: not one instruction of a half-set
+/// process runs.
+pub fn finish(child: Child, region: &Region, procs: Vec<FinalProc<'_>>) -> Result<Pid> {
+    let mut set: Vec<(Seized, bool)> = Vec::with_capacity(procs.len());
+    for p in procs {
+        let tids: Vec<Pid> = p.threads.iter().map(|t| t.tid).collect();
+        let seized = Seized::adopt(p.pid, &tids);
+        match set_one(&seized, region, p) {
+            Ok(stopped) => set.push((seized, stopped)),
+            Err(e) => {
+                if let Err(k) = seized.kill() {
+                    log::error!("killing a half-restored process: {k}");
+                }
+                for (s, _) in set {
+                    if let Err(k) = s.kill() {
+                        log::error!("killing a half-restored process: {k}");
+                    }
+                }
+                return Err(e);
+            }
+        }
+    }
+    let mut first: Result<()> = Ok(());
+    for (s, stopped) in set {
+        if stopped {
+            s.stop_on_release(libc::SIGSTOP);
+        }
+        if let Err(e) = s.release()
+            && first.is_ok()
+        {
+            first = Err(e.into());
+        }
+    }
+    first?;
+    Ok(child.defuse())
+}
+
+/// Sets one process's threads and unmaps the region from it; whether it
+/// stays stopped.
+fn set_one(seized: &Seized, region: &Region, p: FinalProc<'_>) -> Result<bool> {
+    let pid = p.pid;
     let mut buf = vec![0u8; 16 * 1024];
     let size =
         csys::get_xstate(pid, &mut buf).map_err(|e| died(pid, "reading its xsave size", e))?;
-    let mut ctxs = Vec::with_capacity(threads.len());
-    for (i, t) in threads.into_iter().enumerate() {
+    let mut ctxs = Vec::with_capacity(p.threads.len());
+    for (i, t) in p.threads.iter().enumerate() {
         ctxs.push(ThreadCtx {
             tid: t.tid,
             regs: t.regs,
             sigmask: t.sigmask,
-            xstate: xstate(i, size)?,
+            xstate: (p.xstate)(i, size)?,
         });
     }
-    let seized = Seized::adopt(pid, &child.tids);
     let len = region.end() - region.start();
-    let set = || -> Result<()> {
-        let remote = Remote::new(pid, seized.leader(), &ctxs[0])?;
-        if let Some(act) = trap_action {
-            remote.syscall_ok(
-                "rt_sigaction",
-                libc::SYS_rt_sigaction,
-                [libc::SIGTRAP as u64, act, 0, 8, 0, 0],
-            )?;
-        }
+    let remote = Remote::new(pid, seized.leader(), &ctxs[0])?;
+    if let Some(act) = p.trap_action {
         remote.syscall_ok(
-            "munmap",
-            libc::SYS_munmap,
-            [region.start(), len, 0, 0, 0, 0],
+            "rt_sigaction",
+            libc::SYS_rt_sigaction,
+            [libc::SIGTRAP as u64, act, 0, 8, 0, 0],
         )?;
-        for ctx in &ctxs {
-            ctx.restore()?;
-        }
-        Ok(())
-    };
-    if let Err(e) = set() {
-        // Killed while still stopped: not one instruction of a half-set
-        // process runs.
-        if let Err(k) = seized.kill() {
-            log::error!("killing process {pid}: {k}");
-        }
-        return Err(e);
     }
-    if stopped {
-        seized.stop_on_release(libc::SIGSTOP);
+    remote.syscall_ok(
+        "munmap",
+        libc::SYS_munmap,
+        [region.start(), len, 0, 0, 0, 0],
+    )?;
+    for ctx in &ctxs {
+        ctx.restore()?;
     }
-    seized.release()?;
-    Ok(child.defuse())
+    Ok(p.stopped)
 }

@@ -32,6 +32,7 @@ pub mod net_lock;
 mod page_helper;
 mod pages;
 mod pipes;
+mod plan;
 mod region;
 mod sk_inet;
 mod sk_netlink;
@@ -48,16 +49,13 @@ mod timens;
 mod tty;
 mod vdso;
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use rcriu_compel::Xstate;
-use rcriu_compel::abi::restorer::{
-    self as abi, Args, FLAG_LOGINUID, FLAG_MM_MAP, FLAG_SETSID, FLAG_TIMENS, FdMove, MAGIC, Range,
-    Step,
-};
+use rcriu_compel::abi::restorer::{self as abi, Args, FdMove, Range, Step};
 use rcriu_images::{ImageDir, ImageFile};
 use rcriu_proc::Pid;
 
@@ -66,7 +64,7 @@ pub use error::{Error, Result};
 pub use files::FileValidation;
 
 /// The top of the user address space on x86_64 (4-level paging).
-const TASK_SIZE: u64 = (1 << 47) - 4096;
+pub(crate) const TASK_SIZE: u64 = (1 << 47) - 4096;
 
 /// The points of a restore at which criu runs its action scripts, for
 /// [`Restore::hook`].
@@ -113,6 +111,7 @@ impl std::fmt::Debug for Hooked {
 pub struct Restore {
     dir: PathBuf,
     detach: bool,
+    sibling: bool,
     shell_job: bool,
     leave_stopped: bool,
     validation: FileValidation,
@@ -130,6 +129,11 @@ pub struct Restored {
     pub restore_time_us: u64,
     /// Pages read from the images.
     pub pages_restored: u64,
+    /// Of those, pages of areas children inherited from their parents
+    /// that were compared, and those left shared with the parent (the same
+    /// bytes): CRIU's `pages_compared` and `pages_skipped_cow`.
+    pub pages_compared: u64,
+    pub pages_cow: u64,
     /// The raw wait status, when the restore waited for the process to
     /// end (not detached).
     pub wait_status: Option<i32>,
@@ -141,6 +145,7 @@ impl Restore {
         Restore {
             dir: dir.into(),
             detach: false,
+            sibling: false,
             shell_job: false,
             leave_stopped: false,
             validation: FileValidation::default(),
@@ -219,6 +224,14 @@ impl Restore {
         self
     }
 
+    /// The root process is created as rcriu's sibling, a child of rcriu's
+    /// parent (criu's `--restore-sibling`, which runc asks through the
+    /// RPC so that the restored container is its child); only detached.
+    pub fn sibling(mut self, yes: bool) -> Restore {
+        self.sibling = yes;
+        self
+    }
+
     /// The process need not be a session leader (criu's `--shell-job`).
     pub fn shell_job(mut self, yes: bool) -> Restore {
         self.shell_job = yes;
@@ -232,308 +245,337 @@ impl Restore {
         self
     }
 
-    /// Restores the process.
+    /// Restores the process, or the tree of processes, of the images.
     pub fn run(self) -> Result<Restored> {
         self.call(Stage::PreRestore).map_err(|why| Error::Hook {
             stage: Stage::PreRestore,
             why,
         })?;
         let start = Instant::now();
-        sockets::raise_nofile();
         // With rcriu's manifest, every file is checked before anything
         // starts.
-        let img = load::load(ImageDir::open_checked(&self.dir)?)?;
-        let pid = img.task.pid as Pid;
-        check_pid_free(pid)?;
-        let pst = &img.task.pstree;
-        let setsid = pst.sid == pst.pid;
-        if !setsid && !self.shell_job {
+        let tree = load::load_tree(ImageDir::open_checked(&self.dir)?)?;
+        for pid in tree.pids() {
+            check_pid_free(pid as Pid)?;
+        }
+        let root_img = &tree.procs[0];
+        let pid = root_img.task.pid as Pid;
+        let pst = &root_img.task.pstree;
+        if pst.sid != pst.pid && !self.shell_job {
             return Err(Error::unsupported(format!(
                 "restoring process {pid}, which is not a session leader, without --shell-job"
             )));
         }
+        raise_nofile();
 
-        let mut mem = mm::plan(&img, self.validation)?;
-        let rt = vdso::Runtime::read()?;
-        let dumped_vdso = match mem.vdso {
-            Some((s, e)) => pages::read_range(&img, s, e - s)?,
-            None => None,
-        };
-        let vdso_mode = vdso::decide(
-            &img,
-            &mem,
-            dumped_vdso.as_deref(),
-            &rt,
-            self.force_vdso_proxy,
-        )?;
-        // A proxy is plain memory where the vDSO was.
-        let remap_at = (mem.vdso, mem.vvar);
-        if let (vdso::Mode::Proxy { .. }, Some((start, end))) = (&vdso_mode, mem.vdso) {
-            mem.add_anon(start, end, (libc::PROT_READ | libc::PROT_EXEC) as u32);
-            mem.vdso = None;
-            mem.vvar = None;
-        }
-        let pages = pages::plan(&img, &mut mem)?;
-        let mut core = core::plan(&img)?;
-        let last_cap = read_last_cap()?;
-        for t in &mut core.threads {
-            t.args.creds.last_cap = last_cap;
-        }
-        if img.inventory.tcp_close == Some(true) && !self.sockets.tcp_close {
+        // -- Every process planned, every file opened: nothing is started
+        // while anything may still fail.
+        if root_img.inventory.tcp_close == Some(true) && !self.sockets.tcp_close {
             return Err(Error::unsupported(
                 "restoring images dumped with --tcp-close without --tcp-close".to_string(),
             ));
         }
-        let mut fds = files::plan(&img, self.validation, self.shell_job, self.sockets)?;
-        let mut tcp = std::mem::take(&mut fds.tcp);
-        fds.fds.extend(memfd::plan_fds(&img, &mut mem.memfds)?);
-        fds.fds.sort_by_key(|(fd, _, _)| *fd);
-        let fs = files::plan_fs(&img)?;
-        let timens = img.timens.as_ref().map(timens::offsets).transpose()?;
-        let exe = open_exe(&img, self.validation)?;
-        let pages_file: OwnedFd = img
-            .dir
-            .open_raw(ImageFile::Pages(pages.pages_id.into()))?
-            .into();
-        let (go_rd, go_wr) = rcriu_compel::sys::pipe().map_err(Error::host("creating a pipe"))?;
-
-        // Every fd the restorer uses goes above the process's own, so that
-        // placing those never closes one still needed.
-        let min = fds
-            .fds
-            .last()
-            .map_or(3, |(fd, _, _)| fd + 1)
-            .max(fds.late.last().map_or(3, |l| l.to + 1))
-            .max(3);
-        let up = |fd: OwnedFd| files::renumber(fd, min);
-        let map_files = std::mem::take(&mut mem.files)
-            .into_iter()
-            .map(up)
-            .collect::<Result<Vec<_>>>()?;
-        let owners = fds.owners;
-        // A file whose number is free in rcriu goes there now (the
-        // restorer leaves it in place): a process may hold as many files
-        // as the limit of open files, without rcriu needing twice as
-        // many numbers. The others go above every target.
-        let sources = fds
-            .fds
-            .into_iter()
-            .map(|(to, cloexec, f)| {
-                if f.as_raw_fd() == to {
-                    return Ok((to, cloexec, f));
-                }
-                match sys::dup_to_free(f.as_fd(), to)
-                    .map_err(Error::host("placing an fd at its number"))?
-                {
-                    Some(at) => Ok((to, cloexec, at)),
-                    None => Ok((to, cloexec, up(f)?)),
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // The terminal is made controlling before the fds are placed: as
-        // the fd rcriu holds for it.
-        let (ctty_fd, ctty_extra) = match fds.ctty {
-            Some(files::Ctty::Extra(f)) => {
-                let f = up(f)?;
-                (f.as_raw_fd(), Some(f))
-            }
-            Some(files::Ctty::Fd(t)) => (
-                sources
-                    .iter()
-                    .find(|(to, _, _)| *to == t)
-                    .map_or(-1, |(_, _, f)| f.as_raw_fd()),
-                None,
-            ),
-            None => (-1, None),
-        };
-        let cwd = up(fs.cwd)?;
-        let root = fs.root.map(up).transpose()?;
-        let exe = exe.map(up).transpose()?;
-        let pages_file = up(pages_file)?;
-        let go_rd = up(go_rd)?;
-
-        let mut vmas = mem.vmas.clone();
-        for v in &mut vmas {
-            if v.fd >= 0 {
-                v.fd = map_files[v.fd as usize].as_raw_fd();
-            }
+        let mut sh = plan::Shared::new(root_img, &tree.procs, &self)?;
+        let mut plans = Vec::with_capacity(tree.procs.len());
+        for img in &tree.procs {
+            plans.push(plan::ProcPlan::new(img, &mut sh)?);
         }
-        let fd_moves: Vec<FdMove> = sources
+        // Every socket made: their queues, connections and options.
+        let mut tcp = {
+            let fds: Vec<&files::FdPlan> = plans.iter().map(|p| &p.fds).collect();
+            sh.opener.finish_sockets(&fds)?
+        };
+        sh.opener.finish()?;
+        let timens = root_img.timens.as_ref().map(timens::offsets).transpose()?;
+        // Every fd the restorers use lies above every process's own.
+        let min = plans
             .iter()
-            .map(|(to, cloexec, f)| FdMove {
-                from: f.as_raw_fd(),
-                to: *to,
-                cloexec: u32::from(*cloexec),
-                _pad: 0,
-            })
+            .map(|p| p.max_target() + 1)
+            .max()
+            .unwrap_or(3)
+            .max(3);
+        let mut occupied = Vec::new();
+        for p in &plans {
+            occupied.extend(p.occupied());
+        }
+        // A process alone places its files at their numbers now.
+        let in_place = plans.len() == 1 && tree.zombies.is_empty();
+        let mut procs: Vec<plan::Ready<'_>> = plans
+            .into_iter()
+            .map(|p| p.ready(min, in_place))
+            .collect::<Result<_>>()?;
+        // Children that share private memory with their parents are
+        // forked once that memory is in place, and inherit it.
+        for i in 1..procs.len() {
+            let ppid = procs[i].plan.img.task.pstree.ppid as Pid;
+            let (before, rest) = procs.split_at_mut(i);
+            if let Some(parent) = before.iter().find(|p| p.plan.pid == ppid)
+                && rest[0].inherit_from(parent, &sh.rt)?
+            {
+                log::debug!(
+                    "process {} inherits {} of its areas from {ppid}",
+                    rest[0].plan.pid,
+                    rest[0].vmas.iter().filter(|v| v.inherited != 0).count()
+                );
+            }
+        }
+        let (go_rd, go_wr) = rcriu_compel::sys::pipe().map_err(Error::host("creating a pipe"))?;
+        let go_rd = files::renumber(go_rd, min)?;
+
+        // -- The region: the blob, every process's args and arrays, a
+        // stack for every restorer, the tree's words.
+        let helpers = helpers(&tree);
+        let children: Vec<Vec<abi::Child>> = procs
+            .iter()
+            .map(|p| children_of(&tree, &helpers, p.plan.pid))
             .collect();
-        let proxy_len = match (&vdso_mode, remap_at.0) {
-            (vdso::Mode::Proxy { .. }, Some((s, e))) => (e - s) as usize,
-            _ => 0,
+        // A zombie or a helper runs on a small stack of its own.
+        let small: Vec<Pid> = children
+            .iter()
+            .flatten()
+            .filter(|c| c.kind != abi::CHILD_LIVE)
+            .map(|c| c.pid)
+            .collect();
+        // Where each process's args go, one after another (their sizes,
+        // copies included, known now), then the tree's words, then the
+        // stacks: laid out from the first args on, the region sized to
+        // hold them all.
+        let mut rel = Vec::with_capacity(procs.len());
+        let mut at = 0usize;
+        for (p, c) in procs.iter().zip(&children) {
+            rel.push(at);
+            at = (at + (p.arrays(&[], c).len() + p.plan.proxy_len as u64) as usize)
+                .next_multiple_of(64);
+        }
+        let tree_rel = at;
+        at += 64;
+        let mut stack_rel = Vec::with_capacity(procs.len());
+        for _ in &procs {
+            at = at.next_multiple_of(16);
+            at += abi::STACK_SIZE;
+            stack_rel.push(at);
+        }
+        let mut small_rel = Vec::with_capacity(small.len());
+        for _ in &small {
+            at = at.next_multiple_of(16);
+            at += abi::SMALL_STACK_SIZE;
+            small_rel.push(at);
+        }
+        let region = region::Region::map(&occupied, at as u64 + 64, vdso::park_size(&sh.rt))?;
+        let base = region.first_args_off().next_multiple_of(64);
+        let offs: Vec<usize> = rel.iter().map(|r| base + r).collect();
+        let tree_off = base + tree_rel;
+        let stacks: Vec<u64> = stack_rel.iter().map(|r| region.addr_of(base + r)).collect();
+        let small_stacks: Vec<u64> = small_rel.iter().map(|r| region.addr_of(base + r)).collect();
+        let joins_helper = |p: &plan::Ready<'_>| {
+            let pgid = p.plan.img.task.pstree.pgid as Pid;
+            helpers.iter().any(|&(_, g)| g == pgid)
         };
-        let mut arrays = region::Arrays {
-            vmas: &vmas,
-            iovs: &pages.iovs,
-            batches: &pages.batches,
-            fds: &fd_moves,
-            copy: &[],
-            signals: &core.signals,
-            timers: &core.timers,
-            guards: &mem.guards,
-            anon_names: &mem.anon_names,
-            late: &fds.late,
-            threads: &core.threads,
-        };
-        let mut occupied = mem.occupied();
-        // The vsyscall page is the kernel's, above the user space anyway.
-        occupied.retain(|&(s, _)| s < TASK_SIZE);
-        let region = region::Region::map(
-            &occupied,
-            arrays.len() + proxy_len as u64,
-            vdso::park_size(&rt),
-        )?;
-        let remap_mem = mm::MemPlan {
-            vdso: remap_at.0,
-            vvar: remap_at.1,
-            ..mm::MemPlan::default()
-        };
-        let moves = vdso::moves(&vdso_mode, &remap_mem, &rt, region.park)?;
-        let copy = match dumped_vdso.as_deref() {
-            Some(dumped) if proxy_len > 0 => {
-                vdso::proxy_image(&vdso_mode, dumped, &rt, region.park)?
-            }
-            _ => Vec::new(),
-        };
-        arrays.copy = &copy;
-
-        let mut args = Box::new(zeroed_args());
-        args.magic = MAGIC;
-        args.flags = FLAG_MM_MAP
-            | if setsid { FLAG_SETSID } else { 0 }
-            | if timens.is_some() { FLAG_TIMENS } else { 0 };
-        if let Some(uid) = core.loginuid
-            && own_loginuid() != Some(uid)
-        {
-            args.flags |= FLAG_LOGINUID;
-            args.loginuid = uid;
-        }
-        args.parent_pid = std::process::id() as i32;
-        args.ctty_fd = ctty_fd;
-        args.fault_step = rcriu_compel::fault::restorer_step().unwrap_or(0);
-        args.go_fd = go_rd.as_raw_fd();
-        args.pages_fd = pages_file.as_raw_fd();
-        let pages_file = std::fs::File::from(pages_file);
-        let share_pages = page_helper::wanted(&pages, &pages_file);
-        if share_pages {
-            args.flags |= abi::FLAG_PAGE_HELPER;
-            // Every batch, to claim from either end.
-            args.page_claims = abi::page_claims(0, pages.batches.len() as u32);
-        }
-        args.cwd_fd = cwd.as_raw_fd();
-        args.root_fd = root.as_ref().map_or(-1, |f| f.as_raw_fd());
-        args.umask = fs.umask;
-        args.task_size = TASK_SIZE;
-        let mut keep = rt.ranges();
-        if matches!(vdso_mode, vdso::Mode::None) {
-            keep.clear();
-        }
-        keep.push(Range {
-            start: region.start(),
-            end: region.end(),
-        });
-        keep.sort_by_key(|r| r.start);
-        if keep.len() > abi::MAX_KEEP || moves.len() > abi::MAX_VDSO_MOVES {
-            return Err(Error::unsupported("this many vDSO areas".to_string()));
-        }
-        args.nr_keep = keep.len() as u32;
-        args.keep[..keep.len()].copy_from_slice(&keep);
-        if let Some(lines) = &timens {
-            for (i, l) in lines.iter().enumerate() {
-                let b = l.as_bytes();
-                let n = b.len().min(args.timens[i].len());
-                args.timens[i][..n].copy_from_slice(&b[..n]);
-                args.timens_len[i] = n as u32;
-            }
-        }
-        args.nr_vdso_moves = moves.len() as u32;
-        args.vdso_moves[..moves.len()].copy_from_slice(&moves);
-        set_mm(&mut args, &img, exe.as_ref())?;
-        args.sigactions = core.sigactions;
-        args.sigaction_set = core.sigaction_set;
-        args.nr_rlimits = core.rlimits.len() as u32;
-        args.rlimits[..core.rlimits.len()].copy_from_slice(&core.rlimits);
-        args.itimers = core.itimers;
-        args.child_subreaper = u32::from(core.child_subreaper);
-        args.personality = core.personality;
-        let at = core.attrs;
-        args.membarrier = at.membarrier;
-        args.thp_disable = at.thp_disable;
-        args.mdwe = at.mdwe;
-        args.ksm_merge_any = u32::from(at.ksm_merge_any);
-        args.flags |= abi::FLAG_COREDUMP_FILTER;
-        args.coredump_filter = at.coredump_filter;
-        // A session leader's restore makes it a new autogroup (nice 0);
-        // a shell job's would be rcriu's own, left alone.
-        if let (true, Some(nice)) = (setsid, at.autogroup_nice) {
-            args.flags |= abi::FLAG_AUTOGROUP;
-            args.autogroup_nice = nice;
-        }
-        // 2 (suid_dumpable) cannot be set back; it stays 1.
-        args.dumpable = match img.task.mm.dumpable {
-            Some(0) => 0,
-            _ => 1,
-        };
-        if let Some(adj) = core.oom_score_adj {
-            let line = format!("{adj}\n");
-            args.oom_score_adj[..line.len()].copy_from_slice(line.as_bytes());
-            args.oom_score_adj_len = line.len() as u32;
-        }
-        if let (true, Some((start, _))) = (proxy_len > 0, remap_at.0) {
-            args.copy_dst = start;
-            args.copy_len = proxy_len as u64;
-        }
-        region.write(&mut args, &arrays);
-
-        // The cgroups it goes into, made now that nothing else can fail
-        // before the fork.
-        let cgroups = cgroup::plan(&img)?;
-        // Fork into the restorer.
-        let child_pid = fork_restorer(&region, pid).map_err(|e| match e.raw_os_error() {
-            Some(libc::EEXIST) => Error::PidTaken {
-                pid,
-                by: "a process that appeared meanwhile".into(),
-            },
-            _ => Error::host("creating the process (clone3 with its pid)")(e),
-        })?;
-        let forking_time_us = start.elapsed().as_micros() as u64;
-        let tids: Vec<Pid> = core.threads.iter().map(|t| t.tid as Pid).collect();
-        let child = finish::Child::new(child_pid, tids);
-        let words = region.page_words();
-        let helper_map = if share_pages {
-            page_helper::map(&pages_file, words)
+        let tree_words = if procs.len() > 1 {
+            region.zero(tree_off, 64);
+            region.put_at(
+                tree_off,
+                &abi::TreeShared {
+                    created: 0,
+                    nr_procs: (procs.len() + helpers.len()) as u32,
+                    joined: 0,
+                    nr_joiners: procs.iter().filter(|p| joins_helper(p)).count() as u32,
+                },
+            );
+            region.addr_of(tree_off)
         } else {
-            None
+            0
         };
-        cgroups.enter(child_pid)?;
-        files::set_owners(&owners, &sources)?;
+        let root_pst = &procs[0].plan.img.task.pstree;
+        // A root that does not lead its group (a shell job) has rcriu's:
+        // its children that had its group keep the one it has now.
+        let inherited_group = (root_pst.pgid != root_pst.pid).then_some(root_pst.pgid);
+        let addr_of_pid = |pid: Pid| {
+            procs
+                .iter()
+                .position(|p| p.plan.pid == pid)
+                .map(|i| (region.addr_of(offs[i]), stacks[i]))
+        };
+        let mut placed = Vec::with_capacity(procs.len());
+        let mut share_pages = false;
+        let mut root_pages_file = None;
+        for (i, p) in procs.iter().enumerate() {
+            let mut kids = children[i].clone();
+            for k in &mut kids {
+                match k.kind {
+                    abi::CHILD_LIVE => {
+                        if let Some((args, stack)) = addr_of_pid(k.pid) {
+                            k.args = args;
+                            k.stack_top = stack;
+                        }
+                        if let Some(t) = procs
+                            .iter()
+                            .map(|p| &p.plan.img.task)
+                            .find(|t| t.pid as Pid == k.pid)
+                        {
+                            k.clone_flags = if t.fdt_of_parent {
+                                libc::CLONE_FILES as u64
+                            } else {
+                                0
+                            } | if t.fs_of_parent {
+                                libc::CLONE_FS as u64
+                            } else {
+                                0
+                            };
+                        }
+                        k.late = u32::from(
+                            procs
+                                .iter()
+                                .any(|p| p.plan.pid == k.pid && p.late.is_some()),
+                        );
+                    }
+                    kind => {
+                        if let Some(j) = small.iter().position(|&z| z == k.pid) {
+                            k.stack_top = small_stacks[j];
+                        }
+                        // A helper reaches the tree's words through it.
+                        k.args = if kind == abi::CHILD_HELPER {
+                            tree_words
+                        } else {
+                            0
+                        };
+                    }
+                }
+            }
+            let pst = &p.plan.img.task.pstree;
+            let place = plan::Place {
+                parent: if i == 0 && self.sibling {
+                    std::os::unix::process::parent_id() as Pid
+                } else if i == 0 {
+                    std::process::id() as Pid
+                } else {
+                    pst.ppid as Pid
+                },
+                child: i > 0,
+                tree: tree_words,
+                timens: if i == 0 {
+                    timens.clone().map(Vec::from)
+                } else {
+                    None
+                },
+                pgid: if (i == 0 && pst.sid != pst.pid)
+                    || (i > 0 && inherited_group == Some(pst.pgid))
+                {
+                    0
+                } else {
+                    pst.pgid as i32
+                },
+            };
+            let (mut args, copy) = p.args(&region, &sh.rt, &place)?;
+            if joins_helper(p) {
+                args.flags |= abi::FLAG_JOINS_HELPER;
+            }
+            // A shared fd table: its first holder places the fds once the
+            // others are done with theirs.
+            let holder = fdt_holder(&procs, i);
+            if holder != i {
+                args.flags |= abi::FLAG_FDT_SHARED;
+                args.fdt_owner = region.addr_of(offs[holder]);
+            }
+            args.fdt_pending = (0..procs.len())
+                .filter(|&j| j != i && fdt_holder(&procs, j) == i)
+                .count() as u32;
+            if i == 0 {
+                args.go_fd = go_rd.as_raw_fd();
+                let pages_file = std::fs::File::from(
+                    p.pages_file
+                        .try_clone()
+                        .map_err(Error::host("copying the pages file"))?,
+                );
+                share_pages = page_helper::wanted(&p.plan.pages, &pages_file);
+                if share_pages {
+                    args.flags |= abi::FLAG_PAGE_HELPER;
+                    // Every batch, to claim from either end.
+                    args.page_claims = abi::page_claims(0, p.plan.pages.batches.len() as u32);
+                }
+                root_pages_file = Some(pages_file);
+            }
+            placed.push(region.write_at(offs[i], &mut args, &p.arrays(&copy, &kids)));
+        }
+
+        // -- Fork the root into its restorer.
+        let child_pid =
+            fork_restorer(&region, pid, stacks_root(&region), self.sibling).map_err(|e| match e
+                .raw_os_error()
+            {
+                Some(libc::EEXIST) => Error::PidTaken {
+                    pid,
+                    by: "a process that appeared meanwhile".into(),
+                },
+                _ => Error::host("creating the process (clone3 with its pid)")(e),
+            })?;
+        let forking_time_us = start.elapsed().as_micros() as u64;
         // Ours no longer needed: the fork has its copies.
-        drop((map_files, sources, cwd, root, exe, pages_file, go_rd));
-        drop(ctty_extra);
-        log::info!("process {pid} created; restoring it");
+        for p in &mut procs {
+            p.held.clear();
+        }
+        let child = finish::Child::tree(
+            procs
+                .iter()
+                .map(|p| {
+                    (
+                        p.plan.pid,
+                        p.plan.core.threads.iter().map(|t| t.tid as Pid).collect(),
+                    )
+                })
+                .collect(),
+            tree.zombies
+                .iter()
+                .map(|z| z.pstree.pid as Pid)
+                .chain(helpers.iter().map(|&(_, g)| g))
+                .collect(),
+        );
+        let words = region.page_words();
+        let helper_map = match (&root_pages_file, share_pages) {
+            (Some(f), true) => page_helper::map(f, words),
+            _ => None,
+        };
+        let root = &procs[0];
+        root.plan.cgroups.enter(child_pid)?;
+        log::info!(
+            "process {pid} created; restoring it{}",
+            if procs.len() > 1 || !tree.zombies.is_empty() {
+                format!(
+                    " and its tree ({} processes, {} zombies)",
+                    procs.len(),
+                    tree.zombies.len()
+                )
+            } else {
+                String::new()
+            }
+        );
         let trace = finish::Trace {
-            threads: core.threads.len() > 1,
-            seccomp: core.seccomp(),
+            threads: procs.len() > 1
+                || !tree.zombies.is_empty()
+                || procs.iter().any(|p| p.plan.core.threads.len() > 1),
+            seccomp: procs.iter().any(|p| p.plan.core.seccomp()),
         };
-        let items = Items {
-            vmas: &vmas,
-            guards: &mem.guards,
-            anon_names: &mem.anon_names,
-            fds: &fd_moves,
-            late: &fds.late,
+        let describe = |who: Pid, step: Step, index: u32| {
+            let Some(p) = procs.iter().find(|p| p.plan.pid == who) else {
+                return format!("item {index}");
+            };
+            let items = Items {
+                vmas: &p.vmas,
+                guards: &p.plan.mem.guards,
+                anon_names: &p.plan.mem.anon_names,
+                fds: &p.fd_moves,
+                late: &p.plan.fds.late,
+            };
+            describe_item(step, index, &items)
         };
-        let describe = |step: Step, index: u32| describe_item(step, index, &items);
+        let on_new = |new: Pid| -> Result<()> {
+            match procs.iter().find(|p| p.plan.pid == new) {
+                Some(p) => p.plan.cgroups.enter(new),
+                None => Ok(()),
+            }
+        };
         std::thread::scope(|s| {
-            let (iovs, batches) = (&pages.iovs, &pages.batches);
+            let (iovs, batches) = (&root.plan.pages.iovs, &root.plan.pages.batches);
             let helper = helper_map.and_then(|m| {
                 std::thread::Builder::new()
                     .name("page helper".into())
@@ -548,7 +590,7 @@ impl Restore {
                     .ok()
             });
             let r = finish::start(&child, &region, std::fs::File::from(go_wr), trace)
-                .and_then(|()| finish::wait_restorer(&child, &region, describe));
+                .and_then(|()| finish::wait_restorer(&child, &region, &placed, on_new, describe));
             // Past the page reads, the helper is done; otherwise the
             // restorer is gone, and so is what the helper would wait for.
             page_helper::abort(words);
@@ -557,42 +599,65 @@ impl Restore {
             }
             r
         })?;
-        let report = region.read_args();
-        for i in 0..abi::NLIMITS {
-            if report.rlimit_failed & (1 << i) != 0 {
-                log::warn!(
-                    "process {pid}: limit {i} could not be set to {:?} (kept as it was)",
-                    core.rlimits[i]
-                );
+        // Every process exists: the open files get their owners.
+        for p in &procs {
+            files::set_owners(&p.owners, &p.sources)?;
+        }
+        let (mut pages_compared, mut pages_cow) = (0u64, 0u64);
+        for (p, pl) in procs.iter().zip(&placed) {
+            let report = region.read_args_at(pl.args_off);
+            pages_compared += report.pages_compared;
+            pages_cow += report.pages_cow;
+            for i in 0..abi::NLIMITS {
+                if report.rlimit_failed & (1 << i) != 0 {
+                    log::warn!(
+                        "process {}: limit {i} could not be set to {:?} (kept as it was)",
+                        p.plan.pid,
+                        p.plan.core.rlimits[i]
+                    );
+                }
             }
         }
-        let xstate = |i: usize, size: usize| {
-            let t = &core.threads[i];
-            let comps: Vec<(u32, &[u8])> = t
-                .cpu
-                .components
-                .iter()
-                .map(|(i, b)| (*i, b.as_slice()))
-                .collect();
-            Xstate::build(size, &t.cpu.fx, t.cpu.xstate_bv, &comps)
-                .map_err(|what| Error::invalid(ImageFile::Core(t.tid.into()).name(), what))
-        };
-        let finals = core
-            .threads
+        let trap = libc::SIGTRAP as usize - 1;
+        let finals: Vec<finish::FinalProc<'_>> = procs
             .iter()
-            .map(|t| finish::FinalThread {
-                tid: t.tid as Pid,
-                regs: t.cpu.regs,
-                sigmask: t.sigmask,
+            .zip(&offs)
+            .map(|(p, &off)| {
+                let core = &p.plan.core;
+                finish::FinalProc {
+                    pid: p.plan.pid,
+                    threads: core
+                        .threads
+                        .iter()
+                        .map(|t| finish::FinalThread {
+                            tid: t.tid as Pid,
+                            regs: t.cpu.regs,
+                            sigmask: t.sigmask,
+                        })
+                        .collect(),
+                    xstate: Box::new(move |i: usize, size: usize| {
+                        let t = &core.threads[i];
+                        let comps: Vec<(u32, &[u8])> = t
+                            .cpu
+                            .components
+                            .iter()
+                            .map(|(i, b)| (*i, b.as_slice()))
+                            .collect();
+                        Xstate::build(size, &t.cpu.fx, t.cpu.xstate_bv, &comps).map_err(|what| {
+                            Error::invalid(ImageFile::Core(t.tid.into()).name(), what)
+                        })
+                    }),
+                    stopped: core.stopped || self.leave_stopped,
+                    trap_action: (core.sigaction_set & (1 << trap) != 0).then(|| {
+                        region.addr_of(off)
+                            + (std::mem::offset_of!(Args, sigactions)
+                                + trap * size_of::<rcriu_compel::abi::KSigaction>())
+                                as u64
+                    }),
+                }
             })
             .collect();
-        let trap = libc::SIGTRAP as usize - 1;
-        let trap_action = (core.sigaction_set & (1 << trap) != 0).then(|| {
-            region.args_addr()
-                + (std::mem::offset_of!(Args, sigactions)
-                    + trap * size_of::<rcriu_compel::abi::KSigaction>()) as u64
-        });
-        // Still stopped: a refusal kills it (`child` on its drop).
+        // Still stopped: a refusal kills the tree (`child` on its drop).
         let hooked = self
             .call(Stage::PostRestore(pid))
             .map_err(|why| Error::Hook {
@@ -604,54 +669,59 @@ impl Restore {
             return Err(e);
         }
         if !tcp.is_empty() {
-            // The process is built: its connections come out of repair
+            // The tree is built: its connections come out of repair
             // mode, unlocked, right before it runs (criu's network-unlock,
             // between post-restore and pre-resume).
-            let method = img
+            let method = root_img
                 .inventory
                 .network_lock_method
                 .and_then(net_lock::Method::from_code)
                 .unwrap_or_default();
             let run_id = String::from_utf8_lossy(
-                img.inventory
+                root_img
+                    .inventory
                     .dump_criu_run_id
                     .as_deref()
                     .unwrap_or_default(),
             )
             .into_owned();
-            // A failure drops `child`, which kills the process.
-            tcp.release(method, &run_id, child_pid)?;
+            // A failure drops `child`, which kills the tree.
+            tcp.release(method, &run_id)?;
         }
         if let Err(why) = self.call(Stage::PreResume(pid)) {
             log::error!("process {pid}: the pre-resume action failed: {why}");
         }
-        let pid = finish::finish(
-            child,
-            &region,
-            finals,
-            xstate,
-            core.stopped || self.leave_stopped,
-            trap_action,
-        )?;
-        cgroups.done();
+        let pid = finish::finish(child, &region, finals)?;
+        let mut procs = procs;
+        for p in &mut procs {
+            p.plan.cgroups.done();
+        }
         let restore_time_us = start.elapsed().as_micros() as u64;
         log::info!("process {pid} restored in {restore_time_us} us");
+        if pages_compared > 0 {
+            log::info!(
+                "{pages_compared} inherited pages compared, {pages_cow} of them left shared"
+            );
+        }
+        let pages_restored: u64 = procs.iter().map(|p| p.plan.pages.pages).sum();
         drop(region);
+        drop(procs);
+        drop(go_rd);
         // CRIU's statistics, for `crit show` and podman's --print-stats; a
         // restored process does not fail for want of them.
         let stats = rcriu_images::pb::StatsEntry {
             dump: None,
             restore: Some(rcriu_images::pb::RestoreStatsEntry {
-                pages_compared: 0,
-                pages_skipped_cow: 0,
+                pages_compared,
+                pages_skipped_cow: pages_cow,
                 forking_time: forking_time_us.min(u32::MAX as u64) as u32,
                 restore_time: restore_time_us.min(u32::MAX as u64) as u32,
-                pages_restored: Some(pages.pages),
+                pages_restored: Some(pages_restored),
             }),
         };
         let stats_dir = match &self.stats_dir {
             Some(d) => ImageDir::create(d),
-            None => Ok(img.dir.clone()),
+            None => Ok(root_img.dir.clone()),
         };
         if let Err(e) = stats_dir.and_then(|d| d.write_one(ImageFile::StatsRestore, &stats)) {
             log::warn!("cannot write stats-restore: {e}");
@@ -668,39 +738,162 @@ impl Restore {
         Ok(Restored {
             pid,
             restore_time_us,
-            pages_restored: pages.pages,
+            pages_restored,
+            pages_compared,
+            pages_cow,
             wait_status,
         })
     }
 }
 
-/// Forks into the restorer loaded in `region`, with pid `pid`.
+/// The index in `procs` of the process whose restorer places the fds of
+/// process `i`'s table: the first of the ancestors it shares it with, or
+/// itself.
+fn fdt_holder(procs: &[plan::Ready<'_>], mut i: usize) -> usize {
+    while procs[i].plan.img.task.fdt_of_parent {
+        let ppid = procs[i].plan.img.task.pstree.ppid;
+        match procs.iter().position(|p| p.plan.img.task.pid == ppid) {
+            Some(j) => i = j,
+            None => break,
+        }
+    }
+    i
+}
+
+/// The process groups whose leader was gone at the dump, `(member,
+/// group)`: each is made again by a helper with the group's id as its pid,
+/// forked by the group's first member (as CRIU's restore does).
+fn helpers(tree: &load::TreeImages) -> Vec<(Pid, Pid)> {
+    let pids = tree.pids();
+    let root = &tree.procs[0].task.pstree;
+    let mut out: Vec<(Pid, Pid)> = Vec::new();
+    for p in tree.procs.iter().skip(1) {
+        let e = &p.task.pstree;
+        let g = e.pgid as Pid;
+        if e.pgid == e.pid
+            || e.pgid == root.pgid
+            || pids.contains(&e.pgid)
+            || out.iter().any(|&(_, h)| h == g)
+        {
+            continue;
+        }
+        out.push((e.pid as Pid, g));
+    }
+    out
+}
+
+/// The children of `pid` in the tree (live ones, zombies and helpers),
+/// their addresses still to fill.
+fn children_of(tree: &load::TreeImages, helpers: &[(Pid, Pid)], pid: Pid) -> Vec<abi::Child> {
+    let mut kids: Vec<abi::Child> = Vec::new();
+    for (i, p) in tree.procs.iter().enumerate() {
+        let e = &p.task.pstree;
+        if e.ppid as Pid == pid && e.pid as Pid != pid && i > 0 {
+            kids.push(abi::Child {
+                pid: e.pid as i32,
+                exit_signal: p.exit_signal(),
+                kind: abi::CHILD_LIVE,
+                pgid: e.pgid as i32,
+                ..abi::Child::default()
+            });
+        }
+    }
+    for z in &tree.zombies {
+        if z.pstree.ppid as Pid == pid {
+            let mut comm = [0u8; 16];
+            let n = z.comm.len().min(15);
+            comm[..n].copy_from_slice(&z.comm[..n]);
+            kids.push(abi::Child {
+                pid: z.pstree.pid as i32,
+                exit_signal: z.exit_signal,
+                zombie_status: z.exit_code,
+                comm,
+                kind: abi::CHILD_ZOMBIE,
+                pgid: z.pstree.pgid as i32,
+                ..abi::Child::default()
+            });
+        }
+    }
+    // By pid, as they were most likely made.
+    kids.sort_by_key(|c| c.pid);
+    // A helper first: its group exists before any member looks for it.
+    for &(member, group) in helpers {
+        if member == pid {
+            kids.insert(
+                0,
+                abi::Child {
+                    pid: group,
+                    exit_signal: 0,
+                    kind: abi::CHILD_HELPER,
+                    pgid: group,
+                    ..abi::Child::default()
+                },
+            );
+        }
+    }
+    kids
+}
+
+/// The root restorer's stack: the region's own.
+fn stacks_root(region: &region::Region) -> (u64, u64) {
+    region.stack()
+}
+
+/// Raises rcriu's soft limit of open files to its hard one: a tree's
+/// restore holds every process's files at once.
+fn raise_nofile() {
+    if let Ok((_, hard)) = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .zip(rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum)
+        .ok_or(())
+    {
+        let _ = rustix::process::setrlimit(
+            rustix::process::Resource::Nofile,
+            rustix::process::Rlimit {
+                current: Some(hard),
+                maximum: Some(hard),
+            },
+        );
+    }
+}
+
+/// Forks into the restorer loaded in `region`, with pid `pid`, on `stack`;
+/// as rcriu's sibling (`CLONE_PARENT`) if `sibling`.
 #[allow(unsafe_code)]
-fn fork_restorer(region: &region::Region, pid: Pid) -> std::io::Result<Pid> {
-    let (stack, stack_size) = region.stack();
+fn fork_restorer(
+    region: &region::Region,
+    pid: Pid,
+    stack: (u64, u64),
+    sibling: bool,
+) -> std::io::Result<Pid> {
+    let (stack, stack_size) = stack;
+    let mut flags = sys::CLONE_CLEAR_SIGHAND;
+    if sibling {
+        flags |= libc::CLONE_PARENT as u64;
+    }
     // SAFETY: the region holds the relocated restorer, its args (all it
     // reads, by absolute addresses that are the same in the fork) and its
     // stack; the restorer never returns into Rust code.
     unsafe {
         sys::clone3_into(
-            sys::CLONE_CLEAR_SIGHAND,
+            flags,
             pid,
             stack,
             stack_size,
             region.entry(),
-            region.args_addr(),
+            region.addr_of(region.first_args_off()),
         )
     }
 }
 
-fn zeroed_args() -> Args {
+pub(crate) fn zeroed_args() -> Args {
     // An all-zero Args, built field by field through its Default-like
     // parts (it is plain data).
     rcriu_compel::sys::read_pod(&[0u8; std::mem::size_of::<Args>()])
 }
 
 /// The highest capability the running kernel knows.
-fn read_last_cap() -> Result<u32> {
+pub(crate) fn read_last_cap() -> Result<u32> {
     let text = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .map_err(Error::file("reading", "/proc/sys/kernel/cap_last_cap"))?;
     text.trim().parse().map_err(|_| Error::Host {
@@ -710,7 +903,7 @@ fn read_last_cap() -> Result<u32> {
 }
 
 /// rcriu's own login uid (what the new process inherits), if readable.
-fn own_loginuid() -> Option<u32> {
+pub(crate) fn own_loginuid() -> Option<u32> {
     std::fs::read_to_string("/proc/self/loginuid")
         .ok()?
         .trim()
@@ -730,7 +923,7 @@ fn check_pid_free(pid: Pid) -> Result<()> {
     Ok(())
 }
 
-fn open_exe(img: &load::Images, validation: FileValidation) -> Result<Option<OwnedFd>> {
+pub(crate) fn open_exe(img: &load::Images, validation: FileValidation) -> Result<Option<OwnedFd>> {
     let id = img.task.mm.exe_file_id;
     let from = ImageFile::Mm(img.task.pid.into());
     let entry = img.file(id, &from)?;
@@ -745,7 +938,7 @@ fn open_exe(img: &load::Images, validation: FileValidation) -> Result<Option<Own
     ))
 }
 
-fn set_mm(args: &mut Args, img: &load::Images, exe: Option<&OwnedFd>) -> Result<()> {
+pub(crate) fn set_mm(args: &mut Args, img: &load::Images, exe: Option<&OwnedFd>) -> Result<()> {
     let mm = &img.task.mm;
     let from = ImageFile::Mm(img.task.pid.into()).name();
     if mm.mm_saved_auxv.len() > args.auxv.len() {

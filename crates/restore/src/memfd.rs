@@ -32,6 +32,9 @@ pub struct Inodes {
     made: BTreeMap<u32, File>,
     /// The inodes whose own description an fd has.
     fd_given: BTreeSet<u32>,
+    /// file id → the open file description made for it (shared by every
+    /// fd of every process that had it).
+    by_file: BTreeMap<u32, File>,
 }
 
 /// What a description of a memfd is for.
@@ -57,6 +60,7 @@ impl Inodes {
             entries,
             made: BTreeMap::new(),
             fd_given: BTreeSet::new(),
+            by_file: BTreeMap::new(),
         })
     }
 
@@ -256,10 +260,18 @@ pub fn plan_fds(img: &Images, inodes: &mut Inodes) -> Result<Vec<(i32, bool, Own
         };
         let fd = i32::try_from(e.fd)
             .map_err(|_| Error::invalid(from.name(), format!("bad fd {}", e.fd)))?;
-        let f = inodes.open(img, entry, m.flags as i32, Use::Fd)?;
-        let mut r = &f;
-        std::io::Seek::seek(&mut r, std::io::SeekFrom::Start(m.pos))
-            .map_err(Error::host("positioning a memfd"))?;
+        let f = match inodes.by_file.get(&e.id) {
+            Some(f) => f.try_clone().map_err(Error::host("copying a memfd"))?,
+            None => {
+                let f = inodes.open(img, entry, m.flags as i32, Use::Fd)?;
+                let mut r = &f;
+                std::io::Seek::seek(&mut r, std::io::SeekFrom::Start(m.pos))
+                    .map_err(Error::host("positioning a memfd"))?;
+                let keep = f.try_clone().map_err(Error::host("copying a memfd"))?;
+                inodes.by_file.insert(e.id, keep);
+                f
+            }
+        };
         let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
         out.push((fd, cloexec, f.into()));
     }

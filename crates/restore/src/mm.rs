@@ -59,9 +59,6 @@ pub struct MemPlan {
     pub files: Vec<OwnedFd>,
     /// The `MADV_GUARD_INSTALL` guard regions, installed last.
     pub guards: Vec<Range>,
-    /// The memfd and shared memory inodes, made for the areas and kept
-    /// for the fds.
-    pub memfds: Inodes,
     /// The names of anonymous areas: `(start, end, name)`.
     pub anon_names: Vec<(u64, u64, Vec<u8>)>,
 }
@@ -81,6 +78,7 @@ impl MemPlan {
                 flags: (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u32,
                 fd: -1,
                 fill: 0,
+                ..Vma::default()
             },
         );
     }
@@ -95,15 +93,46 @@ impl MemPlan {
     }
 }
 
+/// The areas of a child (`child`) it inherits from its parent's
+/// (`parent`, both sorted) when forked once the parent's memory is in
+/// place: private anonymous areas the parent maps at the same place, with
+/// the same protection and flags, both with pages to fill or neither (so
+/// that the parent maps them as the child itself would). They are marked
+/// in `child`; their ranges are returned.
+pub fn inherit(parent: &[Vma], child: &mut [Vma]) -> Vec<(u64, u64)> {
+    let anon_private = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u32;
+    let plain = |v: &Vma| {
+        v.fd < 0
+            && v.flags & anon_private == anon_private
+            && v.flags & (libc::MAP_SHARED | libc::MAP_HUGETLB) as u32 == 0
+    };
+    let mut out = Vec::new();
+    for v in child.iter_mut().filter(|v| plain(v)) {
+        let i = parent.partition_point(|p| p.start < v.start);
+        let Some(p) = parent.get(i) else { continue };
+        if p.start == v.start
+            && p.end == v.end
+            && p.flags == v.flags
+            && p.prot == v.prot
+            && (p.fill != 0) == (v.fill != 0)
+            && plain(p)
+        {
+            v.inherited = 1;
+            out.push((v.start, v.end));
+        }
+    }
+    out
+}
+
 /// Plans the areas of `img`'s process.
-pub fn plan(img: &Images, validation: FileValidation) -> Result<MemPlan> {
+///
+/// The memfds and shared memory it maps are made in `memfds` (the tree's:
+/// processes that shared an inode share it again).
+pub fn plan(img: &Images, validation: FileValidation, memfds: &mut Inodes) -> Result<MemPlan> {
     let pid = img.task.pid;
     let file = ImageFile::Mm(pid.into());
     let mm = &img.task.mm;
-    let mut plan = MemPlan {
-        memfds: Inodes::load(img)?,
-        ..MemPlan::default()
-    };
+    let mut plan = MemPlan::default();
     // By file id and access mode.
     let mut opened: BTreeMap<(u64, i32), usize> = BTreeMap::new();
     let mut last_end = 0u64;
@@ -165,8 +194,7 @@ pub fn plan(img: &Images, validation: FileValidation) -> Result<MemPlan> {
                 None => {
                     let f = if st & VMA_AREA_MEMFD != 0 {
                         let entry = img.file(file_id(v, &file)?, &file)?;
-                        plan.memfds
-                            .open(img, entry, access, crate::memfd::Use::Mapping)?
+                        memfds.open(img, entry, access, crate::memfd::Use::Mapping)?
                     } else {
                         open_mapped(img, v, &file, access, validation)?
                     };
@@ -202,6 +230,7 @@ pub fn plan(img: &Images, validation: FileValidation) -> Result<MemPlan> {
             flags,
             fd,
             fill: 0,
+            ..Vma::default()
         });
     }
     for n in &mm.rcriu_anon_names {

@@ -3,7 +3,7 @@
 
 use rcriu_images::ImageFile;
 use rcriu_images::pages::{PE_PARENT, PE_PRESENT};
-use rcriu_parasite_abi::restorer::{IoVec, MAX_IOV_BATCH, ReadBatch};
+use rcriu_parasite_abi::restorer::{IoVec, MAX_IOV_BATCH, Range, ReadBatch};
 
 use crate::load::Images;
 use crate::mm::MemPlan;
@@ -15,6 +15,11 @@ pub struct PagePlan {
     pub pages_id: u32,
     pub iovs: Vec<IoVec>,
     pub batches: Vec<ReadBatch>,
+    /// The batches into areas inherited from the parent (compared before
+    /// written), their iovecs after the others in `iovs`.
+    pub cow_batches: Vec<ReadBatch>,
+    /// The ranges of inherited areas the process had no pages in.
+    pub drops: Vec<Range>,
     /// Pages to read.
     pub pages: u64,
     /// Where the last batch ends in the pages file.
@@ -32,6 +37,88 @@ impl PagePlan {
     pub fn bytes(&self) -> u64 {
         self.iovs.iter().map(|v| v.len).sum()
     }
+
+    /// Every read, `(address, bytes, offset in the pages file)`, in
+    /// the plan's order.
+    fn pieces(&self, batches: &[ReadBatch]) -> Vec<(u64, u64, u64)> {
+        let mut out = Vec::new();
+        for b in batches {
+            let mut off = b.off;
+            for v in &self.iovs[b.first as usize..][..b.nr as usize] {
+                out.push((v.base, v.len, off));
+                off += v.len;
+            }
+        }
+        out
+    }
+
+    /// Splits the reads at the areas the process inherits (`inherited`,
+    /// sorted, apart): those into them become compared reads
+    /// (`cow_batches`), and what of them no read covers is dropped.
+    pub fn inherit(&mut self, inherited: &[(u64, u64)]) {
+        let pieces = self.pieces(&self.batches);
+        let mut own = PagePlan::default();
+        let mut cow = PagePlan::default();
+        let mut covered: Vec<(u64, u64)> = Vec::new();
+        for (mut addr, len, mut off) in pieces {
+            let end = addr + len;
+            while addr < end {
+                // The inherited area holding `addr`, or the next one.
+                let i = inherited.partition_point(|&(_, e)| e <= addr);
+                let (cut, into) = match inherited.get(i) {
+                    Some(&(s, e)) if s <= addr => (e.min(end), true),
+                    Some(&(s, _)) => (s.min(end), false),
+                    None => (end, false),
+                };
+                let n = cut - addr;
+                if into {
+                    push(&mut cow, addr, n, off);
+                    covered.push((addr, cut));
+                } else {
+                    push(&mut own, addr, n, off);
+                }
+                addr = cut;
+                off += n;
+            }
+        }
+        covered.sort_unstable();
+        self.drops = holes(inherited, &covered);
+        let base = own.iovs.len() as u32;
+        self.cow_batches = cow
+            .batches
+            .iter()
+            .map(|b| ReadBatch {
+                first: b.first + base,
+                ..*b
+            })
+            .collect();
+        self.iovs = own.iovs;
+        self.iovs.extend(cow.iovs);
+        self.batches = own.batches;
+    }
+}
+
+/// What of `areas` (sorted, apart) `covered` (sorted) leaves out.
+fn holes(areas: &[(u64, u64)], covered: &[(u64, u64)]) -> Vec<Range> {
+    let mut out = Vec::new();
+    let mut c = covered.iter().peekable();
+    for &(start, end) in areas {
+        let mut at = start;
+        while let Some(&&(cs, ce)) = c.peek() {
+            if cs >= end {
+                break;
+            }
+            if cs > at {
+                out.push(Range { start: at, end: cs });
+            }
+            at = at.max(ce);
+            c.next();
+        }
+        if at < end {
+            out.push(Range { start: at, end });
+        }
+    }
+    out
 }
 
 /// Plans the page reads of `img`'s process into the areas of `mem`, and
@@ -224,6 +311,37 @@ mod tests {
         assert_eq!(
             (p.batches[1].first, p.batches[1].nr, p.batches[1].off),
             (2, 1, 0x8000)
+        );
+    }
+
+    #[test]
+    fn inherited_areas_are_compared_and_their_holes_dropped() {
+        let mut p = PagePlan::default();
+        push(&mut p, 0x1000, 0x3000, 0); // 0x1000-0x4000
+        push(&mut p, 0x8000, 0x2000, 0x3000); // 0x8000-0xa000
+        push(&mut p, 0x20000, 0x1000, 0x5000);
+        // Inherited: 0x2000-0x3000 (inside the first read), 0x6000-0xc000
+        // (the second read and holes both sides), 0x30000-0x31000 (no
+        // pages at all).
+        p.inherit(&[(0x2000, 0x3000), (0x6000, 0xc000), (0x30000, 0x31000)]);
+        let own: Vec<(u64, u64, u64)> = p.pieces(&p.batches);
+        assert_eq!(
+            own,
+            vec![
+                (0x1000, 0x1000, 0),
+                (0x3000, 0x1000, 0x2000),
+                (0x20000, 0x1000, 0x5000)
+            ]
+        );
+        let cow: Vec<(u64, u64, u64)> = p.pieces(&p.cow_batches);
+        assert_eq!(
+            cow,
+            vec![(0x2000, 0x1000, 0x1000), (0x8000, 0x2000, 0x3000)]
+        );
+        let drops: Vec<(u64, u64)> = p.drops.iter().map(|r| (r.start, r.end)).collect();
+        assert_eq!(
+            drops,
+            vec![(0x6000, 0x8000), (0xa000, 0xc000), (0x30000, 0x31000)]
         );
     }
 

@@ -3,10 +3,8 @@
 //! blob, its `Args` and their arrays, and its stack. The fork inherits it
 //! at the same address; rcriu reads the restorer's report from it.
 
-use std::cell::Cell;
-
 use rcriu_compel::abi::restorer::{
-    AnonName, Args, FdMove, IoVec, LateOpen, PosixTimer, Range, ReadBatch, STACK_SIZE,
+    AnonName, Args, Child, FdMove, IoVec, LateOpen, PosixTimer, Range, ReadBatch, STACK_SIZE,
     SeccompFilter, THREAD_STACK_SIZE, ThreadArgs, Vma,
 };
 use rcriu_compel::sys::{LocalMap, Pod, slice_bytes};
@@ -26,11 +24,23 @@ mod blob {
     include!(concat!(env!("OUT_DIR"), "/restorer.rs"));
 }
 
+/// Where a process's data went in the region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placed {
+    pub args_off: usize,
+    pub threads_off: usize,
+    /// The first byte after its data.
+    pub end: usize,
+}
+
 /// The arrays the restorer reads.
 pub struct Arrays<'a> {
     pub vmas: &'a [Vma],
     pub iovs: &'a [IoVec],
     pub batches: &'a [ReadBatch],
+    /// The batches into inherited areas, and what of those is dropped.
+    pub cow_batches: &'a [ReadBatch],
+    pub drops: &'a [Range],
     pub fds: &'a [FdMove],
     /// Bytes the restorer copies into the process (a vDSO proxy).
     pub copy: &'a [u8],
@@ -46,6 +56,8 @@ pub struct Arrays<'a> {
     /// Every thread, the leader first: its arrays, and a stack for all
     /// but the leader.
     pub threads: &'a [ThreadPlan],
+    /// The children its restorer forks.
+    pub children: &'a [Child],
 }
 
 /// The mapped region.
@@ -53,8 +65,6 @@ pub struct Region {
     map: LocalMap,
     args_off: usize,
     stack_off: usize,
-    /// Where the `ThreadArgs` array lies, once written.
-    threads_off: Cell<usize>,
     /// Free room right after the region, for vDSO detours.
     pub park: u64,
 }
@@ -83,11 +93,14 @@ impl Arrays<'_> {
             + array_len(self.vmas)
             + array_len(self.iovs)
             + array_len(self.batches)
+            + array_len(self.cow_batches)
+            + array_len(self.drops)
             + array_len(self.fds)
             + array_len(self.copy)
             + array_len(self.signals)
             + array_len(self.timers)
             + array_len(self.guards)
+            + array_len(self.children)
             + self
                 .anon_names
                 .iter()
@@ -98,7 +111,7 @@ impl Arrays<'_> {
                 .iter()
                 .map(|l| std::mem::size_of::<LateOpen>() as u64 + l.path.len() as u64 + 17)
                 .sum::<u64>()
-            + 16 * 13
+            + 16 * 16
             + self
                 .threads
                 .iter()
@@ -137,7 +150,6 @@ impl Region {
                         map,
                         args_off: blob_len as usize,
                         stack_off: (blob_len + args_len) as usize,
-                        threads_off: Cell::new(0),
                         park: start + len,
                     };
                     region.load_blob()?;
@@ -180,20 +192,36 @@ impl Region {
         self.start() + blob::RCRIU_RESTORER_HEAD as u64
     }
 
-    /// Where `Args` lies.
-    pub fn args_addr(&self) -> u64 {
-        self.start() + self.args_off as u64
-    }
-
     /// The stack: its lowest address and size.
     pub fn stack(&self) -> (u64, u64) {
         (self.start() + self.stack_off as u64, STACK_SIZE as u64)
     }
 
-    /// Writes the arrays after `Args` and points `args` at them, then
-    /// writes `args`.
-    pub fn write(&self, args: &mut Args, arrays: &Arrays<'_>) {
-        let mut off = self.args_off + std::mem::size_of::<Args>();
+    /// The offset of the first process's `Args`, where [`Region::write`]
+    /// puts them; the others follow, each [`Region::write_at`] its end.
+    pub fn first_args_off(&self) -> usize {
+        self.args_off
+    }
+
+    /// The address of the region's byte at `off`.
+    pub fn addr_of(&self, off: usize) -> u64 {
+        self.start() + off as u64
+    }
+
+    /// Zeroes `len` bytes at `off` (the tree's shared words).
+    pub fn zero(&self, off: usize, len: usize) {
+        self.map.write(off, &vec![0u8; len]);
+    }
+
+    /// Puts `v` at `off`.
+    pub fn put_at<T: Pod>(&self, off: usize, v: &T) {
+        self.map.put(off, v);
+    }
+
+    /// Writes one process's `Args` at `at` with its arrays after them;
+    /// returns where its threads' args went and where its data ends.
+    pub fn write_at(&self, at: usize, args: &mut Args, arrays: &Arrays<'_>) -> Placed {
+        let mut off = at + std::mem::size_of::<Args>();
         // Writes `bytes` (16-byte aligned), then leaves `room` bytes free.
         let mut put_room = |bytes: &[u8], room: usize| -> u64 {
             off = off.next_multiple_of(16);
@@ -208,6 +236,10 @@ impl Region {
         args.nr_iovs = arrays.iovs.len() as u64;
         args.batches = put_room(slice_bytes(arrays.batches), 0);
         args.nr_batches = arrays.batches.len() as u64;
+        args.cow_batches = put_room(slice_bytes(arrays.cow_batches), 0);
+        args.nr_cow_batches = arrays.cow_batches.len() as u64;
+        args.drops = put_room(slice_bytes(arrays.drops), 0);
+        args.nr_drops = arrays.drops.len() as u64;
         args.fds = put_room(slice_bytes(arrays.fds), 0);
         args.nr_fds = arrays.fds.len() as u64;
         args.copy_src = put_room(arrays.copy, 0);
@@ -248,7 +280,8 @@ impl Region {
             .collect();
         args.late = put_room(slice_bytes(&late), 0);
         args.nr_late = late.len() as u64;
-        let args_addr = self.args_addr();
+        // The process's own args (each process of a tree has its own).
+        let args_addr = self.addr_of(at);
         let mut threads = Vec::with_capacity(arrays.threads.len());
         for (i, plan) in arrays.threads.iter().enumerate() {
             let mut t = plan.args;
@@ -279,18 +312,25 @@ impl Region {
         }
         args.threads = put_room(slice_bytes(&threads), 0);
         args.nr_threads = threads.len() as u64;
-        self.threads_off.set((args.threads - self.start()) as usize);
-        self.map.put(self.args_off, &*args);
+        args.children = put_room(slice_bytes(arrays.children), 0);
+        args.nr_children = arrays.children.len() as u64;
+        let end = off.next_multiple_of(16);
+        self.map.put(at, &*args);
+        Placed {
+            args_off: at,
+            threads_off: (args.threads - self.start()) as usize,
+            end,
+        }
     }
 
-    /// Reads back the report of thread `i` (0: the leader).
-    pub fn read_thread(&self, i: usize) -> ThreadArgs {
-        self.get(self.threads_off.get() + i * std::mem::size_of::<ThreadArgs>())
+    /// Reads back one process's `Args` at `at` (its restorer's report).
+    pub fn read_args_at(&self, at: usize) -> Args {
+        self.get(at)
     }
 
-    /// Reads back `Args` (the restorer's report).
-    pub fn read_args(&self) -> Args {
-        self.get(self.args_off)
+    /// Reads back thread `i`'s report of a process placed at `p`.
+    pub fn read_thread_at(&self, p: &Placed, i: usize) -> ThreadArgs {
+        self.get(p.threads_off + i * std::mem::size_of::<ThreadArgs>())
     }
 
     fn get<T: Pod>(&self, off: usize) -> T {

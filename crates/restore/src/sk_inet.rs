@@ -139,6 +139,7 @@ pub fn make(
     e: &pb::InetSkEntry,
     opts: Options,
     tcp: &mut tcp_stream::Repaired,
+    pid: i32,
     target: i32,
 ) -> Result<OwnedFd> {
     check(e, opts)?;
@@ -173,7 +174,7 @@ pub fn make(
             let held = if target < 0 {
                 tcp_stream::Held::Copy(fd.try_clone().map_err(Error::host("copying a socket"))?)
             } else {
-                tcp_stream::Held::Fd(target)
+                tcp_stream::Held::Fd { pid, fd: target }
             };
             tcp.add(held, e);
         }

@@ -94,10 +94,16 @@ impl Sockets {
             .take(e.id)
     }
 
-    /// The inet socket of entry `e`, which fd `fd` of the process holds
+    /// The inet socket of entry `e`, which fd `fd` of process `pid` holds
     /// (-1: a socket in flight).
-    pub fn inet(&mut self, img: &Images, e: &pb::InetSkEntry, fd: i32) -> Result<OwnedFd> {
-        let s = sk_inet::make(img, e, self.opts, &mut self.tcp, fd)?;
+    pub fn inet(
+        &mut self,
+        img: &Images,
+        e: &pb::InetSkEntry,
+        pid: i32,
+        fd: i32,
+    ) -> Result<OwnedFd> {
+        let s = sk_inet::make(img, e, self.opts, &mut self.tcp, pid, fd)?;
         self.inet.push(e.id);
         Ok(s)
     }
@@ -137,19 +143,6 @@ impl Sockets {
             sk_inet::finish(get(id)?, e)?;
         }
         Ok(())
-    }
-}
-
-/// Raises rcriu's soft limit of open files to the hard one: the restore
-/// opens every file of the process before the fork.
-pub fn raise_nofile() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut l = getrlimit(Resource::Nofile);
-    if l.current != l.maximum {
-        l.current = l.maximum;
-        if let Err(e) = setrlimit(Resource::Nofile, l) {
-            log::debug!("raising the limit of open files: {e}");
-        }
     }
 }
 

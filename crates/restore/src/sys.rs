@@ -42,9 +42,16 @@ pub unsafe fn clone3_into(
     arg: u64,
 ) -> io::Result<Pid> {
     let set_tid = [pid];
+    // With CLONE_PARENT the kernel takes the caller's own exit signal and
+    // refuses another.
+    let exit_signal = if flags & libc::CLONE_PARENT as u64 != 0 {
+        0
+    } else {
+        libc::SIGCHLD as u64
+    };
     let args = CloneArgs {
         flags,
-        exit_signal: libc::SIGCHLD as u64,
+        exit_signal,
         stack,
         stack_size,
         set_tid: set_tid.as_ptr() as u64,

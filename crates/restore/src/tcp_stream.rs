@@ -113,9 +113,9 @@ pub fn conn(e: &pb::InetSkEntry) -> Conn {
 /// How a socket in repair mode is reached once the process exists.
 #[derive(Debug)]
 pub enum Held {
-    /// As this fd of the process (rcriu keeps no copy: a process may hold
-    /// as many connections as its limit of open files).
-    Fd(i32),
+    /// As fd `fd` of process `pid` (rcriu keeps no copy: a process may
+    /// hold as many connections as its limit of open files).
+    Fd { pid: i32, fd: i32 },
     /// A copy rcriu keeps (a socket in flight, which no fd holds).
     Copy(OwnedFd),
 }
@@ -145,28 +145,35 @@ impl Repaired {
 
     /// Lifts the dump's lock (`method`, `run_id` from the inventory),
     /// then takes the sockets out of repair mode, SO_REUSEADDR as it was;
-    /// `pid` is the restored process, which holds them.
-    pub fn release(&mut self, method: Method, run_id: &str, pid: libc::pid_t) -> Result<()> {
+    /// the restored processes hold them.
+    pub fn release(&mut self, method: Method, run_id: &str) -> Result<()> {
         let conns = std::mem::take(&mut self.conns);
         if let Err(e) = net_lock::unlock(method, run_id, &conns) {
             log::warn!("lifting the network lock: {e}");
         }
-        let mut pidfd = None;
+        let mut pidfds: Vec<(i32, OwnedFd)> = Vec::new();
         for (held, reuseaddr, what) in self.socks.drain(..) {
             let fd = match held {
                 Held::Copy(fd) => fd,
-                Held::Fd(n) => {
-                    if pidfd.is_none() {
-                        let p = rustix::process::Pid::from_raw(pid)
-                            .ok_or_else(|| Error::invalid("pstree.img", format!("pid {pid}")))?;
-                        let fd =
-                            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())
-                                .map_err(|e| {
-                                    Error::io(format!("opening a pidfd of {pid}"))(e.into())
-                                })?;
-                        pidfd = Some(fd);
-                    }
-                    let pfd = pidfd.as_ref().expect("opened above");
+                Held::Fd { pid, fd: n } => {
+                    let at = match pidfds.iter().position(|(p, _)| *p == pid) {
+                        Some(i) => i,
+                        None => {
+                            let p = rustix::process::Pid::from_raw(pid).ok_or_else(|| {
+                                Error::invalid("pstree.img", format!("pid {pid}"))
+                            })?;
+                            let fd = rustix::process::pidfd_open(
+                                p,
+                                rustix::process::PidfdFlags::empty(),
+                            )
+                            .map_err(|e| {
+                                Error::io(format!("opening a pidfd of {pid}"))(e.into())
+                            })?;
+                            pidfds.push((pid, fd));
+                            pidfds.len() - 1
+                        }
+                    };
+                    let pfd = &pidfds[at].1;
                     rustix::process::pidfd_getfd(pfd, n, rustix::process::PidfdGetfdFlags::empty())
                         .map_err(|e| {
                             Error::io(format!("taking fd {n} of process {pid} ({what})"))(e.into())

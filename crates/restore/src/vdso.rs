@@ -238,6 +238,29 @@ const TRAMPOLINE_LEN: usize = 12;
 
 /// When a destination overlaps a mapping still to be moved, everything
 /// goes to `park` first.
+/// Where the running vDSO and vvar end up once the restorer moved them
+/// (`moves`), sorted; `None` for a proxy, which is rebuilt in place.
+pub fn placed(mode: &Mode, mem: &MemPlan, rt: &Runtime) -> Result<Option<Vec<Range>>> {
+    if matches!(mode, Mode::Proxy { .. }) {
+        return Ok(None);
+    }
+    if matches!(mode, Mode::None) {
+        // rcriu's are unmapped with the rest.
+        return Ok(Some(Vec::new()));
+    }
+    let mut at = rt.ranges();
+    for m in moves(mode, mem, rt, 0)? {
+        if let Some(r) = at.iter_mut().find(|r| **r == m.from) {
+            *r = Range {
+                start: m.to,
+                end: m.to + (r.end - r.start),
+            };
+        }
+    }
+    at.sort_by_key(|r| r.start);
+    Ok(Some(at))
+}
+
 fn with_detour(moves: Vec<VdsoMove>, park: u64) -> Vec<VdsoMove> {
     let overlaps = |a: &VdsoMove, b: &VdsoMove| {
         let len = a.from.end - a.from.start;

@@ -1,6 +1,6 @@
 //! rcriu restores what upstream CRIU 4.2 dumped: the `counter`,
-//! `threads` and `files` fixtures (tests/fixtures/README.md says what a
-//! restore must show).
+//! `threads`, `files` and `tree` fixtures (tests/fixtures/README.md says
+//! what a restore must show).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -77,6 +77,8 @@ fn prepare_from(set: &str, name: &str, ids: &[i32]) -> TempDir {
     let _ = std::fs::remove_file(Path::new(HOME).join("counter.out"));
     let _ = std::fs::remove_file(Path::new(HOME).join("threads.verdict"));
     let _ = std::fs::remove_file(Path::new(HOME).join("files.verdict"));
+    let _ = std::fs::remove_file(Path::new(HOME).join("tree.out"));
+    let _ = std::fs::remove_file(Path::new(HOME).join("tree.verdict"));
     for id in ids {
         if Path::new(&format!("/proc/{id}")).exists() {
             panic!(
@@ -400,4 +402,90 @@ fn the_avx512_counter_restores_only_on_a_cpu_with_avx512() {
         );
         assert!(!Path::new("/proc/30000").exists(), "nothing is left behind");
     }
+}
+
+/// The tree fixture's parent, its counting child and its zombie.
+const TREE: [i32; 3] = [30300, 30301, 30302];
+/// The first count the tree fixture's parent writes once restored.
+const TREE_NEXT: u64 = 62;
+
+/// Restores the tree fixture (after `tweak` of its images), checks that
+/// its three processes are back where they were and the counter carries
+/// on, then returns the parent's verdict (`Err` with its text unless
+/// PASS).
+fn restore_tree(tweak: impl FnOnce(&ImageDir)) -> Result<(), String> {
+    let images = prepare_fixture("tree", &TREE);
+    tweak(&fixture_dir(&images));
+    let r = Restore::new(images.path())
+        .detach(true)
+        .run()
+        .unwrap_or_else(|e| panic!("restoring the CRIU 4.2 tree dump: {e}"));
+    assert_eq!(r.pid, TREE[0]);
+    let kids =
+        std::fs::read_to_string(format!("/proc/{}/task/{}/children", TREE[0], TREE[0])).unwrap();
+    let mut kids: Vec<i32> = kids
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    kids.sort_unstable();
+    assert_eq!(kids, TREE[1..], "the parent has its two children");
+    let zombie = std::fs::read_to_string(format!("/proc/{}/stat", TREE[2])).unwrap();
+    assert!(zombie.contains(") Z "), "{zombie}");
+    // The counter's counts come through the pipe and the parent writes
+    // them: the tree runs again.
+    let out = Path::new(HOME).join("tree.out");
+    let l = lines(&out, 5);
+    // The parent checks the stash pipe, its children (the zombie's
+    // status, the counter's group and session) and its memory, then ends
+    // the counter and reaps both.
+    rcriu_test_support::signal(TREE[0], libc::SIGUSR1);
+    let status = rcriu_test_support::wait_exit(TREE[0]).unwrap();
+    // A parent that failed its check may leave its children to us (the
+    // subreaper): reaped here (one it reaped is not ours: ECHILD).
+    for p in &TREE[1..] {
+        let _ = rcriu_test_support::wait_exit(*p);
+    }
+    for p in TREE {
+        wait_gone(p);
+    }
+    assert!(l.iter().all(|x| !x.starts_with("CORRUPT")), "{l:?}");
+    let nums: Vec<u64> = l.iter().map(|x| x.parse().unwrap()).collect();
+    assert_eq!(
+        nums,
+        (TREE_NEXT..TREE_NEXT + nums.len() as u64).collect::<Vec<_>>(),
+        "the counts carry on from {TREE_NEXT}, with no gap nor repeat"
+    );
+    let verdict = std::fs::read_to_string(Path::new(HOME).join("tree.verdict")).unwrap_or_default();
+    match (status, verdict.trim()) {
+        (0, "PASS") => Ok(()),
+        (s, v) => Err(format!("exit status {s:#x}: {v}")),
+    }
+}
+
+/// A parent, a child counting into a pipe the parent reads, a pipe with
+/// 3000 bytes nobody read, and a zombie, dumped by CRIU 4.2.
+#[test]
+fn restores_criu_4_2_tree() {
+    require_root();
+    let _g = trace_lock();
+    become_subreaper();
+    restore_tree(|_| {}).unwrap();
+}
+
+/// The negative control: images that put the counting child in its
+/// parent's process group restore as they say, and the parent's check
+/// sees it.
+#[test]
+fn a_tree_child_restored_in_another_group_is_seen() {
+    require_root();
+    let _g = trace_lock();
+    become_subreaper();
+    let e = restore_tree(|dir| {
+        let mut tree = dir.pstree().unwrap();
+        assert_eq!(tree[1].pid, TREE[1] as u32);
+        tree[1].pgid = TREE[0] as u32;
+        dir.write_all(ImageFile::Pstree, &tree).unwrap();
+    })
+    .expect_err("the counter is in its parent's group");
+    assert!(e.contains("the counter's group"), "{e}");
 }

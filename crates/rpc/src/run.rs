@@ -139,6 +139,7 @@ pub fn restore(o: &Options, face: Face, actions: &Actions, detach: bool) -> Resu
     });
     let mut r = Restore::new(&images)
         .detach(detach || !o.exec_command.is_empty())
+        .sibling(o.restore_sibling)
         .shell_job(o.shell_job)
         .leave_stopped(o.final_state == FinalState::Stopped)
         .ext_unix_sk(o.ext_unix_sk)

@@ -301,6 +301,51 @@ pub fn become_subreaper() {
     });
 }
 
+/// The processes of the tree under `root` (itself first, each parent
+/// before its children), from each thread's `children`.
+pub fn tree_pids(root: i32) -> Vec<i32> {
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let pid = out[i];
+        i += 1;
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let path = t.path().join("children");
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+/// Whether `pid` is a zombie.
+pub fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// The proportional set size of `pid` (`Pss` of smaps_rollup), in KiB.
+pub fn pss_kib(pid: i32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_else(|e| panic!("reading the smaps_rollup of {pid}: {e}"));
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Pss in the smaps_rollup of {pid}"))
+}
+
 /// Parses a decimal or 0x-prefixed hex number.
 pub fn parse_num(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -351,6 +396,20 @@ pub fn wait_child(child: std::process::Child) -> Result<i32, String> {
     status
 }
 
+/// A maps line, with the inode of shared anonymous memory
+/// (`/dev/zero (deleted)`) left out: a restore makes that memory anew, as
+/// CRIU does; that it is still shared is the workloads' to check.
+fn shmem_inode_left_out(line: &str) -> String {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    if fields.len() >= 6 && line.ends_with("/dev/zero (deleted)") {
+        return format!(
+            "{} {} {} {} SHMEM /dev/zero (deleted)",
+            fields[0], fields[1], fields[2], fields[3]
+        );
+    }
+    line.to_string()
+}
+
 /// What must be the same before a dump and after a restore, as /proc
 /// shows it: maps (addresses, permissions, offsets, devices, inodes,
 /// paths), each area's VmFlags, exe, cmdline, environ, auxv, comm, the
@@ -369,6 +428,10 @@ pub struct ProcSnapshot {
     pub status: Vec<String>,
     pub limits: String,
     pub stat: Vec<String>,
+    /// Its parent, process group, session and exit signal (a shell job
+    /// restored with --shell-job has rcriu's: see
+    /// [`ProcSnapshot::apart_from_tree`]).
+    pub tree: Vec<String>,
     /// Each fd: its number, what it is (a pipe's inode left out: a
     /// restore makes new pipes; a socket as /proc/net describes it, and
     /// which earlier fd holds the same socket), its position and flags
@@ -413,6 +476,14 @@ const STATUS_KEYS: &[&str] = &[
 /// layout: startcode, endcode, startstack, start_data, end_data,
 /// start_brk, arg_start, arg_end, env_start, env_end.
 const STAT_FIELDS: &[usize] = &[26, 27, 28, 45, 46, 47, 48, 49, 50, 51];
+
+/// stat's fields about where the process stands in its tree.
+const TREE_FIELDS: &[(usize, &str)] = &[
+    (4, "ppid"),
+    (5, "pgrp"),
+    (6, "session"),
+    (38, "exit_signal"),
+];
 
 impl ProcSnapshot {
     /// Reads `pid`'s /proc once it holds still: three readings alike in
@@ -461,7 +532,7 @@ impl ProcSnapshot {
         let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
         let fields: Vec<&str> = after.split_whitespace().collect();
         ProcSnapshot {
-            maps: text("maps").lines().map(String::from).collect(),
+            maps: text("maps").lines().map(shmem_inode_left_out).collect(),
             vmflags,
             exe: std::fs::read_link(p("exe")).unwrap_or_default(),
             cmdline: read("cmdline"),
@@ -478,11 +549,22 @@ impl ProcSnapshot {
                 .iter()
                 .map(|&n| fields.get(n - 3).copied().unwrap_or("?").to_owned())
                 .collect(),
+            tree: TREE_FIELDS
+                .iter()
+                .map(|&(n, name)| format!("{name} {}", fields.get(n - 3).copied().unwrap_or("?")))
+                .collect(),
             fds: fd_lines(pid),
             attrs: attr_lines(pid),
             threads: thread_lines(pid),
             wchan: text("wchan"),
         }
+    }
+
+    /// The snapshot without where the process stands in its tree (for a
+    /// shell job, which a restore puts under rcriu, in rcriu's group).
+    pub fn apart_from_tree(mut self) -> ProcSnapshot {
+        self.tree.clear();
+        self
     }
 
     /// A snapshot of `pid` once it sleeps where `like` did: a restored
@@ -526,6 +608,10 @@ impl ProcSnapshot {
         lines("VmFlags", &self.vmflags, &other.vmflags, &mut d);
         lines("status", &self.status, &other.status, &mut d);
         lines("stat", &self.stat, &other.stat, &mut d);
+        // Left out of either (apart_from_tree): not compared.
+        if !self.tree.is_empty() && !other.tree.is_empty() {
+            lines("tree", &self.tree, &other.tree, &mut d);
+        }
         lines("fds", &self.fds, &other.fds, &mut d);
         lines("attributes", &self.attrs, &other.attrs, &mut d);
         lines("threads", &self.threads, &other.threads, &mut d);

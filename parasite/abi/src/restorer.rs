@@ -81,6 +81,76 @@ pub const FLAG_COREDUMP_FILTER: u32 = 1 << 6;
 /// autogroup).
 pub const FLAG_AUTOGROUP: u32 = 1 << 7;
 
+/// [`Args::flags`]: forked by its parent's restorer (not by rcriu): it
+/// does not wait for rcriu's go, and enters no time namespace (it has its
+/// parent's).
+pub const FLAG_CHILD: u32 = 1 << 8;
+
+/// [`Args::flags`]: its process group is one a helper makes: it counts
+/// itself in [`TreeShared::joined`] once it joined.
+pub const FLAG_JOINS_HELPER: u32 = 1 << 9;
+
+/// [`Args::flags`]: its fd table is an ancestor's (CLONE_FILES), whose
+/// restorer places the fds: this one only says when it is done with the
+/// fds rcriu opened for it ([`Args::fdt_owner`]) and waits until they are
+/// placed.
+pub const FLAG_FDT_SHARED: u32 = 1 << 10;
+
+/// A child the restorer of a process forks, with its pid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Child {
+    pub pid: i32,
+    /// The signal its parent gets when it ends (SIGCHLD, mostly).
+    pub exit_signal: u32,
+    /// Its own [`Args`], in the region; 0 for a zombie or a helper.
+    pub args: u64,
+    /// The top of its stack, in the region (a zombie and a helper have a
+    /// small one of their own).
+    pub stack_top: u64,
+    /// A zombie's wait status: it exits so at once.
+    pub zombie_status: u32,
+    /// Non-zero: forked once its parent's memory is in place (so that it
+    /// inherits the areas it shares with its parent), zero: before the
+    /// parent unmaps rcriu.
+    pub late: u32,
+    /// A zombie's name (comm), NUL-padded.
+    pub comm: [u8; 16],
+    /// What it is: [`CHILD_LIVE`], [`CHILD_ZOMBIE`] or [`CHILD_HELPER`].
+    pub kind: u32,
+    /// A zombie's or a helper's process group: one that leads its own
+    /// makes it before it ends.
+    pub pgid: i32,
+    /// `clone3` flags: CLONE_FILES and CLONE_FS, what it shares with its
+    /// parent.
+    pub clone_flags: u64,
+}
+
+/// [`Child::kind`]: a process of the tree, into its own restorer.
+pub const CHILD_LIVE: u32 = 0;
+/// A zombie: it ends at once with its status, never reaped by the restore.
+pub const CHILD_ZOMBIE: u32 = 1;
+/// A helper (as CRIU's `TASK_HELPER`): it makes a process group whose
+/// leader was gone at the dump, waits until every member joined it
+/// ([`TreeShared::joined`]), then ends; its parent reaps it. It sends no
+/// signal when it ends.
+pub const CHILD_HELPER: u32 = 2;
+
+/// What the processes of a tree share in the region: a barrier all reach
+/// once every process exists (process groups are joined after it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TreeShared {
+    /// The live processes and helpers that reached the barrier (a futex).
+    pub created: u32,
+    /// The live processes of the tree and its helpers.
+    pub nr_procs: u32,
+    /// The processes that joined a group a helper made (a futex).
+    pub joined: u32,
+    /// The processes that join a group a helper makes.
+    pub nr_joiners: u32,
+}
+
 /// [`Args::page_state`]: the areas are not mapped yet.
 pub const PAGES_WAIT: u32 = 0;
 /// [`Args::page_state`]: the restorer mapped the areas; the helper may
@@ -124,6 +194,9 @@ pub fn claim(claims: &core::sync::atomic::AtomicU64, front: bool) -> Option<u32>
 
 /// Bytes of stack each thread but the leader gets in the region.
 pub const THREAD_STACK_SIZE: usize = 32 * 1024;
+
+/// The stack of a zombie or a helper: it makes a few syscalls and ends.
+pub const SMALL_STACK_SIZE: usize = 4096;
 /// Bytes of one `siginfo_t`.
 pub const SIGINFO_SIZE: usize = 128;
 /// The errno an injected restorer fault reports (ECANCELED).
@@ -356,6 +429,8 @@ pub enum Step {
     ArmTimers = 35,
     MmAttrs = 36,
     ProcessAttrs = 37,
+    Children = 38,
+    Pgid = 39,
 }
 
 impl Step {
@@ -399,6 +474,8 @@ impl Step {
             35 => Step::ArmTimers,
             36 => Step::MmAttrs,
             37 => Step::ProcessAttrs,
+            38 => Step::Children,
+            39 => Step::Pgid,
             _ => Step::None,
         }
     }
@@ -450,6 +527,8 @@ impl Step {
             Step::ProcessAttrs => {
                 "setting process attributes (membarrier, coredump filter, autogroup, MDWE)"
             }
+            Step::Children => "creating a child process (clone3 with its pid)",
+            Step::Pgid => "joining its process group",
         }
     }
 }
@@ -510,6 +589,13 @@ pub struct Vma {
     /// protection at once (which keeps its VM_ACCOUNT as it was, and so
     /// its merging with neighbours).
     pub fill: u32,
+    /// Non-zero when the process's parent had the same private anonymous
+    /// area, with the same pages to fill or none, when it forked the
+    /// process (a late [`Child`]): the area is kept as inherited, its pages
+    /// shared until written, and only the pages that differ are written
+    /// ([`Args::cow_batches`]).
+    pub inherited: u32,
+    pub _pad: u32,
 }
 
 /// `struct iovec`.
@@ -710,13 +796,45 @@ pub struct Args {
     /// is [`Step::Fds`] of item `nr_fds` + its index).
     pub late: u64,
     pub nr_late: u64,
+    /// Address and count of the [`Child`]ren it forks (with their pids).
+    pub children: u64,
+    pub nr_children: u64,
+    /// The [`TreeShared`] words of its tree, in the region (0: a single
+    /// process).
+    pub tree: u64,
+    /// The process group to join once every process exists (0: keep the
+    /// one it has).
+    pub pgid: i32,
+    pub _pad5: u32,
+    /// Address and count of the [`ReadBatch`]es into inherited areas
+    /// (their iovecs in `iovs` too): each page is read aside and written
+    /// only where it differs from the page inherited.
+    pub cow_batches: u64,
+    pub nr_cow_batches: u64,
+    /// Address and count of the [`Range`]s of inherited areas the process
+    /// had no pages in: dropped (`MADV_DONTNEED`) before the reads.
+    pub drops: u64,
+    pub nr_drops: u64,
+    /// What the restorer reports of its inherited areas: pages compared,
+    /// and those of them left shared (CRIU's `pages_compared` and
+    /// `pages_skipped_cow`).
+    pub pages_compared: u64,
+    pub pages_cow: u64,
+    /// With [`FLAG_FDT_SHARED`]: the address of the `Args` of the process
+    /// whose restorer places the fds of the table.
+    pub fdt_owner: u64,
+    /// The processes sharing this process's fd table still using fds
+    /// rcriu opened for them (a futex): it places the fds once none is.
+    pub fdt_pending: u32,
+    /// Non-zero once the fds are placed (a futex).
+    pub fdt_placed: u32,
 }
 
 const _: () = {
     assert!(size_of::<CloneArgs>() == 88);
     assert!(size_of::<Range>() == 16);
     assert!(size_of::<VdsoMove>() == 32);
-    assert!(size_of::<Vma>() == 48);
+    assert!(size_of::<Vma>() == 56);
     assert!(offset_of!(Vma, fd) == 40);
     assert!(size_of::<IoVec>() == 16);
     assert!(size_of::<ReadBatch>() == 16);
@@ -735,7 +853,10 @@ const _: () = {
     assert!(offset_of!(Args, rlimits).is_multiple_of(8));
     assert!(size_of::<Args>().is_multiple_of(8));
     // Every field accounted for: no implicit padding.
-    assert!(size_of::<Args>() == 3928);
+    assert!(size_of::<Args>() == 4024);
+    assert!(offset_of!(Args, fdt_pending).is_multiple_of(4));
+    assert!(size_of::<Child>() == 64);
+    assert!(size_of::<TreeShared>() == 16);
     assert!(size_of::<LateOpen>() == 24);
     assert!(offset_of!(Args, page_claims).is_multiple_of(8));
     assert!(size_of::<Creds>() == 104);

@@ -2,6 +2,8 @@
 //! moved there, then the files the restorer opens itself (its own /proc
 //! files); every other fd is closed.
 
+use core::sync::atomic::{AtomicU32, Ordering};
+
 use rcriu_blob_rt::nr::*;
 use rcriu_blob_rt::syscall::{call, value};
 use rcriu_parasite_abi::restorer::{Args, FdMove, LateOpen};
@@ -74,4 +76,68 @@ fn open_late(l: &LateOpen) -> Res {
         ok(value(NR_LSEEK, l.to as u64, l.pos, SEEK_SET), 0)?;
     }
     Ok(())
+}
+
+/// The words of the process that places the fds of a shared table.
+///
+/// # Safety
+/// `args` is the address of that process's `Args` in the region, whose
+/// two words every sharer touches only atomically.
+unsafe fn words(args: u64) -> (&'static AtomicU32, &'static AtomicU32) {
+    let a = args as *mut Args;
+    // SAFETY: the caller's contract; both are aligned u32 fields.
+    unsafe {
+        (
+            AtomicU32::from_ptr(&raw mut (*a).fdt_pending),
+            AtomicU32::from_ptr(&raw mut (*a).fdt_placed),
+        )
+    }
+}
+
+fn wake(w: &AtomicU32) {
+    // SAFETY: a futex wake on a word of the shared region.
+    unsafe { call(NR_FUTEX, w.as_ptr() as u64, FUTEX_WAKE, i32::MAX as u64, 0) };
+}
+
+/// Sleeps until `done(w)`.
+fn wait_until(w: &AtomicU32, done: impl Fn(u32) -> bool) {
+    loop {
+        let now = w.load(Ordering::Acquire);
+        if done(now) {
+            return;
+        }
+        // SAFETY: a futex wait on a word of the shared region, while it
+        // holds `now`.
+        unsafe { call(NR_FUTEX, w.as_ptr() as u64, FUTEX_WAIT, now as u64, 0) };
+    }
+}
+
+/// A process sharing an ancestor's fd table: done with the fds rcriu
+/// opened for it, it tells the table's holder, and waits until the fds
+/// are placed (nothing it does after may open an fd the placing would
+/// take).
+pub fn hand_over(a: &Args) {
+    // SAFETY: rcriu put the holder's args address in `fdt_owner`.
+    let (pending, placed) = unsafe { words(a.fdt_owner) };
+    if pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+        wake(pending);
+    }
+    wait_until(placed, |v| v != 0);
+}
+
+/// The holder of a shared fd table waits until every sharer is done with
+/// the fds rcriu opened for it.
+pub fn wait_sharers(a: &mut Args) {
+    // SAFETY: its own args' word, aligned, in the region; sharers touch it
+    // only atomically.
+    let pending = unsafe { AtomicU32::from_ptr(&raw mut a.fdt_pending) };
+    wait_until(pending, |v| v == 0);
+}
+
+/// The holder says the fds are placed.
+pub fn placed(a: &mut Args) {
+    // SAFETY: as in `wait_sharers`.
+    let placed = unsafe { AtomicU32::from_ptr(&raw mut a.fdt_placed) };
+    placed.store(1, Ordering::Release);
+    wake(placed);
 }

@@ -21,12 +21,13 @@ mod signals;
 mod task;
 mod thread;
 mod timers;
+mod tree;
 
 use rcriu_blob_rt::nr::*;
 use rcriu_blob_rt::syscall::value;
 use rcriu_parasite_abi::restorer::{
-    Args, FAULT_ERRNO, FLAG_LOGINUID, FLAG_MM_MAP, FLAG_SETSID, FLAG_TIMENS, MAGIC, Step,
-    ThreadArgs,
+    Args, FAULT_ERRNO, FLAG_CHILD, FLAG_FDT_SHARED, FLAG_LOGINUID, FLAG_MM_MAP, FLAG_SETSID,
+    FLAG_TIMENS, MAGIC, Step, ThreadArgs,
 };
 
 // The entry point: rdi = &Args, rsp = the top of the region's stack.
@@ -52,7 +53,9 @@ fn ok(r: i64, index: u32) -> Result<i64, Fail> {
     if r < 0 { Err(Fail(index, r)) } else { Ok(r) }
 }
 
-extern "C" fn restorer_main(args: *mut Args) -> ! {
+/// The restorer of one process: rcriu's fork for the root of a tree,
+/// its parent restorer's fork for any other.
+pub(crate) extern "C" fn restorer_main(args: *mut Args) -> ! {
     // SAFETY: rcriu passes the address of the Args it filled in the
     // region, which stays mapped (and is this blob's only memory) until
     // rcriu unmaps it after the restorer stopped.
@@ -103,8 +106,10 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
     task::block_signals().map_err(|f| (s, f))?;
     // rcriu writes the inherited rseq registration into the args (read
     // through ptrace) before it says go.
-    let s = at(Step::Go, a);
-    task::wait_go(a).map_err(|f| (s, f))?;
+    if a.flags & FLAG_CHILD == 0 {
+        let s = at(Step::Go, a);
+        task::wait_go(a).map_err(|f| (s, f))?;
+    }
     let s = at(Step::DropRseq, a);
     task::drop_rseq(a).map_err(|f| (s, f))?;
     if a.flags & FLAG_SETSID != 0 {
@@ -114,6 +119,13 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
     if a.flags & FLAG_TIMENS != 0 {
         let s = at(Step::Timens, a);
         task::enter_timens(a).map_err(|f| (s, f))?;
+    }
+    // Its children, into the session and time namespace it has now, with
+    // every fd rcriu opened still here: those that share none of its
+    // memory now, the others once it is in place.
+    if a.nr_children != 0 {
+        let s = at(Step::Children, a);
+        tree::fork_children(a, false).map_err(|f| (s, f))?;
     }
     let s = at(Step::Unmap, a);
     mm::unmap_rcriu(a).map_err(|f| (s, f))?;
@@ -137,6 +149,14 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
                 a.copy_len as usize,
             )
         };
+    }
+    if a.nr_children != 0 {
+        let s = at(Step::Children, a);
+        tree::fork_children(a, true).map_err(|f| (s, f))?;
+    }
+    if a.tree != 0 || a.pgid != 0 {
+        let s = at(Step::Pgid, a);
+        tree::join_group(a).map_err(|f| (s, f))?;
     }
     let s = at(Step::Madvise, a);
     mm::madvise_vmas(a).map_err(|f| (s, f))?;
@@ -163,7 +183,14 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
         ok(value(NR_IOCTL, a.ctty_fd as u64, TIOCSCTTY, 0), 0).map_err(|f| (s, f))?;
     }
     let s = at(Step::Fds, a);
-    fds::place_fds(a).map_err(|f| (s, f))?;
+    if a.flags & FLAG_FDT_SHARED != 0 {
+        // The table's holder places them, once every sharer is done.
+        fds::hand_over(a);
+    } else {
+        fds::wait_sharers(a);
+        fds::place_fds(a).map_err(|f| (s, f))?;
+        fds::placed(a);
+    }
     if a.flags & FLAG_LOGINUID != 0 {
         let s = at(Step::Loginuid, a);
         task::set_loginuid(a).map_err(|f| (s, f))?;

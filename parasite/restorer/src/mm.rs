@@ -10,22 +10,39 @@ use rcriu_parasite_abi::restorer::{
 
 use crate::{Fail, Res, array, ok};
 
+/// Unmaps everything but the ranges rcriu keeps (this code, its args
+/// and stack, the vDSO) and the areas a late child inherited.
 pub fn unmap_rcriu(a: &Args) -> Res {
     let keep = &a.keep[..(a.nr_keep as usize).min(a.keep.len())];
+    let inherited = vmas(a).iter().filter(|v| v.inherited != 0);
+    let mut kept = keep.iter().map(|k| (k.start, k.end)).peekable();
+    let mut inh = inherited.map(|v| (v.start, v.end)).peekable();
     let mut from = 0u64;
-    for (i, k) in keep.iter().enumerate() {
-        if k.start > from {
+    let mut i = 0u32;
+    loop {
+        // The next range kept, by address, from either list (both sorted).
+        let next = match (kept.peek(), inh.peek()) {
+            (Some(k), Some(v)) if k.0 <= v.0 => kept.next(),
+            (Some(_), Some(_)) | (None, Some(_)) => inh.next(),
+            (Some(_), None) => kept.next(),
+            (None, None) => None,
+        };
+        let Some((start, end)) = next else { break };
+        if start > from {
             // SAFETY: rcriu lists in `keep` every range this code, its
-            // args and its stack live in; the rest is rcriu's, dead here.
-            let r = unsafe { call(NR_MUNMAP, from, k.start - from, 0, 0) };
-            ok(r, i as u32)?;
+            // args and its stack live in, and marks the areas inherited
+            // from the parent; the rest is rcriu's, or the parent's, dead
+            // here.
+            let r = unsafe { call(NR_MUNMAP, from, start - from, 0, 0) };
+            ok(r, i)?;
         }
-        from = from.max(k.end);
+        from = from.max(end);
+        i += 1;
     }
     if a.task_size > from {
         // SAFETY: as above.
         let r = unsafe { call(NR_MUNMAP, from, a.task_size - from, 0, 0) };
-        ok(r, keep.len() as u32)?;
+        ok(r, i)?;
     }
     Ok(())
 }
@@ -65,6 +82,10 @@ fn vmas(a: &Args) -> &[Vma] {
 
 pub fn map_vmas(a: &Args) -> Res {
     for (i, v) in vmas(a).iter().enumerate() {
+        if v.inherited != 0 {
+            // Mapped by the parent as it would be here.
+            continue;
+        }
         // Writable while it is filled, protected as it was afterwards; an
         // area with nothing to fill gets its protection at once.
         let prot = if v.fill != 0 {
@@ -97,8 +118,20 @@ pub fn read_pages(a: &mut Args) -> Res {
     if a.flags & FLAG_PAGE_HELPER != 0 {
         return crate::pages::read_shared(a);
     }
+    // What the process did not have of what it inherited goes first.
+    // SAFETY: rcriu wrote `nr_drops` ranges inside inherited areas.
+    let drops: &[Range] = unsafe { array(a.drops, a.nr_drops) };
+    for (i, d) in drops.iter().enumerate() {
+        // SAFETY: the range lies in a private area this process inherited
+        // and had no pages in: it reads as zeros again, as it did.
+        let r = unsafe { call(NR_MADVISE, d.start, d.end - d.start, MADV_DONTNEED, 0) };
+        ok(r, a.nr_batches as u32 + i as u32)?;
+    }
     for i in 0..a.nr_batches as u32 {
         read_one(a, i)?;
+    }
+    if a.nr_cow_batches != 0 {
+        crate::pages::read_inherited(a)?;
     }
     Ok(())
 }
