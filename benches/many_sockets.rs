@@ -10,8 +10,11 @@
 //! process again and again), then the workload checks every socket, and
 //! every client gets its echo. The medians are printed. CRIU runs when
 //! `RCRIU_BENCH_CRIU` names its binary; `RCRIU_BENCH_SOCKETS` changes the
-//! counts (`1000,10000`), `RCRIU_BENCH_LOCK` passes `--network-lock
-//! METHOD` to both tools (their default, iptables, otherwise). A tool
+//! counts (`1000,10000`), `RCRIU_BENCH_LOCK` the `--network-lock` method
+//! both tools get (nftables unless told: with iptables, both tools'
+//! default, ten thousand connections are twenty thousand rules, which
+//! iptables-legacy inserts and deletes one search at a time, for minutes,
+//! and every loopback packet meanwhile crosses them all). A tool
 //! that fails is reported with its message (and the nftables lock table
 //! it left removed), and the next one runs. `TMPDIR=/dev/shm` keeps the
 //! images on tmpfs: on ext4, creating thousands of files (a tcp-stream
@@ -222,7 +225,7 @@ fn main() {
         .split(',')
         .filter_map(|c| c.trim().parse().ok())
         .collect();
-    let lock = std::env::var("RCRIU_BENCH_LOCK").ok();
+    let lock = Some(std::env::var("RCRIU_BENCH_LOCK").unwrap_or_else(|_| "nftables".into()));
     let criu = std::env::var("RCRIU_BENCH_CRIU").ok();
     let mut tools = vec![("rcriu", env!("CARGO_BIN_EXE_rcriu").to_owned())];
     if let Some(c) = criu {
