@@ -217,9 +217,7 @@ fn options_rcriu_cannot_honour_are_refused_by_name() {
     let w = common::start("dump_state", &[]);
     let t = TempDir::new("cli-refused-opts");
     for (opts, name) in [
-        (&["--tcp-established"][..], "--tcp-established"),
-        (&["--link-remap"], "--link-remap"),
-        (&["--ext-unix-sk"], "--ext-unix-sk"),
+        (&["--link-remap"][..], "--link-remap"),
         (&["--external", "mnt[/x]:y"], "--external"),
         (&["--manage-cgroups=full"], "--manage-cgroups"),
         (&["--timeout", "3"], "--timeout"),
@@ -248,7 +246,7 @@ fn options_rcriu_cannot_honour_are_refused_by_name() {
         w.pid,
         &dir,
         &[
-            "--no-tcp-established",
+            "--no-link-remap",
             "--no-file-locks",
             "--manage-cgroups",
             "--leave-running",
@@ -256,6 +254,37 @@ fn options_rcriu_cannot_honour_are_refused_by_name() {
     )));
     assert!(images(&dir).contains(&"inventory.img".to_string()));
     w.verdict().expect("the process ran on through it all");
+}
+
+#[test]
+fn socket_options_are_honoured() {
+    let _g = common::setup();
+    let mut w = common::start("sk_tcp", &["pair"]);
+    let t = TempDir::new("cli-sockets");
+    // Without --tcp-established a connection is refused by name.
+    let dir = t.path().join("refused");
+    let err = failed(&run(&mut zdtm_dump(w.pid, &dir, &[])));
+    assert!(err.contains("--tcp-established"), "{err}");
+    assert!(images(&dir).is_empty(), "{:?}", images(&dir));
+    // With it (and a lock method named), the connections are dumped and
+    // come back connected.
+    let dir = t.path().join("1");
+    let opts = [
+        "--tcp-established",
+        "--network-lock",
+        "nftables",
+        "--skip-in-flight",
+    ];
+    ok(&run(&mut zdtm_dump(w.pid, &dir, &opts)));
+    w.reap();
+    assert!(images(&dir).iter().any(|n| n.starts_with("tcp-stream-")));
+    let pidfile = t.path().join("restored.pid");
+    ok(&run(&mut zdtm_restore(
+        &dir,
+        &pidfile,
+        &["--tcp-established"],
+    )));
+    w.verdict().expect("the restored connections carry on");
 }
 
 #[test]
@@ -282,12 +311,12 @@ fn the_log_is_criu_s() {
         .arg(&work)
         .arg("-D")
         .arg(&dir)
-        .arg("--tcp-close"));
+        .arg("--link-remap"));
     failed(&out);
     let log = std::fs::read_to_string(work.join("my.log")).unwrap();
     assert!(!log.contains("stale"), "{log}");
     // -v2: no time stamps, errors as criu's.
-    let line = log.lines().find(|l| l.contains("tcp-close")).unwrap();
+    let line = log.lines().find(|l| l.contains("link-remap")).unwrap();
     assert!(line.starts_with("Error ("), "{line}");
     assert!(
         line.contains(".rs:") && line.contains("): "),
@@ -346,7 +375,7 @@ fn configuration_files_as_criu_reads_them() {
     std::fs::create_dir_all(home.join(".criu")).unwrap();
     std::fs::write(
         home.join(".criu/default.conf"),
-        "# the user's\ntcp-established\n",
+        "# the user's\nlink-remap\n",
     )
     .unwrap();
     let dump = |dir: &str, extra: &[&str], env_file: Option<&Path>| {
@@ -362,11 +391,11 @@ fn configuration_files_as_criu_reads_them() {
     };
     // $HOME/.criu/default.conf is read...
     let err = failed(&dump("a", &[], None));
-    assert!(err.contains("--tcp-established"), "{err}");
+    assert!(err.contains("--link-remap"), "{err}");
     // ...but not with --no-default-config.
     ok(&dump("b", &["--no-default-config"], None));
     // The command line comes after the files.
-    ok(&dump("c", &["--no-tcp-established"], None));
+    ok(&dump("c", &["--no-link-remap"], None));
     // CRIU_CONFIG_FILE and --config FILE (which leaves out the default
     // files), in criu's syntax.
     let env_conf = t.path().join("env.conf");

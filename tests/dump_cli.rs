@@ -135,7 +135,7 @@ fn dump_with_criu_options() {
 fn a_refusal_names_what_and_fails() {
     require_root();
     let _g = trace_lock();
-    let w = start("dump_scope", &["socket"]);
+    let w = start("dump_scope", &["vsock"]);
     let t = TempDir::new("cli-refused");
     let dir = t.path().join("images");
     let out = run(rcriu()
@@ -143,7 +143,7 @@ fn a_refusal_names_what_and_fails() {
         .arg(&dir));
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("a socket"), "{err}");
+    assert!(err.contains("a socket of family AF_VSOCK"), "{err}");
     assert!(err.contains(&format!("process {}", w.pid)), "{err}");
     assert!(images(&dir).is_empty(), "{:?}", images(&dir));
     w.verdict().expect("the process is intact");

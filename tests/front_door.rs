@@ -132,14 +132,14 @@ fn pycriu_hears_why_a_dump_is_refused() {
     let t = TempDir::new("pycriu-refused");
     let dir = t.path().join("images");
     std::fs::create_dir(&dir).unwrap();
-    let w = common::start("dump_scope", &["socket"]);
+    let w = common::start("dump_scope", &["vsock"]);
     let out = pycriu(
         &t,
         &["dump", RCRIU, dir.to_str().unwrap(), &w.pid.to_string()],
     );
     let said = text(&out.stdout);
     assert!(said.starts_with("failed: Error ("), "{said}");
-    assert!(said.contains("a socket"), "{said}");
+    assert!(said.contains("a socket of family AF_VSOCK"), "{said}");
     assert!(!dir.join("inventory.img").exists());
     w.verdict().expect("untouched");
 }

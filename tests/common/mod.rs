@@ -38,6 +38,11 @@ const SLEEPERS: &[&str] = &[
     "pidfds",
     "locks",
     "deleted",
+    "sk_unix",
+    "sk_inet",
+    "sk_tcp",
+    "sk_netlink",
+    "sk_tree",
     "tree",
     "cow",
 ];
@@ -72,13 +77,25 @@ pub fn cycle(name: &str, args: &[&str], tweak: Option<Tweak>) -> Result<(), Stri
 }
 
 /// As [`cycle`], of a workload already started (and set up) by the test.
-pub fn cycle_with(mut w: Workload, name: &str, tweak: Option<Tweak>) -> Result<(), String> {
+pub fn cycle_with(w: Workload, name: &str, tweak: Option<Tweak>) -> Result<(), String> {
+    cycle_opts(w, name, tweak, |d| d, |r| r)
+}
+
+/// As [`cycle_with`], the dump and the restore given options by `dump`
+/// and `restore`.
+pub fn cycle_opts(
+    mut w: Workload,
+    name: &str,
+    tweak: Option<Tweak>,
+    dump: impl FnOnce(Dump) -> Dump,
+    restore: impl FnOnce(Restore) -> Restore,
+) -> Result<(), String> {
     let images = TempDir::new(&format!("slice-{name}"));
     let before = steady(w.pid);
     let inside = probe(name, w.pid);
     // Every other live process of its tree is compared too.
     let others = steady_others(w.pid);
-    Dump::new(w.pid)
+    dump(Dump::new(w.pid))
         .images_dir(images.path())
         .run()
         .map_err(|e| format!("dumping {name}: {e}"))?;
@@ -97,7 +114,7 @@ pub fn cycle_with(mut w: Workload, name: &str, tweak: Option<Tweak>) -> Result<(
         std::fs::remove_file(images.path().join(rcriu::images::manifest::MANIFEST))
             .expect("the dump wrote a manifest");
     }
-    let r = Restore::new(images.path())
+    let r = restore(Restore::new(images.path()))
         .detach(true)
         .run()
         .map_err(|e| format!("restoring {name}: {e}"))?;
@@ -189,11 +206,16 @@ fn steady_others(root: i32) -> Vec<(i32, ProcSnapshot)> {
 
 /// start → dump --leave-running → verdict of the original.
 pub fn leave_running(name: &str, args: &[&str]) {
+    leave_running_opts(name, args, |d| d);
+}
+
+/// As [`leave_running`], the dump given options by `dump`.
+pub fn leave_running_opts(name: &str, args: &[&str], dump: impl FnOnce(Dump) -> Dump) {
     let w = start(name, args);
     let images = TempDir::new(&format!("slice-lr-{name}"));
     let before = steady(w.pid);
     let inside = probe(name, w.pid);
-    Dump::new(w.pid)
+    dump(Dump::new(w.pid))
         .images_dir(images.path())
         .leave_running(true)
         .run()

@@ -7,7 +7,7 @@
  *   dump_scope OUTFILE MODE
  *
  * MODE: none (nothing beyond the slice: the control), thread, child, pipe,
- * socket, shm (shared anonymous memory), writable (a regular file open
+ * socket, vsock (an AF_VSOCK socket), shm (shared anonymous memory), writable (a regular file open
  * read-write), lock (a file locked with flock), timer (a POSIX timer),
  * userfaultfd (an anonymous inode rcriu does not dump), alarm (a timerfd
  * on an alarm clock, which CRIU's restore does not take), uts (a UTS namespace of its own), pending (a blocked signal
@@ -94,6 +94,10 @@ int main(int argc, char **argv)
 	} else if (!strcmp(mode, "socket")) {
 		if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) || write(fds[1], "through", 7) != 7)
 			return 2;
+	} else if (!strcmp(mode, "vsock")) {
+		fds[0] = socket(AF_VSOCK, SOCK_STREAM, 0);
+		if (fds[0] < 0)
+			return 2;
 	} else if (!strcmp(mode, "shm")) {
 		shm = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 		if (shm == MAP_FAILED)
@@ -157,6 +161,11 @@ int main(int argc, char **argv)
 	} else if (!strcmp(mode, "pipe") || !strcmp(mode, "socket")) {
 		if (read(fds[0], buf, 7) != 7 || memcmp(buf, "through", 7))
 			return verdict(argv[1], "FAIL: the data is gone\n");
+	} else if (!strcmp(mode, "vsock")) {
+		int dom = 0;
+		socklen_t l = sizeof(dom);
+		if (getsockopt(fds[0], SOL_SOCKET, SO_DOMAIN, &dom, &l) || dom != AF_VSOCK)
+			return verdict(argv[1], "FAIL: the socket changed\n");
 	} else if (!strcmp(mode, "shm")) {
 		if (strcmp(shm, "shared"))
 			return verdict(argv[1], "FAIL: the shared memory changed\n");

@@ -98,6 +98,13 @@ pub enum Error {
         #[source]
         source: rcriu_restore::Error,
     },
+    /// The TCP connections could not be locked (criu's `--network-lock`).
+    #[error("locking the TCP connections of process {pid} (--network-lock)")]
+    NetworkLock {
+        pid: Pid,
+        #[source]
+        source: rcriu_restore::Error,
+    },
     /// Something the kernel reported does not add up.
     #[error("process {pid}: {what}")]
     Inconsistent { pid: Pid, what: String },

@@ -18,8 +18,13 @@
 //! /dev/zero, ...) opened in any mode, also with `O_PATH`; deleted regular
 //! files (as ghost files, up to the ghost limit); pipes; FIFOs; pty
 //! masters and slaves; eventfds, epoll instances, signalfds and timerfds
-//! ([`anon`]). Each keeps its flags, position and owner (fown).
-//! Anything else is refused, naming the fd.
+//! ([`anon`]); sockets ([`sockets`](crate::sockets)). Each keeps its
+//! flags, position and owner (fown). Anything else is refused, naming the
+//! fd.
+//!
+//! Files in flight (sent over a unix socket, `SCM_RIGHTS`, and not read
+//! yet) are dumped as the fds are ([`Files::in_flight`]): rcriu holds
+//! them while the dump lasts, so that kcmp finds them among the task's.
 
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -30,7 +35,9 @@ use std::path::{Path, PathBuf};
 use rcriu_images::{ImageDir, ImageFile, pb};
 use rcriu_proc::{Fd, FdInfo, FdTarget, Pid};
 
-use crate::{Error, Result, anon, fifo, file_lock, files_sys, ghost, pipes, sys, tty};
+use crate::{
+    Error, Result, anon, fifo, file_lock, files_sys, ghost, pipes, sk_queue, sockets, sys, tty,
+};
 
 /// What a file entry needs to know of a file.
 #[derive(Debug, Clone)]
@@ -159,6 +166,8 @@ pub enum FdKind {
     /// A file on an anonymous inode (eventfd, epoll, ...): its own entry
     /// ([`anon`]).
     Anon(anon::Kind),
+    /// A socket: the entry of its family ([`sockets`]).
+    Socket,
 }
 
 impl FdKind {
@@ -169,6 +178,7 @@ impl FdKind {
             FdKind::Fifo => pb::FdTypes::Fifo,
             FdKind::Tty(_) => pb::FdTypes::Tty,
             FdKind::Anon(k) => k.fd_type(),
+            FdKind::Socket => pb::FdTypes::Und,
         }
     }
 }
@@ -193,6 +203,7 @@ impl OpenFd {
             libc::S_IFIFO if self.info.pipefs => FdKind::Pipe,
             libc::S_IFIFO => FdKind::Fifo,
             libc::S_IFCHR => tty::driver(self.info.rdev).map_or(FdKind::Reg, FdKind::Tty),
+            libc::S_IFSOCK => FdKind::Socket,
             _ => FdKind::Reg,
         }
     }
@@ -223,6 +234,25 @@ const MEM_MAJOR: u32 = 1;
 /// Refuses fds out of scope, from what /proc says (before the task is
 /// touched).
 pub fn check_fd(pid: Pid, fd: &Fd, fdinfo: &FdInfo) -> Result<()> {
+    check_fd_at(pid, fd, fdinfo, &format!("/proc/{pid}/fd/{}", fd.fd))
+}
+
+/// A file in flight refused: named as such rather than by rcriu's fd.
+fn in_flight_error(pid: Pid, e: Error) -> Error {
+    match e {
+        Error::Unsupported { what, .. } => Error::Unsupported {
+            pid,
+            what: format!(
+                "a file in flight in a unix socket ({})",
+                what.split_once(": ").map_or(what.as_str(), |(_, w)| w)
+            ),
+        },
+        e => e,
+    }
+}
+
+/// [`check_fd`] of the fd whose /proc link is `link`.
+fn check_fd_at(pid: Pid, fd: &Fd, fdinfo: &FdInfo, link: &str) -> Result<()> {
     let refuse = |what: String| Error::unsupported(pid, format!("fd {}: {what}", fd.fd));
     let path = match fd.target() {
         FdTarget::Path { path, .. } => path,
@@ -232,7 +262,8 @@ pub fn check_fd(pid: Pid, fd: &Fd, fdinfo: &FdInfo) -> Result<()> {
             }
             return Ok(());
         }
-        FdTarget::Socket(_) => return Err(refuse("a socket".into())),
+        // Its kind is known once rcriu holds a copy (crate::sockets).
+        FdTarget::Socket(_) => return Ok(()),
         FdTarget::AnonInode(kind) => return anon::check(pid, fd.fd, &kind, fdinfo),
         FdTarget::Inode { kind, .. } => return Err(refuse(format!("a {kind} file"))),
         FdTarget::Other(link) => {
@@ -246,8 +277,7 @@ pub fn check_fd(pid: Pid, fd: &Fd, fdinfo: &FdInfo) -> Result<()> {
         return Err(refuse(format!("a memfd ({})", path.display())));
     }
     // The link, not followed further: the file itself, not opened again.
-    let link = format!("/proc/{pid}/fd/{}", fd.fd);
-    let m = std::fs::metadata(&link).map_err(Error::file(pid, &link))?;
+    let m = std::fs::metadata(link).map_err(Error::file(pid, link))?;
     let deleted = m.nlink() == 0;
     let kind = match m.mode() & libc::S_IFMT {
         libc::S_IFREG => return Ok(()),
@@ -283,7 +313,9 @@ pub fn check_fd(pid: Pid, fd: &Fd, fdinfo: &FdInfo) -> Result<()> {
 pub fn check_open(pid: Pid, f: &OpenFd) -> Result<()> {
     let what = format!("fd {}:", f.fd);
     match f.kind() {
-        FdKind::Pipe | FdKind::Tty(tty::Driver::PtySlave) | FdKind::Anon(_) => Ok(()),
+        FdKind::Pipe | FdKind::Tty(tty::Driver::PtySlave) | FdKind::Anon(_) | FdKind::Socket => {
+            Ok(())
+        }
         FdKind::Reg if f.info.unlinked() && f.info.is_reg() => Ok(()),
         FdKind::Reg if f.info.unlinked() && f.info.file_type() == libc::S_IFDIR => Ok(()),
         FdKind::Fifo if f.info.unlinked() => Ok(()),
@@ -293,7 +325,7 @@ pub fn check_open(pid: Pid, f: &OpenFd) -> Result<()> {
 }
 
 /// What the dump of files is told.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// The largest deleted file (in bytes on disk) saved as a ghost file
     /// (criu's `--ghost-limit`).
@@ -303,10 +335,18 @@ pub struct Options {
     pub shell_job: bool,
     /// Locks and leases are dumped (criu's `--file-locks`), not refused.
     pub file_locks: bool,
+    /// What the dump of sockets is told.
+    pub sockets: sockets::Options,
+    /// This run's id (CRIU's `criu_run_id`): the name of its nftables
+    /// lock, written to the inventory.
+    pub run_id: String,
 }
 
 /// criu's default `--ghost-limit`: 1 MiB.
 pub const DEFAULT_GHOST_LIMIT: u64 = 1 << 20;
+
+/// An fd seen: (pid, fd, file id).
+type SeenFd = (Pid, i32, u32);
 
 /// The file entries of a dump, and their numbering.
 #[derive(Debug)]
@@ -317,9 +357,10 @@ pub struct Files {
     /// (dev, ino, mnt_id) → id, latest first when searched.
     cache: Vec<(u64, u64, i64, u32)>,
     pub entries: Vec<pb::FileEntry>,
-    /// (pid, fd, id, dev, ino) of the fds seen, for kcmp: only fds of
-    /// the same inode can be the same open file description.
-    fds: Vec<(Pid, i32, u32, u64, u64)>,
+    /// (dev, ino) → (pid, fd, id) of the fds seen of that inode, for
+    /// kcmp: only fds of the same inode can be the same open file
+    /// description (a map: ten thousand sockets are ten thousand inodes).
+    fds: std::collections::HashMap<(u64, u64), Vec<SeenFd>>,
     ghosts: ghost::Ghosts,
     extra: Extra,
     ttys: tty::Seen,
@@ -327,6 +368,10 @@ pub struct Files {
     /// The pids of the tree's processes (zombies too), whose pidfds are
     /// restored.
     pub tree: Vec<Pid>,
+    /// What the dump knows of sockets.
+    pub(crate) sockets: sockets::Sockets,
+    /// Files in flight, held while the dump lasts (kcmp compares them).
+    held: Vec<File>,
 }
 
 /// The images of the open files beside files.img: link remaps, buffered
@@ -338,6 +383,26 @@ pub struct Extra {
     pub fifo_data: Vec<pipes::Captured>,
     pub tty_info: Vec<pb::TtyInfoEntry>,
     pub file_locks: Vec<pb::FileLockEntry>,
+    /// What waits in unix sockets (sk-queues.img).
+    pub sk_queues: Vec<sk_queue::Packet>,
+    /// Connected TCP sockets: their streams, and the repair mode and lock
+    /// they are kept in until the dump ends.
+    pub tcp: crate::tcp_stream::Streams,
+}
+
+impl Extra {
+    /// The process runs on (--leave-running) or the dump failed: TCP
+    /// sockets leave repair mode and their lock is lifted, before the
+    /// process runs again.
+    pub fn release_sockets(&mut self) {
+        self.tcp.release();
+    }
+
+    /// The process was killed: TCP connections stay locked for the
+    /// restore, their sockets close in repair mode (sending nothing).
+    pub fn keep_sockets_locked(&mut self) {
+        self.tcp.keep_locked();
+    }
 }
 
 impl Extra {
@@ -364,7 +429,9 @@ impl Extra {
                 .map_err(Error::image(pid))?;
         }
         pipes::write(pid, ImageFile::PipesData, &self.pipes_data, create)?;
-        pipes::write(pid, ImageFile::FifoData, &self.fifo_data, create)
+        pipes::write(pid, ImageFile::FifoData, &self.fifo_data, create)?;
+        sk_queue::write(pid, &self.sk_queues, create)?;
+        self.tcp.write(pid, create)
     }
 }
 
@@ -419,17 +486,29 @@ impl Files {
     pub fn new(pid: Pid, opts: Options) -> Files {
         Files {
             pid,
+            sockets: sockets::Sockets::new(opts.sockets.clone()),
+            held: Vec::new(),
             opts,
             next: 1,
             cache: Vec::new(),
             entries: Vec::new(),
-            fds: Vec::new(),
+            fds: std::collections::HashMap::new(),
             ghosts: ghost::Ghosts::default(),
             extra: Extra::default(),
             ttys: tty::Seen::default(),
             locks: file_lock::Locks::default(),
             tree: Vec::new(),
         }
+    }
+
+    /// The process whose files these are.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Adds messages read from a socket's queue (sk-queues.img).
+    pub(crate) fn push_packets(&mut self, packets: Vec<sk_queue::Packet>) {
+        self.extra.sk_queues.extend(packets);
     }
 
     /// Turns to the files of process `pid` (of the same tree): ids go on
@@ -507,20 +586,57 @@ impl Files {
     /// The id of an open fd, writing its entries unless an earlier fd is
     /// the same open file description.
     pub fn fd(&mut self, f: &OpenFd) -> Result<u32> {
-        let (pid, dev, ino) = (self.pid, f.info.dev, f.info.ino);
-        for &(p, other, id, d, i) in &self.fds {
-            if (d, i) != (dev, ino) {
-                continue;
-            }
-            let same = sys::same_file(p, other, pid, f.fd)
-                .map_err(Error::sys("comparing open files (kcmp)", pid))?;
+        self.file(self.pid, f.fd, f)
+    }
+
+    /// The id of a file in flight (sent over a unix socket and not read
+    /// yet), which rcriu now holds as `file`: as an fd's, without an fd.
+    pub fn in_flight(&mut self, file: File) -> Result<u32> {
+        let pid = self.pid;
+        let me = std::process::id() as Pid;
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&file);
+        let link_path = format!("/proc/self/fd/{raw}");
+        let link = std::fs::read_link(&link_path).map_err(Error::file(pid, &link_path))?;
+        let fdinfo = rcriu_proc::Task::open_self()
+            .and_then(|mut t| t.fdinfo(raw))
+            .map_err(Error::proc(pid))?;
+        let fd = rcriu_proc::Fd {
+            fd: raw,
+            link: link.clone(),
+        };
+        check_fd_at(pid, &fd, &fdinfo, &link_path).map_err(|e| in_flight_error(pid, e))?;
+        let info = FileInfo::of(pid, file.as_fd(), &link)?;
+        let f = OpenFd {
+            fd: -1,
+            file,
+            info,
+            fdinfo,
+        };
+        check_open(pid, &f).map_err(|e| in_flight_error(pid, e))?;
+        let id = self.file(me, raw, &f)?;
+        self.held.push(f.file);
+        Ok(id)
+    }
+
+    /// The id of `f`, which process `owner` holds as fd `number` (for
+    /// kcmp), writing its entries unless it is a file already seen.
+    fn file(&mut self, owner: Pid, number: i32, f: &OpenFd) -> Result<u32> {
+        let (dev, ino) = (f.info.dev, f.info.ino);
+        let seen = self.fds.entry((dev, ino)).or_default();
+        for &(p, other, id) in seen.iter() {
+            let same = sys::same_file(p, other, owner, number)
+                .map_err(Error::sys("comparing open files (kcmp)", self.pid))?;
             if same {
-                self.fds.push((pid, f.fd, id, dev, ino));
+                seen.push((owner, number, id));
                 return Ok(id);
             }
         }
-        let id = self.fresh();
-        self.fds.push((pid, f.fd, id, dev, ino));
+        let id = self.next;
+        self.next += 1;
+        self.fds
+            .entry((dev, ino))
+            .or_default()
+            .push((owner, number, id));
         self.cache.push((f.info.dev, f.info.ino, f.info.mnt_id, id));
         let fown = fown(self.pid, f)?;
         let pid = self.pid;
@@ -590,6 +706,7 @@ impl Files {
                 let e = anon::entry(pid, kind, id, f, fown, &self.tree)?;
                 self.entries.push(e)
             }
+            FdKind::Socket => sockets::dump(self, f, id, fown)?,
         }
         Ok(id)
     }
@@ -608,6 +725,16 @@ impl Files {
     pub fn take_extra(&mut self) -> Result<Extra> {
         self.ttys.check_pairs(self.pid, self.opts.shell_job)?;
         self.extra.file_locks = std::mem::take(&mut self.locks.entries);
+        crate::sk_unix::finish(self)?;
+        let mut tcp = std::mem::take(&mut self.sockets.tcp);
+        let dumped = tcp.dump_all(
+            self.pid,
+            &self.sockets.opts,
+            &self.opts.run_id,
+            &mut self.entries,
+        );
+        self.extra.tcp = tcp;
+        dumped?;
         Ok(std::mem::take(&mut self.extra))
     }
 
@@ -662,10 +789,14 @@ impl Files {
 /// The fdinfo entry of an fd.
 pub fn fdinfo_entry(f: &OpenFd, id: u32) -> pb::FdinfoEntry {
     let cloexec = f.fdinfo.flags & libc::O_CLOEXEC as u32 != 0;
+    let kind = match f.kind() {
+        FdKind::Socket => sockets::fd_type(f),
+        k => k.fd_type(),
+    };
     pb::FdinfoEntry {
         id,
         flags: if cloexec { libc::FD_CLOEXEC as u32 } else { 0 },
-        r#type: f.kind().fd_type() as i32,
+        r#type: kind as i32,
         fd: f.fd as u32,
         xattr_security_selinux: None,
     }
@@ -687,6 +818,7 @@ mod tests {
                 ghost_limit: DEFAULT_GHOST_LIMIT,
                 shell_job: false,
                 file_locks: false,
+                ..Options::default()
             },
         )
     }

@@ -51,6 +51,17 @@ pub fn run_id() -> String {
         })
 }
 
+/// What the inventory says of the dump's sockets: the network lock's
+/// method and this run's id (the name of an nftables lock), and
+/// `--tcp-close`.
+pub fn sockets(e: &mut pb::InventoryEntry, o: &crate::sockets::Options, run_id: &str) {
+    e.network_lock_method = Some(o.network_lock.code());
+    e.dump_criu_run_id = Some(run_id.as_bytes().to_vec());
+    if o.tcp_close {
+        e.tcp_close = Some(true);
+    }
+}
+
 /// The inventory entry.
 pub fn entry(root_ids: pb::TaskKobjIdsEntry, root_cg_set: u32, lsm: Lsm) -> pb::InventoryEntry {
     pb::InventoryEntry {

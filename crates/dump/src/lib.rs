@@ -85,9 +85,18 @@ mod remote;
 mod rseq;
 pub mod seccomp;
 pub mod signalfd;
+pub mod sk_inet;
+pub mod sk_netlink;
+pub mod sk_packet;
+pub mod sk_queue;
+#[allow(unsafe_code)]
+mod sk_sys;
+pub mod sk_unix;
+pub mod sockets;
 pub mod stats;
 #[allow(unsafe_code)]
 mod sys;
+pub mod tcp_stream;
 mod threads;
 pub mod timens;
 pub mod timerfd;
@@ -155,6 +164,7 @@ pub struct Dump {
     freeze_cgroup: Option<PathBuf>,
     ghost_limit: u64,
     file_locks: bool,
+    sockets: sockets::Options,
     stats_dir: Option<PathBuf>,
     hook: Option<Hooked>,
 }
@@ -172,6 +182,7 @@ impl Dump {
             freeze_cgroup: None,
             ghost_limit: files::DEFAULT_GHOST_LIMIT,
             file_locks: false,
+            sockets: sockets::Options::default(),
             stats_dir: None,
             hook: None,
         }
@@ -245,12 +256,55 @@ impl Dump {
         self
     }
 
+    /// A unix socket may be connected to a named datagram socket outside
+    /// the dump, as `/dev/log` (criu's `--ext-unix-sk`); the restore
+    /// connects it to that name again.
+    pub fn ext_unix_sk(mut self, yes: bool) -> Dump {
+        self.sockets.ext_unix_sk = yes;
+        self
+    }
+
+    /// These unix sockets (by inode) may have a peer outside the dump
+    /// (criu's `--ext-unix-sk=INO,...`).
+    pub fn ext_unix_sk_inodes(mut self, inodes: impl IntoIterator<Item = u32>) -> Dump {
+        self.sockets.ext_unix_inodes.extend(inodes);
+        self
+    }
+
+    /// Dump connected TCP sockets with their state and queues, through
+    /// TCP_REPAIR (criu's `--tcp-established`).
+    pub fn tcp_established(mut self, yes: bool) -> Dump {
+        self.sockets.tcp_established = yes;
+        self
+    }
+
+    /// Dump connected TCP sockets as closed ones (criu's `--tcp-close`).
+    pub fn tcp_close(mut self, yes: bool) -> Dump {
+        self.sockets.tcp_close = yes;
+        self
+    }
+
+    /// Leave out connections waiting to be accepted on listening sockets
+    /// (criu's `--skip-in-flight`).
+    pub fn skip_in_flight(mut self, yes: bool) -> Dump {
+        self.sockets.skip_in_flight = yes;
+        self
+    }
+
+    /// How TCP connections are locked while dumped (criu's
+    /// `--network-lock`: iptables, the default, nftables or skip).
+    pub fn network_lock(mut self, method: tcp_stream::LockMethod) -> Dump {
+        self.sockets.network_lock = method;
+        self
+    }
+
     /// Dumps the process. On success the images are complete and the
     /// process is running (`leave_running`), stopped (`leave_stopped`) or
     /// killed; on failure it runs on as it was and the images this run
     /// wrote are removed (but for a failed post-dump hook, see
     /// [`Dump::hook`]).
     pub fn run(self) -> Result<DumpStats> {
+        sockets::raise_nofile();
         pipeline::run(&pipeline::Options {
             pid: self.pid,
             dir: self.images_dir,
@@ -260,6 +314,8 @@ impl Dump {
             freeze_cgroup: self.freeze_cgroup,
             ghost_limit: self.ghost_limit,
             file_locks: self.file_locks,
+            sockets: self.sockets,
+            run_id: inventory::run_id(),
             stats_dir: self.stats_dir,
             hook: self.hook,
         })

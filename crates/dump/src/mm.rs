@@ -241,6 +241,12 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
                 if name.starts_with(b"/SYSV") {
                     return Err(refuse(v, "SysV shared memory"));
                 }
+                if name.starts_with(b"socket:[") {
+                    return Err(refuse(
+                        v,
+                        &format!("the ring of packet socket {} mapped", path.display()),
+                    ));
+                }
                 // memfds, and shared anonymous memory (a deleted /dev/zero
                 // of the shmem mount, which the dump checks): CRIU's memfd
                 // areas.

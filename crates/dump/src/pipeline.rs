@@ -62,6 +62,10 @@ pub struct Options {
     pub ghost_limit: u64,
     /// criu's `--file-locks`.
     pub file_locks: bool,
+    /// What the dump of sockets is told.
+    pub sockets: crate::sockets::Options,
+    /// This run's id (CRIU's `criu_run_id`).
+    pub run_id: String,
     /// criu's `--leave-stopped`.
     pub leave_stopped: bool,
     /// Where `stats-dump` goes, when not beside the images.
@@ -292,6 +296,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     let host = Host::read(pid)?;
     let mut stats = DumpStats::default();
     let mut out = Output::new(pid, &o.dir);
+    let run_id = o.run_id.as_str();
     fault::set_target(pid);
     out.reserve_pages(pid);
     let start = Instant::now();
@@ -306,7 +311,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     );
 
     let mut rseq_moves = Vec::new();
-    let c = match collect_tree(
+    let mut c = match collect_tree(
         &tree,
         &host,
         o,
@@ -327,13 +332,14 @@ pub fn run(o: &Options) -> Result<DumpStats> {
 
     if o.leave_running || o.leave_stopped {
         to_abort_handlers(&rseq_moves);
+        c.files_extra.release_sockets();
         if o.leave_stopped {
             tree.stop_on_release(libc::SIGSTOP);
         }
         let released = tree.release();
         stats.frozen_time = frozen.elapsed();
         let written = released.and_then(|()| {
-            write_images(&mut out, o, &host, &c)?;
+            write_images(&mut out, o, &host, &c, run_id)?;
             restorable(pid, &o.dir)
         });
         if let Err(e) = written {
@@ -342,9 +348,11 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         }
         o.hook(crate::Stage::PostDump)?;
     } else {
-        let written = write_images(&mut out, o, &host, &c).and_then(|()| restorable(pid, &o.dir));
+        let written =
+            write_images(&mut out, o, &host, &c, run_id).and_then(|()| restorable(pid, &o.dir));
         if let Err(e) = written {
             to_abort_handlers(&rseq_moves);
+            c.files_extra.release_sockets();
             drop(tree);
             out.discard();
             return Err(e);
@@ -352,10 +360,12 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         // A refusal now leaves the tree running and the images whole.
         if let Err(e) = o.hook(crate::Stage::PostDump) {
             to_abort_handlers(&rseq_moves);
+            c.files_extra.release_sockets();
             drop(tree);
             return Err(e);
         }
         tree.kill()?;
+        c.files_extra.keep_sockets_locked();
         stats.frozen_time = frozen.elapsed();
     }
     // As CRIU, the statistics come last: a dump without them is complete.
@@ -410,12 +420,17 @@ fn restorable(pid: Pid, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn write_images(out: &mut Output, o: &Options, host: &Host, c: &Collected) -> Result<()> {
+fn write_images(
+    out: &mut Output,
+    o: &Options,
+    host: &Host,
+    c: &Collected,
+    run_id: &str,
+) -> Result<()> {
     let pid = o.pid;
-    out.write_one(
-        ImageFile::Inventory,
-        &inventory::entry(c.root_ids.entry, c.root_set, host.lsm),
-    )?;
+    let mut inv = inventory::entry(c.root_ids.entry, c.root_set, host.lsm);
+    inventory::sockets(&mut inv, &o.sockets, run_id);
+    out.write_one(ImageFile::Inventory, &inv)?;
     if let Some(cg) = &c.cgroup_image {
         out.write_one(ImageFile::Cgroup, cg)?;
     }
@@ -720,6 +735,8 @@ fn collect_tree(
                 ghost_limit: o.ghost_limit,
                 shell_job: o.shell_job,
                 file_locks: o.file_locks,
+                sockets: o.sockets.clone(),
+                run_id: o.run_id.clone(),
             },
         ),
         memfds: memfd::Memfds::new(pid)?,

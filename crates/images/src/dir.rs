@@ -44,6 +44,27 @@ fn type_name(t: FileType) -> &'static str {
     }
 }
 
+/// A file in memory (a memfd, sealed against writes) holding `bytes`,
+/// read from its start.
+fn in_memory(name: &str, bytes: &[u8]) -> std::io::Result<File> {
+    use std::io::{Seek, Write};
+    let fd = rustix::fs::memfd_create(
+        name,
+        rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+    )?;
+    let mut f = File::from(fd);
+    f.write_all(bytes)?;
+    f.rewind()?;
+    rustix::fs::fcntl_add_seals(
+        &f,
+        rustix::fs::SealFlags::SEAL
+            | rustix::fs::SealFlags::SHRINK
+            | rustix::fs::SealFlags::GROW
+            | rustix::fs::SealFlags::WRITE,
+    )?;
+    Ok(f)
+}
+
 /// Opens `name` in directory `dir` (or `name` itself when `dir` is
 /// `None`) for reading, without blocking (a FIFO would hang the open) and,
 /// with `nofollow`, not through a symbolic link; anything but a regular
@@ -144,9 +165,31 @@ pub struct ImageDir {
     path: PathBuf,
     fd: Arc<OwnedFd>,
     /// With a manifest checked: the files it names, each open since it
-    /// was hashed; no other file is read.
-    verified: Option<Arc<std::collections::BTreeMap<String, OwnedFd>>>,
+    /// was hashed, or its bytes as hashed; no other file is read.
+    verified: Option<Arc<std::collections::BTreeMap<String, Checked>>>,
 }
+
+/// A file checked against the manifest: kept open, or (a small one) its
+/// bytes as they were hashed, so that the files kept open do not grow
+/// with the number of small images (a tcp-stream image per connection).
+enum Checked {
+    Open(OwnedFd),
+    Bytes(Vec<u8>),
+}
+
+impl std::fmt::Debug for Checked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Checked::Open(fd) => write!(f, "Open({})", std::os::fd::AsRawFd::as_raw_fd(fd)),
+            Checked::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+        }
+    }
+}
+
+/// A checked file of at most this many bytes is kept in memory...
+const KEEP_FILE: usize = 64 << 10;
+/// ...while all of those kept come to at most this many.
+const KEEP_ALL: usize = 64 << 20;
 
 impl ImageDir {
     /// An existing directory, to read from.
@@ -177,6 +220,7 @@ impl ImageDir {
             return Ok(d);
         };
         let mut fds = std::collections::BTreeMap::new();
+        let mut kept = 0;
         for (name, want) in m.files() {
             let path = d.path.join(name);
             let f = match open_regular(Some(&d.fd), Path::new(name), &path, true) {
@@ -188,7 +232,8 @@ impl ImageDir {
                 }
                 r => r?,
             };
-            let have = crate::manifest::digest(&f, &path)?;
+            let keep = KEEP_FILE.min(KEEP_ALL - kept);
+            let (have, bytes) = crate::manifest::digest_keeping(&f, &path, keep)?;
             if have.size != want.size {
                 return Err(Error::Tampered {
                     file: name.to_owned(),
@@ -201,7 +246,14 @@ impl ImageDir {
                     what: "is not what the dump wrote (its hash differs)".into(),
                 });
             }
-            fds.insert(name.to_owned(), OwnedFd::from(f));
+            let checked = match bytes {
+                Some(b) => {
+                    kept += b.len();
+                    Checked::Bytes(b)
+                }
+                None => Checked::Open(OwnedFd::from(f)),
+            };
+            fds.insert(name.to_owned(), checked);
         }
         log::info!(
             "the {} files of {} match their manifest",
@@ -258,8 +310,12 @@ impl ImageDir {
             return open_regular(Some(&self.fd), Path::new(name), &path, true);
         };
         match v.get(name) {
+            // A file in memory holding the bytes hashed.
+            Some(Checked::Bytes(b)) => {
+                in_memory(name, b).map_err(|e| Error::io("opening", &path, e))
+            }
             // A new open file of the same file, from its start.
-            Some(fd) => {
+            Some(Checked::Open(fd)) => {
                 let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
                 rustix::fs::open(
                     proc.as_str(),
@@ -544,5 +600,66 @@ impl ImageDir {
     /// `stats-dump`, if any.
     pub fn stats_dump(&self) -> Result<Option<pb::StatsEntry>> {
         self.read_one_if_exists(ImageFile::StatsDump)
+    }
+}
+
+#[cfg(test)]
+mod checked {
+    use super::*;
+    use crate::manifest::Manifest;
+    use std::io::Read;
+
+    fn open_fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+
+    /// Thousands of small checked images hold no fd each (a dump of ten
+    /// thousand connections has a tcp-stream image per connection), and
+    /// still read as they were checked; a large one is kept open.
+    #[test]
+    fn small_checked_files_are_kept_in_memory() {
+        let t = tempfile::tempdir().unwrap();
+        let d = ImageDir::create(t.path()).unwrap();
+        let names: Vec<String> = (0..3000).map(|i| format!("small-{i}.img")).collect();
+        for (i, n) in names.iter().enumerate() {
+            std::fs::write(t.path().join(n), format!("entry {i}")).unwrap();
+        }
+        std::fs::write(t.path().join("big.img"), vec![7u8; KEEP_FILE + 1]).unwrap();
+        let m = Manifest::build(&d, names.iter().map(String::as_str).chain(["big.img"])).unwrap();
+        m.write(&d).unwrap();
+        let before = open_fds();
+        let c = ImageDir::open_checked(t.path()).unwrap();
+        // The directory and the big file; the small ones in memory (other
+        // tests of this binary may open a few meanwhile).
+        assert!(
+            open_fds() < before + 100,
+            "{} fds more",
+            open_fds() - before
+        );
+        // Replaced after the check: the bytes checked are read.
+        std::fs::write(t.path().join("small-5.img"), "planted").unwrap();
+        let mut s = String::new();
+        c.open_named("small-5.img")
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        assert_eq!(s, "entry 5");
+        // Negative control: the directory opened unchecked reads the
+        // planted file.
+        let mut s = String::new();
+        d.open_named("small-5.img")
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        assert_eq!(s, "planted");
+        // The memory file cannot be written.
+        let f = c.open_named("small-6.img").unwrap();
+        assert!(std::io::Write::write_all(&mut &f, b"x").is_err());
+        let mut b = Vec::new();
+        c.open_named("big.img")
+            .unwrap()
+            .read_to_end(&mut b)
+            .unwrap();
+        assert_eq!(b.len(), KEEP_FILE + 1);
     }
 }

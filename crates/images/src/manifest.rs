@@ -12,8 +12,10 @@
 //! One line per file, sorted by name; names are plain file names of the
 //! directory. A restore from a directory with a manifest opens every file
 //! it names once, checks its size and hash, and from then on reads only
-//! those open files (a name swapped afterwards changes nothing); a file
-//! the manifest does not name is refused. A directory without a manifest
+//! those open files, or for the small ones the bytes hashed, kept in
+//! memory (a name swapped afterwards changes nothing; a dump of ten
+//! thousand sockets does not need ten thousand image files open beside
+//! them); a file the manifest does not name is refused. A directory without a manifest
 //! (CRIU's dumps) restores as before.
 
 use std::collections::BTreeMap;
@@ -47,10 +49,21 @@ pub struct Manifest {
 }
 
 /// Hashes what `file` holds from its start.
-pub fn digest(mut file: &File, path: &Path) -> Result<Digest> {
+pub fn digest(file: &File, path: &Path) -> Result<Digest> {
+    digest_keeping(file, path, 0).map(|(d, _)| d)
+}
+
+/// As [`digest`], also giving the file's bytes as they were hashed when
+/// it holds at most `keep` of them.
+pub fn digest_keeping(
+    mut file: &File,
+    path: &Path,
+    keep: usize,
+) -> Result<(Digest, Option<Vec<u8>>)> {
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
+    let mut kept = Some(Vec::new());
     loop {
         let n = match file.read(&mut buf) {
             Ok(0) => break,
@@ -60,11 +73,16 @@ pub fn digest(mut file: &File, path: &Path) -> Result<Digest> {
         };
         h.update(&buf[..n]);
         size += n as u64;
+        kept = kept.filter(|k: &Vec<u8>| k.len() + n <= keep).map(|mut k| {
+            k.extend_from_slice(&buf[..n]);
+            k
+        });
     }
-    Ok(Digest {
+    let digest = Digest {
         size,
         hash: *h.finalize().as_bytes(),
-    })
+    };
+    Ok((digest, kept))
 }
 
 /// Whether `name` is a plain file name (no directory, not `.` or `..`).

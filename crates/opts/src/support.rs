@@ -194,27 +194,19 @@ pub static TABLE: &[Entry] = &[
     e(
         "-x, --ext-unix-sk",
         "ext_unix_sk, unix_sk_ino",
-        NotYet("external unix sockets"),
+        Honoured,
         |o, _| o.ext_unix_sk,
     ),
-    e(
-        "--tcp-established",
-        "tcp_established",
-        NotYet("established TCP connections"),
-        |o, _| o.tcp_established,
-    ),
+    e("--tcp-established", "tcp_established", Honoured, |o, _| {
+        o.tcp_established
+    }),
     e(
         "--skip-in-flight",
         "tcp_skip_in_flight",
-        NotYet("TCP connections"),
+        Honoured,
         |o, _| o.tcp_skip_in_flight,
     ),
-    e(
-        "--tcp-close",
-        "tcp_close",
-        NotYet("TCP connections"),
-        |o, _| o.tcp_close,
-    ),
+    e("--tcp-close", "tcp_close", Honoured, |o, _| o.tcp_close),
     e(
         "--evasive-devices",
         "evasive_devices",
@@ -346,12 +338,7 @@ pub static TABLE: &[Entry] = &[
         NotYet("a collection timeout other than criu's default of 10 seconds"),
         |o, c| o.timeout != DEFAULT_TIMEOUT && c.dumps(),
     ),
-    e(
-        "--network-lock",
-        "network_lock",
-        NoOp("rcriu dumps no network namespace or TCP connection: there is nothing to lock"),
-        never,
-    ),
+    e("--network-lock", "network_lock", Honoured, never),
     e(
         "--cpu-cap",
         "cpu_cap",
@@ -569,18 +556,18 @@ mod tests {
     #[test]
     fn refusals_name_the_option() {
         let o = Options {
-            tcp_established: true,
+            link_remap: true,
             ..Options::default()
         };
         let e = check(&o, Command::Dump, Face::Cli).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "option --tcp-established is not supported yet (established TCP connections)"
+            "option --link-remap is not supported yet (link remaps of unlinked files)"
         );
         let e = check(&o, Command::Dump, Face::Rpc).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "option tcp_established (--tcp-established) is not supported yet (established TCP connections)"
+            "option link_remap (--link-remap) is not supported yet (link remaps of unlinked files)"
         );
         // check takes anything.
         assert!(check(&o, Command::Check, Face::Cli).is_ok());
@@ -607,6 +594,25 @@ mod tests {
                 .to_string(),
             "option orphan_pts_master is not supported yet (pty masters handed to the caller)"
         );
+    }
+
+    #[test]
+    fn socket_options_are_honoured() {
+        let o = Options {
+            ext_unix_sk: true,
+            unix_sk_ids: vec![12],
+            tcp_established: true,
+            tcp_skip_in_flight: true,
+            tcp_close: true,
+            network_lock: NetworkLock::Nftables,
+            network_lock_given: true,
+            ..Options::default()
+        };
+        for cmd in [Command::Dump, Command::Restore] {
+            for face in [Face::Cli, Face::Rpc] {
+                assert!(check(&o, cmd, face).is_ok(), "{cmd:?} {face:?}");
+            }
+        }
     }
 
     #[test]

@@ -38,26 +38,45 @@ pub enum Error {
         path: PathBuf,
         what: Cow<'static, str>,
     },
+    /// Asking the kernel about sockets through sock_diag failed.
+    #[error("{what}")]
+    SockDiag {
+        what: Cow<'static, str>,
+        #[source]
+        source: io::Error,
+    },
+    /// sock_diag answered something that is not what the kernel sends.
+    #[error("parsing sock_diag's answer about {what}")]
+    SockDiagParse {
+        what: &'static str,
+        #[source]
+        source: ParseError,
+    },
 }
 
 impl Error {
-    /// The task whose file was being read.
+    /// The task whose file was being read (0 for sock_diag, which is
+    /// about no task).
     pub fn pid(&self) -> Pid {
         match self {
             Error::Vanished { pid, .. }
             | Error::Io { pid, .. }
             | Error::Parse { pid, .. }
             | Error::Invalid { pid, .. } => *pid,
+            Error::SockDiag { .. } | Error::SockDiagParse { .. } => 0,
         }
     }
 
-    /// The `/proc` path that was being read.
+    /// The `/proc` path that was being read (`sock_diag` for sock_diag).
     pub fn path(&self) -> &std::path::Path {
         match self {
             Error::Vanished { path, .. }
             | Error::Io { path, .. }
             | Error::Parse { path, .. }
             | Error::Invalid { path, .. } => path,
+            Error::SockDiag { .. } | Error::SockDiagParse { .. } => {
+                std::path::Path::new("sock_diag")
+            }
         }
     }
 

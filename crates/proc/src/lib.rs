@@ -23,6 +23,7 @@
 //! | `mountinfo`, `cgroup` | [`Task::mountinfo`], [`Task::cgroups`] | [`parse_mountinfo`], [`parse_cgroup`] |
 //! | `ns/*` | [`Task::namespaces`] | [`parse_ns_link`] |
 //! | `pagemap` + `PAGEMAP_SCAN` | [`Task::pagemap`], [`Pagemap`] | [`categories_of`] |
+//! | sock_diag (unix, inet, netlink, packet) | [`sock_diag::SockDiag`] | [`sock_diag::parse_messages`], [`sock_diag::parse_unix`], ... |
 //!
 //! What the kernel tells of a task from outside through system calls
 //! rather than files (scheduling attributes, CPU affinity, I/O priority)
@@ -42,6 +43,7 @@ mod mountinfo;
 mod ns;
 mod pagemap;
 pub mod sched;
+pub mod sock_diag;
 mod stat;
 mod status;
 mod sys;
@@ -171,6 +173,11 @@ mod robustness {
                 let _ = parse_ns_link(NsKind::Net, &t);
                 let _ = parse_timens_offsets(&t);
                 let _ = parse_id_map(&t);
+                let _ = sock_diag::parse_messages(&t);
+                let _ = sock_diag::parse_unix(&t);
+                let _ = sock_diag::parse_inet(&t);
+                let _ = sock_diag::parse_netlink(&t);
+                let _ = sock_diag::parse_packet(&t);
             }
         }
     }

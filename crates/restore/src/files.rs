@@ -7,8 +7,10 @@
 //! and the restorer only moves fds to their numbers. Regular files,
 //! directories, devices and `O_PATH` files are opened by name, ghosts
 //! made again first ([`ghost`](crate::ghost)); pipes and FIFOs are
-//! [`pipes`](crate::pipes); terminals [`tty`](crate::tty). Owners
-//! (F_SETOWN) are given once the process, and so its pid, exists.
+//! [`pipes`](crate::pipes); terminals [`tty`](crate::tty); sockets
+//! [`sockets`](crate::sockets), which, once every fd is open, get what
+//! was queued in them (with the files in flight, opened by id here).
+//! Owners (F_SETOWN) are given once the process, and so its pid, exists.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -21,7 +23,10 @@ use std::path::{Path, PathBuf};
 use rcriu_images::{ImageFile, pb};
 
 use crate::load::Images;
-use crate::{Error, Result, anon, file_lock, files_sys, ghost, pidfd, pipes, tty};
+use crate::{
+    Error, Result, anon, file_lock, files_sys, ghost, pidfd, pipes, sk_inet, sk_netlink, sk_unix,
+    sockets, tcp_stream, tty,
+};
 
 /// How opened and mapped files are checked against the dump (criu's
 /// `--file-validation`).
@@ -214,12 +219,16 @@ pub enum Ctty {
 impl<'a> Opener<'a> {
     /// What opens the files of a restore (of every process of a tree):
     /// `img` is any process's images (the tree's files are the same in
-    /// each); the locks of the open files are taken when `file_locks`.
+    /// each), `tree` every process's, to know which open files more than
+    /// one fd (or a socket's queue) holds; the locks of the open files are
+    /// taken when `file_locks`.
     pub fn new(
         img: &'a Images,
+        tree: &[Images],
         validation: FileValidation,
         shell_job: bool,
         file_locks: bool,
+        socket_opts: sockets::Options,
     ) -> Result<Self> {
         let mut op = Opener {
             img,
@@ -236,6 +245,10 @@ impl<'a> Opener<'a> {
             anon: anon::Anon::default(),
             locks: file_lock::Locks::load(&img.dir, file_locks)?,
             tree: Vec::new(),
+            sockets: sockets::Sockets::new(socket_opts),
+            shared: std::collections::HashSet::new(),
+            proc_no: 0,
+            pid: 0,
         };
         op.tmpfile_ghosts = img
             .files
@@ -247,6 +260,24 @@ impl<'a> Opener<'a> {
             })
             .filter_map(|f| op.ghosts.ghost_of(f.id))
             .collect();
+        // An open file held by more than one fd of the tree, or by one
+        // and a socket's queue, is kept open here for the others; one
+        // held once is only its fd's (ten thousand sockets are not twenty
+        // thousand files).
+        let mut uses: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+        for p in tree {
+            for e in &p.task.fdinfo {
+                *uses.entry(e.id).or_default() += 1;
+            }
+        }
+        for id in op.sockets.in_flight(img)? {
+            *uses.entry(id).or_default() += 1;
+        }
+        op.shared = uses
+            .into_iter()
+            .filter(|&(_, n)| n > 1)
+            .map(|(id, _)| id)
+            .collect();
         Ok(op)
     }
 
@@ -256,6 +287,7 @@ impl<'a> Opener<'a> {
         let files_id = img.task.ids.files_id;
         let from = ImageFile::Fdinfo(files_id.into());
         let mut plan = FdPlan::default();
+        self.pid = img.task.pid as i32;
         let tids: Vec<u32> = img.task.cores.iter().map(|(t, _)| *t).collect();
         let mut late_ids = Vec::new();
         for e in &img.task.fdinfo {
@@ -303,7 +335,15 @@ impl<'a> Opener<'a> {
                 continue;
             }
             let file = match self.opened.get(&e.id) {
-                Some(f) => f.try_clone().map_err(Error::host("copying an open file"))?,
+                Some(Opened::Kept(f)) => {
+                    f.try_clone().map_err(Error::host("copying an open file"))?
+                }
+                Some(Opened::Placed { .. }) => {
+                    return Err(Error::invalid(
+                        from.name(),
+                        format!("file {} is held twice, counted once", e.id),
+                    ));
+                }
                 None => {
                     let (f, fown, session) = self.open(e.id, &from, fd, img.task.pid)?;
                     if let Some(sid) = session
@@ -320,9 +360,17 @@ impl<'a> Opener<'a> {
                         self.owned.push(e.id);
                         plan.owners.push((fd, owner_kind(o.pid_type), o.pid as i32));
                     }
-                    let copy = f.try_clone().map_err(Error::host("copying an open file"))?;
-                    self.opened.insert(e.id, f);
-                    copy
+                    let kept = if self.shared.contains(&e.id) {
+                        let copy = f.try_clone().map_err(Error::host("copying an open file"))?;
+                        Opened::Kept(copy)
+                    } else {
+                        Opened::Placed {
+                            proc: self.proc_no,
+                            to: fd,
+                        }
+                    };
+                    self.opened.insert(e.id, kept);
+                    f
                 }
             };
             let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
@@ -339,7 +387,47 @@ impl<'a> Opener<'a> {
         if let Some(w) = plan.fds.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(Error::invalid(from.name(), format!("fd {} twice", w[0].0)));
         }
+        self.proc_no += 1;
         Ok(plan)
+    }
+
+    /// Once every process's fds are planned (`plans`, in the order they
+    /// were, their fds sorted): the files in flight in unix sockets'
+    /// queues, then the sockets' queues, connections and options; the
+    /// TCP connections in repair mode to release once the tree is built.
+    pub fn finish_sockets(&mut self, plans: &[&FdPlan]) -> Result<tcp_stream::Repaired> {
+        let queues_from = ImageFile::SkQueues;
+        let img = self.img;
+        for id in self.sockets.in_flight(img)? {
+            if !self.opened.contains_key(&id) {
+                let (f, _, _) = self.open(id, &queues_from, -1, img.task.pid)?;
+                self.opened.insert(id, Opened::Kept(f));
+            }
+        }
+        let mut socks = std::mem::take(&mut self.sockets);
+        let opened = &self.opened;
+        socks.finish(img, &|id| match opened.get(&id) {
+            Some(Opened::Kept(f)) => Ok(f.as_fd()),
+            Some(Opened::Placed { proc, to }) => plans
+                .get(*proc)
+                .and_then(|p| {
+                    p.fds
+                        .binary_search_by_key(to, |(t, _, _)| *t)
+                        .ok()
+                        .map(|i| p.fds[i].2.as_fd())
+                })
+                .ok_or_else(|| {
+                    Error::invalid(
+                        queues_from.name(),
+                        format!("file {id} (fd {to} of process {proc}) is not planned"),
+                    )
+                }),
+            None => Err(Error::invalid(
+                queues_from.name(),
+                format!("a file in flight, {id}, was not opened"),
+            )),
+        })?;
+        Ok(std::mem::take(&mut socks.tcp))
     }
 
     /// Once every process's fds are open: the processes made for ended
@@ -366,6 +454,37 @@ pub fn check_kinds(img: &Images, tree: &[u32]) -> Result<()> {
             Ok(pb::FdTypes::Pipe) => entry.pipe.is_some(),
             Ok(pb::FdTypes::Fifo) => entry.fifo.is_some(),
             Ok(pb::FdTypes::Memfd) => entry.memfd.is_some(),
+            Ok(pb::FdTypes::Unixsk) => match &entry.usk {
+                Some(u) => {
+                    sk_unix::check(u)?;
+                    true
+                }
+                None => false,
+            },
+            Ok(pb::FdTypes::Inetsk) => match &entry.isk {
+                Some(i) => {
+                    let all = sockets::Options {
+                        tcp_established: true,
+                        ..sockets::Options::default()
+                    };
+                    sk_inet::check(i, all)?;
+                    if tcp_stream::is_connection(i)
+                        && img.dir.exists(ImageFile::TcpStream(i.ino.into()))
+                    {
+                        tcp_stream::check(img, i)?;
+                    }
+                    true
+                }
+                None => false,
+            },
+            Ok(pb::FdTypes::Netlinksk) => match &entry.nlsk {
+                Some(n) => {
+                    sk_netlink::check(n)?;
+                    true
+                }
+                None => false,
+            },
+            Ok(pb::FdTypes::Packetsk) => entry.psk.is_some(),
             Ok(pb::FdTypes::Tty) => match &entry.tty {
                 Some(t) => {
                     ttys.check(t)?;
@@ -409,13 +528,21 @@ pub fn set_owners(owners: &[(i32, i32, i32)], fds: &[(i32, bool, OwnedFd)]) -> R
     Ok(())
 }
 
+/// Where an open file is once opened: only at the fd `to` of the
+/// `proc`-th process planned, which alone holds it; or kept here too (a
+/// file more than one fd holds, or one in flight in a socket's queue).
+enum Opened {
+    Placed { proc: usize, to: i32 },
+    Kept(OwnedFd),
+}
+
 /// What opens the files of one restore.
 pub struct Opener<'a> {
     img: &'a Images,
     validation: FileValidation,
     shell_job: bool,
     /// file id → its open file.
-    opened: BTreeMap<u32, OwnedFd>,
+    opened: BTreeMap<u32, Opened>,
     /// Files that had no name left: made again for the fds, mappings,
     /// cwds, roots and executables of the tree, removed once all are open.
     pub ghosts: ghost::Ghosts,
@@ -428,6 +555,7 @@ pub struct Opener<'a> {
     /// ghost id → the unnamed temporary file made again, and whether its
     /// own description went to an fd.
     tmpfiles: BTreeMap<u32, (std::fs::File, bool)>,
+    sockets: sockets::Sockets,
     /// The file ids whose owner (F_SETOWN) is planned.
     owned: Vec<u32>,
     /// eventfds, epoll instances, signalfds, timerfds, inotify, fanotify,
@@ -438,6 +566,11 @@ pub struct Opener<'a> {
     /// The pids of the restored processes (zombies too): their pidfds are
     /// opened by the restorers.
     pub tree: Vec<u32>,
+    /// The open files held more than once (by fds, or in flight).
+    shared: std::collections::HashSet<u32>,
+    /// The number of the process being planned, and its pid.
+    proc_no: usize,
+    pid: i32,
 }
 
 impl Opener<'_> {
@@ -502,6 +635,22 @@ impl Opener<'_> {
                     let t = entry.tty.as_ref().ok_or_else(unsupported)?;
                     let o = self.ttys.open(t, self.shell_job)?;
                     (o.fd, t.fown, o.session)
+                }
+                Ok(pb::FdTypes::Unixsk) => {
+                    let u = entry.usk.as_ref().ok_or_else(unsupported)?;
+                    (self.sockets.unix(img, u)?, u.fown, None)
+                }
+                Ok(pb::FdTypes::Inetsk) => {
+                    let i = entry.isk.as_ref().ok_or_else(unsupported)?;
+                    (self.sockets.inet(img, i, self.pid, fd)?, i.fown, None)
+                }
+                Ok(pb::FdTypes::Netlinksk) => {
+                    let n = entry.nlsk.as_ref().ok_or_else(unsupported)?;
+                    (self.sockets.netlink(n)?, n.fown, None)
+                }
+                Ok(pb::FdTypes::Packetsk) => {
+                    let p = entry.psk.as_ref().ok_or_else(unsupported)?;
+                    (self.sockets.packet(p)?, p.fown, None)
                 }
                 _ => match self.anon.open(pid, entry, fd)? {
                     Some((file, fown)) => (file, fown, None),

@@ -37,6 +37,7 @@ mod inotify;
 mod load;
 mod memfd;
 mod mm;
+pub mod net_lock;
 mod page_helper;
 mod pages;
 mod pidfd;
@@ -44,8 +45,17 @@ mod pipes;
 mod plan;
 mod region;
 mod signalfd;
+mod sk_inet;
+mod sk_netlink;
+mod sk_packet;
+mod sk_queue;
+#[allow(unsafe_code)]
+mod sk_sys;
+mod sk_unix;
+mod sockets;
 #[allow(unsafe_code)]
 mod sys;
+mod tcp_stream;
 mod timens;
 mod timerfd;
 mod tty;
@@ -119,6 +129,7 @@ pub struct Restore {
     file_locks: bool,
     validation: FileValidation,
     force_vdso_proxy: bool,
+    sockets: sockets::Options,
     stats_dir: Option<PathBuf>,
     hook: Option<Hooked>,
 }
@@ -153,6 +164,7 @@ impl Restore {
             file_locks: false,
             validation: FileValidation::default(),
             force_vdso_proxy: false,
+            sockets: sockets::Options::default(),
             stats_dir: None,
             hook: None,
         }
@@ -189,6 +201,27 @@ impl Restore {
             Some(h) => (h.0)(stage),
             None => Ok(()),
         }
+    }
+
+    /// Connect unix sockets to their named peers outside the dump
+    /// (criu's `--ext-unix-sk`).
+    pub fn ext_unix_sk(mut self, yes: bool) -> Restore {
+        self.sockets.ext_unix_sk = yes;
+        self
+    }
+
+    /// Restore connected TCP sockets connected (criu's
+    /// `--tcp-established`).
+    pub fn tcp_established(mut self, yes: bool) -> Restore {
+        self.sockets.tcp_established = yes;
+        self
+    }
+
+    /// Restore connected TCP sockets closed (criu's `--tcp-close`; needed
+    /// for images dumped with it).
+    pub fn tcp_close(mut self, yes: bool) -> Restore {
+        self.sockets.tcp_close = yes;
+        self
     }
 
     /// Proxies the vDSO even when the running one matches the dumped one
@@ -259,12 +292,22 @@ impl Restore {
 
         // -- Every process planned, every file opened: nothing is started
         // while anything may still fail.
-        let mut sh = plan::Shared::new(root_img, &self)?;
+        if root_img.inventory.tcp_close == Some(true) && !self.sockets.tcp_close {
+            return Err(Error::unsupported(
+                "restoring images dumped with --tcp-close without --tcp-close".to_string(),
+            ));
+        }
+        let mut sh = plan::Shared::new(root_img, &tree.procs, &self)?;
         sh.opener.tree = tree.processes();
         let mut plans = Vec::with_capacity(tree.procs.len());
         for img in &tree.procs {
             plans.push(plan::ProcPlan::new(img, &mut sh)?);
         }
+        // Every socket made: their queues, connections and options.
+        let mut tcp = {
+            let fds: Vec<&files::FdPlan> = plans.iter().map(|p| &p.fds).collect();
+            sh.opener.finish_sockets(&fds)?
+        };
         sh.opener.finish()?;
         let timens = root_img.timens.as_ref().map(timens::offsets).transpose()?;
         // Every fd the restorers use lies above every process's own.
@@ -278,9 +321,11 @@ impl Restore {
         for p in &plans {
             occupied.extend(p.occupied());
         }
+        // A process alone places its files at their numbers now.
+        let in_place = plans.len() == 1 && tree.zombies.is_empty();
         let mut procs: Vec<plan::Ready<'_>> = plans
             .into_iter()
-            .map(|p| p.ready(min))
+            .map(|p| p.ready(min, in_place))
             .collect::<Result<_>>()?;
         // Children that share private memory with their parents are
         // forked once that memory is in place, and inherit it.
@@ -646,6 +691,26 @@ impl Restore {
         if let Err(e) = hooked {
             drop(child);
             return Err(e);
+        }
+        if !tcp.is_empty() {
+            // The tree is built: its connections come out of repair
+            // mode, unlocked, right before it runs (criu's network-unlock,
+            // between post-restore and pre-resume).
+            let method = root_img
+                .inventory
+                .network_lock_method
+                .and_then(net_lock::Method::from_code)
+                .unwrap_or_default();
+            let run_id = String::from_utf8_lossy(
+                root_img
+                    .inventory
+                    .dump_criu_run_id
+                    .as_deref()
+                    .unwrap_or_default(),
+            )
+            .into_owned();
+            // A failure drops `child`, which kills the tree.
+            tcp.release(method, &run_id)?;
         }
         if let Err(why) = self.call(Stage::PreResume(pid)) {
             log::error!("process {pid}: the pre-resume action failed: {why}");

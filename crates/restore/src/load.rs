@@ -2,6 +2,7 @@
 //! a corrupt, truncated or unsupported image is an error naming the file.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rcriu_images::{ImageDir, ImageFile, pb};
 
@@ -34,8 +35,10 @@ pub struct TaskImages {
 #[derive(Debug)]
 pub struct Images {
     pub dir: ImageDir,
-    /// `files.img` by id.
-    pub files: BTreeMap<u32, pb::FileEntry>,
+    pub inventory: pb::InventoryEntry,
+    /// `files.img` by id (boxed: an entry is large, and ten thousand
+    /// sockets are ten thousand entries to sort), one map for the tree.
+    pub files: Arc<BTreeMap<u32, Box<pb::FileEntry>>>,
     pub task: TaskImages,
     /// The time namespace's clocks, when the dump has them.
     pub timens: Option<pb::TimensEntry>,
@@ -55,7 +58,7 @@ impl Images {
 
     /// The file entry `id` refers to, from `file`'s point of view.
     pub fn file(&self, id: u32, from: &ImageFile) -> Result<&pb::FileEntry> {
-        self.files.get(&id).ok_or_else(|| {
+        self.files.get(&id).map(|f| &**f).ok_or_else(|| {
             Error::invalid(
                 from.name(),
                 format!("refers to file id {id}, which files.img does not have"),
@@ -165,11 +168,12 @@ pub fn load_tree(dir: ImageDir) -> Result<TreeImages> {
         }
         seen.push(e.pid);
     }
-    let files = dir
-        .files()?
-        .into_iter()
-        .map(|f| (f.id, f))
-        .collect::<BTreeMap<_, _>>();
+    let files = Arc::new(
+        dir.files()?
+            .into_iter()
+            .map(|f| (f.id, Box::new(f)))
+            .collect::<BTreeMap<_, _>>(),
+    );
     let seccomp = dir.seccomp()?;
     let mut procs = Vec::new();
     let mut zombies = Vec::new();
@@ -240,7 +244,8 @@ pub fn load_tree(dir: ImageDir) -> Result<TreeImages> {
             .into_iter()
             .map(|task| Images {
                 dir: dir.clone(),
-                files: files.clone(),
+                inventory: inventory.clone(),
+                files: Arc::clone(&files),
                 task,
                 timens,
                 seccomp: seccomp.clone(),

@@ -4,7 +4,7 @@
 //! process of the tree ([`ProcPlan::ready`]) and its restorer's `Args`
 //! made ([`Ready::args`]) once the region is mapped.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use rcriu_compel::abi::restorer::{
     self as abi, Args, FLAG_CHILD, FLAG_LOGINUID, FLAG_MM_MAP, FLAG_SETSID, FLAG_TIMENS, FdMove,
@@ -30,9 +30,16 @@ pub struct Shared<'a> {
 }
 
 impl<'a> Shared<'a> {
-    pub fn new(root: &'a Images, r: &Restore) -> Result<Shared<'a>> {
+    pub fn new(root: &'a Images, tree: &[Images], r: &Restore) -> Result<Shared<'a>> {
         Ok(Shared {
-            opener: files::Opener::new(root, r.validation, r.shell_job, r.file_locks)?,
+            opener: files::Opener::new(
+                root,
+                tree,
+                r.validation,
+                r.shell_job,
+                r.file_locks,
+                r.sockets,
+            )?,
             inodes: memfd::Inodes::load(root)?,
             rt: vdso::Runtime::read()?,
             last_cap: crate::read_last_cap()?,
@@ -141,7 +148,14 @@ impl<'a> ProcPlan<'a> {
     /// Moves every fd the restorer uses to `min` or above (every process's
     /// own fds lie below, so that placing those never closes one still
     /// needed).
-    pub fn ready(mut self, min: i32) -> Result<Ready<'a>> {
+    ///
+    /// With `in_place` (a process alone, no other process forked from its
+    /// restorer), a file whose number is free in rcriu goes there now and
+    /// the restorer leaves it in place: a process may hold as many files
+    /// as the limit of open files without rcriu needing numbers up to
+    /// twice as many. In a tree every source stays above every target, as
+    /// the restorers that fork children after placing their own fds need.
+    pub fn ready(mut self, min: i32, in_place: bool) -> Result<Ready<'a>> {
         let up = |fd: OwnedFd| files::renumber(fd, min);
         let map_files = std::mem::take(&mut self.mem.files)
             .into_iter()
@@ -150,7 +164,20 @@ impl<'a> ProcPlan<'a> {
         let owners = std::mem::take(&mut self.fds.owners);
         let sources = std::mem::take(&mut self.fds.fds)
             .into_iter()
-            .map(|(to, cloexec, f)| Ok((to, cloexec, up(f)?)))
+            .map(|(to, cloexec, f)| {
+                if !in_place {
+                    return Ok((to, cloexec, up(f)?));
+                }
+                if f.as_raw_fd() == to {
+                    return Ok((to, cloexec, f));
+                }
+                match crate::sys::dup_to_free(f.as_fd(), to)
+                    .map_err(Error::host("placing an fd at its number"))?
+                {
+                    Some(at) => Ok((to, cloexec, at)),
+                    None => Ok((to, cloexec, up(f)?)),
+                }
+            })
             .collect::<Result<Vec<_>>>()?;
         // The terminal is made controlling before the fds are placed: as
         // the fd rcriu holds for it.

@@ -97,6 +97,29 @@ pub fn dup_above(fd: BorrowedFd<'_>, min: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r) })
 }
 
+/// A copy of `fd` numbered `to`, close-on-exec, if `to` is free in
+/// rcriu's table (`None` when it is taken).
+pub fn dup_to_free(fd: BorrowedFd<'_>, to: i32) -> io::Result<Option<OwnedFd>> {
+    if fd.as_raw_fd() == to {
+        return Ok(None);
+    }
+    // SAFETY: a plain fcntl on a number, which need not be open.
+    let r = unsafe { libc::fcntl(to, libc::F_GETFD) };
+    if r != -1 {
+        return Ok(None);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::EBADF) {
+        return Err(e);
+    }
+    // SAFETY: `to` is free (checked above; nothing else opens files
+    // meanwhile), so dup3 closes nothing of ours.
+    let r = unsafe { libc::dup3(fd.as_raw_fd(), to, libc::O_CLOEXEC) };
+    check(r.into())?;
+    // SAFETY: `to` is now a descriptor nobody else owns.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(to) }))
+}
+
 /// `clock_gettime(clock)` as (seconds, nanoseconds).
 pub fn clock_gettime(clock: libc::clockid_t) -> io::Result<(i64, i64)> {
     let mut ts = libc::timespec {

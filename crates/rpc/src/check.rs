@@ -69,6 +69,36 @@ fn pagemap_scan(guards: bool) -> Answer {
     }
 }
 
+/// Whether `cmd arg` runs and succeeds (the network lock runs `nft` or
+/// `iptables-restore`).
+fn command_runs(cmd: &str, arg: &str) -> Answer {
+    match std::process::Command::new(cmd)
+        .arg(arg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+    {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("{cmd} {arg} failed: {s}")),
+        Err(e) => Err(format!("cannot run {cmd}: {e}")),
+    }
+}
+
+/// A half-closed TCP connection can be put in repair mode (how rcriu
+/// dumps one): a loopback connection, its sending side shut, then
+/// TCP_REPAIR.
+fn tcp_half_closed() -> Answer {
+    use std::os::fd::AsFd;
+    let probe = || -> std::io::Result<()> {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let c = std::net::TcpStream::connect(l.local_addr()?)?;
+        let (_s, _) = l.accept()?;
+        c.shutdown(std::net::Shutdown::Write)?;
+        crate::sys::set_tcp_repair(c.as_fd())
+    };
+    probe().map_err(|e| format!("a half-closed TCP connection cannot be repaired: {e}"))
+}
+
 /// The answer for feature `name` (one of [`rcriu_opts::FEATURES`]).
 pub fn feature(name: &str) -> Answer {
     match name {
@@ -121,7 +151,7 @@ pub fn feature(name: &str) -> Answer {
         "fdinfo_lock" => kernel_at_least(4, 1, "lock lines in fdinfo"),
         "cgroupns" => not_in_rcriu("cgroup namespaces"),
         "autofs" => not_in_rcriu("autofs mounts"),
-        "tcp_half_closed" => not_in_rcriu("TCP connections"),
+        "tcp_half_closed" => tcp_half_closed(),
         "compat_cr" => not_in_rcriu("32-bit tasks"),
         "uffd" | "uffd-noncoop" => not_in_rcriu("lazy pages (userfaultfd)"),
         "can_map_vdso" => not_in_rcriu("mapping a vDSO (it moves the running one)"),
@@ -140,7 +170,8 @@ pub fn feature(name: &str) -> Answer {
             )?;
             kernel_at_least(4, 13, "KCMP_EPOLL_TFD")
         }
-        "nftables" | "has_ipt_legacy" | "network_lock_nftables" => not_in_rcriu("network locking"),
+        "nftables" | "network_lock_nftables" => command_runs("nft", "--version"),
+        "has_ipt_legacy" => command_runs("iptables-legacy", "--version"),
         "pidfd_store" => not_in_rcriu("a pidfd store"),
         "ns_pid" => not_in_rcriu("pid namespaces"),
         "apparmor_stacking" => not_in_rcriu("AppArmor namespaces"),

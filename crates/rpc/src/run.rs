@@ -15,10 +15,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
+use rcriu_dump::tcp_stream::LockMethod;
 use rcriu_dump::{Dump, DumpStats};
 use rcriu_images::{ImageDir, ImageFile, pb};
 use rcriu_opts::Options;
-use rcriu_opts::options::{FileValidation, FinalState};
+use rcriu_opts::options::{FileValidation, FinalState, NetworkLock};
 use rcriu_opts::support::{self, Command, Face};
 use rcriu_restore::{Restore, Restored};
 
@@ -69,6 +70,16 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
         .shell_job(o.shell_job)
         .ghost_limit(o.ghost_limit)
         .file_locks(o.file_locks)
+        .ext_unix_sk(o.ext_unix_sk)
+        .ext_unix_sk_inodes(o.unix_sk_ids.iter().copied())
+        .tcp_established(o.tcp_established)
+        .tcp_close(o.tcp_close)
+        .skip_in_flight(o.tcp_skip_in_flight)
+        .network_lock(match o.network_lock {
+            NetworkLock::Iptables => LockMethod::Iptables,
+            NetworkLock::Nftables => LockMethod::Nftables,
+            NetworkLock::Skip => LockMethod::Skip,
+        })
         .stats_dir(&work);
     if actions.any() {
         d = d.hook(hook);
@@ -133,6 +144,9 @@ pub fn restore(o: &Options, face: Face, actions: &Actions, detach: bool) -> Resu
         .shell_job(o.shell_job)
         .file_locks(o.file_locks)
         .leave_stopped(o.final_state == FinalState::Stopped)
+        .ext_unix_sk(o.ext_unix_sk)
+        .tcp_established(o.tcp_established)
+        .tcp_close(o.tcp_close)
         .stats_dir(&work)
         .hook(hook);
     match o.file_validation {

@@ -94,3 +94,26 @@ pub fn fill_standard_fds() {
         }
     }
 }
+
+/// Turns TCP_REPAIR on for `fd` (a TCP socket): what `check` probes.
+pub fn set_tcp_repair(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const TCP_REPAIR: libc::c_int = 19;
+    let on: libc::c_int = 1;
+    // SAFETY: `fd` is a valid open fd for the call; the option's value is
+    // a c_int on the stack, its size given.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            TCP_REPAIR,
+            (&on as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

@@ -419,7 +419,9 @@ pub struct ProcSnapshot {
     /// [`ProcSnapshot::apart_from_tree`]).
     pub tree: Vec<String>,
     /// Each fd: its number, what it is (a pipe's inode left out: a
-    /// restore makes new pipes), its position and flags from fdinfo.
+    /// restore makes new pipes; a socket as /proc/net describes it, and
+    /// which earlier fd holds the same socket), its position and flags
+    /// from fdinfo.
     pub fds: Vec<String>,
     /// The process's attributes /proc shows beyond status: personality,
     /// oom_score_adj, coredump filter, autogroup nice, KSM, login uid,
@@ -733,8 +735,12 @@ fn tmpfile_dir(target: &str) -> Option<&str> {
 }
 
 /// `N -> TARGET pos P flags F` for each fd of `pid`, by number; a pipe's
-/// inode, and an unnamed temporary file's, are left out of its target.
+/// inode, and an unnamed temporary file's, are left out of its target; a
+/// socket is `socket #K` (K its order among the sockets, so that fds of
+/// one socket show it) and what /proc/net says of it.
 fn fd_lines(pid: i32) -> Vec<String> {
+    let mut sockets: Vec<u64> = Vec::new();
+    let mut facts: Option<std::collections::HashMap<u64, String>> = None;
     let dir = format!("/proc/{pid}/fd");
     let mut fds: Vec<i32> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("reading {dir}: {e}"))
@@ -748,6 +754,19 @@ fn fd_lines(pid: i32) -> Vec<String> {
             let mut target = target.to_string_lossy().into_owned();
             if target.starts_with("pipe:[") {
                 target = "pipe".into();
+            }
+            if let Some(ino) = target
+                .strip_prefix("socket:[")
+                .and_then(|t| t.strip_suffix(']'))
+                .and_then(|t| t.parse::<u64>().ok())
+            {
+                let k = sockets.iter().position(|&i| i == ino).unwrap_or_else(|| {
+                    sockets.push(ino);
+                    sockets.len() - 1
+                });
+                let facts = facts.get_or_insert_with(|| socket_facts(pid));
+                let what = facts.get(&ino).map_or("?", String::as_str);
+                target = format!("socket #{k} {what}");
             }
             // An unnamed temporary file (O_TMPFILE) is named after its
             // inode, which a restore makes anew.
@@ -768,6 +787,87 @@ fn fd_lines(pid: i32) -> Vec<String> {
             ))
         })
         .collect()
+}
+
+/// What /proc/PID/net says of each socket of the process's network
+/// namespace, by inode: for unix sockets their type, state, flags and
+/// name; for TCP and UDP their addresses, state and queues (not a TCP
+/// connection's, which move by themselves); for netlink
+/// sockets their protocol, port and groups; for packet sockets their
+/// type, protocol and interface. (Not what changes by itself: reference
+/// counts, timers, drops.)
+fn socket_facts(pid: i32) -> std::collections::HashMap<u64, String> {
+    let mut out = std::collections::HashMap::new();
+    let read =
+        |f: &str| std::fs::read_to_string(format!("/proc/{pid}/net/{f}")).unwrap_or_default();
+    // Num RefCount Protocol Flags Type St Inode Path
+    for l in read("unix").lines().skip(1) {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if w.len() < 7 {
+            continue;
+        }
+        if let Ok(ino) = w[6].parse() {
+            let path = w.get(7).copied().unwrap_or("");
+            out.insert(
+                ino,
+                format!("unix type {} st {} flags {} {path}", w[4], w[5], w[3]),
+            );
+        }
+    }
+    // sl local rem st tx:rx tr:when retr uid timeout inode ...
+    for (f, kind) in [
+        ("tcp", "tcp"),
+        ("tcp6", "tcp6"),
+        ("udp", "udp"),
+        ("udp6", "udp6"),
+    ] {
+        for l in read(f).lines().skip(1) {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if w.len() < 10 {
+                continue;
+            }
+            if let Ok(ino) = w[9].parse() {
+                // A connection's queues move by themselves (what was sent
+                // and not acknowledged is sent again after a restore).
+                let queues = if kind.starts_with("tcp") && w[3] != "0A" {
+                    "?"
+                } else {
+                    w[4]
+                };
+                out.insert(
+                    ino,
+                    format!("{kind} {} -> {} st {} queues {queues}", w[1], w[2], w[3]),
+                );
+            }
+        }
+    }
+    // sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+    for l in read("netlink").lines().skip(1) {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if w.len() < 10 {
+            continue;
+        }
+        if let Ok(ino) = w[9].parse() {
+            out.insert(
+                ino,
+                format!("netlink proto {} port {} groups {}", w[1], w[2], w[3]),
+            );
+        }
+    }
+    // sk RefCnt Type Proto Iface R Rmem User Inode
+    for l in read("packet").lines().skip(1) {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if w.len() < 9 {
+            continue;
+        }
+        if let Ok(ino) = w[8].parse() {
+            out.insert(
+                ino,
+                format!("packet type {} proto {} iface {}", w[2], w[3], w[4]),
+            );
+        }
+    }
+    out
 }
 
 /// The fixture's `counter` (tests/fixtures/bin/counter): appends the next
@@ -951,7 +1051,7 @@ pub fn no_inherited_fds() {
 
 /// Makes `cmd`'s process the leader of a new session, holding no fd but
 /// its standard ones.
-fn in_new_session(cmd: &mut Command) {
+pub fn in_new_session(cmd: &mut Command) {
     // SAFETY: setsid and close_range are async-signal-safe, as pre_exec
     // requires.
     unsafe {

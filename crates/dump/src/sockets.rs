@@ -1,0 +1,438 @@
+//! Sockets: what every kind shares, and the dispatch to each kind's
+//! module ([`sk_unix`], [`sk_inet`], [`sk_netlink`], [`sk_packet`]).
+//!
+//! The kernel describes sockets through sock_diag ([`rcriu_proc::sock_diag`]),
+//! one family at a time: a family is asked for whole the first time a
+//! socket of it is met (one dump request, a map by inode), so that a
+//! process with ten thousand sockets costs one request per family. What
+//! only the socket itself tells (its options, its queues) is read through
+//! rcriu's copy of the fd, which shares the task's open file description.
+//!
+//! Every kind's entry carries `sk_opts_entry`, the options CRIU 4.2
+//! carries ([`opts`]), and rcriu's own fields beside them (CRIU skips
+//! them): the peek offset (`SO_PEEK_OFF`) and the receive timestamps
+//! (`SO_TIMESTAMP*`, `SO_TIMESTAMPING`).
+//!
+//! [`sk_unix`]: crate::sk_unix
+//! [`sk_inet`]: crate::sk_inet
+//! [`sk_netlink`]: crate::sk_netlink
+//! [`sk_packet`]: crate::sk_packet
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use rcriu_images::pb;
+use rcriu_proc::Pid;
+use rcriu_proc::sock_diag::{InetSock, NetlinkSock, PacketSock, SockDiag, UnixSock};
+
+use crate::files::{Files, OpenFd};
+use crate::{Error, Result, sk_inet, sk_netlink, sk_packet, sk_sys, sk_unix};
+
+/// Socket options libc leaves out (asm-generic/socket.h).
+pub(crate) mod so {
+    pub const SO_TIMESTAMP_OLD: i32 = 29;
+    pub const SO_PASSSEC: i32 = 34;
+    pub const SO_TIMESTAMPNS_OLD: i32 = 35;
+    pub const SO_TIMESTAMPING_OLD: i32 = 37;
+    pub const SO_PEEK_OFF: i32 = 42;
+    pub const SO_LOCK_FILTER: i32 = 44;
+    pub const SO_TIMESTAMP_NEW: i32 = 63;
+    pub const SO_TIMESTAMPNS_NEW: i32 = 64;
+    pub const SO_BUF_LOCK: i32 = 72;
+}
+
+/// The id of rcriu's network namespace in the images: CRIU numbers the
+/// dumper's namespaces first, pid then net ([`crate::ids`]). A dumped
+/// socket lives there (the dump refuses other network namespaces).
+pub const NET_NS_ID: u32 = 2;
+
+/// What the dump of sockets is told (criu's options).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--ext-unix-sk`: a unix socket may be connected to one outside the
+    /// dump (a named datagram socket, as `/dev/log`).
+    pub ext_unix_sk: bool,
+    /// `--ext-unix-sk=INO,...`: these sockets may have a peer outside.
+    pub ext_unix_inodes: Vec<u32>,
+    /// `--tcp-established`: connected TCP sockets are dumped (through
+    /// TCP_REPAIR).
+    pub tcp_established: bool,
+    /// `--tcp-close`: connected TCP sockets are dumped as closed ones.
+    pub tcp_close: bool,
+    /// `--skip-in-flight`: connections waiting to be accepted are left
+    /// out.
+    pub skip_in_flight: bool,
+    /// `--network-lock`: how connections are kept quiet while dumped.
+    pub network_lock: crate::tcp_stream::LockMethod,
+}
+
+/// What the dump knows of sockets: sock_diag's tables, asked once per
+/// family, and each kind's state.
+#[derive(Debug, Default)]
+pub struct Sockets {
+    pub opts: Options,
+    diag: Option<SockDiag>,
+    unix: Option<HashMap<u32, UnixSock>>,
+    inet: HashMap<(u8, u8), HashMap<u32, InetSock>>,
+    netlink: Option<HashMap<u32, NetlinkSock>>,
+    packet: Option<HashMap<u32, PacketSock>>,
+    pub unix_state: sk_unix::State,
+    /// The buffer queues are read into (sk_queue).
+    pub queue_buf: Vec<u8>,
+    pub tcp: crate::tcp_stream::Streams,
+}
+
+impl Sockets {
+    pub fn new(opts: Options) -> Sockets {
+        Sockets {
+            opts,
+            ..Sockets::default()
+        }
+    }
+
+    fn diag(&mut self, pid: Pid) -> Result<&mut SockDiag> {
+        if self.diag.is_none() {
+            self.diag = Some(SockDiag::open().map_err(Error::proc(pid))?);
+        }
+        Ok(self.diag.as_mut().expect("opened above when missing"))
+    }
+
+    /// The unix sockets of rcriu's network namespace, by inode.
+    pub fn unix(&mut self, pid: Pid) -> Result<&HashMap<u32, UnixSock>> {
+        if self.unix.is_none() {
+            let all = self.diag(pid)?.unix().map_err(Error::proc(pid))?;
+            let map: HashMap<u32, UnixSock> = all.into_iter().map(|s| (s.ino, s)).collect();
+            self.unix_state.index_icons(&map);
+            self.unix = Some(map);
+        }
+        Ok(self.unix.as_ref().expect("read above when missing"))
+    }
+
+    /// The inet sockets of `family` and `protocol`, by inode.
+    pub fn inet(&mut self, pid: Pid, family: u8, protocol: u8) -> Result<&HashMap<u32, InetSock>> {
+        if !self.inet.contains_key(&(family, protocol)) {
+            let all = self
+                .diag(pid)?
+                .inet(family, protocol, rcriu_proc::sock_diag::ALL_STATES)
+                .map_err(Error::proc(pid))?;
+            self.inet.insert(
+                (family, protocol),
+                all.into_iter().map(|s| (s.ino, s)).collect(),
+            );
+        }
+        Ok(&self.inet[&(family, protocol)])
+    }
+
+    pub fn netlink(&mut self, pid: Pid) -> Result<&HashMap<u32, NetlinkSock>> {
+        if self.netlink.is_none() {
+            let all = self.diag(pid)?.netlink().map_err(Error::proc(pid))?;
+            self.netlink = Some(all.into_iter().map(|s| (s.ino, s)).collect());
+        }
+        Ok(self.netlink.as_ref().expect("read above when missing"))
+    }
+
+    pub fn packet(&mut self, pid: Pid) -> Result<&HashMap<u32, PacketSock>> {
+        if self.packet.is_none() {
+            let all = self.diag(pid)?.packet().map_err(Error::proc(pid))?;
+            self.packet = Some(all.into_iter().map(|s| (s.ino, s)).collect());
+        }
+        Ok(self.packet.as_ref().expect("read above when missing"))
+    }
+}
+
+/// Raises rcriu's soft limit of open files to the hard one: the dump
+/// holds a copy of every fd of the process (as many sockets as its own
+/// limit allows), as CRIU raises its own.
+pub fn raise_nofile() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current != l.maximum {
+        l.current = l.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, l) {
+            log::debug!("raising the limit of open files: {e}");
+        }
+    }
+}
+
+/// A socket's entry, written as file `id` of the dump: found by its
+/// family, dumped by its kind's module.
+pub fn dump(files: &mut Files, f: &OpenFd, id: u32, fown: pb::FownEntry) -> Result<()> {
+    let pid = files.pid();
+    let fd = f.file.as_fd();
+    let family = sk_sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)
+        .map_err(Error::sys("reading a socket's family (SO_DOMAIN)", pid))?;
+    match family {
+        libc::AF_UNIX => sk_unix::dump(files, f, id, fown),
+        libc::AF_INET | libc::AF_INET6 => sk_inet::dump(files, f, id, fown, family),
+        libc::AF_NETLINK => sk_netlink::dump(files, f, id, fown),
+        libc::AF_PACKET => sk_packet::dump(files, f, id, fown),
+        other => Err(Error::unsupported(
+            pid,
+            format!("{}: a socket of family {}", what(f), family_name(other)),
+        )),
+    }
+}
+
+/// The fdinfo type of a socket: its family's.
+pub fn fd_type(f: &OpenFd) -> pb::FdTypes {
+    match sk_sys::getsockopt_int(f.file.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN) {
+        Ok(libc::AF_UNIX) => pb::FdTypes::Unixsk,
+        Ok(libc::AF_INET | libc::AF_INET6) => pb::FdTypes::Inetsk,
+        Ok(libc::AF_NETLINK) => pb::FdTypes::Netlinksk,
+        Ok(libc::AF_PACKET) => pb::FdTypes::Packetsk,
+        _ => pb::FdTypes::Und,
+    }
+}
+
+/// How a socket is named in messages: `fd N` of the task, or a socket in
+/// flight.
+pub fn what(f: &OpenFd) -> String {
+    if f.fd < 0 {
+        format!("a socket in flight (socket:[{}])", f.info.ino)
+    } else {
+        format!("fd {} (socket:[{}])", f.fd, f.info.ino)
+    }
+}
+
+pub fn family_name(family: i32) -> String {
+    match family {
+        libc::AF_UNIX => "AF_UNIX".into(),
+        libc::AF_INET => "AF_INET".into(),
+        libc::AF_INET6 => "AF_INET6".into(),
+        libc::AF_NETLINK => "AF_NETLINK".into(),
+        libc::AF_PACKET => "AF_PACKET".into(),
+        libc::AF_VSOCK => "AF_VSOCK".into(),
+        libc::AF_ALG => "AF_ALG".into(),
+        libc::AF_BLUETOOTH => "AF_BLUETOOTH".into(),
+        libc::AF_XDP => "AF_XDP".into(),
+        libc::AF_KEY => "AF_KEY".into(),
+        libc::AF_TIPC => "AF_TIPC".into(),
+        n => n.to_string(),
+    }
+}
+
+/// `SOCK_*` by name.
+pub fn type_name(kind: u32) -> String {
+    match kind as i32 {
+        libc::SOCK_STREAM => "SOCK_STREAM".into(),
+        libc::SOCK_DGRAM => "SOCK_DGRAM".into(),
+        libc::SOCK_RAW => "SOCK_RAW".into(),
+        libc::SOCK_SEQPACKET => "SOCK_SEQPACKET".into(),
+        10 => "SOCK_PACKET".into(),
+        n => n.to_string(),
+    }
+}
+
+/// A TCP state number by name.
+pub fn state_name(state: u32) -> &'static str {
+    match state {
+        1 => "ESTABLISHED",
+        2 => "SYN_SENT",
+        3 => "SYN_RECV",
+        4 => "FIN_WAIT1",
+        5 => "FIN_WAIT2",
+        6 => "TIME_WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE_WAIT",
+        9 => "LAST_ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        12 => "NEW_SYN_RECV",
+        _ => "an unknown state",
+    }
+}
+
+/// CRIU's `sk_shutdown` from the kernel's mask (the values are the
+/// same); `None` when not shut down.
+pub fn shutdown(mask: u8) -> Option<i32> {
+    (mask & 3 != 0).then_some(i32::from(mask & 3))
+}
+
+fn int_opt(pid: Pid, fd: BorrowedFd<'_>, level: i32, name: i32, what: &'static str) -> Result<i32> {
+    sk_sys::getsockopt_int(fd, level, name).map_err(Error::sys(what, pid))
+}
+
+/// The options of a socket of `family`, as CRIU 4.2's
+/// `dump_socket_opts` records them, with rcriu's fields.
+pub fn opts(pid: Pid, f: &OpenFd, family: i32) -> Result<pb::SkOptsEntry> {
+    use libc::SOL_SOCKET as SOL;
+    let fd = f.file.as_fd();
+    let int = |name, what| int_opt(pid, fd, SOL, name, what);
+    let flag = |name, what| int(name, what).map(|v| Some(v != 0));
+    let mut e = pb::SkOptsEntry {
+        so_sndbuf: int(libc::SO_SNDBUF, "reading a socket's SO_SNDBUF")? as u32,
+        so_rcvbuf: int(libc::SO_RCVBUF, "reading a socket's SO_RCVBUF")? as u32,
+        ..Default::default()
+    };
+    // SO_BUF_LOCK (5.14): kernels without it have no lock to carry.
+    if let Ok(v) = sk_sys::getsockopt_int(fd, SOL, so::SO_BUF_LOCK) {
+        e.so_buf_lock = Some(v as u32);
+    }
+    e.so_priority = Some(int(libc::SO_PRIORITY, "reading a socket's SO_PRIORITY")? as u32);
+    e.so_rcvlowat = Some(int(libc::SO_RCVLOWAT, "reading a socket's SO_RCVLOWAT")? as u32);
+    let mark = int(libc::SO_MARK, "reading a socket's SO_MARK")? as u32;
+    e.so_mark = (mark != 0).then_some(mark);
+    let (s, us) = timeout(pid, fd, libc::SO_SNDTIMEO)?;
+    e.so_snd_tmo_sec = s;
+    e.so_snd_tmo_usec = us;
+    let (s, us) = timeout(pid, fd, libc::SO_RCVTIMEO)?;
+    e.so_rcv_tmo_sec = s;
+    e.so_rcv_tmo_usec = us;
+    e.reuseaddr = flag(libc::SO_REUSEADDR, "reading a socket's SO_REUSEADDR")?;
+    e.so_reuseport = flag(libc::SO_REUSEPORT, "reading a socket's SO_REUSEPORT")?;
+    if family == libc::AF_UNIX || family == libc::AF_NETLINK {
+        e.so_passcred = flag(libc::SO_PASSCRED, "reading a socket's SO_PASSCRED")?;
+        e.so_passsec = flag(so::SO_PASSSEC, "reading a socket's SO_PASSSEC")?;
+    }
+    e.so_dontroute = flag(libc::SO_DONTROUTE, "reading a socket's SO_DONTROUTE")?;
+    e.so_no_check = flag(libc::SO_NO_CHECK, "reading a socket's SO_NO_CHECK")?;
+    e.so_broadcast = flag(libc::SO_BROADCAST, "reading a socket's SO_BROADCAST")?;
+    e.so_keepalive = flag(libc::SO_KEEPALIVE, "reading a socket's SO_KEEPALIVE")?;
+    e.so_oobinline = Some(u32::from(
+        int(libc::SO_OOBINLINE, "reading a socket's SO_OOBINLINE")? != 0,
+    ));
+    let mut linger = [0u8; 8];
+    sk_sys::getsockopt(fd, SOL, libc::SO_LINGER, &mut linger)
+        .map_err(Error::sys("reading a socket's SO_LINGER", pid))?;
+    let onoff = i32::from_ne_bytes(linger[..4].try_into().expect("4 bytes"));
+    if onoff != 0 {
+        e.so_linger = Some(i32::from_ne_bytes(linger[4..].try_into().expect("4 bytes")) as u32);
+    }
+    let mut dev = [0u8; libc::IFNAMSIZ];
+    let n = sk_sys::getsockopt(fd, SOL, libc::SO_BINDTODEVICE, &mut dev).map_err(Error::sys(
+        "reading a socket's bound device (SO_BINDTODEVICE)",
+        pid,
+    ))?;
+    if n > 0 {
+        let name = &dev[..n.min(dev.len())];
+        let name = name.split(|&b| b == 0).next().unwrap_or_default();
+        if !name.is_empty() {
+            e.so_bound_dev = Some(name.to_vec());
+        }
+    }
+    e.so_filter = filter(pid, f)?;
+    rcriu_fields(pid, f, &mut e)?;
+    Ok(e)
+}
+
+/// SO_SNDTIMEO or SO_RCVTIMEO: (seconds, microseconds).
+fn timeout(pid: Pid, fd: BorrowedFd<'_>, name: i32) -> Result<(u64, u64)> {
+    let mut tv = [0u8; 16];
+    let n = sk_sys::getsockopt(fd, libc::SOL_SOCKET, name, &mut tv)
+        .map_err(Error::sys("reading a socket's timeout (SO_*TIMEO)", pid))?;
+    if n != 16 {
+        return Err(Error::Inconsistent {
+            pid,
+            what: format!("a socket timeout of {n} bytes"),
+        });
+    }
+    let s = i64::from_ne_bytes(tv[..8].try_into().expect("8 bytes"));
+    let us = i64::from_ne_bytes(tv[8..].try_into().expect("8 bytes"));
+    Ok((s as u64, us as u64))
+}
+
+/// The classic filter attached (`SO_ATTACH_FILTER`), each instruction
+/// packed as CRIU packs it: code << 48 | jt << 40 | jf << 32 | k. A
+/// locked filter (`SO_LOCK_FILTER`) is refused: rcriu does not lock it
+/// again.
+fn filter(pid: Pid, f: &OpenFd) -> Result<Vec<u64>> {
+    let fd = f.file.as_fd();
+    let n = sk_sys::filter_len(fd).map_err(Error::sys("reading a socket's filter length", pid))?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if n > 4096 {
+        return Err(Error::Inconsistent {
+            pid,
+            what: format!("{}: a filter of {n} instructions", what(f)),
+        });
+    }
+    let locked = sk_sys::getsockopt_int(fd, libc::SOL_SOCKET, so::SO_LOCK_FILTER).unwrap_or(0);
+    if locked != 0 {
+        return Err(Error::unsupported(
+            pid,
+            format!("{}: a locked socket filter (SO_LOCK_FILTER)", what(f)),
+        ));
+    }
+    let mut buf = vec![0u8; n * 8];
+    let got = sk_sys::filter(fd, &mut buf).map_err(Error::sys("reading a socket's filter", pid))?;
+    Ok(buf[..got.min(n) * 8]
+        .chunks_exact(8)
+        .map(|c| {
+            let code = u16::from_ne_bytes([c[0], c[1]]);
+            let (jt, jf) = (c[2], c[3]);
+            let k = u32::from_ne_bytes([c[4], c[5], c[6], c[7]]);
+            u64::from(code) << 48 | u64::from(jt) << 40 | u64::from(jf) << 32 | u64::from(k)
+        })
+        .collect())
+}
+
+/// rcriu's fields: the peek offset and receive timestamps.
+fn rcriu_fields(pid: Pid, f: &OpenFd, e: &mut pb::SkOptsEntry) -> Result<()> {
+    let fd = f.file.as_fd();
+    // SO_PEEK_OFF is -1 (off) unless set; only some families have it.
+    if let Ok(off) = sk_sys::getsockopt_int(fd, libc::SOL_SOCKET, so::SO_PEEK_OFF)
+        && off >= 0
+    {
+        e.rcriu_peek_off = Some(off);
+    }
+    let on = |name| sk_sys::getsockopt_int(fd, libc::SOL_SOCKET, name).is_ok_and(|v| v != 0);
+    let stamp = if on(so::SO_TIMESTAMPNS_NEW) {
+        4
+    } else if on(so::SO_TIMESTAMP_NEW) {
+        3
+    } else if on(so::SO_TIMESTAMPNS_OLD) {
+        2
+    } else if on(so::SO_TIMESTAMP_OLD) {
+        1
+    } else {
+        0
+    };
+    if stamp != 0 {
+        e.rcriu_timestamp = Some(stamp);
+    }
+    let mut ts = [0u8; 8];
+    let n = sk_sys::getsockopt(fd, libc::SOL_SOCKET, so::SO_TIMESTAMPING_OLD, &mut ts)
+        .map_err(Error::sys("reading a socket's SO_TIMESTAMPING", pid))?;
+    if n >= 4 {
+        let flags = u32::from_ne_bytes(ts[..4].try_into().expect("4 bytes"));
+        let phc = if n >= 8 {
+            i32::from_ne_bytes(ts[4..8].try_into().expect("4 bytes"))
+        } else {
+            0
+        };
+        if phc != 0 {
+            return Err(Error::unsupported(
+                pid,
+                format!(
+                    "{}: timestamps bound to a PTP clock (SO_TIMESTAMPING)",
+                    what(f)
+                ),
+            ));
+        }
+        if flags != 0 {
+            e.rcriu_timestamping = Some(flags);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rcriu_net_namespace_is_the_second_numbered() {
+        let me = rcriu_proc::Task::open_self().unwrap().namespaces().unwrap();
+        let ids = crate::ids::NsIds::new().task(1, &me);
+        assert_eq!(ids.entry.net_ns_id, Some(NET_NS_ID));
+    }
+
+    #[test]
+    fn shutdown_masks_are_criu_s() {
+        assert_eq!(shutdown(0), None);
+        assert_eq!(shutdown(1), Some(pb::SkShutdown::Read as i32));
+        assert_eq!(shutdown(2), Some(pb::SkShutdown::Write as i32));
+        assert_eq!(shutdown(3), Some(pb::SkShutdown::Both as i32));
+    }
+}

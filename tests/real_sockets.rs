@@ -1,0 +1,259 @@
+//! Real programs with sockets, dumped and restored through rcriu's
+//! command line as a user would: each one serves before the dump, is gone
+//! after it (nothing answers: the negative control), and serves again
+//! once restored, and no more once the restored process is killed.
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rcriu_test_support::{HANG_GUARD, TempDir, in_new_session, signal, wait_exit};
+
+/// A port free on 127.0.0.1 now (the kernel's choice).
+fn free_port() -> u16 {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding a port");
+    l.local_addr().expect("its address").port()
+}
+
+/// `GET path` over HTTP/1.0: the status line and the body, or why not.
+fn get(port: u16, path: &str) -> std::io::Result<(String, String)> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer)?;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {answer:?}")))?;
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    Ok((status, body.to_owned()))
+}
+
+/// Waits until the server on `port` answers (it listens once it has
+/// bound): connection refused means not yet.
+fn wait_serving(port: u16, pid: i32) {
+    let start = Instant::now();
+    loop {
+        match get(port, "/") {
+            Ok(_) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Err(e) => panic!("asking the server on port {port}: {e}"),
+        }
+        assert!(
+            Path::new(&format!("/proc/{pid}")).exists(),
+            "the server ended before it served"
+        );
+        assert!(start.elapsed() < HANG_GUARD, "the server never listened");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Starts `python3 -m http.server` on 127.0.0.1 serving `www`, in its
+/// own session, with `extra` options; returns its pid and port once it
+/// answers.
+fn start_server(home: &Path, www: &Path, extra: &[&str]) -> (i32, u16) {
+    let port = free_port();
+    let log = std::fs::File::create(home.join("server.log")).unwrap();
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+        .arg(www)
+        .args(extra)
+        .arg(port.to_string())
+        .current_dir(home)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    in_new_session(&mut cmd);
+    let child = cmd.spawn().expect("starting python3 -m http.server");
+    let pid = child.id() as i32;
+    // Reaped through wait_exit: the Child itself is not waited for.
+    std::mem::forget(child);
+    wait_serving(port, pid);
+    (pid, port)
+}
+
+/// One HTTP/1.1 request on a connection kept open: the status line and
+/// the body (its Content-Length).
+fn get_on(s: &mut TcpStream, path: &str) -> std::io::Result<(String, String)> {
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b)? == 0 {
+            return Err(std::io::Error::other(format!(
+                "the connection ended in the headers: {:?}",
+                String::from_utf8_lossy(&head)
+            )));
+        }
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())
+                .flatten()
+        })
+        .ok_or_else(|| std::io::Error::other(format!("no Content-Length: {head:?}")))?;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body)?;
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+fn rcriu(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rcriu"))
+        .args(args)
+        .arg("-D")
+        .arg(dir)
+        .args(["-v4", "-o", "rcriu.log"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("running rcriu")
+}
+
+fn log_of(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("rcriu.log")).unwrap_or_default()
+}
+
+/// Kills the restored `pid` (ours to reap: this process is a subreaper).
+fn kill_and_reap(pid: i32) {
+    signal(pid, libc::SIGKILL);
+    wait_exit(pid).expect("the restored server ends");
+}
+
+#[test]
+fn python_http_server_serves_after_restore() {
+    let _g = common::setup();
+    let t = TempDir::new("real-python-http");
+    let www = t.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("index.txt"), "served before the dump\n").unwrap();
+    let (pid, port) = start_server(t.path(), &www, &[]);
+    let (status, body) = get(port, "/index.txt").expect("a page before the dump");
+    assert!(status.contains(" 200 "), "{status}");
+    assert_eq!(body, "served before the dump\n");
+
+    let images = t.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    let out = rcriu(&["dump", "-t", &pid.to_string()], &images);
+    assert!(
+        out.status.success(),
+        "dump: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log_of(&images)
+    );
+    // The dump killed it: once its pid is gone, nothing serves.
+    let status = wait_exit(pid).expect("the dumped server ends");
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+        "{status:#x}"
+    );
+    let e = get(port, "/index.txt").expect_err("nothing serves between dump and restore");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+
+    let out = rcriu(&["restore", "-d"], &images);
+    assert!(
+        out.status.success(),
+        "restore: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log_of(&images)
+    );
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("the restored pid");
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("http.server"),
+        "{cmdline:?}"
+    );
+    let (status, body) = get(port, "/index.txt").expect("a page after the restore");
+    assert!(status.contains(" 200 "), "{status}");
+    assert_eq!(body, "served before the dump\n");
+    // It serves what it never saw before the dump, and more than once.
+    std::fs::write(www.join("new.txt"), "written after the restore\n").unwrap();
+    for _ in 0..3 {
+        let (status, body) = get(port, "/new.txt").expect("a new page");
+        assert!(status.contains(" 200 "), "{status}");
+        assert_eq!(body, "written after the restore\n");
+    }
+    let (status, _) = get(port, "/absent.txt").unwrap();
+    assert!(status.contains(" 404 "), "{status}");
+    // It was the restored process that served.
+    kill_and_reap(pid);
+    let e = get(port, "/index.txt").expect_err("nothing serves once it is killed");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+}
+
+#[test]
+fn a_client_s_connection_to_python_carries_on_across_the_dump() {
+    let _g = common::setup();
+    let t = TempDir::new("real-python-keepalive");
+    let www = t.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("index.txt"), "one connection\n").unwrap();
+    let (pid, port) = start_server(t.path(), &www, &["--protocol", "HTTP/1.1"]);
+    let mut client = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+    let (status, body) = get_on(&mut client, "/index.txt").unwrap();
+    assert!(status.contains(" 200 "), "{status}");
+    assert_eq!(body, "one connection\n");
+
+    // Negative control: without --tcp-established the connection is
+    // refused by name, and the server serves on untouched.
+    let refused = t.path().join("refused");
+    std::fs::create_dir(&refused).unwrap();
+    let out = rcriu(&["dump", "-t", &pid.to_string()], &refused);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--tcp-established"), "{err}");
+    let (status, _) = get_on(&mut client, "/index.txt").expect("served after the refusal");
+    assert!(status.contains(" 200 "), "{status}");
+
+    let images = t.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    let out = rcriu(
+        &["dump", "-t", &pid.to_string(), "--tcp-established"],
+        &images,
+    );
+    assert!(
+        out.status.success(),
+        "dump: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log_of(&images)
+    );
+    wait_exit(pid).expect("the dumped server ends");
+    let e = get(port, "/index.txt").expect_err("no new connection between dump and restore");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    let out = rcriu(&["restore", "-d", "--tcp-established"], &images);
+    assert!(
+        out.status.success(),
+        "restore: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log_of(&images)
+    );
+    // The same connection, opened before the dump, is served again.
+    std::fs::write(www.join("after.txt"), "after the restore\n").unwrap();
+    for (path, want) in [
+        ("/index.txt", "one connection\n"),
+        ("/after.txt", "after the restore\n"),
+    ] {
+        let (status, body) = get_on(&mut client, path).expect("served on the old connection");
+        assert!(status.contains(" 200 "), "{status}");
+        assert_eq!(body, want);
+    }
+    kill_and_reap(pid);
+    let mut b = [0u8; 1];
+    client.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    let r = client.read(&mut b);
+    let ended = match &r {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    };
+    assert!(ended, "the connection ends with the restored server: {r:?}");
+}
