@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -253,8 +254,12 @@ int main(int argc, char **argv)
 		return 5;
 	children = !strcmp(extra, "children");
 	if (children) {
+		pid_t parent = getpid();
 		child = fork();
 		if (child == 0) {
+			/* It ends with its parent, whichever way that ends. */
+			if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent)
+				_exit(1);
 			for (;;)
 				pause();
 		}
