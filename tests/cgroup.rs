@@ -363,6 +363,37 @@ fn a_tree_in_a_freezer_is_seized_frozen() {
     }
 }
 
+/// A thread in other cgroups than its leader's (v1 lets a thread move
+/// alone) is refused by name, as the restore would put it with its leader;
+/// the process runs on.
+#[test]
+fn a_thread_in_another_cgroup_is_refused() {
+    let _g = setup();
+    let a = CgDir::new(Kind::V1, "thread-a");
+    let b = CgDir::new(Kind::V1, "thread-b");
+    let w = Workload::start("threads", &["3", "calm"]);
+    w.wait_in("sigsuspend");
+    a.add(w.pid);
+    let tids: Vec<i32> = std::fs::read_dir(format!("/proc/{}/task", w.pid))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().parse().unwrap())
+        .filter(|&t| t != w.pid)
+        .collect();
+    std::fs::write(b.path.join("tasks"), tids[0].to_string()).unwrap();
+    let images = TempDir::new("cgroup-thread");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        e.contains(&format!("thread {} in other cgroups", tids[0])),
+        "{e}"
+    );
+    assert_eq!(tracer_of(w.pid), "0");
+    w.verdict().expect("intact");
+}
+
 /// A freezer cgroup holding another process is refused, naming it, and
 /// left thawed with both processes untouched.
 #[test]

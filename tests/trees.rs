@@ -271,3 +271,111 @@ fn an_fd_table_not_shared_shows() {
     .unwrap_err();
     assert!(err.contains("the fd table it shares"), "{err}");
 }
+
+/// A deleted file mapped shared and private by a parent and its two
+/// children (what a POSIX semaphore of Python's multiprocessing is): saved
+/// as a ghost file, made again once, mapped by all three.
+#[test]
+fn a_deleted_file_mapped_by_a_tree() {
+    let _g = setup();
+    cycle("tree", &["mapdel"], None).unwrap();
+}
+
+/// The negative control: a ghost whose bytes were changed restores as it
+/// says, and the processes see it.
+#[test]
+fn a_changed_ghost_of_a_mapped_file_shows() {
+    let _g = setup();
+    let err = cycle(
+        "tree",
+        &["mapdel"],
+        Some(|dir, _| {
+            let path = dir.path().join("ghost-file-1.img");
+            let mut bytes = std::fs::read(&path).unwrap();
+            // The file's bytes end the image; its word 100 is 77 (0x4d):
+            // make it 78.
+            let at = bytes.len() - 8192 + 400;
+            assert_eq!(bytes[at], 77, "the file's word 100");
+            bytes[at] = 78;
+            std::fs::write(&path, bytes).unwrap();
+        }),
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("the deleted file's private copy")
+            || err.contains("the private copy of the deleted file"),
+        "{err}"
+    );
+}
+
+/// A pipeline of three processes (producer, relay, consumer) with numbers
+/// in flight in both pipes: after the restore they run on, in order.
+#[test]
+fn a_pipeline_of_three_with_data_in_flight() {
+    let _g = setup();
+    cycle("tree", &["pipeline"], None).unwrap();
+}
+
+/// The negative control: the bytes in flight in a pipe, changed in the
+/// images, reach the reader as changed.
+#[test]
+fn a_pipeline_with_changed_data_in_flight_shows() {
+    let _g = setup();
+    let err = cycle(
+        "tree",
+        &["pipeline"],
+        Some(|dir, _| {
+            let path = dir.path().join("pipes-data.img");
+            let mut bytes = std::fs::read(&path).unwrap();
+            // The number 900, in flight in the first pipe, made 9000.
+            let at = bytes
+                .windows(8)
+                .position(|w| w == [0x84, 3, 0, 0, 0x85, 3, 0, 0])
+                .expect("900 and 901 in the first pipe");
+            bytes[at..at + 4].copy_from_slice(&9000u32.to_le_bytes());
+            std::fs::write(&path, bytes).unwrap();
+        }),
+    )
+    .unwrap_err();
+    assert!(err.contains("numbers in flight"), "{err}");
+}
+
+/// The negative control of the stop signal: images that lose it bring the
+/// SIGTSTP-stopped child back stopped by SIGSTOP, which its parent sees.
+#[test]
+fn a_stop_signal_lost_shows() {
+    let _g = setup();
+    let err = cycle(
+        "tree",
+        &["stopped"],
+        Some(|dir, _| {
+            for e in dir.pstree().unwrap() {
+                let mut core = dir.core(e.pid).unwrap();
+                if let Some(tc) = core.tc.as_mut()
+                    && tc.stop_signo == Some(libc::SIGTSTP as u32)
+                {
+                    tc.stop_signo = None;
+                    common::write_core(dir, e.pid, &core);
+                }
+            }
+        }),
+    )
+    .unwrap_err();
+    assert!(err.contains("stopped by SIGTSTP"), "{err}");
+}
+
+/// A file under /proc/PID of a process of the tree is refused by name, and
+/// the tree runs on as it was.
+#[test]
+fn a_file_of_a_process_of_the_tree_under_proc_is_refused() {
+    let _g = setup();
+    let w = start("tree", &["procfd"]);
+    let images = TempDir::new("procfd");
+    let err = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("a file of process"), "{err}");
+    w.verdict().unwrap();
+}

@@ -14,9 +14,11 @@
  *            in the child's group too.
  *   session  the child leads a session of its own (setsid), its child is
  *            in it.
- *   zombies  two children that ended and are not reaped: one exited with
- *            status 7, one was killed by SIGTERM; and a live one.
- *   stopped  a child stopped by SIGSTOP, and a live one.
+ *   zombies  three children that ended and are not reaped: one exited
+ *            with status 7, one was killed by SIGTERM, one by a SIGSEGV
+ *            it sent itself (no core); and a live one.
+ *   stopped  a child stopped by SIGSTOP, one stopped by SIGTSTP (in a
+ *            group of its own), and a live one.
  *   orphans  the root (a child subreaper) had a child A that led its own
  *            process group and forked B and C into it, and D, which
  *            leads a group of its own with its child E; then A exited:
@@ -27,6 +29,21 @@
  *   sharing  a child cloned with CLONE_FILES | CLONE_FS (the root's fd
  *            table, cwd, root and umask), and a plain one; both and the
  *            root map one shared anonymous page.
+ *   procfd   the root holds its child's /proc/PID/stat open (refused by
+ *            the dump: the restore opens files before the child exists).
+ *   pipeline three children, a producer, a relay and a consumer, joined
+ *            by two pipes: the producer wrote the numbers 0..999 into
+ *            the first, the relay moved 500 of them, each plus one, into
+ *            the second, the consumer read 200 of those: 500 numbers are
+ *            in flight in one pipe, 300 in the other. Asked, the
+ *            producer writes 1000..1999, the relay moves all 1500 on,
+ *            the consumer reads all 1800 and checks that they run on
+ *            from 201 to 2000.
+ *   mapdel   the root maps a file shared and private (its private copy
+ *            of page 1 rewritten), removes it (as a POSIX semaphore's
+ *            file is) and forks two children that inherit both mappings:
+ *            after the restore the shared page is still one page for all
+ *            three, the private copies their own, the file's bytes there.
  *
  * Every live process but the root waits in read(2) on a pipe from its
  * parent; the root waits in sigsuspend. Prints each process as "procN
@@ -46,6 +63,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -66,6 +84,10 @@ static char result[512];
 /* The shared page of mode "sharing": [0] set before the forks, [1] by
  * the root as it checks, [2] counted up by each child that saw it. */
 static volatile int *shm;
+/* Mode "mapdel": the private mapping of the deleted file, and how many
+ * children share its shared mapping. */
+static volatile int *priv;
+static int shm_kids;
 
 static void fail(const char *what, pid_t who)
 {
@@ -98,12 +120,110 @@ struct node {
 	int file_fd; /* the shared file, or -1 */
 };
 
+/* Mode "pipeline": the two pipes, and this process's part. */
+static int pipe_a[2] = {-1, -1}, pipe_b[2] = {-1, -1};
+enum { NONE, PRODUCER, RELAY, CONSUMER };
+static int role;
+
+/* Reads exactly n numbers from fd; 0 when it could. */
+static int read_nums(int fd, unsigned *v, int n)
+{
+	size_t want = (size_t)n * sizeof(*v), got = 0;
+	while (got < want) {
+		ssize_t r = read(fd, (char *)v + got, want - got);
+		if (r <= 0)
+			return -1;
+		got += r;
+	}
+	return 0;
+}
+
+static int write_nums(int fd, const unsigned *v, int n)
+{
+	return write(fd, v, n * sizeof(*v)) == (ssize_t)(n * sizeof(*v)) ? 0 : -1;
+}
+
+static void setup_producer(struct node *n)
+{
+	(void)n;
+	role = PRODUCER;
+	unsigned v[1000];
+	for (unsigned i = 0; i < 1000; i++)
+		v[i] = i;
+	if (write_nums(pipe_a[1], v, 1000))
+		_exit(9);
+}
+
+static void setup_relay(struct node *n)
+{
+	(void)n;
+	role = RELAY;
+	unsigned v[500];
+	if (read_nums(pipe_a[0], v, 500))
+		_exit(9);
+	for (int i = 0; i < 500; i++)
+		v[i]++;
+	if (write_nums(pipe_b[1], v, 500))
+		_exit(9);
+}
+
+static void setup_consumer(struct node *n)
+{
+	(void)n;
+	role = CONSUMER;
+	unsigned v[200];
+	if (read_nums(pipe_b[0], v, 200))
+		_exit(9);
+}
+
+/* The part of a pipeline process, once restored. */
+static void pipeline_check(pid_t me)
+{
+	static unsigned v[2000];
+	switch (role) {
+	case PRODUCER:
+		for (unsigned i = 0; i < 1000; i++)
+			v[i] = 1000 + i;
+		if (write_nums(pipe_a[1], v, 1000))
+			fail("the producer's write", me);
+		break;
+	case RELAY:
+		if (read_nums(pipe_a[0], v, 1500)) {
+			fail("the relay's read", me);
+			break;
+		}
+		for (unsigned i = 0; i < 1500; i++)
+			if (v[i] != 500 + i) {
+				fail("the numbers in flight in the first pipe", me);
+				break;
+			}
+		for (int i = 0; i < 1500; i++)
+			v[i]++;
+		if (write_nums(pipe_b[1], v, 1500))
+			fail("the relay's write", me);
+		break;
+	case CONSUMER:
+		if (read_nums(pipe_b[0], v, 1800)) {
+			fail("the consumer's read", me);
+			break;
+		}
+		for (unsigned i = 0; i < 1800; i++)
+			if (v[i] != 201 + i) {
+				fail("the numbers in flight in the second pipe", me);
+				break;
+			}
+		break;
+	}
+}
+
 static void serve(struct node *n)
 {
 	char c;
 	if (read(n->in, &c, 1) != 1)
 		_exit(3);
 	check_ids(&n->me);
+	if (priv && (priv[1024] != 0x1234 || priv[100] != 77 || priv[0] != 1))
+		fail("the private copy of the deleted file", n->me.pid);
 	if (shm) {
 		if (shm[0] != 1 || shm[1] != 0x5eed)
 			fail("the shared page", n->me.pid);
@@ -124,6 +244,7 @@ static void serve(struct node *n)
 	}
 	if (n->file_fd >= 0 && lseek(n->file_fd, 0, SEEK_CUR) != 100)
 		fail("the shared file's position", n->me.pid);
+	pipeline_check(n->me.pid);
 	for (int i = 0; i < n->nkids; i++) {
 		char r[512];
 		if (write(n->kid_out[i], "c", 1) != 1) {
@@ -315,7 +436,8 @@ int main(int argc, char **argv)
 	root.me.ppid = getppid();
 	root.me.pgid = getpgrp();
 	root.me.sid = getsid(0);
-	pid_t zombie_exit = 0, zombie_kill = 0, stopped = 0, fdt_child = 0, plain_child = 0;
+	pid_t zombie_exit = 0, zombie_kill = 0, zombie_segv = 0, stopped = 0, tstopped = 0, fdt_child = 0,
+	      plain_child = 0;
 	int file_fd = -1;
 	if (!strcmp(mode, "pair")) {
 		int data[2];
@@ -363,10 +485,20 @@ int main(int argc, char **argv)
 				pause();
 		}
 		kill(zombie_kill, SIGTERM);
+		/* One that faulted, as it were: SIGSEGV sent to itself, no
+		 * core dumped. */
+		zombie_segv = fork();
+		if (zombie_segv == 0) {
+			struct rlimit no = {0, 0};
+			setrlimit(RLIMIT_CORE, &no);
+			kill(getpid(), SIGSEGV);
+			_exit(0);
+		}
 		siginfo_t si;
-		/* Both ended, neither reaped (WNOWAIT). */
+		/* All ended, none reaped (WNOWAIT). */
 		waitid(P_PID, zombie_exit, &si, WEXITED | WNOWAIT);
 		waitid(P_PID, zombie_kill, &si, WEXITED | WNOWAIT);
+		waitid(P_PID, zombie_segv, &si, WEXITED | WNOWAIT);
 		struct link l = spawn(&root, NULL, -1, -1);
 		print_pid("proc1", l.pid);
 		print_pid("zombie_exit", zombie_exit);
@@ -380,9 +512,20 @@ int main(int argc, char **argv)
 		kill(stopped, SIGSTOP);
 		siginfo_t si;
 		waitid(P_PID, stopped, &si, WSTOPPED | WNOWAIT);
+		/* One stopped by SIGTSTP, in a group of its own (in the root's
+		 * group, orphaned, SIGTSTP would be discarded). */
+		tstopped = fork();
+		if (tstopped == 0) {
+			for (;;)
+				pause();
+		}
+		setpgid(tstopped, tstopped);
+		kill(tstopped, SIGTSTP);
+		waitid(P_PID, tstopped, &si, WSTOPPED | WNOWAIT);
 		struct link l = spawn(&root, NULL, -1, -1);
 		print_pid("proc1", l.pid);
 		print_pid("stopped", stopped);
+		print_pid("tstopped", tstopped);
 	} else if (!strcmp(mode, "orphans")) {
 		if (prctl(PR_SET_CHILD_SUBREAPER, 1))
 			return 2;
@@ -441,6 +584,36 @@ int main(int argc, char **argv)
 		plain_child = spawn(&root, NULL, -1, -1).pid;
 		print_pid("fdt", fdt_child);
 		print_pid("plain", plain_child);
+		shm_kids = 2;
+	} else if (!strcmp(mode, "procfd")) {
+		struct link l = spawn(&root, NULL, -1, -1);
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)l.pid);
+		if (open(path, O_RDONLY) < 0)
+			return 2;
+		print_pid("proc1", l.pid);
+	} else if (!strcmp(mode, "pipeline")) {
+		if (pipe(pipe_a) || pipe(pipe_b))
+			return 2;
+		print_pid("producer", spawn(&root, setup_producer, -1, -1).pid);
+		print_pid("relay", spawn(&root, setup_relay, -1, -1).pid);
+		print_pid("consumer", spawn(&root, setup_consumer, -1, -1).pid);
+	} else if (!strcmp(mode, "mapdel")) {
+		int fd = open("mapped.bin", O_RDWR | O_CREAT | O_TRUNC, 0600);
+		if (fd < 0 || ftruncate(fd, 8192))
+			return 2;
+		shm = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		priv = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+		if (shm == MAP_FAILED || priv == MAP_FAILED)
+			return 2;
+		shm[0] = 1;
+		shm[100] = 77;
+		priv[1024] = 0x1234;
+		close(fd);
+		unlink("mapped.bin");
+		print_pid("proc1", spawn(&root, NULL, -1, -1).pid);
+		print_pid("proc2", spawn(&root, NULL, -1, -1).pid);
+		shm_kids = 2;
 	} else {
 		return 2;
 	}
@@ -462,8 +635,11 @@ int main(int argc, char **argv)
 			fail("the cwd and root it shares with its child", me);
 		if (syscall(SYS_kcmp, me, plain_child, 2, 0, 0) == 0)
 			fail("an fd table shared with the plain child", me);
-		shm[1] = 0x5eed;
 	}
+	if (shm)
+		shm[1] = 0x5eed;
+	if (priv && (priv[1024] != 0x1234 || priv[100] != 77 || priv[0] != 1 || shm[1024] != 0))
+		fail("the deleted file's private copy", root.me.pid);
 	if (file_fd >= 0 && lseek(file_fd, 0, SEEK_CUR) != 100)
 		fail("the shared file's position", root.me.pid);
 	if (zombie_exit) {
@@ -474,6 +650,9 @@ int main(int argc, char **argv)
 		if (waitpid(zombie_kill, &st, WNOHANG) != zombie_kill || !WIFSIGNALED(st) ||
 		    WTERMSIG(st) != SIGTERM)
 			fail("the zombie killed by SIGTERM", root.me.pid);
+		if (waitpid(zombie_segv, &st, WNOHANG) != zombie_segv || !WIFSIGNALED(st) ||
+		    WTERMSIG(st) != SIGSEGV || WCOREDUMP(st))
+			fail("the zombie killed by SIGSEGV", root.me.pid);
 	}
 	if (stopped) {
 		char path[64], stat[512];
@@ -488,6 +667,15 @@ int main(int argc, char **argv)
 			fail("the stopped child runs", root.me.pid);
 		kill(stopped, SIGKILL);
 		waitpid(stopped, NULL, 0);
+	}
+	if (tstopped) {
+		siginfo_t si;
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, tstopped, &si, WSTOPPED | WNOWAIT | WNOHANG) ||
+		    si.si_pid != tstopped || si.si_status != SIGTSTP)
+			fail("the child stopped by SIGTSTP", root.me.pid);
+		kill(tstopped, SIGKILL);
+		waitpid(tstopped, NULL, 0);
 	}
 	for (int i = 0; i < root.nkids; i++) {
 		char r[512];
@@ -506,7 +694,7 @@ int main(int argc, char **argv)
 		if (strcmp(r, "PASS\n") && !result[0])
 			snprintf(result, sizeof(result), "%s", r);
 	}
-	if (fdt_child && !result[0] && shm[2] != 2)
+	if (shm_kids && !result[0] && shm[2] != shm_kids)
 		fail("the children's marks on the shared page", getpid());
 	/* Reap the children. */
 	while (waitpid(-1, NULL, __WALL) > 0)

@@ -27,6 +27,15 @@ pub enum Error {
         size: u64,
         limit: u64,
     },
+    #[error(
+        "process {pid} maps the deleted file {}: it takes {size} bytes on disk, over the ghost limit of {limit} bytes (raise it with --ghost-limit)", path.display()
+    )]
+    GhostMapTooBig {
+        pid: Pid,
+        path: std::path::PathBuf,
+        size: u64,
+        limit: u64,
+    },
     /// The root task is not a session leader and `--shell-job` was not
     /// given (criu's rule).
     #[error(

@@ -530,6 +530,13 @@ impl Files {
         }
         let id = self.fresh();
         self.cache.push((info.dev, info.ino, info.mnt_id, id));
+        if info.unlinked() {
+            // A deleted file mapped (a POSIX semaphore's, say): a ghost.
+            let remap =
+                self.ghosts
+                    .remap_mapped(self.pid, self.opts.ghost_limit, id, info, file)?;
+            self.extra.remaps.push(remap);
+        }
         self.push_reg(&reg(id), Some(file), None)?;
         Ok(id)
     }

@@ -17,7 +17,7 @@ use std::os::unix::fs::FileExt;
 use rcriu_images::{ImageDir, ImageFile, ImageWriter, pb};
 use rcriu_proc::Pid;
 
-use crate::files::OpenFd;
+use crate::files::{FileInfo, OpenFd};
 use crate::{Error, Result, files_sys};
 
 /// Files this big or bigger are stored in chunks.
@@ -49,17 +49,53 @@ impl Ghosts {
         orig_id: u32,
         f: &OpenFd,
     ) -> Result<pb::RemapFilePathEntry> {
-        let i = &f.info;
-        let on_disk = i.blocks * 512;
+        let on_disk = f.info.blocks * 512;
         if on_disk > limit {
             return Err(Error::GhostTooBig {
                 pid,
                 fd: f.fd,
-                path: i.path.clone(),
+                path: f.info.path.clone(),
                 size: on_disk,
                 limit,
             });
         }
+        self.remap_of(orig_id, &f.info, f.fd, || f.reopen_for_reading(pid))
+    }
+
+    /// [`Ghosts::remap`] of a deleted file the process maps (`file` open
+    /// on it, through its map_files link), not through an fd.
+    pub fn remap_mapped(
+        &mut self,
+        pid: Pid,
+        limit: u64,
+        orig_id: u32,
+        info: &FileInfo,
+        file: &File,
+    ) -> Result<pb::RemapFilePathEntry> {
+        let on_disk = info.blocks * 512;
+        if on_disk > limit {
+            return Err(Error::GhostMapTooBig {
+                pid,
+                path: info.path.clone(),
+                size: on_disk,
+                limit,
+            });
+        }
+        self.remap_of(orig_id, info, -1, || {
+            file.try_clone().map_err(Error::file(pid, &info.path))
+        })
+    }
+
+    /// The remap of file entry `orig_id` of the deleted file `i`; its ghost
+    /// (read from what `reopen` opens; `fd` names it in errors, -1 for a
+    /// mapping) is made when its inode is new.
+    fn remap_of(
+        &mut self,
+        orig_id: u32,
+        i: &FileInfo,
+        fd: i32,
+        reopen: impl FnOnce() -> Result<File>,
+    ) -> Result<pb::RemapFilePathEntry> {
         let id = match self.known.iter().find(|k| k.0 == i.dev && k.1 == i.ino) {
             Some(k) => k.2,
             None => {
@@ -89,8 +125,8 @@ impl Ghosts {
                 self.pending.push(Pending {
                     id,
                     entry,
-                    file: f.reopen_for_reading(pid)?,
-                    fd: f.fd,
+                    file: reopen()?,
+                    fd,
                 });
                 id
             }
@@ -138,7 +174,11 @@ impl Ghosts {
 fn ghost_err(pid: Pid, fd: i32) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::File {
         pid,
-        path: format!("(the deleted file open as fd {fd})").into(),
+        path: if fd < 0 {
+            "(a deleted file it maps)".into()
+        } else {
+            format!("(the deleted file open as fd {fd})").into()
+        },
         source: e,
     }
 }

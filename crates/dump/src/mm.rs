@@ -237,23 +237,25 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
                 entry.fdflags = Some(libc::O_RDWR as u32);
             }
             VmaPath::File { path, deleted } => {
-                let p = path.display();
                 let name = path.as_os_str().as_encoded_bytes();
                 if name.starts_with(b"/SYSV") {
                     return Err(refuse(v, "SysV shared memory"));
                 }
                 if name.starts_with(b"socket:[") {
-                    return Err(refuse(v, &format!("the ring of packet socket {p} mapped")));
+                    return Err(refuse(
+                        v,
+                        &format!("the ring of packet socket {} mapped", path.display()),
+                    ));
                 }
                 // memfds, and shared anonymous memory (a deleted /dev/zero
                 // of the shmem mount, which the dump checks): CRIU's memfd
                 // areas.
-                let shmem = name.starts_with(b"/memfd:")
-                    || (vma.shared && *deleted && name == b"/dev/zero")
-                    || hugetlb;
-                if *deleted && !shmem {
-                    return Err(refuse(v, &format!("a mapping of deleted file {p}")));
-                }
+                // A private mapping of shared anonymous memory (through its
+                // map_files link) is of the same memory: not a deleted file.
+                let shmem =
+                    name.starts_with(b"/memfd:") || (*deleted && name == b"/dev/zero") || hugetlb;
+                // A deleted file is saved as a ghost file (its id's
+                // remap), as an open one is.
                 entry.status = status::REGULAR
                     | if vma.shared {
                         status::FILE_SHARED
@@ -464,11 +466,6 @@ mod tests {
                 "SysV",
             ),
             (
-                "7f0000000000-7f0000001000 r--p 00000000 fe:01 9                          /tmp/x (deleted)",
-                "rd mr mw me",
-                "deleted file /tmp/x",
-            ),
-            (
                 "7f0000000000-7f0000001000 rw-p 00000000 00:0f 3                          /mnt/huge/f",
                 "rd wr mr mw me ht",
                 "hugetlbfs file /mnt/huge/f",
@@ -522,15 +519,21 @@ mod tests {
                 "7f0000004000-7f0000005000 rw-p 00000000 00:01 9                          /memfd:m (deleted)",
                 "rd wr mr mw me",
             ),
+            // A private mapping of shared anonymous memory (zdtm's
+            // shmemfd-priv): of that memory, not a deleted file's copy.
+            one(
+                "7f0000005000-7f0000006000 rw-p 00001000 00:01 10                         /dev/zero (deleted)",
+                "rd wr mr mw me",
+            ),
         ]
         .concat();
         let smaps = parse_smaps(text.as_bytes()).unwrap();
         let a = classify(1, &smaps).unwrap();
         let st: Vec<u32> = a.iter().map(|a| a.entry.status).collect();
         // CRIU 4.2: REGULAR | FILE_SHARED, and MEMFD for shmem files.
-        assert_eq!(st, [129, 16513, 16513, 16449]);
+        assert_eq!(st, [129, 16513, 16513, 16449, 16449]);
         let fl: Vec<u32> = a.iter().map(|a| a.entry.flags).collect();
-        assert_eq!(fl, [1, 1, 1 | 0x2000, 2]);
+        assert_eq!(fl, [1, 1, 1 | 0x2000, 2, 2]);
         assert_eq!(a[1].entry.pgoff, 0x1000);
         assert!(a.iter().all(|a| a.file.is_some()));
         let pages: Vec<Pages> = a.iter().map(|a| a.pages).collect();
@@ -540,6 +543,7 @@ mod tests {
                 Pages::None,
                 Pages::None,
                 Pages::None,
+                Pages::Touched { lazy: false },
                 Pages::Touched { lazy: false }
             ]
         );

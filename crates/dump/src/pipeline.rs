@@ -250,6 +250,8 @@ struct Shared {
     /// The next number of the mm, fd table, fs and sighand counters
     /// (rcriu's is 1).
     next_kobj: u32,
+    /// The pids of the tree.
+    pids: BTreeSet<Pid>,
 }
 
 /// Everything the images are made of, gathered while the tree was
@@ -739,6 +741,7 @@ fn collect_tree(
         cgroups: cgroup::Sets::new(pid, &host.cgroups, freezer)?,
         seccomp: pb::SeccompEntry::default(),
         next_kobj: 2,
+        pids: tree.pids().into_iter().collect(),
     };
     let mut procs = Vec::new();
     let mut zombies = Vec::new();
@@ -817,6 +820,37 @@ fn zombie(m: &Member, exit_code: i32) -> Result<Zombie> {
     Ok(Zombie { pstree, core })
 }
 
+/// Refuses an fd of a file under `/proc/PID` of another process of the
+/// tree: the restore opens the files before that process exists again.
+fn check_proc_of_tree(pid: Pid, fd: &rcriu_proc::Fd, pids: &BTreeSet<Pid>) -> Result<()> {
+    let rcriu_proc::FdTarget::Path { path, .. } = fd.target() else {
+        return Ok(());
+    };
+    let mut parts = path.components().skip(1);
+    let (Some(first), Some(second)) = (parts.next(), parts.next()) else {
+        return Ok(());
+    };
+    if first.as_os_str() != "proc" {
+        return Ok(());
+    }
+    match second
+        .as_os_str()
+        .to_str()
+        .and_then(|s| s.parse::<Pid>().ok())
+    {
+        // Its own: the restorer opens those once it exists.
+        Some(p) if p != pid && pids.contains(&p) => Err(Error::unsupported(
+            pid,
+            format!(
+                "fd {}: {}, a file of process {p} of the dump (the restore opens files before the processes exist)",
+                fd.fd,
+                path.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// What a process shares with its parent: the ids of its fd table and of
 /// its fs.
 struct WithParent {
@@ -850,7 +884,18 @@ fn collect(
     ids::check_namespaces(pid, &host.ns, &ns)?;
     let status = task.status().map_err(Error::proc(pid))?;
     let process_attrs = attrs::process(pid, &mut task, &status, stat.session == pid)?;
-    let thread_sets = sh.cgroups.threads(pid, &cgroup::tids(seized))?;
+    let tids = cgroup::tids(seized);
+    let thread_sets = sh.cgroups.threads(pid, &tids)?;
+    // The restore puts every thread in its leader's cgroups.
+    if let Some(i) = thread_sets.iter().position(|s| *s != thread_sets[0]) {
+        return Err(Error::unsupported(
+            pid,
+            format!(
+                "thread {} in other cgroups than its leader's (cgroup set {} against {})",
+                tids[i], thread_sets[i], thread_sets[0]
+            ),
+        ));
+    }
     let timers = match task.posix_timers() {
         Ok(t) => t,
         Err(e) if e.is_not_found() => Vec::new(),
@@ -869,6 +914,7 @@ fn collect(
         let info = task.fdinfo(fd.fd).map_err(Error::proc(pid))?;
         if !memfd::is_memfd_link(&fd.link) {
             files::check_fd(pid, fd, &info)?;
+            check_proc_of_tree(pid, fd, &sh.pids)?;
         }
         fd_infos.push(info);
     }
@@ -1173,7 +1219,9 @@ fn mapped_file(
         };
         return memfds.mapping(table, &info, &file, hugetlb, create);
     }
-    files::check_path(pid, "the mapped file", &info)?;
+    if !info.unlinked() {
+        files::check_path(pid, "the mapped file", &info)?;
+    }
     table.special(&info, &file)
 }
 

@@ -79,8 +79,9 @@ pub struct CorePlan {
     /// Bit n - 1: signal n's action is in the image.
     pub sigaction_set: u64,
     pub rlimits: Vec<Rlimit>,
-    /// The process was stopped (it is stopped again after the restore).
-    pub stopped: bool,
+    /// The signal that had stopped the process (it is stopped again by
+    /// it after the restore), when it was stopped.
+    pub stopped: Option<i32>,
     /// The interval timers (real, virtual, profiling) as
     /// `[interval sec, usec, value sec, usec]`.
     pub itimers: [[u64; 4]; 3],
@@ -179,8 +180,17 @@ pub fn plan(img: &Images) -> Result<CorePlan> {
         .unwrap_or_default();
 
     let stopped = match tc.task_state {
-        TASK_ALIVE => false,
-        TASK_STOPPED => true,
+        TASK_ALIVE => None,
+        TASK_STOPPED => match tc.stop_signo.map(|s| s as i32) {
+            None => Some(libc::SIGSTOP),
+            Some(s @ (libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU)) => Some(s),
+            Some(s) => {
+                return Err(Error::invalid(
+                    ImageFile::Core(pid.into()).name(),
+                    format!("stop signal {s} is none of SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU"),
+                ));
+            }
+        },
         s => {
             return Err(Error::unsupported(format!(
                 "restoring task {pid} in state {s}"

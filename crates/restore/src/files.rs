@@ -624,6 +624,15 @@ impl Opener<'_> {
             .map_err(Error::file("opening again", name))
     }
 
+    /// The file of entry `id` that a memory area maps, opened with `how`
+    /// and checked: a ghost is made again first (once for every process
+    /// that maps it, which then share its pages).
+    pub fn open_mapped(&mut self, id: u32, reg: &pb::RegFileEntry, how: i32) -> Result<File> {
+        let name = path_of(reg);
+        let ghost = self.ghosts.path_of(&self.img.dir, id, &name)?;
+        open_reg_at(reg, ghost.as_deref().unwrap_or(&name), how, self.validation)
+    }
+
     /// A regular file (or directory, device, O_PATH file, ghost), at its
     /// position.
     fn open_reg(&mut self, id: u32, reg: &pb::RegFileEntry) -> Result<OwnedFd> {

@@ -326,11 +326,16 @@ pub fn wait_restorer(
                             continue;
                         }
                     }
+                    // A zombie to be that ends by a fault signal sends it
+                    // to itself (si_code SI_USER or SI_TKILL, not a
+                    // fault's): not a fault of the restorer.
+                    let sent = |tid| csys::get_siginfo(tid).is_ok_and(|si| si.si_code <= 0);
                     if event == 0
                         && matches!(
                             sig,
                             libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE
                         )
+                        && !(tasks[k].proc.is_none() && sent(tid))
                     {
                         let (pid, tids, p) =
                             proc_of(&tasks[k]).unwrap_or((tid, &child.procs[0].1, 0));
@@ -391,8 +396,8 @@ pub struct FinalProc<'a> {
     pub threads: Vec<FinalThread>,
     /// `xstate(i, size)` builds thread i's xsave area of `size` bytes.
     pub xstate: Box<dyn Fn(usize, usize) -> Result<Xstate> + 'a>,
-    /// It was stopped: it stays stopped.
-    pub stopped: bool,
+    /// It was stopped, by this signal: it stays stopped.
+    pub stopped: Option<i32>,
     /// The address, in the region, of SIGTRAP's action when the dump set
     /// one. The restorer leaves it (every thread's int3 raises SIGTRAP
     /// while signals are blocked, which resets its action); it is set
@@ -406,7 +411,7 @@ pub struct FinalProc<'a> {
 /// together. A failure kills them all: not one instruction of a half-set
 /// process runs.
 pub fn finish(child: Child, region: &Region, procs: Vec<FinalProc<'_>>) -> Result<Pid> {
-    let mut set: Vec<(Seized, bool)> = Vec::with_capacity(procs.len());
+    let mut set: Vec<(Seized, Option<i32>)> = Vec::with_capacity(procs.len());
     for p in procs {
         let tids: Vec<Pid> = p.threads.iter().map(|t| t.tid).collect();
         let seized = Seized::adopt(p.pid, &tids);
@@ -427,8 +432,8 @@ pub fn finish(child: Child, region: &Region, procs: Vec<FinalProc<'_>>) -> Resul
     }
     let mut first: Result<()> = Ok(());
     for (s, stopped) in set {
-        if stopped {
-            s.stop_on_release(libc::SIGSTOP);
+        if let Some(sig) = stopped {
+            s.stop_on_release(sig);
         }
         if let Err(e) = s.release()
             && first.is_ok()
@@ -440,9 +445,9 @@ pub fn finish(child: Child, region: &Region, procs: Vec<FinalProc<'_>>) -> Resul
     Ok(child.defuse())
 }
 
-/// Sets one process's threads and unmaps the region from it; whether it
-/// stays stopped.
-fn set_one(seized: &Seized, region: &Region, p: FinalProc<'_>) -> Result<bool> {
+/// Sets one process's threads and unmaps the region from it; the signal
+/// it stays stopped by, if any.
+fn set_one(seized: &Seized, region: &Region, p: FinalProc<'_>) -> Result<Option<i32>> {
     let pid = p.pid;
     let mut buf = vec![0u8; 16 * 1024];
     let size =

@@ -647,7 +647,7 @@ impl Restore {
                             Error::invalid(ImageFile::Core(t.tid.into()).name(), what)
                         })
                     }),
-                    stopped: core.stopped || self.leave_stopped,
+                    stopped: core.stopped.or(self.leave_stopped.then_some(libc::SIGSTOP)),
                     trap_action: (core.sigaction_set & (1 << trap) != 0).then(|| {
                         region.addr_of(off)
                             + (std::mem::offset_of!(Args, sigactions)

@@ -10,7 +10,7 @@ use rcriu_images::vma::*;
 use rcriu_images::{ImageFile, pb};
 use rcriu_parasite_abi::restorer::{Range, Vma};
 
-use crate::files::{FileValidation, open_reg};
+use crate::files::Opener;
 use crate::load::Images;
 use crate::memfd::Inodes;
 use crate::{Error, Result};
@@ -128,7 +128,7 @@ pub fn inherit(parent: &[Vma], child: &mut [Vma]) -> Vec<(u64, u64)> {
 ///
 /// The memfds and shared memory it maps are made in `memfds` (the tree's:
 /// processes that shared an inode share it again).
-pub fn plan(img: &Images, validation: FileValidation, memfds: &mut Inodes) -> Result<MemPlan> {
+pub fn plan(img: &Images, memfds: &mut Inodes, opener: &mut Opener<'_>) -> Result<MemPlan> {
     let pid = img.task.pid;
     let file = ImageFile::Mm(pid.into());
     let mm = &img.task.mm;
@@ -196,7 +196,7 @@ pub fn plan(img: &Images, validation: FileValidation, memfds: &mut Inodes) -> Re
                         let entry = img.file(file_id(v, &file)?, &file)?;
                         memfds.open(img, entry, access, crate::memfd::Use::Mapping)?
                     } else {
-                        open_mapped(img, v, &file, access, validation)?
+                        open_mapped(img, v, &file, access, opener)?
                     };
                     plan.files.push(f.into());
                     opened.insert((v.shmid, access), plan.files.len() - 1);
@@ -324,13 +324,13 @@ fn describe(status: u32) -> &'static str {
 }
 
 /// Opens the file a file mapping maps (with `access`), checked as CRIU
-/// checks it.
+/// checks it; a ghost made again if it was one.
 fn open_mapped(
     img: &Images,
     v: &pb::VmaEntry,
     from: &ImageFile,
     access: i32,
-    validation: FileValidation,
+    opener: &mut Opener<'_>,
 ) -> Result<File> {
     let id = file_id(v, from)?;
     let entry = img.file(id, from)?;
@@ -340,5 +340,5 @@ fn open_mapped(
             v.start, entry.r#type
         ))
     })?;
-    open_reg(reg, access, validation)
+    opener.open_mapped(id, reg, access)
 }

@@ -71,7 +71,7 @@ impl<'a> ProcPlan<'a> {
         let pid = img.task.pid as Pid;
         let pst = &img.task.pstree;
         let setsid = pst.sid == pst.pid;
-        let mut mem = mm::plan(img, sh.validation, &mut sh.inodes)?;
+        let mut mem = mm::plan(img, &mut sh.inodes, &mut sh.opener)?;
         let dumped_vdso = match mem.vdso {
             Some((s, e)) => pages::read_range(img, s, e - s)?,
             None => None,

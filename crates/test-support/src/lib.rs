@@ -396,14 +396,16 @@ pub fn wait_child(child: std::process::Child) -> Result<i32, String> {
     status
 }
 
-/// A maps line, with the inode of shared anonymous memory
-/// (`/dev/zero (deleted)`) left out: a restore makes that memory anew, as
-/// CRIU does; that it is still shared is the workloads' to check.
+/// A maps line, with the inode of a deleted file left out (shared
+/// anonymous memory is `/dev/zero (deleted)`): a restore makes such a
+/// file anew (a ghost file, or shared memory, as CRIU does); that it is
+/// still shared is the workloads' to check.
 fn shmem_inode_left_out(line: &str) -> String {
     let fields: Vec<&str> = line.split_whitespace().collect();
-    if fields.len() >= 6 && line.ends_with("/dev/zero (deleted)") {
+    if fields.len() >= 6 && line.ends_with(" (deleted)") {
+        let path = fields[5..].join(" ");
         return format!(
-            "{} {} {} {} SHMEM /dev/zero (deleted)",
+            "{} {} {} {} DELETED {path}",
             fields[0], fields[1], fields[2], fields[3]
         );
     }

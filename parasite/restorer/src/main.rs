@@ -162,6 +162,17 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
     mm::madvise_vmas(a).map_err(|f| (s, f))?;
     let s = at(Step::Protect, a);
     mm::protect_vmas(a).map_err(|f| (s, f))?;
+    // What is written through /proc/self, before a new root may hide it
+    // (zdtm's chroot): attributes, then the login uid (inherited by the
+    // threads made later).
+    let s = at(Step::Attrs, a);
+    task::set_attrs(a).map_err(|f| (s, f))?;
+    let s = at(Step::ProcessAttrs, a);
+    task::set_process_attrs(a).map_err(|f| (s, f))?;
+    if a.flags & FLAG_LOGINUID != 0 {
+        let s = at(Step::Loginuid, a);
+        task::set_loginuid(a).map_err(|f| (s, f))?;
+    }
     let s = at(Step::Fs, a);
     task::set_fs(a).map_err(|f| (s, f))?;
     if a.flags & FLAG_MM_MAP != 0 {
@@ -172,10 +183,6 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
     task::set_sigactions(a).map_err(|f| (s, f))?;
     at(Step::Rlimits, a);
     task::set_rlimits(a);
-    let s = at(Step::Attrs, a);
-    task::set_attrs(a).map_err(|f| (s, f))?;
-    let s = at(Step::ProcessAttrs, a);
-    task::set_process_attrs(a).map_err(|f| (s, f))?;
     // The controlling terminal, through rcriu's fd of it: one the
     // process holds no fd of is gone once the fds are placed.
     if a.ctty_fd >= 0 {
@@ -190,10 +197,6 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
         fds::wait_sharers(a);
         fds::place_fds(a).map_err(|f| (s, f))?;
         fds::placed(a);
-    }
-    if a.flags & FLAG_LOGINUID != 0 {
-        let s = at(Step::Loginuid, a);
-        task::set_loginuid(a).map_err(|f| (s, f))?;
     }
     // SAFETY: rcriu wrote `nr_threads` ThreadArgs at `threads`, the
     // leader's first; each thread writes only its own.
