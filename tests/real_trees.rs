@@ -1,6 +1,7 @@
 //! Real programs that are trees of processes, dumped and restored with
 //! the `rcriu` command as a user would: a bash loop that forks `sleep`
-//! again and again, and a Python multiprocessing pool (its workers, the
+//! again and again, nginx's master and two workers, and a Python
+//! multiprocessing pool (its workers, the
 //! pipes between them and its semaphore, a deleted file on /dev/shm that
 //! every process maps) that finishes its work after the restore. Each
 //! program is started in a session of its own; readiness and results go
@@ -86,9 +87,11 @@ fn dump_and_restore(child: &mut std::process::Child, images: &Path) -> Vec<i32> 
     pids
 }
 
+/// Kills the tree, the root first (a parent outliving its children would
+/// make new ones: nginx's master does), and reaps it.
 fn kill_tree(root: i32) {
     let pids = tree_pids(root);
-    for &p in pids.iter().rev() {
+    for &p in &pids {
         signal(p, libc::SIGKILL);
     }
     for &p in &pids {
@@ -178,4 +181,67 @@ fn a_python_multiprocessing_pool_finishes_its_work() {
     for &p in &pids[1..] {
         let _ = wait_exit(p);
     }
+}
+
+/// Fetches `/` from 127.0.0.1:`port` with curl; `None` when nothing
+/// answers.
+fn fetch(port: u16) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["-s", "-m", "5", &format!("http://127.0.0.1:{port}/")])
+        .output()
+        .expect("running curl");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// nginx with a master and two workers (`daemon off; master_process on;
+/// worker_processes 2`, as root) serves a page before the dump; after the
+/// restore it serves a page written meanwhile, with the same three
+/// processes, and nothing once they are killed (the control that the
+/// answers came from them).
+#[test]
+fn nginx_master_and_workers_serve_again() {
+    let _g = setup();
+    let t = TempDir::new("real-nginx");
+    let html = t.path().join("html");
+    std::fs::create_dir_all(t.path().join("logs")).unwrap();
+    std::fs::create_dir_all(&html).unwrap();
+    std::fs::write(html.join("index.html"), "before\n").unwrap();
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let conf = t.path().join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off; master_process on; worker_processes 2; pid {dir}/nginx.pid;\n\
+             error_log {dir}/logs/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{ access_log off; server {{ listen 127.0.0.1:{port}; root {dir}/html; }} }}\n",
+            dir = t.path().display()
+        ),
+    )
+    .unwrap();
+    let mut nginx = start(
+        &[
+            "/usr/sbin/nginx",
+            "-p",
+            t.path().to_str().unwrap(),
+            "-c",
+            conf.to_str().unwrap(),
+        ],
+        t.path(),
+    );
+    let root = nginx.id() as i32;
+    until("nginx to serve", || fetch(port).is_some());
+    until("nginx's two workers", || tree_pids(root).len() == 3);
+    assert_eq!(fetch(port).as_deref(), Some("before\n"));
+    let images = t.path().join("img");
+    let pids = dump_and_restore(&mut nginx, &images);
+    assert_eq!(tree_pids(root), pids, "the master and its workers are back");
+    std::fs::write(html.join("index.html"), "after\n").unwrap();
+    for _ in 0..4 {
+        assert_eq!(fetch(port).as_deref(), Some("after\n"));
+    }
+    kill_tree(root);
+    assert_eq!(fetch(port), None, "nothing serves once it is killed");
 }
