@@ -13,7 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use rcriu_test_support::{
-    HANG_GUARD, TempDir, become_subreaper, require_root, signal, trace_lock, tree_pids, wait_exit,
+    HANG_GUARD, TempDir, become_subreaper, kill_tree, require_root, signal, trace_lock, tree_pids,
+    wait_exit,
 };
 
 fn setup() -> std::sync::MutexGuard<'static, ()> {
@@ -85,18 +86,6 @@ fn dump_and_restore(child: &mut std::process::Child, images: &Path) -> Vec<i32> 
     }
     rcriu(&["restore", "-d"], images);
     pids
-}
-
-/// Kills the tree, the root first (a parent outliving its children would
-/// make new ones: nginx's master does), and reaps it.
-fn kill_tree(root: i32) {
-    let pids = tree_pids(root);
-    for &p in &pids {
-        signal(p, libc::SIGKILL);
-    }
-    for &p in &pids {
-        let _ = wait_exit(p);
-    }
 }
 
 fn count(path: &Path) -> u64 {

@@ -222,6 +222,32 @@ fn a_child_sharing_its_parents_fd_table_fs_and_memory() {
     cycle("tree", &["sharing"], None).unwrap();
 }
 
+/// Gives each child whose id `of` reads is its root's an id of its own,
+/// written back after `apart` made it.
+fn part_sharers(
+    dir: &ImageDir,
+    root: i32,
+    of: fn(&rcriu::images::pb::TaskKobjIdsEntry) -> u32,
+    apart: impl Fn(&mut rcriu::images::pb::TaskKobjIdsEntry),
+) {
+    let root_ids = dir.ids(root as u32).unwrap();
+    for e in dir.pstree().unwrap() {
+        let mut ids = dir.ids(e.pid).unwrap();
+        if e.pid != root as u32 && of(&ids) == of(&root_ids) {
+            apart(&mut ids);
+            dir.write_one(ImageFile::Ids(e.pid.into()), &ids).unwrap();
+        }
+    }
+}
+
+/// Reads image `name`, lets `f` change its bytes, writes it back.
+fn patch_image(dir: &ImageDir, name: &str, f: impl FnOnce(&mut Vec<u8>)) {
+    let path = dir.path().join(name);
+    let mut bytes = std::fs::read(&path).unwrap();
+    f(&mut bytes);
+    std::fs::write(&path, bytes).unwrap();
+}
+
 /// The negative control of CLONE_FS: images that give the child an fs of
 /// its own bring it back apart from its parent, which the workload sees.
 #[test]
@@ -230,16 +256,7 @@ fn an_fs_not_shared_shows() {
     let err = cycle(
         "tree",
         &["sharing"],
-        Some(|dir, root| {
-            let root_ids = dir.ids(root as u32).unwrap();
-            for e in dir.pstree().unwrap() {
-                let mut ids = dir.ids(e.pid).unwrap();
-                if e.pid != root as u32 && ids.fs_id == root_ids.fs_id {
-                    ids.fs_id += 0x1000;
-                    dir.write_one(ImageFile::Ids(e.pid.into()), &ids).unwrap();
-                }
-            }
-        }),
+        Some(|dir, root| part_sharers(dir, root, |ids| ids.fs_id, |ids| ids.fs_id += 0x1000)),
     )
     .unwrap_err();
     assert!(err.contains("the cwd and root it shares"), "{err}");
@@ -255,17 +272,17 @@ fn an_fd_table_not_shared_shows() {
         "tree",
         &["sharing"],
         Some(|dir, root| {
-            let root_ids = dir.ids(root as u32).unwrap();
-            let fds = dir.fdinfo(root_ids.files_id).unwrap();
-            for e in dir.pstree().unwrap() {
-                let mut ids = dir.ids(e.pid).unwrap();
-                if e.pid != root as u32 && ids.files_id == root_ids.files_id {
+            let fds = dir.fdinfo(dir.ids(root as u32).unwrap().files_id).unwrap();
+            part_sharers(
+                dir,
+                root,
+                |ids| ids.files_id,
+                |ids| {
                     ids.files_id += 0x1000;
-                    dir.write_one(ImageFile::Ids(e.pid.into()), &ids).unwrap();
                     dir.write_all(ImageFile::Fdinfo(ids.files_id.into()), &fds)
                         .unwrap();
-                }
-            }
+                },
+            );
         }),
     )
     .unwrap_err();
@@ -290,14 +307,13 @@ fn a_changed_ghost_of_a_mapped_file_shows() {
         "tree",
         &["mapdel"],
         Some(|dir, _| {
-            let path = dir.path().join("ghost-file-1.img");
-            let mut bytes = std::fs::read(&path).unwrap();
-            // The file's bytes end the image; its word 100 is 77 (0x4d):
-            // make it 78.
-            let at = bytes.len() - 8192 + 400;
-            assert_eq!(bytes[at], 77, "the file's word 100");
-            bytes[at] = 78;
-            std::fs::write(&path, bytes).unwrap();
+            patch_image(dir, "ghost-file-1.img", |bytes| {
+                // The file's bytes end the image; its word 100 is 77
+                // (0x4d): make it 78.
+                let at = bytes.len() - 8192 + 400;
+                assert_eq!(bytes[at], 77, "the file's word 100");
+                bytes[at] = 78;
+            })
         }),
     )
     .unwrap_err();
@@ -325,15 +341,14 @@ fn a_pipeline_with_changed_data_in_flight_shows() {
         "tree",
         &["pipeline"],
         Some(|dir, _| {
-            let path = dir.path().join("pipes-data.img");
-            let mut bytes = std::fs::read(&path).unwrap();
-            // The number 900, in flight in the first pipe, made 9000.
-            let at = bytes
-                .windows(8)
-                .position(|w| w == [0x84, 3, 0, 0, 0x85, 3, 0, 0])
-                .expect("900 and 901 in the first pipe");
-            bytes[at..at + 4].copy_from_slice(&9000u32.to_le_bytes());
-            std::fs::write(&path, bytes).unwrap();
+            patch_image(dir, "pipes-data.img", |bytes| {
+                // The number 900, in flight in the first pipe, made 9000.
+                let at = bytes
+                    .windows(8)
+                    .position(|w| w == [0x84, 3, 0, 0, 0x85, 3, 0, 0])
+                    .expect("900 and 901 in the first pipe");
+                bytes[at..at + 4].copy_from_slice(&9000u32.to_le_bytes());
+            })
         }),
     )
     .unwrap_err();

@@ -174,24 +174,8 @@ pub fn restored_diff(name: &str, args: &[&str], tweak: Tweak) -> Vec<String> {
         let d = snap.diff(&ProcSnapshot::settled(*pid, snap));
         diff.extend(d.into_iter().map(|l| format!("process {pid}: {l}")));
     }
-    kill_tree(w.pid);
+    rcriu_test_support::kill_tree(w.pid);
     diff
-}
-
-/// Kills every process of the tree under `root` and reaps it (this
-/// process is their subreaper): a restored tree left running would
-/// outlive the test.
-pub fn kill_tree(root: i32) {
-    let pids = tree_pids(root);
-    for &p in pids.iter().rev() {
-        // Ours until reaped (a zombie at worst): still there to signal.
-        if std::path::Path::new(&format!("/proc/{p}")).exists() {
-            rcriu_test_support::signal(p, libc::SIGKILL);
-        }
-    }
-    for &p in pids.iter().rev() {
-        let _ = rcriu_test_support::wait_exit(p);
-    }
 }
 
 /// Snapshots of every other live process of the tree under `root`.

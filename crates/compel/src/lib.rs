@@ -34,4 +34,4 @@ pub use parasite::Parasite;
 pub use rcriu_parasite_abi as abi;
 pub use regs::{UserRegs, Xstate};
 pub use remote::{BLOCK_ALL, Remote, ThreadCtx};
-pub use seize::{Seized, Thread};
+pub use seize::{Seized, Thread, descendants};

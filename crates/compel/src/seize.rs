@@ -77,8 +77,9 @@ fn seccomp_mode(s: &rcriu_proc::Status) -> u32 {
 }
 
 /// Process `pid` and its descendants, as the children files of their
-/// threads name them (those that vanish meanwhile are left out).
-fn descendants(pid: Pid) -> BTreeSet<Pid> {
+/// threads name them now (those that vanish meanwhile are left out): the
+/// tree as it is while frozen, or a guess made before the freeze.
+pub fn descendants(pid: Pid) -> BTreeSet<Pid> {
     let mut out = BTreeSet::from([pid]);
     let mut todo = vec![pid];
     while let Some(p) = todo.pop() {

@@ -146,7 +146,7 @@ impl Output {
     /// it now ([`page_writers::reserve`]); a process that comes or goes
     /// before the freeze is written without, or leaves its room unused.
     fn reserve_pages(&mut self, root: Pid) {
-        for pid in crate::tree::descendants(root) {
+        for pid in rcriu_compel::descendants(root) {
             if let Some(bytes) = page_writers::room_wanted(pid)
                 && let Ok(dir) = self.dir()
                 && let Some(room) = page_writers::reserve(pid, dir.path(), bytes)

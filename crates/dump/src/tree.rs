@@ -76,23 +76,6 @@ fn children(pid: Pid) -> Result<Vec<Pid>> {
     Ok(out)
 }
 
-/// `root` and the processes under it as /proc shows them now, unseized
-/// (for guesses made before the freeze).
-pub fn descendants(root: Pid) -> Vec<Pid> {
-    let mut out = vec![root];
-    let mut i = 0;
-    while i < out.len() {
-        let pid = out[i];
-        i += 1;
-        for c in children(pid).unwrap_or_default() {
-            if !out.contains(&c) {
-                out.push(c);
-            }
-        }
-    }
-    out
-}
-
 impl Tree {
     /// The tree under `root`, whose process is seized already, as are
     /// those of `seized` (the tree's processes in a frozen cgroup).

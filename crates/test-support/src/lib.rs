@@ -301,6 +301,23 @@ pub fn become_subreaper() {
     });
 }
 
+/// Kills every process of the tree under `root`, the root first (a parent
+/// outliving its children would make new ones: nginx's master does), and
+/// reaps them (this process is their parent or subreaper): a restored
+/// tree left running would outlive the test.
+pub fn kill_tree(root: i32) {
+    let pids = tree_pids(root);
+    for &p in &pids {
+        // Ours until reaped (a zombie at worst): still there to signal.
+        if Path::new(&format!("/proc/{p}")).exists() {
+            signal(p, libc::SIGKILL);
+        }
+    }
+    for &p in &pids {
+        let _ = wait_exit(p);
+    }
+}
+
 /// The processes of the tree under `root` (itself first, each parent
 /// before its children), from each thread's `children`.
 pub fn tree_pids(root: i32) -> Vec<i32> {
