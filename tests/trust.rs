@@ -125,6 +125,61 @@ fn state(pid: i32) -> char {
         .unwrap_or('?')
 }
 
+/// Whether `pid` is out of rcriu's hands: untraced, alive, and none of
+/// its threads exiting (`PF_EXITING`) or with a SIGKILL pending (what
+/// `PTRACE_O_EXITKILL` sends when rcriu dies holding it).
+fn released(pid: i32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let kill_bit = 1u64 << (libc::SIGKILL - 1);
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    for t in tasks.flatten() {
+        let dir = t.path();
+        let (Ok(status), Ok(stat)) = (
+            std::fs::read_to_string(dir.join("status")),
+            std::fs::read_to_string(dir.join("stat")),
+        ) else {
+            return false;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        let pending = |name: &str| u64::from_str_radix(&field(name), 16).unwrap_or(u64::MAX);
+        // After the comm: state, ppid, pgrp, session, tty, tpgid, flags.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("?");
+        let flags: u64 = fields.nth(5).and_then(|f| f.parse().ok()).unwrap_or(u64::MAX);
+        if field("TracerPid:") != "0"
+            || pending("SigPnd:") & kill_bit != 0
+            || pending("ShdPnd:") & kill_bit != 0
+            || flags & PF_EXITING != 0
+            || matches!(state, "Z" | "X" | "?")
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether `pid` is [`released`] and stays so for 100 ms: a process
+/// being killed (its 64 MiB unmapped) is gone well within that.
+fn stays_released(pid: i32) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(100) {
+        if !released(pid) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
 fn tracer(pid: i32) -> String {
     status_lines(pid, &["TracerPid"]).join("")
 }
@@ -408,7 +463,7 @@ fn restores_under_fire() {
         wait_exit(pid).expect("the restored process ends");
     };
     ends(pid);
-    let (mut kills, mut terms, mut whole, mut none) = (0, 0, 0, 0);
+    let (mut kills, mut terms, mut whole, mut late, mut none) = (0, 0, 0, 0, 0);
     let mut harmed = Vec::new();
     for i in 0..2 * n {
         let sig = if i % 2 == 0 {
@@ -436,10 +491,26 @@ fn restores_under_fire() {
                 harmed.push(format!("signal {sig} at {at:?}: the restored process: {e}"));
             }
         } else {
-            none += 1;
-            // A half-restored process dies with rcriu: reaped here.
+            // A half-restored process dies with rcriu (reaped here); a
+            // kill that lands after rcriu let the process go (between the
+            // release and rcriu's exit) leaves a whole one, which must
+            // check out.
             let start = Instant::now();
-            while Path::new(&format!("/proc/{pid}")).exists() {
+            loop {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    none += 1;
+                    break;
+                }
+                if stays_released(pid) {
+                    late += 1;
+                    if let Err(e) = verdict_of(pid, &w.outfile) {
+                        harmed.push(format!(
+                            "signal {sig} at {at:?}: rcriu failed ({status:#x}) and left \
+                             process {pid}, which is not whole: {e}"
+                        ));
+                    }
+                    break;
+                }
                 // SAFETY: a plain non-blocking waitpid on our (adopted)
                 // child.
                 unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG | libc::__WALL) };
@@ -458,8 +529,10 @@ fn restores_under_fire() {
     }
     eprintln!(
         "trust: restores of a 64 MiB process with 3 threads: {kills} SIGKILL, {terms} SIGTERM; \
-         {whole} finished whole, {none} left nothing; {} harmed",
+         {whole} finished whole, {late} killed after the release (whole), {none} left nothing; \
+         {} harmed",
         harmed.len()
     );
+    assert!(none > 0, "some kills land before the release (the control)");
     assert!(harmed.is_empty(), "{}", harmed.join("\n"));
 }
