@@ -394,3 +394,83 @@ fn a_file_of_a_process_of_the_tree_under_proc_is_refused() {
     assert!(err.contains("a file of process"), "{err}");
     w.verdict().unwrap();
 }
+
+/// The cow workload with 99 children (one small page each), every
+/// process of it limited to 1024 open files, dumped.
+fn hundred_under_1024() -> (rcriu_test_support::Workload, TempDir) {
+    let mut w = start("cow", &["99", "1", "4"]);
+    let pids = rcriu_test_support::tree_pids(w.pid);
+    assert_eq!(pids.len(), 100, "the root and its 99 children");
+    let limit = libc::rlimit {
+        rlim_cur: 1024,
+        rlim_max: 1024,
+    };
+    for p in pids {
+        // SAFETY: prlimit with a limit read from a valid struct and no
+        // old value asked for.
+        let r = unsafe { libc::prlimit(p, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
+        assert_eq!(r, 0, "limiting process {p} to 1024 files");
+    }
+    let images = TempDir::new("hundred");
+    Dump::new(w.pid).images_dir(images.path()).run().unwrap();
+    w.reap();
+    tree_gone(&ImageDir::open(images.path()).unwrap());
+    (w, images)
+}
+
+/// `rcriu restore -d` of `images` under an RLIMIT_NOFILE of `limit`
+/// (soft and hard, so that rcriu cannot raise it): its output.
+fn restore_limited(images: &std::path::Path, limit: u64) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rcriu"));
+    cmd.env("HOME", "/nonexistent")
+        .env_remove("CRIU_CONFIG_FILE")
+        .args(["restore", "-d", "-D"])
+        .arg(images);
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let l = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().expect("running rcriu restore")
+}
+
+/// A hundred processes restore within 1024 open files: rcriu holds one
+/// fd for each open file of the tree (stdio, the pipes between root and
+/// children, the mapped binary and libraries, the cwd), not one for each
+/// process that holds it, plus each process's pages file.
+#[test]
+fn a_hundred_processes_restore_within_1024_files() {
+    let _g = setup();
+    let (w, images) = hundred_under_1024();
+    let out = restore_limited(images.path(), 1024);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(rcriu_test_support::tree_pids(w.pid).len(), 100);
+    w.verdict().unwrap();
+}
+
+/// The control: under a limit the tree's own fds need more than, the
+/// restore fails by name and leaves no process behind.
+#[test]
+fn a_tree_restored_under_too_few_files_fails_cleanly() {
+    let _g = setup();
+    let (w, images) = hundred_under_1024();
+    let out = restore_limited(images.path(), 256);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a restore under 256 files fails");
+    assert!(err.contains("Too many open files"), "{err}");
+    tree_gone(&ImageDir::open(images.path()).unwrap());
+    drop(w);
+}

@@ -11,7 +11,8 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use rcriu_images::pb;
 
 use crate::{
-    Error, Result, eventfd, eventpoll, fanotify, files_sys, inotify, pidfd, signalfd, timerfd,
+    Error, Result, eventfd, eventpoll, fanotify, files, files_sys, inotify, pidfd, signalfd,
+    timerfd,
 };
 
 /// What makes the files on anonymous inodes of a restore.
@@ -59,7 +60,7 @@ impl Anon {
     /// Once every fd of process `pid` is open (`fds`: number,
     /// close-on-exec, open file): the targets of its epoll instances are
     /// registered.
-    pub fn finish_process(&mut self, pid: u32, fds: &[(i32, bool, OwnedFd)]) -> Result<()> {
+    pub fn finish_process(&mut self, pid: u32, fds: &[files::FdSource]) -> Result<()> {
         self.epolls.register(pid, fds)
     }
 

@@ -23,7 +23,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use rcriu_images::{ImageFile, pb};
 
 use crate::anon_sys::{self, EpollAdd};
-use crate::{Error, Result, anon};
+use crate::{Error, Result, anon, files};
 
 /// An epoll instance made, whose targets are still to register.
 #[derive(Debug)]
@@ -64,7 +64,7 @@ impl Epolls {
 
     /// Registers the targets of the epoll instances opened for process
     /// `pid`, whose fds are `fds` (number, close-on-exec, open file).
-    pub fn register(&mut self, pid: u32, fds: &[(i32, bool, OwnedFd)]) -> Result<()> {
+    pub fn register(&mut self, pid: u32, fds: &[files::FdSource]) -> Result<()> {
         let pending = std::mem::take(&mut self.pending);
         let Some(top) = pending.iter().flat_map(|p| p.tfds.iter().map(key)).max() else {
             return Ok(());

@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use rcriu_compel::abi::restorer::{self as abi, TakeLock};
 use rcriu_images::{ImageDir, ImageFile, pb};
 
-use crate::{Error, Result, anon_sys};
+use crate::{Error, Result, anon_sys, files};
 
 /// `file_lock_entry.flag`.
 const FL_POSIX: u32 = 1;
@@ -93,7 +93,7 @@ impl Locks {
     /// Takes the OFD locks of process `pid`, whose fds are `fds` (number,
     /// close-on-exec, open file), once all are open; returns the locks
     /// the process takes itself.
-    pub fn take(&mut self, pid: u32, fds: &[(i32, bool, OwnedFd)]) -> Result<Vec<TakeLock>> {
+    pub fn take(&mut self, pid: u32, fds: &[files::FdSource]) -> Result<Vec<TakeLock>> {
         let mine: Vec<pb::FileLockEntry> = self
             .entries
             .iter()

@@ -76,24 +76,6 @@ fn path_of(reg: &pb::RegFileEntry) -> PathBuf {
     PathBuf::from(OsStr::from_bytes(&reg.name))
 }
 
-/// Opens regular-file entry `id` with `how` (O_RDONLY, ... or the entry's
-/// own flags), or its ghost made again when it had no name left (a mapped
-/// file, the exe), then checks it against the dump.
-pub fn open_reg_or_ghost(
-    img: &Images,
-    ghosts: &mut ghost::Ghosts,
-    id: u32,
-    reg: &pb::RegFileEntry,
-    how: i32,
-    validation: FileValidation,
-) -> Result<File> {
-    let name = path_of(reg);
-    match ghosts.path_of(&img.dir, id, &name)? {
-        Some(path) => open_reg_at(reg, &path, how, validation),
-        None => open_reg_at(reg, &name, how, validation),
-    }
-}
-
 /// Opens a regular-file entry by `path` (its name, or its ghost's).
 fn open_reg_at(
     reg: &pb::RegFileEntry,
@@ -160,12 +142,20 @@ fn validate(file: &File, path: &Path, reg: &pb::RegFileEntry, how: FileValidatio
     Ok(())
 }
 
+/// An open file as rcriu holds it for the restorers: one fd, shared by
+/// every process (and fd) of the tree that holds the file, which the
+/// restorers, forked with rcriu's fds, take by number.
+pub type Source = std::rc::Rc<OwnedFd>;
+
+/// `(target fd, cloexec, the open file)`.
+pub type FdSource = (i32, bool, Source);
+
 /// The fds to place in the process.
 #[derive(Debug, Default)]
 pub struct FdPlan {
     /// `(target fd, cloexec, the open file)`, by target. Fds of one open
-    /// file are copies (dup) of one another.
-    pub fds: Vec<(i32, bool, OwnedFd)>,
+    /// file share its source.
+    pub fds: Vec<FdSource>,
     /// `(target fd, owner kind, owner pid)`: owners (F_SETOWN) to give the
     /// open files once the process exists.
     pub owners: Vec<(i32, i32, i32)>,
@@ -236,7 +226,7 @@ impl<'a> Opener<'a> {
             shell_job,
             opened: BTreeMap::new(),
             ghosts: ghost::Ghosts::load(&img.dir)?,
-            pipes: pipes::Pipes::load(&img.dir)?,
+            pipes: pipes::Pipes::load(&img.dir, img.files.values().map(|f| &**f))?,
             fifos: pipes::Fifos::load(&img.dir)?,
             ttys: tty::Ttys::load(&img.dir)?,
             tmpfiles: BTreeMap::new(),
@@ -247,6 +237,7 @@ impl<'a> Opener<'a> {
             tree: Vec::new(),
             sockets: sockets::Sockets::new(socket_opts),
             shared: std::collections::HashSet::new(),
+            reg: std::collections::HashMap::new(),
             proc_no: 0,
             pid: 0,
         };
@@ -335,9 +326,7 @@ impl<'a> Opener<'a> {
                 continue;
             }
             let file = match self.opened.get(&e.id) {
-                Some(Opened::Kept(f)) => {
-                    f.try_clone().map_err(Error::host("copying an open file"))?
-                }
+                Some(Opened::Kept(f)) => Source::clone(f),
                 Some(Opened::Placed { .. }) => {
                     return Err(Error::invalid(
                         from.name(),
@@ -360,9 +349,9 @@ impl<'a> Opener<'a> {
                         self.owned.push(e.id);
                         plan.owners.push((fd, owner_kind(o.pid_type), o.pid as i32));
                     }
+                    let f = Source::new(f);
                     let kept = if self.shared.contains(&e.id) {
-                        let copy = f.try_clone().map_err(Error::host("copying an open file"))?;
-                        Opened::Kept(copy)
+                        Opened::Kept(Source::clone(&f))
                     } else {
                         Opened::Placed {
                             proc: self.proc_no,
@@ -401,7 +390,7 @@ impl<'a> Opener<'a> {
         for id in self.sockets.in_flight(img)? {
             if !self.opened.contains_key(&id) {
                 let (f, _, _) = self.open(id, &queues_from, -1, img.task.pid)?;
-                self.opened.insert(id, Opened::Kept(f));
+                self.opened.insert(id, Opened::Kept(Source::new(f)));
             }
         }
         let mut socks = std::mem::take(&mut self.sockets);
@@ -433,6 +422,9 @@ impl<'a> Opener<'a> {
     /// Once every process's fds are open: the processes made for ended
     /// ones in pidfds, the terminals' locks and the ghosts' names go.
     pub fn finish(&mut self) -> Result<()> {
+        // The plans hold what they place; nothing more is looked up.
+        self.opened.clear();
+        self.reg.clear();
         self.anon.finish()?;
         self.ttys.finish()?;
         self.ghosts.unlink_all()
@@ -517,7 +509,7 @@ fn owner_kind(pid_type: u32) -> i32 {
 
 /// Gives the open files their owners, once the process (and its pid)
 /// exists; `fds` are rcriu's copies, by target.
-pub fn set_owners(owners: &[(i32, i32, i32)], fds: &[(i32, bool, OwnedFd)]) -> Result<()> {
+pub fn set_owners(owners: &[(i32, i32, i32)], fds: &[FdSource]) -> Result<()> {
     for &(target, kind, pid) in owners {
         if let Some((_, _, f)) = fds.iter().find(|(t, _, _)| *t == target) {
             files_sys::set_owner(f.as_fd(), kind, pid).map_err(Error::io(format!(
@@ -533,7 +525,7 @@ pub fn set_owners(owners: &[(i32, i32, i32)], fds: &[(i32, bool, OwnedFd)]) -> R
 /// file more than one fd holds, or one in flight in a socket's queue).
 enum Opened {
     Placed { proc: usize, to: i32 },
-    Kept(OwnedFd),
+    Kept(Source),
 }
 
 /// What opens the files of one restore.
@@ -568,6 +560,9 @@ pub struct Opener<'a> {
     pub tree: Vec<u32>,
     /// The open files held more than once (by fds, or in flight).
     shared: std::collections::HashSet<u32>,
+    /// `(file id, how)` → a file opened by name for mappings, executables,
+    /// cwds and roots: once for the tree.
+    reg: std::collections::HashMap<(u32, i32), Source>,
     /// The number of the process being planned, and its pid.
     proc_no: usize,
     pid: i32,
@@ -693,13 +688,49 @@ impl Opener<'_> {
             .map_err(Error::file("opening again", name))
     }
 
-    /// The file of entry `id` that a memory area maps, opened with `how`
-    /// and checked: a ghost is made again first (once for every process
-    /// that maps it, which then share its pages).
-    pub fn open_mapped(&mut self, id: u32, reg: &pb::RegFileEntry, how: i32) -> Result<File> {
+    /// The file of entry `id` that a memory area maps or that is an
+    /// executable, opened with `how` and checked: a ghost is made again
+    /// first (once for every process that maps it, which then share its
+    /// pages). Opened once for the tree.
+    pub fn open_mapped(&mut self, id: u32, reg: &pb::RegFileEntry, how: i32) -> Result<Source> {
+        if let Some(f) = self.reg.get(&(id, how)) {
+            return Ok(Source::clone(f));
+        }
         let name = path_of(reg);
         let ghost = self.ghosts.path_of(&self.img.dir, id, &name)?;
-        open_reg_at(reg, ghost.as_deref().unwrap_or(&name), how, self.validation)
+        let f = open_reg_at(reg, ghost.as_deref().unwrap_or(&name), how, self.validation)?;
+        let f = Source::new(f.into());
+        self.reg.insert((id, how), Source::clone(&f));
+        Ok(f)
+    }
+
+    /// The directory of entry `id` (a cwd or root), its path and the
+    /// directory opened (a removed one made again as a ghost); opened once
+    /// for the tree.
+    fn open_dir(&mut self, id: u32, from: &ImageFile) -> Result<(PathBuf, Source)> {
+        let entry = self.img.file(id, from)?;
+        let reg = entry.reg.as_ref().ok_or_else(|| {
+            Error::invalid(
+                from.name(),
+                format!("file id {id} is not a directory entry"),
+            )
+        })?;
+        let path = path_of(reg);
+        let path = self
+            .ghosts
+            .path_of(&self.img.dir, id, &path)?
+            .unwrap_or(path);
+        if let Some(f) = self.reg.get(&(id, libc::O_DIRECTORY)) {
+            return Ok((path, Source::clone(f)));
+        }
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(Error::file("opening the directory", &path))?;
+        let f = Source::new(f.into());
+        self.reg.insert((id, libc::O_DIRECTORY), Source::clone(&f));
+        Ok((path, f))
     }
 
     /// A regular file (or directory, device, O_PATH file, ghost), at its
@@ -764,36 +795,19 @@ fn kind_name(e: &pb::FileEntry) -> String {
 /// cwd, root and umask.
 #[derive(Debug)]
 pub struct FsPlan {
-    pub cwd: OwnedFd,
+    pub cwd: Source,
     /// `None`: the process had rcriu's root.
-    pub root: Option<OwnedFd>,
+    pub root: Option<Source>,
     pub umask: u32,
 }
 
 /// Opens the process's cwd and root directories (a removed one made
 /// again as a ghost).
-pub fn plan_fs(img: &Images, ghosts: &mut ghost::Ghosts) -> Result<FsPlan> {
+pub fn plan_fs(img: &Images, opener: &mut Opener<'_>) -> Result<FsPlan> {
     let from = ImageFile::Fs(img.task.pid.into());
     let fs = &img.task.fs;
-    let mut dir = |id: u32| -> Result<(PathBuf, OwnedFd)> {
-        let entry = img.file(id, &from)?;
-        let reg = entry.reg.as_ref().ok_or_else(|| {
-            Error::invalid(
-                from.name(),
-                format!("file id {id} is not a directory entry"),
-            )
-        })?;
-        let path = path_of(reg);
-        let path = ghosts.path_of(&img.dir, id, &path)?.unwrap_or(path);
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(Error::file("opening the directory", &path))?;
-        Ok((path, f.into()))
-    };
-    let (_, cwd) = dir(fs.cwd_id)?;
-    let (root_path, root) = dir(fs.root_id)?;
+    let (_, cwd) = opener.open_dir(fs.cwd_id, &from)?;
+    let (root_path, root) = opener.open_dir(fs.root_id, &from)?;
     // The same root as ours needs no chroot.
     let same_root = std::fs::metadata("/")
         .ok()
@@ -804,6 +818,47 @@ pub fn plan_fs(img: &Images, ghosts: &mut ghost::Ghosts) -> Result<FsPlan> {
         root: if same_root { None } else { Some(root) },
         umask: fs.umask.unwrap_or(0o022),
     })
+}
+
+/// The fd numbers below a floor, taken (copies of one fd of /dev/null)
+/// so that every file opened meanwhile lies at or above it; given back
+/// when dropped.
+pub struct Fence {
+    _taken: Vec<OwnedFd>,
+}
+
+impl Fence {
+    pub fn below(floor: i32) -> Result<Fence> {
+        let null = std::fs::File::open("/dev/null")
+            .map_err(Error::host("opening /dev/null to fence fds off"))?;
+        let mut taken = Vec::new();
+        loop {
+            let fd = rustix::io::fcntl_dupfd_cloexec(&null, 0)
+                .map_err(|e| Error::host("fencing fds off")(e.into()))?;
+            if fd.as_raw_fd() >= floor {
+                break;
+            }
+            taken.push(fd);
+        }
+        if null.as_raw_fd() < floor {
+            taken.push(null.into());
+        }
+        Ok(Fence { _taken: taken })
+    }
+}
+
+/// `src` at a number at or above `min`: itself when it is, else moved
+/// there (a copy there, when other plans hold it too).
+pub fn lift(src: Source, min: i32) -> Result<Source> {
+    if src.as_raw_fd() >= min {
+        return Ok(src);
+    }
+    match Source::try_unwrap(src) {
+        Ok(fd) => renumber(fd, min).map(Source::new),
+        Err(shared) => crate::sys::dup_above(shared.as_fd(), min)
+            .map(Source::new)
+            .map_err(Error::host("moving an fd out of the way")),
+    }
 }
 
 /// Moves `fd` to a number at or above `min`, keeping it open as an

@@ -297,6 +297,30 @@ impl Restore {
                 "restoring images dumped with --tcp-close without --tcp-close".to_string(),
             ));
         }
+        // A process alone places its files at their numbers (see
+        // `Ready`). In a tree every file rcriu opens must lie above every
+        // process's fds, as the restorers place theirs while the children
+        // they fork still need rcriu's: the numbers below are fenced off
+        // while the files are opened, and each open file is one fd for the
+        // whole tree.
+        let in_place = tree.procs.len() == 1 && tree.zombies.is_empty();
+        let fence = if in_place {
+            None
+        } else {
+            let top = tree
+                .procs
+                .iter()
+                .flat_map(|p| p.task.fdinfo.iter().map(|e| e.fd))
+                .max()
+                .unwrap_or(2);
+            let top = i32::try_from(top).map_err(|_| {
+                Error::invalid(
+                    ImageFile::Fdinfo(root_img.task.ids.files_id.into()).name(),
+                    format!("fd {top}"),
+                )
+            })?;
+            Some(files::Fence::below(top.saturating_add(1))?)
+        };
         let mut sh = plan::Shared::new(root_img, &tree.procs, &self)?;
         sh.opener.tree = tree.processes();
         let mut plans = Vec::with_capacity(tree.procs.len());
@@ -309,6 +333,7 @@ impl Restore {
             sh.opener.finish_sockets(&fds)?
         };
         sh.opener.finish()?;
+        drop(fence);
         let timens = root_img.timens.as_ref().map(timens::offsets).transpose()?;
         // Every fd the restorers use lies above every process's own.
         let min = plans
@@ -321,8 +346,6 @@ impl Restore {
         for p in &plans {
             occupied.extend(p.occupied());
         }
-        // A process alone places its files at their numbers now.
-        let in_place = plans.len() == 1 && tree.zombies.is_empty();
         let mut procs: Vec<plan::Ready<'_>> = plans
             .into_iter()
             .map(|p| p.ready(min, in_place))
@@ -949,9 +972,8 @@ fn check_pid_free(pid: Pid) -> Result<()> {
 
 pub(crate) fn open_exe(
     img: &load::Images,
-    validation: FileValidation,
-    ghosts: &mut ghost::Ghosts,
-) -> Result<Option<OwnedFd>> {
+    opener: &mut files::Opener<'_>,
+) -> Result<Option<files::Source>> {
     let id = img.task.mm.exe_file_id;
     let from = ImageFile::Mm(img.task.pid.into());
     let entry = img.file(id, &from)?;
@@ -961,9 +983,7 @@ pub(crate) fn open_exe(
             format!("exe_file_id {id} is not a regular file"),
         ));
     };
-    Ok(Some(
-        files::open_reg_or_ghost(img, ghosts, id, reg, libc::O_RDONLY, validation)?.into(),
-    ))
+    opener.open_mapped(id, reg, libc::O_RDONLY).map(Some)
 }
 
 pub(crate) fn set_mm(args: &mut Args, img: &load::Images, exe: Option<&OwnedFd>) -> Result<()> {

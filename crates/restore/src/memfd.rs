@@ -250,7 +250,7 @@ fn what_past(e: &pb::MemfdInodeEntry) -> String {
 }
 
 /// The memfd fds of the process: `(fd, cloexec, file)`.
-pub fn plan_fds(img: &Images, inodes: &mut Inodes) -> Result<Vec<(i32, bool, OwnedFd)>> {
+pub fn plan_fds(img: &Images, inodes: &mut Inodes) -> Result<Vec<crate::files::FdSource>> {
     let from = ImageFile::Fdinfo(img.task.ids.files_id.into());
     let mut out = Vec::new();
     for e in &img.task.fdinfo {
@@ -273,7 +273,7 @@ pub fn plan_fds(img: &Images, inodes: &mut Inodes) -> Result<Vec<(i32, bool, Own
             }
         };
         let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
-        out.push((fd, cloexec, f.into()));
+        out.push((fd, cloexec, crate::files::Source::new(f.into())));
     }
     Ok(out)
 }

@@ -3,8 +3,6 @@
 //! validated here, before the process exists.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::os::fd::OwnedFd;
 
 use rcriu_images::vma::*;
 use rcriu_images::{ImageFile, pb};
@@ -56,7 +54,7 @@ pub struct MemPlan {
     pub vsyscall: bool,
     /// The files the areas map, open. Until the caller gives them their
     /// final numbers, `Vma::fd` is an index into this (-1: anonymous).
-    pub files: Vec<OwnedFd>,
+    pub files: Vec<crate::files::Source>,
     /// The `MADV_GUARD_INSTALL` guard regions, installed last.
     pub guards: Vec<Range>,
     /// The names of anonymous areas: `(start, end, name)`.
@@ -194,11 +192,12 @@ pub fn plan(img: &Images, memfds: &mut Inodes, opener: &mut Opener<'_>) -> Resul
                 None => {
                     let f = if st & VMA_AREA_MEMFD != 0 {
                         let entry = img.file(file_id(v, &file)?, &file)?;
-                        memfds.open(img, entry, access, crate::memfd::Use::Mapping)?
+                        let f = memfds.open(img, entry, access, crate::memfd::Use::Mapping)?;
+                        crate::files::Source::new(f.into())
                     } else {
                         open_mapped(img, v, &file, access, opener)?
                     };
-                    plan.files.push(f.into());
+                    plan.files.push(f);
                     opened.insert((v.shmid, access), plan.files.len() - 1);
                     plan.files.len() - 1
                 }
@@ -331,7 +330,7 @@ fn open_mapped(
     from: &ImageFile,
     access: i32,
     opener: &mut Opener<'_>,
-) -> Result<File> {
+) -> Result<crate::files::Source> {
     let id = file_id(v, from)?;
     let entry = img.file(id, from)?;
     let reg = entry.reg.as_ref().ok_or_else(|| {

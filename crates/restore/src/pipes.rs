@@ -99,8 +99,11 @@ pub struct Pipes {
     data: Data,
     /// pipe id → (read end, write end), each taken by its first entry.
     made: BTreeMap<u32, [Option<OwnedFd>; 2]>,
-    /// pipe id → a copy of each end, to reopen from.
-    copies: BTreeMap<u32, [OwnedFd; 2]>,
+    /// pipe id → a copy of each end, to reopen from: of the ends more
+    /// than one open file holds (or one opened through /proc).
+    copies: BTreeMap<u32, [Option<OwnedFd>; 2]>,
+    /// `(pipe id, end)` of those ends.
+    reopened: std::collections::HashSet<(u32, usize)>,
 }
 
 /// The kernel's O_LARGEFILE on x86_64 (libc's is 0: the C library adds
@@ -112,11 +115,24 @@ fn end_of(flags: u32) -> usize {
 }
 
 impl Pipes {
-    pub fn load(dir: &ImageDir) -> Result<Pipes> {
+    /// The pipes of the dump in `dir`, whose open files are `files`.
+    pub fn load<'f>(
+        dir: &ImageDir,
+        files: impl Iterator<Item = &'f pb::FileEntry>,
+    ) -> Result<Pipes> {
+        let mut seen = std::collections::HashSet::new();
+        let mut reopened = std::collections::HashSet::new();
+        for p in files.filter_map(|f| f.pipe.as_ref()) {
+            let end = (p.pipe_id, end_of(p.flags));
+            if !seen.insert(end) || p.flags & O_LARGEFILE != 0 {
+                reopened.insert(end);
+            }
+        }
         Ok(Pipes {
             data: Data::load(dir, ImageFile::PipesData)?,
             made: BTreeMap::new(),
             copies: BTreeMap::new(),
+            reopened,
         })
     }
 
@@ -129,10 +145,15 @@ impl Pipes {
             let (rd, wr) = rustix::pipe::pipe_with(flags)
                 .map_err(|err| host("creating a pipe")(err.into()))?;
             self.data.refill(e.pipe_id, &wr, &what)?;
-            let copies = [
-                rd.try_clone().map_err(host("copying a pipe's end"))?,
-                wr.try_clone().map_err(host("copying a pipe's end"))?,
-            ];
+            let copy = |fd: &OwnedFd, end: usize| -> Result<Option<OwnedFd>> {
+                if !self.reopened.contains(&(e.pipe_id, end)) {
+                    return Ok(None);
+                }
+                fd.try_clone()
+                    .map(Some)
+                    .map_err(host("copying a pipe's end"))
+            };
+            let copies = [copy(&rd, 0)?, copy(&wr, 1)?];
             self.copies.insert(e.pipe_id, copies);
             self.made.insert(e.pipe_id, [Some(rd), Some(wr)]);
         }
@@ -143,7 +164,12 @@ impl Pipes {
         let fd = match taken {
             Some(fd) if e.flags & O_LARGEFILE == 0 => fd,
             _ => {
-                let copy = &self.copies[&e.pipe_id][end];
+                let copy = self.copies[&e.pipe_id][end].as_ref().ok_or_else(|| {
+                    Error::invalid(
+                        ImageFile::Files.name(),
+                        format!("{what}: an end opened again that no entry counts twice"),
+                    )
+                })?;
                 reopen(copy, e.flags, &what)?
             }
         };

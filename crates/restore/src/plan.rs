@@ -15,9 +15,7 @@ use rcriu_proc::Pid;
 
 use crate::load::Images;
 use crate::region::{self, Region};
-use crate::{
-    Error, FileValidation, Restore, Result, TASK_SIZE, cgroup, core, files, memfd, mm, pages, vdso,
-};
+use crate::{Error, Restore, Result, TASK_SIZE, cgroup, core, files, memfd, mm, pages, vdso};
 
 /// What the restore of a tree shares while it plans each process.
 pub struct Shared<'a> {
@@ -25,7 +23,6 @@ pub struct Shared<'a> {
     pub inodes: memfd::Inodes,
     pub rt: vdso::Runtime,
     pub last_cap: u32,
-    pub validation: FileValidation,
     pub force_vdso_proxy: bool,
 }
 
@@ -43,7 +40,6 @@ impl<'a> Shared<'a> {
             inodes: memfd::Inodes::load(root)?,
             rt: vdso::Runtime::read()?,
             last_cap: crate::read_last_cap()?,
-            validation: r.validation,
             force_vdso_proxy: r.force_vdso_proxy,
         })
     }
@@ -67,8 +63,9 @@ pub struct ProcPlan<'a> {
     pub core: core::CorePlan,
     pub fds: files::FdPlan,
     pub fs: files::FsPlan,
-    pub exe: Option<OwnedFd>,
-    pub pages_file: OwnedFd,
+    pub exe: Option<files::Source>,
+    /// Until [`ready`](Self::ready) takes it.
+    pub pages_file: Option<OwnedFd>,
     pub cgroups: cgroup::Cgroups,
 }
 
@@ -109,12 +106,13 @@ impl<'a> ProcPlan<'a> {
         let mut fds = sh.opener.plan(img)?;
         fds.fds.extend(memfd::plan_fds(img, &mut sh.inodes)?);
         fds.fds.sort_by_key(|(fd, _, _)| *fd);
-        let fs = files::plan_fs(img, &mut sh.opener.ghosts)?;
-        let exe = crate::open_exe(img, sh.validation, &mut sh.opener.ghosts)?;
+        let fs = files::plan_fs(img, &mut sh.opener)?;
+        let exe = crate::open_exe(img, &mut sh.opener)?;
         let pages_file: OwnedFd = img
             .dir
             .open_raw(ImageFile::Pages(pages.pages_id.into()))?
             .into();
+        let pages_file = Some(pages_file);
         let cgroups = cgroup::plan(img)?;
         Ok(ProcPlan {
             img,
@@ -157,25 +155,23 @@ impl<'a> ProcPlan<'a> {
     /// the restorers that fork children after placing their own fds need.
     pub fn ready(mut self, min: i32, in_place: bool) -> Result<Ready<'a>> {
         let up = |fd: OwnedFd| files::renumber(fd, min);
+        let lift = |src: files::Source| files::lift(src, min);
         let map_files = std::mem::take(&mut self.mem.files)
             .into_iter()
-            .map(up)
+            .map(lift)
             .collect::<Result<Vec<_>>>()?;
         let owners = std::mem::take(&mut self.fds.owners);
         let sources = std::mem::take(&mut self.fds.fds)
             .into_iter()
             .map(|(to, cloexec, f)| {
-                if !in_place {
-                    return Ok((to, cloexec, up(f)?));
-                }
-                if f.as_raw_fd() == to {
-                    return Ok((to, cloexec, f));
+                if !in_place || f.as_raw_fd() == to {
+                    return Ok((to, cloexec, lift(f)?));
                 }
                 match crate::sys::dup_to_free(f.as_fd(), to)
                     .map_err(Error::host("placing an fd at its number"))?
                 {
-                    Some(at) => Ok((to, cloexec, at)),
-                    None => Ok((to, cloexec, up(f)?)),
+                    Some(at) => Ok((to, cloexec, files::Source::new(at))),
+                    None => Ok((to, cloexec, lift(f)?)),
                 }
             })
             .collect::<Result<Vec<_>>>()?;
@@ -183,7 +179,7 @@ impl<'a> ProcPlan<'a> {
         // the fd rcriu holds for it.
         let (ctty_fd, ctty_extra) = match self.fds.ctty.take() {
             Some(files::Ctty::Extra(f)) => {
-                let f = up(f)?;
+                let f = files::Source::new(up(f)?);
                 (f.as_raw_fd(), Some(f))
             }
             Some(files::Ctty::Fd(t)) => (
@@ -195,22 +191,15 @@ impl<'a> ProcPlan<'a> {
             ),
             None => (-1, None),
         };
-        let cwd = up(self
-            .fs
-            .cwd
-            .try_clone()
-            .map_err(Error::host("copying the cwd"))?)?;
-        let root = match &self.fs.root {
-            Some(r) => Some(up(r
-                .try_clone()
-                .map_err(Error::host("copying the root"))?)?),
-            None => None,
-        };
-        let exe = self.exe.take().map(up).transpose()?;
-        let pages_file = up(self
+        let cwd = lift(files::Source::clone(&self.fs.cwd))?;
+        let root = self.fs.root.clone().map(lift).transpose()?;
+        let exe = self.exe.take().map(lift).transpose()?;
+        let pages_file = self
             .pages_file
-            .try_clone()
-            .map_err(Error::host("copying the pages file"))?)?;
+            .take()
+            .map(up)
+            .transpose()?
+            .expect("only ready, which consumes the plan, takes its pages file");
         let mut vmas = self.mem.vmas.clone();
         for v in &mut vmas {
             if v.fd >= 0 {
@@ -259,13 +248,13 @@ pub struct Ready<'a> {
     pub plan: ProcPlan<'a>,
     /// The mapped files and a controlling terminal no fd holds: open in
     /// rcriu until the fork has its copies.
-    pub held: Vec<OwnedFd>,
+    pub held: Vec<files::Source>,
     pub owners: Vec<(i32, i32, i32)>,
-    pub sources: Vec<(i32, bool, OwnedFd)>,
+    pub sources: Vec<files::FdSource>,
     pub ctty_fd: i32,
-    pub cwd: OwnedFd,
-    pub root: Option<OwnedFd>,
-    pub exe: Option<OwnedFd>,
+    pub cwd: files::Source,
+    pub root: Option<files::Source>,
+    pub exe: Option<files::Source>,
     pub pages_file: OwnedFd,
     /// The areas, their files as the restorer holds them.
     pub vmas: Vec<abi::Vma>,
@@ -408,7 +397,7 @@ impl Ready<'_> {
         }
         args.nr_vdso_moves = moves.len() as u32;
         args.vdso_moves[..moves.len()].copy_from_slice(&moves);
-        crate::set_mm(&mut args, p.img, self.exe.as_ref())?;
+        crate::set_mm(&mut args, p.img, self.exe.as_deref())?;
         args.sigactions = core.sigactions;
         args.sigaction_set = core.sigaction_set;
         args.nr_rlimits = core.rlimits.len() as u32;
