@@ -56,11 +56,17 @@ fn tree_pss(root: i32) -> u64 {
 }
 
 /// Dumps the `cow` workload (8 children of a parent with 16 MiB, each
-/// rewriting 256 KiB of it) and restores it (`proxy`: with a vDSO proxy,
-/// under which no child inherits), then returns the tree's Pss before and
-/// after, and the restore's report.
-fn cow_cycle(proxy: bool) -> (u64, u64, rcriu::Restored) {
-    let mut w = start("cow", &["8", "16", "256"]);
+/// rewriting 256 KiB of it; `file`: of a private file mapping) and
+/// restores it (`proxy`: with a vDSO proxy, under which no child
+/// inherits), then returns the tree's Pss before and after, and the
+/// restore's report.
+fn cow_cycle(proxy: bool, file: bool) -> (u64, u64, rcriu::Restored) {
+    let args: &[&str] = if file {
+        &["8", "16", "256", "file"]
+    } else {
+        &["8", "16", "256"]
+    };
+    let mut w = start("cow", args);
     let kids = rcriu_test_support::tree_pids(w.pid);
     assert_eq!(kids.len(), 9, "the root and its 8 children");
     let before = tree_pss(w.pid);
@@ -82,7 +88,7 @@ fn cow_cycle(proxy: bool) -> (u64, u64, rcriu::Restored) {
 #[test]
 fn memory_shared_across_fork_stays_shared() {
     let _g = setup();
-    let (before, after, r) = cow_cycle(false);
+    let (before, after, r) = cow_cycle(false, false);
     assert!(
         after * 10 <= before * 11,
         "the restored tree's Pss ({after} KiB) is within 1.1x of the original's ({before} KiB)"
@@ -99,7 +105,33 @@ fn memory_shared_across_fork_stays_shared() {
 #[test]
 fn memory_not_inherited_is_counted_once_per_process() {
     let _g = setup();
-    let (before, after, r) = cow_cycle(true);
+    let (before, after, r) = cow_cycle(true, false);
+    assert_eq!((r.pages_compared, r.pages_cow), (0, 0));
+    assert!(
+        after > before * 3,
+        "without inheritance the Pss grows ({before} KiB -> {after} KiB)"
+    );
+}
+
+/// The pages a parent wrote in a private file mapping before forking stay
+/// shared with its children (zdtm's cow01); the page a child dropped reads
+/// as the file's again, and the root's page it never wrote as the file's.
+#[test]
+fn written_pages_of_a_private_file_mapping_stay_shared() {
+    let _g = setup();
+    let (before, after, r) = cow_cycle(false, true);
+    assert!(
+        after * 10 <= before * 11,
+        "the restored tree's Pss ({after} KiB) is within 1.1x of the original's ({before} KiB)"
+    );
+    assert!(r.pages_cow >= 8 * (4096 - 64) - 8, "{r:?}");
+}
+
+/// Its control: without inheritance, the same tree's Pss grows.
+#[test]
+fn written_pages_of_a_private_file_mapping_not_inherited_show() {
+    let _g = setup();
+    let (before, after, r) = cow_cycle(true, true);
     assert_eq!((r.pages_compared, r.pages_cow), (0, 0));
     assert!(
         after > before * 3,

@@ -1,7 +1,7 @@
 /*
  * cow: memory a parent and its children share after fork (copy on write).
  *
- *   cow OUTFILE NKIDS MIB KIB
+ *   cow OUTFILE NKIDS MIB KIB [file]
  *
  * The root fills MIB MiB of private anonymous memory (each page one word
  * repeated, from its index) and forks NKIDS children. Child i rewrites
@@ -10,6 +10,10 @@
  * rewritten run, which then reads as zeros; the other pages stay shared
  * with the root. Children wait in read(2) on a pipe from the root, the
  * root in sigsuspend.
+ *
+ * With "file", the memory is a private mapping of a file (cow.data in
+ * the cwd, each page another word repeated), which the root rewrites but
+ * for its last page: a dropped page reads as the file's again, not zeros.
  *
  * Prints "procI PID" for each child, "ready". On SIGUSR1 the root checks
  * its own memory, then asks each child to check its own and answer. PASS
@@ -35,6 +39,7 @@ static void on_usr1(int sig) { (void)sig; stop = 1; }
 
 static uint64_t *area;
 static long npages, kpages;
+static int in_file;
 
 static uint64_t word(long page, int kid)
 {
@@ -58,18 +63,45 @@ static int holds(long page, uint64_t w)
 	return 1;
 }
 
+/* What page `page` of the file holds. */
+static uint64_t file_word(long page) { return word(page, 0) ^ 0x00000000f11ef11eull; }
+
+/* What page `page` holds in the root: its own word, or the file's. */
+static uint64_t root_word(long page)
+{
+	return in_file && page == npages - 1 ? file_word(page) : word(page, 0);
+}
+
 /* What page `page` holds in child `kid` (0: the root). */
 static uint64_t expected(long page, int kid)
 {
 	if (!kid)
-		return word(page, 0);
+		return root_word(page);
 	long first = ((long)(kid - 1) * kpages) % npages;
 	long at = (page - first + npages) % npages;
 	if (at < kpages)
 		return word(page, kid);
 	if (kid % 3 == 0 && at == kpages)
-		return 0;
-	return word(page, 0);
+		return in_file ? file_word(page) : 0;
+	return root_word(page);
+}
+
+/* The private mapping of cow.data, made with the file's words. */
+static uint64_t *map_file(void)
+{
+	int fd = open("cow.data", O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		return MAP_FAILED;
+	uint64_t buf[WORDS];
+	for (long p = 0; p < npages; p++) {
+		for (int i = 0; i < WORDS; i++)
+			buf[i] = file_word(p);
+		if (write(fd, buf, PAGE) != PAGE)
+			return MAP_FAILED;
+	}
+	void *m = mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	close(fd);
+	return m;
 }
 
 static const char *check(int kid)
@@ -127,11 +159,15 @@ int main(int argc, char **argv)
 	sigemptyset(&block);
 	sigaddset(&block, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &block, &old);
-	area = mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		    -1, 0);
+	in_file = argc > 5 && !strcmp(argv[5], "file");
+	if (in_file)
+		area = map_file();
+	else
+		area = mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (area == MAP_FAILED)
 		return 2;
-	for (long p = 0; p < npages; p++)
+	for (long p = 0; p < npages - in_file; p++)
 		fill(p, word(p, 0));
 	int *outs = calloc(nkids, sizeof(int)), *answers = calloc(nkids, sizeof(int));
 	if (!outs || !answers)

@@ -93,15 +93,19 @@ impl MemPlan {
 
 /// The areas of a child (`child`) it inherits from its parent's
 /// (`parent`, both sorted) when forked once the parent's memory is in
-/// place: private anonymous areas the parent maps at the same place, with
-/// the same protection and flags, both with pages to fill or neither (so
-/// that the parent maps them as the child itself would). They are marked
-/// in `child`; their ranges are returned.
+/// place: private areas the parent maps at the same place, with the same
+/// protection and flags, both with pages to fill or neither (so that the
+/// parent maps them as the child itself would); anonymous, or of the same
+/// file at the same offset (the fds are the tree's, one for each file
+/// opened: the same number is the same file). The pages the child had
+/// none of are dropped, which gives a file mapping the file's again. They
+/// are marked in `child`; their ranges are returned.
 pub fn inherit(parent: &[Vma], child: &mut [Vma]) -> Vec<(u64, u64)> {
-    let anon_private = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u32;
+    let private = libc::MAP_PRIVATE as u32;
+    let anon = libc::MAP_ANONYMOUS as u32;
     let plain = |v: &Vma| {
-        v.fd < 0
-            && v.flags & anon_private == anon_private
+        (v.fd < 0) == (v.flags & anon != 0)
+            && v.flags & private == private
             && v.flags & (libc::MAP_SHARED | libc::MAP_HUGETLB) as u32 == 0
     };
     let mut out = Vec::new();
@@ -112,6 +116,8 @@ pub fn inherit(parent: &[Vma], child: &mut [Vma]) -> Vec<(u64, u64)> {
             && p.end == v.end
             && p.flags == v.flags
             && p.prot == v.prot
+            && p.fd == v.fd
+            && p.pgoff == v.pgoff
             && (p.fill != 0) == (v.fill != 0)
             && plain(p)
         {

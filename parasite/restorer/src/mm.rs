@@ -123,7 +123,7 @@ pub fn read_pages(a: &mut Args) -> Res {
     let drops: &[Range] = unsafe { array(a.drops, a.nr_drops) };
     for (i, d) in drops.iter().enumerate() {
         // SAFETY: the range lies in a private area this process inherited
-        // and had no pages in: it reads as zeros again, as it did.
+        // and had no pages in: it reads as it did (zeros, or the file).
         let r = unsafe { call(NR_MADVISE, d.start, d.end - d.start, MADV_DONTNEED, 0) };
         ok(r, a.nr_batches as u32 + i as u32)?;
     }
