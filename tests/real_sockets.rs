@@ -124,6 +124,20 @@ fn log_of(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("rcriu.log")).unwrap_or_default()
 }
 
+/// Asserts that the server's end of `client` is gone (the negative
+/// control of a connection that carried on).
+fn connection_ends(client: &mut TcpStream) {
+    let mut b = [0u8; 1];
+    client.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    let r = client.read(&mut b);
+    let ended = match &r {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    };
+    assert!(ended, "the connection ends with the restored server: {r:?}");
+}
+
 /// Kills the restored `pid` (ours to reap: this process is a subreaper).
 fn kill_and_reap(pid: i32) {
     signal(pid, libc::SIGKILL);
@@ -247,13 +261,126 @@ fn a_client_s_connection_to_python_carries_on_across_the_dump() {
         assert_eq!(body, want);
     }
     kill_and_reap(pid);
+    connection_ends(&mut client);
+}
+
+/// One line of a RESP reply (without its CRLF).
+fn resp_line(r: &mut impl Read) -> std::io::Result<String> {
+    let mut line = Vec::new();
     let mut b = [0u8; 1];
-    client.set_read_timeout(Some(HANG_GUARD)).unwrap();
-    let r = client.read(&mut b);
-    let ended = match &r {
-        Ok(0) => true,
-        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
-        Ok(_) => false,
+    while !line.ends_with(b"\r\n") {
+        if r.read(&mut b)? == 0 {
+            return Err(std::io::Error::other("the connection ended in a reply"));
+        }
+        line.push(b[0]);
+    }
+    line.truncate(line.len() - 2);
+    Ok(String::from_utf8_lossy(&line).into_owned())
+}
+
+/// A redis command (inline) on `s` and its reply, flattened: a bulk
+/// string's bytes, an array's items joined by spaces, a status or an
+/// error as its line.
+fn redis(s: &mut TcpStream, cmd: &str) -> std::io::Result<String> {
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(s, "{cmd}\r\n")?;
+    fn reply(s: &mut TcpStream) -> std::io::Result<String> {
+        let line = resp_line(s)?;
+        let (kind, rest) = line.split_at(1.min(line.len()));
+        let n = |t: &str| {
+            t.parse::<i64>()
+                .map_err(|_| std::io::Error::other(format!("a bad reply: {line:?}")))
+        };
+        match kind {
+            "$" if n(rest)? < 0 => Ok("(nil)".into()),
+            "$" => {
+                let mut body = vec![0u8; n(rest)? as usize + 2];
+                s.read_exact(&mut body)?;
+                body.truncate(body.len() - 2);
+                Ok(String::from_utf8_lossy(&body).into_owned())
+            }
+            "*" => {
+                let items = (0..n(rest)?.max(0))
+                    .map(|_| reply(s))
+                    .collect::<std::io::Result<Vec<_>>>()?;
+                Ok(items.join(" "))
+            }
+            _ => Ok(line),
+        }
+    }
+    reply(s)
+}
+
+/// redis-server (Debian's) with a client connected: the keys it set and
+/// its connection carry on across the dump and restore, the server takes
+/// new clients again, and nothing answers in between.
+#[test]
+fn redis_keeps_its_data_and_a_client_s_connection() {
+    let _g = common::setup();
+    let t = TempDir::new("real-redis");
+    let port = free_port();
+    let log = std::fs::File::create(t.path().join("redis.log")).unwrap();
+    let mut cmd = Command::new("/usr/bin/redis-server");
+    cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .arg("--dir")
+        .arg(t.path())
+        .current_dir(t.path())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    in_new_session(&mut cmd);
+    let child = cmd
+        .spawn()
+        .expect("starting redis-server (Debian's redis-server package)");
+    let pid = child.id() as i32;
+    std::mem::forget(child);
+    let start = Instant::now();
+    let mut client = loop {
+        match TcpStream::connect((Ipv4Addr::LOCALHOST, port)) {
+            Ok(s) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Err(e) => panic!("connecting to redis: {e}"),
+        }
+        assert!(start.elapsed() < HANG_GUARD, "redis never listened");
+        std::thread::sleep(Duration::from_millis(10));
     };
-    assert!(ended, "the connection ends with the restored server: {r:?}");
+    assert_eq!(redis(&mut client, "PING").unwrap(), "+PONG");
+    assert_eq!(redis(&mut client, "SET before dumped").unwrap(), "+OK");
+    assert_eq!(redis(&mut client, "RPUSH list a b c").unwrap(), ":3");
+
+    let images = t.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    let out = rcriu(
+        &["dump", "-t", &pid.to_string(), "--tcp-established"],
+        &images,
+    );
+    assert!(
+        out.status.success(),
+        "dump: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log_of(&images)
+    );
+    wait_exit(pid).expect("the dumped server ends");
+    let e = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+        .expect_err("nothing listens between the dump and the restore");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    let out = rcriu(&["restore", "-d", "--tcp-established"], &images);
+    assert!(
+        out.status.success(),
+        "restore: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log_of(&images)
+    );
+    // The old connection: the data, and a write after the restore.
+    assert_eq!(redis(&mut client, "GET before").unwrap(), "dumped");
+    assert_eq!(redis(&mut client, "LRANGE list 0 -1").unwrap(), "a b c");
+    assert_eq!(redis(&mut client, "SET after restored").unwrap(), "+OK");
+    assert_eq!(redis(&mut client, "GET missing").unwrap(), "(nil)");
+    // A new client sees it all.
+    let mut other = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+    assert_eq!(redis(&mut other, "GET after").unwrap(), "restored");
+    assert_eq!(redis(&mut other, "DBSIZE").unwrap(), ":3");
+    kill_and_reap(pid);
+    connection_ends(&mut client);
 }
