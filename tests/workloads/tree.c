@@ -14,9 +14,10 @@
  *            in the child's group too.
  *   session  the child leads a session of its own (setsid), its child is
  *            in it.
- *   zombies  three children that ended and are not reaped: one exited
+ *   zombies  four children that ended and are not reaped: one exited
  *            with status 7, one was killed by SIGTERM, one by a SIGSEGV
- *            it sent itself (no core); and a live one.
+ *            it sent itself (no core), one exited with 9 in a process
+ *            group whose leader (a child reaped) is gone; and a live one.
  *   stopped  a child stopped by SIGSTOP, one stopped by SIGTSTP (in a
  *            group of its own), and a live one.
  *   orphans  the root (a child subreaper) had a child A that led its own
@@ -437,7 +438,7 @@ int main(int argc, char **argv)
 	root.me.pgid = getpgrp();
 	root.me.sid = getsid(0);
 	pid_t zombie_exit = 0, zombie_kill = 0, zombie_segv = 0, stopped = 0, tstopped = 0, fdt_child = 0,
-	      plain_child = 0;
+	      plain_child = 0, zombie_grouped = 0, zombie_group = 0;
 	int file_fd = -1;
 	if (!strcmp(mode, "pair")) {
 		int data[2];
@@ -494,7 +495,27 @@ int main(int argc, char **argv)
 			kill(getpid(), SIGSEGV);
 			_exit(0);
 		}
+		/* One in a group whose leader is gone: a child leads a group,
+		 * makes the zombie its sibling (CLONE_PARENT: the root's child,
+		 * in its group) and ends, reaped. */
+		zombie_group = fork();
+		if (zombie_group == 0) {
+			if (setpgid(0, 0))
+				_exit(1);
+			long z = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+			if (z == 0)
+				_exit(9);
+			_exit(z > 0 ? 0 : 1);
+		}
+		int gst;
+		if (waitpid(zombie_group, &gst, 0) != zombie_group || !WIFEXITED(gst) ||
+		    WEXITSTATUS(gst))
+			return 2;
 		siginfo_t si;
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PGID, zombie_group, &si, WEXITED | WNOWAIT))
+			return 2;
+		zombie_grouped = si.si_pid;
 		/* All ended, none reaped (WNOWAIT). */
 		waitid(P_PID, zombie_exit, &si, WEXITED | WNOWAIT);
 		waitid(P_PID, zombie_kill, &si, WEXITED | WNOWAIT);
@@ -653,6 +674,11 @@ int main(int argc, char **argv)
 		if (waitpid(zombie_segv, &st, WNOHANG) != zombie_segv || !WIFSIGNALED(st) ||
 		    WTERMSIG(st) != SIGSEGV || WCOREDUMP(st))
 			fail("the zombie killed by SIGSEGV", root.me.pid);
+		if (getpgid(zombie_grouped) != zombie_group)
+			fail("the zombie's group, whose leader is gone", root.me.pid);
+		if (waitpid(zombie_grouped, &st, WNOHANG) != zombie_grouped || !WIFEXITED(st) ||
+		    WEXITSTATUS(st) != 9)
+			fail("the zombie in a group whose leader is gone", root.me.pid);
 	}
 	if (stopped) {
 		char path[64], stat[512];

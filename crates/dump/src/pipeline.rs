@@ -673,8 +673,9 @@ fn check_tree(tree: &Tree) -> Result<Sharing> {
         if m.pgid != root.pgid && m.pgid != m.sid {
             match member(m.pgid) {
                 Some(l) if l.sid == m.sid => {}
-                // Its leader is gone: a helper makes the group again.
-                None if m.seized().is_some() && !exists(m.pgid) => {}
+                // Its leader is gone: a helper makes the group again (a
+                // zombie joins it before it ends).
+                None if !exists(m.pgid) => {}
                 _ => {
                     return Err(Error::unsupported(
                         m.pid,
@@ -691,6 +692,7 @@ fn check_tree(tree: &Tree) -> Result<Sharing> {
         if m.seized().is_none()
             && m.pgid != m.pid
             && member(m.ppid).is_some_and(|p| p.pgid != m.pgid)
+            && (member(m.pgid).is_some() || exists(m.pgid))
         {
             return Err(Error::unsupported(
                 m.pid,

@@ -417,7 +417,11 @@ impl Restore {
             let pgid = p.plan.img.task.pstree.pgid as Pid;
             helpers.iter().any(|&(_, g)| g == pgid)
         };
-        let tree_words = if procs.len() > 1 {
+        let zombie_joins_helper = |z: &load::Zombie| {
+            let pgid = z.pstree.pgid as Pid;
+            pgid != z.pstree.pid as Pid && helpers.iter().any(|&(_, g)| g == pgid)
+        };
+        let tree_words = if procs.len() > 1 || !helpers.is_empty() {
             region.zero(tree_off, 64);
             region.put_at(
                 tree_off,
@@ -425,7 +429,12 @@ impl Restore {
                     created: 0,
                     nr_procs: (procs.len() + helpers.len()) as u32,
                     joined: 0,
-                    nr_joiners: procs.iter().filter(|p| joins_helper(p)).count() as u32,
+                    nr_joiners: (procs.iter().filter(|p| joins_helper(p)).count()
+                        + tree
+                            .zombies
+                            .iter()
+                            .filter(|z| zombie_joins_helper(z))
+                            .count()) as u32,
                 },
             );
             region.addr_of(tree_off)
@@ -479,8 +488,13 @@ impl Restore {
                         if let Some(j) = small.iter().position(|&z| z == k.pid) {
                             k.stack_top = small_stacks[j];
                         }
-                        // A helper reaches the tree's words through it.
-                        k.args = if kind == abi::CHILD_HELPER {
+                        // A helper, and a zombie that joins a helper's group,
+                        // reach the tree's words through it.
+                        let joins = tree
+                            .zombies
+                            .iter()
+                            .any(|z| z.pstree.pid as Pid == k.pid && zombie_joins_helper(z));
+                        k.args = if kind == abi::CHILD_HELPER || joins {
                             tree_words
                         } else {
                             0
@@ -809,7 +823,8 @@ fn fdt_holder(procs: &[plan::Ready<'_>], mut i: usize) -> usize {
 
 /// The process groups whose leader was gone at the dump, `(member,
 /// group)`: each is made again by a helper with the group's id as its pid,
-/// forked by the group's first member (as CRIU's restore does).
+/// forked by the group's first member (as CRIU's restore does), or by the
+/// parent of a zombie when only zombies are left of it.
 fn helpers(tree: &load::TreeImages) -> Vec<(Pid, Pid)> {
     let pids = tree.pids();
     let root = &tree.procs[0].task.pstree;
@@ -825,6 +840,18 @@ fn helpers(tree: &load::TreeImages) -> Vec<(Pid, Pid)> {
             continue;
         }
         out.push((e.pid as Pid, g));
+    }
+    for z in &tree.zombies {
+        let e = &z.pstree;
+        let g = e.pgid as Pid;
+        if e.pgid == e.pid
+            || e.pgid == root.pgid
+            || pids.contains(&e.pgid)
+            || out.iter().any(|&(_, h)| h == g)
+        {
+            continue;
+        }
+        out.push((e.ppid as Pid, g));
     }
     out
 }

@@ -124,8 +124,8 @@ fn fork(c: &Child) -> i64 {
 }
 
 /// A zombie to be: takes its name (and leads its process group if it
-/// did) and ends at once with its wait status: killed by its signal, or
-/// exiting with its code.
+/// did, or joins the group a helper made again) and ends at once with its
+/// wait status: killed by its signal, or exiting with its code.
 extern "C" fn zombie_main(c: *const Child) -> ! {
     // SAFETY: its parent passes its `Child`, in the region.
     let c = unsafe { &*c };
@@ -134,6 +134,21 @@ extern "C" fn zombie_main(c: *const Child) -> ! {
     unsafe { call(NR_PRCTL, PR_SET_NAME, addr(&c.comm), 0, 0) };
     if c.pgid == c.pid {
         value(NR_SETPGID, 0, 0, 0);
+    } else if c.args != 0 {
+        // The helper, forked just before it, makes the group first (or
+        // fails, and ends).
+        loop {
+            let g = value(NR_GETPGID, c.pgid as u64, 0, 0);
+            if g == c.pgid as i64 || g < 0 {
+                break;
+            }
+            value(NR_SCHED_YIELD, 0, 0, 0);
+        }
+        value(NR_SETPGID, 0, c.pgid as u64, 0);
+        // SAFETY: such a zombie's `args` is the tree's words, in the
+        // region.
+        let t = unsafe { Words::at(c.args) };
+        arrive(t.joined, t.nr_joiners);
     }
     let sig = status & 0x7f;
     if sig != 0 && sig != 0x7f {

@@ -149,6 +149,7 @@ pub const NR_TIMER_DELETE: i64 = 226;
 pub const NR_SCHED_SETAFFINITY: i64 = 203;
 pub const NR_SETPGID: i64 = 109;
 pub const NR_GETPGID: i64 = 121;
+pub const NR_SCHED_YIELD: i64 = 24;
 pub const NR_WAITID: i64 = 247;
 pub const NR_KILL: i64 = 62;
 pub const P_PID: u64 = 1;
