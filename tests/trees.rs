@@ -506,3 +506,34 @@ fn a_tree_restored_under_too_few_files_fails_cleanly() {
     tree_gone(&ImageDir::open(images.path()).unwrap());
     drop(w);
 }
+
+/// An epoll instance a parent and its child share, whose target only the
+/// parent holds (the child closed it): the target is the parent's fd, and
+/// both see its event (zdtm's transition/epoll).
+#[test]
+fn an_epoll_instance_shared_with_a_child_that_closed_its_target() {
+    let _g = setup();
+    cycle("tree", &["epoll"], None).unwrap();
+}
+
+/// The negative control: the target registered with other data shows.
+#[test]
+fn an_epoll_target_with_other_data_shows() {
+    let _g = setup();
+    let err = cycle(
+        "tree",
+        &["epoll"],
+        Some(|dir, _| {
+            let mut files = dir.files().unwrap();
+            let e = files
+                .iter_mut()
+                .find_map(|f| f.epfd.as_mut())
+                .expect("the epoll instance");
+            assert_eq!(e.tfd[0].data, 0x5eed);
+            e.tfd[0].data = 0x5eee;
+            dir.write_all(ImageFile::Files, &files).unwrap();
+        }),
+    )
+    .unwrap_err();
+    assert!(err.contains("the epoll instance's event"), "{err}");
+}

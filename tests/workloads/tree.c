@@ -45,6 +45,10 @@
  *            file is) and forks two children that inherit both mappings:
  *            after the restore the shared page is still one page for all
  *            three, the private copies their own, the file's bytes there.
+ *   epoll    the root registers an eventfd (ready, data 0x5eed) in an
+ *            epoll instance and forks a child that closes the eventfd
+ *            and keeps the instance: both see the event, through the
+ *            target the root holds.
  *
  * Every live process but the root waits in read(2) on a pipe from its
  * parent; the root waits in sigsuspend. Prints each process as "procN
@@ -62,6 +66,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -89,11 +95,23 @@ static volatile int *shm;
  * children share its shared mapping. */
 static volatile int *priv;
 static int shm_kids;
+/* Mode "epoll": the instance and its target (the root's). */
+static int ep_fd = -1, ev_fd = -1;
+
 
 static void fail(const char *what, pid_t who)
 {
 	if (!result[0])
 		snprintf(result, sizeof(result), "FAIL: process %d: %s\n", (int)who, what);
+}
+
+/* Mode "epoll": the event is there, with its data. */
+static void epoll_check(pid_t me)
+{
+	struct epoll_event e;
+	memset(&e, 0, sizeof(e));
+	if (epoll_wait(ep_fd, &e, 1, 0) != 1 || e.data.u64 != 0x5eed || !(e.events & EPOLLIN))
+		fail("the epoll instance's event", me);
 }
 
 static int check_ids(const struct who *w)
@@ -246,6 +264,11 @@ static void serve(struct node *n)
 	if (n->file_fd >= 0 && lseek(n->file_fd, 0, SEEK_CUR) != 100)
 		fail("the shared file's position", n->me.pid);
 	pipeline_check(n->me.pid);
+	if (ep_fd >= 0) {
+		epoll_check(n->me.pid);
+		if (fcntl(ev_fd, F_GETFD) != -1)
+			fail("the eventfd it closed", n->me.pid);
+	}
 	for (int i = 0; i < n->nkids; i++) {
 		char r[512];
 		if (write(n->kid_out[i], "c", 1) != 1) {
@@ -325,6 +348,12 @@ static struct link spawn(struct node *parent_node, void (*setup)(struct node *),
 static void print_pid(const char *name, pid_t p)
 {
 	printf("%s %d\n", name, (int)p);
+}
+
+static void setup_epoll_child(struct node *n)
+{
+	(void)n;
+	close(ev_fd);
 }
 
 static void setup_deep3(struct node *n) { (void)n; }
@@ -613,6 +642,14 @@ int main(int argc, char **argv)
 		if (open(path, O_RDONLY) < 0)
 			return 2;
 		print_pid("proc1", l.pid);
+	} else if (!strcmp(mode, "epoll")) {
+		ev_fd = eventfd(1, 0);
+		ep_fd = epoll_create1(0);
+		struct epoll_event e = {.events = EPOLLIN, .data.u64 = 0x5eed};
+		if (ev_fd < 0 || ep_fd < 0 || epoll_ctl(ep_fd, EPOLL_CTL_ADD, ev_fd, &e))
+			return 2;
+		struct link l = spawn(&root, setup_epoll_child, -1, -1);
+		print_pid("proc1", l.pid);
 	} else if (!strcmp(mode, "pipeline")) {
 		if (pipe(pipe_a) || pipe(pipe_b))
 			return 2;
@@ -661,6 +698,8 @@ int main(int argc, char **argv)
 		shm[1] = 0x5eed;
 	if (priv && (priv[1024] != 0x1234 || priv[100] != 77 || priv[0] != 1 || shm[1024] != 0))
 		fail("the deleted file's private copy", root.me.pid);
+	if (ep_fd >= 0)
+		epoll_check(root.me.pid);
 	if (file_fd >= 0 && lseek(file_fd, 0, SEEK_CUR) != 100)
 		fail("the shared file's position", root.me.pid);
 	if (zombie_exit) {

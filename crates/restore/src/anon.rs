@@ -75,18 +75,23 @@ impl Anon {
 /// Whether `entry` is of a kind of this module that the restore takes;
 /// refuses, without making anything, what [`Anon::open`] would refuse.
 /// `fd` is the fd of process `pid` that holds it, `fdinfo` the process's
-/// fds, `tree` the pids of the restored processes (zombies too).
+/// fds, `tree` the pids of the restored processes (zombies too); `first`:
+/// no process before it in the tree holds it (an epoll instance's targets
+/// are the fds of its first holder, which registers them again).
 pub fn check(
     pid: u32,
     fd: u32,
     entry: &pb::FileEntry,
     fdinfo: &[pb::FdinfoEntry],
     tree: &[u32],
+    first: bool,
 ) -> Result<bool> {
     Ok(match (pb::FdTypes::try_from(entry.r#type), entry) {
         (Ok(pb::FdTypes::Eventfd), pb::FileEntry { efd: Some(_), .. }) => true,
         (Ok(pb::FdTypes::Eventpoll), pb::FileEntry { epfd: Some(e), .. }) => {
-            eventpoll::check(pid, fd, e, fdinfo)?;
+            if first {
+                eventpoll::check(pid, fd, e, fdinfo)?;
+            }
             true
         }
         (Ok(pb::FdTypes::Signalfd), pb::FileEntry { sgfd: Some(_), .. }) => true,

@@ -20,6 +20,7 @@ use crate::{Error, Result, core, files, load, mm};
 pub fn check(dir: &Path) -> Result<()> {
     let tree = load::load_tree(ImageDir::open(dir)?)?;
     let processes = tree.processes();
+    let mut seen = std::collections::HashSet::new();
     for img in &tree.procs {
         let pid = img.task.pid;
         for v in &img.task.mm.vmas {
@@ -36,7 +37,7 @@ pub fn check(dir: &Path) -> Result<()> {
             }
         }
         core::plan(img)?;
-        files::check_kinds(img, &processes)?;
+        files::check_kinds(img, &processes, &mut seen)?;
     }
     Ok(())
 }

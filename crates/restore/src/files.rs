@@ -434,7 +434,11 @@ impl<'a> Opener<'a> {
 /// Refuses, without opening anything, the fds of kinds this version does
 /// not restore (as [`plan`] would); `tree` holds the pids of the restored
 /// processes (zombies too).
-pub fn check_kinds(img: &Images, tree: &[u32]) -> Result<()> {
+pub fn check_kinds(
+    img: &Images,
+    tree: &[u32],
+    seen: &mut std::collections::HashSet<u32>,
+) -> Result<()> {
     let from = ImageFile::Fdinfo(img.task.ids.files_id.into());
     let ttys = tty::Ttys::load(&img.dir)?;
     ghost::Ghosts::load(&img.dir)?;
@@ -485,8 +489,9 @@ pub fn check_kinds(img: &Images, tree: &[u32]) -> Result<()> {
                 None => false,
             },
             _ => {
+                let first = seen.insert(e.id);
                 entry.memfd.is_some()
-                    || anon::check(img.task.pid, e.fd, entry, &img.task.fdinfo, tree)?
+                    || anon::check(img.task.pid, e.fd, entry, &img.task.fdinfo, tree, first)?
             }
         };
         if !known {
