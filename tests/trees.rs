@@ -537,3 +537,41 @@ fn an_epoll_target_with_other_data_shows() {
     .unwrap_err();
     assert!(err.contains("the epoll instance's event"), "{err}");
 }
+
+/// A session whose leader is gone: the root (a subreaper) holds three of
+/// its members, in two groups (one of them the leader's, gone too), and a
+/// member's child; each is in the session and group it was in, with the
+/// root its parent.
+#[test]
+fn a_session_whose_leader_is_gone() {
+    let _g = setup();
+    cycle("tree", &["deadsession"], None).unwrap();
+}
+
+/// The negative control: a member put in the root's session and group by
+/// the image shows (the workload checks its group and session).
+#[test]
+fn a_member_of_a_gone_session_put_in_another_shows() {
+    let _g = setup();
+    let err = cycle(
+        "tree",
+        &["deadsession"],
+        Some(|dir, root| {
+            let mut tree = dir.pstree().unwrap();
+            let root_sid = tree.iter().find(|e| e.pid as i32 == root).unwrap().sid;
+            let member = tree
+                .iter_mut()
+                .find(|e| e.sid != root_sid && e.pgid == e.sid)
+                .expect("a member in the group of the gone leader");
+            member.sid = root_sid;
+            member.pgid = root_sid;
+            dir.write_all(ImageFile::Pstree, &tree).unwrap();
+        }),
+    )
+    .unwrap_err();
+    // Its group is checked before its session.
+    assert!(
+        err.contains("its process group") || err.contains("its session"),
+        "{err}"
+    );
+}

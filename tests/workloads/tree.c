@@ -25,6 +25,8 @@
  *            leads a group of its own with its child E; then A exited:
  *            B, C and D are the root's now, B and C in the group of A,
  *            which is gone.
+ *   deadsession  as orphans, but A led a session of its own (setsid):
+ *            B, C, D and E are in the session of A, which is gone.
  *   exitsig  a child cloned with SIGUSR2 as its exit signal, one with
  *            none, and a plain one.
  *   sharing  a child cloned with CLONE_FILES | CLONE_FS (the root's fd
@@ -576,7 +578,8 @@ int main(int argc, char **argv)
 		print_pid("proc1", l.pid);
 		print_pid("stopped", stopped);
 		print_pid("tstopped", tstopped);
-	} else if (!strcmp(mode, "orphans")) {
+	} else if (!strcmp(mode, "orphans") || !strcmp(mode, "deadsession")) {
+		int session = !strcmp(mode, "deadsession");
 		if (prctl(PR_SET_CHILD_SUBREAPER, 1))
 			return 2;
 		int p[3][2][2];
@@ -589,7 +592,7 @@ int main(int argc, char **argv)
 			return 2;
 		pid_t a = fork();
 		if (a == 0) {
-			if (setpgid(0, 0))
+			if (session ? setsid() < 0 : setpgid(0, 0) != 0)
 				_exit(5);
 			pid_t kids[3];
 			for (int i = 0; i < 3; i++) {

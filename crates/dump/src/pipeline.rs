@@ -661,11 +661,20 @@ fn check_tree(tree: &Tree) -> Result<Sharing> {
         if m.pid == root.pid {
             continue;
         }
-        if m.sid != root.sid && (member(m.sid).is_none() || !is_ancestor(m.sid, m.pid)) {
+        // A session whose leader is gone is made again by a helper, which
+        // forks the members the root holds; the others are born in it.
+        let leader_gone = member(m.sid).is_none() && !exists(m.sid);
+        let made_again = leader_gone
+            && ((m.ppid == root.pid && m.seized().is_some())
+                || member(m.ppid).is_some_and(|p| p.pid != root.pid && p.sid == m.sid));
+        if m.sid != root.sid
+            && (member(m.sid).is_none() || !is_ancestor(m.sid, m.pid))
+            && !made_again
+        {
             return Err(Error::unsupported(
                 m.pid,
                 format!(
-                    "session {} whose leader is not in the dump above it (sessions of a leader that is gone are not restored yet)",
+                    "session {} whose leader is not in the dump above it (nor gone, with its members the root's children)",
                     m.sid
                 ),
             ));

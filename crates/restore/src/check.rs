@@ -20,6 +20,7 @@ use crate::{Error, Result, core, files, load, mm};
 pub fn check(dir: &Path) -> Result<()> {
     let tree = load::load_tree(ImageDir::open(dir)?)?;
     let processes = tree.processes();
+    crate::sessions(&tree)?;
     let mut seen = std::collections::HashSet::new();
     for img in &tree.procs {
         let pid = img.task.pid;

@@ -304,6 +304,7 @@ impl Restore {
         // while the files are opened, and each open file is one fd for the
         // whole tree.
         let in_place = tree.procs.len() == 1 && tree.zombies.is_empty();
+        let sessions = sessions(&tree)?;
         let fence = if in_place {
             None
         } else {
@@ -351,8 +352,13 @@ impl Restore {
             .map(|p| p.ready(min, in_place))
             .collect::<Result<_>>()?;
         // Children that share private memory with their parents are
-        // forked once that memory is in place, and inherit it.
+        // forked once that memory is in place, and inherit it (but those
+        // a session helper forks).
         for i in 1..procs.len() {
+            let pst = &procs[i].plan.img.task.pstree;
+            if sessions.iter().any(|&(s, _)| s == pst.sid as Pid) && pst.ppid as Pid == pid {
+                continue;
+            }
             let ppid = procs[i].plan.img.task.pstree.ppid as Pid;
             let (before, rest) = procs.split_at_mut(i);
             if let Some(parent) = before.iter().find(|p| p.plan.pid == ppid)
@@ -373,7 +379,7 @@ impl Restore {
         let helpers = helpers(&tree);
         let children: Vec<Vec<abi::Child>> = procs
             .iter()
-            .map(|p| children_of(&tree, &helpers, p.plan.pid))
+            .map(|p| children_of(&tree, &helpers, &sessions, p.plan.pid))
             .collect();
         // A zombie or a helper runs on a small stack of its own.
         let small: Vec<Pid> = children
@@ -468,15 +474,17 @@ impl Restore {
                             .map(|p| &p.plan.img.task)
                             .find(|t| t.pid as Pid == k.pid)
                         {
-                            k.clone_flags = if t.fdt_of_parent {
-                                libc::CLONE_FILES as u64
-                            } else {
-                                0
-                            } | if t.fs_of_parent {
-                                libc::CLONE_FS as u64
-                            } else {
-                                0
-                            };
+                            k.clone_flags = (k.clone_flags & libc::CLONE_PARENT as u64)
+                                | if t.fdt_of_parent {
+                                    libc::CLONE_FILES as u64
+                                } else {
+                                    0
+                                }
+                                | if t.fs_of_parent {
+                                    libc::CLONE_FS as u64
+                                } else {
+                                    0
+                                };
                         }
                         k.late = u32::from(
                             procs
@@ -588,6 +596,7 @@ impl Restore {
                 .iter()
                 .map(|z| z.pstree.pid as Pid)
                 .chain(helpers.iter().map(|&(_, g)| g))
+                .chain(sessions.iter().map(|&(s, _)| s))
                 .collect(),
         );
         let words = region.page_words();
@@ -832,7 +841,10 @@ fn helpers(tree: &load::TreeImages) -> Vec<(Pid, Pid)> {
     for p in tree.procs.iter().skip(1) {
         let e = &p.task.pstree;
         let g = e.pgid as Pid;
+        // A group with its session's id is its leader's, or made with
+        // the session by a session helper.
         if e.pgid == e.pid
+            || e.pgid == e.sid
             || e.pgid == root.pgid
             || pids.contains(&e.pgid)
             || out.iter().any(|&(_, h)| h == g)
@@ -844,7 +856,10 @@ fn helpers(tree: &load::TreeImages) -> Vec<(Pid, Pid)> {
     for z in &tree.zombies {
         let e = &z.pstree;
         let g = e.pgid as Pid;
+        // A group with its session's id is its leader's, or made with
+        // the session by a session helper.
         if e.pgid == e.pid
+            || e.pgid == e.sid
             || e.pgid == root.pgid
             || pids.contains(&e.pgid)
             || out.iter().any(|&(_, h)| h == g)
@@ -856,9 +871,52 @@ fn helpers(tree: &load::TreeImages) -> Vec<(Pid, Pid)> {
     out
 }
 
+/// The sessions whose leader was gone at the dump, `(session, exit
+/// signal)`: each is made again by a session helper with the session's id
+/// as its pid, forked by the root, which forks the members the root holds
+/// (as CRIU's restore does, but as the root's own children: CLONE_PARENT,
+/// which gives them the helper's exit signal, theirs). Such a member
+/// cannot share its fd table or fs with the root, nor another exit
+/// signal than the others'.
+pub(crate) fn sessions(tree: &load::TreeImages) -> Result<Vec<(Pid, u32)>> {
+    let pids = tree.pids();
+    let root = &tree.procs[0].task.pstree;
+    let mut out: Vec<(Pid, u32)> = Vec::new();
+    for p in tree.procs.iter().skip(1) {
+        let e = &p.task.pstree;
+        if e.sid == root.sid || e.sid == e.pid || pids.contains(&e.sid) || e.ppid != root.pid {
+            continue;
+        }
+        let sig = p.exit_signal();
+        if p.task.fdt_of_parent || p.task.fs_of_parent {
+            return Err(Error::unsupported(format!(
+                "restoring process {}, of the session {} whose leader is gone, sharing its parent's fd table or fs",
+                e.pid, e.sid
+            )));
+        }
+        match out.iter().find(|&&(s, _)| s == e.sid as Pid) {
+            Some(&(_, other)) if other != sig => {
+                return Err(Error::unsupported(format!(
+                    "restoring process {}, of the session {} whose leader is gone, with exit signal {sig} where another member has {other}",
+                    e.pid, e.sid
+                )));
+            }
+            Some(_) => {}
+            None => out.push((e.sid as Pid, sig)),
+        }
+    }
+    Ok(out)
+}
+
 /// The children of `pid` in the tree (live ones, zombies and helpers),
-/// their addresses still to fill.
-fn children_of(tree: &load::TreeImages, helpers: &[(Pid, Pid)], pid: Pid) -> Vec<abi::Child> {
+/// their addresses still to fill; the root's begin with each session
+/// helper followed by the members it forks.
+fn children_of(
+    tree: &load::TreeImages,
+    helpers: &[(Pid, Pid)],
+    sessions: &[(Pid, u32)],
+    pid: Pid,
+) -> Vec<abi::Child> {
     let mut kids: Vec<abi::Child> = Vec::new();
     for (i, p) in tree.procs.iter().enumerate() {
         let e = &p.task.pstree;
@@ -903,6 +961,37 @@ fn children_of(tree: &load::TreeImages, helpers: &[(Pid, Pid)], pid: Pid) -> Vec
                     ..abi::Child::default()
                 },
             );
+        }
+    }
+    if tree.procs[0].task.pid as Pid == pid {
+        let sid_of = |k: &abi::Child| {
+            tree.procs
+                .iter()
+                .find(|p| p.task.pid as i32 == k.pid && k.kind == abi::CHILD_LIVE)
+                .map(|p| p.task.pstree.sid as Pid)
+        };
+        for &(sid, sig) in sessions.iter().rev() {
+            let mut members: Vec<abi::Child> = Vec::new();
+            kids.retain(|k| {
+                let of = sid_of(k) == Some(sid);
+                if of {
+                    members.push(abi::Child {
+                        exit_signal: 0,
+                        clone_flags: libc::CLONE_PARENT as u64,
+                        ..*k
+                    });
+                }
+                !of
+            });
+            let helper = abi::Child {
+                pid: sid,
+                exit_signal: sig,
+                kind: abi::CHILD_SESSION,
+                pgid: sid,
+                nr_members: members.len() as u32,
+                ..abi::Child::default()
+            };
+            kids.splice(0..0, std::iter::once(helper).chain(members));
         }
     }
     kids

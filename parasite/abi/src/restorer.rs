@@ -116,14 +116,20 @@ pub struct Child {
     pub late: u32,
     /// A zombie's name (comm), NUL-padded.
     pub comm: [u8; 16],
-    /// What it is: [`CHILD_LIVE`], [`CHILD_ZOMBIE`] or [`CHILD_HELPER`].
+    /// What it is: [`CHILD_LIVE`], [`CHILD_ZOMBIE`], [`CHILD_HELPER`] or
+    /// [`CHILD_SESSION`].
     pub kind: u32,
     /// A zombie's or a helper's process group: one that leads its own
     /// makes it before it ends.
     pub pgid: i32,
     /// `clone3` flags: CLONE_FILES and CLONE_FS, what it shares with its
-    /// parent.
+    /// parent; CLONE_PARENT for a member of a session helper's session,
+    /// which the helper forks as its own sibling (not its parent).
     pub clone_flags: u64,
+    /// A session helper's members: the children right after it in its
+    /// parent's array.
+    pub nr_members: u32,
+    pub _pad: u32,
 }
 
 /// [`Child::kind`]: a process of the tree, into its own restorer.
@@ -135,6 +141,13 @@ pub const CHILD_ZOMBIE: u32 = 1;
 /// ([`TreeShared::joined`]), then ends; its parent reaps it. It sends no
 /// signal when it ends.
 pub const CHILD_HELPER: u32 = 2;
+/// A session helper (CRIU's helper for a session whose leader was gone):
+/// it makes the session with its pid as the session's id, forks the
+/// members ([`Child::nr_members`] children after it in its parent's
+/// array) as its parent's children (CLONE_PARENT: they are the parent's,
+/// in the helper's session), and ends; its parent reaps it. Its exit
+/// signal is the members' (CLONE_PARENT gives them its own).
+pub const CHILD_SESSION: u32 = 3;
 
 /// What the processes of a tree share in the region: a barrier all reach
 /// once every process exists (process groups are joined after it).
@@ -887,7 +900,7 @@ const _: () = {
     // Every field accounted for: no implicit padding.
     assert!(size_of::<Args>() == 4040);
     assert!(offset_of!(Args, fdt_pending).is_multiple_of(4));
-    assert!(size_of::<Child>() == 64);
+    assert!(size_of::<Child>() == 72);
     assert!(size_of::<TreeShared>() == 16);
     assert!(size_of::<LateOpen>() == 24);
     assert!(size_of::<TakeLock>() == 32);

@@ -9,13 +9,16 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use rcriu_blob_rt::nr::*;
 use rcriu_blob_rt::syscall::{addr, call, value};
 use rcriu_parasite_abi::restorer::{
-    Args, CHILD_HELPER, CHILD_LIVE, CHILD_ZOMBIE, Child, CloneArgs, FLAG_JOINS_HELPER, TreeShared,
+    Args, CHILD_HELPER, CHILD_LIVE, CHILD_SESSION, CHILD_ZOMBIE, Child, CloneArgs,
+    FLAG_JOINS_HELPER, TreeShared,
 };
 
 use crate::{Fail, Res, array, ok};
 
 /// `__WALL`: wait for a child whatever its exit signal.
 const WALL: u64 = 0x4000_0000;
+/// `CLONE_PARENT`: the child is its creator's sibling.
+const CLONE_PARENT: u64 = 0x8000;
 
 fn children(a: &Args) -> &[Child] {
     // SAFETY: rcriu wrote `nr_children` children at `children`.
@@ -23,32 +26,34 @@ fn children(a: &Args) -> &[Child] {
 }
 
 /// Forks the children of the process that are `late` (forked once its
-/// memory is in place) or not; a zombie and a helper are never late. A
-/// zombie's end is waited for (not reaped) and the SIGCHLD it sent taken
-/// back, so that the process has only the signals it had.
+/// memory is in place) or not; a zombie and a helper are never late, and
+/// a session helper forks its members itself. A zombie's end is waited
+/// for (not reaped), a session helper's reaped, and the SIGCHLD they sent
+/// taken back, so that the process has only the signals it had.
 pub fn fork_children(a: &Args, late: bool) -> Res {
     let children = children(a);
-    let mut zombies = false;
+    let mut ended = false;
     for (i, c) in children.iter().enumerate() {
-        if (c.late != 0) != late {
+        if (c.late != 0) != late || c.clone_flags & CLONE_PARENT != 0 {
             continue;
         }
         let r = fork(c);
         if r != c.pid as i64 {
             return Err(Fail(i as u32, if r < 0 { r } else { -EINVAL }));
         }
-        zombies |= c.kind == CHILD_ZOMBIE;
+        ended |= c.kind == CHILD_ZOMBIE || c.kind == CHILD_SESSION;
     }
-    if !zombies {
+    if !ended {
         return Ok(());
     }
-    for (i, c) in children
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.kind == CHILD_ZOMBIE)
-    {
+    for (i, c) in children.iter().enumerate() {
         // waitid(P_PID, pid, NULL, WEXITED | WNOWAIT): it stays a zombie.
-        waitid(c.pid, WEXITED | WNOWAIT).map_err(|r| Fail(i as u32, r))?;
+        let options = match c.kind {
+            CHILD_ZOMBIE => WEXITED | WNOWAIT,
+            CHILD_SESSION => WEXITED,
+            _ => continue,
+        };
+        waitid(c.pid, options).map_err(|r| Fail(i as u32, r))?;
     }
     // The SIGCHLDs the zombies sent (SIGCHLD is blocked): taken, once the
     // last is in (a pending standard signal is one bit).
@@ -95,6 +100,7 @@ fn fork(c: &Child) -> i64 {
     let (entry, arg): (u64, u64) = match c.kind {
         CHILD_LIVE => (crate::restorer_main as *const () as u64, c.args),
         CHILD_HELPER => (helper_main as *const () as u64, addr(c)),
+        CHILD_SESSION => (session_main as *const () as u64, addr(c)),
         _ => (zombie_main as *const () as u64, addr(c)),
     };
     let ret: i64;
@@ -178,6 +184,29 @@ extern "C" fn helper_main(c: *const Child) -> ! {
     arrive(t.created, t.nr_procs);
     if code == 0 {
         wait_for(t.joined, t.nr_joiners);
+    }
+    loop {
+        value(NR_EXIT_GROUP, code, 0, 0);
+    }
+}
+
+/// A session helper: makes the session, forks its members as its
+/// parent's children, and ends (its parent reaps it) with 0, or 1 when it
+/// made no session, 2 when a member was not made.
+extern "C" fn session_main(c: *const Child) -> ! {
+    // SAFETY: its parent passes its `Child`, in the array of its
+    // children in the region, whose next `nr_members` are the members.
+    let members = unsafe { core::slice::from_raw_parts(c.add(1), (*c).nr_members as usize) };
+    let mut code = 0;
+    if value(NR_SETSID, 0, 0, 0) < 0 {
+        code = 1;
+    } else {
+        for m in members {
+            if fork(m) != m.pid as i64 {
+                code = 2;
+                break;
+            }
+        }
     }
     loop {
         value(NR_EXIT_GROUP, code, 0, 0);
