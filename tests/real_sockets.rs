@@ -384,3 +384,112 @@ fn redis_keeps_its_data_and_a_client_s_connection() {
     kill_and_reap(pid);
     connection_ends(&mut client);
 }
+
+/// A Go HTTP server (Debian's Go): its goroutines, threads, netpoller
+/// (epoll), timers and signal handlers on alternate stacks.
+const GO_SERVER: &str = r#"package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"sync/atomic"
+)
+
+func main() {
+	var hits int64
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hit %d\n", atomic.AddInt64(&hits, 1))
+	})
+	if err := http.ListenAndServe("127.0.0.1:"+os.Args[1], nil); err != nil {
+		panic(err)
+	}
+}
+"#;
+
+/// Builds [`GO_SERVER`] in `dir` (its build cache kept in cargo's target
+/// directory, so that the standard library is compiled once).
+fn build_go_server(dir: &Path) -> std::path::PathBuf {
+    let src = dir.join("go-server");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("main.go"), GO_SERVER).unwrap();
+    std::fs::write(src.join("go.mod"), "module goserver\n\ngo 1.19\n").unwrap();
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go");
+    let bin = src.join("server");
+    let out = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(".")
+        .current_dir(&src)
+        .env("GOCACHE", cache.join("cache"))
+        .env("GOPATH", cache.join("path"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .output()
+        .expect("running go build (Debian's golang-go package)");
+    assert!(
+        out.status.success(),
+        "go build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
+/// A Go HTTP server counts its hits on across the dump and restore (its
+/// memory, threads and listening socket are back); nothing answers in
+/// between, nor once the restored server is killed.
+#[test]
+fn a_go_http_server_counts_on_after_restore() {
+    let _g = common::setup();
+    let t = TempDir::new("real-go-http");
+    let bin = build_go_server(t.path());
+    let port = free_port();
+    let log = std::fs::File::create(t.path().join("server.log")).unwrap();
+    let mut cmd = Command::new(&bin);
+    cmd.arg(port.to_string())
+        .current_dir(t.path())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    in_new_session(&mut cmd);
+    let child = cmd.spawn().expect("starting the Go server");
+    let pid = child.id() as i32;
+    std::mem::forget(child);
+    wait_serving(port, pid);
+    // wait_serving asked once.
+    let (_, body) = get(port, "/").unwrap();
+    assert_eq!(body, "hit 2\n");
+
+    let images = t.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    let out = rcriu(&["dump", "-t", &pid.to_string()], &images);
+    assert!(
+        out.status.success(),
+        "dump: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log_of(&images)
+    );
+    wait_exit(pid).expect("the dumped server ends");
+    let e = get(port, "/").expect_err("nothing serves between dump and restore");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    let out = rcriu(&["restore", "-d"], &images);
+    assert!(
+        out.status.success(),
+        "restore: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log_of(&images)
+    );
+    for n in 3..6 {
+        let (status, body) = get(port, "/").expect("served after the restore");
+        assert!(status.contains(" 200 "), "{status}");
+        assert_eq!(body, format!("hit {n}\n"), "the count carries on");
+    }
+    // A signal the Go runtime handles (on its alternate stack) leaves it
+    // serving.
+    signal(pid, libc::SIGURG);
+    let (_, body) = get(port, "/").expect("served after a signal");
+    assert_eq!(body, "hit 6\n");
+    kill_and_reap(pid);
+    let e = get(port, "/").expect_err("nothing serves once it is killed");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+}
