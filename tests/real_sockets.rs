@@ -311,28 +311,25 @@ fn redis(s: &mut TcpStream, cmd: &str) -> std::io::Result<String> {
     reply(s)
 }
 
-/// redis-server (Debian's) with a client connected: the keys it set and
-/// its connection carry on across the dump and restore, the server takes
-/// new clients again, and nothing answers in between.
-#[test]
-fn redis_keeps_its_data_and_a_client_s_connection() {
-    let _g = common::setup();
-    let t = TempDir::new("real-redis");
-    let port = free_port();
-    let log = std::fs::File::create(t.path().join("redis.log")).unwrap();
-    let mut cmd = Command::new("/usr/bin/redis-server");
-    cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-        .arg("--dir")
-        .arg(t.path())
-        .current_dir(t.path())
+/// Runs the server `cmd` (listening on 127.0.0.1:`port`) with a client
+/// connected: `before` on that connection, a dump with
+/// --tcp-established (the server is gone, nothing listens), a restore,
+/// then `after` on the old connection and on a new one; the connection
+/// ends with the restored server once it is killed.
+fn connected_across_dump(
+    mut cmd: Command,
+    port: u16,
+    home: &Path,
+    before: impl FnOnce(&mut TcpStream),
+    after: impl FnOnce(&mut TcpStream, &mut TcpStream),
+) {
+    let log = std::fs::File::create(home.join("server.log")).unwrap();
+    cmd.current_dir(home)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log);
     in_new_session(&mut cmd);
-    let child = cmd
-        .spawn()
-        .expect("starting redis-server (Debian's redis-server package)");
+    let child = cmd.spawn().expect("starting the server");
     let pid = child.id() as i32;
     std::mem::forget(child);
     let start = Instant::now();
@@ -340,16 +337,17 @@ fn redis_keeps_its_data_and_a_client_s_connection() {
         match TcpStream::connect((Ipv4Addr::LOCALHOST, port)) {
             Ok(s) => break s,
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
-            Err(e) => panic!("connecting to redis: {e}"),
+            Err(e) => panic!("connecting to the server: {e}"),
         }
-        assert!(start.elapsed() < HANG_GUARD, "redis never listened");
+        assert!(start.elapsed() < HANG_GUARD, "the server never listened");
         std::thread::sleep(Duration::from_millis(10));
     };
-    assert_eq!(redis(&mut client, "PING").unwrap(), "+PONG");
-    assert_eq!(redis(&mut client, "SET before dumped").unwrap(), "+OK");
-    assert_eq!(redis(&mut client, "RPUSH list a b c").unwrap(), ":3");
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    before(&mut client);
 
-    let images = t.path().join("images");
+    let images = home.join("images");
     std::fs::create_dir(&images).unwrap();
     let out = rcriu(
         &["dump", "-t", &pid.to_string(), "--tcp-established"],
@@ -372,17 +370,93 @@ fn redis_keeps_its_data_and_a_client_s_connection() {
         String::from_utf8_lossy(&out.stderr),
         log_of(&images)
     );
-    // The old connection: the data, and a write after the restore.
-    assert_eq!(redis(&mut client, "GET before").unwrap(), "dumped");
-    assert_eq!(redis(&mut client, "LRANGE list 0 -1").unwrap(), "a b c");
-    assert_eq!(redis(&mut client, "SET after restored").unwrap(), "+OK");
-    assert_eq!(redis(&mut client, "GET missing").unwrap(), "(nil)");
-    // A new client sees it all.
     let mut other = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
-    assert_eq!(redis(&mut other, "GET after").unwrap(), "restored");
-    assert_eq!(redis(&mut other, "DBSIZE").unwrap(), ":3");
+    other
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    after(&mut client, &mut other);
     kill_and_reap(pid);
     connection_ends(&mut client);
+}
+
+/// redis-server (Debian's) with a client connected: the keys it set and
+/// its connection carry on across the dump and restore, the server takes
+/// new clients again, and nothing answers in between.
+#[test]
+fn redis_keeps_its_data_and_a_client_s_connection() {
+    let _g = common::setup();
+    let t = TempDir::new("real-redis");
+    let port = free_port();
+    let mut cmd = Command::new("/usr/bin/redis-server");
+    cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .arg("--dir")
+        .arg(t.path());
+    connected_across_dump(
+        cmd,
+        port,
+        t.path(),
+        |c| {
+            assert_eq!(redis(c, "PING").unwrap(), "+PONG");
+            assert_eq!(redis(c, "SET before dumped").unwrap(), "+OK");
+            assert_eq!(redis(c, "RPUSH list a b c").unwrap(), ":3");
+        },
+        |c, other| {
+            // The old connection: the data, and a write after the restore.
+            assert_eq!(redis(c, "GET before").unwrap(), "dumped");
+            assert_eq!(redis(c, "LRANGE list 0 -1").unwrap(), "a b c");
+            assert_eq!(redis(c, "SET after restored").unwrap(), "+OK");
+            assert_eq!(redis(c, "GET missing").unwrap(), "(nil)");
+            // A new client sees it all.
+            assert_eq!(redis(other, "GET after").unwrap(), "restored");
+            assert_eq!(redis(other, "DBSIZE").unwrap(), ":3");
+        },
+    );
+}
+
+/// A memcached request (text protocol) and its reply up to its last
+/// line (`END`, `STORED`, a number, ...).
+fn memcached(s: &mut TcpStream, req: &str, last: impl Fn(&str) -> bool) -> String {
+    write!(s, "{req}\r\n").unwrap();
+    let mut lines = Vec::new();
+    loop {
+        let line = resp_line(s).expect("a reply line from memcached");
+        let done = last(&line);
+        lines.push(line);
+        if done {
+            return lines.join(" ");
+        }
+    }
+}
+
+/// memcached (Debian's; four worker threads, libevent on epoll) with a
+/// client connected: items, a counter and the connection carry on.
+#[test]
+fn memcached_keeps_its_items_and_a_client_s_connection() {
+    let _g = common::setup();
+    let t = TempDir::new("real-memcached");
+    let port = free_port();
+    let mut cmd = Command::new("/usr/bin/memcached");
+    cmd.args(["-u", "root", "-l", "127.0.0.1", "-U", "0", "-t", "4", "-p"])
+        .arg(port.to_string());
+    let end = |l: &str| l == "END";
+    let one = |_: &str| true;
+    connected_across_dump(
+        cmd,
+        port,
+        t.path(),
+        |c| {
+            assert_eq!(memcached(c, "set k 0 0 6\r\ndumped", one), "STORED");
+            assert_eq!(memcached(c, "set n 0 0 1\r\n5", one), "STORED");
+            assert_eq!(memcached(c, "incr n 1", one), "6");
+        },
+        |c, other| {
+            assert_eq!(memcached(c, "get k", end), "VALUE k 0 6 dumped END");
+            assert_eq!(memcached(c, "incr n 1", one), "7");
+            assert_eq!(memcached(other, "get n", end), "VALUE n 0 1 7 END");
+            assert_eq!(memcached(other, "get missing", end), "END");
+        },
+    );
 }
 
 /// A Go HTTP server (Debian's Go): its goroutines, threads, netpoller
