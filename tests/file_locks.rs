@@ -211,26 +211,35 @@ fn locks_are_refused_by_name_without_file_locks() {
     w.verdict().expect("the process runs on as it was");
 }
 
+/// A lease being broken (toward none, by another process's open for
+/// writing) is taken and broken again, as CRIU does: it is still being
+/// broken after the restore, and the break's signal, which the process
+/// had taken, is not sent again.
 #[test]
-fn a_lease_being_broken_is_refused_by_name() {
+fn a_lease_being_broken_carries_on() {
     let _g = setup();
-    let w = start("locks", &["breaking"]);
-    let images = TempDir::new("locks-breaking");
-    let e = Dump::new(w.pid)
-        .images_dir(images.path())
-        .file_locks(true)
-        .run()
-        .expect_err("a lease being broken is refused");
-    // The dump's check of its images refuses it, saying why.
-    let mut why = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        why += &format!(": {s}");
-        source = s.source();
-    }
-    assert!(
-        why.contains("would not restore") && why.contains("a lease being broken of process"),
-        "{why}"
-    );
-    w.verdict().expect("the process runs on as it was");
+    cycle(&["breaking"], None, true).unwrap();
+}
+
+/// The negative control: the same lease restored as a plain read lease
+/// shows.
+#[test]
+fn a_lease_being_broken_restored_as_a_plain_one_shows() {
+    let _g = setup();
+    let err = cycle(
+        &["breaking"],
+        Some(|dir, _| {
+            edit_locks(dir, |locks| {
+                let l = locks
+                    .iter_mut()
+                    .find(|l| l.fd == 16)
+                    .expect("the lease of fd 16");
+                assert_eq!(l.r#type, 4 | libc::F_UNLCK as u32, "breaking to none");
+                l.r#type = libc::F_RDLCK as u32;
+            })
+        }),
+        true,
+    )
+    .unwrap_err();
+    assert!(err.contains("fd 16"), "{err}");
 }

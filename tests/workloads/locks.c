@@ -19,8 +19,8 @@
  * Prints facts, "ready", waits in sigsuspend for SIGUSR1, then checks:
  * the lock lines of each fd's fdinfo are what they were (kind, type,
  * owner, file, range), a child of its own cannot take what conflicts
- * with each lock, and the leases are what they were; writes PASS or
- * FAIL: why.
+ * with each lock, the leases are what they were and no lease-break
+ * signal is pending; writes PASS or FAIL: why.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -143,6 +143,9 @@ static const char *check(void)
 		return "FAIL: fd 14's lease\n";
 	if (breaking && fcntl(16, F_GETLEASE) != F_UNLCK)
 		return "FAIL: fd 16's lease is not breaking to none\n";
+	sigset_t pending;
+	if (breaking && (sigpending(&pending) || sigismember(&pending, SIGIO)))
+		return "FAIL: a lease-break signal the process had taken is pending\n";
 	pid_t child = fork();
 	if (child == 0)
 		_exit(conflicts());

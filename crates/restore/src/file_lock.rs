@@ -4,7 +4,9 @@
 //! the process is open. POSIX locks belong to the process itself, and
 //! flocks and leases show the pid of who took them: the process takes
 //! them, in the restorer, once its fds are placed (as CRIU takes them in
-//! the restored task). A lease being broken is refused by the check.
+//! the restored task). A lease being broken is taken and broken again by
+//! the restorer, as CRIU does (its lease signal pending when the process
+//! runs).
 //!
 //! Without `--file-locks` the locks of the images are left untaken, as
 //! criu leaves them, with a warning.
@@ -43,8 +45,8 @@ pub fn read(dir: &ImageDir) -> Result<Vec<pb::FileLockEntry>> {
 }
 
 /// Refuses, without taking anything, locks a restore would not take: of
-/// an unknown kind or type, through an fd process `pid` does not hold
-/// (`fds`), or leases being broken (not restored yet).
+/// an unknown kind or type, or through an fd process `pid` does not hold
+/// (`fds`).
 pub fn check(entries: &[pb::FileLockEntry], pid: u32, fds: &[pb::FdinfoEntry]) -> Result<()> {
     for e in entries.iter().filter(|e| e.pid as u32 == pid) {
         if !fds.iter().any(|f| i64::from(f.fd) == i64::from(e.fd)) {
@@ -53,18 +55,13 @@ pub fn check(entries: &[pb::FileLockEntry], pid: u32, fds: &[pb::FdinfoEntry]) -
                 e.fd
             )));
         }
-        let not_yet = |what: &str| {
-            Error::unsupported(format!(
-                "restoring {what} of process {pid} through fd {}",
-                e.fd
-            ))
-        };
         let plain = e.r#type == libc::F_RDLCK as u32 || e.r#type == libc::F_WRLCK as u32;
         match e.flag {
             FL_OFD | FL_POSIX | FL_FLOCK | FL_LEASE if plain => {}
-            FL_LEASE if e.r#type & LEASE_BREAKING != 0 => {
-                return Err(not_yet("a lease being broken"));
-            }
+            // Breaking toward a read lease or none.
+            FL_LEASE
+                if e.r#type == LEASE_BREAKING | libc::F_RDLCK as u32
+                    || e.r#type == LEASE_BREAKING | libc::F_UNLCK as u32 => {}
             _ => {
                 return Err(image_error(format!(
                     "a lock of kind {} and type {} through fd {} of process {pid}",

@@ -96,10 +96,78 @@ fn take_lock(l: &TakeLock, index: u32) -> Res {
             let op = if l.ltype == F_WRLCK { LOCK_EX } else { LOCK_SH };
             value(NR_FLOCK, fd, op | LOCK_NB, 0)
         }
+        LOCK_LEASE if l.ltype & LEASE_BREAKING != 0 => {
+            break_lease(l.fd, l.ltype & !LEASE_BREAKING)
+        }
         LOCK_LEASE => value(NR_FCNTL, fd, F_SETLEASE, l.ltype as u64),
         _ => -EINVAL,
     };
     ok(r, index).map(drop)
+}
+
+/// Added to a lease's type while it is being broken.
+const LEASE_BREAKING: u32 = 4;
+
+/// A lease being broken toward `target` (F_RDLCK or F_UNLCK), as CRIU
+/// restores one: the lease the file's access mode gives taken, then
+/// broken by an open of the file (through /proc/self/fd) that it makes
+/// fail with EWOULDBLOCK. The lease signal this break sends (pending: the
+/// restorer blocks every signal) is taken back: the process had its own
+/// when its lease was first broken.
+fn break_lease(fd: i32, target: u32) -> i64 {
+    let fl = value(NR_FCNTL, fd as u64, F_GETFL, 0);
+    if fl < 0 {
+        return fl;
+    }
+    let held = if fl as u64 & O_ACCMODE == O_RDONLY {
+        F_RDLCK
+    } else {
+        F_WRLCK
+    };
+    let r = value(NR_FCNTL, fd as u64, F_SETLEASE, held as u64);
+    if r < 0 {
+        return r;
+    }
+    let how = match target {
+        F_UNLCK => O_WRONLY,
+        F_RDLCK => O_RDONLY,
+        _ => return -EINVAL,
+    };
+    let mut path = *b"/proc/self/fd/\0\0\0\0\0\0\0\0\0\0\0";
+    let mut digits = [0u8; 10];
+    let (mut n, mut len) = (fd as u32, 0);
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        path[14 + i] = digits[len - 1 - i];
+    }
+    // SAFETY: a NUL-terminated path the kernel reads.
+    let r = unsafe { call(NR_OPEN, addr(&path), how | O_NONBLOCK | O_CLOEXEC, 0, 0) };
+    match r {
+        r if r == -EAGAIN => {
+            let sig = match value(NR_FCNTL, fd as u64, F_GETSIG, 0) {
+                s if s > 0 => s as u64,
+                _ => SIGIO,
+            };
+            let set: u64 = 1 << (sig - 1);
+            let zero = [0u64; 2];
+            // SAFETY: the kernel reads the set and the zero timeout.
+            while unsafe { call(NR_RT_SIGTIMEDWAIT, addr(&set), 0, addr(&zero), 8) } > 0 {}
+            0
+        }
+        r if r >= 0 => {
+            // Nothing broke: no lease was in the way.
+            value(NR_CLOSE, r as u64, 0, 0);
+            -EINVAL
+        }
+        r => r,
+    }
 }
 
 /// Opens one late file at its number and position.
