@@ -209,6 +209,17 @@ fn check_images(dir: &ImageDir, w: &Workload, modes: &[&str]) {
                     assert_eq!(vma(&m, w.fact_u64(fact)).madv, Some(1 << advice), "{fact}");
                 }
             }
+            "droppable" => {
+                // Its own mapping type (not MAP_PRIVATE), and no pages
+                // kept, as CRIU writes it.
+                let v = vma(&m, w.fact_u64("droppable"));
+                assert_eq!(v.flags & 0x0f, 0x08, "the mapping type");
+                assert_ne!(v.flags & libc::MAP_ANONYMOUS as u32, 0);
+                let mut runs = dir.pagemap(w.pid as u32).unwrap();
+                while let Some(r) = runs.next_run().unwrap() {
+                    assert!(r.end() <= v.start || r.vaddr >= v.end);
+                }
+            }
             "mlock" => {
                 let v = vma(&m, w.fact_u64("mlock"));
                 assert_eq!(
@@ -397,6 +408,17 @@ fn locked_areas_carry_on() {
         edit_vma(d, w, "mlock", |v| v.flags &= !(libc::MAP_LOCKED as u32))
     };
     carries_on(&["mlock"], &unlock, "no longer locked");
+}
+
+/// MAP_DROPPABLE memory (zdtm's maps02, maps11) comes back droppable.
+#[test]
+fn droppable_memory_carries_on() {
+    let private = |d: &ImageDir, w: &Workload| {
+        edit_vma(d, w, "droppable", |v| {
+            v.flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u32
+        })
+    };
+    carries_on(&["droppable"], &private, "not droppable");
 }
 
 #[test]

@@ -20,6 +20,10 @@
  *                shared twice, and a second memfd only mapped
  *   mlock        an mlock()ed area
  *   hugetlb      private and shared anonymous hugetlb memory (2 MiB)
+ *   droppable    MAP_DROPPABLE memory (Linux 6.11), written: after the
+ *                restore still droppable (VmFlags dp), writable, and
+ *                either as written or dropped (zeros), as the kernel may
+ *                do at any time
  *
  * Prints facts as "key value" lines, then "ready", then waits in sigsuspend
  * for SIGUSR1; checks everything it set up and writes PASS or FAIL to
@@ -402,6 +406,38 @@ static int check_guard(void)
 	return 1;
 }
 
+/* ---- droppable */
+#ifndef MAP_DROPPABLE
+#define MAP_DROPPABLE 0x08
+#endif
+static unsigned char *dp;
+static int setup_droppable(void)
+{
+	dp = map(4 * PG, PROT_READ | PROT_WRITE, MAP_DROPPABLE | MAP_ANONYMOUS);
+	fill(dp, 4 * PG, 70);
+	printf("droppable %p\n", (void *)dp);
+	return 1;
+}
+
+static int check_droppable(void)
+{
+	if (has_flag(dp, "dp") != 1)
+		FAIL("the droppable area is not droppable\n");
+	for (unsigned long pg = 0; pg < 4; pg++) {
+		int zeros = 1, written = 1;
+		for (unsigned long i = pg * PG; i < (pg + 1) * PG; i++) {
+			zeros &= dp[i] == 0;
+			written &= dp[i] == pattern(i, 70);
+		}
+		if (!zeros && !written)
+			FAIL("droppable page %lu is neither as written nor dropped\n", pg);
+	}
+	dp[0] = 1;
+	if (dp[0] != 1)
+		FAIL("the droppable area is not writable\n");
+	return 1;
+}
+
 /* ---- shmem */
 static unsigned char *sh, *sh2;
 #define SH_LEN (16 * PG)
@@ -588,6 +624,7 @@ static struct mode modes[] = {
 	{ "memfd", setup_memfd, check_memfd, 0 },
 	{ "mlock", setup_mlock, check_mlock, 0 },
 	{ "hugetlb", setup_hugetlb, check_hugetlb, 0 },
+	{ "droppable", setup_droppable, check_droppable, 0 },
 };
 #define NMODES (sizeof(modes) / sizeof(modes[0]))
 
@@ -603,7 +640,8 @@ int main(int argc, char **argv)
 				modes[i].on = 1;
 		if (!strcmp(argv[a], "all"))
 			for (i = 0; i < NMODES; i++)
-				modes[i].on = strcmp(modes[i].name, "hugetlb") != 0;
+				modes[i].on = strcmp(modes[i].name, "hugetlb") != 0 &&
+					      strcmp(modes[i].name, "droppable") != 0;
 	}
 
 	struct sigaction sa;

@@ -26,6 +26,8 @@ pub mod status {
 }
 
 const MAP_PRIVATE: u32 = libc::MAP_PRIVATE as u32;
+/// `MAP_DROPPABLE` (Linux 6.11), a mapping type of its own.
+const MAP_DROPPABLE: u32 = 0x08;
 const MAP_SHARED: u32 = libc::MAP_SHARED as u32;
 const MAP_ANONYMOUS: u32 = libc::MAP_ANONYMOUS as u32;
 const MAP_GROWSDOWN: u32 = libc::MAP_GROWSDOWN as u32;
@@ -111,9 +113,6 @@ fn vm_flags(f: VmFlags) -> std::result::Result<(u32, u64), &'static str> {
     if f.contains(VmFlags::SHADOW_STACK) {
         return Err("a shadow stack");
     }
-    if f.contains(VmFlags::DROPPABLE) {
-        return Err("droppable memory (MAP_DROPPABLE)");
-    }
     if f.contains(VmFlags::UFFD_MISSING) || f.contains(VmFlags::UFFD_WP) {
         return Err("memory registered with userfaultfd");
     }
@@ -136,7 +135,15 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
         if let Some(k) = v.stats.protection_key.filter(|&k| k != 0) {
             return Err(refuse(v, &format!("memory tagged with protection key {k}")));
         }
-        flags |= if vma.shared { MAP_SHARED } else { MAP_PRIVATE };
+        let droppable = v.flags.contains(VmFlags::DROPPABLE);
+        flags |= if vma.shared {
+            MAP_SHARED
+        } else if droppable {
+            // Its own mapping type, not MAP_PRIVATE (as CRIU writes it).
+            MAP_DROPPABLE
+        } else {
+            MAP_PRIVATE
+        };
         let io_pf = v.flags.contains(VmFlags::IO) || v.flags.contains(VmFlags::PFNMAP);
         let hugetlb = v.flags.contains(VmFlags::HUGETLB);
         if hugetlb {
@@ -283,7 +290,9 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
                 && entry.flags & MAP_LOCKED == 0
                 && entry.flags & MAP_HUGETLB == 0
                 && entry.status & (status::VDSO | status::VVAR | status::VSYSCALL) == 0;
-            if entry.status & status::REGULAR == 0 {
+            // Droppable memory may be dropped at any time (it reads as
+            // zeros then): its pages are not kept, as CRIU keeps none.
+            if entry.status & status::REGULAR == 0 || droppable {
                 pages = Pages::None;
             }
         }

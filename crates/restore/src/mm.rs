@@ -28,9 +28,14 @@ const MADV_KEEP: u64 = 1 << libc::MADV_SEQUENTIAL
     | 1 << libc::MADV_WIPEONFORK
     | 1 << libc::MADV_KEEPONFORK;
 
+/// `MAP_DROPPABLE` (Linux 6.11): anonymous memory the kernel may drop
+/// (it reads as zeros again), a mapping type of its own.
+const MAP_DROPPABLE: u32 = 0x08;
+
 /// The mmap flags an area may carry in an image.
 const MAP_KEEP: u32 = (libc::MAP_SHARED
     | libc::MAP_PRIVATE
+    | MAP_DROPPABLE as i32
     | libc::MAP_ANONYMOUS
     | libc::MAP_GROWSDOWN
     | libc::MAP_LOCKED
