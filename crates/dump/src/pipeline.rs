@@ -70,6 +70,11 @@ pub struct Options {
     pub leave_stopped: bool,
     /// Where `stats-dump` goes, when not beside the images.
     pub stats_dir: Option<PathBuf>,
+    /// criu's `--track-mem`: pages not written since the last pre-dump
+    /// are kept in `parent`'s images.
+    pub track_mem: bool,
+    /// criu's `--prev-images-dir`, relative to `dir` unless absolute.
+    pub parent: Option<PathBuf>,
     pub(crate) hook: Option<crate::Hooked>,
 }
 
@@ -254,6 +259,9 @@ struct Shared {
     next_kobj: u32,
     /// The pids of the tree.
     pids: BTreeSet<Pid>,
+    /// The parent images whose pages are not dumped again (`--track-mem`
+    /// with `--prev-images-dir`).
+    parent: Option<PathBuf>,
 }
 
 /// Everything the images are made of, gathered while the tree was
@@ -297,6 +305,9 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     let mut stats = DumpStats::default();
     let mut out = Output::new(pid, &o.dir);
     let run_id = o.run_id.as_str();
+    if let Some(p) = &o.parent {
+        out.dir()?.link_parent(p).map_err(Error::image(pid))?;
+    }
     fault::set_target(pid);
     out.reserve_pages(pid);
     let start = Instant::now();
@@ -745,6 +756,11 @@ fn collect_tree(
         seccomp: pb::SeccompEntry::default(),
         next_kobj: 2,
         pids: tree.pids().into_iter().collect(),
+        parent: o
+            .parent
+            .as_ref()
+            .filter(|_| o.track_mem)
+            .map(|p| o.dir.join(p)),
     };
     sh.files.tree = tree.members.iter().map(|m| m.pid).collect();
     let mut procs = Vec::new();
@@ -905,6 +921,9 @@ fn collect(
         Err(e) if e.is_not_found() => Vec::new(),
         Err(e) => return Err(Error::proc(pid)(e)),
     };
+    // Memory tracked since a pre-dump: what is in the parent's images,
+    // and the tracking gone before the areas are read.
+    let in_parent = crate::track::finish(seized, stat.starttime, sh.parent.as_deref())?;
     let smaps = task.smaps().map_err(Error::proc(pid))?;
     let mut areas = mm::classify(pid, &smaps)?;
     // An fd table shared with the parent is the parent's, dumped once.
@@ -1015,7 +1034,11 @@ fn collect(
     // -- The pages.
     let t_pages = Instant::now();
     let mut pagemap = task.pagemap().map_err(Error::proc(pid))?;
-    let plan = pages::plan(pid, &areas, &mut pagemap, outside[0].ctx.regs.sp)?;
+    let parent = pages::Parent {
+        pages: in_parent,
+        markers: false,
+    };
+    let plan = pages::plan_with(pid, &areas, &mut pagemap, outside[0].ctx.regs.sp, &parent)?;
     let guards = mm::guards(pid, &areas, &mut pagemap)?;
     let pages_id = memfds.take_pages_id();
     let dir = out.created(ImageFile::Pages(pages_id.into()))?;

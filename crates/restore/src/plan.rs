@@ -111,10 +111,14 @@ impl<'a> ProcPlan<'a> {
         fds.fds.sort_by_key(|(fd, _, _)| *fd);
         let fs = files::plan_fs(img, &mut sh.opener.ghosts)?;
         let exe = crate::open_exe(img, sh.validation, &mut sh.opener.ghosts)?;
-        let pages_file: OwnedFd = img
-            .dir
-            .open_raw(ImageFile::Pages(pages.pages_id.into()))?
-            .into();
+        let mut pages = pages;
+        let pages_file: OwnedFd = match pages.gathered.take() {
+            Some(fd) => fd,
+            None => img
+                .dir
+                .open_raw(ImageFile::Pages(pages.pages_id.into()))?
+                .into(),
+        };
         let cgroups = cgroup::plan(img)?;
         Ok(ProcPlan {
             img,
