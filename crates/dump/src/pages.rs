@@ -110,6 +110,7 @@ impl Plan {
         let mut i = parent.partition_point(|&(_, e)| e <= start);
         while at < end {
             match parent.get(i) {
+                Some(&(_, e)) if e <= at => i += 1,
                 Some(&(s, e)) if s < end => {
                     self.push(at, s.max(at), flags, readable);
                     self.push_parent(s.max(at), e.min(end));

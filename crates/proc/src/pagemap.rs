@@ -423,6 +423,7 @@ impl Pagemap {
         self.regions
             .resize(SCAN_REGIONS, sys::PageRegion::default());
         let mut cur = start;
+        let mut floor = start;
         while cur < end {
             let r = sys::pagemap_scan_with(
                 self.file.as_fd(),
@@ -443,13 +444,14 @@ impl Pagemap {
                     }
                 }
             })?;
-            // With its vector full, the kernel may report a `walk_end`
-            // before the end of the regions it filled in (it stops at a
-            // page-table boundary): the walk goes on from the end of what
-            // it reported, and what it reports again is left out.
+            // The kernel may report a `walk_end` before the end of the
+            // regions it filled in (it stops at a page-table boundary):
+            // the walk goes on from the end of what it reported, and what
+            // it reports again is left out.
             for reg in &self.regions[..n] {
-                let start = reg.start.max(cur);
+                let start = reg.start.max(floor);
                 if start < reg.end {
+                    floor = reg.end;
                     push_range(
                         out,
                         start,
@@ -463,12 +465,8 @@ impl Pagemap {
                     "PAGEMAP_SCAN of {cur:#x}-{end:#x} stopped at {walk_end:#x}"
                 )));
             }
-            let reported = self.regions[..n].last().map_or(cur, |r| r.end);
-            cur = if n == self.regions.len() && reported > cur {
-                reported.min(end)
-            } else {
-                walk_end
-            };
+            floor = floor.max(self.regions[..n].last().map_or(cur, |r| r.end));
+            cur = walk_end.max(floor).min(end);
         }
         Ok(())
     }
