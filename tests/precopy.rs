@@ -60,7 +60,10 @@ fn runs(dir: &Path, pid: i32) -> Vec<(u64, u64, u32)> {
 
 /// Two pre-dumps and a dump of a rewriting process; `tweak` changes the
 /// final images before the restore. Returns the verdict.
-fn rounds(tweak: Option<&dyn Fn(&Path, i32)>) -> Result<(), String> {
+/// What a test does to the final images before the restore.
+type Tweak<'a> = &'a dyn Fn(&Path, i32);
+
+fn rounds(tweak: Option<Tweak<'_>>) -> Result<(), String> {
     // 64 MiB, a page rewritten every 20 us: about a fifth of it between
     // two rounds.
     let mut w = Workload::start("rewriter", &["64", "20"]);

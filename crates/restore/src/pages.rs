@@ -227,10 +227,14 @@ impl Chain {
     }
 }
 
+/// The pieces of a dump's pages, and the dumps of the chain (each with
+/// its pages image's id) they lie in, by level.
+pub type Resolved = (Vec<Piece>, Vec<(ImageDir, u32)>);
+
 /// Where every page of `pid`'s dump in `dir` is, through the chain of
 /// parents, in the pagemap's order; `None` when the dump keeps none in a
 /// parent.
-pub fn resolve(dir: &ImageDir, pid: u32) -> Result<Option<(Vec<Piece>, Vec<(ImageDir, u32)>)>> {
+pub fn resolve(dir: &ImageDir, pid: u32) -> Result<Option<Resolved>> {
     let (runs, id) = read_runs(dir, pid)?;
     if runs.iter().all(|r| r.flags & PE_PARENT == 0) {
         return Ok(None);
