@@ -12,7 +12,8 @@
  * With PAUSE_US the writer pauses that long after each page (a process
  * that rewrites a part of its memory at a given pace).
  *
- * Prints "pages N" before "ready". On SIGUSR1 the writer finishes the page
+ * Prints "pages N" and "counter ADDR" (where the count of pages
+ * rewritten is, an unsigned long) before "ready". On SIGUSR1 the writer finishes the page
  * it is writing and stops; every page must match its checksum (PASS), and
  * the writer must have rewritten pages since the start.
  */
@@ -114,7 +115,7 @@ int main(int argc, char **argv)
 	while (atomic_load(&rewrites) < (pause_us > 0 ? 10 : 1000))
 		sched_yield();
 
-	printf("pages %ld\nready\n", npages);
+	printf("pages %ld\ncounter %p\nready\n", npages, (void *)&rewrites);
 	fflush(stdout);
 	int null = open("/dev/null", O_WRONLY);
 	dup2(null, 1);
