@@ -68,6 +68,7 @@ fn main() {
     let (mut single, mut last, mut written) = (vec![], vec![], vec![]);
     for r in 0..=rounds {
         let dir = base.join(format!("r{r}"));
+        std::fs::create_dir_all(&dir).expect("making a round's directory");
         let full = Dump::new(w.pid)
             .images_dir(dir.join("full"))
             .leave_running(true)
@@ -115,6 +116,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(500));
         let a = (counter(&w, &mem) - c0) as f64 / t.elapsed().as_secs_f64();
         let dir = base.join(format!("t{r}"));
+        std::fs::create_dir_all(&dir).expect("making a round's directory");
         let c0 = counter(&w, &mem);
         let t = Instant::now();
         pre_dump(w.pid, &dir.join("1"), None);

@@ -160,12 +160,16 @@ fn requests_criu_refuses_as_criu_does() {
     c.send(&r);
     assert!(c.recv().is_none());
     assert_ne!(wait_child(child).unwrap(), 0);
-    // Pre-dump without a pid: refused, as criu refuses it.
+    // Pre-dump without an images directory: refused, as criu refuses it.
     let (c, child) = swrk();
     let r = c.call(&req(CriuReqType::PreDump));
     assert_eq!(r.r#type, CriuReqType::PreDump as i32);
     assert!(!r.success);
-    assert!(msg(&r).contains("pid not specified"), "{}", msg(&r));
+    assert!(
+        msg(&r).contains("Neither images_dir_fd nor images_dir"),
+        "{}",
+        msg(&r)
+    );
     wait_child(child).unwrap();
     // WAIT_PID on what is not the worker's child.
     let (c, child) = swrk();

@@ -97,34 +97,6 @@ impl Plan {
         }
     }
 
-    /// Adds `[start, end)`, its parts in `parent` (sorted, apart) as
-    /// kept in the parent's images.
-    fn push_split(
-        &mut self,
-        (start, end): (u64, u64),
-        parent: &[(u64, u64)],
-        flags: u32,
-        readable: bool,
-    ) {
-        let mut at = start;
-        let mut i = parent.partition_point(|&(_, e)| e <= start);
-        while at < end {
-            match parent.get(i) {
-                Some(&(_, e)) if e <= at => i += 1,
-                Some(&(s, e)) if s < end => {
-                    self.push(at, s.max(at), flags, readable);
-                    self.push_parent(s.max(at), e.min(end));
-                    at = e.min(end);
-                    i += 1;
-                }
-                _ => {
-                    self.push(at, end, flags, readable);
-                    at = end;
-                }
-            }
-        }
-    }
-
     /// The bytes the pages take in `pages-N.img`.
     pub fn bytes(&self) -> u64 {
         self.pages * PAGE
@@ -154,15 +126,17 @@ pub fn plan(pid: Pid, areas: &[Area], pagemap: &mut Pagemap, sp: u64) -> Result<
 /// What of the pages is kept in the parent's images (`track`).
 #[derive(Debug, Default)]
 pub struct Parent {
-    /// The pages in the parent's images, sorted, apart.
-    pub pages: Vec<(u64, u64)>,
+    /// The areas (`[start, end)`, as in `areas`) whose pages not written
+    /// since the parent round (the scan's `PAGE_IS_WRITTEN`) are in the
+    /// parent's images.
+    pub tracked: Vec<(u64, u64)>,
     /// Whether pagemap may show write-protect markers as swapped pages
-    /// (the areas are tracked still), which are not pages.
+    /// (areas are registered for tracking), which are not pages.
     pub markers: bool,
 }
 
-/// [`plan`], the pages of `parent` written as kept in the parent's
-/// images.
+/// [`plan`], the pages of `parent`'s tracked areas not written since the
+/// parent round written as kept in the parent's images.
 pub fn plan_with(
     pid: Pid,
     areas: &[Area],
@@ -201,6 +175,7 @@ pub fn plan_with(
         let mut dumped = 0;
         let mut gaps = 0;
         let mut pieces = Vec::new();
+        let tracked = parent.tracked.contains(&(a.start(), a.end()));
         for r in ranges.iter().filter(|r| wanted(r.categories)) {
             if r.start > at {
                 gaps += 1;
@@ -211,8 +186,13 @@ pub fn plan_with(
             } else {
                 pieces.push((r.start, r.end));
             }
-            for &p in &pieces {
-                plan.push_split(p, &parent.pages, flags, readable(a));
+            let in_parent = tracked && !r.categories.contains(PageCategories::WRITTEN);
+            for &(s, e) in &pieces {
+                if in_parent {
+                    plan.push_parent(s, e);
+                } else {
+                    plan.push(s, e, flags, readable(a));
+                }
             }
             dumped += (r.end - r.start) / PAGE;
             at = r.end;
@@ -272,10 +252,12 @@ mod tests {
     }
 
     #[test]
-    fn parent_pages_split_runs_but_not_reads() {
+    fn parent_pages_are_runs_but_not_reads() {
         let mut p = Plan::default();
-        let parent = [(0x2000, 0x4000), (0x5000, 0x6000), (0x9000, 0xa000)];
-        p.push_split((0x1000, 0x7000), &parent, PE_PRESENT, true);
+        p.push(0x1000, 0x2000, PE_PRESENT, true);
+        p.push_parent(0x2000, 0x4000);
+        p.push_parent(0x4000, 0x5000);
+        p.push(0x5000, 0x6000, PE_PRESENT, true);
         let runs: Vec<(u64, u64, u32)> = p
             .runs
             .iter()
@@ -285,18 +267,13 @@ mod tests {
             runs,
             vec![
                 (0x1000, 1, PE_PRESENT),
-                (0x2000, 2, PE_PARENT),
-                (0x4000, 1, PE_PRESENT),
-                (0x5000, 1, PE_PARENT),
-                (0x6000, 1, PE_PRESENT),
+                (0x2000, 3, PE_PARENT),
+                (0x5000, 1, PE_PRESENT),
             ]
         );
-        assert_eq!(p.pages, 3, "only the pages written here count");
+        assert_eq!(p.pages, 2, "only the pages written here count");
         let iovs: Vec<(u64, u64)> = p.iovs.iter().map(|(v, _)| (v.base, v.len)).collect();
-        assert_eq!(
-            iovs,
-            vec![(0x1000, 0x1000), (0x4000, 0x1000), (0x6000, 0x1000)]
-        );
+        assert_eq!(iovs, vec![(0x1000, 0x1000), (0x5000, 0x1000)]);
     }
 
     #[test]

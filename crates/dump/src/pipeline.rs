@@ -239,6 +239,17 @@ struct Proc {
     /// offsets of the task's time namespace.
     timens_id: u32,
     timens: TimensOffsets,
+    /// Its memory tracking since a pre-dump, ended after the freeze.
+    tracking: Option<crate::track::Final>,
+}
+
+/// Ends the memory tracking of the processes (`alive`: they run on).
+fn end_tracking(c: &mut Collected, alive: bool) {
+    for p in &mut c.procs {
+        if let Some(t) = p.tracking.take() {
+            t.end(alive);
+        }
+    }
 }
 
 /// A zombie's images: its pstree entry and a core with its exit status.
@@ -309,7 +320,11 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         out.dir()?.link_parent(p).map_err(Error::image(pid))?;
     }
     fault::set_target(pid);
-    out.reserve_pages(pid);
+    // An incremental dump writes few pages: room for all would cost more
+    // (its reservation, then its release, frozen) than it saves.
+    if !(o.track_mem && o.parent.is_some()) {
+        out.reserve_pages(pid);
+    }
     let start = Instant::now();
     let (root, frozen, freezer) = cgroup::seize(pid, o.freeze_cgroup.as_deref())?;
     let tree = Tree::seize(root, frozen)?;
@@ -349,6 +364,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         }
         let released = tree.release();
         stats.frozen_time = frozen.elapsed();
+        end_tracking(&mut c, true);
         let written = released.and_then(|()| {
             write_images(&mut out, o, &host, &c, run_id)?;
             restorable(pid, &o.dir)
@@ -378,6 +394,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         tree.kill()?;
         c.files_extra.keep_sockets_locked();
         stats.frozen_time = frozen.elapsed();
+        end_tracking(&mut c, false);
     }
     // As CRIU, the statistics come last: a dump without them is complete.
     // In the images directory (the work directory is that one unless
@@ -921,10 +938,11 @@ fn collect(
         Err(e) if e.is_not_found() => Vec::new(),
         Err(e) => return Err(Error::proc(pid)(e)),
     };
-    // Memory tracked since a pre-dump: what is in the parent's images,
-    // and the tracking gone before the areas are read.
-    let in_parent = crate::track::finish(seized, stat.starttime, sh.parent.as_deref())?;
-    let smaps = task.smaps().map_err(Error::proc(pid))?;
+    let mut smaps = task.smaps().map_err(Error::proc(pid))?;
+    // Memory tracked since a pre-dump: its areas are plain memory to the
+    // dump, and their pages not written since are in the parent's images.
+    let tracking =
+        crate::track::Final::begin(seized, stat.starttime, sh.parent.as_deref(), &mut smaps)?;
     let mut areas = mm::classify(pid, &smaps)?;
     // An fd table shared with the parent is the parent's, dumped once.
     let fd_list = if with_parent.files_id.is_some() {
@@ -1034,12 +1052,18 @@ fn collect(
     // -- The pages.
     let t_pages = Instant::now();
     let mut pagemap = task.pagemap().map_err(Error::proc(pid))?;
-    let parent = pages::Parent {
-        pages: in_parent,
-        markers: false,
+    let parent = match &tracking {
+        Some(t) => t.parent(&areas),
+        None => pages::Parent::default(),
     };
     let plan = pages::plan_with(pid, &areas, &mut pagemap, outside[0].ctx.regs.sp, &parent)?;
+    let t_guards = Instant::now();
     let guards = mm::guards(pid, &areas, &mut pagemap)?;
+    log::debug!(
+        "pages of {pid} planned in {:?}, guard regions found in {:?}",
+        t_guards - t_pages,
+        t_guards.elapsed()
+    );
     let pages_id = memfds.take_pages_id();
     let dir = out.created(ImageFile::Pages(pages_id.into()))?;
     fault::image(&ImageFile::Pages(pages_id.into()).name()).map_err(Error::compel(pid))?;
@@ -1194,6 +1218,7 @@ fn collect(
         fs: fs::entry(cwd_id, root_id, creds.umask),
         timens_id,
         timens,
+        tracking,
     })
 }
 

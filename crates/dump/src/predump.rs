@@ -138,7 +138,7 @@ fn frozen_part(seized: &Seized, o: &Options, stats: &mut DumpStats) -> Result<Ro
     let mut pagemap = task.pagemap().map_err(Error::proc(pid))?;
     let t_pages = Instant::now();
     let parent = Parent {
-        pages: track::in_parent(pid, &mut pagemap, &tracked)?,
+        tracked,
         markers: true,
     };
     let sp = rcriu_compel::sys::get_regs(pid)

@@ -22,7 +22,9 @@
 //! 4. When the round's parent is the last round the holder saw end
 //!    (`--prev-images-dir` naming the directory it recorded), the pages
 //!    of tracked areas that are present or swapped and not written are
-//!    in the parent's images: `PE_PARENT`. Any other case dumps whole.
+//!    in the parent's images: `PE_PARENT` (told by the same scan that
+//!    chooses the pages, [`crate::pages::plan_with`]). Any other case
+//!    dumps whole.
 //! 5. The holder forgets its last round; the written pages of every
 //!    eligible area are protected again. The process may run.
 //!
@@ -51,7 +53,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rcriu_compel::{Remote, Seized, ThreadCtx};
-use rcriu_proc::{PageCategories, Pagemap, PagemapEntry, Pid, SmapsVma, VmFlags};
+use rcriu_proc::{Pagemap, PagemapEntry, Pid, SmapsVma, VmFlags};
 use rustix::net::{
     AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketType,
@@ -424,44 +426,6 @@ pub fn without_markers(
     Ok(())
 }
 
-/// The pages of `tracked` (areas, sorted) that are in the parent's
-/// images: present or swapped, dumped, and not written since the parent
-/// round protected them. Sorted, apart.
-pub fn in_parent(
-    pid: Pid,
-    pagemap: &mut Pagemap,
-    tracked: &[(u64, u64)],
-) -> Result<Vec<(u64, u64)>> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    let mut ranges = Vec::new();
-    for &(s, e) in tracked {
-        ranges.clear();
-        pagemap
-            .scan(
-                s,
-                e,
-                PageCategories::PRESENT | PageCategories::SWAPPED,
-                &mut ranges,
-            )
-            .map_err(Error::proc(pid))?;
-        for r in &ranges {
-            let c = r.categories;
-            if !crate::pages::wanted(c) || c.contains(PageCategories::WRITTEN) {
-                continue;
-            }
-            if c.contains(PageCategories::PRESENT) {
-                match out.last_mut() {
-                    Some(last) if last.1 == r.start => last.1 = r.end,
-                    _ => out.push((r.start, r.end)),
-                }
-            } else {
-                without_markers(pid, pagemap, r.start, r.end, &mut out)?;
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// Protects again the written pages of `areas`.
 pub fn rearm(pid: Pid, pagemap: &mut Pagemap, areas: &[(u64, u64)]) -> Result<()> {
     for &(s, e) in areas {
@@ -470,37 +434,73 @@ pub fn rearm(pid: Pid, pagemap: &mut Pagemap, areas: &[(u64, u64)]) -> Result<()
     Ok(())
 }
 
-/// The final dump's part: when the process is tracked, the pages in the
-/// parent's images (none without `parent`, or when the parent is not the
-/// last round); the tracking ends either way, before the dump reads the
-/// areas (which are then free of it).
-pub fn finish(seized: &Seized, starttime: u64, parent: Option<&Path>) -> Result<Vec<(u64, u64)>> {
-    let pid = seized.pid();
-    let Some(mut t) = Tracker::get(seized, starttime, false)? else {
-        return Ok(Vec::new());
-    };
-    let follows = parent.is_some_and(|p| t.follows(p));
-    if parent.is_some() && !follows {
-        log::warn!(
-            "the memory of {pid} was tracked since {:?}, not since the parent images: dumping it whole",
-            t.last
-        );
+/// The final dump's part of the tracking: found while the process is
+/// frozen, ended once it is released or killed (unregistering a GiB takes
+/// about as long as dumping a tenth of it).
+#[derive(Debug)]
+pub struct Final {
+    tracker: Tracker,
+    /// The areas registered with it.
+    ours: Vec<(u64, u64)>,
+    /// Whether the parent images are the last round's.
+    follows: bool,
+}
+
+impl Final {
+    /// When the seized process is tracked: its tracking, the `uw` flag of
+    /// its areas (in `smaps`, read while it is frozen) cleared, so that
+    /// they are classified as plain memory. `parent` is the dump's parent
+    /// images (with `--track-mem`).
+    pub fn begin(
+        seized: &Seized,
+        starttime: u64,
+        parent: Option<&Path>,
+        smaps: &mut [SmapsVma],
+    ) -> Result<Option<Final>> {
+        let pid = seized.pid();
+        let Some(mut tracker) = Tracker::get(seized, starttime, false)? else {
+            return Ok(None);
+        };
+        let follows = parent.is_some_and(|p| tracker.follows(p));
+        if parent.is_some() && !follows {
+            log::warn!(
+                "the memory of {pid} was tracked since {:?}, not since the parent images: dumping it whole",
+                tracker.last
+            );
+        }
+        tracker.forget()?;
+        let ours = tracker.ours(smaps);
+        Ok(Some(Final {
+            tracker,
+            ours,
+            follows,
+        }))
     }
-    t.forget()?;
-    let mut task = rcriu_proc::Task::open(pid).map_err(Error::proc(pid))?;
-    let mut smaps = task.smaps().map_err(Error::proc(pid))?;
-    let ours = t.ours(&mut smaps);
-    let mut found = Vec::new();
-    if follows {
-        let areas = crate::mm::classify(pid, &smaps)?;
-        let tracked: Vec<(u64, u64)> = areas
-            .iter()
-            .filter(|a| eligible(a) && ours.contains(&(a.start(), a.end())))
-            .map(|a| (a.start(), a.end()))
-            .collect();
-        let mut pagemap = task.pagemap().map_err(Error::proc(pid))?;
-        found = in_parent(pid, &mut pagemap, &tracked)?;
+
+    /// What of `areas` is in the parent's images (nothing when the
+    /// parent is not the last round).
+    pub fn parent(&self, areas: &[Area]) -> crate::pages::Parent {
+        crate::pages::Parent {
+            tracked: areas
+                .iter()
+                .filter(|a| {
+                    self.follows && eligible(a) && self.ours.contains(&(a.start(), a.end()))
+                })
+                .map(|a| (a.start(), a.end()))
+                .collect(),
+            markers: true,
+        }
     }
-    t.end(&ours)?;
-    Ok(found)
+
+    /// Ends the tracking: the areas unregistered when the process runs on
+    /// (`alive`), the holder told to end.
+    pub fn end(self, alive: bool) {
+        let pid = self.tracker.pid;
+        let t = std::time::Instant::now();
+        let ours: &[(u64, u64)] = if alive { &self.ours } else { &[] };
+        match self.tracker.end(ours) {
+            Ok(()) => log::debug!("tracking of {pid} ended in {:?}", t.elapsed()),
+            Err(e) => log::error!("ending the tracking of {pid}: {e}"),
+        }
+    }
 }
