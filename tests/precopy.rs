@@ -9,14 +9,26 @@
 //! too. The negative control drops the last round's pages of the
 //! rewritten area (the final dump's own pages there taken from the parent
 //! instead): the restored process finds stale pages.
+//!
+//! A second workload changes its layout between the rounds (new and
+//! unmapped areas, an area moved by mremap, pages dropped with
+//! MADV_DONTNEED, a page written by the kernel, an area made PROT_NONE
+//! and back, huge pages, a private file mapping whose copied page is
+//! dropped, which leaves a write-protect marker that pagemap shows as a
+//! swapped page: taken for a page, the file's page restores stale, as
+//! the test saw with the marker filter switched off) and checks every
+//! page at the end.
 
 use std::path::Path;
 use std::process::Command;
 
-use rcriu::Restore;
+use rcriu::dump::predump;
 use rcriu::images::pages::{PE_PARENT, PE_PRESENT};
 use rcriu::images::{ImageDir, ImageFile, pb};
-use rcriu_test_support::{TempDir, Workload, become_subreaper, require_root, trace_lock};
+use rcriu::{Dump, Restore};
+use rcriu_test_support::{
+    HANG_GUARD, TempDir, Workload, become_subreaper, require_root, signal, trace_lock,
+};
 
 fn rcriu(args: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_rcriu"))
@@ -260,4 +272,75 @@ fn criu_restores_the_chain_of_pre_dumps() {
     rounds(None, Some(&criu)).unwrap();
     let e = rounds(Some(&drop_last_round), Some(&criu)).unwrap_err();
     assert!(e.contains("disagrees with its checksum"), "{e}");
+}
+
+/// The steps the layout workload has taken.
+fn steps(w: &Workload) -> u32 {
+    let f = w.outfile.parent().unwrap().join("steps");
+    std::fs::read_to_string(f)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Makes the layout workload take a step, and waits until it has.
+fn step(w: &Workload) {
+    let n = steps(w);
+    signal(w.pid, libc::SIGUSR2);
+    let t = std::time::Instant::now();
+    while steps(w) != n + 1 {
+        assert!(t.elapsed() < HANG_GUARD, "the workload takes no step");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+fn layout_rounds(tweak: Option<Tweak<'_>>) -> Result<(), String> {
+    let mut w = Workload::start("layout", &[]);
+    let top = TempDir::new("precopy-layout");
+    let d = |n: &str| top.path().join(n);
+    let pre = |n: &str, parent: Option<&str>| {
+        predump::run(&predump::Options {
+            pid: w.pid,
+            dir: d(n),
+            parent: parent.map(Into::into),
+            mode: 1,
+            stats_dir: None,
+        })
+        .expect("pre-dumping")
+    };
+    pre("1", None);
+    step(&w);
+    pre("2", Some("../1"));
+    step(&w);
+    Dump::new(w.pid)
+        .images_dir(d("3"))
+        .prev_images_dir("../2")
+        .track_mem(true)
+        .run()
+        .map_err(|e| format!("dumping: {e}"))?;
+    w.reap();
+    let parents = runs(&d("3"), w.pid)
+        .iter()
+        .filter(|r| r.2 == PE_PARENT)
+        .map(|r| r.1)
+        .sum::<u64>();
+    assert!(parents > 1000, "{parents} pages kept in the parents");
+    if let Some(t) = tweak {
+        t(&d("3"), w.pid);
+    }
+    Restore::new(d("3"))
+        .detach(true)
+        .run()
+        .map_err(|e| format!("restoring: {e}"))?;
+    w.verdict()
+}
+
+#[test]
+fn changes_of_layout_between_rounds_are_tracked() {
+    require_root();
+    let _g = trace_lock();
+    become_subreaper();
+    layout_rounds(None).unwrap();
+    let e = layout_rounds(Some(&drop_last_round)).unwrap_err();
+    assert!(e.contains("is not what was written"), "{e}");
 }

@@ -46,6 +46,11 @@
 //!   page-dump commands); `memwrite_time` is the page transfer itself, as
 //!   pages are spliced into the image while the parasite vmsplices them.
 //!
+//! Pre-copy: [`predump`] writes the memory of a running process, and
+//! [`track`] tells the pages written since; a dump with
+//! [`Dump::track_mem`] and [`Dump::prev_images_dir`] writes only those,
+//! the others as kept in the parent's images (`PE_PARENT`).
+//!
 //! One module per kind of resource, named as the images are: [`mm`],
 //! [`pages`], [`memfd`], [`core`], [`files`], [`fs`], [`ids`], [`inventory`],
 //! [`pstree`], [`timens`], [`seccomp`], [`stats`], [`cgroup`], and the private
