@@ -312,7 +312,7 @@ fn layout_rounds(tweak: Option<Tweak<'_>>) -> Result<(), String> {
     step(&w);
     pre("2", Some("../1"));
     step(&w);
-    Dump::new(w.pid)
+    let stats = Dump::new(w.pid)
         .images_dir(d("3"))
         .prev_images_dir("../2")
         .track_mem(true)
@@ -325,6 +325,10 @@ fn layout_rounds(tweak: Option<Tweak<'_>>) -> Result<(), String> {
         .map(|r| r.1)
         .sum::<u64>();
     assert!(parents > 1000, "{parents} pages kept in the parents");
+    assert_eq!(
+        stats.pages_skipped_parent, parents,
+        "stats-dump counts them"
+    );
     if let Some(t) = tweak {
         t(&d("3"), w.pid);
     }

@@ -52,6 +52,8 @@ pub struct Plan {
     /// each stretch skipped at once.
     pub scanned: u64,
     pub pages: u64,
+    /// Pages kept in the parent's images.
+    pub parent_pages: u64,
 }
 
 impl Plan {
@@ -87,6 +89,7 @@ impl Plan {
             return;
         }
         let nr = (end - start) / PAGE;
+        self.parent_pages += nr;
         match self.runs.last_mut() {
             Some(r) if r.end() == start && r.flags == PE_PARENT => r.nr_pages += nr,
             _ => self.runs.push(Run {

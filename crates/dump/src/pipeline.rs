@@ -1105,6 +1105,7 @@ fn collect(
     stats.memdump_time = t_pages.elapsed();
     stats.pages_scanned += plan.scanned;
     stats.pages_written += plan.pages;
+    stats.pages_skipped_parent += plan.parent_pages;
     stats.shpages_scanned = memfds.pages_scanned;
     stats.shpages_written = memfds.pages_written;
     stats.page_pipe_bufs += plan

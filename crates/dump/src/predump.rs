@@ -146,6 +146,7 @@ fn frozen_part(seized: &Seized, o: &Options, stats: &mut DumpStats) -> Result<Ro
         .sp;
     let plan = pages::plan_with(pid, &eligible, &mut pagemap, sp, &parent)?;
     stats.pages_scanned = plan.scanned;
+    stats.pages_skipped_parent = plan.parent_pages;
     // From here the tracking changes: this round becomes the only
     // possible parent once its images are written.
     tracker.forget()?;

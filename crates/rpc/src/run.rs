@@ -100,8 +100,9 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
 }
 
 /// Pre-dumps `-t PID` into the images directory: its memory, while it
-/// runs ([`rcriu_dump::predump`]).
-pub fn pre_dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
+/// runs ([`rcriu_dump::predump`]). As criu's pre-dump, it runs no action
+/// script.
+pub fn pre_dump(o: &Options, face: Face) -> Result<DumpStats> {
     admit(o, Command::PreDump, face)?;
     let pid = o
         .tree
@@ -109,9 +110,6 @@ pub fn pre_dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats>
     if !Path::new(&format!("/proc/{pid}")).exists() {
         return Err(Error::NoProcess(pid));
     }
-    actions
-        .run(stage::PRE_DUMP, Some(pid), false)
-        .map_err(Error::Refused)?;
     log::info!("Pre-dumping processes (pid: {pid})");
     let work = o.work_dir();
     let stats = rcriu_dump::predump::run(&rcriu_dump::predump::Options {
@@ -124,9 +122,6 @@ pub fn pre_dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats>
         },
         stats_dir: Some(work.clone()),
     })?;
-    actions
-        .run(stage::POST_DUMP, Some(pid), false)
-        .map_err(Error::Refused)?;
     log::info!("Pre-dumping finished successfully");
     if o.display_stats {
         display_stats(&work, ImageFile::StatsDump);

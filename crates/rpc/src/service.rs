@@ -518,8 +518,8 @@ fn dump(conn: &Conn, base: &Options, req: &CriuReq) -> i32 {
 /// `PRE_DUMP`; the worker's status.
 fn pre_dump(conn: &Conn, base: &Options, req: &CriuReq, single: bool) -> i32 {
     crate::log::keep_first_error();
-    let result = setup(conn, base, Command::PreDump, req)
-        .and_then(|o| run::pre_dump(&o, Face::Rpc, &actions_for(&o, conn, req)));
+    let result =
+        setup(conn, base, Command::PreDump, req).and_then(|o| run::pre_dump(&o, Face::Rpc));
     let t = if single {
         CriuReqType::SinglePreDump
     } else {

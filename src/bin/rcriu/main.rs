@@ -316,8 +316,7 @@ fn dump(o: &Options) -> Result<(), rcriu::rpc::Error> {
 }
 
 fn pre_dump(o: &Options) -> Result<(), rcriu::rpc::Error> {
-    let actions = Actions::new(&o.action_scripts, &o.work_dir(), &o.images_dir());
-    run::pre_dump(o, Face::Cli, &actions).map(drop)
+    run::pre_dump(o, Face::Cli).map(drop)
 }
 
 fn restore(o: &Options) -> Result<(), rcriu::rpc::Error> {
