@@ -222,7 +222,7 @@ fn options_rcriu_cannot_honour_are_refused_by_name() {
         (&["--manage-cgroups=full"], "--manage-cgroups"),
         (&["--timeout", "3"], "--timeout"),
         (&["--page-server", "--port", "1"], "--page-server"),
-        (&["--track-mem"], "--track-mem"),
+        (&["--auto-dedup"], "--auto-dedup"),
         (&["--root", "/"], "--root"),
         (&["--libdir", "/tmp"], "--libdir"),
         (&["--leave-running", "--lazy-pages"], "--lazy-pages"),

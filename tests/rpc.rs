@@ -115,7 +115,7 @@ fn version_and_features_on_one_connection() {
     assert_eq!(
         f.features.unwrap(),
         CriuFeatures {
-            mem_track: Some(false),
+            mem_track: Some(true),
             lazy_pages: Some(false),
             pidfd_store: Some(false),
         }
@@ -160,13 +160,13 @@ fn requests_criu_refuses_as_criu_does() {
     c.send(&r);
     assert!(c.recv().is_none());
     assert_ne!(wait_child(child).unwrap(), 0);
-    // Pre-dump: refused by name.
+    // Pre-dump without an images directory: refused, as criu refuses it.
     let (c, child) = swrk();
     let r = c.call(&req(CriuReqType::PreDump));
     assert_eq!(r.r#type, CriuReqType::PreDump as i32);
     assert!(!r.success);
     assert!(
-        msg(&r).contains("pre-dump is not supported yet"),
+        msg(&r).contains("Neither images_dir_fd nor images_dir"),
         "{}",
         msg(&r)
     );
@@ -179,6 +179,67 @@ fn requests_criu_refuses_as_criu_does() {
     assert!(!w.success);
     assert_eq!(w.cr_errno, Some(libc::ECHILD));
     wait_child(child).unwrap();
+}
+
+/// As runc's `checkpoint --pre-dump` and the final checkpoint: PRE_DUMP
+/// requests on one connection, then the DUMP that ends them, each round
+/// naming the one before as `parent_img`; the process, rewriting pages
+/// under a checksum meanwhile, restores whole from the chain. Another
+/// request after a PRE_DUMP is a bad sequence, as in criu.
+#[test]
+fn pre_dumps_then_a_dump_on_one_connection() {
+    let _g = common::setup();
+    let mut w = rcriu_test_support::Workload::start("rewriter", &["32", "20"]);
+    let t = TempDir::new("rpc-predump");
+    let dirs: Vec<OwnedFd> = ["1", "2", "3"]
+        .iter()
+        .map(|n| {
+            std::fs::create_dir(t.path().join(n)).unwrap();
+            open_dir(&t.path().join(n))
+        })
+        .collect();
+    let round = |t: CriuReqType, dir: &OwnedFd, parent: Option<&str>| {
+        let mut r = dump_req(w.pid, dir, false);
+        r.r#type = t as i32;
+        let o = r.opts.as_mut().unwrap();
+        o.track_mem = Some(true);
+        o.parent_img = parent.map(|p| p.as_bytes().to_vec());
+        r
+    };
+    let (c, child) = swrk();
+    let r = c.call(&round(CriuReqType::PreDump, &dirs[0], None));
+    assert!(r.success, "{}", msg(&r));
+    assert_eq!(r.r#type, CriuReqType::PreDump as i32);
+    let r = c.call(&round(CriuReqType::PreDump, &dirs[1], Some("../1")));
+    assert!(r.success, "{}", msg(&r));
+    let r = c.call(&round(CriuReqType::Dump, &dirs[2], Some("../2")));
+    assert!(r.success, "{}", msg(&r));
+    assert_eq!(r.r#type, CriuReqType::Dump as i32);
+    assert_eq!(wait_child(child).unwrap(), 0);
+    w.reap();
+    assert_eq!(
+        std::fs::read_link(t.path().join("3/parent")).unwrap(),
+        std::path::Path::new("../2")
+    );
+    rcriu::Restore::new(t.path().join("3"))
+        .detach(true)
+        .run()
+        .expect("restoring from the chain");
+    w.verdict().expect("the restored process");
+
+    let w = rcriu_test_support::Workload::start("rewriter", &["8", "20"]);
+    let t = TempDir::new("rpc-predump-seq");
+    let dir = open_dir(t.path());
+    let (c, child) = swrk();
+    let mut r = dump_req(w.pid, &dir, false);
+    r.r#type = CriuReqType::PreDump as i32;
+    assert!(c.call(&r).success);
+    let r = c.call(&req(CriuReqType::Version));
+    assert!(!r.success);
+    assert!(msg(&r).contains("Bad req seq"), "{}", msg(&r));
+    assert_ne!(wait_child(child).unwrap(), 0);
+    // The tracking ends with the process.
+    w.verdict().expect("the pre-dumped process");
 }
 
 /// A dump request of `pid` into `dir` (an fd in this process's table).

@@ -7,9 +7,13 @@
  * moments, or from a process still running, restores pages that disagree
  * with the table.
  *
- *   rewriter OUTFILE MIB
+ *   rewriter OUTFILE MIB [PAUSE_US]
  *
- * Prints "pages N" before "ready". On SIGUSR1 the writer finishes the page
+ * With PAUSE_US the writer pauses that long after each page (a process
+ * that rewrites a part of its memory at a given pace).
+ *
+ * Prints "pages N" and "counter ADDR" (where the count of pages
+ * rewritten is, an unsigned long) before "ready". On SIGUSR1 the writer finishes the page
  * it is writing and stops; every page must match its checksum (PASS), and
  * the writer must have rewritten pages since the start.
  */
@@ -34,6 +38,7 @@ static uint64_t *mem, *table;
 static long npages;
 static atomic_ulong rewrites;
 static atomic_int quit;
+static long pause_us;
 
 static uint64_t checksum(const uint64_t *p)
 {
@@ -65,6 +70,8 @@ static void *writer(void *arg)
 	while (!atomic_load(&quit)) {
 		write_page((long)(next(&rng) % (uint64_t)npages), &rng);
 		atomic_fetch_add(&rewrites, 1);
+		if (pause_us > 0)
+			usleep(pause_us);
 	}
 	return NULL;
 }
@@ -85,6 +92,7 @@ int main(int argc, char **argv)
 	if (argc < 3)
 		return 2;
 	npages = atol(argv[2]) * 256;
+	pause_us = argc > 3 ? atol(argv[3]) : 0;
 	if (npages < 1)
 		return 2;
 	signal(SIGUSR1, on_usr1);
@@ -104,10 +112,10 @@ int main(int argc, char **argv)
 		write_page(i, &rng);
 	pthread_t t;
 	pthread_create(&t, NULL, writer, (void *)(uintptr_t)getpid());
-	while (atomic_load(&rewrites) < 1000)
+	while (atomic_load(&rewrites) < (pause_us > 0 ? 10 : 1000))
 		sched_yield();
 
-	printf("pages %ld\nready\n", npages);
+	printf("pages %ld\ncounter %p\nready\n", npages, (void *)&rewrites);
 	fflush(stdout);
 	int null = open("/dev/null", O_WRONLY);
 	dup2(null, 1);

@@ -46,6 +46,11 @@
 //!   page-dump commands); `memwrite_time` is the page transfer itself, as
 //!   pages are spliced into the image while the parasite vmsplices them.
 //!
+//! Pre-copy: [`predump`] writes the memory of a running process, and
+//! [`track`] tells the pages written since; a dump with
+//! [`Dump::track_mem`] and [`Dump::prev_images_dir`] writes only those,
+//! the others as kept in the parent's images (`PE_PARENT`).
+//!
 //! One module per kind of resource, named as the images are: [`mm`],
 //! [`pages`], [`memfd`], [`core`], [`files`], [`fs`], [`ids`], [`inventory`],
 //! [`pstree`], [`timens`], [`seccomp`], [`stats`], [`cgroup`], and the private
@@ -80,6 +85,7 @@ pub mod pages;
 pub mod pidfd;
 mod pipeline;
 pub mod pipes;
+pub mod predump;
 pub mod pstree;
 mod remote;
 mod rseq;
@@ -101,6 +107,9 @@ mod threads;
 pub mod timens;
 pub mod timerfd;
 mod timers;
+pub mod track;
+#[allow(unsafe_code)]
+mod track_sys;
 pub mod tree;
 pub mod tty;
 
@@ -166,6 +175,8 @@ pub struct Dump {
     file_locks: bool,
     sockets: sockets::Options,
     stats_dir: Option<PathBuf>,
+    track_mem: bool,
+    parent: Option<PathBuf>,
     hook: Option<Hooked>,
 }
 
@@ -184,8 +195,26 @@ impl Dump {
             file_locks: false,
             sockets: sockets::Options::default(),
             stats_dir: None,
+            track_mem: false,
+            parent: None,
             hook: None,
         }
+    }
+
+    /// Dump only the pages written since the last pre-dump (criu's
+    /// `--track-mem`), the others kept in the parent's images, when the
+    /// parent ([`Dump::prev_images_dir`]) is that pre-dump's.
+    pub fn track_mem(mut self, yes: bool) -> Dump {
+        self.track_mem = yes;
+        self
+    }
+
+    /// The images of the dump before this one (criu's
+    /// `--prev-images-dir`, relative to the images directory unless
+    /// absolute), linked as `parent`.
+    pub fn prev_images_dir(mut self, dir: impl Into<PathBuf>) -> Dump {
+        self.parent = Some(dir.into());
+        self
     }
 
     /// Where the images go (created mode 0700 when missing; every image is
@@ -317,6 +346,8 @@ impl Dump {
             sockets: self.sockets,
             run_id: inventory::run_id(),
             stats_dir: self.stats_dir,
+            track_mem: self.track_mem,
+            parent: self.parent,
             hook: self.hook,
         })
     }

@@ -18,7 +18,7 @@
 //! wrong moment would leave so).
 
 use rcriu_compel::abi::IoVec;
-use rcriu_images::pages::{PE_LAZY, PE_PRESENT, PagesWriter};
+use rcriu_images::pages::{PE_LAZY, PE_PARENT, PE_PRESENT, PagesWriter};
 use rcriu_proc::{PageCategories, Pagemap, Pid, ScanMethod};
 
 use crate::mm::{Area, Pages};
@@ -52,6 +52,8 @@ pub struct Plan {
     /// each stretch skipped at once.
     pub scanned: u64,
     pub pages: u64,
+    /// Pages kept in the parent's images.
+    pub parent_pages: u64,
 }
 
 impl Plan {
@@ -81,6 +83,23 @@ impl Plan {
         }
     }
 
+    /// Adds `[start, end)` as pages kept in the parent's images.
+    fn push_parent(&mut self, start: u64, end: u64) {
+        if end <= start {
+            return;
+        }
+        let nr = (end - start) / PAGE;
+        self.parent_pages += nr;
+        match self.runs.last_mut() {
+            Some(r) if r.end() == start && r.flags == PE_PARENT => r.nr_pages += nr,
+            _ => self.runs.push(Run {
+                vaddr: start,
+                nr_pages: nr,
+                flags: PE_PARENT,
+            }),
+        }
+    }
+
     /// The bytes the pages take in `pages-N.img`.
     pub fn bytes(&self) -> u64 {
         self.pages * PAGE
@@ -94,7 +113,7 @@ fn readable(a: &Area) -> bool {
 /// Whether a page of these categories is dumped (CRIU asks PAGEMAP_SCAN
 /// for pages present or swapped that are not the zero page nor file
 /// pages).
-fn wanted(c: PageCategories) -> bool {
+pub(crate) fn wanted(c: PageCategories) -> bool {
     c.intersects(PageCategories::PRESENT | PageCategories::SWAPPED)
         && !c.intersects(PageCategories::PFNZERO | PageCategories::FILE | PageCategories::GUARD)
 }
@@ -104,6 +123,30 @@ fn wanted(c: PageCategories) -> bool {
 /// compares the page offsets only, so every lazy page loses the flag when
 /// sp is page aligned and none does otherwise; rcriu writes the same.
 pub fn plan(pid: Pid, areas: &[Area], pagemap: &mut Pagemap, sp: u64) -> Result<Plan> {
+    plan_with(pid, areas, pagemap, sp, &Parent::default())
+}
+
+/// What of the pages is kept in the parent's images (`track`).
+#[derive(Debug, Default)]
+pub struct Parent {
+    /// The areas (`[start, end)`, as in `areas`) whose pages not written
+    /// since the parent round (the scan's `PAGE_IS_WRITTEN`) are in the
+    /// parent's images.
+    pub tracked: Vec<(u64, u64)>,
+    /// Whether pagemap may show write-protect markers as swapped pages
+    /// (areas are registered for tracking), which are not pages.
+    pub markers: bool,
+}
+
+/// [`plan`], the pages of `parent`'s tracked areas not written since the
+/// parent round written as kept in the parent's images.
+pub fn plan_with(
+    pid: Pid,
+    areas: &[Area],
+    pagemap: &mut Pagemap,
+    sp: u64,
+    parent: &Parent,
+) -> Result<Plan> {
     let mut plan = Plan::default();
     let mut ranges = Vec::new();
     let sp_aligned = sp.is_multiple_of(PAGE);
@@ -134,11 +177,26 @@ pub fn plan(pid: Pid, areas: &[Area], pagemap: &mut Pagemap, sp: u64) -> Result<
         let mut at = a.start();
         let mut dumped = 0;
         let mut gaps = 0;
+        let mut pieces = Vec::new();
+        let tracked = parent.tracked.contains(&(a.start(), a.end()));
         for r in ranges.iter().filter(|r| wanted(r.categories)) {
             if r.start > at {
                 gaps += 1;
             }
-            plan.push(r.start, r.end, flags, readable(a));
+            pieces.clear();
+            if parent.markers && !r.categories.contains(PageCategories::PRESENT) {
+                crate::track::without_markers(pid, pagemap, r.start, r.end, &mut pieces)?;
+            } else {
+                pieces.push((r.start, r.end));
+            }
+            let in_parent = tracked && !r.categories.contains(PageCategories::WRITTEN);
+            for &(s, e) in &pieces {
+                if in_parent {
+                    plan.push_parent(s, e);
+                } else {
+                    plan.push(s, e, flags, readable(a));
+                }
+            }
             dumped += (r.end - r.start) / PAGE;
             at = r.end;
         }
@@ -194,6 +252,31 @@ mod tests {
         assert!(!p.iovs[2].1);
         assert_eq!(p.pages, 6);
         assert_eq!(p.bytes(), 6 * 4096);
+    }
+
+    #[test]
+    fn parent_pages_are_runs_but_not_reads() {
+        let mut p = Plan::default();
+        p.push(0x1000, 0x2000, PE_PRESENT, true);
+        p.push_parent(0x2000, 0x4000);
+        p.push_parent(0x4000, 0x5000);
+        p.push(0x5000, 0x6000, PE_PRESENT, true);
+        let runs: Vec<(u64, u64, u32)> = p
+            .runs
+            .iter()
+            .map(|r| (r.vaddr, r.nr_pages, r.flags))
+            .collect();
+        assert_eq!(
+            runs,
+            vec![
+                (0x1000, 1, PE_PRESENT),
+                (0x2000, 3, PE_PARENT),
+                (0x5000, 1, PE_PRESENT),
+            ]
+        );
+        assert_eq!(p.pages, 2, "only the pages written here count");
+        let iovs: Vec<(u64, u64)> = p.iovs.iter().map(|(v, _)| (v.base, v.len)).collect();
+        assert_eq!(iovs, vec![(0x1000, 0x1000), (0x5000, 0x1000)]);
     }
 
     #[test]

@@ -70,6 +70,11 @@ pub struct Options {
     pub leave_stopped: bool,
     /// Where `stats-dump` goes, when not beside the images.
     pub stats_dir: Option<PathBuf>,
+    /// criu's `--track-mem`: pages not written since the last pre-dump
+    /// are kept in `parent`'s images.
+    pub track_mem: bool,
+    /// criu's `--prev-images-dir`, relative to `dir` unless absolute.
+    pub parent: Option<PathBuf>,
     pub(crate) hook: Option<crate::Hooked>,
 }
 
@@ -234,6 +239,17 @@ struct Proc {
     /// offsets of the task's time namespace.
     timens_id: u32,
     timens: TimensOffsets,
+    /// Its memory tracking since a pre-dump, ended after the freeze.
+    tracking: Option<crate::track::Final>,
+}
+
+/// Ends the memory tracking of the processes (`alive`: they run on).
+fn end_tracking(c: &mut Collected, alive: bool) {
+    for p in &mut c.procs {
+        if let Some(t) = p.tracking.take() {
+            t.end(alive);
+        }
+    }
 }
 
 /// A zombie's images: its pstree entry and a core with its exit status.
@@ -254,6 +270,9 @@ struct Shared {
     next_kobj: u32,
     /// The pids of the tree.
     pids: BTreeSet<Pid>,
+    /// The parent images whose pages are not dumped again (`--track-mem`
+    /// with `--prev-images-dir`).
+    parent: Option<PathBuf>,
 }
 
 /// Everything the images are made of, gathered while the tree was
@@ -297,8 +316,15 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     let mut stats = DumpStats::default();
     let mut out = Output::new(pid, &o.dir);
     let run_id = o.run_id.as_str();
+    if let Some(p) = &o.parent {
+        out.dir()?.link_parent(p).map_err(Error::image(pid))?;
+    }
     fault::set_target(pid);
-    out.reserve_pages(pid);
+    // An incremental dump writes few pages: room for all would cost more
+    // (its reservation, then its release, frozen) than it saves.
+    if !(o.track_mem && o.parent.is_some()) {
+        out.reserve_pages(pid);
+    }
     let start = Instant::now();
     let (root, frozen, freezer) = cgroup::seize(pid, o.freeze_cgroup.as_deref())?;
     let tree = Tree::seize(root, frozen)?;
@@ -338,6 +364,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         }
         let released = tree.release();
         stats.frozen_time = frozen.elapsed();
+        end_tracking(&mut c, true);
         let written = released.and_then(|()| {
             write_images(&mut out, o, &host, &c, run_id)?;
             restorable(pid, &o.dir)
@@ -367,6 +394,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         tree.kill()?;
         c.files_extra.keep_sockets_locked();
         stats.frozen_time = frozen.elapsed();
+        end_tracking(&mut c, false);
     }
     // As CRIU, the statistics come last: a dump without them is complete.
     // In the images directory (the work directory is that one unless
@@ -756,6 +784,11 @@ fn collect_tree(
         seccomp: pb::SeccompEntry::default(),
         next_kobj: 2,
         pids: tree.pids().into_iter().collect(),
+        parent: o
+            .parent
+            .as_ref()
+            .filter(|_| o.track_mem)
+            .map(|p| o.dir.join(p)),
     };
     sh.files.tree = tree.members.iter().map(|m| m.pid).collect();
     let mut procs = Vec::new();
@@ -916,7 +949,11 @@ fn collect(
         Err(e) if e.is_not_found() => Vec::new(),
         Err(e) => return Err(Error::proc(pid)(e)),
     };
-    let smaps = task.smaps().map_err(Error::proc(pid))?;
+    let mut smaps = task.smaps().map_err(Error::proc(pid))?;
+    // Memory tracked since a pre-dump: its areas are plain memory to the
+    // dump, and their pages not written since are in the parent's images.
+    let tracking =
+        crate::track::Final::begin(seized, stat.starttime, sh.parent.as_deref(), &mut smaps)?;
     let mut areas = mm::classify(pid, &smaps)?;
     // An fd table shared with the parent is the parent's, dumped once.
     let fd_list = if with_parent.files_id.is_some() {
@@ -1026,8 +1063,18 @@ fn collect(
     // -- The pages.
     let t_pages = Instant::now();
     let mut pagemap = task.pagemap().map_err(Error::proc(pid))?;
-    let plan = pages::plan(pid, &areas, &mut pagemap, outside[0].ctx.regs.sp)?;
+    let parent = match &tracking {
+        Some(t) => t.parent(&areas),
+        None => pages::Parent::default(),
+    };
+    let plan = pages::plan_with(pid, &areas, &mut pagemap, outside[0].ctx.regs.sp, &parent)?;
+    let t_guards = Instant::now();
     let guards = mm::guards(pid, &areas, &mut pagemap)?;
+    log::debug!(
+        "pages of {pid} planned in {:?}, guard regions found in {:?}",
+        t_guards - t_pages,
+        t_guards.elapsed()
+    );
     let pages_id = memfds.take_pages_id();
     let dir = out.created(ImageFile::Pages(pages_id.into()))?;
     fault::image(&ImageFile::Pages(pages_id.into()).name()).map_err(Error::compel(pid))?;
@@ -1069,6 +1116,7 @@ fn collect(
     stats.memdump_time = t_pages.elapsed();
     stats.pages_scanned += plan.scanned;
     stats.pages_written += plan.pages;
+    stats.pages_skipped_parent += plan.parent_pages;
     stats.shpages_scanned = memfds.pages_scanned;
     stats.shpages_written = memfds.pages_written;
     stats.page_pipe_bufs += plan
@@ -1182,6 +1230,7 @@ fn collect(
         fs: fs::entry(cwd_id, root_id, creds.umask),
         timens_id,
         timens,
+        tracking,
     })
 }
 

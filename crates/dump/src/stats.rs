@@ -24,6 +24,8 @@ pub struct DumpStats {
     pub pages_scanned: u64,
     /// Pages written to `pages-N.img`.
     pub pages_written: u64,
+    /// Pages kept in the parent's images (`PE_PARENT`), not written.
+    pub pages_skipped_parent: u64,
     /// Page-dump commands sent to the parasite (CRIU's page pipe
     /// buffers).
     pub page_pipe_bufs: u64,
@@ -46,7 +48,7 @@ impl DumpStats {
                 memdump_time: us(self.memdump_time),
                 memwrite_time: us(self.memwrite_time),
                 pages_scanned: self.pages_scanned,
-                pages_skipped_parent: 0,
+                pages_skipped_parent: self.pages_skipped_parent,
                 pages_written: self.pages_written,
                 irmap_resolve: Some(0),
                 pages_lazy: 0,

@@ -159,6 +159,9 @@ fn check_private(fd: &OwnedFd, path: &Path) -> Result<()> {
     }
 }
 
+/// The link to the parent images, as criu names it.
+pub const PARENT_LINK: &str = "parent";
+
 /// A directory holding a dump's images, which knows their names.
 #[derive(Clone, Debug)]
 pub struct ImageDir {
@@ -383,6 +386,61 @@ impl ImageDir {
             Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
             Err(e) => Err(Error::io("replacing", path, e.into())),
         }
+    }
+
+    /// Links the images of the dump before this one (criu's
+    /// `--prev-images-dir`) as `parent`, the path as given (relative to
+    /// this directory, as criu takes it), after checking that it leads
+    /// to a readable directory. A `parent` already there is kept, as
+    /// criu keeps it.
+    pub fn link_parent(&self, parent: &Path) -> Result<()> {
+        let path = self.path.join(PARENT_LINK);
+        let dir = rustix::fs::openat(
+            &*self.fd,
+            parent,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            Error::io(
+                "opening the parent images",
+                self.path.join(parent),
+                e.into(),
+            )
+        })?;
+        drop(dir);
+        match rustix::fs::symlinkat(parent, &*self.fd, PARENT_LINK) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+            Err(e) => Err(Error::io("linking", path, e.into())),
+        }
+    }
+
+    /// The images of the dump before this one (its `parent` link), when
+    /// there is one: opened as this one was (checked against their own
+    /// manifest when this one was).
+    pub fn parent(&self) -> Result<Option<ImageDir>> {
+        match rustix::fs::statat(
+            &*self.fd,
+            PARENT_LINK,
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        ) {
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(e) => {
+                return Err(Error::io(
+                    "examining",
+                    self.path.join(PARENT_LINK),
+                    e.into(),
+                ));
+            }
+            Ok(_) => {}
+        }
+        let path = self.path.join(PARENT_LINK);
+        let d = if self.verified.is_some() {
+            Self::open_checked(path)?
+        } else {
+            Self::open(path)?
+        };
+        Ok(Some(d))
     }
 
     /// The directory.

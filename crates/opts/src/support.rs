@@ -364,18 +364,8 @@ pub static TABLE: &[Entry] = &[
         o.pidfd_store
     }),
     // Memory.
-    e(
-        "--track-mem",
-        "track_mem",
-        NotYet("memory change tracking (incremental dumps)"),
-        |o, _| o.track_mem,
-    ),
-    e(
-        "--prev-images-dir",
-        "parent_img",
-        NotYet("incremental dumps"),
-        |o, _| o.prev_images_dir.is_some(),
-    ),
+    e("--track-mem", "track_mem", Honoured, never),
+    e("--prev-images-dir", "parent_img", Honoured, never),
     e(
         "--auto-dedup",
         "auto_dedup",
@@ -404,7 +394,9 @@ pub static TABLE: &[Entry] = &[
     e(
         "--pre-dump-mode",
         "pre_dump_mode",
-        NoOp("only pre-dump uses it, and rcriu refuses pre-dump"),
+        NoOp(
+            "recorded in the inventory; rcriu's pre-dump reads pages with process_vm_readv in either mode",
+        ),
         never,
     ),
     e("--stream", "", NotYet("the image streamer"), |o, _| {

@@ -69,6 +69,16 @@ impl PagemapEntry {
         self.is_present().then_some(self.0 & Self::PFN_MASK)
     }
 
+    /// A userfaultfd write-protect marker in place of a page that is not
+    /// there (pagemap shows it as swapped, of the last swap type,
+    /// `SWP_PTE_MARKER`): the page reads as zeroes or as its file.
+    pub fn is_uffd_marker(self) -> bool {
+        self.is_uffd_wp()
+            && self
+                .swap()
+                .is_some_and(|(ty, _)| ty == PTE_MARKER_SWAP_TYPE)
+    }
+
     /// Swap type and offset of a swapped page.
     pub fn swap(self) -> Option<(u8, u64)> {
         if self.is_present() || !self.is_swapped() {
@@ -103,6 +113,10 @@ impl std::fmt::Debug for PagemapEntry {
         )
     }
 }
+
+/// The swap type of pte markers (`SWP_PTE_MARKER`, the last of the 5-bit
+/// swap types).
+const PTE_MARKER_SWAP_TYPE: u8 = 31;
 
 bitflags! {
     /// The page categories of `PAGEMAP_SCAN` (`PAGE_IS_*`).
@@ -367,6 +381,37 @@ impl Pagemap {
         any_of: PageCategories,
         out: &mut Vec<PageRange>,
     ) -> Result<()> {
+        self.scan_loop(start, end, (0, PageCategories::empty()), any_of, out)
+    }
+
+    /// Write-protects again, through the task's asynchronous userfaultfd
+    /// write-protection (`PM_SCAN_WP_MATCHING`), the pages of `[start,
+    /// end)` present or swapped and written since they were last
+    /// protected, so that the next write to any of them shows as
+    /// [`PageCategories::WRITTEN`]. Fails when part of the range has no
+    /// such protection (`PM_SCAN_CHECK_WPASYNC`).
+    pub fn rearm_written(&mut self, start: u64, end: u64) -> Result<()> {
+        let mut out = Vec::new();
+        self.scan_loop(
+            start,
+            end,
+            (
+                sys::PM_SCAN_WP_MATCHING | sys::PM_SCAN_CHECK_WPASYNC,
+                PageCategories::WRITTEN,
+            ),
+            PageCategories::PRESENT | PageCategories::SWAPPED,
+            &mut out,
+        )
+    }
+
+    fn scan_loop(
+        &mut self,
+        start: u64,
+        end: u64,
+        (flags, all_of): (u64, PageCategories),
+        any_of: PageCategories,
+        out: &mut Vec<PageRange>,
+    ) -> Result<()> {
         self.check_range(start, end)?;
         let Some(supported) = self.scan_support()? else {
             return Err(self.invalid("PAGEMAP_SCAN is not supported by this kernel".into()));
@@ -378,11 +423,13 @@ impl Pagemap {
         self.regions
             .resize(SCAN_REGIONS, sys::PageRegion::default());
         let mut cur = start;
+        let mut floor = start;
         while cur < end {
-            let r = sys::pagemap_scan(
+            let r = sys::pagemap_scan_with(
                 self.file.as_fd(),
                 cur,
                 end,
+                (flags, all_of.bits()),
                 any_of.bits(),
                 supported.bits(),
                 &mut self.regions,
@@ -397,20 +444,29 @@ impl Pagemap {
                     }
                 }
             })?;
+            // The kernel may report a `walk_end` before the end of the
+            // regions it filled in (it stops at a page-table boundary):
+            // the walk goes on from the end of what it reported, and what
+            // it reports again is left out.
             for reg in &self.regions[..n] {
-                push_range(
-                    out,
-                    reg.start,
-                    reg.end,
-                    PageCategories::from_bits_truncate(reg.categories),
-                );
+                let start = reg.start.max(floor);
+                if start < reg.end {
+                    floor = reg.end;
+                    push_range(
+                        out,
+                        start,
+                        reg.end,
+                        PageCategories::from_bits_truncate(reg.categories),
+                    );
+                }
             }
             if walk_end <= cur || walk_end > end {
                 return Err(self.invalid(format!(
                     "PAGEMAP_SCAN of {cur:#x}-{end:#x} stopped at {walk_end:#x}"
                 )));
             }
-            cur = walk_end;
+            floor = floor.max(self.regions[..n].last().map_or(cur, |r| r.end));
+            cur = walk_end.max(floor).min(end);
         }
         Ok(())
     }

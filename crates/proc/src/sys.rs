@@ -84,12 +84,34 @@ pub(crate) fn pagemap_scan(
     return_mask: u64,
     out: &mut [PageRegion],
 ) -> io::Result<(usize, u64)> {
+    pagemap_scan_with(fd, start, end, (0, 0), anyof_mask, return_mask, out)
+}
+
+/// `PM_SCAN_WP_MATCHING`: write-protect the pages the walk reports.
+pub(crate) const PM_SCAN_WP_MATCHING: u64 = 1 << 0;
+/// `PM_SCAN_CHECK_WPASYNC`: fail (EPERM) on an area without async
+/// userfaultfd write-protection.
+pub(crate) const PM_SCAN_CHECK_WPASYNC: u64 = 1 << 1;
+
+/// [`pagemap_scan`] with `(flags, category_mask)`: `PM_SCAN_*` flags, and
+/// the categories a page must all have to be reported.
+pub(crate) fn pagemap_scan_with(
+    fd: BorrowedFd<'_>,
+    start: u64,
+    end: u64,
+    (flags, category_mask): (u64, u64),
+    anyof_mask: u64,
+    return_mask: u64,
+    out: &mut [PageRegion],
+) -> io::Result<(usize, u64)> {
     let mut arg = PmScanArg {
         size: size_of::<PmScanArg>() as u64,
+        flags,
         start,
         end,
         vec: out.as_mut_ptr() as u64,
         vec_len: out.len() as u64,
+        category_mask,
         category_anyof_mask: anyof_mask,
         return_mask,
         ..PmScanArg::default()

@@ -900,3 +900,55 @@ fn this_process_reads_itself() {
     assert_eq!(m.path, file(exe, false));
     assert!(me.tasks().unwrap().contains(&pid));
 }
+
+/// More regions than one `PAGEMAP_SCAN` call returns (every other page of
+/// 64 MiB present): the kernel's `walk_end` may stop short of what it
+/// filled in, and no page may be reported twice or missed.
+#[test]
+fn a_scan_of_many_regions_reports_each_page_once() {
+    let n: u64 = 16384;
+    let len = (n * PAGE) as usize;
+    // SAFETY: a fresh private anonymous mapping, only used by this test
+    // and unmapped at its end.
+    let m = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(m, libc::MAP_FAILED);
+    let base = m as u64;
+    // SAFETY: within the mapping made above.
+    unsafe {
+        libc::madvise(m, len, libc::MADV_NOHUGEPAGE);
+        for i in (0..n).step_by(2) {
+            *(m as *mut u8).add((i * PAGE) as usize) = 1;
+        }
+    }
+    let mut pm = Task::open_self().unwrap().pagemap().unwrap();
+    let mut by_ioctl = Vec::new();
+    pm.scan_ioctl(
+        base,
+        base + n * PAGE,
+        PageCategories::PRESENT,
+        &mut by_ioctl,
+    )
+    .unwrap();
+    let mut by_read = Vec::new();
+    pm.scan_pagemap(base, base + n * PAGE, PageCategories::PRESENT, &mut by_read)
+        .unwrap();
+    // SAFETY: the mapping made above, no longer used.
+    unsafe { libc::munmap(m, len) };
+    let pages: u64 = by_ioctl.iter().map(|r| (r.end - r.start) / PAGE).sum();
+    assert_eq!(pages, n / 2, "each present page once");
+    assert!(
+        by_ioctl.windows(2).all(|w| w[0].end <= w[1].start),
+        "sorted, apart"
+    );
+    let starts = |v: &[PageRange]| v.iter().map(|r| (r.start, r.end)).collect::<Vec<_>>();
+    assert_eq!(starts(&by_ioctl), starts(&by_read));
+}

@@ -2,7 +2,7 @@
 //! anything (no process, file, terminal or cgroup): every image read and
 //! checked as the restore reads it, and the refusals of the restore's
 //! plans that depend on the images alone (kinds of memory areas, of open
-//! files and terminals, pages kept in a parent dump, registers this CPU
+//! files and terminals, pages kept in parent dumps that are not there, registers this CPU
 //! cannot hold, namespaces, the process tree).
 //!
 //! The dump runs it on what it wrote before it reports success (and
@@ -11,10 +11,9 @@
 
 use std::path::Path;
 
-use rcriu_images::pages::PE_PARENT;
-use rcriu_images::{ImageDir, ImageFile};
+use rcriu_images::ImageDir;
 
-use crate::{Error, Result, core, files, load, mm};
+use crate::{Result, core, files, load, mm};
 
 /// Checks the images in `dir`.
 pub fn check(dir: &Path) -> Result<()> {
@@ -27,16 +26,8 @@ pub fn check(dir: &Path) -> Result<()> {
         for v in &img.task.mm.vmas {
             mm::check_kind(pid, v)?;
         }
-        let mut runs = img.dir.pagemap(pid)?;
-        while let Some(run) = runs.next_run()? {
-            if run.flags & PE_PARENT != 0 {
-                return Err(Error::unsupported(format!(
-                    "restoring pages kept in a parent dump ({:#x}, {:?})",
-                    run.vaddr,
-                    ImageFile::Pagemap(pid.into()).name()
-                )));
-            }
-        }
+        // Pages kept in parent dumps must be found there.
+        crate::pages::resolve(&img.dir, pid)?;
         core::plan(img)?;
         files::check_kinds(img, &processes, &mut seen)?;
     }

@@ -1,8 +1,16 @@
 //! Pages: which runs of the pages file go where, batched into large
 //! `preadv`s (file-contiguous runs, up to UIO_MAXIOV iovecs each).
+//!
+//! Pages kept in a parent dump (`PE_PARENT` entries, after pre-dumps) are
+//! looked up through the chain of `parent` links, as CRIU does: each in
+//! the parent's pagemap of the same pid, which may send it further up.
+//! Such a dump's pages are gathered first, in its pagemap's order, into
+//! one memfd that the restore then reads as it reads a pages image.
 
-use rcriu_images::ImageFile;
-use rcriu_images::pages::{PE_PARENT, PE_PRESENT};
+use std::os::fd::OwnedFd;
+
+use rcriu_images::pages::{PE_PARENT, PE_PRESENT, PageRun};
+use rcriu_images::{ImageDir, ImageFile};
 use rcriu_parasite_abi::restorer::{IoVec, MAX_IOV_BATCH, Range, ReadBatch};
 
 use crate::load::Images;
@@ -26,6 +34,9 @@ pub struct PagePlan {
     batch_end: u64,
     /// The bytes of the last batch.
     batch_bytes: u64,
+    /// The pages gathered from the chain of parents, read in place of
+    /// `pages-<pages_id>.img`.
+    pub gathered: Option<OwnedFd>,
 }
 
 /// The most bytes one batch reads: batches are also what the restorer
@@ -121,29 +132,197 @@ fn holes(areas: &[(u64, u64)], covered: &[(u64, u64)]) -> Vec<Range> {
     out
 }
 
+/// The deepest chain of parents followed.
+const MAX_PARENTS: usize = 64;
+
+/// Where the bytes of a run of pages are: in the pages image of the dump
+/// `level` parents up, at `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece {
+    pub vaddr: u64,
+    pub len: u64,
+    pub level: usize,
+    pub off: u64,
+}
+
+/// The pagemaps of a dump and of the parents looked at, each with its
+/// pages image's id.
+struct Chain {
+    pid: u32,
+    levels: Vec<(ImageDir, Vec<PageRun>, u32)>,
+}
+
+fn read_runs(dir: &ImageDir, pid: u32) -> Result<(Vec<PageRun>, u32)> {
+    let mut r = dir.pagemap(pid)?;
+    let mut runs = Vec::new();
+    while let Some(run) = r.next_run()? {
+        if !run.is_empty() {
+            runs.push(run);
+        }
+    }
+    Ok((runs, r.pages_id()))
+}
+
+impl Chain {
+    /// The runs of the dump `level` parents up, read when first wanted.
+    fn level(&mut self, level: usize) -> Result<&[PageRun]> {
+        while self.levels.len() <= level {
+            let (below, _, _) = self.levels.last().expect("the dump itself is level 0");
+            let name = ImageFile::Pagemap(self.pid.into()).name();
+            if self.levels.len() > MAX_PARENTS {
+                return Err(Error::invalid(
+                    name,
+                    format!("pages kept more than {MAX_PARENTS} parents up"),
+                ));
+            }
+            let Some(dir) = below.parent()? else {
+                return Err(Error::invalid(
+                    format!("{}/{name}", below.path().display()),
+                    "has pages kept in a parent dump, but no parent images (no `parent` link)",
+                ));
+            };
+            let (runs, id) = read_runs(&dir, self.pid)?;
+            self.levels.push((dir, runs, id));
+        }
+        Ok(&self.levels[level].1)
+    }
+
+    /// Appends where `[start, end)` is, looked up from `level` on.
+    fn find(&mut self, level: usize, start: u64, end: u64, out: &mut Vec<Piece>) -> Result<()> {
+        let runs = self.level(level)?.to_vec();
+        let mut at = start;
+        let mut i = runs.partition_point(|r| r.end() <= start);
+        while at < end {
+            let Some(r) = runs.get(i).filter(|r| r.vaddr <= at) else {
+                let (dir, _, _) = &self.levels[level];
+                return Err(Error::invalid(
+                    format!(
+                        "{}/{}",
+                        dir.path().display(),
+                        ImageFile::Pagemap(self.pid.into()).name()
+                    ),
+                    format!("lacks the pages at {at:#x}, which a later dump keeps there"),
+                ));
+            };
+            let stop = r.end().min(end);
+            if r.flags & PE_PARENT != 0 {
+                self.find(level + 1, at, stop, out)?;
+            } else if let (true, Some(off)) = (r.flags & PE_PRESENT != 0, r.pages_offset) {
+                out.push(Piece {
+                    vaddr: at,
+                    len: stop - at,
+                    level,
+                    off: off + (at - r.vaddr),
+                });
+            } else {
+                return Err(Error::invalid(
+                    ImageFile::Pagemap(self.pid.into()).name(),
+                    format!("pages at {at:#x} neither present nor in a parent"),
+                ));
+            }
+            at = stop;
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
+/// The pieces of a dump's pages, and the dumps of the chain (each with
+/// its pages image's id) they lie in, by level.
+pub type Resolved = (Vec<Piece>, Vec<(ImageDir, u32)>);
+
+/// Where every page of `pid`'s dump in `dir` is, through the chain of
+/// parents, in the pagemap's order; `None` when the dump keeps none in a
+/// parent.
+pub fn resolve(dir: &ImageDir, pid: u32) -> Result<Option<Resolved>> {
+    let (runs, id) = read_runs(dir, pid)?;
+    if runs.iter().all(|r| r.flags & PE_PARENT == 0) {
+        return Ok(None);
+    }
+    let mut chain = Chain {
+        pid,
+        levels: vec![(dir.clone(), runs.clone(), id)],
+    };
+    let mut out = Vec::new();
+    for r in &runs {
+        if r.flags & PE_PARENT != 0 {
+            chain.find(1, r.vaddr, r.end(), &mut out)?;
+        } else if let (true, Some(off)) = (r.flags & PE_PRESENT != 0, r.pages_offset) {
+            out.push(Piece {
+                vaddr: r.vaddr,
+                len: r.len(),
+                level: 0,
+                off,
+            });
+        }
+    }
+    let dirs = chain.levels.into_iter().map(|(d, _, id)| (d, id)).collect();
+    Ok(Some((out, dirs)))
+}
+
+/// Gathers the pages of `pieces` into a memfd, back to back; returns it
+/// and the runs that read them from it.
+fn gather(pieces: &[Piece], dirs: &[(ImageDir, u32)]) -> Result<(OwnedFd, Vec<PageRun>)> {
+    use std::io::Write;
+    let fd = rustix::fs::memfd_create("rcriu-pages", rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(|e| Error::host("making a memfd for pages kept in parent dumps")(e.into()))?;
+    let mut out = std::fs::File::from(fd);
+    let files = dirs
+        .iter()
+        .map(|(d, id)| d.pages(*id))
+        .collect::<rcriu_images::Result<Vec<_>>>()?;
+    let mut buf = vec![0u8; 4 << 20];
+    let mut runs: Vec<PageRun> = Vec::new();
+    let mut off = 0;
+    for p in pieces {
+        let mut done = 0;
+        while done < p.len {
+            let n = ((p.len - done) as usize).min(buf.len());
+            files[p.level].read_pages_at(&mut buf[..n], p.off + done)?;
+            out.write_all(&buf[..n])
+                .map_err(Error::host("gathering pages kept in parent dumps"))?;
+            done += n as u64;
+        }
+        match runs.last_mut() {
+            Some(r) if r.end() == p.vaddr => r.nr_pages += p.len / rcriu_images::pages::PAGE_SIZE,
+            _ => runs.push(PageRun {
+                vaddr: p.vaddr,
+                nr_pages: p.len / rcriu_images::pages::PAGE_SIZE,
+                flags: PE_PRESENT,
+                pages_offset: Some(off),
+            }),
+        }
+        off += p.len;
+    }
+    Ok((OwnedFd::from(out), runs))
+}
+
 /// Plans the page reads of `img`'s process into the areas of `mem`, and
 /// marks the areas that get pages.
 pub fn plan(img: &Images, mem: &mut MemPlan) -> Result<PagePlan> {
     let pid = img.task.pid;
     let file = ImageFile::Pagemap(pid.into());
-    let mut runs = img.dir.pagemap(pid)?;
-    let pages_id = runs.pages_id();
-    let pages_len = img.dir.pages(pages_id)?.len();
+    let (runs, pages_id) = read_runs(&img.dir, pid)?;
+    let (runs, pages_len, gathered) = match resolve(&img.dir, pid)? {
+        None => (runs, img.dir.pages(pages_id)?.len(), None),
+        Some((pieces, dirs)) => {
+            let (fd, runs) = gather(&pieces, &dirs)?;
+            let len = pieces.iter().map(|p| p.len).sum();
+            log::info!(
+                "{} bytes of pages of {pid} gathered from {} dumps",
+                len,
+                dirs.len()
+            );
+            (runs, len, Some(fd))
+        }
+    };
     let mut plan = PagePlan {
         pages_id,
+        gathered,
         ..PagePlan::default()
     };
     let mut vma_idx = 0usize;
-    while let Some(run) = runs.next_run()? {
-        if run.is_empty() {
-            continue;
-        }
-        if run.flags & PE_PARENT != 0 {
-            return Err(Error::unsupported(format!(
-                "restoring pages kept in a parent dump ({:#x}, {file:?})",
-                run.vaddr
-            )));
-        }
+    for run in runs {
         let Some(off) = run.pages_offset else {
             continue; // not in this dump's pages: nothing to read
         };

@@ -108,10 +108,14 @@ impl<'a> ProcPlan<'a> {
         fds.fds.sort_by_key(|(fd, _, _)| *fd);
         let fs = files::plan_fs(img, &mut sh.opener)?;
         let exe = crate::open_exe(img, &mut sh.opener)?;
-        let pages_file: OwnedFd = img
-            .dir
-            .open_raw(ImageFile::Pages(pages.pages_id.into()))?
-            .into();
+        let mut pages = pages;
+        let pages_file: OwnedFd = match pages.gathered.take() {
+            Some(fd) => fd,
+            None => img
+                .dir
+                .open_raw(ImageFile::Pages(pages.pages_id.into()))?
+                .into(),
+        };
         let pages_file = Some(pages_file);
         let cgroups = cgroup::plan(img)?;
         Ok(ProcPlan {

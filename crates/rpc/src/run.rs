@@ -80,7 +80,11 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
             NetworkLock::Nftables => LockMethod::Nftables,
             NetworkLock::Skip => LockMethod::Skip,
         })
-        .stats_dir(&work);
+        .stats_dir(&work)
+        .track_mem(o.track_mem);
+    if let Some(p) = &o.prev_images_dir {
+        d = d.prev_images_dir(p);
+    }
     if actions.any() {
         d = d.hook(hook);
     }
@@ -89,6 +93,36 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
     }
     let stats = d.run()?;
     log::info!("Dumping finished successfully");
+    if o.display_stats {
+        display_stats(&work, ImageFile::StatsDump);
+    }
+    Ok(stats)
+}
+
+/// Pre-dumps `-t PID` into the images directory: its memory, while it
+/// runs ([`rcriu_dump::predump`]). As criu's pre-dump, it runs no action
+/// script.
+pub fn pre_dump(o: &Options, face: Face) -> Result<DumpStats> {
+    admit(o, Command::PreDump, face)?;
+    let pid = o
+        .tree
+        .ok_or_else(|| Error::Refused("pid not specified".into()))?;
+    if !Path::new(&format!("/proc/{pid}")).exists() {
+        return Err(Error::NoProcess(pid));
+    }
+    log::info!("Pre-dumping processes (pid: {pid})");
+    let work = o.work_dir();
+    let stats = rcriu_dump::predump::run(&rcriu_dump::predump::Options {
+        pid,
+        dir: o.images_dir(),
+        parent: o.prev_images_dir.clone(),
+        mode: match o.pre_dump_mode {
+            rcriu_opts::options::PreDumpMode::Splice => 1,
+            rcriu_opts::options::PreDumpMode::Read => 2,
+        },
+        stats_dir: Some(work.clone()),
+    })?;
+    log::info!("Pre-dumping finished successfully");
     if o.display_stats {
         display_stats(&work, ImageFile::StatsDump);
     }

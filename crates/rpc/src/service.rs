@@ -4,7 +4,7 @@
 //!
 //! - VERSION: the CRIU version whose images, options and RPC rcriu
 //!   speaks (4.2), named "rcriu" in `name`.
-//! - FEATURE_CHECK: `mem_track`, `lazy_pages` and `pidfd_store`, each
+//! - FEATURE_CHECK: `mem_track` true; `lazy_pages` and `pidfd_store`
 //!   false until rcriu does them.
 //! - CHECK, DUMP, RESTORE: done with the request's options (over the
 //!   configuration files, then its `config_file`); the caller's fds
@@ -13,9 +13,11 @@
 //!   directory (`criu.log` by default). With `notify_scripts` each stage
 //!   is sent to the caller, and waits for its ack.
 //! - WAIT_PID: waits for a child of the worker.
-//! - PRE_DUMP, SINGLE_PRE_DUMP, PAGE_SERVER, PAGE_SERVER_CHLD,
-//!   CPUINFO_DUMP, CPUINFO_CHECK: answered with a failure saying they are
-//!   not supported yet.
+//! - PRE_DUMP: pre-dumps (`run::pre_dump`) while PRE_DUMP requests come
+//!   on the connection, then does the DUMP that ends them, as criu's
+//!   `pre_dump_loop`; SINGLE_PRE_DUMP: one pre-dump.
+//! - PAGE_SERVER, PAGE_SERVER_CHLD, CPUINFO_DUMP, CPUINFO_CHECK: answered
+//!   with a failure saying they are not supported yet.
 //! - Anything else: an EMPTY failure, "Invalid req".
 //!
 //! `keep_open` keeps the connection for another request after VERSION,
@@ -277,10 +279,10 @@ fn handle(
         }
         Some(CriuReqType::FeatureCheck) => {
             let mut r = resp(CriuReqType::FeatureCheck, true);
-            // Asked or not, each answer is there, false: rcriu has none
-            // of the three yet.
+            // Asked or not, each answer is there: memory tracking (on
+            // userfaultfd write-protection), not the other two yet.
             r.features = Some(CriuFeatures {
-                mem_track: Some(false),
+                mem_track: Some(true),
                 lazy_pages: Some(false),
                 pidfd_store: Some(false),
             });
@@ -309,14 +311,8 @@ fn handle(
             dump(conn, base, req)
         }
         Some(CriuReqType::Restore) => restore(conn, base, req),
-        Some(CriuReqType::PreDump) => {
-            not_yet(CriuReqType::PreDump, "pre-dump", None);
-            1
-        }
-        Some(CriuReqType::SinglePreDump) => {
-            not_yet(CriuReqType::SinglePreDump, "pre-dump", None);
-            1
-        }
+        Some(CriuReqType::PreDump) => pre_dump_loop(conn, base, req),
+        Some(CriuReqType::SinglePreDump) => pre_dump(conn, base, req, true),
         Some(CriuReqType::PageServer | CriuReqType::PageServerChld) => {
             not_yet(CriuReqType::PageServer, "the page server", None)
         }
@@ -516,6 +512,65 @@ fn dump(conn: &Conn, base: &Options, req: &CriuReq) -> i32 {
     };
     crate::log::close();
     status
+}
+
+/// One pre-dump, answered as `SINGLE_PRE_DUMP` when `single`, else as
+/// `PRE_DUMP`; the worker's status.
+fn pre_dump(conn: &Conn, base: &Options, req: &CriuReq, single: bool) -> i32 {
+    crate::log::keep_first_error();
+    let result =
+        setup(conn, base, Command::PreDump, req).and_then(|o| run::pre_dump(&o, Face::Rpc));
+    let t = if single {
+        CriuReqType::SinglePreDump
+    } else {
+        CriuReqType::PreDump
+    };
+    let mut r = resp(t, result.is_ok());
+    if let Err(e) = &result {
+        log::error!("{}", crate::report(e));
+        r.cr_errno = errno_of(e);
+    }
+    r.cr_errmsg = crate::log::first_error().map(String::into_bytes);
+    let status = match conn.send(&r) {
+        Ok(()) => i32::from(result.is_err()),
+        Err(e) => {
+            log::error!("Can't send response: {}", crate::report(&e));
+            1
+        }
+    };
+    crate::log::close();
+    status
+}
+
+/// criu's `pre_dump_loop`: pre-dumps while PRE_DUMP requests come, then
+/// the DUMP that ends them (anything else is a bad sequence).
+fn pre_dump_loop(conn: &Conn, base: &Options, first: &CriuReq) -> i32 {
+    let mut req = first.clone();
+    loop {
+        let status = pre_dump(conn, base, &req, false);
+        if status != 0 {
+            return status;
+        }
+        req = match conn.recv() {
+            Ok(Some(r)) => r,
+            Ok(None) => return 1,
+            Err(e) => {
+                log::error!("Can't recv request: {}", crate::report(&e));
+                return 1;
+            }
+        };
+        match CriuReqType::try_from(req.r#type).ok() {
+            Some(CriuReqType::PreDump) => {}
+            Some(CriuReqType::Dump) => return dump(conn, base, &req),
+            _ => {
+                log::error!("Bad req seq");
+                let mut r = resp(CriuReqType::Empty, false);
+                r.cr_errmsg = Some(b"Bad req seq".to_vec());
+                let _ = conn.send(&r);
+                return 1;
+            }
+        }
+    }
 }
 
 fn restore(conn: &Conn, base: &Options, req: &CriuReq) -> i32 {

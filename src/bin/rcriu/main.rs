@@ -234,7 +234,7 @@ fn command(cmd: Command, options: Options) -> u8 {
     // A dump makes its images directory (0700: images hold every secret
     // the process had); the others need it to exist, as criu does, but
     // for the service, which has none.
-    if cmd == Command::Dump {
+    if matches!(cmd, Command::Dump | Command::PreDump) {
         if let Err(e) = std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -270,6 +270,7 @@ fn command(cmd: Command, options: Options) -> u8 {
     }
     let result = match cmd {
         Command::Dump => dump(&options),
+        Command::PreDump => pre_dump(&options),
         Command::Restore => restore(&options),
         Command::Check => {
             return match rcriu::rpc::run::admit(&options, cmd, Face::Cli) {
@@ -312,6 +313,10 @@ fn dump(o: &Options) -> Result<(), rcriu::rpc::Error> {
     })?;
     let actions = Actions::new(&o.action_scripts, &o.work_dir(), &o.images_dir());
     run::dump(o, Face::Cli, &actions).map(drop)
+}
+
+fn pre_dump(o: &Options) -> Result<(), rcriu::rpc::Error> {
+    run::pre_dump(o, Face::Cli).map(drop)
 }
 
 fn restore(o: &Options) -> Result<(), rcriu::rpc::Error> {

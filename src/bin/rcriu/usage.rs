@@ -20,7 +20,7 @@ Usage:
 
 Commands:
   dump           checkpoint a process identified by pid
-  pre-dump       pre-dump a process (not supported yet)
+  pre-dump       write the memory of a running process, tracking its writes
   restore        restore a process
   check          say which features rcriu has on this kernel
   page-server    launch a page server (not supported yet)
