@@ -154,7 +154,10 @@ fn released(pid: i32) -> bool {
         let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
         let mut fields = rest.split_whitespace();
         let state = fields.next().unwrap_or("?");
-        let flags: u64 = fields.nth(5).and_then(|f| f.parse().ok()).unwrap_or(u64::MAX);
+        let flags: u64 = fields
+            .nth(5)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(u64::MAX);
         if field("TracerPid:") != "0"
             || pending("SigPnd:") & kill_bit != 0
             || pending("ShdPnd:") & kill_bit != 0
@@ -404,6 +407,50 @@ fn dumps_of_threads_under_fire() {
 #[test]
 fn dumps_to_tmpfs_under_fire() {
     dumps_under_fire("3", &TempDir::in_shm("trust-shm"));
+}
+
+/// Job control while a `--leave-running` dump holds the target (issue 19,
+/// defect 3: a SIGCONT was lost and the target stayed stopped for good):
+/// a SIGSTOP then a SIGCONT sent while it is traced leave it running; a
+/// SIGSTOP alone leaves it stopped (the control that the state check
+/// sees a stop). Sent at a handshake (the target traced), not at a time.
+#[test]
+fn job_control_during_a_dump_is_kept() {
+    let _g = trace_lock();
+    require_root();
+    no_inherited_fds();
+    let images = TempDir::new("trust-jobctl");
+    let dir = images.path().join("images");
+    let w = Workload::start("trust", &["256", "3"]);
+    w.wait_in("sigsuspend");
+    let pid = w.pid;
+    for (b, want) in [(Blow::StopCont, &['R', 'S'][..]), (Blow::Stop, &['T'][..])] {
+        let mut within = false;
+        for _ in 0..5 {
+            assert!(within_settle(|| in_sigsuspend(pid)), "{pid} waits");
+            let before = looks(pid);
+            let child = start_dump(pid, &dir);
+            assert!(
+                within_settle(|| !tracer(pid).ends_with("\t0")),
+                "the dump seizes {pid}"
+            );
+            signal(pid, libc::SIGSTOP);
+            if b == Blow::StopCont {
+                signal(pid, libc::SIGCONT);
+            }
+            // Both signals fell within the dump when it still holds the target.
+            within = !tracer(pid).ends_with("\t0");
+            let status = finish(child);
+            if let Some(h) = harm(pid, &before, want) {
+                panic!("{b:?} during a dump, rcriu status {status:#x}: {h}");
+            }
+            if within {
+                break;
+            }
+        }
+        assert!(within, "{b:?}: the signals fell within a dump of {pid}");
+    }
+    w.verdict().expect("the target is intact");
 }
 
 /// The verdict of a restored `trust` (as `Workload::verdict`).
