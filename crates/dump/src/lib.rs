@@ -166,6 +166,7 @@ pub struct Dump {
     file_locks: bool,
     sockets: sockets::Options,
     stats_dir: Option<PathBuf>,
+    key: Option<rcriu_images::crypt::Key>,
     hook: Option<Hooked>,
 }
 
@@ -184,8 +185,17 @@ impl Dump {
             file_locks: false,
             sockets: sockets::Options::default(),
             stats_dir: None,
+            key: None,
             hook: None,
         }
+    }
+
+    /// Encrypt every image with `key` (rcriu's `--encrypt`; see
+    /// [`rcriu_images::crypt`]): the images are rcriu's, not CRIU's, and
+    /// restore only with the key.
+    pub fn encrypt(mut self, key: rcriu_images::crypt::Key) -> Dump {
+        self.key = Some(key);
+        self
     }
 
     /// Where the images go (created mode 0700 when missing; every image is
@@ -317,6 +327,7 @@ impl Dump {
             sockets: self.sockets,
             run_id: inventory::run_id(),
             stats_dir: self.stats_dir,
+            key: self.key,
             hook: self.hook,
         })
     }
