@@ -203,9 +203,20 @@ struct Crypt {
     key: Key,
     dump_id: [u8; 16],
     staged: std::sync::Mutex<std::collections::BTreeMap<String, File>>,
+    /// The digests of the files sealed (for the manifest).
+    sealed: std::sync::Mutex<std::collections::BTreeMap<String, crate::manifest::Digest>>,
 }
 
 impl Crypt {
+    fn new(key: Key, dump_id: [u8; 16]) -> Arc<Crypt> {
+        Arc::new(Crypt {
+            key,
+            dump_id,
+            staged: Default::default(),
+            sealed: Default::default(),
+        })
+    }
+
     fn staged(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, File>> {
         self.staged.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -312,11 +323,7 @@ impl ImageDir {
                     });
                 }
                 let dump_id = *m.dump_id().expect("matched as encrypted");
-                d.crypt = Some(Arc::new(Crypt {
-                    key,
-                    dump_id,
-                    staged: Default::default(),
-                }));
+                d.crypt = Some(Crypt::new(key, dump_id));
                 m
             }
             (Some(m), None) => m,
@@ -335,8 +342,19 @@ impl ImageDir {
                 r => r?,
             };
             let keep = KEEP_FILE.min(KEEP_ALL - kept);
-            let hashed_keep = if d.crypt.is_some() { 0 } else { keep };
-            let (have, bytes) = crate::manifest::digest_keeping(&f, &path, hashed_keep)?;
+            // An encrypted file's digest comes as it is decrypted.
+            let (have, bytes, plain) = match &d.crypt {
+                Some(c) => {
+                    let plain = memfd(name).map_err(|e| Error::io("decrypting", &path, e))?;
+                    let (len, have) =
+                        crate::crypt::open(&c.key, &c.dump_id, name, &f, &plain, &path)?;
+                    (have, None, Some((plain, len)))
+                }
+                None => {
+                    let (have, bytes) = crate::manifest::digest_keeping(&f, &path, keep)?;
+                    (have, bytes, None)
+                }
+            };
             if have.size != want.size {
                 return Err(Error::Tampered {
                     file: name.to_owned(),
@@ -349,10 +367,8 @@ impl ImageDir {
                     what: "is not what the dump wrote (its hash differs)".into(),
                 });
             }
-            let checked = match (&d.crypt, bytes) {
-                (Some(c), _) => {
-                    let plain = memfd(name).map_err(|e| Error::io("decrypting", &path, e))?;
-                    let len = crate::crypt::open(&c.key, &c.dump_id, name, &f, &plain, &path)?;
+            let checked = match (plain, bytes) {
+                (Some((plain, len)), _) => {
                     if len as usize <= keep {
                         let mut b = vec![0u8; len as usize];
                         std::os::unix::fs::FileExt::read_exact_at(&plain, &mut b, 0)
@@ -411,11 +427,7 @@ impl ImageDir {
     /// them into the directory.
     pub fn create_encrypted(path: impl Into<PathBuf>, key: Key) -> Result<Self> {
         let mut d = Self::create(path)?;
-        d.crypt = Some(Arc::new(Crypt {
-            key,
-            dump_id: crate::crypt::new_dump_id()?,
-            staged: Default::default(),
-        }));
+        d.crypt = Some(Crypt::new(key, crate::crypt::new_dump_id()?));
         Ok(d)
     }
 
@@ -450,10 +462,21 @@ impl ImageDir {
                 .map_err(|e| Error::io("examining the staged", &path, e))?
                 .len();
             let out = self.create_on_disk(&name)?;
-            crate::crypt::seal(&c.key, &c.dump_id, &name, &plain, len, &out, &path)?;
+            let digest = crate::crypt::seal(&c.key, &c.dump_id, &name, &plain, len, &out, &path)?;
+            c.sealed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.clone(), digest);
             names.push(name);
         }
         Ok(names)
+    }
+
+    /// The digest of file `name` of an encrypted dump, sealed.
+    pub(crate) fn sealed_digest(&self, name: &str) -> Option<crate::manifest::Digest> {
+        let c = self.crypt.as_ref()?;
+        let sealed = c.sealed.lock().unwrap_or_else(|p| p.into_inner());
+        sealed.get(name).copied()
     }
 
     /// Room for a pages image ([`PagesRoom`]): in the directory, or for

@@ -124,6 +124,11 @@ impl Manifest {
                 let Some(name) = names.get(i) else {
                     return Ok(out);
                 };
+                // An encrypted file's, as sealed (see crate::crypt).
+                if let Some(d) = dir.sealed_digest(name) {
+                    out.push(((*name).to_owned(), d));
+                    continue;
+                }
                 let f = dir.open_named(name)?;
                 out.push(((*name).to_owned(), digest(&f, &dir.path().join(name))?));
             }
