@@ -402,7 +402,10 @@ fn encrypted_dumps_restore_with_their_key_alone() {
     let wrong: &[&str] = &["--encrypt-key-file", wrong_file.to_str().unwrap()];
     let encrypted = [&["--encrypt"][..], key].concat();
 
-    let mut w = Workload::start("trust", &["12", "2", "restored"]);
+    // 72 MiB: past the size for which the dump reserves room for the
+    // pages, which an encrypted dump reserves in memory, for the parasite
+    // and a helper thread to fill.
+    let mut w = Workload::start("trust", &["72", "2", "restored"]);
     w.wait_in("sigsuspend");
     let pid = w.pid;
     dump_with(pid, &a, &encrypted);

@@ -223,7 +223,7 @@ impl Manifest {
             Some(rest) => {
                 let id = rest
                     .strip_prefix(ENCRYPTED)
-                    .and_then(|h| parse_hex::<16>(h))
+                    .and_then(parse_hex::<16>)
                     .ok_or_else(|| bad(1, format!("the first line {first:?} is not a header")))?;
                 Some(id)
             }
