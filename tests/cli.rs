@@ -628,6 +628,18 @@ fn a_set_user_id_copy_refuses_to_run() {
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o2755)).unwrap();
     let err = failed(&as_nobody(&["--version"]));
     assert!(err.contains("refusing to run set-group-ID"), "{err}");
+    // Nor with file capabilities (the real and effective ids alike, the
+    // exec marked secure).
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let st = Command::new("setcap")
+        .arg("cap_sys_ptrace,cap_checkpoint_restore=ep")
+        .arg(&copy)
+        .status()
+        .expect("running setcap");
+    assert!(st.success(), "setcap");
+    let err = failed(&as_nobody(&["dump", "-t", "1", "-D", never]));
+    assert!(err.contains("privileges its caller lacks"), "{err}");
+    assert!(!Path::new(never).exists());
 }
 
 #[test]
