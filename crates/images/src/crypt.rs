@@ -416,44 +416,6 @@ mod tests {
         }
     }
 
-    /// Not a measure (benches are): where a seal's time goes, by hand.
-    #[test]
-    #[ignore]
-    fn seal_speed() {
-        let len = 1usize << 30;
-        let plain = memfd();
-        let chunk = vec![0x5au8; 1 << 20];
-        for i in 0..(len >> 20) {
-            plain.write_all_at(&chunk, (i << 20) as u64).unwrap();
-        }
-        let key = Key::parse(&[7u8; 32], "k").unwrap();
-        let out = memfd();
-        let t = std::time::Instant::now();
-        seal(
-            &key,
-            &[1; 16],
-            "p",
-            &plain,
-            len as u64,
-            &out,
-            Path::new("o"),
-        )
-        .unwrap();
-        eprintln!("seal: {:?}", t.elapsed());
-        let back = memfd();
-        let t = std::time::Instant::now();
-        open(&key, &[1; 16], "p", &out, &back, Path::new("o")).unwrap();
-        eprintln!("open: {:?}", t.elapsed());
-        let t = std::time::Instant::now();
-        let c = Aes256Gcm::new(&[1u8; 32].into());
-        let mut b = vec![0u8; 1 << 20];
-        for k in 0..256 {
-            c.encrypt_in_place_detached(&nonce(k, false), b"", &mut b)
-                .unwrap();
-        }
-        eprintln!("256 MiB encrypted in place, one thread: {:?}", t.elapsed());
-    }
-
     #[test]
     fn keys_parse_raw_or_hex() {
         let hex = "00".repeat(31) + "ff\n";
