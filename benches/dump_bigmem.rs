@@ -5,7 +5,8 @@
 //! `cargo bench --bench dump_bigmem` (`-- ROUNDS` to change the number of
 //! rounds, 5 by default). Reports the medians of dd, of the dump's frozen
 //! time (stats-dump's `frozen_time`) and of its wall time, and their
-//! ratios to dd.
+//! ratios to dd; then the same for dumps with `--encrypt`, in the same
+//! rounds, and their ratios to the plain dumps.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -37,13 +38,22 @@ struct Round {
     memdump: Duration,
 }
 
+/// The key of the encrypted dumps.
+fn key() -> rcriu::images::crypt::Key {
+    rcriu::images::crypt::Key::parse(&[0x42; 32], "of the bench").expect("32 bytes")
+}
+
 fn dump(pid: i32, dir: &PathBuf) -> Round {
+    dump_with(pid, dir, None)
+}
+
+fn dump_with(pid: i32, dir: &PathBuf, key: Option<rcriu::images::crypt::Key>) -> Round {
     let t = Instant::now();
-    let s = Dump::new(pid)
-        .images_dir(dir)
-        .leave_running(true)
-        .run()
-        .expect("dumping bigmem");
+    let mut d = Dump::new(pid).images_dir(dir).leave_running(true);
+    if let Some(k) = key {
+        d = d.encrypt(k);
+    }
+    let s = d.run().expect("dumping bigmem");
     let wall = t.elapsed();
     assert!(s.pages_written >= MIB * 256, "{} pages", s.pages_written);
     // What the manifest's hashing costs (the dump does it after the
@@ -117,6 +127,7 @@ fn main() {
 
     let (mut dds, mut frozen, mut wall, mut memdump, mut hash) =
         (vec![], vec![], vec![], vec![], vec![]);
+    let (mut enc_frozen, mut enc_wall) = (vec![], vec![]);
     for _ in 0..rounds {
         dds.push(dd(&dd_out));
         let r = dump(w.pid, &dir);
@@ -124,6 +135,9 @@ fn main() {
         wall.push(r.wall);
         memdump.push(r.memdump);
         hash.push(r.hash);
+        let e = dump_with(w.pid, &dir, Some(key()));
+        enc_frozen.push(e.frozen);
+        enc_wall.push(e.wall);
     }
     let (d, f, wl, m) = (median(dds), median(frozen), median(wall), median(memdump));
     println!("1 GiB dump to tmpfs, median of {rounds} rounds:");
@@ -149,6 +163,17 @@ fn main() {
          (in the wall time above)",
         ms(h),
         100.0 * h.as_secs_f64() / f.as_secs_f64()
+    );
+    let (ef, ew) = (median(enc_frozen), median(enc_wall));
+    println!(
+        "  encrypted: frozen      {:8.1} ms  = {:.2} x the plain dump's",
+        ms(ef),
+        ef.as_secs_f64() / f.as_secs_f64()
+    );
+    println!(
+        "  encrypted: wall time   {:8.1} ms  = {:.2} x the plain dump's",
+        ms(ew),
+        ew.as_secs_f64() / wl.as_secs_f64()
     );
     w.verdict()
         .expect("bigmem's memory is intact after the dumps");

@@ -4,7 +4,9 @@
 //! issue's baseline). Needs root.
 //!
 //! `cargo bench --bench restore_bigmem` (`-- ROUNDS`, 5 by default).
-//! Reports the medians of the preadv, of the restore and their ratio.
+//! Reports the medians of the preadv, of the restore and their ratio; then
+//! of the restore of the same process dumped with `--encrypt`, in the
+//! same rounds, and its ratio to the plain restore.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -101,12 +103,21 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(5);
     let dir = Path::new("/dev/shm/rcriu-bench-restore");
+    let enc = Path::new("/dev/shm/rcriu-bench-restore-encrypted");
     let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(enc);
+    let key = rcriu::images::crypt::Key::parse(&[0x42; 32], "of the bench").expect("32 bytes");
     let mut w = Workload::start("bigmem", &[&MIB.to_string()]);
     let pid = w.pid;
     let addr = u64::from_str_radix(w.fact("addr").trim_start_matches("0x"), 16).expect("addr");
     let before = area(pid, addr);
     assert_eq!(before.rss_kb, (MIB as u64) << 10, "{before:?}");
+    Dump::new(pid)
+        .images_dir(enc)
+        .leave_running(true)
+        .encrypt(key.clone())
+        .run()
+        .expect("dumping bigmem encrypted");
     Dump::new(pid)
         .images_dir(dir)
         .run()
@@ -116,30 +127,39 @@ fn main() {
 
     // Warm-up: the first touch of a large buffer is slower here.
     preadv_baseline(&pages);
-    let (mut base, mut restore) = (Vec::new(), Vec::new());
+    let (mut base, mut restore, mut encrypted) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         base.push(preadv_baseline(&pages));
-        let t = Instant::now();
-        let r = Restore::new(dir)
-            .detach(true)
-            .run()
-            .expect("restoring bigmem");
-        restore.push(t.elapsed());
-        assert_eq!(r.pid, pid);
-        // Every page resident and anonymous, the same VmFlags: nothing
-        // left to fault in lazily.
-        assert_eq!(area(pid, addr), before, "the restored area");
-        // SAFETY: a plain kill of the process we restored.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        wait_exit(pid).expect("the restored process ends");
+        for (from, times) in [(dir, &mut restore), (enc, &mut encrypted)] {
+            let t = Instant::now();
+            let mut r = Restore::new(from).detach(true);
+            if from == enc {
+                r = r.key(key.clone());
+            }
+            let r = r.run().expect("restoring bigmem");
+            times.push(t.elapsed());
+            assert_eq!(r.pid, pid);
+            // Every page resident and anonymous, the same VmFlags: nothing
+            // left to fault in lazily.
+            assert_eq!(area(pid, addr), before, "the restored area");
+            // SAFETY: a plain kill of the process we restored.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            wait_exit(pid).expect("the restored process ends");
+        }
     }
-    let (b, r) = (median(base), median(restore));
+    let (b, r, e) = (median(base), median(restore), median(encrypted));
     println!(
         "1 GiB restore from tmpfs, median of {rounds}: preadv {:.1} ms, restore {:.1} ms ({:.2}x)",
         b.as_secs_f64() * 1e3,
         r.as_secs_f64() * 1e3,
         r.as_secs_f64() / b.as_secs_f64()
     );
+    println!(
+        "encrypted: restore {:.1} ms ({:.2}x the plain restore)",
+        e.as_secs_f64() * 1e3,
+        e.as_secs_f64() / r.as_secs_f64()
+    );
     let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(enc);
     drop(w);
 }

@@ -628,6 +628,18 @@ fn a_set_user_id_copy_refuses_to_run() {
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o2755)).unwrap();
     let err = failed(&as_nobody(&["--version"]));
     assert!(err.contains("refusing to run set-group-ID"), "{err}");
+    // Nor with file capabilities (the real and effective ids alike, the
+    // exec marked secure).
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let st = Command::new("setcap")
+        .arg("cap_sys_ptrace,cap_checkpoint_restore=ep")
+        .arg(&copy)
+        .status()
+        .expect("running setcap");
+    assert!(st.success(), "setcap");
+    let err = failed(&as_nobody(&["dump", "-t", "1", "-D", never]));
+    assert!(err.contains("privileges its caller lacks"), "{err}");
+    assert!(!Path::new(never).exists());
 }
 
 #[test]
@@ -728,4 +740,34 @@ fn restore_sibling_makes_the_caller_the_parent() {
         }
         w.verdict().expect("the restored process is intact");
     }
+}
+
+/// Encryption is not taken with pre-copy: a pre-dump or a dump onto a
+/// parent with --encrypt is refused by name, the process left running.
+#[test]
+fn encryption_with_pre_copy_is_refused_by_name() {
+    let _g = common::setup();
+    let w = common::start("dump_state", &[]);
+    let t = TempDir::new("cli-encrypt-precopy");
+    let key = t.path().join("key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    let pid = w.pid.to_string();
+    for extra in [
+        &["pre-dump"][..],
+        &["dump", "--track-mem", "--prev-images-dir", "../1"][..],
+    ] {
+        let (cmd, rest) = extra.split_first().unwrap();
+        let out = run(rcriu()
+            .arg(cmd)
+            .args(["-t", &pid, "-D"])
+            .arg(t.path().join("2"))
+            .args(rest)
+            .arg("--encrypt")
+            .arg("--encrypt-key-file")
+            .arg(&key));
+        assert!(!out.status.success(), "{extra:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains("--encrypt with pre-copy"), "{extra:?}: {err}");
+    }
+    w.verdict().expect("the process runs on untouched");
 }

@@ -26,9 +26,14 @@ fn rcriu() -> Command {
 const HUNG: Duration = Duration::from_secs(60);
 
 fn dump(pid: i32, dir: &Path) {
+    dump_with(pid, dir, &[]);
+}
+
+fn dump_with(pid: i32, dir: &Path, extra: &[&str]) {
     let out = rcriu()
         .args(["dump", "-R", "-t", &pid.to_string(), "-D"])
         .arg(dir)
+        .args(extra)
         .stdin(Stdio::null())
         .output()
         .expect("running rcriu dump");
@@ -42,9 +47,31 @@ struct Outcome {
 }
 
 fn restore(dir: &Path) -> Outcome {
-    let mut child = rcriu()
+    restore_with(dir, &[], None)
+}
+
+/// A restore with options `extra`, and `key` as the restore's fd 9.
+fn restore_with(dir: &Path, extra: &[&str], key: Option<&std::fs::File>) -> Outcome {
+    let mut cmd = rcriu();
+    if let Some(k) = key {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let fd = k.as_raw_fd();
+        // SAFETY: between fork and exec, one async-signal-safe dup2 of an
+        // fd the parent holds open.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(fd, 9) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        };
+    }
+    let mut child = cmd
         .args(["restore", "-d", "-D"])
         .arg(dir)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -348,4 +375,120 @@ fn every_corruption_is_refused_with_the_manifest_and_never_hangs_without() {
         failures.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `--encrypt`: every image of the dump, pages included, encrypted and
+/// authenticated; restored whole with its key (from a file, or from a
+/// descriptor), and refused by name, before anything starts, without
+/// it, with another key, unencrypted images with a key, a flipped byte,
+/// a pages file cut short (inside a chunk or at a chunk boundary), a
+/// file or the manifest from another encrypted dump with the same key,
+/// and a missing manifest. The controls: the pristine dumps restore.
+#[test]
+fn encrypted_dumps_restore_with_their_key_alone() {
+    use rcriu::images::crypt::{CHUNK, HEADER_LEN, MAGIC};
+    let _g = trace_lock();
+    require_root();
+    no_inherited_fds();
+    become_subreaper();
+    let home = TempDir::new("encrypted");
+    let p = |n: &str| home.path().join(n);
+    let (a, b, plain, work) = (p("a"), p("b"), p("plain"), p("work"));
+    std::fs::write(p("key"), format!("{}\n", "5a".repeat(32))).unwrap();
+    std::fs::write(p("wrong"), [0xa5u8; 32]).unwrap();
+    let key_file = p("key");
+    let key: &[&str] = &["--encrypt-key-file", key_file.to_str().unwrap()];
+    let wrong_file = p("wrong");
+    let wrong: &[&str] = &["--encrypt-key-file", wrong_file.to_str().unwrap()];
+    let encrypted = [&["--encrypt"][..], key].concat();
+
+    // 72 MiB: past the size for which the dump reserves room for the
+    // pages, which an encrypted dump reserves in memory, for the parasite
+    // and a helper thread to fill.
+    let mut w = Workload::start("trust", &["72", "2", "restored"]);
+    w.wait_in("sigsuspend");
+    let pid = w.pid;
+    dump_with(pid, &a, &encrypted);
+    dump_with(pid, &b, &encrypted);
+    dump(pid, &plain);
+    signal(pid, libc::SIGKILL);
+    w.reap();
+    let outfile: PathBuf = w.outfile.clone();
+    // Every file but the manifest is encrypted.
+    let names = files(&a);
+    assert!(names.contains(&MANIFEST.to_string()));
+    for name in names.iter().filter(|n| *n != MANIFEST) {
+        let bytes = std::fs::read(a.join(name)).unwrap();
+        assert!(bytes.starts_with(MAGIC), "{name} is not encrypted");
+    }
+    let pages = names
+        .iter()
+        .find(|n| n.starts_with("pages-"))
+        .expect("a pages image")
+        .clone();
+    let core = format!("core-{pid}.img");
+
+    copy_dir(&a, &work);
+    let refused = |extra: &[&str], says: &str| {
+        let o = restore_with(&work, extra, None);
+        assert!(
+            o.status.is_some_and(|s| s.code() == Some(1)) && o.stderr.contains(says),
+            "expected a refusal saying {says:?}: {:?} {}",
+            o.status,
+            o.stderr
+        );
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "refused ({says}), yet a process is left"
+        );
+    };
+    refused(&[], "are encrypted: restoring them needs their key");
+    refused(
+        wrong,
+        "rcriu-manifest is not authenticated by the key given",
+    );
+    // A plain dump is not taken for an encrypted one when a key is given.
+    let o = restore_with(&plain, key, None);
+    assert!(o.stderr.contains("are not encrypted"), "{}", o.stderr);
+    // A byte of the pages flipped.
+    let path = work.join(&pages);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let len = bytes.len() as u64;
+    assert!(len > HEADER_LEN + 2 * CHUNK, "{pages} spans chunks");
+    bytes[(len / 2) as usize] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+    refused(key, &pages);
+    // Cut short, inside a chunk and at a chunk boundary.
+    for cut in [len - 1000, HEADER_LEN + CHUNK + 16] {
+        put_back(&work, &a, &pages);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(cut))
+            .unwrap();
+        refused(key, &pages);
+    }
+    put_back(&work, &a, &pages);
+    // A file of the other dump, under its own name, with the same key;
+    // then the other dump's manifest over this dump's files.
+    std::fs::copy(b.join(&core), work.join(&core)).unwrap();
+    refused(key, &core);
+    put_back(&work, &a, &core);
+    std::fs::copy(b.join(MANIFEST), work.join(MANIFEST)).unwrap();
+    refused(key, "the images are not the ones the dump wrote");
+    // Without the manifest.
+    std::fs::remove_file(work.join(MANIFEST)).unwrap();
+    refused(&[], "are encrypted: restoring them needs their key");
+    refused(key, "has no manifest of encrypted images");
+    put_back(&work, &a, MANIFEST);
+
+    // The controls: each pristine dump restores whole, with its key from
+    // a file, then from a descriptor.
+    let o = restore_with(&work, key, None);
+    assert!(o.status.is_some_and(|s| s.success()), "{}", o.stderr);
+    verdict_of(pid, &outfile).expect("the encrypted dump restores whole");
+    let fd = std::fs::File::open(&key_file).unwrap();
+    let o = restore_with(&b, &["--encrypt-key-fd", "9"], Some(&fd));
+    assert!(o.status.is_some_and(|s| s.success()), "{}", o.stderr);
+    verdict_of(pid, &outfile).expect("the other encrypted dump restores whole");
 }

@@ -81,6 +81,45 @@ fn a_corrupted_regular_file_is_noticed() {
     );
 }
 
+/// plain.txt, which files.img names, made a FIFO (as a user who can
+/// write its directory might, between the dump and the restore).
+fn fifo_for_a_file(dir: &ImageDir, _pid: i32) {
+    use std::os::unix::ffi::OsStrExt;
+    for e in dir.files().unwrap() {
+        if let Some(r) = e.reg
+            && r.name.ends_with(b"/plain.txt")
+        {
+            let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&r.name));
+            std::fs::remove_file(path).unwrap();
+            let c = std::ffi::CString::new(r.name).unwrap();
+            // SAFETY: a plain mkfifo(3) of a NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+            return;
+        }
+    }
+    panic!("files.img names plain.txt");
+}
+
+/// A file the images name that is now a FIFO is refused by name, without
+/// hanging in its open (a reader's open of a FIFO blocks until a writer
+/// comes); the negative control is `regular_files_carry_on`.
+#[test]
+fn a_fifo_where_a_file_was_is_refused_by_name() {
+    let _g = setup();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(cycle("files_reg", &[], Some(fifo_for_a_file)));
+    });
+    let e = rx
+        .recv_timeout(HANG_GUARD)
+        .expect("the restore does not hang on the FIFO")
+        .unwrap_err();
+    assert!(
+        e.contains("plain.txt") && e.contains("is a FIFO, where the dump had a file"),
+        "{e}"
+    );
+}
+
 // -- Ghost files.
 
 #[test]

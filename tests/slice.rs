@@ -22,6 +22,34 @@ fn compute_carries_on() {
     leave_running("compute", &["spin"]);
 }
 
+/// An encrypted dump (which kills the process once its images are
+/// encrypted) restores with its key: the same /proc, the workload's own
+/// verdict. Without the key the same images are refused
+/// (tests/corruption.rs has every refusal).
+#[test]
+fn encrypted_dumps_carry_on() {
+    let _g = setup();
+    let key = || rcriu::images::crypt::Key::parse(&[0x33; 32], "of the test").unwrap();
+    common::cycle_opts(
+        common::start("dump_state", &[]),
+        "dump_state",
+        None,
+        |d| d.encrypt(key()),
+        |r| r.key(key()),
+    )
+    .unwrap();
+    // The control: the key is needed.
+    let e = common::cycle_opts(
+        common::start("dump_state", &[]),
+        "dump_state",
+        None,
+        |d| d.encrypt(key()),
+        |r| r,
+    )
+    .unwrap_err();
+    assert!(e.contains("are encrypted"), "{e}");
+}
+
 #[test]
 fn clock_carries_on_in_a_time_namespace() {
     let _g = setup();

@@ -177,6 +177,7 @@ pub struct Dump {
     stats_dir: Option<PathBuf>,
     track_mem: bool,
     parent: Option<PathBuf>,
+    key: Option<rcriu_images::crypt::Key>,
     hook: Option<Hooked>,
 }
 
@@ -197,6 +198,7 @@ impl Dump {
             stats_dir: None,
             track_mem: false,
             parent: None,
+            key: None,
             hook: None,
         }
     }
@@ -214,6 +216,14 @@ impl Dump {
     /// absolute), linked as `parent`.
     pub fn prev_images_dir(mut self, dir: impl Into<PathBuf>) -> Dump {
         self.parent = Some(dir.into());
+        self
+    }
+
+    /// Encrypt every image with `key` (rcriu's `--encrypt`; see
+    /// [`rcriu_images::crypt`]): the images are rcriu's, not CRIU's, and
+    /// restore only with the key.
+    pub fn encrypt(mut self, key: rcriu_images::crypt::Key) -> Dump {
+        self.key = Some(key);
         self
     }
 
@@ -348,6 +358,7 @@ impl Dump {
             stats_dir: self.stats_dir,
             track_mem: self.track_mem,
             parent: self.parent,
+            key: self.key,
             hook: self.hook,
         })
     }

@@ -39,6 +39,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rcriu_compel::Parasite;
 use rcriu_compel::abi::IoVec;
 use rcriu_compel::abi::restorer::{claim, page_claims};
+use rcriu_images::ImageDir;
 use rcriu_images::pages::{PagesRoom, PagesWriter, on_tmpfs};
 use rcriu_proc::{Pid, Task};
 
@@ -180,11 +181,13 @@ pub fn room_wanted(pid: Pid) -> Option<u64> {
 /// a guess: pages beyond it are allocated as they are written, and room
 /// left over is given back. If it cannot be had (a full disk, a
 /// filesystem without `O_TMPFILE`), the dump goes on without it.
-pub fn reserve(pid: Pid, dir: &Path, bytes: u64) -> Option<PagesRoom> {
-    if !std::fs::File::open(dir).is_ok_and(on_tmpfs) {
+/// An encrypted dump's room is in memory, as all its images until they
+/// are encrypted.
+pub fn reserve(pid: Pid, dir: &ImageDir, bytes: u64) -> Option<PagesRoom> {
+    if !dir.is_encrypted() && !on_tmpfs(dir.fd()) {
         return None;
     }
-    match PagesRoom::reserve(dir, bytes) {
+    match dir.reserve_room(bytes) {
         Ok(r) => {
             log::debug!("process {pid}: {bytes} bytes reserved for its pages");
             Some(r)

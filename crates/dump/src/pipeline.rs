@@ -75,6 +75,8 @@ pub struct Options {
     pub track_mem: bool,
     /// criu's `--prev-images-dir`, relative to `dir` unless absolute.
     pub parent: Option<PathBuf>,
+    /// `--encrypt`: the images' key.
+    pub key: Option<rcriu_images::crypt::Key>,
     pub(crate) hook: Option<crate::Hooked>,
 }
 
@@ -120,6 +122,7 @@ impl Host {
 struct Output {
     pid: Pid,
     path: PathBuf,
+    key: Option<rcriu_images::crypt::Key>,
     dir: Option<ImageDir>,
     written: Vec<PathBuf>,
     /// Room for the pages image of each process of the tree, reserved
@@ -128,10 +131,11 @@ struct Output {
 }
 
 impl Output {
-    fn new(pid: Pid, path: &Path) -> Output {
+    fn new(pid: Pid, path: &Path, key: Option<rcriu_images::crypt::Key>) -> Output {
         Output {
             pid,
             path: path.to_owned(),
+            key,
             dir: None,
             written: Vec::new(),
             rooms: BTreeMap::new(),
@@ -142,7 +146,11 @@ impl Output {
         if let Some(d) = &self.dir {
             return Ok(d.clone());
         }
-        let d = ImageDir::create(&self.path).map_err(Error::image(self.pid))?;
+        let d = match self.key.take() {
+            Some(k) => ImageDir::create_encrypted(&self.path, k),
+            None => ImageDir::create(&self.path),
+        }
+        .map_err(Error::image(self.pid))?;
         self.dir = Some(d.clone());
         Ok(d)
     }
@@ -154,7 +162,7 @@ impl Output {
         for pid in rcriu_compel::descendants(root) {
             if let Some(bytes) = page_writers::room_wanted(pid)
                 && let Ok(dir) = self.dir()
-                && let Some(room) = page_writers::reserve(pid, dir.path(), bytes)
+                && let Some(room) = page_writers::reserve(pid, &dir, bytes)
             {
                 self.rooms.insert(pid, room);
             }
@@ -187,9 +195,33 @@ impl Output {
         fault::image(&file.name()).map_err(Error::compel(pid))
     }
 
+    /// Checks that the images written would restore, then, for an
+    /// encrypted dump, encrypts them into the directory.
+    fn check_and_seal(&mut self) -> Result<()> {
+        let pid = self.pid;
+        let d = self.dir()?;
+        let t = Instant::now();
+        rcriu_restore::check_images(d.clone())
+            .map_err(|source| Error::NotRestorable { pid, source })?;
+        log::debug!("images of {pid} checked in {:?}", t.elapsed());
+        self.seal()
+    }
+
+    /// An encrypted dump's files written so far, encrypted.
+    fn seal(&mut self) -> Result<()> {
+        let d = self.dir()?;
+        if d.is_encrypted() {
+            let t = Instant::now();
+            let n = d.seal().map_err(Error::image(self.pid))?.len();
+            log::info!("{n} images encrypted in {:?}", t.elapsed());
+        }
+        Ok(())
+    }
+
     /// Writes the manifest: a hash of every file this run wrote.
     fn write_manifest(&mut self) -> Result<()> {
         let pid = self.pid;
+        self.seal()?;
         let d = self.dir()?;
         let names: Vec<String> = self
             .written
@@ -198,6 +230,10 @@ impl Output {
             .collect();
         let t = Instant::now();
         rcriu_images::manifest::Manifest::build(&d, names.iter().map(String::as_str))
+            .map(|m| match d.dump_id() {
+                Some(id) => m.encrypted(id),
+                None => m,
+            })
             .and_then(|m| m.write(&d))
             .map_err(Error::image(pid))?;
         log::info!(
@@ -314,7 +350,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     let begin = Instant::now();
     let host = Host::read(pid)?;
     let mut stats = DumpStats::default();
-    let mut out = Output::new(pid, &o.dir);
+    let mut out = Output::new(pid, &o.dir, o.key.clone());
     let run_id = o.run_id.as_str();
     if let Some(p) = &o.parent {
         out.dir()?.link_parent(p).map_err(Error::image(pid))?;
@@ -367,7 +403,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         end_tracking(&mut c, true);
         let written = released.and_then(|()| {
             write_images(&mut out, o, &host, &c, run_id)?;
-            restorable(pid, &o.dir)
+            out.check_and_seal()
         });
         if let Err(e) = written {
             out.discard();
@@ -376,7 +412,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         o.hook(crate::Stage::PostDump)?;
     } else {
         let written =
-            write_images(&mut out, o, &host, &c, run_id).and_then(|()| restorable(pid, &o.dir));
+            write_images(&mut out, o, &host, &c, run_id).and_then(|()| out.check_and_seal());
         if let Err(e) = written {
             to_abort_handlers(&rseq_moves);
             c.files_extra.release_sockets();
@@ -441,13 +477,6 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 
 /// Whether rcriu's restore takes the images just written (before the
 /// process is killed): what it would refuse is refused here.
-fn restorable(pid: Pid, dir: &Path) -> Result<()> {
-    let t = Instant::now();
-    rcriu_restore::check(dir).map_err(|source| Error::NotRestorable { pid, source })?;
-    log::debug!("images of {pid} checked in {:?}", t.elapsed());
-    Ok(())
-}
-
 fn write_images(
     out: &mut Output,
     o: &Options,

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use prost::{Message, Name};
 use rustix::fs::{FileType, Mode, OFlags};
 
+use crate::crypt::Key;
 use crate::error::{Error, Problem, Result};
 use crate::file::ImageFile;
 use crate::framing::{ImageReader, ImageWriter};
@@ -44,25 +45,48 @@ fn type_name(t: FileType) -> &'static str {
     }
 }
 
-/// A file in memory (a memfd, sealed against writes) holding `bytes`,
-/// read from its start.
-fn in_memory(name: &str, bytes: &[u8]) -> std::io::Result<File> {
-    use std::io::{Seek, Write};
+/// A new empty file in memory (a memfd) that can be sealed.
+pub(crate) fn memfd(name: &str) -> std::io::Result<File> {
     let fd = rustix::fs::memfd_create(
         name,
         rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
     )?;
-    let mut f = File::from(fd);
-    f.write_all(bytes)?;
-    f.rewind()?;
+    Ok(File::from(fd))
+}
+
+/// Seals a memfd against any change.
+fn seal_memfd(f: &File) -> std::io::Result<()> {
     rustix::fs::fcntl_add_seals(
-        &f,
+        f,
         rustix::fs::SealFlags::SEAL
             | rustix::fs::SealFlags::SHRINK
             | rustix::fs::SealFlags::GROW
             | rustix::fs::SealFlags::WRITE,
     )?;
+    Ok(())
+}
+
+/// A file in memory (a memfd, sealed against writes) holding `bytes`,
+/// read from its start.
+fn in_memory(name: &str, bytes: &[u8]) -> std::io::Result<File> {
+    use std::io::{Seek, Write};
+    let mut f = memfd(name)?;
+    f.write_all(bytes)?;
+    f.rewind()?;
+    seal_memfd(&f)?;
     Ok(f)
+}
+
+/// A new open file of what `fd` is open on, read-only, from its start.
+fn reopen(fd: &impl std::os::fd::AsRawFd, path: &Path) -> Result<File> {
+    let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    rustix::fs::open(
+        proc.as_str(),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map(File::from)
+    .map_err(|e| Error::io("opening", path, e.into()))
 }
 
 /// Opens `name` in directory `dir` (or `name` itself when `dir` is
@@ -170,6 +194,35 @@ pub struct ImageDir {
     /// With a manifest checked: the files it names, each open since it
     /// was hashed, or its bytes as hashed; no other file is read.
     verified: Option<Arc<std::collections::BTreeMap<String, Checked>>>,
+    /// An encrypted dump's key and id.
+    crypt: Option<Arc<Crypt>>,
+}
+
+/// The key and id of an encrypted dump and, while it is written, its
+/// files: in memory (memfds: never on disk in plain text) until
+/// [`ImageDir::seal`] encrypts them into the directory.
+#[derive(Debug)]
+struct Crypt {
+    key: Key,
+    dump_id: [u8; 16],
+    staged: std::sync::Mutex<std::collections::BTreeMap<String, File>>,
+    /// The digests of the files sealed (for the manifest).
+    sealed: std::sync::Mutex<std::collections::BTreeMap<String, crate::manifest::Digest>>,
+}
+
+impl Crypt {
+    fn new(key: Key, dump_id: [u8; 16]) -> Arc<Crypt> {
+        Arc::new(Crypt {
+            key,
+            dump_id,
+            staged: Default::default(),
+            sealed: Default::default(),
+        })
+    }
+
+    fn staged(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, File>> {
+        self.staged.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// A file checked against the manifest: kept open, or (a small one) its
@@ -208,6 +261,7 @@ impl ImageDir {
             path,
             fd: Arc::new(fd),
             verified: None,
+            crypt: None,
         })
     }
 
@@ -218,9 +272,64 @@ impl ImageDir {
     /// name is refused. Without a manifest (a dump by CRIU), as
     /// [`ImageDir::open`].
     pub fn open_checked(path: impl Into<PathBuf>) -> Result<Self> {
+        Self::open_checked_with(path, None)
+    }
+
+    /// As [`open_checked`](Self::open_checked), the images encrypted with
+    /// `key` when there is one: the manifest must be an encrypted dump's
+    /// that `key` authenticates, and every file is decrypted (each chunk
+    /// checked) into memory now. Encrypted images without a key, a key
+    /// for images that are not encrypted, or a manifest or file the key
+    /// does not authenticate are refused by name.
+    pub fn open_checked_with(path: impl Into<PathBuf>, key: Option<Key>) -> Result<Self> {
         let mut d = Self::open(path)?;
-        let Some(m) = crate::manifest::Manifest::read(&d)? else {
-            return Ok(d);
+        let m = crate::manifest::Manifest::read(&d)?;
+        let shown = d.path.display();
+        let m = match (m, key) {
+            (None, None) => {
+                let inv = ImageFile::Inventory.name();
+                if let Ok(f) = open_regular(Some(&d.fd), Path::new(&inv), &d.path.join(&inv), true)
+                    && crate::crypt::is_encrypted(&f)
+                {
+                    return Err(Error::Encryption(format!(
+                        "the images in {shown} are encrypted: restoring them needs their key \
+                         (--encrypt-key-file or --encrypt-key-fd)"
+                    )));
+                }
+                return Ok(d);
+            }
+            (None, Some(_)) => {
+                return Err(Error::Encryption(format!(
+                    "a key was given, but {shown} has no manifest of encrypted images: \
+                     refusing images that cannot be authenticated"
+                )));
+            }
+            (Some(m), None) if m.dump_id().is_some() => {
+                return Err(Error::Encryption(format!(
+                    "the images in {shown} are encrypted: restoring them needs their key \
+                     (--encrypt-key-file or --encrypt-key-fd)"
+                )));
+            }
+            (Some(m), Some(_)) if m.dump_id().is_none() => {
+                return Err(Error::Encryption(format!(
+                    "a key was given, but the images in {shown} are not encrypted: \
+                     refusing images that cannot be authenticated"
+                )));
+            }
+            (Some(m), Some(key)) => {
+                if !m.authentic(&key) {
+                    return Err(Error::Tampered {
+                        file: crate::manifest::MANIFEST.into(),
+                        what: "is not authenticated by the key given (the wrong key, \
+                               or changed since the dump)"
+                            .into(),
+                    });
+                }
+                let dump_id = *m.dump_id().expect("matched as encrypted");
+                d.crypt = Some(Crypt::new(key, dump_id));
+                m
+            }
+            (Some(m), None) => m,
         };
         let mut fds = std::collections::BTreeMap::new();
         let mut kept = 0;
@@ -236,7 +345,19 @@ impl ImageDir {
                 r => r?,
             };
             let keep = KEEP_FILE.min(KEEP_ALL - kept);
-            let (have, bytes) = crate::manifest::digest_keeping(&f, &path, keep)?;
+            // An encrypted file's digest comes as it is decrypted.
+            let (have, bytes, plain) = match &d.crypt {
+                Some(c) => {
+                    let plain = memfd(name).map_err(|e| Error::io("decrypting", &path, e))?;
+                    let (len, have) =
+                        crate::crypt::open(&c.key, &c.dump_id, name, &f, &plain, &path)?;
+                    (have, None, Some((plain, len)))
+                }
+                None => {
+                    let (have, bytes) = crate::manifest::digest_keeping(&f, &path, keep)?;
+                    (have, bytes, None)
+                }
+            };
             if have.size != want.size {
                 return Err(Error::Tampered {
                     file: name.to_owned(),
@@ -249,19 +370,36 @@ impl ImageDir {
                     what: "is not what the dump wrote (its hash differs)".into(),
                 });
             }
-            let checked = match bytes {
-                Some(b) => {
+            let checked = match (plain, bytes) {
+                (Some((plain, len)), _) => {
+                    if len as usize <= keep {
+                        let mut b = vec![0u8; len as usize];
+                        std::os::unix::fs::FileExt::read_exact_at(&plain, &mut b, 0)
+                            .map_err(|e| Error::io("decrypting", &path, e))?;
+                        kept += b.len();
+                        Checked::Bytes(b)
+                    } else {
+                        seal_memfd(&plain).map_err(|e| Error::io("decrypting", &path, e))?;
+                        Checked::Open(OwnedFd::from(plain))
+                    }
+                }
+                (None, Some(b)) => {
                     kept += b.len();
                     Checked::Bytes(b)
                 }
-                None => Checked::Open(OwnedFd::from(f)),
+                (None, None) => Checked::Open(OwnedFd::from(f)),
             };
             fds.insert(name.to_owned(), checked);
         }
         log::info!(
-            "the {} files of {} match their manifest",
+            "the {} files of {} match their manifest{}",
             fds.len(),
-            d.path.display()
+            d.path.display(),
+            if d.crypt.is_some() {
+                " and decrypt"
+            } else {
+                ""
+            }
         );
         d.verified = Some(Arc::new(fds));
         Ok(d)
@@ -287,6 +425,95 @@ impl ImageDir {
         Ok(d)
     }
 
+    /// As [`create`](Self::create), for an encrypted dump with `key`:
+    /// files written stay in memory until [`seal`](Self::seal) encrypts
+    /// them into the directory.
+    pub fn create_encrypted(path: impl Into<PathBuf>, key: Key) -> Result<Self> {
+        let mut d = Self::create(path)?;
+        d.crypt = Some(Crypt::new(key, crate::crypt::new_dump_id()?));
+        Ok(d)
+    }
+
+    /// The key of an encrypted dump's images.
+    pub fn key(&self) -> Option<&Key> {
+        self.crypt.as_ref().map(|c| &c.key)
+    }
+
+    /// An encrypted dump's id.
+    pub fn dump_id(&self) -> Option<[u8; 16]> {
+        self.crypt.as_ref().map(|c| c.dump_id)
+    }
+
+    /// Whether the images are (to be) encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.crypt.is_some()
+    }
+
+    /// An encrypted dump's files written so far, encrypted into the
+    /// directory (each created anew) and dropped from memory; their
+    /// names. Nothing for a plain dump.
+    pub fn seal(&self) -> Result<Vec<String>> {
+        let Some(c) = &self.crypt else {
+            return Ok(Vec::new());
+        };
+        let staged = std::mem::take(&mut *c.staged());
+        let mut names = Vec::with_capacity(staged.len());
+        for (name, plain) in staged {
+            let path = self.path.join(&name);
+            let len = plain
+                .metadata()
+                .map_err(|e| Error::io("examining the staged", &path, e))?
+                .len();
+            let out = self.create_on_disk(&name)?;
+            let digest = crate::crypt::seal(&c.key, &c.dump_id, &name, &plain, len, &out, &path)?;
+            c.sealed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.clone(), digest);
+            names.push(name);
+        }
+        Ok(names)
+    }
+
+    /// The digest of file `name` of an encrypted dump, sealed.
+    pub(crate) fn sealed_digest(&self, name: &str) -> Option<crate::manifest::Digest> {
+        let c = self.crypt.as_ref()?;
+        let sealed = c.sealed.lock().unwrap_or_else(|p| p.into_inner());
+        sealed.get(name).copied()
+    }
+
+    /// Room for a pages image ([`PagesRoom`]): in the directory, or for
+    /// an encrypted dump in memory.
+    pub fn reserve_room(&self, bytes: u64) -> Result<PagesRoom> {
+        match &self.crypt {
+            Some(_) => PagesRoom::in_memory(bytes),
+            None => PagesRoom::reserve(&self.path, bytes),
+        }
+    }
+
+    /// Gives `file` (a pages room) the name `name`: linked into the
+    /// directory in place of whatever had it, or staged for an
+    /// encrypted dump.
+    pub(crate) fn adopt(&self, name: &str, file: &File, path: &Path) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        if let Some(c) = &self.crypt {
+            let f = file
+                .try_clone()
+                .map_err(|e| Error::io("creating", path, e))?;
+            c.staged().insert(name.to_owned(), f);
+            return Ok(());
+        }
+        self.unlink(name, path)?;
+        rustix::fs::linkat(
+            rustix::fs::CWD,
+            format!("/proc/self/fd/{}", file.as_raw_fd()),
+            &*self.fd,
+            name,
+            rustix::fs::AtFlags::SYMLINK_FOLLOW,
+        )
+        .map_err(|e| Error::io("creating", path, e.into()))
+    }
+
     /// Refuses a directory others could write in (owned by another user,
     /// or writable by others and not sticky): files written there could
     /// be swapped or planted.
@@ -309,6 +536,11 @@ impl ImageDir {
     /// with a checked manifest, the file as it was checked).
     pub(crate) fn open_named(&self, name: &str) -> Result<File> {
         let path = self.path.join(name);
+        if let Some(c) = &self.crypt
+            && let Some(f) = c.staged().get(name)
+        {
+            return reopen(f, &path);
+        }
         let Some(v) = &self.verified else {
             return open_regular(Some(&self.fd), Path::new(name), &path, true);
         };
@@ -318,16 +550,7 @@ impl ImageDir {
                 in_memory(name, b).map_err(|e| Error::io("opening", &path, e))
             }
             // A new open file of the same file, from its start.
-            Some(Checked::Open(fd)) => {
-                let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
-                rustix::fs::open(
-                    proc.as_str(),
-                    OFlags::RDONLY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map(File::from)
-                .map_err(|e| Error::io("opening", &path, e.into()))
-            }
+            Some(Checked::Open(fd)) => reopen(fd, &path),
             None if self.present(name) => Err(Error::Tampered {
                 file: name.to_owned(),
                 what: "is not in the manifest".into(),
@@ -342,6 +565,11 @@ impl ImageDir {
 
     /// Whether something of that name is in the directory.
     fn present(&self, name: &str) -> bool {
+        if let Some(c) = &self.crypt
+            && c.staged().contains_key(name)
+        {
+            return true;
+        }
         rustix::fs::statat(&*self.fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok()
     }
 
@@ -352,7 +580,21 @@ impl ImageDir {
         self.create_named(&file.name())
     }
 
+    /// Creates file `name` (see [`create_raw`](Self::create_raw)); for an
+    /// encrypted dump, in memory until sealed.
     pub(crate) fn create_named(&self, name: &str) -> Result<File> {
+        let Some(c) = &self.crypt else {
+            return self.create_on_disk(name);
+        };
+        let path = self.path.join(name);
+        let f = memfd(name).map_err(|e| Error::io("creating", &path, e))?;
+        let staged = f.try_clone().map_err(|e| Error::io("creating", &path, e))?;
+        c.staged().insert(name.to_owned(), staged);
+        Ok(f)
+    }
+
+    /// Creates file `name` in the directory (see [`create_raw`](Self::create_raw)).
+    pub(crate) fn create_on_disk(&self, name: &str) -> Result<File> {
         let path = self.path.join(name);
         self.check_private()?;
         self.unlink(name, &path)?;

@@ -55,6 +55,15 @@ pub enum Error {
     /// A file of a dump is not the one its manifest says it wrote.
     #[error("the images are not the ones the dump wrote: {file} {what}")]
     Tampered { file: String, what: String },
+    /// A key for encrypted images that cannot be used.
+    #[error("the key {what} {why}")]
+    Key { what: String, why: String },
+    /// Encrypted images, and no key (or a key for plain ones).
+    #[error("{0}")]
+    Encryption(String),
+    /// An image could not be encrypted.
+    #[error("encrypting {file} failed")]
+    Sealing { file: String },
     /// A directory others could write in, refused for writing images.
     #[error("refusing the images directory {}: {why}", path.display())]
     UnsafeDir { path: PathBuf, why: String },

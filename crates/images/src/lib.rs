@@ -36,6 +36,7 @@
 #![forbid(unsafe_code)]
 
 pub mod build_id;
+pub mod crypt;
 mod dir;
 mod error;
 mod file;

@@ -30,6 +30,11 @@ use crate::error::{Error, Problem, Result};
 /// The manifest's file name.
 pub const MANIFEST: &str = "rcriu-manifest";
 const HEADER: &str = "rcriu-manifest 1 blake3";
+/// The header of an encrypted dump's manifest goes on with the scheme
+/// and the dump id; its last line is `mac <64 hex digits>`, a keyed
+/// BLAKE3 of every line before it (see [`crate::crypt`]).
+const ENCRYPTED: &str = " aes-256-gcm ";
+const MAC: &str = "mac ";
 /// Most lines a manifest may have (a dump writes a few per process).
 const MAX_LINES: usize = 1 << 20;
 /// Most bytes a manifest may have.
@@ -46,6 +51,10 @@ pub struct Digest {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Manifest {
     files: BTreeMap<String, Digest>,
+    /// An encrypted dump's id.
+    dump_id: Option<[u8; 16]>,
+    /// As read: the text its MAC covers, and the MAC.
+    signed: Option<(Vec<u8>, [u8; 32])>,
 }
 
 /// Hashes what `file` holds from its start.
@@ -187,6 +196,11 @@ impl Manifest {
                 let Some(name) = names.get(i) else {
                     return Ok(out);
                 };
+                // An encrypted file's, as sealed (see crate::crypt).
+                if let Some(d) = dir.sealed_digest(name) {
+                    out.push(((*name).to_owned(), d));
+                    continue;
+                }
                 let f = dir.open_named(name)?;
                 out.push(((*name).to_owned(), digest(&f, &dir.path().join(name))?));
             }
@@ -206,7 +220,30 @@ impl Manifest {
             }
             Ok(())
         })?;
-        Ok(Manifest { files })
+        Ok(Manifest {
+            files,
+            dump_id: None,
+            signed: None,
+        })
+    }
+
+    /// The manifest of an encrypted dump of id `dump_id`.
+    pub fn encrypted(mut self, dump_id: [u8; 16]) -> Self {
+        self.dump_id = Some(dump_id);
+        self
+    }
+
+    /// The id of the encrypted dump it is the manifest of, if it is one.
+    pub fn dump_id(&self) -> Option<&[u8; 16]> {
+        self.dump_id.as_ref()
+    }
+
+    /// Whether `key` authenticates the manifest as read (the manifest of
+    /// an encrypted dump, by the dump's key).
+    pub fn authentic(&self, key: &crate::crypt::Key) -> bool {
+        self.signed
+            .as_ref()
+            .is_some_and(|(text, mac)| blake3::Hash::from(key.manifest_mac(text)) == *mac)
     }
 
     /// The files named, with their digests.
@@ -219,16 +256,26 @@ impl Manifest {
         self.files.get(name)
     }
 
-    /// The manifest's text.
-    pub fn to_text(&self) -> String {
-        let mut s = String::with_capacity(32 + self.files.len() * 100);
+    /// The manifest's text; an encrypted dump's ends with its MAC by `key`.
+    pub fn to_text(&self, key: Option<&crate::crypt::Key>) -> String {
+        let mut s = String::with_capacity(200 + self.files.len() * 100);
         s.push_str(HEADER);
+        if let Some(id) = &self.dump_id {
+            s.push_str(ENCRYPTED);
+            push_hex(&mut s, id);
+        }
         s.push('\n');
         for (name, d) in &self.files {
             for b in d.hash {
                 let _ = write!(s, "{b:02x}");
             }
             let _ = writeln!(s, " {} {name}", d.size);
+        }
+        if let (Some(_), Some(key)) = (&self.dump_id, key) {
+            let mac = key.manifest_mac(s.as_bytes());
+            s.push_str(MAC);
+            push_hex(&mut s, &mac);
+            s.push('\n');
         }
         s
     }
@@ -242,11 +289,32 @@ impl Manifest {
         };
         let text = std::str::from_utf8(text).map_err(|e| bad(0, format!("not UTF-8: {e}")))?;
         let mut lines = text.split_terminator('\n');
-        if lines.next() != Some(HEADER) {
-            return Err(bad(1, format!("the first line is not {HEADER:?}")));
+        let first = lines.next().unwrap_or_default();
+        let dump_id = match first.strip_prefix(HEADER) {
+            Some("") => None,
+            Some(rest) => {
+                let id = rest
+                    .strip_prefix(ENCRYPTED)
+                    .and_then(parse_hex::<16>)
+                    .ok_or_else(|| bad(1, format!("the first line {first:?} is not a header")))?;
+                Some(id)
+            }
+            None => return Err(bad(1, format!("the first line is not {HEADER:?}"))),
+        };
+        // An encrypted dump's: the MAC last, covering what comes before.
+        let mut body = lines.collect::<Vec<&str>>();
+        let mut signed = None;
+        if dump_id.is_some() {
+            let mac = body
+                .pop()
+                .and_then(|l| l.strip_prefix(MAC))
+                .and_then(parse_hex::<32>)
+                .ok_or_else(|| bad(body.len() + 1, "the last line is not its MAC".into()))?;
+            let len = text.rfind("\nmac ").map_or(0, |i| i + 1);
+            signed = Some((text.as_bytes()[..len].to_vec(), mac));
         }
         let mut files = BTreeMap::new();
-        for (i, line) in lines.enumerate() {
+        for (i, line) in body.into_iter().enumerate() {
             let n = i + 2;
             if n > MAX_LINES {
                 return Err(bad(n, format!("more than {MAX_LINES} lines")));
@@ -257,14 +325,8 @@ impl Manifest {
                 return Err(bad(n, format!("line {n} is not 'hash size name'")));
             };
             // Lower case only: one text for one manifest.
-            if hex.len() != 64 || !hex.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
-                return Err(bad(n, format!("line {n}: {hex:?} is not a BLAKE3 hash")));
-            }
-            let mut hash = [0u8; 32];
-            for (k, b) in hash.iter_mut().enumerate() {
-                *b = u8::from_str_radix(&hex[2 * k..2 * k + 2], 16)
-                    .map_err(|e| bad(n, format!("line {n}: {e}")))?;
-            }
+            let hash = parse_hex::<32>(hex)
+                .ok_or_else(|| bad(n, format!("line {n}: {hex:?} is not a BLAKE3 hash")))?;
             let size: u64 = size
                 .parse()
                 .ok()
@@ -280,15 +342,20 @@ impl Manifest {
                 return Err(bad(n, format!("line {n}: {name} is named twice")));
             }
         }
-        Ok(Manifest { files })
+        Ok(Manifest {
+            files,
+            dump_id,
+            signed,
+        })
     }
 
-    /// Writes the manifest into `dir` (anew, as every image).
+    /// Writes the manifest into `dir` (anew, as every image); an
+    /// encrypted dump's is authenticated by `dir`'s key.
     pub fn write(&self, dir: &ImageDir) -> Result<()> {
         use std::io::Write;
         let path = dir.path().join(MANIFEST);
-        let mut f = dir.create_named(MANIFEST)?;
-        f.write_all(self.to_text().as_bytes())
+        let mut f = dir.create_on_disk(MANIFEST)?;
+        f.write_all(self.to_text(dir.key()).as_bytes())
             .and_then(|()| f.sync_data())
             .map_err(|e| Error::io("writing", &path, e))
     }
@@ -316,6 +383,25 @@ impl Manifest {
         }
         Self::parse(&text).map(Some)
     }
+}
+
+fn push_hex(s: &mut String, bytes: &[u8]) {
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+}
+
+/// `N` bytes from exactly `2N` lower-case hex digits (one text for one
+/// manifest).
+fn parse_hex<const N: usize>(hex: &str) -> Option<[u8; N]> {
+    if hex.len() != 2 * N || !hex.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (k, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * k..2 * k + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -375,9 +461,23 @@ mod tests {
                 hash: [1; 32],
             },
         );
-        let t = m.to_text();
+        let t = m.to_text(None);
         assert!(t.starts_with("rcriu-manifest 1 blake3\nabab"));
         assert_eq!(Manifest::parse(t.as_bytes()).unwrap(), m);
+        // Encrypted: authenticated by its key alone, any change refused.
+        let key = crate::crypt::Key::parse(&[5; 32], "k").unwrap();
+        let m = m.encrypted([9; 16]);
+        let t = m.to_text(Some(&key));
+        let back = Manifest::parse(t.as_bytes()).unwrap();
+        assert!(back.authentic(&key));
+        assert_eq!(back.dump_id(), Some(&[9; 16]));
+        let other = crate::crypt::Key::parse(&[6; 32], "k").unwrap();
+        assert!(!back.authentic(&other));
+        let forged = t.replace(" 7 core-1.img", " 8 core-1.img");
+        assert!(!Manifest::parse(forged.as_bytes()).unwrap().authentic(&key));
+        // Without its MAC line it is no manifest.
+        let cut = &t[..t.rfind("mac ").unwrap()];
+        assert!(Manifest::parse(cut.as_bytes()).is_err());
     }
 
     #[test]

@@ -295,16 +295,7 @@ impl PagesWriter {
     /// name) and appends from its start: the pages then fill room already
     /// allocated.
     pub fn create_in(room: PagesRoom, dir: &ImageDir, name: &str, path: &Path) -> Result<Self> {
-        use std::os::fd::AsRawFd;
-        dir.unlink(name, path)?;
-        rustix::fs::linkat(
-            rustix::fs::CWD,
-            format!("/proc/self/fd/{}", room.file.as_raw_fd()),
-            dir.fd(),
-            name,
-            rustix::fs::AtFlags::SYMLINK_FOLLOW,
-        )
-        .map_err(|e| Error::io("creating", path, e.into()))?;
+        dir.adopt(name, &room.file, path)?;
         Ok(PagesWriter {
             file: room.file,
             path: path.to_owned(),
@@ -422,6 +413,17 @@ impl PagesRoom {
         file.set_permissions(std::fs::Permissions::from_mode(crate::dir::FILE_MODE))
             .map_err(room)?;
         rustix::fs::fallocate(&file, FallocateFlags::empty(), 0, bytes)
+            .map_err(|e| room(e.into()))?;
+        Ok(PagesRoom { file, bytes })
+    }
+
+    /// Allocates `bytes` in a file in memory (a memfd, for an encrypted
+    /// dump, whose images are encrypted from memory).
+    pub fn in_memory(bytes: u64) -> Result<PagesRoom> {
+        let what = Path::new("memory");
+        let room = |e: std::io::Error| Error::io("reserving room for pages in", what, e);
+        let file = crate::dir::memfd("pages room").map_err(room)?;
+        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, bytes)
             .map_err(|e| room(e.into()))?;
         Ok(PagesRoom { file, bytes })
     }

@@ -104,6 +104,9 @@ pub enum Key {
     FileValidation,
     LsmMountContext,
     NetworkLock,
+    Encrypt,
+    EncryptKeyFile,
+    EncryptKeyFd,
 }
 
 const fn short(letter: u8, has_arg: HasArg, key: Key) -> Short<Key> {
@@ -265,14 +268,23 @@ pub static LONGS: &[Long<Key>] = &{
     let m2 = bool_opt!("unprivileged", Flag::Unprivileged);
     let n2 = bool_opt!("ghost-fiemap", Flag::GhostFiemap);
     let o2 = bool_opt!("allow-uprobes", Flag::AllowUprobes);
+    // rcriu's own, after criu's.
+    let rcriu = [
+        long("encrypt", No, Key::Encrypt),
+        long("encrypt-key-file", Required, Key::EncryptKeyFile),
+        long("encrypt-key-fd", Required, Key::EncryptKeyFd),
+    ];
     concat_longs([
         &a, &b, &c, &d, &e, &f, &g, &h, &i, &j, &k, &l, &m, &n, &o, &p, &q, &r, &s, &t, &u, &v, &w,
         &x, &y, &z, &a2, &b2, &c2, &d2, &e2, &f2, &g2, &h2, &i2, &j2, &k2, &l2, &m2, &n2, &o2,
+        &rcriu,
     ])
 };
 
-/// The number of long options criu 4.2 has (with the `--no-` forms).
-const NLONGS: usize = 112;
+/// The number of long options criu 4.2 has (with the `--no-` forms),
+/// and rcriu's own three (`--encrypt`, `--encrypt-key-file`,
+/// `--encrypt-key-fd`).
+const NLONGS: usize = 112 + 3;
 
 const fn concat_longs<const N: usize>(parts: [&[Long<Key>]; N]) -> [Long<Key>; NLONGS] {
     let mut out = [long("", HasArg::No, Key::Help); NLONGS];
@@ -498,6 +510,15 @@ pub fn apply(f: &Found<Key>, o: &mut Options) -> Result<(), Error> {
         },
         Key::Close => o.close_fds.push(atoi(&text())),
         Key::Pidfile => o.pidfile = Some(path()),
+        Key::Encrypt => o.encrypt = true,
+        Key::EncryptKeyFile => o.encrypt_key_file = Some(path()),
+        Key::EncryptKeyFd => {
+            let t = text();
+            let n = sscanf_int(&t).filter(|n| *n >= 0).ok_or_else(|| {
+                Error::Invalid("Unable to parse a value of --encrypt-key-fd".into())
+            })?;
+            o.encrypt_key_fd = Some(n);
+        }
         Key::VethPair => {
             let t = text();
             let (a, b) = t.split_once('=').ok_or_else(|| bad(t.clone()))?;

@@ -121,6 +121,14 @@ pub struct Options {
     pub log_pid: bool,
     pub display_stats: bool,
     pub pidfile: Option<PathBuf>,
+    /// rcriu's `--encrypt`: a dump's images encrypted (and authenticated)
+    /// with the key of `--encrypt-key-file` or `--encrypt-key-fd`; a
+    /// restore of encrypted images needs one of those.
+    pub encrypt: bool,
+    /// `--encrypt-key-file PATH`: 32 raw bytes or 64 hex digits.
+    pub encrypt_key_file: Option<PathBuf>,
+    /// `--encrypt-key-fd FD`: the key read from descriptor FD.
+    pub encrypt_key_fd: Option<i32>,
     /// `--status-fd FD`.
     pub status_fd: Option<i32>,
     /// `--action-script FILE`, in the order given.
@@ -240,6 +248,9 @@ impl Default for Options {
             log_pid: false,
             display_stats: false,
             pidfile: None,
+            encrypt: false,
+            encrypt_key_file: None,
+            encrypt_key_fd: None,
             status_fd: None,
             action_scripts: Vec::new(),
             close_fds: Vec::new(),

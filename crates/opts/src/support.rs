@@ -120,6 +120,10 @@ pub static TABLE: &[Entry] = &[
     e("--display-stats", "display_stats", Honoured, never),
     e("--pidfile", "", Honoured, never),
     e("--status-fd", "status_fd", Honoured, never),
+    // rcriu's own: encrypted images (criu has none).
+    e("--encrypt", "", Honoured, never),
+    e("--encrypt-key-file", "", Honoured, never),
+    e("--encrypt-key-fd", "", Honoured, never),
     e("--action-script", "notify_scripts", Honoured, never),
     e("--config", "config_file", Honoured, never),
     e("--no-default-config", "", Honoured, never),

@@ -17,7 +17,13 @@ use crate::{Result, core, files, load, mm};
 
 /// Checks the images in `dir`.
 pub fn check(dir: &Path) -> Result<()> {
-    let tree = load::load_tree(ImageDir::open(dir)?)?;
+    check_images(ImageDir::open(dir)?)
+}
+
+/// Checks the images of `dir` (as it serves them: an encrypted dump's
+/// before they are sealed).
+pub fn check_images(dir: ImageDir) -> Result<()> {
+    let tree = load::load_tree(dir)?;
     let processes = tree.processes();
     crate::sessions(&tree)?;
     let mut seen = std::collections::HashSet::new();

@@ -71,7 +71,7 @@ use rcriu_compel::abi::restorer::{self as abi, Args, FdMove, Range, Step};
 use rcriu_images::{ImageDir, ImageFile};
 use rcriu_proc::Pid;
 
-pub use check::check;
+pub use check::{check, check_images};
 pub use error::{Error, Result};
 pub use files::FileValidation;
 
@@ -131,6 +131,7 @@ pub struct Restore {
     force_vdso_proxy: bool,
     sockets: sockets::Options,
     stats_dir: Option<PathBuf>,
+    key: Option<rcriu_images::crypt::Key>,
     hook: Option<Hooked>,
 }
 
@@ -166,8 +167,17 @@ impl Restore {
             force_vdso_proxy: false,
             sockets: sockets::Options::default(),
             stats_dir: None,
+            key: None,
             hook: None,
         }
+    }
+
+    /// The key of encrypted images (a dump with `--encrypt`): they are
+    /// authenticated and decrypted before anything starts; with a key,
+    /// images that are not encrypted are refused.
+    pub fn key(mut self, key: rcriu_images::crypt::Key) -> Restore {
+        self.key = Some(key);
+        self
     }
 
     /// Leave the restored process stopped (SIGSTOP), as criu's
@@ -276,7 +286,7 @@ impl Restore {
         let start = Instant::now();
         // With rcriu's manifest, every file is checked before anything
         // starts.
-        let tree = load::load_tree(ImageDir::open_checked(&self.dir)?)?;
+        let tree = load::load_tree(ImageDir::open_checked_with(&self.dir, self.key.clone())?)?;
         for pid in tree.pids() {
             check_pid_free(pid as Pid)?;
         }

@@ -42,6 +42,9 @@ pub enum Error {
     Restore(#[from] rcriu_restore::Error),
     #[error("no process with pid {0}")]
     NoProcess(i32),
+    /// The key of `--encrypt-key-file` or `--encrypt-key-fd`.
+    #[error(transparent)]
+    Key(#[from] rcriu_images::Error),
     /// Refused, as criu refuses it (the message is criu's).
     #[error("{0}")]
     Refused(String),

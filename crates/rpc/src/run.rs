@@ -34,6 +34,55 @@ pub fn admit(o: &Options, cmd: Command, face: Face) -> Result<()> {
     Ok(())
 }
 
+/// The key of `--encrypt-key-file` or `--encrypt-key-fd` (read to its
+/// end, then closed), if one is given. A dump with `--encrypt` needs
+/// one, and a key without `--encrypt` is refused (no dump is left
+/// unencrypted by a forgotten option); a restore takes the key alone.
+fn key(o: &Options, cmd: Command) -> Result<Option<rcriu_images::crypt::Key>> {
+    use rcriu_images::crypt::Key;
+    let key = match (&o.encrypt_key_file, o.encrypt_key_fd) {
+        (Some(_), Some(_)) => {
+            return Err(Error::Refused(
+                "--encrypt-key-file and --encrypt-key-fd cannot be given together".into(),
+            ));
+        }
+        (Some(p), None) => Some(Key::read_file(&o.in_work_dir(p))?),
+        (None, Some(fd)) => {
+            use std::io::Read;
+            let f = crate::sys::adopt_fd(fd).ok_or_else(|| {
+                Error::Refused(format!("--encrypt-key-fd {fd}: no such descriptor"))
+            })?;
+            let mut bytes = Vec::new();
+            std::fs::File::from(f)
+                .take(4096)
+                .read_to_end(&mut bytes)
+                .map_err(|source| Error::Io {
+                    what: format!("reading the key from descriptor {fd}"),
+                    source,
+                })?;
+            let k = Key::parse(&bytes, &format!("from descriptor {fd}"));
+            bytes.fill(0);
+            Some(k?)
+        }
+        (None, None) => None,
+    };
+    if o.encrypt && (cmd == Command::PreDump || o.track_mem || o.prev_images_dir.is_some()) {
+        return Err(Error::Refused(
+            "--encrypt with pre-copy (pre-dump, --track-mem, --prev-images-dir) is not supported yet"
+                .into(),
+        ));
+    }
+    match (cmd, o.encrypt, &key) {
+        (Command::Dump, true, None) | (Command::Restore, true, None) => Err(Error::Refused(
+            "--encrypt needs a key: --encrypt-key-file PATH or --encrypt-key-fd FD".into(),
+        )),
+        (Command::Dump, false, Some(_)) => Err(Error::Refused(
+            "a key was given without --encrypt: refusing to dump unencrypted".into(),
+        )),
+        _ => Ok(key),
+    }
+}
+
 /// Dumps `-t PID` into the images directory.
 pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
     admit(o, Command::Dump, face)?;
@@ -43,6 +92,7 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
     if !Path::new(&format!("/proc/{pid}")).exists() {
         return Err(Error::NoProcess(pid));
     }
+    let key = key(o, Command::Dump)?;
     let images = o.images_dir();
     let work = o.work_dir();
     let hook_actions = actions.clone();
@@ -91,6 +141,9 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
     if let Some(cg) = &o.freeze_cgroup {
         d = d.freeze_cgroup(cg);
     }
+    if let Some(k) = key {
+        d = d.encrypt(k);
+    }
     let stats = d.run()?;
     log::info!("Dumping finished successfully");
     if o.display_stats {
@@ -104,6 +157,7 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
 /// script.
 pub fn pre_dump(o: &Options, face: Face) -> Result<DumpStats> {
     admit(o, Command::PreDump, face)?;
+    key(o, Command::PreDump)?;
     let pid = o
         .tree
         .ok_or_else(|| Error::Refused("pid not specified".into()))?;
@@ -153,6 +207,7 @@ pub fn restore(o: &Options, face: Face, actions: &Actions, detach: bool) -> Resu
     if o.tree.is_some() && face == Face::Cli {
         log::warn!("Using -t with criu restore is obsoleted");
     }
+    let key = key(o, Command::Restore)?;
     let images = o.images_dir();
     let work = o.work_dir();
     let pidfile = o.pidfile.as_ref().map(|p| o.in_work_dir(p));
@@ -187,6 +242,9 @@ pub fn restore(o: &Options, face: Face, actions: &Actions, detach: bool) -> Resu
         FileValidation::Default => {}
         FileValidation::FileSize => r = r.file_validation(rcriu_restore::FileValidation::FileSize),
         FileValidation::BuildId => r = r.file_validation(rcriu_restore::FileValidation::BuildId),
+    }
+    if let Some(k) = key {
+        r = r.key(k);
     }
     let restored = r.run()?;
     log::info!("Restore finished successfully. Tasks resumed.");

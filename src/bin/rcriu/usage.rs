@@ -33,6 +33,22 @@ Commands:
     )
 }
 
+/// rcriu's own options, which criu has not.
+const OWN: &[(&str, &str)] = &[
+    (
+        "--encrypt",
+        "dump: encrypt and authenticate every image (AES-256-GCM), with the key of:",
+    ),
+    (
+        "--encrypt-key-file",
+        "PATH: the key (32 raw bytes or 64 hex digits); restore needs it",
+    ),
+    (
+        "--encrypt-key-fd",
+        "FD: the key, read from descriptor FD to its end",
+    ),
+];
+
 /// The full help: the usage, then every option and what rcriu does with
 /// it.
 pub fn long(prog: &str, rcriu_name: bool) -> String {
@@ -58,6 +74,10 @@ each:
     );
     for e in TABLE {
         if e.cli.is_empty() {
+            continue;
+        }
+        if let Some((_, what)) = OWN.iter().find(|(name, _)| *name == e.cli) {
+            s.push_str(&format!("  {:<34} rcriu's own: {what}\n", e.cli));
             continue;
         }
         let what = match e.status {
