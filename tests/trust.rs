@@ -154,7 +154,10 @@ fn released(pid: i32) -> bool {
         let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
         let mut fields = rest.split_whitespace();
         let state = fields.next().unwrap_or("?");
-        let flags: u64 = fields.nth(5).and_then(|f| f.parse().ok()).unwrap_or(u64::MAX);
+        let flags: u64 = fields
+            .nth(5)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(u64::MAX);
         if field("TracerPid:") != "0"
             || pending("SigPnd:") & kill_bit != 0
             || pending("ShdPnd:") & kill_bit != 0

@@ -73,8 +73,11 @@ pub mod ghost;
 pub mod ids;
 pub mod inotify;
 pub mod inventory;
+pub mod ipcns;
 pub mod memfd;
 pub mod mm;
+pub mod mnt;
+pub mod namespaces;
 mod page_writers;
 pub mod pages;
 pub mod pidfd;
@@ -103,6 +106,7 @@ pub mod timerfd;
 mod timers;
 pub mod tree;
 pub mod tty;
+pub mod utsns;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -166,6 +170,7 @@ pub struct Dump {
     file_locks: bool,
     sockets: sockets::Options,
     stats_dir: Option<PathBuf>,
+    namespaces: namespaces::Options,
     hook: Option<Hooked>,
 }
 
@@ -184,6 +189,7 @@ impl Dump {
             file_locks: false,
             sockets: sockets::Options::default(),
             stats_dir: None,
+            namespaces: namespaces::Options::default(),
             hook: None,
         }
     }
@@ -199,6 +205,29 @@ impl Dump {
     /// it.
     pub fn leave_running(mut self, yes: bool) -> Dump {
         self.leave_running = yes;
+        self
+    }
+
+    /// The container's root directory on the host (criu's `--root`).
+    pub fn root(mut self, dir: impl Into<PathBuf>) -> Dump {
+        self.namespaces.root = Some(dir.into());
+        self
+    }
+
+    /// The namespaces (`CLONE_NEW*` bits; only `CLONE_NEWNET` yet) the
+    /// restore makes empty rather than dumped (criu's `--empty-ns`).
+    pub fn empty_ns(mut self, mask: u32) -> Dump {
+        self.namespaces.empty_ns = mask;
+        self
+    }
+
+    /// The mount at `mount_point` in the container is external: the
+    /// restore binds it from what it is given for `key` (criu's
+    /// `--external mnt[PATH]:KEY`, the RPC's `ext_mnt`).
+    pub fn ext_mount(mut self, mount_point: impl Into<String>, key: impl Into<String>) -> Dump {
+        self.namespaces
+            .ext_mounts
+            .push((mount_point.into(), key.into()));
         self
     }
 
@@ -317,6 +346,7 @@ impl Dump {
             sockets: self.sockets,
             run_id: inventory::run_id(),
             stats_dir: self.stats_dir,
+            namespaces: self.namespaces,
             hook: self.hook,
         })
     }

@@ -142,12 +142,7 @@ pub static TABLE: &[Entry] = &[
     e("--exec-cmd", "exec_cmd", Honoured, never),
     e("--file-validation", "", Honoured, never),
     e("-S, --restore-sibling", "rst_sibling", Honoured, never),
-    e(
-        "-r, --root",
-        "root",
-        NotYet("a root directory other than rcriu's"),
-        |o, _| o.root.is_some(),
-    ),
+    e("-r, --root", "root", Honoured, never),
     e(
         "--inherit-fd",
         "inherit_fd",
@@ -157,9 +152,12 @@ pub static TABLE: &[Entry] = &[
     e("-J, --join-ns", "join_ns", NotYet("namespaces"), |o, _| {
         !o.join_ns.is_empty()
     }),
-    e("--empty-ns", "empty_ns", NotYet("namespaces"), |o, _| {
-        o.empty_ns != 0
-    }),
+    e(
+        "--empty-ns",
+        "empty_ns",
+        NotYet("empty namespaces other than net"),
+        |o, _| o.empty_ns & !CLONE_NEWNET != 0,
+    ),
     e(
         "--lsm-profile",
         "lsm_profile",
@@ -210,7 +208,9 @@ pub static TABLE: &[Entry] = &[
     e(
         "--evasive-devices",
         "evasive_devices",
-        NotYet("reaching a device file by another path"),
+        NoOp(
+            "rcriu opens a device file by its path and checks that it is the same device; one that is not fails the restore, naming it",
+        ),
         |o, _| o.evasive_devices,
     ),
     e(
@@ -260,8 +260,8 @@ pub static TABLE: &[Entry] = &[
     e(
         "-M, --ext-mount-map",
         "ext_mnt, auto_ext_mnt",
-        NotYet("mounts"),
-        |o, _| !o.ext_mount_map.is_empty() || o.auto_ext_mnt,
+        NotYet("external mounts found by rcriu (-M auto)"),
+        |o, _| o.auto_ext_mnt,
     ),
     e(
         "--enable-external-sharing",
@@ -290,8 +290,8 @@ pub static TABLE: &[Entry] = &[
     e(
         "",
         "orphan_pts_master",
-        NotYet("pty masters handed to the caller"),
-        |o, _| o.orphan_pts_master,
+        NotYet("pty masters handed to the caller (with --shell-job)"),
+        |o, _| o.orphan_pts_master && o.shell_job,
     ),
     // Cgroups.
     e("--freeze-cgroup", "freeze_cgroup", Honoured, never),
@@ -301,12 +301,7 @@ pub static TABLE: &[Entry] = &[
         NotYet("cgroup modes other than soft (the default)"),
         |o, _| !matches!(o.manage_cgroups, CgroupMode::Default | CgroupMode::Soft),
     ),
-    e(
-        "--cgroup-root",
-        "cg_root",
-        NotYet("moving cgroups to another root"),
-        |o, _| !o.cgroup_roots.is_empty(),
-    ),
+    e("--cgroup-root", "cg_root", Honoured, never),
     e(
         "--cgroup-props",
         "cgroup_props",
@@ -584,15 +579,19 @@ mod tests {
             ..Options::default()
         };
         assert!(check(&o, Command::Restore, Face::Cli).is_err());
-        let o = Options {
+        // runc always sends it: alone it asks for nothing rcriu does not
+        // do (an orphan terminal is refused at dump).
+        let mut o = Options {
             orphan_pts_master: true,
             ..Options::default()
         };
+        assert!(check(&o, Command::Restore, Face::Rpc).is_ok());
+        o.shell_job = true;
         assert_eq!(
             check(&o, Command::Restore, Face::Rpc)
                 .unwrap_err()
                 .to_string(),
-            "option orphan_pts_master is not supported yet (pty masters handed to the caller)"
+            "option orphan_pts_master is not supported yet (pty masters handed to the caller (with --shell-job))"
         );
     }
 

@@ -72,8 +72,34 @@ fn reopen_flags(how: i32) -> i32 {
     how & !libc::O_ACCMODE & !CREATION_FLAGS & !tmpfile
 }
 
+/// The root the images' paths are looked up from while a restore plans:
+/// rcriu's (`None`), or a container's, seen through its namespace
+/// holder ([`crate::namespaces`]).
+static TASK_ROOT: std::sync::RwLock<Option<PathBuf>> = std::sync::RwLock::new(None);
+
+/// The images' paths are looked up from `root` until this is dropped.
+#[derive(Debug)]
+pub struct TaskRoot;
+
+impl TaskRoot {
+    pub fn set(root: PathBuf) -> TaskRoot {
+        *TASK_ROOT.write().unwrap_or_else(|p| p.into_inner()) = Some(root);
+        TaskRoot
+    }
+}
+
+impl Drop for TaskRoot {
+    fn drop(&mut self) {
+        *TASK_ROOT.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
 fn path_of(reg: &pb::RegFileEntry) -> PathBuf {
-    PathBuf::from(OsStr::from_bytes(&reg.name))
+    let path = Path::new(OsStr::from_bytes(&reg.name));
+    match &*TASK_ROOT.read().unwrap_or_else(|p| p.into_inner()) {
+        Some(root) => root.join(path.strip_prefix("/").unwrap_or(path)),
+        None => path.to_owned(),
+    }
 }
 
 /// Opens regular-file entry `id` with `how` (O_RDONLY, ... or the entry's
