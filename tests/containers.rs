@@ -1,0 +1,269 @@
+//! Containers end to end: runc 1.1.5 (`runc --criu PATH`) checkpoints and
+//! restores a busybox container with rcriu as its criu, and the
+//! container's counter carries on from where it was.
+//!
+//! Needs `runc` and a static busybox (`apt-get install -y runc
+//! busybox-static`); the tests fail, saying so, when they are missing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rcriu_test_support::TempDir;
+
+const RCRIU: &str = env!("CARGO_BIN_EXE_rcriu");
+const BUSYBOX: &str = "/bin/busybox";
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn need_tools() {
+    let runc = Command::new("runc").arg("--version").output();
+    assert!(
+        runc.is_ok_and(|o| o.status.success()),
+        "this test needs runc: apt-get install -y runc"
+    );
+    assert!(
+        Path::new(BUSYBOX).exists(),
+        "this test needs a static busybox at {BUSYBOX}: apt-get install -y busybox-static"
+    );
+}
+
+/// A counter that never forks: each turn appends the next number to
+/// /tmp/count, then waits 20 ms on a FIFO nobody writes to.
+const COUNTER: &str =
+    "i=0; while :; do i=$((i+1)); echo $i >> /tmp/count; read -t 0.02 x <> /tmp/tick; done";
+
+/// A runc container with a busybox root file system, deleted on drop.
+struct Container {
+    dir: TempDir,
+    id: String,
+}
+
+impl Container {
+    /// A bundle running `sh -c script`; not started yet.
+    fn new(tag: &str, script: &str) -> Container {
+        let dir = TempDir::new(tag);
+        let rootfs = dir.0.join("bundle/rootfs");
+        for d in ["bin", "tmp", "proc", "sys", "dev"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin/sleep")).unwrap();
+        let fifo = rootfs.join("tmp/tick");
+        let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        let bundle = dir.0.join("bundle");
+        run_ok(Command::new("runc").arg("spec").current_dir(&bundle));
+        let cfg = bundle.join("config.json");
+        let mut spec: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+        spec["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
+        spec["process"]["terminal"] = false.into();
+        spec["root"]["readonly"] = false.into();
+        std::fs::write(&cfg, spec.to_string()).unwrap();
+        Container {
+            dir,
+            id: format!("rcriu-ct-{tag}-{}", std::process::id()),
+        }
+    }
+
+    fn runc(&self) -> Command {
+        let mut c = Command::new("runc");
+        c.arg("--root").arg(self.dir.0.join("state"));
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn bundle(&self) -> PathBuf {
+        self.dir.0.join("bundle")
+    }
+
+    fn count_file(&self) -> PathBuf {
+        self.bundle().join("rootfs/tmp/count")
+    }
+
+    /// `runc run -d`: detached, with /dev/null as its stdio.
+    fn start(&self) {
+        let status = self
+            .runc()
+            .args(["run", "-d", "--bundle"])
+            .arg(self.bundle())
+            .arg(&self.id)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "runc run: {status:?}");
+    }
+
+    fn checkpoint(&self, work: &str) -> Output {
+        let work = self.dir.0.join(work);
+        self.runc()
+            .args(["--criu", RCRIU, "checkpoint", "--image-path"])
+            .arg(self.dir.0.join("images"))
+            .arg("--work-path")
+            .arg(work)
+            .arg(&self.id)
+            .output()
+            .unwrap()
+    }
+
+    fn restore(&self) -> Output {
+        self.runc()
+            .args(["--criu", RCRIU, "restore", "-d", "--image-path"])
+            .arg(self.dir.0.join("images"))
+            .arg("--work-path")
+            .arg(self.dir.0.join("work-restore"))
+            .arg("--bundle")
+            .arg(self.bundle())
+            .arg(&self.id)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+    }
+
+    /// The container's init, on the host, as runc knows it.
+    fn pid(&self) -> i32 {
+        let out = run_ok(self.runc().args(["state", &self.id]));
+        let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        state["pid"].as_i64().unwrap() as i32
+    }
+
+    /// The counter's numbers so far.
+    fn counts(&self) -> Vec<u64> {
+        std::fs::read_to_string(self.count_file())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Waits until the counter wrote more than `n` numbers.
+    fn wait_past(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.counts().len() <= n {
+            assert!(
+                Instant::now() < deadline,
+                "the counter stopped at {} numbers",
+                self.counts().len()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn delete(&self) {
+        let _ = self.runc().args(["delete", "-f", &self.id]).output();
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        self.delete();
+    }
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+/// Whether the numbers count 1, 2, 3, ... with none missing or repeated:
+/// a counter that carried on, not one that started again.
+fn carried_on(counts: &[u64]) -> Result<(), String> {
+    for (i, &n) in counts.iter().enumerate() {
+        if n != i as u64 + 1 {
+            return Err(format!("number {} is {n}, not {}", i + 1, i + 1));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn runc_checkpoints_and_restores_a_busybox_counter() {
+    need_tools();
+    let _g = common::setup();
+    let c = Container::new("counter", COUNTER);
+    c.start();
+    c.wait_past(3);
+    let out = c.checkpoint("work-dump");
+    assert!(
+        out.status.success(),
+        "checkpoint: {}\n{}",
+        text(&out.stderr),
+        std::fs::read_to_string(c.dir.0.join("work-dump/dump.log")).unwrap_or_default()
+    );
+    // The images are CRIU's: a pid namespace of its own whose init the
+    // counter is, its mounts, its UTS and IPC namespaces.
+    let images = c.dir.0.join("images");
+    let pstree = images.join("pstree.img");
+    assert!(pstree.exists());
+    for prefix in ["mountpoints-", "utsns-", "ipcns-var-", "tmpfs-dev-"] {
+        let found = std::fs::read_dir(&images)
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with(prefix));
+        assert!(found, "no {prefix}* image");
+    }
+    let at_dump = c.counts();
+    carried_on(&at_dump).unwrap();
+
+    let out = c.restore();
+    assert!(
+        out.status.success(),
+        "restore: {}\n{}",
+        text(&out.stderr),
+        std::fs::read_to_string(c.dir.0.join("work-restore/restore.log")).unwrap_or_default()
+    );
+    c.wait_past(at_dump.len() + 3);
+    // The counter went on from its value: every number once, in order.
+    carried_on(&c.counts()).unwrap();
+    // It is the init of its own pid namespace again, under runc.
+    let pid = c.pid();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert!(nspid.ends_with("\t1"), "{nspid}");
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    for mp in [" / ", " /proc ", " /dev ", " /dev/pts ", " /sys ", " /sys/fs/cgroup/cpu "] {
+        assert!(mounts.contains(mp), "no{mp}mount:\n{mounts}");
+    }
+
+    // Negative control: the same container started anew counts from 1
+    // again, which the check sees.
+    c.delete();
+    let before = c.counts().len();
+    c.start();
+    c.wait_past(before + 1);
+    assert!(carried_on(&c.counts()).is_err());
+}
+
+#[test]
+fn a_container_of_two_processes_is_refused_by_name_and_left_running() {
+    need_tools();
+    let _g = common::setup();
+    let script = format!("sleep 1000 & {COUNTER}");
+    let c = Container::new("two", &script);
+    c.start();
+    c.wait_past(2);
+    let out = c.checkpoint("work-dump");
+    assert!(!out.status.success());
+    let log = std::fs::read_to_string(c.dir.0.join("work-dump/dump.log")).unwrap();
+    assert!(
+        log.contains("a pid namespace of 2 processes"),
+        "{log}"
+    );
+    // Untouched: it counts on.
+    let n = c.counts().len();
+    c.wait_past(n + 2);
+    carried_on(&c.counts()).unwrap();
+}
