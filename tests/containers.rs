@@ -234,7 +234,14 @@ fn runc_checkpoints_and_restores_a_busybox_counter() {
     let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
     assert!(nspid.ends_with("\t1"), "{nspid}");
     let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
-    for mp in [" / ", " /proc ", " /dev ", " /dev/pts ", " /sys ", " /sys/fs/cgroup/cpu "] {
+    for mp in [
+        " / ",
+        " /proc ",
+        " /dev ",
+        " /dev/pts ",
+        " /sys ",
+        " /sys/fs/cgroup/cpu ",
+    ] {
         assert!(mounts.contains(mp), "no{mp}mount:\n{mounts}");
     }
 
@@ -258,12 +265,34 @@ fn a_container_of_two_processes_is_refused_by_name_and_left_running() {
     let out = c.checkpoint("work-dump");
     assert!(!out.status.success());
     let log = std::fs::read_to_string(c.dir.0.join("work-dump/dump.log")).unwrap();
-    assert!(
-        log.contains("a pid namespace of 2 processes"),
-        "{log}"
-    );
+    assert!(log.contains("a pid namespace of 2 processes"), "{log}");
     // Untouched: it counts on.
     let n = c.counts().len();
     c.wait_past(n + 2);
     carried_on(&c.counts()).unwrap();
+}
+
+/// The host name in the images becomes another one.
+fn rename_host(dir: &rcriu_images::ImageDir, _pid: i32) {
+    use rcriu_images::{ImageFile, pb};
+    let name = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("utsns-"))
+        .expect("a utsns image");
+    let file = ImageFile::parse(&name).unwrap();
+    let mut e: pb::UtsnsEntry = dir.read_one(file).unwrap();
+    e.nodename = b"someone-else".to_vec();
+    dir.write_one(file, &e).unwrap();
+}
+
+#[test]
+fn a_uts_namespace_of_its_own_is_restored_with_its_names() {
+    let _g = common::setup();
+    // The workload unshares its UTS namespace, names its host, and checks
+    // the name once restored.
+    common::cycle("dump_scope", &["uts"], None).unwrap();
+    // Negative control: another name in the image fails its check.
+    let e = common::cycle("dump_scope", &["uts"], Some(rename_host)).unwrap_err();
+    assert!(e.contains("FAIL"), "{e}");
 }

@@ -165,7 +165,10 @@ fn set_up(
     o: &Options,
     dir: &ImageDir,
 ) -> Result<(Option<mnt::Prepared>, Option<OwnedFd>)> {
-    let mut flags = UnshareFlags::NEWNS;
+    let mut flags = UnshareFlags::empty();
+    if c.mnt.is_some() {
+        flags |= UnshareFlags::NEWNS;
+    }
     if c.net {
         flags |= UnshareFlags::NEWNET;
     }
