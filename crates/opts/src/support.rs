@@ -173,7 +173,9 @@ pub static TABLE: &[Entry] = &[
     e(
         "--weak-sysctls",
         "weak_sysctls",
-        NoOp("rcriu restores no sysctls (they belong to namespaces, which it refuses)"),
+        NoOp(
+            "the only sysctls rcriu restores, an IPC namespace's limits, exist on every kernel it runs on",
+        ),
         never,
     ),
     e(
@@ -185,7 +187,7 @@ pub static TABLE: &[Entry] = &[
     e(
         "--mntns-compat-mode",
         "mntns_compat_mode",
-        NoOp("it chooses how criu restores mount namespaces, which rcriu refuses"),
+        NoOp("it chooses between criu's two ways of restoring mount namespaces; rcriu has one"),
         never,
     ),
     // Resources.
@@ -209,7 +211,7 @@ pub static TABLE: &[Entry] = &[
         "--evasive-devices",
         "evasive_devices",
         NoOp(
-            "rcriu opens a device file by its path and checks that it is the same device; one that is not fails the restore, naming it",
+            "rcriu opens a device file by its path only: where that path is gone, the restore fails naming it rather than looking for the device elsewhere",
         ),
         |o, _| o.evasive_devices,
     ),
@@ -301,7 +303,14 @@ pub static TABLE: &[Entry] = &[
         NotYet("cgroup modes other than soft (the default)"),
         |o, _| !matches!(o.manage_cgroups, CgroupMode::Default | CgroupMode::Soft),
     ),
-    e("--cgroup-root", "cg_root", Honoured, never),
+    e(
+        "--cgroup-root",
+        "cg_root",
+        NoOp(
+            "taken where it names the cgroup the images already give the controller (runc's case); any other is refused at restore, naming it",
+        ),
+        never,
+    ),
     e(
         "--cgroup-props",
         "cgroup_props",
