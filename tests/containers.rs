@@ -102,10 +102,15 @@ impl Container {
     }
 
     fn checkpoint(&self, work: &str) -> Output {
+        self.checkpoint_with(RCRIU, "images", work)
+    }
+
+    /// `runc checkpoint` with `criu` as its criu, into `images`.
+    fn checkpoint_with(&self, criu: &str, images: &str, work: &str) -> Output {
         let work = self.dir.0.join(work);
         self.runc()
-            .args(["--criu", RCRIU, "checkpoint", "--image-path"])
-            .arg(self.dir.0.join("images"))
+            .args(["--criu", criu, "checkpoint", "--image-path"])
+            .arg(self.dir.0.join(images))
             .arg("--work-path")
             .arg(work)
             .arg(&self.id)
@@ -114,11 +119,16 @@ impl Container {
     }
 
     fn restore(&self) -> Output {
+        self.restore_with(RCRIU, "images", "work-restore")
+    }
+
+    /// `runc restore -d` with `criu` as its criu, from `images`.
+    fn restore_with(&self, criu: &str, images: &str, work: &str) -> Output {
         self.runc()
-            .args(["--criu", RCRIU, "restore", "-d", "--image-path"])
-            .arg(self.dir.0.join("images"))
+            .args(["--criu", criu, "restore", "-d", "--image-path"])
+            .arg(self.dir.0.join(images))
             .arg("--work-path")
-            .arg(self.dir.0.join("work-restore"))
+            .arg(self.dir.0.join(work))
             .arg("--bundle")
             .arg(self.bundle())
             .arg(&self.id)
@@ -295,4 +305,63 @@ fn a_uts_namespace_of_its_own_is_restored_with_its_names() {
     // Negative control: another name in the image fails its check.
     let e = common::cycle("dump_scope", &["uts"], Some(rename_host)).unwrap_err();
     assert!(e.contains("FAIL"), "{e}");
+}
+
+/// CRIU 4.2's criu, when `RCRIU_TEST_CRIU` names it.
+fn criu42() -> Option<String> {
+    let c = std::env::var("RCRIU_TEST_CRIU")
+        .ok()
+        .filter(|c| !c.is_empty());
+    if c.is_none() {
+        eprintln!("RCRIU_TEST_CRIU is not set: skipping the container test against CRIU 4.2");
+    }
+    c
+}
+
+/// `out` succeeded, or the test fails with runc's words and the log.
+fn succeeded(out: &Output, what: &str, log: &Path) {
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}",
+        text(&out.stderr),
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+#[test]
+fn criu_and_rcriu_restore_each_others_container_checkpoints() {
+    need_tools();
+    let Some(criu) = criu42() else {
+        return;
+    };
+    let _g = common::setup();
+    let c = Container::new("cross", COUNTER);
+    c.start();
+    c.wait_past(3);
+    // CRIU dumps, rcriu restores.
+    let out = c.checkpoint_with(&criu, "images-criu", "work-criu");
+    succeeded(
+        &out,
+        "CRIU's checkpoint",
+        &c.dir.0.join("work-criu/dump.log"),
+    );
+    let n = c.counts().len();
+    let out = c.restore_with(RCRIU, "images-criu", "work-rcriu-restore");
+    let log = c.dir.0.join("work-rcriu-restore/restore.log");
+    succeeded(&out, "rcriu's restore of CRIU's images", &log);
+    c.wait_past(n + 3);
+    carried_on(&c.counts()).unwrap();
+    // rcriu dumps, CRIU restores.
+    let out = c.checkpoint_with(RCRIU, "images-rcriu", "work-rcriu");
+    succeeded(
+        &out,
+        "rcriu's checkpoint",
+        &c.dir.0.join("work-rcriu/dump.log"),
+    );
+    let n = c.counts().len();
+    let out = c.restore_with(&criu, "images-rcriu", "work-criu-restore");
+    let log = c.dir.0.join("work-criu-restore/restore.log");
+    succeeded(&out, "CRIU's restore of rcriu's images", &log);
+    c.wait_past(n + 3);
+    carried_on(&c.counts()).unwrap();
 }

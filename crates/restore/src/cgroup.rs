@@ -206,11 +206,15 @@ pub fn plan(images: &Images) -> Result<Cgroups> {
         if h.entry.dirs.is_empty() {
             continue;
         }
+        // A hierarchy nobody mounted here (CRIU records its whole tree):
+        // the process stays where rcriu is in it (checked above); the
+        // other cgroups are not its own and are left as they are.
         if h.mount.is_none() {
-            return Err(Error::invalid(
-                img(),
-                format!("hierarchy {:?} has cgroups but is not mounted here", h.name),
-            ));
+            log::warn!(
+                "cg: hierarchy {:?} is not mounted here: its cgroups are left as they are",
+                h.name
+            );
+            continue;
         }
         check_dirs(&h.entry.dirs)?;
     }
@@ -498,33 +502,6 @@ fn own_cgroup(name: &str) -> Option<String> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_stay_inside() {
-        assert!(check_rel("a/b", "x").is_ok());
-        assert!(check_rel("", "x").is_ok());
-        assert!(check_rel("../etc", "x").is_err());
-        assert!(check_rel("a//b", "x").is_err());
-        assert!(check_rel("/a", "x").is_err());
-        let v2 = pb::CgControllerEntry {
-            cnames: vec![Vec::new()],
-            dirs: Vec::new(),
-            is_threaded: None,
-        };
-        assert!(controller_matches(&v2, ""));
-        assert!(!controller_matches(&v2, "cpu"));
-        let cpu = pb::CgControllerEntry {
-            cnames: vec![b"cpu".to_vec(), b"cpuacct".to_vec()],
-            ..v2
-        };
-        assert!(controller_matches(&cpu, "cpu,cpuacct"));
-        assert!(!controller_matches(&cpu, "cpu"));
-    }
-}
-
 /// criu's `--cgroup-root [CONTROLLER:]PATH` (the RPC's `cg_root`), as far
 /// as rcriu takes it: each root given must be where the images already
 /// put that controller's cgroup for the root process (runc gives the
@@ -562,4 +539,31 @@ pub fn check_roots(images: &Images, roots: &[(Option<String>, String)]) -> Resul
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_inside() {
+        assert!(check_rel("a/b", "x").is_ok());
+        assert!(check_rel("", "x").is_ok());
+        assert!(check_rel("../etc", "x").is_err());
+        assert!(check_rel("a//b", "x").is_err());
+        assert!(check_rel("/a", "x").is_err());
+        let v2 = pb::CgControllerEntry {
+            cnames: vec![Vec::new()],
+            dirs: Vec::new(),
+            is_threaded: None,
+        };
+        assert!(controller_matches(&v2, ""));
+        assert!(!controller_matches(&v2, "cpu"));
+        let cpu = pb::CgControllerEntry {
+            cnames: vec![b"cpu".to_vec(), b"cpuacct".to_vec()],
+            ..v2
+        };
+        assert!(controller_matches(&cpu, "cpu,cpuacct"));
+        assert!(!controller_matches(&cpu, "cpu"));
+    }
 }
