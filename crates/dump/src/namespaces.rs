@@ -200,6 +200,43 @@ impl Container {
             .map_or(pid, |(_, v)| *v)
     }
 
+    /// Refuses an fd the restore cannot open again in the container yet:
+    /// a socket, a file of its proc (mounted once its pid namespace
+    /// exists, after the files are opened), a terminal or a message queue
+    /// (of its own devpts and mqueue, which the restore does not reach).
+    pub fn check_fd(&self, pid: Pid, fd: &rcriu_proc::Fd) -> Result<()> {
+        let what = match fd.target() {
+            rcriu_proc::FdTarget::Socket(_) if self.own.contains(&NsKind::Net) => {
+                Some("a socket in the container's network namespace".to_string())
+            }
+            rcriu_proc::FdTarget::Path { path, .. } if self.mnt.is_some() => {
+                let p = path.to_string_lossy();
+                let kind = if p.starts_with("/proc/") || p == "/proc" {
+                    Some("a file of the container's proc")
+                } else if p.starts_with("/dev/pts/")
+                    || p == "/dev/ptmx"
+                    || p == "/dev/console"
+                    || p.starts_with("/dev/tty")
+                {
+                    Some("a terminal of the container")
+                } else if p.starts_with("/dev/mqueue/") {
+                    Some("a message queue of the container")
+                } else {
+                    None
+                };
+                kind.map(|k| format!("{k}, {p}"))
+            }
+            _ => None,
+        };
+        match what {
+            Some(w) => Err(Error::unsupported(
+                pid,
+                format!("fd {}: {w} (not restored in a container yet)", fd.fd),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Whether a process's namespace of `kind` is the container's.
     pub fn holds(&self, kind: NsKind, ino: Option<u64>) -> bool {
         let kind = match kind {

@@ -989,6 +989,9 @@ fn collect(
         if !memfd::is_memfd_link(&fd.link) {
             files::check_fd(pid, fd, &info)?;
             check_proc_of_tree(pid, fd, &sh.pids)?;
+            if let Some(c) = container {
+                c.check_fd(pid, fd)?;
+            }
         }
         fd_infos.push(info);
     }
