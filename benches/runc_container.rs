@@ -103,7 +103,20 @@ fn measure(criu: &str, rounds: usize) -> Result<(Duration, Duration), String> {
         c
     };
     let _ = run(runc().args(["delete", "-f", &id]));
-    run(runc().args(["run", "-d", "--bundle"]).arg(&bundle).arg(&id))?;
+    // Detached, the container keeps runc's stdio: no pipe of ours, which
+    // would never end.
+    let started = runc()
+        .args(["run", "-d", "--bundle"])
+        .arg(&bundle)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("runc run: {e}"))?;
+    if !started.success() {
+        return Err(format!("runc run: {started}"));
+    }
     let result = (|| {
         counts_past(&bundle, 2)?;
         let (mut dumps, mut restores) = (Vec::new(), Vec::new());
@@ -117,14 +130,19 @@ fn measure(criu: &str, rounds: usize) -> Result<(Duration, Duration), String> {
                 .arg(&work)
                 .arg(&id))?);
             let n = count(&bundle);
-            restores.push(run(runc()
+            let restored = run(runc()
                 .args(["--criu", criu, "restore", "-d", "--image-path"])
                 .arg(&images)
                 .arg("--work-path")
                 .arg(&work)
                 .arg("--bundle")
                 .arg(&bundle)
-                .arg(&id))?);
+                .arg(&id));
+            restores.push(restored.map_err(|e| {
+                let log = std::fs::read_to_string(work.join("restore.log")).unwrap_or_default();
+                let errors: Vec<&str> = log.lines().filter(|l| l.contains("Error")).collect();
+                format!("round {r}: {e}\n{}", errors.join("\n"))
+            })?);
             counts_past(&bundle, n + 1)?;
         }
         Ok((median(dumps), median(restores)))

@@ -255,6 +255,22 @@ fn runc_checkpoints_and_restores_a_busybox_counter() {
         assert!(mounts.contains(mp), "no{mp}mount:\n{mounts}");
     }
 
+    // Again, from the restored container: runc now names the pipe it
+    // gave the restore as stderr (inherit_fd), which no file of the
+    // images is.
+    let out = c.checkpoint_with(RCRIU, "images2", "work-dump2");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let n = c.counts().len();
+    let out = c.restore_with(RCRIU, "images2", "work-restore2");
+    assert!(
+        out.status.success(),
+        "second restore: {}\n{}",
+        text(&out.stderr),
+        std::fs::read_to_string(c.dir.0.join("work-restore2/restore.log")).unwrap_or_default()
+    );
+    c.wait_past(n + 3);
+    carried_on(&c.counts()).unwrap();
+
     // Negative control: the same container started anew counts from 1
     // again, which the check sees.
     c.delete();
@@ -264,22 +280,37 @@ fn runc_checkpoints_and_restores_a_busybox_counter() {
     assert!(carried_on(&c.counts()).is_err());
 }
 
-#[test]
-fn a_container_of_two_processes_is_refused_by_name_and_left_running() {
+/// A container running `script` (the counter after some set-up) whose
+/// checkpoint rcriu refuses, naming `what`; it counts on untouched.
+fn refused(tag: &str, script: &str, what: &str) {
     need_tools();
     let _g = common::setup();
-    let script = format!("sleep 1000 & {COUNTER}");
-    let c = Container::new("two", &script);
+    let c = Container::new(tag, &format!("{script} {COUNTER}"));
     c.start();
     c.wait_past(2);
     let out = c.checkpoint("work-dump");
     assert!(!out.status.success());
     let log = std::fs::read_to_string(c.dir.0.join("work-dump/dump.log")).unwrap();
-    assert!(log.contains("a pid namespace of 2 processes"), "{log}");
-    // Untouched: it counts on.
+    assert!(log.contains(what), "{log}");
     let n = c.counts().len();
     c.wait_past(n + 2);
     carried_on(&c.counts()).unwrap();
+}
+
+#[test]
+fn a_container_of_two_processes_is_refused_by_name_and_left_running() {
+    refused("two", "sleep 1000 &", "a pid namespace of 2 processes");
+}
+
+#[test]
+fn a_container_holding_a_file_of_its_proc_is_refused_by_name() {
+    // Its proc is mounted again only once its pid namespace exists,
+    // after the restore opened the files.
+    refused(
+        "procfd",
+        "exec 3</proc/self/status;",
+        "fd 3: a file of the container's proc",
+    );
 }
 
 /// The host name in the images becomes another one.

@@ -146,8 +146,10 @@ pub static TABLE: &[Entry] = &[
     e(
         "--inherit-fd",
         "inherit_fd",
-        NotYet("fds inherited from the caller"),
-        |o, _| !o.inherit_fds.is_empty(),
+        NoOp(
+            "taken where no file of the images is the key (runc names its stdio pipes, which a container with /dev/null has not); one that is is refused at restore, naming it",
+        ),
+        never,
     ),
     e("-J, --join-ns", "join_ns", NotYet("namespaces"), |o, _| {
         !o.join_ns.is_empty()

@@ -832,6 +832,34 @@ pub fn plan_fs(img: &Images, ghosts: &mut ghost::Ghosts) -> Result<FsPlan> {
     })
 }
 
+/// criu's `--inherit-fd fd[N]:KEY`, as far as rcriu takes it: a key no
+/// file of the images is (runc names the pipes of its own stdio) leaves
+/// nothing to inherit; one that some file is would be replaced by the
+/// caller's fd, which is not done yet, and is refused by name.
+pub fn check_inherited(
+    files: &BTreeMap<u32, Box<pb::FileEntry>>,
+    keys: &[(i32, String)],
+) -> Result<()> {
+    for (fd, key) in keys {
+        let pipe = key
+            .strip_prefix("pipe:[")
+            .and_then(|k| k.strip_suffix(']'))
+            .and_then(|k| k.parse::<u32>().ok());
+        let matches = files.values().any(|f| match (&f.pipe, &f.reg, pipe) {
+            (Some(p), _, Some(ino)) => p.pipe_id == ino,
+            (_, Some(r), None) => r.name == key.as_bytes(),
+            _ => false,
+        });
+        if matches {
+            return Err(Error::unsupported(format!(
+                "inheriting fd {fd} for {key}, which the images hold (--inherit-fd)"
+            )));
+        }
+        log::info!("inherit fd {fd} for {key}: no file of the images is {key}");
+    }
+    Ok(())
+}
+
 /// Moves `fd` to a number at or above `min`, keeping it open as an
 /// `OwnedFd` (the old number is closed).
 pub fn renumber(fd: OwnedFd, min: i32) -> Result<OwnedFd> {

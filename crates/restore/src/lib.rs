@@ -137,6 +137,7 @@ pub struct Restore {
     stats_dir: Option<PathBuf>,
     namespaces: namespaces::Options,
     cg_roots: Vec<(Option<String>, String)>,
+    inherit_fds: Vec<(i32, String)>,
     hook: Option<Hooked>,
 }
 
@@ -174,6 +175,7 @@ impl Restore {
             stats_dir: None,
             namespaces: namespaces::Options::default(),
             cg_roots: Vec::new(),
+            inherit_fds: Vec::new(),
             hook: None,
         }
     }
@@ -189,6 +191,14 @@ impl Restore {
     /// the images already put them, refused otherwise.
     pub fn cgroup_root(mut self, controller: Option<String>, path: impl Into<String>) -> Restore {
         self.cg_roots.push((controller, path.into()));
+        self
+    }
+
+    /// The caller's fd `fd` stands for the file `key` of the images
+    /// (criu's `--inherit-fd fd[N]:KEY`): taken where no file of the
+    /// images is `key`, refused otherwise.
+    pub fn inherit_fd(mut self, fd: i32, key: impl Into<String>) -> Restore {
+        self.inherit_fds.push((fd, key.into()));
         self
     }
 
@@ -314,6 +324,7 @@ impl Restore {
         }
         let root_img = &tree.procs[0];
         cgroup::check_roots(root_img, &self.cg_roots)?;
+        files::check_inherited(&root_img.files, &self.inherit_fds)?;
         // A container's namespaces, made by their holder, whose root the
         // files are opened from.
         let mut holder = tree

@@ -162,6 +162,9 @@ pub fn restore(o: &Options, face: Face, actions: &Actions, detach: bool) -> Resu
     for (key, path) in &o.ext_mount_map {
         r = r.ext_mount(key, path);
     }
+    for i in &o.inherit_fds {
+        r = r.inherit_fd(i.fd, &i.key);
+    }
     for c in &o.cgroup_roots {
         r = r.cgroup_root(c.controller.clone(), &c.path);
     }
