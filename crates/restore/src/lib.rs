@@ -983,7 +983,7 @@ fn fork_args(
 
 /// Forks into the restorer as `f` says.
 #[allow(unsafe_code)]
-fn fork_restorer(f: &namespaces::Fork) -> std::io::Result<Pid> {
+pub(crate) fn fork_restorer(f: &namespaces::Fork) -> std::io::Result<Pid> {
     // SAFETY: the region holds the relocated restorer, its args (all it
     // reads, by absolute addresses that are the same in the fork) and its
     // stack; the restorer never returns into Rust code.

@@ -135,15 +135,6 @@ pub struct Fork {
     pub arg: u64,
 }
 
-/// Forks the root as `f` says, with `flags`.
-#[allow(unsafe_code)]
-fn clone_root(f: &Fork, flags: u64) -> std::io::Result<Pid> {
-    // SAFETY: as `fork_restorer`'s: the caller laid out the restorer, its
-    // args and its stack in the region at these addresses, the same in
-    // the fork; the restorer never returns into Rust code.
-    unsafe { sys::clone3_into(flags, f.pid, f.stack, f.stack_size, f.entry, f.arg) }
-}
-
 /// The thread holding the container's namespaces.
 pub struct Holder {
     tid: Pid,
@@ -229,11 +220,11 @@ impl Holder {
                 let Ok(f) = fork_rx.recv() else {
                     return;
                 };
-                let mut flags = f.flags;
+                let mut f = f;
                 if c.pid {
-                    flags |= libc::CLONE_NEWPID as u64;
+                    f.flags |= libc::CLONE_NEWPID as u64;
                 }
-                let forked = clone_root(&f, flags);
+                let forked = crate::fork_restorer(&f);
                 let child = match forked {
                     Ok(p) => p,
                     Err(e) => {
