@@ -223,7 +223,7 @@ fn options_rcriu_cannot_honour_are_refused_by_name() {
         (&["--timeout", "3"], "--timeout"),
         (&["--page-server", "--port", "1"], "--page-server"),
         (&["--auto-dedup"], "--auto-dedup"),
-        (&["--root", "/"], "--root"),
+        (&["--skip-mnt", "/x"], "--skip-mnt"),
         (&["--libdir", "/tmp"], "--libdir"),
         (&["--leave-running", "--lazy-pages"], "--lazy-pages"),
     ] {

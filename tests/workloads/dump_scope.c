@@ -138,13 +138,21 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	/* SIGUSR1 is taken only inside sigsuspend: a process restored at
+	 * the wait (its syscall restarted) cannot miss it between the test
+	 * of stop and the wait. */
+	sigset_t usr1, waiting;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &usr1, &waiting);
+	sigdelset(&waiting, SIGUSR1);
 	printf("ready\n");
 	fflush(stdout);
 	int null = open("/dev/null", O_WRONLY);
 	dup2(null, 1);
 	close(null);
 	while (!stop)
-		pause();
+		sigsuspend(&waiting);
 
 	char buf[16] = "";
 	if (!strcmp(mode, "thread")) {

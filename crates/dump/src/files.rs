@@ -129,8 +129,12 @@ impl FileInfo {
 
 /// Checks that `path` still names the file (CRIU would otherwise need a
 /// link remap, which rcriu cannot make yet).
+/// The path is the task's: looked up from its root (a container's is not
+/// rcriu's).
 pub fn check_path(pid: Pid, what: &str, info: &FileInfo) -> Result<()> {
-    match std::fs::symlink_metadata(&info.path) {
+    let in_root = Path::new(&format!("/proc/{pid}/root"))
+        .join(info.path.strip_prefix("/").unwrap_or(&info.path));
+    match std::fs::symlink_metadata(in_root) {
         Ok(m) if m.dev() == info.dev && m.ino() == info.ino => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && info.nlink > 0 => {
             Err(Error::unsupported(

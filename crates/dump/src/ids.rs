@@ -103,9 +103,17 @@ impl NsIds {
 /// The namespaces of the target that rcriu can dump when they differ
 /// from its own: only the time namespace (a process rcriu or CRIU
 /// restored lives in one). Any other is refused, naming it.
-pub fn check_namespaces(pid: Pid, own: &Namespaces, task: &Namespaces) -> Result<()> {
+pub fn check_namespaces(
+    pid: Pid,
+    own: &Namespaces,
+    task: &Namespaces,
+    container: Option<&crate::namespaces::Container>,
+) -> Result<()> {
     for kind in NsKind::ALL {
         let (mine, theirs) = (own.get(kind), task.get(kind));
+        if container.is_some_and(|c| c.holds(kind, theirs)) {
+            continue;
+        }
         let skip = match kind {
             NsKind::Time | NsKind::TimeForChildren => true,
             // Not there until the first child after unshare(CLONE_NEWPID).
@@ -195,16 +203,16 @@ mod tests {
     fn only_time_may_differ() {
         let own = ns(100);
         let mut t = ns(100);
-        assert!(check_namespaces(1, &own, &t).is_ok());
+        assert!(check_namespaces(1, &own, &t, None).is_ok());
         t.time = Some(5);
         t.time_for_children = Some(5);
-        assert!(check_namespaces(1, &own, &t).is_ok());
+        assert!(check_namespaces(1, &own, &t, None).is_ok());
         t.time_for_children = Some(6);
-        let e = check_namespaces(1, &own, &t).unwrap_err().to_string();
+        let e = check_namespaces(1, &own, &t, None).unwrap_err().to_string();
         assert!(e.contains("nested time namespace"), "{e}");
         let mut t = ns(100);
         t.net = Some(42);
-        let e = check_namespaces(1, &own, &t).unwrap_err().to_string();
+        let e = check_namespaces(1, &own, &t, None).unwrap_err().to_string();
         assert!(e.contains("net namespace"), "{e}");
     }
 }

@@ -78,8 +78,11 @@ pub mod ghost;
 pub mod ids;
 pub mod inotify;
 pub mod inventory;
+pub mod ipcns;
 pub mod memfd;
 pub mod mm;
+pub mod mnt;
+pub mod namespaces;
 mod page_writers;
 pub mod pages;
 pub mod pidfd;
@@ -112,6 +115,7 @@ pub mod track;
 mod track_sys;
 pub mod tree;
 pub mod tty;
+pub mod utsns;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -178,6 +182,7 @@ pub struct Dump {
     track_mem: bool,
     parent: Option<PathBuf>,
     key: Option<rcriu_images::crypt::Key>,
+    namespaces: namespaces::Options,
     hook: Option<Hooked>,
 }
 
@@ -199,6 +204,7 @@ impl Dump {
             track_mem: false,
             parent: None,
             key: None,
+            namespaces: namespaces::Options::default(),
             hook: None,
         }
     }
@@ -238,6 +244,29 @@ impl Dump {
     /// it.
     pub fn leave_running(mut self, yes: bool) -> Dump {
         self.leave_running = yes;
+        self
+    }
+
+    /// The container's root directory on the host (criu's `--root`).
+    pub fn root(mut self, dir: impl Into<PathBuf>) -> Dump {
+        self.namespaces.root = Some(dir.into());
+        self
+    }
+
+    /// The namespaces (`CLONE_NEW*` bits; only `CLONE_NEWNET` yet) the
+    /// restore makes empty rather than dumped (criu's `--empty-ns`).
+    pub fn empty_ns(mut self, mask: u32) -> Dump {
+        self.namespaces.empty_ns = mask;
+        self
+    }
+
+    /// The mount at `mount_point` in the container is external: the
+    /// restore binds it from what it is given for `key` (criu's
+    /// `--external mnt[PATH]:KEY`, the RPC's `ext_mnt`).
+    pub fn ext_mount(mut self, mount_point: impl Into<String>, key: impl Into<String>) -> Dump {
+        self.namespaces
+            .ext_mounts
+            .push((mount_point.into(), key.into()));
         self
     }
 
@@ -359,6 +388,7 @@ impl Dump {
             track_mem: self.track_mem,
             parent: self.parent,
             key: self.key,
+            namespaces: self.namespaces,
             hook: self.hook,
         })
     }

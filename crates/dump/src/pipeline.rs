@@ -47,7 +47,7 @@ use crate::tree::{Kind, Member, Tree};
 use crate::{
     Error, Result, attrs, cgroup, core, files, fs, ids, inventory, memfd, mm, pages, pstree,
 };
-use crate::{seccomp, sys, threads, timens, timers};
+use crate::{mnt, namespaces, seccomp, sys, threads, timens, timers};
 
 /// The options of one dump.
 #[derive(Debug, Clone)]
@@ -77,6 +77,8 @@ pub struct Options {
     pub parent: Option<PathBuf>,
     /// `--encrypt`: the images' key.
     pub key: Option<rcriu_images::crypt::Key>,
+    /// A container's namespaces: its root, empty ones, external mounts.
+    pub namespaces: namespaces::Options,
     pub(crate) hook: Option<crate::Hooked>,
 }
 
@@ -325,6 +327,8 @@ struct Collected {
     /// rcriu's cgroup set, and cgroup.img.
     root_set: u32,
     cgroup_image: Option<pb::CgroupEntry>,
+    /// The namespaces of the tree's own.
+    container: Option<namespaces::Container>,
 }
 
 /// Threads stopped inside an rseq critical section lose their section as
@@ -545,7 +549,37 @@ fn write_images(
         let t = timens::entry(&host.timens, &p.timens);
         out.write_one(ImageFile::Timens(p.timens_id.into()), &t)?;
     }
+    if let (Some(ct), Some(p)) = (&c.container, c.procs.first()) {
+        write_namespaces(out, o.pid, ct, &p.ids.entry)?;
+    }
     fault::check_abort().map_err(Error::compel(pid))
+}
+
+/// The images of the tree's own namespaces, named by their ids.
+fn write_namespaces(
+    out: &mut Output,
+    pid: Pid,
+    ct: &namespaces::Container,
+    ids: &pb::TaskKobjIdsEntry,
+) -> Result<()> {
+    if let (Some(uts), Some(id)) = (&ct.uts, ids.uts_ns_id) {
+        out.write_one(ImageFile::Utsns(id.into()), uts)?;
+    }
+    if let (Some(ipc), Some(id)) = (&ct.ipc, ids.ipc_ns_id) {
+        out.write_one(ImageFile::IpcVar(id.into()), ipc)?;
+    }
+    if let (Some(tree), Some(id)) = (&ct.mnt, ids.mnt_ns_id) {
+        out.write_all(ImageFile::Mountpoints(id.into()), &tree.entries)?;
+        for (dev, mp) in &tree.tmpfs {
+            let file = mnt::tmpfs_image(*dev);
+            let f = out
+                .created(file)?
+                .create_raw(file)
+                .map_err(Error::image(pid))?;
+            mnt::dump_tmpfs(pid, mp, f)?;
+        }
+    }
+    Ok(())
 }
 
 impl Collected {
@@ -788,6 +822,14 @@ fn collect_tree(
         return Err(Error::NotSessionLeader { pid, sid: root.sid });
     }
     let sharing = check_tree(tree)?;
+    let container = namespaces::collect(tree, &host.ns, &o.namespaces)?;
+    if container.is_some() && o.key.is_some() {
+        // A container's tmpfs contents are read by tar at the restore.
+        return Err(Error::unsupported(
+            pid,
+            "namespaces of its own in an encrypted dump (--encrypt)",
+        ));
+    }
     if host.lsm != Lsm::None {
         return Err(Error::unsupported(
             pid,
@@ -840,6 +882,7 @@ fn collect_tree(
                     m,
                     &with_parent,
                     host,
+                    container.as_ref(),
                     &mut sh,
                     out,
                     stats,
@@ -857,6 +900,9 @@ fn collect_tree(
         ));
     }
     let (root_set, cgroup_image) = sh.cgroups.finish();
+    if let Some(c) = &container {
+        number_in_namespace(c, &mut procs)?;
+    }
     Ok(Collected {
         root_ids,
         procs,
@@ -867,7 +913,37 @@ fn collect_tree(
         files: sh.files.entries,
         root_set,
         cgroup_image,
+        container,
     })
+}
+
+/// The processes numbered as their pid namespace numbers them: in the
+/// images, the root is its namespace's init.
+fn number_in_namespace(c: &namespaces::Container, procs: &mut [Proc]) -> Result<()> {
+    for p in procs {
+        let host = p.pid;
+        let v = |pid: u32| c.vpid(pid as Pid) as u32;
+        let e = &mut p.pstree;
+        if e.pgid != host as u32 || e.sid != host as u32 {
+            return Err(Error::unsupported(
+                host,
+                format!(
+                    "session {} or group {} from outside its pid namespace",
+                    e.sid, e.pgid
+                ),
+            ));
+        }
+        (e.pid, e.pgid, e.sid) = (v(e.pid), v(e.pgid), v(e.sid));
+        e.ppid = 0;
+        for t in &mut e.threads {
+            *t = v(*t);
+        }
+        for (tid, _) in &mut p.cores {
+            *tid = v(*tid);
+        }
+        p.pid = c.vpid(host);
+    }
+    Ok(())
 }
 
 /// CRIU's `TASK_DEAD`.
@@ -944,6 +1020,7 @@ fn collect(
     member: &Member,
     with_parent: &WithParent,
     host: &Host,
+    container: Option<&namespaces::Container>,
     sh: &mut Shared,
     out: &mut Output,
     stats: &mut DumpStats,
@@ -958,7 +1035,7 @@ fn collect(
 
     // -- What this version dumps: refused here, before anything else.
     let ns = task.namespaces().map_err(Error::proc(pid))?;
-    ids::check_namespaces(pid, &host.ns, &ns)?;
+    ids::check_namespaces(pid, &host.ns, &ns, container)?;
     let status = task.status().map_err(Error::proc(pid))?;
     let process_attrs = attrs::process(pid, &mut task, &status, stat.session == pid)?;
     let tids = cgroup::tids(seized);
@@ -996,6 +1073,9 @@ fn collect(
         if !memfd::is_memfd_link(&fd.link) {
             files::check_fd(pid, fd, &info)?;
             check_proc_of_tree(pid, fd, &sh.pids)?;
+            if let Some(c) = container {
+                c.check_fd(pid, fd)?;
+            }
         }
         fd_infos.push(info);
     }

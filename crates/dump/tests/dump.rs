@@ -677,9 +677,9 @@ fn out_of_scope_resources_are_refused_by_name() {
     require_root();
     let _g = trace_lock();
     // The controls: the same workload holding nothing more dumps, and
-    // with shared anonymous memory, a unix socket pair or a child too (no
-    // longer out of scope).
-    for mode in ["none", "shm", "socket", "child"] {
+    // with shared anonymous memory, a unix socket pair, a child or a UTS
+    // namespace of its own too (no longer out of scope).
+    for mode in ["none", "shm", "socket", "child", "uts"] {
         let w = start("dump_scope", &[mode]);
         let (_t, path) = images_path("scope");
         Dump::new(w.pid)
@@ -695,7 +695,6 @@ fn out_of_scope_resources_are_refused_by_name() {
         ("vsock", "a socket of family AF_VSOCK"),
         ("userfaultfd", "userfaultfd (an anonymous inode)"),
         ("alarm", "a timerfd on clock 9 (an alarm clock)"),
-        ("uts", "uts namespace"),
     ] {
         refused(start("dump_scope", &[mode]), what);
     }

@@ -153,8 +153,8 @@ files! {
         Nftables      "nftables-"      ".img"    None;
         NetnsCt       "netns-ct-"      ".img"    None;
         NetnsExp      "netns-exp-"     ".img"    None;
-        TmpfsImg      "tmpfs-"         ".tar.gz" None;
-        TmpfsDev      "tmpfs-dev-"     ".tar.gz" None;
+        TmpfsImg      "tmpfs-"         ".tar.gz.img" None;
+        TmpfsDev      "tmpfs-dev-"     ".tar.gz.img" None;
     }
     hex {
         GhostFile     "ghost-file-"    ".img"    Some(Kind::GhostFile);

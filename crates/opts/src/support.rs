@@ -146,24 +146,24 @@ pub static TABLE: &[Entry] = &[
     e("--exec-cmd", "exec_cmd", Honoured, never),
     e("--file-validation", "", Honoured, never),
     e("-S, --restore-sibling", "rst_sibling", Honoured, never),
-    e(
-        "-r, --root",
-        "root",
-        NotYet("a root directory other than rcriu's"),
-        |o, _| o.root.is_some(),
-    ),
+    e("-r, --root", "root", Honoured, never),
     e(
         "--inherit-fd",
         "inherit_fd",
-        NotYet("fds inherited from the caller"),
-        |o, _| !o.inherit_fds.is_empty(),
+        NoOp(
+            "taken where no file of the images is the key (runc names its stdio pipes, which a container with /dev/null has not); one that is is refused at restore, naming it",
+        ),
+        never,
     ),
     e("-J, --join-ns", "join_ns", NotYet("namespaces"), |o, _| {
         !o.join_ns.is_empty()
     }),
-    e("--empty-ns", "empty_ns", NotYet("namespaces"), |o, _| {
-        o.empty_ns != 0
-    }),
+    e(
+        "--empty-ns",
+        "empty_ns",
+        NotYet("empty namespaces other than net"),
+        |o, _| o.empty_ns & !CLONE_NEWNET != 0,
+    ),
     e(
         "--lsm-profile",
         "lsm_profile",
@@ -179,7 +179,9 @@ pub static TABLE: &[Entry] = &[
     e(
         "--weak-sysctls",
         "weak_sysctls",
-        NoOp("rcriu restores no sysctls (they belong to namespaces, which it refuses)"),
+        NoOp(
+            "the only sysctls rcriu restores, an IPC namespace's limits, exist on every kernel it runs on",
+        ),
         never,
     ),
     e(
@@ -191,7 +193,7 @@ pub static TABLE: &[Entry] = &[
     e(
         "--mntns-compat-mode",
         "mntns_compat_mode",
-        NoOp("it chooses how criu restores mount namespaces, which rcriu refuses"),
+        NoOp("it chooses between criu's two ways of restoring mount namespaces; rcriu has one"),
         never,
     ),
     // Resources.
@@ -214,7 +216,9 @@ pub static TABLE: &[Entry] = &[
     e(
         "--evasive-devices",
         "evasive_devices",
-        NotYet("reaching a device file by another path"),
+        NoOp(
+            "rcriu opens a device file by its path only: where that path is gone, the restore fails naming it rather than looking for the device elsewhere",
+        ),
         |o, _| o.evasive_devices,
     ),
     e(
@@ -264,8 +268,8 @@ pub static TABLE: &[Entry] = &[
     e(
         "-M, --ext-mount-map",
         "ext_mnt, auto_ext_mnt",
-        NotYet("mounts"),
-        |o, _| !o.ext_mount_map.is_empty() || o.auto_ext_mnt,
+        NotYet("external mounts found by rcriu (-M auto)"),
+        |o, _| o.auto_ext_mnt,
     ),
     e(
         "--enable-external-sharing",
@@ -294,8 +298,8 @@ pub static TABLE: &[Entry] = &[
     e(
         "",
         "orphan_pts_master",
-        NotYet("pty masters handed to the caller"),
-        |o, _| o.orphan_pts_master,
+        NotYet("pty masters handed to the caller (with --shell-job)"),
+        |o, _| o.orphan_pts_master && o.shell_job,
     ),
     // Cgroups.
     e("--freeze-cgroup", "freeze_cgroup", Honoured, never),
@@ -308,8 +312,10 @@ pub static TABLE: &[Entry] = &[
     e(
         "--cgroup-root",
         "cg_root",
-        NotYet("moving cgroups to another root"),
-        |o, _| !o.cgroup_roots.is_empty(),
+        NoOp(
+            "taken where it names the cgroup the images already give the controller (runc's case); any other is refused at restore, naming it",
+        ),
+        never,
     ),
     e(
         "--cgroup-props",
@@ -580,15 +586,19 @@ mod tests {
             ..Options::default()
         };
         assert!(check(&o, Command::Restore, Face::Cli).is_err());
-        let o = Options {
+        // runc always sends it: alone it asks for nothing rcriu does not
+        // do (an orphan terminal is refused at dump).
+        let mut o = Options {
             orphan_pts_master: true,
             ..Options::default()
         };
+        assert!(check(&o, Command::Restore, Face::Rpc).is_ok());
+        o.shell_job = true;
         assert_eq!(
             check(&o, Command::Restore, Face::Rpc)
                 .unwrap_err()
                 .to_string(),
-            "option orphan_pts_master is not supported yet (pty masters handed to the caller)"
+            "option orphan_pts_master is not supported yet (pty masters handed to the caller (with --shell-job))"
         );
     }
 

@@ -206,11 +206,15 @@ pub fn plan(images: &Images) -> Result<Cgroups> {
         if h.entry.dirs.is_empty() {
             continue;
         }
+        // A hierarchy nobody mounted here (CRIU records its whole tree):
+        // the process stays where rcriu is in it (checked above); the
+        // other cgroups are not its own and are left as they are.
         if h.mount.is_none() {
-            return Err(Error::invalid(
-                img(),
-                format!("hierarchy {:?} has cgroups but is not mounted here", h.name),
-            ));
+            log::warn!(
+                "cg: hierarchy {:?} is not mounted here: its cgroups are left as they are",
+                h.name
+            );
+            continue;
         }
         check_dirs(&h.entry.dirs)?;
     }
@@ -496,6 +500,45 @@ fn own_cgroup(name: &str) -> Option<String> {
         w.sort_unstable();
         (have == w).then(|| path.to_owned())
     })
+}
+
+/// criu's `--cgroup-root [CONTROLLER:]PATH` (the RPC's `cg_root`), as far
+/// as rcriu takes it: each root given must be where the images already
+/// put that controller's cgroup for the root process (runc gives the
+/// container's own), so nothing moves; any other is refused by name.
+pub fn check_roots(images: &Images, roots: &[(Option<String>, String)]) -> Result<()> {
+    if roots.is_empty() {
+        return Ok(());
+    }
+    let entry: Option<pb::CgroupEntry> = images.dir.read_one_if_exists(ImageFile::Cgroup)?;
+    let set = images
+        .task
+        .cores
+        .first()
+        .and_then(|(_, c)| c.thread_core.as_ref())
+        .and_then(|t| t.cg_set)
+        .unwrap_or(0);
+    let members = entry
+        .as_ref()
+        .and_then(|e| e.sets.iter().find(|s| s.id == set))
+        .map(|s| s.ctls.as_slice())
+        .unwrap_or_default();
+    for (ctrl, path) in roots {
+        for m in members {
+            let name = text(&m.name);
+            if ctrl.as_ref().is_some_and(|c| *c != name) {
+                continue;
+            }
+            let dumped = text(&m.path);
+            if dumped != *path {
+                return Err(Error::unsupported(format!(
+                    "moving the {name:?} cgroup of process {} from {dumped} to {path} (--cgroup-root)",
+                    images.task.pid
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -72,8 +72,34 @@ fn reopen_flags(how: i32) -> i32 {
     how & !libc::O_ACCMODE & !CREATION_FLAGS & !tmpfile
 }
 
+/// The root the images' paths are looked up from while a restore plans:
+/// rcriu's (`None`), or a container's, seen through its namespace
+/// holder ([`crate::namespaces`]).
+static TASK_ROOT: std::sync::RwLock<Option<PathBuf>> = std::sync::RwLock::new(None);
+
+/// The images' paths are looked up from `root` until this is dropped.
+#[derive(Debug)]
+pub struct TaskRoot;
+
+impl TaskRoot {
+    pub fn set(root: PathBuf) -> TaskRoot {
+        *TASK_ROOT.write().unwrap_or_else(|p| p.into_inner()) = Some(root);
+        TaskRoot
+    }
+}
+
+impl Drop for TaskRoot {
+    fn drop(&mut self) {
+        *TASK_ROOT.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
 fn path_of(reg: &pb::RegFileEntry) -> PathBuf {
-    PathBuf::from(OsStr::from_bytes(&reg.name))
+    let path = Path::new(OsStr::from_bytes(&reg.name));
+    match &*TASK_ROOT.read().unwrap_or_else(|p| p.into_inner()) {
+        Some(root) => root.join(path.strip_prefix("/").unwrap_or(path)),
+        None => path.to_owned(),
+    }
 }
 
 /// Opens a regular-file entry by `path` (its name, or its ghost's).
@@ -864,6 +890,34 @@ pub fn lift(src: Source, min: i32) -> Result<Source> {
             .map(Source::new)
             .map_err(Error::host("moving an fd out of the way")),
     }
+}
+
+/// criu's `--inherit-fd fd[N]:KEY`, as far as rcriu takes it: a key no
+/// file of the images is (runc names the pipes of its own stdio) leaves
+/// nothing to inherit; one that some file is would be replaced by the
+/// caller's fd, which is not done yet, and is refused by name.
+pub fn check_inherited(
+    files: &BTreeMap<u32, Box<pb::FileEntry>>,
+    keys: &[(i32, String)],
+) -> Result<()> {
+    for (fd, key) in keys {
+        let pipe = key
+            .strip_prefix("pipe:[")
+            .and_then(|k| k.strip_suffix(']'))
+            .and_then(|k| k.parse::<u32>().ok());
+        let matches = files.values().any(|f| match (&f.pipe, &f.reg, pipe) {
+            (Some(p), _, Some(ino)) => p.pipe_id == ino,
+            (_, Some(r), None) => r.name == key.as_bytes(),
+            _ => false,
+        });
+        if matches {
+            return Err(Error::unsupported(format!(
+                "inheriting fd {fd} for {key}, which the images hold (--inherit-fd)"
+            )));
+        }
+        log::info!("inherit fd {fd} for {key}: no file of the images is {key}");
+    }
+    Ok(())
 }
 
 /// Moves `fd` to a number at or above `min`, keeping it open as an

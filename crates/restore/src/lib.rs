@@ -34,9 +34,12 @@ mod files_sys;
 mod finish;
 mod ghost;
 mod inotify;
+mod ipcns;
 mod load;
 mod memfd;
 mod mm;
+mod mnt;
+mod namespaces;
 pub mod net_lock;
 mod page_helper;
 mod pages;
@@ -59,6 +62,7 @@ mod tcp_stream;
 mod timens;
 mod timerfd;
 mod tty;
+mod utsns;
 mod vdso;
 
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -132,6 +136,9 @@ pub struct Restore {
     sockets: sockets::Options,
     stats_dir: Option<PathBuf>,
     key: Option<rcriu_images::crypt::Key>,
+    namespaces: namespaces::Options,
+    cg_roots: Vec<(Option<String>, String)>,
+    inherit_fds: Vec<(i32, String)>,
     hook: Option<Hooked>,
 }
 
@@ -168,6 +175,9 @@ impl Restore {
             sockets: sockets::Options::default(),
             stats_dir: None,
             key: None,
+            namespaces: namespaces::Options::default(),
+            cg_roots: Vec::new(),
+            inherit_fds: Vec::new(),
             hook: None,
         }
     }
@@ -177,6 +187,35 @@ impl Restore {
     /// images that are not encrypted are refused.
     pub fn key(mut self, key: rcriu_images::crypt::Key) -> Restore {
         self.key = Some(key);
+        self
+    }
+
+    /// Where a container's root directory is now (criu's `--root`).
+    pub fn root(mut self, dir: impl Into<PathBuf>) -> Restore {
+        self.namespaces.root = Some(dir.into());
+        self
+    }
+
+    /// The cgroups of `controller` (all when `None`) are under `path`
+    /// (criu's `--cgroup-root`, the RPC's `cg_root`): taken only where
+    /// the images already put them, refused otherwise.
+    pub fn cgroup_root(mut self, controller: Option<String>, path: impl Into<String>) -> Restore {
+        self.cg_roots.push((controller, path.into()));
+        self
+    }
+
+    /// The caller's fd `fd` stands for the file `key` of the images
+    /// (criu's `--inherit-fd fd[N]:KEY`): taken where no file of the
+    /// images is `key`, refused otherwise.
+    pub fn inherit_fd(mut self, fd: i32, key: impl Into<String>) -> Restore {
+        self.inherit_fds.push((fd, key.into()));
+        self
+    }
+
+    /// The external mount the images name `key` is bound from `path`
+    /// (criu's `--external mnt[KEY]:PATH`, the RPC's `ext_mnt`).
+    pub fn ext_mount(mut self, key: impl Into<String>, path: impl Into<String>) -> Restore {
+        self.namespaces.ext_mounts.push((key.into(), path.into()));
         self
     }
 
@@ -287,10 +326,23 @@ impl Restore {
         // With rcriu's manifest, every file is checked before anything
         // starts.
         let tree = load::load_tree(ImageDir::open_checked_with(&self.dir, self.key.clone())?)?;
-        for pid in tree.pids() {
-            check_pid_free(pid as Pid)?;
+        let in_pidns = tree.container.as_ref().is_some_and(|c| c.pid);
+        if !in_pidns {
+            for pid in tree.pids() {
+                check_pid_free(pid as Pid)?;
+            }
         }
         let root_img = &tree.procs[0];
+        cgroup::check_roots(root_img, &self.cg_roots)?;
+        files::check_inherited(&root_img.files, &self.inherit_fds)?;
+        // A container's namespaces, made by their holder, whose root the
+        // files are opened from.
+        let mut holder = tree
+            .container
+            .as_ref()
+            .map(|c| namespaces::Holder::start(c, &self.namespaces, &root_img.dir))
+            .transpose()?;
+        let _task_root = holder.as_ref().map(|h| files::TaskRoot::set(h.root()));
         let pid = root_img.task.pid as Pid;
         let pst = &root_img.task.pstree;
         if pst.sid != pst.pid && !self.shell_job {
@@ -522,7 +574,10 @@ impl Restore {
             }
             let pst = &p.plan.img.task.pstree;
             let place = plan::Place {
-                parent: if i == 0 && self.sibling {
+                // The init of a new pid namespace has no parent in it.
+                parent: if i == 0 && in_pidns {
+                    0
+                } else if i == 0 && self.sibling {
                     std::os::unix::process::parent_id() as Pid
                 } else if i == 0 {
                     std::process::id() as Pid
@@ -577,16 +632,31 @@ impl Restore {
         }
 
         // -- Fork the root into its restorer.
-        let child_pid =
-            fork_restorer(&region, pid, stacks_root(&region), self.sibling).map_err(|e| match e
-                .raw_os_error()
-            {
+        let fork = fork_args(&region, pid, stacks_root(&region), self.sibling);
+        let child_pid = match holder.as_mut() {
+            Some(h) => match h.fork(fork) {
+                (Some(child), Ok(())) => child,
+                (child, r) => {
+                    if let Some(c) = child {
+                        let _ = rcriu_compel::sys::kill(c, libc::SIGKILL);
+                        let _ = rcriu_compel::sys::wait(c, 0);
+                    }
+                    return Err(r.err().unwrap_or_else(|| {
+                        Error::unsupported("the namespace holder made no process")
+                    }));
+                }
+            },
+            None => fork_restorer(&fork).map_err(|e| match e.raw_os_error() {
                 Some(libc::EEXIST) => Error::PidTaken {
                     pid,
                     by: "a process that appeared meanwhile".into(),
                 },
                 _ => Error::host("creating the process (clone3 with its pid)")(e),
-            })?;
+            })?,
+        };
+        // The pids on the host: the root's is the fork's (its own in a
+        // pid namespace), the others' are theirs.
+        let on_host = |p: Pid| if p == pid { child_pid } else { p };
         let forking_time_us = start.elapsed().as_micros() as u64;
         // Ours no longer needed: the fork has its copies.
         for p in &mut procs {
@@ -597,8 +667,13 @@ impl Restore {
                 .iter()
                 .map(|p| {
                     (
-                        p.plan.pid,
-                        p.plan.core.threads.iter().map(|t| t.tid as Pid).collect(),
+                        on_host(p.plan.pid),
+                        p.plan
+                            .core
+                            .threads
+                            .iter()
+                            .map(|t| on_host(t.tid as Pid))
+                            .collect(),
                     )
                 })
                 .collect(),
@@ -705,12 +780,12 @@ impl Restore {
             .map(|(p, &off)| {
                 let core = &p.plan.core;
                 finish::FinalProc {
-                    pid: p.plan.pid,
+                    pid: on_host(p.plan.pid),
                     threads: core
                         .threads
                         .iter()
                         .map(|t| finish::FinalThread {
-                            tid: t.tid as Pid,
+                            tid: on_host(t.tid as Pid),
                             regs: t.cpu.regs,
                             sigmask: t.sigmask,
                         })
@@ -738,6 +813,7 @@ impl Restore {
             })
             .collect();
         // Still stopped: a refusal kills the tree (`child` on its drop).
+        let pid = child_pid;
         let hooked = self
             .call(Stage::PostRestore(pid))
             .map_err(|why| Error::Hook {
@@ -787,6 +863,7 @@ impl Restore {
         drop(region);
         drop(procs);
         drop(go_rd);
+        drop(holder);
         // CRIU's statistics, for `crit show` and podman's --print-stats; a
         // restored process does not fail for want of them.
         let stats = rcriu_images::pb::StatsEntry {
@@ -1030,33 +1107,36 @@ fn raise_nofile() {
     }
 }
 
-/// Forks into the restorer loaded in `region`, with pid `pid`, on `stack`;
-/// as rcriu's sibling (`CLONE_PARENT`) if `sibling`.
-#[allow(unsafe_code)]
-fn fork_restorer(
+/// How to fork into the restorer loaded in `region`, with pid `pid`, on
+/// `stack`; as rcriu's sibling (`CLONE_PARENT`) if `sibling`.
+fn fork_args(
     region: &region::Region,
     pid: Pid,
     stack: (u64, u64),
     sibling: bool,
-) -> std::io::Result<Pid> {
+) -> namespaces::Fork {
     let (stack, stack_size) = stack;
     let mut flags = sys::CLONE_CLEAR_SIGHAND;
     if sibling {
         flags |= libc::CLONE_PARENT as u64;
     }
+    namespaces::Fork {
+        flags,
+        pid,
+        stack,
+        stack_size,
+        entry: region.entry(),
+        arg: region.addr_of(region.first_args_off()),
+    }
+}
+
+/// Forks into the restorer as `f` says.
+#[allow(unsafe_code)]
+pub(crate) fn fork_restorer(f: &namespaces::Fork) -> std::io::Result<Pid> {
     // SAFETY: the region holds the relocated restorer, its args (all it
     // reads, by absolute addresses that are the same in the fork) and its
     // stack; the restorer never returns into Rust code.
-    unsafe {
-        sys::clone3_into(
-            flags,
-            pid,
-            stack,
-            stack_size,
-            region.entry(),
-            region.addr_of(region.first_args_off()),
-        )
-    }
+    unsafe { sys::clone3_into(f.flags, f.pid, f.stack, f.stack_size, f.entry, f.arg) }
 }
 
 pub(crate) fn zeroed_args() -> Args {

@@ -86,6 +86,8 @@ pub struct Zombie {
 pub struct TreeImages {
     pub procs: Vec<Images>,
     pub zombies: Vec<Zombie>,
+    /// The namespaces the root has of its own (a container's).
+    pub container: Option<crate::namespaces::Container>,
 }
 
 impl TreeImages {
@@ -175,10 +177,11 @@ pub fn load_tree(dir: ImageDir) -> Result<TreeImages> {
             .collect::<BTreeMap<_, _>>(),
     );
     let seccomp = dir.seccomp()?;
-    let mut procs = Vec::new();
+    let mut procs: Vec<TaskImages> = Vec::new();
     let mut zombies = Vec::new();
     let mut tids_seen: Vec<u32> = Vec::new();
     let mut timens_id = None;
+    let mut container = None;
     for e in &pstree {
         let pid = e.pid;
         let first = dir.core(pid)?;
@@ -193,7 +196,11 @@ pub fn load_tree(dir: ImageDir) -> Result<TreeImages> {
             });
             continue;
         }
-        let task = load_task(&dir, e, first, &root_ids, &mut tids_seen)?;
+        let task = load_task(&dir, e, first, &mut tids_seen)?;
+        match procs.first() {
+            None => container = crate::namespaces::load(&dir, pid, &task.ids, &root_ids)?,
+            Some(root) => crate::namespaces::check_same(pid, &task.ids, &root.ids)?,
+        }
         // CRIU restores into the time namespace of the dumped process's
         // id when it had its own, else into a new one built from
         // timens-0; the whole tree shares one.
@@ -216,6 +223,16 @@ pub fn load_tree(dir: ImageDir) -> Result<TreeImages> {
     }
     if procs[0].pid != pstree[0].pid {
         return Err(Error::invalid(pst, "the root is a zombie"));
+    }
+    if container
+        .as_ref()
+        .is_some_and(|c: &crate::namespaces::Container| c.pid)
+        && pstree.len() > 1
+    {
+        return Err(Error::unsupported(format!(
+            "restoring a pid namespace of {} processes (only its init alone yet)",
+            pstree.len()
+        )));
     }
     // What a process shares with its parent (a live one: a zombie has no
     // children) comes with its fork.
@@ -252,6 +269,7 @@ pub fn load_tree(dir: ImageDir) -> Result<TreeImages> {
             })
             .collect(),
         zombies,
+        container,
     })
 }
 
@@ -260,7 +278,6 @@ fn load_task(
     dir: &ImageDir,
     e: &pb::PstreeEntry,
     first: pb::CoreEntry,
-    root_ids: &pb::TaskKobjIdsEntry,
     tids_seen: &mut Vec<u32>,
 ) -> Result<TaskImages> {
     let pid = e.pid;
@@ -287,7 +304,6 @@ fn load_task(
         cores.push((t, dir.core(t)?));
     }
     let ids = dir.ids(pid)?;
-    check_namespaces(&ids, root_ids, pid)?;
     let mm = dir.mm(pid)?;
     let fs = dir.fs(pid)?;
     let files_id = ids.files_id;
@@ -307,32 +323,4 @@ fn load_task(
         fdt_of_parent: false,
         fs_of_parent: false,
     })
-}
-
-/// Namespaces: the process must share every one with the dumper, but its
-/// time namespace (restored as CRIU does).
-fn check_namespaces(
-    ids: &pb::TaskKobjIdsEntry,
-    root: &pb::TaskKobjIdsEntry,
-    pid: u32,
-) -> Result<()> {
-    let pairs = [
-        ("pid", ids.pid_ns_id, root.pid_ns_id),
-        ("network", ids.net_ns_id, root.net_ns_id),
-        ("ipc", ids.ipc_ns_id, root.ipc_ns_id),
-        ("uts", ids.uts_ns_id, root.uts_ns_id),
-        ("mount", ids.mnt_ns_id, root.mnt_ns_id),
-        ("user", ids.user_ns_id, root.user_ns_id),
-        ("cgroup", ids.cgroup_ns_id, root.cgroup_ns_id),
-    ];
-    for (name, own, dumper) in pairs {
-        if let (Some(a), Some(b)) = (own, dumper)
-            && a != b
-        {
-            return Err(Error::unsupported(format!(
-                "restoring process {pid} into its own {name} namespace"
-            )));
-        }
-    }
-    Ok(())
 }

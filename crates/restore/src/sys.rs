@@ -163,3 +163,12 @@ pub fn shared_anon_file(len: usize, extra_flags: i32) -> io::Result<OwnedFd> {
     unsafe { libc::munmap(p, len) };
     file
 }
+
+/// `unshare(2)` of namespaces (and CLONE_FS, which a new mount namespace
+/// implies) for the calling thread alone.
+pub fn unshare(flags: rustix::thread::UnshareFlags) -> io::Result<()> {
+    // SAFETY: only namespaces move, for the calling thread (rcriu's
+    // namespace holder, which runs nothing of rcriu's but its own steps);
+    // no fd table or memory is unshared under other threads' feet.
+    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(io::Error::from)
+}

@@ -144,6 +144,13 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
     if let Some(k) = key {
         d = d.encrypt(k);
     }
+    if let Some(root) = &o.root {
+        d = d.root(root);
+    }
+    d = d.empty_ns(o.empty_ns);
+    for (mount_point, key) in &o.ext_mount_map {
+        d = d.ext_mount(mount_point, key);
+    }
     let stats = d.run()?;
     log::info!("Dumping finished successfully");
     if o.display_stats {
@@ -238,6 +245,18 @@ pub fn restore(o: &Options, face: Face, actions: &Actions, detach: bool) -> Resu
         .tcp_close(o.tcp_close)
         .stats_dir(&work)
         .hook(hook);
+    if let Some(root) = &o.root {
+        r = r.root(root);
+    }
+    for (key, path) in &o.ext_mount_map {
+        r = r.ext_mount(key, path);
+    }
+    for i in &o.inherit_fds {
+        r = r.inherit_fd(i.fd, &i.key);
+    }
+    for c in &o.cgroup_roots {
+        r = r.cgroup_root(c.controller.clone(), &c.path);
+    }
     match o.file_validation {
         FileValidation::Default => {}
         FileValidation::FileSize => r = r.file_validation(rcriu_restore::FileValidation::FileSize),

@@ -575,7 +575,12 @@ fn pre_dump_loop(conn: &Conn, base: &Options, first: &CriuReq) -> i32 {
 
 fn restore(conn: &Conn, base: &Options, req: &CriuReq) -> i32 {
     let mut exec = Vec::new();
-    let result = setup(conn, base, Command::Restore, req).and_then(|o| {
+    // As criu's service, which forces a detached restore.
+    let base = Options {
+        restore_detached: true,
+        ..base.clone()
+    };
+    let result = setup(conn, &base, Command::Restore, req).and_then(|o| {
         exec = o.exec_command.clone();
         // The service always detaches: the process is not its to wait for.
         run::restore(&o, Face::Rpc, &actions_for(&o, conn, req), true)

@@ -1,0 +1,183 @@
+//! Containers' speed, side by side with CRIU 4.2: the wall time of `runc
+//! checkpoint` and `runc restore -d` (runc 1.1.5 with `--criu PATH`, its
+//! own work included) of a busybox container whose shell counts, as
+//! `tests/containers.rs` runs it. Needs root, runc and busybox-static.
+//!
+//! `cargo bench --bench runc_container` (`-- ROUNDS`, 5 by default): each
+//! tool checkpoints and restores the same container ROUNDS times; the
+//! counter must have gone on after each restore. The medians are printed,
+//! with rcriu's as a ratio of CRIU's when `RCRIU_BENCH_CRIU` names its
+//! binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rcriu_test_support::{TempDir, require_root};
+
+const COUNTER: &str =
+    "i=0; while :; do i=$((i+1)); echo $i >> /tmp/count; read -t 0.02 x <> /tmp/tick; done";
+
+fn run(cmd: &mut Command) -> Result<Duration, String> {
+    let t = Instant::now();
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("running {cmd:?}: {e}"))?;
+    let d = t.elapsed();
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(d)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// A bundle running the counter, in `dir`.
+fn bundle(dir: &Path) -> PathBuf {
+    let rootfs = dir.join("bundle/rootfs");
+    for d in ["bin", "tmp", "proc", "sys", "dev"] {
+        std::fs::create_dir_all(rootfs.join(d)).expect("making the rootfs");
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
+        .expect("copying /bin/busybox (apt-get install -y busybox-static)");
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).expect("linking sh");
+    let made = Command::new("mkfifo")
+        .arg(rootfs.join("tmp/tick"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let bundle = dir.join("bundle");
+    let spec = Command::new("runc")
+        .arg("spec")
+        .current_dir(&bundle)
+        .status()
+        .expect("runc spec (apt-get install -y runc)");
+    assert!(spec.success());
+    let cfg = bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg).expect("config.json"))
+            .expect("runc's config.json");
+    spec["process"]["args"] = serde_json::json!(["/bin/sh", "-c", COUNTER]);
+    spec["process"]["terminal"] = false.into();
+    spec["root"]["readonly"] = false.into();
+    std::fs::write(&cfg, spec.to_string()).expect("writing config.json");
+    bundle
+}
+
+fn count(bundle: &Path) -> usize {
+    std::fs::read_to_string(bundle.join("rootfs/tmp/count"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+/// Waits until the counter wrote more than `n` numbers.
+fn counts_past(bundle: &Path, n: usize) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(bundle) <= n {
+        if Instant::now() > deadline {
+            return Err(format!("the counter stopped at {n}"));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
+}
+
+/// ROUNDS checkpoints and restores with `criu`: their medians.
+fn measure(criu: &str, rounds: usize) -> Result<(Duration, Duration), String> {
+    let t = TempDir::new("bench-runc");
+    let dir = t.path();
+    let bundle = bundle(dir);
+    let id = format!("rcriu-bench-{}", std::process::id());
+    let runc = || {
+        let mut c = Command::new("runc");
+        c.arg("--root").arg(dir.join("state"));
+        c
+    };
+    let _ = run(runc().args(["delete", "-f", &id]));
+    // Detached, the container keeps runc's stdio: no pipe of ours, which
+    // would never end.
+    let started = runc()
+        .args(["run", "-d", "--bundle"])
+        .arg(&bundle)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("runc run: {e}"))?;
+    if !started.success() {
+        return Err(format!("runc run: {started}"));
+    }
+    let result = (|| {
+        counts_past(&bundle, 2)?;
+        let (mut dumps, mut restores) = (Vec::new(), Vec::new());
+        for r in 0..rounds {
+            let images = dir.join(format!("images-{r}"));
+            let work = dir.join(format!("work-{r}"));
+            dumps.push(run(runc()
+                .args(["--criu", criu, "checkpoint", "--image-path"])
+                .arg(&images)
+                .arg("--work-path")
+                .arg(&work)
+                .arg(&id))?);
+            let n = count(&bundle);
+            let restored = run(runc()
+                .args(["--criu", criu, "restore", "-d", "--image-path"])
+                .arg(&images)
+                .arg("--work-path")
+                .arg(&work)
+                .arg("--bundle")
+                .arg(&bundle)
+                .arg(&id));
+            restores.push(restored.map_err(|e| {
+                let log = std::fs::read_to_string(work.join("restore.log")).unwrap_or_default();
+                let errors: Vec<&str> = log.lines().filter(|l| l.contains("Error")).collect();
+                format!("round {r}: {e}\n{}", errors.join("\n"))
+            })?);
+            counts_past(&bundle, n + 1)?;
+        }
+        Ok((median(dumps), median(restores)))
+    })();
+    let _ = run(runc().args(["delete", "-f", &id]));
+    result
+}
+
+fn main() {
+    require_root();
+    let rounds: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    let mut tools = vec![("rcriu", env!("CARGO_BIN_EXE_rcriu").to_owned())];
+    if let Ok(c) = std::env::var("RCRIU_BENCH_CRIU") {
+        tools.push(("criu", c));
+    }
+    println!("median of {rounds} rounds, wall time of runc checkpoint / restore -d");
+    let mut results = Vec::new();
+    for (name, tool) in &tools {
+        match measure(tool, rounds) {
+            Ok((d, r)) => {
+                println!("{name:6} checkpoint {d:>10.2?}  restore {r:>10.2?}");
+                results.push((d, r));
+            }
+            Err(e) => println!("{name:6} failed: {e}"),
+        }
+    }
+    if let [(d, r), (cd, cr)] = results.as_slice() {
+        println!(
+            "rcriu / criu: checkpoint {:.2}, restore {:.2}",
+            d.as_secs_f64() / cd.as_secs_f64(),
+            r.as_secs_f64() / cr.as_secs_f64()
+        );
+    }
+}

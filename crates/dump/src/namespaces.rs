@@ -1,0 +1,248 @@
+//! The namespaces a tree has of its own (a container's), as CRIU 4.2
+//! dumps them: the pid namespace whose init is the root (the images number
+//! the processes as the namespace does), the UTS and IPC namespaces
+//! ([`utsns`], [`ipcns`]), the mount namespace ([`mnt`]) and, with
+//! `--empty-ns net`, a network namespace the restore makes empty. The
+//! user, cgroup and time namespaces must be rcriu's.
+//!
+//! Namespaces are read from a thread of rcriu that joins them (`setns`
+//! moves only the calling thread), so rcriu itself stays where it is.
+//!
+//! Not yet: a pid namespace holding more than its init, or an init with
+//! threads; a network namespace dumped with its devices.
+
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use rcriu_images::pb;
+use rcriu_proc::{Namespaces, NsKind, Pid, Task};
+use rustix::thread::LinkNameSpaceType;
+
+use crate::tree::{Kind, Tree};
+use crate::{Error, Result, ipcns, mnt, utsns};
+
+/// `CLONE_NEWNET`, the only namespace `--empty-ns` takes.
+pub const CLONE_NEWNET: u32 = 0x4000_0000;
+
+/// What the caller tells a dump of a container.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// criu's `--root`: the container's root directory on the host.
+    pub root: Option<PathBuf>,
+    /// criu's `--empty-ns`: the namespaces the restore makes empty.
+    pub empty_ns: u32,
+    /// criu's `--external mnt[PATH]:KEY` (`ext_mnt`): mount point → key.
+    pub ext_mounts: Vec<(String, String)>,
+}
+
+/// The namespaces of the tree's own, collected while it is frozen.
+#[derive(Debug, Default)]
+pub struct Container {
+    /// The kinds the root does not share with rcriu.
+    pub own: Vec<NsKind>,
+    /// The root's namespaces.
+    pub ns: Namespaces,
+    pub uts: Option<pb::UtsnsEntry>,
+    pub ipc: Option<pb::IpcVarEntry>,
+    pub mnt: Option<mnt::MntTree>,
+    /// Each process's pid on the host and in its pid namespace.
+    pub vpids: Vec<(Pid, Pid)>,
+}
+
+/// The kinds of namespace a container may have of its own.
+const TAKEN: [NsKind; 5] = [
+    NsKind::Pid,
+    NsKind::Net,
+    NsKind::Ipc,
+    NsKind::Uts,
+    NsKind::Mnt,
+];
+
+/// Runs `f` in a thread that joined process `pid`'s namespaces of `kinds`.
+fn inside<T: Send>(
+    pid: Pid,
+    kinds: &[LinkNameSpaceType],
+    f: impl FnOnce() -> std::result::Result<T, String> + Send,
+) -> Result<std::result::Result<T, String>> {
+    let mut fds = Vec::new();
+    for &k in kinds {
+        let name = match k {
+            LinkNameSpaceType::HostNameAndNISDomainName => "uts",
+            LinkNameSpaceType::InterProcessCommunication => "ipc",
+            _ => "net",
+        };
+        let path = format!("/proc/{pid}/ns/{name}");
+        let f = std::fs::File::open(&path).map_err(Error::file(pid, &path))?;
+        fds.push((f, k));
+    }
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for (fd, k) in &fds {
+                rustix::thread::move_into_link_name_space(fd.as_fd(), Some(*k))
+                    .map_err(|e| format!("joining its {k:?} namespace: {e}"))?;
+            }
+            f()
+        })
+        .join()
+    })
+    .map_err(|_| Error::Inconsistent {
+        pid,
+        what: "the thread reading its namespaces panicked".into(),
+    })
+}
+
+/// The tree's own namespaces, or what of them is refused; `None` when
+/// the root shares every namespace with rcriu.
+pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Container>> {
+    let root = tree.root();
+    let pid = root.pid;
+    let task = Task::open(pid).map_err(Error::proc(pid))?;
+    let ns = task.namespaces().map_err(Error::proc(pid))?;
+    let own: Vec<NsKind> = TAKEN
+        .into_iter()
+        .filter(|&k| ns.get(k) != host.get(k))
+        .collect();
+    if own.is_empty() {
+        return Ok(None);
+    }
+    let mut c = Container {
+        own: own.clone(),
+        ns,
+        ..Default::default()
+    };
+    if own.contains(&NsKind::Net) && o.empty_ns & CLONE_NEWNET == 0 {
+        return Err(Error::unsupported(
+            pid,
+            "a network namespace of its own (only an empty one is restored: --empty-ns net)",
+        ));
+    }
+    if own.contains(&NsKind::Pid) {
+        let mut t = Task::open(pid).map_err(Error::proc(pid))?;
+        let status = t.status().map_err(Error::proc(pid))?;
+        if status.ns_pid.last() != Some(&1) || status.ns_pid.len() != 2 {
+            return Err(Error::unsupported(
+                pid,
+                format!(
+                    "a pid namespace it is not the init of (its pids {:?})",
+                    status.ns_pid
+                ),
+            ));
+        }
+        if tree.members.len() != 1 {
+            return Err(Error::unsupported(
+                pid,
+                format!(
+                    "a pid namespace of {} processes (only its init alone is restored yet)",
+                    tree.members.len()
+                ),
+            ));
+        }
+        if let Kind::Alive(s) = &root.kind
+            && s.threads().len() != 1
+        {
+            return Err(Error::unsupported(
+                pid,
+                "threads in the init of a pid namespace (not restored yet)",
+            ));
+        }
+        c.vpids.push((pid, 1));
+    }
+    if own.contains(&NsKind::Uts) {
+        let uts = inside(pid, &[LinkNameSpaceType::HostNameAndNISDomainName], || {
+            Ok(utsns::read_here())
+        })?
+        .map_err(|why| Error::unsupported(pid, why))?;
+        c.uts = Some(uts);
+    }
+    if own.contains(&NsKind::Ipc) {
+        let ipc = inside(pid, &[LinkNameSpaceType::InterProcessCommunication], || {
+            ipcns::read_here()
+        })?
+        .map_err(|why| Error::unsupported(pid, why))?;
+        c.ipc = Some(ipc);
+    }
+    if own.contains(&NsKind::Mnt) {
+        let tree = mnt::collect(pid, &o.ext_mounts)?;
+        // POSIX message queues are not dumped yet.
+        for e in tree
+            .entries
+            .iter()
+            .filter(|e| e.fstype == mnt::fstype::MQUEUE)
+        {
+            let mp = String::from_utf8_lossy(&e.mountpoint);
+            let dir = format!("/proc/{pid}/root{mp}");
+            let n = std::fs::read_dir(&dir)
+                .map_err(Error::file(pid, &dir))?
+                .count();
+            if n > 0 {
+                return Err(Error::unsupported(
+                    pid,
+                    format!("{n} POSIX message queue(s) in {mp} (not dumped yet)"),
+                ));
+            }
+        }
+        c.mnt = Some(tree);
+    } else if own.contains(&NsKind::Pid) {
+        return Err(Error::unsupported(
+            pid,
+            "a pid namespace of its own in rcriu's mount namespace (its /proc could not be made again)",
+        ));
+    }
+    Ok(Some(c))
+}
+
+impl Container {
+    /// Process `pid`'s number in the namespace.
+    pub fn vpid(&self, pid: Pid) -> Pid {
+        self.vpids
+            .iter()
+            .find(|(h, _)| *h == pid)
+            .map_or(pid, |(_, v)| *v)
+    }
+
+    /// Refuses an fd the restore cannot open again in the container yet:
+    /// a socket, a file of its proc (mounted once its pid namespace
+    /// exists, after the files are opened), a terminal or a message queue
+    /// (of its own devpts and mqueue, which the restore does not reach).
+    pub fn check_fd(&self, pid: Pid, fd: &rcriu_proc::Fd) -> Result<()> {
+        let what = match fd.target() {
+            rcriu_proc::FdTarget::Socket(_) if self.own.contains(&NsKind::Net) => {
+                Some("a socket in the container's network namespace".to_string())
+            }
+            rcriu_proc::FdTarget::Path { path, .. } if self.mnt.is_some() => {
+                let p = path.to_string_lossy();
+                let kind = if p.starts_with("/proc/") || p == "/proc" {
+                    Some("a file of the container's proc")
+                } else if p.starts_with("/dev/pts/")
+                    || p == "/dev/ptmx"
+                    || p == "/dev/console"
+                    || p.starts_with("/dev/tty")
+                {
+                    Some("a terminal of the container")
+                } else if p.starts_with("/dev/mqueue/") {
+                    Some("a message queue of the container")
+                } else {
+                    None
+                };
+                kind.map(|k| format!("{k}, {p}"))
+            }
+            _ => None,
+        };
+        match what {
+            Some(w) => Err(Error::unsupported(
+                pid,
+                format!("fd {}: {w} (not restored in a container yet)", fd.fd),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a process's namespace of `kind` is the container's.
+    pub fn holds(&self, kind: NsKind, ino: Option<u64>) -> bool {
+        let kind = match kind {
+            NsKind::PidForChildren => NsKind::Pid,
+            k => k,
+        };
+        self.own.contains(&kind) && self.ns.get(kind) == ino
+    }
+}

@@ -1,0 +1,342 @@
+//! A container's mount tree made again from `mountpoints-<id>.img`, in
+//! the namespace holder's new mount namespace ([`crate::namespaces`]):
+//!
+//! 1. Before the holder leaves rcriu's root, every mount but the root and
+//!    those of proc is made detached (`fsopen`/`fsmount`, or `open_tree`
+//!    of the host path an external mount is given), and each tmpfs is
+//!    filled from its `tmpfs-dev-<dev>.tar.gz.img` (GNU tar, as CRIU).
+//! 2. The root is `--root` bound on itself; the holder pivots into it and
+//!    drops rcriu's tree; each mount is attached at its mount point,
+//!    parents first, then given its flags.
+//! 3. Once the pid namespace's init exists, proc is mounted for that
+//!    namespace (`pidns`), then the mounts under it.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use rcriu_images::{ImageDir, ImageFile, pb};
+use rustix::fs::CWD;
+use rustix::mount::{
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MountPropagationFlags, MoveMountFlags,
+    OpenTreeFlags, UnmountFlags,
+};
+
+use crate::{Error, Result};
+
+const PROC: u32 = 1;
+const SYSFS: u32 = 2;
+const TMPFS: u32 = 5;
+const DEVPTS: u32 = 6;
+const MQUEUE: u32 = 14;
+const MS_RDONLY: u32 = 1;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The mount tree of the images, parents first, with what the restore
+/// is told of external mounts.
+#[derive(Debug, Clone)]
+pub struct MntTree {
+    pub entries: Vec<pb::MntEntry>,
+    /// The image it came from, to name in errors.
+    pub image: String,
+}
+
+impl MntTree {
+    /// Orders the entries parents first and checks that the restore can
+    /// make each one.
+    pub fn new(mut entries: Vec<pb::MntEntry>, image: String) -> Result<MntTree> {
+        let ids: Vec<u32> = entries.iter().map(|e| e.mnt_id).collect();
+        let roots: Vec<&pb::MntEntry> = entries
+            .iter()
+            .filter(|e| !ids.contains(&e.parent_mnt_id))
+            .collect();
+        if roots.len() != 1 || roots[0].mountpoint != b"/" {
+            return Err(Error::invalid(
+                image,
+                format!("{} mounts without a parent, not one root at /", roots.len()),
+            ));
+        }
+        let depth = |e: &pb::MntEntry| {
+            let mut d = 0;
+            let mut cur = e.parent_mnt_id;
+            while let Some(p) = entries.iter().find(|p| p.mnt_id == cur) {
+                d += 1;
+                cur = p.parent_mnt_id;
+                if d > entries.len() {
+                    break;
+                }
+            }
+            d
+        };
+        let depths: Vec<(u32, usize)> = entries.iter().map(|e| (e.mnt_id, depth(e))).collect();
+        if depths.iter().any(|&(_, d)| d > entries.len()) {
+            return Err(Error::invalid(image, "a loop of parent mounts"));
+        }
+        entries.sort_by_key(|e| {
+            let d = depths
+                .iter()
+                .find(|(i, _)| *i == e.mnt_id)
+                .map_or(0, |x| x.1);
+            (d, e.mnt_id)
+        });
+        for e in &entries[1..] {
+            let ok = e.ext_key.is_some()
+                || match e.fstype {
+                    PROC => true,
+                    SYSFS | TMPFS | DEVPTS | MQUEUE => e.root == b"/",
+                    _ => false,
+                };
+            if !ok {
+                return Err(Error::unsupported(format!(
+                    "restoring mount {} ({} of type {} at {}) of {image}",
+                    e.mnt_id,
+                    text(&e.source),
+                    e.fstype,
+                    text(&e.mountpoint)
+                )));
+            }
+        }
+        Ok(MntTree { entries, image })
+    }
+
+    /// Whether mount `e` is proc or lies under a proc mount (made once the
+    /// pid namespace exists).
+    fn under_proc(&self, e: &pb::MntEntry) -> bool {
+        let mut cur = Some(e);
+        while let Some(m) = cur {
+            if m.fstype == PROC && m.ext_key.is_none() {
+                return true;
+            }
+            cur = self.entries.iter().find(|p| p.mnt_id == m.parent_mnt_id);
+        }
+        false
+    }
+}
+
+/// The mounts made detached before the pivot, by index in the tree.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    mounts: Vec<(usize, OwnedFd)>,
+}
+
+fn fs_context(name: &str, e: &pb::MntEntry) -> rustix::io::Result<OwnedFd> {
+    let fs = rustix::mount::fsopen(name, FsOpenFlags::FSOPEN_CLOEXEC)?;
+    if !e.source.is_empty() {
+        rustix::mount::fsconfig_set_string(&fs, "source", text(&e.source).as_str())?;
+    }
+    for o in text(&e.options).split(',').filter(|o| !o.is_empty()) {
+        match o.split_once('=') {
+            Some((k, v)) => rustix::mount::fsconfig_set_string(&fs, k, v)?,
+            None => rustix::mount::fsconfig_set_flag(&fs, o)?,
+        }
+    }
+    // A tmpfs is filled first, and made read-only once attached.
+    if e.sb_flags.unwrap_or(0) & MS_RDONLY != 0 && e.fstype != TMPFS {
+        rustix::mount::fsconfig_set_flag(&fs, "ro")?;
+    }
+    Ok(fs)
+}
+
+fn new_mount(name: &str, e: &pb::MntEntry) -> rustix::io::Result<OwnedFd> {
+    let fs = fs_context(name, e)?;
+    rustix::mount::fsconfig_create(&fs)?;
+    rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+}
+
+/// Fills the detached tmpfs `mount` from its tarball.
+fn fill_tmpfs(dir: &ImageDir, e: &pb::MntEntry, mount: &OwnedFd) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let file = ImageFile::TmpfsDev(e.root_dev.into());
+    let tarball = dir.open_raw(file)?;
+    let at = format!("/proc/{}/fd/{}", std::process::id(), mount.as_raw_fd());
+    let status = Command::new("tar")
+        .args([
+            "--extract",
+            "--gzip",
+            "--no-unquote",
+            "--no-wildcards",
+            "--directory",
+        ])
+        .arg(&at)
+        .stdin(Stdio::from(tarball))
+        .stdout(Stdio::null())
+        .status()
+        .map_err(Error::file("running tar to fill", file.name()))?;
+    if !status.success() {
+        return Err(Error::invalid(
+            file.name(),
+            format!(
+                "tar could not fill the tmpfs at {}: {status}",
+                text(&e.mountpoint)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Step 1: every mount but the root and proc's, detached, tmpfs filled.
+/// `ext` maps an external mount's key to its host path.
+pub fn prepare(tree: &MntTree, dir: &ImageDir, ext: &[(String, String)]) -> Result<Prepared> {
+    let mut p = Prepared::default();
+    for (i, e) in tree.entries.iter().enumerate().skip(1) {
+        let mp = text(&e.mountpoint);
+        let fd = if let Some(key) = &e.ext_key {
+            let key = text(key);
+            let Some((_, path)) = ext.iter().find(|(k, _)| *k == key) else {
+                return Err(Error::unsupported(format!(
+                    "restoring the external mount {mp} without the path of its key {key} (--external mnt[{key}]:PATH)"
+                )));
+            };
+            rustix::mount::open_tree(
+                CWD,
+                path.as_str(),
+                OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+            )
+            .map_err(|e| Error::file("binding the external mount", path.as_str())(e.into()))?
+        } else if e.fstype == PROC {
+            // Made once the pid namespace exists.
+            continue;
+        } else {
+            let name = match e.fstype {
+                SYSFS => "sysfs",
+                TMPFS => "tmpfs",
+                DEVPTS => "devpts",
+                _ => "mqueue",
+            };
+            let fd = new_mount(name, e)
+                .map_err(|err| Error::io(format!("mounting {name} for {mp}"))(err.into()))?;
+            if e.fstype == TMPFS {
+                fill_tmpfs(dir, e, &fd)?;
+            }
+            fd
+        };
+        p.mounts.push((i, fd));
+    }
+    Ok(p)
+}
+
+/// Step 2, first half: `root` bound on itself becomes the calling
+/// thread's root (it must have a mount namespace of its own), rcriu's
+/// tree detached.
+pub fn pivot(root: &Path) -> Result<()> {
+    let step = |what: &'static str| move |e: rustix::io::Errno| Error::host(what)(e.into());
+    rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+    )
+    .map_err(step("making the new mount namespace private"))?;
+    rustix::mount::mount_bind(root, root)
+        .map_err(|e| Error::file("binding the root on itself", root)(e.into()))?;
+    rustix::process::chdir(root).map_err(step("entering the new root"))?;
+    rustix::process::pivot_root(".", ".").map_err(step("pivot_root into the new root"))?;
+    rustix::mount::unmount(".", UnmountFlags::DETACH).map_err(step("detaching rcriu's root"))?;
+    rustix::process::chdir("/").map_err(step("entering the new root"))
+}
+
+/// Makes the mount point of `e` when it is missing (a directory, or a
+/// file for a file's bind).
+fn make_mount_point(e: &pb::MntEntry, src: &OwnedFd) -> Result<PathBuf> {
+    let mp = PathBuf::from(text(&e.mountpoint));
+    if std::fs::symlink_metadata(&mp).is_err() {
+        let is_dir = rustix::fs::fstat(src).map(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR);
+        let made = if is_dir.unwrap_or(true) {
+            std::fs::create_dir_all(&mp)
+        } else {
+            std::fs::File::create(&mp).map(drop)
+        };
+        made.map_err(Error::file("making the mount point", &mp))?;
+    }
+    Ok(mp)
+}
+
+fn attach(e: &pb::MntEntry, src: &OwnedFd) -> Result<()> {
+    let mp = make_mount_point(e, src)?;
+    rustix::mount::move_mount(
+        src.as_fd(),
+        "",
+        CWD,
+        &mp,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|err| Error::file("attaching the mount", &mp)(err.into()))
+}
+
+/// The flags of each mount of `which`, children first (a read-only
+/// parent takes no new mount point after).
+fn set_flags(tree: &MntTree, which: &[usize]) -> Result<()> {
+    for &i in which.iter().rev() {
+        let e = &tree.entries[i];
+        let mp = PathBuf::from(text(&e.mountpoint));
+        if e.fstype == TMPFS && e.ext_key.is_none() && e.sb_flags.unwrap_or(0) & MS_RDONLY != 0 {
+            rustix::mount::mount_remount(&mp, MountFlags::RDONLY, text(&e.options).as_str())
+                .map_err(|err| Error::file("making read-only the tmpfs", &mp)(err.into()))?;
+        }
+        let flags = MountFlags::from_bits_retain(e.flags) | MountFlags::BIND;
+        rustix::mount::mount_remount(&mp, flags, "")
+            .map_err(|err| Error::file("setting the flags of the mount", &mp)(err.into()))?;
+    }
+    Ok(())
+}
+
+/// Step 2, second half: what was prepared, attached in the new root.
+pub fn attach_prepared(tree: &MntTree, p: &mut Prepared) -> Result<()> {
+    let mut done = vec![0];
+    for (i, e) in tree.entries.iter().enumerate().skip(1) {
+        if tree.under_proc(e) {
+            continue;
+        }
+        if let Some(at) = p.mounts.iter().position(|(j, _)| *j == i) {
+            let (_, fd) = p.mounts.remove(at);
+            attach(e, &fd)?;
+            done.push(i);
+        }
+    }
+    set_flags(tree, &done)
+}
+
+/// Step 3: proc for the pid namespace `pidns` (an fd of it), and the
+/// mounts under it.
+pub fn mount_proc(tree: &MntTree, p: &mut Prepared, pidns: &OwnedFd) -> Result<()> {
+    let mut done = Vec::new();
+    for (i, e) in tree.entries.iter().enumerate().skip(1) {
+        if !tree.under_proc(e) {
+            continue;
+        }
+        let mp = text(&e.mountpoint);
+        let fd = if let Some(at) = p.mounts.iter().position(|(j, _)| *j == i) {
+            p.mounts.remove(at).1
+        } else if e.fstype == PROC && e.root == b"/" {
+            let made = fs_context("proc", e).and_then(|fs| {
+                rustix::mount::fsconfig_set_fd(&fs, "pidns", pidns)?;
+                rustix::mount::fsconfig_create(&fs)?;
+                rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+            });
+            made.map_err(|err| Error::io(format!("mounting proc for {mp}"))(err.into()))?
+        } else {
+            // A bind of a directory of the container's proc.
+            let Some(src) = tree
+                .entries
+                .iter()
+                .find(|o| o.fstype == PROC && o.root == b"/" && o.root_dev == e.root_dev)
+            else {
+                return Err(Error::invalid(
+                    tree.image.clone(),
+                    format!("mount {} binds a proc that is not mounted", e.mnt_id),
+                ));
+            };
+            let path = format!("{}{}", text(&src.mountpoint), text(&e.root));
+            rustix::mount::open_tree(
+                CWD,
+                path.as_str(),
+                OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+            )
+            .map_err(|err| Error::file("binding", path.as_str())(err.into()))?
+        };
+        attach(e, &fd)?;
+        done.push(i);
+    }
+    set_flags(tree, &done)
+}

@@ -1,0 +1,315 @@
+//! A container's namespaces made again, as CRIU 4.2 dumps them: the pid
+//! namespace whose init is the root, the UTS and IPC namespaces (names
+//! and limits, [`utsns`], [`ipcns`]), the mount namespace ([`mnt`]) and
+//! an empty network namespace.
+//!
+//! They are made by a holder: a thread of rcriu that unshares them (a
+//! thread's own, rcriu stays where it is), sets them up, pivots into the
+//! container's root and, told to, forks the root into a new pid
+//! namespace (`CLONE_NEWPID`), so that the root inherits the rest. rcriu
+//! opens the container's files through the holder's root
+//! (`/proc/<holder>/root`). Once the root exists, the holder mounts proc
+//! for its pid namespace, before the root is told to go.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use rcriu_images::{ImageDir, ImageFile, pb};
+use rcriu_proc::Pid;
+use rustix::thread::UnshareFlags;
+
+use crate::{Error, Result, ipcns, mnt, sys, utsns};
+
+/// What the caller tells the restore of a container.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// criu's `--root`: where the container's root directory is now.
+    pub root: Option<PathBuf>,
+    /// criu's `--external mnt[KEY]:PATH` (`ext_mnt`): key → host path.
+    pub ext_mounts: Vec<(String, String)>,
+}
+
+/// The namespaces the root of the images has of its own.
+#[derive(Debug, Clone, Default)]
+pub struct Container {
+    pub pid: bool,
+    pub net: bool,
+    pub uts: Option<pb::UtsnsEntry>,
+    pub ipc: Option<pb::IpcVarEntry>,
+    pub mnt: Option<mnt::MntTree>,
+}
+
+/// Reads the namespaces of the root `ids` has of its own (those that
+/// differ from the dumper's, `dumper`); refuses the kinds not restored.
+pub fn load(
+    dir: &ImageDir,
+    pid: u32,
+    ids: &pb::TaskKobjIdsEntry,
+    dumper: &pb::TaskKobjIdsEntry,
+) -> Result<Option<Container>> {
+    let own = |a: Option<u32>, b: Option<u32>| matches!((a, b), (Some(x), Some(y)) if x != y);
+    for (name, a, b) in [
+        ("user", ids.user_ns_id, dumper.user_ns_id),
+        ("cgroup", ids.cgroup_ns_id, dumper.cgroup_ns_id),
+    ] {
+        if own(a, b) {
+            return Err(Error::unsupported(format!(
+                "restoring process {pid} into its own {name} namespace"
+            )));
+        }
+    }
+    let mut c = Container {
+        pid: own(ids.pid_ns_id, dumper.pid_ns_id),
+        net: own(ids.net_ns_id, dumper.net_ns_id),
+        ..Container::default()
+    };
+    if own(ids.uts_ns_id, dumper.uts_ns_id) {
+        let file = ImageFile::Utsns(ids.uts_ns_id.unwrap_or(0).into());
+        c.uts = Some(dir.read_one(file)?);
+    }
+    if own(ids.ipc_ns_id, dumper.ipc_ns_id) {
+        let id = ids.ipc_ns_id.unwrap_or(0);
+        for f in [
+            ImageFile::IpcShm(id.into()),
+            ImageFile::IpcSem(id.into()),
+            ImageFile::IpcMsg(id.into()),
+        ] {
+            if dir.exists(f) {
+                return Err(Error::unsupported(format!(
+                    "restoring the SysV objects of {}",
+                    f.name()
+                )));
+            }
+        }
+        c.ipc = Some(dir.read_one(ImageFile::IpcVar(id.into()))?);
+    }
+    if own(ids.mnt_ns_id, dumper.mnt_ns_id) {
+        let file = ImageFile::Mountpoints(ids.mnt_ns_id.unwrap_or(0).into());
+        let entries = dir.read_all(file)?;
+        c.mnt = Some(mnt::MntTree::new(entries, file.name())?);
+    }
+    if c.pid && c.mnt.is_none() {
+        return Err(Error::unsupported(format!(
+            "restoring process {pid} into its own pid namespace in rcriu's mount namespace"
+        )));
+    }
+    if !(c.pid || c.net || c.uts.is_some() || c.ipc.is_some() || c.mnt.is_some()) {
+        return Ok(None);
+    }
+    Ok(Some(c))
+}
+
+/// Checks that process `pid` (not the root) lives in the root's
+/// namespaces, the only ones a tree is restored in.
+pub fn check_same(pid: u32, ids: &pb::TaskKobjIdsEntry, root: &pb::TaskKobjIdsEntry) -> Result<()> {
+    let pairs = [
+        ("pid", ids.pid_ns_id, root.pid_ns_id),
+        ("network", ids.net_ns_id, root.net_ns_id),
+        ("ipc", ids.ipc_ns_id, root.ipc_ns_id),
+        ("uts", ids.uts_ns_id, root.uts_ns_id),
+        ("mount", ids.mnt_ns_id, root.mnt_ns_id),
+        ("user", ids.user_ns_id, root.user_ns_id),
+        ("cgroup", ids.cgroup_ns_id, root.cgroup_ns_id),
+    ];
+    for (name, own, theirs) in pairs {
+        if let (Some(a), Some(b)) = (own, theirs)
+            && a != b
+        {
+            return Err(Error::unsupported(format!(
+                "restoring process {pid} into a {name} namespace other than its root's"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// How the holder forks the root (what `sys::clone3_into` takes).
+#[derive(Debug, Clone, Copy)]
+pub struct Fork {
+    pub flags: u64,
+    pub pid: Pid,
+    pub stack: u64,
+    pub stack_size: u64,
+    pub entry: u64,
+    pub arg: u64,
+}
+
+/// The thread holding the container's namespaces.
+pub struct Holder {
+    tid: Pid,
+    fork: Option<mpsc::Sender<Fork>>,
+    done: mpsc::Receiver<(Option<Pid>, Result<()>)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Holder({})", self.tid)
+    }
+}
+
+/// The holder's first steps, in its own thread: namespaces, names,
+/// limits, mounts (but proc), pivot.
+fn set_up(
+    c: &Container,
+    o: &Options,
+    dir: &ImageDir,
+) -> Result<(Option<mnt::Prepared>, Option<OwnedFd>)> {
+    let mut flags = UnshareFlags::empty();
+    if c.mnt.is_some() {
+        flags |= UnshareFlags::NEWNS;
+    }
+    if c.net {
+        flags |= UnshareFlags::NEWNET;
+    }
+    if c.uts.is_some() {
+        flags |= UnshareFlags::NEWUTS;
+    }
+    if c.ipc.is_some() {
+        flags |= UnshareFlags::NEWIPC;
+    }
+    sys::unshare(flags).map_err(Error::host("unsharing the container's namespaces"))?;
+    if let Some(u) = &c.uts {
+        utsns::set_here(u)?;
+    }
+    if let Some(i) = &c.ipc {
+        ipcns::set_here(i)?;
+    }
+    let Some(tree) = &c.mnt else {
+        return Ok((None, None));
+    };
+    let Some(root) = &o.root else {
+        return Err(Error::unsupported(
+            "restoring a mount namespace without --root (where the container's root is)",
+        ));
+    };
+    // rcriu's /proc, to reach the root's pid namespace once the holder
+    // left rcriu's tree.
+    let proc = rustix::fs::open(
+        "/proc",
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| Error::file("opening", "/proc")(e.into()))?;
+    let mut prepared = mnt::prepare(tree, dir, &o.ext_mounts)?;
+    mnt::pivot(root)?;
+    mnt::attach_prepared(tree, &mut prepared)?;
+    Ok((Some(prepared), Some(proc)))
+}
+
+impl Holder {
+    /// Starts the holder: when this returns, the namespaces (but pid)
+    /// exist and the container's root is the holder's.
+    pub fn start(c: &Container, o: &Options, dir: &ImageDir) -> Result<Holder> {
+        let (fork_tx, fork_rx) = mpsc::channel::<Fork>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<Pid>>();
+        let (done_tx, done_rx) = mpsc::channel();
+        let (c, o, dir) = (c.clone(), o.clone(), dir.clone());
+        let thread = std::thread::Builder::new()
+            .name("namespaces".into())
+            .spawn(move || {
+                let (mut prepared, proc) = match set_up(&c, &o, &dir) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(rustix::thread::gettid().as_raw_nonzero().get()));
+                let Ok(f) = fork_rx.recv() else {
+                    return;
+                };
+                let mut f = f;
+                if c.pid {
+                    f.flags |= libc::CLONE_NEWPID as u64;
+                }
+                let forked = crate::fork_restorer(&f);
+                let child = match forked {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = done_tx.send((
+                            None,
+                            Err(Error::host(
+                                "creating the process (clone3 in its namespaces)",
+                            )(e)),
+                        ));
+                        return;
+                    }
+                };
+                let r = match (&c.mnt, prepared.as_mut(), &proc) {
+                    (Some(tree), Some(p), Some(proc)) => {
+                        let ns = format!("{child}/ns/pid");
+                        rustix::fs::openat(
+                            proc,
+                            ns.as_str(),
+                            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                            rustix::fs::Mode::empty(),
+                        )
+                        .map_err(|e| Error::file("opening", format!("/proc/{ns}"))(e.into()))
+                        .and_then(|ns| mnt::mount_proc(tree, p, &ns))
+                    }
+                    _ => Ok(()),
+                };
+                let _ = done_tx.send((Some(child), r));
+                // Alive until the restore ends: the root's parent (without
+                // CLONE_PARENT) is this thread, and the restorer asks for
+                // a signal at its parent's end.
+                let _ = fork_rx.recv();
+            })
+            .map_err(Error::host("starting the namespace holder"))?;
+        let tid = match ready_rx.recv() {
+            Ok(Ok(tid)) => tid,
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(Error::unsupported("the namespace holder ended early"));
+            }
+        };
+        Ok(Holder {
+            tid,
+            fork: Some(fork_tx),
+            done: done_rx,
+            thread: Some(thread),
+        })
+    }
+
+    /// The container's root, seen from rcriu.
+    pub fn root(&self) -> PathBuf {
+        Path::new(&format!(
+            "/proc/{}/task/{}/root",
+            std::process::id(),
+            self.tid
+        ))
+        .to_owned()
+    }
+
+    /// Forks the root in the container's namespaces; returns its pid on
+    /// the host once proc is mounted for it. On an error after the fork,
+    /// the pid comes with it.
+    pub fn fork(&mut self, f: Fork) -> (Option<Pid>, Result<()>) {
+        let sent = self.fork.as_ref().map(|tx| tx.send(f));
+        if !matches!(sent, Some(Ok(()))) {
+            return (
+                None,
+                Err(Error::unsupported("the namespace holder ended early")),
+            );
+        }
+        self.done.recv().unwrap_or((
+            None,
+            Err(Error::unsupported("the namespace holder ended early")),
+        ))
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        self.fork.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
