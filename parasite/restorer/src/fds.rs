@@ -96,9 +96,7 @@ fn take_lock(l: &TakeLock, index: u32) -> Res {
             let op = if l.ltype == F_WRLCK { LOCK_EX } else { LOCK_SH };
             value(NR_FLOCK, fd, op | LOCK_NB, 0)
         }
-        LOCK_LEASE if l.ltype & LEASE_BREAKING != 0 => {
-            break_lease(l.fd, l.ltype & !LEASE_BREAKING)
-        }
+        LOCK_LEASE if l.ltype & LEASE_BREAKING != 0 => break_lease(l.fd, l.ltype & !LEASE_BREAKING),
         LOCK_LEASE => value(NR_FCNTL, fd, F_SETLEASE, l.ltype as u64),
         _ => -EINVAL,
     };
