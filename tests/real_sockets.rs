@@ -58,23 +58,57 @@ fn wait_serving(port: u16, pid: i32) {
 /// answers.
 fn start_server(home: &Path, www: &Path, extra: &[&str]) -> (i32, u16) {
     let port = free_port();
-    let log = std::fs::File::create(home.join("server.log")).unwrap();
     let mut cmd = Command::new("/usr/bin/python3");
     cmd.args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
         .arg(www)
         .args(extra)
-        .arg(port.to_string())
-        .current_dir(home)
+        .arg(port.to_string());
+    let pid = spawn_server(cmd, home);
+    wait_serving(port, pid);
+    (pid, port)
+}
+
+/// Starts the server `cmd` in its own session, in `home`, its output in
+/// `server.log` there; its pid (reaped through wait_exit: the Child
+/// itself is not waited for).
+fn spawn_server(mut cmd: Command, home: &Path) -> i32 {
+    let log = std::fs::File::create(home.join("server.log")).unwrap();
+    cmd.current_dir(home)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log);
     in_new_session(&mut cmd);
-    let child = cmd.spawn().expect("starting python3 -m http.server");
+    let child = cmd.spawn().expect("starting the server");
     let pid = child.id() as i32;
-    // Reaped through wait_exit: the Child itself is not waited for.
     std::mem::forget(child);
-    wait_serving(port, pid);
-    (pid, port)
+    pid
+}
+
+/// `rcriu dump` of `pid` into `images` (made here), with `extra`, which
+/// kills it; `between` runs once it ended, with its wait status; then
+/// `rcriu restore -d` with `extra`.
+fn dump_then_restore(pid: i32, images: &Path, extra: &[&str], between: impl FnOnce(i32)) {
+    std::fs::create_dir(images).unwrap();
+    let pid_arg = pid.to_string();
+    let mut dump = vec!["dump", "-t", &pid_arg];
+    dump.extend_from_slice(extra);
+    let out = rcriu(&dump, images);
+    assert!(
+        out.status.success(),
+        "dump: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log_of(images)
+    );
+    between(wait_exit(pid).expect("the dumped server ends"));
+    let mut restore = vec!["restore", "-d"];
+    restore.extend_from_slice(extra);
+    let out = rcriu(&restore, images);
+    assert!(
+        out.status.success(),
+        "restore: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log_of(images)
+    );
 }
 
 /// One HTTP/1.1 request on a connection kept open: the status line and
@@ -156,31 +190,15 @@ fn python_http_server_serves_after_restore() {
     assert!(status.contains(" 200 "), "{status}");
     assert_eq!(body, "served before the dump\n");
 
-    let images = t.path().join("images");
-    std::fs::create_dir(&images).unwrap();
-    let out = rcriu(&["dump", "-t", &pid.to_string()], &images);
-    assert!(
-        out.status.success(),
-        "dump: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        log_of(&images)
-    );
-    // The dump killed it: once its pid is gone, nothing serves.
-    let status = wait_exit(pid).expect("the dumped server ends");
-    assert!(
-        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
-        "{status:#x}"
-    );
-    let e = get(port, "/index.txt").expect_err("nothing serves between dump and restore");
-    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
-
-    let out = rcriu(&["restore", "-d"], &images);
-    assert!(
-        out.status.success(),
-        "restore: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        log_of(&images)
-    );
+    dump_then_restore(pid, &t.path().join("images"), &[], |status| {
+        // The dump killed it: once its pid is gone, nothing serves.
+        assert!(
+            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+            "{status:#x}"
+        );
+        let e = get(port, "/index.txt").expect_err("nothing serves between dump and restore");
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    });
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("the restored pid");
     assert!(
         String::from_utf8_lossy(&cmdline).contains("http.server"),
@@ -229,27 +247,10 @@ fn a_client_s_connection_to_python_carries_on_across_the_dump() {
     assert!(status.contains(" 200 "), "{status}");
 
     let images = t.path().join("images");
-    std::fs::create_dir(&images).unwrap();
-    let out = rcriu(
-        &["dump", "-t", &pid.to_string(), "--tcp-established"],
-        &images,
-    );
-    assert!(
-        out.status.success(),
-        "dump: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        log_of(&images)
-    );
-    wait_exit(pid).expect("the dumped server ends");
-    let e = get(port, "/index.txt").expect_err("no new connection between dump and restore");
-    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
-    let out = rcriu(&["restore", "-d", "--tcp-established"], &images);
-    assert!(
-        out.status.success(),
-        "restore: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        log_of(&images)
-    );
+    dump_then_restore(pid, &images, &["--tcp-established"], |_| {
+        let e = get(port, "/index.txt").expect_err("no new connection between dump and restore");
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    });
     // The same connection, opened before the dump, is served again.
     std::fs::write(www.join("after.txt"), "after the restore\n").unwrap();
     for (path, want) in [
@@ -317,21 +318,13 @@ fn redis(s: &mut TcpStream, cmd: &str) -> std::io::Result<String> {
 /// then `after` on the old connection and on a new one; the connection
 /// ends with the restored server once it is killed.
 fn connected_across_dump(
-    mut cmd: Command,
+    cmd: Command,
     port: u16,
     home: &Path,
     before: impl FnOnce(&mut TcpStream),
     after: impl FnOnce(&mut TcpStream, &mut TcpStream),
 ) {
-    let log = std::fs::File::create(home.join("server.log")).unwrap();
-    cmd.current_dir(home)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
-    in_new_session(&mut cmd);
-    let child = cmd.spawn().expect("starting the server");
-    let pid = child.id() as i32;
-    std::mem::forget(child);
+    let pid = spawn_server(cmd, home);
     let start = Instant::now();
     let mut client = loop {
         match TcpStream::connect((Ipv4Addr::LOCALHOST, port)) {
@@ -346,30 +339,11 @@ fn connected_across_dump(
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     before(&mut client);
-
-    let images = home.join("images");
-    std::fs::create_dir(&images).unwrap();
-    let out = rcriu(
-        &["dump", "-t", &pid.to_string(), "--tcp-established"],
-        &images,
-    );
-    assert!(
-        out.status.success(),
-        "dump: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        log_of(&images)
-    );
-    wait_exit(pid).expect("the dumped server ends");
-    let e = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
-        .expect_err("nothing listens between the dump and the restore");
-    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
-    let out = rcriu(&["restore", "-d", "--tcp-established"], &images);
-    assert!(
-        out.status.success(),
-        "restore: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        log_of(&images)
-    );
+    dump_then_restore(pid, &home.join("images"), &["--tcp-established"], |_| {
+        let e = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .expect_err("nothing listens between the dump and the restore");
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    });
     let mut other = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
     other
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -518,41 +492,18 @@ fn a_go_http_server_counts_on_after_restore() {
     let t = TempDir::new("real-go-http");
     let bin = build_go_server(t.path());
     let port = free_port();
-    let log = std::fs::File::create(t.path().join("server.log")).unwrap();
     let mut cmd = Command::new(&bin);
-    cmd.arg(port.to_string())
-        .current_dir(t.path())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
-    in_new_session(&mut cmd);
-    let child = cmd.spawn().expect("starting the Go server");
-    let pid = child.id() as i32;
-    std::mem::forget(child);
+    cmd.arg(port.to_string());
+    let pid = spawn_server(cmd, t.path());
     wait_serving(port, pid);
     // wait_serving asked once.
     let (_, body) = get(port, "/").unwrap();
     assert_eq!(body, "hit 2\n");
 
-    let images = t.path().join("images");
-    std::fs::create_dir(&images).unwrap();
-    let out = rcriu(&["dump", "-t", &pid.to_string()], &images);
-    assert!(
-        out.status.success(),
-        "dump: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        log_of(&images)
-    );
-    wait_exit(pid).expect("the dumped server ends");
-    let e = get(port, "/").expect_err("nothing serves between dump and restore");
-    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
-    let out = rcriu(&["restore", "-d"], &images);
-    assert!(
-        out.status.success(),
-        "restore: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        log_of(&images)
-    );
+    dump_then_restore(pid, &t.path().join("images"), &[], |_| {
+        let e = get(port, "/").expect_err("nothing serves between dump and restore");
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    });
     for n in 3..6 {
         let (status, body) = get(port, "/").expect("served after the restore");
         assert!(status.contains(" 200 "), "{status}");
