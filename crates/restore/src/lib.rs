@@ -925,8 +925,14 @@ fn helpers(tree: &load::TreeImages) -> Vec<(Pid, Pid)> {
     let pids = tree.pids();
     let root = &tree.procs[0].task.pstree;
     let mut out: Vec<(Pid, Pid)> = Vec::new();
-    for p in tree.procs.iter().skip(1) {
-        let e = &p.task.pstree;
+    // Who forks the helper: a live member itself, a zombie's parent.
+    let live = tree
+        .procs
+        .iter()
+        .skip(1)
+        .map(|p| (&p.task.pstree, p.task.pstree.pid));
+    let zombies = tree.zombies.iter().map(|z| (&z.pstree, z.pstree.ppid));
+    for (e, forker) in live.chain(zombies) {
         let g = e.pgid as Pid;
         // A group with its session's id is its leader's, or made with
         // the session by a session helper.
@@ -938,22 +944,7 @@ fn helpers(tree: &load::TreeImages) -> Vec<(Pid, Pid)> {
         {
             continue;
         }
-        out.push((e.pid as Pid, g));
-    }
-    for z in &tree.zombies {
-        let e = &z.pstree;
-        let g = e.pgid as Pid;
-        // A group with its session's id is its leader's, or made with
-        // the session by a session helper.
-        if e.pgid == e.pid
-            || e.pgid == e.sid
-            || e.pgid == root.pgid
-            || pids.contains(&e.pgid)
-            || out.iter().any(|&(_, h)| h == g)
-        {
-            continue;
-        }
-        out.push((e.ppid as Pid, g));
+        out.push((forker as Pid, g));
     }
     out
 }
