@@ -55,12 +55,23 @@ fn tree_pss(root: i32) -> u64 {
         .sum()
 }
 
-/// Dumps the `cow` workload (8 children of a parent with 16 MiB, each
-/// rewriting 256 KiB of it; `file`: of a private file mapping) and
-/// restores it (`proxy`: with a vDSO proxy, under which no child
-/// inherits), then returns the tree's Pss before and after, and the
-/// restore's report.
-fn cow_cycle(proxy: bool, file: bool) -> (u64, u64, rcriu::Restored) {
+/// What the `cow` tree's dump and restore gave: the tree's Pss before and
+/// after (KiB), the restore's report, and the bytes of the pages images
+/// of the dump (its own, not those kept in `parent/`).
+struct Cow {
+    before: u64,
+    after: u64,
+    r: rcriu::Restored,
+    pages_bytes: u64,
+}
+
+/// Dumps `cow` (8 children each rewriting 256 KiB of 16 MiB; in a
+/// private file mapping with `file`) and restores it (`proxy`: with a
+/// vDSO proxy, under which no child inherits). With `user_parent`, the
+/// images directory has a `parent` link of the user's (to an empty
+/// pre-dump directory), which the dump must leave alone: no page is then
+/// kept once.
+fn cow_cycle(proxy: bool, file: bool, user_parent: bool) -> Cow {
     let args: &[&str] = if file {
         &["8", "16", "256", "file"]
     } else {
@@ -71,8 +82,23 @@ fn cow_cycle(proxy: bool, file: bool) -> (u64, u64, rcriu::Restored) {
     assert_eq!(kids.len(), 9, "the root and its 8 children");
     let before = tree_pss(w.pid);
     let images = TempDir::new("cow");
+    let theirs = TempDir::new("cow-theirs");
+    if user_parent {
+        std::os::unix::fs::symlink(theirs.path(), images.path().join("parent")).unwrap();
+    }
     Dump::new(w.pid).images_dir(images.path()).run().unwrap();
     w.reap();
+    let pages_bytes = std::fs::read_dir(images.path())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pages-"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert_eq!(
+        std::fs::read_dir(theirs.path()).unwrap().count(),
+        0,
+        "nothing written into the user's parent images"
+    );
     tree_gone(&ImageDir::open(images.path()).unwrap());
     let r = Restore::new(images.path())
         .detach(true)
@@ -82,31 +108,74 @@ fn cow_cycle(proxy: bool, file: bool) -> (u64, u64, rcriu::Restored) {
     assert_eq!(rcriu_test_support::tree_pids(w.pid), kids);
     let after = tree_pss(w.pid);
     w.verdict().unwrap();
-    (before, after, r)
+    Cow {
+        before,
+        after,
+        r,
+        pages_bytes,
+    }
 }
+
+/// The pages of the root's 16 MiB, and each child's 256 KiB and a page
+/// or two more (its stack, its dropped page's neighbours), with room.
+const COW_OWN_PAGES: u64 = (16 << 20) + 8 * (256 << 10) + (4 << 20);
 
 #[test]
 fn memory_shared_across_fork_stays_shared() {
     let _g = setup();
-    let (before, after, r) = cow_cycle(false, false);
+    let Cow {
+        before,
+        after,
+        r,
+        pages_bytes,
+    } = cow_cycle(false, false, false);
     assert!(
         after * 10 <= before * 11,
         "the restored tree's Pss ({after} KiB) is within 1.1x of the original's ({before} KiB)"
     );
-    // 8 children's 16 MiB compared; all but their 256 KiB left shared
-    // (and the page of every third child dropped, not compared).
+    // The pages the children share with the root are written once, and
+    // inherited unread: all but their 256 KiB (and the page of every
+    // third child dropped).
+    assert!(pages_bytes <= COW_OWN_PAGES, "{pages_bytes} bytes of pages");
+    assert!(r.pages_kept >= 8 * (4096 - 64) - 8, "{r:?}");
+    assert!(r.pages_compared < 8 * 100, "{r:?}");
+}
+
+/// Its control: beside a user's `parent` link, each child's pages are
+/// written whole, then compared with what it inherits: the Pss is kept
+/// so too, but the images hold the 16 MiB nine times.
+#[test]
+fn memory_shared_across_fork_beside_a_users_parent_is_written_per_process() {
+    let _g = setup();
+    let Cow {
+        before,
+        after,
+        r,
+        pages_bytes,
+    } = cow_cycle(false, false, true);
+    assert!(
+        pages_bytes >= 9 * (16 << 20),
+        "{pages_bytes} bytes of pages"
+    );
+    assert_eq!(r.pages_kept, 0, "{r:?}");
     assert!(r.pages_compared >= 8 * 4096 - 8, "{r:?}");
     assert!(r.pages_cow >= 8 * (4096 - 64) - 8, "{r:?}");
-    assert!(r.pages_cow < r.pages_compared, "{r:?}");
+    assert!(
+        after * 10 <= before * 11,
+        "the restored tree's Pss ({after} KiB) is within 1.1x of the original's ({before} KiB)"
+    );
 }
 
 /// The negative control: with a vDSO proxy, which no child inherits from,
-/// each child gets all its memory of its own, which the Pss shows.
+/// each child gets all its memory of its own, which the Pss shows (the
+/// pages kept with the parent's are read for each).
 #[test]
 fn memory_not_inherited_is_counted_once_per_process() {
     let _g = setup();
-    let (before, after, r) = cow_cycle(true, false);
-    assert_eq!((r.pages_compared, r.pages_cow), (0, 0));
+    let Cow {
+        before, after, r, ..
+    } = cow_cycle(true, false, false);
+    assert_eq!((r.pages_compared, r.pages_cow, r.pages_kept), (0, 0, 0));
     assert!(
         after > before * 3,
         "without inheritance the Pss grows ({before} KiB -> {after} KiB)"
@@ -119,20 +188,24 @@ fn memory_not_inherited_is_counted_once_per_process() {
 #[test]
 fn written_pages_of_a_private_file_mapping_stay_shared() {
     let _g = setup();
-    let (before, after, r) = cow_cycle(false, true);
+    let Cow {
+        before, after, r, ..
+    } = cow_cycle(false, true, false);
     assert!(
         after * 10 <= before * 11,
         "the restored tree's Pss ({after} KiB) is within 1.1x of the original's ({before} KiB)"
     );
-    assert!(r.pages_cow >= 8 * (4096 - 64) - 8, "{r:?}");
+    assert!(r.pages_kept >= 8 * (4096 - 64) - 8, "{r:?}");
 }
 
 /// Its control: without inheritance, the same tree's Pss grows.
 #[test]
 fn written_pages_of_a_private_file_mapping_not_inherited_show() {
     let _g = setup();
-    let (before, after, r) = cow_cycle(true, true);
-    assert_eq!((r.pages_compared, r.pages_cow), (0, 0));
+    let Cow {
+        before, after, r, ..
+    } = cow_cycle(true, true, false);
+    assert_eq!((r.pages_compared, r.pages_cow, r.pages_kept), (0, 0, 0));
     assert!(
         after > before * 3,
         "without inheritance the Pss grows ({before} KiB -> {after} KiB)"
@@ -574,4 +647,55 @@ fn a_member_of_a_gone_session_put_in_another_shows() {
         err.contains("its process group") || err.contains("its session"),
         "{err}"
     );
+}
+
+/// CRIU 4.2 (when `RCRIU_TEST_CRIU` names its criu) restores a tree whose
+/// shared pages rcriu kept once: it finds them in `parent/` as it finds
+/// a pre-dump's. Without a child's pagemap there, it cannot.
+#[test]
+fn criu_restores_a_tree_whose_shared_pages_are_kept_once() {
+    let _g = setup();
+    let Ok(criu) = std::env::var("RCRIU_TEST_CRIU") else {
+        eprintln!("RCRIU_TEST_CRIU is not set: skipping the restore by CRIU 4.2");
+        return;
+    };
+    let criu_restore = |images: &std::path::Path| {
+        let out = std::process::Command::new(&criu)
+            .arg("restore")
+            .arg("-D")
+            .arg(images)
+            .args(["-d", "-v2", "-o", "criu-restore.log"])
+            .output()
+            .unwrap();
+        let log = std::fs::read_to_string(images.join("criu-restore.log")).unwrap_or_default();
+        (out.status.success(), log)
+    };
+    for lose_a_pagemap in [false, true] {
+        let mut w = start("cow", &["8", "16", "256"]);
+        let kids = rcriu_test_support::tree_pids(w.pid);
+        let images = TempDir::new("cow-criu");
+        Dump::new(w.pid).images_dir(images.path()).run().unwrap();
+        w.reap();
+        let kept = images.path().join("parent");
+        assert!(kept.join(rcriu::images::KEPT_MARK).is_file());
+        if lose_a_pagemap {
+            std::fs::remove_file(kept.join(format!("pagemap-{}.img", kids[1]))).unwrap();
+        }
+        tree_gone(&ImageDir::open(images.path()).unwrap());
+        let (ok, log) = criu_restore(images.path());
+        if lose_a_pagemap {
+            assert!(
+                !ok,
+                "CRIU restored a child without its parent pages:\n{log}"
+            );
+            continue;
+        }
+        assert!(ok, "CRIU 4.2 failed:\n{log}");
+        let mut back = rcriu_test_support::tree_pids(w.pid);
+        back.sort_unstable();
+        let mut kids = kids;
+        kids.sort_unstable();
+        assert_eq!(back, kids);
+        w.verdict().unwrap();
+    }
 }

@@ -164,13 +164,29 @@ pub fn write(
 
 /// The bytes worth reserving for the pages of `pid` ([`reserve`]): its
 /// anonymous memory as `/proc/PID/status` counts it (RssAnon and
-/// VmSwap), when that is enough for two writers.
-pub fn room_wanted(pid: Pid) -> Option<u64> {
+/// VmSwap), when that is enough for two writers. With `own`, only the
+/// pages it does not share (Private_Dirty of `smaps_rollup`): those it
+/// shares with its parent since fork are kept once, with the parent's.
+pub fn room_wanted(pid: Pid, own: bool) -> Option<u64> {
     let status = Task::open(pid).and_then(|mut t| t.status()).ok()?;
-    let bytes = (status.rss_anon_kb? + status.vm_swap_kb.unwrap_or(0)) << 10;
+    let anon = if own {
+        private_dirty_kb(pid)?
+    } else {
+        status.rss_anon_kb?
+    };
+    let bytes = (anon + status.vm_swap_kb.unwrap_or(0)) << 10;
     // With some slack for pages it does not count (the vdso's) and for
     // growth until the freeze; what is left over is given back.
     (bytes >= MIN_SPLIT).then_some(bytes + bytes / 256 + (1 << 20))
+}
+
+/// The `Private_Dirty` of `/proc/PID/smaps_rollup`, in KiB.
+fn private_dirty_kb(pid: Pid) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Private_Dirty:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// `bytes` of room for the pages of `pid`, reserved before it is

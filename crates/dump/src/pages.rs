@@ -18,6 +18,8 @@
 //! wrong moment would leave so).
 
 use rcriu_compel::abi::IoVec;
+use rcriu_images::ImageDir;
+use rcriu_images::manifest::Manifest;
 use rcriu_images::pages::{PE_LAZY, PE_PARENT, PE_PRESENT, PagesWriter};
 use rcriu_proc::{PageCategories, Pagemap, Pid, ScanMethod};
 
@@ -54,6 +56,8 @@ pub struct Plan {
     pub pages: u64,
     /// Pages kept in the parent's images.
     pub parent_pages: u64,
+    /// The frames of the pages written (when [`Parent::keep_frames`]).
+    pub frames: Vec<(u64, u64)>,
 }
 
 impl Plan {
@@ -126,6 +130,10 @@ pub fn plan(pid: Pid, areas: &[Area], pagemap: &mut Pagemap, sp: u64) -> Result<
     plan_with(pid, areas, pagemap, sp, &Parent::default())
 }
 
+/// The frames of the pages a process wrote, `(address, frame)` by
+/// address ([`Plan::frames`]), shared with the planning of its children.
+pub type Frames = std::rc::Rc<Vec<(u64, u64)>>;
+
 /// What of the pages is kept in the parent's images (`track`).
 #[derive(Debug, Default)]
 pub struct Parent {
@@ -136,6 +144,14 @@ pub struct Parent {
     /// Whether pagemap may show write-protect markers as swapped pages
     /// (areas are registered for tracking), which are not pages.
     pub markers: bool,
+    /// The frames of the pages the parent process wrote to its own pages
+    /// image, by address (a [`Plan::frames`]): a page at the same address
+    /// on the same frame is the parent's still shared since fork, and is
+    /// kept in the parent's images instead of written again.
+    pub like: Option<Frames>,
+    /// Whether to note the frame of each page written ([`Plan::frames`]),
+    /// for children to be compared with.
+    pub keep_frames: bool,
 }
 
 /// [`plan`], the pages of `parent`'s tracked areas not written since the
@@ -193,6 +209,8 @@ pub fn plan_with(
             for &(s, e) in &pieces {
                 if in_parent {
                     plan.push_parent(s, e);
+                } else if parent.like.is_some() || parent.keep_frames {
+                    by_frame(pid, pagemap, parent, &mut plan, (s, e), flags, readable(a))?;
                 } else {
                     plan.push(s, e, flags, readable(a));
                 }
@@ -211,6 +229,153 @@ pub fn plan_with(
         };
     }
     Ok(plan)
+}
+
+/// Plans `[start, end)` page by page: a page on the frame the parent's
+/// page at the same address is on (`parent.like`) is kept in the
+/// parent's images; the others are written, their frames noted when
+/// `parent.keep_frames`. Frames unknown (a swapped page, or pagemap read
+/// without CAP_SYS_ADMIN shows frame 0) are never alike.
+fn by_frame(
+    pid: Pid,
+    pagemap: &mut Pagemap,
+    parent: &Parent,
+    plan: &mut Plan,
+    (start, end): (u64, u64),
+    flags: u32,
+    readable: bool,
+) -> Result<()> {
+    let mut entries = Vec::with_capacity(((end - start) / PAGE) as usize);
+    pagemap
+        .read(start, end, &mut entries)
+        .map_err(Error::proc(pid))?;
+    let like: &[(u64, u64)] = parent.like.as_deref().map_or(&[], |v| v);
+    let mut cursor = like.partition_point(|&(a, _)| a < start);
+    let mut run_start = start;
+    let mut run_shared = false;
+    for (i, e) in entries.iter().enumerate() {
+        let addr = start + i as u64 * PAGE;
+        let frame = e.pfn().filter(|&f| f != 0);
+        while like.get(cursor).is_some_and(|&(a, _)| a < addr) {
+            cursor += 1;
+        }
+        let shared = frame.is_some() && like.get(cursor) == Some(&(addr, frame.unwrap_or(0)));
+        if !shared
+            && parent.keep_frames
+            && let Some(f) = frame
+        {
+            plan.frames.push((addr, f));
+        }
+        if shared != run_shared {
+            plan.push_either(run_start, addr, run_shared, flags, readable);
+            (run_start, run_shared) = (addr, shared);
+        }
+    }
+    plan.push_either(run_start, end, run_shared, flags, readable);
+    Ok(())
+}
+
+impl Plan {
+    fn push_either(&mut self, start: u64, end: u64, in_parent: bool, flags: u32, readable: bool) {
+        if in_parent {
+            self.push_parent(start, end);
+        } else {
+            self.push(start, end, flags, readable);
+        }
+    }
+}
+
+/// The images that keep, once, the pages children share with their
+/// parents since fork: `parent/` in the images directory, laid out as a
+/// pre-dump's images ([`ImageDir::kept`]). For each child with such
+/// pages, `pagemap-CHILD.img` lists its parent's written pages, in the
+/// parent's own `pages-N.img` (linked there): the child's `PE_PARENT`
+/// entries find them as a restore finds a pre-dump's.
+pub struct Kept {
+    dir: ImageDir,
+    /// Whether this dump made the directory.
+    made: bool,
+    /// Its files written (the pages images linked are in `linked`).
+    written: Vec<String>,
+    linked: std::collections::BTreeSet<u32>,
+}
+
+impl Kept {
+    /// Whether the images directory at `path` may keep pages so.
+    pub fn possible(path: &std::path::Path) -> bool {
+        ImageDir::kept_possible(path)
+    }
+
+    pub fn make(images: &ImageDir) -> rcriu_images::Result<Kept> {
+        let (dir, made) = images.kept()?;
+        Ok(Kept {
+            dir,
+            made,
+            written: vec![rcriu_images::KEPT_MARK.to_owned()],
+            linked: Default::default(),
+        })
+    }
+
+    /// Keeps the pages of child `pid` found in its parent's `runs`
+    /// (its pagemap, written to `pages-<pages_id>.img` of `images`).
+    pub fn add(
+        &mut self,
+        images: &ImageDir,
+        pid: u32,
+        pages_id: u32,
+        runs: &[Run],
+    ) -> rcriu_images::Result<()> {
+        let mut pm = self.dir.create_pagemap(pid, pages_id)?;
+        for r in runs.iter().filter(|r| r.flags & PE_PRESENT != 0) {
+            pm.add(r.vaddr, r.nr_pages, r.flags)?;
+        }
+        pm.finish()?;
+        self.written
+            .push(rcriu_images::ImageFile::Pagemap(pid.into()).name());
+        if self.linked.insert(pages_id) {
+            self.dir.link_pages(images, pages_id)?;
+        }
+        Ok(())
+    }
+
+    /// Writes its manifest; the pages images linked have the digests
+    /// they have in the dump's own manifest (`images`).
+    pub fn write_manifest(&self, images: &Manifest) -> rcriu_images::Result<()> {
+        let mut m = Manifest::build(&self.dir, self.written.iter().map(String::as_str))?;
+        for id in &self.linked {
+            let name = rcriu_images::ImageFile::Pages((*id).into()).name();
+            let Some(d) = images.get(&name) else {
+                return Err(rcriu_images::Error::Unwritable {
+                    file: rcriu_images::manifest::MANIFEST.into(),
+                    problem: rcriu_images::Problem::Other(format!(
+                        "{name}, kept in parent/, is not in the dump's manifest"
+                    )),
+                });
+            };
+            m = m.with(&name, *d);
+        }
+        m.write(&self.dir)
+    }
+
+    /// Removes what this dump wrote there.
+    pub fn discard(self) {
+        let linked = self
+            .linked
+            .iter()
+            .map(|id| rcriu_images::ImageFile::Pages((*id).into()).name());
+        for name in self.written.iter().cloned().chain(linked) {
+            let p = self.dir.path().join(name);
+            if let Err(e) = std::fs::remove_file(&p)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                log::warn!("cannot remove {}: {e}", p.display());
+            }
+        }
+        if self.made {
+            let _ = std::fs::remove_file(self.dir.path().join(rcriu_images::manifest::MANIFEST));
+            let _ = std::fs::remove_dir(self.dir.path());
+        }
+    }
 }
 
 /// Appends the pages of `v`, in an area the task cannot read, to the

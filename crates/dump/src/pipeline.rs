@@ -130,6 +130,9 @@ struct Output {
     /// Room for the pages image of each process of the tree, reserved
     /// before the freeze.
     rooms: BTreeMap<Pid, PagesRoom>,
+    /// The images that keep pages children share with their parents
+    /// (`parent/`, [`pages::Kept`]), once made.
+    kept: Option<pages::Kept>,
 }
 
 impl Output {
@@ -141,6 +144,7 @@ impl Output {
             dir: None,
             written: Vec::new(),
             rooms: BTreeMap::new(),
+            kept: None,
         }
     }
 
@@ -160,9 +164,11 @@ impl Output {
     /// Reserves room for the pages of `root` and of each process under
     /// it now ([`page_writers::reserve`]); a process that comes or goes
     /// before the freeze is written without, or leaves its room unused.
-    fn reserve_pages(&mut self, root: Pid) {
+    fn reserve_pages(&mut self, root: Pid, keep_once: bool) {
         for pid in rcriu_compel::descendants(root) {
-            if let Some(bytes) = page_writers::room_wanted(pid)
+            // A child's pages shared with its parent are not written.
+            let own = keep_once && pid != root;
+            if let Some(bytes) = page_writers::room_wanted(pid, own)
                 && let Ok(dir) = self.dir()
                 && let Some(room) = page_writers::reserve(pid, &dir, bytes)
             {
@@ -231,13 +237,13 @@ impl Output {
             .filter_map(|p| Some(p.file_name()?.to_str()?.to_owned()))
             .collect();
         let t = Instant::now();
-        rcriu_images::manifest::Manifest::build(&d, names.iter().map(String::as_str))
+        let m = rcriu_images::manifest::Manifest::build(&d, names.iter().map(String::as_str))
             .map(|m| match d.dump_id() {
                 Some(id) => m.encrypted(id),
                 None => m,
             })
-            .and_then(|m| m.write(&d))
             .map_err(Error::image(pid))?;
+        m.write(&d).map_err(Error::image(pid))?;
         log::info!(
             "manifest of {} files written in {:?}",
             names.len(),
@@ -245,11 +251,17 @@ impl Output {
         );
         self.written
             .push(d.path().join(rcriu_images::manifest::MANIFEST));
+        if let Some(k) = &self.kept {
+            k.write_manifest(&m).map_err(Error::image(pid))?;
+        }
         Ok(())
     }
 
     /// Removes every image this run wrote.
     fn discard(&mut self) {
+        if let Some(k) = self.kept.take() {
+            k.discard();
+        }
         for p in self.written.drain(..) {
             if let Err(e) = std::fs::remove_file(&p)
                 && e.kind() != std::io::ErrorKind::NotFound
@@ -271,6 +283,9 @@ struct Proc {
     runs: Vec<Run>,
     /// The number of the process's pages image.
     pages_id: u32,
+    /// The process whose pages image holds those of its pages kept in
+    /// `parent/` (its parent's, shared since fork).
+    pages_from: Option<Pid>,
     fdinfo: Vec<pb::FdinfoEntry>,
     fs: pb::FsEntry,
     /// The id of the task's time namespace when it is not rcriu's, and the
@@ -311,6 +326,12 @@ struct Shared {
     /// The parent images whose pages are not dumped again (`--track-mem`
     /// with `--prev-images-dir`).
     parent: Option<PathBuf>,
+    /// Pages a child shares with its parent since fork are kept once
+    /// (`pages::Kept`): the frames each process with children wrote, by
+    /// pid, when they are.
+    frames: Option<BTreeMap<Pid, pages::Frames>>,
+    /// The processes of the tree that have children in it.
+    parents: BTreeSet<Pid>,
 }
 
 /// Everything the images are made of, gathered while the tree was
@@ -360,10 +381,12 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         out.dir()?.link_parent(p).map_err(Error::image(pid))?;
     }
     fault::set_target(pid);
+    let keep_once =
+        o.parent.is_none() && !o.track_mem && o.key.is_none() && pages::Kept::possible(&o.dir);
     // An incremental dump writes few pages: room for all would cost more
     // (its reservation, then its release, frozen) than it saves.
     if !(o.track_mem && o.parent.is_some()) {
-        out.reserve_pages(pid);
+        out.reserve_pages(pid, keep_once);
     }
     let start = Instant::now();
     let (root, frozen, freezer) = cgroup::seize(pid, o.freeze_cgroup.as_deref())?;
@@ -381,6 +404,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         &tree,
         &host,
         o,
+        keep_once,
         freezer,
         &mut out,
         &mut stats,
@@ -529,6 +553,24 @@ fn write_images(
         pm.finish().map_err(Error::image(pid))?;
         fault::image(&ImageFile::Pagemap(upid.into()).name()).map_err(Error::compel(pid))?;
         out.write_one(ImageFile::Fs(upid.into()), &p.fs)?;
+    }
+    for p in &c.procs {
+        let Some(from) = p.pages_from else { continue };
+        let Some(f) = c.procs.iter().find(|q| q.pid == from) else {
+            return Err(Error::Inconsistent {
+                pid: p.pid,
+                what: format!("its pages are kept with those of {from}, which is not dumped"),
+            });
+        };
+        if out.kept.is_none() {
+            let d = out.dir()?;
+            out.kept = Some(pages::Kept::make(&d).map_err(Error::image(pid))?);
+        }
+        let d = out.dir()?;
+        if let Some(k) = &mut out.kept {
+            k.add(&d, p.pid as u32, f.pages_id, &f.runs)
+                .map_err(Error::image(pid))?;
+        }
     }
     out.write_all(ImageFile::Files, &c.files)?;
     // One fdinfo image per fd table (shared tables once).
@@ -807,10 +849,12 @@ fn check_tree(tree: &Tree) -> Result<Sharing> {
 }
 
 /// Collects every process of the tree, parents first.
+#[allow(clippy::too_many_arguments)]
 fn collect_tree(
     tree: &Tree,
     host: &Host,
     o: &Options,
+    keep_once: bool,
     freezer: Option<cgroup::FreezerOrigin>,
     out: &mut Output,
     stats: &mut DumpStats,
@@ -860,6 +904,8 @@ fn collect_tree(
             .as_ref()
             .filter(|_| o.track_mem)
             .map(|p| o.dir.join(p)),
+        frames: (keep_once && tree.members.len() > 1).then(BTreeMap::new),
+        parents: tree.members.iter().map(|m| m.ppid).collect(),
     };
     sh.files.tree = tree.members.iter().map(|m| m.pid).collect();
     let mut procs = Vec::new();
@@ -1172,11 +1218,21 @@ fn collect(
     // -- The pages.
     let t_pages = Instant::now();
     let mut pagemap = task.pagemap().map_err(Error::proc(pid))?;
-    let parent = match &tracking {
+    let mut parent = match &tracking {
         Some(t) => t.parent(&areas),
         None => pages::Parent::default(),
     };
-    let plan = pages::plan_with(pid, &areas, &mut pagemap, outside[0].ctx.regs.sp, &parent)?;
+    if let Some(frames) = &sh.frames {
+        parent.like = frames.get(&member.ppid).cloned();
+        parent.keep_frames = sh.parents.contains(&pid);
+    }
+    let mut plan = pages::plan_with(pid, &areas, &mut pagemap, outside[0].ctx.regs.sp, &parent)?;
+    let pages_from = (parent.like.is_some() && plan.parent_pages > 0).then_some(member.ppid);
+    if let Some(frames) = &mut sh.frames
+        && parent.keep_frames
+    {
+        frames.insert(pid, std::rc::Rc::new(std::mem::take(&mut plan.frames)));
+    }
     let t_guards = Instant::now();
     let guards = mm::guards(pid, &areas, &mut pagemap)?;
     log::debug!(
@@ -1335,6 +1391,7 @@ fn collect(
         mm,
         runs: plan.runs,
         pages_id,
+        pages_from,
         fdinfo,
         fs: fs::entry(cwd_id, root_id, creds.umask),
         timens_id,

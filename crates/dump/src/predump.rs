@@ -140,6 +140,7 @@ fn frozen_part(seized: &Seized, o: &Options, stats: &mut DumpStats) -> Result<Ro
     let parent = Parent {
         tracked,
         markers: true,
+        ..Parent::default()
     };
     let sp = rcriu_compel::sys::get_regs(pid)
         .map_err(Error::sys("reading the registers", pid))?

@@ -489,6 +489,7 @@ impl Final {
                 .map(|a| (a.start(), a.end()))
                 .collect(),
             markers: true,
+            ..crate::pages::Parent::default()
         }
     }
 

@@ -186,6 +186,10 @@ fn check_private(fd: &OwnedFd, path: &Path) -> Result<()> {
 /// The link to the parent images, as criu names it.
 pub const PARENT_LINK: &str = "parent";
 
+/// The file that marks a `parent/` directory as rcriu's own, holding the
+/// pages children share with their parents ([`ImageDir::kept`]).
+pub const KEPT_MARK: &str = "rcriu-kept-pages";
+
 /// A directory holding a dump's images, which knows their names.
 #[derive(Clone, Debug)]
 pub struct ImageDir {
@@ -196,6 +200,8 @@ pub struct ImageDir {
     verified: Option<Arc<std::collections::BTreeMap<String, Checked>>>,
     /// An encrypted dump's key and id.
     crypt: Option<Arc<Crypt>>,
+    /// Its parent images once opened (and checked: once for all who ask).
+    parent: Arc<std::sync::OnceLock<ImageDir>>,
 }
 
 /// The key and id of an encrypted dump and, while it is written, its
@@ -262,6 +268,7 @@ impl ImageDir {
             fd: Arc::new(fd),
             verified: None,
             crypt: None,
+            parent: Arc::default(),
         })
     }
 
@@ -657,10 +664,58 @@ impl ImageDir {
         }
     }
 
+    /// Whether the directory at `path` may get a `parent/` of rcriu's for
+    /// the pages children share with their parents ([`kept`](Self::kept)):
+    /// it has no `parent` yet, or one a dump of rcriu made (a directory
+    /// holding [`KEPT_MARK`]); never a link to a user's pre-dump.
+    pub fn kept_possible(path: &Path) -> bool {
+        let parent = path.join(PARENT_LINK);
+        match std::fs::symlink_metadata(&parent) {
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            Ok(m) => {
+                m.is_dir()
+                    && std::fs::symlink_metadata(parent.join(KEPT_MARK)).is_ok_and(|m| m.is_file())
+            }
+        }
+    }
+
+    /// `parent/`, made (mode 0700, marked with [`KEPT_MARK`]) or reused,
+    /// for the pages children share with their parents, laid out as a
+    /// pre-dump's images: the `PE_PARENT` entries of a child's pagemap
+    /// are looked up there, by CRIU's restore as by rcriu's. Returns it
+    /// and whether it was made now.
+    pub fn kept(&self) -> Result<(ImageDir, bool)> {
+        let path = self.path.join(PARENT_LINK);
+        let made = !path.exists();
+        let d = Self::create(&path)?;
+        d.create_on_disk(KEPT_MARK)?;
+        Ok((d, made))
+    }
+
+    /// Links `from`'s `pages-<pages_id>.img` into this directory under
+    /// the same name (the same file: written once, found from both).
+    pub fn link_pages(&self, from: &ImageDir, pages_id: u32) -> Result<()> {
+        let name = ImageFile::Pages(pages_id.into()).name();
+        let path = self.path.join(&name);
+        self.check_private()?;
+        self.unlink(&name, &path)?;
+        rustix::fs::linkat(
+            &*from.fd,
+            name.as_str(),
+            &*self.fd,
+            name.as_str(),
+            rustix::fs::AtFlags::empty(),
+        )
+        .map_err(|e| Error::io("linking", path, e.into()))
+    }
+
     /// The images of the dump before this one (its `parent` link), when
     /// there is one: opened as this one was (checked against their own
     /// manifest when this one was).
     pub fn parent(&self) -> Result<Option<ImageDir>> {
+        if let Some(d) = self.parent.get() {
+            return Ok(Some(d.clone()));
+        }
         match rustix::fs::statat(
             &*self.fd,
             PARENT_LINK,
@@ -682,7 +737,7 @@ impl ImageDir {
         } else {
             Self::open(path)?
         };
-        Ok(Some(d))
+        Ok(Some(self.parent.get_or_init(|| d).clone()))
     }
 
     /// The directory.

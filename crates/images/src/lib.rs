@@ -47,7 +47,7 @@ pub mod manifest;
 pub mod pages;
 pub mod vma;
 
-pub use dir::{DIR_MODE, FILE_MODE, ImageDir, open_image};
+pub use dir::{DIR_MODE, FILE_MODE, ImageDir, KEPT_MARK, open_image};
 pub use error::{Error, Problem, Result};
 pub use file::ImageFile;
 pub use framing::{ImageReader, ImageWriter, MAX_ENTRY_SIZE};

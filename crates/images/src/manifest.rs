@@ -227,6 +227,13 @@ impl Manifest {
         })
     }
 
+    /// The manifest with `name` added, of digest `digest` (a file hashed
+    /// already: the same file linked into another directory).
+    pub fn with(mut self, name: &str, digest: Digest) -> Self {
+        self.files.insert(name.to_owned(), digest);
+        self
+    }
+
     /// The manifest of an encrypted dump of id `dump_id`.
     pub fn encrypted(mut self, dump_id: [u8; 16]) -> Self {
         self.dump_id = Some(dump_id);

@@ -155,6 +155,9 @@ pub struct Restored {
     /// bytes): CRIU's `pages_compared` and `pages_skipped_cow`.
     pub pages_compared: u64,
     pub pages_cow: u64,
+    /// Pages children share with their parents, kept once in the images
+    /// (a dump of rcriu's, `parent/`), which they inherited unread.
+    pub pages_kept: u64,
     /// The raw wait status, when the restore waited for the process to
     /// end (not detached).
     pub wait_status: Option<i32>,
@@ -431,6 +434,18 @@ impl Restore {
                     rest[0].plan.pid,
                     rest[0].vmas.iter().filter(|v| v.inherited != 0).count()
                 );
+            }
+        }
+        // Pages alike with the parent's that are not inherited after all
+        // are read from a copy.
+        for p in &mut procs {
+            let file = std::fs::File::from(
+                p.pages_file
+                    .try_clone()
+                    .map_err(Error::host("duplicating a pages image"))?,
+            );
+            if let Some(fd) = p.plan.pages.settle(&file)? {
+                p.pages_file = files::renumber(fd, min)?;
             }
         }
         let (go_rd, go_wr) = rcriu_compel::sys::pipe().map_err(Error::host("creating a pipe"))?;
@@ -860,6 +875,10 @@ impl Restore {
             );
         }
         let pages_restored: u64 = procs.iter().map(|p| p.plan.pages.pages).sum();
+        let pages_kept: u64 = procs.iter().map(|p| p.plan.pages.alike_inherited).sum();
+        if pages_kept > 0 {
+            log::info!("{pages_kept} pages kept with the parents' inherited unread");
+        }
         drop(region);
         drop(procs);
         drop(go_rd);
@@ -898,6 +917,7 @@ impl Restore {
             pages_restored,
             pages_compared,
             pages_cow,
+            pages_kept,
             wait_status,
         })
     }

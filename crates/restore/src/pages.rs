@@ -37,6 +37,15 @@ pub struct PagePlan {
     /// The pages gathered from the chain of parents, read in place of
     /// `pages-<pages_id>.img`.
     pub gathered: Option<OwnedFd>,
+    /// Pages the process shares with its parent since fork, kept once in
+    /// the parent's pages image ([`alike`]): where the process inherits
+    /// them, nothing is read; the others are still to be read from
+    /// `alike_from` ([`PagePlan::settle`]).
+    pub alike_left: Vec<Piece>,
+    /// The parent's pages image those pages are in.
+    pub alike_from: Option<(ImageDir, u32)>,
+    /// Pages alike with the parent's that the process inherits, unread.
+    pub alike_inherited: u64,
 }
 
 /// The most bytes one batch reads: batches are also what the restorer
@@ -92,6 +101,32 @@ impl PagePlan {
                 off += n;
             }
         }
+        // Pages alike with the parent's are in place where inherited.
+        let mut left = Vec::new();
+        for p in std::mem::take(&mut self.alike_left) {
+            let (mut addr, end) = (p.vaddr, p.vaddr + p.len);
+            while addr < end {
+                let i = inherited.partition_point(|&(_, e)| e <= addr);
+                let (cut, into) = match inherited.get(i) {
+                    Some(&(s, e)) if s <= addr => (e.min(end), true),
+                    Some(&(s, _)) => (s.min(end), false),
+                    None => (end, false),
+                };
+                if into {
+                    covered.push((addr, cut));
+                    self.alike_inherited += (cut - addr) / rcriu_images::pages::PAGE_SIZE;
+                } else {
+                    left.push(Piece {
+                        vaddr: addr,
+                        len: cut - addr,
+                        level: p.level,
+                        off: p.off + (addr - p.vaddr),
+                    });
+                }
+                addr = cut;
+            }
+        }
+        self.alike_left = left;
         covered.sort_unstable();
         self.drops = holes(inherited, &covered);
         let base = own.iovs.len() as u32;
@@ -106,6 +141,46 @@ impl PagePlan {
         self.iovs = own.iovs;
         self.iovs.extend(cow.iovs);
         self.batches = own.batches;
+    }
+
+    /// Reads the pages alike with the parent's that the process does not
+    /// inherit (`alike_left`), when there are: `pages` (the file the
+    /// plan reads) is copied into a memfd, those pages appended from the
+    /// parent's pages image, and the memfd returned to be read instead.
+    pub fn settle(&mut self, pages: &std::fs::File) -> Result<Option<OwnedFd>> {
+        if self.alike_left.is_empty() {
+            return Ok(None);
+        }
+        let Some((dir, id)) = self.alike_from.clone() else {
+            return Err(Error::invalid(
+                ImageFile::Pages(self.pages_id.into()).name(),
+                "pages alike with the parent's, from no parent's pages",
+            ));
+        };
+        let host = || Error::host("copying pages for pages kept with the parent's");
+        let fd = rustix::fs::memfd_create("rcriu-pages", rustix::fs::MemfdFlags::CLOEXEC)
+            .map_err(|e| host()(e.into()))?;
+        let mut out = std::fs::File::from(fd);
+        let mut src = pages;
+        std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(0)).map_err(host())?;
+        let mut at = std::io::copy(&mut src, &mut out).map_err(host())?;
+        let from = dir.pages(id)?;
+        let mut buf = vec![0u8; 4 << 20];
+        // Never joined to a batch made before.
+        self.batch_end = u64::MAX;
+        for p in std::mem::take(&mut self.alike_left) {
+            let mut done = 0;
+            while done < p.len {
+                let n = ((p.len - done) as usize).min(buf.len());
+                from.read_pages_at(&mut buf[..n], p.off + done)?;
+                std::io::Write::write_all(&mut out, &buf[..n]).map_err(host())?;
+                done += n as u64;
+            }
+            push(self, p.vaddr, p.len, at);
+            self.pages += p.len / rcriu_images::pages::PAGE_SIZE;
+            at += p.len;
+        }
+        Ok(Some(OwnedFd::from(out)))
     }
 }
 
@@ -260,6 +335,87 @@ pub fn resolve(dir: &ImageDir, pid: u32) -> Result<Option<Resolved>> {
     Ok(Some((out, dirs)))
 }
 
+/// A present run of `len` bytes at `vaddr`, at `off` in the pages image.
+fn present(vaddr: u64, len: u64, off: u64) -> PageRun {
+    PageRun {
+        vaddr,
+        nr_pages: len / rcriu_images::pages::PAGE_SIZE,
+        flags: PE_PRESENT,
+        pages_offset: Some(off),
+    }
+}
+
+/// Splits `pieces` (of `img`'s process, [`resolve`]d through `dirs`)
+/// into those alike with its parent's pages and the rest.
+///
+/// A dump of rcriu keeps the pages a child shares with its parent since
+/// fork once (the dump's `parent/`, see `ImageDir::kept`): the child's
+/// pagemap there names its parent's own pages image. A piece one level
+/// up is alike when that image is the very file the parent's pages are
+/// read from and the parent's pagemap has the same address at the same
+/// offset: the parent's restored page then holds it, and a child that
+/// inherits the page from the parent need read nothing.
+fn alike(
+    img: &Images,
+    pieces: Vec<Piece>,
+    dirs: &[(ImageDir, u32)],
+) -> Result<(Vec<Piece>, Vec<Piece>)> {
+    let ppid = img.task.pstree.ppid;
+    let (Some((up, up_id)), true) = (dirs.get(1), ppid != 0) else {
+        return Ok((Vec::new(), pieces));
+    };
+    let here = &dirs[0].0;
+    if !here.exists(ImageFile::Pagemap(ppid.into())) {
+        return Ok((Vec::new(), pieces));
+    }
+    let (theirs, their_id) = read_runs(here, ppid)?;
+    let same_file = their_id == *up_id && {
+        use std::os::unix::fs::MetadataExt;
+        let id = |d: &ImageDir| -> Result<(u64, u64)> {
+            let f = d.open_raw(ImageFile::Pages((*up_id).into()))?;
+            let m = f
+                .metadata()
+                .map_err(Error::host("examining a pages image"))?;
+            Ok((m.dev(), m.ino()))
+        };
+        id(here)? == id(up)?
+    };
+    if !same_file {
+        return Ok((Vec::new(), pieces));
+    }
+    let (mut same, mut rest) = (Vec::new(), Vec::new());
+    for p in pieces {
+        if p.level != 1 {
+            rest.push(p);
+            continue;
+        }
+        let mut at = p.vaddr;
+        let end = p.vaddr + p.len;
+        let mut i = theirs.partition_point(|r| r.end() <= at);
+        while at < end {
+            let r = theirs.get(i).filter(|r| r.vaddr <= at);
+            let stop = r.map_or(end, |r| r.end().min(end));
+            let part = Piece {
+                vaddr: at,
+                len: stop - at,
+                level: 1,
+                off: p.off + (at - p.vaddr),
+            };
+            let theirs_at = r
+                .filter(|r| r.flags & PE_PRESENT != 0 && r.flags & PE_PARENT == 0)
+                .and_then(|r| Some(r.pages_offset? + (at - r.vaddr)));
+            if theirs_at == Some(part.off) {
+                same.push(part);
+            } else {
+                rest.push(part);
+            }
+            at = stop;
+            i += 1;
+        }
+    }
+    Ok((same, rest))
+}
+
 /// Gathers the pages of `pieces` into a memfd, back to back; returns it
 /// and the runs that read them from it.
 fn gather(pieces: &[Piece], dirs: &[(ImageDir, u32)]) -> Result<(OwnedFd, Vec<PageRun>)> {
@@ -303,24 +459,54 @@ pub fn plan(img: &Images, mem: &mut MemPlan) -> Result<PagePlan> {
     let pid = img.task.pid;
     let file = ImageFile::Pagemap(pid.into());
     let (runs, pages_id) = read_runs(&img.dir, pid)?;
+    let mut alike_pieces = Vec::new();
+    let mut alike_from = None;
     let (runs, pages_len, gathered) = match resolve(&img.dir, pid)? {
         None => (runs, img.dir.pages(pages_id)?.len(), None),
         Some((pieces, dirs)) => {
-            let (fd, runs) = gather(&pieces, &dirs)?;
-            let len = pieces.iter().map(|p| p.len).sum();
-            log::info!(
-                "{} bytes of pages of {pid} gathered from {} dumps",
-                len,
-                dirs.len()
-            );
-            (runs, len, Some(fd))
+            let (same, rest) = alike(img, pieces, &dirs)?;
+            if !same.is_empty() {
+                alike_from = dirs.get(1).cloned();
+            }
+            alike_pieces = same;
+            if rest.iter().all(|p| p.level == 0) {
+                // All the rest in its own pages image: read there.
+                let runs = rest
+                    .iter()
+                    .map(|p| present(p.vaddr, p.len, p.off))
+                    .collect();
+                (runs, img.dir.pages(pages_id)?.len(), None)
+            } else {
+                let (fd, runs) = gather(&rest, &dirs)?;
+                let len = rest.iter().map(|p| p.len).sum();
+                log::info!(
+                    "{} bytes of pages of {pid} gathered from {} dumps",
+                    len,
+                    dirs.len()
+                );
+                (runs, len, Some(fd))
+            }
         }
     };
     let mut plan = PagePlan {
         pages_id,
         gathered,
+        alike_from,
         ..PagePlan::default()
     };
+    for p in &alike_pieces {
+        if !mark(&mut mem.vmas, p.vaddr, p.vaddr + p.len) {
+            return Err(Error::invalid(
+                file.name(),
+                format!(
+                    "pages at {:#x}-{:#x} lie outside the memory areas",
+                    p.vaddr,
+                    p.vaddr + p.len
+                ),
+            ));
+        }
+    }
+    plan.alike_left = alike_pieces;
     let mut vma_idx = 0usize;
     for run in runs {
         let Some(off) = run.pages_offset else {
