@@ -72,46 +72,44 @@ impl Engine<'_> {
         }
     }
 
-    fn dump(&self, pid: i32, dir: &Path) {
+    fn dump(&self, pid: i32, dir: &Path) -> Result<(), String> {
         match self {
             Engine::Rcriu => {
                 Dump::new(pid).images_dir(dir).run().expect("rcriu dump");
+                Ok(())
             }
             Engine::Criu(bin) => {
                 let st = Command::new(bin)
                     .args(["dump", "-t", &pid.to_string(), "-D"])
                     .arg(dir)
-                    .args(["-o", "dump.log", "-v0"])
+                    .args(["-o", "dump.log", "-v1"])
                     .status()
                     .expect("running criu");
-                assert!(st.success(), "criu dump: see {}/dump.log", dir.display());
+                failed(st.success(), &dir.join("dump.log"))
             }
         }
     }
 
-    fn restore(&self, dir: &Path) {
+    fn restore(&self, dir: &Path) -> Result<(), String> {
         match self {
             Engine::Rcriu => {
                 Restore::new(dir).detach(true).run().expect("rcriu restore");
+                Ok(())
             }
             Engine::Criu(bin) => {
                 let st = Command::new(bin)
                     .args(["restore", "-d", "-D"])
                     .arg(dir)
-                    .args(["-o", "restore.log", "-v0"])
+                    .args(["-o", "restore.log", "-v1"])
                     .status()
                     .expect("running criu");
-                assert!(
-                    st.success(),
-                    "criu restore: see {}/restore.log",
-                    dir.display()
-                );
+                failed(st.success(), &dir.join("restore.log"))
             }
         }
     }
 
     /// Starts `cow` with `args`, dumps its tree, restores it, checks it.
-    fn run(&self, args: &[&str], dir: &Path) -> Run {
+    fn run(&self, args: &[&str], dir: &Path) -> Result<Run, String> {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).expect("creating the images directory");
         let mut w = Workload::start("cow", args);
@@ -119,12 +117,16 @@ impl Engine<'_> {
         let pids = tree_pids(w.pid);
         let pss_before = tree_pss(w.pid);
         let t = Instant::now();
-        self.dump(w.pid, dir);
+        if let Err(e) = self.dump(w.pid, dir) {
+            kill_all(&pids);
+            gone(&pids);
+            return Err(e);
+        }
         let dump = t.elapsed();
         w.reap();
         gone(&pids);
         let t = Instant::now();
-        self.restore(dir);
+        self.restore(dir)?;
         let restore = t.elapsed();
         assert_eq!(tree_pids(w.pid).len(), pids.len(), "the whole tree is back");
         let pss_after = tree_pss(w.pid);
@@ -133,13 +135,27 @@ impl Engine<'_> {
             .unwrap_or_else(|e| panic!("{} restored a broken tree: {e}", self.name()));
         kill_all(&pids);
         let _ = std::fs::remove_dir_all(dir);
-        Run {
+        Ok(Run {
             dump,
             restore,
             pss_before,
             pss_after,
-        }
+        })
     }
+}
+
+/// `Ok` when criu succeeded, else its log's last error.
+fn failed(ok: bool, log: &Path) -> Result<(), String> {
+    if ok {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("Error"))
+        .unwrap_or("no error logged");
+    Err(format!("failed ({}): {last}", log.display()))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -163,7 +179,13 @@ fn main() {
     println!("100 processes: 64 MiB touched by the parent, 1 MiB rewritten by each of 99 children");
     let mut big = Vec::new();
     for e in &engines {
-        let r = e.run(&["99", "64", "1024"], dir);
+        let r = match e.run(&["99", "64", "1024"], dir) {
+            Ok(r) => r,
+            Err(err) => {
+                println!("  {:5}: {err}", e.name());
+                continue;
+            }
+        };
         println!(
             "  {:5}: dump {:8.1} ms, restore {:8.1} ms; Pss {} MiB -> {} MiB ({:.2}x)",
             e.name(),
@@ -187,7 +209,13 @@ fn main() {
     for n in [100usize, 300, 1000] {
         let kids = (n - 1).to_string();
         for e in &engines {
-            let r = e.run(&[&kids, "1", "4"], dir);
+            let r = match e.run(&[&kids, "1", "4"], dir) {
+                Ok(r) => r,
+                Err(err) => {
+                    println!("  {n:5} {:5}: {err}", e.name());
+                    continue;
+                }
+            };
             println!(
                 "  {n:5} {:5}: dump {:7.1} ms ({:6.3} ms each), restore {:7.1} ms ({:6.3} ms each)",
                 e.name(),

@@ -264,6 +264,7 @@ impl<'a> Opener<'a> {
             sockets: sockets::Sockets::new(socket_opts),
             shared: std::collections::HashSet::new(),
             reg: std::collections::HashMap::new(),
+            dirs: std::collections::HashMap::new(),
             proc_no: 0,
             pid: 0,
         };
@@ -594,6 +595,9 @@ pub struct Opener<'a> {
     /// `(file id, how)` → a file opened by name for mappings, executables,
     /// cwds and roots: once for the tree.
     reg: std::collections::HashMap<(u32, i32), Source>,
+    /// Directories opened for cwds and roots, by path: once for the tree
+    /// whatever their file ids (a dump gives each process's cwd its own).
+    dirs: std::collections::HashMap<PathBuf, Source>,
     /// The number of the process being planned, and its pid.
     proc_no: usize,
     pid: i32,
@@ -751,7 +755,11 @@ impl Opener<'_> {
             .ghosts
             .path_of(&self.img.dir, id, &path)?
             .unwrap_or(path);
-        if let Some(f) = self.reg.get(&(id, libc::O_DIRECTORY)) {
+        if let Some(f) = self
+            .reg
+            .get(&(id, libc::O_DIRECTORY))
+            .or_else(|| self.dirs.get(&path))
+        {
             return Ok((path, Source::clone(f)));
         }
         let f = std::fs::OpenOptions::new()
@@ -761,6 +769,7 @@ impl Opener<'_> {
             .map_err(Error::file("opening the directory", &path))?;
         let f = Source::new(f.into());
         self.reg.insert((id, libc::O_DIRECTORY), Source::clone(&f));
+        self.dirs.insert(path.clone(), Source::clone(&f));
         Ok((path, f))
     }
 

@@ -259,11 +259,16 @@ pub fn wait_restorer(
         });
     }
     let fail = |pid: Pid, what: String| Error::Died { pid, what };
-    let mine: Vec<Pid> = tasks.iter().map(|t| t.tid).collect();
+    // Each task by tid: the task with news is looked at alone, not all
+    // of them in turn (which made a tree of n processes cost n² waits).
+    let mine: std::collections::HashMap<Pid, usize> =
+        tasks.iter().enumerate().map(|(k, t)| (t.tid, k)).collect();
+    let mut next: Option<usize> = None;
     loop {
         let mut progress = false;
-        #[allow(clippy::needless_range_loop)] // tasks[k] is borrowed anew in each arm
-        for k in 0..tasks.len() {
+        let all = 0..tasks.len();
+        let one = next.take().map(|k| k..k + 1);
+        for k in one.unwrap_or(all) {
             let t = &tasks[k];
             // Threads done (stopped on their int3) are still watched: if
             // another fails, the whole tree dies, and each must be reaped
@@ -370,13 +375,13 @@ pub fn wait_restorer(
         if done {
             return Ok(());
         }
-        if !progress {
-            // Sleep until some child has news; when that is not one of
-            // ours (another child of this process), poll.
-            let who = csys::wait_any_peek().map_err(|e| died(root, "waiting for it", e))?;
-            if !mine.contains(&who) {
-                std::thread::sleep(std::time::Duration::from_micros(200));
-            }
+        // Sleep until some child has news, and look at that one; when it
+        // is not one of ours (another child of this process), poll all
+        // (after a pause, when the last poll found nothing).
+        let who = csys::wait_any_peek().map_err(|e| died(root, "waiting for it", e))?;
+        next = mine.get(&who).copied();
+        if next.is_none() && !progress {
+            std::thread::sleep(std::time::Duration::from_micros(200));
         }
     }
 }
