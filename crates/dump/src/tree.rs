@@ -132,18 +132,30 @@ impl Tree {
             Err(e) if e.is_vanished() => return Ok(None),
             Err(e) => return Err(Error::proc(pid)(e)),
         };
+        let zombie = |stat: &rcriu_proc::Stat| {
+            (matches!(stat.state, Some(TaskState::Zombie | TaskState::Dead))
+                && stat.num_threads <= 1)
+                .then_some(Kind::Zombie {
+                    exit_code: stat.exit_code,
+                })
+        };
         let kind = if let Some(s) = already {
             Kind::Alive(s)
-        } else if matches!(stat.state, Some(TaskState::Zombie | TaskState::Dead))
-            && stat.num_threads <= 1
-        {
-            Kind::Zombie {
-                exit_code: stat.exit_code,
-            }
+        } else if let Some(z) = zombie(&stat) {
+            z
         } else {
             match Seized::seize(pid) {
                 Ok(s) => Kind::Alive(s),
                 Err(rcriu_compel::Error::NoSuchProcess { .. }) => return Ok(None),
+                // It ended as it was seized: its parent, stopped, has not
+                // reaped it; a zombie of the tree.
+                Err(
+                    e @ (rcriu_compel::Error::Zombie { .. } | rcriu_compel::Error::Exited { .. }),
+                ) => match Task::open(pid).and_then(|mut t| t.stat()) {
+                    Ok(s) => zombie(&s).ok_or_else(|| Error::compel(pid)(e))?,
+                    Err(v) if v.is_vanished() => return Ok(None),
+                    Err(v) => return Err(Error::proc(pid)(v)),
+                },
                 Err(e) => return Err(Error::compel(pid)(e)),
             }
         };
