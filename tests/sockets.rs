@@ -577,3 +577,31 @@ fn sockets_across_a_tree_carry_on() {
     let e = cycle("sk_tree", &[], Some(drop_the_child_s_datagram)).unwrap_err();
     assert!(e.contains("FAIL: root: no connection"), "{e}");
 }
+
+/// A process with more sockets than one thread reads (1,200: their fds
+/// and their options are then read by two), each with 16 bytes queued;
+/// the control flips one queued byte, which its check sees.
+#[test]
+fn twelve_hundred_unix_sockets_carry_on() {
+    let _g = setup();
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write one rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < 4096 {
+            rl.rlim_cur = rl.rlim_max.min(4096);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+        }
+    }
+    cycle("manysk", &["unix", "1200"], None).unwrap();
+    fn flip(dir: &ImageDir, _pid: i32) {
+        let mut q = read_queues(dir);
+        assert!(q.len() >= 600, "{} queues", q.len());
+        q[599].1[3] ^= 0x20;
+        write_queues(dir, &q);
+    }
+    let e = cycle("manysk", &["unix", "1200"], Some(flip)).unwrap_err();
+    assert!(!e.is_empty());
+}

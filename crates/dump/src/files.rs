@@ -195,6 +195,8 @@ pub struct OpenFd {
     pub file: File,
     pub info: FileInfo,
     pub fdinfo: FdInfo,
+    /// A socket's options, when read ahead ([`crate::sockets::prefetch_opts`]).
+    pub sk_opts: Option<pb::SkOptsEntry>,
 }
 
 impl OpenFd {
@@ -615,6 +617,7 @@ impl Files {
             file,
             info,
             fdinfo,
+            sk_opts: None,
         };
         check_open(pid, &f).map_err(|e| in_flight_error(pid, e))?;
         let id = self.file(me, raw, &f)?;
@@ -806,6 +809,42 @@ pub fn fdinfo_entry(f: &OpenFd, id: u32) -> pb::FdinfoEntry {
     }
 }
 
+/// Below this many fds, one thread reads them.
+const FDS_PER_READER: usize = 512;
+
+/// The open fds of frozen process `pid`, each with its fdinfo, in order.
+/// A process with thousands (a server's sockets) is read by two threads,
+/// each with its own handle on `/proc/PID`: two readlinks and an open, a
+/// read and a close per fd are most of what collecting them costs.
+pub fn read_fds(pid: Pid) -> Result<Vec<(Fd, FdInfo)>> {
+    let task = rcriu_proc::Task::open(pid).map_err(Error::proc(pid))?;
+    let numbers = task.fd_numbers().map_err(Error::proc(pid))?;
+    let read = |numbers: &[i32]| -> Result<Vec<(Fd, FdInfo)>> {
+        let mut task = rcriu_proc::Task::open(pid).map_err(Error::proc(pid))?;
+        let mut out = Vec::with_capacity(numbers.len());
+        for &n in numbers {
+            let Some(fd) = task.fd(n).map_err(Error::proc(pid))? else {
+                continue;
+            };
+            let info = task.fdinfo(n).map_err(Error::proc(pid))?;
+            out.push((fd, info));
+        }
+        Ok(out)
+    };
+    if numbers.len() < FDS_PER_READER {
+        return read(&numbers);
+    }
+    let (a, b) = numbers.split_at(numbers.len() / 2);
+    let (a, b) = std::thread::scope(|s| {
+        let other = s.spawn(|| read(b));
+        let first = read(a);
+        (first, other.join())
+    });
+    let mut out = a?;
+    out.extend(b.unwrap_or_else(|p| std::panic::resume_unwind(p))?);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -862,6 +901,7 @@ mod tests {
                 file: copy,
                 info,
                 fdinfo: FdInfo::default(),
+                sk_opts: None,
             }
         };
         let (a, b, c) = (open(&f), open(&g), open(&h));

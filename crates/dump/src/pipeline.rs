@@ -1108,14 +1108,12 @@ fn collect(
         crate::track::Final::begin(seized, stat.starttime, sh.parent.as_deref(), &mut smaps)?;
     let mut areas = mm::classify(pid, &smaps)?;
     // An fd table shared with the parent is the parent's, dumped once.
-    let fd_list = if with_parent.files_id.is_some() {
-        Vec::new()
+    let (fd_list, fd_infos): (Vec<_>, Vec<_>) = if with_parent.files_id.is_some() {
+        (Vec::new(), Vec::new())
     } else {
-        task.fds().map_err(Error::proc(pid))?
+        files::read_fds(pid)?.into_iter().unzip()
     };
-    let mut fd_infos = Vec::with_capacity(fd_list.len());
-    for fd in &fd_list {
-        let info = task.fdinfo(fd.fd).map_err(Error::proc(pid))?;
+    for (fd, info) in fd_list.iter().zip(&fd_infos) {
         if !memfd::is_memfd_link(&fd.link) {
             files::check_fd(pid, fd, &info)?;
             check_proc_of_tree(pid, fd, &sh.pids)?;
@@ -1123,7 +1121,6 @@ fn collect(
                 c.check_fd(pid, fd)?;
             }
         }
-        fd_infos.push(info);
     }
     // A deleted executable is a ghost (within the ghost limit), made
     // with the cwd's and root's.
@@ -1182,12 +1179,14 @@ fn collect(
             file,
             info,
             fdinfo,
+            sk_opts: None,
         };
         if !memfd::is_memfd_link(&fd.link) {
             files::check_open(pid, &f)?;
         }
         open.push(f);
     }
+    crate::sockets::prefetch_opts(pid, &mut open);
 
     // -- Files: mapped, open, exe, cwd, root.
     let table = &mut sh.files;

@@ -255,6 +255,43 @@ fn int_opt(pid: Pid, fd: BorrowedFd<'_>, level: i32, name: i32, what: &'static s
 /// The options of a socket of `family`, as CRIU 4.2's
 /// `dump_socket_opts` records them, with rcriu's fields.
 pub fn opts(pid: Pid, f: &OpenFd, family: i32) -> Result<pb::SkOptsEntry> {
+    match &f.sk_opts {
+        Some(o) => Ok(o.clone()),
+        None => read_opts(pid, f, family),
+    }
+}
+
+/// Below this many sockets, their options are read as each is dumped.
+const SOCKETS_PER_READER: usize = 512;
+
+/// Reads the options of the sockets of `open` ahead, on two threads, when
+/// there are thousands (a server's): some twenty `getsockopt`s each are
+/// most of what dumping them costs. A socket whose options cannot be
+/// read so is read again as it is dumped, which reports why.
+pub fn prefetch_opts(pid: Pid, open: &mut [OpenFd]) {
+    let mut socks: Vec<&mut OpenFd> = open
+        .iter_mut()
+        .filter(|f| matches!(f.kind(), crate::files::FdKind::Socket))
+        .collect();
+    if socks.len() < SOCKETS_PER_READER {
+        return;
+    }
+    let read = |fs: &mut [&mut OpenFd]| {
+        for f in fs {
+            let family = sk_sys::getsockopt_int(f.file.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN);
+            f.sk_opts = family.ok().and_then(|fam| read_opts(pid, f, fam).ok());
+        }
+    };
+    let half = socks.len() / 2;
+    let (a, b) = socks.split_at_mut(half);
+    std::thread::scope(|s| {
+        s.spawn(|| read(b));
+        read(a);
+    });
+}
+
+/// [`opts`], read from the socket.
+fn read_opts(pid: Pid, f: &OpenFd, family: i32) -> Result<pb::SkOptsEntry> {
     use libc::SOL_SOCKET as SOL;
     let fd = f.file.as_fd();
     let int = |name, what| int_opt(pid, fd, SOL, name, what);

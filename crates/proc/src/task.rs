@@ -545,15 +545,27 @@ impl Task {
     /// The open fds with their link texts, sorted by number.
     pub fn fds(&self) -> Result<Vec<Fd>> {
         let mut out = Vec::new();
-        for n in self.list_numbers("fd")? {
-            match self.read_link(&format!("fd/{n}")) {
-                Ok(link) => out.push(Fd { fd: n, link }),
-                // Closed between the listing and the readlink.
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e),
+        for n in self.fd_numbers()? {
+            if let Some(fd) = self.fd(n)? {
+                out.push(fd);
             }
         }
         Ok(out)
+    }
+
+    /// The numbers of the task's open fds, in order.
+    pub fn fd_numbers(&self) -> Result<Vec<i32>> {
+        self.list_numbers("fd")
+    }
+
+    /// Fd `n` and what it links to; `None` when it is closed.
+    pub fn fd(&self, n: i32) -> Result<Option<Fd>> {
+        match self.read_link(&format!("fd/{n}")) {
+            Ok(link) => Ok(Some(Fd { fd: n, link })),
+            // Closed between the listing and the readlink.
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// `fdinfo/FD`.
