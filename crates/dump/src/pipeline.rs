@@ -1115,7 +1115,7 @@ fn collect(
     };
     for (fd, info) in fd_list.iter().zip(&fd_infos) {
         if !memfd::is_memfd_link(&fd.link) {
-            files::check_fd(pid, fd, &info)?;
+            files::check_fd(pid, fd, info)?;
             check_proc_of_tree(pid, fd, &sh.pids)?;
             if let Some(c) = container {
                 c.check_fd(pid, fd)?;
