@@ -837,6 +837,17 @@ fn unprivileged_dumps_and_restores_only_its_own() {
     assert!(err.contains("privileges its caller lacks"), "{err}");
     assert!(Path::new(&format!("/proc/{pid}")).exists());
 
+    // What only root brings back is refused before anything is seized.
+    let err = failed(&as_nobody(
+        &[&dump[..], &["--tcp-established"]].concat(),
+        &images,
+    ));
+    assert!(
+        err.contains("--tcp-established (TCP_REPAIR takes CAP_NET_ADMIN) with --unprivileged"),
+        "{err}"
+    );
+    assert_eq!(status_of(w.pid, "TracerPid:"), "0");
+
     // Another user's (root's) process: refused by name, left as it was.
     let root_w = Workload::start("trust", &["8", "1", "restored"]);
     root_w.wait_in("sigsuspend");

@@ -87,14 +87,14 @@ pub fn is_root() -> bool {
 /// CAP_SYS_PTRACE (file capabilities of rcriu's binary) are needed, and
 /// only dump, restore and check run.
 pub fn require_privilege(
-    unprivileged: bool,
+    o: &rcriu_opts::Options,
     cmd: rcriu_opts::support::Command,
 ) -> Result<Option<rcriu_restore::unprivileged::Caller>> {
     use rcriu_opts::support::Command;
     if is_root() {
         return Ok(None);
     }
-    if !unprivileged {
+    if !o.unprivileged {
         return Err(Error::Refused(
             "Running as non-root requires '--unprivileged'".into(),
         ));
@@ -121,6 +121,23 @@ pub fn require_privilege(
         return Err(Error::Refused(format!(
             "{} with --unprivileged is not supported yet (dump, restore and check are)",
             cmd.name()
+        )));
+    }
+    // What only root's capabilities bring back, refused before anything
+    // is seized or started.
+    let needs_root = [
+        (
+            o.tcp_established,
+            "--tcp-established (TCP_REPAIR takes CAP_NET_ADMIN)",
+        ),
+        (
+            o.root.is_some() || o.empty_ns != 0 || !o.ext_mount_map.is_empty(),
+            "a container's namespaces (--root, --empty-ns, --ext-mount-map)",
+        ),
+    ];
+    if let Some((_, what)) = needs_root.iter().find(|(given, _)| *given) {
+        return Err(Error::Refused(format!(
+            "{what} with --unprivileged is not supported: it needs root"
         )));
     }
     Ok(Some(rcriu_restore::unprivileged::Caller::me()?))

@@ -151,7 +151,7 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
     for (mount_point, key) in &o.ext_mount_map {
         d = d.ext_mount(mount_point, key);
     }
-    if let Some(me) = crate::require_privilege(o.unprivileged, Command::Dump)? {
+    if let Some(me) = crate::require_privilege(o, Command::Dump)? {
         d = d.unprivileged(me);
     }
     let stats = d.run()?;
@@ -268,7 +268,7 @@ pub fn restore(o: &Options, face: Face, actions: &Actions, detach: bool) -> Resu
     if let Some(k) = key {
         r = r.key(k);
     }
-    if let Some(me) = crate::require_privilege(o.unprivileged, Command::Restore)? {
+    if let Some(me) = crate::require_privilege(o, Command::Restore)? {
         r = r.unprivileged(me);
     }
     let restored = r.run()?;

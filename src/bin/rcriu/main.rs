@@ -160,7 +160,7 @@ fn criu(prog: &str, as_criu: bool, args: &[OsString]) -> u8 {
     } else {
         rest
     };
-    if let Err(e) = rcriu::rpc::require_privilege(options.unprivileged, cmd) {
+    if let Err(e) = rcriu::rpc::require_privilege(&options, cmd) {
         log::error!("{e}");
         return FAILURE;
     }
