@@ -595,23 +595,44 @@ fn named_criu_it_is_criu() {
     assert!(!text(&out.stderr).contains("unknown command"));
 }
 
-#[test]
-fn a_set_user_id_copy_refuses_to_run() {
-    let _g = common::setup();
-    let t = TempDir::new("cli-setuid");
+/// A copy of rcriu, mode 0755, in a directory of its own that anyone may
+/// enter.
+fn copy_of_rcriu(tag: &str) -> (TempDir, PathBuf) {
     use std::os::unix::fs::PermissionsExt;
+    let t = TempDir::new(tag);
     std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let copy = t.path().join("rcriu");
     std::fs::copy(env!("CARGO_BIN_EXE_rcriu"), &copy).unwrap();
-    // As nobody, a plain copy runs (the negative control)...
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let as_nobody = |args: &[&str]| {
-        run(Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(&copy)
-            .args(args)
-            .env("RCRIU_FAULT", "1:1"))
-    };
+    (t, copy)
+}
+
+/// `bin` run as nobody (uid and gid 65534, no groups).
+fn nobody_runs(bin: &Path) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin);
+    c
+}
+
+/// Gives `bin` CAP_SYS_PTRACE and CAP_CHECKPOINT_RESTORE as file
+/// capabilities.
+fn give_capabilities(bin: &Path) {
+    let st = Command::new("setcap")
+        .arg("cap_sys_ptrace,cap_checkpoint_restore=ep")
+        .arg(bin)
+        .status()
+        .expect("running setcap");
+    assert!(st.success(), "setcap");
+}
+
+#[test]
+fn a_set_user_id_copy_refuses_to_run() {
+    let _g = common::setup();
+    let (t, copy) = copy_of_rcriu("cli-setuid");
+    use std::os::unix::fs::PermissionsExt;
+    // As nobody, a plain copy runs (the negative control)...
+    let as_nobody = |args: &[&str]| run(nobody_runs(&copy).args(args).env("RCRIU_FAULT", "1:1"));
     assert!(ok(&as_nobody(&["--version"])).starts_with("Version: 4.2"));
     // ...a set-user-ID root one does not, whatever it is asked.
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o4755)).unwrap();
@@ -631,12 +652,7 @@ fn a_set_user_id_copy_refuses_to_run() {
     // Nor with file capabilities (the real and effective ids alike, the
     // exec marked secure).
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let st = Command::new("setcap")
-        .arg("cap_sys_ptrace,cap_checkpoint_restore=ep")
-        .arg(&copy)
-        .status()
-        .expect("running setcap");
-    assert!(st.success(), "setcap");
+    give_capabilities(&copy);
     let err = failed(&as_nobody(&["dump", "-t", "1", "-D", never]));
     assert!(err.contains("privileges its caller lacks"), "{err}");
     assert!(!Path::new(never).exists());
@@ -793,11 +809,7 @@ fn unprivileged_dumps_and_restores_only_its_own() {
     use std::os::unix::fs::{PermissionsExt, chown};
     const NOBODY: u32 = 65534;
     let _g = common::setup();
-    let t = TempDir::new("cli-unprivileged");
-    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let copy = t.path().join("rcriu");
-    std::fs::copy(env!("CARGO_BIN_EXE_rcriu"), &copy).unwrap();
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (t, copy) = copy_of_rcriu("cli-unprivileged");
     let mine = |name: &str| {
         let p = t.path().join(name);
         std::fs::create_dir(&p).unwrap();
@@ -806,9 +818,7 @@ fn unprivileged_dumps_and_restores_only_its_own() {
         p
     };
     let as_nobody = |args: &[&str], dir: &Path| {
-        run(Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(&copy)
+        run(nobody_runs(&copy)
             .args(args)
             .arg("-D")
             .arg(dir)
@@ -827,12 +837,7 @@ fn unprivileged_dumps_and_restores_only_its_own() {
         err.contains("needs CAP_CHECKPOINT_RESTORE and CAP_SYS_PTRACE"),
         "{err}"
     );
-    let st = Command::new("setcap")
-        .arg("cap_sys_ptrace,cap_checkpoint_restore=ep")
-        .arg(&copy)
-        .status()
-        .expect("running setcap");
-    assert!(st.success(), "setcap");
+    give_capabilities(&copy);
     let err = failed(&as_nobody(&["dump", "-t", &pid], &images));
     assert!(err.contains("privileges its caller lacks"), "{err}");
     assert!(Path::new(&format!("/proc/{pid}")).exists());
