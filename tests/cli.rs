@@ -595,23 +595,44 @@ fn named_criu_it_is_criu() {
     assert!(!text(&out.stderr).contains("unknown command"));
 }
 
-#[test]
-fn a_set_user_id_copy_refuses_to_run() {
-    let _g = common::setup();
-    let t = TempDir::new("cli-setuid");
+/// A copy of rcriu, mode 0755, in a directory of its own that anyone may
+/// enter.
+fn copy_of_rcriu(tag: &str) -> (TempDir, PathBuf) {
     use std::os::unix::fs::PermissionsExt;
+    let t = TempDir::new(tag);
     std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let copy = t.path().join("rcriu");
     std::fs::copy(env!("CARGO_BIN_EXE_rcriu"), &copy).unwrap();
-    // As nobody, a plain copy runs (the negative control)...
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let as_nobody = |args: &[&str]| {
-        run(Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(&copy)
-            .args(args)
-            .env("RCRIU_FAULT", "1:1"))
-    };
+    (t, copy)
+}
+
+/// `bin` run as nobody (uid and gid 65534, no groups).
+fn nobody_runs(bin: &Path) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin);
+    c
+}
+
+/// Gives `bin` CAP_SYS_PTRACE and CAP_CHECKPOINT_RESTORE as file
+/// capabilities.
+fn give_capabilities(bin: &Path) {
+    let st = Command::new("setcap")
+        .arg("cap_sys_ptrace,cap_checkpoint_restore=ep")
+        .arg(bin)
+        .status()
+        .expect("running setcap");
+    assert!(st.success(), "setcap");
+}
+
+#[test]
+fn a_set_user_id_copy_refuses_to_run() {
+    let _g = common::setup();
+    let (t, copy) = copy_of_rcriu("cli-setuid");
+    use std::os::unix::fs::PermissionsExt;
+    // As nobody, a plain copy runs (the negative control)...
+    let as_nobody = |args: &[&str]| run(nobody_runs(&copy).args(args).env("RCRIU_FAULT", "1:1"));
     assert!(ok(&as_nobody(&["--version"])).starts_with("Version: 4.2"));
     // ...a set-user-ID root one does not, whatever it is asked.
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o4755)).unwrap();
@@ -631,12 +652,7 @@ fn a_set_user_id_copy_refuses_to_run() {
     // Nor with file capabilities (the real and effective ids alike, the
     // exec marked secure).
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let st = Command::new("setcap")
-        .arg("cap_sys_ptrace,cap_checkpoint_restore=ep")
-        .arg(&copy)
-        .status()
-        .expect("running setcap");
-    assert!(st.success(), "setcap");
+    give_capabilities(&copy);
     let err = failed(&as_nobody(&["dump", "-t", "1", "-D", never]));
     assert!(err.contains("privileges its caller lacks"), "{err}");
     assert!(!Path::new(never).exists());
@@ -770,4 +786,161 @@ fn encryption_with_pre_copy_is_refused_by_name() {
         assert!(err.contains("--encrypt with pre-copy"), "{extra:?}: {err}");
     }
     w.verdict().expect("the process runs on untouched");
+}
+
+/// The lines of `/proc/PID/status` that say who a process is and what it
+/// may do.
+fn creds_of(pid: i32) -> Vec<String> {
+    rcriu_test_support::status_lines(pid, &["Uid:", "Gid:", "Groups:", "CapPrm:", "CapEff:"])
+}
+
+/// criu's `--unprivileged`: a user runs a copy of rcriu given
+/// CAP_CHECKPOINT_RESTORE and CAP_SYS_PTRACE as file capabilities and
+/// dumps and restores a process of its own, which comes back with the
+/// user's ids and no capability (rcriu's are not passed on). Another
+/// user's process is refused before it is seized and runs on untouched;
+/// images whose credentials are not the user's (edited to root's, or a
+/// root process's dump) are refused before anything starts; without
+/// `--unprivileged`, or without the capabilities, nothing runs.
+#[test]
+fn unprivileged_dumps_and_restores_only_its_own() {
+    use rcriu::images::{ImageDir, ImageFile, pb};
+    use rcriu_test_support::Workload;
+    use std::os::unix::fs::{PermissionsExt, chown};
+    const NOBODY: u32 = 65534;
+    let _g = common::setup();
+    let (t, copy) = copy_of_rcriu("cli-unprivileged");
+    let mine = |name: &str| {
+        let p = t.path().join(name);
+        std::fs::create_dir(&p).unwrap();
+        chown(&p, Some(NOBODY), Some(NOBODY)).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).unwrap();
+        p
+    };
+    let as_nobody = |args: &[&str], dir: &Path| {
+        run(nobody_runs(&copy)
+            .args(args)
+            .arg("-D")
+            .arg(dir)
+            .env("HOME", "/nonexistent")
+            .env("RCRIU_FAULT", "1:target"))
+    };
+    let mut w = Workload::start_as("trust", &["8", "1", "restored"], NOBODY);
+    w.wait_in("sigsuspend");
+    let pid = w.pid.to_string();
+    let images = mine("images");
+    let dump = ["dump", "--unprivileged", "-t", &pid];
+
+    // Without the capabilities, and without --unprivileged, nothing runs.
+    let err = failed(&as_nobody(&dump, &images));
+    assert!(
+        err.contains("needs CAP_CHECKPOINT_RESTORE and CAP_SYS_PTRACE"),
+        "{err}"
+    );
+    give_capabilities(&copy);
+    let err = failed(&as_nobody(&["dump", "-t", &pid], &images));
+    assert!(err.contains("privileges its caller lacks"), "{err}");
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+
+    // What only root brings back is refused before anything is seized.
+    let err = failed(&as_nobody(
+        &[&dump[..], &["--tcp-established"]].concat(),
+        &images,
+    ));
+    assert!(
+        err.contains("--tcp-established (TCP_REPAIR takes CAP_NET_ADMIN) with --unprivileged"),
+        "{err}"
+    );
+    assert_eq!(status_of(w.pid, "TracerPid:"), "0");
+
+    // Another user's (root's) process: refused by name, left as it was.
+    let root_w = Workload::start("trust", &["8", "1", "restored"]);
+    root_w.wait_in("sigsuspend");
+    let rpid = root_w.pid.to_string();
+    let before = creds_of(root_w.pid);
+    let out = as_nobody(&["dump", "--unprivileged", "-t", &rpid], &images);
+    let err = failed(&out);
+    assert!(
+        err.contains(&format!("process {rpid} is not the caller's"))
+            && err.contains("its real uid is 0"),
+        "{err}"
+    );
+    assert_eq!(status_of(root_w.pid, "TracerPid:"), "0");
+    assert_eq!(creds_of(root_w.pid), before);
+    assert!(std::fs::read_dir(&images).unwrap().next().is_none());
+    root_w.verdict().expect("root's process runs on untouched");
+
+    // Its own: dumped, then restored with its ids and no capability.
+    let before = creds_of(w.pid);
+    assert!(before[3].ends_with("0000000000000000"), "{before:?}");
+    ok(&as_nobody(&dump, &images));
+    w.reap();
+    // The negative controls first, on copies: a core whose credentials
+    // were edited to root's (without the manifest, which would refuse the
+    // change itself), and a root process's own dump handed to the user.
+    let edited = mine("edited");
+    for f in std::fs::read_dir(&images).unwrap().flatten() {
+        let to = edited.join(f.file_name());
+        std::fs::copy(f.path(), &to).unwrap();
+        chown(&to, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    std::fs::remove_file(edited.join(rcriu::images::manifest::MANIFEST)).unwrap();
+    chown(&edited, Some(0), Some(0)).unwrap();
+    let d = ImageDir::open(&edited).unwrap();
+    let mut core = d.core(w.pid as u32).unwrap();
+    let creds: &mut pb::CredsEntry = core.thread_core.as_mut().unwrap().creds.as_mut().unwrap();
+    (creds.uid, creds.euid, creds.suid, creds.fsuid) = (0, 0, 0, 0);
+    d.write_one(ImageFile::Core(w.pid as u64), &core).unwrap();
+    chown(
+        edited.join(format!("core-{pid}.img")),
+        Some(NOBODY),
+        Some(NOBODY),
+    )
+    .unwrap();
+    chown(&edited, Some(NOBODY), Some(NOBODY)).unwrap();
+    let restore = ["restore", "--unprivileged", "-d"];
+    let err = failed(&as_nobody(&restore, &edited));
+    assert!(
+        err.contains(&format!(
+            "restoring thread {pid} (core-{pid}.img) with --unprivileged"
+        )) && err.contains("its real uid is 0"),
+        "{err}"
+    );
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    let mut root_w = Workload::start("trust", &["8", "1", "restored"]);
+    root_w.wait_in("sigsuspend");
+    let roots = t.path().join("roots");
+    let rpid = root_w.pid;
+    let out = Command::new(env!("CARGO_BIN_EXE_rcriu"))
+        .args(["dump", "-t", &rpid.to_string(), "-D"])
+        .arg(&roots)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    root_w.reap();
+    for f in std::fs::read_dir(&roots).unwrap().flatten() {
+        chown(f.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    chown(&roots, Some(NOBODY), Some(NOBODY)).unwrap();
+    let err = failed(&as_nobody(&restore, &roots));
+    assert!(
+        err.contains("with --unprivileged: its real uid is 0"),
+        "{err}"
+    );
+    assert!(!Path::new(&format!("/proc/{rpid}")).exists());
+
+    // The pristine images restore, as the user, without capabilities.
+    ok(&as_nobody(&restore, &images));
+    assert_eq!(creds_of(w.pid), before);
+    w.verdict().expect("the restored process checks out");
+}
+
+/// The value of `field` in `/proc/PID/status`.
+fn status_of(pid: i32, field: &str) -> String {
+    rcriu_test_support::status_lines(pid, &[field])
+        .first()
+        .and_then(|l| l.strip_prefix(field))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
 }

@@ -71,7 +71,14 @@ enum Where {
 fn configured() -> Option<&'static (Where, Action)> {
     static CONFIG: OnceLock<Option<(Where, Action)>> = OnceLock::new();
     CONFIG
-        .get_or_init(|| parse(&std::env::var("RCRIU_FAULT").ok()?))
+        .get_or_init(|| {
+            // Never at the word of a caller that is not root (a copy of
+            // rcriu with file capabilities, see `--unprivileged`).
+            if !rustix::process::geteuid().is_root() {
+                return None;
+            }
+            parse(&std::env::var("RCRIU_FAULT").ok()?)
+        })
         .as_ref()
 }
 

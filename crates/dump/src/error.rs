@@ -15,6 +15,14 @@ pub enum Error {
     /// was refused before any image was written.
     #[error("process {pid} holds {what}, which rcriu cannot dump yet")]
     Unsupported { pid: Pid, what: String },
+    /// `--unprivileged`: the process is not the caller's to dump; it was
+    /// refused before it was seized, or released as it was.
+    #[error("process {pid} is not the caller's")]
+    NotCallers {
+        pid: Pid,
+        #[source]
+        source: rcriu_restore::Error,
+    },
     /// A deleted file takes more room than the ghost limit (criu's
     /// `--ghost-limit`) allows in the images.
     #[error(

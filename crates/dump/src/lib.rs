@@ -184,6 +184,7 @@ pub struct Dump {
     key: Option<rcriu_images::crypt::Key>,
     namespaces: namespaces::Options,
     hook: Option<Hooked>,
+    caller: Option<rcriu_restore::unprivileged::Caller>,
 }
 
 impl Dump {
@@ -206,7 +207,17 @@ impl Dump {
             key: None,
             namespaces: namespaces::Options::default(),
             hook: None,
+            caller: None,
         }
+    }
+
+    /// criu's `--unprivileged` for a caller that is not root: only a
+    /// process whose every thread has `caller`'s credentials is dumped,
+    /// anything else refused before it is seized (see
+    /// [`rcriu_restore::unprivileged`]).
+    pub fn unprivileged(mut self, caller: rcriu_restore::unprivileged::Caller) -> Dump {
+        self.caller = Some(caller);
+        self
     }
 
     /// Dump only the pages written since the last pre-dump (criu's
@@ -390,6 +401,7 @@ impl Dump {
             key: self.key,
             namespaces: self.namespaces,
             hook: self.hook,
+            caller: self.caller,
         })
     }
 }

@@ -197,8 +197,9 @@ fn private_dirty_kb(pid: Pid) -> Option<u64> {
 /// a guess: pages beyond it are allocated as they are written, and room
 /// left over is given back. If it cannot be had (a full disk, a
 /// filesystem without `O_TMPFILE`), the dump goes on without it.
-/// An encrypted dump's room is in memory, as all its images until they
-/// are encrypted.
+/// An encrypted dump's room is there too on tmpfs, its pages encrypted
+/// where they lie after the freeze; elsewhere it is in memory, as all its
+/// other images until they are encrypted.
 pub fn reserve(pid: Pid, dir: &ImageDir, bytes: u64) -> Option<PagesRoom> {
     if !dir.is_encrypted() && !on_tmpfs(dir.fd()) {
         return None;

@@ -34,6 +34,7 @@ use rcriu_compel::{Parasite, Seized};
 use rcriu_images::pages::PagesRoom;
 use rcriu_images::{ImageDir, ImageFile, pb};
 use rcriu_proc::{CgroupEntry, Namespaces, NsKind, Pid, Task, TimensOffsets};
+use rcriu_restore::unprivileged::Caller;
 
 use crate::files::{FileInfo, Files, OpenFd};
 use crate::ids::{NsIds, TaskIds};
@@ -79,6 +80,8 @@ pub struct Options {
     pub key: Option<rcriu_images::crypt::Key>,
     /// A container's namespaces: its root, empty ones, external mounts.
     pub namespaces: namespaces::Options,
+    /// `--unprivileged`: the caller, whose own processes alone are dumped.
+    pub caller: Option<Caller>,
     pub(crate) hook: Option<crate::Hooked>,
 }
 
@@ -332,6 +335,9 @@ struct Shared {
     frames: Option<BTreeMap<Pid, pages::Frames>>,
     /// The processes of the tree that have children in it.
     parents: BTreeSet<Pid>,
+    /// `--unprivileged`: the caller whose credentials every thread must
+    /// have.
+    caller: Option<Caller>,
 }
 
 /// Everything the images are made of, gathered while the tree was
@@ -387,6 +393,13 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     // (its reservation, then its release, frozen) than it saves.
     if !(o.track_mem && o.parent.is_some()) {
         out.reserve_pages(pid, keep_once);
+    }
+    // Another's process is never seized (and is checked again frozen).
+    if let Some(me) = &o.caller {
+        for p in std::iter::once(pid).chain(rcriu_compel::descendants(pid)) {
+            me.admit_process(p)
+                .map_err(|source| Error::NotCallers { pid: p, source })?;
+        }
     }
     let start = Instant::now();
     let (root, frozen, freezer) = cgroup::seize(pid, o.freeze_cgroup.as_deref())?;
@@ -906,6 +919,7 @@ fn collect_tree(
             .map(|p| o.dir.join(p)),
         frames: (keep_once && tree.members.len() > 1).then(BTreeMap::new),
         parents: tree.members.iter().map(|m| m.ppid).collect(),
+        caller: o.caller.clone(),
     };
     sh.files.tree = tree.members.iter().map(|m| m.pid).collect();
     let mut procs = Vec::new();
@@ -1353,6 +1367,11 @@ fn collect(
         } else {
             core::other_thread(&t)
         };
+        if let Some(me) = &sh.caller {
+            let creds = c.thread_core.as_ref().and_then(|t| t.creds.as_ref());
+            me.admit_creds(&format!("dumping thread {}", o.tid), creds)
+                .map_err(|source| Error::NotCallers { pid, source })?;
+        }
         cores.push((o.tid as u32, c));
     }
     let mm = pb::MmEntry {

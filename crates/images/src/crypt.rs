@@ -3,14 +3,21 @@
 //! Every file of an encrypted dump, pages included, is
 //!
 //! ```text
-//! header (32 bytes): "RCRIUENC" | version 1 | scheme 1 (AES-256-GCM)
-//!                    | 2 zero bytes | chunk size (u32 LE) | dump id (16 bytes)
-//! chunk 0: ciphertext (chunk size bytes) | tag (16 bytes)
-//! ...
-//! last chunk: ciphertext (0 to chunk size bytes) | tag
+//! header (4096 bytes): "RCRIUENC" | version 2 | scheme 1 (AES-256-GCM)
+//!                      | 2 zero bytes | chunk size (u32 LE) | dump id (16 bytes)
+//!                      | zeros to the end of the page
+//! ciphertext: chunk 0 (chunk size bytes) | chunk 1 | ... | last chunk
+//!             (0 to chunk size bytes), back to back
+//! tags: chunk 0's (16 bytes) | chunk 1's | ... | the last chunk's
 //! ```
 //!
-//! Each file has its own AES-256-GCM key, derived from the dump's key,
+//! The ciphertext lies where the plaintext would, a page past the start:
+//! a pages image is written in place into room reserved before the
+//! freeze, as a plain dump's, and encrypted there ([`seal_in_place`]),
+//! page-aligned, with no copy.
+//!
+//! Each file has its own AES-256-GCM key (`ring`'s AES-GCM, which uses
+//! VAES and AVX2 where the CPU has them), derived from the dump's key,
 //! the dump id and the file's name (keyed BLAKE3): a file renamed, or
 //! carried into another dump, does not decrypt. Chunk `k`'s nonce is
 //! `k` (8 bytes, little-endian) and whether it is the last chunk (4
@@ -34,19 +41,20 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aes_gcm::aead::AeadInPlace;
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 
 use crate::error::{Error, Result};
 use crate::manifest::Digest;
 
 /// The first bytes of every encrypted file.
 pub const MAGIC: &[u8; 8] = b"RCRIUENC";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 /// AES-256-GCM.
 const SCHEME_AES256GCM: u8 = 1;
-/// Bytes of the header.
-pub const HEADER_LEN: u64 = 32;
+/// Bytes of the header: a page, so that the ciphertext is page-aligned.
+pub const HEADER_LEN: u64 = 4096;
+/// The header's bytes that are not zeros.
+const HEADER_USED: usize = 32;
 /// Plaintext bytes of a chunk.
 pub const CHUNK: u64 = 1 << 20;
 const TAG: u64 = 16;
@@ -155,15 +163,21 @@ fn header(dump_id: &[u8; 16]) -> [u8; HEADER_LEN as usize] {
     h[8] = VERSION;
     h[9] = SCHEME_AES256GCM;
     h[12..16].copy_from_slice(&(CHUNK as u32).to_le_bytes());
-    h[16..].copy_from_slice(dump_id);
+    h[16..HEADER_USED].copy_from_slice(dump_id);
     h
 }
 
-fn nonce(k: u64, last: bool) -> Nonce<aes_gcm::aead::consts::U12> {
+fn nonce(k: u64, last: bool) -> Nonce {
     let mut n = [0u8; 12];
     n[..8].copy_from_slice(&k.to_le_bytes());
     n[8..].copy_from_slice(&u32::from(last).to_le_bytes());
-    n.into()
+    Nonce::assume_unique_for_key(n)
+}
+
+/// The AES-256-GCM key of file `name` of dump `dump_id`.
+fn cipher(key: &Key, dump_id: &[u8; 16], name: &str) -> LessSafeKey {
+    let k = key.file_key(dump_id, name);
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &k).expect("AES-256-GCM takes 32-byte keys"))
 }
 
 /// Whether `file` starts as an encrypted image does.
@@ -194,7 +208,7 @@ fn each_chunk(
     let tags = std::sync::Mutex::new(vec![[0u8; 16]; usize::try_from(n).unwrap_or(0)]);
     let next = AtomicU64::new(0);
     let worker = || -> Result<()> {
-        let mut buf = Vec::with_capacity((CHUNK + TAG) as usize);
+        let mut buf = Vec::with_capacity(CHUNK as usize);
         loop {
             let k = next.fetch_add(1, Ordering::Relaxed);
             if k >= n {
@@ -228,6 +242,13 @@ fn each_chunk(
     Ok(tags.into_inner().unwrap_or_else(|p| p.into_inner()))
 }
 
+/// Where the tags of a file with `len` bytes of plaintext in `chunks`
+/// chunks begin, and its size.
+fn layout(len: u64, chunks: u64) -> (u64, u64) {
+    let tags_at = HEADER_LEN + len;
+    (tags_at, tags_at + chunks * TAG)
+}
+
 /// Encrypts what `plain` holds (its first `len` bytes) into `out`, a new
 /// empty file, as file `name` of dump `dump_id`; gives its digest for the
 /// manifest. `path` names `out` in errors.
@@ -240,31 +261,72 @@ pub fn seal(
     out: &File,
     path: &Path,
 ) -> Result<Digest> {
+    seal_from(key, dump_id, name, (plain, 0), len, out, path)
+}
+
+/// Encrypts file `name` of dump `dump_id` where it lies: `file` holds its
+/// plaintext from [`HEADER_LEN`] to its end (a pages image written into
+/// room reserved for it); its header and tags are added. Gives its
+/// digest for the manifest; `path` names it in errors.
+pub fn seal_in_place(
+    key: &Key,
+    dump_id: &[u8; 16],
+    name: &str,
+    file: &File,
+    path: &Path,
+) -> Result<Digest> {
+    let size = file
+        .metadata()
+        .map_err(|e| Error::io("examining", path, e))?
+        .len();
+    let len = size.checked_sub(HEADER_LEN).ok_or_else(|| {
+        Error::io(
+            "encrypting",
+            path,
+            std::io::Error::other("the file is shorter than its header"),
+        )
+    })?;
+    seal_from(key, dump_id, name, (file, HEADER_LEN), len, file, path)
+}
+
+/// Encrypts the `len` bytes of `src.0` from offset `src.1` into `out`
+/// (which may be the same file, the plaintext then at [`HEADER_LEN`]).
+fn seal_from(
+    key: &Key,
+    dump_id: &[u8; 16],
+    name: &str,
+    (src, src_at): (&File, u64),
+    len: u64,
+    out: &File,
+    path: &Path,
+) -> Result<Digest> {
     let head = header(dump_id);
-    let cipher = Aes256Gcm::new(&key.file_key(dump_id, name).into());
+    let cipher = cipher(key, dump_id, name);
     let chunks = len.div_ceil(CHUNK).max(1);
     let werr = |e| Error::io("writing", path, e);
-    let size = HEADER_LEN + len + chunks * TAG;
+    let (tags_at, size) = layout(len, chunks);
     out.set_len(size).map_err(werr)?;
-    out.write_all_at(&head, 0).map_err(werr)?;
     let tags = each_chunk(chunks, |k, buf| {
         let lo = k * CHUNK;
         let n = (len - lo).min(CHUNK) as usize;
         buf.resize(n, 0);
-        plain
-            .read_exact_at(buf, lo)
+        src.read_exact_at(buf, src_at + lo)
             .map_err(|e| Error::io("reading the staged image", path, e))?;
         let tag = cipher
-            .encrypt_in_place_detached(&nonce(k, k + 1 == chunks), &head, buf)
+            .seal_in_place_separate_tag(nonce(k, k + 1 == chunks), Aad::from(&head), buf)
             .map_err(|_| Error::Sealing {
                 file: name.to_owned(),
             })?;
-        buf.extend_from_slice(&tag);
-        let r = out.write_all_at(buf, HEADER_LEN + k * (CHUNK + TAG));
+        let r = out.write_all_at(buf, HEADER_LEN + lo);
         buf.fill(0);
         r.map_err(werr)?;
-        Ok(tag.into())
+        let mut raw = [0u8; 16];
+        raw.copy_from_slice(tag.as_ref());
+        Ok(raw)
     })?;
+    out.write_all_at(tags.as_flattened(), tags_at)
+        .map_err(werr)?;
+    out.write_all_at(&head, 0).map_err(werr)?;
     Ok(digest_of(size, &head, &tags))
 }
 
@@ -297,41 +359,48 @@ pub fn open(
     }
     if head != header(dump_id) {
         return Err(tampered(
-            "has a header of another scheme, chunk size or dump than its manifest",
+            "has a header of another version, scheme, chunk size or dump than its manifest",
         ));
     }
+    // The body is the plaintext's length and a tag per chunk.
     let body = size - HEADER_LEN;
     let chunks = body.div_ceil(CHUNK + TAG);
-    let last = body - (chunks - 1) * (CHUNK + TAG);
-    if last < TAG {
-        return Err(tampered("ends inside a chunk's tag"));
-    }
     let len = body - chunks * TAG;
-    let cipher = Aes256Gcm::new(&key.file_key(dump_id, name).into());
+    if len.div_ceil(CHUNK).max(1) != chunks {
+        return Err(tampered("has a length no sealed file has"));
+    }
+    let (tags_at, _) = layout(len, chunks);
+    let mut tags = vec![[0u8; 16]; chunks as usize];
+    enc.read_exact_at(tags.as_flattened_mut(), tags_at)
+        .map_err(|e| Error::io("reading", path, e))?;
+    let cipher = cipher(key, dump_id, name);
     plain
         .set_len(len)
         .map_err(|e| Error::io("decrypting", path, e))?;
-    let tags = each_chunk(chunks, |k, buf| {
-        let at = HEADER_LEN + k * (CHUNK + TAG);
-        let n = (size - at).min(CHUNK + TAG);
+    each_chunk(chunks, |k, buf| {
+        let at = HEADER_LEN + k * CHUNK;
+        let n = (len - k * CHUNK).min(CHUNK);
         buf.resize(n as usize, 0);
         enc.read_exact_at(buf, at)
             .map_err(|e| Error::io("reading", path, e))?;
-        let (text, tag) = buf.split_at_mut((n - TAG) as usize);
-        let tag = Tag::clone_from_slice(tag);
-        let mut raw = [0u8; 16];
-        raw.copy_from_slice(&tag);
+        let tag = tags[k as usize];
         cipher
-            .decrypt_in_place_detached(&nonce(k, k + 1 == chunks), &head, text, &tag)
+            .open_in_place_separate_tag(
+                nonce(k, k + 1 == chunks),
+                Aad::from(&head),
+                Tag::from(tag),
+                buf,
+                0..,
+            )
             .map_err(|_| {
                 tampered(&format!(
                     "does not decrypt at chunk {k} (offset {at}): the wrong key, or changed since the dump"
                 ))
             })?;
-        let r = plain.write_all_at(text, k * CHUNK);
+        let r = plain.write_all_at(buf, k * CHUNK);
         buf.fill(0);
         r.map_err(|e| Error::io("decrypting", path, e))?;
-        Ok(raw)
+        Ok(tag)
     })?;
     Ok((len, digest_of(size, &head, &tags)))
 }
@@ -414,6 +483,45 @@ mod tests {
             enc.set_len(cut).unwrap();
             assert!(back(&key, &id, "pages-1.img", &enc).is_err(), "{cut}");
         }
+    }
+
+    #[test]
+    fn sealed_in_place_as_from_a_copy() {
+        for len in [0usize, 5, CHUNK as usize, 2 * CHUNK as usize + 4097] {
+            let (key, id, enc, data) = round(len);
+            let file = memfd();
+            file.write_all_at(&data, HEADER_LEN).unwrap();
+            file.set_len(HEADER_LEN + len as u64).unwrap();
+            let d = seal_in_place(&key, &id, "pages-1.img", &file, Path::new("o")).unwrap();
+            let bytes = |f: &File| {
+                let mut v = vec![0u8; f.metadata().unwrap().len() as usize];
+                f.read_exact_at(&mut v, 0).unwrap();
+                v
+            };
+            assert_eq!(bytes(&file), bytes(&enc), "{len}");
+            let p = memfd();
+            let (n, d2) = open(&key, &id, "pages-1.img", &file, &p, Path::new("o")).unwrap();
+            assert_eq!((n, d.hash), (len as u64, d2.hash));
+        }
+    }
+
+    #[test]
+    fn swapped_chunks_or_tags_are_refused() {
+        let swap = |a: u64, b: u64, n: usize| {
+            let (key, id, enc, _) = round(3 * CHUNK as usize);
+            let (mut x, mut y) = (vec![0u8; n], vec![0u8; n]);
+            enc.read_exact_at(&mut x, a).unwrap();
+            enc.read_exact_at(&mut y, b).unwrap();
+            enc.write_all_at(&y, a).unwrap();
+            enc.write_all_at(&x, b).unwrap();
+            back(&key, &id, "pages-1.img", &enc)
+        };
+        let c = CHUNK as usize;
+        assert!(swap(HEADER_LEN, HEADER_LEN + CHUNK, c).is_err());
+        let tags = HEADER_LEN + 3 * CHUNK;
+        assert!(swap(tags, tags + TAG, TAG as usize).is_err());
+        // The control: swapping a chunk with itself changes nothing.
+        assert!(swap(HEADER_LEN, HEADER_LEN, c).is_ok());
     }
 
     #[test]

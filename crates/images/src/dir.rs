@@ -212,6 +212,10 @@ struct Crypt {
     key: Key,
     dump_id: [u8; 16],
     staged: std::sync::Mutex<std::collections::BTreeMap<String, File>>,
+    /// Pages images written into room in the directory (unnamed until
+    /// sealed), their plaintext from [`crate::crypt::HEADER_LEN`] on, to
+    /// be encrypted where they lie.
+    in_place: std::sync::Mutex<std::collections::BTreeMap<String, File>>,
     /// The digests of the files sealed (for the manifest).
     sealed: std::sync::Mutex<std::collections::BTreeMap<String, crate::manifest::Digest>>,
 }
@@ -222,6 +226,7 @@ impl Crypt {
             key,
             dump_id,
             staged: Default::default(),
+            in_place: Default::default(),
             sealed: Default::default(),
         })
     }
@@ -464,7 +469,8 @@ impl ImageDir {
             return Ok(Vec::new());
         };
         let staged = std::mem::take(&mut *c.staged());
-        let mut names = Vec::with_capacity(staged.len());
+        let in_place = std::mem::take(&mut *c.in_place.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut names = Vec::with_capacity(staged.len() + in_place.len());
         for (name, plain) in staged {
             let path = self.path.join(&name);
             let len = plain
@@ -473,6 +479,16 @@ impl ImageDir {
                 .len();
             let out = self.create_on_disk(&name)?;
             let digest = crate::crypt::seal(&c.key, &c.dump_id, &name, &plain, len, &out, &path)?;
+            c.sealed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.clone(), digest);
+            names.push(name);
+        }
+        for (name, file) in in_place {
+            let path = self.path.join(&name);
+            let digest = crate::crypt::seal_in_place(&c.key, &c.dump_id, &name, &file, &path)?;
+            self.link(&name, &file, &path)?;
             c.sealed
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -490,26 +506,45 @@ impl ImageDir {
     }
 
     /// Room for a pages image ([`PagesRoom`]): in the directory, or for
-    /// an encrypted dump in memory.
+    /// an encrypted dump not on tmpfs in memory (an encrypted dump's
+    /// pages on tmpfs are encrypted where they lie, in memory too).
     pub fn reserve_room(&self, bytes: u64) -> Result<PagesRoom> {
         match &self.crypt {
-            Some(_) => PagesRoom::in_memory(bytes),
+            Some(_) if !crate::pages::on_tmpfs(&*self.fd) => PagesRoom::in_memory(bytes),
+            // Its header first.
+            Some(_) => PagesRoom::reserve(&self.path, bytes + crate::crypt::HEADER_LEN),
             None => PagesRoom::reserve(&self.path, bytes),
         }
     }
 
-    /// Gives `file` (a pages room) the name `name`: linked into the
-    /// directory in place of whatever had it, or staged for an
-    /// encrypted dump.
-    pub(crate) fn adopt(&self, name: &str, file: &File, path: &Path) -> Result<()> {
-        use std::os::fd::AsRawFd;
-        if let Some(c) = &self.crypt {
-            let f = file
-                .try_clone()
-                .map_err(|e| Error::io("creating", path, e))?;
+    /// Gives `room` the name `name`: linked into the directory in place
+    /// of whatever had it, or staged for an encrypted dump (to be
+    /// encrypted where it lies when it is in the directory). Gives the
+    /// offset the pages start at.
+    pub(crate) fn adopt(&self, name: &str, room: &PagesRoom, path: &Path) -> Result<u64> {
+        let file = crate::pages::PagesWriter::room_file(room);
+        let Some(c) = &self.crypt else {
+            self.link(name, file, path)?;
+            return Ok(0);
+        };
+        let f = file
+            .try_clone()
+            .map_err(|e| Error::io("creating", path, e))?;
+        if room.is_in_memory() {
             c.staged().insert(name.to_owned(), f);
-            return Ok(());
+            return Ok(0);
         }
+        c.in_place
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), f);
+        Ok(crate::crypt::HEADER_LEN)
+    }
+
+    /// Links the unnamed `file` into the directory as `name`, in place of
+    /// whatever had it.
+    fn link(&self, name: &str, file: &File, path: &Path) -> Result<()> {
+        use std::os::fd::AsRawFd;
         self.unlink(name, path)?;
         rustix::fs::linkat(
             rustix::fs::CWD,

@@ -292,16 +292,22 @@ impl PagesWriter {
     }
 
     /// Names the file of `room` `name` in `dir` (replacing a file of that
-    /// name) and appends from its start: the pages then fill room already
+    /// name) and appends from its start (for an encrypted dump, from where
+    /// its ciphertext will be): the pages then fill room already
     /// allocated.
     pub fn create_in(room: PagesRoom, dir: &ImageDir, name: &str, path: &Path) -> Result<Self> {
-        dir.adopt(name, &room.file, path)?;
+        let offset = dir.adopt(name, &room, path)?;
         Ok(PagesWriter {
             file: room.file,
             path: path.to_owned(),
-            offset: 0,
+            offset,
             reserved: room.bytes,
         })
+    }
+
+    /// The room's file (for [`ImageDir::adopt`]).
+    pub(crate) fn room_file(room: &PagesRoom) -> &File {
+        &room.file
     }
 
     /// Cuts the file where the pages end, giving back room reserved
@@ -396,6 +402,8 @@ pub fn on_tmpfs(f: impl AsFd) -> bool {
 pub struct PagesRoom {
     file: File,
     bytes: u64,
+    /// A memfd, not a file of the images directory.
+    in_memory: bool,
 }
 
 impl PagesRoom {
@@ -414,18 +422,32 @@ impl PagesRoom {
             .map_err(room)?;
         rustix::fs::fallocate(&file, FallocateFlags::empty(), 0, bytes)
             .map_err(|e| room(e.into()))?;
-        Ok(PagesRoom { file, bytes })
+        Ok(PagesRoom {
+            file,
+            bytes,
+            in_memory: false,
+        })
     }
 
     /// Allocates `bytes` in a file in memory (a memfd, for an encrypted
-    /// dump, whose images are encrypted from memory).
+    /// dump whose images are not on tmpfs: they are encrypted from
+    /// memory).
     pub fn in_memory(bytes: u64) -> Result<PagesRoom> {
         let what = Path::new("memory");
         let room = |e: std::io::Error| Error::io("reserving room for pages in", what, e);
         let file = crate::dir::memfd("pages room").map_err(room)?;
         rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, bytes)
             .map_err(|e| room(e.into()))?;
-        Ok(PagesRoom { file, bytes })
+        Ok(PagesRoom {
+            file,
+            bytes,
+            in_memory: true,
+        })
+    }
+
+    /// Whether the room is in memory rather than in the images directory.
+    pub fn is_in_memory(&self) -> bool {
+        self.in_memory
     }
 
     /// The bytes allocated.

@@ -358,12 +358,7 @@ pub static TABLE: &[Entry] = &[
     e("-L, --libdir", "", NotYet("plugins"), |o, _| {
         o.libdir.is_some()
     }),
-    e(
-        "--unprivileged",
-        "unprivileged",
-        NotYet("running without root"),
-        |o, _| o.unprivileged,
-    ),
+    e("--unprivileged", "unprivileged", Honoured, never),
     e(
         "--deprecated",
         "",

@@ -46,6 +46,18 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// `--unprivileged`: what the caller may not do, and why.
+    #[error(
+        "{what} with --unprivileged: {why}; the caller (uid {uid}, gid {gid}, groups {groups:?}, \
+         no capabilities) dumps and restores only its own processes"
+    )]
+    NotCallers {
+        what: String,
+        why: String,
+        uid: u32,
+        gid: u32,
+        groups: Vec<u32>,
+    },
     #[error("restored process {pid} died: {what}")]
     Died { pid: Pid, what: String },
     #[error(transparent)]

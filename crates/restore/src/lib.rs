@@ -62,6 +62,7 @@ mod tcp_stream;
 mod timens;
 mod timerfd;
 mod tty;
+pub mod unprivileged;
 mod utsns;
 mod vdso;
 
@@ -140,6 +141,9 @@ pub struct Restore {
     cg_roots: Vec<(Option<String>, String)>,
     inherit_fds: Vec<(i32, String)>,
     hook: Option<Hooked>,
+    /// `--unprivileged`: the caller whose credentials every restored
+    /// thread must have.
+    caller: Option<unprivileged::Caller>,
 }
 
 /// A restored process.
@@ -182,7 +186,16 @@ impl Restore {
             cg_roots: Vec::new(),
             inherit_fds: Vec::new(),
             hook: None,
+            caller: None,
         }
+    }
+
+    /// criu's `--unprivileged` for a caller that is not root: images
+    /// whose credentials are not `caller`'s are refused before anything
+    /// starts (see [`unprivileged`]).
+    pub fn unprivileged(mut self, caller: unprivileged::Caller) -> Restore {
+        self.caller = Some(caller);
+        self
     }
 
     /// The key of encrypted images (a dump with `--encrypt`): they are
@@ -329,6 +342,9 @@ impl Restore {
         // With rcriu's manifest, every file is checked before anything
         // starts.
         let tree = load::load_tree(ImageDir::open_checked_with(&self.dir, self.key.clone())?)?;
+        if let Some(me) = &self.caller {
+            unprivileged::admit_images(me, &tree)?;
+        }
         let in_pidns = tree.container.as_ref().is_some_and(|c| c.pid);
         if !in_pidns {
             for pid in tree.pids() {
@@ -400,7 +416,12 @@ impl Restore {
         };
         sh.opener.finish()?;
         drop(fence);
-        let timens = root_img.timens.as_ref().map(timens::offsets).transpose()?;
+        // As criu's --unprivileged: no time namespace (making one takes
+        // CAP_SYS_ADMIN); the process sees the host's monotonic clocks.
+        let timens = match &self.caller {
+            Some(_) => None,
+            None => root_img.timens.as_ref().map(timens::offsets).transpose()?,
+        };
         // Every fd the restorers use lies above every process's own.
         let min = plans
             .iter()

@@ -24,6 +24,10 @@ pub struct Shared<'a> {
     pub rt: vdso::Runtime,
     pub last_cap: u32,
     pub force_vdso_proxy: bool,
+    /// `--unprivileged`: the images' groups and bounding set are the
+    /// caller's (checked), and setting them again would take CAP_SETGID
+    /// and CAP_SETPCAP: the restored threads keep the ones they inherit.
+    pub unprivileged: bool,
 }
 
 impl<'a> Shared<'a> {
@@ -41,6 +45,7 @@ impl<'a> Shared<'a> {
             rt: vdso::Runtime::read()?,
             last_cap: crate::read_last_cap()?,
             force_vdso_proxy: r.force_vdso_proxy,
+            unprivileged: r.caller.is_some(),
         })
     }
 }
@@ -102,6 +107,10 @@ impl<'a> ProcPlan<'a> {
         let mut core = core::plan(img)?;
         for t in &mut core.threads {
             t.args.creds.last_cap = sh.last_cap;
+            if sh.unprivileged {
+                t.args.creds.flags &= !rcriu_compel::abi::restorer::CREDS_GROUPS;
+                t.args.creds.cap_bnd = [u32::MAX; 2];
+            }
         }
         let mut fds = sh.opener.plan(img)?;
         fds.fds.extend(memfd::plan_fds(img, &mut sh.inodes)?);

@@ -76,15 +76,69 @@ pub fn report(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Whether this process is root (criu's `check_caps`, without its
-/// `--unprivileged` mode, which rcriu does not have yet).
-pub fn require_root() -> Result<()> {
-    if rustix::process::geteuid().is_root() {
-        Ok(())
-    } else {
-        Err(Error::Refused(
-            "rcriu needs root (running without it, criu's --unprivileged, is not supported yet)"
-                .into(),
-        ))
+/// Whether rcriu runs as root (its effective uid).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// The caller a command runs for when it is not root (criu's
+/// `--unprivileged`, as `check_caps` admits it), or `None` for root.
+/// Without root, `--unprivileged` and both CAP_CHECKPOINT_RESTORE and
+/// CAP_SYS_PTRACE (file capabilities of rcriu's binary) are needed, and
+/// only dump, restore and check run.
+pub fn require_privilege(
+    o: &rcriu_opts::Options,
+    cmd: rcriu_opts::support::Command,
+) -> Result<Option<rcriu_restore::unprivileged::Caller>> {
+    use rcriu_opts::support::Command;
+    if is_root() {
+        return Ok(None);
     }
+    if !o.unprivileged {
+        return Err(Error::Refused(
+            "Running as non-root requires '--unprivileged'".into(),
+        ));
+    }
+    let missing: Vec<&str> = [
+        (
+            rustix::thread::CapabilitySet::CHECKPOINT_RESTORE,
+            "CAP_CHECKPOINT_RESTORE",
+        ),
+        (rustix::thread::CapabilitySet::SYS_PTRACE, "CAP_SYS_PTRACE"),
+    ]
+    .into_iter()
+    .filter(|(c, _)| !rustix::thread::capabilities(None).is_ok_and(|s| s.effective.contains(*c)))
+    .map(|(_, name)| name)
+    .collect();
+    if !missing.is_empty() {
+        return Err(Error::Refused(format!(
+            "--unprivileged without root needs {} (file capabilities of rcriu's binary: \
+             setcap cap_checkpoint_restore,cap_sys_ptrace=ep)",
+            missing.join(" and ")
+        )));
+    }
+    if !matches!(cmd, Command::Dump | Command::Restore | Command::Check) {
+        return Err(Error::Refused(format!(
+            "{} with --unprivileged is not supported yet (dump, restore and check are)",
+            cmd.name()
+        )));
+    }
+    // What only root's capabilities bring back, refused before anything
+    // is seized or started.
+    let needs_root = [
+        (
+            o.tcp_established,
+            "--tcp-established (TCP_REPAIR takes CAP_NET_ADMIN)",
+        ),
+        (
+            o.root.is_some() || o.empty_ns != 0 || !o.ext_mount_map.is_empty(),
+            "a container's namespaces (--root, --empty-ns, --ext-mount-map)",
+        ),
+    ];
+    if let Some((_, what)) = needs_root.iter().find(|(given, _)| *given) {
+        return Err(Error::Refused(format!(
+            "{what} with --unprivileged is not supported: it needs root"
+        )));
+    }
+    Ok(Some(rcriu_restore::unprivileged::Caller::me()?))
 }

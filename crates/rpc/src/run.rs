@@ -151,6 +151,9 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
     for (mount_point, key) in &o.ext_mount_map {
         d = d.ext_mount(mount_point, key);
     }
+    if let Some(me) = crate::require_privilege(o, Command::Dump)? {
+        d = d.unprivileged(me);
+    }
     let stats = d.run()?;
     log::info!("Dumping finished successfully");
     if o.display_stats {
@@ -264,6 +267,9 @@ pub fn restore(o: &Options, face: Face, actions: &Actions, detach: bool) -> Resu
     }
     if let Some(k) = key {
         r = r.key(k);
+    }
+    if let Some(me) = crate::require_privilege(o, Command::Restore)? {
+        r = r.unprivileged(me);
     }
     let restored = r.run()?;
     log::info!("Restore finished successfully. Tasks resumed.");

@@ -457,7 +457,7 @@ fn setup(conn: &Conn, base: &Options, cmd: Command, req: &CriuReq) -> Result<Opt
             source: e,
         })?;
     }
-    crate::require_root()?;
+    crate::require_privilege(&o, cmd)?;
     rcriu_opts::support::validate(&o, cmd)?;
     Ok(o)
 }

@@ -137,9 +137,26 @@ impl Workload {
     /// As [`Workload::start`], from the binary at `bin` (a copy of
     /// workload `name`'s).
     pub fn start_binary(bin: &Path, name: &str, args: &[&str]) -> Workload {
+        Workload::start_with(bin, name, args, None)
+    }
+
+    /// As [`Workload::start`], run as user `uid` (and group `uid`, no
+    /// supplementary groups), in a directory of that user's.
+    pub fn start_as(name: &str, args: &[&str], uid: u32) -> Workload {
+        Workload::start_with(&workload(name), name, args, Some(uid))
+    }
+
+    fn start_with(bin: &Path, name: &str, args: &[&str], uid: Option<u32>) -> Workload {
         let dir = TempDir::new(name);
         let outfile = dir.path().join("verdict");
         let mut cmd = Command::new(bin);
+        if let Some(uid) = uid {
+            use std::os::unix::process::CommandExt;
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(uid))
+                .expect("giving the workload its directory");
+            // Without supplementary groups: std drops them as it sets the ids.
+            cmd.uid(uid).gid(uid);
+        }
         cmd.arg(&outfile)
             .args(args)
             .current_dir(dir.path())

@@ -39,7 +39,8 @@ const FAILURE: u8 = 1;
 const MINUS_ONE: u8 = 255;
 
 fn main() -> ExitCode {
-    if let Some(why) = trust::privileged_exec() {
+    let unprivileged = std::env::args_os().any(|a| a == "--unprivileged");
+    if let Some(why) = trust::privileged_exec(unprivileged) {
         eprintln!("rcriu: {why}");
         return ExitCode::from(FAILURE);
     }
@@ -80,7 +81,17 @@ fn criu(prog: &str, as_criu: bool, args: &[OsString]) -> u8 {
         clog::msg("\nTry -h|--help for more info\n");
         return FAILURE;
     }
-    let inv = match cli::parse(args, &Env::from_process()) {
+    // A caller that is not root names no configuration file through the
+    // environment (its own command line names what it wants).
+    let env = if rcriu::rpc::is_root() {
+        Env::from_process()
+    } else {
+        Env {
+            posixly_correct: std::env::var_os("POSIXLY_CORRECT").is_some(),
+            ..Env::default()
+        }
+    };
+    let inv = match cli::parse(args, &env) {
         Ok(Outcome::Run(i)) => i,
         Ok(Outcome::Help) => {
             clog::msg(&usage::long(prog, !as_criu));
@@ -149,7 +160,7 @@ fn criu(prog: &str, as_criu: bool, args: &[OsString]) -> u8 {
     } else {
         rest
     };
-    if let Err(e) = rcriu::rpc::require_root() {
+    if let Err(e) = rcriu::rpc::require_privilege(&options, cmd) {
         log::error!("{e}");
         return FAILURE;
     }

@@ -2,10 +2,17 @@
 //! (setuid, setgid, file capabilities) would be root's power in the
 //! caller's hands, with the caller's environment choosing its
 //! configuration files, log paths and fault injection: rcriu refuses to
-//! run so.
+//! run so. The one exception is criu's `--unprivileged`, named on the
+//! command line: a copy given CAP_CHECKPOINT_RESTORE and CAP_SYS_PTRACE
+//! as file capabilities, run by a user as that user (the real and
+//! effective ids alike), which then dumps and restores only that user's
+//! own processes, ignores the configuration files and fault injection the
+//! environment names, and refuses every command but dump, restore and
+//! check (see `rcriu_restore::unprivileged`).
 
-/// Why rcriu must not run, when it must not.
-pub fn privileged_exec() -> Option<String> {
+/// Why rcriu must not run, when it must not; `unprivileged`: the command
+/// line has `--unprivileged`.
+pub fn privileged_exec(unprivileged: bool) -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     for field in ["Uid:", "Gid:"] {
         let ids: Vec<&str> = status
@@ -22,9 +29,9 @@ pub fn privileged_exec() -> Option<String> {
             ));
         }
     }
-    if secure_exec() {
+    if secure_exec() && !unprivileged {
         return Some(
-            "refusing to run with privileges its caller lacks (the kernel marked this exec secure: file capabilities or set-ID): run rcriu as root instead".into(),
+            "refusing to run with privileges its caller lacks (the kernel marked this exec secure: file capabilities or set-ID): run rcriu as root, or with --unprivileged".into(),
         );
     }
     None
@@ -48,6 +55,6 @@ fn secure_exec() -> bool {
 mod tests {
     #[test]
     fn a_plain_run_is_not_privileged() {
-        assert_eq!(super::privileged_exec(), None);
+        assert_eq!(super::privileged_exec(false), None);
     }
 }
