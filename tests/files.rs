@@ -555,3 +555,23 @@ fn corrupted_removed_directories_and_mapped_files_are_noticed() {
     let e = cycle("deleted", &[], Some(make_the_node_zero)).unwrap_err();
     assert!(e.contains("FAIL: fd 13: mode 20640, device 1:5"), "{e}");
 }
+
+/// A chrooted process (zdtm's chroot): its fds opened before and inside
+/// the jail, and the jail as its root, come back. The control points the
+/// root's entry at the jail's parent, which the process sees.
+#[test]
+fn a_chrooted_process_carries_on() {
+    let _g = setup();
+    cycle("chrooted", &[], None).unwrap();
+    fn jail_parent(dir: &ImageDir, _pid: i32) {
+        edit_files(dir, |e| {
+            if let Some(r) = e.reg.as_mut()
+                && r.name.ends_with(b"/jail")
+            {
+                r.name.truncate(r.name.len() - "/jail".len());
+            }
+        });
+    }
+    let e = cycle("chrooted", &[], Some(jail_parent)).unwrap_err();
+    assert!(e.contains("root is not the jail"), "{e}");
+}

@@ -18,6 +18,7 @@ pub type Tweak = fn(&ImageDir, i32);
 /// mask changes as it enters it).
 const SLEEPERS: &[&str] = &[
     "bigmem",
+    "chrooted",
     "dump_state",
     "parasite_state",
     "threads",

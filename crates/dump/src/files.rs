@@ -129,11 +129,17 @@ impl FileInfo {
 
 /// Checks that `path` still names the file (CRIU would otherwise need a
 /// link remap, which rcriu cannot make yet).
-/// The path is the task's: looked up from its root (a container's is not
-/// rcriu's).
+/// The path is the task's mount namespace's: looked up from its root
+/// (a container's is not rcriu's). In rcriu's own mount namespace that is
+/// rcriu's root, whatever the task's (a chrooted task's fds show paths
+/// from rcriu's root).
 pub fn check_path(pid: Pid, what: &str, info: &FileInfo) -> Result<()> {
-    let in_root = Path::new(&format!("/proc/{pid}/root"))
-        .join(info.path.strip_prefix("/").unwrap_or(&info.path));
+    let ns = |p: &str| std::fs::metadata(format!("/proc/{p}/ns/mnt")).map(|m| m.ino());
+    let root = match (ns("self"), ns(&pid.to_string())) {
+        (Ok(a), Ok(b)) if a == b => PathBuf::from("/"),
+        _ => PathBuf::from(format!("/proc/{pid}/root")),
+    };
+    let in_root = root.join(info.path.strip_prefix("/").unwrap_or(&info.path));
     match std::fs::symlink_metadata(in_root) {
         Ok(m) if m.dev() == info.dev && m.ino() == info.ino => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && info.nlink > 0 => {
