@@ -2,7 +2,8 @@
 //! dumps them: the pid namespace whose init is the root (the images number
 //! the processes as the namespace does), the UTS and IPC namespaces
 //! ([`utsns`], [`ipcns`]), the mount namespace ([`mnt`]) and, with
-//! `--empty-ns net`, a network namespace the restore makes empty. The
+//! `--empty-ns net`, a network namespace the restore makes empty, or,
+//! named with `--external net[INODE]:KEY`, one the restore is given. The
 //! user, cgroup and time namespaces must be rcriu's.
 //!
 //! Namespaces are read from a thread of rcriu that joins them (`setns`
@@ -33,6 +34,8 @@ pub struct Options {
     pub empty_ns: u32,
     /// criu's `--external mnt[PATH]:KEY` (`ext_mnt`): mount point → key.
     pub ext_mounts: Vec<(String, String)>,
+    /// criu's `--external net[INODE]:KEY`: namespace inode → key.
+    pub ext_nets: Vec<(u64, String)>,
 }
 
 /// The namespaces of the tree's own, collected while it is frozen.
@@ -45,6 +48,9 @@ pub struct Container {
     pub uts: Option<pb::UtsnsEntry>,
     pub ipc: Option<pb::IpcVarEntry>,
     pub mnt: Option<mnt::MntTree>,
+    /// The key of its network namespace, when the caller named it
+    /// external (`netns-<id>.img` holds only the key).
+    pub net_ext: Option<String>,
     /// Each process's pid on the host and in its pid namespace.
     pub vpids: Vec<(Pid, Pid)>,
 }
@@ -110,11 +116,19 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
         ns,
         ..Default::default()
     };
-    if own.contains(&NsKind::Net) && o.empty_ns & CLONE_NEWNET == 0 {
-        return Err(Error::unsupported(
-            pid,
-            "a network namespace of its own (only an empty one is restored: --empty-ns net)",
-        ));
+    if own.contains(&NsKind::Net) {
+        let ino = c.ns.get(NsKind::Net);
+        c.net_ext = o
+            .ext_nets
+            .iter()
+            .find(|(i, _)| Some(*i) == ino)
+            .map(|(_, k)| k.clone());
+        if c.net_ext.is_none() && o.empty_ns & CLONE_NEWNET == 0 {
+            return Err(Error::unsupported(
+                pid,
+                "a network namespace of its own (only an empty one, --empty-ns net, or an external one, --external net[INODE]:KEY, is restored)",
+            ));
+        }
     }
     if own.contains(&NsKind::Pid) {
         let mut t = Task::open(pid).map_err(Error::proc(pid))?;

@@ -568,6 +568,13 @@ fn write_namespaces(
     if let (Some(ipc), Some(id)) = (&ct.ipc, ids.ipc_ns_id) {
         out.write_one(ImageFile::IpcVar(id.into()), ipc)?;
     }
+    if let (Some(key), Some(id)) = (&ct.net_ext, ids.net_ns_id) {
+        let e = pb::NetnsEntry {
+            ext_key: Some(key.clone().into_bytes()),
+            ..Default::default()
+        };
+        out.write_one(ImageFile::Netns(id.into()), &e)?;
+    }
     if let (Some(tree), Some(id)) = (&ct.mnt, ids.mnt_ns_id) {
         out.write_all(ImageFile::Mountpoints(id.into()), &tree.entries)?;
         for (dev, mp) in &tree.tmpfs {

@@ -256,8 +256,8 @@ pub static TABLE: &[Entry] = &[
     e(
         "--external",
         "external",
-        NotYet("external resources"),
-        |o, _| !o.external.is_empty(),
+        NotYet("external resources other than a network namespace (net[INODE]:KEY)"),
+        |o, _| o.external.iter().any(|e| external_net(e).is_none()),
     ),
     e(
         "--veth-pair",

@@ -138,7 +138,6 @@ pub struct Restore {
     key: Option<rcriu_images::crypt::Key>,
     namespaces: namespaces::Options,
     cg_roots: Vec<(Option<String>, String)>,
-    inherit_fds: Vec<(i32, String)>,
     hook: Option<Hooked>,
 }
 
@@ -177,7 +176,6 @@ impl Restore {
             key: None,
             namespaces: namespaces::Options::default(),
             cg_roots: Vec::new(),
-            inherit_fds: Vec::new(),
             hook: None,
         }
     }
@@ -205,10 +203,10 @@ impl Restore {
     }
 
     /// The caller's fd `fd` stands for the file `key` of the images
-    /// (criu's `--inherit-fd fd[N]:KEY`): taken where no file of the
-    /// images is `key`, refused otherwise.
+    /// (criu's `--inherit-fd fd[N]:KEY`): a pipe (`pipe:[INODE]`) or an
+    /// external network namespace's key; a regular file is refused.
     pub fn inherit_fd(mut self, fd: i32, key: impl Into<String>) -> Restore {
-        self.inherit_fds.push((fd, key.into()));
+        self.namespaces.inherit_fds.push((fd, key.into()));
         self
     }
 
@@ -334,7 +332,7 @@ impl Restore {
         }
         let root_img = &tree.procs[0];
         cgroup::check_roots(root_img, &self.cg_roots)?;
-        files::check_inherited(&root_img.files, &self.inherit_fds)?;
+        files::check_inherited(&root_img.files, &self.namespaces.inherit_fds)?;
         // A container's namespaces, made by their holder, whose root the
         // files are opened from.
         let mut holder = tree

@@ -151,6 +151,9 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
     for (mount_point, key) in &o.ext_mount_map {
         d = d.ext_mount(mount_point, key);
     }
+    for (inode, key) in o.external_nets() {
+        d = d.ext_net(inode, key);
+    }
     let stats = d.run()?;
     log::info!("Dumping finished successfully");
     if o.display_stats {
