@@ -223,8 +223,9 @@ fn join_external_net(key: &str, inherited: &[(i32, String)]) -> Result<()> {
             "restoring the external network namespace {key} without an fd for it (--inherit-fd fd[N]:{key})"
         )));
     };
-    let ns = sys::dup_inherited(*fd)
-        .map_err(Error::host("taking the fd of the external network namespace"))?;
+    let ns = sys::dup_inherited(*fd).map_err(Error::host(
+        "taking the fd of the external network namespace",
+    ))?;
     rustix::thread::move_into_link_name_space(
         std::os::fd::AsFd::as_fd(&ns),
         Some(rustix::thread::LinkNameSpaceType::Network),
