@@ -320,9 +320,109 @@ fn refused(tag: &str, script: &str, what: &str) {
     carried_on(&c.counts()).unwrap();
 }
 
+/// A child counting into /tmp/kid, and the init counting only while
+/// `kill -0` (a builtin: nothing is forked) still finds the child by the
+/// pid it was forked with: a child restored under another pid makes
+/// the init write `gone N` in place of N, a gap in its numbers.
+const TWO: &str = "sh -c 'j=0; while :; do j=$((j+1)); echo $j >> /tmp/kid; \
+     read -t 0.02 x <> /tmp/tick; done' & kid=$!; \
+     i=0; while :; do i=$((i+1)); if kill -0 $kid; then echo $i >> /tmp/count; \
+     else echo gone $i >> /tmp/count; fi; read -t 0.02 x <> /tmp/tick; done";
+
+/// The host pid and the namespace pid of each child of `pid`.
+fn children_ns_pids(pid: i32) -> Vec<(i32, i32)> {
+    let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    kids.split_whitespace()
+        .map(|k| {
+            let k: i32 = k.parse().unwrap();
+            let status = std::fs::read_to_string(format!("/proc/{k}/status")).unwrap();
+            let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+            let v = nspid.split_whitespace().last().unwrap().parse().unwrap();
+            (k, v)
+        })
+        .collect()
+}
+
+/// The child's process renumbered from `from` to `to` in the images
+/// (its pstree entry and the images named by its pid).
+fn renumber_child(images: &Path, from: u32, to: u32) {
+    use rcriu_images::{ImageFile, pb};
+    let dir = rcriu_images::ImageDir::open(images).unwrap();
+    let mut tree: Vec<pb::PstreeEntry> = dir.read_all(ImageFile::Pstree).unwrap();
+    for e in &mut tree {
+        if e.pid == from {
+            e.pid = to;
+            e.threads = vec![to];
+        }
+    }
+    dir.write_all(ImageFile::Pstree, &tree).unwrap();
+    for kind in ["core", "mm", "pagemap", "fs", "ids"] {
+        let old = images.join(format!("{kind}-{from}.img"));
+        std::fs::rename(&old, images.join(format!("{kind}-{to}.img"))).unwrap();
+    }
+    std::fs::remove_file(images.join(rcriu_images::manifest::MANIFEST)).unwrap();
+}
+
 #[test]
-fn a_container_of_two_processes_is_refused_by_name_and_left_running() {
-    refused("two", "sleep 1000 &", "a pid namespace of 2 processes");
+fn runc_restores_every_process_of_the_containers_pid_namespace() {
+    need_tools();
+    let _g = common::setup();
+    let c = Container::new("two", TWO);
+    let kid_counts = || {
+        parse_counts(
+            &std::fs::read_to_string(c.bundle().join("rootfs/tmp/kid")).unwrap_or_default(),
+        )
+    };
+    c.start();
+    c.wait_past(3);
+    wait_counts(kid_counts, 3);
+    let before = children_ns_pids(c.pid());
+    assert_eq!(before.len(), 1, "{before:?}");
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    let (at_dump, kid_at_dump) = (c.counts(), kid_counts());
+    carried_on(&at_dump).unwrap();
+    carried_on(&kid_at_dump).unwrap();
+
+    let out = c.restore();
+    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+    c.wait_past(at_dump.len() + 3);
+    wait_counts(kid_counts, kid_at_dump.len() + 3);
+    // Both went on; the init still finds its child by its pid (checked
+    // from inside), which the host sees too.
+    continued(&at_dump, &c.counts()).unwrap();
+    continued(&kid_at_dump, &kid_counts()).unwrap();
+    assert!(!lost_child(&c));
+    let after = children_ns_pids(c.pid());
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0].1, before[0].1, "the child's pid in the namespace");
+    assert_ne!(after[0].0, before[0].0, "a host pid of its own");
+
+    // Negative control: restored under another pid in the namespace, the
+    // child is lost to the init, whose numbers show it.
+    let out = c.checkpoint_with(RCRIU, "images2", "work-dump2");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let n = c.counts().len();
+    let vpid = before[0].1 as u32;
+    renumber_child(&c.dir.0.join("images2"), vpid, vpid + 5);
+    let out = c.restore_with(RCRIU, "images2", "work-restore2");
+    succeeded(
+        &out,
+        "restore of the renumbered images",
+        &c.dir.0.join("work-restore2/restore.log"),
+    );
+    assert_eq!(children_ns_pids(c.pid())[0].1, before[0].1 + 5);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lost_child(&c) {
+        assert!(Instant::now() < deadline, "the init never missed its child");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(c.counts().len(), n, "the init counted on without its child");
+}
+
+/// Whether the init of [`TWO`] wrote that it lost its child.
+fn lost_child(c: &Container) -> bool {
+    std::fs::read_to_string(c.count_file()).is_ok_and(|t| t.contains("gone"))
 }
 
 #[test]

@@ -9,8 +9,8 @@
 //! Namespaces are read from a thread of rcriu that joins them (`setns`
 //! moves only the calling thread), so rcriu itself stays where it is.
 //!
-//! Not yet: a pid namespace holding more than its init, or an init with
-//! threads; a network namespace dumped with its devices.
+//! Not yet: threads or zombies in a pid namespace of its own, nested pid
+//! namespaces; a network namespace dumped with its devices.
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -142,24 +142,35 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
                 ),
             ));
         }
-        if tree.members.len() != 1 {
-            return Err(Error::unsupported(
-                pid,
-                format!(
-                    "a pid namespace of {} processes (only its init alone is restored yet)",
-                    tree.members.len()
-                ),
-            ));
+        // Every process has its number in the namespace; the restore
+        // gives each both (clone3's set_tid at two levels), which it
+        // does not do for threads yet.
+        for m in &tree.members {
+            let Kind::Alive(s) = &m.kind else {
+                return Err(Error::unsupported(
+                    m.pid,
+                    "a zombie in a pid namespace of its own (not restored yet)",
+                ));
+            };
+            if s.threads().len() != 1 {
+                return Err(Error::unsupported(
+                    m.pid,
+                    "threads in a pid namespace of its own (not restored yet)",
+                ));
+            }
+            let status = Task::open(m.pid)
+                .and_then(|mut t| t.status())
+                .map_err(Error::proc(m.pid))?;
+            match status.ns_pid.as_slice() {
+                [_, v] => c.vpids.push((m.pid, *v)),
+                other => {
+                    return Err(Error::unsupported(
+                        m.pid,
+                        format!("a pid namespace nested in the container's (its pids {other:?})"),
+                    ));
+                }
+            }
         }
-        if let Kind::Alive(s) = &root.kind
-            && s.threads().len() != 1
-        {
-            return Err(Error::unsupported(
-                pid,
-                "threads in the init of a pid namespace (not restored yet)",
-            ));
-        }
-        c.vpids.push((pid, 1));
     }
     if own.contains(&NsKind::Uts) {
         let uts = inside(pid, &[LinkNameSpaceType::HostNameAndNISDomainName], || {
@@ -208,10 +219,12 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
 impl Container {
     /// Process `pid`'s number in the namespace.
     pub fn vpid(&self, pid: Pid) -> Pid {
-        self.vpids
-            .iter()
-            .find(|(h, _)| *h == pid)
-            .map_or(pid, |(_, v)| *v)
+        self.vpid_of(pid).unwrap_or(pid)
+    }
+
+    /// Process `pid`'s number in the namespace, if it is one of the tree.
+    pub fn vpid_of(&self, pid: Pid) -> Option<Pid> {
+        self.vpids.iter().find(|(h, _)| *h == pid).map(|(_, v)| *v)
     }
 
     /// Refuses an fd the restore cannot open again in the container yet:

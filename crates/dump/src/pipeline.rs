@@ -925,23 +925,28 @@ fn collect_tree(
 }
 
 /// The processes numbered as their pid namespace numbers them: in the
-/// images, the root is its namespace's init.
+/// images, the root is its namespace's init. A group or session must be
+/// one of the tree's.
 fn number_in_namespace(c: &namespaces::Container, procs: &mut [Proc]) -> Result<()> {
+    if !c.own.contains(&NsKind::Pid) {
+        return Ok(());
+    }
     for p in procs {
         let host = p.pid;
-        let v = |pid: u32| c.vpid(pid as Pid) as u32;
         let e = &mut p.pstree;
-        if e.pgid != host as u32 || e.sid != host as u32 {
+        let (Some(pgid), Some(sid)) = (c.vpid_of(e.pgid as Pid), c.vpid_of(e.sid as Pid)) else {
             return Err(Error::unsupported(
                 host,
                 format!(
-                    "session {} or group {} from outside its pid namespace",
+                    "session {} or group {} led by no process of its pid namespace",
                     e.sid, e.pgid
                 ),
             ));
-        }
-        (e.pid, e.pgid, e.sid) = (v(e.pid), v(e.pgid), v(e.sid));
-        e.ppid = 0;
+        };
+        let v = |pid: u32| c.vpid(pid as Pid) as u32;
+        (e.pid, e.pgid, e.sid) = (v(e.pid), pgid as u32, sid as u32);
+        // The init's parent is outside its namespace.
+        e.ppid = if e.pid == 1 { 0 } else { v(e.ppid) };
         for t in &mut e.threads {
             *t = v(*t);
         }

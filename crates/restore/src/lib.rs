@@ -437,6 +437,22 @@ impl Restore {
         // -- The region: the blob, every process's args and arrays, a
         // stack for every restorer, the tree's words.
         let helpers = helpers(&tree);
+        if in_pidns && !(helpers.is_empty() && sessions.is_empty()) {
+            return Err(Error::unsupported(
+                "restoring a pid namespace of its own with a group or session whose leader is gone",
+            ));
+        }
+        // In a pid namespace of its own, every process but its init gets
+        // a host pid rcriu picks, so that it knows each one's.
+        let host_pids: std::collections::BTreeMap<Pid, Pid> = if in_pidns {
+            let others: Vec<Pid> = procs.iter().skip(1).map(|p| p.plan.pid).collect();
+            others
+                .into_iter()
+                .zip(free_host_pids(procs.len() - 1)?)
+                .collect()
+        } else {
+            std::collections::BTreeMap::new()
+        };
         let children: Vec<Vec<abi::Child>> = procs
             .iter()
             .map(|p| children_of(&tree, &helpers, &sessions, p.plan.pid))
@@ -523,6 +539,7 @@ impl Restore {
         for (i, p) in procs.iter().enumerate() {
             let mut kids = children[i].clone();
             for k in &mut kids {
+                k.host_pid = host_pids.get(&k.pid).copied().unwrap_or(0);
                 match k.kind {
                     abi::CHILD_LIVE => {
                         if let Some((args, stack)) = addr_of_pid(k.pid) {
@@ -654,7 +671,17 @@ impl Restore {
         };
         // The pids on the host: the root's is the fork's (its own in a
         // pid namespace), the others' are theirs.
-        let on_host = |p: Pid| if p == pid { child_pid } else { p };
+        let on_host = |p: Pid| match host_pids.get(&p) {
+            _ if p == pid => child_pid,
+            Some(&h) => h,
+            None => p,
+        };
+        // And back, for what the tracer reports.
+        let in_images = |h: Pid| match host_pids.iter().find(|&(_, &x)| x == h) {
+            _ if h == child_pid => pid,
+            Some((&v, _)) => v,
+            None => h,
+        };
         let forking_time_us = start.elapsed().as_micros() as u64;
         // Ours no longer needed: the fork has its copies.
         for p in &mut procs {
@@ -708,6 +735,7 @@ impl Restore {
             seccomp: procs.iter().any(|p| p.plan.core.seccomp()),
         };
         let describe = |who: Pid, step: Step, index: u32| {
+            let who = in_images(who);
             let Some(p) = procs.iter().find(|p| p.plan.pid == who) else {
                 return format!("item {index}");
             };
@@ -722,7 +750,7 @@ impl Restore {
             describe_item(step, index, &items)
         };
         let on_new = |new: Pid| -> Result<()> {
-            match procs.iter().find(|p| p.plan.pid == new) {
+            match procs.iter().find(|p| p.plan.pid == in_images(new)) {
                 Some(p) => p.plan.cgroups.enter(new),
                 None => Ok(()),
             }
@@ -1154,6 +1182,28 @@ pub(crate) fn own_loginuid() -> Option<u32> {
 }
 
 /// Fails if `pid` is in use.
+/// `n` pids free on the host, from the top of the range down (where the
+/// kernel's cyclic allocation comes last).
+fn free_host_pids(n: usize) -> Result<Vec<Pid>> {
+    let max = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .map_err(Error::file("reading", "/proc/sys/kernel/pid_max"))?;
+    let max: Pid = max
+        .trim()
+        .parse()
+        .map_err(|_| Error::unsupported(format!("restoring with a pid_max of {:?}", max.trim())))?;
+    let free: Vec<Pid> = (301..max)
+        .rev()
+        .filter(|p| !Path::new("/proc").join(p.to_string()).exists())
+        .take(n)
+        .collect();
+    if free.len() < n {
+        return Err(Error::unsupported(format!(
+            "restoring {n} processes in a pid namespace: no {n} pids free on the host"
+        )));
+    }
+    Ok(free)
+}
+
 fn check_pid_free(pid: Pid) -> Result<()> {
     let p = Path::new("/proc").join(pid.to_string());
     if p.exists() {
