@@ -489,7 +489,8 @@ fn criu_and_rcriu_restore_each_others_container_checkpoints() {
         return;
     };
     let _g = common::setup();
-    let c = Container::new("cross", COUNTER);
+    // Two processes in its pid namespace.
+    let c = Container::new("cross", TWO);
     c.start();
     c.wait_past(3);
     // CRIU dumps, rcriu restores.
@@ -518,6 +519,7 @@ fn criu_and_rcriu_restore_each_others_container_checkpoints() {
     succeeded(&out, "CRIU's restore of rcriu's images", &log);
     c.wait_past(n + 3);
     carried_on(&c.counts()).unwrap();
+    assert!(!lost_child(&c));
 }
 
 // ---- podman ----
