@@ -577,14 +577,31 @@ fn write_namespaces(
     }
     if let (Some(tree), Some(id)) = (&ct.mnt, ids.mnt_ns_id) {
         out.write_all(ImageFile::Mountpoints(id.into()), &tree.entries)?;
+        // One tar per tmpfs, side by side; each waited for, even when
+        // another failed.
+        let mut tars = Vec::new();
+        let mut first = Ok(());
         for (dev, mp) in &tree.tmpfs {
             let file = mnt::tmpfs_image(*dev);
-            let f = out
-                .created(file)?
-                .create_raw(file)
-                .map_err(Error::image(pid))?;
-            mnt::dump_tmpfs(pid, mp, f)?;
+            let started = out
+                .created(file)
+                .and_then(|d| d.create_raw(file).map_err(Error::image(pid)))
+                .and_then(|f| mnt::dump_tmpfs(pid, mp, f));
+            match started {
+                Ok(t) => tars.push(t),
+                Err(e) => {
+                    first = Err(e);
+                    break;
+                }
+            }
         }
+        for t in tars {
+            let r = t.wait();
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first?;
     }
     Ok(())
 }
