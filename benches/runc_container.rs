@@ -95,8 +95,11 @@ fn counts_past(root: &Path, n: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// The medians of the checkpoints and of the restores.
+type Medians = Result<(Duration, Duration), String>;
+
 /// ROUNDS checkpoints and restores with `criu`: their medians.
-fn measure(criu: &str, rounds: usize) -> Result<(Duration, Duration), String> {
+fn measure(criu: &str, rounds: usize) -> Medians {
     let t = TempDir::new("bench-runc");
     let dir = t.path();
     let bundle = bundle(dir);
@@ -166,7 +169,7 @@ fn podman(bin: &Path) -> Command {
 
 /// ROUNDS `podman container checkpoint` and `restore` with `criu`:
 /// their medians.
-fn measure_podman(criu: &str, rounds: usize) -> Result<(Duration, Duration), String> {
+fn measure_podman(criu: &str, rounds: usize) -> Medians {
     let t = TempDir::new("bench-podman");
     let dir = t.path();
     let bin = dir.join("bin");
@@ -229,12 +232,7 @@ fn measure_podman(criu: &str, rounds: usize) -> Result<(Duration, Duration), Str
 }
 
 /// Prints each tool's medians, and rcriu's as a ratio of CRIU's.
-fn compare(
-    what: &str,
-    tools: &[(&str, String)],
-    rounds: usize,
-    f: fn(&str, usize) -> Result<(Duration, Duration), String>,
-) {
+fn compare(what: &str, tools: &[(&str, String)], rounds: usize, f: fn(&str, usize) -> Medians) {
     println!("median of {rounds} rounds, wall time of {what}");
     let mut results = Vec::new();
     for (name, tool) in tools {
