@@ -748,6 +748,29 @@ fn podman_checkpoints_and_restores_a_counter_with_rcriu_as_its_criu() {
     assert!(stats["frozen_time"].as_u64() > Some(0), "{stats}");
     assert!(stats["pages_written"].as_u64() > Some(0), "{stats}");
     let at_dump = p.counts();
+    // `rcriu show` describes the archive as checkpointctl does.
+    let shown = run_ok(Command::new(RCRIU).arg("show").arg(&export));
+    let shown = text(&shown.stdout);
+    for what in [
+        p.name.as_str(),
+        PODMAN_IMAGE,
+        "Podman",
+        "runc",
+        "process 1 (sh)",
+        "/etc/resolv.conf",
+    ] {
+        assert!(shown.contains(what), "no {what} in:\n{shown}");
+    }
+    // A cut archive is refused, naming it.
+    let cut = p.dir.0.join("cut.tar.zst");
+    std::fs::write(&cut, &std::fs::read(&export).unwrap()[..2000]).unwrap();
+    let out = Command::new(RCRIU).arg("show").arg(&cut).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("cut.tar.zst"),
+        "{}",
+        text(&out.stderr)
+    );
     run_ok(p.podman().args(["rm", &p.name]));
     let out = p
         .podman()
