@@ -1181,9 +1181,10 @@ pub(crate) fn own_loginuid() -> Option<u32> {
         .ok()
 }
 
-/// Fails if `pid` is in use.
-/// `n` pids free on the host, from the top of the range down (where the
-/// kernel's cyclic allocation comes last).
+/// `n` pids free on the host, in the upper half of the range (where the
+/// kernel's cyclic allocation comes last), down from a point that differs
+/// from one restore to the next (two restores at once seldom pick the
+/// same).
 fn free_host_pids(n: usize) -> Result<Vec<Pid>> {
     let max = std::fs::read_to_string("/proc/sys/kernel/pid_max")
         .map_err(Error::file("reading", "/proc/sys/kernel/pid_max"))?;
@@ -1191,8 +1192,16 @@ fn free_host_pids(n: usize) -> Result<Vec<Pid>> {
         .trim()
         .parse()
         .map_err(|_| Error::unsupported(format!("restoring with a pid_max of {:?}", max.trim())))?;
-    let free: Vec<Pid> = (301..max)
+    let low = (max / 2).max(301);
+    let span = u64::try_from(max - low).unwrap_or(0).max(1);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()))
+        ^ u64::from(std::process::id());
+    let start = low + (seed % span) as Pid;
+    let free: Vec<Pid> = (low..=start)
         .rev()
+        .chain((start + 1..max).rev())
         .filter(|p| !Path::new("/proc").join(p.to_string()).exists())
         .take(n)
         .collect();
@@ -1204,6 +1213,7 @@ fn free_host_pids(n: usize) -> Result<Vec<Pid>> {
     Ok(free)
 }
 
+/// Fails if `pid` is in use.
 fn check_pid_free(pid: Pid) -> Result<()> {
     let p = Path::new("/proc").join(pid.to_string());
     if p.exists() {
