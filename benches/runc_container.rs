@@ -1,7 +1,10 @@
 //! Containers' speed, side by side with CRIU 4.2: the wall time of `runc
 //! checkpoint` and `runc restore -d` (runc 1.1.5 with `--criu PATH`, its
 //! own work included) of a busybox container whose shell counts, as
-//! `tests/containers.rs` runs it. Needs root, runc and busybox-static.
+//! `tests/containers.rs` runs it; then, when podman is installed, of
+//! `podman container checkpoint` and `restore` (podman 4.3.1, `--runtime
+//! runc`, the tool as `criu` first on its PATH). Needs root, runc and
+//! busybox-static.
 //!
 //! `cargo bench --bench runc_container` (`-- ROUNDS`, 5 by default): each
 //! tool checkpoints and restores the same container ROUNDS times; the
@@ -73,16 +76,17 @@ fn bundle(dir: &Path) -> PathBuf {
     bundle
 }
 
-fn count(bundle: &Path) -> usize {
-    std::fs::read_to_string(bundle.join("rootfs/tmp/count"))
+/// The counter's numbers so far, in the root file system at `root`.
+fn count(root: &Path) -> usize {
+    std::fs::read_to_string(root.join("tmp/count"))
         .map(|s| s.lines().count())
         .unwrap_or(0)
 }
 
 /// Waits until the counter wrote more than `n` numbers.
-fn counts_past(bundle: &Path, n: usize) -> Result<(), String> {
+fn counts_past(root: &Path, n: usize) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while count(bundle) <= n {
+    while count(root) <= n {
         if Instant::now() > deadline {
             return Err(format!("the counter stopped at {n}"));
         }
@@ -91,8 +95,11 @@ fn counts_past(bundle: &Path, n: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// The medians of the checkpoints and of the restores.
+type Medians = Result<(Duration, Duration), String>;
+
 /// ROUNDS checkpoints and restores with `criu`: their medians.
-fn measure(criu: &str, rounds: usize) -> Result<(Duration, Duration), String> {
+fn measure(criu: &str, rounds: usize) -> Medians {
     let t = TempDir::new("bench-runc");
     let dir = t.path();
     let bundle = bundle(dir);
@@ -118,7 +125,8 @@ fn measure(criu: &str, rounds: usize) -> Result<(Duration, Duration), String> {
         return Err(format!("runc run: {started}"));
     }
     let result = (|| {
-        counts_past(&bundle, 2)?;
+        let root = bundle.join("rootfs");
+        counts_past(&root, 2)?;
         let (mut dumps, mut restores) = (Vec::new(), Vec::new());
         for r in 0..rounds {
             let images = dir.join(format!("images-{r}"));
@@ -129,7 +137,7 @@ fn measure(criu: &str, rounds: usize) -> Result<(Duration, Duration), String> {
                 .arg("--work-path")
                 .arg(&work)
                 .arg(&id))?);
-            let n = count(&bundle);
+            let n = count(&root);
             let restored = run(runc()
                 .args(["--criu", criu, "restore", "-d", "--image-path"])
                 .arg(&images)
@@ -143,7 +151,7 @@ fn measure(criu: &str, rounds: usize) -> Result<(Duration, Duration), String> {
                 let errors: Vec<&str> = log.lines().filter(|l| l.contains("Error")).collect();
                 format!("round {r}: {e}\n{}", errors.join("\n"))
             })?);
-            counts_past(&bundle, n + 1)?;
+            counts_past(&root, n + 1)?;
         }
         Ok((median(dumps), median(restores)))
     })();
@@ -151,21 +159,84 @@ fn measure(criu: &str, rounds: usize) -> Result<(Duration, Duration), String> {
     result
 }
 
-fn main() {
-    require_root();
-    let rounds: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(5)
-        .max(1);
-    let mut tools = vec![("rcriu", env!("CARGO_BIN_EXE_rcriu").to_owned())];
-    if let Ok(c) = std::env::var("RCRIU_BENCH_CRIU") {
-        tools.push(("criu", c));
-    }
-    println!("median of {rounds} rounds, wall time of runc checkpoint / restore -d");
+/// podman, with `criu` (a link in `bin`) first on its PATH.
+fn podman(bin: &Path) -> Command {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut c = Command::new("podman");
+    c.env("PATH", format!("{}:{path}", bin.display()));
+    c
+}
+
+/// ROUNDS `podman container checkpoint` and `restore` with `criu`:
+/// their medians.
+fn measure_podman(criu: &str, rounds: usize) -> Medians {
+    let t = TempDir::new("bench-podman");
+    let dir = t.path();
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).map_err(|e| format!("making {}: {e}", bin.display()))?;
+    std::os::unix::fs::symlink(criu, bin.join("criu")).map_err(|e| format!("linking criu: {e}"))?;
+    let image = "localhost/rcriu-bench-busybox:latest";
+    let rootfs = bundle(dir).join("rootfs");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .args(["-cf"])
+        .arg(dir.join("rootfs.tar"))
+        .arg("."))?;
+    run(podman(&bin)
+        .arg("import")
+        .arg(dir.join("rootfs.tar"))
+        .arg(image))?;
+    let name = format!("rcriu-bench-{}", std::process::id());
+    run(podman(&bin).args([
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--runtime",
+        "runc",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=4096:4096",
+        image,
+        "/bin/sh",
+        "-c",
+        COUNTER,
+    ]))?;
+    let result = (|| {
+        let upper = || -> Result<PathBuf, String> {
+            let out = podman(&bin)
+                .args([
+                    "inspect",
+                    "--format",
+                    "{{.GraphDriver.Data.UpperDir}}",
+                    &name,
+                ])
+                .output()
+                .map_err(|e| format!("podman inspect: {e}"))?;
+            Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        };
+        counts_past(&upper()?, 2)?;
+        let (mut dumps, mut restores) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            dumps.push(run(podman(&bin).args(["container", "checkpoint", &name]))?);
+            let n = count(&upper()?);
+            restores.push(run(podman(&bin).args(["container", "restore", &name]))?);
+            counts_past(&upper()?, n + 1)?;
+        }
+        Ok((median(dumps), median(restores)))
+    })();
+    let _ = run(podman(&bin).args(["rm", "-f", "-t", "0", &name]));
+    result
+}
+
+/// Prints each tool's medians, and rcriu's as a ratio of CRIU's.
+fn compare(what: &str, tools: &[(&str, String)], rounds: usize, f: fn(&str, usize) -> Medians) {
+    println!("median of {rounds} rounds, wall time of {what}");
     let mut results = Vec::new();
-    for (name, tool) in &tools {
-        match measure(tool, rounds) {
+    for (name, tool) in tools {
+        match f(tool, rounds) {
             Ok((d, r)) => {
                 println!("{name:6} checkpoint {d:>10.2?}  restore {r:>10.2?}");
                 results.push((d, r));
@@ -179,5 +250,33 @@ fn main() {
             d.as_secs_f64() / cd.as_secs_f64(),
             r.as_secs_f64() / cr.as_secs_f64()
         );
+    }
+}
+
+fn main() {
+    require_root();
+    let rounds: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    let mut tools = vec![("rcriu", env!("CARGO_BIN_EXE_rcriu").to_owned())];
+    if let Ok(c) = std::env::var("RCRIU_BENCH_CRIU") {
+        tools.push(("criu", c));
+    }
+    compare("runc checkpoint / restore -d", &tools, rounds, measure);
+    if Command::new("podman")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        compare(
+            "podman container checkpoint / restore",
+            &tools,
+            rounds,
+            measure_podman,
+        );
+    } else {
+        println!("podman is not installed: no podman figures");
     }
 }

@@ -147,24 +147,12 @@ impl Container {
 
     /// The counter's numbers so far.
     fn counts(&self) -> Vec<u64> {
-        std::fs::read_to_string(self.count_file())
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
+        parse_counts(&std::fs::read_to_string(self.count_file()).unwrap_or_default())
     }
 
     /// Waits until the counter wrote more than `n` numbers.
     fn wait_past(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.counts().len() <= n {
-            assert!(
-                Instant::now() < deadline,
-                "the counter stopped at {} numbers",
-                self.counts().len()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_counts(|| self.counts(), n);
     }
 
     fn delete(&self) {
@@ -178,6 +166,24 @@ impl Drop for Container {
     }
 }
 
+/// Waits until `counts` holds more than `n` numbers.
+fn wait_counts(counts: impl Fn() -> Vec<u64>, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while counts().len() <= n {
+        assert!(
+            Instant::now() < deadline,
+            "the counter stopped at {} numbers",
+            counts().len()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The numbers of a counter file.
+fn parse_counts(text: &str) -> Vec<u64> {
+    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
 fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
@@ -189,15 +195,32 @@ fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
-/// Whether the numbers count 1, 2, 3, ... with none missing or repeated:
-/// a counter that carried on, not one that started again.
+/// Whether the numbers count on one by one from the first, with none
+/// missing or repeated: a counter that carried on, not one that started
+/// again.
 fn carried_on(counts: &[u64]) -> Result<(), String> {
+    let first = counts.first().copied().unwrap_or(0);
     for (i, &n) in counts.iter().enumerate() {
-        if n != i as u64 + 1 {
-            return Err(format!("number {} is {n}, not {}", i + 1, i + 1));
+        if n != first + i as u64 {
+            return Err(format!("number {} is {n}, not {}", i + 1, first + i as u64));
         }
     }
     Ok(())
+}
+
+/// Whether `after` goes on from `before`: the same numbers first, then
+/// more, one by one.
+fn continued(before: &[u64], after: &[u64]) -> Result<(), String> {
+    if after.len() <= before.len() || after[..before.len()] != *before {
+        return Err(format!(
+            "{} numbers from {:?} do not go on from {} numbers from {:?}",
+            after.len(),
+            after.first(),
+            before.len(),
+            before.first()
+        ));
+    }
+    carried_on(after)
 }
 
 #[test]
@@ -297,9 +320,109 @@ fn refused(tag: &str, script: &str, what: &str) {
     carried_on(&c.counts()).unwrap();
 }
 
+/// A child counting into /tmp/kid, and the init counting only while
+/// `kill -0` (a builtin: nothing is forked) still finds the child by the
+/// pid it was forked with: a child restored under another pid makes
+/// the init write `gone N` in place of N, a gap in its numbers.
+const TWO: &str = "sh -c 'j=0; while :; do j=$((j+1)); echo $j >> /tmp/kid; \
+     read -t 0.02 x <> /tmp/tick; done' & kid=$!; \
+     i=0; while :; do i=$((i+1)); if kill -0 $kid; then echo $i >> /tmp/count; \
+     else echo gone $i >> /tmp/count; fi; read -t 0.02 x <> /tmp/tick; done";
+
+/// The host pid and the namespace pid of each child of `pid`.
+fn children_ns_pids(pid: i32) -> Vec<(i32, i32)> {
+    let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    kids.split_whitespace()
+        .map(|k| {
+            let k: i32 = k.parse().unwrap();
+            let status = std::fs::read_to_string(format!("/proc/{k}/status")).unwrap();
+            let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+            let v = nspid.split_whitespace().last().unwrap().parse().unwrap();
+            (k, v)
+        })
+        .collect()
+}
+
+/// The child's process renumbered from `from` to `to` in the images
+/// (its pstree entry and the images named by its pid).
+fn renumber_child(images: &Path, from: u32, to: u32) {
+    use rcriu_images::{ImageFile, pb};
+    let dir = rcriu_images::ImageDir::open(images).unwrap();
+    let mut tree: Vec<pb::PstreeEntry> = dir.read_all(ImageFile::Pstree).unwrap();
+    for e in &mut tree {
+        if e.pid == from {
+            e.pid = to;
+            e.threads = vec![to];
+        }
+    }
+    dir.write_all(ImageFile::Pstree, &tree).unwrap();
+    for kind in ["core", "mm", "pagemap", "fs", "ids"] {
+        let old = images.join(format!("{kind}-{from}.img"));
+        std::fs::rename(&old, images.join(format!("{kind}-{to}.img"))).unwrap();
+    }
+    std::fs::remove_file(images.join(rcriu_images::manifest::MANIFEST)).unwrap();
+}
+
 #[test]
-fn a_container_of_two_processes_is_refused_by_name_and_left_running() {
-    refused("two", "sleep 1000 &", "a pid namespace of 2 processes");
+fn runc_restores_every_process_of_the_containers_pid_namespace() {
+    need_tools();
+    let _g = common::setup();
+    let c = Container::new("two", TWO);
+    let kid_counts = || {
+        parse_counts(
+            &std::fs::read_to_string(c.bundle().join("rootfs/tmp/kid")).unwrap_or_default(),
+        )
+    };
+    c.start();
+    c.wait_past(3);
+    wait_counts(kid_counts, 3);
+    let before = children_ns_pids(c.pid());
+    assert_eq!(before.len(), 1, "{before:?}");
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    let (at_dump, kid_at_dump) = (c.counts(), kid_counts());
+    carried_on(&at_dump).unwrap();
+    carried_on(&kid_at_dump).unwrap();
+
+    let out = c.restore();
+    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+    c.wait_past(at_dump.len() + 3);
+    wait_counts(kid_counts, kid_at_dump.len() + 3);
+    // Both went on; the init still finds its child by its pid (checked
+    // from inside), which the host sees too.
+    continued(&at_dump, &c.counts()).unwrap();
+    continued(&kid_at_dump, &kid_counts()).unwrap();
+    assert!(!lost_child(&c));
+    let after = children_ns_pids(c.pid());
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0].1, before[0].1, "the child's pid in the namespace");
+    assert_ne!(after[0].0, before[0].0, "a host pid of its own");
+
+    // Negative control: restored under another pid in the namespace, the
+    // child is lost to the init, whose numbers show it.
+    let out = c.checkpoint_with(RCRIU, "images2", "work-dump2");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let n = c.counts().len();
+    let vpid = before[0].1 as u32;
+    renumber_child(&c.dir.0.join("images2"), vpid, vpid + 5);
+    let out = c.restore_with(RCRIU, "images2", "work-restore2");
+    succeeded(
+        &out,
+        "restore of the renumbered images",
+        &c.dir.0.join("work-restore2/restore.log"),
+    );
+    assert_eq!(children_ns_pids(c.pid())[0].1, before[0].1 + 5);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lost_child(&c) {
+        assert!(Instant::now() < deadline, "the init never missed its child");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(c.counts().len(), n, "the init counted on without its child");
+}
+
+/// Whether the init of [`TWO`] wrote that it lost its child.
+fn lost_child(c: &Container) -> bool {
+    std::fs::read_to_string(c.count_file()).is_ok_and(|t| t.contains("gone"))
 }
 
 #[test]
@@ -366,7 +489,8 @@ fn criu_and_rcriu_restore_each_others_container_checkpoints() {
         return;
     };
     let _g = common::setup();
-    let c = Container::new("cross", COUNTER);
+    // Two processes in its pid namespace.
+    let c = Container::new("cross", TWO);
     c.start();
     c.wait_past(3);
     // CRIU dumps, rcriu restores.
@@ -395,4 +519,284 @@ fn criu_and_rcriu_restore_each_others_container_checkpoints() {
     succeeded(&out, "CRIU's restore of rcriu's images", &log);
     c.wait_past(n + 3);
     carried_on(&c.counts()).unwrap();
+    assert!(!lost_child(&c));
+}
+
+// ---- podman ----
+
+/// The image podman runs: the static busybox alone, imported from a tar
+/// (no registry).
+const PODMAN_IMAGE: &str = "localhost/rcriu-test-busybox:latest";
+
+/// A counter starting from a random number (a container started anew
+/// counts from another), printing each number to its standard output
+/// (conmon's pipe) and appending it to /tmp/count.
+const PODMAN_COUNTER: &str = "mkfifo /tmp/tick; i=$(od -An -N4 -tu4 /dev/urandom); \
+     while :; do i=$((i+1)); echo $i >> /tmp/count; echo $i; read -t 0.02 x <> /tmp/tick; done";
+
+/// A podman container (`--runtime runc`) whose criu is rcriu: `criu`
+/// first on podman's PATH is a link to rcriu. Removed on drop.
+struct Podman {
+    dir: TempDir,
+    name: String,
+}
+
+impl Podman {
+    /// `None`, saying so, when podman is not installed.
+    fn new(tag: &str) -> Option<Podman> {
+        let found = Command::new("podman").arg("--version").output();
+        if !found.is_ok_and(|o| o.status.success()) {
+            eprintln!("podman is not installed (apt-get install -y podman): skipping");
+            return None;
+        }
+        let dir = TempDir::new(tag);
+        std::fs::create_dir(dir.0.join("bin")).unwrap();
+        std::os::unix::fs::symlink(RCRIU, dir.0.join("bin/criu")).unwrap();
+        let p = Podman {
+            dir,
+            name: format!("rcriu-pm-{tag}-{}", std::process::id()),
+        };
+        p.import_image();
+        Some(p)
+    }
+
+    /// podman, finding rcriu as `criu`.
+    fn podman(&self) -> Command {
+        let path = std::env::var("PATH").unwrap_or_default();
+        let mut c = Command::new("podman");
+        c.env(
+            "PATH",
+            format!("{}:{path}", self.dir.0.join("bin").display()),
+        );
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Imports [`PODMAN_IMAGE`] unless podman has it.
+    fn import_image(&self) {
+        let have = self
+            .podman()
+            .args(["image", "exists", PODMAN_IMAGE])
+            .status();
+        if have.is_ok_and(|s| s.success()) {
+            return;
+        }
+        let rootfs = self.dir.0.join("rootfs");
+        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+        std::fs::create_dir_all(rootfs.join("tmp")).unwrap();
+        std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
+        for tool in ["sh", "mkfifo", "od"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(tool)).unwrap();
+        }
+        let tar = self.dir.0.join("rootfs.tar");
+        run_ok(
+            Command::new("tar")
+                .arg("-C")
+                .arg(&rootfs)
+                .arg("-cf")
+                .arg(&tar)
+                .arg("."),
+        );
+        run_ok(self.podman().arg("import").arg(&tar).arg(PODMAN_IMAGE));
+    }
+
+    /// `podman run -d` of the counter.
+    fn start(&self) {
+        run_ok(self.podman().args([
+            "run",
+            "-d",
+            "--name",
+            &self.name,
+            "--runtime",
+            "runc",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=4096:4096",
+            PODMAN_IMAGE,
+            "/bin/sh",
+            "-c",
+            PODMAN_COUNTER,
+        ]));
+    }
+
+    /// `podman container ARGS... NAME`.
+    fn container(&self, args: &[&str]) -> Output {
+        self.podman()
+            .arg("container")
+            .args(args)
+            .arg(&self.name)
+            .output()
+            .unwrap()
+    }
+
+    fn inspect(&self, what: &str) -> String {
+        let out = run_ok(
+            self.podman()
+                .args(["inspect", "--format", what, &self.name]),
+        );
+        text(&out.stdout).trim().to_string()
+    }
+
+    /// Where podman keeps the container's checkpoint and criu's logs.
+    fn userdata(&self) -> PathBuf {
+        PathBuf::from(self.inspect("{{.StaticDir}}"))
+    }
+
+    /// The counter's numbers, read from the container's upper layer
+    /// (there whether the container runs or not).
+    fn counts(&self) -> Vec<u64> {
+        Podman::counts_in(&PathBuf::from(
+            self.inspect("{{.GraphDriver.Data.UpperDir}}"),
+        ))
+    }
+
+    fn counts_in(upper: &Path) -> Vec<u64> {
+        parse_counts(&std::fs::read_to_string(upper.join("tmp/count")).unwrap_or_default())
+    }
+
+    /// Waits until the counter wrote more than `n` numbers; all of them.
+    fn wait_past(&self, n: usize) -> Vec<u64> {
+        let upper = PathBuf::from(self.inspect("{{.GraphDriver.Data.UpperDir}}"));
+        wait_counts(|| Podman::counts_in(&upper), n);
+        Podman::counts_in(&upper)
+    }
+
+    /// Waits until conmon logged `n` from the counter's standard output.
+    fn wait_logged(&self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = run_ok(self.podman().args(["logs", &self.name]));
+            if parse_counts(&text(&out.stdout)).contains(&n) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "podman logs never showed {n}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self
+            .podman()
+            .args(["rm", "-f", "-t", "0", &self.name])
+            .output();
+    }
+}
+
+/// criu's statistics in podman's `--print-stats` output.
+fn criu_statistics(out: &Output) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("--print-stats: {e}: {}", text(&out.stdout)));
+    v["container_statistics"][0]["criu_statistics"].clone()
+}
+
+#[test]
+fn podman_checkpoints_and_restores_a_counter_with_rcriu_as_its_criu() {
+    let Some(p) = Podman::new("podman") else {
+        return;
+    };
+    let _g = common::setup();
+    p.start();
+    p.wait_past(3);
+    let userdata = p.userdata();
+    let out = p.container(&["checkpoint", "--keep"]);
+    succeeded(&out, "podman checkpoint", &userdata.join("dump.log"));
+    // rcriu's images (its manifest beside CRIU's), the network namespace
+    // podman made named by podman's key, not dumped.
+    let images = userdata.join("checkpoint");
+    assert!(images.join("rcriu-manifest").exists(), "not rcriu's images");
+    let dir = rcriu_images::ImageDir::open(&images).unwrap();
+    let netns = std::fs::read_dir(&images)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("netns-"))
+        .expect("a netns image");
+    let e: rcriu_images::pb::NetnsEntry = dir
+        .read_one(rcriu_images::ImageFile::parse(&netns).unwrap())
+        .unwrap();
+    assert_eq!(e.ext_key.as_deref(), Some(&b"extRootNetNS"[..]));
+    let at_dump = p.counts();
+    carried_on(&at_dump).unwrap();
+
+    let out = p.container(&["restore", "--keep"]);
+    succeeded(&out, "podman restore", &userdata.join("restore.log"));
+    let after = p.wait_past(at_dump.len() + 3);
+    continued(&at_dump, &after).unwrap();
+    // From inside: the counter's standard output is conmon's pipe again
+    // (what it printed since the restore is logged), and its network
+    // namespace is the one podman made for it.
+    p.wait_logged(after[after.len() - 1]);
+    let pid = p.inspect("{{.State.Pid}}");
+    let ns = std::fs::metadata(format!("/proc/{pid}/ns/net")).unwrap();
+    let sandbox = std::fs::metadata(p.inspect("{{.NetworkSettings.SandboxKey}}")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(ns.ino(), sandbox.ino(), "not podman's network namespace");
+
+    // Exported, removed, imported ("on another node"), with rcriu's
+    // statistics.
+    let export = p.dir.0.join("export.tar.zst");
+    let export_arg = export.to_string_lossy().into_owned();
+    let out = p.container(&["checkpoint", "--print-stats", "--export", &export_arg]);
+    succeeded(
+        &out,
+        "podman checkpoint --export",
+        &userdata.join("dump.log"),
+    );
+    let stats = criu_statistics(&out);
+    assert!(stats["frozen_time"].as_u64() > Some(0), "{stats}");
+    assert!(stats["pages_written"].as_u64() > Some(0), "{stats}");
+    let at_dump = p.counts();
+    // `rcriu show` describes the archive as checkpointctl does.
+    let shown = run_ok(Command::new(RCRIU).arg("show").arg(&export));
+    let shown = text(&shown.stdout);
+    for what in [
+        p.name.as_str(),
+        PODMAN_IMAGE,
+        "Podman",
+        "runc",
+        "process 1 (sh)",
+        "/etc/resolv.conf",
+    ] {
+        assert!(shown.contains(what), "no {what} in:\n{shown}");
+    }
+    // A cut archive is refused, naming it.
+    let cut = p.dir.0.join("cut.tar.zst");
+    std::fs::write(&cut, &std::fs::read(&export).unwrap()[..2000]).unwrap();
+    let out = Command::new(RCRIU).arg("show").arg(&cut).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("cut.tar.zst"),
+        "{}",
+        text(&out.stderr)
+    );
+    run_ok(p.podman().args(["rm", &p.name]));
+    let out = p
+        .podman()
+        .args([
+            "container",
+            "restore",
+            "--print-stats",
+            "--import",
+            &export_arg,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "podman restore --import: {}",
+        text(&out.stderr)
+    );
+    let stats = criu_statistics(&out);
+    assert!(stats["restore_time"].as_u64() > Some(0), "{stats}");
+    let after = p.wait_past(at_dump.len() + 3);
+    continued(&at_dump, &after).unwrap();
+
+    // Negative control: the same container started anew counts from
+    // another number, which the check sees.
+    run_ok(p.podman().args(["rm", "-f", "-t", "0", &p.name]));
+    p.start();
+    let fresh = p.wait_past(3);
+    assert!(continued(&at_dump, &fresh).is_err());
 }

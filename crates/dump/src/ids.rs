@@ -32,6 +32,8 @@ const NS_ORDER: [NsKind; 8] = [
 pub struct NsIds {
     known: Vec<(NsKind, u64, u32)>,
     next: u32,
+    /// How many of `known` are rcriu's own (numbered first).
+    mine: usize,
 }
 
 /// The ids of one task (or of rcriu), with the namespaces that differ from
@@ -49,6 +51,7 @@ impl NsIds {
         NsIds {
             known: Vec::new(),
             next: 1,
+            mine: 0,
         }
     }
 
@@ -79,8 +82,11 @@ impl NsIds {
             // A kind the kernel lacks is numbered all the same (as inode
             // 0), and marked absent.
             let ino = ns.get(kind);
-            let (id, new) = self.id(kind, ino.unwrap_or(0));
-            if new && !first {
+            let (id, _) = self.id(kind, ino.unwrap_or(0));
+            let of_rcriu = self.known[..self.mine]
+                .iter()
+                .any(|&(k, _, i)| k == kind && i == id);
+            if !first && !of_rcriu {
                 own_ns.push((kind, id));
             }
             let v = Some(id);
@@ -95,6 +101,9 @@ impl NsIds {
                 NsKind::Cgroup => e.cgroup_ns_id = ino.and(v),
                 _ => {}
             }
+        }
+        if first {
+            self.mine = self.known.len();
         }
         TaskIds { entry: e, own_ns }
     }
@@ -196,6 +205,10 @@ mod tests {
         assert_eq!(t.entry.vm_id, 2);
         assert_eq!(t.entry.net_ns_id, Some(2));
         assert_eq!(t.entry.time_ns_id, Some(9));
+        assert_eq!(t.own_ns, vec![(NsKind::Time, 9)]);
+        // Its child, in the same time namespace, does not share it with
+        // rcriu either.
+        let t = ids.task(3, &other);
         assert_eq!(t.own_ns, vec![(NsKind::Time, 9)]);
     }
 

@@ -281,6 +281,15 @@ impl Dump {
         self
     }
 
+    /// The network namespace of inode `inode` is the caller's (criu's
+    /// `--external net[INODE]:KEY`): a container in it has its
+    /// `netns-<id>.img` name `key`, and the restore joins the namespace
+    /// it is given for `key` (`--inherit-fd`) rather than make one.
+    pub fn ext_net(mut self, inode: u64, key: impl Into<String>) -> Dump {
+        self.namespaces.ext_nets.push((inode, key.into()));
+        self
+    }
+
     /// Leave the process stopped (SIGSTOP) after the dump (criu's `-s`,
     /// `--leave-stopped`), rather than kill it.
     pub fn leave_stopped(mut self, yes: bool) -> Dump {

@@ -243,11 +243,12 @@ pub fn collect(pid: Pid, ext: &[(String, String)]) -> Result<MntTree> {
     Ok(tree)
 }
 
-/// Saves the contents of the tmpfs mounted at `mp` in process `pid`'s
-/// mount namespace into `to` (a gzip'd tar, as CRIU writes it).
-pub fn dump_tmpfs(pid: Pid, mp: &Path, to: std::fs::File) -> Result<()> {
+/// Starts saving the contents of the tmpfs mounted at `mp` in process
+/// `pid`'s mount namespace into `to` (a gzip'd tar, as CRIU writes it);
+/// [`Tar::wait`] ends it. Several run side by side.
+pub fn dump_tmpfs(pid: Pid, mp: &Path, to: std::fs::File) -> Result<Tar> {
     let dir = Path::new(&format!("/proc/{pid}/root")).join(mp.strip_prefix("/").unwrap_or(mp));
-    let status = Command::new("tar")
+    let child = Command::new("tar")
         .args([
             "--create",
             "--gzip",
@@ -265,15 +266,39 @@ pub fn dump_tmpfs(pid: Pid, mp: &Path, to: std::fs::File) -> Result<()> {
         .stdin(Stdio::null())
         .stdout(to)
         .stderr(Stdio::inherit())
-        .status()
+        .spawn()
         .map_err(Error::file(pid, &dir))?;
-    if !status.success() {
-        return Err(Error::Inconsistent {
-            pid,
-            what: format!("tar of the tmpfs at {} failed: {status}", mp.display()),
-        });
+    Ok(Tar {
+        pid,
+        mp: mp.to_owned(),
+        child,
+    })
+}
+
+/// A tar saving a tmpfs.
+#[derive(Debug)]
+pub struct Tar {
+    pid: Pid,
+    mp: PathBuf,
+    child: std::process::Child,
+}
+
+impl Tar {
+    /// Waits for it; an error when it failed.
+    pub fn wait(mut self) -> Result<()> {
+        let (pid, mp) = (self.pid, self.mp.display().to_string());
+        let status = self
+            .child
+            .wait()
+            .map_err(Error::file(pid, format!("tar of {mp}")))?;
+        if !status.success() {
+            return Err(Error::Inconsistent {
+                pid,
+                what: format!("tar of the tmpfs at {mp} failed: {status}"),
+            });
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The file a tmpfs's contents go to.

@@ -2,14 +2,15 @@
 //! dumps them: the pid namespace whose init is the root (the images number
 //! the processes as the namespace does), the UTS and IPC namespaces
 //! ([`utsns`], [`ipcns`]), the mount namespace ([`mnt`]) and, with
-//! `--empty-ns net`, a network namespace the restore makes empty. The
+//! `--empty-ns net`, a network namespace the restore makes empty, or,
+//! named with `--external net[INODE]:KEY`, one the restore is given. The
 //! user, cgroup and time namespaces must be rcriu's.
 //!
 //! Namespaces are read from a thread of rcriu that joins them (`setns`
 //! moves only the calling thread), so rcriu itself stays where it is.
 //!
-//! Not yet: a pid namespace holding more than its init, or an init with
-//! threads; a network namespace dumped with its devices.
+//! Not yet: threads or zombies in a pid namespace of its own, nested pid
+//! namespaces; a network namespace dumped with its devices.
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -33,6 +34,8 @@ pub struct Options {
     pub empty_ns: u32,
     /// criu's `--external mnt[PATH]:KEY` (`ext_mnt`): mount point → key.
     pub ext_mounts: Vec<(String, String)>,
+    /// criu's `--external net[INODE]:KEY`: namespace inode → key.
+    pub ext_nets: Vec<(u64, String)>,
 }
 
 /// The namespaces of the tree's own, collected while it is frozen.
@@ -45,6 +48,9 @@ pub struct Container {
     pub uts: Option<pb::UtsnsEntry>,
     pub ipc: Option<pb::IpcVarEntry>,
     pub mnt: Option<mnt::MntTree>,
+    /// The key of its network namespace, when the caller named it
+    /// external (`netns-<id>.img` holds only the key).
+    pub net_ext: Option<String>,
     /// Each process's pid on the host and in its pid namespace.
     pub vpids: Vec<(Pid, Pid)>,
 }
@@ -110,11 +116,19 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
         ns,
         ..Default::default()
     };
-    if own.contains(&NsKind::Net) && o.empty_ns & CLONE_NEWNET == 0 {
-        return Err(Error::unsupported(
-            pid,
-            "a network namespace of its own (only an empty one is restored: --empty-ns net)",
-        ));
+    if own.contains(&NsKind::Net) {
+        let ino = c.ns.get(NsKind::Net);
+        c.net_ext = o
+            .ext_nets
+            .iter()
+            .find(|(i, _)| Some(*i) == ino)
+            .map(|(_, k)| k.clone());
+        if c.net_ext.is_none() && o.empty_ns & CLONE_NEWNET == 0 {
+            return Err(Error::unsupported(
+                pid,
+                "a network namespace of its own (only an empty one, --empty-ns net, or an external one, --external net[INODE]:KEY, is restored)",
+            ));
+        }
     }
     if own.contains(&NsKind::Pid) {
         let mut t = Task::open(pid).map_err(Error::proc(pid))?;
@@ -128,24 +142,35 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
                 ),
             ));
         }
-        if tree.members.len() != 1 {
-            return Err(Error::unsupported(
-                pid,
-                format!(
-                    "a pid namespace of {} processes (only its init alone is restored yet)",
-                    tree.members.len()
-                ),
-            ));
+        // Every process has its number in the namespace; the restore
+        // gives each both (clone3's set_tid at two levels), which it
+        // does not do for threads yet.
+        for m in &tree.members {
+            let Kind::Alive(s) = &m.kind else {
+                return Err(Error::unsupported(
+                    m.pid,
+                    "a zombie in a pid namespace of its own (not restored yet)",
+                ));
+            };
+            if s.threads().len() != 1 {
+                return Err(Error::unsupported(
+                    m.pid,
+                    "threads in a pid namespace of its own (not restored yet)",
+                ));
+            }
+            let status = Task::open(m.pid)
+                .and_then(|mut t| t.status())
+                .map_err(Error::proc(m.pid))?;
+            match status.ns_pid.as_slice() {
+                [_, v] => c.vpids.push((m.pid, *v)),
+                other => {
+                    return Err(Error::unsupported(
+                        m.pid,
+                        format!("a pid namespace nested in the container's (its pids {other:?})"),
+                    ));
+                }
+            }
         }
-        if let Kind::Alive(s) = &root.kind
-            && s.threads().len() != 1
-        {
-            return Err(Error::unsupported(
-                pid,
-                "threads in the init of a pid namespace (not restored yet)",
-            ));
-        }
-        c.vpids.push((pid, 1));
     }
     if own.contains(&NsKind::Uts) {
         let uts = inside(pid, &[LinkNameSpaceType::HostNameAndNISDomainName], || {
@@ -194,10 +219,12 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
 impl Container {
     /// Process `pid`'s number in the namespace.
     pub fn vpid(&self, pid: Pid) -> Pid {
-        self.vpids
-            .iter()
-            .find(|(h, _)| *h == pid)
-            .map_or(pid, |(_, v)| *v)
+        self.vpid_of(pid).unwrap_or(pid)
+    }
+
+    /// Process `pid`'s number in the namespace, if it is one of the tree.
+    pub fn vpid_of(&self, pid: Pid) -> Option<Pid> {
+        self.vpids.iter().find(|(h, _)| *h == pid).map(|(_, v)| *v)
     }
 
     /// Refuses an fd the restore cannot open again in the container yet:

@@ -623,16 +623,40 @@ fn write_namespaces(
     if let (Some(ipc), Some(id)) = (&ct.ipc, ids.ipc_ns_id) {
         out.write_one(ImageFile::IpcVar(id.into()), ipc)?;
     }
+    if let (Some(key), Some(id)) = (&ct.net_ext, ids.net_ns_id) {
+        let e = pb::NetnsEntry {
+            ext_key: Some(key.clone().into_bytes()),
+            ..Default::default()
+        };
+        out.write_one(ImageFile::Netns(id.into()), &e)?;
+    }
     if let (Some(tree), Some(id)) = (&ct.mnt, ids.mnt_ns_id) {
         out.write_all(ImageFile::Mountpoints(id.into()), &tree.entries)?;
+        // One tar per tmpfs, side by side; each waited for, even when
+        // another failed.
+        let mut tars = Vec::new();
+        let mut first = Ok(());
         for (dev, mp) in &tree.tmpfs {
             let file = mnt::tmpfs_image(*dev);
-            let f = out
-                .created(file)?
-                .create_raw(file)
-                .map_err(Error::image(pid))?;
-            mnt::dump_tmpfs(pid, mp, f)?;
+            let started = out
+                .created(file)
+                .and_then(|d| d.create_raw(file).map_err(Error::image(pid)))
+                .and_then(|f| mnt::dump_tmpfs(pid, mp, f));
+            match started {
+                Ok(t) => tars.push(t),
+                Err(e) => {
+                    first = Err(e);
+                    break;
+                }
+            }
         }
+        for t in tars {
+            let r = t.wait();
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first?;
     }
     Ok(())
 }
@@ -978,29 +1002,35 @@ fn collect_tree(
 }
 
 /// The processes numbered as their pid namespace numbers them: in the
-/// images, the root is its namespace's init.
+/// images, the root is its namespace's init. A group or session must be
+/// one of the tree's.
 fn number_in_namespace(c: &namespaces::Container, procs: &mut [Proc]) -> Result<()> {
+    if !c.own.contains(&NsKind::Pid) {
+        return Ok(());
+    }
     for p in procs {
         let host = p.pid;
-        let v = |pid: u32| c.vpid(pid as Pid) as u32;
         let e = &mut p.pstree;
-        if e.pgid != host as u32 || e.sid != host as u32 {
+        let (Some(pgid), Some(sid)) = (c.vpid_of(e.pgid as Pid), c.vpid_of(e.sid as Pid)) else {
             return Err(Error::unsupported(
                 host,
                 format!(
-                    "session {} or group {} from outside its pid namespace",
+                    "session {} or group {} led by no process of its pid namespace",
                     e.sid, e.pgid
                 ),
             ));
-        }
-        (e.pid, e.pgid, e.sid) = (v(e.pid), v(e.pgid), v(e.sid));
-        e.ppid = 0;
+        };
+        let v = |pid: u32| c.vpid(pid as Pid) as u32;
+        (e.pid, e.pgid, e.sid) = (v(e.pid), pgid as u32, sid as u32);
+        // The init's parent is outside its namespace.
+        e.ppid = if e.pid == 1 { 0 } else { v(e.ppid) };
         for t in &mut e.threads {
             *t = v(*t);
         }
         for (tid, _) in &mut p.cores {
             *tid = v(*tid);
         }
+        p.pages_from = p.pages_from.map(|f| c.vpid(f));
         p.pid = c.vpid(host);
     }
     Ok(())

@@ -76,6 +76,14 @@ fn children(pid: Pid) -> Result<Vec<Pid>> {
     Ok(out)
 }
 
+/// Whether process `pid` ended: a zombie, or gone.
+fn ended(pid: Pid) -> bool {
+    match Task::open(pid).and_then(|mut t| t.stat()) {
+        Ok(s) => matches!(s.state, Some(TaskState::Zombie | TaskState::Dead)),
+        Err(_) => true,
+    }
+}
+
 impl Tree {
     /// The tree under `root`, whose process is seized already, as are
     /// those of `seized` (the tree's processes in a frozen cgroup).
@@ -228,17 +236,37 @@ impl Tree {
         first
     }
 
-    /// Kills every process seized (the dump is complete), children first.
+    /// Kills every process seized (the dump is complete), children first,
+    /// and returns once each has ended (a zombie, or gone): a runtime
+    /// that looks for the container's init right after sees it dead.
     pub fn kill(self) -> Result<()> {
         let mut first = Ok(());
+        let mut killed = Vec::new();
+        let me = std::process::id() as Pid;
         for m in self.members.into_iter().rev() {
             if let Kind::Alive(s) = m.kind {
                 let pid = s.pid();
+                killed.push(pid);
+                let parent = Task::open(pid).and_then(|mut t| t.stat()).map(|s| s.ppid);
                 if let Err(e) = s.kill()
                     && first.is_ok()
                 {
                     first = Err(Error::compel(pid)(e));
                 }
+                // Still traced when it died (too late to detach), its end
+                // is told to rcriu first, and its parent (the init of its
+                // pid namespace, say) cannot reap it until rcriu has
+                // heard: hear it now. rcriu's own children are left to
+                // their waiter.
+                if parent.is_ok_and(|p| p != me) {
+                    let _ = rcriu_compel::sys::wait(pid, 0);
+                }
+            }
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        for pid in killed {
+            while !ended(pid) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_micros(200));
             }
         }
         first

@@ -329,7 +329,25 @@ impl Default for Options {
     }
 }
 
+/// An `--external net[INODE]:KEY`: the network namespace of that inode
+/// is the caller's; the restore joins the one given as `KEY`.
+pub fn external_net(e: &str) -> Option<(u64, &str)> {
+    let rest = e.strip_prefix("net[")?;
+    let (ino, key) = rest.split_once("]:")?;
+    let ino = ino.parse().ok()?;
+    (!key.is_empty()).then_some((ino, key))
+}
+
 impl Options {
+    /// The network namespaces named external (`net[INODE]:KEY`).
+    pub fn external_nets(&self) -> Vec<(u64, String)> {
+        self.external
+            .iter()
+            .filter_map(|e| external_net(e))
+            .map(|(i, k)| (i, k.to_string()))
+            .collect()
+    }
+
     /// The images directory: `-D`, or the current directory.
     pub fn images_dir(&self) -> PathBuf {
         self.images_dir
@@ -405,6 +423,17 @@ pub fn parse_size(s: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn external_network_namespaces() {
+        assert_eq!(
+            external_net("net[4026532451]:extRootNetNS"),
+            Some((4026532451, "extRootNetNS"))
+        );
+        for e in ["mnt[/a]:b", "net[x]:k", "net[1]:", "net[1]k"] {
+            assert_eq!(external_net(e), None, "{e}");
+        }
+    }
 
     #[test]
     fn atoi_as_c() {

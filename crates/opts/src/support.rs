@@ -147,14 +147,7 @@ pub static TABLE: &[Entry] = &[
     e("--file-validation", "", Honoured, never),
     e("-S, --restore-sibling", "rst_sibling", Honoured, never),
     e("-r, --root", "root", Honoured, never),
-    e(
-        "--inherit-fd",
-        "inherit_fd",
-        NoOp(
-            "taken where no file of the images is the key (runc names its stdio pipes, which a container with /dev/null has not); one that is is refused at restore, naming it",
-        ),
-        never,
-    ),
+    e("--inherit-fd", "inherit_fd", Honoured, never),
     e("-J, --join-ns", "join_ns", NotYet("namespaces"), |o, _| {
         !o.join_ns.is_empty()
     }),
@@ -256,8 +249,8 @@ pub static TABLE: &[Entry] = &[
     e(
         "--external",
         "external",
-        NotYet("external resources"),
-        |o, _| !o.external.is_empty(),
+        NotYet("external resources other than a network namespace (net[INODE]:KEY)"),
+        |o, _| o.external.iter().any(|e| external_net(e).is_none()),
     ),
     e(
         "--veth-pair",

@@ -604,6 +604,12 @@ pub struct Opener<'a> {
 }
 
 impl Opener<'_> {
+    /// The caller's fds that stand for pipes of the images
+    /// (`--inherit-fd fd[N]:pipe:[INODE]`).
+    pub fn inherit_pipes(&mut self, keys: &[(i32, String)]) -> Result<()> {
+        self.pipes.inherit(keys)
+    }
+
     /// Opens file `id` (first held as `fd` by process `pid`): the open
     /// file, its owner, and the session whose terminal it is.
     fn open(
@@ -901,30 +907,26 @@ pub fn lift(src: Source, min: i32) -> Result<Source> {
     }
 }
 
-/// criu's `--inherit-fd fd[N]:KEY`, as far as rcriu takes it: a key no
-/// file of the images is (runc names the pipes of its own stdio) leaves
-/// nothing to inherit; one that some file is would be replaced by the
-/// caller's fd, which is not done yet, and is refused by name.
+/// criu's `--inherit-fd fd[N]:KEY`, as far as rcriu takes it: a pipe of
+/// the images (`pipe:[INODE]`, the stdio runc and conmon give) becomes the
+/// caller's fd (see [`pipes::Pipes::inherit`]), an external network
+/// namespace's key is joined by the namespace holder, and a key no file
+/// of the images is leaves nothing to inherit; a regular file of the
+/// images named as a key is not replaced yet, and is refused by name.
 pub fn check_inherited(
     files: &BTreeMap<u32, Box<pb::FileEntry>>,
     keys: &[(i32, String)],
 ) -> Result<()> {
     for (fd, key) in keys {
-        let pipe = key
-            .strip_prefix("pipe:[")
-            .and_then(|k| k.strip_suffix(']'))
-            .and_then(|k| k.parse::<u32>().ok());
-        let matches = files.values().any(|f| match (&f.pipe, &f.reg, pipe) {
-            (Some(p), _, Some(ino)) => p.pipe_id == ino,
-            (_, Some(r), None) => r.name == key.as_bytes(),
-            _ => false,
-        });
-        if matches {
+        if files
+            .values()
+            .any(|f| f.reg.as_ref().is_some_and(|r| r.name == key.as_bytes()))
+        {
             return Err(Error::unsupported(format!(
-                "inheriting fd {fd} for {key}, which the images hold (--inherit-fd)"
+                "inheriting fd {fd} for {key}, a regular file the images hold (--inherit-fd)"
             )));
         }
-        log::info!("inherit fd {fd} for {key}: no file of the images is {key}");
+        log::info!("inherit fd {fd} for {key}");
     }
     Ok(())
 }

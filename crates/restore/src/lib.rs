@@ -139,7 +139,6 @@ pub struct Restore {
     key: Option<rcriu_images::crypt::Key>,
     namespaces: namespaces::Options,
     cg_roots: Vec<(Option<String>, String)>,
-    inherit_fds: Vec<(i32, String)>,
     hook: Option<Hooked>,
     /// `--unprivileged`: the caller whose credentials every restored
     /// thread must have.
@@ -184,7 +183,6 @@ impl Restore {
             key: None,
             namespaces: namespaces::Options::default(),
             cg_roots: Vec::new(),
-            inherit_fds: Vec::new(),
             hook: None,
             caller: None,
         }
@@ -221,10 +219,10 @@ impl Restore {
     }
 
     /// The caller's fd `fd` stands for the file `key` of the images
-    /// (criu's `--inherit-fd fd[N]:KEY`): taken where no file of the
-    /// images is `key`, refused otherwise.
+    /// (criu's `--inherit-fd fd[N]:KEY`): a pipe (`pipe:[INODE]`) or an
+    /// external network namespace's key; a regular file is refused.
     pub fn inherit_fd(mut self, fd: i32, key: impl Into<String>) -> Restore {
-        self.inherit_fds.push((fd, key.into()));
+        self.namespaces.inherit_fds.push((fd, key.into()));
         self
     }
 
@@ -353,7 +351,7 @@ impl Restore {
         }
         let root_img = &tree.procs[0];
         cgroup::check_roots(root_img, &self.cg_roots)?;
-        files::check_inherited(&root_img.files, &self.inherit_fds)?;
+        files::check_inherited(&root_img.files, &self.namespaces.inherit_fds)?;
         // A container's namespaces, made by their holder, whose root the
         // files are opened from.
         let mut holder = tree
@@ -475,6 +473,22 @@ impl Restore {
         // -- The region: the blob, every process's args and arrays, a
         // stack for every restorer, the tree's words.
         let helpers = helpers(&tree);
+        if in_pidns && !(helpers.is_empty() && sessions.is_empty()) {
+            return Err(Error::unsupported(
+                "restoring a pid namespace of its own with a group or session whose leader is gone",
+            ));
+        }
+        // In a pid namespace of its own, every process but its init gets
+        // a host pid rcriu picks, so that it knows each one's.
+        let host_pids: std::collections::BTreeMap<Pid, Pid> = if in_pidns {
+            let others: Vec<Pid> = procs.iter().skip(1).map(|p| p.plan.pid).collect();
+            others
+                .into_iter()
+                .zip(free_host_pids(procs.len() - 1)?)
+                .collect()
+        } else {
+            std::collections::BTreeMap::new()
+        };
         let children: Vec<Vec<abi::Child>> = procs
             .iter()
             .map(|p| children_of(&tree, &helpers, &sessions, p.plan.pid))
@@ -561,6 +575,7 @@ impl Restore {
         for (i, p) in procs.iter().enumerate() {
             let mut kids = children[i].clone();
             for k in &mut kids {
+                k.host_pid = host_pids.get(&k.pid).copied().unwrap_or(0);
                 match k.kind {
                     abi::CHILD_LIVE => {
                         if let Some((args, stack)) = addr_of_pid(k.pid) {
@@ -692,7 +707,17 @@ impl Restore {
         };
         // The pids on the host: the root's is the fork's (its own in a
         // pid namespace), the others' are theirs.
-        let on_host = |p: Pid| if p == pid { child_pid } else { p };
+        let on_host = |p: Pid| match host_pids.get(&p) {
+            _ if p == pid => child_pid,
+            Some(&h) => h,
+            None => p,
+        };
+        // And back, for what the tracer reports.
+        let in_images = |h: Pid| match host_pids.iter().find(|&(_, &x)| x == h) {
+            _ if h == child_pid => pid,
+            Some((&v, _)) => v,
+            None => h,
+        };
         let forking_time_us = start.elapsed().as_micros() as u64;
         // Ours no longer needed: the fork has its copies.
         for p in &mut procs {
@@ -746,6 +771,7 @@ impl Restore {
             seccomp: procs.iter().any(|p| p.plan.core.seccomp()),
         };
         let describe = |who: Pid, step: Step, index: u32| {
+            let who = in_images(who);
             let Some(p) = procs.iter().find(|p| p.plan.pid == who) else {
                 return format!("item {index}");
             };
@@ -760,7 +786,7 @@ impl Restore {
             describe_item(step, index, &items)
         };
         let on_new = |new: Pid| -> Result<()> {
-            match procs.iter().find(|p| p.plan.pid == new) {
+            match procs.iter().find(|p| p.plan.pid == in_images(new)) {
                 Some(p) => p.plan.cgroups.enter(new),
                 None => Ok(()),
             }
@@ -1194,6 +1220,38 @@ pub(crate) fn own_loginuid() -> Option<u32> {
         .trim()
         .parse()
         .ok()
+}
+
+/// `n` pids free on the host, in the upper half of the range (where the
+/// kernel's cyclic allocation comes last), down from a point that differs
+/// from one restore to the next (two restores at once seldom pick the
+/// same).
+fn free_host_pids(n: usize) -> Result<Vec<Pid>> {
+    let max = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .map_err(Error::file("reading", "/proc/sys/kernel/pid_max"))?;
+    let max: Pid = max
+        .trim()
+        .parse()
+        .map_err(|_| Error::unsupported(format!("restoring with a pid_max of {:?}", max.trim())))?;
+    let low = (max / 2).max(301);
+    let span = u64::try_from(max - low).unwrap_or(0).max(1);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()))
+        ^ u64::from(std::process::id());
+    let start = low + (seed % span) as Pid;
+    let free: Vec<Pid> = (low..=start)
+        .rev()
+        .chain((start + 1..max).rev())
+        .filter(|p| !Path::new("/proc").join(p.to_string()).exists())
+        .take(n)
+        .collect();
+    if free.len() < n {
+        return Err(Error::unsupported(format!(
+            "restoring {n} processes in a pid namespace: no {n} pids free on the host"
+        )));
+    }
+    Ok(free)
 }
 
 /// Fails if `pid` is in use.

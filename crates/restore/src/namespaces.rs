@@ -1,7 +1,8 @@
 //! A container's namespaces made again, as CRIU 4.2 dumps them: the pid
 //! namespace whose init is the root, the UTS and IPC namespaces (names
 //! and limits, [`utsns`], [`ipcns`]), the mount namespace ([`mnt`]) and
-//! an empty network namespace.
+//! an empty network namespace, or the external one the caller gives
+//! (`netns-<id>.img` naming its key, `--inherit-fd fd[N]:KEY`).
 //!
 //! They are made by a holder: a thread of rcriu that unshares them (a
 //! thread's own, rcriu stays where it is), sets them up, pivots into the
@@ -28,6 +29,9 @@ pub struct Options {
     pub root: Option<PathBuf>,
     /// criu's `--external mnt[KEY]:PATH` (`ext_mnt`): key → host path.
     pub ext_mounts: Vec<(String, String)>,
+    /// criu's `--inherit-fd fd[N]:KEY`: the caller's fds, by key (an
+    /// external network namespace is joined through its key's fd).
+    pub inherit_fds: Vec<(i32, String)>,
 }
 
 /// The namespaces the root of the images has of its own.
@@ -35,6 +39,9 @@ pub struct Options {
 pub struct Container {
     pub pid: bool,
     pub net: bool,
+    /// The key of an external network namespace (`netns-<id>.img`'s
+    /// `ext_key`), joined rather than made.
+    pub net_ext: Option<String>,
     pub uts: Option<pb::UtsnsEntry>,
     pub ipc: Option<pb::IpcVarEntry>,
     pub mnt: Option<mnt::MntTree>,
@@ -64,6 +71,13 @@ pub fn load(
         net: own(ids.net_ns_id, dumper.net_ns_id),
         ..Container::default()
     };
+    if c.net {
+        let file = ImageFile::Netns(ids.net_ns_id.unwrap_or(0).into());
+        if dir.exists(file) {
+            let e: pb::NetnsEntry = dir.read_one(file)?;
+            c.net_ext = e.ext_key.map(|k| String::from_utf8_lossy(&k).into_owned());
+        }
+    }
     if own(ids.uts_ns_id, dumper.uts_ns_id) {
         let file = ImageFile::Utsns(ids.uts_ns_id.unwrap_or(0).into());
         c.uts = Some(dir.read_one(file)?);
@@ -160,7 +174,7 @@ fn set_up(
     if c.mnt.is_some() {
         flags |= UnshareFlags::NEWNS;
     }
-    if c.net {
+    if c.net && c.net_ext.is_none() {
         flags |= UnshareFlags::NEWNET;
     }
     if c.uts.is_some() {
@@ -170,6 +184,9 @@ fn set_up(
         flags |= UnshareFlags::NEWIPC;
     }
     sys::unshare(flags).map_err(Error::host("unsharing the container's namespaces"))?;
+    if let Some(key) = &c.net_ext {
+        join_external_net(key, &o.inherit_fds)?;
+    }
     if let Some(u) = &c.uts {
         utsns::set_here(u)?;
     }
@@ -196,6 +213,26 @@ fn set_up(
     mnt::pivot(root)?;
     mnt::attach_prepared(tree, &mut prepared)?;
     Ok((Some(prepared), Some(proc)))
+}
+
+/// Joins the external network namespace the caller gives for `key`
+/// (`--inherit-fd fd[N]:KEY`).
+fn join_external_net(key: &str, inherited: &[(i32, String)]) -> Result<()> {
+    let Some((fd, _)) = inherited.iter().find(|(_, k)| k == key) else {
+        return Err(Error::unsupported(format!(
+            "restoring the external network namespace {key} without an fd for it (--inherit-fd fd[N]:{key})"
+        )));
+    };
+    let ns = sys::dup_inherited(*fd).map_err(Error::host(
+        "taking the fd of the external network namespace",
+    ))?;
+    rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&ns),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .map_err(|e| {
+        Error::host("joining the external network namespace (setns of the inherited fd)")(e.into())
+    })
 }
 
 impl Holder {

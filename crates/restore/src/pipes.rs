@@ -3,7 +3,10 @@
 //! `pipe_entry` takes the end its flags name. A second open file on the
 //! same end (the pipe reopened through /proc) is opened again through
 //! /proc. An end no fd of the dump holds is closed, as CRIU does: a pipe
-//! whose other end was outside the dump comes back with that end gone.
+//! whose other end was outside the dump comes back with that end gone,
+//! unless the caller gives an fd for it (`--inherit-fd fd[N]:pipe:[INODE]`,
+//! conmon's and runc's stdio), which then stands for every open file of
+//! that pipe.
 //!
 //! FIFOs are opened by path, with a read-write opener held meanwhile so
 //! that no open blocks, and their bytes (`fifo-data.img`) are written
@@ -104,6 +107,10 @@ pub struct Pipes {
     copies: BTreeMap<u32, [Option<OwnedFd>; 2]>,
     /// `(pipe id, end)` of those ends.
     reopened: std::collections::HashSet<(u32, usize)>,
+    /// pipe id → the caller's fd that stands for it (`--inherit-fd`).
+    inherited: BTreeMap<u32, OwnedFd>,
+    /// The pipe ids of the images.
+    ids: std::collections::HashSet<u32>,
 }
 
 /// The kernel's O_LARGEFILE on x86_64 (libc's is 0: the C library adds
@@ -122,7 +129,9 @@ impl Pipes {
     ) -> Result<Pipes> {
         let mut seen = std::collections::HashSet::new();
         let mut reopened = std::collections::HashSet::new();
+        let mut ids = std::collections::HashSet::new();
         for p in files.filter_map(|f| f.pipe.as_ref()) {
+            ids.insert(p.pipe_id);
             let end = (p.pipe_id, end_of(p.flags));
             if !seen.insert(end) || p.flags & O_LARGEFILE != 0 {
                 reopened.insert(end);
@@ -133,13 +142,48 @@ impl Pipes {
             made: BTreeMap::new(),
             copies: BTreeMap::new(),
             reopened,
+            inherited: BTreeMap::new(),
+            ids,
         })
+    }
+
+    /// Takes the caller's fds given for pipes of the images
+    /// (`--inherit-fd fd[N]:pipe:[INODE]`): every open file of such a
+    /// pipe becomes a copy of that fd, whatever end the dump held, and
+    /// nothing of the pipe's is made or refilled (its other end was the
+    /// caller's, and so are its bytes).
+    pub fn inherit(&mut self, keys: &[(i32, String)]) -> Result<()> {
+        for (fd, key) in keys {
+            let Some(ino) = key
+                .strip_prefix("pipe:[")
+                .and_then(|k| k.strip_suffix(']'))
+                .and_then(|k| k.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !self.ids.contains(&ino) {
+                continue;
+            }
+            let copy = crate::sys::dup_inherited(*fd).map_err(Error::io(format!(
+                "taking fd {fd}, given for {key} (--inherit-fd)"
+            )))?;
+            self.inherited.insert(ino, copy);
+        }
+        Ok(())
     }
 
     /// The open file of a `pipe_entry`.
     pub fn open(&mut self, e: &pb::PipeEntry) -> Result<OwnedFd> {
         let what = format!("pipe:[{}]", e.pipe_id);
         let host = |w: &'static str| Error::host(w);
+        if let Some(given) = self.inherited.get(&e.pipe_id) {
+            let fd = given
+                .try_clone()
+                .map_err(Error::io(format!("copying the fd given for {what}")))?;
+            files_sys::set_status_flags(fd.as_fd(), status_flags(e.flags))
+                .map_err(Error::io(format!("setting the flags of {what}")))?;
+            return Ok(fd);
+        }
         if !self.made.contains_key(&e.pipe_id) {
             let flags = rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK;
             let (rd, wr) = rustix::pipe::pipe_with(flags)

@@ -32,15 +32,17 @@ pub struct Shared<'a> {
 
 impl<'a> Shared<'a> {
     pub fn new(root: &'a Images, tree: &[Images], r: &Restore) -> Result<Shared<'a>> {
+        let mut opener = files::Opener::new(
+            root,
+            tree,
+            r.validation,
+            r.shell_job,
+            r.file_locks,
+            r.sockets,
+        )?;
+        opener.inherit_pipes(&r.namespaces.inherit_fds)?;
         Ok(Shared {
-            opener: files::Opener::new(
-                root,
-                tree,
-                r.validation,
-                r.shell_job,
-                r.file_locks,
-                r.sockets,
-            )?,
+            opener,
             inodes: memfd::Inodes::load(root)?,
             rt: vdso::Runtime::read()?,
             last_cap: crate::read_last_cap()?,

@@ -120,6 +120,17 @@ pub fn dup_to_free(fd: BorrowedFd<'_>, to: i32) -> io::Result<Option<OwnedFd>> {
     Ok(Some(unsafe { OwnedFd::from_raw_fd(to) }))
 }
 
+/// A copy, close-on-exec, of the caller's descriptor number `fd` (an
+/// `--inherit-fd`, which rcriu does not own): `EBADF` when it is not open.
+pub fn dup_inherited(fd: i32) -> io::Result<OwnedFd> {
+    // SAFETY: a plain fcntl on a number, which need not be open; the copy
+    // is a fresh descriptor.
+    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    check(r.into())?;
+    // SAFETY: `r` is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
 /// `clock_gettime(clock)` as (seconds, nanoseconds).
 pub fn clock_gettime(clock: libc::clockid_t) -> io::Result<(i64, i64)> {
     let mut ts = libc::timespec {

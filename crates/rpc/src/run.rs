@@ -154,6 +154,9 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
     if let Some(me) = crate::require_privilege(o, Command::Dump)? {
         d = d.unprivileged(me);
     }
+    for (inode, key) in o.external_nets() {
+        d = d.ext_net(inode, key);
+    }
     let stats = d.run()?;
     log::info!("Dumping finished successfully");
     if o.display_stats {

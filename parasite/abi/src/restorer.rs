@@ -129,7 +129,10 @@ pub struct Child {
     /// A session helper's members: the children right after it in its
     /// parent's array.
     pub nr_members: u32,
-    pub _pad: u32,
+    /// Its pid on the host when it is forked into a pid namespace the
+    /// restore made (clone3 then sets both, the namespace's first); 0
+    /// outside one.
+    pub host_pid: i32,
 }
 
 /// [`Child::kind`]: a process of the tree, into its own restorer.
@@ -901,6 +904,7 @@ const _: () = {
     assert!(size_of::<Args>() == 4040);
     assert!(offset_of!(Args, fdt_pending).is_multiple_of(4));
     assert!(size_of::<Child>() == 72);
+    assert!(offset_of!(Child, host_pid) == 68);
     assert!(size_of::<TreeShared>() == 16);
     assert!(size_of::<LateOpen>() == 24);
     assert!(size_of::<TakeLock>() == 32);

@@ -87,14 +87,15 @@ fn waitid(pid: i32, options: u64) -> Result<(), i64> {
 /// helper to be. Returns the kernel's answer (the pid, or a negative
 /// errno).
 fn fork(c: &Child) -> i64 {
-    let set_tid: [i32; 1] = [c.pid];
+    // The innermost namespace's pid first, then the host's.
+    let set_tid: [i32; 2] = [c.pid, c.host_pid];
     let ca = CloneArgs {
         flags: c.clone_flags,
         exit_signal: c.exit_signal as u64,
         stack: c.stack_top - 16,
         stack_size: 16,
         set_tid: addr(&set_tid),
-        set_tid_size: 1,
+        set_tid_size: if c.host_pid != 0 { 2 } else { 1 },
         ..CloneArgs::default()
     };
     let (entry, arg): (u64, u64) = match c.kind {

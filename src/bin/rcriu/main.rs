@@ -4,6 +4,7 @@
 //! Installed or linked under the name `criu` it is criu's command alone;
 //! under its own name it also has crit's `decode`, `encode` and `show`.
 
+mod archive;
 mod decode;
 mod encode;
 mod show;

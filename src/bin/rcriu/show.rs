@@ -1,5 +1,6 @@
-//! `rcriu show`: one image as crit's `show` prints it, or a summary of a
-//! whole dump directory.
+//! `rcriu show`: one image as crit's `show` prints it, a summary of a
+//! whole dump directory, or a container checkpoint archive described
+//! ([`crate::archive`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -13,16 +14,19 @@ use rcriu::images::{self, ImageDir, ImageFile};
 #[derive(Debug, clap::Parser)]
 #[command(
     name = "rcriu show",
-    about = "Show an image (as crit show) or summarise a dump directory"
+    about = "Show an image (as crit show), summarise a dump directory or describe a container checkpoint archive"
 )]
 pub struct Args {
-    /// An image file, or a directory of images.
+    /// An image file, a directory of images, or a container checkpoint
+    /// archive (podman's `checkpoint --export`, CRI-O's).
     pub path: PathBuf,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.path.is_dir() {
         print!("{}", summary(&args.path)?);
+    } else if crate::archive::is_archive(&args.path) {
+        print!("{}", crate::archive::describe(&args.path)?);
     } else {
         let value = super::decode::decode_from(Some(&args.path), true)?;
         println!("{}", images::json::to_text(&value, true));
@@ -30,7 +34,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn size(bytes: u64) -> String {
+pub fn size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
     let mut unit = 0;
