@@ -605,3 +605,12 @@ fn twelve_hundred_unix_sockets_carry_on() {
     let e = cycle("manysk", &["unix", "1200"], Some(flip)).unwrap_err();
     assert!(!e.is_empty());
 }
+
+/// A queue larger than a new socket's buffers (1 MiB in a stream whose
+/// writer had raised its SO_SNDBUF) is restored whole: the buffers grow
+/// when the socket cannot take more, and come back to what they were.
+#[test]
+fn a_queue_larger_than_a_new_sockets_buffers_carries_on() {
+    let _g = setup();
+    cycle("manysk", &["unix", "4", "big"], None).unwrap();
+}

@@ -1,9 +1,11 @@
 /*
  * manysk: a process with many sockets, for the sockets benchmark.
  *
- *   manysk OUTFILE unix N
+ *   manysk OUTFILE unix N [big]
  *     N unix sockets from N/2 stream socketpairs (fds from 10 on), 16
- *     bytes waiting in one end of each
+ *     bytes waiting in one end of each; with "big", 1 MiB more after the
+ *     first pair's 16 bytes (its writer's SO_SNDBUF raised to hold it:
+ *     more than a new socket takes)
  *   manysk OUTFILE tcp N PORT FIFO
  *     a listener on 127.0.0.1:PORT (fd 10); once FIFO is opened for
  *     writing (by the clients' side, outside), N connections accepted
@@ -32,6 +34,7 @@ static volatile sig_atomic_t stop;
 static void on_usr1(int sig) { (void)sig; stop = 1; }
 
 static char msg[256];
+static char blob[1 << 20], back[1 << 20];
 
 static int verdict(const char *path, const char *m)
 {
@@ -74,6 +77,7 @@ int main(int argc, char **argv)
 		return 2;
 	int n = atoi(argv[3]);
 	int tcp = !strcmp(argv[2], "tcp");
+	int big = !tcp && argc > 4 && !strcmp(argv[4], "big");
 	struct rlimit rl;
 	getrlimit(RLIMIT_NOFILE, &rl);
 	rl.rlim_cur = rl.rlim_max;
@@ -115,6 +119,23 @@ int main(int argc, char **argv)
 			    place(sv[1], 11 + 2 * i) < 0 || write(11 + 2 * i, data, 16) != 16)
 				return 4;
 		}
+		if (big) {
+			int sz = 4 << 20;
+			for (size_t i = 0; i < sizeof(blob); i++)
+				blob[i] = (char)(i * 7 + 3);
+			if (setsockopt(11, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz)) ||
+			    fcntl(11, F_SETFL, O_NONBLOCK))
+				return 4;
+			size_t done = 0;
+			while (done < sizeof(blob)) {
+				ssize_t w = write(11, blob + done, sizeof(blob) - done);
+				if (w <= 0)
+					return 4;
+				done += w;
+			}
+			if (fcntl(11, F_SETFL, 0))
+				return 4;
+		}
 	}
 	printf("ready\n");
 	fflush(stdout);
@@ -132,6 +153,10 @@ int main(int argc, char **argv)
 		int fd = tcp ? 11 + i : 10 + 2 * i;
 		if (read_all(fd, b, 16) || memcmp(b, data, 16)) {
 			snprintf(msg, sizeof(msg), "FAIL: socket %d: %s\n", fd, strerror(errno));
+			return verdict(argv[1], msg);
+		}
+		if (big && i == 0 && (read_all(fd, back, sizeof(back)) || memcmp(back, blob, sizeof(back)))) {
+			snprintf(msg, sizeof(msg), "FAIL: the 1 MiB queued in socket %d\n", fd);
 			return verdict(argv[1], msg);
 		}
 		if (tcp && write(fd, b, 16) != 16) {

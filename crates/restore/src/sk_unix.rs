@@ -412,23 +412,39 @@ impl Made {
                     ));
                 }
             };
-            sockets::prepare(sender)?;
-            sockets::prepare(own(id)?)?;
-            dirty.insert(id);
-            if let Some(p) = self.pair_of(e) {
-                dirty.insert(p);
-            }
+            // A queue goes in as the sockets are while it fits; when one
+            // cannot take more without waiting, their buffers are grown
+            // (CRIU grows them for every queue: for ten thousand small
+            // queues, forty thousand calls, then as many to undo them).
+            let mut grown = false;
             for p in packets {
                 let files = p
                     .rights
                     .iter()
                     .map(|&r| get(r))
                     .collect::<Result<Vec<_>>>()?;
-                send_all(sender, &p.data, &files, e.r#type as i32).map_err(Error::io(format!(
-                    "queueing {} bytes in {}",
-                    p.data.len(),
-                    describe(e)
-                )))?;
+                let mut done = 0;
+                loop {
+                    match send_all(sender, &p.data, &files, e.r#type as i32, &mut done) {
+                        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock && !grown => {
+                            sockets::prepare(sender)?;
+                            sockets::prepare(own(id)?)?;
+                            dirty.insert(id);
+                            if let Some(p) = self.pair_of(e) {
+                                dirty.insert(p);
+                            }
+                            grown = true;
+                        }
+                        r => {
+                            r.map_err(Error::io(format!(
+                                "queueing {} bytes in {}",
+                                p.data.len(),
+                                describe(e)
+                            )))?;
+                            break;
+                        }
+                    }
+                }
             }
         }
         // The writers of the queues go: a stream whose peer was gone sees
@@ -487,13 +503,14 @@ fn send_all(
     data: &[u8],
     fds: &[BorrowedFd<'_>],
     kind: i32,
+    done: &mut usize,
 ) -> std::io::Result<()> {
-    let mut done = 0;
-    let mut rights = fds;
     loop {
-        let n = sk_sys::send(fd, &data[done..], rights)?;
-        rights = &[];
-        done += n;
+        // The fds go with the first byte.
+        let rights = if *done == 0 { fds } else { &[] };
+        let n = sk_sys::send(fd, &data[*done..], rights)?;
+        *done += n;
+        let done = *done;
         if done == data.len() {
             return Ok(());
         }
