@@ -188,22 +188,9 @@ fn measure_podman(criu: &str, rounds: usize) -> Medians {
         .arg(dir.join("rootfs.tar"))
         .arg(image))?;
     let name = format!("rcriu-bench-{}", std::process::id());
-    run(podman(&bin).args([
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--runtime",
-        "runc",
-        "--ulimit",
-        "nofile=1024:1024",
-        "--ulimit",
-        "nproc=4096:4096",
-        image,
-        "/bin/sh",
-        "-c",
-        COUNTER,
-    ]))?;
+    run(podman(&bin)
+        .args(rcriu_test_support::PODMAN_RUN)
+        .args(["--name", &name, image, "/bin/sh", "-c", COUNTER]))?;
     let result = (|| {
         let upper = || -> Result<PathBuf, String> {
             let out = podman(&bin)

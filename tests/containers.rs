@@ -602,17 +602,9 @@ impl Podman {
 
     /// `podman run -d` of the counter.
     fn start(&self) {
-        run_ok(self.podman().args([
-            "run",
-            "-d",
+        run_ok(self.podman().args(rcriu_test_support::PODMAN_RUN).args([
             "--name",
             &self.name,
-            "--runtime",
-            "runc",
-            "--ulimit",
-            "nofile=1024:1024",
-            "--ulimit",
-            "nproc=4096:4096",
             PODMAN_IMAGE,
             "/bin/sh",
             "-c",

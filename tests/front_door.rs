@@ -338,22 +338,11 @@ fn podmans_version_check_passes_with_rcriu_as_criu() {
             .arg(&tarball)
             .arg(&c.image),
     );
-    run_ok(Command::new("podman").args([
-        "run",
-        "-d",
-        "--runtime",
-        "runc",
-        "--ulimit",
-        "nofile=1024:1024",
-        "--ulimit",
-        "nproc=4096:4096",
-        "--name",
-        &c.name,
-        &c.image,
-        "/compute",
-        "/tmp/out",
-        "sleep",
-    ]));
+    run_ok(
+        Command::new("podman")
+            .args(rcriu_test_support::PODMAN_RUN)
+            .args(["--name", &c.name, &c.image, "/compute", "/tmp/out", "sleep"]),
+    );
     // rcriu first on PATH, under the name criu.
     let bin = t.path().join("bin");
     std::fs::create_dir(&bin).unwrap();

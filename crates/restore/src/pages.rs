@@ -80,52 +80,36 @@ impl PagePlan {
         let mut own = PagePlan::default();
         let mut cow = PagePlan::default();
         let mut covered: Vec<(u64, u64)> = Vec::new();
-        for (mut addr, len, mut off) in pieces {
-            let end = addr + len;
-            while addr < end {
-                // The inherited area holding `addr`, or the next one.
-                let i = inherited.partition_point(|&(_, e)| e <= addr);
-                let (cut, into) = match inherited.get(i) {
-                    Some(&(s, e)) if s <= addr => (e.min(end), true),
-                    Some(&(s, _)) => (s.min(end), false),
-                    None => (end, false),
-                };
-                let n = cut - addr;
+        for (addr, len, off) in pieces {
+            by_area(inherited, addr, addr + len, |at, cut, into| {
+                let n = cut - at;
                 if into {
-                    push(&mut cow, addr, n, off);
-                    covered.push((addr, cut));
+                    push(&mut cow, at, n, off + (at - addr));
+                    covered.push((at, cut));
                 } else {
-                    push(&mut own, addr, n, off);
+                    push(&mut own, at, n, off + (at - addr));
                 }
-                addr = cut;
-                off += n;
-            }
+            });
         }
         // Pages alike with the parent's are in place where inherited.
         let mut left = Vec::new();
+        let mut kept = 0;
         for p in std::mem::take(&mut self.alike_left) {
-            let (mut addr, end) = (p.vaddr, p.vaddr + p.len);
-            while addr < end {
-                let i = inherited.partition_point(|&(_, e)| e <= addr);
-                let (cut, into) = match inherited.get(i) {
-                    Some(&(s, e)) if s <= addr => (e.min(end), true),
-                    Some(&(s, _)) => (s.min(end), false),
-                    None => (end, false),
-                };
+            by_area(inherited, p.vaddr, p.vaddr + p.len, |at, cut, into| {
                 if into {
-                    covered.push((addr, cut));
-                    self.alike_inherited += (cut - addr) / rcriu_images::pages::PAGE_SIZE;
+                    covered.push((at, cut));
+                    kept += (cut - at) / rcriu_images::pages::PAGE_SIZE;
                 } else {
                     left.push(Piece {
-                        vaddr: addr,
-                        len: cut - addr,
+                        vaddr: at,
+                        len: cut - at,
                         level: p.level,
-                        off: p.off + (addr - p.vaddr),
+                        off: p.off + (at - p.vaddr),
                     });
                 }
-                addr = cut;
-            }
+            });
         }
+        self.alike_inherited += kept;
         self.alike_left = left;
         covered.sort_unstable();
         self.drops = holes(inherited, &covered);
@@ -181,6 +165,23 @@ impl PagePlan {
             at += p.len;
         }
         Ok(Some(OwnedFd::from(out)))
+    }
+}
+
+/// Cuts `[start, end)` at the edges of `areas` (sorted, apart): `f(at,
+/// cut, inside)` for each piece, in order, `inside` when an area holds it.
+fn by_area(areas: &[(u64, u64)], start: u64, end: u64, mut f: impl FnMut(u64, u64, bool)) {
+    let mut at = start;
+    while at < end {
+        // The area holding `at`, or the next one.
+        let i = areas.partition_point(|&(_, e)| e <= at);
+        let (cut, inside) = match areas.get(i) {
+            Some(&(s, e)) if s <= at => (e.min(end), true),
+            Some(&(s, _)) => (s.min(end), false),
+            None => (end, false),
+        };
+        f(at, cut, inside);
+        at = cut;
     }
 }
 

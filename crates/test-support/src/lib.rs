@@ -21,6 +21,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
+/// `podman run -d` as this machine needs it: with runc, and the limits
+/// podman's defaults exceed here.
+pub const PODMAN_RUN: &[&str] = &[
+    "run",
+    "-d",
+    "--runtime",
+    "runc",
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=4096:4096",
+];
+
 /// Fails the test unless it runs as root: the suite needs ptrace, clone3
 /// with set_tid, namespaces. It fails rather than skips: a skipped test
 /// proves nothing.
