@@ -1213,7 +1213,9 @@ fn collect(
     }
     let creds = &infos[0].creds;
     let numbers: Vec<i32> = fd_list.iter().map(|f| f.fd).collect();
+    let t_fds = Instant::now();
     let copies = parasite.fds(&numbers).map_err(ce(pid))?;
+    let t_copied = Instant::now();
     let mut open = Vec::with_capacity(copies.len());
     for ((fd, fdinfo), copy) in fd_list.iter().zip(fd_infos).zip(copies) {
         let file = File::from(copy);
@@ -1230,7 +1232,9 @@ fn collect(
         }
         open.push(f);
     }
+    let t_opened = Instant::now();
     crate::sockets::prefetch_opts(pid, &mut open);
+    let t_opts = Instant::now();
 
     // -- Files: mapped, open, exe, cwd, root.
     let table = &mut sh.files;
@@ -1252,6 +1256,15 @@ fn collect(
             fdinfo.push(files::fdinfo_entry(f, id));
         }
     }
+    log::debug!(
+        "fds of {pid}: {} copied in {:?}, examined in {:?}, socket options read in {:?}, \
+         collected in {:?}",
+        numbers.len(),
+        t_copied - t_fds,
+        t_opened - t_copied,
+        t_opts - t_opened,
+        t_opts.elapsed()
+    );
     let exe_id = special(pid, table, &format!("/proc/{pid}/exe"), "the executable")?;
     let cwd_id = special(pid, table, &format!("/proc/{pid}/cwd"), "the cwd")?;
     let root_id = special(pid, table, &format!("/proc/{pid}/root"), "the root")?;
