@@ -202,7 +202,13 @@ pub struct ImageDir {
     crypt: Option<Arc<Crypt>>,
     /// Its parent images once opened (and checked: once for all who ask).
     parent: Arc<std::sync::OnceLock<ImageDir>>,
+    /// Of the files checked and held open: the file (device, inode) and
+    /// its digest, for a parent's manifest naming the same file.
+    held: Option<Arc<Held>>,
 }
+
+/// Files checked and held open, by name: (device, inode, digest).
+type Held = std::collections::BTreeMap<String, (u64, u64, crate::manifest::Digest)>;
 
 /// The key and id of an encrypted dump and, while it is written, its
 /// files: in memory (memfds: never on disk in plain text) until
@@ -274,6 +280,7 @@ impl ImageDir {
             verified: None,
             crypt: None,
             parent: Arc::default(),
+            held: None,
         })
     }
 
@@ -294,6 +301,18 @@ impl ImageDir {
     /// for images that are not encrypted, or a manifest or file the key
     /// does not authenticate are refused by name.
     pub fn open_checked_with(path: impl Into<PathBuf>, key: Option<Key>) -> Result<Self> {
+        Self::open_checked_knowing(path, key, None)
+    }
+
+    /// As [`open_checked_with`](Self::open_checked_with); a file that
+    /// `known` (a dump checked already) holds, the same file with the same
+    /// digest in both manifests, is not hashed again (the pages image of
+    /// a parent process linked into `parent/`, see [`kept`](Self::kept)).
+    fn open_checked_knowing(
+        path: impl Into<PathBuf>,
+        key: Option<Key>,
+        known: Option<&ImageDir>,
+    ) -> Result<Self> {
         let mut d = Self::open(path)?;
         let m = crate::manifest::Manifest::read(&d)?;
         let shown = d.path.display();
@@ -344,7 +363,12 @@ impl ImageDir {
             (Some(m), None) => m,
         };
         let mut fds = std::collections::BTreeMap::new();
+        let mut held = std::collections::BTreeMap::new();
         let mut kept = 0;
+        let same_file = |f: &File| {
+            use std::os::unix::fs::MetadataExt;
+            f.metadata().ok().map(|m| (m.dev(), m.ino()))
+        };
         for (name, want) in m.files() {
             let path = d.path.join(name);
             let f = match open_regular(Some(&d.fd), Path::new(name), &path, true) {
@@ -357,6 +381,15 @@ impl ImageDir {
                 r => r?,
             };
             let keep = KEEP_FILE.min(KEEP_ALL - kept);
+            let id = same_file(&f);
+            if d.crypt.is_none()
+                && let (Some((dev, ino)), Some(k)) = (id, known.and_then(|k| k.held.as_ref()))
+                && k.get(name) == Some(&(dev, ino, *want))
+            {
+                held.insert(name.to_owned(), (dev, ino, *want));
+                fds.insert(name.to_owned(), Checked::Open(OwnedFd::from(f)));
+                continue;
+            }
             // An encrypted file's digest comes as it is decrypted.
             let (have, bytes, plain) = match &d.crypt {
                 Some(c) => {
@@ -399,7 +432,12 @@ impl ImageDir {
                     kept += b.len();
                     Checked::Bytes(b)
                 }
-                (None, None) => Checked::Open(OwnedFd::from(f)),
+                (None, None) => {
+                    if let Some((dev, ino)) = id {
+                        held.insert(name.to_owned(), (dev, ino, have));
+                    }
+                    Checked::Open(OwnedFd::from(f))
+                }
             };
             fds.insert(name.to_owned(), checked);
         }
@@ -414,6 +452,7 @@ impl ImageDir {
             }
         );
         d.verified = Some(Arc::new(fds));
+        d.held = Some(Arc::new(held));
         Ok(d)
     }
 
@@ -768,7 +807,7 @@ impl ImageDir {
         }
         let path = self.path.join(PARENT_LINK);
         let d = if self.verified.is_some() {
-            Self::open_checked(path)?
+            Self::open_checked_knowing(path, None, Some(self))?
         } else {
             Self::open(path)?
         };
