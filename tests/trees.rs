@@ -699,3 +699,58 @@ fn criu_restores_a_tree_whose_shared_pages_are_kept_once() {
         w.verdict().unwrap();
     }
 }
+
+/// The images kept in `parent/` are checked against their own manifest
+/// before anything starts: a child's pagemap there changed, or the
+/// parent's pages image replaced by another file, is refused by name and
+/// leaves nothing; untouched, the same images restore.
+#[test]
+fn pages_kept_with_the_parents_are_checked_too() {
+    let _g = setup();
+    let mut w = start("cow", &["3", "8", "64"]);
+    let kids = rcriu_test_support::tree_pids(w.pid);
+    let images = TempDir::new("cow-kept");
+    Dump::new(w.pid).images_dir(images.path()).run().unwrap();
+    w.reap();
+    let dir = ImageDir::open(images.path()).unwrap();
+    tree_gone(&dir);
+    let kept = images.path().join("parent");
+    let pagemap = kept.join(format!("pagemap-{}.img", kids[1]));
+    let pages: Vec<std::path::PathBuf> = std::fs::read_dir(&kept)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("pages-")
+        })
+        .collect();
+    assert_eq!(pages.len(), 1, "the root's pages, linked");
+    let original = std::fs::read(&pagemap).unwrap();
+    let mut bad = original.clone();
+    *bad.last_mut().unwrap() ^= 1;
+    std::fs::write(&pagemap, &bad).unwrap();
+    let e = Restore::new(images.path()).detach(true).run().unwrap_err();
+    assert!(
+        e.to_string().contains(&format!("pagemap-{}.img", kids[1])),
+        "{e}"
+    );
+    assert!(!std::path::Path::new(&format!("/proc/{}", w.pid)).exists());
+    std::fs::write(&pagemap, &original).unwrap();
+    // The same bytes, but another file than the one the dump's manifest
+    // checked: hashed, and found alike.
+    let copy = std::fs::read(&pages[0]).unwrap();
+    std::fs::remove_file(&pages[0]).unwrap();
+    std::fs::write(&pages[0], &copy).unwrap();
+    let mut flipped = copy.clone();
+    flipped[100] ^= 1;
+    std::fs::remove_file(&pages[0]).unwrap();
+    std::fs::write(&pages[0], &flipped).unwrap();
+    let e = Restore::new(images.path()).detach(true).run().unwrap_err();
+    let name = pages[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(e.to_string().contains(&name), "{e}");
+    std::fs::write(&pages[0], &copy).unwrap();
+    Restore::new(images.path()).detach(true).run().unwrap();
+    w.verdict().unwrap();
+}
