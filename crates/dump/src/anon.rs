@@ -72,6 +72,7 @@ impl Kind {
 pub fn check(pid: Pid, fd: i32, name: &str, fdinfo: &FdInfo) -> Result<()> {
     match Kind::of_name(name.as_bytes()) {
         Some(Kind::Timerfd) => timerfd::check(pid, fd, fdinfo),
+        Some(Kind::IoUring) => io_uring::check(pid, fd),
         Some(_) => Ok(()),
         None => Err(Error::unsupported(
             pid,

@@ -35,9 +35,9 @@ use rcriu_proc::{IoUringInfo, Pid, Task, VmaPath};
 use crate::files::OpenFd;
 use crate::{Error, Result, sys};
 
-/// The most no-op requests a restore submits to bring the counters back
-/// (about three seconds of them): a ring further on is refused.
-pub const MAX_NOPS: u32 = 1 << 24;
+/// The most batches of no-op requests (one SQ's worth each) a restore
+/// submits to bring the counters back: a ring further on is refused.
+pub const MAX_BATCHES: u32 = 1 << 16;
 
 fn refuse(pid: Pid, fd: i32, what: impl std::fmt::Display) -> Error {
     Error::unsupported(pid, format!("fd {fd}: an io_uring instance {what}"))
@@ -90,12 +90,6 @@ fn check_idle(pid: Pid, fd: i32, i: &IoUringInfo) -> Result<()> {
     if i.napi {
         return refuse("with NAPI busy polling".to_owned());
     }
-    if i.sq_head > MAX_NOPS {
-        return refuse(format!(
-            "whose queues have gone round {} times (the restore brings back at most {MAX_NOPS})",
-            i.sq_head
-        ));
-    }
     let pow2 = |m: u32| m.checked_add(1).is_some_and(u32::is_power_of_two);
     if !pow2(i.sq_mask) || !pow2(i.cq_mask) {
         return Err(Error::Inconsistent {
@@ -103,7 +97,61 @@ fn check_idle(pid: Pid, fd: i32, i: &IoUringInfo) -> Result<()> {
             what: format!("fd {fd}: io_uring masks {:#x}, {:#x}", i.sq_mask, i.cq_mask),
         });
     }
+    if i.sq_head.div_ceil(i.sq_mask + 1) > MAX_BATCHES {
+        return refuse(format!(
+            "whose queue has gone round {} times (the restore brings back at most {MAX_BATCHES})",
+            i.sq_head / (i.sq_mask + 1)
+        ));
+    }
     Ok(())
+}
+
+/// Refuses, from /proc alone (before the process is infected), the ring
+/// open as fd `fd` of process `pid` unless it is idle.
+pub fn check(pid: Pid, fd: i32) -> Result<()> {
+    let i = Task::open(pid)
+        .and_then(|mut t| t.io_uring_fdinfo(fd))
+        .map_err(Error::proc(pid))?;
+    check_idle(pid, fd, &i)
+}
+
+/// Refuses a ring whose regions the process does not map whole, once
+/// each (the restore maps them on memory of its own, where the process
+/// had them).
+fn check_mapped(pid: Pid, f: &OpenFd, p: &Params) -> Result<()> {
+    let page = |n: usize| (n as u64).next_multiple_of(4096);
+    let maps = Task::open(pid)
+        .and_then(|mut t| t.maps())
+        .map_err(Error::proc(pid))?;
+    let (mut rings, mut sqes) = (false, false);
+    for v in maps.iter().filter(|v| is_ring_area(v, f.info.ino)) {
+        let (whole, seen) = match v.offset {
+            uring::OFF_SQES => (page(p.sqes_len()), &mut sqes),
+            _ => (page(p.rings_len()), &mut rings),
+        };
+        if v.len() > whole {
+            return Err(refuse(
+                pid,
+                f.fd,
+                format!("mapped beyond its regions at {:#x}", v.start),
+            ));
+        }
+        *seen |= v.len() == whole;
+    }
+    if !rings || !sqes {
+        return Err(refuse(
+            pid,
+            f.fd,
+            "whose regions the process does not map whole",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `v` maps the ring of inode `ino`.
+fn is_ring_area(v: &rcriu_proc::Vma, ino: u64) -> bool {
+    v.inode == ino
+        && matches!(&v.path, VmaPath::File { path, .. } if path.as_os_str().as_bytes() == b"anon_inode:[io_uring]")
 }
 
 /// The offsets the kernel gives a ring of these sizes and flags (from a
@@ -244,11 +292,9 @@ fn sqe_size_by_mapping(pid: Pid, f: &OpenFd, sq: u32) -> Result<u32> {
     let maps = Task::open(pid)
         .and_then(|mut t| t.maps())
         .map_err(Error::proc(pid))?;
-    let mapped = maps.iter().find(|v| {
-        v.inode == f.info.ino
-            && v.offset == uring::OFF_SQES
-            && matches!(&v.path, VmaPath::File { path, .. } if path.as_os_str().as_bytes() == b"anon_inode:[io_uring]")
-    });
+    let mapped = maps
+        .iter()
+        .find(|v| is_ring_area(v, f.info.ino) && v.offset == uring::OFF_SQES);
     match mapped {
         Some(v) if small != big => Ok(if v.len() >= big {
             uring::SETUP_SQE128
@@ -319,6 +365,7 @@ pub fn entry(pid: Pid, id: u32, f: &OpenFd, fown: pb::FownEntry) -> Result<pb::R
     let setup_flags = setup_flags(pid, f, &i)?;
     let (sq, cq) = (i.sq_mask + 1, i.cq_mask + 1);
     let p = layout(pid, sq, cq, setup_flags & !uring::SETUP_R_DISABLED)?;
+    check_mapped(pid, f, &p)?;
     let read = |off: u64, len: usize| -> Result<Vec<u8>> {
         let map = LocalMap::map_readonly(f.file.as_fd(), off, len.next_multiple_of(4096))
             .map_err(Error::sys("mapping an io_uring's rings", pid))?;

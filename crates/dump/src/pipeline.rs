@@ -1186,6 +1186,14 @@ fn collect(
             fdinfo.push(memfd::fdinfo_entry(files::fdinfo_entry(f, id)));
         } else {
             let id = table.fd(f)?;
+            if f.kind() == files::FdKind::Anon(crate::anon::Kind::IoUring)
+                && !table.rings.insert(id)
+            {
+                return Err(Error::unsupported(
+                    pid,
+                    format!("fd {}: an io_uring instance held by more than one fd", f.fd),
+                ));
+            }
             fdinfo.push(files::fdinfo_entry(f, id));
         }
     }
