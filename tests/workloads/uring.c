@@ -271,8 +271,17 @@ static const char *check(const char *mode)
 	if (fdinfo(now, sizeof(now)))
 		return "FAIL: reading fdinfo\n";
 	if (strcmp(now, before_info)) {
-		snprintf(msg, sizeof(msg), "FAIL: fdinfo was\n%.200s\nnow\n%.200s\n", before_info,
-			 now);
+		/* The first line that differs. */
+		const char *a = before_info, *b = now;
+		while (*a && *a == *b) {
+			const char *ea = strchr(a, '\n'), *eb = strchr(b, '\n');
+			if (!ea || !eb || ea - a != eb - b || strncmp(a, b, ea - a))
+				break;
+			a = ea + 1;
+			b = eb + 1;
+		}
+		snprintf(msg, sizeof(msg), "FAIL: fdinfo line %.*s now %.*s\n",
+			 (int)strcspn(a, "\n"), a, (int)strcspn(b, "\n"), b);
 		return msg;
 	}
 	if (!strcmp(mode, "inflight")) {
