@@ -208,12 +208,21 @@ fn setup_flags(pid: Pid, f: &OpenFd, i: &IoUringInfo) -> Result<u32> {
     // The whole region as the largest layout would have it; only the
     // counters are touched until the layout is known.
     let len = plain.rings_len() + cq as usize * 16 + 64;
-    let map = LocalMap::map(
+    let map = match LocalMap::map(
         f.file.as_fd(),
         uring::OFF_SQ_RING,
         len.next_multiple_of(4096),
-    )
-    .map_err(Error::sys("mapping an io_uring's rings", pid))?;
+    ) {
+        Ok(m) => m,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            return Err(refuse(
+                pid,
+                fd,
+                "made without mappings (IORING_SETUP_NO_MMAP: on the process's memory, as rcriu restores rings)",
+            ));
+        }
+        Err(e) => return Err(Error::sys("mapping an io_uring's rings", pid)(e)),
+    };
     let cqes = nudged(
         &map,
         plain.cq_off.head,

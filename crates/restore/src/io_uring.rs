@@ -118,6 +118,27 @@ pub struct RingMem {
     pub sqes_at: Option<u64>,
 }
 
+/// A memfd for the regions of ring `e`, its copy added to `files`.
+fn memory(e: &pb::RcriuIoUringEntry, files: &mut Vec<crate::files::Source>) -> Result<RingMem> {
+    let what = || format!("the memory of io_uring {:#x}", e.id);
+    let name = format!("rcriu-io_uring-{:x}", e.id);
+    let memfd: OwnedFd = rustix::fs::memfd_create(name.as_str(), rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(|err| Error::io(format!("making {}", what()))(err.into()))?;
+    rustix::fs::ftruncate(&memfd, pages(e.rings.len()) + pages(e.sqes.len()))
+        .map_err(|err| Error::io(format!("sizing {}", what()))(err.into()))?;
+    let copy = memfd
+        .try_clone()
+        .map_err(Error::io(format!("holding {}", what())))?;
+    files.push(crate::files::Source::new(copy));
+    Ok(RingMem {
+        id: e.id,
+        memfd,
+        file: files.len() - 1,
+        rings_at: None,
+        sqes_at: None,
+    })
+}
+
 /// The memfds of the rings a process maps, by file id.
 #[derive(Debug, Default)]
 pub struct Mappings {
@@ -136,37 +157,10 @@ impl Mappings {
         check(e)?;
         let rings_len = pages(e.rings.len());
         let sqes_len = pages(e.sqes.len());
-        if !self.rings.contains_key(&e.id) {
-            let name = format!("rcriu-io_uring-{:x}", e.id);
-            let memfd: OwnedFd =
-                rustix::fs::memfd_create(name.as_str(), rustix::fs::MemfdFlags::CLOEXEC).map_err(
-                    |err| {
-                        Error::io(format!("making the memory of io_uring {:#x}", e.id))(err.into())
-                    },
-                )?;
-            rustix::fs::ftruncate(&memfd, rings_len + sqes_len).map_err(|err| {
-                Error::io(format!("sizing the memory of io_uring {:#x}", e.id))(err.into())
-            })?;
-            let copy = memfd.try_clone().map_err(Error::io(format!(
-                "holding the memory of io_uring {:#x}",
-                e.id
-            )))?;
-            files.push(crate::files::Source::new(copy));
-            self.rings.insert(
-                e.id,
-                RingMem {
-                    id: e.id,
-                    memfd,
-                    file: files.len() - 1,
-                    rings_at: None,
-                    sqes_at: None,
-                },
-            );
-        }
-        let r = self
-            .rings
-            .get_mut(&e.id)
-            .expect("the ring's memory was just made");
+        let r = match self.rings.entry(e.id) {
+            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => v.insert(memory(e, files)?),
+        };
         let len = v.end - v.start;
         let (at, part) = match v.pgoff {
             uring::OFF_SQ_RING | uring::OFF_CQ_RING => (0, rings_len),
