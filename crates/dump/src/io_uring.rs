@@ -9,7 +9,8 @@
 //! on rcriu's copy of the fd, while the process is frozen:
 //! - `io_uring_enter` with nothing to submit fails with EBADFD on a ring
 //!   still disabled (`R_DISABLED`) and with EEXIST on a single-issuer one
-//!   (refused: the restore would make rcriu its issuer);
+//!   (refused: the no-op requests that bring its counters back are
+//!   rcriu's, which such a ring refuses);
 //! - fdinfo lists the entries between a head and a tail. With the CQ head
 //!   one back, it shows one CQE, with `extra1`/`extra2` when CQEs are 32
 //!   bytes (`CQE32`); with the SQ tail one ahead, one SQE, with `e0`...
