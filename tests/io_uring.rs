@@ -1,7 +1,7 @@
 //! io_uring instances end to end, rcriu's own (CRIU 4.2 dumps no process
 //! holding one). The `uring` workload holds an idle ring (a registered
 //! file, two registered buffers, 74 requests done through it before the
-//! dump) in each of its layouts; it is dumped, killed and restored (and
+//! dump) in each of its layouts, of a single issuer too; it is dumped, killed and restored (and
 //! dumped with --leave-running), then checks the counters in the ring's
 //! memory and in fdinfo and submits a fixed read (registered file into
 //! registered buffer) and a plain read, whose completions and bytes it
@@ -114,7 +114,7 @@ fn ring_cycle(mode: &str, tweak: Option<Tweak>) -> Result<(), String> {
 #[test]
 fn an_idle_ring_carries_on() {
     let _g = setup();
-    for mode in ["", "big", "noarray", "disabled"] {
+    for mode in ["", "big", "noarray", "disabled", "single", "defer"] {
         ring_cycle(mode, None).unwrap_or_else(|e| panic!("mode {mode:?}: {e}"));
     }
     common::leave_running("uring", &[]);
@@ -129,6 +129,7 @@ fn the_images_say_what_the_ring_held() {
         ("big", 0x8 | 1 << 10 | 1 << 11, 8, 32),
         ("noarray", 0x8 | 1 << 16, 64, 256),
         ("disabled", 0x8 | 1 << 6, 8, 32),
+        ("defer", 0x8 | 1 << 12 | 1 << 13, 8, 32),
     ];
     for (mode, flags, sq, cq) in cases {
         let args: &[&str] = if mode.is_empty() { &[] } else { &[mode] };
@@ -226,7 +227,7 @@ fn a_ring_of_another_layout_is_refused() {
 }
 
 /// A ring with a request in flight, one with a submission thread, one of
-/// a single issuer: each refused by name, the process left running as it
+/// a single issuer in a process of two threads: each refused by name, the process left running as it
 /// was (its verdict: its ring still works).
 #[test]
 fn rings_rcriu_cannot_bring_back_are_refused_by_name() {
@@ -237,7 +238,10 @@ fn rings_rcriu_cannot_bring_back_are_refused_by_name() {
             "with requests in flight (75 submitted, 74 completed)",
         ),
         ("sqpoll", "io_uring kernel thread"),
-        ("single", "of a single issuer (SINGLE_ISSUER)"),
+        (
+            "single_mt",
+            "of a single issuer (SINGLE_ISSUER) in a process of 2 threads",
+        ),
     ];
     for (mode, want) in cases {
         let w = start("uring", &[mode]);

@@ -20,7 +20,9 @@
  * stays so until the check enables it; no reads before), "inflight" (a
  * read of an empty pipe, fds 12/13, is in flight: the dump must refuse
  * it; the check writes the pipe and reaps it), "sqpoll" (a submission
- * thread: refused), "single" (SINGLE_ISSUER: refused), "far" (50000
+ * thread: refused), "single" (SINGLE_ISSUER), "defer" (SINGLE_ISSUER and
+ * DEFER_TASKRUN), "single_mt" (SINGLE_ISSUER in a process with a second
+ * thread: refused), "far" (50000
  * rounds before the dump: the counters at 100074), "noring" (no ring at
  * all, the same process otherwise: the benches' baseline).
  *
@@ -40,11 +42,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #ifndef IORING_SETUP_NO_SQARRAY
 #define IORING_SETUP_NO_SQARRAY (1U << 16)
+#endif
+#ifndef IORING_SETUP_DEFER_TASKRUN
+#define IORING_SETUP_DEFER_TASKRUN (1U << 13)
 #endif
 #ifndef IORING_REGISTER_ENABLE_RINGS
 #define IORING_REGISTER_ENABLE_RINGS 12
@@ -260,6 +266,14 @@ static int fdinfo(char *out, size_t len)
 
 static int inflight_pipe[2];
 
+static void *idle(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
 static const char *check(const char *mode)
 {
 	if (!strcmp(mode, "noring"))
@@ -342,8 +356,10 @@ int main(int argc, char **argv)
 		flags = IORING_SETUP_R_DISABLED;
 	else if (!strcmp(mode, "sqpoll"))
 		flags = IORING_SETUP_SQPOLL;
-	else if (!strcmp(mode, "single"))
+	else if (!strcmp(mode, "single") || !strcmp(mode, "single_mt"))
 		flags = IORING_SETUP_SINGLE_ISSUER;
+	else if (!strcmp(mode, "defer"))
+		flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
 	int noring = !strcmp(mode, "noring");
 	if (!noring && setup_ring(entries, flags))
 		return 4;
@@ -365,6 +381,11 @@ int main(int argc, char **argv)
 				return 6;
 			}
 		}
+	if (!strcmp(mode, "single_mt")) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, idle, NULL))
+			return 7;
+	}
 	if (!strcmp(mode, "inflight")) {
 		if (pipe(inflight_pipe) || dup2(inflight_pipe[0], 12) != 12 ||
 		    dup2(inflight_pipe[1], 13) != 13)

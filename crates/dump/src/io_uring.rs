@@ -9,8 +9,10 @@
 //! on rcriu's copy of the fd, while the process is frozen:
 //! - `io_uring_enter` with nothing to submit fails with EBADFD on a ring
 //!   still disabled (`R_DISABLED`) and with EEXIST on a single-issuer one
-//!   (refused: the no-op requests that bring its counters back are
-//!   rcriu's, which such a ring refuses);
+//!   (`SINGLE_ISSUER`, taken in a process of one thread only: its issuer
+//!   is then the leader, where the restore makes it), which with nothing
+//!   to wait for fails so again when its task work is deferred
+//!   (`DEFER_TASKRUN`);
 //! - fdinfo lists the entries between a head and a tail. With the CQ head
 //!   one back, it shows one CQE, with `extra1`/`extra2` when CQEs are 32
 //!   bytes (`CQE32`); with the SQ tail one ahead, one SQE, with `e0`...
@@ -198,7 +200,29 @@ fn setup_flags(pid: Pid, f: &OpenFd, i: &IoUringInfo) -> Result<u32> {
         Ok(_) => {}
         Err(e) if e.raw_os_error() == Some(libc::EBADFD) => flags |= uring::SETUP_R_DISABLED,
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-            return Err(refuse(pid, fd, "of a single issuer (SINGLE_ISSUER)"));
+            // Its issuer is the thread that made it: the restore makes it
+            // in the process's leader, which must then be that thread.
+            let threads = Task::open(pid)
+                .and_then(|mut t| t.status())
+                .map_err(Error::proc(pid))?
+                .threads;
+            if threads != 1 {
+                return Err(refuse(
+                    pid,
+                    fd,
+                    format!(
+                        "of a single issuer (SINGLE_ISSUER) in a process of {threads} threads (which one issues cannot be told)"
+                    ),
+                ));
+            }
+            flags |= uring::SETUP_SINGLE_ISSUER;
+            match uring::enter(f.file.as_fd(), 0, 0, uring::ENTER_GETEVENTS) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    flags |= uring::SETUP_DEFER_TASKRUN
+                }
+                Err(e) => return Err(Error::sys("probing an io_uring", pid)(e)),
+            }
         }
         Err(e) => return Err(Error::sys("probing an io_uring", pid)(e)),
     }

@@ -15,15 +15,16 @@
 //!   caller's address space), with the dumped sizes and setup flags, its
 //!   fd moved to the dumped number;
 //! - its counters, which the kernel keeps and has no setter for, brought
-//!   to the dumped head by no-op requests (zeroed SQEs) rcriu submits and
-//!   reaps in batches on its copy of the fd, writing the memfd;
+//!   to the dumped head by no-op requests (zeroed SQEs) submitted and
+//!   reaped in batches, by rcriu on its copy of the fd (by the process
+//!   for a single-issuer ring), rcriu writing the memfd;
 //! - then the two regions given their dumped bytes (SQ array, flags,
 //!   CQEs, SQEs), before any instruction of the process runs;
 //! - its registered files (the process's fds of the dumped numbers) and
 //!   buffers (the process's memory) registered by syscalls in it.
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use rcriu_compel::Remote;
 use rcriu_compel::sys::uring::{self, Params};
@@ -42,6 +43,8 @@ const KNOWN_FLAGS: u32 = uring::SETUP_CQSIZE
     | uring::SETUP_R_DISABLED
     | uring::SETUP_SQE128
     | uring::SETUP_CQE32
+    | uring::SETUP_SINGLE_ISSUER
+    | uring::SETUP_DEFER_TASKRUN
     | uring::SETUP_NO_SQARRAY;
 /// `IORING_SETUP_NO_MMAP`: the rings live in memory the caller gives.
 const SETUP_NO_MMAP: u32 = 1 << 14;
@@ -307,7 +310,30 @@ pub fn make(pid: Pid, remote: &Remote<'_>, region: &Region, f: Final<'_>) -> Res
         (pages(e.rings.len()) + pages(e.sqes.len())) as usize,
     )
     .map_err(Error::io(format!("mapping the memory of {what}")))?;
-    if e.sq_head != 0 {
+    if e.sq_head != 0 && e.setup_flags & uring::SETUP_SINGLE_ISSUER != 0 {
+        // Its issuer, the process, submits them.
+        advance(&p, &mem, e.sq_head, |n| {
+            let r = remote.syscall(
+                libc::SYS_io_uring_enter,
+                [
+                    f.fd as u64,
+                    u64::from(n),
+                    u64::from(n),
+                    u64::from(uring::ENTER_GETEVENTS),
+                    0,
+                    0,
+                ],
+            );
+            match r {
+                Ok(r) if (-4095..0).contains(&r) => {
+                    Err(std::io::Error::from_raw_os_error(-r as i32))
+                }
+                Ok(r) => Ok(r as u32),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            }
+        })
+        .map_err(Error::io(format!("bringing the counters of {what} back")))?;
+    } else if e.sq_head != 0 {
         let pidfd = rustix::process::pidfd_open(
             rustix::process::Pid::from_raw(pid).expect("a restored process has a pid"),
             rustix::process::PidfdFlags::empty(),
@@ -316,8 +342,10 @@ pub fn make(pid: Pid, remote: &Remote<'_>, region: &Region, f: Final<'_>) -> Res
         let ring =
             rustix::process::pidfd_getfd(&pidfd, f.fd, rustix::process::PidfdGetfdFlags::empty())
                 .map_err(|err| Error::io(format!("taking {what}"))(err.into()))?;
-        advance(ring.as_fd(), &p, &mem, e.sq_head)
-            .map_err(Error::io(format!("bringing the counters of {what} back")))?;
+        advance(&p, &mem, e.sq_head, |n| {
+            uring::enter(ring.as_fd(), n, n, uring::ENTER_GETEVENTS)
+        })
+        .map_err(Error::io(format!("bringing the counters of {what} back")))?;
     }
     mem.write(0, &e.rings);
     mem.write(pages(e.rings.len()) as usize, &e.sqes);
@@ -367,9 +395,15 @@ pub fn make(pid: Pid, remote: &Remote<'_>, region: &Region, f: Final<'_>) -> Res
     Ok(())
 }
 
-/// Submits and reaps no-op requests (zeroed SQEs) on `ring` until its SQ
-/// head and CQ tail are at `to`; `mem` holds its regions.
-fn advance(ring: BorrowedFd<'_>, p: &Params, mem: &LocalMap, to: u32) -> std::io::Result<()> {
+/// Submits (`enter(n)`: n submitted, n waited for) and reaps no-op
+/// requests (zeroed SQEs) until the ring's SQ head and CQ tail are at
+/// `to`; `mem` holds its regions.
+fn advance(
+    p: &Params,
+    mem: &LocalMap,
+    to: u32,
+    mut enter: impl FnMut(u32) -> std::io::Result<u32>,
+) -> std::io::Result<()> {
     let at = |off: u32| off as usize;
     if p.flags & uring::SETUP_NO_SQARRAY == 0 {
         for i in 0..p.sq_entries {
@@ -380,7 +414,7 @@ fn advance(ring: BorrowedFd<'_>, p: &Params, mem: &LocalMap, to: u32) -> std::io
     while done < to {
         let n = (to - done).min(p.sq_entries);
         mem.put(at(p.sq_off.tail), &(done + n));
-        let got = uring::enter(ring, n, n, uring::ENTER_GETEVENTS)?;
+        let got = enter(n)?;
         let tail: u32 = mem.get(at(p.cq_off.tail));
         mem.put(at(p.cq_off.head), &tail);
         if got != n || tail != done + n {
