@@ -263,3 +263,25 @@ fn rings_rcriu_cannot_bring_back_are_refused_by_name() {
             .unwrap_or_else(|e| panic!("mode {mode} after a refused dump: {e}"));
     }
 }
+
+/// A ring rcriu restored is made on the process's memory, without
+/// mappings of its own: dumped again, it is refused by name, the process
+/// left running.
+#[test]
+fn a_restored_ring_dumped_again_is_refused_by_name() {
+    let _g = setup();
+    let mut w = start("uring", &[]);
+    let images = TempDir::new("uring-again");
+    Dump::new(w.pid).images_dir(images.path()).run().unwrap();
+    w.reap();
+    Restore::new(images.path()).detach(true).run().unwrap();
+    let again = TempDir::new("uring-again-2");
+    let e = Dump::new(w.pid)
+        .images_dir(again.path())
+        .leave_running(true)
+        .run()
+        .expect_err("the dump refuses it");
+    let e = chain(&e);
+    assert!(e.contains("made without mappings"), "{e}");
+    w.verdict().unwrap();
+}

@@ -239,7 +239,9 @@ fn setup_flags(pid: Pid, f: &OpenFd, i: &IoUringInfo) -> Result<u32> {
         len.next_multiple_of(4096),
     ) {
         Ok(m) => m,
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+        // Such a ring's mapping is refused (EINVAL, or ENOMEM where the
+        // kernel finds no region to place).
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOMEM)) => {
             return Err(refuse(
                 pid,
                 fd,
