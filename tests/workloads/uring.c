@@ -43,6 +43,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -400,6 +401,10 @@ int main(int argc, char **argv)
 			return 7;
 	}
 	if (!noring) {
+		/* A submission thread moves the SQ head after it submits. */
+		while (!strcmp(mode, "sqpoll") &&
+		       __atomic_load_n(r.sq_head, __ATOMIC_ACQUIRE) != *r.sq_tail)
+			sched_yield();
 		before_sq = *r.sq_head;
 		before_cq = *r.cq_head;
 		if (fdinfo(before_info, sizeof(before_info)))
