@@ -8,45 +8,13 @@
 //! the medians of both wall times are printed with `/bin/true`'s (the cost
 //! of starting any process, timed in the same run) for scale.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use rcriu_test_support::{
-    Counter, TempDir, become_subreaper, no_inherited_fds, require_root, wait_exit,
-};
-
-fn run(cmd: &mut Command) -> Duration {
-    let t = Instant::now();
-    let st = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .status()
-        .expect("running a command");
-    let d = t.elapsed();
-    assert!(st.success(), "{cmd:?} failed");
-    d
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn wait_gone(pid: i32) {
-    while Path::new(&format!("/proc/{pid}")).exists() {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+use rcriu_test_support::bench::{median, run, wait_gone};
+use rcriu_test_support::{Counter, TempDir, wait_exit};
 
 fn main() {
-    require_root();
-    no_inherited_fds();
-    become_subreaper();
-    let rounds: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(5);
+    let rounds = rcriu_test_support::bench::start(5);
     let rcriu = env!("CARGO_BIN_EXE_rcriu");
     let home = TempDir::new("bench-small");
     let mut c = Counter::start(home.path());

@@ -46,6 +46,7 @@ const SLEEPERS: &[&str] = &[
     "sk_tree",
     "tree",
     "cow",
+    "uring",
 ];
 
 /// The workloads whose inside is not probed: a thread of rseq_cs lives

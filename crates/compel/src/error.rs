@@ -30,6 +30,8 @@ pub enum Error {
     Traced { pid: Pid, tracer: Pid },
     #[error("process {pid}'s thread-group leader is dead while {threads} threads live on")]
     DeadLeader { pid: Pid, threads: u32 },
+    #[error("process {pid} has io_uring kernel thread {tid} ({comm}), which rcriu cannot dump yet")]
+    IoWorker { pid: Pid, tid: Pid, comm: String },
     #[error("process {pid} is rcriu itself or one of its ancestors")]
     SelfDump { pid: Pid },
     #[error("task {tid} runs in 32-bit mode, which is not supported")]

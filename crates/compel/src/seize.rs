@@ -523,6 +523,17 @@ fn is_kernel_thread(tid: Pid) -> bool {
         .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
 }
 
+/// `PF_IO_WORKER`, in the flags of /proc's stat.
+const PF_IO_WORKER: u32 = 0x10;
+
+/// Whether thread `tid` of `pid` is one of io_uring's (`PF_IO_WORKER`).
+fn is_io_worker(pid: Pid, tid: Pid) -> bool {
+    std::fs::read(format!("/proc/{pid}/task/{tid}/stat"))
+        .ok()
+        .and_then(|t| rcriu_proc::parse_stat(&t).ok())
+        .is_some_and(|s| s.flags & PF_IO_WORKER != 0)
+}
+
 /// Seizes and stops one thread; `None` if it exited before we could.
 fn seize_thread(pid: Pid, tid: Pid) -> Result<Option<Thread>> {
     let Some(seccomp) = attach(pid, tid)? else {
@@ -548,6 +559,17 @@ fn attach(pid: Pid, tid: Pid) -> Result<Option<u32>> {
     if st.state == Some(TaskState::Zombie) || st.state == Some(TaskState::Dead) {
         // An exited thread not yet reaped: nothing to dump.
         return Ok(None);
+    }
+    if is_io_worker(pid, tid) {
+        // An io_uring submission thread or worker (iou-sqp-*, iou-wrk-*)
+        // runs in the kernel only: it takes no ptrace stop.
+        let comm =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap_or_default();
+        return Err(Error::IoWorker {
+            pid,
+            tid,
+            comm: comm.trim().to_owned(),
+        });
     }
     let seccomp = seccomp_mode(&st);
     if let Err(e) = sys::seize(tid, options(seccomp)) {

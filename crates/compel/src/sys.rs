@@ -1,5 +1,6 @@
 //! The kernel interfaces compel needs that neither std nor rustix offers:
-//! ptrace, wait, process_vm_readv, shared mappings, SCM_RIGHTS.
+//! ptrace, wait, process_vm_readv, shared mappings, SCM_RIGHTS, and
+//! io_uring's calls ([`uring`]).
 //!
 //! # Safety
 //! This is the one module of the crate with `unsafe`. Each wrapper is safe
@@ -10,6 +11,8 @@
 //! protocol (the parasite touches the args area only while running a
 //! command; the restorer and rcriu's page helper share two words, used
 //! atomically).
+
+pub mod uring;
 
 use std::io;
 use std::mem::{MaybeUninit, size_of};
@@ -1055,6 +1058,9 @@ unsafe impl Pod for rcriu_parasite_abi::restorer::Args {}
 unsafe impl Pod for rcriu_parasite_abi::restorer::Vma {}
 // SAFETY: as above.
 unsafe impl Pod for rcriu_parasite_abi::restorer::IoVec {}
+// SAFETY: `#[repr(C)]` integers only, every bit pattern valid, no padding
+// (its layout is asserted in `uring`).
+unsafe impl Pod for uring::Params {}
 // SAFETY: as above.
 unsafe impl Pod for rcriu_parasite_abi::restorer::ReadBatch {}
 // SAFETY: as above.

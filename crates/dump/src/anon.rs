@@ -2,14 +2,17 @@
 //! rcriu dumps, each by its module ([`eventfd`](crate::eventfd),
 //! [`eventpoll`](crate::eventpoll), [`signalfd`](crate::signalfd),
 //! [`timerfd`](crate::timerfd), [`inotify`](crate::inotify),
-//! [`fanotify`](crate::fanotify), [`pidfd`](crate::pidfd)), and the refusal
+//! [`fanotify`](crate::fanotify), [`pidfd`](crate::pidfd),
+//! [`io_uring`](crate::io_uring)), and the refusal
 //! of the others by name.
 
 use rcriu_images::pb;
 use rcriu_proc::{FdInfo, Pid};
 
 use crate::files::OpenFd;
-use crate::{Error, Result, eventfd, eventpoll, fanotify, inotify, pidfd, signalfd, timerfd};
+use crate::{
+    Error, Result, eventfd, eventpoll, fanotify, inotify, io_uring, pidfd, signalfd, timerfd,
+};
 
 /// A kind of file on an anonymous inode that rcriu dumps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +24,7 @@ pub enum Kind {
     Inotify,
     Fanotify,
     Pidfd,
+    IoUring,
 }
 
 impl Kind {
@@ -44,6 +48,7 @@ impl Kind {
             b"inotify" => Kind::Inotify,
             b"fanotify" => Kind::Fanotify,
             b"pidfd" => Kind::Pidfd,
+            b"io_uring" => Kind::IoUring,
             _ => return None,
         })
     }
@@ -57,6 +62,7 @@ impl Kind {
             Kind::Inotify => pb::FdTypes::Inotify,
             Kind::Fanotify => pb::FdTypes::Fanotify,
             Kind::Pidfd => pb::FdTypes::Pidfd,
+            Kind::IoUring => pb::FdTypes::IoUring,
         }
     }
 }
@@ -66,6 +72,7 @@ impl Kind {
 pub fn check(pid: Pid, fd: i32, name: &str, fdinfo: &FdInfo) -> Result<()> {
     match Kind::of_name(name.as_bytes()) {
         Some(Kind::Timerfd) => timerfd::check(pid, fd, fdinfo),
+        Some(Kind::IoUring) => io_uring::check(pid, fd),
         Some(_) => Ok(()),
         None => Err(Error::unsupported(
             pid,
@@ -96,6 +103,7 @@ pub fn entry(
         Kind::Inotify => e.ify = Some(inotify::entry(pid, id, f, fown)?),
         Kind::Fanotify => e.ffy = Some(fanotify::entry(pid, id, f, fown)?),
         Kind::Pidfd => e.pidfd = Some(pidfd::entry(pid, id, f, fown, tree)?),
+        Kind::IoUring => e.rcriu_io_uring = Some(io_uring::entry(pid, id, f, fown)?),
     }
     Ok(e)
 }
@@ -120,7 +128,8 @@ mod tests {
             Some(Kind::Eventpoll)
         );
         assert_eq!(Kind::of_link(b"anon_inode:[timerfd]"), Some(Kind::Timerfd));
-        assert_eq!(Kind::of_link(b"anon_inode:[io_uring]"), None);
+        assert_eq!(Kind::of_link(b"anon_inode:[io_uring]"), Some(Kind::IoUring));
+        assert_eq!(Kind::of_link(b"anon_inode:[userfaultfd]"), None);
         assert_eq!(Kind::of_link(b"/tmp/anon_inode:[eventfd]"), None);
     }
 }

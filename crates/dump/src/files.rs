@@ -384,6 +384,9 @@ pub struct Files {
     pub(crate) sockets: sockets::Sockets,
     /// Files in flight, held while the dump lasts (kcmp compares them).
     held: Vec<File>,
+    /// The io_uring instances held as fds so far (each may be held by
+    /// one fd of the tree).
+    pub rings: std::collections::HashSet<u32>,
 }
 
 /// The images of the open files beside files.img: link remaps, buffered
@@ -500,6 +503,7 @@ impl Files {
             pid,
             sockets: sockets::Sockets::new(opts.sockets.clone()),
             held: Vec::new(),
+            rings: std::collections::HashSet::new(),
             opts,
             next: 1,
             cache: Vec::new(),

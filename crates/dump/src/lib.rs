@@ -78,6 +78,7 @@ pub mod ghost;
 pub mod ids;
 pub mod inotify;
 pub mod inventory;
+pub mod io_uring;
 pub mod ipcns;
 pub mod memfd;
 pub mod mm;

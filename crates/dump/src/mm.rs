@@ -9,6 +9,10 @@ use rcriu_proc::{PageCategories, Pagemap, Pid, Prot, SmapsVma, VmFlags, VmaPath}
 
 use crate::{Error, Result};
 
+/// The path maps shows for a mapping of an io_uring instance.
+const IO_URING: &[u8] = b"anon_inode:[io_uring]";
+use rcriu_compel::sys::uring::{OFF_CQ_RING, OFF_SQ_RING, OFF_SQES};
+
 /// VMA status bits (CRIU's `criu/include/image.h`).
 pub mod status {
     pub const REGULAR: u32 = 1 << 0;
@@ -66,6 +70,9 @@ pub struct Area {
     pub pages: Pages,
     /// The name of an anonymous area (`[anon:NAME]`).
     pub name: Option<Vec<u8>>,
+    /// For a mapping of an io_uring instance: the ring's inode (its
+    /// `shmid` is the ring's file id, found among the process's fds).
+    pub ring: Option<u64>,
 }
 
 impl Area {
@@ -167,6 +174,7 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
             fdflags: None,
         };
         let mut file = None;
+        let mut ring = None;
         let mut pages = Pages::Touched { lazy: false };
         match &vma.path {
             VmaPath::Vvar | VmaPath::VvarVclock => {
@@ -243,6 +251,18 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
                 entry.flags |= MAP_ANONYMOUS;
                 entry.fdflags = Some(libc::O_RDWR as u32);
             }
+            VmaPath::File { path, .. } if path.as_os_str().as_encoded_bytes() == IO_URING => {
+                // The ring's own pages: the restore maps the ring made
+                // again, whose entry holds their bytes.
+                if !vma.shared || ![OFF_SQ_RING, OFF_CQ_RING, OFF_SQES].contains(&vma.offset) {
+                    return Err(refuse(v, "a mapping of an io_uring at an unknown offset"));
+                }
+                entry.status = status::REGULAR | status::FILE_SHARED;
+                entry.pgoff = vma.offset;
+                entry.fdflags = Some(libc::O_RDWR as u32);
+                ring = Some(vma.inode);
+                pages = Pages::None;
+            }
             VmaPath::File { path, deleted } => {
                 let name = path.as_os_str().as_encoded_bytes();
                 if name.starts_with(b"/SYSV") {
@@ -305,6 +325,7 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
             file,
             pages,
             name,
+            ring,
         });
     }
     Ok(out)

@@ -1212,10 +1212,32 @@ fn collect(
         infos.push(info);
     }
     let creds = &infos[0].creds;
-    let numbers: Vec<i32> = fd_list.iter().map(|f| f.fd).collect();
+    // io_uring instances cannot travel over a unix socket: rcriu takes
+    // its copies of them with pidfd_getfd, the parasite sends the rest.
+    let is_ring =
+        |f: &&rcriu_proc::Fd| f.link.as_os_str().as_encoded_bytes() == b"anon_inode:[io_uring]";
+    let numbers: Vec<i32> = fd_list
+        .iter()
+        .filter(|f| !is_ring(f))
+        .map(|f| f.fd)
+        .collect();
     let t_fds = Instant::now();
-    let copies = parasite.fds(&numbers).map_err(ce(pid))?;
+    let mut sent = parasite.fds(&numbers).map_err(ce(pid))?.into_iter();
     let t_copied = Instant::now();
+    let mut copies = Vec::with_capacity(fd_list.len());
+    for f in &fd_list {
+        copies.push(if is_ring(&f) {
+            take_fd(pid, f.fd)?
+        } else {
+            sent.next().ok_or_else(|| Error::Inconsistent {
+                pid,
+                what: format!(
+                    "the parasite sent fewer fds than the {} asked",
+                    numbers.len()
+                ),
+            })?
+        });
+    }
     let mut open = Vec::with_capacity(copies.len());
     for ((fd, fdinfo), copy) in fd_list.iter().zip(fd_infos).zip(copies) {
         let file = File::from(copy);
@@ -1241,6 +1263,10 @@ fn collect(
     let memfds = &mut sh.memfds;
     let mut create = |f| out.created(f);
     for a in areas.iter_mut() {
+        if let Some(ino) = a.ring {
+            a.entry.shmid = u64::from(ring_file(pid, table, &open, a, ino)?);
+            continue;
+        }
         if let Some((s, e)) = a.file {
             let id = mapped_file(pid, &task, table, memfds, &mut create, a, s, e)?;
             a.entry.shmid = u64::from(id);
@@ -1253,6 +1279,14 @@ fn collect(
             fdinfo.push(memfd::fdinfo_entry(files::fdinfo_entry(f, id)));
         } else {
             let id = table.fd(f)?;
+            if f.kind() == files::FdKind::Anon(crate::anon::Kind::IoUring)
+                && !table.rings.insert(id)
+            {
+                return Err(Error::unsupported(
+                    pid,
+                    format!("fd {}: an io_uring instance held by more than one fd", f.fd),
+                ));
+            }
             fdinfo.push(files::fdinfo_entry(f, id));
         }
     }
@@ -1508,6 +1542,43 @@ fn mapped_file(
     }
     files::check_path(pid, "the mapped file", &info)?;
     table.special(&info, &file)
+}
+
+/// rcriu's copy of fd `fd` of process `pid` (`pidfd_getfd`).
+fn take_fd(pid: Pid, fd: i32) -> Result<std::os::fd::OwnedFd> {
+    let err = Error::sys("taking an io_uring instance (pidfd_getfd)", pid);
+    let pidfd = rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(pid).ok_or_else(|| Error::Inconsistent {
+            pid,
+            what: "no pid".to_owned(),
+        })?,
+        rustix::process::PidfdFlags::empty(),
+    )
+    .map_err(|e| err(e.into()))?;
+    let err = Error::sys("taking an io_uring instance (pidfd_getfd)", pid);
+    rustix::process::pidfd_getfd(&pidfd, fd, rustix::process::PidfdGetfdFlags::empty())
+        .map_err(|e| err(e.into()))
+}
+
+/// The file id of the io_uring instance (inode `ino`) that area `a`
+/// maps: one of the process's fds must hold it.
+fn ring_file(pid: Pid, table: &mut Files, open: &[OpenFd], a: &Area, ino: u64) -> Result<u32> {
+    let f = open
+        .iter()
+        .find(|f| {
+            f.info.ino == ino && f.kind() == crate::files::FdKind::Anon(crate::anon::Kind::IoUring)
+        })
+        .ok_or_else(|| {
+            Error::unsupported(
+                pid,
+                format!(
+                    "a mapping of an io_uring instance at {:#x}-{:#x} that no fd holds",
+                    a.start(),
+                    a.end()
+                ),
+            )
+        })?;
+    table.fd(f)
 }
 
 /// The file id of the exe, cwd or root, opened through their /proc link.

@@ -30,6 +30,13 @@
 //! # Ok::<(), rcriu_images::Error>(())
 //! ```
 //!
+//! rcriu's own additions to the format are fields and enum values
+//! numbered from 1000 (`rcriu_*` in `proto/`), which CRIU's readers skip
+//! or refuse, never misread: e.g. an io_uring instance is a `file_entry`
+//! of type `IO_URING` (1000) holding `rcriu_io_uring` (1000), which
+//! CRIU 4.2's restore refuses as an unknown file type;
+//! `docs/state-inventory.md` lists each.
+//!
 //! In [`pb`] and [`rpc`], fields that the schema declares `string` are
 //! `Vec<u8>`: CRIU stores names as the kernel gives them, which need not
 //! be UTF-8, and the wire form of both types is the same.

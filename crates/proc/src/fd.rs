@@ -303,6 +303,9 @@ pub fn parse_fdinfo(text: &[u8]) -> ParseResult<FdInfo> {
         }
         let (key, v) = text::key_value(line).ok_or_else(|| bad(off, "fdinfo line", line))?;
         match key {
+            // The rest is an io_uring instance's, in a form of its own
+            // (`parse_io_uring_fdinfo`).
+            b"SqMask" => break,
             b"pos" => {
                 info.pos = num(text::dec_i64, v, off, "pos")?;
                 seen_pos = true;

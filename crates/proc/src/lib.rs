@@ -12,7 +12,7 @@
 //! | `maps`, `smaps` | [`Task::maps`], [`Task::smaps`] | [`parse_maps`], [`parse_smaps`] |
 //! | `status`, `stat` | [`Task::status`], [`Task::stat`] | [`parse_status`], [`parse_stat`] |
 //! | `limits` | [`Task::limits`] | [`parse_limits`] |
-//! | `fd/`, `fdinfo/N` | [`Task::fds`], [`Task::fdinfo`] | [`FdTarget::from_link`], [`parse_fdinfo`] |
+//! | `fd/`, `fdinfo/N` | [`Task::fds`], [`Task::fdinfo`] | [`FdTarget::from_link`], [`parse_fdinfo`], [`parse_io_uring_fdinfo`] |
 //! | `map_files/` | [`Task::map_files`], [`Task::map_file_link`], [`Task::open_map_file`] | |
 //! | `cwd`, `root`, `exe` | [`Task::cwd`], [`Task::root`], [`Task::exe`] | |
 //! | `auxv`, `cmdline`, `environ`, `comm` | [`Task::auxv`], ... | [`parse_auxv`], [`split_nul`], [`parse_comm`] |
@@ -35,6 +35,7 @@
 mod cgroup;
 mod error;
 mod fd;
+mod io_uring;
 mod limits;
 mod lock;
 mod maps;
@@ -60,6 +61,7 @@ pub use fd::{
     EpollTarget, FanotifyMark, Fd, FdInfo, FdInfoKind, FdTarget, FileHandle, InotifyWatch,
     TimerfdInfo, parse_fdinfo,
 };
+pub use io_uring::{IoUringInfo, parse_io_uring_fdinfo};
 pub use limits::{Limits, RLIM_INFINITY, RLIM_NLIMITS, Rlimit, parse_limits};
 pub use lock::{FileLock, LockKind, LockState, LockType, parse_lock};
 pub use maps::{
@@ -148,6 +150,7 @@ mod robustness {
             b"ID: 1\nsignal: 14/0000000000001234\nnotify: signal/pid.5\nClockID: 1\n".to_vec(),
             b"pos:\t0\nflags:\t02\nclockid: 1\nticks: 0\nsettime flags: 01\nit_value: (1, 2)\nit_interval: (3, 4)\n".to_vec(),
             b"pos:\t0\nflags:\t02\ninotify wd:1 ino:3c4a7 sdev:fe00000 mask:300 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:a7c4030000000000\ntfd: 3 events: 19 data: 1  pos:0 ino:11 sdev:10\nfanotify ino:3c4a7 sdev:fe00000 mflags:0 mask:28 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:a7c4\nPid:\t1\nNSpid:\t1\t2\n".to_vec(),
+            b"SqMask:\t0x7\nSqHead:\t0\nSqTail:\t1\nCachedSqHead:\t0\nCqMask:\t0xf\nCqHead:\t0\nCqTail:\t0\nCachedCqTail:\t0\nSQEs:\t1\n    0: opcode:NOP, fd:0\nCQEs:\t0\nSqThread:\t-1\nUserFiles:\t1\n    0: /dev/null\nUserBufs:\t1\n    0: 0x1000/4096\nPollList:\nCqOverflowList:\nNAPI:\tdisabled\n".to_vec(),
         ])
         .collect();
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -162,6 +165,7 @@ mod robustness {
                 let _ = parse_stat(&t);
                 let _ = parse_limits(&t);
                 let _ = parse_fdinfo(&t);
+                let _ = parse_io_uring_fdinfo(&t);
                 let _ = parse_timers(&t);
                 let _ = parse_mountinfo(&t);
                 let _ = parse_cgroup(&t);

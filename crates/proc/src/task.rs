@@ -573,6 +573,14 @@ impl Task {
         self.parse(&format!("fdinfo/{fd}"), fd::parse_fdinfo)
     }
 
+    /// The fdinfo of fd `fd`, an io_uring instance.
+    pub fn io_uring_fdinfo(&mut self, fd: i32) -> Result<crate::IoUringInfo> {
+        self.parse(
+            &format!("fdinfo/{fd}"),
+            crate::io_uring::parse_io_uring_fdinfo,
+        )
+    }
+
     /// Opens the fd's file read-only through `fd/N` (a new open file
     /// description, not the task's).
     pub fn open_fd_path(&self, fd: i32) -> Result<File> {

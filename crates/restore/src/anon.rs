@@ -11,8 +11,8 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use rcriu_images::pb;
 
 use crate::{
-    Error, Result, eventfd, eventpoll, fanotify, files, files_sys, inotify, pidfd, signalfd,
-    timerfd,
+    Error, Result, eventfd, eventpoll, fanotify, files, files_sys, inotify, io_uring, pidfd,
+    signalfd, timerfd,
 };
 
 /// What makes the files on anonymous inodes of a restore.
@@ -72,7 +72,8 @@ impl Anon {
     }
 }
 
-/// Whether `entry` is of a kind of this module that the restore takes;
+/// Whether `entry` is of a kind of this module that the restore takes
+/// (io_uring instances are made at the end, [`io_uring`](crate::io_uring));
 /// refuses, without making anything, what [`Anon::open`] would refuse.
 /// `fd` is the fd of process `pid` that holds it, `fdinfo` the process's
 /// fds, `tree` the pids of the restored processes (zombies too); `first`:
@@ -111,12 +112,22 @@ pub fn check(
             pidfd::check(pid, fd, e, tree)?;
             true
         }
+        (
+            Ok(pb::FdTypes::IoUring),
+            pb::FileEntry {
+                rcriu_io_uring: Some(e),
+                ..
+            },
+        ) => {
+            io_uring::check(e)?;
+            true
+        }
         _ => false,
     })
 }
 
 /// The flags `F_SETFL` takes of an open file's flags.
-fn status_flags(flags: u32) -> i32 {
+pub(crate) fn status_flags(flags: u32) -> i32 {
     (flags as i32)
         & (libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_DIRECT | libc::O_NOATIME)
 }

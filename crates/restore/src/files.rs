@@ -192,6 +192,9 @@ pub struct FdPlan {
     pub late: Vec<Late>,
     /// The file locks the process takes itself.
     pub locks: Vec<rcriu_compel::abi::restorer::TakeLock>,
+    /// `(target fd, cloexec, file id)`: the io_uring instances made in
+    /// the process at the end ([`io_uring`](crate::io_uring)).
+    pub rings: Vec<(i32, bool, u32)>,
 }
 
 /// A file of the process's own /proc directory (`/proc/PID/...`), or a
@@ -265,6 +268,7 @@ impl<'a> Opener<'a> {
             shared: std::collections::HashSet::new(),
             reg: std::collections::HashMap::new(),
             dirs: std::collections::HashMap::new(),
+            rings: std::collections::HashSet::new(),
             proc_no: 0,
             pid: 0,
         };
@@ -314,6 +318,17 @@ impl<'a> Opener<'a> {
             let entry = img.file(e.id, &from)?;
             if entry.memfd.is_some() {
                 continue; // memfd.rs opens them
+            }
+            if entry.rcriu_io_uring.is_some() {
+                if !self.rings.insert(e.id) {
+                    return Err(Error::unsupported(format!(
+                        "restoring fd {fd} of process {}: an io_uring instance held by more than one fd",
+                        img.task.pid
+                    )));
+                }
+                let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
+                plan.rings.push((fd, cloexec, e.id));
+                continue;
             }
             if let Some(p) = pidfd::of_live(entry, img.task.pid, &self.tree) {
                 if late_ids.contains(&e.id) {
@@ -598,6 +613,8 @@ pub struct Opener<'a> {
     /// Directories opened for cwds and roots, by path: once for the tree
     /// whatever their file ids (a dump gives each process's cwd its own).
     dirs: std::collections::HashMap<PathBuf, Source>,
+    /// The io_uring instances planned (each held by one fd of the tree).
+    rings: std::collections::HashSet<u32>,
     /// The number of the process being planned, and its pid.
     proc_no: usize,
     pid: i32,

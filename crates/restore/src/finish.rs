@@ -408,6 +408,8 @@ pub struct FinalProc<'a> {
     /// while signals are blocked, which resets its action); it is set
     /// here, through a syscall in the process, before the region goes.
     pub trap_action: Option<u64>,
+    /// Its io_uring instances, made in it at the end.
+    pub rings: Vec<crate::io_uring::Final<'a>>,
 }
 
 /// The final touch, for every process of the tree while they are all
@@ -474,6 +476,9 @@ fn set_one(seized: &Seized, region: &Region, p: FinalProc<'_>) -> Result<Option<
             libc::SYS_rt_sigaction,
             [libc::SIGTRAP as u64, act, 0, 8, 0, 0],
         )?;
+    }
+    for ring in p.rings {
+        crate::io_uring::make(pid, &remote, region, ring)?;
     }
     remote.syscall_ok(
         "munmap",

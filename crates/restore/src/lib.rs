@@ -34,6 +34,7 @@ mod files_sys;
 mod finish;
 mod ghost;
 mod inotify;
+mod io_uring;
 mod ipcns;
 mod load;
 mod memfd;
@@ -836,10 +837,21 @@ impl Restore {
             }
         }
         let trap = libc::SIGTRAP as usize - 1;
+        let mut rings = Vec::with_capacity(procs.len());
+        for p in procs.iter_mut() {
+            let img: &load::Images = p.plan.img;
+            rings.push(io_uring::finals(
+                img.task.pid,
+                &p.plan.fds.rings,
+                &mut p.plan.mem.rings,
+                &img.files,
+            )?);
+        }
         let finals: Vec<finish::FinalProc<'_>> = procs
             .iter()
             .zip(&offs)
-            .map(|(p, &off)| {
+            .zip(rings)
+            .map(|((p, &off), rings)| {
                 let core = &p.plan.core;
                 finish::FinalProc {
                     pid: on_host(p.plan.pid),
@@ -871,6 +883,7 @@ impl Restore {
                                 + trap * size_of::<rcriu_compel::abi::KSigaction>())
                                 as u64
                     }),
+                    rings,
                 }
             })
             .collect();

@@ -64,6 +64,8 @@ pub struct MemPlan {
     pub guards: Vec<Range>,
     /// The names of anonymous areas: `(start, end, name)`.
     pub anon_names: Vec<(u64, u64, Vec<u8>)>,
+    /// The memory of the io_uring instances the areas map.
+    pub rings: crate::io_uring::Mappings,
 }
 
 impl MemPlan {
@@ -196,7 +198,17 @@ pub fn plan(img: &Images, memfds: &mut Inodes, opener: &mut Opener<'_>) -> Resul
             ));
         }
         check_kind(pid, v)?;
-        let fd = if st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
+        let ring = match st & VMA_FILE_SHARED {
+            0 => None,
+            _ => img.file(file_id(v, &file)?, &file)?.rcriu_io_uring.as_ref(),
+        };
+        let mut pgoff = v.pgoff;
+        let fd = if let Some(e) = ring {
+            // A ring's region: its memfd (io_uring).
+            let (at, off) = plan.rings.area(e, v, &mut plan.files)?;
+            pgoff = off;
+            at as i32
+        } else if st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
             let access = access(v);
             let idx = match opened.get(&(v.shmid, access)) {
                 Some(&i) => i,
@@ -234,7 +246,7 @@ pub fn plan(img: &Images, memfds: &mut Inodes, opener: &mut Opener<'_>) -> Resul
         plan.vmas.push(Vma {
             start: v.start,
             end: v.end,
-            pgoff: if fd >= 0 { v.pgoff } else { 0 },
+            pgoff: if fd >= 0 { pgoff } else { 0 },
             madv: v.madv.unwrap_or(0) & MADV_KEEP,
             prot: v.prot & (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u32,
             flags,
@@ -243,6 +255,7 @@ pub fn plan(img: &Images, memfds: &mut Inodes, opener: &mut Opener<'_>) -> Resul
             ..Vma::default()
         });
     }
+    plan.rings.check(pid)?;
     for n in &mm.rcriu_anon_names {
         let inside = plan
             .vmas

@@ -211,6 +211,23 @@ impl Region {
         self.start() + off as u64
     }
 
+    /// Writes `bytes` at the bottom of the restorer's stack, free once
+    /// the restorer is done, for a syscall rcriu runs in a process at the
+    /// end; their address there. At most half the stack.
+    pub fn put_scratch(&self, bytes: &[u8]) -> Option<u64> {
+        if bytes.len() > STACK_SIZE / 2 {
+            return None;
+        }
+        self.map.write(self.stack_off, bytes);
+        Some(self.addr_of(self.stack_off))
+    }
+
+    /// What a syscall left at the bottom of the restorer's stack (see
+    /// [`put_scratch`](Self::put_scratch)).
+    pub fn get_scratch<T: Pod>(&self) -> T {
+        self.get(self.stack_off)
+    }
+
     /// Zeroes `len` bytes at `off` (the tree's shared words).
     pub fn zero(&self, off: usize, len: usize) {
         self.map.write(off, &vec![0u8; len]);

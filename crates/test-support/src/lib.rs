@@ -1143,3 +1143,49 @@ pub fn kernel_names_anon_areas() -> bool {
         r == 0
     }
 }
+
+/// What the end-to-end benches share.
+pub mod bench {
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// The wall time of `cmd` (stdin and stdout null), which must succeed.
+    pub fn run(cmd: &mut Command) -> Duration {
+        let t = Instant::now();
+        let st = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .expect("running a command");
+        let d = t.elapsed();
+        assert!(st.success(), "{cmd:?} failed");
+        d
+    }
+
+    /// A bench's start: root required, no fds inherited, this process a
+    /// subreaper (restored processes are its children); the number of
+    /// rounds its command line asks for, `default` without one.
+    pub fn start(default: usize) -> usize {
+        super::require_root();
+        super::no_inherited_fds();
+        super::become_subreaper();
+        std::env::args()
+            .skip(1)
+            .find_map(|a| a.parse().ok())
+            .unwrap_or(default)
+    }
+
+    /// The median of `v` (not empty).
+    pub fn median(mut v: Vec<Duration>) -> Duration {
+        v.sort();
+        v[v.len() / 2]
+    }
+
+    /// Waits until `/proc/PID` is gone (an orphan reaped).
+    pub fn wait_gone(pid: i32) {
+        while Path::new(&format!("/proc/{pid}")).exists() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
