@@ -649,6 +649,28 @@ impl Podman {
         self.inspect("{{.NetworkSettings.IPAddress}}")
     }
 
+    /// `podman container ARGS... NAME` with `criu` (a path) as podman's
+    /// criu: a link to it first on PATH.
+    fn container_with(&self, criu: &str, args: &[&str]) -> Output {
+        let bin = self.dir.0.join(format!(
+            "bin-{}",
+            criu.trim_start_matches('/').replace('/', "-")
+        ));
+        if !bin.exists() {
+            std::fs::create_dir(&bin).unwrap();
+            std::os::unix::fs::symlink(criu, bin.join("criu")).unwrap();
+        }
+        let path = std::env::var("PATH").unwrap_or_default();
+        Command::new("podman")
+            .env("PATH", format!("{}:{path}", bin.display()))
+            .stdin(Stdio::null())
+            .arg("container")
+            .args(args)
+            .arg(&self.name)
+            .output()
+            .unwrap()
+    }
+
     /// `podman container ARGS... NAME`.
     fn container(&self, args: &[&str]) -> Output {
         self.podman()
@@ -1260,4 +1282,145 @@ fn podman_keeps_a_clients_tcp_connection_through_checkpoint_and_restore() {
     // And the server takes new ones.
     let mut again = connect_echo(&ip);
     echoed(&mut again, "a new one\n").unwrap();
+}
+
+#[test]
+fn criu_and_rcriu_restore_each_others_podman_checkpoint_of_an_open_connection() {
+    let Some(criu) = criu42() else {
+        return;
+    };
+    let Some(p) = Podman::new("podcross") else {
+        return;
+    };
+    let _g = common::setup();
+    p.start_script(ECHO);
+    let ip = p.ip();
+    let mut conn = connect_echo(&ip);
+    let userdata = p.userdata();
+    for (dumper, restorer, tag) in [
+        (criu.as_str(), RCRIU, "criu"),
+        (RCRIU, criu.as_str(), "rcriu"),
+    ] {
+        let out = p.container_with(dumper, &["checkpoint", "--keep", "--tcp-established"]);
+        succeeded(&out, "podman checkpoint", &userdata.join("dump.log"));
+        let images = userdata.join("checkpoint");
+        assert_eq!(
+            images.join("rcriu-manifest").exists(),
+            dumper == RCRIU,
+            "not {tag}'s images"
+        );
+        let out = p.container_with(restorer, &["restore", "--keep", "--tcp-established"]);
+        succeeded(&out, "podman restore", &userdata.join("restore.log"));
+        // The connection opened before both checkpoints carries on.
+        echoed(&mut conn, &format!("after the restore of {tag}'s images\n")).unwrap();
+    }
+}
+
+/// Builds workload `name` (tests/workloads) statically into the
+/// container's /bin: its root has no C library.
+fn static_workload(c: &Container, name: &str) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/workloads")
+        .join(format!("{name}.c"));
+    run_ok(
+        Command::new("gcc")
+            .args(["-static", "-O2", "-Wall", "-Werror", "-o"])
+            .arg(c.bundle().join("rootfs/bin").join(name))
+            .arg(&src),
+    );
+}
+
+/// Waits until the container's file `path` holds `what` (the workload's
+/// own words: its handshake through the container's files).
+fn wait_file(c: &Container, path: &str, what: &str) -> String {
+    let file = c.bundle().join("rootfs").join(path);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let t = std::fs::read_to_string(&file).unwrap_or_default();
+        if t.contains(what) {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never said {what:?}: {t:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The unix socket workload (tests/workloads/sk_unix.c) in a container:
+/// stream, datagram and seqpacket pairs with data and an fd in flight,
+/// a listener with connections waiting, abstract and relative names,
+/// shut-down and orphaned ends. It says `ready` in /tmp/stdout, checks
+/// every socket on SIGUSR1 and writes its verdict to /tmp/verdict.
+const SK_UNIX: &str = "cd /tmp && exec /bin/sk_unix /tmp/verdict > /tmp/stdout";
+
+/// Restores the sk_unix container from `images` (with `criu`), tells it
+/// to check and returns its verdict.
+fn sk_unix_verdict(c: &Container, criu: &str, images: &str, work: &str) -> String {
+    let out = c.restore_with(criu, images, work);
+    succeeded(&out, "restore", &c.dir.0.join(work).join("restore.log"));
+    run_ok(c.runc().args(["kill", &c.id, "USR1"]));
+    let verdict = wait_file(c, "tmp/verdict", "\n");
+    let _ = std::fs::remove_file(c.bundle().join("rootfs/tmp/verdict"));
+    verdict
+}
+
+#[test]
+fn runc_restores_the_unix_sockets_of_a_container() {
+    need_tools();
+    let _g = common::setup();
+    let c = Container::new("skunix", SK_UNIX);
+    static_workload(&c, "sk_unix");
+    c.start();
+    wait_file(&c, "tmp/stdout", "ready");
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    // Every socket names the container's network namespace.
+    let images = c.dir.0.join("images");
+    let net = net_id(&images);
+    let dir = rcriu_images::ImageDir::open(&images).unwrap();
+    let files: Vec<rcriu_images::pb::FileEntry> =
+        dir.read_all(rcriu_images::ImageFile::Files).unwrap();
+    let socks: Vec<_> = files.iter().filter_map(|f| f.usk.as_ref()).collect();
+    assert!(socks.len() > 10, "{} unix sockets", socks.len());
+    assert!(socks.iter().all(|s| s.ns_id == Some(net)));
+    assert_eq!(
+        sk_unix_verdict(&c, RCRIU, "images", "work-restore"),
+        "PASS\n"
+    );
+
+    // Negative control: the listener restored under another name fails
+    // the workload's check.
+    let c2 = Container::new("skunix2", SK_UNIX);
+    static_workload(&c2, "sk_unix");
+    c2.start();
+    wait_file(&c2, "tmp/stdout", "ready");
+    let out = c2.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c2.dir.0.join("work-dump/dump.log"));
+    rename_unix(&c2.dir.0.join("images"), b"listen.sock", b"lisxen.sock");
+    let verdict = sk_unix_verdict(&c2, RCRIU, "images", "work-restore");
+    assert!(verdict.starts_with("FAIL: fd 16's name"), "{verdict}");
+}
+
+#[test]
+fn criu_and_rcriu_restore_each_others_container_unix_sockets() {
+    need_tools();
+    let Some(criu) = criu42() else {
+        return;
+    };
+    let _g = common::setup();
+    for (dumper, restorer, tag) in [
+        (criu.as_str(), RCRIU, "criu"),
+        (RCRIU, criu.as_str(), "rcriu"),
+    ] {
+        let c = Container::new(&format!("skx{tag}"), SK_UNIX);
+        static_workload(&c, "sk_unix");
+        c.start();
+        wait_file(&c, "tmp/stdout", "ready");
+        let out = c.checkpoint_with(dumper, "images", "work-dump");
+        succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+        let verdict = sk_unix_verdict(&c, restorer, "images", "work-restore");
+        assert_eq!(verdict, "PASS\n", "the restore of {tag}'s images");
+    }
 }
