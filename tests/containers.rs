@@ -1,9 +1,13 @@
 //! Containers end to end: runc 1.1.5 (`runc --criu PATH`) checkpoints and
 //! restores a busybox container with rcriu as its criu, and the
-//! container's counter carries on from where it was.
+//! container's counter carries on from where it was; servers in the
+//! container's network namespace answer after the restore (runc's and
+//! podman's), its unix sockets check out, and a client's TCP connection
+//! to a podman container carries on through `--tcp-established`.
 //!
 //! Needs `runc` and a static busybox (`apt-get install -y runc
-//! busybox-static`); the tests fail, saying so, when they are missing.
+//! busybox-static`), `gcc` with a static C library (libc6-dev), `ip` and
+//! `nsenter`; the tests fail, saying so, when they are missing.
 
 mod common;
 
@@ -1423,4 +1427,41 @@ fn criu_and_rcriu_restore_each_others_container_unix_sockets() {
         let verdict = sk_unix_verdict(&c, restorer, "images", "work-restore");
         assert_eq!(verdict, "PASS\n", "the restore of {tag}'s images");
     }
+}
+
+#[test]
+fn a_socket_of_the_hosts_network_namespace_in_a_container_is_refused_by_name() {
+    need_tools();
+    let _g = common::setup();
+    // A connection of the host's namespace handed to the container's
+    // process as fd 3 (runc's --preserve-fds): the restore could not make
+    // it in the container's namespace.
+    let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = host.local_addr().unwrap().port();
+    let c = Container::new("hostsk", COUNTER);
+    let state = c.dir.0.join("state");
+    let run = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{port} && exec runc --root {} run -d --preserve-fds 1 \
+         --bundle {} {} </dev/null >/dev/null 2>&1",
+        state.display(),
+        c.bundle().display(),
+        c.id
+    );
+    run_ok(Command::new("bash").arg("-c").arg(&run));
+    let (_accepted, _) = host.accept().unwrap();
+    c.wait_past(2);
+    let out = c.checkpoint("work-dump");
+    assert!(!out.status.success(), "checkpointed a socket of the host");
+    let log = std::fs::read_to_string(c.dir.0.join("work-dump/dump.log")).unwrap();
+    let host_ns = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert!(log.contains("fd 3 (socket:["), "{log}");
+    let named = format!(
+        "a socket of another network namespace ({})",
+        host_ns.display()
+    );
+    assert!(log.contains(&named), "{log}");
+    // The container counts on, untouched.
+    let n = c.counts().len();
+    c.wait_past(n + 2);
+    carried_on(&c.counts()).unwrap();
 }

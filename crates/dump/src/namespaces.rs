@@ -8,6 +8,9 @@
 //!
 //! Namespaces are read from a thread of rcriu that joins them (`setns`
 //! moves only the calling thread), so rcriu itself stays where it is.
+//! The sockets of a network namespace of its own are dumped by the
+//! socket modules, which ask sock_diag there ([`Container::net_ns`],
+//! [`crate::sockets::NetNs`]).
 //!
 //! Not yet: threads or zombies in a pid namespace of its own, nested pid
 //! namespaces; a network namespace dumped with its devices.

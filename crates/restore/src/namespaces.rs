@@ -10,7 +10,10 @@
 //! namespace (`CLONE_NEWPID`), so that the root inherits the rest. rcriu
 //! opens the container's files through the holder's root
 //! (`/proc/<holder>/root`). Once the root exists, the holder mounts proc
-//! for its pid namespace, before the root is told to go.
+//! for its pid namespace, before the root is told to go. While the
+//! files are opened, rcriu's planning thread joins the holder's network
+//! namespace ([`InNet`]), so that the container's sockets are made in
+//! it.
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
