@@ -147,7 +147,24 @@ pub fn dump(
         ));
     }
     check(files, f, kind, &sk)?;
-    if files.sockets.net().is_some_and(|n| n.empty) && sk.sport != 0 {
+    let empty_ns = files.sockets.net().is_some_and(|n| n.empty);
+    let closed_on_restore = proto == libc::IPPROTO_TCP && files.sockets.opts.tcp_close;
+    if empty_ns && sk.dport != 0 && !closed_on_restore {
+        // Its `lo` comes back down (as CRIU 4.2 leaves it): connecting
+        // again, even over loopback, meets "network is unreachable".
+        return Err(Error::unsupported(
+            pid,
+            format!(
+                "{}: an {} socket connected to {} port {}, in the container's network \
+                 namespace, which the restore makes again empty with lo down (--empty-ns net)",
+                what(f),
+                sockets::family_name(family),
+                address(family, &sk.dst),
+                sk.dport
+            ),
+        ));
+    }
+    if empty_ns && sk.sport != 0 {
         let addr = address(family, &sk.src);
         if !addr.is_unspecified() && !addr.is_loopback() {
             return Err(Error::unsupported(
