@@ -953,7 +953,7 @@ fn collect_tree(
         .transpose()?
         .flatten()
     {
-        sh.files.sockets.set_net(net);
+        sh.files.sockets.set_net(pid, net)?;
     }
     let mut procs = Vec::new();
     let mut zombies = Vec::new();

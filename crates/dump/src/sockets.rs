@@ -56,8 +56,9 @@ pub struct NetNs {
     /// Its inode (`net:[INO]`).
     pub ino: u64,
     /// Whether the restore makes it anew, empty but for `lo`
-    /// (`--empty-ns net`, as runc asks): a socket bound to an address
-    /// other than a loopback or wildcard one could not be made again.
+    /// (`--empty-ns net`, as runc asks), `lo` down: a socket bound to an
+    /// address other than a loopback or wildcard one, or connected,
+    /// could not be made again.
     pub empty: bool,
 }
 
@@ -112,9 +113,14 @@ impl Sockets {
 
     /// The sockets live in a container's network namespace, `net`: the
     /// tables are asked there, and sockets of any other are refused.
-    pub fn set_net(&mut self, net: NetNs) {
-        self.tcp.set_net(net.file.try_clone().ok());
+    pub fn set_net(&mut self, pid: Pid, net: NetNs) -> Result<()> {
+        let copy = net.file.try_clone().map_err(Error::sys(
+            "keeping the container's network namespace open",
+            pid,
+        ))?;
+        self.tcp.set_net(Some(copy));
         self.net = Some(net);
+        Ok(())
     }
 
     /// The id, in the images, of the network namespace of the process

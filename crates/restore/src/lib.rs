@@ -986,9 +986,6 @@ impl Restore {
     }
 }
 
-/// The index in `procs` of the process whose restorer places the fds of
-/// process `i`'s table: the first of the ancestors it shares it with, or
-/// itself.
 /// How the dump locked the connections: the method and run id its
 /// inventory names.
 fn lock_of(img: &load::Images) -> (net_lock::Method, String) {
@@ -1007,6 +1004,9 @@ fn lock_of(img: &load::Images) -> (net_lock::Method, String) {
     (method, run_id)
 }
 
+/// The index in `procs` of the process whose restorer places the fds of
+/// process `i`'s table: the first of the ancestors it shares it with, or
+/// itself.
 fn fdt_holder(procs: &[plan::Ready<'_>], mut i: usize) -> usize {
     while procs[i].plan.img.task.fdt_of_parent {
         let ppid = procs[i].plan.img.task.pstree.ppid;
