@@ -1503,3 +1503,45 @@ fn a_loopback_connection_in_a_network_namespace_made_again_empty_is_refused_by_n
     c.wait_past(n + 2);
     carried_on(&c.counts()).unwrap();
 }
+
+#[test]
+fn runc_restores_a_netlink_socket_listening_to_the_containers_network_namespace() {
+    need_tools();
+    let _g = common::setup();
+    // A socket in rtnetlink's address group (tests/workloads/nl_watch.c,
+    // as `ip monitor address`): it hears the addresses of the namespace
+    // it was made in, the container's if the restore made it there.
+    let c = Container::new("nlwatch", &format!("/bin/nl_watch /tmp/heard & {COUNTER}"));
+    static_workload(&c, "nl_watch");
+    c.start();
+    wait_file(&c, "tmp/heard", "ready");
+    c.wait_past(2);
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    let images = c.dir.0.join("images");
+    let net = net_id(&images);
+    let dir = rcriu_images::ImageDir::open(&images).unwrap();
+    let files: Vec<rcriu_images::pb::FileEntry> =
+        dir.read_all(rcriu_images::ImageFile::Files).unwrap();
+    let nl: Vec<_> = files.iter().filter_map(|f| f.nlsk.as_ref()).collect();
+    assert_eq!(nl.len(), 1, "one netlink socket");
+    assert_eq!(nl[0].ns_id, Some(net));
+    let out = c.restore();
+    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+    let pid = c.pid();
+    // Negative control: an address given in the host's namespace (a /32
+    // on its lo, taken off at once) is not heard; one given in the
+    // container's is.
+    let host = |op: &str| {
+        Command::new("ip")
+            .args(["addr", op, "10.99.0.1/32", "dev", "lo"])
+            .status()
+            .unwrap()
+    };
+    assert!(host("add").success());
+    assert!(host("del").success());
+    let added = in_net_of(pid, &["ip", "addr", "add", "10.77.0.9/32", "dev", "lo"]);
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    let heard = wait_file(&c, "tmp/heard", "new 10.77.0.9");
+    assert!(!heard.contains("10.99.0.1"), "{heard}");
+}
