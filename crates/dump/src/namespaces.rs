@@ -8,6 +8,9 @@
 //!
 //! Namespaces are read from a thread of rcriu that joins them (`setns`
 //! moves only the calling thread), so rcriu itself stays where it is.
+//! The sockets of a network namespace of its own are dumped by the
+//! socket modules, which ask sock_diag there ([`Container::net_ns`],
+//! [`crate::sockets::NetNs`]).
 //!
 //! Not yet: threads or zombies in a pid namespace of its own, nested pid
 //! namespaces; a network namespace dumped with its devices.
@@ -217,6 +220,29 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
 }
 
 impl Container {
+    /// The network namespace of its own its sockets live in, open, when
+    /// it has one (empty or external, as [`collect`] checked).
+    pub fn net_ns(&self, pid: Pid) -> Result<Option<crate::sockets::NetNs>> {
+        if !self.own.contains(&NsKind::Net) {
+            return Ok(None);
+        }
+        let path = format!("/proc/{pid}/ns/net");
+        let file = std::fs::File::open(&path).map_err(Error::file(pid, &path))?;
+        let ino =
+            std::os::unix::fs::MetadataExt::ino(&file.metadata().map_err(Error::file(pid, &path))?);
+        if Some(ino) != self.ns.get(NsKind::Net) {
+            return Err(Error::Inconsistent {
+                pid,
+                what: format!("its network namespace changed (now net:[{ino}])"),
+            });
+        }
+        Ok(Some(crate::sockets::NetNs {
+            file,
+            ino,
+            empty: self.net_ext.is_none(),
+        }))
+    }
+
     /// Process `pid`'s number in the namespace.
     pub fn vpid(&self, pid: Pid) -> Pid {
         self.vpid_of(pid).unwrap_or(pid)
@@ -228,14 +254,11 @@ impl Container {
     }
 
     /// Refuses an fd the restore cannot open again in the container yet:
-    /// a socket, a file of its proc (mounted once its pid namespace
+    /// a file of its proc (mounted once its pid namespace
     /// exists, after the files are opened), a terminal or a message queue
     /// (of its own devpts and mqueue, which the restore does not reach).
     pub fn check_fd(&self, pid: Pid, fd: &rcriu_proc::Fd) -> Result<()> {
         let what = match fd.target() {
-            rcriu_proc::FdTarget::Socket(_) if self.own.contains(&NsKind::Net) => {
-                Some("a socket in the container's network namespace".to_string())
-            }
             rcriu_proc::FdTarget::Path { path, .. } if self.mnt.is_some() => {
                 let p = path.to_string_lossy();
                 let kind = if p.starts_with("/proc/") || p == "/proc" {

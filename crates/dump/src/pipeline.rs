@@ -946,6 +946,15 @@ fn collect_tree(
         caller: o.caller.clone(),
     };
     sh.files.tree = tree.members.iter().map(|m| m.pid).collect();
+    // A container's sockets live in its network namespace.
+    if let Some(net) = container
+        .as_ref()
+        .map(|c| c.net_ns(pid))
+        .transpose()?
+        .flatten()
+    {
+        sh.files.sockets.set_net(pid, net)?;
+    }
     let mut procs = Vec::new();
     let mut zombies = Vec::new();
     for m in &tree.members {
@@ -1126,6 +1135,16 @@ fn collect(
     // -- What this version dumps: refused here, before anything else.
     let ns = task.namespaces().map_err(Error::proc(pid))?;
     ids::check_namespaces(pid, &host.ns, &ns, container)?;
+    // Numbered first: its sockets name their network namespace's id.
+    let mut ids = sh.ns_ids.task(sh.next_kobj, &ns);
+    sh.next_kobj += 1;
+    if let Some(id) = with_parent.files_id {
+        ids.entry.files_id = id;
+    }
+    if let Some(id) = with_parent.fs_id {
+        ids.entry.fs_id = id;
+    }
+    sh.files.sockets.set_ns_id(ids.entry.net_ns_id);
     let status = task.status().map_err(Error::proc(pid))?;
     let process_attrs = attrs::process(pid, &mut task, &status, stat.session == pid)?;
     let tids = cgroup::tids(seized);
@@ -1199,8 +1218,8 @@ fn collect(
     let ce = Error::compel;
     let sigactions = parasite.sigactions().map_err(ce(pid))?;
     let itimers = parasite.itimers().map_err(ce(pid))?;
-    let ids: Vec<i32> = timers.iter().map(|t| t.id).collect();
-    let timer_values = parasite.posix_timers(&ids).map_err(ce(pid))?;
+    let timer_ids: Vec<i32> = timers.iter().map(|t| t.id).collect();
+    let timer_values = parasite.posix_timers(&timer_ids).map_err(ce(pid))?;
     let mut infos = Vec::with_capacity(outside.len());
     for o in &outside {
         let t = seized.thread(o.tid).ok_or_else(|| Error::Inconsistent {
@@ -1383,14 +1402,6 @@ fn collect(
     parasite.cure().map_err(ce(pid))?;
 
     // -- The images' contents.
-    let mut ids = sh.ns_ids.task(sh.next_kobj, &ns);
-    sh.next_kobj += 1;
-    if let Some(id) = with_parent.files_id {
-        ids.entry.files_id = id;
-    }
-    if let Some(id) = with_parent.fs_id {
-        ids.entry.fs_id = id;
-    }
     let timens_id = ids
         .own_ns
         .iter()

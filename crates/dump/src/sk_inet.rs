@@ -19,7 +19,7 @@ use rcriu_proc::Pid;
 use rcriu_proc::sock_diag::InetSock;
 
 use crate::files::{Files, OpenFd};
-use crate::sockets::{self, NET_NS_ID, what};
+use crate::sockets::{self, what};
 use crate::{Error, Result, sk_sys, tcp_stream};
 
 pub const TCP_ESTABLISHED: u32 = 1;
@@ -147,6 +147,37 @@ pub fn dump(
         ));
     }
     check(files, f, kind, &sk)?;
+    let empty_ns = files.sockets.net().is_some_and(|n| n.empty);
+    let closed_on_restore = proto == libc::IPPROTO_TCP && files.sockets.opts.tcp_close;
+    if empty_ns && sk.dport != 0 && !closed_on_restore {
+        // Its `lo` comes back down (as CRIU 4.2 leaves it): connecting
+        // again, even over loopback, meets "network is unreachable".
+        return Err(Error::unsupported(
+            pid,
+            format!(
+                "{}: an {} socket connected to {} port {}, in the container's network \
+                 namespace, which the restore makes again empty with lo down (--empty-ns net)",
+                what(f),
+                sockets::family_name(family),
+                address(family, &sk.dst),
+                sk.dport
+            ),
+        ));
+    }
+    if empty_ns && sk.sport != 0 {
+        let addr = address(family, &sk.src);
+        if !addr.is_unspecified() && !addr.is_loopback() {
+            return Err(Error::unsupported(
+                pid,
+                format!(
+                    "{}: an {} socket bound to {addr}, an address the container's network \
+                     namespace, made again empty (--empty-ns net), will not have",
+                    what(f),
+                    sockets::family_name(family),
+                ),
+            ));
+        }
+    }
 
     let v6 = family == libc::AF_INET6;
     let words = if v6 { 4 } else { 1 };
@@ -168,7 +199,7 @@ pub fn dump(
         v6only: None,
         ip_opts: None,
         ifname: None,
-        ns_id: Some(NET_NS_ID),
+        ns_id: Some(files.sockets.ns_id()),
         shutdown: None,
         tcp_opts: None,
     };
@@ -244,6 +275,23 @@ pub fn dump(
         ..Default::default()
     });
     Ok(())
+}
+
+/// An address of sock_diag's (network order words) as an IP address;
+/// an IPv4 one mapped into IPv6 as the IPv4 one.
+fn address(family: i32, words: &[u32; 4]) -> std::net::IpAddr {
+    let mut b = [0u8; 16];
+    for (i, w) in words.iter().enumerate() {
+        b[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    if family == libc::AF_INET {
+        return std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).into();
+    }
+    let v6 = std::net::Ipv6Addr::from(b);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => v4.into(),
+        None => v6.into(),
+    }
 }
 
 fn proto_name(proto: i32) -> String {
@@ -484,6 +532,17 @@ fn tcp_opts(pid: Pid, f: &OpenFd) -> Result<pb::TcpOptsEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_read_as_sock_diag_gives_them() {
+        let v4 = [u32::from_ne_bytes([127, 0, 0, 1]), 0, 0, 0];
+        assert!(address(libc::AF_INET, &v4).is_loopback());
+        let ten = [u32::from_ne_bytes([10, 88, 0, 2]), 0, 0, 0];
+        assert_eq!(address(libc::AF_INET, &ten).to_string(), "10.88.0.2");
+        let mapped = [0, 0, u32::from_ne_bytes([0, 0, 0xff, 0xff]), ten[0]];
+        assert_eq!(address(libc::AF_INET6, &mapped).to_string(), "10.88.0.2");
+        assert!(address(libc::AF_INET6, &[0; 4]).is_unspecified());
+    }
 
     #[test]
     fn scope_ids_are_needed_for_link_local_addresses() {

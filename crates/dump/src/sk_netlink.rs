@@ -10,7 +10,7 @@ use std::os::fd::AsFd;
 use rcriu_images::pb;
 
 use crate::files::{Files, OpenFd};
-use crate::sockets::{self, NET_NS_ID, what};
+use crate::sockets::{self, what};
 use crate::{Error, Result, sk_sys};
 
 /// Dumps the netlink socket open as `f`, as file `id`.
@@ -34,7 +34,7 @@ pub fn dump(files: &mut Files, f: &OpenFd, id: u32, fown: pb::FownEntry) -> Resu
         ino,
         flags: f.flags(),
         fown,
-        ns_id: Some(NET_NS_ID),
+        ns_id: Some(files.sockets.ns_id()),
         ..Default::default()
     };
     match listed {

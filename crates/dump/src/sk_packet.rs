@@ -11,7 +11,7 @@ use std::os::fd::AsFd;
 use rcriu_images::pb;
 
 use crate::files::{Files, OpenFd};
-use crate::sockets::{self, NET_NS_ID, what};
+use crate::sockets::{self, what};
 use crate::{Error, Result};
 
 const PDI_AUXDATA: u32 = 0x2;
@@ -94,7 +94,7 @@ pub fn dump(files: &mut Files, f: &OpenFd, id: u32, fown: pb::FownEntry) -> Resu
         fanout: sk.fanout,
         rx_ring: sk.rx_ring.as_ref().map(ring),
         tx_ring: sk.tx_ring.as_ref().map(ring),
-        ns_id: Some(NET_NS_ID),
+        ns_id: Some(files.sockets.ns_id()),
     };
     let _ = f.file.as_fd();
     files.entries.push(pb::FileEntry {

@@ -134,6 +134,16 @@ pub fn unix_file(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// `SIOCGSKNS`: an fd of the network namespace the socket lives in.
+pub fn net_ns(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    const SIOCGSKNS: libc::Ioctl = 0x894c;
+    // SAFETY: the ioctl takes no argument and returns a new fd.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCGSKNS) };
+    let fd = check(r)?;
+    // SAFETY: the kernel just opened `fd` for us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// The socket's own address (`getsockname`) or its peer's
 /// (`getpeername`), as raw `sockaddr` bytes; `None` when not connected.
 pub fn address(fd: BorrowedFd<'_>, peer: bool) -> io::Result<Option<Vec<u8>>> {

@@ -27,7 +27,7 @@ use rcriu_images::pb;
 use rcriu_proc::sock_diag::UnixSock;
 
 use crate::files::{Files, OpenFd};
-use crate::sockets::{self, NET_NS_ID, what};
+use crate::sockets::{self, what};
 use crate::{Error, Result, sk_queue, sk_sys};
 
 /// `unix_sk_entry.uflags`: a peer outside the dump.
@@ -125,7 +125,7 @@ pub fn dump(files: &mut Files, f: &OpenFd, id: u32, fown: pb::FownEntry) -> Resu
         file_perms: None,
         name_dir: None,
         deleted: None,
-        ns_id: Some(NET_NS_ID),
+        ns_id: Some(files.sockets.ns_id()),
         mnt_id: None,
     };
     resolve_name(files, f, &mut e)?;

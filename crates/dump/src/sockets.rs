@@ -43,8 +43,24 @@ pub(crate) mod so {
 
 /// The id of rcriu's network namespace in the images: CRIU numbers the
 /// dumper's namespaces first, pid then net ([`crate::ids`]). A dumped
-/// socket lives there (the dump refuses other network namespaces).
+/// socket lives there, or in its container's ([`NetNs`]).
 pub const NET_NS_ID: u32 = 2;
+
+/// The network namespace of a container's sockets (one of its own, as
+/// runc and podman make): sock_diag is asked there, every socket dumped
+/// must live there, and its id in the images names it.
+#[derive(Debug)]
+pub struct NetNs {
+    /// `/proc/<root>/ns/net`, open.
+    pub file: std::fs::File,
+    /// Its inode (`net:[INO]`).
+    pub ino: u64,
+    /// Whether the restore makes it anew, empty but for `lo`
+    /// (`--empty-ns net`, as runc asks), `lo` down: a socket bound to an
+    /// address other than a loopback or wildcard one, or connected,
+    /// could not be made again.
+    pub empty: bool,
+}
 
 /// What the dump of sockets is told (criu's options).
 #[derive(Debug, Clone, Default)]
@@ -71,6 +87,11 @@ pub struct Options {
 #[derive(Debug, Default)]
 pub struct Sockets {
     pub opts: Options,
+    /// A container's network namespace, when the sockets live there.
+    net: Option<NetNs>,
+    /// The id of the sockets' network namespace in the images (of the
+    /// process being dumped); [`NET_NS_ID`] when unset.
+    ns_id: Option<u32>,
     diag: Option<SockDiag>,
     unix: Option<HashMap<u32, UnixSock>>,
     inet: HashMap<(u8, u8), HashMap<u32, InetSock>>,
@@ -90,14 +111,73 @@ impl Sockets {
         }
     }
 
+    /// The sockets live in a container's network namespace, `net`: the
+    /// tables are asked there, and sockets of any other are refused.
+    pub fn set_net(&mut self, pid: Pid, net: NetNs) -> Result<()> {
+        let copy = net.file.try_clone().map_err(Error::sys(
+            "keeping the container's network namespace open",
+            pid,
+        ))?;
+        self.tcp.set_net(Some(copy));
+        self.net = Some(net);
+        Ok(())
+    }
+
+    /// The id, in the images, of the network namespace of the process
+    /// now dumped (its `ids` entry's `net_ns_id`).
+    pub fn set_ns_id(&mut self, id: Option<u32>) {
+        self.ns_id = id;
+    }
+
+    /// The `ns_id` of the socket entries written now.
+    pub fn ns_id(&self) -> u32 {
+        self.ns_id.unwrap_or(NET_NS_ID)
+    }
+
+    /// The container's network namespace, if the sockets live in one.
+    pub fn net(&self) -> Option<&NetNs> {
+        self.net.as_ref()
+    }
+
+    /// Refuses socket `f` of process `pid` when it does not live in the
+    /// container's network namespace (a socket made outside and passed
+    /// in: the restore makes every socket in the container's).
+    pub fn check_ns(&self, pid: Pid, f: &OpenFd) -> Result<()> {
+        let Some(net) = &self.net else {
+            return Ok(());
+        };
+        let ns = sk_sys::net_ns(f.file.as_fd()).map_err(Error::sys(
+            "reading a socket's network namespace (SIOCGSKNS)",
+            pid,
+        ))?;
+        let ino = rustix::fs::fstat(&ns)
+            .map_err(|e| Error::sys("examining a socket's network namespace", pid)(e.into()))?
+            .st_ino;
+        if ino != net.ino {
+            return Err(Error::unsupported(
+                pid,
+                format!(
+                    "{}: a socket of another network namespace (net:[{ino}]) than the container's (net:[{}])",
+                    what(f),
+                    net.ino
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn diag(&mut self, pid: Pid) -> Result<&mut SockDiag> {
         if self.diag.is_none() {
-            self.diag = Some(SockDiag::open().map_err(Error::proc(pid))?);
+            let d = match &self.net {
+                None => SockDiag::open().map_err(Error::proc(pid))?,
+                Some(net) => open_diag_in(pid, net)?,
+            };
+            self.diag = Some(d);
         }
         Ok(self.diag.as_mut().expect("opened above when missing"))
     }
 
-    /// The unix sockets of rcriu's network namespace, by inode.
+    /// The unix sockets of the sockets' network namespace, by inode.
     pub fn unix(&mut self, pid: Pid) -> Result<&HashMap<u32, UnixSock>> {
         if self.unix.is_none() {
             let all = self.diag(pid)?.unix().map_err(Error::proc(pid))?;
@@ -140,6 +220,39 @@ impl Sockets {
     }
 }
 
+/// Opens the sock_diag socket in network namespace `net`, from a thread
+/// that joins it (`setns` moves only the calling thread; a netlink
+/// socket answers for the namespace it was made in).
+fn open_diag_in(pid: Pid, net: &NetNs) -> Result<SockDiag> {
+    in_net(pid, net, || SockDiag::open().map_err(Error::proc(pid)))
+}
+
+/// Runs `f` in a thread of rcriu that joined network namespace `net`;
+/// rcriu itself stays in its own.
+pub fn in_net<T: Send>(pid: Pid, net: &NetNs, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    joined(&net.file, f).map_err(Error::sys(
+        "joining the container's network namespace (setns)",
+        pid,
+    ))?
+}
+
+/// Runs `f` in a thread of rcriu that joined the network namespace open
+/// as `ns`; fails when it cannot be joined (or the thread panicked).
+/// Programs the thread starts run there too.
+pub fn joined<T: Send>(ns: &std::fs::File, f: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            rustix::thread::move_into_link_name_space(
+                ns.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )?;
+            Ok(f())
+        })
+        .join()
+    })
+    .map_err(|_| std::io::Error::other("the thread working in a network namespace panicked"))?
+}
+
 /// Raises rcriu's soft limit of open files to the hard one: the dump
 /// holds a copy of every fd of the process (as many sockets as its own
 /// limit allows), as CRIU raises its own.
@@ -158,6 +271,7 @@ pub fn raise_nofile() {
 /// family, dumped by its kind's module.
 pub fn dump(files: &mut Files, f: &OpenFd, id: u32, fown: pb::FownEntry) -> Result<()> {
     let pid = files.pid();
+    files.sockets.check_ns(pid, f)?;
     let fd = f.file.as_fd();
     let family = sk_sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)
         .map_err(Error::sys("reading a socket's family (SO_DOMAIN)", pid))?;

@@ -159,10 +159,32 @@ pub struct Streams {
     /// The process was killed: leave the sockets in repair mode and the
     /// lock in place.
     keep: bool,
+    /// The container's network namespace the connections live in: the
+    /// lock's rules are set there (where their packets pass).
+    net: Option<std::fs::File>,
     pub streams: Vec<Stream>,
 }
 
+/// Runs a lock's `f` in network namespace `net` (rcriu's when `None`).
+fn in_ns(
+    net: Option<&std::fs::File>,
+    f: impl FnOnce() -> rcriu_restore::Result<()> + Send,
+) -> rcriu_restore::Result<()> {
+    match net {
+        None => f(),
+        Some(ns) => sockets::joined(ns, f).map_err(|source| rcriu_restore::Error::Io {
+            what: "joining the container's network namespace to lock its connections".into(),
+            source,
+        })?,
+    }
+}
+
 impl Streams {
+    /// The connections live in the container's network namespace `net`.
+    pub fn set_net(&mut self, net: Option<std::fs::File>) {
+        self.net = net;
+    }
+
     pub fn add(&mut self, p: Pending) {
         self.pending.push(p);
     }
@@ -182,7 +204,8 @@ impl Streams {
         self.method = opts.network_lock;
         self.run_id = run_id.to_owned();
         let conns: Vec<Conn> = self.pending.iter().map(Pending::conn).collect();
-        net_lock::lock(self.method, run_id, &conns)
+        let method = self.method;
+        in_ns(self.net.as_ref(), || net_lock::lock(method, run_id, &conns))
             .map_err(|source| Error::NetworkLock { pid, source })?;
         self.locked = conns;
         let mut pidfds = Vec::new();
@@ -237,7 +260,10 @@ impl Streams {
             }
         }
         let locked = std::mem::take(&mut self.locked);
-        if let Err(e) = net_lock::unlock(self.method, &self.run_id, &locked) {
+        let (method, run_id) = (self.method, self.run_id.as_str());
+        if let Err(e) = in_ns(self.net.as_ref(), || {
+            net_lock::unlock(method, run_id, &locked)
+        }) {
             log::error!("lifting the network lock: {e}");
         }
     }

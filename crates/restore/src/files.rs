@@ -94,6 +94,12 @@ impl Drop for TaskRoot {
     }
 }
 
+/// The container's root the images' paths are looked up from, if any
+/// ([`TaskRoot`]).
+pub(crate) fn task_root() -> Option<PathBuf> {
+    TASK_ROOT.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 fn path_of(reg: &pb::RegFileEntry) -> PathBuf {
     let path = Path::new(OsStr::from_bytes(&reg.name));
     match &*TASK_ROOT.read().unwrap_or_else(|p| p.into_inner()) {

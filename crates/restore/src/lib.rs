@@ -361,6 +361,13 @@ impl Restore {
             .map(|c| namespaces::Holder::start(c, &self.namespaces, &root_img.dir))
             .transpose()?;
         let _task_root = holder.as_ref().map(|h| files::TaskRoot::set(h.root()));
+        // A container's network namespace of its own (made empty, or the
+        // caller's): its sockets are made there.
+        let net_ns = match (&holder, &tree.container) {
+            (Some(h), Some(c)) if c.net => Some(h.net()),
+            _ => None,
+        };
+        let in_net = net_ns.as_deref().map(namespaces::InNet::join).transpose()?;
         let pid = root_img.task.pid as Pid;
         let pst = &root_img.task.pstree;
         if pst.sid != pst.pid && !self.shell_job {
@@ -415,6 +422,13 @@ impl Restore {
         };
         sh.opener.finish()?;
         drop(fence);
+        let (lock_method, run_id) = lock_of(root_img);
+        if in_net.is_some() {
+            // The connections' lock, made in the container's namespace
+            // (where the dump's was), lifted at network-unlock.
+            tcp.lock(lock_method, &run_id)?;
+        }
+        drop(in_net);
         // As criu's --unprivileged: no time namespace (making one takes
         // CAP_SYS_ADMIN); the process sees the host's monotonic clocks.
         let timens = match &self.caller {
@@ -903,21 +917,10 @@ impl Restore {
             // The tree is built: its connections come out of repair
             // mode, unlocked, right before it runs (criu's network-unlock,
             // between post-restore and pre-resume).
-            let method = root_img
-                .inventory
-                .network_lock_method
-                .and_then(net_lock::Method::from_code)
-                .unwrap_or_default();
-            let run_id = String::from_utf8_lossy(
-                root_img
-                    .inventory
-                    .dump_criu_run_id
-                    .as_deref()
-                    .unwrap_or_default(),
-            )
-            .into_owned();
+            let in_net = net_ns.as_deref().map(namespaces::InNet::join).transpose()?;
             // A failure drops `child`, which kills the tree.
-            tcp.release(method, &run_id)?;
+            tcp.release(lock_method, &run_id, &on_host)?;
+            drop(in_net);
         }
         if let Err(why) = self.call(Stage::PreResume(pid)) {
             log::error!("process {pid}: the pre-resume action failed: {why}");
@@ -981,6 +984,24 @@ impl Restore {
             wait_status,
         })
     }
+}
+
+/// How the dump locked the connections: the method and run id its
+/// inventory names.
+fn lock_of(img: &load::Images) -> (net_lock::Method, String) {
+    let method = img
+        .inventory
+        .network_lock_method
+        .and_then(net_lock::Method::from_code)
+        .unwrap_or_default();
+    let run_id = String::from_utf8_lossy(
+        img.inventory
+            .dump_criu_run_id
+            .as_deref()
+            .unwrap_or_default(),
+    )
+    .into_owned();
+    (method, run_id)
 }
 
 /// The index in `procs` of the process whose restorer places the fds of

@@ -10,7 +10,10 @@
 //! namespace (`CLONE_NEWPID`), so that the root inherits the rest. rcriu
 //! opens the container's files through the holder's root
 //! (`/proc/<holder>/root`). Once the root exists, the holder mounts proc
-//! for its pid namespace, before the root is told to go.
+//! for its pid namespace, before the root is told to go. While the
+//! files are opened, rcriu's planning thread joins the holder's network
+//! namespace ([`InNet`]), so that the container's sockets are made in
+//! it.
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -324,6 +327,15 @@ impl Holder {
         .to_owned()
     }
 
+    /// The container's network namespace, seen from rcriu.
+    pub fn net(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "/proc/{}/task/{}/ns/net",
+            std::process::id(),
+            self.tid
+        ))
+    }
+
     /// Forks the root in the container's namespaces; returns its pid on
     /// the host once proc is mounted for it. On an error after the fork,
     /// the pid comes with it.
@@ -339,6 +351,45 @@ impl Holder {
             None,
             Err(Error::unsupported("the namespace holder ended early")),
         ))
+    }
+}
+
+/// The calling thread in a container's network namespace, until this is
+/// dropped: the sockets of the images are made there (a socket lives in
+/// the namespace it was made in), as the restored processes will see
+/// them; rcriu's other threads stay in rcriu's.
+#[derive(Debug)]
+pub struct InNet {
+    back: OwnedFd,
+}
+
+impl InNet {
+    /// Joins the network namespace at `ns` (a holder's [`Holder::net`]).
+    pub fn join(ns: &Path) -> Result<InNet> {
+        let open = |p: &Path| {
+            std::fs::File::open(p)
+                .map(OwnedFd::from)
+                .map_err(Error::file("opening", p))
+        };
+        let back = open(Path::new("/proc/thread-self/ns/net"))?;
+        let there = open(ns)?;
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&there),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .map_err(|e| Error::host("joining the container's network namespace (setns)")(e.into()))?;
+        Ok(InNet { back })
+    }
+}
+
+impl Drop for InNet {
+    fn drop(&mut self) {
+        if let Err(e) = rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&self.back),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        ) {
+            log::error!("going back to rcriu's network namespace: {e}");
+        }
     }
 }
 

@@ -138,6 +138,11 @@ pub fn lock(method: Method, run_id: &str, conns: &[Conn]) -> Result<()> {
     if conns.is_empty() || method == Method::Skip {
         return Ok(());
     }
+    log::info!(
+        "locking {} connection(s) with {method:?} in network namespace {}",
+        conns.len(),
+        here()
+    );
     match method {
         Method::Iptables => iptables(conns, "-I"),
         Method::Nftables => {
@@ -181,6 +186,11 @@ pub fn unlock(method: Method, run_id: &str, conns: &[Conn]) -> Result<()> {
     if conns.is_empty() || method == Method::Skip {
         return Ok(());
     }
+    log::info!(
+        "unlocking {} connection(s) with {method:?} in network namespace {}",
+        conns.len(),
+        here()
+    );
     match method {
         Method::Iptables => iptables(conns, "-D"),
         Method::Nftables => run(
@@ -190,6 +200,14 @@ pub fn unlock(method: Method, run_id: &str, conns: &[Conn]) -> Result<()> {
         ),
         Method::Skip => Ok(()),
     }
+}
+
+/// The calling thread's network namespace (the programs it runs work
+/// there), for the log.
+fn here() -> String {
+    std::fs::read_link("/proc/thread-self/ns/net")
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|e| format!("(unknown: {e})"))
 }
 
 /// Adds (`-I`) or deletes (`-D`) every connection's rules, with one

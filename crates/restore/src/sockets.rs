@@ -13,6 +13,7 @@
 //! written with buffers at their largest, non-blocking).
 
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::path::Path;
 
 use rcriu_images::pb;
 
@@ -86,7 +87,12 @@ impl Sockets {
         if self.unix.is_none() {
             let opts = self.opts;
             let queued = self.queues(img)?.receivers();
-            self.unix = Some(sk_unix::Made::make(img, &queued, opts)?);
+            let made = match crate::files::task_root() {
+                None => sk_unix::Made::make(img, &queued, opts)?,
+                // A container's names are its root's.
+                Some(root) => in_root(&root, || sk_unix::Made::make(img, &queued, opts))?,
+            };
+            self.unix = Some(made);
         }
         self.unix
             .as_mut()
@@ -155,6 +161,27 @@ pub fn prepare(fd: BorrowedFd<'_>) -> Result<()> {
         .map_err(Error::io("growing a socket's buffers (SO_*BUFFORCE)"))?;
     let fl = sk_sys::get_fl(fd).map_err(Error::io("reading a socket's flags"))?;
     sk_sys::set_fl(fd, fl | libc::O_NONBLOCK).map_err(Error::io("making a socket non-blocking"))
+}
+
+/// Runs `f` in a thread of rcriu whose root and directory are `root` (a
+/// container's, seen through its namespace holder): unix sockets bound
+/// there get the names the container gave them. The thread is in the
+/// caller's network namespace.
+fn in_root<T: Send>(root: &Path, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            crate::sys::unshare(rustix::thread::UnshareFlags::FS)
+                .map_err(Error::host("unsharing a thread's root (CLONE_FS)"))?;
+            rustix::process::chroot(root)
+                .and_then(|()| rustix::process::chdir("/"))
+                .map_err(|e| Error::file("entering the container's root", root)(e.into()))?;
+            f()
+        })
+        .join()
+    })
+    .map_err(|_| {
+        Error::host("working in the container's root")(std::io::Error::other("the thread panicked"))
+    })?
 }
 
 /// The open file's flags as they were (`F_SETFL`: non-blocking, async,

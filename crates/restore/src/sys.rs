@@ -178,8 +178,10 @@ pub fn shared_anon_file(len: usize, extra_flags: i32) -> io::Result<OwnedFd> {
 /// `unshare(2)` of namespaces (and CLONE_FS, which a new mount namespace
 /// implies) for the calling thread alone.
 pub fn unshare(flags: rustix::thread::UnshareFlags) -> io::Result<()> {
-    // SAFETY: only namespaces move, for the calling thread (rcriu's
-    // namespace holder, which runs nothing of rcriu's but its own steps);
-    // no fd table or memory is unshared under other threads' feet.
+    // SAFETY: only namespaces and the fs struct (root, cwd, umask) move,
+    // for the calling thread (rcriu's namespace holder, or a thread made
+    // to work in a container's root), which runs nothing of rcriu's but
+    // its own steps; no fd table or memory is unshared under other
+    // threads' feet.
     unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(io::Error::from)
 }

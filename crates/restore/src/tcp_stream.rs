@@ -143,10 +143,24 @@ impl Repaired {
         self.socks.is_empty() && self.conns.is_empty()
     }
 
+    /// Locks the connections again (`method`, `run_id` from the
+    /// inventory) in the calling thread's network namespace: a
+    /// container's, made anew, which the dump's lock did not reach.
+    pub fn lock(&self, method: Method, run_id: &str) -> Result<()> {
+        net_lock::lock(method, run_id, &self.conns)
+    }
+
     /// Lifts the dump's lock (`method`, `run_id` from the inventory),
     /// then takes the sockets out of repair mode, SO_REUSEADDR as it was;
-    /// the restored processes hold them.
-    pub fn release(&mut self, method: Method, run_id: &str) -> Result<()> {
+    /// the restored processes hold them. `on_host` gives a process's pid
+    /// on the host from its pid in the images (in a pid namespace of its
+    /// own, they differ).
+    pub fn release(
+        &mut self,
+        method: Method,
+        run_id: &str,
+        on_host: &dyn Fn(i32) -> i32,
+    ) -> Result<()> {
         let conns = std::mem::take(&mut self.conns);
         if let Err(e) = net_lock::unlock(method, run_id, &conns) {
             log::warn!("lifting the network lock: {e}");
@@ -156,6 +170,7 @@ impl Repaired {
             let fd = match held {
                 Held::Copy(fd) => fd,
                 Held::Fd { pid, fd: n } => {
+                    let pid = on_host(pid);
                     let at = match pidfds.iter().position(|(p, _)| *p == pid) {
                         Some(i) => i,
                         None => {
