@@ -211,6 +211,25 @@ fn locks_are_refused_by_name_without_file_locks() {
     w.verdict().expect("the process runs on as it was");
 }
 
+/// A socket's lock is refused as a file's: rcriu knows a socket by its
+/// copy, without its fdinfo, but for one that `/proc/locks` names.
+#[test]
+fn a_lock_on_a_socket_is_refused_by_name() {
+    let _g = setup();
+    let w = start("locks", &["socket"]);
+    let images = TempDir::new("locks-socket");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect_err("a socket's lock is refused without --file-locks")
+        .to_string();
+    assert!(
+        e.contains("fd 20: a lock on socket:[") && e.contains("dump it with --file-locks"),
+        "{e}"
+    );
+    w.verdict().expect("the process runs on as it was");
+}
+
 /// A lease being broken (toward none, by another process's open for
 /// writing) is taken and broken again, as CRIU does: it is still being
 /// broken after the restore, and the break's signal, which the process

@@ -10,6 +10,7 @@
  *   fd 14      lease.txt, read-only, a read lease
  *   fd 15      (mode "posix") posix.txt, read-write, POSIX locks: write
  *              [0, 10), read [20, end)
+ *   fd 20      (mode "socket", alone) a socket, flock exclusive
  *   fd 16      (mode "breaking") break.txt, read-only, a read lease a
  *              child broke (an open for writing, refused): breaking to
  *              none
@@ -30,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -183,6 +185,24 @@ int main(int argc, char **argv)
 	sigaddset(&block, SIGIO);
 	sigprocmask(SIG_BLOCK, &block, NULL);
 
+	if (argc > 2 && !strcmp(argv[2], "socket")) {
+		/* Mode "socket": only fd 20, a socket, flock exclusive. */
+		int sv[2];
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) || place(sv[0], 20) < 0 ||
+		    flock(20, LOCK_EX))
+			return 10;
+		printf("pid %d\n", getpid());
+		printf("ready\n");
+		fflush(stdout);
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, 1);
+		close(null);
+		sigprocmask(SIG_BLOCK, NULL, &waitmask);
+		sigdelset(&waitmask, SIGUSR1);
+		while (!stop)
+			sigsuspend(&waitmask);
+		return verdict(argv[1], flock(20, LOCK_EX | LOCK_NB) ? "the socket's lock\n" : "PASS\n");
+	}
 	if (make("flock.txt") || make("shared.txt") || make("ofd.txt") || make("lease.txt") ||
 	    make("posix.txt") || make("break.txt"))
 		return 3;

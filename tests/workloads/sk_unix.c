@@ -225,6 +225,9 @@ static const char *check(void)
 		FAIL("fds 12/13's flags\n");
 	if (!(fcntl(20, F_GETFL) & O_NONBLOCK) || fcntl(20, F_GETFD) != FD_CLOEXEC)
 		FAIL("fd 20's flags\n");
+	/* The close-on-exec flag is the fd's: 12 and 13 have none. */
+	if (fcntl(12, F_GETFD) != 0 || fcntl(13, F_GETFD) != 0)
+		FAIL("fds 12/13's fd flags\n");
 	/* The stream pair: 11 has ping, 10 has pong with a file, then 5000. */
 	if (!expect(11, "ping-from-10"))
 		FAIL("the queue of fd 11\n");

@@ -881,14 +881,16 @@ impl<'s> Parasite<'s> {
         Ok(Box::new(self.get_args()))
     }
 
-    /// Copies of the task's fds `fds`, in order.
-    pub fn fds(&mut self, fds: &[RawFd]) -> Result<Vec<OwnedFd>> {
+    /// Copies of the task's fds `fds`, in order, each with whether it is
+    /// close-on-exec in the task.
+    pub fn fds(&mut self, fds: &[RawFd]) -> Result<Vec<(OwnedFd, bool)>> {
         let mut out = Vec::with_capacity(fds.len());
         for chunk in fds.chunks(MAX_FDS) {
             let mut a = FdsArgs {
                 nr: chunk.len() as u32,
                 _pad: 0,
                 fds: [-1; MAX_FDS],
+                cloexec: 0,
             };
             a.fds[..chunk.len()].copy_from_slice(chunk);
             self.put_args(&a);
@@ -899,7 +901,31 @@ impl<'s> Parasite<'s> {
                     what: format!("{} fds back for {} asked", got.len(), chunk.len()),
                 });
             }
-            out.extend(got);
+            let back: FdsArgs = self.get_args();
+            out.extend(
+                got.into_iter()
+                    .enumerate()
+                    .map(|(i, fd)| (fd, back.cloexec & (1 << i) != 0)),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Whether each of the task's fds `fds` is close-on-exec, in order.
+    pub fn fd_flags(&mut self, fds: &[RawFd]) -> Result<Vec<bool>> {
+        let mut out = Vec::with_capacity(fds.len());
+        for chunk in fds.chunks(MAX_FDS) {
+            let mut a = FdsArgs {
+                nr: chunk.len() as u32,
+                _pad: 0,
+                fds: [-1; MAX_FDS],
+                cloexec: 0,
+            };
+            a.fds[..chunk.len()].copy_from_slice(chunk);
+            self.put_args(&a);
+            self.call(Cmd::FdFlags, "fd flags", &[])?;
+            let back: FdsArgs = self.get_args();
+            out.extend((0..chunk.len()).map(|i| back.cloexec & (1 << i) != 0));
         }
         Ok(out)
     }
@@ -1149,6 +1175,7 @@ impl<'s> Parasite<'s> {
             nr: 1,
             _pad: 0,
             fds: [-1; MAX_FDS],
+            cloexec: 0,
         };
         a.fds[0] = fd;
         self.put_args(&a);

@@ -186,8 +186,18 @@ fn parasite_reads_what_the_task_set() {
         "{status:?}"
     );
 
-    let fds = p.fds(&[w.fact_u64("fd") as i32]).expect("fds");
-    let mut f = std::fs::File::from(fds.into_iter().next().unwrap());
+    let n = w.fact_u64("fd") as i32;
+    let fds = p.fds(&[n]).expect("fds");
+    let (fd, cloexec) = fds.into_iter().next().unwrap();
+    // The flag the parasite read is the one /proc shows.
+    let info = std::fs::read_to_string(format!("/proc/{}/fdinfo/{n}", w.pid)).unwrap();
+    let flags = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .map(|v| u32::from_str_radix(v.trim(), 8).unwrap())
+        .unwrap();
+    assert_eq!(cloexec, flags & libc::O_CLOEXEC as u32 != 0, "{info}");
+    let mut f = std::fs::File::from(fd);
     f.rewind().unwrap();
     let mut text = String::new();
     f.read_to_string(&mut text).unwrap();

@@ -27,7 +27,7 @@
 //! them while the dump lasts, so that kcmp finds them among the task's.
 
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -201,8 +201,9 @@ pub struct OpenFd {
     pub file: File,
     pub info: FileInfo,
     pub fdinfo: FdInfo,
-    /// A socket's options, when read ahead ([`crate::sockets::prefetch_opts`]).
-    pub sk_opts: Option<pb::SkOptsEntry>,
+    /// A socket's family, options and owner, when read ahead
+    /// ([`crate::sockets::prefetch_opts`]).
+    pub ahead: Option<Box<crate::sockets::Ahead>>,
 }
 
 impl OpenFd {
@@ -462,6 +463,9 @@ pub fn fown(pid: Pid, f: &OpenFd) -> Result<pb::FownEntry> {
     if f.is_path() {
         return Ok(e);
     }
+    if let Some(a) = &f.ahead {
+        return Ok(a.fown);
+    }
     let fd = f.file.as_fd();
     let err = |what: &'static str| Error::sys(what, pid);
     e.signum = sys::owner_signal(fd).map_err(err("reading an open file's signal (F_GETSIG)"))?;
@@ -627,7 +631,7 @@ impl Files {
             file,
             info,
             fdinfo,
-            sk_opts: None,
+            ahead: None,
         };
         check_open(pid, &f).map_err(|e| in_flight_error(pid, e))?;
         let id = self.file(me, raw, &f)?;
@@ -822,22 +826,84 @@ pub fn fdinfo_entry(f: &OpenFd, id: u32) -> pb::FdinfoEntry {
 /// Below this many fds, one thread reads them.
 const FDS_PER_READER: usize = 512;
 
-/// The open fds of frozen process `pid`, each with its fdinfo, in order.
-/// A process with thousands (a server's sockets) is read by two threads,
-/// each with its own handle on `/proc/PID`: two readlinks and an open, a
-/// read and a close per fd are most of what collecting them costs.
-pub fn read_fds(pid: Pid) -> Result<Vec<(Fd, FdInfo)>> {
+/// An open fd of a frozen process, with rcriu's copy of it.
+pub struct ReadFd {
+    pub fd: Fd,
+    /// Its fdinfo; `None` for a socket, whose flags are its file's and
+    /// its fd's, read from the copy and by the parasite
+    /// ([`socket_fdinfo`]).
+    pub info: Option<FdInfo>,
+    /// rcriu's copy (`pidfd_getfd`): the same open file description.
+    pub copy: OwnedFd,
+}
+
+/// The open fds of frozen process `pid`, in order, each with its fdinfo
+/// and rcriu's copy of it. Sockets, thousands in a server, are known by
+/// their copy (`fstat`) without /proc's readlink and fdinfo, which cost
+/// most of what collecting an fd did; only a socket holding a lock (in
+/// `/proc/locks`) is read whole. A process with thousands of fds is read
+/// by two threads, each with its own handle on `/proc/PID`.
+pub fn read_fds(pid: Pid) -> Result<Vec<ReadFd>> {
     let task = rcriu_proc::Task::open(pid).map_err(Error::proc(pid))?;
     let numbers = task.fd_numbers().map_err(Error::proc(pid))?;
-    let read = |numbers: &[i32]| -> Result<Vec<(Fd, FdInfo)>> {
+    let locked = locked_inodes().map_err(Error::file(pid, Path::new("/proc/locks")))?;
+    let pidfd = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| Error::Inconsistent {
+            pid,
+            what: "pid 0".to_owned(),
+        })
+        .and_then(|p| {
+            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())
+                .map_err(|e| Error::sys("opening a pidfd", pid)(e.into()))
+        })?;
+    reserve_fds(&pidfd, numbers.len());
+    let read = |numbers: &[i32]| -> Result<Vec<ReadFd>> {
         let mut task = rcriu_proc::Task::open(pid).map_err(Error::proc(pid))?;
         let mut out = Vec::with_capacity(numbers.len());
         for &n in numbers {
+            let copy = match rustix::process::pidfd_getfd(
+                &pidfd,
+                n,
+                rustix::process::PidfdGetfdFlags::empty(),
+            ) {
+                Ok(c) => c,
+                // Closed since the listing (a frozen process cannot).
+                Err(rustix::io::Errno::BADF) => continue,
+                Err(e) => {
+                    return Err(Error::File {
+                        pid,
+                        path: PathBuf::from(format!("/proc/{pid}/fd/{n}")),
+                        source: e.into(),
+                    });
+                }
+            };
+            let st = rustix::fs::fstat(&copy).map_err(|e| Error::File {
+                pid,
+                path: PathBuf::from(format!("/proc/{pid}/fd/{n}")),
+                source: e.into(),
+            })?;
+            let socket =
+                rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket;
+            if socket && !locked.contains(&st.st_ino) {
+                out.push(ReadFd {
+                    fd: Fd {
+                        fd: n,
+                        link: PathBuf::from(format!("socket:[{}]", st.st_ino)),
+                    },
+                    info: None,
+                    copy,
+                });
+                continue;
+            }
             let Some(fd) = task.fd(n).map_err(Error::proc(pid))? else {
                 continue;
             };
             let info = task.fdinfo(n).map_err(Error::proc(pid))?;
-            out.push((fd, info));
+            out.push(ReadFd {
+                fd,
+                info: Some(info),
+                copy,
+            });
         }
         Ok(out)
     };
@@ -853,6 +919,70 @@ pub fn read_fds(pid: Pid) -> Result<Vec<(Fd, FdInfo)>> {
     let mut out = a?;
     out.extend(b.unwrap_or_else(|p| std::panic::resume_unwind(p))?);
     Ok(out)
+}
+
+/// Grows rcriu's fd table at once to hold `n` more fds: grown one
+/// doubling at a time while threads share it, each growth waits for an
+/// RCU grace period (milliseconds each, for thousands of fds).
+fn reserve_fds(any: &OwnedFd, n: usize) {
+    let Ok(open) = std::fs::read_dir("/proc/self/fd").map(|d| d.count()) else {
+        return;
+    };
+    let want = open + n + 16;
+    if n < FDS_PER_READER || want > i32::MAX as usize {
+        return;
+    }
+    // The lowest free fd at or above `want`: the table grows to hold it,
+    // and keeps its size once it is closed.
+    if let Err(e) = rustix::io::fcntl_dupfd_cloexec(any, want as i32) {
+        log::debug!("growing the fd table to {want}: {e}");
+    }
+}
+
+/// The inodes of every file `/proc/locks` lists (of any device: one more
+/// fdinfo read is all a stray match costs).
+fn locked_inodes() -> std::io::Result<std::collections::HashSet<u64>> {
+    let text = std::fs::read(Path::new("/proc/locks"))?;
+    Ok(text
+        .split(|&b| b == b'\n')
+        .filter_map(|l| {
+            // "1: FLOCK ADVISORY WRITE PID MAJ:MIN:INO START END", or with
+            // "->" after the number for a waiter.
+            let dev = l
+                .split(|&b| b == b' ')
+                .filter(|w| !w.is_empty())
+                .find(|w| w.iter().filter(|&&b| b == b':').count() == 2)?;
+            let ino = dev.rsplit(|&b| b == b':').next()?;
+            std::str::from_utf8(ino).ok()?.parse().ok()
+        })
+        .collect())
+}
+
+/// The fdinfo of socket fd `fd`, from rcriu's copy of it: its file's
+/// flags (`F_GETFL`), close-on-exec as the parasite read it, no position.
+pub fn socket_fdinfo(
+    pid: Pid,
+    fd: i32,
+    copy: BorrowedFd<'_>,
+    ino: u64,
+    cloexec: bool,
+) -> Result<FdInfo> {
+    let flags = rustix::fs::fcntl_getfl(copy).map_err(|e| Error::File {
+        pid,
+        path: PathBuf::from(format!("/proc/{pid}/fd/{fd}")),
+        source: e.into(),
+    })?;
+    let mut flags = flags.bits();
+    if cloexec {
+        flags |= libc::O_CLOEXEC as u32;
+    }
+    Ok(FdInfo {
+        pos: 0,
+        flags,
+        mnt_id: -1,
+        ino: Some(ino),
+        ..FdInfo::default()
+    })
 }
 
 #[cfg(test)]
@@ -911,7 +1041,7 @@ mod tests {
                 file: copy,
                 info,
                 fdinfo: FdInfo::default(),
-                sk_opts: None,
+                ahead: None,
             }
         };
         let (a, b, c) = (open(&f), open(&g), open(&h));

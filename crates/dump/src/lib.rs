@@ -95,6 +95,8 @@ mod remote;
 mod rseq;
 pub mod seccomp;
 pub mod signalfd;
+#[allow(unsafe_code)]
+mod sk_batch;
 pub mod sk_inet;
 pub mod sk_netlink;
 pub mod sk_packet;

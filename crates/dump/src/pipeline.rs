@@ -1171,14 +1171,25 @@ fn collect(
         crate::track::Final::begin(seized, stat.starttime, sh.parent.as_deref(), &mut smaps)?;
     let mut areas = mm::classify(pid, &smaps)?;
     // An fd table shared with the parent is the parent's, dumped once.
-    let (fd_list, fd_infos): (Vec<_>, Vec<_>) = if with_parent.files_id.is_some() {
-        (Vec::new(), Vec::new())
+    let read = if with_parent.files_id.is_some() {
+        Vec::new()
     } else {
-        files::read_fds(pid)?.into_iter().unzip()
+        files::read_fds(pid)?
     };
+    let mut fd_list = Vec::with_capacity(read.len());
+    let mut fd_infos = Vec::with_capacity(read.len());
+    let mut copies = Vec::with_capacity(read.len());
+    for r in read {
+        fd_list.push(r.fd);
+        fd_infos.push(r.info);
+        copies.push(r.copy);
+    }
+    let no_info = rcriu_proc::FdInfo::default();
     for (fd, info) in fd_list.iter().zip(&fd_infos) {
         if !memfd::is_memfd_link(&fd.link) {
-            files::check_fd(pid, fd, info)?;
+            // A socket's fdinfo comes once rcriu holds a copy; nothing
+            // here looks at it.
+            files::check_fd(pid, fd, info.as_ref().unwrap_or(&no_info))?;
             check_proc_of_tree(pid, fd, &sh.pids)?;
             if let Some(c) = container {
                 c.check_fd(pid, fd)?;
@@ -1231,34 +1242,39 @@ fn collect(
         infos.push(info);
     }
     let creds = &infos[0].creds;
-    // io_uring instances cannot travel over a unix socket: rcriu takes
-    // its copies of them with pidfd_getfd, the parasite sends the rest.
-    let is_ring =
-        |f: &&rcriu_proc::Fd| f.link.as_os_str().as_encoded_bytes() == b"anon_inode:[io_uring]";
+    // rcriu holds a copy of every fd (taken with pidfd_getfd as they were
+    // read); the parasite reads the close-on-exec flags /proc was not
+    // asked for (the sockets').
     let numbers: Vec<i32> = fd_list
         .iter()
-        .filter(|f| !is_ring(f))
-        .map(|f| f.fd)
+        .zip(&fd_infos)
+        .filter(|(_, i)| i.is_none())
+        .map(|(f, _)| f.fd)
         .collect();
     let t_fds = Instant::now();
-    let mut sent = parasite.fds(&numbers).map_err(ce(pid))?.into_iter();
+    let mut flags = parasite.fd_flags(&numbers).map_err(ce(pid))?.into_iter();
     let t_copied = Instant::now();
-    let mut copies = Vec::with_capacity(fd_list.len());
-    for f in &fd_list {
-        copies.push(if is_ring(&f) {
-            take_fd(pid, f.fd)?
-        } else {
-            sent.next().ok_or_else(|| Error::Inconsistent {
-                pid,
-                what: format!(
-                    "the parasite sent fewer fds than the {} asked",
-                    numbers.len()
-                ),
-            })?
-        });
-    }
     let mut open = Vec::with_capacity(copies.len());
     for ((fd, fdinfo), copy) in fd_list.iter().zip(fd_infos).zip(copies) {
+        let fdinfo = match (fdinfo, fd.target()) {
+            (Some(i), _) => i,
+            (None, rcriu_proc::FdTarget::Socket(ino)) => {
+                let cloexec = flags.next().ok_or_else(|| Error::Inconsistent {
+                    pid,
+                    what: format!(
+                        "the parasite read fewer fd flags than the {} asked",
+                        numbers.len()
+                    ),
+                })?;
+                files::socket_fdinfo(pid, fd.fd, copy.as_fd(), ino, cloexec)?
+            }
+            (None, _) => {
+                return Err(Error::Inconsistent {
+                    pid,
+                    what: format!("fd {} has no fdinfo and is not a socket", fd.fd),
+                });
+            }
+        };
         let file = File::from(copy);
         let info = FileInfo::of(pid, file.as_fd(), &fd.link)?;
         let f = OpenFd {
@@ -1266,7 +1282,7 @@ fn collect(
             file,
             info,
             fdinfo,
-            sk_opts: None,
+            ahead: None,
         };
         if !memfd::is_memfd_link(&fd.link) {
             files::check_open(pid, &f)?;
@@ -1310,7 +1326,7 @@ fn collect(
         }
     }
     log::debug!(
-        "fds of {pid}: {} copied in {:?}, examined in {:?}, socket options read in {:?}, \
+        "fds of {pid}: {} flags read in {:?}, examined in {:?}, socket options read in {:?}, \
          collected in {:?}",
         numbers.len(),
         t_copied - t_fds,
@@ -1553,22 +1569,6 @@ fn mapped_file(
     }
     files::check_path(pid, "the mapped file", &info)?;
     table.special(&info, &file)
-}
-
-/// rcriu's copy of fd `fd` of process `pid` (`pidfd_getfd`).
-fn take_fd(pid: Pid, fd: i32) -> Result<std::os::fd::OwnedFd> {
-    let err = Error::sys("taking an io_uring instance (pidfd_getfd)", pid);
-    let pidfd = rustix::process::pidfd_open(
-        rustix::process::Pid::from_raw(pid).ok_or_else(|| Error::Inconsistent {
-            pid,
-            what: "no pid".to_owned(),
-        })?,
-        rustix::process::PidfdFlags::empty(),
-    )
-    .map_err(|e| err(e.into()))?;
-    let err = Error::sys("taking an io_uring instance (pidfd_getfd)", pid);
-    rustix::process::pidfd_getfd(&pidfd, fd, rustix::process::PidfdGetfdFlags::empty())
-        .map_err(|e| err(e.into()))
 }
 
 /// The file id of the io_uring instance (inode `ino`) that area `a`

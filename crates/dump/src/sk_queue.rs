@@ -37,9 +37,13 @@ const MAX_CHUNK: usize = 64 << 20;
 pub fn dump(files: &mut Files, f: &OpenFd, id: u32, queued: u64, kind: i32) -> Result<()> {
     let pid = files.pid();
     let fd = f.file.as_fd();
-    let orig = sk_sys::getsockopt_int(fd, libc::SOL_SOCKET, so::SO_PEEK_OFF).map_err(
-        Error::sys("reading a socket's peek offset (SO_PEEK_OFF)", pid),
-    )?;
+    // Off (-1) unless set, as read ahead with the options.
+    let orig = match &f.ahead {
+        Some(a) => a.opts.rcriu_peek_off.unwrap_or(-1),
+        None => sk_sys::getsockopt_int(fd, libc::SOL_SOCKET, so::SO_PEEK_OFF).map_err(
+            Error::sys("reading a socket's peek offset (SO_PEEK_OFF)", pid),
+        )?,
+    };
     sk_sys::setsockopt_int(fd, libc::SOL_SOCKET, so::SO_PEEK_OFF, 0).map_err(Error::sys(
         "setting a socket's peek offset (SO_PEEK_OFF)",
         pid,
@@ -56,8 +60,13 @@ pub fn dump(files: &mut Files, f: &OpenFd, id: u32, queued: u64, kind: i32) -> R
 
 fn read_all(files: &mut Files, f: &OpenFd, id: u32, queued: u64, kind: i32) -> Result<Vec<Packet>> {
     let fd = f.file.as_fd();
-    let sndbuf = sk_sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(0);
-    let rcvbuf = sk_sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF).unwrap_or(0);
+    let (sndbuf, rcvbuf) = match &f.ahead {
+        Some(a) => (a.opts.so_sndbuf as i32, a.opts.so_rcvbuf as i32),
+        None => (
+            sk_sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(0),
+            sk_sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF).unwrap_or(0),
+        ),
+    };
     // Room for the largest message: a datagram is at most its sender's
     // send buffer, a stream's chunk what is queued.
     let room = (queued as usize)

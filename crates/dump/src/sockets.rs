@@ -19,14 +19,14 @@
 //! [`sk_packet`]: crate::sk_packet
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use rcriu_images::pb;
 use rcriu_proc::Pid;
 use rcriu_proc::sock_diag::{InetSock, NetlinkSock, PacketSock, SockDiag, UnixSock};
 
 use crate::files::{Files, OpenFd};
-use crate::{Error, Result, sk_inet, sk_netlink, sk_packet, sk_sys, sk_unix};
+use crate::{Error, Result, sk_batch, sk_inet, sk_netlink, sk_packet, sk_sys, sk_unix};
 
 /// Socket options libc leaves out (asm-generic/socket.h).
 pub(crate) mod so {
@@ -272,9 +272,7 @@ pub fn raise_nofile() {
 pub fn dump(files: &mut Files, f: &OpenFd, id: u32, fown: pb::FownEntry) -> Result<()> {
     let pid = files.pid();
     files.sockets.check_ns(pid, f)?;
-    let fd = f.file.as_fd();
-    let family = sk_sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)
-        .map_err(Error::sys("reading a socket's family (SO_DOMAIN)", pid))?;
+    let family = family(f).map_err(Error::sys("reading a socket's family (SO_DOMAIN)", pid))?;
     match family {
         libc::AF_UNIX => sk_unix::dump(files, f, id, fown),
         libc::AF_INET | libc::AF_INET6 => sk_inet::dump(files, f, id, fown, family),
@@ -289,7 +287,7 @@ pub fn dump(files: &mut Files, f: &OpenFd, id: u32, fown: pb::FownEntry) -> Resu
 
 /// The fdinfo type of a socket: its family's.
 pub fn fd_type(f: &OpenFd) -> pb::FdTypes {
-    match sk_sys::getsockopt_int(f.file.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN) {
+    match family(f) {
         Ok(libc::AF_UNIX) => pb::FdTypes::Unixsk,
         Ok(libc::AF_INET | libc::AF_INET6) => pb::FdTypes::Inetsk,
         Ok(libc::AF_NETLINK) => pb::FdTypes::Netlinksk,
@@ -362,26 +360,128 @@ pub fn shutdown(mask: u8) -> Option<i32> {
     (mask & 3 != 0).then_some(i32::from(mask & 3))
 }
 
-fn int_opt(pid: Pid, fd: BorrowedFd<'_>, level: i32, name: i32, what: &'static str) -> Result<i32> {
-    sk_sys::getsockopt_int(fd, level, name).map_err(Error::sys(what, pid))
+/// What is read of a socket ahead of its dump, when it is one of
+/// thousands ([`prefetch_opts`]).
+#[derive(Debug)]
+pub struct Ahead {
+    /// `SO_DOMAIN`.
+    pub family: i32,
+    pub opts: pb::SkOptsEntry,
+    /// [`crate::files::fown`].
+    pub fown: pb::FownEntry,
+}
+
+/// A socket's family (`SO_DOMAIN`), as read ahead with its options.
+fn family(f: &OpenFd) -> std::io::Result<i32> {
+    match &f.ahead {
+        Some(a) => Ok(a.family),
+        None => sk_sys::getsockopt_int(f.file.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN),
+    }
 }
 
 /// The options of a socket of `family`, as CRIU 4.2's
 /// `dump_socket_opts` records them, with rcriu's fields.
 pub fn opts(pid: Pid, f: &OpenFd, family: i32) -> Result<pb::SkOptsEntry> {
-    match &f.sk_opts {
-        Some(o) => Ok(o.clone()),
-        None => read_opts(pid, f, family),
+    match &f.ahead {
+        Some(a) => Ok(a.opts.clone()),
+        None => read_opts(pid, f, family, &Source::Calls(f.file.as_fd())),
     }
 }
 
 /// Below this many sockets, their options are read as each is dumped.
 const SOCKETS_PER_READER: usize = 512;
 
+/// Every option [`read_opts`] reads, with the room each takes: what a
+/// batch asks of each socket (`SO_GET_FILTER` as a length question).
+const ASKED: [(i32, u32); 27] = [
+    (libc::SO_DOMAIN, 4),
+    (libc::SO_SNDBUF, 4),
+    (libc::SO_RCVBUF, 4),
+    (so::SO_BUF_LOCK, 4),
+    (libc::SO_PRIORITY, 4),
+    (libc::SO_RCVLOWAT, 4),
+    (libc::SO_MARK, 4),
+    (libc::SO_SNDTIMEO, 16),
+    (libc::SO_RCVTIMEO, 16),
+    (libc::SO_REUSEADDR, 4),
+    (libc::SO_REUSEPORT, 4),
+    (libc::SO_PASSCRED, 4),
+    (so::SO_PASSSEC, 4),
+    (libc::SO_DONTROUTE, 4),
+    (libc::SO_NO_CHECK, 4),
+    (libc::SO_BROADCAST, 4),
+    (libc::SO_KEEPALIVE, 4),
+    (libc::SO_OOBINLINE, 4),
+    (libc::SO_LINGER, 8),
+    (libc::SO_BINDTODEVICE, libc::IFNAMSIZ as u32),
+    (libc::SO_ATTACH_FILTER, 0),
+    (so::SO_PEEK_OFF, 4),
+    (so::SO_TIMESTAMPNS_NEW, 4),
+    (so::SO_TIMESTAMP_NEW, 4),
+    (so::SO_TIMESTAMPNS_OLD, 4),
+    (so::SO_TIMESTAMP_OLD, 4),
+    (so::SO_TIMESTAMPING_OLD, 8),
+];
+
+/// Where a socket's options come from: a `getsockopt` call each, or what
+/// a batch read of them ([`ASKED`], in order).
+enum Source<'a> {
+    Calls(BorrowedFd<'a>),
+    Read(&'a [sk_batch::Got]),
+}
+
+impl Source<'_> {
+    /// `getsockopt(SOL_SOCKET, name)` into `buf`: the length given.
+    fn get(&self, name: i32, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Source::Calls(fd) => sk_sys::getsockopt(*fd, libc::SOL_SOCKET, name, buf),
+            Source::Read(got) => {
+                let i = ASKED
+                    .iter()
+                    .position(|&(n, _)| n == name)
+                    .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENOPROTOOPT))?;
+                let v = got[i].bytes()?;
+                let n = v.len().min(buf.len());
+                buf[..n].copy_from_slice(&v[..n]);
+                Ok(v.len())
+            }
+        }
+    }
+
+    /// An int option.
+    fn int(&self, name: i32) -> std::io::Result<i32> {
+        let mut b = [0u8; 4];
+        let n = self.get(name, &mut b)?;
+        if n != 4 {
+            return Err(std::io::Error::other(format!(
+                "option {name} has {n} bytes, not 4"
+            )));
+        }
+        Ok(i32::from_ne_bytes(b))
+    }
+
+    /// `SO_GET_FILTER`'s length question.
+    fn filter_len(&self) -> std::io::Result<usize> {
+        match self {
+            Source::Calls(fd) => sk_sys::filter_len(*fd),
+            Source::Read(got) => {
+                let i = ASKED
+                    .iter()
+                    .position(|&(n, _)| n == libc::SO_ATTACH_FILTER)
+                    .unwrap_or(0);
+                got[i].bytes()?;
+                Ok(got[i].res as usize)
+            }
+        }
+    }
+}
+
 /// Reads the options of the sockets of `open` ahead, on two threads, when
-/// there are thousands (a server's): some twenty `getsockopt`s each are
-/// most of what dumping them costs. A socket whose options cannot be
-/// read so is read again as it is dumped, which reports why.
+/// there are thousands (a server's): some twenty-five options each are
+/// most of what dumping them costs. Each thread reads them in batches
+/// through an io_uring of its own ([`sk_batch`]) where the kernel can,
+/// else a call each. A socket whose options cannot be read so is read
+/// again as it is dumped, which reports why.
 pub fn prefetch_opts(pid: Pid, open: &mut [OpenFd]) {
     let mut socks: Vec<&mut OpenFd> = open
         .iter_mut()
@@ -391,9 +491,42 @@ pub fn prefetch_opts(pid: Pid, open: &mut [OpenFd]) {
         return;
     }
     let read = |fs: &mut [&mut OpenFd]| {
-        for f in fs {
-            let family = sk_sys::getsockopt_int(f.file.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN);
-            f.sk_opts = family.ok().and_then(|fam| read_opts(pid, f, fam).ok());
+        let mut batch = fs
+            .first()
+            .map(|f| sk_batch::Batch::new(f.file.as_raw_fd()))
+            .and_then(|b| {
+                b.map_err(|e| log::debug!("socket options one call each: {e}"))
+                    .ok()
+            });
+        // Sockets in groups, their options in one batch per group.
+        for group in fs.chunks_mut(64) {
+            let got = batch.as_mut().and_then(|b| {
+                let asks: Vec<sk_batch::Ask> = group
+                    .iter()
+                    .flat_map(|f| {
+                        let fd = f.file.as_raw_fd();
+                        ASKED
+                            .iter()
+                            .map(move |&(name, len)| sk_batch::Ask { fd, name, len })
+                    })
+                    .collect();
+                b.read(&asks).ok()
+            });
+            for (i, f) in group.iter_mut().enumerate() {
+                let src = match &got {
+                    Some(g) => Source::Read(&g[i * ASKED.len()..(i + 1) * ASKED.len()]),
+                    None => Source::Calls(f.file.as_fd()),
+                };
+                let Ok(family) = src.int(libc::SO_DOMAIN) else {
+                    continue;
+                };
+                let (Ok(opts), Ok(fown)) =
+                    (read_opts(pid, f, family, &src), crate::files::fown(pid, f))
+                else {
+                    continue;
+                };
+                f.ahead = Some(Box::new(Ahead { family, opts, fown }));
+            }
         }
     };
     let half = socks.len() / 2;
@@ -404,11 +537,9 @@ pub fn prefetch_opts(pid: Pid, open: &mut [OpenFd]) {
     });
 }
 
-/// [`opts`], read from the socket.
-fn read_opts(pid: Pid, f: &OpenFd, family: i32) -> Result<pb::SkOptsEntry> {
-    use libc::SOL_SOCKET as SOL;
-    let fd = f.file.as_fd();
-    let int = |name, what| int_opt(pid, fd, SOL, name, what);
+/// [`opts`], read from `src`.
+fn read_opts(pid: Pid, f: &OpenFd, family: i32, src: &Source<'_>) -> Result<pb::SkOptsEntry> {
+    let int = |name, what| src.int(name).map_err(Error::sys(what, pid));
     let flag = |name, what| int(name, what).map(|v| Some(v != 0));
     let mut e = pb::SkOptsEntry {
         so_sndbuf: int(libc::SO_SNDBUF, "reading a socket's SO_SNDBUF")? as u32,
@@ -416,17 +547,17 @@ fn read_opts(pid: Pid, f: &OpenFd, family: i32) -> Result<pb::SkOptsEntry> {
         ..Default::default()
     };
     // SO_BUF_LOCK (5.14): kernels without it have no lock to carry.
-    if let Ok(v) = sk_sys::getsockopt_int(fd, SOL, so::SO_BUF_LOCK) {
+    if let Ok(v) = src.int(so::SO_BUF_LOCK) {
         e.so_buf_lock = Some(v as u32);
     }
     e.so_priority = Some(int(libc::SO_PRIORITY, "reading a socket's SO_PRIORITY")? as u32);
     e.so_rcvlowat = Some(int(libc::SO_RCVLOWAT, "reading a socket's SO_RCVLOWAT")? as u32);
     let mark = int(libc::SO_MARK, "reading a socket's SO_MARK")? as u32;
     e.so_mark = (mark != 0).then_some(mark);
-    let (s, us) = timeout(pid, fd, libc::SO_SNDTIMEO)?;
+    let (s, us) = timeout(pid, src, libc::SO_SNDTIMEO)?;
     e.so_snd_tmo_sec = s;
     e.so_snd_tmo_usec = us;
-    let (s, us) = timeout(pid, fd, libc::SO_RCVTIMEO)?;
+    let (s, us) = timeout(pid, src, libc::SO_RCVTIMEO)?;
     e.so_rcv_tmo_sec = s;
     e.so_rcv_tmo_usec = us;
     e.reuseaddr = flag(libc::SO_REUSEADDR, "reading a socket's SO_REUSEADDR")?;
@@ -443,17 +574,19 @@ fn read_opts(pid: Pid, f: &OpenFd, family: i32) -> Result<pb::SkOptsEntry> {
         int(libc::SO_OOBINLINE, "reading a socket's SO_OOBINLINE")? != 0,
     ));
     let mut linger = [0u8; 8];
-    sk_sys::getsockopt(fd, SOL, libc::SO_LINGER, &mut linger)
+    src.get(libc::SO_LINGER, &mut linger)
         .map_err(Error::sys("reading a socket's SO_LINGER", pid))?;
     let onoff = i32::from_ne_bytes(linger[..4].try_into().expect("4 bytes"));
     if onoff != 0 {
         e.so_linger = Some(i32::from_ne_bytes(linger[4..].try_into().expect("4 bytes")) as u32);
     }
     let mut dev = [0u8; libc::IFNAMSIZ];
-    let n = sk_sys::getsockopt(fd, SOL, libc::SO_BINDTODEVICE, &mut dev).map_err(Error::sys(
-        "reading a socket's bound device (SO_BINDTODEVICE)",
-        pid,
-    ))?;
+    let n = src
+        .get(libc::SO_BINDTODEVICE, &mut dev)
+        .map_err(Error::sys(
+            "reading a socket's bound device (SO_BINDTODEVICE)",
+            pid,
+        ))?;
     if n > 0 {
         let name = &dev[..n.min(dev.len())];
         let name = name.split(|&b| b == 0).next().unwrap_or_default();
@@ -461,15 +594,16 @@ fn read_opts(pid: Pid, f: &OpenFd, family: i32) -> Result<pb::SkOptsEntry> {
             e.so_bound_dev = Some(name.to_vec());
         }
     }
-    e.so_filter = filter(pid, f)?;
-    rcriu_fields(pid, f, &mut e)?;
+    e.so_filter = filter(pid, f, src)?;
+    rcriu_fields(pid, f, src, &mut e)?;
     Ok(e)
 }
 
 /// SO_SNDTIMEO or SO_RCVTIMEO: (seconds, microseconds).
-fn timeout(pid: Pid, fd: BorrowedFd<'_>, name: i32) -> Result<(u64, u64)> {
+fn timeout(pid: Pid, src: &Source<'_>, name: i32) -> Result<(u64, u64)> {
     let mut tv = [0u8; 16];
-    let n = sk_sys::getsockopt(fd, libc::SOL_SOCKET, name, &mut tv)
+    let n = src
+        .get(name, &mut tv)
         .map_err(Error::sys("reading a socket's timeout (SO_*TIMEO)", pid))?;
     if n != 16 {
         return Err(Error::Inconsistent {
@@ -486,9 +620,11 @@ fn timeout(pid: Pid, fd: BorrowedFd<'_>, name: i32) -> Result<(u64, u64)> {
 /// packed as CRIU packs it: code << 48 | jt << 40 | jf << 32 | k. A
 /// locked filter (`SO_LOCK_FILTER`) is refused: rcriu does not lock it
 /// again.
-fn filter(pid: Pid, f: &OpenFd) -> Result<Vec<u64>> {
+fn filter(pid: Pid, f: &OpenFd, src: &Source<'_>) -> Result<Vec<u64>> {
     let fd = f.file.as_fd();
-    let n = sk_sys::filter_len(fd).map_err(Error::sys("reading a socket's filter length", pid))?;
+    let n = src
+        .filter_len()
+        .map_err(Error::sys("reading a socket's filter length", pid))?;
     if n == 0 {
         return Ok(Vec::new());
     }
@@ -519,15 +655,14 @@ fn filter(pid: Pid, f: &OpenFd) -> Result<Vec<u64>> {
 }
 
 /// rcriu's fields: the peek offset and receive timestamps.
-fn rcriu_fields(pid: Pid, f: &OpenFd, e: &mut pb::SkOptsEntry) -> Result<()> {
-    let fd = f.file.as_fd();
+fn rcriu_fields(pid: Pid, f: &OpenFd, src: &Source<'_>, e: &mut pb::SkOptsEntry) -> Result<()> {
     // SO_PEEK_OFF is -1 (off) unless set; only some families have it.
-    if let Ok(off) = sk_sys::getsockopt_int(fd, libc::SOL_SOCKET, so::SO_PEEK_OFF)
+    if let Ok(off) = src.int(so::SO_PEEK_OFF)
         && off >= 0
     {
         e.rcriu_peek_off = Some(off);
     }
-    let on = |name| sk_sys::getsockopt_int(fd, libc::SOL_SOCKET, name).is_ok_and(|v| v != 0);
+    let on = |name| src.int(name).is_ok_and(|v| v != 0);
     let stamp = if on(so::SO_TIMESTAMPNS_NEW) {
         4
     } else if on(so::SO_TIMESTAMP_NEW) {
@@ -543,7 +678,8 @@ fn rcriu_fields(pid: Pid, f: &OpenFd, e: &mut pb::SkOptsEntry) -> Result<()> {
         e.rcriu_timestamp = Some(stamp);
     }
     let mut ts = [0u8; 8];
-    let n = sk_sys::getsockopt(fd, libc::SOL_SOCKET, so::SO_TIMESTAMPING_OLD, &mut ts)
+    let n = src
+        .get(so::SO_TIMESTAMPING_OLD, &mut ts)
         .map_err(Error::sys("reading a socket's SO_TIMESTAMPING", pid))?;
     if n >= 4 {
         let flags = u32::from_ne_bytes(ts[..4].try_into().expect("4 bytes"));

@@ -83,7 +83,8 @@ pub enum Cmd {
     /// sees them. Args: [`CredsArgs`].
     Creds = 10,
     /// Daemon: send the listed fds back over the control socket with
-    /// SCM_RIGHTS, in one message. Args: [`FdsArgs`].
+    /// SCM_RIGHTS, in one message; each fd's close-on-exec flag lands in
+    /// [`FdsArgs::cloexec`]. Args: [`FdsArgs`].
     SendFds = 11,
     /// Daemon: receive fds from the host (sent with SCM_RIGHTS right after
     /// the command); their numbers in the victim land in [`FdsArgs`].
@@ -99,6 +100,10 @@ pub enum Cmd {
     /// earlier with [`Cmd::RecvFd`], from an offset on.
     /// Args: [`WritePagesArgs`]; `ret` = bytes written.
     WritePages = 16,
+    /// Daemon: read the close-on-exec flag of each listed fd into
+    /// [`FdsArgs::cloexec`] (rcriu holds copies of them already, taken
+    /// with `pidfd_getfd`, whose flags are their own). Args: [`FdsArgs`].
+    FdFlags = 17,
 }
 
 impl Cmd {
@@ -121,6 +126,7 @@ impl Cmd {
             14 => Cmd::Mprotect,
             15 => Cmd::Thread,
             16 => Cmd::WritePages,
+            17 => Cmd::FdFlags,
             _ => return None,
         })
     }
@@ -469,6 +475,10 @@ pub struct FdsArgs {
     pub nr: u32,
     pub _pad: u32,
     pub fds: [i32; MAX_FDS],
+    /// [`Cmd::SendFds`]' and [`Cmd::FdFlags`]' answer: bit `i` set when `fds[i]` is
+    /// close-on-exec in the victim (a copy sent over a socket has its own
+    /// flag, and /proc's fdinfo costs an open, a read and a close per fd).
+    pub cloexec: u64,
 }
 
 /// One range for [`Cmd::Mprotect`].
@@ -528,6 +538,7 @@ const _: () = {
     assert!(offset_of!(CredsArgs, cap_bnd) == 56);
     assert!(offset_of!(CredsArgs, groups) == 112);
     assert!(offset_of!(FdsArgs, fds) == 8);
+    assert!(offset_of!(FdsArgs, cloexec) == 8 + 4 * MAX_FDS);
     assert!(offset_of!(ThreadInfoArgs, tid_addr) == 8);
     assert!(offset_of!(ThreadInfoArgs, sas) == 24);
     assert!(offset_of!(ThreadInfoArgs, comm) == 48);

@@ -60,6 +60,8 @@ pub fn run(c: Cmd, args: *mut u8, _sock: Option<i32>) -> Ret {
         // SAFETY: as above.
         Cmd::CloseFds => close_fds(unsafe { args_as(args) }),
         // SAFETY: as above.
+        Cmd::FdFlags => fd_flags(unsafe { args_as(args) }),
+        // SAFETY: as above.
         Cmd::Mprotect => mprotect(unsafe { args_as(args) }),
         // SAFETY: as above.
         Cmd::Thread => thread(unsafe { args_as(args) }),
@@ -363,10 +365,25 @@ fn thread(a: &mut ThreadInfoArgs) -> Ret {
 }
 
 /// The fds go back with the answer (the daemon attaches them); here they
-/// are only checked.
-fn send_fds(a: &FdsArgs) -> Ret {
+/// are checked and their close-on-exec flags read.
+fn send_fds(a: &mut FdsArgs) -> Ret {
+    fd_flags(a)
+}
+
+/// The close-on-exec flag of each listed fd, into `a.cloexec`.
+fn fd_flags(a: &mut FdsArgs) -> Ret {
     if a.nr as usize > MAX_FDS {
         return failed(-sys::EINVAL, 0);
+    }
+    a.cloexec = 0;
+    for (i, &fd) in a.fds[..a.nr as usize].iter().enumerate() {
+        let r = sys::value(sys::NR_FCNTL, fd as u64, sys::F_GETFD, 0);
+        if r < 0 {
+            return failed(r, i as i64);
+        }
+        if r as u64 & sys::FD_CLOEXEC != 0 {
+            a.cloexec |= 1 << i;
+        }
     }
     (a.nr as i64, 0)
 }

@@ -125,6 +125,7 @@ pub const SIGTRAP: u64 = 5;
 pub const O_RDONLY: u64 = 0;
 pub const O_WRONLY: u64 = 1;
 pub const O_CLOEXEC: u64 = 0o2000000;
+pub const F_GETFD: u64 = 1;
 pub const F_SETFD: u64 = 2;
 pub const F_SETLK: u64 = 6;
 pub const F_SETLEASE: u64 = 1024;
