@@ -217,8 +217,7 @@ fn options_rcriu_cannot_honour_are_refused_by_name() {
     let w = common::start("dump_state", &[]);
     let t = TempDir::new("cli-refused-opts");
     for (opts, name) in [
-        (&["--link-remap"][..], "--link-remap"),
-        (&["--external", "mnt[/x]:y"], "--external"),
+        (&["--external", "mnt[/x]:y"][..], "--external"),
         (&["--manage-cgroups=full"], "--manage-cgroups"),
         (&["--timeout", "3"], "--timeout"),
         (&["--page-server", "--port", "1"], "--page-server"),
@@ -311,12 +310,12 @@ fn the_log_is_criu_s() {
         .arg(&work)
         .arg("-D")
         .arg(&dir)
-        .arg("--link-remap"));
+        .arg("--auto-dedup"));
     failed(&out);
     let log = std::fs::read_to_string(work.join("my.log")).unwrap();
     assert!(!log.contains("stale"), "{log}");
     // -v2: no time stamps, errors as criu's.
-    let line = log.lines().find(|l| l.contains("link-remap")).unwrap();
+    let line = log.lines().find(|l| l.contains("auto-dedup")).unwrap();
     assert!(line.starts_with("Error ("), "{line}");
     assert!(
         line.contains(".rs:") && line.contains("): "),
@@ -375,7 +374,7 @@ fn configuration_files_as_criu_reads_them() {
     std::fs::create_dir_all(home.join(".criu")).unwrap();
     std::fs::write(
         home.join(".criu/default.conf"),
-        "# the user's\nlink-remap\n",
+        "# the user's\nauto-dedup\n",
     )
     .unwrap();
     let dump = |dir: &str, extra: &[&str], env_file: Option<&Path>| {
@@ -391,11 +390,11 @@ fn configuration_files_as_criu_reads_them() {
     };
     // $HOME/.criu/default.conf is read...
     let err = failed(&dump("a", &[], None));
-    assert!(err.contains("--link-remap"), "{err}");
+    assert!(err.contains("--auto-dedup"), "{err}");
     // ...but not with --no-default-config.
     ok(&dump("b", &["--no-default-config"], None));
     // The command line comes after the files.
-    ok(&dump("c", &["--no-link-remap"], None));
+    ok(&dump("c", &["--no-auto-dedup"], None));
     // CRIU_CONFIG_FILE and --config FILE (which leaves out the default
     // files), in criu's syntax.
     let env_conf = t.path().join("env.conf");

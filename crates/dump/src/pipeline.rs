@@ -63,6 +63,8 @@ pub struct Options {
     pub ghost_limit: u64,
     /// criu's `--file-locks`.
     pub file_locks: bool,
+    /// criu's `--link-remap`.
+    pub link_remap: bool,
     /// What the dump of sockets is told.
     pub sockets: crate::sockets::Options,
     /// This run's id (CRIU's `criu_run_id`).
@@ -450,7 +452,10 @@ pub fn run(o: &Options) -> Result<DumpStats> {
             out.discard();
             return Err(e);
         }
-        o.hook(crate::Stage::PostDump)?;
+        let hooked = o.hook(crate::Stage::PostDump);
+        // The process runs on: its link remaps go, as CRIU removes them.
+        c.files_extra.links.remove_all();
+        hooked?;
     } else {
         let written =
             write_images(&mut out, o, &host, &c, run_id).and_then(|()| out.check_and_seal());
@@ -470,6 +475,8 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         }
         tree.kill()?;
         c.files_extra.keep_sockets_locked();
+        // The process is gone: its link remaps stay for the restore.
+        c.files_extra.links.keep();
         stats.frozen_time = frozen.elapsed();
         end_tracking(&mut c, false);
     }
@@ -926,6 +933,7 @@ fn collect_tree(
                 ghost_limit: o.ghost_limit,
                 shell_job: o.shell_job,
                 file_locks: o.file_locks,
+                link_remap: o.link_remap,
                 sockets: o.sockets.clone(),
                 run_id: o.run_id.clone(),
             },
@@ -1250,7 +1258,7 @@ fn collect(
             sk_opts: None,
         };
         if !memfd::is_memfd_link(&fd.link) {
-            files::check_open(pid, &f)?;
+            files::check_open(pid, &f, sh.files.link_remap())?;
         }
         open.push(f);
     }
@@ -1540,8 +1548,7 @@ fn mapped_file(
         let what = format!("a mapping at {start:#x}-{end:#x}");
         return table.special_deleted(&info, &file, what);
     }
-    files::check_path(pid, "the mapped file", &info)?;
-    table.special(&info, &file)
+    table.special_named(&info, &file, "the mapped file")
 }
 
 /// rcriu's copy of fd `fd` of process `pid` (`pidfd_getfd`).
@@ -1592,6 +1599,5 @@ fn special(pid: Pid, table: &mut Files, link: &str, what: &str) -> Result<u32> {
     if info.unlinked() && (kind == libc::S_IFDIR || kind == libc::S_IFREG) {
         return table.special_deleted(&info, &file, what.to_owned());
     }
-    files::check_path(pid, what, &info)?;
-    table.special(&info, &file)
+    table.special_named(&info, &file, what)
 }

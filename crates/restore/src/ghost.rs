@@ -46,9 +46,11 @@ impl Ghosts {
                 Some(t) if t == pb::RemapType::Ghost as i32 => {
                     g.remaps.insert(r.orig_id, r.remap_id);
                 }
+                // Opened through their links ([`crate::link_remap`]).
+                Some(t) if t == pb::RemapType::Linked as i32 => {}
                 other => {
                     return Err(Error::unsupported(format!(
-                        "{name}: file {} remapped as {other:?} (only ghosts are)",
+                        "{name}: file {} remapped as {other:?} (only ghosts and links are)",
                         r.orig_id
                     )));
                 }
