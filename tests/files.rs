@@ -8,7 +8,9 @@
 
 mod common;
 
-use common::{Tweak, cycle, cycle_with, leave_running, setup, start};
+use common::{
+    Tweak, cycle, cycle_opts, cycle_with, leave_running, leave_running_opts, setup, start,
+};
 use rcriu::images::{ImageDir, ImageFile, pb};
 use rcriu::{Dump, Restore};
 use rcriu_test_support::{HANG_GUARD, ProcSnapshot, TempDir, no_inherited_fds};
@@ -209,6 +211,273 @@ fn a_ghost_over_the_limit_is_refused_by_name() {
     w.reap();
     Restore::new(images.path()).detach(true).run().unwrap();
     w.verdict().unwrap();
+}
+
+// -- Link remaps (--link-remap): files whose paths are gone, linked
+// elsewhere.
+
+/// The dump of files_linked with --link-remap: links made, the images
+/// as CRIU writes them; the restore opens each file through its link
+/// (the same inode), by its old name, and removes both; with
+/// --leave-running the links go at once.
+#[test]
+fn linked_files_carry_on() {
+    let _g = setup();
+    let w = start("files_linked", &[]);
+    cycle_opts(w, "files_linked", None, |d| d.link_remap(true), |r| r).unwrap();
+    leave_running_opts("files_linked", &[], |d| d.link_remap(true));
+}
+
+/// The link remaps of a dump: (file id, the path of its link).
+fn links(dir: &ImageDir) -> Vec<(u32, std::path::PathBuf)> {
+    use std::os::unix::ffi::OsStrExt;
+    let remaps: Vec<pb::RemapFilePathEntry> = dir.read_all(ImageFile::RemapFpath).unwrap();
+    let files = dir.files().unwrap();
+    remaps
+        .iter()
+        .filter(|r| r.remap_type == Some(pb::RemapType::Linked as i32))
+        .map(|r| {
+            let reg = files
+                .iter()
+                .find(|f| f.id == r.remap_id)
+                .and_then(|f| f.reg.as_ref())
+                .expect("a link's regular-file entry");
+            let p = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&reg.name));
+            (r.orig_id, p)
+        })
+        .collect()
+}
+
+/// Each regular file's link, made at the dump, replaced by a copy: the
+/// same bytes and size, another inode.
+fn copy_the_links(dir: &ImageDir, _pid: i32) {
+    for (_, p) in links(dir) {
+        if std::fs::symlink_metadata(&p).unwrap().is_file() {
+            let bytes = std::fs::read(&p).unwrap();
+            std::fs::remove_file(&p).unwrap();
+            std::fs::write(&p, bytes).unwrap();
+        }
+    }
+}
+
+/// The link of the first file removed.
+fn remove_a_link(dir: &ImageDir, _pid: i32) {
+    let (_, p) = links(dir).into_iter().next().expect("a link remap");
+    std::fs::remove_file(p).unwrap();
+}
+
+#[test]
+fn a_replaced_or_missing_link_is_noticed() {
+    let _g = setup();
+    let opts = |d: Dump| d.link_remap(true);
+    let e = cycle_opts(
+        start("files_linked", &[]),
+        "files_linked",
+        Some(copy_the_links),
+        opts,
+        |r| r,
+    )
+    .unwrap_err();
+    assert!(e.contains("FAIL: orig.txt is another file"), "{e}");
+    let e = cycle_opts(
+        start("files_linked", &[]),
+        "files_linked",
+        Some(remove_a_link),
+        opts,
+        |r| r,
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("link_remap.") && e.contains("which is gone"),
+        "{e}"
+    );
+}
+
+/// What files_linked's images say: a LINKED remap for fds 10, 11, the
+/// FIFO's path and the mapping, each to a `link_remap.<id>` entry whose
+/// id follows the file's, beside the old path (or above a removed
+/// directory), the file's own entry named without " (deleted)".
+#[test]
+fn link_remaps_are_written_as_criu_writes_them() {
+    let _g = setup();
+    let mut w = start("files_linked", &[]);
+    let cwd = w.outfile.parent().unwrap().to_owned();
+    let images = TempDir::new("files-linked-images");
+    Dump::new(w.pid)
+        .images_dir(images.path())
+        .link_remap(true)
+        .run()
+        .unwrap();
+    w.reap();
+    let dir = ImageDir::open(images.path()).unwrap();
+    let files = dir.files().unwrap();
+    let links = links(&dir);
+    assert_eq!(links.len(), 4, "{links:?}");
+    let name_of = |id: u32| {
+        let r = files
+            .iter()
+            .find(|f| f.id == id)
+            .and_then(|f| f.reg.as_ref());
+        String::from_utf8(r.expect("a regular-file entry").name.clone()).unwrap()
+    };
+    let mut olds = Vec::new();
+    for (orig, link) in &links {
+        let link_id: u32 = link
+            .file_name()
+            .and_then(|n| n.to_str()?.strip_prefix("link_remap.")?.parse().ok())
+            .unwrap_or_else(|| panic!("{} is no link_remap.N", link.display()));
+        assert_eq!(link_id, orig + 1, "{}", link.display());
+        assert_eq!(link.parent(), Some(cwd.as_path()), "{}", link.display());
+        let entry = files.iter().find(|f| f.id == link_id).unwrap();
+        let reg = entry.reg.as_ref().unwrap();
+        assert_eq!((reg.flags, reg.pos, reg.mode, reg.size), (0, 0, None, None));
+        assert!(link.exists(), "{} is kept for the restore", link.display());
+        olds.push(name_of(*orig));
+    }
+    olds.sort();
+    let want: Vec<String> = ["mapped.bin", "orig.txt", "pipe.fifo", "sub/deep.txt"]
+        .iter()
+        .map(|n| cwd.join(n).to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(olds, want);
+    // The link of the FIFO's path entry: its fifo entry names it.
+    let fifo = files.iter().find_map(|f| f.fifo.as_ref()).unwrap();
+    assert!(links.iter().any(|(o, _)| Some(*o) == fifo.regf_id));
+    for (_, l) in &links {
+        std::fs::remove_file(l).unwrap();
+    }
+}
+
+#[test]
+fn linked_files_are_refused_without_link_remap() {
+    let _g = setup();
+    let w = start("files_linked", &[]);
+    let images = TempDir::new("files-linked-refused");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect_err("orig.txt needs a link remap")
+        .to_string();
+    assert!(
+        e.contains("orig.txt, removed from that path but linked elsewhere")
+            && e.contains("dump with --link-remap"),
+        "{e}"
+    );
+    let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
+    assert!(left.is_empty(), "a refused dump leaves no image: {left:?}");
+    w.verdict().unwrap();
+}
+
+/// A dump that fails once its links are made (right after files.img is
+/// written) removes them: the process runs on with one link to each
+/// file and no link_remap.N beside them.
+#[test]
+fn a_failed_dump_removes_its_links() {
+    let _g = setup();
+    let w = start("files_linked", &[]);
+    let images = TempDir::new("files-linked-failed");
+    let log = images.path().join("dump.log");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rcriu"))
+        .args([
+            "dump",
+            "-t",
+            &w.pid.to_string(),
+            "--link-remap",
+            "-v4",
+            "-o",
+        ])
+        .arg(&log)
+        .arg("-D")
+        .arg(images.path())
+        .env("RCRIU_FAULT", "image:files")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the fault point fails the dump");
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("(a link remap)"), "links were made: {log}");
+    assert!(log.contains("link remap /"), "and removed: {log}");
+    w.verdict().unwrap();
+}
+
+/// The workload's own checks of leftovers (the negative control of the
+/// tests above): a link_remap.N beside its files, or a second link to
+/// orig.txt, fail it.
+#[test]
+fn leftover_links_are_noticed() {
+    let _g = setup();
+    let w = start("files_linked", &[]);
+    let cwd = w.outfile.parent().unwrap().to_owned();
+    std::fs::write(cwd.join("link_remap.99"), b"").unwrap();
+    let e = w.verdict().unwrap_err();
+    assert!(e.contains("FAIL: link_remap.99 is left over"), "{e}");
+    let w = start("files_linked", &[]);
+    let cwd = w.outfile.parent().unwrap().to_owned();
+    std::fs::hard_link(cwd.join("other.txt"), cwd.join("link_remap.98")).unwrap();
+    let e = w.verdict().unwrap_err();
+    assert!(e.contains("FAIL: orig.txt has 2 links"), "{e}");
+}
+
+/// CRIU 4.2's criu binary, when the machine has one
+/// (`RCRIU_TEST_CRIU`).
+fn criu() -> Option<String> {
+    let c = std::env::var("RCRIU_TEST_CRIU")
+        .ok()
+        .filter(|c| !c.is_empty());
+    if c.is_none() {
+        eprintln!("RCRIU_TEST_CRIU is not set: skipping the tests against CRIU 4.2");
+    }
+    c
+}
+
+/// `tool dump -t PID` or `tool restore -d` of the images in `dir`.
+fn criu_cli(
+    tool: &str,
+    pid: Option<i32>,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> Result<(), String> {
+    let cmd = if pid.is_some() { "dump" } else { "restore" };
+    let log = format!("{cmd}.log");
+    let mut c = std::process::Command::new(tool);
+    c.arg(cmd);
+    match pid {
+        Some(p) => c.args(["-t", &p.to_string()]),
+        None => c.arg("-d"),
+    };
+    c.arg("-D").arg(dir).args(["-v4", "-o", &log]).args(extra);
+    let out = c.output().map_err(|e| format!("running {tool}: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{tool} {cmd}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(dir.join(&log)).unwrap_or_default()
+    ))
+}
+
+/// CRIU 4.2 restores rcriu's link remaps, rcriu restores CRIU's; a dump
+/// by either without --link-remap is refused (the negative control).
+#[test]
+fn criu_4_2_and_rcriu_restore_each_other_s_link_remaps() {
+    let _g = setup();
+    let Some(criu) = criu() else { return };
+    let rcriu = env!("CARGO_BIN_EXE_rcriu");
+    for (dumper, restorer) in [(rcriu, criu.as_str()), (criu.as_str(), rcriu)] {
+        let what = format!("files_linked dumped by {dumper}, restored by {restorer}");
+        let w = start("files_linked", &["criu"]);
+        let images = TempDir::new("compat-files-linked");
+        let e = criu_cli(dumper, Some(w.pid), images.path(), &[])
+            .expect_err("a dump without --link-remap");
+        assert!(e.contains("link-remap"), "{what}: {e}");
+        let mut w = w;
+        let images = TempDir::new("compat-files-linked");
+        criu_cli(dumper, Some(w.pid), images.path(), &["--link-remap"])
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        w.reap();
+        criu_cli(restorer, None, images.path(), &[]).unwrap_or_else(|e| panic!("{what}: {e}"));
+        w.verdict().unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
 }
 
 // -- Pipes and FIFOs.

@@ -32,6 +32,7 @@ const SLEEPERS: &[&str] = &[
     "files_pipe",
     "files_pty",
     "files_tmpfile",
+    "files_linked",
     "onstack",
     "task_attrs",
     "eventfds",

@@ -478,7 +478,7 @@ impl<'a> Opener<'a> {
     /// not its name: its ghost's, made again, or its link's.
     fn remapped(&mut self, id: u32, name: &Path) -> Result<Option<PathBuf>> {
         if self.links.is_linked(id) {
-            return self.links.path_of(&self.img.files, id, path_of);
+            return self.links.path_of(&self.img.files, id, name, path_of);
         }
         self.ghosts.path_of(&self.img.dir, id, name)
     }
