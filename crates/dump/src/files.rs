@@ -409,6 +409,9 @@ pub struct Files {
     /// description (a map: ten thousand sockets are ten thousand inodes).
     fds: std::collections::HashMap<(u64, u64), Vec<SeenFd>>,
     ghosts: ghost::Ghosts,
+    /// Watches on files with no link left, which a ghost must hold:
+    /// (pid, what, device in the kernel's encoding, inode).
+    watched_ghosts: Vec<(Pid, String, u32, u64)>,
     /// The root of each process's mount namespace, open, for its link
     /// remaps.
     roots: std::collections::HashMap<Pid, std::sync::Arc<std::os::fd::OwnedFd>>,
@@ -551,6 +554,7 @@ impl Files {
             entries: Vec::new(),
             fds: std::collections::HashMap::new(),
             ghosts: ghost::Ghosts::default(),
+            watched_ghosts: Vec::new(),
             roots: std::collections::HashMap::new(),
             extra: Extra::default(),
             ttys: tty::Seen::default(),
@@ -831,6 +835,12 @@ impl Files {
             }
             FdKind::Anon(kind) => {
                 let e = anon::entry(pid, kind, id, f, fown, &self.tree)?;
+                if let Some(i) = &e.ify {
+                    for (wd, sdev, ino) in crate::inotify::on_deleted(i) {
+                        let what = format!("fd {}: an inotify watch ({wd})", f.fd);
+                        self.watched_ghosts.push((pid, what, sdev, ino));
+                    }
+                }
                 self.entries.push(e)
             }
             FdKind::Socket => sockets::dump(self, f, id, fown)?,
@@ -861,6 +871,17 @@ impl Files {
     /// every pty slave has its master (or is the shell's terminal).
     pub fn take_extra(&mut self) -> Result<Extra> {
         self.ttys.check_pairs(self.pid, self.opts.shell_job)?;
+        for (pid, what, sdev, ino) in &self.watched_ghosts {
+            let dev = rustix::fs::makedev(sdev >> 20, sdev & 0xf_ffff);
+            if !self.ghosts.holds(dev, *ino) {
+                return Err(Error::unsupported(
+                    *pid,
+                    format!(
+                        "{what} on inode {ino} of device {sdev:#x}, a file no path names that no fd or mapping of the dump holds"
+                    ),
+                ));
+            }
+        }
         self.extra.file_locks = std::mem::take(&mut self.locks.entries);
         crate::sk_unix::finish(self)?;
         let mut tcp = std::mem::take(&mut self.sockets.tcp);

@@ -229,7 +229,7 @@ pub static TABLE: &[Entry] = &[
         "--force-irmap",
         "force_irmap",
         NoOp(
-            "rcriu always writes the path of every watched file, found through its file handle, which is what it asks criu for",
+            "rcriu writes the path of every watched file, found through its file handle, which is what it asks criu for (a file with no link left: its handle alone, the dump holding it as a ghost, as criu writes it)",
         ),
         |o, _| o.force_irmap,
     ),

@@ -720,6 +720,27 @@ impl Opener<'_> {
                     let p = entry.psk.as_ref().ok_or_else(unsupported)?;
                     (self.sockets.packet(p)?, p.fown, None)
                 }
+                // Its watches on files with no link left watch their
+                // ghosts, made here.
+                Ok(pb::FdTypes::Inotify) => {
+                    let e = entry.ify.as_ref().ok_or_else(unsupported)?;
+                    let mut on_ghosts = BTreeMap::new();
+                    for w in &e.wd {
+                        let name_of = |fid: u32| {
+                            img.files
+                                .get(&fid)
+                                .and_then(|f| f.reg.as_ref())
+                                .map(path_of)
+                        };
+                        if let Some(p) = self
+                            .ghosts
+                            .path_by_inode(&img.dir, w.s_dev, w.i_ino, name_of)?
+                        {
+                            on_ghosts.insert(w.wd, p);
+                        }
+                    }
+                    (crate::inotify::open(e, &on_ghosts)?, e.fown, None)
+                }
                 _ => match self.anon.open(pid, entry, fd)? {
                     Some((file, fown)) => (file, fown, None),
                     None => return Err(unsupported()),
