@@ -456,27 +456,38 @@ fn criu_cli(
     ))
 }
 
-/// CRIU 4.2 restores rcriu's link remaps, rcriu restores CRIU's; a dump
-/// by either without --link-remap is refused (the negative control).
+/// CRIU 4.2 restores rcriu's link remaps and the bytes waiting in a pty,
+/// rcriu restores CRIU's; a dump by either without --link-remap is
+/// refused (the negative control).
 #[test]
-fn criu_4_2_and_rcriu_restore_each_other_s_link_remaps() {
+fn criu_4_2_and_rcriu_restore_each_other_s_link_remaps_and_pty_bytes() {
     let _g = setup();
     let Some(criu) = criu() else { return };
     let rcriu = env!("CARGO_BIN_EXE_rcriu");
-    for (dumper, restorer) in [(rcriu, criu.as_str()), (criu.as_str(), rcriu)] {
-        let what = format!("files_linked dumped by {dumper}, restored by {restorer}");
-        let w = start("files_linked", &["criu"]);
-        let images = TempDir::new("compat-files-linked");
-        let e = criu_cli(dumper, Some(w.pid), images.path(), &[])
-            .expect_err("a dump without --link-remap");
-        assert!(e.contains("link-remap"), "{what}: {e}");
-        let mut w = w;
-        let images = TempDir::new("compat-files-linked");
-        criu_cli(dumper, Some(w.pid), images.path(), &["--link-remap"])
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
-        w.reap();
-        criu_cli(restorer, None, images.path(), &[]).unwrap_or_else(|e| panic!("{what}: {e}"));
-        w.verdict().unwrap_or_else(|e| panic!("{what}: {e}"));
+    for (name, args, opts) in [
+        ("files_linked", &["criu"][..], &["--link-remap"][..]),
+        ("files_pty", &["queued"][..], &[][..]),
+    ] {
+        for (dumper, restorer) in [(rcriu, criu.as_str()), (criu.as_str(), rcriu)] {
+            let what = format!("{name} dumped by {dumper}, restored by {restorer}");
+            let mut w = start(name, args);
+            if name == "files_linked" {
+                let images = TempDir::new("compat-files-refused");
+                let e = criu_cli(dumper, Some(w.pid), images.path(), &[])
+                    .expect_err("a dump without --link-remap");
+                assert!(e.contains("link-remap"), "{what}: {e}");
+            }
+            let images = TempDir::new(&format!("compat-{name}"));
+            criu_cli(dumper, Some(w.pid), images.path(), opts)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            w.reap();
+            if name == "files_pty" {
+                let dir = ImageDir::open(images.path()).unwrap();
+                assert_eq!(tty_data(&dir).len(), 2, "{what}: both ends' bytes");
+            }
+            criu_cli(restorer, None, images.path(), &[]).unwrap_or_else(|e| panic!("{what}: {e}"));
+            w.verdict().unwrap_or_else(|e| panic!("{what}: {e}"));
+        }
     }
 }
 
@@ -599,24 +610,58 @@ fn drop_exclusive(dir: &ImageDir, _pid: i32) {
     dir.write_all(ImageFile::TtyInfo, &infos).unwrap();
 }
 
+/// Bytes waiting in both directions of a pty the process holds both ends
+/// of: read at the dump into tty-data.img (as CRIU), written into the
+/// other end by the restore, or back by the dump when the process runs
+/// on; the process then reads them first, exactly.
 #[test]
-fn bytes_waiting_in_a_pty_are_refused_by_name() {
+fn bytes_waiting_in_a_pty_carry_on() {
     let _g = setup();
-    let w = start("files_pty", &["queued"]);
-    let images = TempDir::new("files-pty-queued");
-    let e = Dump::new(w.pid)
-        .images_dir(images.path())
-        .run()
-        .expect_err("5 bytes wait in the pty")
-        .to_string();
+    cycle("files_pty", &["queued"], None).unwrap();
+    leave_running("files_pty", &["queued"]);
+}
+
+/// The entries of tty-data.img, and their ends' ids.
+fn tty_data(dir: &ImageDir) -> Vec<pb::TtyDataEntry> {
+    dir.read_all(ImageFile::TtyData).unwrap()
+}
+
+fn change_a_waiting_byte(dir: &ImageDir, _pid: i32) {
+    let mut d = tty_data(dir);
+    // The slave's (an even id): the bytes written to the master.
+    let e = d
+        .iter_mut()
+        .find(|e| e.tty_id % 2 == 0)
+        .expect("the slave's bytes");
+    assert_eq!(e.data, b"hello");
+    e.data[0] = b'j';
+    dir.write_all(ImageFile::TtyData, &d).unwrap();
+}
+
+fn drop_the_waiting_bytes(dir: &ImageDir, _pid: i32) {
+    let d = tty_data(dir);
+    // The master's (an odd id): the bytes written to the slave.
+    let e = d
+        .iter()
+        .find(|e| e.tty_id % 2 == 1)
+        .expect("the master's bytes");
+    assert_eq!(e.data, b"world!");
+    std::fs::remove_file(dir.file_path(ImageFile::TtyData)).unwrap();
+}
+
+#[test]
+fn corrupted_waiting_bytes_are_noticed() {
+    let _g = setup();
+    let e = cycle("files_pty", &["queued"], Some(change_a_waiting_byte)).unwrap_err();
     assert!(
-        e.contains("/dev/pts/") && e.contains("5 bytes not read yet"),
+        e.contains("FAIL: the bytes waiting for the slave: 5 \"jello\""),
         "{e}"
     );
-    // It runs on, its bytes still there for the slave (the check reads
-    // the "ping" it writes after them: it fails on them, as it should).
-    let e = w.verdict().unwrap_err();
-    assert!(e.contains("FAIL: master to slave"), "{e}");
+    let e = cycle("files_pty", &["queued"], Some(drop_the_waiting_bytes)).unwrap_err();
+    assert!(
+        e.contains("FAIL: the bytes waiting for the slave: -1"),
+        "{e}"
+    );
 }
 
 fn grow_a_window(dir: &ImageDir, _pid: i32) {

@@ -438,6 +438,8 @@ pub struct Extra {
     pub pipes_data: Vec<pipes::Captured>,
     pub fifo_data: Vec<pipes::Captured>,
     pub tty_info: Vec<pb::TtyInfoEntry>,
+    /// Bytes waiting in ptys (tty-data.img), written back unless kept.
+    pub tty_data: tty::Queued,
     pub file_locks: Vec<pb::FileLockEntry>,
     /// What waits in unix sockets (sk-queues.img).
     pub sk_queues: Vec<sk_queue::Packet>,
@@ -462,6 +464,12 @@ impl Extra {
     pub fn keep_sockets_locked(&mut self) {
         self.tcp.keep_locked();
     }
+
+    /// The process runs on (--leave-running, or the dump failed): the
+    /// bytes read from its ptys wait in them again, before it runs.
+    pub fn put_back_tty_data(&mut self) {
+        self.tty_data.put_back();
+    }
 }
 
 impl Extra {
@@ -480,6 +488,11 @@ impl Extra {
         if !self.tty_info.is_empty() {
             let dir = create(ImageFile::TtyInfo)?;
             dir.write_all(ImageFile::TtyInfo, &self.tty_info)
+                .map_err(Error::image(pid))?;
+        }
+        if !self.tty_data.entries.is_empty() {
+            let dir = create(ImageFile::TtyData)?;
+            dir.write_all(ImageFile::TtyData, &self.tty_data.entries)
                 .map_err(Error::image(pid))?;
         }
         if !self.file_locks.is_empty() {
@@ -893,6 +906,8 @@ impl Files {
         );
         self.extra.tcp = tcp;
         dumped?;
+        // Last, as CRIU: what is read here goes back if the dump fails.
+        self.extra.tty_data = self.ttys.take_data(self.pid)?;
         Ok(std::mem::take(&mut self.extra))
     }
 

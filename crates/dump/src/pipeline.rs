@@ -438,6 +438,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     if o.leave_running || o.leave_stopped {
         to_abort_handlers(&rseq_moves);
         c.files_extra.release_sockets();
+        c.files_extra.put_back_tty_data();
         if o.leave_stopped {
             tree.stop_on_release(libc::SIGSTOP);
         }
@@ -462,6 +463,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         if let Err(e) = written {
             to_abort_handlers(&rseq_moves);
             c.files_extra.release_sockets();
+            c.files_extra.put_back_tty_data();
             drop(tree);
             out.discard();
             return Err(e);
@@ -470,11 +472,13 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         if let Err(e) = o.hook(crate::Stage::PostDump) {
             to_abort_handlers(&rseq_moves);
             c.files_extra.release_sockets();
+            c.files_extra.put_back_tty_data();
             drop(tree);
             return Err(e);
         }
         tree.kill()?;
         c.files_extra.keep_sockets_locked();
+        c.files_extra.tty_data.keep();
         // The process is gone: its link remaps stay for the restore.
         c.files_extra.links.keep();
         stats.frozen_time = frozen.elapsed();
