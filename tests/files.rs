@@ -456,6 +456,53 @@ fn criu_cli(
     ))
 }
 
+/// The images of files_linked (with --link-remap) and of files_pty
+/// (queued) as CRIU 4.2 wrote them (`tests/fixtures/criu-4.2/link-remap`,
+/// `pty-data`): read by rcriu as its own are written, and written back
+/// by rcriu byte for byte.
+#[test]
+fn criu_4_2_s_link_remap_and_pty_images_are_rcriu_s() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/criu-4.2");
+    let lr = ImageDir::open(root.join("link-remap")).unwrap();
+    let links = links(&lr);
+    let files = lr.files().unwrap();
+    assert_eq!(links.len(), 4, "{links:?}");
+    for (orig, link) in &links {
+        let want = format!("link_remap.{}", orig + 1);
+        assert_eq!(link.file_name().unwrap().to_str(), Some(want.as_str()));
+        let entry = files.iter().find(|f| f.id == orig + 1).unwrap();
+        let reg = entry.reg.as_ref().unwrap();
+        assert_eq!((reg.flags, reg.pos, reg.mode, reg.size), (0, 0, None, None));
+        let old = files.iter().find(|f| f.id == *orig).unwrap();
+        assert!(!old.reg.as_ref().unwrap().name.ends_with(b" (deleted)"));
+    }
+    let pty = ImageDir::open(root.join("pty-data")).unwrap();
+    let data = tty_data(&pty);
+    let got: Vec<(u32, &[u8])> = data.iter().map(|e| (e.tty_id, &e.data[..])).collect();
+    assert_eq!(got, [(1, &b"world!"[..]), (0, &b"hello"[..])]);
+    // Written back by rcriu: the same bytes.
+    let out = TempDir::new("criu-fixture-rewrite");
+    let copy = ImageDir::create(out.path()).unwrap();
+    let same = |from: &ImageDir, file: ImageFile| {
+        std::fs::read(from.file_path(file)).unwrap() == std::fs::read(copy.file_path(file)).unwrap()
+    };
+    let remaps: Vec<pb::RemapFilePathEntry> = lr.read_all(ImageFile::RemapFpath).unwrap();
+    copy.write_all(ImageFile::RemapFpath, &remaps).unwrap();
+    copy.write_all(ImageFile::Files, &files).unwrap();
+    copy.write_all(ImageFile::TtyData, &data).unwrap();
+    let infos: Vec<pb::TtyInfoEntry> = pty.read_all(ImageFile::TtyInfo).unwrap();
+    copy.write_all(ImageFile::TtyInfo, &infos).unwrap();
+    assert!(same(&lr, ImageFile::RemapFpath));
+    assert!(same(&lr, ImageFile::Files));
+    assert!(same(&pty, ImageFile::TtyData));
+    assert!(same(&pty, ImageFile::TtyInfo));
+    // Negative control: one remap's type changed shows.
+    let mut changed = remaps.clone();
+    changed[0].remap_type = Some(pb::RemapType::Ghost as i32);
+    copy.write_all(ImageFile::RemapFpath, &changed).unwrap();
+    assert!(!same(&lr, ImageFile::RemapFpath));
+}
+
 /// CRIU 4.2 restores rcriu's link remaps and the bytes waiting in a pty,
 /// rcriu restores CRIU's; a dump by either without --link-remap is
 /// refused (the negative control).

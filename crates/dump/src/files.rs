@@ -16,7 +16,9 @@
 //!
 //! In scope: regular files, directories and memory devices (/dev/null,
 //! /dev/zero, ...) opened in any mode, also with `O_PATH`; deleted regular
-//! files (as ghost files, up to the ghost limit); pipes; FIFOs; pty
+//! files (as ghost files, up to the ghost limit); files whose path is gone
+//! but that have links elsewhere, with `--link-remap`
+//! ([`link_remap`](crate::link_remap)); pipes; FIFOs; pty
 //! masters and slaves; eventfds, epoll instances, signalfds and timerfds
 //! ([`anon`]); sockets ([`sockets`](crate::sockets)). Each keeps its
 //! flags, position and owner (fown). Anything else is refused, naming the
