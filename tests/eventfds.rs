@@ -433,6 +433,32 @@ fn a_watch_on_a_removed_file_carries_on() {
     leave_running("notify", &["deleted"]);
 }
 
+/// A watch on a removed file that only the test holds: no ghost of the
+/// dump can stand for it, and the dump refuses it by name.
+#[test]
+fn a_watch_on_a_removed_file_held_outside_is_refused_by_name() {
+    let _g = setup();
+    let w = start("notify", &["outside"]);
+    let c = w.outfile.parent().unwrap().join("c.txt");
+    let hold = std::fs::File::open(&c).unwrap();
+    std::fs::remove_file(&c).unwrap();
+    let images = TempDir::new("notify-outside");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect_err("a watch on a file the dump cannot hold is refused")
+        .to_string();
+    assert!(
+        e.contains("fd 10: an inotify watch (6)")
+            && e.contains("that no fd or mapping of the dump holds"),
+        "{e}"
+    );
+    let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
+    assert!(left.is_empty(), "a refused dump leaves no image: {left:?}");
+    w.verdict().expect("the process runs on as it was");
+    drop(hold);
+}
+
 /// wd 6 (on the removed c.txt) no longer matching its ghost, and named
 /// f.txt (which fd 10 does not watch): the restore watches f.txt.
 fn move_the_ghost_watch(dir: &ImageDir, _pid: i32) {

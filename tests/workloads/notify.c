@@ -12,7 +12,7 @@
  *          (modify, close-write), a mark on the mount of "." (exec
  *          opens; access ignored, surviving modification)
  *
- *   notify OUTFILE [deleted|filesystem]
+ *   notify OUTFILE [deleted|outside|filesystem]
  *
  * "deleted": fd 13 holds c.txt open, fd 10 watches it (wd 6, attrib),
  * and c.txt is removed: a watch on a file no path names, which a restore
@@ -20,7 +20,10 @@
  * line of fdinfo is only checked for its mask, and a chmod through fd
  * 13 must bring its event). Making and removing that ghost again may
  * leave two events queued on fd 10 (c.txt deleted in ".", wd 6's link
- * count changed), and only those.
+ * count changed), and only those. "outside": fd 10 watches c.txt (wd 6,
+ * attrib) and nothing else of the process holds it: the test holds it
+ * and removes it, a watch on a removed file the dump cannot hold (it
+ * refuses it); the same two events may then be queued.
  * "filesystem": fd 12 marks the whole filesystem of "." too (the dump
  * refuses it: CRIU's images have no such mark).
  *
@@ -68,7 +71,7 @@ static int place(int fd, int at)
 }
 
 static char msg[8192];
-static int deleted;
+static int deleted, held;
 
 static int by_text(const void *a, const void *b)
 {
@@ -185,7 +188,7 @@ static const char *check(void)
 	fcntl(11, F_SETFL, O_NONBLOCK);
 	const char *why;
 	char e[64];
-	if (deleted) {
+	if (held) {
 		struct stat st;
 		if (fstat(13, &st) || st.st_nlink != 0 || fchmod(13, 0644))
 			return "FAIL: fd 13 is not the removed c.txt\n";
@@ -272,7 +275,9 @@ int main(int argc, char **argv)
 {
 	if (argc < 2)
 		return 2;
-	deleted = argc > 2 && !strcmp(argv[2], "deleted");
+	held = argc > 2 && !strcmp(argv[2], "deleted");
+	int outside = argc > 2 && !strcmp(argv[2], "outside");
+	deleted = held || outside;
 	int filesystem = argc > 2 && !strcmp(argv[2], "filesystem");
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
@@ -304,7 +309,9 @@ int main(int argc, char **argv)
 	if (drain(11))
 		return 5;
 	fcntl(11, F_SETFL, 0);
-	if (deleted && (place(open("c.txt", O_RDONLY), 13) < 0 ||
+	if (outside && (inotify_add_watch(10, "c.txt", IN_ATTRIB) != 6 || drain(10)))
+		return 5;
+	if (held && (place(open("c.txt", O_RDONLY), 13) < 0 ||
 			inotify_add_watch(10, "c.txt", IN_ATTRIB) != 6 || unlink("c.txt") ||
 			drain(10)))
 		return 5;
