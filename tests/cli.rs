@@ -943,3 +943,49 @@ fn status_of(pid: i32, field: &str) -> String {
         .trim()
         .to_owned()
 }
+
+/// `--unprivileged --link-remap`: without CAP_DAC_READ_SEARCH the links
+/// are made through each fd's /proc link; the images restore (as root
+/// here) into the same inodes. Without --link-remap the same dump is
+/// refused by name and the process runs on.
+#[test]
+fn an_unprivileged_dump_makes_its_link_remaps() {
+    use rcriu_test_support::Workload;
+    use std::os::unix::fs::{PermissionsExt, chown};
+    const NOBODY: u32 = 65534;
+    let _g = common::setup();
+    let (t, copy) = copy_of_rcriu("cli-unprivileged-links");
+    give_capabilities(&copy);
+    let images = t.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    chown(&images, Some(NOBODY), Some(NOBODY)).unwrap();
+    std::fs::set_permissions(&images, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut w = Workload::start_as("files_linked", &[], NOBODY);
+    w.wait_in("sigsuspend");
+    let pid = w.pid.to_string();
+    let dump = |extra: &[&str]| {
+        run(nobody_runs(&copy)
+            .args([
+                "dump",
+                "--unprivileged",
+                "-t",
+                &pid,
+                "-v4",
+                "-o",
+                "dump.log",
+            ])
+            .args(extra)
+            .arg("-D")
+            .arg(&images)
+            .env("HOME", "/nonexistent"))
+    };
+    let err = failed(&dump(&[]));
+    assert!(err.contains("dump with --link-remap"), "{err}");
+    assert_eq!(status_of(w.pid, "TracerPid:"), "0");
+    ok(&dump(&["--link-remap"]));
+    let log = std::fs::read_to_string(images.join("dump.log")).unwrap();
+    assert_eq!(log.matches("(a link remap)").count(), 4, "{log}");
+    w.reap();
+    rcriu::Restore::new(&images).detach(true).run().unwrap();
+    w.verdict().unwrap();
+}

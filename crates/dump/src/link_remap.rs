@@ -19,7 +19,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -92,13 +92,27 @@ impl Links {
             let at = dir.join(&name);
             // From the task's root: "." when the link goes at the top.
             let target: &Path = &at;
-            match rustix::fs::linkat(
+            // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH, or a file the
+            // caller opened itself (else ENOENT): an unprivileged rcriu
+            // then links through the fd's /proc link. Its ENOENT says
+            // the directory is gone.
+            let linked = match rustix::fs::linkat(
                 file.as_fd(),
                 "",
                 root.as_fd(),
                 target,
                 rustix::fs::AtFlags::EMPTY_PATH,
             ) {
+                Err(rustix::io::Errno::PERM | rustix::io::Errno::NOENT) => rustix::fs::linkat(
+                    rustix::fs::CWD,
+                    format!("/proc/self/fd/{}", file.as_raw_fd()),
+                    root.as_fd(),
+                    target,
+                    rustix::fs::AtFlags::SYMLINK_FOLLOW,
+                ),
+                r => r,
+            };
+            match linked {
                 Ok(()) => {
                     log::info!(
                         "process {pid}: {} linked as /{} (a link remap)",
