@@ -167,7 +167,7 @@ pub fn check_path(pid: Pid, what: &str, info: &FileInfo, link_remap: bool) -> Re
                 return Err(Error::unsupported(
                     pid,
                     format!(
-                        "{what} the directory {}, removed from that path but linked elsewhere (a directory cannot be link-remapped)",
+                        "{what} {} (a directory), removed from that path but linked elsewhere (a directory cannot be link-remapped)",
                         path.display()
                     ),
                 ));

@@ -1,6 +1,6 @@
 //! Link remaps: a file whose path no longer named it at the dump, but
 //! that had links elsewhere, was given a hard link then
-//! (`link_remap.<id>`, [the dump's `link_remap`]); `remap-fpath.img`
+//! (`link_remap.<id>`, the dump's `link_remap` module); `remap-fpath.img`
 //! ties its file entry (LINKED) to the regular-file entry of that link.
 //! Every fd, mapping or executable of the file is opened through the
 //! link, so that it is the same inode again, and once every fd of the
@@ -12,8 +12,6 @@
 //! that /proc shows the file as it did at the dump (`NAME (deleted)`,
 //! not `link_remap.N (deleted)`); the names made so go whether the
 //! restore succeeds or fails.
-//!
-//! [the dump's `link_remap`]: ../../rcriu_dump/link_remap/index.html
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
