@@ -867,6 +867,29 @@ fn removed_directories_and_mapped_files_carry_on() {
     leave_running("deleted", &[]);
 }
 
+/// A cwd in the /proc directory of a process that has ended (CRIU makes
+/// a helper process of that pid for it, a /proc remap): refused by name,
+/// no image left, the process running on with that cwd.
+#[test]
+fn a_cwd_in_an_ended_process_s_proc_is_refused_by_name() {
+    let _g = setup();
+    let w = start("proc_cwd", &[]);
+    let images = TempDir::new("files-proc-cwd");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect_err("a /proc remap")
+        .to_string();
+    assert!(
+        e.contains("the cwd: /proc/")
+            && e.contains("in the /proc directory of a process that has ended"),
+        "{e}"
+    );
+    let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
+    assert!(left.is_empty(), "a refused dump leaves no image: {left:?}");
+    w.verdict().unwrap();
+}
+
 /// The ghost images of a dump, by id, with their entries.
 fn ghosts(dir: &ImageDir) -> Vec<(u64, pb::GhostFileEntry)> {
     (1..)

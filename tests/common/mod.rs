@@ -33,6 +33,7 @@ const SLEEPERS: &[&str] = &[
     "files_pty",
     "files_tmpfile",
     "files_linked",
+    "proc_cwd",
     "onstack",
     "task_attrs",
     "eventfds",

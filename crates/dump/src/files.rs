@@ -193,6 +193,23 @@ pub fn check_path(pid: Pid, what: &str, info: &FileInfo, link_remap: bool) -> Re
     }
 }
 
+/// The error of a file that cannot be examined: for one in the /proc
+/// directory of a process that has ended (ESRCH), a refusal naming it
+/// (CRIU remaps it to a helper process it makes with that pid, a /proc
+/// remap rcriu cannot make yet); else the error itself.
+pub fn dead_proc(pid: Pid, what: &str, path: &Path, e: std::io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::ESRCH) && path.starts_with("/proc") {
+        return Error::unsupported(
+            pid,
+            format!(
+                "{what}: {}, in the /proc directory of a process that has ended (a /proc remap)",
+                path.display()
+            ),
+        );
+    }
+    Error::file(pid, path)(e)
+}
+
 /// The kind of an open file, as CRIU tells them apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FdKind {
@@ -321,7 +338,8 @@ fn check_fd_at(pid: Pid, fd: &Fd, fdinfo: &FdInfo, link: &str) -> Result<()> {
         return Err(refuse(format!("a memfd ({})", path.display())));
     }
     // The link, not followed further: the file itself, not opened again.
-    let m = std::fs::metadata(link).map_err(Error::file(pid, link))?;
+    let m =
+        std::fs::metadata(link).map_err(|e| dead_proc(pid, &format!("fd {}", fd.fd), &path, e))?;
     let deleted = m.nlink() == 0;
     let kind = match m.mode() & libc::S_IFMT {
         libc::S_IFREG => return Ok(()),

@@ -1595,7 +1595,7 @@ fn ring_file(pid: Pid, table: &mut Files, open: &[OpenFd], a: &Area, ino: u64) -
 /// The file id of the exe, cwd or root, opened through their /proc link.
 fn special(pid: Pid, table: &mut Files, link: &str, what: &str) -> Result<u32> {
     let path = std::fs::read_link(link).map_err(Error::file(pid, link))?;
-    let file = File::open(link).map_err(Error::file(pid, link))?;
+    let file = File::open(link).map_err(|e| files::dead_proc(pid, what, &path, e))?;
     let info = FileInfo::of(pid, file.as_fd(), &path)?;
     // A removed directory (cwd, root) or executable is a ghost, as CRIU
     // makes it.
