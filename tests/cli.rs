@@ -217,8 +217,7 @@ fn options_rcriu_cannot_honour_are_refused_by_name() {
     let w = common::start("dump_state", &[]);
     let t = TempDir::new("cli-refused-opts");
     for (opts, name) in [
-        (&["--link-remap"][..], "--link-remap"),
-        (&["--external", "mnt[/x]:y"], "--external"),
+        (&["--external", "mnt[/x]:y"][..], "--external"),
         (&["--manage-cgroups=full"], "--manage-cgroups"),
         (&["--timeout", "3"], "--timeout"),
         (&["--page-server", "--port", "1"], "--page-server"),
@@ -311,12 +310,12 @@ fn the_log_is_criu_s() {
         .arg(&work)
         .arg("-D")
         .arg(&dir)
-        .arg("--link-remap"));
+        .arg("--auto-dedup"));
     failed(&out);
     let log = std::fs::read_to_string(work.join("my.log")).unwrap();
     assert!(!log.contains("stale"), "{log}");
     // -v2: no time stamps, errors as criu's.
-    let line = log.lines().find(|l| l.contains("link-remap")).unwrap();
+    let line = log.lines().find(|l| l.contains("auto-dedup")).unwrap();
     assert!(line.starts_with("Error ("), "{line}");
     assert!(
         line.contains(".rs:") && line.contains("): "),
@@ -375,7 +374,7 @@ fn configuration_files_as_criu_reads_them() {
     std::fs::create_dir_all(home.join(".criu")).unwrap();
     std::fs::write(
         home.join(".criu/default.conf"),
-        "# the user's\nlink-remap\n",
+        "# the user's\nauto-dedup\n",
     )
     .unwrap();
     let dump = |dir: &str, extra: &[&str], env_file: Option<&Path>| {
@@ -391,11 +390,11 @@ fn configuration_files_as_criu_reads_them() {
     };
     // $HOME/.criu/default.conf is read...
     let err = failed(&dump("a", &[], None));
-    assert!(err.contains("--link-remap"), "{err}");
+    assert!(err.contains("--auto-dedup"), "{err}");
     // ...but not with --no-default-config.
     ok(&dump("b", &["--no-default-config"], None));
     // The command line comes after the files.
-    ok(&dump("c", &["--no-link-remap"], None));
+    ok(&dump("c", &["--no-auto-dedup"], None));
     // CRIU_CONFIG_FILE and --config FILE (which leaves out the default
     // files), in criu's syntax.
     let env_conf = t.path().join("env.conf");
@@ -943,4 +942,50 @@ fn status_of(pid: i32, field: &str) -> String {
         .unwrap_or_default()
         .trim()
         .to_owned()
+}
+
+/// `--unprivileged --link-remap`: without CAP_DAC_READ_SEARCH the links
+/// are made through each fd's /proc link; the images restore (as root
+/// here) into the same inodes. Without --link-remap the same dump is
+/// refused by name and the process runs on.
+#[test]
+fn an_unprivileged_dump_makes_its_link_remaps() {
+    use rcriu_test_support::Workload;
+    use std::os::unix::fs::{PermissionsExt, chown};
+    const NOBODY: u32 = 65534;
+    let _g = common::setup();
+    let (t, copy) = copy_of_rcriu("cli-unprivileged-links");
+    give_capabilities(&copy);
+    let images = t.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    chown(&images, Some(NOBODY), Some(NOBODY)).unwrap();
+    std::fs::set_permissions(&images, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut w = Workload::start_as("files_linked", &[], NOBODY);
+    w.wait_in("sigsuspend");
+    let pid = w.pid.to_string();
+    let dump = |extra: &[&str]| {
+        run(nobody_runs(&copy)
+            .args([
+                "dump",
+                "--unprivileged",
+                "-t",
+                &pid,
+                "-v4",
+                "-o",
+                "dump.log",
+            ])
+            .args(extra)
+            .arg("-D")
+            .arg(&images)
+            .env("HOME", "/nonexistent"))
+    };
+    let err = failed(&dump(&[]));
+    assert!(err.contains("dump with --link-remap"), "{err}");
+    assert_eq!(status_of(w.pid, "TracerPid:"), "0");
+    ok(&dump(&["--link-remap"]));
+    let log = std::fs::read_to_string(images.join("dump.log")).unwrap();
+    assert_eq!(log.matches("(a link remap)").count(), 4, "{log}");
+    w.reap();
+    rcriu::Restore::new(&images).detach(true).run().unwrap();
+    w.verdict().unwrap();
 }

@@ -423,21 +423,78 @@ fn a_fanotify_mark_on_a_filesystem_is_refused_by_name() {
     w.verdict().expect("the process runs on as it was");
 }
 
+/// A watch on a removed file that fd 13 holds: the restore puts it on
+/// the ghost it makes again for fd 13 (as CRIU finds it, by device and
+/// inode), so that a chmod through fd 13 brings its event.
 #[test]
-fn a_watch_on_a_removed_file_is_refused_by_name() {
+fn a_watch_on_a_removed_file_carries_on() {
     let _g = setup();
-    let w = start("notify", &["deleted"]);
-    let images = TempDir::new("notify-deleted");
+    cycle("notify", &["deleted"], None).unwrap();
+    leave_running("notify", &["deleted"]);
+}
+
+/// A watch on a removed file that only the test holds: no ghost of the
+/// dump can stand for it, and the dump refuses it by name.
+#[test]
+fn a_watch_on_a_removed_file_held_outside_is_refused_by_name() {
+    let _g = setup();
+    let w = start("notify", &["outside"]);
+    let c = w.outfile.parent().unwrap().join("c.txt");
+    let hold = std::fs::File::open(&c).unwrap();
+    std::fs::remove_file(&c).unwrap();
+    let images = TempDir::new("notify-outside");
     let e = Dump::new(w.pid)
         .images_dir(images.path())
         .run()
-        .expect_err("a watch on a removed file is refused")
+        .expect_err("a watch on a file the dump cannot hold is refused")
         .to_string();
     assert!(
-        e.contains("fd 10: an inotify watch (6)") && e.contains("c.txt"),
+        e.contains("fd 10: an inotify watch (6)")
+            && e.contains("that no fd or mapping of the dump holds"),
         "{e}"
     );
+    let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
+    assert!(left.is_empty(), "a refused dump leaves no image: {left:?}");
     w.verdict().expect("the process runs on as it was");
+    drop(hold);
+}
+
+/// wd 6 (on the removed c.txt) no longer matching its ghost, and named
+/// f.txt (which fd 10 does not watch): the restore watches f.txt.
+fn move_the_ghost_watch(dir: &ImageDir, _pid: i32) {
+    let files = dir.files().unwrap();
+    let mut f_path = files
+        .iter()
+        .filter_map(|f| f.ify.as_ref())
+        .flat_map(|i| i.wd.iter())
+        .find(|w| w.wd == 5)
+        .and_then(|w| w.f_handle.path.clone())
+        .expect("wd 5 has a path");
+    assert!(f_path.ends_with(b"/d.txt"), "wd 5 is on d.txt");
+    let at = f_path.len() - "d.txt".len();
+    f_path[at] = b'f';
+    edit_watches(dir, |w| {
+        if w.wd == 6 {
+            assert!(
+                w.f_handle.path.is_none(),
+                "a watch on a removed file has no path"
+            );
+            w.i_ino ^= 1;
+            w.f_handle.path = Some(f_path.clone());
+        }
+    });
+}
+
+#[test]
+fn a_watch_moved_off_its_ghost_is_noticed() {
+    let _g = setup();
+    let e = cycle("notify", &["deleted"], Some(move_the_ghost_watch)).unwrap_err();
+    // The ghost, made later for fd 13 and no longer before the watches,
+    // shows up as an event on fd 10, or the chmod brings none.
+    assert!(
+        e.contains("FAIL: fd 10 had") || e.contains("chmod of the removed c.txt"),
+        "{e}"
+    );
 }
 
 // -- pidfds.

@@ -8,7 +8,9 @@
 
 mod common;
 
-use common::{Tweak, cycle, cycle_with, leave_running, setup, start};
+use common::{
+    Tweak, cycle, cycle_opts, cycle_with, leave_running, leave_running_opts, setup, start,
+};
 use rcriu::images::{ImageDir, ImageFile, pb};
 use rcriu::{Dump, Restore};
 use rcriu_test_support::{HANG_GUARD, ProcSnapshot, TempDir, no_inherited_fds};
@@ -211,6 +213,331 @@ fn a_ghost_over_the_limit_is_refused_by_name() {
     w.verdict().unwrap();
 }
 
+// -- Link remaps (--link-remap): files whose paths are gone, linked
+// elsewhere.
+
+/// The dump of files_linked with --link-remap: links made, the images
+/// as CRIU writes them; the restore opens each file through its link
+/// (the same inode), by its old name, and removes both; with
+/// --leave-running the links go at once.
+#[test]
+fn linked_files_carry_on() {
+    let _g = setup();
+    let w = start("files_linked", &[]);
+    cycle_opts(w, "files_linked", None, |d| d.link_remap(true), |r| r).unwrap();
+    leave_running_opts("files_linked", &[], |d| d.link_remap(true));
+}
+
+/// The link remaps of a dump: (file id, the path of its link).
+fn links(dir: &ImageDir) -> Vec<(u32, std::path::PathBuf)> {
+    use std::os::unix::ffi::OsStrExt;
+    let remaps: Vec<pb::RemapFilePathEntry> = dir.read_all(ImageFile::RemapFpath).unwrap();
+    let files = dir.files().unwrap();
+    remaps
+        .iter()
+        .filter(|r| r.remap_type == Some(pb::RemapType::Linked as i32))
+        .map(|r| {
+            let reg = files
+                .iter()
+                .find(|f| f.id == r.remap_id)
+                .and_then(|f| f.reg.as_ref())
+                .expect("a link's regular-file entry");
+            let p = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&reg.name));
+            (r.orig_id, p)
+        })
+        .collect()
+}
+
+/// Each regular file's link, made at the dump, replaced by a copy: the
+/// same bytes and size, another inode.
+fn copy_the_links(dir: &ImageDir, _pid: i32) {
+    for (_, p) in links(dir) {
+        if std::fs::symlink_metadata(&p).unwrap().is_file() {
+            let bytes = std::fs::read(&p).unwrap();
+            std::fs::remove_file(&p).unwrap();
+            std::fs::write(&p, bytes).unwrap();
+        }
+    }
+}
+
+/// The link of the first file removed.
+fn remove_a_link(dir: &ImageDir, _pid: i32) {
+    let (_, p) = links(dir).into_iter().next().expect("a link remap");
+    std::fs::remove_file(p).unwrap();
+}
+
+#[test]
+fn a_replaced_or_missing_link_is_noticed() {
+    let _g = setup();
+    let opts = |d: Dump| d.link_remap(true);
+    let e = cycle_opts(
+        start("files_linked", &[]),
+        "files_linked",
+        Some(copy_the_links),
+        opts,
+        |r| r,
+    )
+    .unwrap_err();
+    assert!(e.contains("FAIL: orig.txt is another file"), "{e}");
+    let e = cycle_opts(
+        start("files_linked", &[]),
+        "files_linked",
+        Some(remove_a_link),
+        opts,
+        |r| r,
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("link_remap.") && e.contains("which is gone"),
+        "{e}"
+    );
+}
+
+/// What files_linked's images say: a LINKED remap for fds 10, 11, the
+/// FIFO's path and the mapping, each to a `link_remap.<id>` entry whose
+/// id follows the file's, beside the old path (or above a removed
+/// directory), the file's own entry named without " (deleted)".
+#[test]
+fn link_remaps_are_written_as_criu_writes_them() {
+    let _g = setup();
+    let mut w = start("files_linked", &[]);
+    let cwd = w.outfile.parent().unwrap().to_owned();
+    let images = TempDir::new("files-linked-images");
+    Dump::new(w.pid)
+        .images_dir(images.path())
+        .link_remap(true)
+        .run()
+        .unwrap();
+    w.reap();
+    let dir = ImageDir::open(images.path()).unwrap();
+    let files = dir.files().unwrap();
+    let links = links(&dir);
+    assert_eq!(links.len(), 4, "{links:?}");
+    let name_of = |id: u32| {
+        let r = files
+            .iter()
+            .find(|f| f.id == id)
+            .and_then(|f| f.reg.as_ref());
+        String::from_utf8(r.expect("a regular-file entry").name.clone()).unwrap()
+    };
+    let mut olds = Vec::new();
+    for (orig, link) in &links {
+        let link_id: u32 = link
+            .file_name()
+            .and_then(|n| n.to_str()?.strip_prefix("link_remap.")?.parse().ok())
+            .unwrap_or_else(|| panic!("{} is no link_remap.N", link.display()));
+        assert_eq!(link_id, orig + 1, "{}", link.display());
+        assert_eq!(link.parent(), Some(cwd.as_path()), "{}", link.display());
+        let entry = files.iter().find(|f| f.id == link_id).unwrap();
+        let reg = entry.reg.as_ref().unwrap();
+        assert_eq!((reg.flags, reg.pos, reg.mode, reg.size), (0, 0, None, None));
+        assert!(link.exists(), "{} is kept for the restore", link.display());
+        olds.push(name_of(*orig));
+    }
+    olds.sort();
+    let want: Vec<String> = ["mapped.bin", "orig.txt", "pipe.fifo", "sub/deep.txt"]
+        .iter()
+        .map(|n| cwd.join(n).to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(olds, want);
+    // The link of the FIFO's path entry: its fifo entry names it.
+    let fifo = files.iter().find_map(|f| f.fifo.as_ref()).unwrap();
+    assert!(links.iter().any(|(o, _)| Some(*o) == fifo.regf_id));
+    for (_, l) in &links {
+        std::fs::remove_file(l).unwrap();
+    }
+}
+
+#[test]
+fn linked_files_are_refused_without_link_remap() {
+    let _g = setup();
+    let w = start("files_linked", &[]);
+    let images = TempDir::new("files-linked-refused");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect_err("orig.txt needs a link remap")
+        .to_string();
+    assert!(
+        e.contains("orig.txt, removed from that path but linked elsewhere")
+            && e.contains("dump with --link-remap"),
+        "{e}"
+    );
+    let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
+    assert!(left.is_empty(), "a refused dump leaves no image: {left:?}");
+    w.verdict().unwrap();
+}
+
+/// A dump that fails once its links are made (right after files.img is
+/// written) removes them: the process runs on with one link to each
+/// file and no link_remap.N beside them.
+#[test]
+fn a_failed_dump_removes_its_links() {
+    let _g = setup();
+    let w = start("files_linked", &[]);
+    let images = TempDir::new("files-linked-failed");
+    let log = images.path().join("dump.log");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rcriu"))
+        .args([
+            "dump",
+            "-t",
+            &w.pid.to_string(),
+            "--link-remap",
+            "-v4",
+            "-o",
+        ])
+        .arg(&log)
+        .arg("-D")
+        .arg(images.path())
+        .env("RCRIU_FAULT", "image:files")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the fault point fails the dump");
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("(a link remap)"), "links were made: {log}");
+    assert!(log.contains("link remap /"), "and removed: {log}");
+    w.verdict().unwrap();
+}
+
+/// The workload's own checks of leftovers (the negative control of the
+/// tests above): a link_remap.N beside its files, or a second link to
+/// orig.txt, fail it.
+#[test]
+fn leftover_links_are_noticed() {
+    let _g = setup();
+    let w = start("files_linked", &[]);
+    let cwd = w.outfile.parent().unwrap().to_owned();
+    std::fs::write(cwd.join("link_remap.99"), b"").unwrap();
+    let e = w.verdict().unwrap_err();
+    assert!(e.contains("FAIL: link_remap.99 is left over"), "{e}");
+    let w = start("files_linked", &[]);
+    let cwd = w.outfile.parent().unwrap().to_owned();
+    std::fs::hard_link(cwd.join("other.txt"), cwd.join("link_remap.98")).unwrap();
+    let e = w.verdict().unwrap_err();
+    assert!(e.contains("FAIL: orig.txt has 2 links"), "{e}");
+}
+
+/// CRIU 4.2's criu binary, when the machine has one
+/// (`RCRIU_TEST_CRIU`).
+fn criu() -> Option<String> {
+    let c = std::env::var("RCRIU_TEST_CRIU")
+        .ok()
+        .filter(|c| !c.is_empty());
+    if c.is_none() {
+        eprintln!("RCRIU_TEST_CRIU is not set: skipping the tests against CRIU 4.2");
+    }
+    c
+}
+
+/// `tool dump -t PID` or `tool restore -d` of the images in `dir`.
+fn criu_cli(
+    tool: &str,
+    pid: Option<i32>,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> Result<(), String> {
+    let cmd = if pid.is_some() { "dump" } else { "restore" };
+    let log = format!("{cmd}.log");
+    let mut c = std::process::Command::new(tool);
+    c.arg(cmd);
+    match pid {
+        Some(p) => c.args(["-t", &p.to_string()]),
+        None => c.arg("-d"),
+    };
+    c.arg("-D").arg(dir).args(["-v4", "-o", &log]).args(extra);
+    let out = c.output().map_err(|e| format!("running {tool}: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{tool} {cmd}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(dir.join(&log)).unwrap_or_default()
+    ))
+}
+
+/// The images of files_linked (with --link-remap) and of files_pty
+/// (queued) as CRIU 4.2 wrote them (`tests/fixtures/criu-4.2/link-remap`,
+/// `pty-data`): read by rcriu as its own are written, and written back
+/// by rcriu byte for byte.
+#[test]
+fn criu_4_2_s_link_remap_and_pty_images_are_rcriu_s() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/criu-4.2");
+    let lr = ImageDir::open(root.join("link-remap")).unwrap();
+    let links = links(&lr);
+    let files = lr.files().unwrap();
+    assert_eq!(links.len(), 4, "{links:?}");
+    for (orig, link) in &links {
+        let want = format!("link_remap.{}", orig + 1);
+        assert_eq!(link.file_name().unwrap().to_str(), Some(want.as_str()));
+        let entry = files.iter().find(|f| f.id == orig + 1).unwrap();
+        let reg = entry.reg.as_ref().unwrap();
+        assert_eq!((reg.flags, reg.pos, reg.mode, reg.size), (0, 0, None, None));
+        let old = files.iter().find(|f| f.id == *orig).unwrap();
+        assert!(!old.reg.as_ref().unwrap().name.ends_with(b" (deleted)"));
+    }
+    let pty = ImageDir::open(root.join("pty-data")).unwrap();
+    let data = tty_data(&pty);
+    let got: Vec<(u32, &[u8])> = data.iter().map(|e| (e.tty_id, &e.data[..])).collect();
+    assert_eq!(got, [(1, &b"world!"[..]), (0, &b"hello"[..])]);
+    // Written back by rcriu: the same bytes.
+    let out = TempDir::new("criu-fixture-rewrite");
+    let copy = ImageDir::create(out.path()).unwrap();
+    let same = |from: &ImageDir, file: ImageFile| {
+        std::fs::read(from.file_path(file)).unwrap() == std::fs::read(copy.file_path(file)).unwrap()
+    };
+    let remaps: Vec<pb::RemapFilePathEntry> = lr.read_all(ImageFile::RemapFpath).unwrap();
+    copy.write_all(ImageFile::RemapFpath, &remaps).unwrap();
+    copy.write_all(ImageFile::Files, &files).unwrap();
+    copy.write_all(ImageFile::TtyData, &data).unwrap();
+    let infos: Vec<pb::TtyInfoEntry> = pty.read_all(ImageFile::TtyInfo).unwrap();
+    copy.write_all(ImageFile::TtyInfo, &infos).unwrap();
+    assert!(same(&lr, ImageFile::RemapFpath));
+    assert!(same(&lr, ImageFile::Files));
+    assert!(same(&pty, ImageFile::TtyData));
+    assert!(same(&pty, ImageFile::TtyInfo));
+    // Negative control: one remap's type changed shows.
+    let mut changed = remaps.clone();
+    changed[0].remap_type = Some(pb::RemapType::Ghost as i32);
+    copy.write_all(ImageFile::RemapFpath, &changed).unwrap();
+    assert!(!same(&lr, ImageFile::RemapFpath));
+}
+
+/// CRIU 4.2 restores rcriu's link remaps and the bytes waiting in a pty,
+/// rcriu restores CRIU's; a dump by either without --link-remap is
+/// refused (the negative control).
+#[test]
+fn criu_4_2_and_rcriu_restore_each_other_s_link_remaps_and_pty_bytes() {
+    let _g = setup();
+    let Some(criu) = criu() else { return };
+    let rcriu = env!("CARGO_BIN_EXE_rcriu");
+    for (name, args, opts) in [
+        ("files_linked", &["criu"][..], &["--link-remap"][..]),
+        ("files_pty", &["queued"][..], &[][..]),
+    ] {
+        for (dumper, restorer) in [(rcriu, criu.as_str()), (criu.as_str(), rcriu)] {
+            let what = format!("{name} dumped by {dumper}, restored by {restorer}");
+            let mut w = start(name, args);
+            if name == "files_linked" {
+                let images = TempDir::new("compat-files-refused");
+                let e = criu_cli(dumper, Some(w.pid), images.path(), &[])
+                    .expect_err("a dump without --link-remap");
+                assert!(e.contains("link-remap"), "{what}: {e}");
+            }
+            let images = TempDir::new(&format!("compat-{name}"));
+            criu_cli(dumper, Some(w.pid), images.path(), opts)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            w.reap();
+            if name == "files_pty" {
+                let dir = ImageDir::open(images.path()).unwrap();
+                assert_eq!(tty_data(&dir).len(), 2, "{what}: both ends' bytes");
+            }
+            criu_cli(restorer, None, images.path(), &[]).unwrap_or_else(|e| panic!("{what}: {e}"));
+            w.verdict().unwrap_or_else(|e| panic!("{what}: {e}"));
+        }
+    }
+}
+
 // -- Pipes and FIFOs.
 
 #[test]
@@ -330,24 +657,58 @@ fn drop_exclusive(dir: &ImageDir, _pid: i32) {
     dir.write_all(ImageFile::TtyInfo, &infos).unwrap();
 }
 
+/// Bytes waiting in both directions of a pty the process holds both ends
+/// of: read at the dump into tty-data.img (as CRIU), written into the
+/// other end by the restore, or back by the dump when the process runs
+/// on; the process then reads them first, exactly.
 #[test]
-fn bytes_waiting_in_a_pty_are_refused_by_name() {
+fn bytes_waiting_in_a_pty_carry_on() {
     let _g = setup();
-    let w = start("files_pty", &["queued"]);
-    let images = TempDir::new("files-pty-queued");
-    let e = Dump::new(w.pid)
-        .images_dir(images.path())
-        .run()
-        .expect_err("5 bytes wait in the pty")
-        .to_string();
+    cycle("files_pty", &["queued"], None).unwrap();
+    leave_running("files_pty", &["queued"]);
+}
+
+/// The entries of tty-data.img, and their ends' ids.
+fn tty_data(dir: &ImageDir) -> Vec<pb::TtyDataEntry> {
+    dir.read_all(ImageFile::TtyData).unwrap()
+}
+
+fn change_a_waiting_byte(dir: &ImageDir, _pid: i32) {
+    let mut d = tty_data(dir);
+    // The slave's (an even id): the bytes written to the master.
+    let e = d
+        .iter_mut()
+        .find(|e| e.tty_id % 2 == 0)
+        .expect("the slave's bytes");
+    assert_eq!(e.data, b"hello");
+    e.data[0] = b'j';
+    dir.write_all(ImageFile::TtyData, &d).unwrap();
+}
+
+fn drop_the_waiting_bytes(dir: &ImageDir, _pid: i32) {
+    let d = tty_data(dir);
+    // The master's (an odd id): the bytes written to the slave.
+    let e = d
+        .iter()
+        .find(|e| e.tty_id % 2 == 1)
+        .expect("the master's bytes");
+    assert_eq!(e.data, b"world!");
+    std::fs::remove_file(dir.file_path(ImageFile::TtyData)).unwrap();
+}
+
+#[test]
+fn corrupted_waiting_bytes_are_noticed() {
+    let _g = setup();
+    let e = cycle("files_pty", &["queued"], Some(change_a_waiting_byte)).unwrap_err();
     assert!(
-        e.contains("/dev/pts/") && e.contains("5 bytes not read yet"),
+        e.contains("FAIL: the bytes waiting for the slave: 5 \"jello\""),
         "{e}"
     );
-    // It runs on, its bytes still there for the slave (the check reads
-    // the "ping" it writes after them: it fails on them, as it should).
-    let e = w.verdict().unwrap_err();
-    assert!(e.contains("FAIL: master to slave"), "{e}");
+    let e = cycle("files_pty", &["queued"], Some(drop_the_waiting_bytes)).unwrap_err();
+    assert!(
+        e.contains("FAIL: the bytes waiting for the slave: -1"),
+        "{e}"
+    );
 }
 
 fn grow_a_window(dir: &ImageDir, _pid: i32) {
@@ -504,6 +865,29 @@ fn removed_directories_and_mapped_files_carry_on() {
     let _g = setup();
     cycle("deleted", &[], None).unwrap();
     leave_running("deleted", &[]);
+}
+
+/// A cwd in the /proc directory of a process that has ended (CRIU makes
+/// a helper process of that pid for it, a /proc remap): refused by name,
+/// no image left, the process running on with that cwd.
+#[test]
+fn a_cwd_in_an_ended_process_s_proc_is_refused_by_name() {
+    let _g = setup();
+    let w = start("proc_cwd", &[]);
+    let images = TempDir::new("files-proc-cwd");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect_err("a /proc remap")
+        .to_string();
+    assert!(
+        e.contains("the cwd: /proc/")
+            && e.contains("in the /proc directory of a process that has ended"),
+        "{e}"
+    );
+    let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
+    assert!(left.is_empty(), "a refused dump leaves no image: {left:?}");
+    w.verdict().unwrap();
 }
 
 /// The ghost images of a dump, by id, with their entries.

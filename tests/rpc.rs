@@ -376,27 +376,27 @@ fn options_are_refused_by_their_rpc_names() {
     let mut r = dump_req(w.pid, &dir, false);
     let o = r.opts.as_mut().unwrap();
     o.leave_running = Some(true);
-    o.link_remap = Some(true);
+    o.auto_dedup = Some(true);
     let resp = c.call(&r);
     assert!(!resp.success);
     assert!(
-        msg(&resp).contains("option link_remap (--link-remap) is not supported yet"),
+        msg(&resp).contains("option auto_dedup (--auto-dedup) is not supported yet"),
         "{}",
         msg(&resp)
     );
     assert_ne!(wait_child(child).unwrap(), 0);
     assert!(!t.path().join("inventory.img").exists());
     // The RPC's configuration file (runc sends /etc/criu/runc.conf) comes
-    // over the request: one asking for link remaps is refused...
+    // over the request: one asking for deduplication is refused...
     let conf = t.path().join("runc.conf");
-    std::fs::write(&conf, "link-remap\n").unwrap();
+    std::fs::write(&conf, "auto-dedup\n").unwrap();
     let (c, child) = swrk();
     let mut r = dump_req(w.pid, &dir, false);
     let o = r.opts.as_mut().unwrap();
     o.leave_running = Some(true);
     o.config_file = Some(conf.to_str().unwrap().as_bytes().to_vec());
     let resp = c.call(&r);
-    assert!(msg(&resp).contains("--link-remap"), "{}", msg(&resp));
+    assert!(msg(&resp).contains("--auto-dedup"), "{}", msg(&resp));
     wait_child(child).unwrap();
     // ...an absent one changes nothing, and what the file says of the log
     // wins over the request.

@@ -32,6 +32,8 @@ const SLEEPERS: &[&str] = &[
     "files_pipe",
     "files_pty",
     "files_tmpfile",
+    "files_linked",
+    "proc_cwd",
     "onstack",
     "task_attrs",
     "eventfds",

@@ -11,10 +11,12 @@
  * session leader, as the tests start it), its foreground group the
  * process's. "excl" puts the slave in exclusive mode (TIOCEXCL), which
  * the check then expects. "queued" leaves 5 bytes written to the master
- * and not read from the slave (a dump must refuse them: rcriu does not
- * carry them). Prints facts, "ready", waits in sigsuspend for SIGUSR1, then
- * checks the pty's index, settings, window size and that bytes pass both
- * ways (and the controlling terminal), and writes PASS or FAIL: why.
+ * and not read from the slave ("hello"), and 6 written to the slave and
+ * not read from the master ("world!"), which the check reads first
+ * (without waiting: missing bytes fail it). Prints facts, "ready", waits
+ * in sigsuspend for SIGUSR1, then checks the pty's index, settings,
+ * window size and that bytes pass both ways (and the controlling
+ * terminal), and writes PASS or FAIL: why.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -100,6 +102,22 @@ static const char *check(void)
 	if (ioctl(11, TIOCGWINSZ, &w) || w.ws_row != 33 || w.ws_col != 111)
 		return "FAIL: window size\n";
 	char buf[8];
+	if (queued) {
+		char got[16] = {0};
+		fcntl(11, F_SETFL, flags11 | O_NONBLOCK);
+		ssize_t n = read(11, got, sizeof(got));
+		fcntl(11, F_SETFL, flags11);
+		if (n != 5 || memcmp(got, "hello", 5)) {
+			snprintf(msg, sizeof(msg), "FAIL: the bytes waiting for the slave: %zd \"%.16s\"\n", n, got);
+			return msg;
+		}
+		memset(got, 0, sizeof(got));
+		n = read(10, got, sizeof(got));
+		if (n != 6 || memcmp(got, "world!", 6)) {
+			snprintf(msg, sizeof(msg), "FAIL: the bytes waiting for the master: %zd \"%.16s\"\n", n, got);
+			return msg;
+		}
+	}
 	if (write(12, "ping", 4) != 4 || read(11, buf, 4) != 4 || memcmp(buf, "ping", 4))
 		return "FAIL: master to slave\n";
 	if (write(11, "pong", 4) != 4)
@@ -168,7 +186,7 @@ int main(int argc, char **argv)
 		return 4;
 	if (excl && ioctl(11, TIOCEXCL))
 		return 4;
-	if (queued && write(10, "hello", 5) != 5)
+	if (queued && (write(10, "hello", 5) != 5 || write(11, "world!", 6) != 6))
 		return 4;
 	printf("pty %s\n", name);
 	printf("pid %d\n", getpid());

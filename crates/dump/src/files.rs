@@ -16,7 +16,9 @@
 //!
 //! In scope: regular files, directories and memory devices (/dev/null,
 //! /dev/zero, ...) opened in any mode, also with `O_PATH`; deleted regular
-//! files (as ghost files, up to the ghost limit); pipes; FIFOs; pty
+//! files (as ghost files, up to the ghost limit); files whose path is gone
+//! but that have links elsewhere, with `--link-remap`
+//! ([`link_remap`](crate::link_remap)); pipes; FIFOs; pty
 //! masters and slaves; eventfds, epoll instances, signalfds and timerfds
 //! ([`anon`]); sockets ([`sockets`](crate::sockets)). Each keeps its
 //! flags, position and owner (fown). Anything else is refused, naming the
@@ -36,7 +38,8 @@ use rcriu_images::{ImageDir, ImageFile, pb};
 use rcriu_proc::{Fd, FdInfo, FdTarget, Pid};
 
 use crate::{
-    Error, Result, anon, fifo, file_lock, files_sys, ghost, pipes, sk_queue, sockets, sys, tty,
+    Error, Result, anon, fifo, file_lock, files_sys, ghost, link_remap, pipes, sk_queue, sockets,
+    sys, tty,
 };
 
 /// What a file entry needs to know of a file.
@@ -127,29 +130,58 @@ impl FileInfo {
     }
 }
 
-/// Checks that `path` still names the file (CRIU would otherwise need a
-/// link remap, which rcriu cannot make yet).
-/// The path is the task's mount namespace's: looked up from its root
-/// (a container's is not rcriu's). In rcriu's own mount namespace that is
-/// rcriu's root, whatever the task's (a chrooted task's fds show paths
-/// from rcriu's root).
-pub fn check_path(pid: Pid, what: &str, info: &FileInfo) -> Result<()> {
+/// The root of process `pid`'s mount namespace as rcriu reaches it: its
+/// paths are the namespace's, looked up from its root (a container's is
+/// not rcriu's). In rcriu's own mount namespace that is rcriu's root,
+/// whatever the task's (a chrooted task's fds show paths from rcriu's
+/// root).
+pub fn task_root(pid: Pid) -> PathBuf {
     let ns = |p: &str| std::fs::metadata(format!("/proc/{p}/ns/mnt")).map(|m| m.ino());
-    let root = match (ns("self"), ns(&pid.to_string())) {
+    match (ns("self"), ns(&pid.to_string())) {
         (Ok(a), Ok(b)) if a == b => PathBuf::from("/"),
         _ => PathBuf::from(format!("/proc/{pid}/root")),
-    };
+    }
+}
+
+/// Where a file's path leads, for a file that still has links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathState {
+    /// The path names the file.
+    Named,
+    /// Nothing is at the path, but the file has links elsewhere: it needs
+    /// a link remap ([`link_remap`](crate::link_remap)).
+    Gone,
+}
+
+/// Checks that `path` still names the file, or that nothing does but
+/// the file still has links (a link remap, allowed when `link_remap`);
+/// refuses a path that leads to another file.
+pub fn check_path(pid: Pid, what: &str, info: &FileInfo, link_remap: bool) -> Result<PathState> {
+    let root = task_root(pid);
     let in_root = root.join(info.path.strip_prefix("/").unwrap_or(&info.path));
     match std::fs::symlink_metadata(in_root) {
-        Ok(m) if m.dev() == info.dev && m.ino() == info.ino => Ok(()),
+        Ok(m) if m.dev() == info.dev && m.ino() == info.ino => Ok(PathState::Named),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && info.nlink > 0 => {
-            Err(Error::unsupported(
-                pid,
-                format!(
-                    "{what} {}, removed from that path but linked elsewhere (a link remap)",
-                    info.path.display()
-                ),
-            ))
+            let path = crate::link_remap::strip_deleted(&info.path);
+            if info.file_type() == libc::S_IFDIR {
+                return Err(Error::unsupported(
+                    pid,
+                    format!(
+                        "{what} {} (a directory), removed from that path but linked elsewhere (a directory cannot be link-remapped)",
+                        path.display()
+                    ),
+                ));
+            }
+            if !link_remap {
+                return Err(Error::unsupported(
+                    pid,
+                    format!(
+                        "{what} {}, removed from that path but linked elsewhere (a link remap: dump with --link-remap)",
+                        path.display()
+                    ),
+                ));
+            }
+            Ok(PathState::Gone)
         }
         _ => Err(Error::unsupported(
             pid,
@@ -159,6 +191,23 @@ pub fn check_path(pid: Pid, what: &str, info: &FileInfo) -> Result<()> {
             ),
         )),
     }
+}
+
+/// The error of a file that cannot be examined: for one in the /proc
+/// directory of a process that has ended (ESRCH), a refusal naming it
+/// (CRIU remaps it to a helper process it makes with that pid, a /proc
+/// remap rcriu cannot make yet); else the error itself.
+pub fn dead_proc(pid: Pid, what: &str, path: &Path, e: std::io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::ESRCH) && path.starts_with("/proc") {
+        return Error::unsupported(
+            pid,
+            format!(
+                "{what}: {}, in the /proc directory of a process that has ended (a /proc remap)",
+                path.display()
+            ),
+        );
+    }
+    Error::file(pid, path)(e)
 }
 
 /// The kind of an open file, as CRIU tells them apart.
@@ -290,7 +339,8 @@ fn check_fd_at(pid: Pid, fd: &Fd, fdinfo: &FdInfo, link: &str) -> Result<()> {
         return Err(refuse(format!("a memfd ({})", path.display())));
     }
     // The link, not followed further: the file itself, not opened again.
-    let m = std::fs::metadata(link).map_err(Error::file(pid, link))?;
+    let m =
+        std::fs::metadata(link).map_err(|e| dead_proc(pid, &format!("fd {}", fd.fd), &path, e))?;
     let deleted = m.nlink() == 0;
     let kind = match m.mode() & libc::S_IFMT {
         libc::S_IFREG => return Ok(()),
@@ -322,8 +372,9 @@ fn check_fd_at(pid: Pid, fd: &Fd, fdinfo: &FdInfo, link: &str) -> Result<()> {
 }
 
 /// Checks an open fd against what its kind needs: its path still names
-/// it, or it is a deleted regular file (a ghost).
-pub fn check_open(pid: Pid, f: &OpenFd) -> Result<()> {
+/// it, it is a deleted regular file (a ghost), or, with `link_remap`,
+/// its path is gone but it has links (a link remap).
+pub fn check_open(pid: Pid, f: &OpenFd, link_remap: bool) -> Result<()> {
     let what = format!("fd {}:", f.fd);
     match f.kind() {
         FdKind::Pipe | FdKind::Tty(tty::Driver::PtySlave) | FdKind::Anon(_) | FdKind::Socket => {
@@ -333,7 +384,8 @@ pub fn check_open(pid: Pid, f: &OpenFd) -> Result<()> {
         FdKind::Reg if f.info.unlinked() && f.info.file_type() == libc::S_IFDIR => Ok(()),
         FdKind::Fifo if f.info.unlinked() => Ok(()),
         FdKind::Reg if f.info.unlinked() && f.info.file_type() == libc::S_IFCHR => Ok(()),
-        FdKind::Reg | FdKind::Fifo | FdKind::Tty(_) => check_path(pid, &what, &f.info),
+        FdKind::Reg | FdKind::Fifo => check_path(pid, &what, &f.info, link_remap).map(drop),
+        FdKind::Tty(_) => check_path(pid, &what, &f.info, false).map(drop),
     }
 }
 
@@ -348,6 +400,9 @@ pub struct Options {
     pub shell_job: bool,
     /// Locks and leases are dumped (criu's `--file-locks`), not refused.
     pub file_locks: bool,
+    /// Files whose path is gone but that have links elsewhere get a link
+    /// made for the restore (criu's `--link-remap`), not refused.
+    pub link_remap: bool,
     /// What the dump of sockets is told.
     pub sockets: sockets::Options,
     /// This run's id (CRIU's `criu_run_id`): the name of its nftables
@@ -375,6 +430,12 @@ pub struct Files {
     /// description (a map: ten thousand sockets are ten thousand inodes).
     fds: std::collections::HashMap<(u64, u64), Vec<SeenFd>>,
     ghosts: ghost::Ghosts,
+    /// Watches on files with no link left, which a ghost must hold:
+    /// (pid, what, device in the kernel's encoding, inode).
+    watched_ghosts: Vec<(Pid, String, u32, u64)>,
+    /// The root of each process's mount namespace, open, for its link
+    /// remaps.
+    roots: std::collections::HashMap<Pid, std::sync::Arc<std::os::fd::OwnedFd>>,
     extra: Extra,
     ttys: tty::Seen,
     locks: file_lock::Locks,
@@ -398,12 +459,17 @@ pub struct Extra {
     pub pipes_data: Vec<pipes::Captured>,
     pub fifo_data: Vec<pipes::Captured>,
     pub tty_info: Vec<pb::TtyInfoEntry>,
+    /// Bytes waiting in ptys (tty-data.img), written back unless kept.
+    pub tty_data: tty::Queued,
     pub file_locks: Vec<pb::FileLockEntry>,
     /// What waits in unix sockets (sk-queues.img).
     pub sk_queues: Vec<sk_queue::Packet>,
     /// Connected TCP sockets: their streams, and the repair mode and lock
     /// they are kept in until the dump ends.
     pub tcp: crate::tcp_stream::Streams,
+    /// The links made for link remaps: removed unless the dump ends with
+    /// the process gone.
+    pub links: link_remap::Links,
 }
 
 impl Extra {
@@ -418,6 +484,12 @@ impl Extra {
     /// restore, their sockets close in repair mode (sending nothing).
     pub fn keep_sockets_locked(&mut self) {
         self.tcp.keep_locked();
+    }
+
+    /// The process runs on (--leave-running, or the dump failed): the
+    /// bytes read from its ptys wait in them again, before it runs.
+    pub fn put_back_tty_data(&mut self) {
+        self.tty_data.put_back();
     }
 }
 
@@ -437,6 +509,11 @@ impl Extra {
         if !self.tty_info.is_empty() {
             let dir = create(ImageFile::TtyInfo)?;
             dir.write_all(ImageFile::TtyInfo, &self.tty_info)
+                .map_err(Error::image(pid))?;
+        }
+        if !self.tty_data.entries.is_empty() {
+            let dir = create(ImageFile::TtyData)?;
+            dir.write_all(ImageFile::TtyData, &self.tty_data.entries)
                 .map_err(Error::image(pid))?;
         }
         if !self.file_locks.is_empty() {
@@ -514,11 +591,18 @@ impl Files {
             entries: Vec::new(),
             fds: std::collections::HashMap::new(),
             ghosts: ghost::Ghosts::default(),
+            watched_ghosts: Vec::new(),
+            roots: std::collections::HashMap::new(),
             extra: Extra::default(),
             ttys: tty::Seen::default(),
             locks: file_lock::Locks::default(),
             tree: Vec::new(),
         }
+    }
+
+    /// Whether link remaps are made (criu's `--link-remap`).
+    pub fn link_remap(&self) -> bool {
+        self.opts.link_remap
     }
 
     /// The process whose files these are.
@@ -582,6 +666,63 @@ impl Files {
         Ok(id)
     }
 
+    /// The id of a file named outside the fd table (a mapped file, the
+    /// exe, cwd, root; `what`), which still has a name: its path checked
+    /// first, and a link made when the path is gone but the file has
+    /// links elsewhere (`--link-remap`).
+    pub fn special_named(&mut self, info: &FileInfo, file: &File, what: &str) -> Result<u32> {
+        let pid = self.pid;
+        if check_path(pid, what, info, self.opts.link_remap)? == PathState::Named {
+            return self.special(info, file);
+        }
+        if let Some(id) = self.cached(info)
+            && !info.never_shared()
+        {
+            return Ok(id);
+        }
+        let id = self.fresh();
+        self.cache.push((info.dev, info.ino, info.mnt_id, id));
+        let named = self.remap_linked(id, info, file)?;
+        let reg = Reg {
+            id,
+            info: &named,
+            flags: 0,
+            pos: 0,
+            fown: no_fown(),
+        };
+        self.push_reg(&reg, Some(file), None)?;
+        Ok(id)
+    }
+
+    /// Makes the link of file entry `orig_id` (the file `info`, open as
+    /// `file`, whose path is gone), writes its regular-file entry (the
+    /// next id) and the remap: the facts of the file as its own entry
+    /// gives them (its path without " (deleted)", as CRIU writes it).
+    fn remap_linked(&mut self, orig_id: u32, info: &FileInfo, file: &File) -> Result<FileInfo> {
+        let pid = self.pid;
+        let root = match self.roots.get(&pid) {
+            Some(r) => r.clone(),
+            None => {
+                let r = std::sync::Arc::new(link_remap::task_root(pid)?);
+                self.roots.insert(pid, r.clone());
+                r
+            }
+        };
+        let path = link_remap::strip_deleted(&info.path);
+        let link_id = self.fresh();
+        let at = self.extra.links.link(pid, &root, file, &path, link_id)?;
+        self.entries.push(link_remap::entry(link_id, &at));
+        self.extra.remaps.push(pb::RemapFilePathEntry {
+            orig_id,
+            remap_id: link_id,
+            remap_type: Some(pb::RemapType::Linked as i32),
+        });
+        Ok(FileInfo {
+            path,
+            ..info.clone()
+        })
+    }
+
     /// [`special`](Self::special) for a file with no name left that the
     /// process holds other than as an fd (`what`: a mapping, its cwd or
     /// root): a ghost, as a deleted file open as an fd.
@@ -633,7 +774,7 @@ impl Files {
             fdinfo,
             ahead: None,
         };
-        check_open(pid, &f).map_err(|e| in_flight_error(pid, e))?;
+        check_open(pid, &f, self.opts.link_remap).map_err(|e| in_flight_error(pid, e))?;
         let id = self.file(me, raw, &f)?;
         self.held.push(f.file);
         Ok(id)
@@ -664,13 +805,16 @@ impl Files {
         self.locks.note(pid, f, self.opts.file_locks)?;
         match f.kind() {
             FdKind::Reg => {
+                let mut named = None;
                 if f.info.unlinked() {
                     let remap = self.ghosts.remap(pid, self.opts.ghost_limit, id, f)?;
                     self.extra.remaps.push(remap);
+                } else if self.needs_link(f)? {
+                    named = Some(self.remap_linked(id, &f.info, &f.file)?);
                 }
                 let reg = Reg {
                     id,
-                    info: &f.info,
+                    info: named.as_ref().unwrap_or(&f.info),
                     flags: f.flags(),
                     pos: f.fdinfo.pos as u64,
                     fown,
@@ -687,14 +831,17 @@ impl Files {
             }
             FdKind::Fifo => {
                 let rf = self.fresh();
+                let mut named = None;
                 if f.info.unlinked() {
                     // Its path entry is a ghost (mode alone), as CRIU.
                     let remap = self.ghosts.remap(pid, self.opts.ghost_limit, rf, f)?;
                     self.extra.remaps.push(remap);
+                } else if self.needs_link(f)? {
+                    named = Some(self.remap_linked(rf, &f.info, &f.file)?);
                 }
                 let reg = Reg {
                     id: rf,
-                    info: &f.info,
+                    info: named.as_ref().unwrap_or(&f.info),
                     flags: f.flags(),
                     pos: f.fdinfo.pos as u64,
                     fown,
@@ -725,11 +872,27 @@ impl Files {
             }
             FdKind::Anon(kind) => {
                 let e = anon::entry(pid, kind, id, f, fown, &self.tree)?;
+                if let Some(i) = &e.ify {
+                    for (wd, sdev, ino) in crate::inotify::on_deleted(i) {
+                        let what = format!("fd {}: an inotify watch ({wd})", f.fd);
+                        self.watched_ghosts.push((pid, what, sdev, ino));
+                    }
+                }
                 self.entries.push(e)
             }
             FdKind::Socket => sockets::dump(self, f, id, fown)?,
         }
         Ok(id)
+    }
+
+    /// Whether open file `f`, which has links, needs a link remap: only
+    /// asked with `--link-remap` (without it, [`check_open`] refused it).
+    fn needs_link(&self, f: &OpenFd) -> Result<bool> {
+        if !self.opts.link_remap {
+            return Ok(false);
+        }
+        let what = format!("fd {}:", f.fd);
+        Ok(check_path(self.pid, &what, &f.info, true)? == PathState::Gone)
     }
 
     /// Writes the ghost files found so far (while the task is frozen);
@@ -745,6 +908,17 @@ impl Files {
     /// every pty slave has its master (or is the shell's terminal).
     pub fn take_extra(&mut self) -> Result<Extra> {
         self.ttys.check_pairs(self.pid, self.opts.shell_job)?;
+        for (pid, what, sdev, ino) in &self.watched_ghosts {
+            let dev = rustix::fs::makedev(sdev >> 20, sdev & 0xf_ffff);
+            if !self.ghosts.holds(dev, *ino) {
+                return Err(Error::unsupported(
+                    *pid,
+                    format!(
+                        "{what} on inode {ino} of device {sdev:#x}, a file no path names that no fd or mapping of the dump holds"
+                    ),
+                ));
+            }
+        }
         self.extra.file_locks = std::mem::take(&mut self.locks.entries);
         crate::sk_unix::finish(self)?;
         let mut tcp = std::mem::take(&mut self.sockets.tcp);
@@ -756,6 +930,8 @@ impl Files {
         );
         self.extra.tcp = tcp;
         dumped?;
+        // Last, as CRIU: what is read here goes back if the dump fails.
+        self.extra.tty_data = self.ttys.take_data(self.pid)?;
         Ok(std::mem::take(&mut self.extra))
     }
 

@@ -130,6 +130,12 @@ impl Ghosts {
         })
     }
 
+    /// Whether a ghost of the dump is the file of device `dev` (as
+    /// `stat` gives it) and inode `ino`.
+    pub fn holds(&self, dev: u64, ino: u64) -> bool {
+        self.known.iter().any(|k| k.0 == dev && k.1 == ino)
+    }
+
     /// Writes the ghost files not written yet.
     pub fn write(
         &mut self,

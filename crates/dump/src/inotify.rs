@@ -3,9 +3,16 @@
 //! handle), as CRIU 4.2 writes it. Each watched file is found again by
 //! its handle (through a mount of its filesystem) and its path written
 //! in the handle's entry, as CRIU does: tmpfs keeps no inode numbers
-//! across mounts, and the path is what a restore elsewhere can use. A
-//! watch whose file no path names any more (removed, or the handle stale)
-//! is refused by name.
+//! across mounts, and the path is what a restore elsewhere can use.
+//!
+//! A watch on a file with no link left is written with its handle alone
+//! (as CRIU writes it): such a file lives on only while something holds
+//! it, and the dump must hold it as a ghost too (an fd, a mapping of the
+//! tree), which the restore makes again and watches (CRIU looks the
+//! ghost up by device and inode the same way); one no ghost holds is
+//! refused by name once every file is seen ([`crate::files::Files`]).
+//! A watch whose file no path names any more for another reason (moved
+//! or replaced) is refused by name.
 //!
 //! Events queued and not read at the dump are not kept: the dump says so
 //! and goes on, as CRIU does.
@@ -33,14 +40,17 @@ pub fn entry(pid: Pid, id: u32, f: &OpenFd, fown: pb::FownEntry) -> Result<pb::I
     let mut wd = Vec::with_capacity(watches.len());
     for w in watches {
         let what = || format!("fd {}: an inotify watch ({})", f.fd, w.wd);
-        let path = watched_path(
-            pid,
-            w.sdev,
-            w.ino,
-            w.handle.handle_type,
-            &w.handle.handle,
-            &what,
-        )?;
+        let path = match deleted(w.sdev, w.handle.handle_type, &w.handle.handle) {
+            true => None,
+            false => Some(watched_path(
+                pid,
+                w.sdev,
+                w.ino,
+                w.handle.handle_type,
+                &w.handle.handle,
+                &what,
+            )?),
+        };
         wd.push(pb::InotifyWdEntry {
             // CRIU leaves it 0 (its entries sit inside their inotify's).
             id: 0,
@@ -73,20 +83,39 @@ pub(crate) fn warn_queued(pid: Pid, f: &OpenFd, kind: &str) {
     }
 }
 
-/// An `fh_entry` for a handle of `bytes` bytes, with the file's path.
+/// An `fh_entry` for a handle of `bytes` bytes, with the file's path
+/// when it has one.
 pub(crate) fn handle_entry(
     bytes: u32,
     handle_type: i32,
     handle: &[u8],
-    path: PathBuf,
+    path: impl Into<Option<PathBuf>>,
 ) -> pb::FhEntry {
     pb::FhEntry {
         bytes,
         r#type: handle_type as u32,
         handle: fhandle::words(handle),
-        path: Some(path.into_os_string().into_encoded_bytes()),
+        path: path.into().map(|p| p.into_os_string().into_encoded_bytes()),
         mnt_id: None,
     }
+}
+
+/// Whether the file of a handle on device `sdev` has no link left (its
+/// handle opens it while something holds it).
+fn deleted(sdev: u32, handle_type: i32, handle: &[u8]) -> bool {
+    fhandle::open(sdev, handle_type, handle)
+        .ok()
+        .and_then(|f| rustix::fs::fstat(&f).ok())
+        .is_some_and(|st| st.st_nlink == 0)
+}
+
+/// The watches of an inotify entry on files with no link left: (watch
+/// descriptor, device in the kernel's encoding, inode).
+pub fn on_deleted(e: &pb::InotifyFileEntry) -> Vec<(u32, u32, u64)> {
+    e.wd.iter()
+        .filter(|w| w.f_handle.path.is_none())
+        .map(|w| (w.wd, w.s_dev, w.i_ino))
+        .collect()
 }
 
 /// The path of the file of a handle on device `sdev` (fdinfo's

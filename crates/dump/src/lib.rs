@@ -80,6 +80,7 @@ pub mod inotify;
 pub mod inventory;
 pub mod io_uring;
 pub mod ipcns;
+pub mod link_remap;
 pub mod memfd;
 pub mod mm;
 pub mod mnt;
@@ -180,6 +181,7 @@ pub struct Dump {
     freeze_cgroup: Option<PathBuf>,
     ghost_limit: u64,
     file_locks: bool,
+    link_remap: bool,
     sockets: sockets::Options,
     stats_dir: Option<PathBuf>,
     track_mem: bool,
@@ -203,6 +205,7 @@ impl Dump {
             freeze_cgroup: None,
             ghost_limit: files::DEFAULT_GHOST_LIMIT,
             file_locks: false,
+            link_remap: false,
             sockets: sockets::Options::default(),
             stats_dir: None,
             track_mem: false,
@@ -340,6 +343,15 @@ impl Dump {
         self
     }
 
+    /// An open file whose path no longer names it but that has links
+    /// elsewhere gets a hard link made beside its old path for the
+    /// restore (criu's `--link-remap`), rather than being refused; see
+    /// [`link_remap`].
+    pub fn link_remap(mut self, yes: bool) -> Dump {
+        self.link_remap = yes;
+        self
+    }
+
     /// Dump the locks and leases the process holds (criu's `-l`,
     /// `--file-locks`), rather than refuse them.
     pub fn file_locks(mut self, yes: bool) -> Dump {
@@ -405,6 +417,7 @@ impl Dump {
             freeze_cgroup: self.freeze_cgroup,
             ghost_limit: self.ghost_limit,
             file_locks: self.file_locks,
+            link_remap: self.link_remap,
             sockets: self.sockets,
             run_id: inventory::run_id(),
             stats_dir: self.stats_dir,

@@ -63,6 +63,8 @@ pub struct Options {
     pub ghost_limit: u64,
     /// criu's `--file-locks`.
     pub file_locks: bool,
+    /// criu's `--link-remap`.
+    pub link_remap: bool,
     /// What the dump of sockets is told.
     pub sockets: crate::sockets::Options,
     /// This run's id (CRIU's `criu_run_id`).
@@ -436,6 +438,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     if o.leave_running || o.leave_stopped {
         to_abort_handlers(&rseq_moves);
         c.files_extra.release_sockets();
+        c.files_extra.put_back_tty_data();
         if o.leave_stopped {
             tree.stop_on_release(libc::SIGSTOP);
         }
@@ -450,13 +453,17 @@ pub fn run(o: &Options) -> Result<DumpStats> {
             out.discard();
             return Err(e);
         }
-        o.hook(crate::Stage::PostDump)?;
+        let hooked = o.hook(crate::Stage::PostDump);
+        // The process runs on: its link remaps go, as CRIU removes them.
+        c.files_extra.links.remove_all();
+        hooked?;
     } else {
         let written =
             write_images(&mut out, o, &host, &c, run_id).and_then(|()| out.check_and_seal());
         if let Err(e) = written {
             to_abort_handlers(&rseq_moves);
             c.files_extra.release_sockets();
+            c.files_extra.put_back_tty_data();
             drop(tree);
             out.discard();
             return Err(e);
@@ -465,11 +472,15 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         if let Err(e) = o.hook(crate::Stage::PostDump) {
             to_abort_handlers(&rseq_moves);
             c.files_extra.release_sockets();
+            c.files_extra.put_back_tty_data();
             drop(tree);
             return Err(e);
         }
         tree.kill()?;
         c.files_extra.keep_sockets_locked();
+        c.files_extra.tty_data.keep();
+        // The process is gone: its link remaps stay for the restore.
+        c.files_extra.links.keep();
         stats.frozen_time = frozen.elapsed();
         end_tracking(&mut c, false);
     }
@@ -926,6 +937,7 @@ fn collect_tree(
                 ghost_limit: o.ghost_limit,
                 shell_job: o.shell_job,
                 file_locks: o.file_locks,
+                link_remap: o.link_remap,
                 sockets: o.sockets.clone(),
                 run_id: o.run_id.clone(),
             },
@@ -1285,7 +1297,7 @@ fn collect(
             ahead: None,
         };
         if !memfd::is_memfd_link(&fd.link) {
-            files::check_open(pid, &f)?;
+            files::check_open(pid, &f, sh.files.link_remap())?;
         }
         open.push(f);
     }
@@ -1567,8 +1579,7 @@ fn mapped_file(
         let what = format!("a mapping at {start:#x}-{end:#x}");
         return table.special_deleted(&info, &file, what);
     }
-    files::check_path(pid, "the mapped file", &info)?;
-    table.special(&info, &file)
+    table.special_named(&info, &file, "the mapped file")
 }
 
 /// The file id of the io_uring instance (inode `ino`) that area `a`
@@ -1595,7 +1606,7 @@ fn ring_file(pid: Pid, table: &mut Files, open: &[OpenFd], a: &Area, ino: u64) -
 /// The file id of the exe, cwd or root, opened through their /proc link.
 fn special(pid: Pid, table: &mut Files, link: &str, what: &str) -> Result<u32> {
     let path = std::fs::read_link(link).map_err(Error::file(pid, link))?;
-    let file = File::open(link).map_err(Error::file(pid, link))?;
+    let file = File::open(link).map_err(|e| files::dead_proc(pid, what, &path, e))?;
     let info = FileInfo::of(pid, file.as_fd(), &path)?;
     // A removed directory (cwd, root) or executable is a ghost, as CRIU
     // makes it.
@@ -1603,6 +1614,5 @@ fn special(pid: Pid, table: &mut Files, link: &str, what: &str) -> Result<u32> {
     if info.unlinked() && (kind == libc::S_IFDIR || kind == libc::S_IFREG) {
         return table.special_deleted(&info, &file, what.to_owned());
     }
-    files::check_path(pid, what, &info)?;
-    table.special(&info, &file)
+    table.special_named(&info, &file, what)
 }

@@ -12,7 +12,21 @@
 //! the task itself. A pty whose other end is not in the dump (the
 //! terminal of the shell that started the task) needs `--shell-job`, and
 //! there may be only one.
+//!
+//! Bytes waiting in a pty both of whose ends the dump holds are read
+//! from each end once every fd is seen (non-blocking, up to 16 KiB an
+//! end, as CRIU reads them) and written to `tty-data.img`, by the id of
+//! the end they were read from; the restore writes them into the other
+//! end, so that they wait again where they were. When the process runs
+//! on (`--leave-running`, a failed dump) they are written back the same
+//! way, as CRIU does: bytes read from the slave come back through the
+//! master's input processing (echoed again when ECHO is on). More than
+//! 16 KiB waiting, or bytes in a pty whose other end is not in the dump
+//! (but the shell's terminal, whose input is the shell's), are refused
+//! by name. In canonical mode a line not ended yet cannot be read (nor
+//! seen) and is not carried, as with CRIU.
 
+use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 
@@ -135,6 +149,9 @@ pub struct Seen {
     /// Info ids of ends that are not hung up, with the fd and path first
     /// seen.
     active: Vec<(u32, i32, String)>,
+    /// rcriu's copy of each end in `active` (the same order), to read
+    /// what waits in it.
+    ends: Vec<File>,
     /// Ends with bytes waiting to be read: info id, fd, path, bytes.
     queued: Vec<(u32, i32, String, i32)>,
     /// A task's controlling terminal, session and foreground group, from
@@ -228,9 +245,63 @@ impl Seen {
             ws_xpixel: u32::from(w.ws_xpixel),
             ws_ypixel: u32::from(w.ws_ypixel),
         });
+        let copy = f
+            .file
+            .try_clone()
+            .map_err(what("copying a terminal's fd"))?;
         self.active
             .push((id, f.fd, f.info.path.display().to_string()));
+        self.ends.push(copy);
         Ok(Some(info))
+    }
+
+    /// Reads the bytes waiting in each pty both of whose ends the dump
+    /// holds (once every fd is seen, the tree frozen).
+    pub fn take_data(&mut self, pid: Pid) -> Result<Queued> {
+        let mut q = Queued::default();
+        for (i, (id, fd, path)) in self.active.iter().enumerate() {
+            let peer_id = id ^ 1;
+            let Some(peer) = self.active.iter().position(|a| a.0 == peer_id) else {
+                continue;
+            };
+            let end = &self.ends[i];
+            let waiting = files_sys::queued(end.as_fd())
+                .map_err(Error::sys("reading a terminal's queue (FIONREAD)", pid))?;
+            if waiting <= 0 {
+                continue;
+            }
+            let refuse = |why: String| {
+                Error::unsupported(pid, format!("fd {fd}: the terminal {path} with {why}"))
+            };
+            if waiting as usize > MAX_DATA {
+                return Err(refuse(format!(
+                    "{waiting} bytes not read yet, more than the {MAX_DATA} CRIU carries"
+                )));
+            }
+            let data = read_waiting(end).map_err(|e| {
+                refuse(format!(
+                    "{waiting} bytes not read yet, which rcriu cannot read ({e})"
+                ))
+            })?;
+            let left = files_sys::queued(end.as_fd())
+                .map_err(Error::sys("reading a terminal's queue (FIONREAD)", pid))?;
+            let peer_file = self.ends[peer]
+                .try_clone()
+                .map_err(Error::sys("copying a terminal's fd", pid));
+            // Read: from now on they go back if the process runs on.
+            q.entries.push(pb::TtyDataEntry { tty_id: *id, data });
+            q.peers.push(peer_file?);
+            if left > 0 {
+                return Err(refuse(format!(
+                    "more than {MAX_DATA} bytes not read yet (CRIU carries {MAX_DATA})"
+                )));
+            }
+            log::info!(
+                "process {pid}: fd {fd}: {} bytes waiting in {path} dumped",
+                q.entries.last().map_or(0, |e| e.data.len())
+            );
+        }
+        Ok(q)
     }
 
     fn ctty(&mut self, pid: Pid) -> Result<(u64, Pid, Pid)> {
@@ -253,20 +324,22 @@ impl Seen {
     }
 
     /// Every active pty slave must have its master in the dump, but for
-    /// one with `--shell-job` (the shell's terminal); and no pty of the
-    /// dump may hold bytes not read yet (rcriu does not carry them: CRIU
-    /// writes tty-data.img), but the shell's terminal, whose input is the
-    /// shell's.
+    /// one with `--shell-job` (the shell's terminal); and no pty master
+    /// whose slave is not in the dump may hold bytes not read yet (they
+    /// would have nowhere to wait again; the shell's terminal's input is
+    /// the shell's).
     pub fn check_pairs(&self, pid: Pid, shell_job: bool) -> Result<()> {
-        let has_master = |id: u32| self.active.iter().any(|a| a.0 == (id | 1));
+        let active = |id: u32| self.active.iter().any(|a| a.0 == id);
         if let Some((_, fd, path, n)) = self
             .queued
             .iter()
-            .find(|(id, ..)| id % 2 == 1 || has_master(*id))
+            .find(|(id, ..)| id % 2 == 1 && !active(id - 1))
         {
             return Err(Error::unsupported(
                 pid,
-                format!("fd {fd}: the terminal {path} with {n} bytes not read yet"),
+                format!(
+                    "fd {fd}: the pty master {path} with {n} bytes not read yet, whose slave is not in the dump"
+                ),
             ));
         }
         let unpaired: Vec<&(u32, i32, String)> = self
@@ -291,6 +364,95 @@ impl Seen {
             )),
         }
     }
+}
+
+/// The most CRIU reads from one end of a pty.
+pub const MAX_DATA: usize = 16384;
+
+/// Reads what waits in a terminal end, non-blocking, up to
+/// [`MAX_DATA`]; its flags (shared with the task's fd) are put back.
+fn read_waiting(f: &File) -> std::io::Result<Vec<u8>> {
+    use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
+    let flags = fcntl_getfl(f)?;
+    fcntl_setfl(f, flags | OFlags::NONBLOCK)?;
+    let mut buf = vec![0u8; MAX_DATA];
+    let mut off = 0;
+    let read = loop {
+        if off == buf.len() {
+            break Ok(());
+        }
+        match rustix::io::read(f, &mut buf[off..]) {
+            Ok(0) => break Ok(()),
+            Ok(n) => off += n,
+            Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::IO) => break Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => break Err(std::io::Error::from(e)),
+        }
+    };
+    let back = fcntl_setfl(f, flags);
+    read?;
+    back?;
+    buf.truncate(off);
+    Ok(buf)
+}
+
+/// The bytes read from ptys (`tty-data.img`), and the other end of each,
+/// where they are written back unless the dump ends with the process
+/// gone.
+#[derive(Debug, Default)]
+pub struct Queued {
+    pub entries: Vec<pb::TtyDataEntry>,
+    /// For each entry, the other end of its pty.
+    peers: Vec<File>,
+}
+
+impl Queued {
+    /// The process is gone: the bytes live on in the images alone.
+    pub fn keep(&mut self) {
+        self.peers.clear();
+    }
+
+    /// The process runs on: each end's bytes are written into the other
+    /// end, to wait where they were (as CRIU writes them back).
+    pub fn put_back(&mut self) {
+        for (e, peer) in self.entries.iter().zip(self.peers.drain(..)) {
+            if let Err(err) = write_all_nonblocking(&peer, &e.data) {
+                log::error!(
+                    "cannot write back the {} bytes read from terminal {:#x}: {err}",
+                    e.data.len(),
+                    e.tty_id
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.put_back();
+    }
+}
+
+/// Writes `data` into a terminal end without waiting (its flags put
+/// back).
+pub(crate) fn write_all_nonblocking(f: &File, data: &[u8]) -> std::io::Result<()> {
+    use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
+    let flags = fcntl_getfl(f)?;
+    fcntl_setfl(f, flags | OFlags::NONBLOCK)?;
+    let mut off = 0;
+    let mut r = Ok(());
+    while off < data.len() {
+        match rustix::io::write(f, &data[off..]) {
+            Ok(n) => off += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                r = Err(std::io::Error::from(e));
+                break;
+            }
+        }
+    }
+    fcntl_setfl(f, flags)?;
+    r
 }
 
 #[cfg(test)]

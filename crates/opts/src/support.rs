@@ -214,12 +214,7 @@ pub static TABLE: &[Entry] = &[
         ),
         |o, _| o.evasive_devices,
     ),
-    e(
-        "--link-remap",
-        "link_remap",
-        NotYet("link remaps of unlinked files"),
-        |o, _| o.link_remap,
-    ),
+    e("--link-remap", "link_remap", Honoured, never),
     e("-l, --file-locks", "file_locks", Honoured, never),
     e("--ghost-limit", "ghost_limit", Honoured, never),
     e(
@@ -234,7 +229,7 @@ pub static TABLE: &[Entry] = &[
         "--force-irmap",
         "force_irmap",
         NoOp(
-            "rcriu always writes the path of every watched file, found through its file handle, which is what it asks criu for",
+            "rcriu writes the path of every watched file, found through its file handle, which is what it asks criu for (a file with no link left: its handle alone, the dump holding it as a ghost, as criu writes it)",
         ),
         |o, _| o.force_irmap,
     ),
@@ -546,18 +541,18 @@ mod tests {
     #[test]
     fn refusals_name_the_option() {
         let o = Options {
-            link_remap: true,
+            auto_dedup: true,
             ..Options::default()
         };
         let e = check(&o, Command::Dump, Face::Cli).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "option --link-remap is not supported yet (link remaps of unlinked files)"
+            "option --auto-dedup is not supported yet (deduplication of page images)"
         );
         let e = check(&o, Command::Dump, Face::Rpc).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "option link_remap (--link-remap) is not supported yet (link remaps of unlinked files)"
+            "option auto_dedup (--auto-dedup) is not supported yet (deduplication of page images)"
         );
         // check takes anything.
         assert!(check(&o, Command::Check, Face::Cli).is_ok());

@@ -44,9 +44,8 @@ impl Anon {
             (Ok(pb::FdTypes::Timerfd), pb::FileEntry { tfd: Some(e), .. }) => {
                 (timerfd::open(e)?, e.fown)
             }
-            (Ok(pb::FdTypes::Inotify), pb::FileEntry { ify: Some(e), .. }) => {
-                (inotify::open(e)?, e.fown)
-            }
+            // Inotify instances are made by [`files::Opener`], which
+            // knows the ghosts their watches may watch.
             (Ok(pb::FdTypes::Fanotify), pb::FileEntry { ffy: Some(e), .. }) => {
                 (fanotify::open(e)?, e.fown)
             }

@@ -24,8 +24,8 @@ use rcriu_images::{ImageFile, pb};
 
 use crate::load::Images;
 use crate::{
-    Error, Result, anon, file_lock, files_sys, ghost, pidfd, pipes, sk_inet, sk_netlink, sk_unix,
-    sockets, tcp_stream, tty,
+    Error, Result, anon, file_lock, files_sys, ghost, link_remap, pidfd, pipes, sk_inet,
+    sk_netlink, sk_unix, sockets, tcp_stream, tty,
 };
 
 /// How opened and mapped files are checked against the dump (criu's
@@ -100,7 +100,7 @@ pub(crate) fn task_root() -> Option<PathBuf> {
     TASK_ROOT.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-fn path_of(reg: &pb::RegFileEntry) -> PathBuf {
+pub(crate) fn path_of(reg: &pb::RegFileEntry) -> PathBuf {
     let path = Path::new(OsStr::from_bytes(&reg.name));
     match &*TASK_ROOT.read().unwrap_or_else(|p| p.into_inner()) {
         Some(root) => root.join(path.strip_prefix("/").unwrap_or(path)),
@@ -261,6 +261,7 @@ impl<'a> Opener<'a> {
             shell_job,
             opened: BTreeMap::new(),
             ghosts: ghost::Ghosts::load(&img.dir)?,
+            links: link_remap::Links::load(&img.dir, &img.files)?,
             pipes: pipes::Pipes::load(&img.dir, img.files.values().map(|f| &**f))?,
             fifos: pipes::Fifos::load(&img.dir)?,
             ttys: tty::Ttys::load(&img.dir)?,
@@ -475,7 +476,17 @@ impl<'a> Opener<'a> {
         self.reg.clear();
         self.anon.finish()?;
         self.ttys.finish()?;
-        self.ghosts.unlink_all()
+        self.ghosts.unlink_all()?;
+        self.links.unlink_all(&self.img.files, path_of)
+    }
+
+    /// The path file entry `id` (named `name`) is opened by when it is
+    /// not its name: its ghost's, made again, or its link's.
+    fn remapped(&mut self, id: u32, name: &Path) -> Result<Option<PathBuf>> {
+        if self.links.is_linked(id) {
+            return self.links.path_of(&self.img.files, id, name, path_of);
+        }
+        self.ghosts.path_of(&self.img.dir, id, name)
     }
 }
 
@@ -490,6 +501,7 @@ pub fn check_kinds(
     let from = ImageFile::Fdinfo(img.task.ids.files_id.into());
     let ttys = tty::Ttys::load(&img.dir)?;
     ghost::Ghosts::load(&img.dir)?;
+    link_remap::Links::load(&img.dir, &img.files)?;
     file_lock::check(&file_lock::read(&img.dir)?, img.task.pid, &img.task.fdinfo)?;
     for e in &img.task.fdinfo {
         let entry = img.file(e.id, &from)?;
@@ -591,6 +603,9 @@ pub struct Opener<'a> {
     /// Files that had no name left: made again for the fds, mappings,
     /// cwds, roots and executables of the tree, removed once all are open.
     pub ghosts: ghost::Ghosts,
+    /// Files opened through a link made at the dump, removed once all
+    /// are open.
+    links: link_remap::Links,
     pipes: pipes::Pipes,
     fifos: pipes::Fifos,
     ttys: tty::Ttys,
@@ -683,7 +698,7 @@ impl Opener<'_> {
                     let reg = reg_of(f.regf_id)?;
                     // A FIFO that had no name left is a ghost.
                     let path = match f.regf_id {
-                        Some(rid) => self.ghosts.path_of(&img.dir, rid, &path_of(reg))?,
+                        Some(rid) => self.remapped(rid, &path_of(reg))?,
                         None => None,
                     }
                     .unwrap_or_else(|| path_of(reg));
@@ -710,6 +725,27 @@ impl Opener<'_> {
                 Ok(pb::FdTypes::Packetsk) => {
                     let p = entry.psk.as_ref().ok_or_else(unsupported)?;
                     (self.sockets.packet(p)?, p.fown, None)
+                }
+                // Its watches on files with no link left watch their
+                // ghosts, made here.
+                Ok(pb::FdTypes::Inotify) => {
+                    let e = entry.ify.as_ref().ok_or_else(unsupported)?;
+                    let mut on_ghosts = BTreeMap::new();
+                    for w in &e.wd {
+                        let name_of = |fid: u32| {
+                            img.files
+                                .get(&fid)
+                                .and_then(|f| f.reg.as_ref())
+                                .map(path_of)
+                        };
+                        if let Some(p) = self
+                            .ghosts
+                            .path_by_inode(&img.dir, w.s_dev, w.i_ino, name_of)?
+                        {
+                            on_ghosts.insert(w.wd, p);
+                        }
+                    }
+                    (crate::inotify::open(e, &on_ghosts)?, e.fown, None)
                 }
                 _ => match self.anon.open(pid, entry, fd)? {
                     Some((file, fown)) => (file, fown, None),
@@ -761,8 +797,13 @@ impl Opener<'_> {
             return Ok(Source::clone(f));
         }
         let name = path_of(reg);
-        let ghost = self.ghosts.path_of(&self.img.dir, id, &name)?;
-        let f = open_reg_at(reg, ghost.as_deref().unwrap_or(&name), how, self.validation)?;
+        let remapped = self.remapped(id, &name)?;
+        let f = open_reg_at(
+            reg,
+            remapped.as_deref().unwrap_or(&name),
+            how,
+            self.validation,
+        )?;
         let f = Source::new(f.into());
         self.reg.insert((id, how), Source::clone(&f));
         Ok(f)
@@ -780,10 +821,7 @@ impl Opener<'_> {
             )
         })?;
         let path = path_of(reg);
-        let path = self
-            .ghosts
-            .path_of(&self.img.dir, id, &path)?
-            .unwrap_or(path);
+        let path = self.remapped(id, &path)?.unwrap_or(path);
         if let Some(f) = self
             .reg
             .get(&(id, libc::O_DIRECTORY))
@@ -817,8 +855,8 @@ impl Opener<'_> {
                 .map_err(Error::file("positioning", &name))?;
             return Ok(file.into());
         }
-        let ghost = self.ghosts.path_of(&self.img.dir, id, &name)?;
-        let path = ghost.as_deref().unwrap_or(&name);
+        let remapped = self.remapped(id, &name)?;
+        let path = remapped.as_deref().unwrap_or(&name);
         let file = open_reg_at(reg, path, reg.flags as i32, self.validation)?;
         if reg.flags as i32 & libc::O_PATH == 0 {
             let meta = file.metadata().map_err(Error::file("checking", path))?;

@@ -31,6 +31,9 @@ pub struct Ghosts {
     /// ghost id → the name it was made at, and whether it is a
     /// directory.
     made: BTreeMap<u32, (PathBuf, bool)>,
+    /// ghost id → its device (the kernel's encoding) and inode at the
+    /// dump, once read.
+    inodes: BTreeMap<u32, (Option<u32>, Option<u64>)>,
 }
 
 impl Ghosts {
@@ -46,9 +49,11 @@ impl Ghosts {
                 Some(t) if t == pb::RemapType::Ghost as i32 => {
                     g.remaps.insert(r.orig_id, r.remap_id);
                 }
+                // Opened through their links ([`crate::link_remap`]).
+                Some(t) if t == pb::RemapType::Linked as i32 => {}
                 other => {
                     return Err(Error::unsupported(format!(
-                        "{name}: file {} remapped as {other:?} (only ghosts are)",
+                        "{name}: file {} remapped as {other:?} (only ghosts and links are)",
                         r.orig_id
                     )));
                 }
@@ -69,6 +74,39 @@ impl Ghosts {
         let (path, is_dir) = make(dir, gid, name)?;
         self.made.insert(gid, (path.clone(), is_dir));
         Ok(Some(path))
+    }
+
+    /// The path of the ghost that was the file of device `s_dev` (the
+    /// kernel's encoding) and inode `ino` at the dump, made again (at
+    /// the name `name_of` gives its first file entry) when there is one:
+    /// what a watch on a file with no link left watches again, as CRIU
+    /// finds it.
+    pub fn path_by_inode(
+        &mut self,
+        dir: &ImageDir,
+        s_dev: u32,
+        ino: u64,
+        name_of: impl Fn(u32) -> Option<PathBuf>,
+    ) -> Result<Option<PathBuf>> {
+        let remaps: Vec<(u32, u32)> = self.remaps.iter().map(|(&f, &g)| (f, g)).collect();
+        for (fid, gid) in remaps {
+            let inode = match self.inodes.get(&gid) {
+                Some(i) => *i,
+                None => {
+                    let (_, g, _) = ghost_image(dir, gid)?;
+                    self.inodes.insert(gid, (g.dev, g.ino));
+                    (g.dev, g.ino)
+                }
+            };
+            if inode != (Some(s_dev), Some(ino)) {
+                continue;
+            }
+            let Some(name) = name_of(fid) else {
+                continue;
+            };
+            return self.path_of(dir, fid, &name);
+        }
+        Ok(None)
     }
 
     /// The ghost id of file entry `id`, if it is a ghost.

@@ -1,6 +1,8 @@
 //! inotify instances: made again with their flags, then each watch added
 //! again in the order of its watch descriptor, with the descriptor it had
 //! (`INOTIFY_IOC_SETNEXTWD`) and its mask, on the file the image names:
+//! a ghost of the dump that was that device and inode (a file with no
+//! link left, made again by [`crate::ghost`], as CRIU looks it up), else
 //! by path when it has one (as CRIU 4.2 writes them), else by file
 //! handle through a mount of the file's filesystem ([`fhandle`]).
 //!
@@ -10,6 +12,7 @@
 //! IN_MASK_CREATE) are dropped: the file is already found. Events queued
 //! at the dump are not in the images (CRIU drops them too).
 
+use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
@@ -71,7 +74,9 @@ pub fn open_target(fh: &pb::FhEntry, s_dev: u32, what: &str) -> Result<OwnedFd> 
     )))
 }
 
-pub fn open(e: &pb::InotifyFileEntry) -> Result<OwnedFd> {
+/// Makes inotify `e`; `on_ghosts` holds, by watch descriptor, the ghost
+/// made again that a watch watches.
+pub fn open(e: &pb::InotifyFileEntry, on_ghosts: &BTreeMap<u32, PathBuf>) -> Result<OwnedFd> {
     check(e)?;
     let what = format!("inotify {:#x}", e.id);
     let flags = libc::IN_CLOEXEC | (e.flags as i32 & libc::IN_NONBLOCK);
@@ -80,7 +85,15 @@ pub fn open(e: &pb::InotifyFileEntry) -> Result<OwnedFd> {
     watches.sort_by_key(|w| w.wd);
     for w in watches {
         let about = format!("watch {} of {what}", w.wd);
-        let target = open_target(&w.f_handle, w.s_dev, &about)?;
+        let target = match on_ghosts.get(&w.wd) {
+            Some(p) => std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+                .open(p)
+                .map_err(Error::file("opening the ghost watched by", p))?
+                .into(),
+            None => open_target(&w.f_handle, w.s_dev, &about)?,
+        };
         anon_sys::inotify_set_next_wd(fd.as_fd(), w.wd as i32).map_err(Error::io(format!(
             "numbering {about} (INOTIFY_IOC_SETNEXTWD)"
         )))?;

@@ -36,6 +36,7 @@ mod ghost;
 mod inotify;
 mod io_uring;
 mod ipcns;
+mod link_remap;
 mod load;
 mod memfd;
 mod mm;

@@ -11,6 +11,11 @@
 //! up: the dump knows no modes of it), or any unpaired slave without
 //! `--shell-job`, is opened through a master made for the restore and
 //! closed before the process runs, as CRIU does.
+//!
+//! The bytes that waited in a pty (`tty-data.img`, by the id of the end
+//! they were read from) are written into its other end once every fd is
+//! open, so that they wait again where they were, as CRIU writes them
+//! (bytes of the slave's go through the master's input processing).
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -31,6 +36,8 @@ pub struct Ttys {
     /// pty index → a master made for slaves whose own is gone, closed
     /// once every fd is open.
     fakes: BTreeMap<u32, OwnedFd>,
+    /// Info id → the bytes that waited to be read from that end.
+    data: BTreeMap<u32, Vec<u8>>,
 }
 
 /// What an open terminal is to the process.
@@ -54,6 +61,28 @@ impl Ttys {
         }
         for i in dir.read_all::<pb::TtyInfoEntry>(ImageFile::TtyInfo)? {
             t.infos.insert(i.id, i);
+        }
+        if dir.exists(ImageFile::TtyData) {
+            let name = ImageFile::TtyData.name();
+            for d in dir.read_all::<pb::TtyDataEntry>(ImageFile::TtyData)? {
+                let paired =
+                    t.infos.contains_key(&d.tty_id) && t.infos.contains_key(&(d.tty_id ^ 1));
+                if !paired {
+                    return Err(Error::invalid(
+                        &name,
+                        format!(
+                            "bytes of terminal {:#x}, which is not one end of a pty whose both ends the images hold",
+                            d.tty_id
+                        ),
+                    ));
+                }
+                if t.data.insert(d.tty_id, d.data).is_some() {
+                    return Err(Error::invalid(
+                        &name,
+                        format!("terminal {:#x} has its bytes twice", d.tty_id),
+                    ));
+                }
+            }
         }
         Ok(t)
     }
@@ -260,6 +289,7 @@ impl Ttys {
     /// for orphaned slaves are closed (the slaves hang up, as they were).
     pub fn finish(&mut self) -> Result<()> {
         self.fakes.clear();
+        self.put_data()?;
         for info in self.infos.values() {
             let Some(index) = info.pty.as_ref().map(|p| p.index) else {
                 continue;
@@ -274,6 +304,69 @@ impl Ttys {
         }
         Ok(())
     }
+}
+
+impl Ttys {
+    /// Writes the bytes that waited in each end into the other end: the
+    /// slave's into the master, the master's into the slave (opened for
+    /// the moment).
+    fn put_data(&mut self) -> Result<()> {
+        for (id, data) in std::mem::take(&mut self.data) {
+            let Some(index) = self
+                .infos
+                .get(&id)
+                .and_then(|i| i.pty.as_ref())
+                .map(|p| p.index)
+            else {
+                continue;
+            };
+            let what = format!(
+                "writing the {} bytes that waited in terminal {id:#x}",
+                data.len()
+            );
+            let Some(m) = self.masters.get(&index) else {
+                return Err(Error::unsupported(format!(
+                    "{what}: no fd holds its pty's master"
+                )));
+            };
+            if is_master(id) {
+                let path = format!("/dev/pts/{index}");
+                let slave = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NONBLOCK)
+                    .open(&path)
+                    .map_err(Error::file("opening the pty slave", &path))?;
+                write_all(slave.as_fd(), &data).map_err(Error::io(what))?;
+            } else {
+                write_all(m.as_fd(), &data).map_err(Error::io(what))?;
+            }
+            log::debug!("{} bytes wait again in terminal {id:#x}", data.len());
+        }
+        Ok(())
+    }
+}
+
+/// Writes all of `data` into a terminal end without waiting (a pty that
+/// cannot take it all is an error, not a hang).
+fn write_all(fd: BorrowedFd<'_>, data: &[u8]) -> std::io::Result<()> {
+    use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
+    let flags = fcntl_getfl(fd)?;
+    fcntl_setfl(fd, flags | OFlags::NONBLOCK)?;
+    let mut off = 0;
+    let mut r = Ok(());
+    while off < data.len() {
+        match rustix::io::write(fd, &data[off..]) {
+            Ok(n) => off += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                r = Err(std::io::Error::from(e));
+                break;
+            }
+        }
+    }
+    fcntl_setfl(fd, flags)?;
+    r
 }
 
 /// A termios from its entry: the control characters are the bytes of the

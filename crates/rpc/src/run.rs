@@ -120,6 +120,7 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
         .shell_job(o.shell_job)
         .ghost_limit(o.ghost_limit)
         .file_locks(o.file_locks)
+        .link_remap(o.link_remap)
         .ext_unix_sk(o.ext_unix_sk)
         .ext_unix_sk_inodes(o.unix_sk_ids.iter().copied())
         .tcp_established(o.tcp_established)
