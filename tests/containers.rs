@@ -936,7 +936,7 @@ fn listener_and_net_ids(images: &Path, port: u32) -> (rcriu_images::pb::InetSkEn
     let files: Vec<pb::FileEntry> = dir.read_all(ImageFile::Files).unwrap();
     let isk = files
         .into_iter()
-        .filter_map(|f| f.isk)
+        .filter_map(|f| f.isk.map(|b| *b))
         .find(|s| s.src_port == port && s.state == 10)
         .unwrap_or_else(|| panic!("no socket listening on {port} in files.img"));
     let ids: pb::TaskKobjIdsEntry = dir.read_one(ImageFile::Ids(1)).unwrap();
@@ -1099,7 +1099,7 @@ fn unix_named(images: &Path, name: &[u8]) -> rcriu_images::pb::UnixSkEntry {
     let files: Vec<pb::FileEntry> = dir.read_all(ImageFile::Files).unwrap();
     files
         .into_iter()
-        .filter_map(|f| f.usk)
+        .filter_map(|f| f.usk.map(|b| *b))
         .find(|s| s.name.split(|&b| b == 0).next() == Some(name))
         .unwrap_or_else(|| panic!("no unix socket named {}", String::from_utf8_lossy(name)))
 }
@@ -1109,7 +1109,7 @@ fn rename_unix(images: &Path, from: &[u8], to: &[u8]) {
     use rcriu_images::{ImageFile, pb};
     let dir = rcriu_images::ImageDir::open(images).unwrap();
     let mut files: Vec<pb::FileEntry> = dir.read_all(ImageFile::Files).unwrap();
-    for s in files.iter_mut().filter_map(|f| f.usk.as_mut()) {
+    for s in files.iter_mut().filter_map(|f| f.usk.as_deref_mut()) {
         if s.name.split(|&b| b == 0).next() == Some(from) {
             let nul = s.name.ends_with(&[0]);
             s.name = to.to_vec();
@@ -1393,7 +1393,7 @@ fn runc_restores_the_unix_sockets_of_a_container() {
     let dir = rcriu_images::ImageDir::open(&images).unwrap();
     let files: Vec<rcriu_images::pb::FileEntry> =
         dir.read_all(rcriu_images::ImageFile::Files).unwrap();
-    let socks: Vec<_> = files.iter().filter_map(|f| f.usk.as_ref()).collect();
+    let socks: Vec<_> = files.iter().filter_map(|f| f.usk.as_deref()).collect();
     assert!(socks.len() > 10, "{} unix sockets", socks.len());
     assert!(socks.iter().all(|s| s.ns_id == Some(net)));
     assert_eq!(
@@ -1523,7 +1523,7 @@ fn runc_restores_a_netlink_socket_listening_to_the_containers_network_namespace(
     let dir = rcriu_images::ImageDir::open(&images).unwrap();
     let files: Vec<rcriu_images::pb::FileEntry> =
         dir.read_all(rcriu_images::ImageFile::Files).unwrap();
-    let nl: Vec<_> = files.iter().filter_map(|f| f.nlsk.as_ref()).collect();
+    let nl: Vec<_> = files.iter().filter_map(|f| f.nlsk.as_deref()).collect();
     assert_eq!(nl.len(), 1, "one netlink socket");
     assert_eq!(nl[0].ns_id, Some(net));
     let out = c.restore();

@@ -24,7 +24,7 @@ fn edit_files(dir: &ImageDir, f: impl Fn(&mut pb::FileEntry)) {
 /// Runs `f` on every epoll target of the dump.
 fn edit_targets(dir: &ImageDir, f: impl Fn(&mut pb::EventpollTfdEntry)) {
     edit_files(dir, |e| {
-        if let Some(ep) = e.epfd.as_mut() {
+        if let Some(ep) = e.epfd.as_deref_mut() {
             ep.tfd.iter_mut().for_each(&f);
         }
     });
@@ -53,7 +53,7 @@ fn the_images_say_what_the_process_held() {
         .run()
         .unwrap();
     let files = ImageDir::open(images.path()).unwrap().files().unwrap();
-    let efds: Vec<&pb::EventfdFileEntry> = files.iter().filter_map(|f| f.efd.as_ref()).collect();
+    let efds: Vec<&pb::EventfdFileEntry> = files.iter().filter_map(|f| f.efd.as_deref()).collect();
     assert!(
         efds.iter()
             .any(|e| e.counter == 5 && e.flags & libc::O_NONBLOCK as u32 != 0),
@@ -66,7 +66,7 @@ fn the_images_say_what_the_process_held() {
     );
     let a = files
         .iter()
-        .filter_map(|f| f.epfd.as_ref())
+        .filter_map(|f| f.epfd.as_deref())
         .find(|e| e.tfd.len() == 8)
         .expect("epoll A and its eight targets");
     let e = a.tfd.iter().find(|t| tag(t) == 0x2727).unwrap();
@@ -79,13 +79,13 @@ fn the_images_say_what_the_process_held() {
     assert_ne!(one_shot.events & libc::EPOLLONESHOT as u32, 0);
     let t = files
         .iter()
-        .filter_map(|f| f.tfd.as_ref())
+        .filter_map(|f| f.tfd.as_deref())
         .find(|t| t.ticks == 1)
         .expect("the expired timerfd");
     assert_eq!((t.vsec, t.vnsec), (0, 0));
     let s = files
         .iter()
-        .filter_map(|f| f.sgfd.as_ref())
+        .filter_map(|f| f.sgfd.as_deref())
         .find(|s| s.sigmask & (1 << (libc::SIGUSR2 - 1)) != 0)
         .expect("signalfd 18");
     assert_ne!(s.sigmask & (1 << (libc::SIGRTMIN() + 1 - 1)), 0);
@@ -128,7 +128,7 @@ fn the_images_say_what_the_process_held() {
 
 fn bump_a_counter(dir: &ImageDir, _pid: i32) {
     edit_files(dir, |e| {
-        if let Some(f) = e.efd.as_mut()
+        if let Some(f) = e.efd.as_deref_mut()
             && f.counter == 5
         {
             f.counter = 6;
@@ -138,7 +138,7 @@ fn bump_a_counter(dir: &ImageDir, _pid: i32) {
 
 fn drop_the_semaphore(dir: &ImageDir, _pid: i32) {
     edit_files(dir, |e| {
-        if let Some(f) = e.efd.as_mut() {
+        if let Some(f) = e.efd.as_deref_mut() {
             f.rcriu_semaphore = None;
         }
     });
@@ -146,7 +146,7 @@ fn drop_the_semaphore(dir: &ImageDir, _pid: i32) {
 
 fn drop_non_blocking(dir: &ImageDir, _pid: i32) {
     edit_files(dir, |e| {
-        if let Some(f) = e.efd.as_mut()
+        if let Some(f) = e.efd.as_deref_mut()
             && f.counter == 5
         {
             f.flags &= !(libc::O_NONBLOCK as u32);
@@ -164,7 +164,7 @@ fn change_a_target_data(dir: &ImageDir, _pid: i32) {
 
 fn drop_a_target(dir: &ImageDir, _pid: i32) {
     edit_files(dir, |e| {
-        if let Some(ep) = e.epfd.as_mut() {
+        if let Some(ep) = e.epfd.as_deref_mut() {
             ep.tfd.retain(|t| tag(t) != 0x1515);
         }
     });
@@ -189,7 +189,7 @@ fn register_the_file_at_the_old_number(dir: &ImageDir, _pid: i32) {
 
 fn drop_a_signal(dir: &ImageDir, _pid: i32) {
     edit_files(dir, |e| {
-        if let Some(s) = e.sgfd.as_mut() {
+        if let Some(s) = e.sgfd.as_deref_mut() {
             s.sigmask &= !(1 << (libc::SIGRTMIN() + 1 - 1));
         }
     });
@@ -197,7 +197,7 @@ fn drop_a_signal(dir: &ImageDir, _pid: i32) {
 
 fn add_a_tick(dir: &ImageDir, _pid: i32) {
     edit_files(dir, |e| {
-        if let Some(t) = e.tfd.as_mut()
+        if let Some(t) = e.tfd.as_deref_mut()
             && t.ticks == 1
         {
             t.ticks = 2;
@@ -207,7 +207,7 @@ fn add_a_tick(dir: &ImageDir, _pid: i32) {
 
 fn take_time_off(dir: &ImageDir, _pid: i32) {
     edit_files(dir, |e| {
-        if let Some(t) = e.tfd.as_mut()
+        if let Some(t) = e.tfd.as_deref_mut()
             && t.isec == 500
         {
             t.vsec -= 300;
@@ -217,7 +217,7 @@ fn take_time_off(dir: &ImageDir, _pid: i32) {
 
 fn change_an_interval(dir: &ImageDir, _pid: i32) {
     edit_files(dir, |e| {
-        if let Some(t) = e.tfd.as_mut()
+        if let Some(t) = e.tfd.as_deref_mut()
             && t.isec == 7
         {
             t.isec = 8;
@@ -294,7 +294,7 @@ fn inotify_watches_carry_on() {
 /// Runs `f` on every inotify watch of the dump.
 fn edit_watches(dir: &ImageDir, f: impl Fn(&mut pb::InotifyWdEntry)) {
     edit_files(dir, |e| {
-        if let Some(i) = e.ify.as_mut() {
+        if let Some(i) = e.ify.as_deref_mut() {
             i.wd.iter_mut().for_each(&f);
         }
     });
@@ -328,7 +328,7 @@ fn watch_another_file(dir: &ImageDir, _pid: i32) {
     let files = dir.files().unwrap();
     let mut c_path = files
         .iter()
-        .filter_map(|f| f.ify.as_ref())
+        .filter_map(|f| f.ify.as_deref())
         .flat_map(|i| i.wd.iter())
         .find(|w| w.wd == 5)
         .and_then(|w| w.f_handle.path.clone())
@@ -345,7 +345,7 @@ fn watch_another_file(dir: &ImageDir, _pid: i32) {
 
 fn drop_a_watch(dir: &ImageDir, _pid: i32) {
     edit_files(dir, |e| {
-        if let Some(i) = e.ify.as_mut() {
+        if let Some(i) = e.ify.as_deref_mut() {
             i.wd.retain(|w| w.wd != 1);
         }
     });
@@ -370,7 +370,7 @@ fn corrupted_watches_are_noticed() {
 
 fn edit_marks(dir: &ImageDir, f: impl Fn(&mut Vec<pb::FanotifyMarkEntry>)) {
     edit_files(dir, |e| {
-        if let Some(fa) = e.ffy.as_mut() {
+        if let Some(fa) = e.ffy.as_deref_mut() {
             f(&mut fa.mark);
         }
     });
@@ -465,7 +465,7 @@ fn move_the_ghost_watch(dir: &ImageDir, _pid: i32) {
     let files = dir.files().unwrap();
     let mut f_path = files
         .iter()
-        .filter_map(|f| f.ify.as_ref())
+        .filter_map(|f| f.ify.as_deref())
         .flat_map(|i| i.wd.iter())
         .find(|w| w.wd == 5)
         .and_then(|w| w.f_handle.path.clone())
@@ -510,7 +510,7 @@ fn pidfds_carry_on() {
 fn pidfds(files: &[pb::FileEntry]) -> (Vec<&pb::PidfdEntry>, Vec<&pb::PidfdEntry>) {
     files
         .iter()
-        .filter_map(|f| f.pidfd.as_ref())
+        .filter_map(|f| f.pidfd.as_deref())
         .partition(|p| p.nspid != -1)
 }
 
@@ -559,7 +559,7 @@ fn the_images_say_which_processes_the_pidfds_named() {
 
 fn edit_pidfds(dir: &ImageDir, f: impl Fn(&mut pb::PidfdEntry)) {
     edit_files(dir, |e| {
-        if let Some(p) = e.pidfd.as_mut() {
+        if let Some(p) = e.pidfd.as_deref_mut() {
             f(p)
         }
     });
@@ -712,7 +712,7 @@ fn swap_the_children(dir: &ImageDir, pid: i32) {
     let files = dir.files().unwrap();
     let kids: Vec<i32> = files
         .iter()
-        .filter_map(|f| f.pidfd.as_ref())
+        .filter_map(|f| f.pidfd.as_deref())
         .filter(|p| p.nspid != -1 && p.nspid != pid)
         .map(|p| p.nspid)
         .collect();

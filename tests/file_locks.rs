@@ -171,7 +171,7 @@ fn a_conflicting_lock_fails_the_restore_by_name() {
     let files = ImageDir::open(images.path()).unwrap().files().unwrap();
     let path = files
         .iter()
-        .filter_map(|f| f.reg.as_ref())
+        .filter_map(|f| f.reg.as_deref())
         .map(|r| String::from_utf8_lossy(&r.name).into_owned())
         .find(|n| n.ends_with("/flock.txt"))
         .expect("flock.txt in the images");

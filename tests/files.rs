@@ -41,7 +41,7 @@ fn regular_files_carry_on() {
 
 fn move_a_position(dir: &ImageDir, _pid: i32) {
     edit_files(dir, |e| {
-        if let Some(r) = e.reg.as_mut()
+        if let Some(r) = e.reg.as_deref_mut()
             && r.pos == 1234
         {
             r.pos = 1235;
@@ -51,7 +51,7 @@ fn move_a_position(dir: &ImageDir, _pid: i32) {
 
 fn drop_append(dir: &ImageDir, _pid: i32) {
     edit_files(dir, |e| {
-        if let Some(r) = e.reg.as_mut()
+        if let Some(r) = e.reg.as_deref_mut()
             && r.name.ends_with(b"log.txt")
         {
             r.flags &= !(libc::O_APPEND as u32);
@@ -61,7 +61,7 @@ fn drop_append(dir: &ImageDir, _pid: i32) {
 
 fn grow_a_file(dir: &ImageDir, _pid: i32) {
     edit_files(dir, |e| {
-        if let Some(r) = e.reg.as_mut()
+        if let Some(r) = e.reg.as_deref_mut()
             && r.name.ends_with(b"plain.txt")
         {
             r.size = r.size.map(|s| s + 1);
@@ -168,7 +168,7 @@ fn flip_a_tmpfile_byte(dir: &ImageDir, _pid: i32) {
 /// (what the restore did before: a ghost made at a name, then unlinked).
 fn drop_tmpfile_flag(dir: &ImageDir, _pid: i32) {
     edit_files(dir, |e| {
-        if let Some(r) = e.reg.as_mut()
+        if let Some(r) = e.reg.as_deref_mut()
             && r.flags & libc::O_ACCMODE as u32 == libc::O_RDWR as u32
         {
             r.flags &= !(libc::O_TMPFILE as u32);
@@ -240,7 +240,7 @@ fn links(dir: &ImageDir) -> Vec<(u32, std::path::PathBuf)> {
             let reg = files
                 .iter()
                 .find(|f| f.id == r.remap_id)
-                .and_then(|f| f.reg.as_ref())
+                .and_then(|f| f.reg.as_deref())
                 .expect("a link's regular-file entry");
             let p = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&reg.name));
             (r.orig_id, p)
@@ -317,7 +317,7 @@ fn link_remaps_are_written_as_criu_writes_them() {
         let r = files
             .iter()
             .find(|f| f.id == id)
-            .and_then(|f| f.reg.as_ref());
+            .and_then(|f| f.reg.as_deref());
         String::from_utf8(r.expect("a regular-file entry").name.clone()).unwrap()
     };
     let mut olds = Vec::new();
@@ -329,7 +329,7 @@ fn link_remaps_are_written_as_criu_writes_them() {
         assert_eq!(link_id, orig + 1, "{}", link.display());
         assert_eq!(link.parent(), Some(cwd.as_path()), "{}", link.display());
         let entry = files.iter().find(|f| f.id == link_id).unwrap();
-        let reg = entry.reg.as_ref().unwrap();
+        let reg = entry.reg.as_deref().unwrap();
         assert_eq!((reg.flags, reg.pos, reg.mode, reg.size), (0, 0, None, None));
         assert!(link.exists(), "{} is kept for the restore", link.display());
         olds.push(name_of(*orig));
@@ -341,7 +341,7 @@ fn link_remaps_are_written_as_criu_writes_them() {
         .collect();
     assert_eq!(olds, want);
     // The link of the FIFO's path entry: its fifo entry names it.
-    let fifo = files.iter().find_map(|f| f.fifo.as_ref()).unwrap();
+    let fifo = files.iter().find_map(|f| f.fifo.as_deref()).unwrap();
     assert!(links.iter().any(|(o, _)| Some(*o) == fifo.regf_id));
     for (_, l) in &links {
         std::fs::remove_file(l).unwrap();
@@ -471,10 +471,10 @@ fn criu_4_2_s_link_remap_and_pty_images_are_rcriu_s() {
         let want = format!("link_remap.{}", orig + 1);
         assert_eq!(link.file_name().unwrap().to_str(), Some(want.as_str()));
         let entry = files.iter().find(|f| f.id == orig + 1).unwrap();
-        let reg = entry.reg.as_ref().unwrap();
+        let reg = entry.reg.as_deref().unwrap();
         assert_eq!((reg.flags, reg.pos, reg.mode, reg.size), (0, 0, None, None));
         let old = files.iter().find(|f| f.id == *orig).unwrap();
-        assert!(!old.reg.as_ref().unwrap().name.ends_with(b" (deleted)"));
+        assert!(!old.reg.as_deref().unwrap().name.ends_with(b" (deleted)"));
     }
     let pty = ImageDir::open(root.join("pty-data")).unwrap();
     let data = tty_data(&pty);
@@ -949,7 +949,7 @@ fn a_chrooted_process_carries_on() {
     cycle("chrooted", &[], None).unwrap();
     fn jail_parent(dir: &ImageDir, _pid: i32) {
         edit_files(dir, |e| {
-            if let Some(r) = e.reg.as_mut()
+            if let Some(r) = e.reg.as_deref_mut()
                 && r.name.ends_with(b"/jail")
             {
                 r.name.truncate(r.name.len() - "/jail".len());

@@ -25,7 +25,7 @@ use rcriu_test_support::{ProcSnapshot, TempDir};
 fn edit_ring(dir: &ImageDir, f: impl Fn(&mut pb::RcriuIoUringEntry)) {
     let mut files = dir.files().unwrap();
     for e in &mut files {
-        if let Some(r) = e.rcriu_io_uring.as_mut() {
+        if let Some(r) = e.rcriu_io_uring.as_deref_mut() {
             f(r);
         }
     }
@@ -140,7 +140,7 @@ fn the_images_say_what_the_ring_held() {
         let files = ImageDir::open(images.path()).unwrap().files().unwrap();
         let e = files
             .iter()
-            .find_map(|f| f.rcriu_io_uring.as_ref())
+            .find_map(|f| f.rcriu_io_uring.as_deref())
             .expect("a ring entry");
         assert_eq!(
             files

@@ -187,7 +187,7 @@ fn check_images(dir: &ImageDir, w: &Workload, modes: &[&str]) {
                 assert_eq!(rw.flags, libc::MAP_SHARED as u32);
                 assert_eq!((rw.fdflags, ro.fdflags), (Some(2), Some(0)));
                 assert_eq!((ro.pgoff, ro.shmid), (2 * 4096, rw.shmid));
-                let reg = file(rw.shmid).reg.as_ref().expect("a regular file");
+                let reg = file(rw.shmid).reg.as_deref().expect("a regular file");
                 assert!(reg.name.ends_with(b"/shared"));
                 assert_eq!(reg.size, Some(8 * 4096));
                 // Nothing of a shared file mapping is dumped.
@@ -264,7 +264,7 @@ fn check_images(dir: &ImageDir, w: &Workload, modes: &[&str]) {
                 for fact in facts {
                     let v = vma(&m, w.fact_u64(fact));
                     assert_eq!(v.status, REGULAR | FILE_SHARED | MEMFD, "{fact}");
-                    let f = file(v.shmid).memfd.as_ref().expect("a memfd file");
+                    let f = file(v.shmid).memfd.as_deref().expect("a memfd file");
                     let inode = inodes
                         .iter()
                         .find(|i| i.inode_id == u64::from(f.inode_id))
@@ -302,7 +302,7 @@ fn check_images(dir: &ImageDir, w: &Workload, modes: &[&str]) {
                 assert_eq!(s.status, REGULAR | FILE_SHARED | MEMFD);
                 assert_eq!(s.flags, libc::MAP_SHARED as u32 | huge);
                 let inodes: Vec<pb::MemfdInodeEntry> = dir.read_all(ImageFile::Memfd).unwrap();
-                let f = file(s.shmid).memfd.as_ref().expect("a memfd file");
+                let f = file(s.shmid).memfd.as_deref().expect("a memfd file");
                 let inode = &inodes[f.inode_id as usize - 1];
                 assert_eq!(inode.name, b"/anon_hugepage");
                 assert_eq!(inode.hugetlb_flag, Some(libc::MFD_HUGETLB | 21 << 26));

@@ -147,7 +147,7 @@ fn node_keeps_its_timer_and_its_signals() {
 fn drop_epoll_targets(dir: &ImageDir, _pid: i32) {
     let mut files = dir.files().unwrap();
     for f in &mut files {
-        if let Some(e) = f.epfd.as_mut() {
+        if let Some(e) = f.epfd.as_deref_mut() {
             e.tfd.clear();
         }
     }

@@ -16,7 +16,7 @@ use rcriu_test_support::TempDir;
 fn edit_unix(dir: &ImageDir, f: impl Fn(&mut pb::UnixSkEntry)) {
     let mut files = dir.files().unwrap();
     for e in &mut files {
-        if let Some(u) = e.usk.as_mut() {
+        if let Some(u) = e.usk.as_deref_mut() {
             f(u);
         }
     }
@@ -49,7 +49,7 @@ fn named(dir: &ImageDir, name: &[u8]) -> pb::UnixSkEntry {
     dir.files()
         .unwrap()
         .into_iter()
-        .filter_map(|e| e.usk)
+        .filter_map(|e| e.usk.map(|b| *b))
         .find(|u| u.name.split(|&b| b == 0).next() == Some(name))
         .unwrap_or_else(|| panic!("no socket named {}", String::from_utf8_lossy(name)))
 }
@@ -217,7 +217,7 @@ fn a_peer_outside_needs_ext_unix_sk() {
     assert!(
         files
             .iter()
-            .filter_map(|f| f.usk.as_ref())
+            .filter_map(|f| f.usk.as_deref())
             .any(|u| u.uflags == 1 && u.name.starts_with(path.as_bytes())),
         "an external entry names the outside socket"
     );
@@ -273,7 +273,7 @@ fn tcp_listeners_and_udp_carry_on() {
 fn edit_inet(dir: &ImageDir, f: impl Fn(&mut pb::InetSkEntry)) {
     let mut files = dir.files().unwrap();
     for e in &mut files {
-        if let Some(i) = e.isk.as_mut() {
+        if let Some(i) = e.isk.as_deref_mut() {
             f(i);
         }
     }
@@ -524,7 +524,7 @@ fn netlink_sockets_carry_on() {
 fn move_a_netlink_port(dir: &ImageDir, _pid: i32) {
     let mut files = dir.files().unwrap();
     for e in &mut files {
-        if let Some(n) = e.nlsk.as_mut()
+        if let Some(n) = e.nlsk.as_deref_mut()
             && n.protocol == libc::NETLINK_GENERIC as u32
         {
             n.portid += 1;
@@ -536,7 +536,7 @@ fn move_a_netlink_port(dir: &ImageDir, _pid: i32) {
 fn leave_a_group(dir: &ImageDir, _pid: i32) {
     let mut files = dir.files().unwrap();
     for e in &mut files {
-        if let Some(n) = e.nlsk.as_mut() {
+        if let Some(n) = e.nlsk.as_deref_mut() {
             for g in &mut n.groups {
                 *g &= !1;
             }

@@ -148,7 +148,7 @@ fn move_maps_fd(dir: &ImageDir, pid: i32) {
     let id = fdinfo.iter().find(|e| e.fd == 20).expect("fd 20").id;
     let mut files = dir.files().unwrap();
     let f = files.iter_mut().find(|f| f.id == id).expect("fd 20's file");
-    f.reg.as_mut().unwrap().pos = 50;
+    f.reg.as_deref_mut().unwrap().pos = 50;
     dir.write_all(ImageFile::Files, &files).unwrap();
 }
 

@@ -600,7 +600,7 @@ fn an_epoll_target_with_other_data_shows() {
             let mut files = dir.files().unwrap();
             let e = files
                 .iter_mut()
-                .find_map(|f| f.epfd.as_mut())
+                .find_map(|f| f.epfd.as_deref_mut())
                 .expect("the epoll instance");
             assert_eq!(e.tfd[0].data, 0x5eed);
             e.tfd[0].data = 0x5eee;

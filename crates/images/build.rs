@@ -24,6 +24,31 @@ const IMAGE_PROTOS: &[&str] = &[
     "service.proto",
 ];
 
+/// The fields of `file_entry` that each hold one kind of file.
+const FILE_KINDS: &[&str] = &[
+    "reg",
+    "isk",
+    "nsf",
+    "psk",
+    "nlsk",
+    "efd",
+    "epfd",
+    "sgfd",
+    "tunf",
+    "tfd",
+    "ify",
+    "ffy",
+    "ext",
+    "usk",
+    "fifo",
+    "pipe",
+    "tty",
+    "memfd",
+    "bpf",
+    "pidfd",
+    "rcriu_io_uring",
+];
+
 fn main() -> Result<(), Box<dyn Error>> {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let proto_dir = manifest.join("../../proto");
@@ -56,10 +81,15 @@ fn compile(dir: &Path, files: &[&str], out: &Path, name: &str) -> Result<(), Box
     }
     let dest = out.join(name);
     std::fs::create_dir_all(&dest)?;
-    prost_build::Config::new()
-        .out_dir(&dest)
-        .enable_type_names()
-        .compile_fds(set)?;
+    let mut config = prost_build::Config::new();
+    config.out_dir(&dest).enable_type_names();
+    // A file entry holds one kind of the twenty it may: boxed, each is a
+    // pointer, and an entry some 200 bytes rather than 2.5 KB (a dump of
+    // ten thousand sockets moves and zeroes 24 MB less, twice).
+    for kind in FILE_KINDS {
+        config.boxed(format!(".file_entry.{kind}"));
+    }
+    config.compile_fds(set)?;
     Ok(())
 }
 

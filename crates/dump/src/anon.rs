@@ -96,14 +96,14 @@ pub fn entry(
         ..Default::default()
     };
     match kind {
-        Kind::Eventfd => e.efd = Some(eventfd::entry(pid, id, f, fown)?),
-        Kind::Eventpoll => e.epfd = Some(eventpoll::entry(pid, id, f, fown)?),
-        Kind::Signalfd => e.sgfd = Some(signalfd::entry(pid, id, f, fown)?),
-        Kind::Timerfd => e.tfd = Some(timerfd::entry(pid, id, f, fown)?),
-        Kind::Inotify => e.ify = Some(inotify::entry(pid, id, f, fown)?),
-        Kind::Fanotify => e.ffy = Some(fanotify::entry(pid, id, f, fown)?),
-        Kind::Pidfd => e.pidfd = Some(pidfd::entry(pid, id, f, fown, tree)?),
-        Kind::IoUring => e.rcriu_io_uring = Some(io_uring::entry(pid, id, f, fown)?),
+        Kind::Eventfd => e.efd = Some(Box::new(eventfd::entry(pid, id, f, fown)?)),
+        Kind::Eventpoll => e.epfd = Some(Box::new(eventpoll::entry(pid, id, f, fown)?)),
+        Kind::Signalfd => e.sgfd = Some(Box::new(signalfd::entry(pid, id, f, fown)?)),
+        Kind::Timerfd => e.tfd = Some(Box::new(timerfd::entry(pid, id, f, fown)?)),
+        Kind::Inotify => e.ify = Some(Box::new(inotify::entry(pid, id, f, fown)?)),
+        Kind::Fanotify => e.ffy = Some(Box::new(fanotify::entry(pid, id, f, fown)?)),
+        Kind::Pidfd => e.pidfd = Some(Box::new(pidfd::entry(pid, id, f, fown, tree)?)),
+        Kind::IoUring => e.rcriu_io_uring = Some(Box::new(io_uring::entry(pid, id, f, fown)?)),
     }
     Ok(e)
 }

@@ -10,11 +10,11 @@ pub fn entry(id: u32, pipe_id: u32, regf_id: u32) -> pb::FileEntry {
     pb::FileEntry {
         r#type: pb::FdTypes::Fifo as i32,
         id,
-        fifo: Some(pb::FifoEntry {
+        fifo: Some(Box::new(pb::FifoEntry {
             id,
             pipe_id,
             regf_id: Some(regf_id),
-        }),
+        })),
         ..Default::default()
     }
 }

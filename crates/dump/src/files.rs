@@ -962,7 +962,7 @@ impl Files {
         self.entries.push(pb::FileEntry {
             r#type: pb::FdTypes::Reg as i32,
             id: r.id,
-            reg: Some(pb::RegFileEntry {
+            reg: Some(Box::new(pb::RegFileEntry {
                 id: r.id,
                 flags: r.flags,
                 pos: r.pos,
@@ -976,7 +976,7 @@ impl Files {
                 checksum: None,
                 checksum_config: None,
                 checksum_parameter: None,
-            }),
+            })),
             ..Default::default()
         });
         Ok(())
@@ -1194,10 +1194,10 @@ mod tests {
         let d = files.special(&root, &rf).unwrap();
         assert_eq!((c, d), (2, 3), "directories always get a fresh id");
         assert_eq!(files.entries.len(), 3);
-        let e = files.entries[0].reg.as_ref().unwrap();
+        let e = files.entries[0].reg.as_deref().unwrap();
         assert_eq!(e.size, Some(exe.size));
         assert!(!e.build_id.is_empty());
-        assert_eq!(files.entries[1].reg.as_ref().unwrap().size, None);
+        assert_eq!(files.entries[1].reg.as_deref().unwrap().size, None);
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub fn entry(id: u32, at: &Path) -> pb::FileEntry {
     pb::FileEntry {
         r#type: pb::FdTypes::Reg as i32,
         id,
-        reg: Some(pb::RegFileEntry {
+        reg: Some(Box::new(pb::RegFileEntry {
             id,
             flags: 0,
             pos: 0,
@@ -59,7 +59,7 @@ pub fn entry(id: u32, at: &Path) -> pb::FileEntry {
             checksum: None,
             checksum_config: None,
             checksum_parameter: None,
-        }),
+        })),
         ..Default::default()
     }
 }

@@ -349,7 +349,7 @@ fn entry(id: u32, flags: u32, pos: u64, signum: u32, inode_id: u32) -> pb::FileE
     pb::FileEntry {
         r#type: pb::FdTypes::Memfd as i32,
         id,
-        memfd: Some(pb::MemfdFileEntry {
+        memfd: Some(Box::new(pb::MemfdFileEntry {
             id,
             flags,
             pos,
@@ -361,7 +361,7 @@ fn entry(id: u32, flags: u32, pos: u64, signum: u32, inode_id: u32) -> pb::FileE
                 pid: 0,
             },
             inode_id,
-        }),
+        })),
         ..Default::default()
     }
 }

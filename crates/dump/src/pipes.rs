@@ -24,12 +24,12 @@ pub fn entry(id: u32, pipe_id: u32, flags: u32, fown: pb::FownEntry) -> pb::File
     pb::FileEntry {
         r#type: pb::FdTypes::Pipe as i32,
         id,
-        pipe: Some(pb::PipeEntry {
+        pipe: Some(Box::new(pb::PipeEntry {
             id,
             pipe_id,
             flags: flags & !(libc::O_DIRECT as u32),
             fown,
-        }),
+        })),
         ..Default::default()
     }
 }

@@ -271,7 +271,7 @@ pub fn dump(
     files.entries.push(pb::FileEntry {
         r#type: pb::FdTypes::Inetsk as i32,
         id,
-        isk: Some(e),
+        isk: Some(Box::new(e)),
         ..Default::default()
     });
     Ok(())

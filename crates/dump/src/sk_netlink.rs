@@ -84,7 +84,7 @@ pub fn dump(files: &mut Files, f: &OpenFd, id: u32, fown: pb::FownEntry) -> Resu
     files.entries.push(pb::FileEntry {
         r#type: pb::FdTypes::Netlinksk as i32,
         id,
-        nlsk: Some(e),
+        nlsk: Some(Box::new(e)),
         ..Default::default()
     });
     Ok(())

@@ -100,7 +100,7 @@ pub fn dump(files: &mut Files, f: &OpenFd, id: u32, fown: pb::FownEntry) -> Resu
     files.entries.push(pb::FileEntry {
         r#type: pb::FdTypes::Packetsk as i32,
         id,
-        psk: Some(e),
+        psk: Some(Box::new(e)),
         ..Default::default()
     });
     Ok(())

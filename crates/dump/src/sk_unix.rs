@@ -70,7 +70,7 @@ fn unix_entry(e: pb::UnixSkEntry) -> pb::FileEntry {
     pb::FileEntry {
         r#type: pb::FdTypes::Unixsk as i32,
         id: e.id,
-        usk: Some(e),
+        usk: Some(Box::new(e)),
         ..Default::default()
     }
 }

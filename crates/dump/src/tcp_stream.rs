@@ -221,7 +221,7 @@ impl Streams {
             drop(taken);
             self.repaired.push((p.held, p.reuseaddr));
             let (state, s) = saved?;
-            if let Some(isk) = entries.get_mut(p.entry).and_then(|e| e.isk.as_mut()) {
+            if let Some(isk) = entries.get_mut(p.entry).and_then(|e| e.isk.as_deref_mut()) {
                 isk.state = state;
             }
             self.streams.push(s);

@@ -106,13 +106,13 @@ pub fn entry(
     pb::FileEntry {
         r#type: pb::FdTypes::Tty as i32,
         id,
-        tty: Some(pb::TtyFileEntry {
+        tty: Some(Box::new(pb::TtyFileEntry {
             id,
             tty_info_id,
             flags,
             fown,
             regf_id: Some(regf_id),
-        }),
+        })),
         ..Default::default()
     }
 }

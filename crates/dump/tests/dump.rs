@@ -188,7 +188,7 @@ fn pattern(i: u64, salt: u8) -> u8 {
 fn files_by_id(files: &[pb::FileEntry]) -> BTreeMap<u32, &pb::RegFileEntry> {
     files
         .iter()
-        .map(|f| (f.id, f.reg.as_ref().expect("a regular file entry")))
+        .map(|f| (f.id, f.reg.as_deref().expect("a regular file entry")))
         .collect()
 }
 
@@ -592,7 +592,7 @@ fn compute_carries_on_after_dumps() {
             let names: Vec<String> = img
                 .files
                 .iter()
-                .map(|f| name(f.reg.as_ref().unwrap()))
+                .map(|f| name(f.reg.as_deref().unwrap()))
                 .filter(|n| n != "/dev/null")
                 .collect();
             assert_eq!(names.len(), 3, "exe, cwd, root: {names:?}");

@@ -115,7 +115,7 @@ fn typed_access() {
     assert_eq!(fds.iter().map(|f| f.fd).collect::<Vec<_>>(), [0, 1, 2]);
     let files = d.files().unwrap();
     assert_eq!(
-        files[0].reg.as_ref().unwrap().name,
+        files[0].reg.as_deref().unwrap().name,
         b"/tmp/rcriu-fixtures/counter"
     );
     assert!(d.timens(0).unwrap().is_some());

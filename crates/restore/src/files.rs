@@ -354,7 +354,11 @@ impl<'a> Opener<'a> {
                 });
                 continue;
             }
-            if let Some(reg) = entry.reg.as_ref().filter(|r| own_proc_path(&r.name, &tids)) {
+            if let Some(reg) = entry
+                .reg
+                .as_deref()
+                .filter(|r| own_proc_path(&r.name, &tids))
+            {
                 if late_ids.contains(&e.id) {
                     return Err(Error::unsupported(format!(
                         "restoring fd {fd} of process {}: {} open as several fds",
@@ -668,7 +672,7 @@ impl Opener<'_> {
             })?;
             img.file(rid, &ImageFile::Files)?
                 .reg
-                .as_ref()
+                .as_deref()
                 .ok_or_else(|| {
                     Error::invalid(
                         ImageFile::Files.name(),
@@ -686,15 +690,15 @@ impl Opener<'_> {
         let (file, fown, session): (OwnedFd, pb::FownEntry, Option<u32>) =
             match pb::FdTypes::try_from(entry.r#type) {
                 Ok(pb::FdTypes::Reg) => {
-                    let reg = entry.reg.as_ref().ok_or_else(unsupported)?;
+                    let reg = entry.reg.as_deref().ok_or_else(unsupported)?;
                     (self.open_reg(id, reg)?, reg.fown, None)
                 }
                 Ok(pb::FdTypes::Pipe) => {
-                    let p = entry.pipe.as_ref().ok_or_else(unsupported)?;
+                    let p = entry.pipe.as_deref().ok_or_else(unsupported)?;
                     (self.pipes.open(p)?, p.fown, None)
                 }
                 Ok(pb::FdTypes::Fifo) => {
-                    let f = entry.fifo.as_ref().ok_or_else(unsupported)?;
+                    let f = entry.fifo.as_deref().ok_or_else(unsupported)?;
                     let reg = reg_of(f.regf_id)?;
                     // A FIFO that had no name left is a ghost.
                     let path = match f.regf_id {
@@ -706,36 +710,36 @@ impl Opener<'_> {
                     (file, reg.fown, None)
                 }
                 Ok(pb::FdTypes::Tty) => {
-                    let t = entry.tty.as_ref().ok_or_else(unsupported)?;
+                    let t = entry.tty.as_deref().ok_or_else(unsupported)?;
                     let o = self.ttys.open(t, self.shell_job)?;
                     (o.fd, t.fown, o.session)
                 }
                 Ok(pb::FdTypes::Unixsk) => {
-                    let u = entry.usk.as_ref().ok_or_else(unsupported)?;
+                    let u = entry.usk.as_deref().ok_or_else(unsupported)?;
                     (self.sockets.unix(img, u)?, u.fown, None)
                 }
                 Ok(pb::FdTypes::Inetsk) => {
-                    let i = entry.isk.as_ref().ok_or_else(unsupported)?;
+                    let i = entry.isk.as_deref().ok_or_else(unsupported)?;
                     (self.sockets.inet(img, i, self.pid, fd)?, i.fown, None)
                 }
                 Ok(pb::FdTypes::Netlinksk) => {
-                    let n = entry.nlsk.as_ref().ok_or_else(unsupported)?;
+                    let n = entry.nlsk.as_deref().ok_or_else(unsupported)?;
                     (self.sockets.netlink(n)?, n.fown, None)
                 }
                 Ok(pb::FdTypes::Packetsk) => {
-                    let p = entry.psk.as_ref().ok_or_else(unsupported)?;
+                    let p = entry.psk.as_deref().ok_or_else(unsupported)?;
                     (self.sockets.packet(p)?, p.fown, None)
                 }
                 // Its watches on files with no link left watch their
                 // ghosts, made here.
                 Ok(pb::FdTypes::Inotify) => {
-                    let e = entry.ify.as_ref().ok_or_else(unsupported)?;
+                    let e = entry.ify.as_deref().ok_or_else(unsupported)?;
                     let mut on_ghosts = BTreeMap::new();
                     for w in &e.wd {
                         let name_of = |fid: u32| {
                             img.files
                                 .get(&fid)
-                                .and_then(|f| f.reg.as_ref())
+                                .and_then(|f| f.reg.as_deref())
                                 .map(path_of)
                         };
                         if let Some(p) = self
@@ -814,7 +818,7 @@ impl Opener<'_> {
     /// for the tree.
     fn open_dir(&mut self, id: u32, from: &ImageFile) -> Result<(PathBuf, Source)> {
         let entry = self.img.file(id, from)?;
-        let reg = entry.reg.as_ref().ok_or_else(|| {
+        let reg = entry.reg.as_deref().ok_or_else(|| {
             Error::invalid(
                 from.name(),
                 format!("file id {id} is not a directory entry"),
@@ -981,7 +985,7 @@ pub fn check_inherited(
     for (fd, key) in keys {
         if files
             .values()
-            .any(|f| f.reg.as_ref().is_some_and(|r| r.name == key.as_bytes()))
+            .any(|f| f.reg.as_deref().is_some_and(|r| r.name == key.as_bytes()))
         {
             return Err(Error::unsupported(format!(
                 "inheriting fd {fd} for {key}, a regular file the images hold (--inherit-fd)"

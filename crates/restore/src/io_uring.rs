@@ -221,7 +221,7 @@ pub fn finals<'a>(
     for &(fd, cloexec, id) in fds {
         let entry = files
             .get(&id)
-            .and_then(|f| f.rcriu_io_uring.as_ref())
+            .and_then(|f| f.rcriu_io_uring.as_deref())
             .ok_or_else(|| {
                 Error::invalid(ImageFile::Files.name(), format!("no io_uring {id:#x}"))
             })?;

@@ -1308,7 +1308,7 @@ pub(crate) fn open_exe(
     let id = img.task.mm.exe_file_id;
     let from = ImageFile::Mm(img.task.pid.into());
     let entry = img.file(id, &from)?;
-    let Some(reg) = entry.reg.as_ref() else {
+    let Some(reg) = entry.reg.as_deref() else {
         return Err(Error::invalid(
             from.name(),
             format!("exe_file_id {id} is not a regular file"),

@@ -98,7 +98,7 @@ impl Links {
         };
         let reg = files
             .get(lid)
-            .and_then(|f| f.reg.as_ref())
+            .and_then(|f| f.reg.as_deref())
             .expect("Links::load checked that every link is a regular-file entry");
         let link = path_of(reg);
         let meta = std::fs::symlink_metadata(&link).map_err(|e| Error::Io {
@@ -164,7 +164,7 @@ impl Links {
         let named = self.unlink_named();
         let mut all = std::mem::take(&mut self.used);
         for lid in std::mem::take(&mut self.remaps).values() {
-            if let Some(reg) = files.get(lid).and_then(|f| f.reg.as_ref()) {
+            if let Some(reg) = files.get(lid).and_then(|f| f.reg.as_deref()) {
                 all.insert(path_of(reg));
             }
         }

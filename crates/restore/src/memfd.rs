@@ -80,7 +80,7 @@ impl Inodes {
         flags: i32,
         use_: Use,
     ) -> Result<File> {
-        let m = file.memfd.as_ref().ok_or_else(|| {
+        let m = file.memfd.as_deref().ok_or_else(|| {
             Error::invalid(
                 ImageFile::Files.name(),
                 format!("file {} is not a memfd", file.id),

@@ -200,7 +200,10 @@ pub fn plan(img: &Images, memfds: &mut Inodes, opener: &mut Opener<'_>) -> Resul
         check_kind(pid, v)?;
         let ring = match st & VMA_FILE_SHARED {
             0 => None,
-            _ => img.file(file_id(v, &file)?, &file)?.rcriu_io_uring.as_ref(),
+            _ => img
+                .file(file_id(v, &file)?, &file)?
+                .rcriu_io_uring
+                .as_deref(),
         };
         let mut pgoff = v.pgoff;
         let fd = if let Some(e) = ring {
@@ -357,7 +360,7 @@ fn open_mapped(
 ) -> Result<crate::files::Source> {
     let id = file_id(v, from)?;
     let entry = img.file(id, from)?;
-    let reg = entry.reg.as_ref().ok_or_else(|| {
+    let reg = entry.reg.as_deref().ok_or_else(|| {
         Error::unsupported(format!(
             "a memory area ({:#x}) mapping a file of type {} (file id {id})",
             v.start, entry.r#type

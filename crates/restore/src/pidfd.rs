@@ -39,7 +39,7 @@ pub fn check(pid: u32, fd: u32, e: &pb::PidfdEntry, tree: &[u32]) -> Result<()> 
 /// restored processes) or of process `pid` itself: what only the
 /// restorer, once every process exists, can open.
 pub fn of_live<'e>(entry: &'e pb::FileEntry, pid: u32, tree: &[u32]) -> Option<&'e pb::PidfdEntry> {
-    entry.pidfd.as_ref().filter(|p| {
+    entry.pidfd.as_deref().filter(|p| {
         entry.r#type == pb::FdTypes::Pidfd as i32
             && p.nspid != -1
             && (p.nspid as u32 == pid || tree.contains(&(p.nspid as u32)))

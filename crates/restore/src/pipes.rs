@@ -130,7 +130,7 @@ impl Pipes {
         let mut seen = std::collections::HashSet::new();
         let mut reopened = std::collections::HashSet::new();
         let mut ids = std::collections::HashSet::new();
-        for p in files.filter_map(|f| f.pipe.as_ref()) {
+        for p in files.filter_map(|f| f.pipe.as_deref()) {
             ids.insert(p.pipe_id);
             let end = (p.pipe_id, end_of(p.flags));
             if !seen.insert(end) || p.flags & O_LARGEFILE != 0 {

@@ -125,7 +125,7 @@ impl Made {
             if let Some(u) = &f.usk {
                 m.check(u)?;
                 m.by_ino.insert(u.ino, u.id);
-                m.entries.insert(u.id, u.clone());
+                m.entries.insert(u.id, (**u).clone());
             }
         }
         // Ours over external ones of the same inode.

@@ -144,7 +144,7 @@ impl Sockets {
             let e = img
                 .files
                 .get(&id)
-                .and_then(|f| f.isk.as_ref())
+                .and_then(|f| f.isk.as_deref())
                 .ok_or_else(|| Error::invalid("files.img", format!("inet socket {id} vanished")))?;
             sk_inet::finish(get(id)?, e)?;
         }
