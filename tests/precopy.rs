@@ -93,6 +93,12 @@ fn rounds(tweak: Option<Tweak<'_>>, criu: Option<&str>) -> Result<(), String> {
     let pid = w.pid;
     let top = TempDir::new("precopy");
     let d = |n: &str| top.path().join(n);
+    // The workload says ready, then puts /dev/null on its stdout through
+    // an fd it closes: its fds are counted once that one is gone.
+    let settled = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while fds(pid).len() > 3 && std::time::Instant::now() < settled {
+        std::thread::yield_now();
+    }
     let before = fds(pid);
     let p = pid.to_string();
     rcriu(&[
