@@ -31,6 +31,7 @@ const SLEEPERS: &[&str] = &[
     "files_ghost",
     "files_pipe",
     "files_pty",
+    "files_console",
     "files_tmpfile",
     "files_linked",
     "proc_cwd",

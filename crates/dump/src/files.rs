@@ -18,8 +18,9 @@
 //! /dev/zero, ...) opened in any mode, also with `O_PATH`; deleted regular
 //! files (as ghost files, up to the ghost limit); files whose path is gone
 //! but that have links elsewhere, with `--link-remap`
-//! ([`link_remap`](crate::link_remap)); pipes; FIFOs; pty
-//! masters and slaves; eventfds, epoll instances, signalfds and timerfds
+//! ([`link_remap`](crate::link_remap)); pipes; FIFOs; terminals (pty
+//! masters and slaves, /dev/tty, the console, virtual terminals, serial
+//! lines: [`tty`](crate::tty)); eventfds, epoll instances, signalfds and timerfds
 //! ([`anon`]); sockets ([`sockets`](crate::sockets)). Each keeps its
 //! flags, position and owner (fown). Anything else is refused, naming the
 //! fd.
@@ -359,7 +360,7 @@ fn check_fd_at(pid: Pid, fd: &Fd, fdinfo: &FdInfo, link: &str) -> Result<()> {
                 return Ok(());
             }
             if tty::is_terminal(m.rdev()) {
-                "a terminal that is not a pty"
+                "a terminal CRIU 4.2 does not dump either (neither a pty, /dev/tty, the console, a virtual terminal nor a USB or low-density serial line)"
             } else {
                 "a character device"
             }
@@ -864,6 +865,16 @@ impl Files {
                     fown,
                 };
                 self.push_reg(&reg, None, Some(f))?;
+                if driver == tty::Driver::Ctty && fown.pid != 0 {
+                    return Err(Error::unsupported(
+                        pid,
+                        format!(
+                            "fd {}: /dev/tty with an owner (F_SETOWN {}), which rcriu does not give back to a file the process opens itself",
+                            f.fd, fown.pid
+                        ),
+                    ));
+                }
+                self.ttys.terminal(pid, f, driver)?;
                 if let Some(info) = self.ttys.info_once(pid, f, driver, index)? {
                     self.extra.tty_info.push(info);
                 }
