@@ -1117,6 +1117,59 @@ fn removed_directories_and_mapped_files_carry_on() {
     leave_running("deleted", &[]);
 }
 
+/// Files of a child's /proc directory (zdtm's child_opened_proc):
+/// opened again by the process itself once every process of the tree
+/// exists, at their positions. The control points fd 10's entry at the
+/// process's own stat.
+#[test]
+fn files_of_a_child_s_proc_carry_on() {
+    let _g = setup();
+    cycle("proc_child", &[], None).unwrap();
+    leave_running("proc_child", &[]);
+}
+
+fn stat_of_the_parent(dir: &ImageDir, pid: i32) {
+    edit_files(dir, |e| {
+        if let Some(r) = e.reg.as_mut()
+            && r.name.starts_with(b"/proc/")
+            && r.name.ends_with(b"/stat")
+        {
+            r.name = format!("/proc/{pid}/stat").into_bytes();
+        }
+    });
+}
+
+/// A file of the /proc directory of another process's thread (which the
+/// restore would open before the thread exists) is refused by name, no
+/// image left, the process running on.
+#[test]
+fn a_file_of_another_process_s_thread_under_proc_is_refused_by_name() {
+    let _g = setup();
+    let w = start("proc_child", &["thread"]);
+    let images = TempDir::new("files-proc-thread");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect_err("a file of a thread's /proc")
+        .to_string();
+    assert!(
+        e.contains("fd 12: /proc/")
+            && e.contains("a file of thread")
+            && e.contains("of another process of the dump"),
+        "{e}"
+    );
+    let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
+    assert!(left.is_empty(), "a refused dump leaves no image: {left:?}");
+    w.verdict().unwrap();
+}
+
+#[test]
+fn a_corrupted_file_of_a_child_s_proc_is_noticed() {
+    let _g = setup();
+    let e = cycle("proc_child", &[], Some(stat_of_the_parent)).unwrap_err();
+    assert!(e.contains("FAIL: fd 10 is /proc/"), "{e}");
+}
+
 /// A cwd in the /proc directory of a process that has ended (CRIU makes
 /// a helper process of that pid for it, a /proc remap): refused by name,
 /// no image left, the process running on with that cwd.

@@ -35,6 +35,7 @@ const SLEEPERS: &[&str] = &[
     "files_tmpfile",
     "files_linked",
     "proc_cwd",
+    "proc_child",
     "onstack",
     "task_attrs",
     "eventfds",

@@ -276,7 +276,7 @@ impl<'a> Opener<'a> {
             reg: std::collections::HashMap::new(),
             dirs: std::collections::HashMap::new(),
             rings: std::collections::HashSet::new(),
-            dev_ttys: std::collections::HashSet::new(),
+            late_files: std::collections::HashSet::new(),
             proc_no: 0,
             pid: 0,
         };
@@ -356,7 +356,20 @@ impl<'a> Opener<'a> {
                 });
                 continue;
             }
-            if let Some(reg) = entry.reg.as_ref().filter(|r| own_proc_path(&r.name, &tids)) {
+            // A file of its own /proc directory, or of another process
+            // of the tree's: opened once every process exists.
+            if let Some(reg) = entry
+                .reg
+                .as_ref()
+                .filter(|r| own_proc_path(&r.name, &tids) || own_proc_path(&r.name, &self.tree))
+            {
+                if !self.late_files.insert(e.id) && !late_ids.contains(&e.id) {
+                    return Err(Error::unsupported(format!(
+                        "restoring fd {fd} of process {}: {}, open in several processes",
+                        img.task.pid,
+                        path_of(reg).display()
+                    )));
+                }
                 if late_ids.contains(&e.id) {
                     return Err(Error::unsupported(format!(
                         "restoring fd {fd} of process {}: {} open as several fds",
@@ -383,7 +396,7 @@ impl<'a> Opener<'a> {
                         img.task.pid
                     ))
                 };
-                if !self.dev_ttys.insert(e.id) {
+                if !self.late_files.insert(e.id) {
                     return Err(refuse("open as several fds"));
                 }
                 if t.fown.pid != 0 {
@@ -695,8 +708,9 @@ pub struct Opener<'a> {
     dirs: std::collections::HashMap<PathBuf, Source>,
     /// The io_uring instances planned (each held by one fd of the tree).
     rings: std::collections::HashSet<u32>,
-    /// The /dev/tty files planned (each opened by its process).
-    dev_ttys: std::collections::HashSet<u32>,
+    /// The files the processes open themselves (/dev/tty, files of the
+    /// tree's /proc directories), planned.
+    late_files: std::collections::HashSet<u32>,
     /// The number of the process being planned, and its pid.
     proc_no: usize,
     pid: i32,
