@@ -1107,9 +1107,11 @@ fn a_shell_job_keeps_its_terminal() {
 // -- Things with no name left, held otherwise than as open files.
 
 /// A removed directory as the cwd and as fds, a removed device node open,
-/// and a removed file mapped private and shared: ghosts (the directories by their mode, owner and
-/// times; the file with its bytes), made again at their names and
-/// removed once the process holds them.
+/// a removed symbolic link open (O_PATH|O_NOFOLLOW, zdtm's symlink01),
+/// and a removed file mapped private and shared: ghosts (the directories
+/// by their mode, owner and times; the link by its target, as CRIU's
+/// `symlnk_target`; the file with its bytes), made again at their names
+/// and removed once the process holds them.
 #[test]
 fn removed_directories_and_mapped_files_carry_on() {
     let _g = setup();
@@ -1232,6 +1234,21 @@ fn make_the_node_zero(dir: &ImageDir, _pid: i32) {
     dir.write_one(ImageFile::GhostFile(id), &g).unwrap();
 }
 
+/// The removed symbolic link's target changed.
+fn retarget_the_symlink(dir: &ImageDir, _pid: i32) {
+    let (id, mut g) = ghosts(dir)
+        .into_iter()
+        .find(|(_, g)| g.mode & libc::S_IFMT == libc::S_IFLNK)
+        .expect("the symbolic link's ghost");
+    assert_eq!(
+        g.symlnk_target.as_deref(),
+        Some(&b"no/such target"[..]),
+        "{g:?}"
+    );
+    g.symlnk_target = Some(b"no/such targex".to_vec());
+    dir.write_one(ImageFile::GhostFile(id), &g).unwrap();
+}
+
 #[test]
 fn corrupted_removed_directories_and_mapped_files_are_noticed() {
     let _g = setup();
@@ -1241,6 +1258,11 @@ fn corrupted_removed_directories_and_mapped_files_are_noticed() {
     assert!(e.contains("FAIL: byte 12287"), "{e}");
     let e = cycle("deleted", &[], Some(make_the_node_zero)).unwrap_err();
     assert!(e.contains("FAIL: fd 13: mode 20640, device 1:5"), "{e}");
+    let e = cycle("deleted", &[], Some(retarget_the_symlink)).unwrap_err();
+    assert!(
+        e.contains("FAIL: fd 14: mode 120777, links 0, target \"no/such targex\""),
+        "{e}"
+    );
 }
 
 /// A chrooted process (zdtm's chroot): its fds opened before and inside

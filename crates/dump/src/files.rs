@@ -342,10 +342,10 @@ fn check_fd_at(pid: Pid, fd: &Fd, fdinfo: &FdInfo, link: &str) -> Result<()> {
     // The link, not followed further: the file itself, not opened again.
     let m =
         std::fs::metadata(link).map_err(|e| dead_proc(pid, &format!("fd {}", fd.fd), &path, e))?;
-    let deleted = m.nlink() == 0;
     let kind = match m.mode() & libc::S_IFMT {
         libc::S_IFREG => return Ok(()),
-        libc::S_IFLNK if !deleted => return Ok(()),
+        // A deleted one is a ghost holding its target, as CRIU's.
+        libc::S_IFLNK => return Ok(()),
         // A removed one is a ghost, as a deleted regular file.
         libc::S_IFDIR => return Ok(()),
         // A deleted one is a ghost, as a deleted regular file.
@@ -365,7 +365,6 @@ fn check_fd_at(pid: Pid, fd: &Fd, fdinfo: &FdInfo, link: &str) -> Result<()> {
                 "a character device"
             }
         }
-        libc::S_IFLNK => "a deleted symbolic link",
         libc::S_IFBLK => "a block device",
         _ => "a special file",
     };
@@ -385,6 +384,7 @@ pub fn check_open(pid: Pid, f: &OpenFd, link_remap: bool) -> Result<()> {
         FdKind::Reg if f.info.unlinked() && f.info.file_type() == libc::S_IFDIR => Ok(()),
         FdKind::Fifo if f.info.unlinked() => Ok(()),
         FdKind::Reg if f.info.unlinked() && f.info.file_type() == libc::S_IFCHR => Ok(()),
+        FdKind::Reg if f.info.unlinked() && f.info.file_type() == libc::S_IFLNK => Ok(()),
         FdKind::Reg | FdKind::Fifo => check_path(pid, &what, &f.info, link_remap).map(drop),
         FdKind::Tty(_) => check_path(pid, &what, &f.info, false).map(drop),
     }
