@@ -730,6 +730,256 @@ fn a_corrupted_terminal_is_noticed() {
     assert!(e.contains("FAIL: the slave's exclusive mode"), "{e}");
 }
 
+/// /dev/tty (CRIU's CTTY) held by a session leader whose controlling
+/// terminal is a pty it holds both ends of (zdtm's pty00): dumped as
+/// CRIU 4.2 dumps it (one `tty_info_entry` 2012 of type CTTY, the
+/// process's session and group, no pty index; the file's path entry
+/// /dev/tty), restored by the process opening /dev/tty once its terminal
+/// is back. Inside, fd 13 is /dev/tty again, reaching the slave both ways,
+/// with the process's session and group.
+#[test]
+fn dev_tty_carries_on() {
+    let _g = setup();
+    cycle("files_pty", &["ctty", "devtty"], Some(dev_tty_is_criu_s)).unwrap();
+    leave_running("files_pty", &["ctty", "devtty"]);
+}
+
+/// Checks the images of files_pty with /dev/tty (changes nothing).
+fn dev_tty_is_criu_s(dir: &ImageDir, pid: i32) {
+    let infos: Vec<pb::TtyInfoEntry> = dir.read_all(ImageFile::TtyInfo).unwrap();
+    let c = infos
+        .iter()
+        .find(|i| i.id == 2012)
+        .expect("/dev/tty's info");
+    assert_eq!(c.r#type, pb::TtyType::Ctty as i32, "{c:?}");
+    assert_eq!((c.sid, c.pgrp), (pid as u32, pid as u32), "{c:?}");
+    assert_eq!(c.rdev, 0x500, "{c:?}");
+    assert!(
+        c.pty.is_none() && c.termios.is_some() && c.winsize.is_some(),
+        "{c:?}"
+    );
+    let files = dir.files().unwrap();
+    let t = files
+        .iter()
+        .filter_map(|f| f.tty.as_ref())
+        .find(|t| t.tty_info_id == 2012)
+        .expect("/dev/tty's file");
+    let reg = files
+        .iter()
+        .find(|f| Some(f.id) == t.regf_id)
+        .and_then(|f| f.reg.as_ref())
+        .expect("its path entry");
+    assert_eq!(reg.name, b"/dev/tty");
+}
+
+/// /dev/tty's path entry pointed at /dev/null.
+fn dev_tty_at_dev_null(dir: &ImageDir, _pid: i32) {
+    let files = dir.files().unwrap();
+    let rid = files
+        .iter()
+        .filter_map(|f| f.tty.as_ref())
+        .find(|t| t.tty_info_id == 2012)
+        .and_then(|t| t.regf_id)
+        .expect("/dev/tty's file");
+    edit_files(dir, |e| {
+        if e.id == rid
+            && let Some(r) = e.reg.as_mut()
+        {
+            r.name = b"/dev/null".to_vec();
+        }
+    });
+}
+
+/// The slave's and master's sessions taken out: no controlling terminal
+/// comes back, so /dev/tty cannot.
+fn no_session(dir: &ImageDir, _pid: i32) {
+    let mut infos: Vec<pb::TtyInfoEntry> = dir.read_all(ImageFile::TtyInfo).unwrap();
+    for i in &mut infos {
+        if i.id != 2012 {
+            i.sid = 0;
+            i.pgrp = 0;
+        }
+    }
+    dir.write_all(ImageFile::TtyInfo, &infos).unwrap();
+}
+
+#[test]
+fn a_corrupted_dev_tty_is_noticed() {
+    let _g = setup();
+    let e = cycle("files_pty", &["ctty", "devtty"], Some(dev_tty_at_dev_null)).unwrap_err();
+    assert!(e.contains("FAIL: fd 13 is not /dev/tty (/dev/null)"), "{e}");
+    let e = cycle("files_pty", &["ctty", "devtty"], Some(no_session)).unwrap_err();
+    assert!(
+        e.contains("fd 13")
+            && e.contains("/dev/tty, while the images give the process no controlling terminal"),
+        "{e}"
+    );
+}
+
+/// /dev/tty reaching a terminal that is no longer the process's
+/// controlling terminal (given up with TIOCNOTTY) is refused by name, no
+/// image left, the process running on.
+#[test]
+fn a_dev_tty_of_a_terminal_given_up_is_refused_by_name() {
+    let _g = setup();
+    let w = start("files_pty", &["ctty", "devtty", "detached"]);
+    let images = TempDir::new("files-devtty-detached");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect_err("/dev/tty of a terminal given up")
+        .to_string();
+    assert!(
+        e.contains("fd 13: the controlling terminal (/dev/tty) /dev/tty")
+            && e.contains("no longer the process's controlling terminal (none)"),
+        "{e}"
+    );
+    let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
+    assert!(left.is_empty(), "a refused dump leaves no image: {left:?}");
+    w.verdict().unwrap();
+}
+
+/// A shell job holding /dev/tty (its controlling terminal the shell's
+/// pty, outside the dump): refused by name with --shell-job, as CRIU 4.2
+/// refuses it ("ctty inheritance detected"), no image left, the job
+/// running on with /dev/tty.
+#[test]
+fn a_shell_job_s_dev_tty_is_refused_by_name() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let _g = setup();
+    no_inherited_fds();
+    let home = TempDir::new("files-tty-job-devtty");
+    let images = TempDir::new("files-tty-job-devtty-img");
+    let verdict = home.path().join("verdict");
+    let mut shell = Command::new(rcriu_test_support::workload("tty_shell"))
+        .arg(rcriu_test_support::workload("files_tty_job"))
+        .arg(&verdict)
+        .arg("devtty")
+        .args(["--", "true"])
+        .current_dir(home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting tty_shell");
+    let go = shell.stdin.take().expect("piped");
+    let mut out = BufReader::new(shell.stdout.take().expect("piped"));
+    let mut pid = 0;
+    loop {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the job never got ready"
+        );
+        match line.trim().split_once(' ') {
+            Some(("pid", p)) => pid = p.parse().unwrap(),
+            _ if line.trim() == "ready" => break,
+            _ => {}
+        }
+    }
+    wait_in(pid, "sigsuspend");
+    let e = Dump::new(pid)
+        .images_dir(images.path())
+        .shell_job(true)
+        .run()
+        .expect_err("a shell job's /dev/tty")
+        .to_string();
+    let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
+    rcriu_test_support::signal(pid, libc::SIGUSR1);
+    let start = std::time::Instant::now();
+    let mut text = String::new();
+    while !text.ends_with('\n') {
+        assert!(start.elapsed() < HANG_GUARD, "no verdict from the job");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        text = std::fs::read_to_string(&verdict).unwrap_or_default();
+    }
+    drop(go);
+    let _ = rcriu_test_support::wait_child(shell);
+    assert!(
+        e.contains("fd 13: /dev/tty (the controlling terminal /dev/pts/")
+            && e.contains("whose pty master is not in the dump")
+            && e.contains("ctty inheritance"),
+        "{e}"
+    );
+    assert!(left.is_empty(), "a refused dump leaves no image: {left:?}");
+    assert_eq!(text.trim(), "PASS");
+}
+
+/// The console and a virtual terminal, through device nodes the process
+/// made (zdtm's console and vt): dumped as CRIU 4.2 dumps them (one info
+/// entry for each kind, 2004 CONSOLE and 2008 VT, no pty index; each
+/// file's path entry its node), opened again by their paths, with their
+/// flags. Inside, each fd is its node's terminal again.
+#[test]
+fn the_console_and_a_virtual_terminal_carry_on() {
+    let _g = setup();
+    cycle("files_console", &[], Some(console_and_vt_are_criu_s)).unwrap();
+    leave_running("files_console", &[]);
+}
+
+/// Checks the images of files_console (changes nothing).
+fn console_and_vt_are_criu_s(dir: &ImageDir, _pid: i32) {
+    let infos: Vec<pb::TtyInfoEntry> = dir.read_all(ImageFile::TtyInfo).unwrap();
+    let got: Vec<(u32, i32, u32)> = infos.iter().map(|i| (i.id, i.r#type, i.rdev)).collect();
+    assert_eq!(
+        got,
+        [
+            (2004, pb::TtyType::Console as i32, 0x501),
+            (2008, pb::TtyType::Vt as i32, 0x405)
+        ],
+        "{infos:?}"
+    );
+    assert!(infos.iter().all(|i| i.pty.is_none() && i.termios.is_some()));
+    let files = dir.files().unwrap();
+    let ttys: Vec<u32> = files
+        .iter()
+        .filter_map(|f| f.tty.as_ref())
+        .map(|t| t.tty_info_id)
+        .collect();
+    assert_eq!(ttys, [2004, 2008, 2008]);
+}
+
+/// The console's path entry pointed at the virtual terminal's node.
+fn console_at_the_vt(dir: &ImageDir, _pid: i32) {
+    let files = dir.files().unwrap();
+    let path_of = |info: u32| {
+        let rid = files
+            .iter()
+            .filter_map(|f| f.tty.as_ref())
+            .find(|t| t.tty_info_id == info)
+            .and_then(|t| t.regf_id)
+            .unwrap();
+        let name = files
+            .iter()
+            .find(|f| f.id == rid)
+            .and_then(|f| f.reg.as_ref())
+            .unwrap()
+            .name
+            .clone();
+        (rid, name)
+    };
+    let (console, _) = path_of(2004);
+    let (_, vt) = path_of(2008);
+    edit_files(dir, |e| {
+        if e.id == console
+            && let Some(r) = e.reg.as_mut()
+        {
+            r.name = vt.clone();
+        }
+    });
+}
+
+#[test]
+fn a_corrupted_console_is_noticed() {
+    let _g = setup();
+    let e = cycle("files_console", &[], Some(console_at_the_vt)).unwrap_err();
+    assert!(
+        e.contains("FAIL: fd 10 is ") && e.contains("/vt5, not "),
+        "{e}"
+    );
+}
+
 /// A shell job on the terminal of a stand-in shell (tty_shell): dumped
 /// with --shell-job, then restored by `rcriu restore -j` run by that
 /// shell on the same terminal (or, with `leave_running`, left running).
@@ -857,14 +1107,69 @@ fn a_shell_job_keeps_its_terminal() {
 // -- Things with no name left, held otherwise than as open files.
 
 /// A removed directory as the cwd and as fds, a removed device node open,
-/// and a removed file mapped private and shared: ghosts (the directories by their mode, owner and
-/// times; the file with its bytes), made again at their names and
-/// removed once the process holds them.
+/// a removed symbolic link open (O_PATH|O_NOFOLLOW, zdtm's symlink01),
+/// and a removed file mapped private and shared: ghosts (the directories
+/// by their mode, owner and times; the link by its target, as CRIU's
+/// `symlnk_target`; the file with its bytes), made again at their names
+/// and removed once the process holds them.
 #[test]
 fn removed_directories_and_mapped_files_carry_on() {
     let _g = setup();
     cycle("deleted", &[], None).unwrap();
     leave_running("deleted", &[]);
+}
+
+/// Files of a child's /proc directory (zdtm's child_opened_proc):
+/// opened again by the process itself once every process of the tree
+/// exists, at their positions. The control points fd 10's entry at the
+/// process's own stat.
+#[test]
+fn files_of_a_child_s_proc_carry_on() {
+    let _g = setup();
+    cycle("proc_child", &[], None).unwrap();
+    leave_running("proc_child", &[]);
+}
+
+fn stat_of_the_parent(dir: &ImageDir, pid: i32) {
+    edit_files(dir, |e| {
+        if let Some(r) = e.reg.as_mut()
+            && r.name.starts_with(b"/proc/")
+            && r.name.ends_with(b"/stat")
+        {
+            r.name = format!("/proc/{pid}/stat").into_bytes();
+        }
+    });
+}
+
+/// A file of the /proc directory of another process's thread (which the
+/// restore would open before the thread exists) is refused by name, no
+/// image left, the process running on.
+#[test]
+fn a_file_of_another_process_s_thread_under_proc_is_refused_by_name() {
+    let _g = setup();
+    let w = start("proc_child", &["thread"]);
+    let images = TempDir::new("files-proc-thread");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect_err("a file of a thread's /proc")
+        .to_string();
+    assert!(
+        e.contains("fd 12: /proc/")
+            && e.contains("a file of thread")
+            && e.contains("of another process of the dump"),
+        "{e}"
+    );
+    let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
+    assert!(left.is_empty(), "a refused dump leaves no image: {left:?}");
+    w.verdict().unwrap();
+}
+
+#[test]
+fn a_corrupted_file_of_a_child_s_proc_is_noticed() {
+    let _g = setup();
+    let e = cycle("proc_child", &[], Some(stat_of_the_parent)).unwrap_err();
+    assert!(e.contains("FAIL: fd 10 is /proc/"), "{e}");
 }
 
 /// A cwd in the /proc directory of a process that has ended (CRIU makes
@@ -929,6 +1234,21 @@ fn make_the_node_zero(dir: &ImageDir, _pid: i32) {
     dir.write_one(ImageFile::GhostFile(id), &g).unwrap();
 }
 
+/// The removed symbolic link's target changed.
+fn retarget_the_symlink(dir: &ImageDir, _pid: i32) {
+    let (id, mut g) = ghosts(dir)
+        .into_iter()
+        .find(|(_, g)| g.mode & libc::S_IFMT == libc::S_IFLNK)
+        .expect("the symbolic link's ghost");
+    assert_eq!(
+        g.symlnk_target.as_deref(),
+        Some(&b"no/such target"[..]),
+        "{g:?}"
+    );
+    g.symlnk_target = Some(b"no/such targex".to_vec());
+    dir.write_one(ImageFile::GhostFile(id), &g).unwrap();
+}
+
 #[test]
 fn corrupted_removed_directories_and_mapped_files_are_noticed() {
     let _g = setup();
@@ -938,6 +1258,11 @@ fn corrupted_removed_directories_and_mapped_files_are_noticed() {
     assert!(e.contains("FAIL: byte 12287"), "{e}");
     let e = cycle("deleted", &[], Some(make_the_node_zero)).unwrap_err();
     assert!(e.contains("FAIL: fd 13: mode 20640, device 1:5"), "{e}");
+    let e = cycle("deleted", &[], Some(retarget_the_symlink)).unwrap_err();
+    assert!(
+        e.contains("FAIL: fd 14: mode 120777, links 0, target \"no/such targex\""),
+        "{e}"
+    );
 }
 
 /// A chrooted process (zdtm's chroot): its fds opened before and inside

@@ -74,12 +74,12 @@ fn the_restore_check_refuses_what_the_restore_would() {
     refused("restoring fd");
     dir.write_all(ImageFile::Files, &keep_files).unwrap();
 
-    // A terminal that is not a pty.
+    // An external terminal (CRIU's --inherit-fd tty[...]).
     let mut infos: Vec<pb::TtyInfoEntry> = dir.read_all(ImageFile::TtyInfo).unwrap();
     let keep_infos = infos.clone();
-    infos[0].r#type = pb::TtyType::Console as i32;
+    infos[0].r#type = pb::TtyType::ExtTty as i32;
     dir.write_all(ImageFile::TtyInfo, &infos).unwrap();
-    refused("only ptys are");
+    refused("a terminal of type 5");
     dir.write_all(ImageFile::TtyInfo, &keep_infos).unwrap();
 
     // A task state the restore does not make (CRIU's helper, 4), and a

@@ -484,20 +484,14 @@ fn a_stop_signal_lost_shows() {
     assert!(err.contains("stopped by SIGTSTP"), "{err}");
 }
 
-/// A file under /proc/PID of a process of the tree is refused by name, and
-/// the tree runs on as it was.
+/// A file under /proc/PID of another process of the tree (the root
+/// holding its child's stat) comes back: the root opens it itself once
+/// every process of the tree exists (`files.rs::files_of_a_child_s_proc_carry_on`
+/// checks what it reads).
 #[test]
-fn a_file_of_a_process_of_the_tree_under_proc_is_refused() {
+fn a_file_of_a_process_of_the_tree_under_proc_carries_on() {
     let _g = setup();
-    let w = start("tree", &["procfd"]);
-    let images = TempDir::new("procfd");
-    let err = Dump::new(w.pid)
-        .images_dir(images.path())
-        .run()
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("a file of process"), "{err}");
-    w.verdict().unwrap();
+    cycle("tree", &["procfd"], None).unwrap();
 }
 
 /// The cow workload with 99 children (one small page each), every

@@ -7,6 +7,8 @@
  *   fd 12  BASE, O_PATH (to look for the old names)
  *   fd 13  BASE/null2, a node of /dev/null's device (1, 3), mode 0640,
  *          opened read-write then removed
+ *   fd 14  BASE/sym, a symbolic link to "no/such target", opened with
+ *          O_PATH|O_NOFOLLOW then removed
  *   A      BASE/mapped.bin (3 pages of a pattern), mapped private and
  *          read-only, then removed (no fd holds it)
  *   B      the same file mapped shared, read-write; its second page
@@ -117,8 +119,17 @@ static const char *check(void)
 	char z = 1;
 	if (write(13, "x", 1) != 1 || read(13, &z, 1) != 0)
 		return "FAIL: fd 13 is not a null device\n";
-	const char *names[] = {"gone", "d2", "mapped.bin", "null2"};
-	for (int i = 0; i < 4; i++)
+	char target[64] = {0};
+	if (fstat(14, &n) || !S_ISLNK(n.st_mode) || n.st_nlink != 0 ||
+	    readlinkat(14, "", target, sizeof(target) - 1) < 0 || strcmp(target, "no/such target")) {
+		snprintf(msg, sizeof(msg), "FAIL: fd 14: mode %o, links %lu, target \"%s\"\n",
+			 n.st_mode, (unsigned long)n.st_nlink, target);
+		return msg;
+	}
+	if (fcntl(14, F_GETFL) != (O_PATH | O_NOFOLLOW | O_LARGEFILE))
+		return "FAIL: fd 14's flags\n";
+	const char *names[] = {"gone", "d2", "mapped.bin", "null2", "sym"};
+	for (int i = 0; i < 5; i++)
 		if (faccessat(12, names[i], F_OK, 0) == 0 || errno != ENOENT) {
 			snprintf(msg, sizeof(msg), "FAIL: %s exists\n", names[i]);
 			return msg;
@@ -164,6 +175,9 @@ int main(int argc, char **argv)
 		return 4;
 	if (mknod("null2", S_IFCHR | 0600, makedev(1, 3)) || chmod("null2", 0640) ||
 	    place(open("null2", O_RDWR), 13) < 0 || unlink("null2"))
+		return 4;
+	if (symlink("no/such target", "sym") ||
+	    place(open("sym", O_PATH | O_NOFOLLOW), 14) < 0 || unlink("sym"))
 		return 4;
 	if (mkdir("d2", 0700) || chmod("d2", 0710) ||
 	    place(open("d2", O_RDONLY | O_DIRECTORY), 10) < 0 || rmdir("d2"))

@@ -4,8 +4,9 @@
  *   fd 10  the master (/dev/ptmx), O_RDWR|O_NONBLOCK
  *   fd 11  the slave (/dev/pts/N), O_RDWR; raw mode, VINTR ^_, 33x111
  *   fd 12  a dup of 10
+ *   fd 13  /dev/tty, O_RDWR (with "devtty")
  *
- *   files_pty OUTFILE [ctty] [excl] [queued]
+ *   files_pty OUTFILE [ctty] [excl] [queued] [devtty]
  *
  * "ctty" makes the slave the controlling terminal of the process (a
  * session leader, as the tests start it), its foreground group the
@@ -13,7 +14,14 @@
  * the check then expects. "queued" leaves 5 bytes written to the master
  * and not read from the slave ("hello"), and 6 written to the slave and
  * not read from the master ("world!"), which the check reads first
- * (without waiting: missing bytes fail it). Prints facts, "ready", waits
+ * (without waiting: missing bytes fail it). "devtty" (with "ctty") opens
+ * /dev/tty, which the check expects still /dev/tty, reaching the slave:
+ * bytes written to it come out of the master, bytes written to the
+ * master are read from it, its session and foreground group are the
+ * process's. "detached" (with "devtty") then gives the terminal up
+ * (TIOCNOTTY): fd 13 reaches a terminal that is no longer the process's
+ * controlling terminal (bytes still pass through it). Prints facts,
+ * "ready", waits
  * in sigsuspend for SIGUSR1, then checks the pty's index, settings,
  * window size and that bytes pass both ways (and the controlling
  * terminal), and writes PASS or FAIL: why.
@@ -26,6 +34,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -54,7 +63,7 @@ static int place(int fd, int at)
 
 static char name[64];
 static struct termios want;
-static int ctty, excl, queued, flags10, flags11;
+static int ctty, excl, queued, devtty, detached, flags10, flags11, flags13;
 static char msg[256];
 
 /* The controlling terminal's device, from /proc/self/stat (tty_nr). */
@@ -138,6 +147,31 @@ static const char *check(void)
 	} else if (tty_nr() != 0) {
 		return "FAIL: a controlling terminal appeared\n";
 	}
+	if (devtty) {
+		struct stat t13;
+		char link[64] = {0};
+		if (readlink("/proc/self/fd/13", link, sizeof(link) - 1) < 0 || strcmp(link, "/dev/tty") ||
+		    fstat(13, &t13) || !S_ISCHR(t13.st_mode) || t13.st_rdev != makedev(5, 0)) {
+			snprintf(msg, sizeof(msg), "FAIL: fd 13 is not /dev/tty (%s)\n", link);
+			return msg;
+		}
+		if (fcntl(13, F_GETFL) != flags13)
+			return "FAIL: /dev/tty's flags\n";
+		unsigned int dev = 0;
+		if (ioctl(13, TIOCGDEV, &dev) || dev != (unsigned int)a.st_rdev)
+			return "FAIL: /dev/tty does not reach the pty's slave\n";
+		if (!detached && (tcgetsid(13) != getpid() || tcgetpgrp(13) != getpid()))
+			return "FAIL: /dev/tty's session or group\n";
+		if (write(13, "viatty", 6) != 6)
+			return "FAIL: writing to /dev/tty\n";
+		fl = fcntl(10, F_GETFL);
+		fcntl(10, F_SETFL, fl & ~O_NONBLOCK);
+		if (read(10, buf, 6) != 6 || memcmp(buf, "viatty", 6))
+			return "FAIL: bytes written to /dev/tty do not reach the master\n";
+		fcntl(10, F_SETFL, fl);
+		if (write(10, "back", 4) != 4 || read(13, buf, 4) != 4 || memcmp(buf, "back", 4))
+			return "FAIL: bytes written to the master are not read from /dev/tty\n";
+	}
 	int ex = -1;
 	if (ioctl(11, TIOCGEXCL, &ex) || ex != excl)
 		return "FAIL: the slave's exclusive mode\n";
@@ -152,6 +186,8 @@ int main(int argc, char **argv)
 		ctty |= !strcmp(argv[i], "ctty");
 		excl |= !strcmp(argv[i], "excl");
 		queued |= !strcmp(argv[i], "queued");
+		devtty |= !strcmp(argv[i], "devtty");
+		detached |= !strcmp(argv[i], "detached");
 	}
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
@@ -186,6 +222,13 @@ int main(int argc, char **argv)
 		return 4;
 	if (excl && ioctl(11, TIOCEXCL))
 		return 4;
+	if (devtty && (place(open("/dev/tty", O_RDWR), 13) < 0 || (flags13 = fcntl(13, F_GETFL)) < 0))
+		return 4;
+	if (detached) {
+		if (ioctl(11, TIOCNOTTY))
+			return 4;
+		ctty = 0;
+	}
 	if (queued && (write(10, "hello", 5) != 5 || write(11, "world!", 6) != 6))
 		return 4;
 	printf("pty %s\n", name);

@@ -4,8 +4,10 @@
  * pty), as tty_shell starts it. Its terminal is set to known modes and
  * window size.
  *
- *   files_tty_job OUTFILE
+ *   files_tty_job OUTFILE [devtty]
  *
+ * "devtty" opens /dev/tty as fd 13, which the check expects still
+ * /dev/tty, the session's terminal.
  * Prints facts, "ready", waits in sigsuspend for SIGUSR1, then checks
  * that fd 0 is still that terminal, the session's controlling terminal,
  * with the same modes and window size, and writes PASS or FAIL: why.
@@ -55,6 +57,7 @@ static long tty_nr(void)
 }
 
 static char name[64];
+static int devtty;
 static dev_t rdev;
 static struct termios want;
 static char msg[256];
@@ -81,6 +84,14 @@ static const char *check(void)
 	struct winsize w;
 	if (ioctl(0, TIOCGWINSZ, &w) || w.ws_row != 21 || w.ws_col != 77)
 		return "FAIL: the terminal's window size\n";
+	if (devtty) {
+		char link[64] = {0};
+		unsigned int dev = 0;
+		if (readlink("/proc/self/fd/13", link, sizeof(link) - 1) < 0 || strcmp(link, "/dev/tty"))
+			return "FAIL: fd 13 is not /dev/tty\n";
+		if (ioctl(13, TIOCGDEV, &dev) || dev != (unsigned int)rdev || tcgetsid(13) != getsid(0))
+			return "FAIL: /dev/tty does not reach the session's terminal\n";
+	}
 	return NULL;
 }
 
@@ -99,6 +110,13 @@ int main(int argc, char **argv)
 	sigaddset(&block, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &block, NULL);
 
+	devtty = argc > 2 && !strcmp(argv[2], "devtty");
+	if (devtty) {
+		int t = open("/dev/tty", O_RDWR);
+		if (t < 0 || dup2(t, 13) != 13)
+			return 4;
+		close(t);
+	}
 	struct stat st;
 	if (!isatty(0) || fstat(0, &st) || !ttyname(0))
 		return 4;

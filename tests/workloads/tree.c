@@ -32,8 +32,8 @@
  *   sharing  a child cloned with CLONE_FILES | CLONE_FS (the root's fd
  *            table, cwd, root and umask), and a plain one; both and the
  *            root map one shared anonymous page.
- *   procfd   the root holds its child's /proc/PID/stat open (refused by
- *            the dump: the restore opens files before the child exists).
+ *   procfd   the root holds its child's /proc/PID/stat open (the
+ *            restored root opens it again once its child exists).
  *   pipeline three children, a producer, a relay and a consumer, joined
  *            by two pipes: the producer wrote the numbers 0..999 into
  *            the first, the relay moved 500 of them, each plus one, into

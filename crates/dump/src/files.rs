@@ -18,8 +18,9 @@
 //! /dev/zero, ...) opened in any mode, also with `O_PATH`; deleted regular
 //! files (as ghost files, up to the ghost limit); files whose path is gone
 //! but that have links elsewhere, with `--link-remap`
-//! ([`link_remap`](crate::link_remap)); pipes; FIFOs; pty
-//! masters and slaves; eventfds, epoll instances, signalfds and timerfds
+//! ([`link_remap`](crate::link_remap)); pipes; FIFOs; terminals (pty
+//! masters and slaves, /dev/tty, the console, virtual terminals, serial
+//! lines: [`tty`](crate::tty)); eventfds, epoll instances, signalfds and timerfds
 //! ([`anon`]); sockets ([`sockets`](crate::sockets)). Each keeps its
 //! flags, position and owner (fown). Anything else is refused, naming the
 //! fd.
@@ -341,10 +342,10 @@ fn check_fd_at(pid: Pid, fd: &Fd, fdinfo: &FdInfo, link: &str) -> Result<()> {
     // The link, not followed further: the file itself, not opened again.
     let m =
         std::fs::metadata(link).map_err(|e| dead_proc(pid, &format!("fd {}", fd.fd), &path, e))?;
-    let deleted = m.nlink() == 0;
     let kind = match m.mode() & libc::S_IFMT {
         libc::S_IFREG => return Ok(()),
-        libc::S_IFLNK if !deleted => return Ok(()),
+        // A deleted one is a ghost holding its target, as CRIU's.
+        libc::S_IFLNK => return Ok(()),
         // A removed one is a ghost, as a deleted regular file.
         libc::S_IFDIR => return Ok(()),
         // A deleted one is a ghost, as a deleted regular file.
@@ -359,12 +360,11 @@ fn check_fd_at(pid: Pid, fd: &Fd, fdinfo: &FdInfo, link: &str) -> Result<()> {
                 return Ok(());
             }
             if tty::is_terminal(m.rdev()) {
-                "a terminal that is not a pty"
+                "a terminal CRIU 4.2 does not dump either (neither a pty, /dev/tty, the console, a virtual terminal nor a USB or low-density serial line)"
             } else {
                 "a character device"
             }
         }
-        libc::S_IFLNK => "a deleted symbolic link",
         libc::S_IFBLK => "a block device",
         _ => "a special file",
     };
@@ -384,6 +384,7 @@ pub fn check_open(pid: Pid, f: &OpenFd, link_remap: bool) -> Result<()> {
         FdKind::Reg if f.info.unlinked() && f.info.file_type() == libc::S_IFDIR => Ok(()),
         FdKind::Fifo if f.info.unlinked() => Ok(()),
         FdKind::Reg if f.info.unlinked() && f.info.file_type() == libc::S_IFCHR => Ok(()),
+        FdKind::Reg if f.info.unlinked() && f.info.file_type() == libc::S_IFLNK => Ok(()),
         FdKind::Reg | FdKind::Fifo => check_path(pid, &what, &f.info, link_remap).map(drop),
         FdKind::Tty(_) => check_path(pid, &what, &f.info, false).map(drop),
     }
@@ -864,6 +865,16 @@ impl Files {
                     fown,
                 };
                 self.push_reg(&reg, None, Some(f))?;
+                if driver == tty::Driver::Ctty && fown.pid != 0 {
+                    return Err(Error::unsupported(
+                        pid,
+                        format!(
+                            "fd {}: /dev/tty with an owner (F_SETOWN {}), which rcriu does not give back to a file the process opens itself",
+                            f.fd, fown.pid
+                        ),
+                    ));
+                }
+                self.ttys.terminal(pid, f, driver)?;
                 if let Some(info) = self.ttys.info_once(pid, f, driver, index)? {
                     self.extra.tty_info.push(info);
                 }

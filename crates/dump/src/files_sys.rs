@@ -119,10 +119,21 @@ const TIOCGPTN: libc::c_ulong = 0x8004_5430;
 const TIOCGPKT: libc::c_ulong = 0x8004_5438;
 const TIOCGPTLCK: libc::c_ulong = 0x8004_5439;
 const TIOCGEXCL: libc::c_ulong = 0x8004_5440;
+const TIOCGDEV: libc::c_ulong = 0x8004_5432;
 
 /// The index of the pty whose master is `fd` (`TIOCGPTN`).
 pub fn pty_index(fd: BorrowedFd<'_>) -> io::Result<u32> {
     tty_int(fd, TIOCGPTN).map(|v| v as u32)
+}
+
+/// The device of the terminal an fd reaches (`TIOCGDEV`): for an fd of
+/// /dev/tty, the terminal it was opened for; in the kernel's new
+/// encoding (major in bits 8-19, minor in bits 0-7 and 20-31).
+pub fn terminal_device(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let v = tty_int(fd, TIOCGDEV)? as u32;
+    let major = (v >> 8) & 0xfff;
+    let minor = (v & 0xff) | ((v >> 12) & 0xf_ff00);
+    Ok(rustix::fs::makedev(major, minor))
 }
 
 /// Packet mode (`TIOCGPKT`).

@@ -54,9 +54,24 @@ impl Ghosts {
         f: &OpenFd,
     ) -> Result<pb::RemapFilePathEntry> {
         let what = format!("fd {}", f.fd);
-        self.remap_file(pid, limit, orig_id, &f.info, what, || {
+        let mut r = self.remap_file(pid, limit, orig_id, &f.info, what, || {
             f.reopen_for_reading(pid)
-        })
+        });
+        // A symbolic link (open with O_PATH|O_NOFOLLOW): its target, read
+        // through rcriu's copy, as CRIU's `symlnk_target`.
+        if let Ok(remap) = &r
+            && f.info.mode & libc::S_IFMT == libc::S_IFLNK
+            && let Some(p) = self.pending.iter_mut().find(|p| p.id == remap.remap_id)
+            && p.entry.symlnk_target.is_none()
+        {
+            match rustix::fs::readlinkat(&f.file, "", Vec::new()) {
+                Ok(t) => p.entry.symlnk_target = Some(t.into_bytes()),
+                Err(e) => {
+                    r = Err(ghost_err(pid, &format!("fd {}", f.fd))(e.into()));
+                }
+            }
+        }
+        r
     }
 
     /// The remap of file entry `orig_id`, the deleted file `i` (`what`

@@ -326,8 +326,9 @@ struct Shared {
     /// The next number of the mm, fd table, fs and sighand counters
     /// (rcriu's is 1).
     next_kobj: u32,
-    /// The pids of the tree.
-    pids: BTreeSet<Pid>,
+    /// The threads of the tree's processes but their leaders, with their
+    /// process.
+    threads: std::collections::BTreeMap<Pid, Pid>,
     /// The parent images whose pages are not dumped again (`--track-mem`
     /// with `--prev-images-dir`).
     parent: Option<PathBuf>,
@@ -947,7 +948,17 @@ fn collect_tree(
         cgroups: cgroup::Sets::new(pid, &host.cgroups, freezer)?,
         seccomp: pb::SeccompEntry::default(),
         next_kobj: 2,
-        pids: tree.pids().into_iter().collect(),
+        threads: tree
+            .members
+            .iter()
+            .filter_map(|m| m.seized().map(|s| (m.pid, s)))
+            .flat_map(|(pid, s)| {
+                s.threads()
+                    .iter()
+                    .filter(move |t| t.tid != pid)
+                    .map(move |t| (t.tid, pid))
+            })
+            .collect(),
         parent: o
             .parent
             .as_ref()
@@ -1084,9 +1095,15 @@ fn zombie(m: &Member, exit_code: i32) -> Result<Zombie> {
     Ok(Zombie { pstree, core })
 }
 
-/// Refuses an fd of a file under `/proc/PID` of another process of the
-/// tree: the restore opens the files before that process exists again.
-fn check_proc_of_tree(pid: Pid, fd: &rcriu_proc::Fd, pids: &BTreeSet<Pid>) -> Result<()> {
+/// Refuses an fd of a file under `/proc/TID` of a thread of another
+/// process of the tree: the restore opens files of the tree's processes'
+/// /proc directories once every process exists, before their threads
+/// do. (`/proc/PID` of a process of the tree is taken.)
+fn check_proc_of_tree(
+    pid: Pid,
+    fd: &rcriu_proc::Fd,
+    threads: &std::collections::BTreeMap<Pid, Pid>,
+) -> Result<()> {
     let rcriu_proc::FdTarget::Path { path, .. } = fd.target() else {
         return Ok(());
     };
@@ -1102,11 +1119,10 @@ fn check_proc_of_tree(pid: Pid, fd: &rcriu_proc::Fd, pids: &BTreeSet<Pid>) -> Re
         .to_str()
         .and_then(|s| s.parse::<Pid>().ok())
     {
-        // Its own: the restorer opens those once it exists.
-        Some(p) if p != pid && pids.contains(&p) => Err(Error::unsupported(
+        Some(t) if threads.get(&t).is_some_and(|&p| p != pid) => Err(Error::unsupported(
             pid,
             format!(
-                "fd {}: {}, a file of process {p} of the dump (the restore opens files before the processes exist)",
+                "fd {}: {}, a file of thread {t} of another process of the dump (the restore opens it before the thread exists)",
                 fd.fd,
                 path.display()
             ),
@@ -1202,7 +1218,7 @@ fn collect(
             // A socket's fdinfo comes once rcriu holds a copy; nothing
             // here looks at it.
             files::check_fd(pid, fd, info.as_ref().unwrap_or(&no_info))?;
-            check_proc_of_tree(pid, fd, &sh.pids)?;
+            check_proc_of_tree(pid, fd, &sh.threads)?;
             if let Some(c) = container {
                 c.check_fd(pid, fd)?;
             }

@@ -1,4 +1,4 @@
-//! Terminals (Unix98 ptys): a `tty_file_entry` in files.img per open
+//! Terminals: Unix98 ptys have a `tty_file_entry` in files.img per open
 //! file, pointing to a regular-file entry with its path (`regf_id`) and
 //! to a `tty_info_entry` in `tty-info.img` shared by every file of the
 //! same pty end (its id is the pty's index times two, plus one for the
@@ -25,6 +25,20 @@
 //! (but the shell's terminal, whose input is the shell's), are refused
 //! by name. In canonical mode a line not ended yet cannot be read (nor
 //! seen) and is not carried, as with CRIU.
+//!
+//! Terminals that are not ptys, as CRIU 4.2 dumps them: /dev/tty (CRIU's
+//! `CTTY`), the console, virtual terminals and USB or low-density serial
+//! lines each have one info entry for every file of that kind (id twice
+//! CRIU's fixed index: console 2004, virtual terminals 2008, /dev/tty
+//! 2012, serial lines 2020), with no pty index and no bytes read. An fd of
+//! /dev/tty reaches the terminal it was opened for (TIOCGDEV says which):
+//! it is dumped when that terminal is still its process's controlling
+//! terminal, a pty both of whose ends the dump holds, and the process
+//! leads the session in the foreground (what CRIU 4.2 accepts, and rcriu
+//! restores: the process gets its terminal back, then opens /dev/tty
+//! again); it is refused by name otherwise, the shell's terminal of a
+//! `--shell-job` included, as CRIU refuses it. Other minors of majors 4
+//! and 5 (/dev/tty0, UART serial ports) are refused by name, as by CRIU.
 
 use std::fs::File;
 use std::os::fd::AsFd;
@@ -36,38 +50,104 @@ use rcriu_proc::{Pid, Task};
 use crate::files::OpenFd;
 use crate::{Error, Result, files_sys};
 
-/// The kind of terminal an open file is.
+/// The kind of terminal an open file is (CRIU's tty drivers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Driver {
     /// /dev/ptmx (or a legacy master major).
     PtyMaster,
     /// /dev/pts/N.
     PtySlave,
+    /// /dev/tty, the process's controlling terminal by another name
+    /// (CRIU's `TTY_TYPE_CTTY`).
+    Ctty,
+    /// /dev/console (5:1).
+    Console,
+    /// A virtual terminal, /dev/ttyN (4:1 to 4:63).
+    Vt,
+    /// A USB or low-density serial line (majors 188, 204).
+    Serial,
 }
 
+impl Driver {
+    /// A pty end (rather than a terminal CRIU opens by its path alone).
+    pub fn is_pty(self) -> bool {
+        matches!(self, Driver::PtyMaster | Driver::PtySlave)
+    }
+
+    /// The type CRIU writes in `tty_info_entry`.
+    pub fn tty_type(self) -> pb::TtyType {
+        match self {
+            Driver::PtyMaster | Driver::PtySlave => pb::TtyType::Pty,
+            Driver::Ctty => pb::TtyType::Ctty,
+            Driver::Console => pb::TtyType::Console,
+            Driver::Vt => pb::TtyType::Vt,
+            Driver::Serial => pb::TtyType::Serial,
+        }
+    }
+
+    /// CRIU's fixed index of a terminal that is not a pty (its info id is
+    /// twice it): there is one info entry for all the files of that
+    /// kind.
+    fn fixed_index(self) -> Option<u32> {
+        match self {
+            Driver::PtyMaster | Driver::PtySlave => None,
+            Driver::Console => Some(1002),
+            Driver::Vt => Some(1004),
+            Driver::Ctty => Some(1006),
+            Driver::Serial => Some(1010),
+        }
+    }
+
+    /// What the terminal is called in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::PtyMaster => "pty master",
+            Driver::PtySlave => "pty slave",
+            Driver::Ctty => "controlling terminal (/dev/tty)",
+            Driver::Console => "console",
+            Driver::Vt => "virtual terminal",
+            Driver::Serial => "serial line",
+        }
+    }
+}
+
+const TTY_MAJOR: u32 = 4;
 const TTYAUX_MAJOR: u32 = 5;
 const UNIX98_PTY_MASTER_MAJOR: u32 = 128;
 const UNIX98_PTY_SLAVE_MAJOR: u32 = 136;
+const USB_SERIAL_MAJOR: u32 = 188;
+const LOW_DENSE_SERIAL_MAJOR: u32 = 204;
+/// Virtual terminals' minors (MIN_NR_CONSOLES to MAX_NR_CONSOLES).
+const VT_MINORS: std::ops::RangeInclusive<u32> = 1..=63;
 
-/// The pty driver of a character device, if it is one.
+/// The terminal driver of a character device, if CRIU knows it.
 pub fn driver(rdev: u64) -> Option<Driver> {
     let (major, minor) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
     match major {
+        TTYAUX_MAJOR if minor == 0 => Some(Driver::Ctty),
+        TTYAUX_MAJOR if minor == 1 => Some(Driver::Console),
         TTYAUX_MAJOR if minor == 2 => Some(Driver::PtyMaster),
+        TTY_MAJOR if VT_MINORS.contains(&minor) => Some(Driver::Vt),
+        USB_SERIAL_MAJOR | LOW_DENSE_SERIAL_MAJOR => Some(Driver::Serial),
         UNIX98_PTY_MASTER_MAJOR..UNIX98_PTY_SLAVE_MAJOR => Some(Driver::PtyMaster),
         UNIX98_PTY_SLAVE_MAJOR => Some(Driver::PtySlave),
         _ => None,
     }
 }
 
-/// Whether a character device is a terminal of another kind (/dev/tty,
-/// the console, virtual terminals, serial lines).
+/// Whether a character device is a terminal CRIU does not dump either
+/// (/dev/tty0, the current virtual terminal; 4:64 and above, UART serial
+/// ports; other minors of major 5).
 pub fn is_terminal(rdev: u64) -> bool {
-    matches!(rustix::fs::major(rdev), 4 | TTYAUX_MAJOR | 188 | 204)
+    matches!(rustix::fs::major(rdev), TTY_MAJOR | TTYAUX_MAJOR)
 }
 
-/// The pty's index: asked of a master, read from a slave's name.
+/// The pty's index: asked of a master, read from a slave's name; CRIU's
+/// fixed index of another terminal.
 pub fn index(pid: Pid, f: &OpenFd, driver: Driver) -> Result<u32> {
+    if let Some(i) = driver.fixed_index() {
+        return Ok(i);
+    }
     match driver {
         Driver::PtyMaster => files_sys::pty_index(f.file.as_fd())
             .map_err(Error::sys("reading a pty's index (TIOCGPTN)", pid)),
@@ -86,10 +166,11 @@ pub fn index(pid: Pid, f: &OpenFd, driver: Driver) -> Result<u32> {
                     ),
                 })
         }
+        _ => Ok(0),
     }
 }
 
-/// The id of the `tty_info_entry` of a pty end.
+/// The id of the `tty_info_entry` of a terminal.
 pub fn info_id(driver: Driver, index: u32) -> u32 {
     (index << 1) + u32::from(driver == Driver::PtyMaster)
 }
@@ -157,6 +238,23 @@ pub struct Seen {
     /// A task's controlling terminal, session and foreground group, from
     /// /proc, with the task.
     ctty: Option<(Pid, (u64, Pid, Pid))>,
+    /// Every fd of /dev/tty seen.
+    dev_ttys: Vec<DevTty>,
+    /// Every fd of a console, virtual terminal or serial line seen: pid,
+    /// fd, path, driver.
+    simple: Vec<(Pid, i32, String, Driver)>,
+}
+
+/// An fd of /dev/tty: the terminal it reaches, which is its process's
+/// controlling terminal.
+#[derive(Debug, Clone)]
+struct DevTty {
+    pid: Pid,
+    fd: i32,
+    /// The terminal's device (a pty slave's).
+    tty: u64,
+    sid: Pid,
+    pgrp: Pid,
 }
 
 fn zero_on_enotty(r: std::io::Result<i32>) -> std::io::Result<i32> {
@@ -184,7 +282,7 @@ impl Seen {
         let what = |w: &'static str| Error::sys(w, pid);
         let mut info = pb::TtyInfoEntry {
             id,
-            r#type: pb::TtyType::Pty as i32,
+            r#type: driver.tty_type() as i32,
             locked: false,
             exclusive: false,
             packet_mode: false,
@@ -194,7 +292,7 @@ impl Seen {
             termios: None,
             termios_locked: None,
             winsize: None,
-            pty: Some(pb::TtyPtyEntry { index }),
+            pty: driver.is_pty().then_some(pb::TtyPtyEntry { index }),
             dev: Some(f.info.dev as u32),
             uid: Some(f.info.uid),
             gid: Some(f.info.gid),
@@ -208,10 +306,12 @@ impl Seen {
             }
         };
         info.exclusive = excl != 0;
-        let n = files_sys::queued(fd).map_err(what("reading a terminal's queue (FIONREAD)"))?;
-        if n > 0 {
-            self.queued
-                .push((id, f.fd, f.info.path.display().to_string(), n));
+        if driver.is_pty() {
+            let n = files_sys::queued(fd).map_err(what("reading a terminal's queue (FIONREAD)"))?;
+            if n > 0 {
+                self.queued
+                    .push((id, f.fd, f.info.path.display().to_string(), n));
+            }
         }
         match driver {
             Driver::PtyMaster => {
@@ -226,11 +326,20 @@ impl Seen {
                 info.locked =
                     files_sys::pty_locked(fd).map_err(what("reading a pty's lock (TIOCGPTLCK)"))?;
             }
-            Driver::PtySlave => {
+            Driver::PtySlave | Driver::Console | Driver::Vt | Driver::Serial => {
                 let (tty, sid, pgrp) = self.ctty(pid)?;
                 if tty == f.info.rdev {
                     info.sid = sid as u32;
                     info.pgrp = pgrp.max(0) as u32;
+                }
+            }
+            Driver::Ctty => {
+                // What the process itself reads through it (TIOCGSID,
+                // TIOCGPGRP): its session and foreground group, as
+                // checked by [`Seen::terminal`].
+                if let Some(d) = self.dev_ttys.iter().find(|d| d.pid == pid && d.fd == f.fd) {
+                    info.sid = d.sid as u32;
+                    info.pgrp = d.pgrp.max(0) as u32;
                 }
             }
         }
@@ -245,6 +354,9 @@ impl Seen {
             ws_xpixel: u32::from(w.ws_xpixel),
             ws_ypixel: u32::from(w.ws_ypixel),
         });
+        if !driver.is_pty() {
+            return Ok(Some(info));
+        }
         let copy = f
             .file
             .try_clone()
@@ -253,6 +365,79 @@ impl Seen {
             .push((id, f.fd, f.info.path.display().to_string()));
         self.ends.push(copy);
         Ok(Some(info))
+    }
+
+    /// Checks an fd of a terminal that is not a pty, each time one is seen
+    /// (they share one info entry): it is not hung up (its terminal would
+    /// be gone), and an fd of /dev/tty still reaches its process's
+    /// controlling terminal, a pty (whose pair [`Seen::check_pairs`]
+    /// looks at once every fd is seen).
+    pub fn terminal(&mut self, pid: Pid, f: &OpenFd, driver: Driver) -> Result<()> {
+        if driver.is_pty() {
+            return Ok(());
+        }
+        let path = f.info.path.display().to_string();
+        let refuse = |why: String| {
+            Error::unsupported(
+                pid,
+                format!("fd {}: the {} {path}, {why}", f.fd, driver.name()),
+            )
+        };
+        let fd = f.file.as_fd();
+        let hung = |e: &std::io::Error| e.raw_os_error() == Some(libc::EIO);
+        if driver != Driver::Ctty {
+            if let Err(e) = files_sys::exclusive(fd)
+                && hung(&e)
+            {
+                return Err(refuse(
+                    "hung up (rcriu would open it anew, not hung up)".into(),
+                ));
+            }
+            self.simple.push((pid, f.fd, path, driver));
+            return Ok(());
+        }
+        let tty = match files_sys::terminal_device(fd) {
+            Err(e) if hung(&e) => {
+                return Err(refuse(
+                    "whose terminal was hung up (a restore could not open it again)".into(),
+                ));
+            }
+            r => r.map_err(Error::sys(
+                "reading which terminal /dev/tty reaches (TIOCGDEV)",
+                pid,
+            ))?,
+        };
+        let (ctty, sid, pgrp) = self.ctty(pid)?;
+        let name = |d: u64| format!("{}:{}", rustix::fs::major(d), rustix::fs::minor(d));
+        if tty != ctty {
+            return Err(refuse(format!(
+                "opened for terminal {}, which is no longer the process's controlling terminal ({})",
+                name(tty),
+                if ctty == 0 { "none".into() } else { name(ctty) }
+            )));
+        }
+        if self::driver(tty) != Some(Driver::PtySlave) {
+            return Err(refuse(format!(
+                "for a controlling terminal ({}) that is not a pty",
+                name(tty)
+            )));
+        }
+        if let Some(other) = self.dev_ttys.iter().find(|d| d.tty != tty) {
+            return Err(refuse(format!(
+                "for terminal {}, while process {} holds /dev/tty for {} (CRIU keeps one /dev/tty entry for the whole dump)",
+                name(tty),
+                other.pid,
+                name(other.tty)
+            )));
+        }
+        self.dev_ttys.push(DevTty {
+            pid,
+            fd: f.fd,
+            tty,
+            sid,
+            pgrp,
+        });
+        Ok(())
     }
 
     /// Reads the bytes waiting in each pty both of whose ends the dump
@@ -328,8 +513,58 @@ impl Seen {
     /// whose slave is not in the dump may hold bytes not read yet (they
     /// would have nowhere to wait again; the shell's terminal's input is
     /// the shell's).
+    ///
+    /// An fd of /dev/tty must reach a pty both of whose ends the dump
+    /// holds, be held by its session's leader, the session's foreground
+    /// group its own (CRIU 4.2 refuses any other case as "ctty
+    /// inheritance"; the shell's terminal of a `--shell-job` among them).
+    /// A virtual terminal or serial line is refused with `--shell-job`,
+    /// which makes CRIU restore it as the shell's terminal.
     pub fn check_pairs(&self, pid: Pid, shell_job: bool) -> Result<()> {
         let active = |id: u32| self.active.iter().any(|a| a.0 == id);
+        for d in &self.dev_ttys {
+            let index = rustix::fs::minor(d.tty);
+            let refuse = |why: String| {
+                Error::unsupported(
+                    d.pid,
+                    format!(
+                        "fd {}: /dev/tty (the controlling terminal /dev/pts/{index}), {why}",
+                        d.fd
+                    ),
+                )
+            };
+            if !active(info_id(Driver::PtyMaster, index)) {
+                return Err(refuse(
+                    "whose pty master is not in the dump (a shell's terminal: CRIU 4.2 refuses it too, \"ctty inheritance\")".into(),
+                ));
+            }
+            if d.sid != d.pid {
+                return Err(refuse(format!(
+                    "held by a process that is not its session's leader ({}): rcriu gives the terminal back to session leaders",
+                    d.sid
+                )));
+            }
+            if d.pgrp != d.sid {
+                return Err(refuse(format!(
+                    "while the terminal's foreground group ({}) is not the session's (CRIU 4.2 refuses it too, \"ctty inheritance\")",
+                    d.pgrp
+                )));
+            }
+        }
+        if shell_job
+            && let Some((p, fd, path, driver)) = self
+                .simple
+                .iter()
+                .find(|s| matches!(s.3, Driver::Vt | Driver::Serial))
+        {
+            return Err(Error::unsupported(
+                *p,
+                format!(
+                    "fd {fd}: the {} {path} with --shell-job (CRIU 4.2 would restore it as the shell's terminal)",
+                    driver.name()
+                ),
+            ));
+        }
         if let Some((_, fd, path, n)) = self
             .queued
             .iter()
@@ -464,8 +699,16 @@ mod tests {
         let dev = rustix::fs::makedev;
         assert_eq!(driver(dev(5, 2)), Some(Driver::PtyMaster));
         assert_eq!(driver(dev(136, 3)), Some(Driver::PtySlave));
-        assert_eq!(driver(dev(5, 0)), None);
-        assert!(is_terminal(dev(5, 0)));
+        assert_eq!(driver(dev(5, 0)), Some(Driver::Ctty));
+        assert_eq!(driver(dev(5, 1)), Some(Driver::Console));
+        assert_eq!(driver(dev(4, 5)), Some(Driver::Vt));
+        assert_eq!(driver(dev(204, 64)), Some(Driver::Serial));
+        // /dev/tty0 and UART ports: CRIU dumps neither.
+        assert_eq!(driver(dev(4, 0)), None);
+        assert_eq!(driver(dev(4, 64)), None);
+        assert!(is_terminal(dev(4, 0)) && is_terminal(dev(4, 64)));
+        assert_eq!(info_id(Driver::Ctty, 1006), 2012);
+        assert_eq!(info_id(Driver::Console, 1002), 2004);
         assert_eq!(info_id(Driver::PtySlave, 3), 6);
         assert_eq!(info_id(Driver::PtyMaster, 3), 7);
     }

@@ -276,6 +276,7 @@ impl<'a> Opener<'a> {
             reg: std::collections::HashMap::new(),
             dirs: std::collections::HashMap::new(),
             rings: std::collections::HashSet::new(),
+            late_files: std::collections::HashSet::new(),
             proc_no: 0,
             pid: 0,
         };
@@ -319,6 +320,7 @@ impl<'a> Opener<'a> {
         self.pid = img.task.pid as i32;
         let tids: Vec<u32> = img.task.cores.iter().map(|(t, _)| *t).collect();
         let mut late_ids = Vec::new();
+        let mut dev_tty = None;
         for e in &img.task.fdinfo {
             let fd = i32::try_from(e.fd)
                 .map_err(|_| Error::invalid(from.name(), format!("bad fd {}", e.fd)))?;
@@ -354,11 +356,20 @@ impl<'a> Opener<'a> {
                 });
                 continue;
             }
+            // A file of its own /proc directory, or of another process
+            // of the tree's: opened once every process exists.
             if let Some(reg) = entry
                 .reg
-                .as_deref()
-                .filter(|r| own_proc_path(&r.name, &tids))
+                .as_ref()
+                .filter(|r| own_proc_path(&r.name, &tids) || own_proc_path(&r.name, &self.tree))
             {
+                if !self.late_files.insert(e.id) && !late_ids.contains(&e.id) {
+                    return Err(Error::unsupported(format!(
+                        "restoring fd {fd} of process {}: {}, open in several processes",
+                        img.task.pid,
+                        path_of(reg).display()
+                    )));
+                }
                 if late_ids.contains(&e.id) {
                     return Err(Error::unsupported(format!(
                         "restoring fd {fd} of process {}: {} open as several fds",
@@ -376,6 +387,55 @@ impl<'a> Opener<'a> {
                     pos: reg.pos,
                     path: reg.name.clone(),
                 });
+                continue;
+            }
+            if let Some(t) = entry.tty.as_ref().filter(|t| self.ttys.is_ctty(t)) {
+                let refuse = |why: &str| {
+                    Error::unsupported(format!(
+                        "restoring fd {fd} of process {}: /dev/tty {why}",
+                        img.task.pid
+                    ))
+                };
+                if !self.late_files.insert(e.id) {
+                    return Err(refuse("open as several fds"));
+                }
+                if t.fown.pid != 0 {
+                    return Err(refuse("with an owner (F_SETOWN)"));
+                }
+                let rid = t.regf_id.ok_or_else(|| {
+                    Error::invalid(
+                        ImageFile::Files.name(),
+                        format!("file {} has no path entry (regf_id)", e.id),
+                    )
+                })?;
+                let reg = img
+                    .file(rid, &ImageFile::Files)?
+                    .reg
+                    .as_ref()
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            ImageFile::Files.name(),
+                            format!(
+                                "file {}'s path entry {rid} is not a regular-file entry",
+                                e.id
+                            ),
+                        )
+                    })?;
+                // Opened by the process itself once its controlling
+                // terminal is back: /dev/tty reaches it (never made
+                // controlling by this open, as CRIU opens it).
+                let flags = t.flags as i32;
+                let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
+                plan.late.push(Late {
+                    to: fd,
+                    flags: reopen_flags(flags)
+                        | (flags & libc::O_ACCMODE)
+                        | libc::O_NOCTTY
+                        | if cloexec { libc::O_CLOEXEC } else { 0 },
+                    pos: 0,
+                    path: reg.name.clone(),
+                });
+                dev_tty = Some(fd);
                 continue;
             }
             let file = match self.opened.get(&e.id) {
@@ -423,6 +483,14 @@ impl<'a> Opener<'a> {
         let pst = &img.task.pstree;
         if plan.ctty.is_none() && pst.sid == pst.pid {
             plan.ctty = self.ttys.session_slave(pst.sid)?.map(Ctty::Extra);
+        }
+        if let Some(fd) = dev_tty
+            && plan.ctty.is_none()
+        {
+            return Err(Error::unsupported(format!(
+                "restoring fd {fd} of process {}: /dev/tty, while the images give the process no controlling terminal (it must lead its session, its terminal a pty of the images)",
+                img.task.pid
+            )));
         }
         plan.fds.sort_by_key(|(fd, _, _)| *fd);
         plan.late.sort_by_key(|l| l.to);
@@ -640,6 +708,9 @@ pub struct Opener<'a> {
     dirs: std::collections::HashMap<PathBuf, Source>,
     /// The io_uring instances planned (each held by one fd of the tree).
     rings: std::collections::HashSet<u32>,
+    /// The files the processes open themselves (/dev/tty, files of the
+    /// tree's /proc directories), planned.
+    late_files: std::collections::HashSet<u32>,
     /// The number of the process being planned, and its pid.
     proc_no: usize,
     pid: i32,
@@ -710,8 +781,12 @@ impl Opener<'_> {
                     (file, reg.fown, None)
                 }
                 Ok(pb::FdTypes::Tty) => {
-                    let t = entry.tty.as_deref().ok_or_else(unsupported)?;
-                    let o = self.ttys.open(t, self.shell_job)?;
+                    let t = entry.tty.as_ref().ok_or_else(unsupported)?;
+                    let path = match t.regf_id {
+                        Some(_) => Some(path_of(reg_of(t.regf_id)?)),
+                        None => None,
+                    };
+                    let o = self.ttys.open(t, path.as_deref(), self.shell_job)?;
                     (o.fd, t.fown, o.session)
                 }
                 Ok(pb::FdTypes::Unixsk) => {

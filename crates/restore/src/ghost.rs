@@ -152,11 +152,22 @@ fn ghost_image(
     let mut r = dir.reader(img)?;
     let g: pb::GhostFileEntry = r.expect_next()?;
     let kind = g.mode & libc::S_IFMT;
-    if ![libc::S_IFREG, libc::S_IFIFO, libc::S_IFDIR, libc::S_IFCHR].contains(&kind) {
+    if ![
+        libc::S_IFREG,
+        libc::S_IFIFO,
+        libc::S_IFDIR,
+        libc::S_IFCHR,
+        libc::S_IFLNK,
+    ]
+    .contains(&kind)
+    {
         return Err(Error::unsupported(format!(
-            "{iname}: a ghost of mode {:o} (only regular files, FIFOs, directories and character devices)",
+            "{iname}: a ghost of mode {:o} (only regular files, FIFOs, directories, character devices and symbolic links)",
             g.mode
         )));
+    }
+    if kind == libc::S_IFLNK && g.symlnk_target.is_none() {
+        return Err(Error::invalid(iname, "a symbolic link without its target"));
     }
     if kind == libc::S_IFCHR && g.rdev.is_none() {
         return Err(Error::invalid(iname, "a character device without its rdev"));
@@ -203,7 +214,9 @@ pub fn make_tmpfile(dir: &ImageDir, gid: u32, name: &Path, flags: i32) -> Result
 fn make(dir: &ImageDir, gid: u32, name: &Path) -> Result<(PathBuf, bool)> {
     let (mut r, g, iname) = ghost_image(dir, gid)?;
     match g.mode & libc::S_IFMT {
-        libc::S_IFIFO | libc::S_IFCHR => return Ok((make_node(gid, &g, name)?, false)),
+        libc::S_IFIFO | libc::S_IFCHR | libc::S_IFLNK => {
+            return Ok((make_node(gid, &g, name)?, false));
+        }
         libc::S_IFDIR => return Ok((make_node(gid, &g, name)?, true)),
         _ => {}
     }
@@ -235,7 +248,8 @@ fn make(dir: &ImageDir, gid: u32, name: &Path) -> Result<(PathBuf, bool)> {
     Ok((path, false))
 }
 
-/// Makes ghost `gid`, a FIFO, a directory or a character device, at
+/// Makes ghost `gid`, a FIFO, a directory, a character device or a
+/// symbolic link (to its target, as CRIU makes it), at
 /// `name` (or beside it), with its mode, owner and times, and returns
 /// where. A FIFO's bytes are the FIFO's (fifo-data.img), put in once it is
 /// open.
@@ -245,12 +259,17 @@ fn make_node(gid: u32, g: &pb::GhostFileEntry, name: &Path) -> Result<PathBuf> {
     let what = match kind {
         libc::S_IFDIR => "the ghost directory",
         libc::S_IFCHR => "the ghost device",
+        libc::S_IFLNK => "the ghost symbolic link",
         _ => "the ghost FIFO",
     };
+    let target = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
+        g.symlnk_target.as_deref().unwrap_or_default(),
+    );
     let mode = rustix::fs::Mode::from_raw_mode(0o700);
     let rdev = rustix::fs::Dev::from(g.rdev.unwrap_or(0));
     let make = |p: &Path| match kind {
         libc::S_IFDIR => rustix::fs::mkdir(p, mode),
+        libc::S_IFLNK => rustix::fs::symlink(target, p),
         libc::S_IFCHR => rustix::fs::mknodat(
             rustix::fs::CWD,
             p,
@@ -294,7 +313,10 @@ fn make_node(gid: u32, g: &pb::GhostFileEntry, name: &Path) -> Result<PathBuf> {
     // would wait for a writer.
     let attrs = || -> std::io::Result<()> {
         std::os::unix::fs::lchown(&path, Some(g.uid), Some(g.gid))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(g.mode & 0o7777))?;
+        // A symbolic link's mode is always 0777 (nor can it be changed).
+        if kind != libc::S_IFLNK {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(g.mode & 0o7777))?;
+        }
         let ts = |t: Option<pb::Timeval>| match t {
             Some(t) => rustix::fs::Timespec {
                 tv_sec: t.tv_sec as i64,
@@ -312,7 +334,7 @@ fn make_node(gid: u32, g: &pb::GhostFileEntry, name: &Path) -> Result<PathBuf> {
                 last_access: ts(g.atim),
                 last_modification: ts(g.mtim),
             },
-            rustix::fs::AtFlags::empty(),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
         )?;
         Ok(())
     };

@@ -87,6 +87,14 @@ impl Ttys {
         Ok(t)
     }
 
+    /// Whether a terminal file is /dev/tty (CRIU's `CTTY`), which the
+    /// process opens itself once its controlling terminal is back.
+    pub fn is_ctty(&self, e: &pb::TtyFileEntry) -> bool {
+        self.infos
+            .get(&e.tty_info_id)
+            .is_some_and(|i| i.r#type == pb::TtyType::Ctty as i32)
+    }
+
     /// Refuses a terminal of a kind this version does not restore.
     pub fn check(&self, e: &pb::TtyFileEntry) -> Result<()> {
         let info = self.infos.get(&e.tty_info_id).ok_or_else(|| {
@@ -100,17 +108,17 @@ impl Ttys {
                 ),
             )
         })?;
-        if info.r#type != pb::TtyType::Pty as i32 {
-            return Err(Error::unsupported(format!(
-                "restoring a terminal of type {} (file {}; only ptys are)",
-                info.r#type, e.id
-            )));
-        }
-        Ok(())
+        check_type(info, e.id)
     }
 
-    /// The open file of a `tty_file_entry`.
-    pub fn open(&mut self, e: &pb::TtyFileEntry, shell_job: bool) -> Result<Opened> {
+    /// The open file of a `tty_file_entry`; `path` is its path entry's
+    /// (a terminal that is not a pty is opened by it).
+    pub fn open(
+        &mut self,
+        e: &pb::TtyFileEntry,
+        path: Option<&std::path::Path>,
+        shell_job: bool,
+    ) -> Result<Opened> {
         let iname = ImageFile::TtyInfo.name();
         let info = self
             .infos
@@ -125,11 +133,9 @@ impl Ttys {
                 )
             })?
             .clone();
+        check_type(&info, e.id)?;
         if info.r#type != pb::TtyType::Pty as i32 {
-            return Err(Error::unsupported(format!(
-                "restoring a terminal of type {} (file {}; only ptys are)",
-                info.r#type, e.id
-            )));
+            return self.open_simple(e, &info, path);
         }
         let index = info
             .pty
@@ -208,6 +214,54 @@ impl Ttys {
         Ok(Opened {
             fd,
             session: (!is_master(info.id) && info.sid != 0).then_some(info.sid),
+        })
+    }
+
+    /// A console, virtual terminal or serial line: opened by its path, as
+    /// CRIU does, given its owner and its parameters.
+    fn open_simple(
+        &mut self,
+        e: &pb::TtyFileEntry,
+        info: &pb::TtyInfoEntry,
+        path: Option<&std::path::Path>,
+    ) -> Result<Opened> {
+        let path = path.ok_or_else(|| {
+            Error::invalid(
+                ImageFile::Files.name(),
+                format!("terminal file {} has no path entry (regf_id)", e.id),
+            )
+        })?;
+        if info.termios.is_none() {
+            return Err(Error::unsupported(format!(
+                "restoring terminal file {} ({}), which was hung up",
+                e.id,
+                path.display()
+            )));
+        }
+        let flags = e.flags as i32;
+        let f = std::fs::OpenOptions::new()
+            .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
+            .write(flags & libc::O_ACCMODE != libc::O_RDONLY)
+            .custom_flags(
+                (flags & (libc::O_NONBLOCK | libc::O_APPEND)) | libc::O_NOCTTY | libc::O_CLOEXEC,
+            )
+            .open(path)
+            .map_err(Error::file("opening the terminal", path))?;
+        if let (Some(uid), Some(gid)) = (info.uid, info.gid) {
+            rustix::fs::fchown(
+                &f,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            )
+            .map_err(|err| {
+                Error::io(format!("giving {} its owner {uid}:{gid}", path.display()))(err.into())
+            })?;
+        }
+        let fd = OwnedFd::from(f);
+        self.params_once(fd.as_fd(), info)?;
+        Ok(Opened {
+            fd,
+            session: (info.sid != 0).then_some(info.sid),
         })
     }
 
@@ -344,6 +398,34 @@ impl Ttys {
             log::debug!("{} bytes wait again in terminal {id:#x}", data.len());
         }
         Ok(())
+    }
+}
+
+/// Refuses a terminal of a kind rcriu does not restore: CRIU's external
+/// terminals (`--inherit-fd tty[...]`), and a pty without its index.
+fn check_type(info: &pb::TtyInfoEntry, file: u32) -> Result<()> {
+    let iname = ImageFile::TtyInfo.name();
+    match pb::TtyType::try_from(info.r#type) {
+        Ok(pb::TtyType::Pty) if info.pty.is_none() => Err(Error::invalid(
+            &iname,
+            format!("pty {:#x} without an index", info.id),
+        )),
+        Ok(pb::TtyType::Pty) => Ok(()),
+        Ok(pb::TtyType::Ctty | pb::TtyType::Console | pb::TtyType::Vt | pb::TtyType::Serial)
+            if info.pty.is_some() =>
+        {
+            Err(Error::invalid(
+                &iname,
+                format!("terminal {:#x}, not a pty, with a pty index", info.id),
+            ))
+        }
+        Ok(pb::TtyType::Ctty | pb::TtyType::Console | pb::TtyType::Vt | pb::TtyType::Serial) => {
+            Ok(())
+        }
+        _ => Err(Error::unsupported(format!(
+            "restoring a terminal of type {} (file {file}; ptys, /dev/tty, the console, virtual terminals and serial lines are)",
+            info.r#type
+        ))),
     }
 }
 
