@@ -80,6 +80,8 @@ pub mod inotify;
 pub mod inventory;
 pub mod io_uring;
 pub mod ipcns;
+#[allow(unsafe_code)]
+mod ipcns_sys;
 pub mod link_remap;
 pub mod memfd;
 pub mod mm;

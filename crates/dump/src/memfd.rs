@@ -240,6 +240,14 @@ impl Memfds {
         Ok(self.inodes.len() - 1)
     }
 
+    /// Writes the memory of SysV shm segment `shmid` (`size` bytes, open
+    /// as `f`) as a memfd's: `pagemap-shmem-<shmid>.img` and a pages image
+    /// of its own (CRIU 4.2's `in_pagemaps`).
+    pub fn sysv(&mut self, f: &File, shmid: u32, size: u64, create: &mut Create<'_>) -> Result<()> {
+        let path = format!("SysV shm segment {shmid}");
+        self.dump_contents(f, Path::new(&path), shmid, size, create)
+    }
+
     /// Writes the pages of the file `f` (`size` bytes) to its own pagemap
     /// and pages images.
     fn dump_contents(

@@ -24,6 +24,7 @@ pub mod status {
     pub const FILE_SHARED: u32 = 1 << 7;
     pub const ANON_SHARED: u32 = 1 << 8;
     pub const ANON_PRIVATE: u32 = 1 << 9;
+    pub const SYSVIPC: u32 = 1 << 10;
     pub const VVAR: u32 = 1 << 12;
     pub const MEMFD: u32 = 1 << 14;
     pub const GUARD: u32 = 1 << 16;
@@ -266,7 +267,26 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
             VmaPath::File { path, deleted } => {
                 let name = path.as_os_str().as_encoded_bytes();
                 if name.starts_with(b"/SYSV") {
-                    return Err(refuse(v, "SysV shared memory"));
+                    // An attach of a SysV shm segment, whose inode number
+                    // is the segment's id: the segment's memory is dumped
+                    // with its IPC namespace (`ipcns`), the attach made
+                    // again in place. Checked against the namespace by
+                    // the pipeline.
+                    if !vma.shared {
+                        return Err(refuse(v, "a private mapping of SysV shared memory"));
+                    }
+                    entry.status = status::REGULAR | status::ANON_SHARED | status::SYSVIPC;
+                    entry.flags |= MAP_ANONYMOUS;
+                    entry.shmid = vma.inode;
+                    entry.pgoff = vma.offset;
+                    out.push(Area {
+                        entry,
+                        file: None,
+                        pages: Pages::None,
+                        name: None,
+                        ring: None,
+                    });
+                    continue;
                 }
                 if name.starts_with(b"socket:[") {
                     return Err(refuse(
@@ -491,9 +511,9 @@ mod tests {
                 "shared anonymous memory",
             ),
             (
-                "7f0000000000-7f0000001000 rw-s 00000000 00:01 7                          /SYSV00000000 (deleted)",
-                "rd wr sh mr mw me ms",
-                "SysV",
+                "7f0000000000-7f0000001000 rw-p 00000000 00:01 7                          /SYSV00000000 (deleted)",
+                "rd wr mr mw me",
+                "a private mapping of SysV",
             ),
             (
                 "7f0000000000-7f0000001000 rw-p 00000000 00:0f 3                          /mnt/huge/f",
@@ -512,6 +532,22 @@ mod tests {
             assert!(e.contains("0x7f0000000000-0x7f0000001000"), "{e}");
             assert!(e.contains("process 7"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_sysv_attach_is_an_area_of_its_own() {
+        let line = "7f0000000000-7f0000002000 r--s 00001000 00:01 32768                      /SYSV52430001 (deleted)";
+        let smaps = parse_smaps(one(line, "rd sh mr mw me ms").as_bytes()).unwrap();
+        let a = classify(7, &smaps).unwrap();
+        let e = &a[0].entry;
+        assert_eq!(
+            e.status,
+            status::REGULAR | status::ANON_SHARED | status::SYSVIPC
+        );
+        assert_eq!(e.flags, MAP_SHARED | MAP_ANONYMOUS);
+        assert_eq!((e.shmid, e.pgoff), (32768, 0x1000));
+        assert_eq!(a[0].pages, Pages::None);
+        assert_eq!(a[0].file, None);
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub struct Container {
     /// The root's namespaces.
     pub ns: Namespaces,
     pub uts: Option<pb::UtsnsEntry>,
-    pub ipc: Option<pb::IpcVarEntry>,
+    pub ipc: Option<ipcns::IpcNs>,
     pub mnt: Option<mnt::MntTree>,
     /// The key of its network namespace, when the caller named it
     /// external (`netns-<id>.img` holds only the key).

@@ -48,7 +48,7 @@ use crate::tree::{Kind, Member, Tree};
 use crate::{
     Error, Result, attrs, cgroup, core, files, fs, ids, inventory, memfd, mm, pages, pstree,
 };
-use crate::{mnt, namespaces, seccomp, sys, threads, timens, timers};
+use crate::{ipcns, mnt, namespaces, seccomp, sys, threads, timens, timers};
 
 /// The options of one dump.
 #[derive(Debug, Clone)]
@@ -633,7 +633,7 @@ fn write_namespaces(
         out.write_one(ImageFile::Utsns(id.into()), uts)?;
     }
     if let (Some(ipc), Some(id)) = (&ct.ipc, ids.ipc_ns_id) {
-        out.write_one(ImageFile::IpcVar(id.into()), ipc)?;
+        write_ipc(out, pid, ipc, id)?;
     }
     if let (Some(key), Some(id)) = (&ct.net_ext, ids.net_ns_id) {
         let e = pb::NetnsEntry {
@@ -669,6 +669,43 @@ fn write_namespaces(
             }
         }
         first?;
+    }
+    Ok(())
+}
+
+/// `ipcns-var`, and the SysV objects of the container's IPC namespace
+/// (`ipcns-shm`, `-sem`, `-msg`, each only when it has some); the
+/// segments' memory is written already.
+fn write_ipc(out: &mut Output, pid: Pid, ipc: &ipcns::IpcNs, id: u32) -> Result<()> {
+    out.write_one(ImageFile::IpcVar(id.into()), &ipc.var)?;
+    if !ipc.shm.is_empty() {
+        let shm: Vec<pb::IpcShmEntry> = ipc.shm.iter().map(|s| s.entry).collect();
+        out.write_all(ImageFile::IpcShm(id.into()), &shm)?;
+    }
+    if !ipc.sem.is_empty() {
+        let file = ImageFile::IpcSem(id.into());
+        let mut w = out.created(file)?.writer(file).map_err(Error::image(pid))?;
+        for s in &ipc.sem {
+            w.write(&s.entry).map_err(Error::image(pid))?;
+            w.write_payload(&ipcns::IpcNs::sem_payload(s))
+                .map_err(Error::image(pid))?;
+        }
+        w.finish().map_err(Error::image(pid))?;
+        fault::image(&file.name()).map_err(Error::compel(pid))?;
+    }
+    if !ipc.msg.is_empty() {
+        let file = ImageFile::IpcMsg(id.into());
+        let mut w = out.created(file)?.writer(file).map_err(Error::image(pid))?;
+        for q in &ipc.msg {
+            w.write(&q.entry).map_err(Error::image(pid))?;
+            for (m, text) in &q.messages {
+                w.write(m).map_err(Error::image(pid))?;
+                w.write_payload(&ipcns::IpcNs::msg_payload(text))
+                    .map_err(Error::image(pid))?;
+            }
+        }
+        w.finish().map_err(Error::image(pid))?;
+        fault::image(&file.name()).map_err(Error::compel(pid))?;
     }
     Ok(())
 }
@@ -969,6 +1006,14 @@ fn collect_tree(
         caller: o.caller.clone(),
     };
     sh.files.tree = tree.members.iter().map(|m| m.pid).collect();
+    // The memory of the container's SysV shm segments, read frozen.
+    if let Some(ipc) = container.as_ref().and_then(|c| c.ipc.as_ref()) {
+        let mut create = |f| out.created(f);
+        for s in &ipc.shm {
+            sh.memfds
+                .sysv(&s.file, s.entry.desc.id, s.entry.size, &mut create)?;
+        }
+    }
     // A container's sockets live in its network namespace.
     if let Some(net) = container
         .as_ref()
@@ -1325,7 +1370,30 @@ fn collect(
     let table = &mut sh.files;
     let memfds = &mut sh.memfds;
     let mut create = |f| out.created(f);
+    let ipc = container.and_then(|c| c.ipc.as_ref());
     for a in areas.iter_mut() {
+        if a.entry.status & mm::status::SYSVIPC != 0 {
+            // An attach of a segment of the container's IPC namespace
+            // (checked below), opened as the map_files link says.
+            if ipc.is_none() {
+                return Err(Error::unsupported(
+                    pid,
+                    format!(
+                        "SysV shared memory at {:#x} outside an IPC namespace of its own",
+                        a.entry.start
+                    ),
+                ));
+            }
+            let name = format!(
+                "/proc/{pid}/map_files/{:x}-{:x}",
+                a.entry.start, a.entry.end
+            );
+            let link = std::fs::symlink_metadata(&name).map_err(Error::file(pid, &name))?;
+            a.entry.fdflags = mm::fdflags_of_link_mode(std::os::unix::fs::PermissionsExt::mode(
+                &link.permissions(),
+            ));
+            continue;
+        }
         if let Some(ino) = a.ring {
             a.entry.shmid = u64::from(ring_file(pid, table, &open, a, ino)?);
             continue;
@@ -1334,6 +1402,15 @@ fn collect(
             let id = mapped_file(pid, &task, table, memfds, &mut create, a, s, e)?;
             a.entry.shmid = u64::from(id);
         }
+    }
+    if let Some(ipc) = ipc {
+        ipc.check_attaches(
+            areas
+                .iter()
+                .map(|a| &a.entry)
+                .filter(|e| e.status & mm::status::SYSVIPC != 0),
+        )
+        .map_err(|why| Error::unsupported(pid, why))?;
     }
     let mut fdinfo = Vec::with_capacity(open.len());
     for f in &open {

@@ -1,10 +1,28 @@
-//! A container's IPC namespace made again: its limits
-//! (`ipcns-var-<id>.img`), written to the sysctls of the namespace the
-//! calling thread is in, as CRIU does.
+//! A container's IPC namespace made again, in the namespace the calling
+//! thread is in (the holder's, new), as CRIU 4.2 does: its limits
+//! (`ipcns-var-<id>.img`, written to the sysctls), then its SysV shared
+//! memory segments (`ipcns-shm`, their memory from
+//! `pagemap-shmem-<segment id>.img`), message queues (`ipcns-msg`) and
+//! semaphore sets (`ipcns-sem`). Each object is made with its key, mode
+//! and the id it had (`kernel.{shm,msg,sem}_next_id` set just before it
+//! is made), then given its owner, and its values, messages (in order)
+//! or memory. The processes' attaches of the segments are made again by
+//! the restorer (`shmat` at their place, [`crate::mm`]).
 
-use rcriu_images::pb;
+use std::os::unix::fs::FileExt;
 
+use rcriu_images::{ImageDir, ImageFile, pb};
+
+use crate::ipcns_sys as sys;
 use crate::{Error, Result};
+
+/// A segment locked in memory (`SHM_LOCK`), in its mode.
+const SHM_LOCKED: u32 = 0o2000;
+/// The most semaphores a set may have (the kernel's SEMMSL cap).
+const MAX_NSEMS: u32 = 32000;
+/// The longest message read from an image (the kernel's `msgmax` cap is
+/// higher; no queue of a real dump comes close).
+const MAX_MSG: u32 = 16 << 20;
 
 fn write(name: &str, value: String) -> Result<()> {
     let path = format!("/proc/sys/{name}");
@@ -12,7 +30,7 @@ fn write(name: &str, value: String) -> Result<()> {
 }
 
 /// Sets the limits of the calling thread's IPC namespace.
-pub fn set_here(e: &pb::IpcVarEntry) -> Result<()> {
+fn set_var(e: &pb::IpcVarEntry) -> Result<()> {
     if !e.sem_ctls.is_empty() {
         let sem: Vec<String> = e.sem_ctls.iter().map(u32::to_string).collect();
         write("kernel/sem", sem.join(" "))?;
@@ -32,6 +50,153 @@ pub fn set_here(e: &pb::IpcVarEntry) -> Result<()> {
     }
     if let Some(v) = e.mq_msgsize_default {
         write("fs/mqueue/msgsize_default", v.to_string())?;
+    }
+    for (name, v) in [
+        ("msg", e.msg_next_id),
+        ("sem", e.sem_next_id),
+        ("shm", e.shm_next_id),
+    ] {
+        if let Some(v) = v {
+            write(&format!("kernel/{name}_next_id"), v.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the next object of `kind` get id `id`.
+fn want_id(kind: &str, id: u32) -> Result<()> {
+    write(&format!("kernel/{kind}_next_id"), id.to_string())
+}
+
+/// Checks that an object of `kind` got the id it had.
+fn got_id(file: &ImageFile, kind: &str, want: u32, got: i32) -> Result<()> {
+    if u32::try_from(got) != Ok(want) {
+        return Err(Error::invalid(
+            file.name(),
+            format!("the SysV {kind} of id {want} was made again with id {got}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Makes the calling thread's IPC namespace, new, what the images of
+/// namespace `ns` say.
+pub fn set_here(var: &pb::IpcVarEntry, dir: &ImageDir, ns: u32) -> Result<()> {
+    set_var(var)?;
+    shm(dir, ns)?;
+    msg(dir, ns)?;
+    sem(dir, ns)
+}
+
+fn shm(dir: &ImageDir, ns: u32) -> Result<()> {
+    let file = ImageFile::IpcShm(ns.into());
+    let Some(mut r) = dir.reader_if_exists(file)? else {
+        return Ok(());
+    };
+    while let Some(e) = r.read_next::<pb::IpcShmEntry>()? {
+        let d = &e.desc;
+        if e.hugetlb_flag.is_some_and(|f| f != 0) {
+            return Err(Error::unsupported(format!(
+                "restoring SysV shm segment {} of huge pages ({})",
+                d.id,
+                file.name()
+            )));
+        }
+        // Old images carry the memory after the entry.
+        let raw = if e.in_pagemaps == Some(true) {
+            None
+        } else {
+            Some(r.read_payload(e.size.next_multiple_of(4))?)
+        };
+        want_id("shm", d.id)?;
+        let id = sys::shm_create(d.key as i32, e.size, d.mode & 0o777).map_err(Error::io(
+            format!("making SysV shm segment {} of {} bytes", d.id, e.size),
+        ))?;
+        got_id(&file, "shm segment", d.id, id)?;
+        sys::shm_set_owner(id, d.uid, d.gid).map_err(Error::io(format!(
+            "setting the owner of SysV shm segment {id}"
+        )))?;
+        if d.mode & SHM_LOCKED != 0 {
+            sys::shm_lock(id).map_err(Error::io(format!("locking SysV shm segment {id}")))?;
+        }
+        let f = sys::shm_file(id, e.size).map_err(Error::io(format!(
+            "opening the memory of SysV shm segment {id}"
+        )))?;
+        match raw {
+            Some(bytes) => {
+                let n = (e.size as usize).min(bytes.len());
+                f.write_all_at(&bytes[..n], 0)
+                    .map_err(Error::io(format!("filling SysV shm segment {id}")))?;
+            }
+            None => crate::memfd::fill_shmem(dir, d.id, e.size, &f, false, || {
+                format!("pages past the end of SysV shm segment {id}")
+            })?,
+        }
+    }
+    Ok(())
+}
+
+fn sem(dir: &ImageDir, ns: u32) -> Result<()> {
+    let file = ImageFile::IpcSem(ns.into());
+    let Some(mut r) = dir.reader_if_exists(file)? else {
+        return Ok(());
+    };
+    while let Some(e) = r.read_next::<pb::IpcSemEntry>()? {
+        let d = &e.desc;
+        if e.nsems == 0 || e.nsems > MAX_NSEMS {
+            return Err(Error::invalid(
+                file.name(),
+                format!("semaphore set {} of {} semaphores", d.id, e.nsems),
+            ));
+        }
+        let bytes = r.read_payload((u64::from(e.nsems) * 2).next_multiple_of(8))?;
+        let values: Vec<u16> = bytes
+            .chunks_exact(2)
+            .take(e.nsems as usize)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        want_id("sem", d.id)?;
+        let id = sys::sem_create(d.key as i32, e.nsems, d.mode & 0o777).map_err(Error::io(
+            format!("making SysV semaphore set {} of {}", d.id, e.nsems),
+        ))?;
+        got_id(&file, "semaphore set", d.id, id)?;
+        sys::sem_set_owner(id, d.uid, d.gid).map_err(Error::io(format!(
+            "setting the owner of SysV semaphore set {id}"
+        )))?;
+        sys::sem_set_values(id, &values).map_err(Error::io(format!(
+            "setting the values of SysV semaphore set {id}"
+        )))?;
+    }
+    Ok(())
+}
+
+fn msg(dir: &ImageDir, ns: u32) -> Result<()> {
+    let file = ImageFile::IpcMsg(ns.into());
+    let Some(mut r) = dir.reader_if_exists(file)? else {
+        return Ok(());
+    };
+    while let Some(e) = r.read_next::<pb::IpcMsgEntry>()? {
+        let d = &e.desc;
+        want_id("msg", d.id)?;
+        let id = sys::msg_create(d.key as i32, d.mode & 0o777)
+            .map_err(Error::io(format!("making SysV message queue {}", d.id)))?;
+        got_id(&file, "message queue", d.id, id)?;
+        let qbytes = if e.qbytes == 0 { None } else { Some(e.qbytes) };
+        sys::msg_set(id, d.uid, d.gid, qbytes)
+            .map_err(Error::io(format!("setting up SysV message queue {id}")))?;
+        for i in 0..e.qnum {
+            let m: pb::IpcMsg = r.expect_next()?;
+            if m.msize > MAX_MSG {
+                return Err(Error::invalid(
+                    file.name(),
+                    format!("message {i} of queue {id} of {} bytes", m.msize),
+                ));
+            }
+            let text = r.read_payload(u64::from(m.msize).next_multiple_of(8))?;
+            sys::msg_send(id, m.mtype as i64, &text[..m.msize as usize]).map_err(Error::io(
+                format!("sending message {i} to SysV message queue {id}"),
+            ))?;
+        }
     }
     Ok(())
 }

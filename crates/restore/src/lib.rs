@@ -36,6 +36,8 @@ mod ghost;
 mod inotify;
 mod io_uring;
 mod ipcns;
+#[allow(unsafe_code)]
+mod ipcns_sys;
 mod link_remap;
 mod load;
 mod memfd;

@@ -190,11 +190,25 @@ fn make(img: &Images, e: &pb::MemfdInodeEntry) -> Result<File> {
 /// Writes the dumped pages of inode `e` into `f`, up to its size; through
 /// a mapping for hugetlbfs, which cannot be written.
 fn fill(img: &Images, e: &pb::MemfdInodeEntry, f: &File, huge: bool) -> Result<()> {
-    let file = ImageFile::ShmemPagemap(e.shmid.into());
-    if !img.dir.exists(file) {
+    fill_shmem(&img.dir, e.shmid, e.size, f, huge, || what_past(e))
+}
+
+/// Writes the pages of `pagemap-shmem-<shmid>.img` (none: no pages) into
+/// `f`, up to `size`; through a mapping when `huge` (hugetlbfs cannot be
+/// written). `past` names the file when pages lie past its end.
+pub(crate) fn fill_shmem(
+    dir: &rcriu_images::ImageDir,
+    shmid: u32,
+    size: u64,
+    f: &File,
+    huge: bool,
+    past: impl Fn() -> String,
+) -> Result<()> {
+    let file = ImageFile::ShmemPagemap(shmid.into());
+    if !dir.exists(file) {
         return Ok(());
     }
-    let mut runs = img.dir.shmem_pagemap(e.shmid)?;
+    let mut runs = dir.shmem_pagemap(shmid)?;
     let map = if huge {
         let len = f.metadata().map_err(Error::host("sizing a memfd"))?.len();
         Some(
@@ -204,7 +218,7 @@ fn fill(img: &Images, e: &pb::MemfdInodeEntry, f: &File, huge: bool) -> Result<(
     } else {
         None
     };
-    let pages = img.dir.pages(runs.pages_id())?;
+    let pages = dir.pages(runs.pages_id())?;
     let mut buf = vec![0u8; 1 << 20];
     while let Some(run) = runs.next_run()? {
         let Some(off) = run.pages_offset else {
@@ -213,7 +227,7 @@ fn fill(img: &Images, e: &pb::MemfdInodeEntry, f: &File, huge: bool) -> Result<(
         if run.flags & PE_PRESENT == 0 {
             continue;
         }
-        let end = run.end().min(e.size);
+        let end = run.end().min(size);
         if off + run.len() > pages.len() {
             return Err(Error::invalid(
                 ImageFile::Pages(runs.pages_id().into()).name(),
@@ -231,7 +245,7 @@ fn fill(img: &Images, e: &pb::MemfdInodeEntry, f: &File, huge: bool) -> Result<(
             pages.read_pages_at(&mut buf[..n], off + (at - run.vaddr))?;
             match &map {
                 Some(m) if at as usize + n <= m.len() => m.write(at as usize, &buf[..n]),
-                Some(_) => return Err(Error::invalid(image(), what_past(e))),
+                Some(_) => return Err(Error::invalid(image(), past())),
                 None => f
                     .write_all_at(&buf[..n], at)
                     .map_err(Error::host("filling a memfd"))?,

@@ -197,6 +197,10 @@ pub fn plan(img: &Images, memfds: &mut Inodes, opener: &mut Opener<'_>) -> Resul
                 ),
             ));
         }
+        if st & VMA_AREA_SYSVIPC != 0 {
+            plan.vmas.push(sysv_area(v, &file, plan.vmas.last())?);
+            continue;
+        }
         check_kind(pid, v)?;
         let ring = match st & VMA_FILE_SHARED {
             0 => None,
@@ -288,10 +292,61 @@ pub fn plan(img: &Images, memfds: &mut Inodes, opener: &mut Opener<'_>) -> Resul
     Ok(plan)
 }
 
+/// An attach of a SysV shm segment (of the container's IPC namespace,
+/// made before the process): the first area of an attach (offset 0)
+/// attaches the whole segment, read-only when its file was open so
+/// (`fdflags`), the areas after it (the same segment, side by side, at
+/// the offsets that follow) are in place then and only protected.
+fn sysv_area(v: &pb::VmaEntry, from: &ImageFile, prev: Option<&Vma>) -> Result<Vma> {
+    use rcriu_parasite_abi::restorer::{SYSV_ATTACH, SYSV_ATTACH_RDONLY, SYSV_FOLLOW};
+    let id = i32::try_from(v.shmid).map_err(|_| {
+        Error::invalid(
+            from.name(),
+            format!("area {:#x}: bad SysV shm segment id {}", v.start, v.shmid),
+        )
+    })?;
+    let follows = prev.is_some_and(|p| {
+        p.sysv != 0 && p.fd == id && p.end == v.start && p.pgoff + (p.end - p.start) == v.pgoff
+    });
+    let sysv = if v.pgoff != 0 {
+        if !follows {
+            return Err(Error::invalid(
+                from.name(),
+                format!(
+                    "area {:#x}: a partial attach of SysV shm segment {id} (from offset {:#x})",
+                    v.start, v.pgoff
+                ),
+            ));
+        }
+        SYSV_FOLLOW
+    } else if v
+        .fdflags
+        .is_none_or(|f| f as i32 & libc::O_ACCMODE == libc::O_RDWR)
+    {
+        SYSV_ATTACH
+    } else {
+        SYSV_ATTACH_RDONLY
+    };
+    Ok(Vma {
+        start: v.start,
+        end: v.end,
+        pgoff: v.pgoff,
+        madv: v.madv.unwrap_or(0) & MADV_KEEP,
+        prot: v.prot & (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u32,
+        flags: v.flags & MAP_KEEP,
+        fd: id,
+        sysv,
+        ..Vma::default()
+    })
+}
+
 /// Refuses the kinds of area this version does not restore.
 pub fn check_kind(pid: u32, v: &pb::VmaEntry) -> Result<()> {
+    if v.status & VMA_AREA_SYSVIPC != 0 {
+        // An attach of a SysV segment ([`sysv_area`]).
+        return Ok(());
+    }
     let unsupported = VMA_ANON_SHARED
-        | VMA_AREA_SYSVIPC
         | VMA_AREA_SOCKET
         | VMA_AREA_AIORING
         | VMA_AREA_SHSTK
@@ -339,7 +394,6 @@ fn describe(status: u32) -> &'static str {
         s if s & VMA_ANON_SHARED != 0 => {
             "shared anonymous memory without its file (a dump of an unprivileged CRIU)"
         }
-        s if s & VMA_AREA_SYSVIPC != 0 => "SysV shared memory",
         s if s & VMA_AREA_SOCKET != 0 => "a socket mapping",
         s if s & VMA_AREA_AIORING != 0 => "an AIO ring",
         s if s & VMA_AREA_SHSTK != 0 => "a shadow stack",

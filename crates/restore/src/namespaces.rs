@@ -46,7 +46,9 @@ pub struct Container {
     /// `ext_key`), joined rather than made.
     pub net_ext: Option<String>,
     pub uts: Option<pb::UtsnsEntry>,
-    pub ipc: Option<pb::IpcVarEntry>,
+    /// The IPC namespace's limits and its id (which names the images of
+    /// its objects).
+    pub ipc: Option<(pb::IpcVarEntry, u32)>,
     pub mnt: Option<mnt::MntTree>,
 }
 
@@ -87,19 +89,7 @@ pub fn load(
     }
     if own(ids.ipc_ns_id, dumper.ipc_ns_id) {
         let id = ids.ipc_ns_id.unwrap_or(0);
-        for f in [
-            ImageFile::IpcShm(id.into()),
-            ImageFile::IpcSem(id.into()),
-            ImageFile::IpcMsg(id.into()),
-        ] {
-            if dir.exists(f) {
-                return Err(Error::unsupported(format!(
-                    "restoring the SysV objects of {}",
-                    f.name()
-                )));
-            }
-        }
-        c.ipc = Some(dir.read_one(ImageFile::IpcVar(id.into()))?);
+        c.ipc = Some((dir.read_one(ImageFile::IpcVar(id.into()))?, id));
     }
     if own(ids.mnt_ns_id, dumper.mnt_ns_id) {
         let file = ImageFile::Mountpoints(ids.mnt_ns_id.unwrap_or(0).into());
@@ -193,8 +183,8 @@ fn set_up(
     if let Some(u) = &c.uts {
         utsns::set_here(u)?;
     }
-    if let Some(i) = &c.ipc {
-        ipcns::set_here(i)?;
+    if let Some((var, id)) = &c.ipc {
+        ipcns::set_here(var, dir, *id)?;
     }
     let Some(tree) = &c.mnt else {
         return Ok((None, None));

@@ -217,7 +217,8 @@ impl<'a> ProcPlan<'a> {
             .expect("only ready, which consumes the plan, takes its pages file");
         let mut vmas = self.mem.vmas.clone();
         for v in &mut vmas {
-            if v.fd >= 0 {
+            // A SysV area's fd is its segment's id.
+            if v.fd >= 0 && v.sysv == 0 {
                 v.fd = map_files[v.fd as usize].as_raw_fd();
             }
         }

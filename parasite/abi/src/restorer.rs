@@ -638,8 +638,19 @@ pub struct Vma {
     /// shared until written, and only the pages that differ are written
     /// ([`Args::cow_batches`]).
     pub inherited: u32,
-    pub _pad: u32,
+    /// How a SysV shm area is made ([`SYSV_ATTACH`], ...); 0 for any
+    /// other area. `fd` is then the segment's id.
+    pub sysv: u32,
 }
+
+/// [`Vma::sysv`]: the first area of an attach of segment `fd`, attached
+/// read-write (`shmat` at `start`, the whole segment), then protected.
+pub const SYSV_ATTACH: u32 = 1;
+/// [`Vma::sysv`]: as [`SYSV_ATTACH`], attached read-only (`SHM_RDONLY`).
+pub const SYSV_ATTACH_RDONLY: u32 = 2;
+/// [`Vma::sysv`]: a later area of the same attach, in place already:
+/// only protected.
+pub const SYSV_FOLLOW: u32 = 3;
 
 /// `struct iovec`.
 #[repr(C)]

@@ -5,7 +5,8 @@
 use rcriu_blob_rt::nr::*;
 use rcriu_blob_rt::syscall::{addr, call, syscall6};
 use rcriu_parasite_abi::restorer::{
-    AnonName, Args, FLAG_PAGE_HELPER, IoVec, Range, ReadBatch, Vma,
+    AnonName, Args, FLAG_PAGE_HELPER, IoVec, Range, ReadBatch, SYSV_ATTACH_RDONLY, SYSV_FOLLOW,
+    Vma,
 };
 
 use crate::{Fail, Res, array, ok};
@@ -86,6 +87,10 @@ pub fn map_vmas(a: &Args) -> Res {
             // Mapped by the parent as it would be here.
             continue;
         }
+        if v.sysv != 0 {
+            attach(v, i as u32)?;
+            continue;
+        }
         // Writable while it is filled, protected as it was afterwards; an
         // area with nothing to fill gets its protection at once.
         let prot = if v.fill != 0 {
@@ -112,6 +117,31 @@ pub fn map_vmas(a: &Args) -> Res {
         }
     }
     Ok(())
+}
+
+/// Attaches SysV shm segment `v.fd` at `v.start` again (the whole
+/// segment, with the first area of an attach), then gives the area its
+/// protection.
+fn attach(v: &Vma, i: u32) -> Res {
+    if v.sysv != SYSV_FOLLOW {
+        let mut flags = if v.sysv == SYSV_ATTACH_RDONLY {
+            SHM_RDONLY
+        } else {
+            0
+        };
+        if v.prot as u64 & PROT_EXEC != 0 {
+            flags |= SHM_EXEC;
+        }
+        // SAFETY: the segment goes where the process had it attached,
+        // over nothing (rcriu's memory is gone, the areas lie apart).
+        let r = unsafe { call(NR_SHMAT, v.fd as i64 as u64, v.start, flags, 0) };
+        if ok(r, i)? as u64 != v.start {
+            return Err(Fail(i, -EINVAL));
+        }
+    }
+    // SAFETY: the process's own attach gets its own protection back.
+    let r = unsafe { call(NR_MPROTECT, v.start, v.end - v.start, v.prot as u64, 0) };
+    ok(r, i).map(drop)
 }
 
 pub fn read_pages(a: &mut Args) -> Res {
