@@ -81,7 +81,7 @@ static const unsigned short sem_values[5] = { 7, 0, 3, 32767, 1 };
 struct m { long type; char text[512]; };
 
 static int id_a, id_b, id_c, id_s, id_q;
-static int default_qbytes;
+static int default_qbytes, rmid;
 static char *a, *c;
 
 /* Makes and removes one object of each kind, so that ids move on. */
@@ -97,7 +97,7 @@ static void churn(void)
 	}
 }
 
-static int setup(int rmid)
+static int setup(void)
 {
 	churn();
 	id_a = shmget(KEY_A, SIZE_A, IPC_CREAT | IPC_EXCL | 0640);
@@ -184,11 +184,13 @@ static int setup(int rmid)
 static int check_shm(void)
 {
 	int id = shmget(KEY_A, 0, 0);
-	if (id != id_a)
+	if (!rmid && id != id_a)
 		FAIL("shm A's key gives id %d, not %d (%s)", id, id_a, strerror(errno));
 	struct shmid_ds ds;
 	if (shmctl(id_a, IPC_STAT, &ds))
 		FAIL("IPC_STAT A: %s", strerror(errno));
+	if (rmid && (id >= 0 || !(ds.shm_perm.mode & SHM_DEST)))
+		FAIL("shm A is not removed (mode %o, its key gives %d)", ds.shm_perm.mode, id);
 	if (ds.shm_segsz != SIZE_A || (ds.shm_perm.mode & 0777) != 0640)
 		FAIL("shm A: size %zu mode %o", (size_t)ds.shm_segsz, ds.shm_perm.mode);
 	for (size_t i = 0; i < SIZE_A; i++)
@@ -219,10 +221,10 @@ static int check_shm(void)
 	for (size_t p = 0; p < 8; p++)
 		for (size_t i = 0; i < PAGE; i++) {
 			unsigned char want = p == 0 ? pattern(i, 2) : p == 5 ? pattern(i, 3) : 0;
-			if ((unsigned char)b[p * PAGE + i] != want) {
+			unsigned char got = b[p * PAGE + i];
+			if (got != want) {
 				shmdt(b);
-				FAIL("shm B: page %zu byte %zu is %d, not %d", p, i,
-				     (unsigned char)b[p * PAGE + i], want);
+				FAIL("shm B: page %zu byte %zu is %d, not %d", p, i, got, want);
 			}
 		}
 	shmdt(b);
@@ -313,14 +315,14 @@ int main(int argc, char **argv)
 {
 	if (argc < 2)
 		return 2;
-	int rmid = argc > 2 && !strcmp(argv[2], "rmid");
+	rmid = argc > 2 && !strcmp(argv[2], "rmid");
 	default_qbytes = argc > 2 && !strcmp(argv[2], "qbytes");
 	signal(SIGUSR1, on_usr1);
 	sigset_t usr1, old;
 	sigemptyset(&usr1);
 	sigaddset(&usr1, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &usr1, &old);
-	if (setup(rmid)) {
+	if (setup()) {
 		char m[700];
 		snprintf(m, sizeof(m), "FAIL: set-up: %s\n", why);
 		return verdict(argv[1], m);
