@@ -62,10 +62,18 @@ pub struct Queue {
     pub messages: Vec<(pb::IpcMsg, Vec<u8>)>,
 }
 
+/// A sysctl's value, read in one `read`: the kernel gives a vector of
+/// numbers (`kernel.sem`) whole to the first read and nothing to one at
+/// an offset, so a reader going in small steps would lose its end.
 fn read(name: &str) -> Result<String, String> {
-    std::fs::read_to_string(Path::new("/proc/sys").join(name))
-        .map(|s| s.trim().to_owned())
-        .map_err(|e| format!("reading /proc/sys/{name}: {e}"))
+    let path = Path::new("/proc/sys").join(name);
+    let err = |e: std::io::Error| format!("reading /proc/sys/{name}: {e}");
+    let mut f = File::open(&path).map_err(err)?;
+    let mut buf = [0u8; 1024];
+    let n = std::io::Read::read(&mut f, &mut buf).map_err(err)?;
+    let text = std::str::from_utf8(&buf[..n])
+        .map_err(|_| format!("/proc/sys/{name} holds bytes that are not text"))?;
+    Ok(text.trim().to_owned())
 }
 
 fn num<T: std::str::FromStr>(name: &str) -> Result<T, String> {

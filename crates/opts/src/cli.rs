@@ -593,7 +593,20 @@ pub fn apply(f: &Found<Key>, o: &mut Options) -> Result<(), Error> {
         Key::IrmapScanPath => o.irmap_scan_paths.push(text()),
         Key::LsmProfile => o.lsm_profile = Some(text()),
         Key::Timeout => o.timeout = atoi(&text()) as u32,
-        Key::External => o.external.push(text()),
+        Key::External => {
+            // `mnt[A]:B` names an external mount as `-M A:B` does (a
+            // mount point and its key at dump, a key and its path at
+            // restore); the others stay as criu lists them.
+            let t = text();
+            match t
+                .strip_prefix("mnt[")
+                .and_then(|r| r.split_once("]:"))
+                .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+            {
+                Some((k, v)) => o.ext_mount_map.push((k.to_owned(), v.to_owned())),
+                None => o.external.push(t),
+            }
+        }
         Key::EmptyNs => {
             if text() != "net" {
                 return Err(Error::Invalid(format!(
@@ -938,7 +951,9 @@ mod tests {
                 key: "pipe:[1234]".into()
             }]
         );
-        assert_eq!(o.external, ["mnt[/a]:b"]);
+        // An external mount is -M's.
+        assert!(o.external.is_empty());
+        assert_eq!(o.ext_mount_map, [("/a".to_string(), "b".to_string())]);
         assert!(o.ext_unix_sk);
         assert_eq!(o.unix_sk_ids, [12, 34]);
         assert_eq!(o.cgroup_roots[0].controller.as_deref(), Some("cpu"));

@@ -244,7 +244,9 @@ pub static TABLE: &[Entry] = &[
     e(
         "--external",
         "external",
-        NotYet("external resources other than a network namespace (net[INODE]:KEY)"),
+        NotYet(
+            "external resources other than a network namespace (net[INODE]:KEY) or a mount (mnt[A]:B)",
+        ),
         |o, _| o.external.iter().any(|e| external_net(e).is_none()),
     ),
     e(
