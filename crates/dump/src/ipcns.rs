@@ -16,9 +16,12 @@
 //!
 //! Each object keeps its key, id, owner, mode (and a queue its
 //! `qbytes`); times, creators and the last pids are the kernel's again
-//! (as with CRIU). Not dumped yet, refused by name: a segment removed
-//! (`IPC_RMID`) while still attached, a segment of huge pages. POSIX
-//! message queues are refused by [`crate::namespaces`].
+//! (as with CRIU). A segment removed (`IPC_RMID`) while still attached
+//! keeps `SHM_DEST` in its mode (its key is then IPC_PRIVATE), as CRIU
+//! writes it; rcriu's restore removes it again once the processes are
+//! attached. Not dumped yet, refused by name: a segment of huge pages.
+//! POSIX message queues are refused by [`crate::namespaces`], as CRIU
+//! 4.2 refuses a mqueue file system that is not empty.
 
 use std::fs::File;
 use std::path::Path;
@@ -27,8 +30,6 @@ use rcriu_images::pb;
 
 use crate::ipcns_sys as sys;
 
-/// A segment marked removed (`IPC_RMID`) while still attached.
-const SHM_DEST: u32 = 0o1000;
 /// `statfs`' `f_type` of hugetlbfs.
 const HUGETLBFS_MAGIC: u64 = 0x9584_58f6;
 
@@ -148,11 +149,6 @@ fn var() -> Result<pb::IpcVarEntry, String> {
 fn shm(id: i32) -> Result<Shm, String> {
     let ds = sys::shm_stat(id).map_err(|e| format!("reading SysV shm segment {id}: {e}"))?;
     let d = desc(id, &ds.shm_perm);
-    if d.mode & SHM_DEST != 0 {
-        return Err(format!(
-            "SysV shm segment {id} removed (IPC_RMID) while still attached (not dumped yet)"
-        ));
-    }
     let size = ds.shm_segsz as u64;
     let file = sys::shm_file(id, size)
         .map_err(|e| format!("reading the memory of SysV shm segment {id}: {e}"))?;

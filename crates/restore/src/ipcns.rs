@@ -7,7 +7,10 @@
 //! and the id it had (`kernel.{shm,msg,sem}_next_id` set just before it
 //! is made), then given its owner, and its values, messages (in order)
 //! or memory. The processes' attaches of the segments are made again by
-//! the restorer (`shmat` at their place, [`crate::mm`]).
+//! the restorer (`shmat` at their place, [`crate::mm`]). A segment that
+//! was removed while attached (`SHM_DEST` in its mode) is made alive,
+//! then removed again once every process is attached ([`removed`],
+//! [`remove_in`]); CRIU 4.2 leaves it alive.
 
 use std::os::unix::fs::FileExt;
 
@@ -18,6 +21,8 @@ use crate::{Error, Result};
 
 /// A segment locked in memory (`SHM_LOCK`), in its mode.
 const SHM_LOCKED: u32 = 0o2000;
+/// A segment removed (`IPC_RMID`) while still attached, in its mode.
+const SHM_DEST: u32 = 0o1000;
 /// The most semaphores a set may have (the kernel's SEMMSL cap).
 const MAX_NSEMS: u32 = 32000;
 /// The longest message read from an image (the kernel's `msgmax` cap is
@@ -134,6 +139,52 @@ fn shm(dir: &ImageDir, ns: u32) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The segments of namespace `ns` that were removed while attached: made
+/// again alive (the processes attach them), they are removed again once
+/// every process is ([`remove_in`]).
+pub fn removed(dir: &ImageDir, ns: u32) -> Result<Vec<i32>> {
+    let file = ImageFile::IpcShm(ns.into());
+    let Some(mut r) = dir.reader_if_exists(file)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    while let Some(e) = r.read_next::<pb::IpcShmEntry>()? {
+        if e.in_pagemaps != Some(true) {
+            r.read_payload(e.size.next_multiple_of(4))?;
+        }
+        if e.desc.mode & SHM_DEST != 0 {
+            out.push(e.desc.id as i32);
+        }
+    }
+    Ok(out)
+}
+
+/// Removes segments `ids` (`IPC_RMID`) of the IPC namespace open as
+/// `ns`, from a thread that joins it.
+pub fn remove_in(ns: &std::fs::File, ids: &[i32]) -> Result<()> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            rustix::thread::move_into_link_name_space(
+                std::os::fd::AsFd::as_fd(ns),
+                Some(rustix::thread::LinkNameSpaceType::InterProcessCommunication),
+            )
+            .map_err(|e| Error::host("joining the container's IPC namespace")(e.into()))?;
+            for &id in ids {
+                sys::shm_remove(id).map_err(Error::io(format!(
+                    "removing SysV shm segment {id} again (IPC_RMID)"
+                )))?;
+            }
+            Ok(())
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(Error::unsupported(
+                "the thread removing SysV segments panicked",
+            ))
+        })
+    })
 }
 
 fn sem(dir: &ImageDir, ns: u32) -> Result<()> {

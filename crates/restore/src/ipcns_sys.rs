@@ -42,6 +42,13 @@ pub fn shm_set_owner(id: i32, uid: u32, gid: u32) -> io::Result<()> {
     check(unsafe { libc::shmctl(id, libc::IPC_SET, &mut ds) }).map(drop)
 }
 
+/// Marks segment `id` removed (`IPC_RMID`): it goes with its last
+/// detach.
+pub fn shm_remove(id: i32) -> io::Result<()> {
+    // SAFETY: IPC_RMID reads no buffer.
+    check(unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) }).map(drop)
+}
+
 /// Locks segment `id` in memory (`SHM_LOCK`).
 pub fn shm_lock(id: i32) -> io::Result<()> {
     // SAFETY: SHM_LOCK reads no buffer.

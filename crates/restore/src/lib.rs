@@ -904,6 +904,19 @@ impl Restore {
                 }
             })
             .collect();
+        // SysV segments removed while attached are removed again, every
+        // process attached (a failure drops `child`, which kills the tree).
+        if let (Some(h), Some((_, ns))) = (
+            &holder,
+            tree.container.as_ref().and_then(|c| c.ipc.as_ref()),
+        ) {
+            let ids = ipcns::removed(&root_img.dir, *ns)?;
+            if !ids.is_empty() {
+                let path = h.ipc();
+                let f = std::fs::File::open(&path).map_err(Error::file("opening", &path))?;
+                ipcns::remove_in(&f, &ids)?;
+            }
+        }
         // Still stopped: a refusal kills the tree (`child` on its drop).
         let pid = child_pid;
         let hooked = self

@@ -326,6 +326,15 @@ impl Holder {
         ))
     }
 
+    /// The container's IPC namespace, seen from rcriu.
+    pub fn ipc(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "/proc/{}/task/{}/ns/ipc",
+            std::process::id(),
+            self.tid
+        ))
+    }
+
     /// Forks the root in the container's namespaces; returns its pid on
     /// the host once proc is mounted for it. On an error after the fork,
     /// the pid comes with it.
