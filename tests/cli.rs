@@ -217,7 +217,7 @@ fn options_rcriu_cannot_honour_are_refused_by_name() {
     let w = common::start("dump_state", &[]);
     let t = TempDir::new("cli-refused-opts");
     for (opts, name) in [
-        (&["--external", "mnt[/x]:y"][..], "--external"),
+        (&["--external", "veth[v0]:br0"][..], "--external"),
         (&["--manage-cgroups=full"], "--manage-cgroups"),
         (&["--timeout", "3"], "--timeout"),
         (&["--page-server", "--port", "1"], "--page-server"),
