@@ -97,7 +97,7 @@ pub fn entry(
     };
     match kind {
         Kind::Eventfd => e.efd = Some(eventfd::entry(pid, id, f, fown)?),
-        Kind::Eventpoll => e.epfd = Some(eventpoll::entry(pid, id, f, fown)?),
+        Kind::Eventpoll => e.epfd = Some(eventpoll::entry(pid, id, f, fown, tree)?),
         Kind::Signalfd => e.sgfd = Some(signalfd::entry(pid, id, f, fown)?),
         Kind::Timerfd => e.tfd = Some(timerfd::entry(pid, id, f, fown)?),
         Kind::Inotify => e.ify = Some(inotify::entry(pid, id, f, fown)?),
