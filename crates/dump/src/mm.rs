@@ -243,7 +243,11 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
                     &format!("a special area [{}]", String::from_utf8_lossy(name)),
                 ));
             }
-            VmaPath::File { path, .. } if hugetlb && !vma.shared => {
+            VmaPath::File { path, .. }
+                if hugetlb
+                    && !vma.shared
+                    && !path.as_os_str().as_encoded_bytes().starts_with(b"/memfd:") =>
+            {
                 if path.as_os_str().as_encoded_bytes() != b"/anon_hugepage" {
                     return Err(refuse(
                         v,
