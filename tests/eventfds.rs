@@ -732,3 +732,55 @@ fn pidfds_of_children_swapped_are_noticed() {
     let e = cycle("pidfds", &["children"], Some(swap_the_children)).unwrap_err();
     assert!(e.contains("FAIL: fd 16 fdinfo"), "{e}");
 }
+
+/// An epoll instance in flight in a unix socket, sent twice, held by no
+/// fd (zdtm's scm05): dumped through rcriu's copy (its targets found in
+/// the process by kcmp across the two), made again and registered among
+/// the process's fds, both messages carrying the one instance. Inside,
+/// each instance received reports its target with its data, and a target
+/// deleted through one is gone from the other.
+#[test]
+fn an_epoll_instance_in_flight_carries_on() {
+    let _g = setup();
+    cycle("sk_epoll_flight", &[], None).unwrap();
+    leave_running("sk_epoll_flight", &[]);
+}
+
+#[test]
+fn a_corrupted_epoll_instance_in_flight_is_noticed() {
+    let _g = setup();
+    let e = cycle(
+        "sk_epoll_flight",
+        &[],
+        Some(|dir, _| edit_targets(dir, |t| t.data ^= 1)),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("FAIL: the first instance reports 1 events (data 0x5eed4)"),
+        "{e}"
+    );
+}
+
+/// In a dump of two processes an epoll instance in flight with targets is
+/// refused by name (rcriu registers them among one process's fds), no
+/// image left, the processes running on.
+#[test]
+fn an_epoll_instance_in_flight_in_a_tree_is_refused_by_name() {
+    let _g = setup();
+    let w = start("sk_epoll_flight", &["tree"]);
+    let images = TempDir::new("epoll-flight-tree");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect_err("an epoll instance in flight in a tree")
+        .to_string();
+    assert!(
+        e.contains(
+            "an epoll instance in flight in a unix socket, with 1 targets, in a dump of 2 processes"
+        ),
+        "{e}"
+    );
+    let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
+    assert!(left.is_empty(), "a refused dump leaves no image: {left:?}");
+    w.verdict().unwrap();
+}

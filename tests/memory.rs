@@ -431,6 +431,11 @@ fn every_kind_at_once_carries_on() {
 /// Makes sure two 2 MiB huge pages can be had (raising
 /// vm.nr_hugepages if need be), or fails saying why.
 fn two_huge_pages() {
+    huge_pages(2);
+}
+
+/// Makes sure `n` 2 MiB huge pages are free.
+fn huge_pages(n: u64) {
     let free = || {
         std::fs::read_to_string("/proc/meminfo")
             .unwrap()
@@ -439,7 +444,7 @@ fn two_huge_pages() {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(0)
     };
-    if free() >= 2 {
+    if free() >= n {
         return;
     }
     let path = "/proc/sys/vm/nr_hugepages";
@@ -448,10 +453,10 @@ fn two_huge_pages() {
         .trim()
         .parse()
         .unwrap();
-    let _ = std::fs::write(path, (now + 2 - free()).to_string());
+    let _ = std::fs::write(path, (now + n - free()).to_string());
     assert!(
-        free() >= 2,
-        "this test needs two free 2 MiB huge pages (vm.nr_hugepages), and the kernel gives none"
+        free() >= n,
+        "this test needs {n} free 2 MiB huge pages (vm.nr_hugepages), and the kernel gives fewer"
     );
 }
 
@@ -474,4 +479,46 @@ fn hugetlb_memory_carries_on() {
         panic!("the private hugetlb memory was not dumped");
     };
     carries_on(&["hugetlb"], &flip, "hugetlb memory changed");
+}
+
+/// A hugetlb memfd mapped shared and private (zdtm's memfd02-hugetlb):
+/// the private mapping an area of the memfd (REGULAR|FILE_PRIVATE|MEMFD,
+/// hugetlb), its own copy of the huge page it wrote dumped and written
+/// back, its other page left the file's. The control flips a byte of the
+/// private copy.
+#[test]
+fn a_hugetlb_memfd_mapped_private_carries_on() {
+    huge_pages(3);
+    let flip = |d: &ImageDir, w: &Workload| {
+        let at = w.fact_u64("hugememfd_private");
+        let m = mm(d, w);
+        let v = vma(&m, at);
+        assert_eq!(v.status, REGULAR | FILE_PRIVATE | MEMFD, "{v:?}");
+        assert_eq!(
+            v.flags,
+            (libc::MAP_PRIVATE | libc::MAP_HUGETLB | 21 << 26) as u32,
+            "{v:?}"
+        );
+        let mut runs = d.pagemap(w.pid as u32).unwrap();
+        let path = d.file_path(ImageFile::Pages(runs.pages_id().into()));
+        while let Some(r) = runs.next_run().unwrap() {
+            if r.vaddr <= at && at < r.end() {
+                assert!(
+                    r.end() <= at + (2 << 20),
+                    "only the page written is dumped: {r:?}"
+                );
+                let off = r.pages_offset.unwrap() + (at - r.vaddr) + 4096 * 9 + 1;
+                let mut bytes = std::fs::read(&path).unwrap();
+                bytes[off as usize] ^= 0x11;
+                std::fs::write(&path, bytes).unwrap();
+                return;
+            }
+        }
+        panic!("the private copy of the hugetlb memfd was not dumped");
+    };
+    carries_on(
+        &["hugememfd"],
+        &flip,
+        "the private copy of the hugetlb memfd changed",
+    );
 }

@@ -614,3 +614,79 @@ fn a_queue_larger_than_a_new_sockets_buffers_carries_on() {
     let _g = setup();
     cycle("manysk", &["unix", "4", "big"], None).unwrap();
 }
+
+/// A packet socket's rings mapped (zdtm's packet_sock_mmap): the area
+/// dumped as CRIU 4.2 dumps it (status REGULAR|SOCKET, `shmid` the
+/// socket's file id, no pages), mapped again from the socket made again
+/// with its rings. Inside, the rings are where they were, of fd 10's
+/// socket, the RX ring the kernel's, the TX ring writable.
+#[test]
+fn a_packet_socket_s_mapped_rings_carry_on() {
+    let _g = setup();
+    cycle("sk_packet_ring", &[], Some(rings_are_criu_s)).unwrap();
+    leave_running("sk_packet_ring", &[]);
+}
+
+/// The file id of fd `fd` of process `pid`.
+fn file_of_fd(dir: &ImageDir, pid: i32, fd: u32) -> u32 {
+    let ids = dir.ids(pid as u32).unwrap();
+    let fdinfo: Vec<pb::FdinfoEntry> = dir
+        .read_all(ImageFile::Fdinfo(ids.files_id.into()))
+        .unwrap();
+    fdinfo.iter().find(|e| e.fd == fd).expect("the fd").id
+}
+
+/// Checks the area of the rings (changes nothing).
+fn rings_are_criu_s(dir: &ImageDir, pid: i32) {
+    let mm = dir.mm(pid as u32).unwrap();
+    let v = mm
+        .vmas
+        .iter()
+        .find(|v| v.status & rcriu::images::vma::VMA_AREA_SOCKET != 0)
+        .expect("the rings' area");
+    assert_eq!(v.status, 1 | rcriu::images::vma::VMA_AREA_SOCKET, "{v:?}");
+    assert_eq!(v.shmid, u64::from(file_of_fd(dir, pid, 10)), "{v:?}");
+    assert_eq!(v.end - v.start, 8192, "{v:?}");
+}
+
+/// The rings' area pointed at fd 11's socket (rings of the same geometry,
+/// not mapped).
+fn rings_of_fd_11(dir: &ImageDir, pid: i32) {
+    let to = file_of_fd(dir, pid, 11);
+    let mut mm = dir.mm(pid as u32).unwrap();
+    for v in &mut mm.vmas {
+        if v.status & rcriu::images::vma::VMA_AREA_SOCKET != 0 {
+            v.shmid = u64::from(to);
+        }
+    }
+    dir.write_one(ImageFile::Mm(pid as u64), &mm).unwrap();
+}
+
+#[test]
+fn corrupted_rings_are_noticed() {
+    let _g = setup();
+    let e = cycle("sk_packet_ring", &[], Some(rings_of_fd_11)).unwrap_err();
+    assert!(e.contains("not of fd 10's"), "{e}");
+}
+
+/// Rings mapped from a packet socket no fd holds any more: refused by
+/// name (as CRIU), no image left, the process running on.
+#[test]
+fn rings_of_a_closed_packet_socket_are_refused_by_name() {
+    let _g = setup();
+    let w = start("sk_packet_ring", &["closed"]);
+    let images = TempDir::new("packet-rings-closed");
+    let e = Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect_err("rings of a closed socket")
+        .to_string();
+    assert!(
+        e.contains("a mapping of socket:[")
+            && e.contains("which is not a packet socket an fd of the process holds"),
+        "{e}"
+    );
+    let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
+    assert!(left.is_empty(), "a refused dump leaves no image: {left:?}");
+    w.verdict().unwrap();
+}

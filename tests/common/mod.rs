@@ -44,6 +44,8 @@ const SLEEPERS: &[&str] = &[
     "locks",
     "deleted",
     "sk_unix",
+    "sk_packet_ring",
+    "sk_epoll_flight",
     "sk_inet",
     "sk_tcp",
     "sk_netlink",

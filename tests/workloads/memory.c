@@ -20,6 +20,12 @@
  *                shared twice, and a second memfd only mapped
  *   mlock        an mlock()ed area
  *   hugetlb      private and shared anonymous hugetlb memory (2 MiB)
+ *   hugememfd    a hugetlb memfd "rcriu-huge" of two 2 MiB pages, held
+ *                by no fd, mapped shared (S, a pattern) and private (P):
+ *                P's first huge page written (its own copy, another
+ *                pattern), its second not (the file's); checked: both
+ *                patterns, then a write through S shows in P's second
+ *                page and not in its first
  *   droppable    MAP_DROPPABLE memory (Linux 6.11), written: after the
  *                restore still droppable (VmFlags dp), writable, and
  *                either as written or dropped (zeros), as the kernel may
@@ -608,6 +614,44 @@ static int check_hugetlb(void)
 	return 1;
 }
 
+/* ---- a hugetlb memfd mapped shared and private */
+#ifndef MFD_HUGETLB
+#define MFD_HUGETLB 4
+#endif
+static unsigned char *hms, *hmp;
+static int setup_hugememfd(void)
+{
+	int fd = syscall(SYS_memfd_create, "rcriu-huge", MFD_HUGETLB);
+	if (fd < 0 || ftruncate(fd, 2 * HUGE))
+		return 0;
+	hms = mmap(NULL, 2 * HUGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	hmp = mmap(NULL, 2 * HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (hms == MAP_FAILED || hmp == MAP_FAILED)
+		return 0;
+	fill(hms, 2 * HUGE, 92);
+	fill(hmp, HUGE, 93);
+	printf("hugememfd_shared %p\nhugememfd_private %p\n", (void *)hms, (void *)hmp);
+	return 1;
+}
+
+static int check_hugememfd(void)
+{
+	if (has_flag(hmp, "ht") != 1 || has_flag(hms, "ht") != 1)
+		FAIL("the hugetlb memfd's mappings are no longer hugetlb\n");
+	if (!check(hmp, HUGE, 93))
+		FAIL("the private copy of the hugetlb memfd changed\n");
+	if (!check(hms, 2 * HUGE, 92) || !check(hmp + HUGE, HUGE, 92))
+		FAIL("the hugetlb memfd changed\n");
+	hms[HUGE + 5] ^= 0xff;
+	if (hmp[HUGE + 5] != hms[HUGE + 5])
+		FAIL("the private mapping's second page is no longer the file's\n");
+	hms[5] ^= 0xff;
+	if (hmp[5] == hms[5])
+		FAIL("the private mapping's first page is the file's\n");
+	return 1;
+}
+
 struct mode {
 	const char *name;
 	int (*setup)(void);
@@ -624,6 +668,7 @@ static struct mode modes[] = {
 	{ "memfd", setup_memfd, check_memfd, 0 },
 	{ "mlock", setup_mlock, check_mlock, 0 },
 	{ "hugetlb", setup_hugetlb, check_hugetlb, 0 },
+	{ "hugememfd", setup_hugememfd, check_hugememfd, 0 },
 	{ "droppable", setup_droppable, check_droppable, 0 },
 };
 #define NMODES (sizeof(modes) / sizeof(modes[0]))
@@ -641,6 +686,7 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[a], "all"))
 			for (i = 0; i < NMODES; i++)
 				modes[i].on = strcmp(modes[i].name, "hugetlb") != 0 &&
+					      strcmp(modes[i].name, "hugememfd") != 0 &&
 					      strcmp(modes[i].name, "droppable") != 0;
 	}
 

@@ -97,7 +97,7 @@ pub fn entry(
     };
     match kind {
         Kind::Eventfd => e.efd = Some(Box::new(eventfd::entry(pid, id, f, fown)?)),
-        Kind::Eventpoll => e.epfd = Some(Box::new(eventpoll::entry(pid, id, f, fown)?)),
+        Kind::Eventpoll => e.epfd = Some(Box::new(eventpoll::entry(pid, id, f, fown, tree)?)),
         Kind::Signalfd => e.sgfd = Some(Box::new(signalfd::entry(pid, id, f, fown)?)),
         Kind::Timerfd => e.tfd = Some(Box::new(timerfd::entry(pid, id, f, fown)?)),
         Kind::Inotify => e.ify = Some(Box::new(inotify::entry(pid, id, f, fown)?)),

@@ -30,16 +30,17 @@ const _: () = {
 };
 
 /// Whether fd `fd` of process `pid` is the file registered in `slot` of
-/// an epoll instance of the same process. `Ok(false)` also when `fd` is
+/// an epoll instance of process `epoll_pid` (the same process, or rcriu
+/// holding one in flight). `Ok(false)` also when `fd` is
 /// not open.
-pub fn is_epoll_target(pid: Pid, fd: i32, slot: &EpollSlot) -> io::Result<bool> {
+pub fn is_epoll_target(pid: Pid, epoll_pid: Pid, fd: i32, slot: &EpollSlot) -> io::Result<bool> {
     // SAFETY: the kernel reads one kcmp_epoll_slot from `slot`, a live
     // reference; the other arguments are integers.
     let r = unsafe {
         libc::syscall(
             libc::SYS_kcmp,
             libc::c_long::from(pid),
-            libc::c_long::from(pid),
+            libc::c_long::from(epoll_pid),
             KCMP_EPOLL_TFD,
             libc::c_long::from(fd),
             std::ptr::from_ref(slot),

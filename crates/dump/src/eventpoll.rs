@@ -15,6 +15,13 @@
 //! rcriu's restore registers it with again). A target no fd of the
 //! process holds (kept alive by another process or a mapping) is
 //! refused, naming both fds.
+//!
+//! An epoll instance in flight (sent over a unix socket, not received
+//! yet: zdtm's scm05) is rcriu's copy alone; its targets are looked for
+//! in the process whose socket holds it, rcriu's copy standing for the
+//! instance (kcmp across the two). A dump of several processes refuses
+//! one with targets: the restore registers them among the fds of the one
+//! process.
 
 use std::os::unix::fs::MetadataExt;
 
@@ -25,24 +32,50 @@ use crate::anon_sys::{self, EpollSlot};
 use crate::files::OpenFd;
 use crate::{Error, Result};
 
-pub fn entry(pid: Pid, id: u32, f: &OpenFd, fown: pb::FownEntry) -> Result<pb::EventpollFileEntry> {
+pub fn entry(
+    pid: Pid,
+    id: u32,
+    f: &OpenFd,
+    fown: pb::FownEntry,
+    tree: &[Pid],
+) -> Result<pb::EventpollFileEntry> {
     let targets: &[EpollTarget] = match &f.fdinfo.kind {
         FdInfoKind::Epoll(t) => t,
         // Nothing registered: no tfd line.
         FdInfoKind::Plain => &[],
         _ => return Err(crate::anon::no_lines(pid, f.fd, "an epoll instance")),
     };
+    // In flight: the instance is rcriu's copy.
+    let in_flight = f.fd < 0;
+    let (holder_pid, efd) = if in_flight {
+        (
+            std::process::id() as Pid,
+            std::os::fd::AsRawFd::as_raw_fd(&f.file),
+        )
+    } else {
+        (pid, f.fd)
+    };
+    if in_flight && !targets.is_empty() && tree.len() > 1 {
+        return Err(Error::unsupported(
+            pid,
+            format!(
+                "an epoll instance in flight in a unix socket, with {} targets, in a dump of {} processes (rcriu registers them among the fds of a process alone)",
+                targets.len(),
+                tree.len()
+            ),
+        ));
+    }
     let mut tfd = Vec::with_capacity(targets.len());
     for (i, t) in targets.iter().enumerate() {
         // The kernel tells targets of one number apart by their rank
         // among those, in the order fdinfo lists them.
         let toff = targets[..i].iter().filter(|o| o.tfd == t.tfd).count() as u32;
         let slot = EpollSlot {
-            efd: f.fd as u32,
+            efd: efd as u32,
             tfd: t.tfd as u32,
             toff,
         };
-        let holder = holder(pid, t, &slot)?.ok_or_else(|| {
+        let holder = holder(pid, holder_pid, t, &slot)?.ok_or_else(|| {
             Error::unsupported(
                 pid,
                 format!(
@@ -71,11 +104,12 @@ pub fn entry(pid: Pid, id: u32, f: &OpenFd, fown: pb::FownEntry) -> Result<pb::E
     })
 }
 
-/// The fd of process `pid` that holds the target of `slot`: its own
-/// number when it still does, else the lowest fd of the same file.
-fn holder(pid: Pid, t: &EpollTarget, slot: &EpollSlot) -> Result<Option<i32>> {
+/// The fd of process `pid` that holds the target of `slot` (whose
+/// epoll instance process `epoll_pid` holds): its own number when it
+/// still does, else the lowest fd of the same file.
+fn holder(pid: Pid, epoll_pid: Pid, t: &EpollTarget, slot: &EpollSlot) -> Result<Option<i32>> {
     let cmp = |fd: i32| {
-        anon_sys::is_epoll_target(pid, fd, slot)
+        anon_sys::is_epoll_target(pid, epoll_pid, fd, slot)
             .map_err(Error::sys("comparing an epoll target (kcmp)", pid))
     };
     if cmp(t.tfd)? {

@@ -25,6 +25,7 @@ pub mod status {
     pub const ANON_SHARED: u32 = 1 << 8;
     pub const ANON_PRIVATE: u32 = 1 << 9;
     pub const SYSVIPC: u32 = 1 << 10;
+    pub const SOCKET: u32 = 1 << 11;
     pub const VVAR: u32 = 1 << 12;
     pub const MEMFD: u32 = 1 << 14;
     pub const GUARD: u32 = 1 << 16;
@@ -74,6 +75,10 @@ pub struct Area {
     /// For a mapping of an io_uring instance: the ring's inode (its
     /// `shmid` is the ring's file id, found among the process's fds).
     pub ring: Option<u64>,
+    /// For a mapping of a packet socket's rings: the socket's inode (its
+    /// `shmid` is the socket's file id, found among the process's fds
+    /// once they are dumped, as CRIU's `dump_socket_map`).
+    pub socket: Option<u64>,
 }
 
 impl Area {
@@ -176,6 +181,7 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
         };
         let mut file = None;
         let mut ring = None;
+        let mut socket = None;
         let mut pages = Pages::Touched { lazy: false };
         match &vma.path {
             VmaPath::Vvar | VmaPath::VvarVclock => {
@@ -238,7 +244,11 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
                     &format!("a special area [{}]", String::from_utf8_lossy(name)),
                 ));
             }
-            VmaPath::File { path, .. } if hugetlb && !vma.shared => {
+            VmaPath::File { path, .. }
+                if hugetlb
+                    && !vma.shared
+                    && !path.as_os_str().as_encoded_bytes().starts_with(b"/memfd:") =>
+            {
                 if path.as_os_str().as_encoded_bytes() != b"/anon_hugepage" {
                     return Err(refuse(
                         v,
@@ -285,38 +295,44 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
                         pages: Pages::None,
                         name: None,
                         ring: None,
+                        socket: None,
                     });
                     continue;
                 }
                 if name.starts_with(b"socket:[") {
-                    return Err(refuse(
-                        v,
-                        &format!("the ring of packet socket {} mapped", path.display()),
-                    ));
-                }
-                // memfds, and shared anonymous memory (a deleted /dev/zero
-                // of the shmem mount, which the dump checks): CRIU's memfd
-                // areas.
-                // A private mapping of shared anonymous memory (through its
-                // map_files link) is of the same memory: not a deleted file.
-                let shmem =
-                    name.starts_with(b"/memfd:") || (*deleted && name == b"/dev/zero") || hugetlb;
-                // A deleted file other than these is a ghost (the
-                // pipeline's mapped_file).
-                entry.status = status::REGULAR
-                    | if vma.shared {
-                        status::FILE_SHARED
-                    } else {
-                        status::FILE_PRIVATE
-                    };
-                if shmem {
-                    entry.status |= status::MEMFD;
-                }
-                entry.pgoff = vma.offset;
-                file = Some((vma.start, vma.end));
-                if vma.shared {
-                    // The file holds the contents.
+                    // A packet socket's rings (CRIU's VMA_AREA_SOCKET):
+                    // mapped again from the socket made again, their
+                    // bytes not kept (as CRIU).
+                    entry.status = status::REGULAR | status::SOCKET;
+                    entry.pgoff = vma.offset;
+                    socket = Some(vma.inode);
                     pages = Pages::None;
+                } else {
+                    // memfds, and shared anonymous memory (a deleted /dev/zero
+                    // of the shmem mount, which the dump checks): CRIU's memfd
+                    // areas.
+                    // A private mapping of shared anonymous memory (through its
+                    // map_files link) is of the same memory: not a deleted file.
+                    let shmem = name.starts_with(b"/memfd:")
+                        || (*deleted && name == b"/dev/zero")
+                        || hugetlb;
+                    // A deleted file other than these is a ghost (the
+                    // pipeline's mapped_file).
+                    entry.status = status::REGULAR
+                        | if vma.shared {
+                            status::FILE_SHARED
+                        } else {
+                            status::FILE_PRIVATE
+                        };
+                    if shmem {
+                        entry.status |= status::MEMFD;
+                    }
+                    entry.pgoff = vma.offset;
+                    file = Some((vma.start, vma.end));
+                    if vma.shared {
+                        // The file holds the contents.
+                        pages = Pages::None;
+                    }
                 }
             }
         }
@@ -346,6 +362,7 @@ pub fn classify(pid: Pid, smaps: &[SmapsVma]) -> Result<Vec<Area>> {
             pages,
             name,
             ring,
+            socket,
         });
     }
     Ok(out)

@@ -1430,6 +1430,35 @@ fn collect(
             fdinfo.push(files::fdinfo_entry(f, id));
         }
     }
+    // A packet socket's rings mapped: the socket's file id, of an fd of
+    // the process (as CRIU, which refuses one no fd holds).
+    for a in areas.iter_mut() {
+        let Some(ino) = a.socket else {
+            continue;
+        };
+        let id = open
+            .iter()
+            .zip(&fdinfo)
+            .find(|(f, _)| f.info.ino == ino && f.kind() == files::FdKind::Socket)
+            .map(|(_, e)| e.id)
+            .filter(|id| {
+                table
+                    .entries
+                    .iter()
+                    .any(|e| e.id == *id && e.r#type == pb::FdTypes::Packetsk as i32)
+            })
+            .ok_or_else(|| {
+                Error::unsupported(
+                    pid,
+                    format!(
+                        "a mapping of socket:[{ino}] at {:#x}-{:#x}, which is not a packet socket an fd of the process holds",
+                        a.start(),
+                        a.end()
+                    ),
+                )
+            })?;
+        a.entry.shmid = u64::from(id);
+    }
     log::debug!(
         "fds of {pid}: {} flags read in {:?}, examined in {:?}, socket options read in {:?}, \
          collected in {:?}",

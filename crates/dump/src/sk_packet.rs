@@ -3,8 +3,9 @@
 //! writes it: the protocol, the interface it is bound to, the version,
 //! reserve, timestamp source, copy threshold and flags (auxdata, origdev,
 //! vnet header, loss), the memberships, the fanout group and the rings'
-//! geometry. A ring mapped into the process is refused here (the
-//! restore does not map it again); one set up and not mapped is carried.
+//! geometry. Rings mapped into the process are an area of their own
+//! (in `mm`, CRIU's VMA_AREA_SOCKET), whose `shmid` is the
+//! socket's file id.
 
 use std::os::fd::AsFd;
 

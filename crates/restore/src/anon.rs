@@ -63,6 +63,12 @@ impl Anon {
         self.epolls.register(pid, fds)
     }
 
+    /// Whether an epoll instance made (one in flight) has targets still
+    /// to register.
+    pub fn has_pending_targets(&self) -> bool {
+        self.epolls.has_pending_targets()
+    }
+
     /// Once every process's fds are open: the processes that stood for
     /// ended ones in pidfds end (one for each ended process, whichever
     /// processes of the tree held pidfds of it).

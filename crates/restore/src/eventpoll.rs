@@ -6,7 +6,9 @@
 //! process with a copy of rcriu's fd table puts each target at its
 //! number and registers it there ([`anon_sys::epoll_add_at`]); the
 //! registrations live on with the files, which rcriu then hands to the
-//! process.
+//! process. An instance in flight in a unix socket (made once every
+//! process's fds are planned) has its targets registered among the fds
+//! of the process, when the images hold one process alone.
 //!
 //! The target is the file the process holds as `tfd`; it was registered
 //! under `rcriu_registered_fd` when the dump says so (the fd it was
@@ -60,6 +62,11 @@ impl Epolls {
             tfds: e.tfd.clone(),
         });
         Ok(epoll)
+    }
+
+    /// Whether an epoll instance made has targets still to register.
+    pub fn has_pending_targets(&self) -> bool {
+        self.pending.iter().any(|p| !p.tfds.is_empty())
     }
 
     /// Registers the targets of the epoll instances opened for process

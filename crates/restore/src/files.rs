@@ -514,6 +514,19 @@ impl<'a> Opener<'a> {
                 self.opened.insert(id, Opened::Kept(Source::new(f)));
             }
         }
+        // An epoll instance in flight: its targets are the fds of the
+        // process (of the one process: its dump refuses it in a tree).
+        if self.anon.has_pending_targets() {
+            match plans {
+                [only] => self.anon.finish_process(img.task.pid, &only.fds)?,
+                _ => {
+                    return Err(Error::unsupported(format!(
+                        "restoring an epoll instance in flight in a unix socket, with targets, among {} processes (rcriu registers them among the fds of a process alone)",
+                        plans.len()
+                    )));
+                }
+            }
+        }
         let mut socks = std::mem::take(&mut self.sockets);
         let opened = &self.opened;
         socks.finish(img, &|id| match opened.get(&id) {

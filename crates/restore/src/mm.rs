@@ -66,9 +66,51 @@ pub struct MemPlan {
     pub anon_names: Vec<(u64, u64, Vec<u8>)>,
     /// The memory of the io_uring instances the areas map.
     pub rings: crate::io_uring::Mappings,
+    /// Areas mapping a packet socket's rings: `(start, the socket's file
+    /// id)`, their file given once the process's fds are planned
+    /// ([`MemPlan::map_sockets`]).
+    pub sockets: Vec<(u64, u64)>,
 }
 
 impl MemPlan {
+    /// Gives each area of a packet socket's rings its socket: the open
+    /// file of the process's fd (`fds`, as planned) of the socket's file
+    /// id, as CRIU maps the rings again from the process's socket.
+    pub fn map_sockets(&mut self, img: &Images, fds: &[crate::files::FdSource]) -> Result<()> {
+        let file = ImageFile::Mm(img.task.pid.into());
+        for (start, id) in std::mem::take(&mut self.sockets) {
+            let src = img
+                .task
+                .fdinfo
+                .iter()
+                .find(|e| u64::from(e.id) == id)
+                .and_then(|e| fds.iter().find(|(fd, _, _)| i64::from(*fd) == i64::from(e.fd)))
+                .ok_or_else(|| {
+                    Error::invalid(
+                        file.name(),
+                        format!(
+                            "area {start:#x} maps the rings of packet socket file {id}, which no fd of the process holds"
+                        ),
+                    )
+                })?;
+            let entry = img.file(id as u32, &file)?;
+            if entry.psk.is_none() {
+                return Err(Error::invalid(
+                    file.name(),
+                    format!(
+                        "area {start:#x} maps file {id} as a packet socket's rings, which is no packet socket"
+                    ),
+                ));
+            }
+            self.files.push(crate::files::Source::clone(&src.2));
+            let at = self.files.len() - 1;
+            if let Some(v) = self.vmas.iter_mut().find(|v| v.start == start) {
+                v.fd = at as i32;
+            }
+        }
+        Ok(())
+    }
+
     /// Adds a private anonymous area (kept in address order).
     pub fn add_anon(&mut self, start: u64, end: u64, prot: u32) {
         let at = self.vmas.partition_point(|v| v.start < start);
@@ -202,6 +244,23 @@ pub fn plan(img: &Images, memfds: &mut Inodes, opener: &mut Opener<'_>) -> Resul
             continue;
         }
         check_kind(pid, v)?;
+        if st & VMA_AREA_SOCKET != 0 {
+            // A packet socket's rings: mapped from the socket made again
+            // (its fd is planned later), nothing read into them.
+            plan.sockets.push((v.start, v.shmid));
+            plan.vmas.push(Vma {
+                start: v.start,
+                end: v.end,
+                pgoff: v.pgoff,
+                madv: v.madv.unwrap_or(0) & MADV_KEEP,
+                prot: v.prot & (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u32,
+                flags: v.flags & MAP_KEEP & !(libc::MAP_ANONYMOUS as u32),
+                fd: -1,
+                fill: 0,
+                ..Vma::default()
+            });
+            continue;
+        }
         let ring = match st & VMA_FILE_SHARED {
             0 => None,
             _ => img
@@ -347,7 +406,6 @@ pub fn check_kind(pid: u32, v: &pb::VmaEntry) -> Result<()> {
         return Ok(());
     }
     let unsupported = VMA_ANON_SHARED
-        | VMA_AREA_SOCKET
         | VMA_AREA_AIORING
         | VMA_AREA_SHSTK
         | VMA_AREA_GUARD

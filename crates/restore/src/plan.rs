@@ -117,6 +117,7 @@ impl<'a> ProcPlan<'a> {
         let mut fds = sh.opener.plan(img)?;
         fds.fds.extend(memfd::plan_fds(img, &mut sh.inodes)?);
         fds.fds.sort_by_key(|(fd, _, _)| *fd);
+        mem.map_sockets(img, &fds.fds)?;
         let fs = files::plan_fs(img, &mut sh.opener)?;
         let exe = crate::open_exe(img, &mut sh.opener)?;
         let mut pages = pages;

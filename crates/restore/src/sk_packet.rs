@@ -1,7 +1,8 @@
 //! Packet sockets made again from their `packet_sock_entry` (CRIU 4.2's
 //! `open_packet_sk`): bound to their interface, then version, reserve,
 //! timestamp source, copy threshold, auxdata, origdev, vnet header, loss,
-//! memberships, rings (their geometry; nothing maps them) and fanout
+//! memberships, rings (their geometry; an area of the process that mapped
+//! them maps them again, in `mm`) and fanout
 //! group, flags and options. A `SOCK_PACKET` socket is bound to its
 //! interface by name.
 
