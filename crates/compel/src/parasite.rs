@@ -886,27 +886,14 @@ impl<'s> Parasite<'s> {
     pub fn fds(&mut self, fds: &[RawFd]) -> Result<Vec<(OwnedFd, bool)>> {
         let mut out = Vec::with_capacity(fds.len());
         for chunk in fds.chunks(MAX_FDS) {
-            let mut a = FdsArgs {
-                nr: chunk.len() as u32,
-                _pad: 0,
-                fds: [-1; MAX_FDS],
-                cloexec: 0,
-            };
-            a.fds[..chunk.len()].copy_from_slice(chunk);
-            self.put_args(&a);
-            let (_, got) = self.call(Cmd::SendFds, "send fds", &[])?;
+            let (cloexec, got) = self.fds_cmd(Cmd::SendFds, "send fds", chunk)?;
             if got.len() != chunk.len() {
                 return Err(Error::Protocol {
                     pid: self.pid(),
                     what: format!("{} fds back for {} asked", got.len(), chunk.len()),
                 });
             }
-            let back: FdsArgs = self.get_args();
-            out.extend(
-                got.into_iter()
-                    .enumerate()
-                    .map(|(i, fd)| (fd, back.cloexec & (1 << i) != 0)),
-            );
+            out.extend(got.into_iter().zip(cloexec));
         }
         Ok(out)
     }
@@ -915,19 +902,33 @@ impl<'s> Parasite<'s> {
     pub fn fd_flags(&mut self, fds: &[RawFd]) -> Result<Vec<bool>> {
         let mut out = Vec::with_capacity(fds.len());
         for chunk in fds.chunks(MAX_FDS) {
-            let mut a = FdsArgs {
-                nr: chunk.len() as u32,
-                _pad: 0,
-                fds: [-1; MAX_FDS],
-                cloexec: 0,
-            };
-            a.fds[..chunk.len()].copy_from_slice(chunk);
-            self.put_args(&a);
-            self.call(Cmd::FdFlags, "fd flags", &[])?;
-            let back: FdsArgs = self.get_args();
-            out.extend((0..chunk.len()).map(|i| back.cloexec & (1 << i) != 0));
+            out.extend(self.fds_cmd(Cmd::FdFlags, "fd flags", chunk)?.0);
         }
         Ok(out)
+    }
+
+    /// `cmd` on the fds of `chunk` (at most [`MAX_FDS`]): their
+    /// close-on-exec flags, and the fds sent back.
+    fn fds_cmd(
+        &mut self,
+        cmd: Cmd,
+        name: &'static str,
+        chunk: &[RawFd],
+    ) -> Result<(Vec<bool>, Vec<OwnedFd>)> {
+        let mut a = FdsArgs {
+            nr: chunk.len() as u32,
+            _pad: 0,
+            fds: [-1; MAX_FDS],
+            cloexec: 0,
+        };
+        a.fds[..chunk.len()].copy_from_slice(chunk);
+        self.put_args(&a);
+        let (_, got) = self.call(cmd, name, &[])?;
+        let back: FdsArgs = self.get_args();
+        let cloexec = (0..chunk.len())
+            .map(|i| back.cloexec & (1 << i) != 0)
+            .collect();
+        Ok((cloexec, got))
     }
 
     /// Changes the protection of ranges of the victim's memory.
