@@ -69,17 +69,32 @@ pub struct FileInfo {
 
 const PIPEFS_MAGIC: i64 = 0x5049_5045;
 
+/// What [`FileInfo`] is made of: the file's `statx`, mount id included.
+pub fn stat(pid: Pid, f: BorrowedFd<'_>, link: &Path) -> Result<rustix::fs::Statx> {
+    rustix::fs::statx(
+        f,
+        "",
+        rustix::fs::AtFlags::EMPTY_PATH,
+        rustix::fs::StatxFlags::BASIC_STATS | rustix::fs::StatxFlags::MNT_ID,
+    )
+    .map_err(|e| Error::file(pid, link)(e.into()))
+}
+
 impl FileInfo {
     /// The facts of the file open as `f`, whose name (its link's text) is
     /// `link`.
     pub fn of(pid: Pid, f: BorrowedFd<'_>, link: &Path) -> Result<FileInfo> {
-        let st = rustix::fs::statx(
-            f,
-            "",
-            rustix::fs::AtFlags::EMPTY_PATH,
-            rustix::fs::StatxFlags::BASIC_STATS | rustix::fs::StatxFlags::MNT_ID,
-        )
-        .map_err(|e| Error::file(pid, link)(e.into()))?;
+        let st = stat(pid, f, link)?;
+        FileInfo::of_stat(pid, f, link, &st)
+    }
+
+    /// [`FileInfo::of`], with the file's `statx` ([`stat`]) at hand.
+    pub fn of_stat(
+        pid: Pid,
+        f: BorrowedFd<'_>,
+        link: &Path,
+        st: &rustix::fs::Statx,
+    ) -> Result<FileInfo> {
         let mode = u32::from(st.stx_mode);
         let pipefs = mode & libc::S_IFMT == libc::S_IFIFO
             && rustix::fs::fstatfs(f)
@@ -1010,6 +1025,9 @@ pub fn fdinfo_entry(f: &OpenFd, id: u32) -> pb::FdinfoEntry {
     }
 }
 
+/// The largest fd table whose numbers are all tried ([`read_fds`]).
+const FDS_TRIED: u32 = 1 << 16;
+
 /// Below this many fds, one thread reads them.
 const FDS_PER_READER: usize = 512;
 
@@ -1022,6 +1040,8 @@ pub struct ReadFd {
     pub info: Option<FdInfo>,
     /// rcriu's copy (`pidfd_getfd`): the same open file description.
     pub copy: OwnedFd,
+    /// The copy's [`stat`].
+    pub stat: rustix::fs::Statx,
 }
 
 /// The open fds of frozen process `pid`, in order, each with its fdinfo
@@ -1031,8 +1051,21 @@ pub struct ReadFd {
 /// `/proc/locks`) is read whole. A process with thousands of fds is read
 /// by two threads, each with its own handle on `/proc/PID`.
 pub fn read_fds(pid: Pid) -> Result<Vec<ReadFd>> {
-    let task = rcriu_proc::Task::open(pid).map_err(Error::proc(pid))?;
-    let numbers = task.fd_numbers().map_err(Error::proc(pid))?;
+    let mut task = rcriu_proc::Task::open(pid).map_err(Error::proc(pid))?;
+    // Every number below the size of its fd table, tried: fewer than the
+    // table holds are free (it doubles as it fills), and a free number
+    // costs an EBADF where listing `fd/` builds a dentry for each fd.
+    // A table grown for one high number is listed.
+    let size = task
+        .status()
+        .ok()
+        .and_then(|s| s.fd_size)
+        .unwrap_or(u32::MAX);
+    let numbers = if size <= FDS_TRIED {
+        (0..size as i32).collect()
+    } else {
+        task.fd_numbers().map_err(Error::proc(pid))?
+    };
     let locked = locked_inodes().map_err(Error::file(pid, Path::new("/proc/locks")))?;
     let pidfd = rustix::process::Pid::from_raw(pid)
         .ok_or_else(|| Error::Inconsistent {
@@ -1064,21 +1097,18 @@ pub fn read_fds(pid: Pid) -> Result<Vec<ReadFd>> {
                     });
                 }
             };
-            let st = rustix::fs::fstat(&copy).map_err(|e| Error::File {
-                pid,
-                path: PathBuf::from(format!("/proc/{pid}/fd/{n}")),
-                source: e.into(),
-            })?;
-            let socket =
-                rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket;
-            if socket && !locked.contains(&st.st_ino) {
+            let st = stat(pid, copy.as_fd(), Path::new(&format!("/proc/{pid}/fd/{n}")))?;
+            let socket = rustix::fs::FileType::from_raw_mode(u32::from(st.stx_mode))
+                == rustix::fs::FileType::Socket;
+            if socket && !locked.contains(&st.stx_ino) {
                 out.push(ReadFd {
                     fd: Fd {
                         fd: n,
-                        link: PathBuf::from(format!("socket:[{}]", st.st_ino)),
+                        link: PathBuf::from(format!("socket:[{}]", st.stx_ino)),
                     },
                     info: None,
                     copy,
+                    stat: st,
                 });
                 continue;
             }
@@ -1090,6 +1120,7 @@ pub fn read_fds(pid: Pid) -> Result<Vec<ReadFd>> {
                 fd,
                 info: Some(info),
                 copy,
+                stat: st,
             });
         }
         Ok(out)
@@ -1115,8 +1146,13 @@ fn reserve_fds(any: &OwnedFd, n: usize) {
     let Ok(open) = std::fs::read_dir("/proc/self/fd").map(|d| d.count()) else {
         return;
     };
-    let want = open + n + 16;
-    if n < FDS_PER_READER || want > i32::MAX as usize {
+    // At most below the limit of open files: `n` may count free numbers.
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX)
+        .min(i32::MAX as u64) as usize;
+    let want = (open + n + 16).min(limit.saturating_sub(1));
+    if n < FDS_PER_READER || want <= open {
         return;
     }
     // The lowest free fd at or above `want`: the table grows to hold it,

@@ -1252,10 +1252,12 @@ fn collect(
     let mut fd_list = Vec::with_capacity(read.len());
     let mut fd_infos = Vec::with_capacity(read.len());
     let mut copies = Vec::with_capacity(read.len());
+    let mut fd_stats = Vec::with_capacity(read.len());
     for r in read {
         fd_list.push(r.fd);
         fd_infos.push(r.info);
         copies.push(r.copy);
+        fd_stats.push(r.stat);
     }
     let no_info = rcriu_proc::FdInfo::default();
     for (fd, info) in fd_list.iter().zip(&fd_infos) {
@@ -1328,7 +1330,7 @@ fn collect(
     let mut flags = parasite.fd_flags(&numbers).map_err(ce(pid))?.into_iter();
     let t_copied = Instant::now();
     let mut open = Vec::with_capacity(copies.len());
-    for ((fd, fdinfo), copy) in fd_list.iter().zip(fd_infos).zip(copies) {
+    for (((fd, fdinfo), copy), st) in fd_list.iter().zip(fd_infos).zip(copies).zip(&fd_stats) {
         let fdinfo = match (fdinfo, fd.target()) {
             (Some(i), _) => i,
             (None, rcriu_proc::FdTarget::Socket(ino)) => {
@@ -1349,7 +1351,7 @@ fn collect(
             }
         };
         let file = File::from(copy);
-        let info = FileInfo::of(pid, file.as_fd(), &fd.link)?;
+        let info = FileInfo::of_stat(pid, file.as_fd(), &fd.link, st)?;
         let f = OpenFd {
             fd: fd.fd,
             file,
