@@ -5,8 +5,7 @@
 use rcriu_blob_rt::nr::*;
 use rcriu_blob_rt::syscall::{addr, call, syscall6};
 use rcriu_parasite_abi::restorer::{
-    AnonName, Args, FLAG_PAGE_HELPER, IoVec, Range, ReadBatch, SYSV_ATTACH_RDONLY, SYSV_FOLLOW,
-    Vma,
+    AnonName, Args, FLAG_PAGE_HELPER, IoVec, Range, ReadBatch, SYSV_ATTACH_RDONLY, SYSV_FOLLOW, Vma,
 };
 
 use crate::{Fail, Res, array, ok};
