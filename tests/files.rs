@@ -538,6 +538,35 @@ fn criu_4_2_and_rcriu_restore_each_other_s_link_remaps_and_pty_bytes() {
     }
 }
 
+/// CRIU 4.2 restores rcriu's namespace files and /proc remaps, rcriu
+/// restores CRIU's; a file of a namespace outside the dump is refused by
+/// both (the negative control).
+#[test]
+fn criu_4_2_and_rcriu_restore_each_other_s_namespace_files_and_proc_remaps() {
+    let _g = setup();
+    let Some(criu) = criu() else { return };
+    let rcriu = env!("CARGO_BIN_EXE_rcriu");
+    for name in ["ns_files", "proc_cwd"] {
+        for (dumper, restorer) in [(rcriu, criu.as_str()), (criu.as_str(), rcriu)] {
+            let what = format!("{name} dumped by {dumper}, restored by {restorer}");
+            let mut w = start(name, &[]);
+            let images = TempDir::new(&format!("compat-{name}"));
+            criu_cli(dumper, Some(w.pid), images.path(), &[])
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            w.reap();
+            criu_cli(restorer, None, images.path(), &[]).unwrap_or_else(|e| panic!("{what}: {e}"));
+            w.verdict().unwrap_or_else(|e| panic!("{what}: {e}"));
+        }
+    }
+    for dumper in [rcriu, criu.as_str()] {
+        let w = start("ns_files", &["foreign"]);
+        let images = TempDir::new("compat-ns-foreign");
+        criu_cli(dumper, Some(w.pid), images.path(), &[])
+            .expect_err("a file of a namespace outside the dump");
+        w.verdict().unwrap();
+    }
+}
+
 // -- Pipes and FIFOs.
 
 #[test]
@@ -1172,22 +1201,129 @@ fn a_corrupted_file_of_a_child_s_proc_is_noticed() {
     assert!(e.contains("FAIL: fd 10 is /proc/"), "{e}");
 }
 
-/// A cwd in the /proc directory of a process that has ended (CRIU makes
-/// a helper process of that pid for it, a /proc remap): refused by name,
-/// no image left, the process running on with that cwd.
+/// A cwd and an fd in the /proc directory of a process that has ended:
+/// as CRIU, a process of that pid stands for it while the restore opens
+/// them (a /proc remap), then ends; the restored process finds its cwd
+/// and its fd in the directory of an ended process again.
 #[test]
-fn a_cwd_in_an_ended_process_s_proc_is_refused_by_name() {
+fn files_in_an_ended_process_s_proc_carry_on() {
     let _g = setup();
-    let w = start("proc_cwd", &[]);
-    let images = TempDir::new("files-proc-cwd");
+    cycle("proc_cwd", &[], None).unwrap();
+    leave_running("proc_cwd", &[]);
+}
+
+/// The /proc remaps of a dump, as CRIU 4.2 writes them: one PROCFS entry
+/// for the ended process, whose pid it gives; then dropped.
+fn drop_the_proc_remap(dir: &ImageDir, _pid: i32) {
+    let remaps: Vec<pb::RemapFilePathEntry> = dir.read_all(ImageFile::RemapFpath).unwrap();
+    let procfs: Vec<_> = remaps
+        .iter()
+        .filter(|r| r.remap_type == Some(pb::RemapType::Procfs as i32))
+        .collect();
+    assert_eq!(
+        procfs.len(),
+        1,
+        "one remap for the ended process: {remaps:?}"
+    );
+    let files = dir.files().unwrap();
+    let orig = files
+        .iter()
+        .find(|f| f.id == procfs[0].orig_id)
+        .and_then(|f| f.reg.as_ref())
+        .expect("the remap's file is a regular-file entry");
+    let name = String::from_utf8_lossy(&orig.name).into_owned();
+    assert!(
+        name.starts_with(&format!("/proc/{}", procfs[0].remap_id)) && !name.contains("deleted"),
+        "{name}"
+    );
+    let kept: Vec<_> = remaps
+        .into_iter()
+        .filter(|r| r.remap_type != Some(pb::RemapType::Procfs as i32))
+        .collect();
+    dir.write_all(ImageFile::RemapFpath, &kept).unwrap();
+}
+
+/// Control: without its remap no process stands for the ended one, and
+/// the restore fails naming the directory (nothing is left running).
+#[test]
+fn files_in_an_ended_process_s_proc_need_their_remap() {
+    let _g = setup();
+    let e = cycle("proc_cwd", &[], Some(drop_the_proc_remap)).unwrap_err();
+    assert!(
+        e.contains("restoring proc_cwd") && e.contains("/proc/"),
+        "{e}"
+    );
+}
+
+/// fds on the process's own namespaces (/proc/self/ns/*), every kind:
+/// each is the file of its namespace again.
+#[test]
+fn namespace_files_carry_on() {
+    let _g = setup();
+    cycle("ns_files", &[], None).unwrap();
+    leave_running("ns_files", &[]);
+}
+
+/// The network namespace file's entry given the uts namespace's id and
+/// flag: the restored fd 20 is the uts namespace's file.
+fn net_file_to_uts(dir: &ImageDir, _pid: i32) {
+    let files = dir.files().unwrap();
+    let uts = files
+        .iter()
+        .filter_map(|f| f.nsf.as_deref())
+        .find(|n| n.ns_cflag == libc::CLONE_NEWUTS as u32)
+        .cloned()
+        .expect("the uts namespace's file");
+    edit_files(dir, |f| {
+        if let Some(n) = f.nsf.as_deref_mut()
+            && n.ns_cflag == libc::CLONE_NEWNET as u32
+        {
+            n.ns_id = uts.ns_id;
+            n.ns_cflag = uts.ns_cflag;
+        }
+    });
+}
+
+/// The network namespace file's entry given an id no process has.
+fn net_file_to_nowhere(dir: &ImageDir, _pid: i32) {
+    edit_files(dir, |f| {
+        if let Some(n) = f.nsf.as_deref_mut()
+            && n.ns_cflag == libc::CLONE_NEWNET as u32
+        {
+            n.ns_id = 999;
+        }
+    });
+}
+
+#[test]
+fn a_namespace_file_pointed_elsewhere_is_noticed() {
+    let _g = setup();
+    let e = cycle("ns_files", &[], Some(net_file_to_uts)).unwrap_err();
+    assert!(e.contains("FAIL: fd 20 is not the net namespace"), "{e}");
+    let e = cycle("ns_files", &[], Some(net_file_to_nowhere)).unwrap_err();
+    assert!(
+        e.contains("restoring fd 20 of process")
+            && e.contains("net namespace 999, which no process of the images is in"),
+        "{e}"
+    );
+}
+
+/// A file of a network namespace no process of the dump is in (a child
+/// made it and ended): refused by name, no image left, the process
+/// running on.
+#[test]
+fn a_namespace_file_of_a_namespace_outside_the_dump_is_refused_by_name() {
+    let _g = setup();
+    let w = start("ns_files", &["foreign"]);
+    let images = TempDir::new("files-ns-foreign");
     let e = Dump::new(w.pid)
         .images_dir(images.path())
         .run()
-        .expect_err("a /proc remap")
+        .expect_err("a foreign namespace's file")
         .to_string();
     assert!(
-        e.contains("the cwd: /proc/")
-            && e.contains("in the /proc directory of a process that has ended"),
+        e.contains("fd 30: a file of net namespace net:[")
+            && e.contains("which no process of the dump is in"),
         "{e}"
     );
     let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();

@@ -36,6 +36,7 @@ const SLEEPERS: &[&str] = &[
     "files_linked",
     "proc_cwd",
     "proc_child",
+    "ns_files",
     "onstack",
     "task_attrs",
     "eventfds",

@@ -1,13 +1,15 @@
 /*
  * proc_cwd: a process whose cwd is the /proc directory of a child that
- * has ended and been reaped (what CRIU restores with a helper process of
- * that pid, a /proc remap; rcriu refuses it by name).
+ * has ended and been reaped, and that holds fd 7 on that child's
+ * /proc/PID/status (what CRIU restores with a helper process of that
+ * pid, a /proc remap).
  *
  *   proc_cwd OUTFILE
  *
  * Prints facts, "ready", waits in sigsuspend for SIGUSR1, then checks
  * that its cwd is still that directory (getcwd fails with ENOENT, the
- * link names it) and writes PASS or FAIL: why.
+ * link names it), that fd 7 still names the status file and reading it
+ * fails with ESRCH (its process is gone), and writes PASS or FAIL: why.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -46,10 +48,19 @@ int main(int argc, char **argv)
 		pause();
 		_exit(0);
 	}
-	char dir[64], was[256];
+	char dir[64], was[256], status[80], status_was[256];
 	snprintf(dir, sizeof(dir), "/proc/%d", child);
+	snprintf(status, sizeof(status), "/proc/%d/status", child);
+	int sfd = open(status, O_RDONLY);
+	if (sfd < 0 || dup2(sfd, 7) != 7)
+		return 4;
+	close(sfd);
 	if (chdir(dir) || kill(child, SIGKILL) || waitpid(child, NULL, 0) != child)
 		return 4;
+	ssize_t sn = readlink("/proc/self/fd/7", status_was, sizeof(status_was) - 1);
+	if (sn < 0)
+		return 4;
+	status_was[sn] = 0;
 	ssize_t n = readlink("/proc/self/cwd", was, sizeof(was) - 1);
 	if (n < 0)
 		return 4;
@@ -75,6 +86,15 @@ int main(int argc, char **argv)
 		why = "FAIL: getcwd works\n";
 	else if (strcmp(now, was))
 		why = "FAIL: the cwd changed\n";
+	else {
+		char snow[256];
+		ssize_t m = readlink("/proc/self/fd/7", snow, sizeof(snow) - 1);
+		snow[m < 0 ? 0 : m] = 0;
+		if (strcmp(snow, status_was))
+			why = "FAIL: fd 7 names another file\n";
+		else if (read(7, buf, sizeof(buf)) >= 0 || errno != ESRCH)
+			why = "FAIL: fd 7 reads a live process's status\n";
+	}
 	fputs(why ? why : "PASS\n", out);
 	fclose(out);
 	return why ? 1 : 0;

@@ -243,6 +243,9 @@ pub enum FdKind {
     Anon(anon::Kind),
     /// A socket: the entry of its family ([`sockets`]).
     Socket,
+    /// A namespace file (`/proc/PID/ns/NAME`): `ns_file_entry`
+    /// ([`nsfile`](crate::nsfile)).
+    Ns(rcriu_proc::NsKind),
 }
 
 impl FdKind {
@@ -254,6 +257,7 @@ impl FdKind {
             FdKind::Tty(_) => pb::FdTypes::Tty,
             FdKind::Anon(k) => k.fd_type(),
             FdKind::Socket => pb::FdTypes::Und,
+            FdKind::Ns(_) => pb::FdTypes::Ns,
         }
     }
 }
@@ -276,6 +280,9 @@ impl OpenFd {
     pub fn kind(&self) -> FdKind {
         if let Some(k) = anon::Kind::of_link(self.info.path.as_os_str().as_bytes()) {
             return FdKind::Anon(k);
+        }
+        if let Some(k) = crate::nsfile::kind_of_link(self.info.path.as_os_str().as_bytes()) {
+            return FdKind::Ns(k);
         }
         match self.info.file_type() {
             libc::S_IFIFO if self.info.pipefs => FdKind::Pipe,
@@ -343,6 +350,9 @@ fn check_fd_at(pid: Pid, fd: &Fd, fdinfo: &FdInfo, link: &str) -> Result<()> {
         // Its kind is known once rcriu holds a copy (crate::sockets).
         FdTarget::Socket(_) => return Ok(()),
         FdTarget::AnonInode(kind) => return anon::check(pid, fd.fd, &kind, fdinfo),
+        FdTarget::Inode { kind, .. } if crate::nsfile::kind_of_type(kind.as_bytes()).is_some() => {
+            return Ok(());
+        }
         FdTarget::Inode { kind, .. } => return Err(refuse(format!("a {kind} file"))),
         FdTarget::Other(link) => {
             return Err(refuse(format!(
@@ -392,7 +402,12 @@ fn check_fd_at(pid: Pid, fd: &Fd, fdinfo: &FdInfo, link: &str) -> Result<()> {
 pub fn check_open(pid: Pid, f: &OpenFd, link_remap: bool) -> Result<()> {
     let what = format!("fd {}:", f.fd);
     match f.kind() {
-        FdKind::Pipe | FdKind::Tty(tty::Driver::PtySlave) | FdKind::Anon(_) | FdKind::Socket => {
+        FdKind::Pipe
+        | FdKind::Tty(tty::Driver::PtySlave)
+        | FdKind::Anon(_)
+        | FdKind::Socket
+        | FdKind::Ns(_) => Ok(()),
+        FdKind::Reg if crate::proc_remap::dead_pid(pid, &f.info, f.file.as_fd()).is_some() => {
             Ok(())
         }
         FdKind::Reg if f.info.unlinked() && f.info.is_reg() => Ok(()),
@@ -465,6 +480,12 @@ pub struct Files {
     /// The io_uring instances held as fds so far (each may be held by
     /// one fd of the tree).
     pub rings: std::collections::HashSet<u32>,
+    /// The namespaces of the processes numbered so far (namespace files
+    /// name them by id).
+    pub namespaces: crate::nsfile::Held,
+    /// The ended processes whose /proc directories hold files of the
+    /// dump (a /proc remap each).
+    dead: crate::proc_remap::Dead,
 }
 
 /// The images of the open files beside files.img: link remaps, buffered
@@ -613,6 +634,8 @@ impl Files {
             ttys: tty::Seen::default(),
             locks: file_lock::Locks::default(),
             tree: Vec::new(),
+            namespaces: crate::nsfile::Held::default(),
+            dead: crate::proc_remap::Dead::default(),
         }
     }
 
@@ -688,6 +711,24 @@ impl Files {
     /// links elsewhere (`--link-remap`).
     pub fn special_named(&mut self, info: &FileInfo, file: &File, what: &str) -> Result<u32> {
         let pid = self.pid;
+        if let Some(dead) = crate::proc_remap::dead_pid(pid, info, file.as_fd()) {
+            if let Some(id) = self.cached(info) {
+                return Ok(id);
+            }
+            let id = self.fresh();
+            self.cache.push((info.dev, info.ino, info.mnt_id, id));
+            self.extra.remaps.extend(self.dead.remap(id, dead));
+            let named = crate::proc_remap::named(info);
+            let reg = Reg {
+                id,
+                info: &named,
+                flags: 0,
+                pos: 0,
+                fown: no_fown(),
+            };
+            self.push_reg(&reg, Some(file), None)?;
+            return Ok(id);
+        }
         if check_path(pid, what, info, self.opts.link_remap)? == PathState::Named {
             return self.special(info, file);
         }
@@ -822,7 +863,10 @@ impl Files {
         match f.kind() {
             FdKind::Reg => {
                 let mut named = None;
-                if f.info.unlinked() {
+                if let Some(dead) = crate::proc_remap::dead_pid(pid, &f.info, f.file.as_fd()) {
+                    named = Some(crate::proc_remap::named(&f.info));
+                    self.extra.remaps.extend(self.dead.remap(id, dead));
+                } else if f.info.unlinked() {
                     let remap = self.ghosts.remap(pid, self.opts.ghost_limit, id, f)?;
                     self.extra.remaps.push(remap);
                 } else if self.needs_link(f)? {
@@ -907,6 +951,10 @@ impl Files {
                 self.entries.push(e)
             }
             FdKind::Socket => sockets::dump(self, f, id, fown)?,
+            FdKind::Ns(kind) => {
+                let e = crate::nsfile::entry(pid, id, kind, f, &self.namespaces)?;
+                self.entries.push(e);
+            }
         }
         Ok(id)
     }

@@ -1218,6 +1218,7 @@ fn collect(
         ids.entry.fs_id = id;
     }
     sh.files.sockets.set_ns_id(ids.entry.net_ns_id);
+    sh.files.namespaces.note(&ns, &ids.entry);
     let status = task.status().map_err(Error::proc(pid))?;
     let process_attrs = attrs::process(pid, &mut task, &status, stat.session == pid)?;
     let tids = cgroup::tids(seized);
@@ -1730,7 +1731,18 @@ fn ring_file(pid: Pid, table: &mut Files, open: &[OpenFd], a: &Area, ino: u64) -
 /// The file id of the exe, cwd or root, opened through their /proc link.
 fn special(pid: Pid, table: &mut Files, link: &str, what: &str) -> Result<u32> {
     let path = std::fs::read_link(link).map_err(Error::file(pid, link))?;
-    let file = File::open(link).map_err(|e| files::dead_proc(pid, what, &path, e))?;
+    // A directory of /proc whose process has ended cannot be opened for
+    // reading (ESRCH), but can be reached (O_PATH): a /proc remap.
+    let file = File::open(link)
+        .or_else(|e| match e.raw_os_error() {
+            Some(libc::ESRCH) => std::os::unix::fs::OpenOptionsExt::custom_flags(
+                std::fs::OpenOptions::new().read(true),
+                libc::O_PATH,
+            )
+            .open(link),
+            _ => Err(e),
+        })
+        .map_err(|e| files::dead_proc(pid, what, &path, e))?;
     let info = FileInfo::of(pid, file.as_fd(), &path)?;
     // A removed directory (cwd, root) or executable is a ghost, as CRIU
     // makes it.

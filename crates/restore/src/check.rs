@@ -27,6 +27,11 @@ pub fn check_images(dir: ImageDir) -> Result<()> {
     let processes = tree.processes();
     crate::sessions(&tree)?;
     let mut seen = std::collections::HashSet::new();
+    let ns = tree
+        .procs
+        .first()
+        .map(|root| files::namespaces_of(root, &tree.procs))
+        .unwrap_or_default();
     for img in &tree.procs {
         let pid = img.task.pid;
         for v in &img.task.mm.vmas {
@@ -35,7 +40,7 @@ pub fn check_images(dir: ImageDir) -> Result<()> {
         // Pages kept in parent dumps must be found there.
         crate::pages::resolve(&img.dir, pid)?;
         core::plan(img)?;
-        files::check_kinds(img, &processes, &mut seen)?;
+        files::check_kinds(img, &processes, &ns, &mut seen)?;
     }
     Ok(())
 }

@@ -24,8 +24,8 @@ use rcriu_images::{ImageFile, pb};
 
 use crate::load::Images;
 use crate::{
-    Error, Result, anon, file_lock, files_sys, ghost, link_remap, pidfd, pipes, sk_inet,
-    sk_netlink, sk_unix, sockets, tcp_stream, tty,
+    Error, Result, anon, file_lock, files_sys, ghost, link_remap, nsfile, pidfd, pipes, proc_remap,
+    sk_inet, sk_netlink, sk_unix, sockets, tcp_stream, tty,
 };
 
 /// How opened and mapped files are checked against the dump (criu's
@@ -271,6 +271,12 @@ impl<'a> Opener<'a> {
             anon: anon::Anon::default(),
             locks: file_lock::Locks::load(&img.dir, file_locks)?,
             tree: Vec::new(),
+            ns: namespaces_of(img, tree),
+            dead: proc_remap::Helpers::make(&proc_remap::load(
+                &img.dir,
+                &tree.iter().map(|p| p.task.pid).collect::<Vec<_>>(),
+                own_pid_ns(img),
+            )?)?,
             sockets: sockets::Sockets::new(socket_opts),
             shared: std::collections::HashSet::new(),
             reg: std::collections::HashMap::new(),
@@ -353,6 +359,32 @@ impl<'a> Opener<'a> {
                     flags: pidfd::open_flags(p) | if cloexec { libc::O_CLOEXEC } else { 0 },
                     pos: p.nspid as u64,
                     path: Vec::new(),
+                });
+                continue;
+            }
+            // A namespace of a restored process's (made anew): opened by
+            // the process once every process exists.
+            if let Some(n) = entry.nsf.as_deref()
+                && entry.r#type == pb::FdTypes::Ns as i32
+                && let src @ nsfile::Source::Of { .. } = self.ns.locate(img.task.pid, fd, n)?
+            {
+                if !self.late_files.insert(e.id) || late_ids.contains(&e.id) {
+                    return Err(Error::unsupported(format!(
+                        "restoring fd {fd} of process {}: a file of the namespace of process {} held by more than one fd",
+                        img.task.pid,
+                        match src {
+                            nsfile::Source::Of { pid, .. } => pid,
+                            nsfile::Source::Own(_) => 0,
+                        }
+                    )));
+                }
+                late_ids.push(e.id);
+                let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
+                plan.late.push(Late {
+                    to: fd,
+                    flags: n.flags as i32 | if cloexec { libc::O_CLOEXEC } else { 0 },
+                    pos: 0,
+                    path: src.path(),
                 });
                 continue;
             }
@@ -565,6 +597,12 @@ impl<'a> Opener<'a> {
         self.links.unlink_all(&self.img.files, path_of)
     }
 
+    /// The processes standing for ended ones (/proc remaps), to end once
+    /// the restored processes are in place.
+    pub fn take_dead(&mut self) -> proc_remap::Helpers {
+        std::mem::take(&mut self.dead)
+    }
+
     /// The path file entry `id` (named `name`) is opened by when it is
     /// not its name: its ghost's, made again, or its link's.
     fn remapped(&mut self, id: u32, name: &Path) -> Result<Option<PathBuf>> {
@@ -581,6 +619,7 @@ impl<'a> Opener<'a> {
 pub fn check_kinds(
     img: &Images,
     tree: &[u32],
+    ns: &nsfile::Namespaces,
     seen: &mut std::collections::HashSet<u32>,
 ) -> Result<()> {
     let from = ImageFile::Fdinfo(img.task.ids.files_id.into());
@@ -588,6 +627,7 @@ pub fn check_kinds(
     ghost::Ghosts::load(&img.dir)?;
     link_remap::Links::load(&img.dir, &img.files)?;
     file_lock::check(&file_lock::read(&img.dir)?, img.task.pid, &img.task.fdinfo)?;
+    proc_remap::load(&img.dir, tree, own_pid_ns(img))?;
     for e in &img.task.fdinfo {
         let entry = img.file(e.id, &from)?;
         let known = match pb::FdTypes::try_from(entry.r#type) {
@@ -626,6 +666,13 @@ pub fn check_kinds(
                 None => false,
             },
             Ok(pb::FdTypes::Packetsk) => entry.psk.is_some(),
+            Ok(pb::FdTypes::Ns) => match &entry.nsf {
+                Some(n) => {
+                    ns.locate(img.task.pid, e.fd as i32, n)?;
+                    true
+                }
+                None => false,
+            },
             Ok(pb::FdTypes::Tty) => match &entry.tty {
                 Some(t) => {
                     ttys.check(t)?;
@@ -649,6 +696,23 @@ pub fn check_kinds(
         }
     }
     Ok(())
+}
+
+/// Whether the process of `img` is restored in rcriu's pid namespace.
+fn own_pid_ns(img: &Images) -> bool {
+    img.inventory
+        .root_ids
+        .as_ref()
+        .is_none_or(|r| r.pid_ns_id == img.task.ids.pid_ns_id)
+}
+
+/// The namespaces of the restore of `tree` (whose inventory `img`
+/// holds), for its namespace files.
+pub fn namespaces_of(img: &Images, tree: &[Images]) -> nsfile::Namespaces {
+    nsfile::Namespaces::new(
+        img.inventory.root_ids.as_ref(),
+        tree.iter().map(|p| (p.task.pid, p.task.ids)),
+    )
 }
 
 /// A `fown_entry`'s `pid_type` is the `F_OWNER_*` kind F_GETOWN_EX gave
@@ -711,6 +775,11 @@ pub struct Opener<'a> {
     /// The pids of the restored processes (zombies too): their pidfds are
     /// opened by the restorers.
     pub tree: Vec<u32>,
+    /// The namespaces namespace files are found again in.
+    ns: nsfile::Namespaces,
+    /// Processes standing for ended ones while files of their /proc
+    /// directories are opened.
+    dead: proc_remap::Helpers,
     /// The open files held more than once (by fds, or in flight).
     shared: std::collections::HashSet<u32>,
     /// `(file id, how)` → a file opened by name for mappings, executables,
@@ -817,6 +886,18 @@ impl Opener<'_> {
                 Ok(pb::FdTypes::Packetsk) => {
                     let p = entry.psk.as_deref().ok_or_else(unsupported)?;
                     (self.sockets.packet(p)?, p.fown, None)
+                }
+                Ok(pb::FdTypes::Ns) => {
+                    let n = entry.nsf.as_deref().ok_or_else(unsupported)?;
+                    match self.ns.locate(pid, fd, n)? {
+                        nsfile::Source::Own(name) => (
+                            nsfile::open_own(name, n.flags)?,
+                            pb::FownEntry::default(),
+                            None,
+                        ),
+                        // Opened by its restorer (plan); not in flight.
+                        nsfile::Source::Of { .. } => return Err(unsupported()),
+                    }
                 }
                 // Its watches on files with no link left watch their
                 // ghosts, made here.

@@ -49,11 +49,14 @@ impl Ghosts {
                 Some(t) if t == pb::RemapType::Ghost as i32 => {
                     g.remaps.insert(r.orig_id, r.remap_id);
                 }
-                // Opened through their links ([`crate::link_remap`]).
+                // Opened through their links ([`crate::link_remap`]), or
+                // while a process stands for the ended one
+                // ([`crate::proc_remap`]).
                 Some(t) if t == pb::RemapType::Linked as i32 => {}
+                Some(t) if t == pb::RemapType::Procfs as i32 => {}
                 other => {
                     return Err(Error::unsupported(format!(
-                        "{name}: file {} remapped as {other:?} (only ghosts and links are)",
+                        "{name}: file {} remapped as {other:?} (only ghosts, links and /proc directories are)",
                         r.orig_id
                     )));
                 }

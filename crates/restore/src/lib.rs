@@ -45,11 +45,13 @@ mod mm;
 mod mnt;
 mod namespaces;
 pub mod net_lock;
+mod nsfile;
 mod page_helper;
 mod pages;
 mod pidfd;
 mod pipes;
 mod plan;
+mod proc_remap;
 mod region;
 mod signalfd;
 mod sk_inet;
@@ -424,6 +426,9 @@ impl Restore {
             sh.opener.finish_sockets(&fds)?
         };
         sh.opener.finish()?;
+        // The processes standing for ended ones in /proc remaps live
+        // until the restored processes have their cwds and files there.
+        let mut dead = sh.opener.take_dead();
         drop(fence);
         let (lock_method, run_id) = lock_of(root_img);
         if in_net.is_some() {
@@ -941,6 +946,8 @@ impl Restore {
         if let Err(why) = self.call(Stage::PreResume(pid)) {
             log::error!("process {pid}: the pre-resume action failed: {why}");
         }
+        // A failure drops `child`, which kills the tree.
+        dead.end()?;
         let pid = finish::finish(child, &region, finals)?;
         let mut procs = procs;
         for p in &mut procs {

@@ -185,3 +185,33 @@ pub fn unshare(flags: rustix::thread::UnshareFlags) -> io::Result<()> {
     // threads' feet.
     unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(io::Error::from)
 }
+
+/// Forks a child of pid `pid` (clone3 with set_tid) that waits for a
+/// signal until it is killed. Returns its pid.
+pub fn fork_waiting_as(pid: Pid) -> io::Result<Pid> {
+    let set_tid = [pid];
+    let args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        set_tid: set_tid.as_ptr() as u64,
+        set_tid_size: 1,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 without CLONE_VM or a stack is a fork: it reads
+    // `args` and the set_tid array, alive across the call. The child only
+    // calls pause (async-signal-safe) until it is killed; no Rust code
+    // that could touch a lock held by another thread runs there.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            std::ptr::from_ref(&args),
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r == 0 {
+        loop {
+            // SAFETY: waits for a signal; SIGKILL ends it.
+            unsafe { libc::pause() };
+        }
+    }
+    check(r).map(|p| p as Pid)
+}

@@ -815,6 +815,11 @@ fn fd_lines(pid: i32) -> Vec<String> {
                 let what = facts.get(&ino).map_or("?", String::as_str);
                 target = format!("socket #{k} {what}");
             }
+            // A file of the time namespace: the restore makes the
+            // process one of its own (ns_files checks that it is its).
+            if target.starts_with("time:[") {
+                target = "time:[#INODE]".into();
+            }
             // An unnamed temporary file (O_TMPFILE) is named after its
             // inode, which a restore makes anew.
             if let Some(dir) = tmpfile_dir(&target) {
