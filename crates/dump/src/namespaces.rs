@@ -255,18 +255,19 @@ impl Container {
 
     /// Refuses an fd the restore cannot open again in the container yet:
     /// a file of its proc (mounted once its pid namespace
-    /// exists, after the files are opened), a terminal or a message queue
-    /// (of its own devpts and mqueue, which the restore does not reach).
+    /// exists, after the files are opened), a terminal other than a pty
+    /// slave of its devpts or `/dev/tty`, or a message queue (of its own
+    /// mqueue, which the restore does not reach).
     pub fn check_fd(&self, pid: Pid, fd: &rcriu_proc::Fd) -> Result<()> {
         let what = match fd.target() {
             rcriu_proc::FdTarget::Path { path, .. } if self.mnt.is_some() => {
                 let p = path.to_string_lossy();
                 let kind = if p.starts_with("/proc/") || p == "/proc" {
                     Some("a file of the container's proc")
-                } else if p.starts_with("/dev/pts/")
-                    || p == "/dev/ptmx"
+                } else if p == "/dev/ptmx"
                     || p == "/dev/console"
-                    || p.starts_with("/dev/tty")
+                    || p == "/dev/pts/ptmx"
+                    || (p.starts_with("/dev/tty") && p != "/dev/tty")
                 {
                     Some("a terminal of the container")
                 } else if p.starts_with("/dev/mqueue/") {
