@@ -256,7 +256,7 @@ impl Container {
     /// Refuses an fd the restore cannot open again in the container yet:
     /// a file of its proc (mounted once its pid namespace
     /// exists, after the files are opened), a terminal other than a pty
-    /// slave of its devpts or `/dev/tty`, or a message queue (of its own
+    /// of its devpts or `/dev/tty`, or a message queue (of its own
     /// mqueue, which the restore does not reach).
     pub fn check_fd(&self, pid: Pid, fd: &rcriu_proc::Fd) -> Result<()> {
         let what = match fd.target() {
@@ -264,11 +264,7 @@ impl Container {
                 let p = path.to_string_lossy();
                 let kind = if p.starts_with("/proc/") || p == "/proc" {
                     Some("a file of the container's proc")
-                } else if p == "/dev/ptmx"
-                    || p == "/dev/console"
-                    || p == "/dev/pts/ptmx"
-                    || (p.starts_with("/dev/tty") && p != "/dev/tty")
-                {
+                } else if p == "/dev/console" || (p.starts_with("/dev/tty") && p != "/dev/tty") {
                     Some("a terminal of the container")
                 } else if p.starts_with("/dev/mqueue/") {
                     Some("a message queue of the container")
