@@ -1936,3 +1936,31 @@ fn criu_and_rcriu_restore_each_others_container_with_a_terminal() {
         answers_after_restore(&console.master());
     }
 }
+
+#[test]
+fn a_terminal_of_the_hosts_devpts_in_a_container_is_refused_by_name() {
+    need_tools();
+    let _g = common::setup();
+    // `runc run -d` from a terminal of the host (`script` makes one)
+    // passes it through as the container's standard input and output.
+    let c = Container::new("ttyhost", COUNTER);
+    let run = format!(
+        "runc --root {} run -d --bundle {} {}",
+        c.dir.0.join("state").display(),
+        c.bundle().display(),
+        c.id
+    );
+    run_ok(Command::new("script").args(["-qec", &run, "/dev/null"]));
+    c.wait_past(2);
+    let out = c.checkpoint("work-dump");
+    assert!(!out.status.success());
+    let log = std::fs::read_to_string(c.dir.0.join("work-dump/dump.log")).unwrap();
+    assert!(
+        log.contains(": a pty of a devpts the container does not mount, /dev/pts/"),
+        "{log}"
+    );
+    // Left running.
+    let n = c.counts().len();
+    c.wait_past(n + 2);
+    carried_on(&c.counts()).unwrap();
+}

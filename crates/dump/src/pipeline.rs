@@ -1279,7 +1279,7 @@ fn collect(
             files::check_fd(pid, fd, info.as_ref().unwrap_or(&no_info))?;
             check_proc_of_tree(pid, fd, &sh.threads)?;
             if let Some(c) = container {
-                c.check_fd(pid, fd)?;
+                c.check_fd(pid, fd, info.as_ref().unwrap_or(&no_info))?;
             }
         }
     }
