@@ -3,11 +3,15 @@
 //! container's counter carries on from where it was; servers in the
 //! container's network namespace answer after the restore (runc's and
 //! podman's), its unix sockets check out, and a client's TCP connection
-//! to a podman container carries on through `--tcp-established`.
+//! to a podman container carries on through `--tcp-established`. A
+//! container's SysV shared memory, semaphores and message queues check
+//! out after the restore, and a shell run with a terminal (`runc run -t`)
+//! answers on the new pty master runc hands to the console socket.
 //!
 //! Needs `runc` and a static busybox (`apt-get install -y runc
-//! busybox-static`), `gcc` with a static C library (libc6-dev), `ip` and
-//! `nsenter`; the tests fail, saying so, when they are missing.
+//! busybox-static`), `gcc` with a static C library (libc6-dev), `ip`,
+//! `nsenter` and `script` (util-linux); the tests fail, saying so, when
+//! they are missing.
 
 mod common;
 
