@@ -1968,3 +1968,56 @@ fn a_terminal_of_the_hosts_devpts_in_a_container_is_refused_by_name() {
     c.wait_past(n + 2);
     carried_on(&c.counts()).unwrap();
 }
+
+/// The rule of /dev/tty with `orphan_pts_master`: it is dumped when the
+/// process holding it holds its pty's slave too (the shell above). Its
+/// negative control: the container's init holding /dev/tty and no fd of
+/// the pty (the shell exec'd a program with its standard fds on
+/// /dev/null) is refused by name, as CRIU 4.2 refuses it ("ctty
+/// inheritance"), and left running as it was.
+#[test]
+fn dev_tty_without_its_pty_in_a_container_is_refused_by_name() {
+    use std::os::unix::fs::MetadataExt;
+    need_tools();
+    let _g = common::setup();
+    let (c, _console, m) = shell_on_terminal("ttynoslave");
+    let line = "exec sleep 1000 10<>/dev/tty </dev/null >/dev/null 2>&1\n";
+    assert_eq!(
+        rustix::io::write(&m, line.as_bytes()).ok(),
+        Some(line.len())
+    );
+    // Handshake: the init is sleep, /dev/tty on fd 10, /dev/null on 0-2.
+    let pid = c.pid();
+    let rdev = |fd: i32| {
+        std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
+            .map(|s| s.rdev())
+            .ok()
+    };
+    let settled = || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|s| s.trim() == "sleep")
+            && rdev(10) == Some(libc::makedev(5, 0))
+            && (0..3).all(|fd| rdev(fd) == Some(libc::makedev(1, 3)))
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !settled() {
+        assert!(Instant::now() < deadline, "the shell never exec'd sleep");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = c.checkpoint("work-dump");
+    assert!(!out.status.success(), "checkpointed");
+    let log = std::fs::read_to_string(c.dir.0.join("work-dump/dump.log")).unwrap();
+    assert!(
+        log.contains("fd 10: /dev/tty (the controlling terminal /dev/pts/0)")
+            && log.contains("holds no fd of its slave"),
+        "{log}"
+    );
+    if let Some(criu) = criu42() {
+        let out = c.checkpoint_with(&criu, "images-criu", "work-criu");
+        assert!(!out.status.success(), "CRIU 4.2 checkpointed");
+        let log = std::fs::read_to_string(c.dir.0.join("work-criu/dump.log")).unwrap();
+        assert!(log.contains("ctty inheritance detected"), "{log}");
+    }
+    // Left running as it was.
+    assert_eq!(c.pid(), pid);
+    assert!(settled(), "the container's init changed");
+}
