@@ -3,11 +3,15 @@
 //! container's counter carries on from where it was; servers in the
 //! container's network namespace answer after the restore (runc's and
 //! podman's), its unix sockets check out, and a client's TCP connection
-//! to a podman container carries on through `--tcp-established`.
+//! to a podman container carries on through `--tcp-established`. A
+//! container's SysV shared memory, semaphores and message queues check
+//! out after the restore, and a shell run with a terminal (`runc run -t`)
+//! answers on the new pty master runc hands to the console socket.
 //!
 //! Needs `runc` and a static busybox (`apt-get install -y runc
-//! busybox-static`), `gcc` with a static C library (libc6-dev), `ip` and
-//! `nsenter`; the tests fail, saying so, when they are missing.
+//! busybox-static`), `gcc` with a static C library (libc6-dev), `ip`,
+//! `nsenter` and `script` (util-linux); the tests fail, saying so, when
+//! they are missing.
 
 mod common;
 
@@ -1721,4 +1725,299 @@ fn a_shm_segment_removed_while_attached_is_removed_again() {
         ipc_sysv_verdict(&c, RCRIU, "images", "work-restore"),
         "PASS\n"
     );
+}
+
+/// runc's console socket, as its `recvtty` serves it: a unix stream
+/// socket runc connects to, sending one message (the terminal's name)
+/// with the pty master attached (`SCM_RIGHTS`), at `runc run` and again
+/// at `runc restore`. Each master received comes out of `masters`.
+struct ConsoleSocket {
+    path: PathBuf,
+    masters: std::sync::mpsc::Receiver<std::os::fd::OwnedFd>,
+}
+
+impl ConsoleSocket {
+    fn new(dir: &Path) -> ConsoleSocket {
+        let path = dir.join("console.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let Some(fd) = recv_fd(&conn) else { continue };
+                if tx.send(fd).is_err() {
+                    return;
+                }
+            }
+        });
+        ConsoleSocket { path, masters: rx }
+    }
+
+    /// The next master runc sends.
+    fn master(&self) -> std::os::fd::OwnedFd {
+        self.masters
+            .recv_timeout(Duration::from_secs(20))
+            .expect("runc sent no terminal master to the console socket")
+    }
+}
+
+/// The one fd a message on `conn` carries.
+fn recv_fd(conn: &std::os::unix::net::UnixStream) -> Option<std::os::fd::OwnedFd> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut name = [0u8; 4096];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut anc = RecvAncillaryBuffer::new(&mut space);
+    rustix::net::recvmsg(
+        conn,
+        &mut [std::io::IoSliceMut::new(&mut name)],
+        &mut anc,
+        RecvFlags::CMSG_CLOEXEC,
+    )
+    .ok()?;
+    anc.drain().find_map(|m| match m {
+        RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+        _ => None,
+    })
+}
+
+/// Types `line` into the terminal whose master is `m` and reads what
+/// comes back until it holds `want` (true) or 5 s pass (false, with what
+/// came).
+fn typed(m: &std::os::fd::OwnedFd, line: &str, want: &str) -> Result<String, String> {
+    use rustix::fs::OFlags;
+    let flags = rustix::fs::fcntl_getfl(m).map_err(|e| e.to_string())?;
+    rustix::fs::fcntl_setfl(m, flags | OFlags::NONBLOCK).map_err(|e| e.to_string())?;
+    rustix::io::write(m, line.as_bytes()).map_err(|e| format!("writing to the master: {e}"))?;
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match rustix::io::read(m, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                if text(&got).contains(want) {
+                    return Ok(text(&got));
+                }
+            }
+            Err(rustix::io::Errno::AGAIN) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(format!("reading the master: {e} (after {:?})", text(&got))),
+        }
+    }
+    Err(text(&got))
+}
+
+impl Container {
+    /// Makes the container's process an interactive shell on a terminal
+    /// (`process.terminal`), as `runc run -t` does.
+    fn with_terminal(&self) {
+        let cfg = self.bundle().join("config.json");
+        let mut spec: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+        spec["process"]["args"] = serde_json::json!(["/bin/sh"]);
+        spec["process"]["terminal"] = true.into();
+        std::fs::write(&cfg, spec.to_string()).unwrap();
+    }
+
+    /// `runc run -d --console-socket`.
+    fn start_on(&self, console: &ConsoleSocket) {
+        let status = self
+            .runc()
+            .args(["run", "-d", "--console-socket"])
+            .arg(&console.path)
+            .arg("--bundle")
+            .arg(self.bundle())
+            .arg(&self.id)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "runc run: {status:?}");
+    }
+
+    /// `runc restore -d --console-socket` with `criu` as its criu.
+    fn restore_on(&self, criu: &str, console: &ConsoleSocket, images: &str, work: &str) -> Output {
+        self.runc()
+            .args(["--criu", criu, "restore", "-d", "--console-socket"])
+            .arg(&console.path)
+            .arg("--image-path")
+            .arg(self.dir.0.join(images))
+            .arg("--work-path")
+            .arg(self.dir.0.join(work))
+            .arg("--bundle")
+            .arg(self.bundle())
+            .arg(&self.id)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+    }
+}
+
+/// A container running an interactive shell on a terminal, with a
+/// variable set in it; returns the container, its console socket and
+/// the first master.
+fn shell_on_terminal(tag: &str) -> (Container, ConsoleSocket, std::os::fd::OwnedFd) {
+    let c = Container::new(tag, "");
+    c.with_terminal();
+    let console = ConsoleSocket::new(&c.dir.0);
+    c.start_on(&console);
+    let m = console.master();
+    typed(&m, "X=kept-$((6*7)); echo set-$X\n", "set-kept-42").unwrap();
+    (c, console, m)
+}
+
+/// After a restore, the shell answers on the new master, with the
+/// variable it had, its terminal and /dev/tty open.
+fn answers_after_restore(m: &std::os::fd::OwnedFd) {
+    let out = typed(
+        m,
+        "echo after-$X-$((1+2)) $(tty) $(readlink /proc/$$/fd/10)\n",
+        "after-kept-42-3 /dev/pts/0 /dev/tty",
+    );
+    assert!(out.is_ok(), "the restored shell: {out:?}");
+}
+
+#[test]
+fn runc_restores_a_container_run_with_a_terminal() {
+    need_tools();
+    let _g = common::setup();
+    let (c, console, old) = shell_on_terminal("tty");
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    // As CRIU 4.2 writes them: the pty (index 0, its session the
+    // container's init), /dev/tty, and /dev/console binding the pty.
+    use rcriu_images::{ImageDir, ImageFile, pb};
+    let dir = ImageDir::open(c.dir.0.join("images")).unwrap();
+    let infos: Vec<pb::TtyInfoEntry> = dir.read_all(ImageFile::TtyInfo).unwrap();
+    let kinds: Vec<(u32, i32, u32)> = infos.iter().map(|i| (i.id, i.r#type, i.sid)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (0, pb::TtyType::Pty as i32, 1),
+            (2012, pb::TtyType::Ctty as i32, 1)
+        ]
+    );
+    let ids: pb::TaskKobjIdsEntry = dir.read_one(ImageFile::Ids(1)).unwrap();
+    let mounts: Vec<pb::MntEntry> = dir
+        .read_all(ImageFile::Mountpoints(ids.mnt_ns_id.unwrap().into()))
+        .unwrap();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.mountpoint == b"/dev/console" && m.root == b"/0")
+    );
+
+    let out = c.restore_on(RCRIU, &console, "images", "work-restore");
+    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+    let new = console.master();
+    answers_after_restore(&new);
+    // Negative control: the master of the terminal before the checkpoint
+    // is no longer the shell's; it gets no answer.
+    let stale = typed(&old, "echo old-$((2+2))\n", "old-4");
+    assert!(stale.is_err(), "the old master answered: {stale:?}");
+    // And the check sees a shell without the variable.
+    let fresh = typed(&new, "unset X; echo after-$X-$((1+2))\n", "after--3");
+    assert!(fresh.is_ok(), "{fresh:?}");
+}
+
+#[test]
+fn criu_and_rcriu_restore_each_others_container_with_a_terminal() {
+    need_tools();
+    let Some(criu) = criu42() else {
+        return;
+    };
+    let _g = common::setup();
+    for (dumper, restorer, tag) in [
+        (criu.as_str(), RCRIU, "criu"),
+        (RCRIU, criu.as_str(), "rcriu"),
+    ] {
+        let (c, console, _old) = shell_on_terminal(&format!("ttyx{tag}"));
+        let out = c.checkpoint_with(dumper, "images", "work-dump");
+        succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+        let out = c.restore_on(restorer, &console, "images", "work-restore");
+        succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+        answers_after_restore(&console.master());
+    }
+}
+
+#[test]
+fn a_terminal_of_the_hosts_devpts_in_a_container_is_refused_by_name() {
+    need_tools();
+    let _g = common::setup();
+    // `runc run -d` from a terminal of the host (`script` makes one)
+    // passes it through as the container's standard input and output.
+    let c = Container::new("ttyhost", COUNTER);
+    let run = format!(
+        "runc --root {} run -d --bundle {} {}",
+        c.dir.0.join("state").display(),
+        c.bundle().display(),
+        c.id
+    );
+    run_ok(Command::new("script").args(["-qec", &run, "/dev/null"]));
+    c.wait_past(2);
+    let out = c.checkpoint("work-dump");
+    assert!(!out.status.success());
+    let log = std::fs::read_to_string(c.dir.0.join("work-dump/dump.log")).unwrap();
+    assert!(
+        log.contains(": a pty of a devpts the container does not mount, /dev/pts/"),
+        "{log}"
+    );
+    // Left running.
+    let n = c.counts().len();
+    c.wait_past(n + 2);
+    carried_on(&c.counts()).unwrap();
+}
+
+/// The rule of /dev/tty with `orphan_pts_master`: it is dumped when the
+/// process holding it holds its pty's slave too (the shell above). Its
+/// negative control: the container's init holding /dev/tty and no fd of
+/// the pty (the shell exec'd a program with its standard fds on
+/// /dev/null) is refused by name, as CRIU 4.2 refuses it ("ctty
+/// inheritance"), and left running as it was.
+#[test]
+fn dev_tty_without_its_pty_in_a_container_is_refused_by_name() {
+    use std::os::unix::fs::MetadataExt;
+    need_tools();
+    let _g = common::setup();
+    let (c, _console, m) = shell_on_terminal("ttynoslave");
+    let line = "exec sleep 1000 10<>/dev/tty </dev/null >/dev/null 2>&1\n";
+    assert_eq!(
+        rustix::io::write(&m, line.as_bytes()).ok(),
+        Some(line.len())
+    );
+    // Handshake: the init is sleep, /dev/tty on fd 10, /dev/null on 0-2.
+    let pid = c.pid();
+    let rdev = |fd: i32| {
+        std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
+            .map(|s| s.rdev())
+            .ok()
+    };
+    let settled = || {
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|s| s.trim() == "sleep")
+            && rdev(10) == Some(libc::makedev(5, 0))
+            && (0..3).all(|fd| rdev(fd) == Some(libc::makedev(1, 3)))
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !settled() {
+        assert!(Instant::now() < deadline, "the shell never exec'd sleep");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = c.checkpoint("work-dump");
+    assert!(!out.status.success(), "checkpointed");
+    let log = std::fs::read_to_string(c.dir.0.join("work-dump/dump.log")).unwrap();
+    assert!(
+        log.contains("fd 10: /dev/tty (the controlling terminal /dev/pts/0)")
+            && log.contains("holds no fd of its slave"),
+        "{log}"
+    );
+    if let Some(criu) = criu42() {
+        let out = c.checkpoint_with(&criu, "images-criu", "work-criu");
+        assert!(!out.status.success(), "CRIU 4.2 checkpointed");
+        let log = std::fs::read_to_string(c.dir.0.join("work-criu/dump.log")).unwrap();
+        assert!(log.contains("ctty inheritance detected"), "{log}");
+    }
+    // Left running as it was.
+    assert_eq!(c.pid(), pid);
+    assert!(settled(), "the container's init changed");
 }

@@ -429,6 +429,9 @@ pub struct Options {
     /// The task may hold a terminal whose other end is outside the dump
     /// (criu's `--shell-job`).
     pub shell_job: bool,
+    /// A container's terminal: one pty slave whose master the caller
+    /// holds, and /dev/tty reaching it (criu's `orphan_pts_master`).
+    pub orphan_pts_master: bool,
     /// Locks and leases are dumped (criu's `--file-locks`), not refused.
     pub file_locks: bool,
     /// Files whose path is gone but that have links elsewhere get a link
@@ -981,7 +984,8 @@ impl Files {
     /// The images beside files.img, once every fd is seen; checks that
     /// every pty slave has its master (or is the shell's terminal).
     pub fn take_extra(&mut self) -> Result<Extra> {
-        self.ttys.check_pairs(self.pid, self.opts.shell_job)?;
+        self.ttys
+            .check_pairs(self.pid, self.opts.shell_job, self.opts.orphan_pts_master)?;
         for (pid, what, sdev, ino) in &self.watched_ghosts {
             let dev = rustix::fs::makedev(sdev >> 20, sdev & 0xf_ffff);
             if !self.ghosts.holds(dev, *ino) {

@@ -182,6 +182,7 @@ pub struct Dump {
     leave_running: bool,
     leave_stopped: bool,
     shell_job: bool,
+    orphan_pts_master: bool,
     freeze_cgroup: Option<PathBuf>,
     ghost_limit: u64,
     file_locks: bool,
@@ -206,6 +207,7 @@ impl Dump {
             leave_running: false,
             leave_stopped: false,
             shell_job: false,
+            orphan_pts_master: false,
             freeze_cgroup: None,
             ghost_limit: files::DEFAULT_GHOST_LIMIT,
             file_locks: false,
@@ -330,6 +332,14 @@ impl Dump {
         self
     }
 
+    /// Allow one pty slave whose master is outside the dump, which the
+    /// restore makes anew and hands to the caller (criu's
+    /// `orphan_pts_master`: the terminal of a container run with `-t`).
+    pub fn orphan_pts_master(mut self, yes: bool) -> Dump {
+        self.orphan_pts_master = yes;
+        self
+    }
+
     /// Freeze the freezer cgroup at `path` (v1 `freezer.state` or v2
     /// `cgroup.freeze`), which the process lives in, while seizing it
     /// (criu's `--freeze-cgroup`): its tasks cannot fork or escape
@@ -418,6 +428,7 @@ impl Dump {
             leave_running: self.leave_running,
             leave_stopped: self.leave_stopped,
             shell_job: self.shell_job,
+            orphan_pts_master: self.orphan_pts_master,
             freeze_cgroup: self.freeze_cgroup,
             ghost_limit: self.ghost_limit,
             file_locks: self.file_locks,

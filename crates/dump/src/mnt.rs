@@ -119,6 +119,15 @@ fn sb_options(m: &MountInfo) -> (u32, String) {
     (flags, kept.join(","))
 }
 
+/// The index of the pty slave a bind of devpts from `root` (`/N`) is of.
+pub fn pty_of(root: &Path) -> Option<u32> {
+    let s = root.to_str()?.strip_prefix('/')?;
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
 fn bytes(p: &Path) -> Vec<u8> {
     use std::os::unix::ffi::OsStrExt;
     p.as_os_str().as_bytes().to_vec()
@@ -204,6 +213,21 @@ pub fn collect(pid: Pid, ext: &[(String, String)]) -> Result<MntTree> {
                     }
                 }
                 fstype::SYSFS | fstype::DEVPTS | fstype::MQUEUE if at_root => {}
+                fstype::DEVPTS if pty_of(&m.root).is_some() => {
+                    // A pty slave bound elsewhere (runc's /dev/console for
+                    // a container with a terminal): of the container's
+                    // own devpts, made again with the pty.
+                    if !mounts.iter().any(|o| {
+                        o.fs_type == "devpts"
+                            && o.root == Path::new("/")
+                            && (o.dev_major, o.dev_minor) == (m.dev_major, m.dev_minor)
+                    }) {
+                        return Err(refuse(
+                            m,
+                            "binds a pty of a devpts that is not mounted in the container",
+                        ));
+                    }
+                }
                 fstype::TMPFS if at_root => {
                     if tmpfs_devs.contains(&dev) {
                         return Err(refuse(

@@ -255,20 +255,28 @@ impl Container {
 
     /// Refuses an fd the restore cannot open again in the container yet:
     /// a file of its proc (mounted once its pid namespace
-    /// exists, after the files are opened), a terminal or a message queue
-    /// (of its own devpts and mqueue, which the restore does not reach).
-    pub fn check_fd(&self, pid: Pid, fd: &rcriu_proc::Fd) -> Result<()> {
+    /// exists, after the files are opened), a terminal other than a pty
+    /// of its devpts or `/dev/tty`, or a message queue (of its own
+    /// mqueue, which the restore does not reach).
+    pub fn check_fd(&self, pid: Pid, fd: &rcriu_proc::Fd, info: &rcriu_proc::FdInfo) -> Result<()> {
         let what = match fd.target() {
             rcriu_proc::FdTarget::Path { path, .. } if self.mnt.is_some() => {
                 let p = path.to_string_lossy();
+                // A pty of a devpts the container does not mount (the
+                // terminal runc was run from, passed in): its path names
+                // another pty in the container.
+                let foreign_pty = p.starts_with("/dev/pts/")
+                    && !self.mnt.as_ref().is_some_and(|t| {
+                        t.entries.iter().any(|e| {
+                            e.fstype == mnt::fstype::DEVPTS && e.mnt_id as i32 == info.mnt_id
+                        })
+                    });
                 let kind = if p.starts_with("/proc/") || p == "/proc" {
                     Some("a file of the container's proc")
-                } else if p.starts_with("/dev/pts/")
-                    || p == "/dev/ptmx"
-                    || p == "/dev/console"
-                    || p.starts_with("/dev/tty")
-                {
+                } else if p == "/dev/console" || (p.starts_with("/dev/tty") && p != "/dev/tty") {
                     Some("a terminal of the container")
+                } else if foreign_pty {
+                    Some("a pty of a devpts the container does not mount")
                 } else if p.starts_with("/dev/mqueue/") {
                     Some("a message queue of the container")
                 } else {

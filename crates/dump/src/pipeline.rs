@@ -57,6 +57,8 @@ pub struct Options {
     pub dir: PathBuf,
     pub leave_running: bool,
     pub shell_job: bool,
+    /// criu's `orphan_pts_master`: one pty slave's master may be outside.
+    pub orphan_pts_master: bool,
     /// criu's `--freeze-cgroup`: the freezer cgroup frozen while seizing.
     pub freeze_cgroup: Option<PathBuf>,
     /// criu's `--ghost-limit`, in bytes.
@@ -974,6 +976,7 @@ fn collect_tree(
             files::Options {
                 ghost_limit: o.ghost_limit,
                 shell_job: o.shell_job,
+                orphan_pts_master: o.orphan_pts_master,
                 file_locks: o.file_locks,
                 link_remap: o.link_remap,
                 sockets: o.sockets.clone(),
@@ -1061,8 +1064,17 @@ fn collect_tree(
         ));
     }
     let (root_set, cgroup_image) = sh.cgroups.finish();
+    let mut files_extra = sh.files.take_extra()?;
     if let Some(c) = &container {
         number_in_namespace(c, &mut procs)?;
+        // A terminal's session and group, as the namespace numbers them.
+        for t in &mut files_extra.tty_info {
+            for v in [&mut t.sid, &mut t.pgrp] {
+                if *v != 0 {
+                    *v = c.vpid(*v as Pid) as u32;
+                }
+            }
+        }
     }
     Ok(Collected {
         root_ids,
@@ -1070,7 +1082,7 @@ fn collect_tree(
         zombies,
         seccomp: sh.seccomp,
         memfd_inodes: sh.memfds.entries,
-        files_extra: sh.files.take_extra()?,
+        files_extra,
         files: sh.files.entries,
         root_set,
         cgroup_image,
@@ -1268,7 +1280,7 @@ fn collect(
             files::check_fd(pid, fd, info.as_ref().unwrap_or(&no_info))?;
             check_proc_of_tree(pid, fd, &sh.threads)?;
             if let Some(c) = container {
-                c.check_fd(pid, fd)?;
+                c.check_fd(pid, fd, info.as_ref().unwrap_or(&no_info))?;
             }
         }
     }

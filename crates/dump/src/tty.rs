@@ -11,7 +11,9 @@
 //! terminal, and records none otherwise, which is what the kernel tells
 //! the task itself. A pty whose other end is not in the dump (the
 //! terminal of the shell that started the task) needs `--shell-job`, and
-//! there may be only one.
+//! there may be only one; or, in a container run with a terminal, whose
+//! master its runtime holds, `orphan_pts_master` (which runc sends): the
+//! restore makes the pty again and hands its new master to the caller.
 //!
 //! Bytes waiting in a pty both of whose ends the dump holds are read
 //! from each end once every fd is seen (non-blocking, up to 16 KiB an
@@ -36,7 +38,9 @@
 //! terminal, a pty both of whose ends the dump holds, and the process
 //! leads the session in the foreground (what CRIU 4.2 accepts, and rcriu
 //! restores: the process gets its terminal back, then opens /dev/tty
-//! again); it is refused by name otherwise, the shell's terminal of a
+//! again), or, with `orphan_pts_master`, a pty whose slave the same
+//! process holds and whose master is the caller's (a container's
+//! terminal); it is refused by name otherwise, the shell's terminal of a
 //! `--shell-job` included, as CRIU refuses it. Other minors of majors 4
 //! and 5 (/dev/tty0, UART serial ports) are refused by name, as by CRIU.
 
@@ -243,6 +247,8 @@ pub struct Seen {
     /// Every fd of a console, virtual terminal or serial line seen: pid,
     /// fd, path, driver.
     simple: Vec<(Pid, i32, String, Driver)>,
+    /// The pty slaves each process holds: pid, device.
+    slaves: Vec<(Pid, u64)>,
 }
 
 /// An fd of /dev/tty: the terminal it reaches, which is its process's
@@ -373,6 +379,9 @@ impl Seen {
     /// controlling terminal, a pty (whose pair [`Seen::check_pairs`]
     /// looks at once every fd is seen).
     pub fn terminal(&mut self, pid: Pid, f: &OpenFd, driver: Driver) -> Result<()> {
+        if driver == Driver::PtySlave && !self.slaves.contains(&(pid, f.info.rdev)) {
+            self.slaves.push((pid, f.info.rdev));
+        }
         if driver.is_pty() {
             return Ok(());
         }
@@ -509,18 +518,21 @@ impl Seen {
     }
 
     /// Every active pty slave must have its master in the dump, but for
-    /// one with `--shell-job` (the shell's terminal); and no pty master
+    /// one with `--shell-job` (the shell's terminal) or
+    /// `orphan_pts_master` (a container's terminal); and no pty master
     /// whose slave is not in the dump may hold bytes not read yet (they
     /// would have nowhere to wait again; the shell's terminal's input is
     /// the shell's).
     ///
     /// An fd of /dev/tty must reach a pty both of whose ends the dump
-    /// holds, be held by its session's leader, the session's foreground
-    /// group its own (CRIU 4.2 refuses any other case as "ctty
-    /// inheritance"; the shell's terminal of a `--shell-job` among them).
+    /// holds (with `orphan_pts_master`, whose slave the same process
+    /// holds: the caller gets the new master), be held by its session's
+    /// leader, the session's foreground group its own (CRIU 4.2 refuses
+    /// any other case as "ctty inheritance"; the shell's terminal of a
+    /// `--shell-job` among them).
     /// A virtual terminal or serial line is refused with `--shell-job`,
     /// which makes CRIU restore it as the shell's terminal.
-    pub fn check_pairs(&self, pid: Pid, shell_job: bool) -> Result<()> {
+    pub fn check_pairs(&self, pid: Pid, shell_job: bool, orphan_pts_master: bool) -> Result<()> {
         let active = |id: u32| self.active.iter().any(|a| a.0 == id);
         for d in &self.dev_ttys {
             let index = rustix::fs::minor(d.tty);
@@ -533,10 +545,18 @@ impl Seen {
                     ),
                 )
             };
+            let slave_held = self.slaves.contains(&(d.pid, d.tty));
             if !active(info_id(Driver::PtyMaster, index)) {
-                return Err(refuse(
-                    "whose pty master is not in the dump (a shell's terminal: CRIU 4.2 refuses it too, \"ctty inheritance\")".into(),
-                ));
+                if !orphan_pts_master {
+                    return Err(refuse(
+                        "whose pty master is not in the dump (a shell's terminal: CRIU 4.2 refuses it too, \"ctty inheritance\")".into(),
+                    ));
+                }
+                if !slave_held {
+                    return Err(refuse(
+                        "whose pty master is the caller's (orphan_pts_master), while the process holds no fd of its slave (CRIU 4.2 refuses it too, \"ctty inheritance\")".into(),
+                    ));
+                }
             }
             if d.sid != d.pid {
                 return Err(refuse(format!(
@@ -584,7 +604,7 @@ impl Seen {
             .collect();
         match unpaired.as_slice() {
             [] => Ok(()),
-            [(_, fd, path)] if !shell_job => Err(Error::unsupported(
+            [(_, fd, path)] if !shell_job && !orphan_pts_master => Err(Error::unsupported(
                 pid,
                 format!(
                     "fd {fd}: the terminal {path}, whose master is not in the dump (a shell's terminal: dump with --shell-job)"

@@ -285,12 +285,7 @@ pub static TABLE: &[Entry] = &[
         NotYet("areas with uprobes"),
         |o, _| o.allow_uprobes,
     ),
-    e(
-        "",
-        "orphan_pts_master",
-        NotYet("pty masters handed to the caller (with --shell-job)"),
-        |o, _| o.orphan_pts_master && o.shell_job,
-    ),
+    e("", "orphan_pts_master", Honoured, never),
     // Cgroups.
     e("--freeze-cgroup", "freeze_cgroup", Honoured, never),
     e(
@@ -571,20 +566,15 @@ mod tests {
             ..Options::default()
         };
         assert!(check(&o, Command::Restore, Face::Cli).is_err());
-        // runc always sends it: alone it asks for nothing rcriu does not
-        // do (an orphan terminal is refused at dump).
+        // runc always sends it: a container's terminal, whose new master
+        // goes to the caller.
         let mut o = Options {
             orphan_pts_master: true,
             ..Options::default()
         };
         assert!(check(&o, Command::Restore, Face::Rpc).is_ok());
         o.shell_job = true;
-        assert_eq!(
-            check(&o, Command::Restore, Face::Rpc)
-                .unwrap_err()
-                .to_string(),
-            "option orphan_pts_master is not supported yet (pty masters handed to the caller (with --shell-job))"
-        );
+        assert!(check(&o, Command::Restore, Face::Rpc).is_ok());
     }
 
     #[test]

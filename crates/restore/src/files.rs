@@ -799,6 +799,13 @@ pub struct Opener<'a> {
 }
 
 impl Opener<'_> {
+    /// The terminals' helpers: who takes a container's new terminal
+    /// master, and the ptys the mounts made.
+    pub fn set_ttys(&mut self, orphan: Option<tty::OrphanPts>, premade: Vec<(u32, OwnedFd)>) {
+        self.ttys.set_orphan(orphan);
+        self.ttys.premade(premade);
+    }
+
     /// The caller's fds that stand for pipes of the images
     /// (`--inherit-fd fd[N]:pipe:[INODE]`).
     pub fn inherit_pipes(&mut self, keys: &[(i32, String)]) -> Result<()> {

@@ -68,6 +68,7 @@ mod tcp_stream;
 mod timens;
 mod timerfd;
 mod tty;
+pub use tty::OrphanPts;
 pub mod unprivileged;
 mod utsns;
 mod vdso;
@@ -146,9 +147,22 @@ pub struct Restore {
     namespaces: namespaces::Options,
     cg_roots: Vec<(Option<String>, String)>,
     hook: Option<Hooked>,
+    /// criu's `orphan_pts_master`: who takes the master of a container's
+    /// new terminal.
+    orphan_pts: Option<OrphanPtsHooked>,
     /// `--unprivileged`: the caller whose credentials every restored
     /// thread must have.
     caller: Option<unprivileged::Caller>,
+}
+
+/// An [`OrphanPts`], shown by name only.
+#[derive(Clone)]
+struct OrphanPtsHooked(OrphanPts);
+
+impl std::fmt::Debug for OrphanPtsHooked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OrphanPts")
+    }
 }
 
 /// A restored process.
@@ -190,8 +204,21 @@ impl Restore {
             namespaces: namespaces::Options::default(),
             cg_roots: Vec::new(),
             hook: None,
+            orphan_pts: None,
             caller: None,
         }
+    }
+
+    /// criu's `orphan_pts_master`: the one pty slave of the images whose
+    /// master was outside the dump (a container's terminal, whose master
+    /// its runtime held) is made again with a new pty, whose master `f`
+    /// is given (to hand to the caller, which keeps its own copy; rcriu
+    /// closes its own before the process runs). `f` answers `false` when
+    /// it has no one to hand it to: the slave is then restored as without
+    /// this.
+    pub fn orphan_pts_master(mut self, f: OrphanPts) -> Restore {
+        self.orphan_pts = Some(OrphanPtsHooked(f));
+        self
     }
 
     /// criu's `--unprivileged` for a caller that is not root: images
@@ -416,6 +443,10 @@ impl Restore {
         };
         let mut sh = plan::Shared::new(root_img, &tree.procs, &self)?;
         sh.opener.tree = tree.processes();
+        sh.opener.set_ttys(
+            self.orphan_pts.as_ref().map(|h| h.0.clone()),
+            holder.as_mut().map(|h| h.take_ptys()).unwrap_or_default(),
+        );
         let mut plans = Vec::with_capacity(tree.procs.len());
         for img in &tree.procs {
             plans.push(plan::ProcPlan::new(img, &mut sh)?);

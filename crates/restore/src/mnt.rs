@@ -86,7 +86,9 @@ impl MntTree {
             let ok = e.ext_key.is_some()
                 || match e.fstype {
                     PROC => true,
-                    SYSFS | TMPFS | DEVPTS | MQUEUE => e.root == b"/",
+                    SYSFS | TMPFS | DEVPTS | MQUEUE if e.root == b"/" => true,
+                    // A pty slave bound elsewhere (runc's /dev/console).
+                    DEVPTS => pty_of(&e.root).is_some(),
                     _ => false,
                 };
             if !ok {
@@ -120,6 +122,42 @@ impl MntTree {
 #[derive(Debug, Default)]
 pub struct Prepared {
     mounts: Vec<(usize, OwnedFd)>,
+    /// The ptys made for binds of their slaves: index, master.
+    pub ptys: Vec<(u32, OwnedFd)>,
+}
+
+/// The index of the pty slave a bind of devpts from `root` (`/N`) is of.
+fn pty_of(root: &[u8]) -> Option<u32> {
+    let s = std::str::from_utf8(root.strip_prefix(b"/")?).ok()?;
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// A bind of the slave of pty `index` of the devpts mounted (detached) as
+/// `devpts`: the pty is made there first (its master returned, unlocked),
+/// as the slave exists only while a master does.
+fn bind_pty(devpts: &OwnedFd, index: u32, mp: &str) -> Result<(OwnedFd, OwnedFd)> {
+    use rustix::fs::{Mode, OFlags};
+    let master = crate::tty::ptmx_index_at(index, || {
+        rustix::fs::openat(
+            devpts,
+            "ptmx",
+            OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(format!("opening the ptmx of the devpts of {mp}"))(e.into()))
+    })?;
+    crate::files_sys::set_pty_lock(master.as_fd(), false)
+        .map_err(Error::io(format!("unlocking pty {index} for {mp}")))?;
+    let bind = rustix::mount::open_tree(
+        devpts,
+        index.to_string().as_str(),
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    )
+    .map_err(|e| Error::io(format!("binding pty {index} for {mp}"))(e.into()))?;
+    Ok((bind, master))
 }
 
 fn fs_context(name: &str, e: &pb::MntEntry) -> rustix::io::Result<OwnedFd> {
@@ -196,8 +234,9 @@ pub fn prepare(tree: &MntTree, dir: &ImageDir, ext: &[(String, String)]) -> Resu
                 OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
             )
             .map_err(|e| Error::file("binding the external mount", path.as_str())(e.into()))?
-        } else if e.fstype == PROC {
-            // Made once the pid namespace exists.
+        } else if e.fstype == PROC || (e.fstype == DEVPTS && e.root != b"/") {
+            // Made once the pid namespace exists; binds of a pty once its
+            // devpts is (below).
             continue;
         } else {
             let name = match e.fstype {
@@ -214,6 +253,28 @@ pub fn prepare(tree: &MntTree, dir: &ImageDir, ext: &[(String, String)]) -> Resu
             fd
         };
         p.mounts.push((i, fd));
+    }
+    for (i, e) in tree.entries.iter().enumerate().skip(1) {
+        let Some(index) = pty_of(&e.root).filter(|_| e.fstype == DEVPTS && e.ext_key.is_none())
+        else {
+            continue;
+        };
+        let mp = text(&e.mountpoint);
+        let devpts = tree.entries.iter().position(|o| {
+            o.fstype == DEVPTS && o.root == b"/" && o.root_dev == e.root_dev && o.ext_key.is_none()
+        });
+        let Some((_, fd)) = devpts.and_then(|j| p.mounts.iter().find(|(k, _)| *k == j)) else {
+            return Err(Error::invalid(
+                tree.image.clone(),
+                format!(
+                    "mount {} binds a pty of a devpts that is not mounted",
+                    e.mnt_id
+                ),
+            ));
+        };
+        let (bind, master) = bind_pty(fd, index, &mp)?;
+        p.mounts.push((i, bind));
+        p.ptys.push((index, master));
     }
     Ok(p)
 }

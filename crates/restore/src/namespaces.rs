@@ -145,6 +145,8 @@ pub struct Fork {
 /// The thread holding the container's namespaces.
 pub struct Holder {
     tid: Pid,
+    /// The ptys the mounts made (index, master), for the terminals.
+    ptys: Vec<(u32, OwnedFd)>,
     fork: Option<mpsc::Sender<Fork>>,
     done: mpsc::Receiver<(Option<Pid>, Result<()>)>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -233,7 +235,7 @@ impl Holder {
     /// exist and the container's root is the holder's.
     pub fn start(c: &Container, o: &Options, dir: &ImageDir) -> Result<Holder> {
         let (fork_tx, fork_rx) = mpsc::channel::<Fork>();
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<Pid>>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(Pid, Vec<(u32, OwnedFd)>)>>();
         let (done_tx, done_rx) = mpsc::channel();
         let (c, o, dir) = (c.clone(), o.clone(), dir.clone());
         let thread = std::thread::Builder::new()
@@ -246,7 +248,12 @@ impl Holder {
                         return;
                     }
                 };
-                let _ = ready_tx.send(Ok(rustix::thread::gettid().as_raw_nonzero().get()));
+                let ptys = prepared
+                    .as_mut()
+                    .map(|p| std::mem::take(&mut p.ptys))
+                    .unwrap_or_default();
+                let tid = rustix::thread::gettid().as_raw_nonzero().get();
+                let _ = ready_tx.send(Ok((tid, ptys)));
                 let Ok(f) = fork_rx.recv() else {
                     return;
                 };
@@ -288,8 +295,8 @@ impl Holder {
                 let _ = fork_rx.recv();
             })
             .map_err(Error::host("starting the namespace holder"))?;
-        let tid = match ready_rx.recv() {
-            Ok(Ok(tid)) => tid,
+        let (tid, ptys) = match ready_rx.recv() {
+            Ok(Ok(t)) => t,
             Ok(Err(e)) => {
                 let _ = thread.join();
                 return Err(e);
@@ -301,10 +308,16 @@ impl Holder {
         };
         Ok(Holder {
             tid,
+            ptys,
             fork: Some(fork_tx),
             done: done_rx,
             thread: Some(thread),
         })
+    }
+
+    /// The ptys the mounts made (index, master), taken once.
+    pub fn take_ptys(&mut self) -> Vec<(u32, OwnedFd)> {
+        std::mem::take(&mut self.ptys)
     }
 
     /// The container's root, seen from rcriu.

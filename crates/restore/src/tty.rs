@@ -16,14 +16,40 @@
 //! they were read from) are written into its other end once every fd is
 //! open, so that they wait again where they were, as CRIU writes them
 //! (bytes of the slave's go through the master's input processing).
+//!
+//! In a container run with a terminal (criu's `orphan_pts_master`, which
+//! runc sends), the one slave whose master the runtime held is made again
+//! with a new pty of the container's devpts, whose master is handed to
+//! the caller ([`OrphanPts`]: criu's `orphan-pts-master` notification,
+//! the fd attached), as CRIU 4.2 does. A pty a mount binds (runc's
+//! `/dev/console`) is made with the mounts; its master comes here
+//! ([`Ttys::premade`]) and serves the pty's first use. When the tree has
+//! a root of its own, ptys are made and opened in its `/dev`.
+//!
+//! /dev/tty (CRIU's `CTTY`) is not opened here: the process opens it
+//! itself once its controlling terminal is back ([`Ttys::is_ctty`]).
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use rcriu_images::{ImageDir, ImageFile, pb};
 
 use crate::{Error, Result, files_sys};
+
+/// Hands the master of a container's new terminal to the caller; `false`
+/// when there is none to hand it to.
+pub type OrphanPts = Arc<dyn Fn(BorrowedFd<'_>) -> std::result::Result<bool, String> + Send + Sync>;
+
+/// `path` (absolute) in the container's root, when the tree has one.
+fn dev_path(path: &str) -> PathBuf {
+    match crate::files::task_root() {
+        Some(root) => root.join(path.trim_start_matches('/')),
+        None => PathBuf::from(path),
+    }
+}
 
 /// The terminals of a restore.
 #[derive(Debug, Default)]
@@ -38,6 +64,24 @@ pub struct Ttys {
     fakes: BTreeMap<u32, OwnedFd>,
     /// Info id → the bytes that waited to be read from that end.
     data: BTreeMap<u32, Vec<u8>>,
+    /// pty index → a master made with the mounts (a pty a mount binds),
+    /// taken when the pty is first wanted.
+    premade: BTreeMap<u32, OwnedFd>,
+    /// Who takes the master of the container's terminal.
+    orphan: Option<Handover>,
+    /// pty index → the master handed to the caller (closed here once
+    /// every fd is open).
+    handed: BTreeMap<u32, OwnedFd>,
+}
+
+/// An [`OrphanPts`], shown by name only.
+#[derive(Clone)]
+struct Handover(OrphanPts);
+
+impl std::fmt::Debug for Handover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OrphanPts")
+    }
 }
 
 /// What an open terminal is to the process.
@@ -85,6 +129,26 @@ impl Ttys {
             }
         }
         Ok(t)
+    }
+
+    /// The masters of ptys the mounts made (index, master).
+    pub fn premade(&mut self, ptys: Vec<(u32, OwnedFd)>) {
+        self.premade.extend(ptys);
+    }
+
+    /// Who takes the master of a container's terminal (criu's
+    /// `orphan_pts_master`).
+    pub fn set_orphan(&mut self, f: Option<OrphanPts>) {
+        self.orphan = f.map(Handover);
+    }
+
+    /// A new master of pty `index`: the one the mounts made, or one made
+    /// now.
+    fn new_master(&mut self, index: u32) -> Result<OwnedFd> {
+        match self.premade.remove(&index) {
+            Some(m) => Ok(m),
+            None => open_ptmx_index(index),
+        }
     }
 
     /// Whether a terminal file is /dev/tty (CRIU's `CTTY`), which the
@@ -153,17 +217,8 @@ impl Ttys {
         } else if self.infos.contains_key(&(info.id + 1)) {
             let master = self.infos[&(info.id + 1)].clone();
             self.master(index, &master)?;
+            let f = open_slave(index, flags)?;
             let path = format!("/dev/pts/{index}");
-            let f = std::fs::OpenOptions::new()
-                .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
-                .write(flags & libc::O_ACCMODE != libc::O_RDONLY)
-                .custom_flags(
-                    (flags & (libc::O_NONBLOCK | libc::O_APPEND))
-                        | libc::O_NOCTTY
-                        | libc::O_CLOEXEC,
-                )
-                .open(&path)
-                .map_err(Error::file("opening the pty slave", &path))?;
             // Its owner, as the process may have set it (grantpt, or
             // fchown): the slave's inode is made anew with the pty.
             if let (Some(uid), Some(gid)) = (info.uid, info.gid) {
@@ -174,31 +229,22 @@ impl Ttys {
                 )
                 .map_err(|e| Error::io(format!("giving {path} its owner {uid}:{gid}"))(e.into()))?;
             }
-            OwnedFd::from(f)
+            f
+        } else if let Some(f) = self.orphan_slave(index, flags, &info)? {
+            f
         } else if !(shell_job && info.termios.is_some()) {
             // Its master is gone (a hung-up slave, which the dump knows
             // only by its index), or, in a CRIU image without
             // --shell-job, not in the dump: as CRIU, a master is made for
             // the restore and closed once every fd is open, which leaves
             // the slave hung up.
-            if let std::collections::btree_map::Entry::Vacant(v) = self.fakes.entry(index) {
-                let m = open_ptmx_index(index)?;
+            if !self.fakes.contains_key(&index) {
+                let m = self.new_master(index)?;
                 files_sys::set_pty_lock(m.as_fd(), false)
                     .map_err(Error::io(format!("unlocking pty {index}")))?;
-                v.insert(m);
+                self.fakes.insert(index, m);
             }
-            let path = format!("/dev/pts/{index}");
-            let f = std::fs::OpenOptions::new()
-                .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
-                .write(flags & libc::O_ACCMODE != libc::O_RDONLY)
-                .custom_flags(
-                    (flags & (libc::O_NONBLOCK | libc::O_APPEND))
-                        | libc::O_NOCTTY
-                        | libc::O_CLOEXEC,
-                )
-                .open(&path)
-                .map_err(Error::file("opening the pty slave", &path))?;
-            OwnedFd::from(f)
+            open_slave(index, flags)?
         } else {
             let stdin = std::io::stdin();
             let fd = stdin.as_fd();
@@ -283,20 +329,56 @@ impl Ttys {
         if !self.masters.contains_key(&index) {
             return Ok(None);
         }
-        let path = format!("/dev/pts/{index}");
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(Error::file("opening the controlling terminal", &path))?;
-        Ok(Some(f.into()))
+        open_slave(index, libc::O_RDWR).map(Some)
+    }
+
+    /// The slave of the container's terminal (an active slave whose master
+    /// is not in the images), when a caller takes its new master: the pty
+    /// made again, its master handed over; `None` without a caller or for
+    /// a hung-up slave (no one held its master).
+    fn orphan_slave(
+        &mut self,
+        index: u32,
+        flags: i32,
+        info: &pb::TtyInfoEntry,
+    ) -> Result<Option<OwnedFd>> {
+        if self.handed.contains_key(&index) {
+            return open_slave(index, flags).map(Some);
+        }
+        let Some(Handover(hand)) = self.orphan.clone() else {
+            return Ok(None);
+        };
+        if info.termios.is_none() {
+            return Ok(None);
+        }
+        let m = self.new_master(index)?;
+        files_sys::set_pty_lock(m.as_fd(), false)
+            .map_err(Error::io(format!("unlocking pty {index}")))?;
+        // The master is new: it takes the slave's modes, as CRIU's fake
+        // master does.
+        let master = pb::TtyInfoEntry {
+            id: info.id + 1,
+            ..info.clone()
+        };
+        self.params_once(m.as_fd(), &master)?;
+        let slave = open_slave(index, flags)?;
+        let handed = hand(m.as_fd()).map_err(|why| {
+            Error::unsupported(format!(
+                "handing the master of the container's terminal (pty {index}) to the caller: {why}"
+            ))
+        })?;
+        if !handed {
+            return Ok(None);
+        }
+        log::info!("the master of pty {index} went to the caller (orphan-pts-master)");
+        self.handed.insert(index, m);
+        Ok(Some(slave))
     }
 
     /// The master of pty `index`, made when first asked for.
     fn master(&mut self, index: u32, info: &pb::TtyInfoEntry) -> Result<&OwnedFd> {
         if !self.masters.contains_key(&index) {
-            let m = open_ptmx_index(index)?;
+            let m = self.new_master(index)?;
             files_sys::set_pty_lock(m.as_fd(), false)
                 .map_err(Error::io(format!("unlocking pty {index}")))?;
             if info.packet_mode {
@@ -343,6 +425,8 @@ impl Ttys {
     /// for orphaned slaves are closed (the slaves hang up, as they were).
     pub fn finish(&mut self) -> Result<()> {
         self.fakes.clear();
+        self.handed.clear();
+        self.premade.clear();
         self.put_data()?;
         for info in self.infos.values() {
             let Some(index) = info.pty.as_ref().map(|p| p.index) else {
@@ -384,13 +468,7 @@ impl Ttys {
                 )));
             };
             if is_master(id) {
-                let path = format!("/dev/pts/{index}");
-                let slave = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NONBLOCK)
-                    .open(&path)
-                    .map_err(Error::file("opening the pty slave", &path))?;
+                let slave = open_slave(index, libc::O_RDWR | libc::O_NONBLOCK)?;
                 write_all(slave.as_fd(), &data).map_err(Error::io(what))?;
             } else {
                 write_all(m.as_fd(), &data).map_err(Error::io(what))?;
@@ -466,21 +544,46 @@ fn termios(t: &pb::TermiosEntry) -> libc::termios {
     out
 }
 
-/// Opens /dev/ptmx until the kernel gives pty `index` (it gives the
-/// lowest free index: the lower ones are held meanwhile).
+/// Opens the slave of pty `index` with `flags` (access, O_NONBLOCK,
+/// O_APPEND), never as rcriu's controlling terminal.
+fn open_slave(index: u32, flags: i32) -> Result<OwnedFd> {
+    let path = dev_path(&format!("/dev/pts/{index}"));
+    let f = std::fs::OpenOptions::new()
+        .read(flags & libc::O_ACCMODE != libc::O_WRONLY)
+        .write(flags & libc::O_ACCMODE != libc::O_RDONLY)
+        .custom_flags(
+            (flags & (libc::O_NONBLOCK | libc::O_APPEND)) | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+        .open(&path)
+        .map_err(Error::file("opening the pty slave", &path))?;
+    Ok(f.into())
+}
+
+/// Opens /dev/ptmx (the container's, when the tree has a root) until the
+/// kernel gives pty `index`.
 fn open_ptmx_index(index: u32) -> Result<OwnedFd> {
-    let mut held = Vec::new();
-    loop {
-        let f = std::fs::OpenOptions::new()
+    let ptmx = dev_path("/dev/ptmx");
+    ptmx_index_at(index, || {
+        std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
-            .open("/dev/ptmx")
-            .map_err(Error::file("opening", "/dev/ptmx"))?;
+            .open(&ptmx)
+            .map(OwnedFd::from)
+            .map_err(Error::file("opening", &ptmx))
+    })
+}
+
+/// Opens a ptmx with `open` until the kernel gives pty `index` (it gives
+/// the lowest free index: the lower ones are held meanwhile).
+pub(crate) fn ptmx_index_at(index: u32, open: impl Fn() -> Result<OwnedFd>) -> Result<OwnedFd> {
+    let mut held = Vec::new();
+    loop {
+        let f = open()?;
         let got = files_sys::pty_index(f.as_fd())
             .map_err(Error::io("reading a new pty's index (TIOCGPTN)"))?;
         if got == index {
-            return Ok(f.into());
+            return Ok(f);
         }
         if got > index || held.len() > 4096 {
             return Err(Error::unsupported(format!(

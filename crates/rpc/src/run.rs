@@ -118,6 +118,7 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
         .leave_running(o.final_state == FinalState::Alive)
         .leave_stopped(o.final_state == FinalState::Stopped)
         .shell_job(o.shell_job)
+        .orphan_pts_master(o.orphan_pts_master)
         .ghost_limit(o.ghost_limit)
         .file_locks(o.file_locks)
         .link_remap(o.link_remap)
@@ -254,6 +255,10 @@ pub fn restore(o: &Options, face: Face, actions: &Actions, detach: bool) -> Resu
         .hook(hook);
     if let Some(root) = &o.root {
         r = r.root(root);
+    }
+    if o.orphan_pts_master {
+        let a = actions.clone();
+        r = r.orphan_pts_master(Arc::new(move |fd| a.send_fd(stage::ORPHAN_PTS_MASTER, fd)));
     }
     for (key, path) in &o.ext_mount_map {
         r = r.ext_mount(key, path);

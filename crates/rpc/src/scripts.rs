@@ -12,7 +12,7 @@
 //! if any exits with a status other than 0. Over RPC the caller is told
 //! first, then the scripts (from a configuration file) run.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -26,6 +26,10 @@ pub trait Notify: Send + Sync {
     /// Asks the caller for external files (criu's `query-ext-files`):
     /// the `external` entries of its answer.
     fn query_ext_files(&self) -> Result<Vec<String>, String>;
+
+    /// Sends notification `script` with `fd` attached (`SCM_RIGHTS`) and
+    /// waits for the ack (criu's `orphan-pts-master`).
+    fn notify_fd(&self, script: &str, fd: BorrowedFd<'_>) -> Result<(), String>;
 }
 
 /// The stage names criu uses.
@@ -37,6 +41,7 @@ pub mod stage {
     pub const PRE_RESUME: &str = "pre-resume";
     pub const POST_RESUME: &str = "post-resume";
     pub const QUERY_EXT_FILES: &str = "query-ext-files";
+    pub const ORPHAN_PTS_MASTER: &str = "orphan-pts-master";
 }
 
 /// Where a command's stages are announced.
@@ -121,6 +126,18 @@ impl Actions {
             log::error!("One of more action scripts failed");
             Err(failed.join("; "))
         }
+    }
+
+    /// Hands `fd` to the RPC caller with notification `action`; `false`
+    /// when there is no caller to hand it to (scripts take no fd).
+    pub fn send_fd(&self, action: &str, fd: BorrowedFd<'_>) -> Result<bool, String> {
+        let Some(n) = &self.notify else {
+            return Ok(false);
+        };
+        log::debug!("Sending {action} with fd {} to the caller", fd.as_raw_fd());
+        n.notify_fd(action, fd)
+            .map_err(|e| format!("the caller's {action} notification failed: {e}"))?;
+        Ok(true)
     }
 
     /// External files the RPC caller names (criu's `query-ext-files`).

@@ -102,6 +102,30 @@ fn send_resp(sk: &OwnedFd, r: &CriuResp) -> Result<()> {
         })
 }
 
+/// [`send_resp`], `fd` passed along (`SCM_RIGHTS`), as criu sends the
+/// master of a container's new terminal.
+fn send_resp_with_fd(sk: &OwnedFd, r: &CriuResp, fd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage};
+    let bytes = r.encode_to_vec();
+    let fds = [fd];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut anc = SendAncillaryBuffer::new(&mut space);
+    if !anc.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(Error::Protocol("no room for an fd in a response".into()));
+    }
+    rustix::net::sendmsg(
+        sk,
+        &[std::io::IoSlice::new(&bytes)],
+        &mut anc,
+        SendFlags::NOSIGNAL,
+    )
+    .map(drop)
+    .map_err(|e| Error::Io {
+        what: "sending a response with an fd".into(),
+        source: e.into(),
+    })
+}
+
 fn resp(t: CriuReqType, success: bool) -> CriuResp {
     CriuResp {
         r#type: t as i32,
@@ -117,12 +141,26 @@ struct RpcNotify {
 
 impl RpcNotify {
     fn ask(&self, script: &str, pid: Option<i32>) -> std::result::Result<CriuReq, String> {
+        self.ask_with(script, pid, None)
+    }
+
+    /// [`RpcNotify::ask`], `fd` attached to the notification.
+    fn ask_with(
+        &self,
+        script: &str,
+        pid: Option<i32>,
+        fd: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> std::result::Result<CriuReq, String> {
         let mut r = resp(CriuReqType::Notify, true);
         r.notify = Some(CriuNotify {
             script: Some(script.as_bytes().to_vec()),
             pid,
         });
-        send_resp(&self.sk, &r).map_err(|e| crate::report(&e))?;
+        match fd {
+            None => send_resp(&self.sk, &r),
+            Some(fd) => send_resp_with_fd(&self.sk, &r, fd),
+        }
+        .map_err(|e| crate::report(&e))?;
         let ack = recv_req(&self.sk)
             .map_err(|e| crate::report(&e))?
             .ok_or("the caller went away")?;
@@ -136,6 +174,14 @@ impl RpcNotify {
 impl Notify for RpcNotify {
     fn notify(&self, script: &str, pid: Option<i32>) -> std::result::Result<(), String> {
         self.ask(script, pid).map(drop)
+    }
+
+    fn notify_fd(
+        &self,
+        script: &str,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> std::result::Result<(), String> {
+        self.ask_with(script, None, Some(fd)).map(drop)
     }
 
     fn query_ext_files(&self) -> std::result::Result<Vec<String>, String> {
