@@ -363,35 +363,137 @@ fn a_tree_in_a_freezer_is_seized_frozen() {
     }
 }
 
+/// The cgroups of the threads of `pid` other than the leader, by tid.
+fn thread_cgroups(pid: i32) -> Vec<(i32, String)> {
+    let mut out: Vec<(i32, String)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().parse().unwrap())
+        .filter(|&t| t != pid)
+        .map(|t| {
+            let cg = std::fs::read_to_string(format!("/proc/{pid}/task/{t}/cgroup")).unwrap();
+            (t, cg)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// A thread in other cgroups than its leader's (v1 lets a thread move
-/// alone) is refused by name, as the restore would put it with its leader;
-/// the process runs on.
+/// alone) is dumped with its own set (`thread_core.cg_set`, as CRIU) and
+/// moved back into its cgroups once it exists. Control: restored with
+/// `--manage-cgroups=ignore`, every thread stays in rcriu's cgroups,
+/// which the same check sees.
 #[test]
-fn a_thread_in_another_cgroup_is_refused() {
+fn a_thread_in_another_cgroup_carries_on() {
     let _g = setup();
     let a = CgDir::new(Kind::V1, "thread-a");
     let b = CgDir::new(Kind::V1, "thread-b");
-    let w = Workload::start("threads", &["3", "calm"]);
+    let mut w = Workload::start("threads", &["3", "calm"]);
     w.wait_in("sigsuspend");
     a.add(w.pid);
-    let tids: Vec<i32> = std::fs::read_dir(format!("/proc/{}/task", w.pid))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().parse().unwrap())
-        .filter(|&t| t != w.pid)
-        .collect();
+    let tids: Vec<i32> = thread_cgroups(w.pid).into_iter().map(|(t, _)| t).collect();
     std::fs::write(b.path.join("tasks"), tids[0].to_string()).unwrap();
+    let leader = cgroups_of(w.pid);
+    let threads = thread_cgroups(w.pid);
+    assert!(threads[0].1.contains(&b.rel()) && threads[1].1.contains(&a.rel()));
     let images = TempDir::new("cgroup-thread");
-    let e = Dump::new(w.pid)
+    Dump::new(w.pid)
         .images_dir(images.path())
         .run()
-        .expect_err("refused")
+        .expect("dumping a thread in another cgroup");
+    w.reap();
+    Restore::new(images.path())
+        .detach(true)
+        .run()
+        .expect("restoring");
+    assert_eq!(cgroups_of(w.pid), leader, "the leader in its cgroups");
+    assert_eq!(thread_cgroups(w.pid), threads, "each thread in its own");
+    kill_restored(w.pid);
+    Restore::new(images.path())
+        .detach(true)
+        .manage_cgroups(rcriu::restore::CgroupMode::Ignore)
+        .run()
+        .expect("restoring, cgroups ignored");
+    assert_ne!(thread_cgroups(w.pid), threads, "control: rcriu's cgroups");
+    assert!(
+        !cgroups_of(w.pid).contains(&a.rel()),
+        "control: rcriu's cgroups"
+    );
+    w.verdict().expect("the restored process passes");
+}
+
+/// criu's `--manage-cgroups` modes at restore, on a v1 cgroup whose
+/// `notify_on_release` was 1 at the dump and is 0 since: soft leaves an
+/// existing cgroup's properties, full and props set them, strict refuses
+/// an existing cgroup, none and props refuse a missing one (made by
+/// neither), full makes it with its properties, ignore leaves the
+/// process in rcriu's cgroups. Each
+/// refusal names the cgroup and leaves nothing running.
+#[test]
+fn cgroup_modes_as_criu() {
+    use rcriu::restore::CgroupMode as M;
+    let _g = setup();
+    let cg = CgDir::new(Kind::V1, "modes");
+    let notify = cg.path.join("notify_on_release");
+    std::fs::write(&notify, "1").unwrap();
+    let mut w = Workload::start("threads", &["3", "calm"]);
+    w.wait_in("sigsuspend");
+    cg.add(w.pid);
+    let images = TempDir::new("cgroup-modes");
+    Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect("dumping");
+    w.reap();
+    let restore = |mode: M| {
+        Restore::new(images.path())
+            .detach(true)
+            .manage_cgroups(mode)
+            .run()
+    };
+    let notify_now = || std::fs::read_to_string(&notify).unwrap().trim().to_owned();
+    for (mode, want) in [(M::Soft, "0"), (M::Full, "1"), (M::Props, "1")] {
+        std::fs::write(&notify, "0").unwrap();
+        restore(mode).unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        assert!(cgroups_of(w.pid).contains(&cg.rel()), "{mode:?}");
+        assert_eq!(notify_now(), want, "{mode:?}: notify_on_release");
+        kill_restored(w.pid);
+    }
+    // Strict: the cgroups of every hierarchy of the process exist here
+    // (the test's and the host's, whose roots it is in).
+    let e = restore(M::Strict)
+        .expect_err("strict, the cgroups exist")
         .to_string();
     assert!(
-        e.contains(&format!("thread {} in other cgroups", tids[0])),
+        e.contains("restoring cgroup /sys/fs/cgroup/")
+            && e.contains("which exists (--manage-cgroups=strict)"),
         "{e}"
     );
-    assert_eq!(tracer_of(w.pid), "0");
-    w.verdict().expect("intact");
+    assert!(
+        !Path::new(&format!("/proc/{}", w.pid)).exists(),
+        "nothing left"
+    );
+    restore(M::Ignore).expect("ignore");
+    assert!(
+        !cgroups_of(w.pid).contains(&cg.rel()),
+        "ignore: rcriu's cgroups"
+    );
+    kill_restored(w.pid);
+    std::fs::remove_dir(&cg.path).expect("removing the emptied cgroup");
+    for mode in [M::None, M::Props] {
+        let e = restore(mode)
+            .expect_err("the cgroup is missing")
+            .to_string();
+        assert!(
+            e.contains("which does not exist (--manage-cgroups="),
+            "{mode:?}: {e}"
+        );
+        assert!(!cg.path.exists(), "{mode:?} makes no cgroup");
+    }
+    restore(M::Full).expect("full, the cgroup made anew");
+    assert!(cgroups_of(w.pid).contains(&cg.rel()));
+    assert_eq!(notify_now(), "1", "made with its properties");
+    w.verdict().expect("the restored process passes");
 }
 
 /// A freezer cgroup holding another process is refused, naming it, and

@@ -309,6 +309,8 @@ struct Collector {
     sets: Vec<(u32, Vec<Member>)>,
     controllers: Vec<Controller>,
     freezer: Option<FreezerOrigin>,
+    /// Whether the cgroups under a task's set are walked.
+    dirs: bool,
 }
 
 /// Reads the cgroups of rcriu (`host`, its own `/proc/self/cgroup`) and
@@ -321,7 +323,7 @@ pub fn collect(
     host: &[CgroupEntry],
     freezer: Option<FreezerOrigin>,
 ) -> Result<Dumped> {
-    let mut c = Sets::new(pid, host, freezer)?;
+    let mut c = Sets::new(pid, host, freezer, true)?;
     let thread_sets = c.threads(pid, tids)?;
     let (root_set, image) = c.finish();
     Ok(Dumped {
@@ -340,13 +342,20 @@ pub struct Sets {
 
 impl Sets {
     /// rcriu's set (`host`) numbered first; `pid` names the dump.
-    pub fn new(pid: Pid, host: &[CgroupEntry], freezer: Option<FreezerOrigin>) -> Result<Sets> {
+    /// The cgroups under a task's set are walked when `dirs`.
+    pub fn new(
+        pid: Pid,
+        host: &[CgroupEntry],
+        freezer: Option<FreezerOrigin>,
+        dirs: bool,
+    ) -> Result<Sets> {
         let mut c = Collector {
             pid,
             mounts: Vec::new(),
             sets: Vec::new(),
             controllers: host_controllers(host),
             freezer,
+            dirs,
         };
         let root_set = c.set_of(members(host), false)?;
         Ok(Sets { c, root_set })
@@ -407,7 +416,7 @@ impl Collector {
             return Ok(*id);
         }
         let id = self.sets.len() as u32 + 1;
-        if walk {
+        if walk && self.dirs {
             for member in &m {
                 self.walk_member(member)?;
             }

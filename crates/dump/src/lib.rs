@@ -184,6 +184,7 @@ pub struct Dump {
     shell_job: bool,
     orphan_pts_master: bool,
     freeze_cgroup: Option<PathBuf>,
+    cgroup_dirs: bool,
     ghost_limit: u64,
     file_locks: bool,
     link_remap: bool,
@@ -209,6 +210,7 @@ impl Dump {
             shell_job: false,
             orphan_pts_master: false,
             freeze_cgroup: None,
+            cgroup_dirs: true,
             ghost_limit: files::DEFAULT_GHOST_LIMIT,
             file_locks: false,
             link_remap: false,
@@ -345,6 +347,13 @@ impl Dump {
     /// (criu's `--freeze-cgroup`): its tasks cannot fork or escape
     /// meanwhile. The cgroup is thawed once every task is seized, and
     /// must hold no other process.
+    /// Whether the cgroups' directories and properties are dumped (criu's
+    /// `--manage-cgroups=ignore` dumps the sets alone).
+    pub fn cgroup_dirs(mut self, yes: bool) -> Dump {
+        self.cgroup_dirs = yes;
+        self
+    }
+
     pub fn freeze_cgroup(mut self, path: impl Into<PathBuf>) -> Dump {
         self.freeze_cgroup = Some(path.into());
         self
@@ -430,6 +439,7 @@ impl Dump {
             shell_job: self.shell_job,
             orphan_pts_master: self.orphan_pts_master,
             freeze_cgroup: self.freeze_cgroup,
+            cgroup_dirs: self.cgroup_dirs,
             ghost_limit: self.ghost_limit,
             file_locks: self.file_locks,
             link_remap: self.link_remap,

@@ -61,6 +61,9 @@ pub struct Options {
     pub orphan_pts_master: bool,
     /// criu's `--freeze-cgroup`: the freezer cgroup frozen while seizing.
     pub freeze_cgroup: Option<PathBuf>,
+    /// The cgroups' directories and properties dumped (not with criu's
+    /// `--manage-cgroups=ignore`).
+    pub cgroup_dirs: bool,
     /// criu's `--ghost-limit`, in bytes.
     pub ghost_limit: u64,
     /// criu's `--file-locks`.
@@ -985,7 +988,7 @@ fn collect_tree(
         ),
         memfds: memfd::Memfds::new(pid)?,
         ns_ids,
-        cgroups: cgroup::Sets::new(pid, &host.cgroups, freezer)?,
+        cgroups: cgroup::Sets::new(pid, &host.cgroups, freezer, o.cgroup_dirs)?,
         seccomp: pb::SeccompEntry::default(),
         next_kobj: 2,
         threads: tree
@@ -1234,17 +1237,9 @@ fn collect(
     let status = task.status().map_err(Error::proc(pid))?;
     let process_attrs = attrs::process(pid, &mut task, &status, stat.session == pid)?;
     let tids = cgroup::tids(seized);
+    // Each thread's own set (the restore moves a thread in other cgroups
+    // than its leader's into them).
     let thread_sets = sh.cgroups.threads(pid, &tids)?;
-    // The restore puts every thread in its leader's cgroups.
-    if let Some(i) = thread_sets.iter().position(|s| *s != thread_sets[0]) {
-        return Err(Error::unsupported(
-            pid,
-            format!(
-                "thread {} in other cgroups than its leader's (cgroup set {} against {})",
-                tids[i], thread_sets[i], thread_sets[0]
-            ),
-        ));
-    }
     let timers = match task.posix_timers() {
         Ok(t) => t,
         Err(e) if e.is_not_found() => Vec::new(),

@@ -291,8 +291,8 @@ pub static TABLE: &[Entry] = &[
     e(
         "--manage-cgroups",
         "manage_cgroups, manage_cgroups_mode",
-        NotYet("cgroup modes other than soft (the default)"),
-        |o, _| !matches!(o.manage_cgroups, CgroupMode::Default | CgroupMode::Soft),
+        Honoured,
+        never,
     ),
     e(
         "--cgroup-root",
@@ -563,6 +563,11 @@ mod tests {
         assert!(check(&o, Command::Restore, Face::Cli).is_ok());
         let o = Options {
             manage_cgroups: CgroupMode::Full,
+            ..Options::default()
+        };
+        assert!(check(&o, Command::Restore, Face::Cli).is_ok());
+        let o = Options {
+            cgroup_yard: Some("/yard".into()),
             ..Options::default()
         };
         assert!(check(&o, Command::Restore, Face::Cli).is_err());

@@ -49,6 +49,38 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// criu's `--manage-cgroups` modes, as the restore reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// The cgroups must exist; owners, modes and properties are left.
+    None,
+    /// The cgroups must exist; their owners, modes and properties are set.
+    Props,
+    /// Missing cgroups are made with their properties; existing ones get
+    /// their owners and modes only (criu's default).
+    #[default]
+    Soft,
+    /// Missing cgroups are made, and every cgroup gets its properties.
+    Full,
+    /// Every cgroup is made anew: one that exists is refused.
+    Strict,
+    /// Cgroups are left alone: the processes stay in rcriu's.
+    Ignore,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::None => "none",
+            Mode::Props => "props",
+            Mode::Soft => "soft",
+            Mode::Full => "full",
+            Mode::Strict => "strict",
+            Mode::Ignore => "ignore",
+        }
+    }
+}
+
 /// What the restore does with the process's cgroups.
 #[derive(Debug, Default)]
 pub struct Cgroups {
@@ -62,6 +94,10 @@ pub struct Cgroups {
     /// The directories made, removed again if the restore fails.
     made: Vec<PathBuf>,
     kept: bool,
+    mode: Mode,
+    /// `(tid, dirs)`: a thread in other cgroups than its leader's, and
+    /// the cgroups it is moved into.
+    threads: Vec<(u32, Vec<PathBuf>)>,
 }
 
 /// A controller of the image and where its hierarchy is mounted here.
@@ -101,28 +137,29 @@ fn check_rel(path: &str, what: &str) -> Result<()> {
 
 /// Reads `cgroup.img` and the process's set, makes the missing cgroup
 /// directories and writes their early properties.
-pub fn plan(images: &Images) -> Result<Cgroups> {
+pub fn plan(images: &Images, mode: Mode) -> Result<Cgroups> {
+    if mode == Mode::Ignore {
+        return Ok(Cgroups::default());
+    }
     let inventory = images.dir.inventory()?;
     let root_set = inventory.root_cg_set.unwrap_or(0);
     let pid = images.task.pid;
-    let mut set = None;
-    for (tid, core) in &images.task.cores {
-        let s = core
-            .thread_core
+    let set_of = |core: &pb::CoreEntry| {
+        core.thread_core
             .as_ref()
             .and_then(|t| t.cg_set)
-            .unwrap_or(0);
-        match set {
-            None => set = Some(s),
-            Some(leader) if leader != s => {
-                return Err(Error::unsupported(format!(
-                    "restoring thread {tid} of process {pid} in cgroup set {s} while its leader is in set {leader}"
-                )));
-            }
-            _ => {}
-        }
-    }
-    let set = set.unwrap_or(0);
+            .unwrap_or(0)
+    };
+    let set = images.task.cores.first().map_or(0, |(_, c)| set_of(c));
+    // Threads in other sets than their leader's: moved once they exist.
+    let thread_sets: Vec<(u32, u32)> = images
+        .task
+        .cores
+        .iter()
+        .skip(1)
+        .map(|(tid, c)| (*tid, set_of(c)))
+        .filter(|&(_, s)| s != set)
+        .collect();
     let entry: Option<pb::CgroupEntry> = images.dir.read_one_if_exists(ImageFile::Cgroup)?;
     let stays = set == 0 || set == root_set;
     let Some(entry) = entry else {
@@ -162,8 +199,64 @@ pub fn plan(images: &Images) -> Result<Cgroups> {
         .collect();
 
     // Checked whole before anything is made.
-    let mut procs = Vec::new();
-    if !stays {
+    let procs = if stays {
+        Vec::new()
+    } else {
+        members_of(&entry, &hierarchies, set, pid)?
+            .into_iter()
+            .map(|d| d.join("cgroup.procs"))
+            .collect()
+    };
+    let mut threads = Vec::new();
+    for &(tid, s) in &thread_sets {
+        let files = if s == 0 || s == root_set {
+            // Back to rcriu's own cgroups.
+            own_dirs(&hierarchies)?
+        } else {
+            members_of(&entry, &hierarchies, s, pid)?
+        };
+        threads.push((tid, files));
+    }
+    for h in &hierarchies {
+        if h.entry.dirs.is_empty() {
+            continue;
+        }
+        // A hierarchy nobody mounted here (CRIU records its whole tree):
+        // the process stays where rcriu is in it (checked above); the
+        // other cgroups are not its own and are left as they are.
+        if h.mount.is_none() {
+            log::warn!(
+                "cg: hierarchy {:?} is not mounted here: its cgroups are left as they are",
+                h.name
+            );
+            continue;
+        }
+        check_dirs(&h.entry.dirs)?;
+    }
+
+    let mut cg = Cgroups::default();
+    cg.procs = procs;
+    cg.mode = mode;
+    cg.threads = threads;
+    for h in &hierarchies {
+        if let Some(mount) = &h.mount {
+            cg.prepare_dirs(mount, &h.entry.dirs, true)?;
+        }
+    }
+    Ok(cg)
+}
+
+/// The directories of the members of set `set` of `entry`, each in its
+/// hierarchy's mount here (a hierarchy mounted nowhere, whose root the
+/// process and rcriu are in, is left out).
+fn members_of(
+    entry: &pb::CgroupEntry,
+    hierarchies: &[Hierarchy],
+    set: u32,
+    pid: u32,
+) -> Result<Vec<PathBuf>> {
+    let mut dirs = Vec::new();
+    {
         let members = entry.sets.iter().find(|s| s.id == set).ok_or_else(|| {
             Error::invalid(
                 img(),
@@ -199,34 +292,25 @@ pub fn plan(images: &Images) -> Result<Cgroups> {
                 Error::invalid(img(), format!("set {set}: path {path:?} is not absolute"))
             })?;
             check_rel(rel.trim_end_matches('/'), &format!("set {set}: path"))?;
-            procs.push(mount.join(rel).join("cgroup.procs"));
+            dirs.push(mount.join(rel));
         }
     }
-    for h in &hierarchies {
-        if h.entry.dirs.is_empty() {
-            continue;
-        }
-        // A hierarchy nobody mounted here (CRIU records its whole tree):
-        // the process stays where rcriu is in it (checked above); the
-        // other cgroups are not its own and are left as they are.
-        if h.mount.is_none() {
-            log::warn!(
-                "cg: hierarchy {:?} is not mounted here: its cgroups are left as they are",
-                h.name
-            );
-            continue;
-        }
-        check_dirs(&h.entry.dirs)?;
-    }
+    Ok(dirs)
+}
 
-    let mut cg = Cgroups::default();
-    cg.procs = procs;
-    for h in &hierarchies {
-        if let Some(mount) = &h.mount {
-            cg.prepare_dirs(mount, &h.entry.dirs, true)?;
-        }
+/// rcriu's own cgroup directories in the hierarchies of the image that
+/// are mounted here.
+fn own_dirs(hierarchies: &[Hierarchy]) -> Result<Vec<PathBuf>> {
+    let mut dirs = Vec::new();
+    for h in hierarchies {
+        let (Some(mount), Some(own)) = (&h.mount, own_cgroup(&h.name)) else {
+            continue;
+        };
+        let rel = own.trim_start_matches('/');
+        check_rel(rel.trim_end_matches('/'), "rcriu's own cgroup")?;
+        dirs.push(mount.join(rel));
     }
-    Ok(cg)
+    Ok(dirs)
 }
 
 fn check_dirs(dirs: &[pb::CgroupDirEntry]) -> Result<()> {
@@ -268,31 +352,45 @@ impl Cgroups {
             } else {
                 parent.join(&name)
             };
-            if path.exists() {
-                log::info!("cgroup {} exists: its properties stay", path.display());
-                if let Some(p) = &d.dir_perms {
-                    set_perms(&path, p).map_err(|e| {
-                        Error::invalid(
-                            img(),
-                            format!("cannot set the owner and mode of {}: {e}", path.display()),
-                        )
-                    })?;
-                }
-            } else {
+            let mode = self.mode;
+            let exists = path.exists();
+            let refuse = |why: &str| {
+                Error::unsupported(format!(
+                    "restoring cgroup {}, which {why} (--manage-cgroups={})",
+                    path.display(),
+                    mode.name()
+                ))
+            };
+            match (exists, mode) {
+                (true, Mode::Strict) => return Err(refuse("exists")),
+                (false, Mode::None | Mode::Props) => return Err(refuse("does not exist")),
+                _ => {}
+            }
+            if !exists {
                 self.make_dir(&path)?;
                 log::info!("made cgroup {}", path.display());
-                if let Some(p) = &d.dir_perms {
-                    set_perms(&path, p).map_err(|e| {
-                        Error::invalid(
-                            img(),
-                            format!("cannot set the owner and mode of {}: {e}", path.display()),
-                        )
-                    })?;
-                }
+            }
+            if mode != Mode::None
+                && let Some(p) = &d.dir_perms
+            {
+                set_perms(&path, p).map_err(|e| {
+                    Error::invalid(
+                        img(),
+                        format!("cannot set the owner and mode of {}: {e}", path.display()),
+                    )
+                })?;
+            }
+            if exists && matches!(mode, Mode::Soft | Mode::None) {
+                log::info!("cgroup {} exists: its properties stay", path.display());
+            } else {
                 for p in &d.properties {
                     let pname = text(&p.name);
                     if SPECIAL.contains(&pname.as_str()) {
-                        special_prop(&path, p)?;
+                        // Only where the directory is new (as CRIU): a
+                        // cgroup with tasks or children refuses them.
+                        if !exists {
+                            special_prop(&path, p)?;
+                        }
                     } else if pname == "freezer.state" {
                         self.freezer = Some((path.clone(), p.clone()));
                     } else if !(head && name.is_empty()) {
@@ -349,6 +447,30 @@ impl Cgroups {
 
     /// The process runs: `freezer.state` goes back (a failure is only
     /// logged, as CRIU does), and the directories made stay.
+    /// Moves the threads that were in other cgroups than their leader's
+    /// into theirs, once they exist (before they run).
+    pub fn move_threads(&self) -> Result<()> {
+        for (tid, dirs) in &self.threads {
+            for d in dirs {
+                // cgroup v1's `tasks`, cgroup2's `cgroup.threads` (of a
+                // threaded cgroup).
+                let v1 = d.join("tasks");
+                let f = if v1.exists() {
+                    v1
+                } else {
+                    d.join("cgroup.threads")
+                };
+                std::fs::write(&f, tid.to_string()).map_err(|e| {
+                    Error::invalid(
+                        img(),
+                        format!("cannot move thread {tid} into {}: {e}", f.display()),
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn done(&mut self) {
         self.kept = true;
         if let Some((dir, p)) = &self.freezer

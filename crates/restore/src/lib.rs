@@ -83,6 +83,7 @@ use rcriu_compel::abi::restorer::{self as abi, Args, FdMove, Range, Step};
 use rcriu_images::{ImageDir, ImageFile};
 use rcriu_proc::Pid;
 
+pub use cgroup::Mode as CgroupMode;
 pub use check::{check, check_images};
 pub use error::{Error, Result};
 pub use files::FileValidation;
@@ -146,6 +147,7 @@ pub struct Restore {
     key: Option<rcriu_images::crypt::Key>,
     namespaces: namespaces::Options,
     cg_roots: Vec<(Option<String>, String)>,
+    cgroup_mode: cgroup::Mode,
     hook: Option<Hooked>,
     /// criu's `orphan_pts_master`: who takes the master of a container's
     /// new terminal.
@@ -203,6 +205,7 @@ impl Restore {
             key: None,
             namespaces: namespaces::Options::default(),
             cg_roots: Vec::new(),
+            cgroup_mode: cgroup::Mode::default(),
             hook: None,
             orphan_pts: None,
             caller: None,
@@ -248,6 +251,13 @@ impl Restore {
     /// the images already put them, refused otherwise.
     pub fn cgroup_root(mut self, controller: Option<String>, path: impl Into<String>) -> Restore {
         self.cg_roots.push((controller, path.into()));
+        self
+    }
+
+    /// What is done with the processes' cgroups (criu's
+    /// `--manage-cgroups` modes; soft unless told).
+    pub fn manage_cgroups(mut self, mode: CgroupMode) -> Restore {
+        self.cgroup_mode = mode;
         self
     }
 
@@ -979,6 +989,9 @@ impl Restore {
         }
         // A failure drops `child`, which kills the tree.
         dead.end()?;
+        for p in &procs {
+            p.plan.cgroups.move_threads()?;
+        }
         let pid = finish::finish(child, &region, finals)?;
         let mut procs = procs;
         for p in &mut procs {

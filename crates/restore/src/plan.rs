@@ -28,6 +28,8 @@ pub struct Shared<'a> {
     /// caller's (checked), and setting them again would take CAP_SETGID
     /// and CAP_SETPCAP: the restored threads keep the ones they inherit.
     pub unprivileged: bool,
+    /// criu's `--manage-cgroups` mode.
+    pub cgroup_mode: cgroup::Mode,
 }
 
 impl<'a> Shared<'a> {
@@ -48,6 +50,7 @@ impl<'a> Shared<'a> {
             last_cap: crate::read_last_cap()?,
             force_vdso_proxy: r.force_vdso_proxy,
             unprivileged: r.caller.is_some(),
+            cgroup_mode: r.cgroup_mode,
         })
     }
 }
@@ -129,7 +132,7 @@ impl<'a> ProcPlan<'a> {
                 .into(),
         };
         let pages_file = Some(pages_file);
-        let cgroups = cgroup::plan(img)?;
+        let cgroups = cgroup::plan(img, sh.cgroup_mode)?;
         Ok(ProcPlan {
             img,
             pid,

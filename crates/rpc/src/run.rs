@@ -140,6 +140,7 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
     if actions.any() {
         d = d.hook(hook);
     }
+    d = d.cgroup_dirs(o.manage_cgroups != rcriu_opts::options::CgroupMode::Ignore);
     if let Some(cg) = &o.freeze_cgroup {
         d = d.freeze_cgroup(cg);
     }
@@ -266,6 +267,7 @@ pub fn restore(o: &Options, face: Face, actions: &Actions, detach: bool) -> Resu
     for i in &o.inherit_fds {
         r = r.inherit_fd(i.fd, &i.key);
     }
+    r = r.manage_cgroups(cgroup_mode(o.manage_cgroups));
     for c in &o.cgroup_roots {
         r = r.cgroup_root(c.controller.clone(), &c.path);
     }
@@ -343,6 +345,20 @@ pub fn stats_text(e: &pb::StatsEntry) -> String {
         s.push_str(&format!("Forking time: {} us\n", r.forking_time));
     }
     s
+}
+
+/// criu's `--manage-cgroups` mode as the restore takes it.
+fn cgroup_mode(m: rcriu_opts::options::CgroupMode) -> rcriu_restore::CgroupMode {
+    use rcriu_opts::options::CgroupMode as O;
+    use rcriu_restore::CgroupMode as R;
+    match m {
+        O::Default | O::Soft => R::Soft,
+        O::None => R::None,
+        O::Props => R::Props,
+        O::Full => R::Full,
+        O::Strict => R::Strict,
+        O::Ignore => R::Ignore,
+    }
 }
 
 #[cfg(test)]
