@@ -582,3 +582,49 @@ fn a_corrupted_cgroup_set_is_refused() {
     assert!(cgroups_of(w.pid).contains(&cg.rel()));
     w.verdict().expect("the restored process passes");
 }
+
+/// criu's `--cgroup-root CONTROLLER:PATH` at restore: the process's
+/// cgroup of that hierarchy is renamed PATH (made there, with what was
+/// below it), as CRIU 4.2 rewrites the image. Control: without it the
+/// process goes back where it was.
+#[test]
+fn a_cgroup_root_moves_the_process() {
+    let _g = setup();
+    let old = CgDir::new(Kind::V1, "root-old");
+    let new_rel = format!("/rcriu-test-root-new-{}", std::process::id());
+    let new_path = Path::new("/sys/fs/cgroup/freezer").join(new_rel.trim_start_matches('/'));
+    let _ = std::fs::remove_dir(&new_path);
+    let mut w = Workload::start("threads", &["3", "calm"]);
+    w.wait_in("sigsuspend");
+    old.add(w.pid);
+    let images = TempDir::new("cgroup-root");
+    Dump::new(w.pid)
+        .images_dir(images.path())
+        .run()
+        .expect("dumping");
+    w.reap();
+    Restore::new(images.path())
+        .detach(true)
+        .run()
+        .expect("restoring as it was");
+    assert!(
+        cgroups_of(w.pid).contains(&old.rel()),
+        "control: back in the old cgroup"
+    );
+    kill_restored(w.pid);
+    let r = Restore::new(images.path())
+        .detach(true)
+        .cgroup_root(Some("freezer".into()), &new_rel)
+        .run();
+    // Removed whatever happened (the process is gone by then).
+    let cleanup = |pid: i32| {
+        kill_restored(pid);
+        let _ = std::fs::remove_dir(&new_path);
+    };
+    r.expect("restoring under another root");
+    let cg = cgroups_of(w.pid);
+    let moved = cg.contains(&format!("freezer:{new_rel}\n"));
+    cleanup(w.pid);
+    assert!(moved, "{cg}");
+    assert!(!new_path.exists(), "the new cgroup removed by the test");
+}

@@ -311,6 +311,9 @@ struct Collector {
     freezer: Option<FreezerOrigin>,
     /// Whether the cgroups under a task's set are walked.
     dirs: bool,
+    /// criu's `--cgroup-root [CONTROLLER:]PATH` at dump: where the walk
+    /// of a hierarchy starts instead of the task's cgroup.
+    roots: Vec<(Option<String>, String)>,
 }
 
 /// Reads the cgroups of rcriu (`host`, its own `/proc/self/cgroup`) and
@@ -356,9 +359,16 @@ impl Sets {
             controllers: host_controllers(host),
             freezer,
             dirs,
+            roots: Vec::new(),
         };
         let root_set = c.set_of(members(host), false)?;
         Ok(Sets { c, root_set })
+    }
+
+    /// Walks hierarchies from these roots (criu's `--cgroup-root` at
+    /// dump) rather than from the tasks' cgroups.
+    pub fn set_roots(&mut self, roots: Vec<(Option<String>, String)>) {
+        self.c.roots = roots;
     }
 
     /// The set of each thread of process `pid`, in the order of `tids`.
@@ -476,7 +486,21 @@ impl Collector {
                 what: format!("cgroup path {:?} of hierarchy {:?}", m.path, m.name),
             });
         }
-        self.walk(ci, &mount, &m.path)?;
+        // As CRIU: the option naming this hierarchy, else the one for
+        // all, else the task's own cgroup.
+        let start = self
+            .roots
+            .iter()
+            .find(|(c, _)| c.as_deref() == Some(m.name.as_str()))
+            .or_else(|| self.roots.iter().find(|(c, _)| c.is_none()))
+            .map_or(m.path.clone(), |(_, p)| p.clone());
+        if !start.starts_with('/') || start.split('/').any(|c| c == "..") {
+            return Err(Error::unsupported(
+                pid,
+                format!("--cgroup-root {start}: not an absolute cgroup path"),
+            ));
+        }
+        self.walk(ci, &mount, &start)?;
         if self.freezer.is_some() && m.name == "freezer" {
             self.add_freezer_state(ci, &mount)?;
         }

@@ -185,6 +185,7 @@ pub struct Dump {
     orphan_pts_master: bool,
     freeze_cgroup: Option<PathBuf>,
     cgroup_dirs: bool,
+    cgroup_roots: Vec<(Option<String>, String)>,
     ghost_limit: u64,
     file_locks: bool,
     link_remap: bool,
@@ -211,6 +212,7 @@ impl Dump {
             orphan_pts_master: false,
             freeze_cgroup: None,
             cgroup_dirs: true,
+            cgroup_roots: Vec::new(),
             ghost_limit: files::DEFAULT_GHOST_LIMIT,
             file_locks: false,
             link_remap: false,
@@ -347,6 +349,14 @@ impl Dump {
     /// (criu's `--freeze-cgroup`): its tasks cannot fork or escape
     /// meanwhile. The cgroup is thawed once every task is seized, and
     /// must hold no other process.
+    /// The cgroups of `controller` (every hierarchy when `None`) are
+    /// walked from `path` rather than from the process's cgroup (criu's
+    /// `--cgroup-root` at dump), so that the cgroups above it are dumped.
+    pub fn cgroup_root(mut self, controller: Option<String>, path: impl Into<String>) -> Dump {
+        self.cgroup_roots.push((controller, path.into()));
+        self
+    }
+
     /// Whether the cgroups' directories and properties are dumped (criu's
     /// `--manage-cgroups=ignore` dumps the sets alone).
     pub fn cgroup_dirs(mut self, yes: bool) -> Dump {
@@ -440,6 +450,7 @@ impl Dump {
             orphan_pts_master: self.orphan_pts_master,
             freeze_cgroup: self.freeze_cgroup,
             cgroup_dirs: self.cgroup_dirs,
+            cgroup_roots: self.cgroup_roots,
             ghost_limit: self.ghost_limit,
             file_locks: self.file_locks,
             link_remap: self.link_remap,

@@ -64,6 +64,8 @@ pub struct Options {
     /// The cgroups' directories and properties dumped (not with criu's
     /// `--manage-cgroups=ignore`).
     pub cgroup_dirs: bool,
+    /// criu's `--cgroup-root`s: where the walk of each hierarchy starts.
+    pub cgroup_roots: Vec<(Option<String>, String)>,
     /// criu's `--ghost-limit`, in bytes.
     pub ghost_limit: u64,
     /// criu's `--file-locks`.
@@ -988,7 +990,11 @@ fn collect_tree(
         ),
         memfds: memfd::Memfds::new(pid)?,
         ns_ids,
-        cgroups: cgroup::Sets::new(pid, &host.cgroups, freezer, o.cgroup_dirs)?,
+        cgroups: {
+            let mut s = cgroup::Sets::new(pid, &host.cgroups, freezer, o.cgroup_dirs)?;
+            s.set_roots(o.cgroup_roots.clone());
+            s
+        },
         seccomp: pb::SeccompEntry::default(),
         next_kobj: 2,
         threads: tree

@@ -294,14 +294,7 @@ pub static TABLE: &[Entry] = &[
         Honoured,
         never,
     ),
-    e(
-        "--cgroup-root",
-        "cg_root",
-        NoOp(
-            "taken where it names the cgroup the images already give the controller (runc's case); any other is refused at restore, naming it",
-        ),
-        never,
-    ),
+    e("--cgroup-root", "cg_root", Honoured, never),
     e(
         "--cgroup-props",
         "cgroup_props",

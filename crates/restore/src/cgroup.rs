@@ -137,7 +137,7 @@ fn check_rel(path: &str, what: &str) -> Result<()> {
 
 /// Reads `cgroup.img` and the process's set, makes the missing cgroup
 /// directories and writes their early properties.
-pub fn plan(images: &Images, mode: Mode) -> Result<Cgroups> {
+pub fn plan(images: &Images, mode: Mode, roots: &[(Option<String>, String)]) -> Result<Cgroups> {
     if mode == Mode::Ignore {
         return Ok(Cgroups::default());
     }
@@ -160,7 +160,10 @@ pub fn plan(images: &Images, mode: Mode) -> Result<Cgroups> {
         .map(|(tid, c)| (*tid, set_of(c)))
         .filter(|&(_, s)| s != set)
         .collect();
-    let entry: Option<pb::CgroupEntry> = images.dir.read_one_if_exists(ImageFile::Cgroup)?;
+    let mut entry: Option<pb::CgroupEntry> = images.dir.read_one_if_exists(ImageFile::Cgroup)?;
+    if let Some(e) = &mut entry {
+        rewrite_roots(e, roots)?;
+    }
     let stays = set == 0 || set == root_set;
     let Some(entry) = entry else {
         if stays {
@@ -624,40 +627,82 @@ fn own_cgroup(name: &str) -> Option<String> {
     })
 }
 
-/// criu's `--cgroup-root [CONTROLLER:]PATH` (the RPC's `cg_root`), as far
-/// as rcriu takes it: each root given must be where the images already
-/// put that controller's cgroup for the root process (runc gives the
-/// container's own), so nothing moves; any other is refused by name.
-pub fn check_roots(images: &Images, roots: &[(Option<String>, String)]) -> Result<()> {
-    if roots.is_empty() {
-        return Ok(());
-    }
-    let entry: Option<pb::CgroupEntry> = images.dir.read_one_if_exists(ImageFile::Cgroup)?;
-    let set = images
-        .task
-        .cores
-        .first()
-        .and_then(|(_, c)| c.thread_core.as_ref())
-        .and_then(|t| t.cg_set)
-        .unwrap_or(0);
-    let members = entry
-        .as_ref()
-        .and_then(|e| e.sets.iter().find(|s| s.id == set))
-        .map(|s| s.ctls.as_slice())
-        .unwrap_or_default();
-    for (ctrl, path) in roots {
-        for m in members {
-            let name = text(&m.name);
-            if ctrl.as_ref().is_some_and(|c| *c != name) {
+/// criu's `--cgroup-root [CONTROLLER:]PATH` at restore, as CRIU 4.2
+/// rewrites `cgroup.img`: for each hierarchy the option names (the one
+/// for all hierarchies when none names it), each head cgroup is renamed
+/// PATH, and every member path of the sets below that head moves with it
+/// (`/HEAD/rest` becomes `PATH/rest`). A hierarchy's root is never
+/// renamed.
+pub fn rewrite_roots(
+    entry: &mut pb::CgroupEntry,
+    roots: &[(Option<String>, String)],
+) -> Result<()> {
+    for ci in 0..entry.controllers.len() {
+        let c = &entry.controllers[ci];
+        let mut newroot: Option<&str> = None;
+        for (ctrl, path) in roots {
+            if let Some(ctrl) = ctrl
+                && controller_matches(c, ctrl)
+            {
+                if newroot.is_some_and(|n| n != path) {
+                    return Err(Error::unsupported(format!(
+                        "two --cgroup-root paths for hierarchy {:?}: {} and {path}",
+                        c.cnames
+                            .iter()
+                            .map(|n| text(n))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        newroot.unwrap_or_default()
+                    )));
+                }
+                newroot = Some(path);
+            }
+        }
+        let newroot = match newroot.or_else(|| {
+            roots
+                .iter()
+                .find(|(c, _)| c.is_none())
+                .map(|(_, p)| p.as_str())
+        }) {
+            Some(r) => r.to_owned(),
+            None => continue,
+        };
+        if !newroot.starts_with('/') {
+            return Err(Error::unsupported(format!(
+                "--cgroup-root {newroot}: not an absolute cgroup path"
+            )));
+        }
+        check_rel(newroot.trim_matches('/'), "--cgroup-root")?;
+        let cnames = entry.controllers[ci].cnames.clone();
+        for di in 0..entry.controllers[ci].dirs.len() {
+            let head = text(&entry.controllers[ci].dirs[di].dir_name);
+            if head.is_empty() {
                 continue;
             }
-            let dumped = text(&m.path);
-            if dumped != *path {
-                return Err(Error::unsupported(format!(
-                    "moving the {name:?} cgroup of process {} from {dumped} to {path} (--cgroup-root)",
-                    images.task.pid
-                )));
+            let probe = pb::CgControllerEntry {
+                cnames: cnames.clone(),
+                ..Default::default()
+            };
+            for set in &mut entry.sets {
+                for m in &mut set.ctls {
+                    let path = text(&m.path);
+                    let Some(rest) = path
+                        .strip_prefix('/')
+                        .and_then(|p| p.strip_prefix(head.as_str()))
+                    else {
+                        continue;
+                    };
+                    if !controller_matches(&probe, &text(&m.name))
+                        || !(rest.is_empty() || rest.starts_with('/'))
+                    {
+                        continue;
+                    }
+                    let moved = format!("{}{rest}", newroot.trim_end_matches('/'));
+                    log::info!("cg: {path} moved to {moved} (--cgroup-root)");
+                    m.path = moved.into_bytes();
+                }
             }
+            entry.controllers[ci].dirs[di].dir_name = newroot.trim_matches('/').as_bytes().to_vec();
         }
     }
     Ok(())
@@ -666,6 +711,66 @@ pub fn check_roots(images: &Images, roots: &[(Option<String>, String)]) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn member(name: &str, path: &str) -> pb::CgMemberEntry {
+        pb::CgMemberEntry {
+            name: name.as_bytes().to_vec(),
+            path: path.as_bytes().to_vec(),
+            cgns_prefix: None,
+        }
+    }
+
+    fn ctl(name: &str, head: &str) -> pb::CgControllerEntry {
+        pb::CgControllerEntry {
+            cnames: vec![name.as_bytes().to_vec()],
+            dirs: vec![pb::CgroupDirEntry {
+                dir_name: head.as_bytes().to_vec(),
+                ..Default::default()
+            }],
+            is_threaded: None,
+        }
+    }
+
+    /// zdtm cgroup02's case, as CRIU 4.2 rewrites it.
+    #[test]
+    fn roots_rewritten_as_criu() {
+        let mut e = pb::CgroupEntry {
+            sets: vec![pb::CgSetEntry {
+                id: 2,
+                ctls: vec![
+                    member("name=a", "/prefix/oldroot"),
+                    member("name=b", "/prefix/oldroot"),
+                    member("cpu", "/"),
+                ],
+            }],
+            controllers: vec![
+                ctl("name=a", "prefix"),
+                ctl("name=b", "prefix/oldroot"),
+                ctl("cpu", ""),
+            ],
+        };
+        let roots = [
+            (None, "/newroot".to_owned()),
+            (Some("name=a".to_owned()), "/prefix".to_owned()),
+        ];
+        rewrite_roots(&mut e, &roots).unwrap();
+        let paths: Vec<String> = e.sets[0].ctls.iter().map(|m| text(&m.path)).collect();
+        assert_eq!(paths, ["/prefix/oldroot", "/newroot", "/"]);
+        let heads: Vec<String> = e
+            .controllers
+            .iter()
+            .map(|c| text(&c.dirs[0].dir_name))
+            .collect();
+        assert_eq!(heads, ["prefix", "newroot", ""]);
+        // Two paths for one hierarchy, and a path that leaves it.
+        let two = [
+            (Some("name=a".to_owned()), "/x".to_owned()),
+            (Some("name=a".to_owned()), "/y".to_owned()),
+        ];
+        assert!(rewrite_roots(&mut e.clone(), &two).is_err());
+        assert!(rewrite_roots(&mut e.clone(), &[(None, "/../up".to_owned())]).is_err());
+        assert!(rewrite_roots(&mut e, &[(None, "rel".to_owned())]).is_err());
+    }
 
     #[test]
     fn paths_stay_inside() {

@@ -393,7 +393,6 @@ impl Restore {
             }
         }
         let root_img = &tree.procs[0];
-        cgroup::check_roots(root_img, &self.cg_roots)?;
         files::check_inherited(&root_img.files, &self.namespaces.inherit_fds)?;
         // A container's namespaces, made by their holder, whose root the
         // files are opened from.

@@ -30,6 +30,8 @@ pub struct Shared<'a> {
     pub unprivileged: bool,
     /// criu's `--manage-cgroups` mode.
     pub cgroup_mode: cgroup::Mode,
+    /// criu's `--cgroup-root`s.
+    pub cg_roots: Vec<(Option<String>, String)>,
 }
 
 impl<'a> Shared<'a> {
@@ -51,6 +53,7 @@ impl<'a> Shared<'a> {
             force_vdso_proxy: r.force_vdso_proxy,
             unprivileged: r.caller.is_some(),
             cgroup_mode: r.cgroup_mode,
+            cg_roots: r.cg_roots.clone(),
         })
     }
 }
@@ -85,6 +88,8 @@ impl<'a> ProcPlan<'a> {
         let pid = img.task.pid as Pid;
         let pst = &img.task.pstree;
         let setsid = pst.sid == pst.pid;
+        // First, as CRIU: the process's files may lie in its cgroups.
+        let cgroups = cgroup::plan(img, sh.cgroup_mode, &sh.cg_roots)?;
         let mut mem = mm::plan(img, &mut sh.inodes, &mut sh.opener)?;
         let dumped_vdso = match mem.vdso {
             Some((s, e)) => pages::read_range(img, s, e - s)?,
@@ -132,7 +137,6 @@ impl<'a> ProcPlan<'a> {
                 .into(),
         };
         let pages_file = Some(pages_file);
-        let cgroups = cgroup::plan(img, sh.cgroup_mode)?;
         Ok(ProcPlan {
             img,
             pid,

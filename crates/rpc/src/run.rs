@@ -141,6 +141,9 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
         d = d.hook(hook);
     }
     d = d.cgroup_dirs(o.manage_cgroups != rcriu_opts::options::CgroupMode::Ignore);
+    for c in &o.cgroup_roots {
+        d = d.cgroup_root(c.controller.clone(), &c.path);
+    }
     if let Some(cg) = &o.freeze_cgroup {
         d = d.freeze_cgroup(cg);
     }
