@@ -1255,6 +1255,32 @@ fn files_in_an_ended_process_s_proc_need_their_remap() {
     );
 }
 
+/// A POSIX message queue (CRIU 4.2 has no image for one): refused by
+/// name, with --link-remap too, no image left, the process and its
+/// message untouched.
+#[test]
+fn a_posix_message_queue_is_refused_by_name() {
+    let _g = setup();
+    let w = start("mqueue", &[]);
+    for link_remap in [false, true] {
+        let images = TempDir::new("files-mqueue");
+        let e = Dump::new(w.pid)
+            .images_dir(images.path())
+            .link_remap(link_remap)
+            .run()
+            .expect_err("a message queue")
+            .to_string();
+        assert!(
+            e.contains(": a POSIX message queue (/rcriu-test-")
+                && e.contains("which CRIU 4.2 does not dump either"),
+            "{e}"
+        );
+        let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
+        assert!(left.is_empty(), "a refused dump leaves no image: {left:?}");
+    }
+    w.verdict().unwrap();
+}
+
 /// fds on the process's own namespaces (/proc/self/ns/*), every kind:
 /// each is the file of its namespace again.
 #[test]

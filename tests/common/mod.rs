@@ -37,6 +37,7 @@ const SLEEPERS: &[&str] = &[
     "proc_cwd",
     "proc_child",
     "ns_files",
+    "mqueue",
     "onstack",
     "task_attrs",
     "eventfds",
