@@ -83,7 +83,7 @@ use rcriu_compel::abi::restorer::{self as abi, Args, FdMove, Range, Step};
 use rcriu_images::{ImageDir, ImageFile};
 use rcriu_proc::Pid;
 
-pub use check::{check, check_images};
+pub use check::{check, check_images, check_images_with};
 pub use error::{Error, Result};
 pub use files::FileValidation;
 
