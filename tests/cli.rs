@@ -220,7 +220,6 @@ fn options_rcriu_cannot_honour_are_refused_by_name() {
         (&["--external", "veth[v0]:br0"][..], "--external"),
         (&["--manage-cgroups=full"], "--manage-cgroups"),
         (&["--timeout", "3"], "--timeout"),
-        (&["--page-server", "--port", "1"], "--page-server"),
         (&["--auto-dedup"], "--auto-dedup"),
         (&["--skip-mnt", "/x"], "--skip-mnt"),
         (&["--libdir", "/tmp"], "--libdir"),
@@ -238,6 +237,15 @@ fn options_rcriu_cannot_honour_are_refused_by_name() {
         assert!(log.contains("Error ("), "{log}");
         assert!(images(&dir).is_empty(), "{opts:?}: {:?}", images(&dir));
     }
+    // The page server (tests/page_server.rs) needs its address.
+    let dir = t.path().join("page-server");
+    let err = failed(&run(&mut zdtm_dump(
+        w.pid,
+        &dir,
+        &["--page-server", "--port", "1"],
+    )));
+    assert!(err.contains("--page-server needs --address"), "{err}");
+    assert!(images(&dir).is_empty(), "{:?}", images(&dir));
     // Their negative forms ask for nothing, nor does criu's default
     // timeout or cgroup mode: the dump goes through.
     let dir = t.path().join("plain");

@@ -49,6 +49,25 @@ pub enum Error {
         #[source]
         source: rcriu_compel::Error,
     },
+    /// Talking to the page server failed (`--page-server`): it could not
+    /// be reached, went away, or refused the pages.
+    #[error("the dump of process {pid} through the page server")]
+    PageServer {
+        pid: Pid,
+        #[source]
+        source: rcriu_page_server::Error,
+    },
+    /// Options a dump through a page server does not take yet.
+    #[error("the dump of process {pid}: {what} cannot be used with --page-server yet")]
+    NotWithPageServer { pid: Pid, what: &'static str },
+    /// The parasite's pages could not be sent to the page server.
+    #[error("sending the pages of process {pid} to the page server at {peer}")]
+    PagesSend {
+        pid: Pid,
+        peer: String,
+        #[source]
+        source: rcriu_compel::Error,
+    },
     /// The parasite's pages could not be written to the pages image
     /// (a full disk, say).
     #[error("writing {} for the dump of process {pid}", path.display())]

@@ -89,6 +89,7 @@ pub mod mnt;
 pub mod namespaces;
 pub mod nsfile;
 mod page_writers;
+mod page_xfer;
 pub mod pages;
 pub mod pidfd;
 mod pipeline;
@@ -194,6 +195,7 @@ pub struct Dump {
     track_mem: bool,
     parent: Option<PathBuf>,
     key: Option<rcriu_images::crypt::Key>,
+    page_server: Option<rcriu_page_server::Target>,
     namespaces: namespaces::Options,
     hook: Option<Hooked>,
     caller: Option<rcriu_restore::unprivileged::Caller>,
@@ -221,6 +223,7 @@ impl Dump {
             track_mem: false,
             parent: None,
             key: None,
+            page_server: None,
             namespaces: namespaces::Options::default(),
             hook: None,
             caller: None,
@@ -249,6 +252,14 @@ impl Dump {
     /// absolute), linked as `parent`.
     pub fn prev_images_dir(mut self, dir: impl Into<PathBuf>) -> Dump {
         self.parent = Some(dir.into());
+        self
+    }
+
+    /// Send the pages to a page server (criu's `--page-server`), which
+    /// writes the pagemap and pages images in its own directory; the
+    /// other images go to the images directory.
+    pub fn page_server(mut self, target: rcriu_page_server::Target) -> Dump {
+        self.page_server = Some(target);
         self
     }
 
@@ -460,6 +471,7 @@ impl Dump {
             track_mem: self.track_mem,
             parent: self.parent,
             key: self.key,
+            page_server: self.page_server,
             namespaces: self.namespaces,
             hook: self.hook,
             caller: self.caller,

@@ -87,6 +87,9 @@ pub struct Options {
     pub parent: Option<PathBuf>,
     /// `--encrypt`: the images' key.
     pub key: Option<rcriu_images::crypt::Key>,
+    /// criu's `--page-server`: where the pages go instead of the images
+    /// directory.
+    pub page_server: Option<rcriu_page_server::Target>,
     /// A container's namespaces: its root, empty ones, external mounts.
     pub namespaces: namespaces::Options,
     /// `--unprivileged`: the caller, whose own processes alone are dumped.
@@ -145,6 +148,8 @@ struct Output {
     /// The images that keep pages children share with their parents
     /// (`parent/`, [`pages::Kept`]), once made.
     kept: Option<pages::Kept>,
+    /// The page server the pages go to (`--page-server`), connected.
+    page_server: Option<rcriu_page_server::Client>,
 }
 
 impl Output {
@@ -157,6 +162,7 @@ impl Output {
             written: Vec::new(),
             rooms: BTreeMap::new(),
             kept: None,
+            page_server: None,
         }
     }
 
@@ -221,7 +227,9 @@ impl Output {
         let pid = self.pid;
         let d = self.dir()?;
         let t = Instant::now();
-        rcriu_restore::check_images(d.clone())
+        // The pagemaps are the page server's.
+        let pages_here = self.page_server.is_none();
+        rcriu_restore::check_images_with(d.clone(), pages_here)
             .map_err(|source| Error::NotRestorable { pid, source })?;
         log::debug!("images of {pid} checked in {:?}", t.elapsed());
         self.seal()
@@ -236,6 +244,18 @@ impl Output {
             log::info!("{n} images encrypted in {:?}", t.elapsed());
         }
         Ok(())
+    }
+
+    /// Ends the session with the page server, if any: it answers once it
+    /// has written every page.
+    fn close_page_server(&mut self) -> Result<()> {
+        match self.page_server.take() {
+            Some(c) => c.close().map_err(|source| Error::PageServer {
+                pid: self.pid,
+                source,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Writes the manifest: a hash of every file this run wrote.
@@ -397,11 +417,24 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         out.dir()?.link_parent(p).map_err(Error::image(pid))?;
     }
     fault::set_target(pid);
-    let keep_once =
-        o.parent.is_none() && !o.track_mem && o.key.is_none() && pages::Kept::possible(&o.dir);
+    // Pages through a page server: connected before anything is seized.
+    if let Some(t) = &o.page_server {
+        refuse_with_page_server(o)?;
+        let c = rcriu_page_server::Client::connect_to(t)
+            .map_err(|source| Error::PageServer { pid, source })?;
+        out.page_server = Some(c);
+    }
+    let remote = o.page_server.is_some();
+    let keep_once = !remote
+        && o.parent.is_none()
+        && !o.track_mem
+        && o.key.is_none()
+        && pages::Kept::possible(&o.dir);
     // An incremental dump writes few pages: room for all would cost more
-    // (its reservation, then its release, frozen) than it saves.
-    if !(o.track_mem && o.parent.is_some()) {
+    // (its reservation, then its release, frozen) than it saves; through
+    // a page server, none is written here.
+    let incremental = o.track_mem && o.parent.is_some();
+    if !incremental && !remote {
         out.reserve_pages(pid, keep_once);
     }
     // Another's process is never seized (and is checked again frozen).
@@ -455,7 +488,8 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         end_tracking(&mut c, true);
         let written = released.and_then(|()| {
             write_images(&mut out, o, &host, &c, run_id)?;
-            out.check_and_seal()
+            out.check_and_seal()?;
+            out.close_page_server()
         });
         if let Err(e) = written {
             out.discard();
@@ -466,8 +500,9 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         c.files_extra.links.remove_all();
         hooked?;
     } else {
-        let written =
-            write_images(&mut out, o, &host, &c, run_id).and_then(|()| out.check_and_seal());
+        let written = write_images(&mut out, o, &host, &c, run_id)
+            .and_then(|()| out.check_and_seal())
+            .and_then(|()| out.close_page_server());
         if let Err(e) = written {
             to_abort_handlers(&rseq_moves);
             c.files_extra.release_sockets();
@@ -510,8 +545,13 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     // Then the manifest of every file written, after the freeze. The
     // images are complete without it (as CRIU's are): a manifest that
     // cannot be written is reported and left out, never a reason to lose
-    // a dump whose process may be gone.
-    if let Err(e) = out.write_manifest() {
+    // a dump whose process may be gone. A dump whose pages went to a
+    // page server has none, as CRIU's: its pagemaps, written by the
+    // server, would not be in it, and a restore reads no file a manifest
+    // does not name.
+    if remote {
+        log::info!("the pages went to a page server: no manifest");
+    } else if let Err(e) = out.write_manifest() {
         log::error!("the images of {pid} are left without a manifest: {e}");
         if let Ok(d) = out.dir() {
             let _ = std::fs::remove_file(d.path().join(rcriu_images::manifest::MANIFEST));
@@ -574,6 +614,11 @@ fn write_images(
     for p in &c.procs {
         let upid = p.pid as u32;
         out.write_one(ImageFile::Mm(upid.into()), &p.mm)?;
+        // Through a page server, the pagemap is the server's to write.
+        if out.page_server.is_some() {
+            out.write_one(ImageFile::Fs(upid.into()), &p.fs)?;
+            continue;
+        }
         let dir = out.created(ImageFile::Pagemap(upid.into()))?;
         let mut pm = dir
             .create_pagemap(upid, p.pages_id)
@@ -1516,42 +1561,26 @@ fn collect(
         t_guards.elapsed()
     );
     let pages_id = memfds.take_pages_id();
-    let dir = out.created(ImageFile::Pages(pages_id.into()))?;
-    fault::image(&ImageFile::Pages(pages_id.into()).name()).map_err(Error::compel(pid))?;
-    let room = out.rooms.remove(&pid);
-    let mut pages_img = match room {
-        Some(room) => dir.create_pages_in(pages_id, room),
-        None => dir.create_pages(pages_id),
-    }
-    .map_err(Error::image(pid))?;
-    let t_write = Instant::now();
-    let mut n = 0;
-    let mut i = 0;
-    while i < plan.iovs.len() {
-        let readable = plan.iovs[i].1;
-        let j = plan.iovs[i..]
-            .iter()
-            .position(|(_, r)| *r != readable)
-            .map_or(plan.iovs.len(), |k| i + k);
-        if readable {
-            let iovs: Vec<IoVec> = plan.iovs[i..j].iter().map(|(v, _)| *v).collect();
-            let path = dir.file_path(ImageFile::Pages(pages_id.into()));
-            let fsize = limits.get(libc::RLIMIT_FSIZE).map_or(0, |l| l.soft);
-            n += page_writers::write(pid, &mut parasite, &iovs, &mut pages_img, &path, fsize)?;
-        } else {
-            for (v, _) in &plan.iovs[i..j] {
-                n += pages::copy_unreadable(pid, v, &mut pages_img)?;
-            }
+    if let Some(client) = &mut out.page_server {
+        let t_write = Instant::now();
+        let n = crate::page_xfer::send(pid, &mut parasite, client, &plan)?;
+        stats.memwrite_time = t_write.elapsed();
+        if n != plan.bytes() {
+            return Err(Error::Inconsistent {
+                pid,
+                what: format!("{n} bytes of pages sent for {} planned", plan.bytes()),
+            });
         }
-        i = j;
-    }
-    pages_img.trim().map_err(Error::image(pid))?;
-    stats.memwrite_time = t_write.elapsed();
-    if n != plan.bytes() {
-        return Err(Error::Inconsistent {
+    } else {
+        write_pages_here(
             pid,
-            what: format!("{n} bytes of pages written for {} planned", plan.bytes()),
-        });
+            out,
+            &mut parasite,
+            &plan,
+            pages_id,
+            limits.get(libc::RLIMIT_FSIZE).map_or(0, |l| l.soft),
+            stats,
+        )?;
     }
     stats.memdump_time = t_pages.elapsed();
     stats.pages_scanned += plan.scanned;
@@ -1670,6 +1699,70 @@ fn collect(
         timens,
         tracking,
     })
+}
+
+/// Writes the pages of `pid` planned in `plan` to `pages-<pages_id>.img`
+/// of the images directory (into room reserved for them when there is);
+/// `fsize` is the task's RLIMIT_FSIZE.
+fn write_pages_here(
+    pid: Pid,
+    out: &mut Output,
+    parasite: &mut rcriu_compel::Parasite,
+    plan: &pages::Plan,
+    pages_id: u32,
+    fsize: u64,
+    stats: &mut DumpStats,
+) -> Result<()> {
+    let dir = out.created(ImageFile::Pages(pages_id.into()))?;
+    fault::image(&ImageFile::Pages(pages_id.into()).name()).map_err(Error::compel(pid))?;
+    let room = out.rooms.remove(&pid);
+    let mut pages_img = match room {
+        Some(room) => dir.create_pages_in(pages_id, room),
+        None => dir.create_pages(pages_id),
+    }
+    .map_err(Error::image(pid))?;
+    let t_write = Instant::now();
+    let mut n = 0;
+    let mut i = 0;
+    while i < plan.iovs.len() {
+        let readable = plan.iovs[i].1;
+        let j = plan.iovs[i..]
+            .iter()
+            .position(|(_, r)| *r != readable)
+            .map_or(plan.iovs.len(), |k| i + k);
+        if readable {
+            let iovs: Vec<IoVec> = plan.iovs[i..j].iter().map(|(v, _)| *v).collect();
+            let path = dir.file_path(ImageFile::Pages(pages_id.into()));
+            n += page_writers::write(pid, parasite, &iovs, &mut pages_img, &path, fsize)?;
+        } else {
+            for (v, _) in &plan.iovs[i..j] {
+                n += pages::copy_unreadable(pid, v, &mut pages_img)?;
+            }
+        }
+        i = j;
+    }
+    pages_img.trim().map_err(Error::image(pid))?;
+    stats.memwrite_time = t_write.elapsed();
+    if n != plan.bytes() {
+        return Err(Error::Inconsistent {
+            pid,
+            what: format!("{n} bytes of pages written for {} planned", plan.bytes()),
+        });
+    }
+    Ok(())
+}
+
+/// What a dump through a page server cannot do (yet), refused by name
+/// before anything is seized.
+fn refuse_with_page_server(o: &Options) -> Result<()> {
+    let what = if o.key.is_some() {
+        "--encrypt"
+    } else if o.parent.is_some() || o.track_mem {
+        "--prev-images-dir and --track-mem (pre-dump chains)"
+    } else {
+        return Ok(());
+    };
+    Err(Error::NotWithPageServer { pid: o.pid, what })
 }
 
 /// The file id of a mapped file, with the area's `fdflags`.

@@ -363,19 +363,16 @@ pub static TABLE: &[Entry] = &[
         NotYet("lazy pages"),
         |o, _| o.lazy_pages,
     ),
-    e("--page-server", "ps", NotYet("the page server"), |o, c| {
-        o.page_server && c.dumps()
-    }),
-    e("--ps-socket", "ps.fd", NotYet("the page server"), |o, _| {
-        o.ps_socket.is_some()
-    }),
-    e("--address", "", Honoured, never),
+    e("--page-server", "ps", Honoured, never),
     e(
-        "--port",
-        "ps.port",
-        NoOp("only the page server and lazy pages use it, and rcriu refuses those"),
-        never,
+        "pre-dump --page-server",
+        "",
+        NotYet("pre-dumps through the page server"),
+        |o, c| o.page_server && c == Command::PreDump,
     ),
+    e("--ps-socket", "ps.fd", Honoured, never),
+    e("--address", "", Honoured, never),
+    e("--port", "ps.port", Honoured, never),
     e(
         "--pre-dump-mode",
         "pre_dump_mode",

@@ -84,7 +84,7 @@ use rcriu_images::{ImageDir, ImageFile};
 use rcriu_proc::Pid;
 
 pub use cgroup::Mode as CgroupMode;
-pub use check::{check, check_images};
+pub use check::{check, check_images, check_images_with};
 pub use error::{Error, Result};
 pub use files::FileValidation;
 

@@ -15,6 +15,7 @@
 pub mod check;
 pub mod listen;
 pub mod log;
+pub mod page_server;
 pub mod run;
 pub mod scripts;
 pub mod service;

@@ -91,7 +91,7 @@ fn reap_workers() {
 
 /// criu's `status_ready`: the status-ready scripts, then a zero byte on
 /// `--status-fd`, which is closed.
-fn status_ready(o: &Options) -> Result<()> {
+pub(crate) fn status_ready(o: &Options) -> Result<()> {
     let actions = Actions::new(&o.action_scripts, &o.work_dir(), &o.images_dir());
     actions
         .run("status-ready", None, false)

@@ -150,6 +150,9 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
     if let Some(k) = key {
         d = d.encrypt(k);
     }
+    if o.page_server {
+        d = d.page_server(page_server_target(o)?);
+    }
     if let Some(root) = &o.root {
         d = d.root(root);
     }
@@ -169,6 +172,25 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
         display_stats(&work, ImageFile::StatsDump);
     }
     Ok(stats)
+}
+
+/// Where `--page-server` sends the pages: the socket of `--ps-socket`,
+/// or `--address` and `--port`.
+fn page_server_target(o: &Options) -> Result<rcriu_page_server::Target> {
+    if let Some(fd) = o.ps_socket {
+        return Ok(rcriu_page_server::Target::Fd(fd));
+    }
+    let address = o
+        .address
+        .clone()
+        .ok_or_else(|| Error::Refused("--page-server needs --address".into()))?;
+    if o.port == 0 {
+        return Err(Error::Refused("--page-server needs --port".into()));
+    }
+    Ok(rcriu_page_server::Target::Tcp {
+        address,
+        port: o.port,
+    })
 }
 
 /// Pre-dumps `-t PID` into the images directory: its memory, while it

@@ -295,6 +295,7 @@ fn command(cmd: Command, options: Options) -> u8 {
             };
         }
         Command::Service => rcriu::rpc::listen::listen(&options).map(drop),
+        Command::PageServer => rcriu::rpc::page_server::run(&options),
         other => Err(rcriu::rpc::Error::Refused(format!(
             "{} is not supported yet",
             other.name()

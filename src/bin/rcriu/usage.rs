@@ -23,7 +23,7 @@ Commands:
   pre-dump       write the memory of a running process, tracking its writes
   restore        restore a process
   check          say which features rcriu has on this kernel
-  page-server    launch a page server (not supported yet)
+  page-server    launch a page server
   service        serve CRIU's RPC on a unix socket (--address)
   dedup          remove duplicate pages of a dump (not supported yet)
   cpuinfo dump   write the CPU's information into an image (not supported yet)

@@ -1,0 +1,142 @@
+//! The pages of a process sent to a page server (criu's `--page-server`)
+//! instead of written to `pages-N.img`: the process's pagemap is opened
+//! on the server, then each run of the plan is announced (`ADD_F`, with
+//! its flags) and, when PRESENT, followed by its bytes, which the
+//! parasite `vmsplice`s into the page pipe and rcriu `splice`s into the
+//! socket, as it would into the image. The server writes the pagemap and
+//! pages images; nothing of the pages is written locally.
+//!
+//! The runs are the plan's (the pagemap a local dump writes); a run may
+//! hold pages of areas the task cannot read, read through
+//! `/proc/PID/mem` instead, as [`pages::copy_unreadable`] does.
+
+use rcriu_compel::Parasite;
+use rcriu_compel::abi::IoVec;
+use rcriu_images::pages::PE_PRESENT;
+use rcriu_page_server::{Client, Dst};
+use rcriu_proc::Pid;
+
+use crate::pages::Plan;
+use crate::{Error, Result};
+
+/// Sends the pages of `pid` planned in `plan` through `client`; returns
+/// the bytes sent.
+pub fn send(pid: Pid, parasite: &mut Parasite, client: &mut Client, plan: &Plan) -> Result<u64> {
+    let ps = |source| Error::PageServer { pid, source };
+    let dst = Dst::Pid(pid as u32);
+    // A parent on the server is of no use: this dump has no parent.
+    client.open(dst).map_err(ps)?;
+    let mut cursor = 0;
+    let mut sent = 0;
+    for r in &plan.runs {
+        client.add(dst, r.vaddr, r.nr_pages, r.flags).map_err(ps)?;
+        if r.flags & PE_PRESENT == 0 {
+            continue;
+        }
+        let pieces = cut(&plan.iovs, &mut cursor, r.vaddr, r.end());
+        let mut i = 0;
+        while i < pieces.len() {
+            let readable = pieces[i].1;
+            let j = pieces[i..]
+                .iter()
+                .position(|(_, r)| *r != readable)
+                .map_or(pieces.len(), |k| i + k);
+            if readable {
+                let iovs: Vec<IoVec> = pieces[i..j].iter().map(|(v, _)| *v).collect();
+                sent += parasite
+                    .dump_pages(&iovs, client.sock())
+                    .map_err(|source| Error::PagesSend {
+                        pid,
+                        peer: client.peer().to_owned(),
+                        source,
+                    })?;
+            } else {
+                for (v, _) in &pieces[i..j] {
+                    sent += copy_unreadable(pid, v, client)?;
+                }
+            }
+            i = j;
+        }
+    }
+    Ok(sent)
+}
+
+/// The parts of `iovs` (sorted, not overlapping) within `[lo, hi)`,
+/// starting the search at `*cursor`, which is left at the first range
+/// reaching past `hi`.
+fn cut(iovs: &[(IoVec, bool)], cursor: &mut usize, lo: u64, hi: u64) -> Vec<(IoVec, bool)> {
+    let mut out = Vec::new();
+    while let Some(&(v, r)) = iovs.get(*cursor) {
+        let end = v.base + v.len;
+        if end <= lo {
+            *cursor += 1;
+            continue;
+        }
+        if v.base >= hi {
+            break;
+        }
+        let (a, b) = (v.base.max(lo), end.min(hi));
+        out.push((
+            IoVec {
+                base: a,
+                len: b - a,
+            },
+            r,
+        ));
+        if end > hi {
+            break;
+        }
+        *cursor += 1;
+    }
+    out
+}
+
+/// Sends the pages of `v`, in an area the task cannot read, read
+/// through /proc/PID/mem.
+fn copy_unreadable(pid: Pid, v: &IoVec, client: &mut Client) -> Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let path = format!("/proc/{pid}/mem");
+    let mem = std::fs::File::open(&path).map_err(Error::file(pid, &path))?;
+    let mut buf = vec![0u8; (v.len as usize).min(1 << 20)];
+    let mut done = 0;
+    while done < v.len {
+        let n = ((v.len - done) as usize).min(buf.len());
+        mem.read_exact_at(&mut buf[..n], v.base + done)
+            .map_err(Error::file(pid, &path))?;
+        client
+            .send_pages(&buf[..n])
+            .map_err(|source| Error::PageServer { pid, source })?;
+        done += n as u64;
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(base: u64, len: u64, r: bool) -> (IoVec, bool) {
+        (IoVec { base, len }, r)
+    }
+
+    #[test]
+    fn runs_cut_the_ranges_at_their_ends() {
+        // Two runs (flags differ) over one range, then a run over two
+        // ranges (readability differs).
+        let iovs = [v(0x1000, 0x3000, true), v(0x4000, 0x1000, false)];
+        let mut c = 0;
+        let got = |c: &mut usize, lo, hi| {
+            cut(&iovs, c, lo, hi)
+                .iter()
+                .map(|(x, r)| (x.base, x.len, *r))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(got(&mut c, 0x1000, 0x2000), vec![(0x1000, 0x1000, true)]);
+        assert_eq!(
+            got(&mut c, 0x2000, 0x5000),
+            vec![(0x2000, 0x2000, true), (0x4000, 0x1000, false)]
+        );
+        assert_eq!(c, 2);
+        assert!(got(&mut c, 0x9000, 0xa000).is_empty());
+    }
+}

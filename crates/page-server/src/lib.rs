@@ -1,0 +1,23 @@
+//! CRIU's page server: a dump sends the pages of its processes over TCP
+//! to a page server on another machine, which writes them as
+//! `pagemap-*.img` and `pages-*.img` in its own images directory; the
+//! dump's other images stay in the dump's directory. The two halves
+//! speak CRIU 4.2's protocol, so either side may be CRIU's.
+//!
+//! - [`proto`]: the wire format (a fixed 32-byte request, its commands
+//!   and the encoding of which pagemap a request is for).
+//! - [`client`]: the dumping side's transport: connect, open a pagemap,
+//!   announce runs of pages, send their bytes, close with an
+//!   acknowledgement.
+//! - [`server`]: one session of the page server, writing what it
+//!   receives as images; a hostile peer can make it fail, never write
+//!   outside its images directory.
+
+pub mod client;
+mod error;
+pub mod proto;
+pub mod server;
+
+pub use client::{Client, Target};
+pub use error::{Error, Result};
+pub use proto::Dst;

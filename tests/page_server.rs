@@ -1,0 +1,380 @@
+//! The page server, both sides, as CRIU users run it: `rcriu page-server`
+//! listens on 127.0.0.1 (started by the test on a free port, ready when
+//! its `--status-fd` says so), `rcriu dump --page-server` sends the pages
+//! there as it dumps them, and the server's directory (pagemap and pages
+//! images) is copied beside the dump's (every other image), as one does
+//! after moving the pages to the machine that restores. The `bigmem`
+//! workload checks every page of its memory from inside after the
+//! restore.
+//!
+//! Negative control: a byte of the workload's memory changed in the
+//! server's pages image is noticed by the workload. A page server that
+//! goes away mid-dump makes the dump fail naming it, the target running
+//! exactly as before. With `RCRIU_TEST_CRIU` naming CRIU 4.2's criu: rcriu
+//! dumps to CRIU's page server (restored by rcriu), and CRIU dumps to
+//! rcriu's page server (restored by CRIU).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use rcriu::images::ImageDir;
+use rcriu::images::pages::PE_PRESENT;
+use rcriu_test_support::{
+    ProcSnapshot, TempDir, Workload, become_subreaper, require_root, trace_lock,
+};
+
+const RCRIU: &str = env!("CARGO_BIN_EXE_rcriu");
+
+fn setup() -> std::sync::MutexGuard<'static, ()> {
+    require_root();
+    let g = trace_lock();
+    become_subreaper();
+    g
+}
+
+fn bigmem(mib: u32) -> Workload {
+    let w = Workload::start("bigmem", &[&mib.to_string()]);
+    w.wait_in("sigsuspend");
+    w
+}
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("binding a port");
+    l.local_addr().expect("its address").port()
+}
+
+/// A page server of `engine` (rcriu's or CRIU's binary) writing to
+/// `dir`, listening once this returns.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(engine: &str, dir: &Path) -> Server {
+        let port = free_port();
+        let (rd, wr) = rustix::pipe::pipe().expect("a status pipe");
+        let child = Command::new(engine)
+            .args(["page-server", "--address", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .arg("-D")
+            .arg(dir)
+            .args(["-v4", "-o"])
+            .arg(dir.join("ps.log"))
+            .arg("--status-fd")
+            .arg(wr.as_raw_fd().to_string())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("starting the page server");
+        drop(wr);
+        let mut f = std::fs::File::from(rd);
+        let mut b = [1u8; 1];
+        f.read_exact(&mut b).unwrap_or_else(|e| {
+            panic!(
+                "the page server did not say it listens: {e}; its log: {}",
+                std::fs::read_to_string(dir.join("ps.log")).unwrap_or_default()
+            )
+        });
+        assert_eq!(b[0], 0, "the status byte");
+        Server { child, port }
+    }
+
+    /// Waits for the server to end its session; its exit status.
+    fn wait(mut self) -> i32 {
+        let s = self.child.wait().expect("waiting for the page server");
+        s.code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd.output().expect("running the dumper");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{:?}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// `engine dump` of `pid` into `dir`, its pages to `port`.
+fn dump(engine: &str, pid: i32, dir: &Path, port: u16) -> Result<(), String> {
+    run(Command::new(engine)
+        .args(["dump", "-t", &pid.to_string(), "-D"])
+        .arg(dir)
+        .args(["--page-server", "--address", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .args(["-v4", "-o", "dump.log"]))
+    .map_err(|e| {
+        format!(
+            "{e}\nits log: {}",
+            std::fs::read_to_string(dir.join("dump.log")).unwrap_or_default()
+        )
+    })
+}
+
+/// The server's images copied beside the dump's.
+fn combine(server: &Path, dump: &Path) {
+    for e in std::fs::read_dir(server).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("pagemap-") || name.starts_with("pages-") {
+            assert!(
+                !dump.join(&name).exists(),
+                "{name} is written by the dump too"
+            );
+            std::fs::copy(e.path(), dump.join(&name)).unwrap();
+        }
+    }
+}
+
+/// Flips a byte of the workload's big area in the server's pages image.
+fn flip_big_area_byte(server: &Path, w: &Workload) {
+    let addr = u64::from_str_radix(w.fact("addr").trim_start_matches("0x"), 16).unwrap();
+    let d = ImageDir::open(server).unwrap();
+    let mut pm = d.pagemap(w.pid as u32).expect("the server's pagemap");
+    let id = pm.pages_id();
+    let mut off = None;
+    while let Some(r) = pm.next_run().unwrap() {
+        if r.flags & PE_PRESENT != 0 && r.vaddr <= addr + 4096 && addr + 4096 < r.end() {
+            off = r.pages_offset.map(|o| o + (addr + 4096 - r.vaddr) + 100);
+        }
+    }
+    let off = off.expect("the big area's second page is in the pagemap");
+    let path = server.join(format!("pages-{id}.img"));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, off).unwrap();
+    f.write_all_at(&[b[0] ^ 0x5a], off).unwrap();
+}
+
+/// bigmem through `dumper` and `server` engines, restored by `restorer`
+/// (`None`: rcriu's library), optionally with a byte flipped.
+fn through(dumper: &str, server: &str, restorer: Option<&str>, flip: bool) -> Result<(), String> {
+    let w = bigmem(16);
+    let ps_dir = TempDir::new("ps-server");
+    let dump_dir = TempDir::new("ps-dump");
+    let s = Server::start(server, ps_dir.path());
+    dump(dumper, w.pid, dump_dir.path(), s.port)?;
+    let status = s.wait();
+    assert_eq!(
+        status,
+        0,
+        "the page server's session: {}",
+        std::fs::read_to_string(ps_dir.path().join("ps.log")).unwrap_or_default()
+    );
+    assert!(
+        !dump_dir
+            .path()
+            .join(format!("pagemap-{}.img", w.pid))
+            .exists(),
+        "the dump wrote the pagemap itself"
+    );
+    assert!(
+        ps_dir
+            .path()
+            .join(format!("pagemap-{}.img", w.pid))
+            .exists(),
+        "the server wrote no pagemap"
+    );
+    // The process was killed by the dump.
+    rcriu_test_support::wait_exit(w.pid).ok();
+    if flip {
+        flip_big_area_byte(ps_dir.path(), &w);
+    }
+    combine(ps_dir.path(), dump_dir.path());
+    match restorer {
+        None => {
+            rcriu::Restore::new(dump_dir.path())
+                .detach(true)
+                .run()
+                .map_err(|e| format!("restoring: {e}"))?;
+        }
+        Some(criu) => run(Command::new(criu)
+            .args(["restore", "-d", "-v4", "-o", "restore.log", "-D"])
+            .arg(dump_dir.path()))
+        .map_err(|e| format!("CRIU's restore: {e}"))?,
+    }
+    w.verdict()
+}
+
+#[test]
+fn a_dump_through_rcriu_s_page_server_restores() {
+    let _g = setup();
+    through(RCRIU, RCRIU, None, false).unwrap();
+    let e = through(RCRIU, RCRIU, None, true).expect_err("the negative control passes");
+    assert!(e.contains("memory changed"), "{e}");
+}
+
+#[test]
+fn criu_s_page_server_and_rcriu_s_interoperate() {
+    let _g = setup();
+    let Ok(criu) = std::env::var("RCRIU_TEST_CRIU") else {
+        eprintln!("RCRIU_TEST_CRIU is not set: skipping the page servers across engines");
+        return;
+    };
+    through(RCRIU, &criu, None, false).expect("rcriu's dump to CRIU's page server");
+    through(&criu, RCRIU, Some(&criu), false).expect("CRIU's dump to rcriu's page server");
+    let e = through(&criu, RCRIU, Some(&criu), true).expect_err("the negative control passes");
+    assert!(e.contains("memory changed"), "{e}");
+}
+
+/// A page server that takes the session, some pages, then goes away.
+fn vanishing_server(after: usize) -> (u16, std::thread::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let t = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut req = [0u8; 32];
+        s.read_exact(&mut req).unwrap();
+        assert_eq!(req[0], 4, "PS_IOV_OPEN2 first");
+        s.write_all(&[0]).unwrap();
+        let mut left = after;
+        let mut buf = vec![0u8; 1 << 16];
+        while left > 0 {
+            let n = s.read(&mut buf[..left.min(1 << 16)]).unwrap();
+            if n == 0 {
+                break;
+            }
+            left -= n;
+        }
+        // Gone with a reset, as a crashed machine's peer sees it.
+        let _ = rustix::net::sockopt::set_socket_linger(&s, Some(std::time::Duration::ZERO));
+        drop(s);
+    });
+    (port, t)
+}
+
+#[test]
+fn a_page_server_going_away_mid_dump_fails_it_and_leaves_the_target() {
+    let _g = setup();
+    let w = bigmem(64);
+    let before = ProcSnapshot::take(w.pid);
+    let dir = TempDir::new("ps-gone");
+    let (port, t) = vanishing_server(4 << 20);
+    let e = dump(RCRIU, w.pid, dir.path(), port).expect_err("the dump succeeds");
+    t.join().unwrap();
+    assert!(
+        e.contains("page server"),
+        "the error names the page server: {e}"
+    );
+    assert!(e.contains(&format!("process {}", w.pid)), "{e}");
+    let after = ProcSnapshot::settled(w.pid, &before);
+    let diff = before.diff(&after);
+    assert!(diff.is_empty(), "the target changed:\n{}", diff.join("\n"));
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".img"))
+        .collect();
+    assert!(left.is_empty(), "images left: {left:?}");
+    w.verdict().expect("the target is intact");
+}
+
+#[test]
+fn no_page_server_no_dump() {
+    let _g = setup();
+    let w = bigmem(1);
+    let dir = TempDir::new("ps-none");
+    let e = dump(RCRIU, w.pid, dir.path(), free_port()).expect_err("the dump succeeds");
+    assert!(
+        e.contains("cannot connect to the page server at 127.0.0.1:"),
+        "{e}"
+    );
+    w.verdict().expect("the target is intact");
+}
+
+/// A hostile client: requests rcriu's page server must refuse without
+/// writing anywhere but its directory, and without crashing.
+#[test]
+fn a_hostile_client_is_refused() {
+    require_root();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("unknown pagemap", req(4, 0, 0, 0, (7 << 8) | 9)),
+        ("PS_IOV_GET", req(7, 0, 1, 0x1000, (7 << 8) | 1)),
+        (
+            "not page aligned",
+            [
+                req(3, 0, 0, 0, (7 << 8) | 1),
+                req(6, 4, 1, 0x1001, (7 << 8) | 1),
+            ]
+            .concat(),
+        ),
+        (
+            "a run of",
+            [
+                req(3, 0, 0, 0, (7 << 8) | 1),
+                req(6, 4, u64::MAX / 4096 + 1, 0, (7 << 8) | 1),
+            ]
+            .concat(),
+        ),
+        (
+            "flags",
+            [
+                req(3, 0, 0, 0, (7 << 8) | 1),
+                req(6, 0x40, 1, 0x1000, (7 << 8) | 1),
+            ]
+            .concat(),
+        ),
+        (
+            "before the end of a run",
+            [
+                req(3, 0, 0, 0, (7 << 8) | 1),
+                req(6, 4, 2, 0x1000, (7 << 8) | 1),
+                vec![1; 100],
+            ]
+            .concat(),
+        ),
+        ("not flushed", req(3, 0, 0, 0, (7 << 8) | 1)),
+        ("unknown command", req(0x77, 0, 0, 0, 0)),
+    ];
+    for (what, bytes) in cases {
+        let dir = TempDir::new("ps-hostile");
+        let s = Server::start(RCRIU, dir.path());
+        let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.write_all(&bytes).unwrap();
+        let _ = c.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        let _ = c.read_to_end(&mut sink);
+        let status = s.wait();
+        let log = std::fs::read_to_string(dir.path().join("ps.log")).unwrap_or_default();
+        assert_ne!(status, 0, "{what}: the server took it");
+        assert!(log.contains(what), "{what}: {log}");
+        let imgs: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".img"))
+            .collect();
+        assert!(imgs.is_empty(), "{what}: images left {imgs:?}");
+    }
+}
+
+fn req(cmd: u32, flags: u32, nr_pages: u64, vaddr: u64, dst_id: u64) -> Vec<u8> {
+    let mut b = Vec::with_capacity(32);
+    b.extend_from_slice(&((flags << 16) | cmd).to_ne_bytes());
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(&nr_pages.to_ne_bytes());
+    b.extend_from_slice(&vaddr.to_ne_bytes());
+    b.extend_from_slice(&dst_id.to_ne_bytes());
+    b
+}
