@@ -1064,7 +1064,7 @@ impl ImageDir {
             if n == 0 {
                 return Err(Error::io(
                     "reading",
-                    &self.file_path(file),
+                    self.file_path(file),
                     std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
                 ));
             }
