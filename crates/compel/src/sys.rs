@@ -584,6 +584,92 @@ pub enum Direction {
 /// `process_vm_readv`/`process_vm_writev`'s most remote ranges a call.
 const IOV_MAX: usize = 1024;
 
+/// Copies `src` into the memory of process `pid` at the ranges `remote`
+/// (base, length), in order, with `process_vm_writev(2)` (as
+/// [`LocalMap::copy_remote`]); the ranges hold at most `src.len()` bytes.
+pub fn write_remote(
+    pid: Pid,
+    src: &[u8],
+    remote: impl IntoIterator<Item = (u64, u64)>,
+) -> io::Result<()> {
+    // The kernel only reads from `src` for a write out.
+    copy_iovecs(
+        pid,
+        src.as_ptr().cast_mut(),
+        src.len(),
+        remote,
+        Direction::Out,
+    )
+}
+
+/// Copies between the `avail` bytes from `base` here and the ranges
+/// `remote` of process `pid`, up to `IOV_MAX` ranges a call, going on
+/// after partial copies. `base` must be valid for `avail` bytes, and
+/// writable for [`Direction::In`].
+fn copy_iovecs(
+    pid: Pid,
+    base: *mut u8,
+    avail: usize,
+    remote: impl IntoIterator<Item = (u64, u64)>,
+    dir: Direction,
+) -> io::Result<()> {
+    let mut iovs: Vec<libc::iovec> = remote
+        .into_iter()
+        .map(|(base, len)| libc::iovec {
+            iov_base: base as usize as *mut libc::c_void,
+            iov_len: len as usize,
+        })
+        .collect();
+    let want: usize = iovs.iter().map(|v| v.iov_len).sum();
+    if want > avail {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let (mut at, mut i) = (0usize, 0);
+    while i < iovs.len() {
+        let batch = &iovs[i..(i + IOV_MAX).min(iovs.len())];
+        let len: usize = batch.iter().map(|v| v.iov_len).sum();
+        let local = libc::iovec {
+            // SAFETY: `at` + `len` stays inside the `avail` bytes from
+            // `base` (the whole copy was checked above).
+            iov_base: unsafe { base.add(at) }.cast(),
+            iov_len: len,
+        };
+        // SAFETY: the kernel copies at most `len` bytes to or from
+        // `base` + `at`, inside the caller's buffer, and reads the iovec arrays from
+        // our memory; the other process's memory it checks itself.
+        let r = unsafe {
+            let f = match dir {
+                Direction::In => libc::process_vm_readv,
+                Direction::Out => libc::process_vm_writev,
+            };
+            f(
+                pid,
+                &local,
+                1,
+                batch.as_ptr(),
+                batch.len() as libc::c_ulong,
+                0,
+            )
+        };
+        let n = match check(r as libc::c_long)? {
+            0 => return Err(io::Error::from_raw_os_error(libc::EFAULT)),
+            n => n as usize,
+        };
+        at += n;
+        // Step over what was copied; a partly copied range is shortened.
+        let mut left = n;
+        while i < iovs.len() && left >= iovs[i].iov_len {
+            left -= iovs[i].iov_len;
+            i += 1;
+        }
+        if left > 0 {
+            iovs[i].iov_base = (iovs[i].iov_base as usize + left) as *mut libc::c_void;
+            iovs[i].iov_len -= left;
+        }
+    }
+    Ok(())
+}
+
 impl LocalMap {
     /// Reads the memory of a process at the ranges `remote` (base,
     /// length), in order, through `mem` (its `/proc/PID/mem`, open for
@@ -640,61 +726,13 @@ impl LocalMap {
         remote: impl IntoIterator<Item = (u64, u64)>,
         dir: Direction,
     ) -> io::Result<()> {
-        let mut iovs: Vec<libc::iovec> = remote
-            .into_iter()
-            .map(|(base, len)| libc::iovec {
-                iov_base: base as usize as *mut libc::c_void,
-                iov_len: len as usize,
-            })
-            .collect();
-        let want: usize = iovs.iter().map(|v| v.iov_len).sum();
-        if at.checked_add(want).is_none_or(|e| e > self.len) {
+        if at > self.len {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
-        let (mut at, mut i) = (at, 0);
-        while i < iovs.len() {
-            let batch = &iovs[i..(i + IOV_MAX).min(iovs.len())];
-            let len: usize = batch.iter().map(|v| v.iov_len).sum();
-            let local = libc::iovec {
-                // SAFETY: `at` + `len` stays inside the mapping (the whole
-                // copy was checked above).
-                iov_base: unsafe { self.addr.add(at) }.cast(),
-                iov_len: len,
-            };
-            // SAFETY: the kernel copies at most `len` bytes to or from the
-            // mapping from `at`, inside it, and reads the iovec arrays from
-            // our memory; the other process's memory it checks itself.
-            let r = unsafe {
-                let f = match dir {
-                    Direction::In => libc::process_vm_readv,
-                    Direction::Out => libc::process_vm_writev,
-                };
-                f(
-                    pid,
-                    &local,
-                    1,
-                    batch.as_ptr(),
-                    batch.len() as libc::c_ulong,
-                    0,
-                )
-            };
-            let n = match check(r as libc::c_long)? {
-                0 => return Err(io::Error::from_raw_os_error(libc::EFAULT)),
-                n => n as usize,
-            };
-            at += n;
-            // Step over what was copied; a partly copied range is shortened.
-            let mut left = n;
-            while i < iovs.len() && left >= iovs[i].iov_len {
-                left -= iovs[i].iov_len;
-                i += 1;
-            }
-            if left > 0 {
-                iovs[i].iov_base = (iovs[i].iov_base as usize + left) as *mut libc::c_void;
-                iovs[i].iov_len -= left;
-            }
-        }
-        Ok(())
+        // SAFETY: `at` is inside the mapping (or at its end), which is
+        // `self.len` bytes from `self.addr`: the result stays in it.
+        let local = unsafe { self.addr.add(at) };
+        copy_iovecs(pid, local, self.len - at, remote, dir)
     }
 
     /// The aligned 32-bit word at `off`, for atomic access shared with

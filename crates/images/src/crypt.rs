@@ -342,67 +342,157 @@ pub fn open(
     plain: &File,
     path: &Path,
 ) -> Result<(u64, Digest)> {
-    let tampered = |what: &str| Error::Tampered {
-        file: name.to_owned(),
-        what: what.to_owned(),
-    };
-    let size = enc
-        .metadata()
-        .map_err(|e| Error::io("examining", path, e))?
-        .len();
-    let mut head = [0u8; HEADER_LEN as usize];
-    if size < HEADER_LEN + TAG || enc.read_exact_at(&mut head, 0).is_err() {
-        return Err(tampered("is too short for an encrypted image"));
+    let enc = enc.try_clone().map_err(|e| Error::io("reading", path, e))?;
+    let (sealed, digest) = Sealed::check(key, dump_id, name, enc, path)?;
+    sealed.decrypt_into(plain)?;
+    Ok((sealed.len(), digest))
+}
+
+/// An encrypted file whose header and tags are checked (against the
+/// digest its manifest gives, by the caller), its chunks decrypted on
+/// demand: each chunk's tag is checked as it is decrypted, before any of
+/// its bytes is given out. Its tags are held from the check on, so that
+/// a chunk changed since does not decrypt.
+pub struct Sealed {
+    name: String,
+    path: std::path::PathBuf,
+    enc: File,
+    head: [u8; HEADER_LEN as usize],
+    len: u64,
+    tags: Vec<[u8; 16]>,
+    cipher: LessSafeKey,
+}
+
+impl std::fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sealed({}, {} bytes)", self.name, self.len)
     }
-    if &head[..8] != MAGIC {
-        return Err(tampered("is not encrypted (the dump was)"));
-    }
-    if head != header(dump_id) {
-        return Err(tampered(
-            "has a header of another version, scheme, chunk size or dump than its manifest",
-        ));
-    }
-    // The body is the plaintext's length and a tag per chunk.
-    let body = size - HEADER_LEN;
-    let chunks = body.div_ceil(CHUNK + TAG);
-    let len = body - chunks * TAG;
-    if len.div_ceil(CHUNK).max(1) != chunks {
-        return Err(tampered("has a length no sealed file has"));
-    }
-    let (tags_at, _) = layout(len, chunks);
-    let mut tags = vec![[0u8; 16]; chunks as usize];
-    enc.read_exact_at(tags.as_flattened_mut(), tags_at)
-        .map_err(|e| Error::io("reading", path, e))?;
-    let cipher = cipher(key, dump_id, name);
-    plain
-        .set_len(len)
-        .map_err(|e| Error::io("decrypting", path, e))?;
-    each_chunk(chunks, |k, buf| {
-        let at = HEADER_LEN + k * CHUNK;
-        let n = (len - k * CHUNK).min(CHUNK);
-        buf.resize(n as usize, 0);
-        enc.read_exact_at(buf, at)
+}
+
+impl Sealed {
+    /// Checks the header and the layout of `enc`, file `name` of dump
+    /// `dump_id`, and reads its tags; gives it with its digest (to
+    /// compare with its manifest's). `path` names it in errors.
+    pub fn check(
+        key: &Key,
+        dump_id: &[u8; 16],
+        name: &str,
+        enc: File,
+        path: &Path,
+    ) -> Result<(Sealed, Digest)> {
+        let tampered = |what: &str| Error::Tampered {
+            file: name.to_owned(),
+            what: what.to_owned(),
+        };
+        let size = enc
+            .metadata()
+            .map_err(|e| Error::io("examining", path, e))?
+            .len();
+        let mut head = [0u8; HEADER_LEN as usize];
+        if size < HEADER_LEN + TAG || enc.read_exact_at(&mut head, 0).is_err() {
+            return Err(tampered("is too short for an encrypted image"));
+        }
+        if &head[..8] != MAGIC {
+            return Err(tampered("is not encrypted (the dump was)"));
+        }
+        if head != header(dump_id) {
+            return Err(tampered(
+                "has a header of another version, scheme, chunk size or dump than its manifest",
+            ));
+        }
+        // The body is the plaintext's length and a tag per chunk.
+        let body = size - HEADER_LEN;
+        let chunks = body.div_ceil(CHUNK + TAG);
+        let len = body - chunks * TAG;
+        if len.div_ceil(CHUNK).max(1) != chunks {
+            return Err(tampered("has a length no sealed file has"));
+        }
+        let (tags_at, _) = layout(len, chunks);
+        let mut tags = vec![[0u8; 16]; chunks as usize];
+        enc.read_exact_at(tags.as_flattened_mut(), tags_at)
             .map_err(|e| Error::io("reading", path, e))?;
-        let tag = tags[k as usize];
-        cipher
-            .open_in_place_separate_tag(
-                nonce(k, k + 1 == chunks),
-                Aad::from(&head),
-                Tag::from(tag),
-                buf,
-                0..,
-            )
-            .map_err(|_| {
-                tampered(&format!(
-                    "does not decrypt at chunk {k} (offset {at}): the wrong key, or changed since the dump"
-                ))
-            })?;
-        let r = plain.write_all_at(buf, k * CHUNK);
-        buf.fill(0);
-        r.map_err(|e| Error::io("decrypting", path, e))?;
-        Ok(tag)
-    })?;
-    Ok((len, digest_of(size, &head, &tags)))
+        let digest = digest_of(size, &head, &tags);
+        let sealed = Sealed {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            enc,
+            head,
+            len,
+            tags,
+            cipher: cipher(key, dump_id, name),
+        };
+        Ok((sealed, digest))
+    }
+
+    /// The plaintext's bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the plaintext is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The file's name in its dump.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Decrypts chunk `k` (plaintext bytes `k * CHUNK` on) into `buf`,
+    /// its tag checked: `buf` holds its plaintext after, or nothing when
+    /// the chunk does not decrypt.
+    pub fn open_chunk(&self, k: u64, buf: &mut Vec<u8>) -> Result<()> {
+        let chunks = self.tags.len() as u64;
+        let (Some(tag), true) = (self.tags.get(k as usize), k < chunks) else {
+            return Err(Error::io(
+                "decrypting",
+                &self.path,
+                std::io::Error::other(format!("no chunk {k} (of {chunks})")),
+            ));
+        };
+        let at = HEADER_LEN + k * CHUNK;
+        let n = (self.len - k * CHUNK).min(CHUNK);
+        buf.resize(n as usize, 0);
+        self.enc
+            .read_exact_at(buf, at)
+            .map_err(|e| Error::io("reading", &self.path, e))?;
+        let r = self.cipher.open_in_place_separate_tag(
+            nonce(k, k + 1 == chunks),
+            Aad::from(&self.head),
+            Tag::from(*tag),
+            buf,
+            0..,
+        );
+        if r.is_err() {
+            buf.fill(0);
+            buf.clear();
+            return Err(Error::Tampered {
+                file: self.name.clone(),
+                what: format!(
+                    "does not decrypt at chunk {k} (offset {at}): the wrong key, or changed since \
+                     the dump"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Decrypts the whole file into `plain` (an empty file), a worker
+    /// per CPU, every chunk checked.
+    pub fn decrypt_into(&self, plain: &File) -> Result<()> {
+        plain
+            .set_len(self.len)
+            .map_err(|e| Error::io("decrypting", &self.path, e))?;
+        each_chunk(self.tags.len() as u64, |k, buf| {
+            self.open_chunk(k, buf)?;
+            let r = plain.write_all_at(buf, k * CHUNK);
+            buf.fill(0);
+            r.map_err(|e| Error::io("decrypting", &self.path, e))?;
+            Ok(self.tags[k as usize])
+        })?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -248,13 +248,50 @@ impl Crypt {
 enum Checked {
     Open(OwnedFd),
     Bytes(Vec<u8>),
+    /// A large pages image of an encrypted dump, its header and tags
+    /// checked, decrypted when read (see [`Deferred`]).
+    Sealed(Deferred),
 }
+
+/// A large pages image of an encrypted dump, checked against the
+/// manifest by its header and tags (which authenticate every byte), and
+/// decrypted only when read, each chunk's tag checked before any of its
+/// bytes is used: by the restore, chunk by chunk straight into the
+/// process restored ([`ImageDir::sealed_pages`]), or else whole into
+/// memory at its first open. A pages file changed since the dump is then
+/// refused before the process it belongs to runs, no byte of it used.
+struct Deferred {
+    sealed: Arc<crate::crypt::Sealed>,
+    plain: std::sync::Mutex<Option<File>>,
+}
+
+impl Deferred {
+    /// The plaintext, decrypted into memory (once).
+    fn plaintext(&self, path: &Path) -> Result<File> {
+        let mut plain = self.plain.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = &*plain {
+            return reopen(f, path);
+        }
+        let f = memfd(self.sealed.name()).map_err(|e| Error::io("decrypting", path, e))?;
+        self.sealed.decrypt_into(&f)?;
+        seal_memfd(&f).map_err(|e| Error::io("decrypting", path, e))?;
+        let r = reopen(&f, path);
+        *plain = Some(f);
+        r
+    }
+}
+
+/// An encrypted dump's pages image of at least this many bytes is
+/// decrypted when read rather than when checked (a restore's page helper
+/// takes pages files from this size on).
+const DEFER_PAGES: u64 = 64 << 20;
 
 impl std::fmt::Debug for Checked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Checked::Open(fd) => write!(f, "Open({})", std::os::fd::AsRawFd::as_raw_fd(fd)),
             Checked::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            Checked::Sealed(d) => write!(f, "{:?}", d.sealed),
         }
     }
 }
@@ -390,8 +427,18 @@ impl ImageDir {
                 fds.insert(name.to_owned(), Checked::Open(OwnedFd::from(f)));
                 continue;
             }
-            // An encrypted file's digest comes as it is decrypted.
+            // An encrypted file's digest comes as it is decrypted (a large
+            // pages image's from its header and tags, decrypted later).
+            let large = |f: &File| f.metadata().is_ok_and(|m| m.len() >= DEFER_PAGES);
+            let mut deferred = None;
             let (have, bytes, plain) = match &d.crypt {
+                Some(c) if name.starts_with("pages-") && large(&f) => {
+                    let enc = f.try_clone().map_err(|e| Error::io("reading", &path, e))?;
+                    let (sealed, have) =
+                        crate::crypt::Sealed::check(&c.key, &c.dump_id, name, enc, &path)?;
+                    deferred = Some(sealed);
+                    (have, None, None)
+                }
                 Some(c) => {
                     let plain = memfd(name).map_err(|e| Error::io("decrypting", &path, e))?;
                     let (len, have) =
@@ -416,6 +463,10 @@ impl ImageDir {
                 });
             }
             let checked = match (plain, bytes) {
+                _ if deferred.is_some() => Checked::Sealed(Deferred {
+                    sealed: Arc::new(deferred.take().expect("just matched")),
+                    plain: Default::default(),
+                }),
                 (Some((plain, len)), _) => {
                     if len as usize <= keep {
                         let mut b = vec![0u8; len as usize];
@@ -537,6 +588,16 @@ impl ImageDir {
         Ok(names)
     }
 
+    /// Pages image `name` of an encrypted dump checked but not decrypted
+    /// yet (a large one): for the restore to decrypt chunk by chunk, each
+    /// chunk's tag checked before its bytes are used.
+    pub fn sealed_pages(&self, name: &str) -> Option<Arc<crate::crypt::Sealed>> {
+        match self.verified.as_ref()?.get(name)? {
+            Checked::Sealed(d) => Some(Arc::clone(&d.sealed)),
+            _ => None,
+        }
+    }
+
     /// The digest of file `name` of an encrypted dump, sealed.
     pub(crate) fn sealed_digest(&self, name: &str) -> Option<crate::manifest::Digest> {
         let c = self.crypt.as_ref()?;
@@ -632,6 +693,7 @@ impl ImageDir {
             }
             // A new open file of the same file, from its start.
             Some(Checked::Open(fd)) => reopen(fd, &path),
+            Some(Checked::Sealed(d)) => d.plaintext(&path),
             None if self.present(name) => Err(Error::Tampered {
                 file: name.to_owned(),
                 what: "is not in the manifest".into(),
@@ -958,6 +1020,59 @@ impl ImageDir {
     pub fn pages(&self, pages_id: u32) -> Result<PagesReader> {
         let file = ImageFile::Pages(pages_id.into());
         PagesReader::new(self.open_raw(file)?, &self.file_path(file))
+    }
+
+    /// The bytes of `pages-<id>.img` (an encrypted dump's: of its
+    /// plaintext, without decrypting it).
+    pub fn pages_len(&self, pages_id: u32) -> Result<u64> {
+        let file = ImageFile::Pages(pages_id.into());
+        match self.sealed_pages(&file.name()) {
+            Some(s) => Ok(s.len()),
+            None => Ok(self.pages(pages_id)?.len()),
+        }
+    }
+
+    /// Reads `buf.len()` bytes of `pages-<id>.img` from `offset` (an
+    /// encrypted dump's large pages image: the chunks holding them alone
+    /// decrypted, each checked).
+    pub fn read_pages_at(&self, pages_id: u32, buf: &mut [u8], offset: u64) -> Result<()> {
+        let file = ImageFile::Pages(pages_id.into());
+        let Some(s) = self.sealed_pages(&file.name()) else {
+            return self.pages(pages_id)?.read_pages_at(buf, offset);
+        };
+        let want = buf.len() as u64;
+        let left = s.len().saturating_sub(offset);
+        if want > left {
+            return Err(Error::corrupt(
+                &file.name(),
+                offset,
+                crate::error::Problem::Truncated {
+                    what: "run of pages",
+                    needed: want,
+                    missing: want - left,
+                },
+            ));
+        }
+        let mut chunk = Vec::new();
+        let mut done = 0u64;
+        while done < want {
+            let at = offset + done;
+            let k = at / crate::crypt::CHUNK;
+            s.open_chunk(k, &mut chunk)?;
+            let from = (at - k * crate::crypt::CHUNK) as usize;
+            let n = chunk.len().saturating_sub(from).min((want - done) as usize);
+            if n == 0 {
+                return Err(Error::io(
+                    "reading",
+                    self.file_path(file),
+                    std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+                ));
+            }
+            buf[done as usize..][..n].copy_from_slice(&chunk[from..][..n]);
+            done += n as u64;
+        }
+        chunk.fill(0);
+        Ok(())
     }
 
     /// Creates `pages-<id>.img`.

@@ -518,6 +518,22 @@ impl Restore {
                 );
             }
         }
+        // An encrypted dump's large pages image is decrypted straight into
+        // the root by rcriu (its restorer then reads none); another
+        // process's, or one to compare or copy from, is decrypted whole
+        // for its restorer to read, before any process is made.
+        for (i, p) in procs.iter_mut().enumerate() {
+            let pages = &p.plan.pages;
+            let direct = i == 0 && pages.cow_batches.is_empty() && pages.alike_left.is_empty();
+            if !direct && p.plan.sealed_pages.take().is_some() {
+                let f = p
+                    .plan
+                    .img
+                    .dir
+                    .open_raw(ImageFile::Pages(pages.pages_id.into()))?;
+                p.pages_file = files::renumber(f.into(), min)?;
+            }
+        }
         // Pages alike with the parent's that are not inherited after all
         // are read from a copy.
         for p in &mut procs {
@@ -635,6 +651,7 @@ impl Restore {
         let mut placed = Vec::with_capacity(procs.len());
         let mut share_pages = false;
         let mut root_pages_file = None;
+        let mut root_sealed = None;
         for (i, p) in procs.iter().enumerate() {
             let mut kids = children[i].clone();
             for k in &mut kids {
@@ -734,11 +751,18 @@ impl Restore {
                         .try_clone()
                         .map_err(Error::host("copying the pages file"))?,
                 );
-                share_pages = page_helper::wanted(&p.plan.pages, &pages_file);
+                root_sealed = p.plan.sealed_pages.clone();
+                share_pages =
+                    root_sealed.is_some() || page_helper::wanted(&p.plan.pages, &pages_file);
                 if share_pages {
                     args.flags |= abi::FLAG_PAGE_HELPER;
-                    // Every batch, to claim from either end.
-                    args.page_claims = abi::page_claims(0, p.plan.pages.batches.len() as u32);
+                    // Every batch, to claim from either end; none for the
+                    // restorer when rcriu decrypts them.
+                    let n = match root_sealed {
+                        Some(_) => 0,
+                        None => p.plan.pages.batches.len() as u32,
+                    };
+                    args.page_claims = abi::page_claims(0, n);
                 }
                 root_pages_file = Some(pages_file);
             }
@@ -810,7 +834,7 @@ impl Restore {
         );
         let words = region.page_words();
         let helper_map = match (&root_pages_file, share_pages) {
-            (Some(f), true) => page_helper::map(f, words),
+            (Some(f), true) if root_sealed.is_none() => page_helper::map(f, words),
             _ => None,
         };
         let root = &procs[0];
@@ -854,21 +878,39 @@ impl Restore {
                 None => Ok(()),
             }
         };
+        let tampered = std::sync::Mutex::new(None);
         std::thread::scope(|s| {
             let (iovs, batches) = (&root.plan.pages.iovs, &root.plan.pages.batches);
-            let helper = helper_map.and_then(|m| {
+            let sealed = root_sealed.as_deref().and_then(|sealed| {
+                let tampered = &tampered;
                 std::thread::Builder::new()
                     .name("page helper".into())
                     .spawn_scoped(s, move || {
-                        page_helper::run(child_pid, words, &m, iovs, batches)
+                        page_helper::run_sealed(child_pid, words, sealed, iovs, batches, tampered)
                     })
                     .inspect_err(|e| {
-                        // The restorer reads alone.
-                        log::debug!("no page helper: {e}");
-                        page_helper::abort(words);
+                        // The restorer has no pages to read itself.
+                        log::warn!("no page helper for the encrypted pages: {e}");
+                        page_helper::refuse(words);
                     })
                     .ok()
             });
+            let plain = || {
+                helper_map.and_then(|m| {
+                    std::thread::Builder::new()
+                        .name("page helper".into())
+                        .spawn_scoped(s, move || {
+                            page_helper::run(child_pid, words, &m, iovs, batches)
+                        })
+                        .inspect_err(|e| {
+                            // The restorer reads alone.
+                            log::debug!("no page helper: {e}");
+                            page_helper::abort(words);
+                        })
+                        .ok()
+                })
+            };
+            let helper = sealed.or_else(plain);
             let r = finish::start(&child, &region, std::fs::File::from(go_wr), trace)
                 .and_then(|()| finish::wait_restorer(&child, &region, &placed, on_new, describe));
             // Past the page reads, the helper is done; otherwise the
@@ -878,6 +920,13 @@ impl Restore {
                 h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
             }
             r
+        })
+        .map_err(|e| {
+            // Encrypted pages that did not decrypt: named as such.
+            match tampered.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                Some(t) => Error::from(t),
+                None => e,
+            }
         })?;
         // Every process exists: the open files get their owners.
         for p in &procs {

@@ -17,9 +17,11 @@
 //! disk two readers at different offsets would seek.
 
 use std::os::fd::AsFd;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use rcriu_compel::sys::{Direction, LocalMap};
+use rcriu_images::crypt::{CHUNK, Sealed};
 use rcriu_parasite_abi::restorer::{
     FAULT_ERRNO, IoVec, PAGES_ABORT, PAGES_DONE, PAGES_FAILED, PAGES_MAPPED, PAGES_WAIT, ReadBatch,
     claim,
@@ -156,4 +158,140 @@ fn futex_wake(w: &AtomicU32) {
 /// Sleeps while `w` holds `val`.
 fn futex_wait(w: &AtomicU32, val: u32) {
     let _ = rustix::thread::futex::wait(w, rustix::thread::futex::Flags::empty(), val, None);
+}
+
+/// As [`run`] for an encrypted dump's pages image (`sealed`), written
+/// into process `pid` wholly by rcriu, a worker per CPU (the restorer
+/// claims none): each batch's chunks decrypted, their tags checked,
+/// before their bytes are written. A chunk that does not decrypt fails
+/// the pages as a read would, its error kept in `tampered`.
+pub fn run_sealed(
+    pid: Pid,
+    words: Words<'_>,
+    sealed: &Sealed,
+    iovs: &[IoVec],
+    batches: &[ReadBatch],
+    tampered: &Mutex<Option<rcriu_images::Error>>,
+) {
+    loop {
+        match words.state.load(Ordering::Acquire) {
+            PAGES_WAIT => futex_wait(words.state, PAGES_WAIT),
+            PAGES_MAPPED => break,
+            _ => {
+                log::debug!("page helper: called off before the areas were mapped");
+                return;
+            }
+        }
+    }
+    let _end = Ending(words);
+    let next = AtomicU32::new(0);
+    let worker = || {
+        let mut buf = Vec::with_capacity(CHUNK as usize);
+        while words.state.load(Ordering::Acquire) == PAGES_MAPPED {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(b) = batches.get(i as usize) else {
+                break;
+            };
+            let r = iovs
+                .get(b.first as usize..)
+                .and_then(|g| g.get(..b.nr as usize))
+                .ok_or(Failed::Io(std::io::Error::from_raw_os_error(libc::EINVAL)))
+                .and_then(|group| write_sealed(pid, sealed, group, b.off, &mut buf));
+            buf.fill(0);
+            if let Err(e) = r {
+                log::debug!("page helper: batch {i} into process {pid}: {e:?}");
+                let errno = match e {
+                    Failed::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+                    Failed::Image(e) => {
+                        let mut t = tampered.lock().unwrap_or_else(|p| p.into_inner());
+                        t.get_or_insert(e);
+                        libc::EBADMSG
+                    }
+                };
+                fail(words, errno, i);
+                break;
+            }
+        }
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(batches.len())
+        .max(1);
+    std::thread::scope(|s| {
+        for _ in 1..workers {
+            if let Err(e) = std::thread::Builder::new()
+                .name("page helper".into())
+                .spawn_scoped(s, worker)
+            {
+                log::debug!("page helper: one worker fewer: {e}");
+            }
+        }
+        worker();
+    });
+    if words
+        .state
+        .compare_exchange(
+            PAGES_MAPPED,
+            PAGES_DONE,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .is_ok()
+    {
+        futex_wake(words.state);
+    }
+}
+
+/// Tells the restorer that the helper it counts on will not come: its
+/// pages fail (with EIO), for it has none to read itself.
+pub fn refuse(words: Words<'_>) {
+    if words.state.load(Ordering::Acquire) == PAGES_WAIT {
+        fail(words, libc::EIO, 0);
+    }
+}
+
+#[derive(Debug)]
+enum Failed {
+    Io(std::io::Error),
+    Image(rcriu_images::Error),
+}
+
+/// Decrypts the chunks holding the pages file's bytes from `off` on (its
+/// plaintext) into `buf`, one at a time, and writes them into `pid`'s
+/// memory at `remote`.
+fn write_sealed(
+    pid: Pid,
+    sealed: &Sealed,
+    remote: &[IoVec],
+    off: u64,
+    buf: &mut Vec<u8>,
+) -> Result<(), Failed> {
+    let short = || Failed::Io(std::io::Error::from_raw_os_error(libc::EIO));
+    let end = off + remote.iter().map(|v| v.len).sum::<u64>();
+    let (mut at, mut v, mut in_v) = (off, 0usize, 0u64);
+    while at < end {
+        let k = at / CHUNK;
+        sealed.open_chunk(k, buf).map_err(Failed::Image)?;
+        let from = k * CHUNK;
+        let to = end.min(from + buf.len() as u64);
+        if to <= at {
+            return Err(short());
+        }
+        let src = &buf[(at - from) as usize..(to - from) as usize];
+        // The remote ranges taking those bytes, in order.
+        let mut ranges = Vec::new();
+        let mut need = src.len() as u64;
+        while need > 0 {
+            let r = remote.get(v).ok_or_else(short)?;
+            let n = (r.len - in_v).min(need);
+            ranges.push((r.base + in_v, n));
+            (in_v, need) = (in_v + n, need - n);
+            if in_v == r.len {
+                (v, in_v) = (v + 1, 0);
+            }
+        }
+        rcriu_compel::sys::write_remote(pid, src, ranges).map_err(Failed::Io)?;
+        at = to;
+    }
+    Ok(())
 }

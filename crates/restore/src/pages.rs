@@ -463,7 +463,7 @@ pub fn plan(img: &Images, mem: &mut MemPlan) -> Result<PagePlan> {
     let mut alike_pieces = Vec::new();
     let mut alike_from = None;
     let (runs, pages_len, gathered) = match resolve(&img.dir, pid)? {
-        None => (runs, img.dir.pages(pages_id)?.len(), None),
+        None => (runs, img.dir.pages_len(pages_id)?, None),
         Some((pieces, dirs)) => {
             let (same, rest) = alike(img, pieces, &dirs)?;
             if !same.is_empty() {
@@ -476,7 +476,7 @@ pub fn plan(img: &Images, mem: &mut MemPlan) -> Result<PagePlan> {
                     .iter()
                     .map(|p| present(p.vaddr, p.len, p.off))
                     .collect();
-                (runs, img.dir.pages(pages_id)?.len(), None)
+                (runs, img.dir.pages_len(pages_id)?, None)
             } else {
                 let (fd, runs) = gather(&rest, &dirs)?;
                 let len = rest.iter().map(|p| p.len).sum();
@@ -565,8 +565,7 @@ pub fn read_range(img: &Images, start: u64, len: u64) -> Result<Option<Vec<u8>>>
         if run.flags & PE_PRESENT != 0 && run.vaddr <= start && start + len <= run.end() {
             let mut buf = vec![0u8; len as usize];
             img.dir
-                .pages(runs.pages_id())?
-                .read_pages_at(&mut buf, off + (start - run.vaddr))?;
+                .read_pages_at(runs.pages_id(), &mut buf, off + (start - run.vaddr))?;
             return Ok(Some(buf));
         }
     }

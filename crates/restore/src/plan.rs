@@ -73,6 +73,9 @@ pub struct ProcPlan<'a> {
     pub dumped_vdso: Option<Vec<u8>>,
     pub proxy_len: usize,
     pub pages: pages::PagePlan,
+    /// An encrypted dump's large pages image, decrypted as the pages are
+    /// written into the process (`pages_file` then holds nothing).
+    pub sealed_pages: Option<std::sync::Arc<rcriu_images::crypt::Sealed>>,
     pub core: core::CorePlan,
     pub fds: files::FdPlan,
     pub fs: files::FsPlan,
@@ -129,9 +132,20 @@ impl<'a> ProcPlan<'a> {
         let fs = files::plan_fs(img, &mut sh.opener)?;
         let exe = crate::open_exe(img, &mut sh.opener)?;
         let mut pages = pages;
-        let pages_file: OwnedFd = match pages.gathered.take() {
-            Some(fd) => fd,
-            None => img
+        let name = ImageFile::Pages(pages.pages_id.into()).name();
+        let sealed_pages = match pages.gathered {
+            Some(_) => None,
+            None => img.dir.sealed_pages(&name),
+        };
+        let pages_file: OwnedFd = match (pages.gathered.take(), &sealed_pages) {
+            (Some(fd), _) => fd,
+            // Decrypted into the process by rcriu (or decrypted whole
+            // before the restorer runs): nothing for the restorer to read.
+            (None, Some(_)) => {
+                rustix::fs::memfd_create("rcriu-sealed-pages", rustix::fs::MemfdFlags::CLOEXEC)
+                    .map_err(|e| Error::host("creating a placeholder for the pages")(e.into()))?
+            }
+            (None, None) => img
                 .dir
                 .open_raw(ImageFile::Pages(pages.pages_id.into()))?
                 .into(),
@@ -147,6 +161,7 @@ impl<'a> ProcPlan<'a> {
             dumped_vdso,
             proxy_len,
             pages,
+            sealed_pages,
             core,
             fds,
             fs,
