@@ -379,7 +379,8 @@ fn every_corruption_is_refused_with_the_manifest_and_never_hangs_without() {
 
 /// `--encrypt`: every image of the dump, pages included, encrypted and
 /// authenticated; restored whole with its key (from a file, or from a
-/// descriptor), and refused by name, before anything starts, without
+/// descriptor), and refused by name, before the process runs (a large
+/// pages file's chunks are checked as they are written into it), without
 /// it, with another key, unencrypted images with a key, a flipped byte,
 /// a pages file cut short (inside a chunk or at a chunk boundary), a
 /// file or the manifest from another encrypted dump with the same key,
