@@ -455,6 +455,107 @@ fn runc_restores_every_process_of_the_containers_pid_namespace() {
     assert_eq!(c.counts().len(), n, "the init counted on without its child");
 }
 
+/// A container whose init has three threads (tests/workloads/ct_threads.c),
+/// ready: its facts line.
+fn threads_container(tag: &str) -> (Container, String) {
+    let c = Container::new(
+        tag,
+        "cd /tmp && exec /bin/ct_threads /tmp/verdict > /tmp/stdout",
+    );
+    static_workload_with(&c, "ct_threads", &["-pthread"]);
+    c.start();
+    let facts = wait_file(&c, "tmp/stdout", "ready");
+    (c, facts)
+}
+
+/// The threads of the container's init, by host tid, with their tids in
+/// the namespace.
+fn threads_ns_tids(pid: i32) -> Vec<(i32, i32)> {
+    let mut out: Vec<(i32, i32)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().parse().unwrap())
+        .filter(|&t: &i32| t != pid)
+        .map(|t| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/task/{t}/status")).unwrap();
+            let ns = status
+                .lines()
+                .find_map(|l| l.strip_prefix("NSpid:"))
+                .and_then(|v| v.split_whitespace().last())
+                .and_then(|v| v.parse().ok())
+                .unwrap();
+            (t, ns)
+        })
+        .collect();
+    out.sort_by_key(|&(_, ns)| ns);
+    out
+}
+
+/// The threads of a container's init come back with their tids in its
+/// pid namespace (and tids of their own on the host), each counting on
+/// and finding its tid (checked from inside). Control: a thread's tid
+/// changed in the images (its core image and the pstree entry) is seen
+/// by the workload.
+#[test]
+fn runc_restores_the_threads_of_a_containers_init() {
+    need_tools();
+    let _g = common::setup();
+    let (c, facts) = threads_container("threads");
+    let before = threads_ns_tids(c.pid());
+    assert_eq!(before.len(), 3, "{before:?}");
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    let changed = copy_images(&c, "images", "images-renumbered");
+    let out = c.restore();
+    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+    let after = threads_ns_tids(c.pid());
+    let ns = |v: &[(i32, i32)]| v.iter().map(|&(_, n)| n).collect::<Vec<_>>();
+    assert_eq!(ns(&after), ns(&before), "{facts}");
+    run_ok(c.runc().args(["kill", &c.id, "USR1"]));
+    assert_eq!(wait_file(&c, "tmp/verdict", "\n"), "PASS\n", "{facts}");
+    c.delete();
+
+    // Negative control: the last thread renumbered in the images.
+    use rcriu_images::{ImageFile, pb};
+    let last = before[2].1 as u32;
+    let dir = rcriu_images::ImageDir::open(&changed).unwrap();
+    let mut tree: Vec<pb::PstreeEntry> = dir.read_all(ImageFile::Pstree).unwrap();
+    for t in tree.iter_mut().flat_map(|e| e.threads.iter_mut()) {
+        if *t == last {
+            *t = last + 7;
+        }
+    }
+    dir.write_all(ImageFile::Pstree, &tree).unwrap();
+    std::fs::rename(
+        changed.join(format!("core-{last}.img")),
+        changed.join(format!("core-{}.img", last + 7)),
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(c.bundle().join("rootfs/tmp/verdict"));
+    let out = c.restore_with(RCRIU, "images-renumbered", "work-restore2");
+    succeeded(&out, "restore", &c.dir.0.join("work-restore2/restore.log"));
+    run_ok(c.runc().args(["kill", &c.id, "USR1"]));
+    let v = wait_file(&c, "tmp/verdict", "\n");
+    assert!(v.starts_with("FAIL: "), "control: {v}");
+    c.delete();
+
+    // Across CRIU 4.2, both ways.
+    let Some(criu) = criu42() else { return };
+    for (dumper, restorer) in [(criu.as_str(), RCRIU), (RCRIU, criu.as_str())] {
+        let (c, facts) = threads_container("threads-x");
+        let out = c.checkpoint_with(dumper, "images-x", "work-dump-x");
+        succeeded(&out, "checkpoint", &c.dir.0.join("work-dump-x/dump.log"));
+        let out = c.restore_with(restorer, "images-x", "work-restore-x");
+        succeeded(&out, "restore", &c.dir.0.join("work-restore-x/restore.log"));
+        run_ok(c.runc().args(["kill", &c.id, "USR1"]));
+        let v = wait_file(&c, "tmp/verdict", "\n");
+        assert_eq!(
+            v, "PASS\n",
+            "dumped by {dumper}, restored by {restorer}: {facts}"
+        );
+        c.delete();
+    }
+}
+
 /// Whether the init of [`TWO`] wrote that it lost its child.
 fn lost_child(c: &Container) -> bool {
     std::fs::read_to_string(c.count_file()).is_ok_and(|t| t.contains("gone"))
@@ -1334,12 +1435,19 @@ fn criu_and_rcriu_restore_each_others_podman_checkpoint_of_an_open_connection() 
 /// Builds workload `name` (tests/workloads) statically into the
 /// container's /bin: its root has no C library.
 fn static_workload(c: &Container, name: &str) {
+    static_workload_with(c, name, &[]);
+}
+
+/// As [`static_workload`], with more flags for gcc.
+fn static_workload_with(c: &Container, name: &str, flags: &[&str]) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/workloads")
         .join(format!("{name}.c"));
     run_ok(
         Command::new("gcc")
-            .args(["-static", "-O2", "-Wall", "-Werror", "-o"])
+            .args(["-static", "-O2", "-Wall", "-Werror"])
+            .args(flags)
+            .arg("-o")
             .arg(c.bundle().join("rootfs/bin").join(name))
             .arg(&src),
     );

@@ -12,7 +12,7 @@
 //! socket modules, which ask sock_diag there ([`Container::net_ns`],
 //! [`crate::sockets::NetNs`]).
 //!
-//! Not yet: threads or zombies in a pid namespace of its own, nested pid
+//! Not yet: zombies in a pid namespace of its own, nested pid
 //! namespaces; a network namespace dumped with its devices.
 
 use std::os::fd::AsFd;
@@ -145,9 +145,8 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
                 ),
             ));
         }
-        // Every process has its number in the namespace; the restore
-        // gives each both (clone3's set_tid at two levels), which it
-        // does not do for threads yet.
+        // Every process and thread has its number in the namespace; the
+        // restore gives each both (clone3's set_tid at two levels).
         for m in &tree.members {
             let Kind::Alive(s) = &m.kind else {
                 return Err(Error::unsupported(
@@ -155,22 +154,22 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
                     "a zombie in a pid namespace of its own (not restored yet)",
                 ));
             };
-            if s.threads().len() != 1 {
-                return Err(Error::unsupported(
-                    m.pid,
-                    "threads in a pid namespace of its own (not restored yet)",
-                ));
-            }
-            let status = Task::open(m.pid)
-                .and_then(|mut t| t.status())
-                .map_err(Error::proc(m.pid))?;
-            match status.ns_pid.as_slice() {
-                [_, v] => c.vpids.push((m.pid, *v)),
-                other => {
-                    return Err(Error::unsupported(
-                        m.pid,
-                        format!("a pid namespace nested in the container's (its pids {other:?})"),
-                    ));
+            let task = Task::open(m.pid).map_err(Error::proc(m.pid))?;
+            for tid in s.threads().iter().map(|t| t.tid) {
+                let status = task
+                    .thread(tid)
+                    .and_then(|mut t| t.status())
+                    .map_err(Error::proc(m.pid))?;
+                match status.ns_pid.as_slice() {
+                    [_, v] => c.vpids.push((tid, *v)),
+                    other => {
+                        return Err(Error::unsupported(
+                            m.pid,
+                            format!(
+                                "a pid namespace nested in the container's (thread {tid}'s pids {other:?})"
+                            ),
+                        ));
+                    }
                 }
             }
         }

@@ -559,15 +559,29 @@ impl Restore {
         }
         // In a pid namespace of its own, every process but its init gets
         // a host pid rcriu picks, so that it knows each one's.
+        // So does every thread but the leaders (each process's threads
+        // are made by its restorer, with both tids).
         let host_pids: std::collections::BTreeMap<Pid, Pid> = if in_pidns {
-            let others: Vec<Pid> = procs.iter().skip(1).map(|p| p.plan.pid).collect();
-            others
-                .into_iter()
-                .zip(free_host_pids(procs.len() - 1)?)
-                .collect()
+            let others: Vec<Pid> = procs
+                .iter()
+                .skip(1)
+                .map(|p| p.plan.pid)
+                .chain(
+                    procs
+                        .iter()
+                        .flat_map(|p| p.plan.core.threads.iter().skip(1).map(|t| t.tid as Pid)),
+                )
+                .collect();
+            let n = others.len();
+            others.into_iter().zip(free_host_pids(n)?).collect()
         } else {
             std::collections::BTreeMap::new()
         };
+        for p in &mut procs {
+            for t in p.plan.core.threads.iter_mut().skip(1) {
+                t.args.host_tid = host_pids.get(&(t.tid as Pid)).copied().unwrap_or(0);
+            }
+        }
         let children: Vec<Vec<abi::Child>> = procs
             .iter()
             .map(|p| children_of(&tree, &helpers, &sessions, p.plan.pid))

@@ -224,9 +224,9 @@ pub fn load_tree(dir: ImageDir) -> Result<TreeImages> {
     if procs[0].pid != pstree[0].pid {
         return Err(Error::invalid(pst, "the root is a zombie"));
     }
-    // In a pid namespace of its own, each process is forked with its pid
-    // there and one on the host (clone3's set_tid at two levels); threads
-    // and zombies are not yet.
+    // In a pid namespace of its own, each process and thread is made with
+    // its pid there and one on the host (clone3's set_tid at two levels);
+    // zombies are not yet.
     if container
         .as_ref()
         .is_some_and(|c: &crate::namespaces::Container| c.pid)
@@ -235,13 +235,6 @@ pub fn load_tree(dir: ImageDir) -> Result<TreeImages> {
             return Err(Error::unsupported(format!(
                 "restoring zombie {} in a pid namespace of its own",
                 z.pstree.pid
-            )));
-        }
-        if let Some(p) = procs.iter().find(|p| p.cores.len() > 1) {
-            return Err(Error::unsupported(format!(
-                "restoring the {} threads of process {} in a pid namespace of its own",
-                p.cores.len(),
-                p.pid
             )));
         }
     }

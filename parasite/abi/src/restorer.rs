@@ -372,7 +372,9 @@ pub struct ThreadArgs {
     pub tsc: u32,
     /// `PR_MCE_KILL`'s policy; [`MCE_KILL_DEFAULT`]: the system's.
     pub mce_kill: u32,
-    pub _pad2: u32,
+    /// In a pid namespace of the restore's own: the thread's tid on the
+    /// host, which rcriu picks to know it (0: the kernel's choice).
+    pub host_tid: i32,
 }
 
 /// [`ThreadArgs::mce_kill`] for the system's policy (`PR_MCE_KILL_DEFAULT`).

@@ -23,13 +23,15 @@ const THREAD_FLAGS: u64 =
 /// Creates the thread of `t` with its tid; returns the kernel's answer
 /// (the tid, or a negative errno).
 pub fn create(t: &mut ThreadArgs) -> i64 {
-    let set_tid: [i32; 1] = [t.tid];
+    // Its tid in the process's pid namespace, then on the host when the
+    // namespace is the restore's own.
+    let set_tid: [i32; 2] = [t.tid, t.host_tid];
     let ca = CloneArgs {
         flags: THREAD_FLAGS,
         stack: t.stack_top - THREAD_STACK_SIZE as u64,
         stack_size: THREAD_STACK_SIZE as u64,
         set_tid: addr(&set_tid),
-        set_tid_size: 1,
+        set_tid_size: if t.host_tid != 0 { 2 } else { 1 },
         ..CloneArgs::default()
     };
     let ret: i64;
