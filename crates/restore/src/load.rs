@@ -230,13 +230,12 @@ pub fn load_tree(dir: ImageDir) -> Result<TreeImages> {
     if container
         .as_ref()
         .is_some_and(|c: &crate::namespaces::Container| c.pid)
+        && let Some(z) = zombies.first()
     {
-        if let Some(z) = zombies.first() {
-            return Err(Error::unsupported(format!(
-                "restoring zombie {} in a pid namespace of its own",
-                z.pstree.pid
-            )));
-        }
+        return Err(Error::unsupported(format!(
+            "restoring zombie {} in a pid namespace of its own",
+            z.pstree.pid
+        )));
     }
     // What a process shares with its parent (a live one: a zombie has no
     // children) comes with its fork.
