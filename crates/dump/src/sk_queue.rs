@@ -111,9 +111,11 @@ pub fn peek_ahead(sk: &UnixSock, f: &mut OpenFd, buf: &mut Vec<u8>) {
     if buf.len() < room {
         buf.resize(room, 0);
     }
-    // Fds in flight that came with it are closed as `p` goes: the dump
-    // reads them again.
-    let Ok(Some(p)) = sk_sys::peek(f.file.as_fd(), &mut buf[..room]) else {
+    // Room for one control message: any is the dump's to read (more are
+    // cut, the peek then truncated). Fds in flight that came with it are
+    // closed as `p` goes.
+    let mut control = [0u64; 8];
+    let Ok(Some(p)) = sk_sys::peek_with(f.file.as_fd(), &mut buf[..room], &mut control) else {
         return;
     };
     if p.len == queued && !p.truncated && !p.end && p.rights.is_empty() && p.others.is_empty() {
