@@ -71,13 +71,17 @@ const PIPEFS_MAGIC: i64 = 0x5049_5045;
 
 /// What [`FileInfo`] is made of: the file's `statx`, mount id included.
 pub fn stat(pid: Pid, f: BorrowedFd<'_>, link: &Path) -> Result<rustix::fs::Statx> {
+    statx(f).map_err(|e| Error::file(pid, link)(e.into()))
+}
+
+/// [`stat`], its error unnamed.
+fn statx(f: BorrowedFd<'_>) -> rustix::io::Result<rustix::fs::Statx> {
     rustix::fs::statx(
         f,
         "",
         rustix::fs::AtFlags::EMPTY_PATH,
         rustix::fs::StatxFlags::BASIC_STATS | rustix::fs::StatxFlags::MNT_ID,
     )
-    .map_err(|e| Error::file(pid, link)(e.into()))
 }
 
 impl FileInfo {
@@ -271,7 +275,7 @@ pub struct OpenFd {
     pub info: FileInfo,
     pub fdinfo: FdInfo,
     /// A socket's family, options and owner, when read ahead
-    /// ([`crate::sockets::prefetch_opts`]).
+    /// ([`crate::sockets::Prefetch`]).
     pub ahead: Option<Box<crate::sockets::Ahead>>,
 }
 
@@ -657,6 +661,14 @@ impl Files {
             namespaces: crate::nsfile::Held::default(),
             dead: crate::proc_remap::Dead::default(),
         }
+    }
+
+    /// Makes room for `n` more open files: a server's thousands of
+    /// sockets otherwise move their entries as the tables grow.
+    pub fn reserve(&mut self, n: usize) {
+        self.entries.reserve(n);
+        self.cache.reserve(n);
+        self.fds.reserve(n);
     }
 
     /// Whether link remaps are made (criu's `--link-remap`).
@@ -1111,14 +1123,22 @@ pub struct ReadFd {
     pub copy: OwnedFd,
     /// The copy's [`stat`].
     pub stat: rustix::fs::Statx,
+    /// A socket's file status flags (`F_GETFL`); 0 for other files.
+    pub getfl: u32,
 }
+
+/// Fd numbers a reader takes at once ([`read_fds`]).
+const NUMBERS_PER_TURN: usize = 256;
 
 /// The open fds of frozen process `pid`, in order, each with its fdinfo
 /// and rcriu's copy of it. Sockets, thousands in a server, are known by
-/// their copy (`fstat`) without /proc's readlink and fdinfo, which cost
-/// most of what collecting an fd did; only a socket holding a lock (in
-/// `/proc/locks`) is read whole. A process with thousands of fds is read
-/// by two threads, each with its own handle on `/proc/PID`.
+/// their copy (`fstat`, `F_GETFL`) without /proc's readlink and fdinfo,
+/// which cost most of what collecting an fd did; only a socket holding a
+/// lock (in `/proc/locks`) is read whole. A process with thousands of
+/// fds is read by two threads, each with its own handle on `/proc/PID`,
+/// taking numbers in turns (the fds of a table may sit anywhere in it),
+/// and no number is tried once as many fds were found as the table
+/// holds (`st_size` of `/proc/PID/fd`).
 pub fn read_fds(pid: Pid) -> Result<Vec<ReadFd>> {
     let mut task = rcriu_proc::Task::open(pid).map_err(Error::proc(pid))?;
     // Every number below the size of its fd table, tried: fewer than the
@@ -1135,6 +1155,13 @@ pub fn read_fds(pid: Pid) -> Result<Vec<ReadFd>> {
     } else {
         task.fd_numbers().map_err(Error::proc(pid))?
     };
+    // How many fds the table holds (Linux 6.2; 0 before): the numbers
+    // above the last of them are not tried.
+    let open = std::fs::metadata(format!("/proc/{pid}/fd"))
+        .map(|m| m.len() as usize)
+        .ok()
+        .filter(|&n| n > 0)
+        .unwrap_or(usize::MAX);
     let locked = locked_inodes().map_err(Error::file(pid, Path::new("/proc/locks")))?;
     let pidfd = rustix::process::Pid::from_raw(pid)
         .ok_or_else(|| Error::Inconsistent {
@@ -1145,67 +1172,99 @@ pub fn read_fds(pid: Pid) -> Result<Vec<ReadFd>> {
             rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())
                 .map_err(|e| Error::sys("opening a pidfd", pid)(e.into()))
         })?;
-    reserve_fds(&pidfd, numbers.len());
-    let read = |numbers: &[i32]| -> Result<Vec<ReadFd>> {
-        let mut task = rcriu_proc::Task::open(pid).map_err(Error::proc(pid))?;
-        let mut out = Vec::with_capacity(numbers.len());
-        for &n in numbers {
-            let copy = match rustix::process::pidfd_getfd(
-                &pidfd,
-                n,
-                rustix::process::PidfdGetfdFlags::empty(),
-            ) {
-                Ok(c) => c,
-                // Closed since the listing (a frozen process cannot).
-                Err(rustix::io::Errno::BADF) => continue,
-                Err(e) => {
-                    return Err(Error::File {
-                        pid,
-                        path: PathBuf::from(format!("/proc/{pid}/fd/{n}")),
-                        source: e.into(),
-                    });
-                }
-            };
-            let st = stat(pid, copy.as_fd(), Path::new(&format!("/proc/{pid}/fd/{n}")))?;
-            let socket = rustix::fs::FileType::from_raw_mode(u32::from(st.stx_mode))
-                == rustix::fs::FileType::Socket;
-            if socket && !locked.contains(&st.stx_ino) {
-                out.push(ReadFd {
-                    fd: Fd {
-                        fd: n,
-                        link: PathBuf::from(format!("socket:[{}]", st.stx_ino)),
-                    },
-                    info: None,
-                    copy,
-                    stat: st,
+    reserve_fds(&pidfd, numbers.len().min(open));
+    let turns: Vec<&[i32]> = numbers.chunks(NUMBERS_PER_TURN).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let found = std::sync::atomic::AtomicUsize::new(0);
+    let read_one = |task: &mut rcriu_proc::Task, n: i32| -> Result<Option<ReadFd>> {
+        let copy = match rustix::process::pidfd_getfd(
+            &pidfd,
+            n,
+            rustix::process::PidfdGetfdFlags::empty(),
+        ) {
+            Ok(c) => c,
+            // A free number (or closed since the listing: a frozen
+            // process cannot).
+            Err(rustix::io::Errno::BADF) => return Ok(None),
+            Err(e) => {
+                return Err(Error::File {
+                    pid,
+                    path: PathBuf::from(format!("/proc/{pid}/fd/{n}")),
+                    source: e.into(),
                 });
-                continue;
             }
-            let Some(fd) = task.fd(n).map_err(Error::proc(pid))? else {
-                continue;
-            };
-            let info = task.fdinfo(n).map_err(Error::proc(pid))?;
-            out.push(ReadFd {
-                fd,
-                info: Some(info),
+        };
+        let link = || PathBuf::from(format!("/proc/{pid}/fd/{n}"));
+        let st = statx(copy.as_fd()).map_err(|e| Error::file(pid, link())(e.into()))?;
+        let socket = rustix::fs::FileType::from_raw_mode(u32::from(st.stx_mode))
+            == rustix::fs::FileType::Socket;
+        if socket && !locked.contains(&st.stx_ino) {
+            let getfl = rustix::fs::fcntl_getfl(&copy).map_err(|e| Error::File {
+                pid,
+                path: link(),
+                source: e.into(),
+            })?;
+            return Ok(Some(ReadFd {
+                fd: Fd {
+                    fd: n,
+                    link: PathBuf::from(format!("socket:[{}]", st.stx_ino)),
+                },
+                info: None,
                 copy,
                 stat: st,
-            });
+                getfl: getfl.bits(),
+            }));
+        }
+        let Some(fd) = task.fd(n).map_err(Error::proc(pid))? else {
+            return Ok(None);
+        };
+        let info = task.fdinfo(n).map_err(Error::proc(pid))?;
+        Ok(Some(ReadFd {
+            fd,
+            info: Some(info),
+            copy,
+            stat: st,
+            getfl: 0,
+        }))
+    };
+    // Each turn's fds, by turn.
+    let read = || -> Result<Vec<(usize, Vec<ReadFd>)>> {
+        let mut task = rcriu_proc::Task::open(pid).map_err(Error::proc(pid))?;
+        let mut out = Vec::new();
+        loop {
+            use std::sync::atomic::Ordering::Relaxed;
+            if found.load(Relaxed) >= open {
+                break;
+            }
+            let i = next.fetch_add(1, Relaxed);
+            let Some(turn) = turns.get(i) else {
+                break;
+            };
+            let mut got = Vec::with_capacity(turn.len());
+            for &n in *turn {
+                if let Some(r) = read_one(&mut task, n)? {
+                    got.push(r);
+                }
+            }
+            found.fetch_add(got.len(), Relaxed);
+            out.push((i, got));
         }
         Ok(out)
     };
-    if numbers.len() < FDS_PER_READER {
-        return read(&numbers);
-    }
-    let (a, b) = numbers.split_at(numbers.len() / 2);
-    let (a, b) = std::thread::scope(|s| {
-        let other = s.spawn(|| read(b));
-        let first = read(a);
-        (first, other.join())
-    });
-    let mut out = a?;
-    out.extend(b.unwrap_or_else(|p| std::panic::resume_unwind(p))?);
-    Ok(out)
+    let mut turns_read = if numbers.len() < FDS_PER_READER || open < FDS_PER_READER {
+        read()?
+    } else {
+        let (a, b) = std::thread::scope(|s| {
+            let other = s.spawn(read);
+            let first = read();
+            (first, other.join())
+        });
+        let mut a = a?;
+        a.extend(b.unwrap_or_else(|p| std::panic::resume_unwind(p))?);
+        a
+    };
+    turns_read.sort_unstable_by_key(|(i, _)| *i);
+    Ok(turns_read.into_iter().flat_map(|(_, v)| v).collect())
 }
 
 /// Grows rcriu's fd table at once to hold `n` more fds: grown one
@@ -1231,6 +1290,20 @@ fn reserve_fds(any: &OwnedFd, n: usize) {
     }
 }
 
+/// Closes `copies`, on two threads when there are thousands: closing a
+/// socket for the last time (its peer told, its queue freed) costs some
+/// microseconds.
+pub fn close_all(mut copies: Vec<File>) {
+    if copies.len() < FDS_PER_READER {
+        return;
+    }
+    let half = copies.split_off(copies.len() / 2);
+    std::thread::scope(|s| {
+        s.spawn(move || drop(half));
+        drop(copies);
+    });
+}
+
 /// The inodes of every file `/proc/locks` lists (of any device: one more
 /// fdinfo read is all a stray match costs).
 fn locked_inodes() -> std::io::Result<std::collections::HashSet<u64>> {
@@ -1250,31 +1323,21 @@ fn locked_inodes() -> std::io::Result<std::collections::HashSet<u64>> {
         .collect())
 }
 
-/// The fdinfo of socket fd `fd`, from rcriu's copy of it: its file's
-/// flags (`F_GETFL`), close-on-exec as the parasite read it, no position.
-pub fn socket_fdinfo(
-    pid: Pid,
-    fd: i32,
-    copy: BorrowedFd<'_>,
-    ino: u64,
-    cloexec: bool,
-) -> Result<FdInfo> {
-    let flags = rustix::fs::fcntl_getfl(copy).map_err(|e| Error::File {
-        pid,
-        path: PathBuf::from(format!("/proc/{pid}/fd/{fd}")),
-        source: e.into(),
-    })?;
-    let mut flags = flags.bits();
+/// The fdinfo of a socket, with inode `ino`: its file's flags (`getfl`,
+/// read with its copy by [`read_fds`]), close-on-exec as the parasite
+/// read it, no position.
+pub fn socket_fdinfo(getfl: u32, ino: u64, cloexec: bool) -> FdInfo {
+    let mut flags = getfl;
     if cloexec {
         flags |= libc::O_CLOEXEC as u32;
     }
-    Ok(FdInfo {
+    FdInfo {
         pos: 0,
         flags,
         mnt_id: -1,
         ino: Some(ino),
         ..FdInfo::default()
-    })
+    }
 }
 
 #[cfg(test)]

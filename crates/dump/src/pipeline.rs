@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -326,6 +326,20 @@ struct Proc {
     timens: TimensOffsets,
     /// Its memory tracking since a pre-dump, ended after the freeze.
     tracking: Option<crate::track::Final>,
+    /// rcriu's copies of its fds, held until it is killed: its exit then
+    /// closes none of its files for the last time, rcriu does, on two
+    /// threads ([`files::close_all`]).
+    copies: Vec<File>,
+}
+
+/// Closes rcriu's copies of the processes' fds ([`Proc::copies`]).
+fn close_copies(c: &mut Collected) {
+    files::close_all(
+        c.procs
+            .iter_mut()
+            .flat_map(|p| std::mem::take(&mut p.copies))
+            .collect(),
+    );
 }
 
 /// Ends the memory tracking of the processes (`alive`: they run on).
@@ -483,6 +497,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         if o.leave_stopped {
             tree.stop_on_release(libc::SIGSTOP);
         }
+        close_copies(&mut c);
         let released = tree.release();
         stats.frozen_time = frozen.elapsed();
         end_tracking(&mut c, true);
@@ -507,6 +522,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
             to_abort_handlers(&rseq_moves);
             c.files_extra.release_sockets();
             c.files_extra.put_back_tty_data();
+            close_copies(&mut c);
             drop(tree);
             out.discard();
             return Err(e);
@@ -516,10 +532,20 @@ pub fn run(o: &Options) -> Result<DumpStats> {
             to_abort_handlers(&rseq_moves);
             c.files_extra.release_sockets();
             c.files_extra.put_back_tty_data();
+            close_copies(&mut c);
             drop(tree);
             return Err(e);
         }
-        tree.kill()?;
+        let t_kill = Instant::now();
+        let killed = tree.kill();
+        let t_closing = Instant::now();
+        close_copies(&mut c);
+        log::debug!(
+            "tree of {pid} killed in {:?}, rcriu's copies of its fds closed in {:?}",
+            t_closing - t_kill,
+            t_closing.elapsed()
+        );
+        killed?;
         c.files_extra.keep_sockets_locked();
         c.files_extra.tty_data.keep();
         // The process is gone: its link remaps stay for the restore.
@@ -1316,7 +1342,7 @@ fn collect(
         fd_list.push(r.fd);
         fd_infos.push(r.info);
         copies.push(r.copy);
-        fd_stats.push(r.stat);
+        fd_stats.push((r.stat, r.getfl));
     }
     let no_info = rcriu_proc::FdInfo::default();
     for (fd, info) in fd_list.iter().zip(&fd_infos) {
@@ -1330,6 +1356,27 @@ fn collect(
             }
         }
     }
+    // The sockets (thousands in a server) are read ahead meanwhile, as
+    // open files whose close-on-exec flag the parasite tells later.
+    let mut copies: Vec<Option<OwnedFd>> = copies.into_iter().map(Some).collect();
+    let mut sockets = Vec::new();
+    for (i, ((fd, info), (st, getfl))) in fd_list.iter().zip(&fd_infos).zip(&fd_stats).enumerate() {
+        if let (None, rcriu_proc::FdTarget::Socket(ino)) = (info, fd.target())
+            && let Some(copy) = copies[i].take()
+        {
+            let file = File::from(copy);
+            let info = FileInfo::of_stat(pid, file.as_fd(), &fd.link, st)?;
+            let f = OpenFd {
+                fd: fd.fd,
+                file,
+                info,
+                fdinfo: files::socket_fdinfo(*getfl, ino, false),
+                ahead: None,
+            };
+            sockets.push((i, f));
+        }
+    }
+    let ahead = crate::sockets::Prefetch::start(pid, &sh.files.sockets, sockets);
     // A deleted executable is a ghost (within the ghost limit), made
     // with the cwd's and root's.
     let limits = task.limits().map_err(Error::proc(pid))?;
@@ -1388,26 +1435,36 @@ fn collect(
     let t_fds = Instant::now();
     let mut flags = parasite.fd_flags(&numbers).map_err(ce(pid))?.into_iter();
     let t_copied = Instant::now();
+    let mut sockets = ahead.join(&mut sh.files.sockets).into_iter().peekable();
+    let t_opts = Instant::now();
     let mut open = Vec::with_capacity(copies.len());
-    for (((fd, fdinfo), copy), st) in fd_list.iter().zip(fd_infos).zip(copies).zip(&fd_stats) {
-        let fdinfo = match (fdinfo, fd.target()) {
-            (Some(i), _) => i,
-            (None, rcriu_proc::FdTarget::Socket(ino)) => {
-                let cloexec = flags.next().ok_or_else(|| Error::Inconsistent {
-                    pid,
-                    what: format!(
-                        "the parasite read fewer fd flags than the {} asked",
-                        numbers.len()
-                    ),
-                })?;
-                files::socket_fdinfo(pid, fd.fd, copy.as_fd(), ino, cloexec)?
+    for (i, (((fd, fdinfo), copy), (st, _))) in fd_list
+        .iter()
+        .zip(fd_infos)
+        .zip(copies)
+        .zip(&fd_stats)
+        .enumerate()
+    {
+        if sockets.peek().is_some_and(|(j, _)| *j == i) {
+            let (_, mut f) = sockets.next().expect("peeked above");
+            let cloexec = flags.next().ok_or_else(|| Error::Inconsistent {
+                pid,
+                what: format!(
+                    "the parasite read fewer fd flags than the {} asked",
+                    numbers.len()
+                ),
+            })?;
+            if cloexec {
+                f.fdinfo.flags |= libc::O_CLOEXEC as u32;
             }
-            (None, _) => {
-                return Err(Error::Inconsistent {
-                    pid,
-                    what: format!("fd {} has no fdinfo and is not a socket", fd.fd),
-                });
-            }
+            open.push(f);
+            continue;
+        }
+        let (Some(fdinfo), Some(copy)) = (fdinfo, copy) else {
+            return Err(Error::Inconsistent {
+                pid,
+                what: format!("fd {} has no fdinfo and is not a socket", fd.fd),
+            });
         };
         let file = File::from(copy);
         let info = FileInfo::of_stat(pid, file.as_fd(), &fd.link, st)?;
@@ -1424,8 +1481,6 @@ fn collect(
         open.push(f);
     }
     let t_opened = Instant::now();
-    crate::sockets::prefetch_opts(pid, &mut open);
-    let t_opts = Instant::now();
 
     // -- Files: mapped, open, exe, cwd, root.
     let table = &mut sh.files;
@@ -1474,6 +1529,7 @@ fn collect(
         .map_err(|why| Error::unsupported(pid, why))?;
     }
     let mut fdinfo = Vec::with_capacity(open.len());
+    table.reserve(open.len());
     for f in &open {
         if memfd::is_memfd_link(&f.info.path) {
             let id = memfds.fd(table, f, &mut create)?;
@@ -1521,13 +1577,13 @@ fn collect(
         a.entry.shmid = u64::from(id);
     }
     log::debug!(
-        "fds of {pid}: {} flags read in {:?}, examined in {:?}, socket options read in {:?}, \
-         collected in {:?}",
+        "fds of {pid}: {} flags read in {:?}, sockets read ahead waited for {:?}, examined in \
+         {:?}, collected in {:?}",
         numbers.len(),
         t_copied - t_fds,
-        t_opened - t_copied,
-        t_opts - t_opened,
-        t_opts.elapsed()
+        t_opts - t_copied,
+        t_opened - t_opts,
+        t_opened.elapsed()
     );
     let exe_id = special(pid, table, &format!("/proc/{pid}/exe"), "the executable")?;
     let cwd_id = special(pid, table, &format!("/proc/{pid}/cwd"), "the cwd")?;
@@ -1595,6 +1651,7 @@ fn collect(
         .count()
         .div_ceil(rcriu_compel::abi::MAX_IOVS) as u64;
     parasite.cure().map_err(ce(pid))?;
+    let copies = open.into_iter().map(|f| f.file).collect();
 
     // -- The images' contents.
     let timens_id = ids
@@ -1698,6 +1755,7 @@ fn collect(
         timens_id,
         timens,
         tracking,
+        copies,
     })
 }
 

@@ -30,6 +30,11 @@ const OP_URING_CMD: u8 = 46;
 const SOCKET_URING_OP_GETSOCKOPT: u32 = 2;
 /// Entries of the ring (and so options per `io_uring_enter`).
 const ENTRIES: u32 = 1024;
+/// Registered files of the ring (`IOSQE_FIXED_FILE`): a command on one
+/// takes no reference of its own on the file, as a plain fd's does.
+const SLOTS: usize = 256;
+/// `IOSQE_FIXED_FILE`.
+const SQE_FIXED_FILE: u8 = 1;
 /// The largest option value read in a batch (a timeval is 16 bytes, an
 /// interface name as many).
 pub const MAX_VAL: usize = 16;
@@ -155,6 +160,10 @@ pub struct Batch {
     /// Entries that may still be in flight (never, but for an error
     /// while waiting for them): the buffer is then leaked on drop.
     pending: bool,
+    /// Whether the ring has its table of registered files.
+    fixed: bool,
+    /// The fds whose files the table holds, by slot ([`Batch::hold`]).
+    slots: Vec<RawFd>,
 }
 
 // SAFETY: the raw pointers are the ring's mappings, owned by the batch
@@ -182,7 +191,14 @@ impl Batch {
             p,
             vals: vec![[0u8; MAX_VAL]; ENTRIES as usize].into_boxed_slice(),
             pending: false,
+            fixed: false,
+            slots: Vec::new(),
         };
+        // An empty table, filled by `hold`; without one, every command
+        // names its fd.
+        b.fixed = uring::register_files(b.fd.as_fd(), &[-1; SLOTS])
+            .map_err(|e| log::debug!("socket options without registered files: {e}"))
+            .is_ok();
         // The array maps slot i to SQE i, once.
         for i in 0..p.sq_entries {
             b.rings
@@ -196,6 +212,24 @@ impl Batch {
         }])?;
         got[0].bytes()?;
         Ok(b)
+    }
+
+    /// Registers the files open as `fds` (at most [`SLOTS`]; the ones
+    /// registered before let go): asks naming these fds, while they stay
+    /// open as they are, read through the registered files. Without a
+    /// table (or when it cannot be updated), asks name their fds.
+    pub fn hold(&mut self, fds: &[RawFd]) {
+        self.slots.clear();
+        if !self.fixed || fds.len() > SLOTS {
+            return;
+        }
+        match uring::update_files(self.fd.as_fd(), 0, fds) {
+            Ok(()) => self.slots.extend_from_slice(fds),
+            Err(e) => {
+                log::debug!("socket options without registered files: {e}");
+                self.fixed = false;
+            }
+        }
     }
 
     /// Reads every option of `asks`, in order.
@@ -213,13 +247,25 @@ impl Batch {
         let so = self.p.sq_off;
         let mask = self.rings.word(so.ring_mask).load(Ordering::Relaxed);
         let tail = self.rings.word(so.tail).load(Ordering::Relaxed);
+        // Asks come socket by socket: the slot of the last one is tried
+        // first.
+        let mut hint = 0;
         for (i, a) in chunk.iter().enumerate() {
             let t = tail.wrapping_add(i as u32);
             let slot = (t & mask) as usize;
             let val = self.vals[i].as_mut_ptr();
+            let fixed = if self.slots.get(hint) == Some(&a.fd) {
+                Some(hint)
+            } else {
+                self.slots.iter().position(|&f| f == a.fd)
+            };
+            if let Some(k) = fixed {
+                hint = k;
+            }
             let sqe = Sqe {
                 opcode: OP_URING_CMD,
-                fd: a.fd,
+                flags: if fixed.is_some() { SQE_FIXED_FILE } else { 0 },
+                fd: fixed.map_or(a.fd, |k| k as i32),
                 cmd_op: SOCKET_URING_OP_GETSOCKOPT,
                 level: libc::SOL_SOCKET as u32,
                 optname: a.name as u32,
@@ -392,6 +438,18 @@ mod tests {
         for (ask, got) in asks.iter().zip(&got) {
             let want = sync(ask.fd, ask.name, ask.len as usize).unwrap();
             assert_eq!(got.bytes().unwrap(), &want[..], "option {}", ask.name);
+        }
+        // Read again through registered files (b's first: slots need not
+        // follow the fds' order), the same.
+        batch.hold(&[b.as_raw_fd(), a.as_raw_fd()]);
+        let again = batch.read(&asks).unwrap();
+        for ((ask, got), again) in asks.iter().zip(&got).zip(&again) {
+            assert_eq!(
+                got.bytes().unwrap(),
+                again.bytes().unwrap(),
+                "option {}",
+                ask.name
+            );
         }
         // The options set differ between the two ends: a batch that read
         // one socket twice would not match.

@@ -14,6 +14,7 @@ use std::os::fd::AsFd;
 
 use rcriu_images::{ImageDir, ImageFile, pb};
 use rcriu_proc::Pid;
+use rcriu_proc::sock_diag::UnixSock;
 
 use crate::files::{Files, OpenFd};
 use crate::sockets::{so, what};
@@ -36,6 +37,22 @@ const MAX_CHUNK: usize = 64 << 20;
 /// `queued` bytes as sock_diag counts them.
 pub fn dump(files: &mut Files, f: &OpenFd, id: u32, queued: u64, kind: i32) -> Result<()> {
     let pid = files.pid();
+    if let Some(data) = f
+        .ahead
+        .as_ref()
+        .and_then(|a| a.queue.as_ref())
+        .filter(|d| d.len() as u64 == queued)
+    {
+        files.push_packets(vec![Packet {
+            entry: pb::SkPacketEntry {
+                id_for: id,
+                length: data.len() as u32,
+                scm: Vec::new(),
+            },
+            data: data.clone(),
+        }]);
+        return Ok(());
+    }
     let fd = f.file.as_fd();
     // Off (-1) unless set, as read ahead with the options.
     let orig = match &f.ahead {
@@ -58,6 +75,54 @@ pub fn dump(files: &mut Files, f: &OpenFd, id: u32, queued: u64, kind: i32) -> R
     Ok(())
 }
 
+/// Room for the largest message: a datagram is at most its sender's
+/// send buffer, a stream's chunk what is queued.
+fn room(queued: u64, sndbuf: i32, rcvbuf: i32) -> usize {
+    (queued as usize)
+        .max(sndbuf.max(rcvbuf).max(0) as usize * 2)
+        .clamp(64 << 10, MAX_CHUNK)
+}
+
+/// Reads ahead what unix socket `f` (`sk` its sock_diag entry) holds
+/// queued, when it takes one peek: a stream socket whose peek offset is
+/// off (a peek starts at the queue's head and leaves the offset be),
+/// whose first peek gives every byte queued, without control messages.
+/// [`dump`] then writes the same one packet its peeks would have read
+/// (the second, from the offset past them, finding nothing); any other
+/// socket is left to it. Run ahead, on threads of their own.
+pub fn peek_ahead(sk: &UnixSock, f: &mut OpenFd, buf: &mut Vec<u8>) {
+    const TCP_LISTEN: u8 = 10;
+    let Some(a) = f.ahead.as_mut() else {
+        return;
+    };
+    if i32::from(sk.kind) != libc::SOCK_STREAM
+        || sk.state == TCP_LISTEN
+        || sk.rqueue == 0
+        || a.opts.rcriu_peek_off.is_some()
+    {
+        return;
+    }
+    let queued = sk.rqueue as usize;
+    let room = room(
+        queued as u64,
+        a.opts.so_sndbuf as i32,
+        a.opts.so_rcvbuf as i32,
+    );
+    if buf.len() < room {
+        buf.resize(room, 0);
+    }
+    // Room for one control message: any is the dump's to read (more are
+    // cut, the peek then truncated). Fds in flight that came with it are
+    // closed as `p` goes.
+    let mut control = [0u64; 8];
+    let Ok(Some(p)) = sk_sys::peek_with(f.file.as_fd(), &mut buf[..room], &mut control) else {
+        return;
+    };
+    if p.len == queued && !p.truncated && !p.end && p.rights.is_empty() && p.others.is_empty() {
+        a.queue = Some(buf[..queued].to_vec());
+    }
+}
+
 fn read_all(files: &mut Files, f: &OpenFd, id: u32, queued: u64, kind: i32) -> Result<Vec<Packet>> {
     let fd = f.file.as_fd();
     let (sndbuf, rcvbuf) = match &f.ahead {
@@ -67,11 +132,7 @@ fn read_all(files: &mut Files, f: &OpenFd, id: u32, queued: u64, kind: i32) -> R
             sk_sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF).unwrap_or(0),
         ),
     };
-    // Room for the largest message: a datagram is at most its sender's
-    // send buffer, a stream's chunk what is queued.
-    let room = (queued as usize)
-        .max(sndbuf.max(rcvbuf).max(0) as usize * 2)
-        .clamp(64 << 10, MAX_CHUNK);
+    let room = room(queued, sndbuf, rcvbuf);
     // One buffer for every queue of the dump, grown as needed (zeroing
     // half a megabyte per socket would cost more than reading them).
     let mut buf = std::mem::take(&mut files.sockets.queue_buf);
@@ -185,4 +246,101 @@ pub fn write(
     }
     w.finish().map_err(Error::image(pid))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    /// `b` as the dump holds it, its options read ahead.
+    fn open(b: &UnixStream) -> OpenFd {
+        let file = File::from(std::os::fd::OwnedFd::from(b.try_clone().unwrap()));
+        let info = crate::files::FileInfo::of(1, file.as_fd(), std::path::Path::new("socket:[1]"))
+            .unwrap();
+        OpenFd {
+            fd: file.as_raw_fd(),
+            file,
+            info,
+            fdinfo: rcriu_proc::FdInfo::default(),
+            ahead: Some(Box::new(crate::sockets::Ahead {
+                family: libc::AF_UNIX,
+                opts: pb::SkOptsEntry::default(),
+                fown: pb::FownEntry::default(),
+                queue: None,
+            })),
+        }
+    }
+
+    fn sk(rqueue: u32) -> UnixSock {
+        UnixSock {
+            kind: libc::SOCK_STREAM as u8,
+            state: 1,
+            rqueue,
+            ..UnixSock::default()
+        }
+    }
+
+    fn ahead(f: &OpenFd) -> Option<&[u8]> {
+        f.ahead.as_ref().and_then(|a| a.queue.as_deref())
+    }
+
+    #[test]
+    fn one_peek_reads_a_plain_stream_queue_and_nothing_else() {
+        let mut buf = Vec::new();
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(b"0123456789").unwrap();
+        a.write_all(b"abcdef").unwrap();
+        let mut f = open(&b);
+        peek_ahead(&sk(16), &mut f, &mut buf);
+        assert_eq!(ahead(&f), Some(&b"0123456789abcdef"[..]));
+        // Left where it was: the peek offset stays off.
+        assert_eq!(
+            sk_sys::getsockopt_int(b.as_fd(), libc::SOL_SOCKET, so::SO_PEEK_OFF).unwrap(),
+            -1
+        );
+
+        // More queued than the table said: left to the dump.
+        let mut f = open(&b);
+        peek_ahead(&sk(10), &mut f, &mut buf);
+        assert_eq!(ahead(&f), None);
+
+        // A peek offset set: a peek would move it.
+        sk_sys::setsockopt_int(b.as_fd(), libc::SOL_SOCKET, so::SO_PEEK_OFF, 4).unwrap();
+        let mut f = open(&b);
+        f.ahead.as_mut().unwrap().opts.rcriu_peek_off = Some(4);
+        peek_ahead(&sk(16), &mut f, &mut buf);
+        assert_eq!(ahead(&f), None);
+        assert_eq!(
+            sk_sys::getsockopt_int(b.as_fd(), libc::SOL_SOCKET, so::SO_PEEK_OFF).unwrap(),
+            4
+        );
+    }
+
+    #[test]
+    fn fds_in_flight_are_left_to_the_dump() {
+        let mut buf = Vec::new();
+        let (a, b) = UnixStream::pair().unwrap();
+        let passed = File::open("/dev/null").unwrap();
+        let fds = [passed.as_fd()];
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+        assert!(control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)));
+        let sent = rustix::net::sendmsg(
+            &a,
+            &[std::io::IoSlice::new(b"xyz")],
+            &mut control,
+            rustix::net::SendFlags::empty(),
+        )
+        .unwrap();
+        assert_eq!(sent, 3);
+        let mut f = open(&b);
+        peek_ahead(&sk(3), &mut f, &mut buf);
+        assert_eq!(ahead(&f), None);
+        // Still queued, with its fd.
+        let p = sk_sys::peek(b.as_fd(), &mut buf).unwrap().unwrap();
+        assert_eq!((p.len, p.rights.len()), (3, 1));
+    }
 }

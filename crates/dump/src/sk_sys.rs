@@ -204,7 +204,17 @@ const CMSG_ROOM: usize = 4096;
 /// `SO_PEEK_OFF`) into `data`, without blocking; `None` when nothing is
 /// queued.
 pub fn peek(fd: BorrowedFd<'_>, data: &mut [u8]) -> io::Result<Option<Peeked>> {
-    let mut control = [0u64; CMSG_ROOM / 8];
+    peek_with(fd, data, &mut [0u64; CMSG_ROOM / 8])
+}
+
+/// [`peek`], with room for `control` messages (more than fit are cut,
+/// and the message says it was truncated).
+pub fn peek_with(
+    fd: BorrowedFd<'_>,
+    data: &mut [u8],
+    control: &mut [u64],
+) -> io::Result<Option<Peeked>> {
+    let room = std::mem::size_of_val(control);
     let mut iov = libc::iovec {
         iov_base: data.as_mut_ptr().cast(),
         iov_len: data.len(),
@@ -214,7 +224,7 @@ pub fn peek(fd: BorrowedFd<'_>, data: &mut [u8]) -> io::Result<Option<Peeked>> {
     msg.msg_iov = std::ptr::from_mut(&mut iov);
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = CMSG_ROOM;
+    msg.msg_controllen = room;
     let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC;
     // SAFETY: `msg` points to one iovec over `data` and to `control`, both
     // borrowed for the call with their true lengths; the kernel writes
@@ -236,7 +246,7 @@ pub fn peek(fd: BorrowedFd<'_>, data: &mut [u8]) -> io::Result<Option<Peeked>> {
     };
     // The control messages, walked by hand: cmsghdr is a usize length and
     // two ints, each message padded to 8 bytes.
-    let used = msg.msg_controllen.min(CMSG_ROOM);
+    let used = msg.msg_controllen.min(room);
     let bytes: Vec<u8> = control[..used.div_ceil(8)]
         .iter()
         .flat_map(|w| w.to_ne_bytes())

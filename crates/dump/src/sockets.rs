@@ -20,6 +20,8 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rcriu_images::pb;
 use rcriu_proc::Pid;
@@ -93,7 +95,8 @@ pub struct Sockets {
     /// process being dumped); [`NET_NS_ID`] when unset.
     ns_id: Option<u32>,
     diag: Option<SockDiag>,
-    unix: Option<HashMap<u32, UnixSock>>,
+    /// Shared with the threads reading sockets ahead ([`Prefetch`]).
+    unix: Option<Arc<HashMap<u32, UnixSock>>>,
     inet: HashMap<(u8, u8), HashMap<u32, InetSock>>,
     netlink: Option<HashMap<u32, NetlinkSock>>,
     packet: Option<HashMap<u32, PacketSock>>,
@@ -181,11 +184,31 @@ impl Sockets {
     pub fn unix(&mut self, pid: Pid) -> Result<&HashMap<u32, UnixSock>> {
         if self.unix.is_none() {
             let all = self.diag(pid)?.unix().map_err(Error::proc(pid))?;
-            let map: HashMap<u32, UnixSock> = all.into_iter().map(|s| (s.ino, s)).collect();
-            self.unix_state.index_icons(&map);
-            self.unix = Some(map);
+            self.set_unix(Arc::new(all.into_iter().map(|s| (s.ino, s)).collect()));
         }
-        Ok(self.unix.as_ref().expect("read above when missing"))
+        Ok(self.unix.as_deref().expect("read above when missing"))
+    }
+
+    /// The table of unix sockets, read by [`Prefetch`].
+    fn set_unix(&mut self, map: Arc<HashMap<u32, UnixSock>>) {
+        self.unix_state.index_icons(&map);
+        self.unix = Some(map);
+    }
+
+    /// Where [`Prefetch`] finds the table of unix sockets: the one read
+    /// already, or a sock_diag socket of its own to read it with (in the
+    /// sockets' network namespace).
+    fn table_source(&self, pid: Pid) -> Option<TableSource> {
+        if let Some(t) = &self.unix {
+            return Some(TableSource::Read(t.clone()));
+        }
+        let diag = match &self.net {
+            None => SockDiag::open().map_err(Error::proc(pid)),
+            Some(net) => open_diag_in(pid, net),
+        };
+        diag.map_err(|e| log::debug!("the unix sockets' table, read ahead: {e}"))
+            .ok()
+            .map(TableSource::Ask)
     }
 
     /// The inet sockets of `family` and `protocol`, by inode.
@@ -361,7 +384,7 @@ pub fn shutdown(mask: u8) -> Option<i32> {
 }
 
 /// What is read of a socket ahead of its dump, when it is one of
-/// thousands ([`prefetch_opts`]).
+/// thousands ([`Prefetch`]).
 #[derive(Debug)]
 pub struct Ahead {
     /// `SO_DOMAIN`.
@@ -369,6 +392,9 @@ pub struct Ahead {
     pub opts: pb::SkOptsEntry,
     /// [`crate::files::fown`].
     pub fown: pb::FownEntry,
+    /// What a unix stream socket holds queued, when one peek read it all
+    /// ([`crate::sk_queue::peek_ahead`]).
+    pub queue: Option<Vec<u8>>,
 }
 
 /// A socket's family (`SO_DOMAIN`), as read ahead with its options.
@@ -476,65 +502,221 @@ impl Source<'_> {
     }
 }
 
-/// Reads the options of the sockets of `open` ahead, on two threads, when
-/// there are thousands (a server's): some twenty-five options each are
-/// most of what dumping them costs. Each thread reads them in batches
-/// through an io_uring of its own ([`sk_batch`]) where the kernel can,
-/// else a call each. A socket whose options cannot be read so is read
-/// again as it is dumped, which reports why.
-pub fn prefetch_opts(pid: Pid, open: &mut [OpenFd]) {
-    let mut socks: Vec<&mut OpenFd> = open
-        .iter_mut()
-        .filter(|f| matches!(f.kind(), crate::files::FdKind::Socket))
-        .collect();
-    if socks.len() < SOCKETS_PER_READER {
-        return;
-    }
-    let read = |fs: &mut [&mut OpenFd]| {
-        let mut batch = fs
-            .first()
-            .map(|f| sk_batch::Batch::new(f.file.as_raw_fd()))
-            .and_then(|b| {
-                b.map_err(|e| log::debug!("socket options one call each: {e}"))
-                    .ok()
+/// Sockets to a group: their options are asked in one batch.
+const GROUP: usize = 64;
+
+/// Takes the next group of sockets not taken yet by any thread.
+fn take<'a, 'b>(
+    groups: &'a [Mutex<&'b mut [&'b mut OpenFd]>],
+    next: &AtomicUsize,
+) -> Option<std::sync::MutexGuard<'a, &'b mut [&'b mut OpenFd]>> {
+    let i = next.fetch_add(1, Ordering::Relaxed);
+    let g = groups.get(i)?;
+    Some(g.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Where [`Prefetch`] finds the table of unix sockets.
+enum TableSource {
+    Read(Arc<HashMap<u32, UnixSock>>),
+    Ask(SockDiag),
+}
+
+/// Sockets read ahead, by their place among the fds.
+pub type Socks = Vec<(usize, OpenFd)>;
+
+/// What the threads reading ahead give back: the sockets, and the unix
+/// table when they read it.
+type Read = (Socks, Option<Arc<HashMap<u32, UnixSock>>>);
+
+/// Reads ahead, in the background (while the parasite is set up), what
+/// dumping thousands of sockets (a server's) takes: their options (some
+/// twenty-five each are most of what dumping them costs), their owners,
+/// and what unix stream sockets hold queued ([`sk_queue::peek_ahead`]).
+/// Two threads read options in batches, each through an io_uring of its
+/// own ([`sk_batch`]) where the kernel can (else a call each), taking
+/// groups of sockets as they go; one of them asks for the table of unix
+/// sockets first (their queues' lengths). A socket whose options cannot
+/// be read so is read again as it is dumped, which reports why. Dropped
+/// before it is [`Prefetch::join`]ed, it waits for its threads.
+///
+/// [`sk_queue::peek_ahead`]: crate::sk_queue::peek_ahead
+pub struct Prefetch {
+    thread: Option<std::thread::JoinHandle<Option<Read>>>,
+    /// The sockets, when too few to be read ahead.
+    few: Socks,
+}
+
+impl Prefetch {
+    /// Starts reading `socks` (sockets of process `pid`) ahead.
+    pub fn start(pid: Pid, sockets: &Sockets, socks: Socks) -> Prefetch {
+        if socks.len() < SOCKETS_PER_READER {
+            return Prefetch {
+                thread: None,
+                few: socks,
+            };
+        }
+        let table = sockets.table_source(pid);
+        // Taken by the thread; left here if none could be started, and
+        // read now.
+        let work = Arc::new(Mutex::new(Some((table, socks))));
+        let theirs = work.clone();
+        let spawned = std::thread::Builder::new()
+            .name("sk-ahead".into())
+            .spawn(move || {
+                let taken = theirs.lock().unwrap_or_else(|e| e.into_inner()).take();
+                taken.map(|(table, socks)| read_ahead(pid, table, socks))
             });
-        // Sockets in groups, their options in one batch per group.
-        for group in fs.chunks_mut(64) {
-            let got = batch.as_mut().and_then(|b| {
-                let asks: Vec<sk_batch::Ask> = group
-                    .iter()
-                    .flat_map(|f| {
-                        let fd = f.file.as_raw_fd();
-                        ASKED
-                            .iter()
-                            .map(move |&(name, len)| sk_batch::Ask { fd, name, len })
-                    })
-                    .collect();
-                b.read(&asks).ok()
-            });
-            for (i, f) in group.iter_mut().enumerate() {
-                let src = match &got {
-                    Some(g) => Source::Read(&g[i * ASKED.len()..(i + 1) * ASKED.len()]),
-                    None => Source::Calls(f.file.as_fd()),
-                };
-                let Ok(family) = src.int(libc::SO_DOMAIN) else {
-                    continue;
-                };
-                let (Ok(opts), Ok(fown)) =
-                    (read_opts(pid, f, family, &src), crate::files::fown(pid, f))
-                else {
-                    continue;
-                };
-                f.ahead = Some(Box::new(Ahead { family, opts, fown }));
+        match spawned {
+            Ok(t) => Prefetch {
+                thread: Some(t),
+                few: Vec::new(),
+            },
+            Err(e) => {
+                log::debug!("sockets read ahead here: no thread ({e})");
+                let taken = work.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let few = taken.map_or_else(Vec::new, |(_, socks)| socks);
+                Prefetch { thread: None, few }
             }
         }
+    }
+
+    /// The sockets, read ahead; the unix table, when read, joins the
+    /// dump's.
+    pub fn join(mut self, sockets: &mut Sockets) -> Socks {
+        let Some(t) = self.thread.take() else {
+            return std::mem::take(&mut self.few);
+        };
+        let Some((socks, table)) = t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)) else {
+            return Vec::new();
+        };
+        if let Some(t) = table
+            && sockets.unix.is_none()
+        {
+            sockets.set_unix(t);
+        }
+        socks
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// [`Prefetch`]'s work, on this thread and one more.
+fn read_ahead(pid: Pid, table: Option<TableSource>, mut owned: Socks) -> Read {
+    let mut socks: Vec<&mut OpenFd> = owned.iter_mut().map(|(_, f)| f).collect();
+    let probe = socks[0].file.as_raw_fd();
+    let groups: Vec<Mutex<&mut [&mut OpenFd]>> = socks.chunks_mut(GROUP).map(Mutex::new).collect();
+    let next = AtomicUsize::new(0);
+    let read = || {
+        let mut batch = sk_batch::Batch::new(probe)
+            .map_err(|e| log::debug!("socket options one call each: {e}"))
+            .ok();
+        while let Some(mut group) = take(&groups, &next) {
+            read_group(pid, batch.as_mut(), &mut group);
+        }
     };
-    let half = socks.len() / 2;
-    let (a, b) = socks.split_at_mut(half);
-    std::thread::scope(|s| {
-        s.spawn(|| read(b));
-        read(a);
+    let (table, fresh) = std::thread::scope(|s| {
+        s.spawn(read);
+        // Meanwhile, the unix table: which sockets hold bytes queued. An
+        // error comes again as the first unix socket is dumped.
+        let table = match table {
+            Some(TableSource::Read(t)) => (Some(t), false),
+            Some(TableSource::Ask(mut diag)) => (
+                diag.unix()
+                    .map_err(|e| log::debug!("the unix sockets' table, read ahead: {e}"))
+                    .ok()
+                    .map(|all| Arc::new(all.into_iter().map(|s| (s.ino, s)).collect())),
+                true,
+            ),
+            None => (None, false),
+        };
+        read();
+        table
     });
+    if let Some(table) = &table {
+        let next = AtomicUsize::new(0);
+        let peek = || {
+            let mut buf = Vec::new();
+            while let Some(mut group) = take(&groups, &next) {
+                for f in group.iter_mut() {
+                    if let Some(sk) = table.get(&(f.info.ino as u32)) {
+                        crate::sk_queue::peek_ahead(sk, f, &mut buf);
+                    }
+                }
+            }
+        };
+        let queued = owned_queued(&groups, table);
+        if queued < SOCKETS_PER_READER {
+            peek();
+        } else {
+            std::thread::scope(|s| {
+                s.spawn(peek);
+                peek();
+            });
+        }
+    }
+    drop(groups);
+    (owned, table.filter(|_| fresh))
+}
+
+/// How many of the sockets hold bytes queued, as `table` says.
+fn owned_queued(groups: &[Mutex<&mut [&mut OpenFd]>], table: &HashMap<u32, UnixSock>) -> usize {
+    groups
+        .iter()
+        .map(|g| {
+            let g = g.lock().unwrap_or_else(|e| e.into_inner());
+            g.iter()
+                .filter(|f| {
+                    table
+                        .get(&(f.info.ino as u32))
+                        .is_some_and(|s| s.rqueue != 0)
+                })
+                .count()
+        })
+        .sum()
+}
+
+/// Reads the options and owners of a group of sockets, in one batch when
+/// there is a ring.
+fn read_group(pid: Pid, batch: Option<&mut sk_batch::Batch>, group: &mut [&mut OpenFd]) {
+    let got = batch.and_then(|b| {
+        let fds: Vec<_> = group.iter().map(|f| f.file.as_raw_fd()).collect();
+        b.hold(&fds);
+        let asks: Vec<sk_batch::Ask> = group
+            .iter()
+            .flat_map(|f| {
+                let fd = f.file.as_raw_fd();
+                ASKED
+                    .iter()
+                    .map(move |&(name, len)| sk_batch::Ask { fd, name, len })
+            })
+            .collect();
+        b.read(&asks).ok()
+    });
+    for (i, f) in group.iter_mut().enumerate() {
+        let src = match &got {
+            Some(g) => Source::Read(&g[i * ASKED.len()..(i + 1) * ASKED.len()]),
+            None => Source::Calls(f.file.as_fd()),
+        };
+        let Ok(family) = src.int(libc::SO_DOMAIN) else {
+            continue;
+        };
+        let (Ok(opts), Ok(fown)) = (read_opts(pid, f, family, &src), crate::files::fown(pid, f))
+        else {
+            continue;
+        };
+        f.ahead = Some(Box::new(Ahead {
+            family,
+            opts,
+            fown,
+            queue: None,
+        }));
+    }
 }
 
 /// [`opts`], read from `src`.

@@ -36,6 +36,18 @@ pub const ENTER_GETEVENTS: u32 = 1;
 pub const REGISTER_BUFFERS: u32 = 0;
 /// `IORING_REGISTER_FILES`.
 const REGISTER_FILES: u32 = 2;
+/// `IORING_REGISTER_FILES_UPDATE`.
+const REGISTER_FILES_UPDATE: u32 = 6;
+
+/// `struct io_uring_files_update`.
+#[repr(C)]
+struct FilesUpdate {
+    offset: u32,
+    resv: u32,
+    fds: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<FilesUpdate>() == 16);
 
 /// `struct io_sqring_offsets`.
 #[repr(C)]
@@ -160,6 +172,38 @@ pub fn enter(fd: BorrowedFd<'_>, to_submit: u32, min_complete: u32, flags: u32) 
         return Err(io::Error::last_os_error());
     }
     Ok(r as u32)
+}
+
+/// `IORING_REGISTER_FILES_UPDATE`: the registered files from slot
+/// `offset` on become `fds` (-1 empties a slot), the ones they replace
+/// let go once no request uses them.
+pub fn update_files(fd: BorrowedFd<'_>, offset: u32, fds: &[i32]) -> io::Result<()> {
+    let n = u32::try_from(fds.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let up = FilesUpdate {
+        offset,
+        resv: 0,
+        fds: fds.as_ptr() as u64,
+    };
+    // SAFETY: the kernel reads one `io_uring_files_update`, and through
+    // it `n` ints from `fds`, a live slice of `n`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            fd.as_raw_fd(),
+            REGISTER_FILES_UPDATE,
+            std::ptr::from_ref(&up),
+            n,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if r as u32 != n {
+        return Err(io::Error::other(format!(
+            "{r} of {n} registered files updated"
+        )));
+    }
+    Ok(())
 }
 
 /// `IORING_REGISTER_FILES`: `fds` (-1 for an empty slot) become the
