@@ -218,7 +218,7 @@ fn options_rcriu_cannot_honour_are_refused_by_name() {
     let t = TempDir::new("cli-refused-opts");
     for (opts, name) in [
         (&["--external", "veth[v0]:br0"][..], "--external"),
-        (&["--manage-cgroups=full"], "--manage-cgroups"),
+        (&["--cgroup-props", "cpu: []"], "--cgroup-props"),
         (&["--timeout", "3"], "--timeout"),
         (&["--auto-dedup"], "--auto-dedup"),
         (&["--skip-mnt", "/x"], "--skip-mnt"),

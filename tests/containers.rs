@@ -458,9 +458,15 @@ fn runc_restores_every_process_of_the_containers_pid_namespace() {
 /// A container whose init has three threads (tests/workloads/ct_threads.c),
 /// ready: its facts line.
 fn threads_container(tag: &str) -> (Container, String) {
+    threads_container_with(tag, "")
+}
+
+/// As [`threads_container`], the workload given `mode` ("zombie": a
+/// child that ended, not reaped).
+fn threads_container_with(tag: &str, mode: &str) -> (Container, String) {
     let c = Container::new(
         tag,
-        "cd /tmp && exec /bin/ct_threads /tmp/verdict > /tmp/stdout",
+        &format!("cd /tmp && exec /bin/ct_threads /tmp/verdict {mode} > /tmp/stdout"),
     );
     static_workload_with(&c, "ct_threads", &["-pthread"]);
     c.start();
@@ -542,6 +548,64 @@ fn runc_restores_the_threads_of_a_containers_init() {
     let Some(criu) = criu42() else { return };
     for (dumper, restorer) in [(criu.as_str(), RCRIU), (RCRIU, criu.as_str())] {
         let (c, facts) = threads_container("threads-x");
+        let out = c.checkpoint_with(dumper, "images-x", "work-dump-x");
+        succeeded(&out, "checkpoint", &c.dir.0.join("work-dump-x/dump.log"));
+        let out = c.restore_with(restorer, "images-x", "work-restore-x");
+        succeeded(&out, "restore", &c.dir.0.join("work-restore-x/restore.log"));
+        run_ok(c.runc().args(["kill", &c.id, "USR1"]));
+        let v = wait_file(&c, "tmp/verdict", "\n");
+        assert_eq!(
+            v, "PASS\n",
+            "dumped by {dumper}, restored by {restorer}: {facts}"
+        );
+        c.delete();
+    }
+}
+
+/// A zombie child of a container's init comes back a zombie with its pid
+/// in the namespace and its exit status (which the init reaps, checked
+/// from inside). Control: the same images with the zombie's status
+/// changed are seen by the workload.
+#[test]
+fn runc_restores_a_zombie_of_a_containers_init() {
+    need_tools();
+    let _g = common::setup();
+    let (c, facts) = threads_container_with("zombie", "zombie");
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    let changed = copy_images(&c, "images", "images-status");
+    let out = c.restore();
+    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+    run_ok(c.runc().args(["kill", &c.id, "USR1"]));
+    assert_eq!(wait_file(&c, "tmp/verdict", "\n"), "PASS\n", "{facts}");
+    c.delete();
+
+    // Negative control: the zombie's exit code changed in the images.
+    use rcriu_images::{ImageFile, pb};
+    let zpid: u32 = facts
+        .lines()
+        .find_map(|l| l.strip_prefix("zombie "))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("the zombie's pid");
+    let dir = rcriu_images::ImageDir::open(&changed).unwrap();
+    let mut core: pb::CoreEntry = dir.read_one(ImageFile::Core(zpid.into())).unwrap();
+    core.tc.as_mut().unwrap().exit_code = 9;
+    dir.write_one(ImageFile::Core(zpid.into()), &core).unwrap();
+    let _ = std::fs::remove_file(c.bundle().join("rootfs/tmp/verdict"));
+    let out = c.restore_with(RCRIU, "images-status", "work-restore2");
+    succeeded(&out, "restore", &c.dir.0.join("work-restore2/restore.log"));
+    run_ok(c.runc().args(["kill", &c.id, "USR1"]));
+    let v = wait_file(&c, "tmp/verdict", "\n");
+    assert!(
+        v.starts_with(&format!("FAIL: zombie {zpid} status")),
+        "control: {v}"
+    );
+    c.delete();
+
+    // Across CRIU 4.2, both ways.
+    let Some(criu) = criu42() else { return };
+    for (dumper, restorer) in [(criu.as_str(), RCRIU), (RCRIU, criu.as_str())] {
+        let (c, facts) = threads_container_with("zombie-x", "zombie");
         let out = c.checkpoint_with(dumper, "images-x", "work-dump-x");
         succeeded(&out, "checkpoint", &c.dir.0.join("work-dump-x/dump.log"));
         let out = c.restore_with(restorer, "images-x", "work-restore-x");

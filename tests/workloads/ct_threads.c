@@ -3,7 +3,10 @@
  * ct_threads: the init of a container with NT threads, each counting and
  * knowing its own tid (as its pid namespace numbers it).
  *
- *   ct_threads OUTFILE
+ *   ct_threads OUTFILE [zombie]
+ *
+ * With "zombie", it first forks a child that exits with status 7 at once
+ * and is not reaped (a zombie, its pid printed as "zombie PID").
  *
  * Writes "tids PID T1 T2 T3" and "ready" to stdout, waits in sigsuspend
  * for SIGUSR1, then checks that each thread still has its tid, that
@@ -18,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,6 +62,16 @@ int main(int argc, char **argv)
 	sigemptyset(&block);
 	sigaddset(&block, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &block, NULL);
+	pid_t zombie = 0;
+	if (argc > 2 && !strcmp(argv[2], "zombie")) {
+		zombie = fork();
+		if (zombie == 0)
+			_exit(7);
+		siginfo_t si;
+		memset(&si, 0, sizeof(si));
+		if (zombie < 0 || waitid(P_PID, zombie, &si, WEXITED | WNOWAIT))
+			return 3;
+	}
 	pthread_t th[NT];
 	for (long i = 0; i < NT; i++)
 		if (pthread_create(&th[i], NULL, counter, (void *)i))
@@ -68,6 +82,8 @@ int main(int argc, char **argv)
 	printf("tids %d", getpid());
 	for (int i = 0; i < NT; i++)
 		printf(" %d", tids[i]);
+	if (zombie)
+		printf("\nzombie %d", zombie);
 	printf("\nready\n");
 	fflush(stdout);
 	sigprocmask(SIG_BLOCK, NULL, &waitmask);
@@ -111,6 +127,13 @@ int main(int argc, char **argv)
 	for (int i = 0; i < NT && !why[0]; i++)
 		if (mismatch[i])
 			snprintf(why, sizeof(why), "FAIL: thread %d has another tid\n", i);
+	if (zombie && !why[0]) {
+		int status = 0;
+		if (waitpid(zombie, &status, WNOHANG) != zombie)
+			snprintf(why, sizeof(why), "FAIL: no zombie %d\n", zombie);
+		else if (!WIFEXITED(status) || WEXITSTATUS(status) != 7)
+			snprintf(why, sizeof(why), "FAIL: zombie %d status %#x\n", zombie, status);
+	}
 	FILE *out = fopen(argv[1], "w");
 	if (!out)
 		return 4;

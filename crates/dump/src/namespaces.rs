@@ -12,7 +12,7 @@
 //! socket modules, which ask sock_diag there ([`Container::net_ns`],
 //! [`crate::sockets::NetNs`]).
 //!
-//! Not yet: zombies in a pid namespace of its own, nested pid
+//! Not yet: nested pid
 //! namespaces; a network namespace dumped with its devices.
 
 use std::os::fd::AsFd;
@@ -148,14 +148,12 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
         // Every process and thread has its number in the namespace; the
         // restore gives each both (clone3's set_tid at two levels).
         for m in &tree.members {
-            let Kind::Alive(s) = &m.kind else {
-                return Err(Error::unsupported(
-                    m.pid,
-                    "a zombie in a pid namespace of its own (not restored yet)",
-                ));
-            };
             let task = Task::open(m.pid).map_err(Error::proc(m.pid))?;
-            for tid in s.threads().iter().map(|t| t.tid) {
+            let tids: Vec<Pid> = match &m.kind {
+                Kind::Alive(s) => s.threads().iter().map(|t| t.tid).collect(),
+                _ => vec![m.pid],
+            };
+            for tid in tids {
                 let status = task
                     .thread(tid)
                     .and_then(|mut t| t.status())

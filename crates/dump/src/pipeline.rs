@@ -1146,7 +1146,7 @@ fn collect_tree(
     let (root_set, cgroup_image) = sh.cgroups.finish();
     let mut files_extra = sh.files.take_extra()?;
     if let Some(c) = &container {
-        number_in_namespace(c, &mut procs)?;
+        number_in_namespace(c, &mut procs, &mut zombies)?;
         // A terminal's session and group, as the namespace numbers them.
         for t in &mut files_extra.tty_info {
             for v in [&mut t.sid, &mut t.pgrp] {
@@ -1173,9 +1173,30 @@ fn collect_tree(
 /// The processes numbered as their pid namespace numbers them: in the
 /// images, the root is its namespace's init. A group or session must be
 /// one of the tree's.
-fn number_in_namespace(c: &namespaces::Container, procs: &mut [Proc]) -> Result<()> {
+fn number_in_namespace(
+    c: &namespaces::Container,
+    procs: &mut [Proc],
+    zombies: &mut [Zombie],
+) -> Result<()> {
     if !c.own.contains(&NsKind::Pid) {
         return Ok(());
+    }
+    for z in zombies.iter_mut() {
+        let e = &mut z.pstree;
+        let host = e.pid as Pid;
+        let (Some(pgid), Some(sid)) = (c.vpid_of(e.pgid as Pid), c.vpid_of(e.sid as Pid)) else {
+            return Err(Error::unsupported(
+                host,
+                format!(
+                    "a zombie whose session {} or group {} no process of its pid namespace leads",
+                    e.sid, e.pgid
+                ),
+            ));
+        };
+        let v = |pid: u32| c.vpid(pid as Pid) as u32;
+        (e.pid, e.pgid, e.sid) = (v(e.pid), pgid as u32, sid as u32);
+        e.ppid = v(e.ppid);
+        e.threads = vec![e.pid];
     }
     for p in procs {
         let host = p.pid;

@@ -84,6 +84,30 @@ fn ended(pid: Pid) -> bool {
     }
 }
 
+/// Hears the end of killed process `pid` (threads `tids`, the leader
+/// among them), which rcriu still traces: each thread's end as it comes
+/// (a thread of a pid namespace's init must be heard before the init's
+/// last thread can finish reaping its namespace, and the leader's end is
+/// told only after every thread's), then the leader's. Never blocks
+/// longer than a few seconds.
+fn hear_end(pid: Pid, tids: &[Pid]) {
+    use rcriu_compel::sys::{Wait, wait};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        for &t in tids.iter().filter(|&&t| t != pid) {
+            let _ = wait(t, libc::WNOHANG);
+        }
+        match wait(pid, libc::WNOHANG) {
+            Ok(Wait::Nothing | Wait::Stopped { .. }) => {}
+            _ => return,
+        }
+        if std::time::Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+}
+
 impl Tree {
     /// The tree under `root`, whose process is seized already, as are
     /// those of `seized` (the tree's processes in a frozen cgroup).
@@ -247,6 +271,7 @@ impl Tree {
             if let Kind::Alive(s) = m.kind {
                 let pid = s.pid();
                 killed.push(pid);
+                let tids: Vec<Pid> = s.threads().iter().map(|t| t.tid).collect();
                 let parent = Task::open(pid).and_then(|mut t| t.stat()).map(|s| s.ppid);
                 if let Err(e) = s.kill()
                     && first.is_ok()
@@ -259,7 +284,7 @@ impl Tree {
                 // heard: hear it now. rcriu's own children are left to
                 // their waiter.
                 if parent.is_ok_and(|p| p != me) {
-                    let _ = rcriu_compel::sys::wait(pid, 0);
+                    hear_end(pid, &tids);
                 }
             }
         }

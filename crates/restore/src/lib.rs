@@ -560,7 +560,7 @@ impl Restore {
         // In a pid namespace of its own, every process but its init gets
         // a host pid rcriu picks, so that it knows each one's.
         // So does every thread but the leaders (each process's threads
-        // are made by its restorer, with both tids).
+        // are made by its restorer, with both tids), and every zombie.
         let host_pids: std::collections::BTreeMap<Pid, Pid> = if in_pidns {
             let others: Vec<Pid> = procs
                 .iter()
@@ -571,6 +571,7 @@ impl Restore {
                         .iter()
                         .flat_map(|p| p.plan.core.threads.iter().skip(1).map(|t| t.tid as Pid)),
                 )
+                .chain(tree.zombies.iter().map(|z| z.pstree.pid as Pid))
                 .collect();
             let n = others.len();
             others.into_iter().zip(free_host_pids(n)?).collect()
@@ -841,7 +842,7 @@ impl Restore {
                 .collect(),
             tree.zombies
                 .iter()
-                .map(|z| z.pstree.pid as Pid)
+                .map(|z| on_host(z.pstree.pid as Pid))
                 .chain(helpers.iter().map(|&(_, g)| g))
                 .chain(sessions.iter().map(|&(s, _)| s))
                 .collect(),

@@ -224,19 +224,9 @@ pub fn load_tree(dir: ImageDir) -> Result<TreeImages> {
     if procs[0].pid != pstree[0].pid {
         return Err(Error::invalid(pst, "the root is a zombie"));
     }
-    // In a pid namespace of its own, each process and thread is made with
-    // its pid there and one on the host (clone3's set_tid at two levels);
-    // zombies are not yet.
-    if container
-        .as_ref()
-        .is_some_and(|c: &crate::namespaces::Container| c.pid)
-        && let Some(z) = zombies.first()
-    {
-        return Err(Error::unsupported(format!(
-            "restoring zombie {} in a pid namespace of its own",
-            z.pstree.pid
-        )));
-    }
+    // In a pid namespace of its own, each process, thread and zombie is
+    // made with its pid there and one on the host (clone3's set_tid at
+    // two levels).
     // What a process shares with its parent (a live one: a zombie has no
     // children) comes with its fork.
     for i in 1..procs.len() {
