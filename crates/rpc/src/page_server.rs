@@ -4,7 +4,9 @@
 //! criu 4.2 does. `-d`/`--daemon` serves in the background, after
 //! `--pidfile` names the server; `--status-fd` gets its zero byte once
 //! the server listens. The images go to `-D` (`pagemap-*.img` and
-//! `pages-*.img`, see [`rcriu_page_server::server`]).
+//! `pages-*.img`, see [`rcriu_page_server::server`]), linked to
+//! `--prev-images-dir` as `parent`, whose pagemaps the server tells a
+//! dump about (the pages of a pre-dump chain's rounds kept there).
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::fd::OwnedFd;
@@ -19,6 +21,11 @@ use crate::{Error, Result, run};
 pub fn run(o: &Options) -> Result<()> {
     run::admit(o, Command::PageServer, Face::Cli)?;
     let dir = ImageDir::create(o.images_dir())?;
+    // A round of a pre-dump chain: the parent's pagemaps are in the
+    // directory linked as `parent`, as criu's page server links it.
+    if let Some(p) = &o.prev_images_dir {
+        dir.link_parent(p)?;
+    }
     if let Some(fd) = o.ps_socket {
         let sk = crate::sys::adopt_fd(fd).ok_or_else(|| {
             Error::Refused(format!(
