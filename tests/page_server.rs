@@ -26,6 +26,12 @@
 //! to CRIU's page servers, and rcriu's servers' chain restored by CRIU
 //! (CRIU's own pre-dump needs soft-dirty bits, which this kernel may
 //! lack: `criu check --feature mem_dirty_track`).
+//!
+//! `rcriu page-server -d --pidfile F` returns once its daemon (of its own
+//! session, its standard fds on /dev/null) listens and F names it; an
+//! existing F refuses it, no daemon left listening. With `--ps-socket`
+//! on both sides (connections the caller made, as p.haul passes them),
+//! a dump goes through and restores; an fd that is not open is refused.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -556,4 +562,169 @@ fn a_pre_dump_chain_and_criu_interoperate() {
     chain(RCRIU, RCRIU, Some(&criu), false).expect("CRIU's restore of rcriu's servers' chain");
     let e = chain(RCRIU, RCRIU, Some(&criu), true).expect_err("the negative control passes");
     assert!(e.contains("disagrees with its checksum"), "{e}");
+}
+
+/// bigmem dumped by rcriu with `how` (the page server's arguments),
+/// the server's images in `ps`; the workload's verdict after the
+/// restore.
+fn dump_with(
+    w: Workload,
+    dump_dir: &Path,
+    ps: &Path,
+    how: &mut dyn FnMut(&mut Command),
+) -> Result<(), String> {
+    let mut cmd = Command::new(RCRIU);
+    cmd.args(["dump", "-t", &w.pid.to_string(), "-D"])
+        .arg(dump_dir)
+        .args(["--page-server", "-v4", "-o", "dump.log"]);
+    how(&mut cmd);
+    run(&mut cmd).map_err(|e| {
+        format!(
+            "{e}\nits log: {}",
+            std::fs::read_to_string(dump_dir.join("dump.log")).unwrap_or_default()
+        )
+    })?;
+    rcriu_test_support::wait_exit(w.pid).ok();
+    combine(ps, dump_dir);
+    rcriu::Restore::new(dump_dir)
+        .detach(true)
+        .run()
+        .map_err(|e| format!("restoring: {e}"))?;
+    w.verdict()
+}
+
+/// The session of `pid` (field 6 of its stat).
+fn session_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit(')').next().unwrap();
+    after.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+#[test]
+fn page_server_daemon_and_pidfile() {
+    let _g = setup();
+    let ps = TempDir::new("ps-daemon");
+    let dump_dir = TempDir::new("ps-daemon-dump");
+    let port = free_port();
+    let pidfile = ps.path().join("ps.pid");
+    let start = |pidfile: &Path| {
+        Command::new(RCRIU)
+            .args(["page-server", "-d", "--address", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .arg("-D")
+            .arg(ps.path())
+            .arg("--pidfile")
+            .arg(pidfile)
+            .args(["-v4", "-o", "ps.log"])
+            .output()
+            .expect("starting the page server")
+    };
+    let out = start(&pidfile);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .parse()
+        .expect("the pidfile names the daemon");
+    assert_eq!(
+        session_of(pid),
+        pid,
+        "the daemon leads a session of its own"
+    );
+    for fd in 0..3 {
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap(),
+            Path::new("/dev/null"),
+            "the daemon's fd {fd}"
+        );
+    }
+    // Negative control: the pidfile is there already; the daemon it
+    // started is killed, its port free again.
+    let other = TempDir::new("ps-daemon-2");
+    let taken = ps.path().join("taken.pid");
+    std::fs::write(&taken, "1").unwrap();
+    let port2 = free_port();
+    let out = Command::new(RCRIU)
+        .args(["page-server", "-d", "--address", "127.0.0.1", "--port"])
+        .arg(port2.to_string())
+        .arg("-D")
+        .arg(other.path())
+        .arg("--pidfile")
+        .arg(&taken)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "an existing pidfile was taken");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Can't write pidfile"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&taken).unwrap(), "1");
+    TcpListener::bind(("127.0.0.1", port2)).expect("the refused daemon still listens");
+    // The daemon serves the dump, then ends (reparented to this test, a
+    // subreaper).
+    dump_with(bigmem(8), dump_dir.path(), ps.path(), &mut |c| {
+        c.args(["--address", "127.0.0.1", "--port", &port.to_string()]);
+    })
+    .expect("restored from the daemon's images");
+    assert_eq!(
+        rcriu_test_support::wait_exit(pid).unwrap(),
+        0,
+        "the daemon's status: {}",
+        std::fs::read_to_string(ps.path().join("ps.log")).unwrap_or_default()
+    );
+}
+
+/// The fd of `s` inherited by children.
+fn inherited(s: &TcpStream) -> String {
+    rustix::io::fcntl_setfd(s, rustix::io::FdFlags::empty()).unwrap();
+    s.as_raw_fd().to_string()
+}
+
+#[test]
+fn page_server_on_given_sockets() {
+    let _g = setup();
+    let ps = TempDir::new("ps-socket");
+    let dump_dir = TempDir::new("ps-socket-dump");
+    // A connection made by the caller, one end for each side.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ours = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (theirs, _) = l.accept().unwrap();
+    drop(l);
+    let mut server = Command::new(RCRIU)
+        .args(["page-server", "--ps-socket", &inherited(&theirs), "-D"])
+        .arg(ps.path())
+        .args(["-v4", "-o", "ps.log"])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("starting the page server");
+    drop(theirs);
+    let w = bigmem(8);
+    let fd = inherited(&ours);
+    let r = dump_with(w, dump_dir.path(), ps.path(), &mut |c| {
+        c.args(["--ps-socket", &fd]);
+    });
+    drop(ours);
+    let status = server.wait().unwrap();
+    assert!(
+        status.success(),
+        "the page server: {}",
+        std::fs::read_to_string(ps.path().join("ps.log")).unwrap_or_default()
+    );
+    r.expect("restored from the images sent on the given sockets");
+    // Negative control: an fd that is not open.
+    let out = Command::new(RCRIU)
+        .args(["page-server", "--ps-socket", "77", "-D"])
+        .arg(ps.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("(--ps-socket 77) is not open"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
