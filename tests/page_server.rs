@@ -22,7 +22,9 @@
 //! process restored from the servers' chain of directories checks every
 //! page. Negative control: the final round's `parent` link turned to the
 //! first round (the second round's pages lost) restores stale pages,
-//! which the workload notices. With `RCRIU_TEST_CRIU`: the chain sent
+//! which the workload notices; a round whose server was not given its
+//! parent gets every page, and the chain goes on from it. With
+//! `RCRIU_TEST_CRIU`: the chain sent
 //! to CRIU's page servers, and rcriu's servers' chain restored by CRIU
 //! (CRIU's own pre-dump needs soft-dirty bits, which this kernel may
 //! lack: `criu check --feature mem_dirty_track`).
@@ -428,9 +430,24 @@ fn round(
     ps: &Path,
     parent: Option<&str>,
 ) {
+    round_with(dumper, server, cmd, pid, local, ps, parent, false);
+}
+
+/// [`round`]; with `server_forgets`, the server is not told the parent.
+#[allow(clippy::too_many_arguments)]
+fn round_with(
+    dumper: &str,
+    server: &str,
+    cmd: &str,
+    pid: i32,
+    local: &Path,
+    ps: &Path,
+    parent: Option<&str>,
+    server_forgets: bool,
+) {
     std::fs::create_dir_all(ps).unwrap();
     let prev: Vec<&str> = parent.map_or(vec![], |p| vec!["--prev-images-dir", p]);
-    let s = Server::start_with(server, ps, &prev);
+    let s = Server::start_with(server, ps, if server_forgets { &[] } else { &prev });
     let r = run(Command::new(dumper)
         .args([cmd, "-t", &pid.to_string(), "-D"])
         .arg(local)
@@ -727,4 +744,50 @@ fn page_server_on_given_sockets() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A round whose page server has no parent (not given
+/// `--prev-images-dir`) gets every page, as CRIU's dump sends them then;
+/// the chain goes on from it and restores.
+#[test]
+fn a_page_server_without_the_parent_gets_every_page() {
+    let _g = setup();
+    let mut w = Workload::start("rewriter", &["16", "20"]);
+    let pid = w.pid;
+    let top = TempDir::new("ps-noparent");
+    let local = |n: &str| top.path().join("local").join(n);
+    let ps = |n: &str| top.path().join("ps").join(n);
+    round(RCRIU, RCRIU, "pre-dump", pid, &local("1"), &ps("1"), None);
+    let (l2, p2) = (local("2"), ps("2"));
+    round_with(RCRIU, RCRIU, "pre-dump", pid, &l2, &p2, Some("../1"), true);
+    let r = runs(&p2, pid);
+    assert!(
+        !r.iter().any(|&(_, _, f)| f & PE_PARENT != 0),
+        "a page kept in a parent the server does not have: {r:?}"
+    );
+    let log = std::fs::read_to_string(l2.join("dump.log")).unwrap();
+    assert!(log.contains("has no parent pagemap"), "{log}");
+    round(
+        RCRIU,
+        RCRIU,
+        "dump",
+        pid,
+        &local("3"),
+        &ps("3"),
+        Some("../2"),
+    );
+    w.reap();
+    let r = runs(&ps("3"), pid);
+    assert!(r.iter().any(|&(_, _, f)| f == PE_PARENT), "{r:?}");
+    for e in std::fs::read_dir(local("3")).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() && !ps("3").join(e.file_name()).exists() {
+            std::fs::copy(e.path(), ps("3").join(e.file_name())).unwrap();
+        }
+    }
+    rcriu::Restore::new(ps("3"))
+        .detach(true)
+        .run()
+        .expect("restoring");
+    w.verdict().expect("the restored process");
 }
