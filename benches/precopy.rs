@@ -31,6 +31,7 @@ fn pre_dump(pid: i32, dir: &Path, parent: Option<&str>) -> rcriu::DumpStats {
         parent: parent.map(PathBuf::from),
         mode: 1,
         stats_dir: None,
+        page_server: None,
     })
     .expect("pre-dumping")
 }

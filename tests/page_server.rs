@@ -13,6 +13,27 @@
 //! exactly as before. With `RCRIU_TEST_CRIU` naming CRIU 4.2's criu: rcriu
 //! dumps to CRIU's page server (restored by rcriu), and CRIU dumps to
 //! rcriu's page server (restored by CRIU).
+//!
+//! A pre-dump chain through the page server: the `rewriter` workload
+//! (pages rewritten under a running checksum) pre-dumped twice and
+//! dumped with `--track-mem --page-server`, a server per round, each
+//! given `--prev-images-dir` of the round before; the rounds after the
+//! first send the pages not written since as `PE_PARENT` runs, and the
+//! process restored from the servers' chain of directories checks every
+//! page. Negative control: the final round's `parent` link turned to the
+//! first round (the second round's pages lost) restores stale pages,
+//! which the workload notices; a round whose server was not given its
+//! parent gets every page, and the chain goes on from it. With
+//! `RCRIU_TEST_CRIU`: the chain sent
+//! to CRIU's page servers, and rcriu's servers' chain restored by CRIU
+//! (CRIU's own pre-dump needs soft-dirty bits, which this kernel may
+//! lack: `criu check --feature mem_dirty_track`).
+//!
+//! `rcriu page-server -d --pidfile F` returns once its daemon (of its own
+//! session, its standard fds on /dev/null) listens and F names it; an
+//! existing F refuses it, no daemon left listening. With `--ps-socket`
+//! on both sides (connections the caller made, as p.haul passes them),
+//! a dump goes through and restores; an fd that is not open is refused.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -21,7 +42,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use rcriu::images::ImageDir;
-use rcriu::images::pages::PE_PRESENT;
+use rcriu::images::pages::{PE_PARENT, PE_PRESENT};
 use rcriu_test_support::{
     ProcSnapshot, TempDir, Workload, become_subreaper, require_root, trace_lock,
 };
@@ -56,6 +77,11 @@ struct Server {
 
 impl Server {
     fn start(engine: &str, dir: &Path) -> Server {
+        Server::start_with(engine, dir, &[])
+    }
+
+    /// As [`Server::start`], with more arguments.
+    fn start_with(engine: &str, dir: &Path, extra: &[&str]) -> Server {
         let port = free_port();
         let (rd, wr) = rustix::pipe::pipe().expect("a status pipe");
         let child = Command::new(engine)
@@ -67,6 +93,7 @@ impl Server {
             .arg(dir.join("ps.log"))
             .arg("--status-fd")
             .arg(wr.as_raw_fd().to_string())
+            .args(extra)
             .stdin(Stdio::null())
             .spawn()
             .expect("starting the page server");
@@ -377,4 +404,390 @@ fn req(cmd: u32, flags: u32, nr_pages: u64, vaddr: u64, dst_id: u64) -> Vec<u8> 
     b.extend_from_slice(&vaddr.to_ne_bytes());
     b.extend_from_slice(&dst_id.to_ne_bytes());
     b
+}
+
+/// The runs of the pagemap of `pid` in `dir`: (vaddr, pages, flags).
+fn runs(dir: &Path, pid: i32) -> Vec<(u64, u64, u32)> {
+    let d = ImageDir::open(dir).unwrap();
+    let mut r = d.pagemap(pid as u32).expect("the server's pagemap");
+    let mut v = Vec::new();
+    while let Some(run) = r.next_run().unwrap() {
+        v.push((run.vaddr, run.nr_pages, run.flags));
+    }
+    v
+}
+
+/// One round of a pre-dump chain by `dumper` (`pre-dump` or `dump`) of
+/// `pid`, its pages to a page server of `server` writing to `ps`, the
+/// other images to `local`; `parent` is the round before (`../N`, for
+/// both).
+fn round(
+    dumper: &str,
+    server: &str,
+    cmd: &str,
+    pid: i32,
+    local: &Path,
+    ps: &Path,
+    parent: Option<&str>,
+) {
+    round_with(dumper, server, cmd, pid, local, ps, parent, false);
+}
+
+/// [`round`]; with `server_forgets`, the server is not told the parent.
+#[allow(clippy::too_many_arguments)]
+fn round_with(
+    dumper: &str,
+    server: &str,
+    cmd: &str,
+    pid: i32,
+    local: &Path,
+    ps: &Path,
+    parent: Option<&str>,
+    server_forgets: bool,
+) {
+    std::fs::create_dir_all(ps).unwrap();
+    let prev: Vec<&str> = parent.map_or(vec![], |p| vec!["--prev-images-dir", p]);
+    let s = Server::start_with(server, ps, if server_forgets { &[] } else { &prev });
+    let r = run(Command::new(dumper)
+        .args([cmd, "-t", &pid.to_string(), "-D"])
+        .arg(local)
+        .args(["--track-mem", "--page-server", "--address", "127.0.0.1"])
+        .args(["--port", &s.port.to_string()])
+        .args(&prev)
+        .args(["-v4", "-o", "dump.log"]));
+    if let Err(e) = r {
+        panic!(
+            "{dumper} {cmd}: {e}\nits log: {}\nthe server's log: {}",
+            std::fs::read_to_string(local.join("dump.log")).unwrap_or_default(),
+            std::fs::read_to_string(ps.join("ps.log")).unwrap_or_default()
+        );
+    }
+    let status = s.wait();
+    assert_eq!(
+        status,
+        0,
+        "the page server's session: {}",
+        std::fs::read_to_string(ps.join("ps.log")).unwrap_or_default()
+    );
+    assert!(
+        !local.join(format!("pagemap-{pid}.img")).exists(),
+        "{cmd} wrote the pagemap itself"
+    );
+}
+
+/// A pre-dump chain of `rewriter` through page servers of `server`,
+/// dumped by `dumper`; with `stale`, the final round's parent is turned
+/// to the first. The workload's verdict after the restore by `restorer`
+/// (`None`: rcriu's library).
+fn chain(dumper: &str, server: &str, restorer: Option<&str>, stale: bool) -> Result<(), String> {
+    // 32 MiB, a page rewritten every 20 us.
+    let mut w = Workload::start("rewriter", &["32", "20"]);
+    let pid = w.pid;
+    let top = TempDir::new("ps-chain");
+    let local = |n: &str| top.path().join("local").join(n);
+    let ps = |n: &str| top.path().join("ps").join(n);
+    round(dumper, server, "pre-dump", pid, &local("1"), &ps("1"), None);
+    round(
+        dumper,
+        server,
+        "pre-dump",
+        pid,
+        &local("2"),
+        &ps("2"),
+        Some("../1"),
+    );
+    round(
+        dumper,
+        server,
+        "dump",
+        pid,
+        &local("3"),
+        &ps("3"),
+        Some("../2"),
+    );
+    w.reap();
+    let first = runs(&ps("1"), pid);
+    assert!(
+        !first.iter().any(|r| r.2 & PE_PARENT != 0),
+        "the first round has no parent: {first:?}"
+    );
+    for n in ["2", "3"] {
+        let r = runs(&ps(n), pid);
+        assert!(
+            r.iter().any(|&(_, _, f)| f == PE_PARENT),
+            "round {n} keeps no page in its parent: {r:?}"
+        );
+        assert!(r.iter().any(|&(_, _, f)| f & PE_PRESENT != 0));
+    }
+    let bytes = |n: &str| -> u64 {
+        std::fs::read_dir(ps(n))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("pages-"))
+            .map(|e| e.metadata().unwrap().len())
+            .sum()
+    };
+    assert!(
+        bytes("3") < bytes("1"),
+        "the final round sent {} bytes of pages, the first {}",
+        bytes("3"),
+        bytes("1")
+    );
+    // The dump's other images beside the server's last round, which is
+    // restored with its parents.
+    for e in std::fs::read_dir(local("3")).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() && !ps("3").join(e.file_name()).exists() {
+            std::fs::copy(e.path(), ps("3").join(e.file_name())).unwrap();
+        }
+    }
+    if stale {
+        std::fs::remove_file(ps("3").join("parent")).unwrap();
+        std::os::unix::fs::symlink("../1", ps("3").join("parent")).unwrap();
+    }
+    match restorer {
+        None => {
+            rcriu::Restore::new(ps("3"))
+                .detach(true)
+                .run()
+                .map_err(|e| format!("restoring: {e}"))?;
+        }
+        Some(criu) => run(Command::new(criu)
+            .args(["restore", "-d", "-v4", "-o", "restore.log", "-D"])
+            .arg(ps("3")))
+        .map_err(|e| format!("CRIU's restore: {e}"))?,
+    }
+    w.verdict()
+}
+
+#[test]
+fn a_pre_dump_chain_through_rcriu_s_page_server_restores() {
+    let _g = setup();
+    chain(RCRIU, RCRIU, None, false).unwrap();
+    let e = chain(RCRIU, RCRIU, None, true).expect_err("the negative control passes");
+    assert!(e.contains("disagrees with its checksum"), "{e}");
+}
+
+#[test]
+fn a_pre_dump_chain_and_criu_interoperate() {
+    let _g = setup();
+    let Ok(criu) = std::env::var("RCRIU_TEST_CRIU") else {
+        eprintln!("RCRIU_TEST_CRIU is not set: skipping the pre-dump chain to CRIU's page server");
+        return;
+    };
+    chain(RCRIU, &criu, None, false).expect("rcriu's chain to CRIU's page servers");
+    chain(RCRIU, RCRIU, Some(&criu), false).expect("CRIU's restore of rcriu's servers' chain");
+    let e = chain(RCRIU, RCRIU, Some(&criu), true).expect_err("the negative control passes");
+    assert!(e.contains("disagrees with its checksum"), "{e}");
+}
+
+/// bigmem dumped by rcriu with `how` (the page server's arguments),
+/// the server's images in `ps`; the workload's verdict after the
+/// restore.
+fn dump_with(
+    w: Workload,
+    dump_dir: &Path,
+    ps: &Path,
+    how: &mut dyn FnMut(&mut Command),
+) -> Result<(), String> {
+    let mut cmd = Command::new(RCRIU);
+    cmd.args(["dump", "-t", &w.pid.to_string(), "-D"])
+        .arg(dump_dir)
+        .args(["--page-server", "-v4", "-o", "dump.log"]);
+    how(&mut cmd);
+    run(&mut cmd).map_err(|e| {
+        format!(
+            "{e}\nits log: {}",
+            std::fs::read_to_string(dump_dir.join("dump.log")).unwrap_or_default()
+        )
+    })?;
+    rcriu_test_support::wait_exit(w.pid).ok();
+    combine(ps, dump_dir);
+    rcriu::Restore::new(dump_dir)
+        .detach(true)
+        .run()
+        .map_err(|e| format!("restoring: {e}"))?;
+    w.verdict()
+}
+
+/// The session of `pid` (field 6 of its stat).
+fn session_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit(')').next().unwrap();
+    after.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+#[test]
+fn page_server_daemon_and_pidfile() {
+    let _g = setup();
+    let ps = TempDir::new("ps-daemon");
+    let dump_dir = TempDir::new("ps-daemon-dump");
+    let port = free_port();
+    let pidfile = ps.path().join("ps.pid");
+    let start = |pidfile: &Path| {
+        Command::new(RCRIU)
+            .args(["page-server", "-d", "--address", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .arg("-D")
+            .arg(ps.path())
+            .arg("--pidfile")
+            .arg(pidfile)
+            .args(["-v4", "-o", "ps.log"])
+            .output()
+            .expect("starting the page server")
+    };
+    let out = start(&pidfile);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .parse()
+        .expect("the pidfile names the daemon");
+    assert_eq!(
+        session_of(pid),
+        pid,
+        "the daemon leads a session of its own"
+    );
+    for fd in 0..3 {
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap(),
+            Path::new("/dev/null"),
+            "the daemon's fd {fd}"
+        );
+    }
+    // Negative control: the pidfile is there already; the daemon it
+    // started is killed, its port free again.
+    let other = TempDir::new("ps-daemon-2");
+    let taken = ps.path().join("taken.pid");
+    std::fs::write(&taken, "1").unwrap();
+    let port2 = free_port();
+    let out = Command::new(RCRIU)
+        .args(["page-server", "-d", "--address", "127.0.0.1", "--port"])
+        .arg(port2.to_string())
+        .arg("-D")
+        .arg(other.path())
+        .arg("--pidfile")
+        .arg(&taken)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "an existing pidfile was taken");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Can't write pidfile"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&taken).unwrap(), "1");
+    TcpListener::bind(("127.0.0.1", port2)).expect("the refused daemon still listens");
+    // The daemon serves the dump, then ends (reparented to this test, a
+    // subreaper).
+    dump_with(bigmem(8), dump_dir.path(), ps.path(), &mut |c| {
+        c.args(["--address", "127.0.0.1", "--port", &port.to_string()]);
+    })
+    .expect("restored from the daemon's images");
+    assert_eq!(
+        rcriu_test_support::wait_exit(pid).unwrap(),
+        0,
+        "the daemon's status: {}",
+        std::fs::read_to_string(ps.path().join("ps.log")).unwrap_or_default()
+    );
+}
+
+/// The fd of `s` inherited by children.
+fn inherited(s: &TcpStream) -> String {
+    rustix::io::fcntl_setfd(s, rustix::io::FdFlags::empty()).unwrap();
+    s.as_raw_fd().to_string()
+}
+
+#[test]
+fn page_server_on_given_sockets() {
+    let _g = setup();
+    let ps = TempDir::new("ps-socket");
+    let dump_dir = TempDir::new("ps-socket-dump");
+    // A connection made by the caller, one end for each side.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ours = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (theirs, _) = l.accept().unwrap();
+    drop(l);
+    let mut server = Command::new(RCRIU)
+        .args(["page-server", "--ps-socket", &inherited(&theirs), "-D"])
+        .arg(ps.path())
+        .args(["-v4", "-o", "ps.log"])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("starting the page server");
+    drop(theirs);
+    let w = bigmem(8);
+    let fd = inherited(&ours);
+    let r = dump_with(w, dump_dir.path(), ps.path(), &mut |c| {
+        c.args(["--ps-socket", &fd]);
+    });
+    drop(ours);
+    let status = server.wait().unwrap();
+    assert!(
+        status.success(),
+        "the page server: {}",
+        std::fs::read_to_string(ps.path().join("ps.log")).unwrap_or_default()
+    );
+    r.expect("restored from the images sent on the given sockets");
+    // Negative control: an fd that is not open.
+    let out = Command::new(RCRIU)
+        .args(["page-server", "--ps-socket", "77", "-D"])
+        .arg(ps.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("(--ps-socket 77) is not open"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A round whose page server has no parent (not given
+/// `--prev-images-dir`) gets every page, as CRIU's dump sends them then;
+/// the chain goes on from it and restores.
+#[test]
+fn a_page_server_without_the_parent_gets_every_page() {
+    let _g = setup();
+    let mut w = Workload::start("rewriter", &["16", "20"]);
+    let pid = w.pid;
+    let top = TempDir::new("ps-noparent");
+    let local = |n: &str| top.path().join("local").join(n);
+    let ps = |n: &str| top.path().join("ps").join(n);
+    round(RCRIU, RCRIU, "pre-dump", pid, &local("1"), &ps("1"), None);
+    let (l2, p2) = (local("2"), ps("2"));
+    round_with(RCRIU, RCRIU, "pre-dump", pid, &l2, &p2, Some("../1"), true);
+    let r = runs(&p2, pid);
+    assert!(
+        !r.iter().any(|&(_, _, f)| f & PE_PARENT != 0),
+        "a page kept in a parent the server does not have: {r:?}"
+    );
+    let log = std::fs::read_to_string(l2.join("dump.log")).unwrap();
+    assert!(log.contains("has no parent pagemap"), "{log}");
+    round(
+        RCRIU,
+        RCRIU,
+        "dump",
+        pid,
+        &local("3"),
+        &ps("3"),
+        Some("../2"),
+    );
+    w.reap();
+    let r = runs(&ps("3"), pid);
+    assert!(r.iter().any(|&(_, _, f)| f == PE_PARENT), "{r:?}");
+    for e in std::fs::read_dir(local("3")).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() && !ps("3").join(e.file_name()).exists() {
+            std::fs::copy(e.path(), ps("3").join(e.file_name())).unwrap();
+        }
+    }
+    rcriu::Restore::new(ps("3"))
+        .detach(true)
+        .run()
+        .expect("restoring");
+    w.verdict().expect("the restored process");
 }

@@ -311,6 +311,7 @@ fn layout_rounds(tweak: Option<Tweak<'_>>) -> Result<(), String> {
             parent: parent.map(Into::into),
             mode: 1,
             stats_dir: None,
+            page_server: None,
         })
         .expect("pre-dumping")
     };

@@ -1,6 +1,15 @@
 //! CRIU's RPC as rcriu serves it, message by message: `rcriu swrk FD`
 //! driven over a SOCK_SEQPACKET socket pair as runc and libcriu drive
 //! criu, and the same service run inside this test's own process.
+//!
+//! PAGE_SERVER and PAGE_SERVER_CHLD start a page server listening on the
+//! port they answer with (one the kernel picks); `rcriu dump
+//! --page-server` sends a process's pages there, and the process
+//! restored from the server's pagemap and pages images beside the dump's
+//! checks its memory. PAGE_SERVER's server is a daemon of its own
+//! session; PAGE_SERVER_CHLD's is the worker's child, which WAIT_PID
+//! waits for. Negative control: a bad address is refused (the
+//! connection kept, as criu keeps it), no server started.
 
 mod common;
 
@@ -9,8 +18,10 @@ use std::path::Path;
 use std::process::{Child, Command};
 
 use prost::Message;
-use rcriu::images::rpc::{CriuFeatures, CriuOpts, CriuReq, CriuReqType, CriuResp, CriuVersion};
-use rcriu_test_support::{TempDir, wait_child};
+use rcriu::images::rpc::{
+    CriuFeatures, CriuOpts, CriuPageServerInfo, CriuReq, CriuReqType, CriuResp, CriuVersion,
+};
+use rcriu_test_support::{TempDir, wait_child, wait_exit};
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 fn socketpair() -> (OwnedFd, OwnedFd) {
@@ -120,7 +131,7 @@ fn version_and_features_on_one_connection() {
             pidfd_store: Some(false),
         }
     );
-    // Unsupported requests that criu lets keep the connection.
+    // Requests that criu lets keep the connection, refused.
     let mut r = req(CriuReqType::CpuinfoDump);
     r.keep_open = Some(true);
     let cpu = c.call(&r);
@@ -136,7 +147,11 @@ fn version_and_features_on_one_connection() {
     let ps = c.call(&r);
     assert!(!ps.success);
     assert_eq!(ps.r#type, CriuReqType::PageServer as i32);
-    assert!(msg(&ps).contains("page server is not supported yet"));
+    assert!(
+        msg(&ps).contains("Neither images_dir_fd nor images_dir"),
+        "{}",
+        msg(&ps)
+    );
     // The last one, without keep_open: then the worker ends, status 0.
     assert!(c.call(&req(CriuReqType::Version)).success);
     assert!(c.recv().is_none());
@@ -453,4 +468,143 @@ fn the_service_runs_in_an_embedding_program() {
     assert_eq!(service.join().unwrap(), 0);
     assert!(t.path().join("inventory.img").exists());
     w.verdict().unwrap();
+}
+
+/// A PAGE_SERVER(_CHLD) request writing into `dir`, on `address`.
+fn page_server_req(t: CriuReqType, dir: &OwnedFd, address: &str) -> CriuReq {
+    CriuReq {
+        r#type: t as i32,
+        keep_open: Some(true),
+        opts: Some(CriuOpts {
+            images_dir_fd: dir.as_raw_fd(),
+            log_level: Some(4),
+            log_file: Some(b"ps.log".to_vec()),
+            ps: Some(CriuPageServerInfo {
+                address: Some(address.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Dumps bigmem's pages to the page server on `port`, its other images
+/// in a directory of their own, and restores it from both: its verdict.
+fn dump_to(port: i32, ps_dir: &Path) -> Result<(), String> {
+    let w = rcriu_test_support::Workload::start("bigmem", &["8"]);
+    w.wait_in("sigsuspend");
+    let t = TempDir::new("rpc-ps-dump");
+    let out = Command::new(env!("CARGO_BIN_EXE_rcriu"))
+        .args(["dump", "-t", &w.pid.to_string(), "-D"])
+        .arg(t.path())
+        .args(["--page-server", "--address", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .args(["-v4", "-o", "dump.log"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(t.path().join("dump.log")).unwrap_or_default()
+    );
+    rcriu_test_support::wait_exit(w.pid).ok();
+    for e in std::fs::read_dir(ps_dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("pagemap-") || name.starts_with("pages-") {
+            std::fs::copy(e.path(), t.path().join(&name)).unwrap();
+        }
+    }
+    rcriu::Restore::new(t.path())
+        .detach(true)
+        .run()
+        .map_err(|e| format!("restoring: {e}"))?;
+    w.verdict()
+}
+
+#[test]
+fn page_server_requests_start_a_page_server() {
+    let _g = common::setup();
+    // PAGE_SERVER: a daemon, not the worker's child.
+    let t = TempDir::new("rpc-ps");
+    let dir = open_dir(t.path());
+    let (c, child) = swrk();
+    let r = c.call(&page_server_req(CriuReqType::PageServer, &dir, "127.0.0.1"));
+    assert!(r.success, "{}", msg(&r));
+    assert_eq!(r.r#type, CriuReqType::PageServer as i32);
+    let ps = r.ps.expect("the page server's pid and port");
+    let (pid, port) = (ps.pid.unwrap(), ps.port.unwrap());
+    assert!(pid > 0 && port > 0, "{pid} {port}");
+    let sid = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let sid: i32 = sid
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(sid, pid, "the daemon leads a session of its own");
+    // The connection stays open for more requests.
+    assert!(c.call(&req(CriuReqType::Version)).success);
+    assert!(
+        c.recv().is_none(),
+        "the server keeps the service's connection"
+    );
+    assert_eq!(wait_child(child).unwrap(), 0);
+    dump_to(port, t.path()).expect("restored from PAGE_SERVER's images");
+    // Reparented to this test (a subreaper) when its starter ended.
+    assert_eq!(wait_exit(pid).unwrap(), 0, "the page server's status");
+
+    // PAGE_SERVER_CHLD: the worker's child, waited for with WAIT_PID.
+    let t = TempDir::new("rpc-ps-chld");
+    let dir = open_dir(t.path());
+    let (c, child) = swrk();
+    let r = c.call(&page_server_req(
+        CriuReqType::PageServerChld,
+        &dir,
+        "127.0.0.1",
+    ));
+    assert!(r.success, "{}", msg(&r));
+    assert_eq!(
+        r.r#type,
+        CriuReqType::PageServer as i32,
+        "criu answers PAGE_SERVER"
+    );
+    let ps = r.ps.expect("the page server's pid and port");
+    let (pid, port) = (ps.pid.unwrap(), ps.port.unwrap());
+    dump_to(port, t.path()).expect("restored from PAGE_SERVER_CHLD's images");
+    let mut w = req(CriuReqType::WaitPid);
+    w.pid = Some(pid as u32);
+    let r = c.call(&w);
+    assert!(r.success, "WAIT_PID of the page server: {}", msg(&r));
+    assert_eq!(r.status, Some(0), "the page server's wait status");
+    assert_eq!(wait_child(child).unwrap(), 0);
+
+    // Negative control: a bad address, no server.
+    let t = TempDir::new("rpc-ps-bad");
+    let dir = open_dir(t.path());
+    let (c, child) = swrk();
+    let r = c.call(&page_server_req(
+        CriuReqType::PageServer,
+        &dir,
+        "not an address",
+    ));
+    assert!(!r.success);
+    assert!(r.ps.is_none());
+    assert!(msg(&r).contains("Bad server address"), "{}", msg(&r));
+    // The connection is kept, as criu keeps it.
+    assert!(c.call(&req(CriuReqType::Version)).success);
+    assert!(c.recv().is_none());
+    assert_eq!(wait_child(child).unwrap(), 0);
+    let left: Vec<_> = std::fs::read_dir(t.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".img"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

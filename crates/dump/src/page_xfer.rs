@@ -9,6 +9,14 @@
 //! The runs are the plan's (the pagemap a local dump writes); a run may
 //! hold pages of areas the task cannot read, read through
 //! `/proc/PID/mem` instead, as [`pages::copy_unreadable`] does.
+//!
+//! A round of a pre-dump chain sends its `PE_PARENT` runs as CRIU's
+//! dump does: `ADD_F` with the parent flag and no bytes; the server
+//! writes them as entries `in_parent`. Whether it may is asked first
+//! ([`open`]): the pagemap is opened before the pages are planned, and
+//! the server says whether its directory has a parent pagemap for the
+//! process (`--prev-images-dir` given to the server); when it has none,
+//! the round is dumped whole, as CRIU's dump does.
 
 use rcriu_compel::Parasite;
 use rcriu_compel::abi::IoVec;
@@ -19,13 +27,26 @@ use rcriu_proc::Pid;
 use crate::pages::Plan;
 use crate::{Error, Result};
 
-/// Sends the pages of `pid` planned in `plan` through `client`; returns
-/// the bytes sent.
+/// Opens the pagemap of `pid` on the server; returns whether the server
+/// has its parent pagemap (the pages a tracked round keeps in the parent
+/// may be sent as `PE_PARENT` runs only then).
+pub fn open(pid: Pid, client: &mut Client) -> Result<bool> {
+    let has = client
+        .open(Dst::Pid(pid as u32))
+        .map_err(|source| Error::PageServer { pid, source })?;
+    log::debug!(
+        "the page server at {} has {} parent pagemap for {pid}",
+        client.peer(),
+        if has { "a" } else { "no" }
+    );
+    Ok(has)
+}
+
+/// Sends the pages of `pid` planned in `plan` through `client`, its
+/// pagemap opened by [`open`]; returns the bytes sent.
 pub fn send(pid: Pid, parasite: &mut Parasite, client: &mut Client, plan: &Plan) -> Result<u64> {
     let ps = |source| Error::PageServer { pid, source };
     let dst = Dst::Pid(pid as u32);
-    // A parent on the server is of no use: this dump has no parent.
-    client.open(dst).map_err(ps)?;
     let mut cursor = 0;
     let mut sent = 0;
     for r in &plan.runs {

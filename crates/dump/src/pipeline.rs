@@ -1619,6 +1619,18 @@ fn collect(
         Some(t) => t.parent(&areas),
         None => pages::Parent::default(),
     };
+    // Through a page server, the pagemap is opened first: the pages kept
+    // in the parent are the server's to have.
+    if let Some(client) = &mut out.page_server
+        && !crate::page_xfer::open(pid, client)?
+        && !parent.tracked.is_empty()
+    {
+        log::warn!(
+            "the page server at {} has no parent pagemap for {pid}: dumping its memory whole",
+            client.peer()
+        );
+        parent.tracked.clear();
+    }
     if let Some(frames) = &sh.frames {
         parent.like = frames.get(&member.ppid).cloned();
         parent.keep_frames = sh.parents.contains(&pid);
@@ -1834,14 +1846,13 @@ fn write_pages_here(
 /// What a dump through a page server cannot do (yet), refused by name
 /// before anything is seized.
 fn refuse_with_page_server(o: &Options) -> Result<()> {
-    let what = if o.key.is_some() {
-        "--encrypt"
-    } else if o.parent.is_some() || o.track_mem {
-        "--prev-images-dir and --track-mem (pre-dump chains)"
-    } else {
-        return Ok(());
-    };
-    Err(Error::NotWithPageServer { pid: o.pid, what })
+    if o.key.is_some() {
+        return Err(Error::NotWithPageServer {
+            pid: o.pid,
+            what: "--encrypt",
+        });
+    }
+    Ok(())
 }
 
 /// The file id of a mapped file, with the area's `fdflags`.

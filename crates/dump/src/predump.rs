@@ -19,6 +19,16 @@
 //! area unmapped meanwhile) is written as zeroes: no later round takes
 //! it from these images, as an unmapped area loses its tracking.
 //!
+//! Through a page server (`--page-server`), the pagemap and the pages
+//! go to the server, as a dump's do ([`crate::page_xfer`]): the
+//! pagemap is opened on the server before the process is seized, and
+//! the server's answer (whether its directory has a parent pagemap for
+//! the process) decides, with the tracking, which pages are kept in the
+//! parent (`PE_PARENT` runs, sent without bytes); the pages are read
+//! from the running process and sent after it runs again. The inventory
+//! and `stats-dump` are written here; no manifest, as for a dump whose
+//! pages went to a page server.
+//!
 //! This version pre-dumps a process without children.
 //!
 //! [`track`]: crate::track
@@ -28,7 +38,6 @@ use std::time::Instant;
 
 use rcriu_compel::Seized;
 use rcriu_compel::abi::IoVec;
-use rcriu_images::pages::PagesWriter;
 use rcriu_images::{ImageDir, ImageFile, pb};
 use rcriu_proc::{Pid, Task};
 
@@ -49,6 +58,8 @@ pub struct Options {
     pub mode: u32,
     /// Where `stats-dump` goes, when not beside the images.
     pub stats_dir: Option<PathBuf>,
+    /// criu's `--page-server`: where the pagemap and pages go.
+    pub page_server: Option<rcriu_page_server::Target>,
 }
 
 /// What the frozen part of a round found.
@@ -76,11 +87,23 @@ pub fn run(o: &Options) -> Result<DumpStats> {
             format!("children {kids:?} (a pre-dump of a process tree)"),
         ));
     }
+    // Through a page server: connected, and the pagemap opened, before
+    // the process is seized.
+    let mut client = match &o.page_server {
+        Some(t) => {
+            let ps = |source| Error::PageServer { pid, source };
+            let mut c = rcriu_page_server::Client::connect_to(t).map_err(ps)?;
+            let has_parent = crate::page_xfer::open(pid, &mut c)?;
+            Some((c, has_parent))
+        }
+        None => None,
+    };
+    let server_has_parent = client.as_ref().is_none_or(|(_, has)| *has);
     let start = Instant::now();
     let seized = Seized::seize(pid).map_err(Error::compel(pid))?;
     let frozen = Instant::now();
     stats.freezing_time = frozen - start;
-    let round = frozen_part(&seized, o, &mut stats);
+    let round = frozen_part(&seized, o, server_has_parent, &mut stats);
     seized.release().map_err(Error::compel(pid))?;
     stats.frozen_time = frozen.elapsed();
     let Round { plan, tracker } = round?;
@@ -92,7 +115,11 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     );
 
     let mut written: Vec<PathBuf> = Vec::new();
-    let r = write_images(pid, &dir, o, &plan, &mut stats, &mut written);
+    let r = match client.take() {
+        Some((c, _)) => send_pages(pid, c, &plan, &mut stats)
+            .and_then(|()| write_inventory(pid, &dir, o, &mut stats, &mut written, false)),
+        None => write_images(pid, &dir, o, &plan, &mut stats, &mut written),
+    };
     if let Err(e) = r {
         for p in written {
             let _ = std::fs::remove_file(p);
@@ -104,8 +131,15 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     Ok(stats)
 }
 
-/// The frozen part: the pages chosen, the tracking armed again.
-fn frozen_part(seized: &Seized, o: &Options, stats: &mut DumpStats) -> Result<Round> {
+/// The frozen part: the pages chosen, the tracking armed again. Pages
+/// are kept in the parent only when `parent_there` (a page server has
+/// the parent pagemap).
+fn frozen_part(
+    seized: &Seized,
+    o: &Options,
+    parent_there: bool,
+    stats: &mut DumpStats,
+) -> Result<Round> {
     let pid = o.pid;
     let mut task = Task::open(pid).map_err(Error::proc(pid))?;
     let stat = task.stat().map_err(Error::proc(pid))?;
@@ -125,6 +159,10 @@ fn frozen_part(seized: &Seized, o: &Options, stats: &mut DumpStats) -> Result<Ro
     if o.parent.is_some() && !follows {
         log::warn!("the parent images are not the last pre-dump of {pid}: pre-dumping it whole");
     }
+    if follows && !parent_there {
+        log::warn!("the page server has no parent pagemap for {pid}: pre-dumping it whole");
+    }
+    let follows = follows && parent_there;
     let mut smaps = task.smaps().map_err(Error::proc(pid))?;
     let ours = tracker.ours(&mut smaps);
     let areas = mm::classify(pid, &smaps)?;
@@ -180,7 +218,9 @@ fn write_images(
     written.push(dir.file_path(file));
     let mut out = dir.create_pages(pages_id).map_err(Error::image(pid))?;
     for (v, _) in &plan.iovs {
-        read_pages(pid, v, &mut out)?;
+        read_pages(pid, v, &mut |b| {
+            out.write_pages(b).map_err(Error::image(pid))
+        })?;
     }
     out.sync().map_err(Error::image(pid))?;
     stats.memwrite_time = t.elapsed();
@@ -196,7 +236,64 @@ fn write_images(
             .map_err(Error::image(pid))?;
     }
     pm.finish().map_err(Error::image(pid))?;
+    write_inventory(pid, dir, o, stats, written, true)
+}
 
+/// Sends the pagemap and pages of `plan` to the page server of `client`
+/// (the pagemap opened), read from the running process, and ends the
+/// session.
+fn send_pages(
+    pid: Pid,
+    mut client: rcriu_page_server::Client,
+    plan: &Plan,
+    stats: &mut DumpStats,
+) -> Result<()> {
+    let ps = |source| Error::PageServer { pid, source };
+    let dst = rcriu_page_server::Dst::Pid(pid as u32);
+    let t = Instant::now();
+    let mut cursor = 0;
+    for r in &plan.runs {
+        client.add(dst, r.vaddr, r.nr_pages, r.flags).map_err(ps)?;
+        if r.flags & rcriu_images::pages::PE_PRESENT == 0 {
+            continue;
+        }
+        // The run's pages, from the plan's ranges (which merge runs).
+        let (lo, hi) = (r.vaddr, r.end());
+        while let Some((v, _)) = plan.iovs.get(cursor) {
+            let end = v.base + v.len;
+            if end <= lo {
+                cursor += 1;
+                continue;
+            }
+            if v.base >= hi {
+                break;
+            }
+            let piece = IoVec {
+                base: v.base.max(lo),
+                len: end.min(hi) - v.base.max(lo),
+            };
+            read_pages(pid, &piece, &mut |b| client.send_pages(b).map_err(ps))?;
+            if end > hi {
+                break;
+            }
+            cursor += 1;
+        }
+    }
+    client.close().map_err(ps)?;
+    stats.memwrite_time = t.elapsed();
+    stats.pages_written = plan.pages;
+    Ok(())
+}
+
+/// The inventory, `stats-dump` and (`manifest`) rcriu's manifest.
+fn write_inventory(
+    pid: Pid,
+    dir: &ImageDir,
+    o: &Options,
+    stats: &mut DumpStats,
+    written: &mut Vec<PathBuf>,
+    manifest: bool,
+) -> Result<()> {
     let mut inv = inventory::entry(pb::TaskKobjIdsEntry::default(), 0, inventory::Lsm::host());
     inv.root_ids = None;
     inv.root_cg_set = None;
@@ -214,6 +311,10 @@ fn write_images(
     stats_dir
         .write_one(ImageFile::StatsDump, &stats.entry())
         .map_err(Error::image(pid))?;
+    if !manifest {
+        log::info!("the pages of {pid} went to a page server: no manifest");
+        return Ok(());
+    }
     let names: Vec<String> = written
         .iter()
         .filter_map(|p| Some(p.file_name()?.to_str()?.to_owned()))
@@ -243,10 +344,11 @@ fn uptime() -> Option<u64> {
 /// Chunks read from the process at once.
 const CHUNK: usize = 4 << 20;
 
-/// Appends the pages of `v` to the pages image, read from the running
-/// process: `process_vm_readv`, then /proc/PID/mem for a page it could not
-/// read, then zeroes for a page that is gone.
-fn read_pages(pid: Pid, v: &IoVec, out: &mut PagesWriter) -> Result<()> {
+/// Gives the pages of `v` to `out` (the pages image, or the page server),
+/// read from the running process: `process_vm_readv`, then
+/// /proc/PID/mem for a page it could not read, then zeroes for a page
+/// that is gone.
+fn read_pages(pid: Pid, v: &IoVec, out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
     let mut buf = vec![0u8; CHUNK.min(v.len as usize)];
     let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok();
     let mut done = 0u64;
@@ -270,7 +372,7 @@ fn read_pages(pid: Pid, v: &IoVec, out: &mut PagesWriter) -> Result<()> {
             }
             got += PAGE;
         }
-        out.write_pages(chunk).map_err(Error::image(pid))?;
+        out(chunk)?;
         done += n as u64;
     }
     Ok(())

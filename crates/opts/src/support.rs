@@ -364,12 +364,6 @@ pub static TABLE: &[Entry] = &[
         |o, _| o.lazy_pages,
     ),
     e("--page-server", "ps", Honoured, never),
-    e(
-        "pre-dump --page-server",
-        "",
-        NotYet("pre-dumps through the page server"),
-        |o, c| o.page_server && c == Command::PreDump,
-    ),
     e("--ps-socket", "ps.fd", Honoured, never),
     e("--address", "", Honoured, never),
     e("--port", "ps.port", Honoured, never),

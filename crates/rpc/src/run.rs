@@ -216,6 +216,7 @@ pub fn pre_dump(o: &Options, face: Face) -> Result<DumpStats> {
             rcriu_opts::options::PreDumpMode::Read => 2,
         },
         stats_dir: Some(work.clone()),
+        page_server: o.page_server.then(|| page_server_target(o)).transpose()?,
     })?;
     log::info!("Pre-dumping finished successfully");
     if o.display_stats {

@@ -25,14 +25,14 @@
 //! any other, criu ends the connection without an answer, and so does
 //! rcriu.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use prost::Message;
 use rcriu_images::rpc::{
-    CriuDumpResp, CriuFeatures, CriuNotify, CriuReq, CriuReqType, CriuResp, CriuRestoreResp,
-    CriuVersion,
+    CriuDumpResp, CriuFeatures, CriuNotify, CriuPageServerInfo, CriuReq, CriuReqType, CriuResp,
+    CriuRestoreResp, CriuVersion,
 };
 use rcriu_opts::rpc::Peer;
 use rcriu_opts::{Command, Face, Options};
@@ -359,8 +359,8 @@ fn handle(
         Some(CriuReqType::Restore) => restore(conn, base, req),
         Some(CriuReqType::PreDump) => pre_dump_loop(conn, base, req),
         Some(CriuReqType::SinglePreDump) => pre_dump(conn, base, req, true),
-        Some(CriuReqType::PageServer | CriuReqType::PageServerChld) => {
-            not_yet(CriuReqType::PageServer, "the page server", None)
+        Some(t @ (CriuReqType::PageServer | CriuReqType::PageServerChld)) => {
+            page_server(conn, base, req, t == CriuReqType::PageServer)
         }
         Some(t @ (CriuReqType::CpuinfoDump | CriuReqType::CpuinfoCheck)) => {
             not_yet(t, "cpuinfo", Some(libc::ENOTSUP))
@@ -528,6 +528,39 @@ fn actions_for(o: &Options, conn: &Conn, req: &CriuReq) -> Actions {
     } else {
         a
     }
+}
+
+/// PAGE_SERVER (`daemon`) and PAGE_SERVER_CHLD: a page server started
+/// ([`crate::page_server::start`]), answered, as criu answers both, with
+/// a PAGE_SERVER response naming its pid and port.
+fn page_server(conn: &Conn, base: &Options, req: &CriuReq, daemon: bool) -> i32 {
+    let result = setup(conn, base, Command::PageServer, req)
+        .and_then(|o| crate::page_server::start(&o, daemon, conn.sk.as_raw_fd()));
+    let mut r = resp(CriuReqType::PageServer, result.is_ok());
+    match &result {
+        Ok((pid, port)) => {
+            r.ps = Some(CriuPageServerInfo {
+                pid: Some(*pid),
+                port: Some(i32::from(*port)),
+                ..Default::default()
+            });
+        }
+        Err(e) => {
+            log::error!("{}", crate::report(e));
+            r.cr_errno = errno_of(e);
+        }
+    }
+    r.cr_errmsg = crate::log::first_error().map(String::into_bytes);
+    // A failure answered keeps the connection (`keep_open`), as criu's.
+    let status = match conn.send(&r) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("Can't send response: {}", crate::report(&e));
+            1
+        }
+    };
+    crate::log::close();
+    status
 }
 
 fn dump(conn: &Conn, base: &Options, req: &CriuReq) -> i32 {
