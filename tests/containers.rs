@@ -52,6 +52,18 @@ struct Container {
 }
 
 impl Container {
+    /// The dump log rcriu (or CRIU) wrote in work directory `work`.
+    fn log(&self, work: &str) -> String {
+        std::fs::read_to_string(self.dir.0.join(work).join("dump.log")).unwrap()
+    }
+
+    /// The container counts on, untouched (after a refused checkpoint).
+    fn counts_on(&self) {
+        let n = self.counts().len();
+        self.wait_past(n + 2);
+        carried_on(&self.counts()).unwrap();
+    }
+
     /// A bundle running `sh -c script`; not started yet.
     fn new(tag: &str, script: &str) -> Container {
         let dir = TempDir::new(tag);
@@ -348,11 +360,9 @@ fn refused_with(tag: &str, script: &str, caps: &[&str], what: &str) {
     c.wait_past(2);
     let out = c.checkpoint("work-dump");
     assert!(!out.status.success());
-    let log = std::fs::read_to_string(c.dir.0.join("work-dump/dump.log")).unwrap();
+    let log = c.log("work-dump");
     assert!(log.contains(what), "{log}");
-    let n = c.counts().len();
-    c.wait_past(n + 2);
-    carried_on(&c.counts()).unwrap();
+    c.counts_on();
 }
 
 /// A child counting into /tmp/kid, and the init counting only while
@@ -474,6 +484,26 @@ fn threads_container_with(tag: &str, mode: &str) -> (Container, String) {
     (c, facts)
 }
 
+/// The ct_threads container (in `mode`) checkpointed by CRIU 4.2 and
+/// restored by rcriu, and the other way round: each passes its check.
+fn threads_across_criu(mode: &str) {
+    let Some(criu) = criu42() else { return };
+    for (dumper, restorer) in [(criu.as_str(), RCRIU), (RCRIU, criu.as_str())] {
+        let (c, facts) = threads_container_with("threads-x", mode);
+        let out = c.checkpoint_with(dumper, "images-x", "work-dump-x");
+        succeeded(&out, "checkpoint", &c.dir.0.join("work-dump-x/dump.log"));
+        let out = c.restore_with(restorer, "images-x", "work-restore-x");
+        succeeded(&out, "restore", &c.dir.0.join("work-restore-x/restore.log"));
+        run_ok(c.runc().args(["kill", &c.id, "USR1"]));
+        let v = wait_file(&c, "tmp/verdict", "\n");
+        assert_eq!(
+            v, "PASS\n",
+            "{mode}: dumped by {dumper}, restored by {restorer}: {facts}"
+        );
+        c.delete();
+    }
+}
+
 /// The threads of the container's init, by host tid, with their tids in
 /// the namespace.
 fn threads_ns_tids(pid: i32) -> Vec<(i32, i32)> {
@@ -545,21 +575,7 @@ fn runc_restores_the_threads_of_a_containers_init() {
     c.delete();
 
     // Across CRIU 4.2, both ways.
-    let Some(criu) = criu42() else { return };
-    for (dumper, restorer) in [(criu.as_str(), RCRIU), (RCRIU, criu.as_str())] {
-        let (c, facts) = threads_container("threads-x");
-        let out = c.checkpoint_with(dumper, "images-x", "work-dump-x");
-        succeeded(&out, "checkpoint", &c.dir.0.join("work-dump-x/dump.log"));
-        let out = c.restore_with(restorer, "images-x", "work-restore-x");
-        succeeded(&out, "restore", &c.dir.0.join("work-restore-x/restore.log"));
-        run_ok(c.runc().args(["kill", &c.id, "USR1"]));
-        let v = wait_file(&c, "tmp/verdict", "\n");
-        assert_eq!(
-            v, "PASS\n",
-            "dumped by {dumper}, restored by {restorer}: {facts}"
-        );
-        c.delete();
-    }
+    threads_across_criu("");
 }
 
 /// A zombie child of a container's init comes back a zombie with its pid
@@ -603,21 +619,7 @@ fn runc_restores_a_zombie_of_a_containers_init() {
     c.delete();
 
     // Across CRIU 4.2, both ways.
-    let Some(criu) = criu42() else { return };
-    for (dumper, restorer) in [(criu.as_str(), RCRIU), (RCRIU, criu.as_str())] {
-        let (c, facts) = threads_container_with("zombie-x", "zombie");
-        let out = c.checkpoint_with(dumper, "images-x", "work-dump-x");
-        succeeded(&out, "checkpoint", &c.dir.0.join("work-dump-x/dump.log"));
-        let out = c.restore_with(restorer, "images-x", "work-restore-x");
-        succeeded(&out, "restore", &c.dir.0.join("work-restore-x/restore.log"));
-        run_ok(c.runc().args(["kill", &c.id, "USR1"]));
-        let v = wait_file(&c, "tmp/verdict", "\n");
-        assert_eq!(
-            v, "PASS\n",
-            "dumped by {dumper}, restored by {restorer}: {facts}"
-        );
-        c.delete();
-    }
+    threads_across_criu("zombie");
 }
 
 /// Whether the init of [`TWO`] wrote that it lost its child.
@@ -1635,7 +1637,7 @@ fn a_socket_of_the_hosts_network_namespace_in_a_container_is_refused_by_name() {
     c.wait_past(2);
     let out = c.checkpoint("work-dump");
     assert!(!out.status.success(), "checkpointed a socket of the host");
-    let log = std::fs::read_to_string(c.dir.0.join("work-dump/dump.log")).unwrap();
+    let log = c.log("work-dump");
     let host_ns = std::fs::read_link("/proc/self/ns/net").unwrap();
     assert!(log.contains("fd 3 (socket:["), "{log}");
     let named = format!(
@@ -1644,9 +1646,7 @@ fn a_socket_of_the_hosts_network_namespace_in_a_container_is_refused_by_name() {
     );
     assert!(log.contains(&named), "{log}");
     // The container counts on, untouched.
-    let n = c.counts().len();
-    c.wait_past(n + 2);
-    carried_on(&c.counts()).unwrap();
+    c.counts_on();
 }
 
 #[test]
@@ -1669,15 +1669,13 @@ fn a_loopback_connection_in_a_network_namespace_made_again_empty_is_refused_by_n
     c.wait_past(2);
     let out = c.checkpoint_args(RCRIU, &["--tcp-established"], "images", "work-dump");
     assert!(!out.status.success(), "checkpointed a loopback connection");
-    let log = std::fs::read_to_string(c.dir.0.join("work-dump/dump.log")).unwrap();
+    let log = c.log("work-dump");
     assert!(
         log.contains("which the restore makes again empty with lo down (--empty-ns net)"),
         "{log}"
     );
     // The container counts on, untouched.
-    let n = c.counts().len();
-    c.wait_past(n + 2);
-    carried_on(&c.counts()).unwrap();
+    c.counts_on();
 }
 
 #[test]
@@ -2130,15 +2128,13 @@ fn a_terminal_of_the_hosts_devpts_in_a_container_is_refused_by_name() {
     c.wait_past(2);
     let out = c.checkpoint("work-dump");
     assert!(!out.status.success());
-    let log = std::fs::read_to_string(c.dir.0.join("work-dump/dump.log")).unwrap();
+    let log = c.log("work-dump");
     assert!(
         log.contains(": a pty of a devpts the container does not mount, /dev/pts/"),
         "{log}"
     );
     // Left running.
-    let n = c.counts().len();
-    c.wait_past(n + 2);
-    carried_on(&c.counts()).unwrap();
+    c.counts_on();
 }
 
 /// The rule of /dev/tty with `orphan_pts_master`: it is dumped when the
@@ -2177,7 +2173,7 @@ fn dev_tty_without_its_pty_in_a_container_is_refused_by_name() {
     }
     let out = c.checkpoint("work-dump");
     assert!(!out.status.success(), "checkpointed");
-    let log = std::fs::read_to_string(c.dir.0.join("work-dump/dump.log")).unwrap();
+    let log = c.log("work-dump");
     assert!(
         log.contains("fd 10: /dev/tty (the controlling terminal /dev/pts/0)")
             && log.contains("holds no fd of its slave"),
@@ -2186,7 +2182,7 @@ fn dev_tty_without_its_pty_in_a_container_is_refused_by_name() {
     if let Some(criu) = criu42() {
         let out = c.checkpoint_with(&criu, "images-criu", "work-criu");
         assert!(!out.status.success(), "CRIU 4.2 checkpointed");
-        let log = std::fs::read_to_string(c.dir.0.join("work-criu/dump.log")).unwrap();
+        let log = c.log("work-criu");
         assert!(log.contains("ctty inheritance detected"), "{log}");
     }
     // Left running as it was.

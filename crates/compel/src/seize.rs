@@ -369,16 +369,40 @@ impl Seized {
     pub fn kill(mut self) -> Result<()> {
         self.released = true;
         let r = sys::kill(self.pid, libc::SIGKILL).map_err(Error::ptrace("kill", self.pid));
-        for t in &self.threads {
-            let _ = self.detach_or_reap(t);
+        // A tracee killed meanwhile may already be on its way out: then it
+        // can no longer be detached (ESRCH), and a thread other than the
+        // leader stays a zombie until its tracer reaps it (which the
+        // leader's own exit waits for, and so does the last thread of a
+        // pid namespace's init, reaping its namespace): each is heard as
+        // it ends, none waited for alone (that one may wait for another).
+        let mut pending: Vec<Pid> = self
+            .threads
+            .iter()
+            .filter(|t| t.tid != self.pid)
+            .filter(|t| sys::detach(t.tid, 0).is_err_and(|e| e.raw_os_error() == Some(libc::ESRCH)))
+            .map(|t| t.tid)
+            .collect();
+        let _ = sys::detach(self.pid, 0);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !pending.is_empty() && std::time::Instant::now() < deadline {
+            pending.retain(|&tid| match sys::wait(tid, libc::WNOHANG) {
+                // Stopped after all: it can be let go.
+                Ok(Wait::Stopped { .. }) => sys::detach(tid, 0).is_err(),
+                Ok(Wait::Nothing) => true,
+                _ => false,
+            });
+            if !pending.is_empty() {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
         }
         r
     }
 
-    /// Detaches from `t`. A tracee killed meanwhile may already be on its
-    /// way out: then it can no longer be detached (ESRCH), and a thread
-    /// other than the leader stays a zombie until its tracer reaps it
-    /// (which the leader's own exit waits for), so it is reaped.
+    /// Detaches from `t`. A tracee killed meanwhile (by someone else)
+    /// may already be on its way out: then it can no longer be detached
+    /// (ESRCH), and a thread other than the leader stays a zombie until
+    /// its tracer reaps it (which the leader's own exit waits for), so it
+    /// is reaped.
     fn detach_or_reap(&self, t: &Thread) -> std::io::Result<()> {
         let r = sys::detach(t.tid, 0);
         if let Err(e) = &r
