@@ -2189,3 +2189,25 @@ fn dev_tty_without_its_pty_in_a_container_is_refused_by_name() {
     assert_eq!(c.pid(), pid);
     assert!(settled(), "the container's init changed");
 }
+
+/// A cwd in the /proc directory of an ended process of the container's
+/// pid namespace: the restore makes a /proc remap's process in rcriu's
+/// own pid namespace only, so the dump refuses it by name and the
+/// container counts on.
+#[test]
+fn a_proc_remap_in_a_containers_pid_namespace_is_refused_by_name() {
+    need_tools();
+    let _g = common::setup();
+    let script = format!("sleep 1000 & k=$!; cd /proc/$k; kill $k; wait $k; {COUNTER}");
+    let c = Container::new("procremap", &script);
+    c.start();
+    c.wait_past(2);
+    let out = c.checkpoint("work-dump");
+    assert!(!out.status.success(), "checkpointed a /proc remap");
+    let log = c.log("work-dump");
+    assert!(
+        log.contains("of a pid namespace other than rcriu's (a /proc remap"),
+        "{log}"
+    );
+    c.counts_on();
+}

@@ -405,30 +405,36 @@ fn check_fd_at(pid: Pid, fd: &Fd, fdinfo: &FdInfo, link: &str) -> Result<()> {
 /// its path is gone but it has links (a link remap).
 pub fn check_open(pid: Pid, f: &OpenFd, link_remap: bool) -> Result<()> {
     let what = format!("fd {}:", f.fd);
+    if f.kind() == FdKind::Reg
+        && let Some(dead) = crate::proc_remap::dead_pid(pid, &f.info, f.file.as_fd())
+    {
+        return crate::proc_remap::check_restorable(pid, &what, dead);
+    }
     match f.kind() {
         FdKind::Pipe
         | FdKind::Tty(tty::Driver::PtySlave)
         | FdKind::Anon(_)
         | FdKind::Socket
         | FdKind::Ns(_) => Ok(()),
-        FdKind::Reg if crate::proc_remap::dead_pid(pid, &f.info, f.file.as_fd()).is_some() => {
-            Ok(())
-        }
-        // CRIU 4.2 has no image for a POSIX message queue (nor for its
-        // messages): refused by name.
-        FdKind::Reg if is_mqueue(f) => Err(Error::unsupported(
-            pid,
-            format!(
-                "{what} a POSIX message queue ({}), which CRIU 4.2 does not dump either",
-                f.info.path.display()
-            ),
-        )),
         FdKind::Reg if f.info.unlinked() && f.info.is_reg() => Ok(()),
         FdKind::Reg if f.info.unlinked() && f.info.file_type() == libc::S_IFDIR => Ok(()),
         FdKind::Fifo if f.info.unlinked() => Ok(()),
         FdKind::Reg if f.info.unlinked() && f.info.file_type() == libc::S_IFCHR => Ok(()),
         FdKind::Reg if f.info.unlinked() && f.info.file_type() == libc::S_IFLNK => Ok(()),
-        FdKind::Reg | FdKind::Fifo => check_path(pid, &what, &f.info, link_remap).map(drop),
+        FdKind::Reg | FdKind::Fifo => match check_path(pid, &what, &f.info, link_remap) {
+            Ok(PathState::Named) => Ok(()),
+            // A POSIX message queue's path is its mqueue mount's, never
+            // found here: CRIU 4.2 has no image for one (nor for its
+            // messages), refused by name.
+            _ if is_mqueue(f) => Err(Error::unsupported(
+                pid,
+                format!(
+                    "{what} a POSIX message queue ({}), which CRIU 4.2 does not dump either",
+                    f.info.path.display()
+                ),
+            )),
+            r => r.map(drop),
+        },
         FdKind::Tty(_) => check_path(pid, &what, &f.info, false).map(drop),
     }
 }
@@ -744,6 +750,7 @@ impl Files {
     pub fn special_named(&mut self, info: &FileInfo, file: &File, what: &str) -> Result<u32> {
         let pid = self.pid;
         if let Some(dead) = crate::proc_remap::dead_pid(pid, info, file.as_fd()) {
+            crate::proc_remap::check_restorable(pid, what, dead)?;
             if let Some(id) = self.cached(info) {
                 return Ok(id);
             }
@@ -864,6 +871,17 @@ impl Files {
             ahead: None,
         };
         check_open(pid, &f, self.opts.link_remap).map_err(|e| in_flight_error(pid, e))?;
+        // The restore opens a namespace it makes anew from a process of
+        // it, which no queue can hold.
+        if let FdKind::Ns(kind) = f.kind() {
+            return Err(Error::unsupported(
+                pid,
+                format!(
+                    "a file in flight in a unix socket (a {} namespace file)",
+                    kind.file_name()
+                ),
+            ));
+        }
         let id = self.file(me, raw, &f)?;
         self.held.push(f.file);
         Ok(id)

@@ -12,7 +12,10 @@ use std::os::unix::ffi::OsStrExt;
 use rcriu_images::pb;
 use rcriu_proc::Pid;
 
+use std::os::unix::fs::MetadataExt;
+
 use crate::files::{FileInfo, task_root};
+use crate::{Error, Result};
 
 /// procfs's `f_type`.
 const PROC_SUPER_MAGIC: i64 = 0x9fa0;
@@ -47,6 +50,22 @@ pub fn dead_pid(pid: Pid, info: &FileInfo, file: BorrowedFd<'_>) -> Option<Pid> 
     match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(dead),
         _ => None,
+    }
+}
+
+/// Refuses a /proc remap the restore could not make: one of ended
+/// process `dead` when process `pid` is in another pid namespace than
+/// rcriu's (the restore makes the standing-in process in its own).
+pub fn check_restorable(pid: Pid, what: &str, dead: Pid) -> Result<()> {
+    let ns = |p: &str| std::fs::metadata(format!("/proc/{p}/ns/pid")).map(|m| m.ino());
+    match (ns("self"), ns(&pid.to_string())) {
+        (Ok(a), Ok(b)) if a == b => Ok(()),
+        _ => Err(Error::unsupported(
+            pid,
+            format!(
+                "{what} in the /proc directory of ended process {dead} of a pid namespace other than rcriu's (a /proc remap is made in rcriu's pid namespace only)"
+            ),
+        )),
     }
 }
 

@@ -363,22 +363,13 @@ impl<'a> Opener<'a> {
                 continue;
             }
             // A namespace of a restored process's (made anew): opened by
-            // the process once every process exists.
+            // the process once every process exists, once for each fd
+            // that holds it (a namespace file keeps no state of its own
+            // but its flags).
             if let Some(n) = entry.nsf.as_deref()
                 && entry.r#type == pb::FdTypes::Ns as i32
                 && let src @ nsfile::Source::Of { .. } = self.ns.locate(img.task.pid, fd, n)?
             {
-                if !self.late_files.insert(e.id) || late_ids.contains(&e.id) {
-                    return Err(Error::unsupported(format!(
-                        "restoring fd {fd} of process {}: a file of the namespace of process {} held by more than one fd",
-                        img.task.pid,
-                        match src {
-                            nsfile::Source::Of { pid, .. } => pid,
-                            nsfile::Source::Own(_) => 0,
-                        }
-                    )));
-                }
-                late_ids.push(e.id);
                 let cloexec = e.flags & libc::FD_CLOEXEC as u32 != 0;
                 plan.late.push(Late {
                     to: fd,
