@@ -22,6 +22,20 @@ fn edit_files(dir: &ImageDir, f: impl Fn(&mut pb::FileEntry)) {
     dir.write_all(ImageFile::Files, &files).unwrap();
 }
 
+/// The error of a dump of `pid` (given options by `opts`) that must be
+/// refused, once it is checked that the refusal left no image.
+fn refused(pid: i32, tag: &str, opts: impl FnOnce(Dump) -> Dump) -> String {
+    let images = TempDir::new(tag);
+    let e = opts(Dump::new(pid))
+        .images_dir(images.path())
+        .run()
+        .expect_err("a refused dump")
+        .to_string();
+    let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
+    assert!(left.is_empty(), "a refused dump leaves no image: {left:?}");
+    e
+}
+
 /// Flips the last byte of an image (the end of its last payload).
 fn flip_last_byte(dir: &ImageDir, file: ImageFile) {
     let path = dir.file_path(file);
@@ -189,20 +203,14 @@ fn a_corrupted_temporary_file_is_noticed() {
 fn a_ghost_over_the_limit_is_refused_by_name() {
     let _g = setup();
     let w = start("files_ghost", &["huge"]);
-    let images = TempDir::new("files-huge");
-    let e = Dump::new(w.pid)
-        .images_dir(images.path())
-        .run()
-        .expect_err("a 2 MiB deleted file is over the default limit")
-        .to_string();
+    let e = refused(w.pid, "files-huge", |d| d);
     assert!(
         e.contains("huge.bin") && e.contains("ghost limit of 1048576"),
         "{e}"
     );
-    let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
-    assert!(left.is_empty(), "a refused dump leaves no image: {left:?}");
     // A larger limit takes it.
     let mut w = w;
+    let images = TempDir::new("files-huge");
     Dump::new(w.pid)
         .images_dir(images.path())
         .ghost_limit(4 << 20)
@@ -352,19 +360,12 @@ fn link_remaps_are_written_as_criu_writes_them() {
 fn linked_files_are_refused_without_link_remap() {
     let _g = setup();
     let w = start("files_linked", &[]);
-    let images = TempDir::new("files-linked-refused");
-    let e = Dump::new(w.pid)
-        .images_dir(images.path())
-        .run()
-        .expect_err("orig.txt needs a link remap")
-        .to_string();
+    let e = refused(w.pid, "files-linked-refused", |d| d);
     assert!(
         e.contains("orig.txt, removed from that path but linked elsewhere")
             && e.contains("dump with --link-remap"),
         "{e}"
     );
-    let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
-    assert!(left.is_empty(), "a refused dump leaves no image: {left:?}");
     w.verdict().unwrap();
 }
 
@@ -852,19 +853,12 @@ fn a_corrupted_dev_tty_is_noticed() {
 fn a_dev_tty_of_a_terminal_given_up_is_refused_by_name() {
     let _g = setup();
     let w = start("files_pty", &["ctty", "devtty", "detached"]);
-    let images = TempDir::new("files-devtty-detached");
-    let e = Dump::new(w.pid)
-        .images_dir(images.path())
-        .run()
-        .expect_err("/dev/tty of a terminal given up")
-        .to_string();
+    let e = refused(w.pid, "files-devtty-detached", |d| d);
     assert!(
         e.contains("fd 13: the controlling terminal (/dev/tty) /dev/tty")
             && e.contains("no longer the process's controlling terminal (none)"),
         "{e}"
     );
-    let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
-    assert!(left.is_empty(), "a refused dump leaves no image: {left:?}");
     w.verdict().unwrap();
 }
 
@@ -1177,20 +1171,13 @@ fn stat_of_the_parent(dir: &ImageDir, pid: i32) {
 fn a_file_of_another_process_s_thread_under_proc_is_refused_by_name() {
     let _g = setup();
     let w = start("proc_child", &["thread"]);
-    let images = TempDir::new("files-proc-thread");
-    let e = Dump::new(w.pid)
-        .images_dir(images.path())
-        .run()
-        .expect_err("a file of a thread's /proc")
-        .to_string();
+    let e = refused(w.pid, "files-proc-thread", |d| d);
     assert!(
         e.contains("fd 12: /proc/")
             && e.contains("a file of thread")
             && e.contains("of another process of the dump"),
         "{e}"
     );
-    let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
-    assert!(left.is_empty(), "a refused dump leaves no image: {left:?}");
     w.verdict().unwrap();
 }
 
@@ -1263,20 +1250,12 @@ fn a_posix_message_queue_is_refused_by_name() {
     let _g = setup();
     let w = start("mqueue", &[]);
     for link_remap in [false, true] {
-        let images = TempDir::new("files-mqueue");
-        let e = Dump::new(w.pid)
-            .images_dir(images.path())
-            .link_remap(link_remap)
-            .run()
-            .expect_err("a message queue")
-            .to_string();
+        let e = refused(w.pid, "files-mqueue", |d| d.link_remap(link_remap));
         assert!(
             e.contains(": a POSIX message queue (/rcriu-test-")
                 && e.contains("which CRIU 4.2 does not dump either"),
             "{e}"
         );
-        let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
-        assert!(left.is_empty(), "a refused dump leaves no image: {left:?}");
     }
     w.verdict().unwrap();
 }
@@ -1341,19 +1320,12 @@ fn a_namespace_file_pointed_elsewhere_is_noticed() {
 fn a_namespace_file_of_a_namespace_outside_the_dump_is_refused_by_name() {
     let _g = setup();
     let w = start("ns_files", &["foreign"]);
-    let images = TempDir::new("files-ns-foreign");
-    let e = Dump::new(w.pid)
-        .images_dir(images.path())
-        .run()
-        .expect_err("a foreign namespace's file")
-        .to_string();
+    let e = refused(w.pid, "files-ns-foreign", |d| d);
     assert!(
         e.contains("fd 30: a file of net namespace net:[")
             && e.contains("which no process of the dump is in"),
         "{e}"
     );
-    let left: Vec<_> = std::fs::read_dir(images.path()).unwrap().collect();
-    assert!(left.is_empty(), "a refused dump leaves no image: {left:?}");
     w.verdict().unwrap();
 }
 
