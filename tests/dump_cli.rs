@@ -154,6 +154,33 @@ fn a_refusal_names_what_and_fails() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("pid not specified"));
 }
 
+/// Memory under a NUMA policy of its own, or a thread's policy, is
+/// refused by name (the restore sets no policy back), the process left
+/// as it was; the same process without a policy dumps (the control).
+#[test]
+fn a_numa_policy_is_refused_by_name() {
+    require_root();
+    let _g = trace_lock();
+    let t = TempDir::new("cli-numa");
+    for (mode, refused) in [("numa", true), ("numa-thread", true), ("none", false)] {
+        let w = start("dump_scope", &[mode]);
+        let dir = t.path().join(mode);
+        let out = run(rcriu()
+            .args(["dump", "-R", "-t", &w.pid.to_string(), "-D"])
+            .arg(&dir));
+        let err = String::from_utf8_lossy(&out.stderr);
+        if refused {
+            assert_eq!(out.status.code(), Some(1), "{mode}: {out:?}");
+            assert!(err.contains("under the NUMA policy"), "{mode}: {err}");
+            assert!(images(&dir).is_empty(), "{mode}: {:?}", images(&dir));
+        } else {
+            assert_eq!(out.status.code(), Some(0), "{mode}: {err}");
+        }
+        w.verdict()
+            .unwrap_or_else(|e| panic!("{mode}: the process is not intact: {e}"));
+    }
+}
+
 /// What must be the same after a failed dump: /proc's view and the fds.
 struct Seen {
     proc: ProcSnapshot,

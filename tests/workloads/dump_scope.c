@@ -11,7 +11,9 @@
  * read-write), lock (a file locked with flock), timer (a POSIX timer),
  * userfaultfd (an anonymous inode rcriu does not dump), alarm (a timerfd
  * on an alarm clock, which CRIU's restore does not take), uts (a UTS namespace of its own), pending (a blocked signal
- * pending). Prints "ready"; on SIGUSR1
+ * pending), numa (an area under a NUMA policy of its own, MPOL_BIND to node
+ * 0), numa-thread (the thread's own NUMA policy, MPOL_PREFERRED node 0).
+ * Prints "ready"; on SIGUSR1
  * checks the resource still works as before and writes PASS or FAIL.
  */
 #define _GNU_SOURCE
@@ -128,6 +130,17 @@ int main(int argc, char **argv)
 	} else if (!strcmp(mode, "uts")) {
 		if (unshare(CLONE_NEWUTS) || sethostname("rcriu-scope", 11))
 			return 2;
+	} else if (!strcmp(mode, "numa")) {
+		unsigned long node0 = 1;
+		shm = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (shm == MAP_FAILED ||
+		    syscall(SYS_mbind, shm, 4096, 2 /* MPOL_BIND */, &node0, 8 * sizeof(node0), 0))
+			return 2;
+		strcpy(shm, "bound");
+	} else if (!strcmp(mode, "numa-thread")) {
+		unsigned long node0 = 1;
+		if (syscall(SYS_set_mempolicy, 1 /* MPOL_PREFERRED */, &node0, 8 * sizeof(node0)))
+			return 2;
 	} else if (!strcmp(mode, "pending")) {
 		sigset_t s;
 		sigemptyset(&s);
@@ -201,6 +214,15 @@ int main(int argc, char **argv)
 		struct utsname u;
 		if (uname(&u) || strcmp(u.nodename, "rcriu-scope"))
 			return verdict(argv[1], "FAIL: the hostname changed\n");
+	} else if (!strcmp(mode, "numa")) {
+		int policy = -1;
+		if (syscall(SYS_get_mempolicy, &policy, NULL, 0, shm, 2 /* MPOL_F_ADDR */) ||
+		    policy != 2 || strcmp(shm, "bound"))
+			return verdict(argv[1], "FAIL: the area's NUMA policy changed\n");
+	} else if (!strcmp(mode, "numa-thread")) {
+		int policy = -1;
+		if (syscall(SYS_get_mempolicy, &policy, NULL, 0, NULL, 0) || policy != 1)
+			return verdict(argv[1], "FAIL: the thread's NUMA policy changed\n");
 	} else if (!strcmp(mode, "pending")) {
 		sigset_t p;
 		sigpending(&p);

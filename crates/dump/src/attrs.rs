@@ -106,7 +106,8 @@ pub struct ProcessAttrs {
 }
 
 /// Reads the process's attributes from /proc, refusing what its restore
-/// could not set: a NUMA memory policy, tagged addresses, shadow stacks.
+/// could not set: tagged addresses, shadow stacks (a NUMA memory policy:
+/// [`Numa`]).
 pub fn process(
     pid: Pid,
     task: &mut Task,
@@ -114,12 +115,6 @@ pub fn process(
     session_leader: bool,
 ) -> Result<ProcessAttrs> {
     check_status(pid, status)?;
-    match task.numa_policies() {
-        Ok(p) => check_numa(pid, &p)?,
-        // A kernel without NUMA has no numa_maps.
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(Error::proc(pid)(e)),
-    }
     let autogroup_nice = if session_leader {
         match task.autogroup() {
             Ok((_, nice)) => Some(nice),
@@ -158,6 +153,37 @@ pub fn check_status(pid: Pid, status: &Status) -> Result<()> {
         return Err(Error::unsupported(pid, "a shadow stack".to_string()));
     }
     Ok(())
+}
+
+/// The NUMA policies of a process's memory, read from `numa_maps` on a
+/// thread of their own: the file walks every page table of the process,
+/// as `smaps` does, and the two walks go on side by side.
+pub struct Numa {
+    pid: Pid,
+    read: std::thread::JoinHandle<rcriu_proc::Result<Vec<(u64, String)>>>,
+}
+
+impl Numa {
+    pub fn start(pid: Pid) -> Numa {
+        let read = std::thread::spawn(move || Task::open(pid)?.numa_policies());
+        Numa { pid, read }
+    }
+
+    /// Refuses memory under a policy other than the default
+    /// ([`check_numa`]).
+    pub fn check(self) -> Result<()> {
+        let pid = self.pid;
+        let read = self.read.join().map_err(|_| Error::Inconsistent {
+            pid,
+            what: "the thread reading numa_maps panicked".into(),
+        })?;
+        match read {
+            Ok(p) => check_numa(pid, &p),
+            // A kernel without NUMA has no numa_maps.
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(Error::proc(pid)(e)),
+        }
+    }
 }
 
 /// Refuses memory under a NUMA policy other than the default (of an

@@ -382,37 +382,86 @@ pub fn anon_names(areas: &[Area]) -> Vec<pb::RcriuAnonNameEntry> {
         .collect()
 }
 
+/// A process's `smaps` read on a thread of its own, while it is frozen:
+/// the file walks every page table, which takes about 20 ms a GiB.
+pub struct Smaps {
+    pid: Pid,
+    read: std::thread::JoinHandle<rcriu_proc::Result<Vec<SmapsVma>>>,
+}
+
+impl Smaps {
+    pub fn start(pid: Pid) -> Smaps {
+        let read = std::thread::spawn(move || rcriu_proc::Task::open(pid)?.smaps());
+        Smaps { pid, read }
+    }
+
+    /// The areas, but the parasite's (`parasite`), which went in while
+    /// they were read and may or may not be among them.
+    pub fn join(self, parasite: std::ops::Range<u64>) -> Result<Vec<SmapsVma>> {
+        let pid = self.pid;
+        let mut smaps = self
+            .read
+            .join()
+            .map_err(|_| Error::Inconsistent {
+                pid,
+                what: "the thread reading smaps panicked".into(),
+            })?
+            .map_err(Error::proc(pid))?;
+        smaps.retain(|v| !(parasite.start <= v.vma.start && v.vma.end <= parasite.end));
+        Ok(smaps)
+    }
+}
+
 /// The guard regions (`MADV_GUARD_INSTALL`) in `areas`, as CRIU 4.2
 /// records them: one entry per run of guard pages, with status GUARD and
 /// nothing else, to go after every real area. Found with `PAGEMAP_SCAN`;
 /// none on a kernel whose scan does not report them (as CRIU).
-pub fn guards(pid: Pid, areas: &[Area], pagemap: &mut Pagemap) -> Result<Vec<pb::VmaEntry>> {
+///
+/// `plan` holds those its scans found in the areas whose pages it looked
+/// at; the other areas are scanned here for guard pages alone.
+pub fn guards(
+    pid: Pid,
+    areas: &[Area],
+    pagemap: &mut Pagemap,
+    plan: &crate::pages::Plan,
+) -> Result<Vec<pb::VmaEntry>> {
     const TASK_SIZE: u64 = 1 << 47;
     let mut out: Vec<pb::VmaEntry> = Vec::new();
     let supported = pagemap.scan_support().map_err(Error::proc(pid))?;
     if !supported.is_some_and(|s| s.contains(PageCategories::GUARD)) {
         return Ok(out);
     }
-    let user = areas.iter().filter(|a| a.end() <= TASK_SIZE);
-    let (Some(start), Some(end)) = (
-        user.clone().map(Area::start).min(),
-        user.map(Area::end).max(),
-    ) else {
-        return Ok(out);
-    };
+    let mut found = plan.guards.clone();
     let mut ranges = Vec::new();
-    pagemap
-        .scan_ioctl(start, end, PageCategories::GUARD, &mut ranges)
-        .map_err(Error::proc(pid))?;
-    for r in ranges
-        .iter()
-        .filter(|r| r.categories.contains(PageCategories::GUARD))
-    {
+    for a in areas.iter().filter(|a| a.end() <= TASK_SIZE) {
+        let scanned = plan.saw_guards && matches!(a.pages, Pages::Touched { .. });
+        if scanned {
+            continue;
+        }
+        ranges.clear();
+        pagemap
+            .scan_ioctl_telling(
+                a.start(),
+                a.end(),
+                PageCategories::GUARD,
+                PageCategories::GUARD,
+                &mut ranges,
+            )
+            .map_err(Error::proc(pid))?;
+        found.extend(
+            ranges
+                .iter()
+                .filter(|r| r.categories.contains(PageCategories::GUARD))
+                .map(|r| (r.start, r.end)),
+        );
+    }
+    found.sort_unstable();
+    for (start, end) in found {
         match out.last_mut() {
-            Some(last) if last.end == r.start => last.end = r.end,
+            Some(last) if last.end == start => last.end = end,
             _ => out.push(pb::VmaEntry {
-                start: r.start,
-                end: r.end,
+                start,
+                end,
                 pgoff: 0,
                 shmid: 0,
                 prot: 0,

@@ -180,6 +180,22 @@ pub fn room_wanted(pid: Pid, own: bool) -> Option<u64> {
     (bytes >= MIN_SPLIT).then_some(bytes + bytes / 256 + (1 << 20))
 }
 
+/// The bytes worth reserving for the pages of `pid` in an incremental
+/// dump into `dir` (`--track-mem` after a pre-dump): twice what the last
+/// round (the parent images) wrote of it, since pages are written
+/// between rounds at about the same pace; at least 1 MiB, at most its
+/// anonymous memory. Without room, the few pages of a final dump go
+/// through the page pipe, about three times slower, while it is frozen.
+pub fn room_after_round(pid: Pid, dir: &ImageDir) -> Option<u64> {
+    let parent = dir.parent().ok()??;
+    let id = parent.pagemap(u32::try_from(pid).ok()?).ok()?.pages_id();
+    let path = parent.file_path(rcriu_images::ImageFile::Pages(id.into()));
+    let last = std::fs::metadata(path).ok()?.len();
+    let status = Task::open(pid).and_then(|mut t| t.status()).ok()?;
+    let anon = (status.rss_anon_kb? + status.vm_swap_kb.unwrap_or(0)) << 10;
+    Some(last.saturating_mul(2).max(1 << 20).min(anon + (1 << 20)))
+}
+
 /// The `Private_Dirty` of `/proc/PID/smaps_rollup`, in KiB.
 fn private_dirty_kb(pid: Pid) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;

@@ -58,6 +58,11 @@ pub struct Plan {
     pub parent_pages: u64,
     /// The frames of the pages written (when [`Parent::keep_frames`]).
     pub frames: Vec<(u64, u64)>,
+    /// The guard regions (`MADV_GUARD_INSTALL`) the scans of the areas
+    /// whose pages were looked at came across, `[start, end)` in order.
+    pub guards: Vec<(u64, u64)>,
+    /// Whether those scans could see guard regions (`PAGEMAP_SCAN`).
+    pub saw_guards: bool,
 }
 
 impl Plan {
@@ -182,14 +187,16 @@ pub fn plan_with(
             PE_PRESENT
         };
         ranges.clear();
-        let method = pagemap
-            .scan(
-                a.start(),
-                a.end(),
-                PageCategories::PRESENT | PageCategories::SWAPPED,
-                &mut ranges,
-            )
-            .map_err(Error::proc(pid))?;
+        let method = scan(pid, a, pagemap, &mut ranges)?;
+        if method == ScanMethod::Ioctl {
+            plan.saw_guards = true;
+            for r in ranges
+                .iter()
+                .filter(|r| r.categories.contains(PageCategories::GUARD))
+            {
+                plan.guards.push((r.start, r.end));
+            }
+        }
         let mut at = a.start();
         let mut dumped = 0;
         let mut gaps = 0;
@@ -229,6 +236,31 @@ pub fn plan_with(
         };
     }
     Ok(plan)
+}
+
+/// The pages of `a` present or swapped (and its guard regions, which
+/// show as swapped), by `PAGEMAP_SCAN` when the kernel has it. Of an
+/// anonymous private area, whose pages are never file pages, the kernel
+/// is not asked whether they are: that spares it a look at each page's
+/// `struct page`, most of the cost of scanning a large area.
+fn scan(
+    pid: Pid,
+    a: &Area,
+    pagemap: &mut Pagemap,
+    ranges: &mut Vec<rcriu_proc::PageRange>,
+) -> Result<ScanMethod> {
+    let any_of = PageCategories::PRESENT | PageCategories::SWAPPED;
+    let anon = a.entry.status & crate::mm::status::ANON_PRIVATE != 0;
+    if anon && pagemap.scan_support().map_err(Error::proc(pid))?.is_some() {
+        let told = PageCategories::WRITTEN | PageCategories::PFNZERO | PageCategories::GUARD;
+        pagemap
+            .scan_ioctl_telling(a.start(), a.end(), any_of, told, ranges)
+            .map_err(Error::proc(pid))?;
+        return Ok(ScanMethod::Ioctl);
+    }
+    pagemap
+        .scan(a.start(), a.end(), any_of, ranges)
+        .map_err(Error::proc(pid))
 }
 
 /// Plans `[start, end)` page by page: a page on the frame the parent's

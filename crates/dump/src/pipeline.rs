@@ -150,6 +150,10 @@ struct Output {
     kept: Option<pages::Kept>,
     /// The page server the pages go to (`--page-server`), connected.
     page_server: Option<rcriu_page_server::Client>,
+    /// Pages images whose room left over is not given back yet: freeing
+    /// tmpfs pages costs about as much as allocating them, so it is done
+    /// once the tree runs again ([`Output::trim_pages`]).
+    untrimmed: Vec<rcriu_images::pages::PagesWriter>,
 }
 
 impl Output {
@@ -163,7 +167,19 @@ impl Output {
             rooms: BTreeMap::new(),
             kept: None,
             page_server: None,
+            untrimmed: Vec::new(),
         }
+    }
+
+    /// Gives back the room left over in the pages images written.
+    fn trim_pages(&mut self) -> Result<()> {
+        let t = Instant::now();
+        let n = self.untrimmed.len();
+        for mut w in self.untrimmed.drain(..) {
+            w.trim().map_err(Error::image(self.pid))?;
+        }
+        log::debug!("{n} pages image(s) trimmed in {:?}", t.elapsed());
+        Ok(())
     }
 
     fn dir(&mut self) -> Result<ImageDir> {
@@ -182,12 +198,19 @@ impl Output {
     /// Reserves room for the pages of `root` and of each process under
     /// it now ([`page_writers::reserve`]); a process that comes or goes
     /// before the freeze is written without, or leaves its room unused.
-    fn reserve_pages(&mut self, root: Pid, keep_once: bool) {
+    fn reserve_pages(&mut self, root: Pid, keep_once: bool, incremental: bool) {
         for pid in rcriu_compel::descendants(root) {
             // A child's pages shared with its parent are not written.
             let own = keep_once && pid != root;
-            if let Some(bytes) = page_writers::room_wanted(pid, own)
-                && let Ok(dir) = self.dir()
+            let Ok(dir) = self.dir() else {
+                return;
+            };
+            let bytes = if incremental {
+                page_writers::room_after_round(pid, &dir)
+            } else {
+                page_writers::room_wanted(pid, own)
+            };
+            if let Some(bytes) = bytes
                 && let Some(room) = page_writers::reserve(pid, &dir, bytes)
             {
                 self.rooms.insert(pid, room);
@@ -291,6 +314,7 @@ impl Output {
 
     /// Removes every image this run wrote.
     fn discard(&mut self) {
+        self.untrimmed.clear();
         if let Some(k) = self.kept.take() {
             k.discard();
         }
@@ -445,11 +469,12 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         && o.key.is_none()
         && pages::Kept::possible(&o.dir);
     // An incremental dump writes few pages: room for all would cost more
-    // (its reservation, then its release, frozen) than it saves; through
-    // a page server, none is written here.
+    // (its reservation, then its release, frozen) than it saves, so it
+    // gets room for about what the last round wrote; through a page
+    // server, none is written here.
     let incremental = o.track_mem && o.parent.is_some();
-    if !incremental && !remote {
-        out.reserve_pages(pid, keep_once);
+    if !remote {
+        out.reserve_pages(pid, keep_once, incremental);
     }
     // Another's process is never seized (and is checked again frozen).
     if let Some(me) = &o.caller {
@@ -502,6 +527,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         stats.frozen_time = frozen.elapsed();
         end_tracking(&mut c, true);
         let written = released.and_then(|()| {
+            out.trim_pages()?;
             write_images(&mut out, o, &host, &c, run_id)?;
             out.check_and_seal()?;
             out.close_page_server()
@@ -515,7 +541,9 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         c.files_extra.links.remove_all();
         hooked?;
     } else {
-        let written = write_images(&mut out, o, &host, &c, run_id)
+        let written = out
+            .trim_pages()
+            .and_then(|()| write_images(&mut out, o, &host, &c, run_id))
             .and_then(|()| out.check_and_seal())
             .and_then(|()| out.close_page_server());
         if let Err(e) = written {
@@ -1312,8 +1340,15 @@ fn collect(
     rseq_moves: &mut Vec<(Pid, u64)>,
 ) -> Result<Proc> {
     let pid = member.pid;
+    let t_collect = Instant::now();
     let perr = Error::proc(pid);
     let mut task = Task::open(pid).map_err(perr)?;
+    // The two files that walk every page table of the process are read
+    // on threads of their own while the rest is gathered and the parasite
+    // goes in: for a process of a few GiB they are most of its frozen
+    // time otherwise.
+    let numa = attrs::Numa::start(pid);
+    let smaps_read = mm::Smaps::start(pid);
     let stat = task.stat().map_err(Error::proc(pid))?;
     sh.files.set_process(pid);
     sh.memfds.set_process(pid);
@@ -1343,12 +1378,6 @@ fn collect(
         Err(e) if e.is_not_found() => Vec::new(),
         Err(e) => return Err(Error::proc(pid)(e)),
     };
-    let mut smaps = task.smaps().map_err(Error::proc(pid))?;
-    // Memory tracked since a pre-dump: its areas are plain memory to the
-    // dump, and their pages not written since are in the parent's images.
-    let tracking =
-        crate::track::Final::begin(seized, stat.starttime, sh.parent.as_deref(), &mut smaps)?;
-    let mut areas = mm::classify(pid, &smaps)?;
     // An fd table shared with the parent is the parent's, dumped once.
     let read = if with_parent.files_id.is_some() {
         Vec::new()
@@ -1443,6 +1472,21 @@ fn collect(
         attrs::check_inside(pid, o.tid, &info)?;
         infos.push(info);
     }
+    let t_smaps = Instant::now();
+    let mut smaps = smaps_read.join(parasite.area())?;
+    let t_numa = Instant::now();
+    numa.check()?;
+    log::debug!(
+        "memory of {pid}: smaps waited for {:?}, numa_maps for {:?}, {:?} after its collection began",
+        t_numa - t_smaps,
+        t_numa.elapsed(),
+        t_smaps - t_collect
+    );
+    // Memory tracked since a pre-dump: its areas are plain memory to the
+    // dump, and their pages not written since are in the parent's images.
+    let tracking =
+        crate::track::Final::begin(seized, stat.starttime, sh.parent.as_deref(), &mut smaps)?;
+    let mut areas = mm::classify(pid, &smaps)?;
     let creds = &infos[0].creds;
     // rcriu holds a copy of every fd (taken with pidfd_getfd as they were
     // read); the parasite reads the close-on-exec flags /proc was not
@@ -1643,7 +1687,7 @@ fn collect(
         frames.insert(pid, std::rc::Rc::new(std::mem::take(&mut plan.frames)));
     }
     let t_guards = Instant::now();
-    let guards = mm::guards(pid, &areas, &mut pagemap)?;
+    let guards = mm::guards(pid, &areas, &mut pagemap, &plan)?;
     log::debug!(
         "pages of {pid} planned in {:?}, guard regions found in {:?}",
         t_guards - t_pages,
@@ -1832,8 +1876,8 @@ fn write_pages_here(
         }
         i = j;
     }
-    pages_img.trim().map_err(Error::image(pid))?;
     stats.memwrite_time = t_write.elapsed();
+    out.untrimmed.push(pages_img);
     if n != plan.bytes() {
         return Err(Error::Inconsistent {
             pid,

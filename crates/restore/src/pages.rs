@@ -225,7 +225,10 @@ pub struct Piece {
 /// pages image's id.
 struct Chain {
     pid: u32,
-    levels: Vec<(ImageDir, Vec<PageRun>, u32)>,
+    /// Shared, so that a lookup walking down the chain holds a level's
+    /// runs while it reads the next (a copy per lookup cost a dump's
+    /// check whole seconds over thousands of kept runs).
+    levels: Vec<(ImageDir, std::rc::Rc<[PageRun]>, u32)>,
 }
 
 fn read_runs(dir: &ImageDir, pid: u32) -> Result<(Vec<PageRun>, u32)> {
@@ -241,7 +244,7 @@ fn read_runs(dir: &ImageDir, pid: u32) -> Result<(Vec<PageRun>, u32)> {
 
 impl Chain {
     /// The runs of the dump `level` parents up, read when first wanted.
-    fn level(&mut self, level: usize) -> Result<&[PageRun]> {
+    fn level(&mut self, level: usize) -> Result<std::rc::Rc<[PageRun]>> {
         while self.levels.len() <= level {
             let (below, _, _) = self.levels.last().expect("the dump itself is level 0");
             let name = ImageFile::Pagemap(self.pid.into()).name();
@@ -258,14 +261,14 @@ impl Chain {
                 ));
             };
             let (runs, id) = read_runs(&dir, self.pid)?;
-            self.levels.push((dir, runs, id));
+            self.levels.push((dir, runs.into(), id));
         }
-        Ok(&self.levels[level].1)
+        Ok(self.levels[level].1.clone())
     }
 
     /// Appends where `[start, end)` is, looked up from `level` on.
     fn find(&mut self, level: usize, start: u64, end: u64, out: &mut Vec<Piece>) -> Result<()> {
-        let runs = self.level(level)?.to_vec();
+        let runs = self.level(level)?;
         let mut at = start;
         let mut i = runs.partition_point(|r| r.end() <= start);
         while at < end {
@@ -317,7 +320,7 @@ pub fn resolve(dir: &ImageDir, pid: u32) -> Result<Option<Resolved>> {
     }
     let mut chain = Chain {
         pid,
-        levels: vec![(dir.clone(), runs.clone(), id)],
+        levels: vec![(dir.clone(), runs.as_slice().into(), id)],
     };
     let mut out = Vec::new();
     for r in &runs {
