@@ -196,7 +196,16 @@ fn flip_big_area_byte(server: &Path, w: &Workload) {
 /// bigmem through `dumper` and `server` engines, restored by `restorer`
 /// (`None`: rcriu's library), optionally with a byte flipped.
 fn through(dumper: &str, server: &str, restorer: Option<&str>, flip: bool) -> Result<(), String> {
-    let w = bigmem(16);
+    through_with(bigmem(16), dumper, server, restorer, flip)
+}
+
+fn through_with(
+    w: Workload,
+    dumper: &str,
+    server: &str,
+    restorer: Option<&str>,
+    flip: bool,
+) -> Result<(), String> {
     let ps_dir = TempDir::new("ps-server");
     let dump_dir = TempDir::new("ps-dump");
     let s = Server::start(server, ps_dir.path());
@@ -241,6 +250,16 @@ fn through(dumper: &str, server: &str, restorer: Option<&str>, flip: bool) -> Re
         .map_err(|e| format!("CRIU's restore: {e}"))?,
     }
     w.verdict()
+}
+
+/// Runs of pages the process cannot read (written, then made
+/// PROT_NONE) go through /proc/PID/mem between runs the parasite sends
+/// in one go; the process gets every page back.
+#[test]
+fn unreadable_pages_between_others_go_through_the_page_server() {
+    let _g = setup();
+    let w = Workload::start("memory", &["prot", "guard"]);
+    through_with(w, RCRIU, RCRIU, None, false).unwrap();
 }
 
 #[test]

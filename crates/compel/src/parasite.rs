@@ -1044,10 +1044,33 @@ impl<'s> Parasite<'s> {
     /// position), in order: the parasite `vmsplice`s the pages into a pipe
     /// and we `splice` them out. Returns the bytes written.
     pub fn dump_pages(&mut self, ranges: &[IoVec], out: BorrowedFd<'_>) -> Result<u64> {
+        self.dump_pages_marked(ranges, out, &[], &mut |_| Ok(()))
+    }
+
+    /// [`dump_pages`](Self::dump_pages), with `at_mark(k)` called once
+    /// the first `marks[k]` bytes (sorted) are out and before any more
+    /// go: the caller writes what goes between pages into `out` there (a
+    /// page server's header before each run). The parasite fills the pipe
+    /// meanwhile, so a thousand runs cost a few commands, not a thousand.
+    pub fn dump_pages_marked(
+        &mut self,
+        ranges: &[IoVec],
+        out: BorrowedFd<'_>,
+        marks: &[u64],
+        at_mark: &mut dyn FnMut(usize) -> std::io::Result<()>,
+    ) -> Result<u64> {
         self.setup_pipe()?;
         let mut total = 0u64;
+        let mut m = Marks {
+            at: marks,
+            next: 0,
+            f: at_mark,
+        };
+        let pid = self.pid();
+        m.reach(0)
+            .map_err(Error::host("writing between pages", pid))?;
         for chunk in ranges.chunks(MAX_IOVS) {
-            match self.dump_chunk(chunk, out) {
+            match self.dump_chunk(chunk, out, total, &mut m) {
                 Ok(n) => total += n,
                 Err(e) => {
                     self.unblock_dump();
@@ -1055,10 +1078,18 @@ impl<'s> Parasite<'s> {
                 }
             }
         }
+        m.reach(u64::MAX)
+            .map_err(Error::host("writing between pages", pid))?;
         Ok(total)
     }
 
-    fn dump_chunk(&mut self, chunk: &[IoVec], out: BorrowedFd<'_>) -> Result<u64> {
+    fn dump_chunk(
+        &mut self,
+        chunk: &[IoVec],
+        out: BorrowedFd<'_>,
+        base: u64,
+        marks: &mut Marks<'_>,
+    ) -> Result<u64> {
         let pid = self.pid();
         let Some((_, remote_fd)) = self.pipe.as_ref().map(|(r, w)| (r.as_raw_fd(), *w)) else {
             return Err(Error::Protocol {
@@ -1102,10 +1133,11 @@ impl<'s> Parasite<'s> {
             let ready = sys::poll_in(&[rd, self.sock()], POLL_MS)
                 .map_err(Error::host("waiting for pages", pid))?;
             if ready[0] {
+                let len = marks.room(base + moved).min(1 << 30);
                 match sys::splice_out(
                     rd,
                     out,
-                    1 << 30,
+                    len as usize,
                     libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
                 ) {
                     // End of file: nothing writes to the pipe any more (the
@@ -1117,7 +1149,12 @@ impl<'s> Parasite<'s> {
                             what: "the page pipe closed mid-dump".into(),
                         });
                     }
-                    Ok(n) => moved += n as u64,
+                    Ok(n) => {
+                        moved += n as u64;
+                        marks
+                            .reach(base + moved)
+                            .map_err(Error::host("writing between pages", pid))?;
+                    }
                     Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
                     Err(e) => return Err(Error::host("writing pages out", pid)(e)),
                 }
@@ -1396,6 +1433,32 @@ impl Drop for Parasite<'_> {
         {
             log::error!("curing the parasite of {}: {e}", self.pid());
         }
+    }
+}
+
+/// Where [`Parasite::dump_pages_marked`] stops to let its caller write
+/// between pages.
+struct Marks<'a> {
+    at: &'a [u64],
+    next: usize,
+    f: &'a mut dyn FnMut(usize) -> std::io::Result<()>,
+}
+
+impl Marks<'_> {
+    /// Calls back for every mark at or before `pos`, bytes out so far.
+    fn reach(&mut self, pos: u64) -> std::io::Result<()> {
+        while let Some(&m) = self.at.get(self.next)
+            && m <= pos
+        {
+            (self.f)(self.next)?;
+            self.next += 1;
+        }
+        Ok(())
+    }
+
+    /// The bytes that may go out from `pos` before the next mark.
+    fn room(&self, pos: u64) -> u64 {
+        self.at.get(self.next).map_or(u64::MAX, |&m| m - pos)
     }
 }
 

@@ -18,6 +18,8 @@
 //! process (`--prev-images-dir` given to the server); when it has none,
 //! the round is dumped whole, as CRIU's dump does.
 
+use std::os::fd::AsFd;
+
 use rcriu_compel::Parasite;
 use rcriu_compel::abi::IoVec;
 use rcriu_images::pages::PE_PRESENT;
@@ -46,38 +48,73 @@ pub fn open(pid: Pid, client: &mut Client) -> Result<bool> {
 /// pagemap opened by [`open`]; returns the bytes sent.
 pub fn send(pid: Pid, parasite: &mut Parasite, client: &mut Client, plan: &Plan) -> Result<u64> {
     let ps = |source| Error::PageServer { pid, source };
+    let send_err = |peer: &str, source| Error::PagesSend {
+        pid,
+        peer: peer.to_owned(),
+        source,
+    };
     let dst = Dst::Pid(pid as u32);
     let mut cursor = 0;
+    let pieces: Vec<Vec<(IoVec, bool)>> = plan
+        .runs
+        .iter()
+        .map(|r| {
+            if r.flags & PE_PRESENT == 0 {
+                Vec::new()
+            } else {
+                cut(&plan.iovs, &mut cursor, r.vaddr, r.end())
+            }
+        })
+        .collect();
+    // The pages go straight from the parasite's pipe into the socket; the
+    // runs' headers are written between them from a copy of it.
+    let sock = client
+        .sock()
+        .try_clone_to_owned()
+        .map_err(|e| Error::sys("duplicating the page server's socket", pid)(e))?;
     let mut sent = 0;
-    for r in &plan.runs {
-        client.add(dst, r.vaddr, r.nr_pages, r.flags).map_err(ps)?;
-        if r.flags & PE_PRESENT == 0 {
+    let mut i = 0;
+    while i < plan.runs.len() {
+        // As many runs in a row as the parasite can read, in one go.
+        let mut j = i;
+        let (mut ranges, mut marks, mut bytes) = (Vec::new(), Vec::new(), 0u64);
+        while j < plan.runs.len() && pieces[j].iter().all(|(_, readable)| *readable) {
+            marks.push(bytes);
+            for (v, _) in &pieces[j] {
+                ranges.push(*v);
+                bytes += v.len;
+            }
+            j += 1;
+        }
+        if j > i {
+            let runs = &plan.runs[i..j];
+            let peer = client.peer().to_owned();
+            let mut header = |k: usize| {
+                let r = &runs[k];
+                client
+                    .add(dst, r.vaddr, r.nr_pages, r.flags)
+                    .map_err(std::io::Error::other)
+            };
+            sent += parasite
+                .dump_pages_marked(&ranges, sock.as_fd(), &marks, &mut header)
+                .map_err(|source| send_err(&peer, source))?;
+            i = j;
             continue;
         }
-        let pieces = cut(&plan.iovs, &mut cursor, r.vaddr, r.end());
-        let mut i = 0;
-        while i < pieces.len() {
-            let readable = pieces[i].1;
-            let j = pieces[i..]
-                .iter()
-                .position(|(_, r)| *r != readable)
-                .map_or(pieces.len(), |k| i + k);
-            if readable {
-                let iovs: Vec<IoVec> = pieces[i..j].iter().map(|(v, _)| *v).collect();
+        // A run with pages the process cannot read (written before an
+        // mprotect): read through /proc/PID/mem.
+        let r = &plan.runs[i];
+        client.add(dst, r.vaddr, r.nr_pages, r.flags).map_err(ps)?;
+        for (v, readable) in &pieces[i] {
+            if *readable {
                 sent += parasite
-                    .dump_pages(&iovs, client.sock())
-                    .map_err(|source| Error::PagesSend {
-                        pid,
-                        peer: client.peer().to_owned(),
-                        source,
-                    })?;
+                    .dump_pages(std::slice::from_ref(v), sock.as_fd())
+                    .map_err(|source| send_err(client.peer(), source))?;
             } else {
-                for (v, _) in &pieces[i..j] {
-                    sent += copy_unreadable(pid, v, client)?;
-                }
+                sent += copy_unreadable(pid, v, client)?;
             }
-            i = j;
         }
+        i += 1;
     }
     Ok(sent)
 }
