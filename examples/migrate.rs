@@ -214,11 +214,13 @@ fn ship(from: &Path, to: &Path) -> Res<()> {
 /// Restores on the far node; returns when `counter` moves (the process
 /// runs again), with that instant.
 fn restore_there(rcriu: &Path, dir: &Path, pid: i32, counter: u64) -> Res<Instant> {
+    let t = Instant::now();
     sh(Command::new("ip")
         .args(["netns", "exec", NS])
         .arg(rcriu)
-        .args(["restore", "-d", "-D"])
+        .args(["restore", "-d", "-v4", "-o", "restore.log", "-D"])
         .arg(dir))?;
+    println!("  restore there: {:7.1} ms", ms(t.elapsed()));
     let mem = std::fs::File::open(format!("/proc/{pid}/mem"))?;
     let read = || {
         let mut b = [0u8; 8];
@@ -265,8 +267,15 @@ fn migrate(rcriu: &Path, w: &mut Workload, base: &Path, rounds: usize) -> Res<Du
     let wall = round(rcriu, w.pid, &src.join(&last), parent.as_deref(), true)?;
     let freeze = t_dump + freeze_offset(&src.join(&last).join("dump.log"))?;
     let (frozen, pages) = stats(&src.join(&last))?;
+    let t = Instant::now();
     ship(&src.join(&last), &dst.join(&last))?;
+    let shipped = t.elapsed();
     w.reap();
+    println!(
+        "  images shipped in {:.1} ms, the process ended here {:.1} ms after its freeze",
+        ms(shipped),
+        ms(Instant::now() - freeze)
+    );
     let running = restore_there(rcriu, &dst.join(&last), w.pid, w.fact_u64("counter"))?;
     let down = running - freeze;
     println!(

@@ -423,25 +423,39 @@ fn alike(
 /// Gathers the pages of `pieces` into a memfd, back to back; returns it
 /// and the runs that read them from it.
 fn gather(pieces: &[Piece], dirs: &[(ImageDir, u32)]) -> Result<(OwnedFd, Vec<PageRun>)> {
-    use std::io::Write;
     let fd = rustix::fs::memfd_create("rcriu-pages", rustix::fs::MemfdFlags::CLOEXEC)
         .map_err(|e| Error::host("making a memfd for pages kept in parent dumps")(e.into()))?;
-    let mut out = std::fs::File::from(fd);
+    let out = std::fs::File::from(fd);
     let files = dirs
         .iter()
         .map(|(d, id)| d.pages(*id))
         .collect::<rcriu_images::Result<Vec<_>>>()?;
-    let mut buf = vec![0u8; 4 << 20];
+    // A plain pages image is copied by the kernel, once, into the memfd
+    // (`copy_file_range`); an encrypted one is decrypted through a buffer.
+    let raw = dirs
+        .iter()
+        .map(|(d, id)| {
+            (!d.is_encrypted())
+                .then(|| d.open_raw(ImageFile::Pages((*id).into())))
+                .transpose()
+        })
+        .collect::<rcriu_images::Result<Vec<_>>>()?;
+    let mut buf = Vec::new();
     let mut runs: Vec<PageRun> = Vec::new();
     let mut off = 0;
     for p in pieces {
-        let mut done = 0;
-        while done < p.len {
-            let n = ((p.len - done) as usize).min(buf.len());
-            files[p.level].read_pages_at(&mut buf[..n], p.off + done)?;
-            out.write_all(&buf[..n])
-                .map_err(Error::host("gathering pages kept in parent dumps"))?;
-            done += n as u64;
+        if let Some(src) = &raw[p.level] {
+            copy_pages(src, p.off, &out, off, p.len, &dirs[p.level])?;
+        } else {
+            buf.resize(4 << 20, 0);
+            let mut done = 0;
+            while done < p.len {
+                let n = ((p.len - done) as usize).min(buf.len());
+                files[p.level].read_pages_at(&mut buf[..n], p.off + done)?;
+                std::os::unix::fs::FileExt::write_all_at(&out, &buf[..n], off + done)
+                    .map_err(Error::host("gathering pages kept in parent dumps"))?;
+                done += n as u64;
+            }
         }
         match runs.last_mut() {
             Some(r) if r.end() == p.vaddr => r.nr_pages += p.len / rcriu_images::pages::PAGE_SIZE,
@@ -455,6 +469,40 @@ fn gather(pieces: &[Piece], dirs: &[(ImageDir, u32)]) -> Result<(OwnedFd, Vec<Pa
         off += p.len;
     }
     Ok((OwnedFd::from(out), runs))
+}
+
+/// Copies `len` bytes at `from` of the pages image `src` (of `dir`) to
+/// `to` in `out`, in the kernel (one copy, not two through a buffer). A pages image that ends early is
+/// corrupt, named.
+fn copy_pages(
+    src: &std::fs::File,
+    from: u64,
+    out: &std::fs::File,
+    to: u64,
+    len: u64,
+    (dir, id): &(ImageDir, u32),
+) -> Result<()> {
+    let host = || Error::host("gathering pages kept in parent dumps");
+    rustix::fs::seek(out, rustix::fs::SeekFrom::Start(to)).map_err(|e| host()(e.into()))?;
+    let (mut from, mut left) = (from, len);
+    while left > 0 {
+        // `sendfile`, not `copy_file_range`: the memfd is on another
+        // filesystem than the images.
+        let n = rustix::fs::sendfile(out, src, Some(&mut from), left.min(1 << 30) as usize)
+            .map_err(|e| host()(e.into()))?;
+        if n == 0 {
+            return Err(Error::invalid(
+                format!(
+                    "{}/{}",
+                    dir.path().display(),
+                    ImageFile::Pages((*id).into()).name()
+                ),
+                format!("ends at {from}, before the {left} bytes of pages kept there"),
+            ));
+        }
+        left -= n as u64;
+    }
+    Ok(())
 }
 
 /// Plans the page reads of `img`'s process into the areas of `mem`, and
