@@ -158,6 +158,13 @@ fn holder(uffd: BorrowedFd<'_>, listener: BorrowedFd<'_>, target: BorrowedFd<'_>
     }
 }
 
+/// Whether this kernel tracks writes as rcriu needs: a userfaultfd with
+/// asynchronous write-protection (`UFFD_FEATURE_WP_ASYNC`, Linux 6.7).
+pub fn available() -> std::io::Result<()> {
+    let uffd = track_sys::userfaultfd_here()?;
+    track_sys::uffd_api(uffd.as_fd())
+}
+
 impl Tracker {
     /// The tracking of the seized process `pid` (start time `starttime`,
     /// from its stat): the holder's userfaultfd, or with `create` a new

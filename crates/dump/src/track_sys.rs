@@ -82,6 +82,17 @@ fn ioctl<T>(fd: BorrowedFd<'_>, req: u64, arg: &mut T) -> io::Result<()> {
     }
 }
 
+/// A userfaultfd of rcriu's own (to probe the kernel with).
+pub fn userfaultfd_here() -> io::Result<OwnedFd> {
+    // SAFETY: userfaultfd(2) takes flags only and returns a new fd.
+    let r = unsafe { libc::syscall(libc::SYS_userfaultfd, USERFAULTFD_FLAGS) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd, owned by no one else.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(r as i32) })
+}
+
 /// `UFFDIO_API` asking for asynchronous write-protection (which brings
 /// write-protection of unpopulated pages with it).
 pub fn uffd_api(fd: BorrowedFd<'_>) -> io::Result<()> {
