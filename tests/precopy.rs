@@ -355,3 +355,96 @@ fn changes_of_layout_between_rounds_are_tracked() {
     let e = layout_rounds(Some(&drop_last_round)).unwrap_err();
     assert!(e.contains("is not what was written"), "{e}");
 }
+
+/// A tree pre-dumped: the root and its children (copy-on-write memory,
+/// children rewriting parts of it) each get their own pagemap, pages
+/// image and tracking; the final dump keeps their pages in the rounds
+/// before, and the restored tree finds every page. `spoil` edits the
+/// first round before the restore.
+fn tree_rounds(spoil: Option<&dyn Fn(&Path, &[i32])>) -> Result<(), String> {
+    let _g = trace_lock();
+    become_subreaper();
+    let mut w = Workload::start("cow", &["3", "16", "256"]);
+    let kids: Vec<i32> = rcriu_test_support::tree_pids(w.pid)
+        .into_iter()
+        .filter(|&p| p != w.pid)
+        .collect();
+    assert_eq!(kids.len(), 3, "the root's three children");
+    let top = TempDir::new("precopy-tree");
+    let d = |n: &str| top.path().join(n).to_str().unwrap().to_owned();
+    let p = w.pid.to_string();
+    rcriu(&["pre-dump", "-t", &p, "-D", &d("1"), "--track-mem"]);
+    for pid in std::iter::once(w.pid).chain(kids.iter().copied()) {
+        assert!(
+            Path::new(&d("1"))
+                .join(format!("pagemap-{pid}.img"))
+                .exists(),
+            "no pagemap of {pid} in the tree's pre-dump"
+        );
+    }
+    rcriu(&[
+        "pre-dump",
+        "-t",
+        &p,
+        "-D",
+        &d("2"),
+        "--prev-images-dir",
+        "../1",
+        "--track-mem",
+    ]);
+    rcriu(&[
+        "dump",
+        "-t",
+        &p,
+        "-D",
+        &d("3"),
+        "--prev-images-dir",
+        "../2",
+        "--track-mem",
+    ]);
+    w.reap();
+    // The children come to this subreaper when their parent dies.
+    for &k in &kids {
+        let _ = rcriu_test_support::wait_exit(k);
+    }
+    let kept = runs(Path::new(&d("3")), kids[0])
+        .iter()
+        .filter(|r| r.2 & PE_PARENT != 0)
+        .count();
+    assert!(
+        kept > 0,
+        "the final dump kept none of a child's pages in the rounds"
+    );
+    if let Some(f) = spoil {
+        f(Path::new(&d("1")), &kids);
+    }
+    Restore::new(Path::new(&d("3")))
+        .detach(true)
+        .run()
+        .map_err(|e| format!("restoring the tree: {e}"))?;
+    w.verdict()
+}
+
+/// Changes a page of the first child's in the first round, where the
+/// final dump keeps it: the restored child must see it.
+fn spoil_child_page(dir: &Path, kids: &[i32]) {
+    let _ = std::fs::remove_file(dir.join(rcriu::images::manifest::MANIFEST));
+    let pid = kids[0];
+    let d = ImageDir::open(dir).unwrap();
+    let pages_id = d.pagemap(pid as u32).unwrap().pages_id();
+    let path = dir.join(format!("pages-{pages_id}.img"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(!bytes.is_empty(), "the child's first round holds no page");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, bytes).unwrap();
+}
+
+#[test]
+fn a_tree_is_pre_dumped_and_restored_from_its_rounds() {
+    require_root();
+    tree_rounds(None).unwrap();
+    let e = tree_rounds(Some(&spoil_child_page)).expect_err("the negative control passes");
+    assert!(e.contains("FAIL"), "{e}");
+}

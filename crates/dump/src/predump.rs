@@ -29,7 +29,9 @@
 //! and `stats-dump` are written here; no manifest, as for a dump whose
 //! pages went to a page server.
 //!
-//! This version pre-dumps a process without children.
+//! A tree is pre-dumped whole, each process with its own pagemap and
+//! pages image and its own tracking (through a page server, a process
+//! without children only).
 //!
 //! [`track`]: crate::track
 
@@ -62,13 +64,14 @@ pub struct Options {
     pub page_server: Option<rcriu_page_server::Target>,
 }
 
-/// What the frozen part of a round found.
+/// What the frozen part of a round found, for one process.
 struct Round {
+    pid: Pid,
     plan: Plan,
     tracker: Tracker,
 }
 
-/// Pre-dumps a process.
+/// Pre-dumps a process and the processes under it.
 pub fn run(o: &Options) -> Result<DumpStats> {
     let pid = o.pid;
     let begin = Instant::now();
@@ -77,20 +80,22 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     if let Some(p) = &o.parent {
         dir.link_parent(p).map_err(Error::image(pid))?;
     }
-    let kids: Vec<Pid> = rcriu_compel::descendants(pid)
-        .into_iter()
-        .filter(|&p| p != pid)
-        .collect();
-    if !kids.is_empty() {
-        return Err(Error::unsupported(
-            pid,
-            format!("children {kids:?} (a pre-dump of a process tree)"),
-        ));
-    }
     // Through a page server: connected, and the pagemap opened, before
     // the process is seized.
     let mut client = match &o.page_server {
         Some(t) => {
+            let kids: Vec<Pid> = rcriu_compel::descendants(pid)
+                .into_iter()
+                .filter(|&p| p != pid)
+                .collect();
+            if !kids.is_empty() {
+                return Err(Error::unsupported(
+                    pid,
+                    format!(
+                        "children {kids:?} (a pre-dump of a process tree through a page server)"
+                    ),
+                ));
+            }
             let ps = |source| Error::PageServer { pid, source };
             let mut c = rcriu_page_server::Client::connect_to(t).map_err(ps)?;
             let has_parent = crate::page_xfer::open(pid, &mut c)?;
@@ -100,25 +105,50 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     };
     let server_has_parent = client.as_ref().is_none_or(|(_, has)| *has);
     let start = Instant::now();
-    let seized = Seized::seize(pid).map_err(Error::compel(pid))?;
+    let root = Seized::seize(pid).map_err(Error::compel(pid))?;
+    let tree = crate::tree::Tree::seize(root, Vec::new())?;
     let frozen = Instant::now();
     stats.freezing_time = frozen - start;
-    let round = frozen_part(&seized, o, server_has_parent, &mut stats);
-    seized.release().map_err(Error::compel(pid))?;
+    let mut rounds = Vec::new();
+    let mut failed = None;
+    for m in &tree.members {
+        let Some(seized) = m.seized() else {
+            continue; // a zombie holds no memory
+        };
+        match frozen_part(seized, o, server_has_parent, &mut stats) {
+            Ok(r) => rounds.push(r),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    let released = tree.release();
     stats.frozen_time = frozen.elapsed();
-    let Round { plan, tracker } = round?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    released?;
     log::info!(
-        "pre-dump of {pid}: frozen {:?}, {} pages to write, {} runs",
+        "pre-dump of {pid}: frozen {:?}, {} process(es), {} pages to write",
         stats.frozen_time,
-        plan.pages,
-        plan.runs.len()
+        rounds.len(),
+        rounds.iter().map(|r| r.plan.pages).sum::<u64>()
     );
 
     let mut written: Vec<PathBuf> = Vec::new();
     let r = match client.take() {
-        Some((c, _)) => send_pages(pid, c, &plan, &mut stats)
+        Some((c, _)) => rounds
+            .first()
+            .map_or(Ok(()), |r| send_pages(pid, c, &r.plan, &mut stats))
             .and_then(|()| write_inventory(pid, &dir, o, &mut stats, &mut written, false)),
-        None => write_images(pid, &dir, o, &plan, &mut stats, &mut written),
+        None => rounds
+            .iter()
+            .zip(1u32..)
+            .try_for_each(|(r, pages_id)| {
+                write_images(r.pid, pages_id, &dir, &r.plan, &mut stats, &mut written)
+            })
+            .and_then(|()| write_inventory(pid, &dir, o, &mut stats, &mut written, true)),
     };
     if let Err(e) = r {
         for p in written {
@@ -126,7 +156,9 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         }
         return Err(e);
     }
-    tracker.keep(&o.dir)?;
+    for r in rounds {
+        r.tracker.keep(&o.dir)?;
+    }
     stats.total_time = begin.elapsed();
     Ok(stats)
 }
@@ -140,7 +172,7 @@ fn frozen_part(
     parent_there: bool,
     stats: &mut DumpStats,
 ) -> Result<Round> {
-    let pid = o.pid;
+    let pid = seized.pid();
     let mut task = Task::open(pid).map_err(Error::proc(pid))?;
     let stat = task.stat().map_err(Error::proc(pid))?;
     let mut tracker =
@@ -184,8 +216,8 @@ fn frozen_part(
         .map_err(Error::sys("reading the registers", pid))?
         .sp;
     let plan = pages::plan_with(pid, &eligible, &mut pagemap, sp, &parent)?;
-    stats.pages_scanned = plan.scanned;
-    stats.pages_skipped_parent = plan.parent_pages;
+    stats.pages_scanned += plan.scanned;
+    stats.pages_skipped_parent += plan.parent_pages;
     // From here the tracking changes: this round becomes the only
     // possible parent once its images are written.
     tracker.forget()?;
@@ -200,19 +232,19 @@ fn frozen_part(
         }
     }
     track::rearm(pid, &mut pagemap, &spans)?;
-    stats.memdump_time = t_pages.elapsed();
-    Ok(Round { plan, tracker })
+    stats.memdump_time += t_pages.elapsed();
+    Ok(Round { pid, plan, tracker })
 }
 
+/// The pagemap and pages image (`pages-<pages_id>.img`) of one process.
 fn write_images(
     pid: Pid,
+    pages_id: u32,
     dir: &ImageDir,
-    o: &Options,
     plan: &Plan,
     stats: &mut DumpStats,
     written: &mut Vec<PathBuf>,
 ) -> Result<()> {
-    let pages_id = 1;
     let t = Instant::now();
     let file = ImageFile::Pages(pages_id.into());
     written.push(dir.file_path(file));
@@ -223,8 +255,8 @@ fn write_images(
         })?;
     }
     out.sync().map_err(Error::image(pid))?;
-    stats.memwrite_time = t.elapsed();
-    stats.pages_written = plan.pages;
+    stats.memwrite_time += t.elapsed();
+    stats.pages_written += plan.pages;
 
     let upid = pid as u32;
     written.push(dir.file_path(ImageFile::Pagemap(upid.into())));
@@ -236,7 +268,7 @@ fn write_images(
             .map_err(Error::image(pid))?;
     }
     pm.finish().map_err(Error::image(pid))?;
-    write_inventory(pid, dir, o, stats, written, true)
+    Ok(())
 }
 
 /// Sends the pagemap and pages of `plan` to the page server of `client`
