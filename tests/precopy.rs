@@ -361,7 +361,10 @@ fn changes_of_layout_between_rounds_are_tracked() {
 /// image and tracking; the final dump keeps their pages in the rounds
 /// before, and the restored tree finds every page. `spoil` edits the
 /// first round before the restore.
-fn tree_rounds(spoil: Option<&dyn Fn(&Path, &[i32])>) -> Result<(), String> {
+/// An edit of a tree's first round (its directory, the children).
+type Spoil<'a> = &'a dyn Fn(&Path, &[i32]);
+
+fn tree_rounds(spoil: Option<Spoil<'_>>) -> Result<(), String> {
     let _g = trace_lock();
     become_subreaper();
     let mut w = Workload::start("cow", &["3", "16", "256"]);
