@@ -10,6 +10,12 @@
 //! hold pages of areas the task cannot read, read through
 //! `/proc/PID/mem` instead, as [`pages::copy_unreadable`] does.
 //!
+//! Through TLS (criu's `--tls`) the bytes are encrypted on their way, so
+//! nothing is spliced: the pages of the frozen process are read into
+//! memory (`process_vm_readv`, `/proc/PID/mem` for what it cannot read)
+//! and written through the TLS session, as criu reads its page pipe into
+//! gnutls.
+//!
 //! A round of a pre-dump chain sends its `PE_PARENT` runs as CRIU's
 //! dump does: `ADD_F` with the parent flag and no bytes; the server
 //! writes them as entries `in_parent`. Whether it may is asked first
@@ -62,18 +68,27 @@ pub fn send(pid: Pid, parasite: &mut Parasite, client: &mut Client, plan: &Plan)
                 .iter()
                 .position(|(_, r)| *r != readable)
                 .map_or(pieces.len(), |k| i + k);
-            if readable {
-                let iovs: Vec<IoVec> = pieces[i..j].iter().map(|(v, _)| *v).collect();
-                sent += parasite
-                    .dump_pages(&iovs, client.sock())
-                    .map_err(|source| Error::PagesSend {
-                        pid,
-                        peer: client.peer().to_owned(),
-                        source,
-                    })?;
-            } else {
-                for (v, _) in &pieces[i..j] {
-                    sent += copy_unreadable(pid, v, client)?;
+            match (readable, client.sock()) {
+                (true, Some(sock)) => {
+                    let iovs: Vec<IoVec> = pieces[i..j].iter().map(|(v, _)| *v).collect();
+                    sent +=
+                        parasite
+                            .dump_pages(&iovs, sock)
+                            .map_err(|source| Error::PagesSend {
+                                pid,
+                                peer: client.peer().to_owned(),
+                                source,
+                            })?;
+                }
+                (true, None) => {
+                    for (v, _) in &pieces[i..j] {
+                        sent += copy_read(pid, v, client)?;
+                    }
+                }
+                (false, _) => {
+                    for (v, _) in &pieces[i..j] {
+                        sent += copy_unreadable(pid, v, client)?;
+                    }
                 }
             }
             i = j;
@@ -131,6 +146,39 @@ fn copy_unreadable(pid: Pid, v: &IoVec, client: &mut Client) -> Result<u64> {
     }
     Ok(done)
 }
+
+/// Sends the pages of `v` read from the frozen process
+/// (`process_vm_readv`; /proc/PID/mem where it stops short), for a
+/// connection that cannot take them spliced (TLS).
+fn copy_read(pid: Pid, v: &IoVec, client: &mut Client) -> Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let path = format!("/proc/{pid}/mem");
+    let mut mem: Option<std::fs::File> = None;
+    let mut buf = vec![0u8; (v.len as usize).min(COPY_CHUNK)];
+    let mut done = 0;
+    while done < v.len {
+        let n = ((v.len - done) as usize).min(buf.len());
+        let at = v.base + done;
+        let got = rcriu_compel::sys::process_vm_read(pid, at, &mut buf[..n]).unwrap_or(0);
+        if got < n {
+            if mem.is_none() {
+                mem = Some(std::fs::File::open(&path).map_err(Error::file(pid, &path))?);
+            }
+            if let Some(m) = &mem {
+                m.read_exact_at(&mut buf[got..n], at + got as u64)
+                    .map_err(Error::file(pid, &path))?;
+            }
+        }
+        client
+            .send_pages(&buf[..n])
+            .map_err(|source| Error::PageServer { pid, source })?;
+        done += n as u64;
+    }
+    Ok(done)
+}
+
+/// The bytes read and sent at a time through TLS.
+const COPY_CHUNK: usize = 1 << 20;
 
 #[cfg(test)]
 mod tests {
