@@ -7,6 +7,10 @@
 //! `pages-*.img`, see [`rcriu_page_server::server`]), linked to
 //! `--prev-images-dir` as `parent`, whose pagemaps the server tells a
 //! dump about (the pages of a pre-dump chain's rounds kept there).
+//! With `--tls`, the session goes through TLS, its handshake made as
+//! soon as the connection is accepted (or given), the files of the
+//! `--tls-*` options read before the server listens
+//! ([`rcriu_page_server::tls`]).
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::fd::{OwnedFd, RawFd};
