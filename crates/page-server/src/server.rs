@@ -381,25 +381,29 @@ fn receive_spliced(
     Ok(())
 }
 
-/// Reads `len` bytes from `sock` into `pages`.
+/// Reads `len` bytes from `sock` into `pages`, a buffer's worth per
+/// write (a TLS stream gives a record, 16 KiB, per read).
 fn receive_copied<S: Read>(
     sock: &mut S,
     pages: &mut PagesWriter,
     len: u64,
     peer: &str,
 ) -> Result<()> {
-    let mut buf = vec![0u8; PIPE_SIZE];
+    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX).min(PIPE_SIZE)];
     let mut left = len;
     while left > 0 {
         let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-        let n = match sock.read(&mut buf[..want]) {
-            Ok(0) => return Err(ended(peer, left)),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io(peer, "receiving pages")(e)),
-        };
-        pages.write_pages(&buf[..n]).map_err(Error::image(peer))?;
-        left -= n as u64;
+        let mut got = 0;
+        while got < want {
+            match sock.read(&mut buf[got..want]) {
+                Ok(0) => return Err(ended(peer, left - got as u64)),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(peer, "receiving pages")(e)),
+            }
+        }
+        pages.write_pages(&buf[..got]).map_err(Error::image(peer))?;
+        left -= got as u64;
     }
     Ok(())
 }
