@@ -19,6 +19,9 @@
 //!   (`--tls-cacrl`); a plain dump against a TLS server, and a TLS dump
 //!   against a plain server. A client without a certificate is refused
 //!   by the server; the same client with one gets through (the control).
+//! - A pre-dump (`--track-mem`) sends its pages through TLS too (none of
+//!   its requests in the clear; the server's pages image as long as its
+//!   pagemap's present runs), its process running on intact.
 //! - With `RCRIU_TEST_CRIU` naming CRIU 4.2's criu (built with gnutls):
 //!   rcriu's dump to CRIU's TLS page server (restored by rcriu) and
 //!   CRIU's dump to rcriu's (restored by CRIU); CRIU's client with a
@@ -587,4 +590,56 @@ fn tls_with_criu_both_ways() {
     let after = ProcSnapshot::settled(w.pid, &before);
     assert!(before.diff(&after).is_empty(), "the target changed");
     w.verdict().expect("the target is intact");
+}
+
+#[test]
+fn a_pre_dump_goes_through_tls() {
+    let _g = setup();
+    let pki = Pki::new();
+    let w = bigmem(16);
+    let ps_dir = TempDir::new("tls-predump-server");
+    let dump_dir = TempDir::new("tls-predump");
+    let s = Server::start(RCRIU, ps_dir.path(), &pki.args("ca", "server"));
+    let (port, seen, proxy) = recording_proxy(s.port);
+    run(Command::new(RCRIU)
+        .args(["pre-dump", "-t", &w.pid.to_string(), "-D"])
+        .arg(dump_dir.path())
+        .args([
+            "--track-mem",
+            "--page-server",
+            "--address",
+            "127.0.0.1",
+            "--port",
+        ])
+        .arg(port.to_string())
+        .args(["-v4", "-o", "pre-dump.log"])
+        .args(pki.args("ca", "client")))
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}",
+            std::fs::read_to_string(dump_dir.path().join("pre-dump.log")).unwrap_or_default()
+        )
+    });
+    let (status, log) = s.wait();
+    assert_eq!(status, 0, "{log}");
+    proxy.join().unwrap();
+    assert!(
+        !contains(&seen.lock().unwrap(), &open2(w.pid)),
+        "a request went in the clear"
+    );
+    // Every present page of the server's pagemap is in its pages image.
+    let d = ImageDir::open(ps_dir.path()).unwrap();
+    let mut pm = d.pagemap(w.pid as u32).expect("the server's pagemap");
+    let mut bytes = 0;
+    while let Some(r) = pm.next_run().unwrap() {
+        if r.flags & PE_PRESENT != 0 {
+            bytes += r.nr_pages * 4096;
+        }
+    }
+    let pages = std::fs::metadata(ps_dir.path().join(format!("pages-{}.img", pm.pages_id())))
+        .unwrap()
+        .len();
+    assert!(bytes >= 16 << 20, "{bytes} bytes of present pages");
+    assert_eq!(pages, bytes, "the pages image against its pagemap");
+    w.verdict().expect("the pre-dumped process runs on intact");
 }
