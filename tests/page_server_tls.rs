@@ -22,6 +22,10 @@
 //! - A pre-dump (`--track-mem`) sends its pages through TLS too (none of
 //!   its requests in the clear; the server's pages image as long as its
 //!   pagemap's present runs), its process running on intact.
+//! - `page-server --ps-socket FD --tls` makes the TLS session on the
+//!   connection it is given (as criu's): a TLS dump connecting to the
+//!   test's listener, whose accepted end the server gets, goes through
+//!   and restores; the same server without `--tls` refuses it (control).
 //! - With `RCRIU_TEST_CRIU` naming CRIU 4.2's criu (built with gnutls):
 //!   rcriu's dump to CRIU's TLS page server (restored by rcriu) and
 //!   CRIU's dump to rcriu's (restored by CRIU); CRIU's client with a
@@ -642,4 +646,78 @@ fn a_pre_dump_goes_through_tls() {
     assert!(bytes >= 16 << 20, "{bytes} bytes of present pages");
     assert_eq!(pages, bytes, "the pages image against its pagemap");
     w.verdict().expect("the pre-dumped process runs on intact");
+}
+
+/// `page-server --ps-socket` on the end the test accepted of a dump's
+/// connection, with `server_args`; the dump's outcome (restored) and
+/// the server's status and log.
+fn given_socket(pki: &Pki, server_args: &[String]) -> (Result<(), String>, i32, String) {
+    let w = bigmem(8);
+    let ps_dir = TempDir::new("tls-given-server");
+    let dump_dir = TempDir::new("tls-given-dump");
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let dumper = Command::new(RCRIU)
+        .args(["dump", "-t", &w.pid.to_string(), "-D"])
+        .arg(dump_dir.path())
+        .args(["--page-server", "--address", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .args(["-v4", "-o", "dump.log"])
+        .args(pki.args("ca", "client"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (theirs, _) = l.accept().unwrap();
+    drop(l);
+    rustix::io::fcntl_setfd(&theirs, rustix::io::FdFlags::empty()).unwrap();
+    let log = ps_dir.path().join("ps.log");
+    let mut server = Command::new(RCRIU)
+        .args([
+            "page-server",
+            "--ps-socket",
+            &theirs.as_raw_fd().to_string(),
+            "-D",
+        ])
+        .arg(ps_dir.path())
+        .args(["-v4", "-o"])
+        .arg(&log)
+        .args(server_args)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(theirs);
+    let out = dumper.wait_with_output().unwrap();
+    let status = server.wait().unwrap().code().unwrap_or(-1);
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    if !out.status.success() {
+        return (
+            Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+            status,
+            log,
+        );
+    }
+    rcriu_test_support::wait_exit(w.pid).ok();
+    combine(ps_dir.path(), dump_dir.path());
+    let r = rcriu::Restore::new(dump_dir.path())
+        .detach(true)
+        .run()
+        .map_err(|e| format!("restoring: {e}"))
+        .and_then(|_| w.verdict());
+    (r, status, log)
+}
+
+#[test]
+fn a_page_server_on_a_given_socket_speaks_tls() {
+    let _g = setup();
+    let pki = Pki::new();
+    let (r, status, log) = given_socket(&pki, &pki.args("ca", "server"));
+    assert_eq!(status, 0, "{log}");
+    r.expect("restored from the images sent through TLS on a given socket");
+    // Without --tls, the server takes the TLS handshake for requests.
+    let (r, status, _) = given_socket(&pki, &[]);
+    let e = r.expect_err("a plain server took a TLS dump");
+    assert!(e.contains("TLS with 127.0.0.1:"), "{e}");
+    assert_ne!(status, 0);
 }
