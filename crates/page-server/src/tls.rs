@@ -543,3 +543,41 @@ impl TlsStream<TcpStream> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_name_what_a_certificate_must_hold() {
+        assert!(matches!(
+            server_name("127.0.0.1", false),
+            Ok(ServerName::IpAddress(_))
+        ));
+        assert!(matches!(
+            server_name("[::1]", false),
+            Ok(ServerName::IpAddress(_))
+        ));
+        assert!(matches!(
+            server_name("node-2.example", false),
+            Ok(ServerName::DnsName(_))
+        ));
+        let e = server_name("no name!", false).unwrap_err().to_string();
+        assert!(e.contains("no name!"), "{e}");
+        assert!(e.contains("--tls-no-cn-verify"), "{e}");
+        assert!(server_name("no name!", true).is_ok());
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let o = TlsOptions {
+            cacert: Some("/nonexistent/ca.pem".into()),
+            ..TlsOptions::default()
+        };
+        let e = ClientTls::new(&o).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+        assert!(e.contains("--tls-cacert"), "{e}");
+        let e = ServerTls::new(&o, None).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+    }
+}
