@@ -2,7 +2,11 @@
 //! (`bigmem`) through a page server on loopback, against the same dump to
 //! local tmpfs, in one run; with `RCRIU_TEST_CRIU` naming CRIU 4.2's
 //! criu, CRIU's dump through CRIU's page server too, and each engine's
-//! dump through the other's server. Needs root.
+//! dump through the other's server. Each dump through a page server is
+//! measured through TLS too (`--tls`, certificates the bench makes with
+//! rcgen, `rcriu_test_support::pki`: ECDSA P-256, the cipher suite each
+//! pair negotiates). Needs
+//! root.
 //!
 //! `cargo bench --bench page_server` (`-- ROUNDS`, 3 by default). Every
 //! dump is `dump -R` from the command line; the page server's directory
@@ -21,6 +25,9 @@ use rcriu_test_support::{Workload, no_inherited_fds, require_root};
 const MIB: u64 = 1024;
 const RCRIU: &str = env!("CARGO_BIN_EXE_rcriu");
 
+/// The `--tls` arguments of the server and of the dump, or none.
+type Tls<'a> = Option<(&'a [String], &'a [String])>;
+
 struct Round {
     wall: Duration,
     frozen: Duration,
@@ -28,7 +35,7 @@ struct Round {
 
 /// Starts `engine`'s page server on a free port writing to `dir`; its
 /// port, once it listens.
-fn page_server(engine: &str, dir: &Path) -> (std::process::Child, u16) {
+fn page_server(engine: &str, dir: &Path, tls: &[String]) -> (std::process::Child, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -41,6 +48,7 @@ fn page_server(engine: &str, dir: &Path) -> (std::process::Child, u16) {
         .arg(dir)
         .arg("--status-fd")
         .arg(wr.as_raw_fd().to_string())
+        .args(tls)
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -53,23 +61,26 @@ fn page_server(engine: &str, dir: &Path) -> (std::process::Child, u16) {
     (child, port)
 }
 
-/// `dumper`'s dump of `pid`, through `server`'s page server or, without
+/// `dumper`'s dump of `pid`, through `server`'s page server (through
+/// TLS with `tls`: the server's arguments and the dump's) or, without
 /// one, to local tmpfs.
-fn dump(dumper: &str, server: Option<&str>, pid: i32, base: &Path) -> Round {
+fn dump(dumper: &str, server: Option<&str>, tls: Tls<'_>, pid: i32, base: &Path) -> Round {
     let dir = base.join("dump");
     let ps_dir = base.join("ps");
     for d in [&dir, &ps_dir] {
         let _ = std::fs::remove_dir_all(d);
         std::fs::create_dir_all(d).expect("making the directories");
     }
-    let ps = server.map(|s| page_server(s, &ps_dir));
+    let (server_tls, dump_tls): (&[String], &[String]) = tls.unwrap_or((&[], &[]));
+    let ps = server.map(|s| page_server(s, &ps_dir, server_tls));
     let mut cmd = Command::new(dumper);
     cmd.args(["dump", "-R", "-t", &pid.to_string(), "-D"])
         .arg(&dir)
         .stderr(Stdio::null());
     if let Some((_, port)) = &ps {
         cmd.args(["--page-server", "--address", "127.0.0.1", "--port"])
-            .arg(port.to_string());
+            .arg(port.to_string())
+            .args(dump_tls);
     }
     let t = Instant::now();
     let st = cmd.status().expect("running the dump");
@@ -130,38 +141,78 @@ fn main() {
     settle(w.pid);
     let base = PathBuf::from(format!("/dev/shm/rcriu-bench-ps-{}", std::process::id()));
     let criu = std::env::var("RCRIU_TEST_CRIU").ok();
-    let mut cases: Vec<(String, &str, Option<&str>)> = vec![
-        ("rcriu dump to /dev/shm".into(), RCRIU, None),
-        ("rcriu dump -> rcriu page-server".into(), RCRIU, Some(RCRIU)),
+    let pki = rcriu_test_support::pki::Pki::new();
+    let (tls_server, tls_client) = (pki.args("ca", "server"), pki.args("ca", "client"));
+    let plain: Tls<'_> = None;
+    let tls: Tls<'_> = Some((&tls_server, &tls_client));
+    let mut cases: Vec<(String, &str, Option<&str>, Tls<'_>)> = vec![
+        ("rcriu dump to /dev/shm".into(), RCRIU, None, plain),
+        (
+            "rcriu dump -> rcriu page-server".into(),
+            RCRIU,
+            Some(RCRIU),
+            plain,
+        ),
+        (
+            "rcriu dump -> rcriu page-server, TLS".into(),
+            RCRIU,
+            Some(RCRIU),
+            tls,
+        ),
     ];
     if let Some(c) = criu.as_deref() {
-        cases.push(("CRIU dump to /dev/shm".into(), c, None));
-        cases.push(("CRIU dump -> CRIU page-server".into(), c, Some(c)));
-        cases.push(("rcriu dump -> CRIU page-server".into(), RCRIU, Some(c)));
-        cases.push(("CRIU dump -> rcriu page-server".into(), c, Some(RCRIU)));
+        cases.push(("CRIU dump to /dev/shm".into(), c, None, plain));
+        cases.push(("CRIU dump -> CRIU page-server".into(), c, Some(c), plain));
+        cases.push(("CRIU dump -> CRIU page-server, TLS".into(), c, Some(c), tls));
+        cases.push((
+            "rcriu dump -> CRIU page-server".into(),
+            RCRIU,
+            Some(c),
+            plain,
+        ));
+        cases.push((
+            "rcriu dump -> CRIU page-server, TLS".into(),
+            RCRIU,
+            Some(c),
+            tls,
+        ));
+        cases.push((
+            "CRIU dump -> rcriu page-server".into(),
+            c,
+            Some(RCRIU),
+            plain,
+        ));
+        cases.push((
+            "CRIU dump -> rcriu page-server, TLS".into(),
+            c,
+            Some(RCRIU),
+            tls,
+        ));
     } else {
         eprintln!("RCRIU_TEST_CRIU is not set: CRIU's page server is not measured");
     }
     // Warm-up.
-    for (_, d, s) in &cases {
-        dump(d, *s, w.pid, &base);
+    for (_, d, s, t) in &cases {
+        dump(d, *s, *t, w.pid, &base);
     }
     let mut results: Vec<(Vec<Duration>, Vec<Duration>)> = vec![(vec![], vec![]); cases.len()];
     for _ in 0..rounds {
-        for (i, (_, d, s)) in cases.iter().enumerate() {
-            let r = dump(d, *s, w.pid, &base);
+        for (i, (_, d, s, t)) in cases.iter().enumerate() {
+            let r = dump(d, *s, *t, w.pid, &base);
             results[i].0.push(r.wall);
             results[i].1.push(r.frozen);
         }
     }
     println!("1 GiB dump (bigmem, dump -R), median of {rounds} rounds:");
     let local = median(results[0].0.clone());
-    for ((name, _, _), (wall, frozen)) in cases.iter().zip(results) {
+    let ps = median(results[1].0.clone());
+    for ((name, _, _, _), (wall, frozen)) in cases.iter().zip(results) {
         let (wl, f) = (median(wall), median(frozen));
         println!(
-            "  {name:34} wall {:8.1} ms ({:.2} x rcriu local)  frozen {:8.1} ms",
+            "  {name:39} wall {:8.1} ms ({:.2} x rcriu local, {:.2} x rcriu plain page-server)  frozen {:8.1} ms",
             ms(wl),
             wl.as_secs_f64() / local.as_secs_f64(),
+            wl.as_secs_f64() / ps.as_secs_f64(),
             ms(f)
         );
     }

@@ -492,6 +492,11 @@ fn page_server_req(t: CriuReqType, dir: &OwnedFd, address: &str) -> CriuReq {
 /// Dumps bigmem's pages to the page server on `port`, its other images
 /// in a directory of their own, and restores it from both: its verdict.
 fn dump_to(port: i32, ps_dir: &Path) -> Result<(), String> {
+    dump_to_with(port, ps_dir, &[])
+}
+
+/// As [`dump_to`], the dump given `extra` arguments.
+fn dump_to_with(port: i32, ps_dir: &Path, extra: &[String]) -> Result<(), String> {
     let w = rcriu_test_support::Workload::start("bigmem", &["8"]);
     w.wait_in("sigsuspend");
     let t = TempDir::new("rpc-ps-dump");
@@ -501,6 +506,7 @@ fn dump_to(port: i32, ps_dir: &Path) -> Result<(), String> {
         .args(["--page-server", "--address", "127.0.0.1", "--port"])
         .arg(port.to_string())
         .args(["-v4", "-o", "dump.log"])
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -607,4 +613,46 @@ fn page_server_requests_start_a_page_server() {
         .filter(|n| n.to_string_lossy().ends_with(".img"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_page_server_request_through_tls() {
+    let _g = common::setup();
+    let pki = rcriu_test_support::pki::Pki::new();
+    let tls_req = |dir: &OwnedFd, cert: &str| {
+        let mut r = page_server_req(CriuReqType::PageServerChld, dir, "127.0.0.1");
+        let o = r.opts.as_mut().unwrap();
+        o.tls = Some(true);
+        o.tls_cacert = Some(pki.path("ca.pem").into_bytes());
+        o.tls_cert = Some(pki.path(&format!("{cert}.pem")).into_bytes());
+        o.tls_key = Some(pki.path(&format!("{cert}.key")).into_bytes());
+        r
+    };
+    let t = TempDir::new("rpc-ps-tls");
+    let dir = open_dir(t.path());
+    let (c, child) = swrk();
+    let r = c.call(&tls_req(&dir, "server"));
+    assert!(r.success, "{}", msg(&r));
+    let ps = r.ps.expect("the page server's pid and port");
+    let (pid, port) = (ps.pid.unwrap(), ps.port.unwrap());
+    dump_to_with(port, t.path(), &pki.args("ca", "client"))
+        .expect("restored from a TLS page server's images");
+    let mut w = req(CriuReqType::WaitPid);
+    w.pid = Some(pid as u32);
+    let r = c.call(&w);
+    assert!(r.success, "WAIT_PID of the page server: {}", msg(&r));
+    assert_eq!(r.status, Some(0), "the page server's wait status");
+    assert_eq!(wait_child(child).unwrap(), 0);
+
+    // Negative control: a certificate that is not there, no server.
+    let t = TempDir::new("rpc-ps-tls-bad");
+    let dir = open_dir(t.path());
+    let (c, child) = swrk();
+    let r = c.call(&tls_req(&dir, "no-such-cert"));
+    assert!(!r.success);
+    assert!(r.ps.is_none());
+    assert!(msg(&r).contains("no-such-cert.pem"), "{}", msg(&r));
+    assert!(c.call(&req(CriuReqType::Version)).success);
+    assert!(c.recv().is_none());
+    assert_eq!(wait_child(child).unwrap(), 0);
 }

@@ -1,6 +1,7 @@
 //! The page server's side of the protocol fed arbitrary bytes, as a
 //! hostile client would send them: one session reading the input (from a
-//! memfd, which the server may `splice` from as from a socket) and
+//! memfd, which the server may `splice` from as from a socket, or, when
+//! the first byte is odd, only read, as it reads a TLS stream) and
 //! writing into an images directory whose `parent` has a pagemap (so
 //! that OPEN2 and PARENT answer yes for process 1).
 //!
@@ -19,10 +20,12 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use rcriu_images::ImageDir;
 use rcriu_images::pages::{PAGE_SIZE, PE_PRESENT};
+use rcriu_page_server::PageStream;
 use rcriu_page_server::server::Session;
 
-/// The client's bytes; answers go nowhere.
-struct Peer(std::fs::File);
+/// The client's bytes; answers go nowhere. With `copied`, it has no fd
+/// to splice (as a TLS stream).
+struct Peer(std::fs::File, bool);
 
 impl Read for Peer {
     fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
@@ -39,9 +42,9 @@ impl Write for Peer {
     }
 }
 
-impl AsFd for Peer {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.0.as_fd()
+impl PageStream for Peer {
+    fn splice_fd(&self) -> Option<BorrowedFd<'_>> {
+        (!self.1).then(|| self.0.as_fd())
     }
 }
 
@@ -87,7 +90,8 @@ fuzz_target!(|data: &[u8]| {
     input.write_all(data).expect("writing the input");
     input.rewind().expect("rewinding the input");
     let dir = ImageDir::open(&path).expect("the images directory");
-    let result = Session::new(&dir, "the fuzzer").serve(&mut Peer(input), false);
+    let copied = data.first().is_some_and(|b| b & 1 == 1);
+    let result = Session::new(&dir, "the fuzzer").serve(&mut Peer(input, copied), false);
 
     assert_eq!(
         names(top),

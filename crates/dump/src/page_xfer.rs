@@ -3,12 +3,20 @@
 //! on the server, then each run of the plan is announced (`ADD_F`, with
 //! its flags) and, when PRESENT, followed by its bytes, which the
 //! parasite `vmsplice`s into the page pipe and rcriu `splice`s into the
-//! socket, as it would into the image. The server writes the pagemap and
-//! pages images; nothing of the pages is written locally.
+//! socket, as it would into the image: the runs in a row the parasite can
+//! read in one command, rcriu writing each run's header between their
+//! pages as they leave the pipe. The server writes the pagemap and pages
+//! images; nothing of the pages is written locally.
 //!
 //! The runs are the plan's (the pagemap a local dump writes); a run may
 //! hold pages of areas the task cannot read, read through
 //! `/proc/PID/mem` instead, as [`pages::copy_unreadable`] does.
+//!
+//! Through TLS (criu's `--tls`) the bytes are encrypted on their way, so
+//! nothing is spliced: the pages of the frozen process are read into
+//! memory (`process_vm_readv`, `/proc/PID/mem` for what it cannot read)
+//! and written through the TLS session, as criu reads its page pipe into
+//! gnutls.
 //!
 //! A round of a pre-dump chain sends its `PE_PARENT` runs as CRIU's
 //! dump does: `ADD_F` with the parent flag and no bytes; the server
@@ -66,53 +74,57 @@ pub fn send(pid: Pid, parasite: &mut Parasite, client: &mut Client, plan: &Plan)
             }
         })
         .collect();
-    // The pages go straight from the parasite's pipe into the socket; the
-    // runs' headers are written between them from a copy of it.
+    // Plain TCP: the pages go straight from the parasite's pipe into the
+    // socket, the runs' headers written between them from a copy of it.
+    // Through TLS there is no socket to splice into.
     let sock = client
         .sock()
-        .try_clone_to_owned()
+        .map(|s| s.try_clone_to_owned())
+        .transpose()
         .map_err(|e| Error::sys("duplicating the page server's socket", pid)(e))?;
     let mut sent = 0;
     let mut i = 0;
     while i < plan.runs.len() {
-        // As many runs in a row as the parasite can read, in one go.
-        let mut j = i;
-        let (mut ranges, mut marks, mut bytes) = (Vec::new(), Vec::new(), 0u64);
-        while j < plan.runs.len() && pieces[j].iter().all(|(_, readable)| *readable) {
-            marks.push(bytes);
-            for (v, _) in &pieces[j] {
-                ranges.push(*v);
-                bytes += v.len;
+        if let Some(sock) = &sock {
+            // As many runs in a row as the parasite can read, in one go.
+            let mut j = i;
+            let (mut ranges, mut marks, mut bytes) = (Vec::new(), Vec::new(), 0u64);
+            while j < plan.runs.len() && pieces[j].iter().all(|(_, readable)| *readable) {
+                marks.push(bytes);
+                for (v, _) in &pieces[j] {
+                    ranges.push(*v);
+                    bytes += v.len;
+                }
+                j += 1;
             }
-            j += 1;
+            if j > i {
+                let runs = &plan.runs[i..j];
+                let peer = client.peer().to_owned();
+                let mut header = |k: usize| {
+                    let r = &runs[k];
+                    client
+                        .add(dst, r.vaddr, r.nr_pages, r.flags)
+                        .map_err(std::io::Error::other)
+                };
+                sent += parasite
+                    .dump_pages_marked(&ranges, sock.as_fd(), &marks, &mut header)
+                    .map_err(|source| send_err(&peer, source))?;
+                i = j;
+                continue;
+            }
         }
-        if j > i {
-            let runs = &plan.runs[i..j];
-            let peer = client.peer().to_owned();
-            let mut header = |k: usize| {
-                let r = &runs[k];
-                client
-                    .add(dst, r.vaddr, r.nr_pages, r.flags)
-                    .map_err(std::io::Error::other)
-            };
-            sent += parasite
-                .dump_pages_marked(&ranges, sock.as_fd(), &marks, &mut header)
-                .map_err(|source| send_err(&peer, source))?;
-            i = j;
-            continue;
-        }
-        // A run with pages the process cannot read (written before an
-        // mprotect): read through /proc/PID/mem.
+        // One run: through TLS, or with pages the process cannot read
+        // (written before an mprotect), read through /proc/PID/mem.
         let r = &plan.runs[i];
         client.add(dst, r.vaddr, r.nr_pages, r.flags).map_err(ps)?;
         for (v, readable) in &pieces[i] {
-            if *readable {
-                sent += parasite
+            sent += match (readable, &sock) {
+                (true, Some(sock)) => parasite
                     .dump_pages(std::slice::from_ref(v), sock.as_fd())
-                    .map_err(|source| send_err(client.peer(), source))?;
-            } else {
-                sent += copy_unreadable(pid, v, client)?;
-            }
+                    .map_err(|source| send_err(client.peer(), source))?,
+                (true, None) => copy_read(pid, v, client)?,
+                (false, _) => copy_unreadable(pid, v, client)?,
+            };
         }
         i += 1;
     }
@@ -168,6 +180,39 @@ fn copy_unreadable(pid: Pid, v: &IoVec, client: &mut Client) -> Result<u64> {
     }
     Ok(done)
 }
+
+/// Sends the pages of `v` read from the frozen process
+/// (`process_vm_readv`; /proc/PID/mem where it stops short), for a
+/// connection that cannot take them spliced (TLS).
+fn copy_read(pid: Pid, v: &IoVec, client: &mut Client) -> Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let path = format!("/proc/{pid}/mem");
+    let mut mem: Option<std::fs::File> = None;
+    let mut buf = vec![0u8; (v.len as usize).min(COPY_CHUNK)];
+    let mut done = 0;
+    while done < v.len {
+        let n = ((v.len - done) as usize).min(buf.len());
+        let at = v.base + done;
+        let got = rcriu_compel::sys::process_vm_read(pid, at, &mut buf[..n]).unwrap_or(0);
+        if got < n {
+            if mem.is_none() {
+                mem = Some(std::fs::File::open(&path).map_err(Error::file(pid, &path))?);
+            }
+            if let Some(m) = &mem {
+                m.read_exact_at(&mut buf[got..n], at + got as u64)
+                    .map_err(Error::file(pid, &path))?;
+            }
+        }
+        client
+            .send_pages(&buf[..n])
+            .map_err(|source| Error::PageServer { pid, source })?;
+        done += n as u64;
+    }
+    Ok(done)
+}
+
+/// The bytes read and sent at a time through TLS.
+const COPY_CHUNK: usize = 1 << 20;
 
 #[cfg(test)]
 mod tests {

@@ -378,16 +378,11 @@ pub static TABLE: &[Entry] = &[
     e("--stream", "", NotYet("the image streamer"), |o, _| {
         o.stream
     }),
-    e(
-        "--tls",
-        "tls",
-        NotYet("the page server over TLS"),
-        |o, _| o.tls,
-    ),
+    e("--tls", "tls", Honoured, never),
     e(
         "--tls-cacert, --tls-cacrl, --tls-cert, --tls-key, --tls-no-cn-verify",
         "tls_cacert, tls_cacrl, tls_cert, tls_key, tls_no_cn_verify",
-        NoOp("only --tls uses them, and rcriu refuses it"),
+        Honoured,
         never,
     ),
 ];

@@ -3,17 +3,20 @@
 //!
 //! The socket is corked from the start, as CRIU's: runs and their pages
 //! go out in full segments, and each request that wants an answer is
-//! pushed out with TCP_NODELAY. The pages themselves may be written to
-//! [`Client::sock`] by other means (a `splice(2)` from a page pipe)
-//! between [`Client::add`] and the next request.
+//! pushed out with TCP_NODELAY. On a plain connection the pages
+//! themselves may be written to [`Client::sock`] by other means (a
+//! `splice(2)` from a page pipe) between [`Client::add`] and the next
+//! request; through TLS ([`crate::tls`]) they go through
+//! [`Client::send_pages`].
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use crate::proto::{self, Dst, IOV_SIZE, Iov};
-use crate::{Error, Result};
+use crate::tls::{ClientTls, TlsOptions, TlsStream};
+use crate::{Error, PageStream, Result};
 
 /// How long an answer may take: the server writes what it received
 /// before it answers the close.
@@ -22,8 +25,13 @@ const ANSWER_WAIT: Duration = Duration::from_secs(300);
 /// Where a dump's pages go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// criu's `--address A --port N`.
-    Tcp { address: String, port: u16 },
+    /// criu's `--address A --port N`, through TLS with `tls` (criu's
+    /// `--tls` and its options).
+    Tcp {
+        address: String,
+        port: u16,
+        tls: Option<TlsOptions>,
+    },
     /// criu's `--ps-socket FD`: a connection the caller made and passed.
     Fd(i32),
 }
@@ -31,15 +39,37 @@ pub enum Target {
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Target::Tcp { address, port } => write!(f, "{address}:{port}"),
+            Target::Tcp { address, port, .. } => write!(f, "{address}:{port}"),
             Target::Fd(fd) => write!(f, "the page server socket (fd {fd})"),
+        }
+    }
+}
+
+/// The connection, plain or through TLS.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Conn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(t) => t.tcp(),
+        }
+    }
+
+    fn stream(&mut self) -> &mut dyn crate::PageStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(t) => &mut **t,
         }
     }
 }
 
 /// A connection to a page server.
 pub struct Client {
-    sock: TcpStream,
+    sock: Conn,
     peer: String,
     /// Whether the socket is the caller's (`--ps-socket`): the session
     /// is ended by FORCE_CLOSE, as the connection may stay open.
@@ -48,8 +78,9 @@ pub struct Client {
 
 impl Client {
     /// Connects to the page server at `address:port` (a name or an IPv4
-    /// or IPv6 address).
-    pub fn connect(address: &str, port: u16) -> Result<Client> {
+    /// or IPv6 address), through TLS with `tls` (the handshake made at
+    /// once, the server's certificate checked for `address`).
+    pub fn connect(address: &str, port: u16, tls: Option<&TlsOptions>) -> Result<Client> {
         let peer = if address.contains(':') {
             format!("[{address}]:{port}")
         } else {
@@ -59,13 +90,24 @@ impl Client {
             peer: peer.clone(),
             source,
         };
+        // The files first: a TLS setup that cannot be made is refused
+        // before anything is sent.
+        let tls = tls.map(ClientTls::new).transpose()?;
         let addrs = (address, port).to_socket_addrs().map_err(err)?;
         let mut last = std::io::Error::from(std::io::ErrorKind::AddrNotAvailable);
         for a in addrs {
             match TcpStream::connect(a) {
                 Ok(sock) => {
                     log::info!("connected to the page server at {peer}");
-                    return Client::start(sock, peer, false);
+                    let conn = match &tls {
+                        None => Conn::Plain(sock),
+                        Some(t) => {
+                            sock.set_read_timeout(Some(ANSWER_WAIT))
+                                .map_err(Error::io(&peer, "setting the answer timeout"))?;
+                            Conn::Tls(Box::new(t.connect(sock, address, &peer)?))
+                        }
+                    };
+                    return Client::start(conn, peer, false);
                 }
                 Err(e) => last = e,
             }
@@ -77,7 +119,7 @@ impl Client {
     /// fd stays its own).
     pub fn connect_to(target: &Target) -> Result<Client> {
         match target {
-            Target::Tcp { address, port } => Client::connect(address, *port),
+            Target::Tcp { address, port, tls } => Client::connect(address, *port, tls.as_ref()),
             Target::Fd(fd) => {
                 let err = |source| Error::Connect {
                     peer: target.to_string(),
@@ -103,11 +145,12 @@ impl Client {
         let peer = sock
             .peer_addr()
             .map_or_else(|_| "the page server socket".to_owned(), |a| a.to_string());
-        Client::start(sock, peer, true)
+        Client::start(Conn::Plain(sock), peer, true)
     }
 
-    fn start(sock: TcpStream, peer: String, given: bool) -> Result<Client> {
-        sock.set_read_timeout(Some(ANSWER_WAIT))
+    fn start(sock: Conn, peer: String, given: bool) -> Result<Client> {
+        sock.tcp()
+            .set_read_timeout(Some(ANSWER_WAIT))
             .map_err(Error::io(&peer, "setting the answer timeout"))?;
         let c = Client { sock, peer, given };
         c.cork(true);
@@ -119,27 +162,43 @@ impl Client {
         &self.peer
     }
 
-    /// The socket, for pages written to it after [`add`](Self::add).
-    pub fn sock(&self) -> BorrowedFd<'_> {
-        self.sock.as_fd()
+    /// The socket, for pages written to it after [`add`](Self::add);
+    /// `None` through TLS, where they go through
+    /// [`send_pages`](Self::send_pages).
+    pub fn sock(&self) -> Option<BorrowedFd<'_>> {
+        match &self.sock {
+            Conn::Plain(s) => Some(s.as_fd()),
+            Conn::Tls(_) => None,
+        }
+    }
+
+    /// Whether the connection is through TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.sock, Conn::Tls(_))
     }
 
     fn cork(&self, on: bool) {
-        if let Err(e) = rustix::net::sockopt::set_tcp_cork(&self.sock, on) {
+        if let Err(e) = rustix::net::sockopt::set_tcp_cork(self.sock.tcp(), on) {
             log::debug!("TCP_CORK on the page server socket: {e}");
         }
     }
 
     /// Pushes out what is queued (the socket stays corked).
-    fn push(&self) {
-        if let Err(e) = self.sock.set_nodelay(true) {
+    fn push(&mut self) -> Result<()> {
+        self.sock
+            .stream()
+            .flush()
+            .map_err(Error::io(&self.peer, "sending a request"))?;
+        if let Err(e) = self.sock.tcp().set_nodelay(true) {
             log::debug!("TCP_NODELAY on the page server socket: {e}");
         }
+        Ok(())
     }
 
     fn send(&mut self, iov: &Iov) -> Result<()> {
         let what = format!("sending {}", proto::command_name(iov.command()));
         self.sock
+            .stream()
             .write_all(&iov.to_bytes())
             .map_err(Error::io(&self.peer, what))
     }
@@ -148,6 +207,7 @@ impl Client {
         let mut b = [0u8; N];
         let what = format!("waiting for the answer to {}", proto::command_name(to));
         self.sock
+            .stream()
             .read_exact(&mut b)
             .map_err(Error::io(&self.peer, what))?;
         Ok(b)
@@ -157,7 +217,7 @@ impl Client {
     /// a parent pagemap for it.
     pub fn open(&mut self, dst: Dst) -> Result<bool> {
         self.send(&Iov::new(proto::OPEN2, 0, Some(dst)))?;
-        self.push();
+        self.push()?;
         let [b] = self.answer::<1>(proto::OPEN2)?;
         Ok(b != 0)
     }
@@ -165,7 +225,7 @@ impl Client {
     /// Whether the server has a parent pagemap for `dst` (PARENT).
     pub fn has_parent(&mut self, dst: Dst) -> Result<bool> {
         self.send(&Iov::new(proto::PARENT, 0, Some(dst)))?;
-        self.push();
+        self.push()?;
         let b = self.answer::<4>(proto::PARENT)?;
         Ok(i32::from_ne_bytes(b) != 0)
     }
@@ -182,6 +242,7 @@ impl Client {
     /// Sends pages from memory.
     pub fn send_pages(&mut self, pages: &[u8]) -> Result<()> {
         self.sock
+            .stream()
             .write_all(pages)
             .map_err(Error::io(&self.peer, "sending pages"))
     }
@@ -195,8 +256,18 @@ impl Client {
             proto::CLOSE
         };
         self.send(&Iov::new(cmd, 0, None))?;
-        self.push();
+        self.push()?;
         let status = i32::from_ne_bytes(self.answer::<4>(cmd)?);
+        if let Conn::Tls(t) = &mut self.sock {
+            // Each side ends the TLS session (and criu's server waits for
+            // the dump's end of it).
+            let mut b = [0u8; 1];
+            match t.close_write().and_then(|()| t.read(&mut b)) {
+                Ok(0) => {}
+                Ok(_) => log::warn!("the page server at {} sent data after the close", self.peer),
+                Err(e) => log::debug!("ending the TLS session with {}: {e}", self.peer),
+            }
+        }
         if status != 0 {
             return Err(Error::Status {
                 peer: self.peer,

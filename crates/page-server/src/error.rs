@@ -32,6 +32,27 @@ pub enum Error {
         #[source]
         source: rcriu_images::Error,
     },
+    /// A file of the TLS setup (`--tls-cacert` and the others) could not
+    /// be used.
+    #[error("TLS: {what} {}", path.display())]
+    TlsFile {
+        what: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS setup failed otherwise.
+    #[error("TLS: {0}")]
+    TlsSetup(String),
+    /// The TLS session with the peer failed (its handshake: a
+    /// certificate refused by either side, a peer that speaks no TLS).
+    #[error("TLS with {peer}: {what}")]
+    Tls {
+        peer: String,
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -40,6 +61,11 @@ impl Error {
     pub(crate) fn io(peer: &str, what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let (peer, what) = (peer.to_owned(), what.into());
         move |source| Error::Io { peer, what, source }
+    }
+
+    pub(crate) fn tls(peer: &str, what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let (peer, what) = (peer.to_owned(), what.into());
+        move |source| Error::Tls { peer, what, source }
     }
 
     pub(crate) fn protocol(peer: &str, what: impl Into<String>) -> Error {

@@ -12,12 +12,18 @@
 //! - [`server`]: one session of the page server, writing what it
 //!   receives as images; a hostile peer can make it fail, never write
 //!   outside its images directory.
+//! - [`stream`]: what a session runs on, plain TCP or TLS alike.
+//! - [`tls`]: the page stream through TLS, as criu's `--tls`.
 
 pub mod client;
 mod error;
 pub mod proto;
 pub mod server;
+pub mod stream;
+pub mod tls;
 
 pub use client::{Client, Target};
 pub use error::{Error, Result};
 pub use proto::Dst;
+pub use stream::PageStream;
+pub use tls::TlsOptions;

@@ -12,14 +12,14 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use rcriu_images::pages::{PAGE_SIZE, PE_LAZY, PE_PARENT, PE_PRESENT, PagemapWriter, PagesWriter};
 use rcriu_images::{ImageDir, ImageFile};
 
 use crate::proto::{self, Dst, IOV_SIZE, Iov};
-use crate::{Error, Result};
+use crate::{Error, PageStream, Result};
 
 /// The first pages image number a page server gives (CRIU's
 /// `up_page_ids_base`).
@@ -70,21 +70,20 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Serves the connection `sock` until CLOSE; with `wait_eof`, then
-    /// until the peer closes it (CRIU's server does so, to leave the
-    /// TIME_WAIT to the dump's side). On failure, the images written are
-    /// removed.
-    pub fn serve<S: Read + Write + AsFd>(
-        mut self,
-        sock: &mut S,
-        wait_eof: bool,
-    ) -> Result<Summary> {
+    /// Serves the connection `sock` (plain or TLS) until CLOSE, then ends
+    /// its sending (TLS's `close_notify`); with `wait_eof`, then until the
+    /// peer closes it (CRIU's server does so, to leave the TIME_WAIT to
+    /// the dump's side). On failure, the images written are removed.
+    pub fn serve<S: PageStream>(mut self, sock: &mut S, wait_eof: bool) -> Result<Summary> {
         match self.requests(sock) {
             Ok(()) => {}
             Err(e) => {
                 self.discard();
                 return Err(e);
             }
+        }
+        if let Err(e) = sock.close_write() {
+            log::debug!("page server: ending the session with {}: {e}", self.peer);
         }
         if wait_eof {
             let mut b = [0u8; 1];
@@ -103,7 +102,7 @@ impl<'a> Session<'a> {
         Ok(self.summary)
     }
 
-    fn requests<S: Read + Write + AsFd>(&mut self, sock: &mut S) -> Result<()> {
+    fn requests<S: PageStream>(&mut self, sock: &mut S) -> Result<()> {
         loop {
             let Some(iov) = self.next(sock)? else {
                 return Err(Error::protocol(
@@ -168,10 +167,12 @@ impl<'a> Session<'a> {
     }
 
     fn reply<S: Write>(&self, sock: &mut S, b: &[u8], to: u32) -> Result<()> {
-        sock.write_all(b).map_err(Error::io(
-            &self.peer,
-            format!("answering {}", proto::command_name(to)),
-        ))
+        sock.write_all(b)
+            .and_then(|()| sock.flush())
+            .map_err(Error::io(
+                &self.peer,
+                format!("answering {}", proto::command_name(to)),
+            ))
     }
 
     fn dst(&self, iov: &Iov) -> Result<Dst> {
@@ -249,7 +250,7 @@ impl<'a> Session<'a> {
     }
 
     /// A run: its pagemap entry, then its pages from the connection.
-    fn add<S: Read + AsFd>(&mut self, sock: &mut S, iov: &Iov, flags: u32) -> Result<()> {
+    fn add<S: PageStream>(&mut self, sock: &mut S, iov: &Iov, flags: u32) -> Result<()> {
         let known = PE_PARENT | PE_LAZY | PE_PRESENT;
         let peer = self.peer.clone();
         let bad = |what: String| Err(Error::protocol(&peer, what));
@@ -289,9 +290,9 @@ impl<'a> Session<'a> {
             .open
             .as_mut()
             .ok_or_else(|| Error::protocol(&peer, "no pagemap open"))?;
-        match &self.pipe {
-            Some((r, w)) => receive_spliced(sock, r, w, &mut o.pages, len, &peer)?,
-            None => receive_copied(sock, &mut o.pages, len, &peer)?,
+        match (&self.pipe, sock.splice_fd()) {
+            (Some((r, w)), Some(fd)) => receive_spliced(fd, r, w, &mut o.pages, len, &peer)?,
+            _ => receive_copied(sock, &mut o.pages, len, &peer)?,
         }
         self.summary.pages += iov.nr_pages;
         Ok(())
@@ -327,9 +328,10 @@ fn ended(peer: &str, left: u64) -> Error {
     )
 }
 
-/// Moves `len` bytes from `sock` into `pages` through the pipe `(r, w)`.
-fn receive_spliced<S: Read + AsFd>(
-    sock: &mut S,
+/// Moves `len` bytes from the socket `sock` into `pages` through the
+/// pipe `(r, w)`.
+fn receive_spliced(
+    sock: BorrowedFd<'_>,
     r: &OwnedFd,
     w: &OwnedFd,
     pages: &mut PagesWriter,
@@ -340,7 +342,7 @@ fn receive_spliced<S: Read + AsFd>(
     while left > 0 {
         let want = usize::try_from(left).unwrap_or(usize::MAX).min(PIPE_SIZE);
         let n = match rustix::pipe::splice(
-            sock.as_fd(),
+            sock,
             None,
             w,
             None,
@@ -350,10 +352,17 @@ fn receive_spliced<S: Read + AsFd>(
             Ok(0) => return Err(ended(peer, left)),
             Ok(n) => n,
             Err(rustix::io::Errno::INTR) => continue,
-            // Not a socket splice can read (a peer through TLS, say):
-            // copied.
+            // Not an fd splice can read: copied.
             Err(rustix::io::Errno::INVAL) if left == len => {
-                return receive_copied(sock, pages, len, peer);
+                return receive_copied(
+                    &mut std::fs::File::from(
+                        sock.try_clone_to_owned()
+                            .map_err(Error::io(peer, "receiving pages"))?,
+                    ),
+                    pages,
+                    len,
+                    peer,
+                );
             }
             Err(e) => return Err(Error::io(peer, "receiving pages")(e.into())),
         };
@@ -372,25 +381,29 @@ fn receive_spliced<S: Read + AsFd>(
     Ok(())
 }
 
-/// Reads `len` bytes from `sock` into `pages`.
+/// Reads `len` bytes from `sock` into `pages`, a buffer's worth per
+/// write (a TLS stream gives a record, 16 KiB, per read).
 fn receive_copied<S: Read>(
     sock: &mut S,
     pages: &mut PagesWriter,
     len: u64,
     peer: &str,
 ) -> Result<()> {
-    let mut buf = vec![0u8; PIPE_SIZE];
+    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX).min(PIPE_SIZE)];
     let mut left = len;
     while left > 0 {
         let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-        let n = match sock.read(&mut buf[..want]) {
-            Ok(0) => return Err(ended(peer, left)),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io(peer, "receiving pages")(e)),
-        };
-        pages.write_pages(&buf[..n]).map_err(Error::image(peer))?;
-        left -= n as u64;
+        let mut got = 0;
+        while got < want {
+            match sock.read(&mut buf[got..want]) {
+                Ok(0) => return Err(ended(peer, left - got as u64)),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(peer, "receiving pages")(e)),
+            }
+        }
+        pages.write_pages(&buf[..got]).map_err(Error::image(peer))?;
+        left -= got as u64;
     }
     Ok(())
 }

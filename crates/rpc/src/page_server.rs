@@ -7,6 +7,10 @@
 //! `pages-*.img`, see [`rcriu_page_server::server`]), linked to
 //! `--prev-images-dir` as `parent`, whose pagemaps the server tells a
 //! dump about (the pages of a pre-dump chain's rounds kept there).
+//! With `--tls`, the session goes through TLS, its handshake made as
+//! soon as the connection is accepted (or given), the files of the
+//! `--tls-*` options read before the server listens
+//! ([`rcriu_page_server::tls`]).
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::fd::{OwnedFd, RawFd};
@@ -14,15 +18,22 @@ use std::os::fd::{OwnedFd, RawFd};
 use rcriu_images::ImageDir;
 use rcriu_opts::{Command, Face, Options};
 use rcriu_page_server::server::{Session, Summary};
+use rcriu_page_server::tls::ServerTls;
 
 use crate::{Error, Result, run};
 
-/// Where a page server's session comes from.
-pub enum Source {
+/// Where a page server's session comes from, and its TLS (criu's
+/// `--tls`: the handshake made as soon as the connection is there).
+pub struct Source {
+    conn: Conn,
+    tls: Option<ServerTls>,
+}
+
+enum Conn {
     /// A socket listening for the dump's connection.
     Listener(TcpListener),
     /// The connection of `--ps-socket` (its fd number, for messages).
-    Conn(OwnedFd, i32),
+    Given(OwnedFd, i32),
 }
 
 /// The images directory of `o`'s page server (linked to its parent, a
@@ -30,6 +41,13 @@ pub enum Source {
 /// `--ps-socket`, or a socket listening on `--address`/`--port` (the
 /// port it listens on, which the kernel picks without `--port`).
 pub fn prepare(o: &Options) -> Result<(ImageDir, Source, u16)> {
+    // The TLS files first: a setup that cannot be made is refused before
+    // anything listens. The client's certificate must hold the name the
+    // server listens on, as criu's server checks it.
+    let tls = run::tls_options(o)
+        .map(|t| ServerTls::new(&t, o.address.as_deref()))
+        .transpose()
+        .map_err(|e| Error::Refused(crate::report(&e)))?;
     let dir = ImageDir::create(o.images_dir())?;
     // A round of a pre-dump chain: the parent's pagemaps are in the
     // directory linked as `parent`, as criu's page server links it.
@@ -43,27 +61,30 @@ pub fn prepare(o: &Options) -> Result<(ImageDir, Source, u16)> {
             ))
         })?;
         log::info!("Reusing ps socket {fd}");
-        return Ok((dir, Source::Conn(sk, fd), o.port));
+        let conn = Conn::Given(sk, fd);
+        return Ok((dir, Source { conn, tls }, o.port));
     }
     let (listener, port) = listen(o.address.as_deref(), o.port)?;
     log::info!("Page server listening on port {port}");
-    Ok((dir, Source::Listener(listener), port))
+    let conn = Conn::Listener(listener);
+    Ok((dir, Source { conn, tls }, port))
 }
 
 /// Serves the session of `source` into `dir`.
 pub fn serve_source(dir: &ImageDir, source: Source) -> Result<Summary> {
-    match source {
-        Source::Conn(sk, fd) => serve(dir, sk, &format!("the page server socket (fd {fd})"), false),
-        Source::Listener(listener) => {
+    let (sk, peer, wait_eof) = match source.conn {
+        Conn::Given(sk, fd) => (sk, format!("the page server socket (fd {fd})"), false),
+        Conn::Listener(listener) => {
             let (sock, peer) = listener.accept().map_err(|e| Error::Io {
                 what: "Can't accept connection to server".into(),
                 source: e,
             })?;
             drop(listener);
             log::info!("Accepted connection from {peer}");
-            serve(dir, OwnedFd::from(sock), &peer.to_string(), true)
+            (OwnedFd::from(sock), peer.to_string(), true)
         }
-    }
+    };
+    serve(dir, sk, &peer, wait_eof, source.tls.as_ref())
 }
 
 /// Runs the page server of the command line.
@@ -206,12 +227,27 @@ pub fn listen(address: Option<&str>, port: u16) -> Result<(TcpListener, u16)> {
     Ok((l, port))
 }
 
-/// Serves one session on `sock` into `dir`.
-pub fn serve(dir: &ImageDir, sock: OwnedFd, peer: &str, wait_eof: bool) -> Result<Summary> {
-    let mut f = std::fs::File::from(sock);
-    Session::new(dir, peer)
-        .serve(&mut f, wait_eof)
-        .map_err(|e| Error::Refused(crate::report(&e)))
+/// Serves one session on `sock` into `dir`, through TLS with `tls`.
+pub fn serve(
+    dir: &ImageDir,
+    sock: OwnedFd,
+    peer: &str,
+    wait_eof: bool,
+    tls: Option<&ServerTls>,
+) -> Result<Summary> {
+    let refused = |e: rcriu_page_server::Error| Error::Refused(crate::report(&e));
+    let sock = std::fs::File::from(sock);
+    let session = Session::new(dir, peer);
+    match tls {
+        None => {
+            let mut s = sock;
+            session.serve(&mut s, wait_eof).map_err(refused)
+        }
+        Some(t) => {
+            let mut s = t.accept(sock, peer).map_err(refused)?;
+            session.serve(&mut s, wait_eof).map_err(refused)
+        }
+    }
 }
 
 /// criu's `cr_daemon`: the server goes on in a child of its own session

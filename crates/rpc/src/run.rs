@@ -175,9 +175,16 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
 }
 
 /// Where `--page-server` sends the pages: the socket of `--ps-socket`,
-/// or `--address` and `--port`.
+/// or `--address` and `--port` (through TLS with `--tls`).
 fn page_server_target(o: &Options) -> Result<rcriu_page_server::Target> {
     if let Some(fd) = o.ps_socket {
+        if o.tls {
+            // criu's dump makes no TLS session on a given socket, yet
+            // would send through one: refused, not sent in the clear.
+            return Err(Error::Refused(
+                "--tls with --ps-socket: the dump makes its TLS session only on a connection of its own (--address, --port)".into(),
+            ));
+        }
         return Ok(rcriu_page_server::Target::Fd(fd));
     }
     let address = o
@@ -190,6 +197,19 @@ fn page_server_target(o: &Options) -> Result<rcriu_page_server::Target> {
     Ok(rcriu_page_server::Target::Tcp {
         address,
         port: o.port,
+        tls: tls_options(o),
+    })
+}
+
+/// criu's `--tls` options, their paths in the work directory as criu
+/// reads them (after its chdir there); `None` without `--tls`.
+pub fn tls_options(o: &Options) -> Option<rcriu_page_server::TlsOptions> {
+    o.tls.then(|| rcriu_page_server::TlsOptions {
+        cacert: o.tls_cacert.as_deref().map(|p| o.in_work_dir(p)),
+        cacrl: o.tls_cacrl.as_deref().map(|p| o.in_work_dir(p)),
+        cert: o.tls_cert.as_deref().map(|p| o.in_work_dir(p)),
+        key: o.tls_key.as_deref().map(|p| o.in_work_dir(p)),
+        no_cn_verify: o.tls_no_cn_verify,
     })
 }
 

@@ -13,6 +13,7 @@
 //! exec, prctl, kill, waitpid), each with a `// SAFETY:` comment.
 
 mod inside;
+pub mod pki;
 
 pub use inside::Inside;
 
