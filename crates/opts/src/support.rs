@@ -245,16 +245,15 @@ pub static TABLE: &[Entry] = &[
         "--external",
         "external",
         NotYet(
-            "external resources other than a network namespace (net[INODE]:KEY) or a mount (mnt[A]:B)",
+            "external resources other than a network namespace (net[INODE]:KEY), a veth's peer (veth[IN]:OUT) or a mount (mnt[A]:B)",
         ),
-        |o, _| o.external.iter().any(|e| external_net(e).is_none()),
+        |o, _| {
+            o.external
+                .iter()
+                .any(|e| external_net(e).is_none() && external_veth(e).is_none())
+        },
     ),
-    e(
-        "--veth-pair",
-        "veths",
-        NotYet("network namespaces"),
-        |o, _| !o.veth_pairs.is_empty(),
-    ),
+    e("--veth-pair", "veths", Honoured, never),
     e(
         "-M, --ext-mount-map",
         "ext_mnt, auto_ext_mnt",

@@ -23,7 +23,7 @@ use rcriu_images::{ImageDir, ImageFile, pb};
 use rcriu_proc::Pid;
 use rustix::thread::UnshareFlags;
 
-use crate::{Error, Result, ipcns, mnt, sys, utsns};
+use crate::{Error, Result, ipcns, mnt, net, sys, utsns};
 
 /// What the caller tells the restore of a container.
 #[derive(Debug, Clone, Default)]
@@ -35,6 +35,9 @@ pub struct Options {
     /// criu's `--inherit-fd fd[N]:KEY`: the caller's fds, by key (an
     /// external network namespace is joined through its key's fd).
     pub inherit_fds: Vec<(i32, String)>,
+    /// criu's `--external veth[IN]:OUT[@BRIDGE]`: the outside end of a
+    /// veth of the network namespace, by its inside name.
+    pub veths: Vec<(String, String)>,
 }
 
 /// The namespaces the root of the images has of its own.
@@ -45,6 +48,9 @@ pub struct Container {
     /// The key of an external network namespace (`netns-<id>.img`'s
     /// `ext_key`), joined rather than made.
     pub net_ext: Option<String>,
+    /// A network namespace of its own made again with its devices,
+    /// addresses, routes and firewall (`netdev-<id>.img` is there).
+    pub net_full: Option<net::NetNs>,
     pub uts: Option<pb::UtsnsEntry>,
     /// The IPC namespace's limits and its id (which names the images of
     /// its objects).
@@ -80,7 +86,12 @@ pub fn load(
         let file = ImageFile::Netns(ids.net_ns_id.unwrap_or(0).into());
         if dir.exists(file) {
             let e: pb::NetnsEntry = dir.read_one(file)?;
-            c.net_ext = e.ext_key.map(|k| String::from_utf8_lossy(&k).into_owned());
+            let id = ids.net_ns_id.unwrap_or(0);
+            if e.ext_key.is_none() && dir.exists(ImageFile::Netdev(id.into())) {
+                c.net_full = Some(net::load(dir, id, e)?);
+            } else {
+                c.net_ext = e.ext_key.map(|k| String::from_utf8_lossy(&k).into_owned());
+            }
         }
     }
     if own(ids.uts_ns_id, dumper.uts_ns_id) {
@@ -165,6 +176,17 @@ fn set_up(
     o: &Options,
     dir: &ImageDir,
 ) -> Result<(Option<mnt::Prepared>, Option<OwnedFd>)> {
+    // rcriu's network namespace, where the outside ends of veths go.
+    let host_net = match &c.net_full {
+        Some(n) => {
+            n.check(&o.veths)?;
+            Some(OwnedFd::from(
+                std::fs::File::open("/proc/thread-self/ns/net")
+                    .map_err(Error::file("opening", "/proc/thread-self/ns/net"))?,
+            ))
+        }
+        None => None,
+    };
     let mut flags = UnshareFlags::empty();
     if c.mnt.is_some() {
         flags |= UnshareFlags::NEWNS;
@@ -181,6 +203,11 @@ fn set_up(
     sys::unshare(flags).map_err(Error::host("unsharing the container's namespaces"))?;
     if let Some(key) = &c.net_ext {
         join_external_net(key, &o.inherit_fds)?;
+    }
+    // As CRIU, the network before the mounts (its tools run in rcriu's
+    // mount namespace).
+    if let (Some(n), Some(host)) = (&c.net_full, &host_net) {
+        net::restore_here(dir, n, &o.veths, host)?;
     }
     if let Some(u) = &c.uts {
         utsns::set_here(u)?;
@@ -237,6 +264,7 @@ impl Holder {
         let (fork_tx, fork_rx) = mpsc::channel::<Fork>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(Pid, Vec<(u32, OwnedFd)>)>>();
         let (done_tx, done_rx) = mpsc::channel();
+        let (c_full, veths) = (c.net_full.is_some(), o.veths.clone());
         let (c, o, dir) = (c.clone(), o.clone(), dir.clone());
         let thread = std::thread::Builder::new()
             .name("namespaces".into())
@@ -296,6 +324,12 @@ impl Holder {
             })
             .map_err(Error::host("starting the namespace holder"))?;
         let (tid, ptys) = match ready_rx.recv() {
+            Ok(Ok(t)) if c_full => {
+                // The outside ends of the veths are in rcriu's network
+                // namespace, this thread's.
+                net::to_bridges(&veths)?;
+                t
+            }
             Ok(Ok(t)) => t,
             Ok(Err(e)) => {
                 let _ = thread.join();
