@@ -1,8 +1,8 @@
 //! A process in a network namespace of its own, dumped with it and
 //! restored into it made again, as CRIU 4.2 does: links (lo, a veth whose
 //! peer is outside, `--external veth[IN]:OUT`), addresses, routes, rules,
-//! sysctls, the iptables and nftables rules, and an established TCP
-//! connection inside it, locked with the whole namespace. The workload
+//! sysctls, the iptables and nftables rules, the conntrack table, and an
+//! established TCP connection inside it, locked with the whole namespace. The workload
 //! (tests/workloads/netns.c) checks all of it from inside once restored.
 //! Each claim has a negative control: images edited to lose a piece,
 //! which the workload then misses. Devices not restored are refused by
@@ -146,6 +146,11 @@ fn a_namespace_of_its_own_comes_back_whole() {
         assert!(ipt.contains("-A INPUT -s 10.79.0.0/24 -j DROP"), "{ipt}");
         let nft = std::fs::read_to_string(dir.file_path(ImageFile::Nftables(id))).unwrap();
         assert!(nft.contains("ip saddr 10.81.0.1 drop"), "{nft}");
+        // The conntrack entries as the kernel sent them, echoing CRIU's
+        // sequence number (which CRIU's restore waits for).
+        let ct = std::fs::read(dir.file_path(ImageFile::NetnsCt(id))).unwrap();
+        assert!(ct.len() > 16, "netns-ct-{id}.img holds the connection");
+        assert_eq!(u32::from_ne_bytes(ct[8..12].try_into().unwrap()), 24680);
         let mode = std::fs::metadata(dir.file_path(ImageFile::Route(id))).unwrap();
         assert_eq!(
             std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
@@ -188,7 +193,16 @@ fn header_only(dir: &Path, file: ImageFile) {
 #[test]
 fn a_namespace_losing_a_piece_shows() {
     let _g = setup();
-    let edits: [(&str, Edit, &str); 6] = [
+    let edits: [(&str, Edit, &str); 7] = [
+        (
+            "conntrack",
+            |d, id| {
+                for f in [ImageFile::NetnsCt(id), ImageFile::NetnsExp(id)] {
+                    std::fs::remove_file(d.join(f.name())).expect("a conntrack image");
+                }
+            },
+            "the conntrack entry of the connection is not there",
+        ),
         (
             "route",
             |d, id| header_only(d, ImageFile::Route(id)),

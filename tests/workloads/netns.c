@@ -2,7 +2,9 @@
  * netns: a process in a network namespace of its own, which it sets up:
  *   lo up, 10.77.0.1/24, 10.82.0.1/32 and fd77::1/64 on it; routes 10.78.0.0/24 via
  *   10.77.0.2 and fd78::/64 on lo (metric 7); a rule "from 10.77.0.5 lookup
- *   100"; an iptables (legacy) rule dropping 10.79.0.0/24 in INPUT; an
+ *   100"; iptables (legacy) rules dropping 10.79.0.0/24 in INPUT and
+ *   accepting NEW,ESTABLISHED tcp (the connection has a conntrack entry,
+ *   marked 119 by a CONNMARK rule deleted right after it is made); an
  *   nftables table "inet rcriu_t" dropping 10.81.0.1; sysctls
  *   net.unix.max_dgram_qlen 77, net.ipv4.conf.default.arp_ignore 1 and
  *   net.ipv4.conf.lo.accept_local 1;
@@ -130,6 +132,10 @@ static const char *setup_net(const char *kind)
 		return "ip rule add";
 	if (sh("iptables-legacy -w -A INPUT -s 10.79.0.0/24 -j DROP"))
 		return "iptables-legacy -A";
+	if (sh("iptables-legacy -w -A INPUT -p tcp -m state --state NEW,ESTABLISHED -j ACCEPT"))
+		return "iptables-legacy -A (state)";
+	if (sh("iptables-legacy -w -t mangle -A OUTPUT -p tcp --dport 7777 -j CONNMARK --set-mark 119"))
+		return "iptables-legacy -A (connmark)";
 	if (sh("nft add table inet rcriu_t && "
 	       "nft 'add chain inet rcriu_t c { type filter hook input priority 0; }' && "
 	       "nft add rule inet rcriu_t c ip saddr 10.81.0.1 drop"))
@@ -180,6 +186,10 @@ int main(int argc, char **argv)
 	int s = place(accept(l, NULL, NULL), 12);
 	if (s < 0 || send(c, "before-dump", 11, 0) != 11)
 		return verdict(out, "FAIL: accepting\n");
+	/* The connection's conntrack entry is marked 119; no packet is
+	   marked after this, so only the entry restored has the mark. */
+	if (sh("iptables-legacy -w -t mangle -D OUTPUT -p tcp --dport 7777 -j CONNMARK --set-mark 119"))
+		return verdict(out, "FAIL: deleting the connmark rule\n");
 
 	signal(SIGUSR1, on_usr1);
 	sigset_t m, old;
@@ -208,6 +218,10 @@ int main(int argc, char **argv)
 		{ "lo up", "ip link show dev lo | grep -q 'LOOPBACK,UP'" },
 		{ NULL, NULL },
 	};
+	/* The conntrack entry with its mark: the one restored (a window
+	   probe after the restore makes one, unmarked, were it missing). */
+	if (sh("grep -q 'ESTABLISHED .*dport=7777 .*mark=119' /proc/net/nf_conntrack"))
+		return verdict(out, "FAIL: the conntrack entry of the connection is not there\n");
 	for (int i = 0; checks[i].what; i++)
 		if (sh(checks[i].cmd)) {
 			static char msg[128];

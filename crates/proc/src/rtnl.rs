@@ -21,6 +21,11 @@ const NLA_TYPE_MASK: u16 = 0x3fff;
 /// `NLA_F_NESTED`.
 pub const NLA_F_NESTED: u16 = 0x8000;
 
+/// The sequence number of every request, CRIU's (`CR_NLMSG_SEQ`): the
+/// kernel echoes it in the conntrack messages the images keep, and CRIU
+/// waits for the acknowledgement of each it puts back by that number.
+pub const SEQ: u32 = 24680;
+
 /// Room for one answer datagram.
 const ANSWER_ROOM: usize = 64 * 1024;
 
@@ -30,7 +35,6 @@ const ANSWER_ROOM: usize = 64 * 1024;
 pub struct Netlink {
     fd: OwnedFd,
     buf: Vec<u8>,
-    seq: u32,
     what: &'static str,
 }
 
@@ -64,7 +68,6 @@ impl Netlink {
         Ok(Netlink {
             fd,
             buf: vec![0; ANSWER_ROOM],
-            seq: 0,
             what,
         })
     }
@@ -140,8 +143,7 @@ impl Netlink {
     /// Sends a dump request of `kind` whose family part is `body`;
     /// returns every answer message whole (header included), in order.
     pub fn dump(&mut self, kind: u16, body: &[u8], about: &str) -> Result<Vec<Vec<u8>>> {
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
+        let seq = SEQ;
         let mut req = header(kind, NLM_F_REQUEST | NLM_F_DUMP, seq);
         req.extend_from_slice(body);
         finish(&mut req);
@@ -151,8 +153,8 @@ impl Netlink {
         Ok(out)
     }
 
-    /// Sends the whole message `msg` (its sequence number set here, its
-    /// flags as given) and waits for the kernel's acknowledgement.
+    /// Sends the whole message `msg` (its sequence number set to [`SEQ`],
+    /// its flags as given) and waits for the kernel's acknowledgement.
     pub fn request(&mut self, msg: &mut [u8], about: &str) -> Result<()> {
         if msg.len() < NLMSG_HDRLEN {
             return Err(nl_error(
@@ -160,8 +162,7 @@ impl Netlink {
                 io::Error::other("a message shorter than its header"),
             ));
         }
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
+        let seq = SEQ;
         msg[8..12].copy_from_slice(&seq.to_ne_bytes());
         self.send(msg, about)?;
         self.answers(seq, about, &mut |_| {})
