@@ -180,6 +180,80 @@ fn a_namespace_of_its_own_comes_back_whole() {
     }
 }
 
+#[test]
+fn a_veth_pair_inside_and_a_peer_put_in_a_bridge() {
+    let _g = setup();
+    let _ = Command::new("ip").args(["link", "del", "rcbr0"]).output();
+    sh("ip", &["link", "add", "rcbr0", "type", "bridge"]);
+    struct Bridge;
+    impl Drop for Bridge {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["link", "del", "rcbr0"]).output();
+        }
+    }
+    let _br = Bridge;
+    for lose_pair in [false, true] {
+        let mut w = start("netns", &["veth=rcbi0", "pair"]);
+        let veth = Veth::give(w.pid, "rcbh0", "rcbi0");
+        let images = TempDir::new("netns-pair");
+        Dump::new(w.pid)
+            .images_dir(images.path())
+            .tcp_established(true)
+            .run()
+            .unwrap_or_else(|e| panic!("dumping: {e}"));
+        w.reap();
+        veth.wait_gone();
+        let dir = ImageDir::open(images.path()).unwrap();
+        let id = net_id(&dir);
+        let mut links: Vec<pb::NetDeviceEntry> = dir.read_all(ImageFile::Netdev(id)).unwrap();
+        let pair: Vec<_> = links.iter().filter(|l| l.name.starts_with(b"vp")).collect();
+        assert_eq!(pair.len(), 2, "both ends of the pair dumped");
+        assert!(pair.iter().all(|l| l.peer_nsid == Some(id as u32)));
+        if lose_pair {
+            // Negative control: the second end renamed in the images.
+            for l in &mut links {
+                if l.name == b"vpb" {
+                    l.name = b"vpz".to_vec();
+                }
+            }
+            let file = ImageFile::Netdev(id);
+            std::fs::remove_file(dir.file_path(file)).unwrap();
+            dir.write_all(file, &links).unwrap();
+            std::fs::remove_file(images.path().join(rcriu::images::manifest::MANIFEST)).unwrap();
+        }
+        let r = rcriu::Restore::new(images.path())
+            .tcp_established(true)
+            .external_veth("rcbi0", "rcbh0@rcbr0")
+            .detach(true)
+            .run();
+        if !lose_pair {
+            // While it runs (its end takes the pair with it).
+            r.as_ref().unwrap_or_else(|e| panic!("restoring: {e}"));
+            let out = Command::new("ip")
+                .args(["-br", "link", "show", "master", "rcbr0"])
+                .output()
+                .unwrap();
+            let out = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.contains("rcbh0"),
+                "the outside end is in the bridge: {out}"
+            );
+        }
+        let verdict = r.map_err(|e| e.to_string()).and_then(|_| w.verdict());
+        if lose_pair {
+            let e = verdict.expect_err("the pair lost an end, yet PASS");
+            assert!(
+                e.contains("the veth pair inside is not there")
+                    || e.contains("restoring the addresses")
+                    || e.contains("ifaddr"),
+                "{e}"
+            );
+            continue;
+        }
+        verdict.unwrap_or_else(|e| panic!("restored: {e}"));
+    }
+}
+
 /// What a negative control does to the images of namespace `id`.
 type Edit = fn(&Path, u64);
 

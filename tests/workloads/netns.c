@@ -11,10 +11,12 @@
  *   fd 10 a TCP listener on 10.77.0.1:7777, fds 11/12 a connection to
  *   it: 11 sent "before-dump", which 12 has not read.
  *
- *   netns OUTFILE [veth=NAME] [kind=KIND]
+ *   netns OUTFILE [veth=NAME] [kind=KIND] [pair]
  *     veth=NAME   the test gives the namespace veth NAME (its peer
  *                 outside) with 10.80.0.2/24 once this is ready; the
  *                 check looks for them
+ *     pair        also a veth pair inside: vpa (10.90.0.1/24), vpb
+ *                 (10.90.0.2/24), both up
  *     kind=KIND   also makes a link "rc0" of KIND (bridge, "vxlan id 42
  *                 dstport 4789", tun...)
  *
@@ -111,7 +113,7 @@ static struct sockaddr_in srv_addr(void)
 	return a;
 }
 
-static const char *setup_net(const char *kind)
+static const char *setup_net(const char *kind, int pair)
 {
 	static char cmd[256];
 	if (unshare(CLONE_NEWNET))
@@ -146,6 +148,10 @@ static const char *setup_net(const char *kind)
 		return "default arp_ignore";
 	if (put_ctl("/proc/sys/net/ipv4/conf/lo/accept_local", "1\n"))
 		return "lo accept_local";
+	if (pair && sh("ip link add vpa type veth peer name vpb && ip link set vpa up && "
+		       "ip link set vpb up && ip addr add 10.90.0.1/24 dev vpa && "
+		       "ip addr add 10.90.0.2/24 dev vpb"))
+		return "the veth pair";
 	if (kind) {
 		if (!strcmp(kind, "tun"))
 			snprintf(cmd, sizeof(cmd), "ip tuntap add rc0 mode tun");
@@ -162,14 +168,17 @@ int main(int argc, char **argv)
 	if (argc < 2)
 		return 2;
 	const char *out = argv[1], *veth = NULL, *kind = NULL;
+	int pair = 0;
 	for (int i = 2; i < argc; i++) {
 		if (!strncmp(argv[i], "veth=", 5))
 			veth = argv[i] + 5;
 		else if (!strncmp(argv[i], "kind=", 5))
 			kind = argv[i] + 5;
+		else if (!strcmp(argv[i], "pair"))
+			pair = 1;
 	}
 	int null = open("/dev/null", O_RDWR);
-	const char *why = setup_net(kind);
+	const char *why = setup_net(kind, pair);
 	if (why) {
 		fprintf(stderr, "netns: %s\n", why);
 		return verdict(out, "FAIL: setting up the namespace\n");
@@ -234,6 +243,10 @@ int main(int argc, char **argv)
 		if (sh(vcheck))
 			return verdict(out, "FAIL: the veth or its address is not there\n");
 	}
+	if (pair && sh("ip -4 addr show dev vpa | grep -q 'inet 10.90.0.1/24' && "
+		       "ip -4 addr show dev vpb | grep -q 'inet 10.90.0.2/24' && "
+		       "ip link show dev vpa | grep -q 'vpa@vpb:.*UP'"))
+		return verdict(out, "FAIL: the veth pair inside is not there\n");
 	if (!ctl_is("/proc/sys/net/unix/max_dgram_qlen", "77"))
 		return verdict(out, "FAIL: sysctl net.unix.max_dgram_qlen is not 77\n");
 	if (!ctl_is("/proc/sys/net/ipv4/conf/default/arp_ignore", "1"))
