@@ -254,6 +254,56 @@ fn a_veth_pair_inside_and_a_peer_put_in_a_bridge() {
     }
 }
 
+/// `iptables -S` (the nftables backend, where the lock's chain goes) in
+/// the namespace mounted at `/run/netns/NAME`.
+fn rules_in(name: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", name, "iptables", "-w", "-S"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_namespace_joined_at_the_restore_is_unlocked() {
+    let _g = setup();
+    let name = "rcriu-join-test";
+    let _ = Command::new("ip").args(["netns", "del", name]).output();
+    let mut w = start("netns", &[]);
+    // The namespace outlives the process: the restore joins it
+    // (criu's --join-ns net:PATH), as zdtm's netns_lock tests do.
+    sh("ip", &["netns", "attach", name, &w.pid.to_string()]);
+    struct Mounted(&'static str);
+    impl Drop for Mounted {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", self.0]).output();
+        }
+    }
+    let _m = Mounted(name);
+    let images = TempDir::new("netns-join");
+    Dump::new(w.pid)
+        .images_dir(images.path())
+        .tcp_established(true)
+        .run()
+        .unwrap_or_else(|e| panic!("dumping: {e}"));
+    w.reap();
+    // The dump left the namespace locked as a whole.
+    assert!(
+        rules_in(name).contains("-A INPUT -j CRIU"),
+        "{}",
+        rules_in(name)
+    );
+    rcriu::Restore::new(images.path())
+        .tcp_established(true)
+        .join_net(format!("/run/netns/{name}"))
+        .detach(true)
+        .run()
+        .unwrap_or_else(|e| panic!("restoring: {e}"));
+    assert!(!rules_in(name).contains("CRIU"), "{}", rules_in(name));
+    // Its checks pass, a new connection to its listener among them.
+    w.verdict().unwrap_or_else(|e| panic!("restored: {e}"));
+}
+
 /// What a negative control does to the images of namespace `id`.
 type Edit = fn(&Path, u64);
 

@@ -148,9 +148,12 @@ pub static TABLE: &[Entry] = &[
     e("-S, --restore-sibling", "rst_sibling", Honoured, never),
     e("-r, --root", "root", Honoured, never),
     e("--inherit-fd", "inherit_fd", Honoured, never),
-    e("-J, --join-ns", "join_ns", NotYet("namespaces"), |o, _| {
-        !o.join_ns.is_empty()
-    }),
+    e(
+        "-J, --join-ns",
+        "join_ns",
+        NotYet("joining a namespace other than net (net:PATH)"),
+        |o, _| o.join_ns.iter().any(|j| j.ns != "net" || j.extra.is_some()),
+    ),
     e(
         "--empty-ns",
         "empty_ns",

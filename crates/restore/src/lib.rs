@@ -270,6 +270,14 @@ impl Restore {
         self
     }
 
+    /// The tree is restored in the network namespace at `path` (a file
+    /// of `/proc/PID/ns/` or a bind of one, or a pid), joined rather than
+    /// made (criu's `--join-ns net:PATH`).
+    pub fn join_net(mut self, path: impl Into<PathBuf>) -> Restore {
+        self.namespaces.join_net = Some(path.into());
+        self
+    }
+
     /// The veth `inside` of the images' network namespace has its peer
     /// `outside` (`NAME` or `NAME@BRIDGE`) in rcriu's, made there (criu's
     /// `--external veth[IN]:OUT[@BRIDGE]`, `--veth-pair IN=OUT`).
@@ -407,6 +415,11 @@ impl Restore {
         }
         let root_img = &tree.procs[0];
         files::check_inherited(&root_img.files, &self.namespaces.inherit_fds)?;
+        if self.namespaces.join_net.is_some() && !tree.container.as_ref().is_some_and(|c| c.net) {
+            return Err(Error::unsupported(
+                "joining a network namespace (--join-ns net) for a tree dumped in rcriu's own",
+            ));
+        }
         // A container's namespaces, made by their holder, whose root the
         // files are opened from.
         let mut holder = tree

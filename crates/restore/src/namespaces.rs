@@ -38,6 +38,9 @@ pub struct Options {
     /// criu's `--external veth[IN]:OUT[@BRIDGE]`: the outside end of a
     /// veth of the network namespace, by its inside name.
     pub veths: Vec<(String, String)>,
+    /// criu's `--join-ns net:PATH`: the network namespace the tree is
+    /// restored in, joined (its images' namespace is not made).
+    pub join_net: Option<PathBuf>,
 }
 
 /// The namespaces the root of the images has of its own.
@@ -177,7 +180,9 @@ fn set_up(
     dir: &ImageDir,
 ) -> Result<(Option<mnt::Prepared>, Option<OwnedFd>)> {
     // rcriu's network namespace, where the outside ends of veths go.
+    let joining = c.net && o.join_net.is_some();
     let host_net = match &c.net_full {
+        Some(_) if joining => None,
         Some(n) => {
             n.check(&o.veths)?;
             Some(OwnedFd::from(
@@ -191,7 +196,7 @@ fn set_up(
     if c.mnt.is_some() {
         flags |= UnshareFlags::NEWNS;
     }
-    if c.net && c.net_ext.is_none() {
+    if c.net && c.net_ext.is_none() && !joining {
         flags |= UnshareFlags::NEWNET;
     }
     if c.uts.is_some() {
@@ -201,7 +206,9 @@ fn set_up(
         flags |= UnshareFlags::NEWIPC;
     }
     sys::unshare(flags).map_err(Error::host("unsharing the container's namespaces"))?;
-    if let Some(key) = &c.net_ext {
+    if let (true, Some(path)) = (joining, &o.join_net) {
+        join_net(path)?;
+    } else if let Some(key) = &c.net_ext {
         join_external_net(key, &o.inherit_fds)?;
     }
     // As CRIU, the network before the mounts (its tools run in rcriu's
@@ -237,6 +244,21 @@ fn set_up(
     Ok((Some(prepared), Some(proc)))
 }
 
+/// Joins the network namespace at `path` (`--join-ns net:PATH`; a pid
+/// stands for its process's).
+fn join_net(path: &Path) -> Result<()> {
+    let path = match path.to_str().and_then(|p| p.parse::<u32>().ok()) {
+        Some(pid) => PathBuf::from(format!("/proc/{pid}/ns/net")),
+        None => path.to_owned(),
+    };
+    let ns = std::fs::File::open(&path).map_err(Error::file("opening (--join-ns net)", &path))?;
+    rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&ns),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .map_err(|e| Error::file("joining the network namespace (--join-ns net)", &path)(e.into()))
+}
+
 /// Joins the external network namespace the caller gives for `key`
 /// (`--inherit-fd fd[N]:KEY`).
 fn join_external_net(key: &str, inherited: &[(i32, String)]) -> Result<()> {
@@ -264,7 +286,10 @@ impl Holder {
         let (fork_tx, fork_rx) = mpsc::channel::<Fork>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(Pid, Vec<(u32, OwnedFd)>)>>();
         let (done_tx, done_rx) = mpsc::channel();
-        let (c_full, veths) = (c.net_full.is_some(), o.veths.clone());
+        let (c_full, veths) = (
+            c.net_full.is_some() && o.join_net.is_none(),
+            o.veths.clone(),
+        );
         let (c, o, dir) = (c.clone(), o.clone(), dir.clone());
         let thread = std::thread::Builder::new()
             .name("namespaces".into())
