@@ -176,7 +176,7 @@ pub static TABLE: &[Entry] = &[
         "--weak-sysctls",
         "weak_sysctls",
         NoOp(
-            "the only sysctls rcriu restores, an IPC namespace's limits, exist on every kernel it runs on",
+            "sysctls are written strictly: a network namespace's conf the dump read and this kernel lacks fails the restore, naming it",
         ),
         never,
     ),
