@@ -87,6 +87,7 @@ pub mod memfd;
 pub mod mm;
 pub mod mnt;
 pub mod namespaces;
+pub mod net;
 pub mod nsfile;
 mod page_writers;
 mod page_xfer;

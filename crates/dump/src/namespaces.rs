@@ -12,8 +12,11 @@
 //! socket modules, which ask sock_diag there ([`Container::net_ns`],
 //! [`crate::sockets::NetNs`]).
 //!
-//! Not yet: nested pid
-//! namespaces; a network namespace dumped with its devices.
+//! A network namespace of its own that is neither empty nor external is
+//! dumped with its devices, addresses, routes, rules, sysctls and
+//! firewall ([`net`]), locked as a whole first as CRIU locks it.
+//!
+//! Not yet: nested pid namespaces.
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -23,7 +26,7 @@ use rcriu_proc::{Namespaces, NsKind, Pid, Task};
 use rustix::thread::LinkNameSpaceType;
 
 use crate::tree::{Kind, Tree};
-use crate::{Error, Result, ipcns, mnt, utsns};
+use crate::{Error, Result, ipcns, mnt, net, utsns};
 
 /// `CLONE_NEWNET`, the only namespace `--empty-ns` takes.
 pub const CLONE_NEWNET: u32 = 0x4000_0000;
@@ -39,6 +42,11 @@ pub struct Options {
     pub ext_mounts: Vec<(String, String)>,
     /// criu's `--external net[INODE]:KEY`: namespace inode → key.
     pub ext_nets: Vec<(u64, String)>,
+    /// criu's `--network-lock`: how a network namespace of its own is
+    /// locked while it is dumped.
+    pub network_lock: crate::tcp_stream::LockMethod,
+    /// This run's id (names the nftables lock's table).
+    pub run_id: String,
 }
 
 /// The namespaces of the tree's own, collected while it is frozen.
@@ -54,6 +62,10 @@ pub struct Container {
     /// The key of its network namespace, when the caller named it
     /// external (`netns-<id>.img` holds only the key).
     pub net_ext: Option<String>,
+    /// Its network namespace of its own, dumped whole.
+    pub net: Option<net::NetDump>,
+    /// The lock of that namespace, lifted when dropped unless kept.
+    pub net_lock: Option<NsLock>,
     /// Each process's pid on the host and in its pid namespace.
     pub vpids: Vec<(Pid, Pid)>,
 }
@@ -127,10 +139,26 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
             .find(|(i, _)| Some(*i) == ino)
             .map(|(_, k)| k.clone());
         if c.net_ext.is_none() && o.empty_ns & CLONE_NEWNET == 0 {
-            return Err(Error::unsupported(
-                pid,
-                "a network namespace of its own (only an empty one, --empty-ns net, or an external one, --external net[INODE]:KEY, is restored)",
-            ));
+            let path = format!("/proc/{pid}/ns/net");
+            let file = std::fs::File::open(&path).map_err(Error::file(pid, &path))?;
+            let (method, run_id) = (o.network_lock, o.run_id.clone());
+            let locked = {
+                let run_id = run_id.clone();
+                inside(pid, &[LinkNameSpaceType::Network], move || {
+                    rcriu_restore::net_lock::lock_ns(method, &run_id)
+                        .map_err(|e| format!("locking its network namespace: {e}"))
+                })?
+            };
+            locked.map_err(|why| Error::unsupported(pid, why))?;
+            c.net_lock = Some(NsLock {
+                file,
+                method,
+                run_id,
+                keep: false,
+            });
+            let dumped = inside(pid, &[LinkNameSpaceType::Network], net::read_here)?
+                .map_err(|why| Error::unsupported(pid, why))?;
+            c.net = Some(dumped);
         }
     }
     if own.contains(&NsKind::Pid) {
@@ -216,6 +244,39 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
     Ok(Some(c))
 }
 
+/// The lock of a network namespace of the tree's own, taken before it
+/// is read (so its firewall images hold it): lifted when dropped, unless
+/// the dump ended with the tree killed ([`NsLock::keep`]), when the
+/// restore lifts it.
+#[derive(Debug)]
+pub struct NsLock {
+    file: std::fs::File,
+    method: crate::tcp_stream::LockMethod,
+    run_id: String,
+    keep: bool,
+}
+
+impl NsLock {
+    /// The tree is gone: the lock stays for the restore.
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for NsLock {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        let (method, run_id) = (self.method, self.run_id.as_str());
+        if let Err(e) = crate::sockets::joined(&self.file, || {
+            rcriu_restore::net_lock::unlock_ns(method, run_id)
+        }) {
+            log::error!("lifting the lock of the network namespace: {e}");
+        }
+    }
+}
+
 impl Container {
     /// The network namespace of its own its sockets live in, open, when
     /// it has one (empty or external, as [`collect`] checked).
@@ -236,7 +297,8 @@ impl Container {
         Ok(Some(crate::sockets::NetNs {
             file,
             ino,
-            empty: self.net_ext.is_none(),
+            empty: self.net_ext.is_none() && self.net.is_none(),
+            whole: self.net.is_some(),
         }))
     }
 

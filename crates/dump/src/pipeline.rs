@@ -48,7 +48,7 @@ use crate::tree::{Kind, Member, Tree};
 use crate::{
     Error, Result, attrs, cgroup, core, files, fs, ids, inventory, memfd, mm, pages, pstree,
 };
-use crate::{ipcns, mnt, namespaces, seccomp, sys, threads, timens, timers};
+use crate::{ipcns, mnt, namespaces, net, seccomp, sys, threads, timens, timers};
 
 /// The options of one dump.
 #[derive(Debug, Clone)]
@@ -575,6 +575,9 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         );
         killed?;
         c.files_extra.keep_sockets_locked();
+        if let Some(l) = c.container.as_mut().and_then(|ct| ct.net_lock.as_mut()) {
+            l.keep();
+        }
         c.files_extra.tty_data.keep();
         // The process is gone: its link remaps stay for the restore.
         c.files_extra.links.keep();
@@ -748,6 +751,9 @@ fn write_namespaces(
         };
         out.write_one(ImageFile::Netns(id.into()), &e)?;
     }
+    if let (Some(n), Some(id)) = (&ct.net, ids.net_ns_id) {
+        write_net(out, pid, n, id)?;
+    }
     if let (Some(tree), Some(id)) = (&ct.mnt, ids.mnt_ns_id) {
         out.write_all(ImageFile::Mountpoints(id.into()), &tree.entries)?;
         // One tar per tmpfs, side by side; each waited for, even when
@@ -775,6 +781,23 @@ fn write_namespaces(
             }
         }
         first?;
+    }
+    Ok(())
+}
+
+/// The images of a network namespace dumped whole ([`net`]).
+fn write_net(out: &mut Output, pid: Pid, n: &net::NetDump, id: u32) -> Result<()> {
+    out.write_one(ImageFile::Netns(id.into()), &n.netns)?;
+    out.write_all(ImageFile::Netdev(id.into()), &n.netdev(id))?;
+    for (file, bytes) in &n.raw {
+        let file = file(id.into());
+        let mut f = out
+            .created(file)?
+            .create_raw(file)
+            .map_err(Error::image(pid))?;
+        std::io::Write::write_all(&mut f, bytes)
+            .map_err(Error::sys("writing a network image", pid))?;
+        fault::image(&file.name()).map_err(Error::compel(pid))?;
     }
     Ok(())
 }
@@ -1058,7 +1081,12 @@ fn collect_tree(
         return Err(Error::NotSessionLeader { pid, sid: root.sid });
     }
     let sharing = check_tree(tree)?;
-    let container = namespaces::collect(tree, &host.ns, &o.namespaces)?;
+    let ns_opts = namespaces::Options {
+        network_lock: o.sockets.network_lock,
+        run_id: o.run_id.clone(),
+        ..o.namespaces.clone()
+    };
+    let container = namespaces::collect(tree, &host.ns, &ns_opts)?;
     if container.is_some() && o.key.is_some() {
         // A container's tmpfs contents are read by tar at the restore.
         return Err(Error::unsupported(

@@ -62,6 +62,9 @@ pub struct NetNs {
     /// address other than a loopback or wildcard one, or connected,
     /// could not be made again.
     pub empty: bool,
+    /// Whether it is dumped whole, locked as a whole (its connections
+    /// need no lock of their own).
+    pub whole: bool,
 }
 
 /// What the dump of sockets is told (criu's options).
@@ -122,6 +125,9 @@ impl Sockets {
             pid,
         ))?;
         self.tcp.set_net(Some(copy));
+        if net.whole {
+            self.tcp.ns_locked();
+        }
         self.net = Some(net);
         Ok(())
     }

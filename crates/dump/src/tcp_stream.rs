@@ -162,6 +162,8 @@ pub struct Streams {
     /// The container's network namespace the connections live in: the
     /// lock's rules are set there (where their packets pass).
     net: Option<std::fs::File>,
+    /// The namespace is locked as a whole.
+    ns_locked: bool,
     pub streams: Vec<Stream>,
 }
 
@@ -185,6 +187,12 @@ impl Streams {
         self.net = net;
     }
 
+    /// Their network namespace is locked as a whole
+    /// ([`crate::namespaces::NsLock`]): no rules of their own.
+    pub fn ns_locked(&mut self) {
+        self.ns_locked = true;
+    }
+
     pub fn add(&mut self, p: Pending) {
         self.pending.push(p);
     }
@@ -201,7 +209,11 @@ impl Streams {
         if self.pending.is_empty() {
             return Ok(());
         }
-        self.method = opts.network_lock;
+        self.method = if self.ns_locked {
+            LockMethod::Skip
+        } else {
+            opts.network_lock
+        };
         self.run_id = run_id.to_owned();
         let conns: Vec<Conn> = self.pending.iter().map(Pending::conn).collect();
         let method = self.method;

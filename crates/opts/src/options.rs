@@ -338,7 +338,26 @@ pub fn external_net(e: &str) -> Option<(u64, &str)> {
     (!key.is_empty()).then_some((ino, key))
 }
 
+/// An `--external veth[IN]:OUT[@BRIDGE]`: the veth `IN` of a network
+/// namespace restored has its peer `OUT` outside (put in `BRIDGE`).
+pub fn external_veth(e: &str) -> Option<(&str, &str)> {
+    let rest = e.strip_prefix("veth[")?;
+    let (inside, out) = rest.split_once("]:")?;
+    (!inside.is_empty() && !out.is_empty()).then_some((inside, out))
+}
+
 impl Options {
+    /// The outside ends of veths (`veth[IN]:OUT[@BRIDGE]`, and the older
+    /// `--veth-pair IN=OUT`), by their inside name.
+    pub fn external_veths(&self) -> Vec<(String, String)> {
+        self.external
+            .iter()
+            .filter_map(|e| external_veth(e))
+            .map(|(i, o)| (i.to_string(), o.to_string()))
+            .chain(self.veth_pairs.iter().cloned())
+            .collect()
+    }
+
     /// The network namespaces named external (`net[INODE]:KEY`).
     pub fn external_nets(&self) -> Vec<(u64, String)> {
         self.external

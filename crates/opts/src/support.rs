@@ -148,9 +148,12 @@ pub static TABLE: &[Entry] = &[
     e("-S, --restore-sibling", "rst_sibling", Honoured, never),
     e("-r, --root", "root", Honoured, never),
     e("--inherit-fd", "inherit_fd", Honoured, never),
-    e("-J, --join-ns", "join_ns", NotYet("namespaces"), |o, _| {
-        !o.join_ns.is_empty()
-    }),
+    e(
+        "-J, --join-ns",
+        "join_ns",
+        NotYet("joining a namespace other than net (net:PATH)"),
+        |o, _| o.join_ns.iter().any(|j| j.ns != "net" || j.extra.is_some()),
+    ),
     e(
         "--empty-ns",
         "empty_ns",
@@ -173,7 +176,7 @@ pub static TABLE: &[Entry] = &[
         "--weak-sysctls",
         "weak_sysctls",
         NoOp(
-            "the only sysctls rcriu restores, an IPC namespace's limits, exist on every kernel it runs on",
+            "sysctls are written strictly: a network namespace's conf the dump read and this kernel lacks fails the restore, naming it",
         ),
         never,
     ),
@@ -245,16 +248,15 @@ pub static TABLE: &[Entry] = &[
         "--external",
         "external",
         NotYet(
-            "external resources other than a network namespace (net[INODE]:KEY) or a mount (mnt[A]:B)",
+            "external resources other than a network namespace (net[INODE]:KEY), a veth's peer (veth[IN]:OUT) or a mount (mnt[A]:B)",
         ),
-        |o, _| o.external.iter().any(|e| external_net(e).is_none()),
+        |o, _| {
+            o.external
+                .iter()
+                .any(|e| external_net(e).is_none() && external_veth(e).is_none())
+        },
     ),
-    e(
-        "--veth-pair",
-        "veths",
-        NotYet("network namespaces"),
-        |o, _| !o.veth_pairs.is_empty(),
-    ),
+    e("--veth-pair", "veths", Honoured, never),
     e(
         "-M, --ext-mount-map",
         "ext_mnt, auto_ext_mnt",

@@ -43,6 +43,7 @@ mod misc;
 mod mountinfo;
 mod ns;
 mod pagemap;
+pub mod rtnl;
 pub mod sched;
 pub mod sock_diag;
 mod stat;

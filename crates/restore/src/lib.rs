@@ -44,6 +44,7 @@ mod memfd;
 mod mm;
 mod mnt;
 mod namespaces;
+pub mod net;
 pub mod net_lock;
 mod nsfile;
 mod page_helper;
@@ -269,6 +270,26 @@ impl Restore {
         self
     }
 
+    /// The tree is restored in the network namespace at `path` (a file
+    /// of `/proc/PID/ns/` or a bind of one, or a pid), joined rather than
+    /// made (criu's `--join-ns net:PATH`).
+    pub fn join_net(mut self, path: impl Into<PathBuf>) -> Restore {
+        self.namespaces.join_net = Some(path.into());
+        self
+    }
+
+    /// The veth `inside` of the images' network namespace has its peer
+    /// `outside` (`NAME` or `NAME@BRIDGE`) in rcriu's, made there (criu's
+    /// `--external veth[IN]:OUT[@BRIDGE]`, `--veth-pair IN=OUT`).
+    pub fn external_veth(
+        mut self,
+        inside: impl Into<String>,
+        outside: impl Into<String>,
+    ) -> Restore {
+        self.namespaces.veths.push((inside.into(), outside.into()));
+        self
+    }
+
     /// The external mount the images name `key` is bound from `path`
     /// (criu's `--external mnt[KEY]:PATH`, the RPC's `ext_mnt`).
     pub fn ext_mount(mut self, key: impl Into<String>, path: impl Into<String>) -> Restore {
@@ -394,6 +415,11 @@ impl Restore {
         }
         let root_img = &tree.procs[0];
         files::check_inherited(&root_img.files, &self.namespaces.inherit_fds)?;
+        if self.namespaces.join_net.is_some() && !tree.container.as_ref().is_some_and(|c| c.net) {
+            return Err(Error::unsupported(
+                "joining a network namespace (--join-ns net) for a tree dumped in rcriu's own",
+            ));
+        }
         // A container's namespaces, made by their holder, whose root the
         // files are opened from.
         let mut holder = tree
@@ -471,7 +497,15 @@ impl Restore {
         let mut dead = sh.opener.take_dead();
         drop(fence);
         let (lock_method, run_id) = lock_of(root_img);
-        if in_net.is_some() {
+        // A network namespace made again with its firewall has the dump's
+        // lock of the whole namespace back (CRIU's): lifted as a whole.
+        let net_full = tree
+            .container
+            .as_ref()
+            .is_some_and(|c| c.net_full.is_some());
+        if net_full {
+            tcp.ns_locked();
+        } else if in_net.is_some() {
             // The connections' lock, made in the container's namespace
             // (where the dump's was), lifted at network-unlock.
             tcp.lock(lock_method, &run_id)?;
@@ -1037,6 +1071,11 @@ impl Restore {
         if let Err(e) = hooked {
             drop(child);
             return Err(e);
+        }
+        if net_full {
+            let in_net = net_ns.as_deref().map(namespaces::InNet::join).transpose()?;
+            net_lock::unlock_ns(lock_method, &run_id);
+            drop(in_net);
         }
         if !tcp.is_empty() {
             // The tree is built: its connections come out of repair

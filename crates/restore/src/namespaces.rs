@@ -23,7 +23,7 @@ use rcriu_images::{ImageDir, ImageFile, pb};
 use rcriu_proc::Pid;
 use rustix::thread::UnshareFlags;
 
-use crate::{Error, Result, ipcns, mnt, sys, utsns};
+use crate::{Error, Result, ipcns, mnt, net, sys, utsns};
 
 /// What the caller tells the restore of a container.
 #[derive(Debug, Clone, Default)]
@@ -35,6 +35,12 @@ pub struct Options {
     /// criu's `--inherit-fd fd[N]:KEY`: the caller's fds, by key (an
     /// external network namespace is joined through its key's fd).
     pub inherit_fds: Vec<(i32, String)>,
+    /// criu's `--external veth[IN]:OUT[@BRIDGE]`: the outside end of a
+    /// veth of the network namespace, by its inside name.
+    pub veths: Vec<(String, String)>,
+    /// criu's `--join-ns net:PATH`: the network namespace the tree is
+    /// restored in, joined (its images' namespace is not made).
+    pub join_net: Option<PathBuf>,
 }
 
 /// The namespaces the root of the images has of its own.
@@ -45,6 +51,9 @@ pub struct Container {
     /// The key of an external network namespace (`netns-<id>.img`'s
     /// `ext_key`), joined rather than made.
     pub net_ext: Option<String>,
+    /// A network namespace of its own made again with its devices,
+    /// addresses, routes and firewall (`netdev-<id>.img` is there).
+    pub net_full: Option<net::NetNs>,
     pub uts: Option<pb::UtsnsEntry>,
     /// The IPC namespace's limits and its id (which names the images of
     /// its objects).
@@ -80,7 +89,12 @@ pub fn load(
         let file = ImageFile::Netns(ids.net_ns_id.unwrap_or(0).into());
         if dir.exists(file) {
             let e: pb::NetnsEntry = dir.read_one(file)?;
-            c.net_ext = e.ext_key.map(|k| String::from_utf8_lossy(&k).into_owned());
+            let id = ids.net_ns_id.unwrap_or(0);
+            if e.ext_key.is_none() && dir.exists(ImageFile::Netdev(id.into())) {
+                c.net_full = Some(net::load(dir, id, e)?);
+            } else {
+                c.net_ext = e.ext_key.map(|k| String::from_utf8_lossy(&k).into_owned());
+            }
         }
     }
     if own(ids.uts_ns_id, dumper.uts_ns_id) {
@@ -165,11 +179,24 @@ fn set_up(
     o: &Options,
     dir: &ImageDir,
 ) -> Result<(Option<mnt::Prepared>, Option<OwnedFd>)> {
+    // rcriu's network namespace, where the outside ends of veths go.
+    let joining = c.net && o.join_net.is_some();
+    let host_net = match &c.net_full {
+        Some(_) if joining => None,
+        Some(n) => {
+            n.check(&o.veths)?;
+            Some(OwnedFd::from(
+                std::fs::File::open("/proc/thread-self/ns/net")
+                    .map_err(Error::file("opening", "/proc/thread-self/ns/net"))?,
+            ))
+        }
+        None => None,
+    };
     let mut flags = UnshareFlags::empty();
     if c.mnt.is_some() {
         flags |= UnshareFlags::NEWNS;
     }
-    if c.net && c.net_ext.is_none() {
+    if c.net && c.net_ext.is_none() && !joining {
         flags |= UnshareFlags::NEWNET;
     }
     if c.uts.is_some() {
@@ -179,8 +206,15 @@ fn set_up(
         flags |= UnshareFlags::NEWIPC;
     }
     sys::unshare(flags).map_err(Error::host("unsharing the container's namespaces"))?;
-    if let Some(key) = &c.net_ext {
+    if let (true, Some(path)) = (joining, &o.join_net) {
+        join_net(path)?;
+    } else if let Some(key) = &c.net_ext {
         join_external_net(key, &o.inherit_fds)?;
+    }
+    // As CRIU, the network before the mounts (its tools run in rcriu's
+    // mount namespace).
+    if let (Some(n), Some(host)) = (&c.net_full, &host_net) {
+        net::restore_here(dir, n, &o.veths, host)?;
     }
     if let Some(u) = &c.uts {
         utsns::set_here(u)?;
@@ -210,6 +244,21 @@ fn set_up(
     Ok((Some(prepared), Some(proc)))
 }
 
+/// Joins the network namespace at `path` (`--join-ns net:PATH`; a pid
+/// stands for its process's).
+fn join_net(path: &Path) -> Result<()> {
+    let path = match path.to_str().and_then(|p| p.parse::<u32>().ok()) {
+        Some(pid) => PathBuf::from(format!("/proc/{pid}/ns/net")),
+        None => path.to_owned(),
+    };
+    let ns = std::fs::File::open(&path).map_err(Error::file("opening (--join-ns net)", &path))?;
+    rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&ns),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .map_err(|e| Error::file("joining the network namespace (--join-ns net)", &path)(e.into()))
+}
+
 /// Joins the external network namespace the caller gives for `key`
 /// (`--inherit-fd fd[N]:KEY`).
 fn join_external_net(key: &str, inherited: &[(i32, String)]) -> Result<()> {
@@ -237,6 +286,10 @@ impl Holder {
         let (fork_tx, fork_rx) = mpsc::channel::<Fork>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(Pid, Vec<(u32, OwnedFd)>)>>();
         let (done_tx, done_rx) = mpsc::channel();
+        let (c_full, veths) = (
+            c.net_full.is_some() && o.join_net.is_none(),
+            o.veths.clone(),
+        );
         let (c, o, dir) = (c.clone(), o.clone(), dir.clone());
         let thread = std::thread::Builder::new()
             .name("namespaces".into())
@@ -296,6 +349,12 @@ impl Holder {
             })
             .map_err(Error::host("starting the namespace holder"))?;
         let (tid, ptys) = match ready_rx.recv() {
+            Ok(Ok(t)) if c_full => {
+                // The outside ends of the veths are in rcriu's network
+                // namespace, this thread's.
+                net::to_bridges(&veths)?;
+                t
+            }
             Ok(Ok(t)) => t,
             Ok(Err(e)) => {
                 let _ = thread.join();

@@ -110,9 +110,17 @@ impl Conn {
     }
 }
 
-/// The table of a run's nftables lock.
+/// The table of a run's nftables lock, as CRIU names it: its name is
+/// made in a buffer of 32 bytes, so `inet CRIU-` and the first 21
+/// characters of the run id.
 pub fn nft_table(run_id: &str) -> String {
-    format!("inet CRIU-{run_id}")
+    let mut t = format!("inet CRIU-{run_id}");
+    let mut end = t.len().min(31);
+    while !t.is_char_boundary(end) {
+        end -= 1;
+    }
+    t.truncate(end);
+    t
 }
 
 /// The two iptables rules (INPUT, OUTPUT) that drop a connection's
@@ -199,6 +207,84 @@ pub fn unlock(method: Method, run_id: &str, conns: &[Conn]) -> Result<()> {
             &format!("delete table {}\n", nft_table(run_id)),
         ),
         Method::Skip => Ok(()),
+    }
+}
+
+/// Locks the whole network namespace of the calling thread, as CRIU
+/// does when the tree has one of its own: every packet but those marked
+/// [`MARK`] is dropped (iptables: a chain `CRIU` jumped to from INPUT
+/// and OUTPUT; nftables: table `inet CRIU-<run id>` with dropping
+/// input and output chains). The dump's firewall images hold it, so
+/// the restore brings it back with them.
+pub fn lock_ns(method: Method, run_id: &str) -> Result<()> {
+    log::info!("locking network namespace {} with {method:?}", here());
+    match method {
+        Method::Iptables => {
+            let conf = "*filter\n:CRIU - [0:0]\n-I INPUT -j CRIU\n-I OUTPUT -j CRIU\n\
+                        -A CRIU -m mark --mark 0xC114 -j ACCEPT\n-A CRIU -j DROP\nCOMMIT\n";
+            run("iptables-restore", &["-w", "--noflush"], conf)?;
+            if crate::net::ipv6() {
+                run("ip6tables-restore", &["-w", "--noflush"], conf)?;
+            }
+            Ok(())
+        }
+        Method::Nftables => {
+            let t = nft_table(run_id);
+            let s = format!(
+                "create table {t}\n\
+                 add chain {t} output {{ type filter hook output priority 0; policy drop; }}\n\
+                 add rule {t} output meta mark {MARK:#x} accept\n\
+                 add chain {t} input {{ type filter hook input priority 0; policy drop; }}\n\
+                 add rule {t} input meta mark {MARK:#x} accept\n"
+            );
+            run("nft", &["-f", "-"], &s)
+        }
+        Method::Skip => Ok(()),
+    }
+}
+
+/// Lifts [`lock_ns`]'s lock (set by rcriu or CRIU) in the calling
+/// thread's network namespace; a failure is logged, as CRIU does.
+pub fn unlock_ns(method: Method, run_id: &str) {
+    log::info!("unlocking network namespace {} ({method:?})", here());
+    let jumps = "*filter\n:CRIU - [0:0]\n-D INPUT -j CRIU\n-D OUTPUT -j CRIU\nCOMMIT\n";
+    let chain = "*filter\n:CRIU - [0:0]\n-X CRIU\nCOMMIT\n";
+    let v6 = crate::net::ipv6();
+    let restore = |body: &str| {
+        let mut r = run("iptables-restore", &["-w", "--noflush"], body);
+        if v6 {
+            r = r.and(run("ip6tables-restore", &["-w", "--noflush"], body));
+        }
+        if let Err(e) = r {
+            log::error!("unlocking the network namespace: {e}");
+        }
+    };
+    match method {
+        Method::Iptables => {
+            restore(jumps);
+            // With iptables' nftables backend a jump may be left.
+            let left = Command::new("iptables")
+                .args(["-C", "INPUT", "-j", "CRIU"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if left {
+                restore(jumps);
+            }
+            restore(chain);
+        }
+        Method::Nftables => {
+            if let Err(e) = run(
+                "nft",
+                &["-f", "-"],
+                &format!("delete table {}\n", nft_table(run_id)),
+            ) {
+                log::error!("unlocking the network namespace: {e}");
+            }
+        }
+        Method::Skip => {}
     }
 }
 
@@ -290,5 +376,10 @@ mod tests {
         };
         assert!(iptables_rules(&mapped, "-D").0);
         assert_eq!("nftables".parse::<Method>(), Ok(Method::Nftables));
+        assert_eq!(
+            nft_table("63dcef69-d791-4ad0-8b4e-3096cc4fa503"),
+            "inet CRIU-63dcef69-d791-4ad0-8b"
+        );
+        assert_eq!(nft_table("42"), "inet CRIU-42");
     }
 }

@@ -139,6 +139,12 @@ impl Repaired {
         self.conns.push(conn(e));
     }
 
+    /// The connections are locked with their whole network namespace:
+    /// none of their own to lift.
+    pub fn ns_locked(&mut self) {
+        self.conns.clear();
+    }
+
     pub fn is_empty(&self) -> bool {
         self.socks.is_empty() && self.conns.is_empty()
     }

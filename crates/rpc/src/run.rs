@@ -313,6 +313,12 @@ pub fn restore(o: &Options, face: Face, actions: &Actions, detach: bool) -> Resu
     for i in &o.inherit_fds {
         r = r.inherit_fd(i.fd, &i.key);
     }
+    for (inside, outside) in o.external_veths() {
+        r = r.external_veth(inside, outside);
+    }
+    for j in o.join_ns.iter().filter(|j| j.ns == "net") {
+        r = r.join_net(&j.file);
+    }
     r = r.manage_cgroups(cgroup_mode(o.manage_cgroups));
     for c in &o.cgroup_roots {
         r = r.cgroup_root(c.controller.clone(), &c.path);
