@@ -202,15 +202,17 @@ impl Output {
         for pid in rcriu_compel::descendants(root) {
             // A child's pages shared with its parent are not written.
             let own = keep_once && pid != root;
-            let Ok(dir) = self.dir() else {
-                return;
-            };
+            // The images directory is made only for room (a refused dump
+            // leaves none); an incremental dump's has its parent link.
             let bytes = if incremental {
-                page_writers::room_after_round(pid, &dir)
+                self.dir()
+                    .ok()
+                    .and_then(|d| page_writers::room_after_round(pid, &d))
             } else {
                 page_writers::room_wanted(pid, own)
             };
             if let Some(bytes) = bytes
+                && let Ok(dir) = self.dir()
                 && let Some(room) = page_writers::reserve(pid, &dir, bytes)
             {
                 self.rooms.insert(pid, room);
