@@ -26,10 +26,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use rcriu_parasite_abi::{
     ARGS_SIZE, CTL_SIZE, Cmd, CredsArgs, Ctl, CtlMsg, DumpPagesArgs, FdsArgs, InitArgs, IoVec,
-    ItimersArgs, JUMP_BP, Jump, KSigaction, MAX_FDS, MAX_IOVS, MAX_MPROTECT, MAX_POSIX_TIMERS,
-    MprotectArgs, MprotectRange, ONESHOT_DONE, ONESHOT_FUTEX_OP, PosixTimer, PosixTimersArgs,
-    RseqArgs, STACK_REDZONE, STACK_SIZE, SigactionsArgs, SigaltstackArgs, StackT, ThreadInfoArgs,
-    TlsArgs, WritePagesArgs,
+    ItimersArgs, JUMP_BP, Jump, KSigaction, MAX_FDS, MAX_IOVS, MAX_MEMPOLICIES, MAX_MPROTECT,
+    MAX_POSIX_TIMERS, MemPoliciesArgs, MprotectArgs, MprotectRange, ONESHOT_DONE, ONESHOT_FUTEX_OP,
+    PosixTimer, PosixTimersArgs, RseqArgs, STACK_REDZONE, STACK_SIZE, SigactionsArgs,
+    SigaltstackArgs, StackT, ThreadInfoArgs, TlsArgs, WritePagesArgs,
 };
 use rcriu_proc::Pid;
 
@@ -903,6 +903,26 @@ impl<'s> Parasite<'s> {
         let mut out = Vec::with_capacity(fds.len());
         for chunk in fds.chunks(MAX_FDS) {
             out.extend(self.fds_cmd(Cmd::FdFlags, "fd flags", chunk)?.0);
+        }
+        Ok(out)
+    }
+
+    /// The NUMA memory policy mode of the area at each of `addrs` (0
+    /// for the default, a negative errno when the kernel cannot tell).
+    pub fn mem_policies(&mut self, addrs: &[u64]) -> Result<Vec<i32>> {
+        let mut out = Vec::with_capacity(addrs.len());
+        for chunk in addrs.chunks(MAX_MEMPOLICIES) {
+            let mut a = MemPoliciesArgs {
+                nr: chunk.len() as u32,
+                _pad: 0,
+                addrs: [0; MAX_MEMPOLICIES],
+                modes: [0; MAX_MEMPOLICIES],
+            };
+            a.addrs[..chunk.len()].copy_from_slice(chunk);
+            self.put_args(&a);
+            self.call(Cmd::MemPolicies, "memory policies", &[])?;
+            let back: MemPoliciesArgs = self.get_args();
+            out.extend_from_slice(&back.modes[..chunk.len()]);
         }
         Ok(out)
     }

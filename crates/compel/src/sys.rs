@@ -1063,6 +1063,8 @@ unsafe impl Pod for rcriu_parasite_abi::WritePagesArgs {}
 // SAFETY: as above.
 unsafe impl Pod for rcriu_parasite_abi::MprotectArgs {}
 // SAFETY: as above.
+unsafe impl Pod for rcriu_parasite_abi::MemPoliciesArgs {}
+// SAFETY: as above.
 unsafe impl Pod for UserRegs {}
 
 /// The user state components the OS enabled (XCR0) beyond x87 and SSE,

@@ -107,7 +107,7 @@ pub struct ProcessAttrs {
 
 /// Reads the process's attributes from /proc, refusing what its restore
 /// could not set: tagged addresses, shadow stacks (a NUMA memory policy:
-/// [`Numa`]).
+/// [`check_policies`], from inside the process).
 pub fn process(
     pid: Pid,
     task: &mut Task,
@@ -155,35 +155,69 @@ pub fn check_status(pid: Pid, status: &Status) -> Result<()> {
     Ok(())
 }
 
-/// The NUMA policies of a process's memory, read from `numa_maps` on a
-/// thread of their own: the file walks every page table of the process,
-/// as `smaps` does, and the two walks go on side by side.
-pub struct Numa {
-    pid: Pid,
-    read: std::thread::JoinHandle<rcriu_proc::Result<Vec<(u64, String)>>>,
+/// The name of a NUMA policy mode (`get_mempolicy`'s, its flags left
+/// out), as numa_maps writes it.
+fn policy_name(mode: i32) -> String {
+    match mode & 0xff {
+        0 => "default".into(),
+        1 => "prefer".into(),
+        2 => "bind".into(),
+        3 => "interleave".into(),
+        4 => "local".into(),
+        5 => "prefer (many)".into(),
+        6 => "weighted interleave".into(),
+        m => format!("mode {m}"),
+    }
 }
 
-impl Numa {
-    pub fn start(pid: Pid) -> Numa {
-        let read = std::thread::spawn(move || Task::open(pid)?.numa_policies());
-        Numa { pid, read }
-    }
-
-    /// Refuses memory under a policy other than the default
-    /// ([`check_numa`]).
-    pub fn check(self) -> Result<()> {
-        let pid = self.pid;
-        let read = self.read.join().map_err(|_| Error::Inconsistent {
-            pid,
-            what: "the thread reading numa_maps panicked".into(),
-        })?;
-        match read {
-            Ok(p) => check_numa(pid, &p),
-            // A kernel without NUMA has no numa_maps.
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(Error::proc(pid)(e)),
+/// Refuses memory or a thread under a NUMA policy other than the
+/// default: the restore sets none back. `areas` are `(start, mode)` as
+/// the parasite read them (`get_mempolicy`), `threads` `(tid, mode)`.
+/// A kernel without NUMA (ENOSYS) has only the default; an address
+/// outside the process's areas (the vsyscall page) has none (EFAULT).
+pub fn check_policies(pid: Pid, areas: &[(u64, i32)], threads: &[(Pid, i32)]) -> Result<()> {
+    const ENOSYS: i32 = -libc::ENOSYS;
+    const EFAULT: i32 = -libc::EFAULT;
+    for &(tid, mode) in threads {
+        match mode {
+            0 | ENOSYS => {}
+            m if m < 0 => {
+                return Err(Error::Inconsistent {
+                    pid,
+                    what: format!("the NUMA policy of thread {tid} could not be read ({m})"),
+                });
+            }
+            m => {
+                return Err(Error::unsupported(
+                    pid,
+                    format!("thread {tid} under the NUMA policy {}", policy_name(m)),
+                ));
+            }
         }
     }
+    for &(start, mode) in areas {
+        match mode {
+            0 | ENOSYS | EFAULT => {}
+            m if m < 0 => {
+                return Err(Error::Inconsistent {
+                    pid,
+                    what: format!(
+                        "the NUMA policy of the memory at {start:#x} could not be read ({m})"
+                    ),
+                });
+            }
+            m => {
+                return Err(Error::unsupported(
+                    pid,
+                    format!(
+                        "memory at {start:#x} under the NUMA policy {}",
+                        policy_name(m)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Refuses memory under a NUMA policy other than the default (of an

@@ -1180,7 +1180,20 @@ pub fn read_fds(pid: Pid) -> Result<Vec<ReadFd>> {
         .ok()
         .filter(|&n| n > 0)
         .unwrap_or(usize::MAX);
-    let locked = locked_inodes().map_err(Error::file(pid, Path::new("/proc/locks")))?;
+    // Read at the first socket only: reading /proc/locks takes its
+    // lock for writing, which waits for an RCU grace period (10-20 ms
+    // of a frozen process's time, where most have no socket).
+    let locked: std::sync::OnceLock<std::result::Result<std::collections::HashSet<u64>, String>> =
+        std::sync::OnceLock::new();
+    let is_locked = |ino: u64| -> Result<bool> {
+        match locked.get_or_init(|| locked_inodes().map_err(|e| e.to_string())) {
+            Ok(set) => Ok(set.contains(&ino)),
+            Err(e) => Err(Error::Inconsistent {
+                pid,
+                what: format!("reading /proc/locks: {e}"),
+            }),
+        }
+    };
     let pidfd = rustix::process::Pid::from_raw(pid)
         .ok_or_else(|| Error::Inconsistent {
             pid,
@@ -1216,7 +1229,7 @@ pub fn read_fds(pid: Pid) -> Result<Vec<ReadFd>> {
         let st = statx(copy.as_fd()).map_err(|e| Error::file(pid, link())(e.into()))?;
         let socket = rustix::fs::FileType::from_raw_mode(u32::from(st.stx_mode))
             == rustix::fs::FileType::Socket;
-        if socket && !locked.contains(&st.stx_ino) {
+        if socket && !is_locked(st.stx_ino)? {
             let getfl = rustix::fs::fcntl_getfl(&copy).map_err(|e| Error::File {
                 pid,
                 path: link(),

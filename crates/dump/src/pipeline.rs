@@ -1373,11 +1373,10 @@ fn collect(
     let t_collect = Instant::now();
     let perr = Error::proc(pid);
     let mut task = Task::open(pid).map_err(perr)?;
-    // The two files that walk every page table of the process are read
-    // on threads of their own while the rest is gathered and the parasite
-    // goes in: for a process of a few GiB they are most of its frozen
-    // time otherwise.
-    let numa = attrs::Numa::start(pid);
+    // smaps walks every page table of the process: it is read on a
+    // thread of its own while the rest is gathered and the parasite goes
+    // in (for a process of a few GiB it is most of its frozen time
+    // otherwise).
     let smaps_read = mm::Smaps::start(pid);
     let stat = task.stat().map_err(Error::proc(pid))?;
     sh.files.set_process(pid);
@@ -1403,11 +1402,16 @@ fn collect(
     // Each thread's own set (the restore moves a thread in other cgroups
     // than its leader's into them).
     let thread_sets = sh.cgroups.threads(pid, &tids)?;
+    log::debug!(
+        "collect of {pid}: attrs and cgroups at {:?}",
+        t_collect.elapsed()
+    );
     let timers = match task.posix_timers() {
         Ok(t) => t,
         Err(e) if e.is_not_found() => Vec::new(),
         Err(e) => return Err(Error::proc(pid)(e)),
     };
+    log::debug!("collect of {pid}: timers at {:?}", t_collect.elapsed());
     // An fd table shared with the parent is the parent's, dumped once.
     let read = if with_parent.files_id.is_some() {
         Vec::new()
@@ -1436,6 +1440,7 @@ fn collect(
             }
         }
     }
+    log::debug!("collect of {pid}: fds read at {:?}", t_collect.elapsed());
     // The sockets (thousands in a server) are read ahead meanwhile, as
     // open files whose close-on-exec flag the parasite tells later.
     let mut copies: Vec<Option<OwnedFd>> = copies.into_iter().map(Some).collect();
@@ -1467,6 +1472,10 @@ fn collect(
     let their_timens = timens::offsets(pid).map_err(Error::proc(pid))?;
     fault::check_abort().map_err(Error::compel(pid))?;
 
+    log::debug!(
+        "collect of {pid}: limits, auxv and timens at {:?}",
+        t_collect.elapsed()
+    );
     // -- From outside: ptrace and remote syscalls.
     let mut outside = Vec::with_capacity(seized.threads().len());
     for t in seized.threads() {
@@ -1481,10 +1490,15 @@ fn collect(
             rseq_moves.push((o.tid, fixed));
         }
     }
+    log::debug!("collect of {pid}: registers at {:?}", t_collect.elapsed());
     let shared_signals = rcriu_compel::sys::peek_siginfo(pid, true)
         .map_err(Error::sys("reading the process's pending signals", pid))?;
     let misc = remote::query(seized, &outside[0].ctx)?;
 
+    log::debug!(
+        "collect of {pid}: remote query at {:?}",
+        t_collect.elapsed()
+    );
     // -- The parasite.
     let mut parasite = Parasite::infect(seized).map_err(Error::compel(pid))?;
     let ce = Error::compel;
@@ -1504,12 +1518,9 @@ fn collect(
     }
     let t_smaps = Instant::now();
     let mut smaps = smaps_read.join(parasite.area())?;
-    let t_numa = Instant::now();
-    numa.check()?;
     log::debug!(
-        "memory of {pid}: smaps waited for {:?}, numa_maps for {:?}, {:?} after its collection began",
-        t_numa - t_smaps,
-        t_numa.elapsed(),
+        "memory of {pid}: smaps waited for {:?}, {:?} after its collection began",
+        t_smaps.elapsed(),
         t_smaps - t_collect
     );
     // Memory tracked since a pre-dump: its areas are plain memory to the
@@ -1517,6 +1528,17 @@ fn collect(
     let tracking =
         crate::track::Final::begin(seized, stat.starttime, sh.parent.as_deref(), &mut smaps)?;
     let mut areas = mm::classify(pid, &smaps)?;
+    // NUMA policies, asked from inside (numa_maps would walk every page
+    // table once more).
+    let starts: Vec<u64> = areas.iter().map(Area::start).collect();
+    let modes = parasite.mem_policies(&starts).map_err(ce(pid))?;
+    let per_area: Vec<(u64, i32)> = starts.into_iter().zip(modes).collect();
+    let per_thread: Vec<(Pid, i32)> = outside
+        .iter()
+        .zip(&infos)
+        .map(|(o, i)| (o.tid, i.mempolicy))
+        .collect();
+    attrs::check_policies(pid, &per_area, &per_thread)?;
     let creds = &infos[0].creds;
     // rcriu holds a copy of every fd (taken with pidfd_getfd as they were
     // read); the parasite reads the close-on-exec flags /proc was not

@@ -104,6 +104,10 @@ pub enum Cmd {
     /// [`FdsArgs::cloexec`] (rcriu holds copies of them already, taken
     /// with `pidfd_getfd`, whose flags are their own). Args: [`FdsArgs`].
     FdFlags = 17,
+    /// Daemon: the NUMA memory policy of the area at each listed
+    /// address (`get_mempolicy` with `MPOL_F_ADDR`).
+    /// Args: [`MemPoliciesArgs`].
+    MemPolicies = 18,
 }
 
 impl Cmd {
@@ -127,6 +131,7 @@ impl Cmd {
             15 => Cmd::Thread,
             16 => Cmd::WritePages,
             17 => Cmd::FdFlags,
+            18 => Cmd::MemPolicies,
             _ => return None,
         })
     }
@@ -460,7 +465,9 @@ pub struct ThreadInfoArgs {
     /// errnos on kernels without them).
     pub mdwe: i32,
     pub memory_merge: i32,
-    pub _pad2: u32,
+    /// The thread's own NUMA memory policy (`get_mempolicy`'s mode, 0
+    /// for the default; a negative errno when the kernel cannot tell).
+    pub mempolicy: i32,
     pub creds: CredsArgs,
 }
 
@@ -479,6 +486,20 @@ pub struct FdsArgs {
     /// close-on-exec in the victim (a copy sent over a socket has its own
     /// flag, and /proc's fdinfo costs an open, a read and a close per fd).
     pub cloexec: u64,
+}
+
+/// Most addresses one [`Cmd::MemPolicies`] takes.
+pub const MAX_MEMPOLICIES: usize = 2048;
+
+/// Arguments of [`Cmd::MemPolicies`]: `nr` addresses in; each one's
+/// area's policy mode out (0 for the default), or a negative errno.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MemPoliciesArgs {
+    pub nr: u32,
+    pub _pad: u32,
+    pub addrs: [u64; MAX_MEMPOLICIES],
+    pub modes: [i32; MAX_MEMPOLICIES],
 }
 
 /// One range for [`Cmd::Mprotect`].
@@ -558,6 +579,10 @@ const _: () = {
     assert!(size_of::<PosixTimersArgs>() <= ARGS_SIZE);
     assert!(size_of::<CredsArgs>() <= ARGS_SIZE);
     assert!(size_of::<MprotectArgs>() <= ARGS_SIZE);
+    assert!(offset_of!(MemPoliciesArgs, addrs) == 8);
+    assert!(offset_of!(MemPoliciesArgs, modes) == 8 + 8 * MAX_MEMPOLICIES);
+    assert!(size_of::<MemPoliciesArgs>() <= ARGS_SIZE);
+    assert!(offset_of!(ThreadInfoArgs, mempolicy) == 92);
     assert!(align_of::<DumpPagesArgs>() <= 8);
     assert!(align_of::<WritePagesArgs>() <= 8);
     assert!(align_of::<CredsArgs>() <= 8);

@@ -4,8 +4,9 @@
 
 use rcriu_parasite_abi::{
     Cmd, CredsArgs, DumpPagesArgs, FdsArgs, GDT_ENTRY_TLS_MIN, IoVec, ItimersArgs, KSigaction,
-    MAX_FDS, MAX_IOVS, MAX_MPROTECT, MAX_POSIX_TIMERS, MprotectArgs, NSIG, PosixTimersArgs,
-    RseqArgs, SigactionsArgs, SigaltstackArgs, ThreadInfoArgs, TlsArgs, WritePagesArgs,
+    MAX_FDS, MAX_IOVS, MAX_MEMPOLICIES, MAX_MPROTECT, MAX_POSIX_TIMERS, MemPoliciesArgs,
+    MprotectArgs, NSIG, PosixTimersArgs, RseqArgs, SigactionsArgs, SigaltstackArgs, ThreadInfoArgs,
+    TlsArgs, WritePagesArgs,
 };
 
 use rcriu_blob_rt::syscall::addr_mut;
@@ -65,6 +66,8 @@ pub fn run(c: Cmd, args: *mut u8, _sock: Option<i32>) -> Ret {
         Cmd::Mprotect => mprotect(unsafe { args_as(args) }),
         // SAFETY: as above.
         Cmd::Thread => thread(unsafe { args_as(args) }),
+        // SAFETY: as above.
+        Cmd::MemPolicies => mem_policies(unsafe { args_as(args) }),
         Cmd::Init | Cmd::Fini | Cmd::RecvFd => (-sys::EINVAL, 0),
     }
 }
@@ -361,7 +364,35 @@ fn thread(a: &mut ThreadInfoArgs) -> Ret {
     }
     a.mdwe = sys::value(sys::NR_PRCTL, sys::PR_GET_MDWE, 0, 0) as i32;
     a.memory_merge = sys::value(sys::NR_PRCTL, sys::PR_GET_MEMORY_MERGE, 0, 0) as i32;
+    a.mempolicy = mempolicy(0, 0);
     creds(&mut a.creds)
+}
+
+/// `get_mempolicy`'s mode for the thread (`flags` 0) or for the area at
+/// `addr` (`MPOL_F_ADDR`); a negative errno when it fails.
+fn mempolicy(addr: u64, flags: u64) -> i32 {
+    let mut mode: i32 = 0;
+    // SAFETY: the kernel writes one int to `mode`; no node mask is asked.
+    let r = unsafe {
+        rcriu_blob_rt::syscall::syscall6(
+            rcriu_blob_rt::nr::NR_GET_MEMPOLICY,
+            addr_mut(&mut mode),
+            0,
+            0,
+            addr,
+            flags,
+            0,
+        )
+    };
+    if r < 0 { r as i32 } else { mode }
+}
+
+fn mem_policies(a: &mut MemPoliciesArgs) -> Ret {
+    let nr = (a.nr as usize).min(MAX_MEMPOLICIES);
+    for i in 0..nr {
+        a.modes[i] = mempolicy(a.addrs[i], sys::MPOL_F_ADDR);
+    }
+    (nr as i64, 0)
 }
 
 /// The fds go back with the answer (the daemon attaches them); here they

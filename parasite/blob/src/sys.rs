@@ -206,3 +206,6 @@ pub fn getgroups(groups: &mut [u32]) -> i64 {
         0,
     )
 }
+
+/// `get_mempolicy`: the policy of the area at the address given.
+pub const MPOL_F_ADDR: u64 = 2;

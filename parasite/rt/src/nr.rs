@@ -51,6 +51,7 @@ pub const NR_PRCTL: i64 = 157;
 pub const NR_ARCH_PRCTL: i64 = 158;
 pub const NR_CHROOT: i64 = 161;
 pub const NR_GETTID: i64 = 186;
+pub const NR_GET_MEMPOLICY: i64 = 239;
 pub const NR_FUTEX: i64 = 202;
 pub const NR_SET_THREAD_AREA: i64 = 205;
 pub const NR_GET_THREAD_AREA: i64 = 211;
