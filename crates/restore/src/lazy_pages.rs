@@ -69,7 +69,14 @@ impl Daemon {
     /// Listens on `lazy-pages.socket` in `work` (a stale one is
     /// replaced, as CRIU does) for the restore of the images in `images`.
     pub fn listen(images: &Path, work: &Path) -> Result<Daemon> {
-        let dir = ImageDir::open(images)?;
+        // Checked against their manifest (when the dump wrote one), the
+        // large pages images hashed while serving ([`Serving::hashed`]);
+        // the chain of parents opened now, for the hashing to see them.
+        let dir = ImageDir::open_checked_deferring(images)?;
+        let mut up = dir.clone();
+        while let Some(p) = up.parent()? {
+            up = p;
+        }
         let path = work.join(SOCKET_NAME);
         let wd =
             std::fs::File::open(work).map_err(Error::file("opening the work directory", work))?;
@@ -102,6 +109,20 @@ impl Daemon {
     /// process has one thread (it forks its guard).
     pub fn serve(self) -> Result<Summary> {
         let guard = Guard::start()?;
+        // The pages images' hashes, checked beside the serving: a pages
+        // image that is not what the dump wrote ends the daemon (and its
+        // guard kills the processes).
+        let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| Error::host("making the hashing's pipe")(e.into()))?;
+        let dir = self.dir.clone();
+        let hasher = std::thread::Builder::new()
+            .name("pages hashing".into())
+            .spawn(move || {
+                let r = dir.check_deferred();
+                let _ = rustix::io::write(&wr, b"h");
+                r
+            })
+            .map_err(Error::host("starting the pages images' hashing"))?;
         let (ctl, _) = self
             .listener
             .accept()
@@ -118,6 +139,7 @@ impl Daemon {
             sum: Summary::default(),
             chunk: FAULT_CHUNK,
             next: 0,
+            hashed: Some((rd, hasher)),
         };
         s.run()?;
         s.guard.done();
@@ -265,6 +287,12 @@ struct Serving {
     chunk: u64,
     /// The process the background push serves next.
     next: usize,
+    /// Until the large pages images are hashed: the hashing thread, and
+    /// the pipe it says it is done on.
+    hashed: Option<(
+        OwnedFd,
+        std::thread::JoinHandle<rcriu_images::Result<Vec<String>>>,
+    )>,
 }
 
 impl Serving {
@@ -275,7 +303,7 @@ impl Serving {
                     .procs
                     .iter()
                     .any(|p| !p.exited && !p.pending.is_empty());
-            if self.finished && !work {
+            if self.finished && !work && self.hashed.is_none() {
                 return Ok(());
             }
             let busy = work || self.procs.iter().any(|p| !p.retry.is_empty());
@@ -302,6 +330,9 @@ impl Serving {
             if let Some(c) = &ctl {
                 fds.push(PollFd::new(c, PollFlags::IN));
             }
+            if let Some((h, _)) = &self.hashed {
+                fds.push(PollFd::new(h, PollFlags::IN));
+            }
             for p in self.procs.iter().filter(|p| !p.exited) {
                 fds.push(PollFd::new(&p.uffd, PollFlags::IN));
             }
@@ -316,9 +347,18 @@ impl Serving {
                 }
             }
             .map_err(|e| Error::host("waiting for page faults")(e.into()))?;
-            ctl.is_some() && !fds[0].revents().is_empty()
+            let h = usize::from(ctl.is_some());
+            let hashed = self.hashed.is_some() && !fds[h].revents().is_empty();
+            (ctl.is_some() && !fds[0].revents().is_empty(), hashed)
         };
+        let (ready, hashed) = ready;
         self.ctl = ctl;
+        if hashed && let Some((_, t)) = self.hashed.take() {
+            let names = t.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+            for n in names {
+                log::info!("{n} matches its manifest");
+            }
+        }
         if ready {
             self.restore_message()?;
         }

@@ -400,7 +400,13 @@ impl Restore {
         let start = Instant::now();
         // With rcriu's manifest, every file is checked before anything
         // starts.
-        let tree = load::load_tree(ImageDir::open_checked_with(&self.dir, self.key.clone())?)?;
+        // A lazy restore leaves the large pages images to its daemon,
+        // which hashes them against the manifest while it serves.
+        let dir = match (&self.lazy_pages, &self.key) {
+            (Some(_), None) => ImageDir::open_checked_deferring(&self.dir)?,
+            _ => ImageDir::open_checked_with(&self.dir, self.key.clone())?,
+        };
+        let tree = load::load_tree(dir)?;
         if let Some(me) = &self.caller {
             unprivileged::admit_images(me, &tree)?;
         }
