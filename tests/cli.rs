@@ -148,9 +148,12 @@ fn check_answers_for_rcriu() {
     let out = probe("mem_dirty_track");
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty() && out.stderr.is_empty());
+    // Lazy pages: a userfaultfd with the events they follow.
+    let out = probe("uffd-noncoop");
+    assert_eq!(ok(&out), "uffd-noncoop is supported\n");
     // Said why at a higher level.
-    let out = run(rcriu().args(["check", "--feature", "uffd"]));
-    assert!(failed(&out).contains("rcriu does not implement lazy pages"));
+    let out = run(rcriu().args(["check", "--feature", "aio_remap"]));
+    assert!(failed(&out).contains("rcriu does not implement AIO rings"));
     // An unknown name, as criu.
     let out = run(rcriu().args(["check", "--feature", "nope"]));
     assert!(failed(&out).contains("Unknown feature nope"));
