@@ -6,7 +6,8 @@
 //! pages it drops read as zeros, and the daemon ends (status 0) with
 //! every page of the area present (smaps' Rss, read before anything
 //! touches the area). A tree of processes, each with pages of its own,
-//! comes back the same way.
+//! comes back the same way, and so does a process dumped after a
+//! pre-dump, whose pages the daemon reads from the pre-dump's images.
 //!
 //! Negative controls: a page changed in the pages image makes the
 //! process's check fail (the pages come from the daemon, and the check
@@ -301,4 +302,67 @@ fn no_daemon_no_restore() {
         !Path::new(&format!("/proc/{}", w.pid)).exists(),
         "a process was left"
     );
+}
+
+#[test]
+fn pages_kept_in_a_pre_dump_come_lazily() {
+    require_root();
+    let _l = trace_lock();
+    become_subreaper();
+    let mut w = Workload::start("lazymem", &["32", "0"]);
+    let top = TempDir::new("lazy-chain");
+    let (one, two) = (top.path().join("1"), top.path().join("2"));
+    let p = w.pid.to_string();
+    rcriu(&[
+        "pre-dump",
+        "-t",
+        &p,
+        "-D",
+        one.to_str().unwrap(),
+        "--track-mem",
+    ])
+    .unwrap();
+    rcriu(&[
+        "dump",
+        "-t",
+        &p,
+        "-D",
+        two.to_str().unwrap(),
+        "--prev-images-dir",
+        "../1",
+        "--track-mem",
+    ])
+    .unwrap();
+    w.reap();
+    // The final dump keeps the area's pages in the pre-dump's images.
+    let d = rcriu::images::ImageDir::open(&two).unwrap();
+    let mut runs = d.pagemap(w.pid as u32).unwrap();
+    let mut parent = 0;
+    while let Some(r) = runs.next_run().unwrap() {
+        if r.flags & rcriu::images::pages::PE_PARENT != 0 {
+            parent += r.nr_pages;
+        }
+    }
+    assert!(parent >= 32 * 256, "{parent} pages kept in the parent");
+    let daemon = daemon(&two);
+    restore_lazily(&two).expect("the lazy restore of the chain");
+    let mut t = Talk::open(&w);
+    assert_eq!(t.ask(b'c'), b'P', "the process's own check");
+    assert_eq!(daemon.wait(), 0);
+    let log = std::fs::read_to_string(two.join("lazy-pages.log")).unwrap();
+    let lazy: u64 = log
+        .lines()
+        .find_map(|l| {
+            l.split(": ")
+                .nth(1)?
+                .strip_suffix(" lazy pages")?
+                .parse()
+                .ok()
+        })
+        .expect("the daemon's count of lazy pages");
+    // The area's pages at least (those kept in the parent of file
+    // mappings are read by the restore).
+    assert!(lazy >= 32 * 256, "{lazy} lazy pages, {parent} in the parent");
+    t.to.write_all(b"x").unwrap();
+    assert_eq!(wait_exit(w.pid).unwrap(), 0);
 }
