@@ -362,7 +362,10 @@ fn pages_kept_in_a_pre_dump_come_lazily() {
         .expect("the daemon's count of lazy pages");
     // The area's pages at least (those kept in the parent of file
     // mappings are read by the restore).
-    assert!(lazy >= 32 * 256, "{lazy} lazy pages, {parent} in the parent");
+    assert!(
+        lazy >= 32 * 256,
+        "{lazy} lazy pages, {parent} in the parent"
+    );
     t.to.write_all(b"x").unwrap();
     assert_eq!(wait_exit(w.pid).unwrap(), 0);
 }

@@ -118,6 +118,9 @@ impl Daemon {
         let hasher = std::thread::Builder::new()
             .name("pages hashing".into())
             .spawn(move || {
+                // Behind the faults and the push (on Linux the nice
+                // value of this thread alone).
+                let _ = rustix::process::setpriority_process(None, 19);
                 let r = dir.check_deferred();
                 let _ = rustix::io::write(&wr, b"h");
                 r
