@@ -154,9 +154,12 @@ fn check_answers_for_rcriu() {
         ok(&probe("mem_dirty_track")),
         "mem_dirty_track is supported\n"
     );
+    // Lazy pages: a userfaultfd with the events they follow.
+    let out = probe("uffd-noncoop");
+    assert_eq!(ok(&out), "uffd-noncoop is supported\n");
     // Said why at a higher level.
-    let out = run(rcriu().args(["check", "--feature", "uffd"]));
-    assert!(failed(&out).contains("rcriu does not implement lazy pages"));
+    let out = run(rcriu().args(["check", "--feature", "aio_remap"]));
+    assert!(failed(&out).contains("rcriu does not implement AIO rings"));
     // An unknown name, as criu.
     let out = run(rcriu().args(["check", "--feature", "nope"]));
     assert!(failed(&out).contains("Unknown feature nope"));

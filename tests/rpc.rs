@@ -10,6 +10,10 @@
 //! session; PAGE_SERVER_CHLD's is the worker's child, which WAIT_PID
 //! waits for. Negative control: a bad address is refused (the
 //! connection kept, as criu keeps it), no server started.
+//!
+//! A RESTORE with `lazy_pages` restores lazily with `rcriu lazy-pages`
+//! listening in its work directory (and FEATURE_CHECK says so); without
+//! the daemon it is refused, naming the socket.
 
 mod common;
 
@@ -127,7 +131,8 @@ fn version_and_features_on_one_connection() {
         f.features.unwrap(),
         CriuFeatures {
             mem_track: Some(true),
-            lazy_pages: Some(false),
+            // A lazy restore works here (tests/lazy_pages.rs).
+            lazy_pages: Some(true),
             pidfd_store: Some(false),
         }
     );
@@ -655,4 +660,51 @@ fn a_page_server_request_through_tls() {
     assert!(c.call(&req(CriuReqType::Version)).success);
     assert!(c.recv().is_none());
     assert_eq!(wait_child(child).unwrap(), 0);
+}
+
+#[test]
+fn a_lazy_restore_over_the_rpc() {
+    let _g = common::setup();
+    let mut w = common::start("dump_state", &[]);
+    let t = TempDir::new("rpc-lazy");
+    let dir = open_dir(t.path());
+    let (c, child) = swrk();
+    c.send(&dump_req(w.pid, &dir, false));
+    let r = c.recv().expect("the dump's answer");
+    assert!(r.success, "{}", msg(&r));
+    assert_eq!(wait_child(child).unwrap(), 0);
+    w.reap();
+    let lazy = |r: &mut CriuReq| r.opts.as_mut().unwrap().lazy_pages = Some(true);
+    // No daemon: refused, naming its socket, nothing restored.
+    let (c, child) = swrk();
+    let mut r = restore_req(&dir, false);
+    lazy(&mut r);
+    c.send(&r);
+    let r = c.recv().expect("the restore's answer");
+    assert!(!r.success);
+    assert!(msg(&r).contains("lazy-pages.socket"), "{}", msg(&r));
+    let _ = wait_child(child);
+    // With the daemon listening in the work directory (the images').
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_rcriu"))
+        .args(["lazy-pages", "-D", t.path().to_str().unwrap()])
+        .args(["--status-fd", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut b = [1u8];
+    std::io::Read::read_exact(&mut daemon.stdout.take().unwrap(), &mut b).unwrap();
+    let (c, child) = swrk();
+    let mut r = restore_req(&dir, false);
+    lazy(&mut r);
+    c.send(&r);
+    let r = c.recv().expect("the restore's answer");
+    assert!(r.success, "{}", msg(&r));
+    assert_eq!(wait_child(child).unwrap(), 0);
+    assert_eq!(
+        wait_child(daemon).unwrap(),
+        0,
+        "the daemon ends, every page in"
+    );
+    w.verdict()
+        .expect("restored lazily through the RPC, intact");
 }

@@ -205,6 +205,12 @@ pub struct ImageDir {
     /// Of the files checked and held open: the file (device, inode) and
     /// its digest, for a parent's manifest naming the same file.
     held: Option<Arc<Held>>,
+    /// Large pages images whose hashing is left to the caller (a lazy
+    /// restore's daemon, [`ImageDir::open_checked_deferring`]): open
+    /// unhashed, with the digest their manifest gives.
+    deferred: Option<Arc<Vec<(String, crate::manifest::Digest)>>>,
+    /// Whether large pages images are left unhashed (and so in parents).
+    defer_pages: bool,
 }
 
 /// Files checked and held open, by name: (device, inode, digest).
@@ -318,6 +324,8 @@ impl ImageDir {
             crypt: None,
             parent: Arc::default(),
             held: None,
+            deferred: None,
+            defer_pages: false,
         })
     }
 
@@ -338,7 +346,49 @@ impl ImageDir {
     /// for images that are not encrypted, or a manifest or file the key
     /// does not authenticate are refused by name.
     pub fn open_checked_with(path: impl Into<PathBuf>, key: Option<Key>) -> Result<Self> {
-        Self::open_checked_knowing(path, key, None)
+        Self::open_checked_knowing(path, key, None, false)
+    }
+
+    /// As [`open_checked`](Self::open_checked), but the large pages
+    /// images (of a plain dump, and of its parents) are opened without
+    /// being hashed: [`check_deferred`](Self::check_deferred) hashes them
+    /// later. A lazy restore takes this, so that the process runs before
+    /// a large pages image is read through; its daemon checks them while
+    /// it serves.
+    pub fn open_checked_deferring(path: impl Into<PathBuf>) -> Result<Self> {
+        Self::open_checked_knowing(path, None, None, true)
+    }
+
+    /// Hashes the pages images [`open_checked_deferring`] left (and those
+    /// of the parents opened since), refusing one that differs from its
+    /// manifest; the names checked.
+    ///
+    /// [`open_checked_deferring`]: Self::open_checked_deferring
+    pub fn check_deferred(&self) -> Result<Vec<String>> {
+        let mut done = Vec::new();
+        let mut at = Some(self.clone());
+        while let Some(d) = at {
+            for (name, want) in d.deferred.iter().flat_map(|v| v.iter()) {
+                let f = d.open_named(name)?;
+                let path = d.path.join(name);
+                let (have, _) = crate::manifest::digest_keeping(&f, &path, 0)?;
+                if have.size != want.size {
+                    return Err(Error::Tampered {
+                        file: path.display().to_string(),
+                        what: format!("has {} bytes, the dump wrote {}", have.size, want.size),
+                    });
+                }
+                if have.hash != want.hash {
+                    return Err(Error::Tampered {
+                        file: path.display().to_string(),
+                        what: "is not what the dump wrote (its hash differs)".into(),
+                    });
+                }
+                done.push(path.display().to_string());
+            }
+            at = d.parent.get().cloned();
+        }
+        Ok(done)
     }
 
     /// As [`open_checked_with`](Self::open_checked_with); a file that
@@ -349,8 +399,10 @@ impl ImageDir {
         path: impl Into<PathBuf>,
         key: Option<Key>,
         known: Option<&ImageDir>,
+        defer_pages: bool,
     ) -> Result<Self> {
         let mut d = Self::open(path)?;
+        d.defer_pages = defer_pages;
         let m = crate::manifest::Manifest::read(&d)?;
         let shown = d.path.display();
         let m = match (m, key) {
@@ -401,6 +453,7 @@ impl ImageDir {
         };
         let mut fds = std::collections::BTreeMap::new();
         let mut held = std::collections::BTreeMap::new();
+        let mut deferred = Vec::new();
         let mut kept = 0;
         let same_file = |f: &File| {
             use std::os::unix::fs::MetadataExt;
@@ -430,6 +483,11 @@ impl ImageDir {
             // An encrypted file's digest comes as it is decrypted (a large
             // pages image's from its header and tags, decrypted later).
             let large = |f: &File| f.metadata().is_ok_and(|m| m.len() >= DEFER_PAGES);
+            if defer_pages && d.crypt.is_none() && name.starts_with("pages-") && large(&f) {
+                deferred.push((name.to_owned(), *want));
+                fds.insert(name.to_owned(), Checked::Open(OwnedFd::from(f)));
+                continue;
+            }
             let mut deferred = None;
             let (have, bytes, plain) = match &d.crypt {
                 Some(c) if name.starts_with("pages-") && large(&f) => {
@@ -502,8 +560,16 @@ impl ImageDir {
                 ""
             }
         );
+        if !deferred.is_empty() {
+            log::info!(
+                "{} large pages images of {} left to be hashed later",
+                deferred.len(),
+                d.path.display()
+            );
+        }
         d.verified = Some(Arc::new(fds));
         d.held = Some(Arc::new(held));
+        d.deferred = Some(Arc::new(deferred));
         Ok(d)
     }
 
@@ -869,7 +935,7 @@ impl ImageDir {
         }
         let path = self.path.join(PARENT_LINK);
         let d = if self.verified.is_some() {
-            Self::open_checked_knowing(path, None, Some(self))?
+            Self::open_checked_knowing(path, None, Some(self), self.defer_pages)?
         } else {
             Self::open(path)?
         };

@@ -362,8 +362,10 @@ pub static TABLE: &[Entry] = &[
     e(
         "--lazy-pages",
         "lazy_pages",
-        NotYet("lazy pages"),
-        |o, _| o.lazy_pages,
+        NotYet(
+            "a lazy dump (post-copy: its pages left to a page server); a lazy restore (`restore --lazy-pages` with `rcriu lazy-pages`) is honoured",
+        ),
+        |o, cmd| o.lazy_pages && cmd == Command::Dump,
     ),
     e("--page-server", "ps", Honoured, never),
     e("--ps-socket", "ps.fd", Honoured, never),

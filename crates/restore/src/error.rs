@@ -58,6 +58,9 @@ pub enum Error {
         gid: u32,
         groups: Vec<u32>,
     },
+    /// Lazy restore: the daemon, its protocol, a process's memory.
+    #[error("lazy pages: {what}")]
+    Lazy { what: String },
     #[error("restored process {pid} died: {what}")]
     Died { pid: Pid, what: String },
     #[error(transparent)]
@@ -76,6 +79,10 @@ impl Error {
             file: file.into(),
             what: what.into(),
         }
+    }
+
+    pub(crate) fn lazy(what: impl Into<String>) -> Error {
+        Error::Lazy { what: what.into() }
     }
 
     pub(crate) fn unsupported(what: impl Into<String>) -> Error {

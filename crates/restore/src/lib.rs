@@ -38,6 +38,7 @@ mod io_uring;
 mod ipcns;
 #[allow(unsafe_code)]
 mod ipcns_sys;
+pub mod lazy_pages;
 mod link_remap;
 mod load;
 mod memfd;
@@ -69,6 +70,9 @@ mod tcp_stream;
 mod timens;
 mod timerfd;
 mod tty;
+pub mod uffd;
+#[allow(unsafe_code)]
+mod uffd_sys;
 pub use tty::OrphanPts;
 pub mod unprivileged;
 mod utsns;
@@ -156,6 +160,9 @@ pub struct Restore {
     /// `--unprivileged`: the caller whose credentials every restored
     /// thread must have.
     caller: Option<unprivileged::Caller>,
+    /// `--lazy-pages`: the work directory whose `lazy-pages.socket` the
+    /// daemon listens on.
+    lazy_pages: Option<PathBuf>,
 }
 
 /// An [`OrphanPts`], shown by name only.
@@ -210,7 +217,18 @@ impl Restore {
             hook: None,
             orphan_pts: None,
             caller: None,
+            lazy_pages: None,
         }
+    }
+
+    /// criu's `--lazy-pages`: the lazy pages (CRIU's choice: private
+    /// anonymous memory with pages in the images) are left to the
+    /// lazy-pages daemon listening in `work_dir` (`rcriu lazy-pages`),
+    /// which brings them in on fault and in the background; the process
+    /// runs before they are in.
+    pub fn lazy_pages(mut self, work_dir: impl Into<PathBuf>) -> Restore {
+        self.lazy_pages = Some(work_dir.into());
+        self
     }
 
     /// criu's `orphan_pts_master`: the one pty slave of the images whose
@@ -403,7 +421,13 @@ impl Restore {
         let start = Instant::now();
         // With rcriu's manifest, every file is checked before anything
         // starts.
-        let tree = load::load_tree(ImageDir::open_checked_with(&self.dir, self.key.clone())?)?;
+        // A lazy restore leaves the large pages images to its daemon,
+        // which hashes them against the manifest while it serves.
+        let dir = match (&self.lazy_pages, &self.key) {
+            (Some(_), None) => ImageDir::open_checked_deferring(&self.dir)?,
+            _ => ImageDir::open_checked_with(&self.dir, self.key.clone())?,
+        };
+        let tree = load::load_tree(dir)?;
         if let Some(me) = &self.caller {
             unprivileged::admit_images(me, &tree)?;
         }
@@ -443,6 +467,12 @@ impl Restore {
             )));
         }
         raise_nofile();
+        // The daemon first: nothing is made if it is not there.
+        let daemon = self
+            .lazy_pages
+            .as_deref()
+            .map(uffd::Daemon::connect)
+            .transpose()?;
 
         // -- Every process planned, every file opened: nothing is started
         // while anything may still fail.
@@ -581,6 +611,10 @@ impl Restore {
             }
         }
         let (go_rd, go_wr) = rcriu_compel::sys::pipe().map_err(Error::host("creating a pipe"))?;
+        let mut handoff = daemon
+            .as_ref()
+            .map(|_| uffd::Handoff::new(min))
+            .transpose()?;
         let go_rd = files::renumber(go_rd, min)?;
 
         // -- The region: the blob, every process's args and arrays, a
@@ -790,6 +824,10 @@ impl Restore {
                 args.flags |= abi::FLAG_FDT_SHARED;
                 args.fdt_owner = region.addr_of(offs[holder]);
             }
+            if let Some(fd) = handoff.as_ref().and_then(|h| h.theirs.as_ref()) {
+                args.flags |= abi::FLAG_LAZY;
+                args.uffd_sock = fd.as_raw_fd();
+            }
             args.fdt_pending = (0..procs.len())
                 .filter(|&j| j != i && fdt_holder(&procs, j) == i)
                 .count() as u32;
@@ -858,6 +896,9 @@ impl Restore {
         // Ours no longer needed: the fork has its copies.
         for p in &mut procs {
             p.held.clear();
+        }
+        if let Some(h) = &mut handoff {
+            h.theirs = None;
         }
         let child = finish::Child::tree(
             procs
@@ -960,8 +1001,45 @@ impl Restore {
                 })
             };
             let helper = sealed.or_else(plain);
+            // Each restorer's userfaultfd goes on to the daemon as it
+            // comes: the restorer may touch a lazy page before it is done
+            // (the kernel writes the rseq area on the way back from the
+            // registering syscall).
+            let forwarder = match (&handoff, &daemon) {
+                (Some(h), Some(d)) => {
+                    let n = procs.len();
+                    let on_host = &on_host;
+                    let t = std::thread::Builder::new()
+                        .name("uffd handoff".into())
+                        .spawn_scoped(s, move || uffd::forward(h, d, n, on_host))
+                        .map_err(Error::host("starting the userfaultfd handoff"))?;
+                    Some(t)
+                }
+                _ => None,
+            };
             let r = finish::start(&child, &region, std::fs::File::from(go_wr), trace)
                 .and_then(|()| finish::wait_restorer(&child, &region, &placed, on_new, describe));
+            // Every restorer sent its message, or failed: what is queued
+            // is still read, then the handoff ends.
+            if let Some(h) = &handoff {
+                h.stop();
+            }
+            let forwarded =
+                forwarder.map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            let r = match (r, forwarded) {
+                (Ok(()), Some(Ok(sent))) if sent.len() < procs.len() => {
+                    let missing = procs
+                        .iter()
+                        .map(|p| p.plan.pid)
+                        .find(|p| !sent.contains(p))
+                        .unwrap_or(pid);
+                    Err(Error::lazy(format!(
+                        "process {missing} sent no userfaultfd to hand to the daemon"
+                    )))
+                }
+                (Ok(()), Some(Err(e))) => Err(e),
+                (r, _) => r,
+            };
             // Past the page reads, the helper is done; otherwise the
             // restorer is gone, and so is what the helper would wait for.
             page_helper::abort(words);
@@ -1094,7 +1172,16 @@ impl Restore {
         for p in &procs {
             p.plan.cgroups.move_threads()?;
         }
+        if let Some(d) = &daemon {
+            for z in &tree.zombies {
+                d.send_zombie(z.pstree.pid as i32)?;
+            }
+        }
         let pid = finish::finish(child, &region, finals)?;
+        // Every process runs: the daemon pushes the rest of the pages.
+        if let Some(d) = daemon {
+            d.finished()?;
+        }
         let mut procs = procs;
         for p in &mut procs {
             p.plan.cgroups.done();

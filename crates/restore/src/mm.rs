@@ -146,14 +146,16 @@ impl MemPlan {
 /// protection and flags, both with pages to fill or neither (so that the
 /// parent maps them as the child itself would); anonymous, or of the same
 /// file at the same offset (the fds are the tree's, one for each file
-/// opened: the same number is the same file). The pages the child had
-/// none of are dropped, which gives a file mapping the file's again. They
-/// are marked in `child`; their ranges are returned.
+/// opened: the same number is the same file), with no lazy pages
+/// (`--lazy-pages`: each process's go to its own userfaultfd). The pages
+/// the child had none of are dropped, which gives a file mapping the
+/// file's again. They are marked in `child`; their ranges are returned.
 pub fn inherit(parent: &[Vma], child: &mut [Vma]) -> Vec<(u64, u64)> {
     let private = libc::MAP_PRIVATE as u32;
     let anon = libc::MAP_ANONYMOUS as u32;
     let plain = |v: &Vma| {
         (v.fd < 0) == (v.flags & anon != 0)
+            && v.lazy == 0
             && v.flags & private == private
             && v.flags & (libc::MAP_SHARED | libc::MAP_HUGETLB) as u32 == 0
     };

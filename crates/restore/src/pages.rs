@@ -46,6 +46,8 @@ pub struct PagePlan {
     pub alike_from: Option<(ImageDir, u32)>,
     /// Pages alike with the parent's that the process inherits, unread.
     pub alike_inherited: u64,
+    /// Pages left to the lazy-pages daemon (`--lazy-pages`).
+    pub lazy: u64,
 }
 
 /// The most bytes one batch reads: batches are also what the restorer
@@ -231,7 +233,7 @@ struct Chain {
     levels: Vec<(ImageDir, std::rc::Rc<[PageRun]>, u32)>,
 }
 
-fn read_runs(dir: &ImageDir, pid: u32) -> Result<(Vec<PageRun>, u32)> {
+pub(crate) fn read_runs(dir: &ImageDir, pid: u32) -> Result<(Vec<PageRun>, u32)> {
     let mut r = dir.pagemap(pid)?;
     let mut runs = Vec::new();
     while let Some(run) = r.next_run()? {
@@ -507,15 +509,25 @@ fn copy_pages(
 
 /// Plans the page reads of `img`'s process into the areas of `mem`, and
 /// marks the areas that get pages.
-pub fn plan(img: &Images, mem: &mut MemPlan) -> Result<PagePlan> {
+///
+/// With `lazy` (`--lazy-pages`), the pages [`crate::uffd::lazy_ranges`]
+/// names are not read: their areas are marked [`Vma::lazy`] instead.
+///
+/// [`Vma::lazy`]: rcriu_parasite_abi::restorer::Vma::lazy
+pub fn plan(img: &Images, mem: &mut MemPlan, lazy: bool) -> Result<PagePlan> {
     let pid = img.task.pid;
     let file = ImageFile::Pagemap(pid.into());
     let (runs, pages_id) = read_runs(&img.dir, pid)?;
+    let lazy_set = match lazy {
+        true => crate::uffd::lazy_ranges(&img.task.mm.vmas, &runs),
+        false => Vec::new(),
+    };
     let mut alike_pieces = Vec::new();
     let mut alike_from = None;
     let (runs, pages_len, gathered) = match resolve(&img.dir, pid)? {
         None => (runs, img.dir.pages_len(pages_id)?, None),
         Some((pieces, dirs)) => {
+            let pieces = not_lazy(pieces, &lazy_set);
             let (same, rest) = alike(img, pieces, &dirs)?;
             if !same.is_empty() {
                 alike_from = dirs.get(1).cloned();
@@ -589,20 +601,60 @@ pub fn plan(img: &Images, mem: &mut MemPlan) -> Result<PagePlan> {
         while vma_idx < mem.vmas.len() && mem.vmas[vma_idx].end <= run.vaddr {
             vma_idx += 1;
         }
-        if !mark(&mut mem.vmas[vma_idx..], run.vaddr, run.end()) {
+        let mut outside = None;
+        crate::uffd::by_range(&lazy_set, run.vaddr, run.end(), |at, cut, inside| {
+            if inside {
+                return;
+            }
+            if !mark(&mut mem.vmas[vma_idx..], at, cut) {
+                outside.get_or_insert((at, cut));
+                return;
+            }
+            push(&mut plan, at, cut - at, off + (at - run.vaddr));
+            plan.pages += (cut - at) / rcriu_images::pages::PAGE_SIZE;
+        });
+        if let Some((s, e)) = outside {
             return Err(Error::invalid(
                 file.name(),
-                format!(
-                    "pages at {:#x}-{:#x} lie outside the memory areas",
-                    run.vaddr,
-                    run.end()
-                ),
+                format!("pages at {s:#x}-{e:#x} lie outside the memory areas"),
             ));
         }
-        push(&mut plan, run.vaddr, run.len(), off);
-        plan.pages += run.nr_pages;
+    }
+    for &(s, e) in &lazy_set {
+        plan.lazy += (e - s) / rcriu_images::pages::PAGE_SIZE;
+        let i = mem.vmas.partition_point(|v| v.end <= s);
+        match mem.vmas.get_mut(i) {
+            Some(v) if v.start <= s && e <= v.end && v.fd < 0 && v.sysv == 0 => v.lazy = 1,
+            _ => {
+                return Err(Error::invalid(
+                    file.name(),
+                    format!("lazy pages at {s:#x}-{e:#x} lie outside the memory areas"),
+                ));
+            }
+        }
     }
     Ok(plan)
+}
+
+/// `pieces` without what of them lies in `lazy` (sorted, apart).
+fn not_lazy(pieces: Vec<Piece>, lazy: &[(u64, u64)]) -> Vec<Piece> {
+    if lazy.is_empty() {
+        return pieces;
+    }
+    let mut out = Vec::with_capacity(pieces.len());
+    for p in pieces {
+        crate::uffd::by_range(lazy, p.vaddr, p.vaddr + p.len, |at, cut, inside| {
+            if !inside {
+                out.push(Piece {
+                    vaddr: at,
+                    len: cut - at,
+                    level: p.level,
+                    off: p.off + (at - p.vaddr),
+                });
+            }
+        });
+    }
+    out
 }
 
 /// The dumped bytes of `[start, start + len)`, when one present run of

@@ -32,6 +32,8 @@ pub struct Shared<'a> {
     pub cgroup_mode: cgroup::Mode,
     /// criu's `--cgroup-root`s.
     pub cg_roots: Vec<(Option<String>, String)>,
+    /// `--lazy-pages`: the lazy pages are left to the daemon.
+    pub lazy: bool,
 }
 
 impl<'a> Shared<'a> {
@@ -54,6 +56,7 @@ impl<'a> Shared<'a> {
             unprivileged: r.caller.is_some(),
             cgroup_mode: r.cgroup_mode,
             cg_roots: r.cg_roots.clone(),
+            lazy: r.lazy_pages.is_some(),
         })
     }
 }
@@ -116,7 +119,7 @@ impl<'a> ProcPlan<'a> {
             (vdso::Mode::Proxy { .. }, Some((s, e))) => (e - s) as usize,
             _ => 0,
         };
-        let pages = pages::plan(img, &mut mem)?;
+        let pages = pages::plan(img, &mut mem, sh.lazy)?;
         let mut core = core::plan(img)?;
         for t in &mut core.threads {
             t.args.creds.last_cap = sh.last_cap;
@@ -133,6 +136,11 @@ impl<'a> ProcPlan<'a> {
         let exe = crate::open_exe(img, &mut sh.opener)?;
         let mut pages = pages;
         let name = ImageFile::Pages(pages.pages_id.into()).name();
+        if sh.lazy && img.dir.sealed_pages(&name).is_some() {
+            return Err(Error::unsupported(format!(
+                "lazy pages (--lazy-pages) of encrypted images ({name} of process {pid})"
+            )));
+        }
         let sealed_pages = match pages.gathered {
             Some(_) => None,
             None => img.dir.sealed_pages(&name),

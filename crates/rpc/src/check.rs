@@ -160,7 +160,7 @@ pub fn feature(name: &str) -> Answer {
         "autofs" => not_in_rcriu("autofs mounts"),
         "tcp_half_closed" => tcp_half_closed(),
         "compat_cr" => not_in_rcriu("32-bit tasks"),
-        "uffd" | "uffd-noncoop" => not_in_rcriu("lazy pages (userfaultfd)"),
+        "uffd" | "uffd-noncoop" => rcriu_restore::uffd::available(),
         "can_map_vdso" => not_in_rcriu("mapping a vDSO (it moves the running one)"),
         "sk_ns" | "sk_unix_file" | "net_diag_raw" | "ipv6_freebind" | "sockopt_buf_lock" => {
             not_in_rcriu("sockets")

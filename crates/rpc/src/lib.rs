@@ -13,6 +13,7 @@
 #![deny(unsafe_code)]
 
 pub mod check;
+pub mod lazy_pages;
 pub mod listen;
 pub mod log;
 pub mod page_server;

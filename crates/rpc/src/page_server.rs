@@ -253,7 +253,7 @@ pub fn serve(
 /// criu's `cr_daemon`: the server goes on in a child of its own session
 /// with its standard fds on /dev/null; `true` in the parent (whose work
 /// is done once the pidfile names the child).
-fn daemonize(o: &Options) -> Result<bool> {
+pub(crate) fn daemonize(o: &Options) -> Result<bool> {
     let io = |what: &str| {
         let what = what.to_owned();
         move |source| Error::Io { what, source }

@@ -303,6 +303,9 @@ pub fn restore(o: &Options, face: Face, actions: &Actions, detach: bool) -> Resu
     if let Some(root) = &o.root {
         r = r.root(root);
     }
+    if o.lazy_pages {
+        r = r.lazy_pages(&work);
+    }
     if o.orphan_pts_master {
         let a = actions.clone();
         r = r.orphan_pts_master(Arc::new(move |fd| a.send_fd(stage::ORPHAN_PTS_MASTER, fd)));

@@ -4,8 +4,9 @@
 //!
 //! - VERSION: the CRIU version whose images, options and RPC rcriu
 //!   speaks (4.2), named "rcriu" in `name`.
-//! - FEATURE_CHECK: `mem_track` true; `lazy_pages` and `pidfd_store`
-//!   false until rcriu does them.
+//! - FEATURE_CHECK: `mem_track` true; `lazy_pages` true when the kernel
+//!   gives a userfaultfd with the events a lazy restore follows;
+//!   `pidfd_store` false until rcriu does it.
 //! - CHECK, DUMP, RESTORE: done with the request's options (over the
 //!   configuration files, then its `config_file`); the caller's fds
 //!   (`images_dir_fd`, `work_dir_fd`, `status_fd`) are reached through
@@ -326,10 +327,12 @@ fn handle(
         Some(CriuReqType::FeatureCheck) => {
             let mut r = resp(CriuReqType::FeatureCheck, true);
             // Asked or not, each answer is there: memory tracking (on
-            // userfaultfd write-protection), not the other two yet.
+            // userfaultfd write-protection), lazy pages when this kernel
+            // gives a userfaultfd with the events they follow, no pidfd
+            // store yet.
             r.features = Some(CriuFeatures {
                 mem_track: Some(true),
-                lazy_pages: Some(false),
+                lazy_pages: Some(rcriu_restore::uffd::available().is_ok()),
                 pidfd_store: Some(false),
             });
             sent(&r)

@@ -96,6 +96,13 @@ pub const FLAG_JOINS_HELPER: u32 = 1 << 9;
 /// placed.
 pub const FLAG_FDT_SHARED: u32 = 1 << 10;
 
+/// [`Args::flags`]: lazy restore (`--lazy-pages`): the areas marked
+/// [`Vma::lazy`] are registered on a new userfaultfd (missing mode)
+/// instead of filled, and the userfaultfd is sent, with the process's
+/// pid, over [`Args::uffd_sock`] to rcriu, which hands it to the
+/// lazy-pages daemon.
+pub const FLAG_LAZY: u32 = 1 << 11;
+
 /// A child the restorer of a process forks, with its pid.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -476,6 +483,7 @@ pub enum Step {
     ProcessAttrs = 37,
     Children = 38,
     Pgid = 39,
+    Uffd = 40,
 }
 
 impl Step {
@@ -521,6 +529,7 @@ impl Step {
             37 => Step::ProcessAttrs,
             38 => Step::Children,
             39 => Step::Pgid,
+            40 => Step::Uffd,
             _ => Step::None,
         }
     }
@@ -574,6 +583,9 @@ impl Step {
             }
             Step::Children => "creating a child process (clone3 with its pid)",
             Step::Pgid => "joining its process group",
+            Step::Uffd => {
+                "registering the lazy areas on a userfaultfd and sending it to rcriu (--lazy-pages)"
+            }
         }
     }
 }
@@ -643,6 +655,10 @@ pub struct Vma {
     /// How a SysV shm area is made ([`SYSV_ATTACH`], ...); 0 for any
     /// other area. `fd` is then the segment's id.
     pub sysv: u32,
+    /// Non-zero when the area has pages left to the lazy-pages daemon
+    /// ([`FLAG_LAZY`]): it is registered on the userfaultfd.
+    pub lazy: u32,
+    pub _pad: u32,
 }
 
 /// [`Vma::sysv`]: the first area of an attach of segment `fd`, attached
@@ -818,7 +834,9 @@ pub struct Args {
     /// Fault injection (`RCRIU_FAULT=restorer:STEP`): the first thread
     /// that reaches this [`Step`] fails there; 0 for none.
     pub fault_step: u32,
-    pub _pad3: u32,
+    /// With [`FLAG_LAZY`]: the socket (SOCK_SEQPACKET) the userfaultfd is
+    /// sent over, one message of the pid (i32) with the fd attached.
+    pub uffd_sock: i32,
     /// With [`FLAG_PAGE_HELPER`]: the batches not claimed yet, as
     /// [`page_claims`]`(front, back)`: the restorer takes `front` and
     /// counts up, the helper takes `back - 1` and counts down, each with
@@ -895,7 +913,8 @@ const _: () = {
     assert!(size_of::<CloneArgs>() == 88);
     assert!(size_of::<Range>() == 16);
     assert!(size_of::<VdsoMove>() == 32);
-    assert!(size_of::<Vma>() == 56);
+    assert!(size_of::<Vma>() == 64);
+    assert!(offset_of!(Vma, lazy) == 56);
     assert!(offset_of!(Vma, fd) == 40);
     assert!(size_of::<IoVec>() == 16);
     assert!(size_of::<ReadBatch>() == 16);

@@ -22,12 +22,13 @@ mod task;
 mod thread;
 mod timers;
 mod tree;
+mod uffd;
 
 use rcriu_blob_rt::nr::*;
 use rcriu_blob_rt::syscall::value;
 use rcriu_parasite_abi::restorer::{
-    Args, FAULT_ERRNO, FLAG_CHILD, FLAG_FDT_SHARED, FLAG_LOGINUID, FLAG_MM_MAP, FLAG_SETSID,
-    FLAG_TIMENS, MAGIC, Step, ThreadArgs,
+    Args, FAULT_ERRNO, FLAG_CHILD, FLAG_FDT_SHARED, FLAG_LAZY, FLAG_LOGINUID, FLAG_MM_MAP,
+    FLAG_SETSID, FLAG_TIMENS, MAGIC, Step, ThreadArgs,
 };
 
 // The entry point: rdi = &Args, rsp = the top of the region's stack.
@@ -160,6 +161,12 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
     }
     let s = at(Step::Madvise, a);
     mm::madvise_vmas(a).map_err(|f| (s, f))?;
+    // The lazy areas go to the daemon before anything can touch them
+    // (the kernel writes an rseq area on the way back from a syscall).
+    if a.flags & FLAG_LAZY != 0 {
+        let s = at(Step::Uffd, a);
+        uffd::register_and_send(a).map_err(|f| (s, f))?;
+    }
     let s = at(Step::Protect, a);
     mm::protect_vmas(a).map_err(|f| (s, f))?;
     // What is written through /proc/self, before a new root may hide it

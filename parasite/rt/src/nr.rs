@@ -23,6 +23,7 @@ pub const NR_SOCKET: i64 = 41;
 pub const NR_CONNECT: i64 = 42;
 pub const NR_SENDMSG: i64 = 46;
 pub const NR_RECVMSG: i64 = 47;
+pub const NR_USERFAULTFD: i64 = 323;
 pub const NR_EXIT: i64 = 60;
 pub const NR_FCNTL: i64 = 72;
 pub const NR_FLOCK: i64 = 73;

@@ -1,0 +1,371 @@
+//! Lazy restore (`restore --lazy-pages` with `rcriu lazy-pages`): a
+//! process holding a known pattern in its anonymous memory is dumped,
+//! the daemon started on the images, and the process restored lazily: it
+//! answers on its fifos before its memory is in, its own check of every
+//! word passes, a child it forks after the restore sees the memory too,
+//! pages it drops read as zeros, and the daemon ends (status 0) with
+//! every page of the area present (smaps' Rss, read before anything
+//! touches the area). A tree of processes, each with pages of its own,
+//! comes back the same way, and so does a process dumped after a
+//! pre-dump, whose pages the daemon reads from the pre-dump's images.
+//!
+//! Negative controls: a page changed in the pages image makes the
+//! process's check fail (the pages come from the daemon, and the check
+//! sees them); a daemon killed before every page is in gets the process
+//! killed (SIGKILL, by the daemon's guard), never left running with
+//! missing pages; a restore with no daemon listening fails, naming the
+//! socket, with no process left.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use rcriu_test_support::{
+    TempDir, Workload, become_subreaper, is_zombie, require_root, trace_lock, tree_pids,
+    wait_child, wait_exit,
+};
+
+const RCRIU: &str = env!("CARGO_BIN_EXE_rcriu");
+
+fn rcriu(args: &[&str]) -> Result<(), String> {
+    let out = Command::new(RCRIU)
+        .args(args)
+        .output()
+        .expect("running rcriu");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// A daemon, killed (and reaped) if the test ends before it does.
+struct Daemon(Option<Child>);
+
+impl Daemon {
+    fn wait(mut self) -> i32 {
+        wait_child(self.0.take().unwrap()).unwrap()
+    }
+
+    fn kill(&mut self) {
+        self.0.as_mut().unwrap().kill().unwrap();
+    }
+
+    fn output(mut self) -> std::process::Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts `rcriu lazy-pages` on `dir` and waits until it listens (its
+/// `--status-fd` byte, on its standard output).
+fn daemon(dir: &Path) -> Daemon {
+    let mut c = Command::new(RCRIU)
+        .args(["lazy-pages", "-D", dir.to_str().unwrap()])
+        .args(["--status-fd", "1", "-v4", "-o", "lazy-pages.log"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting rcriu lazy-pages");
+    let mut b = [1u8; 1];
+    c.stdout
+        .take()
+        .unwrap()
+        .read_exact(&mut b)
+        .expect("the daemon says it listens");
+    assert_eq!(b[0], 0);
+    Daemon(Some(c))
+}
+
+/// The workload's fifos.
+struct Talk {
+    to: std::fs::File,
+    from: std::fs::File,
+}
+
+impl Talk {
+    fn open(w: &Workload) -> Talk {
+        let dir = w.outfile.parent().unwrap();
+        Talk {
+            to: std::fs::OpenOptions::new()
+                .write(true)
+                .open(dir.join("in"))
+                .unwrap(),
+            from: std::fs::File::open(dir.join("out")).unwrap(),
+        }
+    }
+
+    fn ask(&mut self, c: u8) -> u8 {
+        self.to.write_all(&[c]).unwrap();
+        let mut b = [0u8; 1];
+        self.from.read_exact(&mut b).unwrap();
+        b[0]
+    }
+}
+
+/// How many pages of `[addr, addr + len)` of process `pid` are present
+/// (its pagemap's present bit), read without touching them.
+fn present_pages(pid: i32, addr: u64, len: u64) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(format!("/proc/{pid}/pagemap")).unwrap();
+    let n = (len / 4096) as usize;
+    let mut buf = vec![0u8; n * 8];
+    f.read_exact_at(&mut buf, addr / 4096 * 8).unwrap();
+    buf.chunks_exact(8)
+        .filter(|e| u64::from_ne_bytes((*e).try_into().unwrap()) & (1 << 63) != 0)
+        .count() as u64
+}
+
+/// Dumps a `lazymem` of `mib` MiB with `nchild` children into a new
+/// directory; `tweak` changes the images.
+fn dumped(
+    mib: &str,
+    nchild: &str,
+    tweak: impl Fn(&Path, &Workload),
+) -> (Workload, TempDir, PathBuf) {
+    let mut w = Workload::start("lazymem", &[mib, nchild]);
+    let top = TempDir::new("lazy");
+    let d = top.path().join("d");
+    let children = tree_pids(w.pid);
+    rcriu(&["dump", "-t", &w.pid.to_string(), "-D", d.to_str().unwrap()]).expect("the dump");
+    w.reap();
+    // The children, ours as subreaper, free their pids too.
+    for c in children.into_iter().filter(|&c| c != w.pid) {
+        wait_exit(c).unwrap();
+    }
+    tweak(&d, &w);
+    (w, top, d)
+}
+
+fn restore_lazily(d: &Path) -> Result<(), String> {
+    rcriu(&["restore", "-D", d.to_str().unwrap(), "--lazy-pages", "-d"])
+}
+
+#[test]
+fn lazy_restore_brings_every_page_in() {
+    require_root();
+    let _l = trace_lock();
+    become_subreaper();
+    let (w, _top, d) = dumped("128", "0", |_, _| {});
+    let daemon = daemon(&d);
+    restore_lazily(&d).expect("the lazy restore");
+    let mut t = Talk::open(&w);
+    assert_eq!(t.ask(b'p'), b'p', "the restored process answers");
+    // A child forked now, before every page is in, sees them all.
+    assert_eq!(t.ask(b'f'), b'P', "a child forked after the restore");
+    assert_eq!(t.ask(b'd'), b'd');
+    let status = daemon.wait();
+    let log = std::fs::read_to_string(d.join("lazy-pages.log")).unwrap_or_default();
+    assert_eq!(status, 0, "the daemon's exit status; its log:\n{log}");
+    assert!(log.contains("every lazy page is in"), "{log}");
+    // Every page of the area is in (but the MiB dropped), untouched
+    // since: the daemon brought them.
+    let (addr, len) = (w.fact_u64("addr"), w.fact_u64("len"));
+    assert_eq!(
+        present_pages(w.pid, addr, len),
+        (len - (1 << 20)) / 4096,
+        "the area's pages present"
+    );
+    assert_eq!(t.ask(b'c'), b'P', "the process's own check of its memory");
+    t.to.write_all(b"x").unwrap();
+    assert_eq!(wait_exit(w.pid).unwrap(), 0);
+}
+
+#[test]
+fn a_tree_is_restored_lazily() {
+    require_root();
+    let _l = trace_lock();
+    become_subreaper();
+    let (w, _top, d) = dumped("32", "2", |_, _| {});
+    let daemon = daemon(&d);
+    restore_lazily(&d).expect("the lazy restore of the tree");
+    let mut t = Talk::open(&w);
+    assert_eq!(t.ask(b'c'), b'P', "every process's own check");
+    let status = daemon.wait();
+    let log = std::fs::read_to_string(d.join("lazy-pages.log")).unwrap_or_default();
+    assert_eq!(status, 0, "{log}");
+    assert!(log.contains("every lazy page is in: 3 processes"), "{log}");
+    t.to.write_all(b"x").unwrap();
+    let end = wait_exit(w.pid).unwrap();
+    assert_eq!(end, 0);
+}
+
+/// Changes a byte in the middle of the pages image (inside the area).
+fn change_a_page(d: &Path) {
+    let p = d.join("pages-1.img");
+    let mut bytes = std::fs::read(&p).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&p, bytes).unwrap();
+}
+
+#[test]
+fn a_changed_page_fails_the_check() {
+    require_root();
+    let _l = trace_lock();
+    become_subreaper();
+    // Images without rcriu's manifest (as CRIU writes them): nothing
+    // tells the page changed but the process's own check.
+    let (w, _top, d) = dumped("32", "0", |d, _| {
+        std::fs::remove_file(d.join(rcriu::images::manifest::MANIFEST)).unwrap();
+        change_a_page(d);
+    });
+    let daemon = daemon(&d);
+    restore_lazily(&d).expect("the lazy restore");
+    let mut t = Talk::open(&w);
+    assert_eq!(t.ask(b'c'), b'F', "the check must see the changed page");
+    assert_eq!(daemon.wait(), 0);
+    t.to.write_all(b"x").unwrap();
+    assert_eq!(wait_exit(w.pid).unwrap(), 0);
+}
+
+#[test]
+fn a_changed_pages_image_ends_daemon_and_process() {
+    require_root();
+    let _l = trace_lock();
+    become_subreaper();
+    // With the manifest, the daemon hashes the pages image while it
+    // serves: it fails naming the file, and the process is killed.
+    let (w, _top, d) = dumped("64", "0", |d, _| change_a_page(d));
+    let daemon = daemon(&d);
+    // The daemon may find the change before the restore is through
+    // (then the restore fails, its process killed) or after.
+    let restored = restore_lazily(&d);
+    let out = daemon.output();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let log = std::fs::read_to_string(d.join("lazy-pages.log")).unwrap_or_default();
+    assert!(!out.status.success(), "the daemon succeeded: {log}");
+    assert!(
+        log.contains("pages-1.img") && log.contains("hash differs"),
+        "the daemon's log names the file: {log}"
+    );
+    match restored {
+        Ok(()) => {
+            assert!(err.contains("killed"), "the guard says so: {err}");
+            let end = wait_exit(w.pid).unwrap();
+            assert!(
+                libc::WIFSIGNALED(end) && libc::WTERMSIG(end) == libc::SIGKILL,
+                "the restored process ended with {end:#x}, not killed"
+            );
+        }
+        Err(e) => assert!(
+            !Path::new(&format!("/proc/{}", w.pid)).exists() || is_zombie(w.pid),
+            "the restore failed ({e}) and left its process running"
+        ),
+    }
+}
+
+#[test]
+fn a_killed_daemon_takes_the_process_with_it() {
+    require_root();
+    let _l = trace_lock();
+    become_subreaper();
+    let (w, _top, d) = dumped("512", "0", |_, _| {});
+    let mut daemon = daemon(&d);
+    restore_lazily(&d).expect("the lazy restore");
+    let mut t = Talk::open(&w);
+    assert_eq!(t.ask(b'p'), b'p');
+    daemon.kill();
+    let status = daemon.wait();
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+        "the daemon ended before the kill ({status:#x}): nothing was tested"
+    );
+    // The process must not go on with pages missing: the guard kills it.
+    let end = wait_exit(w.pid).unwrap();
+    assert!(
+        libc::WIFSIGNALED(end) && libc::WTERMSIG(end) == libc::SIGKILL,
+        "the restored process ended with {end:#x}, not killed"
+    );
+}
+
+#[test]
+fn no_daemon_no_restore() {
+    require_root();
+    let _l = trace_lock();
+    become_subreaper();
+    let (w, _top, d) = dumped("8", "0", |_, _| {});
+    let err = restore_lazily(&d).expect_err("a lazy restore without its daemon");
+    assert!(
+        err.contains("lazy-pages.socket") && err.contains("lazy-pages daemon"),
+        "{err}"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{}", w.pid)).exists(),
+        "a process was left"
+    );
+}
+
+#[test]
+fn pages_kept_in_a_pre_dump_come_lazily() {
+    require_root();
+    let _l = trace_lock();
+    become_subreaper();
+    let mut w = Workload::start("lazymem", &["32", "0"]);
+    let top = TempDir::new("lazy-chain");
+    let (one, two) = (top.path().join("1"), top.path().join("2"));
+    let p = w.pid.to_string();
+    rcriu(&[
+        "pre-dump",
+        "-t",
+        &p,
+        "-D",
+        one.to_str().unwrap(),
+        "--track-mem",
+    ])
+    .unwrap();
+    rcriu(&[
+        "dump",
+        "-t",
+        &p,
+        "-D",
+        two.to_str().unwrap(),
+        "--prev-images-dir",
+        "../1",
+        "--track-mem",
+    ])
+    .unwrap();
+    w.reap();
+    // The final dump keeps the area's pages in the pre-dump's images.
+    let d = rcriu::images::ImageDir::open(&two).unwrap();
+    let mut runs = d.pagemap(w.pid as u32).unwrap();
+    let mut parent = 0;
+    while let Some(r) = runs.next_run().unwrap() {
+        if r.flags & rcriu::images::pages::PE_PARENT != 0 {
+            parent += r.nr_pages;
+        }
+    }
+    assert!(parent >= 32 * 256, "{parent} pages kept in the parent");
+    let daemon = daemon(&two);
+    restore_lazily(&two).expect("the lazy restore of the chain");
+    let mut t = Talk::open(&w);
+    assert_eq!(t.ask(b'c'), b'P', "the process's own check");
+    assert_eq!(daemon.wait(), 0);
+    let log = std::fs::read_to_string(two.join("lazy-pages.log")).unwrap();
+    let lazy: u64 = log
+        .lines()
+        .find_map(|l| {
+            l.split(": ")
+                .nth(1)?
+                .strip_suffix(" lazy pages")?
+                .parse()
+                .ok()
+        })
+        .expect("the daemon's count of lazy pages");
+    // The area's pages at least (those kept in the parent of file
+    // mappings are read by the restore).
+    assert!(
+        lazy >= 32 * 256,
+        "{lazy} lazy pages, {parent} in the parent"
+    );
+    t.to.write_all(b"x").unwrap();
+    assert_eq!(wait_exit(w.pid).unwrap(), 0);
+}
