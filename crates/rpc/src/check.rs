@@ -274,7 +274,7 @@ mod tests {
 
     #[test]
     fn what_rcriu_lacks_is_missing() {
-        for name in ["uffd", "userns", "sk_unix_file", "pidfd_store"] {
+        for name in ["userns", "sk_unix_file", "pidfd_store"] {
             let why = feature(name).unwrap_err();
             assert!(why.starts_with("rcriu does not implement"), "{name}: {why}");
         }
