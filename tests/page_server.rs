@@ -39,159 +39,14 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use rcriu::images::ImageDir;
 use rcriu::images::pages::{PE_PARENT, PE_PRESENT};
-use rcriu_test_support::{
-    ProcSnapshot, TempDir, Workload, become_subreaper, require_root, trace_lock,
-};
+use rcriu_test_support::{ProcSnapshot, TempDir, Workload, require_root};
 
-const RCRIU: &str = env!("CARGO_BIN_EXE_rcriu");
-
-fn setup() -> std::sync::MutexGuard<'static, ()> {
-    require_root();
-    let g = trace_lock();
-    become_subreaper();
-    g
-}
-
-fn bigmem(mib: u32) -> Workload {
-    let w = Workload::start("bigmem", &[&mib.to_string()]);
-    w.wait_in("sigsuspend");
-    w
-}
-
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("binding a port");
-    l.local_addr().expect("its address").port()
-}
-
-/// A page server of `engine` (rcriu's or CRIU's binary) writing to
-/// `dir`, listening once this returns.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(engine: &str, dir: &Path) -> Server {
-        Server::start_with(engine, dir, &[])
-    }
-
-    /// As [`Server::start`], with more arguments.
-    fn start_with(engine: &str, dir: &Path, extra: &[&str]) -> Server {
-        let port = free_port();
-        let (rd, wr) = rustix::pipe::pipe().expect("a status pipe");
-        let child = Command::new(engine)
-            .args(["page-server", "--address", "127.0.0.1", "--port"])
-            .arg(port.to_string())
-            .arg("-D")
-            .arg(dir)
-            .args(["-v4", "-o"])
-            .arg(dir.join("ps.log"))
-            .arg("--status-fd")
-            .arg(wr.as_raw_fd().to_string())
-            .args(extra)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("starting the page server");
-        drop(wr);
-        let mut f = std::fs::File::from(rd);
-        let mut b = [1u8; 1];
-        f.read_exact(&mut b).unwrap_or_else(|e| {
-            panic!(
-                "the page server did not say it listens: {e}; its log: {}",
-                std::fs::read_to_string(dir.join("ps.log")).unwrap_or_default()
-            )
-        });
-        assert_eq!(b[0], 0, "the status byte");
-        Server { child, port }
-    }
-
-    /// Waits for the server to end its session; its exit status.
-    fn wait(mut self) -> i32 {
-        let s = self.child.wait().expect("waiting for the page server");
-        s.code().unwrap_or(-1)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn run(cmd: &mut Command) -> Result<(), String> {
-    let out = cmd.output().expect("running the dumper");
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{:?}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-/// `engine dump` of `pid` into `dir`, its pages to `port`.
-fn dump(engine: &str, pid: i32, dir: &Path, port: u16) -> Result<(), String> {
-    run(Command::new(engine)
-        .args(["dump", "-t", &pid.to_string(), "-D"])
-        .arg(dir)
-        .args(["--page-server", "--address", "127.0.0.1", "--port"])
-        .arg(port.to_string())
-        .args(["-v4", "-o", "dump.log"]))
-    .map_err(|e| {
-        format!(
-            "{e}\nits log: {}",
-            std::fs::read_to_string(dir.join("dump.log")).unwrap_or_default()
-        )
-    })
-}
-
-/// The server's images copied beside the dump's.
-fn combine(server: &Path, dump: &Path) {
-    for e in std::fs::read_dir(server).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with("pagemap-") || name.starts_with("pages-") {
-            assert!(
-                !dump.join(&name).exists(),
-                "{name} is written by the dump too"
-            );
-            std::fs::copy(e.path(), dump.join(&name)).unwrap();
-        }
-    }
-}
-
-/// Flips a byte of the workload's big area in the server's pages image.
-fn flip_big_area_byte(server: &Path, w: &Workload) {
-    let addr = u64::from_str_radix(w.fact("addr").trim_start_matches("0x"), 16).unwrap();
-    let d = ImageDir::open(server).unwrap();
-    let mut pm = d.pagemap(w.pid as u32).expect("the server's pagemap");
-    let id = pm.pages_id();
-    let mut off = None;
-    while let Some(r) = pm.next_run().unwrap() {
-        if r.flags & PE_PRESENT != 0 && r.vaddr <= addr + 4096 && addr + 4096 < r.end() {
-            off = r.pages_offset.map(|o| o + (addr + 4096 - r.vaddr) + 100);
-        }
-    }
-    let off = off.expect("the big area's second page is in the pagemap");
-    let path = server.join(format!("pages-{id}.img"));
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    use std::os::unix::fs::FileExt;
-    let mut b = [0u8; 1];
-    f.read_exact_at(&mut b, off).unwrap();
-    f.write_all_at(&[b[0] ^ 0x5a], off).unwrap();
-}
+mod page_server_shared;
+use page_server_shared::*;
 
 /// bigmem through `dumper` and `server` engines, restored by `restorer`
 /// (`None`: rcriu's library), optionally with a byte flipped.
@@ -208,9 +63,9 @@ fn through_with(
 ) -> Result<(), String> {
     let ps_dir = TempDir::new("ps-server");
     let dump_dir = TempDir::new("ps-dump");
-    let s = Server::start(server, ps_dir.path());
-    dump(dumper, w.pid, dump_dir.path(), s.port)?;
-    let status = s.wait();
+    let s = Server::start(server, ps_dir.path(), NONE);
+    dump(dumper, w.pid, dump_dir.path(), s.port, NONE)?;
+    let (status, _) = s.wait();
     assert_eq!(
         status,
         0,
@@ -316,7 +171,7 @@ fn a_page_server_going_away_mid_dump_fails_it_and_leaves_the_target() {
     let before = ProcSnapshot::take(w.pid);
     let dir = TempDir::new("ps-gone");
     let (port, t) = vanishing_server(4 << 20);
-    let e = dump(RCRIU, w.pid, dir.path(), port).expect_err("the dump succeeds");
+    let e = dump(RCRIU, w.pid, dir.path(), port, NONE).expect_err("the dump succeeds");
     t.join().unwrap();
     assert!(
         e.contains("page server"),
@@ -341,7 +196,7 @@ fn no_page_server_no_dump() {
     let _g = setup();
     let w = bigmem(1);
     let dir = TempDir::new("ps-none");
-    let e = dump(RCRIU, w.pid, dir.path(), free_port()).expect_err("the dump succeeds");
+    let e = dump(RCRIU, w.pid, dir.path(), free_port(), NONE).expect_err("the dump succeeds");
     assert!(
         e.contains("cannot connect to the page server at 127.0.0.1:"),
         "{e}"
@@ -395,13 +250,13 @@ fn a_hostile_client_is_refused() {
     ];
     for (what, bytes) in cases {
         let dir = TempDir::new("ps-hostile");
-        let s = Server::start(RCRIU, dir.path());
+        let s = Server::start(RCRIU, dir.path(), NONE);
         let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
         c.write_all(&bytes).unwrap();
         let _ = c.shutdown(std::net::Shutdown::Write);
         let mut sink = Vec::new();
         let _ = c.read_to_end(&mut sink);
-        let status = s.wait();
+        let (status, _) = s.wait();
         let log = std::fs::read_to_string(dir.path().join("ps.log")).unwrap_or_default();
         assert_ne!(status, 0, "{what}: the server took it");
         assert!(log.contains(what), "{what}: {log}");
@@ -466,7 +321,7 @@ fn round_with(
 ) {
     std::fs::create_dir_all(ps).unwrap();
     let prev: Vec<&str> = parent.map_or(vec![], |p| vec!["--prev-images-dir", p]);
-    let s = Server::start_with(server, ps, if server_forgets { &[] } else { &prev });
+    let s = Server::start(server, ps, if server_forgets { NONE } else { &prev });
     let r = run(Command::new(dumper)
         .args([cmd, "-t", &pid.to_string(), "-D"])
         .arg(local)
@@ -481,7 +336,7 @@ fn round_with(
             std::fs::read_to_string(ps.join("ps.log")).unwrap_or_default()
         );
     }
-    let status = s.wait();
+    let (status, _) = s.wait();
     assert_eq!(
         status,
         0,
