@@ -281,18 +281,17 @@ fn restore_there(rcriu: &Path, dir: &Path, pid: i32, counter: u64, lazy: bool) -
             std::hint::spin_loop();
         }
     };
-    counting().map(|running| {
-        if let Some(mut d) = daemon {
-            match d.wait() {
-                Ok(st) if st.success() => println!(
-                    "  every page in, the daemon gone: {:7.1} ms after the restore began",
-                    ms(t.elapsed())
-                ),
-                st => println!("  the lazy-pages daemon ended: {st:?}"),
-            }
+    let running = counting()?;
+    if let Some(mut d) = daemon {
+        match d.wait() {
+            Ok(st) if st.success() => println!(
+                "  every page in, the daemon gone: {:7.1} ms after the restore began",
+                ms(t.elapsed())
+            ),
+            st => println!("  the lazy-pages daemon ended: {st:?}"),
         }
-        running
-    })
+    }
+    Ok(running)
 }
 
 fn ms(d: Duration) -> f64 {
