@@ -29,6 +29,7 @@
 //! yet) are dumped as the fds are ([`Files::in_flight`]): rcriu holds
 //! them while the dump lasts, so that kcmp finds them among the task's.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -1157,7 +1158,7 @@ const NUMBERS_PER_TURN: usize = 256;
 /// taking numbers in turns (the fds of a table may sit anywhere in it),
 /// and no number is tried once as many fds were found as the table
 /// holds (`st_size` of `/proc/PID/fd`).
-pub fn read_fds(pid: Pid) -> Result<Vec<ReadFd>> {
+pub fn read_fds(pid: Pid, locks: &Locks) -> Result<Vec<ReadFd>> {
     let mut task = rcriu_proc::Task::open(pid).map_err(Error::proc(pid))?;
     // Every number below the size of its fd table, tried: fewer than the
     // table holds are free (it doubles as it fills), and a free number
@@ -1180,20 +1181,10 @@ pub fn read_fds(pid: Pid) -> Result<Vec<ReadFd>> {
         .ok()
         .filter(|&n| n > 0)
         .unwrap_or(usize::MAX);
-    // Read at the first socket only: reading /proc/locks takes its
-    // lock for writing, which waits for an RCU grace period (10-20 ms
-    // of a frozen process's time, where most have no socket).
-    let locked: std::sync::OnceLock<std::result::Result<std::collections::HashSet<u64>, String>> =
-        std::sync::OnceLock::new();
-    let is_locked = |ino: u64| -> Result<bool> {
-        match locked.get_or_init(|| locked_inodes().map_err(|e| e.to_string())) {
-            Ok(set) => Ok(set.contains(&ino)),
-            Err(e) => Err(Error::Inconsistent {
-                pid,
-                what: format!("reading /proc/locks: {e}"),
-            }),
-        }
-    };
+    // A socket /proc/locks named before the freeze has its fdinfo read
+    // (its lock is dumped, or refused); one locked since is caught by
+    // [`check_socket_locks`].
+    let is_locked = |ino: u64| locks.contains(pid, ino);
     let pidfd = rustix::process::Pid::from_raw(pid)
         .ok_or_else(|| Error::Inconsistent {
             pid,
@@ -1335,9 +1326,73 @@ pub fn close_all(mut copies: Vec<File>) {
     });
 }
 
+/// The inodes `/proc/locks` names, read on a thread of its own: reading
+/// it takes its lock for writing, which waits for an RCU grace period
+/// (10-20 ms). One read starts with the dump, before the freeze, and
+/// tells which sockets need their fdinfo; another starts once the tree
+/// is frozen, and checks that no other socket was locked meanwhile.
+pub struct Locks {
+    read: std::sync::Mutex<Option<std::thread::JoinHandle<std::io::Result<HashSet<u64>>>>>,
+    got: std::sync::OnceLock<std::result::Result<HashSet<u64>, String>>,
+}
+
+impl Locks {
+    pub fn start() -> Locks {
+        Locks {
+            read: std::sync::Mutex::new(Some(std::thread::spawn(locked_inodes))),
+            got: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Locks already read: the inodes of `set`.
+    pub fn of(set: HashSet<u64>) -> Locks {
+        let got = std::sync::OnceLock::new();
+        let _ = got.set(Ok(set));
+        Locks {
+            read: std::sync::Mutex::new(None),
+            got,
+        }
+    }
+
+    /// Whether the file of inode `ino` is locked (any device: a stray
+    /// match costs one more fdinfo read).
+    pub fn contains(&self, pid: Pid, ino: u64) -> Result<bool> {
+        let got = self.got.get_or_init(|| {
+            let handle = self.read.lock().ok().and_then(|mut h| h.take());
+            match handle.map(std::thread::JoinHandle::join) {
+                Some(Ok(r)) => r.map_err(|e| e.to_string()),
+                Some(Err(_)) => Err("its reader panicked".into()),
+                None => Err("it was not read".into()),
+            }
+        });
+        match got {
+            Ok(set) => Ok(set.contains(&ino)),
+            Err(e) => Err(Error::Inconsistent {
+                pid,
+                what: format!("reading /proc/locks: {e}"),
+            }),
+        }
+    }
+}
+
+/// Refuses, by name, a socket read without its fdinfo (`inodes`: its
+/// fd and inode) that `frozen` (read once the tree was frozen) finds
+/// locked: its lock was taken after the dump began, and would be lost.
+pub fn check_socket_locks(pid: Pid, inodes: &[(i32, u64)], frozen: &Locks) -> Result<()> {
+    for &(fd, ino) in inodes {
+        if frozen.contains(pid, ino)? {
+            return Err(Error::unsupported(
+                pid,
+                format!("fd {fd}: socket:[{ino}] locked while the dump began; dump it again"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The inodes of every file `/proc/locks` lists (of any device: one more
 /// fdinfo read is all a stray match costs).
-fn locked_inodes() -> std::io::Result<std::collections::HashSet<u64>> {
+fn locked_inodes() -> std::io::Result<HashSet<u64>> {
     let text = std::fs::read(Path::new("/proc/locks"))?;
     Ok(text
         .split(|&b| b == b'\n')
@@ -1390,6 +1445,20 @@ mod tests {
                 ..Options::default()
             },
         )
+    }
+
+    #[test]
+    fn a_socket_locked_once_the_dump_began_is_refused_by_name() {
+        let frozen = Locks::of(HashSet::from([42]));
+        assert!(check_socket_locks(7, &[(3, 41)], &frozen).is_ok());
+        let e = check_socket_locks(7, &[(3, 41), (5, 42)], &frozen)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("fd 5: socket:[42] locked while the dump began"),
+            "{e}"
+        );
+        assert!(Locks::start().contains(7, u64::MAX).is_ok());
     }
 
     #[test]

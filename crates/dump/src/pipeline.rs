@@ -408,6 +408,9 @@ struct Shared {
     /// `--unprivileged`: the caller whose credentials every thread must
     /// have.
     caller: Option<Caller>,
+    /// `/proc/locks` as the dump began, and once the tree was frozen.
+    locks_before: files::Locks,
+    locks_frozen: files::Locks,
 }
 
 /// Everything the images are made of, gathered while the tree was
@@ -449,6 +452,8 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     let pid = o.pid;
     o.hook(crate::Stage::PreDump)?;
     let begin = Instant::now();
+    // Read ahead: its read waits for an RCU grace period.
+    let locks_before = files::Locks::start();
     let host = Host::read(pid)?;
     let mut stats = DumpStats::default();
     let mut out = Output::new(pid, &o.dir, o.key.clone());
@@ -501,7 +506,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         &tree,
         &host,
         o,
-        keep_once,
+        (keep_once, locks_before),
         freezer,
         &mut out,
         &mut stats,
@@ -1071,7 +1076,7 @@ fn collect_tree(
     tree: &Tree,
     host: &Host,
     o: &Options,
-    keep_once: bool,
+    (keep_once, locks_before): (bool, files::Locks),
     freezer: Option<cgroup::FreezerOrigin>,
     out: &mut Output,
     stats: &mut DumpStats,
@@ -1145,6 +1150,8 @@ fn collect_tree(
         frames: (keep_once && tree.members.len() > 1).then(BTreeMap::new),
         parents: tree.members.iter().map(|m| m.ppid).collect(),
         caller: o.caller.clone(),
+        locks_before,
+        locks_frozen: files::Locks::start(),
     };
     sh.files.tree = tree.members.iter().map(|m| m.pid).collect();
     // The memory of the container's SysV shm segments, read frozen.
@@ -1416,7 +1423,7 @@ fn collect(
     let read = if with_parent.files_id.is_some() {
         Vec::new()
     } else {
-        files::read_fds(pid)?
+        files::read_fds(pid, &sh.locks_before)?
     };
     let mut fd_list = Vec::with_capacity(read.len());
     let mut fd_infos = Vec::with_capacity(read.len());
@@ -1528,6 +1535,18 @@ fn collect(
     let tracking =
         crate::track::Final::begin(seized, stat.starttime, sh.parent.as_deref(), &mut smaps)?;
     let mut areas = mm::classify(pid, &smaps)?;
+    // The sockets read without their fdinfo: none locked since the dump
+    // began (the second read of /proc/locks is done by now, or nearly).
+    let fast_sockets: Vec<(i32, u64)> = fd_list
+        .iter()
+        .zip(&fd_infos)
+        .zip(&fd_stats)
+        .filter(|((fd, info), _)| {
+            info.is_none() && matches!(fd.target(), rcriu_proc::FdTarget::Socket(_))
+        })
+        .map(|((fd, _), (st, _))| (fd.fd, st.stx_ino))
+        .collect();
+    files::check_socket_locks(pid, &fast_sockets, &sh.locks_frozen)?;
     // NUMA policies, asked from inside (numa_maps would walk every page
     // table once more).
     let starts: Vec<u64> = areas.iter().map(Area::start).collect();
