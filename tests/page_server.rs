@@ -92,18 +92,7 @@ fn through_with(
         flip_big_area_byte(ps_dir.path(), &w);
     }
     combine(ps_dir.path(), dump_dir.path());
-    match restorer {
-        None => {
-            rcriu::Restore::new(dump_dir.path())
-                .detach(true)
-                .run()
-                .map_err(|e| format!("restoring: {e}"))?;
-        }
-        Some(criu) => run(Command::new(criu)
-            .args(["restore", "-d", "-v4", "-o", "restore.log", "-D"])
-            .arg(dump_dir.path()))
-        .map_err(|e| format!("CRIU's restore: {e}"))?,
-    }
+    restore_with(restorer, dump_dir.path())?;
     w.verdict()
 }
 

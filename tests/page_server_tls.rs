@@ -140,18 +140,7 @@ fn through(c: &Case<'_>) -> Result<bool, String> {
         flip_big_area_byte(ps_dir.path(), &w);
     }
     combine(ps_dir.path(), dump_dir.path());
-    match c.restorer {
-        None => {
-            rcriu::Restore::new(dump_dir.path())
-                .detach(true)
-                .run()
-                .map_err(|e| format!("restoring: {e}"))?;
-        }
-        Some(criu) => run(Command::new(criu)
-            .args(["restore", "-d", "-v4", "-o", "restore.log", "-D"])
-            .arg(dump_dir.path()))
-        .map_err(|e| format!("CRIU's restore: {e}"))?,
-    }
+    restore_with(c.restorer, dump_dir.path())?;
     w.verdict()?;
     Ok(clear)
 }

@@ -167,3 +167,19 @@ pub fn flip_big_area_byte(server: &Path, w: &Workload) {
     f.read_exact_at(&mut b, off).unwrap();
     f.write_all_at(&[b[0] ^ 0x5a], off).unwrap();
 }
+
+/// Restores the dump in `dir` with rcriu's library (`restorer` `None`)
+/// or with the `criu` at `restorer`.
+pub fn restore_with(restorer: Option<&str>, dir: &Path) -> Result<(), String> {
+    match restorer {
+        None => rcriu::Restore::new(dir)
+            .detach(true)
+            .run()
+            .map(drop)
+            .map_err(|e| format!("restoring: {e}")),
+        Some(criu) => run(Command::new(criu)
+            .args(["restore", "-d", "-v4", "-o", "restore.log", "-D"])
+            .arg(dir))
+        .map_err(|e| format!("CRIU's restore: {e}")),
+    }
+}

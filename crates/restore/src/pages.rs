@@ -422,41 +422,47 @@ fn alike(
     Ok((same, rest))
 }
 
+/// A chain level's pages image, as [`gather`] reads it.
+enum Level<R> {
+    Plain(std::fs::File),
+    Sealed(R),
+}
+
 /// Gathers the pages of `pieces` into a memfd, back to back; returns it
 /// and the runs that read them from it.
 fn gather(pieces: &[Piece], dirs: &[(ImageDir, u32)]) -> Result<(OwnedFd, Vec<PageRun>)> {
     let fd = rustix::fs::memfd_create("rcriu-pages", rustix::fs::MemfdFlags::CLOEXEC)
         .map_err(|e| Error::host("making a memfd for pages kept in parent dumps")(e.into()))?;
     let out = std::fs::File::from(fd);
+    // Each level's pages image, opened once: a plain one is copied by the
+    // kernel into the memfd (`sendfile`), an encrypted one decrypted
+    // through a buffer.
     let files = dirs
         .iter()
-        .map(|(d, id)| d.pages(*id))
-        .collect::<rcriu_images::Result<Vec<_>>>()?;
-    // A plain pages image is copied by the kernel, once, into the memfd
-    // (`copy_file_range`); an encrypted one is decrypted through a buffer.
-    let raw = dirs
-        .iter()
         .map(|(d, id)| {
-            (!d.is_encrypted())
-                .then(|| d.open_raw(ImageFile::Pages((*id).into())))
-                .transpose()
+            Ok(if d.is_encrypted() {
+                Level::Sealed(d.pages(*id)?)
+            } else {
+                Level::Plain(d.open_raw(ImageFile::Pages((*id).into()))?)
+            })
         })
         .collect::<rcriu_images::Result<Vec<_>>>()?;
     let mut buf = Vec::new();
     let mut runs: Vec<PageRun> = Vec::new();
     let mut off = 0;
     for p in pieces {
-        if let Some(src) = &raw[p.level] {
-            copy_pages(src, p.off, &out, off, p.len, &dirs[p.level])?;
-        } else {
-            buf.resize(4 << 20, 0);
-            let mut done = 0;
-            while done < p.len {
-                let n = ((p.len - done) as usize).min(buf.len());
-                files[p.level].read_pages_at(&mut buf[..n], p.off + done)?;
-                std::os::unix::fs::FileExt::write_all_at(&out, &buf[..n], off + done)
-                    .map_err(Error::host("gathering pages kept in parent dumps"))?;
-                done += n as u64;
+        match &files[p.level] {
+            Level::Plain(src) => copy_pages(src, p.off, &out, off, p.len, &dirs[p.level])?,
+            Level::Sealed(sealed) => {
+                buf.resize(4 << 20, 0);
+                let mut done = 0;
+                while done < p.len {
+                    let n = ((p.len - done) as usize).min(buf.len());
+                    sealed.read_pages_at(&mut buf[..n], p.off + done)?;
+                    std::os::unix::fs::FileExt::write_all_at(&out, &buf[..n], off + done)
+                        .map_err(Error::host("gathering pages kept in parent dumps"))?;
+                    done += n as u64;
+                }
             }
         }
         match runs.last_mut() {
