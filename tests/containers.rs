@@ -342,6 +342,120 @@ fn runc_checkpoints_and_restores_a_busybox_counter() {
     assert!(carried_on(&c.counts()).is_err());
 }
 
+/// Pages of the pagemaps in `images` kept in the parent images
+/// (`PE_PARENT` runs), over every process.
+fn pages_in_parent(images: &Path) -> u64 {
+    let dir = rcriu_images::ImageDir::open(images).unwrap();
+    let mut n = 0;
+    for e in std::fs::read_dir(images).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("pagemap-")
+            .and_then(|s| s.strip_suffix(".img"))
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let mut pm = dir.pagemap(pid).unwrap();
+        while let Some(r) = pm.next_run().unwrap() {
+            if r.flags & rcriu_images::pages::PE_PARENT != 0 {
+                n += r.nr_pages;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn runc_pre_dumps_then_checkpoints_and_restores_from_the_chain() {
+    need_tools();
+    let _g = common::setup();
+    let c = Container::new("predump", COUNTER);
+    c.start();
+    c.wait_past(3);
+    // `runc checkpoint --pre-dump`: the memory written, the container
+    // left running (it counts on).
+    let out = c.checkpoint_args(RCRIU, &["--pre-dump"], "pre", "work-pre");
+    assert!(
+        out.status.success(),
+        "pre-dump: {}\n{}",
+        text(&out.stderr),
+        c.log("work-pre")
+    );
+    let n = c.counts().len();
+    c.wait_past(n + 2);
+    carried_on(&c.counts()).unwrap();
+    // The final checkpoint, on top of it: what did not change since is
+    // kept in the pre-dump's images.
+    let out = c.checkpoint_args(RCRIU, &["--parent-path", "../pre"], "images", "work-dump");
+    assert!(
+        out.status.success(),
+        "checkpoint: {}\n{}",
+        text(&out.stderr),
+        c.log("work-dump")
+    );
+    let images = c.dir.0.join("images");
+    assert!(
+        pages_in_parent(&images) > 0,
+        "no page kept in the pre-dump's images"
+    );
+    let at_dump = c.counts();
+    carried_on(&at_dump).unwrap();
+
+    // Negative control: without the pre-dump's images the restore is
+    // refused, naming what is missing, and nothing runs.
+    let away = c.dir.0.join("pre-away");
+    std::fs::rename(c.dir.0.join("pre"), &away).unwrap();
+    let out = c.restore_with(RCRIU, "images", "work-restore-nopre");
+    assert!(!out.status.success(), "restored without its parent images");
+    let log =
+        std::fs::read_to_string(c.dir.0.join("work-restore-nopre/restore.log")).unwrap_or_default();
+    assert!(
+        log.contains("parent") || text(&out.stderr).contains("parent"),
+        "{}\n{log}",
+        text(&out.stderr)
+    );
+    assert_eq!(c.counts(), at_dump, "something ran after a refused restore");
+    c.delete();
+    std::fs::rename(&away, c.dir.0.join("pre")).unwrap();
+
+    let out = c.restore_with(RCRIU, "images", "work-restore");
+    assert!(
+        out.status.success(),
+        "restore: {}\n{}",
+        text(&out.stderr),
+        std::fs::read_to_string(c.dir.0.join("work-restore/restore.log")).unwrap_or_default()
+    );
+    let after = {
+        c.wait_past(at_dump.len() + 3);
+        c.counts()
+    };
+    continued(&at_dump, &after).unwrap();
+
+    // The same with CRIU 4.2 restoring rcriu's chain, when it is here.
+    if let Some(criu) = criu42() {
+        let out = c.checkpoint_args(RCRIU, &["--pre-dump"], "pre2", "work-pre2");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let out = c.checkpoint_args(
+            RCRIU,
+            &["--parent-path", "../pre2"],
+            "images2",
+            "work-dump2",
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(pages_in_parent(&c.dir.0.join("images2")) > 0);
+        let n = c.counts();
+        let out = c.restore_with(&criu, "images2", "work-criu-restore");
+        succeeded(
+            &out,
+            "CRIU's restore of rcriu's pre-dump chain",
+            &c.dir.0.join("work-criu-restore/restore.log"),
+        );
+        c.wait_past(n.len() + 3);
+        continued(&n, &c.counts()).unwrap();
+    }
+}
+
 /// A container running `script` (the counter after some set-up) whose
 /// checkpoint rcriu refuses, naming `what`; it counts on untouched.
 fn refused(tag: &str, script: &str, what: &str) {
@@ -1032,6 +1146,52 @@ fn podman_checkpoints_and_restores_a_counter_with_rcriu_as_its_criu() {
     p.start();
     let fresh = p.wait_past(3);
     assert!(continued(&at_dump, &fresh).is_err());
+}
+
+#[test]
+fn podman_pre_checkpoints_then_checkpoints_with_previous_and_restores() {
+    let Some(p) = Podman::new("podman-pre") else {
+        return;
+    };
+    let _g = common::setup();
+    p.start();
+    p.wait_past(3);
+    let userdata = p.userdata();
+    // `--pre-checkpoint`: the memory written, the container running on.
+    let out = p.container(&["checkpoint", "--pre-checkpoint", "--keep"]);
+    succeeded(
+        &out,
+        "podman checkpoint --pre-checkpoint",
+        &userdata.join("dump.log"),
+    );
+    let n = p.counts().len();
+    let after_pre = p.wait_past(n + 2);
+    carried_on(&after_pre).unwrap();
+    assert_eq!(p.inspect("{{.State.Status}}"), "running");
+    // `--with-previous`: the final checkpoint keeps in the pre-dump's
+    // images what did not change since.
+    let out = p.container(&["checkpoint", "--with-previous", "--keep"]);
+    succeeded(
+        &out,
+        "podman checkpoint --with-previous",
+        &userdata.join("dump.log"),
+    );
+    let images = userdata.join("checkpoint");
+    assert!(
+        pages_in_parent(&images) > 0,
+        "no page kept in the pre-checkpoint's images"
+    );
+    let at_dump = p.counts();
+    carried_on(&at_dump).unwrap();
+    let out = p.container(&["restore", "--keep"]);
+    succeeded(&out, "podman restore", &userdata.join("restore.log"));
+    let after = p.wait_past(at_dump.len() + 3);
+    continued(&at_dump, &after).unwrap();
+
+    // Negative control: a plain checkpoint keeps nothing in a parent.
+    let out = p.container(&["checkpoint", "--keep"]);
+    succeeded(&out, "podman checkpoint", &userdata.join("dump.log"));
+    assert_eq!(pages_in_parent(&images), 0);
 }
 
 // ---- sockets in a container's network namespace ----

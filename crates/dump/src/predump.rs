@@ -80,6 +80,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     if let Some(p) = &o.parent {
         dir.link_parent(p).map_err(Error::image(pid))?;
     }
+    let names = ImagePids::of_root(pid)?;
     // Through a page server: connected, and the pagemap opened, before
     // the process is seized.
     let mut client = match &o.page_server {
@@ -98,7 +99,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
             }
             let ps = |source| Error::PageServer { pid, source };
             let mut c = rcriu_page_server::Client::connect_to(t).map_err(ps)?;
-            let has_parent = crate::page_xfer::open(pid, &mut c)?;
+            let has_parent = crate::page_xfer::open(names.get(pid)?, &mut c)?;
             Some((c, has_parent))
         }
         None => None,
@@ -140,13 +141,24 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     let r = match client.take() {
         Some((c, _)) => rounds
             .first()
-            .map_or(Ok(()), |r| send_pages(pid, c, &r.plan, &mut stats))
+            .map_or(Ok(()), |r| {
+                send_pages(pid, names.get(pid)?, c, &r.plan, &mut stats)
+            })
             .and_then(|()| write_inventory(pid, &dir, o, &mut stats, &mut written, false)),
         None => rounds
             .iter()
             .zip(1u32..)
             .try_for_each(|(r, pages_id)| {
-                write_images(r.pid, pages_id, &dir, &r.plan, &mut stats, &mut written)
+                let named = names.get(r.pid)?;
+                write_images(
+                    r.pid,
+                    named,
+                    pages_id,
+                    &dir,
+                    &r.plan,
+                    &mut stats,
+                    &mut written,
+                )
             })
             .and_then(|()| write_inventory(pid, &dir, o, &mut stats, &mut written, true)),
     };
@@ -236,9 +248,55 @@ fn frozen_part(
     Ok(Round { pid, plan, tracker })
 }
 
-/// The pagemap and pages image (`pages-<pages_id>.img`) of one process.
+/// The pid the images name a process by, as the final dump names it:
+/// its pid in the root's pid namespace (1 for a container's init), or
+/// its own when the root shares rcriu's.
+struct ImagePids {
+    /// The root's level in `NSpid`, when its pid namespace is not rcriu's.
+    level: Option<usize>,
+}
+
+impl ImagePids {
+    fn of_root(root: Pid) -> Result<ImagePids> {
+        let mut task = Task::open(root).map_err(Error::proc(root))?;
+        let theirs = task.namespaces().map_err(Error::proc(root))?;
+        let me = std::process::id() as Pid;
+        let mine = Task::open(me)
+            .and_then(|t| t.namespaces())
+            .map_err(Error::proc(me))?;
+        let kind = rcriu_proc::NsKind::Pid;
+        let level = if theirs.get(kind) == mine.get(kind) {
+            None
+        } else {
+            let ns_pid = task.status().map_err(Error::proc(root))?.ns_pid;
+            Some(ns_pid.len().saturating_sub(1))
+        };
+        Ok(ImagePids { level })
+    }
+
+    fn get(&self, pid: Pid) -> Result<Pid> {
+        let Some(level) = self.level else {
+            return Ok(pid);
+        };
+        let status = Task::open(pid)
+            .and_then(|mut t| t.status())
+            .map_err(Error::proc(pid))?;
+        status
+            .ns_pid
+            .get(level)
+            .copied()
+            .ok_or_else(|| Error::Inconsistent {
+                pid,
+                what: format!("no pid at level {level} of its NSpid {:?}", status.ns_pid),
+            })
+    }
+}
+
+/// The pagemap and pages image (`pages-<pages_id>.img`) of one process
+/// (`named` in the images).
 fn write_images(
     pid: Pid,
+    named: Pid,
     pages_id: u32,
     dir: &ImageDir,
     plan: &Plan,
@@ -258,7 +316,7 @@ fn write_images(
     stats.memwrite_time += t.elapsed();
     stats.pages_written += plan.pages;
 
-    let upid = pid as u32;
+    let upid = named as u32;
     written.push(dir.file_path(ImageFile::Pagemap(upid.into())));
     let mut pm = dir
         .create_pagemap(upid, pages_id)
@@ -276,12 +334,13 @@ fn write_images(
 /// session.
 fn send_pages(
     pid: Pid,
+    named: Pid,
     mut client: rcriu_page_server::Client,
     plan: &Plan,
     stats: &mut DumpStats,
 ) -> Result<()> {
     let ps = |source| Error::PageServer { pid, source };
-    let dst = rcriu_page_server::Dst::Pid(pid as u32);
+    let dst = rcriu_page_server::Dst::Pid(named as u32);
     let t = Instant::now();
     let mut cursor = 0;
     for r in &plan.runs {
