@@ -1,6 +1,9 @@
 //! A live migration between two "nodes" on one machine: the host's
 //! network namespace and a second one (`rcriu-mig-b`), joined by a veth
-//! pair (10.77.0.1 here, 10.77.0.2 there). A process holding 1 GiB that
+//! pair (10.77.0.1 here, 10.77.0.2 there). The far node has its own pid
+//! namespace (and a mount namespace with its /proc), as another machine
+//! has its own pids: the moved process gets its pid back there while
+//! its old self is still being torn down here. A process holding 1 GiB that
 //! keeps rewriting random pages under checksums (the `rewriter`
 //! workload, about 1% of its memory between rounds) is moved across:
 //!
@@ -8,7 +11,10 @@
 //!    the veth to a page server on the far side (`rcriu page-server`, one
 //!    per round, each given the round before as `--prev-images-dir`);
 //! 2. the final dump, frozen only for what was written since, its pages
-//!    through the page server and its other images copied across;
+//!    through the page server; once it has written everything (its
+//!    `post-dump` action script), its other images are copied across and
+//!    the far node restores while the dump here ends the process (which
+//!    takes a while for 1 GiB);
 //! 3. the restore on the far side, from the chain of rounds, lazily:
 //!    `rcriu lazy-pages` there brings the memory in after the process
 //!    runs again (through userfaultfd).
@@ -58,16 +64,22 @@ fn ip(args: &[&str]) -> Res<()> {
     sh(Command::new("ip").args(args))
 }
 
-/// The far node: a network namespace and a veth pair into it, removed
-/// when dropped.
-struct Node;
+/// The far node: a network namespace and a veth pair into it, and a pid
+/// namespace whose init is `init` (on the host); removed when dropped.
+struct Node {
+    holder: Option<std::process::Child>,
+    init: i32,
+}
 
 impl Node {
     fn make() -> Res<Node> {
         let _ = ip(&["netns", "del", NS]);
         let _ = ip(&["link", "del", "rcriu-mig-a"]);
         ip(&["netns", "add", NS])?;
-        let node = Node;
+        let mut node = Node {
+            holder: None,
+            init: 0,
+        };
         ip(&[
             "link",
             "add",
@@ -90,12 +102,91 @@ impl Node {
         there(&["addr", "add", &format!("{THERE}/24"), "dev", "rcriu-mig-b"])?;
         there(&["link", "set", "rcriu-mig-b", "up"])?;
         there(&["link", "set", "lo", "up"])?;
+        // The far node's pid namespace: `unshare` forks its init (a
+        // sleeper), whose end ends every process restored there.
+        let holder = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                NS,
+                "unshare",
+                "--pid",
+                "--fork",
+                "--kill-child",
+            ])
+            .args([
+                "--mount-proc",
+                "--propagation",
+                "private",
+                "sleep",
+                "infinity",
+            ])
+            .stdin(Stdio::null())
+            .spawn()?;
+        node.holder = Some(holder);
+        node.init = node.find_init()?;
         Ok(node)
+    }
+
+    /// The far node's init, on the host: `unshare`'s child.
+    fn find_init(&self) -> Res<i32> {
+        let unshare = self.holder.as_ref().ok_or("no holder")?.id();
+        let start = Instant::now();
+        loop {
+            let kids = std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))?;
+            if let Some(k) = kids.split_whitespace().next() {
+                let k: i32 = k.parse()?;
+                // Its own /proc mounted: the sleeper runs.
+                if std::fs::read_to_string(format!("/proc/{k}/comm"))?.trim() == "sleep" {
+                    return Ok(k);
+                }
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err("the far node's pid namespace did not start".into());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// `prog` run on the far node: its network, pid and mount namespaces.
+    fn cmd(&self, prog: &Path) -> Command {
+        let mut c = Command::new("nsenter");
+        c.args(["-t", &self.init.to_string(), "-n", "-p", "-m", "--"])
+            .arg(prog);
+        c
+    }
+
+    /// The host's pid of the far node's process `pid`.
+    fn host_pid(&self, pid: i32) -> Res<i32> {
+        let ns = std::fs::read_link(format!("/proc/{}/ns/pid", self.init))?;
+        for e in std::fs::read_dir("/proc")? {
+            let Some(host) = e?.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            if std::fs::read_link(format!("/proc/{host}/ns/pid")).ok() != Some(ns.clone()) {
+                continue;
+            }
+            let status =
+                std::fs::read_to_string(format!("/proc/{host}/status")).unwrap_or_default();
+            let inner = status
+                .lines()
+                .find_map(|l| l.strip_prefix("NSpid:"))
+                .and_then(|l| l.split_whitespace().last())
+                .and_then(|p| p.parse::<i32>().ok());
+            if inner == Some(pid) {
+                return Ok(host);
+            }
+        }
+        Err(format!("no process {pid} on the far node").into())
     }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
+        if let Some(mut h) = self.holder.take() {
+            let _ = h.kill();
+            let _ = h.wait();
+        }
         let _ = ip(&["link", "del", "rcriu-mig-a"]);
         let _ = ip(&["netns", "del", NS]);
     }
@@ -115,12 +206,10 @@ fn rcriu() -> Res<PathBuf> {
 
 /// `rcriu page-server` on the far node for one round, as a daemon that
 /// has its socket listening when this returns.
-fn serve(rcriu: &Path, dir: &Path, parent: Option<&str>) -> Res<()> {
+fn serve(node: &Node, rcriu: &Path, dir: &Path, parent: Option<&str>) -> Res<()> {
     std::fs::create_dir_all(dir)?;
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", NS])
-        .arg(rcriu)
-        .args(["page-server", "-d", "--address", THERE, "--port"])
+    let mut cmd = node.cmd(rcriu);
+    cmd.args(["page-server", "-d", "--address", THERE, "--port"])
         .arg(PORT.to_string())
         .arg("-D")
         .arg(dir);
@@ -132,8 +221,15 @@ fn serve(rcriu: &Path, dir: &Path, parent: Option<&str>) -> Res<()> {
 
 /// One round on this node: a pre-dump, or the final dump (`last`), its
 /// pages sent to the far node's page server; its wall time.
-fn round(rcriu: &Path, pid: i32, dir: &Path, parent: Option<&str>, last: bool) -> Res<Duration> {
+fn round(
+    rcriu: &Path,
+    pid: i32,
+    dir: &Path,
+    parent: Option<&str>,
+    script: Option<&Path>,
+) -> Res<Duration> {
     std::fs::create_dir_all(dir)?;
+    let last = script.is_some();
     let mut cmd = Command::new(rcriu);
     cmd.arg(if last { "dump" } else { "pre-dump" })
         .args(["-t", &pid.to_string(), "-D"])
@@ -143,6 +239,9 @@ fn round(rcriu: &Path, pid: i32, dir: &Path, parent: Option<&str>, last: bool) -
         .args(["-v4", "-o", "dump.log"]);
     if let Some(p) = parent {
         cmd.args(["--prev-images-dir", p]);
+    }
+    if let Some(s) = script {
+        cmd.arg("--action-script").arg(s);
     }
     let t = Instant::now();
     sh(&mut cmd)?;
@@ -216,11 +315,10 @@ fn ship(from: &Path, to: &Path) -> Res<()> {
 
 /// `rcriu lazy-pages` on the far node for the images in `dir`, listening
 /// when this returns.
-fn lazy_daemon(rcriu: &Path, dir: &Path) -> Res<std::process::Child> {
+fn lazy_daemon(node: &Node, rcriu: &Path, dir: &Path) -> Res<std::process::Child> {
     use std::io::Read;
-    let mut c = Command::new("ip")
-        .args(["netns", "exec", NS])
-        .arg(rcriu)
+    let mut c = node
+        .cmd(rcriu)
         .args([
             "lazy-pages",
             "--status-fd",
@@ -243,26 +341,30 @@ fn lazy_daemon(rcriu: &Path, dir: &Path) -> Res<std::process::Child> {
 }
 
 /// Restores on the far node (`lazy`: its memory brought in by `rcriu
-/// lazy-pages` after it runs); returns when `counter` moves (the process
-/// runs again), with that instant.
-fn restore_there(rcriu: &Path, dir: &Path, pid: i32, counter: u64, lazy: bool) -> Res<Instant> {
+/// lazy-pages` after it runs); returns once `counter` moves (the process
+/// runs again), with that instant, its host pid and the lazy daemon.
+fn restore_there(
+    node: &Node,
+    rcriu: &Path,
+    dir: &Path,
+    pid: i32,
+    counter: u64,
+    lazy: bool,
+) -> Res<(Instant, i32, Option<std::process::Child>)> {
     let daemon = if lazy {
-        Some(lazy_daemon(rcriu, dir)?)
+        Some(lazy_daemon(node, rcriu, dir)?)
     } else {
         None
     };
-    let t = Instant::now();
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", NS])
-        .arg(rcriu)
-        .args(["restore", "-d", "-v4", "-o", "restore.log", "-D"])
+    let mut cmd = node.cmd(rcriu);
+    cmd.args(["restore", "-d", "-v4", "-o", "restore.log", "-D"])
         .arg(dir);
     if lazy {
         cmd.arg("--lazy-pages");
     }
     sh(&mut cmd)?;
-    println!("  restore there: {:7.1} ms", ms(t.elapsed()));
-    let mem = std::fs::File::open(format!("/proc/{pid}/mem"))?;
+    let host = node.host_pid(pid)?;
+    let mem = std::fs::File::open(format!("/proc/{host}/mem"))?;
     let read = || {
         let mut b = [0u8; 8];
         mem.read_exact_at(&mut b, counter)
@@ -270,28 +372,43 @@ fn restore_there(rcriu: &Path, dir: &Path, pid: i32, counter: u64, lazy: bool) -
     };
     let c0 = read()?;
     let start = Instant::now();
-    let counting = || -> Res<Instant> {
-        loop {
-            if read()? != c0 {
-                return Ok(Instant::now());
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                return Err("the restored process does not count".into());
-            }
-            std::hint::spin_loop();
+    loop {
+        if read()? != c0 {
+            return Ok((Instant::now(), host, daemon));
         }
-    };
-    let running = counting()?;
-    if let Some(mut d) = daemon {
-        match d.wait() {
-            Ok(st) if st.success() => println!(
-                "  every page in, the daemon gone: {:7.1} ms after the restore began",
-                ms(t.elapsed())
-            ),
-            st => println!("  the lazy-pages daemon ended: {st:?}"),
+        if start.elapsed() > Duration::from_secs(30) {
+            return Err("the restored process does not count".into());
         }
+        std::hint::spin_loop();
     }
-    Ok(running)
+}
+
+/// The verdict of workload `w` moved to the far node as `host` (there,
+/// its parent is the node's init, which does not reap it).
+fn verdict_there(w: &Workload, host: i32) -> Res<()> {
+    // SAFETY: a plain kill(2).
+    unsafe { libc::kill(host, libc::SIGUSR1) };
+    let start = Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{host}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next());
+        if matches!(state, None | Some("Z" | "X")) {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            return Err(format!("moved process {host} does not end").into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let v = std::fs::read_to_string(&w.outfile)?;
+    if v.trim() == "PASS" {
+        Ok(())
+    } else {
+        Err(v.into())
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -299,21 +416,22 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// One migration of `w` (pre-copy rounds first unless `rounds` is 0);
-/// the downtime.
+/// the downtime, and the moved process's host pid on the far node.
 fn migrate(
+    node: &Node,
     rcriu: &Path,
     w: &mut Workload,
     base: &Path,
     rounds: usize,
     lazy: bool,
-) -> Res<Duration> {
+) -> Res<(Duration, i32)> {
     let (src, dst) = (base.join("src"), base.join("dst"));
     let _ = std::fs::remove_dir_all(base);
     let mut parent: Option<String> = None;
     for r in 1..=rounds {
         let name = r.to_string();
-        serve(rcriu, &dst.join(&name), parent.as_deref())?;
-        let wall = round(rcriu, w.pid, &src.join(&name), parent.as_deref(), false)?;
+        serve(node, rcriu, &dst.join(&name), parent.as_deref())?;
+        let wall = round(rcriu, w.pid, &src.join(&name), parent.as_deref(), None)?;
         let (_, pages) = stats(&src.join(&name))?;
         println!(
             "  pre-dump {r}: {:7.1} ms while it runs, {pages} pages sent",
@@ -322,63 +440,127 @@ fn migrate(
         parent = Some(format!("../{name}"));
     }
     let last = (rounds + 1).to_string();
-    serve(rcriu, &dst.join(&last), parent.as_deref())?;
+    serve(node, rcriu, &dst.join(&last), parent.as_deref())?;
+    // The final dump says when it has written everything (post-dump)
+    // through a FIFO, opened here first so that the script never waits.
+    let fifo = base.join("post-dump.fifo");
+    sh(Command::new("mkfifo").arg(&fifo))?;
+    let script = base.join("post-dump.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = post-dump ] && echo p > '{}'\nexit 0\n",
+            fifo.display()
+        ),
+    )?;
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    let mut told = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)?;
     let t_dump = Instant::now();
-    let wall = round(rcriu, w.pid, &src.join(&last), parent.as_deref(), true)?;
-    let freeze = t_dump + freeze_offset(&src.join(&last).join("dump.log"))?;
-    let (frozen, pages) = stats(&src.join(&last))?;
+    let (pid, src_last) = (w.pid, src.join(&last));
+    let dumping = {
+        let (rcriu, parent, script, fifo) = (
+            rcriu.to_owned(),
+            parent.clone(),
+            script.clone(),
+            fifo.clone(),
+        );
+        let src_last = src_last.clone();
+        std::thread::spawn(move || {
+            let r = round(&rcriu, pid, &src_last, parent.as_deref(), Some(&script))
+                .map_err(|e| e.to_string());
+            if r.is_err() {
+                // Wakes the reader up when the dump failed before the end.
+                let _ = std::fs::write(&fifo, "x\n");
+            }
+            r
+        })
+    };
+    let mut b = [0u8; 1];
+    std::io::Read::read_exact(&mut told, &mut b)?;
+    if b[0] != b'p' {
+        let e = dumping.join().map_err(|_| "the dump's thread panicked")?;
+        return Err(format!("the final dump failed: {e:?}").into());
+    }
     let t = Instant::now();
-    ship(&src.join(&last), &dst.join(&last))?;
+    ship(&src_last, &dst.join(&last))?;
     let shipped = t.elapsed();
+    let (running, host, daemon) = restore_there(
+        node,
+        rcriu,
+        &dst.join(&last),
+        w.pid,
+        w.fact_u64("counter"),
+        lazy,
+    )?;
+    let wall = dumping
+        .join()
+        .map_err(|_| "the dump's thread panicked")?
+        .map_err(|e| format!("the final dump: {e}"))?;
+    let freeze = t_dump + freeze_offset(&src_last.join("dump.log"))?;
     w.reap();
-    println!(
-        "  images shipped in {:.1} ms, the process ended here {:.1} ms after its freeze",
-        ms(shipped),
-        ms(Instant::now() - freeze)
-    );
-    let running = restore_there(rcriu, &dst.join(&last), w.pid, w.fact_u64("counter"), lazy)?;
+    let ended = Instant::now();
+    let (frozen, pages) = stats(&src_last)?;
     let down = running - freeze;
     println!(
-        "  final dump: {:7.1} ms frozen ({pages} pages), {:7.1} ms in all",
+        "  final dump: {:7.1} ms frozen ({pages} pages), {:7.1} ms in all (ending the process here)",
         ms(frozen),
         ms(wall)
     );
     println!(
+        "  images shipped in {:.1} ms; running there {:.1} ms after the freeze; the old process ended here {:.1} ms after it",
+        ms(shipped),
+        ms(running - freeze),
+        ms(ended - freeze)
+    );
+    if let Some(mut d) = daemon {
+        match d.wait() {
+            Ok(st) if st.success() => println!(
+                "  every page in, the daemon gone: {:7.1} ms after the freeze",
+                ms(freeze.elapsed())
+            ),
+            st => println!("  the lazy-pages daemon ended: {st:?}"),
+        }
+    }
+    println!(
         "  downtime, freeze to running on the far node: {:7.1} ms",
         ms(down)
     );
-    Ok(down)
+    Ok((down, host))
 }
 
 fn main() -> Res<()> {
     require_root();
     no_inherited_fds();
-    // The restored process is rcriu's child, which leaves it: it comes to
-    // us, to be reaped when the next migration's dump ends it.
-    // SAFETY: a plain prctl on this process.
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let mib: u64 = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(1024);
     let rcriu = rcriu()?;
-    let _node = Node::make()?;
+    let node = Node::make()?;
     let base = PathBuf::from("/dev/shm/rcriu-migrate");
 
     println!("{mib} MiB process, rewriting a page every {PACE_US} µs, moved to {THERE} ({NS}):");
-    // A process of its own for each way: once moved, one lives in the
-    // far node's network namespace.
+    // A process of its own for each way: once moved, one lives on the far
+    // node.
     let mut w = Workload::start("rewriter", &[&mib.to_string(), PACE_US]);
     println!("with pre-copy (2 rounds), restored lazily there:");
-    let lazy = migrate(&rcriu, &mut w, &base.join("lazy"), 2, true)?;
+    let (lazy, w_there) = migrate(&node, &rcriu, &mut w, &base.join("lazy"), 2, true)?;
+    // From now on the workload is the moved process (its old pid may
+    // be anyone's).
+    w.pid = w_there;
     let _ = std::fs::remove_dir_all(base.join("lazy"));
     let mut full = Workload::start("rewriter", &[&mib.to_string(), PACE_US]);
     println!("with pre-copy (2 rounds), restored whole there:");
-    let pre = migrate(&rcriu, &mut full, &base.join("pre"), 2, false)?;
+    let (pre, full_there) = migrate(&node, &rcriu, &mut full, &base.join("pre"), 2, false)?;
+    full.pid = full_there;
     let _ = std::fs::remove_dir_all(base.join("pre"));
     let mut once = Workload::start("rewriter", &[&mib.to_string(), PACE_US]);
     println!("without pre-copy (one dump through the page server), restored whole:");
-    let one = migrate(&rcriu, &mut once, &base.join("one"), 0, false)?;
+    let (one, once_there) = migrate(&node, &rcriu, &mut once, &base.join("one"), 0, false)?;
+    once.pid = once_there;
     println!(
         "downtime: pre-copy and lazy restore {:.1} ms = {:.3} x without either; pre-copy alone {:.1} ms = {:.3} x",
         ms(lazy),
@@ -386,7 +568,11 @@ fn main() -> Res<()> {
         ms(pre),
         pre.as_secs_f64() / one.as_secs_f64()
     );
-    let verdicts = [w.verdict(), full.verdict(), once.verdict()];
+    let verdicts = [
+        verdict_there(&w, w_there),
+        verdict_there(&full, full_there),
+        verdict_there(&once, once_there),
+    ];
     let _ = std::fs::remove_dir_all(&base);
     for v in verdicts {
         v.map_err(|e| format!("a moved process's memory is not whole: {e}"))?;

@@ -588,7 +588,9 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         c.files_extra.tty_data.keep();
         // The process is gone: its link remaps stay for the restore.
         c.files_extra.links.keep();
-        stats.frozen_time = frozen.elapsed();
+        // Frozen until killed, as CRIU counts it: the wait for its end
+        // (its memory freed by the kernel) is not time it was frozen.
+        stats.frozen_time = t_kill - frozen;
         end_tracking(&mut c, false);
     }
     // As CRIU, the statistics come last: a dump without them is complete.

@@ -138,7 +138,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     );
 
     let mut written: Vec<PathBuf> = Vec::new();
-    let r = match client.take() {
+    let r = in_background(|| match client.take() {
         Some((c, _)) => rounds
             .first()
             .map_or(Ok(()), |r| {
@@ -161,7 +161,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
                 )
             })
             .and_then(|()| write_inventory(pid, &dir, o, &mut stats, &mut written, true)),
-    };
+    });
     if let Err(e) = r {
         for p in written {
             let _ = std::fs::remove_file(p);
@@ -246,6 +246,24 @@ fn frozen_part(
     track::rearm(pid, &mut pagemap, &spans)?;
     stats.memdump_time += t_pages.elapsed();
     Ok(Round { pid, plan, tracker })
+}
+
+/// Runs `f` (the copy of the pages, while the process runs) on a thread
+/// of its own at the lowest CPU priority: the copy takes the CPU time
+/// the process leaves, not the process's. The caller's priority is left
+/// as it was (a dump may follow on the same thread, over the RPC).
+fn in_background<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        let t = s.spawn(|| {
+            // Per thread on Linux; a failure leaves the copy as urgent as
+            // the rest, which is only slower for the process.
+            if let Err(e) = rustix::process::setpriority_process(None, 19) {
+                log::debug!("pre-dump: the copy keeps its priority: {e}");
+            }
+            f()
+        });
+        t.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
 }
 
 /// The pid the images name a process by, as the final dump names it:
