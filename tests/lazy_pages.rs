@@ -369,3 +369,51 @@ fn pages_kept_in_a_pre_dump_come_lazily() {
     t.to.write_all(b"x").unwrap();
     assert_eq!(wait_exit(w.pid).unwrap(), 0);
 }
+
+/// The children of process `pid` (of all its threads).
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut v = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let t = t.unwrap().path().join("children");
+        let kids = std::fs::read_to_string(t).unwrap_or_default();
+        v.extend(
+            kids.split_whitespace()
+                .filter_map(|k| k.parse::<i32>().ok()),
+        );
+    }
+    v
+}
+
+#[test]
+fn a_killed_daemon_takes_a_child_forked_after_the_restore_with_it() {
+    require_root();
+    let _l = trace_lock();
+    become_subreaper();
+    let (w, _top, d) = dumped("512", "0", |_, _| {});
+    let mut daemon = daemon(&d);
+    restore_lazily(&d).expect("the lazy restore");
+    let mut t = Talk::open(&w);
+    // A child forked after the restore, waiting for its parent's end
+    // before it reads its memory.
+    assert_eq!(t.ask(b'k'), b'k');
+    let kids = children_of(w.pid);
+    assert_eq!(kids.len(), 1, "the forked child: {kids:?}");
+    daemon.kill();
+    let status = daemon.wait();
+    assert!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+        "the daemon ended before the kill ({status:#x}): nothing was tested"
+    );
+    let end = wait_exit(w.pid).unwrap();
+    assert!(
+        libc::WIFSIGNALED(end) && libc::WTERMSIG(end) == libc::SIGKILL,
+        "the restored process ended with {end:#x}, not killed"
+    );
+    // The child (ours as subreaper once its parent is gone) must not go
+    // on with pages missing either: killed too, not ended by its check.
+    let end = wait_exit(kids[0]).unwrap();
+    assert!(
+        libc::WIFSIGNALED(end) && libc::WTERMSIG(end) == libc::SIGKILL,
+        "the child forked after the restore ended with {end:#x}, not killed"
+    );
+}

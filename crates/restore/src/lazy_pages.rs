@@ -19,8 +19,9 @@
 //! terminal's signals, which holds a copy of every userfaultfd (so that
 //! a fault waits rather than reads zeros) and a pidfd of each process:
 //! when the daemon ends before it said every page is in (killed, or
-//! failed), the guard kills (SIGKILL) every restored process and says so
-//! on its standard error.
+//! failed), the guard kills (SIGKILL) every restored process, and every
+//! process they forked since (stopped first, so that none forks meanwhile),
+//! and says so on its standard error.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -839,6 +840,62 @@ impl Guard {
     }
 }
 
+/// The pid `pidfd` refers to, from its fdinfo.
+fn pid_of(pidfd: &OwnedFd) -> Option<i32> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|p| p.trim().parse().ok())
+        .filter(|&p| p > 0)
+}
+
+/// The children of process `pid`, of all its threads.
+fn children(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut v = Vec::new();
+    for t in tasks.flatten() {
+        let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        v.extend(
+            kids.split_whitespace()
+                .filter_map(|k| k.parse::<i32>().ok()),
+        );
+    }
+    v
+}
+
+/// Kills the processes of `pidfds` and every descendant they have: all
+/// are stopped first (a stopped process forks no more), descendants
+/// looked for until none is new, then all killed. Returns how many.
+fn kill_all(mut pidfds: Vec<OwnedFd>) -> usize {
+    use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+    let mut pids: Vec<i32> = pidfds.iter().filter_map(pid_of).collect();
+    for p in &pidfds {
+        let _ = pidfd_send_signal(p, Signal::STOP);
+    }
+    let mut i = 0;
+    while i < pids.len() {
+        for c in children(pids[i]) {
+            if pids.contains(&c) {
+                continue;
+            }
+            let Some(fd) = Pid::from_raw(c).and_then(|p| pidfd_open(p, PidfdFlags::empty()).ok())
+            else {
+                continue; // gone already
+            };
+            let _ = pidfd_send_signal(&fd, Signal::STOP);
+            pids.push(c);
+            pidfds.push(fd);
+        }
+        i += 1;
+    }
+    pidfds
+        .iter()
+        .filter(|p| pidfd_send_signal(p, Signal::KILL).is_ok())
+        .count()
+}
+
 /// The guard's life (in the forked child).
 fn guard_main(sock: OwnedFd) -> ! {
     use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
@@ -871,14 +928,11 @@ fn guard_main(sock: OwnedFd) -> ! {
             }
             Ok(r) if r.bytes == 1 && byte[0] == b'D' => uffd_sys::exit_now(0),
             _ => {
-                // The daemon is gone before every page was in.
-                let mut n = 0;
-                for p in &pidfds {
-                    if rustix::process::pidfd_send_signal(p, rustix::process::Signal::KILL).is_ok()
-                    {
-                        n += 1;
-                    }
-                }
+                // The daemon is gone before every page was in: every
+                // restored process, and every process they forked since
+                // (whose pid the daemon cannot learn from the fork's
+                // event), is killed.
+                let n = kill_all(pidfds);
                 eprintln!(
                     "rcriu lazy-pages: the daemon ended before every lazy page was in: {n} restored process(es) killed"
                 );
