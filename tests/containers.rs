@@ -1039,14 +1039,21 @@ fn criu_statistics(out: &Output) -> serde_json::Value {
     v["container_statistics"][0]["criu_statistics"].clone()
 }
 
-#[test]
-fn podman_checkpoints_and_restores_a_counter_with_rcriu_as_its_criu() {
-    let Some(p) = Podman::new("podman") else {
-        return;
-    };
-    let _g = common::setup();
+/// A podman counter (`tag`) that has counted, with the tests' lock;
+/// `None` without podman.
+fn podman_counting(tag: &str) -> Option<(Podman, std::sync::MutexGuard<'static, ()>)> {
+    let p = Podman::new(tag)?;
+    let g = common::setup();
     p.start();
     p.wait_past(3);
+    Some((p, g))
+}
+
+#[test]
+fn podman_checkpoints_and_restores_a_counter_with_rcriu_as_its_criu() {
+    let Some((p, _g)) = podman_counting("podman") else {
+        return;
+    };
     let userdata = p.userdata();
     let out = p.container(&["checkpoint", "--keep"]);
     succeeded(&out, "podman checkpoint", &userdata.join("dump.log"));
@@ -1150,12 +1157,9 @@ fn podman_checkpoints_and_restores_a_counter_with_rcriu_as_its_criu() {
 
 #[test]
 fn podman_pre_checkpoints_then_checkpoints_with_previous_and_restores() {
-    let Some(p) = Podman::new("podman-pre") else {
+    let Some((p, _g)) = podman_counting("podman-pre") else {
         return;
     };
-    let _g = common::setup();
-    p.start();
-    p.wait_past(3);
     let userdata = p.userdata();
     // `--pre-checkpoint`: the memory written, the container running on.
     let out = p.container(&["checkpoint", "--pre-checkpoint", "--keep"]);

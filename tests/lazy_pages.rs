@@ -252,7 +252,7 @@ fn a_changed_pages_image_ends_daemon_and_process() {
             assert!(err.contains("killed"), "the guard says so: {err}");
             let end = wait_exit(w.pid).unwrap();
             assert!(
-                libc::WIFSIGNALED(end) && libc::WTERMSIG(end) == libc::SIGKILL,
+                killed(end),
                 "the restored process ended with {end:#x}, not killed"
             );
         }
@@ -263,8 +263,17 @@ fn a_changed_pages_image_ends_daemon_and_process() {
     }
 }
 
-#[test]
-fn a_killed_daemon_takes_the_process_with_it() {
+/// Whether wait status `st` is a SIGKILL's.
+fn killed(st: i32) -> bool {
+    libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGKILL
+}
+
+/// A 512 MiB process restored lazily, told `cmd` (which it answers with
+/// the same byte), then its daemon killed before every page is in: the
+/// process must not go on with pages missing (the guard kills it), nor
+/// any child it forked since the restore (ours as subreaper once its
+/// parent is gone). Returns those children.
+fn daemon_killed_after(cmd: u8) -> Vec<i32> {
     require_root();
     let _l = trace_lock();
     become_subreaper();
@@ -272,19 +281,32 @@ fn a_killed_daemon_takes_the_process_with_it() {
     let mut daemon = daemon(&d);
     restore_lazily(&d).expect("the lazy restore");
     let mut t = Talk::open(&w);
-    assert_eq!(t.ask(b'p'), b'p');
+    assert_eq!(t.ask(cmd), cmd);
+    let kids = children_of(w.pid);
     daemon.kill();
     let status = daemon.wait();
     assert!(
-        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+        killed(status),
         "the daemon ended before the kill ({status:#x}): nothing was tested"
     );
-    // The process must not go on with pages missing: the guard kills it.
     let end = wait_exit(w.pid).unwrap();
     assert!(
-        libc::WIFSIGNALED(end) && libc::WTERMSIG(end) == libc::SIGKILL,
+        killed(end),
         "the restored process ended with {end:#x}, not killed"
     );
+    for &k in &kids {
+        let end = wait_exit(k).unwrap();
+        assert!(
+            killed(end),
+            "child {k}, forked after the restore, ended with {end:#x}, not killed"
+        );
+    }
+    kids
+}
+
+#[test]
+fn a_killed_daemon_takes_the_process_with_it() {
+    assert!(daemon_killed_after(b'p').is_empty());
 }
 
 #[test]
@@ -386,34 +408,8 @@ fn children_of(pid: i32) -> Vec<i32> {
 
 #[test]
 fn a_killed_daemon_takes_a_child_forked_after_the_restore_with_it() {
-    require_root();
-    let _l = trace_lock();
-    become_subreaper();
-    let (w, _top, d) = dumped("512", "0", |_, _| {});
-    let mut daemon = daemon(&d);
-    restore_lazily(&d).expect("the lazy restore");
-    let mut t = Talk::open(&w);
-    // A child forked after the restore, waiting for its parent's end
-    // before it reads its memory.
-    assert_eq!(t.ask(b'k'), b'k');
-    let kids = children_of(w.pid);
+    // The child waits for its parent's end before it reads its memory:
+    // left alive, it would read zeros for the pages still missing.
+    let kids = daemon_killed_after(b'k');
     assert_eq!(kids.len(), 1, "the forked child: {kids:?}");
-    daemon.kill();
-    let status = daemon.wait();
-    assert!(
-        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
-        "the daemon ended before the kill ({status:#x}): nothing was tested"
-    );
-    let end = wait_exit(w.pid).unwrap();
-    assert!(
-        libc::WIFSIGNALED(end) && libc::WTERMSIG(end) == libc::SIGKILL,
-        "the restored process ended with {end:#x}, not killed"
-    );
-    // The child (ours as subreaper once its parent is gone) must not go
-    // on with pages missing either: killed too, not ended by its check.
-    let end = wait_exit(kids[0]).unwrap();
-    assert!(
-        libc::WIFSIGNALED(end) && libc::WTERMSIG(end) == libc::SIGKILL,
-        "the child forked after the restore ended with {end:#x}, not killed"
-    );
 }
