@@ -40,6 +40,17 @@ fn need_tools() {
     );
 }
 
+/// A runc container running `script` that has counted, with the tests'
+/// lock.
+fn counting(tag: &str, script: &str) -> (Container, std::sync::MutexGuard<'static, ()>) {
+    need_tools();
+    let g = common::setup();
+    let c = Container::new(tag, script);
+    c.start();
+    c.wait_past(3);
+    (c, g)
+}
+
 /// A counter that never forks: each turn appends the next number to
 /// /tmp/count, then waits 20 ms on a FIFO nobody writes to.
 const COUNTER: &str =
@@ -264,11 +275,7 @@ fn continued(before: &[u64], after: &[u64]) -> Result<(), String> {
 
 #[test]
 fn runc_checkpoints_and_restores_a_busybox_counter() {
-    need_tools();
-    let _g = common::setup();
-    let c = Container::new("counter", COUNTER);
-    c.start();
-    c.wait_past(3);
+    let (c, _g) = counting("counter", COUNTER);
     let out = c.checkpoint("work-dump");
     assert!(
         out.status.success(),
@@ -366,41 +373,52 @@ fn pages_in_parent(images: &Path) -> u64 {
     n
 }
 
-#[test]
-fn runc_pre_dumps_then_checkpoints_and_restores_from_the_chain() {
-    need_tools();
-    let _g = common::setup();
-    let c = Container::new("predump", COUNTER);
-    c.start();
-    c.wait_past(3);
-    // `runc checkpoint --pre-dump`: the memory written, the container
-    // left running (it counts on).
-    let out = c.checkpoint_args(RCRIU, &["--pre-dump"], "pre", "work-pre");
-    assert!(
-        out.status.success(),
-        "pre-dump: {}\n{}",
-        text(&out.stderr),
-        c.log("work-pre")
-    );
+/// `runc checkpoint --pre-dump` into `pre` (the container counts on),
+/// then the checkpoint into `images` on top of it, by rcriu: what did
+/// not change since is kept in the pre-dump's images. The counts at the
+/// checkpoint.
+fn pre_dumped_then_checkpointed(c: &Container, pre: &str, images: &str) -> Vec<u64> {
+    let work = |w: &str| c.dir.0.join(format!("work-{w}"));
+    let out = c.checkpoint_args(RCRIU, &["--pre-dump"], pre, &format!("work-{pre}"));
+    succeeded(&out, "runc's pre-dump", &work(pre).join("dump.log"));
     let n = c.counts().len();
     c.wait_past(n + 2);
     carried_on(&c.counts()).unwrap();
-    // The final checkpoint, on top of it: what did not change since is
-    // kept in the pre-dump's images.
-    let out = c.checkpoint_args(RCRIU, &["--parent-path", "../pre"], "images", "work-dump");
-    assert!(
-        out.status.success(),
-        "checkpoint: {}\n{}",
-        text(&out.stderr),
-        c.log("work-dump")
+    let parent = format!("../{pre}");
+    let out = c.checkpoint_args(
+        RCRIU,
+        &["--parent-path", &parent],
+        images,
+        &format!("work-{images}"),
     );
-    let images = c.dir.0.join("images");
+    succeeded(&out, "the checkpoint", &work(images).join("dump.log"));
     assert!(
-        pages_in_parent(&images) > 0,
+        pages_in_parent(&c.dir.0.join(images)) > 0,
         "no page kept in the pre-dump's images"
     );
     let at_dump = c.counts();
     carried_on(&at_dump).unwrap();
+    at_dump
+}
+
+/// `runc restore` of `images` by `criu`; the container counts on from
+/// `at_dump`.
+fn restored_from(c: &Container, criu: &str, images: &str, at_dump: &[u64]) {
+    let work = format!("work-restore-{images}-{}", criu.len());
+    let out = c.restore_with(criu, images, &work);
+    succeeded(
+        &out,
+        &format!("{criu}'s restore"),
+        &c.dir.0.join(work).join("restore.log"),
+    );
+    c.wait_past(at_dump.len() + 3);
+    continued(at_dump, &c.counts()).unwrap();
+}
+
+#[test]
+fn runc_pre_dumps_then_checkpoints_and_restores_from_the_chain() {
+    let (c, _g) = counting("predump", COUNTER);
+    let at_dump = pre_dumped_then_checkpointed(&c, "pre", "images");
 
     // Negative control: without the pre-dump's images the restore is
     // refused, naming what is missing, and nothing runs.
@@ -418,41 +436,12 @@ fn runc_pre_dumps_then_checkpoints_and_restores_from_the_chain() {
     assert_eq!(c.counts(), at_dump, "something ran after a refused restore");
     c.delete();
     std::fs::rename(&away, c.dir.0.join("pre")).unwrap();
-
-    let out = c.restore_with(RCRIU, "images", "work-restore");
-    assert!(
-        out.status.success(),
-        "restore: {}\n{}",
-        text(&out.stderr),
-        std::fs::read_to_string(c.dir.0.join("work-restore/restore.log")).unwrap_or_default()
-    );
-    let after = {
-        c.wait_past(at_dump.len() + 3);
-        c.counts()
-    };
-    continued(&at_dump, &after).unwrap();
+    restored_from(&c, RCRIU, "images", &at_dump);
 
     // The same with CRIU 4.2 restoring rcriu's chain, when it is here.
     if let Some(criu) = criu42() {
-        let out = c.checkpoint_args(RCRIU, &["--pre-dump"], "pre2", "work-pre2");
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        let out = c.checkpoint_args(
-            RCRIU,
-            &["--parent-path", "../pre2"],
-            "images2",
-            "work-dump2",
-        );
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        assert!(pages_in_parent(&c.dir.0.join("images2")) > 0);
-        let n = c.counts();
-        let out = c.restore_with(&criu, "images2", "work-criu-restore");
-        succeeded(
-            &out,
-            "CRIU's restore of rcriu's pre-dump chain",
-            &c.dir.0.join("work-criu-restore/restore.log"),
-        );
-        c.wait_past(n.len() + 3);
-        continued(&n, &c.counts()).unwrap();
+        let at_dump = pre_dumped_then_checkpointed(&c, "pre2", "images2");
+        restored_from(&c, &criu, "images2", &at_dump);
     }
 }
 
@@ -1009,6 +998,19 @@ impl Podman {
         Podman::counts_in(&upper)
     }
 
+    /// `podman container restore --keep` of the checkpoint just taken
+    /// (podman's `userdata`): the counter goes on from where it was.
+    /// Its numbers after.
+    fn restored_counting_on(&self, userdata: &Path) -> Vec<u64> {
+        let at_dump = self.counts();
+        carried_on(&at_dump).unwrap();
+        let out = self.container(&["restore", "--keep"]);
+        succeeded(&out, "podman restore", &userdata.join("restore.log"));
+        let after = self.wait_past(at_dump.len() + 3);
+        continued(&at_dump, &after).unwrap();
+        after
+    }
+
     /// Waits until conmon logged `n` from the counter's standard output.
     fn wait_logged(&self, n: u64) {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -1071,13 +1073,7 @@ fn podman_checkpoints_and_restores_a_counter_with_rcriu_as_its_criu() {
         .read_one(rcriu_images::ImageFile::parse(&netns).unwrap())
         .unwrap();
     assert_eq!(e.ext_key.as_deref(), Some(&b"extRootNetNS"[..]));
-    let at_dump = p.counts();
-    carried_on(&at_dump).unwrap();
-
-    let out = p.container(&["restore", "--keep"]);
-    succeeded(&out, "podman restore", &userdata.join("restore.log"));
-    let after = p.wait_past(at_dump.len() + 3);
-    continued(&at_dump, &after).unwrap();
+    let after = p.restored_counting_on(&userdata);
     // From inside: the counter's standard output is conmon's pipe again
     // (what it printed since the restore is logged), and its network
     // namespace is the one podman made for it.
@@ -1185,12 +1181,7 @@ fn podman_pre_checkpoints_then_checkpoints_with_previous_and_restores() {
         pages_in_parent(&images) > 0,
         "no page kept in the pre-checkpoint's images"
     );
-    let at_dump = p.counts();
-    carried_on(&at_dump).unwrap();
-    let out = p.container(&["restore", "--keep"]);
-    succeeded(&out, "podman restore", &userdata.join("restore.log"));
-    let after = p.wait_past(at_dump.len() + 3);
-    continued(&at_dump, &after).unwrap();
+    p.restored_counting_on(&userdata);
 
     // Negative control: a plain checkpoint keeps nothing in a parent.
     let out = p.container(&["checkpoint", "--keep"]);
