@@ -1064,33 +1064,42 @@ impl<'s> Parasite<'s> {
     /// position), in order: the parasite `vmsplice`s the pages into a pipe
     /// and we `splice` them out. Returns the bytes written.
     pub fn dump_pages(&mut self, ranges: &[IoVec], out: BorrowedFd<'_>) -> Result<u64> {
-        self.dump_pages_marked(ranges, out, &[], &mut |_| Ok(()))
+        self.dump_pages_marked(ranges, out, &[], &mut |_, _| Ok(()))
     }
 
-    /// [`dump_pages`](Self::dump_pages), with `at_mark(k)` called once
-    /// the first `marks[k]` bytes (sorted) are out and before any more
-    /// go: the caller writes what goes between pages into `out` there (a
-    /// page server's header before each run). The parasite fills the pipe
-    /// meanwhile, so a thousand runs cost a few commands, not a thousand.
+    /// [`dump_pages`](Self::dump_pages), with `at_mark(k, buf)` called
+    /// once the first `marks[k]` bytes (sorted) are out and before any
+    /// more go: the caller appends to `buf` what goes between pages (a
+    /// page server's header before each run), written to `out` before
+    /// the pages that follow. The parasite fills the pipe meanwhile, so a
+    /// thousand runs cost a few commands, not a thousand.
+    ///
+    /// Runs of a few pages each (a final dump's scattered pages) are
+    /// copied instead of spliced: read from the pipe and written with
+    /// their headers in large writes, not a splice and a write per run.
     pub fn dump_pages_marked(
         &mut self,
         ranges: &[IoVec],
         out: BorrowedFd<'_>,
         marks: &[u64],
-        at_mark: &mut dyn FnMut(usize) -> std::io::Result<()>,
+        at_mark: &mut dyn FnMut(usize, &mut Vec<u8>) -> std::io::Result<()>,
     ) -> Result<u64> {
         self.setup_pipe()?;
+        let bytes: u64 = ranges.iter().map(|v| v.len).sum();
+        let copy = !marks.is_empty() && bytes / (marks.len() as u64) < COPY_RUNS_BELOW;
         let mut total = 0u64;
         let mut m = Marks {
             at: marks,
             next: 0,
             f: at_mark,
+            buf: Vec::new(),
+            scratch: Vec::new(),
         };
         let pid = self.pid();
-        m.reach(0)
-            .map_err(Error::host("writing between pages", pid))?;
+        let between = Error::host("writing between pages", pid);
+        m.reach(0).map_err(between)?;
         for chunk in ranges.chunks(MAX_IOVS) {
-            match self.dump_chunk(chunk, out, total, &mut m) {
+            match self.dump_chunk(chunk, out, total, &mut m, copy) {
                 Ok(n) => total += n,
                 Err(e) => {
                     self.unblock_dump();
@@ -1098,8 +1107,10 @@ impl<'s> Parasite<'s> {
                 }
             }
         }
-        m.reach(u64::MAX)
-            .map_err(Error::host("writing between pages", pid))?;
+        let between = Error::host("writing between pages", pid);
+        m.reach(u64::MAX).map_err(between)?;
+        let between = Error::host("writing between pages", pid);
+        m.flush(out).map_err(between)?;
         Ok(total)
     }
 
@@ -1109,6 +1120,7 @@ impl<'s> Parasite<'s> {
         out: BorrowedFd<'_>,
         base: u64,
         marks: &mut Marks<'_>,
+        copy: bool,
     ) -> Result<u64> {
         let pid = self.pid();
         let Some((_, remote_fd)) = self.pipe.as_ref().map(|(r, w)| (r.as_raw_fd(), *w)) else {
@@ -1152,7 +1164,24 @@ impl<'s> Parasite<'s> {
                 })?;
             let ready = sys::poll_in(&[rd, self.sock()], POLL_MS)
                 .map_err(Error::host("waiting for pages", pid))?;
+            if ready[0] && copy {
+                let n = marks
+                    .copy_from(rd, base + moved, out)
+                    .map_err(Error::host("copying pages out", pid))?;
+                if n == 0 && sys::is_dead(pid) {
+                    return Err(Error::Exited { pid });
+                }
+                moved += n as u64;
+                if first {
+                    first = false;
+                    fault::point(FaultPoint::MidPageDump)?;
+                }
+                continue;
+            }
             if ready[0] {
+                marks
+                    .flush(out)
+                    .map_err(Error::host("writing between pages", pid))?;
                 let len = marks.room(base + moved).min(1 << 30);
                 match sys::splice_out(
                     rd,
@@ -1461,8 +1490,18 @@ impl Drop for Parasite<'_> {
 struct Marks<'a> {
     at: &'a [u64],
     next: usize,
-    f: &'a mut dyn FnMut(usize) -> std::io::Result<()>,
+    f: &'a mut dyn FnMut(usize, &mut Vec<u8>) -> std::io::Result<()>,
+    /// What is to go out before the next pages: the callbacks' bytes,
+    /// and, when copying, pages read from the pipe.
+    buf: Vec<u8>,
+    /// Where pages are read from the pipe, when copying.
+    scratch: Vec<u8>,
 }
+
+/// Runs shorter than this on average are copied, not spliced.
+const COPY_RUNS_BELOW: u64 = 64 << 10;
+/// What is gathered before it is written out, when copying.
+const COPY_BATCH: usize = 1 << 20;
 
 impl Marks<'_> {
     /// Calls back for every mark at or before `pos`, bytes out so far.
@@ -1470,10 +1509,62 @@ impl Marks<'_> {
         while let Some(&m) = self.at.get(self.next)
             && m <= pos
         {
-            (self.f)(self.next)?;
+            (self.f)(self.next, &mut self.buf)?;
             self.next += 1;
         }
         Ok(())
+    }
+
+    /// Writes out what is gathered.
+    fn flush(&mut self, out: BorrowedFd<'_>) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            let mut left = &self.buf[..];
+            while !left.is_empty() {
+                match rustix::io::write(out, left) {
+                    Ok(n) => left = &left[n..],
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Reads what the pipe `rd` holds (nothing waits), `pos` bytes of
+    /// pages out so far, with the marks it passes; writes out once a
+    /// batch is gathered. Returns the bytes of pages read.
+    fn copy_from(
+        &mut self,
+        rd: BorrowedFd<'_>,
+        pos: u64,
+        out: BorrowedFd<'_>,
+    ) -> std::io::Result<usize> {
+        let mut pages = std::mem::take(&mut self.scratch);
+        pages.resize(COPY_BATCH, 0);
+        // After a poll said the pipe holds pages: what it holds, at once.
+        let n = match rustix::io::read(rd, &mut pages[..]) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        // The pages read, each piece preceded by what goes before it.
+        let mut done = 0usize;
+        let placed = (|| {
+            while done < n {
+                let room = self.room(pos + done as u64).min((n - done) as u64) as usize;
+                self.buf.extend_from_slice(&pages[done..done + room]);
+                done += room;
+                self.reach(pos + done as u64)?;
+            }
+            Ok::<(), std::io::Error>(())
+        })();
+        self.scratch = pages;
+        placed?;
+        if self.buf.len() >= COPY_BATCH {
+            self.flush(out)?;
+        }
+        Ok(n)
     }
 
     /// The bytes that may go out from `pos` before the next mark.

@@ -100,11 +100,12 @@ pub fn send(pid: Pid, parasite: &mut Parasite, client: &mut Client, plan: &Plan)
             if j > i {
                 let runs = &plan.runs[i..j];
                 let peer = client.peer().to_owned();
-                let mut header = |k: usize| {
+                let mut header = |k: usize, buf: &mut Vec<u8>| {
                     let r = &runs[k];
-                    client
-                        .add(dst, r.vaddr, r.nr_pages, r.flags)
-                        .map_err(std::io::Error::other)
+                    buf.extend_from_slice(&rcriu_page_server::client::add_header(
+                        dst, r.vaddr, r.nr_pages, r.flags,
+                    ));
+                    Ok(())
                 };
                 sent += parasite
                     .dump_pages_marked(&ranges, sock.as_fd(), &marks, &mut header)

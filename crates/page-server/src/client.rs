@@ -233,10 +233,7 @@ impl Client {
     /// Announces the run of `nr_pages` at `vaddr` with `flags` of `dst`
     /// (ADD_F); with PE_PRESENT, its bytes must follow.
     pub fn add(&mut self, dst: Dst, vaddr: u64, nr_pages: u64, flags: u32) -> Result<()> {
-        let mut iov = Iov::new(proto::ADD_F, flags, Some(dst));
-        iov.vaddr = vaddr;
-        iov.nr_pages = nr_pages;
-        self.send(&iov)
+        self.send(&add_iov(dst, vaddr, nr_pages, flags))
     }
 
     /// Sends pages from memory.
@@ -292,3 +289,16 @@ impl std::fmt::Debug for Client {
 
 /// Checks that `IOV_SIZE` is what the requests take.
 const _: () = assert!(IOV_SIZE == 32);
+
+fn add_iov(dst: Dst, vaddr: u64, nr_pages: u64, flags: u32) -> Iov {
+    let mut iov = Iov::new(proto::ADD_F, flags, Some(dst));
+    iov.vaddr = vaddr;
+    iov.nr_pages = nr_pages;
+    iov
+}
+
+/// The bytes [`Client::add`] sends for a run, for a caller that writes
+/// them into the socket itself, between pages ([`Client::sock`]).
+pub fn add_header(dst: Dst, vaddr: u64, nr_pages: u64, flags: u32) -> [u8; IOV_SIZE] {
+    add_iov(dst, vaddr, nr_pages, flags).to_bytes()
+}
