@@ -20,7 +20,10 @@
 //! runc's notify callbacks included, as they run inside that call). The
 //! rest of the wall time is runc's and podman's own, the same whatever
 //! the tool; the copy's start (about a millisecond a call) counts in
-//! both tools' wall times alike.
+//! both tools' wall times alike. Last, the floor: checkpoints of fresh
+//! containers with a `criu` that does nothing but answer the RPC (the
+//! version and feature checks as CRIU 4.2, a dump by killing the tree),
+//! which is runc's and podman's own time, the least any tool can take.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -160,6 +163,77 @@ fn run_timed(cmd: &mut Command, bin: &Path) -> Result<Timed, String> {
     })
 }
 
+/// `criu.real` naming no tool: the wrapper is [`null_criu`].
+const NULL: &str = "null";
+
+/// A criu that does nothing but answer: `swrk FD` answers VERSION (4.2)
+/// and FEATURE_CHECK (nothing) as CRIU 4.2 would, and a DUMP by killing
+/// the tree's root (the container's pid namespace goes with it), writing
+/// no image. The time of a checkpoint with it is runc's and podman's own:
+/// the least any tool can take.
+fn null_criu(args: &[String]) -> i32 {
+    use prost::Message;
+    use rcriu_images::rpc::{CriuFeatures, CriuReq, CriuReqType, CriuResp, CriuVersion};
+    use std::os::fd::FromRawFd;
+    if args.first().map(String::as_str) != Some("swrk") {
+        if args.iter().any(|a| a == "--version" || a == "-V") {
+            println!("Version: 4.2");
+        }
+        return 0;
+    }
+    let Some(fd) = args.get(1).and_then(|a| a.parse::<i32>().ok()) else {
+        return 1;
+    };
+    // SAFETY: `swrk FD` hands this process the RPC socket at FD, which
+    // nothing else in it owns or closes.
+    let sk = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let got = match rustix::net::recv(&sk, &mut buf[..], rustix::net::RecvFlags::empty()) {
+            Ok((0, _)) | Err(_) => return 0,
+            Ok((n, _)) => n,
+        };
+        let Ok(req) = CriuReq::decode(&buf[..got]) else {
+            return 1;
+        };
+        let mut resp = CriuResp {
+            r#type: req.r#type,
+            success: true,
+            ..Default::default()
+        };
+        match CriuReqType::try_from(req.r#type) {
+            Ok(CriuReqType::Version) => {
+                resp.version = Some(CriuVersion {
+                    major_number: 4,
+                    minor_number: 2,
+                    ..Default::default()
+                });
+            }
+            Ok(CriuReqType::FeatureCheck) => {
+                resp.features = Some(CriuFeatures {
+                    mem_track: Some(false),
+                    lazy_pages: Some(false),
+                    pidfd_store: Some(false),
+                });
+            }
+            Ok(CriuReqType::Dump) => {
+                let pid = req.opts.and_then(|o| o.pid).unwrap_or(0);
+                match rustix::process::Pid::from_raw(pid) {
+                    Some(p) => {
+                        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                    }
+                    None => resp.success = false,
+                }
+            }
+            _ => resp.success = false,
+        }
+        let sent = rustix::net::send(&sk, &resp.encode_to_vec(), rustix::net::SendFlags::NOSIGNAL);
+        if sent.is_err() {
+            return 1;
+        }
+    }
+}
+
 /// The wrapper's job, when this bench runs as `criu` beside a
 /// `criu.real`: runs the tool with the same arguments (and the fds it
 /// was given), logs the call's time, exits as the tool did.
@@ -172,15 +246,18 @@ fn as_wrapper() -> Option<i32> {
     let real = std::fs::read_to_string(bin.join("criu.real")).ok()?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let t = Instant::now();
-    let status = Command::new(real.trim()).args(&args).status();
-    let took = t.elapsed();
-    let code = match status {
-        Ok(s) => s.code().unwrap_or(1),
-        Err(e) => {
-            eprintln!("running {}: {e}", real.trim());
-            1
+    let code = if real.trim() == NULL {
+        null_criu(&args)
+    } else {
+        match Command::new(real.trim()).args(&args).status() {
+            Ok(s) => s.code().unwrap_or(1),
+            Err(e) => {
+                eprintln!("running {}: {e}", real.trim());
+                1
+            }
         }
     };
+    let took = t.elapsed();
     use std::io::Write;
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
@@ -207,20 +284,7 @@ fn measure(criu: &str, rounds: usize) -> Medians {
         c
     };
     let _ = run(runc().args(["delete", "-f", &id]));
-    // Detached, the container keeps runc's stdio: no pipe of ours, which
-    // would never end.
-    let started = runc()
-        .args(["run", "-d", "--bundle"])
-        .arg(&bundle)
-        .arg(&id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map_err(|e| format!("runc run: {e}"))?;
-    if !started.success() {
-        return Err(format!("runc run: {started}"));
-    }
+    start_runc(runc(), &bundle, &id)?;
     let result = (|| {
         let root = bundle.join("rootfs");
         counts_past(&root, 2)?;
@@ -262,6 +326,117 @@ fn measure(criu: &str, rounds: usize) -> Medians {
     result
 }
 
+/// `runc run -d` of `bundle` as container `id`.
+fn start_runc(mut runc: Command, bundle: &Path, id: &str) -> Result<(), String> {
+    // Detached, the container keeps runc's stdio: no pipe of ours, which
+    // would never end.
+    let started = runc
+        .args(["run", "-d", "--bundle"])
+        .arg(bundle)
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("runc run: {e}"))?;
+    if !started.success() {
+        return Err(format!("runc run: {started}"));
+    }
+    Ok(())
+}
+
+/// ROUNDS `runc checkpoint`s, each of a fresh container, with the criu
+/// that does nothing ([`null_criu`]): their median.
+fn null_runc(rounds: usize) -> Result<Timed, String> {
+    let t = TempDir::new("bench-runc-null");
+    let dir = t.path();
+    let bin = dir.join("bin");
+    let criu = wrap(NULL, &bin)?;
+    let criu = criu.to_str().ok_or("a path that is not UTF-8")?;
+    let bundle = bundle(dir);
+    let root = bundle.join("rootfs");
+    let runc = || {
+        let mut c = Command::new("runc");
+        c.arg("--root").arg(dir.join("state"));
+        c
+    };
+    let mut dumps = Vec::new();
+    for r in 0..rounds {
+        let id = format!("rcriu-bench-null-{}-{r}", std::process::id());
+        start_runc(runc(), &bundle, &id)?;
+        let done = counts_past(&root, count(&root) + 1).and_then(|()| {
+            run_timed(
+                runc()
+                    .args(["--criu", criu, "checkpoint", "--image-path"])
+                    .arg(dir.join(format!("images-{r}")))
+                    .arg("--work-path")
+                    .arg(dir.join(format!("work-{r}")))
+                    .arg(&id),
+                &bin,
+            )
+        });
+        let _ = run(runc().args(["delete", "-f", &id]));
+        dumps.push(done?);
+    }
+    Ok(medians(&dumps))
+}
+
+/// ROUNDS `podman container checkpoint`s, each of a fresh container,
+/// with the criu that does nothing ([`null_criu`]): their median.
+fn null_podman(rounds: usize) -> Result<Timed, String> {
+    let t = TempDir::new("bench-podman-null");
+    let dir = t.path();
+    let bin = dir.join("bin");
+    wrap(NULL, &bin)?;
+    let image = import_image(dir, &bin)?;
+    let mut dumps = Vec::new();
+    for r in 0..rounds {
+        let name = format!("rcriu-bench-null-{}-{r}", std::process::id());
+        let done = run(podman(&bin)
+            .args(rcriu_test_support::PODMAN_RUN)
+            .args(["--name", &name, &image, "/bin/sh", "-c", COUNTER]))
+        .and_then(|_| {
+            let upper = upper_dir(&bin, &name)?;
+            counts_past(&upper, 2)?;
+            run_timed(podman(&bin).args(["container", "checkpoint", &name]), &bin)
+        });
+        let _ = run(podman(&bin).args(["rm", "-f", "-t", "0", &name]));
+        dumps.push(done?);
+    }
+    Ok(medians(&dumps))
+}
+
+/// The busybox image podman runs, imported from a bundle made in `dir`.
+fn import_image(dir: &Path, bin: &Path) -> Result<String, String> {
+    let image = "localhost/rcriu-bench-busybox:latest";
+    let rootfs = bundle(dir).join("rootfs");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .args(["-cf"])
+        .arg(dir.join("rootfs.tar"))
+        .arg("."))?;
+    run(podman(bin)
+        .arg("import")
+        .arg(dir.join("rootfs.tar"))
+        .arg(image))?;
+    Ok(image.to_owned())
+}
+
+/// The upper directory of container `name`'s overlay root.
+fn upper_dir(bin: &Path, name: &str) -> Result<PathBuf, String> {
+    let out = podman(bin)
+        .args([
+            "inspect",
+            "--format",
+            "{{.GraphDriver.Data.UpperDir}}",
+            name,
+        ])
+        .output()
+        .map_err(|e| format!("podman inspect: {e}"))?;
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
 /// podman, with `criu` (a link in `bin`) first on its PATH.
 fn podman(bin: &Path) -> Command {
     let path = std::env::var("PATH").unwrap_or_default();
@@ -277,35 +452,13 @@ fn measure_podman(criu: &str, rounds: usize) -> Medians {
     let dir = t.path();
     let bin = dir.join("bin");
     wrap(criu, &bin)?;
-    let image = "localhost/rcriu-bench-busybox:latest";
-    let rootfs = bundle(dir).join("rootfs");
-    run(Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .args(["-cf"])
-        .arg(dir.join("rootfs.tar"))
-        .arg("."))?;
-    run(podman(&bin)
-        .arg("import")
-        .arg(dir.join("rootfs.tar"))
-        .arg(image))?;
+    let image = import_image(dir, &bin)?;
     let name = format!("rcriu-bench-{}", std::process::id());
     run(podman(&bin)
         .args(rcriu_test_support::PODMAN_RUN)
-        .args(["--name", &name, image, "/bin/sh", "-c", COUNTER]))?;
+        .args(["--name", &name, &image, "/bin/sh", "-c", COUNTER]))?;
     let result = (|| {
-        let upper = || -> Result<PathBuf, String> {
-            let out = podman(&bin)
-                .args([
-                    "inspect",
-                    "--format",
-                    "{{.GraphDriver.Data.UpperDir}}",
-                    &name,
-                ])
-                .output()
-                .map_err(|e| format!("podman inspect: {e}"))?;
-            Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-        };
+        let upper = || upper_dir(&bin, &name);
         counts_past(&upper()?, 2)?;
         let (mut dumps, mut restores) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
@@ -327,7 +480,13 @@ fn measure_podman(criu: &str, rounds: usize) -> Medians {
 }
 
 /// Prints each tool's medians, and rcriu's as a ratio of CRIU's.
-fn compare(what: &str, tools: &[(&str, String)], rounds: usize, f: fn(&str, usize) -> Medians) {
+fn compare(
+    what: &str,
+    tools: &[(&str, String)],
+    rounds: usize,
+    f: fn(&str, usize) -> Medians,
+    null: fn(usize) -> Result<Timed, String>,
+) {
     println!("median of {rounds} rounds, wall time of {what} (in it, the tool's own calls)");
     let mut results = Vec::new();
     for (name, tool) in tools {
@@ -356,6 +515,24 @@ fn compare(what: &str, tools: &[(&str, String)], rounds: usize, f: fn(&str, usiz
             d.rest, r.rest, cd.rest, cr.rest
         );
     }
+    // The least a checkpoint can take, whatever the tool: runc's and
+    // podman's own work around a criu that does nothing.
+    match null(rounds) {
+        Ok(n) => {
+            print!(
+                "a criu that does nothing (answers, kills the tree): checkpoint {:.2?} (its calls {:.2?})",
+                n.wall, n.tool
+            );
+            if let Some((cd, _)) = results.get(1) {
+                print!(
+                    ", {:.2} of CRIU's checkpoint",
+                    n.wall.as_secs_f64() / cd.wall.as_secs_f64()
+                );
+            }
+            println!();
+        }
+        Err(e) => println!("a criu that does nothing: failed: {e}"),
+    }
 }
 
 fn main() {
@@ -372,7 +549,13 @@ fn main() {
     if let Ok(c) = std::env::var("RCRIU_BENCH_CRIU") {
         tools.push(("criu", c));
     }
-    compare("runc checkpoint / restore -d", &tools, rounds, measure);
+    compare(
+        "runc checkpoint / restore -d",
+        &tools,
+        rounds,
+        measure,
+        null_runc,
+    );
     if Command::new("podman")
         .arg("--version")
         .output()
@@ -383,6 +566,7 @@ fn main() {
             &tools,
             rounds,
             measure_podman,
+            null_podman,
         );
     } else {
         println!("podman is not installed: no podman figures");
