@@ -40,6 +40,10 @@ pub(crate) fn fill(tarball: File, image: &str, mount: &OwnedFd, mp: &str) -> Res
         .map_err(|e| bad(format!("reading the archive: {e}")))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| bad(format!("reading entry {n}: {e}")))?;
+        if entry.header().entry_type() == tar::EntryType::XGlobalHeader {
+            // pax's defaults for what follows: nothing GNU tar's format uses.
+            continue;
+        }
         let raw = entry
             .path()
             .map_err(|e| bad(format!("the name of entry {n}: {e}")))?
