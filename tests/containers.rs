@@ -2366,3 +2366,173 @@ fn a_proc_remap_in_a_containers_pid_namespace_is_refused_by_name() {
     );
     c.counts_on();
 }
+
+/// A container's own tmpfs (runc's `/dev/shm`) holding a directory with
+/// its owner and mode, a file with its mtime, a hard link to it, a
+/// symlink and a fifo (and, with `sparse`, an 8 MiB file with one byte
+/// at its end, which must come back with its hole); its loop writes
+/// `/tmp/verdict` ("ok", or what is wrong) before each number.
+fn tmpfs_container(tag: &str, sparse: bool) -> Container {
+    let s = "/dev/shm";
+    let (make_sparse, check_sparse) = if sparse {
+        (
+            format!("echo -n y | busybox dd of={s}/s bs=1 seek=8388608 2>/dev/null; "),
+            format!(
+                "[ \"$(busybox stat -c '%s' {s}/s)\" = 8388609 ] && [ \"$(busybox stat -c %b {s}/s)\" -lt 64 ] \
+                 && [ \"$(busybox tail -c 1 {s}/s)\" = y ] || {{ echo \"bad sparse $(busybox stat -c '%s %b' {s}/s)\"; return; }}; "
+            ),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    let script = format!(
+        "busybox mkdir -m 751 {s}/d && echo hello > {s}/d/f && busybox chmod 604 {s}/d/f \
+         && busybox ln {s}/d/f {s}/d/h && busybox ln -s d/f {s}/l && busybox mkfifo -m 604 {s}/p \
+         && busybox touch -d '2001-02-03 04:05:06' {s}/d/f \
+         && busybox chown 123:45 {s}/d/f {s}/d; \
+         {make_sparse}\
+         check() {{ \
+         [ \"$(busybox cat {s}/d/h)\" = hello ] || {{ echo 'bad contents'; return; }}; \
+         [ \"$(busybox stat -c '%a %u %g' {s}/d)\" = '751 123 45' ] || {{ echo \"bad dir $(busybox stat -c '%a %u %g' {s}/d)\"; return; }}; \
+         [ \"$(busybox stat -c '%a %u %g %h %Y' {s}/d/f)\" = '604 123 45 2 981173106' ] || {{ echo \"bad file $(busybox stat -c '%a %u %g %h %Y' {s}/d/f)\"; return; }}; \
+         [ \"$(busybox stat -c %i {s}/d/f)\" = \"$(busybox stat -c %i {s}/d/h)\" ] || {{ echo 'bad link'; return; }}; \
+         [ \"$(busybox readlink {s}/l)\" = d/f ] || {{ echo 'bad symlink'; return; }}; \
+         [ -p {s}/p ] && [ \"$(busybox stat -c %a {s}/p)\" = 604 ] || {{ echo 'bad fifo'; return; }}; \
+         {check_sparse}\
+         echo ok; }}; \
+         i=0; while :; do i=$((i+1)); check > /tmp/verdict.new; busybox mv /tmp/verdict.new /tmp/verdict; \
+         echo $i >> /tmp/count; read -t 0.02 x <> /tmp/tick; done"
+    );
+    let c = Container::new(tag, &script);
+    c.add_caps(&["CAP_CHOWN"]);
+    c
+}
+
+impl Container {
+    /// What the tmpfs container's last check said.
+    fn verdict(&self) -> String {
+        let v = self.bundle().join("rootfs/tmp/verdict");
+        std::fs::read_to_string(v)
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    }
+
+    /// Restores `images` with `criu`, waits for three more numbers and
+    /// gives the verdict of the check made since.
+    fn verdict_after_restore(&self, criu: &str, images: &str, work: &str) -> String {
+        let n = self.counts().len();
+        let out = self.restore_with(criu, images, work);
+        let log = self.dir.0.join(work).join("restore.log");
+        succeeded(&out, &format!("the restore with {criu}"), &log);
+        self.wait_past(n + 3);
+        self.verdict()
+    }
+}
+
+/// The image of the tmpfs holding `name` in `images`.
+fn tmpfs_image_holding(images: &Path, name: &str) -> PathBuf {
+    std::fs::read_dir(images)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("tmpfs-dev-"))
+        })
+        .find(|p| {
+            let out = run_ok(
+                Command::new("tar")
+                    .arg("--list")
+                    .arg("--gzip")
+                    .arg("--file")
+                    .arg(p),
+            );
+            text(&out.stdout)
+                .lines()
+                .any(|l| l.trim_end_matches('/') == format!("./{name}"))
+        })
+        .unwrap_or_else(|| panic!("no tmpfs image in {} holds {name}", images.display()))
+}
+
+/// A tmpfs's files, hard links, symlinks, fifos, owners, modes and times
+/// come back, written and read in-process by rcriu, with rcriu and, when
+/// `RCRIU_TEST_CRIU` names it, across CRIU 4.2 both ways (GNU tar reads
+/// rcriu's archives, rcriu reads GNU tar's).
+#[test]
+fn a_containers_tmpfs_comes_back_with_its_contents() {
+    need_tools();
+    let _g = common::setup();
+    let c = tmpfs_container("tmpfs", false);
+    c.start();
+    c.wait_past(3);
+    assert_eq!(c.verdict(), "ok", "before any checkpoint");
+    let out = c.checkpoint_with(RCRIU, "images-1", "work-1");
+    succeeded(&out, "rcriu's checkpoint", &c.dir.0.join("work-1/dump.log"));
+    // The archive is GNU tar's format: tar lists what rcriu wrote.
+    tmpfs_image_holding(&c.dir.0.join("images-1"), "d/h");
+    assert_eq!(c.verdict_after_restore(RCRIU, "images-1", "work-1r"), "ok");
+    if let Some(criu) = criu42() {
+        let out = c.checkpoint_with(RCRIU, "images-2", "work-2");
+        succeeded(&out, "rcriu's checkpoint", &c.dir.0.join("work-2/dump.log"));
+        assert_eq!(c.verdict_after_restore(&criu, "images-2", "work-2r"), "ok");
+        let out = c.checkpoint_with(&criu, "images-3", "work-3");
+        succeeded(&out, "CRIU's checkpoint", &c.dir.0.join("work-3/dump.log"));
+        assert_eq!(c.verdict_after_restore(RCRIU, "images-3", "work-3r"), "ok");
+    }
+    carried_on(&c.counts()).unwrap();
+}
+
+/// A sparse file in a tmpfs is archived by GNU tar (`--sparse`) and comes
+/// back with its hole.
+#[test]
+fn a_sparse_file_in_a_containers_tmpfs_comes_back_sparse() {
+    need_tools();
+    let _g = common::setup();
+    let c = tmpfs_container("tmpfs-sparse", true);
+    c.start();
+    c.wait_past(3);
+    assert_eq!(c.verdict(), "ok", "before any checkpoint");
+    let out = c.checkpoint_with(RCRIU, "images", "work");
+    succeeded(&out, "rcriu's checkpoint", &c.dir.0.join("work/dump.log"));
+    assert_eq!(c.verdict_after_restore(RCRIU, "images", "work-r"), "ok");
+}
+
+/// Negative control of the two above: the tmpfs's archive made again
+/// (by GNU tar) without the file, the restored container's check says so.
+#[test]
+fn a_file_left_out_of_a_tmpfs_archive_is_missed_by_the_containers_check() {
+    need_tools();
+    let _g = common::setup();
+    let c = tmpfs_container("tmpfs-neg", false);
+    c.start();
+    c.wait_past(3);
+    assert_eq!(c.verdict(), "ok", "before any checkpoint");
+    let images = c.dir.0.join("images");
+    let out = c.checkpoint_with(RCRIU, "images", "work");
+    succeeded(&out, "rcriu's checkpoint", &c.dir.0.join("work/dump.log"));
+    let image = tmpfs_image_holding(&images, "d/h");
+    let unpacked = c.dir.0.join("unpacked");
+    std::fs::create_dir(&unpacked).unwrap();
+    run_ok(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(&image)
+            .arg("-C")
+            .arg(&unpacked),
+    );
+    std::fs::remove_file(unpacked.join("d/f")).unwrap();
+    std::fs::remove_file(unpacked.join("d/h")).unwrap();
+    run_ok(
+        Command::new("tar")
+            .args(["--create", "--gzip", "--numeric-owner", "--file"])
+            .arg(&image)
+            .arg("-C")
+            .arg(&unpacked)
+            .arg("."),
+    );
+    std::fs::remove_file(images.join(rcriu_images::manifest::MANIFEST)).unwrap();
+    assert_eq!(
+        c.verdict_after_restore(RCRIU, "images", "work-r"),
+        "bad contents"
+    );
+}

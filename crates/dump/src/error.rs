@@ -86,6 +86,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// An image rcriu makes itself (a tmpfs's archive) could not be
+    /// written (a full disk, say).
+    #[error("writing {} for the dump of process {pid}", path.display())]
+    ImageWrite {
+        pid: Pid,
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
     /// A `/proc` file of the target (or of rcriu itself) could not be read.
     #[error("reading /proc for the dump of process {pid}")]
     Proc {

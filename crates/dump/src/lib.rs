@@ -120,6 +120,7 @@ mod threads;
 pub mod timens;
 pub mod timerfd;
 mod timers;
+mod tmpfs;
 pub mod track;
 #[allow(unsafe_code)]
 mod track_sys;

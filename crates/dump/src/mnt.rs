@@ -12,7 +12,6 @@
 //! overmounted ones are refused.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use rcriu_images::{ImageFile, pb};
 use rcriu_proc::{MountInfo, Pid, Task};
@@ -265,64 +264,6 @@ pub fn collect(pid: Pid, ext: &[(String, String)]) -> Result<MntTree> {
         });
     }
     Ok(tree)
-}
-
-/// Starts saving the contents of the tmpfs mounted at `mp` in process
-/// `pid`'s mount namespace into `to` (a gzip'd tar, as CRIU writes it);
-/// [`Tar::wait`] ends it. Several run side by side.
-pub fn dump_tmpfs(pid: Pid, mp: &Path, to: std::fs::File) -> Result<Tar> {
-    let dir = Path::new(&format!("/proc/{pid}/root")).join(mp.strip_prefix("/").unwrap_or(mp));
-    let child = Command::new("tar")
-        .args([
-            "--create",
-            "--gzip",
-            "--no-unquote",
-            "--no-wildcards",
-            "--one-file-system",
-            "--check-links",
-            "--preserve-permissions",
-            "--sparse",
-            "--numeric-owner",
-            "--directory",
-        ])
-        .arg(&dir)
-        .arg(".")
-        .stdin(Stdio::null())
-        .stdout(to)
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(Error::file(pid, &dir))?;
-    Ok(Tar {
-        pid,
-        mp: mp.to_owned(),
-        child,
-    })
-}
-
-/// A tar saving a tmpfs.
-#[derive(Debug)]
-pub struct Tar {
-    pid: Pid,
-    mp: PathBuf,
-    child: std::process::Child,
-}
-
-impl Tar {
-    /// Waits for it; an error when it failed.
-    pub fn wait(mut self) -> Result<()> {
-        let (pid, mp) = (self.pid, self.mp.display().to_string());
-        let status = self
-            .child
-            .wait()
-            .map_err(Error::file(pid, format!("tar of {mp}")))?;
-        if !status.success() {
-            return Err(Error::Inconsistent {
-                pid,
-                what: format!("tar of the tmpfs at {mp} failed: {status}"),
-            });
-        }
-        Ok(())
-    }
 }
 
 /// The file a tmpfs's contents go to.

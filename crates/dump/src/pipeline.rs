@@ -48,7 +48,7 @@ use crate::tree::{Kind, Member, Tree};
 use crate::{
     Error, Result, attrs, cgroup, core, files, fs, ids, inventory, memfd, mm, pages, pstree,
 };
-use crate::{ipcns, mnt, namespaces, net, seccomp, sys, threads, timens, timers};
+use crate::{ipcns, mnt, namespaces, net, seccomp, sys, threads, timens, timers, tmpfs};
 
 /// The options of one dump.
 #[derive(Debug, Clone)]
@@ -765,7 +765,7 @@ fn write_namespaces(
     }
     if let (Some(tree), Some(id)) = (&ct.mnt, ids.mnt_ns_id) {
         out.write_all(ImageFile::Mountpoints(id.into()), &tree.entries)?;
-        // One tar per tmpfs, side by side; each waited for, even when
+        // One archive per tmpfs, side by side; each waited for, even when
         // another failed.
         let mut tars = Vec::new();
         let mut first = Ok(());
@@ -774,7 +774,7 @@ fn write_namespaces(
             let started = out
                 .created(file)
                 .and_then(|d| d.create_raw(file).map_err(Error::image(pid)))
-                .and_then(|f| mnt::dump_tmpfs(pid, mp, f));
+                .and_then(|f| tmpfs::start(pid, mp, f, &file.name()));
             match started {
                 Ok(t) => tars.push(t),
                 Err(e) => {

@@ -69,6 +69,7 @@ mod sys;
 mod tcp_stream;
 mod timens;
 mod timerfd;
+mod tmpfs;
 mod tty;
 pub mod uffd;
 #[allow(unsafe_code)]

@@ -4,7 +4,8 @@
 //! 1. Before the holder leaves rcriu's root, every mount but the root and
 //!    those of proc is made detached (`fsopen`/`fsmount`, or `open_tree`
 //!    of the host path an external mount is given), and each tmpfs is
-//!    filled from its `tmpfs-dev-<dev>.tar.gz.img` (GNU tar, as CRIU).
+//!    filled from its `tmpfs-dev-<dev>.tar.gz.img` (in-process, where CRIU
+//!    runs GNU tar).
 //! 2. The root is `--root` bound on itself; the holder pivots into it and
 //!    drops rcriu's tree; each mount is attached at its mount point,
 //!    parents first, then given its flags.
@@ -13,7 +14,6 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use rcriu_images::{ImageDir, ImageFile, pb};
 use rustix::fs::CWD;
@@ -184,35 +184,11 @@ fn new_mount(name: &str, e: &pb::MntEntry) -> rustix::io::Result<OwnedFd> {
     rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
 }
 
-/// Fills the detached tmpfs `mount` from its tarball.
+/// Fills the detached tmpfs `mount` from its tarball ([`crate::tmpfs`]).
 fn fill_tmpfs(dir: &ImageDir, e: &pb::MntEntry, mount: &OwnedFd) -> Result<()> {
-    use std::os::fd::AsRawFd;
     let file = ImageFile::TmpfsDev(e.root_dev.into());
     let tarball = dir.open_raw(file)?;
-    let at = format!("/proc/{}/fd/{}", std::process::id(), mount.as_raw_fd());
-    let status = Command::new("tar")
-        .args([
-            "--extract",
-            "--gzip",
-            "--no-unquote",
-            "--no-wildcards",
-            "--directory",
-        ])
-        .arg(&at)
-        .stdin(Stdio::from(tarball))
-        .stdout(Stdio::null())
-        .status()
-        .map_err(Error::file("running tar to fill", file.name()))?;
-    if !status.success() {
-        return Err(Error::invalid(
-            file.name(),
-            format!(
-                "tar could not fill the tmpfs at {}: {status}",
-                text(&e.mountpoint)
-            ),
-        ));
-    }
-    Ok(())
+    crate::tmpfs::fill(tarball, &file.name(), mount, &text(&e.mountpoint))
 }
 
 /// Step 1: every mount but the root and proc's, detached, tmpfs filled.

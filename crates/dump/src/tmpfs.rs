@@ -1,0 +1,364 @@
+//! The contents of a container's tmpfs mounts: `tmpfs-dev-<dev>.tar.gz.img`,
+//! a gzip'd tar in GNU's format, as CRIU 4.2 makes it with `tar --create
+//! --gzip --one-file-system --numeric-owner --sparse` and extracts it with
+//! `tar --extract --gzip`.
+//!
+//! The archive is written here, in-process, on a thread of its own (one
+//! per tmpfs, side by side), instead of by a GNU tar and the gzip it
+//! starts: a container's tmpfs mounts (`/dev`, the masked `/proc` and
+//! `/sys` directories) hold a few nodes, and the two programs cost more
+//! than the work. What GNU tar records is recorded the same way: each
+//! entry's mode, numeric owner (no user or group names), mtime, its type
+//! (directory, file, hard link to a file met before, symlink, character
+//! or block device with its numbers, fifo); sockets are left out, as GNU
+//! tar leaves them; a mount point below is recorded as the directory it
+//! shows, its contents not (`--one-file-system`). A tmpfs holding a
+//! sparse file is handed to GNU tar, whose `--sparse` keeps the holes.
+
+use std::collections::HashMap;
+use std::fs::{File, Metadata};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread::JoinHandle;
+
+use rcriu_proc::Pid;
+
+use crate::{Error, Result};
+
+/// One thing of the tmpfs, found by the walk.
+struct Item {
+    /// Its path below the tmpfs's root (empty for the root).
+    rel: PathBuf,
+    meta: Metadata,
+}
+
+/// Starts saving the tmpfs mounted at `mp` in process `pid`'s mount
+/// namespace into `to` (named `image` in errors); [`Tar::wait`] ends it.
+pub fn start(pid: Pid, mp: &Path, to: File, image: &str) -> Result<Tar> {
+    let root = Path::new(&format!("/proc/{pid}/root")).join(mp.strip_prefix("/").unwrap_or(mp));
+    let mp = mp.to_owned();
+    let image = PathBuf::from(image);
+    let handle = std::thread::Builder::new()
+        .name("tmpfs".into())
+        .spawn(move || save(pid, &root, to, &image))
+        .map_err(Error::file(pid, &mp))?;
+    Ok(Tar { pid, mp, handle })
+}
+
+/// A tmpfs being saved.
+#[derive(Debug)]
+pub struct Tar {
+    pid: Pid,
+    mp: PathBuf,
+    handle: JoinHandle<Result<()>>,
+}
+
+impl Tar {
+    /// Waits for it; an error when it failed.
+    pub fn wait(self) -> Result<()> {
+        self.handle.join().unwrap_or_else(|_| {
+            Err(Error::Inconsistent {
+                pid: self.pid,
+                what: format!(
+                    "saving the tmpfs at {} stopped short (its thread panicked)",
+                    self.mp.display()
+                ),
+            })
+        })
+    }
+}
+
+fn save(pid: Pid, root: &Path, to: File, image: &Path) -> Result<()> {
+    let items = walk(pid, root)?;
+    if items
+        .iter()
+        .any(|i| i.meta.file_type().is_file() && i.meta.blocks() * 512 < i.meta.size())
+    {
+        log::debug!(
+            "{}: a sparse file, left to GNU tar --sparse",
+            root.display()
+        );
+        return gnu_tar(pid, root, to);
+    }
+    let written = archive(root, &items, to).map_err(|source| Error::ImageWrite {
+        pid,
+        path: image.to_owned(),
+        source,
+    })?;
+    log::debug!(
+        "{}: {} entries, {written} bytes of files, into {}",
+        root.display(),
+        items.len(),
+        image.display()
+    );
+    Ok(())
+}
+
+/// Everything below `root` on its file system, each directory right
+/// before what it holds, in the order the directory lists it (GNU tar's
+/// order without `--sort`).
+fn walk(pid: Pid, root: &Path) -> Result<Vec<Item>> {
+    let meta = std::fs::symlink_metadata(root).map_err(Error::file(pid, root))?;
+    let dev = meta.dev();
+    let mut items = Vec::new();
+    let mut todo = vec![Item {
+        rel: PathBuf::new(),
+        meta,
+    }];
+    while let Some(item) = todo.pop() {
+        if item.meta.is_dir() && item.meta.dev() == dev {
+            let dir = root.join(&item.rel);
+            let mut found = Vec::new();
+            for e in std::fs::read_dir(&dir).map_err(Error::file(pid, &dir))? {
+                let e = e.map_err(Error::file(pid, &dir))?;
+                let path = e.path();
+                let meta = std::fs::symlink_metadata(&path).map_err(Error::file(pid, &path))?;
+                found.push(Item {
+                    rel: item.rel.join(e.file_name()),
+                    meta,
+                });
+            }
+            todo.extend(found.into_iter().rev());
+        }
+        items.push(item);
+    }
+    Ok(items)
+}
+
+fn archive(root: &Path, items: &[Item], to: File) -> io::Result<u64> {
+    let gz = flate2::write::GzEncoder::new(BufWriter::new(to), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    let mut bytes = 0;
+    for item in items {
+        let m = &item.meta;
+        let ft = m.file_type();
+        // GNU tar's names: `./`, `./dir/`, `./dir/file`.
+        let mut name = b"./".to_vec();
+        name.extend_from_slice(item.rel.as_os_str().as_bytes());
+        if ft.is_dir() && !item.rel.as_os_str().is_empty() {
+            name.push(b'/');
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(m.mode() & 0o7777);
+        h.set_uid(m.uid().into());
+        h.set_gid(m.gid().into());
+        h.set_mtime(u64::try_from(m.mtime()).unwrap_or(0));
+        h.set_size(0);
+        if ft.is_dir() {
+            h.set_entry_type(tar::EntryType::Directory);
+            append(&mut tar, &mut h, &name, None, io::empty())?;
+        } else if ft.is_file() {
+            if m.nlink() > 1 {
+                if let Some(first) = links.get(&(m.dev(), m.ino())) {
+                    h.set_entry_type(tar::EntryType::Link);
+                    append(&mut tar, &mut h, &name, Some(first), io::empty())?;
+                    continue;
+                }
+                links.insert((m.dev(), m.ino()), name.clone());
+            }
+            let len = m.size();
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(len);
+            let f = File::open(root.join(&item.rel))?;
+            // Exactly the size recorded, whatever the file does meanwhile.
+            let data = f.take(len).chain(io::repeat(0)).take(len);
+            append(&mut tar, &mut h, &name, None, data)?;
+            bytes += len;
+        } else if ft.is_symlink() {
+            let target = std::fs::read_link(root.join(&item.rel))?;
+            h.set_entry_type(tar::EntryType::Symlink);
+            let target = target.as_os_str().as_bytes();
+            append(&mut tar, &mut h, &name, Some(target), io::empty())?;
+        } else if ft.is_char_device() || ft.is_block_device() {
+            h.set_entry_type(if ft.is_char_device() {
+                tar::EntryType::Char
+            } else {
+                tar::EntryType::Block
+            });
+            let rdev = m.rdev();
+            h.set_device_major(rustix::fs::major(rdev))?;
+            h.set_device_minor(rustix::fs::minor(rdev))?;
+            append(&mut tar, &mut h, &name, None, io::empty())?;
+        } else if ft.is_fifo() {
+            h.set_entry_type(tar::EntryType::Fifo);
+            append(&mut tar, &mut h, &name, None, io::empty())?;
+        } else {
+            // A socket: GNU tar ignores it.
+            log::warn!("{}: socket ignored", root.join(&item.rel).display());
+        }
+    }
+    let mut out = tar.into_inner()?.finish()?;
+    out.flush()?;
+    Ok(bytes)
+}
+
+/// The name and link fields of a GNU header.
+const NAME_MAX: usize = 100;
+
+/// Appends the entry `h` named `name` (and linking to `link`) with its
+/// `data`, the names as given: a name or link longer than its field goes
+/// first in a GNU long-name entry, as GNU tar writes it.
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    h: &mut tar::Header,
+    name: &[u8],
+    link: Option<&[u8]>,
+    data: impl Read,
+) -> io::Result<()> {
+    if name.len() > NAME_MAX {
+        long(tar, tar::EntryType::GNULongName, name)?;
+    }
+    let old = h.as_old_mut();
+    let n = name.len().min(NAME_MAX);
+    old.name[..n].copy_from_slice(&name[..n]);
+    if let Some(link) = link {
+        if link.len() > NAME_MAX {
+            long(tar, tar::EntryType::GNULongLink, link)?;
+        }
+        let old = h.as_old_mut();
+        let n = link.len().min(NAME_MAX);
+        old.linkname[..n].copy_from_slice(&link[..n]);
+    }
+    h.set_cksum();
+    tar.append(h, data)
+}
+
+/// A GNU long-name (or long-link) entry holding `bytes`.
+fn long<W: Write>(tar: &mut tar::Builder<W>, kind: tar::EntryType, bytes: &[u8]) -> io::Result<()> {
+    let mut h = tar::Header::new_gnu();
+    let field = b"././@LongLink";
+    h.as_old_mut().name[..field.len()].copy_from_slice(field);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_size(bytes.len() as u64 + 1);
+    h.set_entry_type(kind);
+    h.set_cksum();
+    tar.append(&h, bytes.chain(&[0u8][..]))
+}
+
+/// GNU tar, as CRIU runs it, for what the in-process archive leaves out.
+fn gnu_tar(pid: Pid, root: &Path, to: File) -> Result<()> {
+    let status = Command::new("tar")
+        .args([
+            "--create",
+            "--gzip",
+            "--no-unquote",
+            "--no-wildcards",
+            "--one-file-system",
+            "--check-links",
+            "--preserve-permissions",
+            "--sparse",
+            "--numeric-owner",
+            "--directory",
+        ])
+        .arg(root)
+        .arg(".")
+        .stdin(Stdio::null())
+        .stdout(to)
+        .stderr(Stdio::inherit())
+        .status()
+        .map_err(Error::file(pid, root))?;
+    if !status.success() {
+        return Err(Error::Inconsistent {
+            pid,
+            what: format!("tar of the tmpfs at {} failed: {status}", root.display()),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use rcriu_test_support::TempDir;
+    use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps};
+
+    use super::*;
+
+    /// A tree with what a tmpfs may hold, long names and a long link
+    /// target included.
+    fn tree(src: &Path) -> String {
+        let long = "n".repeat(150);
+        std::fs::create_dir_all(src.join("d")).unwrap();
+        std::fs::write(src.join("d/f"), "hello").unwrap();
+        std::fs::set_permissions(src.join("d/f"), std::fs::Permissions::from_mode(0o604)).unwrap();
+        std::fs::hard_link(src.join("d/f"), src.join("d/h")).unwrap();
+        std::fs::write(src.join(&long), "long").unwrap();
+        std::os::unix::fs::symlink("x".repeat(200), src.join("l")).unwrap();
+        rustix::fs::mknodat(CWD, src.join("p"), FileType::Fifo, Mode::from(0o640), 0).unwrap();
+        let old = Timespec {
+            tv_sec: 981_173_106,
+            tv_nsec: 0,
+        };
+        let t = Timestamps {
+            last_access: old,
+            last_modification: old,
+        };
+        rustix::fs::utimensat(CWD, src.join("d/f"), &t, AtFlags::empty()).unwrap();
+        std::fs::set_permissions(src.join("d"), std::fs::Permissions::from_mode(0o751)).unwrap();
+        long
+    }
+
+    /// What differs between the trees at `a` and `b` (none: empty).
+    fn differences(a: &Path, b: &Path, long: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let meta = |p: &Path| std::fs::symlink_metadata(p).ok();
+        for name in ["d", "d/f", "d/h", long, "l", "p"] {
+            let (x, y) = (meta(&a.join(name)), meta(&b.join(name)));
+            let same = match (&x, &y) {
+                (Some(x), Some(y)) => {
+                    x.mode() == y.mode()
+                        && x.uid() == y.uid()
+                        && x.nlink() == y.nlink()
+                        && x.size() == y.size()
+                        && (x.is_dir() || x.mtime() == y.mtime())
+                }
+                _ => false,
+            };
+            if !same {
+                out.push(name.to_owned());
+            }
+        }
+        if std::fs::read_link(a.join("l")).ok() != std::fs::read_link(b.join("l")).ok() {
+            out.push("l's target".into());
+        }
+        if std::fs::read(a.join(long)).ok() != std::fs::read(b.join(long)).ok() {
+            out.push("the long name's contents".into());
+        }
+        let ino = |p: &Path| meta(p).map(|m| m.ino());
+        if ino(&b.join("d/f")) != ino(&b.join("d/h")) {
+            out.push("the hard link".into());
+        }
+        out
+    }
+
+    #[test]
+    fn gnu_tar_extracts_the_archive_as_the_tree_was() {
+        let t = TempDir::new("tmpfs-archive");
+        let (src, dst) = (t.0.join("src"), t.0.join("dst"));
+        let long = tree(&src);
+        let items = walk(1, &src).unwrap();
+        let out = t.0.join("a.tar.gz");
+        archive(&src, &items, File::create(&out).unwrap()).unwrap();
+        std::fs::create_dir(&dst).unwrap();
+        let x = Command::new("tar")
+            .args(["--extract", "--gzip", "--file"])
+            .arg(&out)
+            .arg("--directory")
+            .arg(&dst)
+            .status()
+            .unwrap();
+        assert!(x.success(), "GNU tar could not extract it: {x}");
+        assert_eq!(differences(&src, &dst, &long), Vec::<String>::new());
+        // Negative control: a difference is seen.
+        std::fs::set_permissions(dst.join("d/f"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(differences(&src, &dst, &long), ["d/f", "d/h"]);
+    }
+}

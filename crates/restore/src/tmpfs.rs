@@ -1,0 +1,426 @@
+//! A container's tmpfs filled again from its `tmpfs-dev-<dev>.tar.gz.img`
+//! (a gzip'd tar in GNU's format, as CRIU 4.2 and rcriu's dump write it),
+//! in-process, where CRIU runs `tar --extract --gzip`.
+//!
+//! Each entry is made below the detached mount with the `*at` calls, its
+//! parent directory opened beneath the mount's root without following a
+//! symlink (an archive cannot reach outside): directories, files (runs
+//! of zeros left as holes, so a sparse file stays sparse), hard links,
+//! symlinks, device nodes and fifos, each given the owner, mode and mtime
+//! recorded (a directory's mtime once everything in it is made, as GNU
+//! tar does). A path that climbs out (`..`, absolute) or an entry of a
+//! kind GNU tar would not make either is an error naming the image.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps, Uid};
+
+use crate::{Error, Result};
+
+/// Fills the detached tmpfs whose root is `mount` (mounted at `mp`) from
+/// `tarball`, the image `image`.
+pub(crate) fn fill(tarball: File, image: &str, mount: &OwnedFd, mp: &str) -> Result<()> {
+    let root = rustix::fs::openat(
+        mount,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io(format!("opening the tmpfs for {mp}"))(e.into()))?;
+    let gz = flate2::read::MultiGzDecoder::new(BufReader::new(tarball));
+    let mut archive = tar::Archive::new(gz);
+    let bad = |what: String| Error::invalid(image, what);
+    let mut dirs: Vec<(PathBuf, i64)> = Vec::new();
+    let mut n = 0usize;
+    let entries = archive
+        .entries()
+        .map_err(|e| bad(format!("reading the archive: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| bad(format!("reading entry {n}: {e}")))?;
+        if entry.header().entry_type() == tar::EntryType::XGlobalHeader {
+            // pax's defaults for what follows: nothing GNU tar's format uses.
+            continue;
+        }
+        let raw = entry
+            .path()
+            .map_err(|e| bad(format!("the name of entry {n}: {e}")))?
+            .into_owned();
+        let rel = inside(&raw).ok_or_else(|| {
+            bad(format!(
+                "entry {n} ({}) is outside the tmpfs",
+                raw.display()
+            ))
+        })?;
+        make(&root, &rel, &mut entry, &mut dirs).map_err(|e| {
+            bad(format!(
+                "making {} in the tmpfs at {mp}: {e}",
+                rel.display()
+            ))
+        })?;
+        n += 1;
+    }
+    // Directories' times last, deepest first: making their entries
+    // changed them.
+    for (rel, mtime) in dirs.iter().rev() {
+        let t = times(*mtime);
+        let done = if rel.as_os_str().is_empty() {
+            rustix::fs::futimens(&root, &t)
+        } else {
+            rustix::fs::utimensat(&root, rel, &t, AtFlags::SYMLINK_NOFOLLOW)
+        };
+        done.map_err(|e| {
+            bad(format!(
+                "setting the times of {} in the tmpfs at {mp}: {e}",
+                rel.display()
+            ))
+        })?;
+    }
+    log::debug!("tmpfs at {mp}: {n} entries from {image}");
+    Ok(())
+}
+
+/// `path` of the archive as a path below the tmpfs's root (empty for the
+/// root itself), or `None` when it would climb out.
+fn inside(path: &Path) -> Option<PathBuf> {
+    let mut rel = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::Normal(n) => rel.push(n),
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(rel)
+}
+
+fn times(mtime: i64) -> Timestamps {
+    let t = Timespec {
+        tv_sec: mtime,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+/// The directory holding `rel`, opened beneath `root` without following
+/// a symlink, and `rel`'s last name.
+fn parent<'a>(root: &OwnedFd, rel: &'a Path) -> io::Result<(OwnedFd, &'a std::ffi::OsStr)> {
+    let name = rel
+        .file_name()
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let up = rel.parent().filter(|p| !p.as_os_str().is_empty());
+    let fd = rustix::fs::openat2(
+        root,
+        up.unwrap_or(Path::new(".")),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )?;
+    Ok((fd, name))
+}
+
+/// Makes one entry at `rel` below `root`.
+fn make<R: Read>(
+    root: &OwnedFd,
+    rel: &Path,
+    entry: &mut tar::Entry<'_, R>,
+    dirs: &mut Vec<(PathBuf, i64)>,
+) -> io::Result<()> {
+    let h = entry.header();
+    let mode = Mode::from_raw_mode(h.mode()? & 0o7777);
+    let uid = Uid::from_raw(u32::try_from(h.uid()?).map_err(|_| invalid("owner"))?);
+    let gid = Gid::from_raw(u32::try_from(h.gid()?).map_err(|_| invalid("group"))?);
+    let mtime = i64::try_from(h.mtime()?).unwrap_or(i64::MAX);
+    let kind = h.entry_type();
+    if rel.as_os_str().is_empty() {
+        // The tmpfs's root: what it records is given to the mount's root.
+        if !kind.is_dir() {
+            return Err(invalid("the root that is not a directory"));
+        }
+        rustix::fs::fchown(root, Some(uid), Some(gid))?;
+        rustix::fs::fchmod(root, mode)?;
+        dirs.push((PathBuf::new(), mtime));
+        return Ok(());
+    }
+    let (dir, name) = parent(root, rel)?;
+    let nofollow = AtFlags::SYMLINK_NOFOLLOW;
+    match kind {
+        tar::EntryType::Directory => {
+            match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o700)) {
+                Err(rustix::io::Errno::EXIST) => {
+                    let st = rustix::fs::statat(&dir, name, nofollow)?;
+                    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                        return Err(invalid("a directory over something else"));
+                    }
+                }
+                r => r?,
+            }
+            rustix::fs::chownat(&dir, name, Some(uid), Some(gid), nofollow)?;
+            rustix::fs::chmodat(&dir, name, mode, AtFlags::empty())?;
+            dirs.push((rel.to_owned(), mtime));
+            return Ok(());
+        }
+        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+            let fd = rustix::fs::openat(
+                &dir,
+                name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )?;
+            let mut f = File::from(fd);
+            copy_sparse(entry, &mut f)?;
+            rustix::fs::fchown(&f, Some(uid), Some(gid))?;
+            rustix::fs::fchmod(&f, mode)?;
+            rustix::fs::futimens(&f, &times(mtime))?;
+            return Ok(());
+        }
+        tar::EntryType::Link => {
+            let target = entry
+                .link_name()?
+                .ok_or_else(|| invalid("a hard link without a target"))?;
+            let target = inside(&target).ok_or_else(|| invalid("a hard link to outside"))?;
+            let (tdir, tname) = parent(root, &target)?;
+            rustix::fs::linkat(&tdir, tname, &dir, name, AtFlags::empty())?;
+            return Ok(());
+        }
+        tar::EntryType::Symlink => {
+            let target = entry
+                .link_name()?
+                .ok_or_else(|| invalid("a symlink without a target"))?;
+            rustix::fs::symlinkat(target.as_ref(), &dir, name)?;
+        }
+        tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+            let (ft, dev) = match kind {
+                tar::EntryType::Char => (FileType::CharacterDevice, device(h)?),
+                tar::EntryType::Block => (FileType::BlockDevice, device(h)?),
+                _ => (FileType::Fifo, 0),
+            };
+            rustix::fs::mknodat(&dir, name, ft, Mode::from_raw_mode(0o600), dev)?;
+            rustix::fs::chownat(&dir, name, Some(uid), Some(gid), nofollow)?;
+            rustix::fs::chmodat(&dir, name, mode, AtFlags::empty())?;
+        }
+        _ => return Err(invalid("an entry of a kind tar does not extract")),
+    }
+    if kind == tar::EntryType::Symlink {
+        rustix::fs::chownat(&dir, name, Some(uid), Some(gid), nofollow)?;
+    }
+    rustix::fs::utimensat(&dir, name, &times(mtime), nofollow)?;
+    Ok(())
+}
+
+fn device(h: &tar::Header) -> io::Result<u64> {
+    let major = h
+        .device_major()?
+        .ok_or_else(|| invalid("a device without numbers"))?;
+    let minor = h
+        .device_minor()?
+        .ok_or_else(|| invalid("a device without numbers"))?;
+    Ok(rustix::fs::makedev(major, minor))
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
+}
+
+/// Copies the entry's bytes into `f`, leaving each block of zeros as a
+/// hole.
+fn copy_sparse<R: Read>(from: &mut R, f: &mut File) -> io::Result<()> {
+    const BLOCK: usize = 64 * 1024;
+    let mut buf = vec![0u8; BLOCK];
+    let mut len = 0u64;
+    loop {
+        let mut got = 0;
+        while got < BLOCK {
+            match from.read(&mut buf[got..])? {
+                0 => break,
+                k => got += k,
+            }
+        }
+        if got == 0 {
+            break;
+        }
+        if buf[..got].iter().all(|&b| b == 0) {
+            f.seek(SeekFrom::Current(got as i64))?;
+        } else {
+            f.write_all(&buf[..got])?;
+        }
+        len += got as u64;
+        if got < BLOCK {
+            break;
+        }
+    }
+    f.set_len(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    use std::process::Command;
+
+    use rcriu_test_support::TempDir;
+    use rustix::fs::CWD;
+
+    use super::*;
+
+    /// A tree with what a tmpfs may hold: long names, a hard link, a
+    /// symlink, a fifo, a device node and a sparse file.
+    fn tree(src: &Path) -> String {
+        let long = "n".repeat(150);
+        std::fs::create_dir_all(src.join("d")).unwrap();
+        std::fs::write(src.join("d/f"), "hello").unwrap();
+        std::fs::set_permissions(src.join("d/f"), std::fs::Permissions::from_mode(0o604)).unwrap();
+        std::fs::hard_link(src.join("d/f"), src.join("d/h")).unwrap();
+        std::fs::write(src.join(&long), "long").unwrap();
+        std::os::unix::fs::symlink("x".repeat(200), src.join("l")).unwrap();
+        rustix::fs::mknodat(CWD, src.join("p"), FileType::Fifo, Mode::from(0o640), 0).unwrap();
+        let null = rustix::fs::makedev(1, 3);
+        rustix::fs::mknodat(
+            CWD,
+            src.join("null"),
+            FileType::CharacterDevice,
+            Mode::from(0o666),
+            null,
+        )
+        .unwrap();
+        let mut sparse = File::create(src.join("s")).unwrap();
+        sparse.seek(SeekFrom::Start(8 << 20)).unwrap();
+        sparse.write_all(b"y").unwrap();
+        rustix::fs::utimensat(CWD, src.join("d/f"), &times(981_173_106), AtFlags::empty()).unwrap();
+        std::fs::set_permissions(src.join("d"), std::fs::Permissions::from_mode(0o751)).unwrap();
+        long
+    }
+
+    /// What differs between the trees at `a` and `b` (none: empty).
+    fn differences(a: &Path, b: &Path, long: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let meta = |p: &Path| std::fs::symlink_metadata(p).ok();
+        for name in ["d", "d/f", "d/h", long, "l", "p", "null", "s"] {
+            let same = match (meta(&a.join(name)), meta(&b.join(name))) {
+                (Some(x), Some(y)) => {
+                    x.mode() == y.mode()
+                        && x.uid() == y.uid()
+                        && x.nlink() == y.nlink()
+                        && x.size() == y.size()
+                        && x.rdev() == y.rdev()
+                        && (x.is_dir() || x.file_type().is_symlink() || x.mtime() == y.mtime())
+                }
+                _ => false,
+            };
+            if !same {
+                out.push(name.to_owned());
+            }
+        }
+        if std::fs::read_link(a.join("l")).ok() != std::fs::read_link(b.join("l")).ok() {
+            out.push("l's target".into());
+        }
+        for name in [long, "s", "d/h"] {
+            if std::fs::read(a.join(name)).ok() != std::fs::read(b.join(name)).ok() {
+                out.push(format!("{name}'s contents"));
+            }
+        }
+        if meta(&b.join("s")).is_none_or(|m| m.blocks() > 64) {
+            out.push("the hole of s".into());
+        }
+        let ino = |p: &Path| meta(p).map(|m| m.ino());
+        if ino(&b.join("d/f")) != ino(&b.join("d/h")) {
+            out.push("the hard link".into());
+        }
+        if !meta(&b.join("p")).is_some_and(|m| m.file_type().is_fifo()) {
+            out.push("the fifo".into());
+        }
+        out
+    }
+
+    fn dir_fd(p: &Path) -> OwnedFd {
+        rustix::fs::open(
+            p,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_gnu_tar_archive_is_made_again_as_the_tree_was() {
+        let t = TempDir::new("tmpfs-fill");
+        let (src, dst) = (t.0.join("src"), t.0.join("dst"));
+        let long = tree(&src);
+        let tarball = t.0.join("a.tar.gz");
+        // As CRIU 4.2 makes it.
+        let made = Command::new("tar")
+            .args([
+                "--create",
+                "--gzip",
+                "--one-file-system",
+                "--sparse",
+                "--numeric-owner",
+            ])
+            .arg("--file")
+            .arg(&tarball)
+            .arg("--directory")
+            .arg(&src)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(made.success(), "GNU tar: {made}");
+        std::fs::create_dir(&dst).unwrap();
+        fill(
+            File::open(&tarball).unwrap(),
+            "a.tar.gz",
+            &dir_fd(&dst),
+            "/t",
+        )
+        .unwrap();
+        assert_eq!(differences(&src, &dst, &long), Vec::<String>::new());
+        // Negative control: a difference is seen.
+        std::fs::set_permissions(dst.join("null"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(differences(&src, &dst, &long), ["null"]);
+    }
+
+    #[test]
+    fn an_entry_climbing_out_is_refused_naming_the_image() {
+        let t = TempDir::new("tmpfs-out");
+        let tarball = t.0.join("b.tar.gz");
+        let gz = flate2::write::GzEncoder::new(
+            File::create(&tarball).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut b = tar::Builder::new(gz);
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..6].copy_from_slice(b"../esc");
+        h.set_mode(0o644);
+        h.set_size(1);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+        b.into_inner().unwrap().finish().unwrap();
+        let dst = t.0.join("dst");
+        std::fs::create_dir(&dst).unwrap();
+        let e = fill(
+            File::open(&tarball).unwrap(),
+            "b.tar.gz",
+            &dir_fd(&dst),
+            "/t",
+        )
+        .unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("b.tar.gz") && e.contains("outside the tmpfs"),
+            "{e}"
+        );
+        assert!(!t.0.join("esc").exists());
+    }
+
+    #[test]
+    fn paths_stay_inside() {
+        assert_eq!(inside(Path::new("./")), Some(PathBuf::new()));
+        assert_eq!(inside(Path::new("./a/b")), Some(PathBuf::from("a/b")));
+        assert_eq!(inside(Path::new("a/../../b")), None);
+        assert_eq!(inside(Path::new("/etc/passwd")), None);
+    }
+}
