@@ -1097,7 +1097,9 @@ fn collect_tree(
     };
     let container = namespaces::collect(tree, &host.ns, &ns_opts)?;
     if container.is_some() && o.key.is_some() {
-        // A container's tmpfs contents are read by tar at the restore.
+        // A network namespace's images (routes, rules, firewall) are fed
+        // to ip, iptables-restore and nft at the restore, straight from
+        // their files.
         return Err(Error::unsupported(
             pid,
             "namespaces of its own in an encrypted dump (--encrypt)",
