@@ -1758,7 +1758,10 @@ fn copy_images(c: &Container, from: &str, to: &str) -> PathBuf {
     std::fs::create_dir_all(&to).unwrap();
     for e in std::fs::read_dir(&from).unwrap() {
         let e = e.unwrap();
-        if e.file_name() != rcriu_images::manifest::MANIFEST {
+        if e.file_type().unwrap().is_dir() {
+            // The pages a child shares with its parent (`parent/`).
+            run_ok(Command::new("cp").arg("-a").arg(e.path()).arg(&to));
+        } else if e.file_name() != rcriu_images::manifest::MANIFEST {
             std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
         }
     }
@@ -2210,4 +2213,161 @@ fn a_proc_remap_in_a_containers_pid_namespace_is_refused_by_name() {
         "{log}"
     );
     c.counts_on();
+}
+
+/// A container whose init's child made a pid namespace nested in the
+/// container's (tests/workloads/ct_nestpid.c, in `mode`), ready: its
+/// facts ("pids A B", A's and B's pids in the container's namespace).
+fn nestpid_container(tag: &str, mode: &str) -> (Container, String) {
+    let c = Container::new(
+        tag,
+        &format!("cd /tmp && exec /bin/ct_nestpid /tmp/verdict {mode} > /tmp/stdout"),
+    );
+    static_workload_with(&c, "ct_nestpid", &[]);
+    // unshare(CLONE_NEWPID) in the container.
+    c.add_caps(&["CAP_SYS_ADMIN"]);
+    c.start();
+    let facts = wait_file(&c, "tmp/stdout", "ready");
+    (c, facts)
+}
+
+/// The pids of "pids A B" in the workload's facts.
+fn nestpid_pids(facts: &str) -> (u32, u32) {
+    let line = facts
+        .lines()
+        .find_map(|l| l.strip_prefix("pids "))
+        .expect("the workload's pids");
+    let mut it = line.split_whitespace().map(|p| p.parse::<u32>().unwrap());
+    (it.next().unwrap(), it.next().unwrap())
+}
+
+/// Tells the restored (or untouched) workload to check, and its verdict.
+fn nestpid_verdict(c: &Container) -> String {
+    let _ = std::fs::remove_file(c.bundle().join("rootfs/tmp/verdict"));
+    run_ok(c.runc().args(["kill", &c.id, "USR1"]));
+    wait_file(c, "tmp/verdict", "\n")
+}
+
+/// A pid namespace nested in a container's (its init's child unshared
+/// it and forked: B is pid 1 there, B's child C pid 2), which CRIU 4.2
+/// refuses: dumped and restored with every process at its pid at every
+/// level, each checking from inside its pid, its parent, its NSpid line,
+/// and signalling and waiting for its child; A's children still go into
+/// B's namespace. Control: C's pid in the nested namespace changed in
+/// the images (2 to 3): B no longer finds its child at 2.
+#[test]
+fn runc_restores_a_pid_namespace_nested_in_the_containers() {
+    need_tools();
+    let _g = common::setup();
+    let (c, facts) = nestpid_container("nestpid", "");
+    let (a, b) = nestpid_pids(&facts);
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+
+    // The images: B and C with their pids at both levels, in a pid
+    // namespace of their own, A's children going into it.
+    use rcriu_images::{ImageFile, pb};
+    let images = c.dir.0.join("images");
+    let dir = rcriu_images::ImageDir::open(&images).unwrap();
+    let tree: Vec<pb::PstreeEntry> = dir.read_all(ImageFile::Pstree).unwrap();
+    let entry = |pid: u32| tree.iter().find(|e| e.pid == pid).unwrap().clone();
+    let (eb, ea) = (entry(b), entry(a));
+    assert_eq!(eb.ns_pid, vec![b, 1], "{tree:?}");
+    assert!(ea.ns_pid.is_empty(), "{tree:?}");
+    let ec = tree.iter().find(|e| e.ppid == b).expect("C").clone();
+    assert_eq!(ec.ns_pid, vec![ec.pid, 2], "{tree:?}");
+    assert_eq!(ec.tids.len(), 1);
+    assert_eq!(ec.tids[0].tid, vec![ec.pid, 2]);
+    let ids =
+        |pid: u32| -> pb::TaskKobjIdsEntry { dir.read_one(ImageFile::Ids(pid.into())).unwrap() };
+    let (ia, ib, ic) = (ids(a), ids(b), ids(ec.pid));
+    assert_ne!(ib.pid_ns_id, ia.pid_ns_id);
+    assert_eq!(ib.pid_ns_id, ic.pid_ns_id);
+    assert_eq!(ia.pid_for_children_ns_id, ib.pid_ns_id);
+    let changed = copy_images(&c, "images", "images-renumbered");
+
+    let out = c.restore();
+    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+    assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");
+    c.delete();
+
+    // Negative control: C made at pid 3 of the nested namespace.
+    let dir = rcriu_images::ImageDir::open(&changed).unwrap();
+    let mut tree: Vec<pb::PstreeEntry> = dir.read_all(ImageFile::Pstree).unwrap();
+    for e in tree.iter_mut().filter(|e| e.pid == ec.pid) {
+        e.ns_pid = vec![ec.pid, 3];
+        e.tids[0].tid = vec![ec.pid, 3];
+    }
+    dir.write_all(ImageFile::Pstree, &tree).unwrap();
+    let out = c.restore_with(RCRIU, "images-renumbered", "work-restore2");
+    succeeded(&out, "restore", &c.dir.0.join("work-restore2/restore.log"));
+    let v = nestpid_verdict(&c);
+    assert!(
+        v.starts_with("FAIL:") && v.contains("B: kill of its child 2: errno 3;"),
+        "control: {v}"
+    );
+    c.delete();
+
+    // CRIU 4.2 refuses the nested namespace; the container runs on.
+    if let Some(criu) = criu42() {
+        let (c, facts) = nestpid_container("nestpid-criu", "");
+        let out = c.checkpoint_with(&criu, "images-criu", "work-criu");
+        assert!(!out.status.success(), "CRIU 4.2 checkpointed");
+        let log = c.log("work-criu");
+        assert!(log.contains("Can't dump nested pid namespace"), "{log}");
+        assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");
+    }
+}
+
+/// A nested pid namespace whose init stays in a group and session led
+/// from outside it (`unshare --pid --fork` without a session of its
+/// own): refused by name, and the container runs on untouched (its
+/// processes pass their checks).
+#[test]
+fn a_nested_pid_namespace_in_a_group_led_from_outside_is_refused_by_name() {
+    need_tools();
+    let _g = common::setup();
+    let (c, facts) = nestpid_container("nestpid-group", "shared-group");
+    let out = c.checkpoint("work-dump");
+    assert!(!out.status.success(), "checkpointed");
+    let log = c.log("work-dump");
+    assert!(
+        log.contains("led from outside its nested pid namespace"),
+        "{log}"
+    );
+    assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");
+}
+
+/// A process that unshared its pid namespace and forked nothing since:
+/// restored so that its next child is pid 1 of a new namespace (checked
+/// from inside, after the restore). Control: without its
+/// `pid_for_children_ns_id` in the images, that child is not.
+#[test]
+fn a_pid_namespace_unshared_before_a_fork_is_restored() {
+    need_tools();
+    let _g = common::setup();
+    let (c, facts) = nestpid_container("nestpid-unshared", "unshared");
+    let (a, _) = nestpid_pids(&facts);
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    let changed = copy_images(&c, "images", "images-plain");
+    let out = c.restore();
+    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+    assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");
+    c.delete();
+
+    // Negative control: the images without A's namespace for children.
+    use rcriu_images::{ImageFile, pb};
+    let dir = rcriu_images::ImageDir::open(&changed).unwrap();
+    let mut ids: pb::TaskKobjIdsEntry = dir.read_one(ImageFile::Ids(a.into())).unwrap();
+    assert!(ids.pid_for_children_ns_id.is_some(), "{ids:?}");
+    ids.pid_for_children_ns_id = None;
+    dir.write_one(ImageFile::Ids(a.into()), &ids).unwrap();
+    let out = c.restore_with(RCRIU, "images-plain", "work-restore2");
+    succeeded(&out, "restore", &c.dir.0.join("work-restore2/restore.log"));
+    let v = nestpid_verdict(&c);
+    assert!(
+        v.starts_with("FAIL:") && v.contains("its new child was not pid 1"),
+        "control: {v}"
+    );
 }

@@ -122,8 +122,14 @@ pub fn load(
 }
 
 /// Checks that process `pid` (not the root) lives in the root's
-/// namespaces, the only ones a tree is restored in.
-pub fn check_same(pid: u32, ids: &pb::TaskKobjIdsEntry, root: &pb::TaskKobjIdsEntry) -> Result<()> {
+/// namespaces, the only ones a tree is restored in (but a pid namespace
+/// nested in the root's, [`crate::pidns`]).
+pub fn check_same(
+    pid: u32,
+    ids: &pb::TaskKobjIdsEntry,
+    root: &pb::TaskKobjIdsEntry,
+    nested_pid: bool,
+) -> Result<()> {
     let pairs = [
         ("pid", ids.pid_ns_id, root.pid_ns_id),
         ("network", ids.net_ns_id, root.net_ns_id),
@@ -134,6 +140,10 @@ pub fn check_same(pid: u32, ids: &pb::TaskKobjIdsEntry, root: &pb::TaskKobjIdsEn
         ("cgroup", ids.cgroup_ns_id, root.cgroup_ns_id),
     ];
     for (name, own, theirs) in pairs {
+        // A nested pid namespace (its pids at every level in pstree).
+        if name == "pid" && nested_pid {
+            continue;
+        }
         if let (Some(a), Some(b)) = (own, theirs)
             && a != b
         {

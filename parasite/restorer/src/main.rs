@@ -155,6 +155,10 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
         let s = at(Step::Children, a);
         tree::fork_children(a, true).map_err(|f| (s, f))?;
     }
+    if a.pidns_for_children != 0 {
+        let s = at(Step::PidnsForChildren, a);
+        tree::set_pidns_for_children(a).map_err(|f| (s, f))?;
+    }
     if a.tree != 0 || a.pgid != 0 {
         let s = at(Step::Pgid, a);
         tree::join_group(a).map_err(|f| (s, f))?;
