@@ -2319,20 +2319,62 @@ fn runc_restores_a_pid_namespace_nested_in_the_containers() {
     }
 }
 
-/// A nested pid namespace whose init stays in a group and session led
-/// from outside it (`unshare --pid --fork` without a session of its
-/// own): refused by name, and the container runs on untouched (its
+/// A nested pid namespace whose init stays in the session and group of
+/// the container's init (`unshare --pid --fork` without a session of its
+/// own: both led from outside its namespace, where it sees them as 0):
+/// restored in them, inherited through the forks (checked from the host,
+/// as the namespace cannot name them, and by the processes' own checks).
+/// Control: a process of the nested namespace that mounted a proc of it
+/// is refused by name, and the container runs on untouched (its
 /// processes pass their checks).
 #[test]
-fn a_nested_pid_namespace_in_a_group_led_from_outside_is_refused_by_name() {
+fn a_nested_pid_namespace_in_the_sessions_group_is_restored() {
     need_tools();
     let _g = common::setup();
     let (c, facts) = nestpid_container("nestpid-group", "shared-group");
+    let groups = |c: &Container| -> Vec<(i32, i32)> {
+        // Each process's group and session on the host, the init's first.
+        let mut pids = vec![c.pid()];
+        let mut i = 0;
+        while i < pids.len() {
+            let p = pids[i];
+            let kids = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap();
+            pids.extend(kids.split_whitespace().map(|k| k.parse::<i32>().unwrap()));
+            i += 1;
+        }
+        pids.iter()
+            .map(|p| {
+                let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
+                let after = &stat[stat.rfind(')').unwrap() + 2..];
+                let f: Vec<i32> = after
+                    .split_whitespace()
+                    .skip(2)
+                    .take(2)
+                    .map(|v| v.parse().unwrap())
+                    .collect();
+                // As offsets from the init's pid, the same after the restore.
+                (f[0] - pids[0], f[1] - pids[0])
+            })
+            .collect()
+    };
+    let before = groups(&c);
+    assert_eq!(before.len(), 4, "{before:?}");
+    assert!(before.iter().all(|&g| g == (0, 0)), "{before:?}");
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    let out = c.restore();
+    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+    assert_eq!(groups(&c), before);
+    assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");
+    c.delete();
+
+    // Control: a proc of the nested namespace, refused by name.
+    let (c, facts) = nestpid_container("nestpid-proc", "inner-proc");
     let out = c.checkpoint("work-dump");
     assert!(!out.status.success(), "checkpointed");
     let log = c.log("work-dump");
     assert!(
-        log.contains("led from outside its nested pid namespace"),
+        log.contains("a proc at /tmp/iproc mounted for a nested pid namespace"),
         "{log}"
     );
     assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");

@@ -10,6 +10,7 @@
  * its namespace) instead of making a session of its own.
  * MODE "unshared": A unshares its pid namespace and forks nothing (its
  * children's namespace is not made yet); no B, no C.
+ * MODE "inner-proc": B also mounts a proc of its namespace at /tmp/iproc.
  *
  * Each process notes its getpid(), getppid() and the NSpid line of
  * /proc/self/status (the container's proc: its pids from the container's
@@ -30,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -159,6 +161,7 @@ int main(int argc, char **argv)
 	const char *mode = argc > 2 ? argv[2] : "";
 	int shared_group = !strcmp(mode, "shared-group");
 	int unshared = !strcmp(mode, "unshared");
+	int inner_proc = !strcmp(mode, "inner-proc");
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_usr1;
@@ -188,6 +191,9 @@ int main(int argc, char **argv)
 		if (b == 0 && !unshared) {
 			note(&me, "B");
 			if (!shared_group && setsid() < 0)
+				_exit(5);
+			if (inner_proc && (mkdir("/tmp/iproc", 0755) ||
+					   mount("proc", "/tmp/iproc", "proc", 0, NULL)))
 				_exit(5);
 			pid_t c = fork();
 			if (c < 0)

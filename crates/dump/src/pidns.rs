@@ -17,8 +17,9 @@
 //! parent (it was reparented), a process in a namespace its parent is
 //! not in without being its init, a namespace whose init is a zombie, a
 //! `pid_for_children` namespace with no init in the tree, a group or
-//! session led from outside the process's namespace, and a proc mounted
-//! for a nested namespace.
+//! session led from outside the process's namespace (but the session's
+//! own group, inherited from the session's leader through every fork
+//! down to it), and a proc mounted for a nested namespace.
 
 use std::os::fd::AsFd;
 
@@ -121,16 +122,25 @@ pub fn check(tree: &Tree, c: &mut Container) -> Result<()> {
                 ),
             ));
         }
-        // Its group and session, as it numbers them.
-        for (what, leader) in [("group", i.pgid), ("session", i.sid)] {
-            if find(leader).is_none_or(|l| l.ns != Some(ns)) {
-                return Err(Error::unsupported(
-                    i.pid,
-                    format!(
-                        "a {what} ({leader}) led from outside its nested pid namespace (pid:[{ns}])"
-                    ),
-                ));
-            }
+        // Its group and session, as it numbers them; or, led from
+        // outside its namespace (`unshare --pid --fork` in a shell's
+        // session), inherited through its forks: the session's own group,
+        // which every process between it and the session's leader has
+        // (the leader makes it before it forks).
+        let inside = |leader: Pid| find(leader).is_some_and(|l| l.ns == Some(ns));
+        let seen = inside(i.pgid) && inside(i.sid);
+        if !seen && !inherited_session(&infos, i) {
+            let (what, leader) = if inside(i.pgid) {
+                ("session", i.sid)
+            } else {
+                ("group", i.pgid)
+            };
+            return Err(Error::unsupported(
+                i.pid,
+                format!(
+                    "a {what} ({leader}) led from outside its nested pid namespace (pid:[{ns}]), not its session's group inherited from the session's leader"
+                ),
+            ));
         }
     }
     for i in infos.iter().filter(|i| i.alive) {
@@ -150,6 +160,27 @@ pub fn check(tree: &Tree, c: &mut Container) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether process `i` is in its session's group (the session leader's),
+/// as every process between it and the leader is: the restore makes it
+/// so by forking it there.
+fn inherited_session(infos: &[Info], i: &Info) -> bool {
+    let s = i.sid;
+    let mut at = i;
+    for _ in 0..infos.len() {
+        if at.pid == s {
+            return true;
+        }
+        if at.pgid != s || at.sid != s {
+            return false;
+        }
+        match infos.iter().find(|p| p.pid == at.ppid) {
+            Some(p) => at = p,
+            None => return false,
+        }
+    }
+    false
 }
 
 /// The inode of the parent of process `pid`'s pid namespace.

@@ -31,6 +31,8 @@ pub struct Levels {
     ns_of: BTreeMap<Pid, u32>,
     /// Each process's parent.
     parent: BTreeMap<Pid, Pid>,
+    /// Each process's group and session.
+    groups: BTreeMap<Pid, (Pid, Pid)>,
 }
 
 fn bad(what: String) -> Error {
@@ -65,6 +67,7 @@ impl Levels {
         for (i, p) in tree.procs.iter().enumerate() {
             let e = &p.task.pstree;
             l.parent.insert(e.pid as Pid, e.ppid as Pid);
+            l.groups.insert(e.pid as Pid, (e.pgid as Pid, e.sid as Pid));
             l.ns_of
                 .insert(e.pid as Pid, p.task.ids.pid_ns_id.unwrap_or(0));
             if e.ns_pid.is_empty() {
@@ -160,12 +163,9 @@ impl Levels {
                     "restoring zombie {pid} as the init of a nested pid namespace"
                 )));
             }
-            k.pgid = self.seen_by(k.pgid as Pid, pid).ok_or_else(|| {
-                bad(format!(
-                    "zombie {pid}'s group {} is not in its pid namespace",
-                    k.pgid
-                ))
-            })?;
+            // A group led from outside its namespace is its parent's,
+            // inherited (the dump checked it).
+            k.pgid = self.seen_by(k.pgid as Pid, pid).unwrap_or(0);
         }
         set_levels(&mut k.set_tid, &mut k.set_tid_size, &levels, k.host_pid)
     }
@@ -196,11 +196,27 @@ impl Levels {
         if pgid == 0 {
             return Ok(0);
         }
-        self.seen_by(pgid as Pid, pid).ok_or_else(|| {
-            bad(format!(
-                "process {pid}'s group {pgid} is not in its pid namespace"
-            ))
-        })
+        if let Some(g) = self.seen_by(pgid as Pid, pid) {
+            return Ok(g);
+        }
+        // Led from outside its namespace: its session's group, which it
+        // inherits through every fork from the session's leader (who
+        // makes it before it forks); it is left as it comes.
+        let mut at = pid;
+        for _ in 0..self.groups.len() {
+            match self.groups.get(&at) {
+                Some(&(_, s)) if at == s => return Ok(0),
+                Some(&(g, s)) if g == pgid as Pid && s == pgid as Pid => {}
+                _ => break,
+            }
+            match self.parent.get(&at) {
+                Some(&p) => at = p,
+                None => break,
+            }
+        }
+        Err(bad(format!(
+            "process {pid}'s group {pgid} is led from outside its pid namespace, and is not its session's inherited from the session's leader"
+        )))
     }
 }
 
