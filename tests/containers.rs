@@ -2223,7 +2223,7 @@ fn nestpid_container(tag: &str, mode: &str) -> (Container, String) {
         tag,
         &format!("cd /tmp && exec /bin/ct_nestpid /tmp/verdict {mode} > /tmp/stdout"),
     );
-    static_workload_with(&c, "ct_nestpid", &[]);
+    static_workload_with(&c, "ct_nestpid", &["-pthread"]);
     // unshare(CLONE_NEWPID) in the container.
     c.add_caps(&["CAP_SYS_ADMIN"]);
     c.start();
@@ -2251,10 +2251,11 @@ fn nestpid_verdict(c: &Container) -> String {
 /// A pid namespace nested in a container's (its init's child unshared
 /// it and forked: B is pid 1 there, B's child C pid 2), which CRIU 4.2
 /// refuses: dumped and restored with every process at its pid at every
-/// level, each checking from inside its pid, its parent, its NSpid line,
-/// and signalling and waiting for its child; A's children still go into
-/// B's namespace. Control: C's pid in the nested namespace changed in
-/// the images (2 to 3): B no longer finds its child at 2.
+/// level (C's second thread too), each checking from inside its pid, its
+/// parent, its NSpid line, and signalling and waiting for its child; A's
+/// children still go into B's namespace. Control: C's pid in the nested namespace changed in
+/// the images (2 to 7): B no longer finds its child at 2; C's second
+/// thread's (to 9): it sees it.
 #[test]
 fn runc_restores_a_pid_namespace_nested_in_the_containers() {
     need_tools();
@@ -2276,8 +2277,11 @@ fn runc_restores_a_pid_namespace_nested_in_the_containers() {
     assert!(ea.ns_pid.is_empty(), "{tree:?}");
     let ec = tree.iter().find(|e| e.ppid == b).expect("C").clone();
     assert_eq!(ec.ns_pid, vec![ec.pid, 2], "{tree:?}");
-    assert_eq!(ec.tids.len(), 1);
+    // C's two threads, each at both levels.
+    assert_eq!(ec.tids.len(), 2, "{ec:?}");
     assert_eq!(ec.tids[0].tid, vec![ec.pid, 2]);
+    assert_eq!(ec.tids[1].tid.len(), 2, "{ec:?}");
+    assert_eq!(ec.tids[1].tid[0], ec.threads[1], "{ec:?}");
     let ids =
         |pid: u32| -> pb::TaskKobjIdsEntry { dir.read_one(ImageFile::Ids(pid.into())).unwrap() };
     let (ia, ib, ic) = (ids(a), ids(b), ids(ec.pid));
@@ -2285,18 +2289,20 @@ fn runc_restores_a_pid_namespace_nested_in_the_containers() {
     assert_eq!(ib.pid_ns_id, ic.pid_ns_id);
     assert_eq!(ia.pid_for_children_ns_id, ib.pid_ns_id);
     let changed = copy_images(&c, "images", "images-renumbered");
+    let thread_changed = copy_images(&c, "images", "images-thread");
 
     let out = c.restore();
     succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
     assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");
     c.delete();
 
-    // Negative control: C made at pid 3 of the nested namespace.
+    // Negative control: C made at pid 7 of the nested namespace (its
+    // thread is 3 there).
     let dir = rcriu_images::ImageDir::open(&changed).unwrap();
     let mut tree: Vec<pb::PstreeEntry> = dir.read_all(ImageFile::Pstree).unwrap();
     for e in tree.iter_mut().filter(|e| e.pid == ec.pid) {
-        e.ns_pid = vec![ec.pid, 3];
-        e.tids[0].tid = vec![ec.pid, 3];
+        e.ns_pid = vec![ec.pid, 7];
+        e.tids[0].tid = vec![ec.pid, 7];
     }
     dir.write_all(ImageFile::Pstree, &tree).unwrap();
     let out = c.restore_with(RCRIU, "images-renumbered", "work-restore2");
@@ -2304,6 +2310,24 @@ fn runc_restores_a_pid_namespace_nested_in_the_containers() {
     let v = nestpid_verdict(&c);
     assert!(
         v.starts_with("FAIL:") && v.contains("B: kill of its child 2: errno 3;"),
+        "control: {v}"
+    );
+    c.delete();
+
+    // Negative control: C's second thread made at tid 9 of the nested
+    // namespace; it sees it.
+    let dir = rcriu_images::ImageDir::open(&thread_changed).unwrap();
+    let mut tree: Vec<pb::PstreeEntry> = dir.read_all(ImageFile::Pstree).unwrap();
+    let was = ec.tids[1].tid[1];
+    for e in tree.iter_mut().filter(|e| e.pid == ec.pid) {
+        e.tids[1].tid[1] = 9;
+    }
+    dir.write_all(ImageFile::Pstree, &tree).unwrap();
+    let out = c.restore_with(RCRIU, "images-thread", "work-restore3");
+    succeeded(&out, "restore", &c.dir.0.join("work-restore3/restore.log"));
+    let v = nestpid_verdict(&c);
+    assert!(
+        v.starts_with("FAIL:") && v.contains(&format!("C's thread: tid 9, was {was};")),
         "control: {v}"
     );
     c.delete();

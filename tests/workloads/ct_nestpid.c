@@ -1,8 +1,9 @@
+// build: -pthread
 /*
  * ct_nestpid: the init of a container (R, pid 1) with a child A that
  * makes a pid namespace nested in the container's (unshare(CLONE_NEWPID),
  * then a fork, as `unshare --pid --fork` does): B is pid 1 there, and B's
- * child C pid 2.
+ * child C pid 2; C has a second thread (its tid at both levels too).
  *
  *   ct_nestpid OUTFILE [MODE]
  *
@@ -26,6 +27,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,6 +35,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -98,6 +101,46 @@ static void check(const struct self *s)
 		snprintf(why + n, sizeof(why) - n, " %s: '%s', was '%s';", s->name, now,
 			 s->nspid);
 	}
+}
+
+/* C's second thread: its tid and NSpid line, checked once told. */
+static volatile int thread_ready, thread_go;
+static char thread_why[512];
+
+static void *second(void *arg)
+{
+	(void)arg;
+	pid_t tid = (pid_t)syscall(SYS_gettid);
+	char was[128], now[128];
+	/* /proc/self is the leader's: the thread's own line. */
+	FILE *f = fopen("/proc/thread-self/status", "r");
+	char line[256];
+	was[0] = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "NSpid:", 6)) {
+			snprintf(was, sizeof(was), "%.100s", line);
+			break;
+		}
+	if (f)
+		fclose(f);
+	__atomic_store_n(&thread_ready, 1, __ATOMIC_SEQ_CST);
+	while (!__atomic_load_n(&thread_go, __ATOMIC_SEQ_CST))
+		usleep(1000);
+	f = fopen("/proc/thread-self/status", "r");
+	now[0] = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "NSpid:", 6)) {
+			snprintf(now, sizeof(now), "%.100s", line);
+			break;
+		}
+	if (f)
+		fclose(f);
+	pid_t tid_now = (pid_t)syscall(SYS_gettid);
+	if (tid_now != tid || strcmp(now, was))
+		snprintf(thread_why, sizeof(thread_why),
+			 " C's thread: tid %d, was %d; '%.60s', was '%.60s';", (int)tid_now,
+			 (int)tid, now, was);
+	return NULL;
 }
 
 static void wait_go(void)
@@ -200,12 +243,21 @@ int main(int argc, char **argv)
 				_exit(5);
 			if (c == 0) {
 				note(&me, "C");
+				pthread_t th;
+				if (pthread_create(&th, NULL, second, NULL))
+					_exit(6);
+				while (!__atomic_load_n(&thread_ready, __ATOMIC_SEQ_CST))
+					usleep(1000);
 				close(ready[0]);
 				if (write(ready[1], "c", 1) != 1)
 					_exit(6);
 				close(ready[1]);
 				wait_go();
 				check(&me);
+				__atomic_store_n(&thread_go, 1, __ATOMIC_SEQ_CST);
+				pthread_join(th, NULL);
+				size_t m = strlen(why);
+				snprintf(why + m, sizeof(why) - m, "%s", thread_why);
 				end(&me);
 			}
 			close(ready[0]);
