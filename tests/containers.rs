@@ -2437,3 +2437,39 @@ fn a_pid_namespace_unshared_before_a_fork_is_restored() {
         "control: {v}"
     );
 }
+
+/// A zombie of a nested pid namespace (C's child, ended with status 7,
+/// not reaped): restored a zombie at its pid at both levels, which C
+/// reaps with its status. Control: its exit code changed in the images.
+#[test]
+fn a_zombie_of_a_nested_pid_namespace_is_restored() {
+    need_tools();
+    let _g = common::setup();
+    let (c, facts) = nestpid_container("nestpid-zombie", "zombie");
+    let (_, b) = nestpid_pids(&facts);
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    use rcriu_images::{ImageFile, pb};
+    let dir = rcriu_images::ImageDir::open(c.dir.0.join("images")).unwrap();
+    let tree: Vec<pb::PstreeEntry> = dir.read_all(ImageFile::Pstree).unwrap();
+    let cpid = tree.iter().find(|e| e.ppid == b).expect("C").pid;
+    let z = tree.iter().find(|e| e.ppid == cpid).expect("the zombie").clone();
+    assert_eq!(z.ns_pid.len(), 2, "{z:?}");
+    let changed = copy_images(&c, "images", "images-status");
+    let out = c.restore();
+    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+    assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");
+    c.delete();
+
+    let dir = rcriu_images::ImageDir::open(&changed).unwrap();
+    let mut core: pb::CoreEntry = dir.read_one(ImageFile::Core(z.pid.into())).unwrap();
+    core.tc.as_mut().unwrap().exit_code = 9;
+    dir.write_one(ImageFile::Core(z.pid.into()), &core).unwrap();
+    let out = c.restore_with(RCRIU, "images-status", "work-restore2");
+    succeeded(&out, "restore", &c.dir.0.join("work-restore2/restore.log"));
+    let v = nestpid_verdict(&c);
+    assert!(
+        v.starts_with("FAIL:") && v.contains("C: its zombie gave"),
+        "control: {v}"
+    );
+}

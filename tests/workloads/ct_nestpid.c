@@ -12,6 +12,8 @@
  * MODE "unshared": A unshares its pid namespace and forks nothing (its
  * children's namespace is not made yet); no B, no C.
  * MODE "inner-proc": B also mounts a proc of its namespace at /tmp/iproc.
+ * MODE "zombie": C also has a child that ended with status 7, not reaped
+ * (a zombie of the nested namespace), which C reaps once checked.
  *
  * Each process notes its getpid(), getppid() and the NSpid line of
  * /proc/self/status (the container's proc: its pids from the container's
@@ -205,6 +207,7 @@ int main(int argc, char **argv)
 	int shared_group = !strcmp(mode, "shared-group");
 	int unshared = !strcmp(mode, "unshared");
 	int inner_proc = !strcmp(mode, "inner-proc");
+	int zombie = !strcmp(mode, "zombie");
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_usr1;
@@ -248,6 +251,16 @@ int main(int argc, char **argv)
 					_exit(6);
 				while (!__atomic_load_n(&thread_ready, __ATOMIC_SEQ_CST))
 					usleep(1000);
+				pid_t z = 0;
+				if (zombie) {
+					z = fork();
+					if (z == 0)
+						_exit(7);
+					siginfo_t si;
+					memset(&si, 0, sizeof(si));
+					if (z < 0 || waitid(P_PID, z, &si, WEXITED | WNOWAIT))
+						_exit(6);
+				}
 				close(ready[0]);
 				if (write(ready[1], "c", 1) != 1)
 					_exit(6);
@@ -258,6 +271,12 @@ int main(int argc, char **argv)
 				pthread_join(th, NULL);
 				size_t m = strlen(why);
 				snprintf(why + m, sizeof(why) - m, "%s", thread_why);
+				if (zombie) {
+					int st = 0;
+					pid_t w = waitpid(z, &st, WNOHANG);
+					if (w != z || !WIFEXITED(st) || WEXITSTATUS(st) != 7)
+						complain(&me, "its zombie gave %ld, status %ld", w, st);
+				}
 				end(&me);
 			}
 			close(ready[0]);
