@@ -2453,7 +2453,11 @@ fn a_zombie_of_a_nested_pid_namespace_is_restored() {
     let dir = rcriu_images::ImageDir::open(c.dir.0.join("images")).unwrap();
     let tree: Vec<pb::PstreeEntry> = dir.read_all(ImageFile::Pstree).unwrap();
     let cpid = tree.iter().find(|e| e.ppid == b).expect("C").pid;
-    let z = tree.iter().find(|e| e.ppid == cpid).expect("the zombie").clone();
+    let z = tree
+        .iter()
+        .find(|e| e.ppid == cpid)
+        .expect("the zombie")
+        .clone();
     assert_eq!(z.ns_pid.len(), 2, "{z:?}");
     let changed = copy_images(&c, "images", "images-status");
     let out = c.restore();
@@ -2470,6 +2474,60 @@ fn a_zombie_of_a_nested_pid_namespace_is_restored() {
     let v = nestpid_verdict(&c);
     assert!(
         v.starts_with("FAIL:") && v.contains("C: its zombie gave"),
+        "control: {v}"
+    );
+}
+
+/// Two pid namespaces nested one in the other (C unshared and forked D,
+/// pid 1 of a namespace in B's): D restored at its pid at all three
+/// levels under the host's, C's children still going into D's namespace.
+/// Control: D's pid in the container's namespace changed in the images
+/// is seen by D (its NSpid line).
+#[test]
+fn a_pid_namespace_nested_two_deep_is_restored() {
+    need_tools();
+    let _g = common::setup();
+    let (c, facts) = nestpid_container("nestpid-deep", "deep");
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    use rcriu_images::{ImageFile, pb};
+    let dir = rcriu_images::ImageDir::open(c.dir.0.join("images")).unwrap();
+    let tree: Vec<pb::PstreeEntry> = dir.read_all(ImageFile::Pstree).unwrap();
+    let d = tree
+        .iter()
+        .find(|e| e.ns_pid.len() == 3)
+        .expect("D, three levels deep")
+        .clone();
+    assert_eq!(d.ns_pid[2], 1, "{d:?}");
+    let changed = copy_images(&c, "images", "images-d");
+    let out = c.restore();
+    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+    assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");
+    c.delete();
+
+    // Control: D renumbered in the container's namespace (its images
+    // named by that pid too).
+    let to = d.pid + 50;
+    let dir = rcriu_images::ImageDir::open(&changed).unwrap();
+    let mut tree: Vec<pb::PstreeEntry> = dir.read_all(ImageFile::Pstree).unwrap();
+    for e in tree.iter_mut().filter(|e| e.pid == d.pid) {
+        e.pid = to;
+        e.threads = vec![to];
+        e.ns_pid[0] = to;
+        e.tids[0].tid[0] = to;
+    }
+    dir.write_all(ImageFile::Pstree, &tree).unwrap();
+    for kind in ["core", "mm", "pagemap", "fs", "ids", "parent/pagemap"] {
+        let from = changed.join(format!("{kind}-{}.img", d.pid));
+        if from.exists() {
+            std::fs::rename(from, changed.join(format!("{kind}-{to}.img"))).unwrap();
+        }
+    }
+    let out = c.restore_with(RCRIU, "images-d", "work-restore2");
+    succeeded(&out, "restore", &c.dir.0.join("work-restore2/restore.log"));
+    let v = nestpid_verdict(&c);
+    assert!(
+        v.starts_with("FAIL:") && v.contains(" D: 'NSpid:"),
         "control: {v}"
     );
 }

@@ -14,6 +14,8 @@
  * MODE "inner-proc": B also mounts a proc of its namespace at /tmp/iproc.
  * MODE "zombie": C also has a child that ended with status 7, not reaped
  * (a zombie of the nested namespace), which C reaps once checked.
+ * MODE "deep": C also unshares its pid namespace and forks D, pid 1 of a
+ * namespace nested in B's (three levels under the host's).
  *
  * Each process notes its getpid(), getppid() and the NSpid line of
  * /proc/self/status (the container's proc: its pids from the container's
@@ -208,6 +210,7 @@ int main(int argc, char **argv)
 	int unshared = !strcmp(mode, "unshared");
 	int inner_proc = !strcmp(mode, "inner-proc");
 	int zombie = !strcmp(mode, "zombie");
+	int deep = !strcmp(mode, "deep");
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_usr1;
@@ -251,6 +254,26 @@ int main(int argc, char **argv)
 					_exit(6);
 				while (!__atomic_load_n(&thread_ready, __ATOMIC_SEQ_CST))
 					usleep(1000);
+				pid_t d = 0;
+				if (deep) {
+					if (unshare(CLONE_NEWPID))
+						_exit(6);
+					d = fork();
+					if (d < 0)
+						_exit(6);
+					if (d == 0) {
+						note(&me, "D");
+						close(ready[0]);
+						if (write(ready[1], "d", 1) != 1)
+							_exit(6);
+						close(ready[1]);
+						wait_go();
+						check(&me);
+						if (getpid() != 1)
+							complain(&me, "pid %ld, not 1", getpid(), 0);
+						end(&me);
+					}
+				}
 				pid_t z = 0;
 				if (zombie) {
 					z = fork();
@@ -271,6 +294,8 @@ int main(int argc, char **argv)
 				pthread_join(th, NULL);
 				size_t m = strlen(why);
 				snprintf(why + m, sizeof(why) - m, "%s", thread_why);
+				if (deep)
+					pass_on(&me, d, "D");
 				if (zombie) {
 					int st = 0;
 					pid_t w = waitpid(z, &st, WNOHANG);
@@ -327,7 +352,8 @@ int main(int argc, char **argv)
 	/* "b" and "c" from the nested ones, "a<B's pid>\n" from A. */
 	char got[64] = {0};
 	size_t have = 0;
-	while (!(strchr(got, '\n') && (unshared || (strchr(got, 'b') && strchr(got, 'c'))))) {
+	while (!(strchr(got, '\n') && (unshared || (strchr(got, 'b') && strchr(got, 'c'))) &&
+		 (!deep || strchr(got, 'd')))) {
 		ssize_t n = read(ready[0], got + have, sizeof(got) - 1 - have);
 		if (n <= 0)
 			return 3;

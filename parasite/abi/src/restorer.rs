@@ -929,7 +929,7 @@ pub struct Args {
     /// Non-zero once the fds are placed (a futex).
     pub fdt_placed: u32,
     /// The pid namespace its children go into from now on, set once its
-    /// children exist: 0 its own, a pid (as it sees it) of a child whose
+    /// children and threads exist: 0 its own, a pid (as it sees it) of a child whose
     /// namespace it is ([`PIDNS_CHILDREN_NEW`]: a new one, not made yet).
     pub pidns_for_children: i32,
     pub _pidns_pad: u32,

@@ -155,10 +155,6 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
         let s = at(Step::Children, a);
         tree::fork_children(a, true).map_err(|f| (s, f))?;
     }
-    if a.pidns_for_children != 0 {
-        let s = at(Step::PidnsForChildren, a);
-        tree::set_pidns_for_children(a).map_err(|f| (s, f))?;
-    }
     if a.tree != 0 || a.pgid != 0 {
         let s = at(Step::Pgid, a);
         tree::join_group(a).map_err(|f| (s, f))?;
@@ -221,6 +217,12 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
         if r != t.tid as i64 {
             return Err((s, Fail(i as u32 + 1, if r < 0 { r } else { -EINVAL })));
         }
+    }
+    // Its children's pid namespace, once its children and its threads
+    // exist (a thread is made only while it is the process's own).
+    if a.pidns_for_children != 0 {
+        let s = at(Step::PidnsForChildren, a);
+        tree::set_pidns_for_children(a).map_err(|f| (s, f))?;
     }
     let s = at(Step::PosixTimers, a);
     timers::create(a).map_err(|f| (s, f))?;
