@@ -663,6 +663,28 @@ fn a_uts_namespace_of_its_own_is_restored_with_its_names() {
     assert!(e.contains("FAIL"), "{e}");
 }
 
+/// Takes the pid namespace for children out of the images (the process
+/// then forks in its own).
+fn drop_pidns_for_children(dir: &rcriu_images::ImageDir, pid: i32) {
+    use rcriu_images::{ImageFile, pb};
+    let file = ImageFile::Ids((pid as u32).into());
+    let mut ids: pb::TaskKobjIdsEntry = dir.read_one(file).unwrap();
+    assert!(ids.pid_for_children_ns_id.is_some(), "{ids:?}");
+    ids.pid_for_children_ns_id = None;
+    dir.write_one(file, &ids).unwrap();
+}
+
+#[test]
+fn a_pid_namespace_unshared_outside_a_container_is_restored() {
+    let _g = common::setup();
+    // The workload unshares its pid namespace and forks nothing; once
+    // restored, its next child must be pid 1 of a new one.
+    common::cycle("dump_scope", &["pidns"], None).unwrap();
+    // Negative control: without it in the images, the child is not.
+    let e = common::cycle("dump_scope", &["pidns"], Some(drop_pidns_for_children)).unwrap_err();
+    assert!(e.contains("FAIL: its child is not pid 1"), "{e}");
+}
+
 /// CRIU 4.2's criu, when `RCRIU_TEST_CRIU` names it.
 fn criu42() -> Option<String> {
     let c = std::env::var("RCRIU_TEST_CRIU")
