@@ -2370,9 +2370,9 @@ fn runc_restores_a_pid_namespace_nested_in_the_containers() {
 /// own: both led from outside its namespace, where it sees them as 0):
 /// restored in them, inherited through the forks (checked from the host,
 /// as the namespace cannot name them, and by the processes' own checks).
-/// Control: a process of the nested namespace that mounted a proc of it
-/// is refused by name, and the container runs on untouched (its
-/// processes pass their checks).
+/// Control: a nested init leading a group of its own in a session led
+/// from outside is refused by name, and the container runs on untouched
+/// (its processes pass their checks).
 #[test]
 fn a_nested_pid_namespace_in_the_sessions_group_is_restored() {
     need_tools();
@@ -2414,13 +2414,14 @@ fn a_nested_pid_namespace_in_the_sessions_group_is_restored() {
     assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");
     c.delete();
 
-    // Control: a proc of the nested namespace, refused by name.
-    let (c, facts) = nestpid_container("nestpid-proc", "inner-proc");
+    // Control: a group of its own in a session led from outside, refused
+    // by name.
+    let (c, facts) = nestpid_container("nestpid-own-group", "own-group");
     let out = c.checkpoint("work-dump");
     assert!(!out.status.success(), "checkpointed");
     let log = c.log("work-dump");
     assert!(
-        log.contains("a proc at /tmp/iproc mounted for a nested pid namespace"),
+        log.contains("a session (") && log.contains("led from outside its nested pid namespace"),
         "{log}"
     );
     assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");
@@ -2551,5 +2552,78 @@ fn a_pid_namespace_nested_two_deep_is_restored() {
     assert!(
         v.starts_with("FAIL:") && v.contains(" D: 'NSpid:"),
         "control: {v}"
+    );
+}
+
+/// A proc mounted by the nested namespace's init for its namespace
+/// (/tmp/iproc): mounted again for the restored namespace, where B finds
+/// itself at 1 and C at 2. Controls: without `pid_ns_init` in its mount
+/// entry, the proc is the container's and B sees it; naming the
+/// container's init instead is refused by the restore, by name.
+#[test]
+fn a_proc_of_a_nested_pid_namespace_is_mounted_again() {
+    need_tools();
+    let _g = common::setup();
+    let (c, facts) = nestpid_container("nestpid-proc", "inner-proc");
+    let (_, b) = nestpid_pids(&facts);
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    use rcriu_images::{ImageFile, pb};
+    let images = c.dir.0.join("images");
+    let name = std::fs::read_dir(&images)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("mountpoints-"))
+        .expect("a mountpoints image");
+    let file = ImageFile::parse(&name).unwrap();
+    let dir = rcriu_images::ImageDir::open(&images).unwrap();
+    let mounts: Vec<pb::MntEntry> = dir.read_all(file).unwrap();
+    let iproc: Vec<_> = mounts.iter().filter(|m| m.pid_ns_init.is_some()).collect();
+    assert_eq!(iproc.len(), 1, "{mounts:?}");
+    assert_eq!(iproc[0].mountpoint, b"/tmp/iproc");
+    assert_eq!(iproc[0].pid_ns_init, Some(b));
+    let changed = copy_images(&c, "images", "images-init");
+    let plain = copy_images(&c, "images", "images-plain");
+    let out = c.restore();
+    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+    assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");
+    c.delete();
+
+    // Control: the entry without its namespace (mounted as the
+    // container's proc).
+    let dir = rcriu_images::ImageDir::open(&plain).unwrap();
+    let mut mounts: Vec<pb::MntEntry> = dir.read_all(file).unwrap();
+    for m in mounts.iter_mut() {
+        m.pid_ns_init = None;
+    }
+    dir.write_all(file, &mounts).unwrap();
+    let out = c.restore_with(RCRIU, "images-plain", "work-restore-plain");
+    succeeded(
+        &out,
+        "restore",
+        &c.dir.0.join("work-restore-plain/restore.log"),
+    );
+    let v = nestpid_verdict(&c);
+    assert!(
+        v.starts_with("FAIL:") && v.contains("B: its proc at /tmp/iproc is not its namespace's"),
+        "control: {v}"
+    );
+    c.delete();
+
+    // Control: the entry names the container's init.
+    let dir = rcriu_images::ImageDir::open(&changed).unwrap();
+    let mut mounts: Vec<pb::MntEntry> = dir.read_all(file).unwrap();
+    for m in mounts.iter_mut().filter(|m| m.pid_ns_init.is_some()) {
+        m.pid_ns_init = Some(1);
+    }
+    dir.write_all(file, &mounts).unwrap();
+    let out = c.restore_with(RCRIU, "images-init", "work-restore2");
+    assert!(!out.status.success(), "restored");
+    let log = std::fs::read_to_string(c.dir.0.join("work-restore2/restore.log")).unwrap();
+    assert!(
+        log.contains(
+            "the proc at /tmp/iproc names process 1, not the init of a nested pid namespace"
+        ),
+        "{log}"
     );
 }

@@ -11,7 +11,10 @@
  * its namespace) instead of making a session of its own.
  * MODE "unshared": A unshares its pid namespace and forks nothing (its
  * children's namespace is not made yet); no B, no C.
- * MODE "inner-proc": B also mounts a proc of its namespace at /tmp/iproc.
+ * MODE "inner-proc": B also mounts a proc of its namespace at /tmp/iproc,
+ * where it must be 1 (its self link) and C 2.
+ * MODE "own-group": B leads a group of its own (1 in its namespace) but
+ * stays in the container init's session.
  * MODE "zombie": C also has a child that ended with status 7, not reaped
  * (a zombie of the nested namespace), which C reaps once checked.
  * MODE "deep": C also unshares its pid namespace and forks D, pid 1 of a
@@ -210,6 +213,7 @@ int main(int argc, char **argv)
 	int unshared = !strcmp(mode, "unshared");
 	int inner_proc = !strcmp(mode, "inner-proc");
 	int zombie = !strcmp(mode, "zombie");
+	int own_group = !strcmp(mode, "own-group");
 	int deep = !strcmp(mode, "deep");
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
@@ -239,7 +243,10 @@ int main(int argc, char **argv)
 		}
 		if (b == 0 && !unshared) {
 			note(&me, "B");
-			if (!shared_group && setsid() < 0)
+			if (own_group) {
+				if (setpgid(0, 0))
+					_exit(5);
+			} else if (!shared_group && setsid() < 0)
 				_exit(5);
 			if (inner_proc && (mkdir("/tmp/iproc", 0755) ||
 					   mount("proc", "/tmp/iproc", "proc", 0, NULL)))
@@ -312,6 +319,14 @@ int main(int argc, char **argv)
 			check(&me);
 			if (c != 2)
 				complain(&me, "its child is %ld, not 2", c, 0);
+			if (inner_proc) {
+				char self[32] = {0};
+				struct stat st;
+				if (readlink("/tmp/iproc/self", self, sizeof(self) - 1) < 0 ||
+				    strcmp(self, "1") || stat("/tmp/iproc/2", &st))
+					complain(&me, "its proc at /tmp/iproc is not its namespace's (self %ld)",
+						 atol(self), 0);
+			}
 			pass_on(&me, c, "C");
 			end(&me);
 		}

@@ -75,6 +75,8 @@ pub struct Container {
     /// The pid namespaces nested in the container's (inodes), each
     /// with a process of the tree as its init.
     pub nested_ns: Vec<u64>,
+    /// Each of them with its init's host pid.
+    pub nested_inits: Vec<(u64, Pid)>,
 }
 
 /// The most pid namespaces nested under the container's (the restore's
@@ -252,7 +254,8 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
                 ));
             }
         }
-        pidns::check_procs(pid, &tree, &c)?;
+        let mut tree = tree;
+        pidns::mark_procs(pid, &mut tree, &c)?;
         c.mnt = Some(tree);
     } else if own.contains(&NsKind::Pid) {
         return Err(Error::unsupported(

@@ -19,7 +19,9 @@
 //! `pid_for_children` namespace with no init in the tree, a group or
 //! session led from outside the process's namespace (but the session's
 //! own group, inherited from the session's leader through every fork
-//! down to it), and a proc mounted for a nested namespace.
+//! down to it), a mount under or a bind of a proc of a nested namespace.
+//! A proc mounted for a nested namespace is named by its init
+//! (`pid_ns_init` of its mount entry, beyond 4.2's fields).
 
 use std::os::fd::AsFd;
 
@@ -112,6 +114,7 @@ pub fn check(tree: &Tree, c: &mut Container) -> Result<()> {
             }
             if !c.nested_ns.contains(&ns) {
                 c.nested_ns.push(ns);
+                c.nested_inits.push((ns, i.pid));
             }
         } else if parent.is_none_or(|p| p.ns != Some(ns)) {
             return Err(Error::unsupported(
@@ -190,20 +193,21 @@ fn parent_ns(pid: Pid) -> Result<u64> {
     crate::sys::ns_parent(f.as_fd()).map_err(Error::file(pid, &path))
 }
 
-/// Refuses a proc mounted for a nested pid namespace (the restore mounts
-/// every proc of the container for the container's namespace, before the
-/// nested ones exist).
-pub fn check_procs(root: Pid, tree: &mnt::MntTree, c: &Container) -> Result<()> {
-    if c.nested_ns.is_empty() {
+/// Names the nested pid namespace each proc of the container was
+/// mounted for (its init, `pid_ns_init`); refuses a proc of a namespace
+/// outside the tree's, and a mount under or a bind of a nested one's.
+pub fn mark_procs(root: Pid, tree: &mut mnt::MntTree, c: &Container) -> Result<()> {
+    if c.nested_inits.is_empty() {
         return Ok(());
     }
     let own = c.ns.pid;
+    let mut nested: Vec<(u32, u32)> = Vec::new();
     for e in tree
         .entries
-        .iter()
+        .iter_mut()
         .filter(|e| e.fstype == mnt::fstype::PROC && e.root == b"/")
     {
-        let mp = String::from_utf8_lossy(&e.mountpoint);
+        let mp = String::from_utf8_lossy(&e.mountpoint).into_owned();
         let link = format!("/proc/{root}/root{mp}/1/ns/pid");
         let ino = std::fs::read_link(&link).ok().and_then(|t| {
             let t = t.to_string_lossy().into_owned();
@@ -212,10 +216,29 @@ pub fn check_procs(root: Pid, tree: &mnt::MntTree, c: &Container) -> Result<()> 
                 .parse::<u64>()
                 .ok()
         });
-        if ino != own {
+        if ino == own {
+            continue;
+        }
+        let Some(&(_, init)) = c.nested_inits.iter().find(|(i, _)| Some(*i) == ino) else {
             return Err(Error::unsupported(
                 root,
-                format!("a proc at {mp} mounted for a nested pid namespace (not restored yet)"),
+                format!("a proc at {mp} mounted for a pid namespace outside the tree's"),
+            ));
+        };
+        e.pid_ns_init = Some(c.vpid(init) as u32);
+        nested.push((e.mnt_id, e.root_dev));
+    }
+    for e in &tree.entries {
+        let of_nested = nested.iter().any(|&(id, dev)| {
+            e.parent_mnt_id == id || (e.root_dev == dev && e.pid_ns_init.is_none())
+        });
+        if of_nested {
+            return Err(Error::unsupported(
+                root,
+                format!(
+                    "a mount at {} under or of a proc of a nested pid namespace (not restored yet)",
+                    String::from_utf8_lossy(&e.mountpoint)
+                ),
             ));
         }
     }

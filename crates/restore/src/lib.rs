@@ -1088,6 +1088,35 @@ impl Restore {
                 None => e,
             }
         })?;
+        // Every process exists: the procs of nested pid namespaces are
+        // mounted for them (a failure drops `child`, which kills the tree).
+        if let (Some(h), Some(m)) = (
+            holder.as_mut(),
+            tree.container.as_ref().and_then(|c| c.mnt.as_ref()),
+        ) {
+            let mut list = Vec::new();
+            for (i, e) in m.entries.iter().enumerate() {
+                let Some(init) = e.pid_ns_init else { continue };
+                if !levels
+                    .as_ref()
+                    .is_some_and(|l| l.nested(init as Pid) && l.own(init as Pid) == 1)
+                {
+                    return Err(Error::invalid(
+                        m.image.clone(),
+                        format!(
+                            "the proc at {} names process {init}, not the init of a nested pid namespace",
+                            String::from_utf8_lossy(&e.mountpoint)
+                        ),
+                    ));
+                }
+                let path = format!("/proc/{}/ns/pid", on_host(init as Pid));
+                let ns = std::fs::File::open(&path).map_err(Error::file("opening", &path))?;
+                list.push((i, OwnedFd::from(ns)));
+            }
+            if !list.is_empty() {
+                h.mount_nested_procs(list)?;
+            }
+        }
         // Every process exists: the open files get their owners.
         for p in &procs {
             files::set_owners(&p.owners, &p.sources)?;
