@@ -2627,3 +2627,21 @@ fn a_proc_of_a_nested_pid_namespace_is_mounted_again() {
         "{log}"
     );
 }
+
+/// A pidfd held in a nested pid namespace (C's of itself): refused by
+/// name at the dump, the container left running (its processes pass
+/// their checks).
+#[test]
+fn a_pidfd_in_a_nested_pid_namespace_is_refused_by_name() {
+    need_tools();
+    let _g = common::setup();
+    let (c, facts) = nestpid_container("nestpid-pidfd", "pidfd");
+    let out = c.checkpoint("work-dump");
+    assert!(!out.status.success(), "checkpointed");
+    let log = c.log("work-dump");
+    assert!(
+        log.contains("a pidfd held in or of a process of a nested pid namespace"),
+        "{log}"
+    );
+    assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");
+}

@@ -15,6 +15,7 @@
  * where it must be 1 (its self link) and C 2.
  * MODE "own-group": B leads a group of its own (1 in its namespace) but
  * stays in the container init's session.
+ * MODE "pidfd": C holds a pidfd of itself.
  * MODE "zombie": C also has a child that ended with status 7, not reaped
  * (a zombie of the nested namespace), which C reaps once checked.
  * MODE "deep": C also unshares its pid namespace and forks D, pid 1 of a
@@ -214,6 +215,7 @@ int main(int argc, char **argv)
 	int inner_proc = !strcmp(mode, "inner-proc");
 	int zombie = !strcmp(mode, "zombie");
 	int own_group = !strcmp(mode, "own-group");
+	int hold_pidfd = !strcmp(mode, "pidfd");
 	int deep = !strcmp(mode, "deep");
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
@@ -261,6 +263,8 @@ int main(int argc, char **argv)
 					_exit(6);
 				while (!__atomic_load_n(&thread_ready, __ATOMIC_SEQ_CST))
 					usleep(1000);
+				if (hold_pidfd && syscall(SYS_pidfd_open, getpid(), 0) < 0)
+					_exit(6);
 				pid_t d = 0;
 				if (deep) {
 					if (unshare(CLONE_NEWPID))
