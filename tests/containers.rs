@@ -766,6 +766,28 @@ fn a_uts_namespace_of_its_own_is_restored_with_its_names() {
     assert!(e.contains("FAIL"), "{e}");
 }
 
+/// Takes the pid namespace for children out of the images (the process
+/// then forks in its own).
+fn drop_pidns_for_children(dir: &rcriu_images::ImageDir, pid: i32) {
+    use rcriu_images::{ImageFile, pb};
+    let file = ImageFile::Ids((pid as u32).into());
+    let mut ids: pb::TaskKobjIdsEntry = dir.read_one(file).unwrap();
+    assert!(ids.pid_for_children_ns_id.is_some(), "{ids:?}");
+    ids.pid_for_children_ns_id = None;
+    dir.write_one(file, &ids).unwrap();
+}
+
+#[test]
+fn a_pid_namespace_unshared_outside_a_container_is_restored() {
+    let _g = common::setup();
+    // The workload unshares its pid namespace and forks nothing; once
+    // restored, its next child must be pid 1 of a new one.
+    common::cycle("dump_scope", &["pidns"], None).unwrap();
+    // Negative control: without it in the images, the child is not.
+    let e = common::cycle("dump_scope", &["pidns"], Some(drop_pidns_for_children)).unwrap_err();
+    assert!(e.contains("FAIL: its child is not pid 1"), "{e}");
+}
+
 /// CRIU 4.2's criu, when `RCRIU_TEST_CRIU` names it.
 fn criu42() -> Option<String> {
     let c = std::env::var("RCRIU_TEST_CRIU")
@@ -1913,7 +1935,10 @@ fn copy_images(c: &Container, from: &str, to: &str) -> PathBuf {
     std::fs::create_dir_all(&to).unwrap();
     for e in std::fs::read_dir(&from).unwrap() {
         let e = e.unwrap();
-        if e.file_name() != rcriu_images::manifest::MANIFEST {
+        if e.file_type().unwrap().is_dir() {
+            // The pages a child shares with its parent (`parent/`).
+            run_ok(Command::new("cp").arg("-a").arg(e.path()).arg(&to));
+        } else if e.file_name() != rcriu_images::manifest::MANIFEST {
             std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
         }
     }
@@ -2535,4 +2560,413 @@ fn a_file_left_out_of_a_tmpfs_archive_is_missed_by_the_containers_check() {
         c.verdict_after_restore(RCRIU, "images", "work-r"),
         "bad contents"
     );
+}
+
+/// A container whose init's child made a pid namespace nested in the
+/// container's (tests/workloads/ct_nestpid.c, in `mode`), ready: its
+/// facts ("pids A B", A's and B's pids in the container's namespace).
+fn nestpid_container(tag: &str, mode: &str) -> (Container, String) {
+    let c = Container::new(
+        tag,
+        &format!("cd /tmp && exec /bin/ct_nestpid /tmp/verdict {mode} > /tmp/stdout"),
+    );
+    static_workload_with(&c, "ct_nestpid", &["-pthread"]);
+    // unshare(CLONE_NEWPID) in the container.
+    c.add_caps(&["CAP_SYS_ADMIN"]);
+    c.start();
+    let facts = wait_file(&c, "tmp/stdout", "ready");
+    (c, facts)
+}
+
+/// The pids of "pids A B" in the workload's facts.
+fn nestpid_pids(facts: &str) -> (u32, u32) {
+    let line = facts
+        .lines()
+        .find_map(|l| l.strip_prefix("pids "))
+        .expect("the workload's pids");
+    let mut it = line.split_whitespace().map(|p| p.parse::<u32>().unwrap());
+    (it.next().unwrap(), it.next().unwrap())
+}
+
+/// Tells the restored (or untouched) workload to check, and its verdict.
+fn nestpid_verdict(c: &Container) -> String {
+    let _ = std::fs::remove_file(c.bundle().join("rootfs/tmp/verdict"));
+    run_ok(c.runc().args(["kill", &c.id, "USR1"]));
+    wait_file(c, "tmp/verdict", "\n")
+}
+
+/// A pid namespace nested in a container's (its init's child unshared
+/// it and forked: B is pid 1 there, B's child C pid 2), which CRIU 4.2
+/// refuses: dumped and restored with every process at its pid at every
+/// level (C's second thread too), each checking from inside its pid, its
+/// parent, its NSpid line, and signalling and waiting for its child; A's
+/// children still go into B's namespace. Control: C's pid in the nested namespace changed in
+/// the images (2 to 7): B no longer finds its child at 2; C's second
+/// thread's (to 9): it sees it.
+#[test]
+fn runc_restores_a_pid_namespace_nested_in_the_containers() {
+    need_tools();
+    let _g = common::setup();
+    let (c, facts) = nestpid_container("nestpid", "");
+    let (a, b) = nestpid_pids(&facts);
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+
+    // The images: B and C with their pids at both levels, in a pid
+    // namespace of their own, A's children going into it.
+    use rcriu_images::{ImageFile, pb};
+    let images = c.dir.0.join("images");
+    let dir = rcriu_images::ImageDir::open(&images).unwrap();
+    let tree: Vec<pb::PstreeEntry> = dir.read_all(ImageFile::Pstree).unwrap();
+    let entry = |pid: u32| tree.iter().find(|e| e.pid == pid).unwrap().clone();
+    let (eb, ea) = (entry(b), entry(a));
+    assert_eq!(eb.ns_pid, vec![b, 1], "{tree:?}");
+    assert!(ea.ns_pid.is_empty(), "{tree:?}");
+    let ec = tree.iter().find(|e| e.ppid == b).expect("C").clone();
+    assert_eq!(ec.ns_pid, vec![ec.pid, 2], "{tree:?}");
+    // C's two threads, each at both levels.
+    assert_eq!(ec.tids.len(), 2, "{ec:?}");
+    assert_eq!(ec.tids[0].tid, vec![ec.pid, 2]);
+    assert_eq!(ec.tids[1].tid.len(), 2, "{ec:?}");
+    assert_eq!(ec.tids[1].tid[0], ec.threads[1], "{ec:?}");
+    let ids =
+        |pid: u32| -> pb::TaskKobjIdsEntry { dir.read_one(ImageFile::Ids(pid.into())).unwrap() };
+    let (ia, ib, ic) = (ids(a), ids(b), ids(ec.pid));
+    assert_ne!(ib.pid_ns_id, ia.pid_ns_id);
+    assert_eq!(ib.pid_ns_id, ic.pid_ns_id);
+    assert_eq!(ia.pid_for_children_ns_id, ib.pid_ns_id);
+    let changed = copy_images(&c, "images", "images-renumbered");
+    let thread_changed = copy_images(&c, "images", "images-thread");
+
+    let out = c.restore();
+    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+    assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");
+    c.delete();
+
+    // Negative control: C made at pid 7 of the nested namespace (its
+    // thread is 3 there).
+    let dir = rcriu_images::ImageDir::open(&changed).unwrap();
+    let mut tree: Vec<pb::PstreeEntry> = dir.read_all(ImageFile::Pstree).unwrap();
+    for e in tree.iter_mut().filter(|e| e.pid == ec.pid) {
+        e.ns_pid = vec![ec.pid, 7];
+        e.tids[0].tid = vec![ec.pid, 7];
+    }
+    dir.write_all(ImageFile::Pstree, &tree).unwrap();
+    let out = c.restore_with(RCRIU, "images-renumbered", "work-restore2");
+    succeeded(&out, "restore", &c.dir.0.join("work-restore2/restore.log"));
+    let v = nestpid_verdict(&c);
+    assert!(
+        v.starts_with("FAIL:") && v.contains("B: kill of its child 2: errno 3;"),
+        "control: {v}"
+    );
+    c.delete();
+
+    // Negative control: C's second thread made at tid 9 of the nested
+    // namespace; it sees it.
+    let dir = rcriu_images::ImageDir::open(&thread_changed).unwrap();
+    let mut tree: Vec<pb::PstreeEntry> = dir.read_all(ImageFile::Pstree).unwrap();
+    let was = ec.tids[1].tid[1];
+    for e in tree.iter_mut().filter(|e| e.pid == ec.pid) {
+        e.tids[1].tid[1] = 9;
+    }
+    dir.write_all(ImageFile::Pstree, &tree).unwrap();
+    let out = c.restore_with(RCRIU, "images-thread", "work-restore3");
+    succeeded(&out, "restore", &c.dir.0.join("work-restore3/restore.log"));
+    let v = nestpid_verdict(&c);
+    assert!(
+        v.starts_with("FAIL:") && v.contains(&format!("C's thread: tid 9, was {was};")),
+        "control: {v}"
+    );
+    c.delete();
+
+    // CRIU 4.2 refuses the nested namespace; the container runs on.
+    if let Some(criu) = criu42() {
+        let (c, facts) = nestpid_container("nestpid-criu", "");
+        let out = c.checkpoint_with(&criu, "images-criu", "work-criu");
+        assert!(!out.status.success(), "CRIU 4.2 checkpointed");
+        let log = c.log("work-criu");
+        assert!(log.contains("Can't dump nested pid namespace"), "{log}");
+        assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");
+    }
+}
+
+/// A nested pid namespace whose init stays in the session and group of
+/// the container's init (`unshare --pid --fork` without a session of its
+/// own: both led from outside its namespace, where it sees them as 0):
+/// restored in them, inherited through the forks (checked from the host,
+/// as the namespace cannot name them, and by the processes' own checks).
+/// Control: a nested init leading a group of its own in a session led
+/// from outside is refused by name, and the container runs on untouched
+/// (its processes pass their checks).
+#[test]
+fn a_nested_pid_namespace_in_the_sessions_group_is_restored() {
+    need_tools();
+    let _g = common::setup();
+    let (c, facts) = nestpid_container("nestpid-group", "shared-group");
+    let groups = |c: &Container| -> Vec<(i32, i32)> {
+        // Each process's group and session on the host, the init's first.
+        let mut pids = vec![c.pid()];
+        let mut i = 0;
+        while i < pids.len() {
+            let p = pids[i];
+            let kids = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap();
+            pids.extend(kids.split_whitespace().map(|k| k.parse::<i32>().unwrap()));
+            i += 1;
+        }
+        pids.iter()
+            .map(|p| {
+                let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
+                let after = &stat[stat.rfind(')').unwrap() + 2..];
+                let f: Vec<i32> = after
+                    .split_whitespace()
+                    .skip(2)
+                    .take(2)
+                    .map(|v| v.parse().unwrap())
+                    .collect();
+                // As offsets from the init's pid, the same after the restore.
+                (f[0] - pids[0], f[1] - pids[0])
+            })
+            .collect()
+    };
+    let before = groups(&c);
+    assert_eq!(before.len(), 4, "{before:?}");
+    assert!(before.iter().all(|&g| g == (0, 0)), "{before:?}");
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    let out = c.restore();
+    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+    assert_eq!(groups(&c), before);
+    assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");
+    c.delete();
+
+    // Control: a group of its own in a session led from outside, refused
+    // by name.
+    let (c, facts) = nestpid_container("nestpid-own-group", "own-group");
+    let out = c.checkpoint("work-dump");
+    assert!(!out.status.success(), "checkpointed");
+    let log = c.log("work-dump");
+    assert!(
+        log.contains("a session (") && log.contains("led from outside its nested pid namespace"),
+        "{log}"
+    );
+    assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");
+}
+
+/// A process that unshared its pid namespace and forked nothing since:
+/// restored so that its next child is pid 1 of a new namespace (checked
+/// from inside, after the restore). Control: without its
+/// `pid_for_children_ns_id` in the images, that child is not.
+#[test]
+fn a_pid_namespace_unshared_before_a_fork_is_restored() {
+    need_tools();
+    let _g = common::setup();
+    let (c, facts) = nestpid_container("nestpid-unshared", "unshared");
+    let (a, _) = nestpid_pids(&facts);
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    let changed = copy_images(&c, "images", "images-plain");
+    let out = c.restore();
+    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+    assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");
+    c.delete();
+
+    // Negative control: the images without A's namespace for children.
+    use rcriu_images::{ImageFile, pb};
+    let dir = rcriu_images::ImageDir::open(&changed).unwrap();
+    let mut ids: pb::TaskKobjIdsEntry = dir.read_one(ImageFile::Ids(a.into())).unwrap();
+    assert!(ids.pid_for_children_ns_id.is_some(), "{ids:?}");
+    ids.pid_for_children_ns_id = None;
+    dir.write_one(ImageFile::Ids(a.into()), &ids).unwrap();
+    let out = c.restore_with(RCRIU, "images-plain", "work-restore2");
+    succeeded(&out, "restore", &c.dir.0.join("work-restore2/restore.log"));
+    let v = nestpid_verdict(&c);
+    assert!(
+        v.starts_with("FAIL:") && v.contains("its new child was not pid 1"),
+        "control: {v}"
+    );
+}
+
+/// A zombie of a nested pid namespace (C's child, ended with status 7,
+/// not reaped): restored a zombie at its pid at both levels, which C
+/// reaps with its status. Control: its exit code changed in the images.
+#[test]
+fn a_zombie_of_a_nested_pid_namespace_is_restored() {
+    need_tools();
+    let _g = common::setup();
+    let (c, facts) = nestpid_container("nestpid-zombie", "zombie");
+    let (_, b) = nestpid_pids(&facts);
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    use rcriu_images::{ImageFile, pb};
+    let dir = rcriu_images::ImageDir::open(c.dir.0.join("images")).unwrap();
+    let tree: Vec<pb::PstreeEntry> = dir.read_all(ImageFile::Pstree).unwrap();
+    let cpid = tree.iter().find(|e| e.ppid == b).expect("C").pid;
+    let z = tree
+        .iter()
+        .find(|e| e.ppid == cpid)
+        .expect("the zombie")
+        .clone();
+    assert_eq!(z.ns_pid.len(), 2, "{z:?}");
+    let changed = copy_images(&c, "images", "images-status");
+    let out = c.restore();
+    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+    assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");
+    c.delete();
+
+    let dir = rcriu_images::ImageDir::open(&changed).unwrap();
+    let mut core: pb::CoreEntry = dir.read_one(ImageFile::Core(z.pid.into())).unwrap();
+    core.tc.as_mut().unwrap().exit_code = 9;
+    dir.write_one(ImageFile::Core(z.pid.into()), &core).unwrap();
+    let out = c.restore_with(RCRIU, "images-status", "work-restore2");
+    succeeded(&out, "restore", &c.dir.0.join("work-restore2/restore.log"));
+    let v = nestpid_verdict(&c);
+    assert!(
+        v.starts_with("FAIL:") && v.contains("C: its zombie gave"),
+        "control: {v}"
+    );
+}
+
+/// Two pid namespaces nested one in the other (C unshared and forked D,
+/// pid 1 of a namespace in B's): D restored at its pid at all three
+/// levels under the host's, C's children still going into D's namespace.
+/// Control: D's pid in the container's namespace changed in the images
+/// is seen by D (its NSpid line).
+#[test]
+fn a_pid_namespace_nested_two_deep_is_restored() {
+    need_tools();
+    let _g = common::setup();
+    let (c, facts) = nestpid_container("nestpid-deep", "deep");
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    use rcriu_images::{ImageFile, pb};
+    let dir = rcriu_images::ImageDir::open(c.dir.0.join("images")).unwrap();
+    let tree: Vec<pb::PstreeEntry> = dir.read_all(ImageFile::Pstree).unwrap();
+    let d = tree
+        .iter()
+        .find(|e| e.ns_pid.len() == 3)
+        .expect("D, three levels deep")
+        .clone();
+    assert_eq!(d.ns_pid[2], 1, "{d:?}");
+    let changed = copy_images(&c, "images", "images-d");
+    let out = c.restore();
+    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+    assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");
+    c.delete();
+
+    // Control: D renumbered in the container's namespace (its images
+    // named by that pid too).
+    let to = d.pid + 50;
+    let dir = rcriu_images::ImageDir::open(&changed).unwrap();
+    let mut tree: Vec<pb::PstreeEntry> = dir.read_all(ImageFile::Pstree).unwrap();
+    for e in tree.iter_mut().filter(|e| e.pid == d.pid) {
+        e.pid = to;
+        e.threads = vec![to];
+        e.ns_pid[0] = to;
+        e.tids[0].tid[0] = to;
+    }
+    dir.write_all(ImageFile::Pstree, &tree).unwrap();
+    for kind in ["core", "mm", "pagemap", "fs", "ids", "parent/pagemap"] {
+        let from = changed.join(format!("{kind}-{}.img", d.pid));
+        if from.exists() {
+            std::fs::rename(from, changed.join(format!("{kind}-{to}.img"))).unwrap();
+        }
+    }
+    let out = c.restore_with(RCRIU, "images-d", "work-restore2");
+    succeeded(&out, "restore", &c.dir.0.join("work-restore2/restore.log"));
+    let v = nestpid_verdict(&c);
+    assert!(
+        v.starts_with("FAIL:") && v.contains(" D: 'NSpid:"),
+        "control: {v}"
+    );
+}
+
+/// A proc mounted by the nested namespace's init for its namespace
+/// (/tmp/iproc): mounted again for the restored namespace, where B finds
+/// itself at 1 and C at 2. Controls: without `pid_ns_init` in its mount
+/// entry, the proc is the container's and B sees it; naming the
+/// container's init instead is refused by the restore, by name.
+#[test]
+fn a_proc_of_a_nested_pid_namespace_is_mounted_again() {
+    need_tools();
+    let _g = common::setup();
+    let (c, facts) = nestpid_container("nestpid-proc", "inner-proc");
+    let (_, b) = nestpid_pids(&facts);
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    use rcriu_images::{ImageFile, pb};
+    let images = c.dir.0.join("images");
+    let name = std::fs::read_dir(&images)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("mountpoints-"))
+        .expect("a mountpoints image");
+    let file = ImageFile::parse(&name).unwrap();
+    let dir = rcriu_images::ImageDir::open(&images).unwrap();
+    let mounts: Vec<pb::MntEntry> = dir.read_all(file).unwrap();
+    let iproc: Vec<_> = mounts.iter().filter(|m| m.pid_ns_init.is_some()).collect();
+    assert_eq!(iproc.len(), 1, "{mounts:?}");
+    assert_eq!(iproc[0].mountpoint, b"/tmp/iproc");
+    assert_eq!(iproc[0].pid_ns_init, Some(b));
+    let changed = copy_images(&c, "images", "images-init");
+    let plain = copy_images(&c, "images", "images-plain");
+    let out = c.restore();
+    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+    assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");
+    c.delete();
+
+    // Control: the entry without its namespace (mounted as the
+    // container's proc).
+    let dir = rcriu_images::ImageDir::open(&plain).unwrap();
+    let mut mounts: Vec<pb::MntEntry> = dir.read_all(file).unwrap();
+    for m in mounts.iter_mut() {
+        m.pid_ns_init = None;
+    }
+    dir.write_all(file, &mounts).unwrap();
+    let out = c.restore_with(RCRIU, "images-plain", "work-restore-plain");
+    succeeded(
+        &out,
+        "restore",
+        &c.dir.0.join("work-restore-plain/restore.log"),
+    );
+    let v = nestpid_verdict(&c);
+    assert!(
+        v.starts_with("FAIL:") && v.contains("B: its proc at /tmp/iproc is not its namespace's"),
+        "control: {v}"
+    );
+    c.delete();
+
+    // Control: the entry names the container's init.
+    let dir = rcriu_images::ImageDir::open(&changed).unwrap();
+    let mut mounts: Vec<pb::MntEntry> = dir.read_all(file).unwrap();
+    for m in mounts.iter_mut().filter(|m| m.pid_ns_init.is_some()) {
+        m.pid_ns_init = Some(1);
+    }
+    dir.write_all(file, &mounts).unwrap();
+    let out = c.restore_with(RCRIU, "images-init", "work-restore2");
+    assert!(!out.status.success(), "restored");
+    let log = std::fs::read_to_string(c.dir.0.join("work-restore2/restore.log")).unwrap();
+    assert!(
+        log.contains(
+            "the proc at /tmp/iproc names process 1, not the init of a nested pid namespace"
+        ),
+        "{log}"
+    );
+}
+
+/// A pidfd held in a nested pid namespace (C's of itself): refused by
+/// name at the dump, the container left running (its processes pass
+/// their checks).
+#[test]
+fn a_pidfd_in_a_nested_pid_namespace_is_refused_by_name() {
+    need_tools();
+    let _g = common::setup();
+    let (c, facts) = nestpid_container("nestpid-pidfd", "pidfd");
+    let out = c.checkpoint("work-dump");
+    assert!(!out.status.success(), "checkpointed");
+    let log = c.log("work-dump");
+    assert!(
+        log.contains("a pidfd held in or of a process of a nested pid namespace"),
+        "{log}"
+    );
+    assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");
 }

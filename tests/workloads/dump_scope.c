@@ -10,7 +10,9 @@
  * socket, vsock (an AF_VSOCK socket), shm (shared anonymous memory), writable (a regular file open
  * read-write), lock (a file locked with flock), timer (a POSIX timer),
  * userfaultfd (an anonymous inode rcriu does not dump), alarm (a timerfd
- * on an alarm clock, which CRIU's restore does not take), uts (a UTS namespace of its own), pending (a blocked signal
+ * on an alarm clock, which CRIU's restore does not take), uts (a UTS namespace of its own),
+ * pidns (a pid namespace unshared for its children, none forked yet: the
+ * check forks one, which must be pid 1 there), pending (a blocked signal
  * pending), numa (an area under a NUMA policy of its own, MPOL_BIND to node
  * 0), numa-thread (the thread's own NUMA policy, MPOL_PREFERRED node 0).
  * Prints "ready"; on SIGUSR1
@@ -130,6 +132,9 @@ int main(int argc, char **argv)
 	} else if (!strcmp(mode, "uts")) {
 		if (unshare(CLONE_NEWUTS) || sethostname("rcriu-scope", 11))
 			return 2;
+	} else if (!strcmp(mode, "pidns")) {
+		if (unshare(CLONE_NEWPID))
+			return 2;
 	} else if (!strcmp(mode, "numa")) {
 		unsigned long node0 = 1;
 		shm = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -214,6 +219,13 @@ int main(int argc, char **argv)
 		struct utsname u;
 		if (uname(&u) || strcmp(u.nodename, "rcriu-scope"))
 			return verdict(argv[1], "FAIL: the hostname changed\n");
+	} else if (!strcmp(mode, "pidns")) {
+		pid_t k = fork();
+		if (k == 0)
+			_exit(getpid() == 1 ? 0 : 1);
+		int st = 0;
+		if (k < 0 || waitpid(k, &st, 0) != k || !WIFEXITED(st) || WEXITSTATUS(st))
+			return verdict(argv[1], "FAIL: its child is not pid 1 of a new pid namespace\n");
 	} else if (!strcmp(mode, "numa")) {
 		int policy = -1;
 		if (syscall(SYS_get_mempolicy, &policy, NULL, 0, shm, 2 /* MPOL_F_ADDR */) ||

@@ -109,6 +109,24 @@ impl NsIds {
     }
 }
 
+impl NsIds {
+    /// The id of the pid namespace a task's children go into when it is
+    /// not the task's own (`pid_for_children_ns_id`): that of the nested
+    /// namespace `ino` (shared with its processes' `pid_ns_id`), or, for
+    /// `None` (`unshare(CLONE_NEWPID)` before a first fork), one of its
+    /// own, which names no other namespace.
+    pub fn pid_for_children(&mut self, ino: Option<u64>) -> u32 {
+        match ino {
+            Some(ino) => self.id(NsKind::Pid, ino).0,
+            None => {
+                let id = self.next;
+                self.next += 1;
+                id
+            }
+        }
+    }
+}
+
 /// The namespaces of the target that rcriu can dump when they differ
 /// from its own: only the time namespace (a process rcriu or CRIU
 /// restored lives in one). Any other is refused, naming it.

@@ -93,6 +93,7 @@ mod page_writers;
 mod page_xfer;
 pub mod pages;
 pub mod pidfd;
+pub mod pidns;
 mod pipeline;
 pub mod pipes;
 pub mod predump;

@@ -16,7 +16,7 @@
 //! dumped with its devices, addresses, routes, rules, sysctls and
 //! firewall ([`net`]), locked as a whole first as CRIU locks it.
 //!
-//! Not yet: nested pid namespaces.
+//! Pid namespaces nested in the container's are checked in [`pidns`].
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -26,7 +26,7 @@ use rcriu_proc::{Namespaces, NsKind, Pid, Task};
 use rustix::thread::LinkNameSpaceType;
 
 use crate::tree::{Kind, Tree};
-use crate::{Error, Result, ipcns, mnt, net, utsns};
+use crate::{Error, Result, ipcns, mnt, net, pidns, utsns};
 
 /// `CLONE_NEWNET`, the only namespace `--empty-ns` takes.
 pub const CLONE_NEWNET: u32 = 0x4000_0000;
@@ -68,7 +68,20 @@ pub struct Container {
     pub net_lock: Option<NsLock>,
     /// Each process's pid on the host and in its pid namespace.
     pub vpids: Vec<(Pid, Pid)>,
+    /// Each process and thread of a pid namespace nested in the
+    /// container's: its host tid and its pids from the container's
+    /// namespace down to its own ([`pidns`]).
+    pub nested: Vec<(Pid, Vec<Pid>)>,
+    /// The pid namespaces nested in the container's (inodes), each
+    /// with a process of the tree as its init.
+    pub nested_ns: Vec<u64>,
+    /// Each of them with its init's host pid.
+    pub nested_inits: Vec<(u64, Pid)>,
 }
+
+/// The most pid namespaces nested under the container's (the restore's
+/// set_tid holds the host's, the container's and these).
+pub const MAX_NESTED: usize = 6;
 
 /// The kinds of namespace a container may have of its own.
 const TAKEN: [NsKind; 5] = [
@@ -174,7 +187,9 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
             ));
         }
         // Every process and thread has its number in the namespace; the
-        // restore gives each both (clone3's set_tid at two levels).
+        // restore gives each both (clone3's set_tid at two levels), and
+        // one in a pid namespace nested in the container's its number at
+        // every level down to its own.
         for m in &tree.members {
             let task = Task::open(m.pid).map_err(Error::proc(m.pid))?;
             let tids: Vec<Pid> = match &m.kind {
@@ -188,17 +203,22 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
                     .map_err(Error::proc(m.pid))?;
                 match status.ns_pid.as_slice() {
                     [_, v] => c.vpids.push((tid, *v)),
+                    [_, v, inner @ ..] if inner.len() < MAX_NESTED => {
+                        c.vpids.push((tid, *v));
+                        c.nested.push((tid, status.ns_pid[1..].to_vec()));
+                    }
                     other => {
                         return Err(Error::unsupported(
                             m.pid,
                             format!(
-                                "a pid namespace nested in the container's (thread {tid}'s pids {other:?})"
+                                "a pid namespace nested deeper than rcriu restores (thread {tid}'s pids {other:?})"
                             ),
                         ));
                     }
                 }
             }
         }
+        pidns::check(tree, &mut c)?;
     }
     if own.contains(&NsKind::Uts) {
         let uts = inside(pid, &[LinkNameSpaceType::HostNameAndNISDomainName], || {
@@ -234,6 +254,8 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
                 ));
             }
         }
+        let mut tree = tree;
+        pidns::mark_procs(pid, &mut tree, &c)?;
         c.mnt = Some(tree);
     } else if own.contains(&NsKind::Pid) {
         return Err(Error::unsupported(
@@ -360,6 +382,18 @@ impl Container {
             NsKind::PidForChildren => NsKind::Pid,
             k => k,
         };
+        if kind == NsKind::Pid && ino.is_some_and(|i| self.nested_ns.contains(&i)) {
+            return true;
+        }
         self.own.contains(&kind) && self.ns.get(kind) == ino
+    }
+
+    /// The pids of host tid `tid` from the container's namespace down to
+    /// its own, when it is in a nested one.
+    pub fn ns_pids(&self, tid: Pid) -> Option<&[Pid]> {
+        self.nested
+            .iter()
+            .find(|(h, _)| *h == tid)
+            .map(|(_, v)| v.as_slice())
     }
 }

@@ -4,7 +4,8 @@
 //! process that has ended and been reaped. A pidfd of a process outside
 //! the dumped tree is refused by name (as CRIU: nothing would bring that
 //! process back), and so is a pidfd of a thread (PIDFD_THREAD, which CRIU
-//! refuses too).
+//! refuses too), and one held in or of a process of a pid namespace
+//! nested in a container's.
 
 use rcriu_images::pb;
 use rcriu_proc::{FdInfoKind, Pid};
@@ -35,6 +36,18 @@ pub fn entry(
         return Err(refuse(format!(
             "a pidfd of process {of}, which is not in the dump"
         )));
+    }
+    // Pid namespaces nested in a container's (pids at more than the
+    // host's and the container's levels): not restored with pidfds yet.
+    let holder_levels = rcriu_proc::Task::open(pid)
+        .and_then(|mut t| t.status())
+        .map_err(Error::proc(pid))?
+        .ns_pid
+        .len();
+    if ns_pid.len() > 2 || holder_levels > 2 {
+        return Err(refuse(
+            "a pidfd held in or of a process of a nested pid namespace (not restored yet)".into(),
+        ));
     }
     let nspid = ns_pid.last().copied().unwrap_or(*of);
     Ok(pb::PidfdEntry {

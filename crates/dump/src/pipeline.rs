@@ -1266,6 +1266,9 @@ fn number_in_namespace(
         (e.pid, e.pgid, e.sid) = (v(e.pid), pgid as u32, sid as u32);
         e.ppid = v(e.ppid);
         e.threads = vec![e.pid];
+        if let Some(levels) = c.ns_pids(host) {
+            e.ns_pid = levels.iter().map(|&l| l as u32).collect();
+        }
     }
     for p in procs {
         let host = p.pid;
@@ -1283,6 +1286,20 @@ fn number_in_namespace(
         (e.pid, e.pgid, e.sid) = (v(e.pid), pgid as u32, sid as u32);
         // The init's parent is outside its namespace.
         e.ppid = if e.pid == 1 { 0 } else { v(e.ppid) };
+        // In a nested pid namespace: its pids and its threads' at every
+        // level down to its own.
+        if let Some(levels) = c.ns_pids(host) {
+            e.ns_pid = levels.iter().map(|&l| l as u32).collect();
+            e.tids = e
+                .threads
+                .iter()
+                .map(|&tid| pb::NsTid {
+                    tid: c
+                        .ns_pids(tid as Pid)
+                        .map_or_else(Vec::new, |l| l.iter().map(|&x| x as u32).collect()),
+                })
+                .collect();
+        }
         for t in &mut e.threads {
             *t = v(*t);
         }
@@ -1399,6 +1416,12 @@ fn collect(
     // Numbered first: its sockets name their network namespace's id.
     let mut ids = sh.ns_ids.task(sh.next_kobj, &ns);
     sh.next_kobj += 1;
+    // Its children go into another pid namespace: a nested one it made
+    // (its init a child of it), or one not made yet (no child since
+    // unshare(CLONE_NEWPID)).
+    if ns.pid.is_some() && ns.pid_for_children != ns.pid {
+        ids.entry.pid_for_children_ns_id = Some(sh.ns_ids.pid_for_children(ns.pid_for_children));
+    }
     if let Some(id) = with_parent.files_id {
         ids.entry.files_id = id;
     }

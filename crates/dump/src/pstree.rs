@@ -11,5 +11,6 @@ pub fn entry(pid: Pid, pgid: Pid, sid: Pid, threads: Vec<u32>) -> pb::PstreeEntr
         pgid: pgid as u32,
         sid: sid as u32,
         threads,
+        ..Default::default()
     }
 }

@@ -191,6 +191,24 @@ pub fn abort_on_signals() -> io::Result<()> {
     Ok(())
 }
 
+/// `NS_GET_PARENT`, `_IO(0xb7, 0x2)`.
+const NS_GET_PARENT: libc::c_ulong = 0xb702;
+
+/// The inode of the parent of the pid namespace open at `ns`
+/// (`ioctl(NS_GET_PARENT)`).
+pub fn ns_parent(ns: BorrowedFd<'_>) -> io::Result<u64> {
+    // SAFETY: the ioctl takes only the fd, which the caller holds; it
+    // returns a new fd, which is owned at once.
+    let r = unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_PARENT) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `r` is a new fd of this process, owned by nothing else.
+    let parent = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(r) };
+    let st = rustix::fs::fstat(&parent)?;
+    Ok(st.st_ino)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

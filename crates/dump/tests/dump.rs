@@ -337,6 +337,7 @@ fn images_hold_what_the_process_set_up() {
             pgid: p as u32,
             sid: p as u32,
             threads: vec![p as u32],
+            ..Default::default()
         }]
     );
 

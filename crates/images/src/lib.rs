@@ -13,7 +13,7 @@
 //!
 //! # let tmp = std::env::temp_dir().join(format!("rcriu-doc-{}", std::process::id()));
 //! let dir = ImageDir::create(&tmp)?; // mode 0700; every file 0600
-//! dir.write_all(ImageFile::Pstree, &[pb::PstreeEntry { pid: 42, ppid: 0, pgid: 42, sid: 42, threads: vec![42] }])?;
+//! dir.write_all(ImageFile::Pstree, &[pb::PstreeEntry { pid: 42, ppid: 0, pgid: 42, sid: 42, threads: vec![42], ..Default::default() }])?;
 //! let mut pagemap = dir.create_pagemap(42, 1)?;
 //! let mut pages = dir.create_pages(1)?;
 //! pagemap.add(0x7f00_0000_0000, 1, PE_PRESENT)?;

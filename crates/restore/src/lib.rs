@@ -51,6 +51,7 @@ mod nsfile;
 mod page_helper;
 mod pages;
 mod pidfd;
+mod pidns;
 mod pipes;
 mod plan;
 mod proc_remap;
@@ -433,6 +434,14 @@ impl Restore {
             unprivileged::admit_images(me, &tree)?;
         }
         let in_pidns = tree.container.as_ref().is_some_and(|c| c.pid);
+        // Pid namespaces nested in the container's: each process's pids
+        // at every level.
+        let levels = pidns::Levels::load(&tree, in_pidns)?;
+        if levels.is_some() && self.lazy_pages.is_some() {
+            return Err(Error::unsupported(
+                "a lazy restore (--lazy-pages) of a nested pid namespace",
+            ));
+        }
         if !in_pidns {
             for pid in tree.pids() {
                 check_pid_free(pid as Pid)?;
@@ -651,6 +660,11 @@ impl Restore {
             for t in p.plan.core.threads.iter_mut().skip(1) {
                 t.args.host_tid = host_pids.get(&(t.tid as Pid)).copied().unwrap_or(0);
             }
+            if let Some(l) = &levels {
+                for t in p.plan.core.threads.iter_mut() {
+                    l.thread(t.tid as Pid, &mut t.args)?;
+                }
+            }
         }
         let children: Vec<Vec<abi::Child>> = procs
             .iter()
@@ -787,8 +801,13 @@ impl Restore {
                     }
                 }
             }
+            if let Some(l) = &levels {
+                for k in &mut kids {
+                    l.child(p.plan.pid, k)?;
+                }
+            }
             let pst = &p.plan.img.task.pstree;
-            let place = plan::Place {
+            let mut place = plan::Place {
                 // The init of a new pid namespace has no parent in it.
                 parent: if i == 0 && in_pidns {
                     0
@@ -814,7 +833,21 @@ impl Restore {
                     pst.pgid as i32
                 },
             };
+            // In a nested pid namespace, its parent and group as it
+            // numbers them.
+            if let Some(l) = levels.as_ref().filter(|l| l.nested(p.plan.pid)) {
+                place.parent = l.parent_seen(p.plan.pid, place.parent);
+                place.pgid = l.group_seen(p.plan.pid, place.pgid)?;
+                if p.plan.fds.late.iter().any(|f| f.path.is_empty()) {
+                    return Err(Error::unsupported(format!(
+                        "restoring a pidfd held by process {} of a nested pid namespace",
+                        p.plan.pid
+                    )));
+                }
+            }
             let (mut args, copy) = p.args(&region, &sh.rt, &place)?;
+            args.pidns_for_children =
+                pidns::for_children(levels.as_ref(), &tree, p.plan.pid, &p.plan.img.task.ids)?;
             if joins_helper(p) {
                 args.flags |= abi::FLAG_JOINS_HELPER;
             }
@@ -1056,6 +1089,35 @@ impl Restore {
                 None => e,
             }
         })?;
+        // Every process exists: the procs of nested pid namespaces are
+        // mounted for them (a failure drops `child`, which kills the tree).
+        if let (Some(h), Some(m)) = (
+            holder.as_mut(),
+            tree.container.as_ref().and_then(|c| c.mnt.as_ref()),
+        ) {
+            let mut list = Vec::new();
+            for (i, e) in m.entries.iter().enumerate() {
+                let Some(init) = e.pid_ns_init else { continue };
+                if !levels
+                    .as_ref()
+                    .is_some_and(|l| l.nested(init as Pid) && l.own(init as Pid) == 1)
+                {
+                    return Err(Error::invalid(
+                        m.image.clone(),
+                        format!(
+                            "the proc at {} names process {init}, not the init of a nested pid namespace",
+                            String::from_utf8_lossy(&e.mountpoint)
+                        ),
+                    ));
+                }
+                let path = format!("/proc/{}/ns/pid", on_host(init as Pid));
+                let ns = std::fs::File::open(&path).map_err(Error::file("opening", &path))?;
+                list.push((i, OwnedFd::from(ns)));
+            }
+            if !list.is_empty() {
+                h.mount_nested_procs(list)?;
+            }
+        }
         // Every process exists: the open files get their owners.
         for p in &procs {
             files::set_owners(&p.owners, &p.sources)?;

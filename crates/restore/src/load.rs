@@ -199,7 +199,12 @@ pub fn load_tree(dir: ImageDir) -> Result<TreeImages> {
         let task = load_task(&dir, e, first, &mut tids_seen)?;
         match procs.first() {
             None => container = crate::namespaces::load(&dir, pid, &task.ids, &root_ids)?,
-            Some(root) => crate::namespaces::check_same(pid, &task.ids, &root.ids)?,
+            Some(root) => crate::namespaces::check_same(
+                pid,
+                &task.ids,
+                &root.ids,
+                !task.pstree.ns_pid.is_empty(),
+            )?,
         }
         // CRIU restores into the time namespace of the dumped process's
         // id when it had its own, else into a new one built from

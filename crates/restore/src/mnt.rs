@@ -339,7 +339,8 @@ pub fn attach_prepared(tree: &MntTree, p: &mut Prepared) -> Result<()> {
 pub fn mount_proc(tree: &MntTree, p: &mut Prepared, pidns: &OwnedFd) -> Result<()> {
     let mut done = Vec::new();
     for (i, e) in tree.entries.iter().enumerate().skip(1) {
-        if !tree.under_proc(e) {
+        // A nested pid namespace's is mounted once it exists.
+        if !tree.under_proc(e) || e.pid_ns_init.is_some() {
             continue;
         }
         let mp = text(&e.mountpoint);
@@ -374,6 +375,31 @@ pub fn mount_proc(tree: &MntTree, p: &mut Prepared, pidns: &OwnedFd) -> Result<(
         };
         attach(e, &fd)?;
         done.push(i);
+    }
+    set_flags(tree, &done)
+}
+
+/// Mounts the procs of pid namespaces nested in the container's, once
+/// they exist: entry `i` of `tree` for the namespace open at its fd (the
+/// dump refused anything mounted under or bound from one).
+pub fn mount_nested_procs(tree: &MntTree, procs: &[(usize, OwnedFd)]) -> Result<()> {
+    let mut done = Vec::new();
+    for (i, pidns) in procs {
+        let Some(e) = tree.entries.get(*i).filter(|e| e.fstype == PROC) else {
+            return Err(Error::invalid(
+                tree.image.clone(),
+                format!("mount {i} is not a proc of a nested pid namespace"),
+            ));
+        };
+        let mp = text(&e.mountpoint);
+        let made = fs_context("proc", e).and_then(|fs| {
+            rustix::mount::fsconfig_set_fd(&fs, "pidns", pidns)?;
+            rustix::mount::fsconfig_create(&fs)?;
+            rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+        });
+        let fd = made.map_err(|err| Error::io(format!("mounting proc for {mp}"))(err.into()))?;
+        attach(e, &fd)?;
+        done.push(*i);
     }
     set_flags(tree, &done)
 }

@@ -122,8 +122,14 @@ pub fn load(
 }
 
 /// Checks that process `pid` (not the root) lives in the root's
-/// namespaces, the only ones a tree is restored in.
-pub fn check_same(pid: u32, ids: &pb::TaskKobjIdsEntry, root: &pb::TaskKobjIdsEntry) -> Result<()> {
+/// namespaces, the only ones a tree is restored in (but a pid namespace
+/// nested in the root's, [`crate::pidns`]).
+pub fn check_same(
+    pid: u32,
+    ids: &pb::TaskKobjIdsEntry,
+    root: &pb::TaskKobjIdsEntry,
+    nested_pid: bool,
+) -> Result<()> {
     let pairs = [
         ("pid", ids.pid_ns_id, root.pid_ns_id),
         ("network", ids.net_ns_id, root.net_ns_id),
@@ -134,6 +140,10 @@ pub fn check_same(pid: u32, ids: &pb::TaskKobjIdsEntry, root: &pb::TaskKobjIdsEn
         ("cgroup", ids.cgroup_ns_id, root.cgroup_ns_id),
     ];
     for (name, own, theirs) in pairs {
+        // A nested pid namespace (its pids at every level in pstree).
+        if name == "pid" && nested_pid {
+            continue;
+        }
         if let (Some(a), Some(b)) = (own, theirs)
             && a != b
         {
@@ -143,6 +153,13 @@ pub fn check_same(pid: u32, ids: &pb::TaskKobjIdsEntry, root: &pb::TaskKobjIdsEn
         }
     }
     Ok(())
+}
+
+/// What the holder is asked: fork the root, or, once the tree exists,
+/// mount the procs of nested pid namespaces (entry index, namespace).
+enum Cmd {
+    Fork(Fork),
+    NestedProcs(Vec<(usize, OwnedFd)>),
 }
 
 /// How the holder forks the root (what `sys::clone3_into` takes).
@@ -161,7 +178,7 @@ pub struct Holder {
     tid: Pid,
     /// The ptys the mounts made (index, master), for the terminals.
     ptys: Vec<(u32, OwnedFd)>,
-    fork: Option<mpsc::Sender<Fork>>,
+    fork: Option<mpsc::Sender<Cmd>>,
     done: mpsc::Receiver<(Option<Pid>, Result<()>)>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -283,7 +300,7 @@ impl Holder {
     /// Starts the holder: when this returns, the namespaces (but pid)
     /// exist and the container's root is the holder's.
     pub fn start(c: &Container, o: &Options, dir: &ImageDir) -> Result<Holder> {
-        let (fork_tx, fork_rx) = mpsc::channel::<Fork>();
+        let (fork_tx, fork_rx) = mpsc::channel::<Cmd>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(Pid, Vec<(u32, OwnedFd)>)>>();
         let (done_tx, done_rx) = mpsc::channel();
         let (c_full, veths) = (
@@ -307,10 +324,9 @@ impl Holder {
                     .unwrap_or_default();
                 let tid = rustix::thread::gettid().as_raw_nonzero().get();
                 let _ = ready_tx.send(Ok((tid, ptys)));
-                let Ok(f) = fork_rx.recv() else {
+                let Ok(Cmd::Fork(mut f)) = fork_rx.recv() else {
                     return;
                 };
-                let mut f = f;
                 if c.pid {
                     f.flags |= libc::CLONE_NEWPID as u64;
                 }
@@ -344,8 +360,13 @@ impl Holder {
                 let _ = done_tx.send((Some(child), r));
                 // Alive until the restore ends: the root's parent (without
                 // CLONE_PARENT) is this thread, and the restorer asks for
-                // a signal at its parent's end.
-                let _ = fork_rx.recv();
+                // a signal at its parent's end. Meanwhile, the procs of
+                // nested pid namespaces, once the tree exists.
+                while let Ok(cmd) = fork_rx.recv() {
+                    if let (Cmd::NestedProcs(list), Some(tree)) = (cmd, &c.mnt) {
+                        let _ = done_tx.send((None, mnt::mount_nested_procs(tree, &list)));
+                    }
+                }
             })
             .map_err(Error::host("starting the namespace holder"))?;
         let (tid, ptys) = match ready_rx.recv() {
@@ -411,7 +432,7 @@ impl Holder {
     /// the host once proc is mounted for it. On an error after the fork,
     /// the pid comes with it.
     pub fn fork(&mut self, f: Fork) -> (Option<Pid>, Result<()>) {
-        let sent = self.fork.as_ref().map(|tx| tx.send(f));
+        let sent = self.fork.as_ref().map(|tx| tx.send(Cmd::Fork(f)));
         if !matches!(sent, Some(Ok(()))) {
             return (
                 None,
@@ -422,6 +443,17 @@ impl Holder {
             None,
             Err(Error::unsupported("the namespace holder ended early")),
         ))
+    }
+}
+
+impl Holder {
+    /// Mounts the procs of the nested pid namespaces (entry index in the
+    /// mount tree, the namespace), once the tree exists.
+    pub fn mount_nested_procs(&mut self, list: Vec<(usize, OwnedFd)>) -> Result<()> {
+        let ended = || Error::unsupported("the namespace holder ended early");
+        let tx = self.fork.as_ref().ok_or_else(ended)?;
+        tx.send(Cmd::NestedProcs(list)).map_err(|_| ended())?;
+        self.done.recv().map_err(|_| ended())?.1
     }
 }
 

@@ -140,7 +140,18 @@ pub struct Child {
     /// restore made (clone3 then sets both, the namespace's first); 0
     /// outside one.
     pub host_pid: i32,
+    /// In a pid namespace nested in the restored one: its pids at every
+    /// level, its own namespace's first, the host's last (clone3's
+    /// set_tid as it is), [`Child::pid`] being the one its parent sees;
+    /// 0 items: `pid` and `host_pid` alone.
+    pub set_tid: [i32; MAX_PID_LEVELS],
+    pub set_tid_size: u32,
+    pub _pad: u32,
 }
+
+/// The most pid namespace levels a restored process or thread is given
+/// its pid at (the host's, the container's and six nested).
+pub const MAX_PID_LEVELS: usize = 8;
 
 /// [`Child::kind`]: a process of the tree, into its own restorer.
 pub const CHILD_LIVE: u32 = 0;
@@ -382,6 +393,11 @@ pub struct ThreadArgs {
     /// In a pid namespace of the restore's own: the thread's tid on the
     /// host, which rcriu picks to know it (0: the kernel's choice).
     pub host_tid: i32,
+    /// In a nested pid namespace: its tids at every level, as
+    /// [`Child::set_tid`] (`tid` is its own namespace's).
+    pub set_tid: [i32; MAX_PID_LEVELS],
+    pub set_tid_size: u32,
+    pub _pad_levels: u32,
 }
 
 /// [`ThreadArgs::mce_kill`] for the system's policy (`PR_MCE_KILL_DEFAULT`).
@@ -484,6 +500,7 @@ pub enum Step {
     Children = 38,
     Pgid = 39,
     Uffd = 40,
+    PidnsForChildren = 41,
 }
 
 impl Step {
@@ -530,6 +547,7 @@ impl Step {
             38 => Step::Children,
             39 => Step::Pgid,
             40 => Step::Uffd,
+            41 => Step::PidnsForChildren,
             _ => Step::None,
         }
     }
@@ -585,6 +603,9 @@ impl Step {
             Step::Pgid => "joining its process group",
             Step::Uffd => {
                 "registering the lazy areas on a userfaultfd and sending it to rcriu (--lazy-pages)"
+            }
+            Step::PidnsForChildren => {
+                "setting the pid namespace of its children (setns of a child's pidfd, or unshare)"
             }
         }
     }
@@ -907,7 +928,16 @@ pub struct Args {
     pub fdt_pending: u32,
     /// Non-zero once the fds are placed (a futex).
     pub fdt_placed: u32,
+    /// The pid namespace its children go into from now on, set once its
+    /// children and threads exist: 0 its own, a pid (as it sees it) of a child whose
+    /// namespace it is ([`PIDNS_CHILDREN_NEW`]: a new one, not made yet).
+    pub pidns_for_children: i32,
+    pub _pidns_pad: u32,
 }
+
+/// [`Args::pidns_for_children`]: `unshare(CLONE_NEWPID)`, a namespace
+/// its next child is the init of.
+pub const PIDNS_CHILDREN_NEW: i32 = -1;
 
 const _: () = {
     assert!(size_of::<CloneArgs>() == 88);
@@ -933,10 +963,11 @@ const _: () = {
     assert!(offset_of!(Args, rlimits).is_multiple_of(8));
     assert!(size_of::<Args>().is_multiple_of(8));
     // Every field accounted for: no implicit padding.
-    assert!(size_of::<Args>() == 4040);
+    assert!(size_of::<Args>() == 4048);
     assert!(offset_of!(Args, fdt_pending).is_multiple_of(4));
-    assert!(size_of::<Child>() == 72);
+    assert!(size_of::<Child>() == 112);
     assert!(offset_of!(Child, host_pid) == 68);
+    assert!(offset_of!(Child, set_tid_size) == 104);
     assert!(size_of::<TreeShared>() == 16);
     assert!(size_of::<LateOpen>() == 24);
     assert!(size_of::<TakeLock>() == 32);
@@ -947,7 +978,8 @@ const _: () = {
     assert!(offset_of!(SeccompFilter, filter) == 16);
     assert!(size_of::<PosixTimer>() == 64);
     assert!(offset_of!(ThreadArgs, creds) == 184);
-    assert!(size_of::<ThreadArgs>() == 320);
+    assert!(size_of::<ThreadArgs>() == 360);
+    assert!(offset_of!(ThreadArgs, set_tid_size) == 352);
     assert!(size_of::<AnonName>() == 24);
     assert!(size_of::<Args>() < 16 * 1024);
 };

@@ -218,6 +218,12 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
             return Err((s, Fail(i as u32 + 1, if r < 0 { r } else { -EINVAL })));
         }
     }
+    // Its children's pid namespace, once its children and its threads
+    // exist (a thread is made only while it is the process's own).
+    if a.pidns_for_children != 0 {
+        let s = at(Step::PidnsForChildren, a);
+        tree::set_pidns_for_children(a).map_err(|f| (s, f))?;
+    }
     let s = at(Step::PosixTimers, a);
     timers::create(a).map_err(|f| (s, f))?;
     let s = at(Step::SharedSignals, a);

@@ -26,12 +26,16 @@ pub fn create(t: &mut ThreadArgs) -> i64 {
     // Its tid in the process's pid namespace, then on the host when the
     // namespace is the restore's own.
     let set_tid: [i32; 2] = [t.tid, t.host_tid];
+    let (levels, nr_levels) = match t.set_tid_size {
+        0 => (addr(&set_tid), if t.host_tid != 0 { 2 } else { 1 }),
+        n => (addr(&t.set_tid), n as u64),
+    };
     let ca = CloneArgs {
         flags: THREAD_FLAGS,
         stack: t.stack_top - THREAD_STACK_SIZE as u64,
         stack_size: THREAD_STACK_SIZE as u64,
-        set_tid: addr(&set_tid),
-        set_tid_size: if t.host_tid != 0 { 2 } else { 1 },
+        set_tid: levels,
+        set_tid_size: nr_levels,
         ..CloneArgs::default()
     };
     let ret: i64;

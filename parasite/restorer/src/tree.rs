@@ -10,7 +10,7 @@ use rcriu_blob_rt::nr::*;
 use rcriu_blob_rt::syscall::{addr, call, value};
 use rcriu_parasite_abi::restorer::{
     Args, CHILD_HELPER, CHILD_LIVE, CHILD_SESSION, CHILD_ZOMBIE, Child, CloneArgs,
-    FLAG_JOINS_HELPER, TreeShared,
+    FLAG_JOINS_HELPER, PIDNS_CHILDREN_NEW, TreeShared,
 };
 
 use crate::{Fail, Res, array, ok};
@@ -87,15 +87,20 @@ fn waitid(pid: i32, options: u64) -> Result<(), i64> {
 /// helper to be. Returns the kernel's answer (the pid, or a negative
 /// errno).
 fn fork(c: &Child) -> i64 {
-    // The innermost namespace's pid first, then the host's.
+    // The innermost namespace's pid first, then the host's; in a nested
+    // namespace, every level's, as rcriu wrote them.
     let set_tid: [i32; 2] = [c.pid, c.host_pid];
+    let (levels, nr_levels) = match c.set_tid_size {
+        0 => (addr(&set_tid), if c.host_pid != 0 { 2 } else { 1 }),
+        n => (addr(&c.set_tid), n as u64),
+    };
     let ca = CloneArgs {
         flags: c.clone_flags,
         exit_signal: c.exit_signal as u64,
         stack: c.stack_top - 16,
         stack_size: 16,
-        set_tid: addr(&set_tid),
-        set_tid_size: if c.host_pid != 0 { 2 } else { 1 },
+        set_tid: levels,
+        set_tid_size: nr_levels,
         ..CloneArgs::default()
     };
     let (entry, arg): (u64, u64) = match c.kind {
@@ -293,4 +298,17 @@ pub fn join_group(a: &Args) -> Res {
         }
     }
     Ok(())
+}
+
+/// Sends the process's next children into the pid namespace they went
+/// into at the dump, once its own children exist: a child's (the init
+/// it made), through the child's pidfd, or a new one.
+pub fn set_pidns_for_children(a: &Args) -> Res {
+    if a.pidns_for_children == PIDNS_CHILDREN_NEW {
+        return ok(value(NR_UNSHARE, CLONE_NEWPID, 0, 0), 0).map(|_| ());
+    }
+    let fd = ok(value(NR_PIDFD_OPEN, a.pidns_for_children as u64, 0, 0), 0)?;
+    let r = value(NR_SETNS, fd as u64, CLONE_NEWPID, 0);
+    value(NR_CLOSE, fd as u64, 0, 0);
+    ok(r, 1).map(|_| ())
 }

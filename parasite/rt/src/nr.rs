@@ -156,6 +156,7 @@ pub const MADV_DONTNEED: u64 = 4;
 pub const MREMAP_MAYMOVE: u64 = 1;
 pub const MREMAP_FIXED: u64 = 2;
 pub const CLONE_NEWTIME: u64 = 0x80;
+pub const CLONE_NEWPID: u64 = 0x2000_0000;
 pub const RSEQ_FLAG_UNREGISTER: u64 = 1;
 pub const TIOCSCTTY: u64 = 0x540e;
 
