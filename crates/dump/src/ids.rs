@@ -148,10 +148,17 @@ pub fn check_namespaces(
             _ => false,
         };
         if !skip && mine != theirs {
+            // Inside a container, the namespace it differs from is the
+            // container's (which rcriu dumps), not rcriu's.
+            let whose = if container.is_some_and(|c| c.own.contains(&kind)) {
+                "the container's"
+            } else {
+                "rcriu's"
+            };
             return Err(Error::unsupported(
                 pid,
                 format!(
-                    "a {} namespace other than rcriu's ({}:[{}])",
+                    "a {} namespace other than {whose} ({}:[{}])",
                     kind.file_name(),
                     kind.link_type(),
                     theirs.unwrap_or(0)
