@@ -20,9 +20,48 @@ use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, T
 
 use crate::{Error, Result};
 
+/// The most a GNU long name or long link, or a pax header, may hold:
+/// the tar crate reads each whole into memory, so one that claims more
+/// (a name of gigabytes, from a small gzip'd archive) is refused first.
+const MAX_EXTENSION: u64 = 64 << 10;
+
+/// Goes through `tarball` (the image `image`) once without extracting,
+/// refusing an extension header larger than [`MAX_EXTENSION`]; leaves
+/// the file at its start.
+fn check_extensions(tarball: &mut File, image: &str) -> Result<()> {
+    let bad = |what: String| Error::invalid(image, what);
+    let gz = flate2::read::MultiGzDecoder::new(BufReader::new(&mut *tarball));
+    let mut archive = tar::Archive::new(gz);
+    let entries = archive
+        .entries()
+        .map_err(|e| bad(format!("reading the archive: {e}")))?
+        .raw(true);
+    for (n, entry) in entries.enumerate() {
+        let entry = entry.map_err(|e| bad(format!("reading entry {n}: {e}")))?;
+        let h = entry.header();
+        let kind = h.entry_type();
+        let extension = kind.is_gnu_longname()
+            || kind.is_gnu_longlink()
+            || kind.is_pax_local_extensions()
+            || kind.is_pax_global_extensions();
+        let size = h.entry_size().unwrap_or(u64::MAX);
+        if extension && size > MAX_EXTENSION {
+            return Err(bad(format!(
+                "entry {n} is an extension header ({kind:?}) of {size} bytes, more than {MAX_EXTENSION}"
+            )));
+        }
+    }
+    drop(archive);
+    tarball
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| bad(format!("reading the archive again: {e}")))?;
+    Ok(())
+}
+
 /// Fills the detached tmpfs whose root is `mount` (mounted at `mp`) from
 /// `tarball`, the image `image`.
-pub(crate) fn fill(tarball: File, image: &str, mount: &OwnedFd, mp: &str) -> Result<()> {
+pub(crate) fn fill(mut tarball: File, image: &str, mount: &OwnedFd, mp: &str) -> Result<()> {
+    check_extensions(&mut tarball, image)?;
     let root = rustix::fs::openat(
         mount,
         ".",
@@ -380,6 +419,61 @@ mod tests {
         // Negative control: a difference is seen.
         std::fs::set_permissions(dst.join("null"), std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(differences(&src, &dst, &long), ["null"]);
+    }
+
+    #[test]
+    fn a_long_name_of_megabytes_is_refused_naming_the_image() {
+        let t = TempDir::new("tmpfs-longname");
+        let dst = t.0.join("dst");
+        std::fs::create_dir(&dst).unwrap();
+        // A GNU long name of `len` bytes before a one-byte file.
+        let archive = |len: usize| {
+            let tarball = t.0.join(format!("b{len}.tar.gz"));
+            let gz = flate2::write::GzEncoder::new(
+                File::create(&tarball).unwrap(),
+                flate2::Compression::fast(),
+            );
+            let mut b = tar::Builder::new(gz);
+            let mut h = tar::Header::new_gnu();
+            h.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+            h.set_size(len as u64);
+            h.set_entry_type(tar::EntryType::GNULongName);
+            h.set_cksum();
+            let mut name = vec![b'n'; len];
+            name[len - 1] = 0;
+            b.append(&h, &name[..]).unwrap();
+            let mut h = tar::Header::new_gnu();
+            h.as_old_mut().name[..1].copy_from_slice(b"n");
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_size(1);
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_cksum();
+            b.append(&h, &b"x"[..]).unwrap();
+            b.into_inner().unwrap().finish().unwrap();
+            tarball
+        };
+        let big = archive(4 << 20);
+        let e = fill(File::open(&big).unwrap(), "big.tar.gz", &dir_fd(&dst), "/t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("big.tar.gz") && e.contains("extension header"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_dir(&dst).unwrap().count(), 0);
+        // Control: a long name of a name's length is made.
+        let fine = archive(200);
+        fill(
+            File::open(&fine).unwrap(),
+            "fine.tar.gz",
+            &dir_fd(&dst),
+            "/t",
+        )
+        .unwrap();
+        assert!(dst.join("n".repeat(199)).exists());
     }
 
     #[test]
