@@ -130,6 +130,15 @@ pub fn check_namespaces(
             _ => false,
         };
         if !skip && mine != theirs {
+            if kind == NsKind::User && container.is_some_and(|c| c.user.is_some()) {
+                return Err(Error::unsupported(
+                    pid,
+                    format!(
+                        "a user namespace nested in the tree's (user:[{}])",
+                        theirs.unwrap_or(0)
+                    ),
+                ));
+            }
             return Err(Error::unsupported(
                 pid,
                 format!(

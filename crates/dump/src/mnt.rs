@@ -270,9 +270,41 @@ pub fn collect(pid: Pid, ext: &[(String, String)]) -> Result<MntTree> {
 /// Starts saving the contents of the tmpfs mounted at `mp` in process
 /// `pid`'s mount namespace into `to` (a gzip'd tar, as CRIU writes it);
 /// [`Tar::wait`] ends it. Several run side by side.
-pub fn dump_tmpfs(pid: Pid, mp: &Path, to: std::fs::File) -> Result<Tar> {
-    let dir = Path::new(&format!("/proc/{pid}/root")).join(mp.strip_prefix("/").unwrap_or(mp));
-    let child = Command::new("tar")
+/// In a user namespace of the tree's own (`userns`, open), tar runs
+/// there as its root, so that the owners it records are the tree's, as
+/// CRIU's.
+pub fn dump_tmpfs(
+    pid: Pid,
+    mp: &Path,
+    to: std::fs::File,
+    userns: Option<std::os::fd::OwnedFd>,
+) -> Result<Tar> {
+    let mut dir =
+        Path::new(&format!("/proc/{pid}/root")).join(mp.strip_prefix("/").unwrap_or(mp));
+    let mut cmd = Command::new("tar");
+    if let Some(ns) = userns {
+        // A copy of the mount alone: what its binds cover (the device
+        // nodes a container in a user namespace binds from the host) is
+        // the tmpfs's own, as CRIU's tar sees it.
+        let p = format!("/proc/{pid}/ns/mnt");
+        let mntns = std::fs::File::open(&p).map_err(Error::file(pid, &p))?;
+        let path = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes()).map_err(|_| {
+            Error::Inconsistent {
+                pid,
+                what: format!("a mount point with a NUL byte: {}", mp.display()),
+            }
+        })?;
+        let mine = "/proc/thread-self/ns/mnt";
+        let back = std::fs::File::open(mine).map_err(Error::file(pid, mine))?;
+        let at = rcriu_restore::userns::WorkDir::MountIn {
+            mntns: mntns.into(),
+            path,
+            back: back.into(),
+        };
+        rcriu_restore::userns::exec_in_userns(&mut cmd, at, ns);
+        dir = PathBuf::from(".");
+    }
+    let child = cmd
         .args([
             "--create",
             "--gzip",

@@ -745,6 +745,9 @@ fn write_namespaces(
     ct: &namespaces::Container,
     ids: &pb::TaskKobjIdsEntry,
 ) -> Result<()> {
+    if let (Some(u), Some(id)) = (&ct.user, ids.user_ns_id) {
+        out.write_one(ImageFile::Userns(id.into()), &u.entry)?;
+    }
     if let (Some(uts), Some(id)) = (&ct.uts, ids.uts_ns_id) {
         out.write_one(ImageFile::Utsns(id.into()), uts)?;
     }
@@ -772,7 +775,10 @@ fn write_namespaces(
             let started = out
                 .created(file)
                 .and_then(|d| d.create_raw(file).map_err(Error::image(pid)))
-                .and_then(|f| mnt::dump_tmpfs(pid, mp, f));
+                .and_then(|f| {
+                    let ns = ct.user.as_ref().map(|u| u.open(pid)).transpose()?;
+                    mnt::dump_tmpfs(pid, mp, f, ns)
+                });
             match started {
                 Ok(t) => tars.push(t),
                 Err(e) => {
@@ -1474,7 +1480,13 @@ fn collect(
     let limits = task.limits().map_err(Error::proc(pid))?;
     let auxv = task.auxv().map_err(Error::proc(pid))?;
     let personality = task.personality().map_err(Error::proc(pid))?;
-    let loginuid = task.loginuid().ok();
+    // As the tree sees it, in a user namespace of its own (as CRIU).
+    let loginuid = task.loginuid().ok().map(|l| {
+        match container.and_then(|c| c.user.as_ref()) {
+            Some(u) => u.uid(l),
+            None => l,
+        }
+    });
     let oom_score_adj = task.oom_score_adj().ok();
     let their_timens = timens::offsets(pid).map_err(Error::proc(pid))?;
     fault::check_abort().map_err(Error::compel(pid))?;

@@ -213,3 +213,30 @@ mod tests {
         assert_eq!(owner(f.as_fd()).unwrap().1, 0);
     }
 }
+
+/// `NS_GET_USERNS`: `_IO(0xb7, 0x1)`.
+const NS_GET_USERNS: libc::c_ulong = 0xb701;
+/// `NS_GET_PARENT`: `_IO(0xb7, 0x2)`.
+const NS_GET_PARENT: libc::c_ulong = 0xb702;
+
+fn ns_ioctl(ns: BorrowedFd<'_>, op: libc::c_ulong) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the two ns ioctls take no argument and return a new fd (or
+    // -1), which we own from here on.
+    let r = unsafe { libc::ioctl(ns.as_raw_fd(), op as _) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `r` is a new fd nobody else holds.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(r) })
+}
+
+/// The user namespace that owns namespace `ns` (`NS_GET_USERNS`).
+pub fn ns_owner(ns: BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> {
+    ns_ioctl(ns, NS_GET_USERNS)
+}
+
+/// The parent of user (or pid) namespace `ns` (`NS_GET_PARENT`).
+pub fn ns_parent(ns: BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> {
+    ns_ioctl(ns, NS_GET_PARENT)
+}

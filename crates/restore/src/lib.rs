@@ -75,6 +75,7 @@ pub mod uffd;
 mod uffd_sys;
 pub use tty::OrphanPts;
 pub mod unprivileged;
+pub mod userns;
 mod utsns;
 mod vdso;
 
@@ -616,6 +617,15 @@ impl Restore {
             .map(|_| uffd::Handoff::new(min))
             .transpose()?;
         let go_rd = files::renumber(go_rd, min)?;
+        // The tree's user namespace, for the root to enter first.
+        let userns_fd = match holder.as_ref().and_then(|h| h.userns()) {
+            Some(f) => Some(files::renumber(
+                f.try_clone_to_owned()
+                    .map_err(Error::host("duplicating the user namespace's fd"))?,
+                min,
+            )?),
+            None => None,
+        };
 
         // -- The region: the blob, every process's args and arrays, a
         // stack for every restorer, the tree's words.
@@ -833,6 +843,10 @@ impl Restore {
                 .count() as u32;
             if i == 0 {
                 args.go_fd = go_rd.as_raw_fd();
+                if let Some(u) = &userns_fd {
+                    args.flags |= abi::FLAG_USERNS;
+                    args.userns_fd = u.as_raw_fd();
+                }
                 let pages_file = std::fs::File::from(
                     p.pages_file
                         .try_clone()

@@ -14,8 +14,16 @@
 //! files are opened, rcriu's planning thread joins the holder's network
 //! namespace ([`InNet`]), so that the container's sockets are made in
 //! it.
+//!
+//! A tree in a user namespace of its own ([`userns`]): the namespaces
+//! are made in a new user namespace by a helper, and the holder joins
+//! them instead of unsharing its own; the root, forked into its new pid
+//! namespace, enters the user namespace itself. Unlike CRIU's, that pid
+//! namespace is owned by rcriu's user namespace (a pid namespace cannot
+//! be joined before its init exists, and a process of rcriu's, not the
+//! helper, forks the init).
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -23,7 +31,7 @@ use rcriu_images::{ImageDir, ImageFile, pb};
 use rcriu_proc::Pid;
 use rustix::thread::UnshareFlags;
 
-use crate::{Error, Result, ipcns, mnt, net, sys, utsns};
+use crate::{Error, Result, ipcns, mnt, net, sys, userns, utsns};
 
 /// What the caller tells the restore of a container.
 #[derive(Debug, Clone, Default)]
@@ -59,6 +67,8 @@ pub struct Container {
     /// its objects).
     pub ipc: Option<(pb::IpcVarEntry, u32)>,
     pub mnt: Option<mnt::MntTree>,
+    /// Its user namespace of its own, owning the others.
+    pub user: Option<userns::UserNs>,
 }
 
 /// Reads the namespaces of the root `ids` has of its own (those that
@@ -70,10 +80,7 @@ pub fn load(
     dumper: &pb::TaskKobjIdsEntry,
 ) -> Result<Option<Container>> {
     let own = |a: Option<u32>, b: Option<u32>| matches!((a, b), (Some(x), Some(y)) if x != y);
-    for (name, a, b) in [
-        ("user", ids.user_ns_id, dumper.user_ns_id),
-        ("cgroup", ids.cgroup_ns_id, dumper.cgroup_ns_id),
-    ] {
+    for (name, a, b) in [("cgroup", ids.cgroup_ns_id, dumper.cgroup_ns_id)] {
         if own(a, b) {
             return Err(Error::unsupported(format!(
                 "restoring process {pid} into its own {name} namespace"
@@ -85,6 +92,9 @@ pub fn load(
         net: own(ids.net_ns_id, dumper.net_ns_id),
         ..Container::default()
     };
+    if own(ids.user_ns_id, dumper.user_ns_id) {
+        c.user = Some(userns::UserNs::load(dir, ids.user_ns_id.unwrap_or(0))?);
+    }
     if c.net {
         let file = ImageFile::Netns(ids.net_ns_id.unwrap_or(0).into());
         if dir.exists(file) {
@@ -115,7 +125,8 @@ pub fn load(
             "restoring process {pid} into its own pid namespace in rcriu's mount namespace"
         )));
     }
-    if !(c.pid || c.net || c.uts.is_some() || c.ipc.is_some() || c.mnt.is_some()) {
+    if !(c.pid || c.net || c.uts.is_some() || c.ipc.is_some() || c.mnt.is_some() || c.user.is_some())
+    {
         return Ok(None);
     }
     Ok(Some(c))
@@ -161,6 +172,8 @@ pub struct Holder {
     tid: Pid,
     /// The ptys the mounts made (index, master), for the terminals.
     ptys: Vec<(u32, OwnedFd)>,
+    /// The tree's user namespace, when it has one of its own.
+    userns: Option<OwnedFd>,
     fork: Option<mpsc::Sender<Fork>>,
     done: mpsc::Receiver<(Option<Pid>, Result<()>)>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -178,7 +191,7 @@ fn set_up(
     c: &Container,
     o: &Options,
     dir: &ImageDir,
-) -> Result<(Option<mnt::Prepared>, Option<OwnedFd>)> {
+) -> Result<(Option<mnt::Prepared>, Option<OwnedFd>, Option<OwnedFd>)> {
     // rcriu's network namespace, where the outside ends of veths go.
     let joining = c.net && o.join_net.is_some();
     let host_net = match &c.net_full {
@@ -205,7 +218,29 @@ fn set_up(
     if c.ipc.is_some() {
         flags |= UnshareFlags::NEWIPC;
     }
-    sys::unshare(flags).map_err(Error::host("unsharing the container's namespaces"))?;
+    // rcriu's mount namespace, before the holder joins one of a user
+    // namespace of the tree's own.
+    let outside = match &c.user {
+        Some(_) => Some(OwnedFd::from(
+            std::fs::File::open("/proc/thread-self/ns/mnt")
+                .map_err(Error::file("opening", "/proc/thread-self/ns/mnt"))?,
+        )),
+        None => None,
+    };
+    let user = match &c.user {
+        Some(u) => Some(join_made(u, flags)?),
+        None => {
+            sys::unshare(flags).map_err(Error::host("unsharing the container's namespaces"))?;
+            None
+        }
+    };
+    let inside = match &outside {
+        Some(_) => Some(OwnedFd::from(
+            std::fs::File::open("/proc/thread-self/ns/mnt")
+                .map_err(Error::file("opening", "/proc/thread-self/ns/mnt"))?,
+        )),
+        None => None,
+    };
     if let (true, Some(path)) = (joining, &o.join_net) {
         join_net(path)?;
     } else if let Some(key) = &c.net_ext {
@@ -220,10 +255,11 @@ fn set_up(
         utsns::set_here(u)?;
     }
     if let Some((var, id)) = &c.ipc {
+        let _root = c.user.as_ref().map(userns::AsRoot::enter).transpose()?;
         ipcns::set_here(var, dir, *id)?;
     }
     let Some(tree) = &c.mnt else {
-        return Ok((None, None));
+        return Ok((None, None, user));
     };
     let Some(root) = &o.root else {
         return Err(Error::unsupported(
@@ -238,10 +274,36 @@ fn set_up(
         rustix::fs::Mode::empty(),
     )
     .map_err(|e| Error::file("opening", "/proc")(e.into()))?;
-    let mut prepared = mnt::prepare(tree, dir, &o.ext_mounts)?;
+    let in_user = c.user.as_ref().zip(user.as_ref().map(|u| u.as_fd()));
+    let mut prepared = mnt::prepare(tree, dir, &o.ext_mounts, in_user)?;
+    prepared.outside = outside;
+    prepared.inside = inside;
     mnt::pivot(root)?;
     mnt::attach_prepared(tree, &mut prepared)?;
-    Ok((Some(prepared), Some(proc)))
+    Ok((Some(prepared), Some(proc), user))
+}
+
+/// Makes the tree's user namespace and, in it, the namespaces of `flags`,
+/// and joins those (the user namespace itself is the root's to enter);
+/// returns the user namespace, open.
+fn join_made(u: &userns::UserNs, flags: UnshareFlags) -> Result<OwnedFd> {
+    let made = userns::make(u, u64::from(flags.bits()))?;
+    // Its own root and cwd (shared with rcriu's other threads otherwise),
+    // which a mount namespace joined replaces.
+    sys::unshare(UnshareFlags::FS).map_err(Error::host("unsharing the holder's fs info"))?;
+    for (flag, fd) in &made.others {
+        let kind = match *flag as i32 {
+            libc::CLONE_NEWNET => rustix::thread::LinkNameSpaceType::Network,
+            libc::CLONE_NEWUTS => rustix::thread::LinkNameSpaceType::HostNameAndNISDomainName,
+            libc::CLONE_NEWIPC => rustix::thread::LinkNameSpaceType::InterProcessCommunication,
+            libc::CLONE_NEWNS => rustix::thread::LinkNameSpaceType::Mount,
+            _ => rustix::thread::LinkNameSpaceType::ProcessID,
+        };
+        rustix::thread::move_into_link_name_space(fd.as_fd(), Some(kind)).map_err(|e| {
+            Error::host("joining a namespace made in the new user namespace (setns)")(e.into())
+        })?;
+    }
+    Ok(made.user)
 }
 
 /// Joins the network namespace at `path` (`--join-ns net:PATH`; a pid
@@ -284,7 +346,8 @@ impl Holder {
     /// exist and the container's root is the holder's.
     pub fn start(c: &Container, o: &Options, dir: &ImageDir) -> Result<Holder> {
         let (fork_tx, fork_rx) = mpsc::channel::<Fork>();
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(Pid, Vec<(u32, OwnedFd)>)>>();
+        let (ready_tx, ready_rx) =
+            mpsc::channel::<Result<(Pid, Vec<(u32, OwnedFd)>, Option<OwnedFd>)>>();
         let (done_tx, done_rx) = mpsc::channel();
         let (c_full, veths) = (
             c.net_full.is_some() && o.join_net.is_none(),
@@ -294,7 +357,7 @@ impl Holder {
         let thread = std::thread::Builder::new()
             .name("namespaces".into())
             .spawn(move || {
-                let (mut prepared, proc) = match set_up(&c, &o, &dir) {
+                let (mut prepared, proc, user) = match set_up(&c, &o, &dir) {
                     Ok(p) => p,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -306,7 +369,7 @@ impl Holder {
                     .map(|p| std::mem::take(&mut p.ptys))
                     .unwrap_or_default();
                 let tid = rustix::thread::gettid().as_raw_nonzero().get();
-                let _ = ready_tx.send(Ok((tid, ptys)));
+                let _ = ready_tx.send(Ok((tid, ptys, user)));
                 let Ok(f) = fork_rx.recv() else {
                     return;
                 };
@@ -348,7 +411,7 @@ impl Holder {
                 let _ = fork_rx.recv();
             })
             .map_err(Error::host("starting the namespace holder"))?;
-        let (tid, ptys) = match ready_rx.recv() {
+        let (tid, ptys, userns) = match ready_rx.recv() {
             Ok(Ok(t)) if c_full => {
                 // The outside ends of the veths are in rcriu's network
                 // namespace, this thread's.
@@ -368,10 +431,16 @@ impl Holder {
         Ok(Holder {
             tid,
             ptys,
+            userns,
             fork: Some(fork_tx),
             done: done_rx,
             thread: Some(thread),
         })
+    }
+
+    /// The tree's user namespace of its own, open, for the root to enter.
+    pub fn userns(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.userns.as_ref().map(|f| f.as_fd())
     }
 
     /// The ptys the mounts made (index, master), taken once.

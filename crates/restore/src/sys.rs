@@ -215,3 +215,131 @@ pub fn fork_waiting_as(pid: Pid) -> io::Result<Pid> {
     }
     check(r).map(|p| p as Pid)
 }
+
+/// Forks a process in a new user namespace (clone3 with CLONE_NEWUSER)
+/// that, once it reads a byte on `go` (its maps written), unshares the
+/// namespaces of `flags` (which the new user namespace then owns),
+/// writes the outcome (0 or an errno, 4 bytes) on `ready`, and waits
+/// until it is killed. Returns its pid.
+pub fn fork_in_new_userns(go: BorrowedFd<'_>, ready: BorrowedFd<'_>, flags: u64) -> io::Result<Pid> {
+    let (go, ready) = (go.as_raw_fd(), ready.as_raw_fd());
+    let args = CloneArgs {
+        flags: libc::CLONE_NEWUSER as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 without CLONE_VM or a stack is a fork: it reads
+    // `args`, alive across the call. The child only makes system calls
+    // (read, unshare, write, pause: async-signal-safe) on integers and
+    // its own locals until it is killed; no Rust code that could touch a
+    // lock held by another thread runs there.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            std::ptr::from_ref(&args),
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r == 0 {
+        let mut b = 0u8;
+        // SAFETY: reads one byte into a local.
+        let n = unsafe { libc::read(go, std::ptr::from_mut(&mut b).cast(), 1) };
+        if n == 1 {
+            // SAFETY: unshare takes flags only.
+            let err: i32 = if unsafe { libc::unshare(flags as libc::c_int) } == 0 {
+                0
+            } else {
+                // SAFETY: errno of this thread.
+                unsafe { *libc::__errno_location() }
+            };
+            // SAFETY: writes the 4 bytes of a local.
+            unsafe { libc::write(ready, std::ptr::from_ref(&err).cast(), 4) };
+        }
+        loop {
+            // SAFETY: waits for a signal; SIGKILL ends it.
+            unsafe { libc::pause() };
+        }
+    }
+    check(r).map(|p| p as Pid)
+}
+
+/// Where a tool run in a user namespace works ([`exec_in_userns`]).
+#[derive(Debug)]
+pub enum WorkDir {
+    /// A directory (or a detached mount), open.
+    Fd(OwnedFd),
+    /// A copy of the mount at `path` in mount namespace `mntns` alone
+    /// (`open_tree(OPEN_TREE_CLONE)` there: what its binds cover shows);
+    /// the tool itself is found in mount namespace `back` (rcriu's).
+    MountIn {
+        mntns: OwnedFd,
+        path: std::ffi::CString,
+        back: OwnedFd,
+    },
+}
+
+/// Makes `cmd` run in `dir` and in user namespace `userns` as its root
+/// (uid and gid 0), as CRIU runs its tools for a tree in a user
+/// namespace of its own.
+pub fn exec_in_userns(cmd: &mut std::process::Command, dir: WorkDir, userns: OwnedFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs in the forked child (one thread) before exec
+    // and makes only system calls (setns, open_tree, fchdir, setgid,
+    // setuid: async-signal-safe) on fds and a path the closure owns
+    // (alive as long as `cmd`, across the spawn; close-on-exec, so the
+    // program does not keep them).
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = match &dir {
+                WorkDir::Fd(f) => f.as_raw_fd(),
+                WorkDir::MountIn { mntns, path, back } => {
+                    if libc::setns(mntns.as_raw_fd(), libc::CLONE_NEWNS) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    // OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC.
+                    let r = libc::syscall(
+                        libc::SYS_open_tree,
+                        libc::AT_FDCWD,
+                        path.as_ptr(),
+                        (1 | libc::O_CLOEXEC) as libc::c_uint,
+                    );
+                    if r < 0 || libc::setns(back.as_raw_fd(), libc::CLONE_NEWNS) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    r as i32
+                }
+            };
+            if libc::fchdir(fd) != 0
+                || libc::setns(userns.as_raw_fd(), libc::CLONE_NEWUSER) != 0
+                || libc::setgid(0) != 0
+                || libc::setuid(0) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sets the calling thread's effective gid, then uid (raw setresgid and
+/// setresuid: only this thread's credentials change, unlike libc's,
+/// which change every thread's).
+pub fn thread_effective_ids(uid: u32, gid: u32) -> io::Result<()> {
+    let keep = libc::c_long::from(-1i32);
+    // SAFETY: setresgid takes integers only.
+    check(unsafe { libc::syscall(libc::SYS_setresgid, keep, libc::c_long::from(gid), keep) })?;
+    // SAFETY: setresuid takes integers only.
+    check(unsafe { libc::syscall(libc::SYS_setresuid, keep, libc::c_long::from(uid), keep) })?;
+    Ok(())
+}
+
+/// Back to effective uid, then gid, 0 (the real and saved ids are 0, so
+/// the thread may).
+pub fn thread_effective_root() -> io::Result<()> {
+    let keep = libc::c_long::from(-1i32);
+    // SAFETY: setresuid takes integers only.
+    check(unsafe { libc::syscall(libc::SYS_setresuid, keep, 0 as libc::c_long, keep) })?;
+    // SAFETY: setresgid takes integers only.
+    check(unsafe { libc::syscall(libc::SYS_setresgid, keep, 0 as libc::c_long, keep) })?;
+    Ok(())
+}
