@@ -279,8 +279,7 @@ pub fn dump_tmpfs(
     to: std::fs::File,
     userns: Option<std::os::fd::OwnedFd>,
 ) -> Result<Tar> {
-    let mut dir =
-        Path::new(&format!("/proc/{pid}/root")).join(mp.strip_prefix("/").unwrap_or(mp));
+    let mut dir = Path::new(&format!("/proc/{pid}/root")).join(mp.strip_prefix("/").unwrap_or(mp));
     let mut cmd = Command::new("tar");
     if let Some(ns) = userns {
         // A copy of the mount alone: what its binds cover (the device

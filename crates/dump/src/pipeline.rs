@@ -1481,12 +1481,13 @@ fn collect(
     let auxv = task.auxv().map_err(Error::proc(pid))?;
     let personality = task.personality().map_err(Error::proc(pid))?;
     // As the tree sees it, in a user namespace of its own (as CRIU).
-    let loginuid = task.loginuid().ok().map(|l| {
-        match container.and_then(|c| c.user.as_ref()) {
+    let loginuid = task
+        .loginuid()
+        .ok()
+        .map(|l| match container.and_then(|c| c.user.as_ref()) {
             Some(u) => u.uid(l),
             None => l,
-        }
-    });
+        });
     let oom_score_adj = task.oom_score_adj().ok();
     let their_timens = timens::offsets(pid).map_err(Error::proc(pid))?;
     fault::check_abort().map_err(Error::compel(pid))?;

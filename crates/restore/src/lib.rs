@@ -617,15 +617,6 @@ impl Restore {
             .map(|_| uffd::Handoff::new(min))
             .transpose()?;
         let go_rd = files::renumber(go_rd, min)?;
-        // The tree's user namespace, for the root to enter first.
-        let userns_fd = match holder.as_ref().and_then(|h| h.userns()) {
-            Some(f) => Some(files::renumber(
-                f.try_clone_to_owned()
-                    .map_err(Error::host("duplicating the user namespace's fd"))?,
-                min,
-            )?),
-            None => None,
-        };
 
         // -- The region: the blob, every process's args and arrays, a
         // stack for every restorer, the tree's words.
@@ -843,10 +834,7 @@ impl Restore {
                 .count() as u32;
             if i == 0 {
                 args.go_fd = go_rd.as_raw_fd();
-                if let Some(u) = &userns_fd {
-                    args.flags |= abi::FLAG_USERNS;
-                    args.userns_fd = u.as_raw_fd();
-                }
+
                 let pages_file = std::fs::File::from(
                     p.pages_file
                         .try_clone()
@@ -1499,6 +1487,27 @@ pub(crate) fn fork_restorer(f: &namespaces::Fork) -> std::io::Result<Pid> {
     // reads, by absolute addresses that are the same in the fork) and its
     // stack; the restorer never returns into Rust code.
     unsafe { sys::clone3_into(f.flags, f.pid, f.stack, f.stack_size, f.entry, f.arg) }
+}
+
+/// Forks into the restorer as `f` says, from inside user namespace
+/// `userns` (which then owns the new pid namespace of `f`).
+#[allow(unsafe_code)]
+pub(crate) fn fork_restorer_in(
+    f: &namespaces::Fork,
+    userns: std::os::fd::BorrowedFd<'_>,
+) -> std::io::Result<Pid> {
+    // SAFETY: as for `fork_restorer`.
+    unsafe {
+        sys::clone3_into_userns(
+            userns,
+            f.flags,
+            f.pid,
+            f.stack,
+            f.stack_size,
+            f.entry,
+            f.arg,
+        )
+    }
 }
 
 pub(crate) fn zeroed_args() -> Args {

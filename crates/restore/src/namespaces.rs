@@ -17,11 +17,9 @@
 //!
 //! A tree in a user namespace of its own ([`userns`]): the namespaces
 //! are made in a new user namespace by a helper, and the holder joins
-//! them instead of unsharing its own; the root, forked into its new pid
-//! namespace, enters the user namespace itself. Unlike CRIU's, that pid
-//! namespace is owned by rcriu's user namespace (a pid namespace cannot
-//! be joined before its init exists, and a process of rcriu's, not the
-//! helper, forks the init).
+//! them instead of unsharing its own; the root is forked, with its new
+//! pid namespace, by a child of the holder that entered the user
+//! namespace first, so that it owns the pid namespace too.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -125,7 +123,12 @@ pub fn load(
             "restoring process {pid} into its own pid namespace in rcriu's mount namespace"
         )));
     }
-    if !(c.pid || c.net || c.uts.is_some() || c.ipc.is_some() || c.mnt.is_some() || c.user.is_some())
+    if !(c.pid
+        || c.net
+        || c.uts.is_some()
+        || c.ipc.is_some()
+        || c.mnt.is_some()
+        || c.user.is_some())
     {
         return Ok(None);
     }
@@ -172,8 +175,6 @@ pub struct Holder {
     tid: Pid,
     /// The ptys the mounts made (index, master), for the terminals.
     ptys: Vec<(u32, OwnedFd)>,
-    /// The tree's user namespace, when it has one of its own.
-    userns: Option<OwnedFd>,
     fork: Option<mpsc::Sender<Fork>>,
     done: mpsc::Receiver<(Option<Pid>, Result<()>)>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -346,8 +347,7 @@ impl Holder {
     /// exist and the container's root is the holder's.
     pub fn start(c: &Container, o: &Options, dir: &ImageDir) -> Result<Holder> {
         let (fork_tx, fork_rx) = mpsc::channel::<Fork>();
-        let (ready_tx, ready_rx) =
-            mpsc::channel::<Result<(Pid, Vec<(u32, OwnedFd)>, Option<OwnedFd>)>>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(Pid, Vec<(u32, OwnedFd)>)>>();
         let (done_tx, done_rx) = mpsc::channel();
         let (c_full, veths) = (
             c.net_full.is_some() && o.join_net.is_none(),
@@ -369,7 +369,7 @@ impl Holder {
                     .map(|p| std::mem::take(&mut p.ptys))
                     .unwrap_or_default();
                 let tid = rustix::thread::gettid().as_raw_nonzero().get();
-                let _ = ready_tx.send(Ok((tid, ptys, user)));
+                let _ = ready_tx.send(Ok((tid, ptys)));
                 let Ok(f) = fork_rx.recv() else {
                     return;
                 };
@@ -377,7 +377,10 @@ impl Holder {
                 if c.pid {
                     f.flags |= libc::CLONE_NEWPID as u64;
                 }
-                let forked = crate::fork_restorer(&f);
+                let forked = match &user {
+                    Some(u) => crate::fork_restorer_in(&f, u.as_fd()),
+                    None => crate::fork_restorer(&f),
+                };
                 let child = match forked {
                     Ok(p) => p,
                     Err(e) => {
@@ -411,7 +414,7 @@ impl Holder {
                 let _ = fork_rx.recv();
             })
             .map_err(Error::host("starting the namespace holder"))?;
-        let (tid, ptys, userns) = match ready_rx.recv() {
+        let (tid, ptys) = match ready_rx.recv() {
             Ok(Ok(t)) if c_full => {
                 // The outside ends of the veths are in rcriu's network
                 // namespace, this thread's.
@@ -431,16 +434,10 @@ impl Holder {
         Ok(Holder {
             tid,
             ptys,
-            userns,
             fork: Some(fork_tx),
             done: done_rx,
             thread: Some(thread),
         })
-    }
-
-    /// The tree's user namespace of its own, open, for the root to enter.
-    pub fn userns(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        self.userns.as_ref().map(|f| f.as_fd())
     }
 
     /// The ptys the mounts made (index, master), taken once.

@@ -55,7 +55,10 @@ impl UserNs {
             if map.len() > 340 || map_text(map).len() >= 4096 {
                 return Err(Error::invalid(
                     file.name(),
-                    format!("a {what} of {} extents, more than one write takes", map.len()),
+                    format!(
+                        "a {what} of {} extents, more than one write takes",
+                        map.len()
+                    ),
                 ));
             }
         }
@@ -73,7 +76,9 @@ impl UserNs {
                     {
                         return outside(map, id)
                             .map(|h| format!("{key}{h}"))
-                            .ok_or_else(|| format!("mount option {o}: not mapped by the namespace"));
+                            .ok_or_else(|| {
+                                format!("mount option {o}: not mapped by the namespace")
+                            });
                     }
                 }
                 Ok(o.to_owned())
@@ -125,8 +130,9 @@ pub struct Made {
 pub fn make(u: &UserNs, flags: u64) -> Result<Made> {
     let (go_rd, go_wr) = rcriu_compel::sys::pipe().map_err(Error::host("creating a pipe"))?;
     let (ready_rd, ready_wr) = rcriu_compel::sys::pipe().map_err(Error::host("creating a pipe"))?;
-    let helper = sys::fork_in_new_userns(go_rd.as_fd(), ready_wr.as_fd(), flags)
-        .map_err(Error::host("creating a user namespace (clone3 with CLONE_NEWUSER)"))?;
+    let helper = sys::fork_in_new_userns(go_rd.as_fd(), ready_wr.as_fd(), flags).map_err(
+        Error::host("creating a user namespace (clone3 with CLONE_NEWUSER)"),
+    )?;
     let made = fill(u, helper, go_wr, ready_rd, flags);
     let _ = rcriu_compel::sys::kill(helper, libc::SIGKILL);
     let _ = rcriu_compel::sys::wait(helper, 0);
@@ -153,9 +159,9 @@ fn fill(u: &UserNs, helper: Pid, go: OwnedFd, ready: OwnedFd, flags: u64) -> Res
         .map_err(Error::host("hearing from the user namespace's helper"))?;
     let err = i32::from_ne_bytes(b);
     if err != 0 {
-        return Err(Error::host("unsharing the namespaces in the new user namespace")(
-            std::io::Error::from_raw_os_error(err),
-        ));
+        return Err(Error::host(
+            "unsharing the namespaces in the new user namespace",
+        )(std::io::Error::from_raw_os_error(err)));
     }
     let open = |name: &str| -> Result<OwnedFd> {
         let path = format!("/proc/{helper}/ns/{name}");

@@ -103,12 +103,6 @@ pub const FLAG_FDT_SHARED: u32 = 1 << 10;
 /// lazy-pages daemon.
 pub const FLAG_LAZY: u32 = 1 << 11;
 
-/// [`Args::flags`]: enter the user namespace [`Args::userns_fd`] first
-/// (the tree's own, its maps written by rcriu), as its root (uid and
-/// gid 0, no groups), dumpable, as CRIU's root task does once its maps
-/// are there.
-pub const FLAG_USERNS: u32 = 1 << 12;
-
 /// A child the restorer of a process forks, with its pid.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -490,7 +484,6 @@ pub enum Step {
     Children = 38,
     Pgid = 39,
     Uffd = 40,
-    Userns = 41,
 }
 
 impl Step {
@@ -537,7 +530,6 @@ impl Step {
             38 => Step::Children,
             39 => Step::Pgid,
             40 => Step::Uffd,
-            41 => Step::Userns,
             _ => Step::None,
         }
     }
@@ -594,7 +586,6 @@ impl Step {
             Step::Uffd => {
                 "registering the lazy areas on a userfaultfd and sending it to rcriu (--lazy-pages)"
             }
-            Step::Userns => "entering its user namespace (setns, then uid and gid 0)",
         }
     }
 }
@@ -767,9 +758,7 @@ pub struct Args {
     pub nr_keep: u32,
     /// rcriu's pid: the restorer dies with rcriu until rcriu traces it.
     pub parent_pid: i32,
-    /// With [`FLAG_USERNS`]: rcriu's fd (a source, above the process's
-    /// own) of the user namespace to enter.
-    pub userns_fd: i32,
+    pub _pad0: u32,
     /// The top of the user address space: everything below it but `keep`
     /// is unmapped.
     pub task_size: u64,

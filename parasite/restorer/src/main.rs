@@ -28,7 +28,7 @@ use rcriu_blob_rt::nr::*;
 use rcriu_blob_rt::syscall::value;
 use rcriu_parasite_abi::restorer::{
     Args, FAULT_ERRNO, FLAG_CHILD, FLAG_FDT_SHARED, FLAG_LAZY, FLAG_LOGINUID, FLAG_MM_MAP,
-    FLAG_SETSID, FLAG_TIMENS, FLAG_USERNS, MAGIC, Step, ThreadArgs,
+    FLAG_SETSID, FLAG_TIMENS, MAGIC, Step, ThreadArgs,
 };
 
 // The entry point: rdi = &Args, rsp = the top of the region's stack.
@@ -110,12 +110,6 @@ fn restore(a: &mut Args) -> Result<(), (Step, Fail)> {
     if a.flags & FLAG_CHILD == 0 {
         let s = at(Step::Go, a);
         task::wait_go(a).map_err(|f| (s, f))?;
-    }
-    // Its user namespace before anything it owns is entered or made
-    // (the time namespace, the children).
-    if a.flags & FLAG_USERNS != 0 {
-        let s = at(Step::Userns, a);
-        task::enter_userns(a).map_err(|f| (s, f))?;
     }
     let s = at(Step::DropRseq, a);
     task::drop_rseq(a).map_err(|f| (s, f))?;

@@ -62,20 +62,6 @@ pub fn wait_go(a: &Args) -> Res {
     }
 }
 
-/// Enters the tree's user namespace (its maps are written) and becomes
-/// its root there, as CRIU's root task does: uid 0, gid 0, no groups,
-/// dumpable again (the change of ids cleared it; /proc/self is written
-/// later). The credentials the process had come at the end, as always.
-pub fn enter_userns(a: &Args) -> Res {
-    let r = value(NR_SETNS, a.userns_fd as u64, CLONE_NEWUSER, 0);
-    value(NR_CLOSE, a.userns_fd as u64, 0, 0);
-    ok(r, 0)?;
-    ok(value(NR_SETUID, 0, 0, 0), 1)?;
-    ok(value(NR_SETGID, 0, 0, 0), 2)?;
-    ok(value(NR_SETGROUPS, 0, 0, 0), 3)?;
-    ok(value(NR_PRCTL, PR_SET_DUMPABLE, 1, 0), 4).map(drop)
-}
-
 pub fn enter_timens(a: &Args) -> Res {
     ok(value(NR_UNSHARE, CLONE_NEWTIME, 0, 0), 0)?;
     // SAFETY: a NUL-terminated path the kernel reads.

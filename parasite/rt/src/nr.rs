@@ -30,8 +30,6 @@ pub const NR_FLOCK: i64 = 73;
 pub const NR_FCHDIR: i64 = 81;
 pub const NR_UMASK: i64 = 95;
 pub const NR_GETPPID: i64 = 110;
-pub const NR_SETUID: i64 = 105;
-pub const NR_SETGID: i64 = 106;
 pub const NR_SETSID: i64 = 112;
 pub const NR_GETGROUPS: i64 = 115;
 pub const NR_SETGROUPS: i64 = 116;
@@ -158,7 +156,6 @@ pub const MADV_DONTNEED: u64 = 4;
 pub const MREMAP_MAYMOVE: u64 = 1;
 pub const MREMAP_FIXED: u64 = 2;
 pub const CLONE_NEWTIME: u64 = 0x80;
-pub const CLONE_NEWUSER: u64 = 0x1000_0000;
 pub const RSEQ_FLAG_UNREGISTER: u64 = 1;
 pub const TIOCSCTTY: u64 = 0x540e;
 
