@@ -144,8 +144,8 @@ pub fn collect(
             ),
         ));
     }
-    // As CRIU, the pid namespace is not asked (rcriu's restore makes it
-    // owned by rcriu's user namespace, see the restore's `userns`).
+    // As CRIU, the pid namespace is not asked (whoever owns it, the
+    // restore makes it in the user namespace).
     for &kind in own
         .iter()
         .filter(|&&k| k != NsKind::User && k != NsKind::Pid)

@@ -256,8 +256,7 @@ fn set_up(
         utsns::set_here(u)?;
     }
     if let Some((var, id)) = &c.ipc {
-        let _root = c.user.as_ref().map(userns::AsRoot::enter).transpose()?;
-        ipcns::set_here(var, dir, *id)?;
+        ipcns::set_here(var, dir, *id, c.user.as_ref())?;
     }
     let Some(tree) = &c.mnt else {
         return Ok((None, None, user));
