@@ -145,13 +145,8 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
             })
             .sum();
         let host_user = host.get(NsKind::User).unwrap_or(0);
-        c.user = Some(userns::collect(
-            pid,
-            host_user,
-            &own,
-            tree.members.len(),
-            threads,
-        )?);
+        let members: Vec<Pid> = tree.members.iter().map(|m| m.pid).collect();
+        c.user = Some(userns::collect(pid, host_user, &own, &members, threads)?);
     }
     if own.contains(&NsKind::Net) {
         let ino = c.ns.get(NsKind::Net);

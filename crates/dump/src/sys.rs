@@ -191,29 +191,6 @@ pub fn abort_on_signals() -> io::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn own_values() {
-        let me = std::process::id() as Pid;
-        assert!(sched_policy(me).is_ok());
-        assert_eq!(
-            nice(me).unwrap(),
-            rustix::process::getpriority_process(None).unwrap()
-        );
-        let (head, len) = robust_list(me).unwrap();
-        // glibc registers a robust list for every thread.
-        assert_ne!(head, 0);
-        assert_eq!(len, 24);
-        let f = std::fs::File::open("/dev/null").unwrap();
-        use std::os::fd::AsFd;
-        assert_eq!(owner_signal(f.as_fd()).unwrap(), 0);
-        assert_eq!(owner(f.as_fd()).unwrap().1, 0);
-    }
-}
-
 /// `NS_GET_USERNS`: `_IO(0xb7, 0x1)`.
 const NS_GET_USERNS: libc::c_ulong = 0xb701;
 /// `NS_GET_PARENT`: `_IO(0xb7, 0x2)`.
@@ -239,4 +216,27 @@ pub fn ns_owner(ns: BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> {
 /// The parent of user (or pid) namespace `ns` (`NS_GET_PARENT`).
 pub fn ns_parent(ns: BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> {
     ns_ioctl(ns, NS_GET_PARENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_values() {
+        let me = std::process::id() as Pid;
+        assert!(sched_policy(me).is_ok());
+        assert_eq!(
+            nice(me).unwrap(),
+            rustix::process::getpriority_process(None).unwrap()
+        );
+        let (head, len) = robust_list(me).unwrap();
+        // glibc registers a robust list for every thread.
+        assert_ne!(head, 0);
+        assert_eq!(len, 24);
+        let f = std::fs::File::open("/dev/null").unwrap();
+        use std::os::fd::AsFd;
+        assert_eq!(owner_signal(f.as_fd()).unwrap(), 0);
+        assert_eq!(owner(f.as_fd()).unwrap().1, 0);
+    }
 }

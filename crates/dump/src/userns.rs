@@ -120,12 +120,13 @@ fn ino_of(pid: Pid, fd: &OwnedFd, what: &str) -> Result<u64> {
 
 /// Reads and checks the user namespace of the tree's root `pid`, whose
 /// other namespaces of its own are `own`; `host` is rcriu's user
-/// namespace inode; `members` and `threads` count the tree.
+/// namespace inode; `members` are the tree's processes, with `threads`
+/// threads in all.
 pub fn collect(
     pid: Pid,
     host: u64,
     own: &[NsKind],
-    members: usize,
+    members: &[Pid],
     threads: usize,
 ) -> Result<UserNs> {
     let path = format!("/proc/{pid}/ns/user");
@@ -167,11 +168,22 @@ pub fn collect(
             ));
         }
     }
-    if members > 1 || threads > 1 {
+    for &m in members {
+        let p = format!("/proc/{m}/ns/user");
+        let theirs = std::fs::metadata(&p).map_err(Error::file(m, &p))?.ino();
+        if theirs != ino {
+            return Err(Error::unsupported(
+                m,
+                format!("a user namespace nested in the tree's (user:[{theirs}] in user:[{ino}])"),
+            ));
+        }
+    }
+    if members.len() > 1 || threads > 1 {
         return Err(Error::unsupported(
             pid,
             format!(
-                "{members} processes and {threads} threads in a user namespace of its own (one process of one thread is restored there yet)"
+                "{} processes and {threads} threads in a user namespace of its own (one process of one thread is restored there yet)",
+                members.len()
             ),
         ));
     }

@@ -419,7 +419,7 @@ pub unsafe fn clone3_into_userns(
                     arg,
                 )
             } {
-                Ok(p) => p as i32,
+                Ok(p) => p,
                 Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
             }
         };
