@@ -2483,3 +2483,72 @@ fn criu_and_rcriu_restore_each_others_containers_in_a_user_namespace() {
     same_self(&before, &c.report(2)).unwrap();
     assert_eq!(exec_id(&c).trim(), "uid=0 gid=0");
 }
+
+/// podman (`--runtime runc`, rcriu as its criu) checkpoints and restores
+/// a container run with `--uidmap 0:100000:65536 --gidmap 0:100000:65536`:
+/// the counter carries on, the restored init has the same maps (read on
+/// the host and inside with `podman exec`, which joins its namespaces),
+/// ids and capabilities. The images are rcriu's, with the user
+/// namespace's image. (CRIU 4.2 dumps such a container but fails its
+/// restore: it reads the images from inside the user namespace, and
+/// podman keeps them where the container's root may not read.)
+#[test]
+fn podman_checkpoints_and_restores_a_container_with_a_uid_map() {
+    let Some(p) = Podman::new("podman-uidmap") else {
+        return;
+    };
+    let _g = common::setup();
+    run_ok(p.podman().args(rcriu_test_support::PODMAN_RUN).args([
+        "--uidmap",
+        "0:100000:65536",
+        "--gidmap",
+        "0:100000:65536",
+        "--name",
+        &p.name,
+        PODMAN_IMAGE,
+        "/bin/sh",
+        "-c",
+        PODMAN_COUNTER,
+    ]));
+    p.wait_past(3);
+    let seen = |pid: &str| {
+        let map = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let ids: Vec<String> = status
+            .lines()
+            .filter(|l| l.starts_with("Uid") || l.starts_with("Gid") || l.starts_with("Cap"))
+            .map(String::from)
+            .collect();
+        (map("uid_map"), map("gid_map"), ids)
+    };
+    let before = seen(&p.inspect("{{.State.Pid}}"));
+    assert_eq!(
+        before.0.split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+    let userdata = p.userdata();
+    let out = p.container(&["checkpoint", "--keep"]);
+    succeeded(&out, "podman checkpoint", &userdata.join("dump.log"));
+    let images = userdata.join("checkpoint");
+    assert!(images.join("rcriu-manifest").exists(), "not rcriu's images");
+    assert!(
+        std::fs::read_dir(&images).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("userns-")),
+        "no userns image"
+    );
+    let at_dump = p.counts();
+    let out = p.container(&["restore", "--keep"]);
+    succeeded(&out, "podman restore", &userdata.join("restore.log"));
+    let after = p.wait_past(at_dump.len() + 3);
+    continued(&at_dump, &after).unwrap();
+    assert_eq!(seen(&p.inspect("{{.State.Pid}}")), before);
+    let inside =
+        run_ok(
+            p.podman()
+                .args(["exec", &p.name, "/bin/busybox", "cat", "/proc/1/uid_map"]),
+        );
+    assert_eq!(text(&inside.stdout), before.0);
+}
