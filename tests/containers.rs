@@ -2552,3 +2552,48 @@ fn podman_checkpoints_and_restores_a_container_with_a_uid_map() {
         );
     assert_eq!(text(&inside.stdout), before.0);
 }
+
+/// A process in a user namespace of its own but in rcriu's pid namespace
+/// (`unshare --user --map-root-user`) is refused by name (the restore
+/// gives the root its pid from inside the user namespace, which only a
+/// pid namespace of its own allows), and left running.
+#[test]
+fn a_user_namespace_without_a_pid_namespace_is_refused_by_name() {
+    let _g = common::setup();
+    let mut child = Command::new("unshare")
+        .args(["--user", "--map-root-user", "sleep", "1000"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Until unshare became sleep in its namespace.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap()
+        == std::fs::read_link("/proc/self/ns/user").unwrap()
+        || std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap()
+            .trim()
+            != "sleep"
+    {
+        assert!(Instant::now() < deadline, "unshare made no user namespace");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let dir = TempDir::new("userns-nopid");
+    let out = Command::new(RCRIU)
+        .args(["dump", "--shell-job", "-t", &pid.to_string(), "-D"])
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    // Left as it was: sleeping, traced by no one.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(status.contains("State:\tS (sleeping)"), "{status}");
+    assert!(status.contains("TracerPid:\t0\n"), "{status}");
+    assert!(!out.status.success(), "dumped");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("a user namespace of its own without a pid namespace of its own"),
+        "{err}"
+    );
+}

@@ -9,7 +9,8 @@
 //! there), the owners of its SysV IPC objects.
 //!
 //! Refused by name: a user namespace nested in another than rcriu's, a
-//! namespace of the tree's that another user namespace owns, and, until
+//! namespace of the tree's that another user namespace owns, a user
+//! namespace without a pid namespace of the tree's own, and, until
 //! the restore makes them inside the namespace, more than one process or
 //! thread (the restore gives each a pid on the host too, which a process
 //! in the namespace may not ask for).
@@ -167,6 +168,14 @@ pub fn collect(
                 ),
             ));
         }
+    }
+    // The restore gives the root its pid from inside the namespace,
+    // which only a pid namespace of the tree's own allows.
+    if !own.contains(&NsKind::Pid) {
+        return Err(Error::unsupported(
+            pid,
+            "a user namespace of its own without a pid namespace of its own (its pid could not be given from inside)",
+        ));
     }
     for &m in members {
         let p = format!("/proc/{m}/ns/user");

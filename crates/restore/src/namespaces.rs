@@ -118,6 +118,11 @@ pub fn load(
         let entries = dir.read_all(file)?;
         c.mnt = Some(mnt::MntTree::new(entries, file.name())?);
     }
+    if c.user.is_some() && !c.pid {
+        return Err(Error::unsupported(format!(
+            "restoring process {pid} into its own user namespace without a pid namespace of its own"
+        )));
+    }
     if c.pid && c.mnt.is_none() {
         return Err(Error::unsupported(format!(
             "restoring process {pid} into its own pid namespace in rcriu's mount namespace"
