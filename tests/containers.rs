@@ -2320,6 +2320,83 @@ fn exec_id(c: &Container) -> String {
     text(&out.stdout)
 }
 
+/// Whether every namespace of process `pid` (but time and cgroup,
+/// rcriu's) is owned by its user namespace (`lsns`'s ONS column).
+fn owned_by_its_userns(pid: u32) -> Result<(), String> {
+    let out =
+        run_ok(Command::new("lsns").args(["-n", "-o", "TYPE,NS,ONS", "-p", &pid.to_string()]));
+    let rows: Vec<Vec<String>> = text(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect();
+    let user = rows
+        .iter()
+        .find(|r| r.first().map(String::as_str) == Some("user"))
+        .and_then(|r| r.get(1).cloned())
+        .ok_or_else(|| format!("no user namespace for {pid}"))?;
+    let wrong: Vec<String> = rows
+        .iter()
+        .filter_map(|r| match r.as_slice() {
+            [kind, ns, owner]
+                if ["mnt", "net", "pid", "uts", "ipc"].contains(&kind.as_str())
+                    && *owner != user =>
+            {
+                Some(format!("{kind}:[{ns}] is owned by user:[{owner}]"))
+            }
+            _ => None,
+        })
+        .collect();
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("of {pid}, in user:[{user}]: {}", wrong.join(", ")))
+    }
+}
+
+/// The check of [`owned_by_its_userns`] fails for a process whose pid
+/// namespace was made before its user namespace (by rcriu's parent user
+/// namespace).
+#[test]
+fn a_pid_namespace_not_owned_by_the_user_namespace_shows() {
+    let _g = common::setup();
+    let mut child = Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "sleep",
+            "1000",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let sleeper = loop {
+        let out = run_ok(Command::new("pgrep").args(["-P", &child.id().to_string(), "sleep"]));
+        if let Some(p) = text(&out.stdout)
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<u32>().ok())
+        {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no sleep under unshare");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let r = owned_by_its_userns(sleeper);
+    // The init of its pid namespace (the outer unshare ends with it).
+    let _ = Command::new("kill")
+        .args(["-KILL", &sleeper.to_string()])
+        .status();
+    let _ = child.wait();
+    let e = r.unwrap_err();
+    assert!(e.contains(" pid:["), "{e}");
+}
+
 /// The maps in a dump's `userns-N.img` become `0 200000 65536`.
 fn remap_userns(images: &Path) {
     use rcriu_images::{ImageFile, pb};
@@ -2391,6 +2468,7 @@ fn runc_restores_a_container_in_a_user_namespace_of_its_own() {
     same_self(&before, &after).unwrap();
     assert_eq!(c.made_owner(1), (UNS_HOST, UNS_HOST));
     assert_eq!(exec_id(&c).trim(), "uid=0 gid=0");
+    owned_by_its_userns(c.pid() as u32).unwrap();
     // Negative control: the same images with another map.
     c.delete();
     remap_userns(&copy);
@@ -2563,6 +2641,8 @@ fn a_user_namespace_without_a_pid_namespace_is_refused_by_name() {
     let mut child = Command::new("unshare")
         .args(["--user", "--map-root-user", "sleep", "1000"])
         .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let pid = child.id();
