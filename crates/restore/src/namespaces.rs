@@ -289,22 +289,16 @@ fn set_up(
 }
 
 /// Makes the tree's user namespace and, in it, the namespaces of `flags`,
-/// and joins those (the user namespace itself is the root's to enter);
-/// returns the user namespace, open.
+/// and joins those (the user namespace itself is entered by the child
+/// that forks the root, [`crate::fork_restorer_in`]); returns the user
+/// namespace, open.
 fn join_made(u: &userns::UserNs, flags: UnshareFlags) -> Result<OwnedFd> {
     let made = userns::make(u, u64::from(flags.bits()))?;
     // Its own root and cwd (shared with rcriu's other threads otherwise),
     // which a mount namespace joined replaces.
     sys::unshare(UnshareFlags::FS).map_err(Error::host("unsharing the holder's fs info"))?;
-    for (flag, fd) in &made.others {
-        let kind = match *flag as i32 {
-            libc::CLONE_NEWNET => rustix::thread::LinkNameSpaceType::Network,
-            libc::CLONE_NEWUTS => rustix::thread::LinkNameSpaceType::HostNameAndNISDomainName,
-            libc::CLONE_NEWIPC => rustix::thread::LinkNameSpaceType::InterProcessCommunication,
-            libc::CLONE_NEWNS => rustix::thread::LinkNameSpaceType::Mount,
-            _ => rustix::thread::LinkNameSpaceType::ProcessID,
-        };
-        rustix::thread::move_into_link_name_space(fd.as_fd(), Some(kind)).map_err(|e| {
+    for (kind, fd) in &made.others {
+        rustix::thread::move_into_link_name_space(fd.as_fd(), Some(*kind)).map_err(|e| {
             Error::host("joining a namespace made in the new user namespace (setns)")(e.into())
         })?;
     }

@@ -3,15 +3,21 @@
 //! `gid_map` written from outside (one write each, the extents as the
 //! image has them; `setgroups` left as the kernel makes it, as CRIU
 //! does), then the tree's other namespaces made inside it, so that it
-//! owns them. The root enters it first thing and becomes its root there
-//! (the restorer's [`FLAG_USERNS`](rcriu_compel::abi::restorer::FLAG_USERNS)
-//! step); everything after, down to its own credentials, is done in it.
+//! owns them. The root is born in it as its root there (uid and gid 0,
+//! no groups, dumpable, as CRIU's root task makes itself), with its new
+//! pid namespace; everything its restorer does, down to its own
+//! credentials, is done in it. The mounts rcriu makes for it from outside
+//! take their `uid=`/`gid=` as rcriu sees them, and tar fills its tmpfs
+//! inside the namespace, as its root.
 //!
 //! A user namespace can be made or entered only by a process of one
 //! thread, and rcriu has several: a helper process makes it (clone3 with
 //! `CLONE_NEWUSER`), is given its maps, unshares the other kinds there,
 //! and the namespace holder's thread joins those (root outside may
-//! enter what the namespace owns) before the helper is killed.
+//! enter what the namespace owns) before the helper is killed. The pid
+//! namespace cannot be joined before its init exists: a child of the
+//! holder enters the user namespace and forks the root with it
+//! (`sys::clone3_into_userns`).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -103,8 +109,11 @@ impl AsRoot {
                 "restoring a user namespace that does not map its root (uid and gid 0)",
             ));
         };
-        sys::thread_effective_ids(uid, gid)
-            .map_err(Error::host("acting as the user namespace's root"))?;
+        if let Err(e) = sys::thread_effective_ids(uid, gid) {
+            // The gid may have changed before the uid failed.
+            let _ = sys::thread_effective_root();
+            return Err(Error::host("acting as the user namespace's root")(e));
+        }
         Ok(AsRoot(()))
     }
 }
@@ -121,8 +130,8 @@ impl Drop for AsRoot {
 #[derive(Debug)]
 pub struct Made {
     pub user: OwnedFd,
-    /// The others, with the `CLONE_NEW*` flag of each.
-    pub others: Vec<(u64, OwnedFd)>,
+    /// The others, each with its kind.
+    pub others: Vec<(rustix::thread::LinkNameSpaceType, OwnedFd)>,
 }
 
 /// Makes the user namespace of `u` and, in it, new namespaces of the
@@ -169,15 +178,16 @@ fn fill(u: &UserNs, helper: Pid, go: OwnedFd, ready: OwnedFd, flags: u64) -> Res
             .map(OwnedFd::from)
             .map_err(Error::file("opening", path))
     };
+    use rustix::thread::LinkNameSpaceType as Kind;
     let mut others = Vec::new();
-    for (flag, name) in [
-        (libc::CLONE_NEWNET, "net"),
-        (libc::CLONE_NEWUTS, "uts"),
-        (libc::CLONE_NEWIPC, "ipc"),
-        (libc::CLONE_NEWNS, "mnt"),
+    for (flag, kind, name) in [
+        (libc::CLONE_NEWNET, Kind::Network, "net"),
+        (libc::CLONE_NEWUTS, Kind::HostNameAndNISDomainName, "uts"),
+        (libc::CLONE_NEWIPC, Kind::InterProcessCommunication, "ipc"),
+        (libc::CLONE_NEWNS, Kind::Mount, "mnt"),
     ] {
         if flags & flag as u64 != 0 {
-            others.push((flag as u64, open(name)?));
+            others.push((kind, open(name)?));
         }
     }
     Ok(Made {
