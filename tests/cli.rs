@@ -143,10 +143,12 @@ fn check_answers_for_rcriu() {
     let out = probe("mnt_id");
     assert_eq!(ok(&out), "mnt_id is supported\n");
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
-    // The kernel has user namespaces, rcriu does not restore them:
-    // missing, silently at this verbosity.
+    // The kernel has user namespaces, and rcriu dumps and restores a
+    // tree in one of its own.
     assert!(Path::new("/proc/self/ns/user").exists());
-    let out = probe("userns");
+    assert_eq!(ok(&probe("userns")), "userns is supported\n");
+    // What rcriu lacks: missing, silently at this verbosity.
+    let out = probe("pidfd_store");
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty() && out.stderr.is_empty());
     // Memory tracking is rcriu's own (a userfaultfd), not soft-dirty.

@@ -2970,3 +2970,469 @@ fn a_pidfd_in_a_nested_pid_namespace_is_refused_by_name() {
     );
     assert_eq!(nestpid_verdict(&c), "PASS\n", "{facts}");
 }
+
+// ---- user namespaces ----
+
+/// The counter, and, each time the test creates /tmp/goN, a report of
+/// what the container's init sees of itself (`/tmp/reportN`): its uid
+/// and gid maps, its ids and capabilities, and the owner of a file it
+/// creates (`/tmp/madeN`). Only builtins run between reports, so that
+/// a checkpoint finds one process of one thread.
+const USERNS_COUNTER: &str = "i=0; r=0; while :; do i=$((i+1)); echo $i >> /tmp/count; \
+     if [ -e /tmp/go$r ]; then { cat /proc/$$/uid_map /proc/$$/gid_map; \
+     grep -E '^(Uid|Gid|Groups|Cap)' /proc/$$/status; touch /tmp/made$r; \
+     stat -c 'file %u:%g' /tmp/made$r; } > /tmp/report$r.tmp; \
+     mv /tmp/report$r.tmp /tmp/report$r; r=$((r+1)); fi; \
+     read -t 0.02 x <> /tmp/tick; done";
+
+/// The map `0 100000 65536` of the container's user namespace.
+const UNS_HOST: u32 = 100000;
+
+impl Container {
+    /// A container in a user namespace of its own mapping its ids 0..65536
+    /// to the host's `UNS_HOST`.. (runc's `uidMappings`/`gidMappings`),
+    /// its root file system owned by them.
+    fn in_userns(tag: &str, script: &str) -> Container {
+        let c = Container::new(tag, script);
+        let rootfs = c.bundle().join("rootfs");
+        for tool in ["cat", "grep", "touch", "stat", "mv", "id", "unshare"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(tool)).unwrap();
+        }
+        let cfg = c.bundle().join("config.json");
+        let mut spec: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+        spec["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"type": "user"}));
+        let map = serde_json::json!([{"containerID": 0, "hostID": UNS_HOST, "size": 65536}]);
+        spec["linux"]["uidMappings"] = map.clone();
+        spec["linux"]["gidMappings"] = map;
+        std::fs::write(&cfg, spec.to_string()).unwrap();
+        run_ok(
+            Command::new("chown")
+                .arg("-R")
+                .arg(format!("{UNS_HOST}:{UNS_HOST}"))
+                .arg(&rootfs),
+        );
+        // The container's root reaches its root file system.
+        use std::os::unix::fs::PermissionsExt;
+        for d in [c.dir.0.clone(), c.bundle()] {
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        c
+    }
+
+    /// Asks the init for report `n` and waits for it.
+    fn report(&self, n: u32) -> String {
+        let tmp = self.bundle().join("rootfs/tmp");
+        std::fs::write(tmp.join(format!("go{n}")), b"").unwrap();
+        let path = tmp.join(format!("report{n}"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(t) = std::fs::read_to_string(&path) {
+                return t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no report {n} from the container"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The owner (uid, gid) on the host of the file report `n` made.
+    fn made_owner(&self, n: u32) -> (u32, u32) {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(self.bundle().join(format!("rootfs/tmp/made{n}"))).unwrap();
+        (m.uid(), m.gid())
+    }
+}
+
+/// What a report must say, as the init saw itself before its checkpoint
+/// (`before`): the same maps, ids and capabilities, a file it made owned
+/// by its root (0:0 inside, `UNS_HOST` outside).
+fn same_self(before: &str, after: &str) -> Result<(), String> {
+    let strip = |r: &str| -> Vec<String> {
+        r.lines()
+            .filter(|l| !l.starts_with("file "))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    if strip(before) != strip(after) {
+        return Err(format!("before:\n{before}\nafter:\n{after}"));
+    }
+    if !after.lines().any(|l| l == "file 0:0") {
+        return Err(format!("the file it made is not its root's:\n{after}"));
+    }
+    let want = format!("0 {UNS_HOST} 65536");
+    if strip(after).iter().filter(|l| **l == want).count() != 2 {
+        return Err(format!("its maps are not {want}:\n{after}"));
+    }
+    Ok(())
+}
+
+/// `runc exec` in the container answers: it joins the user namespace,
+/// then the others (which the user namespace must own).
+fn exec_id(c: &Container) -> String {
+    let out = run_ok(c.runc().args(["exec", &c.id, "/bin/id"]));
+    text(&out.stdout)
+}
+
+/// Whether every namespace of process `pid` (but time and cgroup,
+/// rcriu's) is owned by its user namespace (`lsns`'s ONS column).
+fn owned_by_its_userns(pid: u32) -> Result<(), String> {
+    let out =
+        run_ok(Command::new("lsns").args(["-n", "-o", "TYPE,NS,ONS", "-p", &pid.to_string()]));
+    let rows: Vec<Vec<String>> = text(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect();
+    let user = rows
+        .iter()
+        .find(|r| r.first().map(String::as_str) == Some("user"))
+        .and_then(|r| r.get(1).cloned())
+        .ok_or_else(|| format!("no user namespace for {pid}"))?;
+    let wrong: Vec<String> = rows
+        .iter()
+        .filter_map(|r| match r.as_slice() {
+            [kind, ns, owner]
+                if ["mnt", "net", "pid", "uts", "ipc"].contains(&kind.as_str())
+                    && *owner != user =>
+            {
+                Some(format!("{kind}:[{ns}] is owned by user:[{owner}]"))
+            }
+            _ => None,
+        })
+        .collect();
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("of {pid}, in user:[{user}]: {}", wrong.join(", ")))
+    }
+}
+
+/// The check of [`owned_by_its_userns`] fails for a process whose pid
+/// namespace was made before its user namespace (by rcriu's parent user
+/// namespace).
+#[test]
+fn a_pid_namespace_not_owned_by_the_user_namespace_shows() {
+    let _g = common::setup();
+    let mut child = Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "sleep",
+            "1000",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let sleeper = loop {
+        let out = run_ok(Command::new("pgrep").args(["-P", &child.id().to_string(), "sleep"]));
+        if let Some(p) = text(&out.stdout)
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<u32>().ok())
+        {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no sleep under unshare");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let r = owned_by_its_userns(sleeper);
+    // The init of its pid namespace (the outer unshare ends with it).
+    let _ = Command::new("kill")
+        .args(["-KILL", &sleeper.to_string()])
+        .status();
+    let _ = child.wait();
+    let e = r.unwrap_err();
+    assert!(e.contains(" pid:["), "{e}");
+}
+
+/// The maps in a dump's `userns-N.img` become `0 200000 65536`.
+fn remap_userns(images: &Path) {
+    use rcriu_images::{ImageFile, pb};
+    let dir = rcriu_images::ImageDir::open(images).unwrap();
+    let name = std::fs::read_dir(images)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("userns-"))
+        .expect("a userns image");
+    let file = ImageFile::parse(&name).unwrap();
+    let mut e: pb::UsernsEntry = dir.read_one(file).unwrap();
+    for x in e.uid_map.iter_mut().chain(e.gid_map.iter_mut()) {
+        x.lower_first = 200000;
+    }
+    dir.write_one(file, &e).unwrap();
+    let _ = std::fs::remove_file(images.join(rcriu_images::manifest::MANIFEST));
+}
+
+/// A runc container in a user namespace of its own (`0 100000 65536`,
+/// with its pid, mount, IPC, UTS and network namespaces owned by it) is
+/// checkpointed and restored by rcriu: the init sees the same maps, ids
+/// and capabilities, a file it makes is owned by 100000 on the host, and
+/// `runc exec` joins its namespaces. Negative control: restored from
+/// images whose map says 200000, the init reports another map.
+#[test]
+fn runc_restores_a_container_in_a_user_namespace_of_its_own() {
+    need_tools();
+    let _g = common::setup();
+    let c = Container::in_userns("userns", USERNS_COUNTER);
+    // The counter can write to /tmp whatever it is mapped to (the
+    // negative control's map).
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = c.bundle().join("rootfs/tmp");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::set_permissions(tmp.join("tick"), std::fs::Permissions::from_mode(0o666)).unwrap();
+    c.start();
+    c.wait_past(2);
+    let before = c.report(0);
+    assert_eq!(c.made_owner(0), (UNS_HOST, UNS_HOST));
+    same_self(&before, &before).unwrap();
+    let out = c.checkpoint("work-dump");
+    succeeded(
+        &out,
+        "rcriu's checkpoint",
+        &c.dir.0.join("work-dump/dump.log"),
+    );
+    let images = c.dir.0.join("images");
+    assert!(
+        std::fs::read_dir(&images).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("userns-")),
+        "no userns image"
+    );
+    // A copy for the negative control.
+    let copy = c.dir.0.join("images-remapped");
+    run_ok(Command::new("cp").arg("-a").arg(&images).arg(&copy));
+    let n = c.counts().len();
+    let out = c.restore();
+    succeeded(
+        &out,
+        "rcriu's restore",
+        &c.dir.0.join("work-restore/restore.log"),
+    );
+    c.wait_past(n + 3);
+    carried_on(&c.counts()).unwrap();
+    let after = c.report(1);
+    same_self(&before, &after).unwrap();
+    assert_eq!(c.made_owner(1), (UNS_HOST, UNS_HOST));
+    assert_eq!(exec_id(&c).trim(), "uid=0 gid=0");
+    owned_by_its_userns(c.pid() as u32).unwrap();
+    // Negative control: the same images with another map.
+    c.delete();
+    remap_userns(&copy);
+    std::fs::remove_file(c.count_file()).unwrap();
+    let out = c.restore_with(RCRIU, "images-remapped", "work-remapped");
+    succeeded(
+        &out,
+        "rcriu's restore",
+        &c.dir.0.join("work-remapped/restore.log"),
+    );
+    let bad = c.report(2);
+    let e = same_self(&before, &bad).unwrap_err();
+    let words: Vec<&str> = bad.split_whitespace().collect();
+    assert!(words.starts_with(&["0", "200000", "65536"]), "{e}");
+}
+
+/// A process of the container in a user namespace nested in the
+/// container's is refused by name, and the container counts on.
+#[test]
+fn a_user_namespace_nested_in_a_containers_is_refused_by_name() {
+    need_tools();
+    let _g = common::setup();
+    let c = Container::in_userns(
+        "userns-nested",
+        &format!("unshare -U sleep 1000 & {COUNTER}"),
+    );
+    c.start();
+    c.wait_past(2);
+    let out = c.checkpoint("work-dump");
+    assert!(
+        !out.status.success(),
+        "checkpointed a nested user namespace"
+    );
+    let log = c.log("work-dump");
+    assert!(
+        log.contains("a user namespace nested in the tree's"),
+        "{log}"
+    );
+    c.counts_on();
+}
+
+/// CRIU 4.2 restores rcriu's checkpoint of a container in a user
+/// namespace of its own and the other way round (`RCRIU_TEST_CRIU`).
+/// CRIU 4.2 reads the images from inside the user namespace, so they
+/// are made readable to the container's root first (it fails with
+/// "Permission denied" on its own 0600 images otherwise).
+#[test]
+fn criu_and_rcriu_restore_each_others_containers_in_a_user_namespace() {
+    need_tools();
+    let Some(criu) = criu42() else {
+        return;
+    };
+    let _g = common::setup();
+    let c = Container::in_userns("userns-cross", USERNS_COUNTER);
+    c.start();
+    c.wait_past(2);
+    let before = c.report(0);
+    // CRIU dumps, rcriu restores.
+    let out = c.checkpoint_with(&criu, "images-criu", "work-criu");
+    succeeded(
+        &out,
+        "CRIU's checkpoint",
+        &c.dir.0.join("work-criu/dump.log"),
+    );
+    let n = c.counts().len();
+    let out = c.restore_with(RCRIU, "images-criu", "work-rcriu-restore");
+    let log = c.dir.0.join("work-rcriu-restore/restore.log");
+    succeeded(&out, "rcriu's restore of CRIU's images", &log);
+    c.wait_past(n + 3);
+    carried_on(&c.counts()).unwrap();
+    same_self(&before, &c.report(1)).unwrap();
+    // rcriu dumps, CRIU restores.
+    let out = c.checkpoint_with(RCRIU, "images-rcriu", "work-rcriu");
+    succeeded(
+        &out,
+        "rcriu's checkpoint",
+        &c.dir.0.join("work-rcriu/dump.log"),
+    );
+    run_ok(
+        Command::new("chmod")
+            .args(["-R", "a+rX"])
+            .arg(c.dir.0.join("images-rcriu")),
+    );
+    let n = c.counts().len();
+    let out = c.restore_with(&criu, "images-rcriu", "work-criu-restore");
+    let log = c.dir.0.join("work-criu-restore/restore.log");
+    succeeded(&out, "CRIU's restore of rcriu's images", &log);
+    c.wait_past(n + 3);
+    carried_on(&c.counts()).unwrap();
+    same_self(&before, &c.report(2)).unwrap();
+    assert_eq!(exec_id(&c).trim(), "uid=0 gid=0");
+}
+
+/// podman (`--runtime runc`, rcriu as its criu) checkpoints and restores
+/// a container run with `--uidmap 0:100000:65536 --gidmap 0:100000:65536`:
+/// the counter carries on, the restored init has the same maps (read on
+/// the host and inside with `podman exec`, which joins its namespaces),
+/// ids and capabilities. The images are rcriu's, with the user
+/// namespace's image. (CRIU 4.2 dumps such a container but fails its
+/// restore: it reads the images from inside the user namespace, and
+/// podman keeps them where the container's root may not read.)
+#[test]
+fn podman_checkpoints_and_restores_a_container_with_a_uid_map() {
+    let Some(p) = Podman::new("podman-uidmap") else {
+        return;
+    };
+    let _g = common::setup();
+    run_ok(p.podman().args(rcriu_test_support::PODMAN_RUN).args([
+        "--uidmap",
+        "0:100000:65536",
+        "--gidmap",
+        "0:100000:65536",
+        "--name",
+        &p.name,
+        PODMAN_IMAGE,
+        "/bin/sh",
+        "-c",
+        PODMAN_COUNTER,
+    ]));
+    p.wait_past(3);
+    let seen = |pid: &str| {
+        let map = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let ids: Vec<String> = status
+            .lines()
+            .filter(|l| l.starts_with("Uid") || l.starts_with("Gid") || l.starts_with("Cap"))
+            .map(String::from)
+            .collect();
+        (map("uid_map"), map("gid_map"), ids)
+    };
+    let before = seen(&p.inspect("{{.State.Pid}}"));
+    assert_eq!(
+        before.0.split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+    let userdata = p.userdata();
+    let out = p.container(&["checkpoint", "--keep"]);
+    succeeded(&out, "podman checkpoint", &userdata.join("dump.log"));
+    let images = userdata.join("checkpoint");
+    assert!(images.join("rcriu-manifest").exists(), "not rcriu's images");
+    assert!(
+        std::fs::read_dir(&images).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("userns-")),
+        "no userns image"
+    );
+    let at_dump = p.counts();
+    let out = p.container(&["restore", "--keep"]);
+    succeeded(&out, "podman restore", &userdata.join("restore.log"));
+    let after = p.wait_past(at_dump.len() + 3);
+    continued(&at_dump, &after).unwrap();
+    assert_eq!(seen(&p.inspect("{{.State.Pid}}")), before);
+    let inside =
+        run_ok(
+            p.podman()
+                .args(["exec", &p.name, "/bin/busybox", "cat", "/proc/1/uid_map"]),
+        );
+    assert_eq!(text(&inside.stdout), before.0);
+}
+
+/// A process in a user namespace of its own but in rcriu's pid namespace
+/// (`unshare --user --map-root-user`) is refused by name (the restore
+/// gives the root its pid from inside the user namespace, which only a
+/// pid namespace of its own allows), and left running.
+#[test]
+fn a_user_namespace_without_a_pid_namespace_is_refused_by_name() {
+    let _g = common::setup();
+    let mut child = Command::new("unshare")
+        .args(["--user", "--map-root-user", "sleep", "1000"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Until unshare became sleep in its namespace.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap()
+        == std::fs::read_link("/proc/self/ns/user").unwrap()
+        || std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap()
+            .trim()
+            != "sleep"
+    {
+        assert!(Instant::now() < deadline, "unshare made no user namespace");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let dir = TempDir::new("userns-nopid");
+    let out = Command::new(RCRIU)
+        .args(["dump", "--shell-job", "-t", &pid.to_string(), "-D"])
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    // Left as it was: sleeping, traced by no one.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(status.contains("State:\tS (sleeping)"), "{status}");
+    assert!(status.contains("TracerPid:\t0\n"), "{status}");
+    assert!(!out.status.success(), "dumped");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("a user namespace of its own without a pid namespace of its own"),
+        "{err}"
+    );
+}

@@ -148,6 +148,15 @@ pub fn check_namespaces(
             _ => false,
         };
         if !skip && mine != theirs {
+            if kind == NsKind::User && container.is_some_and(|c| c.user.is_some()) {
+                return Err(Error::unsupported(
+                    pid,
+                    format!(
+                        "a user namespace nested in the tree's (user:[{}])",
+                        theirs.unwrap_or(0)
+                    ),
+                ));
+            }
             // Inside a container, the namespace it differs from is the
             // container's (which rcriu dumps), not rcriu's.
             let whose = if container.is_some_and(|c| c.own.contains(&kind)) {

@@ -127,6 +127,7 @@ pub mod track;
 mod track_sys;
 pub mod tree;
 pub mod tty;
+pub mod userns;
 pub mod utsns;
 
 use std::path::PathBuf;

@@ -3,8 +3,9 @@
 //! the processes as the namespace does), the UTS and IPC namespaces
 //! ([`utsns`], [`ipcns`]), the mount namespace ([`mnt`]) and, with
 //! `--empty-ns net`, a network namespace the restore makes empty, or,
-//! named with `--external net[INODE]:KEY`, one the restore is given. The
-//! user, cgroup and time namespaces must be rcriu's.
+//! named with `--external net[INODE]:KEY`, one the restore is given, and
+//! a user namespace owning all of them ([`userns`]). The cgroup and time
+//! namespaces must be rcriu's.
 //!
 //! Namespaces are read from a thread of rcriu that joins them (`setns`
 //! moves only the calling thread), so rcriu itself stays where it is.
@@ -26,7 +27,7 @@ use rcriu_proc::{Namespaces, NsKind, Pid, Task};
 use rustix::thread::LinkNameSpaceType;
 
 use crate::tree::{Kind, Tree};
-use crate::{Error, Result, ipcns, mnt, net, pidns, utsns};
+use crate::{Error, Result, ipcns, mnt, net, pidns, userns, utsns};
 
 /// `CLONE_NEWNET`, the only namespace `--empty-ns` takes.
 pub const CLONE_NEWNET: u32 = 0x4000_0000;
@@ -77,6 +78,8 @@ pub struct Container {
     pub nested_ns: Vec<u64>,
     /// Each of them with its init's host pid.
     pub nested_inits: Vec<(u64, Pid)>,
+    /// Its user namespace of its own, owning the others.
+    pub user: Option<userns::UserNs>,
 }
 
 /// The most pid namespaces nested under the container's (the restore's
@@ -84,7 +87,8 @@ pub struct Container {
 pub const MAX_NESTED: usize = 6;
 
 /// The kinds of namespace a container may have of its own.
-const TAKEN: [NsKind; 5] = [
+const TAKEN: [NsKind; 6] = [
+    NsKind::User,
     NsKind::Pid,
     NsKind::Net,
     NsKind::Ipc,
@@ -144,6 +148,19 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
         ns,
         ..Default::default()
     };
+    if own.contains(&NsKind::User) {
+        let threads = tree
+            .members
+            .iter()
+            .map(|m| match &m.kind {
+                Kind::Alive(s) => s.threads().len(),
+                _ => 1,
+            })
+            .sum();
+        let host_user = host.get(NsKind::User).unwrap_or(0);
+        let members: Vec<Pid> = tree.members.iter().map(|m| m.pid).collect();
+        c.user = Some(userns::collect(pid, host_user, &own, &members, threads)?);
+    }
     if own.contains(&NsKind::Net) {
         let ino = c.ns.get(NsKind::Net);
         c.net_ext = o
@@ -232,10 +249,26 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
             ipcns::read_here()
         })?
         .map_err(|why| Error::unsupported(pid, why))?;
+        // Their owners would have to be made again from the tree's side.
+        let objects = ipc.shm.len() + ipc.sem.len() + ipc.msg.len();
+        if c.user.is_some() && objects > 0 {
+            return Err(Error::unsupported(
+                pid,
+                format!(
+                    "{objects} SysV IPC object(s) in a user namespace of its own (not restored there yet)"
+                ),
+            ));
+        }
         c.ipc = Some(ipc);
     }
     if own.contains(&NsKind::Mnt) {
-        let tree = mnt::collect(pid, &o.ext_mounts)?;
+        let mut tree = mnt::collect(pid, &o.ext_mounts)?;
+        // Their uid= and gid= as the tree sees them, as CRIU writes them.
+        if let Some(u) = &c.user {
+            for e in &mut tree.entries {
+                e.options = u.options(&String::from_utf8_lossy(&e.options)).into_bytes();
+            }
+        }
         // POSIX message queues are not dumped yet.
         for e in tree
             .entries
@@ -254,7 +287,6 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
                 ));
             }
         }
-        let mut tree = tree;
         pidns::mark_procs(pid, &mut tree, &c)?;
         c.mnt = Some(tree);
     } else if own.contains(&NsKind::Pid) {

@@ -190,7 +190,7 @@ fn inherited_session(infos: &[Info], i: &Info) -> bool {
 fn parent_ns(pid: Pid) -> Result<u64> {
     let path = format!("/proc/{pid}/ns/pid");
     let f = std::fs::File::open(&path).map_err(Error::file(pid, &path))?;
-    crate::sys::ns_parent(f.as_fd()).map_err(Error::file(pid, &path))
+    crate::sys::ns_parent_ino(f.as_fd()).map_err(Error::file(pid, &path))
 }
 
 /// Names the nested pid namespace each proc of the container was

@@ -747,6 +747,9 @@ fn write_namespaces(
     ct: &namespaces::Container,
     ids: &pb::TaskKobjIdsEntry,
 ) -> Result<()> {
+    if let (Some(u), Some(id)) = (&ct.user, ids.user_ns_id) {
+        out.write_one(ImageFile::Userns(id.into()), &u.entry)?;
+    }
     if let (Some(uts), Some(id)) = (&ct.uts, ids.uts_ns_id) {
         out.write_one(ImageFile::Utsns(id.into()), uts)?;
     }
@@ -774,7 +777,10 @@ fn write_namespaces(
             let started = out
                 .created(file)
                 .and_then(|d| d.create_raw(file).map_err(Error::image(pid)))
-                .and_then(|f| tmpfs::start(pid, mp, f, &file.name()));
+                .and_then(|f| match ct.user.as_ref() {
+                    Some(u) => tmpfs::start_in_userns(pid, mp, f, u.open(pid)?),
+                    None => tmpfs::start(pid, mp, f, &file.name()),
+                });
             match started {
                 Ok(t) => tars.push(t),
                 Err(e) => {
@@ -1501,7 +1507,14 @@ fn collect(
     let limits = task.limits().map_err(Error::proc(pid))?;
     let auxv = task.auxv().map_err(Error::proc(pid))?;
     let personality = task.personality().map_err(Error::proc(pid))?;
-    let loginuid = task.loginuid().ok();
+    // As the tree sees it, in a user namespace of its own (as CRIU).
+    let loginuid = task
+        .loginuid()
+        .ok()
+        .map(|l| match container.and_then(|c| c.user.as_ref()) {
+            Some(u) => u.uid(l),
+            None => l,
+        });
     let oom_score_adj = task.oom_score_adj().ok();
     let their_timens = timens::offsets(pid).map_err(Error::proc(pid))?;
     fault::check_abort().map_err(Error::compel(pid))?;

@@ -191,20 +191,36 @@ pub fn abort_on_signals() -> io::Result<()> {
     Ok(())
 }
 
-/// `NS_GET_PARENT`, `_IO(0xb7, 0x2)`.
+/// `NS_GET_USERNS`: `_IO(0xb7, 0x1)`.
+const NS_GET_USERNS: libc::c_ulong = 0xb701;
+/// `NS_GET_PARENT`: `_IO(0xb7, 0x2)`.
 const NS_GET_PARENT: libc::c_ulong = 0xb702;
 
-/// The inode of the parent of the pid namespace open at `ns`
-/// (`ioctl(NS_GET_PARENT)`).
-pub fn ns_parent(ns: BorrowedFd<'_>) -> io::Result<u64> {
-    // SAFETY: the ioctl takes only the fd, which the caller holds; it
-    // returns a new fd, which is owned at once.
-    let r = unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_PARENT) };
+fn ns_ioctl(ns: BorrowedFd<'_>, op: libc::c_ulong) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the two ns ioctls take no argument and return a new fd (or
+    // -1), which we own from here on.
+    let r = unsafe { libc::ioctl(ns.as_raw_fd(), op as _) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: `r` is a new fd of this process, owned by nothing else.
-    let parent = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(r) };
+    // SAFETY: `r` is a new fd nobody else holds.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(r) })
+}
+
+/// The user namespace that owns namespace `ns` (`NS_GET_USERNS`).
+pub fn ns_owner(ns: BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> {
+    ns_ioctl(ns, NS_GET_USERNS)
+}
+
+/// The parent of user (or pid) namespace `ns` (`NS_GET_PARENT`).
+pub fn ns_parent(ns: BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> {
+    ns_ioctl(ns, NS_GET_PARENT)
+}
+
+/// The inode of the parent of the pid namespace open at `ns`.
+pub fn ns_parent_ino(ns: BorrowedFd<'_>) -> io::Result<u64> {
+    let parent = ns_parent(ns)?;
     let st = rustix::fs::fstat(&parent)?;
     Ok(st.st_ino)
 }

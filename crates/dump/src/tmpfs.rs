@@ -45,7 +45,61 @@ pub fn start(pid: Pid, mp: &Path, to: File, image: &str) -> Result<Tar> {
         .name("tmpfs".into())
         .spawn(move || save(pid, &root, to, &image))
         .map_err(Error::file(pid, &mp))?;
-    Ok(Tar { pid, mp, handle })
+    Ok(Tar {
+        pid,
+        mp,
+        how: How::Thread(handle),
+    })
+}
+
+/// [`start`] for a tree in a user namespace of its own (`userns`, open):
+/// GNU tar runs there as its root, on a copy of the mount alone, so that
+/// the owners it records are the tree's and what binds cover (the device
+/// nodes a container in a user namespace binds from the host) is the
+/// tmpfs's own, as CRIU's tar sees it.
+pub fn start_in_userns(pid: Pid, mp: &Path, to: File, userns: std::os::fd::OwnedFd) -> Result<Tar> {
+    let p = format!("/proc/{pid}/ns/mnt");
+    let mntns = File::open(&p).map_err(Error::file(pid, &p))?;
+    let path = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes()).map_err(|_| {
+        Error::Inconsistent {
+            pid,
+            what: format!("a mount point with a NUL byte: {}", mp.display()),
+        }
+    })?;
+    let mine = "/proc/thread-self/ns/mnt";
+    let back = File::open(mine).map_err(Error::file(pid, mine))?;
+    let at = rcriu_restore::userns::WorkDir::MountIn {
+        mntns: mntns.into(),
+        path,
+        back: back.into(),
+    };
+    let mut cmd = Command::new("tar");
+    rcriu_restore::userns::exec_in_userns(&mut cmd, at, userns);
+    let child = cmd
+        .args([
+            "--create",
+            "--gzip",
+            "--no-unquote",
+            "--no-wildcards",
+            "--one-file-system",
+            "--check-links",
+            "--preserve-permissions",
+            "--sparse",
+            "--numeric-owner",
+            "--directory",
+            ".",
+            ".",
+        ])
+        .stdin(Stdio::null())
+        .stdout(to)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(Error::file(pid, mp))?;
+    Ok(Tar {
+        pid,
+        mp: mp.to_owned(),
+        how: How::Gnu(child),
+    })
 }
 
 /// A tmpfs being saved.
@@ -53,21 +107,42 @@ pub fn start(pid: Pid, mp: &Path, to: File, image: &str) -> Result<Tar> {
 pub struct Tar {
     pid: Pid,
     mp: PathBuf,
-    handle: JoinHandle<Result<()>>,
+    how: How,
+}
+
+/// Who saves it.
+#[derive(Debug)]
+enum How {
+    /// A thread of rcriu's.
+    Thread(JoinHandle<Result<()>>),
+    /// GNU tar, in the tree's user namespace.
+    Gnu(std::process::Child),
 }
 
 impl Tar {
     /// Waits for it; an error when it failed.
     pub fn wait(self) -> Result<()> {
-        self.handle.join().unwrap_or_else(|_| {
-            Err(Error::Inconsistent {
-                pid: self.pid,
-                what: format!(
-                    "saving the tmpfs at {} stopped short (its thread panicked)",
-                    self.mp.display()
-                ),
-            })
-        })
+        let (pid, mp) = (self.pid, self.mp.display().to_string());
+        match self.how {
+            How::Thread(h) => h.join().unwrap_or_else(|_| {
+                Err(Error::Inconsistent {
+                    pid,
+                    what: format!("saving the tmpfs at {mp} stopped short (its thread panicked)"),
+                })
+            }),
+            How::Gnu(mut child) => {
+                let status = child
+                    .wait()
+                    .map_err(Error::file(pid, format!("tar of {mp}")))?;
+                if !status.success() {
+                    return Err(Error::Inconsistent {
+                        pid,
+                        what: format!("tar of the tmpfs at {mp} failed: {status}"),
+                    });
+                }
+                Ok(())
+            }
+        }
     }
 }
 

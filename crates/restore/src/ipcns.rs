@@ -86,11 +86,46 @@ fn got_id(file: &ImageFile, kind: &str, want: u32, got: i32) -> Result<()> {
 
 /// Makes the calling thread's IPC namespace, new, what the images of
 /// namespace `ns` say.
-pub fn set_here(var: &pb::IpcVarEntry, dir: &ImageDir, ns: u32) -> Result<()> {
-    set_var(var)?;
+///
+/// In a user namespace of the tree's own (`user`), the limits are
+/// written as its root (the kernel lets only the namespace's owner write
+/// them), and objects are refused by name: their owners would have to
+/// be made again from the tree's side.
+pub fn set_here(
+    var: &pb::IpcVarEntry,
+    dir: &ImageDir,
+    ns: u32,
+    user: Option<&crate::userns::UserNs>,
+) -> Result<()> {
+    {
+        let _root = user.map(crate::userns::AsRoot::enter).transpose()?;
+        set_var(var)?;
+    }
+    if user.is_some() {
+        refuse_objects(dir, ns)?;
+    }
     shm(dir, ns)?;
     msg(dir, ns)?;
     sem(dir, ns)
+}
+
+fn refuse_objects(dir: &ImageDir, ns: u32) -> Result<()> {
+    let mut n = 0;
+    if let Some(mut r) = dir.reader_if_exists(ImageFile::IpcShm(ns.into()))? {
+        n += usize::from(r.read_next::<pb::IpcShmEntry>()?.is_some());
+    }
+    if let Some(mut r) = dir.reader_if_exists(ImageFile::IpcMsg(ns.into()))? {
+        n += usize::from(r.read_next::<pb::IpcMsgEntry>()?.is_some());
+    }
+    if let Some(mut r) = dir.reader_if_exists(ImageFile::IpcSem(ns.into()))? {
+        n += usize::from(r.read_next::<pb::IpcSemEntry>()?.is_some());
+    }
+    if n > 0 {
+        return Err(Error::unsupported(
+            "restoring SysV IPC objects in a user namespace of the tree's own",
+        ));
+    }
+    Ok(())
 }
 
 fn shm(dir: &ImageDir, ns: u32) -> Result<()> {

@@ -77,6 +77,7 @@ pub mod uffd;
 mod uffd_sys;
 pub use tty::OrphanPts;
 pub mod unprivileged;
+pub mod userns;
 mod utsns;
 mod vdso;
 
@@ -867,6 +868,7 @@ impl Restore {
                 .count() as u32;
             if i == 0 {
                 args.go_fd = go_rd.as_raw_fd();
+
                 let pages_file = std::fs::File::from(
                     p.pages_file
                         .try_clone()
@@ -1548,6 +1550,27 @@ pub(crate) fn fork_restorer(f: &namespaces::Fork) -> std::io::Result<Pid> {
     // reads, by absolute addresses that are the same in the fork) and its
     // stack; the restorer never returns into Rust code.
     unsafe { sys::clone3_into(f.flags, f.pid, f.stack, f.stack_size, f.entry, f.arg) }
+}
+
+/// Forks into the restorer as `f` says, from inside user namespace
+/// `userns` (which then owns the new pid namespace of `f`).
+#[allow(unsafe_code)]
+pub(crate) fn fork_restorer_in(
+    f: &namespaces::Fork,
+    userns: std::os::fd::BorrowedFd<'_>,
+) -> std::io::Result<Pid> {
+    // SAFETY: as for `fork_restorer`.
+    unsafe {
+        sys::clone3_into_userns(
+            userns,
+            f.flags,
+            f.pid,
+            f.stack,
+            f.stack_size,
+            f.entry,
+            f.arg,
+        )
+    }
 }
 
 pub(crate) fn zeroed_args() -> Args {

@@ -12,7 +12,7 @@
 //! 3. Once the pid namespace's init exists, proc is mounted for that
 //!    namespace (`pidns`), then the mounts under it.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rcriu_images::{ImageDir, ImageFile, pb};
@@ -122,6 +122,13 @@ impl MntTree {
 #[derive(Debug, Default)]
 pub struct Prepared {
     mounts: Vec<(usize, OwnedFd)>,
+    /// In a user namespace of the tree's own: rcriu's mount namespace,
+    /// where proc is made (the kernel refuses a new proc in a mount
+    /// namespace of another user namespace that shows no proc whole, as
+    /// the container's does once its root is pivoted).
+    pub outside: Option<OwnedFd>,
+    /// And the container's mount namespace, to come back to.
+    pub inside: Option<OwnedFd>,
     /// The ptys made for binds of their slaves: index, master.
     pub ptys: Vec<(u32, OwnedFd)>,
 }
@@ -184,16 +191,36 @@ fn new_mount(name: &str, e: &pb::MntEntry) -> rustix::io::Result<OwnedFd> {
     rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
 }
 
-/// Fills the detached tmpfs `mount` from its tarball ([`crate::tmpfs`]).
-fn fill_tmpfs(dir: &ImageDir, e: &pb::MntEntry, mount: &OwnedFd) -> Result<()> {
+/// Fills the detached tmpfs `mount` from its tarball ([`crate::tmpfs`]);
+/// in a user namespace of the tree's own (`userns`, open), GNU tar runs
+/// there as its root, so that the owners the tarball names are the
+/// tree's, as CRIU's.
+fn fill_tmpfs(
+    dir: &ImageDir,
+    e: &pb::MntEntry,
+    mount: &OwnedFd,
+    userns: Option<BorrowedFd<'_>>,
+) -> Result<()> {
     let file = ImageFile::TmpfsDev(e.root_dev.into());
     let tarball = dir.open_raw(file)?;
-    crate::tmpfs::fill(tarball, &file.name(), mount, &text(&e.mountpoint))
+    match userns {
+        Some(ns) => {
+            crate::tmpfs::fill_in_userns(tarball, &file.name(), mount, &text(&e.mountpoint), ns)
+        }
+        None => crate::tmpfs::fill(tarball, &file.name(), mount, &text(&e.mountpoint)),
+    }
 }
 
 /// Step 1: every mount but the root and proc's, detached, tmpfs filled.
 /// `ext` maps an external mount's key to its host path.
-pub fn prepare(tree: &MntTree, dir: &ImageDir, ext: &[(String, String)]) -> Result<Prepared> {
+/// In a user namespace of the tree's own (`user`: it and its fd), the
+/// mounts' `uid=`/`gid=` are given as rcriu sees them.
+pub fn prepare(
+    tree: &MntTree,
+    dir: &ImageDir,
+    ext: &[(String, String)],
+    user: Option<(&crate::userns::UserNs, BorrowedFd<'_>)>,
+) -> Result<Prepared> {
     let mut p = Prepared::default();
     for (i, e) in tree.entries.iter().enumerate().skip(1) {
         let mp = text(&e.mountpoint);
@@ -221,10 +248,23 @@ pub fn prepare(tree: &MntTree, dir: &ImageDir, ext: &[(String, String)]) -> Resu
                 DEVPTS => "devpts",
                 _ => "mqueue",
             };
+            let outside;
+            let e = match user {
+                Some((u, _)) => {
+                    let mut o = e.clone();
+                    o.options = u
+                        .options(&text(&e.options))
+                        .map_err(|why| Error::invalid(tree.image.clone(), why))?
+                        .into_bytes();
+                    outside = o;
+                    &outside
+                }
+                None => e,
+            };
             let fd = new_mount(name, e)
                 .map_err(|err| Error::io(format!("mounting {name} for {mp}"))(err.into()))?;
             if e.fstype == TMPFS {
-                fill_tmpfs(dir, e, &fd)?;
+                fill_tmpfs(dir, e, &fd, user.map(|(_, f)| f))?;
             }
             fd
         };
@@ -334,6 +374,23 @@ pub fn attach_prepared(tree: &MntTree, p: &mut Prepared) -> Result<()> {
     set_flags(tree, &done)
 }
 
+/// Runs `f` with the calling thread in mount namespace `ns` (when
+/// given, with its own to come back to; its root and cwd are then that
+/// namespace's root, as they are after the pivot).
+fn in_mount_ns<T>(
+    ns: Option<(&OwnedFd, &OwnedFd)>,
+    f: impl FnOnce() -> rustix::io::Result<T>,
+) -> rustix::io::Result<T> {
+    let Some((ns, back)) = ns else {
+        return f();
+    };
+    let mnt = Some(rustix::thread::LinkNameSpaceType::Mount);
+    rustix::thread::move_into_link_name_space(ns.as_fd(), mnt)?;
+    let r = f();
+    rustix::thread::move_into_link_name_space(back.as_fd(), mnt)?;
+    r
+}
+
 /// Step 3: proc for the pid namespace `pidns` (an fd of it), and the
 /// mounts under it.
 pub fn mount_proc(tree: &MntTree, p: &mut Prepared, pidns: &OwnedFd) -> Result<()> {
@@ -347,10 +404,17 @@ pub fn mount_proc(tree: &MntTree, p: &mut Prepared, pidns: &OwnedFd) -> Result<(
         let fd = if let Some(at) = p.mounts.iter().position(|(j, _)| *j == i) {
             p.mounts.remove(at).1
         } else if e.fstype == PROC && e.root == b"/" {
+            let ns = p.outside.as_ref().zip(p.inside.as_ref());
             let made = fs_context("proc", e).and_then(|fs| {
                 rustix::mount::fsconfig_set_fd(&fs, "pidns", pidns)?;
                 rustix::mount::fsconfig_create(&fs)?;
-                rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+                in_mount_ns(ns, || {
+                    rustix::mount::fsmount(
+                        &fs,
+                        FsMountFlags::FSMOUNT_CLOEXEC,
+                        MountAttrFlags::empty(),
+                    )
+                })
             });
             made.map_err(|err| Error::io(format!("mounting proc for {mp}"))(err.into()))?
         } else {

@@ -14,8 +14,14 @@
 //! files are opened, rcriu's planning thread joins the holder's network
 //! namespace ([`InNet`]), so that the container's sockets are made in
 //! it.
+//!
+//! A tree in a user namespace of its own ([`userns`]): the namespaces
+//! are made in a new user namespace by a helper, and the holder joins
+//! them instead of unsharing its own; the root is forked, with its new
+//! pid namespace, by a child of the holder that entered the user
+//! namespace first, so that it owns the pid namespace too.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -23,7 +29,7 @@ use rcriu_images::{ImageDir, ImageFile, pb};
 use rcriu_proc::Pid;
 use rustix::thread::UnshareFlags;
 
-use crate::{Error, Result, ipcns, mnt, net, sys, utsns};
+use crate::{Error, Result, ipcns, mnt, net, sys, userns, utsns};
 
 /// What the caller tells the restore of a container.
 #[derive(Debug, Clone, Default)]
@@ -59,6 +65,8 @@ pub struct Container {
     /// its objects).
     pub ipc: Option<(pb::IpcVarEntry, u32)>,
     pub mnt: Option<mnt::MntTree>,
+    /// Its user namespace of its own, owning the others.
+    pub user: Option<userns::UserNs>,
 }
 
 /// Reads the namespaces of the root `ids` has of its own (those that
@@ -70,10 +78,7 @@ pub fn load(
     dumper: &pb::TaskKobjIdsEntry,
 ) -> Result<Option<Container>> {
     let own = |a: Option<u32>, b: Option<u32>| matches!((a, b), (Some(x), Some(y)) if x != y);
-    for (name, a, b) in [
-        ("user", ids.user_ns_id, dumper.user_ns_id),
-        ("cgroup", ids.cgroup_ns_id, dumper.cgroup_ns_id),
-    ] {
+    for (name, a, b) in [("cgroup", ids.cgroup_ns_id, dumper.cgroup_ns_id)] {
         if own(a, b) {
             return Err(Error::unsupported(format!(
                 "restoring process {pid} into its own {name} namespace"
@@ -85,6 +90,9 @@ pub fn load(
         net: own(ids.net_ns_id, dumper.net_ns_id),
         ..Container::default()
     };
+    if own(ids.user_ns_id, dumper.user_ns_id) {
+        c.user = Some(userns::UserNs::load(dir, ids.user_ns_id.unwrap_or(0))?);
+    }
     if c.net {
         let file = ImageFile::Netns(ids.net_ns_id.unwrap_or(0).into());
         if dir.exists(file) {
@@ -110,12 +118,23 @@ pub fn load(
         let entries = dir.read_all(file)?;
         c.mnt = Some(mnt::MntTree::new(entries, file.name())?);
     }
+    if c.user.is_some() && !c.pid {
+        return Err(Error::unsupported(format!(
+            "restoring process {pid} into its own user namespace without a pid namespace of its own"
+        )));
+    }
     if c.pid && c.mnt.is_none() {
         return Err(Error::unsupported(format!(
             "restoring process {pid} into its own pid namespace in rcriu's mount namespace"
         )));
     }
-    if !(c.pid || c.net || c.uts.is_some() || c.ipc.is_some() || c.mnt.is_some()) {
+    if !(c.pid
+        || c.net
+        || c.uts.is_some()
+        || c.ipc.is_some()
+        || c.mnt.is_some()
+        || c.user.is_some())
+    {
         return Ok(None);
     }
     Ok(Some(c))
@@ -195,7 +214,7 @@ fn set_up(
     c: &Container,
     o: &Options,
     dir: &ImageDir,
-) -> Result<(Option<mnt::Prepared>, Option<OwnedFd>)> {
+) -> Result<(Option<mnt::Prepared>, Option<OwnedFd>, Option<OwnedFd>)> {
     // rcriu's network namespace, where the outside ends of veths go.
     let joining = c.net && o.join_net.is_some();
     let host_net = match &c.net_full {
@@ -222,7 +241,29 @@ fn set_up(
     if c.ipc.is_some() {
         flags |= UnshareFlags::NEWIPC;
     }
-    sys::unshare(flags).map_err(Error::host("unsharing the container's namespaces"))?;
+    // rcriu's mount namespace, before the holder joins one of a user
+    // namespace of the tree's own.
+    let outside = match &c.user {
+        Some(_) => Some(OwnedFd::from(
+            std::fs::File::open("/proc/thread-self/ns/mnt")
+                .map_err(Error::file("opening", "/proc/thread-self/ns/mnt"))?,
+        )),
+        None => None,
+    };
+    let user = match &c.user {
+        Some(u) => Some(join_made(u, flags)?),
+        None => {
+            sys::unshare(flags).map_err(Error::host("unsharing the container's namespaces"))?;
+            None
+        }
+    };
+    let inside = match &outside {
+        Some(_) => Some(OwnedFd::from(
+            std::fs::File::open("/proc/thread-self/ns/mnt")
+                .map_err(Error::file("opening", "/proc/thread-self/ns/mnt"))?,
+        )),
+        None => None,
+    };
     if let (true, Some(path)) = (joining, &o.join_net) {
         join_net(path)?;
     } else if let Some(key) = &c.net_ext {
@@ -237,10 +278,10 @@ fn set_up(
         utsns::set_here(u)?;
     }
     if let Some((var, id)) = &c.ipc {
-        ipcns::set_here(var, dir, *id)?;
+        ipcns::set_here(var, dir, *id, c.user.as_ref())?;
     }
     let Some(tree) = &c.mnt else {
-        return Ok((None, None));
+        return Ok((None, None, user));
     };
     let Some(root) = &o.root else {
         return Err(Error::unsupported(
@@ -255,10 +296,30 @@ fn set_up(
         rustix::fs::Mode::empty(),
     )
     .map_err(|e| Error::file("opening", "/proc")(e.into()))?;
-    let mut prepared = mnt::prepare(tree, dir, &o.ext_mounts)?;
+    let in_user = c.user.as_ref().zip(user.as_ref().map(|u| u.as_fd()));
+    let mut prepared = mnt::prepare(tree, dir, &o.ext_mounts, in_user)?;
+    prepared.outside = outside;
+    prepared.inside = inside;
     mnt::pivot(root)?;
     mnt::attach_prepared(tree, &mut prepared)?;
-    Ok((Some(prepared), Some(proc)))
+    Ok((Some(prepared), Some(proc), user))
+}
+
+/// Makes the tree's user namespace and, in it, the namespaces of `flags`,
+/// and joins those (the user namespace itself is entered by the child
+/// that forks the root, [`crate::fork_restorer_in`]); returns the user
+/// namespace, open.
+fn join_made(u: &userns::UserNs, flags: UnshareFlags) -> Result<OwnedFd> {
+    let made = userns::make(u, u64::from(flags.bits()))?;
+    // Its own root and cwd (shared with rcriu's other threads otherwise),
+    // which a mount namespace joined replaces.
+    sys::unshare(UnshareFlags::FS).map_err(Error::host("unsharing the holder's fs info"))?;
+    for (kind, fd) in &made.others {
+        rustix::thread::move_into_link_name_space(fd.as_fd(), Some(*kind)).map_err(|e| {
+            Error::host("joining a namespace made in the new user namespace (setns)")(e.into())
+        })?;
+    }
+    Ok(made.user)
 }
 
 /// Joins the network namespace at `path` (`--join-ns net:PATH`; a pid
@@ -311,7 +372,7 @@ impl Holder {
         let thread = std::thread::Builder::new()
             .name("namespaces".into())
             .spawn(move || {
-                let (mut prepared, proc) = match set_up(&c, &o, &dir) {
+                let (mut prepared, proc, user) = match set_up(&c, &o, &dir) {
                     Ok(p) => p,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -330,7 +391,10 @@ impl Holder {
                 if c.pid {
                     f.flags |= libc::CLONE_NEWPID as u64;
                 }
-                let forked = crate::fork_restorer(&f);
+                let forked = match &user {
+                    Some(u) => crate::fork_restorer_in(&f, u.as_fd()),
+                    None => crate::fork_restorer(&f),
+                };
                 let child = match forked {
                     Ok(p) => p,
                     Err(e) => {

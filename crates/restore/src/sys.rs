@@ -215,3 +215,231 @@ pub fn fork_waiting_as(pid: Pid) -> io::Result<Pid> {
     }
     check(r).map(|p| p as Pid)
 }
+
+/// Forks a process in a new user namespace (clone3 with CLONE_NEWUSER)
+/// that, once it reads a byte on `go` (its maps written), unshares the
+/// namespaces of `flags` (which the new user namespace then owns),
+/// writes the outcome (0 or an errno, 4 bytes) on `ready`, and waits
+/// until it is killed. Returns its pid.
+pub fn fork_in_new_userns(
+    go: BorrowedFd<'_>,
+    ready: BorrowedFd<'_>,
+    flags: u64,
+) -> io::Result<Pid> {
+    let (go, ready) = (go.as_raw_fd(), ready.as_raw_fd());
+    let args = CloneArgs {
+        flags: libc::CLONE_NEWUSER as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 without CLONE_VM or a stack is a fork: it reads
+    // `args`, alive across the call. The child only makes system calls
+    // (read, unshare, write, pause: async-signal-safe) on integers and
+    // its own locals until it is killed; no Rust code that could touch a
+    // lock held by another thread runs there.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            std::ptr::from_ref(&args),
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r == 0 {
+        let mut b = 0u8;
+        // SAFETY: reads one byte into a local.
+        let n = unsafe { libc::read(go, std::ptr::from_mut(&mut b).cast(), 1) };
+        if n == 1 {
+            // SAFETY: unshare takes flags only.
+            let err: i32 = if unsafe { libc::unshare(flags as libc::c_int) } == 0 {
+                0
+            } else {
+                // SAFETY: errno of this thread.
+                unsafe { *libc::__errno_location() }
+            };
+            // SAFETY: writes the 4 bytes of a local.
+            unsafe { libc::write(ready, std::ptr::from_ref(&err).cast(), 4) };
+        }
+        loop {
+            // SAFETY: waits for a signal; SIGKILL ends it.
+            unsafe { libc::pause() };
+        }
+    }
+    check(r).map(|p| p as Pid)
+}
+
+/// Where a tool run in a user namespace works ([`exec_in_userns`]).
+#[derive(Debug)]
+pub enum WorkDir {
+    /// A directory (or a detached mount), open.
+    Fd(OwnedFd),
+    /// A copy of the mount at `path` in mount namespace `mntns` alone
+    /// (`open_tree(OPEN_TREE_CLONE)` there: what its binds cover shows);
+    /// the tool itself is found in mount namespace `back` (rcriu's).
+    MountIn {
+        mntns: OwnedFd,
+        path: std::ffi::CString,
+        back: OwnedFd,
+    },
+}
+
+/// Makes `cmd` run in `dir` and in user namespace `userns` as its root
+/// (uid and gid 0), as CRIU runs its tools for a tree in a user
+/// namespace of its own.
+pub fn exec_in_userns(cmd: &mut std::process::Command, dir: WorkDir, userns: OwnedFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs in the forked child (one thread) before exec
+    // and makes only system calls (setns, open_tree, fchdir, setgid,
+    // setuid: async-signal-safe) on fds and a path the closure owns
+    // (alive as long as `cmd`, across the spawn; close-on-exec, so the
+    // program does not keep them).
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = match &dir {
+                WorkDir::Fd(f) => f.as_raw_fd(),
+                WorkDir::MountIn { mntns, path, back } => {
+                    if libc::setns(mntns.as_raw_fd(), libc::CLONE_NEWNS) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    // OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC.
+                    let r = libc::syscall(
+                        libc::SYS_open_tree,
+                        libc::AT_FDCWD,
+                        path.as_ptr(),
+                        (1 | libc::O_CLOEXEC) as libc::c_uint,
+                    );
+                    if r < 0 || libc::setns(back.as_raw_fd(), libc::CLONE_NEWNS) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    r as i32
+                }
+            };
+            if libc::fchdir(fd) != 0
+                || libc::setns(userns.as_raw_fd(), libc::CLONE_NEWUSER) != 0
+                || libc::setgid(0) != 0
+                || libc::setuid(0) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sets the calling thread's effective gid, then uid (raw setresgid and
+/// setresuid: only this thread's credentials change, unlike libc's,
+/// which change every thread's).
+pub fn thread_effective_ids(uid: u32, gid: u32) -> io::Result<()> {
+    let keep = libc::c_long::from(-1i32);
+    // SAFETY: setresgid takes integers only.
+    check(unsafe { libc::syscall(libc::SYS_setresgid, keep, libc::c_long::from(gid), keep) })?;
+    // SAFETY: setresuid takes integers only.
+    check(unsafe { libc::syscall(libc::SYS_setresuid, keep, libc::c_long::from(uid), keep) })?;
+    Ok(())
+}
+
+/// Back to effective uid, then gid, 0 (the real and saved ids are 0, so
+/// the thread may).
+pub fn thread_effective_root() -> io::Result<()> {
+    let keep = libc::c_long::from(-1i32);
+    // SAFETY: setresuid takes integers only.
+    check(unsafe { libc::syscall(libc::SYS_setresuid, keep, 0 as libc::c_long, keep) })?;
+    // SAFETY: setresgid takes integers only.
+    check(unsafe { libc::syscall(libc::SYS_setresgid, keep, 0 as libc::c_long, keep) })?;
+    Ok(())
+}
+
+/// Forks the root into the restorer (as [`clone3_into`] with `flags`,
+/// which hold `CLONE_NEWPID`) from inside user namespace `userns`, so
+/// that the user namespace owns its new pid namespace, as CRIU's root,
+/// made with `CLONE_NEWUSER | CLONE_NEWPID` at once, has it: a first
+/// child enters the user namespace as its root there (uid and gid 0, no
+/// groups, dumpable, as CRIU's root task is before anything else) and
+/// forks the root as a child of its own parent (`CLONE_PARENT`: rcriu,
+/// or rcriu's parent when `flags` holds `CLONE_PARENT`), then ends.
+/// Returns the root's pid.
+///
+/// # Safety
+/// As [`clone3_into`].
+pub unsafe fn clone3_into_userns(
+    userns: BorrowedFd<'_>,
+    flags: u64,
+    pid: Pid,
+    stack: u64,
+    stack_size: u64,
+    entry: u64,
+    arg: u64,
+) -> io::Result<Pid> {
+    let (rd, wr) = rcriu_compel::sys::pipe()?;
+    let sibling = flags & libc::CLONE_PARENT as u64 != 0;
+    let args = CloneArgs {
+        flags: if sibling {
+            libc::CLONE_PARENT as u64
+        } else {
+            0
+        },
+        exit_signal: if sibling { 0 } else { libc::SIGCHLD as u64 },
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 without CLONE_VM or a stack is a fork: it reads
+    // `args`, alive across the call. The child makes only system calls
+    // (setns, setuid, setgid, setgroups, prctl, clone3, write, _exit:
+    // async-signal-safe) on integers and its own locals, then ends; the
+    // root it forks starts in the restorer, as `clone3_into` says.
+    let r0 = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            std::ptr::from_ref(&args),
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r0 == 0 {
+        let err = || -> i32 {
+            // SAFETY: errno of this (only) thread.
+            -unsafe { *libc::__errno_location() }
+        };
+        // SAFETY: integers and the caller's fd.
+        let entered = unsafe {
+            libc::setns(userns.as_raw_fd(), libc::CLONE_NEWUSER) == 0
+                && libc::setuid(0) == 0
+                && libc::setgid(0) == 0
+                && libc::setgroups(0, std::ptr::null()) == 0
+                && libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) == 0
+        };
+        let out: i32 = if !entered {
+            err()
+        } else {
+            // SAFETY: as the caller guarantees for `clone3_into`.
+            match unsafe {
+                clone3_into(
+                    flags | libc::CLONE_PARENT as u64,
+                    pid,
+                    stack,
+                    stack_size,
+                    entry,
+                    arg,
+                )
+            } {
+                Ok(p) => p,
+                Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
+            }
+        };
+        // SAFETY: writes the 4 bytes of a local, then ends this process
+        // without running anything of rcriu's.
+        unsafe {
+            libc::write(wr.as_raw_fd(), std::ptr::from_ref(&out).cast(), 4);
+            libc::_exit(0)
+        }
+    }
+    drop(wr);
+    let r0 = check(r0)? as Pid;
+    let mut b = [0u8; 4];
+    let got = std::io::Read::read_exact(&mut std::fs::File::from(rd), &mut b);
+    if !sibling {
+        let _ = rcriu_compel::sys::wait(r0, 0);
+    }
+    got?;
+    match i32::from_ne_bytes(b) {
+        p if p > 0 => Ok(p as Pid),
+        e => Err(io::Error::from_raw_os_error(-e)),
+    }
+}

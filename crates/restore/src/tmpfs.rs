@@ -58,6 +58,49 @@ fn check_extensions(tarball: &mut File, image: &str) -> Result<()> {
     Ok(())
 }
 
+/// [`fill`] for a tree in a user namespace of its own (`userns`, open):
+/// GNU tar runs there as its root, so that the owners the archive names
+/// are the tree's, as CRIU's.
+pub(crate) fn fill_in_userns(
+    tarball: File,
+    image: &str,
+    mount: &OwnedFd,
+    mp: &str,
+    userns: std::os::fd::BorrowedFd<'_>,
+) -> Result<()> {
+    use std::os::fd::AsFd;
+    let dup = |f: std::os::fd::BorrowedFd<'_>| {
+        f.try_clone_to_owned()
+            .map_err(Error::host("duplicating an fd for tar"))
+    };
+    let mut cmd = std::process::Command::new("tar");
+    crate::userns::exec_in_userns(
+        &mut cmd,
+        crate::userns::WorkDir::Fd(dup(mount.as_fd())?),
+        dup(userns)?,
+    );
+    let status = cmd
+        .args([
+            "--extract",
+            "--gzip",
+            "--no-unquote",
+            "--no-wildcards",
+            "--directory",
+            ".",
+        ])
+        .stdin(std::process::Stdio::from(tarball))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(Error::file("running tar to fill", image))?;
+    if !status.success() {
+        return Err(Error::invalid(
+            image,
+            format!("tar could not fill the tmpfs at {mp}: {status}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Fills the detached tmpfs whose root is `mount` (mounted at `mp`) from
 /// `tarball`, the image `image`.
 pub(crate) fn fill(mut tarball: File, image: &str, mount: &OwnedFd, mp: &str) -> Result<()> {

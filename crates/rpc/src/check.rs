@@ -153,7 +153,11 @@ pub fn feature(name: &str) -> Answer {
             kernel_at_least(3, 17, "TFD_IOC_SET_TICKS")
         }
         "tun" | "tun_ns" => not_in_rcriu("tun devices"),
-        "userns" => not_in_rcriu("user namespaces"),
+        // A tree in a user namespace of its own: /proc/PID/ns/user, and
+        // the ioctls the dump asks who owns a namespace with
+        // (NS_GET_USERNS, NS_GET_PARENT: Linux 4.9).
+        "userns" => path_exists("/proc/self/ns/user", "user namespaces")
+            .and_then(|()| kernel_at_least(4, 9, "NS_GET_USERNS and NS_GET_PARENT")),
         // Locks are read from fdinfo's lock lines (Linux 4.1).
         "fdinfo_lock" => kernel_at_least(4, 1, "lock lines in fdinfo"),
         "cgroupns" => not_in_rcriu("cgroup namespaces"),
@@ -274,7 +278,7 @@ mod tests {
 
     #[test]
     fn what_rcriu_lacks_is_missing() {
-        for name in ["userns", "sk_unix_file", "pidfd_store"] {
+        for name in ["sk_unix_file", "pidfd_store"] {
             let why = feature(name).unwrap_err();
             assert!(why.starts_with("rcriu does not implement"), "{name}: {why}");
         }
