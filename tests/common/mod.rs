@@ -330,3 +330,27 @@ pub fn tree_gone(dir: &ImageDir) {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
+
+/// The first image of `images` whose name starts with `prefix`.
+pub fn image_named(images: &std::path::Path, prefix: &str) -> ImageFile {
+    let name = std::fs::read_dir(images)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix}* image in {}", images.display()));
+    ImageFile::parse(&name).unwrap()
+}
+
+/// Edits the one entry of `file` in `images`, and drops rcriu's manifest
+/// so that the restore reads the edit.
+pub fn edit_one<M: prost::Message + prost::Name + Default>(
+    images: &std::path::Path,
+    file: ImageFile,
+    f: impl FnOnce(&mut M),
+) {
+    let dir = ImageDir::open(images).unwrap();
+    let mut e: M = dir.read_one(file).unwrap();
+    f(&mut e);
+    dir.write_one(file, &e).unwrap();
+    let _ = std::fs::remove_file(images.join(rcriu::images::manifest::MANIFEST));
+}

@@ -76,20 +76,8 @@ pub fn start_in_userns(pid: Pid, mp: &Path, to: File, userns: std::os::fd::Owned
     let mut cmd = Command::new("tar");
     rcriu_restore::userns::exec_in_userns(&mut cmd, at, userns);
     let child = cmd
-        .args([
-            "--create",
-            "--gzip",
-            "--no-unquote",
-            "--no-wildcards",
-            "--one-file-system",
-            "--check-links",
-            "--preserve-permissions",
-            "--sparse",
-            "--numeric-owner",
-            "--directory",
-            ".",
-            ".",
-        ])
+        .args(GNU_TAR_CREATE)
+        .args([".", "."])
         .stdin(Stdio::null())
         .stdout(to)
         .stderr(Stdio::inherit())
@@ -317,21 +305,25 @@ fn long<W: Write>(tar: &mut tar::Builder<W>, kind: tar::EntryType, bytes: &[u8])
     tar.append(&h, bytes.chain(&[0u8][..]))
 }
 
+/// GNU tar's options as CRIU runs it to save a tmpfs, up to the
+/// directory it is to read (and `.`, what of it).
+const GNU_TAR_CREATE: [&str; 10] = [
+    "--create",
+    "--gzip",
+    "--no-unquote",
+    "--no-wildcards",
+    "--one-file-system",
+    "--check-links",
+    "--preserve-permissions",
+    "--sparse",
+    "--numeric-owner",
+    "--directory",
+];
+
 /// GNU tar, as CRIU runs it, for what the in-process archive leaves out.
 fn gnu_tar(pid: Pid, root: &Path, to: File) -> Result<()> {
     let status = Command::new("tar")
-        .args([
-            "--create",
-            "--gzip",
-            "--no-unquote",
-            "--no-wildcards",
-            "--one-file-system",
-            "--check-links",
-            "--preserve-permissions",
-            "--sparse",
-            "--numeric-owner",
-            "--directory",
-        ])
+        .args(GNU_TAR_CREATE)
         .arg(root)
         .arg(".")
         .stdin(Stdio::null())
@@ -353,72 +345,14 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use rcriu_test_support::TempDir;
-    use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps};
 
     use super::*;
-
-    /// A tree with what a tmpfs may hold, long names and a long link
-    /// target included.
-    fn tree(src: &Path) -> String {
-        let long = "n".repeat(150);
-        std::fs::create_dir_all(src.join("d")).unwrap();
-        std::fs::write(src.join("d/f"), "hello").unwrap();
-        std::fs::set_permissions(src.join("d/f"), std::fs::Permissions::from_mode(0o604)).unwrap();
-        std::fs::hard_link(src.join("d/f"), src.join("d/h")).unwrap();
-        std::fs::write(src.join(&long), "long").unwrap();
-        std::os::unix::fs::symlink("x".repeat(200), src.join("l")).unwrap();
-        rustix::fs::mknodat(CWD, src.join("p"), FileType::Fifo, Mode::from(0o640), 0).unwrap();
-        let old = Timespec {
-            tv_sec: 981_173_106,
-            tv_nsec: 0,
-        };
-        let t = Timestamps {
-            last_access: old,
-            last_modification: old,
-        };
-        rustix::fs::utimensat(CWD, src.join("d/f"), &t, AtFlags::empty()).unwrap();
-        std::fs::set_permissions(src.join("d"), std::fs::Permissions::from_mode(0o751)).unwrap();
-        long
-    }
-
-    /// What differs between the trees at `a` and `b` (none: empty).
-    fn differences(a: &Path, b: &Path, long: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        let meta = |p: &Path| std::fs::symlink_metadata(p).ok();
-        for name in ["d", "d/f", "d/h", long, "l", "p"] {
-            let (x, y) = (meta(&a.join(name)), meta(&b.join(name)));
-            let same = match (&x, &y) {
-                (Some(x), Some(y)) => {
-                    x.mode() == y.mode()
-                        && x.uid() == y.uid()
-                        && x.nlink() == y.nlink()
-                        && x.size() == y.size()
-                        && (x.is_dir() || x.mtime() == y.mtime())
-                }
-                _ => false,
-            };
-            if !same {
-                out.push(name.to_owned());
-            }
-        }
-        if std::fs::read_link(a.join("l")).ok() != std::fs::read_link(b.join("l")).ok() {
-            out.push("l's target".into());
-        }
-        if std::fs::read(a.join(long)).ok() != std::fs::read(b.join(long)).ok() {
-            out.push("the long name's contents".into());
-        }
-        let ino = |p: &Path| meta(p).map(|m| m.ino());
-        if ino(&b.join("d/f")) != ino(&b.join("d/h")) {
-            out.push("the hard link".into());
-        }
-        out
-    }
 
     #[test]
     fn gnu_tar_extracts_the_archive_as_the_tree_was() {
         let t = TempDir::new("tmpfs-archive");
         let (src, dst) = (t.0.join("src"), t.0.join("dst"));
-        let long = tree(&src);
+        let long = rcriu_test_support::tmpfs_tree::make(&src, false);
         let items = walk(1, &src).unwrap();
         let out = t.0.join("a.tar.gz");
         archive(&src, &items, File::create(&out).unwrap()).unwrap();
@@ -431,9 +365,15 @@ mod tests {
             .status()
             .unwrap();
         assert!(x.success(), "GNU tar could not extract it: {x}");
-        assert_eq!(differences(&src, &dst, &long), Vec::<String>::new());
+        assert_eq!(
+            rcriu_test_support::tmpfs_tree::differences(&src, &dst, &long, false),
+            Vec::<String>::new()
+        );
         // Negative control: a difference is seen.
         std::fs::set_permissions(dst.join("d/f"), std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(differences(&src, &dst, &long), ["d/f", "d/h"]);
+        assert_eq!(
+            rcriu_test_support::tmpfs_tree::differences(&src, &dst, &long, false),
+            ["d/f", "d/h"]
+        );
     }
 }

@@ -186,6 +186,26 @@ pub fn unshare(flags: rustix::thread::UnshareFlags) -> io::Result<()> {
     unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(io::Error::from)
 }
 
+/// clone3 with `args` and no stack: a fork (`args` has no CLONE_VM).
+///
+/// # Safety
+///
+/// The child (0 returned) runs in a copy of this process with one
+/// thread: it must keep to async-signal-safe calls on what it owns, as
+/// another thread may have held a lock at the fork.
+unsafe fn fork3(args: &CloneArgs) -> libc::c_long {
+    // SAFETY: clone3 reads `args`, alive across the call; without CLONE_VM
+    // or a stack the child runs on a copy of this stack (the caller keeps
+    // it to what is safe there).
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            std::ptr::from_ref(args),
+            std::mem::size_of::<CloneArgs>(),
+        )
+    }
+}
+
 /// Forks a child of pid `pid` (clone3 with set_tid) that waits for a
 /// signal until it is killed. Returns its pid.
 pub fn fork_waiting_as(pid: Pid) -> io::Result<Pid> {
@@ -200,13 +220,7 @@ pub fn fork_waiting_as(pid: Pid) -> io::Result<Pid> {
     // `args` and the set_tid array, alive across the call. The child only
     // calls pause (async-signal-safe) until it is killed; no Rust code
     // that could touch a lock held by another thread runs there.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            std::ptr::from_ref(&args),
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
+    let r = unsafe { fork3(&args) };
     if r == 0 {
         loop {
             // SAFETY: waits for a signal; SIGKILL ends it.
@@ -237,13 +251,7 @@ pub fn fork_in_new_userns(
     // (read, unshare, write, pause: async-signal-safe) on integers and
     // its own locals until it is killed; no Rust code that could touch a
     // lock held by another thread runs there.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            std::ptr::from_ref(&args),
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
+    let r = unsafe { fork3(&args) };
     if r == 0 {
         let mut b = 0u8;
         // SAFETY: reads one byte into a local.
@@ -385,13 +393,7 @@ pub unsafe fn clone3_into_userns(
     // (setns, setuid, setgid, setgroups, prctl, clone3, write, _exit:
     // async-signal-safe) on integers and its own locals, then ends; the
     // root it forks starts in the restorer, as `clone3_into` says.
-    let r0 = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            std::ptr::from_ref(&args),
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
+    let r0 = unsafe { fork3(&args) };
     if r0 == 0 {
         let err = || -> i32 {
             // SAFETY: errno of this (only) thread.

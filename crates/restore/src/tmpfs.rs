@@ -341,82 +341,12 @@ fn copy_sparse<R: Read>(from: &mut R, f: &mut File) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     use std::process::Command;
 
     use rcriu_test_support::TempDir;
-    use rustix::fs::CWD;
 
     use super::*;
-
-    /// A tree with what a tmpfs may hold: long names, a hard link, a
-    /// symlink, a fifo, a device node and a sparse file.
-    fn tree(src: &Path) -> String {
-        let long = "n".repeat(150);
-        std::fs::create_dir_all(src.join("d")).unwrap();
-        std::fs::write(src.join("d/f"), "hello").unwrap();
-        std::fs::set_permissions(src.join("d/f"), std::fs::Permissions::from_mode(0o604)).unwrap();
-        std::fs::hard_link(src.join("d/f"), src.join("d/h")).unwrap();
-        std::fs::write(src.join(&long), "long").unwrap();
-        std::os::unix::fs::symlink("x".repeat(200), src.join("l")).unwrap();
-        rustix::fs::mknodat(CWD, src.join("p"), FileType::Fifo, Mode::from(0o640), 0).unwrap();
-        let null = rustix::fs::makedev(1, 3);
-        rustix::fs::mknodat(
-            CWD,
-            src.join("null"),
-            FileType::CharacterDevice,
-            Mode::from(0o666),
-            null,
-        )
-        .unwrap();
-        let mut sparse = File::create(src.join("s")).unwrap();
-        sparse.seek(SeekFrom::Start(8 << 20)).unwrap();
-        sparse.write_all(b"y").unwrap();
-        rustix::fs::utimensat(CWD, src.join("d/f"), &times(981_173_106), AtFlags::empty()).unwrap();
-        std::fs::set_permissions(src.join("d"), std::fs::Permissions::from_mode(0o751)).unwrap();
-        long
-    }
-
-    /// What differs between the trees at `a` and `b` (none: empty).
-    fn differences(a: &Path, b: &Path, long: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        let meta = |p: &Path| std::fs::symlink_metadata(p).ok();
-        for name in ["d", "d/f", "d/h", long, "l", "p", "null", "s"] {
-            let same = match (meta(&a.join(name)), meta(&b.join(name))) {
-                (Some(x), Some(y)) => {
-                    x.mode() == y.mode()
-                        && x.uid() == y.uid()
-                        && x.nlink() == y.nlink()
-                        && x.size() == y.size()
-                        && x.rdev() == y.rdev()
-                        && (x.is_dir() || x.file_type().is_symlink() || x.mtime() == y.mtime())
-                }
-                _ => false,
-            };
-            if !same {
-                out.push(name.to_owned());
-            }
-        }
-        if std::fs::read_link(a.join("l")).ok() != std::fs::read_link(b.join("l")).ok() {
-            out.push("l's target".into());
-        }
-        for name in [long, "s", "d/h"] {
-            if std::fs::read(a.join(name)).ok() != std::fs::read(b.join(name)).ok() {
-                out.push(format!("{name}'s contents"));
-            }
-        }
-        if meta(&b.join("s")).is_none_or(|m| m.blocks() > 64) {
-            out.push("the hole of s".into());
-        }
-        let ino = |p: &Path| meta(p).map(|m| m.ino());
-        if ino(&b.join("d/f")) != ino(&b.join("d/h")) {
-            out.push("the hard link".into());
-        }
-        if !meta(&b.join("p")).is_some_and(|m| m.file_type().is_fifo()) {
-            out.push("the fifo".into());
-        }
-        out
-    }
 
     fn dir_fd(p: &Path) -> OwnedFd {
         rustix::fs::open(
@@ -431,7 +361,7 @@ mod tests {
     fn a_gnu_tar_archive_is_made_again_as_the_tree_was() {
         let t = TempDir::new("tmpfs-fill");
         let (src, dst) = (t.0.join("src"), t.0.join("dst"));
-        let long = tree(&src);
+        let long = rcriu_test_support::tmpfs_tree::make(&src, true);
         let tarball = t.0.join("a.tar.gz");
         // As CRIU 4.2 makes it.
         let made = Command::new("tar")
@@ -458,10 +388,16 @@ mod tests {
             "/t",
         )
         .unwrap();
-        assert_eq!(differences(&src, &dst, &long), Vec::<String>::new());
+        assert_eq!(
+            rcriu_test_support::tmpfs_tree::differences(&src, &dst, &long, true),
+            Vec::<String>::new()
+        );
         // Negative control: a difference is seen.
         std::fs::set_permissions(dst.join("null"), std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(differences(&src, &dst, &long), ["null"]);
+        assert_eq!(
+            rcriu_test_support::tmpfs_tree::differences(&src, &dst, &long, true),
+            ["null"]
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 mod inside;
 pub mod pki;
+pub mod tmpfs_tree;
 
 pub use inside::Inside;
 
