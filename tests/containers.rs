@@ -2485,18 +2485,25 @@ fn tmpfs_image_holding(images: &Path, name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no tmpfs image in {} holds {name}", images.display()))
 }
 
+/// [`tmpfs_container`] started, its check passed before any checkpoint;
+/// with the tests' lock.
+fn tmpfs_counting(tag: &str, sparse: bool) -> (Container, std::sync::MutexGuard<'static, ()>) {
+    need_tools();
+    let g = common::setup();
+    let c = tmpfs_container(tag, sparse);
+    c.start();
+    c.wait_past(3);
+    assert_eq!(c.verdict(), "ok", "before any checkpoint");
+    (c, g)
+}
+
 /// A tmpfs's files, hard links, symlinks, fifos, owners, modes and times
 /// come back, written and read in-process by rcriu, with rcriu and, when
 /// `RCRIU_TEST_CRIU` names it, across CRIU 4.2 both ways (GNU tar reads
 /// rcriu's archives, rcriu reads GNU tar's).
 #[test]
 fn a_containers_tmpfs_comes_back_with_its_contents() {
-    need_tools();
-    let _g = common::setup();
-    let c = tmpfs_container("tmpfs", false);
-    c.start();
-    c.wait_past(3);
-    assert_eq!(c.verdict(), "ok", "before any checkpoint");
+    let (c, _g) = tmpfs_counting("tmpfs", false);
     let out = c.checkpoint_with(RCRIU, "images-1", "work-1");
     succeeded(&out, "rcriu's checkpoint", &c.dir.0.join("work-1/dump.log"));
     // The archive is GNU tar's format: tar lists what rcriu wrote.
@@ -2517,12 +2524,7 @@ fn a_containers_tmpfs_comes_back_with_its_contents() {
 /// back with its hole.
 #[test]
 fn a_sparse_file_in_a_containers_tmpfs_comes_back_sparse() {
-    need_tools();
-    let _g = common::setup();
-    let c = tmpfs_container("tmpfs-sparse", true);
-    c.start();
-    c.wait_past(3);
-    assert_eq!(c.verdict(), "ok", "before any checkpoint");
+    let (c, _g) = tmpfs_counting("tmpfs-sparse", true);
     let out = c.checkpoint_with(RCRIU, "images", "work");
     succeeded(&out, "rcriu's checkpoint", &c.dir.0.join("work/dump.log"));
     assert_eq!(c.verdict_after_restore(RCRIU, "images", "work-r"), "ok");
@@ -2532,12 +2534,7 @@ fn a_sparse_file_in_a_containers_tmpfs_comes_back_sparse() {
 /// (by GNU tar) without the file, the restored container's check says so.
 #[test]
 fn a_file_left_out_of_a_tmpfs_archive_is_missed_by_the_containers_check() {
-    need_tools();
-    let _g = common::setup();
-    let c = tmpfs_container("tmpfs-neg", false);
-    c.start();
-    c.wait_past(3);
-    assert_eq!(c.verdict(), "ok", "before any checkpoint");
+    let (c, _g) = tmpfs_counting("tmpfs-neg", false);
     let images = c.dir.0.join("images");
     let out = c.checkpoint_with(RCRIU, "images", "work");
     succeeded(&out, "rcriu's checkpoint", &c.dir.0.join("work/dump.log"));

@@ -1096,8 +1096,8 @@ impl<'s> Parasite<'s> {
             scratch: Vec::new(),
         };
         let pid = self.pid();
-        let between = Error::host("writing between pages", pid);
-        m.reach(0).map_err(between)?;
+        m.reach(0)
+            .map_err(Error::host("writing between pages", pid))?;
         for chunk in ranges.chunks(MAX_IOVS) {
             match self.dump_chunk(chunk, out, total, &mut m, copy) {
                 Ok(n) => total += n,
@@ -1107,10 +1107,9 @@ impl<'s> Parasite<'s> {
                 }
             }
         }
-        let between = Error::host("writing between pages", pid);
-        m.reach(u64::MAX).map_err(between)?;
-        let between = Error::host("writing between pages", pid);
-        m.flush(out).map_err(between)?;
+        m.reach(u64::MAX)
+            .and_then(|()| m.flush(out))
+            .map_err(Error::host("writing between pages", pid))?;
         Ok(total)
     }
 
@@ -1500,7 +1499,7 @@ struct Marks<'a> {
 
 /// Runs shorter than this on average are copied, not spliced.
 const COPY_RUNS_BELOW: u64 = 64 << 10;
-/// What is gathered before it is written out, when copying.
+/// The most read from the pipe at once, when copying.
 const COPY_BATCH: usize = 1 << 20;
 
 impl Marks<'_> {
@@ -1517,53 +1516,49 @@ impl Marks<'_> {
 
     /// Writes out what is gathered.
     fn flush(&mut self, out: BorrowedFd<'_>) -> std::io::Result<()> {
-        if !self.buf.is_empty() {
-            let mut left = &self.buf[..];
-            while !left.is_empty() {
-                match rustix::io::write(out, left) {
-                    Ok(n) => left = &left[n..],
-                    Err(rustix::io::Errno::INTR) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            self.buf.clear();
-        }
+        write_all_vectored(out, &mut [std::io::IoSlice::new(&self.buf)])?;
+        self.buf.clear();
         Ok(())
     }
 
     /// Reads what the pipe `rd` holds (nothing waits), `pos` bytes of
-    /// pages out so far, with the marks it passes; writes out once a
-    /// batch is gathered. Returns the bytes of pages read.
+    /// pages out so far, and writes it out at once with what goes before
+    /// each piece (one `writev`, the pages not copied again). Returns the
+    /// bytes of pages read.
     fn copy_from(
         &mut self,
         rd: BorrowedFd<'_>,
         pos: u64,
         out: BorrowedFd<'_>,
     ) -> std::io::Result<usize> {
-        let mut pages = std::mem::take(&mut self.scratch);
-        pages.resize(COPY_BATCH, 0);
+        self.scratch.resize(COPY_BATCH, 0);
         // After a poll said the pipe holds pages: what it holds, at once.
-        let n = match rustix::io::read(rd, &mut pages[..]) {
+        let n = match rustix::io::read(rd, &mut self.scratch[..]) {
             Ok(n) => n,
             Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => 0,
             Err(e) => return Err(e.into()),
         };
-        // The pages read, each piece preceded by what goes before it.
+        // Where each piece is: `(in buf, start, end)`, in order.
+        let mut pieces: Vec<(bool, usize, usize)> = vec![(true, 0, self.buf.len())];
         let mut done = 0usize;
-        let placed = (|| {
-            while done < n {
-                let room = self.room(pos + done as u64).min((n - done) as u64) as usize;
-                self.buf.extend_from_slice(&pages[done..done + room]);
-                done += room;
-                self.reach(pos + done as u64)?;
-            }
-            Ok::<(), std::io::Error>(())
-        })();
-        self.scratch = pages;
-        placed?;
-        if self.buf.len() >= COPY_BATCH {
-            self.flush(out)?;
+        while done < n {
+            let room = self.room(pos + done as u64).min((n - done) as u64) as usize;
+            pieces.push((false, done, done + room));
+            done += room;
+            let at = self.buf.len();
+            self.reach(pos + done as u64)?;
+            pieces.push((true, at, self.buf.len()));
         }
+        let mut slices: Vec<std::io::IoSlice<'_>> = pieces
+            .iter()
+            .filter(|&&(_, a, b)| a < b)
+            .map(|&(hdr, a, b)| {
+                let from = if hdr { &self.buf } else { &self.scratch };
+                std::io::IoSlice::new(&from[a..b])
+            })
+            .collect();
+        write_all_vectored(out, &mut slices)?;
+        self.buf.clear();
         Ok(n)
     }
 
@@ -1571,6 +1566,23 @@ impl Marks<'_> {
     fn room(&self, pos: u64) -> u64 {
         self.at.get(self.next).map_or(u64::MAX, |&m| m - pos)
     }
+}
+
+/// Writes every byte of `slices` to `out` (`writev`, again after a short
+/// write).
+fn write_all_vectored(
+    out: BorrowedFd<'_>,
+    mut slices: &mut [std::io::IoSlice<'_>],
+) -> std::io::Result<()> {
+    while slices.iter().any(|s| !s.is_empty()) {
+        match rustix::io::writev(out, slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut slices, n),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// The pipe size an unprivileged process may set (`pipe-max-size`).

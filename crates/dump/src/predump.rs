@@ -81,6 +81,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         dir.link_parent(p).map_err(Error::image(pid))?;
     }
     let names = ImagePids::of_root(pid)?;
+    let root_named = names.get(pid)?;
     // Through a page server: connected, and the pagemap opened, before
     // the process is seized.
     let mut client = match &o.page_server {
@@ -99,7 +100,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
             }
             let ps = |source| Error::PageServer { pid, source };
             let mut c = rcriu_page_server::Client::connect_to(t).map_err(ps)?;
-            let has_parent = crate::page_xfer::open(names.get(pid)?, &mut c)?;
+            let has_parent = crate::page_xfer::open(root_named, &mut c)?;
             Some((c, has_parent))
         }
         None => None,
@@ -142,7 +143,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         Some((c, _)) => rounds
             .first()
             .map_or(Ok(()), |r| {
-                send_pages(pid, names.get(pid)?, c, &r.plan, &mut stats)
+                send_pages(pid, root_named, c, &r.plan, &mut stats)
             })
             .and_then(|()| write_inventory(pid, &dir, o, &mut stats, &mut written, false)),
         None => rounds
