@@ -391,7 +391,12 @@ pub struct Smaps {
 
 impl Smaps {
     pub fn start(pid: Pid) -> Smaps {
-        let read = std::thread::spawn(move || rcriu_proc::Task::open(pid)?.smaps());
+        let read = std::thread::spawn(move || {
+            let t = std::time::Instant::now();
+            let r = rcriu_proc::Task::open(pid)?.smaps();
+            log::debug!("smaps of {pid} read in {:?}", t.elapsed());
+            r
+        });
         Smaps { pid, read }
     }
 

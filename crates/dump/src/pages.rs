@@ -21,7 +21,7 @@ use rcriu_compel::abi::IoVec;
 use rcriu_images::ImageDir;
 use rcriu_images::manifest::Manifest;
 use rcriu_images::pages::{PE_LAZY, PE_PARENT, PE_PRESENT, PagesWriter};
-use rcriu_proc::{PageCategories, Pagemap, Pid, ScanMethod};
+use rcriu_proc::{PageCategories, PageRange, Pagemap, Pid, ScanMethod};
 
 use crate::mm::{Area, Pages};
 use crate::{Error, Result};
@@ -132,7 +132,79 @@ pub(crate) fn wanted(c: PageCategories) -> bool {
 /// compares the page offsets only, so every lazy page loses the flag when
 /// sp is page aligned and none does otherwise; rcriu writes the same.
 pub fn plan(pid: Pid, areas: &[Area], pagemap: &mut Pagemap, sp: u64) -> Result<Plan> {
-    plan_with(pid, areas, pagemap, sp, &Parent::default())
+    plan_with(pid, areas, pagemap, sp, &Parent::default(), None)
+}
+
+/// The end of the user address space scanned ahead (x86-64's 47 bits;
+/// an area above it is scanned on its own).
+const USER_END: u64 = 0x7fff_ffff_f000;
+
+/// A frozen process's pages, present or swapped, found by one
+/// `PAGEMAP_SCAN` of its whole address space on a thread of its own
+/// while `smaps` is read: both walk every page table, and the areas to
+/// plan are only known once smaps is in. The scan asks what [`scan`]
+/// asks of an anonymous private area, so its ranges cut at an area's
+/// bounds are what that area's own scan would give; the process is
+/// frozen, and what rcriu itself writes in it meanwhile (the lifeline's
+/// frame below a thread's stack pointer, the parasite's own area) is not
+/// its memory.
+pub struct Ahead {
+    pid: Pid,
+    read: std::thread::JoinHandle<rcriu_proc::Result<Vec<PageRange>>>,
+}
+
+impl Ahead {
+    pub fn start(pid: Pid) -> std::io::Result<Ahead> {
+        let read = std::thread::Builder::new()
+            .name("pages ahead".into())
+            .spawn(move || {
+                let t = std::time::Instant::now();
+                let mut pagemap = rcriu_proc::Task::open(pid)?.pagemap()?;
+                let mut out = Vec::new();
+                pagemap.scan_ioctl_telling(0, USER_END, ANON_ANY_OF, ANON_TOLD, &mut out)?;
+                log::debug!("pages of {pid} scanned ahead in {:?}", t.elapsed());
+                Ok(out)
+            })?;
+        Ok(Ahead { pid, read })
+    }
+
+    /// The ranges found, or `None` (then each area is scanned on its
+    /// own, which says what went wrong if anything does).
+    pub fn join(self) -> Option<Scanned> {
+        match self.read.join() {
+            Ok(Ok(ranges)) => Some(Scanned { ranges }),
+            Ok(Err(e)) => {
+                log::debug!("pages of {} not scanned ahead: {e}", self.pid);
+                None
+            }
+            Err(_) => None,
+        }
+    }
+}
+
+/// What [`Ahead`] found.
+#[derive(Debug, Default)]
+pub struct Scanned {
+    ranges: Vec<PageRange>,
+}
+
+impl Scanned {
+    /// Appends the ranges of `[start, end)` to `out`; false when the scan
+    /// did not cover it.
+    fn area(&self, start: u64, end: u64, out: &mut Vec<PageRange>) -> bool {
+        if end > USER_END {
+            return false;
+        }
+        let first = self.ranges.partition_point(|r| r.end <= start);
+        for r in self.ranges[first..].iter().take_while(|r| r.start < end) {
+            out.push(PageRange {
+                start: r.start.max(start),
+                end: r.end.min(end),
+                categories: r.categories,
+            });
+        }
+        true
+    }
 }
 
 /// The frames of the pages a process wrote, `(address, frame)` by
@@ -167,6 +239,7 @@ pub fn plan_with(
     pagemap: &mut Pagemap,
     sp: u64,
     parent: &Parent,
+    ahead: Option<&Scanned>,
 ) -> Result<Plan> {
     let mut plan = Plan::default();
     let mut ranges = Vec::new();
@@ -187,7 +260,7 @@ pub fn plan_with(
             PE_PRESENT
         };
         ranges.clear();
-        let method = scan(pid, a, pagemap, &mut ranges)?;
+        let method = scan(pid, a, pagemap, ahead, &mut ranges)?;
         if method == ScanMethod::Ioctl {
             plan.saw_guards = true;
             for r in ranges
@@ -247,21 +320,30 @@ fn scan(
     pid: Pid,
     a: &Area,
     pagemap: &mut Pagemap,
-    ranges: &mut Vec<rcriu_proc::PageRange>,
+    ahead: Option<&Scanned>,
+    ranges: &mut Vec<PageRange>,
 ) -> Result<ScanMethod> {
-    let any_of = PageCategories::PRESENT | PageCategories::SWAPPED;
     let anon = a.entry.status & crate::mm::status::ANON_PRIVATE != 0;
+    if anon && ahead.is_some_and(|s| s.area(a.start(), a.end(), ranges)) {
+        return Ok(ScanMethod::Ioctl);
+    }
     if anon && pagemap.scan_support().map_err(Error::proc(pid))?.is_some() {
-        let told = PageCategories::WRITTEN | PageCategories::PFNZERO | PageCategories::GUARD;
         pagemap
-            .scan_ioctl_telling(a.start(), a.end(), any_of, told, ranges)
+            .scan_ioctl_telling(a.start(), a.end(), ANON_ANY_OF, ANON_TOLD, ranges)
             .map_err(Error::proc(pid))?;
         return Ok(ScanMethod::Ioctl);
     }
     pagemap
-        .scan(a.start(), a.end(), any_of, ranges)
+        .scan(a.start(), a.end(), ANON_ANY_OF, ranges)
         .map_err(Error::proc(pid))
 }
+
+/// The pages a scan looks for.
+const ANON_ANY_OF: PageCategories = PageCategories::PRESENT.union(PageCategories::SWAPPED);
+/// What a scan of anonymous private memory is told of them.
+const ANON_TOLD: PageCategories = PageCategories::WRITTEN
+    .union(PageCategories::PFNZERO)
+    .union(PageCategories::GUARD);
 
 /// Plans `[start, end)` page by page: a page on the frame the parent's
 /// page at the same address is on (`parent.like`) is kept in the

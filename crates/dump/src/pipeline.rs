@@ -1381,6 +1381,10 @@ fn check_proc_of_tree(
     }
 }
 
+/// The anonymous memory (KiB) from which a process's pages are scanned
+/// ahead: below it, its scan takes less than the thread costs.
+const AHEAD_KB: u64 = 32 << 10;
+
 /// What a process shares with its parent: the ids of its fd table and of
 /// its fs.
 struct WithParent {
@@ -1437,6 +1441,16 @@ fn collect(
     sh.files.sockets.set_ns_id(ids.entry.net_ns_id);
     sh.files.namespaces.note(&ns, &ids.entry);
     let status = task.status().map_err(Error::proc(pid))?;
+    // A large process's pages are scanned meanwhile on another thread
+    // (`pages::Ahead`), as its areas are read.
+    let anon_kb = status.rss_anon_kb.unwrap_or(0) + status.vm_swap_kb.unwrap_or(0);
+    let pages_ahead = if anon_kb >= AHEAD_KB {
+        pages::Ahead::start(pid)
+            .map_err(|e| log::debug!("pages of {pid} not scanned ahead: {e}"))
+            .ok()
+    } else {
+        None
+    };
     let process_attrs = attrs::process(pid, &mut task, &status, stat.session == pid)?;
     let tids = cgroup::tids(seized);
     // Each thread's own set (the restore moves a thread in other cgroups
@@ -1790,7 +1804,15 @@ fn collect(
         parent.like = frames.get(&member.ppid).cloned();
         parent.keep_frames = sh.parents.contains(&pid);
     }
-    let mut plan = pages::plan_with(pid, &areas, &mut pagemap, outside[0].ctx.regs.sp, &parent)?;
+    let scanned = pages_ahead.and_then(pages::Ahead::join);
+    let mut plan = pages::plan_with(
+        pid,
+        &areas,
+        &mut pagemap,
+        outside[0].ctx.regs.sp,
+        &parent,
+        scanned.as_ref(),
+    )?;
     let pages_from = (parent.like.is_some() && plan.parent_pages > 0).then_some(member.ppid);
     if let Some(frames) = &mut sh.frames
         && parent.keep_frames

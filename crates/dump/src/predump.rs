@@ -228,7 +228,7 @@ fn frozen_part(
     let sp = rcriu_compel::sys::get_regs(pid)
         .map_err(Error::sys("reading the registers", pid))?
         .sp;
-    let plan = pages::plan_with(pid, &eligible, &mut pagemap, sp, &parent)?;
+    let plan = pages::plan_with(pid, &eligible, &mut pagemap, sp, &parent, None)?;
     stats.pages_scanned += plan.scanned;
     stats.pages_skipped_parent += plan.parent_pages;
     // From here the tracking changes: this round becomes the only
