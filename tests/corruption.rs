@@ -493,3 +493,97 @@ fn encrypted_dumps_restore_with_their_key_alone() {
     assert!(o.status.is_some_and(|s| s.success()), "{}", o.stderr);
     verdict_of(pid, &outfile).expect("the other encrypted dump restores whole");
 }
+
+/// A file written over after the manifest (another dump into the same
+/// directory, as CRIU's leaves rcriu's manifest behind) is still refused,
+/// and the error says what likely happened and what to do. The control:
+/// the same bytes with the file's time put back before the manifest's (a
+/// corruption in place) get no such hint. With `RCRIU_TEST_CRIU`, a real
+/// CRIU 4.2 dump into the directory of rcriu's.
+#[test]
+fn a_dump_written_over_by_another_engine_is_refused_saying_so() {
+    let _g = trace_lock();
+    require_root();
+    no_inherited_fds();
+    become_subreaper();
+    let home = TempDir::new("overwritten");
+    let (a, b, c) = (
+        home.path().join("a"),
+        home.path().join("b"),
+        home.path().join("c"),
+    );
+    let mut w = Workload::start("trust", &["8", "2", "restored"]);
+    w.wait_in("sigsuspend");
+    let pid = w.pid;
+    dump(pid, &a);
+    dump(pid, &b);
+    let criu = std::env::var_os("RCRIU_TEST_CRIU");
+    if let Some(criu) = &criu {
+        // CRIU 4.2 dumps into a directory of rcriu's (killing the process).
+        copy_dir(&a, &c);
+        let st = Command::new(criu)
+            .args(["dump", "-t", &pid.to_string(), "-D"])
+            .arg(&c)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .expect("running CRIU");
+        assert!(st.success(), "CRIU's dump");
+    }
+    signal(pid, libc::SIGKILL);
+    w.reap();
+    // A file the two dumps wrote differently.
+    let name = files(&a)
+        .into_iter()
+        .filter(|n| n != MANIFEST)
+        .find(|n| std::fs::read(a.join(n)).ok() != std::fs::read(b.join(n)).ok())
+        .expect("the two dumps differ somewhere");
+    let manifest_time = std::fs::metadata(a.join(MANIFEST))
+        .and_then(|m| m.modified())
+        .expect("the manifest's time");
+    // Written over a moment later, as a second dump would.
+    while std::time::SystemTime::now() <= manifest_time {
+        std::thread::yield_now();
+    }
+    std::fs::copy(b.join(&name), a.join(&name)).expect("writing over an image");
+    let hint = "remove rcriu-manifest to restore it unchecked";
+    let o = restore(&a);
+    assert!(
+        o.status.is_some_and(|s| s.code() == Some(1)) && o.stderr.contains(&name),
+        "refused, naming the file: {}",
+        o.stderr
+    );
+    assert!(o.stderr.contains(hint), "the hint: {}", o.stderr);
+    none_left(pid);
+    // The control: the same bytes, as if changed in place long ago.
+    let f = std::fs::File::options()
+        .write(true)
+        .open(a.join(&name))
+        .expect("opening the image");
+    f.set_modified(manifest_time - Duration::from_secs(60))
+        .expect("putting its time back");
+    drop(f);
+    let o = restore(&a);
+    assert!(
+        o.status.is_some_and(|s| s.code() == Some(1)) && o.stderr.contains(&name),
+        "the control is refused too: {}",
+        o.stderr
+    );
+    assert!(
+        !o.stderr.contains(hint),
+        "no hint for a corruption: {}",
+        o.stderr
+    );
+    none_left(pid);
+    if criu.is_some() {
+        let o = restore(&c);
+        assert!(
+            o.status.is_some_and(|s| s.code() == Some(1)) && o.stderr.contains(hint),
+            "after CRIU's dump: {}",
+            o.stderr
+        );
+        none_left(pid);
+    } else {
+        eprintln!("RCRIU_TEST_CRIU is not set: CRIU's own dump into the directory is not tried");
+    }
+}

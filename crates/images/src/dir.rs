@@ -248,6 +248,26 @@ impl Crypt {
     }
 }
 
+/// What to add to a mismatch of `f` when it was written after the
+/// manifest: another dump into the same directory (CRIU's, which leaves
+/// rcriu's manifest where it was) is the likely cause, not corruption.
+fn later_dump_hint(d: &ImageDir, f: &File) -> String {
+    let mtime = |m: std::fs::Metadata| m.modified().ok();
+    let manifest = std::fs::symlink_metadata(d.path.join(crate::manifest::MANIFEST))
+        .ok()
+        .and_then(mtime);
+    match (f.metadata().ok().and_then(mtime), manifest) {
+        (Some(file), Some(manifest)) if file > manifest => format!(
+            "; it was written after {} was: if another dump (CRIU's?) went into {} since, \
+             remove {} to restore it unchecked",
+            crate::manifest::MANIFEST,
+            d.path.display(),
+            crate::manifest::MANIFEST
+        ),
+        _ => String::new(),
+    }
+}
+
 /// A file checked against the manifest: kept open, or (a small one) its
 /// bytes as they were hashed, so that the files kept open do not grow
 /// with the number of small images (a tcp-stream image per connection).
@@ -508,16 +528,15 @@ impl ImageDir {
                     (have, bytes, None)
                 }
             };
-            if have.size != want.size {
+            if have.size != want.size || have.hash != want.hash {
+                let what = if have.size != want.size {
+                    format!("has {} bytes, the dump wrote {}", have.size, want.size)
+                } else {
+                    "is not what the dump wrote (its hash differs)".into()
+                };
                 return Err(Error::Tampered {
                     file: name.to_owned(),
-                    what: format!("has {} bytes, the dump wrote {}", have.size, want.size),
-                });
-            }
-            if have.hash != want.hash {
-                return Err(Error::Tampered {
-                    file: name.to_owned(),
-                    what: "is not what the dump wrote (its hash differs)".into(),
+                    what: format!("{what}{}", later_dump_hint(&d, &f)),
                 });
             }
             let checked = match (plain, bytes) {
