@@ -1,13 +1,16 @@
 //! Pre-copy against a single-shot dump, in the same run: a process holding
-//! 1 GiB that rewrites random pages at a steady pace (about 1% of its
-//! memory between two rounds) is pre-dumped twice and then dumped with
+//! 1 GiB that rewrites random pages at a steady pace is pre-dumped twice
+//! and then, once it has rewritten 1% of its pages (read from its
+//! counter, so that the machine's load does not change it), dumped with
 //! `--track-mem` (images in /dev/shm); the final dump's frozen time is
 //! compared with a single-shot dump's of the same process. Then a
 //! process rewriting pages as fast as it can measures its own throughput
 //! (pages rewritten per second, read from its counter) while it runs
 //! alone and while it is being pre-dumped. Needs root.
 //!
-//! `cargo bench --bench precopy` (`-- ROUNDS`, 3 by default).
+//! `cargo bench --bench precopy` (`-- ROUNDS`, 3 by default). On a busy
+//! machine, `chrt -f 50` on the bench's binary keeps others' work out of
+//! the frozen times.
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -21,8 +24,9 @@ const MIB: u64 = 1024;
 const PAGES: u64 = MIB * 256;
 /// The writer's pause after each page, in microseconds.
 const PACE_US: &str = "50";
-/// How long the process runs between the second pre-dump and the dump.
-const GAP: Duration = Duration::from_millis(200);
+/// What the process rewrites between the second pre-dump and the dump:
+/// 1% of its pages (with replacement: about 0.99% of them distinct).
+const GAP_PAGES: u64 = PAGES / 100;
 
 fn pre_dump(pid: i32, dir: &Path, parent: Option<&str>) -> rcriu::DumpStats {
     predump::run(&predump::Options {
@@ -66,6 +70,8 @@ fn main() {
     std::fs::create_dir_all(&base).expect("making the bench's directory");
 
     let w = Workload::start("rewriter", &[&MIB.to_string(), PACE_US]);
+    let paced_mem =
+        std::fs::File::open(format!("/proc/{}/mem", w.pid)).expect("opening its memory");
     let (mut single, mut last, mut written) = (vec![], vec![], vec![]);
     for r in 0..=rounds {
         let dir = base.join(format!("r{r}"));
@@ -77,7 +83,11 @@ fn main() {
             .expect("the single-shot dump");
         pre_dump(w.pid, &dir.join("1"), None);
         pre_dump(w.pid, &dir.join("2"), Some("../1"));
-        std::thread::sleep(GAP);
+        // The gap is the pages rewritten, whatever the machine's load.
+        let c2 = counter(&w, &paced_mem);
+        while counter(&w, &paced_mem) < c2 + GAP_PAGES {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let fin = Dump::new(w.pid)
             .images_dir(dir.join("3"))
             .prev_images_dir("../2")
