@@ -1577,18 +1577,6 @@ fn collect(
         attrs::check_inside(pid, o.tid, &info)?;
         infos.push(info);
     }
-    let t_smaps = Instant::now();
-    let mut smaps = smaps_read.join(parasite.area())?;
-    log::debug!(
-        "memory of {pid}: smaps waited for {:?}, {:?} after its collection began",
-        t_smaps.elapsed(),
-        t_smaps - t_collect
-    );
-    // Memory tracked since a pre-dump: its areas are plain memory to the
-    // dump, and their pages not written since are in the parent's images.
-    let tracking =
-        crate::track::Final::begin(seized, stat.starttime, sh.parent.as_deref(), &mut smaps)?;
-    let mut areas = mm::classify(pid, &smaps)?;
     // The sockets read without their fdinfo: none locked since the dump
     // began (the second read of /proc/locks is done by now, or nearly).
     let fast_sockets: Vec<(i32, u64)> = fd_list
@@ -1600,22 +1588,9 @@ fn collect(
         })
         .map(|((fd, _), (st, _))| (fd.fd, st.stx_ino))
         .collect();
-    files::check_socket_locks(pid, &fast_sockets, &sh.locks_frozen)?;
-    // NUMA policies, asked from inside (numa_maps would walk every page
-    // table once more).
-    let starts: Vec<u64> = areas.iter().map(Area::start).collect();
-    let modes = parasite.mem_policies(&starts).map_err(ce(pid))?;
-    let per_area: Vec<(u64, i32)> = starts.into_iter().zip(modes).collect();
-    let per_thread: Vec<(Pid, i32)> = outside
-        .iter()
-        .zip(&infos)
-        .map(|(o, i)| (o.tid, i.mempolicy))
-        .collect();
-    attrs::check_policies(pid, &per_area, &per_thread)?;
-    let creds = &infos[0].creds;
-    // rcriu holds a copy of every fd (taken with pidfd_getfd as they were
-    // read); the parasite reads the close-on-exec flags /proc was not
-    // asked for (the sockets').
+    // The fds, while smaps is still read: rcriu holds a copy of every fd
+    // (taken with pidfd_getfd as they were read); the parasite reads the
+    // close-on-exec flags /proc was not asked for (the sockets').
     let numbers: Vec<i32> = fd_list
         .iter()
         .zip(&fd_infos)
@@ -1671,6 +1646,31 @@ fn collect(
         open.push(f);
     }
     let t_opened = Instant::now();
+    let t_smaps = Instant::now();
+    let mut smaps = smaps_read.join(parasite.area())?;
+    log::debug!(
+        "memory of {pid}: smaps waited for {:?}, {:?} after its collection began",
+        t_smaps.elapsed(),
+        t_smaps - t_collect
+    );
+    // Memory tracked since a pre-dump: its areas are plain memory to the
+    // dump, and their pages not written since are in the parent's images.
+    let tracking =
+        crate::track::Final::begin(seized, stat.starttime, sh.parent.as_deref(), &mut smaps)?;
+    let mut areas = mm::classify(pid, &smaps)?;
+    files::check_socket_locks(pid, &fast_sockets, &sh.locks_frozen)?;
+    // NUMA policies, asked from inside (numa_maps would walk every page
+    // table once more).
+    let starts: Vec<u64> = areas.iter().map(Area::start).collect();
+    let modes = parasite.mem_policies(&starts).map_err(ce(pid))?;
+    let per_area: Vec<(u64, i32)> = starts.into_iter().zip(modes).collect();
+    let per_thread: Vec<(Pid, i32)> = outside
+        .iter()
+        .zip(&infos)
+        .map(|(o, i)| (o.tid, i.mempolicy))
+        .collect();
+    attrs::check_policies(pid, &per_area, &per_thread)?;
+    let creds = &infos[0].creds;
 
     // -- Files: mapped, open, exe, cwd, root.
     let table = &mut sh.files;
