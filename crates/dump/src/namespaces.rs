@@ -207,6 +207,7 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
         // restore gives each both (clone3's set_tid at two levels), and
         // one in a pid namespace nested in the container's its number at
         // every level down to its own.
+        let names = pidns::ImagePids::of_root(pid)?;
         for m in &tree.members {
             let task = Task::open(m.pid).map_err(Error::proc(m.pid))?;
             let tids: Vec<Pid> = match &m.kind {
@@ -219,9 +220,9 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
                     .and_then(|mut t| t.status())
                     .map_err(Error::proc(m.pid))?;
                 match status.ns_pid.as_slice() {
-                    [_, v] => c.vpids.push((tid, *v)),
-                    [_, v, inner @ ..] if inner.len() < MAX_NESTED => {
-                        c.vpids.push((tid, *v));
+                    [_, _] => c.vpids.push((tid, names.of_ns_pid(tid, &status.ns_pid)?)),
+                    [_, _, inner @ ..] if inner.len() < MAX_NESTED => {
+                        c.vpids.push((tid, names.of_ns_pid(tid, &status.ns_pid)?));
                         c.nested.push((tid, status.ns_pid[1..].to_vec()));
                     }
                     other => {

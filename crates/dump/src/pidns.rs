@@ -31,6 +31,60 @@ use crate::namespaces::Container;
 use crate::tree::{Kind, Tree};
 use crate::{Error, Result, mnt};
 
+/// The pid the images name a process by: its pid in the root's pid
+/// namespace (1 for a container's init), or its own when the root shares
+/// rcriu's. The final dump's container ([`Container::vpid`]) and a
+/// pre-dump (whose images the final dump's must match) both name
+/// processes so.
+pub struct ImagePids {
+    /// The root's level in `NSpid`, when its pid namespace is not rcriu's.
+    level: Option<usize>,
+}
+
+impl ImagePids {
+    pub fn of_root(root: Pid) -> Result<ImagePids> {
+        let mut task = Task::open(root).map_err(Error::proc(root))?;
+        let theirs = task.namespaces().map_err(Error::proc(root))?;
+        let me = std::process::id() as Pid;
+        let mine = Task::open(me)
+            .and_then(|t| t.namespaces())
+            .map_err(Error::proc(me))?;
+        let kind = rcriu_proc::NsKind::Pid;
+        let level = if theirs.get(kind) == mine.get(kind) {
+            None
+        } else {
+            let ns_pid = task.status().map_err(Error::proc(root))?.ns_pid;
+            Some(ns_pid.len().saturating_sub(1))
+        };
+        Ok(ImagePids { level })
+    }
+
+    /// Process (or thread) `pid`'s name, of its `NSpid` (host pid first).
+    pub fn of_ns_pid(&self, pid: Pid, ns_pid: &[Pid]) -> Result<Pid> {
+        let Some(level) = self.level else {
+            return Ok(pid);
+        };
+        ns_pid
+            .get(level)
+            .copied()
+            .ok_or_else(|| Error::Inconsistent {
+                pid,
+                what: format!("no pid at level {level} of its NSpid {ns_pid:?}"),
+            })
+    }
+
+    /// Process `pid`'s name, its `NSpid` read.
+    pub fn get(&self, pid: Pid) -> Result<Pid> {
+        if self.level.is_none() {
+            return Ok(pid);
+        }
+        let status = Task::open(pid)
+            .and_then(|mut t| t.status())
+            .map_err(Error::proc(pid))?;
+        self.of_ns_pid(pid, &status.ns_pid)
+    }
+}
+
 /// What the checks need of one process.
 struct Info {
     pid: Pid,

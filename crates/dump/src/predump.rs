@@ -80,7 +80,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     if let Some(p) = &o.parent {
         dir.link_parent(p).map_err(Error::image(pid))?;
     }
-    let names = ImagePids::of_root(pid)?;
+    let names = crate::pidns::ImagePids::of_root(pid)?;
     let root_named = names.get(pid)?;
     // Through a page server: connected, and the pagemap opened, before
     // the process is seized.
@@ -265,50 +265,6 @@ fn in_background<T: Send>(f: impl FnOnce() -> T + Send) -> T {
         });
         t.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
     })
-}
-
-/// The pid the images name a process by, as the final dump names it:
-/// its pid in the root's pid namespace (1 for a container's init), or
-/// its own when the root shares rcriu's.
-struct ImagePids {
-    /// The root's level in `NSpid`, when its pid namespace is not rcriu's.
-    level: Option<usize>,
-}
-
-impl ImagePids {
-    fn of_root(root: Pid) -> Result<ImagePids> {
-        let mut task = Task::open(root).map_err(Error::proc(root))?;
-        let theirs = task.namespaces().map_err(Error::proc(root))?;
-        let me = std::process::id() as Pid;
-        let mine = Task::open(me)
-            .and_then(|t| t.namespaces())
-            .map_err(Error::proc(me))?;
-        let kind = rcriu_proc::NsKind::Pid;
-        let level = if theirs.get(kind) == mine.get(kind) {
-            None
-        } else {
-            let ns_pid = task.status().map_err(Error::proc(root))?.ns_pid;
-            Some(ns_pid.len().saturating_sub(1))
-        };
-        Ok(ImagePids { level })
-    }
-
-    fn get(&self, pid: Pid) -> Result<Pid> {
-        let Some(level) = self.level else {
-            return Ok(pid);
-        };
-        let status = Task::open(pid)
-            .and_then(|mut t| t.status())
-            .map_err(Error::proc(pid))?;
-        status
-            .ns_pid
-            .get(level)
-            .copied()
-            .ok_or_else(|| Error::Inconsistent {
-                pid,
-                what: format!("no pid at level {level} of its NSpid {:?}", status.ns_pid),
-            })
-    }
 }
 
 /// The pagemap and pages image (`pages-<pages_id>.img`) of one process
