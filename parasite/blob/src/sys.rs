@@ -13,10 +13,7 @@ pub const SIGPIPE: i32 = 13;
 pub const AF_UNIX: i32 = 1;
 pub const SOCK_SEQPACKET: i32 = 5;
 pub const SOCK_CLOEXEC: i32 = 0o2000000;
-const MSG_NOSIGNAL: i32 = 0x4000;
-const MSG_CMSG_CLOEXEC: i32 = 0x40000000;
-const SOL_SOCKET: i32 = 1;
-const SCM_RIGHTS: i32 = 1;
+use rcriu_blob_rt::msg::{MSG_CMSG_CLOEXEC, MSG_NOSIGNAL};
 
 pub use rcriu_blob_rt::nr::*;
 
@@ -74,109 +71,16 @@ pub fn drop_pending_signal(sig: i32) {
     call_owned(NR_RT_SIGTIMEDWAIT, addr(&set), 0, addr(&zero), 8);
 }
 
-#[repr(C)]
-struct Iov {
-    base: u64,
-    len: u64,
-}
-
-#[repr(C)]
-struct MsgHdr {
-    name: u64,
-    namelen: u32,
-    _pad0: u32,
-    iov: u64,
-    iovlen: u64,
-    control: u64,
-    controllen: u64,
-    flags: i32,
-    _pad1: u32,
-}
-
-/// `struct cmsghdr` followed by room for the fds.
-#[repr(C)]
-struct CmsgFds {
-    len: u64,
-    level: i32,
-    ty: i32,
-    fds: [i32; rcriu_parasite_abi::MAX_FDS],
-}
-
-const CMSG_HDR_LEN: usize = 16;
-
 /// Receives one message and the fds that come with it. Returns the bytes
 /// received (or a negative errno) and how many of `fds` were filled.
 pub fn recv_msg_fds(sock: i32, msg: &mut CtlMsg, fds: &mut [i32]) -> (i64, usize) {
-    let mut iov = Iov {
-        base: addr_mut(msg),
-        len: size_of::<CtlMsg>() as u64,
-    };
-    let mut cmsg = CmsgFds {
-        len: 0,
-        level: 0,
-        ty: 0,
-        fds: [-1; rcriu_parasite_abi::MAX_FDS],
-    };
-    let mut hdr = MsgHdr {
-        name: 0,
-        namelen: 0,
-        _pad0: 0,
-        iov: addr_mut(&mut iov),
-        iovlen: 1,
-        control: addr_mut(&mut cmsg),
-        controllen: size_of::<CmsgFds>() as u64,
-        flags: 0,
-        _pad1: 0,
-    };
-    let n = call_owned(
-        NR_RECVMSG,
-        sock as u64,
-        addr_mut(&mut hdr),
-        MSG_CMSG_CLOEXEC as u64,
-        0,
-    );
-    let mut nfds = 0;
-    if hdr.controllen as usize >= CMSG_HDR_LEN
-        && cmsg.level == SOL_SOCKET
-        && cmsg.ty == SCM_RIGHTS
-        && cmsg.len as usize >= CMSG_HDR_LEN
-    {
-        nfds = ((cmsg.len as usize - CMSG_HDR_LEN) / 4)
-            .min(fds.len())
-            .min(cmsg.fds.len());
-        fds[..nfds].copy_from_slice(&cmsg.fds[..nfds]);
-    }
-    (n, nfds)
+    // SAFETY: a CtlMsg is plain data, valid for any bytes.
+    unsafe { rcriu_blob_rt::msg::recv_fds(sock, msg, fds, MSG_CMSG_CLOEXEC) }
 }
 
 /// Sends one message, with `fds` attached when there are any.
 pub fn send_msg_fds(sock: i32, msg: &CtlMsg, fds: &[i32]) -> i64 {
-    let mut iov = Iov {
-        base: addr(msg),
-        len: size_of::<CtlMsg>() as u64,
-    };
-    let nfds = fds.len().min(rcriu_parasite_abi::MAX_FDS);
-    let mut cmsg = CmsgFds {
-        len: (CMSG_HDR_LEN + 4 * nfds) as u64,
-        level: SOL_SOCKET,
-        ty: SCM_RIGHTS,
-        fds: [-1; rcriu_parasite_abi::MAX_FDS],
-    };
-    cmsg.fds[..nfds].copy_from_slice(&fds[..nfds]);
-    // CMSG_SPACE: the header plus the data rounded up to 8 bytes.
-    let space = (CMSG_HDR_LEN + 4 * nfds).next_multiple_of(8);
-    let hdr = MsgHdr {
-        name: 0,
-        namelen: 0,
-        _pad0: 0,
-        iov: addr_mut(&mut iov),
-        iovlen: 1,
-        control: if nfds > 0 { addr_mut(&mut cmsg) } else { 0 },
-        controllen: if nfds > 0 { space as u64 } else { 0 },
-        flags: 0,
-        _pad1: 0,
-    };
-    call_owned(NR_SENDMSG, sock as u64, addr(&hdr), MSG_NOSIGNAL as u64, 0)
+    rcriu_blob_rt::msg::send_fds(sock, msg, fds, MSG_NOSIGNAL)
 }
 
 /// `getresuid`/`getresgid` into `ids`.

@@ -5,8 +5,9 @@
 //! the daemon. The restorer keeps no copy: the daemon (and its guard)
 //! hold it from then on.
 
+use rcriu_blob_rt::msg::MSG_NOSIGNAL;
 use rcriu_blob_rt::nr::*;
-use rcriu_blob_rt::syscall::{addr, addr_mut, call};
+use rcriu_blob_rt::syscall::{addr_mut, call};
 use rcriu_parasite_abi::restorer::{Args, Vma};
 
 use crate::{Fail, Res, array, ok};
@@ -32,10 +33,6 @@ const UFFDIO_REGISTER_MODE_MISSING: u64 = 1;
 /// `1 << _UFFDIO_COPY | 1 << _UFFDIO_ZEROPAGE`: what the daemon uses.
 const NEEDED_IOCTLS: u64 = 1 << 0x03 | 1 << 0x04;
 
-const MSG_NOSIGNAL: u64 = 0x4000;
-const SOL_SOCKET: i32 = 1;
-const SCM_RIGHTS: i32 = 1;
-
 #[repr(C)]
 struct UffdioApi {
     api: u64,
@@ -51,40 +48,9 @@ struct UffdioRegister {
     ioctls: u64,
 }
 
-#[repr(C)]
-struct Iov {
-    base: u64,
-    len: u64,
-}
-
-#[repr(C)]
-struct MsgHdr {
-    name: u64,
-    namelen: u32,
-    _pad0: u32,
-    iov: u64,
-    iovlen: u64,
-    control: u64,
-    controllen: u64,
-    flags: i32,
-    _pad1: u32,
-}
-
-/// One fd's control message (`CMSG_SPACE(sizeof(int))` bytes).
-#[repr(C)]
-struct CmsgFd {
-    len: u64,
-    level: i32,
-    ty: i32,
-    fd: i32,
-    _pad: i32,
-}
-
 const _: () = {
     assert!(size_of::<UffdioApi>() == 24);
     assert!(size_of::<UffdioRegister>() == 32);
-    assert!(size_of::<MsgHdr>() == 56);
-    assert!(size_of::<CmsgFd>() == 24);
 };
 
 /// Registers the lazy areas and sends the userfaultfd. Item 0 is the
@@ -143,32 +109,8 @@ fn register(a: &Args, uffd: i64) -> Res {
 fn send(a: &Args, uffd: i32) -> Res {
     let item = 2 + a.nr_vmas as u32;
     // The pid as the process sees it (rcriu maps it back).
-    let mut pid = rcriu_blob_rt::syscall::value(NR_GETPID, 0, 0, 0) as i32;
-    let mut iov = Iov {
-        base: addr_mut(&mut pid),
-        len: 4,
-    };
-    let mut cmsg = CmsgFd {
-        len: 20,
-        level: SOL_SOCKET,
-        ty: SCM_RIGHTS,
-        fd: uffd,
-        _pad: 0,
-    };
-    let hdr = MsgHdr {
-        name: 0,
-        namelen: 0,
-        _pad0: 0,
-        iov: addr_mut(&mut iov),
-        iovlen: 1,
-        control: addr_mut(&mut cmsg),
-        controllen: size_of::<CmsgFd>() as u64,
-        flags: 0,
-        _pad1: 0,
-    };
-    // SAFETY: the kernel reads the header, the 4 bytes of the pid and
-    // the control message, all on this stack.
-    let r = unsafe { call(NR_SENDMSG, a.uffd_sock as u64, addr(&hdr), MSG_NOSIGNAL, 0) };
+    let pid = rcriu_blob_rt::syscall::value(NR_GETPID, 0, 0, 0) as i32;
+    let r = rcriu_blob_rt::msg::send_fds(a.uffd_sock, &pid, &[uffd], MSG_NOSIGNAL);
     if ok(r, item)? != 4 {
         return Err(Fail(item, -EIO));
     }

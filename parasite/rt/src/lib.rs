@@ -12,6 +12,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod mem;
+pub mod msg;
 pub mod nr;
 pub mod syscall;
 
