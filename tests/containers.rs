@@ -2962,7 +2962,8 @@ fn a_pidfd_in_a_nested_pid_namespace_is_refused_by_name() {
 /// what the container's init sees of itself (`/tmp/reportN`): its uid
 /// and gid maps, its ids and capabilities, and the owner of a file it
 /// creates (`/tmp/madeN`). Only builtins run between reports, so that
-/// a checkpoint finds one process of one thread.
+/// a checkpoint finds one process of one thread ([`USERNS_TREE`] is a
+/// tree).
 const USERNS_COUNTER: &str = "i=0; r=0; while :; do i=$((i+1)); echo $i >> /tmp/count; \
      if [ -e /tmp/go$r ]; then { cat /proc/$$/uid_map /proc/$$/gid_map; \
      grep -E '^(Uid|Gid|Groups|Cap)' /proc/$$/status; touch /tmp/made$r; \
@@ -3500,6 +3501,96 @@ fn criu_and_rcriu_restore_each_others_trees_in_a_user_namespace() {
         .find(|k| k.2 == "ct_threads")
         .expect("ct_threads");
     assert_eq!(threads_verdict(&c, threads.0), "PASS\n");
+}
+
+/// The SysV IPC workload ([`ipc_sysv_script`] in `mode`) in a container
+/// in a user namespace of its own, ready.
+fn ipc_sysv_in_userns(tag: &str, mode: &str) -> Container {
+    let c = Container::in_userns(tag, &ipc_sysv_script(mode));
+    static_workload(&c, "ipc_sysv");
+    c.start();
+    wait_file(&c, "tmp/stdout", "ready");
+    c
+}
+
+/// The SysV IPC objects of a container in a user namespace of its own
+/// (its IPC namespace owned by it) are checkpointed with their owners as
+/// the container sees them (segment B's 1000:1001, the creators its
+/// root, 0), made again from inside (as its root) with those owners and
+/// pass the workload's checks (ids, modes, owners, memory, attaches,
+/// values, messages). Negative control: segment B's owner made 1002 in
+/// the images is seen by the workload.
+#[test]
+fn runc_restores_sysv_ipc_objects_in_a_user_namespace() {
+    need_tools();
+    let _g = common::setup();
+    let c = ipc_sysv_in_userns("ipc-userns", "");
+    let facts = wait_file(&c, "tmp/stdout", "ready");
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    use rcriu_images::{ImageDir, ImageFile, pb};
+    let images = c.dir.0.join("images");
+    let dir = ImageDir::open(&images).unwrap();
+    let ids: pb::TaskKobjIdsEntry = dir.read_one(ImageFile::Ids(1)).unwrap();
+    let file = ImageFile::IpcShm(ids.ipc_ns_id.unwrap().into());
+    let shm: Vec<pb::IpcShmEntry> = dir.read_all(file).unwrap();
+    assert_eq!(shm.len(), 3, "{facts}");
+    assert!(shm.iter().all(|s| s.in_pagemaps == Some(true)));
+    let owners: Vec<(u32, u32, u32, u32)> = shm
+        .iter()
+        .map(|s| (s.desc.uid, s.desc.gid, s.desc.cuid, s.desc.cgid))
+        .collect();
+    assert_eq!(
+        owners,
+        [(0, 0, 0, 0), (1000, 1001, 0, 0), (0, 0, 0, 0)],
+        "{facts}"
+    );
+    let changed = copy_images(&c, "images", "images-owner");
+    assert_eq!(
+        ipc_sysv_verdict(&c, RCRIU, "images", "work-restore"),
+        "PASS\n",
+        "{facts}"
+    );
+
+    // Negative control: segment B's owner changed in the images.
+    let dir = ImageDir::open(&changed).unwrap();
+    let mut shm: Vec<pb::IpcShmEntry> = dir.read_all(file).unwrap();
+    shm[1].desc.uid = 1002;
+    dir.write_all(file, &shm).unwrap();
+    let v = ipc_sysv_verdict(&c, RCRIU, "images-owner", "work-restore-owner");
+    assert!(
+        v.starts_with("FAIL: shm B:") && v.contains("owner 1002:1001"),
+        "{v}"
+    );
+}
+
+/// CRIU 4.2 restores rcriu's checkpoint of the SysV IPC workload in a
+/// user namespace of its own and the other way round
+/// (`RCRIU_TEST_CRIU`; the queue keeps its default `msg_qbytes`, which
+/// CRIU 4.2 does not restore; the images made readable to the
+/// container's root for CRIU).
+#[test]
+fn criu_and_rcriu_restore_each_others_sysv_ipc_in_a_user_namespace() {
+    need_tools();
+    let Some(criu) = criu42() else {
+        return;
+    };
+    let _g = common::setup();
+    for (dumper, restorer, tag) in [
+        (criu.as_str(), RCRIU, "criu"),
+        (RCRIU, criu.as_str(), "rcriu"),
+    ] {
+        let c = ipc_sysv_in_userns(&format!("ipcux{tag}"), "qbytes");
+        let out = c.checkpoint_with(dumper, "images", "work-dump");
+        succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+        run_ok(
+            Command::new("chmod")
+                .args(["-R", "a+rX"])
+                .arg(c.dir.0.join("images")),
+        );
+        let v = ipc_sysv_verdict(&c, restorer, "images", "work-restore");
+        assert_eq!(v, "PASS\n", "the restore of {tag}'s images");
+    }
 }
 
 /// podman's counter with a child: the child counts into /tmp/kid, the
