@@ -3503,6 +3503,62 @@ fn criu_and_rcriu_restore_each_others_trees_in_a_user_namespace() {
     assert_eq!(threads_verdict(&c, threads.0), "PASS\n");
 }
 
+/// The processes whose root is `rootfs` (a container's, after its
+/// pivot_root: the same directory).
+fn rooted_in(rootfs: &Path) -> Vec<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let want = std::fs::metadata(rootfs).unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::metadata(format!("/proc/{p}/root"))
+                .is_ok_and(|m| m.dev() == want.dev() && m.ino() == want.ino())
+        })
+        .collect()
+}
+
+/// A restore of a tree in a user namespace that fails in a child (its
+/// uid 70000, which the namespace does not map, refused by setresuid in
+/// its restorer) fails naming the step and the child by its pid in the
+/// images, and leaves no process of the
+/// tree: those whose pids rcriu had not learnt yet go with the root.
+/// Control: the same check finds the processes of the running tree.
+#[test]
+fn a_tree_in_a_user_namespace_failing_in_a_child_is_killed_whole() {
+    need_tools();
+    let _g = common::setup();
+    let c = userns_tree("userns-fail");
+    let rootfs = c.bundle().join("rootfs");
+    let running = rooted_in(&rootfs);
+    assert!(running.len() >= 3, "{running:?}");
+    let kid = named_children(c.pid())
+        .into_iter()
+        .find(|k| k.2 == "sh")
+        .expect("the child");
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    let changed = copy_images(&c, "images", "images-unmapped");
+    set_kid_ids(&changed, kid.1 as u32, 70000);
+    let out = c.restore_with(RCRIU, "images-unmapped", "work-unmapped");
+    assert!(!out.status.success(), "restored with an unmapped uid");
+    let log = std::fs::read_to_string(c.dir.0.join("work-unmapped/restore.log")).unwrap();
+    assert!(
+        log.contains(&format!("(process {} of the images)", kid.1))
+            && log.contains("setting credentials failed (setresuid)"),
+        "{log}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = rooted_in(&rootfs);
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left behind: {left:?}\n{log}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// The SysV IPC workload ([`ipc_sysv_script`] in `mode`) in a container
 /// in a user namespace of its own, ready.
 fn ipc_sysv_in_userns(tag: &str, mode: &str) -> Container {

@@ -309,6 +309,16 @@ fn report(
     }
 }
 
+/// A process's pid in the images when it is not its pid here, for
+/// messages.
+fn numbered(pid: Pid, img: Pid) -> String {
+    if pid == img {
+        String::new()
+    } else {
+        format!("(process {img} of the images) ")
+    }
+}
+
 /// How a task ended, for messages.
 fn ended(w: &Wait) -> String {
     match w {
@@ -418,7 +428,8 @@ pub fn wait_restorer(
                             return Err(fail(
                                 pid,
                                 format!(
-                                    "{}: {}",
+                                    "{}{}: {}",
+                                    numbered(pid, img),
                                     ended(&w),
                                     report(region, &placed[p], img, tids, &describe)
                                 ),
@@ -471,7 +482,8 @@ pub fn wait_restorer(
                         return Err(fail(
                             pid,
                             format!(
-                                "the restorer faulted (signal {sig}) in thread {tid}: {}",
+                                "{}the restorer faulted (signal {sig}) in thread {tid}: {}",
+                                numbered(pid, img),
                                 report(region, &placed[p], img, tids, &describe)
                             ),
                         ));
