@@ -3559,6 +3559,48 @@ fn a_tree_in_a_user_namespace_failing_in_a_child_is_killed_whole() {
     }
 }
 
+/// A pid namespace nested in the container's (ct_nestpid: B pid 1 there,
+/// its child C pid 2, C with two threads) in a container in a user
+/// namespace of its own: every process is forked inside the user
+/// namespace with its pids at every level it owns (the container's and
+/// the nested one's), and each passes its checks. Control: C made at pid
+/// 7 of the nested namespace in the images: B no longer finds its child
+/// at 2.
+#[test]
+fn a_nested_pid_namespace_in_a_user_namespace_is_restored() {
+    need_tools();
+    let _g = common::setup();
+    let c = Container::in_userns(
+        "nestpid-userns",
+        "cd /tmp && exec /bin/ct_nestpid /tmp/verdict > /tmp/stdout",
+    );
+    static_workload_with(&c, "ct_nestpid", &["-pthread"]);
+    c.add_caps(&["CAP_SYS_ADMIN"]);
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = c.bundle().join("rootfs/tmp");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    c.start();
+    let facts = wait_file(&c, "tmp/stdout", "ready");
+    let (_, b) = nestpid_pids(&facts);
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    use rcriu_images::{ImageFile, pb};
+    let changed = copy_images(&c, "images", "images-renumbered");
+    nestpid_restored(&c, &facts);
+
+    let dir = rcriu_images::ImageDir::open(&changed).unwrap();
+    let mut tree: Vec<pb::PstreeEntry> = dir.read_all(ImageFile::Pstree).unwrap();
+    let cpid = tree.iter().find(|e| e.ppid == b).expect("C").pid;
+    for e in tree.iter_mut().filter(|e| e.pid == cpid) {
+        e.ns_pid = vec![cpid, 7];
+        e.tids[0].tid = vec![cpid, 7];
+    }
+    dir.write_all(ImageFile::Pstree, &tree).unwrap();
+    nestpid_control_fails(&c, "images-renumbered", |v| {
+        v.contains("B: kill of its child 2: errno 3;")
+    });
+}
+
 /// The SysV IPC workload ([`ipc_sysv_script`] in `mode`) in a container
 /// in a user namespace of its own, ready.
 fn ipc_sysv_in_userns(tag: &str, mode: &str) -> Container {
