@@ -2962,7 +2962,8 @@ fn a_pidfd_in_a_nested_pid_namespace_is_refused_by_name() {
 /// what the container's init sees of itself (`/tmp/reportN`): its uid
 /// and gid maps, its ids and capabilities, and the owner of a file it
 /// creates (`/tmp/madeN`). Only builtins run between reports, so that
-/// a checkpoint finds one process of one thread.
+/// a checkpoint finds one process of one thread ([`USERNS_TREE`] is a
+/// tree).
 const USERNS_COUNTER: &str = "i=0; r=0; while :; do i=$((i+1)); echo $i >> /tmp/count; \
      if [ -e /tmp/go$r ]; then { cat /proc/$$/uid_map /proc/$$/gid_map; \
      grep -E '^(Uid|Gid|Groups|Cap)' /proc/$$/status; touch /tmp/made$r; \
@@ -3261,12 +3262,452 @@ fn criu_and_rcriu_restore_each_others_containers_in_a_user_namespace() {
     assert_eq!(exec_id(&c).trim(), "uid=0 gid=0");
 }
 
+/// A tree in a user namespace of its own: ct_threads (three threads and
+/// a zombie child; it checks itself on SIGUSR1), a child run as uid and
+/// gid 1000 there (`su kid`) that counts into /tmp/kid and writes the
+/// ids it has (`/tmp/kreportN`, as grep, its child, inherits them) each
+/// time the test creates /tmp/kgoN,
+/// and the init (uid 0 there), which counts while `kill -0` finds that
+/// child by the pid it was forked with (`gone N` otherwise, as [`TWO`]).
+const USERNS_TREE: &str = "cd /tmp; /bin/ct_threads /tmp/verdict zombie > /tmp/stdout & \
+     su -s /bin/sh kid -c 'j=0; r=0; while :; do j=$((j+1)); echo $j >> /tmp/kid; \
+     if [ -e /tmp/kgo$r ]; then grep -E \"^(Uid|Gid|Groups)\" /proc/self/status > /tmp/kreport$r.tmp; \
+     mv /tmp/kreport$r.tmp /tmp/kreport$r; r=$((r+1)); fi; read -t 0.02 x <> /tmp/tick; done' \
+     & kid=$!; i=0; while :; do i=$((i+1)); if kill -0 $kid; then echo $i >> /tmp/count; \
+     else echo gone $i >> /tmp/count; fi; read -t 0.02 x <> /tmp/tick; done";
+
+/// The uid and gid of the child of [`USERNS_TREE`] in its namespace.
+const KID_ID: u32 = 1000;
+
+/// The [`USERNS_TREE`] container, started, with every process counting
+/// and ct_threads ready.
+fn userns_tree(tag: &str) -> Container {
+    let c = Container::in_userns(tag, USERNS_TREE);
+    // su changes its ids.
+    c.add_caps(&["CAP_SETUID", "CAP_SETGID"]);
+    let rootfs = c.bundle().join("rootfs");
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/su")).unwrap();
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::write(
+        rootfs.join("etc/passwd"),
+        format!("root:x:0:0::/:/bin/sh\nkid:x:{KID_ID}:{KID_ID}::/tmp:/bin/sh\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        rootfs.join("etc/group"),
+        format!("root:x:0:\nkid:x:{KID_ID}:\n"),
+    )
+    .unwrap();
+    static_workload_with(&c, "ct_threads", &["-pthread"]);
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = rootfs.join("tmp");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::set_permissions(tmp.join("tick"), std::fs::Permissions::from_mode(0o666)).unwrap();
+    c.start();
+    c.wait_past(3);
+    wait_counts(|| kid_counts(&c), 3);
+    wait_file(&c, "tmp/stdout", "ready");
+    c
+}
+
+fn kid_counts(c: &Container) -> Vec<u64> {
+    parse_counts(&std::fs::read_to_string(c.bundle().join("rootfs/tmp/kid")).unwrap_or_default())
+}
+
+/// Asks the child of [`USERNS_TREE`] for its report `n` (its ids as it
+/// sees them) and waits for it.
+fn kid_report(c: &Container, n: u32) -> String {
+    let tmp = c.bundle().join("rootfs/tmp");
+    std::fs::write(tmp.join(format!("kgo{n}")), b"").unwrap();
+    wait_file(c, &format!("tmp/kreport{n}"), "Groups")
+}
+
+/// The init's children (host pid, pid in the namespace), by the latter,
+/// each with its command name.
+fn named_children(pid: i32) -> Vec<(i32, i32, String)> {
+    let mut v: Vec<(i32, i32, String)> = children_ns_pids(pid)
+        .into_iter()
+        .map(|(h, n)| {
+            let comm = std::fs::read_to_string(format!("/proc/{h}/comm")).unwrap();
+            (h, n, comm.trim().to_string())
+        })
+        .collect();
+    v.sort_by_key(|&(_, n, _)| n);
+    v
+}
+
+/// Uid and gid of `pid` as the host sees them.
+fn host_ids(pid: i32) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(format!("/proc/{pid}")).unwrap();
+    (m.uid(), m.gid())
+}
+
+/// ct_threads of the tree checks itself (SIGUSR1 to `host_pid`): its verdict.
+fn threads_verdict(c: &Container, host_pid: i32) -> String {
+    let _ = std::fs::remove_file(c.bundle().join("rootfs/tmp/verdict"));
+    run_ok(Command::new("kill").args(["-USR1", &host_pid.to_string()]));
+    wait_file(c, "tmp/verdict", "\n")
+}
+
+/// The child's uid and gid made `id` in the images (its core's creds).
+fn set_kid_ids(images: &Path, kid: u32, id: u32) {
+    use rcriu_images::ImageFile;
+    common::edit_one(
+        images,
+        ImageFile::Core(kid.into()),
+        |core: &mut rcriu_images::pb::CoreEntry| {
+            let creds = core
+                .thread_core
+                .as_mut()
+                .and_then(|t| t.creds.as_mut())
+                .expect("the child's creds");
+            for v in [
+                &mut creds.uid,
+                &mut creds.euid,
+                &mut creds.suid,
+                &mut creds.fsuid,
+                &mut creds.gid,
+                &mut creds.egid,
+                &mut creds.sgid,
+                &mut creds.fsgid,
+            ] {
+                *v = id;
+            }
+        },
+    );
+}
+
+/// A runc container in a user namespace of its own running a tree
+/// ([`USERNS_TREE`]: the init, a child as uid 1000 there, a process of
+/// three threads with a zombie child) is checkpointed and restored by
+/// rcriu: every process is forked inside the namespace with its pids at
+/// the levels it owns (the host's are the kernel's). Both counters carry
+/// on, the init still finds its child by its pid (from inside), the
+/// children have the same pids in the namespace, the child reports the
+/// same ids from inside (and the host sees 101000 for it, 100000 for the
+/// init), ct_threads passes its check (its threads' tids, its zombie's
+/// status), and every namespace is the user namespace's. Negative
+/// control: the same images with the child's ids made 1001 and its pid
+/// moved by 5: the child reports 1001 from inside, and the init loses it.
+#[test]
+fn runc_restores_a_tree_in_a_user_namespace_of_its_own() {
+    need_tools();
+    let _g = common::setup();
+    let c = userns_tree("userns-tree");
+    let before = named_children(c.pid());
+    assert_eq!(before.len(), 2, "{before:?}");
+    let kid = before
+        .iter()
+        .find(|k| k.2 == "sh")
+        .expect("the child")
+        .clone();
+    assert!(before.iter().any(|k| k.2 == "ct_threads"), "{before:?}");
+    let kid_before = kid_report(&c, 0);
+    assert!(
+        kid_before.contains(&format!("Uid:\t{KID_ID}\t{KID_ID}\t{KID_ID}\t{KID_ID}")),
+        "{kid_before}"
+    );
+    assert_eq!(host_ids(kid.0), (UNS_HOST + KID_ID, UNS_HOST + KID_ID));
+    let out = c.checkpoint("work-dump");
+    succeeded(
+        &out,
+        "rcriu's checkpoint",
+        &c.dir.0.join("work-dump/dump.log"),
+    );
+    let changed = copy_images(&c, "images", "images-edited");
+    let (n, kn) = (c.counts().len(), kid_counts(&c).len());
+    let out = c.restore();
+    succeeded(
+        &out,
+        "rcriu's restore",
+        &c.dir.0.join("work-restore/restore.log"),
+    );
+    c.wait_past(n + 3);
+    wait_counts(|| kid_counts(&c), kn + 3);
+    carried_on(&c.counts()).unwrap();
+    carried_on(&kid_counts(&c)).unwrap();
+    assert!(!lost_child(&c), "the init lost its child");
+    let after = named_children(c.pid());
+    let ns = |v: &[(i32, i32, String)]| v.iter().map(|k| (k.1, k.2.clone())).collect::<Vec<_>>();
+    assert_eq!(
+        ns(&after),
+        ns(&before),
+        "the children's pids in the namespace"
+    );
+    let kid_after = after.iter().find(|k| k.2 == "sh").unwrap().clone();
+    assert_eq!(kid_report(&c, 1), kid_before);
+    assert_eq!(
+        host_ids(kid_after.0),
+        (UNS_HOST + KID_ID, UNS_HOST + KID_ID)
+    );
+    assert_eq!(host_ids(c.pid()), (UNS_HOST, UNS_HOST));
+    owned_by_its_userns(kid_after.0 as u32).unwrap();
+    let threads_after = after.iter().find(|k| k.2 == "ct_threads").unwrap();
+    assert_eq!(threads_verdict(&c, threads_after.0), "PASS\n");
+    c.delete();
+
+    // Negative control: the child's ids and pid changed in the images.
+    // (renumber_child drops the manifest, which copy_images left out.)
+    std::fs::write(changed.join(rcriu_images::manifest::MANIFEST), b"").unwrap();
+    renumber_child(&changed, kid.1 as u32, kid.1 as u32 + 5);
+    set_kid_ids(&changed, kid.1 as u32 + 5, KID_ID + 1);
+    std::fs::remove_file(c.count_file()).unwrap();
+    for f in ["kgo1", "kreport1"] {
+        std::fs::remove_file(c.bundle().join("rootfs/tmp").join(f)).unwrap();
+    }
+    let out = c.restore_with(RCRIU, "images-edited", "work-edited");
+    succeeded(
+        &out,
+        "rcriu's restore of the edited images",
+        &c.dir.0.join("work-edited/restore.log"),
+    );
+    let bad = kid_report(&c, 1);
+    assert!(
+        bad.contains(&format!("Uid:\t{0}\t{0}\t{0}\t{0}", KID_ID + 1)),
+        "{bad}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lost_child(&c) {
+        assert!(Instant::now() < deadline, "the init never missed its child");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// CRIU 4.2 restores rcriu's checkpoint of [`USERNS_TREE`] in its user
+/// namespace and the other way round (`RCRIU_TEST_CRIU`; the images made
+/// readable to the container's root for CRIU, as for one process): the
+/// counters carry on, the init keeps its child, the child reports the
+/// same ids, and ct_threads passes its check at the end.
+#[test]
+fn criu_and_rcriu_restore_each_others_trees_in_a_user_namespace() {
+    need_tools();
+    let Some(criu) = criu42() else {
+        return;
+    };
+    let _g = common::setup();
+    let c = userns_tree("userns-tree-x");
+    let kid_before = kid_report(&c, 0);
+    across(&c, &criu, RCRIU, "criu", |_| {});
+    assert_eq!(kid_report(&c, 1), kid_before);
+    across(&c, RCRIU, &criu, "rcriu", |images| {
+        run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(images));
+    });
+    assert_eq!(kid_report(&c, 2), kid_before);
+    assert!(!lost_child(&c), "the init lost its child");
+    let kids = named_children(c.pid());
+    let threads = kids
+        .iter()
+        .find(|k| k.2 == "ct_threads")
+        .expect("ct_threads");
+    assert_eq!(threads_verdict(&c, threads.0), "PASS\n");
+}
+
+/// The processes whose root is `rootfs` (a container's, after its
+/// pivot_root: the same directory).
+fn rooted_in(rootfs: &Path) -> Vec<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let want = std::fs::metadata(rootfs).unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::metadata(format!("/proc/{p}/root"))
+                .is_ok_and(|m| m.dev() == want.dev() && m.ino() == want.ino())
+        })
+        .collect()
+}
+
+/// A restore of a tree in a user namespace that fails in a child (its
+/// uid 70000, which the namespace does not map, refused by setresuid in
+/// its restorer) fails naming the step and the child by its pid in the
+/// images, and leaves no process of the
+/// tree: those whose pids rcriu had not learnt yet go with the root.
+/// Control: the same check finds the processes of the running tree.
+#[test]
+fn a_tree_in_a_user_namespace_failing_in_a_child_is_killed_whole() {
+    need_tools();
+    let _g = common::setup();
+    let c = userns_tree("userns-fail");
+    let rootfs = c.bundle().join("rootfs");
+    let running = rooted_in(&rootfs);
+    assert!(running.len() >= 3, "{running:?}");
+    let kid = named_children(c.pid())
+        .into_iter()
+        .find(|k| k.2 == "sh")
+        .expect("the child");
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    let changed = copy_images(&c, "images", "images-unmapped");
+    set_kid_ids(&changed, kid.1 as u32, 70000);
+    let out = c.restore_with(RCRIU, "images-unmapped", "work-unmapped");
+    assert!(!out.status.success(), "restored with an unmapped uid");
+    let log = std::fs::read_to_string(c.dir.0.join("work-unmapped/restore.log")).unwrap();
+    assert!(
+        log.contains(&format!("(process {} of the images)", kid.1))
+            && log.contains("setting credentials failed (setresuid)"),
+        "{log}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = rooted_in(&rootfs);
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left behind: {left:?}\n{log}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A pid namespace nested in the container's (ct_nestpid: B pid 1 there,
+/// its child C pid 2, C with two threads) in a container in a user
+/// namespace of its own: every process is forked inside the user
+/// namespace with its pids at every level it owns (the container's and
+/// the nested one's), and each passes its checks. Control: C made at pid
+/// 7 of the nested namespace in the images: B no longer finds its child
+/// at 2.
+#[test]
+fn a_nested_pid_namespace_in_a_user_namespace_is_restored() {
+    need_tools();
+    let _g = common::setup();
+    let c = Container::in_userns(
+        "nestpid-userns",
+        "cd /tmp && exec /bin/ct_nestpid /tmp/verdict > /tmp/stdout",
+    );
+    static_workload_with(&c, "ct_nestpid", &["-pthread"]);
+    c.add_caps(&["CAP_SYS_ADMIN"]);
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = c.bundle().join("rootfs/tmp");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    c.start();
+    let facts = wait_file(&c, "tmp/stdout", "ready");
+    let (_, b) = nestpid_pids(&facts);
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    use rcriu_images::{ImageFile, pb};
+    let changed = copy_images(&c, "images", "images-renumbered");
+    nestpid_restored(&c, &facts);
+
+    let dir = rcriu_images::ImageDir::open(&changed).unwrap();
+    let mut tree: Vec<pb::PstreeEntry> = dir.read_all(ImageFile::Pstree).unwrap();
+    let cpid = tree.iter().find(|e| e.ppid == b).expect("C").pid;
+    for e in tree.iter_mut().filter(|e| e.pid == cpid) {
+        e.ns_pid = vec![cpid, 7];
+        e.tids[0].tid = vec![cpid, 7];
+    }
+    dir.write_all(ImageFile::Pstree, &tree).unwrap();
+    nestpid_control_fails(&c, "images-renumbered", |v| {
+        v.contains("B: kill of its child 2: errno 3;")
+    });
+}
+
+/// The SysV IPC workload ([`ipc_sysv_script`] in `mode`) in a container
+/// in a user namespace of its own, ready.
+fn ipc_sysv_in_userns(tag: &str, mode: &str) -> Container {
+    let c = Container::in_userns(tag, &ipc_sysv_script(mode));
+    static_workload(&c, "ipc_sysv");
+    c.start();
+    wait_file(&c, "tmp/stdout", "ready");
+    c
+}
+
+/// The SysV IPC objects of a container in a user namespace of its own
+/// (its IPC namespace owned by it) are checkpointed with their owners as
+/// the container sees them (segment B's 1000:1001, the creators its
+/// root, 0), made again from inside (as its root) with those owners and
+/// pass the workload's checks (ids, modes, owners, memory, attaches,
+/// values, messages). Negative control: segment B's owner made 1002 in
+/// the images is seen by the workload.
+#[test]
+fn runc_restores_sysv_ipc_objects_in_a_user_namespace() {
+    need_tools();
+    let _g = common::setup();
+    let c = ipc_sysv_in_userns("ipc-userns", "");
+    let facts = wait_file(&c, "tmp/stdout", "ready");
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    use rcriu_images::{ImageDir, ImageFile, pb};
+    let images = c.dir.0.join("images");
+    let dir = ImageDir::open(&images).unwrap();
+    let ids: pb::TaskKobjIdsEntry = dir.read_one(ImageFile::Ids(1)).unwrap();
+    let file = ImageFile::IpcShm(ids.ipc_ns_id.unwrap().into());
+    let shm: Vec<pb::IpcShmEntry> = dir.read_all(file).unwrap();
+    assert_eq!(shm.len(), 3, "{facts}");
+    assert!(shm.iter().all(|s| s.in_pagemaps == Some(true)));
+    let owners: Vec<(u32, u32, u32, u32)> = shm
+        .iter()
+        .map(|s| (s.desc.uid, s.desc.gid, s.desc.cuid, s.desc.cgid))
+        .collect();
+    assert_eq!(
+        owners,
+        [(0, 0, 0, 0), (1000, 1001, 0, 0), (0, 0, 0, 0)],
+        "{facts}"
+    );
+    let changed = copy_images(&c, "images", "images-owner");
+    assert_eq!(
+        ipc_sysv_verdict(&c, RCRIU, "images", "work-restore"),
+        "PASS\n",
+        "{facts}"
+    );
+
+    // Negative control: segment B's owner changed in the images.
+    let dir = ImageDir::open(&changed).unwrap();
+    let mut shm: Vec<pb::IpcShmEntry> = dir.read_all(file).unwrap();
+    shm[1].desc.uid = 1002;
+    dir.write_all(file, &shm).unwrap();
+    let v = ipc_sysv_verdict(&c, RCRIU, "images-owner", "work-restore-owner");
+    assert!(
+        v.starts_with("FAIL: shm B:") && v.contains("owner 1002:1001"),
+        "{v}"
+    );
+}
+
+/// CRIU 4.2 restores rcriu's checkpoint of the SysV IPC workload in a
+/// user namespace of its own and the other way round
+/// (`RCRIU_TEST_CRIU`; the queue keeps its default `msg_qbytes`, which
+/// CRIU 4.2 does not restore; the images made readable to the
+/// container's root for CRIU).
+#[test]
+fn criu_and_rcriu_restore_each_others_sysv_ipc_in_a_user_namespace() {
+    need_tools();
+    let Some(criu) = criu42() else {
+        return;
+    };
+    let _g = common::setup();
+    for (dumper, restorer, tag) in [
+        (criu.as_str(), RCRIU, "criu"),
+        (RCRIU, criu.as_str(), "rcriu"),
+    ] {
+        let c = ipc_sysv_in_userns(&format!("ipcux{tag}"), "qbytes");
+        let out = c.checkpoint_with(dumper, "images", "work-dump");
+        succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+        run_ok(
+            Command::new("chmod")
+                .args(["-R", "a+rX"])
+                .arg(c.dir.0.join("images")),
+        );
+        let v = ipc_sysv_verdict(&c, restorer, "images", "work-restore");
+        assert_eq!(v, "PASS\n", "the restore of {tag}'s images");
+    }
+}
+
+/// podman's counter with a child: the child counts into /tmp/kid, the
+/// init counts while `kill -0` finds the child by the pid it was forked
+/// with (`gone N` otherwise, as [`TWO`]).
+const PODMAN_FORKING: &str = "mkfifo /tmp/tick; sh -c 'j=0; while :; do j=$((j+1)); \
+     echo $j >> /tmp/kid; read -t 0.02 x <> /tmp/tick; done' & kid=$!; \
+     i=$(od -An -N4 -tu4 /dev/urandom); while :; do i=$((i+1)); \
+     if kill -0 $kid; then echo $i >> /tmp/count; else echo gone $i >> /tmp/count; fi; \
+     read -t 0.02 x <> /tmp/tick; done";
+
 /// podman (`--runtime runc`, rcriu as its criu) checkpoints and restores
-/// a container run with `--uidmap 0:100000:65536 --gidmap 0:100000:65536`:
-/// the counter carries on, the restored init has the same maps (read on
-/// the host and inside with `podman exec`, which joins its namespaces),
-/// ids and capabilities. The images are rcriu's, with the user
-/// namespace's image. (CRIU 4.2 dumps such a container but fails its
+/// a container run with `--uidmap 0:100000:65536 --gidmap 0:100000:65536`
+/// whose `sh -c` forks a child: both counters carry on, the init still
+/// finds its child by its pid (checked from inside; the host sees the
+/// same pid in the namespace), the restored init and child have the same
+/// maps (read on the host and inside with `podman exec`, which joins its
+/// namespaces), ids and capabilities. The images are rcriu's, with the
+/// user namespace's image. (CRIU 4.2 dumps such a container but fails its
 /// restore: it reads the images from inside the user namespace, and
 /// podman keeps them where the container's root may not read.)
 #[test]
@@ -3285,9 +3726,13 @@ fn podman_checkpoints_and_restores_a_container_with_a_uid_map() {
         PODMAN_IMAGE,
         "/bin/sh",
         "-c",
-        PODMAN_COUNTER,
+        PODMAN_FORKING,
     ]));
     p.wait_past(3);
+    let upper = PathBuf::from(p.inspect("{{.GraphDriver.Data.UpperDir}}"));
+    let kid_counts =
+        || parse_counts(&std::fs::read_to_string(upper.join("tmp/kid")).unwrap_or_default());
+    wait_counts(kid_counts, 3);
     let seen = |pid: &str| {
         let map = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -3298,11 +3743,15 @@ fn podman_checkpoints_and_restores_a_container_with_a_uid_map() {
             .collect();
         (map("uid_map"), map("gid_map"), ids)
     };
-    let before = seen(&p.inspect("{{.State.Pid}}"));
+    let init: i32 = p.inspect("{{.State.Pid}}").parse().unwrap();
+    let before = seen(&init.to_string());
     assert_eq!(
         before.0.split_whitespace().collect::<Vec<_>>(),
         ["0", "100000", "65536"]
     );
+    let kids = children_ns_pids(init);
+    assert_eq!(kids.len(), 1, "{kids:?}");
+    let kid_before = seen(&kids[0].0.to_string());
     let userdata = p.userdata();
     let out = p.container(&["checkpoint", "--keep"]);
     succeeded(&out, "podman checkpoint", &userdata.join("dump.log"));
@@ -3316,12 +3765,28 @@ fn podman_checkpoints_and_restores_a_container_with_a_uid_map() {
             .starts_with("userns-")),
         "no userns image"
     );
-    let at_dump = p.counts();
+    let (at_dump, kid_at_dump) = (p.counts(), kid_counts());
     let out = p.container(&["restore", "--keep"]);
     succeeded(&out, "podman restore", &userdata.join("restore.log"));
     let after = p.wait_past(at_dump.len() + 3);
     continued(&at_dump, &after).unwrap();
-    assert_eq!(seen(&p.inspect("{{.State.Pid}}")), before);
+    let upper = PathBuf::from(p.inspect("{{.GraphDriver.Data.UpperDir}}"));
+    let kid_counts =
+        || parse_counts(&std::fs::read_to_string(upper.join("tmp/kid")).unwrap_or_default());
+    wait_counts(kid_counts, kid_at_dump.len() + 3);
+    continued(&kid_at_dump, &kid_counts()).unwrap();
+    let count = std::fs::read_to_string(upper.join("tmp/count")).unwrap();
+    assert!(!count.contains("gone"), "the init lost its child");
+    let init: i32 = p.inspect("{{.State.Pid}}").parse().unwrap();
+    assert_eq!(seen(&init.to_string()), before);
+    let kids_after = children_ns_pids(init);
+    assert_eq!(kids_after.len(), 1, "{kids_after:?}");
+    assert_eq!(
+        kids_after[0].1, kids[0].1,
+        "the child's pid in the namespace"
+    );
+    assert_eq!(seen(&kids_after[0].0.to_string()), kid_before);
+    owned_by_its_userns(kids_after[0].0 as u32).unwrap();
     let inside =
         run_ok(
             p.podman()

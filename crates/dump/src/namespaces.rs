@@ -250,15 +250,20 @@ pub fn collect(tree: &Tree, host: &Namespaces, o: &Options) -> Result<Option<Con
             ipcns::read_here()
         })?
         .map_err(|why| Error::unsupported(pid, why))?;
-        // Their owners would have to be made again from the tree's side.
-        let objects = ipc.shm.len() + ipc.sem.len() + ipc.msg.len();
-        if c.user.is_some() && objects > 0 {
-            return Err(Error::unsupported(
-                pid,
-                format!(
-                    "{objects} SysV IPC object(s) in a user namespace of its own (not restored there yet)"
-                ),
-            ));
+        let mut ipc = ipc;
+        // Their owners and creators as the tree sees them, as CRIU
+        // writes them (it reads them from inside).
+        if let Some(u) = &c.user {
+            let descs = ipc
+                .shm
+                .iter_mut()
+                .map(|o| &mut o.entry.desc)
+                .chain(ipc.sem.iter_mut().map(|o| &mut o.entry.desc))
+                .chain(ipc.msg.iter_mut().map(|o| &mut o.entry.desc));
+            for d in descs {
+                (d.uid, d.gid) = (u.uid(d.uid), u.gid(d.gid));
+                (d.cuid, d.cgid) = (u.uid(d.cuid), u.gid(d.cgid));
+            }
         }
         c.ipc = Some(ipc);
     }

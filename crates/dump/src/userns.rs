@@ -10,10 +10,10 @@
 //!
 //! Refused by name: a user namespace nested in another than rcriu's, a
 //! namespace of the tree's that another user namespace owns, a user
-//! namespace without a pid namespace of the tree's own, and, until
-//! the restore makes them inside the namespace, more than one process or
-//! thread (the restore gives each a pid on the host too, which a process
-//! in the namespace may not ask for).
+//! namespace without a pid namespace of the tree's own (the restore
+//! forks every process and thread from inside the namespace and gives
+//! each its pids at the levels the namespace owns, its own pid
+//! namespace's and those nested in it; the host's is the kernel's).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
@@ -187,15 +187,10 @@ pub fn collect(
             ));
         }
     }
-    if members.len() > 1 || threads > 1 {
-        return Err(Error::unsupported(
-            pid,
-            format!(
-                "{} processes and {threads} threads in a user namespace of its own (one process of one thread is restored there yet)",
-                members.len()
-            ),
-        ));
-    }
+    log::debug!(
+        "user namespace user:[{ino}]: {} processes, {threads} threads",
+        members.len()
+    );
     let read = |name: &str| -> Result<Vec<pb::UidGidExtent>> {
         let p = format!("/proc/{pid}/{name}");
         let text = std::fs::read_to_string(&p).map_err(Error::file(pid, &p))?;

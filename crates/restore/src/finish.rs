@@ -30,22 +30,69 @@ pub struct Child {
     /// The root's pid.
     pub pid: Pid,
     /// Each live process with its threads (the leader first), as the
-    /// images list them; the root first.
+    /// images list them, by their pids here (0: not known yet); the root
+    /// first.
     pub procs: Vec<(Pid, Vec<Pid>)>,
-    /// The zombies the restorers make (each exits at once).
+    /// The zombies the restorers make (each exits at once), by their pids
+    /// here (0: not known yet).
     pub zombies: Vec<Pid>,
+    /// The same as the images number them.
+    images: Vec<(Pid, Vec<Pid>)>,
+    zombie_images: Vec<Pid>,
+    /// The tree's user namespace (its inode) when its pids here are the
+    /// kernel's, learnt as each task appears ([`Child::learning_in`]).
+    learn: Option<u64>,
     armed: bool,
 }
 
 impl Child {
-    /// A tree: `procs` the root first.
-    pub fn tree(procs: Vec<(Pid, Vec<Pid>)>, zombies: Vec<Pid>) -> Child {
+    /// A tree: `procs` (each with its threads) and `zombies` as the
+    /// images number them, the root first; `on_host` gives each one's
+    /// pid here (0: learnt as it appears).
+    pub fn tree(
+        procs: Vec<(Pid, Vec<Pid>)>,
+        zombies: Vec<Pid>,
+        on_host: impl Fn(Pid) -> Pid,
+    ) -> Child {
+        let host: Vec<(Pid, Vec<Pid>)> = procs
+            .iter()
+            .map(|(p, tids)| (on_host(*p), tids.iter().map(|&t| on_host(t)).collect()))
+            .collect();
         Child {
-            pid: procs[0].0,
-            procs,
-            zombies,
+            pid: host[0].0,
+            procs: host,
+            zombies: zombies.iter().map(|&z| on_host(z)).collect(),
+            images: procs,
+            zombie_images: zombies,
+            learn: None,
             armed: true,
         }
+    }
+
+    /// The tree's tasks but the root were forked from inside user
+    /// namespace `userns` (its inode), with their pids at its levels
+    /// alone: each one's pid here is learnt when it first stops, from
+    /// its pids at every level (`NSpid`, the second the images').
+    pub fn learning_in(mut self, userns: u64) -> Child {
+        self.learn = Some(userns);
+        self
+    }
+
+    /// Every task's pid here by its pid in the images (those known).
+    pub fn hosts(&self) -> std::collections::BTreeMap<Pid, Pid> {
+        let procs = self
+            .images
+            .iter()
+            .zip(&self.procs)
+            .flat_map(|((p, tids), (h, htids))| {
+                std::iter::once((*p, *h)).chain(tids.iter().copied().zip(htids.iter().copied()))
+            });
+        let zombies = self
+            .zombie_images
+            .iter()
+            .copied()
+            .zip(self.zombies.iter().copied());
+        procs.chain(zombies).filter(|&(_, h)| h > 0).collect()
     }
 
     /// The tree is restored: it lives on.
@@ -55,26 +102,84 @@ impl Child {
     }
 }
 
+/// Task `tid`'s pid in its pid namespace's parent (the second of its
+/// `NSpid`) when it lives in user namespace `userns`; `None` for any
+/// other task.
+fn pid_in_tree(tid: Pid, userns: u64) -> Option<Pid> {
+    use std::os::unix::fs::MetadataExt;
+    let ns = std::fs::metadata(format!("/proc/{tid}/ns/user")).ok()?;
+    if ns.ino() != userns {
+        return None;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Every task under `root` (its threads, its children's, theirs...), as
+/// /proc shows them.
+fn descendants(root: Pid) -> Vec<Pid> {
+    let mut out = Vec::new();
+    let mut todo = vec![root];
+    while let Some(p) = todo.pop() {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in dir.flatten() {
+            let Some(tid) = t.file_name().to_str().and_then(|n| n.parse::<Pid>().ok()) else {
+                continue;
+            };
+            if tid != p {
+                out.push(tid);
+            }
+            let kids = std::fs::read_to_string(format!("/proc/{p}/task/{tid}/children"))
+                .unwrap_or_default();
+            for k in kids
+                .split_whitespace()
+                .filter_map(|k| k.parse::<Pid>().ok())
+            {
+                if out.len() < 1 << 16 {
+                    out.push(k);
+                    todo.push(k);
+                }
+            }
+        }
+    }
+    out
+}
+
 impl Drop for Child {
     fn drop(&mut self) {
         if self.armed {
-            for (pid, _) in &self.procs {
+            // Tasks whose pids were not learnt yet: found under the root
+            // before it goes (its end takes its pid namespace's).
+            let unknown = if self.learn.is_some() {
+                descendants(self.pid)
+            } else {
+                Vec::new()
+            };
+            for (pid, _) in self.procs.iter().filter(|(p, _)| *p > 0) {
                 log::warn!("killing the half-restored process {pid}");
                 let _ = csys::kill(*pid, libc::SIGKILL);
             }
-            for z in &self.zombies {
+            for z in self.zombies.iter().filter(|&&z| z > 0) {
                 let _ = csys::kill(*z, libc::SIGKILL);
             }
             // Reap every traced thread (a leader's end is reported only
             // once its other threads are reaped), so that nothing of it is
             // left; children before their parents.
+            for &tid in unknown.iter().rev() {
+                let _ = csys::wait(tid, 0);
+            }
             for (pid, tids) in self.procs.iter().rev() {
-                for &tid in tids.iter().skip(1) {
+                for &tid in tids.iter().skip(1).filter(|&&t| t > 0) {
                     let _ = csys::wait(tid, 0);
                 }
-                let _ = csys::wait(*pid, 0);
+                if *pid > 0 {
+                    let _ = csys::wait(*pid, 0);
+                }
             }
-            for z in &self.zombies {
+            for z in self.zombies.iter().filter(|&&z| z > 0) {
                 let _ = csys::wait(*z, 0);
             }
         }
@@ -169,11 +274,12 @@ fn errno_text(status: i64) -> String {
 }
 
 /// What a failed restorer reported (the process placed at `placed`, with
-/// `tids`): the step, what of it, the errno.
+/// `tids`, numbered `img` in the images): the step, what of it, the
+/// errno.
 fn report(
     region: &Region,
     placed: &Placed,
-    pid: Pid,
+    img: Pid,
     tids: &[Pid],
     describe: &dyn Fn(Pid, Step, u32) -> String,
 ) -> String {
@@ -184,7 +290,7 @@ fn report(
             return format!(
                 "thread {tid}: {} failed ({}): {}",
                 step.describe(),
-                describe(pid, step, t.index),
+                describe(img, step, t.index),
                 errno_text(t.status)
             );
         }
@@ -195,11 +301,21 @@ fn report(
         format!(
             "{} failed ({}): {}",
             step.describe(),
-            describe(pid, step, a.index),
+            describe(img, step, a.index),
             errno_text(a.status)
         )
     } else {
         format!("while {}", step.describe())
+    }
+}
+
+/// A process's pid in the images when it is not its pid here, for
+/// messages.
+fn numbered(pid: Pid, img: Pid) -> String {
+    if pid == img {
+        String::new()
+    } else {
+        format!("(process {img} of the images) ")
     }
 }
 
@@ -219,6 +335,8 @@ struct Task {
     /// Its index among its process's threads (0: the leader).
     thread: usize,
     tid: Pid,
+    /// Its tid as the images number it.
+    img: Pid,
     state: State,
     /// Its first stop was seen (it exists).
     seen: bool,
@@ -226,34 +344,38 @@ struct Task {
 
 /// Follows the restorer in every thread of every process of the tree
 /// until each one stops on its int3 (and each zombie has ended), or one
-/// fails. `on_new(pid)` is told of each process but the root as it
-/// appears, before it runs (its cgroups); `placed` is where each
-/// process's args lie in the region.
+/// fails. `on_new(pid, as_in_images)` is told of each process but the
+/// root as it appears, before it runs (its cgroups); `placed` is where
+/// each process's args lie in the region; `describe` names an item of a
+/// process as the images number it. The pids of a tree forked in a user
+/// namespace ([`Child::learning_in`]) are learnt here.
 pub fn wait_restorer(
-    child: &Child,
+    child: &mut Child,
     region: &Region,
     placed: &[Placed],
-    mut on_new: impl FnMut(Pid) -> Result<()>,
+    mut on_new: impl FnMut(Pid, Pid) -> Result<()>,
     describe: impl Fn(Pid, Step, u32) -> String,
 ) -> Result<()> {
     let root = child.pid;
     let mut tasks: Vec<Task> = Vec::new();
-    for (p, (_, tids)) in child.procs.iter().enumerate() {
-        for (i, &tid) in tids.iter().enumerate() {
+    for (p, ((_, tids), (_, imgs))) in child.procs.iter().zip(&child.images).enumerate() {
+        for (i, (&tid, &img)) in tids.iter().zip(imgs).enumerate() {
             tasks.push(Task {
                 proc: Some(p),
                 thread: i,
                 tid,
+                img,
                 state: State::Running,
                 seen: tid == root,
             });
         }
     }
-    for &z in &child.zombies {
+    for (&z, &img) in child.zombies.iter().zip(&child.zombie_images) {
         tasks.push(Task {
             proc: None,
             thread: 0,
             tid: z,
+            img,
             state: State::Running,
             seen: false,
         });
@@ -261,8 +383,12 @@ pub fn wait_restorer(
     let fail = |pid: Pid, what: String| Error::Died { pid, what };
     // Each task by tid: the task with news is looked at alone, not all
     // of them in turn (which made a tree of n processes cost n² waits).
-    let mine: std::collections::HashMap<Pid, usize> =
-        tasks.iter().enumerate().map(|(k, t)| (t.tid, k)).collect();
+    let mut mine: std::collections::HashMap<Pid, usize> = tasks
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.tid > 0)
+        .map(|(k, t)| (t.tid, k))
+        .collect();
     let mut next: Option<usize> = None;
     loop {
         let mut progress = false;
@@ -273,7 +399,8 @@ pub fn wait_restorer(
             // Threads done (stopped on their int3) are still watched: if
             // another fails, the whole tree dies, and each must be reaped
             // before its leader's end is told.
-            if t.state == State::Gone {
+            // Not learnt yet (forked in a user namespace): not there yet.
+            if t.state == State::Gone || t.tid == 0 {
                 continue;
             }
             let tid = t.tid;
@@ -283,7 +410,10 @@ pub fn wait_restorer(
                 Err(e) => return Err(died(tid, "waiting for it", e)),
                 Ok(w) => w,
             };
-            let proc_of = |t: &Task| t.proc.map(|p| (child.procs[p].0, &child.procs[p].1, p));
+            let proc_of = |t: &Task| {
+                t.proc
+                    .map(|p| (child.procs[p].0, &child.procs[p].1, p, child.images[p].0))
+            };
             match w {
                 Wait::Nothing => continue,
                 Wait::Exited(_) | Wait::Killed(_) => {
@@ -294,13 +424,14 @@ pub fn wait_restorer(
                         // A zombie: it ended, as it should.
                         None => {}
                         // A leader's end is told once every thread is gone.
-                        Some((pid, tids, p)) if t.thread == 0 => {
+                        Some((pid, tids, p, img)) if t.thread == 0 => {
                             return Err(fail(
                                 pid,
                                 format!(
-                                    "{}: {}",
+                                    "{}{}: {}",
+                                    numbered(pid, img),
                                     ended(&w),
-                                    report(region, &placed[p], pid, tids, &describe)
+                                    report(region, &placed[p], img, tids, &describe)
                                 ),
                             ));
                         }
@@ -320,7 +451,7 @@ pub fn wait_restorer(
                         // A process of the tree appeared: into its cgroups
                         // before it runs on.
                         if tasks[k].thread == 0 && tasks[k].proc.is_some() {
-                            on_new(tid)?;
+                            on_new(tid, tasks[k].img)?;
                         }
                     }
                     if event == 0 && sig == libc::SIGTRAP && tasks[k].proc.is_some() {
@@ -342,13 +473,18 @@ pub fn wait_restorer(
                         )
                         && !(tasks[k].proc.is_none() && sent(tid))
                     {
-                        let (pid, tids, p) =
-                            proc_of(&tasks[k]).unwrap_or((tid, &child.procs[0].1, 0));
+                        let (pid, tids, p, img) = proc_of(&tasks[k]).unwrap_or((
+                            tid,
+                            &child.procs[0].1,
+                            0,
+                            child.images[0].0,
+                        ));
                         return Err(fail(
                             pid,
                             format!(
-                                "the restorer faulted (signal {sig}) in thread {tid}: {}",
-                                report(region, &placed[p], pid, tids, &describe)
+                                "{}the restorer faulted (signal {sig}) in thread {tid}: {}",
+                                numbered(pid, img),
+                                report(region, &placed[p], img, tids, &describe)
                             ),
                         ));
                     }
@@ -380,6 +516,28 @@ pub fn wait_restorer(
         // (after a pause, when the last poll found nothing).
         let who = csys::wait_any_peek().map_err(|e| died(root, "waiting for it", e))?;
         next = mine.get(&who).copied();
+        if next.is_none()
+            && let Some(ns) = child.learn
+            && let Some(img) = pid_in_tree(who, ns)
+            && let Some(k) = tasks.iter().position(|t| t.tid == 0 && t.img == img)
+        {
+            log::debug!("task {img} of the images is {who} here");
+            tasks[k].tid = who;
+            mine.insert(who, k);
+            match tasks[k].proc {
+                Some(p) => child.procs[p].1[tasks[k].thread] = who,
+                None => {
+                    let z = k - child.procs.iter().map(|(_, t)| t.len()).sum::<usize>();
+                    child.zombies[z] = who;
+                }
+            }
+            if tasks[k].thread == 0
+                && let Some(p) = tasks[k].proc
+            {
+                child.procs[p].0 = who;
+            }
+            next = Some(k);
+        }
         if next.is_none() && !progress {
             std::thread::sleep(std::time::Duration::from_micros(200));
         }

@@ -56,6 +56,14 @@ fn set_var(e: &pb::IpcVarEntry) -> Result<()> {
     if let Some(v) = e.mq_msgsize_default {
         write("fs/mqueue/msgsize_default", v.to_string())?;
     }
+    Ok(())
+}
+
+/// Sets the `*_next_id` sysctls of the calling thread's IPC namespace
+/// (the kernel lets whoever may checkpoint and restore in its user
+/// namespace write them: rcriu, not the namespace's root without its
+/// capabilities).
+fn set_next_ids(e: &pb::IpcVarEntry) -> Result<()> {
     for (name, v) in [
         ("msg", e.msg_next_id),
         ("sem", e.sem_next_id),
@@ -88,9 +96,10 @@ fn got_id(file: &ImageFile, kind: &str, want: u32, got: i32) -> Result<()> {
 /// namespace `ns` say.
 ///
 /// In a user namespace of the tree's own (`user`), the limits are
-/// written as its root (the kernel lets only the namespace's owner write
-/// them), and objects are refused by name: their owners would have to
-/// be made again from the tree's side.
+/// written, and the objects made (each `*_next_id` then its object), as
+/// its root (the kernel lets only the namespace's owner write them; the
+/// objects' creator is then its root, as CRIU's, made from inside); their
+/// owners, numbered as the tree sees them, are given as rcriu sees them.
 pub fn set_here(
     var: &pb::IpcVarEntry,
     dir: &ImageDir,
@@ -101,34 +110,44 @@ pub fn set_here(
         let _root = user.map(crate::userns::AsRoot::enter).transpose()?;
         set_var(var)?;
     }
-    if user.is_some() {
-        refuse_objects(dir, ns)?;
-    }
-    shm(dir, ns)?;
-    msg(dir, ns)?;
-    sem(dir, ns)
+    set_next_ids(var)?;
+    let m = Maker { user };
+    shm(dir, ns, &m)?;
+    msg(dir, ns, &m)?;
+    sem(dir, ns, &m)
 }
 
-fn refuse_objects(dir: &ImageDir, ns: u32) -> Result<()> {
-    let mut n = 0;
-    if let Some(mut r) = dir.reader_if_exists(ImageFile::IpcShm(ns.into()))? {
-        n += usize::from(r.read_next::<pb::IpcShmEntry>()?.is_some());
-    }
-    if let Some(mut r) = dir.reader_if_exists(ImageFile::IpcMsg(ns.into()))? {
-        n += usize::from(r.read_next::<pb::IpcMsgEntry>()?.is_some());
-    }
-    if let Some(mut r) = dir.reader_if_exists(ImageFile::IpcSem(ns.into()))? {
-        n += usize::from(r.read_next::<pb::IpcSemEntry>()?.is_some());
-    }
-    if n > 0 {
-        return Err(Error::unsupported(
-            "restoring SysV IPC objects in a user namespace of the tree's own",
-        ));
-    }
-    Ok(())
+/// How the objects are made and owned ([`set_here`]).
+struct Maker<'a> {
+    user: Option<&'a crate::userns::UserNs>,
 }
 
-fn shm(dir: &ImageDir, ns: u32) -> Result<()> {
+impl Maker<'_> {
+    /// Makes an object of `kind` (`make`) with id `id`: the id is
+    /// wanted (as rcriu), then the object made, as the namespace's root
+    /// when there is a user namespace of the tree's own.
+    fn make<T>(&self, kind: &str, id: u32, make: impl FnOnce() -> Result<T>) -> Result<T> {
+        want_id(kind, id)?;
+        let _root = self.user.map(crate::userns::AsRoot::enter).transpose()?;
+        make()
+    }
+
+    /// The owner `uid`, `gid` of object `what` of `file` as rcriu gives it.
+    fn owner(&self, file: &ImageFile, what: &str, uid: u32, gid: u32) -> Result<(u32, u32)> {
+        let Some(u) = self.user else {
+            return Ok((uid, gid));
+        };
+        match (u.host_uid(uid), u.host_gid(gid)) {
+            (Some(h), Some(g)) => Ok((h, g)),
+            _ => Err(Error::invalid(
+                file.name(),
+                format!("{what} owned by {uid}:{gid}, which its user namespace does not map"),
+            )),
+        }
+    }
+}
+
+fn shm(dir: &ImageDir, ns: u32, m: &Maker<'_>) -> Result<()> {
     let file = ImageFile::IpcShm(ns.into());
     let Some(mut r) = dir.reader_if_exists(file)? else {
         return Ok(());
@@ -148,12 +167,15 @@ fn shm(dir: &ImageDir, ns: u32) -> Result<()> {
         } else {
             Some(r.read_payload(e.size.next_multiple_of(4))?)
         };
-        want_id("shm", d.id)?;
-        let id = sys::shm_create(d.key as i32, e.size, d.mode & 0o777).map_err(Error::io(
-            format!("making SysV shm segment {} of {} bytes", d.id, e.size),
-        ))?;
+        let id = m.make("shm", d.id, || {
+            sys::shm_create(d.key as i32, e.size, d.mode & 0o777).map_err(Error::io(format!(
+                "making SysV shm segment {} of {} bytes",
+                d.id, e.size
+            )))
+        })?;
         got_id(&file, "shm segment", d.id, id)?;
-        sys::shm_set_owner(id, d.uid, d.gid).map_err(Error::io(format!(
+        let (uid, gid) = m.owner(&file, &format!("shm segment {}", d.id), d.uid, d.gid)?;
+        sys::shm_set_owner(id, uid, gid).map_err(Error::io(format!(
             "setting the owner of SysV shm segment {id}"
         )))?;
         if d.mode & SHM_LOCKED != 0 {
@@ -222,7 +244,7 @@ pub fn remove_in(ns: &std::fs::File, ids: &[i32]) -> Result<()> {
     })
 }
 
-fn sem(dir: &ImageDir, ns: u32) -> Result<()> {
+fn sem(dir: &ImageDir, ns: u32, m: &Maker<'_>) -> Result<()> {
     let file = ImageFile::IpcSem(ns.into());
     let Some(mut r) = dir.reader_if_exists(file)? else {
         return Ok(());
@@ -241,12 +263,15 @@ fn sem(dir: &ImageDir, ns: u32) -> Result<()> {
             .take(e.nsems as usize)
             .map(|b| u16::from_le_bytes([b[0], b[1]]))
             .collect();
-        want_id("sem", d.id)?;
-        let id = sys::sem_create(d.key as i32, e.nsems, d.mode & 0o777).map_err(Error::io(
-            format!("making SysV semaphore set {} of {}", d.id, e.nsems),
-        ))?;
+        let id = m.make("sem", d.id, || {
+            sys::sem_create(d.key as i32, e.nsems, d.mode & 0o777).map_err(Error::io(format!(
+                "making SysV semaphore set {} of {}",
+                d.id, e.nsems
+            )))
+        })?;
         got_id(&file, "semaphore set", d.id, id)?;
-        sys::sem_set_owner(id, d.uid, d.gid).map_err(Error::io(format!(
+        let (uid, gid) = m.owner(&file, &format!("semaphore set {}", d.id), d.uid, d.gid)?;
+        sys::sem_set_owner(id, uid, gid).map_err(Error::io(format!(
             "setting the owner of SysV semaphore set {id}"
         )))?;
         sys::sem_set_values(id, &values).map_err(Error::io(format!(
@@ -256,19 +281,21 @@ fn sem(dir: &ImageDir, ns: u32) -> Result<()> {
     Ok(())
 }
 
-fn msg(dir: &ImageDir, ns: u32) -> Result<()> {
+fn msg(dir: &ImageDir, ns: u32, m: &Maker<'_>) -> Result<()> {
     let file = ImageFile::IpcMsg(ns.into());
     let Some(mut r) = dir.reader_if_exists(file)? else {
         return Ok(());
     };
     while let Some(e) = r.read_next::<pb::IpcMsgEntry>()? {
         let d = &e.desc;
-        want_id("msg", d.id)?;
-        let id = sys::msg_create(d.key as i32, d.mode & 0o777)
-            .map_err(Error::io(format!("making SysV message queue {}", d.id)))?;
+        let id = m.make("msg", d.id, || {
+            sys::msg_create(d.key as i32, d.mode & 0o777)
+                .map_err(Error::io(format!("making SysV message queue {}", d.id)))
+        })?;
         got_id(&file, "message queue", d.id, id)?;
         let qbytes = if e.qbytes == 0 { None } else { Some(e.qbytes) };
-        sys::msg_set(id, d.uid, d.gid, qbytes)
+        let (uid, gid) = m.owner(&file, &format!("message queue {}", d.id), d.uid, d.gid)?;
+        sys::msg_set(id, uid, gid, qbytes)
             .map_err(Error::io(format!("setting up SysV message queue {id}")))?;
         for i in 0..e.qnum {
             let m: pb::IpcMsg = r.expect_next()?;

@@ -435,12 +435,20 @@ impl Restore {
             unprivileged::admit_images(me, &tree)?;
         }
         let in_pidns = tree.container.as_ref().is_some_and(|c| c.pid);
+        let in_userns = tree.container.as_ref().is_some_and(|c| c.user.is_some());
         // Pid namespaces nested in the container's: each process's pids
         // at every level.
         let levels = pidns::Levels::load(&tree, in_pidns)?;
         if levels.is_some() && self.lazy_pages.is_some() {
             return Err(Error::unsupported(
                 "a lazy restore (--lazy-pages) of a nested pid namespace",
+            ));
+        }
+        // Its daemon is told of each process by its pid here, which is
+        // learnt only as the process appears.
+        if in_userns && self.lazy_pages.is_some() && tree.procs.len() > 1 {
+            return Err(Error::unsupported(
+                "a lazy restore (--lazy-pages) of more than one process in a user namespace of its own",
             ));
         }
         if !in_pidns {
@@ -640,7 +648,10 @@ impl Restore {
         // a host pid rcriu picks, so that it knows each one's.
         // So does every thread but the leaders (each process's threads
         // are made by its restorer, with both tids), and every zombie.
-        let host_pids: std::collections::BTreeMap<Pid, Pid> = if in_pidns {
+        // In a user namespace of the tree's own, which may give pids only
+        // at the levels it owns, the host's are the kernel's, learnt as
+        // each task appears (as CRIU's).
+        let host_pids: std::collections::BTreeMap<Pid, Pid> = if in_pidns && !in_userns {
             let others: Vec<Pid> = procs
                 .iter()
                 .skip(1)
@@ -917,16 +928,11 @@ impl Restore {
         };
         // The pids on the host: the root's is the fork's (its own in a
         // pid namespace), the others' are theirs.
-        let on_host = |p: Pid| match host_pids.get(&p) {
+        let known = |p: Pid| match host_pids.get(&p) {
             _ if p == pid => child_pid,
             Some(&h) => h,
+            None if in_userns => 0,
             None => p,
-        };
-        // And back, for what the tracer reports.
-        let in_images = |h: Pid| match host_pids.iter().find(|&(_, &x)| x == h) {
-            _ if h == child_pid => pid,
-            Some((&v, _)) => v,
-            None => h,
         };
         let forking_time_us = start.elapsed().as_micros() as u64;
         // Ours no longer needed: the fork has its copies.
@@ -936,28 +942,35 @@ impl Restore {
         if let Some(h) = &mut handoff {
             h.theirs = None;
         }
-        let child = finish::Child::tree(
+        let mut child = finish::Child::tree(
             procs
                 .iter()
                 .map(|p| {
                     (
-                        on_host(p.plan.pid),
-                        p.plan
-                            .core
-                            .threads
-                            .iter()
-                            .map(|t| on_host(t.tid as Pid))
-                            .collect(),
+                        p.plan.pid,
+                        p.plan.core.threads.iter().map(|t| t.tid as Pid).collect(),
                     )
                 })
                 .collect(),
             tree.zombies
                 .iter()
-                .map(|z| on_host(z.pstree.pid as Pid))
+                .map(|z| z.pstree.pid as Pid)
                 .chain(helpers.iter().map(|&(_, g)| g))
                 .chain(sessions.iter().map(|&(s, _)| s))
                 .collect(),
+            known,
         );
+        if in_userns {
+            use std::os::unix::fs::MetadataExt;
+            let path = format!("/proc/{child_pid}/ns/user");
+            let ino = std::fs::metadata(&path)
+                .map_err(Error::file(
+                    "reading the restored tree's user namespace",
+                    &path,
+                ))?
+                .ino();
+            child = child.learning_in(ino);
+        }
         let words = region.page_words();
         let helper_map = match (&root_pages_file, share_pages) {
             (Some(f), true) if root_sealed.is_none() => page_helper::map(f, words),
@@ -984,7 +997,6 @@ impl Restore {
             seccomp: procs.iter().any(|p| p.plan.core.seccomp()),
         };
         let describe = |who: Pid, step: Step, index: u32| {
-            let who = in_images(who);
             let Some(p) = procs.iter().find(|p| p.plan.pid == who) else {
                 return format!("item {index}");
             };
@@ -998,8 +1010,8 @@ impl Restore {
             };
             describe_item(step, index, &items)
         };
-        let on_new = |new: Pid| -> Result<()> {
-            match procs.iter().find(|p| p.plan.pid == in_images(new)) {
+        let on_new = |new: Pid, img: Pid| -> Result<()> {
+            match procs.iter().find(|p| p.plan.pid == img) {
                 Some(p) => p.plan.cgroups.enter(new),
                 None => Ok(()),
             }
@@ -1044,7 +1056,7 @@ impl Restore {
             let forwarder = match (&handoff, &daemon) {
                 (Some(h), Some(d)) => {
                     let n = procs.len();
-                    let on_host = &on_host;
+                    let on_host = &known;
                     let t = std::thread::Builder::new()
                         .name("uffd handoff".into())
                         .spawn_scoped(s, move || uffd::forward(h, d, n, on_host))
@@ -1053,8 +1065,10 @@ impl Restore {
                 }
                 _ => None,
             };
-            let r = finish::start(&child, &region, std::fs::File::from(go_wr), trace)
-                .and_then(|()| finish::wait_restorer(&child, &region, &placed, on_new, describe));
+            let r =
+                finish::start(&child, &region, std::fs::File::from(go_wr), trace).and_then(|()| {
+                    finish::wait_restorer(&mut child, &region, &placed, on_new, describe)
+                });
             // Every restorer sent its message, or failed: what is queued
             // is still read, then the handoff ends.
             if let Some(h) = &handoff {
@@ -1091,6 +1105,9 @@ impl Restore {
                 None => e,
             }
         })?;
+        // Every task's pid here, learnt or picked.
+        let hosts = child.hosts();
+        let on_host = |p: Pid| hosts.get(&p).copied().unwrap_or(p);
         // Every process exists: the procs of nested pid namespaces are
         // mounted for them (a failure drops `child`, which kills the tree).
         if let (Some(h), Some(m)) = (

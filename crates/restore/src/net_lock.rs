@@ -256,7 +256,10 @@ pub fn unlock_ns(method: Method, run_id: &str) {
             r = r.and(run("ip6tables-restore", &["-w", "--noflush"], body));
         }
         if let Err(e) = r {
-            log::error!("unlocking the network namespace: {e}");
+            let why = std::error::Error::source(&e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            log::error!("unlocking the network namespace: {e}{why}");
         }
     };
     match method {

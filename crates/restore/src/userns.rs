@@ -71,6 +71,16 @@ impl UserNs {
         Ok(UserNs { entry })
     }
 
+    /// The tree's uid `id` as rcriu sees it (`None`: not mapped).
+    pub fn host_uid(&self, id: u32) -> Option<u32> {
+        outside(&self.entry.uid_map, id)
+    }
+
+    /// The tree's gid `id` as rcriu sees it (`None`: not mapped).
+    pub fn host_gid(&self, id: u32) -> Option<u32> {
+        outside(&self.entry.gid_map, id)
+    }
+
     /// A mount's options with their `uid=` and `gid=` (the tree's) as
     /// rcriu, which mounts from outside, must give them.
     pub fn options(&self, opts: &str) -> std::result::Result<String, String> {
