@@ -20,6 +20,14 @@
 //! With `RCRIU_TEST_CRIU` naming CRIU 4.2's criu, `criu dedup` on a
 //! copy of the chain punches the same ranges as `rcriu dedup`, and CRIU
 //! restores rcriu's deduplicated chain.
+//!
+//! rcriu's own `parent/` (the pages a tree's children share with their
+//! parents since fork, the parents' own pages images linked there) is
+//! never punched: CRIU's walk would punch the parents' pages where the
+//! children hold their own (which `criu dedup` does, with
+//! `RCRIU_TEST_CRIU`).
+
+mod common;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
@@ -572,5 +580,90 @@ fn criu_dedup_punches_the_same_ranges() {
         "criu restore: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    w.verdict().unwrap();
+}
+
+/// The pages images of a directory, by name.
+fn pages_images(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("pages-")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn pages_shared_since_fork_are_never_punched() {
+    require_root();
+    let _g = trace_lock();
+    become_subreaper();
+    // 3 children, each rewriting 64 KiB of the 8 MiB they share.
+    let mut w = Workload::start("cow", &["3", "8", "64"]);
+    let kids = rcriu_test_support::tree_pids(w.pid);
+    let top = TempDir::new("dedup-kept");
+    let images = top.path().join("d");
+    rcriu::Dump::new(w.pid).images_dir(&images).run().unwrap();
+    w.reap();
+    common::tree_gone(&ImageDir::open(&images).unwrap());
+    let kept = images.join("parent");
+    assert!(kept.join(rcriu::images::KEPT_MARK).is_file());
+    // What a walk as CRIU's would punch there: a child's own pages at
+    // addresses of its parent's pages.
+    let hazard: usize = kids
+        .iter()
+        .filter(|&&k| kept.join(format!("pagemap-{k}.img")).exists())
+        .map(|&k| {
+            let own = held(&images, k);
+            offsets(&kept, k)
+                .iter()
+                .filter(|(a, _)| own.contains(a))
+                .count()
+        })
+        .sum();
+    assert!(
+        hazard > 0,
+        "no child holds pages of its own where its parent has some"
+    );
+    let before: Vec<_> = pages_images(&images).iter().map(|p| data_map(p)).collect();
+    if let Ok(criu) = std::env::var("RCRIU_TEST_CRIU") {
+        let copy = top.path().join("criu");
+        assert!(
+            Command::new("cp")
+                .arg("-a")
+                .arg(&images)
+                .arg(&copy)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let out = Command::new(&criu)
+            .args(["dedup", "-D"])
+            .arg(&copy)
+            .output()
+            .unwrap();
+        let punched = pages_images(&copy).iter().any(|p| data_map(p).len() > 1);
+        eprintln!(
+            "criu dedup on rcriu's parent/ of pages shared since fork: {} ({})",
+            if punched {
+                "punches the parents' own pages"
+            } else {
+                "punches nothing"
+            },
+            out.status
+        );
+    } else {
+        eprintln!("RCRIU_TEST_CRIU is not set: not showing what criu dedup does here");
+    }
+    ok(&["dedup", "-D", images.to_str().unwrap()]);
+    let after: Vec<_> = pages_images(&images).iter().map(|p| data_map(p)).collect();
+    assert_eq!(before, after, "rcriu dedup punched a tree's own pages");
+    Restore::new(&images).detach(true).run().unwrap();
     w.verdict().unwrap();
 }
