@@ -368,7 +368,8 @@ fn punch_level(dir: &ImageDir, files: &[(u32, Vec<Span>)], consumed: bool) -> Re
     // The manifest as it is on disk (a checked directory reads only the
     // files its manifest names).
     let mut manifest = Manifest::read(&ImageDir::open(dir.path())?)?;
-    let mut done = Vec::new();
+    // First every file checked, and its digest once punched found...
+    let mut ready = Vec::new();
     for (id, ranges) in files {
         let file = ImageFile::Pages((*id).into());
         let name = file.name();
@@ -402,18 +403,42 @@ fn punch_level(dir: &ImageDir, files: &[(u32, Vec<Span>)], consumed: bool) -> Re
                 )),
             });
         }
-        for &(a, b) in ranges {
+        ready.push((f, name, path, ranges, new));
+    }
+    // ...then punched. A file the system fails to punch whole is hashed
+    // as it is left (every page punched is one the chain never reads),
+    // and the manifest names what is there either way.
+    let mut done = Vec::new();
+    let mut failed = None;
+    for (f, name, path, ranges, new) in ready {
+        let punched = ranges.iter().try_for_each(|&(a, b)| {
             rustix::fs::fallocate(
                 &f,
                 rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
                 a,
                 b - a,
             )
-            .map_err(|e| Error::io("punching a hole in", &path, e.into()))?;
-        }
+            .map_err(|e| Error::io("punching a hole in", &path, e.into()))
+        });
+        let digest = match punched {
+            Ok(()) => new,
+            Err(e) => {
+                let left = std::io::Seek::seek(&mut &f, std::io::SeekFrom::Start(0))
+                    .map_err(|e| Error::io("hashing", &path, e))
+                    .and_then(|_| crate::manifest::digest(&f, &path));
+                failed = Some(e);
+                match left {
+                    Ok(d) => d,
+                    Err(e) => return Err(e),
+                }
+            }
+        };
         log::debug!("punched {} ranges of {}", ranges.len(), path.display());
         if let Some(m) = manifest.take() {
-            manifest = Some(m.with(&name, new));
+            manifest = Some(m.with(&name, digest));
+        }
+        if failed.is_some() {
+            break;
         }
         done.push(Punched {
             path,
@@ -430,7 +455,10 @@ fn punch_level(dir: &ImageDir, files: &[(u32, Vec<Span>)], consumed: bool) -> Re
         }
         m.replace(dir)?;
     }
-    Ok(done)
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(done),
+    }
 }
 
 #[cfg(test)]
