@@ -427,10 +427,7 @@ fn punch_level(dir: &ImageDir, files: &[(u32, Vec<Span>)], consumed: bool) -> Re
                     .map_err(|e| Error::io("hashing", &path, e))
                     .and_then(|_| crate::manifest::digest(&f, &path));
                 failed = Some(e);
-                match left {
-                    Ok(d) => d,
-                    Err(e) => return Err(e),
-                }
+                left?
             }
         };
         log::debug!("punched {} ranges of {}", ranges.len(), path.display());
