@@ -36,6 +36,7 @@ fn pre_dump(pid: i32, dir: &Path, parent: Option<&str>) -> rcriu::DumpStats {
         mode: 1,
         stats_dir: None,
         page_server: None,
+        auto_dedup: false,
     })
     .expect("pre-dumping")
 }

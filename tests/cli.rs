@@ -231,7 +231,7 @@ fn options_rcriu_cannot_honour_are_refused_by_name() {
         (&["--external", "unix[12345]"][..], "--external"),
         (&["--cgroup-props", "cpu: []"], "--cgroup-props"),
         (&["--timeout", "3"], "--timeout"),
-        (&["--auto-dedup"], "--auto-dedup"),
+        (&["--stream"], "--stream"),
         (&["--skip-mnt", "/x"], "--skip-mnt"),
         (&["--libdir", "/tmp"], "--libdir"),
         (&["--leave-running", "--lazy-pages"], "--lazy-pages"),
@@ -329,12 +329,12 @@ fn the_log_is_criu_s() {
         .arg(&work)
         .arg("-D")
         .arg(&dir)
-        .arg("--auto-dedup"));
+        .arg("--stream"));
     failed(&out);
     let log = std::fs::read_to_string(work.join("my.log")).unwrap();
     assert!(!log.contains("stale"), "{log}");
     // -v2: no time stamps, errors as criu's.
-    let line = log.lines().find(|l| l.contains("auto-dedup")).unwrap();
+    let line = log.lines().find(|l| l.contains("--stream")).unwrap();
     assert!(line.starts_with("Error ("), "{line}");
     assert!(
         line.contains(".rs:") && line.contains("): "),
@@ -391,11 +391,7 @@ fn configuration_files_as_criu_reads_them() {
     let t = TempDir::new("cli-config");
     let home = t.path().join("home");
     std::fs::create_dir_all(home.join(".criu")).unwrap();
-    std::fs::write(
-        home.join(".criu/default.conf"),
-        "# the user's\nauto-dedup\n",
-    )
-    .unwrap();
+    std::fs::write(home.join(".criu/default.conf"), "# the user's\nstream\n").unwrap();
     let dump = |dir: &str, extra: &[&str], env_file: Option<&Path>| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_rcriu"));
         c.env("HOME", &home).env_remove("CRIU_CONFIG_FILE");
@@ -409,11 +405,11 @@ fn configuration_files_as_criu_reads_them() {
     };
     // $HOME/.criu/default.conf is read...
     let err = failed(&dump("a", &[], None));
-    assert!(err.contains("--auto-dedup"), "{err}");
+    assert!(err.contains("--stream"), "{err}");
     // ...but not with --no-default-config.
     ok(&dump("b", &["--no-default-config"], None));
     // The command line comes after the files.
-    ok(&dump("c", &["--no-auto-dedup"], None));
+    ok(&dump("c", &["--no-stream"], None));
     // CRIU_CONFIG_FILE and --config FILE (which leaves out the default
     // files), in criu's syntax.
     let env_conf = t.path().join("env.conf");

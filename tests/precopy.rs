@@ -312,6 +312,7 @@ fn layout_rounds(tweak: Option<Tweak<'_>>) -> Result<(), String> {
             mode: 1,
             stats_dir: None,
             page_server: None,
+            auto_dedup: false,
         })
         .expect("pre-dumping")
     };

@@ -209,13 +209,45 @@ fn requests_criu_refuses_as_criu_does() {
 #[test]
 fn pre_dumps_then_a_dump_on_one_connection() {
     let _g = common::setup();
-    let mut w = rcriu_test_support::Workload::start("rewriter", &["32", "20"]);
     let t = TempDir::new("rpc-predump");
+    rpc_chain(t.path(), false);
+    // Without auto_dedup, the parents' pages images are whole.
+    for n in ["1", "2"] {
+        assert!(!sparse(&t.path().join(n).join("pages-1.img")), "{n}");
+    }
+    pre_dump_then_another_request();
+}
+
+/// criu's `auto_dedup` on PRE_DUMP and DUMP requests: the pages each
+/// round writes are punched out of the rounds before (the control is
+/// the test above, whose parents stay whole); the chain restores whole.
+#[test]
+fn auto_dedup_over_the_rpc() {
+    let _g = common::setup();
+    let t = TempDir::new("rpc-predump-dedup");
+    rpc_chain(t.path(), true);
+    for n in ["1", "2"] {
+        assert!(sparse(&t.path().join(n).join("pages-1.img")), "{n}");
+    }
+}
+
+/// Whether a file takes fewer bytes on disk than it holds (has holes).
+fn sparse(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    m.blocks() * 512 < m.len()
+}
+
+/// Two PRE_DUMPs and a DUMP of a rewriting process into `1`, `2`, `3`
+/// of `top` (the later ones with `auto_dedup` when `dedup`), then the
+/// restore from the chain, checked from inside.
+fn rpc_chain(top: &std::path::Path, dedup: bool) {
+    let mut w = rcriu_test_support::Workload::start("rewriter", &["32", "20"]);
     let dirs: Vec<OwnedFd> = ["1", "2", "3"]
         .iter()
         .map(|n| {
-            std::fs::create_dir(t.path().join(n)).unwrap();
-            open_dir(&t.path().join(n))
+            std::fs::create_dir(top.join(n)).unwrap();
+            open_dir(&top.join(n))
         })
         .collect();
     let round = |t: CriuReqType, dir: &OwnedFd, parent: Option<&str>| {
@@ -224,6 +256,9 @@ fn pre_dumps_then_a_dump_on_one_connection() {
         let o = r.opts.as_mut().unwrap();
         o.track_mem = Some(true);
         o.parent_img = parent.map(|p| p.as_bytes().to_vec());
+        if dedup && parent.is_some() {
+            o.auto_dedup = Some(true);
+        }
         r
     };
     let (c, child) = swrk();
@@ -238,15 +273,18 @@ fn pre_dumps_then_a_dump_on_one_connection() {
     assert_eq!(wait_child(child).unwrap(), 0);
     w.reap();
     assert_eq!(
-        std::fs::read_link(t.path().join("3/parent")).unwrap(),
+        std::fs::read_link(top.join("3/parent")).unwrap(),
         std::path::Path::new("../2")
     );
-    rcriu::Restore::new(t.path().join("3"))
+    rcriu::Restore::new(top.join("3"))
         .detach(true)
         .run()
         .expect("restoring from the chain");
     w.verdict().expect("the restored process");
+}
 
+/// Another request after a PRE_DUMP is a bad sequence, as in criu.
+fn pre_dump_then_another_request() {
     let w = rcriu_test_support::Workload::start("rewriter", &["8", "20"]);
     let t = TempDir::new("rpc-predump-seq");
     let dir = open_dir(t.path());
@@ -396,27 +434,27 @@ fn options_are_refused_by_their_rpc_names() {
     let mut r = dump_req(w.pid, &dir, false);
     let o = r.opts.as_mut().unwrap();
     o.leave_running = Some(true);
-    o.auto_dedup = Some(true);
+    o.timeout = Some(3);
     let resp = c.call(&r);
     assert!(!resp.success);
     assert!(
-        msg(&resp).contains("option auto_dedup (--auto-dedup) is not supported yet"),
+        msg(&resp).contains("option timeout (--timeout) is not supported yet"),
         "{}",
         msg(&resp)
     );
     assert_ne!(wait_child(child).unwrap(), 0);
     assert!(!t.path().join("inventory.img").exists());
     // The RPC's configuration file (runc sends /etc/criu/runc.conf) comes
-    // over the request: one asking for deduplication is refused...
+    // over the request: one asking for the image streamer is refused...
     let conf = t.path().join("runc.conf");
-    std::fs::write(&conf, "auto-dedup\n").unwrap();
+    std::fs::write(&conf, "stream\n").unwrap();
     let (c, child) = swrk();
     let mut r = dump_req(w.pid, &dir, false);
     let o = r.opts.as_mut().unwrap();
     o.leave_running = Some(true);
     o.config_file = Some(conf.to_str().unwrap().as_bytes().to_vec());
     let resp = c.call(&r);
-    assert!(msg(&resp).contains("--auto-dedup"), "{}", msg(&resp));
+    assert!(msg(&resp).contains("--stream"), "{}", msg(&resp));
     wait_child(child).unwrap();
     // ...an absent one changes nothing, and what the file says of the log
     // wins over the request.

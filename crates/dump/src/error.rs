@@ -57,6 +57,17 @@ pub enum Error {
         #[source]
         source: rcriu_page_server::Error,
     },
+    /// `--auto-dedup` failed once the images were whole: they are, and
+    /// the parents' images are as they were or punched file by file
+    /// (each with its manifest rewritten).
+    #[error(
+        "the images of process {pid} are written, but punching their pages out of the parent images (--auto-dedup) failed"
+    )]
+    AutoDedup {
+        pid: Pid,
+        #[source]
+        source: rcriu_images::Error,
+    },
     /// Options a dump through a page server does not take yet.
     #[error("the dump of process {pid}: {what} cannot be used with --page-server yet")]
     NotWithPageServer { pid: Pid, what: &'static str },

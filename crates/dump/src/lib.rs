@@ -198,6 +198,7 @@ pub struct Dump {
     stats_dir: Option<PathBuf>,
     track_mem: bool,
     parent: Option<PathBuf>,
+    auto_dedup: bool,
     key: Option<rcriu_images::crypt::Key>,
     page_server: Option<rcriu_page_server::Target>,
     namespaces: namespaces::Options,
@@ -226,6 +227,7 @@ impl Dump {
             stats_dir: None,
             track_mem: false,
             parent: None,
+            auto_dedup: false,
             key: None,
             page_server: None,
             namespaces: namespaces::Options::default(),
@@ -256,6 +258,14 @@ impl Dump {
     /// absolute), linked as `parent`.
     pub fn prev_images_dir(mut self, dir: impl Into<PathBuf>) -> Dump {
         self.parent = Some(dir.into());
+        self
+    }
+
+    /// criu's `--auto-dedup`: once the images are written, the pages
+    /// they hold are punched out of the parents' pages images (see
+    /// [`rcriu_images::dedup`]).
+    pub fn auto_dedup(mut self, yes: bool) -> Dump {
+        self.auto_dedup = yes;
         self
     }
 
@@ -474,6 +484,7 @@ impl Dump {
             stats_dir: self.stats_dir,
             track_mem: self.track_mem,
             parent: self.parent,
+            auto_dedup: self.auto_dedup,
             key: self.key,
             page_server: self.page_server,
             namespaces: self.namespaces,

@@ -85,6 +85,9 @@ pub struct Options {
     pub track_mem: bool,
     /// criu's `--prev-images-dir`, relative to `dir` unless absolute.
     pub parent: Option<PathBuf>,
+    /// criu's `--auto-dedup`: the pages written here punched out of the
+    /// parents' pages images ([`rcriu_images::dedup`]).
+    pub auto_dedup: bool,
     /// `--encrypt`: the images' key.
     pub key: Option<rcriu_images::crypt::Key>,
     /// criu's `--page-server`: where the pages go instead of the images
@@ -622,6 +625,12 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         if let Ok(d) = out.dir() {
             let _ = std::fs::remove_file(d.path().join(rcriu_images::manifest::MANIFEST));
         }
+    }
+    // criu's --auto-dedup: the parents give up the pages written here,
+    // once these images are whole (punched before, a failed dump would
+    // lose them).
+    if o.auto_dedup && o.parent.is_some() && !remote {
+        rcriu_images::dedup::dedup(&o.dir).map_err(|e| Error::AutoDedup { pid, source: e })?;
     }
     stats.total_time = begin.elapsed();
     log::info!(

@@ -62,6 +62,9 @@ pub struct Options {
     pub stats_dir: Option<PathBuf>,
     /// criu's `--page-server`: where the pagemap and pages go.
     pub page_server: Option<rcriu_page_server::Target>,
+    /// criu's `--auto-dedup`: the pages written punched out of the
+    /// parents' pages images once the images are whole.
+    pub auto_dedup: bool,
 }
 
 /// What the frozen part of a round found, for one process.
@@ -171,6 +174,9 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     }
     for r in rounds {
         r.tracker.keep(&o.dir)?;
+    }
+    if o.auto_dedup && o.parent.is_some() && o.page_server.is_none() {
+        rcriu_images::dedup::dedup(&o.dir).map_err(|source| Error::AutoDedup { pid, source })?;
     }
     stats.total_time = begin.elapsed();
     Ok(stats)

@@ -422,6 +422,7 @@ impl ImageDir {
         defer_pages: bool,
     ) -> Result<Self> {
         let mut d = Self::open(path)?;
+        crate::dedup::refuse_consumed(&d)?;
         d.defer_pages = defer_pages;
         let m = crate::manifest::Manifest::read(&d)?;
         let shown = d.path.display();
@@ -789,6 +790,44 @@ impl ImageDir {
                 std::io::Error::from(std::io::ErrorKind::NotFound),
             )),
         }
+    }
+
+    /// Opens image file `file` to punch holes in it (`dedup`): read and
+    /// write, never through a symbolic link, a regular file only.
+    pub fn open_for_punching(&self, file: ImageFile) -> Result<File> {
+        let name = file.name();
+        let path = self.path.join(&name);
+        let fd = rustix::fs::openat(
+            &*self.fd,
+            name.as_str(),
+            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::LOOP => Error::NotRegular {
+                path: path.clone(),
+                what: "a symbolic link",
+            },
+            e => Error::io("opening", &path, e.into()),
+        })?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| Error::io("examining", &path, e.into()))?;
+        let t = FileType::from_raw_mode(st.st_mode);
+        if t != FileType::RegularFile {
+            return Err(Error::NotRegular {
+                path,
+                what: type_name(t),
+            });
+        }
+        rustix::fs::fcntl_setfl(&fd, OFlags::empty())
+            .map_err(|e| Error::io("opening", &path, e.into()))?;
+        Ok(File::from(fd))
+    }
+
+    /// Renames file `from` of the directory to `to`, over what has that
+    /// name.
+    pub(crate) fn rename(&self, from: &str, to: &str) -> Result<()> {
+        rustix::fs::renameat(&*self.fd, from, &*self.fd, to)
+            .map_err(|e| Error::io("renaming", self.path.join(from), e.into()))
     }
 
     /// Whether something of that name is in the directory.

@@ -61,6 +61,12 @@ pub enum Error {
     /// Encrypted images, and no key (or a key for plain ones).
     #[error("{0}")]
     Encryption(String),
+    /// Images a restore with `--auto-dedup` read and punched out.
+    #[error(
+        "the images in {} were consumed by a restore with --auto-dedup (their pages punched out as read, rcriu-consumed): they cannot be restored again",
+        path.display()
+    )]
+    Consumed { path: PathBuf },
     /// An image could not be encrypted.
     #[error("encrypting {file} failed")]
     Sealing { file: String },

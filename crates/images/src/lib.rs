@@ -44,6 +44,7 @@
 
 pub mod build_id;
 pub mod crypt;
+pub mod dedup;
 mod dir;
 mod error;
 mod file;

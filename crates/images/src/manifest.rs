@@ -166,6 +166,55 @@ fn digest_read(mut file: &File, path: &Path, keep: usize) -> Result<(Digest, Opt
     Ok((digest, kept))
 }
 
+/// The digest of what `file` holds, and of what it will hold once the
+/// byte ranges `holes` (in order) are punched (read as zeroes), in one
+/// pass: a file checked against its manifest and the digest it takes
+/// after `dedup`, both from the same bytes.
+pub fn digest_punched(
+    mut file: &File,
+    path: &Path,
+    holes: &[(u64, u64)],
+) -> Result<(Digest, Digest)> {
+    use std::io::Seek as _;
+    file.seek(std::io::SeekFrom::Start(0))
+        .map_err(|e| Error::io("hashing", path, e))?;
+    let (mut was, mut will) = (blake3::Hasher::new(), blake3::Hasher::new());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    let mut next = 0usize;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("hashing", path, e)),
+        };
+        let chunk = &mut buf[..n];
+        was.update(chunk);
+        let end = at + n as u64;
+        while let Some(&(a, b)) = holes.get(next) {
+            if a >= end {
+                break;
+            }
+            let (s, e) = (a.max(at), b.min(end));
+            if s < e {
+                chunk[(s - at) as usize..(e - at) as usize].fill(0);
+            }
+            if b > end {
+                break;
+            }
+            next += 1;
+        }
+        will.update(chunk);
+        at = end;
+    }
+    let d = |h: blake3::Hasher| Digest {
+        size: at,
+        hash: *h.finalize().as_bytes(),
+    };
+    Ok((d(was), d(will)))
+}
+
 /// Whether `name` is a plain file name (no directory, not `.` or `..`).
 fn plain_name(name: &str) -> bool {
     !name.is_empty()
@@ -365,6 +414,19 @@ impl Manifest {
         f.write_all(self.to_text(dir.key()).as_bytes())
             .and_then(|()| f.sync_data())
             .map_err(|e| Error::io("writing", &path, e))
+    }
+
+    /// Writes the manifest in place of `dir`'s (beside it first, then
+    /// renamed over it: `dir` has one manifest or the other, never none).
+    pub fn replace(&self, dir: &ImageDir) -> Result<()> {
+        use std::io::Write;
+        const NEW: &str = "rcriu-manifest.new";
+        let path = dir.path().join(NEW);
+        let mut f = dir.create_on_disk(NEW)?;
+        f.write_all(self.to_text(dir.key()).as_bytes())
+            .and_then(|()| f.sync_data())
+            .map_err(|e| Error::io("writing", &path, e))?;
+        dir.rename(NEW, MANIFEST)
     }
 
     /// The manifest of `dir`, if it has one.

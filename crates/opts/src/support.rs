@@ -353,12 +353,7 @@ pub static TABLE: &[Entry] = &[
     // Memory.
     e("--track-mem", "track_mem", Honoured, never),
     e("--prev-images-dir", "parent_img", Honoured, never),
-    e(
-        "--auto-dedup",
-        "auto_dedup",
-        NotYet("deduplication of page images"),
-        |o, _| o.auto_dedup,
-    ),
+    e("--auto-dedup", "auto_dedup", Honoured, never),
     e(
         "--lazy-pages",
         "lazy_pages",
@@ -523,18 +518,18 @@ mod tests {
     #[test]
     fn refusals_name_the_option() {
         let o = Options {
-            auto_dedup: true,
+            timeout: 3,
             ..Options::default()
         };
         let e = check(&o, Command::Dump, Face::Cli).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "option --auto-dedup is not supported yet (deduplication of page images)"
+            "option --timeout is not supported yet (a collection timeout other than criu's default of 10 seconds)"
         );
         let e = check(&o, Command::Dump, Face::Rpc).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "option auto_dedup (--auto-dedup) is not supported yet (deduplication of page images)"
+            "option timeout (--timeout) is not supported yet (a collection timeout other than criu's default of 10 seconds)"
         );
         // check takes anything.
         assert!(check(&o, Command::Check, Face::Cli).is_ok());

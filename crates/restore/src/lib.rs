@@ -880,14 +880,17 @@ impl Restore {
             if i == 0 {
                 args.go_fd = go_rd.as_raw_fd();
 
-                let pages_file = std::fs::File::from(
-                    p.pages_file
-                        .try_clone()
-                        .map_err(Error::host("copying the pages file"))?,
-                );
+                let pages_files = std::iter::once(&p.pages_file)
+                    .chain(&p.parent_pages_files)
+                    .map(|f| {
+                        f.try_clone()
+                            .map(std::fs::File::from)
+                            .map_err(Error::host("copying the pages file"))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
                 root_sealed = p.plan.sealed_pages.clone();
                 share_pages =
-                    root_sealed.is_some() || page_helper::wanted(&p.plan.pages, &pages_file);
+                    root_sealed.is_some() || page_helper::wanted(&p.plan.pages, &pages_files);
                 if share_pages {
                     args.flags |= abi::FLAG_PAGE_HELPER;
                     // Every batch, to claim from either end; none for the
@@ -898,7 +901,7 @@ impl Restore {
                     };
                     args.page_claims = abi::page_claims(0, n);
                 }
-                root_pages_file = Some(pages_file);
+                root_pages_file = Some(pages_files);
             }
             placed.push(region.write_at(offs[i], &mut args, &p.arrays(&copy, &kids)));
         }

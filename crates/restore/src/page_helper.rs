@@ -42,31 +42,39 @@ pub struct Words<'r> {
     pub err_batch: &'r AtomicU32,
 }
 
-/// Whether the pages of `plan`, in `file`, are worth a helper.
-pub fn wanted(plan: &PagePlan, file: &std::fs::File) -> bool {
-    plan.batches.len() >= 2 && plan.bytes() >= MIN_SHARED && rcriu_images::pages::on_tmpfs(file)
+/// Whether the pages of `plan`, in `files` (its own pages image, then
+/// its parents' it reads), are worth a helper.
+pub fn wanted(plan: &PagePlan, files: &[std::fs::File]) -> bool {
+    plan.batches.len() >= 2
+        && plan.bytes() >= MIN_SHARED
+        && files.iter().all(rcriu_images::pages::on_tmpfs)
 }
 
-/// The pages file mapped for the helper, or `None` (logged): then the
-/// restorer is told to read alone.
-pub fn map(file: &std::fs::File, words: Words<'_>) -> Option<LocalMap> {
-    let len = file
-        .metadata()
-        .ok()
-        .and_then(|m| usize::try_from(m.len()).ok());
-    match len.map(|len| LocalMap::map_readonly(file.as_fd(), 0, len)) {
-        Some(Ok(m)) => Some(m),
-        other => {
-            log::debug!("no page helper: mapping the pages file: {other:?}");
-            abort(words);
-            None
+/// The pages files mapped for the helper (in the order of
+/// `ReadBatch::file`), or `None` (logged): then the restorer is told to
+/// read alone.
+pub fn map(files: &[std::fs::File], words: Words<'_>) -> Option<Vec<LocalMap>> {
+    let mut maps = Vec::with_capacity(files.len());
+    for file in files {
+        let len = file
+            .metadata()
+            .ok()
+            .and_then(|m| usize::try_from(m.len()).ok());
+        match len.map(|len| LocalMap::map_readonly(file.as_fd(), 0, len)) {
+            Some(Ok(m)) => maps.push(m),
+            other => {
+                log::debug!("no page helper: mapping a pages file: {other:?}");
+                abort(words);
+                return None;
+            }
         }
     }
+    Some(maps)
 }
 
 /// Copies the batches it claims into process `pid` once its areas are
 /// mapped, then says it is done (or failed, with the errno and batch).
-pub fn run(pid: Pid, words: Words<'_>, pages: &LocalMap, iovs: &[IoVec], batches: &[ReadBatch]) {
+pub fn run(pid: Pid, words: Words<'_>, pages: &[LocalMap], iovs: &[IoVec], batches: &[ReadBatch]) {
     loop {
         match words.state.load(Ordering::Acquire) {
             PAGES_WAIT => futex_wait(words.state, PAGES_WAIT),
@@ -89,7 +97,11 @@ pub fn run(pid: Pid, words: Words<'_>, pages: &LocalMap, iovs: &[IoVec], batches
                 .map_err(|_| std::io::Error::from_raw_os_error(FAULT_ERRNO as i32)),
             _ => Ok(()),
         };
-        if let Err(e) = injected.and_then(|()| write_batch(pid, pages, group, b.off)) {
+        let map = pages
+            .get(b.file as usize)
+            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL));
+        if let Err(e) = injected.and_then(|()| map.and_then(|m| write_batch(pid, m, group, b.off)))
+        {
             log::debug!("page helper: batch {i} into process {pid}: {e}");
             fail(words, e.raw_os_error().unwrap_or(libc::EIO), i);
             return;

@@ -4,14 +4,16 @@
 //! Pages kept in a parent dump (`PE_PARENT` entries, after pre-dumps) are
 //! looked up through the chain of `parent` links, as CRIU does: each in
 //! the parent's pagemap of the same pid, which may send it further up.
-//! Such a dump's pages are gathered first, in its pagemap's order, into
-//! one memfd that the restore then reads as it reads a pages image.
+//! Each batch names the pages file it reads (`ReadBatch::file`): the
+//! process's own pages image, or a parent's, read where it lies. A chain
+//! deeper than `MAX_PAGES_FILES`, or with encrypted images, is gathered
+//! first, in its pagemap's order, into one memfd read as a pages image.
 
 use std::os::fd::OwnedFd;
 
 use rcriu_images::pages::{PE_PARENT, PE_PRESENT, PageRun};
 use rcriu_images::{ImageDir, ImageFile};
-use rcriu_parasite_abi::restorer::{IoVec, MAX_IOV_BATCH, Range, ReadBatch};
+use rcriu_parasite_abi::restorer::{IoVec, MAX_IOV_BATCH, MAX_PAGES_FILES, Range, ReadBatch};
 
 use crate::load::Images;
 use crate::mm::MemPlan;
@@ -34,6 +36,11 @@ pub struct PagePlan {
     batch_end: u64,
     /// The bytes of the last batch.
     batch_bytes: u64,
+    /// The pages file of the last batch.
+    batch_file: u32,
+    /// The parents' pages images read in place (file `i + 1` of the
+    /// batches is `parents[i]`), with their pages images' ids.
+    pub parents: Vec<(ImageDir, u32)>,
     /// The pages gathered from the chain of parents, read in place of
     /// `pages-<pages_id>.img`.
     pub gathered: Option<OwnedFd>,
@@ -60,14 +67,14 @@ impl PagePlan {
         self.iovs.iter().map(|v| v.len).sum()
     }
 
-    /// Every read, `(address, bytes, offset in the pages file)`, in
-    /// the plan's order.
-    fn pieces(&self, batches: &[ReadBatch]) -> Vec<(u64, u64, u64)> {
+    /// Every read, `(address, bytes, offset in the pages file, file)`,
+    /// in the plan's order.
+    fn pieces(&self, batches: &[ReadBatch]) -> Vec<(u64, u64, u64, u32)> {
         let mut out = Vec::new();
         for b in batches {
             let mut off = b.off;
             for v in &self.iovs[b.first as usize..][..b.nr as usize] {
-                out.push((v.base, v.len, off));
+                out.push((v.base, v.len, off, b.file));
                 off += v.len;
             }
         }
@@ -82,14 +89,14 @@ impl PagePlan {
         let mut own = PagePlan::default();
         let mut cow = PagePlan::default();
         let mut covered: Vec<(u64, u64)> = Vec::new();
-        for (addr, len, off) in pieces {
+        for (addr, len, off, file) in pieces {
             by_area(inherited, addr, addr + len, |at, cut, into| {
                 let n = cut - at;
                 if into {
-                    push(&mut cow, at, n, off + (at - addr));
+                    push(&mut cow, at, n, off + (at - addr), file);
                     covered.push((at, cut));
                 } else {
-                    push(&mut own, at, n, off + (at - addr));
+                    push(&mut own, at, n, off + (at - addr), file);
                 }
             });
         }
@@ -162,7 +169,7 @@ impl PagePlan {
                 std::io::Write::write_all(&mut out, &buf[..n]).map_err(host())?;
                 done += n as u64;
             }
-            push(self, p.vaddr, p.len, at);
+            push(self, p.vaddr, p.len, at, 0);
             self.pages += p.len / rcriu_images::pages::PAGE_SIZE;
             at += p.len;
         }
@@ -530,6 +537,8 @@ pub fn plan(img: &Images, mem: &mut MemPlan, lazy: bool) -> Result<PagePlan> {
     };
     let mut alike_pieces = Vec::new();
     let mut alike_from = None;
+    let mut parents = Vec::new();
+    let mut direct = None;
     let (runs, pages_len, gathered) = match resolve(&img.dir, pid)? {
         None => (runs, img.dir.pages_len(pages_id)?, None),
         Some((pieces, dirs)) => {
@@ -546,6 +555,11 @@ pub fn plan(img: &Images, mem: &mut MemPlan, lazy: bool) -> Result<PagePlan> {
                     .map(|p| present(p.vaddr, p.len, p.off))
                     .collect();
                 (runs, img.dir.pages_len(pages_id)?, None)
+            } else if dirs.len() <= MAX_PAGES_FILES && dirs.iter().all(|(d, _)| !d.is_encrypted()) {
+                // Each piece read from its level's pages image.
+                parents = dirs[1..].to_vec();
+                direct = Some(rest);
+                (Vec::new(), img.dir.pages_len(pages_id)?, None)
             } else {
                 let (fd, runs) = gather(&rest, &dirs)?;
                 let len = rest.iter().map(|p| p.len).sum();
@@ -558,10 +572,15 @@ pub fn plan(img: &Images, mem: &mut MemPlan, lazy: bool) -> Result<PagePlan> {
             }
         }
     };
+    let mut lens = vec![pages_len];
+    for (d, id) in &parents {
+        lens.push(d.pages_len(*id)?);
+    }
     let mut plan = PagePlan {
         pages_id,
         gathered,
         alike_from,
+        parents,
         ..PagePlan::default()
     };
     for p in &alike_pieces {
@@ -577,19 +596,43 @@ pub fn plan(img: &Images, mem: &mut MemPlan, lazy: bool) -> Result<PagePlan> {
         }
     }
     plan.alike_left = alike_pieces;
+    // What to read: (run, pages file).
+    let reads: Vec<(PageRun, u32)> = match direct {
+        Some(pieces) => pieces
+            .iter()
+            .map(|p| (present(p.vaddr, p.len, p.off), p.level as u32))
+            .collect(),
+        None => runs.into_iter().map(|r| (r, 0)).collect(),
+    };
     let mut vma_idx = 0usize;
-    for run in runs {
+    // The reads of each pages file after one another (in address order
+    // within each): a file's pages then join into large batches however
+    // the levels of a chain interleave.
+    let mut pushes: Vec<(u32, u64, u64, u64)> = Vec::new();
+    for (run, fidx) in reads {
         let Some(off) = run.pages_offset else {
             continue; // not in this dump's pages: nothing to read
         };
         if run.flags & PE_PRESENT == 0 {
             continue;
         }
-        if off + run.len() > pages_len {
+        let len = lens[fidx as usize];
+        if off + run.len() > len {
+            let name = match fidx {
+                0 => ImageFile::Pages(pages_id.into()).name(),
+                k => {
+                    let (d, id) = &plan.parents[k as usize - 1];
+                    format!(
+                        "{}/{}",
+                        d.path().display(),
+                        ImageFile::Pages((*id).into()).name()
+                    )
+                }
+            };
             return Err(Error::invalid(
-                ImageFile::Pages(pages_id.into()).name(),
+                name,
                 format!(
-                    "holds {pages_len} bytes, but the pages of {:#x} end at {}",
+                    "holds {len} bytes, but the pages of {:#x} end at {}",
                     run.vaddr,
                     off + run.len()
                 ),
@@ -616,7 +659,7 @@ pub fn plan(img: &Images, mem: &mut MemPlan, lazy: bool) -> Result<PagePlan> {
                 outside.get_or_insert((at, cut));
                 return;
             }
-            push(&mut plan, at, cut - at, off + (at - run.vaddr));
+            pushes.push((fidx, at, cut - at, off + (at - run.vaddr)));
             plan.pages += (cut - at) / rcriu_images::pages::PAGE_SIZE;
         });
         if let Some((s, e)) = outside {
@@ -625,6 +668,10 @@ pub fn plan(img: &Images, mem: &mut MemPlan, lazy: bool) -> Result<PagePlan> {
                 format!("pages at {s:#x}-{e:#x} lie outside the memory areas"),
             ));
         }
+    }
+    pushes.sort_by_key(|&(fidx, ..)| fidx);
+    for (fidx, at, len, off) in pushes {
+        push(&mut plan, at, len, off, fidx);
     }
     for &(s, e) in &lazy_set {
         plan.lazy += (e - s) / rcriu_images::pages::PAGE_SIZE;
@@ -700,14 +747,15 @@ fn mark(vmas: &mut [rcriu_parasite_abi::restorer::Vma], start: u64, end: u64) ->
     false
 }
 
-/// Adds `len` bytes at `addr` read from `off`, cut into batches of at
-/// most [`BATCH_BYTES`] and `MAX_IOV_BATCH` iovecs.
-fn push(plan: &mut PagePlan, addr: u64, len: u64, off: u64) {
+/// Adds `len` bytes at `addr` read from `off` of pages file `file`, cut
+/// into batches of at most [`BATCH_BYTES`] and `MAX_IOV_BATCH` iovecs.
+fn push(plan: &mut PagePlan, addr: u64, len: u64, off: u64, file: u32) {
     let mut done = 0;
     while done < len {
         let (addr, off) = (addr + done, off + done);
         let joins = plan.batches.last().is_some_and(|b| {
             plan.batch_end == off
+                && plan.batch_file == file
                 && plan.batch_bytes < BATCH_BYTES
                 && (b.nr as usize) < MAX_IOV_BATCH
         });
@@ -719,11 +767,14 @@ fn push(plan: &mut PagePlan, addr: u64, len: u64, off: u64) {
         let n = (len - done).min(room);
         done += n;
         plan.batch_end = off + n;
+        plan.batch_file = file;
         if !joins {
             plan.batches.push(ReadBatch {
                 off,
                 first: plan.iovs.len() as u32,
                 nr: 1,
+                file,
+                _pad: 0,
             });
             plan.iovs.push(IoVec { base: addr, len: n });
             plan.batch_bytes = n;
@@ -765,10 +816,10 @@ mod tests {
     #[test]
     fn batches_join_file_contiguous_runs() {
         let mut p = PagePlan::default();
-        push(&mut p, 0x1000, 0x1000, 0);
-        push(&mut p, 0x2000, 0x1000, 0x1000); // contiguous both ways
-        push(&mut p, 0x9000, 0x1000, 0x2000); // file-contiguous only
-        push(&mut p, 0xa000, 0x1000, 0x8000); // a gap in the file
+        push(&mut p, 0x1000, 0x1000, 0, 0);
+        push(&mut p, 0x2000, 0x1000, 0x1000, 0); // contiguous both ways
+        push(&mut p, 0x9000, 0x1000, 0x2000, 0); // file-contiguous only
+        push(&mut p, 0xa000, 0x1000, 0x8000, 0); // a gap in the file
         assert_eq!(p.iovs.len(), 3);
         assert_eq!(
             p.iovs[0],
@@ -791,14 +842,18 @@ mod tests {
     #[test]
     fn inherited_areas_are_compared_and_their_holes_dropped() {
         let mut p = PagePlan::default();
-        push(&mut p, 0x1000, 0x3000, 0); // 0x1000-0x4000
-        push(&mut p, 0x8000, 0x2000, 0x3000); // 0x8000-0xa000
-        push(&mut p, 0x20000, 0x1000, 0x5000);
+        push(&mut p, 0x1000, 0x3000, 0, 0); // 0x1000-0x4000
+        push(&mut p, 0x8000, 0x2000, 0x3000, 0); // 0x8000-0xa000
+        push(&mut p, 0x20000, 0x1000, 0x5000, 0);
         // Inherited: 0x2000-0x3000 (inside the first read), 0x6000-0xc000
         // (the second read and holes both sides), 0x30000-0x31000 (no
         // pages at all).
         p.inherit(&[(0x2000, 0x3000), (0x6000, 0xc000), (0x30000, 0x31000)]);
-        let own: Vec<(u64, u64, u64)> = p.pieces(&p.batches);
+        let own: Vec<(u64, u64, u64)> = p
+            .pieces(&p.batches)
+            .iter()
+            .map(|&(a, l, o, _)| (a, l, o))
+            .collect();
         assert_eq!(
             own,
             vec![
@@ -807,7 +862,11 @@ mod tests {
                 (0x20000, 0x1000, 0x5000)
             ]
         );
-        let cow: Vec<(u64, u64, u64)> = p.pieces(&p.cow_batches);
+        let cow: Vec<(u64, u64, u64)> = p
+            .pieces(&p.cow_batches)
+            .iter()
+            .map(|&(a, l, o, _)| (a, l, o))
+            .collect();
         assert_eq!(
             cow,
             vec![(0x2000, 0x1000, 0x1000), (0x8000, 0x2000, 0x3000)]
@@ -823,9 +882,9 @@ mod tests {
     fn batches_are_cut_at_their_size() {
         let mut p = PagePlan::default();
         let mib = 1 << 20;
-        push(&mut p, 0x100000, 20 * mib, 0);
-        push(&mut p, 0x100000 + 20 * mib, 3 * mib, 20 * mib);
-        push(&mut p, 0x10000000, 2 * mib, 23 * mib); // file-contiguous only
+        push(&mut p, 0x100000, 20 * mib, 0, 0);
+        push(&mut p, 0x100000 + 20 * mib, 3 * mib, 20 * mib, 0);
+        push(&mut p, 0x10000000, 2 * mib, 23 * mib, 0); // file-contiguous only
         let sizes: Vec<u64> = p
             .batches
             .iter()

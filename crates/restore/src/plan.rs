@@ -85,6 +85,9 @@ pub struct ProcPlan<'a> {
     pub exe: Option<files::Source>,
     /// Until [`ready`](Self::ready) takes it.
     pub pages_file: Option<OwnedFd>,
+    /// The parents' pages images its reads come from too
+    /// ([`pages::PagePlan::parents`]), in order.
+    pub parent_pages_files: Vec<OwnedFd>,
     pub cgroups: cgroup::Cgroups,
 }
 
@@ -159,6 +162,14 @@ impl<'a> ProcPlan<'a> {
                 .into(),
         };
         let pages_file = Some(pages_file);
+        let parent_pages_files = pages
+            .parents
+            .iter()
+            .map(|(d, id)| {
+                d.open_raw(ImageFile::Pages((*id).into()))
+                    .map(OwnedFd::from)
+            })
+            .collect::<rcriu_images::Result<Vec<_>>>()?;
         Ok(ProcPlan {
             img,
             pid,
@@ -175,6 +186,7 @@ impl<'a> ProcPlan<'a> {
             fs,
             exe,
             pages_file,
+            parent_pages_files,
             cgroups,
         })
     }
@@ -246,6 +258,10 @@ impl<'a> ProcPlan<'a> {
             .map(up)
             .transpose()?
             .expect("only ready, which consumes the plan, takes its pages file");
+        let parent_pages_files = std::mem::take(&mut self.parent_pages_files)
+            .into_iter()
+            .map(up)
+            .collect::<Result<Vec<_>>>()?;
         let mut vmas = self.mem.vmas.clone();
         for v in &mut vmas {
             // A SysV area's fd is its segment's id.
@@ -274,6 +290,7 @@ impl<'a> ProcPlan<'a> {
             root,
             exe,
             pages_file,
+            parent_pages_files,
             vmas,
             fd_moves,
             late: None,
@@ -303,6 +320,8 @@ pub struct Ready<'a> {
     pub root: Option<files::Source>,
     pub exe: Option<files::Source>,
     pub pages_file: OwnedFd,
+    /// The parents' pages images it reads too, as the restorer holds them.
+    pub parent_pages_files: Vec<OwnedFd>,
     /// The areas, their files as the restorer holds them.
     pub vmas: Vec<abi::Vma>,
     pub fd_moves: Vec<FdMove>,
@@ -413,6 +432,12 @@ impl Ready<'_> {
         args.fault_step = rcriu_compel::fault::restorer_step().unwrap_or(0);
         args.go_fd = -1;
         args.pages_fd = self.pages_file.as_raw_fd();
+        args.pages_fds = [-1; abi::MAX_PAGES_FILES];
+        args.pages_fds[0] = args.pages_fd;
+        for (i, f) in self.parent_pages_files.iter().enumerate() {
+            // As many as pages::plan allows.
+            args.pages_fds[i + 1] = f.as_raw_fd();
+        }
         args.cwd_fd = self.cwd.as_raw_fd();
         args.root_fd = self.root.as_ref().map_or(-1, |f| f.as_raw_fd());
         args.umask = p.fs.umask;

@@ -44,7 +44,8 @@ pub enum Error {
     Restore(#[from] rcriu_restore::Error),
     #[error("no process with pid {0}")]
     NoProcess(i32),
-    /// The key of `--encrypt-key-file` or `--encrypt-key-fd`.
+    /// The key of `--encrypt-key-file` or `--encrypt-key-fd`, or the
+    /// images `dedup` works on.
     #[error(transparent)]
     Key(#[from] rcriu_images::Error),
     /// Refused, as criu refuses it (the message is criu's).

@@ -31,7 +31,43 @@ use crate::{Error, Result};
 pub fn admit(o: &Options, cmd: Command, face: Face) -> Result<()> {
     support::validate(o, cmd)?;
     support::check(o, cmd, face)?;
+    refuse_auto_dedup(o, cmd)?;
     Ok(())
+}
+
+/// `--auto-dedup` where rcriu cannot do what CRIU does with it, refused
+/// by name.
+fn refuse_auto_dedup(o: &Options, cmd: Command) -> Result<()> {
+    if !o.auto_dedup {
+        return Ok(());
+    }
+    let why = match cmd {
+        // CRIU's page server deduplicates the parent images as it writes.
+        Command::PageServer => "on a page server (its parent images punched as pages come)",
+        // CRIU's daemon punches the pages as it serves them.
+        Command::LazyPages => "with lazy-pages (pages punched as the daemon serves them)",
+        Command::Restore if o.lazy_pages => "with a lazy restore (--lazy-pages)",
+        Command::Dump | Command::PreDump if o.page_server => {
+            "with --page-server (the pages are written, and their parents punched, by the server)"
+        }
+        _ if o.encrypt || o.encrypt_key_file.is_some() || o.encrypt_key_fd.is_some() => {
+            "with --encrypt (a hole punched in an encrypted pages image breaks its authentication)"
+        }
+        _ => return Ok(()),
+    };
+    Err(Error::Refused(format!(
+        "--auto-dedup {why} is not supported yet"
+    )))
+}
+
+/// criu's `dedup -D DIR`: the pages the dump in the images directory
+/// holds itself punched out of its parents' pages images
+/// ([`rcriu_images::dedup`]).
+pub fn dedup(o: &Options, face: Face) -> Result<Vec<rcriu_images::dedup::Punched>> {
+    admit(o, Command::Dedup, face)?;
+    let done = rcriu_images::dedup::dedup(&o.images_dir())?;
+    log::info!("Deduplicated");
+    Ok(done)
 }
 
 /// The key of `--encrypt-key-file` or `--encrypt-key-fd` (read to its
@@ -133,7 +169,8 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
             NetworkLock::Skip => LockMethod::Skip,
         })
         .stats_dir(&work)
-        .track_mem(o.track_mem);
+        .track_mem(o.track_mem)
+        .auto_dedup(o.auto_dedup);
     if let Some(p) = &o.prev_images_dir {
         d = d.prev_images_dir(p);
     }
@@ -237,6 +274,7 @@ pub fn pre_dump(o: &Options, face: Face) -> Result<DumpStats> {
         },
         stats_dir: Some(work.clone()),
         page_server: o.page_server.then(|| page_server_target(o)).transpose()?,
+        auto_dedup: o.auto_dedup,
     })?;
     log::info!("Pre-dumping finished successfully");
     if o.display_stats {
@@ -273,6 +311,7 @@ pub fn restore(o: &Options, face: Face, actions: &Actions, detach: bool) -> Resu
     let images = o.images_dir();
     let work = o.work_dir();
     let pidfile = o.pidfile.as_ref().map(|p| o.in_work_dir(p));
+    let consume = o.auto_dedup.then(|| images.clone());
     let hook_actions = actions.clone();
     let hook: rcriu_restore::Hook = Arc::new(move |s| {
         use rcriu_restore::Stage;
@@ -286,7 +325,18 @@ pub fn restore(o: &Options, face: Face, actions: &Actions, detach: bool) -> Resu
                 }
             }
             Stage::PreResume(pid) => hook_actions.run(stage::PRE_RESUME, Some(pid), false),
-            Stage::PostResume(pid) => hook_actions.run(stage::POST_RESUME, Some(pid), false),
+            Stage::PostResume(pid) => {
+                hook_actions.run(stage::POST_RESUME, Some(pid), false)?;
+                // criu's --auto-dedup: the pages read punched out of the
+                // images (CRIU punches as it reads; rcriu once the tree
+                // runs, so that a failed restore leaves them whole).
+                match &consume {
+                    Some(dir) => rcriu_images::dedup::consume(dir)
+                        .map(drop)
+                        .map_err(|e| format!("--auto-dedup: {}", crate::report(&e))),
+                    None => Ok(()),
+                }
+            }
         }
     });
     let mut r = Restore::new(&images)

@@ -699,14 +699,22 @@ pub struct IoVec {
     pub len: u64,
 }
 
-/// One `preadv` from the pages file: `nr` iovecs from `first`, at `off`.
+/// One `preadv` from a pages file: `nr` iovecs from `first`, at `off`
+/// of pages file `file` ([`Args::pages_fds`]: 0 the process's own pages
+/// image, the others the parents' of a pre-dump chain).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReadBatch {
     pub off: u64,
     pub first: u32,
     pub nr: u32,
+    pub file: u32,
+    pub _pad: u32,
 }
+
+/// The most pages files one process's reads come from (its own and its
+/// parents' up a pre-dump chain); a deeper chain is gathered into one.
+pub const MAX_PAGES_FILES: usize = 16;
 
 /// An fd to place: `dup3(from, to)`, close-on-exec when `cloexec`.
 #[repr(C)]
@@ -933,6 +941,9 @@ pub struct Args {
     /// namespace it is ([`PIDNS_CHILDREN_NEW`]: a new one, not made yet).
     pub pidns_for_children: i32,
     pub _pidns_pad: u32,
+    /// The pages files its batches read ([`ReadBatch::file`]), the first
+    /// `pages_fd`; -1 past the last.
+    pub pages_fds: [i32; MAX_PAGES_FILES],
 }
 
 /// [`Args::pidns_for_children`]: `unshare(CLONE_NEWPID)`, a namespace
@@ -947,7 +958,7 @@ const _: () = {
     assert!(offset_of!(Vma, lazy) == 56);
     assert!(offset_of!(Vma, fd) == 40);
     assert!(size_of::<IoVec>() == 16);
-    assert!(size_of::<ReadBatch>() == 16);
+    assert!(size_of::<ReadBatch>() == 24);
     assert!(size_of::<FdMove>() == 16);
     assert!(size_of::<MmMap>() == 104);
     assert!(offset_of!(MmMap, auxv_size) == 96);
@@ -963,7 +974,7 @@ const _: () = {
     assert!(offset_of!(Args, rlimits).is_multiple_of(8));
     assert!(size_of::<Args>().is_multiple_of(8));
     // Every field accounted for: no implicit padding.
-    assert!(size_of::<Args>() == 4048);
+    assert!(size_of::<Args>() == 4048 + 4 * MAX_PAGES_FILES);
     assert!(offset_of!(Args, fdt_pending).is_multiple_of(4));
     assert!(size_of::<Child>() == 112);
     assert!(offset_of!(Child, host_pid) == 68);

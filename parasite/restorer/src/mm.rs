@@ -178,7 +178,16 @@ pub fn read_one(a: &Args, i: u32) -> Res {
     let Some(group) = iovs.get(first..first + b.nr as usize) else {
         return Err(Fail(i, -EINVAL));
     };
-    read_batch(a.pages_fd, group, b.off).map_err(|f| Fail(i, f.1))
+    let fd = pages_fd(a, b).ok_or(Fail(i, -EINVAL))?;
+    read_batch(fd, group, b.off).map_err(|f| Fail(i, f.1))
+}
+
+/// The pages file batch `b` reads.
+pub fn pages_fd(a: &Args, b: &ReadBatch) -> Option<i32> {
+    a.pages_fds
+        .get(b.file as usize)
+        .copied()
+        .filter(|&fd| fd >= 0)
 }
 
 /// `preadv` of one batch, going on after short reads.

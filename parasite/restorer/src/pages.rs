@@ -111,12 +111,13 @@ fn compare_all(a: &Args, buf: u64, compared: &mut u64, shared: &mut u64) -> Res 
         let group = iovs
             .get(first..first + b.nr as usize)
             .ok_or(fail(-EINVAL))?;
+        let fd = crate::mm::pages_fd(a, b).ok_or(fail(-EINVAL))?;
         let mut off = b.off;
         for v in group {
             let mut done = 0u64;
             while done < v.len {
                 let n = (v.len - done).min(ASIDE);
-                pread_all(a.pages_fd, buf, n, off).map_err(fail)?;
+                pread_all(fd, buf, n, off).map_err(fail)?;
                 let mut p = 0u64;
                 while p < n {
                     let dst = v.base + done + p;

@@ -297,6 +297,7 @@ fn command(cmd: Command, options: Options) -> u8 {
         Command::Service => rcriu::rpc::listen::listen(&options).map(drop),
         Command::PageServer => rcriu::rpc::page_server::run(&options),
         Command::LazyPages => rcriu::rpc::lazy_pages::run(&options).map(drop),
+        Command::Dedup => run::dedup(&options, Face::Cli).map(drop),
         other => Err(rcriu::rpc::Error::Refused(format!(
             "{} is not supported yet",
             other.name()

@@ -25,7 +25,7 @@ Commands:
   check          say which features rcriu has on this kernel
   page-server    launch a page server
   service        serve CRIU's RPC on a unix socket (--address)
-  dedup          remove duplicate pages of a dump (not supported yet)
+  dedup          remove duplicate pages of a dump
   cpuinfo dump   write the CPU's information into an image (not supported yet)
   cpuinfo check  check the CPU's information against an image (not supported yet)
   swrk FD        serve CRIU's RPC on the socket FD (as runc and podman start it)
