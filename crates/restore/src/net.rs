@@ -308,7 +308,7 @@ pub fn restore_here(
     ip_restore(dir, ImageFile::Ifaddr(id), "addr")?;
     ip_restore(dir, ImageFile::Route(id), "route")?;
     ip_restore(dir, ImageFile::Route6(id), "route")?;
-    if raw_len(dir, ImageFile::Rule(id)) > 0 {
+    if raw(dir, ImageFile::Rule(id))?.is_some() {
         // The kernel's three default rules would be doubled.
         let _ = run_tool("ip", &["rule", "flush"], None);
         let _ = run_tool("ip", &["rule", "delete", "table", "local"], None);
@@ -318,9 +318,9 @@ pub fn restore_here(
         (ImageFile::Iptables(id), false),
         (ImageFile::Ip6tables(id), true),
     ] {
-        if raw_len(dir, file) == 0 {
+        let Some(f) = raw(dir, file)? else {
             continue;
-        }
+        };
         let Some(cmd) = legacy_iptables(v6, true) else {
             return Err(Error::unsupported(format!(
                 "restoring {} without a legacy {}tables-restore",
@@ -328,13 +328,11 @@ pub fn restore_here(
                 if v6 { "ip6" } else { "ip" }
             )));
         };
-        let f = dir.open_raw(file)?;
         run_tool(&cmd, &["-w"], Some(f))
             .map_err(Error::io(format!("restoring {} with {cmd}", file.name())))?;
     }
     let nft = ImageFile::Nftables(id);
-    if raw_len(dir, nft) > 0 {
-        let f = dir.open_raw(nft)?;
+    if let Some(f) = raw(dir, nft)? {
         run_tool("nft", &["-f", "-"], Some(f))
             .map_err(Error::io(format!("restoring {} with nft", nft.name())))?;
     }
@@ -352,17 +350,27 @@ fn nl_err(what: String) -> impl FnOnce(rcriu_proc::Error) -> Error {
     }
 }
 
-/// Bytes in raw image `file` (0 when it is absent).
-fn raw_len(dir: &ImageDir, file: ImageFile) -> u64 {
-    std::fs::metadata(dir.file_path(file)).map_or(0, |m| m.len())
+/// Raw image `file` open (through the directory, as its manifest checked
+/// it: the thread may be in the container's mount namespace by now,
+/// where a relative images path means nothing), or `None` when it is
+/// absent or empty.
+fn raw(dir: &ImageDir, file: ImageFile) -> Result<Option<std::fs::File>> {
+    if !dir.exists(file) {
+        return Ok(None);
+    }
+    let f = dir.open_raw(file)?;
+    let len = f
+        .metadata()
+        .map_err(Error::file("examining", dir.file_path(file)))?
+        .len();
+    Ok((len > 0).then_some(f))
 }
 
 /// `ip CMD restore` of `file`, when it is there and not empty.
 fn ip_restore(dir: &ImageDir, file: ImageFile, cmd: &str) -> Result<()> {
-    if raw_len(dir, file) == 0 {
+    let Some(f) = raw(dir, file)? else {
         return Ok(());
-    }
-    let f = dir.open_raw(file)?;
+    };
     run_tool("ip", &[cmd, "restore"], Some(f)).map_err(Error::io(format!(
         "restoring {} with `ip {cmd} restore`",
         file.name()
@@ -507,11 +515,12 @@ fn link(
 /// Puts the conntrack entries of `file` back (each marked "be liberal",
 /// as CRIU does, so that the restored windows pass).
 fn conntrack(dir: &ImageDir, file: ImageFile) -> Result<()> {
-    if raw_len(dir, file) == 0 {
+    let Some(mut f) = raw(dir, file)? else {
         return Ok(());
-    }
-    let bytes =
-        std::fs::read(dir.file_path(file)).map_err(Error::file("reading", dir.file_path(file)))?;
+    };
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut f, &mut bytes)
+        .map_err(Error::file("reading", dir.file_path(file)))?;
     let mut nl = Netlink::netfilter().map_err(nl_err(format!("restoring {}", file.name())))?;
     let mut at = 0;
     while at < bytes.len() {
@@ -596,6 +605,35 @@ pub fn to_bridges(veths: &[(String, String)]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The raw images of a network namespace are read through the images
+    /// directory, not by their path: the thread that restores the
+    /// namespace of a tree in a user namespace of its own is in the
+    /// container's mount namespace by then, its working directory
+    /// elsewhere, where a relative images path finds nothing (the
+    /// firewall rules, addresses and routes were then skipped as if the
+    /// dump had none; zdtm's `-f uns` showed it).
+    #[test]
+    fn raw_images_are_found_from_another_working_directory() {
+        let base = std::env::temp_dir().join(format!("rcriu-net-raw-{}", std::process::id()));
+        let dir = base.join("images");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("iptables-7.img"), b"*filter\nCOMMIT\n").unwrap();
+        std::fs::write(dir.join("route-7.img"), b"").unwrap();
+        // This thread alone changes its working directory.
+        crate::sys::unshare(rustix::thread::UnshareFlags::FS).unwrap();
+        std::env::set_current_dir(&base).unwrap();
+        let images = ImageDir::open(std::path::Path::new("images")).unwrap();
+        std::env::set_current_dir("/").unwrap();
+        // The control: the relative path no longer names the file.
+        assert!(std::fs::metadata(images.file_path(ImageFile::Iptables(7))).is_err());
+        let f = raw(&images, ImageFile::Iptables(7)).unwrap();
+        assert_eq!(f.unwrap().metadata().unwrap().len(), 15);
+        // Empty or absent: nothing to restore.
+        assert!(raw(&images, ImageFile::Route(7)).unwrap().is_none());
+        assert!(raw(&images, ImageFile::Nftables(7)).unwrap().is_none());
+        let _ = std::fs::remove_dir_all(&base);
+    }
 
     #[test]
     fn be_liberal_marks_both_directions() {
