@@ -9,6 +9,12 @@
 //! word itself after the restore: alone, and a tree of three processes
 //! with threads of its own that fault first.
 //!
+//! Across CRIU 4.2 (when `RCRIU_TEST_CRIU` names its `criu`): rcriu's
+//! lazy dump served to CRIU's `lazy-pages --page-server` and `restore
+//! --lazy-pages`; CRIU's `dump --lazy-pages` served to rcriu's daemon
+//! and restore (in a pid namespace of its own: CRIU holds the pids it
+//! dumped until its session ends).
+//!
 //! Negative controls: a page changed in what the dump serves (its
 //! memfd, after the dump) makes the process's check fail; the dump
 //! killed while it serves gets the restored process killed (by the
@@ -332,4 +338,204 @@ fn a_lazy_dump_that_cannot_be_served_is_refused_with_the_process_running() {
     let d3 = top.path().join("free");
     let dump = lazy_dump(RCRIU, &mut w, &d3, free_port(), true);
     drop(dump);
+}
+
+/// CRIU 4.2's criu, when `RCRIU_TEST_CRIU` names it.
+fn criu42() -> Option<String> {
+    let c = std::env::var("RCRIU_TEST_CRIU")
+        .ok()
+        .filter(|c| !c.is_empty());
+    if c.is_none() {
+        eprintln!("RCRIU_TEST_CRIU is not set: skipping the post-copy test against CRIU 4.2");
+    }
+    c
+}
+
+#[test]
+fn rcriu_s_lazy_dump_is_served_to_criu_s_daemon() {
+    require_root();
+    let Some(criu) = criu42() else { return };
+    let _l = trace_lock();
+    become_subreaper();
+    let (mut w, _top, d, port) = start("32", "0", "0");
+    let dump = lazy_dump(RCRIU, &mut w, &d, port, true);
+    let port = port.to_string();
+    let dd = d.to_str().unwrap();
+    let daemon = Daemon::start(
+        &criu,
+        &[
+            "lazy-pages",
+            "--page-server",
+            "--address",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "-D",
+            dd,
+            "--status-fd",
+            "1",
+            "-v4",
+            "-o",
+            "lazy-pages.log",
+        ],
+    )
+    .unwrap_or_else(|o| panic!("CRIU's daemon: {o:?}\n{}", log(&d, "lazy-pages.log")));
+    let out = std::process::Command::new(&criu)
+        .args([
+            "restore",
+            "-D",
+            dd,
+            "--lazy-pages",
+            "-d",
+            "-v4",
+            "-o",
+            "restore.log",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "CRIU's lazy restore of rcriu's lazy dump: {}",
+        log(&d, "restore.log")
+    );
+    let mut t = Talk::open(&w);
+    assert_eq!(t.ask(b'c'), b'P', "the process's own check of its memory");
+    assert_eq!(daemon.wait(), 0, "{}", log(&d, "lazy-pages.log"));
+    assert_eq!(dump.wait(), 0, "{}", log(&d, "dump.log"));
+    t.to.write_all(b"x").unwrap();
+    assert_eq!(wait_exit(w.pid).unwrap(), 0);
+}
+
+/// Another "machine" for a restore beside a dump that holds the pids it
+/// dumped: a pid namespace with its own mount namespace and /proc, its
+/// init a shell; rcriu runs there through nsenter.
+struct Node {
+    holder: std::process::Child,
+    init: i32,
+}
+
+impl Node {
+    fn start() -> Node {
+        use std::io::BufRead;
+        let mut holder = std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "--kill-child", "--mount-proc"])
+            .args(["--propagation", "private", "sh", "-c"])
+            .arg("echo ready; exec sleep infinity")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("unshare");
+        let mut line = String::new();
+        std::io::BufReader::new(holder.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "the node's init");
+        let u = holder.id();
+        let kids = std::fs::read_to_string(format!("/proc/{u}/task/{u}/children")).unwrap();
+        let init = kids.split_whitespace().next().unwrap().parse().unwrap();
+        Node { holder, init }
+    }
+
+    /// `nsenter` into the node, then `args`.
+    fn args<'a>(&self, init: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+        let mut v = vec!["-t", init, "-p", "-m", "--"];
+        v.extend_from_slice(args);
+        v
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+#[test]
+fn criu_s_lazy_dump_is_restored_by_rcriu() {
+    require_root();
+    let Some(criu) = criu42() else { return };
+    // CRIU 4.2's lazy dump sizes the pipe it skips pages through to
+    // 819 pages, ignores its failure (pipe-max-size, without
+    // CAP_SYS_RESOURCE), and then fails every PS_IOV_GET that does not
+    // start a page pipe buffer ("splice: Bad file descriptor").
+    let max: u64 = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .ok()
+        .and_then(|m| m.trim().parse().ok())
+        .unwrap_or(0);
+    if max < 819 * 4096 && !has_cap_sys_resource() {
+        eprintln!(
+            "fs.pipe-max-size is {max} and rcriu's tests lack CAP_SYS_RESOURCE: CRIU 4.2's lazy dump cannot serve its pages here; skipping"
+        );
+        return;
+    }
+    let _l = trace_lock();
+    become_subreaper();
+    let (mut w, _top, d, port) = start("32", "0", "0");
+    // CRIU keeps the processes it dumped (frozen, then dead but not
+    // reaped) until its session ends, and kills them then: the restore
+    // goes to another pid namespace, as to another machine.
+    let dump = lazy_dump(&criu, &mut w, &d, port, false);
+    let (lazy, _) = lazy_and_present(&d, w.pid);
+    assert!(
+        lazy >= 32 * 256,
+        "{lazy} pages PE_LAZY alone in CRIU's pagemap"
+    );
+    let node = Node::start();
+    let init = node.init.to_string();
+    let port = port.to_string();
+    let dd = d.to_str().unwrap();
+    let daemon = Daemon::start(
+        "nsenter",
+        &node.args(
+            &init,
+            &[
+                RCRIU,
+                "lazy-pages",
+                "--page-server",
+                "--address",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "-D",
+                dd,
+                "--status-fd",
+                "1",
+                "-v4",
+                "-o",
+                "lazy-pages.log",
+            ],
+        ),
+    )
+    .unwrap_or_else(|o| panic!("the daemon: {o:?}\n{}", log(&d, "lazy-pages.log")));
+    let out = std::process::Command::new("nsenter")
+        .args(node.args(&init, &[RCRIU, "restore", "-D", dd, "--lazy-pages", "-d"]))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rcriu's lazy restore of CRIU's lazy dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut t = Talk::open(&w);
+    assert_eq!(t.ask(b'c'), b'P', "the process's own check of its memory");
+    let status = daemon.wait();
+    let dlog = log(&d, "lazy-pages.log");
+    assert_eq!(status, 0, "{dlog}");
+    assert!(dlog.contains("every lazy page is in"), "{dlog}");
+    assert_eq!(dump.wait(), 0, "CRIU's dump: {}", log(&d, "dump.log"));
+    w.reap();
+    t.to.write_all(b"x").unwrap();
+    drop(node);
+}
+
+/// Whether this process has CAP_SYS_RESOURCE (bit 24 of CapEff).
+fn has_cap_sys_resource() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|c| u64::from_str_radix(c.trim(), 16).ok())
+        })
+        .is_some_and(|c| c & (1 << 24) != 0)
 }

@@ -33,8 +33,18 @@ impl Daemon {
     /// Starts `program` with `args` (`--status-fd 1` among them) and
     /// waits for its status byte; its output when it ended without one.
     pub fn start(program: &str, args: &[&str]) -> Result<Daemon, std::process::Output> {
+        // Standard input /dev/null, writable: CRIU 4.2's lazy dump, when
+        // it cannot size its tee pipe (F_SETPIPE_SZ of 4 MiB without
+        // CAP_SYS_RESOURCE), splices what it skips into fd 0 instead of
+        // /dev/null, and fails on a read-only one.
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .expect("/dev/null");
         let mut c = Command::new(program)
             .args(args)
+            .stdin(null)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
