@@ -46,32 +46,43 @@ fn free_port() -> u16 {
 /// serves (its status byte: every image is written). The workload and
 /// its children (ours as subreaper) are reaped when `reap`.
 fn lazy_dump(program: &str, w: &mut Workload, d: &Path, port: u16, reap: bool) -> Daemon {
+    lazy_dump_with(program, w, d, port, reap, &[])
+}
+
+/// [`lazy_dump`] with `extra` options.
+fn lazy_dump_with(
+    program: &str,
+    w: &mut Workload,
+    d: &Path,
+    port: u16,
+    reap: bool,
+    extra: &[String],
+) -> Daemon {
     let children = tree_pids(w.pid);
     let p = w.pid.to_string();
     let port = port.to_string();
     // CRIU's dump wants it made.
     std::fs::create_dir_all(d).unwrap();
-    let dump = Daemon::start(
-        program,
-        &[
-            "dump",
-            "--lazy-pages",
-            "--address",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "-t",
-            &p,
-            "-D",
-            d.to_str().unwrap(),
-            "--status-fd",
-            "1",
-            "-v4",
-            "-o",
-            "dump.log",
-        ],
-    )
-    .unwrap_or_else(|o| panic!("the lazy dump: {o:?}\n{}", log(d, "dump.log")));
+    let mut args: Vec<&str> = vec![
+        "dump",
+        "--lazy-pages",
+        "--address",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "-t",
+        &p,
+        "-D",
+        d.to_str().unwrap(),
+        "--status-fd",
+        "1",
+        "-v4",
+        "-o",
+        "dump.log",
+    ];
+    args.extend(extra.iter().map(String::as_str));
+    let dump = Daemon::start(program, &args)
+        .unwrap_or_else(|o| panic!("the lazy dump: {o:?}\n{}", log(d, "dump.log")));
     if reap {
         let st = w.reap();
         assert!(killed(st), "the dumped process ended with {st:#x}");
@@ -84,26 +95,35 @@ fn lazy_dump(program: &str, w: &mut Workload, d: &Path, port: u16, reap: bool) -
 
 /// `rcriu lazy-pages --page-server` on `d`, connected to `port`.
 fn remote_daemon(d: &Path, port: u16) -> Daemon {
+    remote_daemon_with(d, port, &[])
+        .unwrap_or_else(|o| panic!("the daemon: {o:?}\n{}", log(d, "lazy-pages.log")))
+}
+
+/// [`remote_daemon`] with `extra` options; its output when it did not
+/// say it listens.
+fn remote_daemon_with(
+    d: &Path,
+    port: u16,
+    extra: &[String],
+) -> Result<Daemon, std::process::Output> {
     let port = port.to_string();
-    Daemon::start(
-        RCRIU,
-        &[
-            "lazy-pages",
-            "--page-server",
-            "--address",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "-D",
-            d.to_str().unwrap(),
-            "--status-fd",
-            "1",
-            "-v4",
-            "-o",
-            "lazy-pages.log",
-        ],
-    )
-    .unwrap_or_else(|o| panic!("the daemon: {o:?}\n{}", log(d, "lazy-pages.log")))
+    let mut args: Vec<&str> = vec![
+        "lazy-pages",
+        "--page-server",
+        "--address",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "-D",
+        d.to_str().unwrap(),
+        "--status-fd",
+        "1",
+        "-v4",
+        "-o",
+        "lazy-pages.log",
+    ];
+    args.extend(extra.iter().map(String::as_str));
+    Daemon::start(RCRIU, &args)
 }
 
 fn restore_lazily(d: &Path) -> Result<(), String> {
@@ -338,6 +358,41 @@ fn a_lazy_dump_that_cannot_be_served_is_refused_with_the_process_running() {
     let d3 = top.path().join("free");
     let dump = lazy_dump(RCRIU, &mut w, &d3, free_port(), true);
     drop(dump);
+}
+
+#[test]
+fn lazy_pages_go_through_tls() {
+    require_root();
+    let _l = trace_lock();
+    become_subreaper();
+    let pki = rcriu_test_support::pki::Pki::new();
+    let (mut w, _top, d, port) = start("32", "0", "0");
+    // The dump serves: it is the TLS server here.
+    let dump = lazy_dump_with(RCRIU, &mut w, &d, port, true, &pki.args("ca", "server"));
+    // The control: a daemon with a certificate of another CA gets no
+    // page (the dump refuses it, and ends).
+    let refused = remote_daemon_with(&d, port, &pki.args("ca2", "stranger"));
+    assert!(
+        refused.is_err(),
+        "a daemon the dump does not trust connected"
+    );
+    assert_ne!(dump.wait(), 0, "the dump served an untrusted daemon");
+    // Again, with a daemon the dump trusts.
+    let (mut w, _top2, d, port) = start("32", "0", "0");
+    let dump = lazy_dump_with(RCRIU, &mut w, &d, port, true, &pki.args("ca", "server"));
+    let daemon = remote_daemon_with(&d, port, &pki.args("ca", "client")).unwrap_or_else(|o| {
+        panic!(
+            "the daemon through TLS: {o:?}\n{}",
+            log(&d, "lazy-pages.log")
+        )
+    });
+    restore_lazily(&d).expect("the lazy restore through TLS");
+    let mut t = Talk::open(&w);
+    assert_eq!(t.ask(b'c'), b'P', "the process's own check of its memory");
+    assert_eq!(daemon.wait(), 0, "{}", log(&d, "lazy-pages.log"));
+    assert_eq!(dump.wait(), 0, "{}", log(&d, "dump.log"));
+    t.to.write_all(b"x").unwrap();
+    assert_eq!(wait_exit(w.pid).unwrap(), 0);
 }
 
 /// CRIU 4.2's criu, when `RCRIU_TEST_CRIU` names it.
