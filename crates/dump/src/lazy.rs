@@ -112,6 +112,9 @@ impl Serve {
     pub(crate) fn run(&self, pid: Pid, store: &Store) -> Result<()> {
         let start = |what: String| Error::LazyStart { pid, what };
         let serve_err = |source| Error::LazyServe { pid, source };
+        // The images are whole: a signal ends the serving (and the
+        // daemon's guard then kills the restored processes).
+        crate::sys::default_on_signals();
         (self.ready)().map_err(start)?;
         log::info!(
             "serving {} lazy pages on {}",
