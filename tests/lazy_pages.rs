@@ -16,112 +16,34 @@
 //! missing pages; a restore with no daemon listening fails, naming the
 //! socket, with no process left.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 use rcriu_test_support::{
-    TempDir, Workload, become_subreaper, is_zombie, require_root, trace_lock, tree_pids,
-    wait_child, wait_exit,
+    TempDir, Workload, become_subreaper, is_zombie, require_root, trace_lock, tree_pids, wait_exit,
 };
 
-const RCRIU: &str = env!("CARGO_BIN_EXE_rcriu");
-
-fn rcriu(args: &[&str]) -> Result<(), String> {
-    let out = Command::new(RCRIU)
-        .args(args)
-        .output()
-        .expect("running rcriu");
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-/// A daemon, killed (and reaped) if the test ends before it does.
-struct Daemon(Option<Child>);
-
-impl Daemon {
-    fn wait(mut self) -> i32 {
-        wait_child(self.0.take().unwrap()).unwrap()
-    }
-
-    fn kill(&mut self) {
-        self.0.as_mut().unwrap().kill().unwrap();
-    }
-
-    fn output(mut self) -> std::process::Output {
-        self.0.take().unwrap().wait_with_output().unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+mod lazy_common;
+use lazy_common::{Daemon, RCRIU, Talk, children_of, killed, present_pages, rcriu};
 
 /// Starts `rcriu lazy-pages` on `dir` and waits until it listens (its
 /// `--status-fd` byte, on its standard output).
 fn daemon(dir: &Path) -> Daemon {
-    let mut c = Command::new(RCRIU)
-        .args(["lazy-pages", "-D", dir.to_str().unwrap()])
-        .args(["--status-fd", "1", "-v4", "-o", "lazy-pages.log"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting rcriu lazy-pages");
-    let mut b = [1u8; 1];
-    c.stdout
-        .take()
-        .unwrap()
-        .read_exact(&mut b)
-        .expect("the daemon says it listens");
-    assert_eq!(b[0], 0);
-    Daemon(Some(c))
-}
-
-/// The workload's fifos.
-struct Talk {
-    to: std::fs::File,
-    from: std::fs::File,
-}
-
-impl Talk {
-    fn open(w: &Workload) -> Talk {
-        let dir = w.outfile.parent().unwrap();
-        Talk {
-            to: std::fs::OpenOptions::new()
-                .write(true)
-                .open(dir.join("in"))
-                .unwrap(),
-            from: std::fs::File::open(dir.join("out")).unwrap(),
-        }
-    }
-
-    fn ask(&mut self, c: u8) -> u8 {
-        self.to.write_all(&[c]).unwrap();
-        let mut b = [0u8; 1];
-        self.from.read_exact(&mut b).unwrap();
-        b[0]
-    }
-}
-
-/// How many pages of `[addr, addr + len)` of process `pid` are present
-/// (its pagemap's present bit), read without touching them.
-fn present_pages(pid: i32, addr: u64, len: u64) -> u64 {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(format!("/proc/{pid}/pagemap")).unwrap();
-    let n = (len / 4096) as usize;
-    let mut buf = vec![0u8; n * 8];
-    f.read_exact_at(&mut buf, addr / 4096 * 8).unwrap();
-    buf.chunks_exact(8)
-        .filter(|e| u64::from_ne_bytes((*e).try_into().unwrap()) & (1 << 63) != 0)
-        .count() as u64
+    let d = dir.to_str().unwrap();
+    Daemon::start(
+        RCRIU,
+        &[
+            "lazy-pages",
+            "-D",
+            d,
+            "--status-fd",
+            "1",
+            "-v4",
+            "-o",
+            "lazy-pages.log",
+        ],
+    )
+    .unwrap_or_else(|o| panic!("the daemon says it listens: {o:?}"))
 }
 
 /// Dumps a `lazymem` of `mib` MiB with `nchild` children into a new
@@ -263,11 +185,6 @@ fn a_changed_pages_image_ends_daemon_and_process() {
     }
 }
 
-/// Whether wait status `st` is a SIGKILL's.
-fn killed(st: i32) -> bool {
-    libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGKILL
-}
-
 /// A 512 MiB process restored lazily, told `cmd` (which it answers with
 /// the same byte), then its daemon killed before every page is in: the
 /// process must not go on with pages missing (the guard kills it), nor
@@ -390,20 +307,6 @@ fn pages_kept_in_a_pre_dump_come_lazily() {
     );
     t.to.write_all(b"x").unwrap();
     assert_eq!(wait_exit(w.pid).unwrap(), 0);
-}
-
-/// The children of process `pid` (of all its threads).
-fn children_of(pid: i32) -> Vec<i32> {
-    let mut v = Vec::new();
-    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let t = t.unwrap().path().join("children");
-        let kids = std::fs::read_to_string(t).unwrap_or_default();
-        v.extend(
-            kids.split_whitespace()
-                .filter_map(|k| k.parse::<i32>().ok()),
-        );
-    }
-    v
 }
 
 #[test]

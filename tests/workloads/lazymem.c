@@ -1,14 +1,18 @@
+// build: -pthread
 /*
  * lazymem: MIB of anonymous memory holding a known pattern, answering
  * one-byte commands on two fifos it makes in its directory ("in", "out"),
  * for lazy restore: the test times the first answer after a restore and
  * has the process check its memory itself.
  *
- *   lazymem OUTFILE MIB NCHILD
+ *   lazymem OUTFILE MIB NCHILD [NTHREAD]
  *
  * With NCHILD, that many children are forked first, each rewriting its
  * own stripe of the area (so that every process holds pages of its own)
- * and waiting on a pipe from the parent. Prints "addr", "len" and
+ * and waiting on a pipe from the parent. With NTHREAD, that many
+ * threads are started too, each waiting on a pipe of its own: 'c' has
+ * each of them check the area as well (their faults, not the main
+ * thread's, bring those pages in first). Prints "addr", "len" and
  * "ready". Commands (the answer is one byte on "out"):
  *   'p'  answers 'p', touching no page of the area
  *   'c'  checks the area, and has each child check its own: 'P' when
@@ -23,6 +27,7 @@
  *   'x'  ends the children, then itself
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -70,6 +75,23 @@ static void verdict(const char *path, const char *msg)
 	}
 }
 
+#define MAX_THREAD 8
+static int to_thread[MAX_THREAD], from_thread[MAX_THREAD];
+
+static void *thread_loop(void *arg)
+{
+	int k = (int)(intptr_t)arg;
+	int rd = to_thread[k], wr = from_thread[k];
+	for (;;) {
+		char c;
+		if (read(rd, &c, 1) != 1)
+			return NULL;
+		char a = check(0) ? 'P' : 'F';
+		if (write(wr, &a, 1) != 1)
+			return NULL;
+	}
+}
+
 static void child_loop(int me, int rd, int wr)
 {
 	for (;;) {
@@ -88,7 +110,8 @@ int main(int argc, char **argv)
 		return 2;
 	size_t len = (size_t)atol(argv[2]) << 20;
 	nchild = atoi(argv[3]);
-	if (len == 0 || nchild < 0 || nchild > MAX_CHILD)
+	int nthread = argc > 4 ? atoi(argv[4]) : 0;
+	if (len == 0 || nchild < 0 || nchild > MAX_CHILD || nthread < 0 || nthread > MAX_THREAD)
 		return 2;
 	signal(SIGPIPE, SIG_IGN);
 	words = len / 8;
@@ -119,6 +142,19 @@ int main(int argc, char **argv)
 		to_child[k] = a[1];
 		from_child[k] = b[0];
 	}
+	int thread_to[MAX_THREAD], thread_from[MAX_THREAD];
+	for (int k = 0; k < nthread; k++) {
+		int a[2], b[2];
+		pthread_t t;
+		if (pipe(a) || pipe(b))
+			return 2;
+		to_thread[k] = a[0];
+		from_thread[k] = b[1];
+		thread_to[k] = a[1];
+		thread_from[k] = b[0];
+		if (pthread_create(&t, NULL, thread_loop, (void *)(intptr_t)k))
+			return 2;
+	}
 	if (mkfifo("in", 0600) || mkfifo("out", 0600))
 		return 2;
 	int in = open("in", O_RDWR);
@@ -144,6 +180,12 @@ int main(int argc, char **argv)
 			for (int k = 0; k < nchild; k++) {
 				char r = 0;
 				if (write(to_child[k], "c", 1) != 1 || read(from_child[k], &r, 1) != 1 ||
+				    r != 'P')
+					ok = 0;
+			}
+			for (int k = 0; k < nthread; k++) {
+				char r = 0;
+				if (write(thread_to[k], "c", 1) != 1 || read(thread_from[k], &r, 1) != 1 ||
 				    r != 'P')
 					ok = 0;
 			}

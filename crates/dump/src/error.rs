@@ -68,6 +68,29 @@ pub enum Error {
         #[source]
         source: rcriu_images::Error,
     },
+    /// A lazy dump's page server could not start serving (its
+    /// status-ready step, or accepting the daemon's connection).
+    #[error("the lazy dump of process {pid}: {what}")]
+    LazyStart { pid: Pid, what: String },
+    /// Options a lazy dump does not take yet.
+    #[error("the dump of process {pid}: {what} cannot be used with --lazy-pages yet")]
+    NotWithLazyPages { pid: Pid, what: &'static str },
+    /// The lazy pages of a process could not be held for the page
+    /// server of a lazy dump.
+    #[error("holding the lazy pages of process {pid} for the lazy-pages daemon")]
+    LazyHold {
+        pid: Pid,
+        #[source]
+        source: io::Error,
+    },
+    /// The page server of a lazy dump failed (its images are whole, its
+    /// processes gone: the restore's daemon did not get every page).
+    #[error("serving the lazy pages of the dump of process {pid}")]
+    LazyServe {
+        pid: Pid,
+        #[source]
+        source: rcriu_page_server::Error,
+    },
     /// Options a dump through a page server does not take yet.
     #[error("the dump of process {pid}: {what} cannot be used with --page-server yet")]
     NotWithPageServer { pid: Pid, what: &'static str },

@@ -82,6 +82,7 @@ pub mod io_uring;
 pub mod ipcns;
 #[allow(unsafe_code)]
 mod ipcns_sys;
+pub mod lazy;
 pub mod link_remap;
 pub mod memfd;
 pub mod mm;
@@ -201,6 +202,7 @@ pub struct Dump {
     auto_dedup: bool,
     key: Option<rcriu_images::crypt::Key>,
     page_server: Option<rcriu_page_server::Target>,
+    lazy: Option<Arc<lazy::Serve>>,
     namespaces: namespaces::Options,
     hook: Option<Hooked>,
     caller: Option<rcriu_restore::unprivileged::Caller>,
@@ -230,6 +232,7 @@ impl Dump {
             auto_dedup: false,
             key: None,
             page_server: None,
+            lazy: None,
             namespaces: namespaces::Options::default(),
             hook: None,
             caller: None,
@@ -274,6 +277,15 @@ impl Dump {
     /// other images go to the images directory.
     pub fn page_server(mut self, target: rcriu_page_server::Target) -> Dump {
         self.page_server = Some(target);
+        self
+    }
+
+    /// criu's `dump --lazy-pages --address A --port P`: the lazy pages
+    /// (anonymous private memory) are left out of the images and served
+    /// by `serve` once the images are written and the processes killed
+    /// ([`lazy`]).
+    pub fn lazy_pages(mut self, serve: lazy::Serve) -> Dump {
+        self.lazy = Some(Arc::new(serve));
         self
     }
 
@@ -487,6 +499,7 @@ impl Dump {
             auto_dedup: self.auto_dedup,
             key: self.key,
             page_server: self.page_server,
+            lazy: self.lazy,
             namespaces: self.namespaces,
             hook: self.hook,
             caller: self.caller,

@@ -113,6 +113,49 @@ impl Plan {
     pub fn bytes(&self) -> u64 {
         self.pages * PAGE
     }
+
+    /// A lazy dump's plan (`--lazy-pages`): the lazy runs stay in the
+    /// pagemap flagged `PE_LAZY` alone, as CRIU 4.2 writes them, their
+    /// pages out of the pages image; returns them (`[start, end)`).
+    pub fn take_lazy(&mut self) -> Vec<(u64, u64)> {
+        let mut lazy = Vec::new();
+        for r in &mut self.runs {
+            if r.flags & PE_LAZY != 0 && r.flags & PE_PRESENT != 0 {
+                r.flags = PE_LAZY;
+                lazy.push((r.vaddr, r.end()));
+            }
+        }
+        let nr: u64 = lazy.iter().map(|(s, e)| (e - s) / PAGE).sum();
+        self.pages -= nr;
+        let mut kept = Vec::with_capacity(self.iovs.len());
+        let mut j = 0;
+        for &(v, readable) in &self.iovs {
+            let (mut at, end) = (v.base, v.base + v.len);
+            while j < lazy.len() && lazy[j].1 <= at {
+                j += 1;
+            }
+            let mut k = j;
+            while at < end {
+                let (cut_s, cut_e) = match lazy.get(k) {
+                    Some(&(s, e)) if s < end => (s.max(at), e.min(end)),
+                    _ => (end, end),
+                };
+                if cut_s > at {
+                    kept.push((
+                        IoVec {
+                            base: at,
+                            len: cut_s - at,
+                        },
+                        readable,
+                    ));
+                }
+                at = cut_e;
+                k += 1;
+            }
+        }
+        self.iovs = kept;
+        lazy
+    }
 }
 
 fn readable(a: &Area) -> bool {
@@ -556,6 +599,22 @@ mod tests {
         assert_eq!(p.pages, 2, "only the pages written here count");
         let iovs: Vec<(u64, u64)> = p.iovs.iter().map(|(v, _)| (v.base, v.len)).collect();
         assert_eq!(iovs, vec![(0x1000, 0x1000), (0x5000, 0x1000)]);
+    }
+
+    #[test]
+    fn lazy_runs_leave_the_pages_image() {
+        let mut p = Plan::default();
+        p.push(0x1000, 0x2000, PE_PRESENT, true);
+        p.push(0x2000, 0x5000, PE_PRESENT | PE_LAZY, true);
+        p.push(0x5000, 0x6000, PE_PRESENT, true);
+        p.push(0x8000, 0x9000, PE_PRESENT | PE_LAZY, false);
+        let lazy = p.take_lazy();
+        assert_eq!(lazy, vec![(0x2000, 0x5000), (0x8000, 0x9000)]);
+        let flags: Vec<u32> = p.runs.iter().map(|r| r.flags).collect();
+        assert_eq!(flags, vec![PE_PRESENT, PE_LAZY, PE_PRESENT, PE_LAZY]);
+        let iovs: Vec<(u64, u64)> = p.iovs.iter().map(|(v, _)| (v.base, v.len)).collect();
+        assert_eq!(iovs, vec![(0x1000, 0x1000), (0x5000, 0x1000)]);
+        assert_eq!(p.pages, 2);
     }
 
     #[test]

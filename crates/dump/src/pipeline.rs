@@ -93,6 +93,8 @@ pub struct Options {
     /// criu's `--page-server`: where the pages go instead of the images
     /// directory.
     pub page_server: Option<rcriu_page_server::Target>,
+    /// criu's `dump --lazy-pages`: where the lazy pages are served from.
+    pub lazy: Option<std::sync::Arc<crate::lazy::Serve>>,
     /// A container's namespaces: its root, empty ones, external mounts.
     pub namespaces: namespaces::Options,
     /// `--unprivileged`: the caller, whose own processes alone are dumped.
@@ -153,6 +155,8 @@ struct Output {
     kept: Option<pages::Kept>,
     /// The page server the pages go to (`--page-server`), connected.
     page_server: Option<rcriu_page_server::Client>,
+    /// A lazy dump's lazy pages (`--lazy-pages`), held to be served.
+    lazy: Option<crate::lazy::Store>,
     /// Pages images whose room left over is not given back yet: freeing
     /// tmpfs pages costs about as much as allocating them, so it is done
     /// once the tree runs again ([`Output::trim_pages`]).
@@ -170,6 +174,7 @@ impl Output {
             rooms: BTreeMap::new(),
             kept: None,
             page_server: None,
+            lazy: None,
             untrimmed: Vec::new(),
         }
     }
@@ -472,8 +477,14 @@ pub fn run(o: &Options) -> Result<DumpStats> {
             .map_err(|source| Error::PageServer { pid, source })?;
         out.page_server = Some(c);
     }
+    if o.lazy.is_some() {
+        refuse_lazy(o)?;
+        out.lazy = Some(crate::lazy::Store::default());
+    }
     let remote = o.page_server.is_some();
+    let lazy = o.lazy.is_some();
     let keep_once = !remote
+        && !lazy
         && o.parent.is_none()
         && !o.track_mem
         && o.key.is_none()
@@ -483,7 +494,7 @@ pub fn run(o: &Options) -> Result<DumpStats> {
     // gets room for about what the last round wrote; through a page
     // server, none is written here.
     let incremental = o.track_mem && o.parent.is_some();
-    if !remote {
+    if !remote && !lazy {
         out.reserve_pages(pid, keep_once, incremental);
     }
     // Another's process is never seized (and is checked again frozen).
@@ -638,6 +649,9 @@ pub fn run(o: &Options) -> Result<DumpStats> {
         stats.frozen_time,
         stats.pages_written
     );
+    if let (Some(serve), Some(store)) = (&o.lazy, out.lazy.take()) {
+        serve.run(pid, &store)?;
+    }
     Ok(stats)
 }
 
@@ -1828,6 +1842,10 @@ fn collect(
     {
         frames.insert(pid, std::rc::Rc::new(std::mem::take(&mut plan.frames)));
     }
+    if let Some(store) = &mut out.lazy {
+        let lazy = plan.take_lazy();
+        stats.pages_lazy += store.hold(pid, &lazy)?;
+    }
     let t_guards = Instant::now();
     let guards = mm::guards(pid, &areas, &mut pagemap, &plan)?;
     log::debug!(
@@ -2031,6 +2049,28 @@ fn write_pages_here(
 
 /// What a dump through a page server cannot do (yet), refused by name
 /// before anything is seized.
+/// What a lazy dump does not take yet, refused before anything is
+/// touched.
+fn refuse_lazy(o: &Options) -> Result<()> {
+    let what = if o.leave_running {
+        Some("--leave-running (the processes would run on while their pages are served)")
+    } else if o.leave_stopped {
+        Some("--leave-stopped")
+    } else if o.key.is_some() {
+        Some("--encrypt")
+    } else if o.page_server.is_some() {
+        Some("--page-server")
+    } else if o.track_mem || o.parent.is_some() {
+        Some("a pre-dump chain (--track-mem, --prev-images-dir)")
+    } else {
+        None
+    };
+    match what {
+        Some(what) => Err(Error::NotWithLazyPages { pid: o.pid, what }),
+        None => Ok(()),
+    }
+}
+
 fn refuse_with_page_server(o: &Options) -> Result<()> {
     if o.key.is_some() {
         return Err(Error::NotWithPageServer {

@@ -26,6 +26,9 @@ pub struct DumpStats {
     pub pages_written: u64,
     /// Pages kept in the parent's images (`PE_PARENT`), not written.
     pub pages_skipped_parent: u64,
+    /// Pages left to the lazy-pages daemon (`--lazy-pages`), CRIU's
+    /// `pages_lazy`.
+    pub pages_lazy: u64,
     /// Page-dump commands sent to the parasite (CRIU's page pipe
     /// buffers).
     pub page_pipe_bufs: u64,
@@ -51,7 +54,7 @@ impl DumpStats {
                 pages_skipped_parent: self.pages_skipped_parent,
                 pages_written: self.pages_written,
                 irmap_resolve: Some(0),
-                pages_lazy: 0,
+                pages_lazy: self.pages_lazy,
                 page_pipes: Some(1),
                 page_pipe_bufs: Some(self.page_pipe_bufs),
                 shpages_scanned: Some(self.shpages_scanned),

@@ -191,6 +191,17 @@ pub fn abort_on_signals() -> io::Result<()> {
     Ok(())
 }
 
+/// Gives SIGINT, SIGTERM and SIGHUP back their default action (they end
+/// the process): once a dump is complete and only serves its lazy pages,
+/// there is nothing left to abort cleanly.
+pub fn default_on_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: setting a signal's disposition to SIG_DFL touches no
+        // memory of ours.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+}
+
 /// `NS_GET_USERNS`: `_IO(0xb7, 0x1)`.
 const NS_GET_USERNS: libc::c_ulong = 0xb701;
 /// `NS_GET_PARENT`: `_IO(0xb7, 0x2)`.

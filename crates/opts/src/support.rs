@@ -358,9 +358,9 @@ pub static TABLE: &[Entry] = &[
         "--lazy-pages",
         "lazy_pages",
         NotYet(
-            "a lazy dump (post-copy: its pages left to a page server); a lazy restore (`restore --lazy-pages` with `rcriu lazy-pages`) is honoured",
+            "a lazy dump that leaves its processes running or stopped (--leave-running, --leave-stopped); a lazy dump (`dump --lazy-pages --port P`, its pages served to `rcriu lazy-pages --page-server`) and a lazy restore (`restore --lazy-pages` with `rcriu lazy-pages`) are honoured",
         ),
-        |o, cmd| o.lazy_pages && cmd == Command::Dump,
+        |o, cmd| o.lazy_pages && cmd == Command::Dump && o.final_state != FinalState::Dead,
     ),
     e("--page-server", "ps", Honoured, never),
     e("--ps-socket", "ps.fd", Honoured, never),

@@ -244,6 +244,50 @@ impl Client {
             .map_err(Error::io(&self.peer, "sending pages"))
     }
 
+    /// Asks a lazy dump's page server for `nr_pages` pages of process
+    /// `pid` (its pid in the images) from `vaddr` (PS_IOV_GET) and reads
+    /// them into `buf`; returns how many came (fewer when the run the
+    /// dump holds ends sooner).
+    pub fn get(&mut self, pid: u32, vaddr: u64, nr_pages: u64, buf: &mut Vec<u8>) -> Result<u64> {
+        let mut iov = Iov::new(proto::GET, 0, None);
+        iov.nr_pages = nr_pages;
+        iov.vaddr = vaddr;
+        iov.dst_id = u64::from(pid);
+        self.send(&iov)?;
+        self.push()?;
+        let a = Iov::from_bytes(&self.answer::<IOV_SIZE>(proto::GET)?);
+        let fits = a.command() == proto::ADD_F
+            && a.flags() == rcriu_images::pages::PE_PRESENT
+            && a.vaddr == vaddr
+            && a.dst_id == u64::from(pid)
+            && (1..=nr_pages).contains(&a.nr_pages);
+        if !fits {
+            return Err(Error::protocol(
+                &self.peer,
+                format!(
+                    "answered PS_IOV_GET of {nr_pages} pages at {vaddr:#x} of process {pid} with {} ({:#x}) of {} pages at {:#x} of {}",
+                    proto::command_name(a.command()),
+                    a.cmd,
+                    a.nr_pages,
+                    a.vaddr,
+                    a.dst_id
+                ),
+            ));
+        }
+        let len = usize::try_from(a.nr_pages * rcriu_images::pages::PAGE_SIZE)
+            .map_err(|_| Error::protocol(&self.peer, "an answer larger than memory"))?;
+        buf.resize(len, 0);
+        let what = format!(
+            "receiving {} pages at {vaddr:#x} of process {pid}",
+            a.nr_pages
+        );
+        self.sock
+            .stream()
+            .read_exact(buf)
+            .map_err(Error::io(&self.peer, what))?;
+        Ok(a.nr_pages)
+    }
+
     /// Ends the session (CLOSE, or FORCE_CLOSE on a given socket) and
     /// waits for the server to say it has everything.
     pub fn close(mut self) -> Result<()> {

@@ -12,11 +12,15 @@
 //! - [`server`]: one session of the page server, writing what it
 //!   receives as images; a hostile peer can make it fail, never write
 //!   outside its images directory.
+//! - [`lazy`]: the page server of a lazy dump, which sends the pages it
+//!   holds as the restore's lazy-pages daemon asks (PS_IOV_GET); the
+//!   daemon asks through [`Client::get`].
 //! - [`stream`]: what a session runs on, plain TCP or TLS alike.
 //! - [`tls`]: the page stream through TLS, as criu's `--tls`.
 
 pub mod client;
 mod error;
+pub mod lazy;
 pub mod proto;
 pub mod server;
 pub mod stream;

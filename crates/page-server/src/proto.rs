@@ -19,7 +19,7 @@
 //! flags have PE_PRESENT, and finally `CLOSE`, answered with an `i32`
 //! status (0) once everything before it is written. `PARENT` asks about
 //! a parent pagemap (answered with an `i32`); `GET` belongs to lazy
-//! pages (a dumping side that serves pages), which rcriu does not do.
+//! pages: the restore's daemon asks a lazy dump for pages ([`crate::lazy`]).
 
 use rcriu_images::pages::PAGE_SIZE;
 

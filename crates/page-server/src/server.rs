@@ -132,7 +132,7 @@ impl<'a> Session<'a> {
                 proto::GET => {
                     return Err(Error::protocol(
                         &self.peer,
-                        "PS_IOV_GET asks for lazy pages, which rcriu's page server does not serve",
+                        "PS_IOV_GET asks for lazy pages, which the page server of images does not serve (a lazy dump does: dump --lazy-pages)",
                     ));
                 }
                 c => {

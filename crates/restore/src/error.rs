@@ -58,6 +58,13 @@ pub enum Error {
         gid: u32,
         groups: Vec<u32>,
     },
+    /// Lazy restore from a lazy dump's page server: the connection, or
+    /// the pages it sent.
+    #[error("lazy pages from the dump's page server")]
+    PageServer {
+        #[source]
+        source: rcriu_page_server::Error,
+    },
     /// Lazy restore: the daemon, its protocol, a process's memory.
     #[error("lazy pages: {what}")]
     Lazy { what: String },

@@ -13,6 +13,15 @@
 //! pages in the background, in growing chunks, and ends (status 0) when
 //! every lazy page of every process is in, or the process is gone.
 //!
+//! With a page server ([`Daemon::page_server`], criu's `lazy-pages
+//! --page-server --address A --port P`), the lazy pages come from the
+//! lazy dump that serves them (`dump --lazy-pages`,
+//! [`rcriu_page_server::lazy`]) instead of the images: each fault and
+//! each background chunk is a PS_IOV_GET for the process's pid in the
+//! images, its pages copied in from the answer; once every page is in,
+//! the daemon closes the session (PS_IOV_CLOSE, whose answer says the
+//! dump may end). A dump that goes away before is the daemon's end too.
+//!
 //! CRIU's daemon leaves a process silently broken if it dies early: the
 //! kernel then unregisters the areas and the missing pages read as zeros.
 //! rcriu's forks a guard first, in a session of its own and deaf to the
@@ -64,6 +73,7 @@ pub struct Daemon {
     listener: UnixListener,
     dir: ImageDir,
     path: PathBuf,
+    remote: Option<rcriu_page_server::Client>,
 }
 
 impl Daemon {
@@ -98,7 +108,15 @@ impl Daemon {
             listener,
             dir,
             path,
+            remote: None,
         })
+    }
+
+    /// Takes the lazy pages from the lazy dump's page server on `client`
+    /// (connected) instead of the images.
+    pub fn page_server(mut self, client: rcriu_page_server::Client) -> Daemon {
+        self.remote = Some(client);
+        self
     }
 
     /// Where it listens.
@@ -144,8 +162,12 @@ impl Daemon {
             chunk: FAULT_CHUNK,
             next: 0,
             hashed: Some((rd, hasher)),
+            remote: self.remote.map(|c| (c, Vec::new())),
         };
         s.run()?;
+        if let Some((c, _)) = s.remote.take() {
+            c.close().map_err(|source| Error::PageServer { source })?;
+        }
         s.guard.done();
         log::info!(
             "every lazy page is in: {} processes, {} faults, {} pages copied, {} zero pages",
@@ -173,15 +195,26 @@ struct Span {
 struct Source {
     pieces: Vec<Piece>,
     files: Vec<Mapped>,
+    /// Whether the lazy pages come from the dump's page server: then
+    /// `pieces` and `files` are empty.
+    remote: bool,
 }
 
 impl Source {
     /// The source of process `pid` of the dump in `dir`, and its lazy
     /// ranges.
-    fn load(dir: &ImageDir, pid: u32) -> Result<(Source, Vec<(u64, u64)>)> {
+    fn load(dir: &ImageDir, pid: u32, remote: bool) -> Result<(Source, Vec<(u64, u64)>)> {
         let mm = dir.mm(pid)?;
         let (runs, pages_id) = crate::pages::read_runs(dir, pid)?;
         let lazy = lazy_ranges(&mm.vmas, &runs);
+        if remote {
+            let src = Source {
+                pieces: Vec::new(),
+                files: Vec::new(),
+                remote: true,
+            };
+            return Ok((src, lazy));
+        }
         let (mut pieces, dirs) = match crate::pages::resolve(dir, pid)? {
             Some(r) => r,
             None => (own_pieces(&runs), vec![(dir.clone(), pages_id)]),
@@ -204,7 +237,11 @@ impl Source {
                 .len();
             files.push(Mapped::map(&f, len).map_err(Error::file("mapping", d.path().join(&name)))?);
         }
-        let src = Source { pieces, files };
+        let src = Source {
+            pieces,
+            files,
+            remote: false,
+        };
         // Every lazy page has its bytes in an image.
         for &(s, e) in &lazy {
             let mut at = s;
@@ -297,6 +334,8 @@ struct Serving {
         OwnedFd,
         std::thread::JoinHandle<rcriu_images::Result<Vec<String>>>,
     )>,
+    /// The lazy dump's page server, and the buffer its pages come into.
+    remote: Option<(rcriu_page_server::Client, Vec<u8>)>,
 }
 
 impl Serving {
@@ -410,7 +449,7 @@ impl Serving {
             return Err(Error::lazy("the restore sent pid 0"));
         }
         let (uffd, pidfd) = recv_fds(ctl, w)?;
-        let (src, lazy) = Source::load(&self.dir, w as u32)?;
+        let (src, lazy) = Source::load(&self.dir, w as u32, self.remote.is_some())?;
         let pending: Vec<Span> = lazy
             .iter()
             .map(|&(start, end)| Span {
@@ -583,6 +622,9 @@ impl Serving {
             return Ok(Fill::Done);
         };
         let img = span.img + (start - span.start);
+        if p.src.remote {
+            return self.fill_remote(i, start, end, img);
+        }
         let uffd = p.uffd.as_fd();
         let src = p.src.clone();
         let mut done = 0u64;
@@ -596,7 +638,9 @@ impl Serving {
                 return;
             }
             let dst = start + done;
-            match copy_in(uffd, dst, &src.files[level], off, len) {
+            let file = &src.files[level];
+            let copy = |d: u64, o: u64, l: u64| uffd_sys::copy(uffd, d, file, off + o, l);
+            match copy_in(copy, dst, len) {
                 Ok((n, c, None)) => {
                     done += n;
                     copied += c;
@@ -629,18 +673,63 @@ impl Serving {
     }
 }
 
-/// Copies `len` bytes at `off` of `src` to `dst`; when the area there
-/// changed (a page present already, or no area), page by page, those
+impl Serving {
+    /// [`Serving::fill`] from the lazy dump's page server: `[start,
+    /// end)` of process `i`, `img` in the images, asked for and copied
+    /// in, answer by answer.
+    fn fill_remote(&mut self, i: usize, start: u64, end: u64, img: u64) -> Result<Fill> {
+        let pid = self.procs[i].pid;
+        let Some((client, buf)) = self.remote.as_mut() else {
+            return Err(Error::lazy("no page server to ask"));
+        };
+        let mut done = 0u64;
+        let mut copied = 0u64;
+        let mut outcome = None;
+        while done < end - start && outcome.is_none() {
+            let want = (end - start - done) / PAGE;
+            let got = client
+                .get(pid as u32, img + done, want, buf)
+                .map_err(|source| Error::PageServer { source })?;
+            let len = got * PAGE;
+            let dst = start + done;
+            let uffd = self.procs[i].uffd.as_fd();
+            let copy = |d: u64, off: u64, l: u64| {
+                uffd_sys::copy_from(uffd, d, &buf[off as usize..(off + l) as usize])
+            };
+            let (n, c, o) = copy_in(copy, dst, len).map_err(|e| {
+                Error::io(format!("copying pages into process {pid} at {dst:#x}"))(e)
+            })?;
+            done += n;
+            copied += c;
+            outcome = o;
+        }
+        self.sum.pages_copied += copied / PAGE;
+        match outcome {
+            Some(Fill::Exited) => {
+                self.exited(i);
+                return Ok(Fill::Exited);
+            }
+            Some(Fill::Again) => {
+                cut(&mut self.procs[i].pending, start, start + done);
+                return Ok(Fill::Again);
+            }
+            _ => {}
+        }
+        cut(&mut self.procs[i].pending, start, start + done);
+        Ok(Fill::Done)
+    }
+}
+
+/// Copies `len` bytes to `dst` with `copy(dst, offset in the source,
+/// len)`; when the area there changed (a page present already, or no area), page by page, those
 /// pages settled without a copy. The bytes settled, the bytes copied, and
 /// how it stopped early.
 fn copy_in(
-    uffd: std::os::fd::BorrowedFd<'_>,
+    copy: impl Fn(u64, u64, u64) -> std::io::Result<Filled>,
     dst: u64,
-    src: &Mapped,
-    off: u64,
     len: u64,
 ) -> std::io::Result<(u64, u64, Option<Fill>)> {
-    let (n, e) = match uffd_sys::copy(uffd, dst, src, off, len)? {
+    let (n, e) = match copy(dst, 0, len)? {
         Filled::All => return Ok((len, len, None)),
         Filled::Part(n, e) => (n, e),
     };
@@ -650,7 +739,7 @@ fn copy_in(
         libc::EEXIST | libc::ENOENT => {
             let (mut done, mut copied) = (n, n);
             while done < len {
-                match uffd_sys::copy(uffd, dst + done, src, off + done, PAGE)? {
+                match copy(dst + done, done, PAGE)? {
                     Filled::All => copied += PAGE,
                     Filled::Part(_, libc::EEXIST | libc::ENOENT) => {}
                     Filled::Part(_, libc::EAGAIN) => {

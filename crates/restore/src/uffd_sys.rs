@@ -135,6 +135,31 @@ pub fn copy(
     })
 }
 
+/// `UFFDIO_COPY` of `src` (whole pages, received from a lazy dump's page
+/// server) to `dst` in the process of `uffd`.
+pub fn copy_from(uffd: BorrowedFd<'_>, dst: u64, src: &[u8]) -> io::Result<Filled> {
+    let mut c = UffdioCopy {
+        dst,
+        src: src.as_ptr() as u64,
+        len: src.len() as u64,
+        mode: 0,
+        copy: 0,
+    };
+    // SAFETY: the kernel reads `src.len()` bytes of the slice `src`, which
+    // the caller holds borrowed for the call, writes into the other
+    // process's registered area, and writes back `copy` in `c`.
+    let r = unsafe { libc::ioctl(uffd.as_raw_fd(), UFFDIO_COPY, &raw mut c) };
+    Ok(match r {
+        0 => Filled::All,
+        _ => {
+            let e = io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO);
+            Filled::Part(c.copy.max(0) as u64, e)
+        }
+    })
+}
+
 /// `UFFDIO_ZEROPAGE` of one page at `dst`.
 pub fn zero(uffd: BorrowedFd<'_>, dst: u64, len: u64) -> Filled {
     let mut z = UffdioZeropage {

@@ -190,6 +190,9 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
     if o.page_server {
         d = d.page_server(page_server_target(o)?);
     }
+    if o.lazy_pages {
+        d = d.lazy_pages(lazy_serve(o)?);
+    }
     if let Some(root) = &o.root {
         d = d.root(root);
     }
@@ -209,6 +212,33 @@ pub fn dump(o: &Options, face: Face, actions: &Actions) -> Result<DumpStats> {
         display_stats(&work, ImageFile::StatsDump);
     }
     Ok(stats)
+}
+
+/// criu's `dump --lazy-pages`: the socket its page server listens on
+/// (`--address`, any when not given, and `--port`), made before the
+/// process is touched so that a port in use is refused with the process
+/// left running; its TLS (`--tls`); its status-ready step.
+fn lazy_serve(o: &Options) -> Result<rcriu_dump::lazy::Serve> {
+    if o.ps_socket.is_some() {
+        return Err(Error::Refused(
+            "--ps-socket with --lazy-pages: a lazy dump serves its pages on a socket of its own (--address, --port)".into(),
+        ));
+    }
+    if o.port == 0 {
+        return Err(Error::Refused("--lazy-pages needs --port".into()));
+    }
+    let tls = tls_options(o)
+        .map(|t| rcriu_page_server::tls::ServerTls::new(&t, o.address.as_deref()))
+        .transpose()
+        .map_err(|e| Error::Refused(crate::report(&e)))?;
+    let (listener, port) = crate::page_server::listen(o.address.as_deref(), o.port)?;
+    log::info!("Starting lazy pages server on port {port}");
+    let ready = o.clone();
+    Ok(rcriu_dump::lazy::Serve {
+        listener,
+        tls,
+        ready: Box::new(move || crate::listen::status_ready(&ready).map_err(|e| crate::report(&e))),
+    })
 }
 
 /// Where `--page-server` sends the pages: the socket of `--ps-socket`,
