@@ -1958,6 +1958,27 @@ fn copy_images(c: &Container, from: &str, to: &str) -> PathBuf {
     to
 }
 
+/// The SysV IPC workload's container `c` checkpointed by rcriu: its
+/// facts, its images, their IPC namespace's id and shared memory entries.
+fn sysv_checkpointed(
+    c: &Container,
+) -> (
+    String,
+    rcriu_images::ImageDir,
+    u32,
+    Vec<rcriu_images::pb::IpcShmEntry>,
+) {
+    use rcriu_images::{ImageDir, ImageFile, pb};
+    let facts = wait_file(c, "tmp/stdout", "ready");
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    let dir = ImageDir::open(c.dir.0.join("images")).unwrap();
+    let ids: pb::TaskKobjIdsEntry = dir.read_one(ImageFile::Ids(1)).unwrap();
+    let ns = ids.ipc_ns_id.unwrap();
+    let shm = dir.read_all(ImageFile::IpcShm(ns.into())).unwrap();
+    (facts, dir, ns, shm)
+}
+
 /// Changes the image `name` in `dir`: `f` gets its bytes.
 fn edit_image(dir: &Path, name: &str, f: impl FnOnce(&mut Vec<u8>)) {
     let path = dir.join(name);
@@ -1983,16 +2004,9 @@ fn runc_restores_the_sysv_ipc_objects_of_a_container() {
     need_tools();
     let _g = common::setup();
     let c = ipc_sysv_container("ipc", "");
-    let facts = wait_file(&c, "tmp/stdout", "ready");
-    let out = c.checkpoint("work-dump");
-    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
     // The objects as CRIU 4.2 writes them; both attaches are areas.
-    use rcriu_images::{ImageDir, ImageFile, pb};
-    let images = c.dir.0.join("images");
-    let dir = ImageDir::open(&images).unwrap();
-    let ids: pb::TaskKobjIdsEntry = dir.read_one(ImageFile::Ids(1)).unwrap();
-    let ns = ids.ipc_ns_id.unwrap();
-    let shm: Vec<pb::IpcShmEntry> = dir.read_all(ImageFile::IpcShm(ns.into())).unwrap();
+    use rcriu_images::{ImageFile, pb};
+    let (facts, dir, ns, shm) = sysv_checkpointed(&c);
     let sizes: Vec<u64> = shm.iter().map(|s| s.size).collect();
     assert_eq!(sizes, [3 * 4096 + 100, 8 * 4096, 4096], "{facts}");
     assert!(shm.iter().all(|s| s.in_pagemaps == Some(true)));
@@ -2048,13 +2062,29 @@ fn criu_and_rcriu_restore_each_others_sysv_ipc_checkpoints() {
     let _g = common::setup();
     // CRIU 4.2 does not restore a queue's own msg_qbytes: the queue keeps
     // its default.
-    for (dumper, restorer, tag) in [
-        (criu.as_str(), RCRIU, "criu"),
-        (RCRIU, criu.as_str(), "rcriu"),
-    ] {
-        let c = ipc_sysv_container(&format!("ipcx{tag}"), "qbytes");
+    sysv_ipc_across(
+        &criu,
+        |tag| ipc_sysv_container(&format!("ipcx{tag}"), "qbytes"),
+        false,
+    );
+}
+
+/// The SysV IPC workload's container made by `make(tag)` checkpointed by
+/// each of CRIU 4.2 (`criu`) and rcriu and restored by the other; with
+/// `readable`, the images made readable to the container's root first
+/// (CRIU restores a user namespace's from inside it).
+fn sysv_ipc_across(criu: &str, make: impl Fn(&str) -> Container, readable: bool) {
+    for (dumper, restorer, tag) in [(criu, RCRIU, "criu"), (RCRIU, criu, "rcriu")] {
+        let c = make(tag);
         let out = c.checkpoint_with(dumper, "images", "work-dump");
         succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+        if readable {
+            run_ok(
+                Command::new("chmod")
+                    .args(["-R", "a+rX"])
+                    .arg(c.dir.0.join("images")),
+            );
+        }
         let v = ipc_sysv_verdict(&c, restorer, "images", "work-restore");
         assert_eq!(v, "PASS\n", "the restore of {tag}'s images");
     }
@@ -3623,15 +3653,9 @@ fn runc_restores_sysv_ipc_objects_in_a_user_namespace() {
     need_tools();
     let _g = common::setup();
     let c = ipc_sysv_in_userns("ipc-userns", "");
-    let facts = wait_file(&c, "tmp/stdout", "ready");
-    let out = c.checkpoint("work-dump");
-    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
     use rcriu_images::{ImageDir, ImageFile, pb};
-    let images = c.dir.0.join("images");
-    let dir = ImageDir::open(&images).unwrap();
-    let ids: pb::TaskKobjIdsEntry = dir.read_one(ImageFile::Ids(1)).unwrap();
-    let file = ImageFile::IpcShm(ids.ipc_ns_id.unwrap().into());
-    let shm: Vec<pb::IpcShmEntry> = dir.read_all(file).unwrap();
+    let (facts, _, ns, shm) = sysv_checkpointed(&c);
+    let file = ImageFile::IpcShm(ns.into());
     assert_eq!(shm.len(), 3, "{facts}");
     assert!(shm.iter().all(|s| s.in_pagemaps == Some(true)));
     let owners: Vec<(u32, u32, u32, u32)> = shm
@@ -3674,21 +3698,11 @@ fn criu_and_rcriu_restore_each_others_sysv_ipc_in_a_user_namespace() {
         return;
     };
     let _g = common::setup();
-    for (dumper, restorer, tag) in [
-        (criu.as_str(), RCRIU, "criu"),
-        (RCRIU, criu.as_str(), "rcriu"),
-    ] {
-        let c = ipc_sysv_in_userns(&format!("ipcux{tag}"), "qbytes");
-        let out = c.checkpoint_with(dumper, "images", "work-dump");
-        succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
-        run_ok(
-            Command::new("chmod")
-                .args(["-R", "a+rX"])
-                .arg(c.dir.0.join("images")),
-        );
-        let v = ipc_sysv_verdict(&c, restorer, "images", "work-restore");
-        assert_eq!(v, "PASS\n", "the restore of {tag}'s images");
-    }
+    sysv_ipc_across(
+        &criu,
+        |tag| ipc_sysv_in_userns(&format!("ipcux{tag}"), "qbytes"),
+        true,
+    );
 }
 
 /// podman's counter with a child: the child counts into /tmp/kid, the

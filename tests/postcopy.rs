@@ -107,23 +107,30 @@ fn remote_daemon_with(
     extra: &[String],
 ) -> Result<Daemon, std::process::Output> {
     let port = port.to_string();
-    let mut args: Vec<&str> = vec![
+    let mut args = daemon_args(d.to_str().unwrap(), &port);
+    args.extend(extra.iter().map(String::as_str));
+    Daemon::start(RCRIU, &args)
+}
+
+/// `lazy-pages --page-server` on `dir`, connected to `port` on
+/// loopback, saying on fd 1 when it listens, its log `lazy-pages.log`:
+/// rcriu's and CRIU's daemons take the same words.
+fn daemon_args<'a>(dir: &'a str, port: &'a str) -> Vec<&'a str> {
+    vec![
         "lazy-pages",
         "--page-server",
         "--address",
         "127.0.0.1",
         "--port",
-        &port,
+        port,
         "-D",
-        d.to_str().unwrap(),
+        dir,
         "--status-fd",
         "1",
         "-v4",
         "-o",
         "lazy-pages.log",
-    ];
-    args.extend(extra.iter().map(String::as_str));
-    Daemon::start(RCRIU, &args)
+    ]
 }
 
 fn restore_lazily(d: &Path) -> Result<(), String> {
@@ -416,25 +423,8 @@ fn rcriu_s_lazy_dump_is_served_to_criu_s_daemon() {
     let dump = lazy_dump(RCRIU, &mut w, &d, port, true);
     let port = port.to_string();
     let dd = d.to_str().unwrap();
-    let daemon = Daemon::start(
-        &criu,
-        &[
-            "lazy-pages",
-            "--page-server",
-            "--address",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "-D",
-            dd,
-            "--status-fd",
-            "1",
-            "-v4",
-            "-o",
-            "lazy-pages.log",
-        ],
-    )
-    .unwrap_or_else(|o| panic!("CRIU's daemon: {o:?}\n{}", log(&d, "lazy-pages.log")));
+    let daemon = Daemon::start(&criu, &daemon_args(dd, &port))
+        .unwrap_or_else(|o| panic!("CRIU's daemon: {o:?}\n{}", log(&d, "lazy-pages.log")));
     let out = std::process::Command::new(&criu)
         .args([
             "restore",
@@ -539,29 +529,10 @@ fn criu_s_lazy_dump_is_restored_by_rcriu() {
     let init = node.init.to_string();
     let port = port.to_string();
     let dd = d.to_str().unwrap();
-    let daemon = Daemon::start(
-        "nsenter",
-        &node.args(
-            &init,
-            &[
-                RCRIU,
-                "lazy-pages",
-                "--page-server",
-                "--address",
-                "127.0.0.1",
-                "--port",
-                &port,
-                "-D",
-                dd,
-                "--status-fd",
-                "1",
-                "-v4",
-                "-o",
-                "lazy-pages.log",
-            ],
-        ),
-    )
-    .unwrap_or_else(|o| panic!("the daemon: {o:?}\n{}", log(&d, "lazy-pages.log")));
+    let mut argv = vec![RCRIU];
+    argv.extend(daemon_args(dd, &port));
+    let daemon = Daemon::start("nsenter", &node.args(&init, &argv))
+        .unwrap_or_else(|o| panic!("the daemon: {o:?}\n{}", log(&d, "lazy-pages.log")));
     let out = std::process::Command::new("nsenter")
         .args(node.args(&init, &[RCRIU, "restore", "-D", dd, "--lazy-pages", "-d"]))
         .output()
