@@ -691,6 +691,98 @@ fn runc_restores_the_threads_of_a_containers_init() {
     threads_across_criu("");
 }
 
+/// `runc restore -d --file-locks` of the container `c` from `images`.
+fn restore_locks(c: &Container, images: &str, work: &str) -> Output {
+    c.runc()
+        .args([
+            "--criu",
+            RCRIU,
+            "restore",
+            "-d",
+            "--file-locks",
+            "--image-path",
+        ])
+        .arg(c.dir.0.join(images))
+        .arg("--work-path")
+        .arg(c.dir.0.join(work))
+        .arg("--bundle")
+        .arg(c.bundle())
+        .arg(&c.id)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+/// The verdict of the restored ct_lock container (its child's look at
+/// the lock); the container is then deleted.
+fn lock_verdict(c: &Container) -> String {
+    let _ = std::fs::remove_file(c.bundle().join("rootfs/tmp/verdict"));
+    run_ok(c.runc().args(["kill", &c.id, "USR1"]));
+    let v = wait_file(c, "tmp/verdict", "\n");
+    c.delete();
+    v
+}
+
+/// A POSIX lock held by a container's init (`runc checkpoint/restore
+/// --file-locks`) comes back held by it: a child forked after the restore
+/// finds its parent, pid 1 in the container, holding it (checked from
+/// inside). The lock's owner is written as the container numbers it, as
+/// CRIU 4.2 writes it (it was the host's pid, which no process of the
+/// images has: the restore took no lock and said nothing). Controls: the
+/// images without the lock restore a container whose child finds the
+/// file unlocked; a lock of a process not in the dump is refused by
+/// name.
+#[test]
+fn runc_restores_a_file_lock_of_a_containers_init() {
+    need_tools();
+    let _g = common::setup();
+    let c = Container::new(
+        "lock",
+        "cd /tmp && exec /bin/ct_lock /tmp/verdict > /tmp/stdout",
+    );
+    static_workload(&c, "ct_lock");
+    c.start();
+    wait_file(&c, "tmp/stdout", "ready");
+    let out = c.checkpoint_args(RCRIU, &["--file-locks"], "images", "work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    use rcriu_images::{ImageDir, ImageFile, pb};
+    let locks: Vec<pb::FileLockEntry> = ImageDir::open(c.dir.0.join("images"))
+        .unwrap()
+        .read_all(ImageFile::FileLocks)
+        .unwrap();
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    assert_eq!(locks[0].pid, 1, "the owner as the container numbers it");
+    let unlocked = copy_images(&c, "images", "images-unlocked");
+    let stranger = copy_images(&c, "images", "images-stranger");
+    let out = restore_locks(&c, "images", "work-restore");
+    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+    assert_eq!(lock_verdict(&c), "PASS\n");
+
+    // Control: the lock gone from the images.
+    let dir = ImageDir::open(&unlocked).unwrap();
+    dir.write_all::<pb::FileLockEntry>(ImageFile::FileLocks, &[])
+        .unwrap();
+    let out = restore_locks(&c, "images-unlocked", "work-restore2");
+    succeeded(&out, "restore", &c.dir.0.join("work-restore2/restore.log"));
+    assert_eq!(lock_verdict(&c), "FAIL: nobody holds the lock\n");
+
+    // A lock of a process the dump does not have: refused by name.
+    let dir = ImageDir::open(&stranger).unwrap();
+    let mut l = locks.clone();
+    l[0].pid = 4242;
+    dir.write_all(ImageFile::FileLocks, &l).unwrap();
+    let out = restore_locks(&c, "images-stranger", "work-restore3");
+    assert!(!out.status.success(), "restored a lock of no process");
+    let log = std::fs::read_to_string(c.dir.0.join("work-restore3/restore.log")).unwrap();
+    assert!(
+        log.contains("filelocks.img")
+            && log.contains("process 4242, which is not one of the dump's"),
+        "{log}"
+    );
+    c.delete();
+}
+
 /// A zombie child of a container's init comes back a zombie with its pid
 /// in the namespace and its exit status (which the init reaps, checked
 /// from inside). Control: the same images with the zombie's status

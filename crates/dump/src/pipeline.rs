@@ -1245,6 +1245,10 @@ fn collect_tree(
     let mut files_extra = sh.files.take_extra()?;
     if let Some(c) = &container {
         number_in_namespace(c, &mut procs, &mut zombies)?;
+        // The owners of the file locks, as the namespace numbers them.
+        for l in &mut files_extra.file_locks {
+            l.pid = c.vpid(l.pid);
+        }
         // A terminal's session and group, as the namespace numbers them.
         for t in &mut files_extra.tty_info {
             for v in [&mut t.sid, &mut t.pgrp] {

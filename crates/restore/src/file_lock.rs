@@ -73,10 +73,25 @@ pub fn check(entries: &[pb::FileLockEntry], pid: u32, fds: &[pb::FdinfoEntry]) -
     Ok(())
 }
 
+/// Refuses a lock whose owner is not a process of the dump (`tree`, the
+/// pids as the images number them): no process would take it, and the
+/// restore would go on without it.
+pub fn check_owners(entries: &[pb::FileLockEntry], tree: &[u32]) -> Result<()> {
+    match entries.iter().find(|e| !tree.contains(&(e.pid as u32))) {
+        Some(e) => Err(image_error(format!(
+            "a lock through fd {} of process {}, which is not one of the dump's",
+            e.fd, e.pid
+        ))),
+        None => Ok(()),
+    }
+}
+
 impl Locks {
-    /// The locks of `dir`, taken when `enabled` (criu's `--file-locks`).
-    pub fn load(dir: &ImageDir, enabled: bool) -> Result<Locks> {
+    /// The locks of `dir`, taken when `enabled` (criu's `--file-locks`),
+    /// each by a process of `tree` (the pids as the images number them).
+    pub fn load(dir: &ImageDir, enabled: bool, tree: &[u32]) -> Result<Locks> {
         let entries = read(dir)?;
+        check_owners(&entries, tree)?;
         if !enabled && !entries.is_empty() {
             log::warn!(
                 "the images hold {} file locks, left untaken without --file-locks (as criu leaves them)",

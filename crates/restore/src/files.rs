@@ -269,7 +269,11 @@ impl<'a> Opener<'a> {
             tmpfile_ghosts: Vec::new(),
             owned: Vec::new(),
             anon: anon::Anon::default(),
-            locks: file_lock::Locks::load(&img.dir, file_locks)?,
+            locks: file_lock::Locks::load(
+                &img.dir,
+                file_locks,
+                &tree.iter().map(|p| p.task.pid).collect::<Vec<_>>(),
+            )?,
             tree: Vec::new(),
             ns: namespaces_of(img, tree),
             dead: proc_remap::Helpers::make(&proc_remap::load(
@@ -617,7 +621,9 @@ pub fn check_kinds(
     let ttys = tty::Ttys::load(&img.dir)?;
     ghost::Ghosts::load(&img.dir)?;
     link_remap::Links::load(&img.dir, &img.files)?;
-    file_lock::check(&file_lock::read(&img.dir)?, img.task.pid, &img.task.fdinfo)?;
+    let locks = file_lock::read(&img.dir)?;
+    file_lock::check(&locks, img.task.pid, &img.task.fdinfo)?;
+    file_lock::check_owners(&locks, tree)?;
     proc_remap::load(&img.dir, tree, own_pid_ns(img))?;
     for e in &img.task.fdinfo {
         let entry = img.file(e.id, &from)?;
