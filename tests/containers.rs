@@ -783,6 +783,96 @@ fn runc_restores_a_file_lock_of_a_containers_init() {
     c.delete();
 }
 
+/// The owner of an open file's signals (`F_SETOWN`) of a container's
+/// init comes back as the container numbers it: the init finds itself
+/// (pid 1) still owning its pipe, with its signal (checked from inside).
+/// It was written by host pid, which the restore gave to whatever host
+/// process had that pid (the container saw owner 0). Control: an owner
+/// the dump has not (pid 2) is refused naming files.img.
+#[test]
+fn runc_restores_the_owner_of_a_files_signals_in_a_container() {
+    need_tools();
+    let _g = common::setup();
+    let c = Container::new(
+        "fown",
+        "cd /tmp && exec /bin/ct_fown /tmp/verdict > /tmp/stdout",
+    );
+    static_workload(&c, "ct_fown");
+    c.start();
+    wait_file(&c, "tmp/stdout", "ready");
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    let changed = copy_images(&c, "images", "images-owner");
+    let out = c.restore();
+    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+    assert_eq!(lock_verdict(&c), "PASS\n");
+
+    // Control: the pipe's owner made pid 2 (a pid the container has not).
+    use rcriu_images::{ImageDir, ImageFile, pb};
+    let dir = ImageDir::open(&changed).unwrap();
+    let mut files: Vec<pb::FileEntry> = dir.read_all(ImageFile::Files).unwrap();
+    let owned = files
+        .iter_mut()
+        .filter_map(|f| f.pipe.as_mut())
+        .find(|p| p.fown.pid != 0)
+        .expect("the owned pipe");
+    assert_eq!(owned.fown.pid, 1, "the owner as the container numbers it");
+    owned.fown.pid = 2;
+    dir.write_all(ImageFile::Files, &files).unwrap();
+    let out = c.restore_with(RCRIU, "images-owner", "work-restore2");
+    assert!(!out.status.success(), "restored an owner the dump has not");
+    let log = std::fs::read_to_string(c.dir.0.join("work-restore2/restore.log")).unwrap();
+    assert!(
+        log.contains("files.img") && log.contains("process 2, which is not one of the dump's"),
+        "{log}"
+    );
+    c.delete();
+}
+
+/// A POSIX timer of a container's init that signals one of its threads
+/// (`SIGEV_THREAD_ID`, as glibc's `SIGEV_THREAD` timers do) comes back
+/// signalling that thread, by its tid as the container numbers it
+/// (checked from inside, in /proc/self/timers). It was written by host
+/// tid, which the dump's own check of its images then refused. Control:
+/// the thread named in the images changed is refused naming the core
+/// image.
+#[test]
+fn runc_restores_a_timer_signalling_a_thread_in_a_container() {
+    need_tools();
+    let _g = common::setup();
+    let c = Container::new(
+        "timer",
+        "cd /tmp && exec /bin/ct_timer /tmp/verdict > /tmp/stdout",
+    );
+    static_workload_with(&c, "ct_timer", &["-pthread"]);
+    c.start();
+    wait_file(&c, "tmp/stdout", "ready");
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    let changed = copy_images(&c, "images", "images-thread");
+    let out = c.restore();
+    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+    assert_eq!(lock_verdict(&c), "PASS\n");
+
+    // Control: the timer made to signal a thread the process has not.
+    use rcriu_images::{ImageDir, ImageFile, pb};
+    let dir = ImageDir::open(&changed).unwrap();
+    let mut core: pb::CoreEntry = dir.read_one(ImageFile::Core(1)).unwrap();
+    let timers = core.tc.as_mut().and_then(|t| t.timers.as_mut()).unwrap();
+    let t = timers
+        .posix
+        .iter_mut()
+        .find(|t| t.notify_thread_id.is_some())
+        .unwrap();
+    t.notify_thread_id = Some(77);
+    dir.write_one(ImageFile::Core(1), &core).unwrap();
+    let out = c.restore_with(RCRIU, "images-thread", "work-restore2");
+    assert!(!out.status.success(), "restored a timer of no thread");
+    let log = std::fs::read_to_string(c.dir.0.join("work-restore2/restore.log")).unwrap();
+    assert!(log.contains("signals thread 77"), "{log}");
+    c.delete();
+}
+
 /// A zombie child of a container's init comes back a zombie with its pid
 /// in the namespace and its exit status (which the init reaps, checked
 /// from inside). Control: the same images with the zombie's status

@@ -504,6 +504,10 @@ pub struct Files {
     /// The pids of the tree's processes (zombies too), whose pidfds are
     /// restored.
     pub tree: Vec<Pid>,
+    /// In a pid namespace of the tree's own: each thread's pid there, by
+    /// host pid, to name the owners of open files' signals (F_SETOWN) as
+    /// the images name processes.
+    pub vpids: Option<Vec<(Pid, Pid)>>,
     /// What the dump knows of sockets.
     pub(crate) sockets: sockets::Sockets,
     /// Files in flight, held while the dump lasts (kcmp compares them).
@@ -596,6 +600,35 @@ impl Extra {
     }
 }
 
+impl Files {
+    /// `fown` with its owner (a process or thread, or the leader of a
+    /// group) named as the images name processes; in a pid namespace of
+    /// the tree's own, an owner outside it is refused by name (the
+    /// restore could not give the file to it).
+    fn named_owner(&self, f: &OpenFd, mut fown: pb::FownEntry) -> Result<pb::FownEntry> {
+        let Some(vpids) = &self.vpids else {
+            return Ok(fown);
+        };
+        if fown.pid == 0 {
+            return Ok(fown);
+        }
+        let host = fown.pid as Pid;
+        match vpids.iter().find(|(h, _)| *h == host) {
+            Some((_, v)) => fown.pid = *v as u32,
+            None => {
+                return Err(Error::unsupported(
+                    self.pid,
+                    format!(
+                        "fd {}: its signals go (F_SETOWN) to process {host}, outside the tree's pid namespace",
+                        f.fd
+                    ),
+                ));
+            }
+        }
+        Ok(fown)
+    }
+}
+
 /// The owner an open file signals, as CRIU records it.
 pub fn fown(pid: Pid, f: &OpenFd) -> Result<pb::FownEntry> {
     let mut e = pb::FownEntry {
@@ -665,6 +698,7 @@ impl Files {
             ttys: tty::Seen::default(),
             locks: file_lock::Locks::default(),
             tree: Vec::new(),
+            vpids: None,
             namespaces: crate::nsfile::Held::default(),
             dead: crate::proc_remap::Dead::default(),
         }
@@ -908,7 +942,7 @@ impl Files {
             .or_default()
             .push((owner, number, id));
         self.cache.push((f.info.dev, f.info.ino, f.info.mnt_id, id));
-        let fown = fown(self.pid, f)?;
+        let fown = self.named_owner(f, fown(self.pid, f)?)?;
         let pid = self.pid;
         self.locks.note(pid, f, self.opts.file_locks)?;
         match f.kind() {

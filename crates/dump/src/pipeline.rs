@@ -1187,6 +1187,9 @@ fn collect_tree(
         locks_frozen: files::Locks::start(),
     };
     sh.files.tree = tree.members.iter().map(|m| m.pid).collect();
+    if let Some(c) = container.as_ref().filter(|c| c.own.contains(&NsKind::Pid)) {
+        sh.files.vpids = Some(c.vpids.clone());
+    }
     // The memory of the container's SysV shm segments, read frozen.
     if let Some(ipc) = container.as_ref().and_then(|c| c.ipc.as_ref()) {
         let mut create = |f| out.created(f);
@@ -1336,8 +1339,16 @@ fn number_in_namespace(
         for t in &mut e.threads {
             *t = v(*t);
         }
-        for (tid, _) in &mut p.cores {
+        for (tid, core) in &mut p.cores {
             *tid = v(*tid);
+            // A POSIX timer signalling one thread (SIGEV_THREAD_ID, as
+            // glibc's SIGEV_THREAD does) names it as the namespace does.
+            let timers = core.tc.as_mut().and_then(|tc| tc.timers.as_mut());
+            for t in timers.into_iter().flat_map(|t| t.posix.iter_mut()) {
+                if let Some(id) = &mut t.notify_thread_id {
+                    *id = c.vpid(*id as Pid) as _;
+                }
+            }
         }
         p.pages_from = p.pages_from.map(|f| c.vpid(f));
         p.pid = c.vpid(host);

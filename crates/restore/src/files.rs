@@ -719,9 +719,24 @@ fn owner_kind(pid_type: u32) -> i32 {
 }
 
 /// Gives the open files their owners, once the process (and its pid)
-/// exists; `fds` are rcriu's copies, by target.
-pub fn set_owners(owners: &[(i32, i32, i32)], fds: &[FdSource]) -> Result<()> {
-    for &(target, kind, pid) in owners {
+/// exists; `fds` are rcriu's copies, by target; `on_host` maps a pid of
+/// the images to rcriu's pid namespace, where the owner is given (`None`:
+/// no process of the restore has it, in a pid namespace of its own,
+/// refused naming files.img).
+pub fn set_owners(
+    owners: &[(i32, i32, i32)],
+    fds: &[FdSource],
+    on_host: impl Fn(i32) -> Option<i32>,
+) -> Result<()> {
+    for &(target, kind, image_pid) in owners {
+        let Some(pid) = on_host(image_pid) else {
+            return Err(Error::invalid(
+                ImageFile::Files.name(),
+                format!(
+                    "fd {target} signals (F_SETOWN) process {image_pid}, which is not one of the dump's"
+                ),
+            ));
+        };
         if let Some((_, _, f)) = fds.iter().find(|(t, _, _)| *t == target) {
             files_sys::set_owner(f.as_fd(), kind, pid).map_err(Error::io(format!(
                 "giving fd {target} its owner {pid} (F_SETOWN_EX)"

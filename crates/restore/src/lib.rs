@@ -1142,7 +1142,11 @@ impl Restore {
         }
         // Every process exists: the open files get their owners.
         for p in &procs {
-            files::set_owners(&p.owners, &p.sources)?;
+            files::set_owners(&p.owners, &p.sources, |pid| match hosts.get(&pid) {
+                Some(h) => Some(*h),
+                None if in_pidns => None,
+                None => Some(pid),
+            })?;
         }
         let (mut pages_compared, mut pages_cow) = (0u64, 0u64);
         for (p, pl) in procs.iter().zip(&placed) {
