@@ -714,9 +714,36 @@ fn restore_locks(c: &Container, images: &str, work: &str) -> Output {
         .unwrap()
 }
 
-/// The verdict of the restored ct_lock container (its child's look at
-/// the lock); the container is then deleted.
-fn lock_verdict(c: &Container) -> String {
+/// A container whose init is the static workload `name`
+/// (tests/workloads/NAME.c, built with `flags`), run as `NAME
+/// /tmp/verdict`, ready.
+fn one_workload(tag: &str, name: &str, flags: &[&str]) -> Container {
+    let c = Container::new(
+        tag,
+        &format!("cd /tmp && exec /bin/{name} /tmp/verdict > /tmp/stdout"),
+    );
+    static_workload_with(&c, name, flags);
+    c.start();
+    wait_file(&c, "tmp/stdout", "ready");
+    c
+}
+
+/// The one-workload container `c` checkpointed and restored by rcriu,
+/// passing its check; a copy of its images in `copy` is returned, for a
+/// control.
+fn restored_passing(c: &Container, copy: &str) -> PathBuf {
+    let out = c.checkpoint("work-dump");
+    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
+    let changed = copy_images(c, "images", copy);
+    let out = c.restore();
+    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
+    assert_eq!(usr1_verdict(c), "PASS\n");
+    changed
+}
+
+/// The verdict of a restored one-workload container, asked with SIGUSR1;
+/// the container is then deleted.
+fn usr1_verdict(c: &Container) -> String {
     let _ = std::fs::remove_file(c.bundle().join("rootfs/tmp/verdict"));
     run_ok(c.runc().args(["kill", &c.id, "USR1"]));
     let v = wait_file(c, "tmp/verdict", "\n");
@@ -737,13 +764,7 @@ fn lock_verdict(c: &Container) -> String {
 fn runc_restores_a_file_lock_of_a_containers_init() {
     need_tools();
     let _g = common::setup();
-    let c = Container::new(
-        "lock",
-        "cd /tmp && exec /bin/ct_lock /tmp/verdict > /tmp/stdout",
-    );
-    static_workload(&c, "ct_lock");
-    c.start();
-    wait_file(&c, "tmp/stdout", "ready");
+    let c = one_workload("lock", "ct_lock", &[]);
     let out = c.checkpoint_args(RCRIU, &["--file-locks"], "images", "work-dump");
     succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
     use rcriu_images::{ImageDir, ImageFile, pb};
@@ -757,7 +778,7 @@ fn runc_restores_a_file_lock_of_a_containers_init() {
     let stranger = copy_images(&c, "images", "images-stranger");
     let out = restore_locks(&c, "images", "work-restore");
     succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
-    assert_eq!(lock_verdict(&c), "PASS\n");
+    assert_eq!(usr1_verdict(&c), "PASS\n");
 
     // Control: the lock gone from the images.
     let dir = ImageDir::open(&unlocked).unwrap();
@@ -765,7 +786,7 @@ fn runc_restores_a_file_lock_of_a_containers_init() {
         .unwrap();
     let out = restore_locks(&c, "images-unlocked", "work-restore2");
     succeeded(&out, "restore", &c.dir.0.join("work-restore2/restore.log"));
-    assert_eq!(lock_verdict(&c), "FAIL: nobody holds the lock\n");
+    assert_eq!(usr1_verdict(&c), "FAIL: nobody holds the lock\n");
 
     // A lock of a process the dump does not have: refused by name.
     let dir = ImageDir::open(&stranger).unwrap();
@@ -793,19 +814,8 @@ fn runc_restores_a_file_lock_of_a_containers_init() {
 fn runc_restores_the_owner_of_a_files_signals_in_a_container() {
     need_tools();
     let _g = common::setup();
-    let c = Container::new(
-        "fown",
-        "cd /tmp && exec /bin/ct_fown /tmp/verdict > /tmp/stdout",
-    );
-    static_workload(&c, "ct_fown");
-    c.start();
-    wait_file(&c, "tmp/stdout", "ready");
-    let out = c.checkpoint("work-dump");
-    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
-    let changed = copy_images(&c, "images", "images-owner");
-    let out = c.restore();
-    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
-    assert_eq!(lock_verdict(&c), "PASS\n");
+    let c = one_workload("fown", "ct_fown", &[]);
+    let changed = restored_passing(&c, "images-owner");
 
     // Control: the pipe's owner made pid 2 (a pid the container has not).
     use rcriu_images::{ImageDir, ImageFile, pb};
@@ -840,19 +850,8 @@ fn runc_restores_the_owner_of_a_files_signals_in_a_container() {
 fn runc_restores_a_timer_signalling_a_thread_in_a_container() {
     need_tools();
     let _g = common::setup();
-    let c = Container::new(
-        "timer",
-        "cd /tmp && exec /bin/ct_timer /tmp/verdict > /tmp/stdout",
-    );
-    static_workload_with(&c, "ct_timer", &["-pthread"]);
-    c.start();
-    wait_file(&c, "tmp/stdout", "ready");
-    let out = c.checkpoint("work-dump");
-    succeeded(&out, "checkpoint", &c.dir.0.join("work-dump/dump.log"));
-    let changed = copy_images(&c, "images", "images-thread");
-    let out = c.restore();
-    succeeded(&out, "restore", &c.dir.0.join("work-restore/restore.log"));
-    assert_eq!(lock_verdict(&c), "PASS\n");
+    let c = one_workload("timer", "ct_timer", &["-pthread"]);
+    let changed = restored_passing(&c, "images-thread");
 
     // Control: the timer made to signal a thread the process has not.
     use rcriu_images::{ImageDir, ImageFile, pb};
