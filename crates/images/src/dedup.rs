@@ -41,6 +41,13 @@ const MAX_PARENTS: usize = 64;
 /// to punch, and the addresses its entries cover (to look up one level
 /// further up). `want` and `runs` are in address order.
 pub fn plan_level(want: &[Span], runs: &[PageRun]) -> (Vec<Span>, Vec<Span>) {
+    walk(want, runs, true)
+}
+
+/// The runs of `runs` over `want`: the byte ranges of the pages they
+/// hold themselves (to punch), and the addresses passed up a level, all
+/// of them (`pass_all`) or only those kept in the parent (`PE_PARENT`).
+fn walk(want: &[Span], runs: &[PageRun], pass_all: bool) -> (Vec<Span>, Vec<Span>) {
     let mut punch = Vec::new();
     let mut pass = Vec::new();
     for &(ws, we) in want {
@@ -48,13 +55,16 @@ pub fn plan_level(want: &[Span], runs: &[PageRun]) -> (Vec<Span>, Vec<Span>) {
         while let Some(r) = runs.get(i).filter(|r| r.vaddr < we) {
             let (a, b) = (ws.max(r.vaddr), we.min(r.end()));
             if a < b {
-                if r.flags & PE_PARENT == 0
+                let parent = r.flags & PE_PARENT != 0;
+                if !parent
                     && r.flags & PE_PRESENT != 0
                     && let Some(off) = r.pages_offset
                 {
                     merge(&mut punch, off + (a - r.vaddr), off + (b - r.vaddr));
                 }
-                merge(&mut pass, a, b);
+                if pass_all || parent {
+                    merge(&mut pass, a, b);
+                }
             }
             i += 1;
         }
@@ -74,25 +84,7 @@ fn merge(v: &mut Vec<Span>, a: u64, b: u64) {
 /// (`restore --auto-dedup`): the byte ranges of its pages image read for
 /// `want`, and the addresses of `want` kept further up.
 pub fn plan_read_level(want: &[Span], runs: &[PageRun]) -> (Vec<Span>, Vec<Span>) {
-    let mut punch = Vec::new();
-    let mut pass = Vec::new();
-    for &(ws, we) in want {
-        let mut i = runs.partition_point(|r| r.end() <= ws);
-        while let Some(r) = runs.get(i).filter(|r| r.vaddr < we) {
-            let (a, b) = (ws.max(r.vaddr), we.min(r.end()));
-            if a < b {
-                if r.flags & PE_PARENT != 0 {
-                    merge(&mut pass, a, b);
-                } else if r.flags & PE_PRESENT != 0
-                    && let Some(off) = r.pages_offset
-                {
-                    merge(&mut punch, off + (a - r.vaddr), off + (b - r.vaddr));
-                }
-            }
-            i += 1;
-        }
-    }
-    (punch, pass)
+    walk(want, runs, false)
 }
 
 /// The addresses a dump's pagemap holds itself (every entry not kept in

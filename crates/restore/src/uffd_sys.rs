@@ -113,43 +113,35 @@ pub fn copy(
     if off.checked_add(len).is_none_or(|end| end > src.len as u64) {
         return Err(io::Error::from_raw_os_error(libc::EFAULT));
     }
-    let mut c = UffdioCopy {
-        dst,
-        src: src.addr as u64 + off,
-        len,
-        mode: 0,
-        copy: 0,
-    };
-    // SAFETY: the kernel reads `len` bytes inside the mapping `src` (just
-    // checked), writes into the other process's registered area, and
-    // writes back `copy` in `c`.
-    let r = unsafe { libc::ioctl(uffd.as_raw_fd(), UFFDIO_COPY, &raw mut c) };
-    Ok(match r {
-        0 => Filled::All,
-        _ => {
-            let e = io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO);
-            Filled::Part(c.copy.max(0) as u64, e)
-        }
-    })
+    // SAFETY: `len` bytes at `off` are inside the mapping `src` (just
+    // checked), which the caller holds for the call.
+    Ok(unsafe { copy_raw(uffd, dst, src.addr as u64 + off, len) })
 }
 
 /// `UFFDIO_COPY` of `src` (whole pages, received from a lazy dump's page
 /// server) to `dst` in the process of `uffd`.
 pub fn copy_from(uffd: BorrowedFd<'_>, dst: u64, src: &[u8]) -> io::Result<Filled> {
+    // SAFETY: the slice `src` is borrowed for the call.
+    Ok(unsafe { copy_raw(uffd, dst, src.as_ptr() as u64, src.len() as u64) })
+}
+
+/// `UFFDIO_COPY` of the `len` bytes at `src` to `dst`.
+///
+/// # Safety
+/// `src..src + len` is memory of this process readable for the call.
+unsafe fn copy_raw(uffd: BorrowedFd<'_>, dst: u64, src: u64, len: u64) -> Filled {
     let mut c = UffdioCopy {
         dst,
-        src: src.as_ptr() as u64,
-        len: src.len() as u64,
+        src,
+        len,
         mode: 0,
         copy: 0,
     };
-    // SAFETY: the kernel reads `src.len()` bytes of the slice `src`, which
-    // the caller holds borrowed for the call, writes into the other
-    // process's registered area, and writes back `copy` in `c`.
+    // SAFETY: the kernel reads `len` bytes at `src` (the caller vouches
+    // for them), writes into the other process's registered area, and
+    // writes back `copy` in `c`.
     let r = unsafe { libc::ioctl(uffd.as_raw_fd(), UFFDIO_COPY, &raw mut c) };
-    Ok(match r {
+    match r {
         0 => Filled::All,
         _ => {
             let e = io::Error::last_os_error()
@@ -157,7 +149,7 @@ pub fn copy_from(uffd: BorrowedFd<'_>, dst: u64, src: &[u8]) -> io::Result<Fille
                 .unwrap_or(libc::EIO);
             Filled::Part(c.copy.max(0) as u64, e)
         }
-    })
+    }
 }
 
 /// `UFFDIO_ZEROPAGE` of one page at `dst`.
