@@ -20,12 +20,11 @@
 //! A connection that ends before CLOSE is an error here (CRIU's dump
 //! takes it as the end): the daemon did not say it has every page.
 
-use std::io::Read;
 use std::os::fd::BorrowedFd;
 
 use rcriu_images::pages::{PAGE_SIZE, PE_PRESENT};
 
-use crate::proto::{self, IOV_SIZE, Iov};
+use crate::proto::{self, Iov};
 use crate::{Error, PageStream, Result};
 
 /// The pages a lazy dump holds.
@@ -57,7 +56,7 @@ pub fn serve<S: PageStream>(
     let mut served = Served::default();
     let mut buf = Vec::new();
     loop {
-        let Some(iov) = next(sock, peer)? else {
+        let Some(iov) = proto::read_request(sock, peer)? else {
             return Err(Error::protocol(
                 peer,
                 "the lazy-pages daemon closed the connection before PS_IOV_CLOSE",
@@ -106,27 +105,6 @@ pub fn serve<S: PageStream>(
         served.pages
     );
     Ok(served)
-}
-
-/// The next request; `None` at the end of the connection.
-fn next<S: Read>(sock: &mut S, peer: &str) -> Result<Option<Iov>> {
-    let mut b = [0u8; IOV_SIZE];
-    let mut got = 0;
-    while got < IOV_SIZE {
-        match sock.read(&mut b[got..]) {
-            Ok(0) if got == 0 => return Ok(None),
-            Ok(0) => {
-                return Err(Error::protocol(
-                    peer,
-                    format!("the connection ended in a request ({got} of {IOV_SIZE} bytes)"),
-                ));
-            }
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io(peer, "reading a request")(e)),
-        }
-    }
-    Ok(Some(Iov::from_bytes(&b)))
 }
 
 /// Answers one PS_IOV_GET; the pages sent.
@@ -213,7 +191,8 @@ fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8], off: u64) -> std::io::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use crate::proto::IOV_SIZE;
+    use std::io::{Read, Write};
     use std::os::fd::AsFd;
     use std::os::unix::net::UnixStream;
 

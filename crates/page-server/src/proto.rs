@@ -167,6 +167,28 @@ pub fn command_name(cmd: u32) -> String {
     }
 }
 
+/// The next request read from `sock` (a peer's at `peer`); `None` when
+/// the connection ends between requests.
+pub fn read_request<S: std::io::Read>(sock: &mut S, peer: &str) -> crate::Result<Option<Iov>> {
+    let mut b = [0u8; IOV_SIZE];
+    let mut got = 0;
+    while got < IOV_SIZE {
+        match sock.read(&mut b[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => {
+                return Err(crate::Error::protocol(
+                    peer,
+                    format!("the connection ended in a request ({got} of {IOV_SIZE} bytes)"),
+                ));
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(crate::Error::io(peer, "reading a request")(e)),
+        }
+    }
+    Ok(Some(Iov::from_bytes(&b)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use rcriu_images::pages::{PAGE_SIZE, PE_LAZY, PE_PARENT, PE_PRESENT, PagemapWriter, PagesWriter};
 use rcriu_images::{ImageDir, ImageFile};
 
-use crate::proto::{self, Dst, IOV_SIZE, Iov};
+use crate::proto::{self, Dst, Iov};
 use crate::{Error, PageStream, Result};
 
 /// The first pages image number a page server gives (CRIU's
@@ -104,7 +104,7 @@ impl<'a> Session<'a> {
 
     fn requests<S: PageStream>(&mut self, sock: &mut S) -> Result<()> {
         loop {
-            let Some(iov) = self.next(sock)? else {
+            let Some(iov) = proto::read_request(sock, &self.peer)? else {
                 return Err(Error::protocol(
                     &self.peer,
                     "the connection ended before PS_IOV_CLOSE: the data were not flushed",
@@ -143,27 +143,6 @@ impl<'a> Session<'a> {
                 }
             }
         }
-    }
-
-    /// The next request; `None` at the end of the connection.
-    fn next<S: Read>(&self, sock: &mut S) -> Result<Option<Iov>> {
-        let mut b = [0u8; IOV_SIZE];
-        let mut got = 0;
-        while got < IOV_SIZE {
-            match sock.read(&mut b[got..]) {
-                Ok(0) if got == 0 => return Ok(None),
-                Ok(0) => {
-                    return Err(Error::protocol(
-                        &self.peer,
-                        format!("the connection ended in a request ({got} of {IOV_SIZE} bytes)"),
-                    ));
-                }
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io(&self.peer, "reading a request")(e)),
-            }
-        }
-        Ok(Some(Iov::from_bytes(&b)))
     }
 
     fn reply<S: Write>(&self, sock: &mut S, b: &[u8], to: u32) -> Result<()> {
